@@ -1,0 +1,109 @@
+/** Lifecycle states of a VM. */
+export type VMState = "created" | "starting" | "running" | "stopping" | "stopped" | "error" | "deleting";
+
+export const VM_NAME_RULE = "[a-z0-9][a-z0-9-]{0,62}";
+export const VM_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/**
+ * What a VM *is*: durable, lives in the `vms` row. Paths are derived from
+ * VMDir and never change while the VM exists.
+ */
+export interface VMRuntime {
+  state: VMState;
+  guestIP: string;
+  apiSockPath: string;
+  vsockPath: string;
+  vsockCID: number;
+  logPath: string;
+  metricsPath: string;
+  dnsName: string;
+  vmDir: string;
+  systemOverlay: string;
+  workDiskPath: string;
+  lastError: string;
+  /** Where the host reaches the guest's SSH server (loopback port forward by default). */
+  sshHost: string;
+  sshPort: number;
+}
+
+export interface VMSpec {
+  image: string;
+  cpus: number;
+  memoryMiB: number;
+  /** Size of the system disk in MiB (0 = the image's size). */
+  diskMiB: number;
+  /** Size of an extra work disk in MiB (0 = none). */
+  workDiskMiB: number;
+  driver: string;
+}
+
+export interface VMRecord {
+  id: string;
+  name: string;
+  spec: VMSpec;
+  runtime: VMRuntime;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/**
+ * What is *currently true* about a running VM: transient kernel/process
+ * handles. NEVER stored in SQLite; kept in the daemon's cache and in
+ * VMDir/handles.json.
+ */
+export interface VMHandles {
+  pid: number;
+  /** /proc/<pid>/stat starttime (clock ticks since boot): guards against PID reuse. */
+  pidStartTime: number;
+  tapDevice: string;
+  baseLoop: string;
+  cowLoop: string;
+  dmName: string;
+  dmDev: string;
+  /** Entries contributed by plugins, keyed by plugin-chosen names. */
+  extra: Record<string, string>;
+}
+
+export function emptyHandles(): VMHandles {
+  return { pid: 0, pidStartTime: 0, tapDevice: "", baseLoop: "", cowLoop: "", dmName: "", dmDev: "", extra: {} };
+}
+
+export interface ImageRecord {
+  name: string;
+  dir: string;
+  kernelPath: string;
+  initrdPath: string;
+  rootfsPath: string;
+  kernelVersion: string;
+  sizeBytes: number;
+  createdAt: string;
+  source: "built" | "imported";
+}
+
+export type SessionStdinMode = "pipe" | "closed";
+export type SessionStatus = "starting" | "running" | "exited" | "failed" | "stopped";
+
+export interface GuestSession {
+  id: string;
+  vmId: string;
+  name: string;
+  backend: "ssh";
+  command: string;
+  args: string[];
+  cwd: string;
+  stdinMode: SessionStdinMode;
+  status: SessionStatus;
+  guestStateDir: string;
+  stdoutLogPath: string;
+  stderrLogPath: string;
+  attachable: boolean;
+  reattachable: boolean;
+  launchStage: string;
+  launchMessage: string;
+  guestPid: number;
+  exitCode: number | null;
+  startedAt: string;
+  endedAt: string;
+  createdAt: string;
+  updatedAt: string;
+}

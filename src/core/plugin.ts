@@ -1,0 +1,48 @@
+import type { HookHandler, HookName, HookOptions } from "./hooks.ts";
+import type { ImageRecord, VMRecord } from "./model.ts";
+import type { Host } from "../host/types.ts";
+import type { VMMDriver } from "../vmm/driver.ts";
+
+export interface Logger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+  debug(msg: string): void;
+}
+
+export interface BangerPaths {
+  home: string;
+  imagesDir: string;
+  vmsDir: string;
+}
+
+/** Read access to the store that plugins may need (e.g. to pick a free port). */
+export interface PluginStoreView {
+  listVMs(): VMRecord[];
+  getImage(name: string): ImageRecord | null;
+}
+
+/** A command-line-free extension point: what a plugin's setup receives. */
+export interface PluginContext {
+  readonly name: string;
+  readonly host: Host;
+  readonly paths: BangerPaths;
+  readonly log: Logger;
+  readonly store: PluginStoreView;
+  /** Register a hook handler; returns its own unregister function. */
+  hook<K extends HookName>(name: K, handler: HookHandler<K>, opts?: HookOptions): () => void;
+  /** Make a VMM driver available under driver.name. */
+  registerDriver(driver: VMMDriver): void;
+}
+
+export interface BangerPlugin {
+  name: string;
+  /** Shown by `banger plugin list`. */
+  description?: string;
+  setup(ctx: PluginContext): void | Promise<void>;
+}
+
+/** Identity helper for typing: `export default definePlugin({ name, setup(ctx) { … } })`. */
+export function definePlugin(plugin: BangerPlugin): BangerPlugin {
+  return plugin;
+}

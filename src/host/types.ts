@@ -1,0 +1,100 @@
+/**
+ * The only door to the host. Everything with a side effect (processes,
+ * files, SSH, time) goes through these interfaces so tests can pass fakes
+ * that record what was asked.
+ */
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export interface ExecOptions {
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  input?: string | Uint8Array;
+  timeoutMs?: number;
+  /** Throw a BangerError when the exit code is not 0 (default true). */
+  check?: boolean;
+  /** Called with each line of stderr/stdout as it arrives (progress). */
+  onLine?: (line: string) => void;
+}
+
+export interface Exec {
+  run(cmd: string, args: string[], opts?: ExecOptions): Promise<ExecResult>;
+  /** Start a process in its own session (setsid), detached from us; returns its pid. */
+  spawnDetached(cmd: string, args: string[], opts?: { cwd?: string; env?: Record<string, string | undefined>; logPath?: string }): Promise<number>;
+  /** Absolute path of a command on PATH, or null. */
+  which(cmd: string): Promise<string | null>;
+}
+
+export interface ProcInfo {
+  pid: number;
+  startTime: number;
+  cmdline: string[];
+}
+
+export interface Procs {
+  /** /proc/<pid> info or null when there is no such process (zombies count as gone). */
+  info(pid: number): Promise<ProcInfo | null>;
+  /** All processes whose cmdline contains every one of the given strings. */
+  find(...needles: string[]): Promise<ProcInfo[]>;
+  kill(pid: number, signal: NodeJS.Signals | number): boolean;
+}
+
+export interface Clock {
+  now(): Date;
+  sleep(ms: number): Promise<void>;
+}
+
+export interface FS {
+  readText(path: string): Promise<string | null>;
+  /** temp file in the same dir + fsync + rename: readers see old or new, never half. */
+  writeAtomic(path: string, data: string | Uint8Array, mode?: number): Promise<void>;
+  exists(path: string): Promise<boolean>;
+  mkdirp(path: string, mode?: number): Promise<void>;
+  rmrf(path: string): Promise<void>;
+}
+
+export interface ExecStreamOptions {
+  stdin?: AsyncIterable<Uint8Array> | Uint8Array | string;
+  onStdout?: (chunk: Uint8Array) => void;
+  onStderr?: (chunk: Uint8Array) => void;
+  pty?: { cols: number; rows: number; term?: string };
+  signal?: AbortSignal;
+}
+
+/** One SSH connection to a guest. */
+export interface GuestSSH {
+  /** Run a command line (already quoted shell) and return its exit code. */
+  exec(command: string, opts?: ExecStreamOptions): Promise<number>;
+  /** Run a bash script (sent on stdin to `bash -s`); returns exit code, stdout and stderr. */
+  runScript(script: string, opts?: { signal?: AbortSignal }): Promise<ExecResult>;
+  /** Write a file on the guest (mode octal, e.g. 0o600). */
+  upload(path: string, data: Uint8Array | string, mode?: number): Promise<void>;
+  close(): void;
+  readonly closed: boolean;
+}
+
+export interface SSHTarget {
+  host: string;
+  port: number;
+  user: string;
+  privateKey: string;
+  /** Pinned host public key in OpenSSH format ("ssh-ed25519 AAAA..."); no TOFU. */
+  hostKey?: string;
+  readyTimeoutMs?: number;
+}
+
+export interface SSHDialer {
+  dial(target: SSHTarget): Promise<GuestSSH>;
+}
+
+export interface Host {
+  exec: Exec;
+  procs: Procs;
+  clock: Clock;
+  fs: FS;
+  ssh: SSHDialer;
+}

@@ -1,0 +1,110 @@
+import type { Database } from "bun:sqlite";
+
+export interface Migration {
+  version: number;
+  name: string;
+  up(db: Database): void;
+}
+
+/** Append only. Never edit a migration that has shipped; add a new one. */
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: "vms-images",
+    up(db) {
+      db.run(`CREATE TABLE vms (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        image TEXT NOT NULL,
+        cpus INTEGER NOT NULL,
+        memory_mib INTEGER NOT NULL,
+        disk_mib INTEGER NOT NULL DEFAULT 0,
+        work_disk_mib INTEGER NOT NULL DEFAULT 0,
+        driver TEXT NOT NULL,
+        state TEXT NOT NULL,
+        guest_ip TEXT NOT NULL DEFAULT '',
+        api_sock_path TEXT NOT NULL DEFAULT '',
+        vsock_path TEXT NOT NULL DEFAULT '',
+        vsock_cid INTEGER NOT NULL DEFAULT 0,
+        log_path TEXT NOT NULL DEFAULT '',
+        metrics_path TEXT NOT NULL DEFAULT '',
+        dns_name TEXT NOT NULL DEFAULT '',
+        vm_dir TEXT NOT NULL DEFAULT '',
+        system_overlay TEXT NOT NULL DEFAULT '',
+        work_disk_path TEXT NOT NULL DEFAULT '',
+        last_error TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      )`);
+      db.run(`CREATE TABLE images (
+        name TEXT PRIMARY KEY,
+        dir TEXT NOT NULL,
+        kernel_path TEXT NOT NULL,
+        initrd_path TEXT NOT NULL DEFAULT '',
+        rootfs_path TEXT NOT NULL,
+        kernel_version TEXT NOT NULL DEFAULT '',
+        size_bytes INTEGER NOT NULL DEFAULT 0,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      )`);
+    },
+  },
+  {
+    version: 2,
+    name: "vm-ssh-endpoint",
+    up(db) {
+      db.run(`ALTER TABLE vms ADD COLUMN ssh_host TEXT NOT NULL DEFAULT ''`);
+      db.run(`ALTER TABLE vms ADD COLUMN ssh_port INTEGER NOT NULL DEFAULT 0`);
+      // A forwarded port belongs to exactly one VM; 0 means none allocated.
+      db.run(`CREATE UNIQUE INDEX vms_ssh_port ON vms(ssh_port) WHERE ssh_port != 0`);
+    },
+  },
+  {
+    version: 3,
+    name: "sessions",
+    up(db) {
+      db.run(`CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        backend TEXT NOT NULL DEFAULT 'ssh',
+        command TEXT NOT NULL,
+        args_json TEXT NOT NULL DEFAULT '[]',
+        cwd TEXT NOT NULL DEFAULT '',
+        stdin_mode TEXT NOT NULL,
+        status TEXT NOT NULL,
+        guest_state_dir TEXT NOT NULL,
+        stdout_log_path TEXT NOT NULL,
+        stderr_log_path TEXT NOT NULL,
+        attachable INTEGER NOT NULL DEFAULT 0,
+        reattachable INTEGER NOT NULL DEFAULT 0,
+        launch_stage TEXT NOT NULL DEFAULT '',
+        launch_message TEXT NOT NULL DEFAULT '',
+        guest_pid INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        started_at TEXT NOT NULL DEFAULT '',
+        ended_at TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (vm_id, name)
+      )`);
+    },
+  },
+];
+
+/** Apply every migration newer than the recorded version, each in its own transaction. */
+export function migrate(db: Database, migrations: Migration[] = MIGRATIONS): number[] {
+  db.run(`CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
+  const row = db.query<{ v: number | null }, []>(`SELECT MAX(version) AS v FROM migrations`).get();
+  const current = row?.v ?? 0;
+  const applied: number[] = [];
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      m.up(db);
+      db.run(`INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)`, [m.version, m.name, new Date().toISOString()]);
+    })();
+    applied.push(m.version);
+  }
+  return applied;
+}

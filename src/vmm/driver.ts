@@ -1,0 +1,39 @@
+import type { VMHandles, VMRecord } from "../core/model.ts";
+import type { Host } from "../host/types.ts";
+
+/** What a driver needs to boot a VM, assembled by the engine and plugins. */
+export interface BootConfig {
+  kernelPath: string;
+  initrdPaths: string[];
+  /** Kernel command line extras appended by plugins. */
+  kernelArgs: string[];
+  disks: { path: string; format: "raw" | "qcow2"; readOnly?: boolean }[];
+  /** Driver-specific arguments contributed by plugins (e.g. QEMU -netdev). */
+  netArgs: string[];
+}
+
+export interface LaunchResult {
+  pid: number;
+  pidStartTime: number;
+}
+
+/**
+ * A VMM backend. Drivers are registered by plugins; the engine picks one by
+ * VMSpec.driver. A "VM" is a detached host process reachable by its API
+ * socket (Firecracker API socket, QEMU QMP socket).
+ */
+export interface VMMDriver {
+  readonly name: string;
+  /** Launch the VM process detached from the daemon. Must not block on guest boot. */
+  launch(vm: VMRecord, boot: BootConfig): Promise<LaunchResult>;
+  /** Does the API socket answer? (One probe, short timeout.) */
+  apiAnswers(vm: VMRecord): Promise<boolean>;
+  /** Find the live VM process by what identifies it (API socket path in its cmdline). */
+  findProcess(vm: VMRecord): Promise<{ pid: number; startTime: number } | null>;
+  /** Ask the guest to shut down, wait up to timeoutMs, then kill. */
+  stop(vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void>;
+  /** Kill now. */
+  kill(vm: VMRecord, handles: VMHandles): Promise<void>;
+}
+
+export type DriverFactory = (host: Host) => VMMDriver;
