@@ -1,0 +1,119 @@
+import { open, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { BangerError } from "../../src/core/errors.ts";
+import { definePlugin } from "../../src/core/plugin.ts";
+import type { VMRecord } from "../../src/core/model.ts";
+import type { Host } from "../../src/host/types.ts";
+import { buildSeedInitrd, generateVMKeys } from "../image/seed.ts";
+
+/** Printed on the console by the guest's init once its SSH server listens. */
+export const READY_MARKER = "BANGER-READY";
+const CLIENT_KEY = "id_ed25519";
+const HOST_KEY = "host_ed25519_dropbear";
+const HOST_PUB = "host_ed25519.pub";
+
+export function bootTimeoutMs(env = process.env): number {
+  const s = Number(env.BANGER_BOOT_TIMEOUT ?? "");
+  return Number.isFinite(s) && s > 0 ? s * 1000 : 180_000;
+}
+
+async function tail(path: string, lines = 25): Promise<string> {
+  try {
+    const size = (await stat(path)).size;
+    const fh = await open(path, "r");
+    try {
+      const len = Math.min(size, 16384);
+      const buf = Buffer.alloc(len);
+      await fh.read(buf, 0, len, size - len);
+      return buf.toString("utf8").split("\n").slice(-lines).join("\n");
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return "(no serial output)";
+  }
+}
+
+async function logHas(path: string, marker: string): Promise<boolean> {
+  const text = await Bun.file(path).text().catch(() => "");
+  return text.includes(marker);
+}
+
+/**
+ * Wait until the guest is reachable: the console marker first (polling
+ * slirp's port forward before sshd listens costs seconds of SYN backoff),
+ * then a real SSH handshake with the pinned host key.
+ */
+export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal }): Promise<void> {
+  const started = Date.now();
+  const deadline = started + opts.timeoutMs;
+  const keys = join(vm.runtime.vmDir, "keys");
+  const privateKey = await host.fs.readText(join(keys, CLIENT_KEY));
+  const hostKey = await host.fs.readText(join(keys, HOST_PUB));
+  if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys`);
+  let lastReport = 0;
+  let marker = false;
+  while (Date.now() < deadline) {
+    if (opts.signal.aborted) throw new BangerError("E_STATE", "boot wait cancelled");
+    if (!(await host.procs.info(pid))) {
+      throw new BangerError("E_STATE", `vm ${vm.name}: the VM process exited during boot. Serial log tail:\n${await tail(vm.runtime.logPath)}`);
+    }
+    const secs = Math.round((Date.now() - started) / 1000);
+    if (!marker) {
+      marker = await logHas(vm.runtime.logPath, READY_MARKER);
+      if (!marker) {
+        if (Date.now() - lastReport >= 1000) {
+          opts.progress(`booting ${vm.name} (${secs}s)`);
+          lastReport = Date.now();
+        }
+        await host.clock.sleep(100);
+        continue;
+      }
+      opts.progress(`waiting for ssh on ${vm.name} (${secs}s)`);
+    }
+    try {
+      const conn = await host.ssh.dial({ host: vm.runtime.sshHost, port: vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim(), readyTimeoutMs: 10_000 });
+      conn.close();
+      return;
+    } catch (e) {
+      if (/host key/i.test(String(e))) throw e; // a pinned-key mismatch never heals by retrying
+      await host.clock.sleep(250);
+    }
+  }
+  throw new BangerError("E_TIMEOUT", `vm ${vm.name} did not answer SSH within ${Math.round(opts.timeoutMs / 1000)} s. Serial log tail:\n${await tail(vm.runtime.logPath)}`);
+}
+
+export default definePlugin({
+  name: "guest",
+  description: "Per-VM SSH keys (client key + pinned guest host key), a seed initrd with hostname and keys, wait for SSH at boot",
+  setup(ctx) {
+    ctx.hook("vm:create", async ({ vm, progress }) => {
+      const image = ctx.store.getImage(vm.spec.image);
+      if (!image?.initrdPath) return; // a user's own kernel+rootfs pair: no seed channel, keys are theirs
+      progress("generating keys");
+      const dir = join(vm.runtime.vmDir, "keys");
+      await ctx.host.fs.mkdirp(dir, 0o700);
+      const keys = await generateVMKeys({ exec: ctx.host.exec, dir });
+      await ctx.host.fs.writeAtomic(join(dir, HOST_PUB), keys.hostPublicKey + "\n", 0o644);
+    });
+    ctx.hook("vm:start:before", async ({ vm, boot }) => {
+      const image = ctx.store.getImage(vm.spec.image);
+      if (!image?.initrdPath) return;
+      const keys = join(vm.runtime.vmDir, "keys");
+      const out = join(vm.runtime.vmDir, "initrd.img");
+      await buildSeedInitrd({
+        exec: ctx.host.exec,
+        baseInitrd: image.initrdPath,
+        out,
+        hostname: vm.name,
+        authorizedKey: (await ctx.host.fs.readText(join(keys, `${CLIENT_KEY}.pub`)))!.trim(),
+        hostKeyPath: join(keys, HOST_KEY),
+      });
+      boot.initrdPaths = [out];
+    });
+    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal }) => {
+      if (!vm.runtime.sshPort) return;
+      await waitForGuest(ctx.host, vm, handles.pid, { timeoutMs: bootTimeoutMs(), progress, signal });
+    });
+  },
+});

@@ -1,0 +1,317 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { chmod, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { BangerError } from "../../src/core/errors.ts";
+import type { Exec } from "../../src/host/types.ts";
+import { type CpioEntry, writeCpioGz } from "./cpio.ts";
+// Embedded as text so the compiled binary carries them.
+import INIT_SH from "./init.sh" with { type: "text" };
+import INITRAMFS_INIT_SH from "./initramfs-init.sh" with { type: "text" };
+
+/** Bump when the recipe changes in a way that changes the image. */
+export const RECIPE_VERSION = 1;
+export const SUITE = "bookworm";
+export const KERNEL_META_PACKAGE = "linux-image-cloud-amd64";
+export const ROOTFS_PACKAGES = [
+  "bash",
+  "coreutils",
+  "git",
+  "tar",
+  "dropbear-bin",
+  "iproute2",
+  "procps",
+  "ca-certificates",
+  "mount",
+  "kmod",
+] as const;
+/** insmod order for the initramfs (virtio is modular in the cloud kernel; button+evdev for the ACPI power button). */
+export const INITRD_MODULES = [
+  "virtio_ring",
+  "virtio",
+  "virtio_mmio",
+  "virtio_pci_modern_dev",
+  "virtio_pci_legacy_dev",
+  "virtio_pci",
+  "virtio_blk",
+  "failover",
+  "net_failover",
+  "virtio_net",
+  "virtio-rng",
+  "vsock",
+  "vmw_vsock_virtio_transport_common",
+  "vmw_vsock_virtio_transport",
+  "evdev",
+  "button",
+] as const;
+export const ROOTFS_SIZE = "1G";
+export const IMAGE_FILES = ["vmlinuz", "initrd.img", "rootfs.ext4"] as const;
+/** Host apt sources tried in order; the first that exists is mmdebstrap's mirror argument. */
+export const APT_SOURCES_CANDIDATES = ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"] as const;
+
+export interface ImageManifest {
+  name: string;
+  kernelVersion: string;
+  suite: string;
+  /** "name=version" of every package in the rootfs, sorted. */
+  packages: string[];
+  files: Record<(typeof IMAGE_FILES)[number], { size: number; sha256: string }>;
+  /** Kernel command line the image expects (the driver adds console/ip args). */
+  kernelArgs: string[];
+  createdAt: string;
+  recipeVersion: number;
+}
+
+export interface BuildImageOptions {
+  name: string;
+  /** Output dir (an empty temp dir the caller renames into place). */
+  dir: string;
+  exec: Exec;
+  progress: (msg: string) => void;
+  /** Keeps downloaded kernel .debs between builds. */
+  cacheDir?: string;
+  /** Override the apt sources file (default: the host's, see APT_SOURCES_CANDIDATES). */
+  aptSources?: string;
+}
+
+/**
+ * The host's apt sources file to hand mmdebstrap as its mirror argument, so
+ * the build uses whatever mirror the host is configured for (never a
+ * hard-coded host name).
+ */
+export async function findAptSources(exists: (p: string) => Promise<boolean> = _nonEmpty): Promise<string> {
+  for (const p of APT_SOURCES_CANDIDATES) if (await exists(p)) return p;
+  let names: string[] = [];
+  try {
+    names = (await readdir("/etc/apt/sources.list.d")).sort();
+  } catch {}
+  for (const n of names) {
+    if (!/\.(sources|list)$/.test(n)) continue;
+    const p = `/etc/apt/sources.list.d/${n}`;
+    if (/debian/i.test((await readFile(p, "utf8").catch(() => "")) ?? "")) return p;
+  }
+  throw new BangerError("E_MISSING_TOOL", "no Debian apt sources on this host (looked for /etc/apt/sources.list.d/debian.sources, /etc/apt/sources.list)");
+}
+
+/** The mmdebstrap argv (exported so tests can check it uses the host's sources file). */
+export function mmdebstrapArgs(rootDir: string, sources: string): string[] {
+  return [
+    "--variant=essential",
+    "--mode=root",
+    "--format=directory",
+    `--include=${ROOTFS_PACKAGES.join(",")}`,
+    // Docs and translations are dead weight in a VM; licenses stay.
+    "--dpkgopt=path-exclude=/usr/share/man/*",
+    "--dpkgopt=path-exclude=/usr/share/info/*",
+    "--dpkgopt=path-exclude=/usr/share/locale/*",
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+    SUITE,
+    rootDir,
+    sources,
+  ];
+}
+
+/**
+ * Build a Debian guest image in `opts.dir`: vmlinuz (Debian's cloud
+ * kernel, extracted, never installed on the host), initrd.img (busybox +
+ * virtio modules; mounts /dev/vda and switch_roots to /sbin/banger-init),
+ * rootfs.ext4 (sparse, 1 GiB) and manifest.json. Needs root (mmdebstrap
+ * root mode, chroot for depmod). About a minute.
+ */
+export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest> {
+  const { exec, progress, dir } = opts;
+  const t0 = performance.now();
+  const step = (msg: string) => progress(`[${((performance.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+  const work = join(dir, ".build");
+  const rootDir = join(work, "rootfs");
+  await mkdir(work, { recursive: true });
+  try {
+    const sources = opts.aptSources ?? (await findAptSources());
+    step(`rootfs: mmdebstrap ${SUITE} (${ROOTFS_PACKAGES.join(" ")}) using ${sources}`);
+    // The kernel download runs alongside mmdebstrap (which is the long pole).
+    const rootfsDone = exec
+      .run("mmdebstrap", mmdebstrapArgs(rootDir, sources), {
+        env: { DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C.UTF-8" },
+        onLine: (l) => {
+          if (/^(I|W|E): /.test(l)) step(`rootfs: ${l}`);
+        },
+      })
+      .then(() => step("rootfs: mmdebstrap done"));
+    const kernel = await _fetchKernel(opts, work, step);
+    await rootfsDone;
+
+    await copyFile(kernel.vmlinuz, join(dir, "vmlinuz"));
+
+    step(`initrd: busybox + ${INITRD_MODULES.length} modules`);
+    await writeFile(join(dir, "initrd.img"), await _baseInitrd(kernel.modulesDir));
+
+    step(`rootfs: adding /sbin/banger-init and modules for ${kernel.version}`);
+    await _customizeRootfs(exec, rootDir, kernel);
+
+    const packages = (
+      await exec.run("dpkg-query", [`--admindir=${join(rootDir, "var/lib/dpkg")}`, "-W", "-f=${Package}=${Version}\\n"])
+    ).stdout
+      .split("\n")
+      .filter(Boolean)
+      .sort();
+
+    step(`rootfs: mkfs.ext4 -d (${ROOTFS_SIZE}, sparse)`);
+    const rootfs = join(dir, "rootfs.ext4");
+    await exec.run("truncate", ["-s", ROOTFS_SIZE, rootfs]);
+    await exec.run("mkfs.ext4", ["-q", "-F", "-L", "banger-root", "-m", "0", "-E", "root_owner=0:0", "-d", rootDir, rootfs]);
+
+    step("manifest: hashing");
+    const files = {} as ImageManifest["files"];
+    for (const f of IMAGE_FILES) {
+      const p = join(dir, f);
+      files[f] = { size: (await stat(p)).size, sha256: await sha256File(p) };
+    }
+    const manifest: ImageManifest = {
+      name: opts.name,
+      kernelVersion: kernel.version,
+      suite: SUITE,
+      packages,
+      files,
+      kernelArgs: ["console=ttyS0", "panic=-1"],
+      createdAt: new Date().toISOString(),
+      recipeVersion: RECIPE_VERSION,
+    };
+    await writeFile(join(dir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+    step(`done: kernel ${kernel.version}, ${packages.length} packages`);
+    return manifest;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** sha256 of a file, streamed (rootfs.ext4 is a 1 GiB sparse file). */
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+interface KernelParts {
+  version: string;
+  vmlinuz: string;
+  /** lib/modules/<version> of the extracted package. */
+  modulesDir: string;
+}
+
+async function _fetchKernel(opts: BuildImageOptions, work: string, step: (m: string) => void): Promise<KernelParts> {
+  const { exec } = opts;
+  const deps = await exec.run("apt-cache", ["depends", "--important", KERNEL_META_PACKAGE]);
+  const pkg = /Depends: (linux-image-[^\s<>]+)/.exec(deps.stdout)?.[1];
+  if (!pkg) throw new BangerError("E_INTERNAL", `cannot resolve ${KERNEL_META_PACKAGE}'s kernel package (run apt-get update?)`);
+  const debDir = opts.cacheDir ? join(opts.cacheDir, "debs") : join(work, "debs");
+  await mkdir(debDir, { recursive: true });
+  // apt-get download names the file <pkg>_<version>_<arch>.deb; reuse a cached one.
+  const cand = await exec.run("apt-cache", ["policy", pkg]);
+  const version = /Candidate: (\S+)/.exec(cand.stdout)?.[1] ?? "";
+  const cached = (await readdir(debDir)).find((f) => f.startsWith(`${pkg}_${version.replace(/:/g, "%3a")}_`) && f.endsWith(".deb"));
+  let deb: string;
+  if (cached && version) {
+    step(`kernel: ${pkg} ${version} (cached)`);
+    deb = join(debDir, cached);
+  } else {
+    step(`kernel: apt-get download ${pkg} ${version}`);
+    await exec.run("apt-get", ["download", pkg], { cwd: debDir, env: { DEBIAN_FRONTEND: "noninteractive" } });
+    const got = (await readdir(debDir)).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith(".deb")).sort();
+    if (got.length === 0) throw new BangerError("E_INTERNAL", `apt-get download ${pkg} produced no .deb`);
+    deb = join(debDir, got[got.length - 1]!);
+  }
+  const x = join(work, "kernel");
+  await exec.run("dpkg-deb", ["-x", deb, x]);
+  const mods = await readdir(join(x, "lib/modules"));
+  if (mods.length !== 1) throw new BangerError("E_INTERNAL", `expected one kernel in ${pkg}, found ${mods.join(", ") || "none"}`);
+  const kver = mods[0]!;
+  step(`kernel: ${kver} extracted`);
+  return { version: kver, vmlinuz: join(x, "boot", `vmlinuz-${kver}`), modulesDir: join(x, "lib/modules", kver) };
+}
+
+/** Index every .ko under a modules dir by module name. */
+async function _moduleIndex(modulesDir: string): Promise<Map<string, string>> {
+  const index = new Map<string, string>();
+  for (const rel of await readdir(modulesDir, { recursive: true })) {
+    const m = /([^/]+)\.ko$/.exec(rel);
+    if (m) index.set(m[1]!, join(modulesDir, rel));
+  }
+  return index;
+}
+
+async function _baseInitrd(modulesDir: string): Promise<Uint8Array> {
+  const busybox = await _which(["/usr/bin/busybox", "/bin/busybox"]);
+  const bb = new Uint8Array(await readFile(busybox));
+  // busybox-static is a static binary; a dynamic one would not run in the initramfs.
+  const index = await _moduleIndex(modulesDir);
+  const entries: CpioEntry[] = [
+    ...["bin", "dev", "proc", "sys", "newroot", "run", "tmp", "lib", "lib/modules"].map(
+      (d): CpioEntry => ({ path: d, type: "dir", mode: 0o755 }),
+    ),
+    { path: "bin/busybox", type: "file", mode: 0o755, data: bb },
+    { path: "bin/sh", type: "symlink", mode: 0o777, data: "busybox" },
+    { path: "init", type: "file", mode: 0o755, data: INITRAMFS_INIT_SH.replace("@MODULES@", INITRD_MODULES.join(" ")) },
+  ];
+  for (const m of INITRD_MODULES) {
+    const p = index.get(m);
+    if (!p) throw new BangerError("E_INTERNAL", `kernel module ${m} not found in ${modulesDir}`);
+    entries.push({ path: `lib/modules/${m}.ko`, type: "file", mode: 0o644, data: new Uint8Array(await readFile(p)) });
+  }
+  return writeCpioGz(entries);
+}
+
+const _POWER_SHIM = (sig: string) => `#!/bin/sh
+# banger: PID 1 (/sbin/banger-init) does the clean shutdown on ${sig}.
+kill -${sig} 1
+`;
+
+async function _customizeRootfs(exec: Exec, root: string, kernel: KernelParts): Promise<void> {
+  const usr = join(root, "usr");
+  // merged /usr: /sbin and /lib are symlinks into /usr; write there so no host path is followed.
+  await mkdir(join(usr, "lib/modules"), { recursive: true });
+  await exec.run("cp", ["-a", kernel.modulesDir, join(usr, "lib/modules/")]);
+  await exec.run("chroot", [root, "depmod", "-a", kernel.version]);
+
+  await writeFile(join(usr, "sbin/banger-init"), INIT_SH);
+  await chmod(join(usr, "sbin/banger-init"), 0o755);
+  for (const [name, sig] of [["poweroff", "USR1"], ["halt", "USR1"], ["shutdown", "USR1"], ["reboot", "USR2"]] as const) {
+    const p = join(usr, "sbin", name);
+    if (await _exists(p)) continue;
+    await writeFile(p, _POWER_SHIM(sig));
+    await chmod(p, 0o755);
+  }
+  await mkdir(join(root, "work"), { recursive: true });
+  await mkdir(join(root, "root/.ssh"), { recursive: true, mode: 0o700 });
+  await writeFile(join(root, "etc/hostname"), "banger\n");
+  await writeFile(join(root, "etc/fstab"), "# banger: /sbin/banger-init mounts everything\n");
+  // Key-only logins: a locked ("!") password would make some servers refuse the account.
+  // (The essential variant has no /etc/shadow; base-passwd's root is already "*".)
+  const shadow = join(root, "etc/shadow");
+  const text = await readFile(shadow, "utf8").catch(() => null);
+  if (text !== null) await writeFile(shadow, text.replace(/^root:[^:]*:/m, "root:*:"));
+  await writeFile(join(root, "etc/banger-image"), `recipe=${RECIPE_VERSION}\nkernel=${kernel.version}\n`);
+}
+
+async function _which(cands: string[]): Promise<string> {
+  for (const c of cands) if (await _exists(c)) return c;
+  throw new BangerError("E_MISSING_TOOL", `none of ${cands.join(", ")} exists (install busybox-static)`);
+}
+
+async function _exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function _nonEmpty(p: string): Promise<boolean> {
+  try {
+    const text = await readFile(p, "utf8");
+    return text.split("\n").some((l) => /^\s*(deb\s|Types:|URIs:)/.test(l));
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,183 @@
+#!/bin/bash
+# banger guest PID 1 (/sbin/banger-init). No systemd: mount the API
+# filesystems, apply the per-VM seed, bring up the network, start dropbear,
+# print BANGER-READY on the console, then reap children until told to stop.
+#
+# Shutdown: SIGUSR1/SIGTERM/SIGPWR (poweroff), SIGUSR2/SIGINT (reboot, which
+# ends the VM under QEMU -no-reboot). SIGINT is what the kernel sends PID 1 on
+# ctrl-alt-del. The ACPI power button (QMP system_powerdown) is watched on its
+# evdev node and turned into SIGUSR1; /usr/sbin/poweroff does the same.
+#
+# Kernel command line (all optional):
+#   banger.ip=10.0.2.15/24 banger.gw=10.0.2.2 banger.dns=10.0.2.3
+#   banger.hostname=NAME (the seed wins) banger.work=/dev/vdb
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TERM=linux LANG=C.UTF-8
+umask 022
+cd /
+
+SEED=/run/banger-seed
+SHUTTING_DOWN=0
+
+_mounted() { mountpoint -q "$1" 2>/dev/null; }
+_mnt() { # type target options
+  mkdir -p "$2"
+  _mounted "$2" || mount -t "$1" -o "$3" "$1" "$2"
+}
+
+_mnt proc /proc nosuid,nodev,noexec
+_mnt sysfs /sys nosuid,nodev,noexec
+_mnt devtmpfs /dev mode=0755,nosuid
+exec </dev/console >/dev/console 2>&1
+_mnt devpts /dev/pts mode=0620,gid=5,ptmxmode=0666,nosuid,noexec
+_mnt tmpfs /run mode=0755,nosuid,nodev
+_mnt tmpfs /tmp mode=1777,nosuid,nodev
+_mnt tmpfs /dev/shm mode=1777,nosuid,nodev
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+[ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
+mkdir -p /run/lock /var/log/banger
+
+log() { echo "banger-init: $*"; }
+
+# --- kernel command line ----------------------------------------------------
+IP=10.0.2.15/24 GW=10.0.2.2 DNS=10.0.2.3 HOSTNAME_ARG="" WORKDEV=/dev/vdb
+read -r CMDLINE </proc/cmdline
+for w in $CMDLINE; do
+  case "$w" in
+    banger.ip=*) IP="${w#banger.ip=}" ;;
+    banger.gw=*) GW="${w#banger.gw=}" ;;
+    banger.dns=*) DNS="${w#banger.dns=}" ;;
+    banger.hostname=*) HOSTNAME_ARG="${w#banger.hostname=}" ;;
+    banger.work=*) WORKDEV="${w#banger.work=}" ;;
+  esac
+done
+
+# --- per-VM seed (unpacked from the second initrd cpio into /run) -------------
+NAME=""
+[ -r "$SEED/hostname" ] && read -r NAME <"$SEED/hostname"
+[ -n "$NAME" ] || NAME="$HOSTNAME_ARG"
+[[ "$NAME" =~ ^[a-z0-9][a-z0-9-]{0,62}$ ]] || NAME=banger
+echo "$NAME" >/proc/sys/kernel/hostname
+echo "$NAME" >/etc/hostname
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$NAME" >/etc/hosts
+
+install -d -m 0700 /root/.ssh
+if [ -r "$SEED/authorized_keys" ]; then
+  install -m 0600 "$SEED/authorized_keys" /root/.ssh/authorized_keys
+else
+  log "no authorized_keys in the seed: nobody can log in"
+fi
+# Extra files the host asked for, laid out under files/ as absolute paths.
+[ -d "$SEED/files" ] && cp -a "$SEED/files/." /
+
+HOSTKEY="$SEED/dropbear_ed25519_host_key"
+if [ ! -r "$HOSTKEY" ]; then
+  # Generating at boot is slow under TCG; the host normally seeds one.
+  log "no host key in the seed: generating one"
+  HOSTKEY=/run/dropbear_ed25519_host_key
+  dropbearkey -t ed25519 -f "$HOSTKEY" >/dev/null 2>&1
+fi
+
+# --- network --------------------------------------------------------------------
+ip link set lo up
+if ip link show eth0 >/dev/null 2>&1; then
+  ip addr add "$IP" dev eth0
+  ip link set eth0 up
+  [ -n "$GW" ] && ip route add default via "$GW" dev eth0
+else
+  log "no eth0"
+fi
+[ -n "$DNS" ] && echo "nameserver $DNS" >/etc/resolv.conf
+
+# --- work disk --------------------------------------------------------------------
+if [ -b "$WORKDEV" ]; then
+  mkdir -p /work
+  mount -o noatime "$WORKDEV" /work || log "cannot mount $WORKDEV on /work"
+fi
+
+# --- shutdown ------------------------------------------------------------------------
+_others_alive() {
+  local d
+  for d in /proc/[0-9]*; do
+    case "${d#/proc/}" in 1 | "$BASHPID") continue ;; esac
+    # kernel threads and zombies have no exe
+    [ -e "$d/exe" ] && return 0
+  done
+  return 1
+}
+
+_shutdown() { # poweroff | reboot
+  [ "$SHUTTING_DOWN" = 1 ] && return
+  SHUTTING_DOWN=1
+  trap '' TERM USR1 USR2 INT PWR
+  log "$1: stopping processes"
+  kill -TERM -1 2>/dev/null
+  local i
+  for i in $(seq 30); do
+    _others_alive || break
+    sleep 0.1
+  done
+  kill -KILL -1 2>/dev/null
+  sync
+  if _mounted /work; then umount /work 2>/dev/null || umount -l /work; fi
+  mount -o remount,ro / 2>/dev/null || log "cannot remount / read-only"
+  sync
+  log "$1"
+  if [ "$1" = reboot ]; then echo b >/proc/sysrq-trigger; else echo o >/proc/sysrq-trigger; fi
+  sleep 10
+  echo b >/proc/sysrq-trigger
+}
+trap '_shutdown poweroff' TERM USR1 PWR
+trap '_shutdown reboot' USR2 INT
+trap '' HUP
+
+# The ACPI power button (q35 + QMP system_powerdown) shows up as an input
+# device once `button` and `evdev` are loaded (the initramfs loads them). Any
+# byte from it is a press.
+_watch_power_button() {
+  local d name
+  for d in /sys/class/input/event*; do
+    [ -r "$d/device/name" ] || continue
+    read -r name <"$d/device/name"
+    [ "$name" = "Power Button" ] || continue
+    (
+      trap - TERM USR1 USR2 INT PWR HUP
+      head -c 1 "/dev/input/${d##*/}" >/dev/null 2>&1 && kill -USR1 1
+    ) </dev/null &
+  done
+}
+_watch_power_button
+
+# --- ssh --------------------------------------------------------------------------------
+# -s: keys only, no passwords; root may log in (by key).
+dropbear -F -E -s -r "$HOSTKEY" -p 22 -P /run/dropbear.pid </dev/null >>/var/log/banger/dropbear.log 2>&1 &
+
+_listening() { # port 22 in LISTEN state (0A) in /proc/net/tcp{,6}
+  local f line
+  for f in /proc/net/tcp /proc/net/tcp6; do
+    [ -r "$f" ] || continue
+    while read -r line; do
+      set -- $line
+      [[ "$2" == *:0016 && "$4" == 0A ]] && return 0
+    done <"$f"
+  done
+  return 1
+}
+for i in $(seq 200); do
+  _listening && break
+  sleep 0.05
+done
+if _listening; then
+  echo "BANGER-READY"
+else
+  echo "BANGER-BOOT-FAILED: dropbear is not listening (see /var/log/banger/dropbear.log)"
+fi
+
+# --- reap ------------------------------------------------------------------------------
+# bash reaps every child (orphans included) in its SIGCHLD handler; `wait`
+# returns early when a trapped signal arrives so the trap runs promptly.
+while :; do
+  sleep 3600 &
+  wait $!
+done

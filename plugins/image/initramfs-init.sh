@@ -1,0 +1,63 @@
+#!/bin/busybox sh
+# banger initramfs /init (busybox sh). Loads the virtio drivers (they are
+# modules in Debian's cloud kernel), mounts the root disk, hands the per-VM
+# seed (a second cpio appended by the host) to the real root on a tmpfs at
+# /run, and switch_roots into /sbin/banger-init.
+# The build replaces @MODULES@ with the insmod order.
+
+/bin/busybox mkdir -p /bin /proc /sys /dev /newroot
+/bin/busybox --install -s /bin
+export PATH=/bin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+
+fail() {
+  # A marker the host can match instead of waiting for an SSH timeout.
+  echo "BANGER-BOOT-FAILED: $*"
+  sync
+  poweroff -f
+  sleep 5
+  echo o >/proc/sysrq-trigger
+}
+
+root=/dev/vda
+init=/sbin/banger-init
+rootflags=rw
+for w in $(cat /proc/cmdline); do
+  case "$w" in
+    banger.root=*) root="${w#banger.root=}" ;;
+    banger.init=*) init="${w#banger.init=}" ;;
+    banger.ro=1) rootflags=ro ;;
+  esac
+done
+
+for m in @MODULES@; do
+  [ -f "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko" 2>/dev/null
+done
+
+# virtio-blk probes asynchronously: wait (up to ~10 s) for the disk to appear.
+i=0
+while [ ! -b "$root" ]; do
+  i=$((i + 1))
+  [ "$i" -gt 200 ] && fail "root device $root did not appear"
+  usleep 50000
+done
+
+mount -t ext4 -o "$rootflags" "$root" /newroot || fail "cannot mount $root"
+[ -x "/newroot$init" ] || fail "no $init in the root filesystem"
+
+# /run lives in RAM: the seed (keys, hostname) never touches the disk image.
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run || fail "cannot mount /run"
+if [ -d /banger-seed ]; then
+  cp -a /banger-seed /newroot/run/banger-seed
+  chmod 0700 /newroot/run/banger-seed
+fi
+
+umount /sys
+umount /proc
+mount --move /dev /newroot/dev || umount /dev
+exec switch_root /newroot "$init"
+fail "switch_root failed"

@@ -1,0 +1,151 @@
+import { chmod, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { BangerError } from "../../src/core/errors.ts";
+import type { Exec } from "../../src/host/types.ts";
+import { type CpioEntry, writeCpioGz } from "./cpio.ts";
+
+/** Where the seed lives inside the initramfs; the initramfs copies it to /run/banger-seed. */
+export const SEED_DIR = "banger-seed";
+export const SEED_HOSTNAME = "hostname";
+export const SEED_AUTHORIZED_KEYS = "authorized_keys";
+export const SEED_HOST_KEY = "dropbear_ed25519_host_key";
+/** extraFiles land under banger-seed/files/<absolute guest path>; init copies them over /. */
+export const SEED_FILES = "files";
+
+const HOSTNAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const PUBKEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+={0,3}( [\x21-\x7e][\x20-\x7e]*)?$/;
+const GUEST_PATH_RE = /^(\/[A-Za-z0-9._@+-]+)+$/;
+
+/** Throws E_BAD_NAME unless `name` is a valid guest hostname ([a-z0-9][a-z0-9-]{0,62}). */
+export function validateHostname(name: string): string {
+  if (!HOSTNAME_RE.test(name)) {
+    throw new BangerError("E_BAD_NAME", `invalid hostname ${JSON.stringify(name)}: use 1-63 of [a-z0-9-], starting with a letter or digit`);
+  }
+  return name;
+}
+
+/** Throws E_BAD_REQUEST unless `key` is one OpenSSH public key line. */
+export function validateAuthorizedKey(key: string): string {
+  const line = key.trim();
+  if (line.includes("\n") || line.includes("\r") || !PUBKEY_RE.test(line)) {
+    throw new BangerError("E_BAD_REQUEST", "authorized key must be one OpenSSH public key line (e.g. \"ssh-ed25519 AAAA... comment\")");
+  }
+  return line;
+}
+
+/** Throws E_BAD_REQUEST unless `p` is an absolute guest path with plain segments (no "..", no spaces). */
+export function validateGuestPath(p: string): string {
+  if (!GUEST_PATH_RE.test(p) || p.split("/").some((s) => s === "." || s === "..")) {
+    throw new BangerError("E_BAD_REQUEST", `invalid guest path ${JSON.stringify(p)}: must be absolute, segments of [A-Za-z0-9._@+-], no "." or ".."`);
+  }
+  return p;
+}
+
+/** The cpio entries of a per-VM seed (exported for tests). */
+export function seedEntries(opts: { hostname: string; authorizedKey: string; hostKey: Uint8Array; extraFiles?: Record<string, string> }): CpioEntry[] {
+  const entries: CpioEntry[] = [
+    { path: SEED_DIR, type: "dir", mode: 0o700 },
+    { path: `${SEED_DIR}/${SEED_HOSTNAME}`, type: "file", mode: 0o644, data: `${validateHostname(opts.hostname)}\n` },
+    { path: `${SEED_DIR}/${SEED_AUTHORIZED_KEYS}`, type: "file", mode: 0o600, data: `${validateAuthorizedKey(opts.authorizedKey)}\n` },
+    { path: `${SEED_DIR}/${SEED_HOST_KEY}`, type: "file", mode: 0o600, data: opts.hostKey },
+  ];
+  const extra = Object.entries(opts.extraFiles ?? {}).map(([p, data]) => [validateGuestPath(p), data] as const);
+  if (extra.length > 0) {
+    const dirs = new Set<string>();
+    for (const [p] of extra) {
+      const segs = p.split("/").slice(1, -1);
+      for (let i = 1; i <= segs.length; i++) dirs.add(segs.slice(0, i).join("/"));
+    }
+    entries.push({ path: `${SEED_DIR}/${SEED_FILES}`, type: "dir", mode: 0o755 });
+    for (const d of [...dirs].sort()) entries.push({ path: `${SEED_DIR}/${SEED_FILES}/${d}`, type: "dir", mode: 0o755 });
+    for (const [p, data] of extra.sort(([a], [b]) => a.localeCompare(b))) {
+      entries.push({ path: `${SEED_DIR}/${SEED_FILES}${p}`, type: "file", mode: 0o644, data });
+    }
+  }
+  return entries;
+}
+
+/**
+ * Write `out` = the image's base initrd followed by a second gzip'd newc
+ * cpio holding /banger-seed/{hostname,authorized_keys,dropbear_ed25519_host_key}
+ * (+ files/<path> for extraFiles). The kernel unpacks both archives; the
+ * base initrd's /init copies /banger-seed to /run/banger-seed in the new
+ * root. Nothing is mounted and no shell is involved: the archive is written
+ * in-process. `out` is replaced atomically (temp file + rename), mode 0600.
+ */
+export async function buildSeedInitrd(opts: {
+  exec: Exec;
+  baseInitrd: string;
+  out: string;
+  hostname: string;
+  authorizedKey: string;
+  hostKeyPath: string;
+  extraFiles?: Record<string, string>;
+}): Promise<void> {
+  const hostKey = await _readOr(opts.hostKeyPath, "host key");
+  const seed = writeCpioGz(
+    seedEntries({ hostname: opts.hostname, authorizedKey: opts.authorizedKey, hostKey, extraFiles: opts.extraFiles }),
+  );
+  const base = await _readOr(opts.baseInitrd, "base initrd");
+  // The kernel skips zero bytes between archives; aligning keeps every header at a 4-byte offset.
+  const pad = (4 - (base.length % 4)) % 4;
+  const out = new Uint8Array(base.length + pad + seed.length);
+  out.set(base, 0);
+  out.set(seed, base.length + pad);
+  const tmp = `${opts.out}.tmp-${process.pid}`;
+  await writeFile(tmp, out, { mode: 0o600 });
+  await chmod(tmp, 0o600);
+  await rename(tmp, opts.out);
+}
+
+async function _readOr(path: string, what: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (e) {
+    throw new BangerError("E_NOT_FOUND", `cannot read ${what} ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * Make a VM's key pair set in `dir`: the client key (OpenSSH ed25519,
+ * `id_ed25519` + `.pub`, which ssh2 parses) and the guest's dropbear host key
+ * (`host_ed25519_dropbear`) with its public line, which the client pins.
+ * Refuses to overwrite existing keys.
+ */
+export async function generateVMKeys(opts: { exec: Exec; dir: string }): Promise<{
+  clientKeyPath: string;
+  clientPublicKey: string;
+  hostKeyPath: string;
+  hostPublicKey: string;
+}> {
+  const clientKeyPath = join(opts.dir, "id_ed25519");
+  const hostKeyPath = join(opts.dir, "host_ed25519_dropbear");
+  for (const p of [clientKeyPath, `${clientKeyPath}.pub`, hostKeyPath]) {
+    if (await _exists(p)) throw new BangerError("E_CONFLICT", `${p} already exists; not overwriting a VM key`);
+  }
+  await opts.exec.run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "banger", "-f", clientKeyPath], { input: "" });
+  const clientPublicKey = _firstKeyLine((await readFile(`${clientKeyPath}.pub`, "utf8")), "ssh-keygen");
+  await opts.exec.run("dropbearkey", ["-t", "ed25519", "-f", hostKeyPath]);
+  await chmod(hostKeyPath, 0o600);
+  const y = await opts.exec.run("dropbearkey", ["-y", "-f", hostKeyPath]);
+  const hostPublicKey = _firstKeyLine(y.stdout, "dropbearkey -y");
+  return { clientKeyPath, clientPublicKey, hostKeyPath, hostPublicKey };
+}
+
+/** "ssh-ed25519 AAAA..." (type and key, comment dropped) from the first key line in `text`. */
+function _firstKeyLine(text: string, from: string): string {
+  for (const line of text.split("\n")) {
+    const m = /^(ssh-ed25519) ([A-Za-z0-9+/]+={0,3})(\s|$)/.exec(line.trim());
+    if (m) return `${m[1]} ${m[2]}`;
+  }
+  throw new BangerError("E_INTERNAL", `${from} printed no ssh-ed25519 public key`);
+}
+
+async function _exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}

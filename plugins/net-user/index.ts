@@ -1,0 +1,82 @@
+import { createServer } from "node:net";
+import { BangerError, definePlugin } from "../../src/plugin-api.ts";
+import type { BangerPlugin, VMRecord } from "../../src/plugin-api.ts";
+
+/** slirp's fixed guest address (10.0.2.0/24, gateway 10.0.2.2). */
+export const SLIRP_GUEST_IP = "10.0.2.15";
+export const LOOPBACK = "127.0.0.1";
+
+export interface NetUserOptions {
+  /** Port range to allocate from, inclusive. Default 20022–32767: below Linux's ephemeral range, so outgoing connections don't take it later. */
+  range?: { min: number; max: number };
+  /** Is the port free to bind on 127.0.0.1 right now? Default: a real bind test. */
+  portFree?: (port: number) => Promise<boolean>;
+  /** [0,1) source for the starting offset (default Math.random). */
+  random?: () => number;
+}
+
+/** Try to bind host:port; true when it could (then released at once). */
+export function portFreeOnLoopback(port: number, host = LOOPBACK): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+/**
+ * Pick a loopback port no other VM in `vms` owns and that binds right now.
+ * Starts at a random offset so concurrent daemons/VMs rarely race for the same one.
+ */
+export async function allocateSshPort(vms: VMRecord[], selfId: string, o: NetUserOptions = {}): Promise<number> {
+  const { min, max } = o.range ?? { min: 20022, max: 32767 };
+  const portFree = o.portFree ?? portFreeOnLoopback;
+  const taken = new Set(vms.filter((v) => v.id !== selfId && v.runtime.sshPort > 0).map((v) => v.runtime.sshPort));
+  const size = max - min + 1;
+  const start = Math.floor((o.random ?? Math.random)() * size);
+  for (let i = 0; i < size; i++) {
+    const port = min + ((start + i) % size);
+    if (taken.has(port)) continue;
+    if (await portFree(port)) return port;
+  }
+  throw new BangerError("E_CONFLICT", `no free loopback port in ${min}-${max} for SSH forwarding`);
+}
+
+/** QEMU user-mode networking args: slirp restricted to the host forward only. */
+export function netUserArgs(port: number): string[] {
+  return [
+    "-netdev", `user,id=n0,restrict=on,hostfwd=tcp:${LOOPBACK}:${port}-:22`,
+    "-device", "virtio-net-pci,netdev=n0",
+  ];
+}
+
+/** The plugin, with injectable port allocation for tests. */
+export function createNetUserPlugin(o: NetUserOptions = {}): BangerPlugin {
+  return definePlugin({
+    name: "net-user",
+    description: "QEMU user networking: guest SSH forwarded to a loopback port (no privileges needed)",
+    setup(ctx) {
+      ctx.hook("vm:create", async ({ vm }) => {
+        if (vm.spec.driver !== "qemu") return;
+        vm.runtime.sshHost = LOOPBACK;
+        vm.runtime.sshPort = await allocateSshPort(ctx.store.listVMs(), vm.id, o);
+        vm.runtime.guestIP = SLIRP_GUEST_IP;
+      });
+      ctx.hook("vm:start:before", async ({ vm, boot }) => {
+        if (vm.spec.driver !== "qemu") return;
+        const portFree = o.portFree ?? portFreeOnLoopback;
+        // a stopped VM's port may have been taken by something else meanwhile
+        if (vm.runtime.sshPort <= 0 || !(await portFree(vm.runtime.sshPort))) {
+          const old = vm.runtime.sshPort;
+          vm.runtime.sshPort = await allocateSshPort(ctx.store.listVMs(), vm.id, o);
+          if (old > 0) ctx.log.info(`${vm.name}: ssh port ${old} is taken; forwarding ${vm.runtime.sshPort} instead`);
+        }
+        vm.runtime.sshHost = LOOPBACK;
+        vm.runtime.guestIP = SLIRP_GUEST_IP;
+        boot.netArgs.push(...netUserArgs(vm.runtime.sshPort));
+      });
+    },
+  });
+}
+
+export default createNetUserPlugin();

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Build dist/banger: one self-contained binary (CLI + daemon).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-node-deps.sh
+# The build id is a hash of the sources, so the CLI/daemon handshake notices any rebuild with changes.
+build_id=$(find src plugins package.json -type f \( -name '*.ts' -o -name '*.sh' -o -name '*.json' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-12)
+mkdir -p dist
+./node_modules/.bin/bun build --compile --minify-syntax --minify-whitespace --sourcemap=none \
+  --define "BANGER_BUILD_ID=\"$build_id\"" \
+  src/cli/entry.ts --outfile dist/banger.tmp >&2
+mv dist/banger.tmp dist/banger
+echo "dist/banger ($build_id)" >&2

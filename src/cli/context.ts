@@ -1,0 +1,100 @@
+import { BangerError, isBangerError, errorMessage } from "../core/errors.ts";
+import { resolveHome } from "../core/paths.ts";
+import { DaemonClient } from "../daemon/client.ts";
+import type { StreamEvent } from "../daemon/http.ts";
+
+/** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */
+export const passthrough: { argv: string[] } = { argv: [] };
+
+export const isTTY = !!process.stdout.isTTY && !!process.stderr.isTTY && !process.env.NO_COLOR;
+
+export function out(data: unknown, json: boolean, human: () => string | void): void {
+  if (json) {
+    process.stdout.write(JSON.stringify(data, null, 2) + "\n");
+    return;
+  }
+  const text = human();
+  if (typeof text === "string" && text.length) process.stdout.write(text.endsWith("\n") ? text : text + "\n");
+}
+
+/** Progress on stderr: a rewriting status line on a TTY, plain lines otherwise (no spinners, no colour). */
+export function progress(quiet = false): { update(msg: string): void; done(): void } {
+  const started = Date.now();
+  let shown = false;
+  return {
+    update(msg: string) {
+      if (quiet) return;
+      const secs = ((Date.now() - started) / 1000).toFixed(1);
+      if (isTTY) {
+        process.stderr.write(`\r\x1b[2K… ${msg} (${secs}s)`);
+        shown = true;
+      } else {
+        process.stderr.write(`[${secs}s] ${msg}\n`);
+      }
+    },
+    done() {
+      if (shown) process.stderr.write("\r\x1b[2K");
+      shown = false;
+    },
+  };
+}
+
+let client: DaemonClient | null = null;
+/** A client for this BANGER_HOME whose daemon is up and of our build (auto-started if needed). */
+export async function daemon(): Promise<DaemonClient> {
+  if (client) return client;
+  const c = new DaemonClient(resolveHome());
+  await c.ensure({ onStart: (why) => process.env.BANGER_DEBUG && process.stderr.write(`${why}\n`) });
+  client = c;
+  return c;
+}
+
+/** Run a streaming call: progress to stderr, output chunks to stdout/stderr; returns the final event. */
+export async function streamCall(method: string, path: string, body: unknown, opts: { json: boolean; quiet?: boolean }): Promise<StreamEvent> {
+  const c = await daemon();
+  const p = progress(opts.quiet || opts.json);
+  try {
+    return await c.stream(method, path, body, (ev) => {
+      if (ev.type === "progress") p.update(ev.message);
+      else if (ev.type === "stdout") {
+        p.done();
+        process.stdout.write(Buffer.from(ev.data, "base64"));
+      } else if (ev.type === "stderr") {
+        p.done();
+        process.stderr.write(Buffer.from(ev.data, "base64"));
+      }
+    });
+  } finally {
+    p.done();
+  }
+}
+
+export function fail(e: unknown, json: boolean): never {
+  const code = isBangerError(e) ? e.code : "E_INTERNAL";
+  const message = errorMessage(e);
+  if (json) process.stdout.write(JSON.stringify({ error: { code, message } }) + "\n");
+  process.stderr.write(`banger: ${message}\n`);
+  process.exit(isBangerError(e) ? e.exitCode : 1);
+}
+
+export function usage(message: string): never {
+  throw new BangerError("E_USAGE", message);
+}
+
+export function intArg(v: unknown, what: string): number | undefined {
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) usage(`${what} must be a whole number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** Sizes like 512, 512M, 2G → MiB. */
+export function sizeArg(v: unknown, what: string): number | undefined {
+  if (v === undefined || v === "") return undefined;
+  const m = /^(\d+)([MmGg]?)(i?B)?$/.exec(String(v));
+  if (!m) usage(`${what} must be a size like 512M or 2G, got ${JSON.stringify(v)}`);
+  const n = Number(m[1]);
+  return m[2]!.toLowerCase() === "g" ? n * 1024 : n;
+}
+
+export const jsonArg = { json: { type: "boolean", description: "Machine-readable JSON output" } } as const;

@@ -1,0 +1,62 @@
+import { defineCommand } from "citty";
+import { resolveHome } from "../core/paths.ts";
+import { DaemonClient } from "../daemon/client.ts";
+import { jsonArg, out } from "./context.ts";
+
+const status = defineCommand({
+  meta: { name: "status", description: "Is the daemon running? (exit 1 if not)" },
+  args: { ...jsonArg },
+  async run({ args }) {
+    const h = await new DaemonClient(resolveHome()).health();
+    out(h ? { running: true, ...h } : { running: false }, !!args.json, () => (h ? `daemon running: pid ${h.pid}, version ${h.version}, since ${h.startedAt}` : "daemon not running"));
+    if (!h) process.exit(1);
+  },
+});
+
+const stop = defineCommand({
+  meta: { name: "stop", description: "Stop the daemon (running VMs keep running)" },
+  args: { ...jsonArg },
+  async run({ args }) {
+    const c = new DaemonClient(resolveHome());
+    const h = await c.health();
+    if (h) {
+      await c.fetch("POST", "/v1/shutdown");
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline && (await c.health())) await Bun.sleep(50);
+    }
+    out({ stopped: !!h, pid: h?.pid ?? 0 }, !!args.json, () => (h ? `daemon ${h.pid} stopped` : "daemon was not running"));
+  },
+});
+
+const logs = defineCommand({
+  meta: { name: "logs", description: "Print the daemon log" },
+  args: { follow: { type: "boolean", alias: "f", description: "Keep printing" }, ...jsonArg },
+  async run({ args }) {
+    const path = new DaemonClient(resolveHome()).paths.log;
+    const f = Bun.file(path);
+    let pos = 0;
+    for (;;) {
+      const size = (await f.exists()) ? f.size : 0;
+      if (size > pos) {
+        process.stdout.write(new Uint8Array(await f.slice(pos, size).arrayBuffer()));
+        pos = size;
+      }
+      if (!args.follow) break;
+      await Bun.sleep(250);
+    }
+  },
+});
+
+const SUBS = { status, stop, logs };
+
+export default defineCommand({
+  meta: { name: "daemon", description: "Run the daemon in the foreground (bangerd); status|stop|logs manage it" },
+  args: { plugin: { type: "string", description: "Load a plugin file (repeatable via BANGER_PLUGINS=a:b)" } },
+  subCommands: SUBS,
+  async run({ rawArgs, args }) {
+    // citty runs the parent's run after a subcommand; only the bare `banger daemon` serves.
+    if (rawArgs.some((a) => a in SUBS)) return;
+    const { runDaemon } = await import("../daemon/main.ts");
+    await runDaemon({ plugins: args.plugin ? [String(args.plugin)] : [] });
+  },
+});

@@ -1,0 +1,70 @@
+import { defineCommand } from "citty";
+import { resolve } from "node:path";
+import type { ImageRecord } from "../core/model.ts";
+import { daemon, jsonArg, out, streamCall } from "./context.ts";
+
+const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
+
+const build = defineCommand({
+  meta: { name: "build", description: "Build a Debian bookworm guest image from the host's apt sources (cached)" },
+  args: { name: { type: "string", description: "Image name (default: default)" }, force: { type: "boolean", description: "Rebuild even if it exists" }, ...jsonArg },
+  async run({ args }) {
+    const ev = await streamCall("POST", "/v1/images/build", { name: args.name ?? "default", force: !!args.force }, { json: !!args.json });
+    const img = (ev as { data: ImageRecord & { built: boolean } }).data;
+    out(img, !!args.json, () => `${img.built ? "built" : "cached"} image ${img.name} (kernel ${img.kernelVersion || "?"}, ${mib(img.sizeBytes)}) in ${img.dir}`);
+  },
+});
+
+const list = defineCommand({
+  meta: { name: "list", description: "List images" },
+  args: { ...jsonArg },
+  async run({ args }) {
+    const { images } = await (await daemon()).call<{ images: ImageRecord[] }>("GET", "/v1/images");
+    out(images, !!args.json, () =>
+      images.length === 0 ? "no images (build one with `banger image build`)" : images.map((i) => `${i.name.padEnd(16)} ${i.source.padEnd(9)} ${mib(i.sizeBytes).padStart(9)}  ${i.kernelVersion}`).join("\n"),
+    );
+  },
+});
+
+const show = defineCommand({
+  meta: { name: "show", description: "Show an image and its manifest" },
+  args: { name: { type: "positional", required: true, description: "Image name" }, ...jsonArg },
+  async run({ args }) {
+    const img = await (await daemon()).call<ImageRecord & { manifest: unknown }>("GET", `/v1/images/${encodeURIComponent(args.name)}`);
+    out(img, !!args.json, () => JSON.stringify(img, null, 2));
+  },
+});
+
+const rm = defineCommand({
+  meta: { name: "rm", description: "Remove an image (refused while a VM uses it)" },
+  args: { name: { type: "positional", required: true, description: "Image name" }, ...jsonArg },
+  async run({ args }) {
+    const r = await (await daemon()).call<{ deleted: string }>("DELETE", `/v1/images/${encodeURIComponent(args.name)}`);
+    out(r, !!args.json, () => `removed image ${r.deleted}`);
+  },
+});
+
+const imp = defineCommand({
+  meta: { name: "import", description: "Import your own kernel + ext4 rootfs (+ initrd) as an image" },
+  args: {
+    name: { type: "string", required: true, description: "Image name" },
+    kernel: { type: "string", required: true, description: "Kernel (bzImage/vmlinuz) path" },
+    rootfs: { type: "string", required: true, description: "ext4 root filesystem image path" },
+    initrd: { type: "string", description: "initrd path" },
+    ...jsonArg,
+  },
+  async run({ args }) {
+    const img = await (await daemon()).call<ImageRecord>("POST", "/v1/images/import", {
+      name: args.name,
+      kernel: resolve(args.kernel),
+      rootfs: resolve(args.rootfs),
+      initrd: args.initrd ? resolve(args.initrd) : undefined,
+    });
+    out(img, !!args.json, () => `imported image ${img.name}`);
+  },
+});
+
+export default defineCommand({
+  meta: { name: "image", description: "Build, import and manage guest images" },
+  subCommands: { build, list, show, rm, import: imp },
+});

@@ -1,0 +1,89 @@
+import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
+import { BangerError } from "../core/errors.ts";
+import { FULL_VERSION } from "../version.ts";
+import { fail, passthrough } from "./context.ts";
+
+export const main = defineCommand({
+  meta: { name: "banger", version: FULL_VERSION, description: "Linux microVMs with a shell, sessions and your git workspace inside" },
+  subCommands: {
+    vm: () => import("./vm.ts").then((m) => m.default),
+    image: () => import("./image.ts").then((m) => m.default),
+    session: () => import("./session.ts").then((m) => m.default),
+    daemon: () => import("./daemon.ts").then((m) => m.default),
+    plugin: () => import("./plugin.ts").then((m) => m.default),
+    doctor: () => import("./doctor.ts").then((m) => m.default),
+    version: () => import("./version-cmd.ts").then((m) => m.default),
+  },
+});
+
+type AnyCmd = CommandDef<any>;
+const resolve = async <T,>(v: T | (() => T | Promise<T>)): Promise<T> => (typeof v === "function" ? await (v as () => T | Promise<T>)() : v);
+
+/** Walk argv down the subcommand tree; returns the leaf, its parent and the words left. */
+async function leafOf(cmd: AnyCmd, args: string[]): Promise<{ cmd: AnyCmd; parent?: AnyCmd; rest: string[]; path: string[] }> {
+  let cur = cmd;
+  let parent: AnyCmd | undefined;
+  const path: string[] = [];
+  let i = 0;
+  for (; i < args.length; i++) {
+    const a = args[i]!;
+    if (a.startsWith("-")) break;
+    const subs = await resolve(cur.subCommands);
+    if (!subs || !(a in subs)) break;
+    parent = cur;
+    cur = (await resolve(subs[a]!)) as AnyCmd;
+    path.push(a);
+  }
+  return { cmd: cur, parent, rest: args.slice(i), path };
+}
+
+/** citty accepts any flag; we reject the ones a command doesn't define, so typos fail loudly (exit 2). */
+async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<void> {
+  const defs = ((await resolve(cmd.args)) ?? {}) as Record<string, { type?: string; alias?: string | string[] }>;
+  const known = new Set<string>();
+  for (const [name, def] of Object.entries(defs)) {
+    if (def.type === "positional") continue;
+    known.add(name);
+    known.add(name.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()));
+    for (const a of [def.alias ?? []].flat()) known.add(a);
+  }
+  const subs = await resolve(cmd.subCommands);
+  for (const a of rest) {
+    if (!a.startsWith("-") || a === "-") continue;
+    const name = a.replace(/^--?(no-)?/, "").split("=")[0]!;
+    if (!known.has(name)) {
+      const where = path.length ? `banger ${path.join(" ")}` : "banger";
+      throw new BangerError("E_USAGE", `unknown option ${a} for \`${where}\` (see \`${where} --help\`)`);
+    }
+  }
+  if (subs && Object.keys(subs).length && !cmd.run) {
+    const word = rest.find((a) => !a.startsWith("-"));
+    const where = path.length ? `banger ${path.join(" ")}` : "banger";
+    if (word) throw new BangerError("E_USAGE", `unknown command "${word}" for \`${where}\` (try: ${Object.keys(subs).join(", ")})`);
+    if (!word) throw new BangerError("E_USAGE", `\`${where}\` needs a subcommand: ${Object.keys(subs).join(", ")}`);
+  }
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const dd = argv.indexOf("--");
+  const head = dd >= 0 ? argv.slice(0, dd) : argv;
+  passthrough.argv = dd >= 0 ? argv.slice(dd + 1) : [];
+  const json = head.includes("--json");
+  try {
+    if (head.length === 1 && (head[0] === "--version" || head[0] === "-v")) {
+      process.stdout.write(`banger ${FULL_VERSION}\n`);
+      return;
+    }
+    const leaf = await leafOf(main, head);
+    if (head.includes("--help") || head.includes("-h")) {
+      await showUsage(leaf.cmd, leaf.parent);
+      return;
+    }
+    await checkFlags(leaf.cmd, leaf.rest, leaf.path);
+    await runCommand(main, { rawArgs: head });
+  } catch (e) {
+    if (e instanceof Error && e.name === "CLIError") fail(new BangerError("E_USAGE", e.message.replace(/\x1b\[[0-9;]*m/g, "")), json);
+    fail(e, json);
+  }
+}
+

@@ -1,0 +1,19 @@
+import { defineCommand } from "citty";
+import type { LoadedPlugin } from "../core/loader.ts";
+import { daemon, jsonArg, out } from "./context.ts";
+
+const list = defineCommand({
+  meta: { name: "list", description: "List loaded plugins (built-ins first)" },
+  args: { ...jsonArg },
+  async run({ args }) {
+    const { plugins } = await (await daemon()).call<{ plugins: LoadedPlugin[] }>("GET", "/v1/plugins");
+    out(plugins, !!args.json, () =>
+      plugins.map((p) => `${p.name.padEnd(14)} ${p.source === "builtin" ? "builtin" : p.source}\n  hooks: ${[...new Set(p.hooks)].join(", ") || "-"}${p.drivers.length ? `; drivers: ${p.drivers.join(", ")}` : ""}`).join("\n"),
+    );
+  },
+});
+
+export default defineCommand({
+  meta: { name: "plugin", description: "Inspect plugins" },
+  subCommands: { list },
+});

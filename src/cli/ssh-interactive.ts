@@ -1,0 +1,49 @@
+import { Client } from "ssh2";
+import { BangerError } from "../core/errors.ts";
+
+/** An interactive PTY shell straight from the CLI (raw mode, window size follows the terminal). */
+export async function interactiveShell(info: { host: string; port: number; user: string; privateKey: string; hostKey: string }): Promise<number> {
+  const conn = new Client();
+  const want = info.hostKey.trim().split(/\s+/)[1];
+  await new Promise<void>((resolve, reject) => {
+    conn.once("ready", () => resolve());
+    conn.once("error", (e) => reject(new BangerError("E_STATE", `ssh: ${e.message}`)));
+    conn.connect({
+      host: info.host,
+      port: info.port,
+      username: info.user,
+      privateKey: info.privateKey,
+      readyTimeout: 20_000,
+      hostVerifier: (key: Buffer) => key.toString("base64") === want,
+    });
+  });
+  const stdin = process.stdin;
+  const tty = !!stdin.isTTY;
+  return new Promise<number>((resolve) => {
+    const win = { cols: process.stdout.columns || 80, rows: process.stdout.rows || 24, term: process.env.TERM || "xterm-256color" };
+    conn.shell(win, (err, stream) => {
+      if (err) {
+        process.stderr.write(`banger: ssh shell: ${err.message}\n`);
+        conn.end();
+        return resolve(1);
+      }
+      if (tty) stdin.setRawMode(true);
+      stdin.resume();
+      stdin.pipe(stream);
+      stream.pipe(process.stdout);
+      stream.stderr.pipe(process.stderr);
+      const onResize = () => stream.setWindow(process.stdout.rows || 24, process.stdout.columns || 80, 0, 0);
+      process.stdout.on("resize", onResize);
+      let code = 0;
+      stream.on("exit", (c: number | null) => (code = c ?? 0));
+      stream.on("close", () => {
+        process.stdout.off("resize", onResize);
+        if (tty) stdin.setRawMode(false);
+        stdin.unpipe(stream);
+        stdin.pause();
+        conn.end();
+        resolve(code);
+      });
+    });
+  });
+}

@@ -1,0 +1,198 @@
+import { defineCommand } from "citty";
+import { BangerError } from "../core/errors.ts";
+import type { VMRecord } from "../core/model.ts";
+import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
+
+type VMView = VMRecord & { alive: boolean; pid: number };
+
+const enc = encodeURIComponent;
+const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
+
+function describe(vm: VMView): string {
+  const r = vm.runtime;
+  const lines = [
+    `name:      ${vm.name}`,
+    `id:        ${vm.id}`,
+    `state:     ${r.state}${vm.alive ? " (alive, pid " + vm.pid + ")" : ""}`,
+    `image:     ${vm.spec.image}`,
+    `driver:    ${vm.spec.driver}`,
+    `cpus:      ${vm.spec.cpus}`,
+    `memory:    ${vm.spec.memoryMiB} MiB`,
+    `ssh:       ${r.sshPort ? `${r.sshHost}:${r.sshPort}` : "-"}`,
+    `dir:       ${r.vmDir}`,
+  ];
+  if (r.lastError) lines.push(`lastError: ${r.lastError}`);
+  return lines.join("\n");
+}
+
+const createArgs = {
+  image: { type: "string", description: "Image name (default: default)" },
+  cpus: { type: "string", description: "vCPUs (default 1)" },
+  memory: { type: "string", description: "Memory, e.g. 512M or 1G (default 256M)" },
+  disk: { type: "string", description: "System disk size, e.g. 2G (default: the image's size)" },
+  "work-disk": { type: "string", description: "Extra work disk mounted at /work, e.g. 1G" },
+  driver: { type: "string", description: "VMM driver (default qemu)" },
+} as const;
+
+function createBody(name: string, a: Record<string, unknown>) {
+  return {
+    name,
+    image: a.image as string | undefined,
+    cpus: intArg(a.cpus, "--cpus"),
+    memoryMiB: sizeArg(a.memory, "--memory"),
+    diskMiB: sizeArg(a.disk, "--disk"),
+    workDiskMiB: sizeArg(a["work-disk"], "--work-disk"),
+    driver: a.driver as string | undefined,
+  };
+}
+
+async function getVM(name: string): Promise<VMView | null> {
+  const c = await daemon();
+  try {
+    return await c.call<VMView>("GET", `/v1/vms/${enc(name)}`);
+  } catch (e) {
+    if (e instanceof BangerError && e.code === "E_VM_NOT_FOUND") return null;
+    throw e;
+  }
+}
+
+/** Run argv in the VM through the daemon's pooled SSH connection; returns the exit code. */
+async function execIn(name: string, argv: string[], json: boolean, stdin?: boolean): Promise<number> {
+  if (argv.length === 0) usage("a command is required after --, e.g. `banger vm exec NAME -- uname -a`");
+  const body: { argv: string[]; stdin?: string } = { argv };
+  if (stdin) body.stdin = Buffer.from(await Bun.stdin.arrayBuffer()).toString("base64");
+  const ev = await streamCall("POST", `/v1/vms/${enc(name)}/exec`, body, { json: false });
+  const code = ev.type === "exit" ? ev.code : 1;
+  if (json) process.stderr.write(JSON.stringify({ exitCode: code }) + "\n");
+  return code;
+}
+
+const list = defineCommand({
+  meta: { name: "list", description: "List VMs" },
+  args: { ...jsonArg },
+  async run({ args }) {
+    const { vms } = await (await daemon()).call<{ vms: VMView[] }>("GET", "/v1/vms");
+    out(vms, !!args.json, () =>
+      vms.length === 0
+        ? "no vms (create one with `banger vm run --name NAME -- CMD`)"
+        : table([["NAME", "STATE", "ALIVE", "IMAGE", "SSH"], ...vms.map((v) => [v.name, v.runtime.state, v.alive ? "yes" : "no", v.spec.image, v.runtime.sshPort ? `${v.runtime.sshHost}:${v.runtime.sshPort}` : "-"])]),
+    );
+  },
+});
+
+const show = defineCommand({
+  meta: { name: "show", description: "Show one VM" },
+  args: { ...nameArg, ...jsonArg },
+  async run({ args }) {
+    const vm = await (await daemon()).call<VMView>("GET", `/v1/vms/${enc(args.name)}`);
+    out(vm, !!args.json, () => describe(vm));
+  },
+});
+
+const create = defineCommand({
+  meta: { name: "create", description: "Create a VM (and start it with --start)" },
+  args: { ...nameArg, ...createArgs, start: { type: "boolean", description: "Boot it right away" }, ...jsonArg },
+  async run({ args }) {
+    const ev = await streamCall("POST", "/v1/vms", { ...createBody(args.name, args), start: !!args.start }, { json: !!args.json });
+    const vm = (ev as { data: VMView }).data;
+    out(vm, !!args.json, () => `created ${vm.name} (${vm.runtime.state})`);
+  },
+});
+
+function lifecycle(action: "start" | "restart") {
+  return defineCommand({
+    meta: { name: action, description: action === "start" ? "Boot a VM and wait for SSH" : "Stop then start a VM" },
+    args: { ...nameArg, ...jsonArg },
+    async run({ args }) {
+      const ev = await streamCall("POST", `/v1/vms/${enc(args.name)}/${action}`, {}, { json: !!args.json });
+      const vm = (ev as { data: VMView }).data;
+      out(vm, !!args.json, () => `${vm.name} is ${vm.runtime.state}`);
+    },
+  });
+}
+
+const stop = defineCommand({
+  meta: { name: "stop", description: "Shut a VM down (ACPI powerdown, then kill after the timeout)" },
+  args: { ...nameArg, force: { type: "boolean", description: "Kill without waiting for the guest" }, timeout: { type: "string", description: "Seconds to wait for a clean shutdown (default 20)" }, ...jsonArg },
+  async run({ args }) {
+    const t = intArg(args.timeout, "--timeout");
+    const vm = await (await daemon()).call<VMView>("POST", `/v1/vms/${enc(args.name)}/stop`, { force: !!args.force, timeoutMs: t !== undefined ? t * 1000 : undefined });
+    out(vm, !!args.json, () => `${vm.name} is ${vm.runtime.state}`);
+  },
+});
+
+const del = defineCommand({
+  meta: { name: "delete", description: "Stop a VM and remove it with its disks, keys and logs" },
+  args: { ...nameArg, force: { type: "boolean", description: "Kill without waiting for the guest" }, ...jsonArg },
+  async run({ args }) {
+    const r = await (await daemon()).call<{ deleted: string }>("DELETE", `/v1/vms/${enc(args.name)}${args.force ? "?force=1" : ""}`);
+    out(r, !!args.json, () => `deleted ${r.deleted}`);
+  },
+});
+
+const run = defineCommand({
+  meta: { name: "run", description: "Create (if needed) and boot a VM, run a command in it, exit with its exit code: banger vm run --name X -- CMD ARGS" },
+  args: {
+    name: { type: "string", description: "VM name", required: true },
+    ...createArgs,
+    rm: { type: "boolean", description: "Delete the VM when the command ends" },
+    stdin: { type: "boolean", description: "Forward this process's stdin to the command" },
+    ...jsonArg,
+  },
+  async run({ args }) {
+    const argv = passthrough.argv;
+    if (argv.length === 0) usage("a command is required after --, e.g. `banger vm run --name demo -- uname -a`");
+    const c = await daemon();
+    const existing = await getVM(args.name);
+    if (!existing) {
+      await streamCall("POST", "/v1/vms", { ...createBody(args.name, args), start: true }, { json: !!args.json });
+    } else if (!existing.alive) {
+      await streamCall("POST", `/v1/vms/${enc(args.name)}/start`, {}, { json: !!args.json });
+    }
+    let code = 1;
+    try {
+      code = await execIn(args.name, argv, !!args.json, !!args.stdin);
+    } finally {
+      if (args.rm) await c.call("DELETE", `/v1/vms/${enc(args.name)}?force=1`).catch((e) => fail(e, !!args.json));
+    }
+    process.exit(code);
+  },
+});
+
+const exec = defineCommand({
+  meta: { name: "exec", description: "Run a command in a running VM: banger vm exec NAME -- CMD ARGS" },
+  args: { ...nameArg, stdin: { type: "boolean", description: "Forward this process's stdin to the command" }, ...jsonArg },
+  async run({ args }) {
+    process.exit(await execIn(args.name, passthrough.argv, !!args.json, !!args.stdin));
+  },
+});
+
+const ssh = defineCommand({
+  meta: { name: "ssh", description: "Interactive shell in a VM (PTY), or one command: banger vm ssh NAME [-- CMD]" },
+  args: { ...nameArg, ...jsonArg },
+  async run({ args }) {
+    if (passthrough.argv.length > 0) process.exit(await execIn(args.name, passthrough.argv, !!args.json));
+    const info = await (await daemon()).call<{ host: string; port: number; user: string; privateKey: string; hostKey: string }>("GET", `/v1/vms/${enc(args.name)}/ssh-info`);
+    const { interactiveShell } = await import("./ssh-interactive.ts");
+    process.exit(await interactiveShell(info));
+  },
+});
+
+const logs = defineCommand({
+  meta: { name: "logs", description: "Print a VM's serial console log (-f to follow)" },
+  args: { ...nameArg, follow: { type: "boolean", alias: "f", description: "Keep printing as the log grows" }, ...jsonArg },
+  async run({ args }) {
+    const ev = await streamCall("GET", `/v1/vms/${enc(args.name)}/logs?follow=${args.follow ? 1 : 0}`, undefined, { json: !!args.json });
+    if (args.json) out((ev as { data: unknown }).data, true, () => "");
+  },
+});
+
+export default defineCommand({
+  meta: { name: "vm", description: "Create, run and manage VMs" },
+  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs },
+});

@@ -1,0 +1,345 @@
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { HandleCache } from "../handles/cache.ts";
+import { vmAlive } from "../handles/alive.ts";
+import { readHandlesFile, removeHandlesFile, writeHandlesFile } from "../handles/file.ts";
+import { rediscoverHandles } from "../handles/rediscover.ts";
+import type { Host } from "../host/types.ts";
+import type { Store } from "../store/store.ts";
+import type { BootConfig, VMMDriver } from "../vmm/driver.ts";
+import { BangerError, errorMessage } from "./errors.ts";
+import { HookEngine, UndoStack, type ProgressSink } from "./hooks.ts";
+import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord } from "./model.ts";
+import type { BangerPaths, Logger } from "./plugin.ts";
+import { vmPaths } from "./paths.ts";
+
+export interface CreateVMParams {
+  name: string;
+  image?: string;
+  cpus?: number;
+  memoryMiB?: number;
+  diskMiB?: number;
+  workDiskMiB?: number;
+  driver?: string;
+}
+
+export interface EngineDeps {
+  store: Store;
+  host: Host;
+  hooks: HookEngine;
+  drivers: Map<string, VMMDriver>;
+  paths: BangerPaths;
+  log: Logger;
+  defaultDriver?: string;
+  newId?: () => string;
+  /** How long a graceful stop may take before the VM is killed. */
+  stopTimeoutMs?: number;
+}
+
+export interface ReconcileOutcome {
+  vm: string;
+  action: "kept" | "demoted";
+  source: "process" | "scratch" | "none";
+  cleanupErrors: string[];
+}
+
+const noProgress: ProgressSink = () => {};
+
+export function validateVMName(name: unknown): string {
+  if (typeof name !== "string" || !VM_NAME_RE.test(name)) {
+    throw new BangerError("E_BAD_NAME", `invalid vm name ${JSON.stringify(name)}: must match ${VM_NAME_RULE}`);
+  }
+  return name;
+}
+
+/** The VM lifecycle state machine. Plugins do the work through hooks; the engine keeps the bookkeeping honest. */
+export class Engine {
+  readonly cache = new HandleCache();
+  private readonly d: Required<Omit<EngineDeps, "defaultDriver">> & { defaultDriver: string };
+
+  constructor(deps: EngineDeps) {
+    this.d = {
+      newId: () => randomBytes(8).toString("hex"),
+      stopTimeoutMs: 20_000,
+      defaultDriver: deps.defaultDriver ?? "qemu",
+      ...deps,
+    } as Engine["d"];
+  }
+
+  get store(): Store {
+    return this.d.store;
+  }
+  get hooks(): HookEngine {
+    return this.d.hooks;
+  }
+
+  driverFor(vm: VMRecord): VMMDriver {
+    const driver = this.d.drivers.get(vm.spec.driver);
+    if (!driver) {
+      const known = [...this.d.drivers.keys()].join(", ") || "none";
+      throw new BangerError("E_STATE", `vm ${vm.name}: driver "${vm.spec.driver}" is not loaded (loaded: ${known})`);
+    }
+    return driver;
+  }
+
+  getVM(idOrName: string): VMRecord {
+    if (typeof idOrName !== "string" || idOrName.length === 0) throw new BangerError("E_BAD_NAME", "vm name is required");
+    const vm = this.d.store.getVM(idOrName);
+    if (!vm) {
+      if (!VM_NAME_RE.test(idOrName)) {
+        throw new BangerError("E_BAD_NAME", `invalid vm name ${JSON.stringify(idOrName)}: must match ${VM_NAME_RULE}`);
+      }
+      throw new BangerError("E_VM_NOT_FOUND", `vm not found: ${idOrName}`);
+    }
+    return vm;
+  }
+
+  listVMs(): VMRecord[] {
+    return this.d.store.listVMs();
+  }
+
+  /** Current handles: cache first, then the scratch file. */
+  async handlesOf(vm: VMRecord): Promise<VMHandles | null> {
+    return this.cache.get(vm.id) ?? (await readHandlesFile(this.d.host.fs, vm.runtime.vmDir)).handles;
+  }
+
+  async alive(vm: VMRecord): Promise<boolean> {
+    const driver = this.d.drivers.get(vm.spec.driver);
+    if (!driver) return false;
+    return vmAlive(vm, await this.handlesOf(vm), driver, this.d.host.procs);
+  }
+
+  private save(vm: VMRecord): void {
+    vm.updatedAt = this.d.host.clock.now().toISOString();
+    this.d.store.upsertVM(vm);
+  }
+
+  async create(params: CreateVMParams, progress: ProgressSink = noProgress): Promise<VMRecord> {
+    const name = validateVMName(params.name);
+    if (this.d.store.getVM(name)) throw new BangerError("E_NAME_TAKEN", `vm name already taken: ${name}`);
+    const image = params.image ?? "default";
+    if (!this.d.store.getImage(image)) {
+      throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${image} (build it with \`banger image build --name ${image}\`)`);
+    }
+    const driverName = params.driver ?? this.d.defaultDriver;
+    if (!this.d.drivers.has(driverName)) {
+      throw new BangerError("E_BAD_REQUEST", `unknown driver "${driverName}" (loaded: ${[...this.d.drivers.keys()].join(", ") || "none"})`);
+    }
+    const positive = (v: number | undefined, dflt: number, what: string, min = 1) => {
+      const n = v ?? dflt;
+      if (!Number.isInteger(n) || n < min) throw new BangerError("E_BAD_REQUEST", `${what} must be an integer >= ${min}, got ${v}`);
+      return n;
+    };
+    const id = this.d.newId();
+    const vmDir = join(this.d.paths.vmsDir, id);
+    const p = vmPaths(vmDir);
+    const now = this.d.host.clock.now().toISOString();
+    const vm: VMRecord = {
+      id,
+      name,
+      spec: {
+        image,
+        cpus: positive(params.cpus, 1, "cpus"),
+        memoryMiB: positive(params.memoryMiB, 256, "memory (MiB)", 64),
+        diskMiB: positive(params.diskMiB, 0, "disk (MiB)", 0),
+        workDiskMiB: positive(params.workDiskMiB, 0, "work disk (MiB)", 0),
+        driver: driverName,
+      },
+      runtime: {
+        state: "created",
+        guestIP: "",
+        apiSockPath: p.apiSock,
+        vsockPath: "",
+        vsockCID: 0,
+        logPath: p.serialLog,
+        metricsPath: "",
+        dnsName: `${name}.banger`,
+        vmDir,
+        systemOverlay: "",
+        workDiskPath: "",
+        lastError: "",
+        sshHost: "",
+        sshPort: 0,
+      },
+      createdAt: now,
+      updatedAt: now,
+    };
+    const undo = new UndoStack();
+    try {
+      // The row goes in first so the name is claimed atomically (UNIQUE) before any work.
+      this.d.store.upsertVM(vm);
+      undo.defer("vm row", () => this.d.store.deleteVM(id));
+      await this.d.host.fs.mkdirp(vmDir, 0o700);
+      undo.defer("vm dir", () => this.d.host.fs.rmrf(vmDir));
+      await this.d.hooks.run("vm:create", { vm, progress }, undo);
+      this.save(vm);
+      undo.commit();
+      return vm;
+    } catch (e) {
+      const failures = await undo.unwind();
+      throw withUndoFailures(e, failures);
+    }
+  }
+
+  async start(idOrName: string, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
+    const first = this.getVM(idOrName);
+    return this.cache.withLock(first.id, async () => {
+      const vm = this.getVM(first.id);
+      const driver = this.driverFor(vm);
+      if (await this.alive(vm)) {
+        if (vm.runtime.state !== "running") {
+          vm.runtime.state = "running";
+          this.save(vm);
+        }
+        return vm;
+      }
+      const image = this.d.store.getImage(vm.spec.image);
+      if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${vm.spec.image}`);
+      vm.runtime.state = "starting";
+      vm.runtime.lastError = "";
+      this.save(vm);
+      const undo = new UndoStack();
+      const handles = emptyHandles();
+      const boot: BootConfig = {
+        kernelPath: image.kernelPath,
+        initrdPaths: image.initrdPath ? [image.initrdPath] : [],
+        kernelArgs: [],
+        disks: [],
+        netArgs: [],
+      };
+      try {
+        await this.d.hooks.run("vm:start:before", { vm, boot, handles, progress }, undo);
+        progress(`launching ${driver.name}`);
+        const launched = await driver.launch(vm, boot);
+        handles.pid = launched.pid;
+        handles.pidStartTime = launched.pidStartTime;
+        undo.defer("vm process", () => driver.kill(vm, handles));
+        await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
+        undo.defer("handles", async () => {
+          this.cache.delete(vm.id);
+          await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
+        });
+        this.cache.set(vm.id, handles);
+        await this.d.hooks.run("vm:start:after", { vm, handles, progress, signal }, undo);
+        // Plugins may have added handles after launch; persist the final set.
+        this.cache.set(vm.id, handles);
+        await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
+        vm.runtime.state = "running";
+        this.save(vm);
+        undo.commit();
+        return vm;
+      } catch (e) {
+        const failures = await undo.unwind();
+        failures.push(...(await this.d.hooks.runAll("vm:cleanup", { vm, handles })));
+        vm.runtime.state = "error";
+        vm.runtime.lastError = errorMessage(e);
+        this.save(vm);
+        throw withUndoFailures(e, failures);
+      }
+    });
+  }
+
+  async stop(idOrName: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VMRecord> {
+    const first = this.getVM(idOrName);
+    return this.cache.withLock(first.id, () => this.stopLocked(first.id, opts));
+  }
+
+  private async stopLocked(id: string, opts: { force?: boolean; timeoutMs?: number }): Promise<VMRecord> {
+    const vm = this.getVM(id);
+    const driver = this.driverFor(vm);
+    const handles = (await this.handlesOf(vm)) ?? (await rediscoverHandles(vm, driver, this.d.host.fs)).handles;
+    const failures: Error[] = [];
+    if (vm.runtime.state !== "stopped" && vm.runtime.state !== "created") {
+      vm.runtime.state = "stopping";
+      this.save(vm);
+      failures.push(...(await this.d.hooks.runAll("vm:stop:before", { vm, handles })));
+      try {
+        if (opts.force) await driver.kill(vm, handles);
+        else await driver.stop(vm, handles, opts.timeoutMs ?? this.d.stopTimeoutMs);
+      } catch (e) {
+        failures.push(e instanceof Error ? e : new Error(String(e)));
+        await driver.kill(vm, handles).catch((k) => failures.push(k));
+      }
+    }
+    failures.push(...(await this.d.hooks.runAll("vm:cleanup", { vm, handles })));
+    this.cache.delete(vm.id);
+    await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
+    vm.runtime.state = "stopped";
+    vm.runtime.lastError = failures.map((f) => f.message).join("; ");
+    this.save(vm);
+    failures.push(...(await this.d.hooks.runAll("vm:stop:after", { vm })));
+    for (const f of failures) this.d.log.warn(`stop ${vm.name}: ${f.message}`);
+    return vm;
+  }
+
+  async restart(idOrName: string, progress: ProgressSink = noProgress): Promise<VMRecord> {
+    await this.stop(idOrName);
+    return this.start(idOrName, progress);
+  }
+
+  async delete(idOrName: string, opts: { force?: boolean } = {}): Promise<VMRecord> {
+    const first = this.getVM(idOrName);
+    return this.cache.withLock(first.id, async () => {
+      const vm = await this.stopLocked(first.id, { force: opts.force, timeoutMs: opts.force ? 0 : undefined });
+      vm.runtime.state = "deleting";
+      this.save(vm);
+      const failures = await this.d.hooks.runAll("vm:delete", { vm });
+      await this.d.host.fs.rmrf(vm.runtime.vmDir);
+      this.d.store.deleteVM(vm.id);
+      for (const f of failures) this.d.log.warn(`delete ${vm.name}: ${f.message}`);
+      return vm;
+    });
+  }
+
+  /**
+   * Startup reconcile: every VM the store says is up is either kept (live
+   * process found, cache seeded) or demoted to stopped after cleanup runs
+   * with the scratch handles, so no tap, loop or dm target leaks.
+   */
+  async reconcile(): Promise<ReconcileOutcome[]> {
+    const out: ReconcileOutcome[] = [];
+    for (const vm of this.d.store.listVMs()) {
+      if (!["running", "starting", "stopping", "error"].includes(vm.runtime.state)) continue;
+      const driver = this.d.drivers.get(vm.spec.driver);
+      if (!driver) {
+        this.d.log.warn(`reconcile ${vm.name}: driver ${vm.spec.driver} not loaded; left as is`);
+        continue;
+      }
+      await this.cache.withLock(vm.id, async () => {
+        const found = await rediscoverHandles(vm, driver, this.d.host.fs);
+        const alive = await vmAlive(vm, found.handles, driver, this.d.host.procs);
+        const hookErrors = await this.d.hooks.runAll("vm:reconcile", { vm, handles: found.handles, alive });
+        if (alive) {
+          this.cache.set(vm.id, found.handles);
+          await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, found.handles);
+          if (vm.runtime.state !== "running") {
+            vm.runtime.state = "running";
+            this.save(vm);
+          }
+          out.push({ vm: vm.name, action: "kept", source: found.source, cleanupErrors: hookErrors.map((e) => e.message) });
+          return;
+        }
+        if (vm.runtime.state === "error" && found.source === "none") return;
+        // A live-but-unanswering process (hung VMM) still holds resources: kill it before cleanup.
+        if (found.source === "process") await driver.kill(vm, found.handles).catch(() => {});
+        const failures = [...hookErrors, ...(await this.d.hooks.runAll("vm:cleanup", { vm, handles: found.handles }))];
+        this.cache.delete(vm.id);
+        await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
+        vm.runtime.state = "stopped";
+        vm.runtime.lastError = failures.length ? failures.map((f) => f.message).join("; ") : "vm process was gone at daemon start";
+        this.save(vm);
+        out.push({ vm: vm.name, action: "demoted", source: found.source, cleanupErrors: failures.map((e) => e.message) });
+      });
+    }
+    return out;
+  }
+}
+
+function withUndoFailures(e: unknown, failures: Error[]): unknown {
+  if (failures.length === 0) return e;
+  const err = e instanceof Error ? e : new Error(String(e));
+  // Keep the first error; undo failures ride along as its cause.
+  (err as Error & { undoFailures?: Error[] }).undoFailures = failures;
+  if (!err.cause) (err as { cause?: unknown }).cause = new AggregateError(failures, "undo failures");
+  return err;
+}

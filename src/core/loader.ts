@@ -1,0 +1,88 @@
+import { resolve } from "node:path";
+import { BangerError, errorMessage } from "./errors.ts";
+import type { HookEngine } from "./hooks.ts";
+import type { BangerPaths, BangerPlugin, Logger, PluginContext, PluginStoreView } from "./plugin.ts";
+import type { Host } from "../host/types.ts";
+import type { VMMDriver } from "../vmm/driver.ts";
+
+export interface LoadedPlugin {
+  name: string;
+  description: string;
+  source: string;
+  hooks: string[];
+  drivers: string[];
+}
+
+export interface LoaderDeps {
+  hooks: HookEngine;
+  host: Host;
+  paths: BangerPaths;
+  log: Logger;
+  store: PluginStoreView;
+  drivers: Map<string, VMMDriver>;
+}
+
+function isPlugin(v: unknown): v is BangerPlugin {
+  return !!v && typeof v === "object" && typeof (v as BangerPlugin).name === "string" && typeof (v as BangerPlugin).setup === "function";
+}
+
+/** Import a user's plugin file (works from the compiled binary too). */
+export async function importPluginFile(path: string): Promise<BangerPlugin> {
+  const abs = resolve(path);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(abs)) as Record<string, unknown>;
+  } catch (e) {
+    throw new BangerError("E_PLUGIN", `cannot load plugin ${abs}: ${errorMessage(e)}`, { cause: e });
+  }
+  const plugin = mod.default ?? mod.plugin;
+  if (!isPlugin(plugin)) {
+    throw new BangerError("E_PLUGIN", `plugin ${abs} must \`export default definePlugin({ name, setup(ctx) {…} })\``);
+  }
+  return plugin;
+}
+
+/** Set up plugins in order (built-ins first, then the user's), each with the same public context. */
+export async function setupPlugins(plugins: { plugin: BangerPlugin; source: string }[], deps: LoaderDeps): Promise<LoadedPlugin[]> {
+  const loaded: LoadedPlugin[] = [];
+  const seen = new Set<string>();
+  for (const { plugin, source } of plugins) {
+    if (seen.has(plugin.name)) throw new BangerError("E_PLUGIN", `two plugins are named "${plugin.name}" (second from ${source})`);
+    seen.add(plugin.name);
+    const info: LoadedPlugin = { name: plugin.name, description: plugin.description ?? "", source, hooks: [], drivers: [] };
+    const ctx: PluginContext = {
+      name: plugin.name,
+      host: deps.host,
+      paths: deps.paths,
+      log: prefixLogger(deps.log, plugin.name),
+      store: deps.store,
+      hook(name, handler, opts) {
+        const off = deps.hooks.hook(plugin.name, name, handler, opts);
+        info.hooks.push(name);
+        return off;
+      },
+      registerDriver(driver: VMMDriver) {
+        if (deps.drivers.has(driver.name)) throw new BangerError("E_PLUGIN", `${plugin.name}: driver "${driver.name}" is already registered`);
+        deps.drivers.set(driver.name, driver);
+        info.drivers.push(driver.name);
+      },
+    };
+    try {
+      await plugin.setup(ctx);
+    } catch (e) {
+      if (e instanceof BangerError) throw e;
+      throw new BangerError("E_PLUGIN", `${plugin.name}: setup failed: ${errorMessage(e)}`, { cause: e });
+    }
+    loaded.push(info);
+  }
+  return loaded;
+}
+
+function prefixLogger(log: Logger, name: string): Logger {
+  return {
+    info: (m) => log.info(`[${name}] ${m}`),
+    warn: (m) => log.warn(`[${name}] ${m}`),
+    error: (m) => log.error(`[${name}] ${m}`),
+    debug: (m) => log.debug(`[${name}] ${m}`),
+  };
+}

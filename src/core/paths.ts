@@ -1,0 +1,48 @@
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { BangerPaths } from "./plugin.ts";
+
+export interface DaemonPaths extends BangerPaths {
+  db: string;
+  socket: string;
+  lock: string;
+  pidFile: string;
+  log: string;
+  configJson: string;
+  configTs: string;
+  pluginsDir: string;
+}
+
+export function resolveHome(env: Record<string, string | undefined> = process.env): string {
+  if (env.BANGER_HOME) return env.BANGER_HOME;
+  const state = env.XDG_STATE_HOME || join(env.HOME || homedir(), ".local", "state");
+  return join(state, "banger");
+}
+
+export function daemonPaths(home: string): DaemonPaths {
+  return {
+    home,
+    imagesDir: join(home, "images"),
+    vmsDir: join(home, "vms"),
+    db: join(home, "banger.db"),
+    socket: join(home, "bangerd.sock"),
+    lock: join(home, "daemon.lock"),
+    pidFile: join(home, "daemon.pid"),
+    log: join(home, "daemon.log"),
+    configJson: join(home, "config.json"),
+    configTs: join(home, "banger.config.ts"),
+    pluginsDir: join(home, "plugins"),
+  };
+}
+
+/** Deterministic per-VM paths, derived from VMDir. */
+export function vmPaths(vmDir: string) {
+  return {
+    handles: join(vmDir, "handles.json"),
+    apiSock: join(vmDir, "api.sock"),
+    serialLog: join(vmDir, "serial.log"),
+    systemDisk: join(vmDir, "system.img"),
+    workDisk: join(vmDir, "work.img"),
+    keysDir: join(vmDir, "keys"),
+  };
+}

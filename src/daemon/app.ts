@@ -1,0 +1,180 @@
+import { open, stat } from "node:fs/promises";
+import { BangerError } from "../core/errors.ts";
+import type { Engine } from "../core/engine.ts";
+import type { LoadedPlugin } from "../core/loader.ts";
+import type { VMRecord } from "../core/model.ts";
+import type { DaemonPaths } from "../core/paths.ts";
+import { shellJoin } from "../sessions/quote.ts";
+import { errorResponse, json, ndjson, parseBody, type Emitter, type StreamEvent } from "./http.ts";
+import { sshTargetFor, type SSHPool } from "./ssh-pool.ts";
+import type { ImageService } from "./images.ts";
+import type { FS } from "../host/types.ts";
+
+export interface AppDeps {
+  engine: Engine;
+  images: ImageService;
+  ssh: SSHPool;
+  fs: FS;
+  plugins: LoadedPlugin[];
+  version: string;
+  paths: DaemonPaths;
+  startedAt: string;
+  reconcile: unknown;
+  /** Extra route groups (sessions…) tried before the 404. */
+  extraRoutes?: ((req: Request, url: URL, parts: string[]) => Promise<Response | null>)[];
+  shutdown(): void;
+}
+
+/** Public view of a VM: durable record plus liveness. */
+export async function vmView(engine: Engine, vm: VMRecord) {
+  const handles = await engine.handlesOf(vm);
+  return { ...vm, alive: await engine.alive(vm), pid: handles?.pid ?? 0 };
+}
+
+const CREATE_SCHEMA = {
+  name: { type: "string", required: true },
+  image: { type: "string" },
+  cpus: { type: "integer" },
+  memoryMiB: { type: "integer" },
+  diskMiB: { type: "integer" },
+  workDiskMiB: { type: "integer" },
+  driver: { type: "string" },
+  start: { type: "boolean" },
+} as const;
+
+/** The daemon's request handler: a plain (Request) => Response, testable without a socket. */
+export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
+  const { engine } = d;
+
+  async function route(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+    if (parts[0] !== "v1") throw new BangerError("E_NOT_FOUND", `no such route: ${req.method} ${url.pathname} (routes live under /v1)`);
+    const [, group, id, action] = parts;
+    const m = req.method;
+
+    if (group === "health" && m === "GET") {
+      return json({ version: d.version, pid: process.pid, home: d.paths.home, startedAt: d.startedAt, reconcile: d.reconcile });
+    }
+    if (group === "shutdown" && m === "POST") {
+      setTimeout(() => d.shutdown(), 10);
+      return json({ ok: true });
+    }
+    if (group === "plugins" && m === "GET" && !id) return json({ plugins: d.plugins });
+
+    if (group === "vms") {
+      if (!id && m === "GET") {
+        return json({ vms: await Promise.all(engine.listVMs().map((vm) => vmView(engine, vm))) });
+      }
+      if (!id && m === "POST") {
+        const body = await parseBody<{ name: string; image?: string; cpus?: number; memoryMiB?: number; diskMiB?: number; workDiskMiB?: number; driver?: string; start?: boolean }>(req, CREATE_SCHEMA);
+        const { start, ...params } = body;
+        return ndjson(req, async (emit) => {
+          let vm = await engine.create(params, emit.progress);
+          if (start) vm = await engine.start(vm.id, emit.progress, emit.signal);
+          return { type: "result", data: await vmView(engine, vm) };
+        });
+      }
+      if (id && !action && m === "GET") return json(await vmView(engine, engine.getVM(id)));
+      if (id && !action && m === "DELETE") {
+        const force = url.searchParams.get("force") === "1";
+        const vm = engine.getVM(id);
+        d.ssh.drop(vm.id);
+        const deleted = await engine.delete(vm.id, { force });
+        return json({ deleted: deleted.name, id: deleted.id });
+      }
+      if (id && m === "POST" && (action === "start" || action === "restart")) {
+        await parseBody(req, {});
+        const vm = engine.getVM(id);
+        if (action === "restart") d.ssh.drop(vm.id);
+        return ndjson(req, async (emit) => {
+          const out = action === "start" ? await engine.start(vm.id, emit.progress, emit.signal) : await engine.restart(vm.id, emit.progress);
+          return { type: "result", data: await vmView(engine, out) };
+        });
+      }
+      if (id && m === "POST" && action === "stop") {
+        const body = await parseBody<{ force?: boolean; timeoutMs?: number }>(req, { force: { type: "boolean" }, timeoutMs: { type: "integer" } });
+        const vm = engine.getVM(id);
+        d.ssh.drop(vm.id);
+        return json(await vmView(engine, await engine.stop(vm.id, body)));
+      }
+      if (id && m === "POST" && action === "exec") {
+        const body = await parseBody<{ argv: string[]; stdin?: string }>(req, { argv: { type: "string[]", required: true }, stdin: { type: "string" } });
+        if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
+        const vm = engine.getVM(id);
+        await requireRunning(vm);
+        return ndjson(req, (emit) => execIn(vm, body.argv, body.stdin, emit));
+      }
+      if (id && m === "GET" && action === "ssh-info") {
+        const vm = engine.getVM(id);
+        await requireRunning(vm);
+        const t = await sshTargetFor(d.fs, vm);
+        return json({ host: t.host, port: t.port, user: t.user, privateKey: t.privateKey, hostKey: t.hostKey });
+      }
+      if (id && m === "GET" && action === "logs") {
+        const vm = engine.getVM(id);
+        const follow = url.searchParams.get("follow") === "1";
+        const offset = Number(url.searchParams.get("offset") ?? "0") || 0;
+        return streamFile(req, vm.runtime.logPath, offset, follow, () => engine.alive(vm));
+      }
+    }
+
+    if (group === "images") return d.images.route(req, url, parts);
+
+    for (const extra of d.extraRoutes ?? []) {
+      const r = await extra(req, url, parts);
+      if (r) return r;
+    }
+    throw new BangerError("E_NOT_FOUND", `no such route: ${m} ${url.pathname}`);
+  }
+
+  async function requireRunning(vm: VMRecord): Promise<void> {
+    if (!(await engine.alive(vm))) {
+      throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
+    }
+  }
+
+  async function execIn(vm: VMRecord, argv: string[], stdin: string | undefined, emit: Emitter): Promise<StreamEvent> {
+    const conn = await d.ssh.get(vm);
+    const code = await conn.exec(shellJoin(argv), {
+      stdin: stdin !== undefined ? Buffer.from(stdin, "base64") : undefined,
+      onStdout: emit.stdout,
+      onStderr: emit.stderr,
+      signal: emit.signal,
+    });
+    return { type: "exit", code };
+  }
+
+  return async (req: Request) => {
+    try {
+      return await route(req);
+    } catch (e) {
+      return errorResponse(e);
+    }
+  };
+}
+
+/** Stream a file from a byte offset; with follow, keep tailing while `stillGoing` says so. */
+export function streamFile(req: Request, path: string, offset: number, follow: boolean, stillGoing: () => Promise<boolean>): Response {
+  return ndjson(req, async (emit) => {
+    let pos = offset;
+    for (;;) {
+      const size = await stat(path).then((s) => s.size, () => 0);
+      if (size > pos) {
+        const fh = await open(path, "r");
+        try {
+          const buf = Buffer.alloc(Math.min(size - pos, 1 << 20));
+          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+          pos += bytesRead;
+          emit.stdout(buf.subarray(0, bytesRead));
+        } finally {
+          await fh.close();
+        }
+        continue;
+      }
+      if (!follow || emit.signal.aborted || !(await stillGoing())) break;
+      await Bun.sleep(200);
+    }
+    return { type: "result", data: { offset: pos } };
+  });
+}

@@ -1,0 +1,152 @@
+import { existsSync, mkdirSync } from "node:fs";
+import { BangerError, ERROR_CODES, type ErrorCode } from "../core/errors.ts";
+import { daemonPaths, type DaemonPaths } from "../core/paths.ts";
+import { createExec } from "../host/exec.ts";
+import { FULL_VERSION } from "../version.ts";
+import type { StreamEvent } from "./http.ts";
+
+export interface Health {
+  version: string;
+  pid: number;
+  home: string;
+  startedAt: string;
+  reconcile: unknown;
+}
+
+/** How to start ourselves: the compiled binary is its own daemon; from source, bun runs the entry file. */
+export function selfCommand(): string[] {
+  const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.includes("~BUN");
+  return compiled ? [process.execPath] : [process.execPath, Bun.main];
+}
+
+export class DaemonClient {
+  readonly paths: DaemonPaths;
+  constructor(home: string) {
+    this.paths = daemonPaths(home);
+  }
+
+  async fetch(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+    try {
+      return await fetch(`http://banger${path}`, {
+        method,
+        unix: this.paths.socket,
+        headers: body !== undefined ? { "content-type": "application/json" } : undefined,
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+        signal,
+      } as RequestInit);
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? "";
+      if (code === "EACCES" || code === "EPERM") {
+        throw new BangerError("E_DAEMON", `no permission to talk to the daemon socket ${this.paths.socket} (owned by another user?)`);
+      }
+      throw new BangerError("E_DAEMON", `daemon not reachable at ${this.paths.socket}: ${code || (e as Error).message}`);
+    }
+  }
+
+  /** JSON request; a non-2xx answer becomes a BangerError with the daemon's code and message. */
+  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.fetch(method, path, body);
+    const text = await res.text();
+    let data: unknown;
+    try {
+      data = text ? JSON.parse(text) : {};
+    } catch {
+      throw new BangerError("E_DAEMON", `daemon sent a non-JSON answer (${res.status}): ${text.slice(0, 200)}`);
+    }
+    if (!res.ok) throw toError(data, res.status);
+    return data as T;
+  }
+
+  /** NDJSON stream of events; the final event is returned, earlier ones go to onEvent. */
+  async stream(method: string, path: string, body: unknown, onEvent: (ev: StreamEvent) => void, signal?: AbortSignal): Promise<StreamEvent> {
+    const res = await this.fetch(method, path, body, signal);
+    if (!res.ok) {
+      const text = await res.text();
+      let data: unknown = {};
+      try {
+        data = JSON.parse(text);
+      } catch {}
+      throw toError(data, res.status);
+    }
+    let last: StreamEvent | null = null;
+    const reader = res.body!.getReader();
+    const dec = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, { stream: true });
+      let i: number;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (!line.trim()) continue;
+        const ev = JSON.parse(line) as StreamEvent;
+        if (ev.type === "result" || ev.type === "exit" || ev.type === "error") last = ev;
+        else onEvent(ev);
+      }
+    }
+    if (!last) throw new BangerError("E_DAEMON", "the daemon closed the stream before the operation finished (see `banger daemon logs`)");
+    if (last.type === "error") throw toError(last, 500);
+    return last;
+  }
+
+  async health(timeoutMs = 1000): Promise<Health | null> {
+    if (!existsSync(this.paths.socket)) return null;
+    try {
+      const res = await this.fetch("GET", "/v1/health", undefined, AbortSignal.timeout(timeoutMs));
+      if (!res.ok) return null;
+      return (await res.json()) as Health;
+    } catch (e) {
+      if (e instanceof BangerError && /permission/.test(e.message)) throw e;
+      return null;
+    }
+  }
+
+  /** Make sure a daemon of *this* build answers: start one (detached) or replace one from another build. */
+  async ensure(opts: { onStart?: (why: string) => void } = {}): Promise<Health> {
+    let h = await this.health();
+    if (h && h.version === FULL_VERSION) return h;
+    if (h) {
+      opts.onStart?.(`replacing daemon ${h.version} with ${FULL_VERSION}`);
+      await this.fetch("POST", "/v1/shutdown").catch(() => {});
+      await this.waitGone(h.pid, 15_000);
+    } else {
+      opts.onStart?.("starting daemon");
+    }
+    mkdirSync(this.paths.home, { recursive: true, mode: 0o700 });
+    const [cmd, ...args] = selfCommand();
+    await createExec().spawnDetached(cmd!, [...args, "daemon"], { logPath: this.paths.log, env: process.env });
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      h = await this.health();
+      if (h && h.version === FULL_VERSION) return h;
+      await Bun.sleep(25);
+    }
+    throw new BangerError("E_DAEMON", `the daemon did not start within 15 s (see ${this.paths.log})`);
+  }
+
+  private async waitGone(pid: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      try {
+        process.kill(pid, 0);
+      } catch {
+        return;
+      }
+      await Bun.sleep(25);
+    }
+    throw new BangerError("E_DAEMON", `old daemon (pid ${pid}) did not exit`);
+  }
+}
+
+function toError(data: unknown, status: number): BangerError {
+  const err = (data as { error?: { code?: string; message?: string } }).error;
+  const code = (err?.code && err.code in ERROR_CODES ? err.code : status >= 500 ? "E_DAEMON" : "E_BAD_REQUEST") as ErrorCode;
+  return new BangerError(code, err?.message ?? `daemon answered ${status}`);
+}
+
+export function clientFor(home: string): DaemonClient {
+  return new DaemonClient(home);
+}
+export { daemonPaths };

@@ -1,0 +1,43 @@
+import { readdir } from "node:fs/promises";
+import { isAbsolute, join, resolve, dirname } from "node:path";
+import { BangerError, errorMessage } from "../core/errors.ts";
+import type { DaemonPaths } from "../core/paths.ts";
+import type { FS } from "../host/types.ts";
+
+/**
+ * Where user plugins come from, in load order: config.json / banger.config.ts
+ * in BANGER_HOME (`{ plugins: ["./x.ts"] }`), *.ts|*.js files in
+ * BANGER_HOME/plugins/, BANGER_PLUGINS (colon separated), then --plugin.
+ */
+export async function userPluginPaths(paths: DaemonPaths, fs: FS, extra: string[], env = process.env): Promise<string[]> {
+  const out: string[] = [];
+  const fromConfig = (list: unknown, base: string, what: string) => {
+    if (list === undefined) return;
+    if (!Array.isArray(list) || !list.every((x) => typeof x === "string")) throw new BangerError("E_PLUGIN", `${what}: "plugins" must be a list of paths`);
+    for (const p of list as string[]) out.push(isAbsolute(p) ? p : resolve(base, p));
+  };
+  const jsonText = await fs.readText(paths.configJson);
+  if (jsonText !== null) {
+    let cfg: { plugins?: unknown };
+    try {
+      cfg = JSON.parse(jsonText);
+    } catch (e) {
+      throw new BangerError("E_PLUGIN", `${paths.configJson}: ${errorMessage(e)}`);
+    }
+    fromConfig(cfg.plugins, dirname(paths.configJson), paths.configJson);
+  }
+  if (await fs.exists(paths.configTs)) {
+    let mod: { default?: { plugins?: unknown } };
+    try {
+      mod = await import(paths.configTs);
+    } catch (e) {
+      throw new BangerError("E_PLUGIN", `${paths.configTs}: ${errorMessage(e)}`);
+    }
+    fromConfig(mod.default?.plugins, dirname(paths.configTs), paths.configTs);
+  }
+  const dirEntries = await readdir(paths.pluginsDir).catch(() => [] as string[]);
+  for (const f of dirEntries.sort()) if (/\.(ts|js|mjs)$/.test(f)) out.push(join(paths.pluginsDir, f));
+  for (const p of (env.BANGER_PLUGINS ?? "").split(":").filter(Boolean)) out.push(resolve(p));
+  for (const p of extra) out.push(resolve(p));
+  return [...new Set(out)];
+}

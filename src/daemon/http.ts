@@ -1,0 +1,121 @@
+import { BangerError, errorMessage, isBangerError } from "../core/errors.ts";
+
+export function json(data: unknown, status = 200): Response {
+  return new Response(JSON.stringify(data), { status, headers: { "content-type": "application/json" } });
+}
+
+/** The one error envelope: `{ error: { code, message } }`; never a stack trace. */
+export function errorResponse(e: unknown): Response {
+  if (isBangerError(e)) return json({ error: { code: e.code, message: e.message } }, e.httpStatus);
+  return json({ error: { code: "E_INTERNAL", message: errorMessage(e) } }, 500);
+}
+
+type FieldType = "string" | "number" | "integer" | "boolean" | "string[]";
+export type Schema = Record<string, { type: FieldType; required?: boolean }>;
+
+function typeOk(v: unknown, t: FieldType): boolean {
+  switch (t) {
+    case "string":
+      return typeof v === "string";
+    case "number":
+      return typeof v === "number" && Number.isFinite(v);
+    case "integer":
+      return typeof v === "number" && Number.isInteger(v);
+    case "boolean":
+      return typeof v === "boolean";
+    case "string[]":
+      return Array.isArray(v) && v.every((x) => typeof x === "string");
+  }
+}
+
+/** Parse and check a JSON body: malformed JSON, unknown fields and wrong types are 400s a person can act on. */
+export async function parseBody<T>(req: Request, schema: Schema): Promise<T> {
+  const text = await req.text();
+  let body: unknown = {};
+  if (text.trim().length > 0) {
+    try {
+      body = JSON.parse(text);
+    } catch (e) {
+      throw new BangerError("E_BAD_REQUEST", `malformed JSON body: ${errorMessage(e)}`);
+    }
+  }
+  if (!body || typeof body !== "object" || Array.isArray(body)) throw new BangerError("E_BAD_REQUEST", "request body must be a JSON object");
+  const obj = body as Record<string, unknown>;
+  for (const key of Object.keys(obj)) {
+    if (!(key in schema)) throw new BangerError("E_BAD_REQUEST", `unknown field "${key}" (allowed: ${Object.keys(schema).join(", ") || "none"})`);
+  }
+  for (const [key, rule] of Object.entries(schema)) {
+    const v = obj[key];
+    if (v === undefined || v === null) {
+      if (rule.required) throw new BangerError("E_BAD_REQUEST", `missing required field "${key}"`);
+      delete obj[key];
+      continue;
+    }
+    if (!typeOk(v, rule.type)) throw new BangerError("E_BAD_REQUEST", `field "${key}" must be ${rule.type}, got ${JSON.stringify(v)}`);
+  }
+  return obj as T;
+}
+
+export type StreamEvent =
+  | { type: "progress"; message: string }
+  | { type: "stdout" | "stderr"; data: string /* base64 */ }
+  | { type: "result"; data: unknown }
+  | { type: "exit"; code: number }
+  | { type: "error"; error: { code: string; message: string } };
+
+export interface Emitter {
+  progress(message: string): void;
+  stdout(chunk: Uint8Array): void;
+  stderr(chunk: Uint8Array): void;
+  /** Set when the client went away. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * A long operation as an NDJSON stream: progress/output events, then one
+ * final `result`, `exit` or `error` event. Errors after the headers went out
+ * travel in-band in the same envelope shape.
+ */
+export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>): Response {
+  const enc = new TextEncoder();
+  const abort = new AbortController();
+  req.signal.addEventListener("abort", () => abort.abort(), { once: true });
+  let closed = false;
+  const stream = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      const send = (ev: StreamEvent) => {
+        if (closed) return;
+        try {
+          controller.enqueue(enc.encode(JSON.stringify(ev) + "\n"));
+        } catch {
+          closed = true;
+          abort.abort();
+        }
+      };
+      const emit: Emitter = {
+        progress: (message) => send({ type: "progress", message }),
+        stdout: (c) => send({ type: "stdout", data: Buffer.from(c).toString("base64") }),
+        stderr: (c) => send({ type: "stderr", data: Buffer.from(c).toString("base64") }),
+        signal: abort.signal,
+      };
+      try {
+        send(await fn(emit));
+      } catch (e) {
+        const code = isBangerError(e) ? e.code : "E_INTERNAL";
+        send({ type: "error", error: { code, message: errorMessage(e) } });
+      } finally {
+        if (!closed) {
+          closed = true;
+          try {
+            controller.close();
+          } catch {}
+        }
+      }
+    },
+    cancel() {
+      closed = true;
+      abort.abort();
+    },
+  });
+  return new Response(stream, { headers: { "content-type": "application/x-ndjson" } });
+}

@@ -1,0 +1,113 @@
+import { chmodSync, lstatSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { builtinPlugins } from "../../plugins/index.ts";
+import { Engine } from "../core/engine.ts";
+import { BangerError, errorMessage } from "../core/errors.ts";
+import { HookEngine } from "../core/hooks.ts";
+import { importPluginFile, setupPlugins } from "../core/loader.ts";
+import type { BangerPlugin } from "../core/plugin.ts";
+import { daemonPaths, resolveHome } from "../core/paths.ts";
+import { createHost } from "../host/index.ts";
+import { createSSHDialer } from "../host/ssh.ts";
+import { Store } from "../store/store.ts";
+import { FULL_VERSION } from "../version.ts";
+import type { VMMDriver } from "../vmm/driver.ts";
+import { createApp } from "./app.ts";
+import { userPluginPaths } from "./config.ts";
+import { ImageService } from "./images.ts";
+import { tryLockFile } from "./lock.ts";
+import { createDaemonLogger } from "./log.ts";
+import { SSHPool } from "./ssh-pool.ts";
+import { createSessionRoutes } from "./sessions.ts";
+
+export interface DaemonOptions {
+  home?: string;
+  plugins?: string[];
+}
+
+function removeStaleSocket(path: string): void {
+  try {
+    const st = lstatSync(path);
+    // Only ever remove a socket: never a file someone put there by mistake.
+    if (!st.isSocket()) throw new BangerError("E_DAEMON", `${path} exists and is not a socket; move it away`);
+    rmSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+}
+
+/** Run the daemon in the foreground until SIGTERM/SIGINT or POST /v1/shutdown. */
+export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
+  const home = opts.home ?? resolveHome();
+  const paths = daemonPaths(home);
+  const log = createDaemonLogger();
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  chmodSync(home, 0o700);
+  const release = tryLockFile(paths.lock);
+  if (!release) throw new BangerError("E_DAEMON", `another banger daemon already runs for ${home}`);
+  // We hold the lock, so no live daemon owns the socket: whatever is there is stale.
+  removeStaleSocket(paths.socket);
+
+  const store = new Store(paths.db);
+  const host = createHost(createSSHDialer());
+  const hooks = new HookEngine();
+  const drivers = new Map<string, VMMDriver>();
+  const userPaths = await userPluginPaths(paths, host.fs, opts.plugins ?? []);
+  const all: { plugin: BangerPlugin; source: string }[] = builtinPlugins.map((p) => ({ plugin: p, source: "builtin" }));
+  for (const p of userPaths) all.push({ plugin: await importPluginFile(p), source: p });
+  const loaded = await setupPlugins(all, {
+    hooks,
+    host,
+    paths,
+    log,
+    drivers,
+    store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n) },
+  });
+  log.info(`banger daemon ${FULL_VERSION} pid ${process.pid} home ${home}; plugins: ${loaded.map((p) => p.name).join(", ")}`);
+
+  const engine = new Engine({ store, host, hooks, drivers, paths, log });
+  const reconcile = await engine.reconcile();
+  for (const r of reconcile) log.info(`reconcile ${r.vm}: ${r.action} (handles from ${r.source})${r.cleanupErrors.length ? `; ${r.cleanupErrors.join("; ")}` : ""}`);
+
+  const ssh = new SSHPool(host.ssh, host.fs);
+  const images = new ImageService(store, hooks, host, paths.imagesDir);
+  const sessions = createSessionRoutes({ engine, ssh, host, store, log });
+  await sessions.reconcile().catch((e) => log.warn(`session reconcile: ${errorMessage(e)}`));
+
+  let stopping: Promise<void> | null = null;
+  const shutdown = () => {
+    stopping ??= (async () => {
+      log.info("shutting down: no new requests; finishing in-flight ones");
+      // stop(false): stop accepting, let in-flight requests finish. VMs are not touched.
+      await server.stop(false);
+      ssh.closeAll();
+      store.close();
+      removeStaleSocket(paths.socket);
+      rmSync(paths.pidFile, { force: true });
+      release();
+      log.info("bye");
+      process.exit(0);
+    })();
+  };
+
+  const app = createApp({
+    engine,
+    images,
+    ssh,
+    fs: host.fs,
+    plugins: loaded,
+    version: FULL_VERSION,
+    paths,
+    startedAt: new Date().toISOString(),
+    reconcile,
+    extraRoutes: [sessions.route],
+    shutdown,
+  });
+  const oldMask = process.umask(0o177); // the socket is born 0600
+  const server = Bun.serve({ unix: paths.socket, fetch: app });
+  process.umask(oldMask);
+  chmodSync(paths.socket, 0o600);
+  writeFileSync(paths.pidFile, `${process.pid}\n`, { mode: 0o600 });
+  process.on("SIGTERM", shutdown);
+  process.on("SIGINT", shutdown);
+  log.info(`listening on ${paths.socket}`);
+}

@@ -1,0 +1,83 @@
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { execa } from "execa";
+import { BangerError } from "../core/errors.ts";
+import type { Exec, ExecOptions, ExecResult } from "./types.ts";
+
+/** Real process execution (execa). */
+export function createExec(): Exec {
+  return {
+    async run(cmd: string, args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+      let child;
+      try {
+        child = execa(cmd, args, {
+          cwd: opts.cwd,
+          env: opts.env,
+          input: opts.input as string | Uint8Array | undefined,
+          timeout: opts.timeoutMs,
+          reject: false,
+          stripFinalNewline: false,
+          encoding: "utf8",
+          lines: false,
+        });
+      } catch (e) {
+        throw new BangerError("E_MISSING_TOOL", `cannot run ${cmd}: ${(e as Error).message}`, { cause: e });
+      }
+      if (opts.onLine) {
+        const onLine = opts.onLine;
+        let buf = "";
+        const feed = (chunk: Buffer | string) => {
+          buf += chunk.toString();
+          let i: number;
+          while ((i = buf.indexOf("\n")) >= 0) {
+            onLine(buf.slice(0, i));
+            buf = buf.slice(i + 1);
+          }
+        };
+        child.stdout?.on("data", feed);
+        child.stderr?.on("data", feed);
+      }
+      const r = await child;
+      if (r.failed && r.exitCode === undefined) {
+        const notFound = (r as { code?: string }).code === "ENOENT" || /ENOENT/.test(String(r.message));
+        if (notFound) throw new BangerError("E_MISSING_TOOL", `${cmd} not found (run \`banger doctor\`)`);
+        if (r.timedOut) throw new BangerError("E_TIMEOUT", `${cmd} timed out after ${opts.timeoutMs} ms`);
+      }
+      const result: ExecResult = {
+        stdout: String(r.stdout ?? ""),
+        stderr: String(r.stderr ?? ""),
+        exitCode: r.exitCode ?? (r.signal ? 128 : 1),
+      };
+      if ((opts.check ?? true) && result.exitCode !== 0) {
+        const tail = (result.stderr || result.stdout).trim().split("\n").slice(-5).join("\n");
+        throw new BangerError("E_INTERNAL", `${cmd} ${args.join(" ")} exited ${result.exitCode}${tail ? `: ${tail}` : ""}`);
+      }
+      return result;
+    },
+
+    async spawnDetached(cmd, args, opts = {}): Promise<number> {
+      const out = opts.logPath ? openSync(opts.logPath, "a") : "ignore";
+      try {
+        const child = spawn(cmd, args, {
+          cwd: opts.cwd,
+          env: (opts.env ?? process.env) as NodeJS.ProcessEnv,
+          detached: true, // setsid: a kill of our process group never reaches it
+          stdio: ["ignore", out, out],
+        });
+        const pid = await new Promise<number>((resolve, reject) => {
+          child.once("error", (e) => reject(new BangerError("E_MISSING_TOOL", `cannot start ${cmd}: ${e.message}`, { cause: e })));
+          child.once("spawn", () => resolve(child.pid!));
+        });
+        child.unref();
+        return pid;
+      } finally {
+        if (typeof out === "number") closeSync(out);
+      }
+    },
+
+    async which(cmd: string): Promise<string | null> {
+      if (cmd.includes("/")) return (await Bun.file(cmd).exists()) ? cmd : null;
+      return Bun.which(cmd, { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` });
+    },
+  };
+}

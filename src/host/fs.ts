@@ -1,0 +1,49 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readFile, rename, rm, stat, unlink } from "node:fs/promises";
+import { dirname, basename, join } from "node:path";
+import type { FS } from "./types.ts";
+
+/** Write via temp file + fsync + rename so readers see the old or new content, never half. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
+  const fh = await open(tmp, "w", mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+export function createFS(): FS {
+  return {
+    async readText(path) {
+      try {
+        return await readFile(path, "utf8");
+      } catch {
+        return null;
+      }
+    },
+    writeAtomic: writeFileAtomic,
+    async exists(path) {
+      try {
+        await stat(path);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async mkdirp(path, mode = 0o700) {
+      await mkdir(path, { recursive: true, mode });
+    },
+    async rmrf(path) {
+      await rm(path, { recursive: true, force: true });
+    },
+  };
+}

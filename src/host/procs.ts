@@ -1,0 +1,50 @@
+import { readdir, readFile } from "node:fs/promises";
+import type { ProcInfo, Procs } from "./types.ts";
+
+/** Parse /proc/<pid>/stat; field 22 is starttime. comm may contain spaces and ')' so split after the last ')'. */
+export function parseProcStat(stat: string): { state: string; startTime: number } | null {
+  const close = stat.lastIndexOf(")");
+  if (close < 0) return null;
+  const rest = stat.slice(close + 2).split(" ");
+  // rest[0] is field 3 (state); starttime is field 22 → rest[19]
+  const startTime = Number(rest[19]);
+  if (!rest[0] || !Number.isFinite(startTime)) return null;
+  return { state: rest[0], startTime };
+}
+
+/** Real /proc inspection. */
+export function createProcs(procRoot = "/proc"): Procs {
+  async function info(pid: number): Promise<ProcInfo | null> {
+    if (!Number.isInteger(pid) || pid <= 0) return null;
+    try {
+      const stat = parseProcStat(await readFile(`${procRoot}/${pid}/stat`, "utf8"));
+      if (!stat || stat.state === "Z" || stat.state === "X") return null;
+      const raw = await readFile(`${procRoot}/${pid}/cmdline`, "utf8").catch(() => "");
+      return { pid, startTime: stat.startTime, cmdline: raw.split("\0").filter((s) => s.length > 0) };
+    } catch {
+      return null;
+    }
+  }
+  return {
+    info,
+    async find(...needles: string[]): Promise<ProcInfo[]> {
+      const found: ProcInfo[] = [];
+      for (const name of await readdir(procRoot)) {
+        if (!/^\d+$/.test(name)) continue;
+        const p = await info(Number(name));
+        if (!p) continue;
+        const line = p.cmdline.join(" ");
+        if (needles.every((n) => line.includes(n))) found.push(p);
+      }
+      return found;
+    },
+    kill(pid: number, signal: NodeJS.Signals | number): boolean {
+      try {
+        process.kill(pid, signal);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  };
+}

@@ -1,0 +1,201 @@
+import { constants as osConstants } from "node:os";
+import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
+import { BangerError, errorMessage } from "../core/errors.ts";
+import { shellQuote } from "../sessions/quote.ts";
+import type { ExecResult, ExecStreamOptions, GuestSSH, SSHDialer, SSHTarget } from "./types.ts";
+
+/** Exit code reported when a channel closes without an exit status (as OpenSSH's client does). */
+const NO_STATUS_EXIT = 255;
+
+/** The base64 key blob of an OpenSSH public key line ("ssh-ed25519 AAAA... comment"). */
+function _keyBlob(line: string): Buffer {
+  const parts = line.trim().split(/\s+/);
+  const b64 = parts.length >= 2 ? parts[1]! : parts[0]!;
+  return Buffer.from(b64, "base64");
+}
+
+function _signalExit(signal: string | undefined): number {
+  if (!signal) return NO_STATUS_EXIT;
+  const name = (signal.startsWith("SIG") ? signal : `SIG${signal}`) as keyof typeof osConstants.signals;
+  const n = osConstants.signals[name];
+  return typeof n === "number" ? 128 + n : NO_STATUS_EXIT;
+}
+
+function _abortError(signal: AbortSignal): Error {
+  const reason = signal.reason;
+  if (reason instanceof Error) return reason;
+  const e = new Error("aborted");
+  e.name = "AbortError";
+  return e;
+}
+
+async function _pumpStdin(ch: ClientChannel, stdin: AsyncIterable<Uint8Array>, isDone: () => boolean): Promise<void> {
+  try {
+    for await (const chunk of stdin) {
+      if (isDone()) return;
+      if (!ch.write(Buffer.from(chunk))) {
+        // Respect the channel window so a big stream never piles up in memory.
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            ch.off("drain", done);
+            ch.off("close", done);
+            resolve();
+          };
+          ch.on("drain", done);
+          ch.on("close", done);
+        });
+      }
+    }
+  } catch {
+    // A failing input stream ends our stdin; the command sees EOF.
+  }
+  if (!isDone()) ch.end();
+}
+
+class _SSH2Guest implements GuestSSH {
+  private _closed = false;
+  constructor(
+    private readonly _client: Client,
+    private readonly _label: string,
+  ) {
+    const mark = () => {
+      this._closed = true;
+    };
+    _client.on("close", mark);
+    _client.on("end", mark);
+    _client.on("error", mark);
+  }
+
+  get closed(): boolean {
+    return this._closed;
+  }
+
+  exec(command: string, opts: ExecStreamOptions = {}): Promise<number> {
+    if (this._closed) return Promise.reject(new BangerError("E_STATE", `ssh connection to ${this._label} is closed`));
+    if (opts.signal?.aborted) return Promise.reject(_abortError(opts.signal));
+    return new Promise<number>((resolve, reject) => {
+      const execOpts = opts.pty ? { pty: { cols: opts.pty.cols, rows: opts.pty.rows, term: opts.pty.term ?? "xterm-256color" } } : {};
+      this._client.exec(command, execOpts, (err, ch) => {
+        if (err) {
+          reject(new BangerError("E_STATE", `ssh exec on ${this._label} failed: ${err.message}`, { cause: err }));
+          return;
+        }
+        let code: number | null = null;
+        let signalName: string | undefined;
+        let finished = false;
+        const onAbort = () => {
+          if (finished) return;
+          finished = true;
+          // Ask the server to kill the command (OpenSSH honours it), then drop the channel.
+          try {
+            ch.signal("KILL");
+          } catch {}
+          ch.close();
+          reject(_abortError(opts.signal!));
+        };
+        opts.signal?.addEventListener("abort", onAbort, { once: true });
+        ch.on("data", (d: Buffer) => opts.onStdout?.(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
+        ch.stderr.on("data", (d: Buffer) => opts.onStderr?.(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
+        ch.on("exit", (c: number | null, sig?: string) => {
+          if (typeof c === "number") code = c;
+          else signalName = sig;
+        });
+        ch.on("close", () => {
+          opts.signal?.removeEventListener("abort", onAbort);
+          if (finished) return;
+          finished = true;
+          resolve(code ?? _signalExit(signalName));
+        });
+        const stdin = opts.stdin;
+        if (stdin === undefined) ch.end();
+        else if (typeof stdin === "string" || stdin instanceof Uint8Array) ch.end(Buffer.from(stdin as never));
+        else void _pumpStdin(ch, stdin, () => finished);
+      });
+    });
+  }
+
+  async runScript(script: string, opts: { signal?: AbortSignal } = {}): Promise<ExecResult> {
+    const out: Uint8Array[] = [];
+    const err: Uint8Array[] = [];
+    const exitCode = await this.exec("bash -s", {
+      stdin: script,
+      signal: opts.signal,
+      onStdout: (c) => out.push(c.slice()),
+      onStderr: (c) => err.push(c.slice()),
+    });
+    return { exitCode, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") };
+  }
+
+  async upload(path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
+    const q = shellQuote(path);
+    // exec + cat rather than SFTP: a minimal guest (dropbear) may have no sftp-server.
+    const cmd = `umask 077 && cat > ${q} && chmod ${(mode & 0o7777).toString(8)} ${q}`;
+    const err: Uint8Array[] = [];
+    const code = await this.exec(cmd, { stdin: typeof data === "string" ? data : data, onStderr: (c) => err.push(c.slice()) });
+    if (code !== 0) {
+      const msg = Buffer.concat(err).toString("utf8").trim();
+      throw new BangerError("E_STATE", `upload to ${this._label}:${path} failed (exit ${code})${msg ? `: ${msg}` : ""}`);
+    }
+  }
+
+  close(): void {
+    this._closed = true;
+    this._client.end();
+  }
+}
+
+/** A GuestSSH dialer over the ssh2 package, with the guest's host key pinned (no TOFU). */
+export function createSSHDialer(): SSHDialer {
+  return {
+    dial(target: SSHTarget): Promise<GuestSSH> {
+      const label = `${target.user}@${target.host}:${target.port}`;
+      return new Promise<GuestSSH>((resolve, reject) => {
+        const client = new Client();
+        let hostKeyMismatch = false;
+        let settled = false;
+        const pinned = target.hostKey ? _keyBlob(target.hostKey) : null;
+        const config: ConnectConfig = {
+          host: target.host,
+          port: target.port,
+          username: target.user,
+          privateKey: target.privateKey,
+          readyTimeout: target.readyTimeoutMs ?? 20_000,
+          // Detect a vanished guest instead of waiting on a dead TCP connection forever.
+          keepaliveInterval: 15_000,
+          keepaliveCountMax: 3,
+          hostVerifier: (key: Buffer) => {
+            if (!pinned) return true;
+            const ok = Buffer.isBuffer(key) && key.equals(pinned);
+            if (!ok) hostKeyMismatch = true;
+            return ok;
+          },
+        };
+        client.once("ready", () => {
+          settled = true;
+          resolve(new _SSH2Guest(client, label));
+        });
+        client.on("error", (err: Error) => {
+          if (settled) return;
+          settled = true;
+          client.end();
+          if (hostKeyMismatch) {
+            reject(new BangerError("E_STATE", `ssh host key mismatch for ${target.host}:${target.port}: the guest did not present its pinned key`, { cause: err }));
+          } else {
+            reject(new BangerError("E_STATE", `ssh connect to ${label} failed: ${errorMessage(err)}`, { cause: err }));
+          }
+        });
+        client.on("close", () => {
+          if (settled) return;
+          settled = true;
+          reject(new BangerError("E_STATE", `ssh connect to ${label} failed: connection closed`));
+        });
+        try {
+          client.connect(config);
+        } catch (e) {
+          settled = true;
+          reject(new BangerError("E_STATE", `ssh connect to ${label} failed: ${errorMessage(e)}`, { cause: e }));
+        }
+      });
+    },
+  };
+}

@@ -1,0 +1,656 @@
+import { randomBytes } from "node:crypto";
+import { BangerError, errorMessage } from "../core/errors.ts";
+import type { GuestSession, SessionStdinMode, VMRecord } from "../core/model.ts";
+import type { Clock, GuestSSH } from "../host/types.ts";
+import {
+  AttachInputCommandForPipe,
+  AttachTailCommand,
+  BACKEND_SSH,
+  CommandPreflightScript,
+  CWDPreflightScript,
+  DEFAULT_STATE_ROOT,
+  LaunchScript,
+  LogReadCommand,
+  RemoveScript,
+  SEND_NO_PIPE_EXIT,
+  SEND_TIMEOUT_EXIT,
+  SEND_TIMEOUT_SECONDS,
+  SendScript,
+  sessionPaths,
+  StateDir,
+  StatusScript,
+  StopScript,
+} from "./scripts.ts";
+import type { SessionRepo } from "./types.ts";
+
+export type { SessionRepo } from "./types.ts";
+
+export const SESSION_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/** What the engine needs from the daemon; tests pass fakes that record. */
+export interface SessionEngineDeps {
+  repo: SessionRepo;
+  /** An SSH connection to the VM's guest (host key pinned). */
+  dial: (vm: VMRecord) => Promise<GuestSSH>;
+  /** The single liveness check of a VM. */
+  vmAlive: (vm: VMRecord) => Promise<boolean>;
+  getVM: (idOrName: string) => VMRecord | null;
+  clock: Clock;
+  newId: () => string;
+  /** Root of the guest state dirs (default /var/lib/banger/sessions); tests point it at a temp dir. */
+  stateRoot?: string;
+  /** Keep one SSH connection per VM between calls (default true). */
+  reuseConnections?: boolean;
+  /** How long a send may block on a stdin pipe nobody reads (default 10 s). */
+  sendTimeoutSeconds?: number;
+  /** Random suffix of /tmp/banger-send-* upload paths. */
+  randomToken?: () => string;
+}
+
+export interface StartSessionParams {
+  vmIdOrName: string;
+  name?: string;
+  command: string;
+  args?: string[];
+  cwd?: string;
+  stdinMode?: SessionStdinMode;
+  requiredCommands?: string[];
+}
+
+export interface SendParams {
+  vmIdOrName: string;
+  sessionIdOrName: string;
+  payload: Uint8Array;
+}
+
+export interface SendResult {
+  bytesWritten: number;
+  session: GuestSession;
+}
+
+export type LogStream = "stdout" | "stderr";
+
+export interface LogsOptions {
+  stream?: LogStream;
+  /** Byte offset to read from (0-based). */
+  offset?: number;
+  /** Most bytes to return in one call (default 1 MiB). */
+  limit?: number;
+}
+
+export interface LogsResult {
+  data: Uint8Array;
+  /** The offset the data starts at. */
+  offset: number;
+  /** Where the next read should start: offset + data.length. */
+  nextOffset: number;
+}
+
+export interface LogChunk {
+  data: Uint8Array;
+  /** Offset just past this chunk: resume from here to lose and repeat nothing. */
+  nextOffset: number;
+}
+
+export interface FollowOptions {
+  stream?: LogStream;
+  offset?: number;
+  signal?: AbortSignal;
+  /** Pause before retrying a tail that ended while the session still runs. */
+  retryMs?: number;
+}
+
+const DEFAULT_LOG_LIMIT = 1 << 20;
+const ACTIVE: GuestSession["status"][] = ["starting", "running"];
+
+function _bytes(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+function _firstLine(s: string): string {
+  return s.trim().split("\n")[0]?.trim() ?? "";
+}
+
+/**
+ * Long-lived guest processes over SSH: start (with preflight), send to a
+ * FIFO stdin, read and follow logs from byte offsets, stop/kill, refresh
+ * status from the guest. All guest state lives in the session's state dir,
+ * so a fresh engine (a restarted daemon) picks up where the last one was.
+ */
+export class SessionEngine {
+  private readonly _d: SessionEngineDeps;
+  private readonly _root: string;
+  private readonly _conns = new Map<string, Promise<GuestSSH>>();
+  private readonly _sendChains = new Map<string, Promise<void>>();
+
+  constructor(deps: SessionEngineDeps) {
+    this._d = deps;
+    this._root = deps.stateRoot ?? DEFAULT_STATE_ROOT;
+  }
+
+  // --- lookup ---
+
+  /** The VM by id or name, or E_VM_NOT_FOUND. */
+  vm(vmIdOrName: string): VMRecord {
+    const vm = this._d.getVM(vmIdOrName);
+    if (!vm) throw new BangerError("E_VM_NOT_FOUND", `no vm named or with id "${vmIdOrName}"`);
+    return vm;
+  }
+
+  /** A session by id or name within a VM, or E_VM_NOT_FOUND / E_SESSION_NOT_FOUND. */
+  get(vmIdOrName: string, sessionIdOrName: string): GuestSession {
+    const vm = this.vm(vmIdOrName);
+    const s = this._d.repo.find(vm.id, sessionIdOrName);
+    if (!s) throw new BangerError("E_SESSION_NOT_FOUND", `no session "${sessionIdOrName}" on vm ${vm.name}`);
+    return s;
+  }
+
+  /** Sessions of one VM, or of all VMs; as recorded (call refresh for the guest's view). */
+  list(vmIdOrName?: string): GuestSession[] {
+    if (vmIdOrName === undefined) return this._d.repo.list();
+    return this._d.repo.list({ vmId: this.vm(vmIdOrName).id });
+  }
+
+  // --- start ---
+
+  /**
+   * Preflight (stage "cwd", then "command"), then launch (stage "launch").
+   * A failure records status failed with launchStage/launchMessage and
+   * throws an error naming the stage.
+   */
+  async start(params: StartSessionParams): Promise<GuestSession> {
+    const vm = this.vm(params.vmIdOrName);
+    const command = params.command?.trim() ? params.command : "";
+    if (!command) throw new BangerError("E_BAD_REQUEST", "session command is empty: pass it after `--`");
+    const stdinMode: SessionStdinMode = params.stdinMode ?? "pipe";
+    if (stdinMode !== "pipe" && stdinMode !== "closed") {
+      throw new BangerError("E_BAD_REQUEST", `stdin mode must be "pipe" or "closed", not "${String(stdinMode)}"`);
+    }
+    if (!(await this._d.vmAlive(vm))) {
+      throw new BangerError("E_STATE", `vm ${vm.name} is not running: start it first`);
+    }
+    const id = this._d.newId();
+    const name = params.name ?? `session-${id.replace(/[^A-Za-z0-9]/g, "").slice(0, 8)}`;
+    if (!SESSION_NAME_RE.test(name)) {
+      throw new BangerError("E_BAD_NAME", `bad session name "${name}": use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)`);
+    }
+    if (this._d.repo.find(vm.id, name)) throw new BangerError("E_NAME_TAKEN", `vm ${vm.name} already has a session named ${name}`);
+
+    const now = this._now();
+    const stateDir = StateDir(id, this._root);
+    const paths = sessionPaths(stateDir);
+    let session: GuestSession = {
+      id,
+      vmId: vm.id,
+      name,
+      backend: BACKEND_SSH,
+      command,
+      args: params.args ?? [],
+      cwd: params.cwd ?? "",
+      stdinMode,
+      status: "starting",
+      guestStateDir: stateDir,
+      stdoutLogPath: paths.stdout,
+      stderrLogPath: paths.stderr,
+      attachable: false,
+      reattachable: false,
+      launchStage: "",
+      launchMessage: "",
+      guestPid: 0,
+      exitCode: null,
+      startedAt: "",
+      endedAt: "",
+      createdAt: now,
+      updatedAt: now,
+    };
+    this._d.repo.upsert(session);
+
+    const fail = (stage: string, message: string, code: "E_BAD_REQUEST" | "E_STATE", cause?: unknown): never => {
+      const t = this._now();
+      session = { ...session, status: "failed", launchStage: stage, launchMessage: message, endedAt: t, updatedAt: t };
+      this._d.repo.upsert(session);
+      throw new BangerError(code, `session ${name} failed at stage "${stage}": ${message}`, cause ? { cause } : undefined);
+    };
+
+    let conn: GuestSSH;
+    try {
+      conn = await this._conn(vm);
+    } catch (e) {
+      return fail("connect", errorMessage(e), "E_STATE", e);
+    }
+    try {
+      if (session.cwd) {
+        const r = await conn.runScript(CWDPreflightScript(session.cwd));
+        if (r.exitCode !== 0) fail("cwd", _firstLine(r.stderr) || `missing cwd: ${session.cwd}`, "E_BAD_REQUEST");
+      }
+      const wanted = [...new Set([command, ...(params.requiredCommands ?? [])])];
+      const r = await conn.runScript(CommandPreflightScript(wanted, session.cwd || undefined));
+      if (r.exitCode !== 0) {
+        const missing = r.stderr.trim().split("\n").map((l) => l.trim()).filter(Boolean).join("; ");
+        fail("command", missing || `missing command among: ${wanted.join(", ")}`, "E_BAD_REQUEST");
+      }
+      const launched = await conn.runScript(LaunchScript(session));
+      if (launched.exitCode !== 0) fail("launch", launched.stderr.trim() || `launch script exited ${launched.exitCode}`, "E_STATE");
+      const [pidText] = launched.stdout.trim().split(/\s+/);
+      const pid = Number(pidText);
+      if (!Number.isInteger(pid) || pid <= 0) fail("launch", `launch script printed no pid: ${JSON.stringify(launched.stdout)}`, "E_STATE");
+      const t = this._now();
+      const pipe = stdinMode === "pipe";
+      session = { ...session, status: "running", guestPid: pid, startedAt: t, updatedAt: t, attachable: pipe, reattachable: pipe };
+      this._d.repo.upsert(session);
+      return session;
+    } catch (e) {
+      if (e instanceof BangerError && session.status === "failed") throw e;
+      this._dropIfClosed(vm.id, conn);
+      return fail("launch", errorMessage(e), "E_STATE", e);
+    } finally {
+      this._release(conn);
+    }
+  }
+
+  // --- send ---
+
+  /**
+   * Write a payload to the session's stdin pipe: upload to /tmp/banger-send-*,
+   * cat it into the FIFO, rm it. An empty payload dials nothing. Sends to one
+   * session run one at a time, in call order.
+   */
+  async send(params: SendParams): Promise<SendResult> {
+    const vm = this.vm(params.vmIdOrName);
+    const session = this._d.repo.find(vm.id, params.sessionIdOrName);
+    if (!session) throw new BangerError("E_SESSION_NOT_FOUND", `no session "${params.sessionIdOrName}" on vm ${vm.name}`);
+    if (session.status !== "running") {
+      throw new BangerError("E_STATE", `session ${session.name} is not running (status ${session.status})`);
+    }
+    if (session.stdinMode !== "pipe") {
+      throw new BangerError("E_STATE", `session ${session.name} has no stdin pipe (stdin mode ${session.stdinMode}): start it with --stdin pipe`);
+    }
+    if (!(await this._d.vmAlive(vm))) {
+      throw new BangerError("E_STATE", `vm ${vm.name} is not running, so session ${session.name} is not running`);
+    }
+    const payload = params.payload ?? new Uint8Array();
+    if (payload.length === 0) return { bytesWritten: 0, session };
+
+    const prev = this._sendChains.get(session.id) ?? Promise.resolve();
+    const run = prev.then(() => this._sendNow(vm, session, payload));
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this._sendChains.set(session.id, tail);
+    try {
+      return await run;
+    } finally {
+      // Forget the chain once nothing queued behind us, so the map stays small.
+      if (this._sendChains.get(session.id) === tail) this._sendChains.delete(session.id);
+    }
+  }
+
+  private async _sendNow(vm: VMRecord, session: GuestSession, payload: Uint8Array): Promise<SendResult> {
+    const token = this._d.randomToken?.() ?? randomBytes(8).toString("hex");
+    const upload = `/tmp/banger-send-${token}`;
+    const pipe = sessionPaths(session.guestStateDir).pipe;
+    const timeout = this._d.sendTimeoutSeconds ?? SEND_TIMEOUT_SECONDS;
+    const conn = await this._conn(vm);
+    try {
+      await conn.upload(upload, payload, 0o600);
+      const r = await conn.runScript(SendScript(upload, pipe, timeout));
+      if (r.exitCode !== 0) {
+        // Maybe the process ended under us: say so rather than "timed out".
+        const now = await this.refresh(session).catch(() => session);
+        if (now.status !== "running") {
+          throw new BangerError("E_STATE", `session ${session.name} is not running (status ${now.status}${now.exitCode !== null ? `, exit ${now.exitCode}` : ""})`);
+        }
+        if (r.exitCode === SEND_TIMEOUT_EXIT) {
+          throw new BangerError("E_TIMEOUT", `send to session ${session.name} timed out after ${timeout}s: the process is not reading its stdin`);
+        }
+        if (r.exitCode === SEND_NO_PIPE_EXIT) {
+          throw new BangerError("E_STATE", `session ${session.name} has no stdin pipe in the guest (${pipe})`);
+        }
+        throw new BangerError("E_STATE", `send to session ${session.name} failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
+      }
+      return { bytesWritten: payload.length, session: this._d.repo.get(session.id) ?? session };
+    } catch (e) {
+      this._dropIfClosed(vm.id, conn);
+      throw e;
+    } finally {
+      this._release(conn);
+    }
+  }
+
+  /**
+   * Live stdin for attach: stream `input` into the session's FIFO until it
+   * ends. Returns the bytes written.
+   */
+  async attachInput(session: GuestSession, input: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<number> {
+    if (session.status !== "running") throw new BangerError("E_STATE", `session ${session.name} is not running (status ${session.status})`);
+    if (session.stdinMode !== "pipe") throw new BangerError("E_STATE", `session ${session.name} has no stdin pipe (stdin mode ${session.stdinMode})`);
+    const vm = this._vmOf(session);
+    if (!(await this._d.vmAlive(vm))) throw new BangerError("E_STATE", `vm ${vm.name} is not running`);
+    let written = 0;
+    const counted: AsyncIterable<Uint8Array> = {
+      async *[Symbol.asyncIterator]() {
+        for await (const c of input) {
+          written += c.length;
+          yield c;
+        }
+      },
+    };
+    const conn = await this._conn(vm);
+    try {
+      const code = await conn.exec(AttachInputCommandForPipe(sessionPaths(session.guestStateDir).pipe), { stdin: counted, signal });
+      if (code !== 0) throw new BangerError("E_STATE", `attach input to session ${session.name} ended with exit ${code}`);
+      return written;
+    } finally {
+      this._release(conn);
+    }
+  }
+
+  // --- status ---
+
+  /**
+   * Ask the guest how the session is doing and record it: running, or
+   * exited with its exit code and end time; failed when the process is gone
+   * without an exit code or the VM is not running.
+   */
+  async refresh(session: GuestSession): Promise<GuestSession> {
+    const current = this._d.repo.get(session.id) ?? session;
+    if (!ACTIVE.includes(current.status)) return current;
+    const vm = this._d.getVM(current.vmId);
+    if (!vm || !(await this._d.vmAlive(vm))) {
+      return this._end(current, "failed", null, "", vm ? "vm is not running" : "vm is gone");
+    }
+    const conn = await this._conn(vm);
+    try {
+      const r = await conn.runScript(StatusScript(current.guestStateDir));
+      return this._applyStatus(current, r.stdout, "exited");
+    } catch (e) {
+      this._dropIfClosed(vm.id, conn);
+      throw e;
+    } finally {
+      this._release(conn);
+    }
+  }
+
+  /** Refresh every session the store says is starting or running (daemon startup reconcile). */
+  async reconcile(): Promise<GuestSession[]> {
+    const out: GuestSession[] = [];
+    for (const s of this._d.repo.list({ status: ACTIVE })) {
+      try {
+        out.push(await this.refresh(s));
+      } catch {
+        // An unreachable guest keeps its last known state; the next refresh tries again.
+        out.push(s);
+      }
+    }
+    return out;
+  }
+
+  private _applyStatus(s: GuestSession, output: string, endStatus: "exited" | "stopped"): GuestSession {
+    const words = output.trim().split("\n").pop()?.trim().split(/\s+/) ?? [];
+    switch (words[0]) {
+      case "running": {
+        const pid = Number(words[1]);
+        if (s.status === "running" && s.guestPid === pid) return s;
+        const t = this._now();
+        const pipe = s.stdinMode === "pipe";
+        const next: GuestSession = { ...s, status: "running", guestPid: pid, startedAt: s.startedAt || t, updatedAt: t, attachable: pipe, reattachable: pipe };
+        this._d.repo.upsert(next);
+        return next;
+      }
+      case "exited": {
+        const code = Number(words[1]);
+        const mtime = Number(words[2]);
+        const endedAt = Number.isFinite(mtime) && mtime > 0 ? new Date(mtime * 1000).toISOString() : "";
+        return this._end(s, endStatus, Number.isInteger(code) ? code : null, endedAt);
+      }
+      case "gone":
+        return this._end(s, "failed", null, "", "process is gone and recorded no exit code");
+      case "missing":
+        return this._end(s, "failed", null, "", "session never started in the guest", "launch");
+      default:
+        throw new BangerError("E_INTERNAL", `unexpected session status output: ${JSON.stringify(output)}`);
+    }
+  }
+
+  private _end(s: GuestSession, status: GuestSession["status"], exitCode: number | null, endedAt: string, message?: string, stage?: string): GuestSession {
+    const t = this._now();
+    const next: GuestSession = {
+      ...s,
+      status,
+      exitCode,
+      endedAt: endedAt || t,
+      updatedAt: t,
+      attachable: false,
+      reattachable: false,
+      launchStage: stage ?? s.launchStage,
+      launchMessage: message && (stage || !s.launchMessage) ? message : s.launchMessage,
+    };
+    this._d.repo.upsert(next);
+    return next;
+  }
+
+  // --- stop / kill / remove ---
+
+  /** TERM the session's process group, KILL after graceMs; records status stopped and the exit code. */
+  async stop(session: GuestSession, graceMs = 5000): Promise<GuestSession> {
+    const current = this._d.repo.get(session.id) ?? session;
+    if (!ACTIVE.includes(current.status)) return current;
+    const vm = this._d.getVM(current.vmId);
+    if (!vm || !(await this._d.vmAlive(vm))) return this._end(current, "failed", null, "", "vm is not running");
+    const conn = await this._conn(vm);
+    try {
+      const r = await conn.runScript(StopScript(current.guestStateDir, graceMs));
+      return this._applyStatus(current, r.stdout, "stopped");
+    } catch (e) {
+      this._dropIfClosed(vm.id, conn);
+      throw e;
+    } finally {
+      this._release(conn);
+    }
+  }
+
+  /** KILL at once. */
+  kill(session: GuestSession): Promise<GuestSession> {
+    return this.stop(session, 0);
+  }
+
+  /** Forget a session and remove its guest state dir. A running one needs force (it is killed first). */
+  async remove(session: GuestSession, opts: { force?: boolean } = {}): Promise<void> {
+    let current = this._d.repo.get(session.id) ?? session;
+    if (ACTIVE.includes(current.status)) {
+      if (!opts.force) throw new BangerError("E_STATE", `session ${current.name} is ${current.status}: stop it first, or remove with --force`);
+      current = await this.kill(current);
+    }
+    const vm = this._d.getVM(current.vmId);
+    if (vm && (await this._d.vmAlive(vm))) {
+      const conn = await this._conn(vm);
+      try {
+        await conn.runScript(RemoveScript(current.guestStateDir));
+      } catch {
+        // Best effort: the record goes either way; a leftover dir is harmless.
+      } finally {
+        this._release(conn);
+      }
+    }
+    this._d.repo.delete(current.id);
+  }
+
+  // --- logs ---
+
+  /** Bytes of stdout/stderr from a byte offset (at most `limit`). */
+  async logs(session: GuestSession, opts: LogsOptions = {}): Promise<LogsResult> {
+    const offset = Math.max(0, Math.floor(opts.offset ?? 0));
+    const vm = this._vmOf(session);
+    if (!(await this._d.vmAlive(vm))) throw new BangerError("E_STATE", `vm ${vm.name} is not running: its session logs live in the guest`);
+    const path = opts.stream === "stderr" ? session.stderrLogPath : session.stdoutLogPath;
+    const chunks: Uint8Array[] = [];
+    const conn = await this._conn(vm);
+    try {
+      await conn.exec(LogReadCommand(path, offset, opts.limit ?? DEFAULT_LOG_LIMIT), { onStdout: (c) => chunks.push(c.slice()) });
+    } catch (e) {
+      this._dropIfClosed(vm.id, conn);
+      throw e;
+    } finally {
+      this._release(conn);
+    }
+    const data = _bytes(chunks);
+    return { data, offset, nextOffset: offset + data.length };
+  }
+
+  /**
+   * Follow a log from a byte offset until the session ends (or `signal`
+   * aborts): streams new bytes as the guest writes them. Each chunk says
+   * where the next read starts, so a reader that reconnects with that offset
+   * neither loses nor repeats output.
+   */
+  async *follow(session: GuestSession, opts: FollowOptions = {}): AsyncGenerator<LogChunk> {
+    let offset = Math.max(0, Math.floor(opts.offset ?? 0));
+    const stream = opts.stream ?? "stdout";
+    let s = this._d.repo.get(session.id) ?? session;
+    while (!opts.signal?.aborted) {
+      if (s.status === "running") {
+        for await (const c of this._tail(s, stream, offset, opts.signal)) {
+          offset = c.nextOffset;
+          yield c;
+        }
+        if (opts.signal?.aborted) return;
+      }
+      s = await this.refresh(s);
+      if (s.status !== "running") {
+        // Drain what the process wrote before it ended.
+        for (;;) {
+          const r = await this.logs(s, { stream, offset });
+          if (r.data.length === 0) return;
+          offset = r.nextOffset;
+          yield { data: r.data, nextOffset: offset };
+        }
+      }
+      // The tail ended but the session runs on (a dropped connection): retry from our offset.
+      await this._d.clock.sleep(opts.retryMs ?? 200);
+    }
+  }
+
+  private async *_tail(s: GuestSession, stream: LogStream, offset: number, signal?: AbortSignal): AsyncGenerator<LogChunk> {
+    const vm = this._vmOf(s);
+    const path = stream === "stderr" ? s.stderrLogPath : s.stdoutLogPath;
+    const queue: Uint8Array[] = [];
+    let done = false;
+    let wake: (() => void) | null = null;
+    const poke = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    // Ending our stdin makes the guest-side watchdog kill the tail.
+    let stopInput!: () => void;
+    const inputDone = new Promise<void>((r) => (stopInput = r));
+    const onAbort = () => {
+      stopInput();
+      poke();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const stdin: AsyncIterable<Uint8Array> = {
+      async *[Symbol.asyncIterator]() {
+        await inputDone;
+      },
+    };
+    let conn: GuestSSH;
+    try {
+      conn = await this._conn(vm);
+    } catch (e) {
+      signal?.removeEventListener("abort", onAbort);
+      throw e;
+    }
+    const running = conn
+      .exec(AttachTailCommand(path, offset, s.guestPid), { stdin, onStdout: (c) => (queue.push(c.slice()), poke()) })
+      .catch(() => 255)
+      .finally(() => {
+        done = true;
+        poke();
+      });
+    let at = offset;
+    try {
+      for (;;) {
+        if (queue.length > 0) {
+          const data = _bytes(queue.splice(0));
+          at += data.length;
+          yield { data, nextOffset: at };
+          continue;
+        }
+        if (done || signal?.aborted) break;
+        await new Promise<void>((r) => (wake = r));
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      stopInput();
+      void running.finally(() => {
+        this._dropIfClosed(vm.id, conn);
+        this._release(conn);
+      });
+    }
+  }
+
+  // --- connections ---
+
+  /** Close every cached SSH connection (daemon shutdown). */
+  async close(): Promise<void> {
+    const conns = [...this._conns.values()];
+    this._conns.clear();
+    for (const p of conns) {
+      try {
+        (await p).close();
+      } catch {}
+    }
+  }
+
+  private _vmOf(s: GuestSession): VMRecord {
+    const vm = this._d.getVM(s.vmId);
+    if (!vm) throw new BangerError("E_VM_NOT_FOUND", `vm ${s.vmId} of session ${s.name} no longer exists`);
+    return vm;
+  }
+
+  private async _conn(vm: VMRecord): Promise<GuestSSH> {
+    if (this._d.reuseConnections === false) return this._d.dial(vm);
+    const cached = this._conns.get(vm.id);
+    if (cached) {
+      try {
+        const c = await cached;
+        if (!c.closed) return c;
+      } catch {}
+      if (this._conns.get(vm.id) === cached) this._conns.delete(vm.id);
+    }
+    const p = this._d.dial(vm);
+    this._conns.set(vm.id, p);
+    try {
+      return await p;
+    } catch (e) {
+      if (this._conns.get(vm.id) === p) this._conns.delete(vm.id);
+      throw e;
+    }
+  }
+
+  /** Without reuse, every borrowed connection is closed after use. */
+  private _release(conn: GuestSSH): void {
+    if (this._d.reuseConnections === false) conn.close();
+  }
+
+  private _dropIfClosed(vmId: string, conn: GuestSSH): void {
+    if (!conn.closed) return;
+    const cached = this._conns.get(vmId);
+    if (cached) void cached.then((c) => c === conn && this._conns.get(vmId) === cached && this._conns.delete(vmId)).catch(() => {});
+  }
+
+  private _now(): string {
+    return this._d.clock.now().toISOString();
+  }
+}

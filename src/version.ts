@@ -1,0 +1,9 @@
+import pkg from "../package.json" with { type: "json" };
+
+declare const BANGER_BUILD_ID: string | undefined;
+
+/** Build id baked in by `bun build --define`; "dev" when run from source. */
+export const BUILD_ID: string = typeof BANGER_BUILD_ID === "string" ? BANGER_BUILD_ID : "dev";
+export const VERSION: string = pkg.version;
+/** What the CLI and daemon compare in the handshake. */
+export const FULL_VERSION = `${VERSION}+${BUILD_ID}`;

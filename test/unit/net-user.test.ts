@@ -1,0 +1,121 @@
+import { describe, expect, test } from "bun:test";
+import { createServer } from "node:net";
+import { HookEngine } from "../../src/core/hooks.ts";
+import { emptyHandles, type VMRecord } from "../../src/core/model.ts";
+import type { PluginContext } from "../../src/core/plugin.ts";
+import type { BootConfig } from "../../src/vmm/driver.ts";
+import { allocateSshPort, createNetUserPlugin, netUserArgs, portFreeOnLoopback } from "../../plugins/net-user/index.ts";
+
+function vm(id: string, driver = "qemu", sshPort = 0): VMRecord {
+  return {
+    id,
+    name: `vm-${id}`,
+    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver },
+    runtime: {
+      state: "created", guestIP: "", apiSockPath: "", vsockPath: "", vsockCID: 0, logPath: "", metricsPath: "",
+      dnsName: "", vmDir: "", systemOverlay: "", workDiskPath: "", lastError: "", sshHost: "", sshPort,
+    },
+    createdAt: "", updatedAt: "",
+  };
+}
+
+function boot(): BootConfig {
+  return { kernelPath: "/k", initrdPaths: [], kernelArgs: [], disks: [], netArgs: [] };
+}
+
+/** A minimal plugin context over a real HookEngine; `busy` ports fail the bind test. */
+async function setup(store: VMRecord[], busy: Set<number>) {
+  const engine = new HookEngine();
+  const probed: number[] = [];
+  const logs: string[] = [];
+  const plugin = createNetUserPlugin({
+    range: { min: 30000, max: 30009 },
+    random: () => 0,
+    portFree: async (p) => {
+      probed.push(p);
+      return !busy.has(p);
+    },
+  });
+  const ctx = {
+    name: plugin.name,
+    host: undefined as never,
+    paths: { home: "/h", imagesDir: "/h/images", vmsDir: "/h/vms" },
+    log: { info: (m: string) => logs.push(m), warn() {}, error() {}, debug() {} },
+    store: { listVMs: () => store, getImage: () => null },
+    hook: (name, handler, opts) => engine.hook(plugin.name, name, handler, opts),
+    registerDriver() {},
+  } satisfies PluginContext;
+  await plugin.setup(ctx);
+  return { engine, probed, logs };
+}
+
+describe("net-user", () => {
+  test("vm:create allocates a port not owned by another VM and free right now", async () => {
+    const store = [vm("a", "qemu", 30000), vm("b", "qemu", 30001)];
+    const { engine, probed } = await setup(store, new Set([30002]));
+    const v = vm("c");
+    await engine.run("vm:create", { vm: v, progress: () => {} });
+    expect(v.runtime.sshPort).toBe(30003);
+    expect(v.runtime.sshHost).toBe("127.0.0.1");
+    expect(v.runtime.guestIP).toBe("10.0.2.15");
+    // store-owned ports are skipped without probing
+    expect(probed).toEqual([30002, 30003]);
+  });
+
+  test("vm:start:before pushes a restricted loopback-only forward", async () => {
+    const { engine } = await setup([], new Set());
+    const v = vm("c", "qemu", 30005);
+    const b = boot();
+    await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {} });
+    expect(b.netArgs).toEqual([
+      "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:30005-:22",
+      "-device", "virtio-net-pci,netdev=n0",
+    ]);
+    expect(v.runtime.sshPort).toBe(30005);
+  });
+
+  test("vm:start:before re-allocates when the stored port was taken meanwhile", async () => {
+    const { engine, logs } = await setup([vm("a", "qemu", 30000)], new Set([30005]));
+    const v = vm("c", "qemu", 30005);
+    const b = boot();
+    await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {} });
+    expect(v.runtime.sshPort).toBe(30001);
+    expect(b.netArgs[1]).toContain("hostfwd=tcp:127.0.0.1:30001-:22");
+    expect(logs[0]).toContain("30005 is taken");
+  });
+
+  test("other drivers are left alone", async () => {
+    const { engine, probed } = await setup([], new Set());
+    const v = vm("f", "firecracker");
+    const b = boot();
+    await engine.run("vm:create", { vm: v, progress: () => {} });
+    await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {} });
+    expect(v.runtime.sshPort).toBe(0);
+    expect(b.netArgs).toEqual([]);
+    expect(probed).toEqual([]);
+  });
+
+  test("no free port → E_CONFLICT", async () => {
+    const all = new Set(Array.from({ length: 10 }, (_, i) => 30000 + i));
+    await expect(allocateSshPort([], "x", { range: { min: 30000, max: 30009 }, portFree: async (p) => !all.has(p) })).rejects.toThrow(
+      /no free loopback port/,
+    );
+  });
+
+  test("a VM's own port is not counted as taken", async () => {
+    const p = await allocateSshPort([vm("self", "qemu", 30000)], "self", { range: { min: 30000, max: 30001 }, random: () => 0, portFree: async () => true });
+    expect(p).toBe(30000);
+  });
+
+  test("real bind test sees a listening port as taken", async () => {
+    const srv = createServer();
+    const port = await new Promise<number>((r) => srv.listen({ host: "127.0.0.1", port: 0 }, () => r((srv.address() as { port: number }).port)));
+    try {
+      expect(await portFreeOnLoopback(port)).toBe(false);
+    } finally {
+      srv.close();
+    }
+    expect(await portFreeOnLoopback(port)).toBe(true);
+    expect(netUserArgs(1)).toHaveLength(4);
+  });
+});

@@ -1,0 +1,106 @@
+import { describe, expect, test } from "bun:test";
+import type { VMRecord } from "../../src/core/model.ts";
+import type { BootConfig } from "../../src/vmm/driver.ts";
+import { qemuArgs, qemuEscape, qmpArg } from "../../src/vmm/qemu/args.ts";
+
+function sampleVM(over: Partial<VMRecord["runtime"]> = {}): VMRecord {
+  return {
+    id: "abc123",
+    name: "demo",
+    spec: { image: "default", cpus: 2, memoryMiB: 512, diskMiB: 0, workDiskMiB: 0, driver: "qemu" },
+    runtime: {
+      state: "created", guestIP: "", apiSockPath: "/v/abc123/api.sock", vsockPath: "", vsockCID: 0,
+      logPath: "/v/abc123/serial.log", metricsPath: "", dnsName: "", vmDir: "/v/abc123", systemOverlay: "",
+      workDiskPath: "", lastError: "", sshHost: "", sshPort: 0, ...over,
+    },
+    createdAt: "", updatedAt: "",
+  };
+}
+
+function boot(over: Partial<BootConfig> = {}): BootConfig {
+  return {
+    kernelPath: "/img/vmlinuz",
+    initrdPaths: ["/img/initrd.img"],
+    kernelArgs: ["hostname=demo"],
+    disks: [{ path: "/v/abc123/system.img", format: "raw" }],
+    netArgs: ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"],
+    ...over,
+  };
+}
+
+const o = { qmpSock: "/v/abc123/api.sock", pidfile: "/v/abc123/qemu.pid", serialLog: "/v/abc123/serial.log" };
+
+/** The value following a flag (first occurrence). */
+function after(args: string[], flag: string): string | undefined {
+  const i = args.indexOf(flag);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+describe("qemuArgs", () => {
+  test("TCG: q35, tb-size, no -cpu host", () => {
+    const a = qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg" });
+    expect(after(a, "-M")).toBe("q35");
+    expect(after(a, "-accel")).toBe("tcg,tb-size=64");
+    expect(a).not.toContain("-cpu");
+  });
+
+  test("KVM: -accel kvm -cpu host", () => {
+    const a = qemuArgs(sampleVM(), boot(), { ...o, accel: "kvm" });
+    expect(after(a, "-accel")).toBe("kvm");
+    expect(after(a, "-cpu")).toBe("host");
+  });
+
+  test("resources, isolation flags, serial, kernel, initrd, append", () => {
+    const a = qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg" });
+    expect(after(a, "-name")).toBe("banger-abc123");
+    expect(after(a, "-m")).toBe("512");
+    expect(after(a, "-smp")).toBe("2");
+    for (const f of ["-nodefaults", "-no-user-config", "-no-reboot"]) expect(a).toContain(f);
+    expect(after(a, "-display")).toBe("none");
+    expect(after(a, "-serial")).toBe("file:/v/abc123/serial.log");
+    expect(after(a, "-kernel")).toBe("/img/vmlinuz");
+    expect(after(a, "-initrd")).toBe("/img/initrd.img");
+    expect(after(a, "-append")).toBe("console=ttyS0 quiet panic=-1 mitigations=off nokaslr hostname=demo");
+    expect(a).not.toContain("-daemonize");
+  });
+
+  test("one virtio-blk-pci per disk with format, cache and readonly", () => {
+    const a = qemuArgs(
+      sampleVM(),
+      boot({ disks: [{ path: "/v/sys.img", format: "raw" }, { path: "/v/work,1.qcow2", format: "qcow2", readOnly: true }] }),
+      { ...o, accel: "tcg" },
+    );
+    const drives = a.filter((_, i) => a[i - 1] === "-drive");
+    expect(drives).toEqual([
+      "id=disk0,file=/v/sys.img,format=raw,if=none,cache=unsafe,discard=unmap",
+      "id=disk1,file=/v/work,,1.qcow2,format=qcow2,if=none,cache=writeback,discard=unmap,readonly=on",
+    ]);
+    expect(a.filter((_, i) => a[i - 1] === "-device" && a[i].startsWith("virtio-blk-pci"))).toEqual([
+      "virtio-blk-pci,drive=disk0",
+      "virtio-blk-pci,drive=disk1",
+    ]);
+  });
+
+  test("net args verbatim, rng, QMP on the API socket, pidfile", () => {
+    const a = qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg" });
+    const i = a.indexOf("-netdev");
+    expect(a.slice(i, i + 4)).toEqual(["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"]);
+    expect(a).toContain("virtio-rng-pci");
+    expect(after(a, "-qmp")).toBe("unix:/v/abc123/api.sock,server=on,wait=off");
+    expect(after(a, "-pidfile")).toBe("/v/abc123/qemu.pid");
+    // findProcess searches the cmdline for the socket path
+    expect(a.join(" ")).toContain("/v/abc123/api.sock");
+  });
+
+  test("no initrd; several initrds need the driver's concatenation", () => {
+    expect(qemuArgs(sampleVM(), boot({ initrdPaths: [] }), { ...o, accel: "tcg" })).not.toContain("-initrd");
+    expect(() => qemuArgs(sampleVM(), boot({ initrdPaths: ["/a", "/b"] }), { ...o, accel: "tcg" })).toThrow(/concatenat/);
+    const a = qemuArgs(sampleVM(), boot({ initrdPaths: ["/a", "/b"] }), { ...o, accel: "tcg", initrd: "/v/abc123/initrd.img" });
+    expect(after(a, "-initrd")).toBe("/v/abc123/initrd.img");
+  });
+
+  test("escaping commas", () => {
+    expect(qemuEscape("a,b,,c")).toBe("a,,b,,,,c");
+    expect(qmpArg("/x,y/api.sock")).toBe("unix:/x,,y/api.sock,server=on,wait=off");
+  });
+});

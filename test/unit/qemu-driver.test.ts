@@ -1,0 +1,315 @@
+import { describe, expect, test } from "bun:test";
+import { BangerError } from "../../src/core/errors.ts";
+import { emptyHandles, type VMHandles, type VMRecord } from "../../src/core/model.ts";
+import type { Host, ProcInfo } from "../../src/host/types.ts";
+import type { BootConfig } from "../../src/vmm/driver.ts";
+import { createQemuDriver, type QmpOps } from "../../src/vmm/qemu/driver.ts";
+
+function sampleVM(): VMRecord {
+  return {
+    id: "abc123",
+    name: "demo",
+    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: "qemu" },
+    runtime: {
+      state: "created", guestIP: "", apiSockPath: "/v/abc123/api.sock", vsockPath: "", vsockCID: 0,
+      logPath: "/v/abc123/serial.log", metricsPath: "", dnsName: "", vmDir: "/v/abc123", systemOverlay: "",
+      workDiskPath: "", lastError: "", sshHost: "", sshPort: 0,
+    },
+    createdAt: "", updatedAt: "",
+  };
+}
+
+const BOOT: BootConfig = {
+  kernelPath: "/img/vmlinuz",
+  initrdPaths: ["/img/initrd.img"],
+  kernelArgs: [],
+  disks: [{ path: "/v/abc123/system.img", format: "raw" }],
+  netArgs: [],
+};
+
+const QMP_NEEDLE = "unix:/v/abc123/api.sock,server=on,wait=off";
+
+/** A recording fake host: processes live in a table, time moves only when someone sleeps. */
+function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
+  const rec = {
+    runs: [] as { cmd: string; args: string[] }[],
+    spawns: [] as { cmd: string; args: string[]; logPath?: string }[],
+    kills: [] as { pid: number; signal: string | number }[],
+    removed: [] as string[],
+    writes: new Map<string, string>(),
+    qmp: [] as string[],
+  };
+  const procs = new Map<number, ProcInfo>();
+  const files = new Set(o.files ?? ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img"]);
+  let t = 0;
+  let nextPid = 4000;
+  /** What a spawned qemu does: "ok" answers QMP, "die" exits at once. */
+  let spawnBehaviour: "ok" | "die" | "hang" = "ok";
+  let answering = new Set<number>();
+  /** How the guest reacts to the power button. */
+  let powerdownExits = true;
+  let quitExits = true;
+  const sockOwner = () => [...procs.values()].find((p) => p.cmdline.includes(QMP_NEEDLE));
+
+  const qmp: QmpOps = {
+    async ping(sock) {
+      rec.qmp.push(`ping ${sock}`);
+      const p = sockOwner();
+      return !!p && answering.has(p.pid);
+    },
+    async powerdown(sock) {
+      rec.qmp.push(`powerdown ${sock}`);
+      const p = sockOwner();
+      if (!p) return false;
+      if (powerdownExits) procs.delete(p.pid);
+      return true;
+    },
+    async quit(sock) {
+      rec.qmp.push(`quit ${sock}`);
+      const p = sockOwner();
+      if (!p) return false;
+      if (quitExits) procs.delete(p.pid);
+      return true;
+    },
+  };
+
+  const host: Host = {
+    exec: {
+      async run(cmd, args) {
+        rec.runs.push({ cmd, args });
+        return { stdout: "", stderr: "", exitCode: 0 };
+      },
+      async spawnDetached(cmd, args, opts) {
+        rec.spawns.push({ cmd, args, logPath: opts?.logPath });
+        const pid = nextPid++;
+        if (spawnBehaviour !== "die") procs.set(pid, { pid, startTime: 1000 + pid, cmdline: [cmd, ...args] });
+        if (spawnBehaviour === "ok") answering.add(pid);
+        if (spawnBehaviour === "die") rec.writes.set("/v/abc123/qemu.log", (rec.writes.get("/v/abc123/qemu.log") ?? "") + "qemu: could not load kernel\n");
+        return pid;
+      },
+      async which(cmd) {
+        return o.which === undefined ? `/usr/bin/${cmd}` : o.which;
+      },
+    },
+    procs: {
+      async info(pid) {
+        return procs.get(pid) ?? null;
+      },
+      async find(...needles) {
+        return [...procs.values()].filter((p) => needles.every((n) => p.cmdline.join(" ").includes(n)));
+      },
+      kill(pid, signal) {
+        rec.kills.push({ pid, signal });
+        if (signal === "SIGKILL") procs.delete(pid);
+        return true;
+      },
+    },
+    clock: {
+      now: () => new Date(t),
+      sleep: async (ms) => {
+        t += ms;
+      },
+    },
+    fs: {
+      async readText(p) {
+        return rec.writes.get(p) ?? null;
+      },
+      async writeAtomic(p, d) {
+        rec.writes.set(p, String(d));
+      },
+      async exists(p) {
+        return files.has(p);
+      },
+      async mkdirp() {},
+      async rmrf(p) {
+        rec.removed.push(p);
+      },
+    },
+    ssh: { dial: async () => { throw new Error("no ssh in unit tests"); } },
+  };
+  return {
+    host,
+    qmp,
+    rec,
+    procs,
+    elapsed: () => t,
+    set: (s: { spawn?: "ok" | "die" | "hang"; powerdownExits?: boolean; quitExits?: boolean }) => {
+      if (s.spawn) spawnBehaviour = s.spawn;
+      if (s.powerdownExits !== undefined) powerdownExits = s.powerdownExits;
+      if (s.quitExits !== undefined) quitExits = s.quitExits;
+    },
+    addProc: (p: ProcInfo, answers = true) => {
+      procs.set(p.pid, p);
+      if (answers) answering.add(p.pid);
+    },
+  };
+}
+
+function handlesFor(pid: number, startTime: number): VMHandles {
+  return { ...emptyHandles(), pid, pidStartTime: startTime };
+}
+
+describe("qemu driver: launch", () => {
+  test("missing binary → E_MISSING_TOOL naming the package and doctor", async () => {
+    const f = fakeHost({ which: null });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const err = await d.launch(sampleVM(), BOOT).catch((e) => e);
+    expect(err).toBeInstanceOf(BangerError);
+    expect(err.code).toBe("E_MISSING_TOOL");
+    expect(err.message).toBe("qemu-system-x86_64 not found: install qemu-system-x86 (run `banger doctor`)");
+    expect(f.rec.spawns).toHaveLength(0);
+  });
+
+  test("missing kernel → clear error, nothing spawned", async () => {
+    const f = fakeHost({ files: [] });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    await expect(d.launch(sampleVM(), BOOT)).rejects.toThrow(/kernel not found: \/img\/vmlinuz/);
+    expect(f.rec.spawns).toHaveLength(0);
+  });
+
+  test("removes the stale socket, spawns detached with qemu.log, waits for QMP, returns pid + start time", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    expect(r).toEqual({ pid: 4000, pidStartTime: 5000 });
+    expect(f.rec.removed).toContain("/v/abc123/api.sock");
+    expect(f.rec.spawns).toHaveLength(1);
+    const s = f.rec.spawns[0]!;
+    expect(s.cmd).toBe("/usr/bin/qemu-system-x86_64");
+    expect(s.logPath).toBe("/v/abc123/qemu.log");
+    expect(s.args).toContain("tcg,tb-size=64");
+    expect(s.args).toContain(QMP_NEEDLE);
+    expect(f.rec.qmp).toContain("ping /v/abc123/api.sock");
+  });
+
+  test("accel comes from the probe when not forced", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { qmp: f.qmp, probe: async () => ({ usable: true, reason: "test" }) });
+    await d.launch(sampleVM(), BOOT);
+    expect(f.rec.spawns[0]!.args.join(" ")).toContain("-accel kvm -cpu host");
+    const g = fakeHost();
+    await createQemuDriver(g.host, { qmp: g.qmp, probe: async () => ({ usable: false, reason: "pvm" }) }).launch(sampleVM(), BOOT);
+    expect(g.rec.spawns[0]!.args.join(" ")).toContain("-accel tcg,tb-size=64");
+  });
+
+  test("several initrds are concatenated into VMDir/initrd.img", async () => {
+    const f = fakeHost({ files: ["/img/vmlinuz", "/img/a.img", "/img/b.img", "/v/abc123/system.img"] });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    await d.launch(sampleVM(), { ...BOOT, initrdPaths: ["/img/a.img", "/img/b.img"] });
+    expect(f.rec.runs).toHaveLength(1);
+    expect(f.rec.runs[0]!.args.slice(-3)).toEqual(["/v/abc123/initrd.img", "/img/a.img", "/img/b.img"]);
+    const args = f.rec.spawns[0]!.args;
+    expect(args[args.indexOf("-initrd") + 1]).toBe("/v/abc123/initrd.img");
+  });
+
+  test("qemu dies during launch → error with the tail of qemu.log", async () => {
+    const f = fakeHost();
+    f.set({ spawn: "die" });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    await expect(d.launch(sampleVM(), BOOT)).rejects.toThrow(/qemu exited during launch \(log: \/v\/abc123\/qemu.log\):[\s\S]*could not load kernel/);
+  });
+
+  test("socket never answers → E_TIMEOUT and the process is killed", async () => {
+    const f = fakeHost();
+    f.set({ spawn: "hang" });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp, launchTimeoutMs: 1000 });
+    const err = await d.launch(sampleVM(), BOOT).catch((e) => e);
+    expect(err.code).toBe("E_TIMEOUT");
+    expect(f.rec.kills).toEqual([{ pid: 4000, signal: "SIGKILL" }]);
+  });
+});
+
+describe("qemu driver: find, stop, kill", () => {
+  test("findProcess matches a qemu holding this VM's socket only", async () => {
+    const f = fakeHost();
+    f.addProc({ pid: 10, startTime: 1, cmdline: ["tail", "-f", "/v/abc123/api.sock"] });
+    f.addProc({ pid: 11, startTime: 2, cmdline: ["/usr/bin/qemu-system-x86_64", "-qmp", "unix:/v/abc123/api.sock2,server=on,wait=off"] });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    expect(await d.findProcess(sampleVM())).toBeNull();
+    f.addProc({ pid: 12, startTime: 3, cmdline: ["/usr/bin/qemu-system-x86_64", "-qmp", QMP_NEEDLE] });
+    expect(await d.findProcess(sampleVM())).toEqual({ pid: 12, startTime: 3 });
+  });
+
+  test("stop: powerdown, guest exits within the timeout, no signal sent", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    await d.stop(sampleVM(), handlesFor(r.pid, r.pidStartTime), 5000);
+    expect(f.rec.qmp.filter((q) => !q.startsWith("ping"))).toEqual(["powerdown /v/abc123/api.sock"]);
+    expect(f.rec.kills).toEqual([]);
+    expect(f.procs.size).toBe(0);
+  });
+
+  test("stop: guest ignores the power button → waits timeoutMs, then QMP quit", async () => {
+    const f = fakeHost();
+    f.set({ powerdownExits: false });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const t0 = f.elapsed();
+    await d.stop(sampleVM(), handlesFor(r.pid, r.pidStartTime), 2000);
+    expect(f.elapsed() - t0).toBeGreaterThanOrEqual(2000);
+    expect(f.rec.qmp.filter((q) => !q.startsWith("ping"))).toEqual(["powerdown /v/abc123/api.sock", "quit /v/abc123/api.sock"]);
+    expect(f.rec.kills).toEqual([]);
+  });
+
+  test("stop: QMP quit ignored too → SIGKILL by pid (start time matches)", async () => {
+    const f = fakeHost();
+    f.set({ powerdownExits: false, quitExits: false });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    await d.stop(sampleVM(), handlesFor(r.pid, r.pidStartTime), 500);
+    expect(f.rec.kills).toEqual([{ pid: r.pid, signal: "SIGKILL" }]);
+    expect(f.rec.removed.at(-1)).toBe("/v/abc123/api.sock");
+  });
+
+  test("stop/kill never signal a reused pid (start time differs, not our process)", async () => {
+    const f = fakeHost();
+    f.set({ powerdownExits: false, quitExits: false });
+    // pid 777 now belongs to something else that started later
+    f.addProc({ pid: 777, startTime: 99999, cmdline: ["/usr/sbin/nginx"] }, false);
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const stale = handlesFor(777, 12345);
+    await d.stop(sampleVM(), stale, 500);
+    await d.kill(sampleVM(), stale);
+    expect(f.rec.kills).toEqual([]);
+    expect(f.procs.has(777)).toBe(true);
+  });
+
+  test("kill: SIGKILL the recorded process, then remove the socket", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    f.rec.removed.length = 0;
+    await d.kill(sampleVM(), handlesFor(r.pid, r.pidStartTime));
+    expect(f.rec.kills).toEqual([{ pid: r.pid, signal: "SIGKILL" }]);
+    expect(f.rec.removed).toEqual(["/v/abc123/api.sock"]);
+  });
+
+  test("kill with empty handles finds the VM's qemu by its socket (after a daemon restart)", async () => {
+    const f = fakeHost();
+    f.addProc({ pid: 55, startTime: 7, cmdline: ["/usr/bin/qemu-system-x86_64", "-qmp", QMP_NEEDLE] });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    await d.kill(sampleVM(), emptyHandles());
+    expect(f.rec.kills).toEqual([{ pid: 55, signal: "SIGKILL" }]);
+  });
+
+  test("apiAnswers asks QMP on the API socket", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    expect(await d.apiAnswers(sampleVM())).toBe(false);
+    await d.launch(sampleVM(), BOOT);
+    expect(await d.apiAnswers(sampleVM())).toBe(true);
+  });
+});
+
+describe("qemu driver: double launch", () => {
+  test("refuses to launch when a qemu already holds this VM's socket", async () => {
+    const f = fakeHost();
+    f.addProc({ pid: 55, startTime: 7, cmdline: ["/usr/bin/qemu-system-x86_64", "-qmp", QMP_NEEDLE] });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const err = (await d.launch(sampleVM(), BOOT).catch((e: unknown) => e)) as BangerError;
+    expect(err.code).toBe("E_STATE");
+    expect(f.rec.spawns).toHaveLength(0);
+    expect(f.rec.removed).not.toContain("/v/abc123/api.sock");
+  });
+});

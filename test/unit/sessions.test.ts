@@ -1,0 +1,577 @@
+import { afterAll, beforeEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BangerError } from "../../src/core/errors.ts";
+import type { GuestSession, SessionStatus, SessionStdinMode, VMRecord } from "../../src/core/model.ts";
+import type { Clock, ExecResult, ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
+import { SessionEngine } from "../../src/sessions/engine.ts";
+import { shellQuote } from "../../src/sessions/quote.ts";
+import * as sess from "../../src/sessions/scripts.ts";
+import { createSessionRepo } from "../../src/store/sessions.ts";
+import { Store } from "../../src/store/store.ts";
+
+// --- fakes that record ---
+
+type ScriptReply = Partial<ExecResult> | undefined;
+
+class RecordingGuestSSH implements GuestSSH {
+  uploadedFiles = new Map<string, Uint8Array>();
+  uploads: { path: string; mode?: number }[] = [];
+  ranScripts: string[] = [];
+  execs: string[] = [];
+  events: string[] = [];
+  closed = false;
+  constructor(
+    private readonly _reply: (script: string) => ScriptReply | Promise<ScriptReply> = () => undefined,
+    private readonly _uploadDelayMs = 0,
+  ) {}
+  async exec(command: string, _opts?: ExecStreamOptions): Promise<number> {
+    this.execs.push(command);
+    return 0;
+  }
+  async runScript(script: string): Promise<ExecResult> {
+    this.ranScripts.push(script);
+    this.events.push(`script:${script.includes("cat ") ? "send" : "other"}`);
+    const r = (await this._reply(script)) ?? {};
+    return { exitCode: r.exitCode ?? 0, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+  }
+  async upload(path: string, data: Uint8Array | string, mode?: number): Promise<void> {
+    this.events.push(`upload:${path}`);
+    if (this._uploadDelayMs) await Bun.sleep(this._uploadDelayMs);
+    this.uploadedFiles.set(path, typeof data === "string" ? new TextEncoder().encode(data) : data.slice());
+    this.uploads.push({ path, mode });
+  }
+  close(): void {
+    this.closed = true;
+  }
+}
+
+const fixedClock: Clock = {
+  now: () => new Date("2026-04-19T14:18:13.000Z"),
+  sleep: async () => {},
+};
+
+let store: Store;
+let ids = 0;
+
+function testVM(name: string, state: VMRecord["runtime"]["state"]): VMRecord {
+  const now = new Date().toISOString();
+  return {
+    id: `${name}-id`,
+    name,
+    spec: { image: "image-send", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: "qemu" },
+    runtime: {
+      state,
+      guestIP: "172.16.0.88",
+      apiSockPath: "",
+      vsockPath: "",
+      vsockCID: 0,
+      logPath: "",
+      metricsPath: "",
+      dnsName: "",
+      vmDir: "",
+      systemOverlay: "",
+      workDiskPath: "",
+      lastError: "",
+      sshHost: "127.0.0.1",
+      sshPort: 0,
+    },
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+function testGuestSession(vmId: string, stdinMode: SessionStdinMode, status: SessionStatus): GuestSession {
+  const now = new Date().toISOString();
+  const id = `${vmId}-sess-id`;
+  return {
+    id,
+    vmId,
+    name: `${vmId}-sess`,
+    backend: "ssh",
+    command: "pi",
+    args: ["--mode", "rpc"],
+    cwd: "/root/repo",
+    stdinMode,
+    status,
+    guestStateDir: sess.StateDir(id),
+    stdoutLogPath: sess.StdoutLogPath(id),
+    stderrLogPath: sess.StderrLogPath(id),
+    attachable: stdinMode === "pipe" && status === "running",
+    reattachable: stdinMode === "pipe" && status === "running",
+    launchStage: "",
+    launchMessage: "",
+    guestPid: 4242,
+    exitCode: null,
+    startedAt: now,
+    endedAt: "",
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+function newEngine(fake: RecordingGuestSSH, opts: { alive?: boolean } = {}) {
+  const repo = createSessionRepo(store.db);
+  let dialCount = 0;
+  const engine = new SessionEngine({
+    repo,
+    dial: async () => {
+      dialCount++;
+      return fake;
+    },
+    // The fake's notion of liveness: the recorded state, unless a test says the process is gone.
+    vmAlive: async (vm) => (opts.alive ?? true) && vm.runtime.state === "running",
+    getVM: (idOrName) => store.getVM(idOrName),
+    clock: fixedClock,
+    newId: () => `sess-${++ids}`,
+  });
+  return { engine, repo, dials: () => dialCount };
+}
+
+function setup(name: string, vmState: VMRecord["runtime"]["state"], stdinMode: SessionStdinMode, status: SessionStatus) {
+  const vm = testVM(name, vmState);
+  store.upsertVM(vm);
+  const session = testGuestSession(vm.id, stdinMode, status);
+  createSessionRepo(store.db).upsert(session);
+  return { vm, session };
+}
+
+beforeEach(() => {
+  store = new Store(":memory:");
+});
+
+// --- the seed's send cases ---
+
+describe("send (seed cases)", () => {
+  test("happy path: one upload under /tmp/banger-send-, payload intact, one script with cat, the pipe and rm -f", async () => {
+    const { vm, session } = setup("sendbox", "running", "pipe", "running");
+    const fake = new RecordingGuestSSH();
+    const { engine, dials } = newEngine(fake);
+    const payload = new TextEncoder().encode(`{"type":"abort"}` + "\n");
+    const result = await engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload });
+    expect(result.bytesWritten).toBe(payload.length);
+    expect(result.session.id).toBe(session.id);
+    expect(dials()).toBe(1);
+    expect(fake.uploadedFiles.size).toBe(1);
+    for (const [path, data] of fake.uploadedFiles) {
+      expect(path.startsWith("/tmp/banger-send-")).toBe(true);
+      expect(new TextDecoder().decode(data)).toBe(new TextDecoder().decode(payload));
+    }
+    expect(fake.uploads[0]!.mode).toBe(0o600);
+    expect(fake.ranScripts.length).toBe(1);
+    const script = fake.ranScripts[0]!;
+    expect(script).toContain("cat ");
+    expect(script).toContain(sess.StdinPipePath(session.id));
+    expect(script).toContain("rm -f ");
+    expect(script).toContain(`timeout ${sess.SEND_TIMEOUT_SECONDS} `);
+    expect(script).not.toContain("\\n");
+  });
+
+  test("empty payload: BytesWritten 0 and no SSH dial", async () => {
+    const { vm, session } = setup("sendbox-empty", "running", "pipe", "running");
+    const fake = new RecordingGuestSSH();
+    const { engine, dials } = newEngine(fake);
+    const result = await engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload: new Uint8Array() });
+    expect(result.bytesWritten).toBe(0);
+    expect(dials()).toBe(0);
+    expect(fake.ranScripts).toEqual([]);
+  });
+
+  test("closed stdin: 'stdin pipe' error", async () => {
+    const { vm, session } = setup("sendbox-closed", "running", "closed", "running");
+    const { engine, dials } = newEngine(new RecordingGuestSSH(), { alive: false });
+    const err = await engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload: new TextEncoder().encode("hello\n") }).catch((e) => e);
+    expect(err).toBeInstanceOf(BangerError);
+    expect(String(err.message)).toContain("stdin pipe");
+    expect(dials()).toBe(0);
+  });
+
+  test("failed session: 'not running' error", async () => {
+    const { vm, session } = setup("sendbox-failed", "running", "pipe", "failed");
+    const { engine, dials } = newEngine(new RecordingGuestSSH(), { alive: false });
+    const err = await engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload: new TextEncoder().encode("hello\n") }).catch((e) => e);
+    expect(String(err.message)).toContain("not running");
+    expect(err.code).toBe("E_STATE");
+    expect(dials()).toBe(0);
+  });
+
+  test("stopped vm: 'not running' error", async () => {
+    const { vm, session } = setup("sendbox-stopped", "stopped", "pipe", "running");
+    const { engine, dials } = newEngine(new RecordingGuestSSH());
+    const err = await engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload: new TextEncoder().encode("hello\n") }).catch((e) => e);
+    expect(String(err.message)).toContain("not running");
+    expect(dials()).toBe(0);
+  });
+
+  test("unknown vm and session: stable codes", async () => {
+    const { vm } = setup("sendbox-codes", "running", "pipe", "running");
+    const { engine } = newEngine(new RecordingGuestSSH());
+    const p = new TextEncoder().encode("x");
+    expect((await engine.send({ vmIdOrName: "nope", sessionIdOrName: "x", payload: p }).catch((e) => e)).code).toBe("E_VM_NOT_FOUND");
+    expect((await engine.send({ vmIdOrName: vm.name, sessionIdOrName: "nope", payload: p }).catch((e) => e)).code).toBe("E_SESSION_NOT_FOUND");
+  });
+});
+
+describe("send details", () => {
+  test("sends to one session are serialized in call order; connection reused", async () => {
+    const { vm, session } = setup("serial", "running", "pipe", "running");
+    const fake = new RecordingGuestSSH(undefined, 5);
+    let n = 0;
+    const { engine, dials } = newEngine(fake);
+    const enc = (s: string) => new TextEncoder().encode(s);
+    await Promise.all(["a\n", "b\n", "c\n"].map((p) => engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload: enc(p) }).then(() => n++)));
+    expect(n).toBe(3);
+    // upload, script, upload, script...: never two uploads in a row.
+    const kinds = fake.events.map((e) => e.split(":")[0]);
+    expect(kinds).toEqual(["upload", "script", "upload", "script", "upload", "script"]);
+    const bodies = [...fake.uploadedFiles.values()].map((d) => new TextDecoder().decode(d));
+    expect(bodies).toEqual(["a\n", "b\n", "c\n"]);
+    expect(dials()).toBe(1);
+  });
+
+  test("a send that times out says so (E_TIMEOUT), a failing one does not block the next", async () => {
+    const { vm, session } = setup("timeout", "running", "pipe", "running");
+    let first = true;
+    const fake = new RecordingGuestSSH((script) => {
+      if (script.includes("UPLOAD=")) {
+        if (first) {
+          first = false;
+          return { exitCode: sess.SEND_TIMEOUT_EXIT, stderr: "timed out" };
+        }
+        return {};
+      }
+      // status script during the failure analysis: still running
+      return { stdout: "running 4242 99\n" };
+    });
+    const { engine } = newEngine(fake);
+    const enc = new TextEncoder().encode("x\n");
+    const [a, b] = await Promise.allSettled([
+      engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload: enc }),
+      engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload: enc }),
+    ]);
+    expect(a.status).toBe("rejected");
+    expect((a as PromiseRejectedResult).reason.code).toBe("E_TIMEOUT");
+    expect((a as PromiseRejectedResult).reason.message).toContain("not reading its stdin");
+    expect(b.status).toBe("fulfilled");
+  });
+
+  test("a send failing because the process ended reports 'not running' and records the exit", async () => {
+    const { vm, session } = setup("ended", "running", "pipe", "running");
+    const fake = new RecordingGuestSSH((script) => (script.includes("UPLOAD=") ? { exitCode: 124 } : { stdout: "exited 3 1700000000\n" }));
+    const { engine, repo } = newEngine(fake);
+    const err = await engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload: new TextEncoder().encode("x") }).catch((e) => e);
+    expect(err.message).toContain("not running");
+    const after = repo.get(session.id)!;
+    expect(after.status).toBe("exited");
+    expect(after.exitCode).toBe(3);
+    expect(after.endedAt).toBe(new Date(1700000000 * 1000).toISOString());
+  });
+});
+
+// --- start ---
+
+describe("start", () => {
+  const guest = (existing: Set<string>, commands: Set<string>) => (script: string): ScriptReply => {
+    expect(script).not.toContain("\\n");
+    if (script.includes(`echo "missing cwd: $DIR"`)) {
+      const m = /^DIR='([^']*)'\n/.exec(script);
+      return m && existing.has(m[1]!) ? {} : { exitCode: 1, stderr: `missing cwd: ${m?.[1]}\n` };
+    }
+    if (script.includes("check_command() {")) {
+      const missing = [...script.matchAll(/^check_command '([^']*)'$/gm)].map((m) => m[1]!).filter((c) => !commands.has(c));
+      return missing.length ? { exitCode: 1, stderr: missing.map((c) => `missing command: ${c}\n`).join("") } : {};
+    }
+    if (script.includes("nohup bash ")) return { stdout: "4242 123456\n" };
+    return {};
+  };
+
+  test("happy path: preflight cwd, commands, launch; running with pid, attachable", async () => {
+    const vm = testVM("pi-devbox", "running");
+    store.upsertVM(vm);
+    const fake = new RecordingGuestSSH(guest(new Set(["/root/repo"]), new Set(["pi", "git"])));
+    const { engine, repo } = newEngine(fake);
+    const s = await engine.start({ vmIdOrName: vm.name, name: "testpi", command: "pi", args: ["--mode", "rpc", "--no-session"], cwd: "/root/repo", stdinMode: "pipe", requiredCommands: ["git"] });
+    expect(s.status).toBe("running");
+    expect(s.launchStage).toBe("");
+    expect(s.launchMessage).toBe("");
+    expect(s.guestPid).toBe(4242);
+    expect(s.attachable).toBe(true);
+    expect(s.reattachable).toBe(true);
+    expect(s.startedAt).toBe("2026-04-19T14:18:13.000Z");
+    expect(s.guestStateDir).toBe(sess.StateDir(s.id));
+    expect(repo.get(s.id)).toEqual(s);
+    expect(fake.ranScripts.length).toBe(3);
+    expect(fake.ranScripts[0]).toContain("DIR='/root/repo'\n");
+    expect(fake.ranScripts[1]).toContain("check_command 'pi'\ncheck_command 'git'\n");
+    const launch = fake.ranScripts[2]!;
+    expect(launch).toContain("nohup bash ");
+    expect(launch).toContain("mkfifo ");
+    expect(launch).toContain("'--no-session'");
+  });
+
+  test("closed stdin: no FIFO, not attachable", async () => {
+    const vm = testVM("closedbox", "running");
+    store.upsertVM(vm);
+    const fake = new RecordingGuestSSH(guest(new Set(), new Set(["sleep"])));
+    const { engine } = newEngine(fake);
+    const s = await engine.start({ vmIdOrName: vm.name, command: "sleep", args: ["100"], stdinMode: "closed" });
+    expect(s.attachable).toBe(false);
+    expect(fake.ranScripts.length).toBe(2); // no cwd given: no cwd preflight
+    expect(fake.ranScripts[1]).not.toContain("mkfifo");
+    expect(fake.ranScripts[1]).toContain("< /dev/null");
+    expect(s.name).toMatch(/^session-/);
+  });
+
+  test("missing cwd: fails at stage cwd, recorded, no launch", async () => {
+    const vm = testVM("cwdbox", "running");
+    store.upsertVM(vm);
+    const fake = new RecordingGuestSSH(guest(new Set(), new Set(["pi"])));
+    const { engine, repo } = newEngine(fake);
+    const err = await engine.start({ vmIdOrName: vm.name, name: "s1", command: "pi", cwd: "/root/repo" }).catch((e) => e);
+    expect(err).toBeInstanceOf(BangerError);
+    expect(err.message).toContain(`stage "cwd"`);
+    expect(err.message).toContain("missing cwd: /root/repo");
+    const s = repo.find(vm.id, "s1")!;
+    expect(s.status).toBe("failed");
+    expect(s.launchStage).toBe("cwd");
+    expect(s.launchMessage).toBe("missing cwd: /root/repo");
+    expect(fake.ranScripts.some((x) => x.includes("nohup bash "))).toBe(false);
+  });
+
+  test("missing command: fails at stage command naming every missing one", async () => {
+    const vm = testVM("cmdbox", "running");
+    store.upsertVM(vm);
+    const fake = new RecordingGuestSSH(guest(new Set(["/root/repo"]), new Set(["git"])));
+    const { engine, repo } = newEngine(fake);
+    const err = await engine.start({ vmIdOrName: vm.name, name: "s1", command: "pi", cwd: "/root/repo", requiredCommands: ["git", "jq"] }).catch((e) => e);
+    expect(err.message).toContain(`stage "command"`);
+    const s = repo.find(vm.id, "s1")!;
+    expect(s.status).toBe("failed");
+    expect(s.launchStage).toBe("command");
+    expect(s.launchMessage).toBe("missing command: pi; missing command: jq");
+  });
+
+  test("validation: empty command, bad name, taken name, vm not running", async () => {
+    const vm = testVM("valbox", "running");
+    store.upsertVM(vm);
+    const stopped = testVM("valbox-stopped", "stopped");
+    store.upsertVM(stopped);
+    const { engine, dials } = newEngine(new RecordingGuestSSH(guest(new Set(), new Set(["x"]))));
+    expect((await engine.start({ vmIdOrName: vm.name, command: "" }).catch((e) => e)).code).toBe("E_BAD_REQUEST");
+    expect((await engine.start({ vmIdOrName: vm.name, name: "bad name", command: "x" }).catch((e) => e)).code).toBe("E_BAD_NAME");
+    await engine.start({ vmIdOrName: vm.name, name: "dup", command: "x" });
+    expect((await engine.start({ vmIdOrName: vm.name, name: "dup", command: "x" }).catch((e) => e)).code).toBe("E_NAME_TAKEN");
+    const e = await engine.start({ vmIdOrName: stopped.name, command: "x" }).catch((e) => e);
+    expect(e.message).toContain("not running");
+    expect(dials()).toBe(1);
+  });
+});
+
+describe("refresh / stop", () => {
+  test("refresh: exited with code and end time; failed when gone; failed when the vm stopped", async () => {
+    const { session } = setup("refreshbox", "running", "pipe", "running");
+    let reply = "running 4242 99\n";
+    const fake = new RecordingGuestSSH(() => ({ stdout: reply }));
+    const { engine, repo } = newEngine(fake);
+    expect((await engine.refresh(session)).status).toBe("running");
+    reply = "exited 0 1700000000\n";
+    const s = await engine.refresh(session);
+    expect(s.status).toBe("exited");
+    expect(s.exitCode).toBe(0);
+    expect(s.attachable).toBe(false);
+    expect(fake.ranScripts.every((x) => x.includes(`EXIT='${sess.ExitCodePath(session.id)}'`))).toBe(true);
+    // Ended sessions are not asked again.
+    const before = fake.ranScripts.length;
+    await engine.refresh(s);
+    expect(fake.ranScripts.length).toBe(before);
+
+    const other = testGuestSession("refreshbox-id", "pipe", "running");
+    other.id = "other";
+    other.name = "other";
+    repo.upsert(other);
+    reply = "gone\n";
+    expect((await engine.refresh(other)).status).toBe("failed");
+  });
+
+  test("stop: stop script with the grace in tenths; status stopped, exit recorded", async () => {
+    const { session } = setup("stopbox", "running", "pipe", "running");
+    const fake = new RecordingGuestSSH(() => ({ stdout: "exited 143 1700000000\n" }));
+    const { engine } = newEngine(fake);
+    const s = await engine.stop(session, 1500);
+    expect(s.status).toBe("stopped");
+    expect(s.exitCode).toBe(143);
+    expect(fake.ranScripts[0]).toContain("kill -TERM");
+    expect(fake.ranScripts[0]).toContain(`-lt 15 `);
+    const k = new RecordingGuestSSH(() => ({ stdout: "exited 137 1700000000\n" }));
+    const { session: s2 } = setup("killbox", "running", "pipe", "running");
+    const e2 = newEngine(k).engine;
+    expect((await e2.kill(s2)).exitCode).toBe(137);
+  });
+
+  test("remove: refuses a running session without force; removes the guest dir and the record", async () => {
+    const { vm, session } = setup("rmbox", "running", "pipe", "exited");
+    const fake = new RecordingGuestSSH();
+    const { engine, repo } = newEngine(fake);
+    await engine.remove(session);
+    expect(repo.get(session.id)).toBeNull();
+    expect(fake.ranScripts[0]).toBe(`rm -rf -- '${sess.StateDir(session.id)}'\n`);
+    const running = testGuestSession(vm.id, "pipe", "running");
+    running.id = "r2";
+    running.name = "r2";
+    repo.upsert(running);
+    expect((await engine.remove(running).catch((e) => e)).code).toBe("E_STATE");
+  });
+});
+
+describe("SQLite session repo", () => {
+  test("round trip, find by id or name, list filters, unique name per vm", () => {
+    const vm = testVM("repobox", "running");
+    store.upsertVM(vm);
+    const repo = createSessionRepo(store.db);
+    const s = testGuestSession(vm.id, "pipe", "running");
+    s.args = ["a b", "it's", "$(x)"];
+    s.exitCode = 0;
+    repo.upsert(s);
+    expect(repo.get(s.id)).toEqual(s);
+    expect(repo.find(vm.id, s.name)).toEqual(s);
+    expect(repo.find(vm.id, s.id)).toEqual(s);
+    expect(repo.find("other", s.id)).toBeNull();
+    expect(repo.list({ vmId: vm.id }).length).toBe(1);
+    expect(repo.list({ status: ["exited"] }).length).toBe(0);
+    const dup = { ...s, id: "other-id" };
+    expect(() => repo.upsert(dup)).toThrow(BangerError);
+    repo.upsert({ ...s, status: "exited" });
+    expect(repo.get(s.id)!.status).toBe("exited");
+    repo.delete(s.id);
+    expect(repo.get(s.id)).toBeNull();
+    store.deleteVM(vm.id);
+  });
+});
+
+// --- scripts: real newlines, and hostile values run through a real bash ---
+
+const HOSTILE = [`it's`, `a;b`, `$(touch PWNED)`, "`touch PWNED`", "line1\nline2", "sp ace", `"dq"`, `\\back`, `*`, "-n"];
+const tmpRoot = mkdtempSync(join(tmpdir(), "banger-sessions-unit-"));
+afterAll(() => rmSync(tmpRoot, { recursive: true, force: true }));
+
+function bash(script: string, opts: { cwd?: string; stdin?: string } = {}) {
+  const r = Bun.spawnSync(["bash", "-s"], { stdin: new TextEncoder().encode(script), cwd: opts.cwd ?? tmpRoot, stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+describe("scripts", () => {
+  test("preflight and attach scripts use real newlines (seed)", () => {
+    const cwdScript = sess.CWDPreflightScript("/root/repo");
+    expect(cwdScript).not.toContain("\\n");
+    expect(cwdScript).toContain("\n");
+    const commandScript = sess.CommandPreflightScript(["git", "pi"]);
+    expect(commandScript).not.toContain("\\n");
+    expect(commandScript).toContain("\n");
+    expect(sess.AttachInputCommand("session-id")).not.toContain("\\n");
+    expect(sess.AttachTailCommand("/tmp/stdout.log")).not.toContain("\\n");
+    for (const s of [sess.LaunchScript(testGuestSession("v", "pipe", "running")), sess.StatusScript("/x"), sess.StopScript("/x", 100), sess.SendScript("/tmp/u", "/p")]) {
+      expect(s).toContain("\n");
+    }
+  });
+
+  test("shellQuote round-trips hostile strings through bash", () => {
+    for (const v of [...HOSTILE, "", "'''", "a'b'c"]) {
+      const r = bash(`printf '%s' ${shellQuote(v)}`);
+      expect(r.stdout).toBe(v);
+    }
+    expect(existsSync(join(tmpRoot, "PWNED"))).toBe(false);
+  });
+
+  test("cwd preflight with hostile dir names: passes when present, fails with its message when not", () => {
+    for (const v of HOSTILE) {
+      const dir = join(tmpRoot, "cwd", v.replace(/\//g, "_"));
+      mkdirSync(dir, { recursive: true });
+      expect(bash(sess.CWDPreflightScript(dir)).code).toBe(0);
+      const missing = bash(sess.CWDPreflightScript(dir + "-missing"));
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toBe(`missing cwd: ${dir}-missing\n`);
+    }
+    expect(existsSync(join(tmpRoot, "PWNED"))).toBe(false);
+  });
+
+  test("command preflight: finds real commands, names the missing hostile ones", () => {
+    expect(bash(sess.CommandPreflightScript(["bash", "cat"])).code).toBe(0);
+    const r = bash(sess.CommandPreflightScript(["bash", "no;such $(touch PWNED)", "it's"]));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe("missing command: no;such $(touch PWNED)\nmissing command: it's\n");
+    expect(existsSync(join(tmpRoot, "PWNED"))).toBe(false);
+  });
+
+  test("launch/status/send/stop run for real with hostile args and a hostile state dir", async () => {
+    const stateDir = join(tmpRoot, "state dir 'x' $(y)", "s1");
+    const cwd = join(tmpRoot, "work;dir");
+    mkdirSync(cwd, { recursive: true });
+    // An echo agent: one reply line per input line, plus its hostile args.
+    const session = {
+      guestStateDir: stateDir,
+      command: "bash",
+      args: ["-c", `printf '%s|' "$@"; echo; pwd; while IFS= read -r l; do echo "got:$l"; done; exit 7`, "agent", ...HOSTILE],
+      cwd,
+      stdinMode: "pipe" as const,
+    };
+    const launched = bash(sess.LaunchScript(session));
+    expect(launched.stderr).toBe("");
+    expect(launched.code).toBe(0);
+    const [pid] = launched.stdout.trim().split(" ");
+    expect(Number(pid)).toBeGreaterThan(0);
+    expect(bash(sess.StatusScript(stateDir)).stdout).toBe(`running ${launched.stdout.trim()}\n`);
+
+    const paths = sess.sessionPaths(stateDir);
+    const upload = join(tmpRoot, "upload it's");
+    writeFileSync(upload, "hello\nworld\n");
+    const sent = bash(sess.SendScript(upload, paths.pipe));
+    expect(sent.code).toBe(0);
+    expect(existsSync(upload)).toBe(false);
+    const want = `${HOSTILE.join("|")}|\n${cwd}\ngot:hello\ngot:world\n`;
+    for (let i = 0; i < 100 && readFileSync(paths.stdout, "utf8") !== want; i++) await Bun.sleep(20);
+    expect(readFileSync(paths.stdout, "utf8")).toBe(want);
+
+    // Reading from an offset returns exactly the rest.
+    const off = Buffer.byteLength(`${HOSTILE.join("|")}|\n${cwd}\n`);
+    expect(bash(sess.LogReadCommand(paths.stdout, off, 1000)).stdout).toBe("got:hello\ngot:world\n");
+    expect(bash(sess.LogReadCommand(paths.stdout, off, 4)).stdout).toBe("got:");
+
+    const stopped = bash(sess.StopScript(stateDir, 2000));
+    expect(stopped.stdout).toMatch(/^exited 143 \d+\n$/);
+    expect(readFileSync(paths.exitCode, "utf8")).toBe("143\n");
+    expect(existsSync(join(tmpRoot, "PWNED"))).toBe(false);
+  });
+
+  test("closed stdin reads EOF at once; exit code is recorded atomically", async () => {
+    const stateDir = join(tmpRoot, "closed", "s2");
+    const session = { guestStateDir: stateDir, command: "bash", args: ["-c", "cat; echo eof; exit 5"], cwd: "", stdinMode: "closed" as const };
+    expect(bash(sess.LaunchScript(session)).code).toBe(0);
+    let status = "";
+    for (let i = 0; i < 50; i++) {
+      status = bash(sess.StatusScript(stateDir)).stdout;
+      if (status.startsWith("exited")) break;
+      await Bun.sleep(20);
+    }
+    expect(status).toMatch(/^exited 5 \d+\n$/);
+    expect(readFileSync(join(stateDir, "stdout.log"), "utf8")).toBe("eof\n");
+    expect(existsSync(join(stateDir, "stdin.pipe"))).toBe(false);
+  });
+
+  test("a send to a pipe nobody reads times out with a clear message", () => {
+    const dir = join(tmpRoot, "deadpipe");
+    mkdirSync(dir, { recursive: true });
+    const pipe = join(dir, "stdin.pipe");
+    Bun.spawnSync(["mkfifo", pipe]);
+    const upload = join(dir, "up");
+    writeFileSync(upload, "x\n");
+    const t0 = performance.now();
+    const r = bash(sess.SendScript(upload, pipe, 1));
+    expect(r.code).toBe(sess.SEND_TIMEOUT_EXIT);
+    expect(r.stderr).toContain("not reading its stdin");
+    expect(performance.now() - t0).toBeLessThan(3000);
+    expect(existsSync(upload)).toBe(false);
+    const none = bash(sess.SendScript(upload, join(dir, "nope")));
+    expect(none.code).toBe(sess.SEND_NO_PIPE_EXIT);
+  });
+});
