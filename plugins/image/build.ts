@@ -144,7 +144,7 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
     await copyFile(kernel.vmlinuz, join(dir, "vmlinuz"));
 
     step(`initrd: busybox + ${INITRD_MODULES.length} modules`);
-    await writeFile(join(dir, "initrd.img"), await _baseInitrd(kernel.modulesDir));
+    await writeFile(join(dir, "initrd.img"), await buildBaseInitrd(kernel.modulesDir));
 
     step(`rootfs: adding /sbin/banger-init and modules for ${kernel.version}`);
     await _customizeRootfs(exec, rootDir, kernel);
@@ -240,7 +240,8 @@ async function _moduleIndex(modulesDir: string): Promise<Map<string, string>> {
   return index;
 }
 
-async function _baseInitrd(modulesDir: string): Promise<Uint8Array> {
+/** The image's base initramfs (gzip'd newc): busybox-static, the virtio/button/evdev modules, /init. */
+export async function buildBaseInitrd(modulesDir: string): Promise<Uint8Array> {
   const busybox = await _which(["/usr/bin/busybox", "/bin/busybox"]);
   const bb = new Uint8Array(await readFile(busybox));
   // busybox-static is a static binary; a dynamic one would not run in the initramfs.
@@ -251,7 +252,7 @@ async function _baseInitrd(modulesDir: string): Promise<Uint8Array> {
     ),
     { path: "bin/busybox", type: "file", mode: 0o755, data: bb },
     { path: "bin/sh", type: "symlink", mode: 0o777, data: "busybox" },
-    { path: "init", type: "file", mode: 0o755, data: INITRAMFS_INIT_SH.replace("@MODULES@", INITRD_MODULES.join(" ")) },
+    { path: "init", type: "file", mode: 0o755, data: INITRAMFS_INIT_SH.replaceAll("@MODULES@", INITRD_MODULES.join(" ")) },
   ];
   for (const m of INITRD_MODULES) {
     const p = index.get(m);

@@ -3,7 +3,7 @@
 # modules in Debian's cloud kernel), mounts the root disk, hands the per-VM
 # seed (a second cpio appended by the host) to the real root on a tmpfs at
 # /run, and switch_roots into /sbin/banger-init.
-# The build replaces @MODULES@ with the insmod order.
+# The build substitutes the insmod order for the MODULES placeholder below.
 
 /bin/busybox mkdir -p /bin /proc /sys /dev /newroot
 /bin/busybox --install -s /bin
@@ -35,7 +35,8 @@ for w in $(cat /proc/cmdline); do
 done
 
 for m in @MODULES@; do
-  [ -f "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko" 2>/dev/null
+  # "File exists" (built in / already loaded) is fine; anything else is worth a line.
+  err=$(insmod "/lib/modules/$m.ko" 2>&1) || case "$err" in *exists*) ;; *) echo "initramfs: insmod $m: $err" ;; esac
 done
 
 # virtio-blk probes asynchronously: wait (up to ~10 s) for the disk to appear.

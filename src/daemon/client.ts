@@ -2,6 +2,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { BangerError, ERROR_CODES, type ErrorCode } from "../core/errors.ts";
 import { daemonPaths, type DaemonPaths } from "../core/paths.ts";
 import { createExec } from "../host/exec.ts";
+import { createProcs } from "../host/procs.ts";
 import { FULL_VERSION } from "../version.ts";
 import type { StreamEvent } from "./http.ts";
 
@@ -129,11 +130,8 @@ export class DaemonClient {
   private async waitGone(pid: number, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      try {
-        process.kill(pid, 0);
-      } catch {
-        return;
-      }
+      // a zombie (exited, not yet reaped by its parent) counts as gone
+      if (!(await createProcs().info(pid))) return;
       await Bun.sleep(25);
     }
     throw new BangerError("E_DAEMON", `old daemon (pid ${pid}) did not exit`);

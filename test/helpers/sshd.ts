@@ -52,7 +52,10 @@ export async function startSSHD(): Promise<TestSSHD> {
   const dir = mkdtempSync(join(tmpdir(), "banger-sshd-"));
   _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "banger-test-host", "-f", join(dir, "host_ed25519")]);
   _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "banger-test-client", "-f", join(dir, "client_ed25519")]);
-  writeFileSync(join(dir, "authorized_keys"), readFileSync(join(dir, "client_ed25519.pub")), { mode: 0o600 });
+  // A clean HOME: bash run by sshd sources ~/.bashrc, and this host's may be slow (pyenv...).
+  mkdirSync(join(dir, "home"), { mode: 0o700 });
+  const pub = readFileSync(join(dir, "client_ed25519.pub"), "utf8").trim();
+  writeFileSync(join(dir, "authorized_keys"), `environment="HOME=${join(dir, "home")}" ${pub}\n`, { mode: 0o600 });
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await _freePort();
     const config = [
@@ -67,6 +70,7 @@ export async function startSSHD(): Promise<TestSSHD> {
       `PasswordAuthentication no`,
       `KbdInteractiveAuthentication no`,
       `PubkeyAuthentication yes`,
+      `PermitUserEnvironment HOME`,
       `MaxSessions 100`,
       `MaxStartups 100`,
       `LogLevel ERROR`,

@@ -392,6 +392,14 @@ describe("refresh / stop", () => {
     repo.upsert(other);
     reply = "gone\n";
     expect((await engine.refresh(other)).status).toBe("failed");
+
+    // A stopped VM: no dial, the session is failed.
+    const { session: onStopped } = setup("refresh-stopped", "stopped", "pipe", "running");
+    const n = fake.ranScripts.length;
+    const f = await engine.refresh(onStopped);
+    expect(f.status).toBe("failed");
+    expect(f.launchMessage).toBe("vm is not running");
+    expect(fake.ranScripts.length).toBe(n);
   });
 
   test("stop: stop script with the grace in tenths; status stopped, exit recorded", async () => {

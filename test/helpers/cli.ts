@@ -1,0 +1,75 @@
+import { mkdtempSync, rmSync, readFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const BANGER = join(ROOT, "dist/banger");
+export const FAKE_PLUGIN = join(ROOT, "test/fixtures/fake-vmm-plugin.ts");
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json<T = any>(): T;
+}
+
+/** A throwaway BANGER_HOME with helpers to drive dist/banger in it, and cleanup that kills what it started by pid. */
+export function tempHome(prefix = "banger-it-") {
+  const home = mkdtempSync(join(tmpdir(), prefix));
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), BANGER_HOME: home, NO_COLOR: "1" };
+  delete env.BANGER_PLUGINS;
+  const run = (args: string[], extraEnv: Record<string, string> = {}, input?: string): RunResult => {
+    const p = Bun.spawnSync([BANGER, ...args], { env: { ...env, ...extraEnv }, stdin: input !== undefined ? new TextEncoder().encode(input) : "ignore" });
+    const stdout = p.stdout.toString();
+    return {
+      code: p.exitCode ?? -1,
+      stdout,
+      stderr: p.stderr.toString(),
+      json: () => JSON.parse(stdout),
+    };
+  };
+  const daemonPid = (): number => {
+    const f = join(home, "daemon.pid");
+    return existsSync(f) ? Number(readFileSync(f, "utf8").trim()) : 0;
+  };
+  return {
+    home,
+    env,
+    run,
+    daemonPid,
+    /** Kill the daemon and every VM process recorded under this home, by pid only. */
+    async cleanup(vmPids: number[] = []) {
+      const pid = daemonPid();
+      if (pid) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {}
+      }
+      for (const p of vmPids) {
+        try {
+          process.kill(p, "SIGKILL");
+        } catch {}
+      }
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !/\) [ZX] /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5000, stepMs = 20): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return true;
+    await Bun.sleep(stepMs);
+  }
+  return cond();
+}

@@ -1,0 +1,443 @@
+/**
+ * Fakes for unit tests. Every fake RECORDS what it was asked so tests assert
+ * the record (commands run, signals sent, files written); no module mocking.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BangerError } from "../../src/core/errors.ts";
+import type { ImageRecord, VMHandles, VMRecord } from "../../src/core/model.ts";
+import type { Logger } from "../../src/core/plugin.ts";
+import type {
+  Clock,
+  Exec,
+  ExecOptions,
+  ExecResult,
+  ExecStreamOptions,
+  FS,
+  GuestSSH,
+  Host,
+  ProcInfo,
+  Procs,
+  SSHDialer,
+  SSHTarget,
+} from "../../src/host/types.ts";
+import { Store } from "../../src/store/store.ts";
+import type { BootConfig, LaunchResult, VMMDriver } from "../../src/vmm/driver.ts";
+
+// ---------------------------------------------------------------- exec
+
+export type ExecMatcher = string | RegExp | ((cmd: string, args: string[]) => boolean);
+export type ScriptedResult = Partial<ExecResult> | ((cmd: string, args: string[], opts: ExecOptions) => Partial<ExecResult> | Promise<Partial<ExecResult>>);
+
+export interface FakeExec extends Exec {
+  /** Every run() call in order. */
+  readonly runs: { cmd: string; args: string[]; opts: ExecOptions }[];
+  /** Every spawnDetached() call in order, with the pid handed back. */
+  readonly spawns: { cmd: string; args: string[]; pid: number; logPath?: string }[];
+  /**
+   * Script a result for commands matching `m` (a string matches the command
+   * name or the start of "cmd arg1 arg2…"; a RegExp tests that joined line).
+   * Later scripts win over earlier ones.
+   */
+  on(m: ExecMatcher, result: ScriptedResult): FakeExec;
+  /** Which commands `which()` reports missing. */
+  missing: Set<string>;
+  /** Called on each spawnDetached (e.g. to add the process to fakeProcs). */
+  onSpawn?: (pid: number, cmd: string, args: string[]) => void;
+  /** The joined command lines run so far: ["ip link add tap0", …]. */
+  lines(): string[];
+}
+
+function _matches(m: ExecMatcher, cmd: string, args: string[]): boolean {
+  const line = [cmd, ...args].join(" ");
+  if (typeof m === "string") return cmd === m || line === m || line.startsWith(m + " ");
+  if (m instanceof RegExp) return m.test(line);
+  return m(cmd, args);
+}
+
+export function fakeExec(opts: { firstPid?: number } = {}): FakeExec {
+  const scripts: { m: ExecMatcher; r: ScriptedResult }[] = [];
+  let nextPid = opts.firstPid ?? 40_000;
+  const exec: FakeExec = {
+    runs: [],
+    spawns: [],
+    missing: new Set(),
+    on(m, r) {
+      scripts.push({ m, r });
+      return exec;
+    },
+    lines() {
+      return exec.runs.map((r) => [r.cmd, ...r.args].join(" "));
+    },
+    async run(cmd, args, o = {}) {
+      exec.runs.push({ cmd, args, opts: o });
+      let script: ScriptedResult | undefined;
+      for (let i = scripts.length - 1; i >= 0; i--) {
+        if (_matches(scripts[i]!.m, cmd, args)) {
+          script = scripts[i]!.r;
+          break;
+        }
+      }
+      const partial = typeof script === "function" ? await script(cmd, args, o) : (script ?? {});
+      const result: ExecResult = { stdout: "", stderr: "", exitCode: 0, ...partial };
+      if ((o.check ?? true) && result.exitCode !== 0) {
+        throw new BangerError("E_INTERNAL", `${cmd} ${args.join(" ")} exited ${result.exitCode}${result.stderr ? `: ${result.stderr.trim()}` : ""}`);
+      }
+      return result;
+    },
+    async spawnDetached(cmd, args, o = {}) {
+      const pid = nextPid++;
+      exec.spawns.push({ cmd, args, pid, logPath: o.logPath });
+      exec.onSpawn?.(pid, cmd, args);
+      return pid;
+    },
+    async which(cmd) {
+      return exec.missing.has(cmd) ? null : `/usr/bin/${cmd}`;
+    },
+  };
+  return exec;
+}
+
+// ---------------------------------------------------------------- procs
+
+export interface FakeProcs extends Procs {
+  /** pid → process; tests add and remove entries directly. */
+  readonly table: Map<number, ProcInfo>;
+  /** Every kill() call in order. */
+  readonly kills: { pid: number; signal: NodeJS.Signals | number }[];
+  add(pid: number, startTime: number, cmdline?: string[]): ProcInfo;
+}
+
+const _FATAL = new Set<NodeJS.Signals | number>(["SIGKILL", "SIGTERM", 9, 15]);
+
+export function fakeProcs(initial: { pid: number; startTime: number; cmdline?: string[] }[] = []): FakeProcs {
+  const table = new Map<number, ProcInfo>();
+  const p: FakeProcs = {
+    table,
+    kills: [],
+    add(pid, startTime, cmdline = []) {
+      const info = { pid, startTime, cmdline };
+      table.set(pid, info);
+      return info;
+    },
+    async info(pid) {
+      const i = table.get(pid);
+      return i ? { ...i, cmdline: [...i.cmdline] } : null;
+    },
+    async find(...needles) {
+      return [...table.values()].filter((i) => needles.every((n) => i.cmdline.join(" ").includes(n))).map((i) => ({ ...i }));
+    },
+    kill(pid, signal) {
+      p.kills.push({ pid, signal });
+      if (!table.has(pid)) return false;
+      if (_FATAL.has(signal)) table.delete(pid);
+      return true;
+    },
+  };
+  for (const i of initial) p.add(i.pid, i.startTime, i.cmdline);
+  return p;
+}
+
+// ---------------------------------------------------------------- clock
+
+export interface FakeClock extends Clock {
+  /** Milliseconds since the epoch, moved only by sleep() and advance(). */
+  ms: number;
+  readonly sleeps: number[];
+  advance(ms: number): void;
+}
+
+export function fakeClock(startMs = Date.parse("2026-01-01T00:00:00Z")): FakeClock {
+  const c: FakeClock = {
+    ms: startMs,
+    sleeps: [],
+    now: () => new Date(c.ms),
+    async sleep(ms) {
+      c.sleeps.push(ms);
+      c.ms += ms;
+    },
+    advance(ms) {
+      c.ms += ms;
+    },
+  };
+  return c;
+}
+
+// ---------------------------------------------------------------- fs
+
+export interface FakeFS extends FS {
+  readonly files: Map<string, string>;
+  readonly dirs: Set<string>;
+  /** Every mutation in order: "write <path>", "mkdirp <path>", "rmrf <path>". */
+  readonly ops: string[];
+  readonly writes: { path: string; data: string; mode?: number }[];
+  /** Make the next writeAtomic to a path matching this fail. */
+  failWrites?: RegExp;
+}
+
+function _under(path: string, root: string): boolean {
+  return path === root || path.startsWith(root.endsWith("/") ? root : root + "/");
+}
+
+export function fakeFS(initial: Record<string, string> = {}): FakeFS {
+  const f: FakeFS = {
+    files: new Map(Object.entries(initial)),
+    dirs: new Set(),
+    ops: [],
+    writes: [],
+    async readText(path) {
+      return f.files.get(path) ?? null;
+    },
+    async writeAtomic(path, data, mode) {
+      if (f.failWrites?.test(path)) throw new Error(`EIO: write ${path}`);
+      const text = typeof data === "string" ? data : new TextDecoder().decode(data);
+      f.ops.push(`write ${path}`);
+      f.writes.push({ path, data: text, mode });
+      f.files.set(path, text);
+    },
+    async exists(path) {
+      if (f.files.has(path) || f.dirs.has(path)) return true;
+      for (const k of f.files.keys()) if (_under(k, path)) return true;
+      return false;
+    },
+    async mkdirp(path) {
+      f.ops.push(`mkdirp ${path}`);
+      f.dirs.add(path);
+    },
+    async rmrf(path) {
+      f.ops.push(`rmrf ${path}`);
+      for (const k of [...f.files.keys()]) if (_under(k, path)) f.files.delete(k);
+      for (const d of [...f.dirs]) if (_under(d, path)) f.dirs.delete(d);
+    },
+  };
+  return f;
+}
+
+// ---------------------------------------------------------------- ssh
+
+export interface FakeGuestSSH extends GuestSSH {
+  readonly target: SSHTarget;
+  readonly execs: string[];
+  readonly scripts: string[];
+  readonly uploads: { path: string; data: string; mode?: number }[];
+}
+
+export interface FakeSSH extends SSHDialer {
+  readonly dials: SSHTarget[];
+  readonly conns: FakeGuestSSH[];
+  /** Make dial() reject with this error. */
+  failDial?: Error;
+  /** Scripted guest behaviour: exit code (and output) for a command line or script. */
+  respond?: (command: string, opts?: ExecStreamOptions) => { exitCode?: number; stdout?: string; stderr?: string };
+}
+
+export function fakeSSH(): FakeSSH {
+  const d: FakeSSH = {
+    dials: [],
+    conns: [],
+    async dial(target) {
+      d.dials.push(target);
+      if (d.failDial) throw d.failDial;
+      let closed = false;
+      const conn: FakeGuestSSH = {
+        target,
+        execs: [],
+        scripts: [],
+        uploads: [],
+        async exec(command, opts) {
+          conn.execs.push(command);
+          const r = d.respond?.(command, opts) ?? {};
+          if (r.stdout) opts?.onStdout?.(new TextEncoder().encode(r.stdout));
+          if (r.stderr) opts?.onStderr?.(new TextEncoder().encode(r.stderr));
+          return r.exitCode ?? 0;
+        },
+        async runScript(script) {
+          conn.scripts.push(script);
+          const r = d.respond?.(script) ?? {};
+          return { stdout: r.stdout ?? "", stderr: r.stderr ?? "", exitCode: r.exitCode ?? 0 };
+        },
+        async upload(path, data, mode) {
+          conn.uploads.push({ path, data: typeof data === "string" ? data : new TextDecoder().decode(data), mode });
+        },
+        close() {
+          closed = true;
+        },
+        get closed() {
+          return closed;
+        },
+      };
+      d.conns.push(conn);
+      return conn;
+    },
+  };
+  return d;
+}
+
+// ---------------------------------------------------------------- host
+
+export interface FakeHost extends Host {
+  exec: FakeExec;
+  procs: FakeProcs;
+  clock: FakeClock;
+  fs: FakeFS;
+  ssh: FakeSSH;
+}
+
+export function fakeHost(o: { files?: Record<string, string> } = {}): FakeHost {
+  return { exec: fakeExec(), procs: fakeProcs(), clock: fakeClock(), fs: fakeFS(o.files), ssh: fakeSSH() };
+}
+
+// ---------------------------------------------------------------- driver
+
+export interface FakeDriver extends VMMDriver {
+  /** Every call in order: "launch <vm>", "stop <vm> <pid>", "kill <vm> <pid>". */
+  readonly calls: string[];
+  readonly launches: { vm: string; boot: BootConfig }[];
+  readonly stops: { vm: string; handles: VMHandles; timeoutMs: number }[];
+  readonly kills: { vm: string; handles: VMHandles }[];
+  /** Make launch() throw this. */
+  failLaunch?: Error;
+  /** Override: does this VM's API socket answer? Default: a launched, still-listed process answers. */
+  answers?: (vm: VMRecord) => boolean;
+  /** Override: the live process found for a VM. Default: a process whose cmdline names the API socket. */
+  findProcessImpl?: (vm: VMRecord) => { pid: number; startTime: number } | null;
+}
+
+/**
+ * A VMM driver whose "VMs" are entries in a fakeProcs table: launch adds a
+ * process whose cmdline names the API socket, kill/stop remove it (only when
+ * pid and start time match, like a careful real driver).
+ */
+export function fakeDriver(procs: FakeProcs, o: { name?: string; firstPid?: number; startTime?: number } = {}): FakeDriver {
+  let nextPid = o.firstPid ?? 50_000;
+  const ownsProcess = async (h: VMHandles) => {
+    const info = h.pid > 0 ? await procs.info(h.pid) : null;
+    return !!info && (!h.pidStartTime || info.startTime === h.pidStartTime);
+  };
+  const d: FakeDriver = {
+    name: o.name ?? "fake",
+    calls: [],
+    launches: [],
+    stops: [],
+    kills: [],
+    async launch(vm, boot): Promise<LaunchResult> {
+      d.calls.push(`launch ${vm.name}`);
+      d.launches.push({ vm: vm.name, boot: structuredClone(boot) });
+      if (d.failLaunch) throw d.failLaunch;
+      const pid = nextPid++;
+      const startTime = o.startTime ?? 7_000 + pid;
+      procs.add(pid, startTime, ["fake-vmm", "--api-sock", vm.runtime.apiSockPath]);
+      return { pid, pidStartTime: startTime };
+    },
+    async apiAnswers(vm) {
+      if (d.answers) return d.answers(vm);
+      return (await procs.find(vm.runtime.apiSockPath)).length > 0;
+    },
+    async findProcess(vm) {
+      if (d.findProcessImpl) return d.findProcessImpl(vm);
+      const p = (await procs.find("fake-vmm", vm.runtime.apiSockPath))[0];
+      return p ? { pid: p.pid, startTime: p.startTime } : null;
+    },
+    async stop(vm, handles, timeoutMs) {
+      d.calls.push(`stop ${vm.name} ${handles.pid}`);
+      d.stops.push({ vm: vm.name, handles: structuredClone(handles), timeoutMs });
+      if (await ownsProcess(handles)) procs.kill(handles.pid, "SIGTERM");
+    },
+    async kill(vm, handles) {
+      d.calls.push(`kill ${vm.name} ${handles.pid}`);
+      d.kills.push({ vm: vm.name, handles: structuredClone(handles) });
+      if (await ownsProcess(handles)) procs.kill(handles.pid, "SIGKILL");
+    },
+  };
+  return d;
+}
+
+// ---------------------------------------------------------------- store, logger, records
+
+export interface TestStore {
+  store: Store;
+  dir: string;
+  path: string;
+  /** Close the store and delete its temp dir. */
+  cleanup(): void;
+}
+
+/** A real Store on a fresh file under os.tmpdir(); call cleanup() (afterEach) to delete it. */
+export function testStore(opts: { busyTimeoutMs?: number } = {}): TestStore {
+  const dir = mkdtempSync(join(tmpdir(), "banger-store-"));
+  const path = join(dir, "banger.db");
+  const store = new Store(path, opts);
+  return {
+    store,
+    dir,
+    path,
+    cleanup() {
+      try {
+        store.close();
+      } catch {}
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface TestLogger extends Logger {
+  readonly lines: { level: "info" | "warn" | "error" | "debug"; msg: string }[];
+  of(level: "info" | "warn" | "error" | "debug"): string[];
+}
+
+export function testLogger(): TestLogger {
+  const l: TestLogger = {
+    lines: [],
+    of: (level) => l.lines.filter((x) => x.level === level).map((x) => x.msg),
+    info: (msg) => void l.lines.push({ level: "info", msg }),
+    warn: (msg) => void l.lines.push({ level: "warn", msg }),
+    error: (msg) => void l.lines.push({ level: "error", msg }),
+    debug: (msg) => void l.lines.push({ level: "debug", msg }),
+  };
+  return l;
+}
+
+/** An image row pointing at fake paths (the fake FS/driver never reads them). */
+export function sampleImage(name = "default"): ImageRecord {
+  return {
+    name,
+    dir: `/img/${name}`,
+    kernelPath: `/img/${name}/vmlinuz`,
+    initrdPath: `/img/${name}/initrd.img`,
+    rootfsPath: `/img/${name}/rootfs.ext4`,
+    kernelVersion: "6.1.0-test",
+    sizeBytes: 1,
+    createdAt: "2026-01-01T00:00:00.000Z",
+    source: "imported",
+  };
+}
+
+/** A VM record with deterministic paths under vmsDir. */
+export function sampleVM(over: { id?: string; name?: string; state?: VMRecord["runtime"]["state"]; vmsDir?: string; driver?: string; sshPort?: number } = {}): VMRecord {
+  const id = over.id ?? "vm0001";
+  const vmDir = join(over.vmsDir ?? "/state/vms", id);
+  return {
+    id,
+    name: over.name ?? "demo",
+    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: over.driver ?? "fake" },
+    runtime: {
+      state: over.state ?? "created",
+      guestIP: "",
+      apiSockPath: join(vmDir, "api.sock"),
+      vsockPath: "",
+      vsockCID: 0,
+      logPath: join(vmDir, "serial.log"),
+      metricsPath: "",
+      dnsName: `${over.name ?? "demo"}.banger`,
+      vmDir,
+      systemOverlay: "",
+      workDiskPath: "",
+      lastError: "",
+      sshHost: "",
+      sshPort: over.sshPort ?? 0,
+    },
+    createdAt: "2026-01-01T00:00:00.000Z",
+    updatedAt: "2026-01-01T00:00:00.000Z",
+  };
+}

@@ -1,0 +1,248 @@
+// dist/banger for real: auto-started daemon, kill -9 of daemon and VMs,
+// reconcile outcomes, reused PIDs, version handshake, SIGTERM, bad input.
+// "VMs" are real node processes serving a unix socket (test/fixtures/fake-vmm-plugin.ts),
+// loaded as a user plugin from a directory outside the repo.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { alive, BANGER, ROOT, tempHome, waitFor } from "../helpers/cli.ts";
+
+const pluginDir = mkdtempSync(join(tmpdir(), "banger-user-plugin-"));
+const PLUGIN = join(pluginDir, "fake-vmm-plugin.ts");
+copyFileSync(join(ROOT, "test/fixtures/fake-vmm-plugin.ts"), PLUGIN);
+copyFileSync(join(ROOT, "test/fixtures/fake-vm.mjs"), join(pluginDir, "fake-vm.mjs"));
+const kernel = join(pluginDir, "vmlinuz");
+const rootfs = join(pluginDir, "rootfs.ext4");
+writeFileSync(kernel, "not a kernel");
+writeFileSync(rootfs, Buffer.alloc(1 << 20));
+
+const h = tempHome();
+const vmPids: number[] = [];
+const run = (args: string[], env: Record<string, string> = {}) => h.run(args, { BANGER_PLUGINS: PLUGIN, ...env });
+
+interface VMView {
+  name: string;
+  alive: boolean;
+  pid: number;
+  runtime: { state: string; vmDir: string; lastError: string };
+}
+const vm = (name: string) => run(["vm", "show", name, "--json"]).json<VMView>();
+
+beforeAll(() => {
+  expect(existsSync(BANGER)).toBe(true);
+});
+afterAll(async () => {
+  await h.cleanup(vmPids);
+  rmSync(pluginDir, { recursive: true, force: true });
+});
+
+describe("auto-started daemon", () => {
+  test("vm list --json auto-starts the daemon on a fresh home", () => {
+    const r = run(["vm", "list", "--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.json()).toEqual([]);
+    const pid = h.daemonPid();
+    expect(alive(pid)).toBe(true);
+    // setsid: the daemon leads its own session, so our process group's signals never reach it
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    expect(Number(fields[3])).toBe(pid); // session id (field 6)
+    expect(statSync(join(h.home, "bangerd.sock")).mode & 0o777).toBe(0o600);
+    expect(statSync(h.home).mode & 0o777).toBe(0o700);
+  });
+
+  test("no TCP listener", () => {
+    const pid = h.daemonPid();
+    const r = Bun.spawnSync(["ss", "-ltnpH"]);
+    expect(r.stdout.toString()).not.toContain(`pid=${pid},`);
+  });
+
+  test("one daemon per home: a second one refuses", () => {
+    const r = run(["daemon"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("another banger daemon already runs");
+  });
+
+  test("kill -9 of the daemon: the next command starts a new one", () => {
+    const old = h.daemonPid();
+    process.kill(old, "SIGKILL");
+    expect(existsSync(join(h.home, "bangerd.sock"))).toBe(true); // stale socket left behind
+    const r = run(["vm", "list", "--json"]);
+    expect(r.code).toBe(0);
+    expect(h.daemonPid()).not.toBe(old);
+  });
+
+  test("plugin list shows built-ins then the user plugin from outside the repo", () => {
+    const names = run(["plugin", "list", "--json"]).json<{ name: string; source: string }[]>().map((p) => p.name);
+    expect(names.slice(0, 2)).toEqual(["qemu", "storage"]);
+    expect(names.at(-1)).toBe("fake-vmm");
+  });
+});
+
+describe("bad input", () => {
+  test("unknown vm: exit 1, one line", () => {
+    const r = run(["vm", "show", "nope"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe("banger: vm not found: nope\n");
+  });
+  test("unknown vm with --json: the error envelope on stdout", () => {
+    const r = run(["vm", "show", "nope", "--json"]);
+    expect(r.code).toBe(1);
+    expect(r.json()).toEqual({ error: { code: "E_VM_NOT_FOUND", message: "vm not found: nope" } });
+  });
+  test("invalid name: exit 2 and the rule", () => {
+    const r = run(["vm", "create", "Bad_Name", "--driver", "fake"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("[a-z0-9][a-z0-9-]{0,62}");
+  });
+  test("unknown option and unknown command: exit 2", () => {
+    expect(run(["vm", "list", "--bogus"]).code).toBe(2);
+    const r = run(["vm", "frobnicate"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.split("\n").filter(Boolean).length).toBe(1);
+  });
+  test("unknown image: exit 1 naming the build command", () => {
+    const r = run(["vm", "create", "x1", "--image", "nope", "--driver", "fake"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("image not found: nope");
+  });
+});
+
+describe("handles and reconcile across kill -9", () => {
+  test("create fake VMs, handles.json holds pid + start time, never SQLite", () => {
+    expect(run(["image", "import", "--name", "tiny", "--kernel", kernel, "--rootfs", rootfs, "--json"]).code).toBe(0);
+    for (const name of ["keep", "dead", "reused", "corrupt"]) {
+      const r = run(["vm", "create", name, "--image", "tiny", "--driver", "fake", "--start", "--json"]);
+      expect(r.code).toBe(0);
+      const v = r.json<VMView>();
+      expect(v.alive).toBe(true);
+      vmPids.push(v.pid);
+      const handles = JSON.parse(readFileSync(join(v.runtime.vmDir, "handles.json"), "utf8"));
+      expect(handles.pid).toBe(v.pid);
+      expect(handles.pidStartTime).toBeGreaterThan(0);
+      expect(handles.tapDevice).toMatch(/^tap-/);
+    }
+    const dump = Bun.spawnSync(["bash", "-c", `cd ${ROOT} && ./node_modules/.bin/bun -e 'import {Database} from "bun:sqlite"; const d=new Database(process.argv[1],{readonly:true}); console.log(JSON.stringify(d.query("select * from vms").all()))' ${join(h.home, "banger.db")}`]);
+    const rows = dump.stdout.toString();
+    expect(rows).toContain('"name":"keep"');
+    expect(rows).not.toContain("tap-");
+    expect(rows).not.toContain(String(vmPids[0]));
+  });
+
+  test("daemon kill -9; one VM killed -9, one pid reused, one corrupt scratch file; reconcile sorts them out", async () => {
+    const keep = vm("keep");
+    const dead = vm("dead");
+    const reused = vm("reused");
+    const corrupt = vm("corrupt");
+    const deadHandles = JSON.parse(readFileSync(join(dead.runtime.vmDir, "handles.json"), "utf8"));
+    process.kill(h.daemonPid(), "SIGKILL");
+
+    process.kill(dead.pid, "SIGKILL");
+    // reused: the VM dies and its pid now names some unrelated live process (different start time)
+    process.kill(reused.pid, "SIGKILL");
+    const stranger = Bun.spawn(["sleep", "60"]);
+    vmPids.push(stranger.pid);
+    const rh = JSON.parse(readFileSync(join(reused.runtime.vmDir, "handles.json"), "utf8"));
+    rh.pid = stranger.pid;
+    writeFileSync(join(reused.runtime.vmDir, "handles.json"), JSON.stringify(rh));
+    // corrupt: garbage scratch file, but the VM process is alive: live discovery wins
+    writeFileSync(join(corrupt.runtime.vmDir, "handles.json"), "{not json");
+    await waitFor(() => !alive(dead.pid) && !alive(reused.pid));
+
+    const list = run(["vm", "list", "--json"]);
+    expect(list.code).toBe(0);
+    const by = Object.fromEntries(list.json<VMView[]>().map((v) => [v.name, v]));
+    expect(by.keep!.runtime.state).toBe("running");
+    expect(by.keep!.alive).toBe(true);
+    expect(by.keep!.pid).toBe(keep.pid);
+    expect(by.dead!.runtime.state).toBe("stopped");
+    expect(by.reused!.runtime.state).toBe("stopped");
+    expect(by.corrupt!.runtime.state).toBe("running");
+    expect(by.corrupt!.pid).toBe(corrupt.pid);
+    expect(JSON.parse(readFileSync(join(corrupt.runtime.vmDir, "handles.json"), "utf8")).pid).toBe(corrupt.pid);
+
+    // the stranger holding the reused pid was never signalled
+    expect(alive(stranger.pid)).toBe(true);
+    stranger.kill();
+    // cleanup ran with the scratch handles so kernel state (taps, loops) gets torn down
+    const cleaned = readFileSync(join(h.home, "fake-cleanup.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const deadClean = cleaned.find((c) => c.vm === "dead");
+    expect(deadClean.handles.tapDevice).toBe(deadHandles.tapDevice);
+    expect(deadClean.handles.extra.fakeLoop).toBe(deadHandles.extra.fakeLoop);
+    expect(cleaned.some((c) => c.vm === "reused")).toBe(true);
+    expect(cleaned.some((c) => c.vm === "keep")).toBe(false);
+    expect(existsSync(join(dead.runtime.vmDir, "handles.json"))).toBe(false);
+    expect(existsSync(join(reused.runtime.vmDir, "handles.json"))).toBe(false);
+    const logText = readFileSync(join(h.home, "daemon.log"), "utf8");
+    expect(logText).toContain("reconcile dead: demoted (handles from scratch)");
+    expect(logText).toContain("reconcile keep: kept (handles from process)");
+  });
+
+  test("a demoted VM starts again; delete leaves no process, dir or row", async () => {
+    const r = run(["vm", "start", "dead", "--json"]);
+    expect(r.code).toBe(0);
+    const v = r.json<VMView>();
+    vmPids.push(v.pid);
+    expect(v.alive).toBe(true);
+    for (const name of ["keep", "dead", "reused", "corrupt"]) {
+      const before = vm(name);
+      const d = run(["vm", "delete", name, "--json"]);
+      expect(d.code).toBe(0);
+      if (before.pid) expect(await waitFor(() => !alive(before.pid))).toBe(true);
+      expect(existsSync(before.runtime.vmDir)).toBe(false);
+    }
+    expect(run(["vm", "list", "--json"]).json()).toEqual([]);
+  });
+});
+
+describe("daemon lifecycle", () => {
+  test("SIGTERM: running VMs are not touched; the next command starts a fresh daemon that keeps them", async () => {
+    const v = run(["vm", "create", "survivor", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json<VMView>();
+    vmPids.push(v.pid);
+    const pid = h.daemonPid();
+    process.kill(pid, "SIGTERM");
+    expect(await waitFor(() => !alive(pid), 10_000)).toBe(true);
+    expect(existsSync(join(h.home, "bangerd.sock"))).toBe(false);
+    expect(alive(v.pid)).toBe(true);
+    expect(run(["daemon", "status"]).code).toBe(1);
+    const after = vm("survivor");
+    expect(after.alive).toBe(true);
+    expect(after.pid).toBe(v.pid);
+    expect(run(["vm", "delete", "survivor"]).code).toBe(0);
+  });
+
+  test("version handshake: a daemon from another build is replaced", async () => {
+    expect(run(["daemon", "stop"]).code).toBe(0);
+    // a dev-build daemon (run from source) on the same home
+    const dev = Bun.spawn([join(ROOT, "node_modules/.bin/bun"), join(ROOT, "src/cli/entry.ts"), "daemon"], {
+      env: { ...h.env, BANGER_PLUGINS: PLUGIN },
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    vmPids.push(dev.pid);
+    expect(await waitFor(() => run(["daemon", "status", "--json"]).code === 0 && h.daemonPid() === dev.pid, 10_000)).toBe(true);
+    expect(run(["daemon", "status", "--json"]).json().version).toEndWith("+dev");
+    // any real command from dist/banger replaces it
+    expect(run(["vm", "list", "--json"]).code).toBe(0);
+    expect(await waitFor(() => !alive(dev.pid), 5000)).toBe(true);
+    const st = run(["daemon", "status", "--json"]).json();
+    expect(st.version).not.toEndWith("+dev");
+    expect(st.pid).not.toBe(dev.pid);
+  });
+
+  test("a non-socket file at the socket path is never deleted: clear error", () => {
+    expect(run(["daemon", "stop"]).code).toBe(0);
+    const other = tempHome();
+    try {
+      writeFileSync(join(other.home, "bangerd.sock"), "precious");
+      const r = other.run(["daemon"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("is not a socket");
+      expect(readFileSync(join(other.home, "bangerd.sock"), "utf8")).toBe("precious");
+    } finally {
+      rmSync(other.home, { recursive: true, force: true });
+    }
+  });
+});
