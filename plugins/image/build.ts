@@ -72,6 +72,8 @@ export interface BuildImageOptions {
   cacheDir?: string;
   /** Override the apt sources file (default: the host's, see APT_SOURCES_CANDIDATES). */
   aptSources?: string;
+  /** A static busybox for the initramfs (default: busybox-static's /usr/bin/busybox). */
+  busybox?: string;
 }
 
 /**
@@ -144,7 +146,7 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
     await copyFile(kernel.vmlinuz, join(dir, "vmlinuz"));
 
     step(`initrd: busybox + ${INITRD_MODULES.length} modules`);
-    await writeFile(join(dir, "initrd.img"), await buildBaseInitrd(kernel.modulesDir));
+    await writeFile(join(dir, "initrd.img"), await buildBaseInitrd(kernel.modulesDir, opts.busybox));
 
     step(`rootfs: adding /sbin/banger-init and modules for ${kernel.version}`);
     await _customizeRootfs(exec, rootDir, kernel);
@@ -241,8 +243,8 @@ async function _moduleIndex(modulesDir: string): Promise<Map<string, string>> {
 }
 
 /** The image's base initramfs (gzip'd newc): busybox-static, the virtio/button/evdev modules, /init. */
-export async function buildBaseInitrd(modulesDir: string): Promise<Uint8Array> {
-  const busybox = await _which(["/usr/bin/busybox", "/bin/busybox"]);
+export async function buildBaseInitrd(modulesDir: string, busyboxPath?: string): Promise<Uint8Array> {
+  const busybox = busyboxPath ?? (await _which(["/usr/bin/busybox", "/bin/busybox"]));
   const bb = new Uint8Array(await readFile(busybox));
   // busybox-static is a static binary; a dynamic one would not run in the initramfs.
   const index = await _moduleIndex(modulesDir);

@@ -134,7 +134,7 @@ trap '' HUP
 
 # The ACPI power button (q35 + QMP system_powerdown) shows up as an input
 # device once `button` and `evdev` are loaded (the initramfs loads them). Any
-# byte from it is a press.
+# event from it is a press.
 _watch_power_button() {
   local d name
   for d in /sys/class/input/event*; do
@@ -143,7 +143,8 @@ _watch_power_button() {
     [ "$name" = "Power Button" ] || continue
     (
       trap - TERM USR1 USR2 INT PWR HUP
-      head -c 1 "/dev/input/${d##*/}" >/dev/null 2>&1 && kill -USR1 1
+      # evdev reads whole events (24 bytes on x86_64); a shorter read is EINVAL.
+      dd if="/dev/input/${d##*/}" of=/dev/null bs=24 count=1 status=none && kill -USR1 1
     ) </dev/null &
   done
 }

@@ -87,11 +87,11 @@ export async function buildSeedInitrd(opts: {
     seedEntries({ hostname: opts.hostname, authorizedKey: opts.authorizedKey, hostKey, extraFiles: opts.extraFiles }),
   );
   const base = await _readOr(opts.baseInitrd, "base initrd");
-  // The kernel skips zero bytes between archives; aligning keeps every header at a 4-byte offset.
-  const pad = (4 - (base.length % 4)) % 4;
-  const out = new Uint8Array(base.length + pad + seed.length);
+  // No padding between the two gzip members: the kernel needs 4-byte alignment
+  // only for uncompressed archives, and plain concatenation keeps `zcat | cpio -t` working.
+  const out = new Uint8Array(base.length + seed.length);
   out.set(base, 0);
-  out.set(seed, base.length + pad);
+  out.set(seed, base.length);
   const tmp = `${opts.out}.tmp-${process.pid}`;
   await writeFile(tmp, out, { mode: 0o600 });
   await chmod(tmp, 0o600);

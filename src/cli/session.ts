@@ -1,6 +1,207 @@
 import { defineCommand } from "citty";
+import { readFileSync } from "node:fs";
+import { BangerError } from "../core/errors.ts";
+import type { GuestSession } from "../core/model.ts";
+import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, usage } from "./context.ts";
+
+const enc = encodeURIComponent;
+const vmArg = { vm: { type: "positional", required: true, description: "VM name" } } as const;
+const sArgs = { ...vmArg, session: { type: "positional", required: true, description: "Session name or id" } } as const;
+const base = (vm: string, s?: string) => `/v1/vms/${enc(vm)}/sessions${s ? `/${enc(s)}` : ""}`;
+/** Ctrl-]: leaves an attach without touching the session (as telnet does). */
+const DETACH_KEY = 0x1d;
+
+function describe(s: GuestSession): string {
+  const lines = [
+    `session:  ${s.name} (${s.id})`,
+    `status:   ${s.status}${s.exitCode !== null ? ` (exit ${s.exitCode})` : ""}`,
+    `command:  ${[s.command, ...s.args].join(" ")}`,
+    `cwd:      ${s.cwd || "-"}`,
+    `stdin:    ${s.stdinMode}`,
+    `pid:      ${s.guestPid || "-"}`,
+    `started:  ${s.startedAt || "-"}`,
+  ];
+  if (s.endedAt) lines.push(`ended:    ${s.endedAt}`);
+  if (s.launchStage) lines.push(`failed at stage ${s.launchStage}: ${s.launchMessage}`);
+  return lines.join("\n");
+}
+
+/** --require may repeat; citty keeps only the last, so read them from argv. */
+function repeated(flag: string): string[] {
+  const argv = process.argv;
+  const out: string[] = [];
+  for (let i = 0; i < argv.length && argv[i] !== "--"; i++) {
+    const a = argv[i]!;
+    if (a === `--${flag}` && argv[i + 1] !== undefined) out.push(argv[++i]!);
+    else if (a.startsWith(`--${flag}=`)) out.push(a.slice(flag.length + 3));
+  }
+  return out.flatMap((v) => v.split(",")).filter(Boolean);
+}
+
+const start = defineCommand({
+  meta: { name: "start", description: "Start a long-lived guest process: banger session start VM [--name N] -- CMD ARGS" },
+  args: {
+    ...vmArg,
+    name: { type: "string", description: "Session name (default: generated)" },
+    cwd: { type: "string", description: "Working directory in the guest (must exist)" },
+    stdin: { type: "string", description: "pipe (default: send/attach write to it) or closed (/dev/null)" },
+    require: { type: "string", description: "A command that must exist in the guest (repeatable)" },
+    ...jsonArg,
+  },
+  async run({ args }) {
+    const [command, ...rest] = passthrough.argv;
+    if (!command) usage("a command is required after --, e.g. `banger session start VM --name agent -- pi --mode rpc`");
+    if (args.stdin !== undefined && args.stdin !== "pipe" && args.stdin !== "closed") usage(`--stdin must be pipe or closed, not ${JSON.stringify(args.stdin)}`);
+    const s = await (await daemon()).call<GuestSession>("POST", base(args.vm), {
+      name: args.name,
+      command,
+      args: rest,
+      cwd: args.cwd,
+      stdinMode: args.stdin,
+      requiredCommands: repeated("require"),
+    });
+    out(s, !!args.json, () => `started session ${s.name} (pid ${s.guestPid})`);
+  },
+});
+
+const list = defineCommand({
+  meta: { name: "list", description: "List a VM's sessions" },
+  args: { ...vmArg, ...jsonArg },
+  async run({ args }) {
+    const { sessions } = await (await daemon()).call<{ sessions: GuestSession[] }>("GET", base(args.vm));
+    out(sessions, !!args.json, () =>
+      sessions.length === 0 ? "no sessions" : sessions.map((s) => `${s.name.padEnd(20)} ${s.status.padEnd(8)} ${s.stdinMode.padEnd(6)} ${[s.command, ...s.args].join(" ")}`).join("\n"),
+    );
+  },
+});
+
+const show = defineCommand({
+  meta: { name: "show", description: "Show a session (status refreshed from the guest)" },
+  args: { ...sArgs, ...jsonArg },
+  async run({ args }) {
+    const s = await (await daemon()).call<GuestSession>("GET", base(args.vm, args.session));
+    out(s, !!args.json, () => describe(s));
+  },
+});
+
+async function readPayload(file: string | undefined): Promise<Uint8Array> {
+  if (file === undefined || file === "-") return new Uint8Array(await Bun.stdin.arrayBuffer());
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new BangerError("E_USAGE", `cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
+async function sendBytes(vm: string, session: string, payload: Uint8Array): Promise<{ bytesWritten: number; session: GuestSession }> {
+  const c = await daemon();
+  const res = await c.fetch("POST", `${base(vm, session)}/send`, undefined, undefined, payload);
+  const data = (await res.json()) as { bytesWritten: number; session: GuestSession; error?: { code: string; message: string } };
+  if (!res.ok) throw new BangerError((data.error?.code as never) ?? "E_DAEMON", data.error?.message ?? `send failed (${res.status})`);
+  return data;
+}
+
+const send = defineCommand({
+  meta: { name: "send", description: "Write bytes to a session's stdin pipe: --file F, or stdin (-)" },
+  args: { ...sArgs, file: { type: "string", description: "Read the payload from this file (- for stdin, the default)" }, ...jsonArg },
+  async run({ args }) {
+    const r = await sendBytes(args.vm, args.session, await readPayload(args.file));
+    out({ bytesWritten: r.bytesWritten, session: r.session }, !!args.json, () => `sent ${r.bytesWritten} bytes`);
+  },
+});
+
+/** Print a session log from an offset; with follow, until the session ends or we are interrupted. Returns the next offset. */
+async function pump(vm: string, session: string, opts: { stream: "stdout" | "stderr"; offset: number; follow: boolean; signal?: AbortSignal }): Promise<number> {
+  const c = await daemon();
+  let at = opts.offset;
+  const q = `stream=${opts.stream}&offset=${opts.offset}&follow=${opts.follow ? 1 : 0}`;
+  try {
+    const ev = await c.stream("GET", `${base(vm, session)}/logs?${q}`, undefined, (e) => {
+      if (e.type === "stdout" || e.type === "stderr") {
+        (opts.stream === "stderr" ? process.stderr : process.stdout).write(Buffer.from(e.data, "base64"));
+        if (e.offset !== undefined) at = e.offset;
+      }
+    }, opts.signal);
+    return (ev as { data?: { offset?: number } }).data?.offset ?? at;
+  } catch (e) {
+    if (opts.signal?.aborted) return at;
+    throw e;
+  }
+}
+
+const logs = defineCommand({
+  meta: { name: "logs", description: "Print a session's stdout (or --stderr) from a byte offset; -f follows" },
+  args: {
+    ...sArgs,
+    follow: { type: "boolean", alias: "f", description: "Keep printing until the session ends" },
+    stderr: { type: "boolean", description: "The stderr log instead of stdout" },
+    offset: { type: "string", description: "Start at this byte offset (default 0)" },
+    ...jsonArg,
+  },
+  async run({ args }) {
+    const next = await pump(args.vm, args.session, { stream: args.stderr ? "stderr" : "stdout", offset: intArg(args.offset, "--offset") ?? 0, follow: !!args.follow });
+    if (args.json) process.stderr.write(JSON.stringify({ nextOffset: next }) + "\n");
+  },
+});
+
+const attach = defineCommand({
+  meta: { name: "attach", description: "Live stdin + stdout/stderr of a session; Ctrl-] detaches (the session keeps running)" },
+  args: { ...sArgs, offset: { type: "string", description: "Replay stdout from this byte offset (default 0)" }, ...jsonArg },
+  async run({ args }) {
+    const stop = new AbortController();
+    const offset = intArg(args.offset, "--offset") ?? 0;
+    const outP = pump(args.vm, args.session, { stream: "stdout", offset, follow: true, signal: stop.signal });
+    const errP = pump(args.vm, args.session, { stream: "stderr", offset: 0, follow: true, signal: stop.signal });
+    const stdin = process.stdin;
+    const tty = !!stdin.isTTY;
+    if (tty) stdin.setRawMode(true);
+    let sending = Promise.resolve();
+    const onData = (buf: Buffer) => {
+      const cut = buf.indexOf(DETACH_KEY);
+      const payload = cut >= 0 ? buf.subarray(0, cut) : buf;
+      if (payload.length) sending = sending.then(() => sendBytes(args.vm, args.session, payload).then(() => {})).catch((e) => fail(e, !!args.json));
+      if (cut >= 0) stop.abort();
+    };
+    stdin.on("data", onData);
+    stdin.on("end", () => {}); // stdin closing does not end the attach; the session's stdin stays open
+    const detached = new Promise<void>((r) => stop.signal.addEventListener("abort", () => r(), { once: true }));
+    const next = await Promise.race([outP, detached.then(() => outP)]);
+    stop.abort();
+    await errP.catch(() => {});
+    await sending;
+    stdin.off("data", onData);
+    if (tty) stdin.setRawMode(false);
+    stdin.pause();
+    const msg = `detached at stdout offset ${next}; reattach with: banger session attach ${args.vm} ${args.session} --offset ${next}`;
+    if (args.json) process.stdout.write(JSON.stringify({ nextOffset: next }) + "\n");
+    else if (isTTY) process.stderr.write(`\r\n${msg}\r\n`);
+    else process.stderr.write(msg + "\n");
+    process.exit(0);
+  },
+});
+
+function ender(action: "stop" | "kill") {
+  return defineCommand({
+    meta: { name: action, description: action === "stop" ? "TERM the session, KILL after the grace period; records the exit" : "KILL the session now" },
+    args: { ...sArgs, ...(action === "stop" ? { grace: { type: "string", description: "Seconds before KILL (default 5)" } } : {}), ...jsonArg },
+    async run({ args }) {
+      const g = intArg((args as { grace?: string }).grace, "--grace");
+      const s = await (await daemon()).call<GuestSession>("POST", `${base(args.vm, args.session)}/${action}`, action === "stop" && g !== undefined ? { graceMs: g * 1000 } : {});
+      out(s, !!args.json, () => `session ${s.name} ${s.status}${s.exitCode !== null ? ` (exit ${s.exitCode})` : ""}`);
+    },
+  });
+}
+
+const rm = defineCommand({
+  meta: { name: "rm", description: "Remove a session and its guest state (--force if it still runs)" },
+  args: { ...sArgs, force: { type: "boolean", description: "Kill it first if it still runs" }, ...jsonArg },
+  async run({ args }) {
+    const r = await (await daemon()).call<{ deleted: string }>("DELETE", `${base(args.vm, args.session)}${args.force ? "?force=1" : ""}`);
+    out(r, !!args.json, () => `removed session ${r.deleted}`);
+  },
+});
 
 export default defineCommand({
-  meta: { name: "session", description: "Long-lived guest processes (start, send, logs, attach)" },
-  subCommands: {},
+  meta: { name: "session", description: "Long-lived guest processes: start, send, logs, attach, stop" },
+  subCommands: { start, list, show, send, logs, attach, stop: ender("stop"), kill: ender("kill"), rm },
 });

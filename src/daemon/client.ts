@@ -26,13 +26,13 @@ export class DaemonClient {
     this.paths = daemonPaths(home);
   }
 
-  async fetch(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+  async fetch(method: string, path: string, body?: unknown, signal?: AbortSignal, raw?: Uint8Array): Promise<Response> {
     try {
       return await fetch(`http://banger${path}`, {
         method,
         unix: this.paths.socket,
-        headers: body !== undefined ? { "content-type": "application/json" } : undefined,
-        body: body !== undefined ? JSON.stringify(body) : undefined,
+        headers: body !== undefined ? { "content-type": "application/json" } : raw ? { "content-type": "application/octet-stream" } : undefined,
+        body: body !== undefined ? JSON.stringify(body) : raw,
         signal,
       } as RequestInit);
     } catch (e) {

@@ -58,15 +58,15 @@ export async function parseBody<T>(req: Request, schema: Schema): Promise<T> {
 
 export type StreamEvent =
   | { type: "progress"; message: string }
-  | { type: "stdout" | "stderr"; data: string /* base64 */ }
+  | { type: "stdout" | "stderr"; data: string /* base64 */; offset?: number /* byte offset just past this chunk */ }
   | { type: "result"; data: unknown }
   | { type: "exit"; code: number }
   | { type: "error"; error: { code: string; message: string } };
 
 export interface Emitter {
   progress(message: string): void;
-  stdout(chunk: Uint8Array): void;
-  stderr(chunk: Uint8Array): void;
+  stdout(chunk: Uint8Array, offset?: number): void;
+  stderr(chunk: Uint8Array, offset?: number): void;
   /** Set when the client went away. */
   readonly signal: AbortSignal;
 }
@@ -94,8 +94,8 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
       };
       const emit: Emitter = {
         progress: (message) => send({ type: "progress", message }),
-        stdout: (c) => send({ type: "stdout", data: Buffer.from(c).toString("base64") }),
-        stderr: (c) => send({ type: "stderr", data: Buffer.from(c).toString("base64") }),
+        stdout: (c, offset) => send({ type: "stdout", data: Buffer.from(c).toString("base64"), offset }),
+        stderr: (c, offset) => send({ type: "stderr", data: Buffer.from(c).toString("base64"), offset }),
         signal: abort.signal,
       };
       try {

@@ -79,6 +79,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       log.info("shutting down: no new requests; finishing in-flight ones");
       // stop(false): stop accepting, let in-flight requests finish. VMs are not touched.
       await server.stop(false);
+      await sessions.close().catch(() => {});
       ssh.closeAll();
       store.close();
       removeStaleSocket(paths.socket);
@@ -103,7 +104,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     shutdown,
   });
   const oldMask = process.umask(0o177); // the socket is born 0600
-  const server = Bun.serve({ unix: paths.socket, fetch: app });
+  // idleTimeout 0: streams (image build, logs -f, attach) may stay quiet for minutes.
+  // Bun's types omit it for unix sockets, but the runtime applies its 10 s default there too.
+  const server = Bun.serve({ unix: paths.socket, fetch: app, idleTimeout: 0 } as unknown as Parameters<typeof Bun.serve>[0]);
   process.umask(oldMask);
   chmodSync(paths.socket, 0o600);
   writeFileSync(paths.pidFile, `${process.pid}\n`, { mode: 0o600 });

@@ -1,7 +1,13 @@
+import { randomBytes } from "node:crypto";
+import { BangerError } from "../core/errors.ts";
 import type { Engine } from "../core/engine.ts";
+import type { GuestSession } from "../core/model.ts";
 import type { Logger } from "../core/plugin.ts";
 import type { Host } from "../host/types.ts";
+import { SessionEngine, type LogStream } from "../sessions/engine.ts";
 import type { Store } from "../store/store.ts";
+import { createSessionRepo } from "../store/sessions.ts";
+import { json, ndjson, parseBody } from "./http.ts";
 import type { SSHPool } from "./ssh-pool.ts";
 
 export interface SessionRouteDeps {
@@ -10,14 +16,114 @@ export interface SessionRouteDeps {
   host: Host;
   store: Store;
   log: Logger;
+  /** Guest state root override (tests). */
+  stateRoot?: string;
 }
 
-/** Session routes under /v1/sessions and /v1/vms/:vm/sessions (wired to the session engine). */
-export function createSessionRoutes(_deps: SessionRouteDeps) {
+const START_SCHEMA = {
+  name: { type: "string" },
+  command: { type: "string", required: true },
+  args: { type: "string[]" },
+  cwd: { type: "string" },
+  stdinMode: { type: "string" },
+  requiredCommands: { type: "string[]" },
+} as const;
+
+function stream(v: string | null): LogStream {
+  if (v === null || v === "stdout") return "stdout";
+  if (v === "stderr") return "stderr";
+  throw new BangerError("E_BAD_REQUEST", `stream must be stdout or stderr, not ${JSON.stringify(v)}`);
+}
+
+function offsetParam(v: string | null): number {
+  if (v === null || v === "") return 0;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new BangerError("E_BAD_REQUEST", `offset must be a byte offset >= 0, not ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** Session routes under /v1/vms/:vm/sessions, backed by the session engine over the daemon's pooled SSH connections. */
+export function createSessionRoutes(d: SessionRouteDeps) {
+  const sessions = new SessionEngine({
+    repo: createSessionRepo(d.store.db),
+    dial: (vm) => d.ssh.get(vm),
+    vmAlive: (vm) => d.engine.alive(vm),
+    getVM: (x) => d.store.getVM(x),
+    clock: d.host.clock,
+    newId: () => randomBytes(8).toString("hex"),
+    stateRoot: d.stateRoot,
+  });
+
+  const fire = async (name: "session:start" | "session:stop", s: GuestSession) => {
+    const vm = d.store.getVM(s.vmId);
+    if (!vm) return;
+    for (const f of await d.engine.hooks.runAll(name, { vm, session: s })) d.log.warn(f.message);
+  };
+
+  async function route(req: Request, url: URL, parts: string[]): Promise<Response | null> {
+    const [, group, vmName, sub, sid, action] = parts;
+    if (group !== "vms" || sub !== "sessions" || !vmName) return null;
+    const m = req.method;
+    if (!sid && m === "GET") return json({ sessions: sessions.list(vmName) });
+    if (!sid && m === "POST") {
+      const body = await parseBody<{ name?: string; command: string; args?: string[]; cwd?: string; stdinMode?: string; requiredCommands?: string[] }>(req, START_SCHEMA);
+      const s = await sessions.start({ vmIdOrName: vmName, ...body, stdinMode: body.stdinMode as GuestSession["stdinMode"] | undefined });
+      await fire("session:start", s);
+      return json(s, 201);
+    }
+    if (!sid) return null;
+    const session = () => sessions.get(vmName, sid);
+    if (!action && m === "GET") return json(await sessions.refresh(session()));
+    if (!action && m === "DELETE") {
+      await sessions.remove(session(), { force: url.searchParams.get("force") === "1" });
+      return json({ deleted: sid });
+    }
+    if (action === "send" && m === "POST") {
+      const payload = new Uint8Array(await req.arrayBuffer());
+      const r = await sessions.send({ vmIdOrName: vmName, sessionIdOrName: sid, payload });
+      return json(r);
+    }
+    if ((action === "stop" || action === "kill") && m === "POST") {
+      const body = await parseBody<{ graceMs?: number }>(req, { graceMs: { type: "integer" } });
+      const s = action === "kill" ? await sessions.kill(session()) : await sessions.stop(session(), body.graceMs ?? 5000);
+      await fire("session:stop", s);
+      return json(s);
+    }
+    if (action === "logs" && m === "GET") {
+      const s = session();
+      const which = stream(url.searchParams.get("stream"));
+      const offset = offsetParam(url.searchParams.get("offset"));
+      const follow = url.searchParams.get("follow") === "1";
+      return ndjson(req, async (emit) => {
+        const put = which === "stderr" ? emit.stderr : emit.stdout;
+        if (!follow) {
+          let at = offset;
+          for (;;) {
+            const r = await sessions.logs(s, { stream: which, offset: at });
+            if (r.data.length === 0) break;
+            put(r.data, r.nextOffset);
+            at = r.nextOffset;
+          }
+          return { type: "result", data: { offset: at } };
+        }
+        let at = offset;
+        for await (const chunk of sessions.follow(s, { stream: which, offset, signal: emit.signal })) {
+          put(chunk.data, chunk.nextOffset);
+          at = chunk.nextOffset;
+        }
+        return { type: "result", data: { offset: at, session: await sessions.refresh(sessions.get(vmName, sid)).catch(() => s) } };
+      });
+    }
+    return null;
+  }
+
   return {
-    async reconcile(): Promise<void> {},
-    async route(_req: Request, _url: URL, _parts: string[]): Promise<Response | null> {
-      return null;
+    engine: sessions,
+    async reconcile(): Promise<void> {
+      const out = await sessions.reconcile();
+      if (out.length) d.log.info(`session reconcile: ${out.map((s) => `${s.name}=${s.status}`).join(", ")}`);
     },
+    route,
+    close: () => sessions.close(),
   };
 }

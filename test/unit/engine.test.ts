@@ -1,0 +1,609 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { Engine } from "../../src/core/engine.ts";
+import { BangerError } from "../../src/core/errors.ts";
+import { HookEngine } from "../../src/core/hooks.ts";
+import { emptyHandles, type VMHandles, type VMRecord } from "../../src/core/model.ts";
+import { readHandlesFile, writeHandlesFile } from "../../src/handles/file.ts";
+import {
+  fakeDriver,
+  fakeHost,
+  sampleImage,
+  sampleVM,
+  testLogger,
+  testStore,
+  type FakeDriver,
+  type FakeHost,
+  type TestStore,
+} from "../helpers/fakes.ts";
+
+const PATHS = { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" };
+
+const stores: TestStore[] = [];
+afterEach(() => {
+  while (stores.length) stores.pop()!.cleanup();
+});
+
+interface World {
+  host: FakeHost;
+  driver: FakeDriver;
+  ts: TestStore;
+  hooks: HookEngine;
+  engine: Engine;
+  log: ReturnType<typeof testLogger>;
+  /** A new Engine on the same store/host/driver: what a daemon restart looks like. */
+  restart(): Engine;
+}
+
+function world(): World {
+  const host = fakeHost();
+  const driver = fakeDriver(host.procs);
+  const ts = testStore();
+  stores.push(ts);
+  ts.store.upsertImage(sampleImage("default"));
+  const hooks = new HookEngine();
+  const log = testLogger();
+  let n = 0;
+  const make = () =>
+    new Engine({
+      store: ts.store,
+      host,
+      hooks,
+      drivers: new Map([[driver.name, driver]]),
+      paths: PATHS,
+      log,
+      defaultDriver: driver.name,
+      newId: () => `id${String(++n).padStart(4, "0")}`,
+      stopTimeoutMs: 1000,
+    });
+  return { host, driver, ts, hooks, engine: make(), log, restart: make };
+}
+
+async function caught(p: Promise<unknown>): Promise<BangerError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as BangerError;
+  }
+  throw new Error("expected a rejection");
+}
+
+const handlesPath = (vm: VMRecord) => join(vm.runtime.vmDir, "handles.json");
+
+describe("create", () => {
+  test.each(["Bad_Name", "-x", "a".repeat(64), "", "UPPER", "has space", "dot.ted"])("rejects name %j with E_BAD_NAME (exit 2)", async (name) => {
+    const w = world();
+    const err = await caught(w.engine.create({ name }));
+    expect(err).toBeInstanceOf(BangerError);
+    expect(err.code).toBe("E_BAD_NAME");
+    expect(err.exitCode).toBe(2);
+    expect(err.httpStatus).toBe(400);
+    expect(err.message).toContain("[a-z0-9][a-z0-9-]{0,62}");
+    expect(w.ts.store.listVMs()).toEqual([]);
+  });
+
+  test("accepts a 63-character name and a digit-first name", async () => {
+    const w = world();
+    await w.engine.create({ name: "a".repeat(63) });
+    await w.engine.create({ name: "0-vm" });
+    expect(w.ts.store.listVMs().length).toBe(2);
+  });
+
+  test("unknown image → E_IMAGE_NOT_FOUND naming it", async () => {
+    const w = world();
+    const err = await caught(w.engine.create({ name: "vm", image: "nope" }));
+    expect(err.code).toBe("E_IMAGE_NOT_FOUND");
+    expect(err.message).toContain("nope");
+    expect(w.host.fs.ops).toEqual([]);
+  });
+
+  test("a taken name → E_NAME_TAKEN; unknown driver → E_BAD_REQUEST; bad sizes → E_BAD_REQUEST", async () => {
+    const w = world();
+    await w.engine.create({ name: "vm" });
+    expect((await caught(w.engine.create({ name: "vm" }))).code).toBe("E_NAME_TAKEN");
+    const d = await caught(w.engine.create({ name: "other", driver: "firecracker" }));
+    expect(d.code).toBe("E_BAD_REQUEST");
+    expect(d.message).toContain("fake");
+    expect((await caught(w.engine.create({ name: "m", memoryMiB: 8 }))).code).toBe("E_BAD_REQUEST");
+    expect((await caught(w.engine.create({ name: "c", cpus: 0 }))).code).toBe("E_BAD_REQUEST");
+    expect(w.ts.store.listVMs().map((v) => v.name)).toEqual(["vm"]);
+  });
+
+  test("success: row saved in state created, VMDir made, vm:create sees the row and its changes persist", async () => {
+    const w = world();
+    let seenInStore: VMRecord | null = null;
+    w.hooks.hook("ports", "vm:create", ({ vm }) => {
+      seenInStore = w.ts.store.getVM(vm.id);
+      vm.runtime.sshPort = 22001;
+      vm.runtime.sshHost = "127.0.0.1";
+    });
+    const vm = await w.engine.create({ name: "web", cpus: 2, memoryMiB: 512 });
+    expect(seenInStore).not.toBeNull();
+    expect(vm.runtime.state).toBe("created");
+    expect(vm.runtime.vmDir).toBe("/state/vms/id0001");
+    expect(vm.runtime.apiSockPath).toBe("/state/vms/id0001/api.sock");
+    expect(w.host.fs.dirs.has(vm.runtime.vmDir)).toBe(true);
+    const row = w.ts.store.getVM("web")!;
+    expect(row.spec).toMatchObject({ cpus: 2, memoryMiB: 512, image: "default", driver: "fake" });
+    expect(row.runtime.sshPort).toBe(22001);
+  });
+
+  test("a vm:create failure leaves no row and no VMDir, and unwinds earlier undos in reverse", async () => {
+    const w = world();
+    const seq: string[] = [];
+    w.hooks.hook("disk", "vm:create", () => {
+      seq.push("disk");
+      return () => void seq.push("undo disk");
+    });
+    w.hooks.hook("keys", "vm:create", () => {
+      seq.push("keys");
+      return () => void seq.push("undo keys");
+    });
+    const offQuota = w.hooks.hook("quota", "vm:create", () => {
+      throw new Error("out of ports");
+    });
+    const err = await caught(w.engine.create({ name: "doomed" }));
+    expect(err.code).toBe("E_PLUGIN");
+    expect(err.message).toBe("quota:vm:create: out of ports");
+    expect(seq).toEqual(["disk", "keys", "undo keys", "undo disk"]);
+    expect(w.ts.store.getVM("doomed")).toBeNull();
+    expect(w.host.fs.dirs.size).toBe(0);
+    expect(w.host.fs.ops).toEqual(["mkdirp /state/vms/id0001", "rmrf /state/vms/id0001"]);
+    // the name is free again
+    offQuota();
+    expect((await w.engine.create({ name: "doomed" })).name).toBe("doomed");
+  });
+
+  test("an undo that fails rides along on the first error, never replacing it", async () => {
+    const w = world();
+    w.hooks.hook("disk", "vm:create", () => () => {
+      throw new Error("rm failed");
+    });
+    w.hooks.hook("quota", "vm:create", () => {
+      throw new Error("first");
+    });
+    const err = (await caught(w.engine.create({ name: "x" }))) as BangerError & { undoFailures?: Error[] };
+    expect(err.message).toBe("quota:vm:create: first");
+    expect(err.undoFailures?.map((e) => e.message)).toEqual(["undo disk:vm:create: rm failed"]);
+  });
+});
+
+describe("start", () => {
+  test("runs hooks around the launch, writes handles.json, seeds the cache, state running", async () => {
+    const w = world();
+    const seq: string[] = [];
+    w.hooks.hook("net", "vm:start:before", ({ boot, handles }) => {
+      seq.push("before");
+      boot.kernelArgs.push("console=ttyS0");
+      boot.netArgs.push("-netdev", "user,id=n0");
+      handles.tapDevice = "tap-web";
+    });
+    const origLaunch = w.driver.launch;
+    w.driver.launch = (vm, boot) => {
+      seq.push("launch");
+      return origLaunch(vm, boot);
+    };
+    w.hooks.hook("ssh", "vm:start:after", async ({ handles, progress }) => {
+      seq.push("after");
+      progress("waiting for ssh");
+      handles.extra["ssh:ready"] = "1";
+      // the file and cache already exist while after-hooks run
+      expect(w.host.fs.files.has("/state/vms/id0001/handles.json")).toBe(true);
+    });
+    const vm = await w.engine.create({ name: "web" });
+    const progress: string[] = [];
+    const started = await w.engine.start("web", (m) => progress.push(m));
+
+    expect(seq).toEqual(["before", "launch", "after"]);
+    expect(progress).toEqual(["launching fake", "waiting for ssh"]);
+    expect(started.runtime.state).toBe("running");
+    expect(w.ts.store.getVM("web")!.runtime.state).toBe("running");
+    expect(w.driver.launches[0]!.boot).toEqual({
+      kernelPath: "/img/default/vmlinuz",
+      initrdPaths: ["/img/default/initrd.img"],
+      kernelArgs: ["console=ttyS0"],
+      disks: [],
+      netArgs: ["-netdev", "user,id=n0"],
+    });
+
+    expect(w.driver.kills).toEqual([]);
+    const file = await readHandlesFile(w.host.fs, vm.runtime.vmDir);
+    expect(file.status).toBe("ok");
+    expect(file.handles!.pid).toBeGreaterThan(0);
+    expect(file.handles!.pidStartTime).toBeGreaterThan(0);
+    expect(file.handles!.tapDevice).toBe("tap-web");
+    expect(file.handles!.extra).toEqual({ "ssh:ready": "1" });
+    expect(w.engine.cache.get(vm.id)).toEqual(file.handles);
+    expect(await w.engine.alive(started)).toBe(true);
+  });
+
+  test("handles never reach SQLite", async () => {
+    const w = world();
+    w.hooks.hook("net", "vm:start:before", ({ handles }) => void (handles.tapDevice = "tap-secret-name"));
+    await w.engine.create({ name: "web" });
+    await w.engine.start("web");
+    const dump = JSON.stringify(w.ts.store.db.query("SELECT * FROM vms").all());
+    expect(dump).not.toContain("tap-secret-name");
+    const cols = (w.ts.store.db.query("PRAGMA table_info(vms)").all() as { name: string }[]).map((c) => c.name);
+    expect(cols.some((c) => /pid|tap|loop|dm_/.test(c))).toBe(false);
+  });
+
+  test("starting an already-running VM launches nothing", async () => {
+    const w = world();
+    await w.engine.create({ name: "web" });
+    await w.engine.start("web");
+    await w.engine.start("web");
+    expect(w.driver.launches.length).toBe(1);
+  });
+
+  test("concurrent starts of one VM launch once", async () => {
+    const w = world();
+    await w.engine.create({ name: "web" });
+    await Promise.all([w.engine.start("web"), w.engine.start("web"), w.engine.start("web")]);
+    expect(w.driver.launches.length).toBe(1);
+  });
+
+  test("unknown vm → E_VM_NOT_FOUND 'vm not found: x'", async () => {
+    const w = world();
+    const err = await caught(w.engine.start("x"));
+    expect(err.code).toBe("E_VM_NOT_FOUND");
+    expect(err.message).toBe("vm not found: x");
+  });
+
+  test("a failure in vm:start:after unwinds undos in reverse, kills the VM, cleans up, records error", async () => {
+    const w = world();
+    const seq: string[] = [];
+    w.hooks.hook("storage", "vm:start:before", ({ handles }) => {
+      handles.baseLoop = "/dev/loop1";
+      handles.cowLoop = "/dev/loop2";
+      handles.dmName = "banger-web";
+      seq.push("storage up");
+      return () => void seq.push("undo storage");
+    });
+    w.hooks.hook("net", "vm:start:before", ({ handles }) => {
+      handles.tapDevice = "tap-web";
+      seq.push("net up");
+      return () => void seq.push("undo net");
+    });
+    const origKill = w.driver.kill;
+    w.driver.kill = (vm, h) => {
+      seq.push(`kill ${h.pid}`);
+      return origKill(vm, h);
+    };
+    w.hooks.hook("dns", "vm:start:after", () => {
+      seq.push("dns up");
+      return () => void seq.push("undo dns");
+    });
+    w.hooks.hook("ssh", "vm:start:after", () => {
+      throw new BangerError("E_TIMEOUT", "guest ssh did not answer in 60s");
+    });
+    let cleanupHandles: VMHandles | null = null;
+    w.hooks.hook("storage", "vm:cleanup", ({ handles }) => {
+      seq.push("cleanup");
+      cleanupHandles = structuredClone(handles);
+    });
+
+    const vm = await w.engine.create({ name: "web" });
+    const err = await caught(w.engine.start("web"));
+    expect(err.code).toBe("E_TIMEOUT");
+    expect(err.message).toBe("ssh:vm:start:after: guest ssh did not answer in 60s");
+
+    const pid = w.driver.launches.length === 1 ? cleanupHandles!.pid : -1;
+    expect(seq).toEqual(["storage up", "net up", "dns up", "undo dns", `kill ${pid}`, "undo net", "undo storage", "cleanup"]);
+    expect(w.driver.kills.length).toBe(1);
+    expect(w.host.procs.table.has(pid)).toBe(false);
+    expect(cleanupHandles).toMatchObject({ tapDevice: "tap-web", baseLoop: "/dev/loop1", cowLoop: "/dev/loop2", dmName: "banger-web" });
+
+    const row = w.ts.store.getVM("web")!;
+    expect(row.runtime.state).toBe("error");
+    expect(row.runtime.lastError).toBe("ssh:vm:start:after: guest ssh did not answer in 60s");
+    expect(w.host.fs.files.has(handlesPath(vm))).toBe(false);
+    expect(w.engine.cache.get(vm.id)).toBeNull();
+  });
+
+  test("a launch failure unwinds the before-hooks, kills nothing, runs cleanup, state error", async () => {
+    const w = world();
+    const seq: string[] = [];
+    w.hooks.hook("net", "vm:start:before", ({ handles }) => {
+      handles.tapDevice = "tap-x";
+      return () => void seq.push("undo net");
+    });
+    w.hooks.hook("net", "vm:cleanup", ({ handles }) => void seq.push(`cleanup ${handles.tapDevice} pid=${handles.pid}`));
+    w.driver.failLaunch = new Error("qemu: could not load kernel");
+    await w.engine.create({ name: "web" });
+    const err = await caught(w.engine.start("web"));
+    expect(err.message).toBe("qemu: could not load kernel");
+    expect(seq).toEqual(["undo net", "cleanup tap-x pid=0"]);
+    expect(w.driver.kills).toEqual([]);
+    expect(w.host.procs.kills).toEqual([]);
+    const row = w.ts.store.getVM("web")!;
+    expect(row.runtime.state).toBe("error");
+    expect(row.runtime.lastError).toBe("qemu: could not load kernel");
+  });
+
+  test("a VM in error can be started again; lastError is cleared", async () => {
+    const w = world();
+    w.driver.failLaunch = new Error("boom");
+    await w.engine.create({ name: "web" });
+    await caught(w.engine.start("web"));
+    w.driver.failLaunch = undefined;
+    const vm = await w.engine.start("web");
+    expect(vm.runtime.state).toBe("running");
+    expect(vm.runtime.lastError).toBe("");
+  });
+});
+
+describe("stop and delete", () => {
+  test("stop → driver.stop with the handles, vm:cleanup with the handles, state stopped, file and cache gone", async () => {
+    const w = world();
+    w.hooks.hook("net", "vm:start:before", ({ handles }) => void (handles.tapDevice = "tap-web"));
+    const seq: string[] = [];
+    w.hooks.hook("net", "vm:stop:before", ({ handles }) => void seq.push(`stop:before ${handles.tapDevice}`));
+    w.hooks.hook("net", "vm:cleanup", ({ handles }) => void seq.push(`cleanup ${handles.tapDevice} ${handles.pid}`));
+    w.hooks.hook("net", "vm:stop:after", ({ vm }) => void seq.push(`stop:after ${vm.runtime.state}`));
+    const vm = await w.engine.create({ name: "web" });
+    await w.engine.start("web");
+    const pid = w.engine.cache.get(vm.id)!.pid;
+
+    const stopped = await w.engine.stop("web");
+    expect(w.driver.stops.length).toBe(1);
+    expect(w.driver.stops[0]!.handles).toMatchObject({ pid, tapDevice: "tap-web" });
+    expect(w.driver.stops[0]!.timeoutMs).toBe(1000);
+    expect(w.driver.kills).toEqual([]);
+    expect(seq).toEqual(["stop:before tap-web", `cleanup tap-web ${pid}`, "stop:after stopped"]);
+    expect(stopped.runtime.state).toBe("stopped");
+    expect(stopped.runtime.lastError).toBe("");
+    expect(w.ts.store.getVM("web")!.runtime.state).toBe("stopped");
+    expect(w.host.fs.files.has(handlesPath(vm))).toBe(false);
+    expect(w.engine.cache.get(vm.id)).toBeNull();
+    expect(w.host.procs.table.has(pid)).toBe(false);
+  });
+
+  test("stop --force kills; a failing graceful stop falls back to kill and is recorded", async () => {
+    const w = world();
+    await w.engine.create({ name: "a" });
+    await w.engine.start("a");
+    await w.engine.stop("a", { force: true });
+    expect(w.driver.calls.filter((c) => c.startsWith("stop"))).toEqual([]);
+    expect(w.driver.kills.length).toBe(1);
+
+    await w.engine.start("a");
+    w.driver.stop = async () => {
+      throw new Error("guest ignored powerdown");
+    };
+    const vm = await w.engine.stop("a");
+    expect(w.driver.kills.length).toBe(2);
+    expect(vm.runtime.state).toBe("stopped");
+    expect(vm.runtime.lastError).toContain("guest ignored powerdown");
+    expect(w.log.of("warn").join("\n")).toContain("guest ignored powerdown");
+  });
+
+  test("stop after a daemon restart uses the scratch handles (cache empty)", async () => {
+    const w = world();
+    w.hooks.hook("net", "vm:start:before", ({ handles }) => void (handles.tapDevice = "tap-web"));
+    const cleaned: string[] = [];
+    w.hooks.hook("net", "vm:cleanup", ({ handles }) => void cleaned.push(handles.tapDevice));
+    await w.engine.create({ name: "web" });
+    await w.engine.start("web");
+    const fresh = w.restart();
+    await fresh.stop("web");
+    expect(cleaned).toEqual(["tap-web"]);
+    expect(w.driver.stops[0]!.handles.tapDevice).toBe("tap-web");
+  });
+
+  test("delete stops, runs vm:delete, removes VMDir and the row", async () => {
+    const w = world();
+    const seq: string[] = [];
+    w.hooks.hook("x", "vm:cleanup", () => void seq.push("cleanup"));
+    w.hooks.hook("x", "vm:delete", ({ vm }) => void seq.push(`delete ${vm.runtime.state}`));
+    const vm = await w.engine.create({ name: "web" });
+    await w.engine.start("web");
+    await w.engine.delete("web");
+    expect(seq).toEqual(["cleanup", "delete deleting"]);
+    expect(w.ts.store.getVM("web")).toBeNull();
+    expect(w.host.fs.ops.at(-1)).toBe(`rmrf ${vm.runtime.vmDir}`);
+    expect(w.host.fs.dirs.has(vm.runtime.vmDir)).toBe(false);
+    expect((await caught(w.engine.delete("web"))).code).toBe("E_VM_NOT_FOUND");
+  });
+});
+
+describe("reconcile (the seed's reconcile test)", () => {
+  const scratch: VMHandles = {
+    pid: 31337,
+    pidStartTime: 4444,
+    tapDevice: "tap-ghost",
+    baseLoop: "/dev/loop7",
+    cowLoop: "/dev/loop8",
+    dmName: "banger-ghost",
+    dmDev: "/dev/mapper/banger-ghost",
+    extra: { "net:bridge": "br-banger" },
+  };
+
+  async function runningRow(w: World, id: string, name: string, state: VMRecord["runtime"]["state"] = "running"): Promise<VMRecord> {
+    const vm = sampleVM({ id, name, state, vmsDir: PATHS.vmsDir });
+    w.ts.store.upsertVM(vm);
+    return vm;
+  }
+
+  test("process gone → demoted to stopped; vm:cleanup gets the scratch handles; file removed", async () => {
+    const w = world();
+    const vm = await runningRow(w, "g1", "ghost");
+    await writeHandlesFile(w.host.fs, vm.runtime.vmDir, scratch);
+    const cleanups: VMHandles[] = [];
+    // what the storage/net plugins would do: tear down exactly what the scratch file names
+    w.hooks.hook("storage", "vm:cleanup", async ({ handles }) => {
+      cleanups.push(structuredClone(handles));
+      if (handles.dmName) await w.host.exec.run("dmsetup", ["remove", handles.dmName]);
+      for (const l of [handles.cowLoop, handles.baseLoop]) if (l) await w.host.exec.run("losetup", ["-d", l]);
+    });
+    w.hooks.hook("net", "vm:cleanup", async ({ handles }) => {
+      if (handles.tapDevice) await w.host.exec.run("ip", ["link", "del", handles.tapDevice]);
+    });
+    const reconcileSeen: { alive: boolean; tap: string }[] = [];
+    w.hooks.hook("net", "vm:reconcile", ({ handles, alive }) => void reconcileSeen.push({ alive, tap: handles.tapDevice }));
+
+    const out = await w.engine.reconcile();
+    expect(out).toEqual([{ vm: "ghost", action: "demoted", source: "scratch", cleanupErrors: [] }]);
+    expect(reconcileSeen).toEqual([{ alive: false, tap: "tap-ghost" }]);
+    expect(cleanups).toEqual([scratch]);
+    expect(w.host.exec.lines()).toEqual(["dmsetup remove banger-ghost", "losetup -d /dev/loop8", "losetup -d /dev/loop7", "ip link del tap-ghost"]);
+    const row = w.ts.store.getVM("ghost")!;
+    expect(row.runtime.state).toBe("stopped");
+    expect(row.runtime.lastError).toBe("vm process was gone at daemon start");
+    expect(w.host.fs.files.has(handlesPath(vm))).toBe(false);
+    expect(w.engine.cache.get(vm.id)).toBeNull();
+    expect(w.host.procs.kills).toEqual([]);
+    expect(w.driver.kills).toEqual([]);
+  });
+
+  test("cleanup failures are recorded as lastError and reported, and the VM is still demoted", async () => {
+    const w = world();
+    const vm = await runningRow(w, "g2", "ghost");
+    await writeHandlesFile(w.host.fs, vm.runtime.vmDir, scratch);
+    w.host.exec.on("dmsetup", { exitCode: 1, stderr: "device busy" });
+    w.hooks.hook("storage", "vm:cleanup", async ({ handles }) => void (await w.host.exec.run("dmsetup", ["remove", handles.dmName])));
+    w.hooks.hook("net", "vm:cleanup", async ({ handles }) => void (await w.host.exec.run("ip", ["link", "del", handles.tapDevice])));
+    const [o] = await w.engine.reconcile();
+    expect(o!.action).toBe("demoted");
+    expect(o!.cleanupErrors).toEqual(["storage:vm:cleanup: dmsetup remove banger-ghost exited 1: device busy"]);
+    expect(w.host.exec.lines()).toContain("ip link del tap-ghost");
+    expect(w.ts.store.getVM("ghost")!.runtime.lastError).toContain("device busy");
+  });
+
+  test("a live VM (process + start time + socket answers) is kept and the cache seeded", async () => {
+    const w = world();
+    const vm = await runningRow(w, "l1", "live");
+    w.host.procs.add(scratch.pid, scratch.pidStartTime, ["fake-vmm", "--api-sock", vm.runtime.apiSockPath]);
+    await writeHandlesFile(w.host.fs, vm.runtime.vmDir, scratch);
+    let cleaned = false;
+    w.hooks.hook("x", "vm:cleanup", () => void (cleaned = true));
+    const alive: boolean[] = [];
+    w.hooks.hook("x", "vm:reconcile", (p) => void alive.push(p.alive));
+
+    const out = await w.engine.reconcile();
+    expect(out).toEqual([{ vm: "live", action: "kept", source: "process", cleanupErrors: [] }]);
+    expect(alive).toEqual([true]);
+    expect(cleaned).toBe(false);
+    expect(w.engine.cache.get(vm.id)).toEqual(scratch);
+    expect((await readHandlesFile(w.host.fs, vm.runtime.vmDir)).handles).toEqual(scratch);
+    expect(w.ts.store.getVM("live")!.runtime.state).toBe("running");
+    expect(await w.engine.alive(vm)).toBe(true);
+    expect(w.host.procs.kills).toEqual([]);
+  });
+
+  test("a live VM whose scratch file is missing is kept with the rediscovered pid", async () => {
+    const w = world();
+    const vm = await runningRow(w, "l2", "nofile");
+    w.host.procs.add(777, 70, ["fake-vmm", "--api-sock", vm.runtime.apiSockPath]);
+    const out = await w.engine.reconcile();
+    expect(out[0]).toMatchObject({ action: "kept", source: "process" });
+    expect(w.engine.cache.get(vm.id)).toEqual({ ...emptyHandles(), pid: 777, pidStartTime: 70 });
+    expect(w.host.fs.files.has(handlesPath(vm))).toBe(true);
+  });
+
+  test("a reused PID (same pid, different start time, unrelated process) is demoted and NOT signalled", async () => {
+    const w = world();
+    const vm = await runningRow(w, "r1", "reused");
+    await writeHandlesFile(w.host.fs, vm.runtime.vmDir, scratch);
+    w.host.procs.add(scratch.pid, 999_999, ["/usr/sbin/unrelated-daemon"]);
+    w.driver.answers = () => true; // even a confused socket probe must not save it
+    const cleanups: VMHandles[] = [];
+    w.hooks.hook("x", "vm:cleanup", ({ handles }) => void cleanups.push(structuredClone(handles)));
+
+    const out = await w.engine.reconcile();
+    expect(out).toEqual([{ vm: "reused", action: "demoted", source: "scratch", cleanupErrors: [] }]);
+    expect(cleanups).toEqual([scratch]);
+    expect(w.host.procs.kills).toEqual([]);
+    expect(w.driver.kills).toEqual([]);
+    expect(w.host.procs.table.get(scratch.pid)?.cmdline).toEqual(["/usr/sbin/unrelated-daemon"]);
+    expect(w.ts.store.getVM("reused")!.runtime.state).toBe("stopped");
+  });
+
+  test("a live process whose API socket doesn't answer (hung VMM) is killed, then cleaned up", async () => {
+    const w = world();
+    const vm = await runningRow(w, "h1", "hung");
+    w.host.procs.add(scratch.pid, scratch.pidStartTime, ["fake-vmm", "--api-sock", vm.runtime.apiSockPath]);
+    await writeHandlesFile(w.host.fs, vm.runtime.vmDir, scratch);
+    w.driver.answers = () => false;
+    const seq: string[] = [];
+    const origKill = w.driver.kill;
+    w.driver.kill = (v, h) => {
+      seq.push(`kill ${h.pid}`);
+      return origKill(v, h);
+    };
+    w.hooks.hook("x", "vm:cleanup", ({ handles }) => void seq.push(`cleanup ${handles.tapDevice}`));
+    const out = await w.engine.reconcile();
+    expect(out[0]).toMatchObject({ action: "demoted", source: "process" });
+    expect(seq).toEqual([`kill ${scratch.pid}`, "cleanup tap-ghost"]);
+    expect(w.host.procs.table.has(scratch.pid)).toBe(false);
+  });
+
+  test("only VMs the store says are up are looked at; error without any trace is left alone", async () => {
+    const w = world();
+    await runningRow(w, "s1", "stopped-one", "stopped");
+    await runningRow(w, "c1", "created-one", "created");
+    const err = await runningRow(w, "e1", "errored", "error");
+    err.runtime.lastError = "earlier failure";
+    w.ts.store.upsertVM(err);
+    let cleanups = 0;
+    w.hooks.hook("x", "vm:cleanup", () => void cleanups++);
+    expect(await w.engine.reconcile()).toEqual([]);
+    expect(cleanups).toBe(0);
+    expect(w.ts.store.getVM("errored")!.runtime.lastError).toBe("earlier failure");
+  });
+
+  test("a VM left in starting/stopping by a crashed daemon is settled either way", async () => {
+    const w = world();
+    const up = await runningRow(w, "st1", "was-starting", "starting");
+    w.host.procs.add(900, 9, ["fake-vmm", "--api-sock", up.runtime.apiSockPath]);
+    const down = await runningRow(w, "st2", "was-stopping", "stopping");
+    await writeHandlesFile(w.host.fs, down.runtime.vmDir, scratch);
+    const out = await w.engine.reconcile();
+    expect(out.map((o) => `${o.vm}:${o.action}`).sort()).toEqual(["was-starting:kept", "was-stopping:demoted"]);
+    expect(w.ts.store.getVM("was-starting")!.runtime.state).toBe("running");
+    expect(w.ts.store.getVM("was-stopping")!.runtime.state).toBe("stopped");
+  });
+
+  test("a corrupt scratch file with a dead process demotes without crashing", async () => {
+    const w = world();
+    const vm = await runningRow(w, "k1", "corrupt");
+    w.host.fs.files.set(handlesPath(vm), "{not json");
+    const got: VMHandles[] = [];
+    w.hooks.hook("x", "vm:cleanup", ({ handles }) => void got.push(handles));
+    const out = await w.engine.reconcile();
+    expect(out[0]).toMatchObject({ action: "demoted", source: "none" });
+    expect(got).toEqual([emptyHandles()]);
+    expect(w.host.fs.files.has(handlesPath(vm))).toBe(false);
+  });
+
+  test("a VM whose driver isn't loaded is left as is, with a warning", async () => {
+    const w = world();
+    const vm = sampleVM({ id: "d1", name: "other-driver", state: "running", driver: "firecracker", vmsDir: PATHS.vmsDir });
+    w.ts.store.upsertVM(vm);
+    expect(await w.engine.reconcile()).toEqual([]);
+    expect(w.ts.store.getVM("other-driver")!.runtime.state).toBe("running");
+    expect(w.log.of("warn").join("\n")).toContain("other-driver");
+  });
+
+  test("end to end: start, daemon restart keeps it; VM killed -9, next restart demotes and tears down", async () => {
+    const w = world();
+    w.hooks.hook("net", "vm:start:before", ({ handles }) => void (handles.tapDevice = "tap-e2e"));
+    const torn: string[] = [];
+    w.hooks.hook("net", "vm:cleanup", ({ handles }) => void torn.push(handles.tapDevice));
+    const vm = await w.engine.create({ name: "e2e" });
+    await w.engine.start("e2e");
+    const h = w.engine.cache.get(vm.id)!;
+
+    const second = w.restart();
+    expect(await second.reconcile()).toEqual([{ vm: "e2e", action: "kept", source: "process", cleanupErrors: [] }]);
+    expect(second.cache.get(vm.id)).toEqual(h);
+
+    w.host.procs.table.delete(h.pid); // kill -9 of the VM while no daemon watches
+    const third = w.restart();
+    expect(await third.reconcile()).toEqual([{ vm: "e2e", action: "demoted", source: "scratch", cleanupErrors: [] }]);
+    expect(torn).toEqual(["tap-e2e"]);
+    expect(w.ts.store.getVM("e2e")!.runtime.state).toBe("stopped");
+    // and it can start again
+    expect((await third.start("e2e")).runtime.state).toBe("running");
+  });
+});

@@ -1,0 +1,198 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import {
+  INITRD_MODULES,
+  ROOTFS_PACKAGES,
+  buildImage,
+  findAptSources,
+  mmdebstrapArgs,
+  sha256File,
+} from "../../plugins/image/build.ts";
+import { readConcatenatedCpioGz } from "../../plugins/image/cpio.ts";
+import type { Exec, ExecOptions, ExecResult } from "../../src/host/types.ts";
+
+const KVER = "6.1.0-99-cloud-amd64";
+
+interface Call {
+  cmd: string;
+  args: string[];
+  opts?: ExecOptions;
+}
+
+/** Records every command; simulates just enough of each tool's effect on disk. */
+function fakeExec(calls: Call[]): Exec {
+  const ok = (stdout = ""): ExecResult => ({ stdout, stderr: "", exitCode: 0 });
+  return {
+    async run(cmd, args, opts) {
+      calls.push({ cmd, args, opts });
+      switch (cmd) {
+        case "apt-cache":
+          if (args[0] === "depends") return ok(`linux-image-cloud-amd64\n  Depends: linux-image-${KVER}\n`);
+          return ok(`linux-image-${KVER}:\n  Installed: (none)\n  Candidate: 6.1.999-1\n`);
+        case "apt-get":
+          await writeFile(join(opts!.cwd!, `linux-image-${KVER}_6.1.999-1_amd64.deb`), "deb");
+          return ok();
+        case "dpkg-deb": {
+          const x = args[2]!;
+          await mkdir(join(x, "boot"), { recursive: true });
+          await writeFile(join(x, "boot", `vmlinuz-${KVER}`), "kernel");
+          for (const m of INITRD_MODULES) {
+            const p = join(x, "lib/modules", KVER, "kernel/drivers", `${m}.ko`);
+            await mkdir(dirname(p), { recursive: true });
+            await writeFile(p, `module ${m}`);
+          }
+          return ok();
+        }
+        case "mmdebstrap": {
+          const root = args[args.length - 2]!;
+          for (const d of ["etc", "usr/sbin", "usr/lib", "var/lib/dpkg", "root"]) await mkdir(join(root, d), { recursive: true });
+          return ok();
+        }
+        case "cp":
+          await cp(args[1]!, join(args[2]!, "x"), { recursive: true });
+          return ok();
+        case "dpkg-query":
+          return ok("git=1:2.39.5-0+deb12u2\nbash=5.2.15-2+b7\n");
+        case "truncate":
+          await writeFile(args[2]!, new Uint8Array(4096));
+          return ok();
+        default:
+          return ok();
+      }
+    },
+    async spawnDetached() {
+      throw new Error("not used");
+    },
+    async which(cmd) {
+      return `/usr/bin/${cmd}`;
+    },
+  };
+}
+
+let tmp: string;
+beforeEach(async () => {
+  tmp = await mkdtemp(join(tmpdir(), "banger-image-test-"));
+});
+afterEach(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+async function build(calls: Call[], aptSources = "/etc/apt/sources.list.d/debian.sources") {
+  const dir = join(tmp, "out");
+  await mkdir(dir);
+  const busybox = join(tmp, "busybox");
+  await writeFile(busybox, "#!fake busybox");
+  const progress: string[] = [];
+  const manifest = await buildImage({ name: "default", dir, exec: fakeExec(calls), progress: (m) => progress.push(m), aptSources, busybox });
+  return { dir, manifest, progress };
+}
+
+describe("buildImage", () => {
+  test("mmdebstrap uses the host's apt sources file and never a mirror host name", async () => {
+    const calls: Call[] = [];
+    await build(calls, "/etc/apt/sources.list.d/debian.sources");
+    const mm = calls.filter((c) => c.cmd === "mmdebstrap");
+    expect(mm).toHaveLength(1);
+    const args = mm[0]!.args;
+    expect(args[args.length - 1]).toBe("/etc/apt/sources.list.d/debian.sources");
+    expect(args).toContain("--variant=essential");
+    expect(args).toContain("bookworm");
+    const include = args.find((a) => a.startsWith("--include="))!;
+    for (const p of ["bash", "coreutils", "git", "tar", "dropbear-bin", "iproute2", "procps", "ca-certificates", "mount"]) {
+      expect(include.slice("--include=".length).split(",")).toContain(p);
+    }
+    // No URL or host name anywhere in any command we ran.
+    for (const c of calls) {
+      for (const a of [c.cmd, ...c.args]) {
+        expect(a).not.toMatch(/:\/\/|\bdeb\.debian\.org\b|\.(org|com|net|io)(\/|$)/);
+      }
+    }
+  });
+
+  test("kernel comes from apt-get download + dpkg-deb -x, never installed", async () => {
+    const calls: Call[] = [];
+    await build(calls);
+    const cmds = calls.map((c) => [c.cmd, ...c.args].join(" "));
+    expect(cmds).toContain(`apt-get download linux-image-${KVER}`);
+    expect(cmds.some((c) => c.startsWith("dpkg-deb -x "))).toBe(true);
+    expect(cmds.some((c) => /apt-get (install|-y)|dpkg -i|dpkg --install/.test(c))).toBe(false);
+  });
+
+  test("produces vmlinuz, initrd.img (busybox + modules + /init), rootfs.ext4 and a manifest", async () => {
+    const calls: Call[] = [];
+    const { dir, manifest, progress } = await build(calls);
+    expect(manifest.name).toBe("default");
+    expect(manifest.kernelVersion).toBe(KVER);
+    expect(manifest.packages).toEqual(["bash=5.2.15-2+b7", "git=1:2.39.5-0+deb12u2"]);
+    expect(manifest.recipeVersion).toBeGreaterThan(0);
+    expect(Number.isNaN(Date.parse(manifest.createdAt))).toBe(false);
+    for (const f of ["vmlinuz", "initrd.img", "rootfs.ext4"] as const) {
+      const p = join(dir, f);
+      expect(manifest.files[f].size).toBe((await stat(p)).size);
+      expect(manifest.files[f].sha256).toBe(await sha256File(p));
+    }
+    const onDisk = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8"));
+    expect(onDisk).toEqual(manifest);
+    // the work dir is gone: dir holds only the image
+    expect((await Array.fromAsync(new Bun.Glob("*").scan({ cwd: dir, dot: true }))).sort()).toEqual([
+      "initrd.img",
+      "manifest.json",
+      "rootfs.ext4",
+      "vmlinuz",
+    ]);
+    const [initrd] = readConcatenatedCpioGz(new Uint8Array(await readFile(join(dir, "initrd.img"))));
+    const paths = initrd!.map((e) => e.path);
+    expect(paths).toContain("init");
+    expect(paths).toContain("bin/busybox");
+    for (const m of INITRD_MODULES) expect(paths).toContain(`lib/modules/${m}.ko`);
+    const init = new TextDecoder().decode(initrd!.find((e) => e.path === "init")!.data);
+    expect(init).not.toContain("@MODULES@");
+    expect(init).toContain(`for m in ${INITRD_MODULES.join(" ")}; do`);
+    expect(progress.length).toBeGreaterThan(4);
+    // mkfs.ext4 -d fills the sparse file from the tree
+    const mkfs = calls.find((c) => c.cmd === "mkfs.ext4")!;
+    expect(mkfs.args).toContain("-d");
+  });
+
+  test("rootfs gets /sbin/banger-init and power shims", async () => {
+    const calls: Call[] = [];
+    let rootSnapshot = "";
+    const exec = fakeExec(calls);
+    const wrapped: Exec = {
+      ...exec,
+      async run(cmd, args, opts) {
+        const r = await exec.run(cmd, args, opts);
+        if (cmd === "mkfs.ext4") {
+          const root = args[args.indexOf("-d") + 1]!;
+          rootSnapshot = await readFile(join(root, "usr/sbin/banger-init"), "utf8");
+          expect(await readFile(join(root, "usr/sbin/poweroff"), "utf8")).toContain("kill -USR1 1");
+          expect((await stat(join(root, "usr/sbin/banger-init"))).mode & 0o777).toBe(0o755);
+        }
+        return r;
+      },
+    };
+    const dir = join(tmp, "out2");
+    await mkdir(dir);
+    const busybox = join(tmp, "busybox");
+    await writeFile(busybox, "x");
+    await buildImage({ name: "x", dir, exec: wrapped, progress: () => {}, aptSources: "/x.sources", busybox });
+    expect(rootSnapshot).toContain("BANGER-READY");
+  });
+});
+
+describe("apt sources", () => {
+  test("prefers debian.sources, then sources.list", async () => {
+    expect(await findAptSources(async (p) => p.endsWith("debian.sources") || p.endsWith("sources.list"))).toBe(
+      "/etc/apt/sources.list.d/debian.sources",
+    );
+    expect(await findAptSources(async (p) => p === "/etc/apt/sources.list")).toBe("/etc/apt/sources.list");
+  });
+
+  test("mmdebstrapArgs ends with suite, target, sources file", () => {
+    const a = mmdebstrapArgs("/tmp/r", "/etc/apt/sources.list");
+    expect(a.slice(-3)).toEqual(["bookworm", "/tmp/r", "/etc/apt/sources.list"]);
+    expect(a.find((x) => x.startsWith("--include="))).toBe(`--include=${ROOTFS_PACKAGES.join(",")}`);
+  });
+});
