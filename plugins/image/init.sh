@@ -20,10 +20,16 @@ cd /
 SEED=/run/banger-seed
 SHUTTING_DOWN=0
 
-_mounted() { mountpoint -q "$1" 2>/dev/null; }
+# Every fork+exec is expensive under TCG, so checks use builtins only.
+_mounted() { # target
+  local _dev mp _rest
+  while read -r _dev mp _rest; do [ "$mp" = "$1" ] && return 0; done </proc/mounts
+  return 1
+}
 _mnt() { # type target options
-  mkdir -p "$2"
-  _mounted "$2" || mount -t "$1" -o "$3" "$1" "$2"
+  [ -d "$2" ] || mkdir -p "$2"
+  if [ -r /proc/mounts ] && _mounted "$2"; then return 0; fi
+  mount -t "$1" -o "$3" "$1" "$2"
 }
 
 _mnt proc /proc nosuid,nodev,noexec
@@ -36,9 +42,13 @@ _mnt tmpfs /tmp mode=1777,nosuid,nodev
 _mnt tmpfs /dev/shm mode=1777,nosuid,nodev
 [ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 [ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
-mkdir -p /run/lock /var/log/banger
+mkdir -p /run/lock
+[ -d /var/log/banger ] || mkdir -p /var/log/banger
 
 log() { echo "banger-init: $*"; }
+DEBUG=0
+# stage timestamps (guest uptime) with banger.debug=1; builtins only, no forks
+_stage() { [ "$DEBUG" = 1 ] || return 0; local up _; read -r up _ </proc/uptime; log "$up $*"; }
 
 # --- kernel command line ----------------------------------------------------
 IP=10.0.2.15/24 GW=10.0.2.2 DNS=10.0.2.3 HOSTNAME_ARG="" WORKDEV=/dev/vdb
@@ -50,8 +60,10 @@ for w in $CMDLINE; do
     banger.dns=*) DNS="${w#banger.dns=}" ;;
     banger.hostname=*) HOSTNAME_ARG="${w#banger.hostname=}" ;;
     banger.work=*) WORKDEV="${w#banger.work=}" ;;
+    banger.debug=1) DEBUG=1 ;;
   esac
 done
+_stage "mounted"
 
 # --- per-VM seed (unpacked from the second initrd cpio into /run) -------------
 NAME=""
@@ -62,9 +74,11 @@ echo "$NAME" >/proc/sys/kernel/hostname
 echo "$NAME" >/etc/hostname
 printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$NAME" >/etc/hosts
 
-install -d -m 0700 /root/.ssh
+[ -d /root/.ssh ] || mkdir -m 0700 /root/.ssh
 if [ -r "$SEED/authorized_keys" ]; then
-  install -m 0600 "$SEED/authorized_keys" /root/.ssh/authorized_keys
+  umask 077
+  while IFS= read -r line || [ -n "$line" ]; do echo "$line"; done <"$SEED/authorized_keys" >/root/.ssh/authorized_keys
+  umask 022
 else
   log "no authorized_keys in the seed: nobody can log in"
 fi
@@ -79,13 +93,18 @@ if [ ! -r "$HOSTKEY" ]; then
   dropbearkey -t ed25519 -f "$HOSTKEY" >/dev/null 2>&1
 fi
 
+_stage "seed applied"
 # --- network --------------------------------------------------------------------
-ip link set lo up
-if ip link show eth0 >/dev/null 2>&1; then
-  ip addr add "$IP" dev eth0
-  ip link set eth0 up
-  [ -n "$GW" ] && ip route add default via "$GW" dev eth0
+# one `ip -batch` instead of four processes
+if [ -e /sys/class/net/eth0 ]; then
+  {
+    echo "link set lo up"
+    echo "addr add $IP dev eth0"
+    echo "link set eth0 up"
+    [ -n "$GW" ] && echo "route add default via $GW dev eth0"
+  } | ip -batch - || log "network setup failed"
 else
+  ip link set lo up
   log "no eth0"
 fi
 [ -n "$DNS" ] && echo "nameserver $DNS" >/etc/resolv.conf
@@ -96,6 +115,7 @@ if [ -b "$WORKDEV" ]; then
   mount -o noatime "$WORKDEV" /work || log "cannot mount $WORKDEV on /work"
 fi
 
+_stage "network + work disk"
 # --- shutdown ------------------------------------------------------------------------
 _others_alive() {
   local d
@@ -114,7 +134,7 @@ _shutdown() { # poweroff | reboot
   log "$1: stopping processes"
   kill -TERM -1 2>/dev/null
   local i
-  for i in $(seq 30); do
+  for ((i = 0; i < 30; i++)); do
     _others_alive || break
     sleep 0.1
   done
@@ -150,6 +170,7 @@ _watch_power_button() {
 }
 _watch_power_button
 
+_stage "power button watched"
 # --- ssh --------------------------------------------------------------------------------
 # -s: keys only, no passwords; root may log in (by key).
 dropbear -F -E -s -r "$HOSTKEY" -p 22 -P /run/dropbear.pid </dev/null >>/var/log/banger/dropbear.log 2>&1 &
@@ -165,10 +186,11 @@ _listening() { # port 22 in LISTEN state (0A) in /proc/net/tcp{,6}
   done
   return 1
 }
-for i in $(seq 200); do
+for ((i = 0; i < 200; i++)); do
   _listening && break
   sleep 0.05
 done
+_stage "dropbear listening"
 if _listening; then
   echo "BANGER-READY"
 else

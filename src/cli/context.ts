@@ -91,10 +91,10 @@ export function intArg(v: unknown, what: string): number | undefined {
 /** Sizes like 512, 512M, 2G → MiB. */
 export function sizeArg(v: unknown, what: string): number | undefined {
   if (v === undefined || v === "") return undefined;
-  const m = /^(\d+)([MmGg]?)(i?B)?$/.exec(String(v));
+  const m = /^(\d+)(?:([MmGg])(?:i?B)?)?$/.exec(String(v));
   if (!m) usage(`${what} must be a size like 512M or 2G, got ${JSON.stringify(v)}`);
   const n = Number(m[1]);
-  return m[2]!.toLowerCase() === "g" ? n * 1024 : n;
+  return (m[2] ?? "").toLowerCase() === "g" ? n * 1024 : n;
 }
 
 export const jsonArg = { json: { type: "boolean", description: "Machine-readable JSON output" } } as const;

@@ -114,9 +114,10 @@ export class Engine {
     this.d.store.upsertVM(vm);
   }
 
-  async create(params: CreateVMParams, progress: ProgressSink = noProgress): Promise<VMRecord> {
+  /** Everything about a create request that can be refused before any work (and before a stream starts). */
+  checkCreate(params: CreateVMParams): { name: string; image: string; driverName: string } {
     const name = validateVMName(params.name);
-    if (this.d.store.getVM(name)) throw new BangerError("E_NAME_TAKEN", `vm name already taken: ${name}`);
+    if (this.d.store.getVMByName(name)) throw new BangerError("E_NAME_TAKEN", `vm name already taken: ${name}`);
     const image = params.image ?? "default";
     if (!this.d.store.getImage(image)) {
       throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${image} (build it with \`banger image build --name ${image}\`)`);
@@ -125,6 +126,11 @@ export class Engine {
     if (!this.d.drivers.has(driverName)) {
       throw new BangerError("E_BAD_REQUEST", `unknown driver "${driverName}" (loaded: ${[...this.d.drivers.keys()].join(", ") || "none"})`);
     }
+    return { name, image, driverName };
+  }
+
+  async create(params: CreateVMParams, progress: ProgressSink = noProgress): Promise<VMRecord> {
+    const { name, image, driverName } = this.checkCreate(params);
     const positive = (v: number | undefined, dflt: number, what: string, min = 1) => {
       const n = v ?? dflt;
       if (!Number.isInteger(n) || n < min) throw new BangerError("E_BAD_REQUEST", `${what} must be an integer >= ${min}, got ${v}`);

@@ -69,6 +69,7 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
       if (!id && m === "POST") {
         const body = await parseBody<{ name: string; image?: string; cpus?: number; memoryMiB?: number; diskMiB?: number; workDiskMiB?: number; driver?: string; start?: boolean }>(req, CREATE_SCHEMA);
         const { start, ...params } = body;
+        engine.checkCreate(params); // refuse bad input with a 4xx before the stream's 200 goes out
         return ndjson(req, async (emit) => {
           let vm = await engine.create(params, emit.progress);
           if (start) vm = await engine.start(vm.id, emit.progress, emit.signal);

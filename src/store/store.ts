@@ -164,6 +164,11 @@ export class Store {
     return r ? rowToVM(r) : null;
   }
 
+  getVMByName(name: string): VMRecord | null {
+    const r = this.db.query<VMRow, [string]>(`SELECT * FROM vms WHERE name = ?`).get(name);
+    return r ? rowToVM(r) : null;
+  }
+
   listVMs(): VMRecord[] {
     return this.db.query<VMRow, []>(`SELECT * FROM vms ORDER BY created_at, name`).all().map(rowToVM);
   }

@@ -170,24 +170,12 @@ describe("bad input is a 4xx with the error envelope", () => {
     }
   });
 
-  test("bad vm name on create → E_BAD_NAME (today: in-band in the NDJSON stream)", async () => {
+  test("bad vm name on create → HTTP 400 E_BAD_NAME before any stream starts", async () => {
     const { call, ts } = setup();
-    const res = await call("POST", "/v1/vms", { name: "Bad_Name" });
-    const evs = await events(res);
-    expect(evs.at(-1)).toMatchObject({ type: "error", error: { code: "E_BAD_NAME" } });
-    expect(ts.store.listVMs()).toEqual([]);
-  });
-
-  // BUG (src/daemon/app.ts, POST /v1/vms): the name is only validated inside
-  // engine.create, which runs after ndjson() has already sent 200 headers, so
-  // a bad name (and a taken name / unknown image) comes back as HTTP 200 with
-  // an in-band error event instead of a 4xx. Fix: call validateVMName(body.name)
-  // (and the cheap store checks) before returning ndjson(...).
-  test.todo("bad vm name on create → HTTP 400 E_BAD_NAME before any stream starts", async () => {
-    const { call } = setup();
     const res = await call("POST", "/v1/vms", { name: "Bad_Name" });
     expect(res.status).toBe(400);
     expect((await errorOf(res)).code).toBe("E_BAD_NAME");
+    expect(ts.store.listVMs()).toEqual([]);
   });
 
   test("unknown vm → 404 'vm not found: x'", async () => {

@@ -1,0 +1,109 @@
+// The seed's live verification, for real: a Debian guest under QEMU (TCG here).
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { alive, waitFor } from "../helpers/cli.ts";
+import { e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
+
+const BOOT = 240_000;
+
+describe.skipIf(!e2eReady)("real VM (QEMU)", () => {
+  const h = e2eReady ? e2eHome("banger-e2e-vm-") : (null as never);
+  const pids: number[] = [];
+  afterAll(async () => {
+    if (!h) return;
+    h.run(["vm", "delete", "handles-test", "--force"]);
+    h.run(["vm", "delete", "crashy", "--force"]);
+    await h.cleanup([...pids, ...qemuPidsUnder(h.home)]);
+  });
+
+  test("vm run prints the hostname; handles.json holds the qemu pid", () => {
+    const r = h.run(["vm", "run", "--name", "handles-test", "--", "cat", "/etc/hostname"]);
+    expect(r.stderr).toContain("booting handles-test");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("handles-test\n");
+    const vm = h.run(["vm", "show", "handles-test", "--json"]).json();
+    pids.push(vm.pid);
+    const handles = JSON.parse(readFileSync(join(vm.runtime.vmDir, "handles.json"), "utf8"));
+    expect(handles.pid).toBe(vm.pid);
+    expect(readFileSync(`/proc/${vm.pid}/cmdline`, "utf8")).toContain("qemu-system-x86_64");
+  }, BOOT);
+
+  test("kill -9 the daemon; the next CLI call reconciles the VM as alive and ssh still works", () => {
+    const before = h.run(["vm", "show", "handles-test", "--json"]).json();
+    process.kill(h.daemonPid(), "SIGKILL");
+    const r = h.run(["vm", "ssh", "handles-test", "--", "uname", "-s"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("Linux\n");
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("reconcile handles-test: kept (handles from process)");
+    const after = h.run(["vm", "show", "handles-test", "--json"]).json();
+    expect(after.pid).toBe(before.pid);
+    expect(after.runtime.state).toBe("running");
+  }, 60_000);
+
+  test("exit codes pass through; stdout and stderr stay apart; hostile args arrive intact", () => {
+    expect(h.run(["vm", "exec", "handles-test", "--", "false"]).code).toBe(1);
+    const nf = h.run(["vm", "exec", "handles-test", "--", "no-such-command"]);
+    expect(nf.code).toBe(127);
+    const io = h.run(["vm", "exec", "handles-test", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    expect(io.code).toBe(7);
+    expect(io.stdout).toBe("out\n");
+    expect(io.stderr).toBe("err\n");
+    const hostile = ["it's", "a; rm -rf /tmp/nope", "$(touch /tmp/pwned)", "two\nlines", "`id`", " spaced "];
+    const echo = h.run(["vm", "exec", "handles-test", "--", "printf", "%s|", ...hostile]);
+    expect(echo.stdout).toBe(hostile.join("|") + "|");
+    expect(h.run(["vm", "exec", "handles-test", "--", "test", "!", "-e", "/tmp/pwned"]).code).toBe(0);
+  }, 60_000);
+
+  test("the VM process killed -9 while the daemon is down: demoted to stopped, cleaned at next start, starts again", async () => {
+    const created = h.run(["vm", "create", "crashy", "--start", "--json"]);
+    expect(created.code).toBe(0);
+    const vm = created.json();
+    process.kill(h.daemonPid(), "SIGKILL");
+    process.kill(vm.pid, "SIGKILL");
+    await waitFor(() => !alive(vm.pid));
+    const after = h.run(["vm", "show", "crashy", "--json"]).json();
+    expect(after.runtime.state).toBe("stopped");
+    expect(after.alive).toBe(false);
+    expect(existsSync(join(vm.runtime.vmDir, "handles.json"))).toBe(false);
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("reconcile crashy: demoted");
+    const again = h.run(["vm", "start", "crashy", "--json"]);
+    expect(again.code).toBe(0);
+    expect(h.run(["vm", "exec", "crashy", "--", "cat", "/etc/hostname"]).stdout).toBe("crashy\n");
+    expect(h.run(["vm", "delete", "crashy"]).code).toBe(0);
+  }, 2 * BOOT);
+
+  test("the guest host key is pinned: a VM with a swapped key is refused", () => {
+    const vm = h.run(["vm", "show", "handles-test", "--json"]).json();
+    const pub = join(vm.runtime.vmDir, "keys", "host_ed25519.pub");
+    const real = readFileSync(pub, "utf8");
+    // any other valid ed25519 key
+    const other = Bun.spawnSync(["bash", "-c", `d=$(mktemp -d); ssh-keygen -q -t ed25519 -N '' -f $d/k; cat $d/k.pub; rm -rf $d`]).stdout.toString();
+    Bun.write(pub, other);
+    try {
+      h.run(["daemon", "stop"]); // drop the pooled connection
+      const r = h.run(["vm", "exec", "handles-test", "--", "true"]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/host key/i);
+    } finally {
+      Bun.write(pub, real);
+    }
+  }, 60_000);
+
+  test("vm delete leaves no qemu process, no VMDir, no row", async () => {
+    const vm = h.run(["vm", "show", "handles-test", "--json"]).json();
+    const d = h.run(["vm", "delete", "handles-test"]);
+    expect(d.code).toBe(0);
+    expect(await waitFor(() => !alive(vm.pid), 10_000)).toBe(true);
+    expect(existsSync(vm.runtime.vmDir)).toBe(false);
+    expect(h.run(["vm", "show", "handles-test"]).code).toBe(1);
+    expect(qemuPidsUnder(h.home)).toEqual([]);
+  }, 60_000);
+
+  test("vm run --rm: exit code through, nothing left", () => {
+    const r = h.run(["vm", "run", "--name", "oneshot", "--rm", "--", "sh", "-c", "exit 3"]);
+    expect(r.code).toBe(3);
+    expect(h.run(["vm", "list", "--json"]).json()).toEqual([]);
+    expect(qemuPidsUnder(h.home)).toEqual([]);
+  }, BOOT);
+});
