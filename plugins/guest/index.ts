@@ -8,6 +8,8 @@ import { buildSeedInitrd, generateVMKeys } from "../image/seed.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */
 export const READY_MARKER = "BANGER-READY";
+/** Printed (with a reason) by the guest's init when it cannot come up; it powers off after. */
+export const FAILED_MARKER = "BANGER-BOOT-FAILED";
 const CLIENT_KEY = "id_ed25519";
 const HOST_KEY = "host_ed25519_dropbear";
 const HOST_PUB = "host_ed25519.pub";
@@ -34,9 +36,12 @@ async function tail(path: string, lines = 25): Promise<string> {
   }
 }
 
-async function logHas(path: string, marker: string): Promise<boolean> {
+/** "ready", the guest's own failure line, or null while still booting. */
+async function bootState(path: string): Promise<"ready" | string | null> {
   const text = await Bun.file(path).text().catch(() => "");
-  return text.includes(marker);
+  if (text.includes(READY_MARKER)) return "ready";
+  const i = text.indexOf(FAILED_MARKER);
+  return i >= 0 ? text.slice(i).split("\n")[0]!.trim() : null;
 }
 
 /**
@@ -60,7 +65,11 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
     }
     const secs = Math.round((Date.now() - started) / 1000);
     if (!marker) {
-      marker = await logHas(vm.runtime.logPath, READY_MARKER);
+      const state = await bootState(vm.runtime.logPath);
+      if (state && state !== "ready") {
+        throw new BangerError("E_STATE", `vm ${vm.name}: ${state}. Serial log tail:\n${await tail(vm.runtime.logPath)}`);
+      }
+      marker = state === "ready";
       if (!marker) {
         if (Date.now() - lastReport >= 1000) {
           opts.progress(`booting ${vm.name} (${secs}s)`);

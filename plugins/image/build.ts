@@ -123,8 +123,8 @@ export function mmdebstrapArgs(rootDir: string, sources: string): string[] {
  */
 export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest> {
   const { exec, progress, dir } = opts;
-  const t0 = performance.now();
-  const step = (msg: string) => progress(`[${((performance.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+  // the CLI stamps elapsed time on every progress line already
+  const step = (msg: string) => progress(msg);
   const work = join(dir, ".build");
   const rootDir = join(work, "rootfs");
   await mkdir(work, { recursive: true });

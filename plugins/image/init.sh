@@ -42,7 +42,7 @@ _mnt tmpfs /tmp mode=1777,nosuid,nodev
 _mnt tmpfs /dev/shm mode=1777,nosuid,nodev
 [ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 [ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
-mkdir -p /run/lock
+[ -d /run/lock ] || mkdir -p /run/lock
 [ -d /var/log/banger ] || mkdir -p /var/log/banger
 
 log() { echo "banger-init: $*"; }

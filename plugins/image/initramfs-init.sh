@@ -57,8 +57,19 @@ if [ -d /banger-seed ]; then
   chmod 0700 /newroot/run/banger-seed
 fi
 
-umount /sys
-umount /proc
-mount --move /dev /newroot/dev || umount /dev
+mkdir -p /newroot/run/lock
+
+# Hand the API filesystems over already mounted: busybox is static and cheap
+# to exec under TCG, the rootfs's dynamic mount(8) is not. banger-init checks
+# and mounts whatever is missing.
+for d in proc sys dev; do
+  mount --move "/$d" "/newroot/$d" || umount "/$d"
+done
+if [ -d /newroot/dev/pts ] || mkdir -p /newroot/dev/pts; then
+  mount -t devpts -o mode=0620,gid=5,ptmxmode=0666,nosuid,noexec devpts /newroot/dev/pts
+fi
+mkdir -p /newroot/dev/shm && mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/dev/shm
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/tmp
+[ -e /newroot/dev/fd ] || ln -s /proc/self/fd /newroot/dev/fd
 exec switch_root /newroot "$init"
 fail "switch_root failed"

@@ -1,4 +1,4 @@
-import { chmod, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError } from "../../src/core/errors.ts";
 import type { Exec } from "../../src/host/types.ts";
@@ -118,6 +118,7 @@ export async function generateVMKeys(opts: { exec: Exec; dir: string }): Promise
   hostKeyPath: string;
   hostPublicKey: string;
 }> {
+  await mkdir(opts.dir, { recursive: true, mode: 0o700 });
   const clientKeyPath = join(opts.dir, "id_ed25519");
   const hostKeyPath = join(opts.dir, "host_ed25519_dropbear");
   for (const p of [clientKeyPath, `${clientKeyPath}.pub`, hostKeyPath]) {

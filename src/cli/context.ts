@@ -41,8 +41,8 @@ export function progress(quiet = false): { update(msg: string): void; done(): vo
 
 let client: DaemonClient | null = null;
 /** A client for this BANGER_HOME whose daemon is up and of our build (auto-started if needed). */
-export async function daemon(): Promise<DaemonClient> {
-  if (client) return client;
+export async function daemon(recheck = false): Promise<DaemonClient> {
+  if (client && !recheck) return client;
   const c = new DaemonClient(resolveHome());
   await c.ensure({ onStart: (why) => process.env.BANGER_DEBUG && process.stderr.write(`${why}\n`) });
   client = c;

@@ -94,8 +94,14 @@ async function readPayload(file: string | undefined): Promise<Uint8Array> {
 }
 
 async function sendBytes(vm: string, session: string, payload: Uint8Array): Promise<{ bytesWritten: number; session: GuestSession }> {
-  const c = await daemon();
-  const res = await c.fetch("POST", `${base(vm, session)}/send`, undefined, undefined, payload);
+  let res: Response;
+  try {
+    res = await (await daemon()).fetch("POST", `${base(vm, session)}/send`, undefined, undefined, payload);
+  } catch (e) {
+    // Not reachable means the request never left: safe to restart the daemon and send once more.
+    if (!(e instanceof BangerError && /not reachable/.test(e.message))) throw e;
+    res = await (await daemon(true)).fetch("POST", `${base(vm, session)}/send`, undefined, undefined, payload);
+  }
   const data = (await res.json()) as { bytesWritten: number; session: GuestSession; error?: { code: string; message: string } };
   if (!res.ok) throw new BangerError((data.error?.code as never) ?? "E_DAEMON", data.error?.message ?? `send failed (${res.status})`);
   return data;
@@ -110,22 +116,31 @@ const send = defineCommand({
   },
 });
 
-/** Print a session log from an offset; with follow, until the session ends or we are interrupted. Returns the next offset. */
+/**
+ * Print a session log from an offset; with follow, until the session ends or
+ * we are interrupted. A daemon that dies mid-stream (even kill -9) is
+ * restarted and the stream resumes from the last byte offset printed, so
+ * nothing is lost or printed twice. Returns the next offset.
+ */
 async function pump(vm: string, session: string, opts: { stream: "stdout" | "stderr"; offset: number; follow: boolean; signal?: AbortSignal }): Promise<number> {
-  const c = await daemon();
   let at = opts.offset;
-  const q = `stream=${opts.stream}&offset=${opts.offset}&follow=${opts.follow ? 1 : 0}`;
-  try {
-    const ev = await c.stream("GET", `${base(vm, session)}/logs?${q}`, undefined, (e) => {
-      if (e.type === "stdout" || e.type === "stderr") {
-        (opts.stream === "stderr" ? process.stderr : process.stdout).write(Buffer.from(e.data, "base64"));
-        if (e.offset !== undefined) at = e.offset;
-      }
-    }, opts.signal);
-    return (ev as { data?: { offset?: number } }).data?.offset ?? at;
-  } catch (e) {
-    if (opts.signal?.aborted) return at;
-    throw e;
+  for (let attempt = 0; ; attempt++) {
+    const c = await daemon(attempt > 0);
+    const q = `stream=${opts.stream}&offset=${at}&follow=${opts.follow ? 1 : 0}`;
+    try {
+      const ev = await c.stream("GET", `${base(vm, session)}/logs?${q}`, undefined, (e) => {
+        if (e.type === "stdout" || e.type === "stderr") {
+          (opts.stream === "stderr" ? process.stderr : process.stdout).write(Buffer.from(e.data, "base64"));
+          if (e.offset !== undefined) at = e.offset;
+        }
+      }, opts.signal);
+      return (ev as { data?: { offset?: number } }).data?.offset ?? at;
+    } catch (e) {
+      if (opts.signal?.aborted) return at;
+      const daemonGone = !(e instanceof BangerError) || e.code === "E_DAEMON";
+      if (!opts.follow || !daemonGone || attempt >= 20) throw e;
+      await Bun.sleep(200);
+    }
   }
 }
 

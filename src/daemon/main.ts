@@ -70,7 +70,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   const ssh = new SSHPool(host.ssh, host.fs);
   const images = new ImageService(store, hooks, host, paths.imagesDir);
-  const sessions = createSessionRoutes({ engine, ssh, host, store, log });
+  // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
+  const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: process.env.BANGER_GUEST_STATE_ROOT || undefined });
   await sessions.reconcile().catch((e) => log.warn(`session reconcile: ${errorMessage(e)}`));
 
   let stopping: Promise<void> | null = null;

@@ -302,8 +302,9 @@ export class SessionEngine {
     const timeout = this._d.sendTimeoutSeconds ?? SEND_TIMEOUT_SECONDS;
     const conn = await this._conn(vm);
     try {
-      await conn.upload(upload, payload, 0o600);
-      const r = await conn.runScript(SendScript(upload, pipe, timeout));
+      const errChunks: Uint8Array[] = [];
+      const exitCode = await conn.exec(SendScript(upload, pipe, timeout), { stdin: payload, onStderr: (c) => errChunks.push(c.slice()) });
+      const r = { exitCode, stderr: Buffer.concat(errChunks).toString("utf8") };
       if (r.exitCode !== 0) {
         // Maybe the process ended under us: say so rather than "timed out".
         const now = await this.refresh(session).catch(() => session);

@@ -181,16 +181,24 @@ export function LaunchScript(session: Pick<GuestSession, "guestStateDir" | "comm
   return lines.join("\n");
 }
 
-/** Writes an uploaded payload into the session's FIFO, then removes the upload. Fails after SEND_TIMEOUT_SECONDS when nobody reads. */
+/**
+ * One round trip per send: the payload arrives on this script's stdin and is
+ * uploaded to `uploadPath` first (so a connection dropped mid-transfer never
+ * leaves half a message in the FIFO), then copied into the FIFO and removed.
+ * dd opens the FIFO itself, inside `timeout`, so a pipe with no reader fails
+ * after `timeoutSeconds` instead of hanging. Run it with exec (`sh -c`), not
+ * runScript: stdin carries the payload.
+ */
 export function SendScript(uploadPath: string, pipePath: string, timeoutSeconds: number = SEND_TIMEOUT_SECONDS): string {
   return `UPLOAD=${shellQuote(uploadPath)}
 PIPE=${shellQuote(pipePath)}
 if [ ! -p "$PIPE" ]; then
-  rm -f "$UPLOAD"
   echo "no stdin pipe at $PIPE" >&2
   exit ${SEND_NO_PIPE_EXIT}
 fi
-timeout ${Math.max(1, Math.floor(timeoutSeconds))} sh -c 'cat "$1" > "$2"' banger-send "$UPLOAD" "$PIPE"
+umask 077
+cat > "$UPLOAD" || { rc=$?; rm -f "$UPLOAD"; exit "$rc"; }
+timeout ${Math.max(1, Math.floor(timeoutSeconds))} dd if="$UPLOAD" of="$PIPE" bs=65536 conv=notrunc status=none
 rc=$?
 rm -f "$UPLOAD"
 if [ "$rc" -eq ${SEND_TIMEOUT_EXIT} ]; then

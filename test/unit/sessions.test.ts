@@ -26,9 +26,25 @@ class RecordingGuestSSH implements GuestSSH {
     private readonly _reply: (script: string) => ScriptReply | Promise<ScriptReply> = () => undefined,
     private readonly _uploadDelayMs = 0,
   ) {}
-  async exec(command: string, _opts?: ExecStreamOptions): Promise<number> {
+  /** stdin of each exec, in order (a send's payload travels this way). */
+  execInputs: Uint8Array[] = [];
+  async exec(command: string, opts?: ExecStreamOptions): Promise<number> {
     this.execs.push(command);
+    const input = opts?.stdin;
+    const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input instanceof Uint8Array ? input.slice() : new Uint8Array();
+    this.execInputs.push(bytes);
+    if (command.includes("UPLOAD=")) {
+      this.events.push("exec:send");
+      if (this._uploadDelayMs) await Bun.sleep(this._uploadDelayMs);
+      const r = (await this._reply(command)) ?? {};
+      if (r.stderr) opts?.onStderr?.(new TextEncoder().encode(r.stderr));
+      return r.exitCode ?? 0;
+    }
     return 0;
+  }
+  /** The sends: each exec that carried an upload, with its payload. */
+  get sends(): { script: string; payload: string }[] {
+    return this.execs.flatMap((c, i) => (c.includes("UPLOAD=") ? [{ script: c, payload: new TextDecoder().decode(this.execInputs[i]) }] : []));
   }
   async runScript(script: string): Promise<ExecResult> {
     this.ranScripts.push(script);
@@ -144,7 +160,7 @@ beforeEach(() => {
 // --- the seed's send cases ---
 
 describe("send (seed cases)", () => {
-  test("happy path: one upload under /tmp/banger-send-, payload intact, one script with cat, the pipe and rm -f", async () => {
+  test("happy path: one round trip uploads to /tmp/banger-send-, cats into the pipe, rm -f's the upload", async () => {
     const { vm, session } = setup("sendbox", "running", "pipe", "running");
     const fake = new RecordingGuestSSH();
     const { engine, dials } = newEngine(fake);
@@ -153,19 +169,16 @@ describe("send (seed cases)", () => {
     expect(result.bytesWritten).toBe(payload.length);
     expect(result.session.id).toBe(session.id);
     expect(dials()).toBe(1);
-    expect(fake.uploadedFiles.size).toBe(1);
-    for (const [path, data] of fake.uploadedFiles) {
-      expect(path.startsWith("/tmp/banger-send-")).toBe(true);
-      expect(new TextDecoder().decode(data)).toBe(new TextDecoder().decode(payload));
-    }
-    expect(fake.uploads[0]!.mode).toBe(0o600);
-    expect(fake.ranScripts.length).toBe(1);
-    const script = fake.ranScripts[0]!;
-    expect(script).toContain("cat ");
+    expect(fake.sends.length).toBe(1);
+    const { script, payload: sent } = fake.sends[0]!;
+    expect(sent).toBe(new TextDecoder().decode(payload));
+    expect(script).toMatch(/UPLOAD='\/tmp\/banger-send-[0-9a-f]+'/);
+    expect(script).toContain("umask 077\ncat > \"$UPLOAD\"");
     expect(script).toContain(sess.StdinPipePath(session.id));
-    expect(script).toContain("rm -f ");
+    expect(script).toContain('rm -f "$UPLOAD"');
     expect(script).toContain(`timeout ${sess.SEND_TIMEOUT_SECONDS} `);
     expect(script).not.toContain("\\n");
+    expect(fake.ranScripts).toEqual([]);
   });
 
   test("empty payload: BytesWritten 0 and no SSH dial", async () => {
@@ -176,6 +189,7 @@ describe("send (seed cases)", () => {
     expect(result.bytesWritten).toBe(0);
     expect(dials()).toBe(0);
     expect(fake.ranScripts).toEqual([]);
+    expect(fake.execs).toEqual([]);
   });
 
   test("closed stdin: 'stdin pipe' error", async () => {
@@ -222,11 +236,9 @@ describe("send details", () => {
     const enc = (s: string) => new TextEncoder().encode(s);
     await Promise.all(["a\n", "b\n", "c\n"].map((p) => engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload: enc(p) }).then(() => n++)));
     expect(n).toBe(3);
-    // upload, script, upload, script...: never two uploads in a row.
-    const kinds = fake.events.map((e) => e.split(":")[0]);
-    expect(kinds).toEqual(["upload", "script", "upload", "script", "upload", "script"]);
-    const bodies = [...fake.uploadedFiles.values()].map((d) => new TextDecoder().decode(d));
-    expect(bodies).toEqual(["a\n", "b\n", "c\n"]);
+    // one round trip each, in call order
+    expect(fake.events).toEqual(["exec:send", "exec:send", "exec:send"]);
+    expect(fake.sends.map((x) => x.payload)).toEqual(["a\n", "b\n", "c\n"]);
     expect(dials()).toBe(1);
   });
 
@@ -463,6 +475,12 @@ const HOSTILE = [`it's`, `a;b`, `$(touch PWNED)`, "`touch PWNED`", "line1\nline2
 const tmpRoot = mkdtempSync(join(tmpdir(), "banger-sessions-unit-"));
 afterAll(() => rmSync(tmpRoot, { recursive: true, force: true }));
 
+/** Run a script as `bash -c` with `input` on stdin, as an SSH exec does. */
+function bashC(script: string, input: string) {
+  const r = Bun.spawnSync(["bash", "-c", script], { stdin: new TextEncoder().encode(input), cwd: tmpRoot, stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
 function bash(script: string, opts: { cwd?: string; stdin?: string } = {}) {
   const r = Bun.spawnSync(["bash", "-s"], { stdin: new TextEncoder().encode(script), cwd: opts.cwd ?? tmpRoot, stdout: "pipe", stderr: "pipe" });
   return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
@@ -532,8 +550,7 @@ describe("scripts", () => {
 
     const paths = sess.sessionPaths(stateDir);
     const upload = join(tmpRoot, "upload it's");
-    writeFileSync(upload, "hello\nworld\n");
-    const sent = bash(sess.SendScript(upload, paths.pipe));
+    const sent = bashC(sess.SendScript(upload, paths.pipe), "hello\nworld\n");
     expect(sent.code).toBe(0);
     expect(existsSync(upload)).toBe(false);
     const want = `${HOSTILE.join("|")}|\n${cwd}\ngot:hello\ngot:world\n`;
@@ -572,14 +589,13 @@ describe("scripts", () => {
     const pipe = join(dir, "stdin.pipe");
     Bun.spawnSync(["mkfifo", pipe]);
     const upload = join(dir, "up");
-    writeFileSync(upload, "x\n");
     const t0 = performance.now();
-    const r = bash(sess.SendScript(upload, pipe, 1));
+    const r = bashC(sess.SendScript(upload, pipe, 1), "x\n");
     expect(r.code).toBe(sess.SEND_TIMEOUT_EXIT);
     expect(r.stderr).toContain("not reading its stdin");
     expect(performance.now() - t0).toBeLessThan(3000);
     expect(existsSync(upload)).toBe(false);
-    const none = bash(sess.SendScript(upload, join(dir, "nope")));
+    const none = bashC(sess.SendScript(upload, join(dir, "nope")), "x\n");
     expect(none.code).toBe(sess.SEND_NO_PIPE_EXIT);
   });
 });

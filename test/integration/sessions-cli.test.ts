@@ -1,0 +1,153 @@
+// Sessions through dist/banger and its daemon, against a real sshd on
+// 127.0.0.1 standing in for the guest: every CLI path, including send and
+// attach across a kill -9 of the daemon.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BANGER, ROOT, tempHome, waitFor } from "../helpers/cli.ts";
+import { startSSHD, type TestSSHD } from "../helpers/sshd.ts";
+
+let sshd: TestSSHD;
+const h = tempHome("banger-sess-");
+const guestRoot = mkdtempSync(join(tmpdir(), "banger-guest-state-"));
+const scratch = mkdtempSync(join(tmpdir(), "banger-sess-files-"));
+const vmPids: number[] = [];
+let env: Record<string, string> = {};
+const run = (args: string[], input?: string) => h.run(args, env, input);
+
+beforeAll(async () => {
+  sshd = await startSSHD();
+  env = {
+    BANGER_PLUGINS: [join(ROOT, "test/fixtures/fake-vmm-plugin.ts"), join(ROOT, "test/fixtures/fake-guest-plugin.ts")].join(":"),
+    BANGER_FAKE_SSH: JSON.stringify({ host: sshd.host, port: sshd.port, clientKey: sshd.clientKey, hostPublicKey: sshd.hostPublicKey }),
+    BANGER_GUEST_STATE_ROOT: guestRoot,
+  };
+  const k = join(scratch, "k");
+  const r = join(scratch, "r");
+  writeFileSync(k, "k");
+  writeFileSync(r, Buffer.alloc(4096));
+  expect(run(["image", "import", "--name", "tiny", "--kernel", k, "--rootfs", r]).code).toBe(0);
+  const vm = run(["vm", "create", "box", "--image", "tiny", "--driver", "fake", "--start", "--json"]);
+  expect(vm.code).toBe(0);
+  vmPids.push(vm.json().pid);
+}, 30_000);
+
+afterAll(async () => {
+  run(["vm", "delete", "box", "--force"]);
+  await h.cleanup(vmPids);
+  await sshd?.stop();
+  rmSync(guestRoot, { recursive: true, force: true });
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+const AGENT = ["bash", "-c", 'while IFS= read -r l; do printf "got:%s\\n" "$l"; done'];
+
+async function readUntil(proc: { stdout: ReadableStream<Uint8Array> }, want: string, acc: { text: string }, timeoutMs = 15_000) {
+  const reader = proc.stdout.getReader();
+  const end = Date.now() + timeoutMs;
+  try {
+    while (!acc.text.includes(want) && Date.now() < end) {
+      const r = await Promise.race([reader.read(), Bun.sleep(end - Date.now()).then(() => ({ done: true, value: undefined }))]);
+      if (r.done) break;
+      acc.text += new TextDecoder().decode(r.value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  return acc.text.includes(want);
+}
+
+describe("session CLI over a real sshd", () => {
+  test("preflight failures name their stage", () => {
+    const cwd = run(["session", "start", "box", "--name", "nocwd", "--cwd", "/no/such/dir", "--", "true"]);
+    expect(cwd.code).toBe(2);
+    expect(cwd.stderr).toContain('stage "cwd"');
+    const cmd = run(["session", "start", "box", "--name", "nocmd", "--require", "git", "--require", "no-such-tool-xyz", "--", "true"]);
+    expect(cmd.code).toBe(2);
+    expect(cmd.stderr).toContain('stage "command"');
+    expect(cmd.stderr).toContain("no-such-tool-xyz");
+    const shown = run(["session", "show", "box", "nocmd", "--json"]).json();
+    expect(shown.status).toBe("failed");
+    expect(shown.launchStage).toBe("command");
+  });
+
+  test("start a pipe session; send from stdin and from a file; logs by offset", async () => {
+    const s = run(["session", "start", "box", "--name", "agent", "--json", "--", ...AGENT]);
+    expect(s.code).toBe(0);
+    expect(s.json().status).toBe("running");
+    expect(run(["session", "send", "box", "agent", "--json"], "one\n").json().bytesWritten).toBe(4);
+    writeFileSync(join(scratch, "payload"), "two\n");
+    expect(run(["session", "send", "box", "agent", "--file", join(scratch, "payload")]).stdout).toBe("sent 4 bytes\n");
+    expect(await waitFor(() => run(["session", "logs", "box", "agent"]).stdout === "got:one\ngot:two\n", 5000, 100)).toBe(true);
+    const tail = run(["session", "logs", "box", "agent", "--offset", "8", "--json"]);
+    expect(tail.stdout).toBe("got:two\n");
+    expect(JSON.parse(tail.stderr.trim()).nextOffset).toBe(16);
+  });
+
+  test("hostile payloads and args arrive byte for byte", async () => {
+    const hostile = ["it's", "a; touch /tmp/banger-pwned", "$(id)", "two\nlines", "`x`"];
+    const s = run(["session", "start", "box", "--name", "hostile", "--stdin", "closed", "--", "printf", "%s|", ...hostile]);
+    expect(s.code).toBe(0);
+    expect(await waitFor(() => run(["session", "logs", "box", "hostile"]).stdout === hostile.join("|") + "|", 5000, 100)).toBe(true);
+    expect(Bun.file("/tmp/banger-pwned").size).toBe(0);
+    const weird = "{\"q\":\"it's $(x); `y`\"}\n";
+    expect(run(["session", "send", "box", "agent"], weird).code).toBe(0);
+    expect(await waitFor(() => run(["session", "logs", "box", "agent", "--offset", "16"]).stdout === "got:" + weird, 5000, 100)).toBe(true);
+  });
+
+  test("closed stdin: send fails with 'stdin pipe'; an empty payload is fine", () => {
+    const r = run(["session", "send", "box", "hostile"], "x\n");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("stdin pipe");
+    expect(run(["session", "send", "box", "agent", "--json"], "").json().bytesWritten).toBe(0);
+  });
+
+  test("send and logs after kill -9 of the daemon: nothing lost, nothing doubled", async () => {
+    process.kill(h.daemonPid(), "SIGKILL");
+    expect(run(["session", "send", "box", "agent"], "three\n").code).toBe(0);
+    expect(await waitFor(() => run(["session", "logs", "box", "agent"]).stdout.endsWith("got:three\n"), 5000, 100)).toBe(true);
+    const all = run(["session", "logs", "box", "agent"]).stdout;
+    expect(all.split("\n").filter((l) => l === "got:three").length).toBe(1);
+    expect(run(["session", "show", "box", "agent", "--json"]).json().status).toBe("running");
+  });
+
+  test("attach: live stdin and output, Ctrl-] detaches, the session keeps running; reattach from the offset", async () => {
+    const before = run(["session", "logs", "box", "agent"]).stdout.length;
+    const p = Bun.spawn([BANGER, "session", "attach", "box", "agent", "--offset", String(before), "--json"], { env: { ...h.env, ...env }, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    const acc = { text: "" };
+    p.stdin.write("four\n");
+    p.stdin.flush();
+    expect(await readUntil(p, "got:four\n", acc)).toBe(true);
+    expect(acc.text.startsWith("got:four\n")).toBe(true); // nothing before the offset was replayed
+
+    // kill -9 the daemon mid-attach: the attach reconnects and continues from its offset
+    process.kill(h.daemonPid(), "SIGKILL");
+    await Bun.sleep(300);
+    p.stdin.write("five\n");
+    p.stdin.flush();
+    expect(await readUntil(p, "got:five\n", acc)).toBe(true);
+    p.stdin.write(new Uint8Array([0x1d]));
+    p.stdin.flush();
+    expect(await p.exited).toBe(0);
+    const rest = await new Response(p.stdout).text();
+    const out = acc.text + rest;
+    expect(out.split("\n").filter((l) => l.startsWith("got:"))).toEqual(["got:four", "got:five"]);
+    const next = JSON.parse(out.trim().split("\n").pop()!).nextOffset;
+    expect(next).toBe(before + "got:four\ngot:five\n".length);
+    expect(run(["session", "show", "box", "agent", "--json"]).json().status).toBe("running");
+  }, 60_000);
+
+  test("list, stop (exit recorded), send to a stopped session says not running, rm", () => {
+    const list = run(["session", "list", "box", "--json"]).json().map((s: { name: string }) => s.name);
+    expect(list).toContain("agent");
+    const stopped = run(["session", "stop", "box", "agent", "--grace", "2", "--json"]).json();
+    expect(stopped.status).toBe("stopped");
+    expect(stopped.exitCode).not.toBeNull();
+    const r = run(["session", "send", "box", "agent"], "late\n");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("not running");
+    expect(run(["session", "rm", "box", "agent"]).code).toBe(0);
+    expect(run(["session", "show", "box", "agent"]).code).toBe(1);
+  });
+});
