@@ -41,12 +41,17 @@ export function progress(quiet = false): { update(msg: string): void; done(): vo
 
 let client: DaemonClient | null = null;
 /** A client for this BANGER_HOME whose daemon is up and of our build (auto-started if needed). */
+let ensuring: Promise<DaemonClient> | null = null;
 export async function daemon(recheck = false): Promise<DaemonClient> {
   if (client && !recheck) return client;
-  const c = new DaemonClient(resolveHome());
-  await c.ensure({ onStart: (why) => process.env.BANGER_DEBUG && process.stderr.write(`${why}\n`) });
-  client = c;
-  return c;
+  // Concurrent callers (attach's output pumps and its sender) share one check/start.
+  ensuring ??= (async () => {
+    const c = new DaemonClient(resolveHome());
+    await c.ensure({ onStart: (why) => process.env.BANGER_DEBUG && process.stderr.write(`${why}\n`) });
+    client = c;
+    return c;
+  })().finally(() => (ensuring = null));
+  return ensuring;
 }
 
 /** Run a streaming call: progress to stderr, output chunks to stdout/stderr; returns the final event. */

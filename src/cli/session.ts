@@ -98,8 +98,9 @@ async function sendBytes(vm: string, session: string, payload: Uint8Array): Prom
   try {
     res = await (await daemon()).fetch("POST", `${base(vm, session)}/send`, undefined, undefined, payload);
   } catch (e) {
-    // Not reachable means the request never left: safe to restart the daemon and send once more.
-    if (!(e instanceof BangerError && /not reachable/.test(e.message))) throw e;
+    // Refused or no socket: the request never left, so restarting the daemon and sending once
+    // more cannot double it. A reset mid-request may have been delivered: never retried.
+    if (!(e instanceof BangerError && /not reachable.*(ECONNREFUSED|ENOENT)/.test(e.message))) throw e;
     res = await (await daemon(true)).fetch("POST", `${base(vm, session)}/send`, undefined, undefined, payload);
   }
   const data = (await res.json()) as { bytesWritten: number; session: GuestSession; error?: { code: string; message: string } };
@@ -174,7 +175,15 @@ const attach = defineCommand({
     const onData = (buf: Buffer) => {
       const cut = buf.indexOf(DETACH_KEY);
       const payload = cut >= 0 ? buf.subarray(0, cut) : buf;
-      if (payload.length) sending = sending.then(() => sendBytes(args.vm, args.session, payload).then(() => {})).catch((e) => fail(e, !!args.json));
+      if (payload.length) {
+        sending = sending
+          .then(() => sendBytes(args.vm, args.session, payload).then(() => {}))
+          .catch((e) => {
+            // The daemon died mid-send: that input may or may not have arrived. Say so, keep attaching.
+            if (e instanceof BangerError && e.code === "E_DAEMON") process.stderr.write(`banger: ${e.message}; the last input may not have been delivered\n`);
+            else fail(e, !!args.json);
+          });
+      }
       if (cut >= 0) stop.abort();
     };
     stdin.on("data", onData);
