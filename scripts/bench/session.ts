@@ -16,13 +16,21 @@ const REPLY_TIMEOUT_MS = 60_000;
 /** The daemon's API over its unix socket. */
 function api(sock: string) {
   return async (method: string, path: string, body?: string | Uint8Array, signal?: AbortSignal): Promise<Response> => {
-    const res = await fetch(`http://banger${path}`, {
-      unix: sock,
-      method,
-      body,
-      signal,
-      headers: typeof body === "string" ? { "content-type": "application/json" } : undefined,
-    } as RequestInit);
+    const t0 = performance.now();
+    let res: Response;
+    try {
+      res = await fetch(`http://banger${path}`, {
+        unix: sock,
+        method,
+        body,
+        signal,
+        // the follow stream stays open for the whole section: no client-side timeout
+        timeout: false,
+        headers: typeof body === "string" ? { "content-type": "application/json" } : undefined,
+      } as RequestInit);
+    } catch (e) {
+      throw new Error(`${method} ${path} after ${((performance.now() - t0) / 1000).toFixed(1)} s: ${e instanceof Error ? e.message : String(e)}`);
+    }
     if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status}: ${(await res.text()).slice(0, 300)}`);
     return res;
   };
@@ -39,8 +47,9 @@ class ReplyReader {
   private _failed: Error | null = null;
   readonly order: number[] = [];
 
-  constructor(res: Response) {
-    void this._pump(res).catch((e) => this._fail(e instanceof Error ? e : new Error(String(e))));
+  /** Takes the response promise: the daemon sends headers with the first chunk, which comes only after a send. */
+  constructor(res: Promise<Response>) {
+    void res.then((r) => this._pump(r)).catch((e) => this._fail(e instanceof Error ? e : new Error(String(e))));
   }
 
   /** Time (performance.now) at which reply `seq` was seen. */
@@ -122,7 +131,7 @@ export async function sessionSection(b: Bench, vms: BenchVMs, counts: SessionCou
   await call("POST", base, JSON.stringify({ name: SESSION, command: "bash", args: ["-c", ECHO_AGENT] }));
   b.defer(`kill session ${SESSION}`, () => call("POST", `${base}/${SESSION}/kill`, "{}").catch(() => {}));
   const follow = new AbortController();
-  const reader = new ReplyReader(await call("GET", `${base}/${SESSION}/logs?offset=0&follow=1`, undefined, follow.signal));
+  const reader = new ReplyReader(call("GET", `${base}/${SESSION}/logs?offset=0&follow=1`, undefined, follow.signal));
   b.defer("close follow stream", () => follow.abort());
 
   let seq = 0;

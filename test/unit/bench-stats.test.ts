@@ -82,8 +82,8 @@ describe("formatting", () => {
 
   test("formatTable takes explicit alignment", () => {
     expect(formatTable(["s", "what", "r"], [["x", "ab", "1x"], ["yy", "c", "10x"]], ["l", "l", "r"]).split("\n").slice(2)).toEqual([
-      "x   ab   1x",
-      "yy  c   10x",
+      "x   ab     1x",
+      "yy  c     10x",
     ]);
   });
 
