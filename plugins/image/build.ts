@@ -1,3 +1,4 @@
+import { fileExists } from "../../src/host/fs.ts";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { chmod, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
@@ -280,7 +281,7 @@ async function _customizeRootfs(exec: Exec, root: string, kernel: KernelParts): 
   await chmod(join(usr, "sbin/banger-init"), 0o755);
   for (const [name, sig] of [["poweroff", "USR1"], ["halt", "USR1"], ["shutdown", "USR1"], ["reboot", "USR2"]] as const) {
     const p = join(usr, "sbin", name);
-    if (await _exists(p)) continue;
+    if (await fileExists(p)) continue;
     await writeFile(p, _POWER_SHIM(sig));
     await chmod(p, 0o755);
   }
@@ -297,18 +298,10 @@ async function _customizeRootfs(exec: Exec, root: string, kernel: KernelParts): 
 }
 
 async function _which(cands: string[]): Promise<string> {
-  for (const c of cands) if (await _exists(c)) return c;
+  for (const c of cands) if (await fileExists(c)) return c;
   throw new BangerError("E_MISSING_TOOL", `none of ${cands.join(", ")} exists (install busybox-static)`);
 }
 
-async function _exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function _nonEmpty(p: string): Promise<boolean> {
   try {

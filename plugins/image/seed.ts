@@ -1,3 +1,4 @@
+import { fileExists } from "../../src/host/fs.ts";
 import { chmod, mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError } from "../../src/core/errors.ts";
@@ -122,7 +123,7 @@ export async function generateVMKeys(opts: { exec: Exec; dir: string }): Promise
   const clientKeyPath = join(opts.dir, "id_ed25519");
   const hostKeyPath = join(opts.dir, "host_ed25519_dropbear");
   for (const p of [clientKeyPath, `${clientKeyPath}.pub`, hostKeyPath]) {
-    if (await _exists(p)) throw new BangerError("E_CONFLICT", `${p} already exists; not overwriting a VM key`);
+    if (await fileExists(p)) throw new BangerError("E_CONFLICT", `${p} already exists; not overwriting a VM key`);
   }
   await opts.exec.run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "banger", "-f", clientKeyPath], { input: "" });
   const clientPublicKey = _firstKeyLine((await readFile(`${clientKeyPath}.pub`, "utf8")), "ssh-keygen");
@@ -142,11 +143,3 @@ function _firstKeyLine(text: string, from: string): string {
   throw new BangerError("E_INTERNAL", `${from} printed no ssh-ed25519 public key`);
 }
 
-async function _exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -21,6 +21,15 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   }
 }
 
+export async function fileExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function createFS(): FS {
   return {
     async readText(path) {
@@ -31,14 +40,7 @@ export function createFS(): FS {
       }
     },
     writeAtomic: writeFileAtomic,
-    async exists(path) {
-      try {
-        await stat(path);
-        return true;
-      } catch {
-        return false;
-      }
-    },
+    exists: fileExists,
     async mkdirp(path, mode = 0o700) {
       await mkdir(path, { recursive: true, mode });
     },
