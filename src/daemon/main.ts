@@ -19,6 +19,8 @@ import { createDaemonLogger } from "./log.ts";
 import { SSHPool } from "./ssh-pool.ts";
 import { createSessionRoutes } from "./sessions.ts";
 
+const SHUTDOWN_GRACE_MS = 5000;
+
 export interface DaemonOptions {
   home?: string;
   plugins?: string[];
@@ -79,7 +81,13 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     stopping ??= (async () => {
       log.info("shutting down: no new requests; finishing in-flight ones");
       // stop(false): stop accepting, let in-flight requests finish. VMs are not touched.
-      await server.stop(false);
+      // Follow streams (logs -f, attach) never finish by themselves: cut them after a grace period;
+      // their clients reconnect to the next daemon from their last offset.
+      const drained = await Promise.race([server.stop(false).then(() => true), Bun.sleep(SHUTDOWN_GRACE_MS).then(() => false)]);
+      if (!drained) {
+        log.info(`cutting streams still open after ${SHUTDOWN_GRACE_MS} ms`);
+        await server.stop(true);
+      }
       await sessions.close().catch(() => {});
       ssh.closeAll();
       store.close();

@@ -213,6 +213,28 @@ describe("daemon lifecycle", () => {
     expect(run(["vm", "delete", "survivor"]).code).toBe(0);
   });
 
+  test("SIGTERM finishes a request in flight, cuts endless streams after a grace period", async () => {
+    expect(run(["vm", "list"]).code).toBe(0);
+    const pid = h.daemonPid();
+    const created = run(["vm", "create", "survivor2", "--image", "tiny", "--driver", "fake", "--start", "--json"]);
+    vmPids.push(created.json().pid);
+    const follower = Bun.spawn([BANGER, "vm", "logs", "survivor2", "-f"], { env: { ...h.env, BANGER_PLUGINS: PLUGIN }, stdout: "pipe", stderr: "pipe" });
+    const slow = Bun.spawn([BANGER, "vm", "create", "slow-1", "--image", "tiny", "--driver", "fake", "--start", "--json"], { env: { ...h.env, BANGER_PLUGINS: PLUGIN }, stdout: "pipe", stderr: "pipe" });
+    await Bun.sleep(500);
+    const t0 = Date.now();
+    process.kill(pid, "SIGTERM");
+    expect(await slow.exited).toBe(0); // the in-flight create completed
+    const v = JSON.parse(await new Response(slow.stdout).text());
+    vmPids.push(v.pid);
+    expect(v.alive).toBe(true);
+    expect(await waitFor(() => !alive(pid), 15_000)).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(12_000);
+    expect(await follower.exited).not.toBe(null); // its stream was cut, so it ended
+    expect(await new Response(follower.stdout).text()).toContain("BANGER-READY");
+    expect(alive(v.pid)).toBe(true);
+    for (const n of ["survivor2", "slow-1"]) expect(run(["vm", "delete", n]).code).toBe(0);
+  }, 30_000);
+
   test("version handshake: a daemon from another build is replaced", async () => {
     expect(run(["daemon", "stop"]).code).toBe(0);
     // a dev-build daemon (run from source) on the same home
