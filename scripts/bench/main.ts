@@ -10,7 +10,7 @@ import { autostartSection, cliSection, type CliShared } from "./cli.ts";
 import { bootSection } from "./boot.ts";
 import { execSection } from "./exec.ts";
 import { imageSection } from "./image.ts";
-import { Bench, killPid } from "./run.ts";
+import { Bench, killPid, waitGone } from "./run.ts";
 import { sessionSection } from "./session.ts";
 import { formatTable, pickSections } from "./stats.ts";
 import { BenchVMs, vmSkipReason } from "./vm.ts";
@@ -66,7 +66,10 @@ async function main(): Promise<number> {
     await b.init();
     b.defer("stop the bench daemon", async () => {
       await b.exec(b.banger("daemon", "stop"));
-      for (const pid of b.daemonPids) if (killPid(pid, "banger")) console.error(`bench cleanup: killed leftover daemon pid ${pid}`);
+      // `daemon stop` returns once the socket is gone; the process may still be closing the DB
+      for (const pid of b.daemonPids) {
+        if (!(await waitGone(pid, "banger", 10_000)) && killPid(pid, "banger")) console.error(`bench cleanup: killed leftover daemon pid ${pid}`);
+      }
     });
     const version = (await b.must(b.banger("--version"))).stdout.trim();
     console.log(`banger bench — ${version} — ${new Date().toISOString()}`);

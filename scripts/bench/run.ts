@@ -50,7 +50,14 @@ export class Bench {
     this.home = await mkdtemp("/tmp/bb-");
     this.tmp = join(this.home, "bench");
     await Bun.$`mkdir -p ${this.tmp}`.quiet();
-    this.defer("remove temp BANGER_HOME", () => rm(this.home, { recursive: true, force: true }));
+    this.defer("remove temp BANGER_HOME", async () => {
+      // a daemon that is still exiting can write its log again mid-removal: retry, then check
+      for (let i = 0; i < 5 && existsSync(this.home); i++) {
+        await rm(this.home, { recursive: true, force: true }).catch(() => {});
+        if (existsSync(this.home)) await sleep(200);
+      }
+      if (existsSync(this.home)) throw new Error(`could not remove ${this.home}`);
+    });
   }
 
   get env(): Record<string, string> {
@@ -178,6 +185,16 @@ export function pidAlive(pid: number, needle?: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Wait up to ms for pid to exit (or stop looking like ours); true when it is gone. */
+export async function waitGone(pid: number, needle: string, ms: number): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (pidAlive(pid, needle)) {
+    if (performance.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
 }
 
 /** SIGKILL pid only if it still looks like the process we started (pid reuse guard). */
