@@ -74,7 +74,6 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const images = new ImageService(store, hooks, host, paths.imagesDir);
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
   const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: process.env.BANGER_GUEST_STATE_ROOT || undefined });
-  await sessions.reconcile().catch((e) => log.warn(`session reconcile: ${errorMessage(e)}`));
 
   let stopping: Promise<void> | null = null;
   const shutdown = () => {
@@ -122,4 +121,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);
   log.info(`listening on ${paths.socket}`);
+  // Session status needs SSH to each guest (seconds under TCG, longer for an unreachable one):
+  // after listening, so auto-start stays fast; every session read refreshes on demand anyway.
+  void sessions.reconcile().catch((e) => log.warn(`session reconcile: ${errorMessage(e)}`));
 }
