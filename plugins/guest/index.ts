@@ -122,6 +122,11 @@ export default definePlugin({
     });
     ctx.hook("vm:start:after", async ({ vm, handles, progress, signal }) => {
       if (!vm.runtime.sshPort) return;
+      if (!ctx.store.getImage(vm.spec.image)?.initrdPath) {
+        // an imported kernel+rootfs without banger's initramfs gets no keys: nothing to wait for
+        ctx.log.info(`${vm.name}: image ${vm.spec.image} has no banger initramfs; not waiting for SSH`);
+        return;
+      }
       await waitForGuest(ctx.host, vm, handles.pid, { timeoutMs: bootTimeoutMs(), progress, signal });
     });
   },
