@@ -10,3 +10,5 @@ export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, Gues
 export type { VMMDriver, BootConfig, LaunchResult } from "./vmm/driver.ts";
 export type { Host, Exec, ExecResult, ExecOptions, Procs, ProcInfo, Clock, FS, GuestSSH, SSHTarget, SSHDialer } from "./host/types.ts";
 export { BangerError } from "./core/errors.ts";
+/** Where a VM keeps its files (disks, keys, sockets, logs), derived from VMRuntime.vmDir. */
+export { vmPaths } from "./core/paths.ts";

@@ -2,6 +2,7 @@ import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError } from "../../src/core/errors.ts";
 import { definePlugin } from "../../src/core/plugin.ts";
+import { vmPaths } from "../../src/core/paths.ts";
 import type { VMRecord } from "../../src/core/model.ts";
 import type { Host } from "../../src/host/types.ts";
 import { buildSeedInitrd, generateVMKeys } from "../image/seed.ts";
@@ -10,9 +11,6 @@ import { buildSeedInitrd, generateVMKeys } from "../image/seed.ts";
 export const READY_MARKER = "BANGER-READY";
 /** Printed (with a reason) by the guest's init when it cannot come up; it powers off after. */
 export const FAILED_MARKER = "BANGER-BOOT-FAILED";
-const CLIENT_KEY = "id_ed25519";
-const HOST_KEY = "host_ed25519_dropbear";
-const HOST_PUB = "host_ed25519.pub";
 
 export function bootTimeoutMs(env = process.env): number {
   const s = Number(env.BANGER_BOOT_TIMEOUT ?? "");
@@ -52,9 +50,9 @@ async function bootState(path: string): Promise<"ready" | string | null> {
 export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal }): Promise<void> {
   const started = Date.now();
   const deadline = started + opts.timeoutMs;
-  const keys = join(vm.runtime.vmDir, "keys");
-  const privateKey = await host.fs.readText(join(keys, CLIENT_KEY));
-  const hostKey = await host.fs.readText(join(keys, HOST_PUB));
+  const keys = vmPaths(vm.runtime.vmDir);
+  const privateKey = await host.fs.readText(keys.clientKey);
+  const hostKey = await host.fs.readText(keys.hostPubKey);
   if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys`);
   let lastReport = 0;
   let marker = false;
@@ -100,23 +98,25 @@ export default definePlugin({
       const image = ctx.store.getImage(vm.spec.image);
       if (!image?.initrdPath) return; // a user's own kernel+rootfs pair: no seed channel, keys are theirs
       progress("generating keys");
-      const dir = join(vm.runtime.vmDir, "keys");
-      await ctx.host.fs.mkdirp(dir, 0o700);
-      const keys = await generateVMKeys({ exec: ctx.host.exec, dir });
-      await ctx.host.fs.writeAtomic(join(dir, HOST_PUB), keys.hostPublicKey + "\n", 0o644);
+      const paths = vmPaths(vm.runtime.vmDir);
+      await ctx.host.fs.mkdirp(paths.keysDir, 0o700);
+      const keys = await generateVMKeys({ exec: ctx.host.exec, dir: paths.keysDir });
+      // generateVMKeys names its files as vmPaths does; the daemon's SSH pool reads them from there
+      if (keys.clientKeyPath !== paths.clientKey || keys.hostKeyPath !== paths.hostKey) throw new BangerError("E_INTERNAL", "key file names drifted from vmPaths");
+      await ctx.host.fs.writeAtomic(paths.hostPubKey, keys.hostPublicKey + "\n", 0o644);
     });
     ctx.hook("vm:start:before", async ({ vm, boot }) => {
       const image = ctx.store.getImage(vm.spec.image);
       if (!image?.initrdPath) return;
-      const keys = join(vm.runtime.vmDir, "keys");
+      const keys = vmPaths(vm.runtime.vmDir);
       const out = join(vm.runtime.vmDir, "initrd.img");
       await buildSeedInitrd({
         exec: ctx.host.exec,
         baseInitrd: image.initrdPath,
         out,
         hostname: vm.name,
-        authorizedKey: (await ctx.host.fs.readText(join(keys, `${CLIENT_KEY}.pub`)))!.trim(),
-        hostKeyPath: join(keys, HOST_KEY),
+        authorizedKey: (await ctx.host.fs.readText(`${keys.clientKey}.pub`))!.trim(),
+        hostKeyPath: keys.hostKey,
       });
       boot.initrdPaths = [out];
     });

@@ -1,5 +1,5 @@
 import { fileExists } from "../../src/host/fs.ts";
-import { chmod, mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError } from "../../src/core/errors.ts";
 import type { Exec } from "../../src/host/types.ts";

@@ -44,5 +44,11 @@ export function vmPaths(vmDir: string) {
     systemDisk: join(vmDir, "system.img"),
     workDisk: join(vmDir, "work.img"),
     keysDir: join(vmDir, "keys"),
+    /** The client key banger logs in with (OpenSSH ed25519). */
+    clientKey: join(vmDir, "keys", "id_ed25519"),
+    /** The guest's host key (dropbear format), delivered by the seed. */
+    hostKey: join(vmDir, "keys", "host_ed25519_dropbear"),
+    /** Its public line, pinned by every client: no trust on first use. */
+    hostPubKey: join(vmDir, "keys", "host_ed25519.pub"),
   };
 }

@@ -144,7 +144,3 @@ function toError(data: unknown, status: number): BangerError {
   return new BangerError(code, err?.message ?? `daemon answered ${status}`);
 }
 
-export function clientFor(home: string): DaemonClient {
-  return new DaemonClient(home);
-}
-export { daemonPaths };

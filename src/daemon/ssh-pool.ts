@@ -1,19 +1,15 @@
-import { join } from "node:path";
 import { BangerError } from "../core/errors.ts";
 import type { VMRecord } from "../core/model.ts";
 import { vmPaths } from "../core/paths.ts";
 import type { FS, GuestSSH, SSHDialer, SSHTarget } from "../host/types.ts";
 
-export const CLIENT_KEY_FILE = "id_ed25519";
-export const HOST_PUBKEY_FILE = "host_ed25519.pub";
-
 /** Where and how to reach a VM's SSH server, with its pinned host key. */
 export async function sshTargetFor(fs: FS, vm: VMRecord): Promise<SSHTarget> {
   if (!vm.runtime.sshPort) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH endpoint`);
-  const keys = vmPaths(vm.runtime.vmDir).keysDir;
-  const privateKey = await fs.readText(join(keys, CLIENT_KEY_FILE));
-  const hostKey = await fs.readText(join(keys, HOST_PUBKEY_FILE));
-  if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys in ${keys}`);
+  const p = vmPaths(vm.runtime.vmDir);
+  const privateKey = await fs.readText(p.clientKey);
+  const hostKey = await fs.readText(p.hostPubKey);
+  if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys in ${p.keysDir}`);
   return { host: vm.runtime.sshHost || "127.0.0.1", port: vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim() };
 }
 
