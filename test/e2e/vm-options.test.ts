@@ -54,6 +54,15 @@ describe.skipIf(!e2eReady)("real VM options", () => {
     expect(sh("big", "cat /work/f /root/g").stdout).toBe("kept\nroot-kept\n");
   }, 300_000);
 
+  test("restart: a new VM process, same disks", () => {
+    const before = h.run(["vm", "show", "big", "--json"]).json().pid;
+    const r = h.run(["vm", "restart", "big", "--json"]);
+    expect(r.code).toBe(0);
+    expect(r.json().runtime.state).toBe("running");
+    expect(r.json().pid).not.toBe(before);
+    expect(sh("big", "cat /work/f").stdout).toBe("kept\n");
+  }, 300_000);
+
   test("a guest that never answers SSH in time: a clear error with the serial tail, nothing left running", async () => {
     expect(h.run(["daemon", "stop"]).code).toBe(0);
     // the daemon inherits the boot timeout from the command that starts it
