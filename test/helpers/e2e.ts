@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempHome } from "./cli.ts";
 
@@ -17,6 +17,18 @@ export function e2eHome(prefix: string) {
 
 /** Every qemu process whose command line mentions this home: what a test must leave none of. */
 export function qemuPidsUnder(home: string): number[] {
-  const out = Bun.spawnSync(["pgrep", "-f", `qemu-system-x86_64.*${home}`]).stdout.toString();
-  return out.split("\n").filter(Boolean).map(Number);
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    let cmd = "";
+    try {
+      cmd = readFileSync(`/proc/${name}/cmdline`, "utf8");
+    } catch {
+      continue;
+    }
+    if (cmd.startsWith("/usr/bin/qemu-system-x86_64") || cmd.startsWith("qemu-system-x86_64")) {
+      if (cmd.includes(home)) pids.push(Number(name));
+    }
+  }
+  return pids;
 }

@@ -3,7 +3,7 @@
 // "VMs" are real node processes serving a unix socket (test/fixtures/fake-vmm-plugin.ts),
 // loaded as a user plugin from a directory outside the repo.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { alive, BANGER, ROOT, tempHome, waitFor } from "../helpers/cli.ts";
@@ -53,10 +53,24 @@ describe("auto-started daemon", () => {
     expect(statSync(h.home).mode & 0o777).toBe(0o700);
   });
 
-  test("no TCP listener", () => {
+  test("no TCP listener: the daemon holds no inet socket at all", () => {
     const pid = h.daemonPid();
-    const r = Bun.spawnSync(["ss", "-ltnpH"]);
-    expect(r.stdout.toString()).not.toContain(`pid=${pid},`);
+    // socket inodes the daemon holds, vs every TCP/TCP6 socket the kernel lists
+    const inodes = new Set(
+      readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+        try {
+          const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+          return m ? [m[1]!] : [];
+        } catch {
+          return [];
+        }
+      }),
+    );
+    expect(inodes.size).toBeGreaterThan(0); // it does hold its unix socket
+    for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+      const rows = readFileSync(table, "utf8").trim().split("\n").slice(1);
+      for (const row of rows) expect(inodes.has(row.trim().split(/\s+/)[9]!)).toBe(false);
+    }
   });
 
   test("one daemon per home: a second one refuses", () => {
