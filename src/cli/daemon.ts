@@ -29,11 +29,15 @@ const stop = defineCommand({
 });
 
 const logs = defineCommand({
-  meta: { name: "logs", description: "Print the daemon log" },
+  meta: { name: "logs", description: "Print the daemon log (--json: {path, data})" },
   args: { follow: { type: "boolean", alias: "f", description: "Keep printing" }, ...jsonArg },
   async run({ args }) {
     const path = new DaemonClient(resolveHome()).paths.log;
     const f = Bun.file(path);
+    if (args.json && !args.follow) {
+      out({ path, data: (await f.exists()) ? await f.text() : "" }, true, () => "");
+      return;
+    }
     let pos = 0;
     for (;;) {
       const size = (await f.exists()) ? f.size : 0;

@@ -123,16 +123,21 @@ const send = defineCommand({
  * restarted and the stream resumes from the last byte offset printed, so
  * nothing is lost or printed twice. Returns the next offset.
  */
-async function pump(vm: string, session: string, opts: { stream: "stdout" | "stderr"; offset: number; follow: boolean; signal?: AbortSignal }): Promise<number> {
+async function pump(
+  vm: string,
+  session: string,
+  opts: { stream: "stdout" | "stderr"; offset: number; follow: boolean; signal?: AbortSignal; onChunk?: (data: Buffer, nextOffset: number) => void },
+): Promise<number> {
   let at = opts.offset;
+  const write = opts.onChunk ?? ((data: Buffer) => (opts.stream === "stderr" ? process.stderr : process.stdout).write(data));
   for (let attempt = 0; ; attempt++) {
     const c = await daemon(attempt > 0);
     const q = `stream=${opts.stream}&offset=${at}&follow=${opts.follow ? 1 : 0}`;
     try {
       const ev = await c.stream("GET", `${base(vm, session)}/logs?${q}`, undefined, (e) => {
         if (e.type === "stdout" || e.type === "stderr") {
-          (opts.stream === "stderr" ? process.stderr : process.stdout).write(Buffer.from(e.data, "base64"));
           if (e.offset !== undefined) at = e.offset;
+          write(Buffer.from(e.data, "base64"), at);
         }
       }, opts.signal);
       return (ev as { data?: { offset?: number } }).data?.offset ?? at;
@@ -146,7 +151,10 @@ async function pump(vm: string, session: string, opts: { stream: "stdout" | "std
 }
 
 const logs = defineCommand({
-  meta: { name: "logs", description: "Print a session's stdout (or --stderr) from a byte offset; -f follows" },
+  meta: {
+    name: "logs",
+    description: "Print a session's stdout (or --stderr) from a byte offset; -f follows. --json: {data, offset, nextOffset} (with -f: one such line per chunk)",
+  },
   args: {
     ...sArgs,
     follow: { type: "boolean", alias: "f", description: "Keep printing until the session ends" },
@@ -155,8 +163,25 @@ const logs = defineCommand({
     ...jsonArg,
   },
   async run({ args }) {
-    const next = await pump(args.vm, args.session, { stream: args.stderr ? "stderr" : "stdout", offset: intArg(args.offset, "--offset") ?? 0, follow: !!args.follow });
-    if (args.json) process.stderr.write(JSON.stringify({ nextOffset: next }) + "\n");
+    const offset = intArg(args.offset, "--offset") ?? 0;
+    const stream = args.stderr ? "stderr" : "stdout";
+    if (!args.json) {
+      await pump(args.vm, args.session, { stream, offset, follow: !!args.follow });
+      return;
+    }
+    // JSON: text plus byte offsets, so a script can resume exactly where it stopped
+    const chunks: Buffer[] = [];
+    const next = await pump(args.vm, args.session, {
+      stream,
+      offset,
+      follow: !!args.follow,
+      onChunk: (data, nextOffset) => {
+        if (args.follow) {
+          process.stdout.write(JSON.stringify({ data: data.toString("utf8"), offset: nextOffset - data.length, nextOffset }) + "\n");
+        } else chunks.push(data);
+      },
+    });
+    if (!args.follow) out({ data: Buffer.concat(chunks).toString("utf8"), offset, nextOffset: next }, true, () => "");
   },
 });
 

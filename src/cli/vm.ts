@@ -184,11 +184,19 @@ const ssh = defineCommand({
 });
 
 const logs = defineCommand({
-  meta: { name: "logs", description: "Print a VM's serial console log (-f to follow)" },
+  meta: { name: "logs", description: "Print a VM's serial console log (-f to follow). --json: {data, nextOffset}" },
   args: { ...nameArg, follow: { type: "boolean", alias: "f", description: "Keep printing as the log grows" }, ...jsonArg },
   async run({ args }) {
-    const ev = await streamCall("GET", `/v1/vms/${enc(args.name)}/logs?follow=${args.follow ? 1 : 0}`, undefined, { json: !!args.json });
-    if (args.json) out((ev as { data: unknown }).data, true, () => "");
+    const path = `/v1/vms/${enc(args.name)}/logs?follow=${args.follow ? 1 : 0}`;
+    if (!args.json) {
+      await streamCall("GET", path, undefined, { json: false });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    const ev = await (await daemon()).stream("GET", path, undefined, (e) => {
+      if (e.type === "stdout") chunks.push(Buffer.from(e.data, "base64"));
+    });
+    out({ data: Buffer.concat(chunks).toString("utf8"), nextOffset: (ev as { data: { offset: number } }).data.offset }, true, () => "");
   },
 });
 

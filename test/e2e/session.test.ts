@@ -52,8 +52,10 @@ describe.skipIf(!e2eReady)("guest session in a real VM", () => {
     for (let tries = 0; tries < 200; tries++) {
       const r = h.run(["session", "logs", "agentbox", "agent", "--offset", String(offset), "--json"]);
       expect(r.code).toBe(0);
-      text += r.stdout;
-      offset = JSON.parse(r.stderr.trim().split("\n").pop()!).nextOffset;
+      const chunk = r.json<{ data: string; offset: number; nextOffset: number }>();
+      expect(chunk.offset).toBe(offset);
+      text += chunk.data;
+      offset = chunk.nextOffset;
       if (text.split("\n").length > N) break;
       await Bun.sleep(100);
     }
