@@ -306,38 +306,60 @@ export class Engine {
     const out: ReconcileOutcome[] = [];
     for (const vm of this.d.store.listVMs()) {
       if (!["running", "starting", "stopping", "error"].includes(vm.runtime.state)) continue;
-      const driver = this.d.drivers.get(vm.spec.driver);
-      if (!driver) {
-        this.d.log.warn(`reconcile ${vm.name}: driver ${vm.spec.driver} not loaded; left as is`);
-        continue;
-      }
-      await this.cache.withLock(vm.id, async () => {
-        const found = await rediscoverHandles(vm, driver, this.d.host.fs);
-        const alive = await vmAlive(vm, found.handles, driver, this.d.host.procs);
-        const hookErrors = await this.d.hooks.runAll("vm:reconcile", { vm, handles: found.handles, alive });
-        if (alive) {
-          this.cache.set(vm.id, found.handles);
-          await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, found.handles);
-          if (vm.runtime.state !== "running") {
-            vm.runtime.state = "running";
-            this.save(vm);
-          }
-          out.push({ vm: vm.name, action: "kept", source: found.source, cleanupErrors: hookErrors.map((e) => e.message) });
-          return;
-        }
-        if (vm.runtime.state === "error" && found.source === "none") return;
-        // A live-but-unanswering process (hung VMM) still holds resources: kill it before cleanup.
-        if (found.source === "process") await driver.kill(vm, found.handles).catch(() => {});
-        const failures = [...hookErrors, ...(await this.d.hooks.runAll("vm:cleanup", { vm, handles: found.handles }))];
-        this.cache.delete(vm.id);
-        await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
-        vm.runtime.state = "stopped";
-        vm.runtime.lastError = failures.length ? failures.map((f) => f.message).join("; ") : "vm process was gone at daemon start";
-        this.save(vm);
-        out.push({ vm: vm.name, action: "demoted", source: found.source, cleanupErrors: failures.map((e) => e.message) });
-      });
+      const r = await this.cache.withLock(vm.id, () => this.reconcileOne(vm, "vm process was gone at daemon start"));
+      if (r) out.push(r);
     }
     return out;
+  }
+
+  /**
+   * A VM recorded as running whose process has died while the daemon runs
+   * (crash, kill -9, guest poweroff): demote it and clean up now rather than
+   * at the next daemon start. Skipped while an operation holds the VM.
+   */
+  async noticeExit(id: string): Promise<ReconcileOutcome | null> {
+    if (this.cache.isLocked(id)) return null;
+    return this.cache.withLock(id, async () => {
+      const vm = this.d.store.getVM(id);
+      if (!vm || vm.runtime.state !== "running" || (await this.alive(vm))) return null;
+      return this.reconcileOne(vm, "vm process exited");
+    });
+  }
+
+  /** Keep or demote one VM; the caller holds its lock. */
+  private async reconcileOne(vm: VMRecord, goneReason: string): Promise<ReconcileOutcome | null> {
+    const driver = this.d.drivers.get(vm.spec.driver);
+    if (!driver) {
+      this.d.log.warn(`reconcile ${vm.name}: driver ${vm.spec.driver} not loaded; left as is`);
+      return null;
+    }
+    const found = await rediscoverHandles(vm, driver, this.d.host.fs);
+    let alive = await vmAlive(vm, found.handles, driver, this.d.host.procs);
+    // a found process whose API socket is slow to answer under load gets a few more chances before it counts as hung
+    for (let i = 0; !alive && found.source === "process" && i < 3; i++) {
+      await this.d.host.clock.sleep(500);
+      alive = await vmAlive(vm, found.handles, driver, this.d.host.procs);
+    }
+    const hookErrors = await this.d.hooks.runAll("vm:reconcile", { vm, handles: found.handles, alive });
+    if (alive) {
+      this.cache.set(vm.id, found.handles);
+      await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, found.handles);
+      if (vm.runtime.state !== "running") {
+        vm.runtime.state = "running";
+        this.save(vm);
+      }
+      return { vm: vm.name, action: "kept", source: found.source, cleanupErrors: hookErrors.map((e) => e.message) };
+    }
+    if (vm.runtime.state === "error" && found.source === "none") return null;
+    // A live-but-unanswering process (hung VMM) still holds resources: kill it before cleanup.
+    if (found.source === "process") await driver.kill(vm, found.handles).catch(() => {});
+    const failures = [...hookErrors, ...(await this.d.hooks.runAll("vm:cleanup", { vm, handles: found.handles }))];
+    this.cache.delete(vm.id);
+    await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
+    vm.runtime.state = "stopped";
+    vm.runtime.lastError = failures.length ? failures.map((f) => f.message).join("; ") : goneReason;
+    this.save(vm);
+    return { vm: vm.name, action: "demoted", source: found.source, cleanupErrors: failures.map((e) => e.message) };
   }
 }
 

@@ -27,8 +27,12 @@ export interface AppDeps {
 
 /** Public view of a VM: durable record plus liveness. */
 export async function vmView(engine: Engine, vm: VMRecord) {
+  let alive = await engine.alive(vm);
+  if (!alive && vm.runtime.state === "running" && (await engine.noticeExit(vm.id))) {
+    vm = engine.getVM(vm.id); // it died under us: show it demoted and cleaned up
+  }
   const handles = await engine.handlesOf(vm);
-  return { ...vm, alive: await engine.alive(vm), pid: handles?.pid ?? 0 };
+  return { ...vm, alive, pid: handles?.pid ?? 0 };
 }
 
 const CREATE_SCHEMA = {

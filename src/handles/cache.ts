@@ -30,6 +30,11 @@ export class HandleCache {
     return [...this.map.keys()];
   }
 
+  /** Is an operation running (or queued) on this VM right now? */
+  isLocked(vmId: string): boolean {
+    return this.locks.has(vmId);
+  }
+
   /** Run fn with exclusive access for this VM id; calls queue in arrival order. */
   async withLock<T>(vmId: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.locks.get(vmId) ?? Promise.resolve();

@@ -194,6 +194,20 @@ describe("handles and reconcile across kill -9", () => {
     expect(logText).toContain("reconcile keep: kept (handles from process)");
   });
 
+  test("a VM that dies while the daemon runs is demoted and cleaned up at the next look", async () => {
+    const v = run(["vm", "create", "crashes", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json<VMView>();
+    vmPids.push(v.pid);
+    process.kill(v.pid, "SIGKILL");
+    await waitFor(() => !alive(v.pid));
+    const after = vm("crashes");
+    expect(after.runtime.state).toBe("stopped");
+    expect(after.alive).toBe(false);
+    expect(after.runtime.lastError).toBe("vm process exited");
+    expect(existsSync(join(v.runtime.vmDir, "handles.json"))).toBe(false);
+    expect(readFileSync(join(h.home, "fake-cleanup.log"), "utf8")).toContain('"vm":"crashes"');
+    expect(run(["vm", "delete", "crashes"]).code).toBe(0);
+  });
+
   test("a demoted VM starts again; delete leaves no process, dir or row", async () => {
     const r = run(["vm", "start", "dead", "--json"]);
     expect(r.code).toBe(0);

@@ -1,0 +1,158 @@
+/**
+ * Host side of a workspace push: which files go (git decides), the tar stream
+ * that carries them, and the .git/config that goes instead of the real one.
+ */
+import { lstatSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BangerError } from "../core/errors.ts";
+import type { Exec } from "../host/types.ts";
+
+/** A repo as git sees it: its top directory and the paths (relative, "./"-prefixed) to send. */
+export interface WorkspaceFiles {
+  root: string;
+  /** Tracked + untracked-not-ignored files that exist on disk, then ".git". */
+  paths: string[];
+}
+
+/** Files under .git that never leave the host: the real config (sent sanitized instead) and FETCH_HEAD (remote URLs). */
+export const GIT_EXCLUDES = ["./.git/config", "./.git/FETCH_HEAD"];
+
+/** The repo's top directory, or E_BAD_REQUEST when sourcePath is not inside a git work tree with a .git directory. */
+export async function repoRoot(exec: Exec, sourcePath: string): Promise<string> {
+  const r = await exec.run("git", ["-C", sourcePath, "rev-parse", "--show-toplevel", "--absolute-git-dir"], { check: false });
+  if (r.exitCode !== 0) throw new BangerError("E_BAD_REQUEST", `${sourcePath} is not a git repository`);
+  const [top, gitDir] = r.stdout.trim().split("\n");
+  if (!top || !gitDir) throw new BangerError("E_BAD_REQUEST", `${sourcePath} is not a git work tree (bare repository?)`);
+  if (gitDir !== join(top, ".git")) {
+    throw new BangerError("E_BAD_REQUEST", `${sourcePath}: its git dir is ${gitDir}, not ${top}/.git (worktrees and submodule checkouts are not supported)`);
+  }
+  return top;
+}
+
+/** What to send: `git ls-files --cached --others --exclude-standard` (minus files deleted on disk), then .git. */
+export async function listWorkspaceFiles(exec: Exec, sourcePath: string): Promise<WorkspaceFiles> {
+  const root = await repoRoot(exec, sourcePath);
+  const r = await exec.run("git", ["-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]);
+  const seen = new Set<string>();
+  const paths: string[] = [];
+  for (const p of r.stdout.split("\0")) {
+    if (!p || seen.has(p)) continue; // a file in conflict is listed once per stage
+    seen.add(p);
+    if (!_exists(join(root, p))) continue; // tracked but deleted: tar would fail on it
+    // "./" so a name starting with "-" is never read as a tar option.
+    paths.push(`./${p}`);
+  }
+  paths.push("./.git");
+  return { root, paths };
+}
+
+function _exists(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A URL with any `user:pass@` / `token@` userinfo removed; scp-like `git@host:x` is left alone. */
+export function stripUrlCredentials(url: string): string {
+  return url.replace(/^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/)[^/@]*@/, "$1");
+}
+
+/**
+ * .git/config without credentials: `[credential]` / `[credential "…"]`
+ * sections dropped, every `extraheader` (http.extraHeader,
+ * http.<url>.extraHeader) dropped, userinfo stripped from `url`/`pushurl`
+ * values and from `[url "…"]` / `[http "…"]` subsection names.
+ */
+export function sanitizeGitConfig(text: string): string {
+  const out: string[] = [];
+  let dropSection = false;
+  let skippingContinuation = false;
+  for (const line of text.split("\n")) {
+    if (skippingContinuation) {
+      skippingContinuation = /\\\s*$/.test(line);
+      continue;
+    }
+    const header = /^\s*\[\s*([^\]\s"]+)(?:\s+"((?:[^"\\]|\\.)*)")?\s*\]/.exec(line);
+    if (header) {
+      const section = header[1]!.toLowerCase();
+      dropSection = section === "credential" || section.startsWith("credential.");
+      if (dropSection) continue;
+      // `[http "https://tok@host"]`, `[url "https://u:p@host/"]`, `[http.https://u@host]`: names carry URLs too.
+      // A key on the header's own line is dropped (rare, and it could be anything).
+      out.push(line.slice(0, header.index + header[0].length).replace(/(:\/\/)[^/@\s"\]]*@/g, "$1"));
+      continue;
+    }
+    if (dropSection) continue;
+    const kv = /^(\s*)([A-Za-z][A-Za-z0-9-]*)(\s*=\s*)(.*)$/.exec(line);
+    if (kv) {
+      const key = kv[2]!.toLowerCase();
+      // in any section: http.extraHeader, http.<url>.extraHeader and legacy spellings alike
+      if (key === "extraheader") {
+        skippingContinuation = /\\\s*$/.test(line);
+        continue;
+      }
+      if (key === "url" || key === "pushurl" || key === "insteadof" || key === "pushinsteadof") {
+        const raw = kv[4]!;
+        const quoted = /^"(.*)"(\s*[#;].*)?$/.exec(raw);
+        const value = quoted ? `"${stripUrlCredentials(quoted[1]!)}"${quoted[2] ?? ""}` : stripUrlCredentials(raw);
+        out.push(`${kv[1]}${kv[2]}${kv[3]}${value}`);
+        continue;
+      }
+    }
+    out.push(line);
+  }
+  return out.join("\n");
+}
+
+/** Bytes of a tar stream, as produced by a tar process. */
+export type TarStream = AsyncIterable<Uint8Array>;
+
+/** Runs `tar` on the host; injected so tests can record or replace it. */
+export interface TarRunner {
+  /** `tar -C cwd --null -T - -cf -` with `paths` on stdin (NUL-separated), minus `excludes`. */
+  create(cwd: string, paths: string[], excludes: string[]): TarStream;
+}
+
+/** The real tar, through Bun.spawn (Exec buffers output as text; a tar is binary and may be large). */
+export function createTarRunner(): TarRunner {
+  return {
+    async *create(cwd, paths, excludes) {
+      const args = ["tar", "-C", cwd, "--anchored", ...excludes.map((e) => `--exclude=${e}`), "--no-anchored", "--null", "--verbatim-files-from", "-T", "-", "-cf", "-"];
+      const proc = Bun.spawn(args, { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+      proc.stdin.write(paths.join("\0") + (paths.length ? "\0" : ""));
+      await proc.stdin.end();
+      const errText = new Response(proc.stderr).text();
+      let finished = false;
+      try {
+        for await (const chunk of proc.stdout) yield chunk;
+        finished = true;
+      } finally {
+        if (!finished) proc.kill();
+      }
+      const code = await proc.exited;
+      // 1 = "some files changed while being read": the archive is still whole.
+      if (code !== 0 && code !== 1) throw new BangerError("E_INTERNAL", `tar in ${cwd} exited ${code}: ${(await errText).trim().split("\n").slice(-3).join("; ")}`);
+    },
+  };
+}
+
+/**
+ * The whole push stream: the repo's files and .git (without its config), then
+ * a second archive holding only the sanitized .git/config. The guest reads
+ * both with `tar -i`.
+ */
+export async function* workspaceTar(tar: TarRunner, files: WorkspaceFiles, sanitizedConfig: string): TarStream {
+  yield* tar.create(files.root, files.paths, GIT_EXCLUDES);
+  const dir = mkdtempSync(join(tmpdir(), "banger-ws-"));
+  try {
+    mkdirSync(join(dir, ".git"));
+    writeFileSync(join(dir, ".git", "config"), sanitizedConfig, { mode: 0o644 });
+    yield* tar.create(dir, ["./.git/config"], []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
