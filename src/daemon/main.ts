@@ -18,6 +18,7 @@ import { tryLockFile } from "./lock.ts";
 import { createDaemonLogger } from "./log.ts";
 import { SSHPool } from "./ssh-pool.ts";
 import { createSessionRoutes } from "./sessions.ts";
+import { createWorkspaceRoutes } from "./workspace-routes.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
 
@@ -74,6 +75,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const images = new ImageService(store, hooks, host, paths.imagesDir);
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
   const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: process.env.BANGER_GUEST_STATE_ROOT || undefined });
+  const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });
 
   let stopping: Promise<void> | null = null;
   const shutdown = () => {
@@ -108,7 +110,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     startedAt: new Date().toISOString(),
     reconcile,
-    extraRoutes: [sessions.route],
+    extraRoutes: [sessions.route, workspaces.route],
     shutdown,
   });
   const oldMask = process.umask(0o177); // the socket is born 0600
