@@ -2,44 +2,16 @@
 // 127.0.0.1 standing in for the guest: every CLI path, including send and
 // attach across a kill -9 of the daemon.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BANGER, ROOT, tempHome, waitFor } from "../helpers/cli.ts";
-import { startSSHD, type TestSSHD } from "../helpers/sshd.ts";
+import { BANGER, waitFor } from "../helpers/cli.ts";
+import { fakeGuestVM } from "../helpers/fake-guest.ts";
 
-let sshd: TestSSHD;
-const h = tempHome("banger-sess-");
-const guestRoot = mkdtempSync(join(tmpdir(), "banger-guest-state-"));
-const scratch = mkdtempSync(join(tmpdir(), "banger-sess-files-"));
-const vmPids: number[] = [];
-let env: Record<string, string> = {};
-const run = (args: string[], input?: string) => h.run(args, env, input);
+const g = fakeGuestVM("banger-sess-");
+const { h, env, scratch, run } = g;
 
-beforeAll(async () => {
-  sshd = await startSSHD();
-  env = {
-    BANGER_PLUGINS: [join(ROOT, "test/fixtures/fake-vmm-plugin.ts"), join(ROOT, "test/fixtures/fake-guest-plugin.ts")].join(":"),
-    BANGER_FAKE_SSH: JSON.stringify({ host: sshd.host, port: sshd.port, clientKey: sshd.clientKey, hostPublicKey: sshd.hostPublicKey }),
-    BANGER_GUEST_STATE_ROOT: guestRoot,
-  };
-  const k = join(scratch, "k");
-  const r = join(scratch, "r");
-  writeFileSync(k, "k");
-  writeFileSync(r, Buffer.alloc(4096));
-  expect(run(["image", "import", "--name", "tiny", "--kernel", k, "--rootfs", r]).code).toBe(0);
-  const vm = run(["vm", "create", "box", "--image", "tiny", "--driver", "fake", "--start", "--json"]);
-  expect(vm.code).toBe(0);
-  vmPids.push(vm.json().pid);
-}, 30_000);
-
-afterAll(async () => {
-  run(["vm", "delete", "box", "--force"]);
-  await h.cleanup(vmPids);
-  await sshd?.stop();
-  rmSync(guestRoot, { recursive: true, force: true });
-  rmSync(scratch, { recursive: true, force: true });
-});
+beforeAll(() => g.start(), 30_000);
+afterAll(() => g.cleanup());
 
 const AGENT = ["bash", "-c", 'while IFS= read -r l; do printf "got:%s\\n" "$l"; done'];
 

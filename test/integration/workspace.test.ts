@@ -5,16 +5,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BANGER, ROOT, tempHome } from "../helpers/cli.ts";
-import { startSSHD, type TestSSHD } from "../helpers/sshd.ts";
+import { BANGER } from "../helpers/cli.ts";
+import { fakeGuestVM } from "../helpers/fake-guest.ts";
 
-let sshd: TestSSHD;
-const h = tempHome("banger-ws-");
-const scratch = mkdtempSync(join(tmpdir(), "banger-ws-files-"));
-const guestRoot = mkdtempSync(join(tmpdir(), "banger-ws-guest-"));
-const vmPids: number[] = [];
-let env: Record<string, string> = {};
-const run = (args: string[], input?: string) => h.run(args, env, input);
+const g = fakeGuestVM("banger-ws-");
+const { h, env, scratch, guestRoot, run } = g;
 const HOSTILE_NAME = "-rf it's $(touch pwned); `x`.txt";
 
 function git(dir: string, ...args: string[]): string {
@@ -30,20 +25,7 @@ function git(dir: string, ...args: string[]): string {
 const repo = join(scratch, "repo");
 
 beforeAll(async () => {
-  sshd = await startSSHD();
-  env = {
-    BANGER_PLUGINS: [join(ROOT, "test/fixtures/fake-vmm-plugin.ts"), join(ROOT, "test/fixtures/fake-guest-plugin.ts")].join(":"),
-    BANGER_FAKE_SSH: JSON.stringify({ host: sshd.host, port: sshd.port, clientKey: sshd.clientKey, hostPublicKey: sshd.hostPublicKey }),
-    BANGER_GUEST_STATE_ROOT: guestRoot,
-  };
-  const k = join(scratch, "k");
-  const r = join(scratch, "r");
-  writeFileSync(k, "k");
-  writeFileSync(r, Buffer.alloc(4096));
-  expect(run(["image", "import", "--name", "tiny", "--kernel", k, "--rootfs", r]).code).toBe(0);
-  const vm = run(["vm", "create", "box", "--image", "tiny", "--driver", "fake", "--start", "--json"]);
-  expect(vm.code).toBe(0);
-  vmPids.push(vm.json().pid);
+  await g.start();
 
   mkdirSync(repo);
   git(repo, "init", "-q", "-b", "main");
@@ -61,14 +43,7 @@ beforeAll(async () => {
   writeFileSync(join(repo, HOSTILE_NAME), "hostile\n");
 }, 30_000);
 
-afterAll(async () => {
-  run(["vm", "delete", "box", "--force"]);
-  await h.cleanup(vmPids);
-  await sshd?.stop();
-  rmSync(scratch, { recursive: true, force: true });
-  Bun.spawnSync(["chmod", "-R", "u+w", guestRoot]);
-  rmSync(guestRoot, { recursive: true, force: true });
-});
+afterAll(() => g.cleanup());
 
 describe("workspace CLI over a real sshd", () => {
   const guestPath = join(guestRoot, "repo it's");
@@ -92,7 +67,7 @@ describe("workspace CLI over a real sshd", () => {
     expect(git(guestPath, "status", "--porcelain", "-z").split("\0").filter(Boolean).sort()).toEqual([`?? ${HOSTILE_NAME}`, "?? untracked.txt"]);
     expect(git(guestPath, "log", "--format=%s")).toBe("init\n");
     // safe.directory went to the guest user's global config (sshd's HOME), added once
-    const gitconfig = readFileSync(join(sshd.dir, "home", ".gitconfig"), "utf8");
+    const gitconfig = readFileSync(join(g.sshd.dir, "home", ".gitconfig"), "utf8");
     expect(gitconfig).toContain("[safe]");
     expect(gitconfig).toContain(guestPath);
   });
