@@ -2,8 +2,7 @@
 // 127.0.0.1 standing in for the guest: push a real repo, check what arrived,
 // read-only, and changes back as a patch that `git apply` reproduces.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BANGER } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
