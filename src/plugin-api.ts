@@ -12,3 +12,5 @@ export type { Host, Exec, ExecResult, ExecOptions, Procs, ProcInfo, Clock, FS, G
 export { BangerError } from "./core/errors.ts";
 /** Where a VM keeps its files (disks, keys, sockets, logs), derived from VMRuntime.vmDir. */
 export { vmPaths } from "./core/paths.ts";
+/** true when a path exists (any file type). */
+export { fileExists } from "./host/fs.ts";

@@ -1,10 +1,7 @@
 import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { BangerError } from "../../src/core/errors.ts";
-import { definePlugin } from "../../src/core/plugin.ts";
-import { vmPaths } from "../../src/core/paths.ts";
-import type { VMRecord } from "../../src/core/model.ts";
-import type { Host } from "../../src/host/types.ts";
+import { BangerError, definePlugin, vmPaths } from "../../src/plugin-api.ts";
+import type { Host, VMRecord } from "../../src/plugin-api.ts";
 import { buildSeedInitrd, generateVMKeys } from "../image/seed.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */

@@ -1,10 +1,10 @@
-import { fileExists } from "../../src/host/fs.ts";
+import { fileExists } from "../../src/plugin-api.ts";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { chmod, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BangerError } from "../../src/core/errors.ts";
-import type { Exec } from "../../src/host/types.ts";
+import { BangerError } from "../../src/plugin-api.ts";
+import type { Exec } from "../../src/plugin-api.ts";
 import { type CpioEntry, writeCpioGz } from "./cpio.ts";
 // Embedded as text so the compiled binary carries them.
 import INIT_SH from "./init.sh" with { type: "text" };

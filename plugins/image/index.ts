@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { definePlugin } from "../../src/core/plugin.ts";
+import { definePlugin } from "../../src/plugin-api.ts";
 import { buildImage } from "./build.ts";
 
 export default definePlugin({

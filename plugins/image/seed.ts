@@ -1,8 +1,8 @@
-import { fileExists } from "../../src/host/fs.ts";
+import { fileExists } from "../../src/plugin-api.ts";
 import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BangerError } from "../../src/core/errors.ts";
-import type { Exec } from "../../src/host/types.ts";
+import { BangerError } from "../../src/plugin-api.ts";
+import type { Exec } from "../../src/plugin-api.ts";
 import { type CpioEntry, writeCpioGz } from "./cpio.ts";
 
 /** Where the seed lives inside the initramfs; the initramfs copies it to /run/banger-seed. */

@@ -1,7 +1,6 @@
 import { join } from "node:path";
-import { BangerError } from "../../src/core/errors.ts";
-import { definePlugin } from "../../src/core/plugin.ts";
-import type { Exec } from "../../src/host/types.ts";
+import { BangerError, definePlugin } from "../../src/plugin-api.ts";
+import type { Exec } from "../../src/plugin-api.ts";
 
 /**
  * Per-VM disks without device-mapper: the system disk is a sparse (or
