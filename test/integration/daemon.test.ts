@@ -3,7 +3,7 @@
 // "VMs" are real node processes serving a unix socket (test/fixtures/fake-vmm-plugin.ts),
 // loaded as a user plugin from a directory outside the repo.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { alive, BANGER, ROOT, tempHome, waitFor } from "../helpers/cli.ts";
@@ -93,6 +93,35 @@ describe("auto-started daemon", () => {
     expect(names.slice(0, 2)).toEqual(["qemu", "storage"]);
     expect(names.at(-1)).toBe("fake-vmm");
   });
+});
+
+describe("plugin sources", () => {
+  test("config.json, banger.config.ts, the plugins dir and --plugin all load, in that order", async () => {
+    const other = tempHome("banger-plugsrc-");
+    try {
+      const mk = (name: string) => `export default { name: "${name}", setup(ctx) { ctx.hook("vm:create", () => {}); } };\n`;
+      mkdirSync(join(other.home, "plugins"));
+      writeFileSync(join(other.home, "p-json.ts"), mk("from-json"));
+      writeFileSync(join(other.home, "config.json"), JSON.stringify({ plugins: ["./p-json.ts"] }));
+      writeFileSync(join(other.home, "p-ts.ts"), mk("from-config-ts"));
+      writeFileSync(join(other.home, "banger.config.ts"), `export default { plugins: ["./p-ts.ts"] };\n`);
+      writeFileSync(join(other.home, "plugins", "dir.ts"), mk("from-dir"));
+      writeFileSync(join(pluginDir, "flag.ts"), mk("from-flag"));
+      const d = Bun.spawn([BANGER, "daemon", "--plugin", join(pluginDir, "flag.ts")], { env: other.env, stdout: "ignore", stderr: "ignore" });
+      expect(await waitFor(() => other.run(["daemon", "status"]).code === 0, 10_000)).toBe(true);
+      const names = other.run(["plugin", "list", "--json"]).json<{ name: string }[]>().map((p) => p.name);
+      expect(names.slice(-4)).toEqual(["from-json", "from-config-ts", "from-dir", "from-flag"]);
+      other.run(["daemon", "stop"]);
+      await d.exited;
+      // a broken plugin file stops the daemon with a message naming it
+      writeFileSync(join(other.home, "plugins", "broken.ts"), "export default 42;\n");
+      const r = other.run(["daemon"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("broken.ts");
+    } finally {
+      await other.cleanup();
+    }
+  }, 30_000);
 });
 
 describe("bad input", () => {
