@@ -61,7 +61,10 @@ async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<
     const word = rest.find((a) => !a.startsWith("-"));
     const where = path.length ? `banger ${path.join(" ")}` : "banger";
     if (word) throw new BangerError("E_USAGE", `unknown command "${word}" for \`${where}\` (try: ${Object.keys(subs).join(", ")})`);
-    if (!word) throw new BangerError("E_USAGE", `\`${where}\` needs a subcommand: ${Object.keys(subs).join(", ")}`);
+    if (!word) {
+      await showUsage(cmd, undefined); // a bare `banger` or `banger vm` asks what there is: show it
+      throw new BangerError("E_USAGE", `\`${where}\` needs a subcommand: ${Object.keys(subs).join(", ")}`);
+    }
   }
 }
 
