@@ -80,7 +80,9 @@ export async function run(argv: string[]): Promise<void> {
     }
     const leaf = await leafOf(main, head);
     if (head.includes("--help") || head.includes("-h")) {
-      await showUsage(leaf.cmd, leaf.parent);
+      // name the whole path in USAGE ("banger session start"), not just the last parent
+      const parent = leaf.path.length ? ({ meta: { name: ["banger", ...leaf.path.slice(0, -1)].join(" ") } } as AnyCmd) : undefined;
+      await showUsage(leaf.cmd, parent);
       return;
     }
     await checkFlags(leaf.cmd, leaf.rest, leaf.path);
