@@ -94,6 +94,15 @@ export class Engine {
     return vm;
   }
 
+  /** The VM, if it is really running (vmAlive); otherwise an error saying how to start it. */
+  async running(idOrName: string): Promise<VMRecord> {
+    const vm = this.getVM(idOrName);
+    if (!(await this.alive(vm))) {
+      throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
+    }
+    return vm;
+  }
+
   listVMs(): VMRecord[] {
     return this.d.store.listVMs();
   }

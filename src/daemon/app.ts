@@ -106,13 +106,11 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
       if (id && m === "POST" && action === "exec") {
         const body = await parseBody<{ argv: string[]; stdin?: string }>(req, { argv: { type: "string[]", required: true }, stdin: { type: "string" } });
         if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
-        const vm = engine.getVM(id);
-        await requireRunning(vm);
+        const vm = await engine.running(id);
         return ndjson(req, (emit) => execIn(vm, body.argv, body.stdin, emit));
       }
       if (id && m === "GET" && action === "ssh-info") {
-        const vm = engine.getVM(id);
-        await requireRunning(vm);
+        const vm = await engine.running(id);
         const t = await sshTargetFor(d.fs, vm);
         return json({ host: t.host, port: t.port, user: t.user, privateKey: t.privateKey, hostKey: t.hostKey });
       }
@@ -131,12 +129,6 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
       if (r) return r;
     }
     throw new BangerError("E_NOT_FOUND", `no such route: ${m} ${url.pathname}`);
-  }
-
-  async function requireRunning(vm: VMRecord): Promise<void> {
-    if (!(await engine.alive(vm))) {
-      throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
-    }
   }
 
   async function execIn(vm: VMRecord, argv: string[], stdin: string | undefined, emit: Emitter): Promise<StreamEvent> {

@@ -1,6 +1,4 @@
-import { BangerError } from "../core/errors.ts";
 import type { Engine } from "../core/engine.ts";
-import type { VMRecord } from "../core/model.ts";
 import type { Logger } from "../core/plugin.ts";
 import type { Host } from "../host/types.ts";
 import { WorkspaceEngine, type WorkspaceDeps } from "../workspace/engine.ts";
@@ -26,26 +24,18 @@ const PREPARE_SCHEMA = {
 export function createWorkspaceRoutes(d: WorkspaceRouteDeps) {
   const workspaces = new WorkspaceEngine({ dial: (vm) => d.ssh.get(vm), exec: d.host.exec, hooks: d.engine.hooks, tar: d.tar });
 
-  async function running(name: string): Promise<VMRecord> {
-    const vm = d.engine.getVM(name);
-    if (!(await d.engine.alive(vm))) {
-      throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
-    }
-    return vm;
-  }
-
   async function route(req: Request, url: URL, parts: string[]): Promise<Response | null> {
     const [, group, vmName, sub, action] = parts;
     if (group !== "vms" || sub !== "workspace" || !vmName || parts.length > 5) return null;
     if (!action && req.method === "POST") {
       const body = await parseBody<{ sourcePath: string; guestPath?: string; readOnly?: boolean }>(req, PREPARE_SCHEMA);
-      const vm = await running(vmName);
+      const vm = await d.engine.running(vmName);
       const ws = await workspaces.prepare({ vm, ...body });
       d.log.info(`workspace ${ws.sourcePath} → ${vm.name}:${ws.guestPath} (${ws.files} files${ws.readOnly ? ", read-only" : ""})`);
       return json(ws, 201);
     }
     if (action === "diff" && req.method === "GET") {
-      const vm = await running(vmName);
+      const vm = await d.engine.running(vmName);
       const patch = await workspaces.diff(vm, url.searchParams.get("guestPath") ?? undefined);
       if (url.searchParams.get("format") === "json") return json({ patch: new TextDecoder().decode(patch) });
       return new Response(patch, { headers: { "content-type": "text/plain; charset=utf-8" } });
