@@ -16,6 +16,8 @@ import {
   SEND_TIMEOUT_EXIT,
   SEND_TIMEOUT_SECONDS,
   SendScript,
+  FastSendScript,
+  fastSendable,
   sessionPaths,
   StateDir,
   StatusScript,
@@ -303,7 +305,8 @@ export class SessionEngine {
     const conn = await this._conn(vm);
     try {
       const errChunks: Uint8Array[] = [];
-      const exitCode = await conn.exec(SendScript(upload, pipe, timeout), { stdin: payload, onStderr: (c) => errChunks.push(c.slice()) });
+      const script = fastSendable(payload) ? FastSendScript(upload, pipe, timeout) : SendScript(upload, pipe, timeout);
+      const exitCode = await conn.exec(script, { stdin: payload, onStderr: (c) => errChunks.push(c.slice()) });
       const r = { exitCode, stderr: Buffer.concat(errChunks).toString("utf8") };
       if (r.exitCode !== 0) {
         // Maybe the process ended under us: say so rather than "timed out".

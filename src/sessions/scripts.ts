@@ -208,6 +208,44 @@ exit "$rc"
 `;
 }
 
+/** Payloads up to this size without NUL bytes take the builtin-only send (bash reads stdin a byte per syscall). */
+export const FAST_SEND_MAX_BYTES = 16384;
+
+/** Can this payload take FastSendScript? (bash variables cannot hold NUL.) */
+export function fastSendable(payload: Uint8Array): boolean {
+  return payload.length <= FAST_SEND_MAX_BYTES && !payload.includes(0);
+}
+
+/**
+ * SendScript's protocol (upload to `uploadPath`, write into the FIFO, rm -f)
+ * with bash builtins instead of cat/timeout/dd: under TCG every guest process
+ * costs ~40-70 ms, a fork ~8 ms. The timeout is a coproc watchdog whose
+ * `read -t` expires and signals us; SIGALRM interrupts an open() blocked on a
+ * FIFO without a reader or a write() blocked on a full pipe. Run with exec
+ * (payload on stdin, NUL-free, see fastSendable) under bash.
+ */
+export function FastSendScript(uploadPath: string, pipePath: string, timeoutSeconds: number = SEND_TIMEOUT_SECONDS): string {
+  const t = Math.max(1, Math.floor(timeoutSeconds));
+  return `LC_ALL=C
+UPLOAD=${shellQuote(uploadPath)}
+PIPE=${shellQuote(pipePath)}
+if [ ! -p "$PIPE" ]; then
+  echo "no stdin pipe at $PIPE" >&2
+  exit ${SEND_NO_PIPE_EXIT}
+fi
+umask 077
+IFS= read -r -d '' DATA
+printf '%s' "$DATA" > "$UPLOAD" || { rc=$?; rm -f "$UPLOAD"; exit "$rc"; }
+trap 'rm -f "$UPLOAD"; echo "timed out after ${t}s writing to $PIPE: the session is not reading its stdin" >&2; exit ${SEND_TIMEOUT_EXIT}' ALRM
+coproc WATCHDOG { read -t ${t}; kill -ALRM "$$"; }
+printf '%s' "$DATA" > "$PIPE"
+rc=$?
+kill "$WATCHDOG_PID" 2>/dev/null
+rm -f "$UPLOAD"
+exit "$rc"
+`;
+}
+
 /** Streams our stdin into the session's FIFO (live attach input). */
 export function AttachInputCommand(id: string, root?: string): string {
   return AttachInputCommandForPipe(StdinPipePath(id, root));

@@ -173,12 +173,33 @@ describe("send (seed cases)", () => {
     const { script, payload: sent } = fake.sends[0]!;
     expect(sent).toBe(new TextDecoder().decode(payload));
     expect(script).toMatch(/UPLOAD='\/tmp\/banger-send-[0-9a-f]+'/);
-    expect(script).toContain("umask 077\ncat > \"$UPLOAD\"");
+    // a small text payload takes the builtin path: upload, write into the pipe, rm -f, watchdog timeout
+    expect(script).toBe(sess.FastSendScript(script.match(/UPLOAD='([^']+)'/)![1]!, sess.StdinPipePath(session.id), sess.SEND_TIMEOUT_SECONDS));
+    expect(script).toContain('printf \'%s\' "$DATA" > "$UPLOAD"');
     expect(script).toContain(sess.StdinPipePath(session.id));
     expect(script).toContain('rm -f "$UPLOAD"');
-    expect(script).toContain(`timeout ${sess.SEND_TIMEOUT_SECONDS} `);
+    expect(script).toContain(`read -t ${sess.SEND_TIMEOUT_SECONDS};`);
     expect(script).not.toContain("\\n");
     expect(fake.ranScripts).toEqual([]);
+  });
+
+  test("payloads with NUL bytes or over FAST_SEND_MAX_BYTES take the cat/timeout/dd script, byte for byte", async () => {
+    const { vm, session } = setup("sendbox-bin", "running", "pipe", "running");
+    const fake = new RecordingGuestSSH();
+    const { engine } = newEngine(fake);
+    const withNul = new Uint8Array([65, 0, 66, 10]);
+    const big = new Uint8Array(sess.FAST_SEND_MAX_BYTES + 1).fill(120);
+    for (const payload of [withNul, big]) {
+      const r = await engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload });
+      expect(r.bytesWritten).toBe(payload.length);
+    }
+    expect(fake.sends.length).toBe(2);
+    for (const [i, { script }] of fake.sends.entries()) {
+      expect(script).toContain("umask 077\ncat > \"$UPLOAD\"");
+      expect(script).toContain(`timeout ${sess.SEND_TIMEOUT_SECONDS} dd `);
+      expect(script).toContain('rm -f "$UPLOAD"');
+      expect(fake.execInputs.filter((_, j) => fake.execs[j]!.includes("UPLOAD="))[i]).toEqual(i === 0 ? withNul : big);
+    }
   });
 
   test("empty payload: BytesWritten 0 and no SSH dial", async () => {
@@ -581,6 +602,45 @@ describe("scripts", () => {
     expect(status).toMatch(/^exited 5 \d+\n$/);
     expect(readFileSync(join(stateDir, "stdout.log"), "utf8")).toBe("eof\n");
     expect(existsSync(join(stateDir, "stdin.pipe"))).toBe(false);
+  });
+
+  test("FastSendScript through real bash: hostile bytes arrive exactly, the upload is removed", async () => {
+    const dir = join(tmpRoot, "fast");
+    mkdirSync(dir, { recursive: true });
+    const pipe = join(dir, "stdin.pipe");
+    Bun.spawnSync(["mkfifo", pipe]);
+    const reader = Bun.spawn(["bash", "-c", `exec 3<>"$1"; head -c 200 <&3`, "r", pipe], { stdout: "pipe" });
+    const upload = join(dir, "up it's");
+    const payload = "it's $(touch PWNED) `x` \\n \r\x1b[0m \u00e9\ntwo\n\n";
+    const r = bashC(sess.FastSendScript(upload, pipe, 2), payload);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(existsSync(upload)).toBe(false);
+    const filler = "z".repeat(200 - Buffer.byteLength(payload));
+    expect(bashC(sess.FastSendScript(upload, pipe, 2), filler).code).toBe(0);
+    expect(await new Response(reader.stdout).text()).toBe(payload + filler);
+    expect(existsSync(join(tmpRoot, "PWNED"))).toBe(false);
+  });
+
+  test("FastSendScript times out on a pipe nobody reads, and on a full pipe", () => {
+    const dir = join(tmpRoot, "fastdead");
+    mkdirSync(dir, { recursive: true });
+    const pipe = join(dir, "stdin.pipe");
+    Bun.spawnSync(["mkfifo", pipe]);
+    const upload = join(dir, "up");
+    const t0 = performance.now();
+    const r = bashC(sess.FastSendScript(upload, pipe, 1), "x\n");
+    expect(r.code).toBe(sess.SEND_TIMEOUT_EXIT);
+    expect(r.stderr).toContain("not reading its stdin");
+    expect(performance.now() - t0).toBeLessThan(3000);
+    expect(existsSync(upload)).toBe(false);
+    // a holder keeps the pipe open but nobody drains it: fill it, then a send must time out too
+    const holder = Bun.spawn(["bash", "-c", `exec 3<>"$1"; dd if=/dev/zero bs=1M count=1 >&3 2>/dev/null; sleep 5`, "h", pipe]);
+    Bun.sleepSync(300);
+    const full = bashC(sess.FastSendScript(upload, pipe, 1), "y\n");
+    holder.kill();
+    expect(full.code).toBe(sess.SEND_TIMEOUT_EXIT);
+    expect(existsSync(upload)).toBe(false);
   });
 
   test("a send to a pipe nobody reads times out with a clear message", () => {
