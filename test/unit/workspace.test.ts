@@ -241,10 +241,10 @@ describe("config sanitizing", () => {
   });
 
   test("stripUrlCredentials: user:pass@ and token@ go, scp-style stays", () => {
-    expect(stripUrlCredentials("https://user:pw@h.com/x")).toBe("https://h.com/x");
-    expect(stripUrlCredentials("https://ghp_tok@h.com/x")).toBe("https://h.com/x");
-    expect(stripUrlCredentials("ssh://git@h.com/x")).toBe("ssh://h.com/x");
-    expect(stripUrlCredentials("git@github.com:o/r.git")).toBe("git@github.com:o/r.git");
+    expect(stripUrlCredentials("https://user:pw@example.com/x")).toBe("https://example.com/x");
+    expect(stripUrlCredentials("https://ghp_tok@example.com/x")).toBe("https://example.com/x");
+    expect(stripUrlCredentials("ssh://git@example.com/x")).toBe("ssh://example.com/x");
+    expect(stripUrlCredentials("git@example.com:o/r.git")).toBe("git@example.com:o/r.git");
     expect(stripUrlCredentials("/srv/repo.git")).toBe("/srv/repo.git");
   });
 });
