@@ -81,7 +81,7 @@ export function sanitizeGitConfig(text: string): string {
       const section = header[1]!.toLowerCase();
       dropSection = section === "credential" || section.startsWith("credential.");
       if (dropSection) continue;
-      // `[http "https://tok@host"]`, `[url "https://u:p@host/"]`, `[http.https://u@host]`: names carry URLs too.
+      // Section names carry URLs too: `[http "SCHEME://tok@host"]`, `[url "SCHEME://u:p@host/"]`, `[http.SCHEME://u@host]`.
       // A key on the header's own line is dropped (rare, and it could be anything).
       out.push(line.slice(0, header.index + header[0].length).replace(/(:\/\/)[^/@\s"\]]*@/g, "$1"));
       continue;

