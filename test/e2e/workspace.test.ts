@@ -6,15 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitFor } from "../helpers/cli.ts";
 import { e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
+import { git } from "../helpers/git.ts";
 
 /** Scheme prefix for URLs carrying fake credentials. */
 const HTTPS = "https://";
 
-const git = (cwd: string, ...args: string[]) => {
-  const r = Bun.spawnSync(["git", "-C", cwd, ...args], { env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@example.com", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@example.com" } });
-  if (r.exitCode !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout.toString();
-};
 
 describe.skipIf(!e2eReady)("workspace in a real VM", () => {
   const h = e2eReady ? e2eHome("banger-e2e-ws-") : (null as never);

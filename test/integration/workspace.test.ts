@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "no
 import { join } from "node:path";
 import { BANGER } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
+import { git } from "../helpers/git.ts";
 
 /** Scheme prefix for URLs carrying fake credentials. */
 const HTTPS = "https://";
@@ -14,15 +15,6 @@ const g = fakeGuestVM("banger-ws-");
 const { h, env, scratch, guestRoot, run } = g;
 const HOSTILE_NAME = "-rf it's $(touch pwned); `x`.txt";
 
-function git(dir: string, ...args: string[]): string {
-  const p = Bun.spawnSync(["git", "-C", dir, ...args], {
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@e", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@e" },
-  });
-  if (p.exitCode !== 0) throw new Error(`git ${args.join(" ")}: ${p.stderr}`);
-  return p.stdout.toString();
-}
 
 const repo = join(scratch, "repo");
 

@@ -11,6 +11,7 @@ import { shellQuote } from "../../src/sessions/quote.ts";
 import { WorkspaceEngine } from "../../src/workspace/engine.ts";
 import { DiffScript, ExtractCommand, FinalizeScript, checkGuestPath } from "../../src/workspace/scripts.ts";
 import { createTarRunner, listWorkspaceFiles, sanitizeGitConfig, stripUrlCredentials, type TarRunner } from "../../src/workspace/tar.ts";
+import { git } from "../helpers/git.ts";
 
 /** Scheme prefix for URLs carrying fake credentials. */
 const HTTPS = "https://";
@@ -33,11 +34,6 @@ function bash(script: string, opts: { cwd?: string; env?: Record<string, string>
 function sh(cmd: string, opts: { cwd?: string; env?: Record<string, string>; stdin?: Uint8Array } = {}) {
   const p = Bun.spawnSync(["bash", "-c", cmd], { cwd: opts.cwd, env: { PATH: process.env.PATH!, ...opts.env }, stdin: opts.stdin ?? "ignore", stdout: "pipe", stderr: "pipe" });
   return { code: p.exitCode, stdout: p.stdout, stderr: p.stderr.toString() };
-}
-function git(dir: string, ...args: string[]): string {
-  const p = Bun.spawnSync(["git", "-C", dir, ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@e", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@e" } });
-  if (p.exitCode !== 0) throw new Error(`git ${args.join(" ")}: ${p.stderr}`);
-  return p.stdout.toString();
 }
 
 const SECRET_CONFIG = `[core]
