@@ -23,6 +23,9 @@ import type {
   SSHTarget,
 } from "../../src/host/types.ts";
 import { Store } from "../../src/store/store.ts";
+import { Engine } from "../../src/core/engine.ts";
+import { HookEngine } from "../../src/core/hooks.ts";
+import type { BangerPaths } from "../../src/core/plugin.ts";
 import type { BootConfig, LaunchResult, VMMDriver } from "../../src/vmm/driver.ts";
 
 // ---------------------------------------------------------------- exec
@@ -440,4 +443,41 @@ export function sampleVM(over: { id?: string; name?: string; state?: VMRecord["r
     createdAt: "2026-01-01T00:00:00.000Z",
     updatedAt: "2026-01-01T00:00:00.000Z",
   };
+}
+
+/** Await a promise that must reject; returns its error. */
+export async function caught(p: Promise<unknown>): Promise<BangerError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as BangerError;
+  }
+  throw new Error("expected a rejection");
+}
+
+/**
+ * An Engine over fakes and a real temp SQLite store with a "default" image.
+ * `make()` builds another Engine on the same store/host/driver: what a
+ * daemon restart looks like. The caller cleans up `ts`.
+ */
+export function engineWorld(opts: { paths: BangerPaths; newId: () => string; stopTimeoutMs?: number }) {
+  const host = fakeHost();
+  const driver = fakeDriver(host.procs);
+  const ts = testStore();
+  ts.store.upsertImage(sampleImage("default"));
+  const hooks = new HookEngine();
+  const log = testLogger();
+  const make = () =>
+    new Engine({
+      store: ts.store,
+      host,
+      hooks,
+      drivers: new Map([[driver.name, driver]]),
+      paths: opts.paths,
+      log,
+      defaultDriver: driver.name,
+      newId: opts.newId,
+      stopTimeoutMs: opts.stopTimeoutMs,
+    });
+  return { host, driver, ts, hooks, log, make };
 }

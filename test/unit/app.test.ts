@@ -4,11 +4,9 @@ import { createApp } from "../../src/daemon/app.ts";
 import type { StreamEvent } from "../../src/daemon/http.ts";
 import { ImageService } from "../../src/daemon/images.ts";
 import { SSHPool } from "../../src/daemon/ssh-pool.ts";
-import { Engine } from "../../src/core/engine.ts";
 import { BangerError } from "../../src/core/errors.ts";
-import { HookEngine } from "../../src/core/hooks.ts";
 import { daemonPaths } from "../../src/core/paths.ts";
-import { fakeDriver, fakeHost, sampleImage, testLogger, testStore, type TestStore } from "../helpers/fakes.ts";
+import { engineWorld, type TestStore } from "../helpers/fakes.ts";
 
 const stores: TestStore[] = [];
 afterEach(() => {
@@ -16,24 +14,11 @@ afterEach(() => {
 });
 
 function setup(extraRoutes: ((req: Request, url: URL, parts: string[]) => Promise<Response | null>)[] = []) {
-  const host = fakeHost();
-  const driver = fakeDriver(host.procs);
-  const ts = testStore();
-  stores.push(ts);
-  ts.store.upsertImage(sampleImage("default"));
-  const hooks = new HookEngine();
   const paths = daemonPaths("/state");
   let n = 0;
-  const engine = new Engine({
-    store: ts.store,
-    host,
-    hooks,
-    drivers: new Map([[driver.name, driver]]),
-    paths,
-    log: testLogger(),
-    defaultDriver: driver.name,
-    newId: () => `id${++n}`,
-  });
+  const { host, driver, ts, hooks, make } = engineWorld({ paths, newId: () => `id${++n}` });
+  stores.push(ts);
+  const engine = make();
   let shutdowns = 0;
   const app = createApp({
     engine,

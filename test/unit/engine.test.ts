@@ -6,12 +6,10 @@ import { HookEngine } from "../../src/core/hooks.ts";
 import { emptyHandles, type VMHandles, type VMRecord } from "../../src/core/model.ts";
 import { readHandlesFile, writeHandlesFile } from "../../src/handles/file.ts";
 import {
-  fakeDriver,
-  fakeHost,
-  sampleImage,
+  caught,
+  engineWorld,
   sampleVM,
   testLogger,
-  testStore,
   type FakeDriver,
   type FakeHost,
   type TestStore,
@@ -36,36 +34,10 @@ interface World {
 }
 
 function world(): World {
-  const host = fakeHost();
-  const driver = fakeDriver(host.procs);
-  const ts = testStore();
-  stores.push(ts);
-  ts.store.upsertImage(sampleImage("default"));
-  const hooks = new HookEngine();
-  const log = testLogger();
   let n = 0;
-  const make = () =>
-    new Engine({
-      store: ts.store,
-      host,
-      hooks,
-      drivers: new Map([[driver.name, driver]]),
-      paths: PATHS,
-      log,
-      defaultDriver: driver.name,
-      newId: () => `id${String(++n).padStart(4, "0")}`,
-      stopTimeoutMs: 1000,
-    });
-  return { host, driver, ts, hooks, engine: make(), log, restart: make };
-}
-
-async function caught(p: Promise<unknown>): Promise<BangerError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as BangerError;
-  }
-  throw new Error("expected a rejection");
+  const w = engineWorld({ paths: PATHS, newId: () => `id${String(++n).padStart(4, "0")}`, stopTimeoutMs: 1000 });
+  stores.push(w.ts);
+  return { host: w.host, driver: w.driver, ts: w.ts, hooks: w.hooks, engine: w.make(), log: w.log, restart: w.make };
 }
 
 const handlesPath = (vm: VMRecord) => join(vm.runtime.vmDir, "handles.json");

@@ -7,7 +7,7 @@ import { HookEngine } from "../../src/core/hooks.ts";
 import { importPluginFile, setupPlugins, type LoaderDeps } from "../../src/core/loader.ts";
 import { definePlugin, type BangerPlugin } from "../../src/core/plugin.ts";
 import type { VMMDriver } from "../../src/vmm/driver.ts";
-import { fakeDriver, fakeHost, fakeProcs, sampleVM, testLogger } from "../helpers/fakes.ts";
+import { caught, fakeDriver, fakeHost, fakeProcs, sampleVM, testLogger } from "../helpers/fakes.ts";
 
 // outside the repo, like a user's plugin folder
 const dir = mkdtempSync(join(tmpdir(), "banger-plugins-"));
@@ -31,14 +31,6 @@ function deps(): LoaderDeps & { log: ReturnType<typeof testLogger> } {
   };
 }
 
-async function caught(p: Promise<unknown>): Promise<BangerError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as BangerError;
-  }
-  throw new Error("expected a rejection");
-}
 
 describe("importPluginFile", () => {
   test("a TypeScript plugin file from outside the repo loads and its hooks run", async () => {
