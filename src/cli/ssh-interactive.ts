@@ -1,22 +1,8 @@
-import { Client } from "ssh2";
-import { BangerError } from "../core/errors.ts";
+import { connectPinned } from "../host/ssh.ts";
 
 /** An interactive PTY shell straight from the CLI (raw mode, window size follows the terminal). */
 export async function interactiveShell(info: { host: string; port: number; user: string; privateKey: string; hostKey: string }): Promise<number> {
-  const conn = new Client();
-  const want = info.hostKey.trim().split(/\s+/)[1];
-  await new Promise<void>((resolve, reject) => {
-    conn.once("ready", () => resolve());
-    conn.once("error", (e) => reject(new BangerError("E_STATE", `ssh: ${e.message}`)));
-    conn.connect({
-      host: info.host,
-      port: info.port,
-      username: info.user,
-      privateKey: info.privateKey,
-      readyTimeout: 20_000,
-      hostVerifier: (key: Buffer) => key.toString("base64") === want,
-    });
-  });
+  const conn = await connectPinned(info);
   const stdin = process.stdin;
   const tty = !!stdin.isTTY;
   return new Promise<number>((resolve) => {

@@ -144,58 +144,67 @@ class _SSH2Guest implements GuestSSH {
   }
 }
 
+/**
+ * Connect an ssh2 Client with the guest's host key pinned (no TOFU); a
+ * mismatch fails with its own message. The dialer wraps the client as a
+ * GuestSSH; the CLI's interactive shell uses it raw for a PTY.
+ */
+export function connectPinned(target: SSHTarget): Promise<Client> {
+  const label = `${target.user}@${target.host}:${target.port}`;
+  return new Promise<Client>((resolve, reject) => {
+    const client = new Client();
+    let hostKeyMismatch = false;
+    let settled = false;
+    const pinned = target.hostKey ? _keyBlob(target.hostKey) : null;
+    const config: ConnectConfig = {
+      host: target.host,
+      port: target.port,
+      username: target.user,
+      privateKey: target.privateKey,
+      readyTimeout: target.readyTimeoutMs ?? 20_000,
+      // Detect a vanished guest instead of waiting on a dead TCP connection forever.
+      keepaliveInterval: 15_000,
+      keepaliveCountMax: 3,
+      hostVerifier: (key: Buffer) => {
+        if (!pinned) return true;
+        const ok = Buffer.isBuffer(key) && key.equals(pinned);
+        if (!ok) hostKeyMismatch = true;
+        return ok;
+      },
+    };
+    client.once("ready", () => {
+      settled = true;
+      resolve(client);
+    });
+    client.on("error", (err: Error) => {
+      if (settled) return;
+      settled = true;
+      client.end();
+      if (hostKeyMismatch) {
+        reject(new BangerError("E_STATE", `ssh host key mismatch for ${target.host}:${target.port}: the guest did not present its pinned key`, { cause: err }));
+      } else {
+        reject(new BangerError("E_STATE", `ssh connect to ${label} failed: ${errorMessage(err)}`, { cause: err }));
+      }
+    });
+    client.on("close", () => {
+      if (settled) return;
+      settled = true;
+      reject(new BangerError("E_STATE", `ssh connect to ${label} failed: connection closed`));
+    });
+    try {
+      client.connect(config);
+    } catch (e) {
+      settled = true;
+      reject(new BangerError("E_STATE", `ssh connect to ${label} failed: ${errorMessage(e)}`, { cause: e }));
+    }
+  });
+}
+
 /** A GuestSSH dialer over the ssh2 package, with the guest's host key pinned (no TOFU). */
 export function createSSHDialer(): SSHDialer {
   return {
-    dial(target: SSHTarget): Promise<GuestSSH> {
-      const label = `${target.user}@${target.host}:${target.port}`;
-      return new Promise<GuestSSH>((resolve, reject) => {
-        const client = new Client();
-        let hostKeyMismatch = false;
-        let settled = false;
-        const pinned = target.hostKey ? _keyBlob(target.hostKey) : null;
-        const config: ConnectConfig = {
-          host: target.host,
-          port: target.port,
-          username: target.user,
-          privateKey: target.privateKey,
-          readyTimeout: target.readyTimeoutMs ?? 20_000,
-          // Detect a vanished guest instead of waiting on a dead TCP connection forever.
-          keepaliveInterval: 15_000,
-          keepaliveCountMax: 3,
-          hostVerifier: (key: Buffer) => {
-            if (!pinned) return true;
-            const ok = Buffer.isBuffer(key) && key.equals(pinned);
-            if (!ok) hostKeyMismatch = true;
-            return ok;
-          },
-        };
-        client.once("ready", () => {
-          settled = true;
-          resolve(new _SSH2Guest(client, label));
-        });
-        client.on("error", (err: Error) => {
-          if (settled) return;
-          settled = true;
-          client.end();
-          if (hostKeyMismatch) {
-            reject(new BangerError("E_STATE", `ssh host key mismatch for ${target.host}:${target.port}: the guest did not present its pinned key`, { cause: err }));
-          } else {
-            reject(new BangerError("E_STATE", `ssh connect to ${label} failed: ${errorMessage(err)}`, { cause: err }));
-          }
-        });
-        client.on("close", () => {
-          if (settled) return;
-          settled = true;
-          reject(new BangerError("E_STATE", `ssh connect to ${label} failed: connection closed`));
-        });
-        try {
-          client.connect(config);
-        } catch (e) {
-          settled = true;
-          reject(new BangerError("E_STATE", `ssh connect to ${label} failed: ${errorMessage(e)}`, { cause: e }));
-        }
-      });
+    async dial(target: SSHTarget): Promise<GuestSSH> {
+      return new _SSH2Guest(await connectPinned(target), `${target.user}@${target.host}:${target.port}`);
     },
   };
 }
