@@ -16,7 +16,7 @@ import { userPluginPaths } from "./config.ts";
 import { ImageService } from "./images.ts";
 import { tryLockFile } from "./lock.ts";
 import { createDaemonLogger } from "./log.ts";
-import { SSHPool } from "./ssh-pool.ts";
+import { vmSSHPool } from "./ssh-pool.ts";
 import { createSessionRoutes } from "./sessions.ts";
 import { createWorkspaceRoutes } from "./workspace-routes.ts";
 
@@ -71,7 +71,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const reconcile = await engine.reconcile();
   for (const r of reconcile) log.info(`reconcile ${r.vm}: ${r.action} (handles from ${r.source})${r.cleanupErrors.length ? `; ${r.cleanupErrors.join("; ")}` : ""}`);
 
-  const ssh = new SSHPool(host.ssh, host.fs);
+  const ssh = vmSSHPool(host.ssh, host.fs);
   const images = new ImageService(store, hooks, host, paths.imagesDir);
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
   const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: process.env.BANGER_GUEST_STATE_ROOT || undefined });
@@ -89,7 +89,6 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
         log.info(`cutting streams still open after ${SHUTDOWN_GRACE_MS} ms`);
         await server.stop(true);
       }
-      await sessions.close().catch(() => {});
       ssh.closeAll();
       store.close();
       removeStaleSocket(paths.socket);

@@ -124,6 +124,5 @@ export function createSessionRoutes(d: SessionRouteDeps) {
       if (out.length) d.log.info(`session reconcile: ${out.map((s) => `${s.name}=${s.status}`).join(", ")}`);
     },
     route,
-    close: () => sessions.close(),
   };
 }

@@ -13,10 +13,14 @@ export async function sshTargetFor(fs: FS, vm: VMRecord): Promise<SSHTarget> {
   return { host: vm.runtime.sshHost || "127.0.0.1", port: vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim() };
 }
 
-/** One SSH connection per running VM, reused across requests and redialled when it drops. */
+/**
+ * One SSH connection per VM, reused by every caller and redialled when it
+ * drops. `dial` makes a new connection (the daemon: pinned target from
+ * VMDir/keys; tests: their own).
+ */
 export class SSHPool {
   private readonly conns = new Map<string, Promise<GuestSSH>>();
-  constructor(private readonly dialer: SSHDialer, private readonly fs: FS) {}
+  constructor(private readonly dial: (vm: VMRecord) => Promise<GuestSSH>) {}
 
   async get(vm: VMRecord): Promise<GuestSSH> {
     const existing = this.conns.get(vm.id);
@@ -25,11 +29,14 @@ export class SSHPool {
         const c = await existing;
         if (!c.closed) return c;
       } catch {}
-      this.conns.delete(vm.id);
+      // only forget it if a concurrent caller has not already replaced it
+      if (this.conns.get(vm.id) === existing) this.conns.delete(vm.id);
     }
-    const p = sshTargetFor(this.fs, vm).then((t) => this.dialer.dial(t));
+    const p = this.dial(vm);
     this.conns.set(vm.id, p);
-    p.catch(() => this.conns.delete(vm.id));
+    p.catch(() => {
+      if (this.conns.get(vm.id) === p) this.conns.delete(vm.id);
+    });
     return p;
   }
 
@@ -42,4 +49,9 @@ export class SSHPool {
   closeAll(): void {
     for (const id of [...this.conns.keys()]) this.drop(id);
   }
+}
+
+/** The daemon's pool: every VM reached through its pinned SSH target. */
+export function vmSSHPool(dialer: SSHDialer, fs: FS): SSHPool {
+  return new SSHPool(async (vm) => dialer.dial(await sshTargetFor(fs, vm)));
 }

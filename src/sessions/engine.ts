@@ -41,8 +41,6 @@ export interface SessionEngineDeps {
   newId: () => string;
   /** Root of the guest state dirs (default /var/lib/banger/sessions); tests point it at a temp dir. */
   stateRoot?: string;
-  /** Keep one SSH connection per VM between calls (default true). */
-  reuseConnections?: boolean;
   /** How long a send may block on a stdin pipe nobody reads (default 10 s). */
   sendTimeoutSeconds?: number;
   /** Random suffix of /tmp/banger-send-* upload paths. */
@@ -131,7 +129,6 @@ function _firstLine(s: string): string {
 export class SessionEngine {
   private readonly _d: SessionEngineDeps;
   private readonly _root: string;
-  private readonly _conns = new Map<string, Promise<GuestSSH>>();
   private readonly _sendChains = new Map<string, Promise<void>>();
 
   constructor(deps: SessionEngineDeps) {
@@ -252,10 +249,7 @@ export class SessionEngine {
       return session;
     } catch (e) {
       if (e instanceof BangerError && session.status === "failed") throw e;
-      this._dropIfClosed(vm.id, conn);
       return fail("launch", errorMessage(e), "E_STATE", e);
-    } finally {
-      this._release(conn);
     }
   }
 
@@ -303,32 +297,25 @@ export class SessionEngine {
     const pipe = sessionPaths(session.guestStateDir).pipe;
     const timeout = this._d.sendTimeoutSeconds ?? SEND_TIMEOUT_SECONDS;
     const conn = await this._conn(vm);
-    try {
-      const errChunks: Uint8Array[] = [];
-      const script = fastSendable(payload) ? FastSendScript(upload, pipe, timeout) : SendScript(upload, pipe, timeout);
-      const exitCode = await conn.exec(script, { stdin: payload, onStderr: (c) => errChunks.push(c.slice()) });
-      const r = { exitCode, stderr: Buffer.concat(errChunks).toString("utf8") };
-      if (r.exitCode !== 0) {
-        // Maybe the process ended under us: say so rather than "timed out".
-        const now = await this.refresh(session).catch(() => session);
-        if (now.status !== "running") {
-          throw new BangerError("E_STATE", `session ${session.name} is not running (status ${now.status}${now.exitCode !== null ? `, exit ${now.exitCode}` : ""})`);
-        }
-        if (r.exitCode === SEND_TIMEOUT_EXIT) {
-          throw new BangerError("E_TIMEOUT", `send to session ${session.name} timed out after ${timeout}s: the process is not reading its stdin`);
-        }
-        if (r.exitCode === SEND_NO_PIPE_EXIT) {
-          throw new BangerError("E_STATE", `session ${session.name} has no stdin pipe in the guest (${pipe})`);
-        }
-        throw new BangerError("E_STATE", `send to session ${session.name} failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
+    const errChunks: Uint8Array[] = [];
+    const script = fastSendable(payload) ? FastSendScript(upload, pipe, timeout) : SendScript(upload, pipe, timeout);
+    const exitCode = await conn.exec(script, { stdin: payload, onStderr: (c) => errChunks.push(c.slice()) });
+    const r = { exitCode, stderr: Buffer.concat(errChunks).toString("utf8") };
+    if (r.exitCode !== 0) {
+      // Maybe the process ended under us: say so rather than "timed out".
+      const now = await this.refresh(session).catch(() => session);
+      if (now.status !== "running") {
+        throw new BangerError("E_STATE", `session ${session.name} is not running (status ${now.status}${now.exitCode !== null ? `, exit ${now.exitCode}` : ""})`);
       }
-      return { bytesWritten: payload.length, session: this._d.repo.get(session.id) ?? session };
-    } catch (e) {
-      this._dropIfClosed(vm.id, conn);
-      throw e;
-    } finally {
-      this._release(conn);
+      if (r.exitCode === SEND_TIMEOUT_EXIT) {
+        throw new BangerError("E_TIMEOUT", `send to session ${session.name} timed out after ${timeout}s: the process is not reading its stdin`);
+      }
+      if (r.exitCode === SEND_NO_PIPE_EXIT) {
+        throw new BangerError("E_STATE", `session ${session.name} has no stdin pipe in the guest (${pipe})`);
+      }
+      throw new BangerError("E_STATE", `send to session ${session.name} failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
     }
+    return { bytesWritten: payload.length, session: this._d.repo.get(session.id) ?? session };
   }
 
   /**
@@ -350,13 +337,9 @@ export class SessionEngine {
       },
     };
     const conn = await this._conn(vm);
-    try {
-      const code = await conn.exec(AttachInputCommandForPipe(sessionPaths(session.guestStateDir).pipe), { stdin: counted, signal });
-      if (code !== 0) throw new BangerError("E_STATE", `attach input to session ${session.name} ended with exit ${code}`);
-      return written;
-    } finally {
-      this._release(conn);
-    }
+    const code = await conn.exec(AttachInputCommandForPipe(sessionPaths(session.guestStateDir).pipe), { stdin: counted, signal });
+    if (code !== 0) throw new BangerError("E_STATE", `attach input to session ${session.name} ended with exit ${code}`);
+    return written;
   }
 
   // --- status ---
@@ -374,15 +357,8 @@ export class SessionEngine {
       return this._end(current, "failed", null, "", vm ? "vm is not running" : "vm is gone");
     }
     const conn = await this._conn(vm);
-    try {
-      const r = await conn.runScript(StatusScript(current.guestStateDir));
-      return this._applyStatus(current, r.stdout, "exited");
-    } catch (e) {
-      this._dropIfClosed(vm.id, conn);
-      throw e;
-    } finally {
-      this._release(conn);
-    }
+    const r = await conn.runScript(StatusScript(current.guestStateDir));
+    return this._applyStatus(current, r.stdout, "exited");
   }
 
   /** Refresh every session the store says is starting or running (daemon startup reconcile). */
@@ -452,15 +428,8 @@ export class SessionEngine {
     const vm = this._d.getVM(current.vmId);
     if (!vm || !(await this._d.vmAlive(vm))) return this._end(current, "failed", null, "", "vm is not running");
     const conn = await this._conn(vm);
-    try {
-      const r = await conn.runScript(StopScript(current.guestStateDir, graceMs));
-      return this._applyStatus(current, r.stdout, "stopped");
-    } catch (e) {
-      this._dropIfClosed(vm.id, conn);
-      throw e;
-    } finally {
-      this._release(conn);
-    }
+    const r = await conn.runScript(StopScript(current.guestStateDir, graceMs));
+    return this._applyStatus(current, r.stdout, "stopped");
   }
 
   /** KILL at once. */
@@ -482,8 +451,6 @@ export class SessionEngine {
         await conn.runScript(RemoveScript(current.guestStateDir));
       } catch {
         // Best effort: the record goes either way; a leftover dir is harmless.
-      } finally {
-        this._release(conn);
       }
     }
     this._d.repo.delete(current.id);
@@ -499,14 +466,7 @@ export class SessionEngine {
     const path = opts.stream === "stderr" ? session.stderrLogPath : session.stdoutLogPath;
     const chunks: Uint8Array[] = [];
     const conn = await this._conn(vm);
-    try {
-      await conn.exec(LogReadCommand(path, offset, opts.limit ?? DEFAULT_LOG_LIMIT), { onStdout: (c) => chunks.push(c.slice()) });
-    } catch (e) {
-      this._dropIfClosed(vm.id, conn);
-      throw e;
-    } finally {
-      this._release(conn);
-    }
+    await conn.exec(LogReadCommand(path, offset, opts.limit ?? DEFAULT_LOG_LIMIT), { onStdout: (c) => chunks.push(c.slice()) });
     const data = _bytes(chunks);
     return { data, offset, nextOffset: offset + data.length };
   }
@@ -575,7 +535,8 @@ export class SessionEngine {
       signal?.removeEventListener("abort", onAbort);
       throw e;
     }
-    const running = conn
+    // the tail ends when our stdin ends (stopInput) or the connection drops
+    void conn
       .exec(AttachTailCommand(path, offset, s.guestPid), { stdin, onStdout: (c) => (queue.push(c.slice()), poke()) })
       .catch(() => 255)
       .finally(() => {
@@ -597,25 +558,10 @@ export class SessionEngine {
     } finally {
       signal?.removeEventListener("abort", onAbort);
       stopInput();
-      void running.finally(() => {
-        this._dropIfClosed(vm.id, conn);
-        this._release(conn);
-      });
     }
   }
 
   // --- connections ---
-
-  /** Close every cached SSH connection (daemon shutdown). */
-  async close(): Promise<void> {
-    const conns = [...this._conns.values()];
-    this._conns.clear();
-    for (const p of conns) {
-      try {
-        (await p).close();
-      } catch {}
-    }
-  }
 
   private _vmOf(s: GuestSession): VMRecord {
     const vm = this._d.getVM(s.vmId);
@@ -623,35 +569,9 @@ export class SessionEngine {
     return vm;
   }
 
-  private async _conn(vm: VMRecord): Promise<GuestSSH> {
-    if (this._d.reuseConnections === false) return this._d.dial(vm);
-    const cached = this._conns.get(vm.id);
-    if (cached) {
-      try {
-        const c = await cached;
-        if (!c.closed) return c;
-      } catch {}
-      if (this._conns.get(vm.id) === cached) this._conns.delete(vm.id);
-    }
-    const p = this._d.dial(vm);
-    this._conns.set(vm.id, p);
-    try {
-      return await p;
-    } catch (e) {
-      if (this._conns.get(vm.id) === p) this._conns.delete(vm.id);
-      throw e;
-    }
-  }
-
-  /** Without reuse, every borrowed connection is closed after use. */
-  private _release(conn: GuestSSH): void {
-    if (this._d.reuseConnections === false) conn.close();
-  }
-
-  private _dropIfClosed(vmId: string, conn: GuestSSH): void {
-    if (!conn.closed) return;
-    const cached = this._conns.get(vmId);
-    if (cached) void cached.then((c) => c === conn && this._conns.get(vmId) === cached && this._conns.delete(vmId)).catch(() => {});
+  /** The VM's connection; reuse is the dialer's job (the daemon passes its SSHPool). */
+  private _conn(vm: VMRecord): Promise<GuestSSH> {
+    return this._d.dial(vm);
   }
 
   private _now(): string {

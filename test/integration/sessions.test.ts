@@ -7,6 +7,7 @@ import type { GuestSession, VMRecord } from "../../src/core/model.ts";
 import { createSSHDialer } from "../../src/host/ssh.ts";
 import type { Clock } from "../../src/host/types.ts";
 import { SessionEngine, type SessionEngineDeps } from "../../src/sessions/engine.ts";
+import { SSHPool } from "../../src/daemon/ssh-pool.ts";
 import { createSessionRepo } from "../../src/store/sessions.ts";
 import { Store } from "../../src/store/store.ts";
 import { startSSHD, type TestSSHD } from "../helpers/sshd.ts";
@@ -23,14 +24,17 @@ let dials = 0;
 
 const realClock: Clock = { now: () => new Date(), sleep: (ms) => Bun.sleep(ms) };
 
+/** Each engine gets its own connection pool, as each daemon has one. */
+const pools = new Map<SessionEngine, SSHPool>();
 function newEngine(over: Partial<SessionEngineDeps> = {}): SessionEngine {
   const dialer = createSSHDialer();
+  const pool = new SSHPool((v) => {
+    dials++;
+    return dialer.dial({ host: v.runtime.sshHost, port: v.runtime.sshPort, user: sshd.user, privateKey: sshd.clientKey, hostKey: sshd.hostPublicKey });
+  });
   const e = new SessionEngine({
     repo: createSessionRepo(store.db),
-    dial: (v) => {
-      dials++;
-      return dialer.dial({ host: v.runtime.sshHost, port: v.runtime.sshPort, user: sshd.user, privateKey: sshd.clientKey, hostKey: sshd.hostPublicKey });
-    },
+    dial: (v) => pool.get(v),
     vmAlive: async (v) => v.runtime.state === "running",
     getVM: (idOrName) => store.getVM(idOrName),
     clock: realClock,
@@ -39,6 +43,7 @@ function newEngine(over: Partial<SessionEngineDeps> = {}): SessionEngine {
     ...over,
   });
   engines.push(e);
+  pools.set(e, pool);
   return e;
 }
 
@@ -65,7 +70,7 @@ afterAll(async () => {
   // Stop whatever a failed test left running, then the sshd.
   const e = newEngine();
   for (const s of createSessionRepo(store.db).list({ status: ["running", "starting"] })) await e.kill(s).catch(() => {});
-  for (const x of engines) await x.close();
+  for (const x of engines) pools.get(x)?.closeAll();
   store.close();
   await sshd?.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -234,7 +239,7 @@ describe("sessions over a real sshd", () => {
       offset = c.nextOffset;
       if (got.join("").split("\n").length > 20) break;
     }
-    await e1.close(); // the daemon "dies": its connections go with it
+    pools.get(e1)!.closeAll(); // the daemon "dies": its connections go with it
 
     // A new daemon: new Store on the same file, new engine, reconcile.
     const store2 = new Store(join(dir, "banger.db"));

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { createApp } from "../../src/daemon/app.ts";
 import type { StreamEvent } from "../../src/daemon/http.ts";
 import { ImageService } from "../../src/daemon/images.ts";
-import { SSHPool } from "../../src/daemon/ssh-pool.ts";
+import { vmSSHPool } from "../../src/daemon/ssh-pool.ts";
 import { BangerError } from "../../src/core/errors.ts";
 import { daemonPaths } from "../../src/core/paths.ts";
 import { engineWorld, type TestStore } from "../helpers/fakes.ts";
@@ -23,7 +23,7 @@ function setup(extraRoutes: ((req: Request, url: URL, parts: string[]) => Promis
   const app = createApp({
     engine,
     images: new ImageService(ts.store, hooks, host, paths.imagesDir),
-    ssh: new SSHPool(host.ssh, host.fs),
+    ssh: vmSSHPool(host.ssh, host.fs),
     fs: host.fs,
     plugins: [{ name: "fake-vmm", description: "", source: "test", hooks: [], drivers: ["fake"] }],
     version: "9.9.9-test",

@@ -10,6 +10,7 @@ import { shellQuote } from "../../src/sessions/quote.ts";
 import * as sess from "../../src/sessions/scripts.ts";
 import { createSessionRepo } from "../../src/store/sessions.ts";
 import { Store } from "../../src/store/store.ts";
+import { SSHPool } from "../../src/daemon/ssh-pool.ts";
 
 // --- fakes that record ---
 
@@ -130,12 +131,14 @@ function testGuestSession(vmId: string, stdinMode: SessionStdinMode, status: Ses
 function newEngine(fake: RecordingGuestSSH, opts: { alive?: boolean } = {}) {
   const repo = createSessionRepo(store.db);
   let dialCount = 0;
+  // reuse is the pool's job, as in the daemon: one dial per VM while the connection lives
+  const pool = new SSHPool(async () => {
+    dialCount++;
+    return fake;
+  });
   const engine = new SessionEngine({
     repo,
-    dial: async () => {
-      dialCount++;
-      return fake;
-    },
+    dial: (vm) => pool.get(vm),
     // The fake's notion of liveness: the recorded state, unless a test says the process is gone.
     vmAlive: async (vm) => (opts.alive ?? true) && vm.runtime.state === "running",
     getVM: (idOrName) => store.getVM(idOrName),
