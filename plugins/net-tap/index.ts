@@ -2,7 +2,7 @@ import { BangerError, definePlugin } from "../../src/plugin-api.ts";
 import type { BangerPlugin, LeaseStore, PluginContext, VMRecord } from "../../src/plugin-api.ts";
 import { addTap, deleteTap, ensureBridge, ensureNat, linkExists } from "./host-net.ts";
 import { hostsMarker, rewriteHostsFile, type HostsEntry } from "./hosts-file.ts";
-import { guestAddresses, macFor, parseSubnet, tapName, type Subnet } from "./subnet.ts";
+import { guestAddresses, inSubnet, macFor, parseSubnet, tapName, type Subnet } from "./subnet.ts";
 
 /** The lease pool guest IPs come from. */
 export const IP_POOL = "net-tap";
@@ -76,7 +76,18 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
     name: "net-tap",
     description: "Tap networking (--net tap): bridge + NAT, a tap per VM, guest IP from a pool in the store, <name>.vm in the hosts file",
     setup(ctx: PluginContext) {
-      const cfg = _config(o, env);
+      // A bad tap setting must not take the daemon (and every user-net VM) down with it: it fails tap VMs only.
+      let parsed: Config | Error;
+      try {
+        parsed = _config(o, env);
+      } catch (e) {
+        parsed = e as Error;
+        ctx.log.warn(`${parsed.message}; --net tap VMs cannot start until it is fixed`);
+      }
+      const conf = (): Config => {
+        if (parsed instanceof Error) throw parsed;
+        return parsed;
+      };
       const exec = ctx.host.exec;
       const hostsLock = _serial();
       const bridgeLock = _serial();
@@ -96,11 +107,18 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
             const name = names.get(l.vmId);
             if (name) entries.push({ ip: l.value, name: `${name}.vm` });
           }
-          await rewriteHostsFile(ctx.host, cfg.hostsFile, marker, entries);
+          await rewriteHostsFile(ctx.host, conf().hostsFile, marker, entries);
         });
 
-      const claim = (vm: VMRecord): string => {
-        const ip = leases().lease(IP_POOL, vm.id, guestAddresses(cfg.subnet));
+      const claim = async (vm: VMRecord): Promise<string> => {
+        const { subnet } = conf();
+        let ip = leases().lease(IP_POOL, vm.id, guestAddresses(subnet));
+        if (!inSubnet(ip, subnet)) {
+          // the subnet setting changed since this VM got its address: move it into the new one
+          leases().release(IP_POOL, vm.id);
+          ip = leases().lease(IP_POOL, vm.id, guestAddresses(subnet));
+          await syncHosts();
+        }
         vm.runtime.guestIP = ip;
         vm.runtime.sshHost = ip;
         vm.runtime.sshPort = 22;
@@ -108,15 +126,15 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
         return ip;
       };
 
-      let resolver: string | undefined = cfg.dns;
+      let resolver: string | undefined;
       const dns = async (): Promise<string> => {
-        resolver ??= guestResolver((await ctx.host.fs.readText("/etc/resolv.conf")) ?? "");
+        resolver ??= conf().dns ?? guestResolver((await ctx.host.fs.readText("/etc/resolv.conf")) ?? "");
         return resolver;
       };
 
       ctx.hook("vm:create", async ({ vm }) => {
         if (!isTapVM(vm)) return;
-        const ip = claim(vm);
+        const ip = await claim(vm);
         // undo is registered before the hosts rewrite can fail, so a failed rewrite still gives the address back
         const undo = async () => {
           leases().release(IP_POOL, vm.id);
@@ -134,7 +152,8 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
 
       ctx.hook("vm:start:before", async ({ vm, boot, handles, progress }) => {
         if (!isTapVM(vm)) return;
-        const ip = claim(vm);
+        const cfg = conf();
+        const ip = await claim(vm);
         progress(`tap network: ${cfg.bridge} ${cfg.subnet.cidr}, ${vm.name} at ${ip}`);
         await bridgeLock(async () => {
           await ensureBridge(exec, cfg.bridge, cfg.subnet);

@@ -37,6 +37,13 @@ export function parseSubnet(text: string): Subnet {
   return { cidr: `${ipFromInt(network)}/${prefix}`, prefix, network, gateway: ipFromInt(network + 1) };
 }
 
+/** Is `ip` one of the subnet's guest addresses? */
+export function inSubnet(ip: string, s: Subnet): boolean {
+  const n = _toInt(ip);
+  const size = 2 ** (32 - s.prefix);
+  return n !== null && n >= s.network + 2 && n < s.network + size - 1;
+}
+
 /** Guest addresses in order: after the gateway, before the broadcast address. */
 export function* guestAddresses(s: Subnet): Generator<string> {
   const size = 2 ** (32 - s.prefix);

@@ -2,6 +2,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Database } from "bun:sqlite";
+import { MIGRATIONS, migrate } from "../../src/store/migrations.ts";
 import { Store } from "../../src/store/store.ts";
 import { createLeaseStore } from "../../src/store/leases.ts";
 import { sampleVM } from "../helpers/fakes.ts";
@@ -76,6 +78,23 @@ describe("guest IP leases on a real SQLite file", () => {
     const c = sampleVM({ id: "c", name: "c", sshPort: 22 });
     c.runtime.sshHost = "10.213.0.3";
     expect(() => store.upsertVM(c)).toThrow("already belongs to another vm");
+    store.close();
+  });
+
+  test("a version-3 database upgrades: VMs become net=user, their forwarded ports stay unique", () => {
+    const path = dbPath();
+    const old = new Database(path);
+    migrate(old, MIGRATIONS.filter((m) => m.version <= 3));
+    old.run(`INSERT INTO vms (id, name, image, cpus, memory_mib, driver, state, ssh_host, ssh_port, created_at, updated_at)
+      VALUES ('a', 'a', 'default', 1, 256, 'qemu', 'stopped', '127.0.0.1', 20100, 'then', 'then')`);
+    old.close();
+    const store = new Store(path);
+    const a = store.getVM("a")!;
+    expect(a.spec.net).toBe("user");
+    expect(a.runtime.sshPort).toBe(20100);
+    const b = sampleVM({ id: "b", name: "b", sshPort: 20100 });
+    b.runtime.sshHost = "127.0.0.1";
+    expect(() => store.upsertVM(b)).toThrow("already belongs to another vm");
     store.close();
   });
 });

@@ -306,11 +306,29 @@ describe("net-tap: pieces", () => {
     expect(guestResolver("nameserver 127.0.0.1\nnameserver ::1\n")).toBe("");
   });
 
-  test("hostile config is refused at setup", async () => {
+  test("hostile config fails tap VMs with a clear error and leaves user-net VMs (and the daemon) working", async () => {
     for (const opts of [{ bridge: "br0;reboot" }, { bridge: "a".repeat(16) }, { dns: "1.1.1.1 banger.debug=1" }, { subnet: "10.0.0.0/24 x" }]) {
-      const err = await caught(world({ opts }));
-      expect(err.message).toMatch(/bad (bridge name|tap DNS server|tap subnet)/);
+      const w = await world({ opts });
+      expect(w.log.of("warn").join("\n")).toMatch(/bad (bridge name|tap DNS server|tap subnet).*--net tap VMs cannot start/);
+      const err = await caught(w.engine.create({ name: "t", net: "tap" }));
+      expect(err.message).toMatch(/^net-tap:vm:create: bad (bridge name|tap DNS server|tap subnet)/);
+      expect(w.ts.store.getVM("t")).toBeNull();
+      await w.engine.create({ name: "u" });
+      await w.engine.start("u");
+      expect(w.host.exec.lines()).toEqual([]);
     }
+  });
+
+  test("a VM whose address is outside a changed subnet gets a new one at start, and the hosts file follows", async () => {
+    const w = await world();
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    w.leases.release(IP_POOL, vm.id);
+    w.ts.store.db.query(`INSERT INTO leases (pool, value, vm_id, created_at) VALUES (?, '10.99.0.5', ?, 'then')`).run(IP_POOL, vm.id);
+    await w.engine.start("alpha");
+    expect(w.leases.leaseOf(IP_POOL, vm.id)).toBe("10.213.0.2");
+    expect(w.driver.launches[0]!.boot.kernelArgs[0]).toBe("banger.ip=10.213.0.2/24");
+    expect(w.ts.store.getVM("alpha")!.runtime.sshHost).toBe("10.213.0.2");
+    expect(w.hosts()).toBe(FOREIGN + block(["10.213.0.2\talpha.vm"]));
   });
 
   test("no lease store in the context: a clear error, not a crash", async () => {
