@@ -115,7 +115,9 @@ describe.skipIf(!canRun)("net-tap in network namespaces", () => {
   test("bridge + tap + NAT: ping and TCP from the bridge side, egress masqueraded, <name>.vm resolves, stop removes the tap", async () => {
     const vm = await engine.create({ name: "alpha", net: "tap" });
     expect(vm.runtime.guestIP).toBe("10.213.7.2");
+    const t0 = performance.now();
     await engine.start("alpha");
+    console.log(`net-tap: first start (bridge, NAT, tap) ${Math.round(performance.now() - t0)} ms`);
     const tap = tapName(vm.id);
 
     const link = await inNs(NS.host, "ip", ["-o", "link", "show", "dev", tap]);
@@ -159,7 +161,9 @@ describe.skipIf(!canRun)("net-tap in network namespaces", () => {
 
   test("second start reuses bridge and rules (no duplicates); a VM that died is cleaned up by reconcile; delete drops the name", async () => {
     await engine.create({ name: "beta", net: "tap" });
+    const t0 = performance.now();
     const beta = await engine.start("beta");
+    console.log(`net-tap: later start (checks + tap) ${Math.round(performance.now() - t0)} ms`);
     await engine.start("alpha");
     const rules = await inNs(NS.host, "iptables", ["-t", "nat", "-S", "POSTROUTING"]);
     expect(rules.stdout.split("\n").filter((l) => l.includes("MASQUERADE")).length).toBe(1);
