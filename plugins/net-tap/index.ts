@@ -135,7 +135,7 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
       ctx.hook("vm:create", async ({ vm }) => {
         if (!isTapVM(vm)) return;
         const ip = await claim(vm);
-        // undo is registered before the hosts rewrite can fail, so a failed rewrite still gives the address back
+        // the engine only learns of this undo when we return, so a failed rewrite gives the address back here
         const undo = async () => {
           leases().release(IP_POOL, vm.id);
           await syncHosts();
@@ -178,10 +178,9 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
       });
 
       ctx.hook("vm:cleanup", async ({ vm, handles }) => {
-        const tap = handles.tapDevice || (isTapVM(vm) ? tapName(vm.id) : "");
-        if (!tap) return;
-        await deleteTap(exec, tap);
-        handles.tapDevice = "";
+        // only taps this plugin made: another plugin's tapDevice is that plugin's to remove
+        if (!isTapVM(vm)) return;
+        await deleteTap(exec, handles.tapDevice || tapName(vm.id));
       });
 
       ctx.hook("vm:delete", async ({ vm }) => {

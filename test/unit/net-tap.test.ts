@@ -58,8 +58,14 @@ describe("net-tap: create", () => {
     expect(w.host.exec.lines()).toEqual([]);
   });
 
-  test("a user-net VM gets no lease, no hosts entry, no commands", async () => {
-    const w = await world();
+  test("a user-net VM gets no lease, no hosts entry, no commands, even with another plugin's tapDevice in its handles", async () => {
+    const other = definePlugin({
+      name: "other-net",
+      setup(ctx) {
+        ctx.hook("vm:start:before", ({ handles }) => void (handles.tapDevice = "theirs0"));
+      },
+    });
+    const w = await world({ after: [other] });
     const vm = await w.engine.create({ name: "plain" });
     expect(vm.spec.net).toBe("user");
     expect(w.leases.list(IP_POOL)).toEqual([]);
