@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { BangerError } from "../../src/plugin-api.ts";
 import type { Host } from "../../src/plugin-api.ts";
 
 /** One `<ip> <name>.vm` line. */
@@ -52,7 +53,11 @@ export async function rewriteHostsFile(host: Host, path: string, marker: string,
   try {
     await host.fs.writeAtomic(path, after, 0o644);
   } catch (e) {
-    if (!/EBUSY|EXDEV/.test(String((e as { code?: string }).code ?? e))) throw e;
+    const code = String((e as { code?: string }).code ?? e);
+    if (/EACCES|EPERM|EROFS/.test(code)) {
+      throw new BangerError("E_INTERNAL", `cannot write ${path} for <name>.vm entries (${code}): run the daemon as root or set BANGER_HOSTS_FILE to a file it may write`, { cause: e });
+    }
+    if (!/EBUSY|EXDEV/.test(code)) throw e;
     await host.exec.run("sh", ["-c", 'cat > "$1"', "sh", path], { input: after });
   }
 }

@@ -289,6 +289,26 @@ describe("net-tap: pieces", () => {
     expect(String(host.exec.runs[0]!.opts.input)).toContain("10.0.0.2\ta.vm");
   });
 
+  test("the in-place fallback passes a hostile path as one argument, never as shell text", async () => {
+    const path = "/tmp/h'; rm -rf $(echo x) `id`\n;.hosts";
+    const host = fakeHost({ files: { [path]: "" } });
+    host.fs.writeAtomic = async () => {
+      throw Object.assign(new Error("EBUSY"), { code: "EBUSY" });
+    };
+    await rewriteHostsFile(host, path, "banger x", [{ ip: "10.0.0.2", name: "a.vm" }]);
+    expect(host.exec.runs[0]!.args).toEqual(["-c", 'cat > "$1"', "sh", path]);
+  });
+
+  test("a hosts file the daemon may not write: an error that says what to do", async () => {
+    const host = fakeHost({ files: { "/etc/hosts": FOREIGN } });
+    host.fs.writeAtomic = async () => {
+      throw Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" });
+    };
+    const err = await caught(rewriteHostsFile(host, "/etc/hosts", "banger x", [{ ip: "10.0.0.2", name: "a.vm" }]));
+    expect(err.message).toBe("cannot write /etc/hosts for <name>.vm entries (EACCES): run the daemon as root or set BANGER_HOSTS_FILE to a file it may write");
+    expect(host.exec.runs).toEqual([]);
+  });
+
   test("subnets: canonical network, gateway first, guests up to broadcast-1; bad ones refused", () => {
     const s = parseSubnet("192.0.2.77/29");
     expect(s).toMatchObject({ cidr: "192.0.2.72/29", gateway: "192.0.2.73", prefix: 29 });
