@@ -9,6 +9,7 @@ export type { HookMap, HookName, HookHandler, HookOptions, Undo, ProgressSink } 
 export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession } from "./core/model.ts";
 export type { VMMDriver, BootConfig, LaunchResult } from "./vmm/driver.ts";
 export type { Host, Exec, ExecResult, ExecOptions, Procs, ProcInfo, Clock, FS, GuestSSH, SSHTarget, SSHDialer } from "./host/types.ts";
+export type { LeaseStore, Lease } from "./store/leases.ts";
 export { BangerError } from "./core/errors.ts";
 /** Where a VM keeps its files (disks, keys, sockets, logs), derived from VMRuntime.vmDir. */
 export { vmPaths } from "./core/paths.ts";

@@ -50,6 +50,11 @@ export function netUserArgs(port: number): string[] {
   ];
 }
 
+/** A VM that asked for `--net tap` is plugins/net-tap's, not ours. */
+function isTapVM(vm: VMRecord): boolean {
+  return (vm.spec.net ?? "user") === "tap";
+}
+
 /** The plugin, with injectable port allocation for tests. */
 export function createNetUserPlugin(o: NetUserOptions = {}): BangerPlugin {
   return definePlugin({
@@ -57,13 +62,13 @@ export function createNetUserPlugin(o: NetUserOptions = {}): BangerPlugin {
     description: "QEMU user networking: guest SSH forwarded to a loopback port (no privileges needed)",
     setup(ctx) {
       ctx.hook("vm:create", async ({ vm }) => {
-        if (vm.spec.driver !== "qemu") return;
+        if (vm.spec.driver !== "qemu" || isTapVM(vm)) return;
         vm.runtime.sshHost = LOOPBACK;
         vm.runtime.sshPort = await allocateSshPort(ctx.store.listVMs(), vm.id, o);
         vm.runtime.guestIP = SLIRP_GUEST_IP;
       });
       ctx.hook("vm:start:before", async ({ vm, boot }) => {
-        if (vm.spec.driver !== "qemu") return;
+        if (vm.spec.driver !== "qemu" || isTapVM(vm)) return;
         const portFree = o.portFree ?? portFreeOnLoopback;
         // a stopped VM's port may have been taken by something else meanwhile
         if (vm.runtime.sshPort <= 0 || !(await portFree(vm.runtime.sshPort))) {

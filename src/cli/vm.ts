@@ -23,6 +23,7 @@ function describe(vm: VMView): string {
     `driver:    ${vm.spec.driver}`,
     `cpus:      ${vm.spec.cpus}`,
     `memory:    ${vm.spec.memoryMiB} MiB`,
+    `net:       ${vm.spec.net ?? "user"}${r.guestIP ? ` (${r.guestIP}, ${r.dnsName})` : ""}`,
     `ssh:       ${r.sshPort ? `${r.sshHost}:${r.sshPort}` : "-"}`,
     `dir:       ${r.vmDir}`,
   ];
@@ -37,7 +38,14 @@ const createArgs = {
   disk: { type: "string", description: "System disk size, e.g. 2G (default: the image's size)" },
   "work-disk": { type: "string", description: "Extra work disk mounted at /work, e.g. 1G" },
   driver: { type: "string", description: "VMM driver (default qemu)" },
+  net: { type: "string", description: "Network: user (default; loopback SSH forward) or tap (bridge, guest IP, <name>.vm; needs root)" },
 } as const;
+
+function netArg(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  if (v !== "user" && v !== "tap") usage(`--net must be user or tap, got ${JSON.stringify(v)}`);
+  return v;
+}
 
 function createBody(name: string, a: Record<string, unknown>) {
   return {
@@ -48,6 +56,7 @@ function createBody(name: string, a: Record<string, unknown>) {
     diskMiB: sizeArg(a.disk, "--disk"),
     workDiskMiB: sizeArg(a["work-disk"], "--work-disk"),
     driver: a.driver as string | undefined,
+    net: netArg(a.net),
   };
 }
 

@@ -21,6 +21,8 @@ export interface CreateVMParams {
   diskMiB?: number;
   workDiskMiB?: number;
   driver?: string;
+  /** "user" (default) or "tap". */
+  net?: string;
 }
 
 export interface EngineDeps {
@@ -44,6 +46,8 @@ export interface ReconcileOutcome {
 }
 
 const noProgress: ProgressSink = () => {};
+/** Network modes a VM may ask for: plugins/net-user and plugins/net-tap. */
+export const NET_MODES = ["user", "tap"];
 
 export function validateVMName(name: unknown): string {
   if (typeof name !== "string" || !VM_NAME_RE.test(name)) {
@@ -135,6 +139,9 @@ export class Engine {
     if (!this.d.drivers.has(driverName)) {
       throw new BangerError("E_BAD_REQUEST", `unknown driver "${driverName}" (loaded: ${[...this.d.drivers.keys()].join(", ") || "none"})`);
     }
+    if (params.net !== undefined && !NET_MODES.includes(params.net)) {
+      throw new BangerError("E_BAD_REQUEST", `unknown network mode "${params.net}" (known: ${NET_MODES.join(", ")})`);
+    }
     return { name, image, driverName };
   }
 
@@ -159,6 +166,7 @@ export class Engine {
         diskMiB: positive(params.diskMiB, 0, "disk (MiB)", 0),
         workDiskMiB: positive(params.workDiskMiB, 0, "work disk (MiB)", 0),
         driver: driverName,
+        net: params.net ?? "user",
       },
       runtime: {
         state: "created",

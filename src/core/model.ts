@@ -35,6 +35,8 @@ export interface VMSpec {
   /** Size of an extra work disk in MiB (0 = none). */
   workDiskMiB: number;
   driver: string;
+  /** Network mode: "user" (QEMU user net, loopback SSH forward; the default) or "tap" (bridge + tap, plugins/net-tap). */
+  net?: string;
 }
 
 export interface VMRecord {

@@ -2,6 +2,7 @@ import type { HookHandler, HookName, HookOptions } from "./hooks.ts";
 import type { ImageRecord, VMRecord } from "./model.ts";
 import type { Host } from "../host/types.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
+import type { LeaseStore } from "../store/leases.ts";
 
 export interface Logger {
   info(msg: string): void;
@@ -20,6 +21,8 @@ export interface BangerPaths {
 export interface PluginStoreView {
   listVMs(): VMRecord[];
   getImage(name: string): ImageRecord | null;
+  /** Per-VM values from named pools (e.g. guest IPs), unique under concurrent creates. The daemon always provides it. */
+  leases?: LeaseStore;
 }
 
 /** A command-line-free extension point: what a plugin's setup receives. */

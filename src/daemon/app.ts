@@ -43,6 +43,7 @@ const CREATE_SCHEMA = {
   diskMiB: { type: "integer" },
   workDiskMiB: { type: "integer" },
   driver: { type: "string" },
+  net: { type: "string" },
   start: { type: "boolean" },
 } as const;
 
@@ -71,7 +72,7 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
         return json({ vms: await Promise.all(engine.listVMs().map((vm) => vmView(engine, vm))) });
       }
       if (!id && m === "POST") {
-        const body = await parseBody<{ name: string; image?: string; cpus?: number; memoryMiB?: number; diskMiB?: number; workDiskMiB?: number; driver?: string; start?: boolean }>(req, CREATE_SCHEMA);
+        const body = await parseBody<{ name: string; image?: string; cpus?: number; memoryMiB?: number; diskMiB?: number; workDiskMiB?: number; driver?: string; net?: string; start?: boolean }>(req, CREATE_SCHEMA);
         const { start, ...params } = body;
         engine.checkCreate(params); // refuse bad input with a 4xx before the stream's 200 goes out
         return ndjson(req, async (emit) => {

@@ -8,6 +8,7 @@ import type { BangerPlugin } from "../core/plugin.ts";
 import { daemonPaths, resolveHome } from "../core/paths.ts";
 import { createHost } from "../host/index.ts";
 import { createSSHDialer } from "../host/ssh.ts";
+import { createLeaseStore } from "../store/leases.ts";
 import { Store } from "../store/store.ts";
 import { FULL_VERSION } from "../version.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
@@ -63,7 +64,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     log,
     drivers,
-    store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n) },
+    store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: createLeaseStore(store.db) },
   });
   log.info(`banger daemon ${FULL_VERSION} pid ${process.pid} home ${home}; plugins: ${loaded.map((p) => p.name).join(", ")}`);
 

@@ -90,6 +90,26 @@ export const MIGRATIONS: Migration[] = [
       )`);
     },
   },
+  {
+    version: 4,
+    name: "vm-net-leases",
+    up(db) {
+      db.run(`ALTER TABLE vms ADD COLUMN net TEXT NOT NULL DEFAULT 'user'`);
+      // Tap VMs all listen on <guest ip>:22, so an endpoint is unique as host+port, not as port alone.
+      db.run(`DROP INDEX vms_ssh_port`);
+      db.run(`CREATE UNIQUE INDEX vms_ssh_endpoint ON vms(ssh_host, ssh_port) WHERE ssh_port != 0`);
+      // A value (e.g. a guest IP) from a named pool belongs to one VM, and a VM holds one value per pool;
+      // the primary key is what keeps concurrent creates from sharing an address.
+      db.run(`CREATE TABLE leases (
+        pool TEXT NOT NULL,
+        value TEXT NOT NULL,
+        vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (pool, value),
+        UNIQUE (pool, vm_id)
+      )`);
+    },
+  },
 ];
 
 /** Apply every migration newer than the recorded version, each in its own transaction. */

@@ -26,6 +26,7 @@ interface VMRow {
   last_error: string;
   ssh_host: string;
   ssh_port: number;
+  net: string;
   created_at: string;
   updated_at: string;
 }
@@ -53,6 +54,7 @@ function rowToVM(r: VMRow): VMRecord {
       diskMiB: r.disk_mib,
       workDiskMiB: r.work_disk_mib,
       driver: r.driver,
+      net: r.net,
     },
     runtime: {
       state: r.state as VMState,
@@ -99,6 +101,7 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
     $last_error: vm.runtime.lastError,
     $ssh_host: vm.runtime.sshHost,
     $ssh_port: vm.runtime.sshPort,
+    $net: vm.spec.net ?? "user",
     $created_at: vm.createdAt,
     $updated_at: vm.updatedAt,
   };
@@ -107,7 +110,7 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
 const VM_COLUMNS = [
   "id", "name", "image", "cpus", "memory_mib", "disk_mib", "work_disk_mib", "driver", "state", "guest_ip",
   "api_sock_path", "vsock_path", "vsock_cid", "log_path", "metrics_path", "dns_name", "vm_dir",
-  "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "created_at", "updated_at",
+  "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "net", "created_at", "updated_at",
 ];
 
 const UPSERT_VM = `INSERT INTO vms (${VM_COLUMNS.join(", ")}) VALUES (${VM_COLUMNS.map((c) => "$" + c).join(", ")})
@@ -153,7 +156,7 @@ export class Store {
         throw new BangerError("E_NAME_TAKEN", `vm name already taken: ${vm.name}`, { cause: e });
       }
       if (msg.includes("UNIQUE") && msg.includes("ssh_port")) {
-        throw new BangerError("E_CONFLICT", `ssh port ${vm.runtime.sshPort} already belongs to another vm`, { cause: e });
+        throw new BangerError("E_CONFLICT", `ssh endpoint ${vm.runtime.sshHost}:${vm.runtime.sshPort} already belongs to another vm`, { cause: e });
       }
       throw e;
     }

@@ -10,6 +10,8 @@ export interface BootConfig {
   disks: { path: string; format: "raw" | "qcow2"; readOnly?: boolean }[];
   /** Driver-specific arguments contributed by plugins (e.g. QEMU -netdev). */
   netArgs: string[];
+  /** Tap devices to attach, filled by the net-tap plugin. */
+  nics?: { tap: string; mac: string }[];
 }
 
 export interface LaunchResult {

@@ -417,13 +417,13 @@ export function sampleImage(name = "default"): ImageRecord {
 }
 
 /** A VM record with deterministic paths under vmsDir. */
-export function sampleVM(over: { id?: string; name?: string; state?: VMRecord["runtime"]["state"]; vmsDir?: string; driver?: string; sshPort?: number } = {}): VMRecord {
+export function sampleVM(over: { id?: string; name?: string; state?: VMRecord["runtime"]["state"]; vmsDir?: string; driver?: string; sshPort?: number; net?: string } = {}): VMRecord {
   const id = over.id ?? "vm0001";
   const vmDir = join(over.vmsDir ?? "/state/vms", id);
   return {
     id,
     name: over.name ?? "demo",
-    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: over.driver ?? "fake" },
+    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: over.driver ?? "fake", net: over.net ?? "user" },
     runtime: {
       state: over.state ?? "created",
       guestIP: "",

@@ -104,3 +104,23 @@ describe("qemuArgs", () => {
     expect(qmpArg("/x,y/api.sock")).toBe("unix:/x,,y/api.sock,server=on,wait=off");
   });
 });
+
+describe("qemuArgs: tap nics", () => {
+  test("each nic becomes a tap netdev (no qemu-ifup scripts) and a virtio-net device with its MAC", () => {
+    const args = qemuArgs(sampleVM(), boot({ netArgs: [], nics: [{ tap: "bt-abc", mac: "52:54:00:01:02:03" }, { tap: "bt-def", mac: "52:54:00:04:05:06" }] }), { accel: "tcg", ...o });
+    const pairs: string[] = [];
+    args.forEach((a, i) => {
+      if (a === "-netdev" || (a === "-device" && args[i + 1]!.startsWith("virtio-net"))) pairs.push(`${a} ${args[i + 1]}`);
+    });
+    expect(pairs).toEqual([
+      "-netdev tap,id=tap0,ifname=bt-abc,script=no,downscript=no",
+      "-device virtio-net-pci,netdev=tap0,mac=52:54:00:01:02:03",
+      "-netdev tap,id=tap1,ifname=bt-def,script=no,downscript=no",
+      "-device virtio-net-pci,netdev=tap1,mac=52:54:00:04:05:06",
+    ]);
+  });
+
+  test("no nics: no tap netdev", () => {
+    expect(qemuArgs(sampleVM(), boot(), { accel: "tcg", ...o }).join(" ")).not.toContain("tap");
+  });
+});

@@ -67,6 +67,13 @@ export function qemuArgs(vm: VMRecord, boot: BootConfig, o: QemuArgsOptions): st
   });
 
   args.push(...boot.netArgs);
+  (boot.nics ?? []).forEach((nic, i) => {
+    // script=no: the tap is made and bridged by the net-tap plugin, not by qemu-ifup
+    args.push(
+      "-netdev", `tap,id=tap${i},ifname=${qemuEscape(nic.tap)},script=no,downscript=no`,
+      "-device", `virtio-net-pci,netdev=tap${i},mac=${qemuEscape(nic.mac)}`,
+    );
+  });
   args.push(
     "-device", "virtio-rng-pci",
     "-qmp", qmpArg(o.qmpSock),

@@ -1,0 +1,195 @@
+import { BangerError, definePlugin } from "../../src/plugin-api.ts";
+import type { BangerPlugin, LeaseStore, PluginContext, VMRecord } from "../../src/plugin-api.ts";
+import { addTap, deleteTap, ensureBridge, ensureNat, linkExists } from "./host-net.ts";
+import { hostsMarker, rewriteHostsFile, type HostsEntry } from "./hosts-file.ts";
+import { guestAddresses, inSubnet, macFor, parseSubnet, tapName, type Subnet } from "./subnet.ts";
+
+/** The lease pool guest IPs come from. */
+export const IP_POOL = "net-tap";
+export const DEFAULT_BRIDGE = "banger0";
+export const DEFAULT_SUBNET = "10.213.0.0/24";
+export const DEFAULT_HOSTS_FILE = "/etc/hosts";
+
+export interface NetTapOptions {
+  /** Bridge name (BANGER_TAP_BRIDGE, default banger0). */
+  bridge?: string;
+  /** Subnet for the bridge and guests (BANGER_TAP_SUBNET, default 10.213.0.0/24); the first address is the bridge's. */
+  subnet?: string;
+  /** Hosts file that gets the `<name>.vm` block (BANGER_HOSTS_FILE, default /etc/hosts). */
+  hostsFile?: string;
+  /** Guest resolver (BANGER_TAP_DNS); default the host's first non-loopback nameserver, none if there is none. */
+  dns?: string;
+}
+
+interface Config {
+  bridge: string;
+  subnet: Subnet;
+  hostsFile: string;
+  dns: string | undefined;
+}
+
+function _config(o: NetTapOptions, env: NodeJS.ProcessEnv): Config {
+  const bridge = o.bridge ?? env.BANGER_TAP_BRIDGE ?? DEFAULT_BRIDGE;
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) {
+    throw new BangerError("E_BAD_REQUEST", `bad bridge name ${JSON.stringify(bridge)}: 1-15 of [A-Za-z0-9_.-]`);
+  }
+  const dns = o.dns ?? env.BANGER_TAP_DNS;
+  if (dns !== undefined && dns !== "" && !/^[0-9.]+$/.test(dns)) throw new BangerError("E_BAD_REQUEST", `bad tap DNS server ${JSON.stringify(dns)}: an IPv4 address`);
+  return {
+    bridge,
+    subnet: parseSubnet(o.subnet ?? env.BANGER_TAP_SUBNET ?? DEFAULT_SUBNET),
+    hostsFile: o.hostsFile ?? env.BANGER_HOSTS_FILE ?? DEFAULT_HOSTS_FILE,
+    dns,
+  };
+}
+
+export function isTapVM(vm: VMRecord): boolean {
+  return vm.spec.net === "tap";
+}
+
+/** The host's first IPv4 nameserver that a guest can reach (loopback ones, e.g. systemd-resolved's, cannot be). */
+export function guestResolver(resolvConf: string): string {
+  for (const line of resolvConf.split("\n")) {
+    const m = /^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/.exec(line);
+    if (m && !m[1]!.startsWith("127.")) return m[1]!;
+  }
+  return "";
+}
+
+/** Serialize async work (hosts file rewrites, bridge setup) inside one daemon. */
+function _serial(): <T>(fn: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return (fn) => {
+    const run = tail.then(fn, fn);
+    tail = run.catch(() => {});
+    return run;
+  };
+}
+
+/**
+ * Tap networking: a bridge with NAT, a tap per VM on it, the guest's IP from
+ * a pool in the store, `<name>.vm` in the hosts file. Opt-in per VM with
+ * `--net tap`; everything else stays on net-user.
+ */
+export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv = process.env): BangerPlugin {
+  return definePlugin({
+    name: "net-tap",
+    description: "Tap networking (--net tap): bridge + NAT, a tap per VM, guest IP from a pool in the store, <name>.vm in the hosts file",
+    setup(ctx: PluginContext) {
+      // A bad tap setting must not take the daemon (and every user-net VM) down with it: it fails tap VMs only.
+      let parsed: Config | Error;
+      try {
+        parsed = _config(o, env);
+      } catch (e) {
+        parsed = e as Error;
+        ctx.log.warn(`${parsed.message}; --net tap VMs cannot start until it is fixed`);
+      }
+      const conf = (): Config => {
+        if (parsed instanceof Error) throw parsed;
+        return parsed;
+      };
+      const exec = ctx.host.exec;
+      const hostsLock = _serial();
+      const bridgeLock = _serial();
+      const marker = hostsMarker(ctx.paths.home);
+
+      const leases = (): LeaseStore => {
+        if (!ctx.store.leases) throw new BangerError("E_INTERNAL", "this daemon's store has no lease table (net-tap needs it)");
+        return ctx.store.leases;
+      };
+
+      /** Rewrite our hosts block from the leases, so it always equals what the store says. */
+      const syncHosts = () =>
+        hostsLock(async () => {
+          const names = new Map(ctx.store.listVMs().map((v) => [v.id, v.name]));
+          const entries: HostsEntry[] = [];
+          for (const l of leases().list(IP_POOL)) {
+            const name = names.get(l.vmId);
+            if (name) entries.push({ ip: l.value, name: `${name}.vm` });
+          }
+          await rewriteHostsFile(ctx.host, conf().hostsFile, marker, entries);
+        });
+
+      const claim = async (vm: VMRecord): Promise<string> => {
+        const { subnet } = conf();
+        let ip = leases().lease(IP_POOL, vm.id, guestAddresses(subnet));
+        if (!inSubnet(ip, subnet)) {
+          // the subnet setting changed since this VM got its address: move it into the new one
+          leases().release(IP_POOL, vm.id);
+          ip = leases().lease(IP_POOL, vm.id, guestAddresses(subnet));
+          await syncHosts();
+        }
+        vm.runtime.guestIP = ip;
+        vm.runtime.sshHost = ip;
+        vm.runtime.sshPort = 22;
+        vm.runtime.dnsName = `${vm.name}.vm`;
+        return ip;
+      };
+
+      let resolver: string | undefined;
+      const dns = async (): Promise<string> => {
+        resolver ??= conf().dns ?? guestResolver((await ctx.host.fs.readText("/etc/resolv.conf")) ?? "");
+        return resolver;
+      };
+
+      ctx.hook("vm:create", async ({ vm }) => {
+        if (!isTapVM(vm)) return;
+        const ip = await claim(vm);
+        // the engine only learns of this undo when we return, so a failed rewrite gives the address back here
+        const undo = async () => {
+          leases().release(IP_POOL, vm.id);
+          await syncHosts();
+        };
+        try {
+          await syncHosts();
+        } catch (e) {
+          await undo().catch(() => {});
+          throw e;
+        }
+        ctx.log.debug(`${vm.name}: ${ip} (${vm.name}.vm)`);
+        return undo;
+      });
+
+      ctx.hook("vm:start:before", async ({ vm, boot, handles, progress }) => {
+        if (!isTapVM(vm)) return;
+        const cfg = conf();
+        const ip = await claim(vm);
+        progress(`tap network: ${cfg.bridge} ${cfg.subnet.cidr}, ${vm.name} at ${ip}`);
+        await bridgeLock(async () => {
+          await ensureBridge(exec, cfg.bridge, cfg.subnet);
+          await ensureNat(exec, cfg.bridge, cfg.subnet);
+        });
+        const tap = tapName(vm.id);
+        await addTap(exec, tap, cfg.bridge);
+        handles.tapDevice = tap;
+        boot.nics = [...(boot.nics ?? []), { tap, mac: macFor(vm.id) }];
+        boot.kernelArgs.push(`banger.ip=${ip}/${cfg.subnet.prefix}`, `banger.gw=${cfg.subnet.gateway}`, `banger.dns=${await dns()}`);
+        return async () => {
+          await deleteTap(exec, tap);
+          handles.tapDevice = "";
+        };
+      });
+
+      ctx.hook("vm:reconcile", async ({ vm, handles }) => {
+        // handles rebuilt from the live process (scratch file lost) do not name the tap; its name is derived from the id
+        if (!isTapVM(vm) || handles.tapDevice) return;
+        const tap = tapName(vm.id);
+        if (await linkExists(exec, tap)) handles.tapDevice = tap;
+      });
+
+      ctx.hook("vm:cleanup", async ({ vm, handles }) => {
+        // only taps this plugin made: another plugin's tapDevice is that plugin's to remove
+        if (!isTapVM(vm)) return;
+        await deleteTap(exec, handles.tapDevice || tapName(vm.id));
+      });
+
+      ctx.hook("vm:delete", async ({ vm }) => {
+        if (!isTapVM(vm)) return;
+        leases().release(IP_POOL, vm.id);
+        await syncHosts();
+      });
+    },
+  });
+}
+
+export default createNetTapPlugin();

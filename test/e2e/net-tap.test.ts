@@ -1,0 +1,128 @@
+// A real VM on --net tap. The CLI and the daemon it auto-starts run inside a
+// network namespace this test creates (`ip netns exec`), so the bridge, the
+// tap, the NAT rules and the hosts file (/etc/netns/<ns>/hosts, bind-mounted
+// over /etc/hosts there) all live in that namespace and go with it.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BANGER, tempHome } from "../helpers/cli.ts";
+import { e2eReady, IMAGE_DIR, qemuPidsUnder } from "../helpers/e2e.ts";
+
+const NS = `bge-${process.pid % 100000}`;
+/** "Outside": a namespace reachable from the VM only through the test namespace's NAT. */
+const OUT = `bgo-${process.pid % 100000}`;
+const NS_HOSTS = `/etc/netns/${NS}/hosts`;
+
+function inNs(args: string[], env?: Record<string, string>) {
+  const p = Bun.spawnSync(["ip", "netns", "exec", NS, ...args], { env, stdin: "ignore" });
+  return { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
+}
+
+describe.skipIf(!e2eReady)("real VM on --net tap, inside a test network namespace", () => {
+  const h = e2eReady ? tempHome("banger-e2e-tap-") : (null as never);
+  const hostHostsBefore = e2eReady ? readFileSync("/etc/hosts", "utf8") : "";
+  const banger = (args: string[]) => inNs([BANGER, ...args], { ...h.env, BANGER_TAP_SUBNET: "10.213.9.0/24" });
+
+  beforeAll(() => {
+    Bun.spawnSync(["ip", "netns", "del", NS]);
+    expect(Bun.spawnSync(["ip", "netns", "add", NS]).exitCode).toBe(0);
+    inNs(["ip", "link", "set", "lo", "up"]);
+    // must exist before the first `ip netns exec`, or the daemon would see (and edit) the machine's /etc/hosts
+    mkdirSync(`/etc/netns/${NS}`, { recursive: true });
+    writeFileSync(NS_HOSTS, "127.0.0.1\tlocalhost\n");
+    Bun.spawnSync(["ip", "netns", "del", OUT]);
+    expect(Bun.spawnSync(["ip", "netns", "add", OUT]).exitCode).toBe(0);
+    for (const cmd of [
+      ["ip", "link", "add", "bge-out", "type", "veth", "peer", "name", "eth0", "netns", OUT],
+      ["ip", "addr", "add", "198.51.100.1/24", "dev", "bge-out"],
+      ["ip", "link", "set", "bge-out", "up"],
+    ]) expect(inNs(cmd).code).toBe(0);
+    for (const cmd of [
+      ["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"],
+      ["ip", "link", "set", "eth0", "up"],
+    ]) expect(Bun.spawnSync(["ip", "netns", "exec", OUT, ...cmd]).exitCode).toBe(0);
+  });
+
+  afterAll(async () => {
+    if (!h) return;
+    banger(["vm", "delete", "alpha", "--force"]);
+    await h.cleanup(qemuPidsUnder(h.home));
+    Bun.spawnSync(["ip", "netns", "del", NS]);
+    Bun.spawnSync(["ip", "netns", "del", OUT]);
+    rmSync(`/etc/netns/${NS}`, { recursive: true, force: true });
+  });
+
+  test("boot over a tap, exec over the guest IP, egress through NAT, <name>.vm resolves, reconcile and delete leave no tap", async () => {
+    const imp = banger(["image", "import", "--name", "default", "--kernel", join(IMAGE_DIR, "vmlinuz"), "--rootfs", join(IMAGE_DIR, "rootfs.ext4"), "--initrd", join(IMAGE_DIR, "initrd.img"), "--json"]);
+    expect(imp.code).toBe(0);
+    // the auto-started daemon must be in the test namespace, never in the machine's own
+    const daemon = h.daemonPid();
+    expect(readlinkSync(`/proc/${daemon}/ns/net`)).toBe(`net:[${statSync(`/run/netns/${NS}`).ino}]`);
+
+    const t0 = performance.now();
+    const created = banger(["vm", "create", "alpha", "--net", "tap", "--start", "--json"]);
+    const bootMs = Math.round(performance.now() - t0);
+    expect(created.code).toBe(0);
+    const vm = JSON.parse(created.stdout);
+    expect(vm.spec.net).toBe("tap");
+    expect(vm.runtime).toMatchObject({ guestIP: "10.213.9.2", sshHost: "10.213.9.2", sshPort: 22, dnsName: "alpha.vm" });
+    console.log(`e2e net-tap: create --start ${bootMs} ms`);
+
+    const t1 = performance.now();
+    const ex = banger(["vm", "exec", "alpha", "--", "true"]);
+    console.log(`e2e net-tap: first vm exec -- true ${Math.round(performance.now() - t1)} ms`);
+    expect(ex.code).toBe(0);
+    const addr = banger(["vm", "exec", "alpha", "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
+    expect(addr.stdout).toContain("inet 10.213.9.2/24");
+    const route = banger(["vm", "exec", "alpha", "--", "ip", "route"]);
+    expect(route.stdout).toContain("default via 10.213.9.1");
+
+    const resolved = inNs(["getent", "hosts", "alpha.vm"]);
+    expect(resolved.stdout.trim().split(/\s+/)).toEqual(["10.213.9.2", "alpha.vm"]);
+    expect(inNs(["ping", "-c", "2", "-W", "3", "alpha.vm"]).stdout).toContain("2 received");
+
+    const tap = inNs(["ip", "-o", "link", "show", "master", "banger0"]).stdout;
+    expect(tap).toMatch(/bt-[0-9a-f]+/);
+
+    const times: number[] = [];
+    for (let i = 0; i < 11; i++) {
+      const t = performance.now();
+      expect(banger(["vm", "exec", "alpha", "--", "true"]).code).toBe(0);
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    console.log(`e2e net-tap: vm exec -- true p50 ${Math.round(times[5]!)} ms (n=11, pooled SSH over the tap)`);
+
+    // egress: the guest reaches a namespace it has no route to except through MASQUERADE, which sees the NAT address
+    const echo = Bun.spawn(["ip", "netns", "exec", OUT, process.execPath, "-e",
+      `Bun.listen({ hostname: "0.0.0.0", port: 8080, socket: { open(s) { s.write(s.remoteAddress + "\\n"); s.end(); }, data() {} } }); console.log("listening");`], { stdout: "pipe" });
+    try {
+      const reader = echo.stdout.getReader();
+      expect(new TextDecoder().decode((await reader.read()).value)).toContain("listening");
+      const out = banger(["vm", "exec", "alpha", "--", "bash", "-c", "exec 3<>/dev/tcp/198.51.100.2/8080 && IFS= read -r -t 5 l <&3 && echo \"$l\""]);
+      expect(out.stdout.trim()).toBe("198.51.100.1");
+    } finally {
+      echo.kill();
+    }
+
+    // the VM and the daemon die (kill -9); the next daemon's reconcile removes the tap
+    const qemu = qemuPidsUnder(h.home);
+    expect(qemu.length).toBe(1);
+    process.kill(h.daemonPid(), "SIGKILL");
+    process.kill(qemu[0]!, "SIGKILL");
+    await Bun.sleep(300);
+    const listed = banger(["vm", "list", "--json"]);
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout)[0].runtime.state).toBe("stopped");
+    expect(readlinkSync(`/proc/${h.daemonPid()}/ns/net`)).toBe(`net:[${statSync(`/run/netns/${NS}`).ino}]`);
+    expect(inNs(["ip", "-o", "link"]).stdout).not.toMatch(/bt-[0-9a-f]+/);
+    // the name stays while the VM exists
+    expect(inNs(["getent", "hosts", "alpha.vm"]).code).toBe(0);
+
+    expect(banger(["vm", "delete", "alpha"]).code).toBe(0);
+    expect(inNs(["ip", "-o", "link"]).stdout).not.toMatch(/bt-[0-9a-f]+/);
+    expect(inNs(["getent", "hosts", "alpha.vm"]).code).not.toBe(0);
+    // the machine's own hosts file was never touched
+    expect(readFileSync("/etc/hosts", "utf8")).toBe(hostHostsBefore);
+  }, 300_000);
+});

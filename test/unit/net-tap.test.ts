@@ -1,0 +1,370 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { BangerError } from "../../src/core/errors.ts";
+import { setupPlugins } from "../../src/core/loader.ts";
+import { definePlugin } from "../../src/core/plugin.ts";
+import { readHandlesFile } from "../../src/handles/file.ts";
+import { createLeaseStore } from "../../src/store/leases.ts";
+import { createNetTapPlugin, guestResolver, IP_POOL, type NetTapOptions } from "../../plugins/net-tap/index.ts";
+import { hostsMarker, rewriteHostsFile, withHostsBlock } from "../../plugins/net-tap/hosts-file.ts";
+import { guestAddresses, macFor, parseSubnet, tapName } from "../../plugins/net-tap/subnet.ts";
+import { caught, engineWorld, fakeHost, type TestStore } from "../helpers/fakes.ts";
+
+const PATHS = { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" };
+const HOSTS = "/etc/hosts-test";
+const FOREIGN = "127.0.0.1\tlocalhost\n10.9.9.9\tsomething.else\n";
+
+const stores: TestStore[] = [];
+afterEach(() => {
+  while (stores.length) stores.pop()!.cleanup();
+});
+
+/** An engine over fakes + a real SQLite store, with net-tap (and optional extra plugins) loaded through the public loader. */
+async function world(o: { opts?: NetTapOptions; before?: ReturnType<typeof definePlugin>[]; after?: ReturnType<typeof definePlugin>[] } = {}) {
+  let n = 0;
+  const w = engineWorld({ paths: PATHS, newId: () => `id${String(++n).padStart(4, "0")}`, stopTimeoutMs: 1000 });
+  stores.push(w.ts);
+  w.host.fs.files.set(HOSTS, FOREIGN);
+  w.host.fs.files.set("/etc/resolv.conf", "nameserver 127.0.0.53\nnameserver 192.0.2.53\n");
+  const leases = createLeaseStore(w.ts.store.db);
+  const plugin = createNetTapPlugin({ hostsFile: HOSTS, ...o.opts }, {});
+  await setupPlugins(
+    [...(o.before ?? []), plugin, ...(o.after ?? [])].map((p) => ({ plugin: p, source: "test" })),
+    {
+      hooks: w.hooks,
+      host: w.host,
+      paths: PATHS,
+      log: w.log,
+      drivers: new Map(),
+      store: { listVMs: () => w.ts.store.listVMs(), getImage: (x) => w.ts.store.getImage(x), leases },
+    },
+  );
+  return { ...w, engine: w.make(), leases, hosts: () => w.host.fs.files.get(HOSTS)! };
+}
+
+const block = (lines: string[]) => [`# BEGIN ${hostsMarker(PATHS.home)} (managed by banger net-tap; do not edit)`, ...lines, `# END ${hostsMarker(PATHS.home)}`].join("\n") + "\n";
+
+describe("net-tap: create", () => {
+  test("a tap VM leases the first free guest IP, SSH goes to IP:22, <name>.vm lands in the hosts file (0644, other lines kept)", async () => {
+    const w = await world();
+    const a = await w.engine.create({ name: "alpha", net: "tap" });
+    const b = await w.engine.create({ name: "beta", net: "tap" });
+    expect(a.runtime).toMatchObject({ guestIP: "10.213.0.2", sshHost: "10.213.0.2", sshPort: 22, dnsName: "alpha.vm" });
+    expect(b.runtime.guestIP).toBe("10.213.0.3");
+    expect(w.ts.store.getVM("beta")!.spec.net).toBe("tap");
+    expect(w.hosts()).toBe(FOREIGN + block(["10.213.0.2\talpha.vm", "10.213.0.3\tbeta.vm"]));
+    expect(w.host.fs.writes.filter((x) => x.path === HOSTS).every((x) => x.mode === 0o644)).toBe(true);
+    // creating runs no host network commands: the tap only exists while the VM runs
+    expect(w.host.exec.lines()).toEqual([]);
+  });
+
+  test("a user-net VM gets no lease, no hosts entry, no commands, even with another plugin's tapDevice in its handles", async () => {
+    const other = definePlugin({
+      name: "other-net",
+      setup(ctx) {
+        ctx.hook("vm:start:before", ({ handles }) => void (handles.tapDevice = "theirs0"));
+      },
+    });
+    const w = await world({ after: [other] });
+    const vm = await w.engine.create({ name: "plain" });
+    expect(vm.spec.net).toBe("user");
+    expect(w.leases.list(IP_POOL)).toEqual([]);
+    expect(w.hosts()).toBe(FOREIGN);
+    await w.engine.start("plain");
+    await w.engine.delete("plain");
+    expect(w.host.exec.lines()).toEqual([]);
+  });
+
+  test("an unknown --net is refused before any work", async () => {
+    const w = await world();
+    const err = await caught(w.engine.create({ name: "x", net: "bridge" }));
+    expect(err.code).toBe("E_BAD_REQUEST");
+    expect(w.ts.store.listVMs()).toEqual([]);
+  });
+
+  test("a later create step failing gives the IP back and removes the hosts entry before the row goes (reverse order)", async () => {
+    const order: string[] = [];
+    const first = definePlugin({
+      name: "first",
+      setup(ctx) {
+        ctx.hook("vm:create", () => () => void order.push(`first undo; leases=${ctx.store.leases!.list(IP_POOL).length}`));
+      },
+    });
+    const boom = definePlugin({
+      name: "boom",
+      setup(ctx) {
+        ctx.hook("vm:create", () => {
+          order.push("boom");
+          throw new Error("disk full");
+        });
+      },
+    });
+    const w = await world({ before: [first], after: [boom] });
+    const err = await caught(w.engine.create({ name: "alpha", net: "tap" }));
+    expect(err.message).toContain("boom:vm:create: disk full");
+    expect(w.leases.list(IP_POOL)).toEqual([]);
+    expect(w.hosts()).toBe(FOREIGN);
+    expect(order).toEqual(["boom", "first undo; leases=0"]);
+    expect(w.ts.store.listVMs()).toEqual([]);
+  });
+
+  test("pool exhaustion is E_CONFLICT and leaves nothing behind", async () => {
+    const w = await world({ opts: { subnet: "10.50.0.8/29" } });
+    const ips = [];
+    for (const name of ["a", "b", "c", "d", "e"]) ips.push((await w.engine.create({ name, net: "tap" })).runtime.guestIP);
+    expect(ips).toEqual(["10.50.0.10", "10.50.0.11", "10.50.0.12", "10.50.0.13", "10.50.0.14"]);
+    const err = await caught(w.engine.create({ name: "f", net: "tap" }));
+    expect(err.code).toBe("E_CONFLICT");
+    expect(err.message).toContain("net-tap");
+    expect(w.ts.store.getVM("f")).toBeNull();
+    expect(w.leases.list(IP_POOL).length).toBe(5);
+    // a freed address is reused
+    await w.engine.delete("c");
+    expect((await w.engine.create({ name: "g", net: "tap" })).runtime.guestIP).toBe("10.50.0.12");
+  });
+});
+
+describe("net-tap: start", () => {
+  test("fresh host: bridge, address, NAT, forward rules, then the tap on the bridge, in that order; boot gets the nic and ip args", async () => {
+    const w = await world();
+    w.host.exec.on("ip link show dev banger0", { exitCode: 1, stderr: 'Device "banger0" does not exist.' });
+    w.host.exec.on(/^iptables -w -t \S+ -C /, { exitCode: 1, stderr: "Bad rule" });
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    await w.engine.start("alpha");
+    const tap = tapName(vm.id);
+    expect(tap).toBe("bt-id0001");
+    expect(w.host.exec.lines()).toEqual([
+      "ip link show dev banger0",
+      "ip link add name banger0 type bridge",
+      "ip addr replace 10.213.0.1/24 dev banger0",
+      "ip link set dev banger0 up",
+      "sysctl -q -w net.ipv4.ip_forward=1",
+      "iptables -w -t nat -C POSTROUTING -s 10.213.0.0/24 ! -o banger0 -j MASQUERADE",
+      "iptables -w -t nat -A POSTROUTING -s 10.213.0.0/24 ! -o banger0 -j MASQUERADE",
+      "iptables -w -t filter -C FORWARD -i banger0 -j ACCEPT",
+      "iptables -w -t filter -A FORWARD -i banger0 -j ACCEPT",
+      "iptables -w -t filter -C FORWARD -o banger0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "iptables -w -t filter -A FORWARD -o banger0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      `ip link del dev ${tap}`,
+      `ip tuntap add dev ${tap} mode tap`,
+      `ip link set dev ${tap} master banger0 up`,
+    ]);
+    const boot = w.driver.launches[0]!.boot;
+    expect(boot.nics).toEqual([{ tap, mac: macFor(vm.id) }]);
+    // the host's loopback resolver (systemd-resolved style) is skipped: a guest cannot reach it
+    expect(boot.kernelArgs).toEqual(["banger.ip=10.213.0.2/24", "banger.gw=10.213.0.1", "banger.dns=192.0.2.53"]);
+    expect(boot.netArgs).toEqual([]);
+    expect((await readHandlesFile(w.host.fs, vm.runtime.vmDir)).handles!.tapDevice).toBe(tap);
+  });
+
+  test("existing bridge and rules: nothing is added twice", async () => {
+    const w = await world();
+    await w.engine.create({ name: "alpha", net: "tap" });
+    await w.engine.start("alpha");
+    const lines = w.host.exec.lines();
+    expect(lines.filter((l) => l.includes(" -A ") || l.includes("type bridge"))).toEqual([]);
+    expect(lines.filter((l) => l.startsWith("iptables")).length).toBe(3);
+  });
+
+  test("a launch failure deletes the tap again (undo), and cleanup's second delete of a gone tap is not an error", async () => {
+    const w = await world();
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    const tap = tapName(vm.id);
+    let made = false;
+    w.host.exec.on(`ip tuntap add dev ${tap}`, () => ((made = true), {}));
+    w.host.exec.on(`ip link del dev ${tap}`, () => {
+      const was = made;
+      made = false;
+      return was ? {} : { exitCode: 1, stderr: `Cannot find device "${tap}"` };
+    });
+    w.driver.failLaunch = new BangerError("E_INTERNAL", "qemu exploded");
+    const err = await caught(w.engine.start("alpha"));
+    expect(err.message).toContain("qemu exploded");
+    expect(made).toBe(false);
+    const after = w.host.exec.lines().slice(w.host.exec.lines().indexOf(`ip link set dev ${tap} master banger0 up`) + 1);
+    expect(after).toEqual([`ip link del dev ${tap}`, `ip link del dev ${tap}`]);
+    expect(w.ts.store.getVM("alpha")!.runtime.state).toBe("error");
+    expect((err as Error & { undoFailures?: Error[] }).undoFailures ?? []).toEqual([]);
+  });
+
+  test("a tap that cannot join the bridge is removed and the error says what rights are needed", async () => {
+    const w = await world();
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    const tap = tapName(vm.id);
+    w.host.exec.on(`ip link set dev ${tap} master`, { exitCode: 2, stderr: "RTNETLINK answers: Operation not permitted" });
+    const err = await caught(w.engine.start("alpha"));
+    expect(err.message).toContain(`net-tap:vm:start:before: cannot attach ${tap} to banger0: RTNETLINK answers: Operation not permitted`);
+    expect(err.message).toContain("CAP_NET_ADMIN");
+    expect(w.driver.launches).toEqual([]);
+    const lines = w.host.exec.lines();
+    expect(lines.slice(lines.indexOf(`ip tuntap add dev ${tap} mode tap`))).toEqual([
+      `ip tuntap add dev ${tap} mode tap`,
+      `ip link set dev ${tap} master banger0 up`,
+      `ip link del dev ${tap}`,
+      // vm:cleanup after the failed start
+      `ip link del dev ${tap}`,
+    ]);
+  });
+});
+
+describe("net-tap: stop, reconcile, delete", () => {
+  test("stop deletes the tap; the lease and the hosts entry stay while the VM exists", async () => {
+    const w = await world();
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    await w.engine.start("alpha");
+    const before = w.host.exec.lines().length;
+    await w.engine.stop("alpha");
+    expect(w.host.exec.lines().slice(before)).toEqual([`ip link del dev ${tapName(vm.id)}`]);
+    expect(w.leases.leaseOf(IP_POOL, vm.id)).toBe("10.213.0.2");
+    expect(w.hosts()).toContain("alpha.vm");
+  });
+
+  test("reconcile of a dead VM removes the tap its scratch handles name", async () => {
+    const w = await world();
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    await w.engine.start("alpha");
+    const pid = (await readHandlesFile(w.host.fs, vm.runtime.vmDir)).handles!.pid;
+    w.host.procs.table.delete(pid); // the VM died while no daemon ran
+    const before = w.host.exec.lines().length;
+    const out = await w.make().reconcile();
+    expect(out).toEqual([{ vm: "alpha", action: "demoted", source: "scratch", cleanupErrors: [] }]);
+    expect(w.host.exec.lines().slice(before)).toEqual([`ip link del dev ${tapName(vm.id)}`]);
+  });
+
+  test("reconcile of a dead VM whose scratch file is gone still removes the tap (its name comes from the id)", async () => {
+    const w = await world();
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    await w.engine.start("alpha");
+    const pid = (await readHandlesFile(w.host.fs, vm.runtime.vmDir)).handles!.pid;
+    w.host.procs.table.delete(pid);
+    w.host.fs.files.delete(join(vm.runtime.vmDir, "handles.json"));
+    const before = w.host.exec.lines().length;
+    await w.make().reconcile();
+    expect(w.host.exec.lines().slice(before)).toContain(`ip link del dev ${tapName(vm.id)}`);
+  });
+
+  test("reconcile of a live VM without a scratch file re-finds its tap into the handles", async () => {
+    const w = await world();
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    await w.engine.start("alpha");
+    w.host.fs.files.delete(join(vm.runtime.vmDir, "handles.json"));
+    const e2 = w.make();
+    const out = await e2.reconcile();
+    expect(out[0]).toMatchObject({ action: "kept", source: "process" });
+    expect(e2.cache.get(vm.id)!.tapDevice).toBe(tapName(vm.id));
+    expect(w.host.exec.lines().filter((l) => l.startsWith("ip link del")).length).toBe(1); // only the pre-clean at start
+  });
+
+  test("delete gives the IP back and drops the hosts entry", async () => {
+    const w = await world();
+    const a = await w.engine.create({ name: "alpha", net: "tap" });
+    await w.engine.create({ name: "beta", net: "tap" });
+    await w.engine.start("alpha");
+    await w.engine.delete("alpha");
+    expect(w.leases.leaseOf(IP_POOL, a.id)).toBeNull();
+    expect(w.hosts()).toBe(FOREIGN + block(["10.213.0.3\tbeta.vm"]));
+    await w.engine.delete("beta");
+    expect(w.hosts()).toBe(FOREIGN);
+  });
+});
+
+describe("net-tap: pieces", () => {
+  test("hosts block: replaced in place, other homes' blocks and foreign lines kept, removed when empty", () => {
+    const other = "# BEGIN banger 0000000000 (managed by banger net-tap; do not edit)\n10.1.1.2\tx.vm\n# END banger 0000000000\n";
+    const m = hostsMarker("/state");
+    const once = withHostsBlock(FOREIGN + other, m, [{ ip: "10.213.0.2", name: "a.vm" }]);
+    const twice = withHostsBlock(once, m, [{ ip: "10.213.0.3", name: "b.vm" }]);
+    expect(twice).toBe(FOREIGN + other + block(["10.213.0.3\tb.vm"]));
+    expect(withHostsBlock(twice, m, [])).toBe(FOREIGN + other);
+    expect(withHostsBlock("", m, [])).toBe("");
+  });
+
+  test("a bind-mounted hosts file (EBUSY on rename) is rewritten in place", async () => {
+    const host = fakeHost({ files: { "/etc/hosts": FOREIGN } });
+    host.fs.writeAtomic = async () => {
+      throw Object.assign(new Error("EBUSY: resource busy or locked, rename"), { code: "EBUSY" });
+    };
+    await rewriteHostsFile(host, "/etc/hosts", "banger x", [{ ip: "10.0.0.2", name: "a.vm" }]);
+    expect(host.exec.runs.map((r) => [r.cmd, ...r.args])).toEqual([["sh", "-c", 'cat > "$1"', "sh", "/etc/hosts"]]);
+    expect(String(host.exec.runs[0]!.opts.input)).toContain("10.0.0.2\ta.vm");
+  });
+
+  test("the in-place fallback passes a hostile path as one argument, never as shell text", async () => {
+    const path = "/tmp/h'; rm -rf $(echo x) `id`\n;.hosts";
+    const host = fakeHost({ files: { [path]: "" } });
+    host.fs.writeAtomic = async () => {
+      throw Object.assign(new Error("EBUSY"), { code: "EBUSY" });
+    };
+    await rewriteHostsFile(host, path, "banger x", [{ ip: "10.0.0.2", name: "a.vm" }]);
+    expect(host.exec.runs[0]!.args).toEqual(["-c", 'cat > "$1"', "sh", path]);
+  });
+
+  test("a hosts file the daemon may not write: an error that says what to do", async () => {
+    const host = fakeHost({ files: { "/etc/hosts": FOREIGN } });
+    host.fs.writeAtomic = async () => {
+      throw Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" });
+    };
+    const err = await caught(rewriteHostsFile(host, "/etc/hosts", "banger x", [{ ip: "10.0.0.2", name: "a.vm" }]));
+    expect(err.message).toBe("cannot write /etc/hosts for <name>.vm entries (EACCES): run the daemon as root or set BANGER_HOSTS_FILE to a file it may write");
+    expect(host.exec.runs).toEqual([]);
+  });
+
+  test("subnets: canonical network, gateway first, guests up to broadcast-1; bad ones refused", () => {
+    const s = parseSubnet("192.0.2.77/29");
+    expect(s).toMatchObject({ cidr: "192.0.2.72/29", gateway: "192.0.2.73", prefix: 29 });
+    expect([...guestAddresses(s)]).toEqual(["192.0.2.74", "192.0.2.75", "192.0.2.76", "192.0.2.77", "192.0.2.78"]);
+    for (const bad of ["10.0.0.0", "10.0.0.0/8", "10.0.0.0/30", "300.0.0.0/24", "10.0.0.0/24/1", "x/24", "10.0.0.0/2$(reboot)"]) {
+      expect(() => parseSubnet(bad)).toThrow("bad tap subnet");
+    }
+  });
+
+  test("tap names fit IFNAMSIZ, MACs are stable and locally administered QEMU-style", () => {
+    expect(tapName("0123456789abcdef")).toBe("bt-0123456789ab");
+    expect(tapName("0123456789abcdef").length).toBeLessThanOrEqual(15);
+    expect(tapName("a'b;c$(x)`d`")).toBe("bt-abcxd");
+    expect(macFor("abc")).toMatch(/^52:54:00(:[0-9a-f]{2}){3}$/);
+    expect(macFor("abc")).toBe(macFor("abc"));
+    expect(macFor("abc")).not.toBe(macFor("abd"));
+  });
+
+  test("guest resolver: first non-loopback IPv4 nameserver, else none", () => {
+    expect(guestResolver("nameserver 127.0.0.53\nnameserver 192.0.2.1\nnameserver 192.0.2.2\n")).toBe("192.0.2.1");
+    expect(guestResolver("nameserver 127.0.0.1\nnameserver ::1\n")).toBe("");
+  });
+
+  test("hostile config fails tap VMs with a clear error and leaves user-net VMs (and the daemon) working", async () => {
+    for (const opts of [{ bridge: "br0;reboot" }, { bridge: "a".repeat(16) }, { dns: "1.1.1.1 banger.debug=1" }, { subnet: "10.0.0.0/24 x" }]) {
+      const w = await world({ opts });
+      expect(w.log.of("warn").join("\n")).toMatch(/bad (bridge name|tap DNS server|tap subnet).*--net tap VMs cannot start/);
+      const err = await caught(w.engine.create({ name: "t", net: "tap" }));
+      expect(err.message).toMatch(/^net-tap:vm:create: bad (bridge name|tap DNS server|tap subnet)/);
+      expect(w.ts.store.getVM("t")).toBeNull();
+      await w.engine.create({ name: "u" });
+      await w.engine.start("u");
+      expect(w.host.exec.lines()).toEqual([]);
+    }
+  });
+
+  test("a VM whose address is outside a changed subnet gets a new one at start, and the hosts file follows", async () => {
+    const w = await world();
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    w.leases.release(IP_POOL, vm.id);
+    w.ts.store.db.query(`INSERT INTO leases (pool, value, vm_id, created_at) VALUES (?, '10.99.0.5', ?, 'then')`).run(IP_POOL, vm.id);
+    await w.engine.start("alpha");
+    expect(w.leases.leaseOf(IP_POOL, vm.id)).toBe("10.213.0.2");
+    expect(w.driver.launches[0]!.boot.kernelArgs[0]).toBe("banger.ip=10.213.0.2/24");
+    expect(w.ts.store.getVM("alpha")!.runtime.sshHost).toBe("10.213.0.2");
+    expect(w.hosts()).toBe(FOREIGN + block(["10.213.0.2\talpha.vm"]));
+  });
+
+  test("no lease store in the context: a clear error, not a crash", async () => {
+    const w = engineWorld({ paths: PATHS, newId: () => "id1" });
+    stores.push(w.ts);
+    await setupPlugins([{ plugin: createNetTapPlugin({ hostsFile: HOSTS }, {}), source: "t" }], {
+      hooks: w.hooks, host: w.host, paths: PATHS, log: w.log, drivers: new Map(),
+      store: { listVMs: () => [], getImage: () => null },
+    });
+    const err = await caught(w.make().create({ name: "a", net: "tap" }));
+    expect(err.message).toContain("no lease table");
+  });
+});
