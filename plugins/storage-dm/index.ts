@@ -14,13 +14,16 @@ export interface DmProbe {
 }
 
 /**
- * Device-mapper is usable when its control node exists, the tools are on
- * PATH and `dmsetup version` reaches the kernel driver (it fails without
- * dm_mod or without the rights to open /dev/mapper/control).
+ * Device-mapper is usable when its control node and /dev/loop-control
+ * exist, the tools are on PATH and `dmsetup version` reaches the kernel
+ * driver (it fails without dm_mod or without the rights to open
+ * /dev/mapper/control). dmsetup is only run once the node exists: asked
+ * without one, it would create it.
  */
 export async function probeDeviceMapper(host: Pick<Host, "fs" | "exec">, env: Record<string, string | undefined> = process.env): Promise<DmProbe> {
   if ((env.BANGER_STORAGE ?? "").trim() === "copy") return { usable: false, reason: "BANGER_STORAGE=copy" };
   if (!(await host.fs.exists("/dev/mapper/control"))) return { usable: false, reason: "/dev/mapper/control does not exist (device-mapper not available)" };
+  if (!(await host.fs.exists("/dev/loop-control"))) return { usable: false, reason: "/dev/loop-control does not exist (no loop devices)" };
   for (const tool of ["dmsetup", "losetup", "blockdev"]) {
     if (!(await host.exec.which(tool))) return { usable: false, reason: `${tool} not found` };
   }

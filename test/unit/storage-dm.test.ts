@@ -396,17 +396,23 @@ describe("probeDeviceMapper", () => {
     expect(await probeDeviceMapper(h, {})).toEqual({ usable: false, reason: "/dev/mapper/control does not exist (device-mapper not available)" });
     expect(h.exec.lines()).toEqual([]);
   });
+  test("no /dev/loop-control → not usable", async () => {
+    expect((await probeDeviceMapper(host(["/dev/mapper/control"]), {})).reason).toBe("/dev/loop-control does not exist (no loop devices)");
+  });
   test("dmsetup missing → not usable", async () => {
-    const h = host(["/dev/mapper/control"]);
+    const h = host(["/dev/mapper/control", "/dev/loop-control"]);
     h.exec.missing.add("dmsetup");
     expect((await probeDeviceMapper(h, {})).reason).toBe("dmsetup not found");
   });
   test("dmsetup version fails (no rights, no dm_mod) → not usable with its message", async () => {
-    const r = await probeDeviceMapper(host(["/dev/mapper/control"], 1), {});
+    const r = await probeDeviceMapper(host(["/dev/mapper/control", "/dev/loop-control"], 1), {});
     expect(r).toEqual({ usable: false, reason: "dmsetup version failed: /dev/mapper/control: open failed: Permission denied" });
   });
   test("all there → usable; BANGER_STORAGE=copy turns it off", async () => {
-    expect((await probeDeviceMapper(host(["/dev/mapper/control"]), {})).usable).toBe(true);
-    expect((await probeDeviceMapper(host(["/dev/mapper/control"]), { BANGER_STORAGE: "copy" })).usable).toBe(false);
+    const all = ["/dev/mapper/control", "/dev/loop-control"];
+    const h = host(all);
+    expect(await probeDeviceMapper(h, {})).toEqual({ usable: true, reason: "device-mapper usable" });
+    expect(h.exec.lines()).toEqual(["dmsetup version"]);
+    expect((await probeDeviceMapper(host(all), { BANGER_STORAGE: "copy" })).usable).toBe(false);
   });
 });
