@@ -69,6 +69,7 @@ export function createStorageDmPlugin(opts: StorageDmOptions = {}): BangerPlugin
         const image = ctx.store.getImage(vm.spec.image);
         if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${vm.spec.image}`);
         const originBytes = Number((await exec.run("stat", ["-L", "-c", "%s", image.rootfsPath])).stdout.trim());
+        if (!Number.isInteger(originBytes) || originBytes <= 0) throw new BangerError("E_INTERNAL", `cannot read the size of ${image.rootfsPath}`);
         // a snapshot is exactly its origin's size; another size is the copy storage's job
         if (vm.spec.diskMiB > 0 && vm.spec.diskMiB * 1048576 !== originBytes) {
           ctx.log.info(`vm ${vm.name}: --disk ${vm.spec.diskMiB}M differs from the image size, using copy storage instead of dm-snapshot`);
