@@ -4,7 +4,8 @@ import image from "./image/index.ts";
 import netTap from "./net-tap/index.ts";
 import netUser from "./net-user/index.ts";
 import qemu from "./qemu/index.ts";
+import storageDm from "./storage-dm/index.ts";
 import storage from "./storage/index.ts";
 
-/** Built-in behaviours, loaded before user plugins, through the same public API. Order matters for hooks: disks, then network, then the guest seed and SSH wait. */
-export const builtinPlugins: BangerPlugin[] = [qemu, storage, netUser, netTap, guest, image];
+/** Built-in behaviours, loaded before user plugins, through the same public API. Order matters for hooks: disks (storage-dm claims the system disk where device-mapper works, else storage copies it), then network, then the guest seed and SSH wait. */
+export const builtinPlugins: BangerPlugin[] = [qemu, storageDm, storage, netUser, netTap, guest, image];

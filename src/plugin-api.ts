@@ -8,9 +8,17 @@ export type { BangerPlugin, PluginContext, Logger, BangerPaths, PluginStoreView 
 export type { HookMap, HookName, HookHandler, HookOptions, Undo, ProgressSink } from "./core/hooks.ts";
 export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession } from "./core/model.ts";
 export type { VMMDriver, BootConfig, LaunchResult } from "./vmm/driver.ts";
-export type { Host, Exec, ExecResult, ExecOptions, Procs, ProcInfo, Clock, FS, GuestSSH, SSHTarget, SSHDialer } from "./host/types.ts";
+export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, Clock, FS, GuestSSH, SSHTarget, SSHDialer } from "./host/types.ts";
 export type { LeaseStore, Lease } from "./store/leases.ts";
 export { BangerError } from "./core/errors.ts";
+/** LIFO undo stack for a multi-step handler: defer right after acquiring, unwind on failure. */
+export { UndoStack } from "./core/hooks.ts";
+/**
+ * Record a VM's handles in VMDir/handles.json now (atomically). For a plugin
+ * that acquires kernel state in vm:start:before, so a crash before the VMM
+ * launches still leaves a file reconcile can tear down from.
+ */
+export { writeHandlesFile } from "./handles/file.ts";
 /** Where a VM keeps its files (disks, keys, sockets, logs), derived from VMRuntime.vmDir. */
 export { vmPaths } from "./core/paths.ts";
 /** true when a path exists (any file type). */

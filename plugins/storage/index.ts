@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { BangerError, definePlugin } from "../../src/plugin-api.ts";
+import { BangerError, definePlugin, vmPaths } from "../../src/plugin-api.ts";
 import type { Exec } from "../../src/plugin-api.ts";
 
 /**
@@ -33,9 +33,10 @@ export default definePlugin({
   description: "Per-VM system disk (sparse/reflink copy of the image rootfs) and optional ext4 work disk",
   setup(ctx) {
     ctx.hook("vm:create", async ({ vm, progress }) => {
+      if (vm.runtime.systemOverlay) return; // another storage plugin (storage-dm) already made the system disk
       const image = ctx.store.getImage(vm.spec.image);
       if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${vm.spec.image}`);
-      const system = join(vm.runtime.vmDir, "system.img");
+      const system = vmPaths(vm.runtime.vmDir).systemDisk;
       progress("copying system disk");
       await makeSystemDisk(ctx.host.exec, image.rootfsPath, system, vm.spec.diskMiB);
       vm.runtime.systemOverlay = system;
@@ -47,8 +48,10 @@ export default definePlugin({
       }
       // VMDir removal on failure takes the files with it; nothing else to undo.
     });
-    ctx.hook("vm:start:before", ({ vm, boot }) => {
+    ctx.hook("vm:start:before", ({ vm, boot, handles }) => {
       if (!vm.runtime.systemOverlay) throw new BangerError("E_STATE", `vm ${vm.name} has no system disk`);
+      if (vm.runtime.systemOverlay !== vmPaths(vm.runtime.vmDir).systemDisk) return; // not ours: exactly one storage plugin acts per VM
+      handles.extra.storage = "copy";
       boot.disks.push({ path: vm.runtime.systemOverlay, format: "raw" });
       if (vm.runtime.workDiskPath) boot.disks.push({ path: vm.runtime.workDiskPath, format: "raw" });
     });

@@ -1,39 +1,35 @@
 import { defineCommand } from "citty";
+import { resolveHome } from "../core/paths.ts";
+import { diagnose, kvmUsableIn, type Finding } from "../doctor/checks.ts";
+import { gatherHostView } from "../doctor/view.ts";
 import { createExec } from "../host/exec.ts";
 import { createFS } from "../host/fs.ts";
-import { kvmUsable } from "../vmm/kvm.ts";
 import { jsonArg, out } from "./context.ts";
 
-/** Host tools banger runs, and the Debian package that provides each. */
-export const HOST_TOOLS: [tool: string, pkg: string, what: string][] = [
-  ["qemu-system-x86_64", "qemu-system-x86", "runs the VMs"],
-  ["qemu-img", "qemu-utils", "disk images"],
-  ["mmdebstrap", "mmdebstrap", "builds guest images"],
-  ["mkfs.ext4", "e2fsprogs", "makes root and work filesystems"],
-  ["resize2fs", "e2fsprogs", "grows system disks"],
-  ["cpio", "cpio", "guest image initramfs"],
-  ["busybox", "busybox-static", "guest image initramfs"],
-  ["dropbearkey", "dropbear-bin", "guest SSH host keys"],
-  ["ssh-keygen", "openssh-client", "per-VM client keys"],
-];
+const LABEL = { ok: "ok  ", note: "note", warn: "WARN", fail: "FAIL" } as const;
+
+function _line(f: Finding): string {
+  const head = `${LABEL[f.level]}  ${f.id.padEnd(20)} ${f.message}`;
+  return f.level !== "ok" && f.fix ? `${head}\n      ${"".padEnd(20)} fix: ${f.fix}` : head;
+}
 
 export default defineCommand({
-  meta: { name: "doctor", description: "Check the host: tools, KVM, what to install" },
+  meta: { name: "doctor", description: "Check the host (VMMs, KVM, device-mapper, networking, disk, image) and say how to fix what is missing; exit 1 when VMs cannot run" },
   args: { ...jsonArg },
   async run({ args }) {
-    const exec = createExec();
-    const tools = await Promise.all(HOST_TOOLS.map(async ([tool, pkg, what]) => ({ tool, pkg, what, path: await exec.which(tool) })));
-    const missing = tools.filter((t) => !t.path);
-    const kvm = await kvmUsable({ fs: createFS() });
-    const pkgs = [...new Set(missing.map((m) => m.pkg))];
-    const report = { ok: missing.length === 0, tools, kvm, install: pkgs.length ? `apt-get install -y --no-install-recommends ${pkgs.join(" ")}` : "" };
-    out(report, !!args.json, () =>
+    const view = await gatherHostView({ exec: createExec(), fs: createFS() }, { home: resolveHome() });
+    const report = diagnose(view);
+    const kvm = report.findings.find((f) => f.id === "kvm")!;
+    const count = (l: Finding["level"]) => report.findings.filter((f) => f.level === l).length;
+    out({ ok: report.ok, kvm: { usable: kvmUsableIn(view), reason: kvm.message }, findings: report.findings, view }, !!args.json, () =>
       [
-        ...tools.map((t) => `${t.path ? "ok     " : "MISSING"} ${t.tool.padEnd(20)} ${t.path ?? `(package ${t.pkg}: ${t.what})`}`),
-        `${kvm.usable ? "ok     " : "note   "} kvm                  ${kvm.usable ? "usable" : `not usable: ${kvm.reason}; VMs run under TCG (slower)`}`,
-        ...(pkgs.length ? ["", `install the missing tools: sudo ${report.install}`] : []),
+        ...report.findings.map(_line),
+        "",
+        report.ok
+          ? `banger can run VMs here (${count("warn")} warnings, ${count("note")} notes)`
+          : `banger cannot run VMs here: ${count("fail")} failing check${count("fail") === 1 ? "" : "s"} above, each with its fix`,
       ].join("\n"),
     );
-    if (missing.length) process.exit(1);
+    if (!report.ok) process.exitCode = 1;
   },
 });

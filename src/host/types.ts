@@ -91,10 +91,18 @@ export interface SSHDialer {
   dial(target: SSHTarget): Promise<GuestSSH>;
 }
 
+/** Advisory file locks shared with other processes (flock). */
+export interface FileLocks {
+  /** Take an exclusive lock on `path` without waiting; a release function, or null when someone holds it. */
+  tryLock(path: string): (() => void) | null;
+}
+
 export interface Host {
   exec: Exec;
   procs: Procs;
   clock: Clock;
   fs: FS;
   ssh: SSHDialer;
+  /** Cross-process locks (loop/dm work). Optional so hand-built test hosts need not carry one; the real host always does. */
+  locks?: FileLocks;
 }

@@ -12,6 +12,7 @@ import type {
   Clock,
   Exec,
   ExecOptions,
+  FileLocks,
   ExecResult,
   ExecStreamOptions,
   FS,
@@ -277,6 +278,39 @@ export function fakeSSH(): FakeSSH {
   return d;
 }
 
+// ---------------------------------------------------------------- locks
+
+export interface FakeLocks extends FileLocks {
+  /** Paths locked right now. */
+  readonly held: Set<string>;
+  /** Every event in order: "lock <path>", "busy <path>", "unlock <path>". */
+  readonly events: string[];
+}
+
+/** In-memory flock: a second tryLock on a held path gets null, like a second open file would. */
+export function fakeLocks(): FakeLocks {
+  const l: FakeLocks = {
+    held: new Set(),
+    events: [],
+    tryLock(path) {
+      if (l.held.has(path)) {
+        l.events.push(`busy ${path}`);
+        return null;
+      }
+      l.held.add(path);
+      l.events.push(`lock ${path}`);
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        l.held.delete(path);
+        l.events.push(`unlock ${path}`);
+      };
+    },
+  };
+  return l;
+}
+
 // ---------------------------------------------------------------- host
 
 export interface FakeHost extends Host {
@@ -285,10 +319,11 @@ export interface FakeHost extends Host {
   clock: FakeClock;
   fs: FakeFS;
   ssh: FakeSSH;
+  locks: FakeLocks;
 }
 
 export function fakeHost(o: { files?: Record<string, string> } = {}): FakeHost {
-  return { exec: fakeExec(), procs: fakeProcs(), clock: fakeClock(), fs: fakeFS(o.files), ssh: fakeSSH() };
+  return { exec: fakeExec(), procs: fakeProcs(), clock: fakeClock(), fs: fakeFS(o.files), ssh: fakeSSH(), locks: fakeLocks() };
 }
 
 // ---------------------------------------------------------------- driver

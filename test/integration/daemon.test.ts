@@ -90,7 +90,7 @@ describe("auto-started daemon", () => {
 
   test("plugin list shows built-ins then the user plugin from outside the repo", () => {
     const names = run(["plugin", "list", "--json"]).json<{ name: string; source: string }[]>().map((p) => p.name);
-    expect(names.slice(0, 2)).toEqual(["qemu", "storage"]);
+    expect(names.slice(0, 3)).toEqual(["qemu", "storage-dm", "storage"]);
     expect(names.at(-1)).toBe("fake-vmm");
   });
 });

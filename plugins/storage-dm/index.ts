@@ -1,0 +1,124 @@
+import { join } from "node:path";
+import { BangerError, definePlugin, writeHandlesFile } from "../../src/plugin-api.ts";
+import type { BangerPlugin, Host, VMRecord } from "../../src/plugin-api.ts";
+import { makeWorkDisk } from "../storage/index.ts";
+import { GlobalLock } from "./lock.ts";
+import { attachSnapshot, cowBytesFor, detachSnapshot } from "./snapshot.ts";
+
+/** handles.extra.storage: which storage plugin acted for this VM ("dm" here, "copy" for plugins/storage). */
+export const STORAGE_KEY = "storage";
+
+export interface DmProbe {
+  usable: boolean;
+  reason: string;
+}
+
+/**
+ * Device-mapper is usable when its control node and /dev/loop-control
+ * exist, the tools are on PATH and `dmsetup version` reaches the kernel
+ * driver (it fails without dm_mod or without the rights to open
+ * /dev/mapper/control). dmsetup is only run once the node exists: asked
+ * without one, it would create it.
+ */
+export async function probeDeviceMapper(host: Pick<Host, "fs" | "exec">, env: Record<string, string | undefined> = process.env): Promise<DmProbe> {
+  if ((env.BANGER_STORAGE ?? "").trim() === "copy") return { usable: false, reason: "BANGER_STORAGE=copy" };
+  if (!(await host.fs.exists("/dev/mapper/control"))) return { usable: false, reason: "/dev/mapper/control does not exist (device-mapper not available)" };
+  if (!(await host.fs.exists("/dev/loop-control"))) return { usable: false, reason: "/dev/loop-control does not exist (no loop devices)" };
+  for (const tool of ["dmsetup", "losetup", "blockdev"]) {
+    if (!(await host.exec.which(tool))) return { usable: false, reason: `${tool} not found` };
+  }
+  const r = await host.exec.run("dmsetup", ["version"], { check: false });
+  if (r.exitCode !== 0) return { usable: false, reason: `dmsetup version failed: ${(r.stderr || r.stdout).trim().split("\n")[0]}` };
+  return { usable: true, reason: "device-mapper usable" };
+}
+
+/** The VM's COW file: its presence as the system overlay is what marks a VM as dm-backed. */
+export function cowPathFor(vm: VMRecord): string {
+  return join(vm.runtime.vmDir, "system.cow");
+}
+/** Identity of the base image the COW was made against: a COW over a different base is garbage. */
+function _basePathFor(vm: VMRecord): string {
+  return join(vm.runtime.vmDir, "system.cow.base");
+}
+
+export interface StorageDmOptions {
+  /** Default: probeDeviceMapper on the plugin's host, once. */
+  probe?: () => Promise<DmProbe>;
+  lockTimeoutMs?: number;
+}
+
+export function createStorageDmPlugin(opts: StorageDmOptions = {}): BangerPlugin {
+  return definePlugin({
+    name: "storage-dm",
+    description: "Per-VM system disk as a dm-snapshot (read-only base loop + sparse COW loop) where device-mapper exists",
+    setup(ctx) {
+      const { exec, fs } = ctx.host;
+      let probed: Promise<DmProbe> | null = null;
+      const probe = () => (probed ??= (opts.probe ?? (() => probeDeviceMapper(ctx.host)))());
+      let lock: GlobalLock | null = null;
+      const globalLock = () => {
+        if (!ctx.host.locks) throw new BangerError("E_INTERNAL", "storage-dm: this host has no file locks");
+        return (lock ??= new GlobalLock({ locks: ctx.host.locks, clock: ctx.host.clock, path: join(ctx.paths.home, "dm.lock"), timeoutMs: opts.lockTimeoutMs }));
+      };
+      const baseIdentity = async (rootfs: string) => (await exec.run("stat", ["-L", "-c", "%d:%i:%s:%Y", rootfs])).stdout.trim();
+
+      ctx.hook("vm:create", async ({ vm, progress }) => {
+        if (vm.runtime.systemOverlay) return; // another storage plugin already made the system disk
+        const dm = await probe();
+        if (!dm.usable) return;
+        const image = ctx.store.getImage(vm.spec.image);
+        if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${vm.spec.image}`);
+        const originBytes = Number((await exec.run("stat", ["-L", "-c", "%s", image.rootfsPath])).stdout.trim());
+        if (!Number.isInteger(originBytes) || originBytes <= 0) throw new BangerError("E_INTERNAL", `cannot read the size of ${image.rootfsPath}`);
+        // a snapshot is exactly its origin's size; another size is the copy storage's job
+        if (vm.spec.diskMiB > 0 && vm.spec.diskMiB * 1048576 !== originBytes) {
+          ctx.log.info(`vm ${vm.name}: --disk ${vm.spec.diskMiB}M differs from the image size, using copy storage instead of dm-snapshot`);
+          return;
+        }
+        progress("making dm-snapshot COW file");
+        const cow = cowPathFor(vm);
+        await exec.run("truncate", ["-s", String(cowBytesFor(originBytes)), cow]);
+        await fs.writeAtomic(_basePathFor(vm), (await baseIdentity(image.rootfsPath)) + "\n", 0o600);
+        vm.runtime.systemOverlay = cow;
+        if (vm.spec.workDiskMiB > 0) {
+          progress("making work disk");
+          const work = join(vm.runtime.vmDir, "work.img");
+          await makeWorkDisk(exec, work, vm.spec.workDiskMiB);
+          vm.runtime.workDiskPath = work;
+        }
+        // VMDir removal on failure takes the files with it.
+      });
+
+      ctx.hook("vm:start:before", async ({ vm, boot, handles, progress }) => {
+        if (vm.runtime.systemOverlay !== cowPathFor(vm)) return;
+        const image = ctx.store.getImage(vm.spec.image);
+        if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${vm.spec.image}`);
+        const made = ((await fs.readText(_basePathFor(vm))) ?? "").trim();
+        if (made && made !== (await baseIdentity(image.rootfsPath))) {
+          throw new BangerError("E_STATE", `vm ${vm.name}: image ${vm.spec.image} changed since the VM was created; its dm-snapshot only fits the old image (recreate the VM)`);
+        }
+        handles.extra[STORAGE_KEY] = "dm";
+        progress("attaching dm-snapshot");
+        const record = () => writeHandlesFile(fs, vm.runtime.vmDir, handles);
+        await globalLock().run(() => attachSnapshot(exec, { vmId: vm.id, baseFile: image.rootfsPath, cowFile: cowPathFor(vm) }, handles, record));
+        boot.disks.push({ path: handles.dmDev, format: "raw" });
+        if (vm.runtime.workDiskPath) boot.disks.push({ path: vm.runtime.workDiskPath, format: "raw" });
+        return async () => {
+          const failures = await globalLock().run(() => detachSnapshot(exec, handles, ctx.log.warn));
+          // a stale file would name loop numbers another VM may get next (same base file, so the ownership check could not tell)
+          await record();
+          if (failures.length) throw new AggregateError(failures, failures.map((f) => f.message).join("; "));
+        };
+      });
+
+      // Stop, failed start and reconcile of a dead VM (handles from handles.json) all end here.
+      ctx.hook("vm:cleanup", async ({ handles }) => {
+        if (!handles.dmName && !handles.cowLoop && !handles.baseLoop) return;
+        const failures = await globalLock().run(() => detachSnapshot(exec, handles, ctx.log.warn));
+        if (failures.length) throw new BangerError("E_INTERNAL", failures.map((f) => f.message).join("; "), { cause: new AggregateError(failures) });
+      });
+    },
+  });
+}
+
+export default createStorageDmPlugin();
