@@ -10,6 +10,8 @@ export interface BootConfig {
   disks: { path: string; format: "raw" | "qcow2"; readOnly?: boolean }[];
   /** Driver-specific arguments contributed by plugins (e.g. QEMU -netdev). */
   netArgs: string[];
+  /** Tap devices to attach, filled by the net-tap plugin. */
+  nics?: { tap: string; mac: string }[];
 }
 
 export interface LaunchResult {
@@ -34,6 +36,8 @@ export interface VMMDriver {
   stop(vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void>;
   /** Kill now. */
   kill(vm: VMRecord, handles: VMHandles): Promise<void>;
+  /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */
+  usable?(): Promise<{ usable: boolean; reason: string }>;
 }
 
 export type DriverFactory = (host: Host) => VMMDriver;
