@@ -1,5 +1,5 @@
 /** The smallest x86-64 ELF executable header a vmlinux check accepts: one PT_LOAD segment covering the whole file. */
-export function minimalElf(extra = 0): Uint8Array {
+export function minimalElf(extra = 0): Uint8Array<ArrayBuffer> {
   const size = 64 + 56 + extra;
   const b = new Uint8Array(size);
   const dv = new DataView(b.buffer);

@@ -10,7 +10,7 @@ const dir = mkdtempSync(join(tmpdir(), "banger-vmlinux-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A bzImage-shaped file: "HdrS" boot header with setup_sects and payload_offset pointing at `payload`. */
-function bzImage(payload: Uint8Array, opts: { decoy?: Uint8Array; hint?: boolean } = {}): Uint8Array {
+function bzImage(payload: Uint8Array, opts: { decoy?: Uint8Array; hint?: boolean } = {}): Uint8Array<ArrayBuffer> {
   const setupSects = 1;
   const pm = (setupSects + 1) * 512;
   const decoy = opts.decoy ?? new Uint8Array();
