@@ -7,4 +7,4 @@ import qemu from "./qemu/index.ts";
 import storage from "./storage/index.ts";
 
 /** Built-in behaviours, loaded before user plugins, through the same public API. Order matters for hooks: disks, then network, then the guest seed and SSH wait. */
-export const builtinPlugins: BangerPlugin[] = [qemu, firecracker, storage, netUser, guest, image];
+export const builtinPlugins: BangerPlugin[] = [qemu, storage, netUser, guest, image, firecracker];

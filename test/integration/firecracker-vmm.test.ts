@@ -113,6 +113,11 @@ describe("a firecracker VM through the daemon (fake firecracker)", () => {
     expect("initrd_path" in boot).toBe(false);
     expect(config.find((c) => c.path === "/drives/rootfs").body.path_on_host).toBe(join(v.runtime.vmDir, "system.img"));
 
+    // kill -9 of the daemon never touches the VM; the next daemon finds it again by its API socket
+    process.kill(withFc.daemonPid(), "SIGKILL");
+    const after = withFc.run(["vm", "show", "fc1", "--json"], envFc).json();
+    expect([after.alive, after.pid, after.runtime.state]).toEqual([true, v.pid, "running"]);
+
     const stop = withFc.run(["vm", "stop", "fc1", "--json"], envFc);
     expect(stop.code).toBe(0);
     expect(stop.json().runtime.state).toBe("stopped");
