@@ -12,7 +12,7 @@ import INIT_SH from "./init.sh" with { type: "text" };
 import INITRAMFS_INIT_SH from "./initramfs-init.sh" with { type: "text" };
 
 /** Bump when the recipe changes in a way that changes the image. */
-export const RECIPE_VERSION = 1;
+export const RECIPE_VERSION = 2;
 export const SUITE = "bookworm";
 export const KERNEL_META_PACKAGE = "linux-image-cloud-amd64";
 export const ROOTFS_PACKAGES = [
