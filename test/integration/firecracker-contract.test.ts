@@ -299,6 +299,18 @@ describe("the driver against the fake firecracker", () => {
     expect(existsSync(vm.runtime.apiSockPath)).toBe(false);
   }, 60_000);
 
+  test("a firecracker that dies at start: the error carries what it printed, nothing is left behind", async () => {
+    const { vm, boot, dir } = world();
+    const broken = join(root, "broken-firecracker");
+    writeFileSync(broken, "#!/bin/sh\necho 'Error: KvmContext(Kvm(Error(13)))' >&2\nexit 1\n");
+    chmodSync(broken, 0o755);
+    const e = await caughtErr(createFirecrackerDriver(host, { binary: broken, launchTimeoutMs: 10_000 }).launch(vm, boot));
+    expect((e as BangerError).code).toBe("E_INTERNAL");
+    expect(e.message).toContain("firecracker exited during launch");
+    expect(e.message).toContain("KvmContext(Kvm(Error(13)))");
+    expect(existsSync(join(dir, "api.sock"))).toBe(false);
+  });
+
   test("no vmlinux next to vmlinuz → one clear error before any process starts", async () => {
     const { vm, boot } = world();
     const e = await caughtErr(driver().launch(vm, { ...boot, kernelPath: join(root, "nokernel", "vmlinuz") }));
