@@ -3,7 +3,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import firecrackerPlugin, { nextVsockCid } from "../../plugins/firecracker/index.ts";
+import { HookEngine } from "../../src/core/hooks.ts";
 import { emptyHandles, type VMRecord } from "../../src/core/model.ts";
+import type { PluginContext } from "../../src/core/plugin.ts";
 import { createUnixHttp, formatHttpRequest, parseHttpResponse, type UnixHttp, type UnixHttpRequest } from "../../src/host/unix-http.ts";
 import { chooseVmm } from "../../src/vmm/choose.ts";
 import type { BootConfig, VMMDriver } from "../../src/vmm/driver.ts";
@@ -268,5 +271,39 @@ describe("VMM choice", () => {
 
   test("a configured default wins over the preference", async () => {
     expect(await chooseVmm(drivers(true), undefined, "qemu")).toBe("qemu");
+  });
+});
+
+describe("the firecracker plugin", () => {
+  async function created(driver: string, others: VMRecord[]) {
+    const hooks = new HookEngine();
+    const drivers: string[] = [];
+    const ctx = {
+      name: firecrackerPlugin.name,
+      host: fakeHost(),
+      paths: { home: "/h", imagesDir: "/h/images", vmsDir: "/h/vms" },
+      log: { info() {}, warn() {}, error() {}, debug() {} },
+      store: { listVMs: () => others, getImage: () => null },
+      hook: (name, handler, opts) => hooks.hook(firecrackerPlugin.name, name, handler, opts),
+      registerDriver: (d) => void drivers.push(d.name),
+    } satisfies PluginContext;
+    await firecrackerPlugin.setup(ctx);
+    const vm = sampleVM({ id: "newvm", driver, vmsDir: "/h/vms" });
+    await hooks.run("vm:create", { vm, progress: () => {} });
+    return { vm, drivers };
+  }
+
+  test("registers the driver; a firecracker VM's record gets its vsock path, metrics path and the next free CID", async () => {
+    const old = sampleVM({ id: "old" });
+    old.runtime.vsockCID = 7;
+    const { vm, drivers } = await created("firecracker", [old]);
+    expect(drivers).toEqual(["firecracker"]);
+    expect([vm.runtime.vsockPath, vm.runtime.metricsPath, vm.runtime.vsockCID]).toEqual(["/h/vms/newvm/vsock.sock", "/h/vms/newvm/firecracker.metrics", 8]);
+    expect(nextVsockCid([])).toBe(3);
+  });
+
+  test("a QEMU VM's record is left alone", async () => {
+    const { vm } = await created("qemu", []);
+    expect([vm.runtime.vsockPath, vm.runtime.metricsPath, vm.runtime.vsockCID]).toEqual(["", "", 0]);
   });
 });
