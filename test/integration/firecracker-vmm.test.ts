@@ -108,6 +108,9 @@ describe("a firecracker VM through the daemon (fake firecracker)", () => {
     ]);
     const boot = config.find((c) => c.path === "/boot-source").body;
     expect(boot.kernel_image_path).toBe(join(withFc.home, "images", "tiny", "vmlinux"));
+    // the record's vsock (set at create by the plugin) is what Firecracker was given
+    expect(v.runtime.vsockCID).toBeGreaterThanOrEqual(3);
+    expect(config.find((c) => c.path === "/vsock").body).toEqual({ guest_cid: v.runtime.vsockCID, uds_path: v.runtime.vsockPath });
     expect(boot.boot_args).toContain("reboot=k panic=1 pci=off");
     // the imported image has no initrd: initrd_path is left out, not sent empty
     expect("initrd_path" in boot).toBe(false);
