@@ -210,6 +210,16 @@ describe("the driver with a fake host and a recording transport", () => {
     expect(w.r.requests.at(-1)!.path).toBe("/machine-config");
   });
 
+  test("a request Firecracker would refuse (qcow2 disk) is refused before any file is touched or process started", async () => {
+    const w = world();
+    w.host.fs.files.set("/v/0123abcd/seed.img", "");
+    const e = await caught(w.d.launch(fcVM(), { ...BOOT, initrdPaths: ["/img/initrd.img", "/v/0123abcd/seed.img"], disks: [{ path: "/v/0123abcd/system.img", format: "qcow2" }] }));
+    expect(e.message).toContain("must be raw");
+    expect(w.host.exec.runs).toEqual([]);
+    expect(w.host.exec.spawns).toEqual([]);
+    expect(w.host.fs.ops).toEqual([]);
+  });
+
   test("stop: SendCtrlAltDel, waits, escalates to SIGKILL when the guest ignores it, then removes the socket", async () => {
     const w = world();
     const { pid, pidStartTime } = await w.d.launch(fcVM(), BOOT);

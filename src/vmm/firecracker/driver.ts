@@ -166,14 +166,13 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
         throw new BangerError("E_STATE", `${vm.name} already has a firecracker process (pid ${running.pid}) on ${p.apiSock}`);
       }
 
-      let initrd = boot.initrdPaths[0];
+      const initrd = boot.initrdPaths.length > 1 ? p.initrd : boot.initrdPaths[0];
+      // every request is built (and refused) before anything is touched
+      const calls = fcConfigCalls(vm, { ...boot, kernelPath: kernel }, { fcLog: p.fcLog, metrics: p.metrics, vsock: p.vsock, initrd });
       if (boot.initrdPaths.length > 1) {
         // Firecracker takes one initrd; the kernel unpacks concatenated cpio archives in order
         await host.exec.run("sh", ["-c", 'out=$1; shift; cat -- "$@" > "$out.tmp" && mv -f -- "$out.tmp" "$out"', "sh", p.initrd, ...boot.initrdPaths]);
-        initrd = p.initrd;
       }
-      // every request is built (and refused) before a process exists
-      const calls = fcConfigCalls(vm, { ...boot, kernelPath: kernel }, { fcLog: p.fcLog, metrics: p.metrics, vsock: p.vsock, initrd });
 
       await _removeSockets(vm);
       // Firecracker opens the log and metrics files but does not create them
