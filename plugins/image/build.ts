@@ -6,12 +6,13 @@ import { join } from "node:path";
 import { BangerError } from "../../src/plugin-api.ts";
 import type { Exec } from "../../src/plugin-api.ts";
 import { type CpioEntry, writeCpioGz } from "./cpio.ts";
+import { extractVmlinux } from "./vmlinux.ts";
 // Embedded as text so the compiled binary carries them.
 import INIT_SH from "./init.sh" with { type: "text" };
 import INITRAMFS_INIT_SH from "./initramfs-init.sh" with { type: "text" };
 
 /** Bump when the recipe changes in a way that changes the image. */
-export const RECIPE_VERSION = 1;
+export const RECIPE_VERSION = 2;
 export const SUITE = "bookworm";
 export const KERNEL_META_PACKAGE = "linux-image-cloud-amd64";
 export const ROOTFS_PACKAGES = [
@@ -46,7 +47,8 @@ export const INITRD_MODULES = [
   "button",
 ] as const;
 export const ROOTFS_SIZE = "1G";
-export const IMAGE_FILES = ["vmlinuz", "initrd.img", "rootfs.ext4"] as const;
+/** vmlinux: the same kernel uncompressed, which Firecracker needs on x86 (it cannot boot a bzImage). */
+export const IMAGE_FILES = ["vmlinuz", "vmlinux", "initrd.img", "rootfs.ext4"] as const;
 /** Host apt sources tried in order; the first that exists is mmdebstrap's mirror argument. */
 export const APT_SOURCES_CANDIDATES = ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"] as const;
 
@@ -117,7 +119,8 @@ export function mmdebstrapArgs(rootDir: string, sources: string): string[] {
 
 /**
  * Build a Debian guest image in `opts.dir`: vmlinuz (Debian's cloud
- * kernel, extracted, never installed on the host), initrd.img (busybox +
+ * kernel, extracted, never installed on the host), vmlinux (the same kernel
+ * uncompressed, for Firecracker), initrd.img (busybox +
  * virtio modules; mounts /dev/vda and switch_roots to /sbin/banger-init),
  * rootfs.ext4 (sparse, 1 GiB) and manifest.json. Needs root (mmdebstrap
  * root mode, chroot for depmod). About a minute.
@@ -145,6 +148,8 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
     await rootfsDone;
 
     await copyFile(kernel.vmlinuz, join(dir, "vmlinuz"));
+    const elf = await extractVmlinux(exec, join(dir, "vmlinuz"), join(dir, "vmlinux"));
+    step(`kernel: vmlinux for firecracker (${elf.format} payload, ${(elf.size / 2 ** 20).toFixed(1)} MiB)`);
 
     step(`initrd: busybox + ${INITRD_MODULES.length} modules`);
     await writeFile(join(dir, "initrd.img"), await buildBaseInitrd(kernel.modulesDir, opts.busybox));

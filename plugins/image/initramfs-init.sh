@@ -34,10 +34,24 @@ for w in $(cat /proc/cmdline); do
   esac
 done
 
+# The kernel hands `module.param=value` from its command line only to built-in
+# drivers; for a module, modprobe would pass them, busybox insmod does not.
+# Firecracker describes its devices that way (virtio_mmio.device=4K@0x…:5).
+modparams() {
+  want=$(echo "$1" | tr - _)
+  for w in $2; do
+    case "$w" in "$want".?*=*) echo "${w#"$want".}" ;; esac
+  done
+}
+
+cmdline=$(cat /proc/cmdline)
+set -f # parameters are split into words, never globbed
 for m in @MODULES@; do
   # "File exists" (built in / already loaded) is fine; anything else is worth a line.
-  err=$(insmod "/lib/modules/$m.ko" 2>&1) || case "$err" in *exists*) ;; *) echo "initramfs: insmod $m: $err" ;; esac
+  # shellcheck disable=SC2046 # one word per parameter is intended
+  err=$(insmod "/lib/modules/$m.ko" $(modparams "$m" "$cmdline") 2>&1) || case "$err" in *exists*) ;; *) echo "initramfs: insmod $m: $err" ;; esac
 done
+set +f
 
 # virtio-blk probes asynchronously: wait (up to ~10 s) for the disk to appear.
 i=0

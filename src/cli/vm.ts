@@ -37,7 +37,8 @@ const createArgs = {
   memory: { type: "string", description: "Memory, e.g. 512M or 1G (default 256M)" },
   disk: { type: "string", description: "System disk size, e.g. 2G (default: the image's size)" },
   "work-disk": { type: "string", description: "Extra work disk mounted at /work, e.g. 1G" },
-  driver: { type: "string", description: "VMM driver (default qemu)" },
+  vmm: { type: "string", description: "VMM: firecracker or qemu (default: firecracker when it and /dev/kvm are usable, else qemu)" },
+  driver: { type: "string", description: "Same as --vmm (older name)" },
   net: { type: "string", description: "Network: user (default; loopback SSH forward) or tap (bridge, guest IP, <name>.vm; needs root)" },
 } as const;
 
@@ -55,7 +56,7 @@ function createBody(name: string, a: Record<string, unknown>) {
     memoryMiB: sizeArg(a.memory, "--memory"),
     diskMiB: sizeArg(a.disk, "--disk"),
     workDiskMiB: sizeArg(a["work-disk"], "--work-disk"),
-    driver: a.driver as string | undefined,
+    driver: (a.vmm ?? a.driver) as string | undefined,
     net: netArg(a.net),
   };
 }

@@ -6,6 +6,7 @@ import { readHandlesFile, removeHandlesFile, writeHandlesFile } from "../handles
 import { rediscoverHandles } from "../handles/rediscover.ts";
 import type { Host } from "../host/types.ts";
 import type { Store } from "../store/store.ts";
+import { chooseVmm } from "../vmm/choose.ts";
 import type { BootConfig, VMMDriver } from "../vmm/driver.ts";
 import { BangerError, errorMessage } from "./errors.ts";
 import { HookEngine, UndoStack, type ProgressSink } from "./hooks.ts";
@@ -61,7 +62,10 @@ export class Engine {
   readonly cache = new HandleCache();
   private readonly d: Required<Omit<EngineDeps, "defaultDriver">> & { defaultDriver: string };
 
+  private readonly explicitDefaultDriver: string | undefined;
+
   constructor(deps: EngineDeps) {
+    this.explicitDefaultDriver = deps.defaultDriver;
     this.d = {
       newId: () => randomBytes(8).toString("hex"),
       stopTimeoutMs: 20_000,
@@ -145,7 +149,13 @@ export class Engine {
     return { name, image, driverName };
   }
 
+  /** The VMM for a new VM: the one asked for if it can run here, else the configured default, else the best usable one. */
+  resolveDriver(requested?: string): Promise<string> {
+    return chooseVmm(this.d.drivers, requested, this.explicitDefaultDriver);
+  }
+
   async create(params: CreateVMParams, progress: ProgressSink = noProgress): Promise<VMRecord> {
+    params = { ...params, driver: await this.resolveDriver(params.driver) };
     const { name, image, driverName } = this.checkCreate(params);
     const positive = (v: number | undefined, dflt: number, what: string, min = 1) => {
       const n = v ?? dflt;

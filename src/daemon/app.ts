@@ -74,6 +74,7 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
       if (!id && m === "POST") {
         const body = await parseBody<{ name: string; image?: string; cpus?: number; memoryMiB?: number; diskMiB?: number; workDiskMiB?: number; driver?: string; net?: string; start?: boolean }>(req, CREATE_SCHEMA);
         const { start, ...params } = body;
+        params.driver = await engine.resolveDriver(params.driver); // --vmm: asked for and usable, or the best usable one
         engine.checkCreate(params); // refuse bad input with a 4xx before the stream's 200 goes out
         return ndjson(req, async (emit) => {
           let vm = await engine.create(params, emit.progress);

@@ -36,6 +36,8 @@ export interface VMMDriver {
   stop(vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void>;
   /** Kill now. */
   kill(vm: VMRecord, handles: VMHandles): Promise<void>;
+  /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */
+  usable?(): Promise<{ usable: boolean; reason: string }>;
 }
 
 export type DriverFactory = (host: Host) => VMMDriver;

@@ -12,6 +12,7 @@ import {
 } from "../../plugins/image/build.ts";
 import { readConcatenatedCpioGz } from "../../plugins/image/cpio.ts";
 import type { Exec, ExecOptions, ExecResult } from "../../src/host/types.ts";
+import { minimalElf } from "../helpers/elf.ts";
 
 const KVER = "6.1.0-99-cloud-amd64";
 
@@ -37,7 +38,8 @@ function fakeExec(calls: Call[]): Exec {
         case "dpkg-deb": {
           const x = args[2]!;
           await mkdir(join(x, "boot"), { recursive: true });
-          await writeFile(join(x, "boot", `vmlinuz-${KVER}`), "kernel");
+          // a bzImage-like file: setup code, then a gzip-magic payload
+          await writeFile(join(x, "boot", `vmlinuz-${KVER}`), Buffer.concat([Buffer.from("setup"), Buffer.from([0x1f, 0x8b, 0x08]), Buffer.from("payload")]));
           for (const m of INITRD_MODULES) {
             const p = join(x, "lib/modules", KVER, "kernel/drivers", `${m}.ko`);
             await mkdir(dirname(p), { recursive: true });
@@ -52,6 +54,10 @@ function fakeExec(calls: Call[]): Exec {
         }
         case "cp":
           await cp(args[1]!, join(args[2]!, "x"), { recursive: true });
+          return ok();
+        case "sh":
+          // tail -c +OFF SRC | TOOL -dc > OUT: what the decompressor would write
+          if (args[1]!.includes("tail -c")) await writeFile(args[5]!, minimalElf(100));
           return ok();
         case "dpkg-query":
           return ok("git=1:2.39.5-0+deb12u2\nbash=5.2.15-2+b7\n");
@@ -128,11 +134,14 @@ describe("buildImage", () => {
     expect(manifest.packages).toEqual(["bash=5.2.15-2+b7", "git=1:2.39.5-0+deb12u2"]);
     expect(manifest.recipeVersion).toBeGreaterThan(0);
     expect(Number.isNaN(Date.parse(manifest.createdAt))).toBe(false);
-    for (const f of ["vmlinuz", "initrd.img", "rootfs.ext4"] as const) {
+    for (const f of ["vmlinuz", "vmlinux", "initrd.img", "rootfs.ext4"] as const) {
       const p = join(dir, f);
       expect(manifest.files[f].size).toBe((await stat(p)).size);
       expect(manifest.files[f].sha256).toBe(await sha256File(p));
     }
+    // vmlinux came from decompressing vmlinuz from its payload magic (after the 5 "setup" bytes)
+    const x = calls.find((c) => c.cmd === "sh" && c.args[1]!.includes("tail -c"))!;
+    expect(x.args.slice(3)).toEqual(["6", join(dir, "vmlinuz"), join(dir, "vmlinux"), "gzip", "-dc"]);
     const onDisk = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8"));
     expect(onDisk).toEqual(manifest);
     // the work dir is gone: dir holds only the image
@@ -140,6 +149,7 @@ describe("buildImage", () => {
       "initrd.img",
       "manifest.json",
       "rootfs.ext4",
+      "vmlinux",
       "vmlinuz",
     ]);
     const [initrd] = readConcatenatedCpioGz(new Uint8Array(await readFile(join(dir, "initrd.img"))));
