@@ -132,7 +132,7 @@ export class Engine {
   }
 
   /** Everything about a create request that can be refused before any work (and before a stream starts). */
-  checkCreate(params: CreateVMParams): { name: string; image: string; driverName: string } {
+  checkCreate(params: CreateVMParams): { name: string; image: string; driverName: string; net: string } {
     const name = validateVMName(params.name);
     if (this.d.store.getVMByName(name)) throw new BangerError("E_NAME_TAKEN", `vm name already taken: ${name}`);
     const image = params.image ?? "default";
@@ -146,7 +146,12 @@ export class Engine {
     if (params.net !== undefined && !NET_MODES.includes(params.net)) {
       throw new BangerError("E_BAD_REQUEST", `unknown network mode "${params.net}" (known: ${NET_MODES.join(", ")})`);
     }
-    return { name, image, driverName };
+    const nets = this.d.drivers.get(driverName)?.nets ?? NET_MODES;
+    const net = params.net ?? nets[0]!;
+    if (!nets.includes(net)) {
+      throw new BangerError("E_BAD_REQUEST", `${driverName} cannot use --net ${net} (it supports: ${nets.join(", ")})`);
+    }
+    return { name, image, driverName, net };
   }
 
   /** The VMM for a new VM: the one asked for if it can run here, else the configured default, else the best usable one. */
@@ -156,7 +161,7 @@ export class Engine {
 
   async create(params: CreateVMParams, progress: ProgressSink = noProgress): Promise<VMRecord> {
     params = { ...params, driver: await this.resolveDriver(params.driver) };
-    const { name, image, driverName } = this.checkCreate(params);
+    const { name, image, driverName, net } = this.checkCreate(params);
     const positive = (v: number | undefined, dflt: number, what: string, min = 1) => {
       const n = v ?? dflt;
       if (!Number.isInteger(n) || n < min) throw new BangerError("E_BAD_REQUEST", `${what} must be an integer >= ${min}, got ${v}`);
@@ -176,7 +181,7 @@ export class Engine {
         diskMiB: positive(params.diskMiB, 0, "disk (MiB)", 0),
         workDiskMiB: positive(params.workDiskMiB, 0, "work disk (MiB)", 0),
         driver: driverName,
-        net: params.net ?? "user",
+        net,
       },
       runtime: {
         state: "created",

@@ -38,6 +38,8 @@ export interface VMMDriver {
   kill(vm: VMRecord, handles: VMHandles): Promise<void>;
   /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */
   usable?(): Promise<{ usable: boolean; reason: string }>;
+  /** Network modes this VMM can attach, the first being its default. Absent means ["user", "tap"]. */
+  readonly nets?: readonly string[];
 }
 
 export type DriverFactory = (host: Host) => VMMDriver;

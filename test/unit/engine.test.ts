@@ -81,6 +81,18 @@ describe("create", () => {
     expect(w.ts.store.listVMs().map((v) => v.name)).toEqual(["vm"]);
   });
 
+  test("network: the driver's first mode by default; a mode the driver cannot attach → E_BAD_REQUEST naming what it supports", async () => {
+    const w = world();
+    expect((await w.engine.create({ name: "plain" })).spec.net).toBe("user");
+    expect((await w.engine.create({ name: "tapped", net: "tap" })).spec.net).toBe("tap");
+    Object.assign(w.driver, { nets: ["tap"] }); // a Firecracker-like VMM: no user-mode networking
+    expect((await w.engine.create({ name: "fc" })).spec.net).toBe("tap");
+    const e = await caught(w.engine.create({ name: "fc-user", net: "user" }));
+    expect(e.code).toBe("E_BAD_REQUEST");
+    expect(e.message).toBe("fake cannot use --net user (it supports: tap)");
+    expect(w.ts.store.listVMs().map((v) => v.name).sort()).toEqual(["fc", "plain", "tapped"]);
+  });
+
   test("success: row saved in state created, VMDir made, vm:create sees the row and its changes persist", async () => {
     const w = world();
     let seenInStore: VMRecord | null = null;

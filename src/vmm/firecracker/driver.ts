@@ -135,6 +135,8 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
 
   return {
     name: "firecracker",
+    // No user-mode networking in Firecracker: a guest is reachable only on a tap.
+    nets: ["tap"],
 
     /** Usable when the binary is found and /dev/kvm really works (Firecracker has no software fallback). */
     async usable() {
