@@ -24,6 +24,9 @@ if [ -z "${BANGER_SKIP_E2E:-}" ] && [ "$(id -u)" = 0 ]; then
   export BANGER_TEST_IMAGE_DIR="$BANGER_TEST_IMAGE_HOME/images/default"
 fi
 
+# a tap VM outside a test's own network namespace must fail, never touch this machine's bridge, NAT or /etc/hosts
+export BANGER_TAP_NETNS_ONLY=1
+
 files=("$@")
 [ ${#files[@]} -eq 0 ] && files=(test/unit test/integration test/e2e)
 log=$(mktemp)

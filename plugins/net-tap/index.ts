@@ -93,6 +93,20 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
       const bridgeLock = _serial();
       const marker = hostsMarker(ctx.paths.home);
 
+      // Tests set BANGER_TAP_NETNS_ONLY so a tap VM created by mistake outside a test's own
+      // network namespace fails instead of editing the machine's bridge, NAT rules and /etc/hosts.
+      let netnsChecked = false;
+      const requireOwnNetns = async () => {
+        if (env.BANGER_TAP_NETNS_ONLY !== "1" || netnsChecked) return;
+        // our namespace's inode, then those of the namespaces `ip netns add` made (PID 1's may be unreadable)
+        const r = await exec.run("sh", ["-c", "stat -L -c %i /proc/self/ns/net /run/netns/* 2>/dev/null"], { check: false });
+        const [self, ...named] = r.stdout.trim().split("\n");
+        if (!self || !named.includes(self)) {
+          throw new BangerError("E_BAD_REQUEST", "BANGER_TAP_NETNS_ONLY is set and this daemon is not in a namespace made by `ip netns add`: tap networking refused");
+        }
+        netnsChecked = true;
+      };
+
       const leases = (): LeaseStore => {
         if (!ctx.store.leases) throw new BangerError("E_INTERNAL", "this daemon's store has no lease table (net-tap needs it)");
         return ctx.store.leases;
@@ -134,6 +148,7 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
 
       ctx.hook("vm:create", async ({ vm }) => {
         if (!isTapVM(vm)) return;
+        await requireOwnNetns();
         const ip = await claim(vm);
         // the engine only learns of this undo when we return, so a failed rewrite gives the address back here
         const undo = async () => {
@@ -152,6 +167,7 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
 
       ctx.hook("vm:start:before", async ({ vm, boot, handles, progress }) => {
         if (!isTapVM(vm)) return;
+        await requireOwnNetns();
         const cfg = conf();
         const ip = await claim(vm);
         progress(`tap network: ${cfg.bridge} ${cfg.subnet.cidr}, ${vm.name} at ${ip}`);

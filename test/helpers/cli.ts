@@ -14,12 +14,13 @@ export interface RunResult {
 }
 
 /** A throwaway BANGER_HOME with helpers to drive dist/banger in it, and cleanup that kills what it started by pid. */
-export function tempHome(prefix = "banger-it-") {
+/** A throwaway BANGER_HOME; `wrap` runs every CLI call (and so the daemon it starts) under a command, e.g. `ip netns exec NS`. */
+export function tempHome(prefix = "banger-it-", o: { wrap?: string[] } = {}) {
   const home = mkdtempSync(join(tmpdir(), prefix));
-  const env: Record<string, string> = { ...(process.env as Record<string, string>), BANGER_HOME: home, NO_COLOR: "1" };
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), BANGER_HOME: home, NO_COLOR: "1", BANGER_TAP_NETNS_ONLY: "1" };
   delete env.BANGER_PLUGINS;
   const run = (args: string[], extraEnv: Record<string, string> = {}, input?: string): RunResult => {
-    const p = Bun.spawnSync([BANGER, ...args], { env: { ...env, ...extraEnv }, stdin: input !== undefined ? new TextEncoder().encode(input) : "ignore" });
+    const p = Bun.spawnSync([...(o.wrap ?? []), BANGER, ...args], { env: { ...env, ...extraEnv }, stdin: input !== undefined ? new TextEncoder().encode(input) : "ignore" });
     const stdout = p.stdout.toString();
     return {
       code: p.exitCode ?? -1,

@@ -2,9 +2,11 @@
 // refused, and a whole create → start → stop → delete through the daemon
 // with the spec-checked fake firecracker standing in for the binary
 // (BANGER_FIRECRACKER_BIN) and BANGER_ACCEL=kvm standing in for a usable
-// /dev/kvm, which no machine here has.
+// /dev/kvm, which no machine here has. Firecracker VMs are on tap networking,
+// so withFc's CLI and daemon run inside a network namespace this test creates:
+// the bridge, tap and hosts entry are made there, never on the machine.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { alive, BANGER, ROOT, tempHome } from "../helpers/cli.ts";
@@ -21,7 +23,10 @@ chmodSync(fakeFc, 0o755);
 // a PATH without any firecracker on it
 const PATH_NO_FC = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const plain = tempHome("bfv-plain-");
-const withFc = tempHome("bfv-fc-");
+const NS = `bfv-${process.pid}`;
+const IS_ROOT = process.getuid?.() === 0;
+const inNs = (...cmd: string[]) => Bun.spawnSync(["ip", "netns", "exec", NS, ...cmd], { stdin: "ignore" });
+const withFc = tempHome("bfv-fc-", { wrap: ["ip", "netns", "exec", NS] });
 const noKvm = tempHome("bfv-nokvm-");
 const vmPids: number[] = [];
 const envPlain = { PATH: PATH_NO_FC, BANGER_FIRECRACKER_BIN: "" };
@@ -31,7 +36,13 @@ const envNoKvm = { PATH: PATH_NO_FC, BANGER_FIRECRACKER_BIN: fakeFc, BANGER_ACCE
 
 beforeAll(() => {
   expect(existsSync(BANGER)).toBe(true);
-  for (const [h, env] of [[plain, envPlain], [withFc, envFc], [noKvm, envNoKvm]] as const) {
+  if (!IS_ROOT) return;
+  Bun.spawnSync(["ip", "netns", "del", NS]);
+  // must exist before the first `ip netns exec`, or the daemon would see (and edit) the machine's /etc/hosts
+  mkdirSync(`/etc/netns/${NS}`, { recursive: true });
+  writeFileSync(`/etc/netns/${NS}/hosts`, "127.0.0.1\tlocalhost\n");
+  expect(Bun.spawnSync(["ip", "netns", "add", NS]).exitCode).toBe(0);
+  for (const [h, env] of [[plain, envPlain], ...(IS_ROOT ? [[withFc, envFc] as const] : []), [noKvm, envNoKvm]] as const) {
     const r = h.run(["image", "import", "--name", "tiny", "--kernel", kernel, "--rootfs", rootfs, "--json"], env);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
@@ -41,6 +52,10 @@ beforeAll(() => {
 afterAll(async () => {
   for (const h of [plain, withFc, noKvm]) await h.cleanup(vmPids);
   rmSync(dir, { recursive: true, force: true });
+  if (IS_ROOT) {
+    Bun.spawnSync(["ip", "netns", "del", NS]);
+    rmSync(`/etc/netns/${NS}`, { recursive: true, force: true });
+  }
 });
 
 describe("--vmm choice", () => {
@@ -65,16 +80,19 @@ describe("--vmm choice", () => {
     expect(r.stderr).toBe("banger: vmm firecracker cannot run on this host: BANGER_ACCEL=tcg forces software emulation (TCG)\n");
   });
 
-  test("firecracker and KVM usable: firecracker is the default and is stored in the VM record; --vmm qemu still wins", () => {
+  test.skipIf(!IS_ROOT)("firecracker and KVM usable: firecracker is the default (on --net tap) and is stored in the VM record; --vmm qemu still wins; --net user is refused", () => {
     const d = withFc.run(["vm", "create", "fc1", "--image", "tiny", "--json"], envFc);
     expect(d.code).toBe(0);
     expect(d.json().spec.driver).toBe("firecracker");
+    expect(d.json().spec.net).toBe("tap");
+    const u = withFc.run(["vm", "create", "fcu", "--image", "tiny", "--net", "user"], envFc);
+    expect([u.code, u.stderr]).toEqual([2, "banger: firecracker cannot use --net user (it supports: tap)\n"]);
     expect(withFc.run(["vm", "show", "fc1", "--json"], envFc).json().spec.driver).toBe("firecracker");
     expect(withFc.run(["vm", "create", "q1", "--image", "tiny", "--vmm", "qemu", "--json"], envFc).json().spec.driver).toBe("qemu");
   });
 });
 
-describe("a firecracker VM through the daemon (fake firecracker)", () => {
+describe.skipIf(!IS_ROOT)("a firecracker VM through the daemon (fake firecracker)", () => {
   test("an image without vmlinux: start fails with the one fix, nothing left running", () => {
     const r = withFc.run(["vm", "start", "fc1"], envFc);
     expect(r.code).toBe(1);
@@ -103,6 +121,7 @@ describe("a firecracker VM through the daemon (fake firecracker)", () => {
       "PUT /machine-config 204",
       "PUT /boot-source 204",
       "PUT /drives/rootfs 204",
+      "PUT /network-interfaces/eth0 204",
       "PUT /vsock 204",
       "PUT /actions 204",
     ]);
@@ -115,6 +134,11 @@ describe("a firecracker VM through the daemon (fake firecracker)", () => {
     // the imported image has no initrd: initrd_path is left out, not sent empty
     expect("initrd_path" in boot).toBe(false);
     expect(config.find((c) => c.path === "/drives/rootfs").body.path_on_host).toBe(join(v.runtime.vmDir, "system.img"));
+    // the net-tap plugin's tap, made inside the test's namespace, is what Firecracker was given
+    const nic = config.find((c) => c.path === "/network-interfaces/eth0").body;
+    expect(nic.host_dev_name).toBe(`bt-${v.id.slice(0, 12)}`);
+    expect(inNs("ip", "link", "show", "dev", nic.host_dev_name).exitCode).toBe(0);
+    expect(readFileSync(`/etc/netns/${NS}/hosts`, "utf8")).toContain(`${v.runtime.guestIP}\tfc1.vm`);
 
     // kill -9 of the daemon never touches the VM; the next daemon finds it again by its API socket
     process.kill(withFc.daemonPid(), "SIGKILL");
@@ -139,5 +163,7 @@ describe("a firecracker VM through the daemon (fake firecracker)", () => {
     expect(del.code).toBe(0);
     expect(alive(v2.pid)).toBe(false);
     expect(existsSync(v.runtime.vmDir)).toBe(false);
+    expect(inNs("ip", "link", "show", "dev", nic.host_dev_name).exitCode).not.toBe(0);
+    expect(readFileSync(`/etc/netns/${NS}/hosts`, "utf8")).not.toContain("fc1.vm");
   }, 60_000);
 });

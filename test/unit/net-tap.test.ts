@@ -20,14 +20,14 @@ afterEach(() => {
 });
 
 /** An engine over fakes + a real SQLite store, with net-tap (and optional extra plugins) loaded through the public loader. */
-async function world(o: { opts?: NetTapOptions; before?: ReturnType<typeof definePlugin>[]; after?: ReturnType<typeof definePlugin>[] } = {}) {
+async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?: ReturnType<typeof definePlugin>[]; after?: ReturnType<typeof definePlugin>[] } = {}) {
   let n = 0;
   const w = engineWorld({ paths: PATHS, newId: () => `id${String(++n).padStart(4, "0")}`, stopTimeoutMs: 1000 });
   stores.push(w.ts);
   w.host.fs.files.set(HOSTS, FOREIGN);
   w.host.fs.files.set("/etc/resolv.conf", "nameserver 127.0.0.53\nnameserver 192.0.2.53\n");
   const leases = createLeaseStore(w.ts.store.db);
-  const plugin = createNetTapPlugin({ hostsFile: HOSTS, ...o.opts }, {});
+  const plugin = createNetTapPlugin({ hostsFile: HOSTS, ...o.opts }, o.env ?? {});
   await setupPlugins(
     [...(o.before ?? []), plugin, ...(o.after ?? [])].map((p) => ({ plugin: p, source: "test" })),
     {
@@ -73,6 +73,19 @@ describe("net-tap: create", () => {
     await w.engine.start("plain");
     await w.engine.delete("plain");
     expect(w.host.exec.lines()).toEqual([]);
+  });
+
+  test("BANGER_TAP_NETNS_ONLY: outside a namespace made by `ip netns add` a tap VM is refused before any lease, hosts edit or ip command; in another one it proceeds", async () => {
+    const w = await world({ env: { BANGER_TAP_NETNS_ONLY: "1" } });
+    w.host.exec.on(/^sh -c stat /, { stdout: "4026531840\n4026532999\n" });
+    const err = await caught(w.engine.create({ name: "alpha", net: "tap" }));
+    expect(err.message).toContain("not in a namespace made by `ip netns add`");
+    expect(w.leases.list(IP_POOL)).toEqual([]);
+    expect(w.hosts()).toBe(FOREIGN);
+    expect(w.host.exec.lines()).toEqual(["sh -c stat -L -c %i /proc/self/ns/net /run/netns/* 2>/dev/null"]);
+    const ns = await world({ env: { BANGER_TAP_NETNS_ONLY: "1" } });
+    ns.host.exec.on(/^sh -c stat /, { stdout: "4026532999\n4026531840\n4026532999\n" });
+    expect((await ns.engine.create({ name: "alpha", net: "tap" })).runtime.guestIP).toBe("10.213.0.2");
   });
 
   test("an unknown --net is refused before any work", async () => {
