@@ -1,7 +1,6 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { BangerError, ERROR_CODES, type ErrorCode } from "../core/errors.ts";
 import { daemonPaths, type DaemonPaths } from "../core/paths.ts";
-import { createExec } from "../host/exec.ts";
 import { createProcs } from "../host/procs.ts";
 import { FULL_VERSION } from "../version.ts";
 import type { StreamEvent } from "./http.ts";
@@ -117,6 +116,8 @@ export class DaemonClient {
     }
     mkdirSync(this.paths.home, { recursive: true, mode: 0o700 });
     const [cmd, ...args] = selfCommand();
+    // execa is loaded only here: importing it up front costs every command ~20 ms of start-up
+    const { createExec } = await import("../host/exec.ts");
     await createExec().spawnDetached(cmd!, [...args, "daemon"], { logPath: this.paths.log, env: process.env });
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
