@@ -38,7 +38,8 @@ async function main(): Promise<number> {
     return 2;
   }
   const repo = resolve(import.meta.dir, "../..");
-  const bin = resolve(repo, "dist/banger");
+  // BANGER_BENCH_BIN: time a copy, so rebuilding dist/banger during a long run cannot swap the binary mid-run
+  const bin = resolve(repo, process.env.BANGER_BENCH_BIN || "dist/banger");
   if (!existsSync(bin)) {
     console.error("bench: dist/banger is missing: run `npm run build` (or `npm run bench`, which builds)");
     return 1;
