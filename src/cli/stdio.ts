@@ -5,22 +5,37 @@
  * start-up (more than the command's own work); an fstat, isatty and
  * writeSync do not.
  */
-import { fstatSync, writeSync } from "node:fs";
+import { fstatSync, readlinkSync, writeSync } from "node:fs";
 
 const _tty = new Map<number, boolean>();
 
-/** Is fd a terminal? A file or pipe is ruled out by fstat alone; only a character device asks isatty. */
+/**
+ * Is fd a terminal? A file or pipe is ruled out by fstat alone. A character
+ * device is a terminal when /proc names a tty or pty (so /dev/null is not);
+ * loading node:tty for isatty costs ~5 ms, so it is only the fallback
+ * when /proc cannot tell.
+ */
 export function fdIsTTY(fd: 1 | 2): boolean {
   let v = _tty.get(fd);
   if (v === undefined) {
     try {
-      v = fstatSync(fd).isCharacterDevice() && (require("node:tty") as typeof import("node:tty")).isatty(fd);
+      v = fstatSync(fd).isCharacterDevice() && _charDeviceIsTTY(fd);
     } catch {
       v = false;
     }
     _tty.set(fd, v);
   }
   return v;
+}
+
+function _charDeviceIsTTY(fd: number): boolean {
+  let target: string;
+  try {
+    target = readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return (require("node:tty") as typeof import("node:tty")).isatty(fd);
+  }
+  return /^\/dev\/(pts\/|tty|console$)/.test(target);
 }
 
 /**

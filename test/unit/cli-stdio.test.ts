@@ -19,6 +19,16 @@ describe("cli stdio", () => {
     expect(r.stderr).toBe("err\n");
   });
 
+  test("/dev/null is a character device but not a terminal; a pty is one", () => {
+    const p = Bun.spawnSync([process.execPath, "-e", `import { fdIsTTY } from ${JSON.stringify(STDIO)};\nrequire("node:fs").writeSync(2, JSON.stringify(fdIsTTY(1)));`], { stdout: "ignore", stderr: "pipe" });
+    expect(p.stderr.toString()).toBe("false");
+    // script(1) gives the child a pty on stdout
+    const script = Bun.which("script");
+    if (!script) return;
+    const t = Bun.spawnSync([script, "-qec", `${process.execPath} -e 'import { fdIsTTY } from ${JSON.stringify(STDIO)}; console.log("tty=" + fdIsTTY(1))'`, "/dev/null"], { stdout: "pipe", stderr: "pipe" });
+    expect(t.stdout.toString()).toContain("tty=true");
+  });
+
   test("bytes are written as given", () => {
     const r = child(`writeOut(1, new Uint8Array([0xe2, 0x9c, 0x93, 0x0a]));`);
     expect(r.stdout).toBe("✓\n");
