@@ -129,9 +129,13 @@ export class FakeWorld {
   }
 }
 
-/** VmRSS of a process in bytes, from /proc/PID/status. */
-export function rssBytes(pid: number): number {
-  const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(m[1]) * 1024;
+/** VmRSS of a process in bytes, and its anonymous and file-backed parts, from /proc/PID/status. */
+export function rssBytes(pid: number): { rss: number; anon: number; file: number } {
+  const text = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (field: string) => {
+    const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, "m").exec(text);
+    if (!m) throw new Error(`no ${field} for pid ${pid}`);
+    return Number(m[1]) * 1024;
+  };
+  return { rss: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
 }
