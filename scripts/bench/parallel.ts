@@ -4,6 +4,7 @@
  * banger's own overhead; with real VMs (`vm run --rm -- true`) it is bounded
  * by the host's cores, since TCG boots are CPU-bound.
  */
+import { readFileSync } from "node:fs";
 import { FakeWorld } from "./fake.ts";
 import type { Bench } from "./run.ts";
 import { fmtMs, formatTable, ratio, summarize, summaryRow } from "./stats.ts";
@@ -20,6 +21,23 @@ async function wall(fn: () => Promise<unknown>): Promise<number> {
   return performance.now() - t0;
 }
 
+/** Busy and total jiffies of all CPUs so far, from /proc/stat. */
+function cpuJiffies(): { busy: number; total: number } {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/** Time fn and how busy the whole machine's CPUs were meanwhile (0..1): near 1 means CPU-bound. */
+async function wallAndLoad(fn: () => Promise<unknown>, loads: number[]): Promise<number> {
+  const a = cpuJiffies();
+  const ms = await wall(fn);
+  const b = cpuJiffies();
+  if (b.total > a.total) loads.push((b.busy - a.busy) / (b.total - a.total));
+  return ms;
+}
+
 /** Test driver: one lifecycle = `vm create --driver fake --start` then `vm delete`. */
 export async function parallelFakeSection(b: Bench, c: ParallelCounts): Promise<void> {
   const w = FakeWorld.of(b);
@@ -31,10 +49,11 @@ export async function parallelFakeSection(b: Bench, c: ParallelCounts): Promise<
     await w.delete(name);
   };
   await lifecycle(); // warm-up
+  const loads: number[] = [];
   const r = await b.interleaved(
     {
       one: () => wall(lifecycle),
-      many: () => wall(() => Promise.all(Array.from({ length: c.width }, lifecycle))),
+      many: () => wallAndLoad(() => Promise.all(Array.from({ length: c.width }, lifecycle)), loads),
     },
     { one: c.runs, many: c.runs },
     "parallel lifecycles",
@@ -44,10 +63,14 @@ export async function parallelFakeSection(b: Bench, c: ParallelCounts): Promise<
     summaryRow(`${c.width} parallel create --start + delete (wall)`, s.many, { baseline: s.one }),
     summaryRow("one create --start + delete (baseline)", s.one, { baseline: s.one }),
   ]));
+  const busy = loads.length ? summarize(loads).median : NaN;
+  const cores = navigator.hardwareConcurrency;
+  console.log(`  all ${cores} CPUs ${(busy * 100).toFixed(0)}% busy (median) during the parallel runs: ${busy > 0.9 ? "CPU-bound" : "not CPU-bound"}`);
   b.note("parallel", `${c.width} parallel test-driver lifecycles / one, medians`, ratio(s.many.median, s.one.median));
   b.row({
     id: "P7", section: "parallel", measure: `${c.width} parallel vm create --start + delete, test driver (banger's own overhead)`, stats: s.many,
     baseline: { name: "one lifecycle alone", stats: s.one }, goal: { on: "ratio", max: 2.5, text: "≤ 2.5× one run" },
+    note: `all ${cores} CPUs ${(busy * 100).toFixed(0)}% busy during the parallel runs (whole machine, other users included); each test-driver VM is a node process that costs ~150 ms of CPU to start, about 2/3 of a lifecycle's CPU, so ${c.width} at once are bound by ${cores} cores`,
   });
 }
 
@@ -59,10 +82,11 @@ export async function parallelVmSection(b: Bench, vms: BenchVMs, c: ParallelCoun
   for (const v of list) if (v.runtime.state === "running") await b.must(b.banger("vm", "stop", v.name));
   let k = 0;
   const run = () => b.must(b.banger("vm", "run", "--name", `q${k++}`, "--rm", "--", "true"));
+  const loads: number[] = [];
   const r = await b.interleaved(
     {
       one: () => wall(run),
-      many: () => wall(() => Promise.all(Array.from({ length: c.width }, run))),
+      many: () => wallAndLoad(() => Promise.all(Array.from({ length: c.width }, run)), loads),
     },
     { one: c.runs, many: c.runs },
     "parallel vm run",
@@ -78,6 +102,6 @@ export async function parallelVmSection(b: Bench, vms: BenchVMs, c: ParallelCoun
   b.row({
     id: "P7", section: "parallel-vm", measure: `${c.width} parallel vm run --rm -- true, real VMs`, stats: s.many,
     baseline: { name: "one vm run alone", stats: s.one }, goal: { on: "ratio", max: 2.5, text: "≤ 2.5× one run" },
-    note: `${cores} cores, QEMU TCG: each boot is CPU-bound, so ${c.width} at once need ≥ ${(c.width / cores).toFixed(1)}× the CPU time of one on this machine; one boot took ${fmtMs(s.one.median)}`,
+    note: `${cores} cores, QEMU TCG: each boot is CPU-bound, so ${c.width} at once need ≥ ${(c.width / cores).toFixed(1)}× the wall time of one on this machine; one boot took ${fmtMs(s.one.median)}; all CPUs ${loads.length ? (summarize(loads).median * 100).toFixed(0) : "?"}% busy during the parallel runs`,
   });
 }
