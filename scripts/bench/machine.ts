@@ -2,7 +2,7 @@
  * What the bench ran on (cores, memory, kernel, KVM) and at which commit:
  * the facts bench/results.md prints above its table.
  */
-import { cpus, release, totalmem } from "node:os";
+import { cpus, loadavg, release, totalmem } from "node:os";
 import { createFS } from "../../src/host/fs.ts";
 import { kvmUsable } from "../../src/vmm/kvm.ts";
 import type { Machine } from "./results.ts";
@@ -18,6 +18,7 @@ export async function machineInfo(): Promise<Machine> {
     kvmUsable: kvm.usable,
     kvmReason: kvm.reason,
     cpuModel: (c[0]?.model ?? "unknown cpu").replace(/\s+/g, " ").trim(),
+    loadAvg: loadavg(),
   };
 }
 

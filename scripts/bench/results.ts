@@ -15,6 +15,8 @@ export interface Machine {
   kvmUsable: boolean;
   kvmReason: string;
   cpuModel: string;
+  /** 1/5/15-minute load averages when the run ended: how busy the shared machine was. */
+  loadAvg: number[];
 }
 
 /** A goal from issue 8: on the ratio to the baseline or on the absolute median. */
@@ -177,7 +179,8 @@ function metCell(r: ResultRow): string {
 const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 
 export function machineLine(m: Machine): string {
-  return `${m.cores} cores (${m.cpuModel}), ${fmtBytes(m.memoryBytes)} RAM, Linux ${m.kernel}, KVM ${m.kvmUsable ? "usable" : `not usable (${m.kvmReason})`}`;
+  const load = m.loadAvg?.length ? `; load average ${m.loadAvg.map((x) => x.toFixed(1)).join(" / ")} at the end of the run` : "";
+  return `${m.cores} cores (${m.cpuModel}), ${fmtBytes(m.memoryBytes)} RAM, Linux ${m.kernel}, KVM ${m.kvmUsable ? "usable" : `not usable (${m.kvmReason})`}${load}`;
 }
 
 /** The Markdown page the README links: machine, then one table row per figure, then notes. */

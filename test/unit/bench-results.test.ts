@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { EXPECTED, goalMet, makeRow, mergeRows, previousRows, toJson, toMarkdown, type Machine, type ResultRow } from "../../scripts/bench/results.ts";
 import { summarize } from "../../scripts/bench/stats.ts";
 
-const machine: Machine = { cores: 2, memoryBytes: 24 * 1024 ** 3, kernel: "6.1.0-test", kvmUsable: false, kvmReason: "/dev/kvm is kvm_pvm", cpuModel: "Test CPU" };
+const machine: Machine = { cores: 2, memoryBytes: 24 * 1024 ** 3, kernel: "6.1.0-test", kvmUsable: false, kvmReason: "/dev/kvm is kvm_pvm", cpuModel: "Test CPU", loadAvg: [7.41, 6.9, 5.24] };
 const T1 = "2026-11-27T18:00:00.000Z";
 const T2 = "2026-11-27T19:00:00.000Z";
 
@@ -86,7 +86,7 @@ describe("json and markdown", () => {
   test("Markdown names the machine and shows goal, met/missed, carried-over and not-run rows", () => {
     const md = toMarkdown(res);
     expect(md).toContain("2 cores (Test CPU)");
-    expect(md).toContain("KVM not usable (/dev/kvm is kvm_pvm)");
+    expect(md).toContain("KVM not usable (/dev/kvm is kvm_pvm); load average 7.4 / 6.9 / 5.2 at the end of the run");
     expect(md).toContain(`git new`);
     expect(md).toContain("| P1 | vm list \\| json | 2 | 26.0 ms | 26.5 ms |");
     expect(md).toContain("| 2.94× | ≤ 1.3× hello-world | **missed** |");
