@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `npm run bench [sections]`: install what is missing, build dist/banger, then
-# run scripts/bench/main.ts (cli autostart boot exec session image; default all).
+# `npm run bench [--quick] [sections]`: install what is missing, build dist/banger, then
+# run scripts/bench/main.ts (sections in scripts/bench/sections.ts; default all). Writes
+# bench/results.json + bench/results.md (--quick: bench/results-quick.*, test driver only, < 60 s).
 # Env: BANGER_BENCH_IMAGE_DIR=dir with vmlinuz/rootfs.ext4/initrd.img to import
 # (else one is built), BANGER_BENCH_IMAGE_BUILD=1 to time a full image build.
 set -euo pipefail

@@ -43,6 +43,8 @@ export async function cliSection(b: Bench, shared: CliShared, n = 30): Promise<v
     summaryRow("bun hello-world (baseline)", s.helloB, { baseline: s.helloB }),
   ]));
   b.note("cli", "vm list --json (daemon up) / compiled bun hello-world, medians", ratio(s.list.median, s.helloA.median));
+  b.row({ id: "P1", section: "cli", measure: "banger vm list --json (daemon up)", stats: s.list, baseline: { name: "compiled Bun hello-world", stats: s.helloA }, goal: { on: "ratio", max: 1.3, text: "≤ 1.3× hello-world" } });
+  b.row({ id: "P1", section: "cli", measure: "banger --version (no daemon contact)", stats: s.version, baseline: { name: "compiled Bun hello-world", stats: s.helloB } });
   b.note("cli", "banger --version / compiled bun hello-world, medians", ratio(s.version.median, s.helloB.median));
 }
 
@@ -71,4 +73,5 @@ export async function autostartSection(b: Bench, shared: CliShared, n = 5): Prom
     console.log(`  (cli section's warm vm list median: ${shared.warmList.median.toFixed(1)} ms → cold/warm ${ratio(s.cold.median, shared.warmList.median)})`);
   }
   b.note("autostart", "vm list with daemon auto-start / warm vm list, medians", ratio(s.cold.median, s.warm.median));
+  b.row({ id: "P1", section: "autostart", measure: "vm list --json with the daemon stopped (auto-start to first answer)", stats: s.cold, baseline: { name: "warm vm list --json", stats: s.warm } });
 }

@@ -39,4 +39,6 @@ export async function execSection(b: Bench, vms: BenchVMs, n = 20): Promise<void
   ]));
   b.note("exec", "vm exec -- true / fresh ssh true, medians", ratio(s.banger.median, s.fresh.median));
   b.note("exec", "vm exec -- true / ControlMaster ssh true, medians", ratio(s.banger.median, s.cm.median));
+  b.row({ id: "P2", section: "exec", measure: "banger vm exec -- true vs fresh ssh", stats: s.banger, baseline: { name: "ssh true, fresh connection", stats: s.fresh }, goal: { on: "ratio", max: 1 / 3, text: "≥ 3× faster (≤ 0.33×)" } });
+  b.row({ id: "P2", section: "exec", measure: "banger vm exec -- true vs ControlMaster", stats: s.banger, baseline: { name: "ssh true, ControlMaster", stats: s.cm }, goal: { on: "ratio", max: 1.2, text: "≤ 1.2× ControlMaster" } });
 }

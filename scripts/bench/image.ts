@@ -5,7 +5,7 @@
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import type { Bench } from "./run.ts";
-import { fmtBytes, fmtMs, formatTable } from "./stats.ts";
+import { fmtBytes, fmtMs, formatTable, summarize } from "./stats.ts";
 import type { BenchVMs } from "./vm.ts";
 
 function sizes(dir: string): string[][] {
@@ -42,4 +42,5 @@ export async function imageSection(b: Bench, vms: BenchVMs): Promise<void> {
   console.log(formatTable(["variant", "n", "time"], [["banger image build --name benchimg", "1", fmtMs(ms)]]));
   console.log(formatTable(["file", "apparent", "allocated"], sizes(built)));
   b.note("image", "image build --name benchimg (n=1, no baseline)", fmtMs(ms));
+  b.row({ id: "image", section: "image", measure: "banger image build (no baseline)", stats: summarize([ms]) });
 }

@@ -1,32 +1,22 @@
 /**
- * `npm run bench [sections]`: banger against baselines measured in the same
- * run, in a temp BANGER_HOME that is removed at the end. Sections: cli,
- * autostart, boot, exec, session, image (default: all; VM ones only as root
- * with qemu present).
+ * `npm run bench [--quick] [sections]`: banger against baselines measured in
+ * the same run, in a temp BANGER_HOME that is removed at the end. Sections
+ * are listed in sections.ts (default: all; VM ones only as root with qemu
+ * present). `--quick`: the test-driver sections with few iterations (< 60 s).
+ * Headline figures go to bench/results.json and bench/results.md
+ * (bench/results-quick.* in quick mode); rows of sections not run this time
+ * are carried over from the previous file with their own date.
  */
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
-import { autostartSection, cliSection, type CliShared } from "./cli.ts";
-import { bootSection } from "./boot.ts";
-import { execSection } from "./exec.ts";
-import { imageSection } from "./image.ts";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { writeFileAtomic } from "../../src/host/fs.ts";
+import type { CliShared } from "./cli.ts";
+import { gitSha, machineInfo } from "./machine.ts";
+import { makeRow, mergeRows, previousRows, toJson, toMarkdown, type Results } from "./results.ts";
 import { Bench, killPid, waitGone } from "./run.ts";
-import { sessionSection } from "./session.ts";
+import { SECTIONS, type BenchSection, type SectionContext } from "./sections.ts";
 import { formatTable, pickSections } from "./stats.ts";
 import { BenchVMs, vmSkipReason } from "./vm.ts";
-
-const SECTIONS = ["cli", "autostart", "boot", "exec", "session", "image"] as const;
-type Section = (typeof SECTIONS)[number];
-const VM_SECTIONS: ReadonlySet<Section> = new Set(["boot", "exec", "session", "image"]);
-
-const TITLES: Record<Section, string> = {
-  cli: "cli: a command with the daemon up vs a compiled Bun hello-world (interleaved)",
-  autostart: "autostart: first command with the daemon stopped (auto-start to first answer) vs warm",
-  boot: "boot: banger vm run --rm -- true vs raw qemu (same argv, same image) to first ssh true",
-  exec: "exec: banger vm exec -- true vs OpenSSH (fresh, ControlMaster) on one running VM",
-  session: "session: send→reply round trip to a JSON-lines echo agent vs ssh per message",
-  image: "image: guest image size (and build time with BANGER_BENCH_IMAGE_BUILD=1)",
-};
 
 function envInt(name: string, dflt: number): number {
   const v = Number(process.env[name] ?? "");
@@ -34,15 +24,22 @@ function envInt(name: string, dflt: number): number {
 }
 
 async function main(): Promise<number> {
-  let sections: Section[];
+  const args = process.argv.slice(2);
+  const quick = args.includes("--quick");
+  const names = args.filter((a) => a !== "--quick");
+  let sections: BenchSection[];
   try {
-    sections = pickSections(SECTIONS, process.argv.slice(2));
+    const all = SECTIONS.map((x) => x.name);
+    const picked = pickSections(all, names);
+    const chosen = names.length ? picked : quick ? SECTIONS.filter((x) => x.quick).map((x) => x.name) : picked;
+    sections = SECTIONS.filter((x) => chosen.includes(x.name));
   } catch (e) {
     console.error(`bench: ${(e as Error).message}`);
     return 2;
   }
   const repo = resolve(import.meta.dir, "../..");
-  const bin = resolve(repo, "dist/banger");
+  // BANGER_BENCH_BIN: time a copy, so rebuilding dist/banger during a long run cannot swap the binary mid-run
+  const bin = resolve(repo, process.env.BANGER_BENCH_BIN || "dist/banger");
   if (!existsSync(bin)) {
     console.error("bench: dist/banger is missing: run `npm run build` (or `npm run bench`, which builds)");
     return 1;
@@ -51,6 +48,8 @@ async function main(): Promise<number> {
   const vms = new BenchVMs(b);
   const shared: CliShared = {};
   const failed: string[] = [];
+  const ran: string[] = [];
+  const ctx: SectionContext = { b, vms, shared, quick, n: (name, full, q) => envInt(`BANGER_BENCH_${name}`, quick ? q : full) };
   const skipVM = vmSkipReason();
   const stopAll = async () => {
     await b.cleanup();
@@ -73,31 +72,25 @@ async function main(): Promise<number> {
     });
     const version = (await b.must(b.banger("--version"))).stdout.trim();
     console.log(`banger bench — ${version} — ${new Date().toISOString()}`);
-    console.log(`BANGER_HOME=${b.home} · ${navigator.hardwareConcurrency} CPUs · sections: ${sections.join(" ")}`);
+    console.log(`BANGER_HOME=${b.home} · ${navigator.hardwareConcurrency} CPUs · ${quick ? "QUICK · " : ""}sections: ${sections.map((x) => x.name).join(" ")}`);
     console.log("times are wall clock from spawn to exit (performance.now around Bun.spawn); other work on this machine adds noise: read medians and ratios.");
 
     for (const sec of sections) {
-      console.log(`\n== ${TITLES[sec]}`);
-      if (VM_SECTIONS.has(sec) && skipVM) {
+      console.log(`\n== ${sec.title}`);
+      if (sec.vm && skipVM) {
         console.log(`  skipped: ${skipVM}`);
         continue;
       }
       const t0 = performance.now();
+      const before = b.rows.length;
       try {
-        if (sec === "cli") await cliSection(b, shared, envInt("BANGER_BENCH_CLI_N", 30));
-        else if (sec === "autostart") await autostartSection(b, shared, envInt("BANGER_BENCH_AUTOSTART_N", 5));
-        else if (sec === "boot") await bootSection(b, vms, envInt("BANGER_BENCH_BOOT_N", 3));
-        else if (sec === "exec") await execSection(b, vms, envInt("BANGER_BENCH_EXEC_N", 20));
-        else if (sec === "session") {
-          await sessionSection(b, vms, {
-            session: envInt("BANGER_BENCH_SESSION_N", 200),
-            fresh: envInt("BANGER_BENCH_SESSION_SSH_N", 30),
-            cm: envInt("BANGER_BENCH_SESSION_CM_N", 50),
-          });
-        } else if (sec === "image") await imageSection(b, vms);
+        await sec.run(ctx);
+        ran.push(sec.name);
         console.log(`  (section took ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
       } catch (e) {
-        failed.push(sec);
+        failed.push(sec.name);
+        // a failed section's partial figures are not results: its previous rows are kept instead
+        b.rows.splice(before);
         console.log(`  FAILED: ${e instanceof Error ? e.message : String(e)}`);
       }
     }
@@ -106,10 +99,26 @@ async function main(): Promise<number> {
     if (b.summary.length) console.log(formatTable(["section", "measure", "ratio"], b.summary.map((l) => [l.section, l.what, l.ratio]), ["l", "l", "r"]));
     else console.log("  nothing measured");
     if (failed.length) console.log(`failed sections: ${failed.join(", ")}`);
+    await writeResults(b, ran, quick);
   } finally {
     await stopAll();
   }
   return failed.length ? 1 : 0;
+}
+
+/** bench/results.json + results.md: this run's rows, merged with the previous file's rows for sections not run. */
+async function writeResults(b: Bench, ran: string[], quick: boolean): Promise<void> {
+  const dir = join(b.repo, "bench");
+  mkdirSync(dir, { recursive: true });
+  const base = join(dir, quick ? "results-quick" : "results");
+  const date = new Date().toISOString();
+  const sha = await gitSha(b.repo);
+  const prevText = existsSync(`${base}.json`) ? readFileSync(`${base}.json`, "utf8") : null;
+  const rows = mergeRows(b.rows.map((r) => makeRow(r, date, sha)), ran, previousRows(prevText), date, sha);
+  const res: Results = { machine: await machineInfo(), date, sha, mode: quick ? "quick" : "full", rows };
+  await writeFileAtomic(`${base}.json`, toJson(res), 0o644);
+  await writeFileAtomic(`${base}.md`, toMarkdown(res), 0o644);
+  console.log(`\nwrote ${base}.json and ${base}.md (${b.rows.length} rows from this run)`);
 }
 
 process.exit(await main());

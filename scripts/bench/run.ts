@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import type { RowInput } from "./results.ts";
 import { interleave } from "./stats.ts";
 
 export interface CmdResult {
@@ -35,6 +36,8 @@ export class Bench {
   home = "";
   tmp = "";
   readonly summary: SummaryLine[] = [];
+  /** The rows for bench/results.json, in the order sections recorded them. */
+  readonly rows: RowInput[] = [];
   private readonly _undo: { what: string; fn: () => Promise<unknown> | unknown }[] = [];
   private _hello: string | null = null;
   /** Daemon pids seen during the run: killed by pid at the end if `daemon stop` left one behind. */
@@ -154,6 +157,11 @@ export class Bench {
     }
     if (label && process.stderr.isTTY) process.stderr.write("\r" + " ".repeat(label.length + 20) + "\r");
     return out;
+  }
+
+  /** Record a headline figure for bench/results.json and results.md. */
+  row(r: RowInput): void {
+    this.rows.push(r);
   }
 
   note(section: string, what: string, ratio: string, note?: string): void {

@@ -172,4 +172,6 @@ export async function sessionSection(b: Bench, vms: BenchVMs, counts: SessionCou
   b.note("session", "send→reply p50 / fresh ssh echo p50", ratio(s.session.p50, s.fresh.p50));
   b.note("session", "send→reply p50 / ControlMaster ssh echo p50", ratio(s.session.p50, s.cm.p50));
   b.note("session", "send→reply p99 / ControlMaster ssh echo p99", ratio(s.session.p99, s.cm.p99));
+  b.row({ id: "P6", section: "session", measure: "session send→reply round trip vs ControlMaster", stats: s.session, baseline: { name: "ssh echo per message, ControlMaster", stats: s.cm }, goal: { on: "ratio", max: 1.5, text: "p50 ≤ 1.5× ControlMaster" }, note: inOrder ? undefined : "replies arrived OUT OF ORDER" });
+  b.row({ id: "P6", section: "session", measure: "session send→reply round trip vs fresh ssh", stats: s.session, baseline: { name: "ssh echo per message, fresh connection", stats: s.fresh } });
 }

@@ -2,19 +2,21 @@ import { BangerError, isBangerError, errorMessage } from "../core/errors.ts";
 import { resolveHome } from "../core/paths.ts";
 import { DaemonClient } from "../daemon/client.ts";
 import type { StreamEvent } from "../daemon/http.ts";
+import { fdIsTTY, writeOut } from "./stdio.ts";
 
 /** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */
 export const passthrough: { argv: string[] } = { argv: [] };
 
-export const isTTY = !!process.stdout.isTTY && !!process.stderr.isTTY && !process.env.NO_COLOR;
+/** Both stdout and stderr are terminals and colour is allowed (asked on first use: see stdio.ts). */
+export const isTTY = (): boolean => fdIsTTY(1) && fdIsTTY(2) && !process.env.NO_COLOR;
 
 export function out(data: unknown, json: boolean, human: () => string | void): void {
   if (json) {
-    process.stdout.write(JSON.stringify(data, null, 2) + "\n");
+    writeOut(1, JSON.stringify(data, null, 2) + "\n");
     return;
   }
   const text = human();
-  if (typeof text === "string" && text.length) process.stdout.write(text.endsWith("\n") ? text : text + "\n");
+  if (typeof text === "string" && text.length) writeOut(1, text.endsWith("\n") ? text : text + "\n");
 }
 
 /** Progress on stderr: a rewriting status line on a TTY, plain lines otherwise (no spinners, no colour). */
@@ -25,7 +27,7 @@ export function progress(quiet = false): { update(msg: string): void; done(): vo
     update(msg: string) {
       if (quiet) return;
       const secs = ((Date.now() - started) / 1000).toFixed(1);
-      if (isTTY) {
+      if (isTTY()) {
         process.stderr.write(`\r\x1b[2K… ${msg} (${secs}s)`);
         shown = true;
       } else {
@@ -77,8 +79,9 @@ export async function streamCall(method: string, path: string, body: unknown, op
 export function fail(e: unknown, json: boolean): never {
   const code = isBangerError(e) ? e.code : "E_INTERNAL";
   const message = errorMessage(e);
-  if (json) process.stdout.write(JSON.stringify({ error: { code, message } }) + "\n");
-  process.stderr.write(`banger: ${message}\n`);
+  // synchronous: process.exit below would drop a pending stream write
+  if (json) writeOut(1, JSON.stringify({ error: { code, message } }) + "\n");
+  writeOut(2, `banger: ${message}\n`);
   process.exit(isBangerError(e) ? e.exitCode : 1);
 }
 

@@ -2,6 +2,7 @@ import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
 import { BangerError } from "../core/errors.ts";
 import { FULL_VERSION } from "../version.ts";
 import { fail, passthrough } from "./context.ts";
+import { writeOut } from "./stdio.ts";
 
 export const main = defineCommand({
   meta: { name: "banger", version: FULL_VERSION, description: "Linux microVMs with a shell, sessions and your git workspace inside" },
@@ -75,7 +76,7 @@ export async function run(argv: string[]): Promise<void> {
   const json = head.includes("--json");
   try {
     if (head.length === 1 && (head[0] === "--version" || head[0] === "-v")) {
-      process.stdout.write(`banger ${FULL_VERSION}\n`);
+      writeOut(1, `banger ${FULL_VERSION}\n`);
       return;
     }
     const leaf = await leafOf(main, head);

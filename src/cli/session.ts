@@ -223,7 +223,7 @@ const attach = defineCommand({
     stdin.pause();
     const msg = `detached at stdout offset ${next}; reattach with: banger session attach ${args.vm} ${args.session} --offset ${next}`;
     if (args.json) process.stdout.write(JSON.stringify({ nextOffset: next }) + "\n");
-    else if (isTTY) process.stderr.write(`\r\n${msg}\r\n`);
+    else if (isTTY()) process.stderr.write(`\r\n${msg}\r\n`);
     else process.stderr.write(msg + "\n");
     process.exit(0);
   },

@@ -14,6 +14,9 @@ import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord }
 import type { BangerPaths, Logger } from "./plugin.ts";
 import { vmPaths } from "./paths.ts";
 
+/** How many VMs reconcile looks at at once. */
+const RECONCILE_WIDTH = 16;
+
 export interface CreateVMParams {
   name: string;
   image?: string;
@@ -285,7 +288,7 @@ export class Engine {
   private async stopLocked(id: string, opts: { force?: boolean; timeoutMs?: number }): Promise<VMRecord> {
     const vm = this.getVM(id);
     const driver = this.driverFor(vm);
-    const handles = (await this.handlesOf(vm)) ?? (await rediscoverHandles(vm, driver, this.d.host.fs)).handles;
+    const handles = (await this.handlesOf(vm)) ?? (await rediscoverHandles(vm, driver, this.d.host.fs, this.d.host.procs)).handles;
     const failures: Error[] = [];
     if (vm.runtime.state !== "stopped" && vm.runtime.state !== "created") {
       vm.runtime.state = "stopping";
@@ -335,13 +338,19 @@ export class Engine {
    * with the scratch handles, so no tap, loop or dm target leaks.
    */
   async reconcile(): Promise<ReconcileOutcome[]> {
-    const out: ReconcileOutcome[] = [];
-    for (const vm of this.d.store.listVMs()) {
-      if (!["running", "starting", "stopping", "error"].includes(vm.runtime.state)) continue;
-      const r = await this.cache.withLock(vm.id, () => this.reconcileOne(vm, "vm process was gone at daemon start"));
-      if (r) out.push(r);
-    }
-    return out;
+    const vms = this.d.store.listVMs().filter((vm) => ["running", "starting", "stopping", "error"].includes(vm.runtime.state));
+    const results: (ReconcileOutcome | null)[] = new Array(vms.length).fill(null);
+    // VMs are independent (each under its own lock): overlap their socket pings and file reads,
+    // a few at a time, so re-adopting hundreds after kill -9 takes well under a second; outcomes keep store order
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < vms.length; i = next++) {
+        const vm = vms[i]!;
+        results[i] = await this.cache.withLock(vm.id, () => this.reconcileOne(vm, "vm process was gone at daemon start"));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(RECONCILE_WIDTH, vms.length) }, worker));
+    return results.filter((r): r is ReconcileOutcome => r !== null);
   }
 
   /**
@@ -365,17 +374,19 @@ export class Engine {
       this.d.log.warn(`reconcile ${vm.name}: driver ${vm.spec.driver} not loaded; left as is`);
       return null;
     }
-    const found = await rediscoverHandles(vm, driver, this.d.host.fs);
+    const found = await rediscoverHandles(vm, driver, this.d.host.fs, this.d.host.procs);
     let alive = await vmAlive(vm, found.handles, driver, this.d.host.procs);
     // a found process whose API socket is slow to answer under load gets a few more chances before it counts as hung
     for (let i = 0; !alive && found.source === "process" && i < 3; i++) {
       await this.d.host.clock.sleep(500);
       alive = await vmAlive(vm, found.handles, driver, this.d.host.procs);
     }
+    const asRead = found.unchanged ? JSON.stringify(found.handles) : null;
     const hookErrors = await this.d.hooks.runAll("vm:reconcile", { vm, handles: found.handles, alive });
     if (alive) {
       this.cache.set(vm.id, found.handles);
-      await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, found.handles);
+      // rewriting an identical handles.json costs an fsync per VM: most of re-adopting many VMs
+      if (asRead === null || JSON.stringify(found.handles) !== asRead) await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, found.handles);
       if (vm.runtime.state !== "running") {
         vm.runtime.state = "running";
         this.save(vm);

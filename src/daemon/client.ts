@@ -1,10 +1,12 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from "node:fs";
 import { BangerError, ERROR_CODES, type ErrorCode } from "../core/errors.ts";
 import { daemonPaths, type DaemonPaths } from "../core/paths.ts";
-import { createExec } from "../host/exec.ts";
 import { createProcs } from "../host/procs.ts";
 import { FULL_VERSION } from "../version.ts";
 import type { StreamEvent } from "./http.ts";
+
+/** How often ensure() starts a daemon again when the one it started exited at once. */
+const MAX_RESPAWNS = 3;
 
 export interface Health {
   version: string;
@@ -117,12 +119,26 @@ export class DaemonClient {
     }
     mkdirSync(this.paths.home, { recursive: true, mode: 0o700 });
     const [cmd, ...args] = selfCommand();
-    await createExec().spawnDetached(cmd!, [...args, "daemon"], { logPath: this.paths.log, env: process.env });
+    // execa is loaded only here: importing it up front costs every command ~20 ms of start-up
+    const { createExec } = await import("../host/exec.ts");
+    const spawn = () => createExec().spawnDetached(cmd!, [...args, "daemon"], { logPath: this.paths.log, env: process.env });
+    let pid = await spawn();
+    let respawns = 0;
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
       h = await this.health();
       if (h && h.version === FULL_VERSION) return h;
-      await Bun.sleep(25);
+      // A daemon that is already gone lost the race for the lock to one still shutting down
+      // (`daemon stop` returns once the socket is gone): start another rather than wait out the deadline.
+      if (!h && !(await createProcs().info(pid))) {
+        if (++respawns > MAX_RESPAWNS) {
+          throw new BangerError("E_DAEMON", `the daemon exited at start ${respawns} times: ${lastLine(this.paths.log)} (see ${this.paths.log})`);
+        }
+        await Bun.sleep(100 * respawns);
+        pid = await spawn();
+      }
+      // short: auto-start is on the critical path of the first command
+      await Bun.sleep(10);
     }
     throw new BangerError("E_DAEMON", `the daemon did not start within 15 s (see ${this.paths.log})`);
   }
@@ -135,6 +151,23 @@ export class DaemonClient {
       await Bun.sleep(25);
     }
     throw new BangerError("E_DAEMON", `old daemon (pid ${pid}) did not exit`);
+  }
+}
+
+/** The last non-empty line of a log file (its tail only), for an error message. */
+function lastLine(path: string): string {
+  try {
+    const fd = openSync(path, "r");
+    try {
+      const size = fstatSync(fd).size;
+      const buf = Buffer.alloc(Math.min(size, 4096));
+      readSync(fd, buf, 0, buf.length, size - buf.length);
+      return buf.toString("utf8").trim().split("\n").at(-1)?.trim() || "(empty log)";
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return "(no log)";
   }
 }
 

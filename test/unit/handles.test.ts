@@ -250,6 +250,33 @@ describe("rediscoverHandles", () => {
     expect(r).toEqual({ handles: emptyHandles(), source: "none", scratch: "missing" });
   });
 
+  test("with procs: a scratch pid alive with its recorded start time is taken without the driver's search", async () => {
+    const fs = fakeFS();
+    await writeHandlesFile(fs, vm.runtime.vmDir, { ...full(), pid: 111, pidStartTime: 11 });
+    const procs = fakeProcs([{ pid: 111, startTime: 11 }]);
+    const driver = fakeDriver(procs);
+    let searched = 0;
+    driver.findProcessImpl = () => (searched++, { pid: 222, startTime: 2 });
+    const r = await rediscoverHandles(vm, driver, fs, procs);
+    expect(r).toEqual({ handles: { ...full(), pid: 111, pidStartTime: 11 }, source: "process", scratch: "ok", unchanged: true });
+    expect(searched).toBe(0);
+  });
+
+  test("with procs: a reused scratch pid (other start time) falls back to the driver's search", async () => {
+    const fs = fakeFS();
+    await writeHandlesFile(fs, vm.runtime.vmDir, { ...full(), pid: 111, pidStartTime: 11 });
+    const procs = fakeProcs([{ pid: 111, startTime: 99 }]);
+    const driver = fakeDriver(procs);
+    driver.findProcessImpl = () => ({ pid: 222, startTime: 2 });
+    const r = await rediscoverHandles(vm, driver, fs, procs);
+    expect(r.source).toBe("process");
+    expect(r.handles).toEqual({ ...full(), pid: 222, pidStartTime: 2 });
+    // dead scratch pid and no live process: still the scratch contents, for cleanup
+    driver.findProcessImpl = () => null;
+    const gone = await rediscoverHandles(vm, driver, fs, fakeProcs());
+    expect(gone.source).toBe("scratch");
+  });
+
   test("corrupt file and dead process → none/corrupt, no crash", async () => {
     const fs = fakeFS({ [join(vm.runtime.vmDir, "handles.json")]: "{{{" });
     const r = await rediscoverHandles(vm, fakeDriver(fakeProcs()), fs);

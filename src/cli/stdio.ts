@@ -1,0 +1,55 @@
+/**
+ * Terminal checks and plain writes to stdout/stderr for the CLI's hot path.
+ * The first touch of process.stdout or process.stderr builds Node stream
+ * objects, which cost a compiled `banger vm list` about 15–20 ms of its
+ * start-up (more than the command's own work); an fstat, isatty and
+ * writeSync do not.
+ */
+import { fstatSync, readlinkSync, writeSync } from "node:fs";
+
+const _tty = new Map<number, boolean>();
+
+/**
+ * Is fd a terminal? A file or pipe is ruled out by fstat alone. A character
+ * device is a terminal when /proc names a tty or pty (so /dev/null is not);
+ * loading node:tty for isatty costs ~5 ms, so it is only the fallback
+ * when /proc cannot tell.
+ */
+export function fdIsTTY(fd: 1 | 2): boolean {
+  let v = _tty.get(fd);
+  if (v === undefined) {
+    try {
+      v = fstatSync(fd).isCharacterDevice() && _charDeviceIsTTY(fd);
+    } catch {
+      v = false;
+    }
+    _tty.set(fd, v);
+  }
+  return v;
+}
+
+function _charDeviceIsTTY(fd: number): boolean {
+  let target: string;
+  try {
+    target = readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return (require("node:tty") as typeof import("node:tty")).isatty(fd);
+  }
+  return /^\/dev\/(pts\/|tty|console$)/.test(target);
+}
+
+/**
+ * Write all of data to fd synchronously, in order with other writeOut calls.
+ * A non-blocking pipe that is full (EAGAIN) gets the rest through the Node
+ * stream, which waits for it to drain.
+ */
+export function writeOut(fd: 1 | 2, data: string | Uint8Array): void {
+  const buf = typeof data === "string" ? Buffer.from(data) : data;
+  let off = 0;
+  try {
+    while (off < buf.length) off += writeSync(fd, buf, off);
+  } catch (e) {
+    if ((e as { code?: string }).code !== "EAGAIN") throw e;
+    (fd === 1 ? process.stdout : process.stderr).write(buf.subarray(off));
+  }
+}
