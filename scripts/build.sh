@@ -9,7 +9,8 @@ mkdir -p dist
 # --bytecode: precompiled JS cuts start-up from ~115 ms to ~40 ms per command (10 runs of `banger --version` each, same machine).
 # --splitting: each lazy import() becomes its own chunk in the binary, loaded on first use; without it the
 # whole bundle (daemon, ssh2, execa) is loaded by every command: `vm list` 43 ms -> see bench/results.md.
-./node_modules/.bin/bun build --compile --bytecode --splitting --format=esm --minify-syntax --minify-whitespace --sourcemap=none \
+# --no-compile-autoload-*: a .env or bunfig.toml in the user's current directory must not change banger's environment (e.g. BANGER_HOME).
+./node_modules/.bin/bun build --compile --no-compile-autoload-dotenv --no-compile-autoload-bunfig --bytecode --splitting --format=esm --minify-syntax --minify-whitespace --sourcemap=none \
   --define "BANGER_BUILD_ID=\"$build_id\"" \
   src/cli/entry.ts --outfile dist/banger.tmp >&2
 mv dist/banger.tmp dist/banger
