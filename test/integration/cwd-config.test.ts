@@ -28,7 +28,7 @@ test("a .env and bunfig.toml in the current directory are ignored", () => {
   mkdirSync(project);
   writeFileSync(join(project, ".env"), `BANGER_HOME=${leak}\n`);
   writeFileSync(join(project, "bunfig.toml"), `preload = ["./nope.ts"]\n`);
-  const env = { ...(process.env as Record<string, string>), NO_COLOR: "1", HOME: join(dir, "user") };
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), NO_COLOR: "1", HOME: join(dir, "user") };
   delete env.BANGER_HOME;
   delete env.XDG_STATE_HOME;
   const p = Bun.spawnSync([BANGER, "vm", "list", "--json"], { cwd: project, env: { ...env, BANGER_HOME: home }, stdin: "ignore" });
