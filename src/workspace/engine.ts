@@ -1,11 +1,27 @@
-import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BangerError } from "../core/errors.ts";
-import type { HookEngine } from "../core/hooks.ts";
+import { BangerError, errorMessage } from "../core/errors.ts";
+import { UndoStack, type HookEngine } from "../core/hooks.ts";
 import type { VMRecord } from "../core/model.ts";
 import type { Exec, GuestSSH } from "../host/types.ts";
-import { DEFAULT_GUEST_PATH, DiffScript, ExtractCommand, FinalizeScript, NOT_A_REPO_EXIT, NO_GIT_EXIT, checkGuestPath } from "./scripts.ts";
-import { createTarRunner, listWorkspaceFiles, sanitizeGitConfig, workspaceTar, type TarRunner, type TarStream } from "./tar.ts";
+import {
+  ActivateScript,
+  DEFAULT_GUEST_PATH,
+  DiffScript,
+  ExportScript,
+  FinalizeScript,
+  NOTHING_NEW_EXIT,
+  NOT_A_REPO_EXIT,
+  NOT_A_WORKSPACE_EXIT,
+  NO_GIT_EXIT,
+  RollbackScript,
+  StageCommand,
+  checkGuestPath,
+  stagePaths,
+} from "./scripts.ts";
+import { createTarRunner, listWorkspaceFiles, repoRoot, sanitizeGitConfig, workspaceTar, type TarRunner, type TarStream } from "./tar.ts";
 
 export interface WorkspaceDeps {
   /** The guest's (pooled) SSH connection. */
@@ -14,6 +30,8 @@ export interface WorkspaceDeps {
   hooks: Pick<HookEngine, "run">;
   /** Host tar; the real one unless a test passes its own. */
   tar?: TarRunner;
+  /** Stage-dir suffix; random unless a test fixes it. */
+  token?: () => string;
 }
 
 export interface PrepareParams {
@@ -22,79 +40,199 @@ export interface PrepareParams {
   sourcePath: string;
   guestPath?: string;
   readOnly?: boolean;
+  /** Told what is happening, at most about once a second while bytes flow. */
+  progress?: (message: string) => void;
 }
 
-/** What a push did. */
+/** What a prepare did. */
 export interface Workspace {
   vm: string;
   sourcePath: string;
   guestPath: string;
   readOnly: boolean;
-  /** Work-tree files sent (.git not counted). */
+  /** Work-tree entries sent (.git not counted). */
   files: number;
+  /** Bytes of tar streamed to the guest. */
+  bytes: number;
+  /** The commit exports are relative to ("" for a repo without commits). */
+  base: string;
+}
+
+export interface ExportParams {
+  vm: VMRecord;
+  guestPath?: string;
+}
+
+/** What `export --fetch` did to the source repo. */
+export interface FetchResult {
+  vm: string;
+  sourcePath: string;
+  guestPath: string;
+  /** Refs updated, refs/banger/<vm>/<branch> → commit. */
+  refs: { ref: string; commit: string }[];
 }
 
 function _text(chunks: Uint8Array[]): string {
   return Buffer.concat(chunks).toString("utf8").trim();
 }
 
-/** Remember the first error of a stream we hand to SSH: its pump swallows errors and just ends stdin. */
-async function* _watch(src: TarStream, failed: { error?: unknown }): TarStream {
+/** Remember the first error of a stream we hand to SSH (its pump swallows errors and just ends stdin), and count its bytes. */
+async function* _watch(src: TarStream, seen: { error?: unknown; bytes: number }, progress?: (m: string) => void): TarStream {
+  let last = performance.now();
   try {
-    yield* src;
+    for await (const c of src) {
+      seen.bytes += c.length;
+      if (progress && performance.now() - last > 1000) {
+        last = performance.now();
+        progress(`sent ${(seen.bytes / 1048576).toFixed(1)} MiB`);
+      }
+      yield c;
+    }
   } catch (e) {
-    failed.error = e;
+    seen.error = e;
     throw e;
   }
 }
 
-/** PrepareVMWorkspace and its way back (a patch), over one SSH connection per guest. */
+/** PrepareVMWorkspace and its ways back (a diff, a patch series, a fetch), over the guest's pooled SSH connection. */
 export class WorkspaceEngine {
   private readonly tar: TarRunner;
+  private readonly token: () => string;
   constructor(private readonly d: WorkspaceDeps) {
     this.tar = d.tar ?? createTarRunner();
+    this.token = d.token ?? (() => randomBytes(6).toString("hex"));
   }
 
-  /** Stream the repo (files git would keep + .git with a sanitized config) into the guest, mark it safe, freeze it when read-only. */
+  /**
+   * Stream the repo (files git would keep + .git with a sanitized config)
+   * into a stage dir next to the guest path, swap it into place, mark it
+   * safe, run `workspace:prepare` hooks, then freeze it when read-only. Any
+   * failure puts the previous tree (or nothing) back.
+   */
   async prepare(p: PrepareParams): Promise<Workspace> {
     const guestPath = checkGuestPath(p.guestPath ?? DEFAULT_GUEST_PATH);
     const readOnly = !!p.readOnly;
     if (!p.sourcePath.startsWith("/")) throw new BangerError("E_BAD_REQUEST", `source path must be absolute, got ${JSON.stringify(p.sourcePath)}`);
     const files = await listWorkspaceFiles(this.d.exec, p.sourcePath);
     const config = sanitizeGitConfig(_readConfig(files.root));
-    await this.d.hooks.run("workspace:prepare", { vm: p.vm, sourcePath: files.root, guestPath, readOnly });
-
     const guest = await this.d.dial(p.vm);
-    const err: Uint8Array[] = [];
-    const failed: { error?: unknown } = {};
-    const code = await guest.exec(ExtractCommand(guestPath), {
-      stdin: _watch(workspaceTar(this.tar, files, config), failed),
-      onStderr: (c) => err.push(c.slice()),
-    });
-    if (failed.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${(failed.error as Error).message ?? failed.error}`, { cause: failed.error });
-    if (code !== 0) throw new BangerError("E_STATE", `vm ${p.vm.name}: extracting into ${guestPath} failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
+    const { stage, old } = stagePaths(guestPath, this.token());
+    const where = `vm ${p.vm.name}: workspace ${guestPath}`;
+    const undo = new UndoStack();
+    const seen: { error?: unknown; bytes: number } = { bytes: 0 };
+    try {
+      // Before the first byte goes: a failed or cut stream leaves a stage dir behind.
+      undo.defer("workspace stage", () => _must(guest, RollbackScript(guestPath, stage, old, false)));
+      const err: Uint8Array[] = [];
+      const code = await guest.exec(StageCommand(guestPath, stage), {
+        stdin: _watch(workspaceTar(this.tar, files, config), seen, p.progress),
+        onStderr: (c) => err.push(c.slice()),
+      });
+      if (seen.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${errorMessage(seen.error)}`, { cause: seen.error });
+      if (code === NOT_A_WORKSPACE_EXIT) throw new BangerError("E_CONFLICT", `vm ${p.vm.name}: ${_text(err)}`);
+      if (code !== 0) throw new BangerError("E_STATE", `${where}: copying into the guest failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
 
-    const fin = await guest.runScript(FinalizeScript(guestPath, readOnly));
-    if (fin.exitCode !== 0) {
-      const why = fin.exitCode === NO_GIT_EXIT ? "git is not installed in the guest" : fin.stderr.trim() || `exit ${fin.exitCode}`;
-      throw new BangerError("E_STATE", `vm ${p.vm.name}: finishing workspace ${guestPath} failed: ${why}`);
+      // Pushed before it runs: an activation cut halfway is undone from whatever state it left.
+      undo.defer("workspace swap", () => _must(guest, RollbackScript(guestPath, stage, old, true)));
+      const act = await guest.runScript(ActivateScript(guestPath, stage, old));
+      if (act.exitCode !== 0) {
+        throw new BangerError("E_STATE", `${where}: ${act.exitCode === NO_GIT_EXIT ? "git is not installed in the guest" : act.stderr.trim() || `swapping into place failed (exit ${act.exitCode})`}`);
+      }
+      p.progress?.(`copied ${files.paths.length - 1} files (${(seen.bytes / 1048576).toFixed(1)} MiB); running workspace:prepare hooks`);
+      await this.d.hooks.run("workspace:prepare", { vm: p.vm, sourcePath: files.root, guestPath, readOnly, guest }, undo);
+      const fin = await guest.runScript(FinalizeScript(guestPath, old, readOnly));
+      if (fin.exitCode !== 0) throw new BangerError("E_STATE", `${where}: finishing failed: ${fin.stderr.trim() || `exit ${fin.exitCode}`}`);
+      undo.commit();
+    } catch (e) {
+      const failures = await undo.unwind();
+      if (failures.length) throw new BangerError(e instanceof BangerError ? e.code : "E_INTERNAL", `${errorMessage(e)} (and undoing it failed: ${failures.map((f) => f.message).join("; ")})`, { cause: [e, ...failures] });
+      throw e;
     }
-    return { vm: p.vm.name, sourcePath: files.root, guestPath, readOnly, files: files.paths.length - 1 };
+    return { vm: p.vm.name, sourcePath: files.root, guestPath, readOnly, files: files.paths.length - 1, bytes: seen.bytes, base: files.head };
   }
 
   /** `git diff --binary` of the guest repo against its HEAD, untracked files included: `git apply` on the host reproduces it. */
   async diff(vm: VMRecord, guestPathIn?: string): Promise<Uint8Array> {
     const guestPath = checkGuestPath(guestPathIn || DEFAULT_GUEST_PATH);
+    return this._capture(vm, guestPath, DiffScript(guestPath), "diff");
+  }
+
+  /**
+   * The guest's new commits and uncommitted work since the prepare, as a
+   * `git format-patch --binary` series (`git am` applies it). Empty when
+   * there is nothing new.
+   */
+  async exportPatch(p: ExportParams): Promise<Uint8Array> {
+    const guestPath = checkGuestPath(p.guestPath || DEFAULT_GUEST_PATH);
+    try {
+      return await this._capture(p.vm, guestPath, ExportScript(guestPath, "patch"), "export");
+    } catch (e) {
+      if (e instanceof _NothingNew) return new Uint8Array(0);
+      throw e;
+    }
+  }
+
+  /**
+   * Fetch the guest's branch (uncommitted work as one more commit on top)
+   * into refs/banger/<vm>/<branch> of the source repo, through a git bundle
+   * streamed over SSH. Only that ref namespace changes: no working tree,
+   * index or branch of the user's is touched.
+   */
+  async exportFetch(p: ExportParams & { sourcePath: string }): Promise<FetchResult> {
+    const guestPath = checkGuestPath(p.guestPath || DEFAULT_GUEST_PATH);
+    if (!p.sourcePath.startsWith("/")) throw new BangerError("E_BAD_REQUEST", `source path must be absolute, got ${JSON.stringify(p.sourcePath)}`);
+    const root = await repoRoot(this.d.exec, p.sourcePath);
+    const check = await this.d.exec.run("git", ["check-ref-format", `refs/banger/${p.vm.name}/x`], { check: false });
+    if (check.exitCode !== 0) throw new BangerError("E_BAD_REQUEST", `vm name ${JSON.stringify(p.vm.name)} cannot be part of a git ref`);
+    let bundle: Uint8Array;
+    try {
+      bundle = await this._capture(p.vm, guestPath, ExportScript(guestPath, "bundle"), "export");
+    } catch (e) {
+      if (e instanceof _NothingNew) return { vm: p.vm.name, sourcePath: root, guestPath, refs: [] };
+      throw e;
+    }
+    // git fetch wants a file; it lives only as long as the fetch, in a private temp dir.
+    const dir = mkdtempSync(join(tmpdir(), "banger-bundle-"));
+    try {
+      const file = join(dir, "guest.bundle");
+      await Bun.write(file, bundle);
+      const prefix = `refs/banger/${p.vm.name}/`;
+      const r = await this.d.exec.run("git", ["-C", root, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", file, `+refs/heads/*:${prefix}*`], { check: false });
+      if (r.exitCode !== 0) {
+        throw new BangerError("E_STATE", `fetching ${p.vm.name}:${guestPath} into ${root} failed: ${r.stderr.trim().split("\n").slice(-2).join("; ")}`);
+      }
+      const heads = await this.d.exec.run("git", ["bundle", "list-heads", file], { cwd: root });
+      const refs = heads.stdout
+        .split("\n")
+        .map((l) => l.trim().split(" "))
+        .filter(([c, ref]) => c && ref?.startsWith("refs/heads/"))
+        .map(([commit, ref]) => ({ ref: prefix + ref!.slice("refs/heads/".length), commit: commit! }));
+      return { vm: p.vm.name, sourcePath: root, guestPath, refs };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Run a read-only script in the guest and return its stdout byte for byte (exec, not runScript: patches and bundles are binary). */
+  private async _capture(vm: VMRecord, guestPath: string, script: string, what: string): Promise<Uint8Array> {
     const guest = await this.d.dial(vm);
     const out: Uint8Array[] = [];
     const err: Uint8Array[] = [];
-    // exec, not runScript: a patch may hold non-UTF-8 bytes and must come back byte for byte.
-    const code = await guest.exec("bash -s", { stdin: DiffScript(guestPath), onStdout: (c) => out.push(c.slice()), onStderr: (c) => err.push(c.slice()) });
+    const code = await guest.exec("bash -s", { stdin: script, onStdout: (c) => out.push(c.slice()), onStderr: (c) => err.push(c.slice()) });
     if (code === NOT_A_REPO_EXIT) throw new BangerError("E_NOT_FOUND", `vm ${vm.name}: ${_text(err) || `no git workspace at ${guestPath}`}`);
     if (code === NO_GIT_EXIT) throw new BangerError("E_STATE", `vm ${vm.name}: git is not installed in the guest`);
-    if (code !== 0) throw new BangerError("E_STATE", `vm ${vm.name}: diff of ${guestPath} failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
+    if (code === NOTHING_NEW_EXIT && what === "export") throw new _NothingNew();
+    if (code !== 0) throw new BangerError("E_STATE", `vm ${vm.name}: ${what} of ${guestPath} failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
     return new Uint8Array(Buffer.concat(out));
   }
+}
+
+/** The guest has nothing the prepared-from commit lacks. */
+class _NothingNew extends Error {}
+
+async function _must(guest: GuestSSH, script: string): Promise<void> {
+  const r = await guest.runScript(script);
+  if (r.exitCode !== 0) throw new Error(r.stderr.trim() || `exit ${r.exitCode}`);
 }
 
 function _readConfig(root: string): string {
