@@ -1,8 +1,8 @@
 /**
  * `npm run bench [sections]`: banger against baselines measured in the same
  * run, in a temp BANGER_HOME that is removed at the end. Sections: cli,
- * autostart, boot, exec, session, image (default: all; VM ones only as root
- * with qemu present).
+ * autostart, boot, exec, session, image, workspace (default: all; VM ones
+ * only as root with qemu present; workspace as root).
  */
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
@@ -14,8 +14,9 @@ import { Bench, killPid, waitGone } from "./run.ts";
 import { sessionSection } from "./session.ts";
 import { formatTable, pickSections } from "./stats.ts";
 import { BenchVMs, vmSkipReason } from "./vm.ts";
+import { workspaceSection, workspaceSkipReason } from "./workspace.ts";
 
-const SECTIONS = ["cli", "autostart", "boot", "exec", "session", "image"] as const;
+const SECTIONS = ["cli", "autostart", "boot", "exec", "session", "image", "workspace"] as const;
 type Section = (typeof SECTIONS)[number];
 const VM_SECTIONS: ReadonlySet<Section> = new Set(["boot", "exec", "session", "image"]);
 
@@ -26,6 +27,7 @@ const TITLES: Record<Section, string> = {
   exec: "exec: banger vm exec -- true vs OpenSSH (fresh, ControlMaster) on one running VM",
   session: "session: send→reply round trip to a JSON-lines echo agent vs ssh per message",
   image: "image: guest image size (and build time with BANGER_BENCH_IMAGE_BUILD=1)",
+  workspace: "workspace: prepare a ~10k-file / ~200 MB repo vs tar|ssh and git bundle + clone; re-prepare after 10 edits",
 };
 
 function envInt(name: string, dflt: number): number {
@@ -95,6 +97,11 @@ async function main(): Promise<number> {
             cm: envInt("BANGER_BENCH_SESSION_CM_N", 50),
           });
         } else if (sec === "image") await imageSection(b, vms);
+        else if (sec === "workspace") {
+          const skip = workspaceSkipReason();
+          if (skip) console.log(`  skipped: ${skip}`);
+          else await workspaceSection(b, { n: envInt("BANGER_BENCH_WS_N", 3), files: envInt("BANGER_BENCH_WS_FILES", 10_000), megabytes: envInt("BANGER_BENCH_WS_MB", 200) });
+        }
         console.log(`  (section took ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
       } catch (e) {
         failed.push(sec);
