@@ -33,7 +33,7 @@ const EXPORT_SCHEMA = {
  * format-patch bytes; {format: "fetch", sourcePath} → refs fetched into the source repo).
  */
 export function createWorkspaceRoutes(d: WorkspaceRouteDeps) {
-  const workspaces = new WorkspaceEngine({ dial: (vm) => d.ssh.get(vm), exec: d.host.exec, hooks: d.engine.hooks, tar: d.tar });
+  const workspaces = new WorkspaceEngine({ dial: (vm) => d.ssh.get(vm), exec: d.host.exec, fs: d.host.fs, hooks: d.engine.hooks, tar: d.tar });
 
   async function route(req: Request, url: URL, parts: string[]): Promise<Response | null> {
     const [, group, vmName, sub, action] = parts;

@@ -1,14 +1,18 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BangerError, errorMessage } from "../core/errors.ts";
 import { UndoStack, type HookEngine } from "../core/hooks.ts";
 import type { VMRecord } from "../core/model.ts";
-import type { Exec, GuestSSH } from "../host/types.ts";
+import type { Exec, FS, GuestSSH } from "../host/types.ts";
+import { planDelta, snapshot, type Manifest } from "./manifest.ts";
 import {
   ActivateScript,
   DEFAULT_GUEST_PATH,
+  DeltaStageCommand,
+  ExtractIntoStageCommand,
+  STALE_EXIT,
   DiffScript,
   ExportScript,
   FinalizeScript,
@@ -21,7 +25,7 @@ import {
   checkGuestPath,
   stagePaths,
 } from "./scripts.ts";
-import { createTarRunner, listWorkspaceFiles, repoRoot, sanitizeGitConfig, workspaceTar, type TarRunner, type TarStream } from "./tar.ts";
+import { GIT_EXCLUDES, createTarRunner, listWorkspaceFiles, repoRoot, sanitizeGitConfig, workspaceTar, type TarRunner, type TarStream, type WorkspaceFiles } from "./tar.ts";
 
 export interface WorkspaceDeps {
   /** The guest's (pooled) SSH connection. */
@@ -30,6 +34,8 @@ export interface WorkspaceDeps {
   hooks: Pick<HookEngine, "run">;
   /** Host tar; the real one unless a test passes its own. */
   tar?: TarRunner;
+  /** Where manifests of what was sent are kept (VMDir/workspaces/); without it every prepare is a full copy. */
+  fs?: Pick<FS, "readText" | "writeAtomic" | "mkdirp" | "rmrf">;
   /** Stage-dir suffix; random unless a test fixes it. */
   token?: () => string;
 }
@@ -56,6 +62,10 @@ export interface Workspace {
   bytes: number;
   /** The commit exports are relative to ("" for a repo without commits). */
   base: string;
+  /** "delta": only what changed since the last prepare of this VM and path went (the rest was hard-linked in the guest). */
+  mode: "full" | "delta";
+  /** Entries sent (work tree and .git files for a delta; work-tree entries for a full copy). */
+  sent: number;
 }
 
 export interface ExportParams {
@@ -125,6 +135,12 @@ export class WorkspaceEngine {
     if (!p.sourcePath.startsWith("/")) throw new BangerError("E_BAD_REQUEST", `source path must be absolute, got ${JSON.stringify(p.sourcePath)}`);
     const files = await listWorkspaceFiles(this.d.exec, p.sourcePath);
     const config = sanitizeGitConfig(_readConfig(files.root));
+    const manifestFile = this.d.fs && p.vm.runtime?.vmDir ? join(p.vm.runtime.vmDir, "workspaces", `${createHash("sha256").update(guestPath).digest("hex").slice(0, 16)}.json`) : null;
+    const prev = manifestFile ? _parseManifest(await this.d.fs!.readText(manifestFile)) : null;
+    const now = snapshot(files, GIT_EXCLUDES);
+    const sentToken = randomBytes(12).toString("hex");
+    let mode: "full" | "delta" = "full";
+    let sent = files.paths.length - 1;
     const guest = await this.d.dial(p.vm);
     const { stage, old } = stagePaths(guestPath, this.token());
     const where = `vm ${p.vm.name}: workspace ${guestPath}`;
@@ -134,14 +150,33 @@ export class WorkspaceEngine {
     try {
       // Before the first byte goes: a failed or cut stream leaves a stage dir behind.
       undo.defer("workspace stage", () => _must(guest, RollbackScript(guestPath, stage, old, false)));
-      const err: Uint8Array[] = [];
-      const code = await guest.exec(StageCommand(guestPath, stage), {
-        stdin: _watch(workspaceTar(this.tar, files, config), seen, p.progress),
-        onStderr: (c) => err.push(c.slice()),
-      });
-      if (seen.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${errorMessage(seen.error)}`, { cause: seen.error });
-      if (code === NOT_A_WORKSPACE_EXIT) throw new BangerError("E_CONFLICT", `vm ${p.vm.name}: ${_text(err)}`);
-      if (code !== 0) throw new BangerError("E_STATE", `${where}: copying into the guest failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
+      const stream = (f: WorkspaceFiles) => _watch(workspaceTar(this.tar, f, config), seen, p.progress);
+      const fail = (code: number, err: Uint8Array[]) => {
+        if (seen.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${errorMessage(seen.error)}`, { cause: seen.error });
+        if (code === NOT_A_WORKSPACE_EXIT) throw new BangerError("E_CONFLICT", `vm ${p.vm.name}: ${_text(err)}`);
+        throw new BangerError("E_STATE", `${where}: copying into the guest failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
+      };
+      const plan = prev && prev.guestPath === guestPath && !prev.readOnly ? planDelta(files.root, prev.entries, now) : null;
+      if (plan) {
+        // everything that must not be a link into the live tree goes first; the tar brings the new versions
+        const drop = [...plan.changed, ...plan.removed, "./.git/config", "./.git/BANGER_BASE"];
+        const err: Uint8Array[] = [];
+        const code = await guest.exec(DeltaStageCommand(guestPath, stage, prev!.token), { stdin: drop.join("\0") + "\0", onStderr: (c) => err.push(c.slice()) });
+        if (code === 0) {
+          const err2: Uint8Array[] = [];
+          const code2 = await guest.exec(ExtractIntoStageCommand(stage), { stdin: stream({ ...files, paths: plan.changed }), onStderr: (c) => err2.push(c.slice()) });
+          if (seen.error || code2 !== 0) fail(code2, err2);
+          mode = "delta";
+          sent = plan.changed.length;
+        } else if (code === STALE_EXIT) {
+          await _must(guest, RollbackScript(guestPath, stage, old, false)); // a half-made link copy
+        } else fail(code, err);
+      }
+      if (mode === "full") {
+        const err: Uint8Array[] = [];
+        const code = await guest.exec(StageCommand(guestPath, stage), { stdin: stream(files), onStderr: (c) => err.push(c.slice()) });
+        if (seen.error || code !== 0) fail(code, err);
+      }
 
       // Pushed before it runs: an activation cut halfway is undone from whatever state it left.
       undo.defer("workspace swap", () => _must(guest, RollbackScript(guestPath, stage, old, true)));
@@ -151,15 +186,22 @@ export class WorkspaceEngine {
       }
       if (performance.now() - started > 1000) p.progress?.(`copied ${files.paths.length - 1} files (${(seen.bytes / 1048576).toFixed(1)} MiB); running workspace:prepare hooks`);
       await this.d.hooks.run("workspace:prepare", { vm: p.vm, sourcePath: files.root, guestPath, readOnly, guest }, undo);
-      const fin = await guest.runScript(FinalizeScript(guestPath, old, readOnly));
+      const fin = await guest.runScript(FinalizeScript(guestPath, old, readOnly, sentToken));
       if (fin.exitCode !== 0) throw new BangerError("E_STATE", `${where}: finishing failed: ${fin.stderr.trim() || `exit ${fin.exitCode}`}`);
       undo.commit();
     } catch (e) {
+      // the guest may hold a mix now: the next prepare must send everything
+      if (manifestFile && prev) await this.d.fs!.rmrf(manifestFile).catch(() => {});
       const failures = await undo.unwind();
       if (failures.length) throw new BangerError(e instanceof BangerError ? e.code : "E_INTERNAL", `${errorMessage(e)} (and undoing it failed: ${failures.map((f) => f.message).join("; ")})`, { cause: [e, ...failures] });
       throw e;
     }
-    return { vm: p.vm.name, sourcePath: files.root, guestPath, readOnly, files: files.paths.length - 1, bytes: seen.bytes, base: files.head };
+    if (manifestFile) {
+      const m: Manifest = { guestPath, token: sentToken, readOnly, entries: now };
+      await this.d.fs!.mkdirp(join(p.vm.runtime.vmDir, "workspaces"));
+      await this.d.fs!.writeAtomic(manifestFile, JSON.stringify(m));
+    }
+    return { vm: p.vm.name, sourcePath: files.root, guestPath, readOnly, files: files.paths.length - 1, bytes: seen.bytes, base: files.head, mode, sent };
   }
 
   /** `git diff --binary` of the guest repo against its HEAD, untracked files included: `git apply` on the host reproduces it. */
@@ -244,6 +286,16 @@ class _NothingNew extends Error {}
 async function _must(guest: GuestSSH, script: string): Promise<void> {
   const r = await guest.runScript(script);
   if (r.exitCode !== 0) throw new Error(r.stderr.trim() || `exit ${r.exitCode}`);
+}
+
+function _parseManifest(text: string | null): Manifest | null {
+  if (!text) return null;
+  try {
+    const m = JSON.parse(text) as Manifest;
+    return typeof m.token === "string" && typeof m.guestPath === "string" && m.entries && typeof m.entries === "object" ? m : null;
+  } catch {
+    return null;
+  }
 }
 
 function _readConfig(root: string): string {

@@ -23,6 +23,11 @@ export const NOT_A_WORKSPACE_EXIT = 4;
 /** Exit status of the export script when the guest has nothing the host lacks. */
 export const NOTHING_NEW_EXIT = 5;
 
+/** Exit status of the delta stage command when the guest tree is not the one the host's manifest describes: send everything. */
+export const STALE_EXIT = 10;
+/** File in the guest's .git holding the token of the prepare that made the tree (written last, so its mtime dates the tree). */
+export const SENT_FILE = "BANGER_SENT";
+
 /** File in the guest's .git naming the commit the workspace was prepared from (empty: unborn HEAD); also marks a banger workspace. */
 export const BASE_FILE = "BANGER_BASE";
 
@@ -77,6 +82,35 @@ export function StageCommand(guestPath: string, stage: string): string {
   return `bash -c ${shellQuote(script)}`;
 }
 
+/**
+ * First step of a re-prepare that sends only what changed: check the guest
+ * tree is the one the manifest describes (same token, nothing in it newer
+ * than the token file), hard-link it into a new stage (cheap; unchanged files
+ * share inodes), and remove from the stage the NUL-separated paths on stdin
+ * (changed ones too, so the tar writes new inodes instead of writing through
+ * links into the live tree). Exits STALE_EXIT when the tree cannot be reused.
+ */
+export function DeltaStageCommand(guestPath: string, stage: string, token: string): string {
+  const script = [
+    `DIR=${shellQuote(guestPath)}`,
+    `STAGE=${shellQuote(stage)}`,
+    `TOKEN=${shellQuote(token)}`,
+    `M="$DIR/.git/${SENT_FILE}"`,
+    `[ -d "$DIR" ] && [ ! -L "$DIR" ] && [ "$(cat -- "$M" 2>/dev/null)" = "$TOKEN" ] || exit ${STALE_EXIT}`,
+    `[ -z "$(find "$DIR" -newer "$M" -print -quit 2>/dev/null)" ] || exit ${STALE_EXIT}`,
+    // a read-only bind mount would make the links cross mounts (EXDEV)
+    `if mountpoint -q -- "$DIR" 2>/dev/null; then umount -- "$DIR" || exit ${STALE_EXIT}; fi`,
+    `cp -al -- "$DIR" "$STAGE" 2>/dev/null || exit ${STALE_EXIT}`,
+    `cd -- "$STAGE" && rm -f -- ".git/${SENT_FILE}" && xargs -0 -r rm -rf --`,
+  ].join("\n");
+  return `bash -c ${shellQuote(script)}`;
+}
+
+/** Read a tar stream on stdin into an existing stage dir (the delta after DeltaStageCommand). */
+export function ExtractIntoStageCommand(stage: string): string {
+  return `tar -x -i --no-same-owner -f - -C ${shellQuote(stage)}`;
+}
+
 /** Swap the stage into place (the old tree moves aside), then mark the path safe for git: it is owned by another uid than a guest user may run git as. */
 export function ActivateScript(guestPath: string, stage: string, old: string): string {
   return [
@@ -101,13 +135,17 @@ export function ActivateScript(guestPath: string, stage: string, old: string): s
  * (only now, so hooks could still write). chmod alone does not stop root, who
  * is the usual guest user, so root also gets a read-only bind mount over it.
  */
-export function FinalizeScript(guestPath: string, old: string, readOnly: boolean): string {
+export function FinalizeScript(guestPath: string, old: string, readOnly: boolean, token: string): string {
   const lines = [
     "set -e",
     `DIR=${shellQuote(guestPath)}`,
     `OLD=${shellQuote(old)}`,
     `test -d "$DIR"`,
-    `if [ -e "$OLD" ]; then chmod -R u+w -- "$OLD"; rm -rf -- "$OLD"; fi`,
+    // directories only: a re-prepare's files share inodes with the new tree (hard links)
+    `if [ -e "$OLD" ]; then find "$OLD" -type d -exec chmod u+w {} +; rm -rf -- "$OLD"; fi`,
+    // touched after it is written, so the .git dir it lands in is never newer than it
+    `echo ${shellQuote(token)} > "$DIR/.git/${SENT_FILE}"`,
+    `touch -- "$DIR/.git/${SENT_FILE}"`,
   ];
   if (readOnly) {
     lines.push(
@@ -131,7 +169,7 @@ export function RollbackScript(guestPath: string, stage: string, old: string, ac
     `DIR=${shellQuote(guestPath)}`,
     `STAGE=${shellQuote(stage)}`,
     `OLD=${shellQuote(old)}`,
-    `_rm() { if [ -e "$1" ] || [ -L "$1" ]; then if mountpoint -q -- "$1" 2>/dev/null; then umount -- "$1"; fi; chmod -R u+w -- "$1" 2>/dev/null; rm -rf -- "$1"; fi; }`,
+    `_rm() { if [ -e "$1" ] || [ -L "$1" ]; then if mountpoint -q -- "$1" 2>/dev/null; then umount -- "$1"; fi; find "$1" -type d -exec chmod u+w {} + 2>/dev/null; rm -rf -- "$1"; fi; }`,
   ];
   if (activated) {
     lines.push(`if [ -e "$OLD" ]; then _rm "$DIR"; mv -T -- "$OLD" "$DIR"`, `elif [ ! -e "$STAGE" ]; then _rm "$DIR"; fi`);

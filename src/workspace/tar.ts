@@ -18,7 +18,7 @@ export interface WorkspaceFiles {
 }
 
 /** Files under .git that never leave the host: the real config (sent sanitized instead), FETCH_HEAD (remote URLs), and a stray base marker. */
-export const GIT_EXCLUDES = ["./.git/config", "./.git/FETCH_HEAD", "./.git/BANGER_BASE"];
+export const GIT_EXCLUDES = ["./.git/config", "./.git/FETCH_HEAD", "./.git/BANGER_BASE", "./.git/BANGER_SENT"];
 
 /** The repo's top directory, or E_BAD_REQUEST when sourcePath is not inside a git work tree with a .git directory. */
 export async function repoRoot(exec: Exec, sourcePath: string): Promise<string> {

@@ -6,6 +6,7 @@ import { BangerError } from "../../src/core/errors.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
 import type { VMRecord } from "../../src/core/model.ts";
 import { createExec } from "../../src/host/exec.ts";
+import { createFS } from "../../src/host/fs.ts";
 import type { Exec, ExecResult, ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
 import { shellQuote } from "../../src/sessions/quote.ts";
 import { CWDPreflightScript } from "../../src/sessions/scripts.ts";
@@ -185,9 +186,9 @@ describe("workspace scripts", () => {
   });
 
   test("finalize: chmod -R a-w only when read-only, only after checking the tree exists; no \\n escapes anywhere", () => {
-    const rw = FinalizeScript("/root/repo", "/root/.banger-old.x", false);
+    const rw = FinalizeScript("/root/repo", "/root/.banger-old.x", false, "tok");
     expect(rw).not.toContain("a-w");
-    const ro = FinalizeScript("/root/repo", "/root/.banger-old.x", true);
+    const ro = FinalizeScript("/root/repo", "/root/.banger-old.x", true, "tok");
     expect(ro.indexOf(`test -d "$DIR"`)).toBeGreaterThan(-1);
     expect(ro.indexOf(`test -d "$DIR"`)).toBeLessThan(ro.indexOf(`chmod -R a-w "$DIR"`));
     expect(ro).toContain("remount,bind,ro");
@@ -633,6 +634,83 @@ describe("workspace engine (real git and tar on the host, real bash dirs as the 
     expect((await ws.exportPatch({ vm: VM, guestPath })).length).toBe(0);
     expect((await ws.exportFetch({ vm: VM, guestPath, sourcePath: repo })).refs).toEqual([]);
     await expect(ws.exportPatch({ vm: VM, guestPath: join(tmp("guest"), "never") })).rejects.toThrow("no workspace at");
+  });
+
+  /** An engine that keeps manifests (as the daemon does) for a VM whose VMDir is a temp dir. */
+  function deltaSetup() {
+    const events: string[] = [];
+    const home = tmp("home");
+    const guest = new LocalGuestSSH(home, events);
+    const vm = { id: "vm-2", name: "box", runtime: { state: "running", vmDir: tmp("vmdir") } } as unknown as VMRecord;
+    const ws = new WorkspaceEngine({ dial: async () => guest, exec: createExec(), fs: createFS(), hooks: new HookEngine() });
+    return { ws, guest, vm, home };
+  }
+  /** Everything under a tree but the per-prepare files and what makeRepo ignores, as "path type mode sha", to compare guest and host. */
+  function treeSums(dir: string): string {
+    return sh(`cd ${shellQuote(dir)} && find . \\( -path ./.git/config -o -path ./.git/BANGER_BASE -o -path ./.git/BANGER_SENT -o -path ./.git/FETCH_HEAD -o -path ./debug.log -o -path ./node_modules \\) -prune -o \\( -type f -o -type l -o -type d -empty \\) -printf '%p %y %m ' -exec sh -c 'if [ -f "$1" ] && [ ! -L "$1" ]; then sha1sum < "$1"; else echo; fi' sh {} \\; | LC_ALL=C sort`).stdout.toString();
+  }
+
+  test("re-prepare sends only what changed (edits, a new file, a deleted dir, a new commit) and the guest matches the host", async () => {
+    const repo = makeRichRepo();
+    mkdirSync(join(repo, "gone", "deep"), { recursive: true });
+    writeFileSync(join(repo, "gone", "deep", "x.txt"), "x\n");
+    const { ws, vm } = deltaSetup();
+    const guestPath = join(tmp("guest"), "repo it's");
+    const first = await ws.prepare({ vm, sourcePath: repo, guestPath });
+    expect(first.mode).toBe("full");
+    expect(readdirSync(join(vm.runtime.vmDir, "workspaces")).length).toBe(1);
+    writeFileSync(join(repo, "README.md"), "hello\nedited on the host\n");
+    writeFileSync(join(repo, "fresh.txt"), "fresh\n");
+    rmSync(join(repo, "gone"), { recursive: true });
+    writeFileSync(join(repo, "src", "a.ts"), "export const a = 3;\n");
+    git(repo, "commit", "-q", "-m", "host commit", "src/a.ts");
+    const inodeBefore = statSync(join(guestPath, "blob.bin")).ino;
+    const again = await ws.prepare({ vm, sourcePath: repo, guestPath });
+    expect(again.mode).toBe("delta");
+    expect(again.sent).toBeLessThan(30);
+    expect(again.bytes).toBeLessThan(first.bytes / 2);
+    expect(again.base).toBe(git(repo, "rev-parse", "HEAD").trim());
+    // unchanged files were linked, not sent
+    expect(statSync(join(guestPath, "blob.bin")).ino).toBe(inodeBefore);
+    expect(existsSync(join(guestPath, "gone"))).toBe(false);
+    expect(readFileSync(join(guestPath, "README.md"), "utf8")).toBe("hello\nedited on the host\n");
+    expect(treeSums(guestPath)).toBe(treeSums(repo));
+    expect(git(guestPath, "log", "--format=%s", "-1")).toBe("host commit\n");
+    expect(leftovers(guestPath)).toEqual([]);
+    // and again with nothing changed: only the index-like churn, no file bodies
+    const third = await ws.prepare({ vm, sourcePath: repo, guestPath });
+    expect(third.mode).toBe("delta");
+    expect(treeSums(guestPath)).toBe(treeSums(repo));
+  });
+
+  test("re-prepare falls back to a full copy when the guest changed the tree, after a read-only prepare, or after a failed prepare", async () => {
+    const repo = makeRepo();
+    const { ws, vm, guest } = deltaSetup();
+    const guestPath = join(tmp("guest"), "repo");
+    await ws.prepare({ vm, sourcePath: repo, guestPath });
+    await Bun.sleep(20);
+    writeFileSync(join(guestPath, "README.md"), "changed in the guest\n");
+    const r = await ws.prepare({ vm, sourcePath: repo, guestPath });
+    expect(r.mode).toBe("full");
+    expect(readFileSync(join(guestPath, "README.md"), "utf8")).toBe("hello\n");
+    expect(treeSums(guestPath)).toBe(treeSums(repo));
+    // deleted in the guest: the dir's mtime gives it away
+    await Bun.sleep(20);
+    rmSync(join(guestPath, "src", "a.ts"));
+    expect((await ws.prepare({ vm, sourcePath: repo, guestPath })).mode).toBe("full");
+    expect(existsSync(join(guestPath, "src", "a.ts"))).toBe(true);
+    expect((await ws.prepare({ vm, sourcePath: repo, guestPath })).mode).toBe("delta");
+    await ws.prepare({ vm, sourcePath: repo, guestPath, readOnly: true });
+    expect((await ws.prepare({ vm, sourcePath: repo, guestPath })).mode).toBe("full");
+    // a failed delta prepare forgets the manifest: the next one is full again
+    guest.prefix = "ulimit -f 1; ";
+    writeFileSync(join(repo, "big.bin"), Buffer.alloc(1024 * 1024, 1));
+    await expect(ws.prepare({ vm, sourcePath: repo, guestPath })).rejects.toThrow("copying into the guest failed");
+    expect(existsSync(join(guestPath, "big.bin"))).toBe(false);
+    expect(leftovers(guestPath)).toEqual([]);
+    guest.prefix = "";
+    expect((await ws.prepare({ vm, sourcePath: repo, guestPath })).mode).toBe("full");
+    expect(treeSums(guestPath)).toBe(treeSums(repo));
   });
 
   test("the real tar runner never reads a leading - as an option", async () => {
