@@ -184,6 +184,34 @@ describe("workspace CLI over a real sshd", () => {
     expect(leftovers(gp)).toEqual([]);
   });
 
+  test("re-prepare after local edits sends only what changed (delta), and the guest then matches the host", () => {
+    const src = join(scratch, "delta-src");
+    git(scratch, "clone", "-q", repo, src);
+    for (let i = 0; i < 200; i++) writeFileSync(join(src, `f${i}.txt`), `file ${i}\n`.repeat(500));
+    git(src, "add", ".");
+    git(src, "commit", "-q", "-m", "200 files");
+    const gp = join(guestRoot, "delta");
+    const first = run(["workspace", "prepare", "box", "--source", src, "--guest-path", gp, "--json"]);
+    expect(first.stderr).toBe("");
+    expect(first.json().mode).toBe("full");
+    for (let i = 0; i < 10; i++) writeFileSync(join(src, `f${i}.txt`), `edited ${i}\n`);
+    Bun.spawnSync(["rm", join(src, "f199.txt")]);
+    const again = run(["workspace", "prepare", "box", "--source", src, "--guest-path", gp, "--json"]);
+    expect(again.stderr).toBe("");
+    expect(again.code).toBe(0);
+    const a = again.json();
+    expect(a.mode).toBe("delta");
+    // the 10 edited files, plus .git files that changed (none expected, a few tolerated)
+    expect(a.sent).toBeGreaterThanOrEqual(10);
+    expect(a.sent).toBeLessThan(15);
+    expect(a.bytes).toBeLessThan(first.json().bytes / 5);
+    expect(readFileSync(join(gp, "f3.txt"), "utf8")).toBe("edited 3\n");
+    expect(readFileSync(join(gp, "f150.txt"), "utf8")).toBe("file 150\n".repeat(500));
+    expect(existsSync(join(gp, "f199.txt"))).toBe(false);
+    const hostStatus = git(src, "status", "--porcelain").split("\n").filter(Boolean);
+    expect(git(gp, "status", "--porcelain").split("\n").filter(Boolean).sort()).toEqual([...hostStatus, "?? .hook-stamp"].sort());
+  });
+
   test("a 100 MB file is streamed: it arrives intact and the daemon's peak memory grows by far less than its size", () => {
     const big = join(scratch, "bigrepo");
     mkdirSync(big);
