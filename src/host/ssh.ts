@@ -33,8 +33,7 @@ async function _pumpStdin(ch: ClientChannel, stdin: AsyncIterable<Uint8Array>, i
   try {
     for await (const chunk of stdin) {
       if (isDone()) return;
-      // a view, not a copy: a big stream should not double its garbage
-      if (!ch.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) {
+      if (!ch.write(Buffer.from(chunk))) {
         // Respect the channel window so a big stream never piles up in memory.
         await new Promise<void>((resolve) => {
           const done = () => {
