@@ -13,6 +13,7 @@ import { recoverySection } from "./recovery.ts";
 import type { Bench } from "./run.ts";
 import { sessionSection } from "./session.ts";
 import type { BenchVMs } from "./vm.ts";
+import { workspaceSection, workspaceSkipReason } from "./workspace.ts";
 
 export interface SectionContext {
   b: Bench;
@@ -73,6 +74,16 @@ export const SECTIONS: readonly BenchSection[] = [
     name: "parallel-vm", vm: true, quick: false,
     title: "parallel-vm (P7): 10 parallel banger vm run --rm -- true (real VMs) vs one",
     run: (c) => parallelVmSection(c.b, c.vms, { width: c.n("PARALLEL_VM_WIDTH", 10, 10), runs: c.n("PARALLEL_VM_N", 1, 1) }),
+  },
+  {
+    // root for the local sshd that plays the guest (boots no VM), so run with the VM sections and never in --quick
+    name: "workspace", vm: true, quick: false,
+    title: "workspace (P4): prepare a ~10k-file / ~200 MB repo vs tar|ssh and git bundle + clone; re-prepare after 10 edits",
+    run: async (c) => {
+      const skip = workspaceSkipReason();
+      if (skip) throw new Error(skip);
+      await workspaceSection(c.b, { n: c.n("WS_N", 3, 1), files: c.n("WS_FILES", 10_000, 1_000), megabytes: c.n("WS_MB", 200, 20) });
+    },
   },
   {
     name: "image", vm: true, quick: false,

@@ -2,6 +2,8 @@ import { defineCommand } from "citty";
 import { BangerError } from "../core/errors.ts";
 import type { VMRecord } from "../core/model.ts";
 import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
+import { resolve } from "node:path";
+import { prepareWorkspace } from "./workspace.ts";
 
 type VMView = VMRecord & { alive: boolean; pid: number };
 
@@ -152,10 +154,11 @@ const run = defineCommand({
     ...createArgs,
     rm: { type: "boolean", description: "Delete the VM when the command ends" },
     stdin: { type: "boolean", description: "Forward this process's stdin to the command" },
+    workspace: { type: "string", description: "Prepare this host git repo in the guest (at /root/repo) first and run the command there" },
     ...jsonArg,
   },
   async run({ args }) {
-    const argv = passthrough.argv;
+    let argv = passthrough.argv;
     if (argv.length === 0) usage("a command is required after --, e.g. `banger vm run --name demo -- uname -a`");
     const c = await daemon();
     const existing = await getVM(args.name);
@@ -166,6 +169,11 @@ const run = defineCommand({
     }
     let code = 1;
     try {
+      if (args.workspace) {
+        const ws = await prepareWorkspace(args.name, { sourcePath: resolve(args.workspace) }, !!args.json);
+        // cd as its own argument: the path is data, never spliced into shell text
+        argv = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "banger-workspace", ws.guestPath, ...argv];
+      }
       code = await execIn(args.name, argv, !!args.json, !!args.stdin);
     } finally {
       if (args.rm) await c.call("DELETE", `/v1/vms/${enc(args.name)}?force=1`).catch((e) => fail(e, !!args.json));

@@ -1,55 +1,111 @@
 import { defineCommand } from "citty";
-import { resolve } from "node:path";
+import { renameSync } from "node:fs";
+import { dirname, join, resolve, basename } from "node:path";
 import { BangerError, ERROR_CODES, type ErrorCode } from "../core/errors.ts";
-import type { Workspace } from "../workspace/engine.ts";
-import { daemon, jsonArg, out } from "./context.ts";
+import type { FetchResult, Workspace } from "../workspace/engine.ts";
+import { daemon, jsonArg, out, streamCall, usage } from "./context.ts";
 
 const enc = encodeURIComponent;
 const vmArg = { vm: { type: "positional", required: true, description: "VM name" } } as const;
 const guestPathArg = { guestPath: { type: "string", description: "Where the repo lives in the guest (default /root/repo)" } } as const;
 const base = (vm: string) => `/v1/vms/${enc(vm)}/workspace`;
 
-const push = defineCommand({
-  meta: { name: "push", description: "Copy a git repo (tracked + untracked, not ignored, with .git minus credentials) into a running VM" },
-  args: {
-    ...vmArg,
-    path: { type: "positional", required: false, description: "Host repo (default: current directory)" },
-    ...guestPathArg,
-    readOnly: { type: "boolean", description: "Make the guest copy read-only (chmod -R a-w)" },
-    ...jsonArg,
-  },
-  async run({ args }) {
-    const sourcePath = resolve(args.path || ".");
-    const ws = await (await daemon()).call<Workspace>("POST", base(args.vm), {
-      sourcePath,
-      guestPath: args.guestPath || undefined,
-      readOnly: args.readOnly ? true : undefined,
-    });
-    out(ws, !!args.json, () => `pushed ${ws.sourcePath} to ${ws.vm}:${ws.guestPath} (${ws.files} files${ws.readOnly ? ", read-only" : ""})`);
-  },
-});
+/** Prepare through the daemon with progress on stderr; shared with `vm run --workspace`. */
+export async function prepareWorkspace(vm: string, body: { sourcePath: string; guestPath?: string; readOnly?: boolean }, json: boolean): Promise<Workspace> {
+  const ev = await streamCall("POST", `${base(vm)}?stream=1`, body, { json });
+  if (ev.type !== "result") throw new BangerError("E_DAEMON", `unexpected answer from the daemon: ${JSON.stringify(ev)}`);
+  return ev.data as Workspace;
+}
+
+function _prepareCommand(name: string, description: string) {
+  return defineCommand({
+    meta: { name, description },
+    args: {
+      ...vmArg,
+      path: { type: "positional", required: false, description: "Host repo (same as --source; default: current directory)" },
+      source: { type: "string", description: "Host repo (default: current directory)" },
+      ...guestPathArg,
+      readOnly: { type: "boolean", description: "Make the guest copy read-only (chmod -R a-w)" },
+      ...jsonArg,
+    },
+    async run({ args }) {
+      if (args.source && args.path && resolve(args.source) !== resolve(args.path)) usage("give the host repo once: either PATH or --source");
+      const sourcePath = resolve(args.source || args.path || ".");
+      const ws = await prepareWorkspace(args.vm, { sourcePath, guestPath: args.guestPath || undefined, readOnly: args.readOnly ? true : undefined }, !!args.json);
+      const mib = (ws.bytes / 1048576).toFixed(1);
+      out(ws, !!args.json, () => `prepared ${ws.sourcePath} in ${ws.vm}:${ws.guestPath} (${ws.files} files, ${mib} MiB${ws.readOnly ? ", read-only" : ""})`);
+    },
+  });
+}
+
+const DESCRIPTION = "Copy a git repo (tracked + untracked, not ignored, with .git minus credentials) into a running VM";
+const prepare = _prepareCommand("prepare", DESCRIPTION);
+const push = _prepareCommand("push", `${DESCRIPTION} (alias of prepare)`);
+
+/** Raw bytes of a daemon answer, or the daemon's error as a BangerError. */
+async function _rawCall(method: string, path: string, body?: unknown): Promise<Uint8Array> {
+  const res = await (await daemon()).fetch(method, path, body);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  if (!res.ok) {
+    let err: { code?: string; message?: string } = {};
+    try {
+      err = (JSON.parse(new TextDecoder().decode(bytes)) as { error?: typeof err }).error ?? {};
+    } catch {}
+    const code = (err.code && err.code in ERROR_CODES ? err.code : res.status >= 500 ? "E_DAEMON" : "E_BAD_REQUEST") as ErrorCode;
+    throw new BangerError(code, err.message ?? `daemon answered ${res.status}`);
+  }
+  return bytes;
+}
 
 const diff = defineCommand({
   meta: { name: "diff", description: "Print the guest repo's changes vs its HEAD (new files included) as a patch for `git apply`" },
   args: { ...vmArg, ...guestPathArg },
   async run({ args }) {
     const q = args.guestPath ? `?guestPath=${enc(args.guestPath)}` : "";
-    const res = await (await daemon()).fetch("GET", `${base(args.vm)}/diff${q}`);
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    if (!res.ok) {
-      let err: { code?: string; message?: string } = {};
-      try {
-        err = (JSON.parse(new TextDecoder().decode(bytes)) as { error?: typeof err }).error ?? {};
-      } catch {}
-      const code = (err.code && err.code in ERROR_CODES ? err.code : res.status >= 500 ? "E_DAEMON" : "E_BAD_REQUEST") as ErrorCode;
-      throw new BangerError(code, err.message ?? `daemon answered ${res.status}`);
-    }
     // Raw bytes: a patch is not necessarily UTF-8, and `git apply` wants it exact.
-    await Bun.write(Bun.stdout, bytes);
+    await Bun.write(Bun.stdout, await _rawCall("GET", `${base(args.vm)}/diff${q}`));
+  },
+});
+
+const exportCmd = defineCommand({
+  meta: { name: "export", description: "Bring the guest's new commits and uncommitted work back: as a patch series for `git am` (--patch FILE, - for stdout) or fetched into refs/banger/VM/BRANCH of the source repo (--fetch)" },
+  args: {
+    ...vmArg,
+    ...guestPathArg,
+    patch: { type: "string", description: "Write a `git format-patch --binary` series to FILE (- for stdout)" },
+    fetch: { type: "boolean", description: "git fetch the guest branch into refs/banger/VM/BRANCH of --source (working tree, index and branches untouched)" },
+    source: { type: "string", description: "Host repo to fetch into (default: current directory)" },
+    ...jsonArg,
+  },
+  async run({ args }) {
+    if (!!args.patch === !!args.fetch) usage("export needs exactly one of --patch FILE or --fetch");
+    const guestPath = args.guestPath || undefined;
+    if (args.fetch) {
+      const r = await (await daemon()).call<FetchResult>("POST", `${base(args.vm)}/export`, { format: "fetch", guestPath, sourcePath: resolve(args.source || ".") });
+      out(r, !!args.json, () => (r.refs.length ? r.refs.map((x) => `${x.ref} ${x.commit}`).join("\n") : `nothing new in ${r.vm}:${r.guestPath} since it was prepared`));
+      return;
+    }
+    const bytes = await _rawCall("POST", `${base(args.vm)}/export`, { format: "patch", guestPath });
+    const commits = (new TextDecoder().decode(bytes).match(/^From [0-9a-f]{40} /gm) ?? []).length;
+    if (args.patch === "-") {
+      await Bun.write(Bun.stdout, bytes);
+      if (args.json) process.stderr.write(JSON.stringify({ vm: args.vm, commits, bytes: bytes.length }) + "\n");
+      return;
+    }
+    const file = resolve(args.patch!);
+    if (bytes.length > 0) {
+      // temp + rename next to the target: a reader never sees half a patch
+      const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+      await Bun.write(tmp, bytes);
+      renameSync(tmp, file);
+    }
+    out({ vm: args.vm, patch: bytes.length ? file : null, commits, bytes: bytes.length }, !!args.json, () =>
+      bytes.length ? `wrote ${commits} commit${commits === 1 ? "" : "s"} to ${file} (git am ${file})` : `nothing new in ${args.vm} since it was prepared; ${file} not written`,
+    );
   },
 });
 
 export default defineCommand({
-  meta: { name: "workspace", description: "Your git repo in a VM: push it in, get changes back as a patch" },
-  subCommands: { push, diff },
+  meta: { name: "workspace", description: "Your git repo in a VM: prepare it there, get changes back as a patch or a git fetch" },
+  subCommands: { prepare, push, diff, export: exportCmd },
 });

@@ -1,3 +1,4 @@
+import type { GuestSSH } from "../host/types.ts";
 import type { BootConfig } from "../vmm/driver.ts";
 import type { GuestSession, VMHandles, VMRecord } from "./model.ts";
 import { BangerError, errorMessage } from "./errors.ts";
@@ -29,7 +30,8 @@ export interface HookMap {
   "vm:reconcile": { vm: VMRecord; handles: VMHandles; alive: boolean };
   "session:start": { vm: VMRecord; session: GuestSession };
   "session:stop": { vm: VMRecord; session: GuestSession };
-  "workspace:prepare": { vm: VMRecord; sourcePath: string; guestPath: string; readOnly: boolean };
+  /** The repo is in place at guestPath (not yet read-only): add steps over `guest`; a throw puts the previous tree back. */
+  "workspace:prepare": { vm: VMRecord; sourcePath: string; guestPath: string; readOnly: boolean; guest: GuestSSH };
   /** Build an image into `dir` (a temp dir renamed into place on success). */
   "image:build": { name: string; dir: string; force: boolean; progress: ProgressSink; result: { built: boolean } };
 }

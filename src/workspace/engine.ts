@@ -1,11 +1,31 @@
-import { readFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BangerError } from "../core/errors.ts";
-import type { HookEngine } from "../core/hooks.ts";
+import { BangerError, errorMessage } from "../core/errors.ts";
+import { UndoStack, type HookEngine } from "../core/hooks.ts";
 import type { VMRecord } from "../core/model.ts";
-import type { Exec, GuestSSH } from "../host/types.ts";
-import { DEFAULT_GUEST_PATH, DiffScript, ExtractCommand, FinalizeScript, NOT_A_REPO_EXIT, NO_GIT_EXIT, checkGuestPath } from "./scripts.ts";
-import { createTarRunner, listWorkspaceFiles, sanitizeGitConfig, workspaceTar, type TarRunner, type TarStream } from "./tar.ts";
+import type { Exec, FS, GuestSSH } from "../host/types.ts";
+import { planDelta, snapshot, type Manifest } from "./manifest.ts";
+import {
+  ActivateScript,
+  DEFAULT_GUEST_PATH,
+  DeltaStageCommand,
+  ExtractIntoStageCommand,
+  STALE_EXIT,
+  DiffScript,
+  ExportScript,
+  FinalizeScript,
+  NOTHING_NEW_EXIT,
+  NOT_A_REPO_EXIT,
+  NOT_A_WORKSPACE_EXIT,
+  NO_GIT_EXIT,
+  RollbackScript,
+  StageCommand,
+  checkGuestPath,
+  stagePaths,
+} from "./scripts.ts";
+import { GIT_EXCLUDES, createTarRunner, listWorkspaceFiles, repoRoot, sanitizeGitConfig, workspaceTar, type TarRunner, type TarStream, type WorkspaceFiles } from "./tar.ts";
 
 export interface WorkspaceDeps {
   /** The guest's (pooled) SSH connection. */
@@ -14,6 +34,10 @@ export interface WorkspaceDeps {
   hooks: Pick<HookEngine, "run">;
   /** Host tar; the real one unless a test passes its own. */
   tar?: TarRunner;
+  /** Where manifests of what was sent are kept (VMDir/workspaces/); without it every prepare is a full copy. */
+  fs?: Pick<FS, "readText" | "writeAtomic" | "mkdirp" | "rmrf">;
+  /** Stage-dir suffix; random unless a test fixes it. */
+  token?: () => string;
 }
 
 export interface PrepareParams {
@@ -22,78 +46,255 @@ export interface PrepareParams {
   sourcePath: string;
   guestPath?: string;
   readOnly?: boolean;
+  /** Told what is happening, at most about once a second while bytes flow. */
+  progress?: (message: string) => void;
 }
 
-/** What a push did. */
+/** What a prepare did. */
 export interface Workspace {
   vm: string;
   sourcePath: string;
   guestPath: string;
   readOnly: boolean;
-  /** Work-tree files sent (.git not counted). */
+  /** Work-tree entries sent (.git not counted). */
   files: number;
+  /** Bytes of tar streamed to the guest. */
+  bytes: number;
+  /** The commit exports are relative to ("" for a repo without commits). */
+  base: string;
+  /** "delta": only what changed since the last prepare of this VM and path went (the rest was hard-linked in the guest). */
+  mode: "full" | "delta";
+  /** Entries sent (work tree and .git files for a delta; work-tree entries for a full copy). */
+  sent: number;
 }
+
+export interface ExportParams {
+  vm: VMRecord;
+  guestPath?: string;
+}
+
+/** What `export --fetch` did to the source repo. */
+export interface FetchResult {
+  vm: string;
+  sourcePath: string;
+  guestPath: string;
+  /** Refs updated, refs/banger/<vm>/<branch> → commit. */
+  refs: { ref: string; commit: string }[];
+}
+
+const GC_EVERY_BYTES = 8 * 1024 * 1024;
 
 function _text(chunks: Uint8Array[]): string {
   return Buffer.concat(chunks).toString("utf8").trim();
 }
 
-/** Remember the first error of a stream we hand to SSH: its pump swallows errors and just ends stdin. */
-async function* _watch(src: TarStream, failed: { error?: unknown }): TarStream {
+/** Remember the first error of a stream we hand to SSH (its pump swallows errors and just ends stdin), and count its bytes. */
+async function* _watch(src: TarStream, seen: { error?: unknown; bytes: number }, progress?: (m: string) => void): TarStream {
+  let last = performance.now();
+  let collected = 0;
   try {
-    yield* src;
+    for await (const c of src) {
+      seen.bytes += c.length;
+      // The stream is never held (SSH's channel window bounds what is in flight), but every chunk leaves
+      // packet and cipher buffers that Bun frees lazily: without this a 100 MB file raised the daemon's
+      // peak RSS by 85-130 MB; with a full collection every 8 MiB, by 37 MB (test/integration/workspace.test.ts).
+      if (seen.bytes - collected >= GC_EVERY_BYTES) {
+        collected = seen.bytes;
+        Bun.gc(true);
+      }
+      if (progress && performance.now() - last > 1000) {
+        last = performance.now();
+        progress(`sent ${(seen.bytes / 1048576).toFixed(1)} MiB`);
+      }
+      yield c;
+    }
   } catch (e) {
-    failed.error = e;
+    seen.error = e;
     throw e;
   }
 }
 
-/** PrepareVMWorkspace and its way back (a patch), over one SSH connection per guest. */
+/** PrepareVMWorkspace and its ways back (a diff, a patch series, a fetch), over the guest's pooled SSH connection. */
 export class WorkspaceEngine {
   private readonly tar: TarRunner;
+  private readonly token: () => string;
   constructor(private readonly d: WorkspaceDeps) {
     this.tar = d.tar ?? createTarRunner();
+    this.token = d.token ?? (() => randomBytes(6).toString("hex"));
   }
 
-  /** Stream the repo (files git would keep + .git with a sanitized config) into the guest, mark it safe, freeze it when read-only. */
+  /**
+   * Stream the repo (files git would keep + .git with a sanitized config)
+   * into a stage dir next to the guest path, swap it into place, mark it
+   * safe, run `workspace:prepare` hooks, then freeze it when read-only. Any
+   * failure puts the previous tree (or nothing) back.
+   */
   async prepare(p: PrepareParams): Promise<Workspace> {
     const guestPath = checkGuestPath(p.guestPath ?? DEFAULT_GUEST_PATH);
     const readOnly = !!p.readOnly;
     if (!p.sourcePath.startsWith("/")) throw new BangerError("E_BAD_REQUEST", `source path must be absolute, got ${JSON.stringify(p.sourcePath)}`);
     const files = await listWorkspaceFiles(this.d.exec, p.sourcePath);
     const config = sanitizeGitConfig(_readConfig(files.root));
-    await this.d.hooks.run("workspace:prepare", { vm: p.vm, sourcePath: files.root, guestPath, readOnly });
-
+    const manifestFile = this.d.fs && p.vm.runtime?.vmDir ? join(p.vm.runtime.vmDir, "workspaces", `${createHash("sha256").update(guestPath).digest("hex").slice(0, 16)}.json`) : null;
+    const prev = manifestFile ? _parseManifest(await this.d.fs!.readText(manifestFile)) : null;
+    const now = snapshot(files, GIT_EXCLUDES);
+    const sentToken = randomBytes(12).toString("hex");
+    let mode: "full" | "delta" = "full";
+    let sent = files.paths.length - 1;
     const guest = await this.d.dial(p.vm);
-    const err: Uint8Array[] = [];
-    const failed: { error?: unknown } = {};
-    const code = await guest.exec(ExtractCommand(guestPath), {
-      stdin: _watch(workspaceTar(this.tar, files, config), failed),
-      onStderr: (c) => err.push(c.slice()),
-    });
-    if (failed.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${(failed.error as Error).message ?? failed.error}`, { cause: failed.error });
-    if (code !== 0) throw new BangerError("E_STATE", `vm ${p.vm.name}: extracting into ${guestPath} failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
+    const { stage, old } = stagePaths(guestPath, this.token());
+    const where = `vm ${p.vm.name}: workspace ${guestPath}`;
+    const started = performance.now();
+    const undo = new UndoStack();
+    const seen: { error?: unknown; bytes: number } = { bytes: 0 };
+    try {
+      // Before the first byte goes: a failed or cut stream leaves a stage dir behind.
+      undo.defer("workspace stage", () => _must(guest, RollbackScript(guestPath, stage, old, false)));
+      const stream = (f: WorkspaceFiles) => _watch(workspaceTar(this.tar, f, config), seen, p.progress);
+      const fail = (code: number, err: Uint8Array[]) => {
+        if (seen.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${errorMessage(seen.error)}`, { cause: seen.error });
+        if (code === NOT_A_WORKSPACE_EXIT) throw new BangerError("E_CONFLICT", `vm ${p.vm.name}: ${_text(err)}`);
+        throw new BangerError("E_STATE", `${where}: copying into the guest failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
+      };
+      const plan = prev && prev.guestPath === guestPath && !prev.readOnly ? planDelta(files.root, prev.entries, now) : null;
+      if (plan) {
+        // everything that must not be a link into the live tree goes first; the tar brings the new versions
+        const drop = [...plan.changed, ...plan.removed, "./.git/config", "./.git/BANGER_BASE"];
+        const err: Uint8Array[] = [];
+        const code = await guest.exec(DeltaStageCommand(guestPath, stage, prev!.token), { stdin: drop.join("\0") + "\0", onStderr: (c) => err.push(c.slice()) });
+        if (code === 0) {
+          const err2: Uint8Array[] = [];
+          const code2 = await guest.exec(ExtractIntoStageCommand(stage), { stdin: stream({ ...files, paths: plan.changed }), onStderr: (c) => err2.push(c.slice()) });
+          if (seen.error || code2 !== 0) fail(code2, err2);
+          mode = "delta";
+          sent = plan.changed.length;
+        } else if (code === STALE_EXIT) {
+          await _must(guest, RollbackScript(guestPath, stage, old, false)); // a half-made link copy
+        } else fail(code, err);
+      }
+      if (mode === "full") {
+        const err: Uint8Array[] = [];
+        const code = await guest.exec(StageCommand(guestPath, stage), { stdin: stream(files), onStderr: (c) => err.push(c.slice()) });
+        if (seen.error || code !== 0) fail(code, err);
+      }
 
-    const fin = await guest.runScript(FinalizeScript(guestPath, readOnly));
-    if (fin.exitCode !== 0) {
-      const why = fin.exitCode === NO_GIT_EXIT ? "git is not installed in the guest" : fin.stderr.trim() || `exit ${fin.exitCode}`;
-      throw new BangerError("E_STATE", `vm ${p.vm.name}: finishing workspace ${guestPath} failed: ${why}`);
+      // Pushed before it runs: an activation cut halfway is undone from whatever state it left.
+      undo.defer("workspace swap", () => _must(guest, RollbackScript(guestPath, stage, old, true)));
+      const act = await guest.runScript(ActivateScript(guestPath, stage, old));
+      if (act.exitCode !== 0) {
+        throw new BangerError("E_STATE", `${where}: ${act.exitCode === NO_GIT_EXIT ? "git is not installed in the guest" : act.stderr.trim() || `swapping into place failed (exit ${act.exitCode})`}`);
+      }
+      if (performance.now() - started > 1000) p.progress?.(`copied ${files.paths.length - 1} files (${(seen.bytes / 1048576).toFixed(1)} MiB); running workspace:prepare hooks`);
+      await this.d.hooks.run("workspace:prepare", { vm: p.vm, sourcePath: files.root, guestPath, readOnly, guest }, undo);
+      const fin = await guest.runScript(FinalizeScript(guestPath, old, readOnly, sentToken));
+      if (fin.exitCode !== 0) throw new BangerError("E_STATE", `${where}: finishing failed: ${fin.stderr.trim() || `exit ${fin.exitCode}`}`);
+      undo.commit();
+    } catch (e) {
+      // the guest may hold a mix now: the next prepare must send everything
+      if (manifestFile && prev) await this.d.fs!.rmrf(manifestFile).catch(() => {});
+      const failures = await undo.unwind();
+      if (failures.length) throw new BangerError(e instanceof BangerError ? e.code : "E_INTERNAL", `${errorMessage(e)} (and undoing it failed: ${failures.map((f) => f.message).join("; ")})`, { cause: [e, ...failures] });
+      throw e;
     }
-    return { vm: p.vm.name, sourcePath: files.root, guestPath, readOnly, files: files.paths.length - 1 };
+    if (manifestFile) {
+      const m: Manifest = { guestPath, token: sentToken, readOnly, entries: now };
+      await this.d.fs!.mkdirp(join(p.vm.runtime.vmDir, "workspaces"));
+      await this.d.fs!.writeAtomic(manifestFile, JSON.stringify(m));
+    }
+    return { vm: p.vm.name, sourcePath: files.root, guestPath, readOnly, files: files.paths.length - 1, bytes: seen.bytes, base: files.head, mode, sent };
   }
 
   /** `git diff --binary` of the guest repo against its HEAD, untracked files included: `git apply` on the host reproduces it. */
   async diff(vm: VMRecord, guestPathIn?: string): Promise<Uint8Array> {
     const guestPath = checkGuestPath(guestPathIn || DEFAULT_GUEST_PATH);
+    return this._capture(vm, guestPath, DiffScript(guestPath), "diff");
+  }
+
+  /**
+   * The guest's new commits and uncommitted work since the prepare, as a
+   * `git format-patch --binary` series (`git am` applies it). Empty when
+   * there is nothing new.
+   */
+  async exportPatch(p: ExportParams): Promise<Uint8Array> {
+    const guestPath = checkGuestPath(p.guestPath || DEFAULT_GUEST_PATH);
+    try {
+      return await this._capture(p.vm, guestPath, ExportScript(guestPath, "patch"), "export");
+    } catch (e) {
+      if (e instanceof _NothingNew) return new Uint8Array(0);
+      throw e;
+    }
+  }
+
+  /**
+   * Fetch the guest's branch (uncommitted work as one more commit on top)
+   * into refs/banger/<vm>/<branch> of the source repo, through a git bundle
+   * streamed over SSH. Only that ref namespace changes: no working tree,
+   * index or branch of the user's is touched.
+   */
+  async exportFetch(p: ExportParams & { sourcePath: string }): Promise<FetchResult> {
+    const guestPath = checkGuestPath(p.guestPath || DEFAULT_GUEST_PATH);
+    if (!p.sourcePath.startsWith("/")) throw new BangerError("E_BAD_REQUEST", `source path must be absolute, got ${JSON.stringify(p.sourcePath)}`);
+    const root = await repoRoot(this.d.exec, p.sourcePath);
+    const check = await this.d.exec.run("git", ["check-ref-format", `refs/banger/${p.vm.name}/x`], { check: false });
+    if (check.exitCode !== 0) throw new BangerError("E_BAD_REQUEST", `vm name ${JSON.stringify(p.vm.name)} cannot be part of a git ref`);
+    let bundle: Uint8Array;
+    try {
+      bundle = await this._capture(p.vm, guestPath, ExportScript(guestPath, "bundle"), "export");
+    } catch (e) {
+      if (e instanceof _NothingNew) return { vm: p.vm.name, sourcePath: root, guestPath, refs: [] };
+      throw e;
+    }
+    // git fetch wants a file; it lives only as long as the fetch, in a private temp dir.
+    const dir = mkdtempSync(join(tmpdir(), "banger-bundle-"));
+    try {
+      const file = join(dir, "guest.bundle");
+      await Bun.write(file, bundle);
+      const prefix = `refs/banger/${p.vm.name}/`;
+      const r = await this.d.exec.run("git", ["-C", root, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", file, `+refs/heads/*:${prefix}*`], { check: false });
+      if (r.exitCode !== 0) {
+        throw new BangerError("E_STATE", `fetching ${p.vm.name}:${guestPath} into ${root} failed: ${r.stderr.trim().split("\n").slice(-2).join("; ")}`);
+      }
+      const heads = await this.d.exec.run("git", ["bundle", "list-heads", file], { cwd: root });
+      const refs = heads.stdout
+        .split("\n")
+        .map((l) => l.trim().split(" "))
+        .filter(([c, ref]) => c && ref?.startsWith("refs/heads/"))
+        .map(([commit, ref]) => ({ ref: prefix + ref!.slice("refs/heads/".length), commit: commit! }));
+      return { vm: p.vm.name, sourcePath: root, guestPath, refs };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Run a read-only script in the guest and return its stdout byte for byte (exec, not runScript: patches and bundles are binary). */
+  private async _capture(vm: VMRecord, guestPath: string, script: string, what: string): Promise<Uint8Array> {
     const guest = await this.d.dial(vm);
     const out: Uint8Array[] = [];
     const err: Uint8Array[] = [];
-    // exec, not runScript: a patch may hold non-UTF-8 bytes and must come back byte for byte.
-    const code = await guest.exec("bash -s", { stdin: DiffScript(guestPath), onStdout: (c) => out.push(c.slice()), onStderr: (c) => err.push(c.slice()) });
+    const code = await guest.exec("bash -s", { stdin: script, onStdout: (c) => out.push(c.slice()), onStderr: (c) => err.push(c.slice()) });
     if (code === NOT_A_REPO_EXIT) throw new BangerError("E_NOT_FOUND", `vm ${vm.name}: ${_text(err) || `no git workspace at ${guestPath}`}`);
     if (code === NO_GIT_EXIT) throw new BangerError("E_STATE", `vm ${vm.name}: git is not installed in the guest`);
-    if (code !== 0) throw new BangerError("E_STATE", `vm ${vm.name}: diff of ${guestPath} failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
+    if (code === NOTHING_NEW_EXIT && what === "export") throw new _NothingNew();
+    if (code !== 0) throw new BangerError("E_STATE", `vm ${vm.name}: ${what} of ${guestPath} failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
     return new Uint8Array(Buffer.concat(out));
+  }
+}
+
+/** The guest has nothing the prepared-from commit lacks. */
+class _NothingNew extends Error {}
+
+async function _must(guest: GuestSSH, script: string): Promise<void> {
+  const r = await guest.runScript(script);
+  if (r.exitCode !== 0) throw new Error(r.stderr.trim() || `exit ${r.exitCode}`);
+}
+
+function _parseManifest(text: string | null): Manifest | null {
+  if (!text) return null;
+  try {
+    const m = JSON.parse(text) as Manifest;
+    return typeof m.token === "string" && typeof m.guestPath === "string" && m.entries && typeof m.entries === "object" ? m : null;
+  } catch {
+    return null;
   }
 }
 

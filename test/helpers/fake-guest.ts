@@ -11,7 +11,7 @@ import { startSSHD, type TestSSHD } from "./sshd.ts";
  * state goes to a temp dir instead of /var/lib/banger. Dirs exist at once;
  * start() brings up sshd and the VM.
  */
-export function fakeGuestVM(prefix: string, vmName = "box") {
+export function fakeGuestVM(prefix: string, vmName = "box", extraPlugins: string[] = []) {
   const h = tempHome(prefix);
   const guestRoot = mkdtempSync(join(tmpdir(), `${prefix}guest-`));
   const scratch = mkdtempSync(join(tmpdir(), `${prefix}files-`));
@@ -32,7 +32,7 @@ export function fakeGuestVM(prefix: string, vmName = "box") {
     async start() {
       sshd = await startSSHD();
       Object.assign(env, {
-        BANGER_PLUGINS: [join(ROOT, "test/fixtures/fake-vmm-plugin.ts"), join(ROOT, "test/fixtures/fake-guest-plugin.ts")].join(":"),
+        BANGER_PLUGINS: [join(ROOT, "test/fixtures/fake-vmm-plugin.ts"), join(ROOT, "test/fixtures/fake-guest-plugin.ts"), ...extraPlugins].join(":"),
         BANGER_FAKE_SSH: JSON.stringify({ host: sshd.host, port: sshd.port, clientKey: sshd.clientKey, hostPublicKey: sshd.hostPublicKey }),
         BANGER_GUEST_STATE_ROOT: guestRoot,
       });
