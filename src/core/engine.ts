@@ -8,6 +8,7 @@ import type { Host } from "../host/types.ts";
 import type { Store } from "../store/store.ts";
 import type { BootConfig, VMMDriver } from "../vmm/driver.ts";
 import { BangerError, errorMessage } from "./errors.ts";
+import { faultPoint } from "./faults.ts";
 import { HookEngine, UndoStack, type ProgressSink } from "./hooks.ts";
 import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord } from "./model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";
@@ -38,7 +39,7 @@ export interface EngineDeps {
 
 export interface ReconcileOutcome {
   vm: string;
-  action: "kept" | "demoted";
+  action: "kept" | "demoted" | "removed half-created" | "finished deleting";
   source: "process" | "scratch" | "none";
   cleanupErrors: string[];
 }
@@ -161,7 +162,7 @@ export class Engine {
         driver: driverName,
       },
       runtime: {
-        state: "created",
+        state: "creating",
         guestIP: "",
         apiSockPath: p.apiSock,
         vsockPath: "",
@@ -184,10 +185,14 @@ export class Engine {
       // The row goes in first so the name is claimed atomically (UNIQUE) before any work.
       this.d.store.upsertVM(vm);
       undo.defer("vm row", () => this.d.store.deleteVM(id));
+      await faultPoint("create:after-row");
       await this.d.host.fs.mkdirp(vmDir, 0o700);
       undo.defer("vm dir", () => this.d.host.fs.rmrf(vmDir));
       await this.d.hooks.run("vm:create", { vm, progress }, undo);
+      await faultPoint("create:after-disk");
+      vm.runtime.state = "created";
       this.save(vm);
+      await faultPoint("create:before-commit");
       undo.commit();
       return vm;
     } catch (e) {
@@ -213,6 +218,7 @@ export class Engine {
       vm.runtime.state = "starting";
       vm.runtime.lastError = "";
       this.save(vm);
+      await faultPoint("start:after-starting");
       const undo = new UndoStack();
       const handles = emptyHandles();
       const boot: BootConfig = {
@@ -229,16 +235,19 @@ export class Engine {
         handles.pid = launched.pid;
         handles.pidStartTime = launched.pidStartTime;
         undo.defer("vm process", () => driver.kill(vm, handles));
+        await faultPoint("start:after-launch");
         await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
         undo.defer("handles", async () => {
           this.cache.delete(vm.id);
           await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
         });
         this.cache.set(vm.id, handles);
+        await faultPoint("start:after-handles");
         await this.d.hooks.run("vm:start:after", { vm, handles, progress, signal }, undo);
         // Plugins may have added handles after launch; persist the final set.
         this.cache.set(vm.id, handles);
         await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
+        await faultPoint("start:before-running");
         vm.runtime.state = "running";
         this.save(vm);
         undo.commit();
@@ -267,6 +276,7 @@ export class Engine {
     if (vm.runtime.state !== "stopped" && vm.runtime.state !== "created") {
       vm.runtime.state = "stopping";
       this.save(vm);
+      await faultPoint("stop:after-stopping");
       failures.push(...(await this.d.hooks.runAll("vm:stop:before", { vm, handles })));
       try {
         if (opts.force) await driver.kill(vm, handles);
@@ -275,6 +285,7 @@ export class Engine {
         failures.push(e instanceof Error ? e : new Error(String(e)));
         await driver.kill(vm, handles).catch((k) => failures.push(k));
       }
+      await faultPoint("stop:after-kill");
     }
     failures.push(...(await this.d.hooks.runAll("vm:cleanup", { vm, handles })));
     this.cache.delete(vm.id);
@@ -298,12 +309,19 @@ export class Engine {
       const vm = await this.stopLocked(first.id, { force: opts.force, timeoutMs: opts.force ? 0 : undefined });
       vm.runtime.state = "deleting";
       this.save(vm);
-      const failures = await this.d.hooks.runAll("vm:delete", { vm });
-      await this.d.host.fs.rmrf(vm.runtime.vmDir);
-      this.d.store.deleteVM(vm.id);
-      for (const f of failures) this.d.log.warn(`delete ${vm.name}: ${f.message}`);
+      await faultPoint("delete:after-deleting");
+      await this.finishDelete(vm);
       return vm;
     });
+  }
+
+  /** The part of delete after the VM is stopped; also how reconcile finishes a delete a crash cut short. */
+  private async finishDelete(vm: VMRecord): Promise<void> {
+    const failures = await this.d.hooks.runAll("vm:delete", { vm });
+    await this.d.host.fs.rmrf(vm.runtime.vmDir);
+    await faultPoint("delete:after-rmrf");
+    this.d.store.deleteVM(vm.id);
+    for (const f of failures) this.d.log.warn(`delete ${vm.name}: ${f.message}`);
   }
 
   /**
@@ -314,6 +332,11 @@ export class Engine {
   async reconcile(): Promise<ReconcileOutcome[]> {
     const out: ReconcileOutcome[] = [];
     for (const vm of this.d.store.listVMs()) {
+      if (vm.runtime.state === "creating" || vm.runtime.state === "deleting") {
+        const r = await this.cache.withLock(vm.id, () => this.finishInterrupted(vm));
+        if (r) out.push(r);
+        continue;
+      }
       if (!["running", "starting", "stopping", "error"].includes(vm.runtime.state)) continue;
       const r = await this.cache.withLock(vm.id, () => this.reconcileOne(vm, "vm process was gone at daemon start"));
       if (r) out.push(r);
@@ -333,6 +356,25 @@ export class Engine {
       if (!vm || vm.runtime.state !== "running" || (await this.alive(vm))) return null;
       return this.reconcileOne(vm, "vm process exited");
     });
+  }
+
+  /**
+   * A create or delete the daemon died in the middle of (its undo stack died
+   * with it): a half-made VM is removed, a half-deleted one deleted, after
+   * cleanup of whatever its scratch file or a live process still names.
+   */
+  private async finishInterrupted(vm: VMRecord): Promise<ReconcileOutcome | null> {
+    const driver = this.d.drivers.get(vm.spec.driver);
+    const failures: Error[] = [];
+    if (driver) {
+      const found = await rediscoverHandles(vm, driver, this.d.host.fs);
+      if (found.source === "process") await driver.kill(vm, found.handles).catch((e) => failures.push(e));
+      failures.push(...(await this.d.hooks.runAll("vm:cleanup", { vm, handles: found.handles })));
+    }
+    const action = vm.runtime.state === "creating" ? "removed half-created" : "finished deleting";
+    this.cache.delete(vm.id);
+    await this.finishDelete(vm);
+    return { vm: vm.name, action, source: "none", cleanupErrors: failures.map((e) => e.message) };
   }
 
   /** Keep or demote one VM; the caller holds its lock. */

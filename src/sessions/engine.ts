@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { BangerError, errorMessage } from "../core/errors.ts";
+import { faultPoint } from "../core/faults.ts";
 import type { GuestSession, SessionStdinMode, VMRecord } from "../core/model.ts";
 import type { Clock, GuestSSH } from "../host/types.ts";
 import {
@@ -13,6 +14,7 @@ import {
   LogReadCommand,
   RemoveScript,
   SEND_NO_PIPE_EXIT,
+  SEND_SHORT_EXIT,
   SEND_TIMEOUT_EXIT,
   SEND_TIMEOUT_SECONDS,
   SendScript,
@@ -212,6 +214,7 @@ export class SessionEngine {
       updatedAt: now,
     };
     this._d.repo.upsert(session);
+    await faultPoint("session:after-row");
 
     const fail = (stage: string, message: string, code: "E_BAD_REQUEST" | "E_STATE", cause?: unknown): never => {
       const t = this._now();
@@ -238,6 +241,7 @@ export class SessionEngine {
         fail("command", missing || `missing command among: ${wanted.join(", ")}`, "E_BAD_REQUEST");
       }
       const launched = await conn.runScript(LaunchScript(session));
+      await faultPoint("session:after-launch");
       if (launched.exitCode !== 0) fail("launch", launched.stderr.trim() || `launch script exited ${launched.exitCode}`, "E_STATE");
       const [pidText] = launched.stdout.trim().split(/\s+/);
       const pid = Number(pidText);
@@ -298,8 +302,10 @@ export class SessionEngine {
     const timeout = this._d.sendTimeoutSeconds ?? SEND_TIMEOUT_SECONDS;
     const conn = await this._conn(vm);
     const errChunks: Uint8Array[] = [];
-    const script = fastSendable(payload) ? FastSendScript(upload, pipe, timeout) : SendScript(upload, pipe, timeout);
+    const script = fastSendable(payload) ? FastSendScript(upload, pipe, timeout, payload.length) : SendScript(upload, pipe, timeout, payload.length);
+    await faultPoint("send:before-exec");
     const exitCode = await conn.exec(script, { stdin: payload, onStderr: (c) => errChunks.push(c.slice()) });
+    await faultPoint("send:after-exec");
     const r = { exitCode, stderr: Buffer.concat(errChunks).toString("utf8") };
     if (r.exitCode !== 0) {
       // Maybe the process ended under us: say so rather than "timed out".
@@ -309,6 +315,9 @@ export class SessionEngine {
       }
       if (r.exitCode === SEND_TIMEOUT_EXIT) {
         throw new BangerError("E_TIMEOUT", `send to session ${session.name} timed out after ${timeout}s: the process is not reading its stdin`);
+      }
+      if (r.exitCode === SEND_SHORT_EXIT) {
+        throw new BangerError("E_STATE", `send to session ${session.name}: the upload was cut short, nothing was written (${r.stderr.trim()})`);
       }
       if (r.exitCode === SEND_NO_PIPE_EXIT) {
         throw new BangerError("E_STATE", `session ${session.name} has no stdin pipe in the guest (${pipe})`);

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BangerError } from "../core/errors.ts";
+import { faultPoint } from "../core/faults.ts";
 import type { HookEngine } from "../core/hooks.ts";
 import type { VMRecord } from "../core/model.ts";
 import type { Exec, GuestSSH } from "../host/types.ts";
@@ -65,6 +66,7 @@ export class WorkspaceEngine {
     await this.d.hooks.run("workspace:prepare", { vm: p.vm, sourcePath: files.root, guestPath, readOnly });
 
     const guest = await this.d.dial(p.vm);
+    await faultPoint("workspace:before-extract");
     const err: Uint8Array[] = [];
     const failed: { error?: unknown } = {};
     const code = await guest.exec(ExtractCommand(guestPath), {
@@ -74,6 +76,7 @@ export class WorkspaceEngine {
     if (failed.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${(failed.error as Error).message ?? failed.error}`, { cause: failed.error });
     if (code !== 0) throw new BangerError("E_STATE", `vm ${p.vm.name}: extracting into ${guestPath} failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
 
+    await faultPoint("workspace:after-extract");
     const fin = await guest.runScript(FinalizeScript(guestPath, readOnly));
     if (fin.exitCode !== 0) {
       const why = fin.exitCode === NO_GIT_EXIT ? "git is not installed in the guest" : fin.stderr.trim() || `exit ${fin.exitCode}`;

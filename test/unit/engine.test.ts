@@ -463,6 +463,28 @@ describe("reconcile (the seed's reconcile test)", () => {
     expect(w.host.procs.kills).toEqual([]);
   });
 
+  test("a create or delete the daemon died in (state creating / deleting) is finished: process killed, cleanup run, dir and row gone", async () => {
+    const w = world();
+    const half = await runningRow(w, "c1", "half", "creating");
+    const gone = await runningRow(w, "d1", "gone", "deleting");
+    await writeHandlesFile(w.host.fs, gone.runtime.vmDir, scratch);
+    w.host.procs.add(4242, 42, ["fake-vmm", "--api-sock", half.runtime.apiSockPath]);
+    const cleanups: string[] = [];
+    w.hooks.hook("x", "vm:cleanup", ({ vm, handles }) => void cleanups.push(`${vm.name}:${handles.tapDevice}`));
+    const deletes: string[] = [];
+    w.hooks.hook("x", "vm:delete", ({ vm }) => void deletes.push(vm.name));
+    const out = await w.engine.reconcile();
+    expect(out.map((o) => `${o.vm}:${o.action}`).sort()).toEqual(["gone:finished deleting", "half:removed half-created"]);
+    expect(cleanups.sort()).toEqual(["gone:tap-ghost", "half:"]);
+    expect(deletes.sort()).toEqual(["gone", "half"]);
+    expect(w.driver.kills.length).toBe(1);
+    expect(w.ts.store.listVMs()).toEqual([]);
+    expect([...w.host.fs.files.keys()].filter((f) => f.startsWith(PATHS.vmsDir))).toEqual([]);
+    // the names are free again
+    await w.engine.create({ name: "half" });
+    expect(w.ts.store.getVM("half")!.runtime.state).toBe("created");
+  });
+
   test("a live VM whose scratch file is missing is kept with the rediscovered pid", async () => {
     const w = world();
     const vm = await runningRow(w, "l2", "nofile");
