@@ -125,7 +125,7 @@ export class Engine {
   }
 
   /** Everything about a create request that can be refused before any work (and before a stream starts). */
-  checkCreate(params: CreateVMParams): { name: string; image: string; driverName: string } {
+  checkCreate(params: CreateVMParams): { name: string; image: string; driverName: string; sizes: Pick<VMRecord["spec"], "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB"> } {
     const name = validateVMName(params.name);
     if (this.d.store.getVMByName(name)) throw new BangerError("E_NAME_TAKEN", `vm name already taken: ${name}`);
     const image = params.image ?? "default";
@@ -134,18 +134,19 @@ export class Engine {
     }
     const driverName = params.driver ?? this.d.defaultDriver;
     if (!this.d.drivers.has(driverName)) {
-      throw new BangerError("E_BAD_REQUEST", `unknown driver "${driverName}" (loaded: ${[...this.d.drivers.keys()].join(", ") || "none"})`);
+      throw new BangerError("E_BAD_REQUEST", `unknown driver ${JSON.stringify(driverName).slice(0, 80)} (loaded: ${[...this.d.drivers.keys()].join(", ") || "none"})`);
     }
-    return { name, image, driverName };
+    const sizes = {
+      cpus: _atLeast(params.cpus, 1, "cpus"),
+      memoryMiB: _atLeast(params.memoryMiB, 256, "memory (MiB)", 64),
+      diskMiB: _atLeast(params.diskMiB, 0, "disk (MiB)", 0),
+      workDiskMiB: _atLeast(params.workDiskMiB, 0, "work disk (MiB)", 0),
+    };
+    return { name, image, driverName, sizes };
   }
 
   async create(params: CreateVMParams, progress: ProgressSink = noProgress): Promise<VMRecord> {
-    const { name, image, driverName } = this.checkCreate(params);
-    const positive = (v: number | undefined, dflt: number, what: string, min = 1) => {
-      const n = v ?? dflt;
-      if (!Number.isInteger(n) || n < min) throw new BangerError("E_BAD_REQUEST", `${what} must be an integer >= ${min}, got ${v}`);
-      return n;
-    };
+    const { name, image, driverName, sizes } = this.checkCreate(params);
     const id = this.d.newId();
     const vmDir = join(this.d.paths.vmsDir, id);
     const p = vmPaths(vmDir);
@@ -153,14 +154,7 @@ export class Engine {
     const vm: VMRecord = {
       id,
       name,
-      spec: {
-        image,
-        cpus: positive(params.cpus, 1, "cpus"),
-        memoryMiB: positive(params.memoryMiB, 256, "memory (MiB)", 64),
-        diskMiB: positive(params.diskMiB, 0, "disk (MiB)", 0),
-        workDiskMiB: positive(params.workDiskMiB, 0, "work disk (MiB)", 0),
-        driver: driverName,
-      },
+      spec: { image, ...sizes, driver: driverName },
       runtime: {
         state: "creating",
         guestIP: "",
@@ -412,6 +406,13 @@ export class Engine {
     this.save(vm);
     return { vm: vm.name, action: "demoted", source: found.source, cleanupErrors: failures.map((e) => e.message) };
   }
+}
+
+function _atLeast(v: number | undefined, dflt: number, what: string, min = 1): number {
+  const n = v ?? dflt;
+  // a million MiB / cpus is already absurd here; the cap keeps huge values out of qemu argv and SQLite
+  if (!Number.isInteger(n) || n < min || n > 1 << 20) throw new BangerError("E_BAD_REQUEST", `${what} must be an integer from ${min} to ${1 << 20}, got ${v}`);
+  return n;
 }
 
 function withUndoFailures(e: unknown, failures: Error[]): unknown {

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { BangerError, errorMessage } from "../core/errors.ts";
 import { faultPoint } from "../core/faults.ts";
+import { shellJoin } from "./quote.ts";
 import type { GuestSession, SessionStdinMode, VMRecord } from "../core/model.ts";
 import type { Clock, GuestSSH } from "../host/types.ts";
 import {
@@ -176,13 +177,15 @@ export class SessionEngine {
     if (stdinMode !== "pipe" && stdinMode !== "closed") {
       throw new BangerError("E_BAD_REQUEST", `stdin mode must be "pipe" or "closed", not "${String(stdinMode)}"`);
     }
+    // quote everything now: a value no shell can carry (NUL) is refused before a row exists
+    shellJoin([command, ...(params.args ?? []), params.cwd ?? "", ...(params.requiredCommands ?? [])]);
     if (!(await this._d.vmAlive(vm))) {
       throw new BangerError("E_STATE", `vm ${vm.name} is not running: start it first`);
     }
     const id = this._d.newId();
     const name = params.name ?? `session-${id.replace(/[^A-Za-z0-9]/g, "").slice(0, 8)}`;
     if (!SESSION_NAME_RE.test(name)) {
-      throw new BangerError("E_BAD_NAME", `bad session name "${name}": use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)`);
+      throw new BangerError("E_BAD_NAME", `bad session name ${JSON.stringify(name).slice(0, 80)}: use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)`);
     }
     if (this._d.repo.find(vm.id, name)) throw new BangerError("E_NAME_TAKEN", `vm ${vm.name} already has a session named ${name}`);
 
