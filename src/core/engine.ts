@@ -174,25 +174,28 @@ export class Engine {
       createdAt: now,
       updatedAt: now,
     };
-    const undo = new UndoStack();
-    try {
-      // The row goes in first so the name is claimed atomically (UNIQUE) before any work.
-      this.d.store.upsertVM(vm);
-      undo.defer("vm row", () => this.d.store.deleteVM(id));
-      await faultPoint("create:after-row");
-      await this.d.host.fs.mkdirp(vmDir, 0o700);
-      undo.defer("vm dir", () => this.d.host.fs.rmrf(vmDir));
-      await this.d.hooks.run("vm:create", { vm, progress }, undo);
-      await faultPoint("create:after-disk");
-      vm.runtime.state = "created";
-      this.save(vm);
-      await faultPoint("create:before-commit");
-      undo.commit();
-      return vm;
-    } catch (e) {
-      const failures = await undo.unwind();
-      throw withUndoFailures(e, failures);
-    }
+    // Under the VM's lock from the first row on: a start or delete arriving meanwhile waits for the create to finish or unwind.
+    return this.cache.withLock(id, async () => {
+      const undo = new UndoStack();
+      try {
+        // The row goes in first so the name is claimed atomically (UNIQUE) before any work.
+        this.d.store.upsertVM(vm);
+        undo.defer("vm row", () => this.d.store.deleteVM(id));
+        await faultPoint("create:after-row");
+        await this.d.host.fs.mkdirp(vmDir, 0o700);
+        undo.defer("vm dir", () => this.d.host.fs.rmrf(vmDir));
+        await this.d.hooks.run("vm:create", { vm, progress }, undo);
+        await faultPoint("create:after-disk");
+        vm.runtime.state = "created";
+        this.save(vm);
+        await faultPoint("create:before-commit");
+        undo.commit();
+        return vm;
+      } catch (e) {
+        const failures = await undo.unwind();
+        throw withUndoFailures(e, failures);
+      }
+    });
   }
 
   async start(idOrName: string, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
