@@ -293,6 +293,23 @@ describe("start", () => {
     expect(row.runtime.lastError).toBe("qemu: could not load kernel");
   });
 
+  test("handles.json cannot be written (disk full): the launched VM is killed, cleanup runs, state error with the reason; a retry works", async () => {
+    const w = world();
+    const vm = await w.engine.create({ name: "full" });
+    w.host.fs.failWrites = /handles\.json$/;
+    const err = await caught(w.engine.start("full"));
+    expect(err.message).toContain("EIO: write");
+    expect(w.driver.kills.length).toBe(1);
+    const row = w.ts.store.getVM("full")!;
+    expect(row.runtime.state).toBe("error");
+    expect(row.runtime.lastError).toContain("EIO");
+    expect(w.engine.cache.get(vm.id)).toBeNull();
+    expect(await w.engine.alive(row)).toBe(false);
+    w.host.fs.failWrites = undefined;
+    await w.engine.start("full");
+    expect(w.ts.store.getVM("full")!.runtime.state).toBe("running");
+  });
+
   test("a VM in error can be started again; lastError is cleared", async () => {
     const w = world();
     w.driver.failLaunch = new Error("boom");
