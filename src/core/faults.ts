@@ -19,6 +19,7 @@ export const FAULT_POINTS = [
   "session:after-row",
   "session:after-launch",
   "send:before-exec",
+  "send:mid-upload",
   "send:after-exec",
   "workspace:before-extract",
   "workspace:after-extract",
@@ -31,6 +32,20 @@ export const FAULT_POINTS = [
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 
 let _hits = 0;
+
+/**
+ * A payload as stdin for a guest command; when BANGER_FAULT names this step,
+ * the daemon dies after sending the first half (a crash mid-upload).
+ */
+export function faultMidStream(point: FaultPoint, payload: Uint8Array): Uint8Array | AsyncIterable<Uint8Array> {
+  if (process.env.BANGER_FAULT !== point) return payload;
+  return (async function* () {
+    yield payload.subarray(0, Math.floor(payload.length / 2));
+    await Bun.sleep(200); // let the half reach the guest before we die
+    await faultPoint(point);
+    yield payload.subarray(Math.floor(payload.length / 2));
+  })();
+}
 
 /** Die here (SIGKILL, no cleanup of any kind) when BANGER_FAULT names this step. */
 export async function faultPoint(point: FaultPoint): Promise<void> {

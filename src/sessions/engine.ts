@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { BangerError, errorMessage } from "../core/errors.ts";
-import { faultPoint } from "../core/faults.ts";
+import { faultMidStream, faultPoint } from "../core/faults.ts";
 import { shellJoin } from "./quote.ts";
 import type { GuestSession, SessionStdinMode, VMRecord } from "../core/model.ts";
 import type { Clock, GuestSSH } from "../host/types.ts";
@@ -307,7 +307,7 @@ export class SessionEngine {
     const errChunks: Uint8Array[] = [];
     const script = fastSendable(payload) ? FastSendScript(upload, pipe, timeout, payload.length) : SendScript(upload, pipe, timeout, payload.length);
     await faultPoint("send:before-exec");
-    const exitCode = await conn.exec(script, { stdin: payload, onStderr: (c) => errChunks.push(c.slice()) });
+    const exitCode = await conn.exec(script, { stdin: faultMidStream("send:mid-upload", payload), onStderr: (c) => errChunks.push(c.slice()) });
     await faultPoint("send:after-exec");
     const r = { exitCode, stderr: Buffer.concat(errChunks).toString("utf8") };
     if (r.exitCode !== 0) {
