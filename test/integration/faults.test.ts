@@ -14,6 +14,7 @@ import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { git } from "../helpers/git.ts";
 
 const ITER = Math.max(1, Number(process.env.BANGER_FAULT_ITER ?? 2));
+const TIMEOUT = Math.max(120_000, ITER * 12_000); // per test: rounds are ~1-4 s each under load
 const g = fakeGuestVM("banger-fault-");
 const { scratch, guestRoot } = g;
 // VM lifecycle steps run in a second home with only the fake VMM: its VMs need no guest SSH
@@ -274,7 +275,7 @@ describe("SIGKILL of the daemon at every step", () => {
         await checkConsistent(point, w);
       }
     },
-    120_000,
+    TIMEOUT,
   );
 });
 
@@ -306,7 +307,7 @@ describe("the VM process killed at a random moment", () => {
       vok(["vm", "stop", "r"]);
     }
     vok(["vm", "delete", "r"]);
-  }, 120_000);
+  }, TIMEOUT);
 });
 
 describe("the CLI killed mid-stream", () => {
@@ -338,5 +339,5 @@ describe("the CLI killed mid-stream", () => {
       expect(await waitFor(() => sessionOut("s").includes(`got:after-cut-${i}\n`), 5000, 100)).toBe(true);
     }
     await checkConsistent("cli-kill", gw);
-  }, 120_000);
+  }, TIMEOUT);
 });
