@@ -32,7 +32,7 @@ const gw: World = { home: g.h.home, run: (a, i, e = {}) => g.h.run(a, { ...g.env
 const vw: World = { home: v.home, run: (a, i, e = {}) => v.run(a, { ...vEnv, ...e }, i), daemonPid: v.daemonPid, sessions: false };
 const repo = join(scratch, "repo");
 const AGENT = ["bash", "-c", 'while IFS= read -r l; do printf "got:%s\\n" "$l"; done'];
-const stats = { rounds: 0, leaks: [] as string[] };
+const stats = { crashes: 0, vmKills: 0, cliKills: 0, leaks: [] as string[] };
 const extraPids = new Set<number>();
 
 interface VMView {
@@ -252,7 +252,9 @@ afterAll(async () => {
   for (const n of ["f", "r"]) if (vmNamed(n)) vw.run(["vm", "delete", n, "--force"]);
   await v.cleanup(vmProcesses(vw));
   await g.cleanup();
-  console.log(`fault injection: ${FAULT_POINTS.length} points x ${ITER} rounds = ${stats.rounds} crashes, ${stats.leaks.length} leaks${stats.leaks.length ? `: ${stats.leaks.join("; ")}` : ""}`);
+  console.log(
+    `fault injection (${ITER} rounds per point): ${stats.crashes} daemon crashes at ${FAULT_POINTS.length} points, ${stats.vmKills} VM kills, ${stats.cliKills} CLI kills; ${stats.leaks.length} leaks${stats.leaks.length ? `: ${stats.leaks.join("; ")}` : ""}`,
+  );
 });
 
 describe("SIGKILL of the daemon at every step", () => {
@@ -269,7 +271,7 @@ describe("SIGKILL of the daemon at every step", () => {
         expect(r.code).not.toBe(0); // the daemon died under the CLI
         const log = readFileSync(join(w.home, "daemon.log"), "utf8");
         expect(log).toContain(`SIGKILL at ${point}`);
-        stats.rounds++;
+        stats.crashes++;
         await checkConsistent(point, w); // this call auto-starts an unarmed daemon: reconcile has run
         await scenario.retry();
         await checkConsistent(point, w);
@@ -300,7 +302,7 @@ describe("the VM process killed at a random moment", () => {
         const x = vmNamed("r")!;
         return x.alive === (x.runtime.state === "running");
       }, 5000, 100);
-      stats.rounds++;
+      stats.vmKills++;
       await checkConsistent(`vm-kill@${delay}ms`, vw);
       vok(["vm", "start", "r"]);
       expect(vmNamed("r")).toMatchObject({ alive: true, runtime: { state: "running" } });
@@ -332,7 +334,7 @@ describe("the CLI killed mid-stream", () => {
       follow.kill("SIGKILL");
       attach.kill("SIGKILL");
       await Promise.all([follow.exited, attach.exited]);
-      stats.rounds++;
+      stats.cliKills++;
       expect(ok(["vm", "list", "--json"]).json<VMView[]>().length).toBeGreaterThan(0);
       expect(await waitFor(() => tails().length === 0, 10_000, 100)).toBe(true);
       ok(["session", "send", "box", "s"], `after-cut-${i}\n`);
