@@ -227,6 +227,10 @@ export class Engine {
       };
       try {
         await this.d.hooks.run("vm:start:before", { vm, boot, handles, progress }, undo);
+        // Record what the before-hooks made (tap, loops, dm) before the process exists: a daemon
+        // dying during or right after launch must still let the next one tear them down.
+        await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
+        undo.defer("handles", () => removeHandlesFile(this.d.host.fs, vm.runtime.vmDir));
         progress(`launching ${driver.name}`);
         const launched = await driver.launch(vm, boot);
         handles.pid = launched.pid;

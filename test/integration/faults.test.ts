@@ -101,6 +101,15 @@ async function checkConsistent(point: string, w: World): Promise<void> {
       leak(`orphan vm process ${pid}`);
     }
   }
+  // every tap (and loop) the fake VMM "made" at start is torn down unless its VM runs now
+  const events = join(w.home, "fake-events.log");
+  const lastEvent = new Map<string, string>();
+  for (const line of existsSync(events) ? readFileSync(events, "utf8").trim().split("\n").filter(Boolean) : []) {
+    const e = JSON.parse(line) as { ev: string; tap: string };
+    if (e.tap) lastEvent.set(e.tap, e.ev);
+  }
+  const runningTaps = new Set(list.filter((x) => x.alive).map((x) => `tap-${x.runtime.vmDir.split("/").pop()!.slice(0, 8)}`));
+  for (const [tap, ev] of lastEvent) if (ev === "alloc" && !runningTaps.has(tap)) leak(`tap ${tap} made at start and never torn down`);
   const known = new Set(list.map((x) => x.runtime.vmDir));
   const vmsDir = join(w.home, "vms");
   for (const d of existsSync(vmsDir) ? readdirSync(vmsDir) : []) if (!known.has(join(vmsDir, d))) leak(`vm dir without a row: ${d}`);

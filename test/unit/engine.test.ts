@@ -293,13 +293,14 @@ describe("start", () => {
     expect(row.runtime.lastError).toBe("qemu: could not load kernel");
   });
 
-  test("handles.json cannot be written (disk full): the launched VM is killed, cleanup runs, state error with the reason; a retry works", async () => {
+  test("handles.json cannot be written (disk full): nothing is launched, cleanup runs, state error with the reason; a retry works", async () => {
     const w = world();
     const vm = await w.engine.create({ name: "full" });
     w.host.fs.failWrites = /handles\.json$/;
     const err = await caught(w.engine.start("full"));
     expect(err.message).toContain("EIO: write");
-    expect(w.driver.kills.length).toBe(1);
+    // the handles are written before launch, so a VM is never running without its scratch file
+    expect(w.host.procs.table.size).toBe(0);
     const row = w.ts.store.getVM("full")!;
     expect(row.runtime.state).toBe("error");
     expect(row.runtime.lastError).toContain("EIO");
@@ -308,6 +309,7 @@ describe("start", () => {
     w.host.fs.failWrites = undefined;
     await w.engine.start("full");
     expect(w.ts.store.getVM("full")!.runtime.state).toBe("running");
+    expect(w.host.procs.table.size).toBe(1);
   });
 
   test("a VM in error can be started again; lastError is cleared", async () => {
