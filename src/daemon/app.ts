@@ -5,7 +5,7 @@ import type { LoadedPlugin } from "../core/loader.ts";
 import type { VMRecord } from "../core/model.ts";
 import type { DaemonPaths } from "../core/paths.ts";
 import { shellJoin } from "../sessions/quote.ts";
-import { errorResponse, json, ndjson, parseBody, type Emitter, type StreamEvent } from "./http.ts";
+import { errorResponse, json, MAX_EXEC_BODY_BYTES, ndjson, parseBody, type Emitter, type StreamEvent } from "./http.ts";
 import { sshTargetFor, type SSHPool } from "./ssh-pool.ts";
 import type { ImageService } from "./images.ts";
 import type { FS } from "../host/types.ts";
@@ -104,7 +104,7 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
         return json(await vmView(engine, await engine.stop(vm.id, body)));
       }
       if (id && m === "POST" && action === "exec") {
-        const body = await parseBody<{ argv: string[]; stdin?: string }>(req, { argv: { type: "string[]", required: true }, stdin: { type: "string" } });
+        const body = await parseBody<{ argv: string[]; stdin?: string }>(req, { argv: { type: "string[]", required: true }, stdin: { type: "string" } }, MAX_EXEC_BODY_BYTES);
         if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
         const command = shellJoin(body.argv); // quoting refuses what no shell can carry (NUL) before the stream's 200
         const vm = await engine.running(id);

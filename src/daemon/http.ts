@@ -12,6 +12,8 @@ export function errorResponse(e: unknown): Response {
 
 /** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
 export const MAX_JSON_BODY_BYTES = 1 << 20;
+/** exec carries its stdin in the body (base64): the one route with a bigger allowance. */
+export const MAX_EXEC_BODY_BYTES = 64 << 20;
 
 /** A value as it may appear in an error message: never a wall of attacker-sized text. */
 export function briefValue(v: unknown, max = 60): string {
@@ -38,11 +40,11 @@ function typeOk(v: unknown, t: FieldType): boolean {
 }
 
 /** Parse and check a JSON body: malformed JSON, unknown fields and wrong types are 400s a person can act on. */
-export async function parseBody<T>(req: Request, schema: Schema): Promise<T> {
+export async function parseBody<T>(req: Request, schema: Schema, maxBytes = MAX_JSON_BODY_BYTES): Promise<T> {
   const declared = Number(req.headers.get("content-length") ?? 0);
-  if (declared > MAX_JSON_BODY_BYTES) throw new BangerError("E_TOO_LARGE", `request body of ${declared} bytes is over the ${MAX_JSON_BODY_BYTES}-byte limit`);
+  if (declared > maxBytes) throw new BangerError("E_TOO_LARGE", `request body of ${declared} bytes is over the ${maxBytes}-byte limit`);
   const text = await req.text();
-  if (text.length > MAX_JSON_BODY_BYTES) throw new BangerError("E_TOO_LARGE", `request body of ${text.length} bytes is over the ${MAX_JSON_BODY_BYTES}-byte limit`);
+  if (text.length > maxBytes) throw new BangerError("E_TOO_LARGE", `request body of ${text.length} bytes is over the ${maxBytes}-byte limit`);
   let body: unknown = {};
   if (text.trim().length > 0) {
     try {

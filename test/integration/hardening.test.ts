@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { connect } from "node:net";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { alive, waitFor } from "../helpers/cli.ts";
+import { alive, BANGER, waitFor } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { git } from "../helpers/git.ts";
 
@@ -126,6 +126,14 @@ describe("bytes arrive exactly: exec and session args/payloads through a real ss
     expect(r.stdout).toBe(HOSTILE_ARGS.map((a) => `<${a}>\n`).join(""));
     results.bytes++;
   });
+  test("vm exec --stdin: 2 MiB of binary stdin (over the 1 MiB JSON cap of other routes) arrives exactly", () => {
+    const data = Buffer.from(crypto.getRandomValues(new Uint8Array(2 << 20)));
+    const p = Bun.spawnSync([BANGER, "vm", "exec", "box", "--stdin", "--", "sha256sum"], { env: { ...h.env, ...g.env }, stdin: data });
+    expect(p.exitCode).toBe(0);
+    expect(p.stdout.toString().split(" ")[0]).toBe(createHash("sha256").update(data).digest("hex"));
+    results.bytes++;
+  });
+
   test("session start with hostile args and cwd; stdout has exactly the args", async () => {
     const cwd = join(guestRoot, "it's $(x) `y`");
     mkdirSync(cwd, { recursive: true });
