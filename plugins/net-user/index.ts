@@ -28,16 +28,26 @@ export function portFreeOnLoopback(port: number, host = LOOPBACK): Promise<boole
  * Pick a loopback port no other VM in `vms` owns and that binds right now.
  * Starts at a random offset so concurrent daemons/VMs rarely race for the same one.
  */
-export async function allocateSshPort(vms: VMRecord[], selfId: string, o: NetUserOptions = {}): Promise<number> {
+export async function allocateSshPort(vms: VMRecord[], selfId: string, o: NetUserOptions = {}, reserved: Map<string, number> = new Map()): Promise<number> {
   const { min, max } = o.range ?? { min: 20022, max: 32767 };
   const portFree = o.portFree ?? portFreeOnLoopback;
+  // A port is chosen before the VM row holding it is saved, and the bind test awaits:
+  // concurrent creates see each other's picks through `reserved` (vm id → port) until
+  // the row has it (or the VM is gone).
+  for (const [id, port] of reserved) {
+    const row = vms.find((v) => v.id === id);
+    if (id === selfId || !row || row.runtime.sshPort === port) reserved.delete(id);
+  }
   const taken = new Set(vms.filter((v) => v.id !== selfId && v.runtime.sshPort > 0).map((v) => v.runtime.sshPort));
+  const claimed = (port: number) => [...reserved].some(([id, p]) => id !== selfId && p === port);
   const size = max - min + 1;
   const start = Math.floor((o.random ?? Math.random)() * size);
   for (let i = 0; i < size; i++) {
     const port = min + ((start + i) % size);
-    if (taken.has(port)) continue;
+    if (taken.has(port) || claimed(port)) continue;
+    reserved.set(selfId, port); // before the await: nobody else can pick it meanwhile
     if (await portFree(port)) return port;
+    reserved.delete(selfId);
   }
   throw new BangerError("E_CONFLICT", `no free loopback port in ${min}-${max} for SSH forwarding`);
 }
@@ -61,10 +71,11 @@ export function createNetUserPlugin(o: NetUserOptions = {}): BangerPlugin {
     name: "net-user",
     description: "QEMU user networking: guest SSH forwarded to a loopback port (no privileges needed)",
     setup(ctx) {
+      const reserved = new Map<string, number>();
       ctx.hook("vm:create", async ({ vm }) => {
         if (vm.spec.driver !== "qemu" || isTapVM(vm)) return;
         vm.runtime.sshHost = LOOPBACK;
-        vm.runtime.sshPort = await allocateSshPort(ctx.store.listVMs(), vm.id, o);
+        vm.runtime.sshPort = await allocateSshPort(ctx.store.listVMs(), vm.id, o, reserved);
         vm.runtime.guestIP = SLIRP_GUEST_IP;
       });
       ctx.hook("vm:start:before", async ({ vm, boot }) => {
@@ -73,7 +84,7 @@ export function createNetUserPlugin(o: NetUserOptions = {}): BangerPlugin {
         // a stopped VM's port may have been taken by something else meanwhile
         if (vm.runtime.sshPort <= 0 || !(await portFree(vm.runtime.sshPort))) {
           const old = vm.runtime.sshPort;
-          vm.runtime.sshPort = await allocateSshPort(ctx.store.listVMs(), vm.id, o);
+          vm.runtime.sshPort = await allocateSshPort(ctx.store.listVMs(), vm.id, o, reserved);
           if (old > 0) ctx.log.info(`${vm.name}: ssh port ${old} is taken; forwarding ${vm.runtime.sshPort} instead`);
         }
         vm.runtime.sshHost = LOOPBACK;

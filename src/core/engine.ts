@@ -9,6 +9,7 @@ import type { Store } from "../store/store.ts";
 import { chooseVmm } from "../vmm/choose.ts";
 import type { BootConfig, VMMDriver } from "../vmm/driver.ts";
 import { BangerError, errorMessage } from "./errors.ts";
+import { faultPoint } from "./faults.ts";
 import { HookEngine, UndoStack, type ProgressSink } from "./hooks.ts";
 import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord } from "./model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";
@@ -44,7 +45,7 @@ export interface EngineDeps {
 
 export interface ReconcileOutcome {
   vm: string;
-  action: "kept" | "demoted";
+  action: "kept" | "demoted" | "removed half-created" | "finished deleting";
   source: "process" | "scratch" | "none";
   cleanupErrors: string[];
 }
@@ -135,7 +136,7 @@ export class Engine {
   }
 
   /** Everything about a create request that can be refused before any work (and before a stream starts). */
-  checkCreate(params: CreateVMParams): { name: string; image: string; driverName: string; net: string } {
+  checkCreate(params: CreateVMParams): { name: string; image: string; driverName: string; net: string; sizes: Pick<VMRecord["spec"], "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB"> } {
     const name = validateVMName(params.name);
     if (this.d.store.getVMByName(name)) throw new BangerError("E_NAME_TAKEN", `vm name already taken: ${name}`);
     const image = params.image ?? "default";
@@ -144,17 +145,23 @@ export class Engine {
     }
     const driverName = params.driver ?? this.d.defaultDriver;
     if (!this.d.drivers.has(driverName)) {
-      throw new BangerError("E_BAD_REQUEST", `unknown driver "${driverName}" (loaded: ${[...this.d.drivers.keys()].join(", ") || "none"})`);
+      throw new BangerError("E_BAD_REQUEST", `unknown driver ${JSON.stringify(driverName).slice(0, 80)} (loaded: ${[...this.d.drivers.keys()].join(", ") || "none"})`);
     }
     if (params.net !== undefined && !NET_MODES.includes(params.net)) {
-      throw new BangerError("E_BAD_REQUEST", `unknown network mode "${params.net}" (known: ${NET_MODES.join(", ")})`);
+      throw new BangerError("E_BAD_REQUEST", `unknown network mode ${JSON.stringify(params.net).slice(0, 80)} (known: ${NET_MODES.join(", ")})`);
     }
     const nets = this.d.drivers.get(driverName)?.nets ?? NET_MODES;
     const net = params.net ?? nets[0]!;
     if (!nets.includes(net)) {
       throw new BangerError("E_BAD_REQUEST", `${driverName} cannot use --net ${net} (it supports: ${nets.join(", ")})`);
     }
-    return { name, image, driverName, net };
+    const sizes = {
+      cpus: _atLeast(params.cpus, 1, "cpus"),
+      memoryMiB: _atLeast(params.memoryMiB, 256, "memory (MiB)", 64),
+      diskMiB: _atLeast(params.diskMiB, 0, "disk (MiB)", 0),
+      workDiskMiB: _atLeast(params.workDiskMiB, 0, "work disk (MiB)", 0),
+    };
+    return { name, image, driverName, net, sizes };
   }
 
   /** The VMM for a new VM: the one asked for if it can run here, else the configured default, else the best usable one. */
@@ -164,12 +171,7 @@ export class Engine {
 
   async create(params: CreateVMParams, progress: ProgressSink = noProgress): Promise<VMRecord> {
     params = { ...params, driver: await this.resolveDriver(params.driver) };
-    const { name, image, driverName, net } = this.checkCreate(params);
-    const positive = (v: number | undefined, dflt: number, what: string, min = 1) => {
-      const n = v ?? dflt;
-      if (!Number.isInteger(n) || n < min) throw new BangerError("E_BAD_REQUEST", `${what} must be an integer >= ${min}, got ${v}`);
-      return n;
-    };
+    const { name, image, driverName, net, sizes } = this.checkCreate(params);
     const id = this.d.newId();
     const vmDir = join(this.d.paths.vmsDir, id);
     const p = vmPaths(vmDir);
@@ -177,17 +179,9 @@ export class Engine {
     const vm: VMRecord = {
       id,
       name,
-      spec: {
-        image,
-        cpus: positive(params.cpus, 1, "cpus"),
-        memoryMiB: positive(params.memoryMiB, 256, "memory (MiB)", 64),
-        diskMiB: positive(params.diskMiB, 0, "disk (MiB)", 0),
-        workDiskMiB: positive(params.workDiskMiB, 0, "work disk (MiB)", 0),
-        driver: driverName,
-        net,
-      },
+      spec: { image, ...sizes, driver: driverName, net },
       runtime: {
-        state: "created",
+        state: "creating",
         guestIP: "",
         apiSockPath: p.apiSock,
         vsockPath: "",
@@ -205,21 +199,28 @@ export class Engine {
       createdAt: now,
       updatedAt: now,
     };
-    const undo = new UndoStack();
-    try {
-      // The row goes in first so the name is claimed atomically (UNIQUE) before any work.
-      this.d.store.upsertVM(vm);
-      undo.defer("vm row", () => this.d.store.deleteVM(id));
-      await this.d.host.fs.mkdirp(vmDir, 0o700);
-      undo.defer("vm dir", () => this.d.host.fs.rmrf(vmDir));
-      await this.d.hooks.run("vm:create", { vm, progress }, undo);
-      this.save(vm);
-      undo.commit();
-      return vm;
-    } catch (e) {
-      const failures = await undo.unwind();
-      throw withUndoFailures(e, failures);
-    }
+    // Under the VM's lock from the first row on: a start or delete arriving meanwhile waits for the create to finish or unwind.
+    return this.cache.withLock(id, async () => {
+      const undo = new UndoStack();
+      try {
+        // The row goes in first so the name is claimed atomically (UNIQUE) before any work.
+        this.d.store.upsertVM(vm);
+        undo.defer("vm row", () => this.d.store.deleteVM(id));
+        await faultPoint("create:after-row");
+        await this.d.host.fs.mkdirp(vmDir, 0o700);
+        undo.defer("vm dir", () => this.d.host.fs.rmrf(vmDir));
+        await this.d.hooks.run("vm:create", { vm, progress }, undo);
+        await faultPoint("create:after-disk");
+        vm.runtime.state = "created";
+        this.save(vm);
+        await faultPoint("create:before-commit");
+        undo.commit();
+        return vm;
+      } catch (e) {
+        const failures = await undo.unwind();
+        throw withUndoFailures(e, failures);
+      }
+    });
   }
 
   async start(idOrName: string, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
@@ -239,6 +240,7 @@ export class Engine {
       vm.runtime.state = "starting";
       vm.runtime.lastError = "";
       this.save(vm);
+      await faultPoint("start:after-starting");
       const undo = new UndoStack();
       const handles = emptyHandles();
       const boot: BootConfig = {
@@ -250,21 +252,28 @@ export class Engine {
       };
       try {
         await this.d.hooks.run("vm:start:before", { vm, boot, handles, progress }, undo);
+        // Record what the before-hooks made (tap, loops, dm) before the process exists: a daemon
+        // dying during or right after launch must still let the next one tear them down.
+        await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
+        undo.defer("handles", () => removeHandlesFile(this.d.host.fs, vm.runtime.vmDir));
         progress(`launching ${driver.name}`);
         const launched = await driver.launch(vm, boot);
         handles.pid = launched.pid;
         handles.pidStartTime = launched.pidStartTime;
         undo.defer("vm process", () => driver.kill(vm, handles));
+        await faultPoint("start:after-launch");
         await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
         undo.defer("handles", async () => {
           this.cache.delete(vm.id);
           await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
         });
         this.cache.set(vm.id, handles);
+        await faultPoint("start:after-handles");
         await this.d.hooks.run("vm:start:after", { vm, handles, progress, signal }, undo);
         // Plugins may have added handles after launch; persist the final set.
         this.cache.set(vm.id, handles);
         await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
+        await faultPoint("start:before-running");
         vm.runtime.state = "running";
         this.save(vm);
         undo.commit();
@@ -293,6 +302,7 @@ export class Engine {
     if (vm.runtime.state !== "stopped" && vm.runtime.state !== "created") {
       vm.runtime.state = "stopping";
       this.save(vm);
+      await faultPoint("stop:after-stopping");
       failures.push(...(await this.d.hooks.runAll("vm:stop:before", { vm, handles })));
       try {
         if (opts.force) await driver.kill(vm, handles);
@@ -301,6 +311,7 @@ export class Engine {
         failures.push(e instanceof Error ? e : new Error(String(e)));
         await driver.kill(vm, handles).catch((k) => failures.push(k));
       }
+      await faultPoint("stop:after-kill");
     }
     failures.push(...(await this.d.hooks.runAll("vm:cleanup", { vm, handles })));
     this.cache.delete(vm.id);
@@ -324,12 +335,19 @@ export class Engine {
       const vm = await this.stopLocked(first.id, { force: opts.force, timeoutMs: opts.force ? 0 : undefined });
       vm.runtime.state = "deleting";
       this.save(vm);
-      const failures = await this.d.hooks.runAll("vm:delete", { vm });
-      await this.d.host.fs.rmrf(vm.runtime.vmDir);
-      this.d.store.deleteVM(vm.id);
-      for (const f of failures) this.d.log.warn(`delete ${vm.name}: ${f.message}`);
+      await faultPoint("delete:after-deleting");
+      await this.finishDelete(vm);
       return vm;
     });
+  }
+
+  /** The part of delete after the VM is stopped; also how reconcile finishes a delete a crash cut short. */
+  private async finishDelete(vm: VMRecord): Promise<void> {
+    const failures = await this.d.hooks.runAll("vm:delete", { vm });
+    await this.d.host.fs.rmrf(vm.runtime.vmDir);
+    await faultPoint("delete:after-rmrf");
+    this.d.store.deleteVM(vm.id);
+    for (const f of failures) this.d.log.warn(`delete ${vm.name}: ${f.message}`);
   }
 
   /**
@@ -338,7 +356,15 @@ export class Engine {
    * with the scratch handles, so no tap, loop or dm target leaks.
    */
   async reconcile(): Promise<ReconcileOutcome[]> {
-    const vms = this.d.store.listVMs().filter((vm) => ["running", "starting", "stopping", "error"].includes(vm.runtime.state));
+    const all = this.d.store.listVMs();
+    const out: ReconcileOutcome[] = [];
+    // a create or delete the last daemon died in the middle of: finish it (rare, so one at a time)
+    for (const vm of all) {
+      if (vm.runtime.state !== "creating" && vm.runtime.state !== "deleting") continue;
+      const r = await this.cache.withLock(vm.id, () => this.finishInterrupted(vm));
+      if (r) out.push(r);
+    }
+    const vms = all.filter((vm) => ["running", "starting", "stopping", "error"].includes(vm.runtime.state));
     const results: (ReconcileOutcome | null)[] = new Array(vms.length).fill(null);
     // VMs are independent (each under its own lock): overlap their socket pings and file reads,
     // a few at a time, so re-adopting hundreds after kill -9 takes well under a second; outcomes keep store order
@@ -350,7 +376,7 @@ export class Engine {
       }
     };
     await Promise.all(Array.from({ length: Math.min(RECONCILE_WIDTH, vms.length) }, worker));
-    return results.filter((r): r is ReconcileOutcome => r !== null);
+    return [...out, ...results.filter((r): r is ReconcileOutcome => r !== null)];
   }
 
   /**
@@ -365,6 +391,25 @@ export class Engine {
       if (!vm || vm.runtime.state !== "running" || (await this.alive(vm))) return null;
       return this.reconcileOne(vm, "vm process exited");
     });
+  }
+
+  /**
+   * A create or delete the daemon died in the middle of (its undo stack died
+   * with it): a half-made VM is removed, a half-deleted one deleted, after
+   * cleanup of whatever its scratch file or a live process still names.
+   */
+  private async finishInterrupted(vm: VMRecord): Promise<ReconcileOutcome | null> {
+    const driver = this.d.drivers.get(vm.spec.driver);
+    const failures: Error[] = [];
+    if (driver) {
+      const found = await rediscoverHandles(vm, driver, this.d.host.fs);
+      if (found.source === "process") await driver.kill(vm, found.handles).catch((e) => failures.push(e));
+      failures.push(...(await this.d.hooks.runAll("vm:cleanup", { vm, handles: found.handles })));
+    }
+    const action = vm.runtime.state === "creating" ? "removed half-created" : "finished deleting";
+    this.cache.delete(vm.id);
+    await this.finishDelete(vm);
+    return { vm: vm.name, action, source: "none", cleanupErrors: failures.map((e) => e.message) };
   }
 
   /** Keep or demote one VM; the caller holds its lock. */
@@ -404,6 +449,13 @@ export class Engine {
     this.save(vm);
     return { vm: vm.name, action: "demoted", source: found.source, cleanupErrors: failures.map((e) => e.message) };
   }
+}
+
+function _atLeast(v: number | undefined, dflt: number, what: string, min = 1): number {
+  const n = v ?? dflt;
+  // a million MiB / cpus is already absurd here; the cap keeps huge values out of qemu argv and SQLite
+  if (!Number.isInteger(n) || n < min || n > 1 << 20) throw new BangerError("E_BAD_REQUEST", `${what} must be an integer from ${min} to ${1 << 20}, got ${v}`);
+  return n;
 }
 
 function withUndoFailures(e: unknown, failures: Error[]): unknown {

@@ -7,6 +7,7 @@ export const ERROR_CODES = {
   E_VM_NOT_FOUND: { http: 404, exit: 1 },
   E_IMAGE_NOT_FOUND: { http: 404, exit: 1 },
   E_SESSION_NOT_FOUND: { http: 404, exit: 1 },
+  E_TOO_LARGE: { http: 413, exit: 2 },
   E_CONFLICT: { http: 409, exit: 1 },
   E_NAME_TAKEN: { http: 409, exit: 1 },
   E_STATE: { http: 409, exit: 1 },

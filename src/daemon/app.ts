@@ -5,7 +5,7 @@ import type { LoadedPlugin } from "../core/loader.ts";
 import type { VMRecord } from "../core/model.ts";
 import type { DaemonPaths } from "../core/paths.ts";
 import { shellJoin } from "../sessions/quote.ts";
-import { errorResponse, json, ndjson, parseBody, type Emitter, type StreamEvent } from "./http.ts";
+import { errorResponse, json, MAX_EXEC_BODY_BYTES, ndjson, parseBody, type Emitter, type StreamEvent } from "./http.ts";
 import { sshTargetFor, type SSHPool } from "./ssh-pool.ts";
 import type { ImageService } from "./images.ts";
 import type { FS } from "../host/types.ts";
@@ -106,10 +106,11 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
         return json(await vmView(engine, await engine.stop(vm.id, body)));
       }
       if (id && m === "POST" && action === "exec") {
-        const body = await parseBody<{ argv: string[]; stdin?: string }>(req, { argv: { type: "string[]", required: true }, stdin: { type: "string" } });
+        const body = await parseBody<{ argv: string[]; stdin?: string }>(req, { argv: { type: "string[]", required: true }, stdin: { type: "string" } }, MAX_EXEC_BODY_BYTES);
         if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
+        const command = shellJoin(body.argv); // quoting refuses what no shell can carry (NUL) before the stream's 200
         const vm = await engine.running(id);
-        return ndjson(req, (emit) => execIn(vm, body.argv, body.stdin, emit));
+        return ndjson(req, (emit) => execIn(vm, command, body.stdin, emit));
       }
       if (id && m === "GET" && action === "ssh-info") {
         const vm = await engine.running(id);
@@ -119,7 +120,8 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
       if (id && m === "GET" && action === "logs") {
         const vm = engine.getVM(id);
         const follow = url.searchParams.get("follow") === "1";
-        const offset = Number(url.searchParams.get("offset") ?? "0") || 0;
+        const offset = Number(url.searchParams.get("offset") || "0");
+        if (!Number.isSafeInteger(offset) || offset < 0) throw new BangerError("E_BAD_REQUEST", `offset must be a byte offset >= 0, not ${JSON.stringify(url.searchParams.get("offset")).slice(0, 40)}`);
         return streamFile(req, vm.runtime.logPath, offset, follow, () => engine.alive(vm));
       }
     }
@@ -133,9 +135,9 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
     throw new BangerError("E_NOT_FOUND", `no such route: ${m} ${url.pathname}`);
   }
 
-  async function execIn(vm: VMRecord, argv: string[], stdin: string | undefined, emit: Emitter): Promise<StreamEvent> {
+  async function execIn(vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter): Promise<StreamEvent> {
     const conn = await d.ssh.get(vm);
-    const code = await conn.exec(shellJoin(argv), {
+    const code = await conn.exec(command, {
       stdin: stdin !== undefined ? Buffer.from(stdin, "base64") : undefined,
       onStdout: emit.stdout,
       onStderr: emit.stderr,

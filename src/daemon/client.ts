@@ -3,6 +3,7 @@ import { BangerError, ERROR_CODES, type ErrorCode } from "../core/errors.ts";
 import { daemonPaths, type DaemonPaths } from "../core/paths.ts";
 import { createProcs } from "../host/procs.ts";
 import { FULL_VERSION } from "../version.ts";
+import { refuseForeign } from "./owner.ts";
 import type { StreamEvent } from "./http.ts";
 
 /** How often ensure() starts a daemon again when the one it started exited at once. */
@@ -108,6 +109,8 @@ export class DaemonClient {
 
   /** Make sure a daemon of *this* build answers: start one (detached) or replace one from another build. */
   async ensure(opts: { onStart?: (why: string) => void } = {}): Promise<Health> {
+    refuseForeign(this.paths.home, "state dir", { follow: true });
+    refuseForeign(this.paths.socket, "daemon socket");
     let h = await this.health();
     if (h && h.version === FULL_VERSION) return h;
     if (h) {

@@ -10,6 +10,17 @@ export function errorResponse(e: unknown): Response {
   return json({ error: { code: "E_INTERNAL", message: errorMessage(e) } }, 500);
 }
 
+/** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
+export const MAX_JSON_BODY_BYTES = 1 << 20;
+/** exec carries its stdin in the body (base64): the one route with a bigger allowance. */
+export const MAX_EXEC_BODY_BYTES = 64 << 20;
+
+/** A value as it may appear in an error message: never a wall of attacker-sized text. */
+export function briefValue(v: unknown, max = 60): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > max ? `${s.slice(0, max)}… (${s.length} chars)` : s;
+}
+
 type FieldType = "string" | "number" | "integer" | "boolean" | "string[]";
 export type Schema = Record<string, { type: FieldType; required?: boolean }>;
 
@@ -29,8 +40,11 @@ function typeOk(v: unknown, t: FieldType): boolean {
 }
 
 /** Parse and check a JSON body: malformed JSON, unknown fields and wrong types are 400s a person can act on. */
-export async function parseBody<T>(req: Request, schema: Schema): Promise<T> {
+export async function parseBody<T>(req: Request, schema: Schema, maxBytes = MAX_JSON_BODY_BYTES): Promise<T> {
+  const declared = Number(req.headers.get("content-length") ?? 0);
+  if (declared > maxBytes) throw new BangerError("E_TOO_LARGE", `request body of ${declared} bytes is over the ${maxBytes}-byte limit`);
   const text = await req.text();
+  if (text.length > maxBytes) throw new BangerError("E_TOO_LARGE", `request body of ${text.length} bytes is over the ${maxBytes}-byte limit`);
   let body: unknown = {};
   if (text.trim().length > 0) {
     try {
@@ -42,7 +56,8 @@ export async function parseBody<T>(req: Request, schema: Schema): Promise<T> {
   if (!body || typeof body !== "object" || Array.isArray(body)) throw new BangerError("E_BAD_REQUEST", "request body must be a JSON object");
   const obj = body as Record<string, unknown>;
   for (const key of Object.keys(obj)) {
-    if (!(key in schema)) throw new BangerError("E_BAD_REQUEST", `unknown field "${key}" (allowed: ${Object.keys(schema).join(", ") || "none"})`);
+    // hasOwn, not `in`: "__proto__", "constructor"… are in every object
+    if (!Object.hasOwn(schema, key)) throw new BangerError("E_BAD_REQUEST", `unknown field ${briefValue(key)} (allowed: ${Object.keys(schema).join(", ") || "none"})`);
   }
   for (const [key, rule] of Object.entries(schema)) {
     const v = obj[key];
@@ -51,7 +66,7 @@ export async function parseBody<T>(req: Request, schema: Schema): Promise<T> {
       delete obj[key];
       continue;
     }
-    if (!typeOk(v, rule.type)) throw new BangerError("E_BAD_REQUEST", `field "${key}" must be ${rule.type}, got ${JSON.stringify(v)}`);
+    if (!typeOk(v, rule.type)) throw new BangerError("E_BAD_REQUEST", `field "${key}" must be ${rule.type}, got ${briefValue(v)}`);
   }
   return obj as T;
 }

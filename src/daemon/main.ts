@@ -16,6 +16,7 @@ import { createApp } from "./app.ts";
 import { userPluginPaths } from "./config.ts";
 import { ImageService } from "./images.ts";
 import { tryLockFile } from "./lock.ts";
+import { refuseForeign } from "./owner.ts";
 import { createDaemonLogger } from "./log.ts";
 import { vmSSHPool } from "./ssh-pool.ts";
 import { createSessionRoutes } from "./sessions.ts";
@@ -44,11 +45,13 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const home = opts.home ?? resolveHome();
   const paths = daemonPaths(home);
   const log = createDaemonLogger();
+  refuseForeign(home, "state dir", { follow: true });
   mkdirSync(home, { recursive: true, mode: 0o700 });
   chmodSync(home, 0o700);
   const release = tryLockFile(paths.lock);
   if (!release) throw new BangerError("E_DAEMON", `another banger daemon already runs for ${home}`);
-  // We hold the lock, so no live daemon owns the socket: whatever is there is stale.
+  // We hold the lock, so no live daemon owns the socket: whatever is there is stale (if it is ours).
+  refuseForeign(paths.socket, "daemon socket");
   removeStaleSocket(paths.socket);
 
   const store = new Store(paths.db);

@@ -4,6 +4,23 @@ function clone(h: VMHandles): VMHandles {
   return { ...h, extra: { ...h.extra } };
 }
 
+/*
+ * Lock order (acquire top to bottom; never wait for a higher one while holding a lower one):
+ *
+ * 1. The daemon lock: flock on $BANGER_HOME/daemon.lock (src/daemon/lock.ts), taken once at
+ *    startup and held for the daemon's life. One daemon per home, so SQLite has one writer
+ *    process and its busy timeout only covers a CLI reading the file.
+ * 2. A VM's operation lock: HandleCache.withLock(vm.id) below, held by create (from the row
+ *    insert), start, stop, delete, restart (stop then start, one at a time), reconcile and
+ *    noticeExit. No operation holds two VM locks, so they cannot deadlock with each other;
+ *    noticeExit (called from reads) skips a locked VM instead of queueing behind a boot.
+ * 3. A session's send chain: SessionEngine._sendChains (src/sessions/engine.ts), per session,
+ *    taken without any VM lock; sends and attach never take a VM lock.
+ * 4. SQLite: bun:sqlite calls are synchronous on the daemon's one thread, so a statement or
+ *    transaction never spans an await and cannot interleave with another request's.
+ * 5. Plugin-local claims (net-user's reserved ports) are plain maps updated without an await.
+ */
+
 /**
  * In-memory handle cache. Reads and writes hand out copies so no caller can
  * mutate another's view; `withLock` serialises multi-step updates per VM

@@ -8,14 +8,15 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
   const fh = await open(tmp, "w", mode);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await rename(tmp, path);
   } catch (e) {
+    // a full disk fails the write, not the open: never leave the half-written temp file behind
     await unlink(tmp).catch(() => {});
     throw e;
   }

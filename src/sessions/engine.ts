@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { BangerError, errorMessage } from "../core/errors.ts";
+import { faultMidStream, faultPoint } from "../core/faults.ts";
+import { shellJoin } from "./quote.ts";
 import type { GuestSession, SessionStdinMode, VMRecord } from "../core/model.ts";
 import type { Clock, GuestSSH } from "../host/types.ts";
 import {
@@ -13,6 +15,7 @@ import {
   LogReadCommand,
   RemoveScript,
   SEND_NO_PIPE_EXIT,
+  SEND_SHORT_EXIT,
   SEND_TIMEOUT_EXIT,
   SEND_TIMEOUT_SECONDS,
   SendScript,
@@ -174,13 +177,15 @@ export class SessionEngine {
     if (stdinMode !== "pipe" && stdinMode !== "closed") {
       throw new BangerError("E_BAD_REQUEST", `stdin mode must be "pipe" or "closed", not "${String(stdinMode)}"`);
     }
+    // quote everything now: a value no shell can carry (NUL) is refused before a row exists
+    shellJoin([command, ...(params.args ?? []), params.cwd ?? "", ...(params.requiredCommands ?? [])]);
     if (!(await this._d.vmAlive(vm))) {
       throw new BangerError("E_STATE", `vm ${vm.name} is not running: start it first`);
     }
     const id = this._d.newId();
     const name = params.name ?? `session-${id.replace(/[^A-Za-z0-9]/g, "").slice(0, 8)}`;
     if (!SESSION_NAME_RE.test(name)) {
-      throw new BangerError("E_BAD_NAME", `bad session name "${name}": use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)`);
+      throw new BangerError("E_BAD_NAME", `bad session name ${JSON.stringify(name).slice(0, 80)}: use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)`);
     }
     if (this._d.repo.find(vm.id, name)) throw new BangerError("E_NAME_TAKEN", `vm ${vm.name} already has a session named ${name}`);
 
@@ -212,6 +217,7 @@ export class SessionEngine {
       updatedAt: now,
     };
     this._d.repo.upsert(session);
+    await faultPoint("session:after-row");
 
     const fail = (stage: string, message: string, code: "E_BAD_REQUEST" | "E_STATE", cause?: unknown): never => {
       const t = this._now();
@@ -238,6 +244,7 @@ export class SessionEngine {
         fail("command", missing || `missing command among: ${wanted.join(", ")}`, "E_BAD_REQUEST");
       }
       const launched = await conn.runScript(LaunchScript(session));
+      await faultPoint("session:after-launch");
       if (launched.exitCode !== 0) fail("launch", launched.stderr.trim() || `launch script exited ${launched.exitCode}`, "E_STATE");
       const [pidText] = launched.stdout.trim().split(/\s+/);
       const pid = Number(pidText);
@@ -298,8 +305,10 @@ export class SessionEngine {
     const timeout = this._d.sendTimeoutSeconds ?? SEND_TIMEOUT_SECONDS;
     const conn = await this._conn(vm);
     const errChunks: Uint8Array[] = [];
-    const script = fastSendable(payload) ? FastSendScript(upload, pipe, timeout) : SendScript(upload, pipe, timeout);
-    const exitCode = await conn.exec(script, { stdin: payload, onStderr: (c) => errChunks.push(c.slice()) });
+    const script = fastSendable(payload) ? FastSendScript(upload, pipe, timeout, payload.length) : SendScript(upload, pipe, timeout, payload.length);
+    await faultPoint("send:before-exec");
+    const exitCode = await conn.exec(script, { stdin: faultMidStream("send:mid-upload", payload), onStderr: (c) => errChunks.push(c.slice()) });
+    await faultPoint("send:after-exec");
     const r = { exitCode, stderr: Buffer.concat(errChunks).toString("utf8") };
     if (r.exitCode !== 0) {
       // Maybe the process ended under us: say so rather than "timed out".
@@ -309,6 +318,9 @@ export class SessionEngine {
       }
       if (r.exitCode === SEND_TIMEOUT_EXIT) {
         throw new BangerError("E_TIMEOUT", `send to session ${session.name} timed out after ${timeout}s: the process is not reading its stdin`);
+      }
+      if (r.exitCode === SEND_SHORT_EXIT) {
+        throw new BangerError("E_STATE", `send to session ${session.name}: the upload was cut short, nothing was written (${r.stderr.trim()})`);
       }
       if (r.exitCode === SEND_NO_PIPE_EXIT) {
         throw new BangerError("E_STATE", `session ${session.name} has no stdin pipe in the guest (${pipe})`);

@@ -25,6 +25,17 @@ export const SEND_TIMEOUT_SECONDS = 10;
 export const SEND_TIMEOUT_EXIT = 124;
 /** Exit status of a send script that found no pipe to write to. */
 export const SEND_NO_PIPE_EXIT = 3;
+/** Exit code of a send whose upload arrived short (the daemon died mid-upload): nothing reached the session. */
+export const SEND_SHORT_EXIT = 5;
+
+// A daemon killed mid-upload closes the channel, which reads as EOF: without
+// the length check the guest would write the first half of a payload into the FIFO.
+function _shortCheck(have: string, expectedBytes: number | undefined, upload: boolean): string {
+  if (expectedBytes === undefined) return "";
+  const rm = upload ? ' rm -f "$UPLOAD";' : "";
+  return `[ "${have}" -eq ${Math.floor(expectedBytes)} ] || { echo "upload arrived short: ${have} of ${Math.floor(expectedBytes)} bytes" >&2;${rm} exit ${SEND_SHORT_EXIT}; }
+`;
+}
 
 export function StateDir(id: string, root: string = DEFAULT_STATE_ROOT): string {
   return `${root.replace(/\/+$/, "")}/${id}`;
@@ -189,7 +200,7 @@ export function LaunchScript(session: Pick<GuestSession, "guestStateDir" | "comm
  * after `timeoutSeconds` instead of hanging. Run it with exec (`sh -c`), not
  * runScript: stdin carries the payload.
  */
-export function SendScript(uploadPath: string, pipePath: string, timeoutSeconds: number = SEND_TIMEOUT_SECONDS): string {
+export function SendScript(uploadPath: string, pipePath: string, timeoutSeconds: number = SEND_TIMEOUT_SECONDS, expectedBytes?: number): string {
   return `UPLOAD=${shellQuote(uploadPath)}
 PIPE=${shellQuote(pipePath)}
 if [ ! -p "$PIPE" ]; then
@@ -198,7 +209,7 @@ if [ ! -p "$PIPE" ]; then
 fi
 umask 077
 cat > "$UPLOAD" || { rc=$?; rm -f "$UPLOAD"; exit "$rc"; }
-timeout ${Math.max(1, Math.floor(timeoutSeconds))} dd if="$UPLOAD" of="$PIPE" bs=65536 conv=notrunc status=none
+${_shortCheck('$(stat -c %s "$UPLOAD")', expectedBytes, true)}timeout ${Math.max(1, Math.floor(timeoutSeconds))} dd if="$UPLOAD" of="$PIPE" bs=65536 conv=notrunc status=none
 rc=$?
 rm -f "$UPLOAD"
 if [ "$rc" -eq ${SEND_TIMEOUT_EXIT} ]; then
@@ -224,7 +235,7 @@ export function fastSendable(payload: Uint8Array): boolean {
  * FIFO without a reader or a write() blocked on a full pipe. Run with exec
  * (payload on stdin, NUL-free, see fastSendable) under bash.
  */
-export function FastSendScript(uploadPath: string, pipePath: string, timeoutSeconds: number = SEND_TIMEOUT_SECONDS): string {
+export function FastSendScript(uploadPath: string, pipePath: string, timeoutSeconds: number = SEND_TIMEOUT_SECONDS, expectedBytes?: number): string {
   const t = Math.max(1, Math.floor(timeoutSeconds));
   return `LC_ALL=C
 UPLOAD=${shellQuote(uploadPath)}
@@ -235,7 +246,7 @@ if [ ! -p "$PIPE" ]; then
 fi
 umask 077
 IFS= read -r -d '' DATA
-printf '%s' "$DATA" > "$UPLOAD" || { rc=$?; rm -f "$UPLOAD"; exit "$rc"; }
+${_shortCheck("${#DATA}", expectedBytes, false)}printf '%s' "$DATA" > "$UPLOAD" || { rc=$?; rm -f "$UPLOAD"; exit "$rc"; }
 trap 'rm -f "$UPLOAD"; echo "timed out after ${t}s writing to $PIPE: the session is not reading its stdin" >&2; exit ${SEND_TIMEOUT_EXIT}' ALRM
 coproc WATCHDOG { read -t ${t}; kill -ALRM "$$"; }
 printf '%s' "$DATA" > "$PIPE"

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BangerError, errorMessage } from "../core/errors.ts";
 import { UndoStack, type HookEngine } from "../core/hooks.ts";
+import { faultPoint } from "../core/faults.ts";
 import type { VMRecord } from "../core/model.ts";
 import type { Exec, FS, GuestSSH } from "../host/types.ts";
 import { planDelta, snapshot, type Manifest } from "./manifest.ts";
@@ -156,6 +157,7 @@ export class WorkspaceEngine {
         if (code === NOT_A_WORKSPACE_EXIT) throw new BangerError("E_CONFLICT", `vm ${p.vm.name}: ${_text(err)}`);
         throw new BangerError("E_STATE", `${where}: copying into the guest failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
       };
+      await faultPoint("workspace:before-extract");
       const plan = prev && prev.guestPath === guestPath && !prev.readOnly ? planDelta(files.root, prev.entries, now) : null;
       if (plan) {
         // everything that must not be a link into the live tree goes first; the tar brings the new versions
@@ -177,6 +179,7 @@ export class WorkspaceEngine {
         const code = await guest.exec(StageCommand(guestPath, stage), { stdin: stream(files), onStderr: (c) => err.push(c.slice()) });
         if (seen.error || code !== 0) fail(code, err);
       }
+      await faultPoint("workspace:after-extract");
 
       // Pushed before it runs: an activation cut halfway is undone from whatever state it left.
       undo.defer("workspace swap", () => _must(guest, RollbackScript(guestPath, stage, old, true)));

@@ -305,6 +305,25 @@ describe("start", () => {
     expect(row.runtime.lastError).toBe("qemu: could not load kernel");
   });
 
+  test("handles.json cannot be written (disk full): nothing is launched, cleanup runs, state error with the reason; a retry works", async () => {
+    const w = world();
+    const vm = await w.engine.create({ name: "full" });
+    w.host.fs.failWrites = /handles\.json$/;
+    const err = await caught(w.engine.start("full"));
+    expect(err.message).toContain("EIO: write");
+    // the handles are written before launch, so a VM is never running without its scratch file
+    expect(w.host.procs.table.size).toBe(0);
+    const row = w.ts.store.getVM("full")!;
+    expect(row.runtime.state).toBe("error");
+    expect(row.runtime.lastError).toContain("EIO");
+    expect(w.engine.cache.get(vm.id)).toBeNull();
+    expect(await w.engine.alive(row)).toBe(false);
+    w.host.fs.failWrites = undefined;
+    await w.engine.start("full");
+    expect(w.ts.store.getVM("full")!.runtime.state).toBe("running");
+    expect(w.host.procs.table.size).toBe(1);
+  });
+
   test("a VM in error can be started again; lastError is cleared", async () => {
     const w = world();
     w.driver.failLaunch = new Error("boom");
@@ -516,6 +535,28 @@ describe("reconcile (the seed's reconcile test)", () => {
     expect(out.every((o) => o.action === "kept")).toBe(true);
     expect(most).toBeGreaterThan(1);
     expect(most).toBeLessThanOrEqual(16);
+  });
+
+  test("a create or delete the daemon died in (state creating / deleting) is finished: process killed, cleanup run, dir and row gone", async () => {
+    const w = world();
+    const half = await runningRow(w, "c1", "half", "creating");
+    const gone = await runningRow(w, "d1", "gone", "deleting");
+    await writeHandlesFile(w.host.fs, gone.runtime.vmDir, scratch);
+    w.host.procs.add(4242, 42, ["fake-vmm", "--api-sock", half.runtime.apiSockPath]);
+    const cleanups: string[] = [];
+    w.hooks.hook("x", "vm:cleanup", ({ vm, handles }) => void cleanups.push(`${vm.name}:${handles.tapDevice}`));
+    const deletes: string[] = [];
+    w.hooks.hook("x", "vm:delete", ({ vm }) => void deletes.push(vm.name));
+    const out = await w.engine.reconcile();
+    expect(out.map((o) => `${o.vm}:${o.action}`).sort()).toEqual(["gone:finished deleting", "half:removed half-created"]);
+    expect(cleanups.sort()).toEqual(["gone:tap-ghost", "half:"]);
+    expect(deletes.sort()).toEqual(["gone", "half"]);
+    expect(w.driver.kills.length).toBe(1);
+    expect(w.ts.store.listVMs()).toEqual([]);
+    expect([...w.host.fs.files.keys()].filter((f) => f.startsWith(PATHS.vmsDir))).toEqual([]);
+    // the names are free again
+    await w.engine.create({ name: "half" });
+    expect(w.ts.store.getVM("half")!.runtime.state).toBe("created");
   });
 
   test("a live VM whose scratch file is missing is kept with the rediscovered pid", async () => {

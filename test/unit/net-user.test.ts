@@ -102,6 +102,18 @@ describe("net-user", () => {
     );
   });
 
+  test("20 concurrent allocations (slow bind test, rows not saved yet) get 20 different ports", async () => {
+    const vms = Array.from({ length: 20 }, (_, i) => vm(`v${i}`));
+    const reserved = new Map<string, number>();
+    const o = { range: { min: 30000, max: 30029 }, random: () => 0, portFree: async () => (await Bun.sleep(Math.random() * 20), true) };
+    const ports = await Promise.all(vms.map((v) => allocateSshPort(vms, v.id, o, reserved)));
+    expect(new Set(ports).size).toBe(20);
+    // once the rows hold their ports the reservations are dropped
+    vms.forEach((v, i) => (v.runtime.sshPort = ports[i]!));
+    await allocateSshPort(vms, "late", o, reserved);
+    expect([...reserved.keys()]).toEqual(["late"]);
+  });
+
   test("a VM's own port is not counted as taken", async () => {
     const p = await allocateSshPort([vm("self", "qemu", 30000)], "self", { range: { min: 30000, max: 30001 }, random: () => 0, portFree: async () => true });
     expect(p).toBe(30000);

@@ -177,7 +177,7 @@ describe("send (seed cases)", () => {
     expect(sent).toBe(new TextDecoder().decode(payload));
     expect(script).toMatch(/UPLOAD='\/tmp\/banger-send-[0-9a-f]+'/);
     // a small text payload takes the builtin path: upload, write into the pipe, rm -f, watchdog timeout
-    expect(script).toBe(sess.FastSendScript(script.match(/UPLOAD='([^']+)'/)![1]!, sess.StdinPipePath(session.id), sess.SEND_TIMEOUT_SECONDS));
+    expect(script).toBe(sess.FastSendScript(script.match(/UPLOAD='([^']+)'/)![1]!, sess.StdinPipePath(session.id), sess.SEND_TIMEOUT_SECONDS, payload.length));
     expect(script).toContain('printf \'%s\' "$DATA" > "$UPLOAD"');
     expect(script).toContain(sess.StdinPipePath(session.id));
     expect(script).toContain('rm -f "$UPLOAD"');
@@ -660,5 +660,26 @@ describe("scripts", () => {
     expect(existsSync(upload)).toBe(false);
     const none = bashC(sess.SendScript(upload, join(dir, "nope")), "x\n");
     expect(none.code).toBe(sess.SEND_NO_PIPE_EXIT);
+  });
+  test("an upload cut short (daemon died mid-send) writes nothing into the pipe and leaves no upload file", () => {
+    const dir = join(tmpRoot, "shortsend");
+    mkdirSync(dir, { recursive: true });
+    const pipe = join(dir, "stdin.pipe");
+    Bun.spawnSync(["mkfifo", pipe]);
+    // a reader that records whatever reaches the FIFO
+    const out = join(dir, "got");
+    const reader = Bun.spawn(["bash", "-c", `exec 3<>${JSON.stringify(pipe)}; timeout 2 cat <&3 > ${JSON.stringify(out)}`]);
+    const upload = join(dir, "up");
+    for (const script of [sess.FastSendScript(upload, pipe, 1, 10), sess.SendScript(upload, pipe, 1, 10)]) {
+      const r = bashC(script, "half\n");
+      expect(r.code).toBe(sess.SEND_SHORT_EXIT);
+      expect(r.stderr).toContain("upload arrived short: 5 of 10 bytes");
+      expect(existsSync(upload)).toBe(false);
+    }
+    const ok = bashC(sess.FastSendScript(upload, pipe, 1, 3), "ok\n");
+    expect(ok.code).toBe(0);
+    Bun.spawnSync(["sleep", "2.2"]);
+    reader.kill();
+    expect(readFileSync(out, "utf8")).toBe("ok\n");
   });
 });

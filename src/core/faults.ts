@@ -1,0 +1,57 @@
+/**
+ * Crash fault injection, for tests only. When BANGER_FAULT names a step
+ * (e.g. `create:after-disk`), the daemon SIGKILLs itself the first time it
+ * reaches that step, so tests can check that a daemon dying at any step
+ * leaves banger consistent and the operation retryable. Unset (always, in
+ * normal use) it does nothing. `BANGER_FAULT_SKIP=n` lets the first n hits
+ * pass, to reach a later occurrence of the same step.
+ */
+
+/** Every step a fault can be armed at; tests iterate over this list. */
+export const FAULT_POINTS = [
+  "create:after-row",
+  "create:after-disk",
+  "create:before-commit",
+  "start:after-starting",
+  "start:after-launch",
+  "start:after-handles",
+  "start:before-running",
+  "session:after-row",
+  "session:after-launch",
+  "send:before-exec",
+  "send:mid-upload",
+  "send:after-exec",
+  "workspace:before-extract",
+  "workspace:after-extract",
+  "stop:after-stopping",
+  "stop:after-kill",
+  "delete:after-deleting",
+  "delete:after-rmrf",
+] as const;
+
+export type FaultPoint = (typeof FAULT_POINTS)[number];
+
+let _hits = 0;
+
+/**
+ * A payload as stdin for a guest command; when BANGER_FAULT names this step,
+ * the daemon dies after sending the first half (a crash mid-upload).
+ */
+export function faultMidStream(point: FaultPoint, payload: Uint8Array): Uint8Array | AsyncIterable<Uint8Array> {
+  if (process.env.BANGER_FAULT !== point) return payload;
+  return (async function* () {
+    yield payload.subarray(0, Math.floor(payload.length / 2));
+    await Bun.sleep(200); // let the half reach the guest before we die
+    await faultPoint(point);
+    yield payload.subarray(Math.floor(payload.length / 2));
+  })();
+}
+
+/** Die here (SIGKILL, no cleanup of any kind) when BANGER_FAULT names this step. */
+export async function faultPoint(point: FaultPoint): Promise<void> {
+  if (process.env.BANGER_FAULT !== point) return;
+  if (_hits++ < Number(process.env.BANGER_FAULT_SKIP ?? 0)) return;
+  process.stderr.write(`${new Date().toISOString()} WARN fault injection: SIGKILL at ${point}\n`);
+  process.kill(process.pid, "SIGKILL");
+  await new Promise(() => {}); // never resume: the signal is on its way
+}

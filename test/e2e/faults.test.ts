@@ -1,0 +1,63 @@
+// The real-VM subset of the fault-injection suite (test/integration/faults.test.ts):
+// a QEMU guest through a daemon that SIGKILLs itself right after launching the
+// VM, in the middle of a stop and in the middle of a delete. One boot in all.
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { alive, waitFor } from "../helpers/cli.ts";
+import { e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
+
+const BOOT = 300_000;
+
+describe.skipIf(!e2eReady)("daemon crashes around a real VM (QEMU)", () => {
+  const h = e2eReady ? e2eHome("banger-e2e-fault-") : (null as never);
+  afterAll(async () => {
+    if (!h) return;
+    h.run(["vm", "delete", "crashy", "--force"]);
+    await h.cleanup(qemuPidsUnder(h.home));
+  });
+  const show = () => h.run(["vm", "show", "crashy", "--json"]).json();
+  const armed = (point: string, args: string[]) => {
+    const pid = h.daemonPid();
+    if (pid && alive(pid)) process.kill(pid, "SIGKILL"); // the next call starts a daemon with the fault armed
+    const r = h.run(args, { BANGER_FAULT: point });
+    expect(r.code).not.toBe(0);
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain(`SIGKILL at ${point}`);
+  };
+  const noTemps = () => expect(readdirSync(h.home, { recursive: true }).map(String).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+
+  test("killed right after launch: the next daemon adopts the booting VM; start and exec then work without a second boot", async () => {
+    expect(h.run(["vm", "create", "crashy"]).code).toBe(0);
+    armed("start:after-launch", ["vm", "start", "crashy"]);
+    const adopted = show(); // auto-starts an unarmed daemon: reconcile ran
+    expect(adopted.alive).toBe(true);
+    expect(adopted.runtime.state).toBe("running");
+    expect(qemuPidsUnder(h.home)).toEqual([adopted.pid]);
+    expect(h.run(["vm", "start", "crashy"]).code).toBe(0);
+    expect(show().pid).toBe(adopted.pid);
+    expect(await waitFor(() => h.run(["vm", "exec", "crashy", "--", "true"]).code === 0, 180_000, 2000)).toBe(true);
+    noTemps();
+  }, BOOT);
+
+  test("killed in the middle of a stop: the live VM is kept running (adopted), and stop then works", () => {
+    const pid = show().pid;
+    armed("stop:after-stopping", ["vm", "stop", "crashy"]);
+    const after = show();
+    expect(after).toMatchObject({ alive: true, pid, runtime: { state: "running" } });
+    expect(h.run(["vm", "stop", "crashy"]).code).toBe(0);
+    expect(show()).toMatchObject({ alive: false, runtime: { state: "stopped" } });
+    expect(qemuPidsUnder(h.home)).toEqual([]);
+    expect(existsSync(join(after.runtime.vmDir, "handles.json"))).toBe(false);
+  }, BOOT);
+
+  test("killed in the middle of a delete: the next daemon finishes it", () => {
+    const dir = show().runtime.vmDir;
+    armed("delete:after-deleting", ["vm", "delete", "crashy"]);
+    const list = h.run(["vm", "list", "--json"]).json();
+    expect(list).toEqual([]);
+    expect(existsSync(dir)).toBe(false);
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("reconcile crashy: finished deleting");
+    expect(qemuPidsUnder(h.home)).toEqual([]);
+    noTemps();
+  }, BOOT);
+});
