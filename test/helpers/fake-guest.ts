@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, tempHome } from "./cli.ts";
@@ -46,10 +46,40 @@ export function fakeGuestVM(prefix: string, vmName = "box", extraPlugins: string
     },
     async cleanup() {
       run(["vm", "delete", vmName, "--force"]);
+      // a real VM's processes die with it; this "guest" is the host, so end its sessions (each its own process group) by id
+      killSessionGroups(guestRoot);
       await h.cleanup(vmPid ? [vmPid] : []);
       await sshd?.stop();
       Bun.spawnSync(["chmod", "-R", "u+w", guestRoot]); // read-only workspaces
       for (const d of [guestRoot, scratch]) rmSync(d, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * SIGKILL the process group of every process whose command line names a path
+ * under root (guest sessions run setsid, so each is its own group); never our
+ * own group. stat is "pid (comm) state ppid pgrp ...": comm may hold spaces.
+ */
+export function killSessionGroups(root: string): number[] {
+  const pgrpOf = (pid: string) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+  };
+  const ours = pgrpOf("self");
+  const groups = new Set<number>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      if (!readFileSync(`/proc/${d}/cmdline`, "utf8").includes(root)) continue;
+      const pgrp = pgrpOf(d);
+      if (pgrp > 1 && pgrp !== ours) groups.add(pgrp);
+    } catch {}
+  }
+  for (const g of groups) {
+    try {
+      process.kill(-g, "SIGKILL");
+    } catch {}
+  }
+  return [...groups];
 }

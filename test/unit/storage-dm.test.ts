@@ -32,7 +32,9 @@ const IDENTITY = "2049:131:1073741824:1767225600";
 const DM_TOOLS = new Set(["losetup", "dmsetup", "blockdev"]);
 
 const homes: string[] = [];
+const stores: { cleanup(): void }[] = [];
 afterEach(() => {
+  while (stores.length) stores.pop()!.cleanup();
   while (homes.length) rmSync(homes.pop()!, { recursive: true, force: true });
 });
 function tempHome(): string {
@@ -91,6 +93,7 @@ async function world(o: { dm?: boolean; ids?: string[]; delayMs?: number; plugin
   const paths = { home, imagesDir: join(home, "images"), vmsDir: join(home, "vms") };
   const ids = [...(o.ids ?? ["vm0001", "vm0002", "vm0003"])];
   const w = engineWorld({ paths, newId: () => ids.shift()! });
+  stores.push(w.ts);
   w.host.locks = createFileLocks() as never;
   const lockPath = join(home, "dm.lock");
   const dm = dmExec(w.host.exec, lockPath, { delayMs: o.delayMs });
