@@ -94,7 +94,11 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (!isRoot) return;
+  if (!isRoot) {
+    // nothing was started: only the dirs fakeGuestVM made up front
+    for (const d of [guestRoot, scratch, g.h.home]) rmSync(d, { recursive: true, force: true });
+    return;
+  }
   // only what this file made: its mount point, its loop device
   if (mounted) Bun.spawnSync(["umount", small]);
   if (loop) Bun.spawnSync(["losetup", "-d", loop]);
@@ -118,11 +122,33 @@ describe.skipIf(!isRoot)("workspace prepare into a guest filesystem that fills u
     expect(onSmallFs()).toEqual([]);
     expect(used()).toBeLessThanOrEqual(empty + 64 * 1024);
     expectDaemonAnswers();
-    // --json: the same error as a JSON object on stdout or stderr, same exit code
+    // --json: the same error as {error: {code, message}} on stdout, same exit code
     const j = run(["workspace", "prepare", "box", "--source", repo, "--guest-path", gp, "--json"]);
     expect(j.code).toBe(r.code);
-    expect(`${j.stdout}${j.stderr}`).toMatch(/no space left/i);
+    expect(j.json().error).toEqual({ code: "E_STATE", message: errorLines(r.stderr)[0]!.slice("banger: ".length) });
     expect(onSmallFs()).toEqual([]);
+  }, 120_000);
+
+  test("out of inodes rather than blocks (5000 empty files, a 4096-inode fs): the same disk-full line, nothing left", () => {
+    const repo = newRepo("many");
+    const inodesFree = Number(sh(["df", "-Pi", small]).trim().split("\n")[1]!.split(/\s+/)[3]);
+    expect(inodesFree).toBeLessThan(5000);
+    mkdirSync(join(repo, "many"));
+    for (let i = 0; i < 5000; i++) writeFileSync(join(repo, "many", `f${i}`), "");
+    git(repo, "add", ".");
+    git(repo, "commit", "-q", "-m", "5000 empty files");
+    const gp = join(small, "many");
+    const listed = onSmallFs();
+    const usedBefore = used();
+    const r = run(["workspace", "prepare", "box", "--source", repo, "--guest-path", gp, "--json"]);
+    console.log(`out of inodes: exit ${r.code}, stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)}`);
+    expect(r.code).toBe(1);
+    expect(r.json().error.code).toBe("E_STATE");
+    expect(r.json().error.message).toBe(`vm box: workspace ${gp}: the guest's disk is full (no space left on device under ${small}): nothing was changed; free space in the guest or pick another --guest-path`);
+    expect(existsSync(gp)).toBe(false);
+    expect(onSmallFs()).toEqual(listed);
+    expect(used()).toBeLessThanOrEqual(usedBefore + 64 * 1024);
+    expectDaemonAnswers();
   }, 120_000);
 
   test("re-prepare after adding a file that does not fit: error, the previous tree is intact byte for byte, nothing left over", () => {
