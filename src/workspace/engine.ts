@@ -11,6 +11,7 @@ import { planDelta, snapshot, type Manifest } from "./manifest.ts";
 import {
   ActivateScript,
   DEFAULT_GUEST_PATH,
+  DISK_FULL_EXIT,
   DeltaStageCommand,
   ExtractIntoStageCommand,
   STALE_EXIT,
@@ -89,6 +90,15 @@ function _text(chunks: Uint8Array[]): string {
   return Buffer.concat(chunks).toString("utf8").trim();
 }
 
+/** A failing tar can print a line per entry: the error stays one line, the first, with a count of the rest. */
+function _firstLine(chunks: Uint8Array[]): string {
+  const lines = _text(chunks).split("\n").filter((l) => l.trim() !== "");
+  return lines.length > 1 ? `${lines[0]} (and ${lines.length - 1} more lines)` : (lines[0] ?? "");
+}
+
+/** What tar, mkdir or cp print when the guest filesystem is out of space or quota. */
+const DISK_FULL_TEXT = /No space left on device|Disk quota exceeded/;
+
 /** Remember the first error of a stream we hand to SSH (its pump swallows errors and just ends stdin), and count its bytes. */
 async function* _watch(src: TarStream, seen: { error?: unknown; bytes: number }, progress?: (m: string) => void): TarStream {
   let last = performance.now();
@@ -155,7 +165,10 @@ export class WorkspaceEngine {
       const fail = (code: number, err: Uint8Array[]) => {
         if (seen.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${errorMessage(seen.error)}`, { cause: seen.error });
         if (code === NOT_A_WORKSPACE_EXIT) throw new BangerError("E_CONFLICT", `vm ${p.vm.name}: ${_text(err)}`);
-        throw new BangerError("E_STATE", `${where}: copying into the guest failed (exit ${code})${err.length ? `: ${_text(err)}` : ""}`);
+        if (code === DISK_FULL_EXIT || DISK_FULL_TEXT.test(_text(err))) {
+          throw new BangerError("E_STATE", `${where}: the guest's disk is full (no space left on device under ${stage.slice(0, stage.lastIndexOf("/")) || "/"}): nothing was changed; free space in the guest or pick another --guest-path`);
+        }
+        throw new BangerError("E_STATE", `${where}: copying into the guest failed (exit ${code})${err.length ? `: ${_firstLine(err)}` : ""}`);
       };
       await faultPoint("workspace:before-extract");
       const plan = prev && prev.guestPath === guestPath && !prev.readOnly ? planDelta(files.root, prev.entries, now) : null;

@@ -23,6 +23,9 @@ export const NOT_A_WORKSPACE_EXIT = 4;
 /** Exit status of the export script when the guest has nothing the host lacks. */
 export const NOTHING_NEW_EXIT = 5;
 
+/** Exit status of the stage and extract commands when tar failed on a guest filesystem with no free blocks or inodes left. */
+export const DISK_FULL_EXIT = 6;
+
 /** Exit status of the delta stage command when the guest tree is not the one the host's manifest describes: send everything. */
 export const STALE_EXIT = 10;
 /** File in the guest's .git holding the token of the prepare that made the tree (written last, so its mtime dates the tree). */
@@ -77,9 +80,29 @@ export function StageCommand(guestPath: string, stage: string): string {
     `  if [ ! -d "$DIR" ] || [ -L "$DIR" ]; then echo "$DIR exists and is not a directory" >&2; exit ${NOT_A_WORKSPACE_EXIT}; fi`,
     `  if [ ! -e "$DIR/.git/${BASE_FILE}" ] && [ -n "$(ls -A -- "$DIR")" ]; then echo "$DIR exists and is not a banger workspace: remove it or pick another --guest-path" >&2; exit ${NOT_A_WORKSPACE_EXIT}; fi`,
     "fi",
-    `mkdir -p -- "$(dirname -- "$STAGE")" && mkdir -- "$STAGE" && exec tar -x -i --no-same-owner -f - -C "$STAGE"`,
+    `mkdir -p -- "$(dirname -- "$STAGE")" && mkdir -- "$STAGE" || exit 1`,
+    ..._extractIntoStage(),
   ].join("\n");
   return `bash -c ${shellQuote(script)}`;
+}
+
+/**
+ * tar into $STAGE; when it fails, exit DISK_FULL_EXIT if the stage's
+ * filesystem is out of blocks (under 256 KiB available) or inodes. Checked
+ * before the stage is removed, so the fs is still as full as tar found it;
+ * tar's own message cannot be relied on: a short write is reported as "Wrote
+ * only 512 of 10240 bytes", without the errno. The parent is asked, as the
+ * stage may be what could not be created; filesystems without an inode count
+ * (btrfs reports 0 total) never count as out of inodes.
+ */
+function _extractIntoStage(): string[] {
+  return [
+    `tar -x -i --no-same-owner -f - -C "$STAGE" && exit 0`,
+    "RC=$?",
+    `P=$(dirname -- "$STAGE")`,
+    `if df -Pk -- "$P" 2>/dev/null | awk 'NR == 2 && $4 < 256 { f = 1 } END { exit !f }' || df -Pi -- "$P" 2>/dev/null | awk 'NR == 2 && $2 > 0 && $4 == 0 { f = 1 } END { exit !f }'; then exit ${DISK_FULL_EXIT}; fi`,
+    `exit "$RC"`,
+  ];
 }
 
 /**
@@ -108,7 +131,7 @@ export function DeltaStageCommand(guestPath: string, stage: string, token: strin
 
 /** Read a tar stream on stdin into an existing stage dir (the delta after DeltaStageCommand). */
 export function ExtractIntoStageCommand(stage: string): string {
-  return `tar -x -i --no-same-owner -f - -C ${shellQuote(stage)}`;
+  return `bash -c ${shellQuote([`STAGE=${shellQuote(stage)}`, ..._extractIntoStage()].join("\n"))}`;
 }
 
 /** Swap the stage into place (the old tree moves aside), then mark the path safe for git: it is owned by another uid than a guest user may run git as. */

@@ -11,7 +11,7 @@ import type { Exec, ExecResult, ExecStreamOptions, GuestSSH } from "../../src/ho
 import { shellQuote } from "../../src/sessions/quote.ts";
 import { CWDPreflightScript } from "../../src/sessions/scripts.ts";
 import { WorkspaceEngine } from "../../src/workspace/engine.ts";
-import { ActivateScript, DiffScript, ExportScript, FinalizeScript, RollbackScript, StageCommand, checkGuestPath, stagePaths } from "../../src/workspace/scripts.ts";
+import { ActivateScript, DISK_FULL_EXIT, DiffScript, ExtractIntoStageCommand, ExportScript, FinalizeScript, RollbackScript, StageCommand, checkGuestPath, stagePaths } from "../../src/workspace/scripts.ts";
 import { createTarRunner, listWorkspaceFiles, sanitizeGitConfig, stripUrlCredentials, type TarRunner } from "../../src/workspace/tar.ts";
 import { git } from "../helpers/git.ts";
 
@@ -172,6 +172,9 @@ describe("workspace scripts", () => {
     expect(c).toContain("DIR='\\''/root/repo'\\''");
     expect(c).toContain("is not a banger workspace");
     expect(c.indexOf(`mkdir -- "$STAGE"`)).toBeLessThan(c.indexOf("tar -x -i --no-same-owner -f - -C"));
+    // a failed tar is classified as disk full from df of the stage's parent, before anything removes the stage
+    expect(c).toContain(`exit ${DISK_FULL_EXIT}`);
+    expect(ExtractIntoStageCommand("/root/.banger-stage.x")).toContain(`exit ${DISK_FULL_EXIT}`);
   });
 
   test("activate: DIR on its own line, old tree aside before the stage moves in, safe.directory with the path", () => {
@@ -457,6 +460,7 @@ describe("workspace engine (real git and tar on the host, real bash dirs as the 
     const err = await ws.prepare({ vm: VM, sourcePath: repo, guestPath }).catch((e) => e);
     expect(err).toBeInstanceOf(BangerError);
     expect(err.message).toMatch(/^vm box: workspace .*: copying into the guest failed \(exit \d+\)/);
+    expect(err.message).not.toContain("\n"); // tar's per-entry complaints are cut to the first one
     expect(existsSync(join(guestPath, "big.bin"))).toBe(false);
     expect(readFileSync(join(guestPath, "README.md"), "utf8")).toBe("hello\n");
     expect(leftovers(guestPath)).toEqual([]);
