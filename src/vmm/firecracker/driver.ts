@@ -1,6 +1,7 @@
 import { BangerError } from "../../core/errors.ts";
 import type { VMHandles, VMRecord } from "../../core/model.ts";
-import type { Host, ProcInfo } from "../../host/types.ts";
+import type { Host } from "../../host/types.ts";
+import { guardedProcesses } from "../guarded-process.ts";
 import { createUnixHttp, type UnixHttp } from "../../host/unix-http.ts";
 import type { BootConfig, LaunchResult, VMMDriver } from "../driver.ts";
 import { kvmUsable, type KvmProbe } from "../kvm.ts";
@@ -59,6 +60,7 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
   const launchTimeoutMs = opts.launchTimeoutMs ?? 5000;
   const probe = opts.probe ?? (() => kvmUsable(host));
   const env = opts.env ?? process.env;
+  const guard = guardedProcesses(host, pollMs);
   const binary = () => opts.binary ?? (env[FIRECRACKER_BIN_ENV] || FIRECRACKER_BINARY);
 
   async function findProcess(vm: VMRecord): Promise<{ pid: number; startTime: number } | null> {
@@ -71,43 +73,9 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
     return p ? { pid: p.pid, startTime: p.startTime } : null;
   }
 
-  async function _owned(handles: VMHandles | null): Promise<ProcInfo | null> {
-    if (!handles || handles.pid <= 0) return null;
-    const info = await host.procs.info(handles.pid);
-    if (!info) return null;
-    if (handles.pidStartTime > 0 && info.startTime !== handles.pidStartTime) return null;
-    return info;
-  }
-
-  async function _target(vm: VMRecord, handles: VMHandles | null): Promise<{ pid: number; startTime: number } | null> {
-    const owned = await _owned(handles);
-    if (owned) return { pid: owned.pid, startTime: owned.startTime };
-    return findProcess(vm);
-  }
-
-  async function _gone(t: { pid: number; startTime: number }): Promise<boolean> {
-    const info = await host.procs.info(t.pid);
-    return !info || info.startTime !== t.startTime;
-  }
-
-  async function _waitGone(t: { pid: number; startTime: number }, ms: number): Promise<boolean> {
-    const deadline = host.clock.now().getTime() + ms;
-    for (;;) {
-      if (await _gone(t)) return true;
-      if (host.clock.now().getTime() >= deadline) return false;
-      await host.clock.sleep(pollMs);
-    }
-  }
-
-  /** SIGKILL only a process whose pid and start time are what we expect (pid reuse guard). */
-  async function _killGuarded(t: { pid: number; startTime: number }): Promise<void> {
-    if (await _gone(t)) return;
-    host.procs.kill(t.pid, "SIGKILL");
-  }
-
   async function _killAndWait(t: { pid: number; startTime: number }): Promise<void> {
-    await _killGuarded(t);
-    if (!(await _waitGone(t, exitWaitMs))) {
+    await guard.killGuarded(t);
+    if (!(await guard.waitGone(t, exitWaitMs))) {
       throw new BangerError("E_TIMEOUT", `firecracker (pid ${t.pid}) did not exit after SIGKILL`);
     }
   }
@@ -225,7 +193,7 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
     findProcess,
 
     async stop(vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void> {
-      const t = await _target(vm, handles);
+      const t = await guard.target(handles, () => findProcess(vm));
       if (t) {
         // graceful: Ctrl+Alt+Del makes the guest reboot, and with reboot=k Firecracker exits on it
         const api = firecrackerApi(http, fcPaths(vm).apiSock, Math.min(apiTimeoutMs, 2000));
@@ -233,13 +201,13 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
           () => true,
           () => false,
         );
-        if (!(asked && (await _waitGone(t, timeoutMs)))) await _killAndWait(t);
+        if (!(asked && (await guard.waitGone(t, timeoutMs)))) await _killAndWait(t);
       }
       await _removeSockets(vm);
     },
 
     async kill(vm: VMRecord, handles: VMHandles): Promise<void> {
-      const t = await _target(vm, handles);
+      const t = await guard.target(handles, () => findProcess(vm));
       if (t) await _killAndWait(t);
       await _removeSockets(vm);
     },

@@ -1,7 +1,8 @@
 import { join } from "node:path";
 import { BangerError } from "../../core/errors.ts";
 import type { VMHandles, VMRecord } from "../../core/model.ts";
-import type { Host, ProcInfo } from "../../host/types.ts";
+import type { Host } from "../../host/types.ts";
+import { guardedProcesses } from "../guarded-process.ts";
 import type { BootConfig, LaunchResult, VMMDriver } from "../driver.ts";
 import { kvmUsable, type KvmProbe } from "../kvm.ts";
 import { qemuArgs, qmpArg, type Accel } from "./args.ts";
@@ -58,19 +59,11 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
   const pollMs = opts.pollMs ?? 50;
   const exitWaitMs = opts.exitWaitMs ?? 3000;
   const probe = opts.probe ?? (() => kvmUsable(host));
+  const guard = guardedProcesses(host, pollMs);
 
   async function accel(): Promise<Accel> {
     if (opts.accel) return opts.accel;
     return (await probe()).usable ? "kvm" : "tcg";
-  }
-
-  /** The recorded process, only if it is still the same one (start time matches). */
-  async function _owned(handles: VMHandles): Promise<ProcInfo | null> {
-    if (!handles || handles.pid <= 0) return null;
-    const info = await host.procs.info(handles.pid);
-    if (!info) return null;
-    if (handles.pidStartTime > 0 && info.startTime !== handles.pidStartTime) return null;
-    return info;
   }
 
   async function findProcess(vm: VMRecord): Promise<{ pid: number; startTime: number } | null> {
@@ -79,34 +72,6 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     const found = await host.procs.find(qmpSock);
     const p = found.find((p) => (p.cmdline[0] ?? "").includes("qemu") && p.cmdline.includes(needle));
     return p ? { pid: p.pid, startTime: p.startTime } : null;
-  }
-
-  /** The live process to act on: the recorded one if still ours, else the one holding this VM's socket. */
-  async function _target(vm: VMRecord, handles: VMHandles): Promise<{ pid: number; startTime: number } | null> {
-    const owned = await _owned(handles);
-    if (owned) return { pid: owned.pid, startTime: owned.startTime };
-    return findProcess(vm);
-  }
-
-  async function _gone(t: { pid: number; startTime: number }): Promise<boolean> {
-    const info = await host.procs.info(t.pid);
-    return !info || info.startTime !== t.startTime;
-  }
-
-  async function _waitGone(t: { pid: number; startTime: number }, ms: number): Promise<boolean> {
-    const deadline = host.clock.now().getTime() + ms;
-    for (;;) {
-      if (await _gone(t)) return true;
-      if (host.clock.now().getTime() >= deadline) return false;
-      await host.clock.sleep(pollMs);
-    }
-  }
-
-  /** SIGKILL only a process whose pid and start time are what we expect (pid reuse guard). */
-  async function _killGuarded(t: { pid: number; startTime: number }): Promise<void> {
-    const info = await host.procs.info(t.pid);
-    if (!info || info.startTime !== t.startTime) return;
-    host.procs.kill(t.pid, "SIGKILL");
   }
 
   async function _tail(path: string, lines = 20): Promise<string> {
@@ -167,7 +132,7 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
         }
         if (await qmp.ping(p.qmpSock, 500)) return { pid, pidStartTime: now.startTime };
         if (host.clock.now().getTime() >= deadline) {
-          await _killGuarded({ pid, startTime: now.startTime });
+          await guard.killGuarded({ pid, startTime: now.startTime });
           const tail = await _tail(p.qemuLog);
           throw new BangerError("E_TIMEOUT", `qemu's QMP socket did not answer within ${opts.launchTimeoutMs ?? 15000} ms${tail ? `:\n${tail}` : ""}`);
         }
@@ -182,18 +147,18 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     findProcess,
 
     async stop(vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void> {
-      const t = await _target(vm, handles);
+      const t = await guard.target(handles, () => findProcess(vm));
       const sock = qemuPaths(vm).qmpSock;
       if (t) {
         // graceful: ACPI power button; the guest's init decides to power off
         if (await qmp.powerdown(sock, 1000)) {
-          if (await _waitGone(t, timeoutMs)) return _removeSocket(vm);
+          if (await guard.waitGone(t, timeoutMs)) return _removeSocket(vm);
         }
         if (await qmp.quit(sock, 1000)) {
-          if (await _waitGone(t, exitWaitMs)) return _removeSocket(vm);
+          if (await guard.waitGone(t, exitWaitMs)) return _removeSocket(vm);
         }
-        await _killGuarded(t);
-        if (!(await _waitGone(t, exitWaitMs))) {
+        await guard.killGuarded(t);
+        if (!(await guard.waitGone(t, exitWaitMs))) {
           throw new BangerError("E_TIMEOUT", `qemu (pid ${t.pid}) did not exit after SIGKILL`);
         }
       }
@@ -201,10 +166,10 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     },
 
     async kill(vm: VMRecord, handles: VMHandles): Promise<void> {
-      const t = await _target(vm, handles);
+      const t = await guard.target(handles, () => findProcess(vm));
       if (t) {
-        await _killGuarded(t);
-        if (!(await _waitGone(t, exitWaitMs))) {
+        await guard.killGuarded(t);
+        if (!(await guard.waitGone(t, exitWaitMs))) {
           throw new BangerError("E_TIMEOUT", `qemu (pid ${t.pid}) did not exit after SIGKILL`);
         }
       }
