@@ -1,6 +1,6 @@
-import { constants } from "node:fs";
-import { open, statfs } from "node:fs/promises";
+import { statfs } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { canOpenRW } from "../host/fs.ts";
 import type { Exec, FS } from "../host/types.ts";
 import { EXTRA_TOOLS, HOST_TOOLS, type DeviceAccess, type HostView } from "./checks.ts";
 
@@ -13,16 +13,6 @@ export interface GatherOptions {
   canOpen?: (path: string) => Promise<boolean>;
   /** Free bytes on the filesystem of an existing path, or null. Default: statfs(2). */
   freeBytes?: (path: string) => Promise<number | null>;
-}
-
-async function _canOpenRW(path: string): Promise<boolean> {
-  try {
-    const fh = await open(path, constants.O_RDWR);
-    await fh.close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function _freeBytes(path: string): Promise<number | null> {
@@ -50,7 +40,7 @@ async function _firstLine(exec: Exec, tool: string | null): Promise<string | nul
 /** Look at the host once (read-only: lookups, `--version`, `dmsetup version`, opens without writes); diagnose() judges. */
 export async function gatherHostView(host: { exec: Exec; fs: FS }, o: GatherOptions): Promise<HostView> {
   const env = o.env ?? process.env;
-  const canOpen = o.canOpen ?? _canOpenRW;
+  const canOpen = o.canOpen ?? canOpenRW;
   const free = o.freeBytes ?? _freeBytes;
   const names = [...new Set([...HOST_TOOLS.map((t) => t.tool), ...EXTRA_TOOLS])];
   const tools = Object.fromEntries(await Promise.all(names.map(async (t) => [t, await host.exec.which(t)] as const)));

@@ -1,7 +1,19 @@
 import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
 import { mkdir, open, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 import type { FS } from "./types.ts";
+
+/** Can this process open the path read-write (a device such as /dev/kvm)? A real open(2), closed at once. */
+export async function canOpenRW(path: string): Promise<boolean> {
+  try {
+    const fh = await open(path, constants.O_RDWR);
+    await fh.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Write via temp file + fsync + rename so readers see the old or new content, never half. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {

@@ -1,5 +1,4 @@
-import { constants } from "node:fs";
-import { open } from "node:fs/promises";
+import { canOpenRW } from "../host/fs.ts";
 import type { Host } from "../host/types.ts";
 
 export interface KvmProbe {
@@ -19,16 +18,6 @@ export interface KvmProbeOptions {
   canOpen?: (path: string) => Promise<boolean>;
 }
 
-async function _canOpenRW(path: string): Promise<boolean> {
-  try {
-    const fh = await open(path, constants.O_RDWR);
-    await fh.close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Is KVM really usable for a stock guest kernel? Not when /dev/kvm is missing
  * or cannot be opened, and not when it is kvm_pvm (which only runs PVM guest
@@ -39,7 +28,7 @@ export async function kvmUsable(host: Pick<Host, "fs">, opts: KvmProbeOptions = 
   const env = opts.env ?? process.env;
   const devPath = opts.devPath ?? "/dev/kvm";
   const pvmPath = opts.pvmModulePath ?? "/sys/module/kvm_pvm";
-  const canOpen = opts.canOpen ?? _canOpenRW;
+  const canOpen = opts.canOpen ?? canOpenRW;
 
   const forced = (env.BANGER_ACCEL ?? "").trim().toLowerCase();
   if (forced === "tcg") return { usable: false, reason: "BANGER_ACCEL=tcg forces software emulation (TCG)" };
