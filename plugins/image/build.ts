@@ -135,17 +135,23 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
   try {
     const sources = opts.aptSources ?? (await findAptSources());
     step(`rootfs: mmdebstrap ${SUITE} (${ROOTFS_PACKAGES.join(" ")}) using ${sources}`);
-    // The kernel download runs alongside mmdebstrap (which is the long pole).
-    const rootfsDone = exec
-      .run("mmdebstrap", mmdebstrapArgs(rootDir, sources), {
-        env: { DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C.UTF-8" },
-        onLine: (l) => {
-          if (/^(I|W|E): /.test(l)) step(`rootfs: ${l}`);
-        },
-      })
-      .then(() => step("rootfs: mmdebstrap done"));
-    const kernel = await _fetchKernel(opts, work, step);
-    await rootfsDone;
+    // The kernel download runs alongside mmdebstrap (which is the long pole). Both are
+    // settled before anything else happens: a failure of one must neither go unhandled
+    // nor have the build dir removed under the other while it still writes there.
+    const [rootfsDone, kernelDone] = await Promise.allSettled([
+      exec
+        .run("mmdebstrap", mmdebstrapArgs(rootDir, sources), {
+          env: { DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C.UTF-8" },
+          onLine: (l) => {
+            if (/^(I|W|E): /.test(l)) step(`rootfs: ${l}`);
+          },
+        })
+        .then(() => step("rootfs: mmdebstrap done")),
+      _fetchKernel(opts, work, step),
+    ]);
+    if (rootfsDone.status === "rejected") throw rootfsDone.reason;
+    if (kernelDone.status === "rejected") throw kernelDone.reason;
+    const kernel = kernelDone.value;
 
     await copyFile(kernel.vmlinuz, join(dir, "vmlinuz"));
     const elf = await extractVmlinux(exec, join(dir, "vmlinuz"), join(dir, "vmlinux"));

@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { readFileSync } from "node:fs";
 import { BangerError } from "../core/errors.ts";
 import type { GuestSession } from "../core/model.ts";
+import { readingAnswer } from "../daemon/client.ts";
 import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, usage } from "./context.ts";
 
 const enc = encodeURIComponent;
@@ -103,7 +104,7 @@ async function sendBytes(vm: string, session: string, payload: Uint8Array): Prom
     if (!(e instanceof BangerError && /not reachable.*(ECONNREFUSED|ENOENT)/.test(e.message))) throw e;
     res = await (await daemon(true)).fetch("POST", `${base(vm, session)}/send`, undefined, undefined, payload);
   }
-  const data = (await res.json()) as { bytesWritten: number; session: GuestSession; error?: { code: string; message: string } };
+  const data = (await readingAnswer(res.json())) as { bytesWritten: number; session: GuestSession; error?: { code: string; message: string } };
   if (!res.ok) throw new BangerError((data.error?.code as never) ?? "E_DAEMON", data.error?.message ?? `send failed (${res.status})`);
   return data;
 }

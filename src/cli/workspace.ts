@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { renameSync } from "node:fs";
 import { dirname, join, resolve, basename } from "node:path";
 import { BangerError, ERROR_CODES, type ErrorCode } from "../core/errors.ts";
+import { readingAnswer } from "../daemon/client.ts";
 import type { FetchResult, Workspace } from "../workspace/engine.ts";
 import { daemon, jsonArg, out, streamCall, usage } from "./context.ts";
 
@@ -45,7 +46,7 @@ const push = _prepareCommand("push", `${DESCRIPTION} (alias of prepare)`);
 /** Raw bytes of a daemon answer, or the daemon's error as a BangerError. */
 async function _rawCall(method: string, path: string, body?: unknown): Promise<Uint8Array> {
   const res = await (await daemon()).fetch(method, path, body);
-  const bytes = new Uint8Array(await res.arrayBuffer());
+  const bytes = new Uint8Array(await readingAnswer(res.arrayBuffer()));
   if (!res.ok) {
     let err: { code?: string; message?: string } = {};
     try {

@@ -20,12 +20,25 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+let originOfNewErrors: (() => unknown) | undefined;
+
+/**
+ * Set by the daemon: each new BangerError records the request it was made
+ * in, so a rejection nobody handled can still fail just that request.
+ */
+export function setErrorOrigin(fn: (() => unknown) | undefined): void {
+  originOfNewErrors = fn;
+}
+
 export class BangerError extends Error {
   readonly code: ErrorCode;
+  /** The request (daemon scope) this error was made in, if any; not enumerable, so never serialised. */
+  declare readonly origin: unknown;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = "BangerError";
+    Object.defineProperty(this, "origin", { value: originOfNewErrors?.(), enumerable: false });
   }
   get httpStatus(): number {
     return ERROR_CODES[this.code].http;

@@ -6,6 +6,7 @@ import type { VMRecord } from "../core/model.ts";
 import type { DaemonPaths } from "../core/paths.ts";
 import { shellJoin } from "../sessions/quote.ts";
 import { errorResponse, json, MAX_EXEC_BODY_BYTES, ndjson, parseBody, type Emitter, type StreamEvent } from "./http.ts";
+import { withRequestScope } from "./request-scope.ts";
 import { sshTargetFor, type SSHPool } from "./ssh-pool.ts";
 import type { ImageService } from "./images.ts";
 import type { FS } from "../host/types.ts";
@@ -148,7 +149,7 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
 
   return async (req: Request) => {
     try {
-      return await route(req);
+      return await withRequestScope(`${req.method} ${new URL(req.url).pathname}`, () => route(req));
     } catch (e) {
       return errorResponse(e);
     }

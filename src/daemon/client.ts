@@ -6,6 +6,25 @@ import { FULL_VERSION } from "../version.ts";
 import { refuseForeign } from "./owner.ts";
 import type { StreamEvent } from "./http.ts";
 
+/** What the user sees when the daemon went away in the middle of their request (killed, crashed, restarted). */
+export const DAEMON_DROPPED_MESSAGE = "the daemon stopped while handling this request (banger daemon logs)";
+
+/** The connection was made and then cut: the daemon died or dropped us mid-request. */
+function droppedMidRequest(e: unknown): boolean {
+  const code = (e as { code?: string } | null)?.code ?? "";
+  return code === "ECONNRESET" || code === "EPIPE" || code === "ERR_STREAM_PREMATURE_CLOSE";
+}
+
+/** Any transport error of an answer being read becomes the one line a person can act on. */
+export async function readingAnswer<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (droppedMidRequest(e)) throw new BangerError("E_DAEMON", DAEMON_DROPPED_MESSAGE, { cause: e });
+    throw e;
+  }
+}
+
 /** How often ensure() starts a daemon again when the one it started exited at once. */
 const MAX_RESPAWNS = 3;
 
@@ -43,6 +62,7 @@ export class DaemonClient {
       if (code === "EACCES" || code === "EPERM") {
         throw new BangerError("E_DAEMON", `no permission to talk to the daemon socket ${this.paths.socket} (owned by another user?)`);
       }
+      if (droppedMidRequest(e)) throw new BangerError("E_DAEMON", DAEMON_DROPPED_MESSAGE, { cause: e });
       throw new BangerError("E_DAEMON", `daemon not reachable at ${this.paths.socket}: ${code || (e as Error).message}`);
     }
   }
@@ -50,7 +70,7 @@ export class DaemonClient {
   /** JSON request; a non-2xx answer becomes a BangerError with the daemon's code and message. */
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const res = await this.fetch(method, path, body);
-    const text = await res.text();
+    const text = await readingAnswer(res.text());
     let data: unknown;
     try {
       data = text ? JSON.parse(text) : {};
@@ -65,7 +85,7 @@ export class DaemonClient {
   async stream(method: string, path: string, body: unknown, onEvent: (ev: StreamEvent) => void, signal?: AbortSignal): Promise<StreamEvent> {
     const res = await this.fetch(method, path, body, signal);
     if (!res.ok) {
-      const text = await res.text();
+      const text = await readingAnswer(res.text());
       let data: unknown = {};
       try {
         data = JSON.parse(text);
@@ -77,7 +97,7 @@ export class DaemonClient {
     const dec = new TextDecoder();
     let buf = "";
     for (;;) {
-      const { value, done } = await reader.read();
+      const { value, done } = await readingAnswer(reader.read());
       if (done) break;
       buf += dec.decode(value, { stream: true });
       let i: number;
@@ -90,7 +110,7 @@ export class DaemonClient {
         else onEvent(ev);
       }
     }
-    if (!last) throw new BangerError("E_DAEMON", "the daemon closed the stream before the operation finished (see `banger daemon logs`)");
+    if (!last) throw new BangerError("E_DAEMON", DAEMON_DROPPED_MESSAGE);
     if (last.type === "error") throw toError(last, 500);
     return last;
   }

@@ -1,4 +1,5 @@
 import { BangerError, errorMessage, isBangerError } from "../core/errors.ts";
+import { currentScope } from "./request-scope.ts";
 
 export function json(data: unknown, status = 200): Response {
   return new Response(JSON.stringify(data), { status, headers: { "content-type": "application/json" } });
@@ -93,6 +94,9 @@ export interface Emitter {
  */
 export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>): Response {
   const enc = new TextEncoder();
+  // the stream outlives its route: a bug in it still fails this request, not the daemon
+  const scope = currentScope();
+  const releaseScope = scope?.hold();
   const abort = new AbortController();
   req.signal.addEventListener("abort", () => abort.abort(), { once: true });
   let closed = false;
@@ -114,11 +118,13 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
         signal: abort.signal,
       };
       try {
-        send(await fn(emit));
+        const work = fn(emit);
+        send(await (scope ? scope.race(work) : work));
       } catch (e) {
         const code = isBangerError(e) ? e.code : "E_INTERNAL";
         send({ type: "error", error: { code, message: errorMessage(e) } });
       } finally {
+        releaseScope?.();
         if (!closed) {
           closed = true;
           try {

@@ -16,6 +16,7 @@ import { createApp } from "./app.ts";
 import { userPluginPaths } from "./config.ts";
 import { ImageService } from "./images.ts";
 import { tryLockFile } from "./lock.ts";
+import { installCrashGuards } from "./request-scope.ts";
 import { refuseForeign } from "./owner.ts";
 import { createDaemonLogger } from "./log.ts";
 import { vmSSHPool } from "./ssh-pool.ts";
@@ -45,6 +46,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const home = opts.home ?? resolveHome();
   const paths = daemonPaths(home);
   const log = createDaemonLogger();
+  // first: a bug anywhere below (plugin setup, reconcile, a request) is logged and contained, never fatal
+  installCrashGuards(log);
   refuseForeign(home, "state dir", { follow: true });
   mkdirSync(home, { recursive: true, mode: 0o700 });
   chmodSync(home, 0o700);

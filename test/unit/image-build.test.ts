@@ -205,4 +205,53 @@ describe("apt sources", () => {
     expect(a.slice(-3)).toEqual(["bookworm", "/tmp/r", "/etc/apt/sources.list"]);
     expect(a.find((x) => x.startsWith("--include="))).toBe(`--include=${ROOTFS_PACKAGES.join(",")}`);
   });
+
+  // The bug that killed the daemon: mmdebstrap failed while the kernel download was
+  // awaited, so its rejection was unhandled. Both must settle, the first failure wins,
+  // and the build dir is only removed once neither writes into it any more.
+  for (const [what, failing] of [
+    ["mmdebstrap fails while the kernel is still downloading", "mmdebstrap"],
+    ["the kernel download fails while mmdebstrap still runs", "apt-get"],
+  ] as const) {
+    test(`${what}: one rejection, none unhandled, nothing left in .build`, async () => {
+      const calls: Call[] = [];
+      const base = fakeExec(calls);
+      let otherFinished = false;
+      const exec: Exec = {
+        ...base,
+        async run(cmd, args, opts) {
+          if (cmd === failing) {
+            calls.push({ cmd, args, opts });
+            throw new Error(`${cmd}: injected failure`);
+          }
+          const slow = failing === "mmdebstrap" ? cmd === "apt-get" : cmd === "mmdebstrap";
+          if (slow) {
+            await Bun.sleep(150);
+            const r = await base.run(cmd, args, opts);
+            otherFinished = true;
+            return r;
+          }
+          return base.run(cmd, args, opts);
+        },
+      };
+      const unhandled: unknown[] = [];
+      const onUnhandled = (e: unknown) => unhandled.push(e);
+      process.on("unhandledRejection", onUnhandled);
+      try {
+        const dir = join(tmp, "out");
+        await mkdir(dir);
+        const err = await buildImage({ name: "default", dir, exec, progress: () => {}, aptSources: "/x.sources", busybox: join(tmp, "bb") }).then(
+          () => null,
+          (e: Error) => e,
+        );
+        expect(err?.message).toBe(`${failing}: injected failure`);
+        expect(otherFinished).toBe(true); // waited for, not left running into a removed dir
+        await Bun.sleep(20);
+        expect(unhandled).toEqual([]);
+        expect(await stat(join(dir, ".build")).catch(() => null)).toBeNull();
+      } finally {
+        process.off("unhandledRejection", onUnhandled);
+      }
+    });
+  }
 });
