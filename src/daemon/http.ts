@@ -99,6 +99,8 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
   const releaseScope = scope?.hold();
   const abort = new AbortController();
   req.signal.addEventListener("abort", () => abort.abort(), { once: true });
+  // a bug that failed this request also stops the work behind it, where that work listens
+  scope?.failed.catch(() => abort.abort());
   let closed = false;
   const stream = new ReadableStream<Uint8Array>({
     async start(controller) {
