@@ -170,7 +170,9 @@ export function createTarRunner(): TarRunner {
     async *create(cwd, paths, excludes) {
       const args = ["tar", "-C", cwd, "--anchored", ...excludes.map((e) => `--exclude=${e}`), "--no-anchored", "--null", "--verbatim-files-from", "-T", "-", "-cf", "-"];
       const proc = Bun.spawn(args, { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
-      proc.stdin.write(paths.join("\0") + (paths.length ? "\0" : ""));
+      // awaited so a failing pending write is this generator's error, not an unhandled rejection;
+      // it adds no wait: the awaited end() right after flushes the same list.
+      await proc.stdin.write(paths.join("\0") + (paths.length ? "\0" : ""));
       await proc.stdin.end();
       const errText = new Response(proc.stderr).text();
       let finished = false;
