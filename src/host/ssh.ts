@@ -109,7 +109,17 @@ class _SSH2Guest implements GuestSSH {
         const stdin = opts.stdin;
         if (stdin === undefined) ch.end();
         else if (typeof stdin === "string" || stdin instanceof Uint8Array) ch.end(Buffer.from(stdin as never));
-        else void _pumpStdin(ch, stdin, () => finished);
+        else {
+          // _pumpStdin ends stdin itself when the input stream fails; this is the channel failing
+          // under a write or end: fail the command rather than leave it waiting for input forever.
+          _pumpStdin(ch, stdin, () => finished).catch((e: unknown) => {
+            if (finished) return;
+            finished = true;
+            opts.signal?.removeEventListener("abort", onAbort);
+            ch.close();
+            reject(new BangerError("E_STATE", `ssh stdin to ${this._label} failed: ${errorMessage(e)}`, { cause: e }));
+          });
+        }
       });
     });
   }
