@@ -56,7 +56,10 @@ async function main(): Promise<number> {
   };
   const onSignal = (sig: NodeJS.Signals) => {
     console.error(`bench: ${sig}: cleaning up…`);
-    void stopAll().finally(() => process.exit(130));
+    // exit 130 whether or not cleanup worked, but say when it did not (a VM or daemon may be left)
+    stopAll()
+      .catch((e) => console.error(`bench cleanup failed: ${e instanceof Error ? e.message : String(e)}`))
+      .finally(() => process.exit(130));
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
