@@ -103,7 +103,11 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       release();
       log.info("bye");
       process.exit(0);
-    })();
+    })().catch((e: unknown) => {
+      // a shutdown that cannot finish must still end the process, or the lock stays held by a daemon that serves nothing
+      log.error(`shutdown failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      process.exit(1);
+    });
   };
 
   const app = createApp({
