@@ -144,8 +144,12 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
         },
       })
       .then(() => step("rootfs: mmdebstrap done"));
-    const kernel = await _fetchKernel(opts, work, step);
-    await rootfsDone;
+    // Both settle before anything else: a failure of either must neither go unhandled (it would take the
+    // daemon down) nor leave the other still writing into `work` after the finally below removed it.
+    const [made, fetched] = await Promise.allSettled([rootfsDone, _fetchKernel(opts, work, step)]);
+    if (made.status === "rejected") throw made.reason;
+    if (fetched.status === "rejected") throw fetched.reason;
+    const kernel = fetched.value;
 
     await copyFile(kernel.vmlinuz, join(dir, "vmlinuz"));
     const elf = await extractVmlinux(exec, join(dir, "vmlinuz"), join(dir, "vmlinux"));
