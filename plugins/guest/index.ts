@@ -116,6 +116,8 @@ export default definePlugin({
         hostKeyPath: keys.hostKey,
       });
       boot.initrdPaths = [out];
+      // a start that fails later leaves the VM dir as it found it
+      return () => ctx.host.fs.rmrf(out);
     });
     ctx.hook("vm:start:after", async ({ vm, handles, progress, signal }) => {
       if (!vm.runtime.sshPort) return;

@@ -105,15 +105,17 @@ export async function extractVmlinux(exec: Exec, bzImage: string, out: string): 
   const tried: string[] = [];
   for (const c of candidates.slice(0, 16)) {
     const f = KERNEL_PAYLOAD_FORMATS.find((x) => x.name === c.format)!;
-    await exec.run(
+    const r = await exec.run(
       "sh",
-      ["-c", 'off=$1 src=$2 out=$3; shift 3; tail -c +"$off" -- "$src" | "$@" > "$out" 2>/dev/null', "sh", String(c.offset + 1), bzImage, out, ...f.tool],
+      ["-c", 'off=$1 src=$2 out=$3; shift 3; tail -c +"$off" -- "$src" | "$@" > "$out"', "sh", String(c.offset + 1), bzImage, out, ...f.tool],
       { check: false },
     );
     const { head, size } = await _readHead(out, 64 * 1024).catch(() => ({ head: new Uint8Array(), size: 0 }));
     const why = checkVmlinuxElf(head, size);
     if (!why) return { ...c, size };
-    tried.push(`${c.format}@${c.offset}: ${why}`);
+    // what the shell or the decompressor said (e.g. "gzip: not found") is the likelier reason than the bytes
+    const said = r.stderr.trim().split("\n").at(-1)?.trim();
+    tried.push(`${c.format}@${c.offset}: ${why}${said ? ` (${said})` : ""}`);
   }
   await exec.run("rm", ["-f", "--", out], { check: false });
   throw new BangerError(

@@ -101,7 +101,9 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
         // our namespace's inode, then those of the namespaces `ip netns add` made (PID 1's may be unreadable)
         const r = await exec.run("sh", ["-c", "stat -L -c %i /proc/self/ns/net /run/netns/* 2>/dev/null"], { check: false });
         const [self, ...named] = r.stdout.trim().split("\n");
-        if (!self || !named.includes(self)) {
+        // no inode at all: sh or stat itself failed, which is not the same as being in the wrong namespace
+        if (!self) throw new BangerError("E_INTERNAL", `cannot tell which network namespace the daemon is in: sh failed (exit ${r.exitCode})${r.stderr.trim() ? `: ${r.stderr.trim().split("\n").at(-1)}` : ""}`);
+        if (!named.includes(self)) {
           throw new BangerError("E_BAD_REQUEST", "BANGER_TAP_NETNS_ONLY is set and this daemon is not in a namespace made by `ip netns add`: tap networking refused");
         }
         netnsChecked = true;

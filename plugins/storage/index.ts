@@ -17,7 +17,9 @@ export async function makeSystemDisk(exec: Exec, rootfs: string, out: string, si
     if (sizeMiB * 1048576 > cur) {
       await exec.run("truncate", ["-s", `${sizeMiB}M`, out]);
       // resize2fs insists on a fresh fsck; both work on the file, nothing is mounted
-      await exec.run("e2fsck", ["-fy", out], { check: false });
+      const fsck = await exec.run("e2fsck", ["-fy", out], { check: false });
+      // 1 and 2 mean "errors corrected"; 4 and up mean it could not check or fix the copy
+      if (fsck.exitCode >= 4) throw new BangerError("E_INTERNAL", `e2fsck failed (exit ${fsck.exitCode}) on ${out}: ${(fsck.stderr.trim() || fsck.stdout.trim()).split("\n").at(-1) ?? ""}`);
       await exec.run("resize2fs", [out]);
     }
   }

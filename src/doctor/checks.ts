@@ -8,6 +8,8 @@
  * it, when one exists.
  */
 
+import { TOOL_PACKAGES } from "../host/tools.ts";
+
 export type Level = "ok" | "note" | "warn" | "fail";
 
 export interface Finding {
@@ -59,16 +61,16 @@ export const DISK_WARN_BYTES = 4 * GiB;
 
 /** A tool, the Debian package that provides it, and whether running VMs (not only building images) needs it. */
 export const HOST_TOOLS: { tool: string; pkg: string; what: string; runtime: boolean }[] = [
-  { tool: "qemu-system-x86_64", pkg: "qemu-system-x86", what: "runs the VMs", runtime: true },
-  { tool: "ssh-keygen", pkg: "openssh-client", what: "per-VM client keys", runtime: true },
-  { tool: "dropbearkey", pkg: "dropbear-bin", what: "per-VM guest SSH host keys", runtime: true },
-  { tool: "mkfs.ext4", pkg: "e2fsprogs", what: "work disks", runtime: true },
-  { tool: "resize2fs", pkg: "e2fsprogs", what: "grows system disks", runtime: true },
-  { tool: "e2fsck", pkg: "e2fsprogs", what: "grows system disks", runtime: true },
-  { tool: "qemu-img", pkg: "qemu-utils", what: "disk images", runtime: false },
-  { tool: "mmdebstrap", pkg: "mmdebstrap", what: "builds guest images", runtime: false },
-  { tool: "cpio", pkg: "cpio", what: "guest image initramfs", runtime: false },
-  { tool: "busybox", pkg: "busybox-static", what: "guest image initramfs", runtime: false },
+  { tool: "qemu-system-x86_64", pkg: TOOL_PACKAGES["qemu-system-x86_64"], what: "runs the VMs", runtime: true },
+  { tool: "ssh-keygen", pkg: TOOL_PACKAGES["ssh-keygen"], what: "per-VM client keys", runtime: true },
+  { tool: "dropbearkey", pkg: TOOL_PACKAGES["dropbearkey"], what: "per-VM guest SSH host keys", runtime: true },
+  { tool: "mkfs.ext4", pkg: TOOL_PACKAGES["mkfs.ext4"], what: "work disks", runtime: true },
+  { tool: "resize2fs", pkg: TOOL_PACKAGES["resize2fs"], what: "grows system disks", runtime: true },
+  { tool: "e2fsck", pkg: TOOL_PACKAGES["e2fsck"], what: "grows system disks", runtime: true },
+  { tool: "qemu-img", pkg: TOOL_PACKAGES["qemu-img"], what: "disk images", runtime: false },
+  { tool: "mmdebstrap", pkg: TOOL_PACKAGES["mmdebstrap"], what: "builds guest images", runtime: false },
+  { tool: "cpio", pkg: TOOL_PACKAGES["cpio"], what: "guest image initramfs", runtime: false },
+  { tool: "busybox", pkg: TOOL_PACKAGES["busybox"], what: "guest image initramfs", runtime: false },
 ];
 
 /** Tools looked up for the device-mapper, networking and Firecracker checks. */
@@ -112,9 +114,9 @@ export function checkQemu(v: HostView): Finding {
   if (!v.tools["qemu-system-x86_64"]) {
     // Firecracker alone is enough where KVM works
     const fcOnly = !!v.tools.firecracker && kvmUsableIn(v);
-    return { id, level: fcOnly ? "warn" : "fail", message: `qemu-system-x86_64 not found${fcOnly ? " (Firecracker can still run VMs)" : ": nothing can run VMs"}`, fix: aptInstall(["qemu-system-x86"]) };
+    return { id, level: fcOnly ? "warn" : "fail", message: `qemu-system-x86_64 not found${fcOnly ? " (Firecracker can still run VMs)" : ": nothing can run VMs"}`, fix: aptInstall([TOOL_PACKAGES["qemu-system-x86_64"]]) };
   }
-  if (!v.versions.qemu) return { id, level: "fail", message: `${v.tools["qemu-system-x86_64"]} --version failed: the binary is broken`, fix: `sudo apt-get install --reinstall -y qemu-system-x86` };
+  if (!v.versions.qemu) return { id, level: "fail", message: `${v.tools["qemu-system-x86_64"]} --version failed: the binary is broken`, fix: `sudo apt-get install --reinstall -y ${TOOL_PACKAGES["qemu-system-x86_64"]}` };
   return { id, level: "ok", message: `${v.versions.qemu} (${v.tools["qemu-system-x86_64"]})`, fix: "" };
 }
 
@@ -181,8 +183,8 @@ export function checkTun(v: HostView): Finding {
 export function checkBridgeNat(v: HostView): Finding {
   const id = "bridge-nat";
   const off = "no bridge/NAT for tap networking; VMs use QEMU user networking";
-  if (!v.tools.ip) return { id, level: "warn", message: `ip not found: ${off}`, fix: aptInstall(["iproute2"]) };
-  if (!v.tools.iptables && !v.tools.nft) return { id, level: "warn", message: `neither iptables nor nft found: ${off}`, fix: aptInstall(["nftables"]) };
+  if (!v.tools.ip) return { id, level: "warn", message: `ip not found: ${off}`, fix: aptInstall([TOOL_PACKAGES.ip]) };
+  if (!v.tools.iptables && !v.tools.nft) return { id, level: "warn", message: `neither iptables nor nft found: ${off}`, fix: aptInstall([TOOL_PACKAGES.nft]) };
   if (!_privileged(v)) {
     return { id, level: "warn", message: `not root and no CAP_NET_ADMIN: ${off}`, fix: "run banger as root, or: sudo setcap cap_net_admin+ep \"$(command -v banger)\"" };
   }

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { BangerError } from "../core/errors.ts";
+import { lastLine, missingToolMessage } from "./tools.ts";
 import type { Exec, ExecOptions, ExecResult } from "./types.ts";
 
 /** Real process execution (execa). */
@@ -41,7 +42,7 @@ export function createExec(): Exec {
       const r = await child;
       if (r.failed && r.exitCode === undefined) {
         const notFound = (r as { code?: string }).code === "ENOENT" || /ENOENT/.test(String(r.message));
-        if (notFound) throw new BangerError("E_MISSING_TOOL", `${cmd} not found (run \`banger doctor\`)`);
+        if (notFound) throw new BangerError("E_MISSING_TOOL", missingToolMessage(cmd));
         if (r.timedOut) throw new BangerError("E_TIMEOUT", `${cmd} timed out after ${opts.timeoutMs} ms`);
       }
       const result: ExecResult = {
@@ -50,8 +51,11 @@ export function createExec(): Exec {
         exitCode: r.exitCode ?? (r.signal ? 128 : 1),
       };
       if ((opts.check ?? true) && result.exitCode !== 0) {
-        const tail = (result.stderr || result.stdout).trim().split("\n").slice(-5).join("\n");
-        throw new BangerError("E_INTERNAL", `${cmd} ${args.join(" ")} exited ${result.exitCode}${tail ? `: ${tail}` : ""}`);
+        // one line: the CLI prints errors as one line, and a tool's last line is usually the reason
+        const why = lastLine(result.stderr, result.stdout);
+        // a subcommand ("dmsetup create") says which step; paths and flags would only make the line long
+        const sub = args[0] && /^[a-z][a-z-]*$/.test(args[0]) ? ` ${args[0]}` : "";
+        throw new BangerError("E_INTERNAL", `${cmd}${sub} failed (exit ${result.exitCode})${why ? `: ${why}` : ""}`);
       }
       return result;
     },
@@ -66,7 +70,10 @@ export function createExec(): Exec {
           stdio: ["ignore", out, out],
         });
         const pid = await new Promise<number>((resolve, reject) => {
-          child.once("error", (e) => reject(new BangerError("E_MISSING_TOOL", `cannot start ${cmd}: ${e.message}`, { cause: e })));
+          child.once("error", (e) => {
+            const notFound = (e as NodeJS.ErrnoException).code === "ENOENT";
+            reject(new BangerError("E_MISSING_TOOL", notFound ? missingToolMessage(cmd) : `cannot start ${cmd}: ${e.message}`, { cause: e }));
+          });
           child.once("spawn", () => resolve(child.pid!));
         });
         child.unref();

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BangerError } from "../core/errors.ts";
 import type { Exec } from "../host/types.ts";
+import { lastLine, missingToolMessage } from "../host/tools.ts";
 
 /** A repo as git sees it: its top directory and the paths (relative, "./"-prefixed) to send. */
 export interface WorkspaceFiles {
@@ -23,7 +24,11 @@ export const GIT_EXCLUDES = ["./.git/config", "./.git/FETCH_HEAD", "./.git/BANGE
 /** The repo's top directory, or E_BAD_REQUEST when sourcePath is not inside a git work tree with a .git directory. */
 export async function repoRoot(exec: Exec, sourcePath: string): Promise<string> {
   const r = await exec.run("git", ["-C", sourcePath, "rev-parse", "--show-toplevel", "--absolute-git-dir"], { check: false });
-  if (r.exitCode !== 0) throw new BangerError("E_BAD_REQUEST", `${sourcePath} is not a git repository`);
+  if (r.exitCode !== 0) {
+    // git judged the path ("fatal: not a git repository", "cannot change to"); anything else is git itself failing
+    if (!/^fatal: /m.test(r.stderr)) throw new BangerError("E_INTERNAL", `git failed (exit ${r.exitCode}) in ${sourcePath}: ${lastLine(r.stderr, r.stdout)}`);
+    throw new BangerError("E_BAD_REQUEST", `${sourcePath} is not a git repository`);
+  }
   const [top, gitDir] = r.stdout.trim().split("\n");
   if (!top || !gitDir) throw new BangerError("E_BAD_REQUEST", `${sourcePath} is not a git work tree (bare repository?)`);
   if (gitDir !== join(top, ".git")) {
@@ -169,22 +174,34 @@ export function createTarRunner(): TarRunner {
   return {
     async *create(cwd, paths, excludes) {
       const args = ["tar", "-C", cwd, "--anchored", ...excludes.map((e) => `--exclude=${e}`), "--no-anchored", "--null", "--verbatim-files-from", "-T", "-", "-cf", "-"];
-      const proc = Bun.spawn(args, { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
-      // awaited so a failing pending write is this generator's error, not an unhandled rejection;
-      // it adds no wait: the awaited end() right after flushes the same list.
-      await proc.stdin.write(paths.join("\0") + (paths.length ? "\0" : ""));
-      await proc.stdin.end();
-      const errText = new Response(proc.stderr).text();
-      let finished = false;
+      let proc;
       try {
-        for await (const chunk of proc.stdout) yield chunk;
+        proc = Bun.spawn(args, { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+      } catch (e) {
+        throw new BangerError("E_MISSING_TOOL", missingToolMessage("tar"), { cause: e });
+      }
+      const errText = new Response(proc.stderr).text();
+      try {
+        // awaited so a failing pending write lands in this catch, not as an unhandled rejection
+        await proc.stdin.write(paths.join("\0") + (paths.length ? "\0" : ""));
+        await proc.stdin.end();
+      } catch {
+        // a tar that died before reading its list: its exit code and stderr below say why
+      }
+      let finished = false;
+      let bytes = 0;
+      try {
+        for await (const chunk of proc.stdout) {
+          bytes += chunk.length;
+          yield chunk;
+        }
         finished = true;
       } finally {
         if (!finished) proc.kill();
       }
       const code = await proc.exited;
-      // 1 = "some files changed while being read": the archive is still whole.
-      if (code !== 0 && code !== 1) throw new BangerError("E_INTERNAL", `tar in ${cwd} exited ${code}: ${(await errText).trim().split("\n").slice(-3).join("; ")}`);
+      // 1 = "some files changed while being read": the archive is still whole (but then there is one)
+      if (code !== 0 && !(code === 1 && bytes > 0)) throw new BangerError("E_INTERNAL", `tar failed (exit ${code}) in ${cwd}: ${lastLine(await errText)}`);
     },
   };
 }

@@ -86,7 +86,8 @@ export function fakeExec(opts: { firstPid?: number } = {}): FakeExec {
       const partial = typeof script === "function" ? await script(cmd, args, o) : (script ?? {});
       const result: ExecResult = { stdout: "", stderr: "", exitCode: 0, ...partial };
       if ((o.check ?? true) && result.exitCode !== 0) {
-        throw new BangerError("E_INTERNAL", `${cmd} ${args.join(" ")} exited ${result.exitCode}${result.stderr ? `: ${result.stderr.trim()}` : ""}`);
+        const sub = args[0] && /^[a-z][a-z-]*$/.test(args[0]) ? ` ${args[0]}` : "";
+        throw new BangerError("E_INTERNAL", `${cmd}${sub} failed (exit ${result.exitCode})${result.stderr ? `: ${result.stderr.trim()}` : ""}`);
       }
       return result;
     },

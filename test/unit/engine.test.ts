@@ -468,7 +468,7 @@ describe("reconcile (the seed's reconcile test)", () => {
     w.hooks.hook("net", "vm:cleanup", async ({ handles }) => void (await w.host.exec.run("ip", ["link", "del", handles.tapDevice])));
     const [o] = await w.engine.reconcile();
     expect(o!.action).toBe("demoted");
-    expect(o!.cleanupErrors).toEqual(["storage:vm:cleanup: dmsetup remove banger-ghost exited 1: device busy"]);
+    expect(o!.cleanupErrors).toEqual(["storage:vm:cleanup: dmsetup remove failed (exit 1): device busy"]);
     expect(w.host.exec.lines()).toContain("ip link del tap-ghost");
     expect(w.ts.store.getVM("ghost")!.runtime.lastError).toContain("device busy");
   });

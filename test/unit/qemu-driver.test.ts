@@ -202,11 +202,11 @@ describe("qemu driver: launch", () => {
     expect(args[args.indexOf("-initrd") + 1]).toBe("/v/abc123/initrd.img");
   });
 
-  test("qemu dies during launch → error with the tail of qemu.log", async () => {
+  test("qemu dies during launch → one line: qemu.log's last line and where the log is", async () => {
     const f = fakeHost();
     f.set({ spawn: "die" });
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
-    await expect(d.launch(sampleVM(), BOOT)).rejects.toThrow(/qemu exited during launch \(log: \/v\/abc123\/qemu.log\):[\s\S]*could not load kernel/);
+    await expect(d.launch(sampleVM(), BOOT)).rejects.toThrow(/^qemu exited during launch: [^\n]*could not load kernel[^\n]* \(log: \/v\/abc123\/qemu.log\)$/);
   });
 
   test("socket never answers → E_TIMEOUT and the process is killed", async () => {

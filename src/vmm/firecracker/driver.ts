@@ -165,8 +165,9 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
         const now = await host.procs.info(pid);
         if (!now || now.startTime !== t.startTime) {
           await _removeSockets(vm);
-          const tail = (await _tail(p.fcLog)) || (await _tail(p.serialLog));
-          throw new BangerError("E_INTERNAL", `firecracker exited during launch (log: ${p.fcLog})${tail ? `:\n${tail}` : ""}`);
+          // one line, like every CLI error; the logs keep the rest
+          const why = ((await _tail(p.fcLog, 1)) || (await _tail(p.serialLog, 1))).trim();
+          throw new BangerError("E_INTERNAL", `firecracker exited during launch${why ? `: ${why}` : ""} (log: ${p.fcLog})`);
         }
         if ((await host.fs.exists(p.apiSock)) && (await _ping(p.apiSock, 500))) break;
         if (host.clock.now().getTime() >= deadline) {

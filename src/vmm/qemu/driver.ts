@@ -74,10 +74,10 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     return p ? { pid: p.pid, startTime: p.startTime } : null;
   }
 
-  async function _tail(path: string, lines = 20): Promise<string> {
+  async function _lastLogLine(path: string): Promise<string> {
     const text = (await host.fs.readText(path)) ?? "";
     // skip the command line banger wrote at the top: the error is what qemu said
-    return text.trimEnd().split("\n").filter((l) => !l.startsWith("# ")).slice(-lines).join("\n");
+    return text.trimEnd().split("\n").filter((l) => !l.startsWith("# ")).at(-1)?.trim() ?? "";
   }
 
   async function _removeSocket(vm: VMRecord): Promise<void> {
@@ -127,14 +127,15 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       for (;;) {
         const now = await host.procs.info(pid);
         if (!now || (info && now.startTime !== info.startTime)) {
-          const tail = await _tail(p.qemuLog);
-          throw new BangerError("E_INTERNAL", `qemu exited during launch (log: ${p.qemuLog})${tail ? `:\n${tail}` : ""}`);
+          // one line (qemu's last word names what is wrong); the whole log stays in the file
+          const why = await _lastLogLine(p.qemuLog);
+          throw new BangerError("E_INTERNAL", `qemu exited during launch${why ? `: ${why}` : ""} (log: ${p.qemuLog})`);
         }
         if (await qmp.ping(p.qmpSock, 500)) return { pid, pidStartTime: now.startTime };
         if (host.clock.now().getTime() >= deadline) {
           await guard.killGuarded({ pid, startTime: now.startTime });
-          const tail = await _tail(p.qemuLog);
-          throw new BangerError("E_TIMEOUT", `qemu's QMP socket did not answer within ${opts.launchTimeoutMs ?? 15000} ms${tail ? `:\n${tail}` : ""}`);
+          const why = await _lastLogLine(p.qemuLog);
+          throw new BangerError("E_TIMEOUT", `qemu's QMP socket did not answer within ${opts.launchTimeoutMs ?? 15000} ms${why ? `: ${why}` : ""} (log: ${p.qemuLog})`);
         }
         await host.clock.sleep(pollMs);
       }
