@@ -112,12 +112,12 @@ export function SendScript(uploadPath: string, pipePath: string, timeoutSeconds:
   return renderScript(SEND_SH, _sendVars(uploadPath, pipePath, timeoutSeconds, expectedBytes));
 }
 
-/** Payloads up to this size without NUL bytes take the builtin-only send (bash reads stdin a byte per syscall). */
-const _FAST_SEND_MAX_BYTES = 16384;
+// Payloads up to this size without NUL bytes take the builtin-only send (bash reads stdin a byte per syscall).
+const FAST_SEND_MAX_BYTES = 16384;
 
 /** Can this payload take FastSendScript? (bash variables cannot hold NUL.) */
 export function fastSendable(payload: Uint8Array): boolean {
-  return payload.length <= _FAST_SEND_MAX_BYTES && !payload.includes(0);
+  return payload.length <= FAST_SEND_MAX_BYTES && !payload.includes(0);
 }
 
 /**
