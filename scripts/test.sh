@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: install what is missing, build, run every test, end with "N passed, N failed".
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 bash scripts/ensure-node-deps.sh || exit 1
 if [ "$(id -u)" = 0 ]; then
   bash scripts/host-deps.sh || exit 1

@@ -11,6 +11,7 @@ export type { VMMDriver, BootConfig, LaunchResult } from "./vmm/driver.ts";
 export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, Clock, FS, GuestSSH, SSHTarget, SSHDialer } from "./host/types.ts";
 export type { LeaseStore, Lease } from "./store/leases.ts";
 export { BangerError } from "./core/errors.ts";
+export { renderScript } from "./sessions/quote.ts";
 /** LIFO undo stack for a multi-step handler: defer right after acquiring, unwind on failure. */
 export { UndoStack } from "./core/hooks.ts";
 /**

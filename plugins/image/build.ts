@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { chmod, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BangerError } from "../../src/plugin-api.ts";
+import { BangerError, renderScript } from "../../src/plugin-api.ts";
 import type { Exec } from "../../src/plugin-api.ts";
 import { type CpioEntry, writeCpioGz } from "./cpio.ts";
 import { extractVmlinux } from "./vmlinux.ts";
@@ -266,7 +266,7 @@ export async function buildBaseInitrd(modulesDir: string, busyboxPath?: string):
     ),
     { path: "bin/busybox", type: "file", mode: 0o755, data: bb },
     { path: "bin/sh", type: "symlink", mode: 0o777, data: "busybox" },
-    { path: "init", type: "file", mode: 0o755, data: INITRAMFS_INIT_SH.replaceAll("@MODULES@", INITRD_MODULES.join(" ")) },
+    { path: "init", type: "file", mode: 0o755, data: renderScript(INITRAMFS_INIT_SH, { MODULES: INITRD_MODULES.join(" ") }) },
   ];
   for (const m of INITRD_MODULES) {
     const p = index.get(m);

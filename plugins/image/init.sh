@@ -176,12 +176,12 @@ _stage "power button watched"
 dropbear -F -E -s -r "$HOSTKEY" -p 22 -P /run/dropbear.pid </dev/null >>/var/log/banger/dropbear.log 2>&1 &
 
 _listening() { # port 22 in LISTEN state (0A) in /proc/net/tcp{,6}
-  local f line
+  local f addr st
   for f in /proc/net/tcp /proc/net/tcp6; do
     [ -r "$f" ] || continue
-    while read -r line; do
-      set -- $line
-      [[ "$2" == *:0016 && "$4" == 0A ]] && return 0
+    # fields: sl local_address rem_address st ...
+    while read -r _ addr _ st _; do
+      [[ "$addr" == *:0016 && "$st" == 0A ]] && return 0
     done <"$f"
   done
   return 1

@@ -1,9 +1,12 @@
 #!/bin/busybox sh
+# busybox sh is an ash: checked as dash, its closest POSIX relative.
+# shellcheck shell=dash
 # banger initramfs /init (busybox sh). Loads the virtio drivers (they are
 # modules in Debian's cloud kernel), mounts the root disk, hands the per-VM
 # seed (a second cpio appended by the host) to the real root on a tmpfs at
 # /run, and switch_roots into /sbin/banger-init.
-# The build substitutes the insmod order for the MODULES placeholder below.
+# The build puts MODULES='<the insmod order>' before this script.
+: "${MODULES:?}"
 
 /bin/busybox mkdir -p /bin /proc /sys /dev /newroot
 /bin/busybox --install -s /bin
@@ -26,6 +29,7 @@ fail() {
 root=/dev/vda
 init=/sbin/banger-init
 rootflags=rw
+# shellcheck disable=SC2013 # /proc/cmdline is one line: its words are what we want
 for w in $(cat /proc/cmdline); do
   case "$w" in
     banger.root=*) root="${w#banger.root=}" ;;
@@ -46,7 +50,7 @@ modparams() {
 
 cmdline=$(cat /proc/cmdline)
 set -f # parameters are split into words, never globbed
-for m in @MODULES@; do
+for m in $MODULES; do
   # "File exists" (built in / already loaded) is fine; anything else is worth a line.
   # shellcheck disable=SC2046 # one word per parameter is intended
   err=$(insmod "/lib/modules/$m.ko" $(modparams "$m" "$cmdline") 2>&1) || case "$err" in *exists*) ;; *) echo "initramfs: insmod $m: $err" ;; esac
@@ -85,5 +89,6 @@ fi
 mkdir -p /newroot/dev/shm && mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/dev/shm
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/tmp
 [ -e /newroot/dev/fd ] || ln -s /proc/self/fd /newroot/dev/fd
+# shellcheck disable=SC2093 # PID 1 must become the real init; the line after only runs if the exec returns
 exec switch_root /newroot "$init"
 fail "switch_root failed"

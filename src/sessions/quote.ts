@@ -20,3 +20,30 @@ export function shellQuote(s: string): string {
 export function shellJoin(words: string[]): string {
   return words.map(shellQuote).join(" ");
 }
+
+/** A value a guest script is given: a string or number, or (bash only) a list that becomes an array. */
+export type ScriptValue = string | number | readonly string[];
+
+/**
+ * Build a guest script the one way every banger script is built: `NAME='value'`
+ * lines, each value quoted with shellQuote (a list becomes a bash array
+ * `NAME=('a' 'b')`), followed by the parts as written in their `.sh` files.
+ * The body only ever refers to "$NAME": no value is spliced into it. A first
+ * part's `#!` line stays first.
+ */
+export function renderScript(parts: string | readonly string[], vars: Record<string, ScriptValue>): string {
+  const body = typeof parts === "string" ? parts : parts.join("");
+  const lines: string[] = [];
+  for (const [name, value] of Object.entries(vars)) {
+    // a typo'd or unused name is a bug here, not something for the guest to find out
+    if (!/^[A-Z][A-Z0-9_]*$/.test(name) || !(body.includes("$" + name) || body.includes("${" + name))) {
+      throw new BangerError("E_INTERNAL", `script value ${JSON.stringify(name)} is not a shell name the script uses`);
+    }
+    if (typeof value === "number" && !Number.isFinite(value)) throw new BangerError("E_INTERNAL", `script value ${name} is not a finite number: ${value}`);
+    lines.push(typeof value === "object" ? `${name}=(${shellJoin([...value])})` : `${name}=${shellQuote(String(value))}`);
+  }
+  const prelude = lines.length ? lines.join("\n") + "\n" : "";
+  if (!body.startsWith("#!")) return prelude + body;
+  const nl = body.indexOf("\n") + 1;
+  return body.slice(0, nl) + prelude + body.slice(nl);
+}

@@ -6,7 +6,7 @@ import { BangerError } from "../../src/core/errors.ts";
 import type { GuestSession, SessionStatus, SessionStdinMode, VMRecord } from "../../src/core/model.ts";
 import type { Clock, ExecResult, ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
 import { SessionEngine } from "../../src/sessions/engine.ts";
-import { shellQuote } from "../../src/sessions/quote.ts";
+import { renderScript, shellQuote } from "../../src/sessions/quote.ts";
 import * as sess from "../../src/sessions/scripts.ts";
 import { createSessionRepo } from "../../src/store/sessions.ts";
 import { Store } from "../../src/store/store.ts";
@@ -113,8 +113,8 @@ function testGuestSession(vmId: string, stdinMode: SessionStdinMode, status: Ses
     stdinMode,
     status,
     guestStateDir: sess.StateDir(id),
-    stdoutLogPath: sess.StdoutLogPath(id),
-    stderrLogPath: sess.StderrLogPath(id),
+    stdoutLogPath: sess.sessionPaths(sess.StateDir(id)).stdout,
+    stderrLogPath: sess.sessionPaths(sess.StateDir(id)).stderr,
     attachable: stdinMode === "pipe" && status === "running",
     reattachable: stdinMode === "pipe" && status === "running",
     launchStage: "",
@@ -177,21 +177,26 @@ describe("send (seed cases)", () => {
     expect(sent).toBe(new TextDecoder().decode(payload));
     expect(script).toMatch(/UPLOAD='\/tmp\/banger-send-[0-9a-f]+'/);
     // a small text payload takes the builtin path: upload, write into the pipe, rm -f, watchdog timeout
-    expect(script).toBe(sess.FastSendScript(script.match(/UPLOAD='([^']+)'/)![1]!, sess.StdinPipePath(session.id), sess.SEND_TIMEOUT_SECONDS, payload.length));
+    const pipe = sess.sessionPaths(session.guestStateDir).pipe;
+    expect(script).toBe(sess.FastSendScript(script.match(/UPLOAD='([^']+)'/)![1]!, pipe, sess.SEND_TIMEOUT_SECONDS, payload.length));
     expect(script).toContain('printf \'%s\' "$DATA" > "$UPLOAD"');
-    expect(script).toContain(sess.StdinPipePath(session.id));
+    expect(script).toContain(`PIPE='${pipe}'\n`);
+    expect(script).toContain(`EXPECTED='${payload.length}'\n`);
     expect(script).toContain('rm -f "$UPLOAD"');
-    expect(script).toContain(`read -t ${sess.SEND_TIMEOUT_SECONDS};`);
+    expect(script).toContain(`TIMEOUT='${sess.SEND_TIMEOUT_SECONDS}'\n`);
+    expect(script).toContain(`read -r -t "$TIMEOUT";`);
     expect(script).not.toContain("\\n");
     expect(fake.ranScripts).toEqual([]);
   });
 
-  test("payloads with NUL bytes or over FAST_SEND_MAX_BYTES take the cat/timeout/dd script, byte for byte", async () => {
+  test("payloads with NUL bytes or over 16 KiB take the cat/timeout/dd script, byte for byte", async () => {
     const { vm, session } = setup("sendbox-bin", "running", "pipe", "running");
     const fake = new RecordingGuestSSH();
     const { engine } = newEngine(fake);
     const withNul = new Uint8Array([65, 0, 66, 10]);
-    const big = new Uint8Array(sess.FAST_SEND_MAX_BYTES + 1).fill(120);
+    const big = new Uint8Array(16384 + 1).fill(120);
+    expect(sess.fastSendable(big.subarray(1))).toBe(true);
+    expect(sess.fastSendable(big)).toBe(false);
     for (const payload of [withNul, big]) {
       const r = await engine.send({ vmIdOrName: vm.name, sessionIdOrName: session.name, payload });
       expect(r.bytesWritten).toBe(payload.length);
@@ -199,7 +204,8 @@ describe("send (seed cases)", () => {
     expect(fake.sends.length).toBe(2);
     for (const [i, { script }] of fake.sends.entries()) {
       expect(script).toContain("umask 077\ncat > \"$UPLOAD\"");
-      expect(script).toContain(`timeout ${sess.SEND_TIMEOUT_SECONDS} dd `);
+      expect(script).toContain(`TIMEOUT='${sess.SEND_TIMEOUT_SECONDS}'\n`);
+      expect(script).toContain(`timeout "$TIMEOUT" dd `);
       expect(script).toContain('rm -f "$UPLOAD"');
       expect(fake.execInputs.filter((_, j) => fake.execs[j]!.includes("UPLOAD="))[i]).toEqual(i === 0 ? withNul : big);
     }
@@ -315,7 +321,8 @@ describe("start", () => {
       return m && existing.has(m[1]!) ? {} : { exitCode: 1, stderr: `missing cwd: ${m?.[1]}\n` };
     }
     if (script.includes("check_command() {")) {
-      const missing = [...script.matchAll(/^check_command '([^']*)'$/gm)].map((m) => m[1]!).filter((c) => !commands.has(c));
+      const list = /^COMMANDS=\((.*)\)$/m.exec(script)?.[1] ?? "";
+      const missing = [...list.matchAll(/'([^']*)'/g)].map((m) => m[1]!).filter((c) => !commands.has(c));
       return missing.length ? { exitCode: 1, stderr: missing.map((c) => `missing command: ${c}\n`).join("") } : {};
     }
     if (script.includes("nohup bash ")) return { stdout: "4242 123456\n" };
@@ -339,10 +346,10 @@ describe("start", () => {
     expect(repo.get(s.id)).toEqual(s);
     expect(fake.ranScripts.length).toBe(3);
     expect(fake.ranScripts[0]).toContain("DIR='/root/repo'\n");
-    expect(fake.ranScripts[1]).toContain("check_command 'pi'\ncheck_command 'git'\n");
+    expect(fake.ranScripts[1]).toContain("COMMANDS=('pi' 'git')\n");
     const launch = fake.ranScripts[2]!;
     expect(launch).toContain("nohup bash ");
-    expect(launch).toContain("mkfifo ");
+    expect(launch).toContain("STDIN_MODE='pipe'\n");
     expect(launch).toContain("'--no-session'");
   });
 
@@ -354,8 +361,7 @@ describe("start", () => {
     const s = await engine.start({ vmIdOrName: vm.name, command: "sleep", args: ["100"], stdinMode: "closed" });
     expect(s.attachable).toBe(false);
     expect(fake.ranScripts.length).toBe(2); // no cwd given: no cwd preflight
-    expect(fake.ranScripts[1]).not.toContain("mkfifo");
-    expect(fake.ranScripts[1]).toContain("< /dev/null");
+    expect(fake.ranScripts[1]).toContain("STDIN_MODE='closed'\n");
     expect(s.name).toMatch(/^session-/);
   });
 
@@ -416,7 +422,7 @@ describe("refresh / stop", () => {
     expect(s.status).toBe("exited");
     expect(s.exitCode).toBe(0);
     expect(s.attachable).toBe(false);
-    expect(fake.ranScripts.every((x) => x.includes(`EXIT='${sess.ExitCodePath(session.id)}'`))).toBe(true);
+    expect(fake.ranScripts.every((x) => x.startsWith(`DIR='${session.guestStateDir}'\n`))).toBe(true);
     // Ended sessions are not asked again.
     const before = fake.ranScripts.length;
     await engine.refresh(s);
@@ -446,7 +452,7 @@ describe("refresh / stop", () => {
     expect(s.status).toBe("stopped");
     expect(s.exitCode).toBe(143);
     expect(fake.ranScripts[0]).toContain("kill -TERM");
-    expect(fake.ranScripts[0]).toContain(`-lt 15 `);
+    expect(fake.ranScripts[0]).toContain("TENTHS='15'\n");
     const k = new RecordingGuestSSH(() => ({ stdout: "exited 137 1700000000\n" }));
     const { session: s2 } = setup("killbox", "running", "pipe", "running");
     const e2 = newEngine(k).engine;
@@ -459,7 +465,8 @@ describe("refresh / stop", () => {
     const { engine, repo } = newEngine(fake);
     await engine.remove(session);
     expect(repo.get(session.id)).toBeNull();
-    expect(fake.ranScripts[0]).toBe(`rm -rf -- '${sess.StateDir(session.id)}'\n`);
+    expect(fake.ranScripts[0]).toBe(sess.RemoveScript(session.guestStateDir));
+    expect(fake.ranScripts[0]).toStartWith(`DIR='${sess.StateDir(session.id)}'\n`);
     const running = testGuestSession(vm.id, "pipe", "running");
     running.id = "r2";
     running.name = "r2";
@@ -518,7 +525,7 @@ describe("scripts", () => {
     const commandScript = sess.CommandPreflightScript(["git", "pi"]);
     expect(commandScript).not.toContain("\\n");
     expect(commandScript).toContain("\n");
-    expect(sess.AttachInputCommand("session-id")).not.toContain("\\n");
+    expect(sess.AttachInputCommandForPipe("/x/stdin.pipe")).not.toContain("\\n");
     expect(sess.AttachTailCommand("/tmp/stdout.log")).not.toContain("\\n");
     for (const s of [sess.LaunchScript(testGuestSession("v", "pipe", "running")), sess.StatusScript("/x"), sess.StopScript("/x", 100), sess.SendScript("/tmp/u", "/p")]) {
       expect(s).toContain("\n");
@@ -681,5 +688,50 @@ describe("scripts", () => {
     Bun.spawnSync(["sleep", "2.2"]);
     reader.kill();
     expect(readFileSync(out, "utf8")).toBe("ok\n");
+  });
+
+  test("renderScript: quoted NAME='value' lines before the body (after a #! line), lists as bash arrays, names checked", () => {
+    const body = `printf '<%s>' "$A" "\${L[@]}" "$N"\n`;
+    const r = renderScript(body, { A: HOSTILE.join(""), L: HOSTILE, N: 7 });
+    expect(r).toStartWith(`A=${shellQuote(HOSTILE.join(""))}\nL=(`);
+    expect(r).toEndWith(body);
+    expect(bash(r).stdout).toBe([HOSTILE.join(""), ...HOSTILE, "7"].map((v) => `<${v}>`).join(""));
+    expect(renderScript(`#!/bin/bash\necho "$A"\n`, { A: "x" })).toBe(`#!/bin/bash\nA='x'\necho "$A"\n`);
+    expect(renderScript(["a=1\n", `echo "$A"\n`], { A: "x" })).toBe(`A='x'\na=1\necho "$A"\n`);
+    // a name the body never uses, or one that is no shell name, is a bug caught before the guest runs anything
+    expect(() => renderScript(`echo "$A"\n`, { B: "x" })).toThrow("not a shell name the script uses");
+    expect(() => renderScript(`echo "$a-b"\n`, { "a-b": "x" })).toThrow(BangerError);
+    expect(() => renderScript(`echo "$A"\n`, { A: Number.NaN })).toThrow(BangerError);
+    expect(() => renderScript(`echo "$A"\n`, { A: "a\0b" })).toThrow(BangerError);
+    expect(existsSync(join(tmpRoot, "PWNED"))).toBe(false);
+  });
+
+  test("remove, attach input and attach tail with hostile paths through real bash", async () => {
+    for (const v of HOSTILE) {
+      const dir = join(tmpRoot, "rm", v.replace(/\//g, "_"), "s");
+      mkdirSync(join(dir, "sub"), { recursive: true });
+      writeFileSync(join(dir, "stdout.log"), "0123456789");
+      // attach tail from offset 4: a pid that is gone ends it while stdin stays open; without a pid, stdin closing does
+      const gone = Bun.spawn(["bash", "-c", sess.AttachTailCommand(join(dir, "stdout.log"), 4, 999999999)], { stdin: "pipe", stdout: "pipe" });
+      expect(await new Response(gone.stdout).text()).toBe("456789");
+      gone.stdin.end();
+      const follow = Bun.spawn(["bash", "-c", sess.AttachTailCommand(join(dir, "stdout.log"), 4)], { stdin: "pipe", stdout: "pipe" });
+      const reader = follow.stdout.getReader();
+      let got = "";
+      while (got.length < 6) got += new TextDecoder().decode((await reader.read()).value);
+      expect(got).toBe("456789");
+      follow.stdin.end();
+      expect(await follow.exited).toBe(143); // the tail was killed once stdin closed
+      const input = bashC(sess.AttachInputCommandForPipe(join(dir, "in")), "typed\n");
+      expect(input.code).toBe(0);
+      expect(readFileSync(join(dir, "in"), "utf8")).toBe("typed\n");
+      expect(bash(sess.RemoveScript(dir)).code).toBe(0);
+      expect(existsSync(dir)).toBe(false);
+    }
+    // an empty dir is refused by the script's guard, never `rm -rf -- ""`
+    const empty = bash(sess.RemoveScript(""));
+    expect(empty.code).not.toBe(0);
+    expect(empty.stderr).toContain("DIR");
+    expect(existsSync(join(tmpRoot, "PWNED"))).toBe(false);
   });
 });

@@ -173,8 +173,9 @@ describe("workspace scripts", () => {
     expect(c).toContain("is not a banger workspace");
     expect(c.indexOf(`mkdir -- "$STAGE"`)).toBeLessThan(c.indexOf("tar -x -i --no-same-owner -f - -C"));
     // a failed tar is classified as disk full from df of the stage's parent, before anything removes the stage
-    expect(c).toContain(`exit ${DISK_FULL_EXIT}`);
-    expect(ExtractIntoStageCommand("/root/.banger-stage.x")).toContain(`exit ${DISK_FULL_EXIT}`);
+    expect(c).toContain(`DISK_FULL_EXIT='\\''${DISK_FULL_EXIT}'\\''`);
+    expect(c).toContain(`exit "$DISK_FULL_EXIT"`);
+    expect(ExtractIntoStageCommand("/root/.banger-stage.x")).toContain(`DISK_FULL_EXIT='\\''${DISK_FULL_EXIT}'\\''`);
   });
 
   test("activate: DIR on its own line, old tree aside before the stage moves in, safe.directory with the path", () => {
@@ -188,12 +189,13 @@ describe("workspace scripts", () => {
     expect(a).not.toContain("missing cwd");
   });
 
-  test("finalize: chmod -R a-w only when read-only, only after checking the tree exists; no \\n escapes anywhere", () => {
+  test("finalize: freezes (chmod -R a-w) only when READ_ONLY is yes, only after checking the tree exists; no \\n escapes anywhere", () => {
     const rw = FinalizeScript("/root/repo", "/root/.banger-old.x", false, "tok");
-    expect(rw).not.toContain("a-w");
+    expect(rw).toContain("READ_ONLY='no'\n");
     const ro = FinalizeScript("/root/repo", "/root/.banger-old.x", true, "tok");
     expect(ro.indexOf(`test -d "$DIR"`)).toBeGreaterThan(-1);
     expect(ro.indexOf(`test -d "$DIR"`)).toBeLessThan(ro.indexOf(`chmod -R a-w "$DIR"`));
+    expect(ro).toContain("READ_ONLY='yes'\n");
     expect(ro).toContain("remount,bind,ro");
     for (const s of [rw, ro, ActivateScript("/r/x", "/r/s", "/r/o"), RollbackScript("/r/x", "/r/s", "/r/o", true), DiffScript("/r/x"), ExportScript("/r/x", "patch"), ExportScript("/r/x", "bundle")]) {
       expect(s).not.toContain("\\n");
@@ -248,7 +250,7 @@ class SeedFakeGuest implements GuestSSH {
       this.log.push("activate /root/repo");
       return ok;
     }
-    if (script.includes("chmod -R a-w")) {
+    if (script.includes("READ_ONLY='yes'\n")) {
       if (!this.dirs.has("/root/repo")) return fail("workspace path missing during readonly chmod");
       this.log.push("chmod /root/repo");
       return ok;

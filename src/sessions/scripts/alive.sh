@@ -1,0 +1,15 @@
+# shellcheck shell=bash
+# Shared head of status.sh and stop.sh: _alive reads DIR/pid into PID and
+# START and succeeds only when that exact process (same /proc starttime, not a
+# zombie) lives.
+# Given: DIR, the state dir.
+: "${DIR:?}"
+_alive() {
+  [ -s "$DIR/pid" ] || return 1
+  read -r PID START < "$DIR/pid" || return 1
+  STAT=$(cat "/proc/$PID/stat" 2>/dev/null) || return 1
+  REST=${STAT##*) }
+  # shellcheck disable=SC2086 # split on purpose: the fields after "(comm) "; $1 is the state, ${20} the starttime
+  set -- $REST
+  [ "$1" != Z ] && [ "${20}" = "$START" ]
+}

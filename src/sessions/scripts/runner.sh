@@ -1,0 +1,36 @@
+#!/bin/bash
+# banger session runner, saved as DIR/run.sh by launch.sh and run with
+# `nohup bash`: holds the FIFO writer, starts the command in its own session,
+# records "<pid> <starttime>" in DIR/pid and its exit status in DIR/exit_code
+# (127 when the cwd is gone), each written atomically.
+# Given: DIR (the state dir), CMD (array: command and args), CWD (may be
+# empty), STDIN_MODE ("pipe": read DIR/stdin.pipe; otherwise /dev/null).
+: "${DIR:?}" "${CWD?}" "${STDIN_MODE:?}"
+record_exit() {
+  echo "$1" > "$DIR/exit_code.tmp"
+  mv -f "$DIR/exit_code.tmp" "$DIR/exit_code"
+}
+if [ -n "$CWD" ]; then
+  cd "$CWD" || {
+    record_exit 127
+    exit 0
+  }
+fi
+IN=/dev/null
+if [ "$STDIN_MODE" = pipe ]; then
+  # Hold the FIFO open read-write: the command never sees EOF between sends,
+  # and opening it for reading below does not block.
+  exec 3<>"$DIR/stdin.pipe"
+  IN=$DIR/stdin.pipe
+fi
+# setsid: the command leads its own process group, so stop can signal all of it.
+setsid "${CMD[@]}" < "$IN" >> "$DIR/stdout.log" 2>> "$DIR/stderr.log" 3>&- &
+CHILD=$!
+STAT=$(cat "/proc/$CHILD/stat")
+REST=${STAT##*) }
+# shellcheck disable=SC2086 # split on purpose: the fields after "(comm) "; ${20} is the starttime
+set -- $REST
+echo "$CHILD ${20}" > "$DIR/pid.tmp"
+mv -f "$DIR/pid.tmp" "$DIR/pid"
+wait "$CHILD"
+record_exit "$?"
