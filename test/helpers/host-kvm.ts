@@ -36,3 +36,10 @@ export const KVM_REASON: Record<KvmCase, string> = {
 export function firecrackerOnHost(): string | null {
   return Bun.which("firecracker", { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` });
 }
+
+/** The accelerator a daemon started with `env` should give QEMU: BANGER_ACCEL when it forces one, else the look's. */
+export function expectedAccel(env: Record<string, string | undefined> = process.env): "kvm" | "tcg" {
+  const forced = (env.BANGER_ACCEL ?? "").trim().toLowerCase();
+  if (forced === "kvm" || forced === "tcg") return forced;
+  return kvmLook().usable ? "kvm" : "tcg";
+}
