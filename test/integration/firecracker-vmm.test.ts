@@ -35,6 +35,7 @@ const NS = `bfv-${process.pid}`;
 const inNs = (...cmd: string[]) => Bun.spawnSync(["ip", "netns", "exec", NS, ...cmd], { stdin: "ignore" });
 const withFc = tempHome("bfv-fc-", { wrap: ["ip", "netns", "exec", NS] });
 const noKvm = tempHome("bfv-nokvm-");
+const probed = tempHome("bfv-probed-");
 const vmPids: number[] = [];
 const envPlain = { PATH: PATH_NO_FC, BANGER_FIRECRACKER_BIN: FC_MISSING };
 const envFc = { PATH: PATH_NO_FC, BANGER_FIRECRACKER_BIN: fakeFc, BANGER_ACCEL: "kvm" };
@@ -58,7 +59,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const h of [plain, withFc, noKvm]) await h.cleanup(vmPids);
+  for (const h of [plain, withFc, noKvm, probed]) await h.cleanup(vmPids);
   rmSync(dir, { recursive: true, force: true });
   if (IS_ROOT) {
     Bun.spawnSync(["ip", "netns", "del", NS]);
@@ -89,9 +90,11 @@ describe("--vmm choice", () => {
   });
 
   test("this host's own default follows the probe: firecracker only with a firecracker binary and usable KVM", () => {
-    // the real PATH and no BANGER_ACCEL; --net user tells the two apart without touching the network: firecracker refuses it
+    // a daemon of its own, started with the real PATH and no BANGER_ACCEL (a daemon keeps the environment it started with);
+    // --net user tells the two apart without touching the network: firecracker refuses it
     const env = { PATH: process.env.PATH ?? "", BANGER_FIRECRACKER_BIN: "", BANGER_ACCEL: "" };
-    const r = plain.run(["vm", "create", "probed", "--image", "tiny", "--net", "user", "--json"], env);
+    expect(probed.run(["image", "import", "--name", "tiny", "--kernel", kernel, "--rootfs", rootfs, "--json"], env).code).toBe(0);
+    const r = probed.run(["vm", "create", "probed", "--image", "tiny", "--net", "user", "--json"], env);
     if (firecrackerOnHost() && kvmLook().usable) {
       expect([r.code, r.json().error.message]).toEqual([2, "firecracker cannot use --net user (it supports: tap)"]);
     } else {
