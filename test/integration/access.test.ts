@@ -11,6 +11,7 @@ import { BANGER, tempHome } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { git } from "../helpers/git.ts";
 import { needs } from "../helpers/skip.ts";
+import { guestLogin } from "../helpers/sshd.ts";
 
 const ROOT = process.getuid?.() === 0;
 const NOBODY = 65534;
@@ -91,7 +92,7 @@ describe("private files", () => {
   });
 });
 
-describe("credentials and payloads never in the daemon log or --json output", () => {
+guestLogin.describe("credentials and payloads never in the daemon log or --json output", () => {
   const g = fakeGuestVM("banger-secrets-");
   const MARK = `MARKER${Math.random().toString(36).slice(2)}`;
   const outputs: string[] = [];
