@@ -1,15 +1,15 @@
 // The real-VM subset of the fault-injection suite (test/integration/faults.test.ts):
 // a QEMU guest through a daemon that SIGKILLs itself right after launching the
 // VM, in the middle of a stop and in the middle of a delete. One boot in all.
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { alive, waitFor } from "../helpers/cli.ts";
-import { e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
+import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 
 const BOOT = 300_000;
 
-describe.skipIf(!e2eReady)("daemon crashes around a real VM (QEMU)", () => {
+e2e.describe("daemon crashes around a real VM (QEMU)", () => {
   const h = e2eReady ? e2eHome("banger-e2e-fault-") : (null as never);
   afterAll(async () => {
     if (!h) return;
@@ -27,7 +27,7 @@ describe.skipIf(!e2eReady)("daemon crashes around a real VM (QEMU)", () => {
   const noTemps = () => expect(readdirSync(h.home, { recursive: true }).map(String).filter((f) => f.endsWith(".tmp"))).toEqual([]);
 
   test("killed right after launch: the next daemon adopts the booting VM; start and exec then work without a second boot", async () => {
-    expect(h.run(["vm", "create", "crashy"]).code).toBe(0);
+    expect(h.run(["vm", "create", "crashy", "--vmm", "qemu"]).code).toBe(0);
     armed("start:after-launch", ["vm", "start", "crashy"]);
     const adopted = show(); // auto-starts an unarmed daemon: reconcile ran
     expect(adopted.alive).toBe(true);

@@ -2,11 +2,11 @@
 // network namespace this test creates (`ip netns exec`), so the bridge, the
 // tap, the NAT rules and the hosts file (/etc/netns/<ns>/hosts, bind-mounted
 // over /etc/hosts there) all live in that namespace and go with it.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BANGER, tempHome } from "../helpers/cli.ts";
-import { e2eReady, IMAGE_DIR, qemuPidsUnder } from "../helpers/e2e.ts";
+import { e2e, e2eReady, IMAGE_DIR, qemuPidsUnder } from "../helpers/e2e.ts";
 
 const NS = `bge-${process.pid % 100000}`;
 /** "Outside": a namespace reachable from the VM only through the test namespace's NAT. */
@@ -18,7 +18,7 @@ function inNs(args: string[], env?: Record<string, string>) {
   return { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
 }
 
-describe.skipIf(!e2eReady)("real VM on --net tap, inside a test network namespace", () => {
+e2e.describe("real VM on --net tap, inside a test network namespace", () => {
   const h = e2eReady ? tempHome("banger-e2e-tap-") : (null as never);
   const hostHostsBefore = e2eReady ? readFileSync("/etc/hosts", "utf8") : "";
   const banger = (args: string[]) => inNs([BANGER, ...args], { ...h.env, BANGER_TAP_SUBNET: "10.213.9.0/24" });
@@ -60,7 +60,7 @@ describe.skipIf(!e2eReady)("real VM on --net tap, inside a test network namespac
     expect(readlinkSync(`/proc/${daemon}/ns/net`)).toBe(`net:[${statSync(`/run/netns/${NS}`).ino}]`);
 
     const t0 = performance.now();
-    const created = banger(["vm", "create", "alpha", "--net", "tap", "--start", "--json"]);
+    const created = banger(["vm", "create", "alpha", "--vmm", "qemu", "--net", "tap", "--start", "--json"]);
     const bootMs = Math.round(performance.now() - t0);
     expect(created.code).toBe(0);
     const vm = JSON.parse(created.stdout);

@@ -1,13 +1,13 @@
 // A JSON-lines agent in a real VM: 1,000 sends in a row, every reply in order,
 // none lost or duplicated, with a daemon kill -9 in the middle.
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
+import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 
 const N = 1000;
 const AGENT = `while IFS= read -r line; do printf '{"echo":%s}\\n' "$line"; done`;
 
-describe.skipIf(!e2eReady)("guest session in a real VM", () => {
+e2e.describe("guest session in a real VM", () => {
   const h = e2eReady ? e2eHome("banger-e2e-ss-") : (null as never);
   const sock = () => join(h.home, "bangerd.sock");
   const api = (method: string, path: string, body?: string) =>
@@ -19,7 +19,7 @@ describe.skipIf(!e2eReady)("guest session in a real VM", () => {
   });
 
   test("boot, start the agent with a FIFO stdin", () => {
-    expect(h.run(["vm", "create", "agentbox", "--start"]).code).toBe(0);
+    expect(h.run(["vm", "create", "agentbox", "--vmm", "qemu", "--start"]).code).toBe(0);
     const r = h.run(["session", "start", "agentbox", "--name", "agent", "--require", "bash", "--json", "--", "bash", "-c", AGENT]);
     expect(r.code).toBe(0);
     const s = r.json();

@@ -1,11 +1,11 @@
 // Real VM options and paths: disk sizes, work disk, cpus/memory, the
 // interactive PTY, serial logs, stop/start keeping data, and a boot that
 // never answers SSH failing cleanly.
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { BANGER, alive, waitFor } from "../helpers/cli.ts";
-import { e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
+import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 
-describe.skipIf(!e2eReady)("real VM options", () => {
+e2e.describe("real VM options", () => {
   const h = e2eReady ? e2eHome("banger-e2e-opt-") : (null as never);
   afterAll(async () => {
     if (!h) return;
@@ -15,7 +15,7 @@ describe.skipIf(!e2eReady)("real VM options", () => {
   const sh = (vm: string, script: string) => h.run(["vm", "exec", vm, "--", "sh", "-c", script]);
 
   test("--disk, --work-disk, --cpus, --memory reach the guest", () => {
-    const r = h.run(["vm", "create", "big", "--disk", "2G", "--work-disk", "256M", "--cpus", "2", "--memory", "512M", "--start", "--json"]);
+    const r = h.run(["vm", "create", "big", "--vmm", "qemu", "--disk", "2G", "--work-disk", "256M", "--cpus", "2", "--memory", "512M", "--start", "--json"]);
     expect(r.code).toBe(0);
     const rootMiB = Number(sh("big", "df -m / | awk 'NR==2 {print $2}'").stdout.trim());
     expect(rootMiB).toBeGreaterThan(1800);
@@ -66,7 +66,7 @@ describe.skipIf(!e2eReady)("real VM options", () => {
   test("a guest that never answers SSH in time: a clear error with the serial tail, nothing left running", async () => {
     expect(h.run(["daemon", "stop"]).code).toBe(0);
     // the daemon inherits the boot timeout from the command that starts it
-    const r = h.run(["vm", "create", "slow", "--start"], { BANGER_BOOT_TIMEOUT: "1" });
+    const r = h.run(["vm", "create", "slow", "--vmm", "qemu", "--start"], { BANGER_BOOT_TIMEOUT: "1" });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("did not answer SSH within 1 s");
     expect(r.stderr).toContain("Serial log tail");

@@ -3,19 +3,19 @@
 // read-only workspace refuses writes even from root, `vm run --workspace`
 // runs in the repo, and a guest commit comes back through export --fetch and
 // export --patch.
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitFor } from "../helpers/cli.ts";
-import { e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
+import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 import { git } from "../helpers/git.ts";
 
 /** Pieces of a URL carrying fake credentials: no host literal with a scheme in this file. */
 const HTTPS = "https://";
 const CRED_URL = `${HTTPS}${["user", "s3cret"].join(":")}@${["example", "com"].join(".")}/x.git`;
 
-describe.skipIf(!e2eReady)("workspace in a real VM", () => {
+e2e.describe("workspace in a real VM", () => {
   const h = e2eReady ? e2eHome("banger-e2e-ws-") : (null as never);
   const repo = mkdtempSync(join(tmpdir(), "banger-ws-repo-"));
   afterAll(async () => {
@@ -32,7 +32,7 @@ describe.skipIf(!e2eReady)("workspace in a real VM", () => {
     git(repo, "add", ".");
     git(repo, "commit", "-q", "-m", "initial");
     git(repo, "remote", "add", "origin", CRED_URL);
-    expect(h.run(["vm", "create", "devbox", "--start"]).code).toBe(0);
+    expect(h.run(["vm", "create", "devbox", "--vmm", "qemu", "--start"]).code).toBe(0);
     const t0 = performance.now();
     const prepared = h.run(["workspace", "prepare", "devbox", "--source", repo, "--json"]);
     console.log(`prepare into a TCG guest: ${((performance.now() - t0) / 1000).toFixed(2)} s`);
@@ -61,7 +61,7 @@ describe.skipIf(!e2eReady)("workspace in a real VM", () => {
   }, 120_000);
 
   test("vm run --workspace prepares the repo and runs the command inside it", () => {
-    const r = h.run(["vm", "run", "--name", "devbox", "--workspace", repo, "--", "git", "log", "--format=%s"]);
+    const r = h.run(["vm", "run", "--vmm", "qemu", "--name", "devbox", "--workspace", repo, "--", "git", "log", "--format=%s"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe("initial\n");
   }, 120_000);

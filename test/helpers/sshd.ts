@@ -2,6 +2,7 @@ import { mkdtempSync, mkdirSync, existsSync, readFileSync, writeFileSync, rmSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:net";
+import { IS_ROOT, needs } from "./skip.ts";
 
 /** A real OpenSSH sshd on 127.0.0.1, root login by a generated key; this host plays the guest. */
 export interface TestSSHD {
@@ -105,3 +106,9 @@ export async function startSSHD(): Promise<TestSSHD> {
   }
   throw new Error(`sshd did not start; log: ${existsSync(join(dir, "sshd.log")) ? readFileSync(join(dir, "sshd.log"), "utf8") : "(none)"}`);
 }
+
+/**
+ * Tests that log in to the test sshd: banger logs into every guest as root,
+ * and an sshd not run by root can only log in its own user.
+ */
+export const guestLogin = needs(IS_ROOT, "needs root: the guest here is this host's sshd, and banger logs into guests as root");

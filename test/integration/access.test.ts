@@ -10,6 +10,8 @@ import { join } from "node:path";
 import { BANGER, tempHome } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { git } from "../helpers/git.ts";
+import { needs } from "../helpers/skip.ts";
+import { guestLogin } from "../helpers/sshd.ts";
 
 const ROOT = process.getuid?.() === 0;
 const NOBODY = 65534;
@@ -24,7 +26,7 @@ function cli(home: string, args: string[]) {
   return { code: p.exitCode, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
 }
 
-describe.if(ROOT)("another user's state dir or socket is refused", () => {
+needs(ROOT, "needs root (chowns a state dir and a socket to another user)").describe("another user's state dir or socket is refused", () => {
   test("a state dir owned by nobody: the CLI refuses, starts no daemon, touches nothing", () => {
     const home = mkdtempSync(join(tmpdir(), "banger-foreign-"));
     dirs.push(home);
@@ -90,7 +92,7 @@ describe("private files", () => {
   });
 });
 
-describe("credentials and payloads never in the daemon log or --json output", () => {
+guestLogin.describe("credentials and payloads never in the daemon log or --json output", () => {
   const g = fakeGuestVM("banger-secrets-");
   const MARK = `MARKER${Math.random().toString(36).slice(2)}`;
   const outputs: string[] = [];

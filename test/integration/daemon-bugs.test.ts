@@ -41,7 +41,7 @@ describe("a bug fails only its request", () => {
     test(`${name}: exit 1, one E_INTERNAL line, same daemon, stack in the log`, () => {
       const pid = h.daemonPid();
       expect(alive(pid)).toBe(true);
-      const r = run(["vm", "create", name, "--image", "tiny"]);
+      const r = run(["vm", "create", name, "--image", "tiny", "--vmm", "qemu"]);
       expect(r.code).toBe(1);
       expect(lines(r.stderr)).toHaveLength(1);
       expect(errLine(r.stderr)).toMatch(INTERNAL);
@@ -56,7 +56,7 @@ describe("a bug fails only its request", () => {
   }
 
   test("--json: the error envelope with E_INTERNAL", () => {
-    const r = run(["vm", "create", "bug-throw-2", "--image", "tiny", "--json"]);
+    const r = run(["vm", "create", "bug-throw-2", "--image", "tiny", "--vmm", "qemu", "--json"]);
     expect(r.code).toBe(1);
     const err = JSON.parse(r.stdout || r.stderr).error;
     expect(err.code).toBe("E_INTERNAL");
@@ -65,11 +65,11 @@ describe("a bug fails only its request", () => {
 
   test("with another request in flight, the bug still lands on its own request", async () => {
     const pid = h.daemonPid();
-    const slow = Bun.spawn([BANGER, "vm", "create", "slow-1", "--image", "tiny"], { env: { ...h.env, BANGER_PLUGINS: PLUGINS }, stdout: "pipe", stderr: "pipe" });
+    const slow = Bun.spawn([BANGER, "vm", "create", "slow-1", "--image", "tiny", "--vmm", "qemu"], { env: { ...h.env, BANGER_PLUGINS: PLUGINS }, stdout: "pipe", stderr: "pipe" });
     expect(await waitFor(() => daemonLog().includes("slow-1") || existsSync(join(h.home, "vms")), 5000)).toBe(true);
     await Bun.sleep(300);
     for (const name of ["bug-reject-3", "bug-throw-3"]) {
-      const r = run(["vm", "create", name, "--image", "tiny"]);
+      const r = run(["vm", "create", name, "--image", "tiny", "--vmm", "qemu"]);
       expect(r.code).toBe(1);
       expect(errLine(r.stderr)).toMatch(INTERNAL);
     }

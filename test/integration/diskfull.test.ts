@@ -4,7 +4,7 @@
 // (handles.json, the store) each end in a clear error with the previous state
 // intact and the store consistent; with space back, the same operations work.
 // Needs root (losetup/mount); the loop device is detached by name in afterAll.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,8 +12,14 @@ import { emptyHandles } from "../../src/core/model.ts";
 import { readHandlesFile, writeHandlesFile } from "../../src/handles/file.ts";
 import { createFS } from "../../src/host/fs.ts";
 import { alive, BANGER, FAKE_PLUGIN, waitFor } from "../helpers/cli.ts";
+import { firstMissing, IS_ROOT, needs } from "../helpers/skip.ts";
 
-const ROOT = process.getuid?.() === 0 && Bun.which("losetup") !== null && Bun.which("mkfs.ext4") !== null;
+const MISSING = firstMissing(
+  [IS_ROOT, "needs root (losetup, mount)"],
+  [Bun.which("losetup") !== null, "needs losetup (util-linux)"],
+  [Bun.which("mkfs.ext4") !== null, "needs mkfs.ext4 (e2fsprogs)"],
+);
+const ROOT = MISSING === "";
 const work = mkdtempSync(join(tmpdir(), "banger-full-"));
 const img = join(work, "fs.img");
 const mnt = join(work, "mnt");
@@ -85,7 +91,7 @@ afterAll(() => {
   else console.error(`diskfull: could not unmount ${mnt}: ${um.err}`);
 });
 
-describe.if(ROOT)("BANGER_HOME on a full 24 MiB filesystem", () => {
+needs(ROOT, MISSING).describe("BANGER_HOME on a full 24 MiB filesystem", () => {
   test("image write, VM create and start on a full disk: clear errors, previous state intact, store consistent; space back → they work", async () => {
     const src = join(work, "src");
     mkdirSync(src);

@@ -13,8 +13,14 @@ import { emptyHandles } from "../../src/core/model.ts";
 import { createExec } from "../../src/host/exec.ts";
 import type { Exec } from "../../src/host/types.ts";
 import { attachSnapshot, cowBytesFor, detachSnapshot } from "../../plugins/storage-dm/snapshot.ts";
+import { firstMissing, IS_ROOT, needs } from "../helpers/skip.ts";
 
-const canLoop = process.getuid?.() === 0 && existsSync("/dev/loop-control") && !!Bun.which("losetup", { PATH: `${process.env.PATH}:/usr/sbin:/sbin` });
+const noLoops = firstMissing(
+  [IS_ROOT, "needs root (attaches loop devices)"],
+  [existsSync("/dev/loop-control"), "needs /dev/loop-control (modprobe loop)"],
+  [!!Bun.which("losetup", { PATH: `${process.env.PATH}:/usr/sbin:/sbin` }), "needs losetup (util-linux)"],
+);
+const loops = needs(noLoops === "", noLoops);
 const real = createExec();
 const dirs: string[] = [];
 const attached: string[] = [];
@@ -45,7 +51,7 @@ async function backFile(loop: string): Promise<{ file: string; ro: string }> {
   return { file, ro: file ? await col("RO") : "" };
 }
 
-test.skipIf(!canLoop)("real loops: read-only base + COW, the table's size from blockdev, teardown detaches both", async () => {
+loops.test("real loops: read-only base + COW, the table's size from blockdev, teardown detaches both", async () => {
   const dir = mkdtempSync(join(tmpdir(), "banger-dmloops-"));
   dirs.push(dir);
   const base = join(dir, "rootfs.ext4");
@@ -71,7 +77,7 @@ test.skipIf(!canLoop)("real loops: read-only base + COW, the table's size from b
   expect((await backFile(c)).file).toBe("");
 });
 
-test.skipIf(!canLoop)("a loop now attached to another file is left alone; an already detached one counts as gone", async () => {
+loops.test("a loop now attached to another file is left alone; an already detached one counts as gone", async () => {
   const dir = mkdtempSync(join(tmpdir(), "banger-dmloops-"));
   dirs.push(dir);
   const other = join(dir, "someone-else.img");

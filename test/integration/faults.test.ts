@@ -12,6 +12,7 @@ import { FAULT_POINTS, type FaultPoint } from "../../src/core/faults.ts";
 import { alive, BANGER, FAKE_PLUGIN, tempHome, waitFor } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { git } from "../helpers/git.ts";
+import { guestLogin } from "../helpers/sshd.ts";
 
 const ITER = Math.max(1, Number(process.env.BANGER_FAULT_ITER ?? 2));
 const TIMEOUT = Math.max(120_000, ITER * 12_000); // per test: rounds are ~1-4 s each under load
@@ -267,9 +268,10 @@ afterAll(async () => {
 });
 
 describe("SIGKILL of the daemon at every step", () => {
-  test.each([...FAULT_POINTS])(
-    "%s: crash, restart, consistent, retryable",
-    async (point: FaultPoint) => {
+  // send, session and workspace steps log in to the guest; the VM lifecycle steps need none
+  for (const point of FAULT_POINTS) (["session", "send", "workspace"].includes(point.split(":")[0]!) ? guestLogin : { test }).test(
+    `${point}: crash, restart, consistent, retryable`,
+    async () => {
       const scenario = scenarios[point.split(":")[0]!]!;
       for (let i = 0; i < ITER; i++) {
         await scenario.setup();
@@ -321,7 +323,7 @@ describe("the VM process killed at a random moment", () => {
   }, TIMEOUT);
 });
 
-describe("the CLI killed mid-stream", () => {
+guestLogin.describe("the CLI killed mid-stream", () => {
   test("kill -9 of `vm logs -f` and `session attach`: the daemon keeps serving, no guest tail is left behind", async () => {
     if (sessionState("s")?.status !== "running") {
       if (sessionState("s")) ok(["session", "rm", "box", "s", "--force"]);

@@ -2,7 +2,8 @@
 // refused, and a whole create → start → stop → delete through the daemon
 // with the spec-checked fake firecracker standing in for the binary
 // (BANGER_FIRECRACKER_BIN) and BANGER_ACCEL=kvm standing in for a usable
-// /dev/kvm, which no machine here has. Firecracker VMs are on tap networking,
+// /dev/kvm; one test checks the default the real probe gives on this host
+// (no BANGER_ACCEL, the real PATH). Firecracker VMs are on tap networking,
 // so withFc's CLI and daemon run inside a network namespace this test creates:
 // the bridge, tap and hosts entry are made there, never on the machine.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -10,6 +11,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { alive, BANGER, ROOT, tempHome } from "../helpers/cli.ts";
+import { firecrackerOnHost, kvmLook } from "../helpers/host-kvm.ts";
+import { IS_ROOT, needs } from "../helpers/skip.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "bfv-"));
 const kernel = join(dir, "vmlinuz");
@@ -20,28 +23,34 @@ writeFileSync(rootfs, Buffer.alloc(1 << 20));
 writeFileSync(fakeFc, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(join(ROOT, "test/fixtures/fake-firecracker.ts"))} "$@"\n`);
 chmodSync(fakeFc, 0o755);
 
-// a PATH without any firecracker on it
-const PATH_NO_FC = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+// a PATH without any firecracker on it (a host may have one in /usr/local/bin, as the README says)
+const PATH_NO_FC = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+  .split(":")
+  .filter((d) => !Bun.which("firecracker", { PATH: d }))
+  .join(":");
+// banger also looks in /usr/sbin and /sbin whatever PATH says: a firecracker there is hidden by naming a binary that is nowhere
+const FC_MISSING = Bun.which("firecracker", { PATH: "/usr/sbin:/sbin" }) ? "firecracker-not-installed" : "";
 const plain = tempHome("bfv-plain-");
 const NS = `bfv-${process.pid}`;
-const IS_ROOT = process.getuid?.() === 0;
 const inNs = (...cmd: string[]) => Bun.spawnSync(["ip", "netns", "exec", NS, ...cmd], { stdin: "ignore" });
 const withFc = tempHome("bfv-fc-", { wrap: ["ip", "netns", "exec", NS] });
 const noKvm = tempHome("bfv-nokvm-");
+const probed = tempHome("bfv-probed-");
 const vmPids: number[] = [];
-const envPlain = { PATH: PATH_NO_FC, BANGER_FIRECRACKER_BIN: "" };
+const envPlain = { PATH: PATH_NO_FC, BANGER_FIRECRACKER_BIN: FC_MISSING };
 const envFc = { PATH: PATH_NO_FC, BANGER_FIRECRACKER_BIN: fakeFc, BANGER_ACCEL: "kvm" };
 // BANGER_ACCEL=tcg: KVM unusable on any machine (here /dev/kvm is kvm_pvm anyway; CI runners may have a real one)
 const envNoKvm = { PATH: PATH_NO_FC, BANGER_FIRECRACKER_BIN: fakeFc, BANGER_ACCEL: "tcg" };
 
 beforeAll(() => {
   expect(existsSync(BANGER)).toBe(true);
-  if (!IS_ROOT) return;
-  Bun.spawnSync(["ip", "netns", "del", NS]);
-  // must exist before the first `ip netns exec`, or the daemon would see (and edit) the machine's /etc/hosts
-  mkdirSync(`/etc/netns/${NS}`, { recursive: true });
-  writeFileSync(`/etc/netns/${NS}/hosts`, "127.0.0.1\tlocalhost\n");
-  expect(Bun.spawnSync(["ip", "netns", "add", NS]).exitCode).toBe(0);
+  if (IS_ROOT) {
+    Bun.spawnSync(["ip", "netns", "del", NS]);
+    // must exist before the first `ip netns exec`, or the daemon would see (and edit) the machine's /etc/hosts
+    mkdirSync(`/etc/netns/${NS}`, { recursive: true });
+    writeFileSync(`/etc/netns/${NS}/hosts`, "127.0.0.1\tlocalhost\n");
+    expect(Bun.spawnSync(["ip", "netns", "add", NS]).exitCode).toBe(0);
+  }
   for (const [h, env] of [[plain, envPlain], ...(IS_ROOT ? [[withFc, envFc] as const] : []), [noKvm, envNoKvm]] as const) {
     const r = h.run(["image", "import", "--name", "tiny", "--kernel", kernel, "--rootfs", rootfs, "--json"], env);
     expect(r.stderr).toBe("");
@@ -50,7 +59,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const h of [plain, withFc, noKvm]) await h.cleanup(vmPids);
+  for (const h of [plain, withFc, noKvm, probed]) await h.cleanup(vmPids);
   rmSync(dir, { recursive: true, force: true });
   if (IS_ROOT) {
     Bun.spawnSync(["ip", "netns", "del", NS]);
@@ -65,7 +74,7 @@ describe("--vmm choice", () => {
     expect(d.json().spec.driver).toBe("qemu");
     const r = plain.run(["vm", "create", "b", "--image", "tiny", "--vmm", "firecracker"], envPlain);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^banger: vmm firecracker cannot run on this host: firecracker not found on PATH.*\n$/);
+    expect(r.stderr).toMatch(/^banger: vmm firecracker cannot run on this host: firecracker(-not-installed)? not found on PATH.*\n$/);
     expect(r.stderr.split("\n").filter(Boolean).length).toBe(1);
     const j = plain.run(["vm", "create", "b", "--image", "tiny", "--vmm", "firecracker", "--json"], envPlain);
     expect(j.json().error.code).toBe("E_BAD_REQUEST");
@@ -80,7 +89,21 @@ describe("--vmm choice", () => {
     expect(r.stderr).toBe("banger: vmm firecracker cannot run on this host: BANGER_ACCEL=tcg forces software emulation (TCG)\n");
   });
 
-  test.skipIf(!IS_ROOT)("firecracker and KVM usable: firecracker is the default (on --net tap) and is stored in the VM record; --vmm qemu still wins; --net user is refused", () => {
+  test("this host's own default follows the probe: firecracker only with a firecracker binary and usable KVM", () => {
+    // a daemon of its own, started with the real PATH and no BANGER_ACCEL (a daemon keeps the environment it started with);
+    // --net user tells the two apart without touching the network: firecracker refuses it
+    const env = { PATH: process.env.PATH ?? "", BANGER_FIRECRACKER_BIN: "", BANGER_ACCEL: "" };
+    expect(probed.run(["image", "import", "--name", "tiny", "--kernel", kernel, "--rootfs", rootfs, "--json"], env).code).toBe(0);
+    const r = probed.run(["vm", "create", "probed", "--image", "tiny", "--net", "user", "--json"], env);
+    if (firecrackerOnHost() && kvmLook().usable) {
+      expect([r.code, r.json().error.message]).toEqual([2, "firecracker cannot use --net user (it supports: tap)"]);
+    } else {
+      expect(r.code).toBe(0);
+      expect(r.json().spec.driver).toBe("qemu");
+    }
+  });
+
+  needs(IS_ROOT, "needs root (the firecracker VM's tap lives in a network namespace this test makes)").test("firecracker and KVM usable: firecracker is the default (on --net tap) and is stored in the VM record; --vmm qemu still wins; --net user is refused", () => {
     const d = withFc.run(["vm", "create", "fc1", "--image", "tiny", "--json"], envFc);
     expect(d.code).toBe(0);
     expect(d.json().spec.driver).toBe("firecracker");
@@ -92,7 +115,7 @@ describe("--vmm choice", () => {
   });
 });
 
-describe.skipIf(!IS_ROOT)("a firecracker VM through the daemon (fake firecracker)", () => {
+needs(IS_ROOT, "needs root (tap networking in a test network namespace)").describe("a firecracker VM through the daemon (fake firecracker)", () => {
   test("an image without vmlinux: start fails with the one fix, nothing left running", () => {
     const r = withFc.run(["vm", "start", "fc1"], envFc);
     expect(r.code).toBe(1);

@@ -9,7 +9,7 @@
  * rootfs.ext4> uses a prebuilt one; BANGER_E2E=1 builds one first (root,
  * about a minute). Otherwise skipped.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { buildImage } from "../../plugins/image/build.ts";
 import { buildSeedInitrd, generateVMKeys } from "../../plugins/image/seed.ts";
 import { createExec } from "../../src/host/exec.ts";
+import { needs } from "../helpers/skip.ts";
 
 const prebuilt = process.env.BANGER_TEST_IMAGE_DIR;
 const e2e = process.env.BANGER_E2E === "1";
@@ -29,7 +30,6 @@ else if (prebuilt && !["vmlinuz", "initrd.img", "rootfs.ext4"].every((f) => exis
   skip = `BANGER_TEST_IMAGE_DIR=${prebuilt} has no vmlinuz/initrd.img/rootfs.ext4`;
 } else if (!qemu || !ssh) skip = "qemu-system-x86_64 and ssh are needed (scripts/host-deps.sh)";
 else if (e2e && !prebuilt && process.getuid?.() !== 0) skip = "building the image needs root";
-if (skip) console.warn(`image-boot: skipped: ${skip}`);
 
 const exec = createExec();
 
@@ -87,7 +87,7 @@ interface VM {
   startedAt: number;
 }
 
-describe.skipIf(skip !== "")("guest image boots under QEMU", () => {
+needs(skip === "", skip).describe("guest image boots under QEMU", () => {
   let work: string;
   let imageDir: string;
   let keys: Awaited<ReturnType<typeof generateVMKeys>>;

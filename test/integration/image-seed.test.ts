@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,12 +6,12 @@ import { utils } from "ssh2";
 import { writeCpioGz } from "../../plugins/image/cpio.ts";
 import { buildSeedInitrd, generateVMKeys } from "../../plugins/image/seed.ts";
 import { createExec } from "../../src/host/exec.ts";
+import { needs } from "../helpers/skip.ts";
 
 // Real ssh-keygen / dropbearkey / cpio; no VM, no root.
 const tools = ["ssh-keygen", "dropbearkey", "cpio"].filter((t) => !Bun.which(t, { PATH: `${process.env.PATH}:/usr/sbin:/sbin` }));
-if (tools.length) console.warn(`image-seed: skipped, missing ${tools.join(", ")} (scripts/host-deps.sh installs them)`);
 
-describe.skipIf(tools.length > 0)("VM keys and seed initrd (real tools)", () => {
+needs(tools.length === 0, `needs ${tools.join(", ")} (scripts/host-deps.sh installs them)`).describe("VM keys and seed initrd (real tools)", () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "banger-seed-it-"));

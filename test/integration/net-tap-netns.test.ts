@@ -5,7 +5,7 @@
  *   <out ns>    "the internet": reached from the guest only through the host ns' NAT
  * Nothing is added to the machine's own namespace. Needs root, ip, iptables, ping.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,13 +21,19 @@ import { Store } from "../../src/store/store.ts";
 import { createNetTapPlugin } from "../../plugins/net-tap/index.ts";
 import { tapName } from "../../plugins/net-tap/subnet.ts";
 import { fakeDriver, fakeProcs, fakeSSH, sampleImage, testLogger } from "../helpers/fakes.ts";
+import { firstMissing, IS_ROOT, needs } from "../helpers/skip.ts";
 
 const tag = String(process.pid % 100000);
 const NS = { host: `bgt-h${tag}`, guest: `bgt-g${tag}`, out: `bgt-o${tag}` };
 const SUBNET = "10.213.7.0/24";
 const BRIDGE = "bgtbr0";
 const real = createExec();
-const canRun = process.getuid?.() === 0 && !!Bun.which("iptables", { PATH: "/usr/sbin:/sbin:/usr/bin" }) && !!Bun.which("ip", { PATH: "/usr/sbin:/sbin:/usr/bin" });
+const missing = firstMissing(
+  [IS_ROOT, "needs root (network namespaces, bridge, iptables)"],
+  [!!Bun.which("iptables", { PATH: "/usr/sbin:/sbin:/usr/bin" }), "needs iptables"],
+  [!!Bun.which("ip", { PATH: "/usr/sbin:/sbin:/usr/bin" }), "needs ip (iproute2)"],
+);
+const canRun = missing === "";
 
 /** Run a command inside a namespace. */
 function inNs(ns: string, cmd: string, args: string[], opts: { check?: boolean; input?: string; timeoutMs?: number } = {}) {
@@ -111,7 +117,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe.skipIf(!canRun)("net-tap in network namespaces", () => {
+needs(canRun, missing).describe("net-tap in network namespaces", () => {
   test("bridge + tap + NAT: ping and TCP from the bridge side, egress masqueraded, <name>.vm resolves, stop removes the tap", async () => {
     const vm = await engine.create({ name: "alpha", net: "tap" });
     expect(vm.runtime.guestIP).toBe("10.213.7.2");

@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
@@ -10,7 +10,10 @@ import { createProcs } from "../../src/host/procs.ts";
 import type { Host } from "../../src/host/types.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
 import { createQemuDriver } from "../../src/vmm/qemu/driver.ts";
+import { kvmUsable } from "../../src/vmm/kvm.ts";
 import { allocateSshPort, netUserArgs } from "../../plugins/net-user/index.ts";
+import { kvmLook } from "../helpers/host-kvm.ts";
+import { needs } from "../helpers/skip.ts";
 
 const qemu = Bun.which("qemu-system-x86_64");
 const host: Host = {
@@ -20,7 +23,7 @@ const host: Host = {
   fs: createFS(),
   ssh: { dial: async () => { throw new Error("not used"); } },
 };
-// these machines' /dev/kvm is kvm_pvm; force TCG so the test means the same everywhere
+// TCG whatever the host has (PVM, none, real KVM), so these tests mean the same everywhere; one test checks the probed default
 const driver = createQemuDriver(host, { accel: "tcg" });
 const dirs: string[] = [];
 const started: { vm: VMRecord; h: VMHandles }[] = [];
@@ -90,7 +93,7 @@ function tinyKernel(): Uint8Array {
   return u8;
 }
 
-describe.skipIf(!qemu)("qemu driver, real qemu under TCG (tiny multiboot kernel)", () => {
+needs(!!qemu, "needs qemu-system-x86_64 (apt-get install qemu-system-x86)").describe("qemu driver, real qemu under TCG (tiny multiboot kernel)", () => {
   test("launch → QMP answers → findProcess → stop (power button ignored → quit) → kill", async () => {
     const vm = makeVM("tiny");
     const dir = vm.runtime.vmDir;
@@ -149,6 +152,19 @@ describe.skipIf(!qemu)("qemu driver, real qemu under TCG (tiny multiboot kernel)
     expect(existsSync(vm.runtime.apiSockPath)).toBe(false);
   }, 30_000);
 
+  test("unforced, the accelerator is the KVM probe's: -accel kvm only where an independent look finds usable KVM", async () => {
+    // the real probe on this host, never a BANGER_ACCEL from whoever runs the tests
+    const probed = createQemuDriver(host, { probe: () => kvmUsable(host, { env: {} }) });
+    const vm = makeVM("probed");
+    writeFileSync(join(vm.runtime.vmDir, "kernel.bin"), tinyKernel());
+    const r = await probed.launch(vm, { kernelPath: join(vm.runtime.vmDir, "kernel.bin"), initrdPaths: [], kernelArgs: [], disks: [], netArgs: [] });
+    const h = { ...emptyHandles(), pid: r.pid, pidStartTime: r.pidStartTime };
+    started.push({ vm, h });
+    const argv = (await host.procs.info(r.pid))!.cmdline;
+    expect(argv[argv.indexOf("-accel") + 1]).toStartWith(kvmLook().usable ? "kvm" : "tcg");
+    await probed.kill(vm, h);
+  }, 20_000);
+
   test("a kernel qemu cannot load → launch fails fast with qemu's own message", async () => {
     const vm = makeVM("bad");
     const kernel = join(vm.runtime.vmDir, "garbage");
@@ -183,11 +199,10 @@ describe.skipIf(!qemu)("qemu driver, real qemu under TCG (tiny multiboot kernel)
 const imageDir = process.env.BANGER_TEST_IMAGE_DIR ?? "";
 const imageFiles = ["vmlinuz", "initrd.img", "rootfs.ext4"].map((f) => join(imageDir, f));
 const haveImage = !!qemu && imageDir !== "" && imageFiles.every((f) => existsSync(f));
-if (!haveImage) {
-  test.skip(`real-guest boot: set BANGER_TEST_IMAGE_DIR to a dir with vmlinuz, initrd.img, rootfs.ext4 (e.g. /work/.cache/images/default)${qemu ? "" : " and install qemu-system-x86"}`, () => {});
-}
-
-describe.skipIf(!haveImage)("qemu driver boots a real guest image under TCG", () => {
+const noImage = !imageDir
+  ? "needs BANGER_TEST_IMAGE_DIR: a dir with vmlinuz, initrd.img, rootfs.ext4 (`npm test` as root builds one)"
+  : `BANGER_TEST_IMAGE_DIR=${imageDir} lacks one of vmlinuz, initrd.img, rootfs.ext4`;
+needs(haveImage, qemu ? noImage : "needs qemu-system-x86_64 (apt-get install qemu-system-x86)").describe("qemu driver boots a real guest image under TCG", () => {
   test("boot to BANGER-READY + SSH banner, graceful stop, relaunch + kill", async () => {
     const vm = makeVM("real");
     const dir = vm.runtime.vmDir;

@@ -1,16 +1,17 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createExec } from "../../src/host/exec.ts";
 import { createProcs } from "../../src/host/procs.ts";
 import { QmpClient, QmpError, qmpExecute, qmpPing, qmpPowerdown, qmpQuit } from "../../src/vmm/qemu/qmp.ts";
+import { needs } from "../helpers/skip.ts";
 
 // A real QEMU with no guest at all (-M none): fast, needs only qemu-system-x86.
 const qemu = Bun.which("qemu-system-x86_64");
 const exec = createExec();
 const procs = createProcs();
 
-describe.skipIf(!qemu)("QMP client against a real qemu (-M none)", () => {
+needs(!!qemu, "needs qemu-system-x86_64 (apt-get install qemu-system-x86)").describe("QMP client against a real qemu (-M none)", () => {
   let dir = "";
   let sock = "";
   let pid = 0;
@@ -97,4 +98,3 @@ describe.skipIf(!qemu)("QMP client against a real qemu (-M none)", () => {
   });
 });
 
-if (!qemu) test.skip("QMP client tests need qemu-system-x86_64 (apt-get install qemu-system-x86)", () => {});

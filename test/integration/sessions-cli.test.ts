@@ -6,6 +6,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BANGER, waitFor } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
+import { guestLogin } from "../helpers/sshd.ts";
 
 const g = fakeGuestVM("banger-sess-");
 const { h, env, scratch, run } = g;
@@ -30,7 +31,7 @@ async function readUntil(proc: { stdout: ReadableStream<Uint8Array> }, want: str
   return acc.text.includes(want);
 }
 
-describe("session CLI over a real sshd", () => {
+guestLogin.describe("session CLI over a real sshd", () => {
   test("preflight failures name their stage", () => {
     const cwd = run(["session", "start", "box", "--name", "nocwd", "--cwd", "/no/such/dir", "--", "true"]);
     expect(cwd.code).toBe(2);

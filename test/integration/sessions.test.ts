@@ -10,7 +10,7 @@ import { SessionEngine, type SessionEngineDeps } from "../../src/sessions/engine
 import { SSHPool } from "../../src/daemon/ssh-pool.ts";
 import { createSessionRepo } from "../../src/store/sessions.ts";
 import { Store } from "../../src/store/store.ts";
-import { startSSHD, type TestSSHD } from "../helpers/sshd.ts";
+import { guestLogin, startSSHD, type TestSSHD } from "../helpers/sshd.ts";
 
 // This host is the "guest": a real sshd on 127.0.0.1, session state under a temp dir.
 let sshd: TestSSHD;
@@ -96,7 +96,7 @@ async function readLines(e: SessionEngine, s: GuestSession, from: number, lines:
   return { text, offset };
 }
 
-describe("sessions over a real sshd", () => {
+guestLogin.describe("sessions over a real sshd", () => {
   test("start, send 100 JSON lines, read every reply back in order via offsets", async () => {
     const e = newEngine();
     const s = await e.start({ vmIdOrName: "local", name: "echo", command: "bash", args: ["-c", ECHO_AGENT], cwd: work, stdinMode: "pipe", requiredCommands: ["cat"] });

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSSHDialer } from "../../src/host/ssh.ts";
 import type { GuestSSH } from "../../src/host/types.ts";
-import { startSSHD, type TestSSHD } from "../helpers/sshd.ts";
+import { guestLogin, startSSHD, type TestSSHD } from "../helpers/sshd.ts";
+import { IS_ROOT } from "../helpers/skip.ts";
 
 let sshd: TestSSHD;
 let conn: GuestSSH;
@@ -12,7 +13,7 @@ const dir = mkdtempSync(join(tmpdir(), "banger-ssh-it-"));
 
 beforeAll(async () => {
   sshd = await startSSHD();
-  conn = await createSSHDialer().dial({ host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientKey, hostKey: sshd.hostPublicKey });
+  if (IS_ROOT) conn = await createSSHDialer().dial({ host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientKey, hostKey: sshd.hostPublicKey });
 });
 
 afterAll(async () => {
@@ -23,7 +24,7 @@ afterAll(async () => {
 
 const dec = (chunks: Uint8Array[]) => Buffer.concat(chunks).toString("utf8");
 
-describe("ssh2 GuestSSH against a real sshd", () => {
+guestLogin.describe("ssh2 GuestSSH against a real sshd", () => {
   test("exec streams stdout and stderr and returns the exit code", async () => {
     const out: Uint8Array[] = [];
     const err: Uint8Array[] = [];

@@ -2,12 +2,13 @@
 // sshd on 127.0.0.1 (fake-guest.ts) and the guest path lies on a real 16 MiB
 // ext4 filesystem on a loop device, so tar in the "guest" hits a real ENOSPC.
 // Needs root (losetup, mount); skipped otherwise.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { git } from "../helpers/git.ts";
+import { needs } from "../helpers/skip.ts";
 
 const isRoot = process.getuid?.() === 0;
 const MiB = 1024 * 1024;
@@ -105,7 +106,7 @@ afterAll(async () => {
   await g.cleanup();
 });
 
-describe.skipIf(!isRoot)("workspace prepare into a guest filesystem that fills up (16 MiB ext4 on a loop device)", () => {
+needs(isRoot, "needs root (losetup, mount)").describe("workspace prepare into a guest filesystem that fills up (16 MiB ext4 on a loop device)", () => {
   test("first prepare of a 30 MB repo: one clear no-space error, no guest path, nothing staged left, df back to empty, daemon answers", () => {
     const repo = newRepo("big");
     randomFile(join(repo, "blob.bin"), 30 * MiB);

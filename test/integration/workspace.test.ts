@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { BANGER, ROOT } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { git } from "../helpers/git.ts";
+import { guestLogin } from "../helpers/sshd.ts";
 
 /** Pieces of a URL carrying fake credentials: no host literal with a scheme in this file. */
 const HTTPS = "https://";
@@ -70,7 +71,7 @@ afterAll(async () => {
   await g.cleanup();
 });
 
-describe("workspace CLI over a real sshd", () => {
+guestLogin.describe("workspace CLI over a real sshd", () => {
   const guestPath = join(guestRoot, "repo it's");
 
   test("prepare: tracked, untracked, binary, symlink, exec bit, empty dir arrive; ignored files and secrets don't; status is clean", () => {

@@ -24,7 +24,10 @@ describe("cli stdio", () => {
     expect(p.stderr.toString()).toBe("false");
     // script(1) gives the child a pty on stdout
     const script = Bun.which("script");
-    if (!script) return;
+    if (!script) {
+      console.warn("skip: the pty half of this test needs script(1) (util-linux)");
+      return;
+    }
     const t = Bun.spawnSync([script, "-qec", `${process.execPath} -e 'import { fdIsTTY } from ${JSON.stringify(STDIO)}; console.log("tty=" + fdIsTTY(1))'`, "/dev/null"], { stdout: "pipe", stderr: "pipe" });
     expect(t.stdout.toString()).toContain("tty=true");
   });
