@@ -15,7 +15,7 @@
 # Expectations come from the tests' own looks at the host, so every shape
 # must pass unchanged.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 [ "$(id -u)" = 0 ] || { echo "scripts/test-hosts.sh: needs root (mount namespaces)" >&2; exit 2; }
 bash scripts/build.sh >/dev/null 2>&1 || { echo "scripts/test-hosts.sh: build failed (bash scripts/build.sh)" >&2; exit 1; }
 
@@ -29,6 +29,7 @@ BOOT_FILES=(test/unit/vmlinux.test.ts test/integration/qemu-driver.test.ts test/
 
 # Runs "$@" in a new mount namespace with $HIDE_DEV / $HIDE_PVM applied.
 _in_ns() {
+  # shellcheck disable=SC2016 # the script is expanded by the inner bash, in the new namespace
   unshare -m --propagation private bash -c '
     set -e
     if [ -n "${HIDE_DEV:-}" ]; then
@@ -88,6 +89,7 @@ for shape in "${shapes[@]}"; do
         HIDE_DEV="" HIDE_PVM=1 _run "$shape" "${PROBE_FILES[@]}" || status=1
       else
         fc=$(mktemp -d /tmp/banger-fc.XXXXXX)
+        # shellcheck disable=SC2016 # a literal stand-in script
         printf '#!/bin/sh\n[ "$1" = --version ] && echo "Firecracker v1.16.1 (stand-in)"\nexit 0\n' >"$fc/firecracker"
         chmod 755 "$fc" "$fc/firecracker"
         PATH="$fc:$PATH" HIDE_DEV="" HIDE_PVM=1 _run "$shape" "${PROBE_FILES[@]}" || status=1
