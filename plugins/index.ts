@@ -1,4 +1,4 @@
-import type { BangerPlugin } from "../src/core/plugin.ts";
+import type { BangerPlugin } from "../src/plugin-api.ts";
 import firecracker from "./firecracker/index.ts";
 import guest from "./guest/index.ts";
 import image from "./image/index.ts";

@@ -6,21 +6,25 @@
 export { definePlugin } from "./core/plugin.ts";
 export type { BangerPlugin, PluginContext, Logger, BangerPaths, PluginStoreView } from "./core/plugin.ts";
 export type { HookMap, HookName, HookHandler, HookOptions, Undo, ProgressSink } from "./core/hooks.ts";
-export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession } from "./core/model.ts";
+export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession } from "./shared/model.ts";
 export type { VMMDriver, BootConfig, LaunchResult } from "./vmm/driver.ts";
 export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, Clock, FS, GuestSSH, SSHTarget, SSHDialer } from "./host/types.ts";
-export type { LeaseStore, Lease } from "./store/leases.ts";
-export { BangerError } from "./core/errors.ts";
-export { renderScript } from "./sessions/quote.ts";
+export type { LeaseStore, Lease } from "./shared/leases.ts";
+export { BangerError } from "./shared/errors.ts";
+export { renderScript } from "./shared/quote.ts";
 /** LIFO undo stack for a multi-step handler: defer right after acquiring, unwind on failure. */
 export { UndoStack } from "./core/hooks.ts";
-/**
- * Record a VM's handles in VMDir/handles.json now (atomically). For a plugin
- * that acquires kernel state in vm:start:before, so a crash before the VMM
- * launches still leaves a file reconcile can tear down from.
- */
-export { writeHandlesFile } from "./handles/file.ts";
 /** Where a VM keeps its files (disks, keys, sockets, logs), derived from VMRuntime.vmDir. */
-export { vmPaths } from "./core/paths.ts";
+export { vmPaths } from "./shared/paths.ts";
 /** true when a path exists (any file type). */
 export { fileExists } from "./host/fs.ts";
+/** A sparse ext4 work disk (truncate + mkfs.ext4), for storage plugins. */
+export { makeWorkDisk } from "./host/disks.ts";
+/** For VMM driver plugins: a pid + start-time guarded view of the VM process (kill only what is still ours). */
+export { guardedProcesses } from "./vmm/guarded-process.ts";
+/** For VMM driver plugins: is KVM really usable here (not missing, openable, not kvm_pvm)? */
+export { kvmUsable, type KvmProbe } from "./vmm/kvm.ts";
+/** HTTP/1.1 over a unix socket with time-bounded requests (a VMM's API socket). */
+export { createUnixHttp, type UnixHttp } from "./host/unix-http.ts";
+/** A gzip'd newc cpio archive (initramfs pieces). */
+export { writeCpioGz, type CpioEntry } from "./shared/cpio.ts";

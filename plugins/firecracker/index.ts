@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { definePlugin, type VMRecord } from "../../src/plugin-api.ts";
-import { createFirecrackerDriver } from "../../src/vmm/firecracker/driver.ts";
+import { createFirecrackerDriver } from "./driver.ts";
 
 /**
  * The next free vsock CID (>= 3). Firecracker's vsock is a per-VM unix

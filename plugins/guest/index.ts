@@ -2,7 +2,7 @@ import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError, definePlugin, vmPaths } from "../../src/plugin-api.ts";
 import type { Host, VMRecord } from "../../src/plugin-api.ts";
-import { buildSeedInitrd, generateVMKeys } from "../image/seed.ts";
+import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */
 export const READY_MARKER = "BANGER-READY";

@@ -1,3 +1,4 @@
+import { writeCpioGz, type CpioEntry } from "../../src/plugin-api.ts";
 import { fileExists } from "../../src/plugin-api.ts";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -5,7 +6,6 @@ import { chmod, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from "
 import { join } from "node:path";
 import { BangerError, renderScript } from "../../src/plugin-api.ts";
 import type { Exec } from "../../src/plugin-api.ts";
-import { type CpioEntry, writeCpioGz } from "./cpio.ts";
 import { extractVmlinux } from "./vmlinux.ts";
 // Embedded as text so the compiled binary carries them.
 import INIT_SH from "./init.sh" with { type: "text" };

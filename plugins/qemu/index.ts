@@ -1,5 +1,5 @@
 import { definePlugin } from "../../src/plugin-api.ts";
-import { createQemuDriver } from "../../src/vmm/qemu/driver.ts";
+import { createQemuDriver } from "./driver.ts";
 
 /** The QEMU VMM driver (KVM where really usable, TCG otherwise). */
 export default definePlugin({

@@ -1,7 +1,6 @@
 import { join } from "node:path";
-import { BangerError, definePlugin, writeHandlesFile } from "../../src/plugin-api.ts";
+import { BangerError, definePlugin, makeWorkDisk } from "../../src/plugin-api.ts";
 import type { BangerPlugin, Host, VMRecord } from "../../src/plugin-api.ts";
-import { makeWorkDisk } from "../storage/index.ts";
 import { GlobalLock } from "./lock.ts";
 import { attachSnapshot, cowBytesFor, detachSnapshot } from "./snapshot.ts";
 
@@ -99,7 +98,7 @@ export function createStorageDmPlugin(opts: StorageDmOptions = {}): BangerPlugin
         }
         handles.extra[STORAGE_KEY] = "dm";
         progress("attaching dm-snapshot");
-        const record = () => writeHandlesFile(fs, vm.runtime.vmDir, handles);
+        const record = () => ctx.saveHandles(vm, handles);
         await globalLock().run(() => attachSnapshot(exec, { vmId: vm.id, baseFile: image.rootfsPath, cowFile: cowPathFor(vm) }, handles, record));
         boot.disks.push({ path: handles.dmDev, format: "raw" });
         if (vm.runtime.workDiskPath) boot.disks.push({ path: vm.runtime.workDiskPath, format: "raw" });

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { BangerError, definePlugin, vmPaths } from "../../src/plugin-api.ts";
+import { BangerError, definePlugin, makeWorkDisk, vmPaths } from "../../src/plugin-api.ts";
 import type { Exec } from "../../src/plugin-api.ts";
 
 /**
@@ -23,11 +23,6 @@ export async function makeSystemDisk(exec: Exec, rootfs: string, out: string, si
       await exec.run("resize2fs", [out]);
     }
   }
-}
-
-export async function makeWorkDisk(exec: Exec, out: string, sizeMiB: number): Promise<void> {
-  await exec.run("truncate", ["-s", `${sizeMiB}M`, out]);
-  await exec.run("mkfs.ext4", ["-q", "-F", "-L", "banger-work", out]);
 }
 
 export default definePlugin({

@@ -1,6 +1,6 @@
-import { BangerError, isBangerError, errorMessage } from "../core/errors.ts";
-import { resolveHome } from "../core/paths.ts";
-import { DaemonClient } from "../daemon/client.ts";
+import { BangerError, isBangerError, errorMessage } from "../shared/errors.ts";
+import { resolveHome } from "../shared/paths.ts";
+import { DaemonClient } from "../client/daemon-client.ts";
 import type { StreamEvent } from "../daemon/http.ts";
 import { fdIsTTY, writeOut } from "./stdio.ts";
 

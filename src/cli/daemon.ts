@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
-import { resolveHome } from "../core/paths.ts";
-import { DaemonClient } from "../daemon/client.ts";
+import { resolveHome } from "../shared/paths.ts";
+import { DaemonClient } from "../client/daemon-client.ts";
 import { jsonArg, out } from "./context.ts";
 
 const status = defineCommand({

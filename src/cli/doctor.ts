@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { resolveHome } from "../core/paths.ts";
+import { resolveHome } from "../shared/paths.ts";
 import { diagnose, kvmUsableIn, type Finding } from "../doctor/checks.ts";
 import { gatherHostView } from "../doctor/view.ts";
 import { createExec } from "../host/exec.ts";

@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { resolve } from "node:path";
-import type { ImageRecord } from "../core/model.ts";
+import type { ImageRecord } from "../shared/model.ts";
 import { daemon, jsonArg, out, streamCall } from "./context.ts";
 
 const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;

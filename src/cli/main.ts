@@ -1,5 +1,5 @@
 import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
-import { BangerError } from "../core/errors.ts";
+import { BangerError } from "../shared/errors.ts";
 import { FULL_VERSION } from "../version.ts";
 import { fail, passthrough } from "./context.ts";
 import { writeOut } from "./stdio.ts";

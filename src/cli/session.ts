@@ -1,8 +1,8 @@
 import { defineCommand } from "citty";
 import { readFileSync } from "node:fs";
-import { BangerError } from "../core/errors.ts";
-import type { GuestSession } from "../core/model.ts";
-import { readingAnswer } from "../daemon/client.ts";
+import { BangerError } from "../shared/errors.ts";
+import type { GuestSession } from "../shared/model.ts";
+import { readingAnswer } from "../client/daemon-client.ts";
 import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, usage } from "./context.ts";
 
 const enc = encodeURIComponent;

@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
-import { BangerError } from "../core/errors.ts";
-import type { VMRecord } from "../core/model.ts";
+import { BangerError } from "../shared/errors.ts";
+import type { VMRecord } from "../shared/model.ts";
 import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
 import { resolve } from "node:path";
 import { prepareWorkspace } from "./workspace.ts";

@@ -1,8 +1,8 @@
 import { defineCommand } from "citty";
 import { renameSync } from "node:fs";
 import { dirname, join, resolve, basename } from "node:path";
-import { BangerError, ERROR_CODES, type ErrorCode } from "../core/errors.ts";
-import { readingAnswer } from "../daemon/client.ts";
+import { BangerError, ERROR_CODES, type ErrorCode } from "../shared/errors.ts";
+import { readingAnswer } from "../client/daemon-client.ts";
 import type { FetchResult, Workspace } from "../workspace/engine.ts";
 import { daemon, jsonArg, out, streamCall, usage } from "./context.ts";
 

@@ -8,12 +8,12 @@ import type { Host } from "../host/types.ts";
 import type { Store } from "../store/store.ts";
 import { chooseVmm } from "../vmm/choose.ts";
 import type { BootConfig, VMMDriver } from "../vmm/driver.ts";
-import { BangerError, errorMessage } from "./errors.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
 import { faultPoint } from "./faults.ts";
 import { HookEngine, UndoStack, type ProgressSink } from "./hooks.ts";
-import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord } from "./model.ts";
+import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";
-import { vmPaths } from "./paths.ts";
+import { vmPaths } from "../shared/paths.ts";
 
 /** How many VMs reconcile looks at at once. */
 const RECONCILE_WIDTH = 16;

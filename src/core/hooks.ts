@@ -1,7 +1,7 @@
 import type { GuestSSH } from "../host/types.ts";
 import type { BootConfig } from "../vmm/driver.ts";
-import type { GuestSession, VMHandles, VMRecord } from "./model.ts";
-import { BangerError, errorMessage } from "./errors.ts";
+import type { GuestSession, VMHandles, VMRecord } from "../shared/model.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
 
 /** Something a handler made that must be unmade if a later step fails. */
 export type Undo = () => void | Promise<void>;

@@ -1,5 +1,6 @@
+import { writeHandlesFile } from "../handles/file.ts";
 import { resolve } from "node:path";
-import { BangerError, errorMessage } from "./errors.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { HookEngine } from "./hooks.ts";
 import type { BangerPaths, BangerPlugin, Logger, PluginContext, PluginStoreView } from "./plugin.ts";
 import type { Host } from "../host/types.ts";
@@ -60,6 +61,9 @@ export async function setupPlugins(plugins: { plugin: BangerPlugin; source: stri
         const off = deps.hooks.hook(plugin.name, name, handler, opts);
         info.hooks.push(name);
         return off;
+      },
+      saveHandles(vm, handles) {
+        return writeHandlesFile(deps.host.fs, vm.runtime.vmDir, handles);
       },
       registerDriver(driver: VMMDriver) {
         if (deps.drivers.has(driver.name)) throw new BangerError("E_PLUGIN", `${plugin.name}: driver "${driver.name}" is already registered`);

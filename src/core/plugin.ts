@@ -1,8 +1,9 @@
 import type { HookHandler, HookName, HookOptions } from "./hooks.ts";
-import type { ImageRecord, VMRecord } from "./model.ts";
+import type { ImageRecord, VMHandles, VMRecord } from "../shared/model.ts";
 import type { Host } from "../host/types.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
-import type { LeaseStore } from "../store/leases.ts";
+import type { LeaseStore } from "../shared/leases.ts";
+import type { BangerPaths } from "../shared/paths.ts";
 
 export interface Logger {
   info(msg: string): void;
@@ -11,11 +12,7 @@ export interface Logger {
   debug(msg: string): void;
 }
 
-export interface BangerPaths {
-  home: string;
-  imagesDir: string;
-  vmsDir: string;
-}
+export type { BangerPaths };
 
 /** Read access to the store that plugins may need (e.g. to pick a free port). */
 export interface PluginStoreView {
@@ -34,6 +31,12 @@ export interface PluginContext {
   readonly store: PluginStoreView;
   /** Register a hook handler; returns its own unregister function. */
   hook<K extends HookName>(name: K, handler: HookHandler<K>, opts?: HookOptions): () => void;
+  /**
+   * Record a VM's handles in VMDir/handles.json now (atomically). For a plugin
+   * that acquires kernel state in vm:start:before, so a crash before the VMM
+   * launches still leaves a file reconcile can tear down from.
+   */
+  saveHandles(vm: VMRecord, handles: VMHandles): Promise<void>;
   /** Make a VMM driver available under driver.name. */
   registerDriver(driver: VMMDriver): void;
 }

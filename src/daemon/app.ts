@@ -1,10 +1,10 @@
 import { open, stat } from "node:fs/promises";
-import { BangerError } from "../core/errors.ts";
+import { BangerError } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
-import type { VMRecord } from "../core/model.ts";
-import type { DaemonPaths } from "../core/paths.ts";
-import { shellJoin } from "../sessions/quote.ts";
+import type { VMRecord } from "../shared/model.ts";
+import type { DaemonPaths } from "../shared/paths.ts";
+import { shellJoin } from "../shared/quote.ts";
 import { errorResponse, json, MAX_EXEC_BODY_BYTES, ndjson, parseBody, type Emitter, type StreamEvent } from "./http.ts";
 import { withRequestScope } from "./request-scope.ts";
 import { sshTargetFor, type SSHPool } from "./ssh-pool.ts";

@@ -1,7 +1,7 @@
 import { readdir } from "node:fs/promises";
 import { isAbsolute, join, resolve, dirname } from "node:path";
-import { BangerError, errorMessage } from "../core/errors.ts";
-import type { DaemonPaths } from "../core/paths.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
+import type { DaemonPaths } from "../shared/paths.ts";
 import type { FS } from "../host/types.ts";
 
 /**

@@ -1,4 +1,4 @@
-import { BangerError, errorMessage, isBangerError } from "../core/errors.ts";
+import { BangerError, errorMessage, isBangerError } from "../shared/errors.ts";
 import { currentScope } from "./request-scope.ts";
 
 export function json(data: unknown, status = 200): Response {

@@ -1,8 +1,8 @@
 import { copyFile, readdir, rename, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { BangerError } from "../core/errors.ts";
+import { BangerError } from "../shared/errors.ts";
 import type { HookEngine } from "../core/hooks.ts";
-import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord } from "../core/model.ts";
+import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord } from "../shared/model.ts";
 import type { Host } from "../host/types.ts";
 import type { Store } from "../store/store.ts";
 import { json, ndjson, parseBody } from "./http.ts";

@@ -1,11 +1,11 @@
 import { chmodSync, lstatSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { builtinPlugins } from "../../plugins/index.ts";
 import { Engine } from "../core/engine.ts";
-import { BangerError, errorMessage } from "../core/errors.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
 import { HookEngine } from "../core/hooks.ts";
 import { importPluginFile, setupPlugins } from "../core/loader.ts";
 import type { BangerPlugin } from "../core/plugin.ts";
-import { daemonPaths, resolveHome } from "../core/paths.ts";
+import { daemonPaths, resolveHome } from "../shared/paths.ts";
 import { createHost } from "../host/index.ts";
 import { createSSHDialer } from "../host/ssh.ts";
 import { createLeaseStore } from "../store/leases.ts";
@@ -70,7 +70,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     log,
     drivers,
-    store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: createLeaseStore(store.db) },
+    store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: store.leases },
   });
   log.info(`banger daemon ${FULL_VERSION} pid ${process.pid} home ${home}; plugins: ${loaded.map((p) => p.name).join(", ")}`);
 

@@ -1,5 +1,5 @@
 import { lstatSync, statSync } from "node:fs";
-import { BangerError } from "../core/errors.ts";
+import { BangerError } from "../shared/errors.ts";
 
 /**
  * Refuse a state dir or socket that belongs to another user: their daemon

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { BangerError, errorMessage, setErrorOrigin } from "../core/errors.ts";
+import { BangerError, errorMessage, setErrorOrigin } from "../shared/errors.ts";
 import type { Logger } from "../core/plugin.ts";
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { BangerError } from "../core/errors.ts";
+import { BangerError } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
-import type { GuestSession } from "../core/model.ts";
+import type { GuestSession } from "../shared/model.ts";
 import type { Logger } from "../core/plugin.ts";
 import type { Host } from "../host/types.ts";
 import { SessionEngine, type LogStream } from "../sessions/engine.ts";
@@ -45,7 +45,7 @@ function offsetParam(v: string | null): number {
 /** Session routes under /v1/vms/:vm/sessions, backed by the session engine over the daemon's pooled SSH connections. */
 export function createSessionRoutes(d: SessionRouteDeps) {
   const sessions = new SessionEngine({
-    repo: createSessionRepo(d.store.db),
+    repo: d.store.sessions,
     dial: (vm) => d.ssh.get(vm),
     vmAlive: (vm) => d.engine.alive(vm),
     getVM: (x) => d.store.getVM(x),

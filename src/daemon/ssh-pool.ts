@@ -1,6 +1,6 @@
-import { BangerError } from "../core/errors.ts";
-import type { VMRecord } from "../core/model.ts";
-import { vmPaths } from "../core/paths.ts";
+import { BangerError } from "../shared/errors.ts";
+import type { VMRecord } from "../shared/model.ts";
+import { vmPaths } from "../shared/paths.ts";
 import type { FS, GuestSSH, SSHDialer, SSHTarget } from "../host/types.ts";
 
 /** Where and how to reach a VM's SSH server, with its pinned host key. */

@@ -1,5 +1,5 @@
 import type { Engine } from "../core/engine.ts";
-import { BangerError } from "../core/errors.ts";
+import { BangerError } from "../shared/errors.ts";
 import type { Logger } from "../core/plugin.ts";
 import type { Host } from "../host/types.ts";
 import { WorkspaceEngine, type WorkspaceDeps } from "../workspace/engine.ts";

@@ -1,4 +1,4 @@
-import type { VMHandles, VMRecord } from "../core/model.ts";
+import type { VMHandles, VMRecord } from "../shared/model.ts";
 import type { Procs } from "../host/types.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
 

@@ -1,4 +1,4 @@
-import type { VMHandles } from "../core/model.ts";
+import type { VMHandles } from "../shared/model.ts";
 
 function clone(h: VMHandles): VMHandles {
   return { ...h, extra: { ...h.extra } };

@@ -1,6 +1,6 @@
-import { emptyHandles, type VMHandles } from "../core/model.ts";
+import { emptyHandles, type VMHandles } from "../shared/model.ts";
 import type { FS } from "../host/types.ts";
-import { vmPaths } from "../core/paths.ts";
+import { vmPaths } from "../shared/paths.ts";
 
 export type HandlesFileStatus = "ok" | "missing" | "corrupt";
 

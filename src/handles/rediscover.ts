@@ -1,4 +1,4 @@
-import { emptyHandles, type VMHandles, type VMRecord } from "../core/model.ts";
+import { emptyHandles, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { FS, Procs } from "../host/types.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
 import { readHandlesFile, type HandlesFileStatus } from "./file.ts";

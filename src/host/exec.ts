@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { BangerError } from "../core/errors.ts";
+import { BangerError } from "../shared/errors.ts";
 import { lastLine, missingToolMessage } from "./tools.ts";
 import type { Exec, ExecOptions, ExecResult } from "./types.ts";
 

@@ -1,7 +1,7 @@
 import { constants as osConstants } from "node:os";
 import type { Client, ClientChannel, ConnectConfig } from "ssh2";
-import { BangerError, errorMessage } from "../core/errors.ts";
-import { shellQuote } from "../sessions/quote.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
+import { shellQuote } from "../shared/quote.ts";
 import type { ExecResult, ExecStreamOptions, GuestSSH, SSHDialer, SSHTarget } from "./types.ts";
 
 /** Exit code reported when a channel closes without an exit status (as OpenSSH's client does). */

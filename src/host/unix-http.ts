@@ -1,5 +1,5 @@
 import { createConnection } from "node:net";
-import { BangerError } from "../core/errors.ts";
+import { BangerError } from "../shared/errors.ts";
 
 export interface UnixHttpRequest {
   method: string;

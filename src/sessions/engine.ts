@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { BangerError, errorMessage } from "../core/errors.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
 import { faultMidStream, faultPoint } from "../core/faults.ts";
-import { shellJoin } from "./quote.ts";
-import type { GuestSession, SessionStdinMode, VMRecord } from "../core/model.ts";
+import { shellJoin } from "../shared/quote.ts";
+import type { GuestSession, SessionStdinMode, VMRecord } from "../shared/model.ts";
 import type { Clock, GuestSSH } from "../host/types.ts";
 import {
   AttachInputCommandForPipe,
@@ -26,9 +26,9 @@ import {
   StatusScript,
   StopScript,
 } from "./scripts.ts";
-import type { SessionRepo } from "./types.ts";
+import type { SessionRepo } from "../shared/session-repo.ts";
 
-export type { SessionRepo } from "./types.ts";
+export type { SessionRepo } from "../shared/session-repo.ts";
 
 export const SESSION_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 

@@ -1,4 +1,4 @@
 export * from "./engine.ts";
 export * from "./scripts.ts";
-export * from "./quote.ts";
-export type { SessionRepo } from "./types.ts";
+export * from "../shared/quote.ts";
+export type { SessionRepo } from "../shared/session-repo.ts";

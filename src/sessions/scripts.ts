@@ -11,8 +11,8 @@
  *   run.sh       the runner that holds the FIFO writer and records the exit
  *   runner.log   the runner's own output (debugging)
  */
-import type { GuestSession } from "../core/model.ts";
-import { renderScript } from "./quote.ts";
+import type { GuestSession } from "../shared/model.ts";
+import { renderScript } from "../shared/quote.ts";
 import ALIVE_SH from "./scripts/alive.sh" with { type: "text" };
 import ATTACH_INPUT_SH from "./scripts/attach-input.sh" with { type: "text" };
 import ATTACH_TAIL_SH from "./scripts/attach-tail.sh" with { type: "text" };

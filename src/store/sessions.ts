@@ -1,7 +1,7 @@
 import type { Database } from "bun:sqlite";
-import { BangerError } from "../core/errors.ts";
-import type { GuestSession, SessionStatus, SessionStdinMode } from "../core/model.ts";
-import type { SessionRepo } from "../sessions/types.ts";
+import { BangerError } from "../shared/errors.ts";
+import type { GuestSession, SessionStatus, SessionStdinMode } from "../shared/model.ts";
+import type { SessionRepo } from "../shared/session-repo.ts";
 
 interface SessionRow {
   id: string;

@@ -1,7 +1,11 @@
 import { Database } from "bun:sqlite";
-import { BangerError } from "../core/errors.ts";
-import type { ImageRecord, VMRecord, VMState } from "../core/model.ts";
+import { BangerError } from "../shared/errors.ts";
+import type { ImageRecord, VMRecord, VMState } from "../shared/model.ts";
+import type { LeaseStore } from "../shared/leases.ts";
+import type { SessionRepo } from "../shared/session-repo.ts";
+import { createLeaseStore } from "./leases.ts";
 import { migrate } from "./migrations.ts";
+import { createSessionRepo } from "./sessions.ts";
 
 interface VMRow {
   id: string;
@@ -118,7 +122,11 @@ const UPSERT_VM = `INSERT INTO vms (${VM_COLUMNS.join(", ")}) VALUES (${VM_COLUM
 
 /** The durable store: one SQLite file in WAL mode. */
 export class Store {
-  readonly db: Database;
+  private readonly db: Database;
+  /** Guest session records (the `sessions` table). */
+  readonly sessions: SessionRepo;
+  /** Per-VM values from named pools (guest IPs…). */
+  readonly leases: LeaseStore;
 
   constructor(path: string, opts: { busyTimeoutMs?: number } = {}) {
     try {
@@ -128,6 +136,8 @@ export class Store {
       this.db.run("PRAGMA foreign_keys = ON");
       this.db.run("PRAGMA synchronous = NORMAL");
       migrate(this.db);
+      this.sessions = createSessionRepo(this.db);
+      this.leases = createLeaseStore(this.db);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       if (/locked|busy/i.test(msg)) {

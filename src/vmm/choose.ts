@@ -1,4 +1,4 @@
-import { BangerError } from "../core/errors.ts";
+import { BangerError } from "../shared/errors.ts";
 import type { VMMDriver } from "./driver.ts";
 
 /** Default VMM order: Firecracker where it can run (binary + usable KVM), else QEMU (KVM or TCG). */

@@ -1,4 +1,4 @@
-import type { VMHandles, VMRecord } from "../core/model.ts";
+import type { VMHandles, VMRecord } from "../shared/model.ts";
 import type { Host } from "../host/types.ts";
 
 /** What a driver needs to boot a VM, assembled by the engine and plugins. */

@@ -1,4 +1,4 @@
-import type { VMHandles } from "../core/model.ts";
+import type { VMHandles } from "../shared/model.ts";
 import type { Host, ProcInfo } from "../host/types.ts";
 
 /** A VM process as a driver acts on it: the pid and the start time that proves it is still the same process. */

@@ -2,10 +2,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BangerError, errorMessage } from "../core/errors.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
 import { UndoStack, type HookEngine } from "../core/hooks.ts";
 import { faultPoint } from "../core/faults.ts";
-import type { VMRecord } from "../core/model.ts";
+import type { VMRecord } from "../shared/model.ts";
 import type { Exec, FS, GuestSSH } from "../host/types.ts";
 import { planDelta, snapshot, type Manifest } from "./manifest.ts";
 import {

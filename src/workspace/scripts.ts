@@ -9,8 +9,8 @@
  * everything (hooks included) succeeded (FinalizeScript). RollbackScript puts
  * the old tree back from any point of that sequence.
  */
-import { BangerError } from "../core/errors.ts";
-import { renderScript, shellQuote } from "../sessions/quote.ts";
+import { BangerError } from "../shared/errors.ts";
+import { renderScript, shellQuote } from "../shared/quote.ts";
 import ACTIVATE_SH from "./scripts/activate.sh" with { type: "text" };
 import DELTA_STAGE_SH from "./scripts/delta-stage.sh" with { type: "text" };
 import DIFF_SH from "./scripts/diff.sh" with { type: "text" };

@@ -2,11 +2,12 @@
  * Fakes for unit tests. Every fake RECORDS what it was asked so tests assert
  * the record (commands run, signals sent, files written); no module mocking.
  */
+import type { Database } from "bun:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BangerError } from "../../src/core/errors.ts";
-import type { ImageRecord, VMHandles, VMRecord } from "../../src/core/model.ts";
+import { BangerError } from "../../src/shared/errors.ts";
+import type { ImageRecord, VMHandles, VMRecord } from "../../src/shared/model.ts";
 import type { Logger } from "../../src/core/plugin.ts";
 import type {
   Clock,
@@ -516,4 +517,9 @@ export function engineWorld(opts: { paths: BangerPaths; newId: () => string; sto
       stopTimeoutMs: opts.stopTimeoutMs,
     });
   return { host, driver, ts, hooks, log, make };
+}
+
+/** The store's SQLite handle, for tests that check what is (not) in the file; product code goes through typed methods. */
+export function rawDb(store: Store): Database {
+  return (store as unknown as { db: Database }).db;
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { emptyHandles } from "../../src/core/model.ts";
+import { emptyHandles } from "../../src/shared/model.ts";
 import { readHandlesFile, writeHandlesFile } from "../../src/handles/file.ts";
 import { createFS } from "../../src/host/fs.ts";
 import { alive, BANGER, FAKE_PLUGIN, waitFor } from "../helpers/cli.ts";

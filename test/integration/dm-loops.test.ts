@@ -9,7 +9,7 @@ import { afterEach, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { emptyHandles } from "../../src/core/model.ts";
+import { emptyHandles } from "../../src/shared/model.ts";
 import { createExec } from "../../src/host/exec.ts";
 import type { Exec } from "../../src/host/types.ts";
 import { attachSnapshot, cowBytesFor, detachSnapshot } from "../../plugins/storage-dm/snapshot.ts";

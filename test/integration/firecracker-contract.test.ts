@@ -8,15 +8,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BangerError } from "../../src/core/errors.ts";
-import { emptyHandles, type VMHandles, type VMRecord } from "../../src/core/model.ts";
+import { BangerError } from "../../src/shared/errors.ts";
+import { emptyHandles, type VMHandles, type VMRecord } from "../../src/shared/model.ts";
 import { createHost } from "../../src/host/index.ts";
 import type { Host, SSHDialer } from "../../src/host/types.ts";
 import { createUnixHttp } from "../../src/host/unix-http.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
-import { FirecrackerApiError, firecrackerApi } from "../../src/vmm/firecracker/api.ts";
-import { fcConfigCalls } from "../../src/vmm/firecracker/config.ts";
-import { createFirecrackerDriver } from "../../src/vmm/firecracker/driver.ts";
+import { FirecrackerApiError, firecrackerApi } from "../../plugins/firecracker/api.ts";
+import { fcConfigCalls } from "../../plugins/firecracker/config.ts";
+import { createFirecrackerDriver } from "../../plugins/firecracker/driver.ts";
 import { loadSpec, SPEC_SHA256, specSha256, validateRequest } from "../helpers/fc-spec.ts";
 
 const FAKE = join(import.meta.dir, "..", "fixtures", "fake-firecracker.ts");

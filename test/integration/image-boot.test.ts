@@ -16,7 +16,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildImage } from "../../plugins/image/build.ts";
-import { buildSeedInitrd, generateVMKeys } from "../../plugins/image/seed.ts";
+import { buildSeedInitrd, generateVMKeys } from "../../plugins/guest/seed.ts";
 import { createExec } from "../../src/host/exec.ts";
 import { needs } from "../helpers/skip.ts";
 

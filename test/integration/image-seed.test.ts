@@ -3,8 +3,8 @@ import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { utils } from "ssh2";
-import { writeCpioGz } from "../../plugins/image/cpio.ts";
-import { buildSeedInitrd, generateVMKeys } from "../../plugins/image/seed.ts";
+import { writeCpioGz } from "../../src/shared/cpio.ts";
+import { buildSeedInitrd, generateVMKeys } from "../../plugins/guest/seed.ts";
 import { createExec } from "../../src/host/exec.ts";
 import { needs } from "../helpers/skip.ts";
 

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { rawDb } from "../helpers/fakes.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,7 +39,7 @@ describe("guest IP leases on a real SQLite file", () => {
     expect(all.length).toBe(96);
     expect(new Set(all).size).toBe(96);
     const store = new Store(path);
-    const rows = createLeaseStore(store.db).list("net-tap");
+    const rows = store.leases.list("net-tap");
     expect(rows.length).toBe(96);
     expect(new Set(rows.map((r) => r.vmId)).size).toBe(96);
     store.close();
@@ -47,18 +48,18 @@ describe("guest IP leases on a real SQLite file", () => {
   test("the table itself refuses a second VM on the same address and a second address for one VM", () => {
     const store = new Store(dbPath());
     for (const id of ["a", "b"]) store.upsertVM(sampleVM({ id, name: id }));
-    const ins = (vm: string, ip: string) => store.db.query(`INSERT INTO leases (pool, value, vm_id, created_at) VALUES ('net-tap', ?, ?, 'now')`).run(ip, vm);
+    const ins = (vm: string, ip: string) => rawDb(store).query(`INSERT INTO leases (pool, value, vm_id, created_at) VALUES ('net-tap', ?, ?, 'now')`).run(ip, vm);
     ins("a", "10.213.0.2");
     expect(() => ins("b", "10.213.0.2")).toThrow(/UNIQUE/);
     expect(() => ins("a", "10.213.0.3")).toThrow(/UNIQUE/);
     // same address in another pool is fine
-    store.db.query(`INSERT INTO leases (pool, value, vm_id, created_at) VALUES ('other', '10.213.0.2', 'b', 'now')`).run();
+    rawDb(store).query(`INSERT INTO leases (pool, value, vm_id, created_at) VALUES ('other', '10.213.0.2', 'b', 'now')`).run();
     store.close();
   });
 
   test("a lease is idempotent per VM and goes with the VM's row (ON DELETE CASCADE)", () => {
     const store = new Store(dbPath());
-    const leases = createLeaseStore(store.db);
+    const leases = store.leases;
     store.upsertVM(sampleVM({ id: "a", name: "a" }));
     expect(leases.lease("p", "a", ["x", "y"])).toBe("x");
     expect(leases.lease("p", "a", ["y"])).toBe("x");

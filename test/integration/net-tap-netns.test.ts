@@ -100,7 +100,7 @@ beforeAll(async () => {
   const log = testLogger();
   await setupPlugins([{ plugin: createNetTapPlugin({ bridge: BRIDGE, subnet: SUBNET, hostsFile: `/etc/netns/${NS.host}/hosts`, dns: "" }, {}), source: "test" }], {
     hooks, host, paths, log, drivers: new Map(),
-    store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: createLeaseStore(store.db) },
+    store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: store.leases },
   });
   const driver = fakeDriver(procs);
   let n = 0;

@@ -2,14 +2,14 @@ import { afterAll, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { emptyHandles, type VMHandles, type VMRecord } from "../../src/core/model.ts";
+import { emptyHandles, type VMHandles, type VMRecord } from "../../src/shared/model.ts";
 import { createClock } from "../../src/host/clock.ts";
 import { createExec } from "../../src/host/exec.ts";
 import { createFS } from "../../src/host/fs.ts";
 import { createProcs } from "../../src/host/procs.ts";
 import type { Host } from "../../src/host/types.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
-import { createQemuDriver } from "../../src/vmm/qemu/driver.ts";
+import { createQemuDriver } from "../../plugins/qemu/driver.ts";
 import { kvmUsable } from "../../src/vmm/kvm.ts";
 import { allocateSshPort, netUserArgs } from "../../plugins/net-user/index.ts";
 import { kvmLook } from "../helpers/host-kvm.ts";
@@ -213,7 +213,7 @@ needs(haveImage, qemu ? noImage : "needs qemu-system-x86_64 (apt-get install qem
     let initrd = baseInitrd;
     let seeded = false;
     try {
-      const seed = await import("../../plugins/image/seed.ts");
+      const seed = await import("../../plugins/guest/seed.ts");
       const keys = await seed.generateVMKeys({ exec: host.exec, dir });
       initrd = join(dir, "initrd.img");
       await seed.buildSeedInitrd({

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createExec } from "../../src/host/exec.ts";
 import { createProcs } from "../../src/host/procs.ts";
-import { QmpClient, QmpError, qmpExecute, qmpPing, qmpPowerdown, qmpQuit } from "../../src/vmm/qemu/qmp.ts";
+import { QmpClient, QmpError, qmpExecute, qmpPing, qmpPowerdown, qmpQuit } from "../../plugins/qemu/qmp.ts";
 import { needs } from "../helpers/skip.ts";
 
 // A real QEMU with no guest at all (-M none): fast, needs only qemu-system-x86.

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:f
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { GuestSession, VMRecord } from "../../src/core/model.ts";
+import type { GuestSession, VMRecord } from "../../src/shared/model.ts";
 import { createSSHDialer } from "../../src/host/ssh.ts";
 import type { Clock } from "../../src/host/types.ts";
 import { SessionEngine, type SessionEngineDeps } from "../../src/sessions/engine.ts";
@@ -33,7 +33,7 @@ function newEngine(over: Partial<SessionEngineDeps> = {}): SessionEngine {
     return dialer.dial({ host: v.runtime.sshHost, port: v.runtime.sshPort, user: sshd.user, privateKey: sshd.clientKey, hostKey: sshd.hostPublicKey });
   });
   const e = new SessionEngine({
-    repo: createSessionRepo(store.db),
+    repo: store.sessions,
     dial: (v) => pool.get(v),
     vmAlive: async (v) => v.runtime.state === "running",
     getVM: (idOrName) => store.getVM(idOrName),
@@ -69,7 +69,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // Stop whatever a failed test left running, then the sshd.
   const e = newEngine();
-  for (const s of createSessionRepo(store.db).list({ status: ["running", "starting"] })) await e.kill(s).catch(() => {});
+  for (const s of store.sessions.list({ status: ["running", "starting"] })) await e.kill(s).catch(() => {});
   for (const x of engines) pools.get(x)?.closeAll();
   store.close();
   await sshd?.stop();
@@ -243,7 +243,7 @@ guestLogin.describe("sessions over a real sshd", () => {
 
     // A new daemon: new Store on the same file, new engine, reconcile.
     const store2 = new Store(join(dir, "banger.db"));
-    const e2 = newEngine({ repo: createSessionRepo(store2.db), getVM: (x) => store2.getVM(x) });
+    const e2 = newEngine({ repo: store2.sessions, getVM: (x) => store2.getVM(x) });
     const reconciled = await e2.reconcile();
     expect(reconciled.find((x) => x.id === s.id)?.status).toBe("running");
     for (let i = 50; i < 100; i++) await e2.send({ vmIdOrName: "local", sessionIdOrName: "reattach", payload: enc(`m${i}\n`) });

@@ -67,7 +67,7 @@ import { gzipSync } from "node:zlib";
 import { INITRD_MODULES } from "../../plugins/image/build.ts";
 import { tapName } from "../../plugins/net-tap/subnet.ts";
 import { attachSnapshot, cowBytesFor } from "../../plugins/storage-dm/snapshot.ts";
-import { emptyHandles } from "../../src/core/model.ts";
+import { emptyHandles } from "../../src/shared/model.ts";
 import { createExec } from "../../src/host/exec.ts";
 import { alive, BANGER, FAKE_PLUGIN, ROOT, waitFor } from "../helpers/cli.ts";
 import { minimalElf } from "../helpers/elf.ts";

@@ -4,8 +4,8 @@ import { createApp } from "../../src/daemon/app.ts";
 import type { StreamEvent } from "../../src/daemon/http.ts";
 import { ImageService } from "../../src/daemon/images.ts";
 import { vmSSHPool } from "../../src/daemon/ssh-pool.ts";
-import { BangerError } from "../../src/core/errors.ts";
-import { daemonPaths } from "../../src/core/paths.ts";
+import { BangerError } from "../../src/shared/errors.ts";
+import { daemonPaths } from "../../src/shared/paths.ts";
 import { engineWorld, type TestStore } from "../helpers/fakes.ts";
 
 const stores: TestStore[] = [];

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { argvValue, parseQemuLogArgv, rewriteQemuArgv } from "../../scripts/bench/qemu-argv.ts";
 
-// the shape src/vmm/qemu/driver.ts writes: "# <binary> <args joined by spaces>"
+// the shape plugins/qemu/driver.ts writes: "# <binary> <args joined by spaces>"
 const ARGV = [
   "/usr/bin/qemu-system-x86_64", "-name", "banger-fd6c", "-M", "q35", "-accel", "tcg,tb-size=64", "-m", "256", "-smp", "1",
   "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { intArg, sizeArg } from "../../src/cli/context.ts";
-import { BangerError } from "../../src/core/errors.ts";
+import { BangerError } from "../../src/shared/errors.ts";
 
 function usageError(fn: () => unknown): BangerError {
   try {

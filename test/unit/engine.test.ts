@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { rawDb } from "../helpers/fakes.ts";
 import { join } from "node:path";
 import { Engine } from "../../src/core/engine.ts";
-import { BangerError } from "../../src/core/errors.ts";
+import { BangerError } from "../../src/shared/errors.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
-import { emptyHandles, type VMHandles, type VMRecord } from "../../src/core/model.ts";
+import { emptyHandles, type VMHandles, type VMRecord } from "../../src/shared/model.ts";
 import { readHandlesFile, writeHandlesFile } from "../../src/handles/file.ts";
 import {
   caught,
@@ -206,9 +207,9 @@ describe("start", () => {
     w.hooks.hook("net", "vm:start:before", ({ handles }) => void (handles.tapDevice = "tap-secret-name"));
     await w.engine.create({ name: "web" });
     await w.engine.start("web");
-    const dump = JSON.stringify(w.ts.store.db.query("SELECT * FROM vms").all());
+    const dump = JSON.stringify(rawDb(w.ts.store).query("SELECT * FROM vms").all());
     expect(dump).not.toContain("tap-secret-name");
-    const cols = (w.ts.store.db.query("PRAGMA table_info(vms)").all() as { name: string }[]).map((c) => c.name);
+    const cols = (rawDb(w.ts.store).query("PRAGMA table_info(vms)").all() as { name: string }[]).map((c) => c.name);
     expect(cols.some((c) => /pid|tap|loop|dm_/.test(c))).toBe(false);
   });
 

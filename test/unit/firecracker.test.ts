@@ -5,14 +5,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import firecrackerPlugin, { nextVsockCid } from "../../plugins/firecracker/index.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
-import { emptyHandles, type VMRecord } from "../../src/core/model.ts";
+import { emptyHandles, type VMRecord } from "../../src/shared/model.ts";
 import type { PluginContext } from "../../src/core/plugin.ts";
 import { createUnixHttp, formatHttpRequest, parseHttpResponse, type UnixHttp, type UnixHttpRequest } from "../../src/host/unix-http.ts";
 import { chooseVmm } from "../../src/vmm/choose.ts";
 import type { BootConfig, VMMDriver } from "../../src/vmm/driver.ts";
-import { faultMessageOf, FirecrackerApiError, firecrackerApi } from "../../src/vmm/firecracker/api.ts";
-import { fcConfigCalls, vmlinuxFor } from "../../src/vmm/firecracker/config.ts";
-import { createFirecrackerDriver, fcInstanceId } from "../../src/vmm/firecracker/driver.ts";
+import { faultMessageOf, FirecrackerApiError, firecrackerApi } from "../../plugins/firecracker/api.ts";
+import { fcConfigCalls, vmlinuxFor } from "../../plugins/firecracker/config.ts";
+import { createFirecrackerDriver, fcInstanceId } from "../../plugins/firecracker/driver.ts";
 import { caught, fakeDriver, fakeHost, fakeProcs, sampleVM } from "../helpers/fakes.ts";
 
 /** A recording HTTP transport: every request in order; answers from a script. */
@@ -295,6 +295,7 @@ describe("the firecracker plugin", () => {
       log: { info() {}, warn() {}, error() {}, debug() {} },
       store: { listVMs: () => others, getImage: () => null },
       hook: (name, handler, opts) => hooks.hook(firecrackerPlugin.name, name, handler, opts),
+      saveHandles: async () => {},
       registerDriver: (d) => void drivers.push(d.name),
     } satisfies PluginContext;
     await firecrackerPlugin.setup(ctx);

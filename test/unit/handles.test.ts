@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { emptyHandles, type VMHandles } from "../../src/core/model.ts";
+import { emptyHandles, type VMHandles } from "../../src/shared/model.ts";
 import { vmAlive } from "../../src/handles/alive.ts";
 import { HandleCache } from "../../src/handles/cache.ts";
 import { parseHandles, readHandlesFile, removeHandlesFile, writeHandlesFile } from "../../src/handles/file.ts";

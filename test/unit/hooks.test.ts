@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { BangerError } from "../../src/core/errors.ts";
+import { BangerError } from "../../src/shared/errors.ts";
 import { HOOK_NAMES, HookEngine, UndoStack, type HookName } from "../../src/core/hooks.ts";
-import { emptyHandles } from "../../src/core/model.ts";
+import { emptyHandles } from "../../src/shared/model.ts";
 import { sampleVM } from "../helpers/fakes.ts";
 
 const vm = sampleVM();

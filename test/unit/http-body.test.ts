@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { BangerError } from "../../src/core/errors.ts";
+import { BangerError } from "../../src/shared/errors.ts";
 import { briefValue, MAX_JSON_BODY_BYTES, parseBody } from "../../src/daemon/http.ts";
-import { shellJoin, shellQuote } from "../../src/sessions/quote.ts";
+import { shellJoin, shellQuote } from "../../src/shared/quote.ts";
 import { caught } from "../helpers/fakes.ts";
 
 const post = (body: string, headers: Record<string, string> = {}) => new Request("http://x/v1/vms", { method: "POST", body, headers });

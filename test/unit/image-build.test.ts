@@ -10,7 +10,7 @@ import {
   mmdebstrapArgs,
   sha256File,
 } from "../../plugins/image/build.ts";
-import { readConcatenatedCpioGz } from "../../plugins/image/cpio.ts";
+import { readConcatenatedCpioGz } from "../../src/shared/cpio.ts";
 import type { Exec, ExecOptions, ExecResult } from "../../src/host/types.ts";
 import { minimalElf } from "../helpers/elf.ts";
 

@@ -2,15 +2,15 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readConcatenatedCpioGz, writeCpio, writeCpioGz, readCpio } from "../../plugins/image/cpio.ts";
+import { readConcatenatedCpioGz, writeCpio, writeCpioGz, readCpio } from "../../src/shared/cpio.ts";
 import {
   buildSeedInitrd,
   generateVMKeys,
   validateAuthorizedKey,
   validateGuestPath,
   validateHostname,
-} from "../../plugins/image/seed.ts";
-import { BangerError } from "../../src/core/errors.ts";
+} from "../../plugins/guest/seed.ts";
+import { BangerError } from "../../src/shared/errors.ts";
 import type { Exec, ExecOptions } from "../../src/host/types.ts";
 
 const PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPs0T1Ho0qk0b8cQ1o0gFqSgI1J2kq6uZb0Q3y8o9Yc9 banger";

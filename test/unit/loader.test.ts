@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
-import { BangerError } from "../../src/core/errors.ts";
+import { BangerError } from "../../src/shared/errors.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
 import { importPluginFile, setupPlugins, type LoaderDeps } from "../../src/core/loader.ts";
 import { definePlugin, type BangerPlugin } from "../../src/core/plugin.ts";

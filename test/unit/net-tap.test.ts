@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { rawDb } from "../helpers/fakes.ts";
 import { join } from "node:path";
-import { BangerError } from "../../src/core/errors.ts";
+import { BangerError } from "../../src/shared/errors.ts";
 import { setupPlugins } from "../../src/core/loader.ts";
 import { definePlugin } from "../../src/core/plugin.ts";
 import { readHandlesFile } from "../../src/handles/file.ts";
@@ -26,7 +27,7 @@ async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?
   stores.push(w.ts);
   w.host.fs.files.set(HOSTS, FOREIGN);
   w.host.fs.files.set("/etc/resolv.conf", "nameserver 127.0.0.53\nnameserver 192.0.2.53\n");
-  const leases = createLeaseStore(w.ts.store.db);
+  const leases = w.ts.store.leases;
   const plugin = createNetTapPlugin({ hostsFile: HOSTS, ...o.opts }, o.env ?? {});
   await setupPlugins(
     [...(o.before ?? []), plugin, ...(o.after ?? [])].map((p) => ({ plugin: p, source: "test" })),
@@ -362,7 +363,7 @@ describe("net-tap: pieces", () => {
     const w = await world();
     const vm = await w.engine.create({ name: "alpha", net: "tap" });
     w.leases.release(IP_POOL, vm.id);
-    w.ts.store.db.query(`INSERT INTO leases (pool, value, vm_id, created_at) VALUES (?, '10.99.0.5', ?, 'then')`).run(IP_POOL, vm.id);
+    rawDb(w.ts.store).query(`INSERT INTO leases (pool, value, vm_id, created_at) VALUES (?, '10.99.0.5', ?, 'then')`).run(IP_POOL, vm.id);
     await w.engine.start("alpha");
     expect(w.leases.leaseOf(IP_POOL, vm.id)).toBe("10.213.0.2");
     expect(w.driver.launches[0]!.boot.kernelArgs[0]).toBe("banger.ip=10.213.0.2/24");

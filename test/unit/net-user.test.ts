@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { createServer } from "node:net";
 import { HookEngine } from "../../src/core/hooks.ts";
-import { emptyHandles, type VMRecord } from "../../src/core/model.ts";
+import { emptyHandles, type VMRecord } from "../../src/shared/model.ts";
 import type { PluginContext } from "../../src/core/plugin.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
 import { allocateSshPort, createNetUserPlugin, netUserArgs, portFreeOnLoopback } from "../../plugins/net-user/index.ts";
@@ -43,6 +43,7 @@ async function setup(store: VMRecord[], busy: Set<number>) {
     log: { info: (m: string) => logs.push(m), warn() {}, error() {}, debug() {} },
     store: { listVMs: () => store, getImage: () => null },
     hook: (name, handler, opts) => engine.hook(plugin.name, name, handler, opts),
+    saveHandles: async () => {},
     registerDriver() {},
   } satisfies PluginContext;
   await plugin.setup(ctx);

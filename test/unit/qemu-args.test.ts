@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import type { VMRecord } from "../../src/core/model.ts";
+import type { VMRecord } from "../../src/shared/model.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
-import { qemuArgs, qemuEscape, qmpArg } from "../../src/vmm/qemu/args.ts";
+import { qemuArgs, qemuEscape, qmpArg } from "../../plugins/qemu/args.ts";
 
 function sampleVM(over: Partial<VMRecord["runtime"]> = {}): VMRecord {
   return {

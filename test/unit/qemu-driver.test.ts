@@ -1,9 +1,9 @@
 import { describe, expect, test } from "bun:test";
-import { BangerError } from "../../src/core/errors.ts";
-import { emptyHandles, type VMHandles, type VMRecord } from "../../src/core/model.ts";
+import { BangerError } from "../../src/shared/errors.ts";
+import { emptyHandles, type VMHandles, type VMRecord } from "../../src/shared/model.ts";
 import type { Host, ProcInfo } from "../../src/host/types.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
-import { createQemuDriver, type QmpOps } from "../../src/vmm/qemu/driver.ts";
+import { createQemuDriver, type QmpOps } from "../../plugins/qemu/driver.ts";
 
 function sampleVM(): VMRecord {
   return {

@@ -2,11 +2,11 @@ import { afterAll, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BangerError } from "../../src/core/errors.ts";
-import type { GuestSession, SessionStatus, SessionStdinMode, VMRecord } from "../../src/core/model.ts";
+import { BangerError } from "../../src/shared/errors.ts";
+import type { GuestSession, SessionStatus, SessionStdinMode, VMRecord } from "../../src/shared/model.ts";
 import type { Clock, ExecResult, ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
 import { SessionEngine } from "../../src/sessions/engine.ts";
-import { renderScript, shellQuote } from "../../src/sessions/quote.ts";
+import { renderScript, shellQuote } from "../../src/shared/quote.ts";
 import * as sess from "../../src/sessions/scripts.ts";
 import { createSessionRepo } from "../../src/store/sessions.ts";
 import { Store } from "../../src/store/store.ts";
@@ -129,7 +129,7 @@ function testGuestSession(vmId: string, stdinMode: SessionStdinMode, status: Ses
 }
 
 function newEngine(fake: RecordingGuestSSH, opts: { alive?: boolean } = {}) {
-  const repo = createSessionRepo(store.db);
+  const repo = store.sessions;
   let dialCount = 0;
   // reuse is the pool's job, as in the daemon: one dial per VM while the connection lives
   const pool = new SSHPool(async () => {
@@ -152,7 +152,7 @@ function setup(name: string, vmState: VMRecord["runtime"]["state"], stdinMode: S
   const vm = testVM(name, vmState);
   store.upsertVM(vm);
   const session = testGuestSession(vm.id, stdinMode, status);
-  createSessionRepo(store.db).upsert(session);
+  store.sessions.upsert(session);
   return { vm, session };
 }
 
@@ -479,7 +479,7 @@ describe("SQLite session repo", () => {
   test("round trip, find by id or name, list filters, unique name per vm", () => {
     const vm = testVM("repobox", "running");
     store.upsertVM(vm);
-    const repo = createSessionRepo(store.db);
+    const repo = store.sessions;
     const s = testGuestSession(vm.id, "pipe", "running");
     s.args = ["a b", "it's", "$(x)"];
     s.exitCode = 0;

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setupPlugins } from "../../src/core/loader.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
-import { emptyHandles, type VMHandles, type VMRecord } from "../../src/core/model.ts";
+import { emptyHandles, type VMHandles, type VMRecord } from "../../src/shared/model.ts";
 import type { BangerPlugin } from "../../src/core/plugin.ts";
 import { readHandlesFile, writeHandlesFile } from "../../src/handles/file.ts";
 import { createClock } from "../../src/host/clock.ts";

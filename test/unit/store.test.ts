@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { rawDb } from "../helpers/fakes.ts";
 import { Database } from "bun:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BangerError } from "../../src/core/errors.ts";
+import { BangerError } from "../../src/shared/errors.ts";
 import { MIGRATIONS, migrate } from "../../src/store/migrations.ts";
 import { Store } from "../../src/store/store.ts";
 import { sampleImage, sampleVM, testStore, type TestStore } from "../helpers/fakes.ts";
@@ -41,19 +42,19 @@ function insertSession(db: Database, id: string, vmId: string): void {
 describe("store setup", () => {
   test("WAL, busy_timeout and foreign_keys are on", () => {
     const { store } = fresh({ busyTimeoutMs: 1234 });
-    expect(String(pragma<string>(store.db, "journal_mode")).toLowerCase()).toBe("wal");
-    expect(pragma<number>(store.db, "busy_timeout")).toBe(1234);
-    expect(pragma<number>(store.db, "foreign_keys")).toBe(1);
+    expect(String(pragma<string>(rawDb(store), "journal_mode")).toLowerCase()).toBe("wal");
+    expect(pragma<number>(rawDb(store), "busy_timeout")).toBe(1234);
+    expect(pragma<number>(rawDb(store), "foreign_keys")).toBe(1);
   });
 
   test("default busy_timeout is set (non-zero)", () => {
     const { store } = fresh();
-    expect(pragma<number>(store.db, "busy_timeout")).toBeGreaterThan(0);
+    expect(pragma<number>(rawDb(store), "busy_timeout")).toBeGreaterThan(0);
   });
 
   test("the migrations table records every version once", () => {
     const { store } = fresh();
-    const rows = store.db.query(`SELECT version, name FROM migrations ORDER BY version`).all() as { version: number; name: string }[];
+    const rows = rawDb(store).query(`SELECT version, name FROM migrations ORDER BY version`).all() as { version: number; name: string }[];
     expect(rows.map((r) => r.version)).toEqual(MIGRATIONS.map((m) => m.version).sort((a, b) => a - b));
     expect(rows.every((r) => r.name.length > 0)).toBe(true);
   });
@@ -73,7 +74,7 @@ describe("migrations upgrade path", () => {
 
     const store = new Store(path);
     cleanups.push(() => store.close());
-    const versions = (store.db.query(`SELECT version FROM migrations ORDER BY version`).all() as { version: number }[]).map((r) => r.version);
+    const versions = (rawDb(store).query(`SELECT version FROM migrations ORDER BY version`).all() as { version: number }[]).map((r) => r.version);
     expect(versions).toEqual(MIGRATIONS.map((m) => m.version));
 
     const vm = store.getVM("legacy")!;
@@ -87,11 +88,11 @@ describe("migrations upgrade path", () => {
     expect(vm.runtime.sshHost).toBe("");
     expect(vm.runtime.lastError).toBe("");
 
-    const tables = (store.db.query(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((r) => r.name);
+    const tables = (rawDb(store).query(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((r) => r.name);
     expect(tables).toContain("sessions");
     // sessions reference the migrated vm
-    insertSession(store.db, "s1", "old1");
-    expect((store.db.query(`SELECT COUNT(*) AS n FROM sessions`).get() as { n: number }).n).toBe(1);
+    insertSession(rawDb(store), "s1", "old1");
+    expect((rawDb(store).query(`SELECT COUNT(*) AS n FROM sessions`).get() as { n: number }).n).toBe(1);
   });
 
   test("re-opening applies nothing twice", () => {
@@ -100,8 +101,8 @@ describe("migrations upgrade path", () => {
     store.close();
     const again = new Store(path);
     cleanups.push(() => again.close());
-    expect(migrate(again.db)).toEqual([]);
-    const rows = again.db.query(`SELECT version, COUNT(*) AS n FROM migrations GROUP BY version`).all() as { version: number; n: number }[];
+    expect(migrate(rawDb(again))).toEqual([]);
+    const rows = rawDb(again).query(`SELECT version, COUNT(*) AS n FROM migrations GROUP BY version`).all() as { version: number; n: number }[];
     expect(rows.length).toBe(MIGRATIONS.length);
     expect(rows.every((r) => r.n === 1)).toBe(true);
     expect(again.getVM("a")?.name).toBe("a");
@@ -195,16 +196,16 @@ describe("vms", () => {
     const { store } = fresh();
     store.upsertVM(sampleVM({ id: "a", name: "a" }));
     store.upsertVM(sampleVM({ id: "b", name: "b" }));
-    insertSession(store.db, "s-a", "a");
-    insertSession(store.db, "s-b", "b");
+    insertSession(rawDb(store), "s-a", "a");
+    insertSession(rawDb(store), "s-b", "b");
     store.deleteVM("a");
-    const left = (store.db.query(`SELECT id FROM sessions`).all() as { id: string }[]).map((r) => r.id);
+    const left = (rawDb(store).query(`SELECT id FROM sessions`).all() as { id: string }[]).map((r) => r.id);
     expect(left).toEqual(["s-b"]);
   });
 
   test("a session for a missing vm is rejected (foreign keys enforced)", () => {
     const { store } = fresh();
-    expect(() => insertSession(store.db, "s", "ghost")).toThrow(/FOREIGN KEY/i);
+    expect(() => insertSession(rawDb(store), "s", "ghost")).toThrow(/FOREIGN KEY/i);
   });
 
   test("transaction rolls back on throw", () => {

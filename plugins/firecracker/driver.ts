@@ -1,10 +1,4 @@
-import { BangerError } from "../../core/errors.ts";
-import type { VMHandles, VMRecord } from "../../core/model.ts";
-import type { Host } from "../../host/types.ts";
-import { guardedProcesses } from "../guarded-process.ts";
-import { createUnixHttp, type UnixHttp } from "../../host/unix-http.ts";
-import type { BootConfig, LaunchResult, VMMDriver } from "../driver.ts";
-import { kvmUsable, type KvmProbe } from "../kvm.ts";
+import { BangerError, guardedProcesses, createUnixHttp, kvmUsable, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe } from "../../src/plugin-api.ts";
 import { firecrackerApi } from "./api.ts";
 import { fcConfigCalls, fcPaths, vmlinuxFor } from "./config.ts";
 

@@ -1,5 +1,4 @@
-import type { VMRecord } from "../../core/model.ts";
-import type { BootConfig } from "../driver.ts";
+import { type VMRecord, type BootConfig } from "../../src/plugin-api.ts";
 
 export type Accel = "kvm" | "tcg";
 

@@ -1,4 +1,4 @@
-import type { GuestSession, SessionStatus } from "../core/model.ts";
+import type { GuestSession, SessionStatus } from "./model.ts";
 
 /** Durable session records (the `sessions` table). */
 export interface SessionRepo {

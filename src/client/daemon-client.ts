@@ -1,10 +1,10 @@
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from "node:fs";
-import { BangerError, ERROR_CODES, type ErrorCode } from "../core/errors.ts";
-import { daemonPaths, type DaemonPaths } from "../core/paths.ts";
+import { BangerError, ERROR_CODES, type ErrorCode } from "../shared/errors.ts";
+import { daemonPaths, type DaemonPaths } from "../shared/paths.ts";
 import { createProcs } from "../host/procs.ts";
 import { FULL_VERSION } from "../version.ts";
-import { refuseForeign } from "./owner.ts";
-import type { StreamEvent } from "./http.ts";
+import { refuseForeign } from "../daemon/owner.ts";
+import type { StreamEvent } from "../daemon/http.ts";
 
 /** What the user sees when the daemon went away in the middle of their request (killed, crashed, restarted). */
 export const DAEMON_DROPPED_MESSAGE = "the daemon stopped while handling this request (banger daemon logs)";

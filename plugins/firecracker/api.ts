@@ -1,5 +1,4 @@
-import { BangerError } from "../../core/errors.ts";
-import type { UnixHttp } from "../../host/unix-http.ts";
+import { BangerError, type UnixHttp } from "../../src/plugin-api.ts";
 
 /** One request the driver sends to Firecracker's API. */
 export interface FcCall {

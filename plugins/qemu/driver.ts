@@ -1,10 +1,5 @@
+import { BangerError, guardedProcesses, kvmUsable, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe } from "../../src/plugin-api.ts";
 import { join } from "node:path";
-import { BangerError } from "../../core/errors.ts";
-import type { VMHandles, VMRecord } from "../../core/model.ts";
-import type { Host } from "../../host/types.ts";
-import { guardedProcesses } from "../guarded-process.ts";
-import type { BootConfig, LaunchResult, VMMDriver } from "../driver.ts";
-import { kvmUsable, type KvmProbe } from "../kvm.ts";
 import { qemuArgs, qmpArg, type Accel } from "./args.ts";
 import { qmpPing, qmpPowerdown, qmpQuit } from "./qmp.ts";
 

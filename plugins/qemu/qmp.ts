@@ -1,5 +1,5 @@
+import { BangerError } from "../../src/plugin-api.ts";
 import { createConnection, type Socket } from "node:net";
-import { BangerError } from "../../core/errors.ts";
 
 /** A QMP error reply ({"error": {"class", "desc"}}). */
 export class QmpError extends Error {

@@ -1,9 +1,9 @@
+import { writeCpioGz, type CpioEntry } from "../../src/plugin-api.ts";
 import { fileExists } from "../../src/plugin-api.ts";
 import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError } from "../../src/plugin-api.ts";
 import type { Exec } from "../../src/plugin-api.ts";
-import { type CpioEntry, writeCpioGz } from "./cpio.ts";
 
 /** Where the seed lives inside the initramfs; the initramfs copies it to /run/banger-seed. */
 export const SEED_DIR = "banger-seed";

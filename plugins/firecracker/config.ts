@@ -1,7 +1,5 @@
+import { BangerError, type VMRecord, type BootConfig } from "../../src/plugin-api.ts";
 import { basename, dirname, join } from "node:path";
-import { BangerError } from "../../core/errors.ts";
-import type { VMRecord } from "../../core/model.ts";
-import type { BootConfig } from "../driver.ts";
 import type { FcCall } from "./api.ts";
 
 /**

@@ -1,6 +1,12 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
-import type { BangerPaths } from "./plugin.ts";
+
+/** Where banger keeps its state: what a plugin may know of it. */
+export interface BangerPaths {
+  home: string;
+  imagesDir: string;
+  vmsDir: string;
+}
 
 export interface DaemonPaths extends BangerPaths {
   db: string;

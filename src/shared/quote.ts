@@ -1,4 +1,4 @@
-import { BangerError } from "../core/errors.ts";
+import { BangerError } from "./errors.ts";
 
 function _brief(s: string): string {
   const j = JSON.stringify(s);
