@@ -21,5 +21,7 @@ export { UndoStack } from "./core/hooks.ts";
 export { writeHandlesFile } from "./handles/file.ts";
 /** Where a VM keeps its files (disks, keys, sockets, logs), derived from VMRuntime.vmDir. */
 export { vmPaths } from "./core/paths.ts";
+/** Name a temp file next to its target the way the daemon's startup sweep recognises (and removes after a crash). */
+export { tempPathFor } from "./core/temps.ts";
 /** true when a path exists (any file type). */
 export { fileExists } from "./host/fs.ts";

@@ -1,4 +1,5 @@
 import { BangerError } from "../../core/errors.ts";
+import { tempPathFor } from "../../core/temps.ts";
 import type { VMHandles, VMRecord } from "../../core/model.ts";
 import type { Host } from "../../host/types.ts";
 import { guardedProcesses } from "../guarded-process.ts";
@@ -141,7 +142,7 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
       const calls = fcConfigCalls(vm, { ...boot, kernelPath: kernel }, { fcLog: p.fcLog, metrics: p.metrics, vsock: p.vsock, initrd });
       if (boot.initrdPaths.length > 1) {
         // Firecracker takes one initrd; the kernel unpacks concatenated cpio archives in order
-        await host.exec.run("sh", ["-c", 'out=$1; shift; cat -- "$@" > "$out.tmp" && mv -f -- "$out.tmp" "$out"', "sh", p.initrd, ...boot.initrdPaths]);
+        await host.exec.run("sh", ["-c", 'out=$1; tmp=$2; shift 2; cat -- "$@" > "$tmp" && mv -f -- "$tmp" "$out"', "sh", p.initrd, tempPathFor(p.initrd), ...boot.initrdPaths]);
       }
 
       await _removeSockets(vm);

@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { BangerError } from "../../core/errors.ts";
+import { tempPathFor } from "../../core/temps.ts";
 import type { VMHandles, VMRecord } from "../../core/model.ts";
 import type { Host } from "../../host/types.ts";
 import { guardedProcesses } from "../guarded-process.ts";
@@ -111,7 +112,7 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       let initrd: string | undefined;
       if (boot.initrdPaths.length > 1) {
         // QEMU takes one -initrd; the kernel unpacks concatenated cpio archives in order
-        await host.exec.run("sh", ["-c", 'out=$1; shift; cat -- "$@" > "$out.tmp" && mv -f -- "$out.tmp" "$out"', "sh", p.initrd, ...boot.initrdPaths]);
+        await host.exec.run("sh", ["-c", 'out=$1; tmp=$2; shift 2; cat -- "$@" > "$tmp" && mv -f -- "$tmp" "$out"', "sh", p.initrd, tempPathFor(p.initrd), ...boot.initrdPaths]);
         initrd = p.initrd;
       }
 
