@@ -121,6 +121,9 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
         return files.has(p);
       },
       async mkdirp() {},
+      async list() {
+        return [];
+      },
       async rmrf(p) {
         rec.removed.push(p);
       },
