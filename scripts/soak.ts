@@ -175,8 +175,11 @@ async function op(kind: string, args: string[], input?: string): Promise<boolean
           void killDaemon(`${armed} ms into ${kind}`);
         }, armed)
       : null;
+  const t0 = Date.now();
   const r = await cli(args, input);
   if (timer) clearTimeout(timer);
+  // one line per op, so an unexpected failure can be read in context (with the daemon's log)
+  log(`${kind}: ${args.slice(0, 4).join(" ")} → ${r.code === 0 ? "ok" : `exit ${r.code}`} (${Date.now() - t0} ms)`);
   // a kill that fired after the op ended was a kill between ops
   if (killedMid) stats.killsMidOp++;
   sampleRss();
@@ -244,8 +247,14 @@ async function step(): Promise<void> {
   const r = rand();
   if (r < 0.15) await op("run", ["vm", "run", "--name", name, "--", "sh", "-c", "uname -r >/dev/null && echo ok"]);
   else if (r < 0.55) {
+    // `session list` is the stored view (a session from before a VM restart still says running there); `session show` asks the guest
     const s = await cli(["session", "list", name, "--json"], undefined, 60_000);
-    const running = s.code === 0 ? (JSON.parse(s.stdout) as { name: string; status: string }[]).filter((x) => x.status === "running") : [];
+    const listed = s.code === 0 ? (JSON.parse(s.stdout) as { name: string; status: string }[]).filter((x) => x.status === "running") : [];
+    const running: { name: string }[] = [];
+    for (const x of listed) {
+      const shown = await cli(["session", "show", name, x.name, "--json"], undefined, 60_000);
+      if (shown.code === 0 && (JSON.parse(shown.stdout) as { status: string }).status === "running") running.push(x);
+    }
     if (running.length === 0) await op("session start", ["session", "start", name, "--name", `s${Math.floor(rand() * 1e6)}`, "--", "bash", "-c", 'while IFS= read -r l; do printf "got:%s\\n" "$l"; done']);
     else await op("session send", ["session", "send", name, pick(running).name], `ping ${Math.floor(rand() * 1e9)}\n`);
   } else if (r < 0.75) {
