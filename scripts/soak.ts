@@ -14,7 +14,7 @@
  * failure. Seed: BANGER_SOAK_SEED (printed at start). Needs root and the test
  * image (BANGER_TEST_IMAGE_DIR, else built by scripts/test-image.sh).
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { parseTempName } from "../src/core/temps.ts";
@@ -164,7 +164,11 @@ async function listVMs(): Promise<VMView[] | null> {
  * One operation: maybe with a daemon kill -9 at a random moment in it. A
  * failure is expected when a kill overlapped it or a stand-in was in effect.
  */
-async function op(kind: string, args: string[], input?: string): Promise<boolean> {
+/** Slot → until when its ops may fail from a kill mid-op on it (a stop cut short after the powerdown: the guest still goes down). */
+const aftermath = new Map<string, number>();
+const AFTERMATH_MS = 30_000;
+
+async function op(kind: string, args: string[], input?: string, slot = ""): Promise<boolean> {
   bump(stats.ops, kind);
   const armed = chance(0.12) ? Math.floor(rand() * 4000) : -1;
   let killedMid = false;
@@ -181,7 +185,11 @@ async function op(kind: string, args: string[], input?: string): Promise<boolean
   // one line per op, so an unexpected failure can be read in context (with the daemon's log)
   log(`${kind}: ${args.slice(0, 4).join(" ")} → ${r.code === 0 ? "ok" : `exit ${r.code}`} (${Date.now() - t0} ms)`);
   // a kill that fired after the op ended was a kill between ops
-  if (killedMid) stats.killsMidOp++;
+  if (killedMid) {
+    stats.killsMidOp++;
+    if (slot) aftermath.set(slot, Date.now() + AFTERMATH_MS);
+  }
+  const after = !killedMid && slot !== "" && (aftermath.get(slot) ?? 0) > t0;
   sampleRss();
   const inj = injected;
   if (injected && --injected.left <= 0) {
@@ -191,9 +199,9 @@ async function op(kind: string, args: string[], input?: string): Promise<boolean
   }
   if (r.code === 0) return true;
   const line = (r.stderr.trim().split("\n").pop() ?? "").slice(0, 300);
-  if (killedMid || inj) {
+  if (killedMid || inj || after) {
     bump(stats.expectedFailures, kind);
-    log(`${kind} failed (expected: ${killedMid ? "daemon killed mid-op" : `failing ${inj!.tool}`}): ${line}`);
+    log(`${kind} failed (expected: ${killedMid ? "daemon killed mid-op" : after ? `within ${AFTERMATH_MS / 1000} s of a kill mid-op on ${slot}` : `failing ${inj!.tool}`}): ${line}`);
   } else {
     stats.unexpected.push(`${kind} ${args.join(" ")}: exit ${r.code}: ${line}`);
     log(`UNEXPECTED ${kind} failed: exit ${r.code}: ${line}`);
@@ -236,16 +244,16 @@ async function step(): Promise<void> {
   const vm = vms.find((v) => v.name === name);
   if (!vm) {
     const work = chance(0.3) ? ["--work-disk", "64M"] : [];
-    await op("create", ["vm", "create", name, "--image", "default", ...work]);
+    await op("create", ["vm", "create", name, "--image", "default", ...work], undefined, name);
     return;
   }
   if (!vm.alive) {
-    if (chance(0.15)) await op("delete", ["vm", "delete", name]);
-    else await op("run", ["vm", "run", "--name", name, "--", "sh", "-c", "echo ok"]);
+    if (chance(0.15)) await op("delete", ["vm", "delete", name], undefined, name);
+    else await op("run", ["vm", "run", "--name", name, "--", "sh", "-c", "echo ok"], undefined, name);
     return;
   }
   const r = rand();
-  if (r < 0.15) await op("run", ["vm", "run", "--name", name, "--", "sh", "-c", "uname -r >/dev/null && echo ok"]);
+  if (r < 0.15) await op("run", ["vm", "run", "--name", name, "--", "sh", "-c", "uname -r >/dev/null && echo ok"], undefined, name);
   else if (r < 0.55) {
     // `session list` is the stored view (a session from before a VM restart still says running there); `session show` asks the guest
     const s = await cli(["session", "list", name, "--json"], undefined, 60_000);
@@ -255,13 +263,13 @@ async function step(): Promise<void> {
       const shown = await cli(["session", "show", name, x.name, "--json"], undefined, 60_000);
       if (shown.code === 0 && (JSON.parse(shown.stdout) as { status: string }).status === "running") running.push(x);
     }
-    if (running.length === 0) await op("session start", ["session", "start", name, "--name", `s${Math.floor(rand() * 1e6)}`, "--", "bash", "-c", 'while IFS= read -r l; do printf "got:%s\\n" "$l"; done']);
-    else await op("session send", ["session", "send", name, pick(running).name], `ping ${Math.floor(rand() * 1e9)}\n`);
+    if (running.length === 0) await op("session start", ["session", "start", name, "--name", `s${Math.floor(rand() * 1e6)}`, "--", "bash", "-c", 'while IFS= read -r l; do printf "got:%s\\n" "$l"; done'], undefined, name);
+    else await op("session send", ["session", "send", name, pick(running).name], `ping ${Math.floor(rand() * 1e9)}\n`, name);
   } else if (r < 0.75) {
     editRepo();
-    await op("workspace prepare", ["workspace", "prepare", name, "--source", repo]);
-  } else if (r < 0.9) await op("stop", ["vm", "stop", name, ...(chance(0.3) ? ["--force"] : [])]);
-  else await op("delete", ["vm", "delete", name, ...(chance(0.5) ? ["--force"] : [])]);
+    await op("workspace prepare", ["workspace", "prepare", name, "--source", repo], undefined, name);
+  } else if (r < 0.9) await op("stop", ["vm", "stop", name, ...(chance(0.3) ? ["--force"] : [])], undefined, name);
+  else await op("delete", ["vm", "delete", name, ...(chance(0.5) ? ["--force"] : [])], undefined, name);
 }
 
 // ---------------------------------------------------------------- leaks
@@ -319,6 +327,16 @@ async function checkConsistent(where: string): Promise<void> {
   }
 }
 
+/** What the daemon's mkdtemp makes in the system tmpdir (src/workspace): other users' and tests' names are not ours. */
+const _DAEMON_TMP = /^banger-(ws|bundle)-[A-Za-z0-9]{6}$/;
+function _ours(p: string): boolean {
+  try {
+    return statSync(p).uid === process.getuid?.();
+  } catch {
+    return false;
+  }
+}
+
 async function finalChecks(tapsBefore: Set<string>, wsTempsBefore: Set<string>): Promise<void> {
   // the end figure is the daemon that ran the last ops, before the final restart
   const last = daemonPid();
@@ -352,7 +370,7 @@ async function finalChecks(tapsBefore: Set<string>, wsTempsBefore: Set<string>):
   for (const f of walk(home)) if (parseTempName(basename(f))) stats.leaks.push(`temp left: ${f}`);
   for (const d of readdirSync(join(home, "vms"))) stats.leaks.push(`vm dir left: vms/${d}`);
   // the daemon's own temp dirs in the system tmpdir (workspace tars, bundles): only one that stays counts
-  const newWs = () => readdirSync(tmpdir()).filter((f) => /^banger-(ws|bundle)-/.test(f) && !wsTempsBefore.has(f));
+  const newWs = () => readdirSync(tmpdir()).filter((f) => _DAEMON_TMP.test(f) && !wsTempsBefore.has(f) && _ours(join(tmpdir(), f)));
   if (newWs().length) {
     await Bun.sleep(2000);
     for (const f of newWs()) stats.leaks.push(`temp left: ${join(tmpdir(), f)}`);
@@ -372,7 +390,7 @@ async function main(): Promise<number> {
   git("add", ".");
   git("commit", "-qm", "soak");
   const tapsBefore = taps();
-  const wsTempsBefore = new Set(readdirSync(tmpdir()).filter((f) => /^banger-(ws|bundle)-/.test(f)));
+  const wsTempsBefore = new Set(readdirSync(tmpdir()).filter((f) => _DAEMON_TMP.test(f)));
 
   const imp = await cli(["image", "import", "--name", "default", "--kernel", join(img, "vmlinuz"), "--rootfs", join(img, "rootfs.ext4"), "--initrd", join(img, "initrd.img")]);
   if (imp.code !== 0) throw new Error(`image import: ${imp.stderr}`);
