@@ -14,14 +14,8 @@ bash scripts/build.sh || exit 1
 if [ -z "${BANGER_SKIP_E2E:-}" ] && [ "$(id -u)" = 0 ]; then
   export BANGER_E2E=1
   export BANGER_TEST_IMAGE_HOME="${BANGER_TEST_IMAGE_HOME:-$PWD/.cache/test-image-home}"
-  mkdir -p "$BANGER_TEST_IMAGE_HOME"
-  echo "building the test guest image (cached in $BANGER_TEST_IMAGE_HOME)…" >&2
-  if ! BANGER_HOME="$BANGER_TEST_IMAGE_HOME" ./dist/banger image build --name default >&2; then
-    echo "image build failed" >&2
-    exit 1
-  fi
-  BANGER_HOME="$BANGER_TEST_IMAGE_HOME" ./dist/banger daemon stop >/dev/null 2>&1 || true
-  export BANGER_TEST_IMAGE_DIR="$BANGER_TEST_IMAGE_HOME/images/default"
+  BANGER_TEST_IMAGE_DIR=$(bash scripts/test-image.sh) || exit 1
+  export BANGER_TEST_IMAGE_DIR
 fi
 
 # a tap VM outside a test's own network namespace must fail, never touch this machine's bridge, NAT or /etc/hosts

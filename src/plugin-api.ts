@@ -16,6 +16,8 @@ export { renderScript } from "./shared/quote.ts";
 export { UndoStack } from "./core/hooks.ts";
 /** Where a VM keeps its files (disks, keys, sockets, logs), derived from VMRuntime.vmDir. */
 export { vmPaths } from "./shared/paths.ts";
+/** Name a temp file next to its target the way the daemon's startup sweep recognises (and removes after a crash). */
+export { tempPathFor } from "./shared/temps.ts";
 /** true when a path exists (any file type). */
 export { fileExists } from "./host/fs.ts";
 /** A sparse ext4 work disk (truncate + mkfs.ext4), for storage plugins. */

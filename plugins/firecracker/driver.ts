@@ -1,4 +1,4 @@
-import { BangerError, guardedProcesses, createUnixHttp, kvmUsable, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe } from "../../src/plugin-api.ts";
+import { BangerError, guardedProcesses, createUnixHttp, kvmUsable, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, tempPathFor } from "../../src/plugin-api.ts";
 import { firecrackerApi } from "./api.ts";
 import { fcConfigCalls, fcPaths, vmlinuxFor } from "./config.ts";
 
@@ -135,7 +135,7 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
       const calls = fcConfigCalls(vm, { ...boot, kernelPath: kernel }, { fcLog: p.fcLog, metrics: p.metrics, vsock: p.vsock, initrd });
       if (boot.initrdPaths.length > 1) {
         // Firecracker takes one initrd; the kernel unpacks concatenated cpio archives in order
-        await host.exec.run("sh", ["-c", 'out=$1; shift; cat -- "$@" > "$out.tmp" && mv -f -- "$out.tmp" "$out"', "sh", p.initrd, ...boot.initrdPaths]);
+        await host.exec.run("sh", ["-c", 'out=$1; tmp=$2; shift 2; cat -- "$@" > "$tmp" && mv -f -- "$tmp" "$out"', "sh", p.initrd, tempPathFor(p.initrd), ...boot.initrdPaths]);
       }
 
       await _removeSockets(vm);

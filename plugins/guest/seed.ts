@@ -1,5 +1,4 @@
-import { writeCpioGz, type CpioEntry } from "../../src/plugin-api.ts";
-import { fileExists } from "../../src/plugin-api.ts";
+import { writeCpioGz, type CpioEntry, fileExists, tempPathFor } from "../../src/plugin-api.ts";
 import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError } from "../../src/plugin-api.ts";
@@ -93,7 +92,7 @@ export async function buildSeedInitrd(opts: {
   const out = new Uint8Array(base.length + seed.length);
   out.set(base, 0);
   out.set(seed, base.length);
-  const tmp = `${opts.out}.tmp-${process.pid}`;
+  const tmp = tempPathFor(opts.out);
   await writeFile(tmp, out, { mode: 0o600 });
   await chmod(tmp, 0o600);
   await rename(tmp, opts.out);

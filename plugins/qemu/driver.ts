@@ -1,4 +1,4 @@
-import { BangerError, guardedProcesses, kvmUsable, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe } from "../../src/plugin-api.ts";
+import { BangerError, guardedProcesses, kvmUsable, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, tempPathFor } from "../../src/plugin-api.ts";
 import { join } from "node:path";
 import { qemuArgs, qmpArg, type Accel } from "./args.ts";
 import { qmpPing, qmpPowerdown, qmpQuit } from "./qmp.ts";
@@ -106,7 +106,7 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       let initrd: string | undefined;
       if (boot.initrdPaths.length > 1) {
         // QEMU takes one -initrd; the kernel unpacks concatenated cpio archives in order
-        await host.exec.run("sh", ["-c", 'out=$1; shift; cat -- "$@" > "$out.tmp" && mv -f -- "$out.tmp" "$out"', "sh", p.initrd, ...boot.initrdPaths]);
+        await host.exec.run("sh", ["-c", 'out=$1; tmp=$2; shift 2; cat -- "$@" > "$tmp" && mv -f -- "$tmp" "$out"', "sh", p.initrd, tempPathFor(p.initrd), ...boot.initrdPaths]);
         initrd = p.initrd;
       }
 

@@ -2,6 +2,7 @@ import { copyFile, readdir, rename, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { BangerError } from "../shared/errors.ts";
 import type { HookEngine } from "../core/hooks.ts";
+import { tempPathFor } from "../shared/temps.ts";
 import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord } from "../shared/model.ts";
 import type { Host } from "../host/types.ts";
 import type { Store } from "../store/store.ts";
@@ -56,7 +57,7 @@ export class ImageService {
     }
     if (this.hooks.count("image:build") === 0) throw new BangerError("E_PLUGIN", "no plugin builds images (is the image plugin loaded?)");
     const final = join(this.imagesDir, name);
-    const tmp = join(this.imagesDir, `.${name}.build-${process.pid}-${Date.now()}`);
+    const tmp = tempPathFor(final, "build");
     await this.host.fs.mkdirp(tmp, 0o755);
     try {
       const result = { built: false };
@@ -105,7 +106,7 @@ export class ImageService {
       if (path !== undefined && !(await this.host.fs.exists(path))) throw new BangerError("E_BAD_REQUEST", `${what} file not found: ${path}`);
     }
     const final = join(this.imagesDir, name);
-    const tmp = join(this.imagesDir, `.${name}.import-${process.pid}-${Date.now()}`);
+    const tmp = tempPathFor(final, "import");
     await this.host.fs.mkdirp(tmp, 0o755);
     try {
       await copyFile(resolve(p.kernel), join(tmp, "vmlinuz"));

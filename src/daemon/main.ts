@@ -21,6 +21,7 @@ import { refuseForeign } from "./owner.ts";
 import { createDaemonLogger } from "./log.ts";
 import { vmSSHPool } from "./ssh-pool.ts";
 import { createSessionRoutes } from "./sessions.ts";
+import { sweepHome } from "./sweep.ts";
 import { createWorkspaceRoutes } from "./workspace-routes.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
@@ -77,6 +78,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const engine = new Engine({ store, host, hooks, drivers, paths, log });
   const reconcile = await engine.reconcile();
   for (const r of reconcile) log.info(`reconcile ${r.vm}: ${r.action} (handles from ${r.source})${r.cleanupErrors.length ? `; ${r.cleanupErrors.join("; ")}` : ""}`);
+  // after reconcile (half-made rows are gone by now) and before listening: nothing of ours is at work yet
+  await sweepHome({ paths, fs: host.fs, procs: host.procs, clock: host.clock, log, vms: store.listVMs(), images: store.listImages() });
 
   const ssh = vmSSHPool(host.ssh, host.fs);
   const images = new ImageService(store, hooks, host, paths.imagesDir);

@@ -1,8 +1,7 @@
-import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { mkdir, open, readFile, rename, rm, stat, unlink } from "node:fs/promises";
-import { dirname, basename, join } from "node:path";
-import type { FS } from "./types.ts";
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
+import { tempPathFor } from "../shared/temps.ts";
+import type { DirEntry, FS } from "./types.ts";
 
 /** Can this process open the path read-write (a device such as /dev/kvm)? A real open(2), closed at once. */
 export async function canOpenRW(path: string): Promise<boolean> {
@@ -17,7 +16,7 @@ export async function canOpenRW(path: string): Promise<boolean> {
 
 /** Write via temp file + fsync + rename so readers see the old or new content, never half. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
+  const tmp = tempPathFor(path);
   const fh = await open(tmp, "w", mode);
   try {
     try {
@@ -50,6 +49,16 @@ export function createFS(): FS {
         return await readFile(path, "utf8");
       } catch {
         return null;
+      }
+    },
+    async list(dir) {
+      try {
+        // withFileTypes reports what lstat would: a symlink stays a symlink
+        return (await readdir(dir, { withFileTypes: true })).map(
+          (e): DirEntry => ({ name: e.name, type: e.isSymbolicLink() ? "symlink" : e.isDirectory() ? "dir" : e.isFile() ? "file" : "other" }),
+        );
+      } catch {
+        return [];
       }
     },
     writeAtomic: writeFileAtomic,

@@ -48,12 +48,21 @@ export interface Clock {
   sleep(ms: number): Promise<void>;
 }
 
+/** One entry of a dir, typed as lstat sees it: a symlink is a symlink, never what it points at. */
+export interface DirEntry {
+  name: string;
+  type: "file" | "dir" | "symlink" | "other";
+}
+
 export interface FS {
   readText(path: string): Promise<string | null>;
+  /** The entries of a dir (symlinks not followed); [] when it does not exist. */
+  list(dir: string): Promise<DirEntry[]>;
   /** temp file in the same dir + fsync + rename: readers see old or new, never half. */
   writeAtomic(path: string, data: string | Uint8Array, mode?: number): Promise<void>;
   exists(path: string): Promise<boolean>;
   mkdirp(path: string, mode?: number): Promise<void>;
+  /** Remove a file or tree; a symlink is removed itself, never followed. */
   rmrf(path: string): Promise<void>;
 }
 

@@ -3,7 +3,8 @@
 // VM, in the middle of a stop and in the middle of a delete. One boot in all.
 import { afterAll, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { parseTempName } from "../../src/shared/temps.ts";
 import { alive, waitFor } from "../helpers/cli.ts";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 
@@ -24,7 +25,7 @@ e2e.describe("daemon crashes around a real VM (QEMU)", () => {
     expect(r.code).not.toBe(0);
     expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain(`SIGKILL at ${point}`);
   };
-  const noTemps = () => expect(readdirSync(h.home, { recursive: true }).map(String).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+  const noTemps = () => expect(readdirSync(h.home, { recursive: true }).map(String).filter((f) => parseTempName(basename(f)) !== null)).toEqual([]);
 
   test("killed right after launch: the next daemon adopts the booting VM; start and exec then work without a second boot", async () => {
     expect(h.run(["vm", "create", "crashy", "--vmm", "qemu"]).code).toBe(0);

@@ -175,6 +175,8 @@ export function fakeClock(startMs = Date.parse("2026-01-01T00:00:00Z")): FakeClo
 export interface FakeFS extends FS {
   readonly files: Map<string, string>;
   readonly dirs: Set<string>;
+  /** Symlinks: path → target (never followed by list or rmrf, as on the real host). */
+  readonly links: Map<string, string>;
   /** Every mutation in order: "write <path>", "mkdirp <path>", "rmrf <path>". */
   readonly ops: string[];
   readonly writes: { path: string; data: string; mode?: number }[];
@@ -190,6 +192,7 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
   const f: FakeFS = {
     files: new Map(Object.entries(initial)),
     dirs: new Set(),
+    links: new Map(),
     ops: [],
     writes: [],
     async readText(path) {
@@ -202,8 +205,19 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
       f.writes.push({ path, data: text, mode });
       f.files.set(path, text);
     },
+    async list(dir) {
+      const prefix = dir.endsWith("/") ? dir : dir + "/";
+      const names = new Set<string>();
+      for (const k of [...f.files.keys(), ...f.dirs, ...f.links.keys()]) if (k.startsWith(prefix)) names.add(k.slice(prefix.length).split("/")[0]!);
+      return [...names].sort().map((name) => {
+        const p = prefix + name;
+        if (f.links.has(p)) return { name, type: "symlink" as const };
+        if (f.files.has(p)) return { name, type: "file" as const };
+        return { name, type: "dir" as const };
+      });
+    },
     async exists(path) {
-      if (f.files.has(path) || f.dirs.has(path)) return true;
+      if (f.files.has(path) || f.dirs.has(path) || f.links.has(path)) return true;
       for (const k of f.files.keys()) if (_under(k, path)) return true;
       return false;
     },
@@ -215,6 +229,7 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
       f.ops.push(`rmrf ${path}`);
       for (const k of [...f.files.keys()]) if (_under(k, path)) f.files.delete(k);
       for (const d of [...f.dirs]) if (_under(d, path)) f.dirs.delete(d);
+      for (const l of [...f.links.keys()]) if (_under(l, path)) f.links.delete(l);
     },
   };
   return f;

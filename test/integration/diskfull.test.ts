@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { parseTempName } from "../../src/shared/temps.ts";
 import { emptyHandles } from "../../src/shared/model.ts";
 import { readHandlesFile, writeHandlesFile } from "../../src/handles/file.ts";
 import { createFS } from "../../src/host/fs.ts";
@@ -54,7 +55,7 @@ function consistent(wantVMs: string[], wantImages: string[]) {
   const images = run(["image", "list", "--json"]).json<{ name: string }[]>();
   expect(images.map((i) => i.name).sort()).toEqual([...wantImages].sort());
   expect(readdirSync(join(home, "images")).sort()).toEqual([...wantImages].sort());
-  expect(walk(home).filter((f) => f.endsWith(".tmp") || f.includes(".import-") || f.includes(".build-"))).toEqual([]);
+  expect(walk(home).filter((f) => parseTempName(basename(f)) !== null)).toEqual([]);
 }
 
 beforeAll(() => {

@@ -7,7 +7,8 @@
 // BANGER_FAULT_ITER sets the rounds per point (default 2; `npm run test:stress` uses 20).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { parseTempName } from "../../src/shared/temps.ts";
 import { FAULT_POINTS, type FaultPoint } from "../../src/core/faults.ts";
 import { alive, BANGER, FAKE_PLUGIN, tempHome, waitFor } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
@@ -114,7 +115,7 @@ async function checkConsistent(point: string, w: World): Promise<void> {
   const known = new Set(list.map((x) => x.runtime.vmDir));
   const vmsDir = join(w.home, "vms");
   for (const d of existsSync(vmsDir) ? readdirSync(vmsDir) : []) if (!known.has(join(vmsDir, d))) leak(`vm dir without a row: ${d}`);
-  const temps = walk(w.home).filter((f) => f.endsWith(".tmp"));
+  const temps = walk(w.home).filter((f) => parseTempName(basename(f)) !== null);
   if (temps.length) leak(`temp files left: ${temps.join(", ")}`);
   if (!w.sessions) return;
   // session reconcile runs just after the daemon listens: give it a moment

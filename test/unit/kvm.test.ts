@@ -11,6 +11,7 @@ function fakeFS(existing: string[]): Pick<{ fs: FS }, "fs"> {
       exists: async (p) => set.has(p),
       mkdirp: async () => {},
       rmrf: async () => {},
+      list: async () => [],
     },
   };
 }

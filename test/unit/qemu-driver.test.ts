@@ -121,6 +121,9 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
         return files.has(p);
       },
       async mkdirp() {},
+      async list() {
+        return [];
+      },
       async rmrf(p) {
         rec.removed.push(p);
       },
@@ -197,7 +200,10 @@ describe("qemu driver: launch", () => {
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     await d.launch(sampleVM(), { ...BOOT, initrdPaths: ["/img/a.img", "/img/b.img"] });
     expect(f.rec.runs).toHaveLength(1);
-    expect(f.rec.runs[0]!.args.slice(-3)).toEqual(["/v/abc123/initrd.img", "/img/a.img", "/img/b.img"]);
+    const [out, tmp, ...parts] = f.rec.runs[0]!.args.slice(-4);
+    expect([out, ...parts]).toEqual(["/v/abc123/initrd.img", "/img/a.img", "/img/b.img"]);
+    // written next to it under a temp name the startup sweep recognises, then renamed
+    expect(tmp).toMatch(/^\/v\/abc123\/\.initrd\.img\.tmp-\d+-/);
     const args = f.rec.spawns[0]!.args;
     expect(args[args.indexOf("-initrd") + 1]).toBe("/v/abc123/initrd.img");
   });
