@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run lint`: static checks, each failing the run. Types first (tsc over
 # tsconfig.json), then eslint's type-aware promise rules (eslint.config.js) over
-# src/, plugins/ and scripts/, then shellcheck over every .sh (scripts/lint-shell.sh).
+# src/, plugins/ and scripts/, the layer rules (.dependency-cruiser.cjs), then shellcheck over every .sh (scripts/lint-shell.sh).
 # More checks go here as further steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,9 @@ echo "lint: tsc -p ." >&2
 
 echo "lint: eslint src plugins scripts" >&2
 ./node_modules/.bin/eslint --max-warnings 0 src plugins scripts
+
+echo "lint: layers (dependency-cruiser, .dependency-cruiser.cjs)" >&2
+./node_modules/.bin/depcruise --config .dependency-cruiser.cjs src plugins
 
 echo "lint: shellcheck" >&2
 bash scripts/lint-shell.sh

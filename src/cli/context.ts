@@ -1,7 +1,7 @@
 import { BangerError, isBangerError, errorMessage } from "../shared/errors.ts";
 import { resolveHome } from "../shared/paths.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
-import type { StreamEvent } from "../daemon/http.ts";
+import type { StreamEvent } from "../shared/api.ts";
 import { fdIsTTY, writeOut } from "./stdio.ts";
 
 /** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */

@@ -3,7 +3,7 @@ import { renameSync } from "node:fs";
 import { dirname, join, resolve, basename } from "node:path";
 import { BangerError, ERROR_CODES, type ErrorCode } from "../shared/errors.ts";
 import { readingAnswer } from "../client/daemon-client.ts";
-import type { FetchResult, Workspace } from "../workspace/engine.ts";
+import type { FetchResult, Workspace } from "../shared/api.ts";
 import { daemon, jsonArg, out, streamCall, usage } from "./context.ts";
 
 const enc = encodeURIComponent;

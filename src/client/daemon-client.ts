@@ -3,8 +3,8 @@ import { BangerError, ERROR_CODES, type ErrorCode } from "../shared/errors.ts";
 import { daemonPaths, type DaemonPaths } from "../shared/paths.ts";
 import { createProcs } from "../host/procs.ts";
 import { FULL_VERSION } from "../version.ts";
-import { refuseForeign } from "../daemon/owner.ts";
-import type { StreamEvent } from "../daemon/http.ts";
+import { refuseForeign } from "../host/owner.ts";
+import type { StreamEvent } from "../shared/api.ts";
 
 /** What the user sees when the daemon went away in the middle of their request (killed, crashed, restarted). */
 export const DAEMON_DROPPED_MESSAGE = "the daemon stopped while handling this request (banger daemon logs)";

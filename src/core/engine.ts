@@ -9,7 +9,7 @@ import type { Store } from "../store/store.ts";
 import { chooseVmm } from "../vmm/choose.ts";
 import type { BootConfig, VMMDriver } from "../vmm/driver.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
-import { faultPoint } from "./faults.ts";
+import { faultPoint } from "../host/faults.ts";
 import { HookEngine, UndoStack, type ProgressSink } from "./hooks.ts";
 import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";

@@ -1,3 +1,4 @@
+import type { LoadedPlugin } from "../shared/api.ts";
 import { writeHandlesFile } from "../handles/file.ts";
 import { resolve } from "node:path";
 import { BangerError, errorMessage } from "../shared/errors.ts";
@@ -6,13 +7,7 @@ import type { BangerPaths, BangerPlugin, Logger, PluginContext, PluginStoreView 
 import type { Host } from "../host/types.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
 
-export interface LoadedPlugin {
-  name: string;
-  description: string;
-  source: string;
-  hooks: string[];
-  drivers: string[];
-}
+export type { LoadedPlugin };
 
 export interface LoaderDeps {
   hooks: HookEngine;

@@ -1,3 +1,4 @@
+import type { StreamEvent } from "../shared/api.ts";
 import { BangerError, errorMessage, isBangerError } from "../shared/errors.ts";
 import { currentScope } from "./request-scope.ts";
 
@@ -72,12 +73,7 @@ export async function parseBody<T>(req: Request, schema: Schema, maxBytes = MAX_
   return obj as T;
 }
 
-export type StreamEvent =
-  | { type: "progress"; message: string }
-  | { type: "stdout" | "stderr"; data: string /* base64 */; offset?: number /* byte offset just past this chunk */ }
-  | { type: "result"; data: unknown }
-  | { type: "exit"; code: number }
-  | { type: "error"; error: { code: string; message: string } };
+export type { StreamEvent };
 
 export interface Emitter {
   progress(message: string): void;

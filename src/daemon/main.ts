@@ -17,7 +17,7 @@ import { userPluginPaths } from "./config.ts";
 import { ImageService } from "./images.ts";
 import { tryLockFile } from "./lock.ts";
 import { installCrashGuards } from "./request-scope.ts";
-import { refuseForeign } from "./owner.ts";
+import { refuseForeign } from "../host/owner.ts";
 import { createDaemonLogger } from "./log.ts";
 import { vmSSHPool } from "./ssh-pool.ts";
 import { createSessionRoutes } from "./sessions.ts";

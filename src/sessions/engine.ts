@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { BangerError, errorMessage } from "../shared/errors.ts";
-import { faultMidStream, faultPoint } from "../core/faults.ts";
+import { faultMidStream, faultPoint } from "../host/faults.ts";
 import { shellJoin } from "../shared/quote.ts";
 import type { GuestSession, SessionStdinMode, VMRecord } from "../shared/model.ts";
 import type { Clock, GuestSSH } from "../host/types.ts";

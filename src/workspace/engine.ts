@@ -1,10 +1,11 @@
+import type { FetchResult, Workspace } from "../shared/api.ts";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import { UndoStack, type HookEngine } from "../core/hooks.ts";
-import { faultPoint } from "../core/faults.ts";
+import { faultPoint } from "../host/faults.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { Exec, FS, GuestSSH } from "../host/types.ts";
 import { planDelta, snapshot, type Manifest } from "./manifest.ts";
@@ -53,22 +54,7 @@ export interface PrepareParams {
 }
 
 /** What a prepare did. */
-export interface Workspace {
-  vm: string;
-  sourcePath: string;
-  guestPath: string;
-  readOnly: boolean;
-  /** Work-tree entries sent (.git not counted). */
-  files: number;
-  /** Bytes of tar streamed to the guest. */
-  bytes: number;
-  /** The commit exports are relative to ("" for a repo without commits). */
-  base: string;
-  /** "delta": only what changed since the last prepare of this VM and path went (the rest was hard-linked in the guest). */
-  mode: "full" | "delta";
-  /** Entries sent (work tree and .git files for a delta; work-tree entries for a full copy). */
-  sent: number;
-}
+export type { FetchResult, Workspace };
 
 export interface ExportParams {
   vm: VMRecord;
@@ -76,13 +62,6 @@ export interface ExportParams {
 }
 
 /** What `export --fetch` did to the source repo. */
-export interface FetchResult {
-  vm: string;
-  sourcePath: string;
-  guestPath: string;
-  /** Refs updated, refs/banger/<vm>/<branch> → commit. */
-  refs: { ref: string; commit: string }[];
-}
 
 const GC_EVERY_BYTES = 8 * 1024 * 1024;
 

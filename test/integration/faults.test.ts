@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseTempName } from "../../src/shared/temps.ts";
-import { FAULT_POINTS, type FaultPoint } from "../../src/core/faults.ts";
+import { FAULT_POINTS, type FaultPoint } from "../../src/host/faults.ts";
 import { alive, BANGER, FAKE_PLUGIN, tempHome, waitFor } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { git } from "../helpers/git.ts";

@@ -1,0 +1,43 @@
+// What travels between the CLI and the daemon: the shapes both sides agree on.
+
+/** One line of an NDJSON stream: progress/output events, then one final result, exit or error. */
+export type StreamEvent =
+  | { type: "progress"; message: string }
+  | { type: "stdout" | "stderr"; data: string /* base64 */; offset?: number /* byte offset just past this chunk */ }
+  | { type: "result"; data: unknown }
+  | { type: "exit"; code: number }
+  | { type: "error"; error: { code: string; message: string } };
+
+/** A plugin as `banger plugin list` shows it. */
+export interface LoadedPlugin {
+  name: string;
+  description: string;
+  source: string;
+  hooks: string[];
+  drivers: string[];
+}
+
+export interface Workspace {
+  vm: string;
+  sourcePath: string;
+  guestPath: string;
+  readOnly: boolean;
+  /** Work-tree entries sent (.git not counted). */
+  files: number;
+  /** Bytes of tar streamed to the guest. */
+  bytes: number;
+  /** The commit exports are relative to ("" for a repo without commits). */
+  base: string;
+  /** "delta": only what changed since the last prepare of this VM and path went (the rest was hard-linked in the guest). */
+  mode: "full" | "delta";
+  /** Entries sent (work tree and .git files for a delta; work-tree entries for a full copy). */
+  sent: number;
+}
+
+export interface FetchResult {
+  vm: string;
+  sourcePath: string;
+  guestPath: string;
+  /** Refs updated, refs/banger/<vm>/<branch> → commit. */
+  refs: { ref: string; commit: string }[];
+}
