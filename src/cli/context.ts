@@ -1,5 +1,6 @@
 import { BangerError, isBangerError, errorMessage } from "../core/errors.ts";
 import { resolveHome } from "../core/paths.ts";
+import { mark } from "../core/profile.ts";
 import { DaemonClient } from "../daemon/client.ts";
 import type { StreamEvent } from "../daemon/http.ts";
 import { fdIsTTY, writeOut } from "./stdio.ts";
@@ -11,12 +12,13 @@ export const passthrough: { argv: string[] } = { argv: [] };
 export const isTTY = (): boolean => fdIsTTY(1) && fdIsTTY(2) && !process.env.NO_COLOR;
 
 export function out(data: unknown, json: boolean, human: () => string | void): void {
-  if (json) {
-    writeOut(1, JSON.stringify(data, null, 2) + "\n");
-    return;
+  mark("parsed");
+  if (json) writeOut(1, JSON.stringify(data, null, 2) + "\n");
+  else {
+    const text = human();
+    if (typeof text === "string" && text.length) writeOut(1, text.endsWith("\n") ? text : text + "\n");
   }
-  const text = human();
-  if (typeof text === "string" && text.length) writeOut(1, text.endsWith("\n") ? text : text + "\n");
+  mark("rendered");
 }
 
 /** Progress on stderr: a rewriting status line on a TTY, plain lines otherwise (no spinners, no colour). */
@@ -42,18 +44,16 @@ export function progress(quiet = false): { update(msg: string): void; done(): vo
 }
 
 let client: DaemonClient | null = null;
-/** A client for this BANGER_HOME whose daemon is up and of our build (auto-started if needed). */
-let ensuring: Promise<DaemonClient> | null = null;
+/**
+ * The client for this BANGER_HOME. Its requests carry the version handshake
+ * and start or replace the daemon when they must (see DaemonClient.fetch), so
+ * a command is one round trip. recheck: make sure of the daemon now (after
+ * it went away mid-stream).
+ */
 export async function daemon(recheck = false): Promise<DaemonClient> {
-  if (client && !recheck) return client;
-  // Concurrent callers (attach's output pumps and its sender) share one check/start.
-  ensuring ??= (async () => {
-    const c = new DaemonClient(resolveHome());
-    await c.ensure({ onStart: (why) => process.env.BANGER_DEBUG && process.stderr.write(`${why}\n`) });
-    client = c;
-    return c;
-  })().finally(() => (ensuring = null));
-  return ensuring;
+  client ??= new DaemonClient(resolveHome(), { onStart: (why) => process.env.BANGER_DEBUG && process.stderr.write(`${why}\n`) });
+  if (recheck) await client.ensure();
+  return client;
 }
 
 /** Run a streaming call: progress to stderr, output chunks to stdout/stderr; returns the final event. */

@@ -1,4 +1,4 @@
-import { defineCommand } from "citty";
+import { defineCommand } from "./define.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
 import { daemon, jsonArg, out } from "./context.ts";
 

@@ -1,4 +1,4 @@
-import { defineCommand } from "citty";
+import { defineCommand } from "./define.ts";
 import { readFileSync } from "node:fs";
 import { BangerError } from "../core/errors.ts";
 import type { GuestSession } from "../core/model.ts";
