@@ -3,6 +3,7 @@ import { resolveHome } from "../core/paths.ts";
 import { mark } from "../core/profile.ts";
 import { DaemonClient } from "../daemon/client.ts";
 import type { StreamEvent } from "../daemon/http.ts";
+import { log, verbosity } from "./log.ts";
 import { fdIsTTY, writeOut } from "./stdio.ts";
 
 /** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */
@@ -25,15 +26,16 @@ export function out(data: unknown, json: boolean, human: () => string | void): v
 export function progress(quiet = false): { update(msg: string): void; done(): void } {
   const started = Date.now();
   let shown = false;
+  const line = log().withTag("raw");
   return {
     update(msg: string) {
       if (quiet) return;
       const secs = ((Date.now() - started) / 1000).toFixed(1);
       if (isTTY()) {
-        process.stderr.write(`\r\x1b[2K… ${msg} (${secs}s)`);
-        shown = true;
+        line.info(`\r\x1b[2K… ${msg} (${secs}s)`);
+        shown = verbosity() !== "quiet";
       } else {
-        process.stderr.write(`[${secs}s] ${msg}\n`);
+        line.info(`[${secs}s] ${msg}\n`);
       }
     },
     done() {
@@ -51,7 +53,7 @@ let client: DaemonClient | null = null;
  * it went away mid-stream).
  */
 export async function daemon(recheck = false): Promise<DaemonClient> {
-  client ??= new DaemonClient(resolveHome(), { onStart: (why) => process.env.BANGER_DEBUG && process.stderr.write(`${why}\n`) });
+  client ??= new DaemonClient(resolveHome(), { onStart: (why) => log().debug(why) });
   if (recheck) await client.ensure();
   return client;
 }
@@ -81,7 +83,7 @@ export function fail(e: unknown, json: boolean): never {
   const message = errorMessage(e);
   // synchronous: process.exit below would drop a pending stream write
   if (json) writeOut(1, JSON.stringify({ error: { code, message } }) + "\n");
-  writeOut(2, `banger: ${message}\n`);
+  log().error(message);
   process.exit(isBangerError(e) ? e.exitCode : 1);
 }
 

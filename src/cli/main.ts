@@ -3,6 +3,7 @@ import { BangerError } from "../core/errors.ts";
 import { FULL_VERSION } from "../version.ts";
 import { fail, passthrough } from "./context.ts";
 import { defineCommand } from "./define.ts";
+import { setVerbosity } from "./log.ts";
 import { fdIsTTY, writeOut } from "./stdio.ts";
 import { mark } from "../core/profile.ts";
 
@@ -18,6 +19,11 @@ async function _citty(): Promise<typeof import("citty")> {
 
 export const main = defineCommand({
   meta: { name: "banger", version: FULL_VERSION, description: "Linux microVMs with a shell, sessions and your git workspace inside" },
+  // global: taken off the command line by run() wherever they stand (before `--`); listed here for --help
+  args: {
+    quiet: { type: "boolean", description: "Only errors and warnings on stderr (no progress)" },
+    verbose: { type: "boolean", description: "Also say what happens behind the scenes (daemon start/replace); same as BANGER_DEBUG=1" },
+  },
   subCommands: {
     vm: () => import("./vm.ts").then((m) => m.default),
     image: () => import("./image.ts").then((m) => m.default),
@@ -125,7 +131,12 @@ async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<
 
 export async function run(argv: string[]): Promise<void> {
   const dd = argv.indexOf("--");
-  const head = dd >= 0 ? argv.slice(0, dd) : argv;
+  let head = dd >= 0 ? argv.slice(0, dd) : argv;
+  const verbose = head.includes("--verbose");
+  if (verbose || head.includes("--quiet")) {
+    setVerbosity(verbose ? "verbose" : "quiet");
+    head = head.filter((a) => a !== "--quiet" && a !== "--verbose");
+  }
   passthrough.argv = dd >= 0 ? argv.slice(dd + 1) : [];
   const json = head.includes("--json");
   try {
