@@ -100,7 +100,6 @@ export class DaemonClient {
       throw checked.reason;
     }
     this.ownerChecked = true;
-    mark("owner checked");
     if (sent.status === "rejected") throw sent.reason;
     return sent.value;
   }
@@ -166,7 +165,7 @@ export class DaemonClient {
   /** JSON request; a non-2xx answer becomes a BangerError with the daemon's code and message. */
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const res = await this.fetch(method, path, body);
-    mark("answered");
+    mark("answered (owner check + request)");
     const text = await readingAnswer(res.text());
     mark("body read");
     let data: unknown;
