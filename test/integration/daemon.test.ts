@@ -370,4 +370,21 @@ const server = Bun.serve({ unix: sock, fetch(req) {
       rmSync(other.home, { recursive: true, force: true });
     }
   });
+
+  test("--verbose says the daemon was started, --quiet drops progress lines; --json output is the same", () => {
+    expect(run(["daemon", "stop"]).code).toBe(0);
+    const v = run(["vm", "list", "--json", "--verbose"]);
+    expect(v.code).toBe(0);
+    expect(v.stderr).toBe("starting daemon\n");
+    expect(v.stdout).toBe(run(["vm", "list", "--json"]).stdout);
+    for (const quiet of [false, true]) {
+      const c = run(["vm", "create", "talk-1", "--image", "tiny", "--driver", "fake", "--start", ...(quiet ? ["--quiet"] : [])]);
+      expect(c.code).toBe(0);
+      vmPids.push(vm("talk-1").pid);
+      expect(c.stdout).toBe("created talk-1 (running)\n");
+      if (quiet) expect(c.stderr).toBe("");
+      else expect(c.stderr).toMatch(/^(\[\d+\.\d+s\] .+\n)+$/);
+      expect(run(["vm", "delete", "talk-1", "--force", "--quiet"]).code).toBe(0);
+    }
+  });
 });
