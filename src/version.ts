@@ -7,3 +7,9 @@ export const BUILD_ID: string = typeof BANGER_BUILD_ID === "string" ? BANGER_BUI
 export const VERSION: string = pkg.version;
 /** What the CLI and daemon compare in the handshake. */
 export const FULL_VERSION = `${VERSION}+${BUILD_ID}`;
+/**
+ * The handshake rides on every request: the CLI names its FULL_VERSION in this
+ * header, a daemon of another build refuses the request unread (E_DAEMON_VERSION),
+ * and every answer carries the daemon's own FULL_VERSION in it.
+ */
+export const VERSION_HEADER = "x-banger-version";

@@ -4,7 +4,7 @@
  * baseline measured in the same run.
  */
 import type { Bench } from "./run.ts";
-import { formatTable, ratio, summarize, summaryRow, type Summary } from "./stats.ts";
+import { fmtMs, formatTable, median, ratio, summarize, summaryRow, type Summary } from "./stats.ts";
 
 const HEADER = ["variant", "n", "min", "median", "max", "vs baseline"];
 
@@ -29,6 +29,7 @@ export async function cliSection(b: Bench, shared: CliShared, n = 30): Promise<v
     { version: n, hello: n },
     "--version vs hello",
   );
+  const profile = await profileList(b, hello, n);
   const s = {
     list: summarize(list.list),
     helloA: summarize(list.hello),
@@ -43,7 +44,7 @@ export async function cliSection(b: Bench, shared: CliShared, n = 30): Promise<v
     summaryRow("bun hello-world (baseline)", s.helloB, { baseline: s.helloB }),
   ]));
   b.note("cli", "vm list --json (daemon up) / compiled bun hello-world, medians", ratio(s.list.median, s.helloA.median));
-  b.row({ id: "P1", section: "cli", measure: "banger vm list --json (daemon up)", stats: s.list, baseline: { name: "compiled Bun hello-world", stats: s.helloA }, goal: { on: "ratio", max: 1.3, text: "≤ 1.3× hello-world" } });
+  b.row({ id: "P1", section: "cli", measure: "banger vm list --json (daemon up)", stats: s.list, baseline: { name: "compiled Bun hello-world", stats: s.helloA }, goal: { on: "ratio", max: 1.3, text: "≤ 1.3× hello-world" }, note: profile });
   b.row({ id: "P1", section: "cli", measure: "banger --version (no daemon contact)", stats: s.version, baseline: { name: "compiled Bun hello-world", stats: s.helloB } });
   b.note("cli", "banger --version / compiled bun hello-world, medians", ratio(s.version.median, s.helloB.median));
 }
@@ -74,4 +75,45 @@ export async function autostartSection(b: Bench, shared: CliShared, n = 5): Prom
   }
   b.note("autostart", "vm list with daemon auto-start / warm vm list, medians", ratio(s.cold.median, s.warm.median));
   b.row({ id: "P1", section: "autostart", measure: "vm list --json with the daemon stopped (auto-start to first answer)", stats: s.cold, baseline: { name: "warm vm list --json", stats: s.warm } });
+}
+
+/**
+ * Where `vm list --json`'s milliseconds go: BANGER_PROFILE=1 makes the CLI
+ * print its phase marks (ms since the process started, src/core/profile.ts)
+ * at exit; the last phase is the wall time after the exit mark (teardown,
+ * reaping, the bench's own spawn overhead, which hello-world pays too).
+ * Medians per phase over n runs, interleaved with hello-world.
+ */
+async function profileList(b: Bench, hello: string, n: number): Promise<string | undefined> {
+  const env = { ...b.env, BANGER_PROFILE: "1" };
+  const phases = new Map<string, number[]>();
+  const walls: number[] = [];
+  const hellos: number[] = [];
+  const add = (k: string, v: number) => (phases.get(k) ?? phases.set(k, []).get(k)!).push(v);
+  for (let i = 0; i < n; i++) {
+    const r = await b.must(b.banger("vm", "list", "--json"), { env });
+    const line = r.stderr.split("\n").find((l) => l.startsWith('{"profile"'));
+    if (!line) {
+      // a build from before BANGER_PROFILE (BANGER_BENCH_BIN=an older copy): nothing to break down
+      console.log("  (no profile: this binary prints no BANGER_PROFILE marks)");
+      return undefined;
+    }
+    const marks = (JSON.parse(line) as { profile: [string, number][] }).profile;
+    let prev = 0;
+    let prevName = "process start";
+    for (const [name, t] of marks) {
+      add(`${prevName} → ${name}`, t - prev);
+      prev = t;
+      prevName = name;
+    }
+    add("exit → process gone (wall after the exit mark)", r.ms - prev);
+    walls.push(r.ms);
+    hellos.push(await b.time([hello]));
+  }
+  const rows = [...phases].map(([k, v]) => [k, fmtMs(median(v)), `${fmtMs(Math.min(...v))}–${fmtMs(Math.max(...v))}`]);
+  rows.push(["whole command (wall, BANGER_PROFILE=1)", fmtMs(median(walls)), `${fmtMs(Math.min(...walls))}–${fmtMs(Math.max(...walls))}`]);
+  rows.push(["compiled Bun hello-world (wall)", fmtMs(median(hellos)), `${fmtMs(Math.min(...hellos))}–${fmtMs(Math.max(...hellos))}`]);
+  console.log(`  profile of vm list --json, ${n} runs (phase medians; they need not add up to the whole's median):`);
+  console.log(formatTable(["phase", "median", "min–max"], rows));
+  return `profile (medians of ${n} runs, BANGER_PROFILE=1): ${[...phases].map(([k, v]) => `${k} ${fmtMs(median(v))}`).join("; ")}; whole ${fmtMs(median(walls))} vs hello-world ${fmtMs(median(hellos))}`;
 }

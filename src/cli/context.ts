@@ -1,7 +1,9 @@
 import { BangerError, isBangerError, errorMessage } from "../shared/errors.ts";
 import { resolveHome } from "../shared/paths.ts";
+import { mark } from "../shared/profile.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
 import type { StreamEvent } from "../shared/api.ts";
+import { log, verbosity } from "./log.ts";
 import { fdIsTTY, writeOut } from "./stdio.ts";
 
 /** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */
@@ -11,27 +13,29 @@ export const passthrough: { argv: string[] } = { argv: [] };
 export const isTTY = (): boolean => fdIsTTY(1) && fdIsTTY(2) && !process.env.NO_COLOR;
 
 export function out(data: unknown, json: boolean, human: () => string | void): void {
-  if (json) {
-    writeOut(1, JSON.stringify(data, null, 2) + "\n");
-    return;
+  mark("parsed");
+  if (json) writeOut(1, JSON.stringify(data, null, 2) + "\n");
+  else {
+    const text = human();
+    if (typeof text === "string" && text.length) writeOut(1, text.endsWith("\n") ? text : text + "\n");
   }
-  const text = human();
-  if (typeof text === "string" && text.length) writeOut(1, text.endsWith("\n") ? text : text + "\n");
+  mark("rendered");
 }
 
 /** Progress on stderr: a rewriting status line on a TTY, plain lines otherwise (no spinners, no colour). */
 export function progress(quiet = false): { update(msg: string): void; done(): void } {
   const started = Date.now();
   let shown = false;
+  const line = log().withTag("raw");
   return {
     update(msg: string) {
       if (quiet) return;
       const secs = ((Date.now() - started) / 1000).toFixed(1);
       if (isTTY()) {
-        process.stderr.write(`\r\x1b[2K… ${msg} (${secs}s)`);
-        shown = true;
+        line.info(`\r\x1b[2K… ${msg} (${secs}s)`);
+        shown = verbosity() !== "quiet";
       } else {
-        process.stderr.write(`[${secs}s] ${msg}\n`);
+        line.info(`[${secs}s] ${msg}\n`);
       }
     },
     done() {
@@ -42,18 +46,16 @@ export function progress(quiet = false): { update(msg: string): void; done(): vo
 }
 
 let client: DaemonClient | null = null;
-/** A client for this BANGER_HOME whose daemon is up and of our build (auto-started if needed). */
-let ensuring: Promise<DaemonClient> | null = null;
+/**
+ * The client for this BANGER_HOME. Its requests carry the version handshake
+ * and start or replace the daemon when they must (see DaemonClient.fetch), so
+ * a command is one round trip. recheck: make sure of the daemon now (after
+ * it went away mid-stream).
+ */
 export async function daemon(recheck = false): Promise<DaemonClient> {
-  if (client && !recheck) return client;
-  // Concurrent callers (attach's output pumps and its sender) share one check/start.
-  ensuring ??= (async () => {
-    const c = new DaemonClient(resolveHome());
-    await c.ensure({ onStart: (why) => process.env.BANGER_DEBUG && process.stderr.write(`${why}\n`) });
-    client = c;
-    return c;
-  })().finally(() => (ensuring = null));
-  return ensuring;
+  client ??= new DaemonClient(resolveHome(), { onStart: (why) => log().debug(why) });
+  if (recheck) await client.ensure();
+  return client;
 }
 
 /** Run a streaming call: progress to stderr, output chunks to stdout/stderr; returns the final event. */
@@ -81,7 +83,7 @@ export function fail(e: unknown, json: boolean): never {
   const message = errorMessage(e);
   // synchronous: process.exit below would drop a pending stream write
   if (json) writeOut(1, JSON.stringify({ error: { code, message } }) + "\n");
-  writeOut(2, `banger: ${message}\n`);
+  log().error(message);
   process.exit(isBangerError(e) ? e.exitCode : 1);
 }
 

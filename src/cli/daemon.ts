@@ -1,4 +1,4 @@
-import { defineCommand } from "citty";
+import { defineCommand } from "./define.ts";
 import { resolveHome } from "../shared/paths.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
 import { jsonArg, out } from "./context.ts";
@@ -20,7 +20,7 @@ const stop = defineCommand({
     const c = new DaemonClient(resolveHome());
     const h = await c.health();
     if (h) {
-      await c.fetch("POST", "/v1/shutdown");
+      await c.shutdown();
       const deadline = Date.now() + 15_000;
       while (Date.now() < deadline && (await c.health())) await Bun.sleep(50);
     }

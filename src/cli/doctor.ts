@@ -1,4 +1,4 @@
-import { defineCommand } from "citty";
+import { defineCommand } from "./define.ts";
 import { resolveHome } from "../shared/paths.ts";
 import { diagnose, kvmUsableIn, type Finding } from "../doctor/checks.ts";
 import { gatherHostView } from "../doctor/view.ts";

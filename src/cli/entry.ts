@@ -1,7 +1,8 @@
-import { fdIsTTY } from "./stdio.ts";
+// Kept tiny: every command pays for what loads before it runs (see bench/results.md, P1).
+import { mark } from "../shared/profile.ts";
 
-// Colour decisions are made when citty loads, so settle them before importing it.
-if (!fdIsTTY(1)) process.env.NO_COLOR ??= "1";
+mark("entry");
 const { run } = await import("./main.ts");
+mark("cli loaded");
 await run(process.argv.slice(2));
 export {};

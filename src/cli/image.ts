@@ -1,4 +1,4 @@
-import { defineCommand } from "citty";
+import { defineCommand } from "./define.ts";
 import { resolve } from "node:path";
 import type { ImageRecord } from "../shared/model.ts";
 import { daemon, jsonArg, out, streamCall } from "./context.ts";

@@ -1,11 +1,29 @@
-import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
+import type { ArgsDef, CommandDef } from "citty";
 import { BangerError } from "../shared/errors.ts";
 import { FULL_VERSION } from "../version.ts";
 import { fail, passthrough } from "./context.ts";
-import { writeOut } from "./stdio.ts";
+import { defineCommand } from "./define.ts";
+import { setVerbosity } from "./log.ts";
+import { fdIsTTY, writeOut } from "./stdio.ts";
+import { mark } from "../shared/profile.ts";
+
+/**
+ * citty, loaded only for what needs it: usage text and the argument shapes
+ * simpleArgs leaves to it. Its colours are decided when it loads, so NO_COLOR
+ * is settled first (and the terminal check costs nothing on the fast path).
+ */
+async function _citty(): Promise<typeof import("citty")> {
+  if (!fdIsTTY(1)) process.env.NO_COLOR ??= "1";
+  return import("citty");
+}
 
 export const main = defineCommand({
   meta: { name: "banger", version: FULL_VERSION, description: "Linux microVMs with a shell, sessions and your git workspace inside" },
+  // global: taken off the command line by run() wherever they stand (before `--`); listed here for --help
+  args: {
+    quiet: { type: "boolean", description: "Only errors and warnings on stderr (no progress)" },
+    verbose: { type: "boolean", description: "Also say what happens behind the scenes (daemon start/replace); same as BANGER_DEBUG=1" },
+  },
   subCommands: {
     vm: () => import("./vm.ts").then((m) => m.default),
     image: () => import("./image.ts").then((m) => m.default),
@@ -39,6 +57,48 @@ async function leafOf(cmd: AnyCmd, args: string[]): Promise<{ cmd: AnyCmd; paren
   return { cmd: cur, parent, rest: args.slice(i), path };
 }
 
+const _kebab = (name: string) => name.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+
+/**
+ * The leaf's arguments when the words are of the plainest shape: positionals
+ * and boolean flags spelled `--name` (or its kebab form). That is what
+ * citty's parser gives for them, without loading it (node:util: ~1.5 ms).
+ * Anything else (strings, `=`, `--no-`, short aliases, defaults, required
+ * flags, a missing required positional) is null: citty parses it, and
+ * reports its errors.
+ */
+export function simpleArgs(defs: ArgsDef, rest: string[]): Record<string, unknown> | null {
+  const flags = new Map<string, string>();
+  const positional: { name: string; required: boolean }[] = [];
+  for (const [name, def] of Object.entries(defs)) {
+    if (def.type === "positional") positional.push({ name, required: def.required !== false && def.default === undefined });
+    else if (def.required) return null; // a required flag is a string one can only give as `--x v`: citty's
+    else if (def.type === "boolean") {
+      if (def.default !== undefined) return null;
+      flags.set(name, name);
+      flags.set(_kebab(name), name);
+    } else if ("default" in def && def.default !== undefined) return null;
+  }
+  const args: Record<string, unknown> = { _: [] as string[] };
+  const words: string[] = [];
+  for (const a of rest) {
+    if (!a.startsWith("-")) {
+      words.push(a);
+      continue;
+    }
+    const name = a.startsWith("--") ? flags.get(a.slice(2)) : undefined;
+    if (!name) return null;
+    args[name] = true;
+  }
+  args._ = [...words];
+  for (const p of positional) {
+    const w = words.shift();
+    if (w === undefined && p.required) return null;
+    args[p.name] = w;
+  }
+  return args;
+}
+
 /** citty accepts any flag; we reject the ones a command doesn't define, so typos fail loudly (exit 2). */
 async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<void> {
   const defs = ((await resolve(cmd.args)) ?? {}) as Record<string, { type?: string; alias?: string | string[] }>;
@@ -63,7 +123,7 @@ async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<
     const where = path.length ? `banger ${path.join(" ")}` : "banger";
     if (word) throw new BangerError("E_USAGE", `unknown command "${word}" for \`${where}\` (try: ${Object.keys(subs).join(", ")})`);
     if (!word) {
-      await showUsage(cmd, undefined); // a bare `banger` or `banger vm` asks what there is: show it
+      await (await _citty()).showUsage(cmd, undefined); // a bare `banger` or `banger vm` asks what there is: show it
       throw new BangerError("E_USAGE", `\`${where}\` needs a subcommand: ${Object.keys(subs).join(", ")}`);
     }
   }
@@ -71,7 +131,12 @@ async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<
 
 export async function run(argv: string[]): Promise<void> {
   const dd = argv.indexOf("--");
-  const head = dd >= 0 ? argv.slice(0, dd) : argv;
+  let head = dd >= 0 ? argv.slice(0, dd) : argv;
+  const verbose = head.includes("--verbose");
+  if (verbose || head.includes("--quiet")) {
+    setVerbosity(verbose ? "verbose" : "quiet");
+    head = head.filter((a) => a !== "--quiet" && a !== "--verbose");
+  }
   passthrough.argv = dd >= 0 ? argv.slice(dd + 1) : [];
   const json = head.includes("--json");
   try {
@@ -83,11 +148,19 @@ export async function run(argv: string[]): Promise<void> {
     if (head.includes("--help") || head.includes("-h")) {
       // name the whole path in USAGE ("banger session start"), not just the last parent
       const parent = leaf.path.length ? ({ meta: { name: ["banger", ...leaf.path.slice(0, -1)].join(" ") } } as AnyCmd) : undefined;
-      await showUsage(leaf.cmd, parent);
+      await (await _citty()).showUsage(leaf.cmd, parent);
       return;
     }
     await checkFlags(leaf.cmd, leaf.rest, leaf.path);
-    await runCommand(main, { rawArgs: head });
+    const args = leaf.cmd.run ? simpleArgs((await resolve(leaf.cmd.args)) ?? {}, leaf.rest) : null;
+    if (args) {
+      mark("args parsed");
+      await leaf.cmd.run!({ rawArgs: leaf.rest, args: args as never, cmd: leaf.cmd });
+      return;
+    }
+    const citty = await _citty();
+    mark("citty loaded");
+    await citty.runCommand(main, { rawArgs: head });
   } catch (e) {
     if (e instanceof Error && e.name === "CLIError") fail(new BangerError("E_USAGE", e.message.replace(/\x1b\[[0-9;]*m/g, "")), json);
     fail(e, json);

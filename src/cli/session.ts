@@ -1,4 +1,5 @@
-import { defineCommand } from "citty";
+import { defineCommand } from "./define.ts";
+import { log } from "./log.ts";
 import { readFileSync } from "node:fs";
 import { BangerError } from "../shared/errors.ts";
 import type { GuestSession } from "../shared/model.ts";
@@ -206,7 +207,7 @@ const attach = defineCommand({
           .then(() => sendBytes(args.vm, args.session, payload).then(() => {}))
           .catch((e) => {
             // The daemon died mid-send: that input may or may not have arrived. Say so, keep attaching.
-            if (e instanceof BangerError && e.code === "E_DAEMON") process.stderr.write(`banger: ${e.message}; the last input may not have been delivered\n`);
+            if (e instanceof BangerError && e.code === "E_DAEMON") log().warn(`${e.message}; the last input may not have been delivered`);
             else fail(e, !!args.json);
           });
       }
@@ -224,8 +225,7 @@ const attach = defineCommand({
     stdin.pause();
     const msg = `detached at stdout offset ${next}; reattach with: banger session attach ${args.vm} ${args.session} --offset ${next}`;
     if (args.json) process.stdout.write(JSON.stringify({ nextOffset: next }) + "\n");
-    else if (isTTY()) process.stderr.write(`\r\n${msg}\r\n`);
-    else process.stderr.write(msg + "\n");
+    else log().withTag("raw").info(isTTY() ? `\r\n${msg}\r\n` : `${msg}\n`);
     process.exit(0);
   },
 });

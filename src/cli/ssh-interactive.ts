@@ -1,4 +1,5 @@
 import { connectPinned } from "../host/ssh.ts";
+import { log } from "./log.ts";
 
 /** An interactive PTY shell straight from the CLI (raw mode, window size follows the terminal). */
 export async function interactiveShell(info: { host: string; port: number; user: string; privateKey: string; hostKey: string }): Promise<number> {
@@ -9,7 +10,7 @@ export async function interactiveShell(info: { host: string; port: number; user:
     const win = { cols: process.stdout.columns || 80, rows: process.stdout.rows || 24, term: process.env.TERM || "xterm-256color" };
     conn.shell(win, (err, stream) => {
       if (err) {
-        process.stderr.write(`banger: ssh shell: ${err.message}\n`);
+        log().error(`ssh shell: ${err.message}`);
         conn.end();
         return resolve(1);
       }

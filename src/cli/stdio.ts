@@ -2,10 +2,11 @@
  * Terminal checks and plain writes to stdout/stderr for the CLI's hot path.
  * The first touch of process.stdout or process.stderr builds Node stream
  * objects, which cost a compiled `banger vm list` about 15–20 ms of its
- * start-up (more than the command's own work); an fstat, isatty and
- * writeSync do not.
+ * start-up (more than the command's own work); loading node:fs costs about
+ * 1 ms more, so it is required only when a check or write needs it.
+ * console.log/console.error write synchronously and load nothing.
  */
-import { fstatSync, readlinkSync, writeSync } from "node:fs";
+const _fs = () => require("node:fs") as typeof import("node:fs");
 
 const _tty = new Map<number, boolean>();
 
@@ -19,7 +20,7 @@ export function fdIsTTY(fd: 1 | 2): boolean {
   let v = _tty.get(fd);
   if (v === undefined) {
     try {
-      v = fstatSync(fd).isCharacterDevice() && _charDeviceIsTTY(fd);
+      v = _fs().fstatSync(fd).isCharacterDevice() && _charDeviceIsTTY(fd);
     } catch {
       v = false;
     }
@@ -31,7 +32,7 @@ export function fdIsTTY(fd: 1 | 2): boolean {
 function _charDeviceIsTTY(fd: number): boolean {
   let target: string;
   try {
-    target = readlinkSync(`/proc/self/fd/${fd}`);
+    target = _fs().readlinkSync(`/proc/self/fd/${fd}`);
   } catch {
     return (require("node:tty") as typeof import("node:tty")).isatty(fd);
   }
@@ -44,6 +45,12 @@ function _charDeviceIsTTY(fd: number): boolean {
  * stream, which waits for it to drain.
  */
 export function writeOut(fd: 1 | 2, data: string | Uint8Array): void {
+  if (typeof data === "string" && data.endsWith("\n")) {
+    // a whole line (the usual case): the console writes it synchronously, all of it, without node:fs
+    (fd === 1 ? console.log : console.error)(data.slice(0, -1));
+    return;
+  }
+  const { writeSync } = _fs();
   const buf = typeof data === "string" ? Buffer.from(data) : data;
   let off = 0;
   try {

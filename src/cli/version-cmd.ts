@@ -1,4 +1,4 @@
-import { defineCommand } from "citty";
+import { defineCommand } from "./define.ts";
 import { FULL_VERSION } from "../version.ts";
 import { jsonArg, out } from "./context.ts";
 

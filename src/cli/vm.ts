@@ -1,9 +1,7 @@
-import { defineCommand } from "citty";
+import { defineCommand } from "./define.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { VMRecord } from "../shared/model.ts";
 import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
-import { resolve } from "node:path";
-import { prepareWorkspace } from "./workspace.ts";
 
 type VMView = VMRecord & { alive: boolean; pid: number };
 
@@ -170,6 +168,8 @@ const run = defineCommand({
     let code = 1;
     try {
       if (args.workspace) {
+        // loaded here: node:path and the workspace commands cost every other vm command start-up time
+        const [{ prepareWorkspace }, { resolve }] = await Promise.all([import("./workspace.ts"), import("node:path")]);
         const ws = await prepareWorkspace(args.name, { sourcePath: resolve(args.workspace) }, !!args.json);
         // cd as its own argument: the path is data, never spliced into shell text
         argv = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "banger-workspace", ws.guestPath, ...argv];

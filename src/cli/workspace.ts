@@ -1,4 +1,4 @@
-import { defineCommand } from "citty";
+import { defineCommand } from "./define.ts";
 import { renameSync } from "node:fs";
 import { dirname, join, resolve, basename } from "node:path";
 import { BangerError, ERROR_CODES, type ErrorCode } from "../shared/errors.ts";

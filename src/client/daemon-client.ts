@@ -1,9 +1,10 @@
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from "node:fs";
+// No node:fs (nor anything that loads it) up here: this module is on every command's hot path,
+// and node:fs costs a compiled `banger vm list` about 1 ms of its ~5. The slow paths require it.
 import { BangerError, ERROR_CODES, type ErrorCode } from "../shared/errors.ts";
 import { daemonPaths, type DaemonPaths } from "../shared/paths.ts";
-import { createProcs } from "../host/procs.ts";
-import { FULL_VERSION } from "../version.ts";
-import { refuseForeign } from "../host/owner.ts";
+import { mark } from "../shared/profile.ts";
+import { FULL_VERSION, VERSION_HEADER } from "../version.ts";
+import { refuseForeignAsync } from "../host/owner.ts";
 import type { StreamEvent } from "../shared/api.ts";
 
 /** What the user sees when the daemon went away in the middle of their request (killed, crashed, restarted). */
@@ -34,6 +35,8 @@ export interface Health {
   home: string;
   startedAt: string;
   reconcile: unknown;
+  /** Requests the daemon received before this one. */
+  requestsReceived?: number;
 }
 
 /** How to start ourselves: the compiled binary is its own daemon; from source, bun runs the entry file. */
@@ -42,20 +45,105 @@ export function selfCommand(): string[] {
   return compiled ? [process.execPath] : [process.execPath, Bun.main];
 }
 
+/** A bare read: sending it twice, or to a socket not yet known to be ours, does nothing and tells nothing. */
+function _idempotent(method: string, body: unknown, raw: Uint8Array | undefined): boolean {
+  return (method === "GET" || method === "HEAD") && body === undefined && raw === undefined;
+}
+
+/** Why a first attempt at a request may be sent again after ensure(): it was never carried out. */
+type Attempt = { res: Response } | { retry: BangerError };
+
 export class DaemonClient {
   readonly paths: DaemonPaths;
-  constructor(home: string) {
+  private ownerChecked = false;
+  private ensuring: Promise<Health> | null = null;
+  constructor(
+    home: string,
+    private readonly opts: { onStart?: (why: string) => void } = {},
+  ) {
     this.paths = daemonPaths(home);
   }
 
+  /**
+   * One request, the version handshake riding on it: our FULL_VERSION goes in
+   * a header and the answer carries the daemon's. When no daemon listens
+   * (no socket, refused) or one of another build refused the request unread,
+   * ensure() starts or replaces it and the request is sent once more. Nothing
+   * that may have reached a daemon's handler is ever sent twice.
+   */
   async fetch(method: string, path: string, body?: unknown, signal?: AbortSignal, raw?: Uint8Array): Promise<Response> {
+    const first = await this.ownerCheckedFirst(_idempotent(method, body, raw), () => this.attempt(method, path, body, signal, raw));
+    if ("res" in first) return first.res;
+    await this.ensure();
+    const second = await this.attempt(method, path, body, signal, raw);
+    if ("res" in second) return second.res;
+    throw second.retry;
+  }
+
+  /**
+   * The socket must be ours before anything it answers is used, and before
+   * anything but a bare read is sent to it: a GET without a body tells its
+   * listener nothing, so it goes out while the owner check runs (an async
+   * stat waits its turn on a busy machine; P1 in bench/results.md).
+   */
+  private async ownerCheckedFirst(bareRead: boolean, send: () => Promise<Attempt>): Promise<Attempt> {
+    if (this.ownerChecked) return send();
+    const check = refuseForeignAsync(this.paths.socket, "daemon socket");
+    if (!bareRead) {
+      await check;
+      this.ownerChecked = true;
+      return send();
+    }
+    const [checked, sent] = await Promise.allSettled([check, send()]);
+    if (checked.status === "rejected") {
+      if (sent.status === "fulfilled" && "res" in sent.value) await sent.value.res.body?.cancel().catch(() => {});
+      throw checked.reason;
+    }
+    this.ownerChecked = true;
+    if (sent.status === "rejected") throw sent.reason;
+    return sent.value;
+  }
+
+  private async attempt(method: string, path: string, body: unknown, signal: AbortSignal | undefined, raw: Uint8Array | undefined): Promise<Attempt> {
+    let res: Response;
+    try {
+      res = await this.send(method, path, { body, signal, raw, versioned: true });
+    } catch (e) {
+      // not reachable (no socket, refused…): the request never left, so it may go again;
+      // cut before an answer (a daemon killed a moment ago): only a read may be asked again
+      if (e instanceof BangerError && e.message.startsWith("daemon not reachable")) return { retry: e };
+      if (e instanceof BangerError && e.message === DAEMON_DROPPED_MESSAGE && _idempotent(method, body, raw)) return { retry: e };
+      throw e;
+    }
+    const theirs = res.headers.get(VERSION_HEADER);
+    if (theirs === FULL_VERSION) return { res };
+    if (theirs !== null) {
+      // a daemon of another build refused it unread (E_DAEMON_VERSION): replace it, resend
+      await res.body?.cancel().catch(() => {});
+      return { retry: new BangerError("E_DAEMON_VERSION", `the daemon (${theirs}) is not of this build (${FULL_VERSION})`) };
+    }
+    // No header at all: a daemon from before the handshake moved onto requests; it has carried
+    // the request out. A read may be asked again of its replacement; anything else stands as answered.
+    if (_idempotent(method, body, raw)) {
+      await res.body?.cancel().catch(() => {});
+      return { retry: new BangerError("E_DAEMON_VERSION", `the daemon is of an older build than ${FULL_VERSION}`) };
+    }
+    return { res };
+  }
+
+  /** The request itself; transport failures become one-line BangerErrors. */
+  private async send(method: string, path: string, o: { body?: unknown; signal?: AbortSignal; raw?: Uint8Array; versioned?: boolean } = {}): Promise<Response> {
+    const headers: Record<string, string> = {};
+    if (o.versioned) headers[VERSION_HEADER] = FULL_VERSION;
+    if (o.body !== undefined) headers["content-type"] = "application/json";
+    else if (o.raw) headers["content-type"] = "application/octet-stream";
     try {
       return await fetch(`http://banger${path}`, {
         method,
         unix: this.paths.socket,
-        headers: body !== undefined ? { "content-type": "application/json" } : raw ? { "content-type": "application/octet-stream" } : undefined,
-        body: body !== undefined ? JSON.stringify(body) : raw,
-        signal,
+        headers,
+        body: o.body !== undefined ? JSON.stringify(o.body) : o.raw,
+        signal: o.signal,
       } as RequestInit);
     } catch (e) {
       const code = (e as { code?: string }).code ?? "";
@@ -63,14 +151,23 @@ export class DaemonClient {
         throw new BangerError("E_DAEMON", `no permission to talk to the daemon socket ${this.paths.socket} (owned by another user?)`);
       }
       if (droppedMidRequest(e)) throw new BangerError("E_DAEMON", DAEMON_DROPPED_MESSAGE, { cause: e });
+      if (o.signal?.aborted) throw e;
       throw new BangerError("E_DAEMON", `daemon not reachable at ${this.paths.socket}: ${code || (e as Error).message}`);
     }
+  }
+
+  /** Ask the daemon to shut down, whatever its build (unversioned, so never refused). */
+  async shutdown(): Promise<void> {
+    const res = await this.send("POST", "/v1/shutdown");
+    await res.body?.cancel().catch(() => {});
   }
 
   /** JSON request; a non-2xx answer becomes a BangerError with the daemon's code and message. */
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const res = await this.fetch(method, path, body);
+    mark("answered (owner check + request)");
     const text = await readingAnswer(res.text());
+    mark("body read");
     let data: unknown;
     try {
       data = text ? JSON.parse(text) : {};
@@ -115,10 +212,11 @@ export class DaemonClient {
     return last;
   }
 
+  /** GET /v1/health of whatever daemon answers (unversioned); null when none does. */
   async health(timeoutMs = 1000): Promise<Health | null> {
-    if (!existsSync(this.paths.socket)) return null;
+    if (!(await Bun.file(this.paths.socket).stat().then(() => true, () => false))) return null;
     try {
-      const res = await this.fetch("GET", "/v1/health", undefined, AbortSignal.timeout(timeoutMs));
+      const res = await this.send("GET", "/v1/health", { signal: AbortSignal.timeout(timeoutMs) });
       if (!res.ok) return null;
       return (await res.json()) as Health;
     } catch (e) {
@@ -128,22 +226,31 @@ export class DaemonClient {
   }
 
   /** Make sure a daemon of *this* build answers: start one (detached) or replace one from another build. */
-  async ensure(opts: { onStart?: (why: string) => void } = {}): Promise<Health> {
-    refuseForeign(this.paths.home, "state dir", { follow: true });
-    refuseForeign(this.paths.socket, "daemon socket");
+  ensure(): Promise<Health> {
+    // concurrent callers (attach's output pumps and its sender) share one check/start
+    this.ensuring ??= this._ensure().finally(() => (this.ensuring = null));
+    return this.ensuring;
+  }
+
+  private async _ensure(): Promise<Health> {
+    await refuseForeignAsync(this.paths.home, "state dir");
+    await refuseForeignAsync(this.paths.socket, "daemon socket");
+    this.ownerChecked = true;
+    const opts = this.opts;
     let h = await this.health();
     if (h && h.version === FULL_VERSION) return h;
     if (h) {
       opts.onStart?.(`replacing daemon ${h.version} with ${FULL_VERSION}`);
-      await this.fetch("POST", "/v1/shutdown").catch(() => {});
+      await this.shutdown().catch(() => {});
       await this.waitGone(h.pid, 15_000);
     } else {
       opts.onStart?.("starting daemon");
     }
-    mkdirSync(this.paths.home, { recursive: true, mode: 0o700 });
+    (require("node:fs") as typeof import("node:fs")).mkdirSync(this.paths.home, { recursive: true, mode: 0o700 });
     const [cmd, ...args] = selfCommand();
     // execa is loaded only here: importing it up front costs every command ~20 ms of start-up
     const { createExec } = await import("../host/exec.ts");
+    const { createProcs } = await import("../host/procs.ts");
     const spawn = () => createExec().spawnDetached(cmd!, [...args, "daemon"], { logPath: this.paths.log, env: process.env });
     let pid = await spawn();
     let respawns = 0;
@@ -167,6 +274,7 @@ export class DaemonClient {
   }
 
   private async waitGone(pid: number, timeoutMs: number): Promise<void> {
+    const { createProcs } = await import("../host/procs.ts");
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       // a zombie (exited, not yet reaped by its parent) counts as gone
@@ -179,6 +287,7 @@ export class DaemonClient {
 
 /** The last non-empty line of a log file (its tail only), for an error message. */
 function lastLine(path: string): string {
+  const { closeSync, fstatSync, openSync, readSync } = require("node:fs") as typeof import("node:fs");
   try {
     const fd = openSync(path, "r");
     try {

@@ -10,6 +10,7 @@ import { withRequestScope } from "./request-scope.ts";
 import { sshTargetFor, type SSHPool } from "./ssh-pool.ts";
 import type { ImageService } from "./images.ts";
 import type { FS } from "../host/types.ts";
+import { VERSION_HEADER } from "../version.ts";
 
 export interface AppDeps {
   engine: Engine;
@@ -51,6 +52,8 @@ const CREATE_SCHEMA = {
 /** The daemon's request handler: a plain (Request) => Response, testable without a socket. */
 export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
   const { engine } = d;
+  /** Requests received before the current one (GET /v1/health shows it: tests count a command's round trips). */
+  let received = 0;
 
   async function route(req: Request): Promise<Response> {
     const url = new URL(req.url);
@@ -60,7 +63,7 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
     const m = req.method;
 
     if (group === "health" && m === "GET") {
-      return json({ version: d.version, pid: process.pid, home: d.paths.home, startedAt: d.startedAt, reconcile: d.reconcile });
+      return json({ version: d.version, pid: process.pid, home: d.paths.home, startedAt: d.startedAt, reconcile: d.reconcile, requestsReceived: received - 1 });
     }
     if (group === "shutdown" && m === "POST") {
       setTimeout(() => d.shutdown(), 10);
@@ -147,12 +150,24 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
     return { type: "exit", code };
   }
 
-  return async (req: Request) => {
+  async function handle(req: Request): Promise<Response> {
+    const theirs = req.headers.get(VERSION_HEADER);
+    // refused before anything runs, so the CLI can replace us and resend without doing it twice
+    if (theirs !== null && theirs !== d.version) {
+      return errorResponse(new BangerError("E_DAEMON_VERSION", `this daemon is ${d.version}, the CLI is ${theirs}: the CLI replaces the daemon and resends`));
+    }
     try {
       return await withRequestScope(`${req.method} ${new URL(req.url).pathname}`, () => route(req));
     } catch (e) {
       return errorResponse(e);
     }
+  }
+
+  return async (req: Request) => {
+    received++;
+    const res = await handle(req);
+    res.headers.set(VERSION_HEADER, d.version);
+    return res;
   };
 }
 

@@ -1,12 +1,28 @@
+import { createConsola, LogLevels, type LogObject } from "consola/core";
 import type { Logger } from "../core/plugin.ts";
 
-/** Timestamped lines on stderr (daemon.log when auto-started). */
-export function createDaemonLogger(debug = !!process.env.BANGER_DEBUG): Logger {
-  const line = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
+/** `ISO-TIME LEVEL message`: the daemon log's line, which people and tests grep. */
+export function daemonLogLine(o: Pick<LogObject, "date" | "type" | "args">): string {
+  return `${o.date.toISOString()} ${o.type.toUpperCase()} ${o.args.map(String).join(" ")}\n`;
+}
+
+/**
+ * Timestamped lines on stderr (daemon.log when auto-started), through a
+ * consola instance: its levels (debug with BANGER_DEBUG) and one reporter
+ * that prints daemonLogLine. consola/core only: the full package's fancy
+ * reporters cost a process ~8 ms to load and are not what we print.
+ * No throttling: every line is written when it happens.
+ */
+export function createDaemonLogger(debug = !!process.env.BANGER_DEBUG, write: (line: string) => void = (line) => void process.stderr.write(line)): Logger {
+  const c = createConsola({
+    level: debug ? LogLevels.debug : LogLevels.info,
+    throttle: 0,
+    reporters: [{ log: (o) => write(daemonLogLine(o)) }],
+  });
   return {
-    info: (m) => line("INFO", m),
-    warn: (m) => line("WARN", m),
-    error: (m) => line("ERROR", m),
-    debug: (m) => (debug ? line("DEBUG", m) : undefined),
+    info: (m) => c.info(m),
+    warn: (m) => c.warn(m),
+    error: (m) => c.error(m),
+    debug: (m) => c.debug(m),
   };
 }

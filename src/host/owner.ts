@@ -1,5 +1,11 @@
-import { lstatSync, statSync } from "node:fs";
 import { BangerError } from "../shared/errors.ts";
+
+function _refuseUid(path: string, what: string, uid: number): void {
+  const me = process.getuid?.() ?? uid;
+  if (uid !== me) {
+    throw new BangerError("E_DAEMON", `${what} ${path} belongs to uid ${uid}, not to you (uid ${me}): refusing to use it; set BANGER_HOME to a directory of your own`);
+  }
+}
 
 /**
  * Refuse a state dir or socket that belongs to another user: their daemon
@@ -7,15 +13,26 @@ import { BangerError } from "../shared/errors.ts";
  * chmod or delete their files. A missing path is fine (we create it).
  */
 export function refuseForeign(path: string, what: string, opts: { follow?: boolean } = {}): void {
+  // required here, not imported: the CLI's hot path uses refuseForeignAsync and must not load node:fs (~1 ms)
+  const fs = require("node:fs") as typeof import("node:fs");
   let uid: number;
   try {
-    uid = (opts.follow ? statSync(path) : lstatSync(path)).uid;
+    uid = (opts.follow ? fs.statSync(path) : fs.lstatSync(path)).uid;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
     throw e;
   }
-  const me = process.getuid?.() ?? uid;
-  if (uid !== me) {
-    throw new BangerError("E_DAEMON", `${what} ${path} belongs to uid ${uid}, not to you (uid ${me}): refusing to use it; set BANGER_HOME to a directory of your own`);
+  _refuseUid(path, what, uid);
+}
+
+/** refuseForeign for the CLI: the same refusal, following symlinks, without loading node:fs. */
+export async function refuseForeignAsync(path: string, what: string): Promise<void> {
+  let uid: number;
+  try {
+    uid = (await Bun.file(path).stat()).uid;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw e;
   }
+  _refuseUid(path, what, uid);
 }

@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   E_MISSING_TOOL: { http: 500, exit: 1 },
   E_TIMEOUT: { http: 504, exit: 1 },
   E_DAEMON: { http: 500, exit: 1 },
+  /** The request named another build in its version header: refused unread, so the CLI may replace the daemon and resend. */
+  E_DAEMON_VERSION: { http: 409, exit: 1 },
   E_PLUGIN: { http: 500, exit: 1 },
   E_INTERNAL: { http: 500, exit: 1 },
 } as const;

@@ -73,6 +73,14 @@ describe("auto-started daemon", () => {
     }
   });
 
+  test("a command is one request: the version handshake rides on it, no health call first", () => {
+    const received = () => run(["daemon", "status", "--json"]).json<{ requestsReceived: number }>().requestsReceived;
+    const before = received();
+    for (const args of [["vm", "list", "--json"], ["vm", "list"], ["plugin", "list", "--json"]]) expect(run(args).code).toBe(0);
+    // the three commands, and the first status call itself
+    expect(received() - before).toBe(4);
+  });
+
   test("one daemon per home: a second one refuses", () => {
     const r = run(["daemon"]);
     expect(r.code).toBe(1);
@@ -310,12 +318,43 @@ describe("daemon lifecycle", () => {
     vmPids.push(dev.pid);
     expect(await waitFor(() => run(["daemon", "status", "--json"]).code === 0 && h.daemonPid() === dev.pid, 10_000)).toBe(true);
     expect(run(["daemon", "status", "--json"]).json().version).toEndWith("+dev");
-    // any real command from dist/banger replaces it
-    expect(run(["vm", "list", "--json"]).code).toBe(0);
+    // any real command from dist/banger replaces it; a create (not a read) shows the first
+    // daemon refused it unread: done twice, the resend would fail with E_NAME_TAKEN
+    const c = run(["vm", "create", "handshake-1", "--image", "tiny", "--driver", "fake", "--json"]);
+    expect(c.stderr).toBe("");
+    expect(c.code).toBe(0);
     expect(await waitFor(() => !alive(dev.pid), 5000)).toBe(true);
     const st = run(["daemon", "status", "--json"]).json();
     expect(st.version).not.toEndWith("+dev");
     expect(st.pid).not.toBe(dev.pid);
+    expect(run(["vm", "list", "--json"]).json<VMView[]>().filter((v) => v.name === "handshake-1").length).toBe(1);
+    expect(run(["vm", "delete", "handshake-1"]).code).toBe(0);
+  });
+
+  test("a daemon from before the handshake (answers without a version header) is replaced; a read is asked again", async () => {
+    expect(run(["daemon", "stop"]).code).toBe(0);
+    const script = join(pluginDir, "legacy-daemon.ts");
+    writeFileSync(
+      script,
+      `const sock = process.argv[2]!;
+const server = Bun.serve({ unix: sock, fetch(req) {
+  const path = new URL(req.url).pathname;
+  if (path === "/v1/health") return Response.json({ version: "0.0.1+legacy", pid: process.pid, home: "", startedAt: "", reconcile: [] });
+  if (path === "/v1/shutdown") { setTimeout(() => { server.stop(true); process.exit(0); }, 10); return Response.json({ ok: true }); }
+  return Response.json({ vms: [{ name: "from-legacy" }] });
+} });
+`,
+    );
+    const legacy = Bun.spawn([join(ROOT, "node_modules/.bin/bun"), script, join(h.home, "bangerd.sock")], { stdout: "ignore", stderr: "ignore" });
+    vmPids.push(legacy.pid);
+    expect(await waitFor(() => run(["daemon", "status", "--json"]).code === 0, 10_000)).toBe(true);
+    expect(run(["daemon", "status", "--json"]).json().version).toBe("0.0.1+legacy");
+    const r = run(["vm", "list", "--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain("from-legacy");
+    expect(await waitFor(() => !alive(legacy.pid), 5000)).toBe(true);
+    expect(run(["daemon", "status", "--json"]).json().version).not.toBe("0.0.1+legacy");
   });
 
   test("a non-socket file at the socket path is never deleted: clear error", () => {
@@ -329,6 +368,23 @@ describe("daemon lifecycle", () => {
       expect(readFileSync(join(other.home, "bangerd.sock"), "utf8")).toBe("precious");
     } finally {
       rmSync(other.home, { recursive: true, force: true });
+    }
+  });
+
+  test("--verbose says the daemon was started, --quiet drops progress lines; --json output is the same", () => {
+    expect(run(["daemon", "stop"]).code).toBe(0);
+    const v = run(["vm", "list", "--json", "--verbose"]);
+    expect(v.code).toBe(0);
+    expect(v.stderr).toBe("starting daemon\n");
+    expect(v.stdout).toBe(run(["vm", "list", "--json"]).stdout);
+    for (const quiet of [false, true]) {
+      const c = run(["vm", "create", "talk-1", "--image", "tiny", "--driver", "fake", "--start", ...(quiet ? ["--quiet"] : [])]);
+      expect(c.code).toBe(0);
+      vmPids.push(vm("talk-1").pid);
+      expect(c.stdout).toBe("created talk-1 (running)\n");
+      if (quiet) expect(c.stderr).toBe("");
+      else expect(c.stderr).toMatch(/^(\[\d+\.\d+s\] .+\n)+$/);
+      expect(run(["vm", "delete", "talk-1", "--force", "--quiet"]).code).toBe(0);
     }
   });
 });

@@ -93,6 +93,42 @@ describe("basic routes", () => {
   });
 });
 
+describe("the version handshake rides on every request", () => {
+  const withVersion = (method: string, path: string, version: string, body?: object) =>
+    new Request(`http://banger${path}`, { method, headers: { "x-banger-version": version }, body: body && JSON.stringify(body) });
+
+  test("every answer carries the daemon's version: JSON, errors and streams", async () => {
+    const { app, call } = setup();
+    expect((await call("GET", "/v1/vms")).headers.get("x-banger-version")).toBe("9.9.9-test");
+    expect((await call("GET", "/v1/nope")).headers.get("x-banger-version")).toBe("9.9.9-test");
+    const stream = await app(withVersion("POST", "/v1/vms", "9.9.9-test", { name: "v1", image: "default" }));
+    expect(stream.headers.get("x-banger-version")).toBe("9.9.9-test");
+    await stream.text();
+  });
+
+  test("a request naming another build is refused unread: 409 E_DAEMON_VERSION, nothing done", async () => {
+    const { app, engine } = setup();
+    const res = await app(withVersion("POST", "/v1/vms", "0.0.1+other", { name: "never" }));
+    expect(res.status).toBe(409);
+    expect(res.headers.get("x-banger-version")).toBe("9.9.9-test");
+    const e = await errorOf(res);
+    expect(e.code).toBe("E_DAEMON_VERSION");
+    expect(e.message).toContain("0.0.1+other");
+    expect(engine.listVMs()).toEqual([]);
+    // the same build, or no header at all (health, shutdown, older CLIs), is served
+    expect((await app(withVersion("GET", "/v1/vms", "9.9.9-test"))).status).toBe(200);
+  });
+
+  test("health counts the requests received before it", async () => {
+    const { call } = setup();
+    const count = async () => ((await (await call("GET", "/v1/health")).json()) as { requestsReceived: number }).requestsReceived;
+    expect(await count()).toBe(0);
+    await call("GET", "/v1/vms");
+    await call("GET", "/v1/nope");
+    expect(await count()).toBe(3);
+  });
+});
+
 describe("bad input is a 4xx with the error envelope", () => {
   test("malformed JSON → 400 E_BAD_REQUEST", async () => {
     const { call } = setup();

@@ -74,3 +74,57 @@ describe("intArg", () => {
     expect(err.message).toContain("--cpus must be a whole number");
   });
 });
+
+describe("simpleArgs: the fast path parses as citty does, or leaves it to citty", () => {
+  type Cmd = { args?: unknown; run?: unknown; subCommands?: unknown };
+  const get = async <T,>(v: unknown): Promise<T> => (typeof v === "function" ? await (v as () => T)() : (v as T));
+
+  /** Every command with a run() in the real tree, with its path. */
+  async function leaves(): Promise<{ path: string; defs: Record<string, { type?: string; required?: boolean; alias?: unknown }> }[]> {
+    const { main } = await import("../../src/cli/main.ts");
+    const out: { path: string; defs: Record<string, { type?: string; required?: boolean }> }[] = [];
+    const walk = async (cmd: Cmd, path: string[]) => {
+      if (cmd.run) out.push({ path: path.join(" "), defs: (await get(cmd.args)) ?? {} });
+      const subs = (await get<Record<string, unknown>>(cmd.subCommands)) ?? {};
+      for (const [name, sub] of Object.entries(subs)) await walk(await get<Cmd>(sub), [...path, name]);
+    };
+    await walk(main as Cmd, []);
+    return out;
+  }
+
+  test("for positionals and --boolean flags (also kebab-case), every command gets citty's values", async () => {
+    const { simpleArgs } = await import("../../src/cli/main.ts");
+    const { parseArgs } = await import("citty");
+    const all = await leaves();
+    expect(all.map((l) => l.path)).toContain("vm list");
+    let compared = 0;
+    for (const { path, defs } of all) {
+      const positionals = Object.entries(defs).filter(([, d]) => d.type === "positional").map(([n]) => `${n}-value`);
+      const booleans = Object.entries(defs).filter(([, d]) => d.type === "boolean").map(([n]) => n);
+      const kebab = (n: string) => n.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+      const argvs = [positionals, [...positionals, "extra"], ...booleans.map((b) => [`--${kebab(b)}`, ...positionals]), [...positionals, ...booleans.map((b) => `--${b}`)]];
+      const needsFlag = Object.values(defs).some((d) => d.type !== "positional" && d.required);
+      for (const argv of argvs) {
+        const mine = simpleArgs(defs as never, argv);
+        if (needsFlag) {
+          expect([path, argv, mine]).toEqual([path, argv, null]); // `vm run --name X`: citty's
+          continue;
+        }
+        expect([path, argv, mine === null]).toEqual([path, argv, false]);
+        const theirs = parseArgs(argv, defs as never) as Record<string, unknown>;
+        for (const k of [...Object.keys(defs), "_"]) expect([path, argv, k, mine![k]]).toEqual([path, argv, k, theirs[k]]);
+        compared++;
+      }
+    }
+    expect(compared).toBeGreaterThan(40);
+  });
+
+  test("anything else goes to citty: strings, =, --no-, short aliases, a missing required positional", async () => {
+    const { simpleArgs } = await import("../../src/cli/main.ts");
+    const defs = { name: { type: "positional", required: true }, json: { type: "boolean" }, image: { type: "string" }, follow: { type: "boolean", alias: "f" } } as const;
+    expect(simpleArgs(defs, ["x", "--json"])).toEqual({ _: ["x"], name: "x", json: true });
+    for (const argv of [["x", "--image", "i"], ["x", "--json=false"], ["x", "--no-json"], ["x", "-f"], ["--json"], ["x", "-"], ["x", "--bogus"]]) {
+      expect([argv, simpleArgs(defs, argv)]).toEqual([argv, null]);
+    }
+  });
+});
