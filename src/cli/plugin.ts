@@ -1,5 +1,5 @@
 import { defineCommand } from "./define.ts";
-import type { LoadedPlugin } from "../core/loader.ts";
+import type { LoadedPlugin } from "../shared/api.ts";
 import { daemon, jsonArg, out } from "./context.ts";
 
 const list = defineCommand({
