@@ -1,4 +1,4 @@
-import { BangerError, isBangerError, errorMessage } from "../core/errors.ts";
+import { BangerError, isBangerError, errorMessage, undoFailuresOf, withUndoNote } from "../core/errors.ts";
 import { resolveHome } from "../core/paths.ts";
 import { DaemonClient } from "../daemon/client.ts";
 import type { StreamEvent } from "../daemon/http.ts";
@@ -79,9 +79,10 @@ export async function streamCall(method: string, path: string, body: unknown, op
 export function fail(e: unknown, json: boolean): never {
   const code = isBangerError(e) ? e.code : "E_INTERNAL";
   const message = errorMessage(e);
+  const undoFailures = undoFailuresOf(e);
   // synchronous: process.exit below would drop a pending stream write
-  if (json) writeOut(1, JSON.stringify({ error: { code, message } }) + "\n");
-  writeOut(2, `banger: ${message}\n`);
+  if (json) writeOut(1, JSON.stringify({ error: undoFailures.length ? { code, message, undoFailures } : { code, message } }) + "\n");
+  writeOut(2, `banger: ${withUndoNote(message, undoFailures)}\n`);
   process.exit(isBangerError(e) ? e.exitCode : 1);
 }
 

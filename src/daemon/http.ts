@@ -5,10 +5,22 @@ export function json(data: unknown, status = 200): Response {
   return new Response(JSON.stringify(data), { status, headers: { "content-type": "application/json" } });
 }
 
-/** The one error envelope: `{ error: { code, message } }`; never a stack trace. */
+/** What an error envelope carries: `{ code, message }`, plus `undoFailures` when undoing a failed operation failed too. */
+export interface ErrorBody {
+  code: string;
+  message: string;
+  undoFailures?: string[];
+}
+
+/** The envelope body of any error; never a stack trace. */
+export function errorBody(e: unknown): ErrorBody {
+  if (!isBangerError(e)) return { code: "E_INTERNAL", message: errorMessage(e) };
+  return e.undoFailures.length ? { code: e.code, message: e.message, undoFailures: e.undoFailures } : { code: e.code, message: e.message };
+}
+
+/** The one error envelope: `{ error: { code, message, undoFailures? } }`. */
 export function errorResponse(e: unknown): Response {
-  if (isBangerError(e)) return json({ error: { code: e.code, message: e.message } }, e.httpStatus);
-  return json({ error: { code: "E_INTERNAL", message: errorMessage(e) } }, 500);
+  return json({ error: errorBody(e) }, isBangerError(e) ? e.httpStatus : 500);
 }
 
 /** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
@@ -77,7 +89,7 @@ export type StreamEvent =
   | { type: "stdout" | "stderr"; data: string /* base64 */; offset?: number /* byte offset just past this chunk */ }
   | { type: "result"; data: unknown }
   | { type: "exit"; code: number }
-  | { type: "error"; error: { code: string; message: string } };
+  | { type: "error"; error: ErrorBody };
 
 export interface Emitter {
   progress(message: string): void;
@@ -123,8 +135,7 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
         const work = fn(emit);
         send(await (scope ? scope.race(work) : work));
       } catch (e) {
-        const code = isBangerError(e) ? e.code : "E_INTERNAL";
-        send({ type: "error", error: { code, message: errorMessage(e) } });
+        send({ type: "error", error: errorBody(e) });
       } finally {
         releaseScope?.();
         if (!closed) {

@@ -74,11 +74,11 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   });
   log.info(`banger daemon ${FULL_VERSION} pid ${process.pid} home ${home}; plugins: ${loaded.map((p) => p.name).join(", ")}`);
 
-  const engine = new Engine({ store, host, hooks, drivers, paths, log });
+  const ssh = vmSSHPool(host.ssh, host.fs);
+  const engine = new Engine({ store, host, hooks, drivers, paths, log, dropConnection: (id) => ssh.drop(id) });
   const reconcile = await engine.reconcile();
   for (const r of reconcile) log.info(`reconcile ${r.vm}: ${r.action} (handles from ${r.source})${r.cleanupErrors.length ? `; ${r.cleanupErrors.join("; ")}` : ""}`);
 
-  const ssh = vmSSHPool(host.ssh, host.fs);
   const images = new ImageService(store, hooks, host, paths.imagesDir);
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
   const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: process.env.BANGER_GUEST_STATE_ROOT || undefined });

@@ -1,4 +1,5 @@
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
+import { fakeHost, testLogger } from "../helpers/fakes.ts";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -138,6 +139,8 @@ function newEngine(fake: RecordingGuestSSH, opts: { alive?: boolean } = {}) {
   });
   const engine = new SessionEngine({
     repo,
+    host: fakeHost(),
+    log: testLogger(),
     dial: (vm) => pool.get(vm),
     // The fake's notion of liveness: the recorded state, unless a test says the process is gone.
     vmAlive: async (vm) => (opts.alive ?? true) && vm.runtime.state === "running",
