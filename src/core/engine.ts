@@ -76,9 +76,10 @@ export class Engine {
     this.d = {
       newId: () => randomBytes(8).toString("hex"),
       stopTimeoutMs: 20_000,
-      dropConnection: () => {},
       defaultDriver: deps.defaultDriver ?? "qemu",
       ...deps,
+      // after the spread: a caller passing `dropConnection: undefined` gets the no-op too
+      dropConnection: deps.dropConnection ?? (() => {}),
     } as Engine["d"];
   }
 

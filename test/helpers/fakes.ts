@@ -497,7 +497,7 @@ export async function caught(p: Promise<unknown>): Promise<BangerError> {
  * `make()` builds another Engine on the same store/host/driver: what a
  * daemon restart looks like. The caller cleans up `ts`.
  */
-export function engineWorld(opts: { paths: BangerPaths; newId: () => string; stopTimeoutMs?: number }) {
+export function engineWorld(opts: { paths: BangerPaths; newId: () => string; stopTimeoutMs?: number; dropConnection?: (vmId: string) => void }) {
   const host = fakeHost();
   const driver = fakeDriver(host.procs);
   const ts = testStore();
@@ -515,6 +515,7 @@ export function engineWorld(opts: { paths: BangerPaths; newId: () => string; sto
       defaultDriver: driver.name,
       newId: opts.newId,
       stopTimeoutMs: opts.stopTimeoutMs,
+      dropConnection: opts.dropConnection,
     });
   return { host, driver, ts, hooks, log, make };
 }

@@ -1,7 +1,7 @@
 // The daemon's request handler, called without a socket (like fastify's inject).
 import { afterEach, describe, expect, test } from "bun:test";
 import { createApp } from "../../src/daemon/app.ts";
-import type { StreamEvent } from "../../src/daemon/http.ts";
+import { errorResponse, type StreamEvent } from "../../src/daemon/http.ts";
 import { ImageService } from "../../src/daemon/images.ts";
 import { vmSSHPool } from "../../src/daemon/ssh-pool.ts";
 import { BangerError } from "../../src/core/errors.ts";
@@ -40,7 +40,7 @@ function setup(extraRoutes: ((req: Request, url: URL, parts: string[]) => Promis
         body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
       }),
     );
-  return { app, call, engine, host, driver, ts, shutdowns: () => shutdowns };
+  return { app, call, engine, hooks, host, driver, ts, shutdowns: () => shutdowns };
 }
 
 async function errorOf(res: Response): Promise<{ code: string; message: string }> {
@@ -263,5 +263,29 @@ describe("vm lifecycle over the handler", () => {
     expect((await errorOf(res)).code).toBe("E_IMAGE_NOT_FOUND");
     const list = (await (await call("GET", "/v1/images")).json()) as { images: { name: string }[] };
     expect(list.images.map((i) => i.name)).toEqual(["default"]);
+  });
+});
+
+describe("undo failures in the error envelope", () => {
+  test("errorResponse: undoFailures only when there are some", async () => {
+    const plain = (await errorResponse(new BangerError("E_STATE", "boom")).json()) as { error: object };
+    expect(plain).toEqual({ error: { code: "E_STATE", message: "boom" } });
+    const res = errorResponse(new BangerError("E_TIMEOUT", "no ssh", { undoFailures: ["net-tap:vm:start:before: tap x: busy"] }));
+    expect(res.status).toBe(504);
+    expect(await res.json()).toEqual({ error: { code: "E_TIMEOUT", message: "no ssh", undoFailures: ["net-tap:vm:start:before: tap x: busy"] } });
+  });
+
+  test("a start whose undo fails: the in-band error event carries the first failure and every undo failure", async () => {
+    const { call, hooks, ts } = setup();
+    hooks.hook("scratch", "vm:start:before", ({ op }) => {
+      op.defer("scratch disk", () => {
+        throw new Error("device busy");
+      });
+      throw new BangerError("E_STATE", "refused");
+    });
+    await call("POST", "/v1/vms", { name: "u" }).then((r) => r.text());
+    const evs = await events(await call("POST", "/v1/vms/u/start", {}));
+    expect(evs.at(-1)).toEqual({ type: "error", error: { code: "E_STATE", message: "scratch:vm:start:before: refused", undoFailures: ["scratch:vm:start:before: scratch disk: device busy"] } });
+    expect(ts.store.getVM("u")!.runtime.lastError).toBe("scratch:vm:start:before: refused (undo also failed: scratch:vm:start:before: scratch disk: device busy)");
   });
 });

@@ -153,6 +153,29 @@ describe("create", () => {
   });
 });
 
+describe("pooled guest connections", () => {
+  test("stop, restart, delete and a VM found dead drop the VM's pooled connection, from the engine (any caller)", async () => {
+    let n = 0;
+    const dropped: string[] = [];
+    const w = engineWorld({ paths: PATHS, newId: () => `id${String(++n).padStart(4, "0")}`, stopTimeoutMs: 1000, dropConnection: (id) => void dropped.push(id) });
+    stores.push(w.ts);
+    const engine = w.make();
+    const vm = await engine.create({ name: "pooled" });
+    await engine.start("pooled");
+    expect(dropped).toEqual([]);
+    await engine.stop("pooled");
+    expect(dropped).toEqual([vm.id]);
+    await engine.restart("pooled");
+    expect(dropped).toEqual([vm.id, vm.id]);
+    // the process dies under the daemon: noticing it drops the connection too
+    w.host.procs.table.clear();
+    await engine.noticeExit(vm.id);
+    expect(dropped.length).toBe(3);
+    await engine.delete("pooled");
+    expect(dropped).toEqual([vm.id, vm.id, vm.id, vm.id]);
+  });
+});
+
 describe("start", () => {
   test("runs hooks around the launch, writes handles.json, seeds the cache, state running", async () => {
     const w = world();
