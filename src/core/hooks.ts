@@ -39,7 +39,7 @@ export interface HookMap {
   /** The repo is in place at guestPath (not yet read-only): add steps over `guest`; a throw puts the previous tree back. */
   "workspace:prepare": { vm: VMRecord; sourcePath: string; guestPath: string; readOnly: boolean; guest: GuestSSH; op: Operation };
   /** Build an image into `dir` (a temp dir renamed into place on success). */
-  "image:build": { name: string; dir: string; force: boolean; progress: ProgressSink; result: { built: boolean } };
+  "image:build": { name: string; dir: string; force: boolean; progress: ProgressSink; result: { built: boolean }; op: Operation };
 }
 
 export type HookName = keyof HookMap;

@@ -79,7 +79,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const reconcile = await engine.reconcile();
   for (const r of reconcile) log.info(`reconcile ${r.vm}: ${r.action} (handles from ${r.source})${r.cleanupErrors.length ? `; ${r.cleanupErrors.join("; ")}` : ""}`);
 
-  const images = new ImageService(store, hooks, host, paths.imagesDir);
+  const images = new ImageService(store, hooks, host, paths.imagesDir, log);
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
   const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: process.env.BANGER_GUEST_STATE_ROOT || undefined });
   const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });

@@ -289,3 +289,27 @@ describe("undo failures in the error envelope", () => {
     expect(ts.store.getVM("u")!.runtime.lastError).toBe("scratch:vm:start:before: refused (undo also failed: scratch:vm:start:before: scratch disk: device busy)");
   });
 });
+
+describe("image build is an operation", () => {
+  test("a failing build hook: its own undo and the build dir are undone once, the failure is the error", async () => {
+    const { hooks, host, ts } = setup();
+    const log = { lines: [] as string[], info() {}, warn(m: string) { log.lines.push(m); }, error() {}, debug() {} };
+    const images = new ImageService(ts.store, hooks, host, "/state/images", log);
+    const undone: string[] = [];
+    hooks.hook("img", "image:build", ({ dir, op }) => {
+      op.defer("cache lock", () => {
+        undone.push(`lock ${dir}`);
+        throw new Error("lock file vanished");
+      });
+      throw new BangerError("E_INTERNAL", "mmdebstrap failed");
+    });
+    const err = await images.build("fresh", false, () => {}).catch((e) => e);
+    expect(err.message).toBe("img:image:build: mmdebstrap failed");
+    expect(err.undoFailures).toEqual(["img:image:build: cache lock: lock file vanished"]);
+    expect(undone.length).toBe(1);
+    expect(log.lines).toEqual(["image build fresh: undo img:image:build: cache lock: lock file vanished"]);
+    const made = host.fs.ops.filter((o) => o.startsWith("mkdirp /state/images/.fresh.build-"));
+    expect(made.length).toBe(1);
+    expect(host.fs.ops.filter((o) => o === made[0]!.replace("mkdirp", "rmrf")).length).toBe(1);
+  });
+});

@@ -45,6 +45,17 @@ async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?
 const block = (lines: string[]) => [`# BEGIN ${hostsMarker(PATHS.home)} (managed by banger net-tap; do not edit)`, ...lines, `# END ${hostsMarker(PATHS.home)}`].join("\n") + "\n";
 
 describe("net-tap: create", () => {
+  test("a hosts file that cannot be rewritten fails the create and gives the address back (deferred before the rewrite)", async () => {
+    const w = await world();
+    let fails = 1;
+    w.host.fs.failWrites = { test: (p: string) => p === HOSTS && fails-- > 0 } as unknown as RegExp;
+    const err = await caught(w.engine.create({ name: "alpha", net: "tap" }));
+    expect(err.message).toContain("EIO");
+    expect(err.undoFailures).toEqual([]);
+    expect(w.leases.list(IP_POOL)).toEqual([]);
+    expect(w.ts.store.getVM("alpha")).toBeNull();
+  });
+
   test("a tap VM leases the first free guest IP, SSH goes to IP:22, <name>.vm lands in the hosts file (0644, other lines kept)", async () => {
     const w = await world();
     const a = await w.engine.create({ name: "alpha", net: "tap" });
