@@ -5,15 +5,15 @@
  */
 export { definePlugin } from "./core/plugin.ts";
 export type { BangerPlugin, PluginContext, Logger, BangerPaths, PluginStoreView } from "./core/plugin.ts";
-export type { HookMap, HookName, HookHandler, HookOptions, Undo, ProgressSink } from "./core/hooks.ts";
+export type { HookMap, HookName, HookHandler, HookOptions } from "./core/hooks.ts";
+/** One multi-step request as hooks see it: `op.defer(label, undo)` right after acquiring something. */
+export type { Operation, Undo, ProgressSink } from "./core/operation.ts";
 export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession } from "./shared/model.ts";
 export type { VMMDriver, BootConfig, LaunchResult } from "./vmm/driver.ts";
 export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, Clock, FS, GuestSSH, SSHTarget, SSHDialer } from "./host/types.ts";
 export type { LeaseStore, Lease } from "./shared/leases.ts";
 export { BangerError } from "./shared/errors.ts";
 export { renderScript } from "./shared/quote.ts";
-/** LIFO undo stack for a multi-step handler: defer right after acquiring, unwind on failure. */
-export { UndoStack } from "./core/hooks.ts";
 /** Where a VM keeps its files (disks, keys, sockets, logs), derived from VMRuntime.vmDir. */
 export { vmPaths } from "./shared/paths.ts";
 /** Name a temp file next to its target the way the daemon's startup sweep recognises (and removes after a crash). */

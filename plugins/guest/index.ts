@@ -102,11 +102,13 @@ export default definePlugin({
       if (keys.clientKeyPath !== paths.clientKey || keys.hostKeyPath !== paths.hostKey) throw new BangerError("E_INTERNAL", "key file names drifted from vmPaths");
       await ctx.host.fs.writeAtomic(paths.hostPubKey, keys.hostPublicKey + "\n", 0o644);
     });
-    ctx.hook("vm:start:before", async ({ vm, boot }) => {
+    ctx.hook("vm:start:before", async ({ vm, boot, op }) => {
       const image = ctx.store.getImage(vm.spec.image);
       if (!image?.initrdPath) return;
       const keys = vmPaths(vm.runtime.vmDir);
       const out = join(vm.runtime.vmDir, "initrd.img");
+      // a start that fails later (or a build failing half way) leaves the VM dir as it found it
+      op.defer("seed initrd", () => ctx.host.fs.rmrf(out));
       await buildSeedInitrd({
         exec: ctx.host.exec,
         baseInitrd: image.initrdPath,
@@ -116,8 +118,6 @@ export default definePlugin({
         hostKeyPath: keys.hostKey,
       });
       boot.initrdPaths = [out];
-      // a start that fails later leaves the VM dir as it found it
-      return () => ctx.host.fs.rmrf(out);
     });
     ctx.hook("vm:start:after", async ({ vm, handles, progress, signal }) => {
       if (!vm.runtime.sshPort) return;

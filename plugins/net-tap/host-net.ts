@@ -48,17 +48,14 @@ export async function ensureNat(exec: Exec, bridge: string, subnet: Subnet): Pro
   }
 }
 
-/** Create the VM's tap and put it on the bridge; on a failure half way, the tap is removed again. */
+/** Create the VM's tap and put it on the bridge. On a failure half way the tap may exist: the caller deferred deleteTap before calling. */
 export async function addTap(exec: Exec, tap: string, bridge: string): Promise<void> {
   // a leftover from a crash before cleanup ran would make `tuntap add` fail
   await deleteTap(exec, tap);
   const add = await exec.run("ip", ["tuntap", "add", "dev", tap, "mode", "tap"], { check: false });
   if (add.exitCode !== 0) _fail(`cannot create tap ${tap}`, add.stderr);
   const attach = await exec.run("ip", ["link", "set", "dev", tap, "master", bridge, "up"], { check: false });
-  if (attach.exitCode !== 0) {
-    await deleteTap(exec, tap).catch(() => {});
-    _fail(`cannot attach ${tap} to ${bridge}`, attach.stderr);
-  }
+  if (attach.exitCode !== 0) _fail(`cannot attach ${tap} to ${bridge}`, attach.stderr);
 }
 
 /** Remove a tap; one that is already gone is not an error. */

@@ -148,44 +148,39 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
         return resolver;
       };
 
-      ctx.hook("vm:create", async ({ vm }) => {
+      ctx.hook("vm:create", async ({ vm, op }) => {
         if (!isTapVM(vm)) return;
         await requireOwnNetns();
         const ip = await claim(vm);
-        // the engine only learns of this undo when we return, so a failed rewrite gives the address back here
-        const undo = async () => {
+        // deferred before the rewrite that may fail: a failed create gives the address back either way
+        op.defer(`address ${ip}`, async () => {
           leases().release(IP_POOL, vm.id);
           await syncHosts();
-        };
-        try {
-          await syncHosts();
-        } catch (e) {
-          await undo().catch(() => {});
-          throw e;
-        }
+        });
+        await syncHosts();
         ctx.log.debug(`${vm.name}: ${ip} (${vm.name}.vm)`);
-        return undo;
       });
 
-      ctx.hook("vm:start:before", async ({ vm, boot, handles, progress }) => {
+      ctx.hook("vm:start:before", async ({ vm, boot, handles, op }) => {
         if (!isTapVM(vm)) return;
         await requireOwnNetns();
         const cfg = conf();
         const ip = await claim(vm);
-        progress(`tap network: ${cfg.bridge} ${cfg.subnet.cidr}, ${vm.name} at ${ip}`);
+        op.progress(`tap network: ${cfg.bridge} ${cfg.subnet.cidr}, ${vm.name} at ${ip}`);
         await bridgeLock(async () => {
           await ensureBridge(exec, cfg.bridge, cfg.subnet);
           await ensureNat(exec, cfg.bridge, cfg.subnet);
         });
         const tap = tapName(vm.id);
+        // deferred before it is made: a tap half made (created, not attached) is removed too; a missing one is no error
+        op.defer(`tap ${tap}`, async () => {
+          await deleteTap(exec, tap);
+          handles.tapDevice = "";
+        });
         await addTap(exec, tap, cfg.bridge);
         handles.tapDevice = tap;
         boot.nics = [...(boot.nics ?? []), { tap, mac: macFor(vm.id) }];
         boot.kernelArgs.push(`banger.ip=${ip}/${cfg.subnet.prefix}`, `banger.gw=${cfg.subnet.gateway}`, `banger.dns=${await dns()}`);
-        return async () => {
-          await deleteTap(exec, tap);
-          handles.tapDevice = "";
-        };
       });
 
       ctx.hook("vm:reconcile", async ({ vm, handles }) => {
@@ -195,6 +190,7 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
         if (await linkExists(exec, tap)) handles.tapDevice = tap;
       });
 
+      // after a stop, and for a VM found dead (reconcile); a failed start removes its tap through its op
       ctx.hook("vm:cleanup", async ({ vm, handles }) => {
         // only taps this plugin made: another plugin's tapDevice is that plugin's to remove
         if (!isTapVM(vm)) return;

@@ -88,7 +88,7 @@ export function createStorageDmPlugin(opts: StorageDmOptions = {}): BangerPlugin
         // VMDir removal on failure takes the files with it.
       });
 
-      ctx.hook("vm:start:before", async ({ vm, boot, handles, progress }) => {
+      ctx.hook("vm:start:before", async ({ vm, boot, handles, op }) => {
         if (vm.runtime.systemOverlay !== cowPathFor(vm)) return;
         const image = ctx.store.getImage(vm.spec.image);
         if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${vm.spec.image}`);
@@ -97,20 +97,21 @@ export function createStorageDmPlugin(opts: StorageDmOptions = {}): BangerPlugin
           throw new BangerError("E_STATE", `vm ${vm.name}: image ${vm.spec.image} changed since the VM was created; its dm-snapshot only fits the old image (recreate the VM)`);
         }
         handles.extra[STORAGE_KEY] = "dm";
-        progress("attaching dm-snapshot");
+        op.progress("attaching dm-snapshot");
         const record = () => ctx.saveHandles(vm, handles);
-        await globalLock().run(() => attachSnapshot(exec, { vmId: vm.id, baseFile: image.rootfsPath, cowFile: cowPathFor(vm) }, handles, record));
-        boot.disks.push({ path: handles.dmDev, format: "raw" });
-        if (vm.runtime.workDiskPath) boot.disks.push({ path: vm.runtime.workDiskPath, format: "raw" });
-        return async () => {
+        // deferred before the attach: an attach failing half way leaves in `handles` exactly what it made, and this takes it down
+        op.defer("dm-snapshot", async () => {
           const failures = await globalLock().run(() => detachSnapshot(exec, handles, ctx.log.warn));
           // a stale file would name loop numbers another VM may get next (same base file, so the ownership check could not tell)
           await record();
-          if (failures.length) throw new AggregateError(failures, failures.map((f) => f.message).join("; "));
-        };
+          if (failures.length) throw new BangerError("E_INTERNAL", failures.map((f) => f.message).join("; "));
+        });
+        await globalLock().run(() => attachSnapshot(exec, { vmId: vm.id, baseFile: image.rootfsPath, cowFile: cowPathFor(vm) }, handles, record));
+        boot.disks.push({ path: handles.dmDev, format: "raw" });
+        if (vm.runtime.workDiskPath) boot.disks.push({ path: vm.runtime.workDiskPath, format: "raw" });
       });
 
-      // Stop, failed start and reconcile of a dead VM (handles from handles.json) all end here.
+      // Stop and reconcile of a dead VM (handles from handles.json) end here; a failed start detaches through its op.
       ctx.hook("vm:cleanup", async ({ handles }) => {
         if (!handles.dmName && !handles.cowLoop && !handles.baseLoop) return;
         const failures = await globalLock().run(() => detachSnapshot(exec, handles, ctx.log.warn));

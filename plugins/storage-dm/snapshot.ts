@@ -1,4 +1,4 @@
-import { BangerError, UndoStack } from "../../src/plugin-api.ts";
+import { BangerError } from "../../src/plugin-api.ts";
 import type { Exec, VMHandles } from "../../src/plugin-api.ts";
 
 /** handles.extra keys: the files behind the loops, checked before a detach so a reused loop number is never ours by mistake. */
@@ -42,52 +42,29 @@ async function _attachLoop(exec: Exec, file: string, readOnly: boolean): Promise
  * Base loop (read-only) → COW loop → `dmsetup create` snapshot target.
  * Call with the global lock held. Each name goes into `handles` and
  * `record()` runs right after it is acquired, so a crash at any point leaves
- * a handles.json naming what exists. On failure everything made so far is
- * undone in reverse order, the fields are cleared and the first error is
- * rethrown (undo failures attached as its cause).
+ * a handles.json naming what exists. On failure `handles` names exactly
+ * what was made: the caller takes it down with detachSnapshot (the plugin
+ * defers that on its operation before calling).
  */
 export async function attachSnapshot(exec: Exec, f: SnapshotFiles, handles: VMHandles, record: () => Promise<void>): Promise<void> {
-  const undo = new UndoStack();
-  try {
-    const base = await _attachLoop(exec, f.baseFile, true);
-    handles.baseLoop = base;
-    handles.extra[BASE_FILE_KEY] = f.baseFile;
-    undo.defer("base loop", async () => {
-      await detachLoop(exec, base, f.baseFile);
-      handles.baseLoop = "";
-    });
-    await record();
+  const base = await _attachLoop(exec, f.baseFile, true);
+  handles.baseLoop = base;
+  handles.extra[BASE_FILE_KEY] = f.baseFile;
+  await record();
 
-    const cow = await _attachLoop(exec, f.cowFile, false);
-    handles.cowLoop = cow;
-    handles.extra[COW_FILE_KEY] = f.cowFile;
-    undo.defer("cow loop", async () => {
-      await detachLoop(exec, cow, f.cowFile);
-      handles.cowLoop = "";
-    });
-    await record();
+  const cow = await _attachLoop(exec, f.cowFile, false);
+  handles.cowLoop = cow;
+  handles.extra[COW_FILE_KEY] = f.cowFile;
+  await record();
 
-    const sectors = Number((await exec.run("blockdev", ["--getsz", base])).stdout.trim());
-    if (!Number.isInteger(sectors) || sectors <= 0) throw new BangerError("E_INTERNAL", `blockdev --getsz ${base}: not a size`);
-    const name = dmNameFor(f.vmId);
-    // persistent (P) so the VM's writes survive a stop/start; chunk 8 sectors = 4 KiB
-    await exec.run("dmsetup", ["create", name, "--table", `0 ${sectors} snapshot ${base} ${cow} P ${CHUNK_SECTORS}`]);
-    handles.dmName = name;
-    handles.dmDev = `/dev/mapper/${name}`;
-    undo.defer("dm target", async () => {
-      await removeTarget(exec, name);
-      handles.dmName = "";
-      handles.dmDev = "";
-    });
-    await record();
-    undo.commit();
-  } catch (e) {
-    const failures = await undo.unwind();
-    // the file now names only what is still there
-    await record().catch(() => {});
-    if (failures.length && e instanceof Error && !e.cause) (e as { cause?: unknown }).cause = new AggregateError(failures, "undo failures");
-    throw e;
-  }
+  const sectors = Number((await exec.run("blockdev", ["--getsz", base])).stdout.trim());
+  if (!Number.isInteger(sectors) || sectors <= 0) throw new BangerError("E_INTERNAL", `blockdev --getsz ${base}: not a size`);
+  const name = dmNameFor(f.vmId);
+  // persistent (P) so the VM's writes survive a stop/start; chunk 8 sectors = 4 KiB
+  await exec.run("dmsetup", ["create", name, "--table", `0 ${sectors} snapshot ${base} ${cow} P ${CHUNK_SECTORS}`]);
+  handles.dmName = name;
+  handles.dmDev = `/dev/mapper/${name}`;
+  await record();
 }
 
 /** `dmsetup remove`; a target that is already gone counts as removed. */

@@ -1,4 +1,4 @@
-import { BangerError, isBangerError, errorMessage } from "../shared/errors.ts";
+import { BangerError, isBangerError, errorMessage, undoFailuresOf, withUndoNote } from "../shared/errors.ts";
 import { resolveHome } from "../shared/paths.ts";
 import { mark } from "../shared/profile.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
@@ -81,9 +81,10 @@ export async function streamCall(method: string, path: string, body: unknown, op
 export function fail(e: unknown, json: boolean): never {
   const code = isBangerError(e) ? e.code : "E_INTERNAL";
   const message = errorMessage(e);
+  const undoFailures = undoFailuresOf(e);
   // synchronous: process.exit below would drop a pending stream write
-  if (json) writeOut(1, JSON.stringify({ error: { code, message } }) + "\n");
-  log().error(message);
+  if (json) writeOut(1, JSON.stringify({ error: undoFailures.length ? { code, message, undoFailures } : { code, message } }) + "\n");
+  log().error(withUndoNote(message, undoFailures));
   process.exit(isBangerError(e) ? e.exitCode : 1);
 }
 

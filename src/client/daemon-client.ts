@@ -304,8 +304,9 @@ function lastLine(path: string): string {
 }
 
 function toError(data: unknown, status: number): BangerError {
-  const err = (data as { error?: { code?: string; message?: string } }).error;
+  const err = (data as { error?: { code?: string; message?: string; undoFailures?: unknown } }).error;
   const code = (err?.code && err.code in ERROR_CODES ? err.code : status >= 500 ? "E_DAEMON" : "E_BAD_REQUEST") as ErrorCode;
-  return new BangerError(code, err?.message ?? `daemon answered ${status}`);
+  const undoFailures = Array.isArray(err?.undoFailures) ? err.undoFailures.map(String) : [];
+  return new BangerError(code, err?.message ?? `daemon answered ${status}`, { undoFailures });
 }
 

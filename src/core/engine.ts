@@ -8,9 +8,10 @@ import type { Host } from "../host/types.ts";
 import type { Store } from "../store/store.ts";
 import { chooseVmm } from "../vmm/choose.ts";
 import type { BootConfig, VMMDriver } from "../vmm/driver.ts";
-import { BangerError, errorMessage } from "../shared/errors.ts";
+import { BangerError, errorMessage, undoFailuresOf, withUndoNote } from "../shared/errors.ts";
 import { faultPoint } from "../host/faults.ts";
-import { HookEngine, UndoStack, type ProgressSink } from "./hooks.ts";
+import type { HookEngine } from "./hooks.ts";
+import { runOperation, type ProgressSink } from "./operation.ts";
 import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";
 import { vmPaths } from "../shared/paths.ts";
@@ -41,6 +42,8 @@ export interface EngineDeps {
   newId?: () => string;
   /** How long a graceful stop may take before the VM is killed. */
   stopTimeoutMs?: number;
+  /** Forget pooled connections to a VM's guest (the daemon's SSH pool); called whenever the engine stops a VM or finds it dead. */
+  dropConnection?: (vmId: string) => void;
 }
 
 export interface ReconcileOutcome {
@@ -75,6 +78,8 @@ export class Engine {
       stopTimeoutMs: 20_000,
       defaultDriver: deps.defaultDriver ?? "qemu",
       ...deps,
+      // after the spread: a caller passing `dropConnection: undefined` gets the no-op too
+      dropConnection: deps.dropConnection ?? (() => {}),
     } as Engine["d"];
   }
 
@@ -200,27 +205,22 @@ export class Engine {
       updatedAt: now,
     };
     // Under the VM's lock from the first row on: a start or delete arriving meanwhile waits for the create to finish or unwind.
-    return this.cache.withLock(id, async () => {
-      const undo = new UndoStack();
-      try {
+    return this.cache.withLock(id, () =>
+      runOperation({ name: `vm create ${name}`, vm, host: this.d.host, log: this.d.log, progress }, async (op) => {
         // The row goes in first so the name is claimed atomically (UNIQUE) before any work.
         this.d.store.upsertVM(vm);
-        undo.defer("vm row", () => this.d.store.deleteVM(id));
+        op.defer("vm row", () => this.d.store.deleteVM(id));
         await faultPoint("create:after-row");
         await this.d.host.fs.mkdirp(vmDir, 0o700);
-        undo.defer("vm dir", () => this.d.host.fs.rmrf(vmDir));
-        await this.d.hooks.run("vm:create", { vm, progress }, undo);
+        op.defer("vm dir", () => this.d.host.fs.rmrf(vmDir));
+        await this.d.hooks.run("vm:create", { vm, progress: op.progress, op });
         await faultPoint("create:after-disk");
         vm.runtime.state = "created";
         this.save(vm);
         await faultPoint("create:before-commit");
-        undo.commit();
         return vm;
-      } catch (e) {
-        const failures = await undo.unwind();
-        throw withUndoFailures(e, failures);
-      }
-    });
+      }),
+    );
   }
 
   async start(idOrName: string, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
@@ -241,7 +241,6 @@ export class Engine {
       vm.runtime.lastError = "";
       this.save(vm);
       await faultPoint("start:after-starting");
-      const undo = new UndoStack();
       const handles = emptyHandles();
       const boot: BootConfig = {
         kernelPath: image.kernelPath,
@@ -251,40 +250,40 @@ export class Engine {
         netArgs: [],
       };
       try {
-        await this.d.hooks.run("vm:start:before", { vm, boot, handles, progress }, undo);
-        // Record what the before-hooks made (tap, loops, dm) before the process exists: a daemon
-        // dying during or right after launch must still let the next one tear them down.
-        await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
-        undo.defer("handles", () => removeHandlesFile(this.d.host.fs, vm.runtime.vmDir));
-        progress(`launching ${driver.name}`);
-        const launched = await driver.launch(vm, boot);
-        handles.pid = launched.pid;
-        handles.pidStartTime = launched.pidStartTime;
-        undo.defer("vm process", () => driver.kill(vm, handles));
-        await faultPoint("start:after-launch");
-        await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
-        undo.defer("handles", async () => {
-          this.cache.delete(vm.id);
-          await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
+        // The start's undos are the whole teardown of a failed start: each runs once, and vm:cleanup
+        // (for VMs found dead, with nothing left to undo them) does not run on top.
+        return await runOperation({ name: `vm start ${vm.name}`, vm, host: this.d.host, log: this.d.log, progress, signal }, async (op) => {
+          await this.d.hooks.run("vm:start:before", { vm, boot, handles, progress: op.progress, op });
+          // Record what the before-hooks made (tap, loops, dm) before the process exists: a daemon
+          // dying during or right after launch must still let the next one tear them down.
+          await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
+          op.defer("handles file", async () => {
+            this.cache.delete(vm.id);
+            await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
+          });
+          op.progress(`launching ${driver.name}`);
+          const launched = await driver.launch(vm, boot);
+          handles.pid = launched.pid;
+          handles.pidStartTime = launched.pidStartTime;
+          op.defer("vm process", () => driver.kill(vm, handles));
+          await faultPoint("start:after-launch");
+          await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
+          this.cache.set(vm.id, handles);
+          await faultPoint("start:after-handles");
+          await this.d.hooks.run("vm:start:after", { vm, handles, progress: op.progress, signal: op.signal, op });
+          // Plugins may have added handles after launch; persist the final set.
+          this.cache.set(vm.id, handles);
+          await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
+          await faultPoint("start:before-running");
+          vm.runtime.state = "running";
+          this.save(vm);
+          return vm;
         });
-        this.cache.set(vm.id, handles);
-        await faultPoint("start:after-handles");
-        await this.d.hooks.run("vm:start:after", { vm, handles, progress, signal }, undo);
-        // Plugins may have added handles after launch; persist the final set.
-        this.cache.set(vm.id, handles);
-        await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
-        await faultPoint("start:before-running");
-        vm.runtime.state = "running";
-        this.save(vm);
-        undo.commit();
-        return vm;
       } catch (e) {
-        const failures = await undo.unwind();
-        failures.push(...(await this.d.hooks.runAll("vm:cleanup", { vm, handles })));
         vm.runtime.state = "error";
-        vm.runtime.lastError = errorMessage(e);
+        vm.runtime.lastError = withUndoNote(errorMessage(e), undoFailuresOf(e));
         this.save(vm);
-        throw withUndoFailures(e, failures);
+        throw e;
       }
     });
   }
@@ -299,6 +298,8 @@ export class Engine {
     const driver = this.driverFor(vm);
     const handles = (await this.handlesOf(vm)) ?? (await rediscoverHandles(vm, driver, this.d.host.fs, this.d.host.procs)).handles;
     const failures: Error[] = [];
+    // a pooled connection to a guest that is going away would only hang its next user
+    this.d.dropConnection(vm.id);
     if (vm.runtime.state !== "stopped" && vm.runtime.state !== "created") {
       vm.runtime.state = "stopping";
       this.save(vm);
@@ -441,6 +442,7 @@ export class Engine {
     if (vm.runtime.state === "error" && found.source === "none") return null;
     // A live-but-unanswering process (hung VMM) still holds resources: kill it before cleanup.
     if (found.source === "process") await driver.kill(vm, found.handles).catch(() => {});
+    this.d.dropConnection(vm.id);
     const failures = [...hookErrors, ...(await this.d.hooks.runAll("vm:cleanup", { vm, handles: found.handles }))];
     this.cache.delete(vm.id);
     await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
@@ -456,13 +458,4 @@ function _atLeast(v: number | undefined, dflt: number, what: string, min = 1): n
   // a million MiB / cpus is already absurd here; the cap keeps huge values out of qemu argv and SQLite
   if (!Number.isInteger(n) || n < min || n > 1 << 20) throw new BangerError("E_BAD_REQUEST", `${what} must be an integer from ${min} to ${1 << 20}, got ${v}`);
   return n;
-}
-
-function withUndoFailures(e: unknown, failures: Error[]): unknown {
-  if (failures.length === 0) return e;
-  const err = e instanceof Error ? e : new Error(String(e));
-  // Keep the first error; undo failures ride along as its cause.
-  (err as Error & { undoFailures?: Error[] }).undoFailures = failures;
-  if (!err.cause) (err as { cause?: unknown }).cause = new AggregateError(failures, "undo failures");
-  return err;
 }

@@ -1,39 +1,45 @@
 import type { GuestSSH } from "../host/types.ts";
 import type { BootConfig } from "../vmm/driver.ts";
 import type { GuestSession, VMHandles, VMRecord } from "../shared/model.ts";
+import type { ProgressSink } from "./operation.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
+import { labelledOperation, type Operation, type Undo } from "./operation.ts";
 
-/** Something a handler made that must be unmade if a later step fails. */
-export type Undo = () => void | Promise<void>;
-
-export interface ProgressSink {
-  (message: string): void;
-}
+export type { Operation, ProgressSink, Undo } from "./operation.ts";
 
 /**
  * Every hook, by name, with the payload its handlers receive. Names are
  * `noun:verb[:when]`; an unknown name is a type error and a runtime error.
+ * A hook that is a step of an operation carries it as `op`: defer the undo
+ * of what you make with `op.defer(label, fn)` right after making it (or
+ * return the undo, which is deferred for you once the handler returns).
  */
 export interface HookMap {
   /** A VM row exists and VMDir is made; allocate durable resources (ports, disks, keys). */
-  "vm:create": { vm: VMRecord; progress: ProgressSink };
-  /** Before the VMM process launches: fill the boot config, acquire transient handles. */
-  "vm:start:before": { vm: VMRecord; boot: BootConfig; handles: VMHandles; progress: ProgressSink };
+  "vm:create": { vm: VMRecord; progress: ProgressSink; op: Operation };
+  /** Before the VMM process launches: fill the boot config, acquire transient handles (defer their teardown on `op`). */
+  "vm:start:before": { vm: VMRecord; boot: BootConfig; handles: VMHandles; progress: ProgressSink; op: Operation };
   /** The VMM process runs: wait for the guest (e.g. SSH) before the VM counts as running. */
-  "vm:start:after": { vm: VMRecord; handles: VMHandles; progress: ProgressSink; signal: AbortSignal };
+  "vm:start:after": { vm: VMRecord; handles: VMHandles; progress: ProgressSink; signal: AbortSignal; op: Operation };
   "vm:stop:before": { vm: VMRecord; handles: VMHandles };
   "vm:stop:after": { vm: VMRecord };
-  /** The VM process is gone: tear down the kernel state the handles name (taps, loops, dm). */
+  /**
+   * The VM process is gone after a stop, or found dead (reconcile, a crash cut a start short): tear down the
+   * kernel state the handles name (taps, loops, dm). Not run after a start that failed in this daemon: there
+   * the start's own undos (op.defer) tear down what it made, once.
+   */
   "vm:cleanup": { vm: VMRecord; handles: VMHandles };
   "vm:delete": { vm: VMRecord };
   /** Startup reconcile: re-find this plugin's handles for a VM the store says is running. */
   "vm:reconcile": { vm: VMRecord; handles: VMHandles; alive: boolean };
+  /** A session's process runs in the guest (fired by the session engine once it launched). */
   "session:start": { vm: VMRecord; session: GuestSession };
+  /** A session ended (stop, kill, rm --force, its process exited, its VM went away): fired once per session. */
   "session:stop": { vm: VMRecord; session: GuestSession };
   /** The repo is in place at guestPath (not yet read-only): add steps over `guest`; a throw puts the previous tree back. */
-  "workspace:prepare": { vm: VMRecord; sourcePath: string; guestPath: string; readOnly: boolean; guest: GuestSSH };
+  "workspace:prepare": { vm: VMRecord; sourcePath: string; guestPath: string; readOnly: boolean; guest: GuestSSH; op: Operation };
   /** Build an image into `dir` (a temp dir renamed into place on success). */
-  "image:build": { name: string; dir: string; force: boolean; progress: ProgressSink; result: { built: boolean } };
+  "image:build": { name: string; dir: string; force: boolean; progress: ProgressSink; result: { built: boolean }; op: Operation };
 }
 
 export type HookName = keyof HookMap;
@@ -67,38 +73,6 @@ interface Registered {
 }
 
 const ORDER = { pre: 0, normal: 1, post: 2 } as const;
-
-/** LIFO stack of undos for one operation; runs each once. */
-export class UndoStack {
-  private readonly items: { label: string; fn: Undo }[] = [];
-  defer(label: string, fn: Undo): void {
-    this.items.push({ label, fn });
-  }
-  get size(): number {
-    return this.items.length;
-  }
-  /** Forget the undos (the operation succeeded). */
-  commit(): void {
-    this.items.length = 0;
-  }
-  /**
-   * Run the undos in reverse order (so changes unwind like defer). Never
-   * throws: failures are returned so the caller can attach them to the
-   * original error instead of masking it.
-   */
-  async unwind(): Promise<Error[]> {
-    const failures: Error[] = [];
-    while (this.items.length > 0) {
-      const { label, fn } = this.items.pop()!;
-      try {
-        await fn();
-      } catch (e) {
-        failures.push(new Error(`undo ${label}: ${errorMessage(e)}`, { cause: e }));
-      }
-    }
-    return failures;
-  }
-}
 
 /**
  * Typed serial hook runner. Handlers run in order (pre, normal, post; then
@@ -135,23 +109,24 @@ export class HookEngine {
   }
 
   /**
-   * Run every handler for `name`. Undos returned by handlers are pushed on
-   * `undo` (when given) as they are acquired.
+   * Run every handler for `name`. When the payload carries an operation,
+   * each handler sees it with its undo labels naming plugin and hook, and an
+   * undo a handler returns is deferred on it.
    */
-  async run<K extends HookName>(name: K, payload: HookMap[K], undo?: UndoStack): Promise<void> {
+  async run<K extends HookName>(name: K, payload: HookMap[K]): Promise<void> {
+    const op = (payload as { op?: Operation }).op;
     for (const h of [...(this.handlers.get(name) ?? [])]) {
+      const label = `${h.plugin}:${name}`;
       let result: void | Undo;
       try {
-        result = await h.handler(payload);
+        result = await h.handler(op ? { ...payload, op: labelledOperation(op, label) } : payload);
       } catch (e) {
         if (e instanceof BangerError) {
-          throw new BangerError(e.code, `${h.plugin}:${name}: ${e.message}`, { cause: e });
+          throw new BangerError(e.code, `${h.plugin}:${name}: ${e.message}`, { cause: e, undoFailures: e.undoFailures });
         }
         throw new BangerError("E_PLUGIN", `${h.plugin}:${name}: ${errorMessage(e)}`, { cause: e });
       }
-      if (typeof result === "function") {
-        if (undo) undo.defer(`${h.plugin}:${name}`, result);
-      }
+      if (typeof result === "function") op?.defer(label, result);
     }
   }
 

@@ -1,3 +1,4 @@
+import type { Logger } from "../shared/logger.ts";
 import type { HookHandler, HookName, HookOptions } from "./hooks.ts";
 import type { ImageRecord, VMHandles, VMRecord } from "../shared/model.ts";
 import type { Host } from "../host/types.ts";
@@ -5,12 +6,7 @@ import type { VMMDriver } from "../vmm/driver.ts";
 import type { LeaseStore } from "../shared/leases.ts";
 import type { BangerPaths } from "../shared/paths.ts";
 
-export interface Logger {
-  info(msg: string): void;
-  warn(msg: string): void;
-  error(msg: string): void;
-  debug(msg: string): void;
-}
+export type { Logger };
 
 export type { BangerPaths };
 

@@ -89,15 +89,12 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
       if (id && !action && m === "GET") return json(await vmView(engine, engine.getVM(id)));
       if (id && !action && m === "DELETE") {
         const force = url.searchParams.get("force") === "1";
-        const vm = engine.getVM(id);
-        d.ssh.drop(vm.id);
-        const deleted = await engine.delete(vm.id, { force });
+        const deleted = await engine.delete(id, { force });
         return json({ deleted: deleted.name, id: deleted.id });
       }
       if (id && m === "POST" && (action === "start" || action === "restart")) {
         await parseBody(req, {});
         const vm = engine.getVM(id);
-        if (action === "restart") d.ssh.drop(vm.id);
         return ndjson(req, async (emit) => {
           const out = action === "start" ? await engine.start(vm.id, emit.progress, emit.signal) : await engine.restart(vm.id, emit.progress);
           return { type: "result", data: await vmView(engine, out) };
@@ -105,9 +102,7 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
       }
       if (id && m === "POST" && action === "stop") {
         const body = await parseBody<{ force?: boolean; timeoutMs?: number }>(req, { force: { type: "boolean" }, timeoutMs: { type: "integer" } });
-        const vm = engine.getVM(id);
-        d.ssh.drop(vm.id);
-        return json(await vmView(engine, await engine.stop(vm.id, body)));
+        return json(await vmView(engine, await engine.stop(id, body)));
       }
       if (id && m === "POST" && action === "exec") {
         const body = await parseBody<{ argv: string[]; stdin?: string }>(req, { argv: { type: "string[]", required: true }, stdin: { type: "string" } }, MAX_EXEC_BODY_BYTES);

@@ -1,15 +1,21 @@
-import type { StreamEvent } from "../shared/api.ts";
+import type { ErrorBody, StreamEvent } from "../shared/api.ts";
 import { BangerError, errorMessage, isBangerError } from "../shared/errors.ts";
 import { currentScope } from "./request-scope.ts";
 
 export function json(data: unknown, status = 200): Response {
   return new Response(JSON.stringify(data), { status, headers: { "content-type": "application/json" } });
 }
+export type { ErrorBody };
 
-/** The one error envelope: `{ error: { code, message } }`; never a stack trace. */
+/** The envelope body of any error; never a stack trace. */
+export function errorBody(e: unknown): ErrorBody {
+  if (!isBangerError(e)) return { code: "E_INTERNAL", message: errorMessage(e) };
+  return e.undoFailures.length ? { code: e.code, message: e.message, undoFailures: e.undoFailures } : { code: e.code, message: e.message };
+}
+
+/** The one error envelope: `{ error: { code, message, undoFailures? } }`. */
 export function errorResponse(e: unknown): Response {
-  if (isBangerError(e)) return json({ error: { code: e.code, message: e.message } }, e.httpStatus);
-  return json({ error: { code: "E_INTERNAL", message: errorMessage(e) } }, 500);
+  return json({ error: errorBody(e) }, isBangerError(e) ? e.httpStatus : 500);
 }
 
 /** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
@@ -119,8 +125,7 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
         const work = fn(emit);
         send(await (scope ? scope.race(work) : work));
       } catch (e) {
-        const code = isBangerError(e) ? e.code : "E_INTERNAL";
-        send({ type: "error", error: { code, message: errorMessage(e) } });
+        send({ type: "error", error: errorBody(e) });
       } finally {
         releaseScope?.();
         if (!closed) {

@@ -2,6 +2,8 @@ import { copyFile, readdir, rename, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { BangerError } from "../shared/errors.ts";
 import type { HookEngine } from "../core/hooks.ts";
+import { runOperation } from "../core/operation.ts";
+import type { Logger } from "../core/plugin.ts";
 import { tempPathFor } from "../shared/temps.ts";
 import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord } from "../shared/model.ts";
 import type { Host } from "../host/types.ts";
@@ -31,6 +33,8 @@ export class ImageService {
     private readonly hooks: HookEngine,
     private readonly host: Host,
     private readonly imagesDir: string,
+    /** Where undo failures of a build are logged. */
+    private readonly log: Logger = { info() {}, warn() {}, error() {}, debug() {} },
   ) {}
 
   get(name: string): ImageRecord {
@@ -58,19 +62,17 @@ export class ImageService {
     if (this.hooks.count("image:build") === 0) throw new BangerError("E_PLUGIN", "no plugin builds images (is the image plugin loaded?)");
     const final = join(this.imagesDir, name);
     const tmp = tempPathFor(final, "build");
-    await this.host.fs.mkdirp(tmp, 0o755);
-    try {
+    return runOperation({ name: `image build ${name}`, host: this.host, log: this.log, progress }, async (op) => {
+      op.defer("build dir", () => this.host.fs.rmrf(tmp));
+      await this.host.fs.mkdirp(tmp, 0o755);
       const result = { built: false };
-      await this.hooks.run("image:build", { name, dir: tmp, force, progress, result });
+      await this.hooks.run("image:build", { name, dir: tmp, force, progress, result, op });
       const img = await this.record(name, tmp, final, "built");
       await this.host.fs.rmrf(final);
       await rename(tmp, final);
       this.store.upsertImage(img);
       return { image: img, built: true };
-    } catch (e) {
-      await this.host.fs.rmrf(tmp);
-      throw e;
-    }
+    });
   }
 
   /** Describe an image dir; paths point at where it will live after the rename. */

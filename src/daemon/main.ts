@@ -8,7 +8,6 @@ import type { BangerPlugin } from "../core/plugin.ts";
 import { daemonPaths, resolveHome } from "../shared/paths.ts";
 import { createHost } from "../host/index.ts";
 import { createSSHDialer } from "../host/ssh.ts";
-import { createLeaseStore } from "../store/leases.ts";
 import { Store } from "../store/store.ts";
 import { FULL_VERSION } from "../version.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
@@ -75,14 +74,14 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   });
   log.info(`banger daemon ${FULL_VERSION} pid ${process.pid} home ${home}; plugins: ${loaded.map((p) => p.name).join(", ")}`);
 
-  const engine = new Engine({ store, host, hooks, drivers, paths, log });
+  const ssh = vmSSHPool(host.ssh, host.fs);
+  const engine = new Engine({ store, host, hooks, drivers, paths, log, dropConnection: (id) => ssh.drop(id) });
   const reconcile = await engine.reconcile();
   for (const r of reconcile) log.info(`reconcile ${r.vm}: ${r.action} (handles from ${r.source})${r.cleanupErrors.length ? `; ${r.cleanupErrors.join("; ")}` : ""}`);
   // after reconcile (half-made rows are gone by now) and before listening: nothing of ours is at work yet
   await sweepHome({ paths, fs: host.fs, procs: host.procs, clock: host.clock, log, vms: store.listVMs(), images: store.listImages() });
 
-  const ssh = vmSSHPool(host.ssh, host.fs);
-  const images = new ImageService(store, hooks, host, paths.imagesDir);
+  const images = new ImageService(store, hooks, host, paths.imagesDir, log);
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
   const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: process.env.BANGER_GUEST_STATE_ROOT || undefined });
   const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });

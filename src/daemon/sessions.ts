@@ -6,7 +6,6 @@ import type { Logger } from "../core/plugin.ts";
 import type { Host } from "../host/types.ts";
 import { SessionEngine, type LogStream } from "../sessions/engine.ts";
 import type { Store } from "../store/store.ts";
-import { createSessionRepo } from "../store/sessions.ts";
 import { json, ndjson, parseBody } from "./http.ts";
 import type { SSHPool } from "./ssh-pool.ts";
 
@@ -46,6 +45,9 @@ function offsetParam(v: string | null): number {
 export function createSessionRoutes(d: SessionRouteDeps) {
   const sessions = new SessionEngine({
     repo: d.store.sessions,
+    host: d.host,
+    log: d.log,
+    hooks: d.engine.hooks,
     dial: (vm) => d.ssh.get(vm),
     vmAlive: (vm) => d.engine.alive(vm),
     getVM: (x) => d.store.getVM(x),
@@ -54,12 +56,6 @@ export function createSessionRoutes(d: SessionRouteDeps) {
     stateRoot: d.stateRoot,
   });
 
-  const fire = async (name: "session:start" | "session:stop", s: GuestSession) => {
-    const vm = d.store.getVM(s.vmId);
-    if (!vm) return;
-    for (const f of await d.engine.hooks.runAll(name, { vm, session: s })) d.log.warn(f.message);
-  };
-
   async function route(req: Request, url: URL, parts: string[]): Promise<Response | null> {
     const [, group, vmName, sub, sid, action] = parts;
     if (group !== "vms" || sub !== "sessions" || !vmName) return null;
@@ -67,9 +63,7 @@ export function createSessionRoutes(d: SessionRouteDeps) {
     if (!sid && m === "GET") return json({ sessions: sessions.list(vmName) });
     if (!sid && m === "POST") {
       const body = await parseBody<{ name?: string; command: string; args?: string[]; cwd?: string; stdinMode?: string; requiredCommands?: string[] }>(req, START_SCHEMA);
-      const s = await sessions.start({ vmIdOrName: vmName, ...body, stdinMode: body.stdinMode as GuestSession["stdinMode"] | undefined });
-      await fire("session:start", s);
-      return json(s, 201);
+      return json(await sessions.start({ vmIdOrName: vmName, ...body, stdinMode: body.stdinMode as GuestSession["stdinMode"] | undefined }), 201);
     }
     if (!sid) return null;
     const session = () => sessions.get(vmName, sid);
@@ -85,9 +79,7 @@ export function createSessionRoutes(d: SessionRouteDeps) {
     }
     if ((action === "stop" || action === "kill") && m === "POST") {
       const body = await parseBody<{ graceMs?: number }>(req, { graceMs: { type: "integer" } });
-      const s = action === "kill" ? await sessions.kill(session()) : await sessions.stop(session(), body.graceMs ?? 5000);
-      await fire("session:stop", s);
-      return json(s);
+      return json(action === "kill" ? await sessions.kill(session()) : await sessions.stop(session(), body.graceMs ?? 5000));
     }
     if (action === "logs" && m === "GET") {
       const s = session();

@@ -33,7 +33,7 @@ const EXPORT_SCHEMA = {
  * format-patch bytes; {format: "fetch", sourcePath} → refs fetched into the source repo).
  */
 export function createWorkspaceRoutes(d: WorkspaceRouteDeps) {
-  const workspaces = new WorkspaceEngine({ dial: (vm) => d.ssh.get(vm), exec: d.host.exec, fs: d.host.fs, hooks: d.engine.hooks, tar: d.tar });
+  const workspaces = new WorkspaceEngine({ host: d.host, log: d.log, dial: (vm) => d.ssh.get(vm), exec: d.host.exec, fs: d.host.fs, hooks: d.engine.hooks, tar: d.tar });
 
   async function route(req: Request, url: URL, parts: string[]): Promise<Response | null> {
     const [, group, vmName, sub, action] = parts;
@@ -41,12 +41,12 @@ export function createWorkspaceRoutes(d: WorkspaceRouteDeps) {
     if (!action && req.method === "POST") {
       const body = await parseBody<{ sourcePath: string; guestPath?: string; readOnly?: boolean }>(req, PREPARE_SCHEMA);
       const vm = await d.engine.running(vmName);
-      const prepare = async (progress?: (m: string) => void) => {
-        const ws = await workspaces.prepare({ vm, ...body, progress });
+      const prepare = async (progress?: (m: string) => void, signal?: AbortSignal) => {
+        const ws = await workspaces.prepare({ vm, ...body, progress, signal });
         d.log.info(`workspace ${ws.sourcePath} → ${vm.name}:${ws.guestPath} (${ws.files} files, ${ws.bytes} bytes${ws.readOnly ? ", read-only" : ""})`);
         return ws;
       };
-      if (url.searchParams.get("stream") === "1") return ndjson(req, async (emit) => ({ type: "result", data: await prepare((m) => emit.progress(m)) }));
+      if (url.searchParams.get("stream") === "1") return ndjson(req, async (emit) => ({ type: "result", data: await prepare((m) => emit.progress(m), emit.signal) }));
       return json(await prepare(), 201);
     }
     if (action === "diff" && req.method === "GET") {

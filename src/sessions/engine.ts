@@ -1,9 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { BangerError, errorMessage } from "../shared/errors.ts";
+import { BangerError, errorMessage, undoFailuresOf } from "../shared/errors.ts";
 import { faultMidStream, faultPoint } from "../host/faults.ts";
+import type { HookEngine } from "../core/hooks.ts";
+import { runOperation } from "../core/operation.ts";
+import type { Logger } from "../core/plugin.ts";
 import { shellJoin } from "../shared/quote.ts";
 import type { GuestSession, SessionStdinMode, VMRecord } from "../shared/model.ts";
-import type { Clock, GuestSSH } from "../host/types.ts";
+import type { Clock, GuestSSH, Host } from "../host/types.ts";
 import {
   AttachInputCommandForPipe,
   AttachTailCommand,
@@ -35,6 +38,12 @@ export const SESSION_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 /** What the engine needs from the daemon; tests pass fakes that record. */
 export interface SessionEngineDeps {
   repo: SessionRepo;
+  /** Given to the start operation. */
+  host: Host;
+  /** Where hook and undo failures are logged. */
+  log: Logger;
+  /** session:start and session:stop fire from here (each handler's failure is logged, not thrown). */
+  hooks?: Pick<HookEngine, "runAll">;
   /** An SSH connection to the VM's guest (host key pinned). */
   dial: (vm: VMRecord) => Promise<GuestSSH>;
   /** The single liveness check of a VM. */
@@ -219,45 +228,56 @@ export class SessionEngine {
     this._d.repo.upsert(session);
     await faultPoint("session:after-row");
 
-    const fail = (stage: string, message: string, code: "E_BAD_REQUEST" | "E_STATE", cause?: unknown): never => {
+    // Preflight and launch are one operation; a failure records status failed with the stage it reached.
+    let stage = "connect";
+    try {
+      session = await runOperation({ name: `session start ${name} on ${vm.name}`, vm, host: this._d.host, log: this._d.log }, async (op) => {
+        const conn = await this._conn(vm);
+        if (session.cwd) {
+          stage = "cwd";
+          const r = await conn.runScript(CWDPreflightScript(session.cwd));
+          if (r.exitCode !== 0) throw new BangerError("E_BAD_REQUEST", _firstLine(r.stderr) || `missing cwd: ${session.cwd}`);
+        }
+        stage = "command";
+        const wanted = [...new Set([command, ...(params.requiredCommands ?? [])])];
+        const r = await conn.runScript(CommandPreflightScript(wanted, session.cwd || undefined));
+        if (r.exitCode !== 0) {
+          const missing = r.stderr.trim().split("\n").map((l) => l.trim()).filter(Boolean).join("; ");
+          throw new BangerError("E_BAD_REQUEST", missing || `missing command among: ${wanted.join(", ")}`);
+        }
+        stage = "launch";
+        const launched = await conn.runScript(LaunchScript(session));
+        if (launched.exitCode !== 0) throw new BangerError("E_STATE", launched.stderr.trim() || `launch script exited ${launched.exitCode}`);
+        // the process runs from here: a failure below kills it again
+        op.defer("session process", async () => {
+          await conn.runScript(StopScript(stateDir, 0));
+        });
+        await faultPoint("session:after-launch");
+        const [pidText] = launched.stdout.trim().split(/\s+/);
+        const pid = Number(pidText);
+        if (!Number.isInteger(pid) || pid <= 0) throw new BangerError("E_STATE", `launch script printed no pid: ${JSON.stringify(launched.stdout)}`);
+        const t = this._now();
+        const pipe = stdinMode === "pipe";
+        const running: GuestSession = { ...session, status: "running", guestPid: pid, startedAt: t, updatedAt: t, attachable: pipe, reattachable: pipe };
+        this._d.repo.upsert(running);
+        return running;
+      });
+    } catch (e) {
+      const message = errorMessage(e);
       const t = this._now();
       session = { ...session, status: "failed", launchStage: stage, launchMessage: message, endedAt: t, updatedAt: t };
       this._d.repo.upsert(session);
-      throw new BangerError(code, `session ${name} failed at stage "${stage}": ${message}`, cause ? { cause } : undefined);
-    };
+      const code = e instanceof BangerError && e.code === "E_BAD_REQUEST" ? "E_BAD_REQUEST" : "E_STATE";
+      throw new BangerError(code, `session ${name} failed at stage "${stage}": ${message}`, { cause: e, undoFailures: undoFailuresOf(e) });
+    }
+    await this._fire("session:start", vm, session);
+    return session;
+  }
 
-    let conn: GuestSSH;
-    try {
-      conn = await this._conn(vm);
-    } catch (e) {
-      return fail("connect", errorMessage(e), "E_STATE", e);
-    }
-    try {
-      if (session.cwd) {
-        const r = await conn.runScript(CWDPreflightScript(session.cwd));
-        if (r.exitCode !== 0) fail("cwd", _firstLine(r.stderr) || `missing cwd: ${session.cwd}`, "E_BAD_REQUEST");
-      }
-      const wanted = [...new Set([command, ...(params.requiredCommands ?? [])])];
-      const r = await conn.runScript(CommandPreflightScript(wanted, session.cwd || undefined));
-      if (r.exitCode !== 0) {
-        const missing = r.stderr.trim().split("\n").map((l) => l.trim()).filter(Boolean).join("; ");
-        fail("command", missing || `missing command among: ${wanted.join(", ")}`, "E_BAD_REQUEST");
-      }
-      const launched = await conn.runScript(LaunchScript(session));
-      await faultPoint("session:after-launch");
-      if (launched.exitCode !== 0) fail("launch", launched.stderr.trim() || `launch script exited ${launched.exitCode}`, "E_STATE");
-      const [pidText] = launched.stdout.trim().split(/\s+/);
-      const pid = Number(pidText);
-      if (!Number.isInteger(pid) || pid <= 0) fail("launch", `launch script printed no pid: ${JSON.stringify(launched.stdout)}`, "E_STATE");
-      const t = this._now();
-      const pipe = stdinMode === "pipe";
-      session = { ...session, status: "running", guestPid: pid, startedAt: t, updatedAt: t, attachable: pipe, reattachable: pipe };
-      this._d.repo.upsert(session);
-      return session;
-    } catch (e) {
-      if (e instanceof BangerError && session.status === "failed") throw e;
-      return fail("launch", errorMessage(e), "E_STATE", e);
-    }
+  /** Run a session hook; its failures are logged (the session's state is what it is either way). */
+  private async _fire(name: "session:start" | "session:stop", vm: VMRecord | null, session: GuestSession): Promise<void> {
+    if (!this._d.hooks || !vm) return;
+    for (const f of await this._d.hooks.runAll(name, { vm, session })) this._d.log.warn(f.message);
   }
 
   // --- send ---
@@ -387,7 +407,7 @@ export class SessionEngine {
     return out;
   }
 
-  private _applyStatus(s: GuestSession, output: string, endStatus: "exited" | "stopped"): GuestSession {
+  private async _applyStatus(s: GuestSession, output: string, endStatus: "exited" | "stopped"): Promise<GuestSession> {
     const words = output.trim().split("\n").pop()?.trim().split(/\s+/) ?? [];
     switch (words[0]) {
       case "running": {
@@ -414,7 +434,15 @@ export class SessionEngine {
     }
   }
 
-  private _end(s: GuestSession, status: GuestSession["status"], exitCode: number | null, endedAt: string, message?: string, stage?: string): GuestSession {
+  /**
+   * Record that a session ended and fire session:stop, once: only the call
+   * that moves the stored row out of starting/running fires (the check and
+   * the write run without an await between them, and the row is durable, so
+   * a restarted daemon noticing the same end does not fire again).
+   */
+  private async _end(s: GuestSession, status: GuestSession["status"], exitCode: number | null, endedAt: string, message?: string, stage?: string): Promise<GuestSession> {
+    const stored = this._d.repo.get(s.id);
+    if (stored && !ACTIVE.includes(stored.status)) return stored; // someone else recorded the end first
     const t = this._now();
     const next: GuestSession = {
       ...s,
@@ -428,6 +456,7 @@ export class SessionEngine {
       launchMessage: message && (stage || !s.launchMessage) ? message : s.launchMessage,
     };
     this._d.repo.upsert(next);
+    if (stored) await this._fire("session:stop", this._d.getVM(next.vmId), next);
     return next;
   }
 

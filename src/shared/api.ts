@@ -1,12 +1,19 @@
 // What travels between the CLI and the daemon: the shapes both sides agree on.
 
+/** What an error envelope carries: `{ code, message }`, plus `undoFailures` when undoing a failed operation failed too. */
+export interface ErrorBody {
+  code: string;
+  message: string;
+  undoFailures?: string[];
+}
+
 /** One line of an NDJSON stream: progress/output events, then one final result, exit or error. */
 export type StreamEvent =
   | { type: "progress"; message: string }
   | { type: "stdout" | "stderr"; data: string /* base64 */; offset?: number /* byte offset just past this chunk */ }
   | { type: "result"; data: unknown }
   | { type: "exit"; code: number }
-  | { type: "error"; error: { code: string; message: string } };
+  | { type: "error"; error: ErrorBody };
 
 /** A plugin as `banger plugin list` shows it. */
 export interface LoadedPlugin {

@@ -36,9 +36,12 @@ export class BangerError extends Error {
   readonly code: ErrorCode;
   /** The request (daemon scope) this error was made in, if any; not enumerable, so never serialised. */
   declare readonly origin: unknown;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** What failed while an operation unwound after this error (its first failure): one line each, `label: message`. */
+  readonly undoFailures: string[];
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; undoFailures?: string[] }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.code = code;
+    this.undoFailures = options?.undoFailures ?? [];
     this.name = "BangerError";
     Object.defineProperty(this, "origin", { value: originOfNewErrors?.(), enumerable: false });
   }
@@ -52,6 +55,16 @@ export class BangerError extends Error {
 
 export function isBangerError(e: unknown): e is BangerError {
   return e instanceof BangerError;
+}
+
+/** The undo failures an error carries (none for anything but a BangerError that has them). */
+export function undoFailuresOf(e: unknown): string[] {
+  return e instanceof BangerError ? e.undoFailures : [];
+}
+
+/** A message with its undo failures appended, still one line: `msg (undo also failed: a; b)`. */
+export function withUndoNote(message: string, undoFailures: readonly string[]): string {
+  return undoFailures.length ? `${message} (undo also failed: ${undoFailures.join("; ")})` : message;
 }
 
 export function errorMessage(e: unknown): string {

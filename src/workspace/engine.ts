@@ -4,10 +4,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BangerError, errorMessage } from "../shared/errors.ts";
-import { UndoStack, type HookEngine } from "../core/hooks.ts";
+import type { HookEngine } from "../core/hooks.ts";
+import { runOperation } from "../core/operation.ts";
+import type { Logger } from "../core/plugin.ts";
 import { faultPoint } from "../host/faults.ts";
 import type { VMRecord } from "../shared/model.ts";
-import type { Exec, FS, GuestSSH } from "../host/types.ts";
+import type { Exec, FS, GuestSSH, Host } from "../host/types.ts";
 import { planDelta, snapshot, type Manifest } from "./manifest.ts";
 import {
   ActivateScript,
@@ -31,6 +33,10 @@ import {
 import { GIT_EXCLUDES, createTarRunner, listWorkspaceFiles, repoRoot, sanitizeGitConfig, workspaceTar, type TarRunner, type TarStream, type WorkspaceFiles } from "./tar.ts";
 
 export interface WorkspaceDeps {
+  /** Handed to workspace:prepare hooks on the operation. */
+  host: Host;
+  /** Where undo failures of a prepare are logged. */
+  log: Logger;
   /** The guest's (pooled) SSH connection. */
   dial(vm: VMRecord): Promise<GuestSSH>;
   exec: Exec;
@@ -51,6 +57,8 @@ export interface PrepareParams {
   readOnly?: boolean;
   /** Told what is happening, at most about once a second while bytes flow. */
   progress?: (message: string) => void;
+  /** Aborted when whoever asked went away. */
+  signal?: AbortSignal;
 }
 
 /** What a prepare did. */
@@ -135,11 +143,12 @@ export class WorkspaceEngine {
     const { stage, old } = stagePaths(guestPath, this.token());
     const where = `vm ${p.vm.name}: workspace ${guestPath}`;
     const started = performance.now();
-    const undo = new UndoStack();
     const seen: { error?: unknown; bytes: number } = { bytes: 0 };
-    try {
+    await runOperation({ name: `workspace prepare ${p.vm.name}:${guestPath}`, vm: p.vm, host: this.d.host, log: this.d.log, progress: p.progress, signal: p.signal }, async (op) => {
+      // the guest may hold a mix after a failure: the next prepare must send everything
+      if (manifestFile && prev) op.defer("workspace manifest", () => this.d.fs!.rmrf(manifestFile));
       // Before the first byte goes: a failed or cut stream leaves a stage dir behind.
-      undo.defer("workspace stage", () => _must(guest, RollbackScript(guestPath, stage, old, false)));
+      op.defer("workspace stage", () => _must(guest, RollbackScript(guestPath, stage, old, false)));
       const stream = (f: WorkspaceFiles) => _watch(workspaceTar(this.tar, f, config), seen, p.progress);
       const fail = (code: number, err: Uint8Array[]) => {
         if (seen.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${errorMessage(seen.error)}`, { cause: seen.error });
@@ -174,23 +183,16 @@ export class WorkspaceEngine {
       await faultPoint("workspace:after-extract");
 
       // Pushed before it runs: an activation cut halfway is undone from whatever state it left.
-      undo.defer("workspace swap", () => _must(guest, RollbackScript(guestPath, stage, old, true)));
+      op.defer("workspace swap", () => _must(guest, RollbackScript(guestPath, stage, old, true)));
       const act = await guest.runScript(ActivateScript(guestPath, stage, old));
       if (act.exitCode !== 0) {
         throw new BangerError("E_STATE", `${where}: ${act.exitCode === NO_GIT_EXIT ? "git is not installed in the guest" : act.stderr.trim() || `swapping into place failed (exit ${act.exitCode})`}`);
       }
       if (performance.now() - started > 1000) p.progress?.(`copied ${files.paths.length - 1} files (${(seen.bytes / 1048576).toFixed(1)} MiB); running workspace:prepare hooks`);
-      await this.d.hooks.run("workspace:prepare", { vm: p.vm, sourcePath: files.root, guestPath, readOnly, guest }, undo);
+      await this.d.hooks.run("workspace:prepare", { vm: p.vm, sourcePath: files.root, guestPath, readOnly, guest, op });
       const fin = await guest.runScript(FinalizeScript(guestPath, old, readOnly, sentToken));
       if (fin.exitCode !== 0) throw new BangerError("E_STATE", `${where}: finishing failed: ${fin.stderr.trim() || `exit ${fin.exitCode}`}`);
-      undo.commit();
-    } catch (e) {
-      // the guest may hold a mix now: the next prepare must send everything
-      if (manifestFile && prev) await this.d.fs!.rmrf(manifestFile).catch(() => {});
-      const failures = await undo.unwind();
-      if (failures.length) throw new BangerError(e instanceof BangerError ? e.code : "E_INTERNAL", `${errorMessage(e)} (and undoing it failed: ${failures.map((f) => f.message).join("; ")})`, { cause: [e, ...failures] });
-      throw e;
-    }
+    });
     if (manifestFile) {
       const m: Manifest = { guestPath, token: sentToken, readOnly, entries: now };
       await this.d.fs!.mkdirp(join(p.vm.runtime.vmDir, "workspaces"));

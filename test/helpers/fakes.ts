@@ -27,6 +27,7 @@ import type {
 import { Store } from "../../src/store/store.ts";
 import { Engine } from "../../src/core/engine.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
+import type { Operation, Undo } from "../../src/core/operation.ts";
 import type { BangerPaths } from "../../src/core/plugin.ts";
 import type { BootConfig, LaunchResult, VMMDriver } from "../../src/vmm/driver.ts";
 
@@ -512,7 +513,7 @@ export async function caught(p: Promise<unknown>): Promise<BangerError> {
  * `make()` builds another Engine on the same store/host/driver: what a
  * daemon restart looks like. The caller cleans up `ts`.
  */
-export function engineWorld(opts: { paths: BangerPaths; newId: () => string; stopTimeoutMs?: number }) {
+export function engineWorld(opts: { paths: BangerPaths; newId: () => string; stopTimeoutMs?: number; dropConnection?: (vmId: string) => void }) {
   const host = fakeHost();
   const driver = fakeDriver(host.procs);
   const ts = testStore();
@@ -530,6 +531,7 @@ export function engineWorld(opts: { paths: BangerPaths; newId: () => string; sto
       defaultDriver: driver.name,
       newId: opts.newId,
       stopTimeoutMs: opts.stopTimeoutMs,
+      dropConnection: opts.dropConnection,
     });
   return { host, driver, ts, hooks, log, make };
 }
@@ -537,4 +539,45 @@ export function engineWorld(opts: { paths: BangerPaths; newId: () => string; sto
 /** The store's SQLite handle, for tests that check what is (not) in the file; product code goes through typed methods. */
 export function rawDb(store: Store): Database {
   return (store as unknown as { db: Database }).db;
+}
+
+// ---------------------------------------------------------------- operation
+
+export interface RecordingOp extends Operation {
+  /** Labels deferred so far, in order. */
+  readonly deferred: string[];
+  readonly progressed: string[];
+  /** What the operation runner does on failure: every undo once, last first; returns the failures as `label: message`. */
+  unwind(): Promise<string[]>;
+}
+
+/** An Operation for calling one hook handler directly (no runner around it): records what is deferred. */
+export function recordingOp(o: { name?: string; vm?: VMRecord; host?: Host; log?: Logger } = {}): RecordingOp {
+  const stack: { label: string; fn: Undo }[] = [];
+  const op: RecordingOp = {
+    name: o.name ?? "test op",
+    vm: o.vm,
+    host: o.host ?? fakeHost(),
+    log: o.log ?? testLogger(),
+    signal: new AbortController().signal,
+    deferred: [],
+    progressed: [],
+    progress: (m) => void op.progressed.push(m),
+    defer(label, fn) {
+      op.deferred.push(label);
+      stack.push({ label, fn });
+    },
+    async unwind() {
+      const failures: string[] = [];
+      for (let it = stack.pop(); it; it = stack.pop()) {
+        try {
+          await it.fn();
+        } catch (e) {
+          failures.push(`${it.label}: ${(e as Error).message}`);
+        }
+      }
+      return failures;
+    },
+  };
+  return op;
 }

@@ -32,6 +32,29 @@ afterAll(async () => {
   rmSync(pluginDir, { recursive: true, force: true });
 });
 
+describe("an undo that fails is shown, never lost", () => {
+  test("vm start: the first failure is the message; the undo failure is in --json, the one human line, the daemon log and lastError", () => {
+    expect(run(["vm", "create", "undo-fail-1", "--image", "tiny", "--vmm", "fake"]).code).toBe(0);
+    const undo = "buggy:vm:start:before: scratch disk: scratch disk is still busy";
+    const j = run(["vm", "start", "undo-fail-1", "--json"]);
+    expect(j.code).toBe(1);
+    const err = JSON.parse(j.stdout).error;
+    expect(err.message).toBe("buggy:vm:start:before: start refused on purpose");
+    expect(err.undoFailures).toEqual([undo]);
+    const human = run(["vm", "start", "undo-fail-1"]);
+    expect(human.code).toBe(1);
+    expect(lines(human.stderr)).toEqual([`banger: buggy:vm:start:before: start refused on purpose (undo also failed: ${undo})`]);
+    expect(daemonLog()).toContain(`vm start undo-fail-1: undo ${undo}`);
+    const vm = JSON.parse(run(["vm", "show", "undo-fail-1", "--json"]).stdout);
+    expect(vm.runtime.state).toBe("error");
+    expect(vm.runtime.lastError).toBe(`buggy:vm:start:before: start refused on purpose (undo also failed: ${undo})`);
+    // the fake VMM's tap, made before the failing step, was undone once and vm:cleanup did not run on top
+    const events = readFileSync(join(h.home, "fake-events.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((e) => e.vm === "undo-fail-1");
+    expect(events.map((e) => e.ev)).toEqual(["alloc", "undo", "alloc", "undo"]);
+    expect(run(["vm", "delete", "undo-fail-1"]).code).toBe(0);
+  });
+});
+
 describe("a bug fails only its request", () => {
   for (const [name, says] of [
     ["bug-reject-1", "injected failure"],

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { fakeHost, testLogger } from "../helpers/fakes.ts";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
@@ -34,6 +35,8 @@ function newEngine(over: Partial<SessionEngineDeps> = {}): SessionEngine {
   });
   const e = new SessionEngine({
     repo: store.sessions,
+    host: fakeHost(),
+    log: testLogger(),
     dial: (v) => pool.get(v),
     vmAlive: async (v) => v.runtime.state === "running",
     getVM: (idOrName) => store.getVM(idOrName),

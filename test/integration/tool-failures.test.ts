@@ -66,7 +66,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { INITRD_MODULES } from "../../plugins/image/build.ts";
 import { tapName } from "../../plugins/net-tap/subnet.ts";
-import { attachSnapshot, cowBytesFor } from "../../plugins/storage-dm/snapshot.ts";
+import { attachSnapshot, cowBytesFor, detachSnapshot } from "../../plugins/storage-dm/snapshot.ts";
 import { emptyHandles } from "../../src/shared/model.ts";
 import { createExec } from "../../src/host/exec.ts";
 import { alive, BANGER, FAKE_PLUGIN, ROOT, waitFor } from "../helpers/cli.ts";
@@ -584,6 +584,8 @@ describe.skipIf(!canLoop)("storage-dm attach (real loops, PATH swapped in this p
         } finally {
           process.env.PATH = saved;
         }
+        // what the plugin defers on its operation before attaching: the handles name what a failed attach made
+        if (msg) expect(await detachSnapshot(exec, h)).toEqual([]);
         const left = loopsOn(dir);
         for (const l of left) Bun.spawnSync(["losetup", "-d", l.split(" ")[0]!]);
         try {

@@ -1,7 +1,7 @@
 // The daemon's request handler, called without a socket (like fastify's inject).
 import { afterEach, describe, expect, test } from "bun:test";
 import { createApp } from "../../src/daemon/app.ts";
-import type { StreamEvent } from "../../src/daemon/http.ts";
+import { errorResponse, type StreamEvent } from "../../src/daemon/http.ts";
 import { ImageService } from "../../src/daemon/images.ts";
 import { vmSSHPool } from "../../src/daemon/ssh-pool.ts";
 import { BangerError } from "../../src/shared/errors.ts";
@@ -40,7 +40,7 @@ function setup(extraRoutes: ((req: Request, url: URL, parts: string[]) => Promis
         body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
       }),
     );
-  return { app, call, engine, host, driver, ts, shutdowns: () => shutdowns };
+  return { app, call, engine, hooks, host, driver, ts, shutdowns: () => shutdowns };
 }
 
 async function errorOf(res: Response): Promise<{ code: string; message: string }> {
@@ -299,5 +299,53 @@ describe("vm lifecycle over the handler", () => {
     expect((await errorOf(res)).code).toBe("E_IMAGE_NOT_FOUND");
     const list = (await (await call("GET", "/v1/images")).json()) as { images: { name: string }[] };
     expect(list.images.map((i) => i.name)).toEqual(["default"]);
+  });
+});
+
+describe("undo failures in the error envelope", () => {
+  test("errorResponse: undoFailures only when there are some", async () => {
+    const plain = (await errorResponse(new BangerError("E_STATE", "boom")).json()) as { error: object };
+    expect(plain).toEqual({ error: { code: "E_STATE", message: "boom" } });
+    const res = errorResponse(new BangerError("E_TIMEOUT", "no ssh", { undoFailures: ["net-tap:vm:start:before: tap x: busy"] }));
+    expect(res.status).toBe(504);
+    expect(await res.json()).toEqual({ error: { code: "E_TIMEOUT", message: "no ssh", undoFailures: ["net-tap:vm:start:before: tap x: busy"] } });
+  });
+
+  test("a start whose undo fails: the in-band error event carries the first failure and every undo failure", async () => {
+    const { call, hooks, ts } = setup();
+    hooks.hook("scratch", "vm:start:before", ({ op }) => {
+      op.defer("scratch disk", () => {
+        throw new Error("device busy");
+      });
+      throw new BangerError("E_STATE", "refused");
+    });
+    await call("POST", "/v1/vms", { name: "u" }).then((r) => r.text());
+    const evs = await events(await call("POST", "/v1/vms/u/start", {}));
+    expect(evs.at(-1)).toEqual({ type: "error", error: { code: "E_STATE", message: "scratch:vm:start:before: refused", undoFailures: ["scratch:vm:start:before: scratch disk: device busy"] } });
+    expect(ts.store.getVM("u")!.runtime.lastError).toBe("scratch:vm:start:before: refused (undo also failed: scratch:vm:start:before: scratch disk: device busy)");
+  });
+});
+
+describe("image build is an operation", () => {
+  test("a failing build hook: its own undo and the build dir are undone once, the failure is the error", async () => {
+    const { hooks, host, ts } = setup();
+    const log = { lines: [] as string[], info() {}, warn(m: string) { log.lines.push(m); }, error() {}, debug() {} };
+    const images = new ImageService(ts.store, hooks, host, "/state/images", log);
+    const undone: string[] = [];
+    hooks.hook("img", "image:build", ({ dir, op }) => {
+      op.defer("cache lock", () => {
+        undone.push(`lock ${dir}`);
+        throw new Error("lock file vanished");
+      });
+      throw new BangerError("E_INTERNAL", "mmdebstrap failed");
+    });
+    const err = await images.build("fresh", false, () => {}).catch((e) => e);
+    expect(err.message).toBe("img:image:build: mmdebstrap failed");
+    expect(err.undoFailures).toEqual(["img:image:build: cache lock: lock file vanished"]);
+    expect(undone.length).toBe(1);
+    expect(log.lines).toEqual(["image build fresh: undo img:image:build: cache lock: lock file vanished"]);
+    const made = host.fs.ops.filter((o) => o.startsWith("mkdirp /state/images/.fresh.build-"));
+    expect(made.length).toBe(1);
+    expect(host.fs.ops.filter((o) => o === made[0]!.replace("mkdirp", "rmrf")).length).toBe(1);
   });
 });

@@ -147,9 +147,33 @@ describe("create", () => {
     w.hooks.hook("quota", "vm:create", () => {
       throw new Error("first");
     });
-    const err = (await caught(w.engine.create({ name: "x" }))) as BangerError & { undoFailures?: Error[] };
+    const err = await caught(w.engine.create({ name: "x" }));
     expect(err.message).toBe("quota:vm:create: first");
-    expect(err.undoFailures?.map((e) => e.message)).toEqual(["undo disk:vm:create: rm failed"]);
+    expect(err.undoFailures).toEqual(["disk:vm:create: rm failed"]);
+    expect(w.log.of("warn")).toEqual(["vm create x: undo disk:vm:create: rm failed"]);
+  });
+});
+
+describe("pooled guest connections", () => {
+  test("stop, restart, delete and a VM found dead drop the VM's pooled connection, from the engine (any caller)", async () => {
+    let n = 0;
+    const dropped: string[] = [];
+    const w = engineWorld({ paths: PATHS, newId: () => `id${String(++n).padStart(4, "0")}`, stopTimeoutMs: 1000, dropConnection: (id) => void dropped.push(id) });
+    stores.push(w.ts);
+    const engine = w.make();
+    const vm = await engine.create({ name: "pooled" });
+    await engine.start("pooled");
+    expect(dropped).toEqual([]);
+    await engine.stop("pooled");
+    expect(dropped).toEqual([vm.id]);
+    await engine.restart("pooled");
+    expect(dropped).toEqual([vm.id, vm.id]);
+    // the process dies under the daemon: noticing it drops the connection too
+    w.host.procs.table.clear();
+    await engine.noticeExit(vm.id);
+    expect(dropped.length).toBe(3);
+    await engine.delete("pooled");
+    expect(dropped).toEqual([vm.id, vm.id, vm.id, vm.id]);
   });
 });
 
@@ -235,9 +259,10 @@ describe("start", () => {
     expect(err.message).toBe("vm not found: x");
   });
 
-  test("a failure in vm:start:after unwinds undos in reverse, kills the VM, cleans up, records error", async () => {
+  test("a failure in vm:start:after unwinds undos in reverse and kills the VM, each once; vm:cleanup does not run on top", async () => {
     const w = world();
     const seq: string[] = [];
+    let killedHandles: VMHandles | null = null;
     w.hooks.hook("storage", "vm:start:before", ({ handles }) => {
       handles.baseLoop = "/dev/loop1";
       handles.cowLoop = "/dev/loop2";
@@ -253,6 +278,7 @@ describe("start", () => {
     const origKill = w.driver.kill;
     w.driver.kill = (vm, h) => {
       seq.push(`kill ${h.pid}`);
+      killedHandles = structuredClone(h);
       return origKill(vm, h);
     };
     w.hooks.hook("dns", "vm:start:after", () => {
@@ -262,22 +288,20 @@ describe("start", () => {
     w.hooks.hook("ssh", "vm:start:after", () => {
       throw new BangerError("E_TIMEOUT", "guest ssh did not answer in 60s");
     });
-    let cleanupHandles: VMHandles | null = null;
-    w.hooks.hook("storage", "vm:cleanup", ({ handles }) => {
-      seq.push("cleanup");
-      cleanupHandles = structuredClone(handles);
-    });
+    w.hooks.hook("storage", "vm:cleanup", () => void seq.push("cleanup"));
 
     const vm = await w.engine.create({ name: "web" });
     const err = await caught(w.engine.start("web"));
     expect(err.code).toBe("E_TIMEOUT");
     expect(err.message).toBe("ssh:vm:start:after: guest ssh did not answer in 60s");
+    expect(err.undoFailures).toEqual([]);
 
-    const pid = w.driver.launches.length === 1 ? cleanupHandles!.pid : -1;
-    expect(seq).toEqual(["storage up", "net up", "dns up", "undo dns", `kill ${pid}`, "undo net", "undo storage", "cleanup"]);
+    const pid = killedHandles!.pid;
+    expect(pid).toBeGreaterThan(0);
+    expect(seq).toEqual(["storage up", "net up", "dns up", "undo dns", `kill ${pid}`, "undo net", "undo storage"]);
     expect(w.driver.kills.length).toBe(1);
     expect(w.host.procs.table.has(pid)).toBe(false);
-    expect(cleanupHandles).toMatchObject({ tapDevice: "tap-web", baseLoop: "/dev/loop1", cowLoop: "/dev/loop2", dmName: "banger-web" });
+    expect(killedHandles).toMatchObject({ tapDevice: "tap-web", baseLoop: "/dev/loop1", cowLoop: "/dev/loop2", dmName: "banger-web" });
 
     const row = w.ts.store.getVM("web")!;
     expect(row.runtime.state).toBe("error");
@@ -286,7 +310,52 @@ describe("start", () => {
     expect(w.engine.cache.get(vm.id)).toBeNull();
   });
 
-  test("a launch failure unwinds the before-hooks, kills nothing, runs cleanup, state error", async () => {
+  test("a failed start tears down each thing it made exactly once (recording handlers, deferred and returned undos)", async () => {
+    const w = world();
+    const count = new Map<string, number>();
+    const hit = (k: string): void => void count.set(k, (count.get(k) ?? 0) + 1);
+    w.hooks.hook("storage-like", "vm:start:before", ({ op }) => {
+      op.defer("loops", () => hit("loops"));
+      op.defer("dm", () => hit("dm"));
+    });
+    w.hooks.hook("net-like", "vm:start:before", () => () => hit("tap"));
+    w.hooks.hook("guest-like", "vm:start:before", ({ op }) => op.defer("initrd", () => hit("initrd")));
+    w.hooks.hook("late", "vm:start:after", ({ op }) => {
+      op.defer("half-made thing", () => hit("half-made"));
+      throw new Error("no ssh");
+    });
+    for (const plugin of ["storage-like", "net-like", "guest-like"]) w.hooks.hook(plugin, "vm:cleanup", () => hit(`cleanup ${plugin}`));
+    const origKill = w.driver.kill;
+    w.driver.kill = (vm, h) => (hit("kill"), origKill(vm, h));
+    await w.engine.create({ name: "once" });
+    const removesBefore = w.host.fs.ops.filter((o) => o.startsWith("rm") && o.includes("handles.json")).length;
+    await caught(w.engine.start("once"));
+    expect(Object.fromEntries(count)).toEqual({ "half-made": 1, kill: 1, initrd: 1, tap: 1, dm: 1, loops: 1 });
+    expect(w.host.fs.ops.filter((o) => o.startsWith("rm") && o.includes("handles.json")).length - removesBefore).toBe(1);
+    // and stopping the VM in error afterwards finds nothing left to kill
+    expect(w.ts.store.getVM("once")!.runtime.state).toBe("error");
+  });
+
+  test("an undo that fails reaches the error (undoFailures), the daemon log and lastError; the first failure stays the message", async () => {
+    const w = world();
+    w.hooks.hook("scratch", "vm:start:before", ({ op }) => {
+      op.defer("scratch disk", () => {
+        throw new Error("device busy");
+      });
+    });
+    w.hooks.hook("late", "vm:start:after", () => {
+      throw new BangerError("E_TIMEOUT", "no ssh");
+    });
+    await w.engine.create({ name: "u" });
+    const err = await caught(w.engine.start("u"));
+    expect(err.code).toBe("E_TIMEOUT");
+    expect(err.message).toBe("late:vm:start:after: no ssh");
+    expect(err.undoFailures).toEqual(["scratch:vm:start:before: scratch disk: device busy"]);
+    expect(w.log.of("warn")).toContain("vm start u: undo scratch:vm:start:before: scratch disk: device busy");
+    expect(w.ts.store.getVM("u")!.runtime.lastError).toBe("late:vm:start:after: no ssh (undo also failed: scratch:vm:start:before: scratch disk: device busy)");
+  });
+
+  test("a launch failure unwinds the before-hooks, kills nothing, state error (no vm:cleanup on top)", async () => {
     const w = world();
     const seq: string[] = [];
     w.hooks.hook("net", "vm:start:before", ({ handles }) => {
@@ -298,7 +367,7 @@ describe("start", () => {
     await w.engine.create({ name: "web" });
     const err = await caught(w.engine.start("web"));
     expect(err.message).toBe("qemu: could not load kernel");
-    expect(seq).toEqual(["undo net", "cleanup tap-x pid=0"]);
+    expect(seq).toEqual(["undo net"]);
     expect(w.driver.kills).toEqual([]);
     expect(w.host.procs.kills).toEqual([]);
     const row = w.ts.store.getVM("web")!;

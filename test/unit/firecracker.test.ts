@@ -13,7 +13,7 @@ import type { BootConfig, VMMDriver } from "../../src/vmm/driver.ts";
 import { faultMessageOf, FirecrackerApiError, firecrackerApi } from "../../plugins/firecracker/api.ts";
 import { fcConfigCalls, vmlinuxFor } from "../../plugins/firecracker/config.ts";
 import { createFirecrackerDriver, fcInstanceId } from "../../plugins/firecracker/driver.ts";
-import { caught, fakeDriver, fakeHost, fakeProcs, sampleVM } from "../helpers/fakes.ts";
+import { caught, fakeDriver, fakeHost, fakeProcs, sampleVM, recordingOp } from "../helpers/fakes.ts";
 
 /** A recording HTTP transport: every request in order; answers from a script. */
 function recordingHttp(answer: (req: UnixHttpRequest) => { status: number; body?: string } = () => ({ status: 204 })) {
@@ -300,7 +300,7 @@ describe("the firecracker plugin", () => {
     } satisfies PluginContext;
     await firecrackerPlugin.setup(ctx);
     const vm = sampleVM({ id: "newvm", driver, vmsDir: "/h/vms" });
-    await hooks.run("vm:create", { vm, progress: () => {} });
+    await hooks.run("vm:create", { vm, progress: () => {}, op: recordingOp() });
     return { vm, drivers };
   }
 

@@ -1,8 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { BangerError } from "../../src/shared/errors.ts";
-import { HOOK_NAMES, HookEngine, UndoStack, type HookName } from "../../src/core/hooks.ts";
+import { HOOK_NAMES, HookEngine, type HookName } from "../../src/core/hooks.ts";
 import { emptyHandles } from "../../src/shared/model.ts";
-import { sampleVM } from "../helpers/fakes.ts";
+import { runOperation } from "../../src/core/operation.ts";
+import { fakeHost, recordingOp, sampleVM, testLogger } from "../helpers/fakes.ts";
 
 const vm = sampleVM();
 const payload = () => ({ vm, handles: emptyHandles() });
@@ -99,7 +100,7 @@ describe("HookEngine errors", () => {
     h.hook("quota", "vm:create", () => {
       throw new BangerError("E_CONFLICT", "no free port");
     });
-    const err = await h.run("vm:create", { vm, progress: () => {} }).catch((e) => e);
+    const err = await h.run("vm:create", { vm, progress: () => {}, op: recordingOp() }).catch((e) => e);
     expect(err).toBeInstanceOf(BangerError);
     expect(err.code).toBe("E_CONFLICT");
     expect(err.message).toBe("quota:vm:create: no free port");
@@ -124,71 +125,108 @@ describe("HookEngine errors", () => {
   });
 });
 
-describe("undos", () => {
-  test("returned undos are pushed as acquired and unwind LIFO exactly once", async () => {
+describe("undos on the operation", () => {
+  const create = (op: ReturnType<typeof recordingOp>) => ({ vm, progress: op.progress, op });
+
+  test("returned undos are deferred as acquired, labelled plugin:hook, and unwind LIFO exactly once", async () => {
     const h = new HookEngine();
     const undone: string[] = [];
-    h.hook("first", "vm:cleanup", () => () => void undone.push("first"));
-    h.hook("no-undo", "vm:cleanup", () => {});
-    h.hook("second", "vm:cleanup", async () => async () => void undone.push("second"));
-    h.hook("third", "vm:cleanup", () => () => void undone.push("third"), { order: "post" });
-    const stack = new UndoStack();
-    await h.run("vm:cleanup", payload(), stack);
-    expect(stack.size).toBe(3);
+    h.hook("first", "vm:create", () => () => void undone.push("first"));
+    h.hook("no-undo", "vm:create", () => {});
+    h.hook("second", "vm:create", async () => async () => void undone.push("second"));
+    h.hook("third", "vm:create", () => () => void undone.push("third"), { order: "post" });
+    const op = recordingOp();
+    await h.run("vm:create", create(op));
+    expect(op.deferred).toEqual(["first:vm:create", "second:vm:create", "third:vm:create"]);
     expect(undone).toEqual([]);
-    expect(await stack.unwind()).toEqual([]);
+    expect(await op.unwind()).toEqual([]);
     expect(undone).toEqual(["third", "second", "first"]);
-    expect(stack.size).toBe(0);
-    await stack.unwind();
+    await op.unwind();
     expect(undone).toEqual(["third", "second", "first"]);
   });
 
-  test("undos of handlers that ran before a failure are on the stack; the failing one's are not", async () => {
+  test("a handler defers before it fails: that undo is on the stack, a returned one of the failing handler is not", async () => {
     const h = new HookEngine();
-    h.hook("a", "vm:cleanup", () => () => {});
-    h.hook("b", "vm:cleanup", () => {
+    h.hook("a", "vm:create", () => () => {});
+    h.hook("b", "vm:create", ({ op }) => {
+      op.defer("half-made tap", () => {});
       throw new Error("x");
     });
-    h.hook("c", "vm:cleanup", () => () => {});
-    const stack = new UndoStack();
-    await expect(h.run("vm:cleanup", payload(), stack)).rejects.toThrow("b:vm:cleanup: x");
-    expect(stack.size).toBe(1);
+    h.hook("c", "vm:create", () => () => {});
+    const op = recordingOp();
+    await expect(h.run("vm:create", create(op))).rejects.toThrow("b:vm:create: x");
+    expect(op.deferred).toEqual(["a:vm:create", "b:vm:create: half-made tap"]);
   });
 
-  test("without a stack, returned undos are ignored", async () => {
+  test("a hook without an operation ignores returned undos", async () => {
     const h = new HookEngine();
     let called = false;
     h.hook("a", "vm:cleanup", () => () => void (called = true));
     await h.run("vm:cleanup", payload());
     expect(called).toBe(false);
   });
+});
 
-  test("unwind collects failures without throwing and still runs the rest", async () => {
-    const stack = new UndoStack();
-    const order: string[] = [];
-    stack.defer("tap", () => void order.push("tap"));
-    stack.defer("loop", () => {
-      order.push("loop");
-      throw new Error("busy");
+describe("runOperation", () => {
+  const opts = (log = testLogger()) => ({ name: "vm start box", host: fakeHost(), log });
+
+  test("success drops the undos: none runs", async () => {
+    let ran = false;
+    const out = await runOperation(opts(), async (op) => {
+      op.defer("x", () => void (ran = true));
+      return 42;
     });
-    stack.defer("dm", async () => {
-      order.push("dm");
-      throw new Error("no such device");
-    });
-    const failures = await stack.unwind();
-    expect(order).toEqual(["dm", "loop", "tap"]);
-    expect(failures.map((f) => f.message)).toEqual(["undo dm: no such device", "undo loop: busy"]);
-    expect(failures[0]!.cause).toBeInstanceOf(Error);
+    expect(out).toBe(42);
+    expect(ran).toBe(false);
   });
 
-  test("commit forgets the undos", async () => {
-    const stack = new UndoStack();
-    let ran = false;
-    stack.defer("x", () => void (ran = true));
-    stack.commit();
-    expect(stack.size).toBe(0);
-    await stack.unwind();
-    expect(ran).toBe(false);
+  test("failure runs every undo once, in reverse; a failing undo is logged and kept, never thrown, the rest still run", async () => {
+    const log = testLogger();
+    const order: string[] = [];
+    const first = new BangerError("E_STATE", "launch failed");
+    const err = await runOperation(opts(log), async (op) => {
+      op.defer("tap", () => void order.push("tap"));
+      op.defer("loop", () => {
+        order.push("loop");
+        throw new Error("busy");
+      });
+      op.defer("dm", async () => {
+        order.push("dm");
+        throw new Error("no such device\nsecond line");
+      });
+      throw first;
+    }).catch((e) => e);
+    expect(order).toEqual(["dm", "loop", "tap"]);
+    expect(err).toBeInstanceOf(BangerError);
+    expect(err.code).toBe("E_STATE");
+    expect(err.message).toBe("launch failed");
+    expect(err.undoFailures).toEqual(["dm: no such device", "loop: busy"]);
+    expect(err.cause).toBe(first);
+    expect(log.of("warn")).toEqual(["vm start box: undo dm: no such device", "vm start box: undo loop: busy"]);
+  });
+
+  test("with no undo failure the first error is thrown as it is; a plain Error with undo failures becomes E_INTERNAL", async () => {
+    const first = new Error("boom");
+    expect(await runOperation(opts(), async () => Promise.reject(first)).catch((e) => e)).toBe(first);
+    const err = await runOperation(opts(), async (op) => {
+      op.defer("x", () => {
+        throw new Error("stuck");
+      });
+      throw first;
+    }).catch((e) => e);
+    expect(err.code).toBe("E_INTERNAL");
+    expect(err.message).toBe("boom");
+    expect(err.undoFailures).toEqual(["x: stuck"]);
+  });
+
+  test("a defer after the operation ended is refused with a warning, not run later", async () => {
+    const log = testLogger();
+    let late: ((l: string, fn: () => void) => void) | null = null;
+    await runOperation(opts(log), async (op) => {
+      late = (l, fn) => op.defer(l, fn);
+    });
+    late!("stray", () => {});
+    expect(log.of("warn")[0]).toContain('undo "stray" deferred after the operation ended');
   });
 });
 

@@ -7,7 +7,7 @@ import { HookEngine } from "../../src/core/hooks.ts";
 import { importPluginFile, setupPlugins, type LoaderDeps } from "../../src/core/loader.ts";
 import { definePlugin, type BangerPlugin } from "../../src/core/plugin.ts";
 import type { VMMDriver } from "../../src/vmm/driver.ts";
-import { caught, fakeDriver, fakeHost, fakeProcs, sampleVM, testLogger } from "../helpers/fakes.ts";
+import { caught, fakeDriver, fakeHost, fakeProcs, sampleVM, testLogger, recordingOp } from "../helpers/fakes.ts";
 
 // outside the repo, like a user's plugin folder
 const dir = mkdtempSync(join(tmpdir(), "banger-plugins-"));
@@ -52,7 +52,7 @@ describe("importPluginFile", () => {
     const d = deps();
     const loaded = await setupPlugins([{ plugin, source: path }], d);
     expect(loaded).toEqual([{ name: "hello", description: "says hello", source: path, hooks: ["vm:create"], drivers: [] }]);
-    await d.hooks.run("vm:create", { vm: sampleVM({ name: "web" }), progress: () => {} });
+    await d.hooks.run("vm:create", { vm: sampleVM({ name: "web" }), progress: () => {}, op: recordingOp() });
     expect(d.log.of("info")).toEqual(["[hello] created web"]);
   });
 

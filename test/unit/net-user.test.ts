@@ -1,3 +1,4 @@
+import { recordingOp } from "../helpers/fakes.ts";
 import { describe, expect, test } from "bun:test";
 import { createServer } from "node:net";
 import { HookEngine } from "../../src/core/hooks.ts";
@@ -55,7 +56,7 @@ describe("net-user", () => {
     const store = [vm("a", "qemu", 30000), vm("b", "qemu", 30001)];
     const { engine, probed } = await setup(store, new Set([30002]));
     const v = vm("c");
-    await engine.run("vm:create", { vm: v, progress: () => {} });
+    await engine.run("vm:create", { vm: v, progress: () => {}, op: recordingOp() });
     expect(v.runtime.sshPort).toBe(30003);
     expect(v.runtime.sshHost).toBe("127.0.0.1");
     expect(v.runtime.guestIP).toBe("10.0.2.15");
@@ -67,7 +68,7 @@ describe("net-user", () => {
     const { engine } = await setup([], new Set());
     const v = vm("c", "qemu", 30005);
     const b = boot();
-    await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {} });
+    await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {}, op: recordingOp() });
     expect(b.netArgs).toEqual([
       "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:30005-:22",
       "-device", "virtio-net-pci,netdev=n0",
@@ -79,7 +80,7 @@ describe("net-user", () => {
     const { engine, logs } = await setup([vm("a", "qemu", 30000)], new Set([30005]));
     const v = vm("c", "qemu", 30005);
     const b = boot();
-    await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {} });
+    await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {}, op: recordingOp() });
     expect(v.runtime.sshPort).toBe(30001);
     expect(b.netArgs[1]).toContain("hostfwd=tcp:127.0.0.1:30001-:22");
     expect(logs[0]).toContain("30005 is taken");
@@ -89,8 +90,8 @@ describe("net-user", () => {
     const { engine, probed } = await setup([], new Set());
     const v = vm("f", "firecracker");
     const b = boot();
-    await engine.run("vm:create", { vm: v, progress: () => {} });
-    await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {} });
+    await engine.run("vm:create", { vm: v, progress: () => {}, op: recordingOp() });
+    await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {}, op: recordingOp() });
     expect(v.runtime.sshPort).toBe(0);
     expect(b.netArgs).toEqual([]);
     expect(probed).toEqual([]);

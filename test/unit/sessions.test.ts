@@ -1,4 +1,5 @@
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
+import { fakeHost, testLogger } from "../helpers/fakes.ts";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +12,7 @@ import * as sess from "../../src/sessions/scripts.ts";
 import { createSessionRepo } from "../../src/store/sessions.ts";
 import { Store } from "../../src/store/store.ts";
 import { SSHPool } from "../../src/daemon/ssh-pool.ts";
+import { HookEngine } from "../../src/core/hooks.ts";
 
 // --- fakes that record ---
 
@@ -128,7 +130,7 @@ function testGuestSession(vmId: string, stdinMode: SessionStdinMode, status: Ses
   };
 }
 
-function newEngine(fake: RecordingGuestSSH, opts: { alive?: boolean } = {}) {
+function newEngine(fake: RecordingGuestSSH, opts: { alive?: boolean; hooks?: HookEngine } = {}) {
   const repo = store.sessions;
   let dialCount = 0;
   // reuse is the pool's job, as in the daemon: one dial per VM while the connection lives
@@ -138,12 +140,15 @@ function newEngine(fake: RecordingGuestSSH, opts: { alive?: boolean } = {}) {
   });
   const engine = new SessionEngine({
     repo,
+    host: fakeHost(),
+    log: testLogger(),
     dial: (vm) => pool.get(vm),
     // The fake's notion of liveness: the recorded state, unless a test says the process is gone.
     vmAlive: async (vm) => (opts.alive ?? true) && vm.runtime.state === "running",
     getVM: (idOrName) => store.getVM(idOrName),
     clock: fixedClock,
     newId: () => `sess-${++ids}`,
+    hooks: opts.hooks,
   });
   return { engine, repo, dials: () => dialCount };
 }
@@ -472,6 +477,73 @@ describe("refresh / stop", () => {
     running.name = "r2";
     repo.upsert(running);
     expect((await engine.remove(running).catch((e) => e)).code).toBe("E_STATE");
+  });
+});
+
+describe("session hooks fire from the engine", () => {
+  /** A hook engine recording "session:stop <name> <status>" per firing. */
+  function recorder() {
+    const hooks = new HookEngine();
+    const fired: string[] = [];
+    hooks.hook("rec", "session:start", ({ session }) => void fired.push(`start ${session.name} ${session.status}`));
+    hooks.hook("rec", "session:stop", ({ session }) => void fired.push(`stop ${session.name} ${session.status}`));
+    return { hooks, fired };
+  }
+
+  test("session:start once a launch succeeded; never for a start that failed", async () => {
+    const vm = testVM("hookstart", "running");
+    store.upsertVM(vm);
+    let launchOk = true;
+    const fake = new RecordingGuestSSH((script) => (script.includes("nohup bash ") ? (launchOk ? { stdout: "4242 1\n" } : { exitCode: 1, stderr: "no fifo" }) : {}));
+    const { hooks, fired } = recorder();
+    const { engine } = newEngine(fake, { hooks });
+    await engine.start({ vmIdOrName: vm.name, name: "good", command: "sleep" });
+    launchOk = false;
+    await engine.start({ vmIdOrName: vm.name, name: "bad", command: "sleep" }).catch(() => {});
+    expect(fired).toEqual(["start good running"]);
+  });
+
+  for (const how of ["stop", "kill", "rm --force", "natural exit", "vm gone"] as const) {
+    test(`session:stop fires exactly once on ${how}, also when the end is seen again (another call, a restarted daemon)`, async () => {
+      const { vm, session } = setup(`hook-${how.replace(/\W/g, "")}`, "running", "pipe", "running");
+      const fake = new RecordingGuestSSH(() => ({ stdout: how === "natural exit" ? "exited 0 1700000000\n" : "exited 143 1700000000\n" }));
+      const { hooks, fired } = recorder();
+      const { engine } = newEngine(fake, { hooks });
+      if (how === "stop") await engine.stop(session);
+      else if (how === "kill") await engine.kill(session);
+      else if (how === "rm --force") await engine.remove(session, { force: true });
+      else if (how === "natural exit") await engine.refresh(session);
+      else store.upsertVM({ ...vm, runtime: { ...vm.runtime, state: "stopped" } });
+      if (how === "vm gone") await engine.refresh(session);
+      // the same end seen again: by this engine, and by a fresh one (a daemon restart reconciling)
+      await engine.refresh(session);
+      await engine.stop(session);
+      await newEngine(fake, { hooks }).engine.reconcile();
+      expect(fired.length).toBe(1);
+      expect(fired[0]).toStartWith(`stop ${session.name} `);
+    });
+  }
+
+  test("two callers noticing the same end at once fire it once", async () => {
+    const { session } = setup("hook-race", "running", "pipe", "running");
+    const fake = new RecordingGuestSSH(async () => (await Bun.sleep(5), { stdout: "exited 0 1700000000\n" }));
+    const { hooks, fired } = recorder();
+    const { engine } = newEngine(fake, { hooks });
+    await Promise.all([engine.refresh(session), engine.refresh(session), engine.stop(session)]);
+    expect(fired.length).toBe(1);
+  });
+
+  test("a failing session:stop handler is logged, not thrown", async () => {
+    const { session } = setup("hook-fails", "running", "pipe", "running");
+    const hooks = new HookEngine();
+    hooks.hook("bad", "session:stop", () => {
+      throw new Error("webhook down");
+    });
+    const log = testLogger();
+    const fake = new RecordingGuestSSH(() => ({ stdout: "exited 0 1700000000\n" }));
+    const engine = new SessionEngine({ repo: store.sessions, host: fakeHost(), log, dial: async () => fake, vmAlive: async () => true, getVM: (x) => store.getVM(x), clock: fixedClock, newId: () => "x", hooks });
+    expect((await engine.stop(session)).status).toBe("stopped");
+    expect(log.of("warn")).toEqual(["bad:session:stop: webhook down"]);
   });
 });
 

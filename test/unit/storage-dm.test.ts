@@ -23,7 +23,7 @@ import storage from "../../plugins/storage/index.ts";
 import { cowPathFor, createStorageDmPlugin, probeDeviceMapper } from "../../plugins/storage-dm/index.ts";
 import { GlobalLock } from "../../plugins/storage-dm/lock.ts";
 import { cowBytesFor } from "../../plugins/storage-dm/snapshot.ts";
-import { caught, engineWorld, fakeClock, fakeExec, fakeFS, fakeHost, fakeLocks, sampleImage, sampleVM, testLogger, type FakeExec } from "../helpers/fakes.ts";
+import { caught, engineWorld, fakeClock, fakeExec, fakeFS, fakeHost, fakeLocks, sampleImage, sampleVM, testLogger, type FakeExec, recordingOp } from "../helpers/fakes.ts";
 
 const ROOTFS = sampleImage().rootfsPath;
 const ORIGIN_BYTES = 1073741824;
@@ -367,7 +367,7 @@ describe("storage-dm: the global lock", () => {
       vms[i]!.runtime.systemOverlay = cowPathFor(vms[i]!);
     }
     const boot = (): BootConfig => ({ kernelPath: "", initrdPaths: [], kernelArgs: [], disks: [], netArgs: [] });
-    await Promise.all(procs.map((p, i) => p.hooks.run("vm:start:before", { vm: vms[i]!, boot: boot(), handles: emptyHandles(), progress: () => {} })));
+    await Promise.all(procs.map((p, i) => p.hooks.run("vm:start:before", { vm: vms[i]!, boot: boot(), handles: emptyHandles(), progress: () => {}, op: recordingOp() })));
     const lines = dmLines(exec);
     const first = lines[1]!.endsWith(cowPathFor(vms[0]!)) ? 0 : 1;
     expect(lines).toEqual([...attachLines(vms[first]!, "/dev/loop0", "/dev/loop1"), ...attachLines(vms[1 - first]!, "/dev/loop2", "/dev/loop3")]);

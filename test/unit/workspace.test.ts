@@ -13,6 +13,7 @@ import { CWDPreflightScript } from "../../src/sessions/scripts.ts";
 import { WorkspaceEngine } from "../../src/workspace/engine.ts";
 import { ActivateScript, DISK_FULL_EXIT, DiffScript, ExtractIntoStageCommand, ExportScript, FinalizeScript, RollbackScript, StageCommand, checkGuestPath, stagePaths } from "../../src/workspace/scripts.ts";
 import { createTarRunner, listWorkspaceFiles, sanitizeGitConfig, stripUrlCredentials, type TarRunner } from "../../src/workspace/tar.ts";
+import { fakeHost, testLogger } from "../helpers/fakes.ts";
 import { git } from "../helpers/git.ts";
 
 /** Scheme prefix for URLs carrying fake credentials. */
@@ -155,7 +156,7 @@ function setup() {
   const guest = new LocalGuestSSH(home, events);
   const exec = recordingExec();
   const hooks = new HookEngine();
-  const ws = new WorkspaceEngine({ dial: async () => guest, exec, hooks, token: () => "tok" });
+  const ws = new WorkspaceEngine({ host: fakeHost(), log: testLogger(), dial: async () => guest, exec, hooks, token: () => "tok" });
   return { ws, guest, exec, hooks, events, home };
 }
 
@@ -279,7 +280,7 @@ describe("prepare against the seed's fake guest", () => {
       seenByHook.push(`${guestPath} ro=${readOnly} exists=${fake.dirs.has(guestPath)} chmodded=${fake.log.includes("chmod /root/repo")}`);
       expect(guest).toBe(fake);
     });
-    const ws = new WorkspaceEngine({ dial: async () => fake, exec: createExec(), hooks, token: () => "t1" });
+    const ws = new WorkspaceEngine({ host: fakeHost(), log: testLogger(), dial: async () => fake, exec: createExec(), hooks, token: () => "t1" });
     expect((await fake.runScript(CWDPreflightScript("/root/repo"))).stderr).toBe("missing cwd: /root/repo\n");
     const r = await ws.prepare({ vm: VM, sourcePath: repo, readOnly: true });
     expect(r.guestPath).toBe("/root/repo");
@@ -296,7 +297,7 @@ describe("prepare against the seed's fake guest", () => {
     hooks.hook("deps", "workspace:prepare", () => {
       throw new Error("npm ci failed");
     });
-    const ws = new WorkspaceEngine({ dial: async () => fake, exec: createExec(), hooks, token: () => "t2" });
+    const ws = new WorkspaceEngine({ host: fakeHost(), log: testLogger(), dial: async () => fake, exec: createExec(), hooks, token: () => "t2" });
     const err = await ws.prepare({ vm: VM, sourcePath: makeRepo(), readOnly: true }).catch((e) => e);
     expect(err).toBeInstanceOf(BangerError);
     expect(err.message).toBe("deps:workspace:prepare: npm ci failed");
@@ -514,7 +515,7 @@ describe("workspace engine (real git and tar on the host, real bash dirs as the 
         throw new Error("tar exploded");
       },
     };
-    const ws2 = new WorkspaceEngine({ dial: async () => g2, exec: createExec(), hooks: new HookEngine(), tar: badTar, token: () => "bad" });
+    const ws2 = new WorkspaceEngine({ host: fakeHost(), log: testLogger(), dial: async () => g2, exec: createExec(), hooks: new HookEngine(), tar: badTar, token: () => "bad" });
     const guestPath = join(tmp("guest"), "repo");
     g2.exec = async (c, opts) => {
       try {
@@ -648,7 +649,7 @@ describe("workspace engine (real git and tar on the host, real bash dirs as the 
     const home = tmp("home");
     const guest = new LocalGuestSSH(home, events);
     const vm = { id: "vm-2", name: "box", runtime: { state: "running", vmDir: tmp("vmdir") } } as unknown as VMRecord;
-    const ws = new WorkspaceEngine({ dial: async () => guest, exec: createExec(), fs: createFS(), hooks: new HookEngine() });
+    const ws = new WorkspaceEngine({ host: fakeHost(), log: testLogger(), dial: async () => guest, exec: createExec(), fs: createFS(), hooks: new HookEngine() });
     return { ws, guest, vm, home };
   }
   /** Everything under a tree but the per-prepare files and what makeRepo ignores, as "path type mode sha", to compare guest and host. */
