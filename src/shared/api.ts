@@ -1,4 +1,5 @@
 // What travels between the CLI and the daemon: the shapes both sides agree on.
+import type { VMRecord } from "./model.ts";
 
 /** One line of an NDJSON stream: progress/output events, then one final result, exit or error. */
 export type StreamEvent =
@@ -40,4 +41,27 @@ export interface FetchResult {
   guestPath: string;
   /** Refs updated, refs/banger/<vm>/<branch> → commit. */
   refs: { ref: string; commit: string }[];
+}
+
+/** Public view of a VM: its durable record plus liveness. */
+export type VMView = VMRecord & { alive: boolean; pid: number };
+
+/** GET /v1/health. */
+export interface Health {
+  version: string;
+  pid: number;
+  home: string;
+  startedAt: string;
+  reconcile: unknown;
+  /** Requests the daemon received before this one. */
+  requestsReceived?: number;
+}
+
+/** Where and how to reach a running VM's sshd (an interactive `vm ssh`). */
+export interface SshInfo {
+  host: string;
+  port: number;
+  user: string;
+  privateKey: string;
+  hostKey: string;
 }
