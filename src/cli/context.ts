@@ -2,7 +2,7 @@ import { BangerError, isBangerError, errorMessage, undoFailuresOf, withUndoNote 
 import { resolveHome } from "../shared/paths.ts";
 import { mark } from "../shared/profile.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
-import type { StreamEvent } from "../shared/api.ts";
+import type { RequestOf, StreamOf, StreamRoute } from "../shared/routes.ts";
 import { log, verbosity } from "./log.ts";
 import { fdIsTTY, writeOut } from "./stdio.ts";
 
@@ -58,12 +58,12 @@ export async function daemon(recheck = false): Promise<DaemonClient> {
   return client;
 }
 
-/** Run a streaming call: progress to stderr, output chunks to stdout/stderr; returns the final event. */
-export async function streamCall(method: string, path: string, body: unknown, opts: { json: boolean; quiet?: boolean }): Promise<StreamEvent> {
+/** Run a streaming route: progress to stderr, output chunks to stdout/stderr; returns the final event. */
+export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<K>, opts: { json: boolean; quiet?: boolean }): Promise<StreamOf<K>> {
   const c = await daemon();
   const p = progress(opts.quiet || opts.json);
   try {
-    return await c.stream(method, path, body, (ev) => {
+    return await c.stream(name, req, (ev) => {
       if (ev.type === "progress") p.update(ev.message);
       else if (ev.type === "stdout") {
         p.done();

@@ -1,6 +1,5 @@
 import { defineCommand } from "./define.ts";
 import { resolve } from "node:path";
-import type { ImageRecord } from "../shared/model.ts";
 import { daemon, jsonArg, out, streamCall } from "./context.ts";
 
 const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
@@ -9,8 +8,7 @@ const build = defineCommand({
   meta: { name: "build", description: "Build a Debian bookworm guest image from the host's apt sources (cached)" },
   args: { name: { type: "string", description: "Image name (default: default)" }, force: { type: "boolean", description: "Rebuild even if it exists" }, ...jsonArg },
   async run({ args }) {
-    const ev = await streamCall("POST", "/v1/images/build", { name: args.name ?? "default", force: !!args.force }, { json: !!args.json });
-    const img = (ev as { data: ImageRecord & { built: boolean } }).data;
+    const { data: img } = await streamCall("imageBuild", { body: { name: args.name ?? "default", force: !!args.force } }, { json: !!args.json });
     out(img, !!args.json, () => `${img.built ? "built" : "cached"} image ${img.name} (kernel ${img.kernelVersion || "?"}, ${mib(img.sizeBytes)}) in ${img.dir}`);
   },
 });
@@ -19,7 +17,7 @@ const list = defineCommand({
   meta: { name: "list", description: "List images" },
   args: { ...jsonArg },
   async run({ args }) {
-    const { images } = await (await daemon()).call<{ images: ImageRecord[] }>("GET", "/v1/images");
+    const { images } = await (await daemon()).call("imageList");
     out(images, !!args.json, () =>
       images.length === 0 ? "no images (build one with `banger image build`)" : images.map((i) => `${i.name.padEnd(16)} ${i.source.padEnd(9)} ${mib(i.sizeBytes).padStart(9)}  ${i.kernelVersion}`).join("\n"),
     );
@@ -30,7 +28,7 @@ const show = defineCommand({
   meta: { name: "show", description: "Show an image and its manifest" },
   args: { name: { type: "positional", required: true, description: "Image name" }, ...jsonArg },
   async run({ args }) {
-    const img = await (await daemon()).call<ImageRecord & { manifest: unknown }>("GET", `/v1/images/${encodeURIComponent(args.name)}`);
+    const img = await (await daemon()).call("imageShow", { params: { name: args.name } });
     out(img, !!args.json, () => JSON.stringify(img, null, 2));
   },
 });
@@ -39,7 +37,7 @@ const rm = defineCommand({
   meta: { name: "rm", description: "Remove an image (refused while a VM uses it)" },
   args: { name: { type: "positional", required: true, description: "Image name" }, ...jsonArg },
   async run({ args }) {
-    const r = await (await daemon()).call<{ deleted: string }>("DELETE", `/v1/images/${encodeURIComponent(args.name)}`);
+    const r = await (await daemon()).call("imageRemove", { params: { name: args.name } });
     out(r, !!args.json, () => `removed image ${r.deleted}`);
   },
 });
@@ -54,11 +52,13 @@ const imp = defineCommand({
     ...jsonArg,
   },
   async run({ args }) {
-    const img = await (await daemon()).call<ImageRecord>("POST", "/v1/images/import", {
-      name: args.name,
-      kernel: resolve(args.kernel),
-      rootfs: resolve(args.rootfs),
-      initrd: args.initrd ? resolve(args.initrd) : undefined,
+    const img = await (await daemon()).call("imageImport", {
+      body: {
+        name: args.name,
+        kernel: resolve(args.kernel),
+        rootfs: resolve(args.rootfs),
+        initrd: args.initrd ? resolve(args.initrd) : undefined,
+      },
     });
     out(img, !!args.json, () => `imported image ${img.name}`);
   },

@@ -3,13 +3,10 @@ import { log } from "./log.ts";
 import { readFileSync } from "node:fs";
 import { BangerError } from "../shared/errors.ts";
 import type { GuestSession } from "../shared/model.ts";
-import { readingAnswer } from "../client/daemon-client.ts";
 import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, usage } from "./context.ts";
 
-const enc = encodeURIComponent;
 const vmArg = { vm: { type: "positional", required: true, description: "VM name" } } as const;
 const sArgs = { ...vmArg, session: { type: "positional", required: true, description: "Session name or id" } } as const;
-const base = (vm: string, s?: string) => `/v1/vms/${enc(vm)}/sessions${s ? `/${enc(s)}` : ""}`;
 /** Ctrl-]: leaves an attach without touching the session (as telnet does). */
 const DETACH_KEY = 0x1d;
 
@@ -54,13 +51,16 @@ const start = defineCommand({
     const [command, ...rest] = passthrough.argv;
     if (!command) usage("a command is required after --, e.g. `banger session start VM --name agent -- pi --mode rpc`");
     if (args.stdin !== undefined && args.stdin !== "pipe" && args.stdin !== "closed") usage(`--stdin must be pipe or closed, not ${JSON.stringify(args.stdin)}`);
-    const s = await (await daemon()).call<GuestSession>("POST", base(args.vm), {
-      name: args.name,
-      command,
-      args: rest,
-      cwd: args.cwd,
-      stdinMode: args.stdin,
-      requiredCommands: repeated("require"),
+    const s = await (await daemon()).call("sessionStart", {
+      params: { vm: args.vm },
+      body: {
+        name: args.name,
+        command,
+        args: rest,
+        cwd: args.cwd,
+        stdinMode: args.stdin,
+        requiredCommands: repeated("require"),
+      },
     });
     out(s, !!args.json, () => `started session ${s.name} (pid ${s.guestPid})`);
   },
@@ -70,7 +70,7 @@ const list = defineCommand({
   meta: { name: "list", description: "List a VM's sessions" },
   args: { ...vmArg, ...jsonArg },
   async run({ args }) {
-    const { sessions } = await (await daemon()).call<{ sessions: GuestSession[] }>("GET", base(args.vm));
+    const { sessions } = await (await daemon()).call("sessionList", { params: { vm: args.vm } });
     out(sessions, !!args.json, () =>
       sessions.length === 0 ? "no sessions" : sessions.map((s) => `${s.name.padEnd(20)} ${s.status.padEnd(8)} ${s.stdinMode.padEnd(6)} ${[s.command, ...s.args].join(" ")}`).join("\n"),
     );
@@ -81,7 +81,7 @@ const show = defineCommand({
   meta: { name: "show", description: "Show a session (status refreshed from the guest)" },
   args: { ...sArgs, ...jsonArg },
   async run({ args }) {
-    const s = await (await daemon()).call<GuestSession>("GET", base(args.vm, args.session));
+    const s = await (await daemon()).call("sessionShow", { params: { vm: args.vm, session: args.session } });
     out(s, !!args.json, () => describe(s));
   },
 });
@@ -95,19 +95,16 @@ async function readPayload(file: string | undefined): Promise<Uint8Array> {
   }
 }
 
-async function sendBytes(vm: string, session: string, payload: Uint8Array): Promise<{ bytesWritten: number; session: GuestSession }> {
-  let res: Response;
+async function sendBytes(vm: string, session: string, payload: Uint8Array) {
+  const req = { params: { vm, session }, raw: payload };
   try {
-    res = await (await daemon()).fetch("POST", `${base(vm, session)}/send`, undefined, undefined, payload);
+    return await (await daemon()).call("sessionSend", req);
   } catch (e) {
     // Refused or no socket: the request never left, so restarting the daemon and sending once
     // more cannot double it. A reset mid-request may have been delivered: never retried.
     if (!(e instanceof BangerError && /not reachable.*(ECONNREFUSED|ENOENT)/.test(e.message))) throw e;
-    res = await (await daemon(true)).fetch("POST", `${base(vm, session)}/send`, undefined, undefined, payload);
+    return await (await daemon(true)).call("sessionSend", req);
   }
-  const data = (await readingAnswer(res.json())) as { bytesWritten: number; session: GuestSession; error?: { code: string; message: string } };
-  if (!res.ok) throw new BangerError((data.error?.code as never) ?? "E_DAEMON", data.error?.message ?? `send failed (${res.status})`);
-  return data;
 }
 
 const send = defineCommand({
@@ -134,15 +131,15 @@ async function pump(
   const write = opts.onChunk ?? ((data: Buffer) => (opts.stream === "stderr" ? process.stderr : process.stdout).write(data));
   for (let attempt = 0; ; attempt++) {
     const c = await daemon(attempt > 0);
-    const q = `stream=${opts.stream}&offset=${at}&follow=${opts.follow ? 1 : 0}`;
+    const query = { stream: opts.stream, offset: at, follow: opts.follow };
     try {
-      const ev = await c.stream("GET", `${base(vm, session)}/logs?${q}`, undefined, (e) => {
+      const ev = await c.stream("sessionLogs", { params: { vm, session }, query }, (e) => {
         if (e.type === "stdout" || e.type === "stderr") {
           if (e.offset !== undefined) at = e.offset;
           write(Buffer.from(e.data, "base64"), at);
         }
       }, opts.signal);
-      return (ev as { data?: { offset?: number } }).data?.offset ?? at;
+      return ev.data.offset;
     } catch (e) {
       if (opts.signal?.aborted) return at;
       const daemonGone = !(e instanceof BangerError) || e.code === "E_DAEMON";
@@ -236,7 +233,7 @@ function ender(action: "stop" | "kill") {
     args: { ...sArgs, ...(action === "stop" ? { grace: { type: "string", description: "Seconds before KILL (default 5)" } } : {}), ...jsonArg },
     async run({ args }) {
       const g = intArg((args as { grace?: string }).grace, "--grace");
-      const s = await (await daemon()).call<GuestSession>("POST", `${base(args.vm, args.session)}/${action}`, action === "stop" && g !== undefined ? { graceMs: g * 1000 } : {});
+      const s = await (await daemon()).call(action === "stop" ? "sessionStop" : "sessionKill", { params: { vm: args.vm, session: args.session }, body: action === "stop" && g !== undefined ? { graceMs: g * 1000 } : {} });
       out(s, !!args.json, () => `session ${s.name} ${s.status}${s.exitCode !== null ? ` (exit ${s.exitCode})` : ""}`);
     },
   });
@@ -246,7 +243,7 @@ const rm = defineCommand({
   meta: { name: "rm", description: "Remove a session and its guest state (--force if it still runs)" },
   args: { ...sArgs, force: { type: "boolean", description: "Kill it first if it still runs" }, ...jsonArg },
   async run({ args }) {
-    const r = await (await daemon()).call<{ deleted: string }>("DELETE", `${base(args.vm, args.session)}${args.force ? "?force=1" : ""}`);
+    const r = await (await daemon()).call("sessionRemove", { params: { vm: args.vm, session: args.session }, query: { force: !!args.force } });
     out(r, !!args.json, () => `removed session ${r.deleted}`);
   },
 });

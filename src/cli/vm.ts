@@ -1,11 +1,8 @@
 import { defineCommand } from "./define.ts";
 import { BangerError } from "../shared/errors.ts";
-import type { VMRecord } from "../shared/model.ts";
+import type { VMView } from "../shared/api.ts";
 import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
 
-type VMView = VMRecord & { alive: boolean; pid: number };
-
-const enc = encodeURIComponent;
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
 
 function table(rows: string[][]): string {
@@ -64,7 +61,7 @@ function createBody(name: string, a: Record<string, unknown>) {
 async function getVM(name: string): Promise<VMView | null> {
   const c = await daemon();
   try {
-    return await c.call<VMView>("GET", `/v1/vms/${enc(name)}`);
+    return await c.call("vmShow", { params: { vm: name } });
   } catch (e) {
     if (e instanceof BangerError && e.code === "E_VM_NOT_FOUND") return null;
     throw e;
@@ -76,8 +73,8 @@ async function execIn(name: string, argv: string[], json: boolean, stdin?: boole
   if (argv.length === 0) usage("a command is required after --, e.g. `banger vm exec NAME -- uname -a`");
   const body: { argv: string[]; stdin?: string } = { argv };
   if (stdin) body.stdin = Buffer.from(await Bun.stdin.arrayBuffer()).toString("base64");
-  const ev = await streamCall("POST", `/v1/vms/${enc(name)}/exec`, body, { json: false });
-  const code = ev.type === "exit" ? ev.code : 1;
+  const ev = await streamCall("vmExec", { params: { vm: name }, body }, { json: false });
+  const code = ev.code;
   if (json) process.stderr.write(JSON.stringify({ exitCode: code }) + "\n");
   return code;
 }
@@ -86,7 +83,7 @@ const list = defineCommand({
   meta: { name: "list", description: "List VMs" },
   args: { ...jsonArg },
   async run({ args }) {
-    const { vms } = await (await daemon()).call<{ vms: VMView[] }>("GET", "/v1/vms");
+    const { vms } = await (await daemon()).call("vmList");
     out(vms, !!args.json, () =>
       vms.length === 0
         ? "no vms (create one with `banger vm run --name NAME -- CMD`)"
@@ -99,7 +96,7 @@ const show = defineCommand({
   meta: { name: "show", description: "Show one VM" },
   args: { ...nameArg, ...jsonArg },
   async run({ args }) {
-    const vm = await (await daemon()).call<VMView>("GET", `/v1/vms/${enc(args.name)}`);
+    const vm = await (await daemon()).call("vmShow", { params: { vm: args.name } });
     out(vm, !!args.json, () => describe(vm));
   },
 });
@@ -108,8 +105,7 @@ const create = defineCommand({
   meta: { name: "create", description: "Create a VM (and start it with --start)" },
   args: { ...nameArg, ...createArgs, start: { type: "boolean", description: "Boot it right away" }, ...jsonArg },
   async run({ args }) {
-    const ev = await streamCall("POST", "/v1/vms", { ...createBody(args.name, args), start: !!args.start }, { json: !!args.json });
-    const vm = (ev as { data: VMView }).data;
+    const { data: vm } = await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: !!args.start } }, { json: !!args.json });
     out(vm, !!args.json, () => `created ${vm.name} (${vm.runtime.state})`);
   },
 });
@@ -119,8 +115,7 @@ function lifecycle(action: "start" | "restart") {
     meta: { name: action, description: action === "start" ? "Boot a VM and wait for SSH" : "Stop then start a VM" },
     args: { ...nameArg, ...jsonArg },
     async run({ args }) {
-      const ev = await streamCall("POST", `/v1/vms/${enc(args.name)}/${action}`, {}, { json: !!args.json });
-      const vm = (ev as { data: VMView }).data;
+      const { data: vm } = await streamCall(action === "start" ? "vmStart" : "vmRestart", { params: { vm: args.name }, body: {} }, { json: !!args.json });
       out(vm, !!args.json, () => `${vm.name} is ${vm.runtime.state}`);
     },
   });
@@ -131,7 +126,7 @@ const stop = defineCommand({
   args: { ...nameArg, force: { type: "boolean", description: "Kill without waiting for the guest" }, timeout: { type: "string", description: "Seconds to wait for a clean shutdown (default 20)" }, ...jsonArg },
   async run({ args }) {
     const t = intArg(args.timeout, "--timeout");
-    const vm = await (await daemon()).call<VMView>("POST", `/v1/vms/${enc(args.name)}/stop`, { force: !!args.force, timeoutMs: t !== undefined ? t * 1000 : undefined });
+    const vm = await (await daemon()).call("vmStop", { params: { vm: args.name }, body: { force: !!args.force, timeoutMs: t !== undefined ? t * 1000 : undefined } });
     out(vm, !!args.json, () => `${vm.name} is ${vm.runtime.state}`);
   },
 });
@@ -140,7 +135,7 @@ const del = defineCommand({
   meta: { name: "delete", description: "Stop a VM and remove it with its disks, keys and logs" },
   args: { ...nameArg, force: { type: "boolean", description: "Kill without waiting for the guest" }, ...jsonArg },
   async run({ args }) {
-    const r = await (await daemon()).call<{ deleted: string }>("DELETE", `/v1/vms/${enc(args.name)}${args.force ? "?force=1" : ""}`);
+    const r = await (await daemon()).call("vmDelete", { params: { vm: args.name }, query: { force: !!args.force } });
     out(r, !!args.json, () => `deleted ${r.deleted}`);
   },
 });
@@ -161,9 +156,9 @@ const run = defineCommand({
     const c = await daemon();
     const existing = await getVM(args.name);
     if (!existing) {
-      await streamCall("POST", "/v1/vms", { ...createBody(args.name, args), start: true }, { json: !!args.json });
+      await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: true } }, { json: !!args.json });
     } else if (!existing.alive) {
-      await streamCall("POST", `/v1/vms/${enc(args.name)}/start`, {}, { json: !!args.json });
+      await streamCall("vmStart", { params: { vm: args.name }, body: {} }, { json: !!args.json });
     }
     let code = 1;
     try {
@@ -176,7 +171,7 @@ const run = defineCommand({
       }
       code = await execIn(args.name, argv, !!args.json, !!args.stdin);
     } finally {
-      if (args.rm) await c.call("DELETE", `/v1/vms/${enc(args.name)}?force=1`).catch((e) => fail(e, !!args.json));
+      if (args.rm) await c.call("vmDelete", { params: { vm: args.name }, query: { force: true } }).catch((e) => fail(e, !!args.json));
     }
     process.exit(code);
   },
@@ -195,7 +190,7 @@ const ssh = defineCommand({
   args: { ...nameArg, ...jsonArg },
   async run({ args }) {
     if (passthrough.argv.length > 0) process.exit(await execIn(args.name, passthrough.argv, !!args.json));
-    const info = await (await daemon()).call<{ host: string; port: number; user: string; privateKey: string; hostKey: string }>("GET", `/v1/vms/${enc(args.name)}/ssh-info`);
+    const info = await (await daemon()).call("vmSshInfo", { params: { vm: args.name } });
     const { interactiveShell } = await import("./ssh-interactive.ts");
     process.exit(await interactiveShell(info));
   },
@@ -205,16 +200,16 @@ const logs = defineCommand({
   meta: { name: "logs", description: "Print a VM's serial console log (-f to follow). --json: {data, nextOffset}" },
   args: { ...nameArg, follow: { type: "boolean", alias: "f", description: "Keep printing as the log grows" }, ...jsonArg },
   async run({ args }) {
-    const path = `/v1/vms/${enc(args.name)}/logs?follow=${args.follow ? 1 : 0}`;
+    const req = { params: { vm: args.name }, query: { follow: !!args.follow } };
     if (!args.json) {
-      await streamCall("GET", path, undefined, { json: false });
+      await streamCall("vmLogs", req, { json: false });
       return;
     }
     const chunks: Buffer[] = [];
-    const ev = await (await daemon()).stream("GET", path, undefined, (e) => {
+    const ev = await (await daemon()).stream("vmLogs", req, (e) => {
       if (e.type === "stdout") chunks.push(Buffer.from(e.data, "base64"));
     });
-    out({ data: Buffer.concat(chunks).toString("utf8"), nextOffset: (ev as { data: { offset: number } }).data.offset }, true, () => "");
+    out({ data: Buffer.concat(chunks).toString("utf8"), nextOffset: ev.data.offset }, true, () => "");
   },
 });
 

@@ -1,21 +1,17 @@
 import { defineCommand } from "./define.ts";
 import { renameSync } from "node:fs";
 import { dirname, join, resolve, basename } from "node:path";
-import { BangerError, ERROR_CODES, type ErrorCode } from "../shared/errors.ts";
-import { readingAnswer } from "../client/daemon-client.ts";
-import type { FetchResult, Workspace } from "../shared/api.ts";
+import type { Workspace } from "../shared/api.ts";
+import type { BodyOf } from "../shared/routes.ts";
 import { daemon, jsonArg, out, streamCall, usage } from "./context.ts";
 
-const enc = encodeURIComponent;
 const vmArg = { vm: { type: "positional", required: true, description: "VM name" } } as const;
 const guestPathArg = { guestPath: { type: "string", description: "Where the repo lives in the guest (default /root/repo)" } } as const;
-const base = (vm: string) => `/v1/vms/${enc(vm)}/workspace`;
 
 /** Prepare through the daemon with progress on stderr; shared with `vm run --workspace`. */
-export async function prepareWorkspace(vm: string, body: { sourcePath: string; guestPath?: string; readOnly?: boolean }, json: boolean): Promise<Workspace> {
-  const ev = await streamCall("POST", `${base(vm)}?stream=1`, body, { json });
-  if (ev.type !== "result") throw new BangerError("E_DAEMON", `unexpected answer from the daemon: ${JSON.stringify(ev)}`);
-  return ev.data as Workspace;
+export async function prepareWorkspace(vm: string, body: BodyOf<"workspacePrepare">, json: boolean): Promise<Workspace> {
+  const ev = await streamCall("workspacePrepare", { params: { vm }, query: { stream: true }, body }, { json });
+  return ev.data;
 }
 
 function _prepareCommand(name: string, description: string) {
@@ -43,28 +39,12 @@ const DESCRIPTION = "Copy a git repo (tracked + untracked, not ignored, with .gi
 const prepare = _prepareCommand("prepare", DESCRIPTION);
 const push = _prepareCommand("push", `${DESCRIPTION} (alias of prepare)`);
 
-/** Raw bytes of a daemon answer, or the daemon's error as a BangerError. */
-async function _rawCall(method: string, path: string, body?: unknown): Promise<Uint8Array> {
-  const res = await (await daemon()).fetch(method, path, body);
-  const bytes = new Uint8Array(await readingAnswer(res.arrayBuffer()));
-  if (!res.ok) {
-    let err: { code?: string; message?: string } = {};
-    try {
-      err = (JSON.parse(new TextDecoder().decode(bytes)) as { error?: typeof err }).error ?? {};
-    } catch {}
-    const code = (err.code && err.code in ERROR_CODES ? err.code : res.status >= 500 ? "E_DAEMON" : "E_BAD_REQUEST") as ErrorCode;
-    throw new BangerError(code, err.message ?? `daemon answered ${res.status}`);
-  }
-  return bytes;
-}
-
 const diff = defineCommand({
   meta: { name: "diff", description: "Print the guest repo's changes vs its HEAD (new files included) as a patch for `git apply`" },
   args: { ...vmArg, ...guestPathArg },
   async run({ args }) {
-    const q = args.guestPath ? `?guestPath=${enc(args.guestPath)}` : "";
     // Raw bytes: a patch is not necessarily UTF-8, and `git apply` wants it exact.
-    await Bun.write(Bun.stdout, await _rawCall("GET", `${base(args.vm)}/diff${q}`));
+    await Bun.write(Bun.stdout, await (await daemon()).raw("workspaceDiff", { params: { vm: args.vm }, query: { guestPath: args.guestPath || undefined } }));
   },
 });
 
@@ -82,11 +62,11 @@ const exportCmd = defineCommand({
     if (!!args.patch === !!args.fetch) usage("export needs exactly one of --patch FILE or --fetch");
     const guestPath = args.guestPath || undefined;
     if (args.fetch) {
-      const r = await (await daemon()).call<FetchResult>("POST", `${base(args.vm)}/export`, { format: "fetch", guestPath, sourcePath: resolve(args.source || ".") });
+      const r = await (await daemon()).call("workspaceExport", { params: { vm: args.vm }, body: { format: "fetch", guestPath, sourcePath: resolve(args.source || ".") } });
       out(r, !!args.json, () => (r.refs.length ? r.refs.map((x) => `${x.ref} ${x.commit}`).join("\n") : `nothing new in ${r.vm}:${r.guestPath} since it was prepared`));
       return;
     }
-    const bytes = await _rawCall("POST", `${base(args.vm)}/export`, { format: "patch", guestPath });
+    const bytes = await (await daemon()).raw("workspaceExport", { params: { vm: args.vm }, body: { format: "patch", guestPath } });
     const commits = (new TextDecoder().decode(bytes).match(/^From [0-9a-f]{40} /gm) ?? []).length;
     if (args.patch === "-") {
       await Bun.write(Bun.stdout, bytes);

@@ -5,7 +5,10 @@ import { daemonPaths, type DaemonPaths } from "../shared/paths.ts";
 import { mark } from "../shared/profile.ts";
 import { FULL_VERSION, VERSION_HEADER } from "../version.ts";
 import { refuseForeignAsync } from "../host/owner.ts";
-import type { StreamEvent } from "../shared/api.ts";
+import type { Health, StreamEvent } from "../shared/api.ts";
+import { requestPath, routes, type JsonOf, type JsonRoute, type RawRoute, type RequestArgs, type RequestOf, type RouteName, type StreamOf, type StreamRoute } from "../shared/routes.ts";
+
+export type { Health };
 
 /** What the user sees when the daemon went away in the middle of their request (killed, crashed, restarted). */
 export const DAEMON_DROPPED_MESSAGE = "the daemon stopped while handling this request (banger daemon logs)";
@@ -29,16 +32,6 @@ export async function readingAnswer<T>(p: Promise<T>): Promise<T> {
 /** How often ensure() starts a daemon again when the one it started exited at once. */
 const MAX_RESPAWNS = 3;
 
-export interface Health {
-  version: string;
-  pid: number;
-  home: string;
-  startedAt: string;
-  reconcile: unknown;
-  /** Requests the daemon received before this one. */
-  requestsReceived?: number;
-}
-
 /** How to start ourselves: the compiled binary is its own daemon; from source, bun runs the entry file. */
 export function selfCommand(): string[] {
   const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.includes("~BUN");
@@ -48,6 +41,13 @@ export function selfCommand(): string[] {
 /** A bare read: sending it twice, or to a socket not yet known to be ours, does nothing and tells nothing. */
 function _idempotent(method: string, body: unknown, raw: Uint8Array | undefined): boolean {
   return (method === "GET" || method === "HEAD") && body === undefined && raw === undefined;
+}
+
+/** Method, path (with parameters and query) and body of a request to a declared route. */
+function _request<K extends RouteName>(name: K, req: RequestOf<K> | undefined) {
+  const def = routes[name];
+  const r = (req ?? {}) as { params?: Record<string, string>; query?: Record<string, string | number | boolean | undefined>; body?: unknown; raw?: Uint8Array };
+  return { method: def.method, path: requestPath(def, r), body: r.body, raw: r.raw };
 }
 
 /** Why a first attempt at a request may be sent again after ensure(): it was never carried out. */
@@ -158,13 +158,14 @@ export class DaemonClient {
 
   /** Ask the daemon to shut down, whatever its build (unversioned, so never refused). */
   async shutdown(): Promise<void> {
-    const res = await this.send("POST", "/v1/shutdown");
+    const res = await this.send(routes.shutdown.method, routes.shutdown.path);
     await res.body?.cancel().catch(() => {});
   }
 
-  /** JSON request; a non-2xx answer becomes a BangerError with the daemon's code and message. */
-  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await this.fetch(method, path, body);
+  /** A route that answers JSON: the answer typed as the route declares it; a non-2xx answer becomes a BangerError with the daemon's code and message. */
+  async call<K extends JsonRoute>(name: K, ...[req]: RequestArgs<K>): Promise<JsonOf<K>> {
+    const { method, path, body, raw } = _request(name, req);
+    const res = await this.fetch(method, path, body, undefined, raw);
     mark("answered (owner check + request)");
     const text = await readingAnswer(res.text());
     mark("body read");
@@ -175,12 +176,29 @@ export class DaemonClient {
       throw new BangerError("E_DAEMON", `daemon sent a non-JSON answer (${res.status}): ${text.slice(0, 200)}`);
     }
     if (!res.ok) throw toError(data, res.status);
-    return data as T;
+    // the one place the wire is trusted to match the table: the daemon's handlers are typed from it
+    return data as JsonOf<K>;
   }
 
-  /** NDJSON stream of events; the final event is returned, earlier ones go to onEvent. */
-  async stream(method: string, path: string, body: unknown, onEvent: (ev: StreamEvent) => void, signal?: AbortSignal): Promise<StreamEvent> {
-    const res = await this.fetch(method, path, body, signal);
+  /** A route that answers raw bytes (a patch), exactly as sent; an error answer becomes a BangerError. */
+  async raw<K extends RawRoute>(name: K, ...[req]: RequestArgs<K>): Promise<Uint8Array> {
+    const { method, path, body, raw } = _request(name, req);
+    const res = await this.fetch(method, path, body, undefined, raw);
+    const bytes = new Uint8Array(await readingAnswer(res.arrayBuffer()));
+    if (!res.ok) {
+      let data: unknown = {};
+      try {
+        data = JSON.parse(new TextDecoder().decode(bytes));
+      } catch {}
+      throw toError(data, res.status);
+    }
+    return bytes;
+  }
+
+  /** A route that answers an NDJSON stream: earlier events go to onEvent, the final one is returned (an error event is thrown). */
+  async stream<K extends StreamRoute>(name: K, req: RequestOf<K>, onEvent: (ev: StreamEvent) => void, signal?: AbortSignal): Promise<StreamOf<K>> {
+    const { method, path, body, raw } = _request(name, req);
+    const res = await this.fetch(method, path, body, signal, raw);
     if (!res.ok) {
       const text = await readingAnswer(res.text());
       let data: unknown = {};
@@ -209,14 +227,14 @@ export class DaemonClient {
     }
     if (!last) throw new BangerError("E_DAEMON", DAEMON_DROPPED_MESSAGE);
     if (last.type === "error") throw toError(last, 500);
-    return last;
+    return last as StreamOf<K>;
   }
 
   /** GET /v1/health of whatever daemon answers (unversioned); null when none does. */
   async health(timeoutMs = 1000): Promise<Health | null> {
     if (!(await Bun.file(this.paths.socket).stat().then(() => true, () => false))) return null;
     try {
-      const res = await this.send("GET", "/v1/health", { signal: AbortSignal.timeout(timeoutMs) });
+      const res = await this.send(routes.health.method, routes.health.path, { signal: AbortSignal.timeout(timeoutMs) });
       if (!res.ok) return null;
       return (await res.json()) as Health;
     } catch (e) {
@@ -304,7 +322,7 @@ function lastLine(path: string): string {
 }
 
 function toError(data: unknown, status: number): BangerError {
-  const err = (data as { error?: { code?: string; message?: string; undoFailures?: unknown } }).error;
+  const err = (data as { error?: { code?: string; message?: string; undoFailures?: unknown } } | null)?.error;
   const code = (err?.code && err.code in ERROR_CODES ? err.code : status >= 500 ? "E_DAEMON" : "E_BAD_REQUEST") as ErrorCode;
   const undoFailures = Array.isArray(err?.undoFailures) ? err.undoFailures.map(String) : [];
   return new BangerError(code, err?.message ?? `daemon answered ${status}`, { undoFailures });

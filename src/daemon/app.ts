@@ -3,9 +3,12 @@ import { BangerError } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
 import type { VMRecord } from "../shared/model.ts";
+import type { VMView } from "../shared/api.ts";
 import type { DaemonPaths } from "../shared/paths.ts";
 import { shellJoin } from "../shared/quote.ts";
-import { errorResponse, json, MAX_EXEC_BODY_BYTES, ndjson, parseBody, type Emitter, type StreamEvent } from "./http.ts";
+import { errorResponse, ndjson, type Emitter } from "./http.ts";
+import type { ExitEvent } from "../shared/routes.ts";
+import { createRouter, type Handlers, type HandlersFor, type RouteContext } from "./router.ts";
 import { withRequestScope } from "./request-scope.ts";
 import { sshTargetFor, type SSHPool } from "./ssh-pool.ts";
 import type { ImageService } from "./images.ts";
@@ -22,13 +25,13 @@ export interface AppDeps {
   paths: DaemonPaths;
   startedAt: string;
   reconcile: unknown;
-  /** Extra route groups (sessions…) tried before the 404. */
-  extraRoutes?: ((req: Request, url: URL, parts: string[]) => Promise<Response | null>)[];
+  /** Handlers of the other route groups (sessions, workspaces); in tests, stand-ins for any route. */
+  routes?: Partial<Handlers>;
   shutdown(): void;
 }
 
 /** Public view of a VM: durable record plus liveness. */
-export async function vmView(engine: Engine, vm: VMRecord) {
+export async function vmView(engine: Engine, vm: VMRecord): Promise<VMView> {
   let alive = await engine.alive(vm);
   if (!alive && vm.runtime.state === "running" && (await engine.noticeExit(vm.id))) {
     vm = engine.getVM(vm.id); // it died under us: show it demoted and cleaned up
@@ -37,17 +40,8 @@ export async function vmView(engine: Engine, vm: VMRecord) {
   return { ...vm, alive, pid: handles?.pid ?? 0 };
 }
 
-const CREATE_SCHEMA = {
-  name: { type: "string", required: true },
-  image: { type: "string" },
-  cpus: { type: "integer" },
-  memoryMiB: { type: "integer" },
-  diskMiB: { type: "integer" },
-  workDiskMiB: { type: "integer" },
-  driver: { type: "string" },
-  net: { type: "string" },
-  start: { type: "boolean" },
-} as const;
+/** The routes served here; images, sessions and workspaces bring their own handlers. */
+type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace">>;
 
 /** The daemon's request handler: a plain (Request) => Response, testable without a socket. */
 export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
@@ -55,86 +49,62 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
   /** Requests received before the current one (GET /v1/health shows it: tests count a command's round trips). */
   let received = 0;
 
-  async function route(req: Request): Promise<Response> {
-    const url = new URL(req.url);
-    const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
-    if (parts[0] !== "v1") throw new BangerError("E_NOT_FOUND", `no such route: ${req.method} ${url.pathname} (routes live under /v1)`);
-    const [, group, id, action] = parts;
-    const m = req.method;
-
-    if (group === "health" && m === "GET") {
-      return json({ version: d.version, pid: process.pid, home: d.paths.home, startedAt: d.startedAt, reconcile: d.reconcile, requestsReceived: received - 1 });
-    }
-    if (group === "shutdown" && m === "POST") {
+  const own: AppRoutes = {
+    health: async () => ({ version: d.version, pid: process.pid, home: d.paths.home, startedAt: d.startedAt, reconcile: d.reconcile, requestsReceived: received - 1 }),
+    shutdown: async () => {
       setTimeout(() => d.shutdown(), 10);
-      return json({ ok: true });
-    }
-    if (group === "plugins" && m === "GET" && !id) return json({ plugins: d.plugins });
+      return { ok: true };
+    },
+    pluginList: async () => ({ plugins: d.plugins }),
 
-    if (group === "vms") {
-      if (!id && m === "GET") {
-        return json({ vms: await Promise.all(engine.listVMs().map((vm) => vmView(engine, vm))) });
-      }
-      if (!id && m === "POST") {
-        const body = await parseBody<{ name: string; image?: string; cpus?: number; memoryMiB?: number; diskMiB?: number; workDiskMiB?: number; driver?: string; net?: string; start?: boolean }>(req, CREATE_SCHEMA);
-        const { start, ...params } = body;
-        params.driver = await engine.resolveDriver(params.driver); // --vmm: asked for and usable, or the best usable one
-        engine.checkCreate(params); // refuse bad input with a 4xx before the stream's 200 goes out
-        return ndjson(req, async (emit) => {
-          let vm = await engine.create(params, emit.progress);
-          if (start) vm = await engine.start(vm.id, emit.progress, emit.signal);
-          return { type: "result", data: await vmView(engine, vm) };
-        });
-      }
-      if (id && !action && m === "GET") return json(await vmView(engine, engine.getVM(id)));
-      if (id && !action && m === "DELETE") {
-        const force = url.searchParams.get("force") === "1";
-        const deleted = await engine.delete(id, { force });
-        return json({ deleted: deleted.name, id: deleted.id });
-      }
-      if (id && m === "POST" && (action === "start" || action === "restart")) {
-        await parseBody(req, {});
-        const vm = engine.getVM(id);
-        return ndjson(req, async (emit) => {
-          const out = action === "start" ? await engine.start(vm.id, emit.progress, emit.signal) : await engine.restart(vm.id, emit.progress);
-          return { type: "result", data: await vmView(engine, out) };
-        });
-      }
-      if (id && m === "POST" && action === "stop") {
-        const body = await parseBody<{ force?: boolean; timeoutMs?: number }>(req, { force: { type: "boolean" }, timeoutMs: { type: "integer" } });
-        return json(await vmView(engine, await engine.stop(id, body)));
-      }
-      if (id && m === "POST" && action === "exec") {
-        const body = await parseBody<{ argv: string[]; stdin?: string }>(req, { argv: { type: "string[]", required: true }, stdin: { type: "string" } }, MAX_EXEC_BODY_BYTES);
-        if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
-        const command = shellJoin(body.argv); // quoting refuses what no shell can carry (NUL) before the stream's 200
-        const vm = await engine.running(id);
-        return ndjson(req, (emit) => execIn(vm, command, body.stdin, emit));
-      }
-      if (id && m === "GET" && action === "ssh-info") {
-        const vm = await engine.running(id);
-        const t = await sshTargetFor(d.fs, vm);
-        return json({ host: t.host, port: t.port, user: t.user, privateKey: t.privateKey, hostKey: t.hostKey });
-      }
-      if (id && m === "GET" && action === "logs") {
-        const vm = engine.getVM(id);
-        const follow = url.searchParams.get("follow") === "1";
-        const offset = Number(url.searchParams.get("offset") || "0");
-        if (!Number.isSafeInteger(offset) || offset < 0) throw new BangerError("E_BAD_REQUEST", `offset must be a byte offset >= 0, not ${JSON.stringify(url.searchParams.get("offset")).slice(0, 40)}`);
-        return streamFile(req, vm.runtime.logPath, offset, follow, () => engine.alive(vm));
-      }
-    }
+    vmList: async () => ({ vms: await Promise.all(engine.listVMs().map((vm) => vmView(engine, vm))) }),
+    vmCreate: async ({ body, ndjson }) => {
+      const { start, ...params } = body;
+      params.driver = await engine.resolveDriver(params.driver); // --vmm: asked for and usable, or the best usable one
+      engine.checkCreate(params); // refuse bad input with a 4xx before the stream's 200 goes out
+      return ndjson(async (emit) => {
+        let vm = await engine.create(params, emit.progress);
+        if (start) vm = await engine.start(vm.id, emit.progress, emit.signal);
+        return { type: "result", data: await vmView(engine, vm) };
+      });
+    },
+    vmShow: async ({ params }) => vmView(engine, engine.getVM(params.vm)),
+    vmDelete: async ({ params, query }) => {
+      const force = query.force;
+      const deleted = await engine.delete(params.vm, { force });
+      return { deleted: deleted.name, id: deleted.id };
+    },
+    vmStart: async ({ params, ndjson }) => startOrRestart("start", params.vm, ndjson),
+    vmRestart: async ({ params, ndjson }) => startOrRestart("restart", params.vm, ndjson),
+    vmStop: async ({ params, body }) => vmView(engine, await engine.stop(params.vm, body)),
+    vmExec: async ({ params, body, ndjson }) => {
+      if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
+      const command = shellJoin(body.argv); // quoting refuses what no shell can carry (NUL) before the stream's 200
+      const vm = await engine.running(params.vm);
+      return ndjson((emit) => execIn(vm, command, body.stdin, emit));
+    },
+    vmSshInfo: async ({ params }) => {
+      const vm = await engine.running(params.vm);
+      const t = await sshTargetFor(d.fs, vm);
+      return { host: t.host, port: t.port, user: t.user, privateKey: t.privateKey, hostKey: t.hostKey };
+    },
+    vmLogs: async ({ req, params, query }) => {
+      const vm = engine.getVM(params.vm);
+      return streamFile(req, vm.runtime.logPath, query.offset, query.follow, () => engine.alive(vm));
+    },
+  };
 
-    if (group === "images") return d.images.route(req, url, parts);
-
-    for (const extra of d.extraRoutes ?? []) {
-      const r = await extra(req, url, parts);
-      if (r) return r;
-    }
-    throw new BangerError("E_NOT_FOUND", `no such route: ${m} ${url.pathname}`);
+  function startOrRestart(action: "start" | "restart", id: string, ndjson: RouteContext<"vmStart" | "vmRestart">["ndjson"]): Response {
+    const vm = engine.getVM(id);
+    return ndjson(async (emit) => {
+      const out = action === "start" ? await engine.start(vm.id, emit.progress, emit.signal) : await engine.restart(vm.id, emit.progress);
+      return { type: "result", data: await vmView(engine, out) };
+    });
   }
 
-  async function execIn(vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter): Promise<StreamEvent> {
+  const route = createRouter({ ...own, ...d.images.handlers(), ...d.routes });
+
+  async function execIn(vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter): Promise<ExitEvent> {
     const conn = await d.ssh.get(vm);
     const code = await conn.exec(command, {
       stdin: stdin !== undefined ? Buffer.from(stdin, "base64") : undefined,

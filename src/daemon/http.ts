@@ -1,6 +1,9 @@
 import type { ErrorBody, StreamEvent } from "../shared/api.ts";
 import { BangerError, errorMessage, isBangerError } from "../shared/errors.ts";
+import { MAX_JSON_BODY_BYTES, type FieldType, type Schema } from "../shared/routes.ts";
 import { currentScope } from "./request-scope.ts";
+
+export { MAX_EXEC_BODY_BYTES, MAX_JSON_BODY_BYTES, type Schema } from "../shared/routes.ts";
 
 export function json(data: unknown, status = 200): Response {
   return new Response(JSON.stringify(data), { status, headers: { "content-type": "application/json" } });
@@ -18,19 +21,11 @@ export function errorResponse(e: unknown): Response {
   return json({ error: errorBody(e) }, isBangerError(e) ? e.httpStatus : 500);
 }
 
-/** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
-export const MAX_JSON_BODY_BYTES = 1 << 20;
-/** exec carries its stdin in the body (base64): the one route with a bigger allowance. */
-export const MAX_EXEC_BODY_BYTES = 64 << 20;
-
 /** A value as it may appear in an error message: never a wall of attacker-sized text. */
 export function briefValue(v: unknown, max = 60): string {
   const s = JSON.stringify(v) ?? String(v);
   return s.length > max ? `${s.slice(0, max)}… (${s.length} chars)` : s;
 }
-
-type FieldType = "string" | "number" | "integer" | "boolean" | "string[]";
-export type Schema = Record<string, { type: FieldType; required?: boolean }>;
 
 function typeOk(v: unknown, t: FieldType): boolean {
   switch (t) {

@@ -8,7 +8,7 @@ import { tempPathFor } from "../shared/temps.ts";
 import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord } from "../shared/model.ts";
 import type { Host } from "../host/types.ts";
 import type { Store } from "../store/store.ts";
-import { json, ndjson, parseBody } from "./http.ts";
+import type { HandlersFor } from "./router.ts";
 
 function validateImageName(name: unknown): string {
   if (typeof name !== "string" || !VM_NAME_RE.test(name)) {
@@ -135,35 +135,26 @@ export class ImageService {
     await this.host.fs.rmrf(img.dir);
   }
 
-  async route(req: Request, url: URL, parts: string[]): Promise<Response> {
-    const [, , name, action] = parts;
-    const m = req.method;
-    if (!name && m === "GET") return json({ images: this.store.listImages() });
-    if (name === "build" && m === "POST" && !action) {
-      const body = await parseBody<{ name?: string; force?: boolean }>(req, { name: { type: "string" }, force: { type: "boolean" } });
-      const imgName = validateImageName(body.name ?? "default");
-      return ndjson(req, async (emit) => {
-        const r = await this.build(imgName, body.force ?? false, emit.progress);
-        return { type: "result", data: { ...r.image, built: r.built, manifest: await this.manifest(r.image) } };
-      });
-    }
-    if (name === "import" && m === "POST" && !action) {
-      const body = await parseBody<{ name: string; kernel: string; rootfs: string; initrd?: string }>(req, {
-        name: { type: "string", required: true },
-        kernel: { type: "string", required: true },
-        rootfs: { type: "string", required: true },
-        initrd: { type: "string" },
-      });
-      return json(await this.import(body), 201);
-    }
-    if (name && !action && m === "GET") {
-      const img = this.get(name);
-      return json({ ...img, manifest: await this.manifest(img) });
-    }
-    if (name && !action && m === "DELETE") {
-      await this.remove(name);
-      return json({ deleted: name });
-    }
-    throw new BangerError("E_NOT_FOUND", `no such route: ${m} ${url.pathname}`);
+  /** The /v1/images routes. */
+  handlers(): HandlersFor<"image"> {
+    return {
+      imageList: async () => ({ images: this.store.listImages() }),
+      imageBuild: async ({ body, ndjson }) => {
+        const imgName = validateImageName(body.name ?? "default");
+        return ndjson(async (emit) => {
+          const r = await this.build(imgName, body.force ?? false, emit.progress);
+          return { type: "result", data: { ...r.image, built: r.built, manifest: await this.manifest(r.image) } };
+        });
+      },
+      imageImport: async ({ body }) => this.import(body),
+      imageShow: async ({ params }) => {
+        const img = this.get(params.name);
+        return { ...img, manifest: await this.manifest(img) };
+      },
+      imageRemove: async ({ params }) => {
+        await this.remove(params.name);
+        return { deleted: params.name };
+      },
+    };
   }
 }

@@ -122,7 +122,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     startedAt: new Date().toISOString(),
     reconcile,
-    extraRoutes: [sessions.route, workspaces.route],
+    routes: { ...sessions.handlers, ...workspaces.handlers },
     shutdown,
   });
   const oldMask = process.umask(0o177); // the socket is born 0600

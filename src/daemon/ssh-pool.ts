@@ -4,7 +4,7 @@ import { vmPaths } from "../shared/paths.ts";
 import type { FS, GuestSSH, SSHDialer, SSHTarget } from "../host/types.ts";
 
 /** Where and how to reach a VM's SSH server, with its pinned host key. */
-export async function sshTargetFor(fs: FS, vm: VMRecord): Promise<SSHTarget> {
+export async function sshTargetFor(fs: FS, vm: VMRecord): Promise<SSHTarget & { hostKey: string }> {
   if (!vm.runtime.sshPort) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH endpoint`);
   const p = vmPaths(vm.runtime.vmDir);
   const privateKey = await fs.readText(p.clientKey);

@@ -1,4 +1,5 @@
 // What travels between the CLI and the daemon: the shapes both sides agree on.
+import type { VMRecord } from "./model.ts";
 
 /** What an error envelope carries: `{ code, message }`, plus `undoFailures` when undoing a failed operation failed too. */
 export interface ErrorBody {
@@ -47,4 +48,27 @@ export interface FetchResult {
   guestPath: string;
   /** Refs updated, refs/banger/<vm>/<branch> → commit. */
   refs: { ref: string; commit: string }[];
+}
+
+/** Public view of a VM: its durable record plus liveness. */
+export type VMView = VMRecord & { alive: boolean; pid: number };
+
+/** GET /v1/health. */
+export interface Health {
+  version: string;
+  pid: number;
+  home: string;
+  startedAt: string;
+  reconcile: unknown;
+  /** Requests the daemon received before this one. */
+  requestsReceived?: number;
+}
+
+/** Where and how to reach a running VM's sshd (an interactive `vm ssh`). */
+export interface SshInfo {
+  host: string;
+  port: number;
+  user: string;
+  privateKey: string;
+  hostKey: string;
 }

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { createApp } from "../../src/daemon/app.ts";
 import { errorResponse, type StreamEvent } from "../../src/daemon/http.ts";
 import { ImageService } from "../../src/daemon/images.ts";
+import type { Handlers } from "../../src/daemon/router.ts";
 import { vmSSHPool } from "../../src/daemon/ssh-pool.ts";
 import { BangerError } from "../../src/shared/errors.ts";
 import { daemonPaths } from "../../src/shared/paths.ts";
@@ -13,7 +14,7 @@ afterEach(() => {
   while (stores.length) stores.pop()!.cleanup();
 });
 
-function setup(extraRoutes: ((req: Request, url: URL, parts: string[]) => Promise<Response | null>)[] = []) {
+function setup(routes: Partial<Handlers> = {}) {
   const paths = daemonPaths("/state");
   let n = 0;
   const { host, driver, ts, hooks, make } = engineWorld({ paths, newId: () => `id${++n}` });
@@ -30,7 +31,7 @@ function setup(extraRoutes: ((req: Request, url: URL, parts: string[]) => Promis
     paths,
     startedAt: "2026-01-01T00:00:00.000Z",
     reconcile: [],
-    extraRoutes,
+    routes,
     shutdown: () => void shutdowns++,
   });
   const call = (method: string, path: string, body?: string | object) =>
@@ -227,24 +228,23 @@ describe("bad input is a 4xx with the error envelope", () => {
   });
 
   test("an unexpected exception → 500 E_INTERNAL with its message only", async () => {
-    const { call } = setup([
-      async (_req, url) => {
-        if (url.pathname === "/v1/explode") throw new TypeError("cannot read properties of undefined");
-        return null;
+    const { call } = setup({
+      pluginList: async () => {
+        throw new TypeError("cannot read properties of undefined");
       },
-    ]);
-    const res = await call("GET", "/v1/explode");
+    });
+    const res = await call("GET", "/v1/plugins");
     expect(res.status).toBe(500);
     expect(await errorOf(res)).toEqual({ code: "E_INTERNAL", message: "cannot read properties of undefined" });
   });
 
   test("BangerError codes map to their HTTP status", async () => {
-    const { call } = setup([
-      async () => {
+    const { call } = setup({
+      vmList: async () => {
         throw new BangerError("E_CONFLICT", "port taken");
       },
-    ]);
-    const res = await call("GET", "/v1/whatever");
+    });
+    const res = await call("GET", "/v1/vms");
     expect(res.status).toBe(409);
     expect((await errorOf(res)).code).toBe("E_CONFLICT");
   });

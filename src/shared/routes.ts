@@ -1,0 +1,228 @@
+// Every route of the daemon's HTTP API, declared once: method, path, query,
+// body schema and what it answers. The daemon's router (src/daemon/router.ts)
+// matches and validates requests against this table and types its handlers
+// from it; the CLI's client (src/client/daemon-client.ts) builds requests from
+// it and types the answers. Plain data and types: it is on every command's
+// hot path, so it imports nothing but types.
+import type { FetchResult, Health, LoadedPlugin, SshInfo, VMView, Workspace } from "./api.ts";
+import type { GuestSession, ImageRecord } from "./model.ts";
+
+/** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
+export const MAX_JSON_BODY_BYTES = 1 << 20;
+/** exec carries its stdin in the body (base64): the one route with a bigger allowance. */
+export const MAX_EXEC_BODY_BYTES = 64 << 20;
+
+export type FieldType = "string" | "number" | "integer" | "boolean" | "string[]";
+export interface Field {
+  readonly type: FieldType;
+  readonly required?: boolean;
+}
+/** A JSON object body: its fields, each with a type; unknown fields are refused. */
+export type Schema = { readonly [field: string]: Field };
+
+type ValueOf<T extends FieldType> = T extends "string" ? string : T extends "boolean" ? boolean : T extends "string[]" ? string[] : number;
+type Simplify<T> = { [K in keyof T]: T[K] } & {};
+/** The object a schema accepts: required fields as declared, the others optional. */
+export type Infer<S extends Schema> = Simplify<
+  { -readonly [K in keyof S as S[K] extends { required: true } ? K : never]: ValueOf<S[K]["type"]> } & {
+    -readonly [K in keyof S as S[K] extends { required: true } ? never : K]?: ValueOf<S[K]["type"]>;
+  }
+>;
+
+/**
+ * A query parameter: a string (absent: undefined), a flag ("1" is true,
+ * anything else false) or a byte offset (a whole number >= 0; absent: 0).
+ * Parameters a route does not declare are ignored, as they always were.
+ */
+export type QueryType = "string" | "flag" | "offset";
+export type QuerySpec = { readonly [param: string]: QueryType };
+type QueryValue<T extends QueryType> = T extends "string" ? string | undefined : T extends "flag" ? boolean : number;
+export type InferQuery<Q extends QuerySpec> = { -readonly [K in keyof Q]: QueryValue<Q[K]> };
+
+/** A type the table carries for the compiler; nothing at run time. */
+export interface Res<T> {
+  readonly _type?: T;
+}
+export const res = <T>(): Res<T> => ({});
+
+/** The last line of a successful NDJSON stream (an `error` line becomes a thrown BangerError on the client). */
+export type ResultEvent<T> = { type: "result"; data: T };
+export type ExitEvent = { type: "exit"; code: number };
+
+export interface RouteDef {
+  readonly method: "GET" | "POST" | "DELETE";
+  /** Under /v1; a `:name` segment is a path parameter (one segment, percent-decoded). */
+  readonly path: string;
+  readonly query?: QuerySpec;
+  /** A JSON object checked against this schema, or "raw": bytes the handler reads itself. None: the body is not read. */
+  readonly body?: Schema | "raw";
+  /** The body's size cap in bytes (default MAX_JSON_BODY_BYTES). */
+  readonly maxBytes?: number;
+  /** Answers JSON of this type, with `status` (default 200). */
+  readonly json?: Res<unknown>;
+  readonly status?: number;
+  /** Answers an NDJSON stream: progress and output events, then this one. */
+  readonly ndjson?: Res<ResultEvent<unknown> | ExitEvent>;
+  /** Answers raw bytes (a patch). */
+  readonly raw?: true;
+}
+
+/** Identity, for the types: keeps each path and schema as the literal it is. */
+export const defineRoutes = <const T extends Record<string, RouteDef>>(routes: T): T => routes;
+
+export const routes = defineRoutes({
+  health: { method: "GET", path: "/v1/health", json: res<Health>() },
+  shutdown: { method: "POST", path: "/v1/shutdown", json: res<{ ok: boolean }>() },
+  pluginList: { method: "GET", path: "/v1/plugins", json: res<{ plugins: LoadedPlugin[] }>() },
+
+  vmList: { method: "GET", path: "/v1/vms", json: res<{ vms: VMView[] }>() },
+  vmCreate: {
+    method: "POST",
+    path: "/v1/vms",
+    body: {
+      name: { type: "string", required: true },
+      image: { type: "string" },
+      cpus: { type: "integer" },
+      memoryMiB: { type: "integer" },
+      diskMiB: { type: "integer" },
+      workDiskMiB: { type: "integer" },
+      driver: { type: "string" },
+      net: { type: "string" },
+      start: { type: "boolean" },
+    },
+    ndjson: res<ResultEvent<VMView>>(),
+  },
+  vmShow: { method: "GET", path: "/v1/vms/:vm", json: res<VMView>() },
+  vmDelete: { method: "DELETE", path: "/v1/vms/:vm", query: { force: "flag" }, json: res<{ deleted: string; id: string }>() },
+  vmStart: { method: "POST", path: "/v1/vms/:vm/start", body: {}, ndjson: res<ResultEvent<VMView>>() },
+  vmRestart: { method: "POST", path: "/v1/vms/:vm/restart", body: {}, ndjson: res<ResultEvent<VMView>>() },
+  vmStop: { method: "POST", path: "/v1/vms/:vm/stop", body: { force: { type: "boolean" }, timeoutMs: { type: "integer" } }, json: res<VMView>() },
+  vmExec: {
+    method: "POST",
+    path: "/v1/vms/:vm/exec",
+    body: { argv: { type: "string[]", required: true }, stdin: { type: "string" } },
+    maxBytes: MAX_EXEC_BODY_BYTES,
+    ndjson: res<ExitEvent>(),
+  },
+  vmSshInfo: { method: "GET", path: "/v1/vms/:vm/ssh-info", json: res<SshInfo>() },
+  vmLogs: { method: "GET", path: "/v1/vms/:vm/logs", query: { follow: "flag", offset: "offset" }, ndjson: res<ResultEvent<{ offset: number }>>() },
+
+  imageList: { method: "GET", path: "/v1/images", json: res<{ images: ImageRecord[] }>() },
+  imageBuild: {
+    method: "POST",
+    path: "/v1/images/build",
+    body: { name: { type: "string" }, force: { type: "boolean" } },
+    ndjson: res<ResultEvent<ImageRecord & { built: boolean; manifest: unknown }>>(),
+  },
+  imageImport: {
+    method: "POST",
+    path: "/v1/images/import",
+    body: {
+      name: { type: "string", required: true },
+      kernel: { type: "string", required: true },
+      rootfs: { type: "string", required: true },
+      initrd: { type: "string" },
+    },
+    json: res<ImageRecord>(),
+    status: 201,
+  },
+  imageShow: { method: "GET", path: "/v1/images/:name", json: res<ImageRecord & { manifest: unknown }>() },
+  imageRemove: { method: "DELETE", path: "/v1/images/:name", json: res<{ deleted: string }>() },
+
+  sessionList: { method: "GET", path: "/v1/vms/:vm/sessions", json: res<{ sessions: GuestSession[] }>() },
+  sessionStart: {
+    method: "POST",
+    path: "/v1/vms/:vm/sessions",
+    body: {
+      name: { type: "string" },
+      command: { type: "string", required: true },
+      args: { type: "string[]" },
+      cwd: { type: "string" },
+      stdinMode: { type: "string" },
+      requiredCommands: { type: "string[]" },
+    },
+    json: res<GuestSession>(),
+    status: 201,
+  },
+  sessionShow: { method: "GET", path: "/v1/vms/:vm/sessions/:session", json: res<GuestSession>() },
+  sessionRemove: { method: "DELETE", path: "/v1/vms/:vm/sessions/:session", query: { force: "flag" }, json: res<{ deleted: string }>() },
+  sessionSend: { method: "POST", path: "/v1/vms/:vm/sessions/:session/send", body: "raw", json: res<{ bytesWritten: number; session: GuestSession }>() },
+  sessionStop: { method: "POST", path: "/v1/vms/:vm/sessions/:session/stop", body: { graceMs: { type: "integer" } }, json: res<GuestSession>() },
+  sessionKill: { method: "POST", path: "/v1/vms/:vm/sessions/:session/kill", body: { graceMs: { type: "integer" } }, json: res<GuestSession>() },
+  sessionLogs: {
+    method: "GET",
+    path: "/v1/vms/:vm/sessions/:session/logs",
+    query: { stream: "string", offset: "offset", follow: "flag" },
+    ndjson: res<ResultEvent<{ offset: number; session?: GuestSession }>>(),
+  },
+
+  /** JSON (201), or with ?stream=1 an NDJSON stream with progress. */
+  workspacePrepare: {
+    method: "POST",
+    path: "/v1/vms/:vm/workspace",
+    query: { stream: "flag" },
+    body: { sourcePath: { type: "string", required: true }, guestPath: { type: "string" }, readOnly: { type: "boolean" } },
+    json: res<Workspace>(),
+    status: 201,
+    ndjson: res<ResultEvent<Workspace>>(),
+  },
+  /** The patch vs HEAD as raw bytes, or with ?format=json as {patch}. */
+  workspaceDiff: { method: "GET", path: "/v1/vms/:vm/workspace/diff", query: { guestPath: "string", format: "string" }, raw: true, json: res<{ patch: string }>() },
+  /** {format: "patch"}: raw format-patch bytes; {format: "fetch", sourcePath}: refs fetched into the source repo (JSON). */
+  workspaceExport: {
+    method: "POST",
+    path: "/v1/vms/:vm/workspace/export",
+    body: { format: { type: "string", required: true }, guestPath: { type: "string" }, sourcePath: { type: "string" } },
+    raw: true,
+    json: res<FetchResult>(),
+  },
+});
+
+export type Routes = typeof routes;
+export type RouteName = keyof Routes;
+
+type ParamNames<P extends string> = P extends `${string}:${infer N}/${infer Rest}` ? N | ParamNames<`/${Rest}`> : P extends `${string}:${infer N}` ? N : never;
+/** Path parameters of route K, by name. */
+export type ParamsOf<K extends RouteName> = { [N in ParamNames<Routes[K]["path"]>]: string };
+/** Query of route K as its handler sees it (parsed, defaults filled in). */
+export type QueryOf<K extends RouteName> = Routes[K] extends { query: infer Q extends QuerySpec } ? InferQuery<Q> : {};
+/** Body of route K as its handler sees it (checked against the schema; a raw body is the handler's to read). */
+export type BodyOf<K extends RouteName> = Routes[K] extends { body: infer S extends Schema } ? Infer<S> : undefined;
+/** What route K answers as JSON. */
+export type JsonOf<K extends RouteName> = Routes[K] extends { json: Res<infer T> } ? T : never;
+/** The last event of route K's NDJSON stream. */
+export type StreamOf<K extends RouteName> = Routes[K] extends { ndjson: Res<infer T> } ? T : never;
+
+export type JsonRoute = { [K in RouteName]: Routes[K] extends { json: Res<unknown> } ? K : never }[RouteName];
+export type StreamRoute = { [K in RouteName]: Routes[K] extends { ndjson: Res<unknown> } ? K : never }[RouteName];
+export type RawRoute = { [K in RouteName]: Routes[K] extends { raw: true } ? K : never }[RouteName];
+
+/** What a caller sends to route K: only the keys the route has (params, query, body or raw bytes). */
+export type RequestOf<K extends RouteName> = Simplify<
+  ([ParamNames<Routes[K]["path"]>] extends [never] ? {} : { params: ParamsOf<K> }) &
+    (Routes[K] extends { query: QuerySpec } ? { query?: Partial<QueryOf<K>> } : {}) &
+    (Routes[K] extends { body: "raw" }
+      ? { raw: Uint8Array }
+      : Routes[K] extends { body: infer S extends Schema }
+        ? {} extends Infer<S>
+          ? { body?: Infer<S> }
+          : { body: Infer<S> }
+        : {})
+>;
+/** The request argument: optional when the route needs nothing. */
+export type RequestArgs<K extends RouteName> = {} extends RequestOf<K> ? [req?: RequestOf<K>] : [req: RequestOf<K>];
+
+/** The path and query of a request to `def` (parameters percent-encoded; false flags and undefined values left out). */
+export function requestPath(def: RouteDef, req: { params?: Record<string, string>; query?: Record<string, string | number | boolean | undefined> } = {}): string {
+  const path = def.path.replace(/:([A-Za-z]+)/g, (_, name: string) => {
+    const v = req.params?.[name];
+    if (v === undefined) throw new Error(`${def.method} ${def.path}: path parameter "${name}" is missing`);
+    return encodeURIComponent(v);
+  });
+  const q: string[] = [];
+  for (const [k, v] of Object.entries(req.query ?? {})) {
+    if (v === undefined || v === false) continue;
+    q.push(`${encodeURIComponent(k)}=${v === true ? "1" : encodeURIComponent(String(v))}`);
+  }
+  return q.length ? `${path}?${q.join("&")}` : path;
+}
