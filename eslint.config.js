@@ -12,6 +12,20 @@ export const promiseRules = {
   "@typescript-eslint/no-misused-promises": ["error", { checksVoidReturn: true, checksConditionals: true, checksSpreads: true }],
 };
 
+const _HOST = "src/host/types.ts is the only door to the host";
+/**
+ * The host seam (issue 14): side effects go through src/host (Host: exec, fs, clock, …) and the
+ * environment is read in src/host/config.ts, so tests pass fakes. Applied to src/ and plugins/
+ * except src/host/ itself; test/unit/lint.test.ts proves each one fires on a fixture.
+ */
+export const seamRules = {
+  "no-restricted-properties": [
+    "error",
+    { object: "process", property: "env", message: `read the environment through src/host/config.ts (config, environ(), configFrom(env)); plugins get them from src/plugin-api.ts` },
+    { object: "Date", property: "now", message: `use host.clock.now() (or nowMs() from src/host/clock.ts where there is no Host): ${_HOST}` },
+  ],
+};
+
 export default defineConfig(
   { ignores: ["dist/**", "node_modules/**", ".cache/**"] },
   {
@@ -23,5 +37,10 @@ export default defineConfig(
     plugins: { "@typescript-eslint": tseslint.plugin },
     linterOptions: { reportUnusedDisableDirectives: "error" },
     rules: promiseRules,
+  },
+  {
+    files: ["src/**/*.ts", "plugins/**/*.ts"],
+    ignores: ["src/host/**"],
+    rules: seamRules,
   },
 );

@@ -1,7 +1,7 @@
 import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { BangerError, definePlugin, vmPaths } from "../../src/plugin-api.ts";
-import type { Host, VMRecord } from "../../src/plugin-api.ts";
+import { BangerError, configFrom, definePlugin, environ, vmPaths } from "../../src/plugin-api.ts";
+import type { Env, Host, VMRecord } from "../../src/plugin-api.ts";
 import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */
@@ -9,8 +9,8 @@ export const READY_MARKER = "BANGER-READY";
 /** Printed (with a reason) by the guest's init when it cannot come up; it powers off after. */
 export const FAILED_MARKER = "BANGER-BOOT-FAILED";
 
-export function bootTimeoutMs(env = process.env): number {
-  const s = Number(env.BANGER_BOOT_TIMEOUT ?? "");
+export function bootTimeoutMs(env: Env = environ()): number {
+  const s = Number(configFrom(env).bootTimeout ?? "");
   return Number.isFinite(s) && s > 0 ? s * 1000 : 180_000;
 }
 
@@ -45,7 +45,8 @@ async function bootState(path: string): Promise<"ready" | string | null> {
  * then a real SSH handshake with the pinned host key.
  */
 export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal }): Promise<void> {
-  const started = Date.now();
+  const now = () => host.clock.now().getTime();
+  const started = now();
   const deadline = started + opts.timeoutMs;
   const keys = vmPaths(vm.runtime.vmDir);
   const privateKey = await host.fs.readText(keys.clientKey);
@@ -53,12 +54,12 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
   if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys`);
   let lastReport = 0;
   let marker = false;
-  while (Date.now() < deadline) {
+  while (now() < deadline) {
     if (opts.signal.aborted) throw new BangerError("E_STATE", "boot wait cancelled");
     if (!(await host.procs.info(pid))) {
       throw new BangerError("E_STATE", `vm ${vm.name}: the VM process exited during boot. Serial log tail:\n${await tail(vm.runtime.logPath)}`);
     }
-    const secs = Math.round((Date.now() - started) / 1000);
+    const secs = Math.round((now() - started) / 1000);
     if (!marker) {
       const state = await bootState(vm.runtime.logPath);
       if (state && state !== "ready") {
@@ -66,9 +67,9 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
       }
       marker = state === "ready";
       if (!marker) {
-        if (Date.now() - lastReport >= 1000) {
+        if (now() - lastReport >= 1000) {
           opts.progress(`booting ${vm.name} (${secs}s)`);
-          lastReport = Date.now();
+          lastReport = now();
         }
         await host.clock.sleep(100);
         continue;

@@ -1,4 +1,5 @@
 import type { ConsolaInstance, LogObject } from "consola/core";
+import { config } from "../host/config.ts";
 import { writeOut } from "./stdio.ts";
 
 /** How much the CLI says on stderr: --quiet (errors and warnings), normal (plus progress), --verbose or BANGER_DEBUG (plus detail). */
@@ -20,7 +21,7 @@ export function cliLine(o: Pick<LogObject, "type" | "tag" | "args">): string {
   return `${text}\n`;
 }
 
-let _verbosity: Verbosity = process.env.BANGER_DEBUG ? "verbose" : "normal";
+let _verbosity: Verbosity = config.debug ? "verbose" : "normal";
 let _log: ConsolaInstance | null = null;
 
 export function verbosity(): Verbosity {

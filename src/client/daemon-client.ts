@@ -2,7 +2,9 @@
 // and node:fs costs a compiled `banger vm list` about 1 ms of its ~5. The slow paths require it.
 import { BangerError, ERROR_CODES, type ErrorCode } from "../shared/errors.ts";
 import { daemonPaths, type DaemonPaths } from "../shared/paths.ts";
-import { mark } from "../shared/profile.ts";
+import { nowMs } from "../host/clock.ts";
+import { environ } from "../host/config.ts";
+import { mark } from "../host/profile.ts";
 import { FULL_VERSION, VERSION_HEADER } from "../version.ts";
 import { refuseForeignAsync } from "../host/owner.ts";
 import type { StreamEvent } from "../shared/api.ts";
@@ -251,11 +253,11 @@ export class DaemonClient {
     // execa is loaded only here: importing it up front costs every command ~20 ms of start-up
     const { createExec } = await import("../host/exec.ts");
     const { createProcs } = await import("../host/procs.ts");
-    const spawn = () => createExec().spawnDetached(cmd!, [...args, "daemon"], { logPath: this.paths.log, env: process.env });
+    const spawn = () => createExec().spawnDetached(cmd!, [...args, "daemon"], { logPath: this.paths.log, env: environ() });
     let pid = await spawn();
     let respawns = 0;
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline) {
+    const deadline = nowMs() + 15_000;
+    while (nowMs() < deadline) {
       h = await this.health();
       if (h && h.version === FULL_VERSION) return h;
       // A daemon that is already gone lost the race for the lock to one still shutting down
@@ -275,8 +277,8 @@ export class DaemonClient {
 
   private async waitGone(pid: number, timeoutMs: number): Promise<void> {
     const { createProcs } = await import("../host/procs.ts");
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    const deadline = nowMs() + timeoutMs;
+    while (nowMs() < deadline) {
       // a zombie (exited, not yet reaped by its parent) counts as gone
       if (!(await createProcs().info(pid))) return;
       await Bun.sleep(25);

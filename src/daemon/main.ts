@@ -6,6 +6,7 @@ import { HookEngine } from "../core/hooks.ts";
 import { importPluginFile, setupPlugins } from "../core/loader.ts";
 import type { BangerPlugin } from "../core/plugin.ts";
 import { daemonPaths, resolveHome } from "../shared/paths.ts";
+import { config, environ } from "../host/config.ts";
 import { createHost } from "../host/index.ts";
 import { createSSHDialer } from "../host/ssh.ts";
 import { createLeaseStore } from "../store/leases.ts";
@@ -44,7 +45,7 @@ function removeStaleSocket(path: string): void {
 
 /** Run the daemon in the foreground until SIGTERM/SIGINT or POST /v1/shutdown. */
 export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
-  const home = opts.home ?? resolveHome();
+  const home = opts.home ?? resolveHome(environ());
   const paths = daemonPaths(home);
   const log = createDaemonLogger();
   // first: a bug anywhere below (plugin setup, reconcile, a request) is logged and contained, never fatal
@@ -84,7 +85,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const ssh = vmSSHPool(host.ssh, host.fs);
   const images = new ImageService(store, hooks, host, paths.imagesDir);
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
-  const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: process.env.BANGER_GUEST_STATE_ROOT || undefined });
+  const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: config.guestStateRoot || undefined });
   const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });
 
   let stopping: Promise<void> | null = null;

@@ -1,5 +1,6 @@
 import { statfs } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { configFrom, environ } from "../host/config.ts";
 import { canOpenRW } from "../host/fs.ts";
 import type { Exec, FS } from "../host/types.ts";
 import { EXTRA_TOOLS, HOST_TOOLS, type DeviceAccess, type HostView } from "./checks.ts";
@@ -39,7 +40,7 @@ async function _firstLine(exec: Exec, tool: string | null): Promise<string | nul
 
 /** Look at the host once (read-only: lookups, `--version`, `dmsetup version`, opens without writes); diagnose() judges. */
 export async function gatherHostView(host: { exec: Exec; fs: FS }, o: GatherOptions): Promise<HostView> {
-  const env = o.env ?? process.env;
+  const env = o.env ?? environ();
   const canOpen = o.canOpen ?? canOpenRW;
   const free = o.freeBytes ?? _freeBytes;
   const names = [...new Set([...HOST_TOOLS.map((t) => t.tool), ...EXTRA_TOOLS])];
@@ -50,7 +51,7 @@ export async function gatherHostView(host: { exec: Exec; fs: FS }, o: GatherOpti
   };
 
   const kvmDev = await dev("/dev/kvm");
-  const forced = (env.BANGER_ACCEL ?? "").trim().toLowerCase();
+  const forced = (configFrom(env).accel ?? "").trim().toLowerCase();
   const kernel = /\bdevice-mapper\b/.test((await host.fs.readText("/proc/misc")) ?? "");
   const control = await host.fs.exists("/dev/mapper/control");
   let versionOk = false;
