@@ -6,12 +6,12 @@ import { mark } from "../host/profile.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
 import type { StreamEvent } from "../shared/api.ts";
 import { log, verbosity } from "./log.ts";
-import { fdIsTTY, writeOut } from "./stdio.ts";
+import { fdIsTTY, writeOut } from "../host/stdio.ts";
 
 /** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */
 export const passthrough: { argv: string[] } = { argv: [] };
 
-/** Both stdout and stderr are terminals and colour is allowed (asked on first use: see stdio.ts). */
+/** Both stdout and stderr are terminals and colour is allowed (asked on first use: see src/host/stdio.ts). */
 export const isTTY = (): boolean => fdIsTTY(1) && fdIsTTY(2) && !config.noColor;
 
 export function out(data: unknown, json: boolean, human: () => string | void): void {

@@ -1,6 +1,6 @@
 import type { ConsolaInstance, LogObject } from "consola/core";
 import { config } from "../host/config.ts";
-import { writeOut } from "./stdio.ts";
+import { writeOut } from "../host/stdio.ts";
 
 /** How much the CLI says on stderr: --quiet (errors and warnings), normal (plus progress), --verbose or BANGER_DEBUG (plus detail). */
 export type Verbosity = "quiet" | "normal" | "verbose";

@@ -4,7 +4,7 @@ import { FULL_VERSION } from "../version.ts";
 import { fail, passthrough } from "./context.ts";
 import { defineCommand } from "./define.ts";
 import { setVerbosity } from "./log.ts";
-import { fdIsTTY, writeOut } from "./stdio.ts";
+import { fdIsTTY, writeOut } from "../host/stdio.ts";
 import { setEnvDefault } from "../host/config.ts";
 import { mark } from "../host/profile.ts";
 

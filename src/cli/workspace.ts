@@ -1,6 +1,5 @@
 import { defineCommand } from "./define.ts";
-import { renameSync } from "node:fs";
-import { dirname, join, resolve, basename } from "node:path";
+import { resolve } from "node:path";
 import { BangerError, ERROR_CODES, type ErrorCode } from "../shared/errors.ts";
 import { readingAnswer } from "../client/daemon-client.ts";
 import type { FetchResult, Workspace } from "../shared/api.ts";
@@ -96,9 +95,8 @@ const exportCmd = defineCommand({
     const file = resolve(args.patch!);
     if (bytes.length > 0) {
       // temp + rename next to the target: a reader never sees half a patch
-      const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-      await Bun.write(tmp, bytes);
-      renameSync(tmp, file);
+      const { createFS } = await import("../host/fs.ts");
+      await createFS().writeAtomic(file, bytes, 0o644);
     }
     out({ vm: args.vm, patch: bytes.length ? file : null, commits, bytes: bytes.length }, !!args.json, () =>
       bytes.length ? `wrote ${commits} commit${commits === 1 ? "" : "s"} to ${file} (git am ${file})` : `nothing new in ${args.vm} since it was prepared; ${file} not written`,

@@ -1,5 +1,5 @@
-// No node:fs (nor anything that loads it) up here: this module is on every command's hot path,
-// and node:fs costs a compiled `banger vm list` about 1 ms of its ~5. The slow paths require it.
+// No node:fs (nor anything that loads it, src/host/fs.ts included) up here: this module is on every command's hot path,
+// and node:fs costs a compiled `banger vm list` about 1 ms of its ~5. The slow paths import src/host/fs.ts lazily.
 import { BangerError, ERROR_CODES, type ErrorCode } from "../shared/errors.ts";
 import { daemonPaths, type DaemonPaths } from "../shared/paths.ts";
 import { nowMs } from "../host/clock.ts";
@@ -248,7 +248,8 @@ export class DaemonClient {
     } else {
       opts.onStart?.("starting daemon");
     }
-    (require("node:fs") as typeof import("node:fs")).mkdirSync(this.paths.home, { recursive: true, mode: 0o700 });
+    const { createFS } = await import("../host/fs.ts");
+    await createFS().mkdirp(this.paths.home, 0o700);
     const [cmd, ...args] = selfCommand();
     // execa is loaded only here: importing it up front costs every command ~20 ms of start-up
     const { createExec } = await import("../host/exec.ts");
@@ -264,7 +265,7 @@ export class DaemonClient {
       // (`daemon stop` returns once the socket is gone): start another rather than wait out the deadline.
       if (!h && !(await createProcs().info(pid))) {
         if (++respawns > MAX_RESPAWNS) {
-          throw new BangerError("E_DAEMON", `the daemon exited at start ${respawns} times: ${lastLine(this.paths.log)} (see ${this.paths.log})`);
+          throw new BangerError("E_DAEMON", `the daemon exited at start ${respawns} times: ${await lastLine(this.paths.log)} (see ${this.paths.log})`);
         }
         await Bun.sleep(100 * respawns);
         pid = await spawn();
@@ -288,18 +289,15 @@ export class DaemonClient {
 }
 
 /** The last non-empty line of a log file (its tail only), for an error message. */
-function lastLine(path: string): string {
-  const { closeSync, fstatSync, openSync, readSync } = require("node:fs") as typeof import("node:fs");
+async function lastLine(path: string): Promise<string> {
+  const { createFS } = await import("../host/fs.ts");
+  const fs = createFS();
   try {
-    const fd = openSync(path, "r");
-    try {
-      const size = fstatSync(fd).size;
-      const buf = Buffer.alloc(Math.min(size, 4096));
-      readSync(fd, buf, 0, buf.length, size - buf.length);
-      return buf.toString("utf8").trim().split("\n").at(-1)?.trim() || "(empty log)";
-    } finally {
-      closeSync(fd);
-    }
+    const size = (await fs.stat(path))?.size;
+    if (size === undefined) return "(no log)";
+    const len = Math.min(size, 4096);
+    const text = new TextDecoder().decode(await fs.readRange(path, size - len, len));
+    return text.trim().split("\n").at(-1)?.trim() || "(empty log)";
   } catch {
     return "(no log)";
   }

@@ -1,4 +1,3 @@
-import { open, stat } from "node:fs/promises";
 import { BangerError } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
@@ -126,7 +125,7 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
         const follow = url.searchParams.get("follow") === "1";
         const offset = Number(url.searchParams.get("offset") || "0");
         if (!Number.isSafeInteger(offset) || offset < 0) throw new BangerError("E_BAD_REQUEST", `offset must be a byte offset >= 0, not ${JSON.stringify(url.searchParams.get("offset")).slice(0, 40)}`);
-        return streamFile(req, vm.runtime.logPath, offset, follow, () => engine.alive(vm));
+        return streamFile(req, vm.runtime.logPath, offset, follow, () => engine.alive(vm), d.fs);
       }
     }
 
@@ -172,21 +171,15 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
 }
 
 /** Stream a file from a byte offset; with follow, keep tailing while `stillGoing` says so. */
-export function streamFile(req: Request, path: string, offset: number, follow: boolean, stillGoing: () => Promise<boolean>): Response {
+export function streamFile(req: Request, path: string, offset: number, follow: boolean, stillGoing: () => Promise<boolean>, fs: Pick<FS, "stat" | "readRange">): Response {
   return ndjson(req, async (emit) => {
     let pos = offset;
     for (;;) {
-      const size = await stat(path).then((s) => s.size, () => 0);
+      const size = await fs.stat(path).then((s) => s?.size ?? 0, () => 0);
       if (size > pos) {
-        const fh = await open(path, "r");
-        try {
-          const buf = Buffer.alloc(Math.min(size - pos, 1 << 20));
-          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-          pos += bytesRead;
-          emit.stdout(buf.subarray(0, bytesRead));
-        } finally {
-          await fh.close();
-        }
+        const bytes = await fs.readRange(path, pos, Math.min(size - pos, 1 << 20));
+        pos += bytes.length;
+        emit.stdout(bytes);
         continue;
       }
       if (!follow || emit.signal.aborted || !(await stillGoing())) break;

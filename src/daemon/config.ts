@@ -1,4 +1,3 @@
-import { readdir } from "node:fs/promises";
 import { isAbsolute, join, resolve, dirname } from "node:path";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { DaemonPaths } from "../shared/paths.ts";
@@ -36,7 +35,7 @@ export async function userPluginPaths(paths: DaemonPaths, fs: FS, extra: string[
     }
     fromConfig(mod.default?.plugins, dirname(paths.configTs), paths.configTs);
   }
-  const dirEntries = await readdir(paths.pluginsDir).catch(() => [] as string[]);
+  const dirEntries = (await fs.list(paths.pluginsDir)).map((e) => e.name);
   for (const f of dirEntries.sort()) if (/\.(ts|js|mjs)$/.test(f)) out.push(join(paths.pluginsDir, f));
   for (const p of (configFrom(env).plugins ?? "").split(":").filter(Boolean)) out.push(resolve(p));
   for (const p of extra) out.push(resolve(p));
