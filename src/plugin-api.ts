@@ -28,5 +28,7 @@ export { guardedProcesses } from "./vmm/guarded-process.ts";
 export { kvmUsable, type KvmProbe } from "./vmm/kvm.ts";
 /** HTTP/1.1 over a unix socket with time-bounded requests (a VMM's API socket). */
 export { createUnixHttp, type UnixHttp } from "./host/unix-http.ts";
+/** The environment variables banger reads (src/host/config.ts is the list): `environ()` as an `env` parameter's default, `configFrom(env)` to read one. */
+export { environ, configFrom, type Env, type BangerConfig } from "./host/config.ts";
 /** A gzip'd newc cpio archive (initramfs pieces). */
 export { writeCpioGz, type CpioEntry } from "./shared/cpio.ts";

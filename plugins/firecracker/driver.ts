@@ -1,4 +1,4 @@
-import { BangerError, guardedProcesses, createUnixHttp, kvmUsable, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, tempPathFor } from "../../src/plugin-api.ts";
+import { BangerError, guardedProcesses, createUnixHttp, kvmUsable, configFrom, environ, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, tempPathFor } from "../../src/plugin-api.ts";
 import { firecrackerApi } from "./api.ts";
 import { fcConfigCalls, fcPaths, vmlinuxFor } from "./config.ts";
 
@@ -13,7 +13,7 @@ export const FIRECRACKER_BIN_ENV = "BANGER_FIRECRACKER_BIN";
 export interface FirecrackerDriverOptions {
   /** Binary name or path (default: $BANGER_FIRECRACKER_BIN, else firecracker on PATH). */
   binary?: string;
-  /** Environment the binary override is read from (default process.env). */
+  /** Environment the binary override is read from (default environ()). */
   env?: Record<string, string | undefined>;
   /** HTTP over the API socket (default: the real unix-socket client). */
   http?: UnixHttp;
@@ -53,9 +53,9 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
   const apiTimeoutMs = opts.apiTimeoutMs ?? 5000;
   const launchTimeoutMs = opts.launchTimeoutMs ?? 5000;
   const probe = opts.probe ?? (() => kvmUsable(host));
-  const env = opts.env ?? process.env;
+  const env = opts.env ?? environ();
   const guard = guardedProcesses(host, pollMs);
-  const binary = () => opts.binary ?? (env[FIRECRACKER_BIN_ENV] || FIRECRACKER_BINARY);
+  const binary = () => opts.binary ?? (configFrom(env).firecrackerBin || FIRECRACKER_BINARY);
 
   async function findProcess(vm: VMRecord): Promise<{ pid: number; startTime: number } | null> {
     const sock = fcPaths(vm).apiSock;

@@ -1,7 +1,6 @@
-import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { BangerError, definePlugin, vmPaths } from "../../src/plugin-api.ts";
-import type { Host, VMRecord } from "../../src/plugin-api.ts";
+import { BangerError, configFrom, definePlugin, environ, vmPaths } from "../../src/plugin-api.ts";
+import type { Env, FS, Host, VMRecord } from "../../src/plugin-api.ts";
 import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */
@@ -9,31 +8,25 @@ export const READY_MARKER = "BANGER-READY";
 /** Printed (with a reason) by the guest's init when it cannot come up; it powers off after. */
 export const FAILED_MARKER = "BANGER-BOOT-FAILED";
 
-export function bootTimeoutMs(env = process.env): number {
-  const s = Number(env.BANGER_BOOT_TIMEOUT ?? "");
+export function bootTimeoutMs(env: Env = environ()): number {
+  const s = Number(configFrom(env).bootTimeout ?? "");
   return Number.isFinite(s) && s > 0 ? s * 1000 : 180_000;
 }
 
-async function tail(path: string, lines = 25): Promise<string> {
+async function tail(fs: FS, path: string, lines = 25): Promise<string> {
   try {
-    const size = (await stat(path)).size;
-    const fh = await open(path, "r");
-    try {
-      const len = Math.min(size, 16384);
-      const buf = Buffer.alloc(len);
-      await fh.read(buf, 0, len, size - len);
-      return buf.toString("utf8").split("\n").slice(-lines).join("\n");
-    } finally {
-      await fh.close();
-    }
+    const size = (await fs.stat(path))?.size;
+    if (size === undefined) return "(no serial output)";
+    const len = Math.min(size, 16384);
+    return new TextDecoder().decode(await fs.readRange(path, size - len, len)).split("\n").slice(-lines).join("\n");
   } catch {
     return "(no serial output)";
   }
 }
 
 /** "ready", the guest's own failure line, or null while still booting. */
-async function bootState(path: string): Promise<"ready" | string | null> {
-  const text = await Bun.file(path).text().catch(() => "");
+async function bootState(fs: FS, path: string): Promise<"ready" | string | null> {
+  const text = (await fs.readText(path)) ?? "";
   if (text.includes(READY_MARKER)) return "ready";
   const i = text.indexOf(FAILED_MARKER);
   return i >= 0 ? text.slice(i).split("\n")[0]!.trim() : null;
@@ -45,7 +38,8 @@ async function bootState(path: string): Promise<"ready" | string | null> {
  * then a real SSH handshake with the pinned host key.
  */
 export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal }): Promise<void> {
-  const started = Date.now();
+  const now = () => host.clock.now().getTime();
+  const started = now();
   const deadline = started + opts.timeoutMs;
   const keys = vmPaths(vm.runtime.vmDir);
   const privateKey = await host.fs.readText(keys.clientKey);
@@ -53,22 +47,22 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
   if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys`);
   let lastReport = 0;
   let marker = false;
-  while (Date.now() < deadline) {
+  while (now() < deadline) {
     if (opts.signal.aborted) throw new BangerError("E_STATE", "boot wait cancelled");
     if (!(await host.procs.info(pid))) {
-      throw new BangerError("E_STATE", `vm ${vm.name}: the VM process exited during boot. Serial log tail:\n${await tail(vm.runtime.logPath)}`);
+      throw new BangerError("E_STATE", `vm ${vm.name}: the VM process exited during boot. Serial log tail:\n${await tail(host.fs, vm.runtime.logPath)}`);
     }
-    const secs = Math.round((Date.now() - started) / 1000);
+    const secs = Math.round((now() - started) / 1000);
     if (!marker) {
-      const state = await bootState(vm.runtime.logPath);
+      const state = await bootState(host.fs, vm.runtime.logPath);
       if (state && state !== "ready") {
-        throw new BangerError("E_STATE", `vm ${vm.name}: ${state}. Serial log tail:\n${await tail(vm.runtime.logPath)}`);
+        throw new BangerError("E_STATE", `vm ${vm.name}: ${state}. Serial log tail:\n${await tail(host.fs, vm.runtime.logPath)}`);
       }
       marker = state === "ready";
       if (!marker) {
-        if (Date.now() - lastReport >= 1000) {
+        if (now() - lastReport >= 1000) {
           opts.progress(`booting ${vm.name} (${secs}s)`);
-          lastReport = Date.now();
+          lastReport = now();
         }
         await host.clock.sleep(100);
         continue;
@@ -84,7 +78,7 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
       await host.clock.sleep(250);
     }
   }
-  throw new BangerError("E_TIMEOUT", `vm ${vm.name} did not answer SSH within ${Math.round(opts.timeoutMs / 1000)} s. Serial log tail:\n${await tail(vm.runtime.logPath)}`);
+  throw new BangerError("E_TIMEOUT", `vm ${vm.name} did not answer SSH within ${Math.round(opts.timeoutMs / 1000)} s. Serial log tail:\n${await tail(host.fs, vm.runtime.logPath)}`);
 }
 
 export default definePlugin({

@@ -1,5 +1,5 @@
-import { BangerError, definePlugin } from "../../src/plugin-api.ts";
-import type { BangerPlugin, LeaseStore, PluginContext, VMRecord } from "../../src/plugin-api.ts";
+import { BangerError, configFrom, definePlugin, environ } from "../../src/plugin-api.ts";
+import type { BangerPlugin, Env, LeaseStore, PluginContext, VMRecord } from "../../src/plugin-api.ts";
 import { addTap, deleteTap, ensureBridge, ensureNat, linkExists } from "./host-net.ts";
 import { hostsMarker, rewriteHostsFile, type HostsEntry } from "./hosts-file.ts";
 import { guestAddresses, inSubnet, macFor, parseSubnet, tapName, type Subnet } from "./subnet.ts";
@@ -28,17 +28,18 @@ interface Config {
   dns: string | undefined;
 }
 
-function _config(o: NetTapOptions, env: NodeJS.ProcessEnv): Config {
-  const bridge = o.bridge ?? env.BANGER_TAP_BRIDGE ?? DEFAULT_BRIDGE;
+function _config(o: NetTapOptions, env: Env): Config {
+  const c = configFrom(env);
+  const bridge = o.bridge ?? c.tapBridge ?? DEFAULT_BRIDGE;
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) {
     throw new BangerError("E_BAD_REQUEST", `bad bridge name ${JSON.stringify(bridge)}: 1-15 of [A-Za-z0-9_.-]`);
   }
-  const dns = o.dns ?? env.BANGER_TAP_DNS;
+  const dns = o.dns ?? c.tapDns;
   if (dns !== undefined && dns !== "" && !/^[0-9.]+$/.test(dns)) throw new BangerError("E_BAD_REQUEST", `bad tap DNS server ${JSON.stringify(dns)}: an IPv4 address`);
   return {
     bridge,
-    subnet: parseSubnet(o.subnet ?? env.BANGER_TAP_SUBNET ?? DEFAULT_SUBNET),
-    hostsFile: o.hostsFile ?? env.BANGER_HOSTS_FILE ?? DEFAULT_HOSTS_FILE,
+    subnet: parseSubnet(o.subnet ?? c.tapSubnet ?? DEFAULT_SUBNET),
+    hostsFile: o.hostsFile ?? c.hostsFile ?? DEFAULT_HOSTS_FILE,
     dns,
   };
 }
@@ -71,7 +72,7 @@ function _serial(): <T>(fn: () => Promise<T>) => Promise<T> {
  * a pool in the store, `<name>.vm` in the hosts file. Opt-in per VM with
  * `--net tap`; everything else stays on net-user.
  */
-export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv = process.env): BangerPlugin {
+export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()): BangerPlugin {
   return definePlugin({
     name: "net-tap",
     description: "Tap networking (--net tap): bridge + NAT, a tap per VM, guest IP from a pool in the store, <name>.vm in the hosts file",
@@ -97,7 +98,7 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: NodeJS.ProcessEnv
       // network namespace fails instead of editing the machine's bridge, NAT rules and /etc/hosts.
       let netnsChecked = false;
       const requireOwnNetns = async () => {
-        if (env.BANGER_TAP_NETNS_ONLY !== "1" || netnsChecked) return;
+        if (!configFrom(env).tapNetnsOnly || netnsChecked) return;
         // our namespace's inode, then those of the namespaces `ip netns add` made (PID 1's may be unreadable)
         const r = await exec.run("sh", ["-c", "stat -L -c %i /proc/self/ns/net /run/netns/* 2>/dev/null"], { check: false });
         const [self, ...named] = r.stdout.trim().split("\n");

@@ -1,6 +1,6 @@
 import { join } from "node:path";
-import { BangerError, definePlugin, makeWorkDisk } from "../../src/plugin-api.ts";
-import type { BangerPlugin, Host, VMRecord } from "../../src/plugin-api.ts";
+import { BangerError, configFrom, definePlugin, environ, makeWorkDisk } from "../../src/plugin-api.ts";
+import type { BangerPlugin, Env, Host, VMRecord } from "../../src/plugin-api.ts";
 import { GlobalLock } from "./lock.ts";
 import { attachSnapshot, cowBytesFor, detachSnapshot } from "./snapshot.ts";
 
@@ -19,8 +19,8 @@ export interface DmProbe {
  * /dev/mapper/control). dmsetup is only run once the node exists: asked
  * without one, it would create it.
  */
-export async function probeDeviceMapper(host: Pick<Host, "fs" | "exec">, env: Record<string, string | undefined> = process.env): Promise<DmProbe> {
-  if ((env.BANGER_STORAGE ?? "").trim() === "copy") return { usable: false, reason: "BANGER_STORAGE=copy" };
+export async function probeDeviceMapper(host: Pick<Host, "fs" | "exec">, env: Env = environ()): Promise<DmProbe> {
+  if ((configFrom(env).storage ?? "").trim() === "copy") return { usable: false, reason: "BANGER_STORAGE=copy" };
   if (!(await host.fs.exists("/dev/mapper/control"))) return { usable: false, reason: "/dev/mapper/control does not exist (device-mapper not available)" };
   if (!(await host.fs.exists("/dev/loop-control"))) return { usable: false, reason: "/dev/loop-control does not exist (no loop devices)" };
   for (const tool of ["dmsetup", "losetup", "blockdev"]) {

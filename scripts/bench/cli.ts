@@ -79,7 +79,7 @@ export async function autostartSection(b: Bench, shared: CliShared, n = 5): Prom
 
 /**
  * Where `vm list --json`'s milliseconds go: BANGER_PROFILE=1 makes the CLI
- * print its phase marks (ms since the process started, src/core/profile.ts)
+ * print its phase marks (ms since the process started, src/host/profile.ts)
  * at exit; the last phase is the wall time after the exit mark (teardown,
  * reaping, the bench's own spawn overhead, which hello-world pays too).
  * Medians per phase over n runs, interleaved with hello-world.

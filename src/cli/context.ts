@@ -1,16 +1,18 @@
 import { BangerError, isBangerError, errorMessage, undoFailuresOf, withUndoNote } from "../shared/errors.ts";
 import { resolveHome } from "../shared/paths.ts";
-import { mark } from "../shared/profile.ts";
+import { nowMs } from "../host/clock.ts";
+import { config, environ } from "../host/config.ts";
+import { mark } from "../host/profile.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
 import type { RequestOf, StreamOf, StreamRoute } from "../shared/routes.ts";
 import { log, verbosity } from "./log.ts";
-import { fdIsTTY, writeOut } from "./stdio.ts";
+import { fdIsTTY, writeOut } from "../host/stdio.ts";
 
 /** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */
 export const passthrough: { argv: string[] } = { argv: [] };
 
-/** Both stdout and stderr are terminals and colour is allowed (asked on first use: see stdio.ts). */
-export const isTTY = (): boolean => fdIsTTY(1) && fdIsTTY(2) && !process.env.NO_COLOR;
+/** Both stdout and stderr are terminals and colour is allowed (asked on first use: see src/host/stdio.ts). */
+export const isTTY = (): boolean => fdIsTTY(1) && fdIsTTY(2) && !config.noColor;
 
 export function out(data: unknown, json: boolean, human: () => string | void): void {
   mark("parsed");
@@ -24,13 +26,13 @@ export function out(data: unknown, json: boolean, human: () => string | void): v
 
 /** Progress on stderr: a rewriting status line on a TTY, plain lines otherwise (no spinners, no colour). */
 export function progress(quiet = false): { update(msg: string): void; done(): void } {
-  const started = Date.now();
+  const started = nowMs();
   let shown = false;
   const line = log().withTag("raw");
   return {
     update(msg: string) {
       if (quiet) return;
-      const secs = ((Date.now() - started) / 1000).toFixed(1);
+      const secs = ((nowMs() - started) / 1000).toFixed(1);
       if (isTTY()) {
         line.info(`\r\x1b[2K… ${msg} (${secs}s)`);
         shown = verbosity() !== "quiet";
@@ -53,7 +55,7 @@ let client: DaemonClient | null = null;
  * it went away mid-stream).
  */
 export async function daemon(recheck = false): Promise<DaemonClient> {
-  client ??= new DaemonClient(resolveHome(), { onStart: (why) => log().debug(why) });
+  client ??= new DaemonClient(resolveHome(environ()), { onStart: (why) => log().debug(why) });
   if (recheck) await client.ensure();
   return client;
 }

@@ -1,5 +1,7 @@
 import { defineCommand } from "./define.ts";
 import { resolveHome } from "../shared/paths.ts";
+import { nowMs } from "../host/clock.ts";
+import { environ } from "../host/config.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
 import { jsonArg, out } from "./context.ts";
 
@@ -7,7 +9,7 @@ const status = defineCommand({
   meta: { name: "status", description: "Is the daemon running? (exit 1 if not)" },
   args: { ...jsonArg },
   async run({ args }) {
-    const h = await new DaemonClient(resolveHome()).health();
+    const h = await new DaemonClient(resolveHome(environ())).health();
     out(h ? { running: true, ...h } : { running: false }, !!args.json, () => (h ? `daemon running: pid ${h.pid}, version ${h.version}, since ${h.startedAt}` : "daemon not running"));
     if (!h) process.exit(1);
   },
@@ -17,12 +19,12 @@ const stop = defineCommand({
   meta: { name: "stop", description: "Stop the daemon (running VMs keep running)" },
   args: { ...jsonArg },
   async run({ args }) {
-    const c = new DaemonClient(resolveHome());
+    const c = new DaemonClient(resolveHome(environ()));
     const h = await c.health();
     if (h) {
       await c.shutdown();
-      const deadline = Date.now() + 15_000;
-      while (Date.now() < deadline && (await c.health())) await Bun.sleep(50);
+      const deadline = nowMs() + 15_000;
+      while (nowMs() < deadline && (await c.health())) await Bun.sleep(50);
     }
     out({ stopped: !!h, pid: h?.pid ?? 0 }, !!args.json, () => (h ? `daemon ${h.pid} stopped` : "daemon was not running"));
   },
@@ -32,7 +34,7 @@ const logs = defineCommand({
   meta: { name: "logs", description: "Print the daemon log (--json: {path, data})" },
   args: { follow: { type: "boolean", alias: "f", description: "Keep printing" }, ...jsonArg },
   async run({ args }) {
-    const path = new DaemonClient(resolveHome()).paths.log;
+    const path = new DaemonClient(resolveHome(environ())).paths.log;
     const f = Bun.file(path);
     if (args.json && !args.follow) {
       out({ path, data: (await f.exists()) ? await f.text() : "" }, true, () => "");

@@ -1,5 +1,6 @@
 import { defineCommand } from "./define.ts";
 import { resolveHome } from "../shared/paths.ts";
+import { environ } from "../host/config.ts";
 import { diagnose, kvmUsableIn, type Finding } from "../doctor/checks.ts";
 import { gatherHostView } from "../doctor/view.ts";
 import { createExec } from "../host/exec.ts";
@@ -17,7 +18,7 @@ export default defineCommand({
   meta: { name: "doctor", description: "Check the host (VMMs, KVM, device-mapper, networking, disk, image) and say how to fix what is missing; exit 1 when VMs cannot run" },
   args: { ...jsonArg },
   async run({ args }) {
-    const view = await gatherHostView({ exec: createExec(), fs: createFS() }, { home: resolveHome() });
+    const view = await gatherHostView({ exec: createExec(), fs: createFS() }, { home: resolveHome(environ()) });
     const report = diagnose(view);
     const kvm = report.findings.find((f) => f.id === "kvm")!;
     const count = (l: Finding["level"]) => report.findings.filter((f) => f.level === l).length;

@@ -1,5 +1,5 @@
 // Kept tiny: every command pays for what loads before it runs (see bench/results.md, P1).
-import { mark } from "../shared/profile.ts";
+import { mark } from "../host/profile.ts";
 
 mark("entry");
 const { run } = await import("./main.ts");

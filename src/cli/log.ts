@@ -1,5 +1,6 @@
 import type { ConsolaInstance, LogObject } from "consola/core";
-import { writeOut } from "./stdio.ts";
+import { config } from "../host/config.ts";
+import { writeOut } from "../host/stdio.ts";
 
 /** How much the CLI says on stderr: --quiet (errors and warnings), normal (plus progress), --verbose or BANGER_DEBUG (plus detail). */
 export type Verbosity = "quiet" | "normal" | "verbose";
@@ -20,7 +21,7 @@ export function cliLine(o: Pick<LogObject, "type" | "tag" | "args">): string {
   return `${text}\n`;
 }
 
-let _verbosity: Verbosity = process.env.BANGER_DEBUG ? "verbose" : "normal";
+let _verbosity: Verbosity = config.debug ? "verbose" : "normal";
 let _log: ConsolaInstance | null = null;
 
 export function verbosity(): Verbosity {

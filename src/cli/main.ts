@@ -4,8 +4,9 @@ import { FULL_VERSION } from "../version.ts";
 import { fail, passthrough } from "./context.ts";
 import { defineCommand } from "./define.ts";
 import { setVerbosity } from "./log.ts";
-import { fdIsTTY, writeOut } from "./stdio.ts";
-import { mark } from "../shared/profile.ts";
+import { fdIsTTY, writeOut } from "../host/stdio.ts";
+import { setEnvDefault } from "../host/config.ts";
+import { mark } from "../host/profile.ts";
 
 /**
  * citty, loaded only for what needs it: usage text and the argument shapes
@@ -13,7 +14,7 @@ import { mark } from "../shared/profile.ts";
  * is settled first (and the terminal check costs nothing on the fast path).
  */
 async function _citty(): Promise<typeof import("citty")> {
-  if (!fdIsTTY(1)) process.env.NO_COLOR ??= "1";
+  if (!fdIsTTY(1)) setEnvDefault("NO_COLOR", "1");
   return import("citty");
 }
 

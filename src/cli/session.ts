@@ -1,6 +1,5 @@
 import { defineCommand } from "./define.ts";
 import { log } from "./log.ts";
-import { readFileSync } from "node:fs";
 import { BangerError } from "../shared/errors.ts";
 import type { GuestSession } from "../shared/model.ts";
 import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, usage } from "./context.ts";
@@ -89,7 +88,8 @@ const show = defineCommand({
 async function readPayload(file: string | undefined): Promise<Uint8Array> {
   if (file === undefined || file === "-") return new Uint8Array(await Bun.stdin.arrayBuffer());
   try {
-    return readFileSync(file);
+    const { createFS } = await import("../host/fs.ts");
+    return await createFS().readBytes(file);
   } catch (e) {
     throw new BangerError("E_USAGE", `cannot read ${file}: ${(e as Error).message}`);
   }

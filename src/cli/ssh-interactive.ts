@@ -1,3 +1,4 @@
+import { config } from "../host/config.ts";
 import { connectPinned } from "../host/ssh.ts";
 import { log } from "./log.ts";
 
@@ -7,7 +8,7 @@ export async function interactiveShell(info: { host: string; port: number; user:
   const stdin = process.stdin;
   const tty = !!stdin.isTTY;
   return new Promise<number>((resolve) => {
-    const win = { cols: process.stdout.columns || 80, rows: process.stdout.rows || 24, term: process.env.TERM || "xterm-256color" };
+    const win = { cols: process.stdout.columns || 80, rows: process.stdout.rows || 24, term: config.term || "xterm-256color" };
     conn.shell(win, (err, stream) => {
       if (err) {
         log().error(`ssh shell: ${err.message}`);

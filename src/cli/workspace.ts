@@ -1,6 +1,5 @@
 import { defineCommand } from "./define.ts";
-import { renameSync } from "node:fs";
-import { dirname, join, resolve, basename } from "node:path";
+import { resolve } from "node:path";
 import type { Workspace } from "../shared/api.ts";
 import type { BodyOf } from "../shared/routes.ts";
 import { daemon, jsonArg, out, streamCall, usage } from "./context.ts";
@@ -76,9 +75,8 @@ const exportCmd = defineCommand({
     const file = resolve(args.patch!);
     if (bytes.length > 0) {
       // temp + rename next to the target: a reader never sees half a patch
-      const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-      await Bun.write(tmp, bytes);
-      renameSync(tmp, file);
+      const { createFS } = await import("../host/fs.ts");
+      await createFS().writeAtomic(file, bytes, 0o644);
     }
     out({ vm: args.vm, patch: bytes.length ? file : null, commits, bytes: bytes.length }, !!args.json, () =>
       bytes.length ? `wrote ${commits} commit${commits === 1 ? "" : "s"} to ${file} (git am ${file})` : `nothing new in ${args.vm} since it was prepared; ${file} not written`,

@@ -1,8 +1,10 @@
-// No node:fs (nor anything that loads it) up here: this module is on every command's hot path,
-// and node:fs costs a compiled `banger vm list` about 1 ms of its ~5. The slow paths require it.
+// No node:fs (nor anything that loads it, src/host/fs.ts included) up here: this module is on every command's hot path,
+// and node:fs costs a compiled `banger vm list` about 1 ms of its ~5. The slow paths import src/host/fs.ts lazily.
 import { BangerError, ERROR_CODES, type ErrorCode } from "../shared/errors.ts";
 import { daemonPaths, type DaemonPaths } from "../shared/paths.ts";
-import { mark } from "../shared/profile.ts";
+import { nowMs } from "../host/clock.ts";
+import { environ } from "../host/config.ts";
+import { mark } from "../host/profile.ts";
 import { FULL_VERSION, VERSION_HEADER } from "../version.ts";
 import { refuseForeignAsync } from "../host/owner.ts";
 import type { Health, StreamEvent } from "../shared/api.ts";
@@ -264,23 +266,24 @@ export class DaemonClient {
     } else {
       opts.onStart?.("starting daemon");
     }
-    (require("node:fs") as typeof import("node:fs")).mkdirSync(this.paths.home, { recursive: true, mode: 0o700 });
+    const { createFS } = await import("../host/fs.ts");
+    await createFS().mkdirp(this.paths.home, 0o700);
     const [cmd, ...args] = selfCommand();
     // execa is loaded only here: importing it up front costs every command ~20 ms of start-up
     const { createExec } = await import("../host/exec.ts");
     const { createProcs } = await import("../host/procs.ts");
-    const spawn = () => createExec().spawnDetached(cmd!, [...args, "daemon"], { logPath: this.paths.log, env: process.env });
+    const spawn = () => createExec().spawnDetached(cmd!, [...args, "daemon"], { logPath: this.paths.log, env: environ() });
     let pid = await spawn();
     let respawns = 0;
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline) {
+    const deadline = nowMs() + 15_000;
+    while (nowMs() < deadline) {
       h = await this.health();
       if (h && h.version === FULL_VERSION) return h;
       // A daemon that is already gone lost the race for the lock to one still shutting down
       // (`daemon stop` returns once the socket is gone): start another rather than wait out the deadline.
       if (!h && !(await createProcs().info(pid))) {
         if (++respawns > MAX_RESPAWNS) {
-          throw new BangerError("E_DAEMON", `the daemon exited at start ${respawns} times: ${lastLine(this.paths.log)} (see ${this.paths.log})`);
+          throw new BangerError("E_DAEMON", `the daemon exited at start ${respawns} times: ${await lastLine(this.paths.log)} (see ${this.paths.log})`);
         }
         await Bun.sleep(100 * respawns);
         pid = await spawn();
@@ -293,8 +296,8 @@ export class DaemonClient {
 
   private async waitGone(pid: number, timeoutMs: number): Promise<void> {
     const { createProcs } = await import("../host/procs.ts");
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    const deadline = nowMs() + timeoutMs;
+    while (nowMs() < deadline) {
       // a zombie (exited, not yet reaped by its parent) counts as gone
       if (!(await createProcs().info(pid))) return;
       await Bun.sleep(25);
@@ -304,18 +307,15 @@ export class DaemonClient {
 }
 
 /** The last non-empty line of a log file (its tail only), for an error message. */
-function lastLine(path: string): string {
-  const { closeSync, fstatSync, openSync, readSync } = require("node:fs") as typeof import("node:fs");
+async function lastLine(path: string): Promise<string> {
+  const { createFS } = await import("../host/fs.ts");
+  const fs = createFS();
   try {
-    const fd = openSync(path, "r");
-    try {
-      const size = fstatSync(fd).size;
-      const buf = Buffer.alloc(Math.min(size, 4096));
-      readSync(fd, buf, 0, buf.length, size - buf.length);
-      return buf.toString("utf8").trim().split("\n").at(-1)?.trim() || "(empty log)";
-    } finally {
-      closeSync(fd);
-    }
+    const size = (await fs.stat(path))?.size;
+    if (size === undefined) return "(no log)";
+    const len = Math.min(size, 4096);
+    const text = new TextDecoder().decode(await fs.readRange(path, size - len, len));
+    return text.trim().split("\n").at(-1)?.trim() || "(empty log)";
   } catch {
     return "(no log)";
   }

@@ -1,4 +1,3 @@
-import { open, stat } from "node:fs/promises";
 import { BangerError } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
@@ -90,7 +89,7 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
     },
     vmLogs: async ({ req, params, query }) => {
       const vm = engine.getVM(params.vm);
-      return streamFile(req, vm.runtime.logPath, query.offset, query.follow, () => engine.alive(vm));
+      return streamFile(req, vm.runtime.logPath, query.offset, query.follow, () => engine.alive(vm), d.fs);
     },
   };
 
@@ -137,21 +136,15 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
 }
 
 /** Stream a file from a byte offset; with follow, keep tailing while `stillGoing` says so. */
-export function streamFile(req: Request, path: string, offset: number, follow: boolean, stillGoing: () => Promise<boolean>): Response {
+export function streamFile(req: Request, path: string, offset: number, follow: boolean, stillGoing: () => Promise<boolean>, fs: Pick<FS, "stat" | "readRange">): Response {
   return ndjson(req, async (emit) => {
     let pos = offset;
     for (;;) {
-      const size = await stat(path).then((s) => s.size, () => 0);
+      const size = await fs.stat(path).then((s) => s?.size ?? 0, () => 0);
       if (size > pos) {
-        const fh = await open(path, "r");
-        try {
-          const buf = Buffer.alloc(Math.min(size - pos, 1 << 20));
-          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-          pos += bytesRead;
-          emit.stdout(buf.subarray(0, bytesRead));
-        } finally {
-          await fh.close();
-        }
+        const bytes = await fs.readRange(path, pos, Math.min(size - pos, 1 << 20));
+        pos += bytes.length;
+        emit.stdout(bytes);
         continue;
       }
       if (!follow || emit.signal.aborted || !(await stillGoing())) break;

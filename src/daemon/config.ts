@@ -1,7 +1,7 @@
-import { readdir } from "node:fs/promises";
 import { isAbsolute, join, resolve, dirname } from "node:path";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { DaemonPaths } from "../shared/paths.ts";
+import { configFrom, environ, type Env } from "../host/config.ts";
 import type { FS } from "../host/types.ts";
 
 /**
@@ -9,7 +9,7 @@ import type { FS } from "../host/types.ts";
  * in BANGER_HOME (`{ plugins: ["./x.ts"] }`), *.ts|*.js files in
  * BANGER_HOME/plugins/, BANGER_PLUGINS (colon separated), then --plugin.
  */
-export async function userPluginPaths(paths: DaemonPaths, fs: FS, extra: string[], env = process.env): Promise<string[]> {
+export async function userPluginPaths(paths: DaemonPaths, fs: FS, extra: string[], env: Env = environ()): Promise<string[]> {
   const out: string[] = [];
   const fromConfig = (list: unknown, base: string, what: string) => {
     if (list === undefined) return;
@@ -35,9 +35,9 @@ export async function userPluginPaths(paths: DaemonPaths, fs: FS, extra: string[
     }
     fromConfig(mod.default?.plugins, dirname(paths.configTs), paths.configTs);
   }
-  const dirEntries = await readdir(paths.pluginsDir).catch(() => [] as string[]);
+  const dirEntries = (await fs.list(paths.pluginsDir)).map((e) => e.name);
   for (const f of dirEntries.sort()) if (/\.(ts|js|mjs)$/.test(f)) out.push(join(paths.pluginsDir, f));
-  for (const p of (env.BANGER_PLUGINS ?? "").split(":").filter(Boolean)) out.push(resolve(p));
+  for (const p of (configFrom(env).plugins ?? "").split(":").filter(Boolean)) out.push(resolve(p));
   for (const p of extra) out.push(resolve(p));
   return [...new Set(out)];
 }

@@ -1,4 +1,3 @@
-import { copyFile, readdir, rename, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { BangerError } from "../shared/errors.ts";
 import type { HookEngine } from "../core/hooks.ts";
@@ -6,7 +5,7 @@ import { runOperation } from "../core/operation.ts";
 import type { Logger } from "../core/plugin.ts";
 import { tempPathFor } from "../shared/temps.ts";
 import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord } from "../shared/model.ts";
-import type { Host } from "../host/types.ts";
+import type { FS, Host } from "../host/types.ts";
 import type { Store } from "../store/store.ts";
 import type { HandlersFor } from "./router.ts";
 
@@ -17,11 +16,11 @@ function validateImageName(name: unknown): string {
   return name;
 }
 
-async function dirSize(dir: string): Promise<number> {
+async function dirSize(fs: FS, dir: string): Promise<number> {
   let total = 0;
-  for (const f of await readdir(dir).catch(() => [] as string[])) {
+  for (const { name: f } of await fs.list(dir)) {
     // allocated blocks, not apparent size: rootfs files are sparse
-    total += await stat(join(dir, f)).then((s) => s.blocks * 512, () => 0);
+    total += await fs.stat(join(dir, f)).then((s) => s?.allocated ?? 0, () => 0);
   }
   return total;
 }
@@ -69,7 +68,7 @@ export class ImageService {
       await this.hooks.run("image:build", { name, dir: tmp, force, progress, result, op });
       const img = await this.record(name, tmp, final, "built");
       await this.host.fs.rmrf(final);
-      await rename(tmp, final);
+      await this.host.fs.rename(tmp, final);
       this.store.upsertImage(img);
       return { image: img, built: true };
     });
@@ -95,7 +94,7 @@ export class ImageService {
       initrdPath: (await has("initrd.img")) ? join(finalDir, "initrd.img") : "",
       rootfsPath: join(finalDir, "rootfs.ext4"),
       kernelVersion,
-      sizeBytes: await dirSize(dir),
+      sizeBytes: await dirSize(this.host.fs, dir),
       createdAt: this.host.clock.now().toISOString(),
       source,
     };
@@ -111,14 +110,14 @@ export class ImageService {
     const tmp = tempPathFor(final, "import");
     await this.host.fs.mkdirp(tmp, 0o755);
     try {
-      await copyFile(resolve(p.kernel), join(tmp, "vmlinuz"));
+      await this.host.fs.copyFile(resolve(p.kernel), join(tmp, "vmlinuz"));
       // sparse-aware copy: rootfs images are mostly holes
       await this.host.exec.run("cp", ["--sparse=always", "--reflink=auto", resolve(p.rootfs), join(tmp, "rootfs.ext4")]);
-      if (p.initrd) await copyFile(resolve(p.initrd), join(tmp, "initrd.img"));
+      if (p.initrd) await this.host.fs.copyFile(resolve(p.initrd), join(tmp, "initrd.img"));
       const manifest = { name, source: "imported", kernel: resolve(p.kernel), rootfs: resolve(p.rootfs), initrd: p.initrd ? resolve(p.initrd) : null, createdAt: this.host.clock.now().toISOString() };
       await this.host.fs.writeAtomic(join(tmp, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n", 0o644);
       const img = await this.record(name, tmp, final, "imported");
-      await rename(tmp, final);
+      await this.host.fs.rename(tmp, final);
       this.store.upsertImage(img);
       return img;
     } catch (e) {

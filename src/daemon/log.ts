@@ -1,5 +1,6 @@
 import { createConsola, LogLevels, type LogObject } from "consola/core";
 import type { Logger } from "../core/plugin.ts";
+import { config } from "../host/config.ts";
 
 /** `ISO-TIME LEVEL message`: the daemon log's line, which people and tests grep. */
 export function daemonLogLine(o: Pick<LogObject, "date" | "type" | "args">): string {
@@ -13,7 +14,7 @@ export function daemonLogLine(o: Pick<LogObject, "date" | "type" | "args">): str
  * reporters cost a process ~8 ms to load and are not what we print.
  * No throttling: every line is written when it happens.
  */
-export function createDaemonLogger(debug = !!process.env.BANGER_DEBUG, write: (line: string) => void = (line) => void process.stderr.write(line)): Logger {
+export function createDaemonLogger(debug = config.debug, write: (line: string) => void = (line) => void process.stderr.write(line)): Logger {
   const c = createConsola({
     level: debug ? LogLevels.debug : LogLevels.info,
     throttle: 0,

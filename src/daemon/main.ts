@@ -1,4 +1,3 @@
-import { chmodSync, lstatSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { builtinPlugins } from "../../plugins/index.ts";
 import { Engine } from "../core/engine.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
@@ -6,7 +5,10 @@ import { HookEngine } from "../core/hooks.ts";
 import { importPluginFile, setupPlugins } from "../core/loader.ts";
 import type { BangerPlugin } from "../core/plugin.ts";
 import { daemonPaths, resolveHome } from "../shared/paths.ts";
+import { config, environ } from "../host/config.ts";
+import { createFS } from "../host/fs.ts";
 import { createHost } from "../host/index.ts";
+import type { FS } from "../host/types.ts";
 import { createSSHDialer } from "../host/ssh.ts";
 import { Store } from "../store/store.ts";
 import { FULL_VERSION } from "../version.ts";
@@ -30,32 +32,30 @@ export interface DaemonOptions {
   plugins?: string[];
 }
 
-function removeStaleSocket(path: string): void {
-  try {
-    const st = lstatSync(path);
-    // Only ever remove a socket: never a file someone put there by mistake.
-    if (!st.isSocket()) throw new BangerError("E_DAEMON", `${path} exists and is not a socket; move it away`);
-    rmSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-  }
+async function removeStaleSocket(fs: FS, path: string): Promise<void> {
+  const st = await fs.lstat(path);
+  if (!st) return;
+  // Only ever remove a socket: never a file someone put there by mistake.
+  if (st.type !== "socket") throw new BangerError("E_DAEMON", `${path} exists and is not a socket; move it away`);
+  await fs.rmrf(path);
 }
 
 /** Run the daemon in the foreground until SIGTERM/SIGINT or POST /v1/shutdown. */
 export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
-  const home = opts.home ?? resolveHome();
+  const home = opts.home ?? resolveHome(environ());
   const paths = daemonPaths(home);
   const log = createDaemonLogger();
   // first: a bug anywhere below (plugin setup, reconcile, a request) is logged and contained, never fatal
   installCrashGuards(log);
   refuseForeign(home, "state dir", { follow: true });
-  mkdirSync(home, { recursive: true, mode: 0o700 });
-  chmodSync(home, 0o700);
+  const fs = createFS();
+  await fs.mkdirp(home, 0o700);
+  await fs.chmod(home, 0o700);
   const release = tryLockFile(paths.lock);
   if (!release) throw new BangerError("E_DAEMON", `another banger daemon already runs for ${home}`);
   // We hold the lock, so no live daemon owns the socket: whatever is there is stale (if it is ours).
   refuseForeign(paths.socket, "daemon socket");
-  removeStaleSocket(paths.socket);
+  await removeStaleSocket(fs, paths.socket);
 
   const store = new Store(paths.db);
   const host = createHost(createSSHDialer());
@@ -83,7 +83,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   const images = new ImageService(store, hooks, host, paths.imagesDir, log);
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
-  const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: process.env.BANGER_GUEST_STATE_ROOT || undefined });
+  const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: config.guestStateRoot || undefined });
   const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });
 
   let stopping: Promise<void> | null = null;
@@ -100,8 +100,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       }
       ssh.closeAll();
       store.close();
-      removeStaleSocket(paths.socket);
-      rmSync(paths.pidFile, { force: true });
+      await removeStaleSocket(fs, paths.socket);
+      await fs.rmrf(paths.pidFile);
       release();
       log.info("bye");
       process.exit(0);
@@ -130,8 +130,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // Bun's types omit it for unix sockets, but the runtime applies its 10 s default there too.
   const server = Bun.serve({ unix: paths.socket, fetch: app, idleTimeout: 0 } as unknown as Parameters<typeof Bun.serve>[0]);
   process.umask(oldMask);
-  chmodSync(paths.socket, 0o600);
-  writeFileSync(paths.pidFile, `${process.pid}\n`, { mode: 0o600 });
+  await fs.chmod(paths.socket, 0o600);
+  await fs.writeFile(paths.pidFile, `${process.pid}\n`, 0o600);
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);
   log.info(`listening on ${paths.socket}`);

@@ -1,6 +1,6 @@
-import { statfs } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { canOpenRW } from "../host/fs.ts";
+import { configFrom, environ } from "../host/config.ts";
+import { canOpenRW, freeBytes } from "../host/fs.ts";
 import type { Exec, FS } from "../host/types.ts";
 import { EXTRA_TOOLS, HOST_TOOLS, type DeviceAccess, type HostView } from "./checks.ts";
 
@@ -13,15 +13,6 @@ export interface GatherOptions {
   canOpen?: (path: string) => Promise<boolean>;
   /** Free bytes on the filesystem of an existing path, or null. Default: statfs(2). */
   freeBytes?: (path: string) => Promise<number | null>;
-}
-
-async function _freeBytes(path: string): Promise<number | null> {
-  try {
-    const s = await statfs(path);
-    return Number(s.bavail) * Number(s.bsize);
-  } catch {
-    return null;
-  }
 }
 
 /** CAP_NET_ADMIN is bit 12 of CapEff in /proc/self/status. */
@@ -39,9 +30,9 @@ async function _firstLine(exec: Exec, tool: string | null): Promise<string | nul
 
 /** Look at the host once (read-only: lookups, `--version`, `dmsetup version`, opens without writes); diagnose() judges. */
 export async function gatherHostView(host: { exec: Exec; fs: FS }, o: GatherOptions): Promise<HostView> {
-  const env = o.env ?? process.env;
+  const env = o.env ?? environ();
   const canOpen = o.canOpen ?? canOpenRW;
-  const free = o.freeBytes ?? _freeBytes;
+  const free = o.freeBytes ?? freeBytes;
   const names = [...new Set([...HOST_TOOLS.map((t) => t.tool), ...EXTRA_TOOLS])];
   const tools = Object.fromEntries(await Promise.all(names.map(async (t) => [t, await host.exec.which(t)] as const)));
   const dev = async (path: string): Promise<DeviceAccess> => {
@@ -50,7 +41,7 @@ export async function gatherHostView(host: { exec: Exec; fs: FS }, o: GatherOpti
   };
 
   const kvmDev = await dev("/dev/kvm");
-  const forced = (env.BANGER_ACCEL ?? "").trim().toLowerCase();
+  const forced = (configFrom(env).accel ?? "").trim().toLowerCase();
   const kernel = /\bdevice-mapper\b/.test((await host.fs.readText("/proc/misc")) ?? "");
   const control = await host.fs.exists("/dev/mapper/control");
   let versionOk = false;

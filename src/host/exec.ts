@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { BangerError } from "../shared/errors.ts";
+import { config, environ } from "./config.ts";
 import { lastLine, missingToolMessage } from "./tools.ts";
 import type { Exec, ExecOptions, ExecResult } from "./types.ts";
 
@@ -65,7 +66,7 @@ export function createExec(): Exec {
       try {
         const child = spawn(cmd, args, {
           cwd: opts.cwd,
-          env: (opts.env ?? process.env) as NodeJS.ProcessEnv,
+          env: (opts.env ?? environ()) as NodeJS.ProcessEnv,
           detached: true, // setsid: a kill of our process group never reaches it
           stdio: ["ignore", out, out],
         });
@@ -85,7 +86,7 @@ export function createExec(): Exec {
 
     async which(cmd: string): Promise<string | null> {
       if (cmd.includes("/")) return (await Bun.file(cmd).exists()) ? cmd : null;
-      return Bun.which(cmd, { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` });
+      return Bun.which(cmd, { PATH: `${config.path ?? ""}:/usr/sbin:/sbin` });
     },
   };
 }

@@ -7,6 +7,8 @@
  * pass, to reach a later occurrence of the same step.
  */
 
+import { config } from "./config.ts";
+
 /** Every step a fault can be armed at; tests iterate over this list. */
 export const FAULT_POINTS = [
   "create:after-row",
@@ -38,7 +40,7 @@ let _hits = 0;
  * the daemon dies after sending the first half (a crash mid-upload).
  */
 export function faultMidStream(point: FaultPoint, payload: Uint8Array): Uint8Array | AsyncIterable<Uint8Array> {
-  if (process.env.BANGER_FAULT !== point) return payload;
+  if (config.fault !== point) return payload;
   return (async function* () {
     yield payload.subarray(0, Math.floor(payload.length / 2));
     await Bun.sleep(200); // let the half reach the guest before we die
@@ -49,8 +51,8 @@ export function faultMidStream(point: FaultPoint, payload: Uint8Array): Uint8Arr
 
 /** Die here (SIGKILL, no cleanup of any kind) when BANGER_FAULT names this step. */
 export async function faultPoint(point: FaultPoint): Promise<void> {
-  if (process.env.BANGER_FAULT !== point) return;
-  if (_hits++ < Number(process.env.BANGER_FAULT_SKIP ?? 0)) return;
+  if (config.fault !== point) return;
+  if (_hits++ < config.faultSkip) return;
   process.stderr.write(`${new Date().toISOString()} WARN fault injection: SIGKILL at ${point}\n`);
   process.kill(process.pid, "SIGKILL");
   await new Promise(() => {}); // never resume: the signal is on its way

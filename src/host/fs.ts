@@ -1,7 +1,7 @@
-import { constants } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
+import { constants, createReadStream, type Stats } from "node:fs";
+import { chmod, copyFile, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
 import { tempPathFor } from "../shared/temps.ts";
-import type { DirEntry, FS } from "./types.ts";
+import type { DirEntry, FileStat, FS } from "./types.ts";
 
 /** Can this process open the path read-write (a device such as /dev/kvm)? A real open(2), closed at once. */
 export async function canOpenRW(path: string): Promise<boolean> {
@@ -42,6 +42,26 @@ export async function fileExists(path: string): Promise<boolean> {
   }
 }
 
+/** Free bytes (for an unprivileged user) on the filesystem holding an existing path, or null. statfs(2). */
+export async function freeBytes(path: string): Promise<number | null> {
+  try {
+    const s = await statfs(path);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return null;
+  }
+}
+
+function _fileStat(s: Stats): FileStat {
+  const type = s.isSymbolicLink() ? "symlink" : s.isDirectory() ? "dir" : s.isFile() ? "file" : s.isSocket() ? "socket" : "other";
+  return { type, size: s.size, allocated: s.blocks * 512, mode: s.mode & 0o7777 };
+}
+
+function _orNull(e: unknown): null {
+  if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "ENOTDIR") return null;
+  throw e;
+}
+
 export function createFS(): FS {
   return {
     async readText(path) {
@@ -51,6 +71,35 @@ export function createFS(): FS {
         return null;
       }
     },
+    async readBytes(path) {
+      return new Uint8Array(await readFile(path));
+    },
+    async readRange(path, offset, length) {
+      const fh = await open(path, "r");
+      try {
+        const buf = Buffer.alloc(length);
+        const { bytesRead } = await fh.read(buf, 0, length, offset);
+        return new Uint8Array(buf.buffer, buf.byteOffset, bytesRead);
+      } finally {
+        await fh.close();
+      }
+    },
+    async *readStream(path, chunkBytes = 4 << 20) {
+      for await (const chunk of createReadStream(path, { highWaterMark: chunkBytes })) yield chunk as Buffer;
+    },
+    async writeFile(path, data, mode = 0o600) {
+      await writeFile(path, data, { mode });
+    },
+    rename,
+    copyFile: (from, to) => copyFile(from, to),
+    chmod,
+    async stat(path) {
+      return stat(path).then(_fileStat, _orNull);
+    },
+    async lstat(path) {
+      return lstat(path).then(_fileStat, _orNull);
+    },
+    mkdtemp: (prefix) => mkdtemp(prefix),
     async list(dir) {
       try {
         // withFileTypes reports what lstat would: a symlink stays a symlink

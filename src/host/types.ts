@@ -54,8 +54,36 @@ export interface DirEntry {
   type: "file" | "dir" | "symlink" | "other";
 }
 
+/** What stat/lstat say about a path. */
+export interface FileStat {
+  type: DirEntry["type"] | "socket";
+  /** Apparent size in bytes. */
+  size: number;
+  /** Bytes allocated on disk (st_blocks * 512): less than size for a sparse file. */
+  allocated: number;
+  /** Permission bits (mode & 0o7777). */
+  mode: number;
+}
+
 export interface FS {
   readText(path: string): Promise<string | null>;
+  /** A whole file's bytes; throws (ENOENT…) when it cannot be read. */
+  readBytes(path: string): Promise<Uint8Array>;
+  /** Up to `length` bytes from `offset` (fewer at the end of the file, none past it); throws when it cannot be read. */
+  readRange(path: string, offset: number, length: number): Promise<Uint8Array>;
+  /** A file's bytes in chunks (a hash over a large image without holding it). */
+  readStream(path: string, chunkBytes?: number): AsyncIterable<Uint8Array>;
+  /** Create or replace a file in place (not atomic: for temps and files whose half-written state nobody reads). */
+  writeFile(path: string, data: string | Uint8Array, mode?: number): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  copyFile(from: string, to: string): Promise<void>;
+  chmod(path: string, mode: number): Promise<void>;
+  /** stat(2) (symlinks followed), or null when there is nothing there. */
+  stat(path: string): Promise<FileStat | null>;
+  /** lstat(2) (a symlink is a symlink), or null when there is nothing there. */
+  lstat(path: string): Promise<FileStat | null>;
+  /** A new private dir named `prefix` + random characters (prefix is a path: `${tmpdir()}/banger-x-`). */
+  mkdtemp(prefix: string): Promise<string>;
   /** The entries of a dir (symlinks not followed); [] when it does not exist. */
   list(dir: string): Promise<DirEntry[]>;
   /** temp file in the same dir + fsync + rename: readers see old or new, never half. */

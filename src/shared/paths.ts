@@ -42,7 +42,8 @@ export interface DaemonPaths extends BangerPaths {
   pluginsDir: string;
 }
 
-export function resolveHome(env: Record<string, string | undefined> = process.env): string {
+/** $BANGER_HOME from an environment (src/host/config.ts `environ()` for this process's). */
+export function resolveHome(env: Readonly<Record<string, string | undefined>>): string {
   if (env.BANGER_HOME) return env.BANGER_HOME;
   const state = env.XDG_STATE_HOME || join(env.HOME || (require("node:os") as typeof import("node:os")).homedir(), ".local", "state");
   return join(state, "banger");

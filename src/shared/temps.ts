@@ -20,7 +20,7 @@ export function tempPathFor(target: string, kind: TempKind = "tmp", pid = proces
 }
 
 export function tempName(targetName: string, kind: TempKind = "tmp", pid = process.pid): string {
-  return `.${targetName}.${kind}-${pid}-${Date.now().toString(36)}${randomBytes(3).toString("hex")}`;
+  return `.${targetName}.${kind}-${pid}-${randomBytes(6).toString("hex")}`;
 }
 
 export interface ParsedTemp {

@@ -1,3 +1,4 @@
+import { configFrom, environ } from "../host/config.ts";
 import { canOpenRW } from "../host/fs.ts";
 import type { Host } from "../host/types.ts";
 
@@ -8,7 +9,7 @@ export interface KvmProbe {
 }
 
 export interface KvmProbeOptions {
-  /** Environment to read BANGER_ACCEL from (default process.env). */
+  /** Environment to read BANGER_ACCEL from (default environ(), src/host/config.ts). */
   env?: Record<string, string | undefined>;
   /** Default /dev/kvm. */
   devPath?: string;
@@ -25,12 +26,12 @@ export interface KvmProbeOptions {
  * overrides the probe.
  */
 export async function kvmUsable(host: Pick<Host, "fs">, opts: KvmProbeOptions = {}): Promise<KvmProbe> {
-  const env = opts.env ?? process.env;
+  const env = opts.env ?? environ();
   const devPath = opts.devPath ?? "/dev/kvm";
   const pvmPath = opts.pvmModulePath ?? "/sys/module/kvm_pvm";
   const canOpen = opts.canOpen ?? canOpenRW;
 
-  const forced = (env.BANGER_ACCEL ?? "").trim().toLowerCase();
+  const forced = (configFrom(env).accel ?? "").trim().toLowerCase();
   if (forced === "tcg") return { usable: false, reason: "BANGER_ACCEL=tcg forces software emulation (TCG)" };
   if (forced === "kvm") return { usable: true, reason: "BANGER_ACCEL=kvm forces KVM" };
 

@@ -1,6 +1,5 @@
 import type { FetchResult, Workspace } from "../shared/api.ts";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BangerError, errorMessage } from "../shared/errors.ts";
@@ -8,6 +7,7 @@ import type { HookEngine } from "../core/hooks.ts";
 import { runOperation } from "../core/operation.ts";
 import type { Logger } from "../core/plugin.ts";
 import { faultPoint } from "../host/faults.ts";
+import { createFS } from "../host/fs.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { Exec, FS, GuestSSH, Host } from "../host/types.ts";
 import { planDelta, snapshot, type Manifest } from "./manifest.ts";
@@ -132,7 +132,7 @@ export class WorkspaceEngine {
     const readOnly = !!p.readOnly;
     if (!p.sourcePath.startsWith("/")) throw new BangerError("E_BAD_REQUEST", `source path must be absolute, got ${JSON.stringify(p.sourcePath)}`);
     const files = await listWorkspaceFiles(this.d.exec, p.sourcePath);
-    const config = sanitizeGitConfig(_readConfig(files.root));
+    const config = sanitizeGitConfig(await _readConfig(files.root));
     const manifestFile = this.d.fs && p.vm.runtime?.vmDir ? join(p.vm.runtime.vmDir, "workspaces", `${createHash("sha256").update(guestPath).digest("hex").slice(0, 16)}.json`) : null;
     const prev = manifestFile ? _parseManifest(await this.d.fs!.readText(manifestFile)) : null;
     const now = snapshot(files, GIT_EXCLUDES);
@@ -242,10 +242,11 @@ export class WorkspaceEngine {
       throw e;
     }
     // git fetch wants a file; it lives only as long as the fetch, in a private temp dir.
-    const dir = mkdtempSync(join(tmpdir(), "banger-bundle-"));
+    const fs = createFS();
+    const dir = await fs.mkdtemp(join(tmpdir(), "banger-bundle-"));
     try {
       const file = join(dir, "guest.bundle");
-      await Bun.write(file, bundle);
+      await fs.writeFile(file, bundle);
       const prefix = `refs/banger/${p.vm.name}/`;
       const r = await this.d.exec.run("git", ["-C", root, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", file, `+refs/heads/*:${prefix}*`], { check: false });
       if (r.exitCode !== 0) {
@@ -259,7 +260,7 @@ export class WorkspaceEngine {
         .map(([commit, ref]) => ({ ref: prefix + ref!.slice("refs/heads/".length), commit: commit! }));
       return { vm: p.vm.name, sourcePath: root, guestPath, refs };
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      await fs.rmrf(dir);
     }
   }
 
@@ -295,10 +296,6 @@ function _parseManifest(text: string | null): Manifest | null {
   }
 }
 
-function _readConfig(root: string): string {
-  try {
-    return readFileSync(join(root, ".git", "config"), "utf8");
-  } catch {
-    return "";
-  }
+async function _readConfig(root: string): Promise<string> {
+  return (await createFS().readText(join(root, ".git", "config"))) ?? "";
 }

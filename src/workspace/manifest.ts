@@ -5,7 +5,7 @@
  * written, so after a few edits only they, the index and the edited files
  * differ.
  */
-import { existsSync, lstatSync, readdirSync } from "node:fs";
+import { existsSync, lstatExactSync, readDirSync } from "../host/tree.ts";
 import { join } from "node:path";
 import type { WorkspaceFiles } from "./tar.ts";
 
@@ -23,12 +23,8 @@ export interface Manifest {
 }
 
 function _sig(abs: string): string | null {
-  try {
-    const s = lstatSync(abs, { bigint: true });
-    return `${s.mode.toString(8)}:${s.size}:${s.mtimeNs}:${s.ctimeNs}:${s.ino}`;
-  } catch {
-    return null;
-  }
+  const s = lstatExactSync(abs);
+  return s && `${s.mode.toString(8)}:${s.size}:${s.mtimeNs}:${s.ctimeNs}:${s.ino}`;
 }
 
 /** Signatures of the work-tree entries in `files.paths` and of every leaf under .git except `excludes` ("./.git/…"). */
@@ -41,12 +37,8 @@ export function snapshot(files: WorkspaceFiles, excludes: readonly string[]): En
   }
   const skip = new Set(excludes);
   const walk = (rel: string) => {
-    let entries;
-    try {
-      entries = readdirSync(join(files.root, rel), { withFileTypes: true });
-    } catch {
-      return;
-    }
+    const entries = readDirSync(join(files.root, rel));
+    if (!entries) return;
     if (entries.length === 0) {
       const s = _sig(join(files.root, rel));
       if (s) out[rel] = s;
@@ -54,7 +46,7 @@ export function snapshot(files: WorkspaceFiles, excludes: readonly string[]): En
     for (const e of entries) {
       const child = `${rel}/${e.name}`;
       if (skip.has(child)) continue;
-      if (e.isDirectory()) walk(child);
+      if (e.type === "dir") walk(child);
       else {
         const s = _sig(join(files.root, child));
         if (s) out[child] = s;

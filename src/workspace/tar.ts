@@ -2,12 +2,14 @@
  * Host side of a workspace push: which files go (git decides), the tar stream
  * that carries them, and the .git/config that goes instead of the real one.
  */
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BangerError } from "../shared/errors.ts";
-import type { Exec } from "../host/types.ts";
-import { lastLine, missingToolMessage } from "../host/tools.ts";
+import { createFS } from "../host/fs.ts";
+import type { TarRunner, TarStream } from "../host/tar.ts";
+import { lastLine } from "../host/tools.ts";
+import { lexistsSync, readDirSync } from "../host/tree.ts";
+import type { Exec, FS } from "../host/types.ts";
 
 /** A repo as git sees it: its top directory and the paths (relative, "./"-prefixed) to send. */
 export interface WorkspaceFiles {
@@ -69,7 +71,7 @@ export async function listWorkspaceFiles(exec: Exec, sourcePath: string): Promis
   for (const p of r.stdout.split("\0")) {
     if (!p || seen.has(p)) continue; // a file in conflict is listed once per stage
     seen.add(p);
-    if (!_exists(join(root, p))) continue; // tracked but deleted: tar would fail on it
+    if (!lexistsSync(join(root, p))) continue; // tracked but deleted: tar would fail on it
     // "./" so a name starting with "-" is never read as a tar option.
     paths.push(`./${p}`);
   }
@@ -89,23 +91,10 @@ export async function listWorkspaceFiles(exec: Exec, sourcePath: string): Promis
 
 /** Collect `rel` and the dirs below it that hold nothing at all (symlinks are not followed). */
 function _emptyDirsUnder(root: string, rel: string, out: string[]): void {
-  let entries;
-  try {
-    entries = readdirSync(join(root, rel), { withFileTypes: true });
-  } catch {
-    return;
-  }
+  const entries = readDirSync(join(root, rel));
+  if (!entries) return;
   if (entries.length === 0) out.push(rel);
-  for (const e of entries) if (e.isDirectory()) _emptyDirsUnder(root, `${rel}/${e.name}`, out);
-}
-
-function _exists(p: string): boolean {
-  try {
-    lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
+  for (const e of entries) if (e.type === "dir") _emptyDirsUnder(root, `${rel}/${e.name}`, out);
 }
 
 /** A URL with any `user:pass@` / `token@` userinfo removed; scp-like `git@host:x` is left alone. */
@@ -160,66 +149,23 @@ export function sanitizeGitConfig(text: string): string {
   return out.join("\n");
 }
 
-/** Bytes of a tar stream, as produced by a tar process. */
-export type TarStream = AsyncIterable<Uint8Array>;
-
-/** Runs `tar` on the host; injected so tests can record or replace it. */
-export interface TarRunner {
-  /** `tar -C cwd --null -T - -cf -` with `paths` on stdin (NUL-separated), minus `excludes`. */
-  create(cwd: string, paths: string[], excludes: string[]): TarStream;
-}
-
-/** The real tar, through Bun.spawn (Exec buffers output as text; a tar is binary and may be large). */
-export function createTarRunner(): TarRunner {
-  return {
-    async *create(cwd, paths, excludes) {
-      const args = ["tar", "-C", cwd, "--anchored", ...excludes.map((e) => `--exclude=${e}`), "--no-anchored", "--null", "--verbatim-files-from", "-T", "-", "-cf", "-"];
-      let proc;
-      try {
-        proc = Bun.spawn(args, { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
-      } catch (e) {
-        throw new BangerError("E_MISSING_TOOL", missingToolMessage("tar"), { cause: e });
-      }
-      const errText = new Response(proc.stderr).text();
-      try {
-        // awaited so a failing pending write lands in this catch, not as an unhandled rejection
-        await proc.stdin.write(paths.join("\0") + (paths.length ? "\0" : ""));
-        await proc.stdin.end();
-      } catch {
-        // a tar that died before reading its list: its exit code and stderr below say why
-      }
-      let finished = false;
-      let bytes = 0;
-      try {
-        for await (const chunk of proc.stdout) {
-          bytes += chunk.length;
-          yield chunk;
-        }
-        finished = true;
-      } finally {
-        if (!finished) proc.kill();
-      }
-      const code = await proc.exited;
-      // 1 = "some files changed while being read": the archive is still whole (but then there is one)
-      if (code !== 0 && !(code === 1 && bytes > 0)) throw new BangerError("E_INTERNAL", `tar failed (exit ${code}) in ${cwd}: ${lastLine(await errText)}`);
-    },
-  };
-}
+/** The host's tar (src/host/tar.ts): workspace code streams through it, tests pass their own. */
+export { createTarRunner, type TarRunner, type TarStream } from "../host/tar.ts";
 
 /**
  * The whole push stream: the repo's files and .git (without its config), then
  * a second archive holding the sanitized .git/config and .git/BANGER_BASE
  * (the commit exports are relative to). The guest reads both with `tar -i`.
  */
-export async function* workspaceTar(tar: TarRunner, files: WorkspaceFiles, sanitizedConfig: string): TarStream {
+export async function* workspaceTar(tar: TarRunner, files: WorkspaceFiles, sanitizedConfig: string, fs: Pick<FS, "mkdtemp" | "mkdirp" | "writeFile" | "rmrf"> = createFS()): TarStream {
   yield* tar.create(files.root, files.paths, GIT_EXCLUDES);
-  const dir = mkdtempSync(join(tmpdir(), "banger-ws-"));
+  const dir = await fs.mkdtemp(join(tmpdir(), "banger-ws-"));
   try {
-    mkdirSync(join(dir, ".git"));
-    writeFileSync(join(dir, ".git", "config"), sanitizedConfig, { mode: 0o644 });
-    writeFileSync(join(dir, ".git", "BANGER_BASE"), files.head ? files.head + "\n" : "", { mode: 0o644 });
+    await fs.mkdirp(join(dir, ".git"), 0o755);
+    await fs.writeFile(join(dir, ".git", "config"), sanitizedConfig, 0o644);
+    await fs.writeFile(join(dir, ".git", "BANGER_BASE"), files.head ? files.head + "\n" : "", 0o644);
     yield* tar.create(dir, ["./.git/config", "./.git/BANGER_BASE"], []);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    await fs.rmrf(dir);
   }
 }

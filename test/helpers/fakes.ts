@@ -178,7 +178,7 @@ export interface FakeFS extends FS {
   readonly dirs: Set<string>;
   /** Symlinks: path → target (never followed by list or rmrf, as on the real host). */
   readonly links: Map<string, string>;
-  /** Every mutation in order: "write <path>", "mkdirp <path>", "rmrf <path>". */
+  /** Every mutation in order: "write <path>", "mkdirp <path>", "rmrf <path>", "rename <from> <to>", "copy <from> <to>", "chmod <path> <octal>". */
   readonly ops: string[];
   readonly writes: { path: string; data: string; mode?: number }[];
   /** Make the next writeAtomic to a path matching this fail. */
@@ -216,6 +216,50 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
         if (f.files.has(p)) return { name, type: "file" as const };
         return { name, type: "dir" as const };
       });
+    },
+    async readBytes(path) {
+      const t = f.files.get(path);
+      if (t === undefined) throw Object.assign(new Error(`ENOENT: ${path}`), { code: "ENOENT" });
+      return new TextEncoder().encode(t);
+    },
+    async readRange(path, offset, length) {
+      return (await f.readBytes(path)).subarray(offset, offset + length);
+    },
+    async *readStream(path, chunkBytes = 4 << 20) {
+      const b = await f.readBytes(path);
+      for (let i = 0; i < b.length; i += chunkBytes) yield b.subarray(i, i + chunkBytes);
+    },
+    async writeFile(path, data, mode) {
+      if (f.failWrites?.test(path)) throw new Error(`EIO: write ${path}`);
+      const text = typeof data === "string" ? data : new TextDecoder().decode(data);
+      f.ops.push(`write ${path}`);
+      f.writes.push({ path, data: text, mode });
+      f.files.set(path, text);
+    },
+    async rename(from, to) {
+      f.ops.push(`rename ${from} ${to}`);
+      for (const [k, v] of [...f.files]) if (_under(k, from)) (f.files.delete(k), f.files.set(to + k.slice(from.length), v));
+      for (const d of [...f.dirs]) if (_under(d, from)) (f.dirs.delete(d), f.dirs.add(to + d.slice(from.length)));
+    },
+    async copyFile(from, to) {
+      f.ops.push(`copy ${from} ${to}`);
+      await f.writeFile(to, await f.readBytes(from));
+    },
+    async chmod(path, mode) {
+      f.ops.push(`chmod ${path} ${mode.toString(8)}`);
+    },
+    async stat(path) {
+      const t = f.files.get(path);
+      if (t !== undefined) return { type: "file", size: t.length, allocated: t.length, mode: 0o644 };
+      return (await f.exists(path)) ? { type: "dir", size: 0, allocated: 0, mode: 0o755 } : null;
+    },
+    async lstat(path) {
+      return f.links.has(path) ? { type: "symlink", size: f.links.get(path)!.length, allocated: 0, mode: 0o777 } : f.stat(path);
+    },
+    async mkdtemp(prefix) {
+      const dir = `${prefix}${(f.ops.length + 1).toString(36).padStart(6, "0")}`;
+      await f.mkdirp(dir);
+      return dir;
     },
     async exists(path) {
       if (f.files.has(path) || f.dirs.has(path) || f.links.has(path)) return true;

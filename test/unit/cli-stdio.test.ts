@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 
-const STDIO = join(import.meta.dir, "../../src/cli/stdio.ts");
+const STDIO = join(import.meta.dir, "../../src/host/stdio.ts");
 
 // a child process, so fds 1 and 2 are pipes we read back
 function child(code: string): { stdout: string; stderr: string; exitCode: number } {

@@ -1,11 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import type { FS } from "../../src/host/types.ts";
+import { fakeFS as fullFakeFS } from "../helpers/fakes.ts";
 import { accelFor, kvmUsable } from "../../src/vmm/kvm.ts";
 
 function fakeFS(existing: string[]): Pick<{ fs: FS }, "fs"> {
   const set = new Set(existing);
   return {
     fs: {
+      ...fullFakeFS(),
       readText: async () => null,
       writeAtomic: async () => {},
       exists: async (p) => set.has(p),

@@ -4,6 +4,7 @@ import { emptyHandles, type VMHandles, type VMRecord } from "../../src/shared/mo
 import type { Host, ProcInfo } from "../../src/host/types.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
 import { createQemuDriver, type QmpOps } from "../../plugins/qemu/driver.ts";
+import { fakeFS } from "../helpers/fakes.ts";
 
 function sampleVM(): VMRecord {
   return {
@@ -111,6 +112,7 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
       },
     },
     fs: {
+      ...fakeFS(),
       async readText(p) {
         return rec.writes.get(p) ?? null;
       },
