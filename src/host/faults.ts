@@ -7,6 +7,7 @@
  * pass, to reach a later occurrence of the same step.
  */
 
+import { writeOut } from "./stdio.ts";
 import { config } from "./config.ts";
 
 /** Every step a fault can be armed at; tests iterate over this list. */
@@ -53,7 +54,8 @@ export function faultMidStream(point: FaultPoint, payload: Uint8Array): Uint8Arr
 export async function faultPoint(point: FaultPoint): Promise<void> {
   if (config.fault !== point) return;
   if (_hits++ < config.faultSkip) return;
-  process.stderr.write(`${new Date().toISOString()} WARN fault injection: SIGKILL at ${point}\n`);
+  // synchronous: a queued stderr write dies with the SIGKILL below (seen under load)
+  writeOut(2, `${new Date().toISOString()} WARN fault injection: SIGKILL at ${point}\n`);
   process.kill(process.pid, "SIGKILL");
   await new Promise(() => {}); // never resume: the signal is on its way
 }

@@ -282,6 +282,7 @@ describe("SIGKILL of the daemon at every step", () => {
         const r = scenario.op({ BANGER_FAULT: point });
         expect(r.code).not.toBe(0); // the daemon died under the CLI
         const log = readFileSync(join(w.home, "daemon.log"), "utf8");
+        if (!log.includes(`SIGKILL at ${point}`)) console.log(`MISSING fault line for ${point}: exit ${r.code}: ${r.stderr.trim()}\n${log.split("\n").slice(-6).join("\n")}`);
         expect(log).toContain(`SIGKILL at ${point}`);
         stats.crashes++;
         await checkConsistent(point, w); // this call auto-starts an unarmed daemon: reconcile has run
