@@ -90,12 +90,21 @@ function daemonPid(): number {
   }
 }
 
+/** Any thread still running (a killed daemon's main thread is a zombie while the others still hold its socket). */
 function alive(pid: number): boolean {
+  let tids: string[];
   try {
-    return !/\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    tids = readdirSync(`/proc/${pid}/task`);
   } catch {
     return false;
   }
+  return tids.some((tid) => {
+    try {
+      return !/\) [ZX] /.test(readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8"));
+    } catch {
+      return false;
+    }
+  });
 }
 
 function rssKiB(pid: number): number {
