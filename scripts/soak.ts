@@ -327,7 +327,9 @@ async function checkConsistent(where: string): Promise<void> {
   const vms = await listVMs();
   if (!vms) return void stats.unexpected.push(`${where}: vm list failed`);
   for (const v of vms) {
-    if (!["running", "stopped", "created"].includes(v.runtime.state)) stats.leaks.push(`${where}: vm ${v.name} left ${v.runtime.state}`);
+    // "error" is where a failed start ends (lastError set, everything it made undone, startable again): a state, not a leak;
+    // half-way states (creating, starting, stopping, deleting) after reconcile are
+    if (!["running", "stopped", "created", "error"].includes(v.runtime.state)) stats.leaks.push(`${where}: vm ${v.name} left ${v.runtime.state}`);
     if ((v.runtime.state === "running") !== v.alive) stats.leaks.push(`${where}: vm ${v.name} ${v.runtime.state} but alive=${v.alive}`);
   }
   const adopted = new Set(vms.filter((v) => v.alive).map((v) => v.pid));
