@@ -6,6 +6,7 @@ import { BangerError } from "../../src/shared/errors.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
 import { importPluginFile, setupPlugins, type LoaderDeps } from "../../src/core/loader.ts";
 import { definePlugin, type BangerPlugin } from "../../src/core/plugin.ts";
+import { Providers } from "../../src/core/providers.ts";
 import type { VMMDriver } from "../../src/vmm/driver.ts";
 import { caught, fakeDriver, fakeHost, fakeProcs, sampleVM, testLogger, recordingOp } from "../helpers/fakes.ts";
 
@@ -28,6 +29,7 @@ function deps(): LoaderDeps & { log: ReturnType<typeof testLogger> } {
     log: testLogger(),
     store: { listVMs: () => [], getImage: () => null },
     drivers: new Map<string, VMMDriver>(),
+    providers: new Providers(),
   };
 }
 
@@ -51,7 +53,7 @@ describe("importPluginFile", () => {
     expect(plugin.name).toBe("hello");
     const d = deps();
     const loaded = await setupPlugins([{ plugin, source: path }], d);
-    expect(loaded).toEqual([{ name: "hello", description: "says hello", source: path, hooks: ["vm:create"], drivers: [] }]);
+    expect(loaded).toEqual([{ name: "hello", description: "says hello", source: path, hooks: ["vm:create"], drivers: [], storage: [], nets: [] }]);
     await d.hooks.run("vm:create", { vm: sampleVM({ name: "web" }), progress: () => {}, op: recordingOp() });
     expect(d.log.of("info")).toEqual(["[hello] created web"]);
   });
