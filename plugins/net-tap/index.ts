@@ -148,7 +148,8 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         return resolver;
       };
 
-      const net = ctx.registerNet({ name: TAP_NET, description: "bridge + NAT, a tap per VM, guest IP from a pool, <name>.vm" });
+      // opt-in: it needs root and changes the host's network, so a VM gets it only by asking (or from a VMM that lists it, Firecracker)
+      const net = ctx.registerNet({ name: TAP_NET, description: "bridge + NAT, a tap per VM, guest IP from a pool, <name>.vm", optIn: true });
       net.hook("vm:create", async ({ vm, op }) => {
         await requireOwnNetns();
         const ip = await claim(vm);

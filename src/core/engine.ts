@@ -169,10 +169,13 @@ export class Engine {
     if (params.net !== undefined && !providers.net.has(params.net)) {
       throw new BangerError("E_BAD_REQUEST", `unknown network mode ${JSON.stringify(params.net).slice(0, 80)} (known: ${providers.names("net").join(", ") || "none"})`);
     }
-    // what the VMM can attach and a loaded provider serves for it; the first is its default
-    const nets = providers.netsFor(driverName, this.d.drivers.get(driverName));
-    if (nets.length === 0) throw new BangerError("E_BAD_REQUEST", `no network provider serves ${driverName} (loaded: ${providers.names("net").join(", ") || "none"})`);
-    const net = params.net ?? nets[0]!;
+    // what the VMM can attach and a loaded provider serves for it
+    const driver = this.d.drivers.get(driverName);
+    const nets = providers.netsFor(driverName, driver);
+    const net = params.net ?? providers.defaultNet(driverName, driver);
+    if (net === undefined) {
+      throw new BangerError("E_BAD_REQUEST", `no default network serves ${driverName} (${nets.length ? `name one with --net: ${nets.join(", ")}` : `loaded: ${providers.names("net").join(", ") || "none"}`})`);
+    }
     if (!nets.includes(net)) {
       throw new BangerError("E_BAD_REQUEST", `${driverName} cannot use --net ${net} (it supports: ${nets.join(", ")})`);
     }

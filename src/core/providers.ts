@@ -35,6 +35,12 @@ export interface NetProvider {
   readonly description?: string;
   /** VMM drivers it can serve (it fills their part of the boot config); absent means any. */
   readonly drivers?: readonly string[];
+  /**
+   * Never a default: only a VM that names it (`--net`) or whose VMM lists it
+   * first (VMMDriver.nets) gets it. For networks that need privileges or
+   * change the host (tap).
+   */
+  readonly optIn?: boolean;
 }
 
 /** What registering a provider hands back: hooks that run only for the VMs that chose it. */
@@ -75,9 +81,9 @@ export class Providers {
   }
 
   /**
-   * The networks a VM on `driver` can use, its default first: the driver's
-   * own list (VMMDriver.nets) in its order where it has one, else every
-   * provider in registration order; either way only providers that serve it.
+   * The networks a VM on `driver` can use: the driver's own list
+   * (VMMDriver.nets) in its order where it has one, else every provider in
+   * registration order; either way only providers that serve it.
    */
   netsFor(driverName: string, driver: VMMDriver | undefined): string[] {
     const serves = (n: string) => {
@@ -85,6 +91,12 @@ export class Providers {
       return !!p && (p.drivers === undefined || p.drivers.includes(driverName));
     };
     return (driver?.nets ?? this.names("net")).filter(serves);
+  }
+
+  /** The network a VM on `driver` gets when it names none: the first the driver lists, else the first usable one that is not opt-in. */
+  defaultNet(driverName: string, driver: VMMDriver | undefined): string | undefined {
+    const nets = this.netsFor(driverName, driver);
+    return driver?.nets ? nets[0] : nets.find((n) => !this.net.get(n)!.provider.optIn);
   }
 
   /**

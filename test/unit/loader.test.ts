@@ -201,6 +201,35 @@ describe("setupPlugins", () => {
     expect(err.message).toContain('"fake"');
   });
 
+  test("registerStorage / registerNet: listed by plugin, their hooks scoped to the VMs that chose them; a name taken twice or a bad name is refused", async () => {
+    const d = deps();
+    const seen: string[] = [];
+    const loaded = await setupPlugins(
+      [
+        {
+          plugin: definePlugin({
+            name: "mine",
+            setup(ctx) {
+              ctx.registerStorage({ name: "zfs", priority: 5 }).hook("vm:delete", ({ vm }) => void seen.push(`zfs ${vm.name}`));
+              ctx.registerNet({ name: "wg", drivers: ["qemu"] }).hook("vm:delete", ({ vm }) => void seen.push(`wg ${vm.name}`));
+            },
+          }),
+          source: "user",
+        },
+      ],
+      d,
+    );
+    expect(loaded[0]).toMatchObject({ storage: ["zfs"], nets: ["wg"], hooks: ["vm:delete", "vm:delete"] });
+    expect([d.providers.names("storage"), d.providers.names("net"), d.providers.netsFor("qemu", undefined), d.providers.netsFor("fake", undefined)]).toEqual([["zfs"], ["wg"], ["wg"], []]);
+    await d.hooks.run("vm:delete", { vm: sampleVM({ name: "a", storage: "zfs", net: "user" }) });
+    await d.hooks.run("vm:delete", { vm: sampleVM({ name: "b", storage: "copy", net: "wg" }) });
+    expect(seen).toEqual(["zfs a", "wg b"]);
+    const again = await caught(setupPlugins([{ plugin: definePlugin({ name: "copycat", setup: (ctx) => void ctx.registerStorage({ name: "zfs" }) }), source: "user" }], d));
+    expect([again.code, again.message]).toEqual(["E_PLUGIN", 'copycat: storage provider "zfs" is already registered by mine']);
+    const bad = await caught(setupPlugins([{ plugin: definePlugin({ name: "odd", setup: (ctx) => void ctx.registerNet({ name: "Bad Name" }) }), source: "user" }], d));
+    expect(bad.message).toBe('odd: bad net provider name "Bad Name": 1-32 of [a-z0-9_-]');
+  });
+
   test("ctx exposes host, paths, store and a prefixed logger; ctx.hook returns an unregister fn", async () => {
     const d = deps();
     let off: (() => void) | null = null;
