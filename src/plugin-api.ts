@@ -6,6 +6,8 @@
 export { definePlugin } from "./core/plugin.ts";
 export type { BangerPlugin, PluginContext, Logger, BangerPaths, PluginStoreView } from "./core/plugin.ts";
 export type { HookMap, HookName, HookHandler, HookOptions } from "./core/hooks.ts";
+/** A storage or network provider a VM chooses by name (`spec.storage`, `spec.net`): `ctx.registerStorage` / `ctx.registerNet`. */
+export type { StorageProvider, NetProvider, ProviderHooks, VMHookName } from "./core/providers.ts";
 /** One multi-step request as hooks see it: `op.defer(label, undo)` right after acquiring something. */
 export type { Operation, Undo, ProgressSink } from "./core/operation.ts";
 export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession } from "./shared/model.ts";

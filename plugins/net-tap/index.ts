@@ -44,9 +44,8 @@ function _config(o: NetTapOptions, env: Env): Config {
   };
 }
 
-export function isTapVM(vm: VMRecord): boolean {
-  return vm.spec.net === "tap";
-}
+/** The network provider's name: `--net tap`, `spec.net`. */
+export const TAP_NET = "tap";
 
 /** The host's first IPv4 nameserver that a guest can reach (loopback ones, e.g. systemd-resolved's, cannot be). */
 export function guestResolver(resolvConf: string): string {
@@ -149,8 +148,9 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         return resolver;
       };
 
-      ctx.hook("vm:create", async ({ vm, op }) => {
-        if (!isTapVM(vm)) return;
+      // opt-in: it needs root and changes the host's network, so a VM gets it only by asking (or from a VMM that lists it, Firecracker)
+      const net = ctx.registerNet({ name: TAP_NET, description: "bridge + NAT, a tap per VM, guest IP from a pool, <name>.vm", optIn: true });
+      net.hook("vm:create", async ({ vm, op }) => {
         await requireOwnNetns();
         const ip = await claim(vm);
         // deferred before the rewrite that may fail: a failed create gives the address back either way
@@ -162,8 +162,7 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         ctx.log.debug(`${vm.name}: ${ip} (${vm.name}.vm)`);
       });
 
-      ctx.hook("vm:start:before", async ({ vm, boot, handles, op }) => {
-        if (!isTapVM(vm)) return;
+      net.hook("vm:start:before", async ({ vm, boot, handles, op }) => {
         await requireOwnNetns();
         const cfg = conf();
         const ip = await claim(vm);
@@ -184,22 +183,20 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         boot.kernelArgs.push(`banger.ip=${ip}/${cfg.subnet.prefix}`, `banger.gw=${cfg.subnet.gateway}`, `banger.dns=${await dns()}`);
       });
 
-      ctx.hook("vm:reconcile", async ({ vm, handles }) => {
+      net.hook("vm:reconcile", async ({ vm, handles }) => {
         // handles rebuilt from the live process (scratch file lost) do not name the tap; its name is derived from the id
-        if (!isTapVM(vm) || handles.tapDevice) return;
+        if (handles.tapDevice) return;
         const tap = tapName(vm.id);
         if (await linkExists(exec, tap)) handles.tapDevice = tap;
       });
 
       // after a stop, and for a VM found dead (reconcile); a failed start removes its tap through its op
-      ctx.hook("vm:cleanup", async ({ vm, handles }) => {
-        // only taps this plugin made: another plugin's tapDevice is that plugin's to remove
-        if (!isTapVM(vm)) return;
+      // only for tap VMs (the taps this plugin made): another provider's tapDevice is that one's to remove
+      net.hook("vm:cleanup", async ({ vm, handles }) => {
         await deleteTap(exec, handles.tapDevice || tapName(vm.id));
       });
 
-      ctx.hook("vm:delete", async ({ vm }) => {
-        if (!isTapVM(vm)) return;
+      net.hook("vm:delete", async ({ vm }) => {
         leases().release(IP_POOL, vm.id);
         await syncHosts();
       });

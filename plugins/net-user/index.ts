@@ -60,10 +60,10 @@ export function netUserArgs(port: number): string[] {
   ];
 }
 
-/** A VM that asked for `--net tap` is plugins/net-tap's, not ours. */
-function isTapVM(vm: VMRecord): boolean {
-  return (vm.spec.net ?? "user") === "tap";
-}
+/** The network provider's name: `--net user`, `spec.net`. */
+export const USER_NET = "user";
+/** The VMMs it serves: slirp is QEMU's (its -netdev argv); other VMMs attach other networks. */
+export const USER_NET_DRIVERS = ["qemu"];
 
 /** The plugin, with injectable port allocation for tests. */
 export function createNetUserPlugin(o: NetUserOptions = {}): BangerPlugin {
@@ -72,14 +72,13 @@ export function createNetUserPlugin(o: NetUserOptions = {}): BangerPlugin {
     description: "QEMU user networking: guest SSH forwarded to a loopback port (no privileges needed)",
     setup(ctx) {
       const reserved = new Map<string, number>();
-      ctx.hook("vm:create", async ({ vm }) => {
-        if (vm.spec.driver !== "qemu" || isTapVM(vm)) return;
+      const net = ctx.registerNet({ name: USER_NET, description: "QEMU user networking, SSH on a loopback port", drivers: USER_NET_DRIVERS });
+      net.hook("vm:create", async ({ vm }) => {
         vm.runtime.sshHost = LOOPBACK;
         vm.runtime.sshPort = await allocateSshPort(ctx.store.listVMs(), vm.id, o, reserved);
         vm.runtime.guestIP = SLIRP_GUEST_IP;
       });
-      ctx.hook("vm:start:before", async ({ vm, boot }) => {
-        if (vm.spec.driver !== "qemu" || isTapVM(vm)) return;
+      net.hook("vm:start:before", async ({ vm, boot }) => {
         const portFree = o.portFree ?? portFreeOnLoopback;
         // a stopped VM's port may have been taken by something else meanwhile
         if (vm.runtime.sshPort <= 0 || !(await portFree(vm.runtime.sshPort))) {

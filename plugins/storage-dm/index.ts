@@ -1,11 +1,15 @@
 import { join } from "node:path";
 import { BangerError, configFrom, definePlugin, environ, makeWorkDisk } from "../../src/plugin-api.ts";
-import type { BangerPlugin, Env, Host, VMRecord } from "../../src/plugin-api.ts";
+import type { BangerPlugin, Env, Host, VMRecord, VMSpec } from "../../src/plugin-api.ts";
 import { GlobalLock } from "./lock.ts";
 import { attachSnapshot, cowBytesFor, detachSnapshot } from "./snapshot.ts";
 
-/** handles.extra.storage: which storage plugin acted for this VM ("dm" here, "copy" for plugins/storage). */
+/** handles.extra.storage: which storage provider acted for this VM ("dm" here, "copy" for plugins/storage). */
 export const STORAGE_KEY = "storage";
+/** The storage provider's name: `--storage dm`, `spec.storage`. */
+export const DM_STORAGE = "dm";
+/** Above plugins/storage's copies (priority 0): a VM naming no storage gets a dm-snapshot wherever one can serve it. */
+export const DM_PRIORITY = 10;
 
 export interface DmProbe {
   usable: boolean;
@@ -31,7 +35,7 @@ export async function probeDeviceMapper(host: Pick<Host, "fs" | "exec">, env: En
   return { usable: true, reason: "device-mapper usable" };
 }
 
-/** The VM's COW file: its presence as the system overlay is what marks a VM as dm-backed. */
+/** The VM's COW file (its system overlay). */
 export function cowPathFor(vm: VMRecord): string {
   return join(vm.runtime.vmDir, "system.cow");
 }
@@ -60,20 +64,32 @@ export function createStorageDmPlugin(opts: StorageDmOptions = {}): BangerPlugin
         return (lock ??= new GlobalLock({ locks: ctx.host.locks, clock: ctx.host.clock, path: join(ctx.paths.home, "dm.lock"), timeoutMs: opts.lockTimeoutMs }));
       };
       const baseIdentity = async (rootfs: string) => (await exec.run("stat", ["-L", "-c", "%d:%i:%s:%Y", rootfs])).stdout.trim();
+      const originBytesOf = async (spec: VMSpec) => {
+        const image = ctx.store.getImage(spec.image);
+        if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${spec.image}`);
+        const bytes = Number((await exec.run("stat", ["-L", "-c", "%s", image.rootfsPath])).stdout.trim());
+        if (!Number.isInteger(bytes) || bytes <= 0) throw new BangerError("E_INTERNAL", `cannot read the size of ${image.rootfsPath}`);
+        return { image, bytes };
+      };
 
-      ctx.hook("vm:create", async ({ vm, progress }) => {
-        if (vm.runtime.systemOverlay) return; // another storage plugin already made the system disk
-        const dm = await probe();
-        if (!dm.usable) return;
-        const image = ctx.store.getImage(vm.spec.image);
-        if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${vm.spec.image}`);
-        const originBytes = Number((await exec.run("stat", ["-L", "-c", "%s", image.rootfsPath])).stdout.trim());
-        if (!Number.isInteger(originBytes) || originBytes <= 0) throw new BangerError("E_INTERNAL", `cannot read the size of ${image.rootfsPath}`);
-        // a snapshot is exactly its origin's size; another size is the copy storage's job
-        if (vm.spec.diskMiB > 0 && vm.spec.diskMiB * 1048576 !== originBytes) {
-          ctx.log.info(`vm ${vm.name}: --disk ${vm.spec.diskMiB}M differs from the image size, using copy storage instead of dm-snapshot`);
-          return;
-        }
+      const disks = ctx.registerStorage({
+        name: DM_STORAGE,
+        description: "dm-snapshot: read-only base loop + sparse COW loop",
+        priority: DM_PRIORITY,
+        async usable(spec) {
+          const dm = await probe();
+          if (!dm.usable) return dm;
+          // a snapshot is exactly its origin's size; another size is a copy's job
+          const { bytes } = await originBytesOf(spec);
+          if (spec.diskMiB > 0 && spec.diskMiB * 1048576 !== bytes) {
+            return { usable: false, reason: `--disk ${spec.diskMiB}M differs from the image size (${Math.ceil(bytes / 1048576)}M), and a dm-snapshot is exactly its image's size` };
+          }
+          return { usable: true, reason: dm.reason };
+        },
+      });
+
+      disks.hook("vm:create", async ({ vm, progress }) => {
+        const { image, bytes: originBytes } = await originBytesOf(vm.spec);
         progress("making dm-snapshot COW file");
         const cow = cowPathFor(vm);
         await exec.run("truncate", ["-s", String(cowBytesFor(originBytes)), cow]);
@@ -88,15 +104,14 @@ export function createStorageDmPlugin(opts: StorageDmOptions = {}): BangerPlugin
         // VMDir removal on failure takes the files with it.
       });
 
-      ctx.hook("vm:start:before", async ({ vm, boot, handles, op }) => {
-        if (vm.runtime.systemOverlay !== cowPathFor(vm)) return;
+      disks.hook("vm:start:before", async ({ vm, boot, handles, op }) => {
         const image = ctx.store.getImage(vm.spec.image);
         if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${vm.spec.image}`);
         const made = ((await fs.readText(_basePathFor(vm))) ?? "").trim();
         if (made && made !== (await baseIdentity(image.rootfsPath))) {
           throw new BangerError("E_STATE", `vm ${vm.name}: image ${vm.spec.image} changed since the VM was created; its dm-snapshot only fits the old image (recreate the VM)`);
         }
-        handles.extra[STORAGE_KEY] = "dm";
+        handles.extra[STORAGE_KEY] = DM_STORAGE;
         op.progress("attaching dm-snapshot");
         const record = () => ctx.saveHandles(vm, handles);
         // deferred before the attach: an attach failing half way leaves in `handles` exactly what it made, and this takes it down
@@ -112,7 +127,7 @@ export function createStorageDmPlugin(opts: StorageDmOptions = {}): BangerPlugin
       });
 
       // Stop and reconcile of a dead VM (handles from handles.json) end here; a failed start detaches through its op.
-      ctx.hook("vm:cleanup", async ({ handles }) => {
+      disks.hook("vm:cleanup", async ({ handles }) => {
         if (!handles.dmName && !handles.cowLoop && !handles.baseLoop) return;
         const failures = await globalLock().run(() => detachSnapshot(exec, handles, ctx.log.warn));
         if (failures.length) throw new BangerError("E_INTERNAL", failures.map((f) => f.message).join("; "), { cause: new AggregateError(failures) });

@@ -25,12 +25,16 @@ export async function makeSystemDisk(exec: Exec, rootfs: string, out: string, si
   }
 }
 
+/** The storage provider's name: `--storage copy`, `spec.storage`. */
+export const COPY_STORAGE = "copy";
+
 export default definePlugin({
   name: "storage",
   description: "Per-VM system disk (sparse/reflink copy of the image rootfs) and optional ext4 work disk",
   setup(ctx) {
-    ctx.hook("vm:create", async ({ vm, progress }) => {
-      if (vm.runtime.systemOverlay) return; // another storage plugin (storage-dm) already made the system disk
+    // works anywhere: the default where no provider ranks higher (storage-dm) or that one cannot serve the VM
+    const disks = ctx.registerStorage({ name: COPY_STORAGE, description: "sparse/reflink copy of the image rootfs" });
+    disks.hook("vm:create", async ({ vm, progress }) => {
       const image = ctx.store.getImage(vm.spec.image);
       if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${vm.spec.image}`);
       const system = vmPaths(vm.runtime.vmDir).systemDisk;
@@ -45,10 +49,9 @@ export default definePlugin({
       }
       // VMDir removal on failure takes the files with it; nothing else to undo.
     });
-    ctx.hook("vm:start:before", ({ vm, boot, handles }) => {
+    disks.hook("vm:start:before", ({ vm, boot, handles }) => {
       if (!vm.runtime.systemOverlay) throw new BangerError("E_STATE", `vm ${vm.name} has no system disk`);
-      if (vm.runtime.systemOverlay !== vmPaths(vm.runtime.vmDir).systemDisk) return; // not ours: exactly one storage plugin acts per VM
-      handles.extra.storage = "copy";
+      handles.extra.storage = COPY_STORAGE;
       boot.disks.push({ path: vm.runtime.systemOverlay, format: "raw" });
       if (vm.runtime.workDiskPath) boot.disks.push({ path: vm.runtime.workDiskPath, format: "raw" });
     });

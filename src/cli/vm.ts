@@ -21,6 +21,7 @@ function describe(vm: VMView): string {
     `cpus:      ${vm.spec.cpus}`,
     `memory:    ${vm.spec.memoryMiB} MiB`,
     `net:       ${vm.spec.net ?? "user"}${r.guestIP ? ` (${r.guestIP}, ${r.dnsName})` : ""}`,
+    `storage:   ${vm.spec.storage}`,
     `ssh:       ${r.sshPort ? `${r.sshHost}:${r.sshPort}` : "-"}`,
     `dir:       ${r.vmDir}`,
   ];
@@ -36,14 +37,9 @@ const createArgs = {
   "work-disk": { type: "string", description: "Extra work disk mounted at /work, e.g. 1G" },
   vmm: { type: "string", description: "VMM: firecracker or qemu (default: firecracker when it and /dev/kvm are usable, else qemu)" },
   driver: { type: "string", description: "Same as --vmm (older name)" },
-  net: { type: "string", description: "Network: user (default; loopback SSH forward) or tap (bridge, guest IP, <name>.vm; needs root)" },
+  net: { type: "string", description: "Network provider: user (QEMU's default; loopback SSH forward), tap (bridge, guest IP, <name>.vm; needs root) or a plugin's (`banger plugin list`)" },
+  storage: { type: "string", description: "Storage provider: dm (dm-snapshot; the default where device-mapper works), copy (sparse/reflink copy) or a plugin's (`banger plugin list`)" },
 } as const;
-
-function netArg(v: unknown): string | undefined {
-  if (v === undefined) return undefined;
-  if (v !== "user" && v !== "tap") usage(`--net must be user or tap, got ${JSON.stringify(v)}`);
-  return v;
-}
 
 function createBody(name: string, a: Record<string, unknown>) {
   return {
@@ -54,7 +50,9 @@ function createBody(name: string, a: Record<string, unknown>) {
     diskMiB: sizeArg(a.disk, "--disk"),
     workDiskMiB: sizeArg(a["work-disk"], "--work-disk"),
     driver: (a.vmm ?? a.driver) as string | undefined,
-    net: netArg(a.net),
+    // the daemon checks both against the providers its plugins registered
+    net: a.net as string | undefined,
+    storage: a.storage as string | undefined,
   };
 }
 

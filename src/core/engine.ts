@@ -10,10 +10,11 @@ import { chooseVmm } from "../vmm/choose.ts";
 import type { BootConfig, VMMDriver } from "../vmm/driver.ts";
 import { BangerError, errorMessage, undoFailuresOf, withUndoNote } from "../shared/errors.ts";
 import { faultPoint } from "../host/faults.ts";
-import type { HookEngine } from "./hooks.ts";
+import type { HookEngine, HookMap } from "./hooks.ts";
 import { runOperation, type ProgressSink } from "./operation.ts";
 import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";
+import type { Providers } from "./providers.ts";
 import { vmPaths } from "../shared/paths.ts";
 
 /** How many VMs reconcile looks at at once. */
@@ -27,8 +28,20 @@ export interface CreateVMParams {
   diskMiB?: number;
   workDiskMiB?: number;
   driver?: string;
-  /** "user" (default) or "tap". */
+  /** A network provider's name ("user", "tap", a plugin's own); default: the VMM's first that is loaded. */
   net?: string;
+  /** A storage provider's name ("dm", "copy", a plugin's own); default: the usable one with the highest priority. */
+  storage?: string;
+}
+
+/** A create request with every choice made and checked. */
+export interface CreatePlan {
+  name: string;
+  image: string;
+  driverName: string;
+  net: string;
+  storage: string;
+  sizes: Pick<VMRecord["spec"], "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB">;
 }
 
 export interface EngineDeps {
@@ -36,6 +49,8 @@ export interface EngineDeps {
   host: Host;
   hooks: HookEngine;
   drivers: Map<string, VMMDriver>;
+  /** Storage and network providers plugins registered: a new VM chooses one of each, and only that one's handlers act on it. */
+  providers: Providers;
   paths: BangerPaths;
   log: Logger;
   defaultDriver?: string;
@@ -54,8 +69,6 @@ export interface ReconcileOutcome {
 }
 
 const noProgress: ProgressSink = () => {};
-/** Network modes a VM may ask for: plugins/net-user and plugins/net-tap. */
-export const NET_MODES = ["user", "tap"];
 
 export function validateVMName(name: unknown): string {
   if (typeof name !== "string" || !VM_NAME_RE.test(name)) {
@@ -140,8 +153,8 @@ export class Engine {
     this.d.store.upsertVM(vm);
   }
 
-  /** Everything about a create request that can be refused before any work (and before a stream starts). */
-  checkCreate(params: CreateVMParams): { name: string; image: string; driverName: string; net: string; sizes: Pick<VMRecord["spec"], "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB"> } {
+  /** Everything about a create request that can be refused before any work (and before a stream starts), and the providers it gets. */
+  async checkCreate(params: CreateVMParams): Promise<CreatePlan> {
     const name = validateVMName(params.name);
     if (this.d.store.getVMByName(name)) throw new BangerError("E_NAME_TAKEN", `vm name already taken: ${name}`);
     const image = params.image ?? "default";
@@ -152,11 +165,17 @@ export class Engine {
     if (!this.d.drivers.has(driverName)) {
       throw new BangerError("E_BAD_REQUEST", `unknown driver ${JSON.stringify(driverName).slice(0, 80)} (loaded: ${[...this.d.drivers.keys()].join(", ") || "none"})`);
     }
-    if (params.net !== undefined && !NET_MODES.includes(params.net)) {
-      throw new BangerError("E_BAD_REQUEST", `unknown network mode ${JSON.stringify(params.net).slice(0, 80)} (known: ${NET_MODES.join(", ")})`);
+    const { providers } = this.d;
+    if (params.net !== undefined && !providers.net.has(params.net)) {
+      throw new BangerError("E_BAD_REQUEST", `unknown network mode ${JSON.stringify(params.net).slice(0, 80)} (known: ${providers.names("net").join(", ") || "none"})`);
     }
-    const nets = this.d.drivers.get(driverName)?.nets ?? NET_MODES;
-    const net = params.net ?? nets[0]!;
+    // what the VMM can attach and a loaded provider serves for it
+    const driver = this.d.drivers.get(driverName);
+    const nets = providers.netsFor(driverName, driver);
+    const net = params.net ?? providers.defaultNet(driverName, driver);
+    if (net === undefined) {
+      throw new BangerError("E_BAD_REQUEST", `no default network serves ${driverName} (${nets.length ? `name one with --net: ${nets.join(", ")}` : `loaded: ${providers.names("net").join(", ") || "none"}`})`);
+    }
     if (!nets.includes(net)) {
       throw new BangerError("E_BAD_REQUEST", `${driverName} cannot use --net ${net} (it supports: ${nets.join(", ")})`);
     }
@@ -166,7 +185,25 @@ export class Engine {
       diskMiB: _atLeast(params.diskMiB, 0, "disk (MiB)", 0),
       workDiskMiB: _atLeast(params.workDiskMiB, 0, "work disk (MiB)", 0),
     };
-    return { name, image, driverName, net, sizes };
+    const spec = { image, ...sizes, driver: driverName, net, storage: params.storage ?? "" };
+    const storage = await providers.chooseStorage(spec, params.storage, (m) => this.d.log.debug(`vm ${name}: ${m}`));
+    return { name, image, driverName, net, storage, sizes };
+  }
+
+  /** The providers a VM recorded that no plugin registered this time (a user's plugin gone from the config). */
+  private missingProviders(vm: VMRecord): string[] {
+    const out: string[] = [];
+    for (const kind of ["storage", "net"] as const) {
+      const name = vm.spec[kind];
+      if (name && !this.d.providers[kind].has(name)) out.push(`${kind} "${name}" is not loaded (loaded: ${this.d.providers.names(kind).join(", ") || "none"})`);
+    }
+    return out;
+  }
+
+  /** runAll for a teardown hook, with a failure for each of the VM's providers that is not there to do its part. */
+  private async teardown<K extends "vm:cleanup" | "vm:delete">(name: K, payload: HookMap[K]): Promise<Error[]> {
+    const missing = this.missingProviders(payload.vm).map((m) => new Error(`${name}: ${m}; its handlers did not run`));
+    return [...missing, ...(await this.d.hooks.runAll(name, payload))];
   }
 
   /** The VMM for a new VM: the one asked for if it can run here, else the configured default, else the best usable one. */
@@ -176,7 +213,7 @@ export class Engine {
 
   async create(params: CreateVMParams, progress: ProgressSink = noProgress): Promise<VMRecord> {
     params = { ...params, driver: await this.resolveDriver(params.driver) };
-    const { name, image, driverName, net, sizes } = this.checkCreate(params);
+    const { name, image, driverName, net, storage, sizes } = await this.checkCreate(params);
     const id = this.d.newId();
     const vmDir = join(this.d.paths.vmsDir, id);
     const p = vmPaths(vmDir);
@@ -184,7 +221,7 @@ export class Engine {
     const vm: VMRecord = {
       id,
       name,
-      spec: { image, ...sizes, driver: driverName, net },
+      spec: { image, ...sizes, driver: driverName, net, storage },
       runtime: {
         state: "creating",
         guestIP: "",
@@ -228,6 +265,8 @@ export class Engine {
     return this.cache.withLock(first.id, async () => {
       const vm = this.getVM(first.id);
       const driver = this.driverFor(vm);
+      const missing = this.missingProviders(vm);
+      if (missing.length) throw new BangerError("E_STATE", `vm ${vm.name}: ${missing.join("; ")}`);
       if (await this.alive(vm)) {
         if (vm.runtime.state !== "running") {
           vm.runtime.state = "running";
@@ -314,7 +353,7 @@ export class Engine {
       }
       await faultPoint("stop:after-kill");
     }
-    failures.push(...(await this.d.hooks.runAll("vm:cleanup", { vm, handles })));
+    failures.push(...(await this.teardown("vm:cleanup", { vm, handles })));
     this.cache.delete(vm.id);
     await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
     vm.runtime.state = "stopped";
@@ -344,7 +383,7 @@ export class Engine {
 
   /** The part of delete after the VM is stopped; also how reconcile finishes a delete a crash cut short. */
   private async finishDelete(vm: VMRecord): Promise<void> {
-    const failures = await this.d.hooks.runAll("vm:delete", { vm });
+    const failures = await this.teardown("vm:delete", { vm });
     await this.d.host.fs.rmrf(vm.runtime.vmDir);
     await faultPoint("delete:after-rmrf");
     this.d.store.deleteVM(vm.id);
@@ -405,7 +444,7 @@ export class Engine {
     if (driver) {
       const found = await rediscoverHandles(vm, driver, this.d.host.fs);
       if (found.source === "process") await driver.kill(vm, found.handles).catch((e) => failures.push(e));
-      failures.push(...(await this.d.hooks.runAll("vm:cleanup", { vm, handles: found.handles })));
+      failures.push(...(await this.teardown("vm:cleanup", { vm, handles: found.handles })));
     }
     const action = vm.runtime.state === "creating" ? "removed half-created" : "finished deleting";
     this.cache.delete(vm.id);
@@ -443,7 +482,7 @@ export class Engine {
     // A live-but-unanswering process (hung VMM) still holds resources: kill it before cleanup.
     if (found.source === "process") await driver.kill(vm, found.handles).catch(() => {});
     this.d.dropConnection(vm.id);
-    const failures = [...hookErrors, ...(await this.d.hooks.runAll("vm:cleanup", { vm, handles: found.handles }))];
+    const failures = [...hookErrors, ...(await this.teardown("vm:cleanup", { vm, handles: found.handles }))];
     this.cache.delete(vm.id);
     await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
     vm.runtime.state = "stopped";

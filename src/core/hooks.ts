@@ -60,39 +60,60 @@ export const HOOK_NAMES: readonly HookName[] = [
   "image:build",
 ];
 
+/** The hooks whose payload names a VM: the ones a storage or network provider may handle. */
+export const VM_HOOK_NAMES: readonly HookName[] = HOOK_NAMES.filter((n) => n !== "image:build");
+
 export interface HookOptions {
   /** "pre" handlers run before all normal ones, "post" after; registration order within a group. */
   order?: "pre" | "normal" | "post";
 }
 
+/** The kinds of provider a VM chooses one of (src/core/providers.ts); each names a VMSpec field holding the chosen one's name. */
+export type ProviderKind = "storage" | "net";
+
 interface Registered {
   plugin: string;
   order: number;
   seq: number;
+  /** A provider's handler: runs only when the payload's VM chose this provider (vm.spec[kind] === name). */
+  claim?: { kind: ProviderKind; name: string };
   handler: (p: unknown) => void | Undo | Promise<void | Undo>;
 }
 
-const ORDER = { pre: 0, normal: 1, post: 2 } as const;
+// providers' handlers sit between "pre" and the ordinary ones: a VM's disks, then its network, before anything that uses them
+const ORDER = { pre: 0, storage: 1, net: 2, normal: 3, post: 4 } as const;
 
 /**
- * Typed serial hook runner. Handlers run in order (pre, normal, post; then
- * registration order); the first throw stops the chain and is rethrown
- * naming the plugin and hook.
+ * Typed serial hook runner. Handlers run in order (pre; the VM's storage
+ * provider's, then its network provider's; normal; post; then registration
+ * order); the first throw stops the chain and is rethrown naming the plugin
+ * and hook.
  */
 export class HookEngine {
   private readonly handlers = new Map<HookName, Registered[]>();
   private seq = 0;
 
   hook<K extends HookName>(plugin: string, name: K, handler: HookHandler<K>, opts: HookOptions = {}): () => void {
+    return this.add(plugin, name, handler, ORDER[opts.order ?? "normal"]);
+  }
+
+  /**
+   * Register a provider's handler: it runs only for the VMs whose spec names
+   * the provider (`vm.spec[kind] === name`), after "pre" handlers and before
+   * ordinary ones. Only hooks whose payload has a VM take one.
+   */
+  hookFor<K extends HookName>(plugin: string, claim: { kind: ProviderKind; name: string }, name: K, handler: HookHandler<K>): () => void {
+    if (HOOK_NAMES.includes(name) && !VM_HOOK_NAMES.includes(name)) {
+      throw new BangerError("E_PLUGIN", `${plugin}: ${claim.kind} provider "${claim.name}" cannot handle "${name}" (it names no VM; provider hooks: ${VM_HOOK_NAMES.join(", ")})`);
+    }
+    return this.add(plugin, name, handler, ORDER[claim.kind], claim);
+  }
+
+  private add<K extends HookName>(plugin: string, name: K, handler: HookHandler<K>, order: number, claim?: Registered["claim"]): () => void {
     if (!HOOK_NAMES.includes(name)) {
       throw new BangerError("E_PLUGIN", `${plugin}: unknown hook "${String(name)}" (known: ${HOOK_NAMES.join(", ")})`);
     }
-    const entry: Registered = {
-      plugin,
-      order: ORDER[opts.order ?? "normal"],
-      seq: this.seq++,
-      handler: handler as Registered["handler"],
-    };
+    const entry: Registered = { plugin, order, seq: this.seq++, claim, handler: handler as Registered["handler"] };
     const list = this.handlers.get(name) ?? [];
     list.push(entry);
     list.sort((a, b) => a.order - b.order || a.seq - b.seq);
@@ -108,6 +129,12 @@ export class HookEngine {
     return this.handlers.get(name)?.length ?? 0;
   }
 
+  /** The handlers for `name` that act on this payload: every ordinary one, and a provider's only for the VM that chose it. */
+  private chain(name: HookName, payload: unknown): Registered[] {
+    const vm = (payload as { vm?: VMRecord }).vm;
+    return (this.handlers.get(name) ?? []).filter((h) => !h.claim || (vm !== undefined && vm.spec[h.claim.kind] === h.claim.name));
+  }
+
   /**
    * Run every handler for `name`. When the payload carries an operation,
    * each handler sees it with its undo labels naming plugin and hook, and an
@@ -115,7 +142,7 @@ export class HookEngine {
    */
   async run<K extends HookName>(name: K, payload: HookMap[K]): Promise<void> {
     const op = (payload as { op?: Operation }).op;
-    for (const h of [...(this.handlers.get(name) ?? [])]) {
+    for (const h of this.chain(name, payload)) {
       const label = `${h.plugin}:${name}`;
       let result: void | Undo;
       try {
@@ -133,7 +160,7 @@ export class HookEngine {
   /** Like run, but every handler runs even if one fails (teardown paths); errors are collected. */
   async runAll<K extends HookName>(name: K, payload: HookMap[K]): Promise<Error[]> {
     const failures: Error[] = [];
-    for (const h of [...(this.handlers.get(name) ?? [])]) {
+    for (const h of this.chain(name, payload)) {
       try {
         await h.handler(payload);
       } catch (e) {

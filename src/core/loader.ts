@@ -6,6 +6,7 @@ import type { HookEngine } from "./hooks.ts";
 import type { BangerPaths, BangerPlugin, Logger, PluginContext, PluginStoreView } from "./plugin.ts";
 import type { Host } from "../host/types.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
+import type { ProviderHooks, ProviderKind, Providers } from "./providers.ts";
 
 export type { LoadedPlugin };
 
@@ -16,6 +17,8 @@ export interface LoaderDeps {
   log: Logger;
   store: PluginStoreView;
   drivers: Map<string, VMMDriver>;
+  /** Storage and network providers, by name (the engine chooses a new VM's from here). */
+  providers: Providers;
 }
 
 function isPlugin(v: unknown): v is BangerPlugin {
@@ -45,7 +48,14 @@ export async function setupPlugins(plugins: { plugin: BangerPlugin; source: stri
   for (const { plugin, source } of plugins) {
     if (seen.has(plugin.name)) throw new BangerError("E_PLUGIN", `two plugins are named "${plugin.name}" (second from ${source})`);
     seen.add(plugin.name);
-    const info: LoadedPlugin = { name: plugin.name, description: plugin.description ?? "", source, hooks: [], drivers: [] };
+    const info: LoadedPlugin = { name: plugin.name, description: plugin.description ?? "", source, hooks: [], drivers: [], storage: [], nets: [] };
+    const scoped = (kind: ProviderKind, name: string): ProviderHooks => ({
+      hook(hookName, handler) {
+        const off = deps.hooks.hookFor(plugin.name, { kind, name }, hookName, handler);
+        info.hooks.push(hookName);
+        return off;
+      },
+    });
     const ctx: PluginContext = {
       name: plugin.name,
       host: deps.host,
@@ -64,6 +74,16 @@ export async function setupPlugins(plugins: { plugin: BangerPlugin; source: stri
         if (deps.drivers.has(driver.name)) throw new BangerError("E_PLUGIN", `${plugin.name}: driver "${driver.name}" is already registered`);
         deps.drivers.set(driver.name, driver);
         info.drivers.push(driver.name);
+      },
+      registerStorage(provider) {
+        deps.providers.add("storage", plugin.name, provider);
+        info.storage.push(provider.name);
+        return scoped("storage", provider.name);
+      },
+      registerNet(provider) {
+        deps.providers.add("net", plugin.name, provider);
+        info.nets.push(provider.name);
+        return scoped("net", provider.name);
       },
     };
     try {

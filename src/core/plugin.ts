@@ -5,6 +5,7 @@ import type { Host } from "../host/types.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
 import type { LeaseStore } from "../shared/leases.ts";
 import type { BangerPaths } from "../shared/paths.ts";
+import type { NetProvider, ProviderHooks, StorageProvider } from "./providers.ts";
 
 export type { Logger };
 
@@ -35,6 +36,14 @@ export interface PluginContext {
   saveHandles(vm: VMRecord, handles: VMHandles): Promise<void>;
   /** Make a VMM driver available under driver.name. */
   registerDriver(driver: VMMDriver): void;
+  /**
+   * Offer VM disks under provider.name (`--storage NAME`; a VM with none
+   * named gets the usable one with the highest priority). Handlers added
+   * through the returned `hook` run only for the VMs that chose it.
+   */
+  registerStorage(provider: StorageProvider): ProviderHooks;
+  /** Offer a network under provider.name (`--net NAME`); handlers added through the returned `hook` run only for the VMs that chose it. */
+  registerNet(provider: NetProvider): ProviderHooks;
 }
 
 export interface BangerPlugin {

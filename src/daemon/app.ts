@@ -60,7 +60,7 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
     vmCreate: async ({ body, ndjson }) => {
       const { start, ...params } = body;
       params.driver = await engine.resolveDriver(params.driver); // --vmm: asked for and usable, or the best usable one
-      engine.checkCreate(params); // refuse bad input with a 4xx before the stream's 200 goes out
+      params.storage = (await engine.checkCreate(params)).storage; // refuse bad input with a 4xx before the stream's 200 goes out
       return ndjson(async (emit) => {
         let vm = await engine.create(params, emit.progress);
         if (start) vm = await engine.start(vm.id, emit.progress, emit.signal);

@@ -3,6 +3,7 @@ import { Engine } from "../core/engine.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import { HookEngine } from "../core/hooks.ts";
 import { importPluginFile, setupPlugins } from "../core/loader.ts";
+import { Providers } from "../core/providers.ts";
 import type { BangerPlugin } from "../core/plugin.ts";
 import { daemonPaths, resolveHome } from "../shared/paths.ts";
 import { config, environ } from "../host/config.ts";
@@ -61,6 +62,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const host = createHost(createSSHDialer());
   const hooks = new HookEngine();
   const drivers = new Map<string, VMMDriver>();
+  const providers = new Providers();
   const userPaths = await userPluginPaths(paths, host.fs, opts.plugins ?? []);
   const all: { plugin: BangerPlugin; source: string }[] = builtinPlugins.map((p) => ({ plugin: p, source: "builtin" }));
   for (const p of userPaths) all.push({ plugin: await importPluginFile(p), source: p });
@@ -70,12 +72,13 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     log,
     drivers,
+    providers,
     store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: store.leases },
   });
   log.info(`banger daemon ${FULL_VERSION} pid ${process.pid} home ${home}; plugins: ${loaded.map((p) => p.name).join(", ")}`);
 
   const ssh = vmSSHPool(host.ssh, host.fs);
-  const engine = new Engine({ store, host, hooks, drivers, paths, log, dropConnection: (id) => ssh.drop(id) });
+  const engine = new Engine({ store, host, hooks, drivers, providers, paths, log, dropConnection: (id) => ssh.drop(id) });
   const reconcile = await engine.reconcile();
   for (const r of reconcile) log.info(`reconcile ${r.vm}: ${r.action} (handles from ${r.source})${r.cleanupErrors.length ? `; ${r.cleanupErrors.join("; ")}` : ""}`);
   // after reconcile (half-made rows are gone by now) and before listening: nothing of ours is at work yet

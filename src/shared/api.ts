@@ -23,6 +23,10 @@ export interface LoadedPlugin {
   source: string;
   hooks: string[];
   drivers: string[];
+  /** Storage providers it registered (`--storage NAME`). */
+  storage: string[];
+  /** Network providers it registered (`--net NAME`). */
+  nets: string[];
 }
 
 export interface Workspace {

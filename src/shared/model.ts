@@ -36,8 +36,10 @@ export interface VMSpec {
   /** Size of an extra work disk in MiB (0 = none). */
   workDiskMiB: number;
   driver: string;
-  /** Network mode: "user" (QEMU user net, loopback SSH forward; the default) or "tap" (bridge + tap, plugins/net-tap). */
+  /** The network provider that serves it (`--net`): "user" (QEMU user net, loopback SSH forward; plugins/net-user) or "tap" (bridge + tap, plugins/net-tap), or a plugin's own. */
   net?: string;
+  /** The storage provider that made its disks and attaches them (`--storage`): "dm" (plugins/storage-dm), "copy" (plugins/storage), or a plugin's own. */
+  storage: string;
 }
 
 export interface VMRecord {

@@ -88,6 +88,7 @@ export const routes = defineRoutes({
       workDiskMiB: { type: "integer" },
       driver: { type: "string" },
       net: { type: "string" },
+      storage: { type: "string" },
       start: { type: "boolean" },
     },
     ndjson: res<ResultEvent<VMView>>(),

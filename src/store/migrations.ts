@@ -110,6 +110,16 @@ export const MIGRATIONS: Migration[] = [
       )`);
     },
   },
+  {
+    version: 5,
+    name: "vm-storage",
+    up(db) {
+      // the storage provider that made the VM's disks; only its handlers act on the VM from now on
+      db.run(`ALTER TABLE vms ADD COLUMN storage TEXT NOT NULL DEFAULT ''`);
+      // existing VMs: storage-dm's mark is its COW file as the system overlay; every other disk is a copy
+      db.run(`UPDATE vms SET storage = CASE WHEN system_overlay LIKE '%/system.cow' THEN 'dm' ELSE 'copy' END`);
+    },
+  },
 ];
 
 /** Apply every migration newer than the recorded version, each in its own transaction. */

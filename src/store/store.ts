@@ -31,6 +31,7 @@ interface VMRow {
   ssh_host: string;
   ssh_port: number;
   net: string;
+  storage: string;
   created_at: string;
   updated_at: string;
 }
@@ -59,6 +60,7 @@ function rowToVM(r: VMRow): VMRecord {
       workDiskMiB: r.work_disk_mib,
       driver: r.driver,
       net: r.net,
+      storage: r.storage,
     },
     runtime: {
       state: r.state as VMState,
@@ -106,6 +108,7 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
     $ssh_host: vm.runtime.sshHost,
     $ssh_port: vm.runtime.sshPort,
     $net: vm.spec.net ?? "user",
+    $storage: vm.spec.storage,
     $created_at: vm.createdAt,
     $updated_at: vm.updatedAt,
   };
@@ -114,7 +117,7 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
 const VM_COLUMNS = [
   "id", "name", "image", "cpus", "memory_mib", "disk_mib", "work_disk_mib", "driver", "state", "guest_ip",
   "api_sock_path", "vsock_path", "vsock_cid", "log_path", "metrics_path", "dns_name", "vm_dir",
-  "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "net", "created_at", "updated_at",
+  "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "net", "storage", "created_at", "updated_at",
 ];
 
 const UPSERT_VM = `INSERT INTO vms (${VM_COLUMNS.join(", ")}) VALUES (${VM_COLUMNS.map((c) => "$" + c).join(", ")})

@@ -27,9 +27,11 @@ e2e.describe("real VM (QEMU)", () => {
     pids.push(vm.pid);
     const handles = JSON.parse(readFileSync(join(vm.runtime.vmDir, "handles.json"), "utf8"));
     expect(handles.pid).toBe(vm.pid);
-    // exactly one storage plugin acted; without device-mapper in the kernel it is the copy
+    // exactly one storage provider acted, the one the record names; without device-mapper in the kernel it is the copy
     if (/\bdevice-mapper\b/.test(readFileSync("/proc/misc", "utf8"))) expect(["dm", "copy"]).toContain(handles.extra.storage);
     else expect(handles.extra.storage).toBe("copy");
+    expect(vm.spec.storage).toBe(handles.extra.storage);
+    expect(vm.spec.net).toBe("user");
     const argv = readFileSync(`/proc/${vm.pid}/cmdline`, "utf8").split("\0");
     expect(argv[0]).toContain("qemu-system-x86_64");
     // the daemon's probe picked the accelerator an independent look at the host expects

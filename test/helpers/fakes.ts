@@ -27,6 +27,7 @@ import type {
 import { Store } from "../../src/store/store.ts";
 import { Engine } from "../../src/core/engine.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
+import { Providers } from "../../src/core/providers.ts";
 import type { Operation, Undo } from "../../src/core/operation.ts";
 import type { BangerPaths } from "../../src/core/plugin.ts";
 import type { BootConfig, LaunchResult, VMMDriver } from "../../src/vmm/driver.ts";
@@ -514,13 +515,13 @@ export function sampleImage(name = "default"): ImageRecord {
 }
 
 /** A VM record with deterministic paths under vmsDir. */
-export function sampleVM(over: { id?: string; name?: string; state?: VMRecord["runtime"]["state"]; vmsDir?: string; driver?: string; sshPort?: number; net?: string } = {}): VMRecord {
+export function sampleVM(over: { id?: string; name?: string; state?: VMRecord["runtime"]["state"]; vmsDir?: string; driver?: string; sshPort?: number; net?: string; storage?: string } = {}): VMRecord {
   const id = over.id ?? "vm0001";
   const vmDir = join(over.vmsDir ?? "/state/vms", id);
   return {
     id,
     name: over.name ?? "demo",
-    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: over.driver ?? "fake", net: over.net ?? "user" },
+    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: over.driver ?? "fake", net: over.net ?? "user", storage: over.storage ?? "copy" },
     runtime: {
       state: over.state ?? "created",
       guestIP: "",
@@ -553,22 +554,38 @@ export async function caught(p: Promise<unknown>): Promise<BangerError> {
 }
 
 /**
+ * Providers named like the built-ins but doing nothing ("copy" storage, "user"
+ * and "tap" networks), for engines whose tests need a VM to choose some;
+ * `storage`/`net` list other names to register instead.
+ */
+export function testProviders(o: { storage?: string[]; net?: string[] } = {}): Providers {
+  const p = new Providers();
+  for (const name of o.storage ?? ["copy"]) p.add("storage", "test", { name });
+  for (const name of o.net ?? ["user", "tap"]) p.add("net", "test", { name });
+  return p;
+}
+
+/**
  * An Engine over fakes and a real temp SQLite store with a "default" image.
  * `make()` builds another Engine on the same store/host/driver: what a
- * daemon restart looks like. The caller cleans up `ts`.
+ * daemon restart looks like. The caller cleans up `ts`. Its providers are
+ * testProviders(fakeProviders): a test loading a real provider's plugin
+ * (through setupPlugins with `providers`) leaves that name out.
  */
-export function engineWorld(opts: { paths: BangerPaths; newId: () => string; stopTimeoutMs?: number; dropConnection?: (vmId: string) => void }) {
+export function engineWorld(opts: { paths: BangerPaths; newId: () => string; stopTimeoutMs?: number; dropConnection?: (vmId: string) => void; fakeProviders?: { storage?: string[]; net?: string[] } }) {
   const host = fakeHost();
   const driver = fakeDriver(host.procs);
   const ts = testStore();
   ts.store.upsertImage(sampleImage("default"));
   const hooks = new HookEngine();
+  const providers = testProviders(opts.fakeProviders);
   const log = testLogger();
   const make = () =>
     new Engine({
       store: ts.store,
       host,
       hooks,
+      providers,
       drivers: new Map([[driver.name, driver]]),
       paths: opts.paths,
       log,
@@ -577,7 +594,7 @@ export function engineWorld(opts: { paths: BangerPaths; newId: () => string; sto
       stopTimeoutMs: opts.stopTimeoutMs,
       dropConnection: opts.dropConnection,
     });
-  return { host, driver, ts, hooks, log, make };
+  return { host, driver, ts, hooks, providers, log, make };
 }
 
 /** The store's SQLite handle, for tests that check what is (not) in the file; product code goes through typed methods. */

@@ -69,7 +69,7 @@ function world(): { vm: VMRecord; boot: BootConfig; dir: string } {
   const vm: VMRecord = {
     id,
     name: `vm-${id}`,
-    spec: { image: "default", cpus: 2, memoryMiB: 256, diskMiB: 0, workDiskMiB: 64, driver: "firecracker" },
+    spec: { image: "default", cpus: 2, memoryMiB: 256, diskMiB: 0, workDiskMiB: 64, driver: "firecracker", storage: "copy" },
     runtime: {
       state: "starting", guestIP: "", apiSockPath: join(dir, "api.sock"), vsockPath: "", vsockCID: 0,
       logPath: join(dir, "serial.log"), metricsPath: "", dnsName: "", vmDir: dir, systemOverlay: join(dir, "system.img"),

@@ -20,7 +20,7 @@ import { createLeaseStore } from "../../src/store/leases.ts";
 import { Store } from "../../src/store/store.ts";
 import { createNetTapPlugin } from "../../plugins/net-tap/index.ts";
 import { tapName } from "../../plugins/net-tap/subnet.ts";
-import { fakeDriver, fakeProcs, fakeSSH, sampleImage, testLogger } from "../helpers/fakes.ts";
+import { fakeDriver, fakeProcs, fakeSSH, sampleImage, testLogger, testProviders } from "../helpers/fakes.ts";
 import { firstMissing, IS_ROOT, needs } from "../helpers/skip.ts";
 
 const tag = String(process.pid % 100000);
@@ -97,14 +97,15 @@ beforeAll(async () => {
   store.upsertImage(sampleImage("default"));
   const host: Host = { exec: nsExec(NS.host), procs, clock: createClock(), fs: createFS(), ssh: fakeSSH() };
   const hooks = new HookEngine();
+  const providers = testProviders({ net: [] });
   const log = testLogger();
   await setupPlugins([{ plugin: createNetTapPlugin({ bridge: BRIDGE, subnet: SUBNET, hostsFile: `/etc/netns/${NS.host}/hosts`, dns: "" }, {}), source: "test" }], {
-    hooks, host, paths, log, drivers: new Map(),
+    hooks, host, paths, log, drivers: new Map(), providers,
     store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: store.leases },
   });
   const driver = fakeDriver(procs);
   let n = 0;
-  makeEngine = () => new Engine({ store, host, hooks, drivers: new Map([[driver.name, driver]]), paths, log, defaultDriver: driver.name, newId: () => `nt${tag}x${++n}` });
+  makeEngine = () => new Engine({ store, host, hooks, providers, drivers: new Map([[driver.name, driver]]), paths, log, defaultDriver: driver.name, newId: () => `nt${tag}x${++n}` });
   engine = makeEngine();
 });
 

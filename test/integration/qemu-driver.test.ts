@@ -40,7 +40,7 @@ function makeVM(name: string): VMRecord {
   return {
     id: `it${Math.random().toString(36).slice(2, 10)}`,
     name,
-    spec: { image: "test", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: "qemu" },
+    spec: { image: "test", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: "qemu", storage: "copy" },
     runtime: {
       state: "created", guestIP: "", apiSockPath: join(dir, "api.sock"), vsockPath: "", vsockCID: 0,
       logPath: join(dir, "serial.log"), metricsPath: "", dnsName: "", vmDir: dir, systemOverlay: "",

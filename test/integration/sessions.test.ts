@@ -58,7 +58,7 @@ beforeAll(async () => {
   vm = {
     id: "vm-local",
     name: "local",
-    spec: { image: "none", cpus: 1, memoryMiB: 128, diskMiB: 0, workDiskMiB: 0, driver: "none" },
+    spec: { image: "none", cpus: 1, memoryMiB: 128, diskMiB: 0, workDiskMiB: 0, driver: "none", storage: "copy" },
     runtime: {
       state: "running", guestIP: "127.0.0.1", apiSockPath: "", vsockPath: "", vsockCID: 0, logPath: "", metricsPath: "",
       dnsName: "", vmDir: "", systemOverlay: "", workDiskPath: "", lastError: "", sshHost: sshd.host, sshPort: sshd.port,

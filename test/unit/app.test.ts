@@ -26,7 +26,7 @@ function setup(routes: Partial<Handlers> = {}) {
     images: new ImageService(ts.store, hooks, host, paths.imagesDir),
     ssh: vmSSHPool(host.ssh, host.fs),
     fs: host.fs,
-    plugins: [{ name: "fake-vmm", description: "", source: "test", hooks: [], drivers: ["fake"] }],
+    plugins: [{ name: "fake-vmm", description: "", source: "test", hooks: [], drivers: ["fake"], storage: [], nets: [] }],
     version: "9.9.9-test",
     paths,
     startedAt: "2026-01-01T00:00:00.000Z",

@@ -297,6 +297,8 @@ describe("the firecracker plugin", () => {
       hook: (name, handler, opts) => hooks.hook(firecrackerPlugin.name, name, handler, opts),
       saveHandles: async () => {},
       registerDriver: (d) => void drivers.push(d.name),
+      registerStorage: () => { throw new Error("firecracker registers no storage"); },
+      registerNet: () => { throw new Error("firecracker registers no network"); },
     } satisfies PluginContext;
     await firecrackerPlugin.setup(ctx);
     const vm = sampleVM({ id: "newvm", driver, vmsDir: "/h/vms" });

@@ -3,7 +3,7 @@ import { BangerError } from "../../src/shared/errors.ts";
 import { HOOK_NAMES, HookEngine, type HookName } from "../../src/core/hooks.ts";
 import { emptyHandles } from "../../src/shared/model.ts";
 import { runOperation } from "../../src/core/operation.ts";
-import { fakeHost, recordingOp, sampleVM, testLogger } from "../helpers/fakes.ts";
+import { caught, fakeHost, recordingOp, sampleVM, testLogger } from "../helpers/fakes.ts";
 
 const vm = sampleVM();
 const payload = () => ({ vm, handles: emptyHandles() });
@@ -40,6 +40,42 @@ describe("HookEngine ordering", () => {
     await h.run("vm:delete", { vm });
     expect(await h.runAll("vm:delete", { vm })).toEqual([]);
     expect(h.count("vm:delete")).toBe(0);
+  });
+});
+
+describe("HookEngine: providers' handlers", () => {
+  test("run only for the VM that chose the provider, after pre and before normal handlers (storage, then net), in runAll too", async () => {
+    const h = new HookEngine();
+    const seen: string[] = [];
+    h.hook("plain", "vm:cleanup", () => void seen.push("normal"));
+    h.hookFor("disks", { kind: "storage", name: "copy" }, "vm:cleanup", () => void seen.push("copy"));
+    h.hookFor("dm", { kind: "storage", name: "dm" }, "vm:cleanup", () => void seen.push("dm"));
+    h.hookFor("tapper", { kind: "net", name: "tap" }, "vm:cleanup", () => void seen.push("tap"));
+    h.hook("early", "vm:cleanup", () => void seen.push("pre"), { order: "pre" });
+    h.hook("late", "vm:cleanup", () => void seen.push("post"), { order: "post" });
+    const dmTap = sampleVM({ storage: "dm", net: "tap" });
+    await h.run("vm:cleanup", { vm: dmTap, handles: emptyHandles() });
+    expect(seen.splice(0)).toEqual(["pre", "dm", "tap", "normal", "post"]);
+    expect(await h.runAll("vm:cleanup", { vm: sampleVM({ storage: "copy", net: "user" }), handles: emptyHandles() })).toEqual([]);
+    expect(seen).toEqual(["pre", "copy", "normal", "post"]);
+  });
+
+  test("a provider's failure is attributed to its plugin; a hook that names no VM takes no provider handler", async () => {
+    const h = new HookEngine();
+    h.hookFor("disks", { kind: "storage", name: "copy" }, "vm:delete", () => {
+      throw new Error("busy");
+    });
+    expect((await caught(h.run("vm:delete", { vm: sampleVM() }))).message).toBe("disks:vm:delete: busy");
+    const err = (() => {
+      try {
+        h.hookFor("disks", { kind: "storage", name: "copy" }, "image:build", () => {});
+      } catch (e) {
+        return e as BangerError;
+      }
+      throw new Error("expected a throw");
+    })();
+    expect(err.code).toBe("E_PLUGIN");
+    expect(err.message).toContain('storage provider "copy" cannot handle "image:build"');
   });
 });
 

@@ -6,6 +6,7 @@ import { BangerError } from "../../src/shared/errors.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
 import { importPluginFile, setupPlugins, type LoaderDeps } from "../../src/core/loader.ts";
 import { definePlugin, type BangerPlugin } from "../../src/core/plugin.ts";
+import { Providers } from "../../src/core/providers.ts";
 import type { VMMDriver } from "../../src/vmm/driver.ts";
 import { caught, fakeDriver, fakeHost, fakeProcs, sampleVM, testLogger, recordingOp } from "../helpers/fakes.ts";
 
@@ -28,6 +29,7 @@ function deps(): LoaderDeps & { log: ReturnType<typeof testLogger> } {
     log: testLogger(),
     store: { listVMs: () => [], getImage: () => null },
     drivers: new Map<string, VMMDriver>(),
+    providers: new Providers(),
   };
 }
 
@@ -51,7 +53,7 @@ describe("importPluginFile", () => {
     expect(plugin.name).toBe("hello");
     const d = deps();
     const loaded = await setupPlugins([{ plugin, source: path }], d);
-    expect(loaded).toEqual([{ name: "hello", description: "says hello", source: path, hooks: ["vm:create"], drivers: [] }]);
+    expect(loaded).toEqual([{ name: "hello", description: "says hello", source: path, hooks: ["vm:create"], drivers: [], storage: [], nets: [] }]);
     await d.hooks.run("vm:create", { vm: sampleVM({ name: "web" }), progress: () => {}, op: recordingOp() });
     expect(d.log.of("info")).toEqual(["[hello] created web"]);
   });
@@ -197,6 +199,35 @@ describe("setupPlugins", () => {
     expect(err.code).toBe("E_PLUGIN");
     expect(err.message).toContain("vmm2");
     expect(err.message).toContain('"fake"');
+  });
+
+  test("registerStorage / registerNet: listed by plugin, their hooks scoped to the VMs that chose them; a name taken twice or a bad name is refused", async () => {
+    const d = deps();
+    const seen: string[] = [];
+    const loaded = await setupPlugins(
+      [
+        {
+          plugin: definePlugin({
+            name: "mine",
+            setup(ctx) {
+              ctx.registerStorage({ name: "zfs", priority: 5 }).hook("vm:delete", ({ vm }) => void seen.push(`zfs ${vm.name}`));
+              ctx.registerNet({ name: "wg", drivers: ["qemu"] }).hook("vm:delete", ({ vm }) => void seen.push(`wg ${vm.name}`));
+            },
+          }),
+          source: "user",
+        },
+      ],
+      d,
+    );
+    expect(loaded[0]).toMatchObject({ storage: ["zfs"], nets: ["wg"], hooks: ["vm:delete", "vm:delete"] });
+    expect([d.providers.names("storage"), d.providers.names("net"), d.providers.netsFor("qemu", undefined), d.providers.netsFor("fake", undefined)]).toEqual([["zfs"], ["wg"], ["wg"], []]);
+    await d.hooks.run("vm:delete", { vm: sampleVM({ name: "a", storage: "zfs", net: "user" }) });
+    await d.hooks.run("vm:delete", { vm: sampleVM({ name: "b", storage: "copy", net: "wg" }) });
+    expect(seen).toEqual(["zfs a", "wg b"]);
+    const again = await caught(setupPlugins([{ plugin: definePlugin({ name: "copycat", setup: (ctx) => void ctx.registerStorage({ name: "zfs" }) }), source: "user" }], d));
+    expect([again.code, again.message]).toEqual(["E_PLUGIN", 'copycat: storage provider "zfs" is already registered by mine']);
+    const bad = await caught(setupPlugins([{ plugin: definePlugin({ name: "odd", setup: (ctx) => void ctx.registerNet({ name: "Bad Name" }) }), source: "user" }], d));
+    expect(bad.message).toBe('odd: bad net provider name "Bad Name": 1-32 of [a-z0-9_-]');
   });
 
   test("ctx exposes host, paths, store and a prefixed logger; ctx.hook returns an unregister fn", async () => {

@@ -23,7 +23,7 @@ afterEach(() => {
 /** An engine over fakes + a real SQLite store, with net-tap (and optional extra plugins) loaded through the public loader. */
 async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?: ReturnType<typeof definePlugin>[]; after?: ReturnType<typeof definePlugin>[] } = {}) {
   let n = 0;
-  const w = engineWorld({ paths: PATHS, newId: () => `id${String(++n).padStart(4, "0")}`, stopTimeoutMs: 1000 });
+  const w = engineWorld({ paths: PATHS, newId: () => `id${String(++n).padStart(4, "0")}`, stopTimeoutMs: 1000, fakeProviders: { net: ["user"] } });
   stores.push(w.ts);
   w.host.fs.files.set(HOSTS, FOREIGN);
   w.host.fs.files.set("/etc/resolv.conf", "nameserver 127.0.0.53\nnameserver 192.0.2.53\n");
@@ -37,6 +37,7 @@ async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?
       paths: PATHS,
       log: w.log,
       drivers: new Map(),
+      providers: w.providers,
       store: { listVMs: () => w.ts.store.listVMs(), getImage: (x) => w.ts.store.getImage(x), leases },
     },
   );
@@ -112,7 +113,8 @@ describe("net-tap: create", () => {
     const first = definePlugin({
       name: "first",
       setup(ctx) {
-        ctx.hook("vm:create", () => () => void order.push(`first undo; leases=${ctx.store.leases!.list(IP_POOL).length}`));
+        // "pre": before the VM's providers (net-tap's handler), so its undo runs after theirs
+        ctx.hook("vm:create", () => () => void order.push(`first undo; leases=${ctx.store.leases!.list(IP_POOL).length}`), { order: "pre" });
       },
     });
     const boom = definePlugin({
@@ -383,10 +385,10 @@ describe("net-tap: pieces", () => {
   });
 
   test("no lease store in the context: a clear error, not a crash", async () => {
-    const w = engineWorld({ paths: PATHS, newId: () => "id1" });
+    const w = engineWorld({ paths: PATHS, newId: () => "id1", fakeProviders: { net: ["user"] } });
     stores.push(w.ts);
     await setupPlugins([{ plugin: createNetTapPlugin({ hostsFile: HOSTS }, {}), source: "t" }], {
-      hooks: w.hooks, host: w.host, paths: PATHS, log: w.log, drivers: new Map(),
+      hooks: w.hooks, host: w.host, paths: PATHS, log: w.log, drivers: new Map(), providers: w.providers,
       store: { listVMs: () => [], getImage: () => null },
     });
     const err = await caught(w.make().create({ name: "a", net: "tap" }));

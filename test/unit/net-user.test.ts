@@ -1,17 +1,18 @@
-import { recordingOp } from "../helpers/fakes.ts";
+import { fakeHost, recordingOp, testLogger } from "../helpers/fakes.ts";
 import { describe, expect, test } from "bun:test";
 import { createServer } from "node:net";
 import { HookEngine } from "../../src/core/hooks.ts";
 import { emptyHandles, type VMRecord } from "../../src/shared/model.ts";
-import type { PluginContext } from "../../src/core/plugin.ts";
+import { setupPlugins } from "../../src/core/loader.ts";
+import { Providers } from "../../src/core/providers.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
 import { allocateSshPort, createNetUserPlugin, netUserArgs, portFreeOnLoopback } from "../../plugins/net-user/index.ts";
 
-function vm(id: string, driver = "qemu", sshPort = 0): VMRecord {
+function vm(id: string, driver = "qemu", sshPort = 0, net = "user"): VMRecord {
   return {
     id,
     name: `vm-${id}`,
-    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver },
+    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver, net, storage: "copy" },
     runtime: {
       state: "created", guestIP: "", apiSockPath: "", vsockPath: "", vsockCID: 0, logPath: "", metricsPath: "",
       dnsName: "", vmDir: "", systemOverlay: "", workDiskPath: "", lastError: "", sshHost: "", sshPort,
@@ -24,11 +25,12 @@ function boot(): BootConfig {
   return { kernelPath: "/k", initrdPaths: [], kernelArgs: [], disks: [], netArgs: [] };
 }
 
-/** A minimal plugin context over a real HookEngine; `busy` ports fail the bind test. */
+/** The plugin loaded through the real loader over a HookEngine; `busy` ports fail the bind test. */
 async function setup(store: VMRecord[], busy: Set<number>) {
   const engine = new HookEngine();
+  const providers = new Providers();
   const probed: number[] = [];
-  const logs: string[] = [];
+  const log = testLogger();
   const plugin = createNetUserPlugin({
     range: { min: 30000, max: 30009 },
     random: () => 0,
@@ -37,18 +39,16 @@ async function setup(store: VMRecord[], busy: Set<number>) {
       return !busy.has(p);
     },
   });
-  const ctx = {
-    name: plugin.name,
-    host: undefined as never,
+  await setupPlugins([{ plugin, source: "builtin" }], {
+    hooks: engine,
+    host: fakeHost(),
     paths: { home: "/h", imagesDir: "/h/images", vmsDir: "/h/vms" },
-    log: { info: (m: string) => logs.push(m), warn() {}, error() {}, debug() {} },
+    log,
     store: { listVMs: () => store, getImage: () => null },
-    hook: (name, handler, opts) => engine.hook(plugin.name, name, handler, opts),
-    saveHandles: async () => {},
-    registerDriver() {},
-  } satisfies PluginContext;
-  await plugin.setup(ctx);
-  return { engine, probed, logs };
+    drivers: new Map(),
+    providers,
+  });
+  return { engine, providers, probed, log };
 }
 
 describe("net-user", () => {
@@ -77,18 +77,20 @@ describe("net-user", () => {
   });
 
   test("vm:start:before re-allocates when the stored port was taken meanwhile", async () => {
-    const { engine, logs } = await setup([vm("a", "qemu", 30000)], new Set([30005]));
+    const { engine, log } = await setup([vm("a", "qemu", 30000)], new Set([30005]));
     const v = vm("c", "qemu", 30005);
     const b = boot();
     await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {}, op: recordingOp() });
     expect(v.runtime.sshPort).toBe(30001);
     expect(b.netArgs[1]).toContain("hostfwd=tcp:127.0.0.1:30001-:22");
-    expect(logs[0]).toContain("30005 is taken");
+    expect(log.of("info")[0]).toContain("30005 is taken");
   });
 
-  test("other drivers are left alone", async () => {
-    const { engine, probed } = await setup([], new Set());
-    const v = vm("f", "firecracker");
+  test("it registers the \"user\" network for QEMU only, and leaves VMs on another network alone", async () => {
+    const { engine, providers, probed } = await setup([], new Set());
+    expect(providers.netsFor("qemu", undefined)).toEqual(["user"]);
+    expect(providers.netsFor("firecracker", undefined)).toEqual([]);
+    const v = vm("f", "qemu", 0, "tap");
     const b = boot();
     await engine.run("vm:create", { vm: v, progress: () => {}, op: recordingOp() });
     await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {}, op: recordingOp() });

@@ -10,7 +10,7 @@ function sampleVM(): VMRecord {
   return {
     id: "abc123",
     name: "demo",
-    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: "qemu" },
+    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: "qemu", storage: "copy" },
     runtime: {
       state: "created", guestIP: "", apiSockPath: "/v/abc123/api.sock", vsockPath: "", vsockCID: 0,
       logPath: "/v/abc123/serial.log", metricsPath: "", dnsName: "", vmDir: "/v/abc123", systemOverlay: "",

@@ -79,7 +79,7 @@ function testVM(name: string, state: VMRecord["runtime"]["state"]): VMRecord {
   return {
     id: `${name}-id`,
     name,
-    spec: { image: "image-send", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: "qemu" },
+    spec: { image: "image-send", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: "qemu", storage: "copy" },
     runtime: {
       state,
       guestIP: "172.16.0.88",

@@ -24,6 +24,7 @@ import { cowPathFor, createStorageDmPlugin, probeDeviceMapper } from "../../plug
 import { GlobalLock } from "../../plugins/storage-dm/lock.ts";
 import { cowBytesFor } from "../../plugins/storage-dm/snapshot.ts";
 import { caught, engineWorld, fakeClock, fakeExec, fakeFS, fakeHost, fakeLocks, sampleImage, sampleVM, testLogger, type FakeExec, recordingOp } from "../helpers/fakes.ts";
+import { Providers } from "../../src/core/providers.ts";
 
 const ROOTFS = sampleImage().rootfsPath;
 const ORIGIN_BYTES = 1073741824;
@@ -92,7 +93,7 @@ async function world(o: { dm?: boolean; ids?: string[]; delayMs?: number; plugin
   const home = tempHome();
   const paths = { home, imagesDir: join(home, "images"), vmsDir: join(home, "vms") };
   const ids = [...(o.ids ?? ["vm0001", "vm0002", "vm0003"])];
-  const w = engineWorld({ paths, newId: () => ids.shift()! });
+  const w = engineWorld({ paths, newId: () => ids.shift()!, fakeProviders: { storage: [] } });
   stores.push(w.ts);
   w.host.locks = createFileLocks() as never;
   const lockPath = join(home, "dm.lock");
@@ -100,7 +101,7 @@ async function world(o: { dm?: boolean; ids?: string[]; delayMs?: number; plugin
   const plugins = o.plugins ?? [createStorageDmPlugin({ probe: async () => ({ usable: o.dm ?? true, reason: "test" }) }), storage];
   await setupPlugins(
     plugins.map((plugin) => ({ plugin, source: "builtin" })),
-    { hooks: w.hooks, host: w.host, paths, log: w.log, store: w.ts.store, drivers: new Map() },
+    { hooks: w.hooks, host: w.host, paths, log: w.log, store: w.ts.store, drivers: new Map(), providers: w.providers },
   );
   return { ...w, engine: w.make(), paths, lockPath, dm };
 }
@@ -129,8 +130,11 @@ describe("storage-dm: create", () => {
   test("device-mapper usable → a sparse COW file sized for the image; the copy storage does nothing", async () => {
     const w = await world();
     const vm = await w.engine.create({ name: "web" });
+    expect(vm.spec.storage).toBe("dm");
+    expect(w.ts.store.getVM("web")!.spec.storage).toBe("dm");
     expect(vm.runtime.systemOverlay).toBe(join(vm.runtime.vmDir, "system.cow"));
     expect(w.host.exec.lines()).toEqual([
+      `stat -L -c %s ${ROOTFS}`, // usable for this VM? (a snapshot is exactly its image's size)
       `stat -L -c %s ${ROOTFS}`,
       `truncate -s ${cowBytesFor(ORIGIN_BYTES)} ${cowPathFor(vm)}`,
       `stat -L -c %d:%i:%s:%Y ${ROOTFS}`,
@@ -143,16 +147,35 @@ describe("storage-dm: create", () => {
   test("no device-mapper → the copy storage makes the system disk and storage-dm runs nothing", async () => {
     const w = await world({ dm: false });
     const vm = await w.engine.create({ name: "web" });
+    expect(vm.spec.storage).toBe("copy");
     expect(vm.runtime.systemOverlay).toBe(join(vm.runtime.vmDir, "system.img"));
     expect(w.host.exec.lines()).toEqual([`cp --sparse=always --reflink=auto ${ROOTFS} ${vm.runtime.systemOverlay}`]);
+    // asked for by name, it is refused with the reason, before any work
+    const err = await caught(w.engine.create({ name: "asked", storage: "dm" }));
+    expect([err.code, err.exitCode, err.message]).toEqual(["E_BAD_REQUEST", 2, "storage dm cannot be used for this vm: test"]);
+    expect(w.ts.store.getVM("asked")).toBeNull();
+  });
+
+  test("--storage copy where device-mapper works: a copy, and storage-dm runs nothing for it (not even at start and stop)", async () => {
+    const w = await world();
+    const vm = await w.engine.create({ name: "web", storage: "copy" });
+    expect([vm.spec.storage, vm.runtime.systemOverlay]).toEqual(["copy", join(vm.runtime.vmDir, "system.img")]);
+    await w.engine.start("web");
+    await w.engine.stop("web");
+    expect(dmLines(w.host.exec)).toEqual([]);
+    const err = await caught(w.engine.create({ name: "other", storage: "zfs" }));
+    expect([err.code, err.message]).toEqual(["E_BAD_REQUEST", 'unknown storage "zfs" (known: dm, copy)']);
   });
 
   test("--disk other than the image size → copy storage (a snapshot is its origin's size)", async () => {
     const w = await world();
     const vm = await w.engine.create({ name: "web", diskMiB: 2048 });
+    expect(vm.spec.storage).toBe("copy");
     expect(vm.runtime.systemOverlay).toBe(join(vm.runtime.vmDir, "system.img"));
     expect(w.host.exec.lines().some((l) => l.startsWith("truncate") && l.endsWith("system.cow"))).toBe(false);
-    expect(w.log.of("info").join("\n")).toContain("using copy storage instead of dm-snapshot");
+    expect(w.log.of("debug").join("\n")).toContain("vm web: storage copy (dm: --disk 2048M differs from the image size");
+    const err = await caught(w.engine.create({ name: "asked", diskMiB: 2048, storage: "dm" }));
+    expect(err.message).toStartWith("storage dm cannot be used for this vm: --disk 2048M differs from the image size");
   });
 });
 
@@ -283,7 +306,7 @@ describe("storage-dm: failure and crash", () => {
 
   test("crash between dmsetup create and launch: a scratch handles.json alone is enough to tear down", async () => {
     const w = await world();
-    const vm = sampleVM({ id: "abc123", name: "ghost", state: "starting", vmsDir: w.paths.vmsDir });
+    const vm = sampleVM({ id: "abc123", name: "ghost", state: "starting", vmsDir: w.paths.vmsDir, storage: "dm" });
     w.ts.store.upsertVM(vm);
     const cow = join(vm.runtime.vmDir, "system.cow");
     w.dm.attached.set("/dev/loop7", ROOTFS).set("/dev/loop8", cow);
@@ -304,7 +327,7 @@ describe("storage-dm: failure and crash", () => {
 
   test("after a reboot the loop numbers belong to someone else → left alone; a dm target already gone counts as removed", async () => {
     const w = await world();
-    const vm = sampleVM({ id: "abc124", name: "ghost", state: "running", vmsDir: w.paths.vmsDir });
+    const vm = sampleVM({ id: "abc124", name: "ghost", state: "running", vmsDir: w.paths.vmsDir, storage: "dm" });
     w.ts.store.upsertVM(vm);
     w.dm.attached.set("/dev/loop7", "/var/lib/other/disk.img"); // loop8: not attached at all
     w.host.exec.on("dmsetup remove", { exitCode: 1, stderr: "Device banger-abc124 not found" });
@@ -359,11 +382,11 @@ describe("storage-dm: the global lock", () => {
       return { host, hooks: new HookEngine() };
     };
     const procs = [mk(), mk()];
-    const vms = [sampleVM({ id: "p1", name: "p1", vmsDir: join(home, "vms") }), sampleVM({ id: "p2", name: "p2", vmsDir: join(home, "vms") })];
+    const vms = [sampleVM({ id: "p1", name: "p1", vmsDir: join(home, "vms"), storage: "dm" }), sampleVM({ id: "p2", name: "p2", vmsDir: join(home, "vms"), storage: "dm" })];
     for (const [i, p] of procs.entries()) {
       const plugin = createStorageDmPlugin({ probe: async () => ({ usable: true, reason: "test" }) });
       const store = { listVMs: () => vms, getImage: () => sampleImage() };
-      await setupPlugins([{ plugin, source: "builtin" }], { hooks: p.hooks, host: p.host, paths: { home, imagesDir: "", vmsDir: "" }, log: testLogger(), store, drivers: new Map() });
+      await setupPlugins([{ plugin, source: "builtin" }], { hooks: p.hooks, host: p.host, paths: { home, imagesDir: "", vmsDir: "" }, log: testLogger(), store, drivers: new Map(), providers: new Providers() });
       vms[i]!.runtime.systemOverlay = cowPathFor(vms[i]!);
     }
     const boot = (): BootConfig => ({ kernelPath: "", initrdPaths: [], kernelArgs: [], disks: [], netArgs: [] });

@@ -95,6 +95,28 @@ describe("migrations upgrade path", () => {
     expect((rawDb(store).query(`SELECT COUNT(*) AS n FROM sessions`).get() as { n: number }).n).toBe(1);
   });
 
+  test("a version-4 database upgrades: each VM records the storage provider that made its disks (dm for a COW overlay, else copy)", () => {
+    const path = join(tempDir(), "banger.db");
+    const old = new Database(path, { create: true });
+    migrate(old, MIGRATIONS.filter((m) => m.version <= 4));
+    const row = (id: string, overlay: string) =>
+      old.run(
+        `INSERT INTO vms (id, name, image, cpus, memory_mib, driver, state, vm_dir, system_overlay, created_at, updated_at)
+         VALUES (?, ?, 'default', 1, 256, 'qemu', 'stopped', ?, ?, 'then', 'then')`,
+        [id, id, `/vms/${id}`, overlay],
+      );
+    row("snap", "/vms/snap/system.cow");
+    row("copied", "/vms/copied/system.img");
+    row("half", ""); // a create cut short before any disk: reconcile removes it, its cleanup reaches copy (which made nothing)
+    old.close();
+    const store = new Store(path);
+    cleanups.push(() => store.close());
+    expect(store.listVMs().map((v) => [v.id, v.spec.storage])).toEqual([["copied", "copy"], ["half", "copy"], ["snap", "dm"]]);
+    const vm = sampleVM({ id: "new", name: "new", storage: "fake-storage" });
+    store.upsertVM(vm);
+    expect(store.getVM("new")!.spec.storage).toBe("fake-storage");
+  });
+
   test("re-opening applies nothing twice", () => {
     const { store, path } = fresh();
     store.upsertVM(sampleVM({ id: "a", name: "a" }));
