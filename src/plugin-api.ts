@@ -24,6 +24,8 @@ export { fileExists } from "./host/fs.ts";
 export { makeWorkDisk } from "./host/disks.ts";
 /** For VMM driver plugins: a pid + start-time guarded view of the VM process (kill only what is still ours). */
 export { guardedProcesses } from "./vmm/guarded-process.ts";
+/** The process at a pid only while its start time is still the recorded one (a reused pid is a stranger). */
+export { sameProcess } from "./host/procs.ts";
 /** For VMM driver plugins: is KVM really usable here (not missing, openable, not kvm_pvm)? */
 export { kvmUsable, type KvmProbe } from "./vmm/kvm.ts";
 /** HTTP/1.1 over a unix socket with time-bounded requests (a VMM's API socket). */

@@ -1,4 +1,4 @@
-import { BangerError, guardedProcesses, createUnixHttp, kvmUsable, configFrom, environ, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, tempPathFor } from "../../src/plugin-api.ts";
+import { BangerError, guardedProcesses, sameProcess, createUnixHttp, kvmUsable, configFrom, environ, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, tempPathFor } from "../../src/plugin-api.ts";
 import { firecrackerApi } from "./api.ts";
 import { fcConfigCalls, fcPaths, vmlinuxFor } from "./config.ts";
 
@@ -156,8 +156,7 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
 
       const deadline = host.clock.now().getTime() + launchTimeoutMs;
       for (;;) {
-        const now = await host.procs.info(pid);
-        if (!now || now.startTime !== t.startTime) {
+        if (!(await sameProcess(host.procs, pid, t.startTime))) {
           await _removeSockets(vm);
           // one line, like every CLI error; the logs keep the rest
           const why = ((await _tail(p.fcLog, 1)) || (await _tail(p.serialLog, 1))).trim();

@@ -1,4 +1,4 @@
-import { BangerError, guardedProcesses, kvmUsable, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, tempPathFor } from "../../src/plugin-api.ts";
+import { BangerError, guardedProcesses, kvmUsable, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, tempPathFor } from "../../src/plugin-api.ts";
 import { join } from "node:path";
 import { qemuArgs, qmpArg, type Accel } from "./args.ts";
 import { qmpPing, qmpPowerdown, qmpQuit } from "./qmp.ts";
@@ -120,8 +120,8 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       const info = await host.procs.info(pid);
       const deadline = host.clock.now().getTime() + (opts.launchTimeoutMs ?? 15000);
       for (;;) {
-        const now = await host.procs.info(pid);
-        if (!now || (info && now.startTime !== info.startTime)) {
+        const now = await sameProcess(host.procs, pid, info?.startTime ?? 0);
+        if (!now) {
           // one line (qemu's last word names what is wrong); the whole log stays in the file
           const why = await _lastLogLine(p.qemuLog);
           throw new BangerError("E_INTERNAL", `qemu exited during launch${why ? `: ${why}` : ""} (log: ${p.qemuLog})`);
