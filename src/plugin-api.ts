@@ -25,7 +25,11 @@ export { fileExists } from "./host/fs.ts";
 /** A sparse ext4 work disk (truncate + mkfs.ext4), for storage plugins. */
 export { makeWorkDisk } from "./host/disks.ts";
 /** For VMM driver plugins: a pid + start-time guarded view of the VM process (kill only what is still ours). */
-export { guardedProcesses } from "./vmm/guarded-process.ts";
+export { guardedProcesses, type ProcTarget } from "./vmm/guarded-process.ts";
+/** The process at a pid only while its start time is still the recorded one (a reused pid is a stranger). */
+export { sameProcess } from "./host/procs.ts";
+/** For VMM driver plugins: refuse missing boot files up front; join several initrds into the one a VMM takes. */
+export { requireBootFiles, joinInitrds } from "./vmm/boot-files.ts";
 /** For VMM driver plugins: is KVM really usable here (not missing, openable, not kvm_pvm)? */
 export { kvmUsable, type KvmProbe } from "./vmm/kvm.ts";
 /** HTTP/1.1 over a unix socket with time-bounded requests (a VMM's API socket). */

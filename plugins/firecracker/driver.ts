@@ -1,4 +1,4 @@
-import { BangerError, guardedProcesses, createUnixHttp, kvmUsable, configFrom, environ, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, tempPathFor } from "../../src/plugin-api.ts";
+import { BangerError, guardedProcesses, joinInitrds, requireBootFiles, sameProcess, createUnixHttp, kvmUsable, configFrom, environ, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget } from "../../src/plugin-api.ts";
 import { firecrackerApi } from "./api.ts";
 import { fcConfigCalls, fcPaths, vmlinuxFor } from "./config.ts";
 
@@ -37,6 +37,151 @@ export function fcInstanceId(vm: VMRecord): string {
   return `banger-${vm.id}`.replace(/[^A-Za-z0-9-]/g, "-").slice(0, 64);
 }
 
+/** What the driver's steps share. */
+interface _Fc {
+  host: Host;
+  http: UnixHttp;
+  pollMs: number;
+  exitWaitMs: number;
+  apiTimeoutMs: number;
+  launchTimeoutMs: number;
+  guard: ReturnType<typeof guardedProcesses>;
+  binary: () => string;
+}
+
+async function _findProcess(f: _Fc, vm: VMRecord): Promise<ProcTarget | null> {
+  const sock = fcPaths(vm).apiSock;
+  const found = await f.host.procs.find("--api-sock", sock);
+  const p = found.find((p) => {
+    const i = p.cmdline.indexOf("--api-sock");
+    return i >= 0 && p.cmdline[i + 1] === sock;
+  });
+  return p ? { pid: p.pid, startTime: p.startTime } : null;
+}
+
+async function _killAndWait(f: _Fc, t: ProcTarget): Promise<void> {
+  await f.guard.killGuarded(t);
+  if (!(await f.guard.waitGone(t, f.exitWaitMs))) {
+    throw new BangerError("E_TIMEOUT", `firecracker (pid ${t.pid}) did not exit after SIGKILL`);
+  }
+}
+
+/** Firecracker leaves its sockets behind; a leftover API socket makes the next start fail. */
+async function _removeSockets(f: _Fc, vm: VMRecord): Promise<void> {
+  const p = fcPaths(vm);
+  await f.host.fs.rmrf(p.apiSock);
+  await f.host.fs.rmrf(p.vsock);
+}
+
+async function _tail(f: _Fc, path: string, lines = 20): Promise<string> {
+  const text = (await f.host.fs.readText(path)) ?? "";
+  return text.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+async function _ping(f: _Fc, sock: string, timeoutMs: number): Promise<boolean> {
+  try {
+    const res = await f.http.request(sock, { method: "GET", path: "/" }, timeoutMs);
+    return res.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+/** Refuse before anything is touched: no binary, socket paths too long, no vmlinux, a missing boot file, a VM already running. Returns the binary and the vmlinux. */
+async function _preflight(f: _Fc, vm: VMRecord, boot: BootConfig): Promise<{ bin: string; kernel: string }> {
+  const bin = await f.host.exec.which(f.binary());
+  if (!bin) {
+    throw new BangerError("E_MISSING_TOOL", `${f.binary()} not found: install the firecracker release binary on PATH or use --vmm qemu`);
+  }
+  const p = fcPaths(vm);
+  if (Buffer.byteLength(p.apiSock) > _MAX_SOCK_PATH || Buffer.byteLength(p.vsock) > _MAX_SOCK_PATH) {
+    throw new BangerError("E_BAD_REQUEST", `socket path is too long for a unix socket (> ${_MAX_SOCK_PATH} bytes): ${p.apiSock}; use a shorter BANGER_HOME`);
+  }
+  const kernel = vmlinuxFor(boot.kernelPath);
+  if (!(await f.host.fs.exists(kernel))) {
+    throw new BangerError("E_NOT_FOUND", `firecracker needs an uncompressed vmlinux and ${kernel} does not exist (rebuild the image: banger image build)`);
+  }
+  await requireBootFiles(f.host, boot);
+  const running = await _findProcess(f, vm);
+  if (running) {
+    throw new BangerError("E_STATE", `${vm.name} already has a firecracker process (pid ${running.pid}) on ${p.apiSock}`);
+  }
+  return { bin, kernel };
+}
+
+/** The files firecracker wants before it starts (one initrd, its log and metrics files, no old sockets), then firecracker itself; returns its pid. */
+async function _spawnFirecracker(f: _Fc, vm: VMRecord, boot: BootConfig, bin: string): Promise<number> {
+  const p = fcPaths(vm);
+  if (boot.initrdPaths.length > 1) await joinInitrds(f.host, p.initrd, boot.initrdPaths);
+  await _removeSockets(f, vm);
+  // Firecracker opens the log and metrics files but does not create them
+  for (const file of [p.fcLog, p.metrics]) {
+    if (!(await f.host.fs.exists(file))) await f.host.fs.writeAtomic(file, "", 0o600);
+  }
+  const args = ["--api-sock", p.apiSock, "--id", fcInstanceId(vm)];
+  return f.host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.serialLog });
+}
+
+/** Until the API socket answers. Firecracker exiting first is the launch's error; the deadline passing is `failLaunch`'s. */
+async function _waitForApi(f: _Fc, vm: VMRecord, t: ProcTarget, failLaunch: (e: unknown) => Promise<never>): Promise<void> {
+  const p = fcPaths(vm);
+  const deadline = f.host.clock.now().getTime() + f.launchTimeoutMs;
+  for (;;) {
+    if (!(await sameProcess(f.host.procs, t.pid, t.startTime))) {
+      await _removeSockets(f, vm);
+      // one line, like every CLI error; the logs keep the rest
+      const why = ((await _tail(f, p.fcLog, 1)) || (await _tail(f, p.serialLog, 1))).trim();
+      throw new BangerError("E_INTERNAL", `firecracker exited during launch${why ? `: ${why}` : ""} (log: ${p.fcLog})`);
+    }
+    if ((await f.host.fs.exists(p.apiSock)) && (await _ping(f, p.apiSock, 500))) return;
+    if (f.host.clock.now().getTime() >= deadline) {
+      return failLaunch(new BangerError("E_TIMEOUT", `firecracker's API socket did not answer within ${f.launchTimeoutMs} ms (log: ${p.fcLog})`));
+    }
+    await f.host.clock.sleep(f.pollMs);
+  }
+}
+
+async function _launch(f: _Fc, vm: VMRecord, boot: BootConfig): Promise<LaunchResult> {
+  const { bin, kernel } = await _preflight(f, vm, boot);
+  const p = fcPaths(vm);
+  const initrd = boot.initrdPaths.length > 1 ? p.initrd : boot.initrdPaths[0];
+  // every request is built (and refused) before anything is touched
+  const calls = fcConfigCalls(vm, { ...boot, kernelPath: kernel }, { fcLog: p.fcLog, metrics: p.metrics, vsock: p.vsock, initrd });
+  const pid = await _spawnFirecracker(f, vm, boot, bin);
+  // -1 (no start time: it is already gone) matches no process, so the wait reports the exit
+  const first = await f.host.procs.info(pid);
+  const t = { pid, startTime: first?.startTime ?? -1 };
+  const failLaunch = async (e: unknown): Promise<never> => {
+    await _killAndWait(f, t).catch(() => {});
+    await _removeSockets(f, vm);
+    throw e;
+  };
+  await _waitForApi(f, vm, t, failLaunch);
+  const api = firecrackerApi(f.http, p.apiSock, f.apiTimeoutMs);
+  for (const call of calls) {
+    try {
+      await api.send(call);
+    } catch (e) {
+      return failLaunch(e);
+    }
+  }
+  return { pid, pidStartTime: t.startTime };
+}
+
+/** Graceful first: Ctrl+Alt+Del makes the guest reboot, and with reboot=k Firecracker exits on it; SIGKILL when that does not end it in time. */
+async function _stop(f: _Fc, vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void> {
+  const t = await f.guard.target(handles, () => _findProcess(f, vm));
+  if (t) {
+    const api = firecrackerApi(f.http, fcPaths(vm).apiSock, Math.min(f.apiTimeoutMs, 2000));
+    const asked = await api.send({ method: "PUT", path: "/actions", body: { action_type: "SendCtrlAltDel" } }).then(
+      () => true,
+      () => false,
+    );
+    if (!(asked && (await f.guard.waitGone(t, timeoutMs)))) await _killAndWait(f, t);
+  }
+  await _removeSockets(f, vm);
+}
+
 /**
  * The Firecracker VMM driver: one `firecracker --api-sock … --id …` process
  * per VM in its own session, configured over its API socket, then started
@@ -47,53 +192,19 @@ export function fcInstanceId(vm: VMRecord): string {
 export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptions = {}): VMMDriver & {
   usable(): Promise<{ usable: boolean; reason: string }>;
 } {
-  const http = opts.http ?? createUnixHttp();
   const pollMs = opts.pollMs ?? 50;
-  const exitWaitMs = opts.exitWaitMs ?? 3000;
-  const apiTimeoutMs = opts.apiTimeoutMs ?? 5000;
-  const launchTimeoutMs = opts.launchTimeoutMs ?? 5000;
   const probe = opts.probe ?? (() => kvmUsable(host));
   const env = opts.env ?? environ();
-  const guard = guardedProcesses(host, pollMs);
-  const binary = () => opts.binary ?? (configFrom(env).firecrackerBin || FIRECRACKER_BINARY);
-
-  async function findProcess(vm: VMRecord): Promise<{ pid: number; startTime: number } | null> {
-    const sock = fcPaths(vm).apiSock;
-    const found = await host.procs.find("--api-sock", sock);
-    const p = found.find((p) => {
-      const i = p.cmdline.indexOf("--api-sock");
-      return i >= 0 && p.cmdline[i + 1] === sock;
-    });
-    return p ? { pid: p.pid, startTime: p.startTime } : null;
-  }
-
-  async function _killAndWait(t: { pid: number; startTime: number }): Promise<void> {
-    await guard.killGuarded(t);
-    if (!(await guard.waitGone(t, exitWaitMs))) {
-      throw new BangerError("E_TIMEOUT", `firecracker (pid ${t.pid}) did not exit after SIGKILL`);
-    }
-  }
-
-  /** Firecracker leaves its sockets behind; a leftover API socket makes the next start fail. */
-  async function _removeSockets(vm: VMRecord): Promise<void> {
-    const p = fcPaths(vm);
-    await host.fs.rmrf(p.apiSock);
-    await host.fs.rmrf(p.vsock);
-  }
-
-  async function _tail(path: string, lines = 20): Promise<string> {
-    const text = (await host.fs.readText(path)) ?? "";
-    return text.trimEnd().split("\n").slice(-lines).join("\n");
-  }
-
-  async function _ping(sock: string, timeoutMs: number): Promise<boolean> {
-    try {
-      const res = await http.request(sock, { method: "GET", path: "/" }, timeoutMs);
-      return res.status === 200;
-    } catch {
-      return false;
-    }
-  }
+  const f: _Fc = {
+    host,
+    http: opts.http ?? createUnixHttp(),
+    pollMs,
+    exitWaitMs: opts.exitWaitMs ?? 3000,
+    apiTimeoutMs: opts.apiTimeoutMs ?? 5000,
+    launchTimeoutMs: opts.launchTimeoutMs ?? 5000,
+    guard: guardedProcesses(host, pollMs),
+    binary: () => opts.binary ?? (configFrom(env).firecrackerBin || FIRECRACKER_BINARY),
+  };
 
   return {
     name: "firecracker",
@@ -102,109 +213,20 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
 
     /** Usable when the binary is found and /dev/kvm really works (Firecracker has no software fallback). */
     async usable() {
-      const bin = await host.exec.which(binary());
-      if (!bin) return { usable: false, reason: `${binary()} not found on PATH (install the firecracker release binary; see \`banger doctor\`)` };
+      const bin = await host.exec.which(f.binary());
+      if (!bin) return { usable: false, reason: `${f.binary()} not found on PATH (install the firecracker release binary; see \`banger doctor\`)` };
       const kvm = await probe();
       if (!kvm.usable) return { usable: false, reason: kvm.reason.replace(/; using TCG$/, "") };
       return { usable: true, reason: `${bin} with ${kvm.reason}` };
     },
-
-    async launch(vm: VMRecord, boot: BootConfig): Promise<LaunchResult> {
-      const bin = await host.exec.which(binary());
-      if (!bin) {
-        throw new BangerError("E_MISSING_TOOL", `${binary()} not found: install the firecracker release binary on PATH or use --vmm qemu`);
-      }
-      const p = fcPaths(vm);
-      if (Buffer.byteLength(p.apiSock) > _MAX_SOCK_PATH || Buffer.byteLength(p.vsock) > _MAX_SOCK_PATH) {
-        throw new BangerError("E_BAD_REQUEST", `socket path is too long for a unix socket (> ${_MAX_SOCK_PATH} bytes): ${p.apiSock}; use a shorter BANGER_HOME`);
-      }
-      const kernel = vmlinuxFor(boot.kernelPath);
-      if (!(await host.fs.exists(kernel))) {
-        throw new BangerError("E_NOT_FOUND", `firecracker needs an uncompressed vmlinux and ${kernel} does not exist (rebuild the image: banger image build)`);
-      }
-      for (const f of [...boot.initrdPaths, ...boot.disks.map((d) => d.path)]) {
-        if (!(await host.fs.exists(f))) throw new BangerError("E_NOT_FOUND", `boot file not found: ${f}`);
-      }
-      const running = await findProcess(vm);
-      if (running) {
-        throw new BangerError("E_STATE", `${vm.name} already has a firecracker process (pid ${running.pid}) on ${p.apiSock}`);
-      }
-
-      const initrd = boot.initrdPaths.length > 1 ? p.initrd : boot.initrdPaths[0];
-      // every request is built (and refused) before anything is touched
-      const calls = fcConfigCalls(vm, { ...boot, kernelPath: kernel }, { fcLog: p.fcLog, metrics: p.metrics, vsock: p.vsock, initrd });
-      if (boot.initrdPaths.length > 1) {
-        // Firecracker takes one initrd; the kernel unpacks concatenated cpio archives in order
-        await host.exec.run("sh", ["-c", 'out=$1; tmp=$2; shift 2; cat -- "$@" > "$tmp" && mv -f -- "$tmp" "$out"', "sh", p.initrd, tempPathFor(p.initrd), ...boot.initrdPaths]);
-      }
-
-      await _removeSockets(vm);
-      // Firecracker opens the log and metrics files but does not create them
-      for (const f of [p.fcLog, p.metrics]) {
-        if (!(await host.fs.exists(f))) await host.fs.writeAtomic(f, "", 0o600);
-      }
-
-      const args = ["--api-sock", p.apiSock, "--id", fcInstanceId(vm)];
-      const pid = await host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.serialLog });
-      const first = await host.procs.info(pid);
-      const t = { pid, startTime: first?.startTime ?? -1 };
-      const failLaunch = async (e: unknown): Promise<never> => {
-        await _killAndWait(t).catch(() => {});
-        await _removeSockets(vm);
-        throw e;
-      };
-
-      const deadline = host.clock.now().getTime() + launchTimeoutMs;
-      for (;;) {
-        const now = await host.procs.info(pid);
-        if (!now || now.startTime !== t.startTime) {
-          await _removeSockets(vm);
-          // one line, like every CLI error; the logs keep the rest
-          const why = ((await _tail(p.fcLog, 1)) || (await _tail(p.serialLog, 1))).trim();
-          throw new BangerError("E_INTERNAL", `firecracker exited during launch${why ? `: ${why}` : ""} (log: ${p.fcLog})`);
-        }
-        if ((await host.fs.exists(p.apiSock)) && (await _ping(p.apiSock, 500))) break;
-        if (host.clock.now().getTime() >= deadline) {
-          return failLaunch(new BangerError("E_TIMEOUT", `firecracker's API socket did not answer within ${launchTimeoutMs} ms (log: ${p.fcLog})`));
-        }
-        await host.clock.sleep(pollMs);
-      }
-
-      const api = firecrackerApi(http, p.apiSock, apiTimeoutMs);
-      for (const call of calls) {
-        try {
-          await api.send(call);
-        } catch (e) {
-          return failLaunch(e);
-        }
-      }
-      return { pid, pidStartTime: t.startTime };
-    },
-
-    async apiAnswers(vm: VMRecord): Promise<boolean> {
-      return _ping(fcPaths(vm).apiSock, 1000);
-    },
-
-    findProcess,
-
-    async stop(vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void> {
-      const t = await guard.target(handles, () => findProcess(vm));
-      if (t) {
-        // graceful: Ctrl+Alt+Del makes the guest reboot, and with reboot=k Firecracker exits on it
-        const api = firecrackerApi(http, fcPaths(vm).apiSock, Math.min(apiTimeoutMs, 2000));
-        const asked = await api.send({ method: "PUT", path: "/actions", body: { action_type: "SendCtrlAltDel" } }).then(
-          () => true,
-          () => false,
-        );
-        if (!(asked && (await guard.waitGone(t, timeoutMs)))) await _killAndWait(t);
-      }
-      await _removeSockets(vm);
-    },
-
+    launch: (vm: VMRecord, boot: BootConfig) => _launch(f, vm, boot),
+    apiAnswers: (vm: VMRecord) => _ping(f, fcPaths(vm).apiSock, 1000),
+    findProcess: (vm: VMRecord) => _findProcess(f, vm),
+    stop: (vm: VMRecord, handles: VMHandles, timeoutMs: number) => _stop(f, vm, handles, timeoutMs),
     async kill(vm: VMRecord, handles: VMHandles): Promise<void> {
-      const t = await guard.target(handles, () => findProcess(vm));
-      if (t) await _killAndWait(t);
-      await _removeSockets(vm);
+      const t = await f.guard.target(handles, () => _findProcess(f, vm));
+      if (t) await _killAndWait(f, t);
+      await _removeSockets(f, vm);
     },
   };
 }

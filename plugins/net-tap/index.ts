@@ -1,5 +1,5 @@
 import { BangerError, configFrom, definePlugin, environ } from "../../src/plugin-api.ts";
-import type { BangerPlugin, Env, LeaseStore, PluginContext, VMRecord } from "../../src/plugin-api.ts";
+import type { BangerPlugin, Env, Exec, HookMap, LeaseStore, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
 import { addTap, deleteTap, ensureBridge, ensureNat, linkExists } from "./host-net.ts";
 import { hostsMarker, rewriteHostsFile, type HostsEntry } from "./hosts-file.ts";
 import { guestAddresses, inSubnet, macFor, parseSubnet, tapName, type Subnet } from "./subnet.ts";
@@ -66,6 +66,155 @@ function _serial(): <T>(fn: () => Promise<T>) => Promise<T> {
   };
 }
 
+/** What the hook bodies share: the settings, the lease pool, the hosts file, the bridge. */
+interface _TapNet {
+  ctx: PluginContext;
+  exec: Exec;
+  conf(): Config;
+  leases(): LeaseStore;
+  requireOwnNetns(): Promise<void>;
+  syncHosts(): Promise<void>;
+  dns(): Promise<string>;
+  bridgeLock: <T>(fn: () => Promise<T>) => Promise<T>;
+}
+
+/** The settings, read once; a bad one fails tap VMs only, not the daemon (and every user-net VM) with it. */
+function _settings(ctx: PluginContext, o: NetTapOptions, env: Env): () => Config {
+  let parsed: Config | Error;
+  try {
+    parsed = _config(o, env);
+  } catch (e) {
+    parsed = e as Error;
+    ctx.log.warn(`${parsed.message}; --net tap VMs cannot start until it is fixed`);
+  }
+  return () => {
+    if (parsed instanceof Error) throw parsed;
+    return parsed;
+  };
+}
+
+/**
+ * Tests set BANGER_TAP_NETNS_ONLY so a tap VM created by mistake outside a test's own
+ * network namespace fails instead of editing the machine's bridge, NAT rules and /etc/hosts.
+ */
+function _ownNetnsGuard(exec: Exec, env: Env): () => Promise<void> {
+  let netnsChecked = false;
+  return async () => {
+    if (!configFrom(env).tapNetnsOnly || netnsChecked) return;
+    // our namespace's inode, then those of the namespaces `ip netns add` made (PID 1's may be unreadable)
+    const r = await exec.run("sh", ["-c", "stat -L -c %i /proc/self/ns/net /run/netns/* 2>/dev/null"], { check: false });
+    const [self, ...named] = r.stdout.trim().split("\n");
+    // no inode at all: sh or stat itself failed, which is not the same as being in the wrong namespace
+    if (!self) throw new BangerError("E_INTERNAL", `cannot tell which network namespace the daemon is in: sh failed (exit ${r.exitCode})${r.stderr.trim() ? `: ${r.stderr.trim().split("\n").at(-1)}` : ""}`);
+    if (!named.includes(self)) {
+      throw new BangerError("E_BAD_REQUEST", "BANGER_TAP_NETNS_ONLY is set and this daemon is not in a namespace made by `ip netns add`: tap networking refused");
+    }
+    netnsChecked = true;
+  };
+}
+
+function _leaseStore(ctx: PluginContext): () => LeaseStore {
+  return () => {
+    if (!ctx.store.leases) throw new BangerError("E_INTERNAL", "this daemon's store has no lease table (net-tap needs it)");
+    return ctx.store.leases;
+  };
+}
+
+/** Rewrite our hosts block from the leases, so it always equals what the store says. */
+function _hostsSync(ctx: PluginContext, conf: () => Config, leases: () => LeaseStore): () => Promise<void> {
+  const hostsLock = _serial();
+  const marker = hostsMarker(ctx.paths.home);
+  return () =>
+    hostsLock(async () => {
+      const names = new Map(ctx.store.listVMs().map((v) => [v.id, v.name]));
+      const entries: HostsEntry[] = [];
+      for (const l of leases().list(IP_POOL)) {
+        const name = names.get(l.vmId);
+        if (name) entries.push({ ip: l.value, name: `${name}.vm` });
+      }
+      await rewriteHostsFile(ctx.host, conf().hostsFile, marker, entries);
+    });
+}
+
+/** The VM's address from the pool (moved into the subnet if the setting changed), written into its runtime. */
+async function _claimAddress(t: _TapNet, vm: VMRecord): Promise<string> {
+  const { subnet } = t.conf();
+  let ip = t.leases().lease(IP_POOL, vm.id, guestAddresses(subnet));
+  if (!inSubnet(ip, subnet)) {
+    // the subnet setting changed since this VM got its address: move it into the new one
+    t.leases().release(IP_POOL, vm.id);
+    ip = t.leases().lease(IP_POOL, vm.id, guestAddresses(subnet));
+    await t.syncHosts();
+  }
+  vm.runtime.guestIP = ip;
+  vm.runtime.sshHost = ip;
+  vm.runtime.sshPort = 22;
+  vm.runtime.dnsName = `${vm.name}.vm`;
+  return ip;
+}
+
+function _guestDns(ctx: PluginContext, conf: () => Config): () => Promise<string> {
+  let resolver: string | undefined;
+  return async () => {
+    resolver ??= conf().dns ?? guestResolver((await ctx.host.fs.readText("/etc/resolv.conf")) ?? "");
+    return resolver;
+  };
+}
+
+function _tapNet(ctx: PluginContext, o: NetTapOptions, env: Env): _TapNet {
+  const conf = _settings(ctx, o, env);
+  const leases = _leaseStore(ctx);
+  const syncHosts = _hostsSync(ctx, conf, leases);
+  const exec = ctx.host.exec;
+  return { ctx, exec, conf, leases, syncHosts, requireOwnNetns: _ownNetnsGuard(exec, env), dns: _guestDns(ctx, conf), bridgeLock: _serial() };
+}
+
+/** vm:create: an address from the pool and a `<name>.vm` line. */
+async function _giveAddress(t: _TapNet, { vm, op }: HookMap["vm:create"]): Promise<void> {
+  await t.requireOwnNetns();
+  const ip = await _claimAddress(t, vm);
+  // deferred before the rewrite that may fail: a failed create gives the address back either way
+  op.defer(`address ${ip}`, async () => {
+    t.leases().release(IP_POOL, vm.id);
+    await t.syncHosts();
+  });
+  await t.syncHosts();
+  t.ctx.log.debug(`${vm.name}: ${ip} (${vm.name}.vm)`);
+}
+
+/** vm:start:before: the bridge and NAT (once), a tap on it for this VM, and the guest's address on its kernel command line. */
+async function _plugIn(t: _TapNet, { vm, boot, handles, op }: HookMap["vm:start:before"]): Promise<void> {
+  await t.requireOwnNetns();
+  const cfg = t.conf();
+  const ip = await _claimAddress(t, vm);
+  op.progress(`tap network: ${cfg.bridge} ${cfg.subnet.cidr}, ${vm.name} at ${ip}`);
+  await t.bridgeLock(async () => {
+    await ensureBridge(t.exec, cfg.bridge, cfg.subnet);
+    await ensureNat(t.exec, cfg.bridge, cfg.subnet);
+  });
+  const tap = tapName(vm.id);
+  // deferred before it is made: a tap half made (created, not attached) is removed too; a missing one is no error
+  op.defer(`tap ${tap}`, async () => {
+    await deleteTap(t.exec, tap);
+    handles.tapDevice = "";
+  });
+  await addTap(t.exec, tap, cfg.bridge);
+  handles.tapDevice = tap;
+  boot.nics = [...(boot.nics ?? []), { tap, mac: macFor(vm.id) }];
+  boot.kernelArgs.push(`banger.ip=${ip}/${cfg.subnet.prefix}`, `banger.gw=${cfg.subnet.gateway}`, `banger.dns=${await t.dns()}`);
+}
+
+/** vm:reconcile: handles rebuilt from the live process (scratch file lost) do not name the tap; its name is derived from the id. */
+async function _findTap(t: _TapNet, vm: VMRecord, handles: VMHandles): Promise<void> {
+  const tap = tapName(vm.id);
+  if (await linkExists(t.exec, tap)) handles.tapDevice = tap;
+}
+
+async function _releaseAddress(t: _TapNet, vm: VMRecord): Promise<void> {
+  t.leases().release(IP_POOL, vm.id);
+  await t.syncHosts();
+}
+
 /**
  * Tap networking: a bridge with NAT, a tap per VM on it, the guest's IP from
  * a pool in the store, `<name>.vm` in the hosts file. Opt-in per VM with
@@ -76,129 +225,31 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
     name: "net-tap",
     description: "Tap networking (--net tap): bridge + NAT, a tap per VM, guest IP from a pool in the store, <name>.vm in the hosts file",
     setup(ctx: PluginContext) {
-      // A bad tap setting must not take the daemon (and every user-net VM) down with it: it fails tap VMs only.
-      let parsed: Config | Error;
-      try {
-        parsed = _config(o, env);
-      } catch (e) {
-        parsed = e as Error;
-        ctx.log.warn(`${parsed.message}; --net tap VMs cannot start until it is fixed`);
-      }
-      const conf = (): Config => {
-        if (parsed instanceof Error) throw parsed;
-        return parsed;
-      };
-      const exec = ctx.host.exec;
-      const hostsLock = _serial();
-      const bridgeLock = _serial();
-      const marker = hostsMarker(ctx.paths.home);
-
-      // Tests set BANGER_TAP_NETNS_ONLY so a tap VM created by mistake outside a test's own
-      // network namespace fails instead of editing the machine's bridge, NAT rules and /etc/hosts.
-      let netnsChecked = false;
-      const requireOwnNetns = async () => {
-        if (!configFrom(env).tapNetnsOnly || netnsChecked) return;
-        // our namespace's inode, then those of the namespaces `ip netns add` made (PID 1's may be unreadable)
-        const r = await exec.run("sh", ["-c", "stat -L -c %i /proc/self/ns/net /run/netns/* 2>/dev/null"], { check: false });
-        const [self, ...named] = r.stdout.trim().split("\n");
-        // no inode at all: sh or stat itself failed, which is not the same as being in the wrong namespace
-        if (!self) throw new BangerError("E_INTERNAL", `cannot tell which network namespace the daemon is in: sh failed (exit ${r.exitCode})${r.stderr.trim() ? `: ${r.stderr.trim().split("\n").at(-1)}` : ""}`);
-        if (!named.includes(self)) {
-          throw new BangerError("E_BAD_REQUEST", "BANGER_TAP_NETNS_ONLY is set and this daemon is not in a namespace made by `ip netns add`: tap networking refused");
-        }
-        netnsChecked = true;
-      };
-
-      const leases = (): LeaseStore => {
-        if (!ctx.store.leases) throw new BangerError("E_INTERNAL", "this daemon's store has no lease table (net-tap needs it)");
-        return ctx.store.leases;
-      };
-
-      /** Rewrite our hosts block from the leases, so it always equals what the store says. */
-      const syncHosts = () =>
-        hostsLock(async () => {
-          const names = new Map(ctx.store.listVMs().map((v) => [v.id, v.name]));
-          const entries: HostsEntry[] = [];
-          for (const l of leases().list(IP_POOL)) {
-            const name = names.get(l.vmId);
-            if (name) entries.push({ ip: l.value, name: `${name}.vm` });
-          }
-          await rewriteHostsFile(ctx.host, conf().hostsFile, marker, entries);
-        });
-
-      const claim = async (vm: VMRecord): Promise<string> => {
-        const { subnet } = conf();
-        let ip = leases().lease(IP_POOL, vm.id, guestAddresses(subnet));
-        if (!inSubnet(ip, subnet)) {
-          // the subnet setting changed since this VM got its address: move it into the new one
-          leases().release(IP_POOL, vm.id);
-          ip = leases().lease(IP_POOL, vm.id, guestAddresses(subnet));
-          await syncHosts();
-        }
-        vm.runtime.guestIP = ip;
-        vm.runtime.sshHost = ip;
-        vm.runtime.sshPort = 22;
-        vm.runtime.dnsName = `${vm.name}.vm`;
-        return ip;
-      };
-
-      let resolver: string | undefined;
-      const dns = async (): Promise<string> => {
-        resolver ??= conf().dns ?? guestResolver((await ctx.host.fs.readText("/etc/resolv.conf")) ?? "");
-        return resolver;
-      };
+      const t = _tapNet(ctx, o, env);
 
       // opt-in: it needs root and changes the host's network, so a VM gets it only by asking (or from a VMM that lists it, Firecracker)
       const net = ctx.registerNet({ name: TAP_NET, description: "bridge + NAT, a tap per VM, guest IP from a pool, <name>.vm", optIn: true });
-      net.hook("vm:create", async ({ vm, op }) => {
-        await requireOwnNetns();
-        const ip = await claim(vm);
-        // deferred before the rewrite that may fail: a failed create gives the address back either way
-        op.defer(`address ${ip}`, async () => {
-          leases().release(IP_POOL, vm.id);
-          await syncHosts();
-        });
-        await syncHosts();
-        ctx.log.debug(`${vm.name}: ${ip} (${vm.name}.vm)`);
+      net.hook("vm:create", async (p) => {
+        await _giveAddress(t, p);
       });
 
-      net.hook("vm:start:before", async ({ vm, boot, handles, op }) => {
-        await requireOwnNetns();
-        const cfg = conf();
-        const ip = await claim(vm);
-        op.progress(`tap network: ${cfg.bridge} ${cfg.subnet.cidr}, ${vm.name} at ${ip}`);
-        await bridgeLock(async () => {
-          await ensureBridge(exec, cfg.bridge, cfg.subnet);
-          await ensureNat(exec, cfg.bridge, cfg.subnet);
-        });
-        const tap = tapName(vm.id);
-        // deferred before it is made: a tap half made (created, not attached) is removed too; a missing one is no error
-        op.defer(`tap ${tap}`, async () => {
-          await deleteTap(exec, tap);
-          handles.tapDevice = "";
-        });
-        await addTap(exec, tap, cfg.bridge);
-        handles.tapDevice = tap;
-        boot.nics = [...(boot.nics ?? []), { tap, mac: macFor(vm.id) }];
-        boot.kernelArgs.push(`banger.ip=${ip}/${cfg.subnet.prefix}`, `banger.gw=${cfg.subnet.gateway}`, `banger.dns=${await dns()}`);
+      net.hook("vm:start:before", async (p) => {
+        await _plugIn(t, p);
       });
 
       net.hook("vm:reconcile", async ({ vm, handles }) => {
-        // handles rebuilt from the live process (scratch file lost) do not name the tap; its name is derived from the id
         if (handles.tapDevice) return;
-        const tap = tapName(vm.id);
-        if (await linkExists(exec, tap)) handles.tapDevice = tap;
+        await _findTap(t, vm, handles);
       });
 
       // after a stop, and for a VM found dead (reconcile); a failed start removes its tap through its op
       // only for tap VMs (the taps this plugin made): another provider's tapDevice is that one's to remove
       net.hook("vm:cleanup", async ({ vm, handles }) => {
-        await deleteTap(exec, handles.tapDevice || tapName(vm.id));
+        await deleteTap(t.exec, handles.tapDevice || tapName(vm.id));
       });
 
       net.hook("vm:delete", async ({ vm }) => {
-        leases().release(IP_POOL, vm.id);
-        await syncHosts();
+        await _releaseAddress(t, vm);
       });
     },
   });

@@ -1,4 +1,4 @@
-import { BangerError, guardedProcesses, kvmUsable, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, tempPathFor } from "../../src/plugin-api.ts";
+import { BangerError, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget } from "../../src/plugin-api.ts";
 import { join } from "node:path";
 import { qemuArgs, qmpArg, type Accel } from "./args.ts";
 import { qmpPing, qmpPowerdown, qmpQuit } from "./qmp.ts";
@@ -45,131 +45,152 @@ export function qemuPaths(vm: VMRecord) {
 // sockaddr_un.sun_path is 108 bytes including the NUL
 const _MAX_SOCK_PATH = 107;
 
+/** What the driver's steps share. */
+interface _Qemu {
+  host: Host;
+  opts: QemuDriverOptions;
+  qmp: QmpOps;
+  pollMs: number;
+  exitWaitMs: number;
+  probe: () => Promise<KvmProbe>;
+  guard: ReturnType<typeof guardedProcesses>;
+}
+
+async function _accel(q: _Qemu): Promise<Accel> {
+  if (q.opts.accel) return q.opts.accel;
+  return (await q.probe()).usable ? "kvm" : "tcg";
+}
+
+async function _findProcess(q: _Qemu, vm: VMRecord): Promise<{ pid: number; startTime: number } | null> {
+  const { qmpSock } = qemuPaths(vm);
+  const needle = qmpArg(qmpSock);
+  const found = await q.host.procs.find(qmpSock);
+  const p = found.find((p) => (p.cmdline[0] ?? "").includes("qemu") && p.cmdline.includes(needle));
+  return p ? { pid: p.pid, startTime: p.startTime } : null;
+}
+
+async function _lastLogLine(q: _Qemu, path: string): Promise<string> {
+  const text = (await q.host.fs.readText(path)) ?? "";
+  // skip the command line banger wrote at the top: the error is what qemu said
+  return text.trimEnd().split("\n").filter((l) => !l.startsWith("# ")).at(-1)?.trim() ?? "";
+}
+
+async function _removeSocket(q: _Qemu, vm: VMRecord): Promise<void> {
+  await q.host.fs.rmrf(qemuPaths(vm).qmpSock);
+}
+
+/** Refuse before anything is touched: no qemu, a socket path too long, a missing boot file, a VM already running. Returns the binary. */
+async function _preflight(q: _Qemu, vm: VMRecord, boot: BootConfig): Promise<string> {
+  const bin = await q.host.exec.which(q.opts.binary ?? QEMU_BINARY);
+  if (!bin) {
+    throw new BangerError("E_MISSING_TOOL", "qemu-system-x86_64 not found: install qemu-system-x86 (run `banger doctor`)");
+  }
+  const p = qemuPaths(vm);
+  if (Buffer.byteLength(p.qmpSock) > _MAX_SOCK_PATH) {
+    throw new BangerError("E_BAD_REQUEST", `API socket path is too long for a unix socket (${Buffer.byteLength(p.qmpSock)} > ${_MAX_SOCK_PATH} bytes): ${p.qmpSock}; use a shorter BANGER_HOME`);
+  }
+  if (!(await q.host.fs.exists(boot.kernelPath))) {
+    throw new BangerError("E_NOT_FOUND", `kernel not found: ${boot.kernelPath} (rebuild the image: banger image build)`);
+  }
+  await requireBootFiles(q.host, boot);
+  const running = await _findProcess(q, vm);
+  if (running) {
+    throw new BangerError("E_STATE", `${vm.name} already has a qemu process (pid ${running.pid}) on ${p.qmpSock}`);
+  }
+  return bin;
+}
+
+/** Start qemu detached, its command line at the top of its log; returns its pid. */
+async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string): Promise<number> {
+  const p = qemuPaths(vm);
+  let initrd: string | undefined;
+  if (boot.initrdPaths.length > 1) {
+    await joinInitrds(q.host, p.initrd, boot.initrdPaths);
+    initrd = p.initrd;
+  }
+  const args = qemuArgs(vm, boot, { accel: await _accel(q), qmpSock: p.qmpSock, pidfile: p.pidfile, serialLog: p.serialLog, initrd });
+  // a stale socket from an earlier run would make the readiness probe lie (or qemu fail to bind)
+  await q.host.fs.rmrf(p.qmpSock);
+  await q.host.fs.rmrf(p.pidfile);
+  await q.host.fs.writeAtomic(p.qemuLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
+  return q.host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.qemuLog });
+}
+
+/** Until QMP answers: qemu exiting first, or the deadline passing (then it is killed), is the launch's error. */
+async function _waitForQmp(q: _Qemu, vm: VMRecord, pid: number): Promise<LaunchResult> {
+  const p = qemuPaths(vm);
+  const timeoutMs = q.opts.launchTimeoutMs ?? 15000;
+  const info = await q.host.procs.info(pid);
+  const deadline = q.host.clock.now().getTime() + timeoutMs;
+  for (;;) {
+    const now = await sameProcess(q.host.procs, pid, info?.startTime ?? 0);
+    if (!now) {
+      // one line (qemu's last word names what is wrong); the whole log stays in the file
+      const why = await _lastLogLine(q, p.qemuLog);
+      throw new BangerError("E_INTERNAL", `qemu exited during launch${why ? `: ${why}` : ""} (log: ${p.qemuLog})`);
+    }
+    if (await q.qmp.ping(p.qmpSock, 500)) return { pid, pidStartTime: now.startTime };
+    if (q.host.clock.now().getTime() >= deadline) {
+      await q.guard.killGuarded({ pid, startTime: now.startTime });
+      const why = await _lastLogLine(q, p.qemuLog);
+      throw new BangerError("E_TIMEOUT", `qemu's QMP socket did not answer within ${timeoutMs} ms${why ? `: ${why}` : ""} (log: ${p.qemuLog})`);
+    }
+    await q.host.clock.sleep(q.pollMs);
+  }
+}
+
+async function _killAndWait(q: _Qemu, t: ProcTarget): Promise<void> {
+  await q.guard.killGuarded(t);
+  if (!(await q.guard.waitGone(t, q.exitWaitMs))) {
+    throw new BangerError("E_TIMEOUT", `qemu (pid ${t.pid}) did not exit after SIGKILL`);
+  }
+}
+
+/** Gentlest first: ACPI power button (the guest's init decides to power off), then QMP quit, then SIGKILL. */
+async function _stop(q: _Qemu, vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void> {
+  const t = await q.guard.target(handles, () => _findProcess(q, vm));
+  const sock = qemuPaths(vm).qmpSock;
+  if (t) {
+    if (await q.qmp.powerdown(sock, 1000)) {
+      if (await q.guard.waitGone(t, timeoutMs)) return _removeSocket(q, vm);
+    }
+    if (await q.qmp.quit(sock, 1000)) {
+      if (await q.guard.waitGone(t, q.exitWaitMs)) return _removeSocket(q, vm);
+    }
+    await _killAndWait(q, t);
+  }
+  await _removeSocket(q, vm);
+}
+
 /**
  * The QEMU VMM driver: KVM where it is really usable, TCG otherwise. The VM
  * is a qemu process in its own session; its QMP socket is the API socket.
  */
 export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMDriver {
-  const qmp = opts.qmp ?? realQmp;
   const pollMs = opts.pollMs ?? 50;
-  const exitWaitMs = opts.exitWaitMs ?? 3000;
-  const probe = opts.probe ?? (() => kvmUsable(host));
-  const guard = guardedProcesses(host, pollMs);
-
-  async function accel(): Promise<Accel> {
-    if (opts.accel) return opts.accel;
-    return (await probe()).usable ? "kvm" : "tcg";
-  }
-
-  async function findProcess(vm: VMRecord): Promise<{ pid: number; startTime: number } | null> {
-    const { qmpSock } = qemuPaths(vm);
-    const needle = qmpArg(qmpSock);
-    const found = await host.procs.find(qmpSock);
-    const p = found.find((p) => (p.cmdline[0] ?? "").includes("qemu") && p.cmdline.includes(needle));
-    return p ? { pid: p.pid, startTime: p.startTime } : null;
-  }
-
-  async function _lastLogLine(path: string): Promise<string> {
-    const text = (await host.fs.readText(path)) ?? "";
-    // skip the command line banger wrote at the top: the error is what qemu said
-    return text.trimEnd().split("\n").filter((l) => !l.startsWith("# ")).at(-1)?.trim() ?? "";
-  }
-
-  async function _removeSocket(vm: VMRecord): Promise<void> {
-    await host.fs.rmrf(qemuPaths(vm).qmpSock);
-  }
-
+  const q: _Qemu = {
+    host,
+    opts,
+    qmp: opts.qmp ?? realQmp,
+    pollMs,
+    exitWaitMs: opts.exitWaitMs ?? 3000,
+    probe: opts.probe ?? (() => kvmUsable(host)),
+    guard: guardedProcesses(host, pollMs),
+  };
   return {
     name: "qemu",
-
     async launch(vm: VMRecord, boot: BootConfig): Promise<LaunchResult> {
-      const bin = await host.exec.which(opts.binary ?? QEMU_BINARY);
-      if (!bin) {
-        throw new BangerError("E_MISSING_TOOL", "qemu-system-x86_64 not found: install qemu-system-x86 (run `banger doctor`)");
-      }
-      const p = qemuPaths(vm);
-      if (Buffer.byteLength(p.qmpSock) > _MAX_SOCK_PATH) {
-        throw new BangerError("E_BAD_REQUEST", `API socket path is too long for a unix socket (${Buffer.byteLength(p.qmpSock)} > ${_MAX_SOCK_PATH} bytes): ${p.qmpSock}; use a shorter BANGER_HOME`);
-      }
-      if (!(await host.fs.exists(boot.kernelPath))) {
-        throw new BangerError("E_NOT_FOUND", `kernel not found: ${boot.kernelPath} (rebuild the image: banger image build)`);
-      }
-      for (const f of [...boot.initrdPaths, ...boot.disks.map((d) => d.path)]) {
-        if (!(await host.fs.exists(f))) throw new BangerError("E_NOT_FOUND", `boot file not found: ${f}`);
-      }
-
-      const running = await findProcess(vm);
-      if (running) {
-        throw new BangerError("E_STATE", `${vm.name} already has a qemu process (pid ${running.pid}) on ${p.qmpSock}`);
-      }
-
-      let initrd: string | undefined;
-      if (boot.initrdPaths.length > 1) {
-        // QEMU takes one -initrd; the kernel unpacks concatenated cpio archives in order
-        await host.exec.run("sh", ["-c", 'out=$1; tmp=$2; shift 2; cat -- "$@" > "$tmp" && mv -f -- "$tmp" "$out"', "sh", p.initrd, tempPathFor(p.initrd), ...boot.initrdPaths]);
-        initrd = p.initrd;
-      }
-
-      const args = qemuArgs(vm, boot, { accel: await accel(), qmpSock: p.qmpSock, pidfile: p.pidfile, serialLog: p.serialLog, initrd });
-      // a stale socket from an earlier run would make the readiness probe lie (or qemu fail to bind)
-      await host.fs.rmrf(p.qmpSock);
-      await host.fs.rmrf(p.pidfile);
-      await host.fs.writeAtomic(p.qemuLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
-
-      const pid = await host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.qemuLog });
-      const info = await host.procs.info(pid);
-      const deadline = host.clock.now().getTime() + (opts.launchTimeoutMs ?? 15000);
-      for (;;) {
-        const now = await host.procs.info(pid);
-        if (!now || (info && now.startTime !== info.startTime)) {
-          // one line (qemu's last word names what is wrong); the whole log stays in the file
-          const why = await _lastLogLine(p.qemuLog);
-          throw new BangerError("E_INTERNAL", `qemu exited during launch${why ? `: ${why}` : ""} (log: ${p.qemuLog})`);
-        }
-        if (await qmp.ping(p.qmpSock, 500)) return { pid, pidStartTime: now.startTime };
-        if (host.clock.now().getTime() >= deadline) {
-          await guard.killGuarded({ pid, startTime: now.startTime });
-          const why = await _lastLogLine(p.qemuLog);
-          throw new BangerError("E_TIMEOUT", `qemu's QMP socket did not answer within ${opts.launchTimeoutMs ?? 15000} ms${why ? `: ${why}` : ""} (log: ${p.qemuLog})`);
-        }
-        await host.clock.sleep(pollMs);
-      }
+      const bin = await _preflight(q, vm, boot);
+      const pid = await _spawnQemu(q, vm, boot, bin);
+      return _waitForQmp(q, vm, pid);
     },
-
-    async apiAnswers(vm: VMRecord): Promise<boolean> {
-      return qmp.ping(qemuPaths(vm).qmpSock, 1000);
-    },
-
-    findProcess,
-
-    async stop(vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void> {
-      const t = await guard.target(handles, () => findProcess(vm));
-      const sock = qemuPaths(vm).qmpSock;
-      if (t) {
-        // graceful: ACPI power button; the guest's init decides to power off
-        if (await qmp.powerdown(sock, 1000)) {
-          if (await guard.waitGone(t, timeoutMs)) return _removeSocket(vm);
-        }
-        if (await qmp.quit(sock, 1000)) {
-          if (await guard.waitGone(t, exitWaitMs)) return _removeSocket(vm);
-        }
-        await guard.killGuarded(t);
-        if (!(await guard.waitGone(t, exitWaitMs))) {
-          throw new BangerError("E_TIMEOUT", `qemu (pid ${t.pid}) did not exit after SIGKILL`);
-        }
-      }
-      await _removeSocket(vm);
-    },
-
+    apiAnswers: (vm: VMRecord) => q.qmp.ping(qemuPaths(vm).qmpSock, 1000),
+    findProcess: (vm: VMRecord) => _findProcess(q, vm),
+    stop: (vm: VMRecord, handles: VMHandles, timeoutMs: number) => _stop(q, vm, handles, timeoutMs),
     async kill(vm: VMRecord, handles: VMHandles): Promise<void> {
-      const t = await guard.target(handles, () => findProcess(vm));
-      if (t) {
-        await guard.killGuarded(t);
-        if (!(await guard.waitGone(t, exitWaitMs))) {
-          throw new BangerError("E_TIMEOUT", `qemu (pid ${t.pid}) did not exit after SIGKILL`);
-        }
-      }
-      await _removeSocket(vm);
+      const t = await q.guard.target(handles, () => _findProcess(q, vm));
+      if (t) await _killAndWait(q, t);
+      await _removeSocket(q, vm);
     },
   };
 }

@@ -42,20 +42,24 @@ export async function vmView(engine: Engine, vm: VMRecord): Promise<VMView> {
 /** The routes served here; images, sessions and workspaces bring their own handlers. */
 type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace">>;
 
-/** The daemon's request handler: a plain (Request) => Response, testable without a socket. */
-export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
-  const { engine } = d;
-  /** Requests received before the current one (GET /v1/health shows it: tests count a command's round trips). */
-  let received = 0;
+type _DaemonRoutes = Pick<AppRoutes, "health" | "shutdown" | "pluginList">;
 
-  const own: AppRoutes = {
-    health: async () => ({ version: d.version, pid: process.pid, home: d.paths.home, startedAt: d.startedAt, reconcile: d.reconcile, requestsReceived: received - 1 }),
+/** The daemon's own routes; `requestsBefore` counts the requests received before the current one (tests count a command's round trips). */
+function _daemonRoutes(d: AppDeps, requestsBefore: () => number): _DaemonRoutes {
+  return {
+    health: async () => ({ version: d.version, pid: process.pid, home: d.paths.home, startedAt: d.startedAt, reconcile: d.reconcile, requestsReceived: requestsBefore() }),
     shutdown: async () => {
       setTimeout(() => d.shutdown(), 10);
       return { ok: true };
     },
     pluginList: async () => ({ plugins: d.plugins }),
+  };
+}
 
+/** The VM routes. */
+function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
+  const { engine } = d;
+  return {
     vmList: async () => ({ vms: await Promise.all(engine.listVMs().map((vm) => vmView(engine, vm))) }),
     vmCreate: async ({ body, ndjson }) => {
       const { start, ...params } = body;
@@ -73,14 +77,14 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
       const deleted = await engine.delete(params.vm, { force });
       return { deleted: deleted.name, id: deleted.id };
     },
-    vmStart: async ({ params, ndjson }) => startOrRestart("start", params.vm, ndjson),
-    vmRestart: async ({ params, ndjson }) => startOrRestart("restart", params.vm, ndjson),
+    vmStart: async ({ params, ndjson }) => _startOrRestart(engine, "start", params.vm, ndjson),
+    vmRestart: async ({ params, ndjson }) => _startOrRestart(engine, "restart", params.vm, ndjson),
     vmStop: async ({ params, body }) => vmView(engine, await engine.stop(params.vm, body)),
     vmExec: async ({ params, body, ndjson }) => {
       if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
       const command = shellJoin(body.argv); // quoting refuses what no shell can carry (NUL) before the stream's 200
       const vm = await engine.running(params.vm);
-      return ndjson((emit) => execIn(vm, command, body.stdin, emit));
+      return ndjson((emit) => _execIn(d.ssh, vm, command, body.stdin, emit));
     },
     vmSshInfo: async ({ params }) => {
       const vm = await engine.running(params.vm);
@@ -92,44 +96,47 @@ export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
       return streamFile(req, vm.runtime.logPath, query.offset, query.follow, () => engine.alive(vm), d.fs);
     },
   };
+}
 
-  function startOrRestart(action: "start" | "restart", id: string, ndjson: RouteContext<"vmStart" | "vmRestart">["ndjson"]): Response {
-    const vm = engine.getVM(id);
-    return ndjson(async (emit) => {
-      const out = action === "start" ? await engine.start(vm.id, emit.progress, emit.signal) : await engine.restart(vm.id, emit.progress);
-      return { type: "result", data: await vmView(engine, out) };
-    });
+function _startOrRestart(engine: Engine, action: "start" | "restart", id: string, ndjson: RouteContext<"vmStart" | "vmRestart">["ndjson"]): Response {
+  const vm = engine.getVM(id);
+  return ndjson(async (emit) => {
+    const out = action === "start" ? await engine.start(vm.id, emit.progress, emit.signal) : await engine.restart(vm.id, emit.progress);
+    return { type: "result", data: await vmView(engine, out) };
+  });
+}
+
+async function _execIn(ssh: SSHPool, vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter): Promise<ExitEvent> {
+  const conn = await ssh.get(vm);
+  const code = await conn.exec(command, {
+    stdin: stdin !== undefined ? Buffer.from(stdin, "base64") : undefined,
+    onStdout: emit.stdout,
+    onStderr: emit.stderr,
+    signal: emit.signal,
+  });
+  return { type: "exit", code };
+}
+
+/** A request from another build of the CLI is refused before anything runs, so the CLI can replace us and resend without doing it twice. */
+async function _handle(version: string, route: (req: Request) => Promise<Response>, req: Request): Promise<Response> {
+  const theirs = req.headers.get(VERSION_HEADER);
+  if (theirs !== null && theirs !== version) {
+    return errorResponse(new BangerError("E_DAEMON_VERSION", `this daemon is ${version}, the CLI is ${theirs}: the CLI replaces the daemon and resends`));
   }
-
-  const route = createRouter({ ...own, ...d.images.handlers(), ...d.routes });
-
-  async function execIn(vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter): Promise<ExitEvent> {
-    const conn = await d.ssh.get(vm);
-    const code = await conn.exec(command, {
-      stdin: stdin !== undefined ? Buffer.from(stdin, "base64") : undefined,
-      onStdout: emit.stdout,
-      onStderr: emit.stderr,
-      signal: emit.signal,
-    });
-    return { type: "exit", code };
+  try {
+    return await withRequestScope(`${req.method} ${new URL(req.url).pathname}`, () => route(req));
+  } catch (e) {
+    return errorResponse(e);
   }
+}
 
-  async function handle(req: Request): Promise<Response> {
-    const theirs = req.headers.get(VERSION_HEADER);
-    // refused before anything runs, so the CLI can replace us and resend without doing it twice
-    if (theirs !== null && theirs !== d.version) {
-      return errorResponse(new BangerError("E_DAEMON_VERSION", `this daemon is ${d.version}, the CLI is ${theirs}: the CLI replaces the daemon and resends`));
-    }
-    try {
-      return await withRequestScope(`${req.method} ${new URL(req.url).pathname}`, () => route(req));
-    } catch (e) {
-      return errorResponse(e);
-    }
-  }
-
+/** The daemon's request handler: a plain (Request) => Response, testable without a socket. */
+export function createApp(d: AppDeps): (req: Request) => Promise<Response> {
+  let received = 0;
+  const route = createRouter({ ..._daemonRoutes(d, () => received - 1), ..._vmRoutes(d), ...d.images.handlers(), ...d.routes });
   return async (req: Request) => {
     received++;
-    const res = await handle(req);
+    const res = await _handle(d.version, route, req);
     res.headers.set(VERSION_HEADER, d.version);
     return res;
   };

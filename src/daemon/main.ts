@@ -1,15 +1,15 @@
 import { builtinPlugins } from "../../plugins/index.ts";
-import { Engine } from "../core/engine.ts";
+import { Engine, type ReconcileOutcome } from "../core/engine.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import { HookEngine } from "../core/hooks.ts";
-import { importPluginFile, setupPlugins } from "../core/loader.ts";
+import { importPluginFile, setupPlugins, type LoadedPlugin } from "../core/loader.ts";
 import { Providers } from "../core/providers.ts";
-import type { BangerPlugin } from "../core/plugin.ts";
-import { daemonPaths, resolveHome } from "../shared/paths.ts";
+import type { BangerPlugin, Logger } from "../core/plugin.ts";
+import { daemonPaths, resolveHome, type DaemonPaths } from "../shared/paths.ts";
 import { config, environ } from "../host/config.ts";
 import { createFS } from "../host/fs.ts";
 import { createHost } from "../host/index.ts";
-import type { FS } from "../host/types.ts";
+import type { FS, Host } from "../host/types.ts";
 import { createSSHDialer } from "../host/ssh.ts";
 import { Store } from "../store/store.ts";
 import { FULL_VERSION } from "../version.ts";
@@ -41,32 +41,29 @@ async function removeStaleSocket(fs: FS, path: string): Promise<void> {
   await fs.rmrf(path);
 }
 
-/** Run the daemon in the foreground until SIGTERM/SIGINT or POST /v1/shutdown. */
-export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
-  const home = opts.home ?? resolveHome(environ());
-  const paths = daemonPaths(home);
-  const log = createDaemonLogger();
-  // first: a bug anywhere below (plugin setup, reconcile, a request) is logged and contained, never fatal
-  installCrashGuards(log);
+/**
+ * Make the state dir ours (0700) and take its lock; with the lock held no
+ * live daemon owns the socket, so whatever is there is stale (if it is ours).
+ * Returns the lock's release.
+ */
+async function _lockHome(home: string, paths: DaemonPaths, fs: FS): Promise<() => void> {
   refuseForeign(home, "state dir", { follow: true });
-  const fs = createFS();
   await fs.mkdirp(home, 0o700);
   await fs.chmod(home, 0o700);
   const release = tryLockFile(paths.lock);
   if (!release) throw new BangerError("E_DAEMON", `another banger daemon already runs for ${home}`);
-  // We hold the lock, so no live daemon owns the socket: whatever is there is stale (if it is ours).
   refuseForeign(paths.socket, "daemon socket");
   await removeStaleSocket(fs, paths.socket);
+  return release;
+}
 
-  const store = new Store(paths.db);
-  const host = createHost(createSSHDialer());
-  const hooks = new HookEngine();
-  const drivers = new Map<string, VMMDriver>();
-  const providers = new Providers();
-  const userPaths = await userPluginPaths(paths, host.fs, opts.plugins ?? []);
+/** The built-ins, then the user's plugin files, set up in that order. */
+async function _loadPlugins(d: { paths: DaemonPaths; host: Host; hooks: HookEngine; drivers: Map<string, VMMDriver>; providers: Providers; store: Store; log: Logger; extra: string[] }): Promise<LoadedPlugin[]> {
+  const userPaths = await userPluginPaths(d.paths, d.host.fs, d.extra);
   const all: { plugin: BangerPlugin; source: string }[] = builtinPlugins.map((p) => ({ plugin: p, source: "builtin" }));
   for (const p of userPaths) all.push({ plugin: await importPluginFile(p), source: p });
-  const loaded = await setupPlugins(all, {
+  const { hooks, host, paths, log, drivers, providers, store } = d;
+  return setupPlugins(all, {
     hooks,
     host,
     paths,
@@ -75,24 +72,30 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     providers,
     store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: store.leases },
   });
-  log.info(`banger daemon ${FULL_VERSION} pid ${process.pid} home ${home}; plugins: ${loaded.map((p) => p.name).join(", ")}`);
+}
 
-  const ssh = vmSSHPool(host.ssh, host.fs);
-  const engine = new Engine({ store, host, hooks, drivers, providers, paths, log, dropConnection: (id) => ssh.drop(id) });
+/** Settle every VM the last daemon left, then remove what a crash left in the home. */
+async function _reconcileAndSweep(engine: Engine, store: Store, host: Host, paths: DaemonPaths, log: Logger): Promise<ReconcileOutcome[]> {
   const reconcile = await engine.reconcile();
   for (const r of reconcile) log.info(`reconcile ${r.vm}: ${r.action} (handles from ${r.source})${r.cleanupErrors.length ? `; ${r.cleanupErrors.join("; ")}` : ""}`);
   // after reconcile (half-made rows are gone by now) and before listening: nothing of ours is at work yet
   await sweepHome({ paths, fs: host.fs, procs: host.procs, clock: host.clock, log, vms: store.listVMs(), images: store.listImages() });
+  return reconcile;
+}
 
-  const images = new ImageService(store, hooks, host, paths.imagesDir, log);
-  // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
-  const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: config.guestStateRoot || undefined });
-  const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });
+type _Server = ReturnType<typeof Bun.serve>;
 
+/**
+ * The once-only shutdown: stop taking requests, let in-flight ones finish,
+ * close what the daemon holds, release the lock and exit.
+ */
+function _shutdownOnce(d: { server: () => _Server; ssh: { closeAll(): void }; store: Store; fs: FS; paths: DaemonPaths; release: () => void; log: Logger }): () => void {
+  const { ssh, store, fs, paths, release, log } = d;
   let stopping: Promise<void> | null = null;
-  const shutdown = () => {
+  return () => {
     stopping ??= (async () => {
       log.info("shutting down: no new requests; finishing in-flight ones");
+      const server = d.server();
       // stop(false): stop accepting, let in-flight requests finish. VMs are not touched.
       // Follow streams (logs -f, attach) never finish by themselves: cut them after a grace period;
       // their clients reconnect to the next daemon from their last offset.
@@ -114,7 +117,49 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       process.exit(1);
     });
   };
+}
 
+/** Listen on the unix socket (0600 from birth) and write the pid file. */
+async function _serve(app: (req: Request) => Response | Promise<Response>, paths: DaemonPaths, fs: FS): Promise<_Server> {
+  const oldMask = process.umask(0o177); // the socket is born 0600
+  // idleTimeout 0: streams (image build, logs -f, attach) may stay quiet for minutes.
+  // Bun's types omit it for unix sockets, but the runtime applies its 10 s default there too.
+  const server = Bun.serve({ unix: paths.socket, fetch: app, idleTimeout: 0 } as unknown as Parameters<typeof Bun.serve>[0]);
+  process.umask(oldMask);
+  await fs.chmod(paths.socket, 0o600);
+  await fs.writeFile(paths.pidFile, `${process.pid}\n`, 0o600);
+  return server;
+}
+
+/** Run the daemon in the foreground until SIGTERM/SIGINT or POST /v1/shutdown. */
+export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
+  const home = opts.home ?? resolveHome(environ());
+  const paths = daemonPaths(home);
+  const log = createDaemonLogger();
+  // first: a bug anywhere below (plugin setup, reconcile, a request) is logged and contained, never fatal
+  installCrashGuards(log);
+  const fs = createFS();
+  const release = await _lockHome(home, paths, fs);
+
+  const store = new Store(paths.db);
+  const host = createHost(createSSHDialer());
+  const hooks = new HookEngine();
+  const drivers = new Map<string, VMMDriver>();
+  const providers = new Providers();
+  const loaded = await _loadPlugins({ paths, host, hooks, drivers, providers, store, log, extra: opts.plugins ?? [] });
+  log.info(`banger daemon ${FULL_VERSION} pid ${process.pid} home ${home}; plugins: ${loaded.map((p) => p.name).join(", ")}`);
+
+  const ssh = vmSSHPool(host.ssh, host.fs);
+  const engine = new Engine({ store, host, hooks, drivers, providers, paths, log, dropConnection: (id) => ssh.drop(id) });
+  const reconcile = await _reconcileAndSweep(engine, store, host, paths, log);
+
+  const images = new ImageService(store, hooks, host, paths.imagesDir, log);
+  // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
+  const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: config.guestStateRoot || undefined });
+  const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });
+
+  let server: _Server | undefined;
+  const shutdown = _shutdownOnce({ server: () => server!, ssh, store, fs, paths, release, log });
   const app = createApp({
     engine,
     images,
@@ -128,13 +173,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     routes: { ...sessions.handlers, ...workspaces.handlers },
     shutdown,
   });
-  const oldMask = process.umask(0o177); // the socket is born 0600
-  // idleTimeout 0: streams (image build, logs -f, attach) may stay quiet for minutes.
-  // Bun's types omit it for unix sockets, but the runtime applies its 10 s default there too.
-  const server = Bun.serve({ unix: paths.socket, fetch: app, idleTimeout: 0 } as unknown as Parameters<typeof Bun.serve>[0]);
-  process.umask(oldMask);
-  await fs.chmod(paths.socket, 0o600);
-  await fs.writeFile(paths.pidFile, `${process.pid}\n`, 0o600);
+  server = await _serve(app, paths, fs);
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);
   log.info(`listening on ${paths.socket}`);

@@ -8,6 +8,7 @@ import { SessionEngine, type LogStream } from "../sessions/engine.ts";
 import type { Store } from "../store/store.ts";
 import type { HandlersFor } from "./router.ts";
 import type { SSHPool } from "./ssh-pool.ts";
+import type { Emitter } from "./http.ts";
 
 export interface SessionRouteDeps {
   engine: Engine;
@@ -25,9 +26,8 @@ function stream(v: string | null): LogStream {
   throw new BangerError("E_BAD_REQUEST", `stream must be stdout or stderr, not ${JSON.stringify(v)}`);
 }
 
-/** Session routes under /v1/vms/:vm/sessions, backed by the session engine over the daemon's pooled SSH connections. */
-export function createSessionRoutes(d: SessionRouteDeps) {
-  const sessions = new SessionEngine({
+function _sessionEngine(d: SessionRouteDeps): SessionEngine {
+  return new SessionEngine({
     repo: d.store.sessions,
     host: d.host,
     log: d.log,
@@ -39,7 +39,34 @@ export function createSessionRoutes(d: SessionRouteDeps) {
     newId: () => randomBytes(8).toString("hex"),
     stateRoot: d.stateRoot,
   });
+}
 
+/** A log up to its current end, in chunks; answers the offset to continue from. */
+async function _readLog(sessions: SessionEngine, s: GuestSession, which: LogStream, offset: number, put: Emitter["stdout"]): Promise<{ offset: number }> {
+  let at = offset;
+  for (;;) {
+    const r = await sessions.logs(s, { stream: which, offset: at });
+    if (r.data.length === 0) break;
+    put(r.data, r.nextOffset);
+    at = r.nextOffset;
+  }
+  return { offset: at };
+}
+
+/** A log as it grows, until the session ends or the client goes; answers the offset to continue from and the session as it is then. */
+async function _followLog(sessions: SessionEngine, s: GuestSession, which: LogStream, offset: number, emit: Emitter, latest: () => Promise<GuestSession>): Promise<{ offset: number; session: GuestSession }> {
+  const put = which === "stderr" ? emit.stderr : emit.stdout;
+  let at = offset;
+  for await (const chunk of sessions.follow(s, { stream: which, offset, signal: emit.signal })) {
+    put(chunk.data, chunk.nextOffset);
+    at = chunk.nextOffset;
+  }
+  return { offset: at, session: await latest().catch(() => s) };
+}
+
+/** Session routes under /v1/vms/:vm/sessions, backed by the session engine over the daemon's pooled SSH connections. */
+export function createSessionRoutes(d: SessionRouteDeps) {
+  const sessions = _sessionEngine(d);
   const session = (p: { vm: string; session: string }) => sessions.get(p.vm, p.session);
   const end = async (action: "stop" | "kill", p: { vm: string; session: string }, graceMs: number | undefined) => {
     return action === "kill" ? sessions.kill(session(p)) : sessions.stop(session(p), graceMs ?? 5000);
@@ -66,23 +93,8 @@ export function createSessionRoutes(d: SessionRouteDeps) {
       const which = stream(query.stream ?? null);
       const { offset, follow } = query;
       return ndjson(async (emit) => {
-        const put = which === "stderr" ? emit.stderr : emit.stdout;
-        if (!follow) {
-          let at = offset;
-          for (;;) {
-            const r = await sessions.logs(s, { stream: which, offset: at });
-            if (r.data.length === 0) break;
-            put(r.data, r.nextOffset);
-            at = r.nextOffset;
-          }
-          return { type: "result", data: { offset: at } };
-        }
-        let at = offset;
-        for await (const chunk of sessions.follow(s, { stream: which, offset, signal: emit.signal })) {
-          put(chunk.data, chunk.nextOffset);
-          at = chunk.nextOffset;
-        }
-        return { type: "result", data: { offset: at, session: await sessions.refresh(session(params)).catch(() => s) } };
+        if (!follow) return { type: "result", data: await _readLog(sessions, s, which, offset, which === "stderr" ? emit.stderr : emit.stdout) };
+        return { type: "result", data: await _followLog(sessions, s, which, offset, emit, () => sessions.refresh(session(params))) };
       });
     },
   };

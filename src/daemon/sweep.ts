@@ -3,6 +3,7 @@ import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../core/plugin.ts";
 import { parseTempName } from "../shared/temps.ts";
 import type { Clock, DirEntry, FS, ProcInfo, Procs } from "../host/types.ts";
+import { sameProcess } from "../host/procs.ts";
 
 /**
  * Startup sweep: what a daemon killed mid-operation leaves under
@@ -152,8 +153,7 @@ export async function sweepHome(d: SweepDeps): Promise<SweepItem[]> {
       const workers = procs.filter((p) => _names(p, item.path));
       for (const w of workers) {
         // start-time guard: a pid reused since the scan is a stranger and is left alone
-        const now = await d.procs.info(w.pid);
-        if (!now || now.startTime !== w.startTime) continue;
+        if (!(await sameProcess(d.procs, w.pid, w.startTime))) continue;
         d.procs.kill(w.pid, "SIGKILL");
         d.log.info(`sweep: killed pid ${w.pid} (${w.cmdline.slice(0, 3).join(" ")}) still working in ${item.path}`);
       }
@@ -176,8 +176,7 @@ async function _allGone(d: SweepDeps, ps: ProcInfo[]): Promise<boolean> {
   for (;;) {
     let left = 0;
     for (const p of ps) {
-      const i = await d.procs.info(p.pid);
-      if (i && i.startTime === p.startTime) left++;
+      if (await sameProcess(d.procs, p.pid, p.startTime)) left++;
     }
     if (left === 0) return true;
     if (d.clock.now().getTime() >= deadline) return false;

@@ -1,5 +1,6 @@
 import type { VMHandles, VMRecord } from "../shared/model.ts";
 import type { Procs } from "../host/types.ts";
+import { sameProcess } from "../host/procs.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
 
 /**
@@ -9,8 +10,6 @@ import type { VMMDriver } from "../vmm/driver.ts";
  */
 export async function vmAlive(vm: VMRecord, handles: VMHandles | null, driver: VMMDriver, procs: Procs): Promise<boolean> {
   if (!handles || handles.pid <= 0) return false;
-  const info = await procs.info(handles.pid);
-  if (!info) return false;
-  if (handles.pidStartTime > 0 && info.startTime !== handles.pidStartTime) return false;
+  if (!(await sameProcess(procs, handles.pid, handles.pidStartTime))) return false;
   return driver.apiAnswers(vm);
 }

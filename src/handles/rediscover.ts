@@ -1,5 +1,6 @@
 import { emptyHandles, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { FS, Procs } from "../host/types.ts";
+import { sameProcess } from "../host/procs.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
 import { readHandlesFile, type HandlesFileStatus } from "./file.ts";
 
@@ -25,8 +26,7 @@ export async function rediscoverHandles(vm: VMRecord, driver: VMMDriver, fs: FS,
   const scratch = file.handles ?? emptyHandles();
   // without this, re-adopting N VMs after kill -9 scanned /proc N times (20 test-driver VMs: 33 ms each)
   if (procs && file.handles && scratch.pid > 0 && scratch.pidStartTime > 0) {
-    const info = await procs.info(scratch.pid);
-    if (info && info.startTime === scratch.pidStartTime) return { handles: scratch, source: "process", scratch: file.status, unchanged: true };
+    if (await sameProcess(procs, scratch.pid, scratch.pidStartTime)) return { handles: scratch, source: "process", scratch: file.status, unchanged: true };
   }
   const live = await driver.findProcess(vm);
   if (live) {

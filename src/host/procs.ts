@@ -12,6 +12,19 @@ export function parseProcStat(stat: string): { state: string; startTime: number 
   return { state: rest[0], startTime };
 }
 
+/**
+ * The process at `pid` if it is still the one that started at `startTime`:
+ * a pid the kernel has since given to a stranger does not count, so nothing
+ * we kill, adopt or wait for is someone else's. A `startTime` of 0 means none
+ * was recorded, and then any live process at `pid` counts. Every pid +
+ * start-time check in banger is this one.
+ */
+export async function sameProcess(procs: Procs, pid: number, startTime: number): Promise<ProcInfo | null> {
+  const info = await procs.info(pid);
+  if (!info) return null;
+  return startTime !== 0 && info.startTime !== startTime ? null : info;
+}
+
 /** Real /proc inspection. */
 export function createProcs(procRoot = "/proc"): Procs {
   async function info(pid: number): Promise<ProcInfo | null> {

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { BangerError, errorMessage, undoFailuresOf } from "../shared/errors.ts";
 import { faultMidStream, faultPoint } from "../host/faults.ts";
 import type { HookEngine } from "../core/hooks.ts";
-import { runOperation } from "../core/operation.ts";
+import { runOperation, type Operation } from "../core/operation.ts";
 import type { Logger } from "../core/plugin.ts";
 import { shellJoin } from "../shared/quote.ts";
 import type { GuestSession, SessionStdinMode, VMRecord } from "../shared/model.ts";
@@ -179,6 +179,29 @@ export class SessionEngine {
    * throws an error naming the stage.
    */
   async start(params: StartSessionParams): Promise<GuestSession> {
+    const { vm, command, stdinMode } = await this._checkStart(params);
+    let session = this._recordStarting(vm, params, command, stdinMode);
+    await faultPoint("session:after-row");
+
+    // Preflight and launch are one operation; a failure records status failed with the stage it reached.
+    const at = { stage: "connect" };
+    try {
+      session = await runOperation({ name: `session start ${session.name} on ${vm.name}`, vm, host: this._d.host, log: this._d.log }, async (op) => {
+        const conn = await this._conn(vm);
+        await this._preflight(conn, session, params.requiredCommands ?? [], at);
+        at.stage = "launch";
+        const pid = await this._launch(conn, session, op);
+        return this._recordRunning(session, pid);
+      });
+    } catch (e) {
+      this._recordFailed(session, at.stage, e);
+    }
+    await this._fire("session:start", vm, session);
+    return session;
+  }
+
+  /** Refuse a start before a row exists: no command, a bad stdin mode, a value no shell can carry, a VM that is not running. */
+  private async _checkStart(params: StartSessionParams): Promise<{ vm: VMRecord; command: string; stdinMode: SessionStdinMode }> {
     const vm = this.vm(params.vmIdOrName);
     const command = params.command?.trim() ? params.command : "";
     if (!command) throw new BangerError("E_BAD_REQUEST", "session command is empty: pass it after `--`");
@@ -191,6 +214,11 @@ export class SessionEngine {
     if (!(await this._d.vmAlive(vm))) {
       throw new BangerError("E_STATE", `vm ${vm.name} is not running: start it first`);
     }
+    return { vm, command, stdinMode };
+  }
+
+  /** The session's row, status starting, under a name that is valid and free on its VM. */
+  private _recordStarting(vm: VMRecord, params: StartSessionParams, command: string, stdinMode: SessionStdinMode): GuestSession {
     const id = this._d.newId();
     const name = params.name ?? `session-${id.replace(/[^A-Za-z0-9]/g, "").slice(0, 8)}`;
     if (!SESSION_NAME_RE.test(name)) {
@@ -201,7 +229,7 @@ export class SessionEngine {
     const now = this._now();
     const stateDir = StateDir(id, this._root);
     const paths = sessionPaths(stateDir);
-    let session: GuestSession = {
+    const session: GuestSession = {
       id,
       vmId: vm.id,
       name,
@@ -226,52 +254,54 @@ export class SessionEngine {
       updatedAt: now,
     };
     this._d.repo.upsert(session);
-    await faultPoint("session:after-row");
-
-    // Preflight and launch are one operation; a failure records status failed with the stage it reached.
-    let stage = "connect";
-    try {
-      session = await runOperation({ name: `session start ${name} on ${vm.name}`, vm, host: this._d.host, log: this._d.log }, async (op) => {
-        const conn = await this._conn(vm);
-        if (session.cwd) {
-          stage = "cwd";
-          const r = await conn.runScript(CWDPreflightScript(session.cwd));
-          if (r.exitCode !== 0) throw new BangerError("E_BAD_REQUEST", _firstLine(r.stderr) || `missing cwd: ${session.cwd}`);
-        }
-        stage = "command";
-        const wanted = [...new Set([command, ...(params.requiredCommands ?? [])])];
-        const r = await conn.runScript(CommandPreflightScript(wanted, session.cwd || undefined));
-        if (r.exitCode !== 0) {
-          const missing = r.stderr.trim().split("\n").map((l) => l.trim()).filter(Boolean).join("; ");
-          throw new BangerError("E_BAD_REQUEST", missing || `missing command among: ${wanted.join(", ")}`);
-        }
-        stage = "launch";
-        const launched = await conn.runScript(LaunchScript(session));
-        if (launched.exitCode !== 0) throw new BangerError("E_STATE", launched.stderr.trim() || `launch script exited ${launched.exitCode}`);
-        // the process runs from here: a failure below kills it again
-        op.defer("session process", async () => {
-          await conn.runScript(StopScript(stateDir, 0));
-        });
-        await faultPoint("session:after-launch");
-        const [pidText] = launched.stdout.trim().split(/\s+/);
-        const pid = Number(pidText);
-        if (!Number.isInteger(pid) || pid <= 0) throw new BangerError("E_STATE", `launch script printed no pid: ${JSON.stringify(launched.stdout)}`);
-        const t = this._now();
-        const pipe = stdinMode === "pipe";
-        const running: GuestSession = { ...session, status: "running", guestPid: pid, startedAt: t, updatedAt: t, attachable: pipe, reattachable: pipe };
-        this._d.repo.upsert(running);
-        return running;
-      });
-    } catch (e) {
-      const message = errorMessage(e);
-      const t = this._now();
-      session = { ...session, status: "failed", launchStage: stage, launchMessage: message, endedAt: t, updatedAt: t };
-      this._d.repo.upsert(session);
-      const code = e instanceof BangerError && e.code === "E_BAD_REQUEST" ? "E_BAD_REQUEST" : "E_STATE";
-      throw new BangerError(code, `session ${name} failed at stage "${stage}": ${message}`, { cause: e, undoFailures: undoFailuresOf(e) });
-    }
-    await this._fire("session:start", vm, session);
     return session;
+  }
+
+  /** In the guest: the cwd exists (stage "cwd"), and so do the command and every required one (stage "command"). */
+  private async _preflight(conn: GuestSSH, session: GuestSession, required: string[], at: { stage: string }): Promise<void> {
+    if (session.cwd) {
+      at.stage = "cwd";
+      const r = await conn.runScript(CWDPreflightScript(session.cwd));
+      if (r.exitCode !== 0) throw new BangerError("E_BAD_REQUEST", _firstLine(r.stderr) || `missing cwd: ${session.cwd}`);
+    }
+    at.stage = "command";
+    const wanted = [...new Set([session.command, ...required])];
+    const r = await conn.runScript(CommandPreflightScript(wanted, session.cwd || undefined));
+    if (r.exitCode !== 0) {
+      const missing = r.stderr.trim().split("\n").map((l) => l.trim()).filter(Boolean).join("; ");
+      throw new BangerError("E_BAD_REQUEST", missing || `missing command among: ${wanted.join(", ")}`);
+    }
+  }
+
+  /** Start the command in the guest; returns its pid. From here a failure of the operation stops it again. */
+  private async _launch(conn: GuestSSH, session: GuestSession, op: Operation): Promise<number> {
+    const launched = await conn.runScript(LaunchScript(session));
+    if (launched.exitCode !== 0) throw new BangerError("E_STATE", launched.stderr.trim() || `launch script exited ${launched.exitCode}`);
+    op.defer("session process", async () => {
+      await conn.runScript(StopScript(session.guestStateDir, 0));
+    });
+    await faultPoint("session:after-launch");
+    const [pidText] = launched.stdout.trim().split(/\s+/);
+    const pid = Number(pidText);
+    if (!Number.isInteger(pid) || pid <= 0) throw new BangerError("E_STATE", `launch script printed no pid: ${JSON.stringify(launched.stdout)}`);
+    return pid;
+  }
+
+  private _recordRunning(session: GuestSession, pid: number): GuestSession {
+    const t = this._now();
+    const pipe = session.stdinMode === "pipe";
+    const running: GuestSession = { ...session, status: "running", guestPid: pid, startedAt: t, updatedAt: t, attachable: pipe, reattachable: pipe };
+    this._d.repo.upsert(running);
+    return running;
+  }
+
+  /** Record status failed with the stage reached, and throw an error naming it (E_BAD_REQUEST stays one: the caller asked for something wrong). */
+  private _recordFailed(session: GuestSession, stage: string, e: unknown): never {
+    const message = errorMessage(e);
+    const t = this._now();
+    this._d.repo.upsert({ ...session, status: "failed", launchStage: stage, launchMessage: message, endedAt: t, updatedAt: t });
+    const code = e instanceof BangerError && e.code === "E_BAD_REQUEST" ? "E_BAD_REQUEST" : "E_STATE";
+    throw new BangerError(code, `session ${session.name} failed at stage "${stage}": ${message}`, { cause: e, undoFailures: undoFailuresOf(e) });
   }
 
   /** Run a session hook; its failures are logged (the session's state is what it is either way). */

@@ -1,5 +1,6 @@
 import type { VMHandles } from "../shared/model.ts";
 import type { Host, ProcInfo } from "../host/types.ts";
+import { sameProcess } from "../host/procs.ts";
 
 /** A VM process as a driver acts on it: the pid and the start time that proves it is still the same process. */
 export interface ProcTarget {
@@ -15,10 +16,7 @@ export function guardedProcesses(host: Host, pollMs: number) {
   /** The recorded process, only if it is still the same one (start time matches). */
   async function owned(handles: VMHandles | null): Promise<ProcInfo | null> {
     if (!handles || handles.pid <= 0) return null;
-    const info = await host.procs.info(handles.pid);
-    if (!info) return null;
-    if (handles.pidStartTime > 0 && info.startTime !== handles.pidStartTime) return null;
-    return info;
+    return sameProcess(host.procs, handles.pid, handles.pidStartTime);
   }
 
   /** The live process to act on: the recorded one if still ours, else what `find` discovers (e.g. by its API socket). */
@@ -29,8 +27,7 @@ export function guardedProcesses(host: Host, pollMs: number) {
   }
 
   async function gone(t: ProcTarget): Promise<boolean> {
-    const info = await host.procs.info(t.pid);
-    return !info || info.startTime !== t.startTime;
+    return !(await sameProcess(host.procs, t.pid, t.startTime));
   }
 
   async function waitGone(t: ProcTarget, ms: number): Promise<boolean> {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { HookEngine } from "../core/hooks.ts";
-import { runOperation } from "../core/operation.ts";
+import { runOperation, type Operation } from "../core/operation.ts";
 import type { Logger } from "../core/plugin.ts";
 import { faultPoint } from "../host/faults.ts";
 import { createFS } from "../host/fs.ts";
@@ -112,6 +112,41 @@ async function* _watch(src: TarStream, seen: { error?: unknown; bytes: number },
   }
 }
 
+type _Seen = { error?: unknown; bytes: number };
+
+/** One prepare's state, shared by its steps. */
+interface _PrepareJob {
+  p: PrepareParams;
+  guestPath: string;
+  readOnly: boolean;
+  files: WorkspaceFiles;
+  manifestFile: string | null;
+  prev: Manifest | null;
+  now: Manifest["entries"];
+  sentToken: string;
+  guest: GuestSSH;
+  stage: string;
+  old: string;
+  /** "vm <name>: workspace <path>", the start of every error. */
+  where: string;
+  started: number;
+  seen: _Seen;
+  stream(f: WorkspaceFiles): TarStream;
+  mode: "full" | "delta";
+  sent: number;
+}
+
+/** Why copying into the guest failed, from the packer's error, the guest's exit code and its stderr. */
+function _copyFailed(job: _PrepareJob, code: number, err: Uint8Array[]): never {
+  const { seen, files, p, where, stage } = job;
+  if (seen.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${errorMessage(seen.error)}`, { cause: seen.error });
+  if (code === NOT_A_WORKSPACE_EXIT) throw new BangerError("E_CONFLICT", `vm ${p.vm.name}: ${_text(err)}`);
+  if (code === DISK_FULL_EXIT || DISK_FULL_TEXT.test(_text(err))) {
+    throw new BangerError("E_STATE", `${where}: the guest's disk is full (no space left on device under ${stage.slice(0, stage.lastIndexOf("/")) || "/"}): nothing was changed; free space in the guest or pick another --guest-path`);
+  }
+  throw new BangerError("E_STATE", `${where}: copying into the guest failed (exit ${code})${err.length ? `: ${_firstLine(err)}` : ""}`);
+}
+
 /** PrepareVMWorkspace and its ways back (a diff, a patch series, a fetch), over the guest's pooled SSH connection. */
 export class WorkspaceEngine {
   private readonly tar: TarRunner;
@@ -128,6 +163,25 @@ export class WorkspaceEngine {
    * failure puts the previous tree (or nothing) back.
    */
   async prepare(p: PrepareParams): Promise<Workspace> {
+    const job = await this._plan(p);
+    await runOperation({ name: `workspace prepare ${p.vm.name}:${job.guestPath}`, vm: p.vm, host: this.d.host, log: this.d.log, progress: p.progress, signal: p.signal }, async (op) => {
+      // the guest may hold a mix after a failure: the next prepare must send everything
+      if (job.manifestFile && job.prev) op.defer("workspace manifest", () => this.d.fs!.rmrf(job.manifestFile!));
+      // Before the first byte goes: a failed or cut stream leaves a stage dir behind.
+      op.defer("workspace stage", () => _must(job.guest, RollbackScript(job.guestPath, job.stage, job.old, false)));
+      await faultPoint("workspace:before-extract");
+      if (!(await this._sendDelta(job))) await this._sendFull(job);
+      await faultPoint("workspace:after-extract");
+      await this._activate(job, op);
+      await this._finalize(job, op);
+    });
+    await this._saveManifest(job);
+    const { files, guestPath, readOnly, seen, mode, sent } = job;
+    return { vm: p.vm.name, sourcePath: files.root, guestPath, readOnly, files: files.paths.length - 1, bytes: seen.bytes, base: files.head, mode, sent };
+  }
+
+  /** Everything a prepare needs to know before it touches the guest: what to send, what the guest last got, where to stage. */
+  private async _plan(p: PrepareParams): Promise<_PrepareJob> {
     const guestPath = checkGuestPath(p.guestPath ?? DEFAULT_GUEST_PATH);
     const readOnly = !!p.readOnly;
     if (!p.sourcePath.startsWith("/")) throw new BangerError("E_BAD_REQUEST", `source path must be absolute, got ${JSON.stringify(p.sourcePath)}`);
@@ -137,68 +191,84 @@ export class WorkspaceEngine {
     const prev = manifestFile ? _parseManifest(await this.d.fs!.readText(manifestFile)) : null;
     const now = snapshot(files, GIT_EXCLUDES);
     const sentToken = randomBytes(12).toString("hex");
-    let mode: "full" | "delta" = "full";
-    let sent = files.paths.length - 1;
     const guest = await this.d.dial(p.vm);
     const { stage, old } = stagePaths(guestPath, this.token());
-    const where = `vm ${p.vm.name}: workspace ${guestPath}`;
-    const started = performance.now();
-    const seen: { error?: unknown; bytes: number } = { bytes: 0 };
-    await runOperation({ name: `workspace prepare ${p.vm.name}:${guestPath}`, vm: p.vm, host: this.d.host, log: this.d.log, progress: p.progress, signal: p.signal }, async (op) => {
-      // the guest may hold a mix after a failure: the next prepare must send everything
-      if (manifestFile && prev) op.defer("workspace manifest", () => this.d.fs!.rmrf(manifestFile));
-      // Before the first byte goes: a failed or cut stream leaves a stage dir behind.
-      op.defer("workspace stage", () => _must(guest, RollbackScript(guestPath, stage, old, false)));
-      const stream = (f: WorkspaceFiles) => _watch(workspaceTar(this.tar, f, config), seen, p.progress);
-      const fail = (code: number, err: Uint8Array[]) => {
-        if (seen.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${errorMessage(seen.error)}`, { cause: seen.error });
-        if (code === NOT_A_WORKSPACE_EXIT) throw new BangerError("E_CONFLICT", `vm ${p.vm.name}: ${_text(err)}`);
-        if (code === DISK_FULL_EXIT || DISK_FULL_TEXT.test(_text(err))) {
-          throw new BangerError("E_STATE", `${where}: the guest's disk is full (no space left on device under ${stage.slice(0, stage.lastIndexOf("/")) || "/"}): nothing was changed; free space in the guest or pick another --guest-path`);
-        }
-        throw new BangerError("E_STATE", `${where}: copying into the guest failed (exit ${code})${err.length ? `: ${_firstLine(err)}` : ""}`);
-      };
-      await faultPoint("workspace:before-extract");
-      const plan = prev && prev.guestPath === guestPath && !prev.readOnly ? planDelta(files.root, prev.entries, now) : null;
-      if (plan) {
-        // everything that must not be a link into the live tree goes first; the tar brings the new versions
-        const drop = [...plan.changed, ...plan.removed, "./.git/config", "./.git/BANGER_BASE"];
-        const err: Uint8Array[] = [];
-        const code = await guest.exec(DeltaStageCommand(guestPath, stage, prev!.token), { stdin: drop.join("\0") + "\0", onStderr: (c) => err.push(c.slice()) });
-        if (code === 0) {
-          const err2: Uint8Array[] = [];
-          const code2 = await guest.exec(ExtractIntoStageCommand(stage), { stdin: stream({ ...files, paths: plan.changed }), onStderr: (c) => err2.push(c.slice()) });
-          if (seen.error || code2 !== 0) fail(code2, err2);
-          mode = "delta";
-          sent = plan.changed.length;
-        } else if (code === STALE_EXIT) {
-          await _must(guest, RollbackScript(guestPath, stage, old, false)); // a half-made link copy
-        } else fail(code, err);
-      }
-      if (mode === "full") {
-        const err: Uint8Array[] = [];
-        const code = await guest.exec(StageCommand(guestPath, stage), { stdin: stream(files), onStderr: (c) => err.push(c.slice()) });
-        if (seen.error || code !== 0) fail(code, err);
-      }
-      await faultPoint("workspace:after-extract");
+    const seen: _Seen = { bytes: 0 };
+    return {
+      p,
+      guestPath,
+      readOnly,
+      files,
+      manifestFile,
+      prev,
+      now,
+      sentToken,
+      guest,
+      stage,
+      old,
+      where: `vm ${p.vm.name}: workspace ${guestPath}`,
+      started: performance.now(),
+      seen,
+      stream: (f: WorkspaceFiles) => _watch(workspaceTar(this.tar, f, config), seen, p.progress),
+      mode: "full",
+      sent: files.paths.length - 1,
+    };
+  }
 
-      // Pushed before it runs: an activation cut halfway is undone from whatever state it left.
-      op.defer("workspace swap", () => _must(guest, RollbackScript(guestPath, stage, old, true)));
-      const act = await guest.runScript(ActivateScript(guestPath, stage, old));
-      if (act.exitCode !== 0) {
-        throw new BangerError("E_STATE", `${where}: ${act.exitCode === NO_GIT_EXIT ? "git is not installed in the guest" : act.stderr.trim() || `swapping into place failed (exit ${act.exitCode})`}`);
-      }
-      if (performance.now() - started > 1000) p.progress?.(`copied ${files.paths.length - 1} files (${(seen.bytes / 1048576).toFixed(1)} MiB); running workspace:prepare hooks`);
-      await this.d.hooks.run("workspace:prepare", { vm: p.vm, sourcePath: files.root, guestPath, readOnly, guest, op });
-      const fin = await guest.runScript(FinalizeScript(guestPath, old, readOnly, sentToken));
-      if (fin.exitCode !== 0) throw new BangerError("E_STATE", `${where}: finishing failed: ${fin.stderr.trim() || `exit ${fin.exitCode}`}`);
-    });
-    if (manifestFile) {
-      const m: Manifest = { guestPath, token: sentToken, readOnly, entries: now };
-      await this.d.fs!.mkdirp(join(p.vm.runtime.vmDir, "workspaces"));
-      await this.d.fs!.writeAtomic(manifestFile, JSON.stringify(m));
+  /** Only what changed since the last prepare, on a copy of the live tree; false when a full send is needed instead. */
+  private async _sendDelta(job: _PrepareJob): Promise<boolean> {
+    const { prev, guestPath, files, guest, stage, old } = job;
+    const plan = prev && prev.guestPath === guestPath && !prev.readOnly ? planDelta(files.root, prev.entries, job.now) : null;
+    if (!plan) return false;
+    // everything that must not be a link into the live tree goes first; the tar brings the new versions
+    const drop = [...plan.changed, ...plan.removed, "./.git/config", "./.git/BANGER_BASE"];
+    const err: Uint8Array[] = [];
+    const code = await guest.exec(DeltaStageCommand(guestPath, stage, prev!.token), { stdin: drop.join("\0") + "\0", onStderr: (c) => err.push(c.slice()) });
+    if (code === STALE_EXIT) {
+      await _must(guest, RollbackScript(guestPath, stage, old, false)); // a half-made link copy
+      return false;
     }
-    return { vm: p.vm.name, sourcePath: files.root, guestPath, readOnly, files: files.paths.length - 1, bytes: seen.bytes, base: files.head, mode, sent };
+    if (code !== 0) _copyFailed(job, code, err);
+    const err2: Uint8Array[] = [];
+    const code2 = await guest.exec(ExtractIntoStageCommand(stage), { stdin: job.stream({ ...files, paths: plan.changed }), onStderr: (c) => err2.push(c.slice()) });
+    if (job.seen.error || code2 !== 0) _copyFailed(job, code2, err2);
+    job.mode = "delta";
+    job.sent = plan.changed.length;
+    return true;
+  }
+
+  private async _sendFull(job: _PrepareJob): Promise<void> {
+    const err: Uint8Array[] = [];
+    const code = await job.guest.exec(StageCommand(job.guestPath, job.stage), { stdin: job.stream(job.files), onStderr: (c) => err.push(c.slice()) });
+    if (job.seen.error || code !== 0) _copyFailed(job, code, err);
+  }
+
+  /** Swap the stage dir into place (the old tree kept aside until finalize) and mark it safe for git. */
+  private async _activate(job: _PrepareJob, op: Operation): Promise<void> {
+    const { guest, guestPath, stage, old, where } = job;
+    // Pushed before it runs: an activation cut halfway is undone from whatever state it left.
+    op.defer("workspace swap", () => _must(guest, RollbackScript(guestPath, stage, old, true)));
+    const act = await guest.runScript(ActivateScript(guestPath, stage, old));
+    if (act.exitCode !== 0) {
+      throw new BangerError("E_STATE", `${where}: ${act.exitCode === NO_GIT_EXIT ? "git is not installed in the guest" : act.stderr.trim() || `swapping into place failed (exit ${act.exitCode})`}`);
+    }
+  }
+
+  /** The workspace:prepare hooks; once they succeed, drop the old tree, record the token and freeze it when read-only. */
+  private async _finalize(job: _PrepareJob, op: Operation): Promise<void> {
+    const { p, files, guest, guestPath, readOnly, where } = job;
+    if (performance.now() - job.started > 1000) p.progress?.(`copied ${files.paths.length - 1} files (${(job.seen.bytes / 1048576).toFixed(1)} MiB); running workspace:prepare hooks`);
+    await this.d.hooks.run("workspace:prepare", { vm: p.vm, sourcePath: files.root, guestPath, readOnly, guest, op });
+    const fin = await guest.runScript(FinalizeScript(guestPath, job.old, readOnly, job.sentToken));
+    if (fin.exitCode !== 0) throw new BangerError("E_STATE", `${where}: finishing failed: ${fin.stderr.trim() || `exit ${fin.exitCode}`}`);
+  }
+
+  /** What the guest now holds, so the next prepare can send only what changed. */
+  private async _saveManifest(job: _PrepareJob): Promise<void> {
+    if (!job.manifestFile) return;
+    const m: Manifest = { guestPath: job.guestPath, token: job.sentToken, readOnly: job.readOnly, entries: job.now };
+    await this.d.fs!.mkdirp(join(job.p.vm.runtime.vmDir, "workspaces"));
+    await this.d.fs!.writeAtomic(job.manifestFile, JSON.stringify(m));
   }
 
   /** `git diff --binary` of the guest repo against its HEAD, untracked files included: `git apply` on the host reproduces it. */

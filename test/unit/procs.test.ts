@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createProcs, parseProcStat } from "../../src/host/procs.ts";
+import { createProcs, parseProcStat, sameProcess } from "../../src/host/procs.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "banger-procs-"));
 const children: number[] = [];
@@ -138,5 +138,14 @@ describe("createProcs (fake /proc root)", () => {
     expect((await procs.find("qemu-system", "/vms/a/api.sock")).map((p) => p.pid)).toEqual([100]);
     expect((await procs.find("qemu-system")).map((p) => p.pid).sort()).toEqual([100, 104]);
     expect(await procs.find("nothing-like-this")).toEqual([]);
+  });
+
+  test("sameProcess: the pid's process only while its start time matches; 0 means not recorded", async () => {
+    expect((await sameProcess(procs, 100, 5000))?.pid).toBe(100);
+    expect(await sameProcess(procs, 100, 4999)).toBeNull(); // pid reused by a stranger
+    expect(await sameProcess(procs, 100, -1)).toBeNull();
+    expect((await sameProcess(procs, 100, 0))?.pid).toBe(100);
+    expect(await sameProcess(procs, 101, 0)).toBeNull(); // a zombie is gone
+    expect(await sameProcess(procs, 999, 0)).toBeNull();
   });
 });
