@@ -110,6 +110,13 @@ export function createFS(): FS {
         return [];
       }
     },
+    async listTree(dir) {
+      try {
+        return await readdir(dir, { recursive: true });
+      } catch {
+        return [];
+      }
+    },
     writeAtomic: writeFileAtomic,
     exists: fileExists,
     async mkdirp(path, mode = 0o700) {

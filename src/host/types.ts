@@ -86,6 +86,8 @@ export interface FS {
   mkdtemp(prefix: string): Promise<string>;
   /** The entries of a dir (symlinks not followed); [] when it does not exist. */
   list(dir: string): Promise<DirEntry[]>;
+  /** Every path under a dir, relative to it, at any depth (readdir -R; symlinks not followed); [] when it does not exist. */
+  listTree(dir: string): Promise<string[]>;
   /** temp file in the same dir + fsync + rename: readers see old or new, never half. */
   writeAtomic(path: string, data: string | Uint8Array, mode?: number): Promise<void>;
   exists(path: string): Promise<boolean>;

@@ -218,6 +218,17 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
         return { name, type: "dir" as const };
       });
     },
+    async listTree(dir) {
+      const prefix = dir.endsWith("/") ? dir : dir + "/";
+      const paths = new Set<string>();
+      for (const k of [...f.files.keys(), ...f.dirs, ...f.links.keys()]) {
+        if (!k.startsWith(prefix)) continue;
+        // every dir on the way down is an entry too, as readdir -R lists it
+        const parts = k.slice(prefix.length).split("/");
+        for (let i = 1; i <= parts.length; i++) paths.add(parts.slice(0, i).join("/"));
+      }
+      return [...paths].sort();
+    },
     async readBytes(path) {
       const t = f.files.get(path);
       if (t === undefined) throw Object.assign(new Error(`ENOENT: ${path}`), { code: "ENOENT" });
