@@ -91,7 +91,7 @@ export default definePlugin({
       progress("generating keys");
       const paths = vmPaths(vm.runtime.vmDir);
       await ctx.host.fs.mkdirp(paths.keysDir, 0o700);
-      const keys = await generateVMKeys({ exec: ctx.host.exec, dir: paths.keysDir });
+      const keys = await generateVMKeys({ exec: ctx.host.exec, fs: ctx.host.fs, dir: paths.keysDir });
       // generateVMKeys names its files as vmPaths does; the daemon's SSH pool reads them from there
       if (keys.clientKeyPath !== paths.clientKey || keys.hostKeyPath !== paths.hostKey) throw new BangerError("E_INTERNAL", "key file names drifted from vmPaths");
       await ctx.host.fs.writeAtomic(paths.hostPubKey, keys.hostPublicKey + "\n", 0o644);
@@ -105,6 +105,7 @@ export default definePlugin({
       op.defer("seed initrd", () => ctx.host.fs.rmrf(out));
       await buildSeedInitrd({
         exec: ctx.host.exec,
+        fs: ctx.host.fs,
         baseInitrd: image.initrdPath,
         out,
         hostname: vm.name,

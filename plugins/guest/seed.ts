@@ -1,8 +1,7 @@
-import { writeCpioGz, type CpioEntry, fileExists, tempPathFor } from "../../src/plugin-api.ts";
-import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { writeCpioGz, type CpioEntry, tempPathFor } from "../../src/plugin-api.ts";
 import { join } from "node:path";
 import { BangerError } from "../../src/plugin-api.ts";
-import type { Exec } from "../../src/plugin-api.ts";
+import type { Exec, FS } from "../../src/plugin-api.ts";
 
 /** Where the seed lives inside the initramfs; the initramfs copies it to /run/banger-seed. */
 export const SEED_DIR = "banger-seed";
@@ -75,6 +74,7 @@ export function seedEntries(opts: { hostname: string; authorizedKey: string; hos
  */
 export async function buildSeedInitrd(opts: {
   exec: Exec;
+  fs: FS;
   baseInitrd: string;
   out: string;
   hostname: string;
@@ -82,25 +82,25 @@ export async function buildSeedInitrd(opts: {
   hostKeyPath: string;
   extraFiles?: Record<string, string>;
 }): Promise<void> {
-  const hostKey = await _readOr(opts.hostKeyPath, "host key");
+  const hostKey = await _readOr(opts.fs, opts.hostKeyPath, "host key");
   const seed = writeCpioGz(
     seedEntries({ hostname: opts.hostname, authorizedKey: opts.authorizedKey, hostKey, extraFiles: opts.extraFiles }),
   );
-  const base = await _readOr(opts.baseInitrd, "base initrd");
+  const base = await _readOr(opts.fs, opts.baseInitrd, "base initrd");
   // No padding between the two gzip members: the kernel needs 4-byte alignment
   // only for uncompressed archives, and plain concatenation keeps `zcat | cpio -t` working.
   const out = new Uint8Array(base.length + seed.length);
   out.set(base, 0);
   out.set(seed, base.length);
   const tmp = tempPathFor(opts.out);
-  await writeFile(tmp, out, { mode: 0o600 });
-  await chmod(tmp, 0o600);
-  await rename(tmp, opts.out);
+  await opts.fs.writeFile(tmp, out, 0o600);
+  await opts.fs.chmod(tmp, 0o600);
+  await opts.fs.rename(tmp, opts.out);
 }
 
-async function _readOr(path: string, what: string): Promise<Uint8Array> {
+async function _readOr(fs: FS, path: string, what: string): Promise<Uint8Array> {
   try {
-    return new Uint8Array(await readFile(path));
+    return await fs.readBytes(path);
   } catch (e) {
     throw new BangerError("E_NOT_FOUND", `cannot read ${what} ${path}: ${(e as Error).message}`, { cause: e });
   }
@@ -112,22 +112,22 @@ async function _readOr(path: string, what: string): Promise<Uint8Array> {
  * (`host_ed25519_dropbear`) with its public line, which the client pins.
  * Refuses to overwrite existing keys.
  */
-export async function generateVMKeys(opts: { exec: Exec; dir: string }): Promise<{
+export async function generateVMKeys(opts: { exec: Exec; fs: FS; dir: string }): Promise<{
   clientKeyPath: string;
   clientPublicKey: string;
   hostKeyPath: string;
   hostPublicKey: string;
 }> {
-  await mkdir(opts.dir, { recursive: true, mode: 0o700 });
+  await opts.fs.mkdirp(opts.dir, 0o700);
   const clientKeyPath = join(opts.dir, "id_ed25519");
   const hostKeyPath = join(opts.dir, "host_ed25519_dropbear");
   for (const p of [clientKeyPath, `${clientKeyPath}.pub`, hostKeyPath]) {
-    if (await fileExists(p)) throw new BangerError("E_CONFLICT", `${p} already exists; not overwriting a VM key`);
+    if (await opts.fs.exists(p)) throw new BangerError("E_CONFLICT", `${p} already exists; not overwriting a VM key`);
   }
   await opts.exec.run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "banger", "-f", clientKeyPath], { input: "" });
-  const clientPublicKey = _firstKeyLine((await readFile(`${clientKeyPath}.pub`, "utf8")), "ssh-keygen");
+  const clientPublicKey = _firstKeyLine(new TextDecoder().decode(await opts.fs.readBytes(`${clientKeyPath}.pub`)), "ssh-keygen");
   await opts.exec.run("dropbearkey", ["-t", "ed25519", "-f", hostKeyPath]);
-  await chmod(hostKeyPath, 0o600);
+  await opts.fs.chmod(hostKeyPath, 0o600);
   const y = await opts.exec.run("dropbearkey", ["-y", "-f", hostKeyPath]);
   const hostPublicKey = _firstKeyLine(y.stdout, "dropbearkey -y");
   return { clientKeyPath, clientPublicKey, hostKeyPath, hostPublicKey };

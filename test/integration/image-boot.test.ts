@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { buildImage } from "../../plugins/image/build.ts";
 import { buildSeedInitrd, generateVMKeys } from "../../plugins/guest/seed.ts";
 import { createExec } from "../../src/host/exec.ts";
+import { createFS } from "../../src/host/fs.ts";
 import { needs } from "../helpers/skip.ts";
 
 const prebuilt = process.env.BANGER_TEST_IMAGE_DIR;
@@ -151,10 +152,11 @@ needs(skip === "", skip).describe("guest image boots under QEMU", () => {
       await buildImage({ name: "test", dir: imageDir, exec, progress: (m) => console.log(`image: ${m}`) });
       console.log(`image-boot: image built in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     }
-    keys = await generateVMKeys({ exec, dir: join(work, "keys") });
+    keys = await generateVMKeys({ exec, fs: createFS(), dir: join(work, "keys") });
     initrd = join(work, "initrd.img");
     await buildSeedInitrd({
       exec,
+      fs: createFS(),
       baseInitrd: join(imageDir, "initrd.img"),
       out: initrd,
       hostname: "seedtest",

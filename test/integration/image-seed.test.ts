@@ -6,6 +6,7 @@ import { utils } from "ssh2";
 import { writeCpioGz } from "../../src/shared/cpio.ts";
 import { buildSeedInitrd, generateVMKeys } from "../../plugins/guest/seed.ts";
 import { createExec } from "../../src/host/exec.ts";
+import { createFS } from "../../src/host/fs.ts";
 import { needs } from "../helpers/skip.ts";
 
 // Real ssh-keygen / dropbearkey / cpio; no VM, no root.
@@ -22,7 +23,7 @@ needs(tools.length === 0, `needs ${tools.join(", ")} (scripts/host-deps.sh insta
 
   test("generateVMKeys makes an ssh2-parsable client key and a pinned dropbear host key", async () => {
     const exec = createExec();
-    const k = await generateVMKeys({ exec, dir });
+    const k = await generateVMKeys({ exec, fs: createFS(), dir });
     const parsed = utils.parseKey(await readFile(k.clientKeyPath));
     expect(parsed instanceof Error).toBe(false);
     expect(k.clientPublicKey).toMatch(/^ssh-ed25519 AAAA[A-Za-z0-9+/]+=*$/);
@@ -35,7 +36,7 @@ needs(tools.length === 0, `needs ${tools.join(", ")} (scripts/host-deps.sh insta
     const base = join(dir, "base.img");
     await Bun.write(base, writeCpioGz([{ path: "init", type: "file", mode: 0o755, data: "#!/bin/sh\n" }]));
     const out = join(dir, "seed.img");
-    await buildSeedInitrd({ exec, baseInitrd: base, out, hostname: "seedtest", authorizedKey: k.clientPublicKey, hostKeyPath: k.hostKeyPath });
+    await buildSeedInitrd({ exec, fs: createFS(), baseInitrd: base, out, hostname: "seedtest", authorizedKey: k.clientPublicKey, hostKeyPath: k.hostKeyPath });
     // Standard tools read both parts: the base bytes unchanged, then a gzip'd newc archive.
     const baseLen = (await stat(base)).size;
     const list = await exec.run("sh", ["-c", 'tail -c +"$2" "$1" | zcat | cpio -itv --quiet', "sh", out, String(baseLen + 1)]);

@@ -214,10 +214,10 @@ needs(haveImage, qemu ? noImage : "needs qemu-system-x86_64 (apt-get install qem
     let seeded = false;
     try {
       const seed = await import("../../plugins/guest/seed.ts");
-      const keys = await seed.generateVMKeys({ exec: host.exec, dir });
+      const keys = await seed.generateVMKeys({ exec: host.exec, fs: host.fs, dir });
       initrd = join(dir, "initrd.img");
       await seed.buildSeedInitrd({
-        exec: host.exec, baseInitrd, out: initrd, hostname: vm.name, authorizedKey: keys.clientPublicKey, hostKeyPath: keys.hostKeyPath,
+        exec: host.exec, fs: host.fs, baseInitrd, out: initrd, hostname: vm.name, authorizedKey: keys.clientPublicKey, hostKeyPath: keys.hostKeyPath,
       });
       seeded = true;
     } catch (e) {

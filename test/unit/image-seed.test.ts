@@ -11,6 +11,7 @@ import {
   validateHostname,
 } from "../../plugins/guest/seed.ts";
 import { BangerError } from "../../src/shared/errors.ts";
+import { createFS } from "../../src/host/fs.ts";
 import type { Exec, ExecOptions } from "../../src/host/types.ts";
 
 const PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPs0T1Ho0qk0b8cQ1o0gFqSgI1J2kq6uZb0Q3y8o9Yc9 banger";
@@ -130,6 +131,7 @@ describe("buildSeedInitrd", () => {
     const calls: Call[] = [];
     await buildSeedInitrd({
       exec: recordingExec(calls),
+      fs: createFS(),
       baseInitrd: base,
       out,
       hostname: "seedtest",
@@ -200,7 +202,7 @@ describe("generateVMKeys", () => {
         return "Public key portion is:\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyHostKeyHostKeyHostKeyHostKeyHostKey0 root@h\nFingerprint: sha1!! 00:11\n";
       }
     });
-    const k = await generateVMKeys({ exec, dir });
+    const k = await generateVMKeys({ exec, fs: createFS(), dir });
     expect(k.clientKeyPath).toBe(join(dir, "id_ed25519"));
     expect(k.hostKeyPath).toBe(join(dir, "host_ed25519_dropbear"));
     expect(k.clientPublicKey).toBe(PUB.split(" ").slice(0, 2).join(" "));
@@ -210,6 +212,6 @@ describe("generateVMKeys", () => {
     expect(calls[1]!.args).toEqual(["-t", "ed25519", "-f", join(dir, "host_ed25519_dropbear")]);
     expect(calls[2]!.args).toEqual(["-y", "-f", join(dir, "host_ed25519_dropbear")]);
     // refuses to overwrite
-    await expect(generateVMKeys({ exec, dir })).rejects.toThrow(/already exists/);
+    await expect(generateVMKeys({ exec, fs: createFS(), dir })).rejects.toThrow(/already exists/);
   });
 });
