@@ -1,11 +1,8 @@
 import { writeCpioGz, type CpioEntry } from "../../src/plugin-api.ts";
-import { fileExists } from "../../src/plugin-api.ts";
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { chmod, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BangerError, renderScript } from "../../src/plugin-api.ts";
-import type { Exec } from "../../src/plugin-api.ts";
+import type { Exec, FS } from "../../src/plugin-api.ts";
 import { extractVmlinux } from "./vmlinux.ts";
 // Embedded as text so the compiled binary carries them.
 import INIT_SH from "./init.sh" with { type: "text" };
@@ -51,6 +48,9 @@ export const ROOTFS_SIZE = "1G";
 export const IMAGE_FILES = ["vmlinuz", "vmlinux", "initrd.img", "rootfs.ext4"] as const;
 /** Host apt sources tried in order; the first that exists is mmdebstrap's mirror argument. */
 export const APT_SOURCES_CANDIDATES = ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"] as const;
+/** What node's mkdir/writeFile create with (before the umask): the rootfs's dirs and files keep the modes they always had. */
+const _DIR_MODE = 0o777;
+const _FILE_MODE = 0o666;
 
 export interface ImageManifest {
   name: string;
@@ -70,6 +70,7 @@ export interface BuildImageOptions {
   /** Output dir (an empty temp dir the caller renames into place). */
   dir: string;
   exec: Exec;
+  fs: FS;
   progress: (msg: string) => void;
   /** Keeps downloaded kernel .debs between builds. */
   cacheDir?: string;
@@ -84,16 +85,13 @@ export interface BuildImageOptions {
  * the build uses whatever mirror the host is configured for (never a
  * hard-coded host name).
  */
-export async function findAptSources(exists: (p: string) => Promise<boolean> = _nonEmpty): Promise<string> {
+export async function findAptSources(fs: FS, exists: (p: string) => Promise<boolean> = (p) => _nonEmpty(fs, p)): Promise<string> {
   for (const p of APT_SOURCES_CANDIDATES) if (await exists(p)) return p;
-  let names: string[] = [];
-  try {
-    names = (await readdir("/etc/apt/sources.list.d")).sort();
-  } catch {}
+  const names = (await fs.list("/etc/apt/sources.list.d")).map((e) => e.name).sort();
   for (const n of names) {
     if (!/\.(sources|list)$/.test(n)) continue;
     const p = `/etc/apt/sources.list.d/${n}`;
-    if (/debian/i.test((await readFile(p, "utf8").catch(() => "")) ?? "")) return p;
+    if (/debian/i.test((await fs.readText(p)) ?? "")) return p;
   }
   throw new BangerError("E_MISSING_TOOL", "no Debian apt sources on this host (looked for /etc/apt/sources.list.d/debian.sources, /etc/apt/sources.list)");
 }
@@ -126,14 +124,14 @@ export function mmdebstrapArgs(rootDir: string, sources: string): string[] {
  * root mode, chroot for depmod). About a minute.
  */
 export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest> {
-  const { exec, progress, dir } = opts;
+  const { exec, fs, progress, dir } = opts;
   // the CLI stamps elapsed time on every progress line already
   const step = (msg: string) => progress(msg);
   const work = join(dir, ".build");
   const rootDir = join(work, "rootfs");
-  await mkdir(work, { recursive: true });
+  await fs.mkdirp(work, _DIR_MODE);
   try {
-    const sources = opts.aptSources ?? (await findAptSources());
+    const sources = opts.aptSources ?? (await findAptSources(fs));
     step(`rootfs: mmdebstrap ${SUITE} (${ROOTFS_PACKAGES.join(" ")}) using ${sources}`);
     // The kernel download runs alongside mmdebstrap (which is the long pole). Both are
     // settled before anything else happens: a failure of one must neither go unhandled
@@ -153,15 +151,15 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
     if (kernelDone.status === "rejected") throw kernelDone.reason;
     const kernel = kernelDone.value;
 
-    await copyFile(kernel.vmlinuz, join(dir, "vmlinuz"));
-    const elf = await extractVmlinux(exec, join(dir, "vmlinuz"), join(dir, "vmlinux"));
+    await fs.copyFile(kernel.vmlinuz, join(dir, "vmlinuz"));
+    const elf = await extractVmlinux(exec, fs, join(dir, "vmlinuz"), join(dir, "vmlinux"));
     step(`kernel: vmlinux for firecracker (${elf.format} payload, ${(elf.size / 2 ** 20).toFixed(1)} MiB)`);
 
     step(`initrd: busybox + ${INITRD_MODULES.length} modules`);
-    await writeFile(join(dir, "initrd.img"), await buildBaseInitrd(kernel.modulesDir, opts.busybox));
+    await fs.writeFile(join(dir, "initrd.img"), await buildBaseInitrd(fs, kernel.modulesDir, opts.busybox), _FILE_MODE);
 
     step(`rootfs: adding /sbin/banger-init and modules for ${kernel.version}`);
-    await _customizeRootfs(exec, rootDir, kernel);
+    await _customizeRootfs(exec, fs, rootDir, kernel);
 
     const packages = (
       await exec.run("dpkg-query", [`--admindir=${join(rootDir, "var/lib/dpkg")}`, "-W", "-f=${Package}=${Version}\\n"])
@@ -179,7 +177,9 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
     const files = {} as ImageManifest["files"];
     for (const f of IMAGE_FILES) {
       const p = join(dir, f);
-      files[f] = { size: (await stat(p)).size, sha256: await sha256File(p) };
+      const st = await fs.stat(p);
+      if (!st) throw new BangerError("E_INTERNAL", `image build made no ${p}`);
+      files[f] = { size: st.size, sha256: await sha256File(fs, p) };
     }
     const manifest: ImageManifest = {
       name: opts.name,
@@ -191,18 +191,18 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
       createdAt: new Date().toISOString(),
       recipeVersion: RECIPE_VERSION,
     };
-    await writeFile(join(dir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+    await fs.writeFile(join(dir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`, _FILE_MODE);
     step(`done: kernel ${kernel.version}, ${packages.length} packages`);
     return manifest;
   } finally {
-    await rm(work, { recursive: true, force: true });
+    await fs.rmrf(work);
   }
 }
 
 /** sha256 of a file, streamed (rootfs.ext4 is a 1 GiB sparse file). */
-export async function sha256File(path: string): Promise<string> {
+export async function sha256File(fs: FS, path: string): Promise<string> {
   const h = createHash("sha256");
-  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) h.update(chunk as Buffer);
+  for await (const chunk of fs.readStream(path, 4 << 20)) h.update(chunk);
   return h.digest("hex");
 }
 
@@ -214,16 +214,16 @@ interface KernelParts {
 }
 
 async function _fetchKernel(opts: BuildImageOptions, work: string, step: (m: string) => void): Promise<KernelParts> {
-  const { exec } = opts;
+  const { exec, fs } = opts;
   const deps = await exec.run("apt-cache", ["depends", "--important", KERNEL_META_PACKAGE]);
   const pkg = /Depends: (linux-image-[^\s<>]+)/.exec(deps.stdout)?.[1];
   if (!pkg) throw new BangerError("E_INTERNAL", `cannot resolve ${KERNEL_META_PACKAGE}'s kernel package (run apt-get update?)`);
   const debDir = opts.cacheDir ? join(opts.cacheDir, "debs") : join(work, "debs");
-  await mkdir(debDir, { recursive: true });
+  await fs.mkdirp(debDir, _DIR_MODE);
   // apt-get download names the file <pkg>_<version>_<arch>.deb; reuse a cached one.
   const cand = await exec.run("apt-cache", ["policy", pkg]);
   const version = /Candidate: (\S+)/.exec(cand.stdout)?.[1] ?? "";
-  const cached = (await readdir(debDir)).find((f) => f.startsWith(`${pkg}_${version.replace(/:/g, "%3a")}_`) && f.endsWith(".deb"));
+  const cached = (await _names(fs, debDir)).find((f) => f.startsWith(`${pkg}_${version.replace(/:/g, "%3a")}_`) && f.endsWith(".deb"));
   let deb: string;
   if (cached && version) {
     step(`kernel: ${pkg} ${version} (cached)`);
@@ -231,13 +231,13 @@ async function _fetchKernel(opts: BuildImageOptions, work: string, step: (m: str
   } else {
     step(`kernel: apt-get download ${pkg} ${version}`);
     await exec.run("apt-get", ["download", pkg], { cwd: debDir, env: { DEBIAN_FRONTEND: "noninteractive" } });
-    const got = (await readdir(debDir)).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith(".deb")).sort();
+    const got = (await _names(fs, debDir)).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith(".deb")).sort();
     if (got.length === 0) throw new BangerError("E_INTERNAL", `apt-get download ${pkg} produced no .deb`);
     deb = join(debDir, got[got.length - 1]!);
   }
   const x = join(work, "kernel");
   await exec.run("dpkg-deb", ["-x", deb, x]);
-  const mods = await readdir(join(x, "lib/modules"));
+  const mods = await _names(fs, join(x, "lib/modules"));
   if (mods.length !== 1) throw new BangerError("E_INTERNAL", `expected one kernel in ${pkg}, found ${mods.join(", ") || "none"}`);
   const kver = mods[0]!;
   step(`kernel: ${kver} extracted`);
@@ -245,9 +245,9 @@ async function _fetchKernel(opts: BuildImageOptions, work: string, step: (m: str
 }
 
 /** Index every .ko under a modules dir by module name. */
-async function _moduleIndex(modulesDir: string): Promise<Map<string, string>> {
+async function _moduleIndex(fs: FS, modulesDir: string): Promise<Map<string, string>> {
   const index = new Map<string, string>();
-  for (const rel of await readdir(modulesDir, { recursive: true })) {
+  for (const rel of await fs.listTree(modulesDir)) {
     const m = /([^/]+)\.ko$/.exec(rel);
     if (m) index.set(m[1]!, join(modulesDir, rel));
   }
@@ -255,11 +255,11 @@ async function _moduleIndex(modulesDir: string): Promise<Map<string, string>> {
 }
 
 /** The image's base initramfs (gzip'd newc): busybox-static, the virtio/button/evdev modules, /init. */
-export async function buildBaseInitrd(modulesDir: string, busyboxPath?: string): Promise<Uint8Array> {
-  const busybox = busyboxPath ?? (await _which(["/usr/bin/busybox", "/bin/busybox"]));
-  const bb = new Uint8Array(await readFile(busybox));
+export async function buildBaseInitrd(fs: FS, modulesDir: string, busyboxPath?: string): Promise<Uint8Array> {
+  const busybox = busyboxPath ?? (await _which(fs, ["/usr/bin/busybox", "/bin/busybox"]));
+  const bb = await fs.readBytes(busybox);
   // busybox-static is a static binary; a dynamic one would not run in the initramfs.
-  const index = await _moduleIndex(modulesDir);
+  const index = await _moduleIndex(fs, modulesDir);
   const entries: CpioEntry[] = [
     ...["bin", "dev", "proc", "sys", "newroot", "run", "tmp", "lib", "lib/modules"].map(
       (d): CpioEntry => ({ path: d, type: "dir", mode: 0o755 }),
@@ -271,7 +271,7 @@ export async function buildBaseInitrd(modulesDir: string, busyboxPath?: string):
   for (const m of INITRD_MODULES) {
     const p = index.get(m);
     if (!p) throw new BangerError("E_INTERNAL", `kernel module ${m} not found in ${modulesDir}`);
-    entries.push({ path: `lib/modules/${m}.ko`, type: "file", mode: 0o644, data: new Uint8Array(await readFile(p)) });
+    entries.push({ path: `lib/modules/${m}.ko`, type: "file", mode: 0o644, data: await fs.readBytes(p) });
   }
   return writeCpioGz(entries);
 }
@@ -281,44 +281,44 @@ const _POWER_SHIM = (sig: string) => `#!/bin/sh
 kill -${sig} 1
 `;
 
-async function _customizeRootfs(exec: Exec, root: string, kernel: KernelParts): Promise<void> {
+async function _customizeRootfs(exec: Exec, fs: FS, root: string, kernel: KernelParts): Promise<void> {
   const usr = join(root, "usr");
   // merged /usr: /sbin and /lib are symlinks into /usr; write there so no host path is followed.
-  await mkdir(join(usr, "lib/modules"), { recursive: true });
+  await fs.mkdirp(join(usr, "lib/modules"), _DIR_MODE);
   await exec.run("cp", ["-a", kernel.modulesDir, join(usr, "lib/modules/")]);
   await exec.run("chroot", [root, "depmod", "-a", kernel.version]);
 
-  await writeFile(join(usr, "sbin/banger-init"), INIT_SH);
-  await chmod(join(usr, "sbin/banger-init"), 0o755);
+  await fs.writeFile(join(usr, "sbin/banger-init"), INIT_SH, _FILE_MODE);
+  await fs.chmod(join(usr, "sbin/banger-init"), 0o755);
   for (const [name, sig] of [["poweroff", "USR1"], ["halt", "USR1"], ["shutdown", "USR1"], ["reboot", "USR2"]] as const) {
     const p = join(usr, "sbin", name);
-    if (await fileExists(p)) continue;
-    await writeFile(p, _POWER_SHIM(sig));
-    await chmod(p, 0o755);
+    if (await fs.exists(p)) continue;
+    await fs.writeFile(p, _POWER_SHIM(sig), _FILE_MODE);
+    await fs.chmod(p, 0o755);
   }
-  await mkdir(join(root, "work"), { recursive: true });
-  await mkdir(join(root, "root/.ssh"), { recursive: true, mode: 0o700 });
-  await writeFile(join(root, "etc/hostname"), "banger\n");
-  await writeFile(join(root, "etc/fstab"), "# banger: /sbin/banger-init mounts everything\n");
+  await fs.mkdirp(join(root, "work"), _DIR_MODE);
+  await fs.mkdirp(join(root, "root/.ssh"), 0o700);
+  await fs.writeFile(join(root, "etc/hostname"), "banger\n", _FILE_MODE);
+  await fs.writeFile(join(root, "etc/fstab"), "# banger: /sbin/banger-init mounts everything\n", _FILE_MODE);
   // Key-only logins: a locked ("!") password would make some servers refuse the account.
   // (The essential variant has no /etc/shadow; base-passwd's root is already "*".)
   const shadow = join(root, "etc/shadow");
-  const text = await readFile(shadow, "utf8").catch(() => null);
-  if (text !== null) await writeFile(shadow, text.replace(/^root:[^:]*:/m, "root:*:"));
-  await writeFile(join(root, "etc/banger-image"), `recipe=${RECIPE_VERSION}\nkernel=${kernel.version}\n`);
+  const text = await fs.readText(shadow);
+  if (text !== null) await fs.writeFile(shadow, text.replace(/^root:[^:]*:/m, "root:*:"), _FILE_MODE);
+  await fs.writeFile(join(root, "etc/banger-image"), `recipe=${RECIPE_VERSION}\nkernel=${kernel.version}\n`, _FILE_MODE);
 }
 
-async function _which(cands: string[]): Promise<string> {
-  for (const c of cands) if (await fileExists(c)) return c;
+async function _which(fs: FS, cands: string[]): Promise<string> {
+  for (const c of cands) if (await fs.exists(c)) return c;
   throw new BangerError("E_MISSING_TOOL", `none of ${cands.join(", ")} exists (install busybox-static)`);
 }
 
+/** The names in a dir ([] when it does not exist). */
+async function _names(fs: FS, dir: string): Promise<string[]> {
+  return (await fs.list(dir)).map((e) => e.name);
+}
 
-async function _nonEmpty(p: string): Promise<boolean> {
-  try {
-    const text = await readFile(p, "utf8");
-    return text.split("\n").some((l) => /^\s*(deb\s|Types:|URIs:)/.test(l));
-  } catch {
-    return false;
-  }
+async function _nonEmpty(fs: FS, p: string): Promise<boolean> {
+  const text = await fs.readText(p);
+  return text !== null && text.split("\n").some((l) => /^\s*(deb\s|Types:|URIs:)/.test(l));
 }

@@ -8,7 +8,7 @@ export default definePlugin({
   setup(ctx) {
     ctx.hook("image:build", async ({ name, dir, progress, result }) => {
       if (result.built) return; // an earlier plugin already built it
-      await buildImage({ name, dir, exec: ctx.host.exec, progress, cacheDir: join(ctx.paths.home, "cache") });
+      await buildImage({ name, dir, exec: ctx.host.exec, fs: ctx.host.fs, progress, cacheDir: join(ctx.paths.home, "cache") });
       result.built = true;
     });
   },

@@ -1,6 +1,5 @@
-import { open } from "node:fs/promises";
 import { BangerError } from "../../src/plugin-api.ts";
-import type { Exec } from "../../src/plugin-api.ts";
+import type { Exec, FS } from "../../src/plugin-api.ts";
 
 /**
  * Compressed-kernel formats a bzImage may carry, with the host tool that
@@ -80,16 +79,11 @@ export function checkVmlinuxElf(head: Uint8Array, fileSize: number): string | nu
   return loads > 0 ? null : "no loadable segments";
 }
 
-async function _readHead(path: string, n: number): Promise<{ head: Uint8Array; size: number }> {
-  const fh = await open(path, "r");
-  try {
-    const size = (await fh.stat()).size;
-    const head = new Uint8Array(Math.min(n, size));
-    await fh.read(head, 0, head.length, 0);
-    return { head, size };
-  } finally {
-    await fh.close();
-  }
+/** The first `n` bytes of a file and its size (nothing and 0 when there is no file). */
+async function _readHead(fs: FS, path: string, n: number): Promise<{ head: Uint8Array; size: number }> {
+  const st = await fs.stat(path);
+  if (!st) return { head: new Uint8Array(), size: 0 };
+  return { head: await fs.readRange(path, 0, Math.min(n, st.size)), size: st.size };
 }
 
 /**
@@ -99,8 +93,8 @@ async function _readHead(path: string, n: number): Promise<{ head: Uint8Array; s
  * so the ELF check, not the exit code, decides), and keep the first candidate
  * that yields a complete x86-64 ELF.
  */
-export async function extractVmlinux(exec: Exec, bzImage: string, out: string): Promise<PayloadCandidate & { size: number }> {
-  const img = new Uint8Array(await Bun.file(bzImage).arrayBuffer());
+export async function extractVmlinux(exec: Exec, fs: FS, bzImage: string, out: string): Promise<PayloadCandidate & { size: number }> {
+  const img = await fs.readBytes(bzImage);
   const candidates = payloadCandidates(img);
   const tried: string[] = [];
   for (const c of candidates.slice(0, 16)) {
@@ -110,7 +104,7 @@ export async function extractVmlinux(exec: Exec, bzImage: string, out: string): 
       ["-c", 'off=$1 src=$2 out=$3; shift 3; tail -c +"$off" -- "$src" | "$@" > "$out"', "sh", String(c.offset + 1), bzImage, out, ...f.tool],
       { check: false },
     );
-    const { head, size } = await _readHead(out, 64 * 1024).catch(() => ({ head: new Uint8Array(), size: 0 }));
+    const { head, size } = await _readHead(fs, out, 64 * 1024).catch(() => ({ head: new Uint8Array(), size: 0 }));
     const why = checkVmlinuxElf(head, size);
     if (!why) return { ...c, size };
     // what the shell or the decompressor said (e.g. "gzip: not found") is the likelier reason than the bytes

@@ -149,7 +149,7 @@ needs(skip === "", skip).describe("guest image boots under QEMU", () => {
       imageDir = join(work, "image");
       await mkdir(imageDir);
       const t = performance.now();
-      await buildImage({ name: "test", dir: imageDir, exec, progress: (m) => console.log(`image: ${m}`) });
+      await buildImage({ name: "test", dir: imageDir, exec, fs: createFS(), progress: (m) => console.log(`image: ${m}`) });
       console.log(`image-boot: image built in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     }
     keys = await generateVMKeys({ exec, fs: createFS(), dir: join(work, "keys") });

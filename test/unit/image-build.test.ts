@@ -5,16 +5,20 @@ import { dirname, join } from "node:path";
 import {
   INITRD_MODULES,
   ROOTFS_PACKAGES,
+  buildBaseInitrd,
   buildImage,
   findAptSources,
   mmdebstrapArgs,
   sha256File,
 } from "../../plugins/image/build.ts";
 import { readConcatenatedCpioGz } from "../../src/shared/cpio.ts";
+import { createFS } from "../../src/host/fs.ts";
 import type { Exec, ExecOptions, ExecResult } from "../../src/host/types.ts";
 import { minimalElf } from "../helpers/elf.ts";
+import { fakeFS } from "../helpers/fakes.ts";
 
 const KVER = "6.1.0-99-cloud-amd64";
+const fs = createFS();
 
 interface Call {
   cmd: string;
@@ -91,7 +95,7 @@ async function build(calls: Call[], aptSources = "/etc/apt/sources.list.d/debian
   const busybox = join(tmp, "busybox");
   await writeFile(busybox, "#!fake busybox");
   const progress: string[] = [];
-  const manifest = await buildImage({ name: "default", dir, exec: fakeExec(calls), progress: (m) => progress.push(m), aptSources, busybox });
+  const manifest = await buildImage({ name: "default", dir, exec: fakeExec(calls), fs, progress: (m) => progress.push(m), aptSources, busybox });
   return { dir, manifest, progress };
 }
 
@@ -137,7 +141,7 @@ describe("buildImage", () => {
     for (const f of ["vmlinuz", "vmlinux", "initrd.img", "rootfs.ext4"] as const) {
       const p = join(dir, f);
       expect(manifest.files[f].size).toBe((await stat(p)).size);
-      expect(manifest.files[f].sha256).toBe(await sha256File(p));
+      expect(manifest.files[f].sha256).toBe(await sha256File(fs, p));
     }
     // vmlinux came from decompressing vmlinuz from its payload magic (after the 5 "setup" bytes)
     const x = calls.find((c) => c.cmd === "sh" && c.args[1]!.includes("tail -c"))!;
@@ -179,6 +183,14 @@ describe("buildImage", () => {
           rootSnapshot = await readFile(join(root, "usr/sbin/banger-init"), "utf8");
           expect(await readFile(join(root, "usr/sbin/poweroff"), "utf8")).toContain("kill -USR1 1");
           expect((await stat(join(root, "usr/sbin/banger-init"))).mode & 0o777).toBe(0o755);
+          // through host.fs the rootfs keeps the modes node's own writeFile/mkdir defaults gave it (0666/0777 less the umask)
+          await writeFile(join(tmp, "ref-file"), "");
+          await mkdir(join(tmp, "ref-dir"));
+          const fileMode = (await stat(join(tmp, "ref-file"))).mode & 0o777;
+          const dirMode = (await stat(join(tmp, "ref-dir"))).mode & 0o777;
+          for (const f of ["etc/hostname", "etc/fstab", "etc/banger-image"]) expect((await stat(join(root, f))).mode & 0o777).toBe(fileMode);
+          expect((await stat(join(root, "work"))).mode & 0o777).toBe(dirMode);
+          expect((await stat(join(root, "root/.ssh"))).mode & 0o777).toBe(0o700);
         }
         return r;
       },
@@ -187,17 +199,33 @@ describe("buildImage", () => {
     await mkdir(dir);
     const busybox = join(tmp, "busybox");
     await writeFile(busybox, "x");
-    await buildImage({ name: "x", dir, exec: wrapped, progress: () => {}, aptSources: "/x.sources", busybox });
+    await buildImage({ name: "x", dir, exec: wrapped, fs, progress: () => {}, aptSources: "/x.sources", busybox });
     expect(rootSnapshot).toContain("BANGER-READY");
+  });
+});
+
+describe("buildBaseInitrd through host.fs", () => {
+  test("finds the modules at any depth of the modules dir and reads them through the FS it is given", async () => {
+    const mods = "/k/lib/modules/6.1";
+    const files: Record<string, string> = { "/bb": "busybox bytes" };
+    for (const m of INITRD_MODULES) files[`${mods}/kernel/drivers/${m.length % 2 ? "a" : "b/c"}/${m}.ko`] = `module ${m}`;
+    const [initrd] = readConcatenatedCpioGz(await buildBaseInitrd(fakeFS(files), mods, "/bb"));
+    const text = (p: string) => new TextDecoder().decode(initrd!.find((e) => e.path === p)!.data);
+    expect(text("bin/busybox")).toBe("busybox bytes");
+    for (const m of INITRD_MODULES) expect(text(`lib/modules/${m}.ko`)).toBe(`module ${m}`);
+  });
+
+  test("a module missing from the tree is named", async () => {
+    await expect(buildBaseInitrd(fakeFS({ "/bb": "x" }), "/nowhere", "/bb")).rejects.toThrow(`kernel module ${INITRD_MODULES[0]} not found in /nowhere`);
   });
 });
 
 describe("apt sources", () => {
   test("prefers debian.sources, then sources.list", async () => {
-    expect(await findAptSources(async (p) => p.endsWith("debian.sources") || p.endsWith("sources.list"))).toBe(
+    expect(await findAptSources(fs, async (p) => p.endsWith("debian.sources") || p.endsWith("sources.list"))).toBe(
       "/etc/apt/sources.list.d/debian.sources",
     );
-    expect(await findAptSources(async (p) => p === "/etc/apt/sources.list")).toBe("/etc/apt/sources.list");
+    expect(await findAptSources(fs, async (p) => p === "/etc/apt/sources.list")).toBe("/etc/apt/sources.list");
   });
 
   test("mmdebstrapArgs ends with suite, target, sources file", () => {
@@ -240,7 +268,7 @@ describe("apt sources", () => {
       try {
         const dir = join(tmp, "out");
         await mkdir(dir);
-        const err = await buildImage({ name: "default", dir, exec, progress: () => {}, aptSources: "/x.sources", busybox: join(tmp, "bb") }).then(
+        const err = await buildImage({ name: "default", dir, exec, fs, progress: () => {}, aptSources: "/x.sources", busybox: join(tmp, "bb") }).then(
           () => null,
           (e: Error) => e,
         );

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkVmlinuxElf, extractVmlinux, payloadCandidates } from "../../plugins/image/vmlinux.ts";
 import { createExec } from "../../src/host/exec.ts";
+import { createFS } from "../../src/host/fs.ts";
 import { minimalElf } from "../helpers/elf.ts";
 import { needs } from "../helpers/skip.ts";
 
@@ -56,7 +57,7 @@ describe("extractVmlinux (real decompressors)", () => {
     const src = join(dir, "vmlinuz-synthetic");
     writeFileSync(src, bzImage(Bun.gzipSync(elf), { decoy: new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 9, 9, 9]), hint: false }));
     const out = join(dir, "vmlinux-synthetic");
-    const r = await extractVmlinux(createExec(), src, out);
+    const r = await extractVmlinux(createExec(), createFS(), src, out);
     expect(r).toEqual({ format: "gzip", offset: 1024 + 7, size: elf.length });
     expect(new Uint8Array(readFileSync(out))).toEqual(elf);
   });
@@ -65,7 +66,7 @@ describe("extractVmlinux (real decompressors)", () => {
     const src = join(dir, "not-a-kernel");
     writeFileSync(src, "just text, no compressed stream in here");
     const out = join(dir, "vmlinux-none");
-    await expect(extractVmlinux(createExec(), src, out)).rejects.toThrow("no compressed payload magic found");
+    await expect(extractVmlinux(createExec(), createFS(), src, out)).rejects.toThrow("no compressed payload magic found");
     expect(existsSync(out)).toBe(false);
   });
 
@@ -76,7 +77,7 @@ describe("extractVmlinux (real decompressors)", () => {
   needs(imageDir !== "" && existsSync(real), why).test("the real Debian cloud kernel's bzImage yields an x86-64 ELF vmlinux", async () => {
     const out = join(dir, "vmlinux-debian");
     const t0 = performance.now();
-    const r = await extractVmlinux(createExec(), real, out);
+    const r = await extractVmlinux(createExec(), createFS(), real, out);
     const ms = performance.now() - t0;
     console.log(`vmlinux from ${real}: ${r.format} payload at ${r.offset}, ${r.size} bytes, ${ms.toFixed(0)} ms`);
     expect(r.size).toBe(statSync(out).size);
