@@ -17,6 +17,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
+import { anyThreadRunning } from "../src/host/procs.ts";
 import { parseTempName } from "../src/shared/temps.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -90,22 +91,7 @@ function daemonPid(): number {
   }
 }
 
-/** Any thread still running (a killed daemon's main thread is a zombie while the others still hold its socket). */
-function alive(pid: number): boolean {
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return false;
-  }
-  return tids.some((tid) => {
-    try {
-      return !/\) [ZX] /.test(readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8"));
-    } catch {
-      return false;
-    }
-  });
-}
+const alive = (pid: number): boolean => anyThreadRunning(pid);
 
 function rssKiB(pid: number): number {
   try {

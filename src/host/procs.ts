@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import type { ProcInfo, Procs } from "./types.ts";
 
@@ -25,13 +26,38 @@ export async function sameProcess(procs: Procs, pid: number, startTime: number):
   return startTime !== 0 && info.startTime !== startTime ? null : info;
 }
 
+/**
+ * Is any thread of `pid` still running? After a kill -9 the main thread is a
+ * zombie while the others are still exiting and the process still holds its
+ * files (a daemon's socket, a VM's tap): only when every thread is a zombie
+ * or gone is the process dead. Synchronous, for scripts and test helpers too.
+ */
+export function anyThreadRunning(pid: number, procRoot = "/proc"): boolean {
+  let tids: string[];
+  try {
+    tids = readdirSync(`${procRoot}/${pid}/task`);
+  } catch {
+    return false;
+  }
+  return tids.some((tid) => {
+    try {
+      const state = parseProcStat(readFileSync(`${procRoot}/${pid}/task/${tid}/stat`, "utf8"))?.state;
+      return state !== undefined && state !== "Z" && state !== "X";
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Real /proc inspection. */
 export function createProcs(procRoot = "/proc"): Procs {
   async function info(pid: number): Promise<ProcInfo | null> {
     if (!Number.isInteger(pid) || pid <= 0) return null;
     try {
       const stat = parseProcStat(await readFile(`${procRoot}/${pid}/stat`, "utf8"));
-      if (!stat || stat.state === "Z" || stat.state === "X") return null;
+      if (!stat) return null;
+      // a zombie main thread with threads still exiting is a process still holding its files
+      if ((stat.state === "Z" || stat.state === "X") && !anyThreadRunning(pid, procRoot)) return null;
       const raw = await readFile(`${procRoot}/${pid}/cmdline`, "utf8").catch(() => "");
       return { pid, startTime: stat.startTime, cmdline: raw.split("\0").filter((s) => s.length > 0) };
     } catch {

@@ -1,6 +1,7 @@
-import { mkdtempSync, readdirSync, rmSync, readFileSync, existsSync } from "node:fs";
+import { mkdtempSync, rmSync, readFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { anyThreadRunning } from "../../src/host/procs.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BANGER = join(ROOT, "dist/banger");
@@ -56,31 +57,14 @@ export function tempHome(prefix = "banger-it-", o: { wrap?: string[] } = {}) {
   };
 }
 
-/**
- * Is any thread of the process still running? After a kill -9 the main thread
- * can be a zombie while the others are still exiting and the process's sockets
- * are still open (a connect then lands in a dying daemon's backlog and is
- * reset): only when every thread is gone or a zombie is the process dead.
- */
+/** Is the process alive: any thread still running (see anyThreadRunning: a killed process's zombie main thread is not the end of it). */
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch {
     return false;
   }
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return false;
-  }
-  return tids.some((tid) => {
-    try {
-      return !/\) [ZX] /.test(readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8"));
-    } catch {
-      return false;
-    }
-  });
+  return anyThreadRunning(pid);
 }
 
 export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5000, stepMs = 20): Promise<boolean> {

@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createProcs, parseProcStat, sameProcess } from "../../src/host/procs.ts";
+import { anyThreadRunning, createProcs, parseProcStat, sameProcess } from "../../src/host/procs.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "banger-procs-"));
 const children: number[] = [];
@@ -123,6 +123,16 @@ describe("createProcs (fake /proc root)", () => {
   fakeProc(102, "dead", "X", 5002, []);
   fakeProc(103, "kthread", "S", 5003, null);
   fakeProc(104, "qemu", "S", 5004, ["qemu-system-x86_64", "-qmp", "unix:/vms/b/api.sock,server=on"]);
+  // killed -9: the main thread is a zombie while a second thread still exits (and holds the files)
+  fakeProc(105, "dying", "Z", 5005, ["bangerd"]);
+  for (const [tid, state] of [["105", "Z"], ["106", "R"]] as const) {
+    mkdirSync(join(root, "105", "task", tid), { recursive: true });
+    writeFileSync(join(root, "105", "task", tid, "stat"), statLine(Number(tid), "dying", state, 5005));
+  }
+  // every thread a zombie: dead
+  fakeProc(107, "gone", "Z", 5007, []);
+  mkdirSync(join(root, "107", "task", "107"), { recursive: true });
+  writeFileSync(join(root, "107", "task", "107", "stat"), statLine(107, "gone", "Z", 5007));
   mkdirSync(join(root, "self"), { recursive: true });
   const procs = createProcs(root);
 
@@ -132,6 +142,14 @@ describe("createProcs (fake /proc root)", () => {
     expect(await procs.info(102)).toBeNull();
     expect(await procs.info(103)).toEqual({ pid: 103, startTime: 5003, cmdline: [] });
     expect(await procs.info(999)).toBeNull();
+  });
+
+  test("a zombie main thread with a thread still exiting is alive until every thread is gone", async () => {
+    expect(await procs.info(105)).toEqual({ pid: 105, startTime: 5005, cmdline: ["bangerd"] });
+    expect(anyThreadRunning(105, root)).toBe(true);
+    expect(await procs.info(107)).toBeNull();
+    expect(anyThreadRunning(107, root)).toBe(false);
+    expect(anyThreadRunning(999, root)).toBe(false);
   });
 
   test("find matches every needle and skips non-numeric entries and zombies", async () => {
