@@ -1,4 +1,4 @@
-import { BangerError, type VMRecord, type BootConfig } from "../../src/plugin-api.ts";
+import { BangerError, type VMRecord, type BootConfig, vmPaths } from "../../src/plugin-api.ts";
 import { basename, dirname, join } from "node:path";
 import type { FcCall } from "./api.ts";
 
@@ -35,10 +35,11 @@ export const FC_DEFAULT_CID = 3;
 /** Per-VM files the Firecracker driver uses, derived from VMDir / VMRuntime. */
 export function fcPaths(vm: VMRecord) {
   const dir = vm.runtime.vmDir;
+  const p = vmPaths(dir);
   return {
-    apiSock: vm.runtime.apiSockPath || join(dir, "api.sock"),
+    apiSock: vm.runtime.apiSockPath || p.apiSock,
     /** Firecracker's stdout is the guest's serial console. */
-    serialLog: vm.runtime.logPath || join(dir, "serial.log"),
+    serialLog: vm.runtime.logPath || p.serialLog,
     fcLog: join(dir, "firecracker.log"),
     metrics: vm.runtime.metricsPath || join(dir, "firecracker.metrics"),
     vsock: vm.runtime.vsockPath || join(dir, "vsock.sock"),

@@ -1,4 +1,4 @@
-import { BangerError, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget } from "../../src/plugin-api.ts";
+import { BangerError, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { join } from "node:path";
 import { qemuArgs, qmpArg, type Accel } from "./args.ts";
 import { qmpPing, qmpPowerdown, qmpQuit } from "./qmp.ts";
@@ -33,9 +33,10 @@ const realQmp: QmpOps = { ping: qmpPing, powerdown: qmpPowerdown, quit: qmpQuit 
 /** Per-VM files the QEMU driver uses, derived from VMDir / VMRuntime. */
 export function qemuPaths(vm: VMRecord) {
   const dir = vm.runtime.vmDir;
+  const p = vmPaths(dir);
   return {
-    qmpSock: vm.runtime.apiSockPath || join(dir, "api.sock"),
-    serialLog: vm.runtime.logPath || join(dir, "serial.log"),
+    qmpSock: vm.runtime.apiSockPath || p.apiSock,
+    serialLog: vm.runtime.logPath || p.serialLog,
     pidfile: join(dir, "qemu.pid"),
     qemuLog: join(dir, "qemu.log"),
     initrd: join(dir, "initrd.img"),

@@ -22,7 +22,7 @@ function droppedMidRequest(e: unknown): boolean {
 }
 
 /** Any transport error of an answer being read becomes the one line a person can act on. */
-export async function readingAnswer<T>(p: Promise<T>): Promise<T> {
+async function readingAnswer<T>(p: Promise<T>): Promise<T> {
   try {
     return await p;
   } catch (e) {

@@ -52,10 +52,6 @@ export function currentScope(): RequestScope | undefined {
   return storage.getStore();
 }
 
-export function scopesInFlight(): number {
-  return inFlight.size;
-}
-
 /** Run one request's handler in its own scope. */
 export async function withRequestScope<T>(label: string, fn: () => Promise<T>): Promise<T> {
   // the label goes into an error line: a hostile 300-char VM name in the path must not make it a wall
