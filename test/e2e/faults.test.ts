@@ -5,7 +5,7 @@ import { afterAll, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseTempName } from "../../src/shared/temps.ts";
-import { alive, waitFor } from "../helpers/cli.ts";
+import { alive, waitFor, killAndWait } from "../helpers/cli.ts";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 
 const BOOT = 300_000;
@@ -19,8 +19,7 @@ e2e.describe("daemon crashes around a real VM (QEMU)", () => {
   });
   const show = () => h.run(["vm", "show", "crashy", "--json"]).json();
   const armed = (point: string, args: string[]) => {
-    const pid = h.daemonPid();
-    if (pid && alive(pid)) process.kill(pid, "SIGKILL"); // the next call starts a daemon with the fault armed
+    killAndWait(h.daemonPid()); // the next call starts a daemon with the fault armed
     const r = h.run(args, { BANGER_FAULT: point });
     expect(r.code).not.toBe(0);
     expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain(`SIGKILL at ${point}`);

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BANGER, tempHome } from "../helpers/cli.ts";
+import { BANGER, tempHome, killAndWait } from "../helpers/cli.ts";
 import { e2e, e2eReady, IMAGE_DIR, qemuPidsUnder } from "../helpers/e2e.ts";
 
 const NS = `bge-${process.pid % 100000}`;
@@ -108,7 +108,7 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
     // the VM and the daemon die (kill -9); the next daemon's reconcile removes the tap
     const qemu = qemuPidsUnder(h.home);
     expect(qemu.length).toBe(1);
-    process.kill(h.daemonPid(), "SIGKILL");
+    killAndWait(h.daemonPid());
     process.kill(qemu[0]!, "SIGKILL");
     await Bun.sleep(300);
     const listed = banger(["vm", "list", "--json"]);

@@ -3,6 +3,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
+import { killAndWait } from "../helpers/cli.ts";
 
 const N = 1000;
 const AGENT = `while IFS= read -r line; do printf '{"echo":%s}\\n' "$line"; done`;
@@ -33,7 +34,7 @@ e2e.describe("guest session in a real VM", () => {
     const t0 = performance.now();
     for (let i = 0; i < N; i++) {
       if (i === N / 2) {
-        process.kill(h.daemonPid(), "SIGKILL");
+        killAndWait(h.daemonPid());
         expect(h.run(["daemon", "status"]).code).toBe(1);
         expect(h.run(["vm", "list", "--json"]).code).toBe(0); // auto-starts a new daemon
         restarts++;

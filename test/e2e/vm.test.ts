@@ -2,7 +2,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { alive, waitFor } from "../helpers/cli.ts";
+import { alive, waitFor, killAndWait } from "../helpers/cli.ts";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 import { expectedAccel } from "../helpers/host-kvm.ts";
 
@@ -40,7 +40,7 @@ e2e.describe("real VM (QEMU)", () => {
 
   test("kill -9 the daemon; the next CLI call reconciles the VM as alive and ssh still works", () => {
     const before = h.run(["vm", "show", "handles-test", "--json"]).json();
-    process.kill(h.daemonPid(), "SIGKILL");
+    killAndWait(h.daemonPid());
     const r = h.run(["vm", "ssh", "handles-test", "--", "uname", "-s"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe("Linux\n");
@@ -68,7 +68,7 @@ e2e.describe("real VM (QEMU)", () => {
     const created = h.run(["vm", "create", "crashy", "--vmm", "qemu", "--start", "--json"]);
     expect(created.code).toBe(0);
     const vm = created.json();
-    process.kill(h.daemonPid(), "SIGKILL");
+    killAndWait(h.daemonPid());
     process.kill(vm.pid, "SIGKILL");
     await waitFor(() => !alive(vm.pid));
     const after = h.run(["vm", "show", "crashy", "--json"]).json();

@@ -67,6 +67,21 @@ export function alive(pid: number): boolean {
   return anyThreadRunning(pid);
 }
 
+/**
+ * SIGKILL a daemon and wait until it is gone. Between the signal and its death the kernel
+ * still accepts connections on the daemon's socket, so a CLI call made at once can reach the
+ * dying daemon and get "the daemon stopped while handling this request" instead of a new one.
+ */
+export function killAndWait(pid: number, timeoutMs = 5000): void {
+  if (!pid || !alive(pid)) return;
+  process.kill(pid, "SIGKILL");
+  const end = performance.now() + timeoutMs;
+  while (alive(pid)) {
+    if (performance.now() > end) throw new Error(`pid ${pid} still running ${timeoutMs} ms after SIGKILL`);
+    Bun.sleepSync(5);
+  }
+}
+
 export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5000, stepMs = 20): Promise<boolean> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {

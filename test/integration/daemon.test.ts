@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { alive, BANGER, ROOT, tempHome, waitFor } from "../helpers/cli.ts";
+import { alive, BANGER, ROOT, tempHome, waitFor, killAndWait } from "../helpers/cli.ts";
 
 const pluginDir = mkdtempSync(join(tmpdir(), "banger-user-plugin-"));
 const PLUGIN = join(pluginDir, "fake-vmm-plugin.ts");
@@ -89,7 +89,7 @@ describe("auto-started daemon", () => {
 
   test("kill -9 of the daemon: the next command starts a new one", () => {
     const old = h.daemonPid();
-    process.kill(old, "SIGKILL");
+    killAndWait(old);
     expect(existsSync(join(h.home, "bangerd.sock"))).toBe(true); // stale socket left behind
     const r = run(["vm", "list", "--json"]);
     expect(r.code).toBe(0);
@@ -195,7 +195,7 @@ describe("handles and reconcile across kill -9", () => {
     const reused = vm("reused");
     const corrupt = vm("corrupt");
     const deadHandles = JSON.parse(readFileSync(join(dead.runtime.vmDir, "handles.json"), "utf8"));
-    process.kill(h.daemonPid(), "SIGKILL");
+    killAndWait(h.daemonPid());
 
     process.kill(dead.pid, "SIGKILL");
     // reused: the VM dies and its pid now names some unrelated live process (different start time)

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { basename, join } from "node:path";
 import { parseTempName } from "../../src/shared/temps.ts";
 import { FAULT_POINTS, type FaultPoint } from "../../src/host/faults.ts";
-import { alive, BANGER, FAKE_PLUGIN, tempHome, waitFor } from "../helpers/cli.ts";
+import { alive, BANGER, FAKE_PLUGIN, tempHome, waitFor, killAndWait } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { git } from "../helpers/git.ts";
 import { guestLogin } from "../helpers/sshd.ts";
@@ -54,8 +54,7 @@ const vmNamed = (n: string, w: World = vw) => vms(w).find((x) => x.name === n);
 const vok = (args: string[]) => ok(args, undefined, vw);
 
 function killDaemon(w: World) {
-  const pid = w.daemonPid();
-  if (pid && alive(pid)) process.kill(pid, "SIGKILL");
+  killAndWait(w.daemonPid());
 }
 
 /** Pids of every fake-VM process serving a socket under this home. */

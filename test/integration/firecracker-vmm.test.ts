@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { alive, BANGER, ROOT, tempHome } from "../helpers/cli.ts";
+import { alive, BANGER, ROOT, tempHome, killAndWait } from "../helpers/cli.ts";
 import { firecrackerOnHost, kvmLook } from "../helpers/host-kvm.ts";
 import { IS_ROOT, needs } from "../helpers/skip.ts";
 
@@ -164,7 +164,7 @@ needs(IS_ROOT, "needs root (tap networking in a test network namespace)").descri
     expect(readFileSync(`/etc/netns/${NS}/hosts`, "utf8")).toContain(`${v.runtime.guestIP}\tfc1.vm`);
 
     // kill -9 of the daemon never touches the VM; the next daemon finds it again by its API socket
-    process.kill(withFc.daemonPid(), "SIGKILL");
+    killAndWait(withFc.daemonPid());
     const after = withFc.run(["vm", "show", "fc1", "--json"], envFc).json();
     expect([after.alive, after.pid, after.runtime.state]).toEqual([true, v.pid, "running"]);
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { alive, BANGER, ROOT, tempHome, waitFor } from "../helpers/cli.ts";
+import { alive, BANGER, ROOT, tempHome, waitFor, killAndWait } from "../helpers/cli.ts";
 
 const pluginDir = mkdtempSync(join(tmpdir(), "banger-provider-plugin-"));
 for (const f of ["fake-vmm-plugin.ts", "fake-vm.mjs", "fake-storage-plugin.ts"]) copyFileSync(join(ROOT, "test/fixtures", f), join(pluginDir, f));
@@ -85,7 +85,7 @@ describe("a user's storage provider next to the built-ins", () => {
 
   test("kill -9 of the daemon and the VM: the next daemon's reconcile cleans up through the recorded provider, and delete reaches it", async () => {
     const v = run(["vm", "show", "mine", "--json"]).json<VMView>();
-    process.kill(h.daemonPid(), "SIGKILL");
+    killAndWait(h.daemonPid());
     process.kill(v.pid, "SIGKILL");
     await waitFor(() => !alive(v.pid));
     const after = run(["vm", "show", "mine", "--json"]).json<VMView>();

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BANGER, waitFor } from "../helpers/cli.ts";
+import { BANGER, waitFor, killAndWait } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { guestLogin } from "../helpers/sshd.ts";
 
@@ -76,7 +76,7 @@ guestLogin.describe("session CLI over a real sshd", () => {
   });
 
   test("send and logs after kill -9 of the daemon: nothing lost, nothing doubled", async () => {
-    process.kill(h.daemonPid(), "SIGKILL");
+    killAndWait(h.daemonPid());
     expect(run(["session", "send", "box", "agent"], "three\n").code).toBe(0);
     expect(await waitFor(() => run(["session", "logs", "box", "agent"]).stdout.endsWith("got:three\n"), 5000, 100)).toBe(true);
     const all = run(["session", "logs", "box", "agent"]).stdout;
@@ -101,7 +101,7 @@ guestLogin.describe("session CLI over a real sshd", () => {
     // loses its answer, and the CLI then says the input may not have arrived): the attach
     // reconnects and continues from its offset
     await Bun.sleep(500);
-    process.kill(h.daemonPid(), "SIGKILL");
+    killAndWait(h.daemonPid());
     await Bun.sleep(300);
     p.stdin.write("five\n");
     p.stdin.flush();
