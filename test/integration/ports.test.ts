@@ -205,3 +205,23 @@ describe("published ports (fake VMM)", () => {
     expect(run(["vm", "delete", "web"]).code).toBe(0);
   });
 });
+
+describe("vm stats errors (fake VMM: no guest SSH)", () => {
+  test("missing, bad name, not running, and a guest that cannot be read: one line each", () => {
+    expect(run(["vm", "stats", "nope"]).stderr).toBe("banger: vm not found: nope\n");
+    const bad = run(["vm", "stats", "a;b"]);
+    expect([bad.code, bad.stderr]).toEqual([2, 'banger: invalid vm name "a;b": must match [a-z0-9][a-z0-9-]{0,62}\n']);
+    expect(run(["vm", "create", "idle", "--image", "tiny", "--driver", "fake"]).code).toBe(0);
+    const idle = run(["vm", "stats", "idle"]);
+    expect([idle.code, idle.stderr]).toEqual([1, "banger: vm idle is not running (state: created); start it with `banger vm start idle`\n"]);
+    expect(run(["vm", "stats", "--json"]).json()).toEqual({ vms: [] });
+    expect(run(["vm", "stats"]).stdout).toBe("no running vms\n");
+    const up = run(["vm", "start", "idle", "--json"]);
+    vmPids.push(up.json<VMView>().pid);
+    const noSsh = run(["vm", "stats", "idle"]);
+    expect([noSsh.code, noSsh.stderr]).toEqual([1, "banger: vm idle has no SSH endpoint\n"]);
+    // the all-VMs form leaves out a VM it cannot read rather than failing every other one
+    expect(run(["vm", "stats", "--json"]).json()).toEqual({ vms: [] });
+    expect(run(["vm", "delete", "idle", "--force"]).code).toBe(0);
+  });
+});
