@@ -5,6 +5,7 @@ import type { Host } from "../host/types.ts";
 import type { VMStats } from "../shared/api.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { VMRecord } from "../shared/model.ts";
+import { renderScript } from "../shared/quote.ts";
 import type { HandlersFor } from "./router.ts";
 import type { SSHPool } from "./ssh-pool.ts";
 import STATS_SH from "./scripts/stats.sh" with { type: "text" };
@@ -12,6 +13,8 @@ import STATS_SH from "./scripts/stats.sh" with { type: "text" };
 // USER_HZ and the page size are fixed by the x86-64 Linux ABI (sysconf would need a subprocess per daemon)
 const CLOCK_TICKS_PER_S = 100;
 const PAGE_BYTES = 4096;
+/** How long a guest's df result stands in for a new one (the only guest process a sample starts). */
+const DF_TTL_MS = 10_000;
 /** A previous sample older than this is not a fair baseline for "now" (the VM may have been idle, then busy). */
 const MAX_BASELINE_MS = 10_000;
 
@@ -28,8 +31,10 @@ export function parsePidStat(text: string): { cpuTicks: number; rssBytes: number
   return { cpuTicks: utime + stime, rssBytes: rss * PAGE_BYTES };
 }
 
-/** What stats.sh printed: /proc/meminfo, /proc/uptime, then `df -kP /`. */
-export function parseGuestStats(text: string): Pick<VMStats, "memUsedBytes" | "memTotalBytes" | "diskUsedBytes" | "diskSizeBytes" | "uptimeSeconds"> {
+type _GuestStats = Pick<VMStats, "memUsedBytes" | "memTotalBytes" | "diskUsedBytes" | "diskSizeBytes" | "uptimeSeconds">;
+
+/** What stats.sh printed: /proc/meminfo, /proc/uptime, then `df -kP /` (absent when it was not asked for: disk fields NaN). */
+export function parseGuestStats(text: string, withDf = true): _GuestStats {
   const kib = (key: string) => {
     const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text);
     return m ? Number(m[1]) * 1024 : NaN;
@@ -39,19 +44,20 @@ export function parseGuestStats(text: string): Pick<VMStats, "memUsedBytes" | "m
   const uptime = /^(\d+(?:\.\d+)?) \d+(?:\.\d+)?$/m.exec(text);
   // df -P: "Filesystem 1024-blocks Used Available Capacity Mounted on", then one line per fs
   const df = /^\S+\s+(\d+)\s+(\d+)\s+\d+\s+\d+%\s+\/$/m.exec(text);
-  if (!Number.isFinite(total) || !Number.isFinite(available) || !uptime || !df) {
+  if (!Number.isFinite(total) || !Number.isFinite(available) || !uptime || (withDf && !df)) {
     throw new BangerError("E_INTERNAL", `unexpected stats output from the guest: ${JSON.stringify(text.slice(0, 120))}`);
   }
   return {
     memTotalBytes: total,
     memUsedBytes: total - available,
     uptimeSeconds: Math.floor(Number(uptime[1])),
-    diskSizeBytes: Number(df[1]) * 1024,
-    diskUsedBytes: Number(df[2]) * 1024,
+    diskSizeBytes: df ? Number(df[1]) * 1024 : NaN,
+    diskUsedBytes: df ? Number(df[2]) * 1024 : NaN,
   };
 }
 
 interface _Sample {
+  pid: number;
   cpuTicks: number;
   atMs: number;
 }
@@ -69,6 +75,7 @@ export interface StatsDeps {
  */
 export class StatsSampler {
   private readonly last = new Map<string, _Sample>();
+  private readonly disks = new Map<string, { usedBytes: number; sizeBytes: number; atMs: number }>();
   constructor(private readonly d: StatsDeps) {}
 
   private async cpu(pid: number): Promise<{ cpuTicks: number; rssBytes: number; atMs: number }> {
@@ -78,12 +85,18 @@ export class StatsSampler {
     return { ...s, atMs: this.d.host.clock.now().getTime() };
   }
 
-  private async guest(vm: VMRecord): Promise<ReturnType<typeof parseGuestStats>> {
+  private async guest(vm: VMRecord): Promise<_GuestStats> {
+    const nowMs = this.d.host.clock.now().getTime();
+    const disk = this.disks.get(vm.id);
+    const withDf = !disk || nowMs - disk.atMs >= DF_TTL_MS;
     const conn = await this.d.ssh.get(vm);
     const chunks: Uint8Array[] = [];
-    const code = await conn.exec(STATS_SH, { onStdout: (c) => chunks.push(c) });
+    const code = await conn.exec(renderScript(STATS_SH, { WITH_DF: withDf ? 1 : 0 }), { onStdout: (c) => chunks.push(c) });
     if (code !== 0) throw new BangerError("E_INTERNAL", `reading stats in ${vm.name} failed (exit ${code})`);
-    return parseGuestStats(Buffer.concat(chunks).toString("utf8"));
+    const g = parseGuestStats(Buffer.concat(chunks).toString("utf8"), withDf);
+    if (withDf) this.disks.set(vm.id, { usedBytes: g.diskUsedBytes, sizeBytes: g.diskSizeBytes, atMs: nowMs });
+    else Object.assign(g, { diskUsedBytes: disk!.usedBytes, diskSizeBytes: disk!.sizeBytes });
+    return g;
   }
 
   async sample(vm: VMRecord): Promise<VMStats> {
@@ -93,8 +106,8 @@ export class StatsSampler {
     const before = await this.cpu(handles.pid);
     const guest = await this.guest(vm);
     const after = await this.cpu(handles.pid);
-    const base = prev && before.atMs - prev.atMs < MAX_BASELINE_MS && prev.cpuTicks <= after.cpuTicks ? prev : before;
-    this.last.set(vm.id, { cpuTicks: after.cpuTicks, atMs: after.atMs });
+    const base = prev && prev.pid === handles.pid && before.atMs - prev.atMs < MAX_BASELINE_MS && prev.cpuTicks <= after.cpuTicks ? prev : before;
+    this.last.set(vm.id, { pid: handles.pid, cpuTicks: after.cpuTicks, atMs: after.atMs });
     const windowMs = Math.max(1, after.atMs - base.atMs);
     const cpuPercent = Math.round(((after.cpuTicks - base.cpuTicks) / CLOCK_TICKS_PER_S / (windowMs / 1000)) * 1000) / 10;
     return {
@@ -110,6 +123,7 @@ export class StatsSampler {
 
   forget(vmId: string): void {
     this.last.delete(vmId);
+    this.disks.delete(vmId);
   }
 }
 

@@ -156,5 +156,9 @@ describe("stats parsers", () => {
     ].join("\n");
     expect(parseGuestStats(out)).toEqual({ memTotalBytes: 229160 * 1024, memUsedBytes: (229160 - 190000) * 1024, uptimeSeconds: 12345, diskSizeBytes: 1015704 * 1024, diskUsedBytes: 300000 * 1024 });
     expect(() => parseGuestStats("MemTotal: 1 kB\n")).toThrow(/unexpected stats output/);
+    // a tick without df (it is read every few seconds): the disk fields are left for the cached ones
+    const noDf = parseGuestStats(out.split("\nFilesystem")[0]!, false);
+    expect([noDf.memTotalBytes, noDf.diskSizeBytes]).toEqual([229160 * 1024, NaN]);
+    expect(() => parseGuestStats(out.split("\nFilesystem")[0]!, true)).toThrow(/unexpected stats output/);
   });
 });
