@@ -53,11 +53,7 @@ function _refuseDuplicate(ports: readonly PublishedPort[], p: PublishedPort): vo
   if (clash) throw new BangerError("E_CONFLICT", `${p.hostIP}:${p.hostPort || "any"}/${p.proto} is already published (${formatPort(clash)})`);
 }
 
-/**
- * Open every published port of a just-launched VM; the first that cannot be
- * opened fails the start (its undos stop the VM). `keep` lists forwards that
- * already exist (a VMM that outlived the daemon), which are left as they are.
- */
+/** Open every published port of a just-launched VM; the first that cannot be opened fails the start (its undos stop the VM, and its forwards with it). */
 export async function openAll(ports: NetPorts, vm: VMRecord, handles: VMHandles): Promise<void> {
   for (const p of vm.spec.ports ?? []) await ports.open(vm, handles, p);
 }
