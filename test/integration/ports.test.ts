@@ -55,6 +55,18 @@ function reach(port: number): Promise<string | null> {
   });
 }
 
+/** One line to a fake VM's API socket (fake-vm.mjs), its answer back. */
+function askVm(sock: string, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = connect(sock);
+    let got = "";
+    c.on("connect", () => c.write(line + "\n"));
+    c.on("data", (d) => (got += d.toString()));
+    c.on("end", () => resolve(got.trim()));
+    c.on("error", reject);
+  });
+}
+
 /** A free loopback port (the kernel's pick, released). */
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -176,9 +188,13 @@ describe("published ports (fake VMM)", () => {
     expect(await reach(byGuest(v.spec.ports!, 82).boundPort)).toBe("guest:82");
   });
 
-  test("daemon kill -9: the forwards live on with the VM, and the next daemon keeps them (no second forward, no error)", async () => {
+  test("daemon kill -9: the forwards live on with the VM, the next daemon keeps them (no second forward, no error) and reopens one the VM lost", async () => {
     const before = run(["vm", "port", "ls", "web", "--json"]).json<PortsView>().ports;
+    // the "VM" drops one forward on its own while no daemon watches
+    const sock = run(["vm", "show", "web", "--json"]).json<{ runtime: { apiSockPath: string } }>().runtime.apiSockPath;
     killAndWait(h.daemonPid());
+    expect(await askVm(sock, `fwd rm 127.0.0.1 ${fixed}`)).toBe("ok");
+    expect(await reach(fixed)).toBeNull();
     const after = run(["vm", "show", "web", "--json"]).json<VMView>();
     expect([after.alive, after.runtime.state, after.runtime.lastError]).toEqual([true, "running", ""]);
     expect(after.spec.ports).toEqual(before);
