@@ -25,7 +25,7 @@ const add = defineCommand({
 });
 
 const rm = defineCommand({
-  meta: { name: "rm", description: "Unpublish: banger vm port rm VM GUESTPORT|SPEC (a guest port removes every forward to it)" },
+  meta: { name: "rm", description: "Unpublish: banger vm port rm VM GUESTPORT|SPEC (a guest port, e.g. 80 or 53/udp, removes every forward to it)" },
   args: { ...vmArg, spec: { type: "positional", required: true, description: "A guest port, or the spec as published" }, ...jsonArg },
   async run({ args }) {
     const v = await (await daemon()).call("portRemove", { params: { vm: args.vm }, query: { spec: args.spec } });

@@ -30,9 +30,10 @@ export function samePort(a: PublishedPort, b: PublishedPort): boolean {
   return a.proto === b.proto && a.hostIP === b.hostIP && a.hostPort === b.hostPort && a.guestPort === b.guestPort;
 }
 
-/** Which published ports `what` names: a bare guest port names every forward to it, a spec the one it describes (its host port as asked or as bound). */
+/** Which published ports `what` names: a bare guest port (`80`, `53/udp`) names every forward to it, a spec the one it describes (its host port as asked or as bound). */
 export function matchPorts(ports: readonly PublishedPort[], what: string): PublishedPort[] {
-  if (/^\d{1,5}$/.test(what)) return ports.filter((p) => p.guestPort === Number(what));
+  const bare = /^(\d{1,5})(?:\/(tcp|udp))?$/.exec(what);
+  if (bare) return ports.filter((p) => p.guestPort === Number(bare[1]) && (bare[2] === undefined || p.proto === bare[2]));
   const want = parsePortSpec(what);
   return ports.filter(
     (p) => p.proto === want.proto && p.guestPort === want.guestPort && p.hostIP === want.hostIP && (p.hostPort === want.hostPort || (want.hostPort !== 0 && p.boundPort === want.hostPort)),

@@ -53,6 +53,9 @@ describe("parsePortSpec", () => {
     const b = { ...parsePortSpec("8080:80"), boundPort: 8080 };
     const c = { ...parsePortSpec("0:53/udp"), boundPort: 40002 };
     expect(matchPorts([a, b, c], "80")).toEqual([a, b]);
+    expect(matchPorts([a, b, c], "80/tcp")).toEqual([a, b]);
+    expect(matchPorts([a, b, c], "80/udp")).toEqual([]);
+    expect(matchPorts([a, b, c], "53")).toEqual([c]);
     expect(matchPorts([a, b, c], "40001:80")).toEqual([a]);
     expect(matchPorts([a, b, c], "0:80")).toEqual([a]);
     expect(matchPorts([a, b, c], "127.0.0.1:8080:80/tcp")).toEqual([b]);
