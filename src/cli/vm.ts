@@ -213,5 +213,10 @@ const logs = defineCommand({
 
 export default defineCommand({
   meta: { name: "vm", description: "Create, run and manage VMs" },
-  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs },
+  subCommands: {
+    list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs,
+    // loaded on use: the file commands' modules cost other vm commands nothing
+    cp: () => import("./files.ts").then((m) => m.cp),
+    files: () => import("./files.ts").then((m) => m.files),
+  },
 });
