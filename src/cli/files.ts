@@ -20,7 +20,7 @@ function _metered(stream: ReadableStream<Uint8Array>, quiet: boolean): { stream:
   const p = progress(quiet);
   let last = 0;
   const tick = setInterval(() => {
-    if (bytes !== last) p.update(`copied ${(bytes / MiB).toFixed(1)} MiB`);
+    if (bytes !== last) p.update(`copied ${bytes < MiB ? `${(bytes / 1024).toFixed(0)} KiB` : `${(bytes / MiB).toFixed(1)} MiB`}`);
     last = bytes;
   }, 1000);
   const t = new TransformStream<Uint8Array, Uint8Array>({

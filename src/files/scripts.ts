@@ -93,9 +93,10 @@ export function watchParser(onEvent: (ev: FileEvent) => void): (chunk: Uint8Arra
   };
 }
 
-/** The last non-empty line of stderr, kept short. */
-function _tail(stderr: string): string {
-  const line = stderr.trim().split("\n").at(-1)?.trim() ?? "";
+/** The line of stderr that says it (the first matching `re`; else the last: tar ends with a summary line), kept short. */
+function _tail(stderr: string, re?: RegExp): string {
+  const lines = stderr.trim().split("\n").map((l) => l.trim()).filter(Boolean);
+  const line = (re && lines.find((l) => re.test(l))) || (lines.at(-1) ?? "");
   return line.length > 200 ? `${line.slice(0, 200)}…` : line;
 }
 
@@ -121,9 +122,12 @@ export function scriptError(code: number, stderr: string, what: string, where: s
     case EXIT.EXISTS:
       return e("E_CONFLICT", `${what}: already exists: ${where}`);
   }
-  if (/Permission denied|Operation not permitted|Read-only file system/.test(stderr)) return e("E_PERMISSION", `${what}: permission denied: ${where} (${_tail(stderr)})`);
-  if (/No space left on device|Disk quota exceeded/.test(stderr)) return e("E_STATE", `${what}: the disk is full: ${where} (${_tail(stderr)})`);
-  if (/No such file or directory/.test(stderr)) return e("E_NOT_FOUND", `${what}: no such file or directory: ${where} (${_tail(stderr)})`);
+  const denied = /Permission denied|Operation not permitted|Read-only file system/;
+  if (denied.test(stderr)) return e("E_PERMISSION", `${what}: permission denied: ${where} (${_tail(stderr, denied)})`);
+  const full = /No space left on device|Disk quota exceeded/;
+  if (full.test(stderr)) return e("E_STATE", `${what}: the disk is full: ${where} (${_tail(stderr, full)})`);
+  const missing = /No such file or directory/;
+  if (missing.test(stderr)) return e("E_NOT_FOUND", `${what}: no such file or directory: ${where} (${_tail(stderr, missing)})`);
   return e("E_STATE", `${what} failed (exit ${code}): ${where}${_tail(stderr) ? `: ${_tail(stderr)}` : ""}`);
 }
 

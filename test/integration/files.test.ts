@@ -4,55 +4,23 @@
 // (into / as / replace / DIR/. / trailing slash), tar streams on
 // stdin/stdout, the files commands and their one-line errors, and the
 // daemon's memory while 200 MB go through each way.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, writeFileSync, openSync, writeSync, closeSync, rmSync } from "node:fs";
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { BANGER } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { guestLogin } from "../helpers/sshd.ts";
+import { HOSTILE_NAMES, makeTree, treeSnapshot as snapshot } from "../helpers/tree.ts";
 
 const g = fakeGuestVM("banger-files-");
 const { h, env, scratch, guestRoot, run } = g;
 
-/** Names that break naive quoting: spaces, quotes, `;`, `$()`, backticks, a newline, a leading dash. */
-const HOSTILE = ["sp ace", "it's", 'dq"x', "semi;colon", "$(touch pwned)", "`tick`", "new\nline", "-rf", "--help"];
+const HOSTILE = HOSTILE_NAMES;
 
 /** Run the CLI with binary stdin and binary stdout. */
 function runBin(args: string[], stdin?: Uint8Array) {
   const p = Bun.spawnSync([BANGER, ...args], { env: { ...h.env, ...env }, stdin: stdin ?? "ignore" });
   return { code: p.exitCode ?? -1, stdout: p.stdout as Buffer, stderr: p.stderr.toString() };
-}
-
-/** type, mode, content or link target of every path under root, by relative path. */
-function snapshot(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string) => {
-    const p = rel ? join(root, rel) : root;
-    const st = lstatSync(p);
-    const mode = (st.mode & 0o7777).toString(8);
-    if (st.isSymbolicLink()) out[rel] = `link ${readlinkSync(p)}`;
-    else if (st.isDirectory()) {
-      if (rel) out[rel] = `dir ${mode}`;
-      for (const e of readdirSync(p)) walk(rel ? join(rel, e) : e);
-    } else out[rel] = `file ${mode} ${Bun.hash(readFileSync(p)).toString(16)} ${st.size}`;
-  };
-  walk("");
-  return out;
-}
-
-function makeTree(root: string): void {
-  mkdirSync(join(root, "sub", "deeper"), { recursive: true });
-  mkdirSync(join(root, "empty-dir"));
-  const bin = Buffer.alloc(70_000);
-  for (let i = 0; i < bin.length; i++) bin[i] = (i * 7919) & 0xff;
-  writeFileSync(join(root, "blob.bin"), bin);
-  writeFileSync(join(root, "run.sh"), "#!/bin/sh\necho ran\n");
-  chmodSync(join(root, "run.sh"), 0o755);
-  writeFileSync(join(root, "sub", "deeper", "private"), "secret\n");
-  chmodSync(join(root, "sub", "deeper", "private"), 0o600);
-  symlinkSync("sub/deeper/private", join(root, "link"));
-  symlinkSync("/nonexistent/target", join(root, "dangling"));
-  for (const n of HOSTILE) writeFileSync(join(root, n), `content of ${n}\n`);
 }
 
 let host: string;

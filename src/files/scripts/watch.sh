@@ -2,7 +2,8 @@
 # Watch dir P by polling (the guest image has no inotify tools): every
 # INTERVAL seconds list what is under it (RECURSIVE=1: at any depth, else
 # its entries) and report what appeared, changed (type, mtime or size) or
-# went. Records on stdout, every field NUL-terminated: op, type (find's %y),
+# went; banger's own temps (a write's or a copy's, renamed into place when
+# done) are not reported: their rename is, as a create. Records on stdout, every field NUL-terminated: op, type (find's %y),
 # path. A first `ready` record says the watch is set; a `ping` every ~10 polls
 # makes a closed channel show up as a failed write, which ends the loop; so
 # does P going away (after its `gone` record).
@@ -18,7 +19,7 @@ declare -A PREV=() CUR=()
 snap() {
   local p s
   CUR=()
-  while IFS= read -r -d '' p && IFS= read -r -d '' s; do CUR["$p"]=$s; done < <(find -H "$P" -mindepth 1 "${DEPTH[@]}" -printf '%p\0%y %T@ %s\0' 2>/dev/null)
+  while IFS= read -r -d '' p && IFS= read -r -d '' s; do CUR["$p"]=$s; done < <(find -H "$P" -mindepth 1 "${DEPTH[@]}" \( -name '.banger-write-*' -o -name '.banger-cp-*' \) -prune -o -printf '%p\0%y %T@ %s\0' 2>/dev/null)
 }
 emit() { printf '%s\0%s\0%s\0' "$1" "$2" "$3" || exit 0; }
 keep() {
