@@ -7,7 +7,7 @@ import { defineCommand } from "./define.ts";
 import type { FileEvent, FileInfo } from "../shared/api.ts";
 import { BangerError } from "../shared/errors.ts";
 import { parseCpEnd, splitPath } from "../files/paths.ts";
-import { archiveScript, extractScript, placeLabel, scriptError } from "../files/scripts.ts";
+import { archiveScript, commitScript, cutError, extractScript, placeLabel, scriptError, stagedPath } from "../files/scripts.ts";
 import { spawnPiped } from "../host/pipe.ts";
 import { writeOut } from "../host/stdio.ts";
 import { daemon, intArg, jsonArg, out, progress, usage } from "./context.ts";
@@ -39,6 +39,42 @@ function _metered(stream: ReadableStream<Uint8Array>, quiet: boolean): { stream:
   };
 }
 
+/**
+ * A stream that ends only if `ok` says so once its source ended (a tar
+ * process exited 0), and errors otherwise: the daemon must see a failed
+ * sender as a cut upload, never as a whole but short one. `cut()` is the
+ * source's own error, if it failed.
+ */
+function _guarded(src: ReadableStream<Uint8Array>, ok: () => Promise<Error | null>): { stream: ReadableStream<Uint8Array>; cut(): unknown } {
+  const reader = src.getReader();
+  let cut: unknown = null;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      let r: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        r = await reader.read();
+      } catch (e) {
+        cut = e ?? new Error("stream cut");
+        c.error(cut);
+        return;
+      }
+      if (!r.done) return c.enqueue(r.value);
+      const bad = await ok();
+      if (bad) c.error(bad);
+      else c.close();
+    },
+    cancel: (why) => reader.cancel(why),
+  });
+  return { stream, cut: () => cut };
+}
+
+/** Run a files script on the host; its stdout is read whole (a staged path, an info record: small). */
+async function _hostScript(script: string, stdin: ReadableStream<Uint8Array> | "ignore" = "ignore") {
+  const p = spawnPiped(["bash", "-c", script], { stdin, stdout: "pipe" });
+  const out = new Uint8Array(await new Response(p.stdout!).arrayBuffer());
+  return { ...(await p.exited), out };
+}
+
 interface CpResult {
   source: string;
   destination: string;
@@ -66,17 +102,20 @@ async function _copyIn(src: string, vm: string, dest: string, quiet: boolean): P
   if (!st) throw new BangerError("E_NOT_FOUND", `copy: no such file or directory: ${placeLabel(null, s.path)}`);
   if (s.slash && st.type !== "dir" && (await createFS().stat(s.path))?.type !== "dir") throw new BangerError("E_CONFLICT", `copy: not a directory: ${placeLabel(null, src)}`);
   const tar = spawnPiped(["bash", "-c", archiveScript(s)], { stdin: "ignore", stdout: "pipe" });
-  const m = _metered(tar.stdout!, quiet);
+  const failed = async () => {
+    const { code, stderr } = await tar.exited;
+    return code === 0 ? null : scriptError(code, stderr, "copy", placeLabel(null, s.path));
+  };
+  const m = _metered(_guarded(tar.stdout!, failed).stream, quiet);
   try {
     await c.upload("fileArchivePut", { params: { vm }, query: { path: dest, name: s.name, contents: s.contents } }, m.stream);
   } catch (e) {
     tar.kill();
-    throw e;
+    // the host tar failing is the cause; the daemon only saw the upload cut
+    throw (await failed()) ?? e;
   } finally {
     m.done();
   }
-  const { code, stderr } = await tar.exited;
-  if (code !== 0) throw scriptError(code, stderr, "copy", placeLabel(null, s.path));
   return { source: s.path, destination, bytes: m.bytes() };
 }
 
@@ -99,13 +138,21 @@ async function _copyOut(vm: string, src: string, dest: string, quiet: boolean): 
       return { source, destination: "-", bytes: m.bytes() };
     }
     const d = splitPath(dest, "host", process.cwd());
-    const untar = spawnPiped(["bash", "-c", extractScript(d, s.name, s.contents)], { stdin: m.stream, stdout: "ignore" });
-    const { code, stderr } = await untar.exited;
-    if (code !== 0) throw scriptError(code, stderr, "copy", placeLabel(null, d.path));
+    const where = placeLabel(null, d.path);
+    const g = _guarded(m.stream, async () => null);
+    const x = await _hostScript(extractScript(d, s.name, s.contents), g.stream);
+    if (x.code !== 0) throw g.cut() ? cutError("copy", where) : scriptError(x.code, x.stderr, "copy", where);
+    const tmp = stagedPath(x.out, d.parent, "cp");
+    if (tmp) {
+      // a stream cut at a tar member's boundary untars "fine": only a whole one is put in place
+      const done = await _hostScript(commitScript(`${tmp}/${s.name}`, tmp, d.path, !!g.cut()));
+      if (done.code !== 0 && !g.cut()) throw scriptError(done.code, done.stderr, "copy", where);
+    }
+    if (g.cut()) throw cutError("copy", where, !tmp);
     return { source, destination: d.path, bytes: m.bytes() };
   } catch (e) {
     if (e instanceof BangerError) throw e;
-    // the daemon cut the stream: the guest side failed after it started (its log says why)
+    // the daemon cut the stream: the guest side failed after it started, or the daemon went away
     throw new BangerError("E_STATE", `copy from ${source} was cut mid-stream: ${(e as Error).message} (banger daemon logs)`);
   } finally {
     m.done();

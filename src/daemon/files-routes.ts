@@ -1,6 +1,6 @@
 import type { Engine } from "../core/engine.ts";
 import { BangerError } from "../shared/errors.ts";
-import { GuestFiles } from "../files/guest.ts";
+import { GuestFiles, type Body } from "../files/guest.ts";
 import { guestPath } from "../files/paths.ts";
 import { placeLabel } from "../files/scripts.ts";
 import type { Logger } from "../core/plugin.ts";
@@ -19,19 +19,23 @@ export interface FileRouteDeps {
  * the answer goes out: a client still sending when the answer came would
  * see a broken pipe instead of the one-line error.
  */
-async function _withBody<T>(req: Request, fn: (chunks: AsyncIterable<Uint8Array>) => Promise<T>): Promise<T> {
+async function _withBody<T>(req: Request, fn: (body: Body) => Promise<T>): Promise<T> {
   const reader = req.body?.getReader();
+  let ended = !reader;
   // a generator over our own reader: ending it early (the SSH pump stops) does not cancel the body
   const chunks = (async function* () {
     if (!reader) return;
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) return;
+      if (done) {
+        ended = true;
+        return;
+      }
       yield value;
     }
   })();
   try {
-    return await fn(chunks);
+    return await fn({ chunks, whole: () => ended });
   } finally {
     if (reader) {
       try {
@@ -58,9 +62,9 @@ export function createFileRoutes(d: FileRouteDeps) {
       return new Response(await files.read(vm, guestPath(query.path)), { headers: { "content-type": "application/octet-stream" } });
     },
     fileWrite: async ({ req, params, query }) =>
-      _withBody(req, async (chunks) => {
+      _withBody(req, async (body) => {
         const vm = await d.engine.running(params.vm);
-        return files.write(vm, guestPath(query.path, false), chunks, _octalMode(query.mode));
+        return files.write(vm, guestPath(query.path, false), body, _octalMode(query.mode));
       }),
     fileMkdir: async ({ params, body }) => files.mkdir(await d.engine.running(params.vm), guestPath(body.path, false), !!body.parents),
     fileRemove: async ({ params, query }) => {
@@ -87,13 +91,13 @@ export function createFileRoutes(d: FileRouteDeps) {
       return new Response(await files.archive(vm, p), { headers: { "content-type": "application/x-tar" } });
     },
     fileArchivePut: async ({ req, params, query }) =>
-      _withBody(req, async (chunks) => {
+      _withBody(req, async (body) => {
         const vm = await d.engine.running(params.vm);
         const dest = guestPath(query.path);
         const name = query.name ?? "";
         if (name.includes("/") || name === "." || name === "..") throw new BangerError("E_BAD_REQUEST", `name must be one path component, not ${JSON.stringify(name).slice(0, 60)}`);
         if (name && dest.name === "") throw new BangerError("E_BAD_REQUEST", "copy onto the guest's root directory itself is refused: name a directory under it");
-        const bytes = await files.extract(vm, dest, name, query.contents, chunks);
+        const bytes = await files.extract(vm, dest, name, query.contents, body);
         d.log.info(`cp → ${placeLabel(vm.name, dest.path)} (${bytes} bytes of tar)`);
         return { path: dest.path, bytes };
       }),

@@ -2,15 +2,21 @@ import type { FileEvent, FileInfo } from "../shared/api.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { GuestSSH } from "../host/types.ts";
 import type { SplitPath } from "./paths.ts";
-import { EXIT, archiveScript, bashCommand, extractScript, infoScript, mkdirScript, parseInfo, placeLabel, readScript, removeScript, scriptError, watchParser, watchScript, writeScript } from "./scripts.ts";
+import { EXIT, archiveScript, bashCommand, commitScript, cutError, extractScript, stagedPath, infoScript, mkdirScript, parseInfo, placeLabel, readScript, removeScript, scriptError, watchParser, watchScript, writeScript } from "./scripts.ts";
+
+/** A streamed request body, and whether it arrived to its end (asked once it ended). */
+export interface Body {
+  chunks: AsyncIterable<Uint8Array>;
+  whole(): boolean;
+}
 
 /**
  * Bytes streamed between two collections. Every chunk of a copy is dead
  * the moment it is passed on, but Bun collects ArrayBuffers lazily: left
  * alone, a 200 MB copy piled up ~130 MiB of garbage in the daemon (peak
- * RSS) though nothing held it. A full collection per few MiB costs ms.
+ * RSS) though nothing held it. A full collection per 4 MiB costs a few ms.
  */
-const GC_EVERY_BYTES = 8 << 20;
+const GC_EVERY_BYTES = 4 << 20;
 
 function _collector(): (n: number) => void {
   let since = 0;
@@ -57,12 +63,26 @@ export class GuestFiles {
     await this._run(vm, removeScript(p.path, recursive), "remove", p.path);
   }
 
-  async write(vm: VMRecord, p: SplitPath, body: AsyncIterable<Uint8Array>, mode: string): Promise<FileInfo> {
-    return parseInfo(await this._run(vm, writeScript(p, mode), "write", p.path, body))[0]!;
+  /** `body.whole()` says, once it ended, whether the stream arrived to its end: only then is the staged file moved into place. */
+  async write(vm: VMRecord, p: SplitPath, body: Body, mode: string): Promise<FileInfo> {
+    const where = placeLabel(vm.name, p.path);
+    let out: Uint8Array;
+    try {
+      out = await this._run(vm, writeScript(p, mode), "write", p.path, body.chunks);
+    } catch (e) {
+      throw body.whole() ? e : cutError("write", where);
+    }
+    const tmp = stagedPath(out, p.parent, "write")!;
+    const whole = body.whole();
+    const info = await this._run(vm, commitScript(tmp, tmp, p.path, !whole), "write", p.path);
+    if (!whole) throw cutError("write", where);
+    return parseInfo(info)[0]!;
   }
 
-  /** Untar `body` at `dest` (extract.sh's rules); returns the bytes taken in. */
-  async extract(vm: VMRecord, dest: SplitPath, name: string, contents: boolean, body: AsyncIterable<Uint8Array>): Promise<number> {
+  /** Untar the body at `dest` (extract.sh's rules), committing a staged copy only when the stream arrived whole; returns the bytes taken in. */
+  async extract(vm: VMRecord, dest: SplitPath, name: string, contents: boolean, input: Body): Promise<number> {
+    const where = placeLabel(vm.name, dest.path);
+    const body = input.chunks;
     let bytes = 0;
     const counted = (async function* () {
       const gc = _collector();
@@ -72,7 +92,16 @@ export class GuestFiles {
         gc(c.length);
       }
     })();
-    await this._run(vm, extractScript(dest, name, contents), "copy", dest.path, counted);
+    let out: Uint8Array;
+    try {
+      out = await this._run(vm, extractScript(dest, name, contents), "copy", dest.path, counted);
+    } catch (e) {
+      throw input.whole() ? e : cutError("copy", where);
+    }
+    const tmp = stagedPath(out, dest.parent, "cp");
+    const whole = input.whole();
+    if (tmp) await this._run(vm, commitScript(`${tmp}/${name}`, tmp, dest.path, !whole), "copy", dest.path);
+    if (!whole) throw cutError("copy", where, !tmp);
     return bytes;
   }
 

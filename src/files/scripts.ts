@@ -8,6 +8,7 @@ import type { FileEvent, FileInfo } from "../shared/api.ts";
 import { BangerError, type ErrorCode } from "../shared/errors.ts";
 import { renderScript, shellQuote } from "../shared/quote.ts";
 import ARCHIVE_SH from "./scripts/archive.sh" with { type: "text" };
+import COMMIT_SH from "./scripts/commit.sh" with { type: "text" };
 import EXTRACT_SH from "./scripts/extract.sh" with { type: "text" };
 import INFO_SH from "./scripts/info.sh" with { type: "text" };
 import MKDIR_SH from "./scripts/mkdir.sh" with { type: "text" };
@@ -55,6 +56,30 @@ export const archiveScript = (p: SplitPath) => _render(ARCHIVE_SH, { PARENT: p.p
 /** The receiving half: `name` is the tar's top-level entry ("" for a user's tar into an existing dir). */
 export const extractScript = (dest: SplitPath, name: string, contents: boolean) =>
   _render(EXTRACT_SH, { DEST: dest.path, PARENT: dest.parent, NAME: name, CONTENTS: contents ? 1 : 0, SLASH: dest.slash ? 1 : 0 });
+
+/** Move what a write or copy staged (`from`, in or equal to `tmp`) to dest, or with abort only remove `tmp`. */
+export const commitScript = (from: string, tmp: string, dest: string, abort: boolean) => _render(COMMIT_SH, { FROM: from, TMP: tmp, DEST: dest, ABORT: abort ? 1 : 0 });
+
+/**
+ * The temp path write.sh or extract.sh printed, checked to be the kind it
+ * makes (`PARENT/.banger-write-*` or `PARENT/.banger-cp-*`) before a commit
+ * moves or removes it; null when nothing was staged (a copy into a dir).
+ */
+export function stagedPath(out: Uint8Array, parent: string, kind: "write" | "cp"): string | null {
+  const text = Buffer.from(out).toString("utf8");
+  if (text === "") return null;
+  const path = text.endsWith("\0") ? text.slice(0, -1) : text;
+  const prefix = `${parent}/.banger-${kind}-`;
+  if (!path.startsWith(prefix) || path.slice(prefix.length).includes("/") || path.includes("\0")) {
+    throw new BangerError("E_INTERNAL", `the ${kind} script staged an unexpected path: ${JSON.stringify(path).slice(0, 120)}`);
+  }
+  return path;
+}
+
+/** A stream that did not arrive whole: nothing was put in place (or, into an existing dir, part of it may have been). */
+export function cutError(what: string, where: string, inPlace = false): BangerError {
+  return new BangerError("E_STATE", `${what}: the stream was cut before its end: ${where} ${inPlace ? "may hold part of it (it was extracted into the existing dir)" : "was left as it was"}`);
+}
 
 /** A script as one command line for a remote shell or argv: `bash -c SCRIPT` (its stdin stays free for data). */
 export const bashCommand = (script: string): string => `bash -c ${shellQuote(script)}`;

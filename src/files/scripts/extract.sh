@@ -7,8 +7,11 @@
 # - DEST is not there: NAME becomes DEST (a file source and a DEST written with
 #   a trailing slash is an error: that directory does not exist);
 # - DEST is a file: a file replaces it, a dir cannot.
-# Those last two extract into a temp dir next to DEST and rename, so DEST is
-# never half there. Modes are kept, owners are not (the receiving user owns).
+# Those last two extract into a temp dir next to DEST and print its path
+# (NUL-terminated): the caller renames it into place with commit.sh only
+# once it knows the stream arrived whole (a cut stream can end at a tar
+# member's boundary, which tar takes for a whole archive), so DEST is never
+# half there. Modes are kept, owners are not (the receiving user owns).
 # Given: DEST, PARENT, NAME, CONTENTS, SLASH, NOT_FOUND_EXIT, NOT_DIR_EXIT, DIR_TO_FILE_EXIT.
 : "${DEST:?}" "${PARENT:?}" "${CONTENTS:?}" "${SLASH:?}" "${NOT_FOUND_EXIT:?}" "${NOT_DIR_EXIT:?}" "${DIR_TO_FILE_EXIT:?}"
 untar() { tar -x -p --no-same-owner -f - "$@"; }
@@ -34,4 +37,5 @@ if [ -d "$ITEM" ] && [ ! -L "$ITEM" ]; then
 elif [ "$SLASH" = 1 ]; then
   exit "$NOT_FOUND_EXIT"
 fi
-mv -f -T -- "$ITEM" "$DEST"
+trap - EXIT
+printf '%s\0' "$TMP"

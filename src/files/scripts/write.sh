@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# Write stdin to P atomically: a temp file next to it, then rename, so a
-# reader sees the old bytes or the new, never half (and a cut stream leaves
-# P as it was). Parent dirs are made as needed. MODE (octal) if given, else
-# an existing file's mode, else 644. Prints P's info record (as info.sh).
+# Stage stdin for P: a temp file next to it, whose path is printed
+# (NUL-terminated); commit.sh renames it over P once the caller knows the
+# stream arrived whole, so a reader sees the old bytes or the new, never
+# half, and a cut stream leaves P as it was. Parent dirs are made as needed.
+# MODE (octal) if given, else an existing file's mode, else 644.
 # Given: P, PARENT, MODE, IS_DIR_EXIT, NOT_DIR_EXIT.
 : "${P:?}" "${PARENT:?}" "${IS_DIR_EXIT:?}" "${NOT_DIR_EXIT:?}"
 [ -d "$P" ] && exit "$IS_DIR_EXIT"
@@ -20,6 +21,5 @@ elif [ -f "$P" ]; then
 else
   chmod 644 -- "$TMP" || exit 1
 fi
-mv -f -T -- "$TMP" "$P" || exit 1
 trap - EXIT
-exec find "$P" -maxdepth 0 -printf '%y\0%s\0%m\0%T@\0%l\0%p\0'
+printf '%s\0' "$TMP"
