@@ -245,16 +245,27 @@ export const files = defineCommand({
           const bytes = new Uint8Array(await new Response(body).arrayBuffer());
           return out({ path, bytes: bytes.length, data: Buffer.from(bytes).toString("base64") }, true, () => "");
         }
-        const w = Bun.stdout.writer();
-        for await (const chunk of body) {
-          await w.write(chunk);
-          await w.flush();
+        const m = _metered(body, false);
+        try {
+          const w = Bun.stdout.writer();
+          for await (const chunk of m.stream) {
+            await w.write(chunk);
+            await w.flush();
+          }
+          await w.end();
+        } finally {
+          m.done();
         }
-        await w.end();
         return;
       }
       case "write": {
-        const f = await c.upload("fileWrite", { params, query: { path, mode: args.mode || undefined } }, Bun.stdin.stream() as ReadableStream<Uint8Array>);
+        const m = _metered(Bun.stdin.stream() as ReadableStream<Uint8Array>, json);
+        let f: FileInfo;
+        try {
+          f = await c.upload("fileWrite", { params, query: { path, mode: args.mode || undefined } }, m.stream);
+        } finally {
+          m.done();
+        }
         return out(f, json, () => `wrote ${f.size} bytes to ${placeLabel(args.vm, f.path)}`);
       }
       case "mkdir": {

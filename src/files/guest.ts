@@ -28,6 +28,9 @@ function _collector(): (n: number) => void {
   };
 }
 
+/** How long a watch's guest loop gets to stop by itself after its stdin ended, beyond one poll. */
+const WATCH_GRACE_MS = 5000;
+
 /** Chunks a download queues ahead of its reader before the guest is paused (ssh2 hands us ≤ 32 KiB each). */
 const QUEUED_CHUNKS = 8;
 
@@ -124,8 +127,16 @@ export class GuestFiles {
       events++;
       onEvent(ev);
     });
+    // The script polls until its stdin ends: held open here until the watcher goes away, then
+    // ended (EOF), so the guest loop stops by itself; killing the channel is only the fallback,
+    // as a guest's dropbear neither honours the signal nor lets the loop see the channel close.
+    const stdin = (async function* (): AsyncGenerator<Uint8Array> {
+      if (!o.signal.aborted) await new Promise<void>((r) => o.signal.addEventListener("abort", () => r(), { once: true }));
+    })();
+    const force = new AbortController();
+    o.signal.addEventListener("abort", () => setTimeout(() => force.abort(), WATCH_GRACE_MS + o.intervalMs), { once: true });
     try {
-      const code = await conn.exec(bashCommand(watchScript(p.path, o.recursive, o.intervalMs)), { onStdout: parse, onStderr: (c) => err.push(c.slice()), signal: o.signal });
+      const code = await conn.exec(bashCommand(watchScript(p.path, o.recursive, o.intervalMs)), { stdin, onStdout: parse, onStderr: (c) => err.push(c.slice()), signal: force.signal });
       if (code !== 0) throw scriptError(code, Buffer.concat(err).toString("utf8"), "watch", placeLabel(vm.name, p.path));
     } catch (e) {
       if (!o.signal.aborted) throw e;

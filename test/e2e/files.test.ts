@@ -7,7 +7,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BANGER } from "../helpers/cli.ts";
+import { BANGER, waitFor } from "../helpers/cli.ts";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 import { HOSTILE_NAMES, makeTree, treeSnapshot } from "../helpers/tree.ts";
 
@@ -101,6 +101,9 @@ e2e.describe("files in a real VM", () => {
     expect(bin(["vm", "files", "filebox", "write", "/root/api/new file"], Buffer.from("hi")).code).toBe(0);
     expect(await next()).toMatchObject({ op: "create", type: "file", path: "/root/api/new file" });
     expect(await watch.exited).toBe(0);
+    // the guest's polling loop ends with its channel (dropbear drops it; the next write fails), not at the next reboot
+    const watchers = () => h.run(["vm", "exec", "filebox", "--", "pgrep", "-fc", "[e]mit ready d"]).stdout.trim();
+    expect(await waitFor(() => watchers() === "0", 30_000, 1000)).toBe(true);
   }, 120_000);
 
   test("errors are one line: missing path, read-only fs, missing VM, stopped VM", () => {

@@ -256,6 +256,10 @@ guestLogin.describe("vm files over a real sshd", () => {
     // --count 3 ends it after the third change
     expect(await next()).toMatchObject({ op: "remove", path: join(dir, name) });
     expect(await p.exited).toBe(0);
+    // and the guest's polling loop with it (its stdin ends)
+    const loops = () => Bun.spawnSync(["pgrep", "-fc", `[e]mit ready d.*`]).stdout.toString().trim();
+    for (let i = 0; i < 50 && loops() !== "0"; i++) await Bun.sleep(100);
+    expect(loops()).toBe("0");
   }, 60_000);
 });
 

@@ -4,9 +4,9 @@
 # its entries) and report what appeared, changed (type, mtime or size) or
 # went; banger's own temps (a write's or a copy's, renamed into place when
 # done) are not reported: their rename is, as a create. Records on stdout, every field NUL-terminated: op, type (find's %y),
-# path. A first `ready` record says the watch is set; a `ping` every ~10 polls
-# makes a closed channel show up as a failed write, which ends the loop; so
-# does P going away (after its `gone` record).
+# path. A first `ready` record says the watch is set. The loop ends when its
+# stdin ends, when P goes away (after its `gone` record), or when a write
+# fails (a `ping` every ~10 polls makes a closed channel show up).
 # Given: P, RECURSIVE, INTERVAL, NOT_FOUND_EXIT, NOT_DIR_EXIT.
 : "${P:?}" "${RECURSIVE:?}" "${INTERVAL:?}" "${NOT_FOUND_EXIT:?}" "${NOT_DIR_EXIT:?}"
 if [ ! -d "$P" ]; then
@@ -32,7 +32,10 @@ keep
 emit ready d "$P"
 N=0
 while :; do
-  sleep "$INTERVAL"
+  # the pause between polls is a read of stdin, held open by the daemon for as
+  # long as the watch is wanted: its EOF (the watch ended, or the channel
+  # went away) ends the loop at once; sshd and dropbear alike close it
+  if read -r -t "$INTERVAL" _; then :; elif [ $? -le 128 ]; then exit 0; fi
   if [ ! -d "$P" ]; then
     emit gone d "$P"
     exit 0
