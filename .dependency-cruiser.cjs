@@ -1,10 +1,11 @@
 // The layers of banger (README "Architecture"): every arrow points down.
 //
-//   cli ──► client, doctor, host, shared   (and cli/daemon.ts ──► daemon/main.ts: `banger daemon`)
-//   daemon ──► core, plugins/index, sessions, workspace, store, handles, vmm, doctor, host, shared
+//   cli ──► client, doctor, files, host, shared   (and cli/daemon.ts ──► daemon/main.ts: `banger daemon`)
+//   daemon ──► core, plugins/index, sessions, workspace, files, store, handles, vmm, doctor, host, shared
 //   plugins/<x> ──► src/plugin-api.ts (and their own files) only
 //   plugin-api ──► core, vmm, host, shared
 //   sessions, workspace ──► core, store, host, shared   (workspace may use sessions)
+//   files ──► host, shared   (guest and host halves of file copies; used by the daemon and the CLI)
 //   core ──► store, handles, vmm, host, shared
 //   handles ──► vmm, host, shared
 //   vmm, doctor ──► host, shared
@@ -32,11 +33,12 @@ module.exports = {
     only("doctor", "^src/doctor/", ["src/doctor/", "src/vmm/", "src/host/", "src/shared/"]),
     only("handles", "^src/handles/", ["src/handles/", "src/vmm/", "src/host/", "src/shared/"]),
     only("sessions", "^src/sessions/", ["src/sessions/", "src/core/", "src/store/", "src/host/", "src/shared/"]),
+    only("files", "^src/files/", ["src/files/", "src/host/", "src/shared/"]),
     only("workspace", "^src/workspace/", ["src/workspace/", "src/sessions/", "src/core/", "src/host/", "src/shared/"]),
     only("core", "^src/core/", ["src/core/", "src/store/", "src/handles/", "src/vmm/", "src/host/", "src/shared/"]),
     only("plugin-api", "^src/plugin-api\\.ts$", ["src/core/", "src/vmm/", "src/host/", "src/shared/"]),
     only("client", "^src/client/", ["src/client/", "src/host/", "src/shared/", "src/version\\.ts$"]),
-    only("cli", "^src/cli/", ["src/cli/", "src/client/", "src/doctor/", "src/host/", "src/shared/", "src/version\\.ts$", "src/daemon/main\\.ts$"]),
+    only("cli", "^src/cli/", ["src/cli/", "src/client/", "src/doctor/", "src/files/", "src/host/", "src/shared/", "src/version\\.ts$", "src/daemon/main\\.ts$"]),
     {
       name: "plugins-use-the-public-api",
       severity: "error",

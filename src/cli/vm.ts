@@ -233,5 +233,8 @@ export default defineCommand({
     list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs,
     port: () => import("./vm-port.ts").then((m) => m.default),
     stats: () => import("./vm-stats.ts").then((m) => m.default),
+    // loaded on use: the file commands' modules cost other vm commands nothing
+    cp: () => import("./files.ts").then((m) => m.cp),
+    files: () => import("./files.ts").then((m) => m.files),
   },
 });

@@ -134,7 +134,7 @@ export class DaemonClient {
   }
 
   /** The request itself; transport failures become one-line BangerErrors. */
-  private async send(method: string, path: string, o: { body?: unknown; signal?: AbortSignal; raw?: Uint8Array; versioned?: boolean } = {}): Promise<Response> {
+  private async send(method: string, path: string, o: { body?: unknown; signal?: AbortSignal; raw?: Uint8Array | ReadableStream<Uint8Array>; versioned?: boolean } = {}): Promise<Response> {
     const headers: Record<string, string> = {};
     if (o.versioned) headers[VERSION_HEADER] = FULL_VERSION;
     if (o.body !== undefined) headers["content-type"] = "application/json";
@@ -146,6 +146,7 @@ export class DaemonClient {
         headers,
         body: o.body !== undefined ? JSON.stringify(o.body) : o.raw,
         signal: o.signal,
+        duplex: "half",
       } as RequestInit);
     } catch (e) {
       const code = (e as { code?: string }).code ?? "";
@@ -195,6 +196,28 @@ export class DaemonClient {
       throw toError(data, res.status);
     }
     return bytes;
+  }
+
+  /** A raw route's answer as a stream (a file, a tar), read from the daemon as fast as the caller reads it; an error answer becomes a BangerError. */
+  async download<K extends RawRoute>(name: K, ...[req]: RequestArgs<K>): Promise<ReadableStream<Uint8Array>> {
+    const { method, path, body, raw } = _request(name, req);
+    const res = await this.fetch(method, path, body, undefined, raw);
+    if (!res.ok) throw toError(await _errorData(res), res.status);
+    return res.body ?? new ReadableStream({ start: (c) => c.close() });
+  }
+
+  /**
+   * A JSON route whose request body is a stream (a file, a tar): sent once,
+   * to a daemon of this build made sure of first, since a stream cannot be
+   * sent a second time.
+   */
+  async upload<K extends JsonRoute>(name: K, req: Omit<RequestOf<K>, "raw">, body: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<JsonOf<K>> {
+    const { method, path } = _request(name, req as RequestOf<K>);
+    await this.ensure();
+    const res = await this.send(method, path, { raw: body, signal, versioned: true });
+    const data = await _errorData(res);
+    if (!res.ok) throw toError(data, res.status);
+    return data as JsonOf<K>;
   }
 
   /** A route that answers an NDJSON stream: earlier events go to onEvent, the final one is returned (an error event is thrown). */
@@ -318,6 +341,16 @@ async function lastLine(path: string): Promise<string> {
     return text.trim().split("\n").at(-1)?.trim() || "(empty log)";
   } catch {
     return "(no log)";
+  }
+}
+
+/** An answer's JSON body ({} when it has none or is not JSON: the status then speaks for it). */
+async function _errorData(res: Response): Promise<unknown> {
+  const text = await readingAnswer(res.text());
+  try {
+    return text ? JSON.parse(text) : {};
+  } catch {
+    return {};
   }
 }
 

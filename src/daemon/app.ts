@@ -24,7 +24,7 @@ export interface AppDeps {
   paths: DaemonPaths;
   startedAt: string;
   reconcile: unknown;
-  /** Handlers of the other route groups (sessions, workspaces); in tests, stand-ins for any route. */
+  /** Handlers of the other route groups (sessions, workspaces, files); in tests, stand-ins for any route. */
   routes?: Partial<Handlers>;
   shutdown(): void;
 }
@@ -40,7 +40,7 @@ export async function vmView(engine: Engine, vm: VMRecord): Promise<VMView> {
 }
 
 /** The routes served here; images, sessions and workspaces bring their own handlers. */
-type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace"> | keyof HandlersFor<"port"> | keyof HandlersFor<"stats">>;
+type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace"> | keyof HandlersFor<"port"> | keyof HandlersFor<"stats"> | keyof HandlersFor<"file">>;
 
 type _DaemonRoutes = Pick<AppRoutes, "health" | "shutdown" | "pluginList">;
 

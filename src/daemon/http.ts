@@ -42,12 +42,31 @@ function typeOk(v: unknown, t: FieldType): boolean {
   }
 }
 
+/**
+ * A whole body, refused (413) as soon as it passes maxBytes: the server
+ * takes bodies of any size (file uploads stream), so a body read whole is
+ * capped here, while it arrives, never after it was all buffered.
+ */
+export async function readCapped(req: Request, maxBytes: number): Promise<Uint8Array> {
+  const declared = Number(req.headers.get("content-length") ?? 0);
+  if (declared > maxBytes) throw new BangerError("E_TOO_LARGE", `request body of ${declared} bytes is over the ${maxBytes}-byte limit`);
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  if (req.body) {
+    for await (const c of req.body) {
+      size += c.length;
+      if (size > maxBytes) throw new BangerError("E_TOO_LARGE", `request body of over ${maxBytes} bytes is over the ${maxBytes}-byte limit`);
+      parts.push(c);
+    }
+  }
+  return Buffer.concat(parts);
+}
+
 /** Parse and check a JSON body: malformed JSON, unknown fields and wrong types are 400s a person can act on. */
 export async function parseBody<T>(req: Request, schema: Schema, maxBytes = MAX_JSON_BODY_BYTES): Promise<T> {
   const declared = Number(req.headers.get("content-length") ?? 0);
   if (declared > maxBytes) throw new BangerError("E_TOO_LARGE", `request body of ${declared} bytes is over the ${maxBytes}-byte limit`);
-  const text = await req.text();
-  if (text.length > maxBytes) throw new BangerError("E_TOO_LARGE", `request body of ${text.length} bytes is over the ${maxBytes}-byte limit`);
+  const text = new TextDecoder().decode(await readCapped(req, maxBytes));
   let body: unknown = {};
   if (text.trim().length > 0) {
     try {
@@ -80,6 +99,8 @@ export interface Emitter {
   progress(message: string): void;
   stdout(chunk: Uint8Array, offset?: number): void;
   stderr(chunk: Uint8Array, offset?: number): void;
+  /** Any other event of the stream (a watched file's change). */
+  event(ev: StreamEvent): void;
   /** Set when the client went away. */
   readonly signal: AbortSignal;
 }
@@ -114,6 +135,7 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
         progress: (message) => send({ type: "progress", message }),
         stdout: (c, offset) => send({ type: "stdout", data: Buffer.from(c).toString("base64"), offset }),
         stderr: (c, offset) => send({ type: "stderr", data: Buffer.from(c).toString("base64"), offset }),
+        event: send,
         signal: abort.signal,
       };
       try {

@@ -27,6 +27,7 @@ import { sweepHome } from "./sweep.ts";
 import { createWorkspaceRoutes } from "./workspace-routes.ts";
 import { createPortRoutes } from "./ports-routes.ts";
 import { createStatsRoutes } from "./stats.ts";
+import { createFileRoutes } from "./files-routes.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
 
@@ -126,7 +127,8 @@ async function _serve(app: (req: Request) => Response | Promise<Response>, paths
   const oldMask = process.umask(0o177); // the socket is born 0600
   // idleTimeout 0: streams (image build, logs -f, attach) may stay quiet for minutes.
   // Bun's types omit it for unix sockets, but the runtime applies its 10 s default there too.
-  const server = Bun.serve({ unix: paths.socket, fetch: app, idleTimeout: 0 } as unknown as Parameters<typeof Bun.serve>[0]);
+  // maxRequestBodySize: file uploads stream through at the guest's pace, of any size; JSON bodies keep their own cap (parseBody)
+  const server = Bun.serve({ unix: paths.socket, fetch: app, idleTimeout: 0, maxRequestBodySize: Number.MAX_SAFE_INTEGER } as unknown as Parameters<typeof Bun.serve>[0]);
   process.umask(oldMask);
   await fs.chmod(paths.socket, 0o600);
   await fs.writeFile(paths.pidFile, `${process.pid}\n`, 0o600);
@@ -161,6 +163,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });
   const ports = createPortRoutes(engine);
   const stats = createStatsRoutes({ engine, ssh, host });
+  const files = createFileRoutes({ engine, ssh, log });
 
   let server: _Server | undefined;
   const shutdown = _shutdownOnce({ server: () => server!, ssh, store, fs, paths, release, log });
@@ -174,7 +177,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     startedAt: new Date().toISOString(),
     reconcile,
-    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers },
+    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers },
     shutdown,
   });
   server = await _serve(app, paths, fs);

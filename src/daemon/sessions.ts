@@ -8,7 +8,10 @@ import { SessionEngine, type LogStream } from "../sessions/engine.ts";
 import type { Store } from "../store/store.ts";
 import type { HandlersFor } from "./router.ts";
 import type { SSHPool } from "./ssh-pool.ts";
-import type { Emitter } from "./http.ts";
+import { readCapped, type Emitter } from "./http.ts";
+
+/** A send's payload is held whole (it is written to the guest in one upload): Bun's own default body cap, kept now that the server takes bigger bodies for file uploads. */
+const MAX_SEND_BYTES = 128 << 20;
 
 export interface SessionRouteDeps {
   engine: Engine;
@@ -83,7 +86,7 @@ export function createSessionRoutes(d: SessionRouteDeps) {
       return { deleted: params.session };
     },
     sessionSend: async ({ req, params }) => {
-      const payload = new Uint8Array(await req.arrayBuffer());
+      const payload = await readCapped(req, MAX_SEND_BYTES);
       return sessions.send({ vmIdOrName: params.vm, sessionIdOrName: params.session, payload });
     },
     sessionStop: async ({ params, body }) => end("stop", params, body.graceMs),

@@ -33,7 +33,8 @@ async function _pumpStdin(ch: ClientChannel, stdin: AsyncIterable<Uint8Array>, i
   try {
     for await (const chunk of stdin) {
       if (isDone()) return;
-      if (!ch.write(Buffer.from(chunk))) {
+      // a view, not a copy: a big stream's chunks are garbage the moment they are written
+      if (!ch.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) {
         // Respect the channel window so a big stream never piles up in memory.
         await new Promise<void>((resolve) => {
           const done = () => {
@@ -94,6 +95,7 @@ class _SSH2Guest implements GuestSSH {
           reject(_abortError(opts.signal!));
         };
         opts.signal?.addEventListener("abort", onAbort, { once: true });
+        opts.flow?.({ pause: () => ch.pause(), resume: () => ch.resume() });
         ch.on("data", (d: Buffer) => opts.onStdout?.(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
         ch.stderr.on("data", (d: Buffer) => opts.onStderr?.(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
         ch.on("exit", (c: number | null, sig?: string) => {

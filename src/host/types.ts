@@ -102,6 +102,12 @@ export interface ExecStreamOptions {
   onStderr?: (chunk: Uint8Array) => void;
   pty?: { cols: number; rows: number; term?: string };
   signal?: AbortSignal;
+  /**
+   * Called once the command runs: while paused, its stdout is not read, so the
+   * SSH window fills and the guest's writer blocks (a big download never piles
+   * up in our memory when its reader is slower than the guest).
+   */
+  flow?: (ctl: { pause(): void; resume(): void }) => void;
 }
 
 /** One SSH connection to a guest. */

@@ -14,6 +14,7 @@ export type StreamEvent =
   | { type: "stdout" | "stderr"; data: string /* base64 */; offset?: number /* byte offset just past this chunk */ }
   | { type: "result"; data: unknown }
   | { type: "exit"; code: number }
+  | { type: "file"; event: FileEvent }
   | { type: "error"; error: ErrorBody };
 
 /** A plugin as `banger plugin list` shows it. */
@@ -105,4 +106,26 @@ export interface VMStats {
   uptimeSeconds: number;
   /** When this sample was taken (ISO time). */
   at: string;
+}
+
+/** A path in a VM as the files routes describe it (lstat: a symlink is a symlink, with its target). */
+export interface FileInfo {
+  name: string;
+  /** Absolute guest path. */
+  path: string;
+  type: "file" | "dir" | "symlink" | "other";
+  size: number;
+  /** Permission bits (mode & 0o7777). */
+  mode: number;
+  /** Modification time, ISO 8601. */
+  mtime: string;
+  /** Where a symlink points (as written in the link). */
+  target?: string;
+}
+
+/** A change under a watched guest dir: `ready` once the watch is set, `gone` when the dir itself went away. */
+export interface FileEvent {
+  op: "ready" | "create" | "write" | "remove" | "gone";
+  type: FileInfo["type"];
+  path: string;
 }

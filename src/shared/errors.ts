@@ -9,6 +9,8 @@ export const ERROR_CODES = {
   E_SESSION_NOT_FOUND: { http: 404, exit: 1 },
   E_TOO_LARGE: { http: 413, exit: 2 },
   E_CONFLICT: { http: 409, exit: 1 },
+  /** The guest (or host) refused a file operation: permission denied, a read-only filesystem. */
+  E_PERMISSION: { http: 403, exit: 1 },
   E_NAME_TAKEN: { http: 409, exit: 1 },
   /** A host port a VM publishes is taken by something else. */
   E_PORT_IN_USE: { http: 409, exit: 1 },

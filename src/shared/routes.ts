@@ -4,7 +4,7 @@
 // from it; the CLI's client (src/client/daemon-client.ts) builds requests from
 // it and types the answers. Plain data and types: it is on every command's
 // hot path, so it imports nothing but types.
-import type { FetchResult, Health, LoadedPlugin, PortsView, SshInfo, VMStats, VMView, Workspace } from "./api.ts";
+import type { FetchResult, FileInfo, Health, LoadedPlugin, PortsView, SshInfo, VMStats, VMView, Workspace } from "./api.ts";
 import type { GuestSession, ImageRecord } from "./model.ts";
 
 /** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
@@ -189,6 +189,29 @@ export const routes = defineRoutes({
     body: { format: { type: "string", required: true }, guestPath: { type: "string" }, sourcePath: { type: "string" } },
     raw: true,
     json: res<FetchResult>(),
+  },
+
+  // Files in a running VM, over its pooled SSH connection; every path is an absolute guest path.
+  // Bodies and answers that carry file bytes stream (raw), never held whole by the daemon.
+  fileStat: { method: "GET", path: "/v1/vms/:vm/files/stat", query: { path: "string" }, json: res<FileInfo>() },
+  /** Entries under a dir, `depth` levels down (default 1). */
+  fileList: { method: "GET", path: "/v1/vms/:vm/files/list", query: { path: "string", depth: "offset" }, json: res<{ entries: FileInfo[] }>() },
+  fileRead: { method: "GET", path: "/v1/vms/:vm/files/read", query: { path: "string" }, raw: true },
+  /** The body (streamed) becomes the file, atomically; parent dirs are made; `mode` is octal. */
+  fileWrite: { method: "POST", path: "/v1/vms/:vm/files/write", query: { path: "string", mode: "string" }, body: "raw", json: res<FileInfo>() },
+  fileMkdir: { method: "POST", path: "/v1/vms/:vm/files/mkdir", body: { path: { type: "string", required: true }, parents: { type: "boolean" } }, json: res<FileInfo & { created: boolean }>() },
+  fileRemove: { method: "DELETE", path: "/v1/vms/:vm/files", query: { path: "string", recursive: "flag" }, json: res<{ deleted: string }>() },
+  /** NDJSON `file` events (ready first) until the client goes away or the dir does; `interval` in ms (polled in the guest). */
+  fileWatch: { method: "GET", path: "/v1/vms/:vm/files/watch", query: { path: "string", recursive: "flag", interval: "offset" }, ndjson: res<ResultEvent<{ events: number }>>() },
+  /** A tar of the path with its basename as the one top-level entry (`vm cp VM:SRC …`). */
+  fileArchiveGet: { method: "GET", path: "/v1/vms/:vm/files/archive", query: { path: "string" }, raw: true },
+  /** Untar the body at `path` by docker cp's rules (`name`: the tar's one top-level entry; none: a user's tar into an existing dir; `contents`: SRC was DIR/.). */
+  fileArchivePut: {
+    method: "POST",
+    path: "/v1/vms/:vm/files/archive",
+    query: { path: "string", name: "string", contents: "flag" },
+    body: "raw",
+    json: res<{ path: string; bytes: number }>(),
   },
 });
 

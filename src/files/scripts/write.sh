@@ -1,0 +1,25 @@
+# shellcheck shell=bash
+# Stage stdin for P: a temp file next to it, whose path is printed
+# (NUL-terminated); commit.sh renames it over P once the caller knows the
+# stream arrived whole, so a reader sees the old bytes or the new, never
+# half, and a cut stream leaves P as it was. Parent dirs are made as needed.
+# MODE (octal) if given, else an existing file's mode, else 644.
+# Given: P, PARENT, MODE, IS_DIR_EXIT, NOT_DIR_EXIT.
+: "${P:?}" "${PARENT:?}" "${IS_DIR_EXIT:?}" "${NOT_DIR_EXIT:?}"
+[ -d "$P" ] && exit "$IS_DIR_EXIT"
+if [ ! -d "$PARENT" ]; then
+  { [ -e "$PARENT" ] || [ -L "$PARENT" ]; } && exit "$NOT_DIR_EXIT"
+  mkdir -p -- "$PARENT" || exit 1
+fi
+TMP=$(mktemp -- "$PARENT/.banger-write-XXXXXX") || exit 1
+trap 'rm -f -- "$TMP"' EXIT
+cat >"$TMP" || exit 1
+if [ -n "$MODE" ]; then
+  chmod -- "$MODE" "$TMP" || exit 1
+elif [ -f "$P" ]; then
+  chmod --reference="$P" -- "$TMP" || exit 1
+else
+  chmod 644 -- "$TMP" || exit 1
+fi
+trap - EXIT
+printf '%s\0' "$TMP"
