@@ -90,6 +90,9 @@ export const routes = defineRoutes({
       net: { type: "string" },
       storage: { type: "string" },
       start: { type: "boolean" },
+      ttlMs: { type: "integer" },
+      ttlAction: { type: "string" },
+      idleTimeoutMs: { type: "integer" },
     },
     ndjson: res<ResultEvent<VMView>>(),
   },
@@ -107,6 +110,13 @@ export const routes = defineRoutes({
   },
   vmSshInfo: { method: "GET", path: "/v1/vms/:vm/ssh-info", json: res<SshInfo>() },
   vmLogs: { method: "GET", path: "/v1/vms/:vm/logs", query: { follow: "flag", offset: "offset" }, ndjson: res<ResultEvent<{ offset: number }>>() },
+  /** Set a VM's TTL (from now; 0: none) and/or idle timeout (0: none); a field left out stays as it is. */
+  lifetimeSet: {
+    method: "POST",
+    path: "/v1/vms/:vm/lifetime",
+    body: { ttlMs: { type: "integer" }, ttlAction: { type: "string" }, idleTimeoutMs: { type: "integer" } },
+    json: res<VMView>(),
+  },
 
   imageList: { method: "GET", path: "/v1/images", json: res<{ images: ImageRecord[] }>() },
   imageBuild: {

@@ -120,6 +120,17 @@ export const MIGRATIONS: Migration[] = [
       db.run(`UPDATE vms SET storage = CASE WHEN system_overlay LIKE '%/system.cow' THEN 'dm' ELSE 'copy' END`);
     },
   },
+  {
+    version: 6,
+    name: "vm-lifetimes",
+    up(db) {
+      // absolute times, so a deadline holds across daemon restarts and fires late rather than never
+      db.run(`ALTER TABLE vms ADD COLUMN expires_at TEXT NOT NULL DEFAULT ''`);
+      db.run(`ALTER TABLE vms ADD COLUMN ttl_action TEXT NOT NULL DEFAULT 'delete'`);
+      db.run(`ALTER TABLE vms ADD COLUMN idle_timeout_ms INTEGER NOT NULL DEFAULT 0`);
+      db.run(`ALTER TABLE vms ADD COLUMN last_active_at TEXT NOT NULL DEFAULT ''`);
+    },
+  },
 ];
 
 /** Apply every migration newer than the recorded version, each in its own transaction. */
