@@ -1,6 +1,7 @@
 // Workspaces with submodules, through dist/banger and its daemon against a real sshd on
 // 127.0.0.1 standing in for the guest: a superproject with an initialized submodule that has
-// a nested one, an uninitialized submodule, and a git-lfs pointer file (no git-lfs needed).
+// a nested one, an uninitialized submodule, one at a path hostile as shell text, and a git-lfs
+// pointer file (no git-lfs needed).
 // The guest's `git status` and `git submodule status` match the host's; a re-prepare after
 // an edit inside the nested submodule sends only the delta; export --fetch brings work made
 // inside the submodules back into their own host repos.
@@ -20,6 +21,8 @@ const CRED_URL = `${"https"}://${["u", "s3cret"].join(":")}@${["example", "com"]
 const LFS_POINTER = `version https://${["git-lfs", "github", "com"].join(".")}/spec/v1\noid sha256:${"4d7a2146".repeat(8)}\nsize 1048576\n`;
 
 const work = join(scratch, "work");
+/** A submodule path that is hostile as shell text: it reaches the guest's export script as a value. */
+const HOSTILE = "libs/it's $(touch pwned); `x`";
 const guestPath = join(guestRoot, "super repo");
 
 /** A repo with one commit of `files`. */
@@ -43,10 +46,11 @@ beforeAll(async () => {
   const sup = makeRepo("super-up", { "README.md": "super\n", ".gitattributes": "*.bin filter=lfs diff=lfs merge=lfs -text\n", "model.bin": LFS_POINTER });
   git(sup, ...FILE, "submodule", "add", "-q", `file://${one}`, "libs/one");
   git(sup, ...FILE, "submodule", "add", "-q", `file://${two}`, "libs/two");
+  git(sup, ...FILE, "submodule", "add", "-q", `file://${two}`, HOSTILE);
   git(sup, "commit", "-q", "-m", "super: add submodules");
-  // a clone with libs/one (and its nested deep) initialized, libs/two left uninitialized
+  // a clone with libs/one (and its nested deep) and the hostile one initialized, libs/two left uninitialized
   git(scratch, "clone", "-q", sup, work);
-  git(work, ...FILE, "submodule", "update", "-q", "--init", "--recursive", "--", "libs/one");
+  git(work, ...FILE, "submodule", "update", "-q", "--init", "--recursive", "--", "libs/one", HOSTILE);
   git(join(work, "libs/one/deep"), "config", "remote.origin.url", CRED_URL);
 }, 60_000);
 
@@ -78,7 +82,7 @@ guestLogin.describe("workspace with submodules over a real sshd", () => {
     expect(status(guestPath)).toBe("");
     expect(subStatus(guestPath)).toBe(subStatus(work));
     expect(subStatus(guestPath)).toMatch(/^-[0-9a-f]{40} libs\/two$/m);
-    expect(readFileSync(join(guestPath, "libs/one/deep/.git/../n.txt"), "utf8")).toBe("nested\n");
+    expect(readFileSync(join(guestPath, HOSTILE, "t.txt"), "utf8")).toBe("two\n");
   });
 
   test("re-prepare after an edit inside the nested submodule sends only the delta, and the guest matches the host", () => {
@@ -106,11 +110,14 @@ guestLogin.describe("workspace with submodules over a real sshd", () => {
     expect(Bun.spawnSync(["git", "-C", gdeep, "commit", "-q", "-am", "guest: deep"], { env }).exitCode).toBe(0);
     writeFileSync(join(guestPath, "libs/one/a.txt"), "uncommitted in the guest's submodule\n");
     writeFileSync(join(guestPath, "README.md"), "super, edited in the guest\n");
+    writeFileSync(join(guestPath, HOSTILE, "t.txt"), "two, edited under a hostile path\n");
     const r = run(["workspace", "export", "box", "--guest-path", guestPath, "--fetch", "--source", work, "--json"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const refs: { ref: string; commit: string; repo?: string }[] = r.json().refs;
-    expect(refs.map((x) => `${x.repo ?? "."} ${x.ref}`).sort()).toEqual([". refs/banger/box/main", "libs/one refs/banger/box/HEAD", "libs/one/deep refs/banger/box/HEAD"]);
+    expect(refs.map((x) => `${x.repo ?? "."} ${x.ref}`).sort()).toEqual([". refs/banger/box/main", `${HOSTILE} refs/banger/box/HEAD`, "libs/one refs/banger/box/HEAD", "libs/one/deep refs/banger/box/HEAD"]);
+    expect(git(join(work, HOSTILE), "show", "refs/banger/box/HEAD:t.txt")).toBe("two, edited under a hostile path\n");
+    for (const d of [scratch, guestRoot, work, guestPath, join(guestPath, "libs")]) expect(existsSync(join(d, "pwned"))).toBe(false);
     expect(git(join(work, "libs/one/deep"), "show", "refs/banger/box/HEAD:n.txt")).toBe("committed in the guest's nested submodule\n");
     expect(git(join(work, "libs/one"), "show", "refs/banger/box/HEAD:a.txt")).toBe("uncommitted in the guest's submodule\n");
     expect(git(work, "show", "refs/banger/box/main:README.md")).toBe("super, edited in the guest\n");
