@@ -28,7 +28,13 @@ export function trackActivity(app: (req: Request) => Promise<Response>, busy: (v
       vm = null; // a malformed name: the router refuses it
     }
     if (vm === null) return app(req);
-    const end = busy(vm);
+    const done = busy(vm);
+    let ended = false;
+    // a cancelled stream can also see its pending read fail: end the activity once
+    const end = () => {
+      if (!ended) done();
+      ended = true;
+    };
     let res: Response;
     try {
       res = await app(req);

@@ -126,6 +126,15 @@ guestLogin.describe("lifetimes (fake VMM, real sshd as the guest)", () => {
     expect(g.run(["vm", "ttl", "t-idle", "--idle-timeout", "none", "--json"]).json<View>().lifetime.idleTimeoutMs).toBe(0);
   });
 
+  test("vm run --ttl on an existing VM sets its TTL from now, then runs the command", () => {
+    const r = g.run(["vm", "run", "--name", "t-idle", "--ttl", "1h", "--ttl-action", "stop", "--", "true"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const v = g.run(["vm", "show", "t-idle", "--json"]).json<View>();
+    expect(Date.parse(v.lifetime.expiresAt) - Date.now()).toBeGreaterThan(3_590_000);
+    expect(v.lifetime.ttlAction).toBe("stop");
+  });
+
   test("durable: a deadline passes while the daemon is dead (kill -9); the next daemon fires it at start", async () => {
     const v = create("t-dur", "--ttl", "3s");
     const s = create("t-dur2", "--ttl", "3s", "--ttl-action", "stop");
