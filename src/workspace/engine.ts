@@ -317,7 +317,7 @@ export class WorkspaceEngine {
   private async _fetchRepo(vm: VMRecord, guestDir: string, hostRepo: string, optional: boolean): Promise<FetchResult["refs"]> {
     let bundle: Uint8Array;
     try {
-      bundle = await this._capture(vm, guestDir, ExportScript(guestDir, "bundle"), "export");
+      bundle = await this._capture(vm, guestDir, ExportScript(guestDir, "bundle", { topOnly: optional }), "export");
     } catch (e) {
       if (e instanceof _NothingNew) return [];
       if (optional && e instanceof BangerError && e.code === "E_NOT_FOUND") return []; // left uninitialized in the guest

@@ -123,6 +123,12 @@ guestLogin.describe("workspace with submodules over a real sshd", () => {
     expect(git(work, "show", "refs/banger/box/main:README.md")).toBe("super, edited in the guest\n");
     // nothing of the user's moved
     expect(readFileSync(join(work, "libs/one/a.txt"), "utf8")).toBe("one\n");
+    // a submodule initialized on the host since the prepare is an empty dir in the guest: skipped, never given the superproject's work
+    git(work, ...FILE, "submodule", "update", "-q", "--init", "--", "libs/two");
+    const again = run(["workspace", "export", "box", "--guest-path", guestPath, "--fetch", "--source", work, "--json"]);
+    expect(again.code).toBe(0);
+    expect(again.json().refs.map((x: { repo?: string }) => x.repo ?? ".").sort()).toEqual([".", HOSTILE, "libs/one", "libs/one/deep"]);
+    expect(git(join(work, "libs/two"), "for-each-ref", "refs/banger")).toBe("");
     const human = run(["workspace", "export", "box", "--guest-path", guestPath, "--fetch", "--source", work]);
     expect(human.stdout).toContain("libs/one/deep: refs/banger/box/HEAD ");
     // the patch is the superproject's alone (libs/one's HEAD did not move, so no gitlink change either)
