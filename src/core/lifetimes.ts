@@ -142,6 +142,8 @@ export class Lifetimes {
 
   /** Restart a VM's idle clock (no write for a VM without an idle timeout). */
   touch(id: string): void {
+    // a read first: most VMs have no idle timeout, and an UPDATE takes SQLite's write lock even when it matches nothing
+    if (!this.d.store.getVM(id)?.lifetime?.idleTimeoutMs) return;
     if (this.d.store.touchVM(id, this.d.clock.now().toISOString())) this.rearm();
   }
 
