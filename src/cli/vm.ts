@@ -4,6 +4,7 @@ import type { VMView } from "../shared/api.ts";
 import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
 import { formatDuration, parseDuration } from "../shared/duration.ts";
 import { nowMs } from "../host/clock.ts";
+import { formatPort } from "../shared/ports.ts";
 
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
 
@@ -70,6 +71,7 @@ function describe(vm: VMView): string {
     `dir:       ${r.vmDir}`,
     ...lifetimeLines(vm),
   ];
+  for (const p of vm.spec.ports ?? []) lines.push(`port:      ${formatPort(p)}${p.reach.length ? `  (${p.reach.join(", ")})` : ""}`);
   if (r.lastError) lines.push(`lastError: ${r.lastError}`);
   return lines.join("\n");
 }
@@ -87,7 +89,20 @@ const createArgs = {
   ttl: { type: "string", description: "Delete the VM this long after it is created, e.g. 30m, 2h, 1d (see --ttl-action; change with `banger vm ttl`)" },
   "ttl-action": { type: "string", description: "What the TTL does: delete (default) or stop" },
   "idle-timeout": { type: "string", description: "Stop the VM after this long with no exec, ssh, session or workspace use, e.g. 15m" },
+  publish: { type: "string", alias: "p", description: "Publish a guest port: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp] (host IP default 127.0.0.1, HOSTPORT 0: any free one); repeatable" },
 } as const;
+
+/** --publish/-p may repeat; citty keeps only the last, so read them from argv (before `--`). */
+function publishedArgs(): string[] | undefined {
+  const argv = process.argv;
+  const found: string[] = [];
+  for (let i = 0; i < argv.length && argv[i] !== "--"; i++) {
+    const a = argv[i]!;
+    if ((a === "--publish" || a === "-p") && argv[i + 1] !== undefined) found.push(argv[++i]!);
+    else if (a.startsWith("--publish=")) found.push(a.slice("--publish=".length));
+  }
+  return found.length ? found : undefined;
+}
 
 function createBody(name: string, a: Record<string, unknown>) {
   const ttlMs = durationArg(a.ttl, "--ttl");
@@ -107,6 +122,7 @@ function createBody(name: string, a: Record<string, unknown>) {
     // the daemon checks both against the providers its plugins registered
     net: a.net as string | undefined,
     storage: a.storage as string | undefined,
+    publish: publishedArgs(),
   };
 }
 
@@ -291,5 +307,9 @@ const logs = defineCommand({
 
 export default defineCommand({
   meta: { name: "vm", description: "Create, run and manage VMs" },
-  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs, ttl },
+  subCommands: {
+    list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs, ttl,
+    port: () => import("./vm-port.ts").then((m) => m.default),
+    stats: () => import("./vm-stats.ts").then((m) => m.default),
+  },
 });

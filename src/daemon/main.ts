@@ -27,6 +27,8 @@ import { sweepHome } from "./sweep.ts";
 import { createWorkspaceRoutes } from "./workspace-routes.ts";
 import { createLifetimeRoutes, trackActivity } from "./lifetime-routes.ts";
 import { Lifetimes } from "../core/lifetimes.ts";
+import { createPortRoutes } from "./ports-routes.ts";
+import { createStatsRoutes } from "./stats.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
 
@@ -162,6 +164,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
   const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: config.guestStateRoot || undefined });
   const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });
+  const ports = createPortRoutes(engine);
+  const stats = createStatsRoutes({ engine, ssh, host });
 
   let server: _Server | undefined;
   const closeAll = _shutdownOnce({ server: () => server!, ssh, store, fs, paths, release, log });
@@ -180,7 +184,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     startedAt: new Date().toISOString(),
     reconcile,
-    routes: { ...sessions.handlers, ...workspaces.handlers, ...createLifetimeRoutes({ engine, lifetimes }) },
+    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...createLifetimeRoutes({ engine, lifetimes }) },
     shutdown,
   }), (vm) => lifetimes.busy(vm));
   server = await _serve(app, paths, fs);

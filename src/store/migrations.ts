@@ -131,6 +131,14 @@ export const MIGRATIONS: Migration[] = [
       db.run(`ALTER TABLE vms ADD COLUMN last_active_at TEXT NOT NULL DEFAULT ''`);
     },
   },
+  {
+    version: 7,
+    name: "vm-ports",
+    up(db) {
+      // published ports as JSON (PublishedPort[]): always read and written whole with the VM row
+      db.run(`ALTER TABLE vms ADD COLUMN ports TEXT NOT NULL DEFAULT '[]'`);
+    },
+  },
 ];
 
 /** Apply every migration newer than the recorded version, each in its own transaction. */

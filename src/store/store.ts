@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
 import { BangerError } from "../shared/errors.ts";
-import type { ImageRecord, TTLAction, VMLifetime, VMRecord, VMState } from "../shared/model.ts";
+import type { ImageRecord, PublishedPort, TTLAction, VMLifetime, VMRecord, VMState } from "../shared/model.ts";
 import type { LeaseStore } from "../shared/leases.ts";
 import type { SessionRepo } from "../shared/session-repo.ts";
 import { createLeaseStore } from "./leases.ts";
@@ -36,6 +36,7 @@ interface VMRow {
   ttl_action: string;
   idle_timeout_ms: number;
   last_active_at: string;
+  ports: string;
   created_at: string;
   updated_at: string;
 }
@@ -73,6 +74,7 @@ function rowToVM(r: VMRow): VMRecord {
       driver: r.driver,
       net: r.net,
       storage: r.storage,
+      ...(r.ports && r.ports !== "[]" ? { ports: JSON.parse(r.ports) as PublishedPort[] } : {}),
     },
     runtime: {
       state: r.state as VMState,
@@ -131,6 +133,7 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
     $ttl_action: vm.lifetime?.ttlAction ?? "delete",
     $idle_timeout_ms: vm.lifetime?.idleTimeoutMs ?? 0,
     $last_active_at: vm.lifetime?.lastActiveAt ?? "",
+    $ports: JSON.stringify(vm.spec.ports ?? []),
     $created_at: vm.createdAt,
     $updated_at: vm.updatedAt,
   };
@@ -139,7 +142,7 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
 const VM_COLUMNS = [
   "id", "name", "image", "cpus", "memory_mib", "disk_mib", "work_disk_mib", "driver", "state", "guest_ip",
   "api_sock_path", "vsock_path", "vsock_cid", "log_path", "metrics_path", "dns_name", "vm_dir",
-  "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "net", "storage", "created_at", "updated_at",
+  "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "net", "storage", "ports", "created_at", "updated_at",
   "expires_at", "ttl_action", "idle_timeout_ms", "last_active_at",
 ];
 
