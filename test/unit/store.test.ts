@@ -139,6 +139,19 @@ describe("migrations upgrade path", () => {
     expect(migrate(db)).toEqual([]);
   });
 
+  test("a migration merged after a higher one already ran (parallel branches) is still applied", () => {
+    const dir = tempDir();
+    const db = new Database(join(dir, "x.db"), { create: true });
+    cleanups.push(() => db.close());
+    // a database that took 7 from one branch before 6 existed
+    expect(migrate(db, MIGRATIONS.filter((m) => m.version !== 6))).toEqual(MIGRATIONS.filter((m) => m.version !== 6).map((m) => m.version));
+    expect(migrate(db)).toEqual([6]);
+    const cols = (db.query(`PRAGMA table_info(vms)`).all() as { name: string }[]).map((c) => c.name);
+    expect(cols).toContain("expires_at");
+    expect(cols).toContain("ports");
+    expect(migrate(db)).toEqual([]);
+  });
+
   test("a failing migration rolls back and records nothing", () => {
     const dir = tempDir();
     const db = new Database(join(dir, "x.db"), { create: true });
