@@ -2,6 +2,8 @@ import { defineCommand } from "./define.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { VMView } from "../shared/api.ts";
 import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
+import { formatDuration, parseDuration } from "../shared/duration.ts";
+import { nowMs } from "../host/clock.ts";
 import { formatPort } from "../shared/ports.ts";
 
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
@@ -9,6 +11,48 @@ const nameArg = { name: { type: "positional", description: "VM name", required: 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
+
+/** --ttl / --idle-timeout: "20s", "5m", "1h30m", "2d" (or "none" where it clears) → ms; 0 for none. */
+function durationArg(v: unknown, what: string, noneOk = false): number | undefined {
+  if (v === undefined || v === "") return undefined;
+  if (noneOk && v === "none") return 0;
+  const ms = parseDuration(String(v));
+  if (ms === null) usage(`${what} must be a duration like 90s, 5m, 1h30m or 2d${noneOk ? ", or none" : ""}; got ${JSON.stringify(v)}`);
+  return ms;
+}
+
+function ttlActionArg(v: unknown): "delete" | "stop" | undefined {
+  if (v === undefined || v === "") return undefined;
+  if (v !== "delete" && v !== "stop") usage(`--ttl-action must be delete or stop, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** "in 4m12s" / "overdue": how far a deadline is from now. */
+function until(iso: string): string {
+  const ms = Date.parse(iso) - nowMs();
+  return ms > 0 ? `in ${formatDuration(ms)}` : "overdue";
+}
+
+/** The lifetime lines of `vm show`. */
+function lifetimeLines(vm: VMView): string[] {
+  const l = vm.lifetime;
+  if (!l) return [];
+  const lines: string[] = [];
+  if (l.expiresAt) lines.push(`expires:   ${l.expiresAt} (${until(l.expiresAt)}, then ${l.ttlAction})`);
+  if (l.idleTimeoutMs) {
+    const when = l.idleDeadline && vm.runtime.state === "running" ? `; idle deadline ${l.idleDeadline} (${until(l.idleDeadline)})` : "";
+    lines.push(`idle:      stops after ${formatDuration(l.idleTimeoutMs)} without use${when}`);
+  }
+  return lines;
+}
+
+/** The EXPIRES column of `vm list`: the nearest deadline that applies. */
+function nearestDeadline(vm: VMView): string {
+  const l = vm.lifetime;
+  const ttl = l?.expiresAt ? `${until(l.expiresAt)} (${l.ttlAction})` : "";
+  const idle = l?.idleDeadline && vm.runtime.state === "running" ? `idle ${until(l.idleDeadline)}` : "";
+  return [ttl, idle].filter(Boolean).join(", ") || "-";
 }
 
 function describe(vm: VMView): string {
@@ -25,6 +69,7 @@ function describe(vm: VMView): string {
     `storage:   ${vm.spec.storage}`,
     `ssh:       ${r.sshPort ? `${r.sshHost}:${r.sshPort}` : "-"}`,
     `dir:       ${r.vmDir}`,
+    ...lifetimeLines(vm),
   ];
   for (const p of vm.spec.ports ?? []) lines.push(`port:      ${formatPort(p)}${p.reach.length ? `  (${p.reach.join(", ")})` : ""}`);
   if (r.lastError) lines.push(`lastError: ${r.lastError}`);
@@ -41,6 +86,9 @@ const createArgs = {
   driver: { type: "string", description: "Same as --vmm (older name)" },
   net: { type: "string", description: "Network provider: user (QEMU's default; loopback SSH forward), tap (bridge, guest IP, <name>.vm; needs root) or a plugin's (`banger plugin list`)" },
   storage: { type: "string", description: "Storage provider: dm (dm-snapshot; the default where device-mapper works), copy (sparse/reflink copy) or a plugin's (`banger plugin list`)" },
+  ttl: { type: "string", description: "Delete the VM this long after it is created, e.g. 30m, 2h, 1d (see --ttl-action; change with `banger vm ttl`)" },
+  "ttl-action": { type: "string", description: "What the TTL does: delete (default) or stop" },
+  "idle-timeout": { type: "string", description: "Stop the VM after this long with no exec, ssh, session or workspace use, e.g. 15m" },
   publish: { type: "string", alias: "p", description: "Publish a guest port: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp] (host IP default 127.0.0.1, HOSTPORT 0: any free one); repeatable" },
 } as const;
 
@@ -57,7 +105,13 @@ function publishedArgs(): string[] | undefined {
 }
 
 function createBody(name: string, a: Record<string, unknown>) {
+  const ttlMs = durationArg(a.ttl, "--ttl");
+  const ttlAction = ttlActionArg(a["ttl-action"]);
+  if (ttlAction && ttlMs === undefined) usage("--ttl-action needs --ttl");
   return {
+    ttlMs,
+    ttlAction,
+    idleTimeoutMs: durationArg(a["idle-timeout"], "--idle-timeout"),
     name,
     image: a.image as string | undefined,
     cpus: intArg(a.cpus, "--cpus"),
@@ -101,7 +155,7 @@ const list = defineCommand({
     out(vms, !!args.json, () =>
       vms.length === 0
         ? "no vms (create one with `banger vm run --name NAME -- CMD`)"
-        : table([["NAME", "STATE", "ALIVE", "IMAGE", "SSH"], ...vms.map((v) => [v.name, v.runtime.state, v.alive ? "yes" : "no", v.spec.image, v.runtime.sshPort ? `${v.runtime.sshHost}:${v.runtime.sshPort}` : "-"])]),
+        : table([["NAME", "STATE", "ALIVE", "IMAGE", "SSH", "EXPIRES"], ...vms.map((v) => [v.name, v.runtime.state, v.alive ? "yes" : "no", v.spec.image, v.runtime.sshPort ? `${v.runtime.sshHost}:${v.runtime.sshPort}` : "-", nearestDeadline(v)])]),
     );
   },
 });
@@ -167,12 +221,17 @@ const run = defineCommand({
   async run({ args }) {
     let argv = passthrough.argv;
     if (argv.length === 0) usage("a command is required after --, e.g. `banger vm run --name demo -- uname -a`");
+    const body = createBody(args.name, args);
     const c = await daemon();
     const existing = await getVM(args.name);
     if (!existing) {
-      await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: true } }, { json: !!args.json });
-    } else if (!existing.alive) {
-      await streamCall("vmStart", { params: { vm: args.name }, body: {} }, { json: !!args.json });
+      await streamCall("vmCreate", { body: { ...body, start: true } }, { json: !!args.json });
+    } else {
+      // an existing VM takes the lifetime given here from now, as `vm ttl` would
+      if (body.ttlMs !== undefined || body.idleTimeoutMs !== undefined) {
+        await c.call("lifetimeSet", { params: { vm: args.name }, body: { ttlMs: body.ttlMs, ttlAction: body.ttlAction, idleTimeoutMs: body.idleTimeoutMs } });
+      }
+      if (!existing.alive) await streamCall("vmStart", { params: { vm: args.name }, body: {} }, { json: !!args.json });
     }
     let code = 1;
     try {
@@ -188,6 +247,25 @@ const run = defineCommand({
       if (args.rm) await c.call("vmDelete", { params: { vm: args.name }, query: { force: true } }).catch((e) => fail(e, !!args.json));
     }
     process.exit(code);
+  },
+});
+
+const ttl = defineCommand({
+  meta: { name: "ttl", description: "Set a VM's TTL from now (or `none`), and/or its idle timeout: banger vm ttl NAME 2h [--ttl-action stop] [--idle-timeout 15m|none]" },
+  args: {
+    ...nameArg,
+    duration: { type: "positional", description: "TTL from now, e.g. 30m, 2h, 1d; `none` removes it", required: false },
+    "ttl-action": createArgs["ttl-action"],
+    "idle-timeout": { type: "string", description: "Stop after this long without use, e.g. 15m; `none` removes it" },
+    ...jsonArg,
+  },
+  async run({ args }) {
+    const ttlMs = durationArg(args.duration, "the TTL", true);
+    const ttlAction = ttlActionArg(args["ttl-action"]);
+    const idleTimeoutMs = durationArg(args["idle-timeout"], "--idle-timeout", true);
+    if (ttlMs === undefined && ttlAction === undefined && idleTimeoutMs === undefined) usage("give a TTL (e.g. `banger vm ttl NAME 2h`, or `none`), --ttl-action or --idle-timeout");
+    const vm = await (await daemon()).call("lifetimeSet", { params: { vm: args.name }, body: { ttlMs, ttlAction, idleTimeoutMs } });
+    out(vm, !!args.json, () => lifetimeLines(vm).join("\n") || `${vm.name} has no ttl and no idle timeout`);
   },
 });
 
@@ -230,7 +308,7 @@ const logs = defineCommand({
 export default defineCommand({
   meta: { name: "vm", description: "Create, run and manage VMs" },
   subCommands: {
-    list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs,
+    list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs, ttl,
     port: () => import("./vm-port.ts").then((m) => m.default),
     stats: () => import("./vm-stats.ts").then((m) => m.default),
     // loaded on use: the file commands' modules cost other vm commands nothing

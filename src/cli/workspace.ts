@@ -52,8 +52,8 @@ const exportCmd = defineCommand({
   args: {
     ...vmArg,
     ...guestPathArg,
-    patch: { type: "string", description: "Write a `git format-patch --binary` series to FILE (- for stdout)" },
-    fetch: { type: "boolean", description: "git fetch the guest branch into refs/banger/VM/BRANCH of --source (working tree, index and branches untouched)" },
+    patch: { type: "string", description: "Write a `git format-patch --binary` series to FILE (- for stdout); the superproject only: a submodule's change shows as its new commit id (--fetch brings submodules' work)" },
+    fetch: { type: "boolean", description: "git fetch the guest branch into refs/banger/VM/BRANCH of --source, and each submodule's into its own repo (working tree, index and branches untouched)" },
     source: { type: "string", description: "Host repo to fetch into (default: current directory)" },
     ...jsonArg,
   },
@@ -62,7 +62,7 @@ const exportCmd = defineCommand({
     const guestPath = args.guestPath || undefined;
     if (args.fetch) {
       const r = await (await daemon()).call("workspaceExport", { params: { vm: args.vm }, body: { format: "fetch", guestPath, sourcePath: resolve(args.source || ".") } });
-      out(r, !!args.json, () => (r.refs.length ? r.refs.map((x) => `${x.ref} ${x.commit}`).join("\n") : `nothing new in ${r.vm}:${r.guestPath} since it was prepared`));
+      out(r, !!args.json, () => (r.refs.length ? r.refs.map((x) => `${x.repo ? `${x.repo}: ` : ""}${x.ref} ${x.commit}`).join("\n") : `nothing new in ${r.vm}:${r.guestPath} since it was prepared`));
       return;
     }
     const bytes = await (await daemon()).raw("workspaceExport", { params: { vm: args.vm }, body: { format: "patch", guestPath } });

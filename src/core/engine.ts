@@ -12,6 +12,7 @@ import { BangerError, errorMessage, undoFailuresOf, withUndoNote } from "../shar
 import { faultPoint } from "../host/faults.ts";
 import type { HookEngine, HookMap } from "./hooks.ts";
 import { runOperation, type ProgressSink } from "./operation.ts";
+import { checkTTLAction, initialLifetime } from "./lifetimes.ts";
 import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type PublishedPort, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";
 import type { NetPorts, Providers } from "./providers.ts";
@@ -33,6 +34,11 @@ export interface CreateVMParams {
   net?: string;
   /** A storage provider's name ("dm", "copy", a plugin's own); default: the usable one with the highest priority. */
   storage?: string;
+  /** Delete (or with ttlAction "stop", stop) the VM this long after it is created. */
+  ttlMs?: number;
+  ttlAction?: string;
+  /** Stop the VM after this long without exec, ssh, session or workspace activity. */
+  idleTimeoutMs?: number;
   /** Ports to publish (`[HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]`); the network must be able to (NetProvider.ports). */
   publish?: string[];
 }
@@ -195,6 +201,9 @@ export class Engine {
       diskMiB: _atLeast(params.diskMiB, 0, "disk (MiB)", 0),
       workDiskMiB: _atLeast(params.workDiskMiB, 0, "work disk (MiB)", 0),
     };
+    // refused here, before any work: initialLifetime checks the values
+    initialLifetime(this.d.host.clock.now(), { ...params, ttlAction: checkTTLAction(params.ttlAction) });
+    if (params.ttlAction !== undefined && !params.ttlMs) throw new BangerError("E_BAD_REQUEST", "a ttl action needs a ttl");
     const ports = parsePublish(providers, net, params.publish);
     const spec = { image, ...sizes, driver: driverName, net, storage: params.storage ?? "" };
     const storage = await providers.chooseStorage(spec, params.storage, (m) => this.d.log.debug(`vm ${name}: ${m}`));
@@ -249,6 +258,7 @@ export class Engine {
         sshHost: "",
         sshPort: 0,
       },
+      lifetime: initialLifetime(new Date(now), { ...params, ttlAction: checkTTLAction(params.ttlAction) }),
       createdAt: now,
       updatedAt: now,
     };

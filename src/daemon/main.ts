@@ -25,6 +25,8 @@ import { vmSSHPool } from "./ssh-pool.ts";
 import { createSessionRoutes } from "./sessions.ts";
 import { sweepHome } from "./sweep.ts";
 import { createWorkspaceRoutes } from "./workspace-routes.ts";
+import { createLifetimeRoutes, trackActivity } from "./lifetime-routes.ts";
+import { Lifetimes } from "../core/lifetimes.ts";
 import { createPortRoutes } from "./ports-routes.ts";
 import { createStatsRoutes } from "./stats.ts";
 import { createFileRoutes } from "./files-routes.ts";
@@ -155,6 +157,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   const ssh = vmSSHPool(host.ssh, host.fs);
   const engine = new Engine({ store, host, hooks, drivers, providers, paths, log, dropConnection: (id) => ssh.drop(id) });
+  // a TTL deletes with --force: the disk goes anyway, and a guest slow to power off must not outlive its TTL
+  const lifetimes = new Lifetimes({ store, clock: host.clock, log, stop: (id) => engine.stop(id), delete: (id) => engine.delete(id, { force: true }) });
+  lifetimes.hookInto(hooks);
   const reconcile = await _reconcileAndSweep(engine, store, host, paths, log);
 
   const images = new ImageService(store, hooks, host, paths.imagesDir, log);
@@ -166,8 +171,13 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const files = createFileRoutes({ engine, ssh, log });
 
   let server: _Server | undefined;
-  const shutdown = _shutdownOnce({ server: () => server!, ssh, store, fs, paths, release, log });
-  const app = createApp({
+  const closeAll = _shutdownOnce({ server: () => server!, ssh, store, fs, paths, release, log });
+  // no deadline fires into a store that is closing
+  const shutdown = () => {
+    lifetimes.close();
+    closeAll();
+  };
+  const app = trackActivity(createApp({
     engine,
     images,
     ssh,
@@ -177,9 +187,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     startedAt: new Date().toISOString(),
     reconcile,
-    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers },
+    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers, ...createLifetimeRoutes({ engine, lifetimes }) },
     shutdown,
-  });
+  }), (vm) => lifetimes.busy(vm));
   server = await _serve(app, paths, fs);
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);
@@ -187,4 +197,6 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // Session status needs SSH to each guest (seconds under TCG, longer for an unreachable one):
   // after listening, so auto-start stays fast; every session read refreshes on demand anyway.
   void sessions.reconcile().catch((e) => log.warn(`session reconcile: ${errorMessage(e)}`));
+  // after listening: a graceful stop can take seconds, and the CLI that started us is waiting; overdue deadlines fire now
+  lifetimes.start().catch((e: unknown) => log.warn(`lifetimes: ${errorMessage(e)}`));
 }

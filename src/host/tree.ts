@@ -50,3 +50,13 @@ export function readDirSync(dir: string): DirEntry[] | null {
     return null;
   }
 }
+
+/** What lstat says is at the path (a symlink is a symlink), or null when nothing is. */
+export function lstatTypeSync(path: string): DirEntry["type"] | null {
+  try {
+    const s = lstatSync(path);
+    return s.isSymbolicLink() ? "symlink" : s.isDirectory() ? "dir" : s.isFile() ? "file" : "other";
+  } catch {
+    return null;
+  }
+}

@@ -46,6 +46,8 @@ export interface Procs {
 export interface Clock {
   now(): Date;
   sleep(ms: number): Promise<void>;
+  /** Call fn once after ms (a fake clock: when advanced past it); returns the cancel. */
+  timer(ms: number, fn: () => void): () => void;
 }
 
 /** One entry of a dir, typed as lstat sees it: a symlink is a symlink, never what it points at. */

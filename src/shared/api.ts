@@ -51,8 +51,8 @@ export interface FetchResult {
   vm: string;
   sourcePath: string;
   guestPath: string;
-  /** Refs updated, refs/banger/<vm>/<branch> → commit. */
-  refs: { ref: string; commit: string }[];
+  /** Refs updated, refs/banger/<vm>/<branch> → commit; `repo` names the submodule (its path) whose repo got the ref, absent for the superproject. */
+  refs: { ref: string; commit: string; repo?: string }[];
 }
 
 /** Public view of a VM: its durable record plus liveness. */

@@ -58,11 +58,33 @@ export interface PublishedPort {
   reach: string[];
 }
 
+/** What the VM's lifetime deadlines are fired on: "delete" (the default) or "stop". */
+export type TTLAction = "delete" | "stop";
+
+/**
+ * When the daemon stops or deletes the VM by itself (`--ttl`, `--idle-timeout`, `vm ttl`).
+ * Absolute times in the `vms` row, so they outlive a daemon; "" means none.
+ */
+export interface VMLifetime {
+  /** ISO time the TTL fires at, or "". */
+  expiresAt: string;
+  /** What the TTL does when it fires. */
+  ttlAction: TTLAction;
+  /** Stop the VM after this long with no exec, ssh, session or workspace request (0: never). */
+  idleTimeoutMs: number;
+  /** ISO time of the last such request (or of the last start). */
+  lastActiveAt: string;
+  /** lastActiveAt + idleTimeoutMs while an idle timeout is set, else "". */
+  idleDeadline: string;
+}
+
 export interface VMRecord {
   id: string;
   name: string;
   spec: VMSpec;
   runtime: VMRuntime;
+  /** Absent on records made before lifetimes existed (and in tests that build records by hand). */
+  lifetime?: VMLifetime;
   createdAt: string;
   updatedAt: string;
 }

@@ -91,6 +91,9 @@ export const routes = defineRoutes({
       storage: { type: "string" },
       publish: { type: "string[]" },
       start: { type: "boolean" },
+      ttlMs: { type: "integer" },
+      ttlAction: { type: "string" },
+      idleTimeoutMs: { type: "integer" },
     },
     ndjson: res<ResultEvent<VMView>>(),
   },
@@ -108,6 +111,13 @@ export const routes = defineRoutes({
   },
   vmSshInfo: { method: "GET", path: "/v1/vms/:vm/ssh-info", json: res<SshInfo>() },
   vmLogs: { method: "GET", path: "/v1/vms/:vm/logs", query: { follow: "flag", offset: "offset" }, ndjson: res<ResultEvent<{ offset: number }>>() },
+  /** Set a VM's TTL (from now; 0: none) and/or idle timeout (0: none); a field left out stays as it is. */
+  lifetimeSet: {
+    method: "POST",
+    path: "/v1/vms/:vm/lifetime",
+    body: { ttlMs: { type: "integer" }, ttlAction: { type: "string" }, idleTimeoutMs: { type: "integer" } },
+    json: res<VMView>(),
+  },
 
   /** Published ports: what the VM record has, with the host port each one got (`vm port ls`). */
   portList: { method: "GET", path: "/v1/vms/:vm/ports", json: res<PortsView>() },

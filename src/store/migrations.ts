@@ -121,6 +121,17 @@ export const MIGRATIONS: Migration[] = [
     },
   },
   {
+    version: 6,
+    name: "vm-lifetimes",
+    up(db) {
+      // absolute times, so a deadline holds across daemon restarts and fires late rather than never
+      db.run(`ALTER TABLE vms ADD COLUMN expires_at TEXT NOT NULL DEFAULT ''`);
+      db.run(`ALTER TABLE vms ADD COLUMN ttl_action TEXT NOT NULL DEFAULT 'delete'`);
+      db.run(`ALTER TABLE vms ADD COLUMN idle_timeout_ms INTEGER NOT NULL DEFAULT 0`);
+      db.run(`ALTER TABLE vms ADD COLUMN last_active_at TEXT NOT NULL DEFAULT ''`);
+    },
+  },
+  {
     version: 7,
     name: "vm-ports",
     up(db) {
@@ -130,14 +141,17 @@ export const MIGRATIONS: Migration[] = [
   },
 ];
 
-/** Apply every migration newer than the recorded version, each in its own transaction. */
+/**
+ * Apply every migration not recorded yet, in version order, each in its own transaction.
+ * Not "every one above the highest": features land in parallel, so a database may have
+ * 7 from one branch before 6 from another is merged; each migration touches its own columns.
+ */
 export function migrate(db: Database, migrations: Migration[] = MIGRATIONS): number[] {
   db.run(`CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
-  const row = db.query<{ v: number | null }, []>(`SELECT MAX(version) AS v FROM migrations`).get();
-  const current = row?.v ?? 0;
+  const done = new Set(db.query<{ version: number }, []>(`SELECT version FROM migrations`).all().map((r) => r.version));
   const applied: number[] = [];
   for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
-    if (m.version <= current) continue;
+    if (done.has(m.version)) continue;
     db.transaction(() => {
       m.up(db);
       db.run(`INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)`, [m.version, m.name, new Date().toISOString()]);

@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
 import { BangerError } from "../shared/errors.ts";
-import type { ImageRecord, PublishedPort, VMRecord, VMState } from "../shared/model.ts";
+import type { ImageRecord, PublishedPort, TTLAction, VMLifetime, VMRecord, VMState } from "../shared/model.ts";
 import type { LeaseStore } from "../shared/leases.ts";
 import type { SessionRepo } from "../shared/session-repo.ts";
 import { createLeaseStore } from "./leases.ts";
@@ -32,9 +32,21 @@ interface VMRow {
   ssh_port: number;
   net: string;
   storage: string;
+  expires_at: string;
+  ttl_action: string;
+  idle_timeout_ms: number;
+  last_active_at: string;
   ports: string;
   created_at: string;
   updated_at: string;
+}
+
+/** The lifetime columns of a VM that has a deadline of either kind. */
+export interface DeadlineRow {
+  id: string;
+  name: string;
+  state: VMState;
+  lifetime: VMLifetime;
 }
 
 interface ImageRow {
@@ -80,9 +92,15 @@ function rowToVM(r: VMRow): VMRecord {
       sshHost: r.ssh_host,
       sshPort: r.ssh_port,
     },
+    lifetime: rowToLifetime(r),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
+}
+
+function rowToLifetime(r: Pick<VMRow, "expires_at" | "ttl_action" | "idle_timeout_ms" | "last_active_at">): VMLifetime {
+  const idleDeadline = r.idle_timeout_ms > 0 && r.last_active_at ? new Date(Date.parse(r.last_active_at) + r.idle_timeout_ms).toISOString() : "";
+  return { expiresAt: r.expires_at, ttlAction: r.ttl_action as TTLAction, idleTimeoutMs: r.idle_timeout_ms, lastActiveAt: r.last_active_at, idleDeadline };
 }
 
 function vmParams(vm: VMRecord): Record<string, string | number> {
@@ -111,6 +129,10 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
     $ssh_port: vm.runtime.sshPort,
     $net: vm.spec.net ?? "user",
     $storage: vm.spec.storage,
+    $expires_at: vm.lifetime?.expiresAt ?? "",
+    $ttl_action: vm.lifetime?.ttlAction ?? "delete",
+    $idle_timeout_ms: vm.lifetime?.idleTimeoutMs ?? 0,
+    $last_active_at: vm.lifetime?.lastActiveAt ?? "",
     $ports: JSON.stringify(vm.spec.ports ?? []),
     $created_at: vm.createdAt,
     $updated_at: vm.updatedAt,
@@ -121,10 +143,17 @@ const VM_COLUMNS = [
   "id", "name", "image", "cpus", "memory_mib", "disk_mib", "work_disk_mib", "driver", "state", "guest_ip",
   "api_sock_path", "vsock_path", "vsock_cid", "log_path", "metrics_path", "dns_name", "vm_dir",
   "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "net", "storage", "ports", "created_at", "updated_at",
+  "expires_at", "ttl_action", "idle_timeout_ms", "last_active_at",
 ];
 
+/**
+ * Written at insert only: afterwards each changes through its own UPDATE, so an
+ * operation saving the record it read earlier never undoes a `vm ttl` or an activity mark made meanwhile.
+ */
+const LIFETIME_COLUMNS = new Set(["expires_at", "ttl_action", "idle_timeout_ms", "last_active_at"]);
+
 const UPSERT_VM = `INSERT INTO vms (${VM_COLUMNS.join(", ")}) VALUES (${VM_COLUMNS.map((c) => "$" + c).join(", ")})
-  ON CONFLICT(id) DO UPDATE SET ${VM_COLUMNS.filter((c) => c !== "id" && c !== "created_at").map((c) => `${c} = excluded.${c}`).join(", ")}`;
+  ON CONFLICT(id) DO UPDATE SET ${VM_COLUMNS.filter((c) => c !== "id" && c !== "created_at" && !LIFETIME_COLUMNS.has(c)).map((c) => `${c} = excluded.${c}`).join(", ")}`;
 
 /** The durable store: one SQLite file in WAL mode. */
 export class Store {
@@ -194,6 +223,33 @@ export class Store {
 
   deleteVM(id: string): void {
     this.db.query(`DELETE FROM vms WHERE id = ?`).run(id);
+  }
+
+  // --- lifetimes ---
+
+  /** Set (or with expiresAt "" clear) a VM's TTL; false if there is no such VM. */
+  setExpiry(id: string, expiresAt: string, action: TTLAction): boolean {
+    return this.db.query(`UPDATE vms SET expires_at = ?, ttl_action = ? WHERE id = ?`).run(expiresAt, action, id).changes > 0;
+  }
+
+  /** Set (0: clear) a VM's idle timeout, counting idleness from `from`. */
+  setIdleTimeout(id: string, ms: number, from: string): boolean {
+    return this.db.query(`UPDATE vms SET idle_timeout_ms = ?, last_active_at = ? WHERE id = ?`).run(ms, from, id).changes > 0;
+  }
+
+  /** Record activity on a VM that has an idle timeout (others are left alone: no write for them). */
+  touchVM(id: string, at: string): boolean {
+    return this.db.query(`UPDATE vms SET last_active_at = ? WHERE id = ? AND idle_timeout_ms > 0`).run(at, id).changes > 0;
+  }
+
+  /** Every VM with a TTL or an idle timeout. */
+  listDeadlines(): DeadlineRow[] {
+    return this.db
+      .query<Pick<VMRow, "id" | "name" | "state" | "expires_at" | "ttl_action" | "idle_timeout_ms" | "last_active_at">, []>(
+        `SELECT id, name, state, expires_at, ttl_action, idle_timeout_ms, last_active_at FROM vms WHERE expires_at != '' OR idle_timeout_ms > 0`,
+      )
+      .all()
+      .map((r) => ({ id: r.id, name: r.name, state: r.state as VMState, lifetime: rowToLifetime(r) }));
   }
 
   // --- images ---

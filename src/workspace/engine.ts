@@ -30,7 +30,7 @@ import {
   checkGuestPath,
   stagePaths,
 } from "./scripts.ts";
-import { GIT_EXCLUDES, createTarRunner, listWorkspaceFiles, repoRoot, sanitizeGitConfig, workspaceTar, type TarRunner, type TarStream, type WorkspaceFiles } from "./tar.ts";
+import { createTarRunner, gitExcludes, gitExtras, listWorkspaceFiles, repoRoot, resentGitFiles, workspaceTar, type TarRunner, type TarStream, type WorkspaceFiles } from "./tar.ts";
 
 export interface WorkspaceDeps {
   /** Handed to workspace:prepare hooks on the operation. */
@@ -186,10 +186,10 @@ export class WorkspaceEngine {
     const readOnly = !!p.readOnly;
     if (!p.sourcePath.startsWith("/")) throw new BangerError("E_BAD_REQUEST", `source path must be absolute, got ${JSON.stringify(p.sourcePath)}`);
     const files = await listWorkspaceFiles(this.d.exec, p.sourcePath);
-    const config = sanitizeGitConfig(await _readConfig(files.root));
+    const extras = await gitExtras(files, (path) => createFS().readText(path));
     const manifestFile = this.d.fs && p.vm.runtime?.vmDir ? join(p.vm.runtime.vmDir, "workspaces", `${createHash("sha256").update(guestPath).digest("hex").slice(0, 16)}.json`) : null;
     const prev = manifestFile ? _parseManifest(await this.d.fs!.readText(manifestFile)) : null;
-    const now = snapshot(files, GIT_EXCLUDES);
+    const now = snapshot(files, gitExcludes(files));
     const sentToken = randomBytes(12).toString("hex");
     const guest = await this.d.dial(p.vm);
     const { stage, old } = stagePaths(guestPath, this.token());
@@ -209,7 +209,7 @@ export class WorkspaceEngine {
       where: `vm ${p.vm.name}: workspace ${guestPath}`,
       started: performance.now(),
       seen,
-      stream: (f: WorkspaceFiles) => _watch(workspaceTar(this.tar, f, config), seen, p.progress),
+      stream: (f: WorkspaceFiles) => _watch(workspaceTar(this.tar, f, extras), seen, p.progress),
       mode: "full",
       sent: files.paths.length - 1,
     };
@@ -221,7 +221,7 @@ export class WorkspaceEngine {
     const plan = prev && prev.guestPath === guestPath && !prev.readOnly ? planDelta(files.root, prev.entries, job.now) : null;
     if (!plan) return false;
     // everything that must not be a link into the live tree goes first; the tar brings the new versions
-    const drop = [...plan.changed, ...plan.removed, "./.git/config", "./.git/BANGER_BASE"];
+    const drop = [...plan.changed, ...plan.removed, ...resentGitFiles(files)];
     const err: Uint8Array[] = [];
     const code = await guest.exec(DeltaStageCommand(guestPath, stage, prev!.token), { stdin: drop.join("\0") + "\0", onStderr: (c) => err.push(c.slice()) });
     if (code === STALE_EXIT) {
@@ -304,31 +304,43 @@ export class WorkspaceEngine {
     const root = await repoRoot(this.d.exec, p.sourcePath);
     const check = await this.d.exec.run("git", ["check-ref-format", `refs/banger/${p.vm.name}/x`], { check: false });
     if (check.exitCode !== 0) throw new BangerError("E_BAD_REQUEST", `vm name ${JSON.stringify(p.vm.name)} cannot be part of a git ref`);
+    const refs = await this._fetchRepo(p.vm, guestPath, root, false);
+    // each submodule checked out on the host (nested ones too) gets the guest's work in its own repo, in the same ref namespace
+    const subs = await this.d.exec.run("git", ["-C", root, "submodule", "--quiet", "foreach", "--recursive", 'printf "%s\\0" "$displaypath"']);
+    for (const sub of subs.stdout.split("\0").filter(Boolean)) {
+      for (const r of await this._fetchRepo(p.vm, `${guestPath}/${sub}`, join(root, sub), true)) refs.push({ ...r, repo: sub });
+    }
+    return { vm: p.vm.name, sourcePath: root, guestPath, refs };
+  }
+
+  /** The guest repo at guestDir's new work, fetched into refs/banger/<vm>/ of the host repo; [] when there is none (or, for a submodule, no repo there in the guest). */
+  private async _fetchRepo(vm: VMRecord, guestDir: string, hostRepo: string, optional: boolean): Promise<FetchResult["refs"]> {
     let bundle: Uint8Array;
     try {
-      bundle = await this._capture(p.vm, guestPath, ExportScript(guestPath, "bundle"), "export");
+      bundle = await this._capture(vm, guestDir, ExportScript(guestDir, "bundle", { topOnly: optional }), "export");
     } catch (e) {
-      if (e instanceof _NothingNew) return { vm: p.vm.name, sourcePath: root, guestPath, refs: [] };
+      if (e instanceof _NothingNew) return [];
+      if (optional && e instanceof BangerError && e.code === "E_NOT_FOUND") return []; // left uninitialized in the guest
       throw e;
     }
     // git fetch wants a file; it lives only as long as the fetch, in a private temp dir.
+    // --no-recurse-submodules: a moved gitlink would make git fetch in the submodule from its remote; banger brings each one's work itself
     const fs = createFS();
     const dir = await fs.mkdtemp(join(tmpdir(), "banger-bundle-"));
     try {
       const file = join(dir, "guest.bundle");
       await fs.writeFile(file, bundle);
-      const prefix = `refs/banger/${p.vm.name}/`;
-      const r = await this.d.exec.run("git", ["-C", root, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", file, `+refs/heads/*:${prefix}*`], { check: false });
+      const prefix = `refs/banger/${vm.name}/`;
+      const r = await this.d.exec.run("git", ["-C", hostRepo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", file, `+refs/heads/*:${prefix}*`], { check: false });
       if (r.exitCode !== 0) {
-        throw new BangerError("E_STATE", `fetching ${p.vm.name}:${guestPath} into ${root} failed: ${r.stderr.trim().split("\n").slice(-2).join("; ")}`);
+        throw new BangerError("E_STATE", `fetching ${vm.name}:${guestDir} into ${hostRepo} failed: ${r.stderr.trim().split("\n").slice(-2).join("; ")}`);
       }
-      const heads = await this.d.exec.run("git", ["bundle", "list-heads", file], { cwd: root });
-      const refs = heads.stdout
+      const heads = await this.d.exec.run("git", ["bundle", "list-heads", file], { cwd: hostRepo });
+      return heads.stdout
         .split("\n")
         .map((l) => l.trim().split(" "))
         .filter(([c, ref]) => c && ref?.startsWith("refs/heads/"))
         .map(([commit, ref]) => ({ ref: prefix + ref!.slice("refs/heads/".length), commit: commit! }));
-      return { vm: p.vm.name, sourcePath: root, guestPath, refs };
     } finally {
       await fs.rmrf(dir);
     }
@@ -364,8 +376,4 @@ function _parseManifest(text: string | null): Manifest | null {
   } catch {
     return null;
   }
-}
-
-async function _readConfig(root: string): Promise<string> {
-  return (await createFS().readText(join(root, ".git", "config"))) ?? "";
 }

@@ -143,8 +143,9 @@ export function DiffScript(guestPath: string): string {
  * commit; the guest's HEAD, index and refs never move. `patch`: `git
  * format-patch --binary` of base..tip on stdout. `bundle`: a git bundle of
  * the guest's branch with base as its prerequisite, on stdout. Exits
- * NOTHING_NEW_EXIT when tip is the base.
+ * NOTHING_NEW_EXIT when tip is the base. `topOnly` (a submodule): exits
+ * NOT_A_REPO_EXIT unless guestPath is the top of its own repo.
  */
-export function ExportScript(guestPath: string, format: "patch" | "bundle"): string {
-  return renderScript([SCRATCH_REPO_SH, EXPORT_SH], { DIR: guestPath, NO_GIT_EXIT, NOT_A_REPO_EXIT, FORMAT: format, BASE_FILE, NOTHING_NEW_EXIT });
+export function ExportScript(guestPath: string, format: "patch" | "bundle", o: { topOnly?: boolean } = {}): string {
+  return renderScript([SCRATCH_REPO_SH, EXPORT_SH], { DIR: guestPath, NO_GIT_EXIT, NOT_A_REPO_EXIT, FORMAT: format, BASE_FILE, NOTHING_NEW_EXIT, TOP_ONLY: o.topOnly ? "yes" : "no" });
 }

@@ -2,7 +2,8 @@
 // inside), start a session in it (cwd preflight passes, git is found), a
 // read-only workspace refuses writes even from root, `vm run --workspace`
 // runs in the repo, and a guest commit comes back through export --fetch and
-// export --patch.
+// export --patch. A repo with a nested submodule, an uninitialized one and an lfs
+// pointer is prepared (status and submodule status clean) and its submodule work fetched back.
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,11 +19,13 @@ const CRED_URL = `${HTTPS}${["user", "s3cret"].join(":")}@${["example", "com"].j
 e2e.describe("workspace in a real VM", () => {
   const h = e2eReady ? e2eHome("banger-e2e-ws-") : (null as never);
   const repo = mkdtempSync(join(tmpdir(), "banger-ws-repo-"));
+  const subsDir = mkdtempSync(join(tmpdir(), "banger-ws-subs-"));
   afterAll(async () => {
     if (!h) return;
     h.run(["vm", "delete", "devbox", "--force"]);
     await h.cleanup(qemuPidsUnder(h.home));
     rmSync(repo, { recursive: true, force: true });
+    rmSync(subsDir, { recursive: true, force: true });
   });
 
   test("prepare: git status is clean inside, credentials stayed home, a session in it passes the cwd and command preflight", async () => {
@@ -86,5 +89,48 @@ e2e.describe("workspace in a real VM", () => {
     rmSync(patch);
     expect(readFileSync(join(repo, "README.md"), "utf8")).toBe("hello\nguest\n");
     expect(readFileSync(join(repo, "wip.txt"), "utf8")).toBe("wip\n");
+  }, 120_000);
+
+  test("submodules: a nested, an uninitialized one and an lfs pointer arrive; git status and submodule status are clean in the guest; submodule work comes back", () => {
+    const FILE = ["-c", "protocol.file.allow=always"];
+    const mk = (name: string, files: Record<string, string>) => {
+      const d = join(subsDir, name);
+      git(subsDir, "init", "-q", "-b", "main", name);
+      for (const [f, text] of Object.entries(files)) writeFileSync(join(d, f), text);
+      git(d, "add", ".");
+      git(d, "commit", "-q", "-m", `${name}: init`);
+      return d;
+    };
+    const pointer = `version https://${["git-lfs", "github", "com"].join(".")}/spec/v1\noid sha256:${"ab".repeat(32)}\nsize 42\n`;
+    const deep = mk("deep", { "n.txt": "nested\n" });
+    const one = mk("one", { "a.txt": "one\n" });
+    git(one, ...FILE, "submodule", "add", "-q", `file://${deep}`, "deep");
+    git(one, "commit", "-q", "-m", "one: deep");
+    const two = mk("two", { "t.txt": "two\n" });
+    const sup = mk("sup", { ".gitattributes": "*.bin filter=lfs diff=lfs merge=lfs -text\n", "m.bin": pointer });
+    git(sup, ...FILE, "submodule", "add", "-q", `file://${one}`, "one");
+    git(sup, ...FILE, "submodule", "add", "-q", `file://${two}`, "two");
+    git(sup, "commit", "-q", "-m", "sup: submodules");
+    const work = join(subsDir, "work");
+    git(subsDir, "clone", "-q", sup, work);
+    git(work, ...FILE, "submodule", "update", "-q", "--init", "--recursive", "--", "one");
+    const r = h.run(["workspace", "prepare", "devbox", "--source", work, "--guest-path", "/root/sub", "--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const inGuest = (...argv: string[]) => h.run(["vm", "exec", "devbox", "--", ...argv]);
+    expect(inGuest("git", "-C", "/root/sub", "status", "--porcelain", "--ignore-submodules=none").stdout).toBe("");
+    const subStatus = inGuest("git", "-C", "/root/sub", "submodule", "status", "--recursive");
+    expect(subStatus.code).toBe(0);
+    expect(subStatus.stdout).toBe(git(work, "submodule", "status", "--recursive"));
+    expect(subStatus.stdout).toMatch(/^-[0-9a-f]{40} two$/m);
+    expect(inGuest("cat", "/root/sub/one/deep/n.txt").stdout).toBe("nested\n");
+    expect(inGuest("cat", "/root/sub/m.bin").stdout).toBe(pointer);
+    const edit = inGuest("sh", "-c", "cd /root/sub/one/deep && echo guest >> n.txt && git -c user.name=g -c user.email=g@example.com commit -q -am 'guest: deep'");
+    expect(edit.stderr).toBe("");
+    const f = h.run(["workspace", "export", "devbox", "--guest-path", "/root/sub", "--fetch", "--source", work, "--json"]);
+    expect(f.stderr).toBe("");
+    expect(f.code).toBe(0);
+    expect(f.json().refs.map((x: { ref: string; repo?: string }) => `${x.repo ?? "."} ${x.ref}`).sort()).toEqual(["one refs/banger/devbox/HEAD", "one/deep refs/banger/devbox/HEAD"]); // the superproject's HEAD and files did not move
+    expect(git(join(work, "one/deep"), "show", "refs/banger/devbox/HEAD:n.txt")).toBe("nested\nguest\n");
   }, 120_000);
 });

@@ -153,20 +153,42 @@ export interface FakeClock extends Clock {
   /** Milliseconds since the epoch, moved only by sleep() and advance(). */
   ms: number;
   readonly sleeps: number[];
+  /** Timers armed and not yet fired or cancelled, with the time each is due at. */
+  readonly timers: { at: number; fn: () => void }[];
+  /** Move time on, firing (in due order) every timer that comes due. */
   advance(ms: number): void;
 }
 
 export function fakeClock(startMs = Date.parse("2026-01-01T00:00:00Z")): FakeClock {
+  const fire = () => {
+    for (;;) {
+      const due = c.timers.filter((t) => t.at <= c.ms).sort((a, b) => a.at - b.at)[0];
+      if (!due) return;
+      c.timers.splice(c.timers.indexOf(due), 1);
+      due.fn();
+    }
+  };
   const c: FakeClock = {
     ms: startMs,
     sleeps: [],
+    timers: [],
     now: () => new Date(c.ms),
     async sleep(ms) {
       c.sleeps.push(ms);
       c.ms += ms;
+      fire();
+    },
+    timer(ms, fn) {
+      const t = { at: c.ms + Math.max(0, ms), fn };
+      c.timers.push(t);
+      return () => {
+        const i = c.timers.indexOf(t);
+        if (i >= 0) c.timers.splice(i, 1);
+      };
     },
     advance(ms) {
       c.ms += ms;
+      fire();
     },
   };
   return c;

@@ -23,7 +23,14 @@ const work = join(dir, "work dir");
 const engines: SessionEngine[] = [];
 let dials = 0;
 
-const realClock: Clock = { now: () => new Date(), sleep: (ms) => Bun.sleep(ms) };
+const realClock: Clock = {
+  now: () => new Date(),
+  sleep: (ms) => Bun.sleep(ms),
+  timer(ms, fn) {
+    const t = setTimeout(fn, ms);
+    return () => clearTimeout(t);
+  },
+};
 
 /** Each engine gets its own connection pool, as each daemon has one. */
 const pools = new Map<SessionEngine, SSHPool>();

@@ -110,6 +110,7 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
       sleep: async (ms) => {
         t += ms;
       },
+      timer: () => () => {},
     },
     fs: {
       ...fakeFS(),

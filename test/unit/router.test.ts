@@ -2,6 +2,8 @@
 // checks requests against them, the client builds requests from them.
 import { createPortRoutes } from "../../src/daemon/ports-routes.ts";
 import { createStatsRoutes } from "../../src/daemon/stats.ts";
+import { createLifetimeRoutes } from "../../src/daemon/lifetime-routes.ts";
+import { Lifetimes } from "../../src/core/lifetimes.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -155,7 +157,7 @@ describe("router: query and body are checked against the declaration", () => {
 });
 
 describe("every declared route has a handler in the daemon", () => {
-  test("app + images + sessions + workspaces + ports + stats cover the table", () => {
+  test("app + images + sessions + workspaces + ports + stats + lifetimes cover the table", () => {
     const paths = daemonPaths("/state");
     const { host, ts, hooks, log, make } = engineWorld({ paths, newId: () => "id" });
     try {
@@ -166,9 +168,10 @@ describe("every declared route has a handler in the daemon", () => {
       const images = new ImageService(ts.store, hooks, host, paths.imagesDir).handlers();
       const ports = createPortRoutes(engine).handlers;
       const stats = createStatsRoutes({ engine, ssh, host }).handlers;
+      const lifetimes = createLifetimeRoutes({ engine, lifetimes: new Lifetimes({ store: ts.store, clock: host.clock, log, stop: async () => {}, delete: async () => {} }) });
       // the app's own group is typed Omit<Handlers, the other groups>: the compiler checks it is complete
-      const others = new Set([...Object.keys(sessions.handlers), ...Object.keys(workspaces.handlers), ...Object.keys(images), ...Object.keys(ports), ...Object.keys(stats)]);
-      const missing = (Object.keys(routes) as RouteName[]).filter((k) => !others.has(k) && /^(session|workspace|image|port|stats)/.test(k));
+      const others = new Set([...Object.keys(sessions.handlers), ...Object.keys(workspaces.handlers), ...Object.keys(images), ...Object.keys(ports), ...Object.keys(stats), ...Object.keys(lifetimes)]);
+      const missing = (Object.keys(routes) as RouteName[]).filter((k) => !others.has(k) && /^(session|workspace|image|port|stats|lifetime)/.test(k));
       expect(missing).toEqual([]);
     } finally {
       ts.cleanup();

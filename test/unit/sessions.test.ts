@@ -69,6 +69,7 @@ class RecordingGuestSSH implements GuestSSH {
 const fixedClock: Clock = {
   now: () => new Date("2026-04-19T14:18:13.000Z"),
   sleep: async () => {},
+  timer: () => () => {},
 };
 
 let store: Store;

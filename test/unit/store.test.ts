@@ -139,6 +139,19 @@ describe("migrations upgrade path", () => {
     expect(migrate(db)).toEqual([]);
   });
 
+  test("a migration merged after a higher one already ran (parallel branches) is still applied", () => {
+    const dir = tempDir();
+    const db = new Database(join(dir, "x.db"), { create: true });
+    cleanups.push(() => db.close());
+    // a database that took 7 from one branch before 6 existed
+    expect(migrate(db, MIGRATIONS.filter((m) => m.version !== 6))).toEqual(MIGRATIONS.filter((m) => m.version !== 6).map((m) => m.version));
+    expect(migrate(db)).toEqual([6]);
+    const cols = (db.query(`PRAGMA table_info(vms)`).all() as { name: string }[]).map((c) => c.name);
+    expect(cols).toContain("expires_at");
+    expect(cols).toContain("ports");
+    expect(migrate(db)).toEqual([]);
+  });
+
   test("a failing migration rolls back and records nothing", () => {
     const dir = tempDir();
     const db = new Database(join(dir, "x.db"), { create: true });
@@ -180,6 +193,7 @@ describe("vms", () => {
     const vm = sampleVM({ id: "rt", name: "roundtrip", sshPort: 2222 });
     vm.runtime.guestIP = "10.0.0.2";
     vm.runtime.sshHost = "127.0.0.1";
+    vm.lifetime = { expiresAt: "2026-01-01T01:00:00.000Z", ttlAction: "stop", idleTimeoutMs: 60_000, lastActiveAt: "2026-01-01T00:00:00.000Z", idleDeadline: "2026-01-01T00:01:00.000Z" };
     store.upsertVM(vm);
     expect(store.getVM("rt")).toEqual(vm);
   });

@@ -484,7 +484,7 @@ describe("workspace engine (real git and tar on the host, real bash dirs as the 
     await expect(ws.prepare({ vm: VM, sourcePath: makeRepo(), guestPath: file })).rejects.toThrow("exists and is not a directory");
   });
 
-  test("bad input before any SSH: not a repo, relative paths, outside allowed roots, staged changes, submodules", async () => {
+  test("bad input before any SSH: not a repo, relative paths, outside allowed roots, staged changes, submodules that cannot travel", async () => {
     const { ws, events } = setup();
     const notRepo = tmp("plain");
     await expect(ws.prepare({ vm: VM, sourcePath: notRepo })).rejects.toThrow(`${notRepo} is not a git repository`);
@@ -501,7 +501,19 @@ describe("workspace engine (real git and tar on the host, real bash dirs as the 
     const inner = makeRepo();
     git(sub, "-c", "protocol.file.allow=always", "submodule", "add", "-q", inner, "vendor/inner");
     git(sub, "commit", "-q", "-m", "sub");
-    await expect(ws.prepare({ vm: VM, sourcePath: sub })).rejects.toThrow(`${sub} has submodules (vendor/inner): workspaces do not copy submodules`);
+    // staged work inside a submodule is refused like the superproject's
+    writeFileSync(join(sub, "vendor/inner/README.md"), "staged in the submodule\n");
+    git(join(sub, "vendor/inner"), "add", "README.md");
+    await expect(ws.prepare({ vm: VM, sourcePath: sub })).rejects.toThrow("submodule vendor/inner has staged changes that are not committed");
+    git(join(sub, "vendor/inner"), "reset", "-q", "--hard");
+    // a submodule whose git dir lives in its work tree (cloned in by hand, never absorbed)
+    const embedded = makeRepo();
+    git(embedded, "clone", "-q", inner, "lib");
+    git(embedded, "-c", "protocol.file.allow=always", "submodule", "add", "-q", inner, "lib");
+    git(embedded, "commit", "-q", "-m", "embedded");
+    await expect(ws.prepare({ vm: VM, sourcePath: embedded })).rejects.toThrow("submodule lib keeps its git dir inside its work tree: run `git submodule absorbgitdirs`");
+    // a submodule's own checkout is not a workspace source: its superproject is
+    await expect(ws.prepare({ vm: VM, sourcePath: join(sub, "vendor/inner") })).rejects.toThrow("worktrees and submodule checkouts are not supported; prepare the superproject");
     expect(events).toEqual([]);
   });
 

@@ -1,0 +1,74 @@
+import type { Engine } from "../core/engine.ts";
+import { checkTTLAction, type Lifetimes } from "../core/lifetimes.ts";
+import { vmView } from "./app.ts";
+import type { HandlersFor } from "./router.ts";
+
+/** POST /v1/vms/:vm/lifetime: set or clear a VM's TTL (from now) and idle timeout. */
+export function createLifetimeRoutes(d: { engine: Engine; lifetimes: Lifetimes }): HandlersFor<"lifetime"> {
+  return {
+    lifetimeSet: async ({ params, body }) => {
+      const vm = d.engine.getVM(params.vm);
+      d.lifetimes.set(vm, { ttlMs: body.ttlMs, ttlAction: checkTTLAction(body.ttlAction), idleTimeoutMs: body.idleTimeoutMs });
+      return vmView(d.engine, d.engine.getVM(vm.id));
+    },
+  };
+}
+
+/** The requests that are use of a VM: they keep it from going idle while they run (a stream: until it ends). */
+const ACTIVITY = /^\/v1\/vms\/([^/]+)\/(?:exec|ssh-info|sessions|workspace)(?:\/|$)/;
+
+/** Wrap the daemon's handler so exec, ssh, session and workspace requests mark their VM busy. */
+export function trackActivity(app: (req: Request) => Promise<Response>, busy: (vm: string) => () => void): (req: Request) => Promise<Response> {
+  return async (req) => {
+    const m = ACTIVITY.exec(new URL(req.url).pathname);
+    let vm: string | null = null;
+    try {
+      vm = m ? decodeURIComponent(m[1]!) : null;
+    } catch {
+      vm = null; // a malformed name: the router refuses it
+    }
+    if (vm === null) return app(req);
+    const done = busy(vm);
+    let ended = false;
+    // a cancelled stream can also see its pending read fail: end the activity once
+    const end = () => {
+      if (!ended) done();
+      ended = true;
+    };
+    let res: Response;
+    try {
+      res = await app(req);
+    } catch (e) {
+      end();
+      throw e;
+    }
+    if (!res.body || !(res.headers.get("content-type") ?? "").includes("ndjson")) {
+      end();
+      return res;
+    }
+    return new Response(_untilEnd(res.body, end), { status: res.status, headers: res.headers });
+  };
+}
+
+/** The same bytes, calling end once when the stream finishes, fails or the client goes away. */
+function _untilEnd(body: ReadableStream<Uint8Array>, end: () => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(ctl) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          end();
+          ctl.close();
+        } else ctl.enqueue(value);
+      } catch (e) {
+        end();
+        ctl.error(e);
+      }
+    },
+    async cancel(reason) {
+      end();
+      await reader.cancel(reason);
+    },
+  });
+}
