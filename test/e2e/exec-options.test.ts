@@ -1,0 +1,56 @@
+// -e/-w/-u/--timeout and vm run's generated name, in one real QEMU guest
+// shared by every test here (booted once, by the first test).
+import { afterAll, expect, test } from "bun:test";
+import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
+
+e2e.describe("vm exec options in a real VM", () => {
+  const h = e2eReady ? e2eHome("banger-e2e-xo-") : (null as never);
+  let vm = "";
+  afterAll(async () => {
+    if (!h) return;
+    if (vm) h.run(["vm", "delete", vm, "--force"]);
+    await h.cleanup(qemuPidsUnder(h.home));
+  });
+
+  test("vm run without --name prints a generated name, and the VM answers to it", () => {
+    const r = h.run(["vm", "run", "--vmm", "qemu", "--", "uname", "-s"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("Linux\n");
+    const m = /^vm name: ([a-z]+-[a-z]+)$/m.exec(r.stderr);
+    expect(m).not.toBeNull();
+    vm = m![1]!;
+    const shown = h.run(["vm", "show", vm, "--json"]);
+    expect(shown.code).toBe(0);
+    expect(shown.json().alive).toBe(true);
+  }, 300_000);
+
+  test("-e, -w and -u are what the command sees (env, pwd, id -un), hostile values intact", () => {
+    expect(vm).not.toBe("");
+    const value = "it's; $(id) `x`\nline two";
+    const r = h.run(["vm", "exec", vm, "-e", `GREETING=${value}`, "-w", "/tmp", "-u", "nobody", "--", "bash", "-c", 'printf "%s|%s|%s" "$GREETING" "$(pwd)" "$(id -un)"']);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${value}|/tmp|nobody`);
+    const missing = h.run(["vm", "exec", vm, "-w", "/no/such", "--", "true"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toBe("banger: no such directory in the guest: /no/such\n");
+  }, 60_000);
+
+  test("--timeout 2s -- sleep 30: exit 124 within 3 s, no sleep left in the guest, the next exec works", () => {
+    expect(vm).not.toBe("");
+    const t0 = performance.now();
+    const r = h.run(["vm", "exec", vm, "--timeout", "2s", "--", "sleep", "30"]);
+    const secs = (performance.now() - t0) / 1000;
+    console.log(`vm exec --timeout 2s -- sleep 30: exit ${r.code} after ${secs.toFixed(2)} s`);
+    expect(r.code).toBe(124);
+    expect(secs).toBeLessThan(3);
+    // every process's command line, NUL-separated args joined by spaces: no `sleep 30` among them
+    const ps = h.run(["vm", "exec", vm, "--", "bash", "-c", 'for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f" 2>/dev/null; echo; done']);
+    expect(ps.code).toBe(0);
+    expect(ps.stdout).toContain("bash -c");
+    expect(ps.stdout.split("\n").filter((l) => l.trim() === "sleep 30")).toEqual([]);
+    const next = h.run(["vm", "exec", vm, "--", "echo", "still here"]);
+    expect(next.code).toBe(0);
+    expect(next.stdout).toBe("still here\n");
+  }, 60_000);
+});
