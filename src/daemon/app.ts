@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { BangerError } from "../shared/errors.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
 import type { VMRecord } from "../shared/model.ts";
@@ -114,12 +114,20 @@ function _startOrRestart(engine: Engine, action: "start" | "restart", id: string
 async function _execIn(ssh: SSHPool, vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter, token: string): Promise<ExitEvent> {
   const conn = await ssh.get(vm);
   const refused = refusalWatch(emit.stderr, token);
-  const code = await conn.exec(command, {
-    stdin: stdin !== undefined ? Buffer.from(stdin, "base64") : undefined,
-    onStdout: emit.stdout,
-    onStderr: refused.onStderr,
-    signal: emit.signal,
-  });
+  const code = await conn
+    .exec(command, {
+      stdin: stdin !== undefined ? Buffer.from(stdin, "base64") : undefined,
+      onStdout: emit.stdout,
+      onStderr: refused.onStderr,
+      signal: emit.signal,
+    })
+    .catch((e: unknown) => {
+      // dropbear refuses a command line over 9000 bytes with a bare "Unable to exec"
+      if (Buffer.byteLength(command) > 9000 && errorMessage(e).includes("Unable to exec")) {
+        throw new BangerError("E_BAD_REQUEST", `the command line is ${Buffer.byteLength(command)} bytes, more than the guest's SSH server takes (9000): pass big values in a file (vm exec --stdin, a workspace)`);
+      }
+      throw e;
+    });
   const reason = refused.finish(code);
   if (reason !== null) throw new BangerError("E_BAD_REQUEST", reason);
   return { type: "exit", code };

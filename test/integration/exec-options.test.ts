@@ -38,6 +38,8 @@ guestLogin.test("-e: hostile values arrive byte for byte, in order (a later KEY 
   expect(r.code).toBe(0);
   expect(r.stdout.split("\0").slice(0, -1)).toEqual([...HOSTILE, "2", "unset", "unset"]);
   expect(() => readFileSync("/tmp/banger-pwned")).toThrow();
+  // env values may be secrets: never in the daemon's log
+  expect(readFileSync(join(g.h.home, "daemon.log"), "utf8")).not.toContain("a; rm -rf /nope");
   const withHost = g.h.run(["vm", "exec", "box", "-e", "FROM_HOST", "--", "printenv", "FROM_HOST"], { ...g.env, FROM_HOST: "host's $value" });
   expect(withHost.stdout).toBe("host's $value\n");
 });
