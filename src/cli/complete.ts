@@ -8,7 +8,7 @@ import { defineCommand } from "./define.ts";
 import { usage } from "./context.ts";
 import { writeOut } from "../host/stdio.ts";
 import BASH from "./completions/bash.sh" with { type: "text" };
-import { FISH, ZSH } from "./completions/zsh.ts";
+import { FISH, ZSH } from "./completions/scripts.ts";
 
 type AnyCmd = CommandDef<any>;
 type ArgDef = ArgsDef[string] & { alias?: string | string[] };

@@ -1,3 +1,4 @@
+// zsh and fish completion scripts (bash's is bash.sh, shellchecked by `npm run lint`).
 /** zsh completion for banger (`source <(banger completion zsh)` after compinit): asks `banger __complete`, files when it has nothing. */
 export const ZSH = `#compdef banger
 _banger() {
@@ -16,7 +17,9 @@ compdef _banger banger
 export const FISH = `function __banger_complete
     set -l words (commandline -opc)
     set -e words[1]
-    set -l out (banger __complete $words (commandline -ct) 2>/dev/null)
+    # quoted: an empty current word is still one (empty) argument
+    set -l cur (commandline -ct)
+    set -l out (banger __complete $words "$cur" 2>/dev/null)
     if test (count $out) -gt 0
         printf '%s\\n' $out
     else
