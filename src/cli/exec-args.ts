@@ -51,11 +51,14 @@ export async function execOptionsFrom(
     const e = envArg(a, lookup);
     if (e !== null) env.push(e);
   }
+  // given twice, citty may hand over both: the last one counts, as in Docker
+  const last = (v: unknown): unknown => (Array.isArray(v) ? v.at(-1) : v);
+  const [cwd, user, timeout] = [last(args.cwd), last(args.user), last(args.timeout)];
   const o: ExecOptions = {};
   if (env.length) o.env = env;
-  if (typeof args.cwd === "string") o.cwd = args.cwd;
-  if (typeof args.user === "string") o.user = args.user;
-  if (typeof args.timeout === "string") o.timeoutMs = parseDuration(args.timeout);
+  if (typeof cwd === "string") o.cwd = cwd;
+  if (typeof user === "string") o.user = user;
+  if (typeof timeout === "string") o.timeoutMs = parseDuration(timeout);
   checkExecOptions(o, "E_USAGE");
   return o;
 }

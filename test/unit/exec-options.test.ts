@@ -68,6 +68,7 @@ describe("env arguments (Docker's -e and --env-file)", () => {
     const o = await execOptionsFrom({ cwd: "/w", user: "u:g", timeout: "2s" }, ["--env-file", "/a.env", "-e", "A=flag"], async (p) => files[p] ?? null, lookup);
     expect(o).toEqual({ env: ["A=file", "B=file", "A=flag"], cwd: "/w", user: "u:g", timeoutMs: 2000 });
     expect(await execOptionsFrom({}, [], async () => null, lookup)).toEqual({});
+    expect(await execOptionsFrom({ cwd: ["/a", "/b"], timeout: ["1s", "2s"] }, [], async () => null, lookup)).toEqual({ cwd: "/b", timeoutMs: 2000 });
     await expect(execOptionsFrom({}, ["--env-file", "/missing"], async () => null, lookup)).rejects.toThrow("--env-file /missing: no such file or not readable");
   });
   test("checkExecOptions: what the daemon refuses from any client (400)", () => {
