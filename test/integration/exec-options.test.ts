@@ -127,6 +127,32 @@ guestLogin.test("bad input: one line, exit 2, before anything runs", () => {
   expect(r.stderr).toBe(`banger: ${envFile}:2: "9LIVES=x": bad env name "9LIVES" (letters, digits and '_', not starting with a digit)\n`);
 });
 
+guestLogin.test("the routes check the fields themselves: any client gets a 400 with one line, nothing runs", async () => {
+  const sock = join(g.h.home, "bangerd.sock");
+  const post = async (path: string, body: unknown) => {
+    const res = await fetch(`http://banger${path}`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" }, unix: sock } as RequestInit);
+    return { status: res.status, body: (await res.json()) as { error: { code: string; message: string } } };
+  };
+  const vmName = "box";
+  for (const [body, want] of [
+    [{ argv: ["true"], env: ["1A=x"] }, 'bad env name "1A"'],
+    [{ argv: ["true"], env: ["NOEQ"] }, "has no '='"],
+    [{ argv: ["true"], user: "a\nb" }, "bad user"],
+    [{ argv: ["true"], timeoutMs: 0 }, "timeoutMs must be"],
+    [{ argv: ["true"], cwd: "" }, "the working directory is empty"],
+    [{ argv: ["true"], env: "A=1" }, 'field "env" must be string[]'],
+  ] as const) {
+    const r = await post(`/v1/vms/${vmName}/exec`, body);
+    expect(r.status).toBe(400);
+    expect(r.body.error.code).toBe("E_BAD_REQUEST");
+    expect(r.body.error.message).toContain(want);
+    expect(r.body.error.message).not.toContain("\n");
+  }
+  const s = await post(`/v1/vms/${vmName}/sessions`, { command: "true", env: ["=x"] });
+  expect(s.status).toBe(400);
+  expect(s.body.error.message).toContain("bad env name");
+});
+
 guestLogin.test("session start: -e, -w, -u reach the process; --timeout ends it with exit 124", async () => {
   const dir = join(scratch, "sess dir");
   mkdirSync(dir);
