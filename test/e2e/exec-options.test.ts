@@ -1,6 +1,7 @@
 // -e/-w/-u/--timeout and vm run's generated name, in one real QEMU guest
 // shared by every test here (booted once, by the first test).
 import { afterAll, expect, test } from "bun:test";
+import { waitFor } from "../helpers/cli.ts";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 
 e2e.describe("vm exec options in a real VM", () => {
@@ -57,5 +58,14 @@ e2e.describe("vm exec options in a real VM", () => {
     const next = h.run(["vm", "exec", vm, "--", "echo", "still here"]);
     expect(next.code).toBe(0);
     expect(next.stdout).toBe("still here\n");
+  }, 60_000);
+
+  test("session start with -e, -u and --timeout: the process sees them, and ends with exit 124", async () => {
+    expect(vm).not.toBe("");
+    const s = h.run(["session", "start", vm, "--name", "timed", "--stdin", "closed", "-e", "X=a b", "-u", "nobody", "-w", "/tmp", "--timeout", "2s", "--", "bash", "-c", 'echo "$X|$(id -un)|$PWD"; sleep 30']);
+    expect(s.stderr).toBe("");
+    expect(s.code).toBe(0);
+    expect(await waitFor(() => h.run(["session", "show", vm, "timed", "--json"]).json().exitCode === 124, 20_000, 500)).toBe(true);
+    expect(h.run(["session", "logs", vm, "timed"]).stdout).toBe("a b|nobody|/tmp\n");
   }, 60_000);
 });
