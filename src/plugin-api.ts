@@ -7,10 +7,10 @@ export { definePlugin } from "./core/plugin.ts";
 export type { BangerPlugin, PluginContext, Logger, BangerPaths, PluginStoreView } from "./core/plugin.ts";
 export type { HookMap, HookName, HookHandler, HookOptions } from "./core/hooks.ts";
 /** A storage or network provider a VM chooses by name (`spec.storage`, `spec.net`): `ctx.registerStorage` / `ctx.registerNet`. */
-export type { StorageProvider, NetProvider, ProviderHooks, VMHookName } from "./core/providers.ts";
+export type { StorageProvider, NetProvider, NetPorts, ProviderHooks, VMHookName } from "./core/providers.ts";
 /** One multi-step request as hooks see it: `op.defer(label, undo)` right after acquiring something. */
 export type { Operation, Undo, ProgressSink } from "./core/operation.ts";
-export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession } from "./shared/model.ts";
+export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession, PublishedPort } from "./shared/model.ts";
 export type { VMMDriver, BootConfig, LaunchResult } from "./vmm/driver.ts";
 export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, Clock, FS, GuestSSH, SSHTarget, SSHDialer } from "./host/types.ts";
 export type { LeaseStore, Lease } from "./shared/leases.ts";
@@ -38,3 +38,5 @@ export { createUnixHttp, type UnixHttp } from "./host/unix-http.ts";
 export { environ, configFrom, type Env, type BangerConfig } from "./host/config.ts";
 /** A gzip'd newc cpio archive (initramfs pieces). */
 export { writeCpioGz, type CpioEntry } from "./shared/cpio.ts";
+/** A QMP client for a QEMU VM's API socket (VMRuntime.apiSockPath): one command, or an HMP command line through `human-monitor-command`. */
+export { QmpClient, QmpError, qmpExecute, qmpHuman } from "./host/qmp.ts";

@@ -1,5 +1,5 @@
 import { BangerError, configFrom, definePlugin, environ } from "../../src/plugin-api.ts";
-import type { BangerPlugin, Env, Exec, HookMap, LeaseStore, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
+import type { BangerPlugin, Env, Exec, HookMap, LeaseStore, NetPorts, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
 import { addTap, deleteTap, ensureBridge, ensureNat, linkExists } from "./host-net.ts";
 import { hostsMarker, rewriteHostsFile, type HostsEntry } from "./hosts-file.ts";
 import { guestAddresses, inSubnet, macFor, parseSubnet, tapName, type Subnet } from "./subnet.ts";
@@ -216,6 +216,18 @@ async function _releaseAddress(t: _TapNet, vm: VMRecord): Promise<void> {
 }
 
 /**
+ * Published ports on a tap VM: the host routes to the guest's own address, so
+ * nothing is forwarded; a port is reached at `IP:PORT` and `<name>.vm:PORT`.
+ */
+export const tapPorts: NetPorts = {
+  async open(vm, _handles, p) {
+    p.boundPort = 0;
+    p.reach = [`${vm.runtime.guestIP}:${p.guestPort}`, ...(vm.runtime.dnsName ? [`${vm.runtime.dnsName}:${p.guestPort}`] : [])];
+  },
+  async close() {},
+};
+
+/**
  * Tap networking: a bridge with NAT, a tap per VM on it, the guest's IP from
  * a pool in the store, `<name>.vm` in the hosts file. Opt-in per VM with
  * `--net tap`; everything else stays on net-user.
@@ -228,7 +240,7 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
       const t = _tapNet(ctx, o, env);
 
       // opt-in: it needs root and changes the host's network, so a VM gets it only by asking (or from a VMM that lists it, Firecracker)
-      const net = ctx.registerNet({ name: TAP_NET, description: "bridge + NAT, a tap per VM, guest IP from a pool, <name>.vm", optIn: true });
+      const net = ctx.registerNet({ name: TAP_NET, description: "bridge + NAT, a tap per VM, guest IP from a pool, <name>.vm", optIn: true, ports: tapPorts });
       net.hook("vm:create", async (p) => {
         await _giveAddress(t, p);
       });

@@ -1,27 +1,18 @@
-import { createServer } from "node:net";
 import { BangerError, definePlugin } from "../../src/plugin-api.ts";
 import type { BangerPlugin, VMRecord } from "../../src/plugin-api.ts";
+import { portFreeOnLoopback, USER_NETDEV, userNetPorts, type UserPortsOptions } from "./ports.ts";
+
+export { portFreeOnLoopback, parseUsernetForwards, USER_NETDEV } from "./ports.ts";
 
 /** slirp's fixed guest address (10.0.2.0/24, gateway 10.0.2.2). */
 export const SLIRP_GUEST_IP = "10.0.2.15";
 export const LOOPBACK = "127.0.0.1";
 
-export interface NetUserOptions {
+export interface NetUserOptions extends UserPortsOptions {
   /** Port range to allocate from, inclusive. Default 20022–32767: below Linux's ephemeral range, so outgoing connections don't take it later. */
   range?: { min: number; max: number };
-  /** Is the port free to bind on 127.0.0.1 right now? Default: a real bind test. */
-  portFree?: (port: number) => Promise<boolean>;
   /** [0,1) source for the starting offset (default Math.random). */
   random?: () => number;
-}
-
-/** Try to bind host:port; true when it could (then released at once). */
-export function portFreeOnLoopback(port: number, host = LOOPBACK): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once("error", () => resolve(false));
-    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(true)));
-  });
 }
 
 /**
@@ -55,7 +46,7 @@ export async function allocateSshPort(vms: VMRecord[], selfId: string, o: NetUse
 /** QEMU user-mode networking args: slirp restricted to the host forward only. */
 export function netUserArgs(port: number): string[] {
   return [
-    "-netdev", `user,id=n0,restrict=on,hostfwd=tcp:${LOOPBACK}:${port}-:22`,
+    "-netdev", `user,id=${USER_NETDEV},restrict=on,hostfwd=tcp:${LOOPBACK}:${port}-:22`,
     "-device", "virtio-net-pci,netdev=n0",
   ];
 }
@@ -72,7 +63,7 @@ export function createNetUserPlugin(o: NetUserOptions = {}): BangerPlugin {
     description: "QEMU user networking: guest SSH forwarded to a loopback port (no privileges needed)",
     setup(ctx) {
       const reserved = new Map<string, number>();
-      const net = ctx.registerNet({ name: USER_NET, description: "QEMU user networking, SSH on a loopback port", drivers: USER_NET_DRIVERS });
+      const net = ctx.registerNet({ name: USER_NET, description: "QEMU user networking, SSH on a loopback port", drivers: USER_NET_DRIVERS, ports: userNetPorts(o) });
       net.hook("vm:create", async ({ vm }) => {
         vm.runtime.sshHost = LOOPBACK;
         vm.runtime.sshPort = await allocateSshPort(ctx.store.listVMs(), vm.id, o, reserved);

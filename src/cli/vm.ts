@@ -5,6 +5,7 @@ import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, u
 import { execArgs, execOptions } from "./exec-args.ts";
 import type { ExecOptions } from "../shared/exec-options.ts";
 import { pickVMName } from "../shared/vm-names.ts";
+import { formatPort } from "../shared/ports.ts";
 
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
 
@@ -28,6 +29,7 @@ function describe(vm: VMView): string {
     `ssh:       ${r.sshPort ? `${r.sshHost}:${r.sshPort}` : "-"}`,
     `dir:       ${r.vmDir}`,
   ];
+  for (const p of vm.spec.ports ?? []) lines.push(`port:      ${formatPort(p)}${p.reach.length ? `  (${p.reach.join(", ")})` : ""}`);
   if (r.lastError) lines.push(`lastError: ${r.lastError}`);
   return lines.join("\n");
 }
@@ -42,7 +44,20 @@ const createArgs = {
   driver: { type: "string", description: "Same as --vmm (older name)" },
   net: { type: "string", description: "Network provider: user (QEMU's default; loopback SSH forward), tap (bridge, guest IP, <name>.vm; needs root) or a plugin's (`banger plugin list`)" },
   storage: { type: "string", description: "Storage provider: dm (dm-snapshot; the default where device-mapper works), copy (sparse/reflink copy) or a plugin's (`banger plugin list`)" },
+  publish: { type: "string", alias: "p", description: "Publish a guest port: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp] (host IP default 127.0.0.1, HOSTPORT 0: any free one); repeatable" },
 } as const;
+
+/** --publish/-p may repeat; citty keeps only the last, so read them from argv (before `--`). */
+function publishedArgs(): string[] | undefined {
+  const argv = process.argv;
+  const found: string[] = [];
+  for (let i = 0; i < argv.length && argv[i] !== "--"; i++) {
+    const a = argv[i]!;
+    if ((a === "--publish" || a === "-p") && argv[i + 1] !== undefined) found.push(argv[++i]!);
+    else if (a.startsWith("--publish=")) found.push(a.slice("--publish=".length));
+  }
+  return found.length ? found : undefined;
+}
 
 function createBody(name: string, a: Record<string, unknown>) {
   return {
@@ -56,6 +71,7 @@ function createBody(name: string, a: Record<string, unknown>) {
     // the daemon checks both against the providers its plugins registered
     net: a.net as string | undefined,
     storage: a.storage as string | undefined,
+    publish: publishedArgs(),
   };
 }
 
@@ -168,7 +184,7 @@ const run = defineCommand({
     ...jsonArg,
   },
   async run({ args }) {
-    let argv = passthrough.argv;
+    const argv = passthrough.argv;
     if (argv.length === 0) usage("a command is required after --, e.g. `banger vm run --name demo -- uname -a`");
     const options = await execOptions(args);
     const c = await daemon();
@@ -240,5 +256,9 @@ const logs = defineCommand({
 
 export default defineCommand({
   meta: { name: "vm", description: "Create, run and manage VMs" },
-  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs },
+  subCommands: {
+    list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs,
+    port: () => import("./vm-port.ts").then((m) => m.default),
+    stats: () => import("./vm-stats.ts").then((m) => m.default),
+  },
 });

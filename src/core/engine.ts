@@ -12,9 +12,10 @@ import { BangerError, errorMessage, undoFailuresOf, withUndoNote } from "../shar
 import { faultPoint } from "../host/faults.ts";
 import type { HookEngine, HookMap } from "./hooks.ts";
 import { runOperation, type ProgressSink } from "./operation.ts";
-import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord } from "../shared/model.ts";
+import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type PublishedPort, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";
-import type { Providers } from "./providers.ts";
+import type { NetPorts, Providers } from "./providers.ts";
+import { markStopped, openAll, parsePublish, portsOf, reopen } from "./ports.ts";
 import { vmPaths } from "../shared/paths.ts";
 
 /** How many VMs reconcile looks at at once. */
@@ -32,6 +33,8 @@ export interface CreateVMParams {
   net?: string;
   /** A storage provider's name ("dm", "copy", a plugin's own); default: the usable one with the highest priority. */
   storage?: string;
+  /** Ports to publish (`[HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]`); the network must be able to (NetProvider.ports). */
+  publish?: string[];
 }
 
 /** A create request with every choice made and checked. */
@@ -41,6 +44,7 @@ export interface CreatePlan {
   driverName: string;
   net: string;
   storage: string;
+  ports: PublishedPort[];
   sizes: Pick<VMRecord["spec"], "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB">;
 }
 
@@ -148,7 +152,13 @@ export class Engine {
     return vmAlive(vm, await this.handlesOf(vm), driver, this.d.host.procs);
   }
 
-  private save(vm: VMRecord): void {
+  /** The port capability of the VM's network (refused with one line when it has none). */
+  netPorts(vm: VMRecord): NetPorts {
+    return portsOf(this.d.providers, vm);
+  }
+
+  /** Persist a changed record (updatedAt set now). */
+  save(vm: VMRecord): void {
     vm.updatedAt = this.d.host.clock.now().toISOString();
     this.d.store.upsertVM(vm);
   }
@@ -185,9 +195,10 @@ export class Engine {
       diskMiB: _atLeast(params.diskMiB, 0, "disk (MiB)", 0),
       workDiskMiB: _atLeast(params.workDiskMiB, 0, "work disk (MiB)", 0),
     };
+    const ports = parsePublish(providers, net, params.publish);
     const spec = { image, ...sizes, driver: driverName, net, storage: params.storage ?? "" };
     const storage = await providers.chooseStorage(spec, params.storage, (m) => this.d.log.debug(`vm ${name}: ${m}`));
-    return { name, image, driverName, net, storage, sizes };
+    return { name, image, driverName, net, storage, ports, sizes };
   }
 
   /** The providers a VM recorded that no plugin registered this time (a user's plugin gone from the config). */
@@ -213,7 +224,7 @@ export class Engine {
 
   async create(params: CreateVMParams, progress: ProgressSink = noProgress): Promise<VMRecord> {
     params = { ...params, driver: await this.resolveDriver(params.driver) };
-    const { name, image, driverName, net, storage, sizes } = await this.checkCreate(params);
+    const { name, image, driverName, net, storage, ports, sizes } = await this.checkCreate(params);
     const id = this.d.newId();
     const vmDir = join(this.d.paths.vmsDir, id);
     const p = vmPaths(vmDir);
@@ -221,7 +232,7 @@ export class Engine {
     const vm: VMRecord = {
       id,
       name,
-      spec: { image, ...sizes, driver: driverName, net, storage },
+      spec: { image, ...sizes, driver: driverName, net, storage, ...(ports.length ? { ports } : {}) },
       runtime: {
         state: "creating",
         guestIP: "",
@@ -310,6 +321,10 @@ export class Engine {
           this.cache.set(vm.id, handles);
           await faultPoint("start:after-handles");
           await this.d.hooks.run("vm:start:after", { vm, handles, progress: op.progress, signal: op.signal, op });
+          if (vm.spec.ports?.length) {
+            op.progress(`publishing ${vm.spec.ports.length} port(s)`);
+            await openAll(this.netPorts(vm), vm, handles);
+          }
           // Plugins may have added handles after launch; persist the final set.
           this.cache.set(vm.id, handles);
           await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
@@ -320,6 +335,7 @@ export class Engine {
         });
       } catch (e) {
         vm.runtime.state = "error";
+        markStopped(vm);
         vm.runtime.lastError = withUndoNote(errorMessage(e), undoFailuresOf(e));
         this.save(vm);
         throw e;
@@ -358,6 +374,7 @@ export class Engine {
     await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
     vm.runtime.state = "stopped";
     vm.runtime.lastError = failures.map((f) => f.message).join("; ");
+    markStopped(vm);
     this.save(vm);
     failures.push(...(await this.d.hooks.runAll("vm:stop:after", { vm })));
     for (const f of failures) this.d.log.warn(`stop ${vm.name}: ${f.message}`);
@@ -468,6 +485,12 @@ export class Engine {
     }
     const asRead = found.unchanged ? JSON.stringify(found.handles) : null;
     const hookErrors = await this.d.hooks.runAll("vm:reconcile", { vm, handles: found.handles, alive });
+    if (alive && vm.spec.ports?.length) {
+      // the VMM kept its forwards across the daemon's death; reopen only what it lost
+      const lost = await reopen(this.netPorts(vm), vm, found.handles).catch((e: unknown) => [errorMessage(e)]);
+      hookErrors.push(...lost.map((m) => new Error(m)));
+      this.save(vm);
+    }
     if (alive) {
       this.cache.set(vm.id, found.handles);
       // rewriting an identical handles.json costs an fsync per VM: most of re-adopting many VMs
@@ -487,6 +510,7 @@ export class Engine {
     await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
     vm.runtime.state = "stopped";
     vm.runtime.lastError = failures.length ? failures.map((f) => f.message).join("; ") : goneReason;
+    markStopped(vm);
     this.save(vm);
     return { vm: vm.name, action: "demoted", source: found.source, cleanupErrors: failures.map((e) => e.message) };
   }

@@ -1,5 +1,5 @@
 import { BangerError } from "../shared/errors.ts";
-import type { VMRecord, VMSpec } from "../shared/model.ts";
+import type { PublishedPort, VMHandles, VMRecord, VMSpec } from "../shared/model.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
 import type { HookHandler, HookMap, HookName, ProviderKind } from "./hooks.ts";
 
@@ -41,6 +41,27 @@ export interface NetProvider {
    * change the host (tap).
    */
   readonly optIn?: boolean;
+  /** How it publishes guest ports to the host (`--publish`, `vm port`); absent: a VM on it cannot publish any. */
+  readonly ports?: NetPorts;
+}
+
+/**
+ * A network's published ports on a running VM. The engine calls `open` for
+ * each of the VM's ports after every launch, for one added at run time, and
+ * after a daemon restart for those `live` does not list; `close` on `vm port rm`.
+ */
+export interface NetPorts {
+  /**
+   * Make `port` reachable from the host now: set `port.boundPort` (the host
+   * port forwarding to it; pick a free one when `hostPort` is 0, the earlier
+   * `boundPort` first) and `port.reach`. A host port already in use is a
+   * BangerError E_PORT_IN_USE with one line naming it.
+   */
+  open(vm: VMRecord, handles: VMHandles, port: PublishedPort): Promise<void>;
+  /** Stop forwarding it (a forward already gone is no error). */
+  close(vm: VMRecord, handles: VMHandles, port: PublishedPort): Promise<void>;
+  /** The forwards the VM has right now (a VMM outlives the daemon): those are kept, not opened twice. Absent: `open` is safe to repeat. */
+  live?(vm: VMRecord, handles: VMHandles): Promise<Pick<PublishedPort, "proto" | "hostIP" | "boundPort">[]>;
 }
 
 /** What registering a provider hands back: hooks that run only for the VMs that chose it. */

@@ -25,6 +25,8 @@ import { vmSSHPool } from "./ssh-pool.ts";
 import { createSessionRoutes } from "./sessions.ts";
 import { sweepHome } from "./sweep.ts";
 import { createWorkspaceRoutes } from "./workspace-routes.ts";
+import { createPortRoutes } from "./ports-routes.ts";
+import { createStatsRoutes } from "./stats.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
 
@@ -157,6 +159,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
   const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: config.guestStateRoot || undefined });
   const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });
+  const ports = createPortRoutes(engine);
+  const stats = createStatsRoutes({ engine, ssh, host });
 
   let server: _Server | undefined;
   const shutdown = _shutdownOnce({ server: () => server!, ssh, store, fs, paths, release, log });
@@ -170,7 +174,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     startedAt: new Date().toISOString(),
     reconcile,
-    routes: { ...sessions.handlers, ...workspaces.handlers },
+    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers },
     shutdown,
   });
   server = await _serve(app, paths, fs);

@@ -1,5 +1,5 @@
 // What travels between the CLI and the daemon: the shapes both sides agree on.
-import type { VMRecord } from "./model.ts";
+import type { PublishedPort, VMRecord } from "./model.ts";
 
 /** What an error envelope carries: `{ code, message }`, plus `undoFailures` when undoing a failed operation failed too. */
 export interface ErrorBody {
@@ -75,4 +75,34 @@ export interface SshInfo {
   user: string;
   privateKey: string;
   hostKey: string;
+}
+
+/** A VM's published ports (`vm port ls`); `removed`/`added` name what the request changed. */
+export interface PortsView {
+  vm: string;
+  alive: boolean;
+  ports: PublishedPort[];
+  added?: PublishedPort;
+  removed?: PublishedPort[];
+}
+
+/** One sample of a running VM's use (`vm stats`): the VMM process seen from the host, the rest read in the guest. */
+export interface VMStats {
+  vm: string;
+  /** The VMM process's CPU time since the previous sample, in % of one host CPU (100 = one core busy). */
+  cpuPercent: number;
+  /** Over how long cpuPercent was measured. */
+  cpuWindowMs: number;
+  vcpus: number;
+  /** Guest memory in use (MemTotal − MemAvailable) and its total, bytes. */
+  memUsedBytes: number;
+  memTotalBytes: number;
+  /** The VMM process's resident set on the host, bytes. */
+  vmmRssBytes: number;
+  /** The guest's root filesystem. */
+  diskUsedBytes: number;
+  diskSizeBytes: number;
+  uptimeSeconds: number;
+  /** When this sample was taken (ISO time). */
+  at: string;
 }

@@ -10,6 +10,8 @@ export const ERROR_CODES = {
   E_TOO_LARGE: { http: 413, exit: 2 },
   E_CONFLICT: { http: 409, exit: 1 },
   E_NAME_TAKEN: { http: 409, exit: 1 },
+  /** A host port a VM publishes is taken by something else. */
+  E_PORT_IN_USE: { http: 409, exit: 1 },
   E_STATE: { http: 409, exit: 1 },
   E_MISSING_TOOL: { http: 500, exit: 1 },
   E_TIMEOUT: { http: 504, exit: 1 },

@@ -40,6 +40,22 @@ export interface VMSpec {
   net?: string;
   /** The storage provider that made its disks and attaches them (`--storage`): "dm" (plugins/storage-dm), "copy" (plugins/storage), or a plugin's own. */
   storage: string;
+  /** Published ports (`--publish`, `vm port add`), re-applied at every start and after a daemon restart. */
+  ports?: PublishedPort[];
+}
+
+/** A guest port the host can reach: `[HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]` as asked, and how it is reached now. */
+export interface PublishedPort {
+  proto: "tcp" | "udp";
+  /** The host address a forward listens on (default 127.0.0.1). */
+  hostIP: string;
+  /** As asked: 0 = any free port (the one picked is boundPort, kept for the next start). */
+  hostPort: number;
+  guestPort: number;
+  /** The host port forwarding to the guest port now or last time; 0 when the network needs no forward (tap) or none was made yet. */
+  boundPort: number;
+  /** Where the host reaches it while the VM runs ("127.0.0.1:8080", "10.213.0.2:80", "web.vm:80"); empty while it is stopped. */
+  reach: string[];
 }
 
 export interface VMRecord {

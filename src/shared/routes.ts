@@ -4,7 +4,7 @@
 // from it; the CLI's client (src/client/daemon-client.ts) builds requests from
 // it and types the answers. Plain data and types: it is on every command's
 // hot path, so it imports nothing but types.
-import type { FetchResult, Health, LoadedPlugin, SshInfo, VMView, Workspace } from "./api.ts";
+import type { FetchResult, Health, LoadedPlugin, PortsView, SshInfo, VMStats, VMView, Workspace } from "./api.ts";
 import type { GuestSession, ImageRecord } from "./model.ts";
 
 /** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
@@ -89,6 +89,7 @@ export const routes = defineRoutes({
       driver: { type: "string" },
       net: { type: "string" },
       storage: { type: "string" },
+      publish: { type: "string[]" },
       start: { type: "boolean" },
     },
     ndjson: res<ResultEvent<VMView>>(),
@@ -115,6 +116,18 @@ export const routes = defineRoutes({
   },
   vmSshInfo: { method: "GET", path: "/v1/vms/:vm/ssh-info", json: res<SshInfo>() },
   vmLogs: { method: "GET", path: "/v1/vms/:vm/logs", query: { follow: "flag", offset: "offset" }, ndjson: res<ResultEvent<{ offset: number }>>() },
+
+  /** Published ports: what the VM record has, with the host port each one got (`vm port ls`). */
+  portList: { method: "GET", path: "/v1/vms/:vm/ports", json: res<PortsView>() },
+  /** Publish one more (`[HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]`): forwarded at once on a running VM, else at its next start. */
+  portAdd: { method: "POST", path: "/v1/vms/:vm/ports", body: { spec: { type: "string", required: true } }, json: res<PortsView>(), status: 201 },
+  /** Unpublish what `spec` names: a guest port (every forward to it) or a spec. */
+  portRemove: { method: "DELETE", path: "/v1/vms/:vm/ports", query: { spec: "string" }, json: res<PortsView>() },
+
+  /** CPU, memory, disk and uptime of one running VM (`vm stats VM`). */
+  statsShow: { method: "GET", path: "/v1/vms/:vm/stats", json: res<VMStats>() },
+  /** The same for every running VM. */
+  statsList: { method: "GET", path: "/v1/stats", json: res<{ vms: VMStats[] }>() },
 
   imageList: { method: "GET", path: "/v1/images", json: res<{ images: ImageRecord[] }>() },
   imageBuild: {

@@ -120,6 +120,14 @@ export const MIGRATIONS: Migration[] = [
       db.run(`UPDATE vms SET storage = CASE WHEN system_overlay LIKE '%/system.cow' THEN 'dm' ELSE 'copy' END`);
     },
   },
+  {
+    version: 7,
+    name: "vm-ports",
+    up(db) {
+      // published ports as JSON (PublishedPort[]): always read and written whole with the VM row
+      db.run(`ALTER TABLE vms ADD COLUMN ports TEXT NOT NULL DEFAULT '[]'`);
+    },
+  },
 ];
 
 /** Apply every migration newer than the recorded version, each in its own transaction. */

@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
 import { BangerError } from "../shared/errors.ts";
-import type { ImageRecord, VMRecord, VMState } from "../shared/model.ts";
+import type { ImageRecord, PublishedPort, VMRecord, VMState } from "../shared/model.ts";
 import type { LeaseStore } from "../shared/leases.ts";
 import type { SessionRepo } from "../shared/session-repo.ts";
 import { createLeaseStore } from "./leases.ts";
@@ -32,6 +32,7 @@ interface VMRow {
   ssh_port: number;
   net: string;
   storage: string;
+  ports: string;
   created_at: string;
   updated_at: string;
 }
@@ -61,6 +62,7 @@ function rowToVM(r: VMRow): VMRecord {
       driver: r.driver,
       net: r.net,
       storage: r.storage,
+      ...(r.ports && r.ports !== "[]" ? { ports: JSON.parse(r.ports) as PublishedPort[] } : {}),
     },
     runtime: {
       state: r.state as VMState,
@@ -109,6 +111,7 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
     $ssh_port: vm.runtime.sshPort,
     $net: vm.spec.net ?? "user",
     $storage: vm.spec.storage,
+    $ports: JSON.stringify(vm.spec.ports ?? []),
     $created_at: vm.createdAt,
     $updated_at: vm.updatedAt,
   };
@@ -117,7 +120,7 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
 const VM_COLUMNS = [
   "id", "name", "image", "cpus", "memory_mib", "disk_mib", "work_disk_mib", "driver", "state", "guest_ip",
   "api_sock_path", "vsock_path", "vsock_cid", "log_path", "metrics_path", "dns_name", "vm_dir",
-  "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "net", "storage", "created_at", "updated_at",
+  "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "net", "storage", "ports", "created_at", "updated_at",
 ];
 
 const UPSERT_VM = `INSERT INTO vms (${VM_COLUMNS.join(", ")}) VALUES (${VM_COLUMNS.map((c) => "$" + c).join(", ")})

@@ -60,7 +60,7 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
     expect(readlinkSync(`/proc/${daemon}/ns/net`)).toBe(`net:[${statSync(`/run/netns/${NS}`).ino}]`);
 
     const t0 = performance.now();
-    const created = banger(["vm", "create", "alpha", "--vmm", "qemu", "--net", "tap", "--start", "--json"]);
+    const created = banger(["vm", "create", "alpha", "--vmm", "qemu", "--net", "tap", "--publish", "8080:8080", "--start", "--json"]);
     const bootMs = Math.round(performance.now() - t0);
     expect(created.code).toBe(0);
     const vm = JSON.parse(created.stdout);
@@ -80,6 +80,19 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
     const resolved = inNs(["getent", "hosts", "alpha.vm"]);
     expect(resolved.stdout.trim().split(/\s+/)).toEqual(["10.213.9.2", "alpha.vm"]);
     expect(inNs(["ping", "-c", "2", "-W", "3", "alpha.vm"]).stdout).toContain("2 received");
+
+    // a published port on a tap VM needs no forward: reached at IP:PORT and alpha.vm:PORT (from inside the test namespace)
+    expect(vm.spec.ports[0]).toMatchObject({ guestPort: 8080, boundPort: 0, reach: ["10.213.9.2:8080", "alpha.vm:8080"] });
+    const SERVER = 'my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; while (my $c = $s->accept) { print $c "hello-tap\\n"; close $c }';
+    expect(banger(["session", "start", "alpha", "--name", "srv", "--", "perl", "-MIO::Socket::INET", "-e", SERVER]).code).toBe(0);
+    const viaName = () => inNs(["bash", "-c", "exec 3<>/dev/tcp/alpha.vm/8080 && IFS= read -r -t 5 l <&3 && echo \"$l\""]).stdout.trim();
+    let got = "";
+    for (let i = 0; i < 20 && got !== "hello-tap"; i++) {
+      got = viaName();
+      if (got !== "hello-tap") await Bun.sleep(300);
+    }
+    expect(got).toBe("hello-tap");
+    expect(banger(["vm", "port", "ls", "alpha"]).stdout).toContain("10.213.9.2:8080, alpha.vm:8080");
 
     const tap = inNs(["ip", "-o", "link", "show", "master", "banger0"]).stdout;
     expect(tap).toMatch(/bt-[0-9a-f]+/);

@@ -1,5 +1,7 @@
 // The declared routes (src/shared/routes.ts): the daemon's router matches and
 // checks requests against them, the client builds requests from them.
+import { createPortRoutes } from "../../src/daemon/ports-routes.ts";
+import { createStatsRoutes } from "../../src/daemon/stats.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -153,7 +155,7 @@ describe("router: query and body are checked against the declaration", () => {
 });
 
 describe("every declared route has a handler in the daemon", () => {
-  test("app + images + sessions + workspaces cover the table", () => {
+  test("app + images + sessions + workspaces + ports + stats cover the table", () => {
     const paths = daemonPaths("/state");
     const { host, ts, hooks, log, make } = engineWorld({ paths, newId: () => "id" });
     try {
@@ -162,9 +164,11 @@ describe("every declared route has a handler in the daemon", () => {
       const sessions = createSessionRoutes({ engine, ssh, host, store: ts.store, log });
       const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });
       const images = new ImageService(ts.store, hooks, host, paths.imagesDir).handlers();
+      const ports = createPortRoutes(engine).handlers;
+      const stats = createStatsRoutes({ engine, ssh, host }).handlers;
       // the app's own group is typed Omit<Handlers, the other groups>: the compiler checks it is complete
-      const others = new Set([...Object.keys(sessions.handlers), ...Object.keys(workspaces.handlers), ...Object.keys(images)]);
-      const missing = (Object.keys(routes) as RouteName[]).filter((k) => !others.has(k) && /^(session|workspace|image)/.test(k));
+      const others = new Set([...Object.keys(sessions.handlers), ...Object.keys(workspaces.handlers), ...Object.keys(images), ...Object.keys(ports), ...Object.keys(stats)]);
+      const missing = (Object.keys(routes) as RouteName[]).filter((k) => !others.has(k) && /^(session|workspace|image|port|stats)/.test(k));
       expect(missing).toEqual([]);
     } finally {
       ts.cleanup();

@@ -14,5 +14,12 @@ if _alive; then
   fi
   if _alive; then
     kill -KILL -- "-$PID" 2>/dev/null || kill -KILL "$PID" 2>/dev/null
+    # KILL lands asynchronously: on a busy guest the process can still be there
+    # when status.sh looks, which would report a killed session as running.
+    i=0
+    while [ "$i" -lt 50 ] && _alive; do
+      sleep 0.1
+      i=$((i + 1))
+    done
   fi
 fi
