@@ -174,6 +174,15 @@ guestLogin.test("session start: -e, -w, -u reach the process; --timeout ends it 
 guestLogin.test("vm run without --name: a fresh adjective-noun VM, named on stderr (--json: in the result), reachable by that name", () => {
   // the fake guest is one sshd, which one VM at a time may claim: this test goes last
   expect(run(["vm", "delete", "box", "--force"]).code).toBe(0);
+  try {
+    _runWithoutName();
+  } finally {
+    // a failed expectation must not leave a generated VM's process behind (cleanup knows only box's pid)
+    for (const v of JSON.parse(run(["vm", "list", "--json"]).stdout) as { name: string }[]) run(["vm", "delete", v.name, "--force"]);
+  }
+});
+
+function _runWithoutName(): void {
   const r = run(["vm", "run", "--image", "tiny", "--driver", "fake", "-e", "X=1", "--", "printenv", "X"]);
   expect(r.code).toBe(0);
   expect(r.stdout).toBe("1\n");
@@ -189,4 +198,4 @@ guestLogin.test("vm run without --name: a fresh adjective-noun VM, named on stde
   expect(result.name).toMatch(/^[a-z]+-[a-z]+$/);
   expect(result.name).not.toBe(name);
   expect(run(["vm", "show", result.name]).code).toBe(1); // --rm deleted it
-});
+}
