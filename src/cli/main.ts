@@ -34,6 +34,7 @@ export const main = defineCommand({
     plugin: () => import("./plugin.ts").then((m) => m.default),
     doctor: () => import("./doctor.ts").then((m) => m.default),
     version: () => import("./version-cmd.ts").then((m) => m.default),
+    completion: () => import("./complete.ts").then((m) => m.default),
   },
 });
 
@@ -131,6 +132,11 @@ async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<
 }
 
 export async function run(argv: string[]): Promise<void> {
+  if (argv[0] === "__complete") {
+    // hidden, for the completion scripts: the words as the shell split them, `--` and all
+    await (await import("./complete.ts")).completeCommand(main, argv.slice(1));
+    return;
+  }
   const dd = argv.indexOf("--");
   let head = dd >= 0 ? argv.slice(0, dd) : argv;
   const verbose = head.includes("--verbose");

@@ -3,6 +3,7 @@ import { log } from "./log.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { GuestSession } from "../shared/model.ts";
 import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, usage } from "./context.ts";
+import { execArgs, execOptions } from "./exec-args.ts";
 
 const vmArg = { vm: { type: "positional", required: true, description: "VM name" } } as const;
 const sArgs = { ...vmArg, session: { type: "positional", required: true, description: "Session name or id" } } as const;
@@ -41,7 +42,7 @@ const start = defineCommand({
   args: {
     ...vmArg,
     name: { type: "string", description: "Session name (default: generated)" },
-    cwd: { type: "string", description: "Working directory in the guest (must exist)" },
+    ...execArgs,
     stdin: { type: "string", description: "pipe (default: send/attach write to it) or closed (/dev/null)" },
     require: { type: "string", description: "A command that must exist in the guest (repeatable)" },
     ...jsonArg,
@@ -50,15 +51,17 @@ const start = defineCommand({
     const [command, ...rest] = passthrough.argv;
     if (!command) usage("a command is required after --, e.g. `banger session start VM --name agent -- pi --mode rpc`");
     if (args.stdin !== undefined && args.stdin !== "pipe" && args.stdin !== "closed") usage(`--stdin must be pipe or closed, not ${JSON.stringify(args.stdin)}`);
+    const { cwd, ...launch } = await execOptions(args);
     const s = await (await daemon()).call("sessionStart", {
       params: { vm: args.vm },
       body: {
         name: args.name,
         command,
         args: rest,
-        cwd: args.cwd,
+        cwd,
         stdinMode: args.stdin,
         requiredCommands: repeated("require"),
+        ...launch,
       },
     });
     out(s, !!args.json, () => `started session ${s.name} (pid ${s.guestPid})`);

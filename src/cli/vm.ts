@@ -4,6 +4,9 @@ import type { VMView } from "../shared/api.ts";
 import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
 import { formatDuration, parseDuration } from "../shared/duration.ts";
 import { nowMs } from "../host/clock.ts";
+import { execArgs, execOptions } from "./exec-args.ts";
+import type { ExecOptions } from "../shared/exec-options.ts";
+import { pickVMName } from "../shared/vm-names.ts";
 import { formatPort } from "../shared/ports.ts";
 
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
@@ -136,15 +139,30 @@ async function getVM(name: string): Promise<VMView | null> {
   }
 }
 
-/** Run argv in the VM through the daemon's pooled SSH connection; returns the exit code. */
-async function execIn(name: string, argv: string[], json: boolean, stdin?: boolean): Promise<number> {
+/** Run argv in the VM through the daemon's pooled SSH connection; returns the exit code. `--json` (on stderr: stdout is the command's) adds `extra`. */
+async function execIn(name: string, argv: string[], json: boolean, stdin?: boolean, options: ExecOptions = {}, extra: Record<string, unknown> = {}): Promise<number> {
   if (argv.length === 0) usage("a command is required after --, e.g. `banger vm exec NAME -- uname -a`");
-  const body: { argv: string[]; stdin?: string } = { argv };
+  const body: { argv: string[]; stdin?: string } & ExecOptions = { argv, ...options };
   if (stdin) body.stdin = Buffer.from(await Bun.stdin.arrayBuffer()).toString("base64");
   const ev = await streamCall("vmExec", { params: { vm: name }, body }, { json: false });
   const code = ev.code;
-  if (json) process.stderr.write(JSON.stringify({ exitCode: code }) + "\n");
+  if (json) process.stderr.write(JSON.stringify({ exitCode: code, ...extra }) + "\n");
   return code;
+}
+
+/** Create a VM under a free generated name (another client may take the one picked: then pick again). */
+async function createNamed(args: Record<string, unknown>, json: boolean): Promise<string> {
+  const c = await daemon();
+  for (let attempt = 0; ; attempt++) {
+    const taken = new Set((await c.call("vmList")).vms.map((v) => v.name));
+    const name = pickVMName(taken, Math.random);
+    try {
+      await streamCall("vmCreate", { body: { ...createBody(name, args), start: true } }, { json });
+      return name;
+    } catch (e) {
+      if (!(e instanceof BangerError && e.code === "E_NAME_TAKEN") || attempt >= 4) throw e;
+    }
+  }
 }
 
 const list = defineCommand({
@@ -209,42 +227,50 @@ const del = defineCommand({
 });
 
 const run = defineCommand({
-  meta: { name: "run", description: "Create (if needed) and boot a VM, run a command in it, exit with its exit code: banger vm run --name X -- CMD ARGS" },
+  meta: { name: "run", description: "Create (if needed) and boot a VM, run a command in it, exit with its exit code: banger vm run [--name X] -- CMD ARGS" },
   args: {
-    name: { type: "string", description: "VM name", required: true },
+    name: { type: "string", description: "VM name (default: a new VM with a generated name, printed on stderr)" },
     ...createArgs,
+    ...execArgs,
     rm: { type: "boolean", description: "Delete the VM when the command ends" },
     stdin: { type: "boolean", description: "Forward this process's stdin to the command" },
     workspace: { type: "string", description: "Prepare this host git repo in the guest (at /root/repo) first and run the command there" },
     ...jsonArg,
   },
   async run({ args }) {
-    let argv = passthrough.argv;
+    const argv = passthrough.argv;
     if (argv.length === 0) usage("a command is required after --, e.g. `banger vm run --name demo -- uname -a`");
-    const body = createBody(args.name, args);
+    const options = await execOptions(args);
     const c = await daemon();
-    const existing = await getVM(args.name);
-    if (!existing) {
-      await streamCall("vmCreate", { body: { ...body, start: true } }, { json: !!args.json });
+    let name = args.name;
+    if (name === undefined) {
+      name = await createNamed(args, !!args.json);
+      if (!args.json) process.stderr.write(`vm name: ${name}\n`);
     } else {
-      // an existing VM takes the lifetime given here from now, as `vm ttl` would
-      if (body.ttlMs !== undefined || body.idleTimeoutMs !== undefined) {
-        await c.call("lifetimeSet", { params: { vm: args.name }, body: { ttlMs: body.ttlMs, ttlAction: body.ttlAction, idleTimeoutMs: body.idleTimeoutMs } });
+      const body = createBody(name, args);
+      const existing = await getVM(name);
+      if (!existing) {
+        await streamCall("vmCreate", { body: { ...body, start: true } }, { json: !!args.json });
+      } else {
+        // an existing VM takes the lifetime given here from now, as `vm ttl` would
+        if (body.ttlMs !== undefined || body.idleTimeoutMs !== undefined) {
+          await c.call("lifetimeSet", { params: { vm: name }, body: { ttlMs: body.ttlMs, ttlAction: body.ttlAction, idleTimeoutMs: body.idleTimeoutMs } });
+        }
+        if (!existing.alive) await streamCall("vmStart", { params: { vm: name }, body: {} }, { json: !!args.json });
       }
-      if (!existing.alive) await streamCall("vmStart", { params: { vm: args.name }, body: {} }, { json: !!args.json });
     }
     let code = 1;
     try {
       if (args.workspace) {
         // loaded here: node:path and the workspace commands cost every other vm command start-up time
         const [{ prepareWorkspace }, { resolve }] = await Promise.all([import("./workspace.ts"), import("node:path")]);
-        const ws = await prepareWorkspace(args.name, { sourcePath: resolve(args.workspace) }, !!args.json);
-        // cd as its own argument: the path is data, never spliced into shell text
-        argv = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "banger-workspace", ws.guestPath, ...argv];
+        const ws = await prepareWorkspace(name, { sourcePath: resolve(args.workspace) }, !!args.json);
+        // -w wins over the workspace, as an explicit -w would in Docker
+        options.cwd ??= ws.guestPath;
       }
-      code = await execIn(args.name, argv, !!args.json, !!args.stdin);
+      code = await execIn(name, argv, !!args.json, !!args.stdin, options, { name });
     } finally {
-      if (args.rm) await c.call("vmDelete", { params: { vm: args.name }, query: { force: true } }).catch((e) => fail(e, !!args.json));
+      if (args.rm) await c.call("vmDelete", { params: { vm: name }, query: { force: true } }).catch((e) => fail(e, !!args.json));
     }
     process.exit(code);
   },
@@ -271,9 +297,10 @@ const ttl = defineCommand({
 
 const exec = defineCommand({
   meta: { name: "exec", description: "Run a command in a running VM: banger vm exec NAME -- CMD ARGS" },
-  args: { ...nameArg, stdin: { type: "boolean", description: "Forward this process's stdin to the command" }, ...jsonArg },
+  args: { ...nameArg, stdin: { type: "boolean", description: "Forward this process's stdin to the command" }, ...execArgs, ...jsonArg },
   async run({ args }) {
-    process.exit(await execIn(args.name, passthrough.argv, !!args.json, !!args.stdin));
+    const options = await execOptions(args);
+    process.exit(await execIn(args.name, passthrough.argv, !!args.json, !!args.stdin, options));
   },
 });
 

@@ -8,7 +8,7 @@ import { mark } from "../host/profile.ts";
 import { FULL_VERSION, VERSION_HEADER } from "../version.ts";
 import { refuseForeignAsync } from "../host/owner.ts";
 import type { Health, StreamEvent } from "../shared/api.ts";
-import { requestPath, routes, type JsonOf, type JsonRoute, type RawRoute, type RequestArgs, type RequestOf, type RouteName, type StreamOf, type StreamRoute } from "../shared/routes.ts";
+import { requestPath, routes, type JsonOf, type JsonRoute, type RawRoute, type RequestArgs, type RequestOf, type RouteDef, type RouteName, type StreamOf, type StreamRoute } from "../shared/routes.ts";
 
 export type { Health };
 
@@ -253,6 +253,27 @@ export class DaemonClient {
     if (!last) throw new BangerError("E_DAEMON", DAEMON_DROPPED_MESSAGE);
     if (last.type === "error") throw toError(last, 500);
     return last as StreamOf<K>;
+  }
+
+  /**
+   * A read for shell completion: only a daemon already up is asked (none is
+   * started or replaced), whatever its build, with a short deadline; null
+   * when none answers, or its socket is not ours.
+   */
+  async peek<K extends JsonRoute>(name: K, req?: RequestOf<K>, timeoutMs = 500): Promise<JsonOf<K> | null> {
+    const def: RouteDef = routes[name];
+    if (def.method !== "GET") throw new Error(`peek is for reads: ${name} is ${def.method}`);
+    try {
+      await refuseForeignAsync(this.paths.socket, "daemon socket");
+      const res = await this.send(def.method, requestPath(def, req as { params?: Record<string, string> }), { signal: AbortSignal.timeout(timeoutMs) });
+      if (!res.ok) {
+        await res.body?.cancel().catch(() => {});
+        return null;
+      }
+      return (await res.json()) as JsonOf<K>;
+    } catch {
+      return null;
+    }
   }
 
   /** GET /v1/health of whatever daemon answers (unversioned); null when none does. */

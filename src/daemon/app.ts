@@ -1,10 +1,12 @@
-import { BangerError } from "../shared/errors.ts";
+import { randomBytes } from "node:crypto";
+import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { VMView } from "../shared/api.ts";
 import type { DaemonPaths } from "../shared/paths.ts";
-import { shellJoin } from "../shared/quote.ts";
+import { checkExecOptions } from "../shared/exec-options.ts";
+import { execCommandLine, refusalWatch } from "../sessions/exec.ts";
 import { errorResponse, ndjson, type Emitter } from "./http.ts";
 import type { ExitEvent } from "../shared/routes.ts";
 import { createRouter, type Handlers, type HandlersFor, type RouteContext } from "./router.ts";
@@ -82,9 +84,12 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
     vmStop: async ({ params, body }) => vmView(engine, await engine.stop(params.vm, body)),
     vmExec: async ({ params, body, ndjson }) => {
       if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
-      const command = shellJoin(body.argv); // quoting refuses what no shell can carry (NUL) before the stream's 200
+      const { argv, stdin, ...options } = body;
+      checkExecOptions(options);
+      const token = randomBytes(8).toString("hex");
+      const command = execCommandLine(argv, options, token); // quoting refuses what no shell can carry (NUL) before the stream's 200
       const vm = await engine.running(params.vm);
-      return ndjson((emit) => _execIn(d.ssh, vm, command, body.stdin, emit));
+      return ndjson((emit) => _execIn(d.ssh, vm, command, stdin, emit, token));
     },
     vmSshInfo: async ({ params }) => {
       const vm = await engine.running(params.vm);
@@ -106,14 +111,25 @@ function _startOrRestart(engine: Engine, action: "start" | "restart", id: string
   });
 }
 
-async function _execIn(ssh: SSHPool, vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter): Promise<ExitEvent> {
+async function _execIn(ssh: SSHPool, vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter, token: string): Promise<ExitEvent> {
   const conn = await ssh.get(vm);
-  const code = await conn.exec(command, {
-    stdin: stdin !== undefined ? Buffer.from(stdin, "base64") : undefined,
-    onStdout: emit.stdout,
-    onStderr: emit.stderr,
-    signal: emit.signal,
-  });
+  const refused = refusalWatch(emit.stderr, token);
+  const code = await conn
+    .exec(command, {
+      stdin: stdin !== undefined ? Buffer.from(stdin, "base64") : undefined,
+      onStdout: emit.stdout,
+      onStderr: refused.onStderr,
+      signal: emit.signal,
+    })
+    .catch((e: unknown) => {
+      // dropbear refuses a command line over 9000 bytes with a bare "Unable to exec"
+      if (Buffer.byteLength(command) > 9000 && errorMessage(e).includes("Unable to exec")) {
+        throw new BangerError("E_BAD_REQUEST", `the command line is ${Buffer.byteLength(command)} bytes, more than the guest's SSH server takes (9000): pass big values in a file (vm exec --stdin, a workspace)`);
+      }
+      throw e;
+    });
+  const reason = refused.finish(code);
+  if (reason !== null) throw new BangerError("E_BAD_REQUEST", reason);
   return { type: "exit", code };
 }
 

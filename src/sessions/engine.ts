@@ -28,7 +28,10 @@ import {
   StateDir,
   StatusScript,
   StopScript,
+  UserPreflightScript,
+  type LaunchOptions,
 } from "./scripts.ts";
+import { checkExecOptions } from "../shared/exec-options.ts";
 import type { SessionRepo } from "../shared/session-repo.ts";
 
 export type { SessionRepo } from "../shared/session-repo.ts";
@@ -67,6 +70,10 @@ export interface StartSessionParams {
   cwd?: string;
   stdinMode?: SessionStdinMode;
   requiredCommands?: string[];
+  /** KEY=VALUE entries, a user (NAME|UID[:GROUP|GID]) and a timeout for the process; not kept in the row. */
+  env?: string[];
+  user?: string;
+  timeoutMs?: number;
 }
 
 export interface SendParams {
@@ -188,9 +195,9 @@ export class SessionEngine {
     try {
       session = await runOperation({ name: `session start ${session.name} on ${vm.name}`, vm, host: this._d.host, log: this._d.log }, async (op) => {
         const conn = await this._conn(vm);
-        await this._preflight(conn, session, params.requiredCommands ?? [], at);
+        await this._preflight(conn, session, params.requiredCommands ?? [], at, params.user);
         at.stage = "launch";
-        const pid = await this._launch(conn, session, op);
+        const pid = await this._launch(conn, session, op, { env: params.env, user: params.user, timeoutMs: params.timeoutMs });
         return this._recordRunning(session, pid);
       });
     } catch (e) {
@@ -211,6 +218,7 @@ export class SessionEngine {
     }
     // quote everything now: a value no shell can carry (NUL) is refused before a row exists
     shellJoin([command, ...(params.args ?? []), params.cwd ?? "", ...(params.requiredCommands ?? [])]);
+    checkExecOptions({ env: params.env, user: params.user, timeoutMs: params.timeoutMs });
     if (!(await this._d.vmAlive(vm))) {
       throw new BangerError("E_STATE", `vm ${vm.name} is not running: start it first`);
     }
@@ -258,7 +266,12 @@ export class SessionEngine {
   }
 
   /** In the guest: the cwd exists (stage "cwd"), and so do the command and every required one (stage "command"). */
-  private async _preflight(conn: GuestSSH, session: GuestSession, required: string[], at: { stage: string }): Promise<void> {
+  private async _preflight(conn: GuestSSH, session: GuestSession, required: string[], at: { stage: string }, user: string | undefined): Promise<void> {
+    if (user !== undefined) {
+      at.stage = "user";
+      const r = await conn.runScript(UserPreflightScript(user));
+      if (r.exitCode !== 0) throw new BangerError("E_BAD_REQUEST", _firstLine(r.stderr) || `no such user in the guest: ${user}`);
+    }
     if (session.cwd) {
       at.stage = "cwd";
       const r = await conn.runScript(CWDPreflightScript(session.cwd));
@@ -274,8 +287,8 @@ export class SessionEngine {
   }
 
   /** Start the command in the guest; returns its pid. From here a failure of the operation stops it again. */
-  private async _launch(conn: GuestSSH, session: GuestSession, op: Operation): Promise<number> {
-    const launched = await conn.runScript(LaunchScript(session));
+  private async _launch(conn: GuestSSH, session: GuestSession, op: Operation, o: LaunchOptions): Promise<number> {
+    const launched = await conn.runScript(LaunchScript(session, o));
     if (launched.exitCode !== 0) throw new BangerError("E_STATE", launched.stderr.trim() || `launch script exited ${launched.exitCode}`);
     op.defer("session process", async () => {
       await conn.runScript(StopScript(session.guestStateDir, 0));

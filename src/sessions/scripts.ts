@@ -13,6 +13,11 @@
  */
 import type { GuestSession } from "../shared/model.ts";
 import { renderScript } from "../shared/quote.ts";
+import { TIMEOUT_EXIT, type ExecOptions } from "../shared/exec-options.ts";
+import { secondsArg } from "./exec.ts";
+import TIMEOUT_SH from "./scripts/timeout.sh" with { type: "text" };
+import RUN_AS_SH from "./scripts/run-as.sh" with { type: "text" };
+import USER_PREFLIGHT_SH from "./scripts/user-preflight.sh" with { type: "text" };
 import ALIVE_SH from "./scripts/alive.sh" with { type: "text" };
 import ATTACH_INPUT_SH from "./scripts/attach-input.sh" with { type: "text" };
 import ATTACH_TAIL_SH from "./scripts/attach-tail.sh" with { type: "text" };
@@ -73,9 +78,27 @@ export function CommandPreflightScript(commands: string[], cwd?: string): string
   return renderScript(COMMAND_PREFLIGHT_SH, { COMMANDS: commands, CWD: cwd ?? "" });
 }
 
+/** Fails (exit 1, "no such user in the guest: X" or "no such group …" on stderr) unless `user` resolves in the guest. */
+export function UserPreflightScript(user: string): string {
+  return renderScript([RUN_AS_SH, USER_PREFLIGHT_SH], { RUN_USER: user, RUN_CWD: "", RUN_ENV: [] });
+}
+
+/** How a session's process is launched beyond its row: env, user and timeout (not recorded: env may hold secrets). */
+export type LaunchOptions = Pick<ExecOptions, "env" | "user" | "timeoutMs">;
+
 /** The runner (DIR/run.sh): holds the FIFO writer, starts the command in its own session, records pid and exit. */
-function _runnerScript(session: _SessionSpec): string {
-  return renderScript(RUNNER_SH, { DIR: session.guestStateDir, CMD: [session.command, ...session.args], CWD: session.cwd, STDIN_MODE: session.stdinMode });
+function _runnerScript(session: _SessionSpec, o: LaunchOptions): string {
+  // functions first: bash runs the file top to bottom (it is started as `bash run.sh`, no #! needed)
+  return renderScript([RUN_AS_SH, TIMEOUT_SH, RUNNER_SH], {
+    DIR: session.guestStateDir,
+    CMD: [session.command, ...session.args],
+    RUN_CWD: session.cwd,
+    RUN_USER: o.user ?? "",
+    RUN_ENV: o.env ?? [],
+    TIMEOUT: o.timeoutMs !== undefined ? secondsArg(o.timeoutMs) : "",
+    TIMEOUT_EXIT,
+    STDIN_MODE: session.stdinMode,
+  });
 }
 
 /**
@@ -83,8 +106,8 @@ function _runnerScript(session: _SessionSpec): string {
  * under setsid (so it outlives the SSH connection), waits for it to record
  * the pid, and prints "<pid> <starttime>".
  */
-export function LaunchScript(session: _SessionSpec): string {
-  return renderScript(LAUNCH_SH, { DIR: session.guestStateDir, STDIN_MODE: session.stdinMode, RUNNER: _runnerScript(session) });
+export function LaunchScript(session: _SessionSpec, o: LaunchOptions = {}): string {
+  return renderScript(LAUNCH_SH, { DIR: session.guestStateDir, STDIN_MODE: session.stdinMode, RUNNER: _runnerScript(session, o) });
 }
 
 function _sendVars(uploadPath: string, pipePath: string, timeoutSeconds: number, expectedBytes: number | undefined) {

@@ -105,7 +105,15 @@ export const routes = defineRoutes({
   vmExec: {
     method: "POST",
     path: "/v1/vms/:vm/exec",
-    body: { argv: { type: "string[]", required: true }, stdin: { type: "string" } },
+    body: {
+      argv: { type: "string[]", required: true },
+      stdin: { type: "string" },
+      // ExecOptions (src/shared/exec-options.ts): env as KEY=VALUE entries, cwd, user (NAME|UID[:GROUP|GID]), timeoutMs (exit 124)
+      env: { type: "string[]" },
+      cwd: { type: "string" },
+      user: { type: "string" },
+      timeoutMs: { type: "integer" },
+    },
     maxBytes: MAX_EXEC_BODY_BYTES,
     ndjson: res<ExitEvent>(),
   },
@@ -164,6 +172,10 @@ export const routes = defineRoutes({
       cwd: { type: "string" },
       stdinMode: { type: "string" },
       requiredCommands: { type: "string[]" },
+      // as vmExec's: used to launch the process, not kept in the session's row (env may hold secrets)
+      env: { type: "string[]" },
+      user: { type: "string" },
+      timeoutMs: { type: "integer" },
     },
     json: res<GuestSession>(),
     status: 201,

@@ -14,7 +14,8 @@ rm -f "$DIR/pid" "$DIR/exit_code" "$DIR/stdin.pipe"
 if [ "$STDIN_MODE" = pipe ]; then
   mkfifo -m 600 "$DIR/stdin.pipe"
 fi
-printf '%s' "$RUNNER" > "$DIR/run.sh"
+# 0600: the runner holds the session's env values
+(umask 077 && printf '%s' "$RUNNER" > "$DIR/run.sh")
 cd /
 setsid nohup bash "$DIR/run.sh" < /dev/null > "$DIR/runner.log" 2>&1 &
 i=0

@@ -1,21 +1,24 @@
-#!/bin/bash
+# shellcheck shell=bash
 # banger session runner, saved as DIR/run.sh by launch.sh and run with
 # `nohup bash`: holds the FIFO writer, starts the command in its own session,
 # records "<pid> <starttime>" in DIR/pid and its exit status in DIR/exit_code
 # (127 when the cwd is gone), each written atomically.
-# Given: DIR (the state dir), CMD (array: command and args), CWD (may be
-# empty), STDIN_MODE ("pipe": read DIR/stdin.pipe; otherwise /dev/null).
-: "${DIR:?}" "${CWD?}" "${STDIN_MODE:?}"
+# Given: DIR (the state dir), CMD (array: command and args), STDIN_MODE
+# ("pipe": read DIR/stdin.pipe; otherwise /dev/null), RUN_USER, RUN_CWD,
+# RUN_ENV (see run-as.sh), TIMEOUT (seconds; empty: none) and TIMEOUT_EXIT
+# (recorded when the time ran out and the process tree was killed).
+: "${DIR:?}" "${RUN_CWD?}" "${STDIN_MODE:?}"
 record_exit() {
   echo "$1" > "$DIR/exit_code.tmp"
   mv -f "$DIR/exit_code.tmp" "$DIR/exit_code"
 }
-if [ -n "$CWD" ]; then
-  cd "$CWD" || {
-    record_exit 127
-    exit 0
-  }
-fi
+# preflight checked user and cwd; one gone since then ends the session as "not found"
+refuse() {
+  echo "$1" >&2
+  record_exit 127
+  exit 0
+}
+run_as_prepare
 IN=/dev/null
 if [ "$STDIN_MODE" = pipe ]; then
   # Hold the FIFO open read-write: the command never sees EOF between sends,
@@ -24,7 +27,7 @@ if [ "$STDIN_MODE" = pipe ]; then
   IN=$DIR/stdin.pipe
 fi
 # setsid: the command leads its own process group, so stop can signal all of it.
-setsid "${CMD[@]}" < "$IN" >> "$DIR/stdout.log" 2>> "$DIR/stderr.log" 3>&- &
+setsid "${AS[@]}" "${CMD[@]}" < "$IN" >> "$DIR/stdout.log" 2>> "$DIR/stderr.log" 3>&- &
 CHILD=$!
 STAT=$(cat "/proc/$CHILD/stat")
 REST=${STAT##*) }
@@ -32,5 +35,10 @@ REST=${STAT##*) }
 set -- $REST
 echo "$CHILD ${20}" > "$DIR/pid.tmp"
 mv -f "$DIR/pid.tmp" "$DIR/pid"
-wait "$CHILD"
-record_exit "$?"
+if [ -z "$TIMEOUT" ]; then
+  wait "$CHILD"
+  record_exit "$?"
+  exit 0
+fi
+await_child "$CHILD"
+record_exit "$STATUS"

@@ -1,0 +1,42 @@
+# shellcheck shell=bash
+# Who and where a guest command runs (vm exec and session runners share it).
+# Given: RUN_USER (empty: stay root; else NAME, UID, NAME:GROUP or UID:GID,
+# as Docker's -u), RUN_CWD (may be empty), RUN_ENV (array of KEY=VALUE).
+# The including script defines refuse MESSAGE (print one line and exit).
+# Sets AS: the argv prefix that drops to RUN_USER (empty for root as is).
+run_as_prepare() {
+  # shellcheck disable=SC2034 # AS is for the including script
+  AS=()
+  if [ -n "$RUN_USER" ]; then
+    local u=${RUN_USER%%:*} g="" entry name="" uid gid home
+    case $RUN_USER in *:*) g=${RUN_USER#*:} ;; esac
+    if entry=$(getent passwd -- "$u"); then
+      IFS=: read -r name _ uid gid _ home _ <<< "$entry"
+    elif [[ $u =~ ^[0-9]+$ ]]; then
+      # a uid with no passwd entry is allowed (as in Docker): group 0, HOME /
+      uid=$u gid=0 home=/
+    else
+      refuse "no such user in the guest: $u"
+    fi
+    if [ -n "$g" ]; then
+      if entry=$(getent group -- "$g"); then
+        IFS=: read -r _ _ gid _ <<< "$entry"
+      elif [[ $g =~ ^[0-9]+$ ]]; then
+        gid=$g
+      else
+        refuse "no such group in the guest: $g"
+      fi
+    fi
+    local groups=(--clear-groups)
+    if [ -n "$name" ] && [ -z "$g" ]; then groups=(--init-groups); fi
+    # shellcheck disable=SC2034 # AS is for the including script
+    AS=(setpriv --reuid="$uid" --regid="$gid" "${groups[@]}" --)
+    export HOME="$home" USER="${name:-$u}" LOGNAME="${name:-$u}"
+  fi
+  if [ -n "$RUN_CWD" ]; then
+    if [ ! -d "$RUN_CWD" ]; then refuse "no such directory in the guest: $RUN_CWD"; fi
+    cd -- "$RUN_CWD" 2> /dev/null || refuse "cannot enter directory in the guest: $RUN_CWD"
+  fi
+  # after HOME/USER above, so -e HOME=... still wins
+  if [ "${#RUN_ENV[@]}" -gt 0 ]; then export -- "${RUN_ENV[@]}"; fi
+}

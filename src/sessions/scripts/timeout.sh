@@ -1,0 +1,62 @@
+# shellcheck shell=bash
+# Given: TIMEOUT (seconds, may be fractional), TIMEOUT_EXIT.
+# Bash builtins and forks only, no extra programs: under TCG every exec of a
+# program costs ~0.1-0.4 s.
+#
+# kill_tree PGID: SIGKILL every process of group PGID and every descendant of
+# one (a child that moved to a group or session of its own is still found
+# through its parent). Each is stopped as soon as it is found, so none can
+# fork, respawn or report another's death while we look; then all die.
+kill_tree() {
+  local pgid=$1 pid f i=0
+  local -a found=() kids=()
+  kill -STOP -- "-$pgid" 2> /dev/null
+  if [ ! -e "/proc/$pgid/task" ] || [ ! -e "/proc/$$/task/$$/children" ]; then
+    # the leader is gone (or no children files): the group is all we can name
+    kill -KILL -- "-$pgid" 2> /dev/null
+    return 0
+  fi
+  # walk down from the leader: /proc reads for the tree only, not for every process
+  found=("$pgid")
+  while [ "$i" -lt "${#found[@]}" ]; do
+    pid=${found[i]}
+    i=$((i + 1))
+    for f in "/proc/$pid/task/"*/children; do
+      kids=()
+      # no newline at its end: read "fails" but has read it
+      read -r -a kids 2> /dev/null < "$f"
+      if [ "${#kids[@]}" -gt 0 ]; then
+        kill -STOP "${kids[@]}" 2> /dev/null
+        found+=("${kids[@]}")
+      fi
+    done
+  done
+  kill -KILL -- "-$pgid" 2> /dev/null
+  kill -KILL "${found[@]}" 2> /dev/null
+  return 0
+}
+
+# await_child PID: wait for PID (the leader of its own process group), at
+# most TIMEOUT; then kill its whole tree. Sets STATUS: its exit status, or
+# TIMEOUT_EXIT when the time ran out. (Not `wait -n`: bash may already have
+# reaped a quick child and then calls it "no such job".)
+await_child() {
+  local child=$1 dog
+  (
+    # a pipe nobody writes to: read -t on it is a sleep without a sleep(1)
+    exec {never}<> <(:)
+    read -r -t "$TIMEOUT" -u "$never" _
+    trap '' TERM # fired: finish the kill even if told to stop now
+    kill_tree "$child"
+    exit "$TIMEOUT_EXIT"
+  ) 3>&- < /dev/null > /dev/null 2>&1 &
+  dog=$!
+  # 2>/dev/null: not bash's "Killed" report of the child on the command's stderr
+  wait "$child" 2> /dev/null
+  # shellcheck disable=SC2034 # STATUS is for the including script
+  STATUS=$?
+  kill -TERM "$dog" 2> /dev/null
+  wait "$dog" 2> /dev/null
+  # shellcheck disable=SC2034 # STATUS is for the including script
+  if [ "$?" = "$TIMEOUT_EXIT" ]; then STATUS=$TIMEOUT_EXIT; fi
+}
