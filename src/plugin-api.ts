@@ -40,3 +40,9 @@ export { environ, configFrom, type Env, type BangerConfig } from "./host/config.
 export { writeCpioGz, type CpioEntry } from "./shared/cpio.ts";
 /** A QMP client for a QEMU VM's API socket (VMRuntime.apiSockPath): one command, or an HMP command line through `human-monitor-command`. */
 export { QmpClient, QmpError, qmpExecute, qmpHuman } from "./host/qmp.ts";
+/** Egress policies (`--egress`): parse, print and decide, the same reading the daemon and every enforcer use. */
+export { parseEgress, parseEgressEntry, formatEgress, nameAllowed, addressVerdict, addressListed, isSpecialAddress, ipv4ToInt, EGRESS_LOG_FILE, type EgressPolicy, type EgressRule, type EgressDenial } from "./shared/egress.ts";
+/** An A lookup on the host (BANGER_EGRESS_DNS or resolv.conf): what egress enforcers resolve allowed names with. */
+export { createResolveA, type ResolveA, type Resolved } from "./host/dns.ts";
+/** A VM's egress gate: HTTP proxy (CONNECT + SNI check, plain HTTP by Host) and DNS-over-TCP resolver on unix sockets, enforcing a policy swapped in place. */
+export { EgressGate, type GateOptions } from "./host/egress-gate.ts";

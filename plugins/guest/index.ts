@@ -111,6 +111,7 @@ export default definePlugin({
         hostname: vm.name,
         authorizedKey: (await ctx.host.fs.readText(`${keys.clientKey}.pub`))!.trim(),
         hostKeyPath: keys.hostKey,
+        extraFiles: boot.guestFiles,
       });
       boot.initrdPaths = [out];
     });

@@ -1,6 +1,7 @@
-import { BangerError, configFrom, definePlugin, environ } from "../../src/plugin-api.ts";
+import { BangerError, configFrom, definePlugin, environ, formatEgress } from "../../src/plugin-api.ts";
 import type { BangerPlugin, Env, Exec, HookMap, LeaseStore, NetPorts, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
 import { addTap, deleteTap, ensureBridge, ensureNat, linkExists } from "./host-net.ts";
+import { allowAll, denyAll } from "./egress-fw.ts";
 import { hostsMarker, rewriteHostsFile, type HostsEntry } from "./hosts-file.ts";
 import { guestAddresses, inSubnet, macFor, parseSubnet, tapName, type Subnet } from "./subnet.ts";
 
@@ -246,7 +247,28 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
       });
 
       net.hook("vm:start:before", async (p) => {
+        // the firewall elements vm:egress:apply adds after launch go again if the start fails later
+        p.op.defer("egress firewall", () => (denied.has(p.vm.id) ? release(p.vm) : undefined));
         await _plugIn(t, p);
+      });
+
+      // none: nftables cuts the guest off (egress-fw.ts); all: the NAT; an allowlist needs firewall
+      // sets filled from a resolver, not written yet: refused rather than boot a VM whose record promises what nothing enforces
+      // VMs this daemon cut off: only those need taking out again (a VM that never was costs no nft call)
+      const denied = new Set<string>();
+      const release = async (vm: VMRecord) => {
+        if (!denied.delete(vm.id) && vm.spec.egress === "all") return;
+        if (vm.runtime.guestIP) await allowAll(t.exec, vm.runtime.guestIP, tapName(vm.id));
+      };
+      net.hook("vm:egress:apply", async ({ vm, policy }) => {
+        const tap = tapName(vm.id);
+        if (policy.mode === "all") return denied.has(vm.id) ? release(vm) : undefined;
+        if (policy.mode === "none") {
+          await denyAll(t.exec, vm.runtime.guestIP, tap);
+          denied.add(vm.id);
+          return;
+        }
+        throw new BangerError("E_STATE", `--net tap enforces only egress none and all so far (${vm.name} asks for ${formatEgress(policy)}): use --net user for an allowlist`);
       });
 
       net.hook("vm:reconcile", async ({ vm, handles }) => {
@@ -258,6 +280,7 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
       // only for tap VMs (the taps this plugin made): another provider's tapDevice is that one's to remove
       net.hook("vm:cleanup", async ({ vm, handles }) => {
         await deleteTap(t.exec, handles.tapDevice || tapName(vm.id));
+        await release(vm);
       });
 
       net.hook("vm:delete", async ({ vm }) => {

@@ -1,6 +1,8 @@
-import { BangerError, definePlugin } from "../../src/plugin-api.ts";
-import type { BangerPlugin, VMRecord } from "../../src/plugin-api.ts";
+import { createServer } from "node:net";
+import { BangerError, configFrom, createResolveA, definePlugin, EgressGate, environ } from "../../src/plugin-api.ts";
+import type { BangerPlugin, Env, ResolveA, VMRecord } from "../../src/plugin-api.ts";
 import { portFreeOnLoopback, USER_NETDEV, userNetPorts, type UserPortsOptions } from "./ports.ts";
+import { egressPaths, guestEgressFiles, guestfwdOptions } from "./egress.ts";
 
 export { portFreeOnLoopback, parseUsernetForwards, USER_NETDEV } from "./ports.ts";
 
@@ -13,6 +15,9 @@ export interface NetUserOptions extends UserPortsOptions {
   range?: { min: number; max: number };
   /** [0,1) source for the starting offset (default Math.random). */
   random?: () => number;
+  /** Where the egress gate resolves allowed names (default: BANGER_EGRESS_DNS, else the host's resolv.conf). */
+  resolve?: ResolveA;
+  env?: Env;
 }
 
 /**
@@ -43,10 +48,13 @@ export async function allocateSshPort(vms: VMRecord[], selfId: string, o: NetUse
   throw new BangerError("E_CONFLICT", `no free loopback port in ${min}-${max} for SSH forwarding`);
 }
 
-/** QEMU user-mode networking args: slirp restricted to the host forward only. */
-export function netUserArgs(port: number): string[] {
+/**
+ * QEMU user-mode networking args: slirp restricted (restrict=on) to the SSH
+ * host forward and, given `egress` (guestfwd options), the VM's egress gate.
+ */
+export function netUserArgs(port: number, egress?: string): string[] {
   return [
-    "-netdev", `user,id=${USER_NETDEV},restrict=on,hostfwd=tcp:${LOOPBACK}:${port}-:22`,
+    "-netdev", `user,id=${USER_NETDEV},restrict=on,hostfwd=tcp:${LOOPBACK}:${port}-:22${egress ? `,${egress}` : ""}`,
     "-device", "virtio-net-pci,netdev=n0",
   ];
 }
@@ -63,13 +71,20 @@ export function createNetUserPlugin(o: NetUserOptions = {}): BangerPlugin {
     description: "QEMU user networking: guest SSH forwarded to a loopback port (no privileges needed)",
     setup(ctx) {
       const reserved = new Map<string, number>();
+      const gates = new Map<string, EgressGate>();
+      let resolve = o.resolve;
+      const closeGate = async (id: string) => {
+        const g = gates.get(id);
+        gates.delete(id);
+        await g?.close();
+      };
       const net = ctx.registerNet({ name: USER_NET, description: "QEMU user networking, SSH on a loopback port", drivers: USER_NET_DRIVERS, ports: userNetPorts(o) });
       net.hook("vm:create", async ({ vm }) => {
         vm.runtime.sshHost = LOOPBACK;
         vm.runtime.sshPort = await allocateSshPort(ctx.store.listVMs(), vm.id, o, reserved);
         vm.runtime.guestIP = SLIRP_GUEST_IP;
       });
-      net.hook("vm:start:before", async ({ vm, boot }) => {
+      net.hook("vm:start:before", async ({ vm, boot, op }) => {
         const portFree = o.portFree ?? portFreeOnLoopback;
         // a stopped VM's port may have been taken by something else meanwhile
         if (vm.runtime.sshPort <= 0 || !(await portFree(vm.runtime.sshPort))) {
@@ -79,8 +94,35 @@ export function createNetUserPlugin(o: NetUserOptions = {}): BangerPlugin {
         }
         vm.runtime.sshHost = LOOPBACK;
         vm.runtime.guestIP = SLIRP_GUEST_IP;
-        boot.netArgs.push(...netUserArgs(vm.runtime.sshPort));
+        // always forwarded, even for `none` (the gate then refuses all): QEMU 7.2 cannot add a guestfwd later, and a live change must work
+        boot.netArgs.push(...netUserArgs(vm.runtime.sshPort, guestfwdOptions(vm.runtime.vmDir)));
+        boot.guestFiles = { ...boot.guestFiles, ...guestEgressFiles() };
+        // an empty banger.dns keeps the guest init from writing slirp's 10.0.2.3 (dead under restrict=on) over the seed's resolv.conf
+        boot.kernelArgs.push("banger.dns=");
+        op.defer("egress gate", () => closeGate(vm.id));
       });
+      net.hook("vm:egress:apply", async ({ vm, policy }) => {
+        const g = gates.get(vm.id);
+        if (g) return g.setPolicy(policy);
+        resolve ??= createResolveA((configFrom(o.env ?? environ()).egressDns ?? "").split(",").filter(Boolean));
+        const p = egressPaths(vm.runtime.vmDir);
+        const gate = new EgressGate({ vm: vm.name, policy, resolve, logPath: p.denials, fs: ctx.host.fs, clock: ctx.host.clock, debug: (m) => ctx.log.debug(m) });
+        gates.set(vm.id, gate);
+        try {
+          await gate.listen(p.proxySock, p.dnsSock);
+        } catch (e) {
+          await closeGate(vm.id);
+          throw e;
+        }
+      });
+      const drop = async ({ vm }: { vm: VMRecord }) => {
+        await closeGate(vm.id);
+        const p = egressPaths(vm.runtime.vmDir);
+        await ctx.host.fs.rmrf(p.proxySock);
+        await ctx.host.fs.rmrf(p.dnsSock);
+      };
+      net.hook("vm:cleanup", drop);
+      net.hook("vm:delete", drop);
     },
   });
 }

@@ -13,7 +13,7 @@ const _QEMU_FLAGS = new Set(["-nodefaults", "-no-user-config", "-no-reboot", "-d
  * The driver joins argv with spaces, so an option value with spaces (the
  * kernel command line) is rebuilt: every option takes one value except the
  * known flags, and a value runs until the next token that starts with "-"
- * and is followed by the expected shape. Returns [binary, ...args].
+ * and is followed by the expected shape (-netdev's until its -device). Returns [binary, ...args].
  */
 export function parseQemuLogArgv(log: string): string[] {
   const first = log.split("\n").find((l) => l.startsWith("# "));
@@ -35,6 +35,10 @@ export function parseQemuLogArgv(log: string): string[] {
     i++;
     if (opt === "-append") {
       while (i < rest.length && !/^-[a-z]/.test(rest[i]!)) parts.push(rest[i++]!);
+    } else if (opt === "-netdev") {
+      // net-user's egress guestfwd carries a relay command (`cmd:socat -lf … FD:0,,shut-down …`): its words
+      // include dashes, so the value runs to the -device that always follows a -netdev in banger's argv
+      while (i < rest.length && rest[i] !== "-device") parts.push(rest[i++]!);
     }
     argv.push(parts.join(" "));
   }

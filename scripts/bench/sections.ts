@@ -6,6 +6,7 @@
  */
 import { autostartSection, cliSection, type CliShared } from "./cli.ts";
 import { bootSection } from "./boot.ts";
+import { egressSection } from "./egress.ts";
 import { execSection } from "./exec.ts";
 import { imageSection } from "./image.ts";
 import { parallelFakeSection, parallelVmSection } from "./parallel.ts";
@@ -54,6 +55,12 @@ export const SECTIONS: readonly BenchSection[] = [
     name: "parallel", vm: false, quick: true,
     title: "parallel (P7): 10 parallel test-driver lifecycles (create --start + delete) vs one",
     run: (c) => parallelFakeSection(c.b, { width: c.n("PARALLEL_WIDTH", 10, 10), runs: c.n("PARALLEL_N", 5, 2) }),
+  },
+  {
+    // socat and openssl from the host, no VM; not in --quick (CI's smoke run stays as it was)
+    name: "egress", vm: false, quick: false,
+    title: "egress: an HTTPS request through the egress gate (socat relay + CONNECT + SNI check) vs direct",
+    run: (c) => egressSection(c.b, c.n("EGRESS_N", 30, 5)),
   },
   {
     name: "boot", vm: true, quick: false,

@@ -1,6 +1,7 @@
 import { defineCommand } from "./define.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { VMView } from "../shared/api.ts";
+import type { EgressView } from "../shared/egress.ts";
 import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
 import { formatDuration, parseDuration } from "../shared/duration.ts";
 import { nowMs } from "../host/clock.ts";
@@ -70,6 +71,7 @@ function describe(vm: VMView): string {
     `memory:    ${vm.spec.memoryMiB} MiB`,
     `net:       ${vm.spec.net ?? "user"}${r.guestIP ? ` (${r.guestIP}, ${r.dnsName})` : ""}`,
     `storage:   ${vm.spec.storage}`,
+    `egress:    ${vm.spec.egress ?? "none"}`,
     `ssh:       ${r.sshPort ? `${r.sshHost}:${r.sshPort}` : "-"}`,
     `dir:       ${r.vmDir}`,
     ...lifetimeLines(vm),
@@ -88,6 +90,7 @@ const createArgs = {
   vmm: { type: "string", description: "VMM: firecracker or qemu (default: firecracker when it and /dev/kvm are usable, else qemu)" },
   driver: { type: "string", description: "Same as --vmm (older name)" },
   net: { type: "string", description: "Network provider: user (QEMU's default; loopback SSH forward), tap (bridge, guest IP, <name>.vm; needs root) or a plugin's (`banger plugin list`)" },
+  egress: { type: "string", description: "Egress policy: none, all (public addresses) or a list like pkgs.example.org,*.example.com:443,198.51.100.0/24 (default: config.json's egress, else none)" },
   storage: { type: "string", description: "Storage provider: dm (dm-snapshot; the default where device-mapper works), copy (sparse/reflink copy) or a plugin's (`banger plugin list`)" },
   ttl: { type: "string", description: "Delete the VM this long after it is created, e.g. 30m, 2h, 1d (see --ttl-action; change with `banger vm ttl`)" },
   "ttl-action": { type: "string", description: "What the TTL does: delete (default) or stop" },
@@ -126,6 +129,7 @@ function createBody(name: string, a: Record<string, unknown>) {
     net: a.net as string | undefined,
     storage: a.storage as string | undefined,
     publish: publishedArgs(),
+    egress: a.egress as string | undefined,
   };
 }
 
@@ -332,10 +336,36 @@ const logs = defineCommand({
   },
 });
 
+function describeEgress(v: EgressView, showLog: boolean): string {
+  const lines = [`policy:    ${v.policy}`];
+  if (v.effective !== v.policy) lines.push(`effective: ${v.effective} (with plugin sources)`);
+  lines.push(`denied:    ${v.denied}`);
+  if (v.appliedMs !== undefined) lines.push(`applied in ${v.appliedMs} ms`);
+  if (showLog) for (const d of v.log ?? []) lines.push(`${d.time}  ${d.via.padEnd(8)} ${d.dest}:${d.port}${d.name && d.name !== d.dest ? ` (${d.name})` : ""}  ${d.reason}`);
+  return lines.join("\n");
+}
+
+const egress = defineCommand({
+  meta: { name: "egress", description: "Show a VM's egress policy, or change it (applied to a running VM at once): banger vm egress NAME [none|all|LIST] [--log]" },
+  args: {
+    ...nameArg,
+    policy: { type: "positional", description: "New policy: none, all or a comma-separated list (domain, *.domain, IP or CIDR, each with an optional :PORT)", required: false },
+    log: { type: "boolean", description: "List the denied attempts (time, destination, port, name, why)" },
+    ...jsonArg,
+  },
+  async run({ args }) {
+    const c = await daemon();
+    const policy = args.policy as string | undefined;
+    let v = policy === undefined ? await c.call("vmEgress", { params: { vm: args.name }, query: { log: !!args.log } }) : await c.call("vmEgressSet", { params: { vm: args.name }, body: { policy } });
+    if (policy !== undefined && args.log) v = { ...v, log: (await c.call("vmEgress", { params: { vm: args.name }, query: { log: true } })).log };
+    out(v, !!args.json, () => describeEgress(v, !!args.log));
+  },
+});
+
 export default defineCommand({
   meta: { name: "vm", description: "Create, run and manage VMs" },
   subCommands: {
-    list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs, ttl,
+    list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs, ttl, egress,
     port: () => import("./vm-port.ts").then((m) => m.default),
     stats: () => import("./vm-stats.ts").then((m) => m.default),
     // loaded on use: the file commands' modules cost other vm commands nothing

@@ -18,6 +18,7 @@ import type { BangerPaths, Logger } from "./plugin.ts";
 import type { NetPorts, Providers } from "./providers.ts";
 import { markStopped, openAll, parsePublish, portsOf, reopen } from "./ports.ts";
 import { vmPaths } from "../shared/paths.ts";
+import { DEFAULT_EGRESS, formatEgress, parseEgress, parseEgressEntry, withEntries, type EgressPolicy } from "../shared/egress.ts";
 
 /** How many VMs reconcile looks at at once. */
 const RECONCILE_WIDTH = 16;
@@ -41,6 +42,8 @@ export interface CreateVMParams {
   idleTimeoutMs?: number;
   /** Ports to publish (`[HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]`); the network must be able to (NetProvider.ports). */
   publish?: string[];
+  /** Egress policy: "none", "all" or an allowlist (src/shared/egress.ts); default: EngineDeps.defaultEgress. */
+  egress?: string;
 }
 
 /** A create request with every choice made and checked. */
@@ -51,6 +54,8 @@ export interface CreatePlan {
   net: string;
   storage: string;
   ports: PublishedPort[];
+  /** The egress policy, canonical text. */
+  egress: string;
   sizes: Pick<VMRecord["spec"], "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB">;
 }
 
@@ -69,6 +74,8 @@ export interface EngineDeps {
   stopTimeoutMs?: number;
   /** Forget pooled connections to a VM's guest (the daemon's SSH pool); called whenever the engine stops a VM or finds it dead. */
   dropConnection?: (vmId: string) => void;
+  /** The egress policy of a VM created without one (config.json's `egress`; default "none"). */
+  defaultEgress?: string;
 }
 
 export interface ReconcileOutcome {
@@ -91,11 +98,13 @@ export function validateVMName(name: unknown): string {
 export class Engine {
   readonly cache = new HandleCache();
   private readonly d: Required<Omit<EngineDeps, "defaultDriver">> & { defaultDriver: string };
+  private readonly defaultEgress: string;
 
   private readonly explicitDefaultDriver: string | undefined;
 
   constructor(deps: EngineDeps) {
     this.explicitDefaultDriver = deps.defaultDriver;
+    this.defaultEgress = formatEgress(parseEgress(deps.defaultEgress ?? DEFAULT_EGRESS));
     this.d = {
       newId: () => randomBytes(8).toString("hex"),
       stopTimeoutMs: 20_000,
@@ -205,9 +214,10 @@ export class Engine {
     initialLifetime(this.d.host.clock.now(), { ...params, ttlAction: checkTTLAction(params.ttlAction) });
     if (params.ttlAction !== undefined && !params.ttlMs) throw new BangerError("E_BAD_REQUEST", "a ttl action needs a ttl");
     const ports = parsePublish(providers, net, params.publish);
+    const egress = params.egress === undefined ? this.defaultEgress : formatEgress(parseEgress(params.egress));
     const spec = { image, ...sizes, driver: driverName, net, storage: params.storage ?? "" };
     const storage = await providers.chooseStorage(spec, params.storage, (m) => this.d.log.debug(`vm ${name}: ${m}`));
-    return { name, image, driverName, net, storage, ports, sizes };
+    return { name, image, driverName, net, storage, ports, egress, sizes };
   }
 
   /** The providers a VM recorded that no plugin registered this time (a user's plugin gone from the config). */
@@ -233,7 +243,7 @@ export class Engine {
 
   async create(params: CreateVMParams, progress: ProgressSink = noProgress): Promise<VMRecord> {
     params = { ...params, driver: await this.resolveDriver(params.driver) };
-    const { name, image, driverName, net, storage, ports, sizes } = await this.checkCreate(params);
+    const { name, image, driverName, net, storage, ports, egress, sizes } = await this.checkCreate(params);
     const id = this.d.newId();
     const vmDir = join(this.d.paths.vmsDir, id);
     const p = vmPaths(vmDir);
@@ -241,7 +251,7 @@ export class Engine {
     const vm: VMRecord = {
       id,
       name,
-      spec: { image, ...sizes, driver: driverName, net, storage, ...(ports.length ? { ports } : {}) },
+      spec: { image, ...sizes, driver: driverName, net, storage, egress, ...(ports.length ? { ports } : {}) },
       runtime: {
         state: "creating",
         guestIP: "",
@@ -330,6 +340,8 @@ export class Engine {
           await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
           this.cache.set(vm.id, handles);
           await faultPoint("start:after-handles");
+          // before the guest can open a connection that matters: the enforcer has the policy from the first one on
+          await this.applyEgress(vm, handles);
           await this.d.hooks.run("vm:start:after", { vm, handles, progress: op.progress, signal: op.signal, op });
           if (vm.spec.ports?.length) {
             op.progress(`publishing ${vm.spec.ports.length} port(s)`);
@@ -389,6 +401,47 @@ export class Engine {
     failures.push(...(await this.d.hooks.runAll("vm:stop:after", { vm })));
     for (const f of failures) this.d.log.warn(`stop ${vm.name}: ${f.message}`);
     return vm;
+  }
+
+  /** The policy enforced on a VM: its own plus what `vm:egress` policy sources add. */
+  async effectiveEgress(vm: VMRecord): Promise<EgressPolicy> {
+    const own = parseEgress(vm.spec.egress ?? DEFAULT_EGRESS);
+    const added: ReturnType<typeof parseEgressEntry>[] = [];
+    await this.d.hooks.run("vm:egress", { vm, policy: own, add: (entry: string) => void added.push(parseEgressEntry(entry)) });
+    return withEntries(own, added);
+  }
+
+  private async applyEgress(vm: VMRecord, handles: VMHandles): Promise<EgressPolicy> {
+    const policy = await this.effectiveEgress(vm);
+    await this.d.hooks.run("vm:egress:apply", { vm, policy, handles });
+    return policy;
+  }
+
+  /**
+   * Change a VM's egress policy (stored first, so a restart keeps it); a
+   * running VM's enforcer gets it at once. Returns the effective policy and,
+   * for a running VM, when it was applied.
+   */
+  async setEgress(idOrName: string, text: string): Promise<{ vm: VMRecord; effective: EgressPolicy; applied: boolean }> {
+    const egress = formatEgress(parseEgress(text));
+    const first = this.getVM(idOrName);
+    return this.cache.withLock(first.id, async () => {
+      const vm = this.getVM(first.id);
+      const before = vm.spec.egress;
+      vm.spec.egress = egress;
+      this.save(vm);
+      const handles = (await this.alive(vm)) ? await this.handlesOf(vm) : null;
+      if (!handles) return { vm, effective: await this.effectiveEgress(vm), applied: false };
+      try {
+        return { vm, effective: await this.applyEgress(vm, handles), applied: true };
+      } catch (e) {
+        // the enforcer refused: the record keeps saying what is really enforced
+        vm.spec.egress = before;
+        this.save(vm);
+        await this.applyEgress(vm, handles).catch((u) => this.d.log.warn(`egress ${vm.name}: restoring the old policy failed: ${errorMessage(u)}`));
+        throw e;
+      }
+    });
   }
 
   async restart(idOrName: string, progress: ProgressSink = noProgress): Promise<VMRecord> {
@@ -503,6 +556,8 @@ export class Engine {
     }
     if (alive) {
       this.cache.set(vm.id, found.handles);
+      // enforcers that keep their state in the daemon (net-user's proxy) lost it with the last one
+      await this.applyEgress(vm, found.handles).catch((e) => hookErrors.push(e instanceof Error ? e : new Error(String(e))));
       // rewriting an identical handles.json costs an fsync per VM: most of re-adopting many VMs
       if (asRead === null || JSON.stringify(found.handles) !== asRead) await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, found.handles);
       if (vm.runtime.state !== "running") {

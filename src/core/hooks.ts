@@ -1,6 +1,7 @@
 import type { GuestSSH } from "../host/types.ts";
 import type { BootConfig } from "../vmm/driver.ts";
 import type { GuestSession, VMHandles, VMRecord } from "../shared/model.ts";
+import type { EgressPolicy } from "../shared/egress.ts";
 import type { ProgressSink } from "./operation.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import { labelledOperation, type Operation, type Undo } from "./operation.ts";
@@ -30,6 +31,17 @@ export interface HookMap {
    */
   "vm:cleanup": { vm: VMRecord; handles: VMHandles };
   "vm:delete": { vm: VMRecord };
+  /**
+   * A policy source: the VM's egress policy is being worked out (at start, on `banger vm egress VM LIST`,
+   * after a daemon restart). `add("pkgs.example.org")` (any `--egress` list entry) adds to what it allows;
+   * `policy` is what it is so far. Runs before every `vm:egress:apply`.
+   */
+  "vm:egress": { vm: VMRecord; policy: EgressPolicy; add(entry: string): void };
+  /**
+   * Enforce `policy` on a running VM (its network provider's job): once right after the VMM launched, on each
+   * live change (the next connection must obey it) and after a daemon restart re-adopted the VM.
+   */
+  "vm:egress:apply": { vm: VMRecord; policy: EgressPolicy; handles: VMHandles };
   /** Startup reconcile: re-find this plugin's handles for a VM the store says is running. */
   "vm:reconcile": { vm: VMRecord; handles: VMHandles; alive: boolean };
   /** A session's process runs in the guest (fired by the session engine once it launched). */
@@ -54,6 +66,8 @@ export const HOOK_NAMES: readonly HookName[] = [
   "vm:cleanup",
   "vm:delete",
   "vm:reconcile",
+  "vm:egress",
+  "vm:egress:apply",
   "session:start",
   "session:stop",
   "workspace:prepare",

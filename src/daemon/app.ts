@@ -42,7 +42,7 @@ export async function vmView(engine: Engine, vm: VMRecord): Promise<VMView> {
 }
 
 /** The routes served here; images, sessions and workspaces bring their own handlers. */
-type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace"> | keyof HandlersFor<"port"> | keyof HandlersFor<"stats"> | keyof HandlersFor<"file"> | keyof HandlersFor<"lifetime">>;
+type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace"> | keyof HandlersFor<"port"> | keyof HandlersFor<"stats"> | keyof HandlersFor<"file"> | keyof HandlersFor<"lifetime"> | keyof HandlersFor<"vmEgress">>;
 
 type _DaemonRoutes = Pick<AppRoutes, "health" | "shutdown" | "pluginList">;
 

@@ -3,6 +3,7 @@ import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { DaemonPaths } from "../shared/paths.ts";
 import { configFrom, environ, type Env } from "../host/config.ts";
 import type { FS } from "../host/types.ts";
+import { DEFAULT_EGRESS, formatEgress, parseEgress } from "../shared/egress.ts";
 
 /**
  * Where user plugins come from, in load order: config.json / banger.config.ts
@@ -40,4 +41,23 @@ export async function userPluginPaths(paths: DaemonPaths, fs: FS, extra: string[
   for (const p of (configFrom(env).plugins ?? "").split(":").filter(Boolean)) out.push(resolve(p));
   for (const p of extra) out.push(resolve(p));
   return [...new Set(out)];
+}
+
+/** config.json's `egress`: the policy of a VM created without `--egress` (checked here, so a typo stops the daemon with its reason). */
+export async function defaultEgress(paths: DaemonPaths, fs: FS): Promise<string> {
+  const text = await fs.readText(paths.configJson);
+  if (text === null) return DEFAULT_EGRESS;
+  let cfg: { egress?: unknown };
+  try {
+    cfg = JSON.parse(text);
+  } catch (e) {
+    throw new BangerError("E_PLUGIN", `${paths.configJson}: ${errorMessage(e)}`);
+  }
+  if (cfg.egress === undefined) return DEFAULT_EGRESS;
+  if (typeof cfg.egress !== "string") throw new BangerError("E_BAD_REQUEST", `${paths.configJson}: "egress" must be a string (none, all or a comma-separated list)`);
+  try {
+    return formatEgress(parseEgress(cfg.egress));
+  } catch (e) {
+    throw new BangerError("E_BAD_REQUEST", `${paths.configJson}: ${errorMessage(e)}`);
+  }
 }

@@ -15,7 +15,7 @@ import { Store } from "../store/store.ts";
 import { FULL_VERSION } from "../version.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
 import { createApp } from "./app.ts";
-import { userPluginPaths } from "./config.ts";
+import { defaultEgress, userPluginPaths } from "./config.ts";
 import { ImageService } from "./images.ts";
 import { tryLockFile } from "./lock.ts";
 import { installCrashGuards } from "./request-scope.ts";
@@ -30,6 +30,7 @@ import { Lifetimes } from "../core/lifetimes.ts";
 import { createPortRoutes } from "./ports-routes.ts";
 import { createStatsRoutes } from "./stats.ts";
 import { createFileRoutes } from "./files-routes.ts";
+import { createEgressRoutes } from "./egress-routes.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
 
@@ -156,7 +157,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   log.info(`banger daemon ${FULL_VERSION} pid ${process.pid} home ${home}; plugins: ${loaded.map((p) => p.name).join(", ")}`);
 
   const ssh = vmSSHPool(host.ssh, host.fs);
-  const engine = new Engine({ store, host, hooks, drivers, providers, paths, log, dropConnection: (id) => ssh.drop(id) });
+  const engine = new Engine({ store, host, hooks, drivers, providers, paths, log, dropConnection: (id) => ssh.drop(id), defaultEgress: await defaultEgress(paths, fs) });
   // a TTL deletes with --force: the disk goes anyway, and a guest slow to power off must not outlive its TTL
   const lifetimes = new Lifetimes({ store, clock: host.clock, log, stop: (id) => engine.stop(id), delete: (id) => engine.delete(id, { force: true }) });
   lifetimes.hookInto(hooks);
@@ -187,7 +188,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     startedAt: new Date().toISOString(),
     reconcile,
-    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers, ...createLifetimeRoutes({ engine, lifetimes }) },
+    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers, ...createLifetimeRoutes({ engine, lifetimes }), ...createEgressRoutes({ engine, fs: host.fs, clock: host.clock }) },
     shutdown,
   }), (vm) => lifetimes.busy(vm));
   server = await _serve(app, paths, fs);

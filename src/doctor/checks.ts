@@ -67,6 +67,7 @@ export const HOST_TOOLS: { tool: string; pkg: string; what: string; runtime: boo
   { tool: "mkfs.ext4", pkg: TOOL_PACKAGES["mkfs.ext4"], what: "work disks", runtime: true },
   { tool: "resize2fs", pkg: TOOL_PACKAGES["resize2fs"], what: "grows system disks", runtime: true },
   { tool: "e2fsck", pkg: TOOL_PACKAGES["e2fsck"], what: "grows system disks", runtime: true },
+  { tool: "socat", pkg: TOOL_PACKAGES["socat"], what: "egress relays of --net user VMs (QEMU guestfwd)", runtime: true },
   { tool: "qemu-img", pkg: TOOL_PACKAGES["qemu-img"], what: "disk images", runtime: false },
   { tool: "mmdebstrap", pkg: TOOL_PACKAGES["mmdebstrap"], what: "builds guest images", runtime: false },
   { tool: "cpio", pkg: TOOL_PACKAGES["cpio"], what: "guest image initramfs", runtime: false },

@@ -49,6 +49,8 @@ export interface BangerConfig {
   readonly tapSubnet: string | undefined;
   /** BANGER_TAP_DNS: the nameserver tap guests are told to use. */
   readonly tapDns: string | undefined;
+  /** BANGER_EGRESS_DNS: the DNS servers (comma separated, IP or IP:port) the egress resolver and proxy ask for allowed names (default: the host's resolv.conf). */
+  readonly egressDns: string | undefined;
   /** BANGER_TAP_NETNS_ONLY: `1` refuses tap networking unless the daemon runs in a namespace `ip netns add` made (tests). */
   readonly tapNetnsOnly: boolean;
   /** BANGER_HOSTS_FILE: the hosts file `<name>.vm` lines go to (default /etc/hosts). */
@@ -91,6 +93,7 @@ export function configFrom(env: Env | (() => Env)): BangerConfig {
     get tapBridge() { return s("BANGER_TAP_BRIDGE"); },
     get tapSubnet() { return s("BANGER_TAP_SUBNET"); },
     get tapDns() { return s("BANGER_TAP_DNS"); },
+    get egressDns() { return s("BANGER_EGRESS_DNS"); },
     get tapNetnsOnly() { return s("BANGER_TAP_NETNS_ONLY") === "1"; },
     get hostsFile() { return s("BANGER_HOSTS_FILE"); },
     get fault() { return s("BANGER_FAULT"); },

@@ -1,5 +1,5 @@
 import { constants, createReadStream, type Stats } from "node:fs";
-import { chmod, copyFile, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
+import { appendFile, chmod, copyFile, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
 import { tempPathFor } from "../shared/temps.ts";
 import type { DirEntry, FileStat, FS } from "./types.ts";
 
@@ -86,6 +86,9 @@ export function createFS(): FS {
     },
     async *readStream(path, chunkBytes = 4 << 20) {
       for await (const chunk of createReadStream(path, { highWaterMark: chunkBytes })) yield chunk as Buffer;
+    },
+    async appendFile(path, data, mode = 0o600) {
+      await appendFile(path, data, { mode });
     },
     async writeFile(path, data, mode = 0o600) {
       await writeFile(path, data, { mode });

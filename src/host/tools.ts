@@ -21,6 +21,7 @@ export const TOOL_PACKAGES = {
   ip: "iproute2",
   iptables: "iptables",
   nft: "nftables",
+  socat: "socat",
   sysctl: "procps",
   losetup: "mount",
   blockdev: "util-linux",

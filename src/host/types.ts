@@ -77,6 +77,8 @@ export interface FS {
   readStream(path: string, chunkBytes?: number): AsyncIterable<Uint8Array>;
   /** Create or replace a file in place (not atomic: for temps and files whose half-written state nobody reads). */
   writeFile(path: string, data: string | Uint8Array, mode?: number): Promise<void>;
+  /** Append to a file (created with `mode` when missing): one write(2) with O_APPEND, so concurrent appenders' lines never interleave. */
+  appendFile(path: string, data: string, mode?: number): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   copyFile(from: string, to: string): Promise<void>;
   chmod(path: string, mode: number): Promise<void>;

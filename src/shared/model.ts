@@ -42,6 +42,8 @@ export interface VMSpec {
   storage: string;
   /** Published ports (`--publish`, `vm port add`), re-applied at every start and after a daemon restart. */
   ports?: PublishedPort[];
+  /** Egress policy (`--egress`, `banger vm egress`): "none", "all" or a comma-separated allowlist (src/shared/egress.ts). */
+  egress?: string;
 }
 
 /** A guest port the host can reach: `[HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]` as asked, and how it is reached now. */

@@ -6,6 +6,7 @@
 // hot path, so it imports nothing but types.
 import type { FetchResult, FileInfo, Health, LoadedPlugin, PortsView, SshInfo, VMStats, VMView, Workspace } from "./api.ts";
 import type { GuestSession, ImageRecord } from "./model.ts";
+import type { EgressView } from "./egress.ts";
 
 /** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
 export const MAX_JSON_BODY_BYTES = 1 << 20;
@@ -90,6 +91,7 @@ export const routes = defineRoutes({
       net: { type: "string" },
       storage: { type: "string" },
       publish: { type: "string[]" },
+      egress: { type: "string" },
       start: { type: "boolean" },
       ttlMs: { type: "integer" },
       ttlAction: { type: "string" },
@@ -118,6 +120,10 @@ export const routes = defineRoutes({
     ndjson: res<ExitEvent>(),
   },
   vmSshInfo: { method: "GET", path: "/v1/vms/:vm/ssh-info", json: res<SshInfo>() },
+  /** The egress policy (with ?log=1 every denied attempt). */
+  vmEgress: { method: "GET", path: "/v1/vms/:vm/egress", query: { log: "flag" }, json: res<EgressView>() },
+  /** Change the egress policy; a running VM's enforcer has it before the answer goes out. */
+  vmEgressSet: { method: "POST", path: "/v1/vms/:vm/egress", body: { policy: { type: "string", required: true } }, json: res<EgressView>() },
   vmLogs: { method: "GET", path: "/v1/vms/:vm/logs", query: { follow: "flag", offset: "offset" }, ndjson: res<ResultEvent<{ offset: number }>>() },
   /** Set a VM's TTL (from now; 0: none) and/or idle timeout (0: none); a field left out stays as it is. */
   lifetimeSet: {

@@ -139,6 +139,15 @@ export const MIGRATIONS: Migration[] = [
       db.run(`ALTER TABLE vms ADD COLUMN ports TEXT NOT NULL DEFAULT '[]'`);
     },
   },
+  {
+    version: 9,
+    name: "vm-egress",
+    up(db) {
+      // what each VM had before policies existed: user networking reached nothing (slirp restrict=on), tap everything NAT reached
+      db.run(`ALTER TABLE vms ADD COLUMN egress TEXT NOT NULL DEFAULT 'none'`);
+      db.run(`UPDATE vms SET egress = CASE WHEN net = 'tap' THEN 'all' ELSE 'none' END`);
+    },
+  },
 ];
 
 /**

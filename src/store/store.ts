@@ -37,6 +37,7 @@ interface VMRow {
   idle_timeout_ms: number;
   last_active_at: string;
   ports: string;
+  egress: string;
   created_at: string;
   updated_at: string;
 }
@@ -75,6 +76,7 @@ function rowToVM(r: VMRow): VMRecord {
       net: r.net,
       storage: r.storage,
       ...(r.ports && r.ports !== "[]" ? { ports: JSON.parse(r.ports) as PublishedPort[] } : {}),
+      egress: r.egress,
     },
     runtime: {
       state: r.state as VMState,
@@ -134,6 +136,7 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
     $idle_timeout_ms: vm.lifetime?.idleTimeoutMs ?? 0,
     $last_active_at: vm.lifetime?.lastActiveAt ?? "",
     $ports: JSON.stringify(vm.spec.ports ?? []),
+    $egress: vm.spec.egress ?? "none",
     $created_at: vm.createdAt,
     $updated_at: vm.updatedAt,
   };
@@ -142,7 +145,7 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
 const VM_COLUMNS = [
   "id", "name", "image", "cpus", "memory_mib", "disk_mib", "work_disk_mib", "driver", "state", "guest_ip",
   "api_sock_path", "vsock_path", "vsock_cid", "log_path", "metrics_path", "dns_name", "vm_dir",
-  "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "net", "storage", "ports", "created_at", "updated_at",
+  "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "net", "storage", "ports", "egress", "created_at", "updated_at",
   "expires_at", "ttl_action", "idle_timeout_ms", "last_active_at",
 ];
 

@@ -10,6 +10,8 @@ export interface BootConfig {
   disks: { path: string; format: "raw" | "qcow2"; readOnly?: boolean }[];
   /** Driver-specific arguments contributed by plugins (e.g. QEMU -netdev). */
   netArgs: string[];
+  /** Files for the guest's / (absolute path → text), laid down by its init at boot (the guest plugin's seed): e.g. net-user's resolver and proxy settings. */
+  guestFiles?: Record<string, string>;
   /** Tap devices to attach, filled by the net-tap plugin. */
   nics?: { tap: string; mac: string }[];
 }

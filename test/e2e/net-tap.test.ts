@@ -60,7 +60,7 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
     expect(readlinkSync(`/proc/${daemon}/ns/net`)).toBe(`net:[${statSync(`/run/netns/${NS}`).ino}]`);
 
     const t0 = performance.now();
-    const created = banger(["vm", "create", "alpha", "--vmm", "qemu", "--net", "tap", "--publish", "8080:8080", "--start", "--json"]);
+    const created = banger(["vm", "create", "alpha", "--vmm", "qemu", "--net", "tap", "--egress", "all", "--publish", "8080:8080", "--start", "--json"]);
     const bootMs = Math.round(performance.now() - t0);
     expect(created.code).toBe(0);
     const vm = JSON.parse(created.stdout);
@@ -114,6 +114,31 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
       expect(new TextDecoder().decode((await reader.read()).value)).toContain("listening");
       const out = banger(["vm", "exec", "alpha", "--", "bash", "-c", "exec 3<>/dev/tcp/198.51.100.2/8080 && IFS= read -r -t 5 l <&3 && echo \"$l\""]);
       expect(out.stdout.trim()).toBe("198.51.100.1");
+
+      // egress none, live: nftables cuts the guest off from the NAT and from the host (a listener on the test
+      // namespace's side), also with a source address it made up; SSH to it still works; all lets it out again
+      const host = Bun.spawn(["ip", "netns", "exec", NS, process.execPath, "-e",
+        `Bun.listen({ hostname: "10.213.9.1", port: 8081, socket: { open(s) { s.write("host\\n"); s.end(); }, data() {} } }); console.log("listening");`], { stdout: "pipe" });
+      try {
+        expect(new TextDecoder().decode((await host.stdout.getReader().read()).value)).toContain("listening");
+        const tryAll = String.raw`
+          for t in 198.51.100.2/8080 10.213.9.1/8081; do
+            if timeout 3 bash -c 'exec 3<>/dev/tcp/'"$t"' && IFS= read -r -t 2 l <&3 && [ -n "$l" ]'; then echo "$t open"; else echo "$t closed"; fi
+          done
+          ip addr add 10.213.9.77/24 dev eth0 && ip route replace default via 10.213.9.1 src 10.213.9.77
+          if timeout 3 bash -c 'exec 3<>/dev/tcp/198.51.100.2/8080 && IFS= read -r -t 2 l <&3 && [ -n "$l" ]'; then echo "spoofed open"; else echo "spoofed closed"; fi
+          ip route replace default via 10.213.9.1 src 10.213.9.2; ip addr del 10.213.9.77/24 dev eth0`;
+        const none = banger(["vm", "egress", "alpha", "none", "--json"]);
+        expect(none.code).toBe(0);
+        console.log(`e2e net-tap: egress none applied in ${JSON.parse(none.stdout).appliedMs} ms`);
+        expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", tryAll]).stdout.trim().split("\n")).toEqual(["198.51.100.2/8080 closed", "10.213.9.1/8081 closed", "spoofed closed"]);
+        expect(banger(["vm", "egress", "alpha", "all"]).code).toBe(0);
+        expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", tryAll]).stdout.trim().split("\n")).toEqual(["198.51.100.2/8080 open", "10.213.9.1/8081 open", "spoofed open"]);
+        const list = banger(["vm", "egress", "alpha", "pkgs.example.org"]);
+        expect([list.code, list.stderr]).toEqual([1, expect.stringContaining("--net tap enforces only egress none and all so far")]);
+      } finally {
+        host.kill();
+      }
     } finally {
       echo.kill();
     }

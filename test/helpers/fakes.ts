@@ -263,6 +263,10 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
       const b = await f.readBytes(path);
       for (let i = 0; i < b.length; i += chunkBytes) yield b.subarray(i, i + chunkBytes);
     },
+    async appendFile(path, data) {
+      f.ops.push(`append ${path}`);
+      f.files.set(path, (f.files.get(path) ?? "") + data);
+    },
     async writeFile(path, data, mode) {
       if (f.failWrites?.test(path)) throw new Error(`EIO: write ${path}`);
       const text = typeof data === "string" ? data : new TextDecoder().decode(data);
@@ -554,7 +558,7 @@ export function sampleVM(over: { id?: string; name?: string; state?: VMRecord["r
   return {
     id,
     name: over.name ?? "demo",
-    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: over.driver ?? "fake", net: over.net ?? "user", storage: over.storage ?? "copy" },
+    spec: { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: over.driver ?? "fake", net: over.net ?? "user", storage: over.storage ?? "copy", egress: "none" },
     runtime: {
       state: over.state ?? "created",
       guestIP: "",
@@ -605,7 +609,7 @@ export function testProviders(o: { storage?: string[]; net?: string[] } = {}): P
  * testProviders(fakeProviders): a test loading a real provider's plugin
  * (through setupPlugins with `providers`) leaves that name out.
  */
-export function engineWorld(opts: { paths: BangerPaths; newId: () => string; stopTimeoutMs?: number; dropConnection?: (vmId: string) => void; fakeProviders?: { storage?: string[]; net?: string[] } }) {
+export function engineWorld(opts: { paths: BangerPaths; newId: () => string; stopTimeoutMs?: number; dropConnection?: (vmId: string) => void; fakeProviders?: { storage?: string[]; net?: string[] }; defaultEgress?: string }) {
   const host = fakeHost();
   const driver = fakeDriver(host.procs);
   const ts = testStore();
@@ -626,6 +630,7 @@ export function engineWorld(opts: { paths: BangerPaths; newId: () => string; sto
       newId: opts.newId,
       stopTimeoutMs: opts.stopTimeoutMs,
       dropConnection: opts.dropConnection,
+      defaultEgress: opts.defaultEgress,
     });
   return { host, driver, ts, hooks, providers, log, make };
 }

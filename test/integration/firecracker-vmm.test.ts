@@ -104,7 +104,8 @@ describe("--vmm choice", () => {
   });
 
   needs(IS_ROOT, "needs root (the firecracker VM's tap lives in a network namespace this test makes)").test("firecracker and KVM usable: firecracker is the default (on --net tap) and is stored in the VM record; --vmm qemu still wins; --net user is refused", () => {
-    const d = withFc.run(["vm", "create", "fc1", "--image", "tiny", "--json"], envFc);
+    // --egress all: this test is about the VMM, not the egress firewall (test/e2e/net-tap.test.ts)
+    const d = withFc.run(["vm", "create", "fc1", "--image", "tiny", "--egress", "all", "--json"], envFc);
     expect(d.code).toBe(0);
     expect(d.json().spec.driver).toBe("firecracker");
     expect(d.json().spec.net).toBe("tap");

@@ -105,7 +105,8 @@ beforeAll(async () => {
   });
   const driver = fakeDriver(procs);
   let n = 0;
-  makeEngine = () => new Engine({ store, host, hooks, providers, drivers: new Map([[driver.name, driver]]), paths, log, defaultDriver: driver.name, newId: () => `nt${tag}x${++n}` });
+  // egress all: these tests are about the tap, not the egress firewall (test/e2e/net-tap.test.ts has it)
+  makeEngine = () => new Engine({ store, host, hooks, providers, drivers: new Map([[driver.name, driver]]), paths, log, defaultDriver: driver.name, newId: () => `nt${tag}x${++n}`, defaultEgress: "all" });
   engine = makeEngine();
 });
 

@@ -25,6 +25,15 @@ describe("parseQemuLogArgv", () => {
     expect(argvValue(parseQemuLogArgv(`# ${argv.join(" ")}\n`), "-append")).toBe("console=ttyS0 panic=-1 init=/sbin/x -- single");
   });
 
+  test("a -netdev with net-user's egress guestfwd relays (spaces and dashes inside) is one value", () => {
+    const argv = [...ARGV];
+    const netdev = "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:27819-:22,guestfwd=tcp:10.0.2.100:3128-cmd:socat -lf /tmp/bb-x/vms/fd6c/egress-relay.log FD:0,,shut-down UNIX-CONNECT:/tmp/bb-x/vms/fd6c/egress-proxy.sock";
+    argv[argv.indexOf("-netdev") + 1] = netdev;
+    const back = parseQemuLogArgv(`# ${argv.join(" ")}\n`);
+    expect(back).toEqual(argv);
+    expect(argvValue(rewriteQemuArgv(back, { disk: "/d", sshPort: 31000, serialLog: "/s", qmpSock: "/q", pidfile: "/p" }), "-netdev")).toBe(netdev.replace("27819", "31000"));
+  });
+
   test("no header or no qemu binary is an error", () => {
     expect(() => parseQemuLogArgv("qemu: oops\n")).toThrow("header");
     expect(() => parseQemuLogArgv("# /bin/sh -c x\n")).toThrow("qemu binary");

@@ -21,9 +21,10 @@ afterEach(() => {
 });
 
 /** An engine over fakes + a real SQLite store, with net-tap (and optional extra plugins) loaded through the public loader. */
-async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?: ReturnType<typeof definePlugin>[]; after?: ReturnType<typeof definePlugin>[] } = {}) {
+async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?: ReturnType<typeof definePlugin>[]; after?: ReturnType<typeof definePlugin>[]; egress?: string } = {}) {
   let n = 0;
-  const w = engineWorld({ paths: PATHS, newId: () => `id${String(++n).padStart(4, "0")}`, stopTimeoutMs: 1000, fakeProviders: { net: ["user"] } });
+  // all: no nft calls in the command lines these tests compare (the egress tests below ask for none)
+  const w = engineWorld({ paths: PATHS, newId: () => `id${String(++n).padStart(4, "0")}`, stopTimeoutMs: 1000, fakeProviders: { net: ["user"] }, defaultEgress: o.egress ?? "all" });
   stores.push(w.ts);
   w.host.fs.files.set(HOSTS, FOREIGN);
   w.host.fs.files.set("/etc/resolv.conf", "nameserver 127.0.0.53\nnameserver 192.0.2.53\n");
@@ -231,6 +232,37 @@ describe("net-tap: start", () => {
       // once: the undo deferred before the tap was made (vm:cleanup does not run after a failed start)
       `ip link del dev ${tap}`,
     ]);
+  });
+});
+
+describe("net-tap: egress", () => {
+  test("none: the guest's address and tap go into the nftables sets after launch; all takes them out; an allowlist is refused", async () => {
+    const w = await world({ egress: "none" });
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    const tap = tapName(vm.id);
+    const before = w.host.exec.lines().length;
+    await w.engine.start("alpha");
+    const nft = w.host.exec.runs.slice(before).filter((c) => c.cmd === "nft");
+    expect(nft.map((c) => [c.args.join(" "), c.opts.input ?? ""])).toEqual([
+      ["list table inet banger_egress", ""],
+      ["-f -", `add element bridge banger_egress own { "${tap}" . 10.213.0.2 }\nadd element bridge banger_egress guarded { "${tap}" }\nadd element inet banger_egress deny4 { 10.213.0.2 }\n`],
+    ]);
+    const n = w.host.exec.runs.length;
+    await w.engine.setEgress("alpha", "all");
+    const out = w.host.exec.runs.slice(n).filter((c) => c.cmd === "nft").at(-1)!;
+    expect(String(out.opts.input)).toStartWith("add element inet banger_egress deny4 { 10.213.0.2 }\ndelete element inet banger_egress deny4 { 10.213.0.2 }\n");
+    const change = await caught(w.engine.setEgress("alpha", "pkgs.example.org"));
+    expect(change.message).toContain("--net tap enforces only egress none and all so far (alpha asks for pkgs.example.org)");
+    expect(w.ts.store.getVM("alpha")!.spec.egress).toBe("all");
+  });
+
+  test("an allowlist is refused at start: the VM process is killed and the tap removed", async () => {
+    const w = await world({ egress: "pkgs.example.org" });
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    const err = await caught(w.engine.start("alpha"));
+    expect(err.code).toBe("E_STATE");
+    expect(w.host.exec.lines().at(-1)).toBe(`ip link del dev ${tapName(vm.id)}`);
+    expect(w.ts.store.getVM("alpha")!.runtime.state).toBe("error");
   });
 });
 

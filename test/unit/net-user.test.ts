@@ -1,4 +1,4 @@
-import { fakeHost, recordingOp, testLogger } from "../helpers/fakes.ts";
+import { caught, fakeHost, recordingOp, testLogger } from "../helpers/fakes.ts";
 import { describe, expect, test } from "bun:test";
 import { createServer } from "node:net";
 import { HookEngine } from "../../src/core/hooks.ts";
@@ -64,15 +64,25 @@ describe("net-user", () => {
     expect(probed).toEqual([30002, 30003]);
   });
 
-  test("vm:start:before pushes a restricted loopback-only forward", async () => {
+  test("vm:start:before pushes a restricted loopback-only forward plus the egress gate's two guestfwd relays", async () => {
     const { engine } = await setup([], new Set());
     const v = vm("c", "qemu", 30005);
+    v.runtime.vmDir = "/state/vms/c";
     const b = boot();
-    await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {}, op: recordingOp() });
+    const op = recordingOp();
+    await engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {}, op });
+    const d = v.runtime.vmDir;
     expect(b.netArgs).toEqual([
-      "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:30005-:22",
+      "-netdev",
+      `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:30005-:22,guestfwd=tcp:10.0.2.100:3128-cmd:socat -lf ${d}/egress-relay.log FD:0,,shut-down UNIX-CONNECT:${d}/egress-proxy.sock,guestfwd=tcp:10.0.2.53:53-cmd:socat -lf ${d}/egress-relay.log FD:0,,shut-down UNIX-CONNECT:${d}/egress-dns.sock`,
       "-device", "virtio-net-pci,netdev=n0",
     ]);
+    expect(b.guestFiles?.["/etc/resolv.conf"]).toBe("nameserver 10.0.2.53\noptions use-vc timeout:2 attempts:1\n");
+    expect(b.kernelArgs).toEqual(["banger.dns="]);
+    expect(b.guestFiles?.["/etc/gitconfig"]).toContain("proxy = http://10.0.2.100:3128");
+    expect(op.deferred).toContain("net-user:vm:start:before: egress gate");
+    v.runtime.vmDir = "/state/my vms/c";
+    expect((await caught(engine.run("vm:start:before", { vm: v, boot: boot(), handles: emptyHandles(), progress: () => {}, op: recordingOp() }))).message).toContain("[A-Za-z0-9/._-]");
     expect(v.runtime.sshPort).toBe(30005);
   });
 
