@@ -1,6 +1,7 @@
 import type { GuestSSH } from "../host/types.ts";
 import type { BootConfig } from "../vmm/driver.ts";
-import type { GuestSession, VMHandles, VMRecord } from "../shared/model.ts";
+import type { GuestSession, ImageRecord, VMHandles, VMRecord } from "../shared/model.ts";
+import type { CheckedRecipe } from "../shared/image-recipe.ts";
 import type { ProgressSink } from "./operation.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import { labelledOperation, type Operation, type Undo } from "./operation.ts";
@@ -38,8 +39,20 @@ export interface HookMap {
   "session:stop": { vm: VMRecord; session: GuestSession };
   /** The repo is in place at guestPath (not yet read-only): add steps over `guest`; a throw puts the previous tree back. */
   "workspace:prepare": { vm: VMRecord; sourcePath: string; guestPath: string; readOnly: boolean; guest: GuestSSH; op: Operation };
-  /** Build an image into `dir` (a temp dir renamed into place on success). */
-  "image:build": { name: string; dir: string; force: boolean; progress: ProgressSink; result: { built: boolean }; op: Operation };
+  /**
+   * Build an image into `dir` (a temp dir renamed into place on success). With `recipe`, the image is
+   * derived from `base` (an image that exists): the recipe is checked and `base` is its `from`.
+   */
+  "image:build": {
+    name: string;
+    dir: string;
+    force: boolean;
+    progress: ProgressSink;
+    result: { built: boolean };
+    op: Operation;
+    recipe?: CheckedRecipe;
+    base?: ImageRecord;
+  };
 }
 
 export type HookName = keyof HookMap;

@@ -82,7 +82,7 @@ export interface ImageRecord {
   kernelVersion: string;
   sizeBytes: number;
   createdAt: string;
-  source: "built" | "imported";
+  source: "built" | "imported" | "derived";
 }
 
 export type SessionStdinMode = "pipe" | "closed";

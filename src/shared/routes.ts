@@ -6,6 +6,7 @@
 // hot path, so it imports nothing but types.
 import type { FetchResult, Health, LoadedPlugin, SshInfo, VMView, Workspace } from "./api.ts";
 import type { GuestSession, ImageRecord } from "./model.ts";
+import type { ImageChainLink } from "./image-recipe.ts";
 
 /** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
 export const MAX_JSON_BODY_BYTES = 1 << 20;
@@ -112,8 +113,18 @@ export const routes = defineRoutes({
   imageBuild: {
     method: "POST",
     path: "/v1/images/build",
-    body: { name: { type: "string" }, force: { type: "boolean" } },
-    ndjson: res<ResultEvent<ImageRecord & { built: boolean; manifest: unknown }>>(),
+    body: {
+      name: { type: "string" },
+      force: { type: "boolean" },
+      // a derived image (any of these): built on `from` (default "default")
+      from: { type: "string" },
+      packages: { type: "string[]" },
+      run: { type: "string[]" },
+      copy: { type: "string[]" },
+      env: { type: "string[]" },
+      size: { type: "string" },
+    },
+    ndjson: res<ResultEvent<ImageRecord & { built: boolean; manifest: unknown; chain: ImageChainLink[] }>>(),
   },
   imageImport: {
     method: "POST",
@@ -127,7 +138,7 @@ export const routes = defineRoutes({
     json: res<ImageRecord>(),
     status: 201,
   },
-  imageShow: { method: "GET", path: "/v1/images/:name", json: res<ImageRecord & { manifest: unknown }>() },
+  imageShow: { method: "GET", path: "/v1/images/:name", json: res<ImageRecord & { manifest: unknown; chain: ImageChainLink[] }>() },
   imageRemove: { method: "DELETE", path: "/v1/images/:name", json: res<{ deleted: string }>() },
 
   sessionList: { method: "GET", path: "/v1/vms/:vm/sessions", json: res<{ sessions: GuestSession[] }>() },
