@@ -16,7 +16,7 @@ export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, C
 export type { LeaseStore, Lease } from "./shared/leases.ts";
 export { BangerError } from "./shared/errors.ts";
 /** An image built on a base (`banger image build --file banger.image.ts`): `export default defineImage({ name, from, packages, run, copy, env, size })`. */
-export { defineImage, type ImageRecipe, type ImageCopy, type CheckedRecipe } from "./shared/image-recipe.ts";
+export { defineImage, sizeBytes, type ImageRecipe, type ImageCopy, type CheckedRecipe } from "./shared/image-recipe.ts";
 export { renderScript } from "./shared/quote.ts";
 /** Where a VM keeps its files (disks, keys, sockets, logs), derived from VMRuntime.vmDir. */
 export { vmPaths } from "./shared/paths.ts";

@@ -43,17 +43,18 @@ for h in "${COPY_HOST[@]}"; do
   g="${COPY_GUEST[$i]}"
   i=$((i + 1))
   echo "@@banger stage copy $i"
-  # copied inside the chroot so the image's own symlinks resolve in the image, never on the host
+  # copied inside the chroot so the image's own symlinks resolve in the image, never on the host;
+  # plain cp -R (busybox has no --preserve): root-owned, modes kept but for the umask
   if [ -d "$h" ]; then
     mkdir -p "$stage/copy"
     mount --bind "$h" "$stage/copy"
     set +e
-    in_root /bin/sh -c 'mkdir -p "$1" && cp -R --preserve=mode,timestamps /run/banger/copy/. "$1"' sh "$g"
+    in_root /bin/sh -c 'mkdir -p "$1" && cp -R /run/banger/copy/. "$1"' sh "$g"
   else
     touch "$stage/copy-file"
     mount --bind "$h" "$stage/copy-file"
     set +e
-    in_root /bin/sh -c 'mkdir -p "$(dirname "$1")" && cp --preserve=mode,timestamps /run/banger/copy-file "$1"' sh "$g"
+    in_root /bin/sh -c 'mkdir -p "$(dirname "$1")" && cp /run/banger/copy-file "$1"' sh "$g"
   fi
   rc=$?
   set -e
@@ -75,6 +76,12 @@ done
 if [ -x "$mnt/usr/bin/dpkg-query" ]; then
   in_root dpkg-query -W -f='${Package}=${Version}\n' >"$WORK/packages.txt"
 fi
-umount "$mnt/run" "$mnt/dev" "$mnt/proc"
-umount "$mnt"
+# What a step left running (a daemon a postinst started) would keep the mounts busy. We are
+# pid 1 of this namespace, so -1 reaches every other process in it and nothing outside.
+kill -KILL -1 2>/dev/null || true
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  mountpoint -q "$mnt" || break
+  umount -R "$mnt" 2>/dev/null || sleep 0.2
+done
+if mountpoint -q "$mnt"; then umount -R "$mnt"; fi
 echo "@@banger stage done"

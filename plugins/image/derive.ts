@@ -1,7 +1,6 @@
 import { join } from "node:path";
-import { BangerError, renderScript } from "../../src/plugin-api.ts";
+import { BangerError, renderScript, sizeBytes } from "../../src/plugin-api.ts";
 import type { CheckedRecipe, Exec, FS, ImageRecord, Operation } from "../../src/plugin-api.ts";
-import { sizeBytes } from "../../src/shared/image-recipe.ts";
 // Embedded as text so the compiled binary carries it.
 import DERIVE_SH from "./derive.sh" with { type: "text" };
 
