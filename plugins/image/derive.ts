@@ -3,6 +3,7 @@ import { BangerError, renderScript, sizeBytes } from "../../src/plugin-api.ts";
 import type { CheckedRecipe, Exec, FS, ImageRecord, Operation } from "../../src/plugin-api.ts";
 // Embedded as text so the compiled binary carries it.
 import DERIVE_SH from "./derive.sh" with { type: "text" };
+import SCRUB_SH from "./scrub.sh" with { type: "text" };
 
 /** Bump when a derived build changes in a way that changes the image (it is part of the cache key). */
 export const DERIVE_VERSION = 1;
@@ -16,6 +17,8 @@ export interface DerivedManifest {
   /** "name=version" of every package in the rootfs after the build, sorted ([] when the image has no dpkg). */
   packages: string[];
   recipe: { packages: string[]; run: string[]; copy: { host: string; guest: string }[]; env: Record<string, string>; size: string };
+  /** Set when the image is a `vm commit` of this VM. */
+  committedFrom?: string;
   kernelArgs: string[];
   createdAt: string;
   deriveVersion: number;
@@ -31,6 +34,8 @@ export interface DeriveImageOptions {
   progress: (msg: string) => void;
   op?: Operation;
   now?: () => Date;
+  /** `vm commit` of this VM: dir/rootfs.ext4 is its system disk already; scrub it instead of copying the base's. */
+  commitOf?: string;
 }
 
 /** apt-get on the host, resolving against the image's own dpkg status: the host's sources, keys and proxy settings, no apt needed in the guest. */
@@ -60,8 +65,10 @@ export async function deriveImage(opts: DeriveImageOptions): Promise<DerivedMani
   await fs.mkdirp(work, 0o755);
   try {
     const rootfs = join(dir, "rootfs.ext4");
-    progress(`rootfs: copy of ${base.name}'s`);
-    await exec.run("cp", ["--sparse=always", "--reflink=auto", base.rootfsPath, rootfs]);
+    if (!opts.commitOf) {
+      progress(`rootfs: copy of ${base.name}'s`);
+      await exec.run("cp", ["--sparse=always", "--reflink=auto", base.rootfsPath, rootfs]);
+    }
     for (const f of ["vmlinuz", "vmlinux", "initrd.img"]) {
       const src = join(base.dir, f);
       if (await fs.exists(src)) await exec.run("cp", ["--reflink=auto", src, join(dir, f)]);
@@ -96,7 +103,8 @@ export async function deriveImage(opts: DeriveImageOptions): Promise<DerivedMani
       if (got.length === 0) debs = ""; // already in the base
     }
 
-    await _runChroot(opts, work, rootfs, debs);
+    const steps = opts.commitOf ? [...recipe.run, SCRUB_SH] : recipe.run;
+    await _runChroot(opts, work, rootfs, debs, steps);
 
     const listed = await fs.readText(join(work, "packages.txt"));
     const packages = (listed ?? "").split("\n").filter(Boolean).sort();
@@ -110,6 +118,7 @@ export async function deriveImage(opts: DeriveImageOptions): Promise<DerivedMani
       kernelArgs: Array.isArray(baseManifest?.kernelArgs) ? (baseManifest.kernelArgs as string[]) : ["console=ttyS0", "panic=-1"],
       createdAt: (opts.now?.() ?? new Date()).toISOString(),
       deriveVersion: DERIVE_VERSION,
+      ...(opts.commitOf ? { committedFrom: opts.commitOf } : {}),
     };
     await fs.writeFile(join(dir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
     progress(`done: ${recipe.name} from ${base.name} (+${recipe.packages.length} packages, ${recipe.run.length} steps)`);
@@ -131,7 +140,7 @@ async function _grow(exec: Exec, fs: FS, rootfs: string, size: string, progress:
   await exec.run("resize2fs", [rootfs]);
 }
 
-async function _runChroot(opts: DeriveImageOptions, work: string, rootfs: string, debs: string): Promise<void> {
+async function _runChroot(opts: DeriveImageOptions, work: string, rootfs: string, debs: string, steps: string[]): Promise<void> {
   const { exec, progress, recipe } = opts;
   const script = renderScript(DERIVE_SH, {
     WORK: work,
@@ -140,7 +149,7 @@ async function _runChroot(opts: DeriveImageOptions, work: string, rootfs: string
     ENV: Object.entries(recipe.env).map(([k, v]) => `${k}=${v}`),
     COPY_HOST: recipe.copy.map((c) => c.host),
     COPY_GUEST: recipe.copy.map((c) => c.guest),
-    RUN: recipe.run,
+    RUN: steps,
   });
   let stage = "setup";
   let tail: string[] = [];
@@ -158,7 +167,7 @@ async function _runChroot(opts: DeriveImageOptions, work: string, rootfs: string
       if (m[1] === "stage") {
         stage = m[3] ? `${m[2]} ${m[3]}` : m[2]!;
         tail = [];
-        if (stage !== "done") progress(stage === "packages" ? "packages: dpkg -i in the chroot" : `${stage}: ${_describe(recipe, m[2]!, Number(m[3]))}`);
+        if (stage !== "done") progress(stage === "packages" ? "packages: dpkg -i in the chroot" : `${stage}: ${_describe(recipe, steps, m[2]!, Number(m[3]))}`);
       } else {
         const n = Number(m[3] ?? 0);
         const rest = m[4] ?? "";
@@ -170,7 +179,7 @@ async function _runChroot(opts: DeriveImageOptions, work: string, rootfs: string
   const f = failed as { what: string; n: number; code: number; detail: string } | null;
   const said = tail.filter((l) => l.trim()).join(" ⏎ ");
   if (f?.what === "run") {
-    throw new BangerError("E_BAD_REQUEST", `run step ${f.n} (${_brief(recipe.run[f.n - 1] ?? "")}) failed with exit ${f.code}${said ? `: ${said}` : " (no output)"}`);
+    throw new BangerError("E_BAD_REQUEST", `run step ${f.n} (${_brief(steps[f.n - 1] ?? "")}) failed with exit ${f.code}${said ? `: ${said}` : " (no output)"}`);
   }
   if (f?.what === "copy") throw new BangerError("E_BAD_REQUEST", `copy ${f.n} (${recipe.copy[f.n - 1]?.guest ?? "?"}) failed with exit ${f.code}${said ? `: ${said}` : ""}`);
   if (f?.what === "packages") throw new BangerError("E_INTERNAL", `packages: dpkg -i in the chroot failed with exit ${f.code}${said ? `: ${said}` : ""}`);
@@ -179,8 +188,8 @@ async function _runChroot(opts: DeriveImageOptions, work: string, rootfs: string
   throw new BangerError("E_INTERNAL", `chroot (${stage}) failed with exit ${r.exitCode}${why ? `: ${why}` : ""}`);
 }
 
-function _describe(recipe: CheckedRecipe, what: string, n: number): string {
-  if (what === "run") return _brief(recipe.run[n - 1] ?? "");
+function _describe(recipe: CheckedRecipe, steps: string[], what: string, n: number): string {
+  if (what === "run") return steps[n - 1] === SCRUB_SH ? "scrubbing SSH keys, histories, logs" : _brief(steps[n - 1] ?? "");
   if (what === "copy") return `${recipe.copy[n - 1]?.host} → ${recipe.copy[n - 1]?.guest}`;
   return what;
 }

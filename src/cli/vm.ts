@@ -213,5 +213,5 @@ const logs = defineCommand({
 
 export default defineCommand({
   meta: { name: "vm", description: "Create, run and manage VMs" },
-  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs },
+  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs, commit: () => import("./vm-commit.ts").then((m) => m.default) },
 });

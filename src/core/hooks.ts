@@ -39,6 +39,8 @@ export interface HookMap {
   "session:stop": { vm: VMRecord; session: GuestSession };
   /** The repo is in place at guestPath (not yet read-only): add steps over `guest`; a throw puts the previous tree back. */
   "workspace:prepare": { vm: VMRecord; sourcePath: string; guestPath: string; readOnly: boolean; guest: GuestSSH; op: Operation };
+  /** `vm commit`: write the (stopped) VM's system disk as a plain ext4 image file at `out` (storage providers). */
+  "vm:commit": { vm: VMRecord; out: string; progress: ProgressSink; op: Operation };
   /**
    * Build an image into `dir` (a temp dir renamed into place on success). With `recipe`, the image is
    * derived from `base` (an image that exists): the recipe is checked and `base` is its `from`.
@@ -52,6 +54,8 @@ export interface HookMap {
     op: Operation;
     recipe?: CheckedRecipe;
     base?: ImageRecord;
+    /** `vm commit`: `dir` already holds the VM's rootfs.ext4; start from it (not the base's) and scrub what belongs to that VM. */
+    commitOf?: string;
   };
 }
 
@@ -70,6 +74,7 @@ export const HOOK_NAMES: readonly HookName[] = [
   "session:start",
   "session:stop",
   "workspace:prepare",
+  "vm:commit",
   "image:build",
 ];
 

@@ -5,7 +5,7 @@ import type { HookEngine } from "../core/hooks.ts";
 import { runOperation } from "../core/operation.ts";
 import type { Logger } from "../core/plugin.ts";
 import { tempPathFor } from "../shared/temps.ts";
-import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord } from "../shared/model.ts";
+import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord, type VMRecord } from "../shared/model.ts";
 import type { FS, Host } from "../host/types.ts";
 import type { Store } from "../store/store.ts";
 import { checkRecipe, parseCopy, recipeKey, type CheckedRecipe, type ImageChainLink, type ImageRecipe } from "../shared/image-recipe.ts";
@@ -35,6 +35,8 @@ interface RecipeLink {
   from: string;
   recipeHash: string;
   recipe: CheckedRecipe;
+  /** `vm commit`: the VM whose disk this is. */
+  committedFrom?: string;
 }
 
 /** Images: built by the image:build hook (the image plugin) or imported from a user's kernel + rootfs. */
@@ -46,6 +48,8 @@ export class ImageService {
     private readonly imagesDir: string,
     /** Where undo failures of a build are logged. */
     private readonly log: Logger = { info() {}, warn() {}, error() {}, debug() {} },
+    /** The VMs `vm commit` reads (the engine). */
+    private readonly vms?: { whileStopped<T>(idOrName: string, fn: (vm: VMRecord) => Promise<T>): Promise<T> },
   ) {}
 
   get(name: string): ImageRecord {
@@ -129,6 +133,42 @@ export class ImageService {
     });
   }
 
+  /**
+   * `vm commit VM IMAGE`: the stopped VM's system disk (written by its
+   * storage provider's vm:commit) becomes an image with the kernel and initrd
+   * of the VM's image, scrubbed by the image:build hook of what belonged to
+   * that VM (keys, histories, logs).
+   */
+  async commit(vmName: string, nameIn: string, progress: (m: string) => void): Promise<ImageRecord> {
+    const name = validateImageName(nameIn);
+    if (!this.vms) throw new BangerError("E_INTERNAL", "vm commit: no VM engine");
+    if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name} (remove it with \`banger image rm ${name}\`)`);
+    return this.vms.whileStopped(vmName, async (vm) => {
+      const base = this.store.getImage(vm.spec.image);
+      if (!base) throw new BangerError("E_IMAGE_NOT_FOUND", `vm ${vm.name}: its image ${vm.spec.image} is gone (the kernel comes from it)`);
+      if (this.hooks.count("vm:commit") === 0) throw new BangerError("E_PLUGIN", "no plugin can commit a VM's disk (is the storage plugin loaded?)");
+      const final = join(this.imagesDir, name);
+      const tmp = tempPathFor(final, "build");
+      return runOperation({ name: `vm commit ${vm.name} ${name}`, vm, host: this.host, log: this.log, progress }, async (op) => {
+        op.defer("build dir", () => this.host.fs.rmrf(tmp));
+        await this.host.fs.mkdirp(tmp, 0o755);
+        await this.hooks.run("vm:commit", { vm, out: join(tmp, "rootfs.ext4"), progress, op });
+        if (!(await this.host.fs.exists(join(tmp, "rootfs.ext4")))) throw new BangerError("E_PLUGIN", `no storage provider wrote vm ${vm.name}'s disk (storage: ${vm.spec.storage})`);
+        const recipe: CheckedRecipe = { name, from: base.name, packages: [], run: [], copy: [], env: {}, size: "" };
+        const result = { built: false };
+        await this.hooks.run("image:build", { name, dir: tmp, force: false, progress, result, op, recipe, base, commitOf: vm.name });
+        if (!result.built) throw new BangerError("E_PLUGIN", `no plugin finished image ${name} from vm ${vm.name}`);
+        const link: RecipeLink = { from: base.name, recipeHash: "", recipe, committedFrom: vm.name };
+        await this.host.fs.writeAtomic(join(tmp, "recipe.json"), JSON.stringify(link, null, 2) + "\n", 0o644);
+        const img = await this.record(name, tmp, final, "committed");
+        if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name}`);
+        await this.host.fs.rename(tmp, final);
+        this.store.upsertImage(img);
+        return img;
+      });
+    });
+  }
+
   /** What a derived image's cache key holds of its base: its manifest and chain link (a rebuilt base has a new manifest). */
   private async identity(base: ImageRecord): Promise<string> {
     const h = createHash("sha256");
@@ -169,7 +209,7 @@ export class ImageService {
     for (let cur: ImageRecord | null = img; cur && !seen.has(cur.name); ) {
       seen.add(cur.name);
       const link = await this.recipeOf(cur);
-      out.unshift({ name: cur.name, source: cur.source, from: link?.from ?? null, packages: link?.recipe.packages ?? [], run: link?.recipe.run ?? [], copy: (link?.recipe.copy ?? []).map((c) => `${c.host}:${c.guest}`), recipeHash: link?.recipeHash ?? null });
+      out.unshift({ name: cur.name, source: cur.source, from: link?.from ?? null, committedFrom: link?.committedFrom ?? null, packages: link?.recipe.packages ?? [], run: link?.recipe.run ?? [], copy: (link?.recipe.copy ?? []).map((c) => `${c.host}:${c.guest}`), recipeHash: link?.recipeHash ?? null });
       cur = link ? this.store.getImage(link.from) : null;
     }
     return out;
@@ -250,6 +290,13 @@ export class ImageService {
         });
       },
       imageImport: async ({ body }) => this.import(body),
+      imageCommit: async ({ body, ndjson }) => {
+        validateImageName(body.name);
+        return ndjson(async (emit) => {
+          const img = await this.commit(body.vm, body.name, emit.progress);
+          return { type: "result", data: { ...img, manifest: await this.manifest(img), chain: await this.chain(img) } };
+        });
+      },
       imageShow: async ({ params }) => {
         const img = this.get(params.name);
         return { ...img, manifest: await this.manifest(img), chain: await this.chain(img) };

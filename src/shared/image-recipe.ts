@@ -109,6 +109,8 @@ export interface ImageChainLink {
   name: string;
   source: string;
   from: string | null;
+  /** `vm commit`: the VM whose disk the image is. */
+  committedFrom: string | null;
   packages: string[];
   run: string[];
   copy: string[];

@@ -82,7 +82,7 @@ export interface ImageRecord {
   kernelVersion: string;
   sizeBytes: number;
   createdAt: string;
-  source: "built" | "imported" | "derived";
+  source: "built" | "imported" | "derived" | "committed";
 }
 
 export type SessionStdinMode = "pipe" | "closed";

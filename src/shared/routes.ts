@@ -138,6 +138,12 @@ export const routes = defineRoutes({
     json: res<ImageRecord>(),
     status: 201,
   },
+  imageCommit: {
+    method: "POST",
+    path: "/v1/images/commit",
+    body: { vm: { type: "string", required: true }, name: { type: "string", required: true } },
+    ndjson: res<ResultEvent<ImageRecord & { manifest: unknown; chain: ImageChainLink[] }>>(),
+  },
   imageShow: { method: "GET", path: "/v1/images/:name", json: res<ImageRecord & { manifest: unknown; chain: ImageChainLink[] }>() },
   imageRemove: { method: "DELETE", path: "/v1/images/:name", json: res<{ deleted: string }>() },
 
