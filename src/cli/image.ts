@@ -36,10 +36,28 @@ const build = defineCommand({
     copy: { type: "string", description: "HOST:GUEST file or dir copied into the image (repeatable)" },
     env: { type: "string", description: "NAME=value for the run steps (repeatable)" },
     size: { type: "string", description: "Grow the rootfs to this size (e.g. 4G)" },
+    file: { type: "string", description: "A recipe file (banger.image.ts: export default defineImage({ name, from, packages, run, copy, env, size }))" },
     force: { type: "boolean", description: "Rebuild even if it exists" },
     ...jsonArg,
   },
   async run({ args }) {
+    if (args.file) {
+      const { loadImageFile } = await import("./image-file.ts");
+      const r = await loadImageFile(args.file);
+      const body = {
+        name: args.image ?? args.name ?? r.name,
+        force: !!args.force,
+        from: r.from ?? "default",
+        packages: r.packages,
+        run: r.run,
+        copy: r.copy?.map((c) => `${c.host}:${c.guest}`),
+        env: r.env ? Object.entries(r.env).map(([k, v]) => `${k}=${v}`) : undefined,
+        size: r.size,
+      };
+      const { data: img } = await streamCall("imageBuild", { body }, { json: !!args.json });
+      out(img, !!args.json, () => `${img.built ? "built" : "cached"} image ${img.name} from ${args.file} (${mib(img.sizeBytes)}) in ${img.dir}`);
+      return;
+    }
     const name = args.image ?? args.name ?? "default";
     const derived = args.from !== undefined || args.packages !== undefined || args.run !== undefined || args.copy !== undefined || args.env !== undefined || args.size !== undefined;
     const body = derived

@@ -137,4 +137,41 @@ describe("image build --from (real chroot, busybox base)", () => {
     expect(leftovers()).toEqual([]);
     expect(loopsOf()).toEqual([]);
   }, 60_000);
+
+  test("--file banger.image.ts: defineImage with no import, copy paths relative to the file; a syntax error is file:line", () => {
+    const dir = join(src, "recipe");
+    mkdirSync(join(dir, "files"), { recursive: true });
+    writeFileSync(join(dir, "files/motd"), "from the file\n");
+    writeFileSync(
+      join(dir, "banger.image.ts"),
+      `import type { ImageRecipe } from "banger/src/plugin-api.ts";
+const steps: string[] = ${JSON.stringify([`printf '%s' "$GREETING" > /etc/greeting`])};
+export default defineImage({
+  name: "from-file",
+  from: "tiny",
+  run: steps,
+  copy: [{ host: "./files/motd", guest: "/etc/motd" }],
+  env: { GREETING: "hi $(there)" },
+} satisfies ImageRecipe);
+`,
+    );
+    const r = h.run(["image", "build", "--file", join(dir, "banger.image.ts"), "--json"]);
+    expect(r.stderr).not.toContain("banger:");
+    expect(r.code).toBe(0);
+    expect(r.json().name).toBe("from-file");
+    expect(cat("from-file", "/etc/greeting")).toBe("hi $(there)");
+    expect(cat("from-file", "/etc/motd")).toBe("from the file\n");
+    expect(h.run(["image", "build", "--file", join(dir, "banger.image.ts"), "--json"]).json().built).toBe(false);
+
+    writeFileSync(join(dir, "bad.image.ts"), 'export default defineImage({\n  name: "x",\n  run: ["true"\n});\n');
+    const bad = h.run(["image", "build", "--file", join(dir, "bad.image.ts")]);
+    expect(bad.code).toBe(2);
+    const lines = bad.stderr.trim().split("\n").filter((l) => l.startsWith("banger:"));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`${join(dir, "bad.image.ts")}:4:`);
+    const none = h.run(["image", "build", "--file", join(dir, "nope.image.ts")]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain("recipe file not found");
+    expect(leftovers()).toEqual([]);
+  }, 60_000);
 });
