@@ -1,6 +1,7 @@
 import { defineCommand } from "./define.ts";
 import { resolve } from "node:path";
 import { daemon, jsonArg, out, streamCall } from "./context.ts";
+import { BangerError } from "../shared/errors.ts";
 
 const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
 
@@ -121,18 +122,29 @@ const rm = defineCommand({
 });
 
 const imp = defineCommand({
-  meta: { name: "import", description: "Import your own kernel + ext4 rootfs (+ initrd) as an image" },
+  meta: { name: "import", description: "Import your own kernel + ext4 rootfs (+ initrd), or an OCI image (layout dir, OCI archive or `docker save` archive): banger image import NAME --oci PATH" },
   args: {
-    name: { type: "string", required: true, description: "Image name" },
-    kernel: { type: "string", required: true, description: "Kernel (bzImage/vmlinuz) path" },
-    rootfs: { type: "string", required: true, description: "ext4 root filesystem image path" },
+    image: { type: "positional", required: false, description: "Image name (or --name)" },
+    name: { type: "string", description: "Image name" },
+    kernel: { type: "string", description: "Kernel (bzImage/vmlinuz) path" },
+    rootfs: { type: "string", description: "ext4 root filesystem image path" },
     initrd: { type: "string", description: "initrd path" },
+    oci: { type: "string", description: "OCI image layout dir, OCI archive or docker save archive (booted with the default image's kernel)" },
+    base: { type: "string", description: "With --oci: the image whose kernel and initrd boot it (default: default)" },
     ...jsonArg,
   },
   async run({ args }) {
+    const name = args.image ?? args.name;
+    if (!name) throw new BangerError("E_USAGE", "image import needs a name: banger image import NAME --oci PATH (or --name N --kernel K --rootfs R)");
+    if (args.oci) {
+      const { data: img } = await streamCall("imageImportOci", { body: { name, path: resolve(args.oci), base: args.base } }, { json: !!args.json });
+      out(img, !!args.json, () => `imported OCI image ${img.name} (${mib(img.sizeBytes)}) in ${img.dir}`);
+      return;
+    }
+    if (!args.kernel || !args.rootfs) throw new BangerError("E_USAGE", "image import needs --oci PATH, or --kernel and --rootfs");
     const img = await (await daemon()).call("imageImport", {
       body: {
-        name: args.name,
+        name,
         kernel: resolve(args.kernel),
         rootfs: resolve(args.rootfs),
         initrd: args.initrd ? resolve(args.initrd) : undefined,

@@ -56,6 +56,8 @@ export interface HookMap {
     base?: ImageRecord;
     /** `vm commit`: `dir` already holds the VM's rootfs.ext4; start from it (not the base's) and scrub what belongs to that VM. */
     commitOf?: string;
+    /** `image import --oci`: an OCI layout dir or archive to import, booted with `base`'s kernel and initrd. */
+    oci?: string;
   };
 }
 

@@ -169,6 +169,31 @@ export class ImageService {
     });
   }
 
+  /** `image import NAME --oci PATH`: built by the image:build hook from the OCI image, with `baseName`'s kernel and initrd. */
+  async importOci(nameIn: string, path: string, baseName: string, progress: (m: string) => void): Promise<ImageRecord> {
+    const name = validateImageName(nameIn);
+    if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name} (remove it with \`banger image rm ${name}\`)`);
+    const base = this.store.getImage(validateImageName(baseName));
+    if (!base) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${baseName} (its kernel and initrd boot the OCI image; build it with \`banger image build\`)`);
+    if (!base.initrdPath) throw new BangerError("E_BAD_REQUEST", `image ${base.name} has no banger initramfs: an OCI image boots with one`);
+    if (!(await this.host.fs.exists(path))) throw new BangerError("E_BAD_REQUEST", `OCI input not found: ${path}`);
+    if (this.hooks.count("image:build") === 0) throw new BangerError("E_PLUGIN", "no plugin builds images (is the image plugin loaded?)");
+    const final = join(this.imagesDir, name);
+    const tmp = tempPathFor(final, "import");
+    return runOperation({ name: `image import ${name}`, host: this.host, log: this.log, progress }, async (op) => {
+      op.defer("import dir", () => this.host.fs.rmrf(tmp));
+      await this.host.fs.mkdirp(tmp, 0o755);
+      const result = { built: false };
+      await this.hooks.run("image:build", { name, dir: tmp, force: false, progress, result, op, base, oci: path });
+      if (!result.built) throw new BangerError("E_PLUGIN", `no plugin imported the OCI image ${path}`);
+      const img = await this.record(name, tmp, final, "oci");
+      if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name}`);
+      await this.host.fs.rename(tmp, final);
+      this.store.upsertImage(img);
+      return img;
+    });
+  }
+
   /** What a derived image's cache key holds of its base: its manifest and chain link (a rebuilt base has a new manifest). */
   private async identity(base: ImageRecord): Promise<string> {
     const h = createHash("sha256");
@@ -290,6 +315,13 @@ export class ImageService {
         });
       },
       imageImport: async ({ body }) => this.import(body),
+      imageImportOci: async ({ body, ndjson }) => {
+        validateImageName(body.name);
+        return ndjson(async (emit) => {
+          const img = await this.importOci(body.name, resolve(body.path), body.base ?? "default", emit.progress);
+          return { type: "result", data: { ...img, manifest: await this.manifest(img) } };
+        });
+      },
       imageCommit: async ({ body, ndjson }) => {
         validateImageName(body.name);
         return ndjson(async (emit) => {

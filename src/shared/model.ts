@@ -82,7 +82,7 @@ export interface ImageRecord {
   kernelVersion: string;
   sizeBytes: number;
   createdAt: string;
-  source: "built" | "imported" | "derived" | "committed";
+  source: "built" | "imported" | "derived" | "committed" | "oci";
 }
 
 export type SessionStdinMode = "pipe" | "closed";

@@ -138,6 +138,12 @@ export const routes = defineRoutes({
     json: res<ImageRecord>(),
     status: 201,
   },
+  imageImportOci: {
+    method: "POST",
+    path: "/v1/images/import-oci",
+    body: { name: { type: "string", required: true }, path: { type: "string", required: true }, base: { type: "string" } },
+    ndjson: res<ResultEvent<ImageRecord & { manifest: unknown }>>(),
+  },
   imageCommit: {
     method: "POST",
     path: "/v1/images/commit",
