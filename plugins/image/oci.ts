@@ -12,10 +12,12 @@ export const OCI_INIT = `${OCI_BANGER_DIR}/init`;
 const _CARRIED = [
   ["/bin/bash", "bash"],
   ["/usr/sbin/dropbear", "dropbear"],
+  // iproute2's: init.sh configures the network with one `ip -batch`, which busybox's ip lacks
+  ["/usr/bin/ip", "ip"],
   ["/usr/bin/dropbearkey", "dropbearkey"],
 ] as const;
 /** busybox-static applets init.sh and the login wrapper use when the image lacks them. */
-const _APPLETS = ["sh", "mount", "umount", "mkdir", "ln", "ip", "sleep", "kill", "sync", "cp", "dd", "cat", "rm", "chmod", "printf", "echo", "mountpoint", "reboot", "poweroff"];
+const _APPLETS = ["sh", "mount", "umount", "mkdir", "ln", "sleep", "kill", "sync", "cp", "dd", "cat", "rm", "chmod", "printf", "echo", "mountpoint", "reboot", "poweroff"];
 const _LOADER = "ld-linux-x86-64.so.2";
 
 export interface OciDefaults {

@@ -2,7 +2,7 @@
 // dirs, blobs are named by their sha256, written as an OCI image layout or
 // as a `docker save` archive.
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface OciConfig {
@@ -65,3 +65,25 @@ export function writeDockerArchive(out: string, work: string, layers: Uint8Array
   const r = Bun.spawnSync(["tar", "-C", work, "-cf", out, "."]);
   if (r.exitCode !== 0) throw new Error(`tar: ${r.stderr}`);
 }
+
+export const BUSYBOX = ["/usr/bin/busybox", "/bin/busybox"].find((p) => existsSync(p)) ?? "";
+
+/** A busybox-only image in two layers; the second whites out /etc/gone. */
+export function busyboxLayers(work: string): Uint8Array[] {
+  const l1 = join(work, "l1");
+  const l2 = join(work, "l2");
+  for (const d of ["bin", "etc", "root", "tmp", "srv/app"]) mkdirSync(join(l1, d), { recursive: true });
+  writeFileSync(join(l1, "bin/busybox"), readFileSync(BUSYBOX));
+  chmodSync(join(l1, "bin/busybox"), 0o755);
+  for (const a of ["sh", "ls", "cat", "echo", "pwd", "env", "id"]) symlinkSync("busybox", join(l1, "bin", a));
+  writeFileSync(join(l1, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+  writeFileSync(join(l1, "etc/gone"), "whited out\n");
+  mkdirSync(join(l2, "etc"), { recursive: true });
+  mkdirSync(join(l2, "srv/app"), { recursive: true });
+  writeFileSync(join(l2, "etc/.wh.gone"), "");
+  writeFileSync(join(l2, "srv/app/hello"), "layer two\n");
+  return [layerTar(l1, join(work, "l1.tar")), layerTar(l2, join(work, "l2.tar"))];
+}
+
+export const BUSYBOX_CONFIG = { Env: ["PATH=/bin", "GREETING=it's $(not) run"], WorkingDir: "/srv/app", Cmd: ["/bin/sh"] };
+

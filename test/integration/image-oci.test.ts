@@ -4,39 +4,20 @@
 // under /.banger, root's login shell and the image's env/workdir; the bad
 // inputs. The rootfs is read back with debugfs.
 import { afterAll, beforeAll, expect } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempHome } from "../helpers/cli.ts";
-import { layerTar, writeDockerArchive, writeOciLayout } from "../helpers/oci.ts";
+import { BUSYBOX, BUSYBOX_CONFIG, busyboxLayers, writeDockerArchive, writeOciLayout } from "../helpers/oci.ts";
 import { firstMissing, IS_ROOT, needs } from "../helpers/skip.ts";
 
 const which = (c: string) => Bun.spawnSync(["sh", "-c", `command -v ${c}`]).exitCode === 0;
-const BUSYBOX = ["/usr/bin/busybox", "/bin/busybox"].find((p) => existsSync(p)) ?? "";
+
 const why = firstMissing(
   [IS_ROOT, "needs root (umoci keeps owners; mkfs -d)"],
   [!!BUSYBOX, "needs busybox-static"],
   [which("umoci") && which("skopeo") && which("patchelf"), "needs umoci, skopeo and patchelf (scripts/host-deps.sh)"],
 );
 const { describe, test } = needs(!why, why);
-
-/** A busybox-only image in two layers; the second whites out /etc/gone. */
-export function busyboxLayers(work: string): Uint8Array[] {
-  const l1 = join(work, "l1");
-  const l2 = join(work, "l2");
-  for (const d of ["bin", "etc", "root", "tmp", "srv/app"]) mkdirSync(join(l1, d), { recursive: true });
-  writeFileSync(join(l1, "bin/busybox"), readFileSync(BUSYBOX));
-  chmodSync(join(l1, "bin/busybox"), 0o755);
-  for (const a of ["sh", "ls", "cat", "echo", "pwd", "env", "id"]) symlinkSync("busybox", join(l1, "bin", a));
-  writeFileSync(join(l1, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
-  writeFileSync(join(l1, "etc/gone"), "whited out\n");
-  mkdirSync(join(l2, "etc"), { recursive: true });
-  mkdirSync(join(l2, "srv/app"), { recursive: true });
-  writeFileSync(join(l2, "etc/.wh.gone"), "");
-  writeFileSync(join(l2, "srv/app/hello"), "layer two\n");
-  return [layerTar(l1, join(work, "l1.tar")), layerTar(l2, join(work, "l2.tar"))];
-}
-
-export const BUSYBOX_CONFIG = { Env: ["PATH=/bin", "GREETING=it's $(not) run"], WorkingDir: "/srv/app", Cmd: ["/bin/sh"] };
 
 describe("image import --oci (no VM)", () => {
   const h = !why ? tempHome("banger-oci-") : (null as never);
