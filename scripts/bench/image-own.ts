@@ -12,7 +12,6 @@ import type { BenchVMs } from "./vm.ts";
 
 export async function imageOwnSection(b: Bench, vms: BenchVMs, o: { derive: number; hit: number; boot: number }): Promise<void> {
   await vms.image();
-  await vms.stop();
   const derive = ["image", "build", "benchtools", "--from", "default", "--packages", "jq,make", "--run", "echo built > /etc/tools-stamp"];
   // the full build's baseline is timed once (minutes under load); the derived one n times with --force
   console.log("  timing a full `banger image build --name benchfull`…");

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { tempHome } from "../helpers/cli.ts";
+import { killAndWait, tempHome, waitFor } from "../helpers/cli.ts";
 import { firstMissing, IS_ROOT, needs } from "../helpers/skip.ts";
 
 const BUSYBOX = ["/usr/bin/busybox", "/bin/busybox"].find((p) => existsSync(p)) ?? "";
@@ -173,5 +173,25 @@ export default defineImage({
     expect(none.code).toBe(2);
     expect(none.stderr).toContain("recipe file not found");
     expect(leftovers()).toEqual([]);
+  }, 60_000);
+
+  test("kill -9 of the daemon mid-build: the next daemon's sweep removes the temp dir and the step still running; no mount or loop stays", async () => {
+    const marker = `banger-derive-crash-${process.pid}`;
+    const child = Bun.spawn([join(import.meta.dir, "../../dist/banger"), "image", "build", "crashy", "--from", "tiny", "--run", `echo ${marker}; exec sleep 600`], {
+      env: h.env,
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    // the step runs once a temp build dir exists and the chroot's sleep is up
+    expect(await waitFor(() => leftovers().length === 1 && Bun.spawnSync(["pgrep", "-f", "^sleep 600$"]).exitCode === 0, 20_000, 100)).toBe(true);
+    killAndWait(h.daemonPid());
+    child.kill();
+    const r = h.run(["image", "list", "--json"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain("crashy");
+    expect(await waitFor(() => leftovers().length === 0, 10_000, 100)).toBe(true);
+    expect(Bun.spawnSync(["pgrep", "-f", "^sleep 600$"]).exitCode).toBe(1);
+    expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(h.home);
+    expect(loopsOf()).toEqual([]);
   }, 60_000);
 });
