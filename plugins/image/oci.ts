@@ -174,11 +174,12 @@ async function _addBangerDir(opts: ImportOciOptions, root: string, config: OciDe
   const top = join(root, OCI_BANGER_DIR);
   // ours alone: whatever the image had there (a symlink could point anywhere on the host) goes
   if (await fs.lstat(top)) await exec.run("rm", ["-rf", top]);
-  for (const d of ["etc", "root", "tmp", "proc", "sys", "dev", "run", "var/log"]) {
+  // top-level names only: a deeper path could cross a symlink of the image's and land on the host
+  for (const d of ["etc", "root", "tmp", "proc", "sys", "dev", "run"]) {
     const p = join(root, d);
     const st = await fs.lstat(p);
     if (st && st.type !== "dir") {
-      if (d === "var/log" || d === "tmp") continue; // a symlinked /tmp or /var/log is the image's business
+      if (d === "tmp") continue; // a symlinked /tmp is the image's business (init mounts a tmpfs on it)
       throw new BangerError("E_BAD_REQUEST", `the image's /${d} is not a directory: it cannot boot as a VM`);
     }
     if (!st) await fs.mkdirp(p, d === "root" ? 0o700 : 0o755);
