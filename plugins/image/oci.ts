@@ -165,6 +165,8 @@ export function envFile(d: OciDefaults): string {
     const i = kv.indexOf("=");
     return `export ${kv.slice(0, i)}=${shellQuote(kv.slice(i + 1))}`;
   });
+  // ours last: bash (sessions run under it) and busybox where the image has neither, the image's own tools first
+  lines.push(`export PATH="\${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}:${OCI_BANGER_DIR}/bin"`);
   lines.push(`BANGER_WORKDIR=${shellQuote(d.workdir || "/root")}`);
   return lines.join("\n") + "\n";
 }

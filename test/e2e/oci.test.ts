@@ -34,7 +34,7 @@ e2e.describe("OCI images (QEMU)", () => {
     expect(r.stdout).toBe("/srv/app\nit's $(not) run\nlayer two\ngone\n");
     const e = h.run(["vm", "exec", "bb-vm", "--", "sh", "-c", "id -u; echo $PATH"]);
     expect(e.code).toBe(0);
-    expect(e.stdout).toBe("0\n/bin\n");
+    expect(e.stdout).toBe("0\n/bin:/.banger/bin\n");
   }, BOOT);
 
   test("Debian-based image (OCI layout) with a user, a workdir and env: boots, vm exec sees them", () => {

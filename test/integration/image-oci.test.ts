@@ -56,7 +56,7 @@ describe("image import --oci (no VM)", () => {
     expect(cat("bb", "/etc/passwd")).toBe("root:x:0:0:root:/root:/.banger/shell\n");
     expect(cat("bb", "/etc/shells")).toContain("/.banger/shell\n");
     expect(cat("bb", "/.banger/init")).toStartWith("#!/.banger/bin/bash\n");
-    expect(cat("bb", "/.banger/env")).toBe("export PATH='/bin'\nexport GREETING='it'\\''s $(not) run'\nBANGER_WORKDIR='/srv/app'\n");
+    expect(cat("bb", "/.banger/env")).toBe("export PATH='/bin'\nexport GREETING='it'\\''s $(not) run'\nexport PATH=\"${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}:/.banger/bin\"\nBANGER_WORKDIR='/srv/app'\n");
     // the carried programs load through our loader, whatever libc the image has (none here)
     const interp = Bun.spawnSync(["sh", "-c", `debugfs -R 'dump /.banger/bin/dropbear ${work}/db' ${join(h.home, "images/bb/rootfs.ext4")} && patchelf --print-interpreter ${work}/db`]);
     expect(interp.stdout.toString().trim()).toBe("/.banger/lib/ld-linux-x86-64.so.2");
