@@ -14,9 +14,11 @@ const _CARRIED = [
   ["/usr/sbin/dropbear", "dropbear"],
   // iproute2's: init.sh configures the network with one `ip -batch`, which busybox's ip lacks
   ["/usr/bin/ip", "ip"],
+  // sessions start under `setsid nohup bash`, and Debian's busybox has no nohup
+  ["/usr/bin/nohup", "nohup"],
   ["/usr/bin/dropbearkey", "dropbearkey"],
 ] as const;
-/** busybox-static applets init.sh and the login wrapper use when the image lacks them. */
+/** busybox-static applets init.sh and the login wrapper use when the image lacks them (linked even if --list fails). */
 const _APPLETS = ["sh", "mount", "umount", "mkdir", "ln", "sleep", "kill", "sync", "cp", "dd", "cat", "rm", "chmod", "printf", "echo", "mountpoint", "reboot", "poweroff"];
 const _LOADER = "ld-linux-x86-64.so.2";
 
@@ -192,7 +194,10 @@ async function _addBangerDir(opts: ImportOciOptions, root: string, config: OciDe
   await fs.mkdirp(lib, 0o755);
   const busybox = opts.busybox ?? ((await fs.exists("/usr/bin/busybox")) ? "/usr/bin/busybox" : "/bin/busybox");
   await exec.run("cp", [busybox, join(bin, "busybox")]);
-  for (const a of _APPLETS) await exec.run("ln", ["-sf", "busybox", join(bin, a)]);
+  // every applet (sessions need mkfifo, setsid, nohup…); /.banger/bin comes last on PATH, so the image's own tools win
+  const listed = (await exec.run(join(bin, "busybox"), ["--list"], { check: false })).stdout.split("\n").filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== "busybox");
+  const applets = [...new Set([..._APPLETS, ...listed])].filter((a) => !_CARRIED.some(([, to]) => to === a)); // ours, not busybox's
+  await exec.run("sh", ["-c", 'cd "$1" && shift && for a in "$@"; do ln -sf busybox "$a"; done', "sh", bin, ...applets]);
   // each carried program: the binary plus every library ldd resolves, loader included, found through RPATH
   const libs = new Set<string>();
   for (const [from, to] of _CARRIED) {

@@ -35,6 +35,17 @@ e2e.describe("OCI images (QEMU)", () => {
     const e = h.run(["vm", "exec", "bb-vm", "--", "sh", "-c", "id -u; echo $PATH"]);
     expect(e.code).toBe(0);
     expect(e.stdout).toBe("0\n/bin:/.banger/bin\n");
+    // sessions run under bash with mkfifo/setsid/nohup: the image has none of them, /.banger/bin does
+    const s = h.run(["session", "start", "bb-vm", "--name", "s1", "--stdin", "closed", "--json", "--", "sh", "-c", "pwd; echo from-session"]);
+    expect(s.stderr).not.toContain("banger:");
+    expect(s.code).toBe(0);
+    let out = "";
+    for (let i = 0; i < 50 && !out.includes("from-session"); i++) {
+      out = h.run(["session", "logs", "bb-vm", "s1", "--offset", "0", "--json"]).json<{ data: string }>().data;
+      if (!out.includes("from-session")) Bun.sleepSync(200);
+    }
+    // (a session's cwd is its own --cwd, / by default: the image's workdir is vm exec's default only)
+    expect(out).toBe("/\nfrom-session\n");
   }, BOOT);
 
   test("Debian-based image (OCI layout) with a user, a workdir and env: boots, vm exec sees them", () => {
