@@ -101,6 +101,8 @@ export async function importOci(opts: ImportOciOptions): Promise<OciManifest> {
     progress("oci: adding banger's init, dropbear and busybox under /.banger");
     await _addBangerDir(opts, root, config);
 
+    await _addModules(opts, root);
+
     for (const f of ["vmlinuz", "vmlinux", "initrd.img"]) {
       const p = join(opts.base.dir, f);
       if (await fs.exists(p)) await exec.run("cp", ["--reflink=auto", p, join(dir, f)]);
@@ -228,6 +230,39 @@ done
   );
   await fs.chmod(join(top, "shell"), 0o755);
   await _rootLogin(fs, root);
+}
+
+/**
+ * The base kernel's modules (modprobe in the guest), read out of the base's
+ * rootfs with debugfs into the image's /lib/modules: through a relative
+ * /lib → usr/lib link (merged /usr), never through an absolute one (that
+ * would be the host's /usr/lib here).
+ */
+async function _addModules(opts: ImportOciOptions, root: string): Promise<void> {
+  const { exec, fs, progress, base } = opts;
+  const listed = (await exec.run("debugfs", ["-R", "ls -p /usr/lib/modules", base.rootfsPath], { check: false })).stdout;
+  const versions = [...listed.matchAll(/^\/\d+\/040\d+\/\d+\/\d+\/([^/]+)\/\/$/gm)].map((m) => m[1]!).filter((v) => v !== "." && v !== "..");
+  const kver = base.kernelVersion && versions.includes(base.kernelVersion) ? base.kernelVersion : versions.length === 1 ? versions[0]! : "";
+  if (!kver || !/^[A-Za-z0-9._+-]+$/.test(kver)) {
+    progress(`oci: no kernel modules found in ${base.name}'s rootfs: none added`);
+    return;
+  }
+  let libDir = join(root, "lib");
+  const lib = await fs.lstat(libDir);
+  if (lib?.type === "symlink") {
+    const to = (await exec.run("readlink", [libDir])).stdout.trim();
+    if (to !== "usr/lib" || (await fs.lstat(join(root, "usr/lib")))?.type !== "dir" || (await fs.lstat(join(root, "usr")))?.type !== "dir") {
+      progress(`oci: /lib links to ${to}: kernel modules not added`);
+      return;
+    }
+    libDir = join(root, "usr/lib");
+  } else if (lib && lib.type !== "dir") return;
+  const modules = join(libDir, "modules");
+  const st = await fs.lstat(modules);
+  if (st && st.type !== "dir") return;
+  await fs.mkdirp(modules, 0o755);
+  progress(`oci: kernel modules ${kver} from ${base.name}`);
+  await exec.run("debugfs", ["-R", `rdump "/usr/lib/modules/${kver}" "${modules}"`, base.rootfsPath]);
 }
 
 /** root logs in with the wrapper shell (listed in /etc/shells, which dropbear checks). */

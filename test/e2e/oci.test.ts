@@ -32,9 +32,9 @@ e2e.describe("OCI images (QEMU)", () => {
     expect(r.stderr).not.toContain("banger:");
     expect(r.code).toBe(0);
     expect(r.stdout).toBe("/srv/app\nit's $(not) run\nlayer two\ngone\n");
-    const e = h.run(["vm", "exec", "bb-vm", "--", "sh", "-c", "id -u; echo $PATH"]);
+    const e = h.run(["vm", "exec", "bb-vm", "--", "sh", "-c", "id -u; echo $PATH; test -s /lib/modules/$(uname -r)/modules.dep && echo modules"]);
     expect(e.code).toBe(0);
-    expect(e.stdout).toBe("0\n/bin:/.banger/bin\n");
+    expect(e.stdout).toBe("0\n/bin:/.banger/bin\nmodules\n");
     // sessions run under bash with mkfifo/setsid/nohup: the image has none of them, /.banger/bin does
     const s = h.run(["session", "start", "bb-vm", "--name", "s1", "--stdin", "closed", "--json", "--", "sh", "-c", "pwd; echo from-session"]);
     expect(s.stderr).not.toContain("banger:");

@@ -30,8 +30,11 @@ describe("image import --oci (no VM)", () => {
     mkdirSync(work, { recursive: true });
     writeFileSync(join(work, "vmlinuz"), "kernel stand-in");
     writeFileSync(join(work, "initrd.img"), "initrd stand-in");
+    // the base's rootfs holds its kernel's modules, as a built image's does
+    mkdirSync(join(work, "base-root/usr/lib/modules/6.1.0-test/kernel"), { recursive: true });
+    writeFileSync(join(work, "base-root/usr/lib/modules/6.1.0-test/modules.dep"), "kernel/x.ko:\n");
     Bun.spawnSync(["truncate", "-s", "8M", join(work, "root.ext4")]);
-    Bun.spawnSync(["mkfs.ext4", "-q", "-F", join(work, "root.ext4")]);
+    Bun.spawnSync(["mkfs.ext4", "-q", "-F", "-d", join(work, "base-root"), join(work, "root.ext4")]);
     const r = h.run(["image", "import", "--name", "default", "--kernel", join(work, "vmlinuz"), "--rootfs", join(work, "root.ext4"), "--initrd", join(work, "initrd.img")]);
     if (r.code !== 0) throw new Error(r.stderr);
   });
@@ -61,6 +64,7 @@ describe("image import --oci (no VM)", () => {
     const interp = Bun.spawnSync(["sh", "-c", `debugfs -R 'dump /.banger/bin/dropbear ${work}/db' ${join(h.home, "images/bb/rootfs.ext4")} && patchelf --print-interpreter ${work}/db`]);
     expect(interp.stdout.toString().trim()).toBe("/.banger/lib/ld-linux-x86-64.so.2");
     expect(existsSync(join(h.home, "images/bb/initrd.img"))).toBe(true);
+    expect(cat("bb", "/lib/modules/6.1.0-test/modules.dep")).toBe("kernel/x.ko:\n");
     expect(leftovers()).toEqual([]);
   }, 120_000);
 
