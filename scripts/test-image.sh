@@ -7,7 +7,15 @@ cd "$(dirname "$0")/.." || exit 1
 home="${BANGER_TEST_IMAGE_HOME:-$PWD/.cache/test-image-home}"
 mkdir -p "$home"
 echo "building the test guest image (cached in $home)…" >&2
-if ! BANGER_HOME="$home" ./dist/banger image build --name default >&2; then
+# a cached image from an older recipe (e.g. before apt was in it) is rebuilt, not reused
+want=$(sed -n 's/^export const RECIPE_VERSION = \([0-9]*\);/\1/p' plugins/image/build.ts)
+have=$(sed -n 's/^ *"recipeVersion": \([0-9]*\).*/\1/p' "$home/images/default/manifest.json" 2>/dev/null)
+force=()
+if [ -n "$have" ] && [ -n "$want" ] && [ "$have" -lt "$want" ]; then
+  echo "the cached test image is recipe $have, this tree builds recipe $want: rebuilding" >&2
+  force=(--force)
+fi
+if ! BANGER_HOME="$home" ./dist/banger image build --name default "${force[@]}" >&2; then
   echo "image build failed" >&2
   exit 1
 fi

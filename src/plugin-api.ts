@@ -15,7 +15,9 @@ export type { VMMDriver, BootConfig, LaunchResult } from "./vmm/driver.ts";
 export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, Clock, FS, GuestSSH, SSHTarget, SSHDialer } from "./host/types.ts";
 export type { LeaseStore, Lease } from "./shared/leases.ts";
 export { BangerError } from "./shared/errors.ts";
-export { renderScript } from "./shared/quote.ts";
+/** An image built on a base (`banger image build --file banger.image.ts`): `export default defineImage({ name, from, packages, run, copy, env, size })`. */
+export { defineImage, sizeBytes, type ImageRecipe, type ImageCopy, type CheckedRecipe } from "./shared/image-recipe.ts";
+export { renderScript, shellQuote } from "./shared/quote.ts";
 /** Where a VM keeps its files (disks, keys, sockets, logs), derived from VMRuntime.vmDir. */
 export { vmPaths } from "./shared/paths.ts";
 /** Name a temp file next to its target the way the daemon's startup sweep recognises (and removes after a crash). */

@@ -9,7 +9,7 @@ import INIT_SH from "./init.sh" with { type: "text" };
 import INITRAMFS_INIT_SH from "./initramfs-init.sh" with { type: "text" };
 
 /** Bump when the recipe changes in a way that changes the image. */
-export const RECIPE_VERSION = 2;
+export const RECIPE_VERSION = 3;
 export const SUITE = "bookworm";
 export const KERNEL_META_PACKAGE = "linux-image-cloud-amd64";
 export const ROOTFS_PACKAGES = [
@@ -23,6 +23,9 @@ export const ROOTFS_PACKAGES = [
   "ca-certificates",
   "mount",
   "kmod",
+  // apt + its keyring: a guest can install software (`apt-get update && apt-get install -y jq`)
+  // with the host's sources, which mmdebstrap already writes into the rootfs
+  "apt",
 ] as const;
 /** insmod order for the initramfs (virtio is modular in the cloud kernel; button+evdev for the ACPI power button). */
 export const INITRD_MODULES = [

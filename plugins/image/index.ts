@@ -1,15 +1,27 @@
 import { join } from "node:path";
 import { definePlugin } from "../../src/plugin-api.ts";
 import { buildImage } from "./build.ts";
+import { deriveImage } from "./derive.ts";
+import { importOci } from "./oci.ts";
 
 export default definePlugin({
   name: "image",
-  description: "Builds Debian bookworm guest images (mmdebstrap from the host's apt sources, Debian cloud kernel, busybox initramfs)",
+  description: "Builds Debian bookworm guest images (mmdebstrap from the host's apt sources, Debian cloud kernel, busybox initramfs) and images derived from them (packages, copies, steps in a chroot)",
   setup(ctx) {
-    ctx.hook("image:build", async ({ name, dir, progress, result }) => {
+    ctx.hook("image:build", async ({ name, dir, progress, result, recipe, base, op, commitOf, oci }) => {
       if (result.built) return; // an earlier plugin already built it
-      await buildImage({ name, dir, exec: ctx.host.exec, fs: ctx.host.fs, progress, cacheDir: join(ctx.paths.home, "cache") });
+      if (oci && base) await importOci({ name, input: oci, base, dir, exec: ctx.host.exec, fs: ctx.host.fs, progress, now: () => ctx.host.clock.now() });
+      else if (recipe && base) await deriveImage({ recipe, base, dir, exec: ctx.host.exec, fs: ctx.host.fs, progress, op, commitOf, now: () => ctx.host.clock.now() });
+      else await buildImage({ name, dir, exec: ctx.host.exec, fs: ctx.host.fs, progress, cacheDir: join(ctx.paths.home, "cache") });
       result.built = true;
+    });
+    // an imported OCI image boots banger's init from /.banger (its manifest says so): tell the initramfs
+    ctx.hook("vm:start:before", async ({ vm, boot }) => {
+      const image = ctx.store.getImage(vm.spec.image);
+      if (!image || image.source !== "oci") return;
+      const text = await ctx.host.fs.readText(join(image.dir, "manifest.json"));
+      const init = text ? (JSON.parse(text) as { init?: unknown }).init : undefined;
+      if (typeof init === "string" && /^\/[A-Za-z0-9._/-]+$/.test(init)) boot.kernelArgs.push(`banger.init=${init}`);
     });
   },
 });

@@ -49,6 +49,12 @@ export default definePlugin({
       }
       // VMDir removal on failure takes the files with it; nothing else to undo.
     });
+    disks.hook("vm:commit", async ({ vm, out, progress }) => {
+      if (!vm.runtime.systemOverlay) throw new BangerError("E_STATE", `vm ${vm.name} has no system disk`);
+      progress("copying the system disk");
+      // the system disk is a whole ext4 image already: a sparse copy is the commit
+      await ctx.host.exec.run("cp", ["--sparse=always", "--reflink=auto", vm.runtime.systemOverlay, out]);
+    });
     disks.hook("vm:start:before", ({ vm, boot, handles }) => {
       if (!vm.runtime.systemOverlay) throw new BangerError("E_STATE", `vm ${vm.name} has no system disk`);
       handles.extra.storage = COPY_STORAGE;

@@ -9,6 +9,7 @@ import { bootSection } from "./boot.ts";
 import { egressSection } from "./egress.ts";
 import { execSection } from "./exec.ts";
 import { imageSection } from "./image.ts";
+import { imageOwnSection } from "./image-own.ts";
 import { parallelFakeSection, parallelVmSection } from "./parallel.ts";
 import { recoverySection } from "./recovery.ts";
 import type { Bench } from "./run.ts";
@@ -96,5 +97,10 @@ export const SECTIONS: readonly BenchSection[] = [
     name: "image", vm: true, quick: false,
     title: "image: guest image size (and build time with BANGER_BENCH_IMAGE_BUILD=1)",
     run: (c) => imageSection(c.b, c.vms),
+  },
+  {
+    name: "image-own", vm: true, quick: false,
+    title: "image-own (issue 16): derived image (+2 packages) vs a full image build; cache hit; boot of an OCI image vs the default",
+    run: (c) => imageOwnSection(c.b, c.vms, { derive: c.n("IMAGE_DERIVE_N", 3, 1), hit: c.n("IMAGE_HIT_N", 5, 2), boot: c.n("IMAGE_BOOT_N", 3, 1) }),
   },
 ];

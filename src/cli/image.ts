@@ -1,15 +1,81 @@
 import { defineCommand } from "./define.ts";
 import { resolve } from "node:path";
 import { daemon, jsonArg, out, streamCall } from "./context.ts";
+import { BangerError } from "../shared/errors.ts";
 
 const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
 
+/** A flag that may repeat (citty keeps only the last): every value, in order, from argv. */
+function repeated(flag: string): string[] {
+  const argv = process.argv;
+  const found: string[] = [];
+  for (let i = 0; i < argv.length && argv[i] !== "--"; i++) {
+    const a = argv[i]!;
+    if (a === `--${flag}` && argv[i + 1] !== undefined) found.push(argv[++i]!);
+    else if (a.startsWith(`--${flag}=`)) found.push(a.slice(flag.length + 3));
+  }
+  return found;
+}
+
+/** --copy HOST:GUEST with HOST made absolute here, where "." means the user's cwd. */
+function resolveCopy(spec: string): string {
+  const i = spec.lastIndexOf(":");
+  return i > 0 ? `${resolve(spec.slice(0, i))}${spec.slice(i)}` : spec;
+}
+
 const build = defineCommand({
-  meta: { name: "build", description: "Build a Debian bookworm guest image from the host's apt sources (cached)" },
-  args: { name: { type: "string", description: "Image name (default: default)" }, force: { type: "boolean", description: "Rebuild even if it exists" }, ...jsonArg },
+  meta: {
+    name: "build",
+    description: "Build a Debian bookworm guest image from the host's apt sources, or one on a base: banger image build NAME --from BASE --packages a,b --run 'step' --copy HOST:GUEST --size 4G",
+  },
+  args: {
+    image: { type: "positional", required: false, description: "Image name (default: default)" },
+    name: { type: "string", description: "Image name (same as the positional)" },
+    from: { type: "string", description: "Base image to build on (default: default when any of --packages/--run/--copy/--size is given)" },
+    packages: { type: "string", description: "Debian packages to install, comma-separated (the host's apt sources)" },
+    run: { type: "string", description: "A shell step run as root in a chroot of the image (repeatable, in order)" },
+    copy: { type: "string", description: "HOST:GUEST file or dir copied into the image (repeatable)" },
+    env: { type: "string", description: "NAME=value for the run steps (repeatable)" },
+    size: { type: "string", description: "Grow the rootfs to this size (e.g. 4G)" },
+    file: { type: "string", description: "A recipe file (banger.image.ts: export default defineImage({ name, from, packages, run, copy, env, size }))" },
+    force: { type: "boolean", description: "Rebuild even if it exists" },
+    ...jsonArg,
+  },
   async run({ args }) {
-    const { data: img } = await streamCall("imageBuild", { body: { name: args.name ?? "default", force: !!args.force } }, { json: !!args.json });
-    out(img, !!args.json, () => `${img.built ? "built" : "cached"} image ${img.name} (kernel ${img.kernelVersion || "?"}, ${mib(img.sizeBytes)}) in ${img.dir}`);
+    if (args.file) {
+      const { loadImageFile } = await import("./image-file.ts");
+      const r = await loadImageFile(args.file);
+      const body = {
+        name: args.image ?? args.name ?? r.name,
+        force: !!args.force,
+        from: r.from ?? "default",
+        packages: r.packages,
+        run: r.run,
+        copy: r.copy?.map((c) => `${c.host}:${c.guest}`),
+        env: r.env ? Object.entries(r.env).map(([k, v]) => `${k}=${v}`) : undefined,
+        size: r.size,
+      };
+      const { data: img } = await streamCall("imageBuild", { body }, { json: !!args.json });
+      out(img, !!args.json, () => `${img.built ? "built" : "cached"} image ${img.name} from ${args.file} (${mib(img.sizeBytes)}) in ${img.dir}`);
+      return;
+    }
+    const name = args.image ?? args.name ?? "default";
+    const derived = args.from !== undefined || args.packages !== undefined || args.run !== undefined || args.copy !== undefined || args.env !== undefined || args.size !== undefined;
+    const body = derived
+      ? {
+          name,
+          force: !!args.force,
+          from: args.from,
+          packages: (args.packages ?? "").split(",").map((p) => p.trim()).filter(Boolean),
+          run: repeated("run"),
+          copy: repeated("copy").map(resolveCopy),
+          env: repeated("env"),
+          size: args.size,
+        }
+      : { name, force: !!args.force };
+    const { data: img } = await streamCall("imageBuild", { body }, { json: !!args.json });
+    const from = img.chain.length > 1 ? ` on ${img.chain[img.chain.length - 2]!.name}` : "";
+    out(img, !!args.json, () => `${img.built ? "built" : "cached"} image ${img.name}${from} (kernel ${img.kernelVersion || "?"}, ${mib(img.sizeBytes)}) in ${img.dir}`);
   },
 });
 
@@ -29,7 +95,20 @@ const show = defineCommand({
   args: { name: { type: "positional", required: true, description: "Image name" }, ...jsonArg },
   async run({ args }) {
     const img = await (await daemon()).call("imageShow", { params: { name: args.name } });
-    out(img, !!args.json, () => JSON.stringify(img, null, 2));
+    out(img, !!args.json, () => {
+      const lines = [`image ${img.name} (${img.source}, kernel ${img.kernelVersion || "?"}, ${mib(img.sizeBytes)}) in ${img.dir}`];
+      if (img.chain.length > 1) {
+        lines.push(`chain: ${img.chain.map((l) => l.name).join(" → ")}`);
+        for (const l of img.chain.slice(1)) {
+          lines.push(`  ${l.name} (from ${l.from}):`);
+          if (l.packages.length) lines.push(`    packages: ${l.packages.join(", ")}`);
+          for (const c of l.copy) lines.push(`    copy: ${c}`);
+          for (const r of l.run) lines.push(`    run: ${r}`);
+        }
+      }
+      lines.push(JSON.stringify(img.manifest, null, 2));
+      return lines.join("\n");
+    });
   },
 });
 
@@ -43,18 +122,29 @@ const rm = defineCommand({
 });
 
 const imp = defineCommand({
-  meta: { name: "import", description: "Import your own kernel + ext4 rootfs (+ initrd) as an image" },
+  meta: { name: "import", description: "Import your own kernel + ext4 rootfs (+ initrd), or an OCI image (layout dir, OCI archive or `docker save` archive): banger image import NAME --oci PATH" },
   args: {
-    name: { type: "string", required: true, description: "Image name" },
-    kernel: { type: "string", required: true, description: "Kernel (bzImage/vmlinuz) path" },
-    rootfs: { type: "string", required: true, description: "ext4 root filesystem image path" },
+    image: { type: "positional", required: false, description: "Image name (or --name)" },
+    name: { type: "string", description: "Image name" },
+    kernel: { type: "string", description: "Kernel (bzImage/vmlinuz) path" },
+    rootfs: { type: "string", description: "ext4 root filesystem image path" },
     initrd: { type: "string", description: "initrd path" },
+    oci: { type: "string", description: "OCI image layout dir, OCI archive or docker save archive (booted with the default image's kernel)" },
+    base: { type: "string", description: "With --oci: the image whose kernel and initrd boot it (default: default)" },
     ...jsonArg,
   },
   async run({ args }) {
+    const name = args.image ?? args.name;
+    if (!name) throw new BangerError("E_USAGE", "image import needs a name: banger image import NAME --oci PATH (or --name N --kernel K --rootfs R)");
+    if (args.oci) {
+      const { data: img } = await streamCall("imageImportOci", { body: { name, path: resolve(args.oci), base: args.base } }, { json: !!args.json });
+      out(img, !!args.json, () => `imported OCI image ${img.name} (${mib(img.sizeBytes)}) in ${img.dir}`);
+      return;
+    }
+    if (!args.kernel || !args.rootfs) throw new BangerError("E_USAGE", "image import needs --oci PATH, or --kernel and --rootfs");
     const img = await (await daemon()).call("imageImport", {
       body: {
-        name: args.name,
+        name,
         kernel: resolve(args.kernel),
         rootfs: resolve(args.rootfs),
         initrd: args.initrd ? resolve(args.initrd) : undefined,

@@ -366,6 +366,7 @@ export default defineCommand({
   meta: { name: "vm", description: "Create, run and manage VMs" },
   subCommands: {
     list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs, ttl, egress,
+    commit: () => import("./vm-commit.ts").then((m) => m.default),
     port: () => import("./vm-port.ts").then((m) => m.default),
     stats: () => import("./vm-stats.ts").then((m) => m.default),
     // loaded on use: the file commands' modules cost other vm commands nothing

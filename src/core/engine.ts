@@ -152,6 +152,18 @@ export class Engine {
     return vm;
   }
 
+  /** Run `fn` on a VM that is not running, under its lock so nothing starts it meanwhile (`vm commit` reads its disk). */
+  async whileStopped<T>(idOrName: string, fn: (vm: VMRecord) => Promise<T>): Promise<T> {
+    const first = this.getVM(idOrName);
+    return this.cache.withLock(first.id, async () => {
+      const vm = this.getVM(first.id);
+      if (await this.alive(vm)) {
+        throw new BangerError("E_STATE", `vm ${vm.name} is running: stop it first (\`banger vm stop ${vm.name}\`) so its disk is consistent`);
+      }
+      return fn(vm);
+    });
+  }
+
   listVMs(): VMRecord[] {
     return this.d.store.listVMs();
   }

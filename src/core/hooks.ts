@@ -1,6 +1,7 @@
 import type { GuestSSH } from "../host/types.ts";
 import type { BootConfig } from "../vmm/driver.ts";
-import type { GuestSession, VMHandles, VMRecord } from "../shared/model.ts";
+import type { GuestSession, ImageRecord, VMHandles, VMRecord } from "../shared/model.ts";
+import type { CheckedRecipe } from "../shared/image-recipe.ts";
 import type { EgressPolicy } from "../shared/egress.ts";
 import type { ProgressSink } from "./operation.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
@@ -50,8 +51,26 @@ export interface HookMap {
   "session:stop": { vm: VMRecord; session: GuestSession };
   /** The repo is in place at guestPath (not yet read-only): add steps over `guest`; a throw puts the previous tree back. */
   "workspace:prepare": { vm: VMRecord; sourcePath: string; guestPath: string; readOnly: boolean; guest: GuestSSH; op: Operation };
-  /** Build an image into `dir` (a temp dir renamed into place on success). */
-  "image:build": { name: string; dir: string; force: boolean; progress: ProgressSink; result: { built: boolean }; op: Operation };
+  /** `vm commit`: write the (stopped) VM's system disk as a plain ext4 image file at `out` (storage providers). */
+  "vm:commit": { vm: VMRecord; out: string; progress: ProgressSink; op: Operation };
+  /**
+   * Build an image into `dir` (a temp dir renamed into place on success). With `recipe`, the image is
+   * derived from `base` (an image that exists): the recipe is checked and `base` is its `from`.
+   */
+  "image:build": {
+    name: string;
+    dir: string;
+    force: boolean;
+    progress: ProgressSink;
+    result: { built: boolean };
+    op: Operation;
+    recipe?: CheckedRecipe;
+    base?: ImageRecord;
+    /** `vm commit`: `dir` already holds the VM's rootfs.ext4; start from it (not the base's) and scrub what belongs to that VM. */
+    commitOf?: string;
+    /** `image import --oci`: an OCI layout dir or archive to import, booted with `base`'s kernel and initrd. */
+    oci?: string;
+  };
 }
 
 export type HookName = keyof HookMap;
@@ -71,6 +90,7 @@ export const HOOK_NAMES: readonly HookName[] = [
   "session:start",
   "session:stop",
   "workspace:prepare",
+  "vm:commit",
   "image:build",
 ];
 

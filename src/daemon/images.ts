@@ -1,12 +1,14 @@
+import { createHash } from "node:crypto";
 import { join, resolve } from "node:path";
 import { BangerError } from "../shared/errors.ts";
 import type { HookEngine } from "../core/hooks.ts";
 import { runOperation } from "../core/operation.ts";
 import type { Logger } from "../core/plugin.ts";
 import { tempPathFor } from "../shared/temps.ts";
-import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord } from "../shared/model.ts";
+import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord, type VMRecord } from "../shared/model.ts";
 import type { FS, Host } from "../host/types.ts";
 import type { Store } from "../store/store.ts";
+import { checkRecipe, parseCopy, recipeKey, type CheckedRecipe, type ImageChainLink, type ImageRecipe } from "../shared/image-recipe.ts";
 import type { HandlersFor } from "./router.ts";
 
 function validateImageName(name: unknown): string {
@@ -25,6 +27,18 @@ async function dirSize(fs: FS, dir: string): Promise<number> {
   return total;
 }
 
+/** Part of a derived image's cache key: bump when the key's meaning changes. */
+const DERIVE_KEY_VERSION = 1;
+
+/** recipe.json of a derived image: its base, the recipe and the cache key's hash. */
+interface RecipeLink {
+  from: string;
+  recipeHash: string;
+  recipe: CheckedRecipe;
+  /** `vm commit`: the VM whose disk this is. */
+  committedFrom?: string;
+}
+
 /** Images: built by the image:build hook (the image plugin) or imported from a user's kernel + rootfs. */
 export class ImageService {
   constructor(
@@ -34,6 +48,8 @@ export class ImageService {
     private readonly imagesDir: string,
     /** Where undo failures of a build are logged. */
     private readonly log: Logger = { info() {}, warn() {}, error() {}, debug() {} },
+    /** The VMs `vm commit` reads (the engine). */
+    private readonly vms?: { whileStopped<T>(idOrName: string, fn: (vm: VMRecord) => Promise<T>): Promise<T> },
   ) {}
 
   get(name: string): ImageRecord {
@@ -72,6 +88,156 @@ export class ImageService {
       this.store.upsertImage(img);
       return { image: img, built: true };
     });
+  }
+
+  /**
+   * An image on a base (`--from`): a cache hit when an image of that name was
+   * built from the same recipe on the same base (same key), else built by the
+   * image:build hook with the recipe, and its key and chain link kept in
+   * recipe.json next to the manifest.
+   */
+  async derive(input: ImageRecipe, force: boolean, progress: (m: string) => void): Promise<{ image: ImageRecord; built: boolean }> {
+    const recipe = checkRecipe(input);
+    const { name } = recipe;
+    const base = this.store.getImage(recipe.from);
+    if (!base) throw new BangerError("E_IMAGE_NOT_FOUND", `base image not found: ${recipe.from} (see \`banger image list\`)`);
+    const key = recipeKey(recipe, await this.identity(base), await this.copyDigest(recipe), DERIVE_KEY_VERSION);
+    const hash = createHash("sha256").update(key).digest("hex");
+    const existing = this.store.getImage(name);
+    if (existing && !force) {
+      const link = await this.recipeOf(existing);
+      if (link?.recipeHash === hash && (await this.host.fs.exists(existing.rootfsPath))) {
+        progress(`image ${name} is up to date (same recipe on the same ${recipe.from})`);
+        return { image: existing, built: false };
+      }
+      throw new BangerError("E_NAME_TAKEN", `image already exists: ${name} (built from another recipe or base; --force rebuilds it, \`banger image rm ${name}\` removes it)`);
+    }
+    if (this.hooks.count("image:build") === 0) throw new BangerError("E_PLUGIN", "no plugin builds images (is the image plugin loaded?)");
+    const users = existing ? this.store.listVMs().filter((vm) => vm.spec.image === name) : [];
+    if (users.length) throw new BangerError("E_CONFLICT", `image ${name} is used by vm(s): ${users.map((v) => v.name).join(", ")}`);
+    const final = join(this.imagesDir, name);
+    const tmp = tempPathFor(final, "build");
+    return runOperation({ name: `image build ${name}`, host: this.host, log: this.log, progress }, async (op) => {
+      op.defer("build dir", () => this.host.fs.rmrf(tmp));
+      await this.host.fs.mkdirp(tmp, 0o755);
+      const result = { built: false };
+      await this.hooks.run("image:build", { name, dir: tmp, force, progress, result, op, recipe, base });
+      if (!result.built) throw new BangerError("E_PLUGIN", `no plugin built image ${name} from ${base.name}`);
+      const link: RecipeLink = { from: base.name, recipeHash: hash, recipe };
+      await this.host.fs.writeAtomic(join(tmp, "recipe.json"), JSON.stringify(link, null, 2) + "\n", 0o644);
+      const img = await this.record(name, tmp, final, "derived");
+      await this.host.fs.rmrf(final);
+      await this.host.fs.rename(tmp, final);
+      this.store.upsertImage(img);
+      return { image: img, built: true };
+    });
+  }
+
+  /**
+   * `vm commit VM IMAGE`: the stopped VM's system disk (written by its
+   * storage provider's vm:commit) becomes an image with the kernel and initrd
+   * of the VM's image, scrubbed by the image:build hook of what belonged to
+   * that VM (keys, histories, logs).
+   */
+  async commit(vmName: string, nameIn: string, progress: (m: string) => void): Promise<ImageRecord> {
+    const name = validateImageName(nameIn);
+    if (!this.vms) throw new BangerError("E_INTERNAL", "vm commit: no VM engine");
+    if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name} (remove it with \`banger image rm ${name}\`)`);
+    return this.vms.whileStopped(vmName, async (vm) => {
+      const base = this.store.getImage(vm.spec.image);
+      if (!base) throw new BangerError("E_IMAGE_NOT_FOUND", `vm ${vm.name}: its image ${vm.spec.image} is gone (the kernel comes from it)`);
+      if (this.hooks.count("vm:commit") === 0) throw new BangerError("E_PLUGIN", "no plugin can commit a VM's disk (is the storage plugin loaded?)");
+      const final = join(this.imagesDir, name);
+      const tmp = tempPathFor(final, "build");
+      return runOperation({ name: `vm commit ${vm.name} ${name}`, vm, host: this.host, log: this.log, progress }, async (op) => {
+        op.defer("build dir", () => this.host.fs.rmrf(tmp));
+        await this.host.fs.mkdirp(tmp, 0o755);
+        await this.hooks.run("vm:commit", { vm, out: join(tmp, "rootfs.ext4"), progress, op });
+        if (!(await this.host.fs.exists(join(tmp, "rootfs.ext4")))) throw new BangerError("E_PLUGIN", `no storage provider wrote vm ${vm.name}'s disk (storage: ${vm.spec.storage})`);
+        const recipe: CheckedRecipe = { name, from: base.name, packages: [], run: [], copy: [], env: {}, size: "" };
+        const result = { built: false };
+        await this.hooks.run("image:build", { name, dir: tmp, force: false, progress, result, op, recipe, base, commitOf: vm.name });
+        if (!result.built) throw new BangerError("E_PLUGIN", `no plugin finished image ${name} from vm ${vm.name}`);
+        const link: RecipeLink = { from: base.name, recipeHash: "", recipe, committedFrom: vm.name };
+        await this.host.fs.writeAtomic(join(tmp, "recipe.json"), JSON.stringify(link, null, 2) + "\n", 0o644);
+        const img = await this.record(name, tmp, final, "committed");
+        if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name}`);
+        await this.host.fs.rename(tmp, final);
+        this.store.upsertImage(img);
+        return img;
+      });
+    });
+  }
+
+  /** `image import NAME --oci PATH`: built by the image:build hook from the OCI image, with `baseName`'s kernel and initrd. */
+  async importOci(nameIn: string, path: string, baseName: string, progress: (m: string) => void): Promise<ImageRecord> {
+    const name = validateImageName(nameIn);
+    if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name} (remove it with \`banger image rm ${name}\`)`);
+    const base = this.store.getImage(validateImageName(baseName));
+    if (!base) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${baseName} (its kernel and initrd boot the OCI image; build it with \`banger image build\`)`);
+    if (!base.initrdPath) throw new BangerError("E_BAD_REQUEST", `image ${base.name} has no banger initramfs: an OCI image boots with one`);
+    if (!(await this.host.fs.exists(path))) throw new BangerError("E_BAD_REQUEST", `OCI input not found: ${path}`);
+    if (this.hooks.count("image:build") === 0) throw new BangerError("E_PLUGIN", "no plugin builds images (is the image plugin loaded?)");
+    const final = join(this.imagesDir, name);
+    const tmp = tempPathFor(final, "import");
+    return runOperation({ name: `image import ${name}`, host: this.host, log: this.log, progress }, async (op) => {
+      op.defer("import dir", () => this.host.fs.rmrf(tmp));
+      await this.host.fs.mkdirp(tmp, 0o755);
+      const result = { built: false };
+      await this.hooks.run("image:build", { name, dir: tmp, force: false, progress, result, op, base, oci: path });
+      if (!result.built) throw new BangerError("E_PLUGIN", `no plugin imported the OCI image ${path}`);
+      const img = await this.record(name, tmp, final, "oci");
+      if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name}`);
+      await this.host.fs.rename(tmp, final);
+      this.store.upsertImage(img);
+      return img;
+    });
+  }
+
+  /** What a derived image's cache key holds of its base: its manifest and chain link (a rebuilt base has a new manifest). */
+  private async identity(base: ImageRecord): Promise<string> {
+    const h = createHash("sha256");
+    for (const f of ["manifest.json", "recipe.json"]) h.update(`${f}\0${(await this.host.fs.readText(join(base.dir, f))) ?? ""}\0`);
+    return `${base.name}@${base.createdAt}:${h.digest("hex")}`;
+  }
+
+  /** A digest of every file --copy reads, so an edited source is a cache miss. */
+  private async copyDigest(recipe: CheckedRecipe): Promise<string> {
+    const h = createHash("sha256");
+    for (const c of recipe.copy) {
+      const st = await this.host.fs.stat(c.host);
+      if (!st || (st.type !== "file" && st.type !== "dir")) throw new BangerError("E_BAD_REQUEST", `copy source not found: ${c.host}`);
+      const files = st.type === "dir" ? (await this.host.fs.listTree(c.host)).sort() : [""];
+      for (const rel of files) {
+        const p = rel ? join(c.host, rel) : c.host;
+        const fst = await this.host.fs.lstat(p);
+        h.update(`${c.host}\0${rel}\0${fst?.type}\0${fst?.mode}\0`);
+        if (fst?.type === "file") for await (const chunk of this.host.fs.readStream(p)) h.update(chunk);
+      }
+    }
+    return h.digest("hex");
+  }
+
+  private async recipeOf(img: ImageRecord): Promise<RecipeLink | null> {
+    const text = await this.host.fs.readText(join(img.dir, "recipe.json"));
+    try {
+      return text ? (JSON.parse(text) as RecipeLink) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The image and its bases, oldest base first: what each added. */
+  async chain(img: ImageRecord): Promise<ImageChainLink[]> {
+    const out: ImageChainLink[] = [];
+    const seen = new Set<string>();
+    for (let cur: ImageRecord | null = img; cur && !seen.has(cur.name); ) {
+      seen.add(cur.name);
+      const link = await this.recipeOf(cur);
+      out.unshift({ name: cur.name, source: cur.source, from: link?.from ?? null, committedFrom: link?.committedFrom ?? null, packages: link?.recipe.packages ?? [], run: link?.recipe.run ?? [], copy: (link?.recipe.copy ?? []).map((c) => `${c.host}:${c.guest}`), recipeHash: link?.recipeHash ?? null });
+      cur = link ? this.store.getImage(link.from) : null;
+    }
+    return out;
   }
 
   /** Describe an image dir; paths point at where it will live after the rename. */
@@ -140,15 +306,32 @@ export class ImageService {
       imageList: async () => ({ images: this.store.listImages() }),
       imageBuild: async ({ body, ndjson }) => {
         const imgName = validateImageName(body.name ?? "default");
+        const derived = body.from !== undefined || !!(body.packages?.length || body.run?.length || body.copy?.length || body.env?.length || body.size);
+        const recipe: ImageRecipe | null = derived ? recipeFromBody(imgName, body) : null;
+        if (recipe) checkRecipe(recipe); // bad input is a 400, not an error line in a stream
         return ndjson(async (emit) => {
-          const r = await this.build(imgName, body.force ?? false, emit.progress);
-          return { type: "result", data: { ...r.image, built: r.built, manifest: await this.manifest(r.image) } };
+          const r = recipe ? await this.derive(recipe, body.force ?? false, emit.progress) : await this.build(imgName, body.force ?? false, emit.progress);
+          return { type: "result", data: { ...r.image, built: r.built, manifest: await this.manifest(r.image), chain: await this.chain(r.image) } };
         });
       },
       imageImport: async ({ body }) => this.import(body),
+      imageImportOci: async ({ body, ndjson }) => {
+        validateImageName(body.name);
+        return ndjson(async (emit) => {
+          const img = await this.importOci(body.name, resolve(body.path), body.base ?? "default", emit.progress);
+          return { type: "result", data: { ...img, manifest: await this.manifest(img) } };
+        });
+      },
+      imageCommit: async ({ body, ndjson }) => {
+        validateImageName(body.name);
+        return ndjson(async (emit) => {
+          const img = await this.commit(body.vm, body.name, emit.progress);
+          return { type: "result", data: { ...img, manifest: await this.manifest(img), chain: await this.chain(img) } };
+        });
+      },
       imageShow: async ({ params }) => {
         const img = this.get(params.name);
-        return { ...img, manifest: await this.manifest(img) };
+        return { ...img, manifest: await this.manifest(img), chain: await this.chain(img) };
       },
       imageRemove: async ({ params }) => {
         await this.remove(params.name);
@@ -156,4 +339,14 @@ export class ImageService {
       },
     };
   }
+}
+
+function recipeFromBody(name: string, body: { from?: string; packages?: string[]; run?: string[]; copy?: string[]; env?: string[]; size?: string }): ImageRecipe {
+  const env: Record<string, string> = {};
+  for (const kv of body.env ?? []) {
+    const i = kv.indexOf("=");
+    if (i <= 0) throw new BangerError("E_BAD_REQUEST", `bad env ${JSON.stringify(kv)}: want NAME=value`);
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return { name, from: body.from, packages: body.packages, run: body.run, copy: (body.copy ?? []).map(parseCopy), env, size: body.size };
 }

@@ -122,7 +122,7 @@ export interface ImageRecord {
   kernelVersion: string;
   sizeBytes: number;
   createdAt: string;
-  source: "built" | "imported";
+  source: "built" | "imported" | "derived" | "committed" | "oci";
 }
 
 export type SessionStdinMode = "pipe" | "closed";

@@ -7,6 +7,7 @@
 import type { FetchResult, FileInfo, Health, LoadedPlugin, PortsView, SshInfo, VMStats, VMView, Workspace } from "./api.ts";
 import type { GuestSession, ImageRecord } from "./model.ts";
 import type { EgressView } from "./egress.ts";
+import type { ImageChainLink } from "./image-recipe.ts";
 
 /** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
 export const MAX_JSON_BODY_BYTES = 1 << 20;
@@ -149,8 +150,18 @@ export const routes = defineRoutes({
   imageBuild: {
     method: "POST",
     path: "/v1/images/build",
-    body: { name: { type: "string" }, force: { type: "boolean" } },
-    ndjson: res<ResultEvent<ImageRecord & { built: boolean; manifest: unknown }>>(),
+    body: {
+      name: { type: "string" },
+      force: { type: "boolean" },
+      // a derived image (any of these): built on `from` (default "default")
+      from: { type: "string" },
+      packages: { type: "string[]" },
+      run: { type: "string[]" },
+      copy: { type: "string[]" },
+      env: { type: "string[]" },
+      size: { type: "string" },
+    },
+    ndjson: res<ResultEvent<ImageRecord & { built: boolean; manifest: unknown; chain: ImageChainLink[] }>>(),
   },
   imageImport: {
     method: "POST",
@@ -164,7 +175,19 @@ export const routes = defineRoutes({
     json: res<ImageRecord>(),
     status: 201,
   },
-  imageShow: { method: "GET", path: "/v1/images/:name", json: res<ImageRecord & { manifest: unknown }>() },
+  imageImportOci: {
+    method: "POST",
+    path: "/v1/images/import-oci",
+    body: { name: { type: "string", required: true }, path: { type: "string", required: true }, base: { type: "string" } },
+    ndjson: res<ResultEvent<ImageRecord & { manifest: unknown }>>(),
+  },
+  imageCommit: {
+    method: "POST",
+    path: "/v1/images/commit",
+    body: { vm: { type: "string", required: true }, name: { type: "string", required: true } },
+    ndjson: res<ResultEvent<ImageRecord & { manifest: unknown; chain: ImageChainLink[] }>>(),
+  },
+  imageShow: { method: "GET", path: "/v1/images/:name", json: res<ImageRecord & { manifest: unknown; chain: ImageChainLink[] }>() },
   imageRemove: { method: "DELETE", path: "/v1/images/:name", json: res<{ deleted: string }>() },
 
   sessionList: { method: "GET", path: "/v1/vms/:vm/sessions", json: res<{ sessions: GuestSession[] }>() },

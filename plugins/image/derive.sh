@@ -1,0 +1,87 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2016 # single-quoted scripts and formats are for the chroot's shell and dpkg-query
+# banger: customise a copy of a base image's rootfs in a chroot. Run under
+# `unshare --mount --pid --fork`: every mount below is private to this
+# process and vanishes with it (a crash leaves no mount and, with the loop's
+# autoclear, no loop device), and anything a step starts in the background
+# dies with it. Markers ("@@banger …") tell the caller which stage runs.
+# Given: WORK, ROOTFS, DEBS (a dir of .debs or ""), and bash arrays ENV
+# ("NAME=value"), COPY_HOST/COPY_GUEST, RUN.
+set -euo pipefail
+: "${WORK:?}" "${ROOTFS:?}"
+mnt="$WORK/mnt"
+mkdir -p "$mnt"
+mount -o loop "$ROOTFS" "$mnt"
+for d in proc dev run; do
+  # a symlink here would resolve on the host: refuse it rather than mount over a host dir
+  if [ -L "$mnt/$d" ] || [ ! -d "$mnt/$d" ]; then echo "@@banger failed layout 1 /$d is not a directory in the base image"; exit 3; fi
+done
+mount -t proc proc "$mnt/proc"
+mount --bind /dev "$mnt/dev"
+mount -t tmpfs -o mode=0755 tmpfs "$mnt/run"
+stage="$mnt/run/banger"
+mkdir -p "$stage"
+
+in_root() {
+  env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive "${ENV[@]}" chroot "$mnt" "$@"
+}
+
+if [ -n "$DEBS" ]; then
+  echo "@@banger stage packages"
+  mkdir -p "$stage/debs"
+  mount --bind "$DEBS" "$stage/debs"
+  set +e
+  in_root /bin/sh -c 'dpkg --force-confold -i /run/banger/debs/*.deb'
+  rc=$?
+  set -e
+  if [ "$rc" -ne 0 ]; then echo "@@banger failed packages $rc"; exit 3; fi
+  umount "$stage/debs"
+fi
+
+i=0
+for h in "${COPY_HOST[@]}"; do
+  g="${COPY_GUEST[$i]}"
+  i=$((i + 1))
+  echo "@@banger stage copy $i"
+  # copied inside the chroot so the image's own symlinks resolve in the image, never on the host;
+  # plain cp -R (busybox has no --preserve): root-owned, modes kept but for the umask
+  if [ -d "$h" ]; then
+    mkdir -p "$stage/copy"
+    mount --bind "$h" "$stage/copy"
+    set +e
+    in_root /bin/sh -c 'mkdir -p "$1" && cp -R /run/banger/copy/. "$1"' sh "$g"
+  else
+    touch "$stage/copy-file"
+    mount --bind "$h" "$stage/copy-file"
+    set +e
+    in_root /bin/sh -c 'mkdir -p "$(dirname "$1")" && cp /run/banger/copy-file "$1"' sh "$g"
+  fi
+  rc=$?
+  set -e
+  if [ "$rc" -ne 0 ]; then echo "@@banger failed copy $i $rc"; exit 3; fi
+  umount "$stage/copy" 2>/dev/null || umount "$stage/copy-file"
+done
+
+i=0
+for step in "${RUN[@]}"; do
+  i=$((i + 1))
+  echo "@@banger stage run $i"
+  set +e
+  in_root /bin/sh -c "$step" </dev/null
+  rc=$?
+  set -e
+  if [ "$rc" -ne 0 ]; then echo "@@banger failed run $i $rc"; exit 3; fi
+done
+
+if [ -x "$mnt/usr/bin/dpkg-query" ]; then
+  in_root dpkg-query -W -f='${Package}=${Version}\n' >"$WORK/packages.txt"
+fi
+# What a step left running (a daemon a postinst started) would keep the mounts busy. We are
+# pid 1 of this namespace, so -1 reaches every other process in it and nothing outside.
+kill -KILL -1 2>/dev/null || true
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  mountpoint -q "$mnt" || break
+  umount -R "$mnt" 2>/dev/null || sleep 0.2
+done
+if mountpoint -q "$mnt"; then umount -R "$mnt"; fi
+echo "@@banger stage done"
