@@ -228,5 +228,15 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
       if (t) await _killAndWait(f, t);
       await _removeSockets(f, vm);
     },
+    async pause(vm: VMRecord): Promise<void> {
+      await firecrackerApi(f.http, fcPaths(vm).apiSock, f.apiTimeoutMs).send({ method: "PATCH", path: "/vm", body: { state: "Paused" } });
+    },
+    async resume(vm: VMRecord): Promise<void> {
+      await firecrackerApi(f.http, fcPaths(vm).apiSock, f.apiTimeoutMs).send({ method: "PATCH", path: "/vm", body: { state: "Resumed" } });
+    },
+    async runState(vm: VMRecord): Promise<"running" | "paused"> {
+      const info = (await firecrackerApi(f.http, fcPaths(vm).apiSock, f.apiTimeoutMs).send({ method: "GET", path: "/" })) as { state?: unknown } | undefined;
+      return info?.state === "Paused" ? "paused" : "running";
+    },
   };
 }

@@ -1,7 +1,7 @@
 import { BangerError, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { join } from "node:path";
 import { qemuArgs, qmpArg, type Accel } from "./args.ts";
-import { qmpPing, qmpPowerdown, qmpQuit } from "./qmp.ts";
+import { qmpExecute, qmpPing, qmpPowerdown, qmpQuit } from "./qmp.ts";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
 
@@ -10,6 +10,8 @@ export interface QmpOps {
   ping(sock: string, timeoutMs: number): Promise<boolean>;
   powerdown(sock: string, timeoutMs: number): Promise<boolean>;
   quit(sock: string, timeoutMs: number): Promise<boolean>;
+  /** One QMP command; resolves with its `return` value, throws when QEMU refuses it. */
+  command(sock: string, command: string, timeoutMs: number): Promise<unknown>;
 }
 
 export interface QemuDriverOptions {
@@ -28,7 +30,10 @@ export interface QemuDriverOptions {
   exitWaitMs?: number;
 }
 
-const realQmp: QmpOps = { ping: qmpPing, powerdown: qmpPowerdown, quit: qmpQuit };
+const realQmp: QmpOps = { ping: qmpPing, powerdown: qmpPowerdown, quit: qmpQuit, command: (sock, command, timeoutMs) => qmpExecute(sock, command, undefined, timeoutMs) };
+
+/** query-status values in which the guest's vCPUs do not run (QEMU's RunState); the rest count as running. */
+const _STOPPED_STATUSES = new Set(["paused", "postmigrate", "inmigrate", "prelaunch", "finish-migrate", "save-vm", "restore-vm", "suspended"]);
 
 /** Per-VM files the QEMU driver uses, derived from VMDir / VMRuntime. */
 export function qemuPaths(vm: VMRecord) {
@@ -192,6 +197,16 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       const t = await q.guard.target(handles, () => _findProcess(q, vm));
       if (t) await _killAndWait(q, t);
       await _removeSocket(q, vm);
+    },
+    async pause(vm: VMRecord): Promise<void> {
+      await q.qmp.command(qemuPaths(vm).qmpSock, "stop", 2000);
+    },
+    async resume(vm: VMRecord): Promise<void> {
+      await q.qmp.command(qemuPaths(vm).qmpSock, "cont", 2000);
+    },
+    async runState(vm: VMRecord): Promise<"running" | "paused"> {
+      const r = (await q.qmp.command(qemuPaths(vm).qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
+      return _STOPPED_STATUSES.has(String(r?.status)) ? "paused" : "running";
     },
   };
 }

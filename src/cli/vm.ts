@@ -129,6 +129,20 @@ const stop = defineCommand({
   },
 });
 
+function pauseOrResume(action: "pause" | "resume") {
+  return defineCommand({
+    meta: {
+      name: action,
+      description: action === "pause" ? "Stop a running VM's vCPUs (it keeps its memory, disks and network; `banger vm resume` goes on)" : "Let a paused VM run on",
+    },
+    args: { ...nameArg, ...jsonArg },
+    async run({ args }) {
+      const vm = await (await daemon()).call(action === "pause" ? "vmPause" : "vmResume", { params: { vm: args.name }, body: {} });
+      out(vm, !!args.json, () => `${vm.name} is ${vm.runtime.state}`);
+    },
+  });
+}
+
 const del = defineCommand({
   meta: { name: "delete", description: "Stop a VM and remove it with its disks, keys and logs" },
   args: { ...nameArg, force: { type: "boolean", description: "Kill without waiting for the guest" }, ...jsonArg },
@@ -213,5 +227,5 @@ const logs = defineCommand({
 
 export default defineCommand({
   meta: { name: "vm", description: "Create, run and manage VMs" },
-  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs },
+  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), pause: pauseOrResume("pause"), resume: pauseOrResume("resume"), delete: del, run, exec, ssh, logs },
 });

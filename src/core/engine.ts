@@ -124,13 +124,61 @@ export class Engine {
     return vm;
   }
 
-  /** The VM, if it is really running (vmAlive); otherwise an error saying how to start it. */
+  /** The VM, if it is really running (vmAlive) and not paused; otherwise an error saying how to start or resume it. */
   async running(idOrName: string): Promise<VMRecord> {
     const vm = this.getVM(idOrName);
     if (!(await this.alive(vm))) {
       throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
     }
+    refuseIfPaused(vm);
     return vm;
+  }
+
+  /**
+   * Stop the guest's vCPUs; the VMM process, its disks and network stay.
+   * The VMM is asked first and the record written after: a daemon dying in
+   * between leaves a paused VM recorded as running, which reconcile corrects
+   * from the VMM's own answer (runState).
+   */
+  async pause(idOrName: string): Promise<VMRecord> {
+    const first = this.getVM(idOrName);
+    return this.cache.withLock(first.id, async () => {
+      const vm = this.getVM(first.id);
+      const driver = this.driverFor(vm);
+      if (!driver.pause || !driver.resume) throw new BangerError("E_STATE", `vm ${vm.name}: the ${driver.name} driver cannot pause a VM`);
+      const handles = await this.handlesOf(vm);
+      if (!handles || !(await vmAlive(vm, handles, driver, this.d.host.procs))) {
+        throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
+      }
+      if (vm.runtime.state === "paused") return vm;
+      if (vm.runtime.state !== "running") throw new BangerError("E_STATE", `vm ${vm.name} is ${vm.runtime.state}: only a running VM can be paused`);
+      await driver.pause(vm, handles);
+      await faultPoint("pause:after-vmm");
+      vm.runtime.state = "paused";
+      this.save(vm);
+      return vm;
+    });
+  }
+
+  /** Let a paused VM run on (the reverse of pause, with the same crash ordering). */
+  async resume(idOrName: string): Promise<VMRecord> {
+    const first = this.getVM(idOrName);
+    return this.cache.withLock(first.id, async () => {
+      const vm = this.getVM(first.id);
+      const driver = this.driverFor(vm);
+      if (!driver.pause || !driver.resume) throw new BangerError("E_STATE", `vm ${vm.name}: the ${driver.name} driver cannot pause or resume a VM`);
+      const handles = await this.handlesOf(vm);
+      if (!handles || !(await vmAlive(vm, handles, driver, this.d.host.procs))) {
+        throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
+      }
+      if (vm.runtime.state === "running") return vm;
+      if (vm.runtime.state !== "paused") throw new BangerError("E_STATE", `vm ${vm.name} is ${vm.runtime.state}: only a paused VM can be resumed`);
+      await driver.resume(vm, handles);
+      await faultPoint("resume:after-vmm");
+      vm.runtime.state = "running";
+      this.save(vm);
+      return vm;
+    });
   }
 
   listVMs(): VMRecord[] {
@@ -268,6 +316,7 @@ export class Engine {
       const missing = this.missingProviders(vm);
       if (missing.length) throw new BangerError("E_STATE", `vm ${vm.name}: ${missing.join("; ")}`);
       if (await this.alive(vm)) {
+        refuseIfPaused(vm);
         if (vm.runtime.state !== "running") {
           vm.runtime.state = "running";
           this.save(vm);
@@ -339,6 +388,10 @@ export class Engine {
     const failures: Error[] = [];
     // a pooled connection to a guest that is going away would only hang its next user
     this.d.dropConnection(vm.id);
+    if (vm.runtime.state === "paused" && !opts.force && driver.resume) {
+      // a paused guest cannot act on the power button: let it run so it can shut down cleanly (kill stays the fallback)
+      await driver.resume(vm, handles).catch((e) => this.d.log.warn(`stop ${vm.name}: resume before shutdown failed: ${errorMessage(e)}`));
+    }
     if (vm.runtime.state !== "stopped" && vm.runtime.state !== "created") {
       vm.runtime.state = "stopping";
       this.save(vm);
@@ -404,7 +457,7 @@ export class Engine {
       const r = await this.cache.withLock(vm.id, () => this.finishInterrupted(vm));
       if (r) out.push(r);
     }
-    const vms = all.filter((vm) => ["running", "starting", "stopping", "error"].includes(vm.runtime.state));
+    const vms = all.filter((vm) => ["running", "paused", "starting", "stopping", "error"].includes(vm.runtime.state));
     const results: (ReconcileOutcome | null)[] = new Array(vms.length).fill(null);
     // VMs are independent (each under its own lock): overlap their socket pings and file reads,
     // a few at a time, so re-adopting hundreds after kill -9 takes well under a second; outcomes keep store order
@@ -428,7 +481,7 @@ export class Engine {
     if (this.cache.isLocked(id)) return null;
     return this.cache.withLock(id, async () => {
       const vm = this.d.store.getVM(id);
-      if (!vm || vm.runtime.state !== "running" || (await this.alive(vm))) return null;
+      if (!vm || (vm.runtime.state !== "running" && vm.runtime.state !== "paused") || (await this.alive(vm))) return null;
       return this.reconcileOne(vm, "vm process exited");
     });
   }
@@ -452,6 +505,12 @@ export class Engine {
     return { vm: vm.name, action, source: "none", cleanupErrors: failures.map((e) => e.message) };
   }
 
+  /** Running or paused, as the VMM says; a VMM that cannot tell keeps a recorded pause (nothing but `vm resume` ends one). */
+  private async liveState(vm: VMRecord, driver: VMMDriver): Promise<"running" | "paused"> {
+    const told = driver.runState ? await driver.runState(vm).catch(() => null) : null;
+    return told ?? (vm.runtime.state === "paused" ? "paused" : "running");
+  }
+
   /** Keep or demote one VM; the caller holds its lock. */
   private async reconcileOne(vm: VMRecord, goneReason: string): Promise<ReconcileOutcome | null> {
     const driver = this.d.drivers.get(vm.spec.driver);
@@ -472,8 +531,9 @@ export class Engine {
       this.cache.set(vm.id, found.handles);
       // rewriting an identical handles.json costs an fsync per VM: most of re-adopting many VMs
       if (asRead === null || JSON.stringify(found.handles) !== asRead) await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, found.handles);
-      if (vm.runtime.state !== "running") {
-        vm.runtime.state = "running";
+      const state = await this.liveState(vm, driver);
+      if (vm.runtime.state !== state) {
+        vm.runtime.state = state;
         this.save(vm);
       }
       return { vm: vm.name, action: "kept", source: found.source, cleanupErrors: hookErrors.map((e) => e.message) };
@@ -490,6 +550,11 @@ export class Engine {
     this.save(vm);
     return { vm: vm.name, action: "demoted", source: found.source, cleanupErrors: failures.map((e) => e.message) };
   }
+}
+
+/** exec, ssh, sessions and workspaces need a guest that runs: a paused one would hang them, so they are refused with the way out. */
+export function refuseIfPaused(vm: VMRecord): void {
+  if (vm.runtime.state === "paused") throw new BangerError("E_STATE", `vm ${vm.name} is paused: resume it with \`banger vm resume ${vm.name}\``);
 }
 
 function _atLeast(v: number | undefined, dflt: number, what: string, min = 1): number {

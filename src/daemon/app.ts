@@ -32,7 +32,7 @@ export interface AppDeps {
 /** Public view of a VM: durable record plus liveness. */
 export async function vmView(engine: Engine, vm: VMRecord): Promise<VMView> {
   let alive = await engine.alive(vm);
-  if (!alive && vm.runtime.state === "running" && (await engine.noticeExit(vm.id))) {
+  if (!alive && (vm.runtime.state === "running" || vm.runtime.state === "paused") && (await engine.noticeExit(vm.id))) {
     vm = engine.getVM(vm.id); // it died under us: show it demoted and cleaned up
   }
   const handles = await engine.handlesOf(vm);
@@ -80,6 +80,8 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
     vmStart: async ({ params, ndjson }) => _startOrRestart(engine, "start", params.vm, ndjson),
     vmRestart: async ({ params, ndjson }) => _startOrRestart(engine, "restart", params.vm, ndjson),
     vmStop: async ({ params, body }) => vmView(engine, await engine.stop(params.vm, body)),
+    vmPause: async ({ params }) => vmView(engine, await engine.pause(params.vm)),
+    vmResume: async ({ params }) => vmView(engine, await engine.resume(params.vm)),
     vmExec: async ({ params, body, ndjson }) => {
       if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
       const command = shellJoin(body.argv); // quoting refuses what no shell can carry (NUL) before the stream's 200

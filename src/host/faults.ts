@@ -30,6 +30,8 @@ export const FAULT_POINTS = [
   "stop:after-kill",
   "delete:after-deleting",
   "delete:after-rmrf",
+  "pause:after-vmm",
+  "resume:after-vmm",
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];

@@ -1,6 +1,6 @@
 /** Lifecycle states of a VM. */
-/** "creating": the row claims the name while create runs; a crash leaves it for reconcile to remove. */
-export type VMState = "creating" | "created" | "starting" | "running" | "stopping" | "stopped" | "error" | "deleting";
+/** "creating": the row claims the name while create runs; a crash leaves it for reconcile to remove. "paused": the VMM runs but the guest's vCPUs are stopped (`vm pause`). */
+export type VMState = "creating" | "created" | "starting" | "running" | "paused" | "stopping" | "stopped" | "error" | "deleting";
 
 export const VM_NAME_RULE = "[a-z0-9][a-z0-9-]{0,62}";
 export const VM_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;

@@ -98,6 +98,8 @@ export const routes = defineRoutes({
   vmStart: { method: "POST", path: "/v1/vms/:vm/start", body: {}, ndjson: res<ResultEvent<VMView>>() },
   vmRestart: { method: "POST", path: "/v1/vms/:vm/restart", body: {}, ndjson: res<ResultEvent<VMView>>() },
   vmStop: { method: "POST", path: "/v1/vms/:vm/stop", body: { force: { type: "boolean" }, timeoutMs: { type: "integer" } }, json: res<VMView>() },
+  vmPause: { method: "POST", path: "/v1/vms/:vm/pause", body: {}, json: res<VMView>() },
+  vmResume: { method: "POST", path: "/v1/vms/:vm/resume", body: {}, json: res<VMView>() },
   vmExec: {
     method: "POST",
     path: "/v1/vms/:vm/exec",

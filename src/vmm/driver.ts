@@ -36,6 +36,12 @@ export interface VMMDriver {
   stop(vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void>;
   /** Kill now. */
   kill(vm: VMRecord, handles: VMHandles): Promise<void>;
+  /** Stop the guest's vCPUs, the VMM process staying up (QMP `stop`, Firecracker `PATCH /vm` Paused). Absent: the VMM cannot pause. */
+  pause?(vm: VMRecord, handles: VMHandles): Promise<void>;
+  /** Let a paused guest run on. */
+  resume?(vm: VMRecord, handles: VMHandles): Promise<void>;
+  /** Whether the guest's vCPUs run, as the VMM says; reconcile records it, so a daemon that died between the VMM's answer and the store's write ends up telling the truth. */
+  runState?(vm: VMRecord): Promise<"running" | "paused">;
   /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */
   usable?(): Promise<{ usable: boolean; reason: string }>;
   /** Network modes this VMM can attach, the first being its default. Absent means ["user", "tap"]. */

@@ -70,6 +70,19 @@ function vmProcesses(w: World): number[] {
   return out;
 }
 
+/** What the fake VM itself says: "running" or "paused". */
+async function fakeVmState(vmDir: string): Promise<string> {
+  const { connect } = await import("node:net");
+  return new Promise((resolve) => {
+    const c = connect(join(vmDir, "api.sock"));
+    let got = "";
+    c.on("connect", () => c.write("state\n"));
+    c.on("data", (d) => (got += d.toString()));
+    c.on("close", () => resolve(got.trim().replace(/^state /, "")));
+    c.on("error", () => resolve("unreachable"));
+  });
+}
+
 function walk(dir: string): string[] {
   const out: string[] = [];
   for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -88,10 +101,16 @@ async function checkConsistent(point: string, w: World): Promise<void> {
     throw new Error(`${point}: ${what}`);
   };
   for (const x of list) {
-    if (!["running", "stopped", "created"].includes(x.runtime.state)) leak(`vm ${x.name} left in state ${x.runtime.state}`);
-    if (x.runtime.state === "running" && !x.alive) leak(`vm ${x.name} running but not alive`);
-    if (x.runtime.state !== "running" && x.alive) leak(`vm ${x.name} ${x.runtime.state} but alive`);
-    if (x.runtime.state !== "running" && existsSync(join(x.runtime.vmDir, "handles.json"))) leak(`vm ${x.name} stopped with a handles.json`);
+    const up = x.runtime.state === "running" || x.runtime.state === "paused";
+    if (!["running", "paused", "stopped", "created"].includes(x.runtime.state)) leak(`vm ${x.name} left in state ${x.runtime.state}`);
+    if (up && !x.alive) leak(`vm ${x.name} ${x.runtime.state} but not alive`);
+    if (!up && x.alive) leak(`vm ${x.name} ${x.runtime.state} but alive`);
+    if (!up && existsSync(join(x.runtime.vmDir, "handles.json"))) leak(`vm ${x.name} stopped with a handles.json`);
+    // the record says what the VMM does: a crash between the VMM's answer and the store's write is corrected by reconcile
+    if (up) {
+      const told = await fakeVmState(x.runtime.vmDir);
+      if (told !== x.runtime.state) leak(`vm ${x.name} recorded ${x.runtime.state} but its VMM says ${told}`);
+    }
     if (!existsSync(x.runtime.vmDir)) leak(`vm ${x.name} has no dir`);
     else if (!existsSync(join(x.runtime.vmDir, "system.img"))) leak(`vm ${x.name} is half-created (no system disk)`);
   }
@@ -195,6 +214,33 @@ const scenarios: Record<string, Scenario> = {
     retry() {
       if (vmNamed("f")) vok(["vm", "delete", "f"]);
       expect(vmNamed("f")).toBeUndefined();
+    },
+  },
+  pause: {
+    world: vw,
+    setup() {
+      fresh();
+      create();
+      vok(["vm", "start", "f"]);
+    },
+    op: vmOp(["vm", "pause", "f"]),
+    retry() {
+      vok(["vm", "pause", "f"]);
+      expect(vmNamed("f")).toMatchObject({ alive: true, runtime: { state: "paused" } });
+    },
+  },
+  resume: {
+    world: vw,
+    setup() {
+      fresh();
+      create();
+      vok(["vm", "start", "f"]);
+      vok(["vm", "pause", "f"]);
+    },
+    op: vmOp(["vm", "resume", "f"]),
+    retry() {
+      vok(["vm", "resume", "f"]);
+      expect(vmNamed("f")).toMatchObject({ alive: true, runtime: { state: "running" } });
     },
   },
   session: {

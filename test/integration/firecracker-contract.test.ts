@@ -233,6 +233,34 @@ describe("the driver against the fake firecracker", () => {
     expect(await d.apiAnswers(vm)).toBe(false);
   }, 60_000);
 
+  test("pause/resume: PATCH /vm Paused then Resumed, each a 204 from the spec'd fake; runState reads GET / (InstanceInfo.state)", async () => {
+    const { vm, boot, dir } = world();
+    const d = driver();
+    const launched = await d.launch(vm, boot);
+    const handles: VMHandles = { ...emptyHandles(), pid: launched.pid, pidStartTime: launched.pidStartTime };
+    expect(await d.runState!(vm)).toBe("running");
+    const before = recorded(dir).length;
+    await d.pause!(vm, handles);
+    expect(await d.runState!(vm)).toBe("paused");
+    // a paused VMM still answers its API: the VM stays alive for reconcile
+    expect(await d.apiAnswers(vm)).toBe(true);
+    await d.resume!(vm, handles);
+    expect(await d.runState!(vm)).toBe("running");
+    const calls = recorded(dir).slice(before).filter((c) => c.method !== "GET");
+    expect(calls.map((c) => [c.method, c.path, c.body, c.status])).toEqual([
+      ["PATCH", "/vm", { state: "Paused" }, 204],
+      ["PATCH", "/vm", { state: "Resumed" }, 204],
+    ]);
+    await d.kill(vm, handles);
+  }, 60_000);
+
+  test("the spec refuses a pause state it does not name", () => {
+    const spec = loadSpec();
+    expect(validateRequest(spec, "PATCH", "/vm", JSON.stringify({ state: "Paused" })).ok).toBe(true);
+    expect(validateRequest(spec, "PATCH", "/vm", JSON.stringify({ state: "Running" })).ok).toBe(false);
+    expect(validateRequest(spec, "PATCH", "/vm", JSON.stringify({ state: "Paused", extra: 1 })).ok).toBe(false);
+  });
+
   test("a 400 with fault_message: the user's error carries Firecracker's words; the process is killed and its socket removed", async () => {
     const { vm, boot, dir } = world();
     process.env.FAKE_FC_FAULT = "PUT /drives/rootfs=Unable to lock the block device: Resource temporarily unavailable";

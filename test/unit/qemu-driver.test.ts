@@ -50,6 +50,8 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
   /** How the guest reacts to the power button. */
   let powerdownExits = true;
   let quitExits = true;
+  /** What query-status says: QMP stop sets it, cont clears it. */
+  let paused = false;
   const sockOwner = () => [...procs.values()].find((p) => p.cmdline.includes(QMP_NEEDLE));
 
   const qmp: QmpOps = {
@@ -71,6 +73,13 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
       if (!p) return false;
       if (quitExits) procs.delete(p.pid);
       return true;
+    },
+    async command(sock, command) {
+      rec.qmp.push(`${command} ${sock}`);
+      if (!sockOwner()) throw new Error("QMP connection closed");
+      if (command === "stop") paused = true;
+      if (command === "cont") paused = false;
+      return command === "query-status" ? { status: paused ? "paused" : "running", running: !paused } : {};
     },
   };
 
@@ -319,5 +328,34 @@ describe("qemu driver: double launch", () => {
     expect(err.code).toBe("E_STATE");
     expect(f.rec.spawns).toHaveLength(0);
     expect(f.rec.removed).not.toContain("/v/abc123/api.sock");
+  });
+});
+
+describe("qemu driver: pause and resume", () => {
+  test("pause is QMP stop, resume is cont, runState reads query-status; the process is never signalled", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const h = handlesFor(r.pid, r.pidStartTime);
+    expect(await d.runState!(sampleVM())).toBe("running");
+    await d.pause!(sampleVM(), h);
+    expect(await d.runState!(sampleVM())).toBe("paused");
+    expect(await d.apiAnswers(sampleVM())).toBe(true);
+    await d.resume!(sampleVM(), h);
+    expect(await d.runState!(sampleVM())).toBe("running");
+    expect(f.rec.qmp.filter((q) => !q.startsWith("ping"))).toEqual([
+      "query-status /v/abc123/api.sock",
+      "stop /v/abc123/api.sock",
+      "query-status /v/abc123/api.sock",
+      "cont /v/abc123/api.sock",
+      "query-status /v/abc123/api.sock",
+    ]);
+    expect(f.rec.kills).toEqual([]);
+  });
+
+  test("pause of a VM whose qemu is gone fails instead of pretending", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    await expect(d.pause!(sampleVM(), emptyHandles())).rejects.toThrow();
   });
 });
