@@ -10,12 +10,12 @@ export type { HookMap, HookName, HookHandler, HookOptions } from "./core/hooks.t
 export type { StorageProvider, NetProvider, ProviderHooks, VMHookName } from "./core/providers.ts";
 /** One multi-step request as hooks see it: `op.defer(label, undo)` right after acquiring something. */
 export type { Operation, Undo, ProgressSink } from "./core/operation.ts";
-export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession } from "./shared/model.ts";
-export type { VMMDriver, BootConfig, LaunchResult } from "./vmm/driver.ts";
+export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession, SnapshotRecord } from "./shared/model.ts";
+export type { VMMDriver, BootConfig, LaunchOptions, LaunchResult } from "./vmm/driver.ts";
 export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, Clock, FS, GuestSSH, SSHTarget, SSHDialer } from "./host/types.ts";
 export type { LeaseStore, Lease } from "./shared/leases.ts";
 export { BangerError } from "./shared/errors.ts";
-export { renderScript } from "./shared/quote.ts";
+export { renderScript, shellQuote } from "./shared/quote.ts";
 /** Where a VM keeps its files (disks, keys, sockets, logs), derived from VMRuntime.vmDir. */
 export { vmPaths } from "./shared/paths.ts";
 /** Name a temp file next to its target the way the daemon's startup sweep recognises (and removes after a crash). */

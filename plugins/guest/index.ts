@@ -1,6 +1,7 @@
 import { join } from "node:path";
-import { BangerError, configFrom, definePlugin, environ, vmPaths } from "../../src/plugin-api.ts";
-import type { Env, FS, Host, VMRecord } from "../../src/plugin-api.ts";
+import { BangerError, configFrom, definePlugin, environ, renderScript, vmPaths } from "../../src/plugin-api.ts";
+import type { Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts";
+import SET_CLOCK_SH from "./scripts/set-clock.sh" with { type: "text" };
 import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */
@@ -24,6 +25,13 @@ async function tail(fs: FS, path: string, lines = 25): Promise<string> {
   }
 }
 
+/** Set a restored guest's clock to the host's (its own stood still while it was saved). */
+export async function setGuestClock(host: Host, conn: GuestSSH): Promise<void> {
+  const ms = host.clock.now().getTime();
+  const r = await conn.runScript(renderScript(SET_CLOCK_SH, { HOST_EPOCH: `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}` }));
+  if (r.exitCode !== 0) throw new BangerError("E_STATE", `setting the restored guest's clock failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").at(-1) ?? ""}`);
+}
+
 /** "ready", the guest's own failure line, or null while still booting. */
 async function bootState(fs: FS, path: string): Promise<"ready" | string | null> {
   const text = (await fs.readText(path)) ?? "";
@@ -37,7 +45,7 @@ async function bootState(fs: FS, path: string): Promise<"ready" | string | null>
  * slirp's port forward before sshd listens costs seconds of SYN backoff),
  * then a real SSH handshake with the pinned host key.
  */
-export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal }): Promise<void> {
+export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean }): Promise<void> {
   const now = () => host.clock.now().getTime();
   const started = now();
   const deadline = started + opts.timeoutMs;
@@ -46,7 +54,8 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
   const hostKey = await host.fs.readText(keys.hostPubKey);
   if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys`);
   let lastReport = 0;
-  let marker = false;
+  // a restored guest booted long ago: its console says nothing now (and QEMU emptied the log file), SSH is what tells
+  let marker = !!opts.restored;
   while (now() < deadline) {
     if (opts.signal.aborted) throw new BangerError("E_STATE", "boot wait cancelled");
     if (!(await host.procs.info(pid))) {
@@ -71,7 +80,11 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
     }
     try {
       const conn = await host.ssh.dial({ host: vm.runtime.sshHost, port: vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim(), readyTimeoutMs: 10_000 });
-      conn.close();
+      try {
+        if (opts.restored) await setGuestClock(host, conn);
+      } finally {
+        conn.close();
+      }
       return;
     } catch (e) {
       if (/host key/i.test(String(e))) throw e; // a pinned-key mismatch never heals by retrying
@@ -114,14 +127,14 @@ export default definePlugin({
       });
       boot.initrdPaths = [out];
     });
-    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal }) => {
+    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, restored }) => {
       if (!vm.runtime.sshPort) return;
       if (!ctx.store.getImage(vm.spec.image)?.initrdPath) {
         // an imported kernel+rootfs without banger's initramfs gets no keys: nothing to wait for
         ctx.log.info(`${vm.name}: image ${vm.spec.image} has no banger initramfs; not waiting for SSH`);
         return;
       }
-      await waitForGuest(ctx.host, vm, handles.pid, { timeoutMs: bootTimeoutMs(), progress, signal });
+      await waitForGuest(ctx.host, vm, handles.pid, { timeoutMs: bootTimeoutMs(), progress, signal, restored });
     });
   },
 });

@@ -143,12 +143,31 @@ function pauseOrResume(action: "pause" | "resume") {
   });
 }
 
-const del = defineCommand({
-  meta: { name: "delete", description: "Stop a VM and remove it with its disks, keys and logs" },
-  args: { ...nameArg, force: { type: "boolean", description: "Kill without waiting for the guest" }, ...jsonArg },
+const snapshot = defineCommand({
+  meta: { name: "snapshot", description: "Checkpoint a VM (memory, device state and disks when it runs; disks when stopped) as VM@SNAP; it runs on" },
+  // the positional is the VM, --name the snapshot's
+  args: { vm: { type: "positional", description: "VM name", required: true }, name: { type: "string", description: "Snapshot name (default: a UTC timestamp)" }, ...jsonArg },
   async run({ args }) {
-    const r = await (await daemon()).call("vmDelete", { params: { vm: args.name }, query: { force: !!args.force } });
-    out(r, !!args.json, () => `deleted ${r.deleted}`);
+    const { data: s } = await streamCall("snapshotCreate", { params: { vm: args.vm }, body: { name: args.name } }, { json: !!args.json });
+    out(s, !!args.json, () => `snapshot ${s.vmName}@${s.name} (${s.memory ? `memory and disks; ${s.vmName} was frozen ${s.freezeMs} ms` : "disks"})`);
+  },
+});
+
+const rollback = defineCommand({
+  meta: { name: "rollback", description: "Put a VM back to one of its snapshots: banger vm rollback VM SNAP (what it did since is discarded)" },
+  args: { ...nameArg, snapshot: { type: "positional", description: "SNAP or VM@SNAP", required: true }, ...jsonArg },
+  async run({ args }) {
+    const { data: vm } = await streamCall("snapshotRollback", { params: { vm: args.name }, body: { snapshot: args.snapshot } }, { json: !!args.json });
+    out(vm, !!args.json, () => `${vm.name} is back at ${args.snapshot} (${vm.runtime.state})`);
+  },
+});
+
+const del = defineCommand({
+  meta: { name: "delete", description: "Stop a VM and remove it with its disks, keys and logs (its snapshots stay unless --with-snapshots)" },
+  args: { ...nameArg, force: { type: "boolean", description: "Kill without waiting for the guest" }, "with-snapshots": { type: "boolean", description: "Remove the VM's snapshots too" }, ...jsonArg },
+  async run({ args }) {
+    const r = await (await daemon()).call("vmDelete", { params: { vm: args.name }, query: { force: !!args.force, withSnapshots: !!args["with-snapshots"] } });
+    out(r, !!args.json, () => `deleted ${r.deleted}${r.snapshots?.length ? ` and ${r.snapshots.length} snapshot(s)` : ""}`);
   },
 });
 
@@ -227,5 +246,5 @@ const logs = defineCommand({
 
 export default defineCommand({
   meta: { name: "vm", description: "Create, run and manage VMs" },
-  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), pause: pauseOrResume("pause"), resume: pauseOrResume("resume"), delete: del, run, exec, ssh, logs },
+  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), pause: pauseOrResume("pause"), resume: pauseOrResume("resume"), snapshot, rollback, delete: del, run, exec, ssh, logs },
 });

@@ -102,6 +102,10 @@ export class Engine {
   get hooks(): HookEngine {
     return this.d.hooks;
   }
+  /** What the engine was built with, for the services that work beside it (snapshots). */
+  get deps(): Readonly<Required<Omit<EngineDeps, "defaultDriver">>> {
+    return this.d;
+  }
 
   driverFor(vm: VMRecord): VMMDriver {
     const driver = this.d.drivers.get(vm.spec.driver);
@@ -310,8 +314,13 @@ export class Engine {
 
   async start(idOrName: string, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
     const first = this.getVM(idOrName);
-    return this.cache.withLock(first.id, async () => {
-      const vm = this.getVM(first.id);
+    return this.cache.withLock(first.id, () => this.startHeld(first.id, progress, signal));
+  }
+
+  /** What start does, for a caller that holds the VM's lock (rollback); `restoreFrom` starts from saved state instead of booting. */
+  async startHeld(id: string, progress: ProgressSink, signal: AbortSignal, opts: { restoreFrom?: string } = {}): Promise<VMRecord> {
+    {
+      const vm = this.getVM(id);
       const driver = this.driverFor(vm);
       const missing = this.missingProviders(vm);
       if (missing.length) throw new BangerError("E_STATE", `vm ${vm.name}: ${missing.join("; ")}`);
@@ -349,8 +358,8 @@ export class Engine {
             this.cache.delete(vm.id);
             await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
           });
-          op.progress(`launching ${driver.name}`);
-          const launched = await driver.launch(vm, boot);
+          op.progress(opts.restoreFrom ? `restoring ${driver.name} state` : `launching ${driver.name}`);
+          const launched = await driver.launch(vm, boot, opts.restoreFrom ? { restoreFrom: opts.restoreFrom } : undefined);
           handles.pid = launched.pid;
           handles.pidStartTime = launched.pidStartTime;
           op.defer("vm process", () => driver.kill(vm, handles));
@@ -358,7 +367,7 @@ export class Engine {
           await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
           this.cache.set(vm.id, handles);
           await faultPoint("start:after-handles");
-          await this.d.hooks.run("vm:start:after", { vm, handles, progress: op.progress, signal: op.signal, op });
+          await this.d.hooks.run("vm:start:after", { vm, handles, progress: op.progress, signal: op.signal, op, restored: !!opts.restoreFrom });
           // Plugins may have added handles after launch; persist the final set.
           this.cache.set(vm.id, handles);
           await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
@@ -373,12 +382,17 @@ export class Engine {
         this.save(vm);
         throw e;
       }
-    });
+    }
   }
 
   async stop(idOrName: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VMRecord> {
     const first = this.getVM(idOrName);
     return this.cache.withLock(first.id, () => this.stopLocked(first.id, opts));
+  }
+
+  /** What stop does, for a caller that holds the VM's lock (rollback). */
+  stopHeld(id: string, opts: { force?: boolean; timeoutMs?: number }): Promise<VMRecord> {
+    return this.stopLocked(id, opts);
   }
 
   private async stopLocked(id: string, opts: { force?: boolean; timeoutMs?: number }): Promise<VMRecord> {

@@ -1,5 +1,6 @@
 import { BangerError } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
+import { Snapshots } from "../core/snapshots.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { VMView } from "../shared/api.ts";
@@ -40,7 +41,7 @@ export async function vmView(engine: Engine, vm: VMRecord): Promise<VMView> {
 }
 
 /** The routes served here; images, sessions and workspaces bring their own handlers. */
-type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace">>;
+type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace"> | keyof HandlersFor<"snapshot">>;
 
 type _DaemonRoutes = Pick<AppRoutes, "health" | "shutdown" | "pluginList">;
 
@@ -75,6 +76,8 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
     vmDelete: async ({ params, query }) => {
       const force = query.force;
       const deleted = await engine.delete(params.vm, { force });
+      // snapshots outlive their VM unless asked: they are independent of it
+      if (query.withSnapshots) return { deleted: deleted.name, id: deleted.id, snapshots: await new Snapshots(engine).removeAllOf(deleted.id) };
       return { deleted: deleted.name, id: deleted.id };
     },
     vmStart: async ({ params, ndjson }) => _startOrRestart(engine, "start", params.vm, ndjson),

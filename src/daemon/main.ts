@@ -24,7 +24,9 @@ import { createDaemonLogger } from "./log.ts";
 import { vmSSHPool } from "./ssh-pool.ts";
 import { createSessionRoutes } from "./sessions.ts";
 import { sweepHome } from "./sweep.ts";
+import { Snapshots } from "../core/snapshots.ts";
 import { createWorkspaceRoutes } from "./workspace-routes.ts";
+import { createSnapshotRoutes } from "./snapshot-routes.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
 
@@ -78,8 +80,9 @@ async function _loadPlugins(d: { paths: DaemonPaths; host: Host; hooks: HookEngi
 async function _reconcileAndSweep(engine: Engine, store: Store, host: Host, paths: DaemonPaths, log: Logger): Promise<ReconcileOutcome[]> {
   const reconcile = await engine.reconcile();
   for (const r of reconcile) log.info(`reconcile ${r.vm}: ${r.action} (handles from ${r.source})${r.cleanupErrors.length ? `; ${r.cleanupErrors.join("; ")}` : ""}`);
+  for (const line of await new Snapshots(engine).reconcile()) log.info(`reconcile snapshot ${line}`);
   // after reconcile (half-made rows are gone by now) and before listening: nothing of ours is at work yet
-  await sweepHome({ paths, fs: host.fs, procs: host.procs, clock: host.clock, log, vms: store.listVMs(), images: store.listImages() });
+  await sweepHome({ paths, fs: host.fs, procs: host.procs, clock: host.clock, log, vms: store.listVMs(), images: store.listImages(), snapshots: store.snapshots.list() });
   return reconcile;
 }
 
@@ -157,6 +160,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
   const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: config.guestStateRoot || undefined });
   const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });
+  const snapshots = createSnapshotRoutes(engine);
 
   let server: _Server | undefined;
   const shutdown = _shutdownOnce({ server: () => server!, ssh, store, fs, paths, release, log });
@@ -170,7 +174,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     startedAt: new Date().toISOString(),
     reconcile,
-    routes: { ...sessions.handlers, ...workspaces.handlers },
+    routes: { ...sessions.handlers, ...workspaces.handlers, ...snapshots.handlers },
     shutdown,
   });
   server = await _serve(app, paths, fs);

@@ -32,6 +32,12 @@ export const FAULT_POINTS = [
   "delete:after-rmrf",
   "pause:after-vmm",
   "resume:after-vmm",
+  "snapshot:after-row",
+  "snapshot:after-state",
+  "snapshot:before-commit",
+  "rollback:after-stop",
+  "rollback:after-disks",
+  "snapshot-rm:after-mark",
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];

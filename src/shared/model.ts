@@ -112,3 +112,33 @@ export interface GuestSession {
   createdAt: string;
   updatedAt: string;
 }
+
+/** `creating`: files are being written (a crash leaves it for reconcile to remove with its files); `deleting`: `snapshot rm` began. */
+export type SnapshotState = "creating" | "ready" | "deleting";
+
+/**
+ * A checkpoint of a VM, named `VM@SNAP`: its disks and, when the VM ran,
+ * its memory and device state, under `$BANGER_HOME/snapshots/<id>/`. Never
+ * changed after it is made, and independent of the VM (it outlives it).
+ */
+export interface SnapshotRecord {
+  id: string;
+  name: string;
+  vmId: string;
+  /** The VM's name when the snapshot was made (the `VM` of `VM@SNAP`). */
+  vmName: string;
+  state: SnapshotState;
+  dir: string;
+  /** Memory and device state were saved (the VM ran); false: disks only (it was stopped). */
+  memory: boolean;
+  /** The VM's spec at that instant: a restore needs the same machine shape. */
+  spec: VMSpec;
+  /** The disk files in `dir`, by the name the storage provider gave them. */
+  disks: string[];
+  sizeBytes: number;
+  /** How long the VM's vCPUs stood still for it (0 for a stopped VM). */
+  freezeMs: number;
+  /** The snapshot paused a running VM for its save: a crash before the resume leaves reconcile to resume it. */
+  thawVm?: boolean;
+  createdAt: string;
+}

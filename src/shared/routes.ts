@@ -5,7 +5,7 @@
 // it and types the answers. Plain data and types: it is on every command's
 // hot path, so it imports nothing but types.
 import type { FetchResult, Health, LoadedPlugin, SshInfo, VMView, Workspace } from "./api.ts";
-import type { GuestSession, ImageRecord } from "./model.ts";
+import type { GuestSession, ImageRecord, SnapshotRecord } from "./model.ts";
 
 /** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
 export const MAX_JSON_BODY_BYTES = 1 << 20;
@@ -94,7 +94,7 @@ export const routes = defineRoutes({
     ndjson: res<ResultEvent<VMView>>(),
   },
   vmShow: { method: "GET", path: "/v1/vms/:vm", json: res<VMView>() },
-  vmDelete: { method: "DELETE", path: "/v1/vms/:vm", query: { force: "flag" }, json: res<{ deleted: string; id: string }>() },
+  vmDelete: { method: "DELETE", path: "/v1/vms/:vm", query: { force: "flag", withSnapshots: "flag" }, json: res<{ deleted: string; id: string; snapshots?: string[] }>() },
   vmStart: { method: "POST", path: "/v1/vms/:vm/start", body: {}, ndjson: res<ResultEvent<VMView>>() },
   vmRestart: { method: "POST", path: "/v1/vms/:vm/restart", body: {}, ndjson: res<ResultEvent<VMView>>() },
   vmStop: { method: "POST", path: "/v1/vms/:vm/stop", body: { force: { type: "boolean" }, timeoutMs: { type: "integer" } }, json: res<VMView>() },
@@ -109,6 +109,13 @@ export const routes = defineRoutes({
   },
   vmSshInfo: { method: "GET", path: "/v1/vms/:vm/ssh-info", json: res<SshInfo>() },
   vmLogs: { method: "GET", path: "/v1/vms/:vm/logs", query: { follow: "flag", offset: "offset" }, ndjson: res<ResultEvent<{ offset: number }>>() },
+
+  snapshotCreate: { method: "POST", path: "/v1/vms/:vm/snapshots", body: { name: { type: "string" } }, ndjson: res<ResultEvent<SnapshotRecord>>() },
+  snapshotRollback: { method: "POST", path: "/v1/vms/:vm/rollback", body: { snapshot: { type: "string", required: true } }, ndjson: res<ResultEvent<VMView>>() },
+  snapshotList: { method: "GET", path: "/v1/snapshots", query: { vm: "string" }, json: res<{ snapshots: SnapshotRecord[] }>() },
+  /** `:snap` is VM@SNAP. */
+  snapshotShow: { method: "GET", path: "/v1/snapshots/:snap", json: res<SnapshotRecord>() },
+  snapshotRemove: { method: "DELETE", path: "/v1/snapshots/:snap", json: res<{ deleted: string }>() },
 
   imageList: { method: "GET", path: "/v1/images", json: res<{ images: ImageRecord[] }>() },
   imageBuild: {

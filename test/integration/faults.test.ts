@@ -130,6 +130,11 @@ async function checkConsistent(point: string, w: World): Promise<void> {
   }
   const runningTaps = new Set(list.filter((x) => x.alive).map((x) => `tap-${x.runtime.vmDir.split("/").pop()!.slice(0, 8)}`));
   for (const [tap, ev] of lastEvent) if (ev === "alloc" && !runningTaps.has(tap)) leak(`tap ${tap} made at start and never torn down`);
+  // a snapshot is whole (row and dir) or gone (neither)
+  const snapRows = new Set(ok(["snapshot", "list", "--json"], undefined, w).json<{ dir: string }[]>().map((s) => s.dir));
+  for (const d of snapRows) if (!existsSync(join(d, "snapshot.json"))) leak(`snapshot row without its files: ${d}`);
+  const snapsDir = join(w.home, "snapshots");
+  for (const d of existsSync(snapsDir) ? readdirSync(snapsDir) : []) if (!snapRows.has(join(snapsDir, d))) leak(`snapshot dir without a ready row: ${d}`);
   const known = new Set(list.map((x) => x.runtime.vmDir));
   const vmsDir = join(w.home, "vms");
   for (const d of existsSync(vmsDir) ? readdirSync(vmsDir) : []) if (!known.has(join(vmsDir, d))) leak(`vm dir without a row: ${d}`);
@@ -161,8 +166,10 @@ interface Scenario {
 }
 
 const fresh = () => {
-  if (vmNamed("f")) vok(["vm", "delete", "f", "--force"]);
+  if (vmNamed("f")) vok(["vm", "delete", "f", "--force", "--with-snapshots"]);
 };
+const snaps = () => vok(["snapshot", "list", "--json"]).json<{ vmName: string; name: string; dir: string }[]>();
+const snapNamed = (ref: string) => snaps().find((x) => `${x.vmName}@${x.name}` === ref);
 const create = () => vok(["vm", "create", "f", "--image", "tiny", "--driver", "fake"]);
 const runOp = (args: string[], input?: string, w: World = gw) => (extraEnv: Record<string, string>) => w.run(args, input, extraEnv);
 const vmOp = (args: string[]) => runOp(args, undefined, vw);
@@ -241,6 +248,52 @@ const scenarios: Record<string, Scenario> = {
     retry() {
       vok(["vm", "resume", "f"]);
       expect(vmNamed("f")).toMatchObject({ alive: true, runtime: { state: "running" } });
+    },
+  },
+  snapshot: {
+    world: vw,
+    setup() {
+      fresh();
+      create();
+      vok(["vm", "start", "f"]);
+    },
+    op: vmOp(["vm", "snapshot", "f", "--name", "s"]),
+    retry() {
+      // all of it or none of it; and the VM it paused for the save runs on either way
+      expect(vmNamed("f")).toMatchObject({ alive: true, runtime: { state: "running" } });
+      if (!snapNamed("f@s")) vok(["vm", "snapshot", "f", "--name", "s"]);
+      expect(readFileSync(join(snapNamed("f@s")!.dir, "state.mig"), "utf8")).toBe("state of f");
+      expect(existsSync(join(snapNamed("f@s")!.dir, "system.img"))).toBe(true);
+      expect(vmNamed("f")).toMatchObject({ alive: true, runtime: { state: "running" } });
+    },
+  },
+  rollback: {
+    world: vw,
+    setup() {
+      fresh();
+      create();
+      vok(["vm", "start", "f"]);
+      vok(["vm", "snapshot", "f", "--name", "r"]);
+    },
+    op: vmOp(["vm", "rollback", "f", "r"]),
+    retry() {
+      vok(["vm", "rollback", "f", "r"]);
+      expect(vmNamed("f")).toMatchObject({ alive: true, runtime: { state: "running" } });
+      expect(readFileSync(join(vmNamed("f")!.runtime.vmDir, "restored.log"), "utf8")).toContain("state of f");
+    },
+  },
+  "snapshot-rm": {
+    world: vw,
+    setup() {
+      fresh();
+      create();
+      vok(["vm", "snapshot", "f", "--name", "d"]);
+    },
+    op: vmOp(["snapshot", "rm", "f@d"]),
+    retry() {
+      const s = snapNamed("f@d");
+      if (s) vok(["snapshot", "rm", "f@d"]);
+      expect(snapNamed("f@d")).toBeUndefined();
     },
   },
   session: {

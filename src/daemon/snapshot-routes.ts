@@ -1,0 +1,31 @@
+import type { Engine } from "../core/engine.ts";
+import { BangerError } from "../shared/errors.ts";
+import { Snapshots, validateSnapshotName } from "../core/snapshots.ts";
+import { vmView } from "./app.ts";
+import type { HandlersFor } from "./router.ts";
+
+/** Snapshot routes: make one of a VM, roll a VM back to one, list, show and remove them. */
+export function createSnapshotRoutes(engine: Engine) {
+  const snapshots = new Snapshots(engine);
+  const handlers: HandlersFor<"snapshot"> = {
+    snapshotCreate: async ({ params, body, ndjson }) => {
+      // refused with a 4xx before the stream's 200: a missing VM, a bad or taken name
+      const vm = engine.getVM(params.vm);
+      if (body.name !== undefined) validateSnapshotName(body.name);
+      if (body.name !== undefined && engine.store.snapshots.find(vm.name, body.name)) throw new BangerError("E_NAME_TAKEN", `snapshot already exists: ${vm.name}@${body.name}`);
+      return ndjson(async (emit) => ({ type: "result", data: await snapshots.create(vm.id, body, emit.progress) }));
+    },
+    snapshotRollback: async ({ params, body, ndjson }) => {
+      const vm = engine.getVM(params.vm);
+      snapshots.get(body.snapshot, vm.name);
+      return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await snapshots.rollback(vm.id, body.snapshot, emit.progress, emit.signal)) }));
+    },
+    snapshotList: async ({ query }) => ({ snapshots: snapshots.list(query.vm) }),
+    snapshotShow: async ({ params }) => snapshots.get(params.snap),
+    snapshotRemove: async ({ params }) => {
+      const s = await snapshots.remove(params.snap);
+      return { deleted: `${s.vmName}@${s.name}` };
+    },
+  };
+  return { handlers };
+}
