@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { BangerError, configFrom, definePlugin, environ, renderScript, vmPaths } from "../../src/plugin-api.ts";
+import { BangerError, configFrom, definePlugin, environ, renderScript, shellQuote, vmPaths } from "../../src/plugin-api.ts";
 import type { Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts";
 import SET_CLOCK_SH from "./scripts/set-clock.sh" with { type: "text" };
 import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
@@ -25,11 +25,43 @@ async function tail(fs: FS, path: string, lines = 25): Promise<string> {
   }
 }
 
-/** Set a restored guest's clock to the host's (its own stood still while it was saved). */
-export async function setGuestClock(host: Host, conn: GuestSSH): Promise<void> {
-  const ms = host.clock.now().getTime();
-  const r = await conn.runScript(renderScript(SET_CLOCK_SH, { HOST_EPOCH: `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}` }));
-  if (r.exitCode !== 0) throw new BangerError("E_STATE", `setting the restored guest's clock failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").at(-1) ?? ""}`);
+/**
+ * Set a restored guest's clock to the host's (its own stood still while it
+ * was saved). The guest reads its clock between our send and our receipt,
+ * so the error left is the asymmetry of one short round trip, not the
+ * latency of an SSH exec (~0.2–0.4 s under TCG).
+ */
+export async function setGuestClock(host: Host, conn: GuestSSH): Promise<{ offsetMs: number; roundTripMs: number }> {
+  const result = { offsetMs: 0, roundTripMs: 0 };
+  const ms = () => host.clock.now().getTime();
+  let out = "";
+  let gotLine: (line: string) => void = () => {};
+  const line = new Promise<string>((resolve) => (gotLine = resolve));
+  let sentAt = 0;
+  const stdin = (async function* () {
+    sentAt = ms();
+    yield new TextEncoder().encode("t\n");
+    const said = (await line).trim();
+    const hostUs = Math.round(((sentAt + ms()) / 2) * 1000);
+    // nothing (the guest side ended) or not a time: send nothing, the exit code says what happened
+    if (!/^\d+\.\d+$/.test(said)) return;
+    const guestUs = Math.round(Number(said) * 1e6);
+    result.offsetMs = (hostUs - guestUs) / 1000;
+    result.roundTripMs = ms() - sentAt;
+    yield new TextEncoder().encode(`${hostUs - guestUs}\n`);
+  })();
+  const err: Uint8Array[] = [];
+  const code = await conn.exec(`bash -c ${shellQuote(renderScript(SET_CLOCK_SH, {}))}`, {
+    stdin,
+    onStdout: (c) => {
+      out += new TextDecoder().decode(c);
+      if (out.includes("\n")) gotLine(out.slice(0, out.indexOf("\n")));
+    },
+    onStderr: (c) => void err.push(c),
+  });
+  gotLine(""); // the guest side ended without a line: let the stdin generator finish
+  if (code !== 0) throw new BangerError("E_STATE", `setting the restored guest's clock failed (exit ${code}): ${Buffer.concat(err).toString().trim().split("\n").at(-1) ?? ""}`);
+  return result;
 }
 
 /** "ready", the guest's own failure line, or null while still booting. */
@@ -45,7 +77,7 @@ async function bootState(fs: FS, path: string): Promise<"ready" | string | null>
  * slirp's port forward before sshd listens costs seconds of SYN backoff),
  * then a real SSH handshake with the pinned host key.
  */
-export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean }): Promise<void> {
+export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void }): Promise<void> {
   const now = () => host.clock.now().getTime();
   const started = now();
   const deadline = started + opts.timeoutMs;
@@ -81,7 +113,11 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
     try {
       const conn = await host.ssh.dial({ host: vm.runtime.sshHost, port: vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim(), readyTimeoutMs: 10_000 });
       try {
-        if (opts.restored) await setGuestClock(host, conn);
+        if (opts.restored) {
+          const c = await setGuestClock(host, conn);
+          // the error left is at most half the round trip
+          opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
+        }
       } finally {
         conn.close();
       }
@@ -134,7 +170,7 @@ export default definePlugin({
         ctx.log.info(`${vm.name}: image ${vm.spec.image} has no banger initramfs; not waiting for SSH`);
         return;
       }
-      await waitForGuest(ctx.host, vm, handles.pid, { timeoutMs: bootTimeoutMs(), progress, signal, restored });
+      await waitForGuest(ctx.host, vm, handles.pid, { timeoutMs: bootTimeoutMs(), progress, signal, restored, log: (m) => ctx.log.info(m) });
     });
   },
 });

@@ -10,6 +10,7 @@ import { chooseVmm } from "../vmm/choose.ts";
 import type { BootConfig, VMMDriver } from "../vmm/driver.ts";
 import { BangerError, errorMessage, undoFailuresOf, withUndoNote } from "../shared/errors.ts";
 import { faultPoint } from "../host/faults.ts";
+import { sameProcess } from "../host/procs.ts";
 import type { HookEngine, HookMap } from "./hooks.ts";
 import { runOperation, type ProgressSink } from "./operation.ts";
 import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord } from "../shared/model.ts";
@@ -151,7 +152,8 @@ export class Engine {
       const driver = this.driverFor(vm);
       if (!driver.pause || !driver.resume) throw new BangerError("E_STATE", `vm ${vm.name}: the ${driver.name} driver cannot pause a VM`);
       const handles = await this.handlesOf(vm);
-      if (!handles || !(await vmAlive(vm, handles, driver, this.d.host.procs))) {
+      // the process check only: the VMM answering the command is the API check (one round trip, not two)
+      if (!handles || handles.pid <= 0 || !(await sameProcess(this.d.host.procs, handles.pid, handles.pidStartTime))) {
         throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
       }
       if (vm.runtime.state === "paused") return vm;
@@ -172,7 +174,7 @@ export class Engine {
       const driver = this.driverFor(vm);
       if (!driver.pause || !driver.resume) throw new BangerError("E_STATE", `vm ${vm.name}: the ${driver.name} driver cannot pause or resume a VM`);
       const handles = await this.handlesOf(vm);
-      if (!handles || !(await vmAlive(vm, handles, driver, this.d.host.procs))) {
+      if (!handles || handles.pid <= 0 || !(await sameProcess(this.d.host.procs, handles.pid, handles.pidStartTime))) {
         throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
       }
       if (vm.runtime.state === "running") return vm;
