@@ -27,41 +27,73 @@ async function tail(fs: FS, path: string, lines = 25): Promise<string> {
 
 /**
  * Set a restored guest's clock to the host's (its own stood still while it
- * was saved). The guest reads its clock between our send and our receipt,
- * so the error left is the asymmetry of one short round trip, not the
- * latency of an SSH exec (~0.2–0.4 s under TCG).
+ * was saved). Once the guest's bash is up, three pings, each answered with
+ * the guest's clock from a builtin; the quickest round trip gives the
+ * offset, so the error left is at most half of it (a few ms when the guest
+ * gets CPU), not an SSH exec's latency (0.2–2 s under loaded TCG).
  */
 export async function setGuestClock(host: Host, conn: GuestSSH): Promise<{ offsetMs: number; roundTripMs: number }> {
-  const result = { offsetMs: 0, roundTripMs: 0 };
   const ms = () => host.clock.now().getTime();
-  let out = "";
-  let gotLine: (line: string) => void = () => {};
-  const line = new Promise<string>((resolve) => (gotLine = resolve));
-  let sentAt = 0;
+  const lines = _lineQueue();
+  const result = { offsetMs: 0, roundTripMs: 0 };
+  const enc = (t: string) => new TextEncoder().encode(t);
   const stdin = (async function* () {
-    sentAt = ms();
-    yield new TextEncoder().encode("t\n");
-    const said = (await line).trim();
-    const hostUs = Math.round(((sentAt + ms()) / 2) * 1000);
-    // nothing (the guest side ended) or not a time: send nothing, the exit code says what happened
-    if (!/^\d+\.\d+$/.test(said)) return;
-    const guestUs = Math.round(Number(said) * 1e6);
-    result.offsetMs = (hostUs - guestUs) / 1000;
-    result.roundTripMs = ms() - sentAt;
-    yield new TextEncoder().encode(`${hostUs - guestUs}\n`);
+    if ((await lines.next()) !== "ready") return;
+    let best: { rtt: number; offsetUs: number } | null = null;
+    for (let i = 0; i < 3; i++) {
+      const sentAt = ms();
+      yield enc("t\n");
+      const said = await lines.next();
+      const back = ms();
+      // nothing (the guest side ended) or not a time: send nothing more, the exit code says what happened
+      if (!/^\d+\.\d+$/.test(said)) return;
+      const offsetUs = Math.round(((sentAt + back) / 2) * 1000) - Math.round(Number(said) * 1e6);
+      if (!best || back - sentAt < best.rtt) best = { rtt: back - sentAt, offsetUs };
+    }
+    result.offsetMs = best!.offsetUs / 1000;
+    result.roundTripMs = best!.rtt;
+    yield enc(`${best!.offsetUs}\n`);
   })();
   const err: Uint8Array[] = [];
-  const code = await conn.exec(`bash -c ${shellQuote(renderScript(SET_CLOCK_SH, {}))}`, {
-    stdin,
-    onStdout: (c) => {
-      out += new TextDecoder().decode(c);
-      if (out.includes("\n")) gotLine(out.slice(0, out.indexOf("\n")));
-    },
-    onStderr: (c) => void err.push(c),
-  });
-  gotLine(""); // the guest side ended without a line: let the stdin generator finish
+  const code = await conn.exec(`bash -c ${shellQuote(renderScript(SET_CLOCK_SH, {}))}`, { stdin, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
+  lines.end(); // the guest side ended: let a waiting stdin generator finish
   if (code !== 0) throw new BangerError("E_STATE", `setting the restored guest's clock failed (exit ${code}): ${Buffer.concat(err).toString().trim().split("\n").at(-1) ?? ""}`);
   return result;
+}
+
+/** Lines of a byte stream, handed out one by one as they arrive ("" once it ended). */
+function _lineQueue() {
+  let buf = "";
+  let ended = false;
+  const ready: string[] = [];
+  let waiter: ((l: string) => void) | null = null;
+  const deliver = () => {
+    while (waiter && (ready.length || ended)) {
+      const w = waiter;
+      waiter = null;
+      w(ready.shift() ?? "");
+    }
+  };
+  return {
+    feed: (c: Uint8Array) => {
+      buf += new TextDecoder().decode(c);
+      let i: number;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        ready.push(buf.slice(0, i).trim());
+        buf = buf.slice(i + 1);
+      }
+      deliver();
+    },
+    end: () => {
+      ended = true;
+      deliver();
+    },
+    next: () =>
+      new Promise<string>((resolve) => {
+        waiter = resolve;
+        deliver();
+      }),
+  };
 }
 
 /** "ready", the guest's own failure line, or null while still booting. */
