@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { BangerError, configFrom, definePlugin, environ, renderScript, shellQuote, vmPaths } from "../../src/plugin-api.ts";
 import type { Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts";
 import SET_CLOCK_SH from "./scripts/set-clock.sh" with { type: "text" };
+import CLONE_IDENTITY_SH from "./scripts/clone-identity.sh" with { type: "text" };
 import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */
@@ -23,6 +24,19 @@ async function tail(fs: FS, path: string, lines = 25): Promise<string> {
   } catch {
     return "(no serial output)";
   }
+}
+
+/** A clone's own hostname, client key, host key and RNG state, pushed over its parent's keys. */
+export async function giveCloneIdentity(host: Host, vm: VMRecord, conn: GuestSSH): Promise<void> {
+  const keys = vmPaths(vm.runtime.vmDir);
+  const authorized = (await host.fs.readText(`${keys.clientKey}.pub`))?.trim();
+  const hostKey = await host.fs.readBytes(keys.hostKey);
+  if (!authorized) throw new BangerError("E_STATE", `vm ${vm.name} has no client key`);
+  const remoteKey = "/run/banger-clone-host-key";
+  await conn.upload(remoteKey, hostKey, 0o600);
+  const entropy = Buffer.from(crypto.getRandomValues(new Uint8Array(64))).toString("hex");
+  const r = await conn.runScript(renderScript(CLONE_IDENTITY_SH, { NAME: vm.name, AUTHORIZED_KEY: authorized, HOST_KEY: remoteKey, ENTROPY: entropy }));
+  if (r.exitCode !== 0) throw new BangerError("E_STATE", `giving clone ${vm.name} its own identity failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").at(-1) ?? ""}`);
 }
 
 /**
@@ -109,14 +123,16 @@ async function bootState(fs: FS, path: string): Promise<"ready" | string | null>
  * slirp's port forward before sshd listens costs seconds of SYN backoff),
  * then a real SSH handshake with the pinned host key.
  */
-export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void }): Promise<void> {
+export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; cloneOf?: string }): Promise<void> {
   const now = () => host.clock.now().getTime();
   const started = now();
   const deadline = started + opts.timeoutMs;
   const keys = vmPaths(vm.runtime.vmDir);
-  const privateKey = await host.fs.readText(keys.clientKey);
-  const hostKey = await host.fs.readText(keys.hostPubKey);
-  if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys`);
+  // a clone answers with its parent's keys (saved in the snapshot) until it has been given its own
+  const clone = opts.cloneOf ? { privateKey: await host.fs.readText(join(opts.cloneOf, "keys", "id_ed25519")), hostKey: await host.fs.readText(join(opts.cloneOf, "keys", "host_ed25519.pub")) } : null;
+  const privateKey = clone ? clone.privateKey : await host.fs.readText(keys.clientKey);
+  const hostKey = clone ? clone.hostKey : await host.fs.readText(keys.hostPubKey);
+  if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys${clone ? " (nor its snapshot)" : ""}`);
   let lastReport = 0;
   // a restored guest booted long ago: its console says nothing now (and QEMU emptied the log file), SSH is what tells
   let marker = !!opts.restored;
@@ -145,7 +161,8 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
     try {
       const conn = await host.ssh.dial({ host: vm.runtime.sshHost, port: vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim(), readyTimeoutMs: 10_000 });
       try {
-        if (opts.restored) {
+        if (opts.cloneOf) await giveCloneIdentity(host, vm, conn);
+        else if (opts.restored) {
           const c = await setGuestClock(host, conn);
           // the error left is at most half the round trip
           opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
@@ -153,6 +170,8 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
       } finally {
         conn.close();
       }
+      // the clone's own keys from now on: its new listener must answer with them
+      if (opts.cloneOf) await waitForGuest(host, vm, pid, { ...opts, cloneOf: undefined, restored: true, timeoutMs: Math.max(10_000, deadline - now()) });
       return;
     } catch (e) {
       if (/host key/i.test(String(e))) throw e; // a pinned-key mismatch never heals by retrying
@@ -195,14 +214,30 @@ export default definePlugin({
       });
       boot.initrdPaths = [out];
     });
-    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, restored }) => {
+    // a clone of this snapshot will answer with these keys until it gets its own
+    ctx.hook("vm:snapshot", async ({ vm, dir }) => {
+      const keys = vmPaths(vm.runtime.vmDir);
+      await ctx.host.fs.mkdirp(join(dir, "keys"), 0o700);
+      for (const [from, to] of [[keys.clientKey, "id_ed25519"], [keys.hostPubKey, "host_ed25519.pub"]] as const) {
+        const data = await ctx.host.fs.readText(from);
+        if (data !== null) await ctx.host.fs.writeAtomic(join(dir, "keys", to), data, 0o600);
+      }
+    });
+    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, restored, snapshot }) => {
       if (!vm.runtime.sshPort) return;
       if (!ctx.store.getImage(vm.spec.image)?.initrdPath) {
         // an imported kernel+rootfs without banger's initramfs gets no keys: nothing to wait for
         ctx.log.info(`${vm.name}: image ${vm.spec.image} has no banger initramfs; not waiting for SSH`);
         return;
       }
-      await waitForGuest(ctx.host, vm, handles.pid, { timeoutMs: bootTimeoutMs(), progress, signal, restored, log: (m) => ctx.log.info(m) });
+      await waitForGuest(ctx.host, vm, handles.pid, {
+        timeoutMs: bootTimeoutMs(),
+        progress,
+        signal,
+        restored,
+        log: (m) => ctx.log.info(m),
+        cloneOf: restored && snapshot && snapshot.vmId !== vm.id ? snapshot.dir : undefined,
+      });
     });
   },
 });

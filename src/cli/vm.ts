@@ -99,11 +99,13 @@ const show = defineCommand({
   },
 });
 
+const fromArg = { from: { type: "string", description: "A clone of this snapshot (VM@SNAP): its shape, disks and, started, its running memory with a new identity" } } as const;
+
 const create = defineCommand({
   meta: { name: "create", description: "Create a VM (and start it with --start)" },
-  args: { ...nameArg, ...createArgs, start: { type: "boolean", description: "Boot it right away" }, ...jsonArg },
+  args: { ...nameArg, ...createArgs, ...fromArg, start: { type: "boolean", description: "Boot it right away (a clone: run on from its snapshot)" }, ...jsonArg },
   async run({ args }) {
-    const { data: vm } = await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: !!args.start } }, { json: !!args.json });
+    const { data: vm } = await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: !!args.start, from: args.from } }, { json: !!args.json });
     out(vm, !!args.json, () => `created ${vm.name} (${vm.runtime.state})`);
   },
 });
@@ -153,6 +155,21 @@ const snapshot = defineCommand({
   },
 });
 
+const fork = defineCommand({
+  meta: { name: "fork", description: "Snapshot a running VM and start clones of it, each a new machine: banger vm fork VM NEW… | --count N" },
+  args: { vm: { type: "positional", description: "VM name", required: true }, count: { type: "string", description: "Make N clones named VM-1 … VM-N" }, ...jsonArg },
+  async run({ args }) {
+    const given = passthrough.argv.length ? passthrough.argv : ((args._ as string[] | undefined) ?? []).slice(1);
+    const n = intArg(args.count, "--count");
+    if (n !== undefined && given.length) usage("give new names or --count N, not both");
+    if (n !== undefined && n < 1) usage("--count must be at least 1");
+    const names = n !== undefined ? Array.from({ length: n }, (_, i) => `${args.vm}-${i + 1}`) : given;
+    if (names.length === 0) usage("name the clones (banger vm fork VM NEW…) or give --count N");
+    const { data } = await streamCall("snapshotFork", { params: { vm: args.vm }, body: { names } }, { json: !!args.json });
+    out(data, !!args.json, () => `forked ${args.vm} at ${data.snapshot.vmName}@${data.snapshot.name} (frozen ${data.snapshot.freezeMs} ms): ${data.vms.map((v) => v.name).join(", ")}`);
+  },
+});
+
 const rollback = defineCommand({
   meta: { name: "rollback", description: "Put a VM back to one of its snapshots: banger vm rollback VM SNAP (what it did since is discarded)" },
   args: { ...nameArg, snapshot: { type: "positional", description: "SNAP or VM@SNAP", required: true }, ...jsonArg },
@@ -179,6 +196,7 @@ const run = defineCommand({
     rm: { type: "boolean", description: "Delete the VM when the command ends" },
     stdin: { type: "boolean", description: "Forward this process's stdin to the command" },
     workspace: { type: "string", description: "Prepare this host git repo in the guest (at /root/repo) first and run the command there" },
+    ...fromArg,
     ...jsonArg,
   },
   async run({ args }) {
@@ -187,7 +205,7 @@ const run = defineCommand({
     const c = await daemon();
     const existing = await getVM(args.name);
     if (!existing) {
-      await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: true } }, { json: !!args.json });
+      await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: true, from: args.from } }, { json: !!args.json });
     } else if (!existing.alive) {
       await streamCall("vmStart", { params: { vm: args.name }, body: {} }, { json: !!args.json });
     }
@@ -246,5 +264,5 @@ const logs = defineCommand({
 
 export default defineCommand({
   meta: { name: "vm", description: "Create, run and manage VMs" },
-  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), pause: pauseOrResume("pause"), resume: pauseOrResume("resume"), snapshot, rollback, delete: del, run, exec, ssh, logs },
+  subCommands: { list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), pause: pauseOrResume("pause"), resume: pauseOrResume("resume"), snapshot, rollback, fork, delete: del, run, exec, ssh, logs },
 });

@@ -13,7 +13,7 @@ import { faultPoint } from "../host/faults.ts";
 import { sameProcess } from "../host/procs.ts";
 import type { HookEngine, HookMap } from "./hooks.ts";
 import { runOperation, type ProgressSink } from "./operation.ts";
-import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type VMHandles, type VMRecord } from "../shared/model.ts";
+import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type SnapshotRecord, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";
 import type { Providers } from "./providers.ts";
 import { vmPaths } from "../shared/paths.ts";
@@ -320,7 +320,7 @@ export class Engine {
   }
 
   /** What start does, for a caller that holds the VM's lock (rollback); `restoreFrom` starts from saved state instead of booting. */
-  async startHeld(id: string, progress: ProgressSink, signal: AbortSignal, opts: { restoreFrom?: string } = {}): Promise<VMRecord> {
+  async startHeld(id: string, progress: ProgressSink, signal: AbortSignal, opts: { restoreFrom?: string; snapshot?: SnapshotRecord } = {}): Promise<VMRecord> {
     {
       const vm = this.getVM(id);
       const driver = this.driverFor(vm);
@@ -369,7 +369,7 @@ export class Engine {
           await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
           this.cache.set(vm.id, handles);
           await faultPoint("start:after-handles");
-          await this.d.hooks.run("vm:start:after", { vm, handles, progress: op.progress, signal: op.signal, op, restored: !!opts.restoreFrom });
+          await this.d.hooks.run("vm:start:after", { vm, handles, progress: op.progress, signal: op.signal, op, restored: !!opts.restoreFrom, snapshot: opts.snapshot });
           // Plugins may have added handles after launch; persist the final set.
           this.cache.set(vm.id, handles);
           await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);

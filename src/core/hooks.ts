@@ -19,8 +19,11 @@ export interface HookMap {
   "vm:create": { vm: VMRecord; progress: ProgressSink; op: Operation };
   /** Before the VMM process launches: fill the boot config, acquire transient handles (defer their teardown on `op`). */
   "vm:start:before": { vm: VMRecord; boot: BootConfig; handles: VMHandles; progress: ProgressSink; op: Operation };
-  /** The VMM process runs: wait for the guest (e.g. SSH) before the VM counts as running. */
-  "vm:start:after": { vm: VMRecord; handles: VMHandles; progress: ProgressSink; signal: AbortSignal; op: Operation; restored?: boolean };
+  /**
+   * The VMM process runs: wait for the guest (e.g. SSH) before the VM counts as running. `restored`: it runs on from
+   * `snapshot` instead of having booted; when the snapshot is another VM's, this VM is its clone and needs its own identity.
+   */
+  "vm:start:after": { vm: VMRecord; handles: VMHandles; progress: ProgressSink; signal: AbortSignal; op: Operation; restored?: boolean; snapshot?: SnapshotRecord };
   /**
    * A snapshot is being made: the VM's vCPUs stand still (or it is stopped). Copy what you own (disks) into
    * `dir`, a temp dir renamed into place only when the whole snapshot is made, and push each file's name to `disks`.

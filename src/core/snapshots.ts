@@ -136,6 +136,7 @@ export class Snapshots {
       thawed = true;
       snap.freezeMs = host.clock.now().getTime() - frozeAt;
     }
+    if (live) snap.sessions = store.sessions.list({ vmId: vm.id, status: ["running"] });
     for (const f of [...(live ? [STATE_FILE] : []), ...snap.disks]) snap.sizeBytes += (await host.fs.stat(join(tmp, f)))?.size ?? 0;
     snap.state = "ready";
     delete snap.thawVm;
@@ -175,10 +176,45 @@ export class Snapshots {
       });
       if (snap.memory) {
         if (!driver.saveState) throw new BangerError("E_STATE", `vm ${vm.name}: the ${driver.name} driver cannot restore saved state`);
-        return this.engine.startHeld(vm.id, progress, signal, { restoreFrom: join(snap.dir, STATE_FILE) });
+        return this.engine.startHeld(vm.id, progress, signal, { restoreFrom: join(snap.dir, STATE_FILE), snapshot: snap });
       }
       return wasUp ? this.engine.startHeld(vm.id, progress, signal) : this.engine.getVM(vm.id);
     });
+  }
+
+  /**
+   * A new VM from a snapshot: created as any VM is (its own dir, keys, SSH
+   * port), its disks then replaced by copies of the snapshot's, and the
+   * snapshot's running sessions recorded as its own (same names: they run
+   * on in its memory). With `start`, it runs on from the saved memory and
+   * the guest plugin gives it its own identity (or, disks only, it boots).
+   */
+  async createFrom(ref: string, name: string, opts: { start?: boolean } = {}, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
+    const snap = this.get(ref);
+    const { spec } = snap;
+    const { store, hooks, host, log } = this.d;
+    const vm = await this.engine.create({ name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress);
+    try {
+      await this.engine.cache.withLock(vm.id, () =>
+        runOperation({ name: `vm create ${name} --from ${snap.vmName}@${snap.name}`, vm, host, log, progress }, async (op) => {
+          op.progress(`copying ${snap.vmName}@${snap.name}'s disks`);
+          await hooks.run("vm:restore", { vm, snapshot: snap, progress: op.progress, op });
+          await faultPoint("clone:after-disks");
+        }),
+      );
+      for (const s of snap.memory ? (snap.sessions ?? []) : []) {
+        const t = host.clock.now().toISOString();
+        store.sessions.upsert({ ...s, id: this.d.newId(), vmId: vm.id, createdAt: t, updatedAt: t });
+      }
+      if (!opts.start) return this.engine.getVM(vm.id);
+      return await this.engine.cache.withLock(vm.id, () =>
+        this.engine.startHeld(vm.id, progress, signal, snap.memory ? { restoreFrom: join(snap.dir, STATE_FILE), snapshot: snap } : {}),
+      );
+    } catch (e) {
+      // a clone that cannot be made or started is not left half made
+      await this.engine.delete(vm.id, { force: true }).catch((d: unknown) => log.warn(`vm create ${name} --from: removing the half-made clone failed: ${errorMessage(d)}`));
+      throw e;
+    }
   }
 
   /** Remove a snapshot and its files (row first marked deleting, so a crash finishes it at the next start). */

@@ -63,7 +63,16 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
   return {
     vmList: async () => ({ vms: await Promise.all(engine.listVMs().map((vm) => vmView(engine, vm))) }),
     vmCreate: async ({ body, ndjson }) => {
-      const { start, ...params } = body;
+      const { start, from, ...params } = body;
+      if (from !== undefined) {
+        const snapshots = new Snapshots(engine);
+        const snap = snapshots.get(from);
+        if (Object.keys(params).some((k) => k !== "name" && params[k as keyof typeof params] !== undefined)) {
+          throw new BangerError("E_USAGE", "a clone takes its snapshot's shape: --from goes without --image, --cpus, --memory, --disk, --work-disk, --vmm, --net, --storage");
+        }
+        await engine.checkCreate({ name: params.name, image: snap.spec.image, cpus: snap.spec.cpus, memoryMiB: snap.spec.memoryMiB, driver: snap.spec.driver, net: snap.spec.net, storage: snap.spec.storage });
+        return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await snapshots.createFrom(from, params.name, { start }, emit.progress, emit.signal)) }));
+      }
       params.driver = await engine.resolveDriver(params.driver); // --vmm: asked for and usable, or the best usable one
       params.storage = (await engine.checkCreate(params)).storage; // refuse bad input with a 4xx before the stream's 200 goes out
       return ndjson(async (emit) => {

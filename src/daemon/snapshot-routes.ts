@@ -1,6 +1,6 @@
 import type { Engine } from "../core/engine.ts";
 import { BangerError } from "../shared/errors.ts";
-import { Snapshots, validateSnapshotName } from "../core/snapshots.ts";
+import { defaultSnapshotName, Snapshots, validateSnapshotName } from "../core/snapshots.ts";
 import { vmView } from "./app.ts";
 import type { HandlersFor } from "./router.ts";
 
@@ -19,6 +19,19 @@ export function createSnapshotRoutes(engine: Engine) {
       const vm = engine.getVM(params.vm);
       snapshots.get(body.snapshot, vm.name);
       return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await snapshots.rollback(vm.id, body.snapshot, emit.progress, emit.signal)) }));
+    },
+    snapshotFork: async ({ params, body, ndjson }) => {
+      const vm = engine.getVM(params.vm);
+      if (body.names.length === 0) throw new BangerError("E_USAGE", "fork needs at least one new name (or --count N)");
+      if (new Set(body.names).size !== body.names.length) throw new BangerError("E_BAD_REQUEST", "fork: the new names must differ");
+      for (const name of body.names) await engine.checkCreate({ name, image: vm.spec.image, driver: vm.spec.driver, net: vm.spec.net, storage: vm.spec.storage });
+      return ndjson(async (emit) => {
+        const snap = await snapshots.create(vm.id, { name: `fork-${defaultSnapshotName(engine.deps.host.clock.now())}` }, emit.progress);
+        // one after the other: each restore is CPU-bound, and a failed one is removed before the next begins
+        const vms = [];
+        for (const name of body.names) vms.push(await vmView(engine, await snapshots.createFrom(`${snap.vmName}@${snap.name}`, name, { start: true }, emit.progress, emit.signal)));
+        return { type: "result", data: { snapshot: snap, vms } };
+      });
     },
     snapshotList: async ({ query }) => ({ snapshots: snapshots.list(query.vm) }),
     snapshotShow: async ({ params }) => snapshots.get(params.snap),

@@ -38,6 +38,7 @@ export const FAULT_POINTS = [
   "rollback:after-stop",
   "rollback:after-disks",
   "snapshot-rm:after-mark",
+  "clone:after-disks",
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];

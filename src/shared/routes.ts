@@ -90,6 +90,8 @@ export const routes = defineRoutes({
       net: { type: "string" },
       storage: { type: "string" },
       start: { type: "boolean" },
+      /** VM@SNAP: a clone of that snapshot (its shape; the sizes above must not be given). */
+      from: { type: "string" },
     },
     ndjson: res<ResultEvent<VMView>>(),
   },
@@ -112,6 +114,8 @@ export const routes = defineRoutes({
 
   snapshotCreate: { method: "POST", path: "/v1/vms/:vm/snapshots", body: { name: { type: "string" } }, ndjson: res<ResultEvent<SnapshotRecord>>() },
   snapshotRollback: { method: "POST", path: "/v1/vms/:vm/rollback", body: { snapshot: { type: "string", required: true } }, ndjson: res<ResultEvent<VMView>>() },
+  /** Snapshot VM and make `names` clones of it that run on from that instant; the source runs on. */
+  snapshotFork: { method: "POST", path: "/v1/vms/:vm/fork", body: { names: { type: "string[]", required: true } }, ndjson: res<ResultEvent<{ snapshot: SnapshotRecord; vms: VMView[] }>>() },
   snapshotList: { method: "GET", path: "/v1/snapshots", query: { vm: "string" }, json: res<{ snapshots: SnapshotRecord[] }>() },
   /** `:snap` is VM@SNAP. */
   snapshotShow: { method: "GET", path: "/v1/snapshots/:snap", json: res<SnapshotRecord>() },

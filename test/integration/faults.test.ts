@@ -282,6 +282,28 @@ const scenarios: Record<string, Scenario> = {
       expect(readFileSync(join(vmNamed("f")!.runtime.vmDir, "restored.log"), "utf8")).toContain("state of f");
     },
   },
+  clone: {
+    world: vw,
+    setup() {
+      if (vmNamed("g")) vok(["vm", "delete", "g", "--force"]);
+      fresh();
+      create();
+      vok(["vm", "start", "f"]);
+      vok(["vm", "snapshot", "f", "--name", "c"]);
+    },
+    op: vmOp(["vm", "create", "g", "--from", "f@c", "--start"]),
+    retry() {
+      // a crash after the disks leaves g made (the snapshot's disks) but never started: a whole VM, deleted to retry
+      if (vmNamed("g")) {
+        expect(vmNamed("g")!.runtime.state).toBe("created");
+        vok(["vm", "delete", "g"]);
+      }
+      vok(["vm", "create", "g", "--from", "f@c", "--start"]);
+      expect(vmNamed("g")).toMatchObject({ alive: true, runtime: { state: "running" } });
+      expect(readFileSync(join(vmNamed("g")!.runtime.vmDir, "restored.log"), "utf8")).toBe("state of f\n");
+      vok(["vm", "delete", "g", "--force"]);
+    },
+  },
   "snapshot-rm": {
     world: vw,
     setup() {

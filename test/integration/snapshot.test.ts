@@ -117,3 +117,44 @@ test("vm delete keeps the VM's snapshots (they are independent); --with-snapshot
   ok(["snapshot", "rm", "c@x"]);
   ok(["snapshot", "rm", "c@y"]);
 });
+
+test("vm create --from: a new VM from a snapshot (its disks, its shape), started from its memory", () => {
+  const r = ok(["vm", "create", "k1", "--from", "a@s1", "--start", "--json"]).json();
+  pids.push(r.pid);
+  expect(r).toMatchObject({ name: "k1", alive: true, runtime: { state: "running" }, spec: { image: "tiny", driver: "fake", storage: "copy" } });
+  expect(r.id).not.toBe(vm("a").id);
+  expect(readFileSync(join(r.runtime.vmDir, "system.img"), "utf8")).toBe("disk at create\n");
+  expect(readFileSync(join(r.runtime.vmDir, "restored.log"), "utf8")).toBe("state of a\n");
+  // not started: made, with the snapshot's disks, and startable later
+  const cold = ok(["vm", "create", "k2", "--from", "b@cold", "--json"]).json();
+  expect(cold.runtime.state).toBe("created");
+  const bad: [string[], number, string][] = [
+    [["vm", "create", "k3", "--from", "a@s1", "--cpus", "2"], 2, "banger: a clone takes its snapshot's shape: --from goes without --image, --cpus, --memory, --disk, --work-disk, --vmm, --net, --storage\n"],
+    [["vm", "create", "k3", "--from", "a@nope"], 1, "banger: snapshot not found: a@nope\n"],
+    [["vm", "create", "k1", "--from", "a@s1"], 1, "banger: vm name already taken: k1\n"],
+    [["vm", "fork", "a"], 2, "banger: name the clones (banger vm fork VM NEW…) or give --count N\n"],
+    [["vm", "fork", "a", "x1", "x1"], 2, "banger: fork: the new names must differ\n"],
+    [["vm", "fork", "nope", "x1"], 1, "banger: vm not found: nope\n"],
+  ];
+  for (const [args, code, err] of bad) {
+    const x = run(args);
+    expect([args.join(" "), x.code, x.stderr]).toEqual([args.join(" "), code, err]);
+  }
+  expect(run(["vm", "show", "k3"]).code).toBe(1);
+  ok(["vm", "delete", "k1", "--force"]);
+  ok(["vm", "delete", "k2", "--force"]);
+});
+
+test("vm fork: snapshot + clones in one step, the source runs on; --count N names them VM-1…VM-N", () => {
+  const f = ok(["vm", "fork", "a", "--count", "2", "--json"]).json();
+  expect(f.snapshot).toMatchObject({ vmName: "a", memory: true });
+  expect(f.snapshot.name).toMatch(/^fork-/);
+  expect(f.vms.map((v: { name: string; alive: boolean }) => [v.name, v.alive])).toEqual([["a-1", true], ["a-2", true]]);
+  pids.push(...f.vms.map((v: { pid: number }) => v.pid));
+  expect(vm("a")).toMatchObject({ alive: true, runtime: { state: "running" } });
+  const named = ok(["vm", "fork", "a", "z9", "--json"]).json();
+  expect(named.vms.map((v: { name: string }) => v.name)).toEqual(["z9"]);
+  pids.push(named.vms[0].pid);
+  for (const n of ["a-1", "a-2", "z9"]) ok(["vm", "delete", n, "--force"]);
+  for (const s of [f.snapshot, named.snapshot]) ok(["snapshot", "rm", `a@${s.name}`]);
+});
