@@ -99,13 +99,16 @@ const show = defineCommand({
   },
 });
 
-const fromArg = { from: { type: "string", description: "A clone of this snapshot (VM@SNAP): its shape, disks and, started, its running memory with a new identity" } } as const;
+const fromArg = {
+  from: { type: "string", description: "A clone of this snapshot (VM@SNAP): its shape, disks and, started, its running memory with a new identity" },
+  cold: { type: "boolean", description: "Boot cold even when a warm template of this image and shape exists (`banger image warm`)" },
+} as const;
 
 const create = defineCommand({
   meta: { name: "create", description: "Create a VM (and start it with --start)" },
   args: { ...nameArg, ...createArgs, ...fromArg, start: { type: "boolean", description: "Boot it right away (a clone: run on from its snapshot)" }, ...jsonArg },
   async run({ args }) {
-    const { data: vm } = await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: !!args.start, from: args.from } }, { json: !!args.json });
+    const { data: vm } = await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: !!args.start, from: args.from, cold: args.cold ? true : undefined } }, { json: !!args.json });
     out(vm, !!args.json, () => `created ${vm.name} (${vm.runtime.state})`);
   },
 });
@@ -205,7 +208,7 @@ const run = defineCommand({
     const c = await daemon();
     const existing = await getVM(args.name);
     if (!existing) {
-      await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: true, from: args.from } }, { json: !!args.json });
+      await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: true, from: args.from, cold: args.cold ? true : undefined } }, { json: !!args.json });
     } else if (!existing.alive) {
       await streamCall("vmStart", { params: { vm: args.name }, body: {} }, { json: !!args.json });
     }

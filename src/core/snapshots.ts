@@ -225,6 +225,38 @@ export class Snapshots {
     }
   }
 
+  /**
+   * A warm-start template of an image at one shape: a VM booted cold, kept
+   * as a snapshot (`VM@template`, VM = warm-IMAGE-Nc-Mm) and the VM deleted.
+   * Starts of that image and shape then clone it (startFrom), until the
+   * image is rebuilt (its creation time differs) or the template removed.
+   */
+  async warm(image: string, shape: { cpus?: number; memoryMiB?: number; driver?: string }, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<SnapshotRecord> {
+    const img = this.d.store.getImage(image);
+    if (!img) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${image}`);
+    const plan = await this.engine.checkCreate({ name: "warm-probe", image, cpus: shape.cpus, memoryMiB: shape.memoryMiB, driver: await this.engine.resolveDriver(shape.driver) });
+    const name = `warm-${image}-${plan.sizes.cpus}c-${plan.sizes.memoryMiB}m`.slice(0, 63);
+    for (const old of this.d.store.snapshots.list().filter((s) => s.vmName === name)) await this.remove(`${old.vmName}@${old.name}`);
+    const vm = await this.engine.create({ name, image, cpus: plan.sizes.cpus, memoryMiB: plan.sizes.memoryMiB, driver: plan.driverName }, progress);
+    try {
+      await this.engine.start(vm.id, progress, signal);
+      const snap = await this.create(vm.id, { name: "template" }, progress);
+      snap.template = { imageCreatedAt: img.createdAt };
+      this.d.store.snapshots.upsert(snap);
+      return snap;
+    } finally {
+      await this.engine.delete(vm.id, { force: true });
+    }
+  }
+
+  /** The template a start of this shape may clone: same image (not rebuilt since), VMM, network, storage and sizes. */
+  templateFor(spec: SnapshotRecord["spec"]): SnapshotRecord | null {
+    const img = this.d.store.getImage(spec.image);
+    if (!img) return null;
+    const keys = ["image", "cpus", "memoryMiB", "diskMiB", "workDiskMiB", "driver", "net", "storage"] as const;
+    return this.d.store.snapshots.list().find((s) => s.state === "ready" && s.template?.imageCreatedAt === img.createdAt && keys.every((k) => s.spec[k] === spec[k])) ?? null;
+  }
+
   /** Remove a snapshot and its files (row first marked deleting, so a crash finishes it at the next start). */
   async remove(ref: string): Promise<SnapshotRecord> {
     const snap = this.get(ref);

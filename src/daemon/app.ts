@@ -63,7 +63,7 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
   return {
     vmList: async () => ({ vms: await Promise.all(engine.listVMs().map((vm) => vmView(engine, vm))) }),
     vmCreate: async ({ body, ndjson }) => {
-      const { start, from, ...params } = body;
+      const { start, from, cold, ...params } = body;
       if (from !== undefined) {
         const snapshots = new Snapshots(engine);
         const snap = snapshots.get(from);
@@ -75,7 +75,13 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
         return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await snapshots.createFrom(from, params.name, { start }, emit.progress, emit.signal)) }));
       }
       params.driver = await engine.resolveDriver(params.driver); // --vmm: asked for and usable, or the best usable one
-      params.storage = (await engine.checkCreate(params)).storage; // refuse bad input with a 4xx before the stream's 200 goes out
+      const plan = await engine.checkCreate(params); // refuse bad input with a 4xx before the stream's 200 goes out
+      params.storage = plan.storage;
+      // a warm start: a template of this image and shape exists (`image warm`), so the VM is its clone
+      const template = start && !cold ? new Snapshots(engine).templateFor({ image: plan.image, driver: plan.driverName, net: plan.net, storage: plan.storage, ...plan.sizes }) : null;
+      if (template) {
+        return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await new Snapshots(engine).createFrom(`${template.vmName}@${template.name}`, plan.name, { start: true }, emit.progress, emit.signal)) }));
+      }
       return ndjson(async (emit) => {
         let vm = await engine.create(params, emit.progress);
         if (start) vm = await engine.start(vm.id, emit.progress, emit.signal);

@@ -34,6 +34,10 @@ export function createSnapshotRoutes(engine: Engine) {
         return { type: "result", data: { snapshot: snap, vms } };
       });
     },
+    snapshotWarm: async ({ params, body, ndjson }) => {
+      if (!engine.store.getImage(params.name)) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${params.name}`);
+      return ndjson(async (emit) => ({ type: "result", data: await snapshots.warm(params.name, body, emit.progress, emit.signal) }));
+    },
     snapshotList: async ({ query }) => ({ snapshots: snapshots.list(query.vm) }),
     snapshotShow: async ({ params }) => snapshots.get(params.snap),
     snapshotRemove: async ({ params }) => {

@@ -138,6 +138,8 @@ export interface SnapshotRecord {
   sizeBytes: number;
   /** How long the VM's vCPUs stood still for it (0 for a stopped VM). */
   freezeMs: number;
+  /** A warm-start template (`image warm`): a fresh boot of `spec.image` at this shape, valid while the image is the one made at `imageCreatedAt`. */
+  template?: { imageCreatedAt: string };
   /** The guest sessions that ran when it was made (a clone gets its own records of them). */
   sessions?: GuestSession[];
   /** The snapshot paused a running VM for its save: a crash before the resume leaves reconcile to resume it. */

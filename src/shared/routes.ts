@@ -92,6 +92,8 @@ export const routes = defineRoutes({
       start: { type: "boolean" },
       /** VM@SNAP: a clone of that snapshot (its shape; the sizes above must not be given). */
       from: { type: "string" },
+      /** With start: boot cold even when a warm-start template of this image and shape exists. */
+      cold: { type: "boolean" },
     },
     ndjson: res<ResultEvent<VMView>>(),
   },
@@ -116,6 +118,8 @@ export const routes = defineRoutes({
   snapshotRollback: { method: "POST", path: "/v1/vms/:vm/rollback", body: { snapshot: { type: "string", required: true } }, ndjson: res<ResultEvent<VMView>>() },
   /** Snapshot VM and make `names` clones of it that run on from that instant; the source runs on. */
   snapshotFork: { method: "POST", path: "/v1/vms/:vm/fork", body: { names: { type: "string[]", required: true } }, ndjson: res<ResultEvent<{ snapshot: SnapshotRecord; vms: VMView[] }>>() },
+  /** Boot the image at this shape and keep it as a warm-start template (a snapshot); matching starts clone it. */
+  snapshotWarm: { method: "POST", path: "/v1/images/:name/warm", body: { cpus: { type: "integer" }, memoryMiB: { type: "integer" }, driver: { type: "string" } }, ndjson: res<ResultEvent<SnapshotRecord>>() },
   snapshotList: { method: "GET", path: "/v1/snapshots", query: { vm: "string" }, json: res<{ snapshots: SnapshotRecord[] }>() },
   /** `:snap` is VM@SNAP. */
   snapshotShow: { method: "GET", path: "/v1/snapshots/:snap", json: res<SnapshotRecord>() },

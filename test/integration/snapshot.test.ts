@@ -158,3 +158,26 @@ test("vm fork: snapshot + clones in one step, the source runs on; --count N name
   for (const n of ["a-1", "a-2", "z9"]) ok(["vm", "delete", n, "--force"]);
   for (const s of [f.snapshot, named.snapshot]) ok(["snapshot", "rm", `a@${s.name}`]);
 });
+
+test("image warm: a template of the image at a shape; matching starts clone it, --cold or another shape boot, a re-imported image drops it", () => {
+  const t = ok(["image", "warm", "tiny", "--vmm", "fake", "--json"]).json();
+  expect(t).toMatchObject({ vmName: "warm-tiny-1c-256m", name: "template", memory: true, template: { imageCreatedAt: expect.any(String) } });
+  expect(run(["vm", "show", "warm-tiny-1c-256m"]).code).toBe(1); // the template VM itself is gone; its snapshot stays
+  const warmVm = ok(["vm", "create", "w1", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json();
+  pids.push(warmVm.pid);
+  expect(readFileSync(join(warmVm.runtime.vmDir, "restored.log"), "utf8")).toBe("state of warm-tiny-1c-256m\n");
+  const cold = ok(["vm", "create", "w2", "--image", "tiny", "--driver", "fake", "--start", "--cold", "--json"]).json();
+  const other = ok(["vm", "create", "w3", "--image", "tiny", "--driver", "fake", "--memory", "512M", "--start", "--json"]).json();
+  pids.push(cold.pid, other.pid);
+  for (const v of [cold, other]) expect(existsSync(join(v.runtime.vmDir, "restored.log"))).toBe(false);
+  // a rebuilt image (here: removed and imported again) invalidates the template
+  for (const n of ["w1", "w2", "w3", "a", "b"]) ok(["vm", "delete", n, "--force"]);
+  const scratch = join(h.home, "scratch");
+  ok(["image", "rm", "tiny"]);
+  ok(["image", "import", "--name", "tiny", "--kernel", join(scratch, "k"), "--rootfs", join(scratch, "r")]);
+  const after = ok(["vm", "create", "w4", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json();
+  pids.push(after.pid);
+  expect(existsSync(join(after.runtime.vmDir, "restored.log"))).toBe(false);
+  ok(["vm", "delete", "w4", "--force"]);
+  ok(["snapshot", "rm", "warm-tiny-1c-256m@template"]);
+});
