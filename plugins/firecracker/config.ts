@@ -119,3 +119,33 @@ export function fcConfigCalls(vm: VMRecord, boot: BootConfig, p: FcPlanPaths): F
   calls.push({ method: "PUT", path: "/actions", body: { action_type: "InstanceStart" } });
   return calls;
 }
+
+/** Where a Firecracker snapshot's guest memory goes: beside its state file (one path is what the engine hands a driver). */
+export function fcMemFile(statePath: string): string {
+  return `${statePath}.mem`;
+}
+
+/** Save a paused VM: a full snapshot (device state to `statePath`, guest memory beside it). */
+export function fcSnapshotCreateCall(statePath: string): FcCall {
+  return { method: "PUT", path: "/snapshot/create", body: { snapshot_type: "Full", snapshot_path: statePath, mem_file_path: fcMemFile(statePath) } };
+}
+
+/**
+ * A restore instead of a boot: logging first, then the snapshot, loaded and
+ * resumed, with this start's taps and vsock socket in place of the saved
+ * ones (boot-specific resources may not be configured before a load).
+ */
+export function fcRestoreCalls(boot: BootConfig, p: FcPlanPaths, statePath: string): FcCall[] {
+  const load: Record<string, unknown> = {
+    snapshot_path: statePath,
+    mem_backend: { backend_type: "File", backend_path: fcMemFile(statePath) },
+    resume_vm: true,
+    vsock_override: { uds_path: p.vsock },
+  };
+  if (boot.nics?.length) load.network_overrides = boot.nics.map((n, i) => ({ iface_id: `eth${i}`, host_dev_name: n.tap }));
+  return [
+    { method: "PUT", path: "/logger", body: { log_path: p.fcLog, level: "Info", show_level: true, show_log_origin: false } },
+    { method: "PUT", path: "/metrics", body: { metrics_path: p.metrics } },
+    { method: "PUT", path: "/snapshot/load", body: load },
+  ];
+}

@@ -1,6 +1,6 @@
-import { BangerError, guardedProcesses, joinInitrds, requireBootFiles, sameProcess, createUnixHttp, kvmUsable, configFrom, environ, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget } from "../../src/plugin-api.ts";
+import { BangerError, guardedProcesses, joinInitrds, requireBootFiles, sameProcess, createUnixHttp, kvmUsable, configFrom, environ, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget } from "../../src/plugin-api.ts";
 import { firecrackerApi } from "./api.ts";
-import { fcConfigCalls, fcPaths, vmlinuxFor } from "./config.ts";
+import { fcConfigCalls, fcPaths, fcRestoreCalls, fcSnapshotCreateCall, vmlinuxFor } from "./config.ts";
 
 export const FIRECRACKER_BINARY = "firecracker";
 
@@ -141,12 +141,14 @@ async function _waitForApi(f: _Fc, vm: VMRecord, t: ProcTarget, failLaunch: (e: 
   }
 }
 
-async function _launch(f: _Fc, vm: VMRecord, boot: BootConfig): Promise<LaunchResult> {
+async function _launch(f: _Fc, vm: VMRecord, boot: BootConfig, opts: LaunchOptions = {}): Promise<LaunchResult> {
   const { bin, kernel } = await _preflight(f, vm, boot);
   const p = fcPaths(vm);
   const initrd = boot.initrdPaths.length > 1 ? p.initrd : boot.initrdPaths[0];
+  if (opts.restoreFrom && !(await f.host.fs.exists(opts.restoreFrom))) throw new BangerError("E_NOT_FOUND", `saved state not found: ${opts.restoreFrom}`);
   // every request is built (and refused) before anything is touched
-  const calls = fcConfigCalls(vm, { ...boot, kernelPath: kernel }, { fcLog: p.fcLog, metrics: p.metrics, vsock: p.vsock, initrd });
+  const planPaths = { fcLog: p.fcLog, metrics: p.metrics, vsock: p.vsock, initrd };
+  const calls = opts.restoreFrom ? fcRestoreCalls(boot, planPaths, opts.restoreFrom) : fcConfigCalls(vm, { ...boot, kernelPath: kernel }, planPaths);
   const pid = await _spawnFirecracker(f, vm, boot, bin);
   // -1 (no start time: it is already gone) matches no process, so the wait reports the exit
   const first = await f.host.procs.info(pid);
@@ -219,7 +221,7 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
       if (!kvm.usable) return { usable: false, reason: kvm.reason.replace(/; using TCG$/, "") };
       return { usable: true, reason: `${bin} with ${kvm.reason}` };
     },
-    launch: (vm: VMRecord, boot: BootConfig) => _launch(f, vm, boot),
+    launch: (vm: VMRecord, boot: BootConfig, opts?: LaunchOptions) => _launch(f, vm, boot, opts),
     apiAnswers: (vm: VMRecord) => _ping(f, fcPaths(vm).apiSock, 1000),
     findProcess: (vm: VMRecord) => _findProcess(f, vm),
     stop: (vm: VMRecord, handles: VMHandles, timeoutMs: number) => _stop(f, vm, handles, timeoutMs),
@@ -227,6 +229,20 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
       const t = await f.guard.target(handles, () => _findProcess(f, vm));
       if (t) await _killAndWait(f, t);
       await _removeSockets(f, vm);
+    },
+    async pause(vm: VMRecord): Promise<void> {
+      await firecrackerApi(f.http, fcPaths(vm).apiSock, f.apiTimeoutMs).send({ method: "PATCH", path: "/vm", body: { state: "Paused" } });
+    },
+    async resume(vm: VMRecord): Promise<void> {
+      await firecrackerApi(f.http, fcPaths(vm).apiSock, f.apiTimeoutMs).send({ method: "PATCH", path: "/vm", body: { state: "Resumed" } });
+    },
+    async saveState(vm: VMRecord, _handles: VMHandles, path: string): Promise<void> {
+      // a full snapshot of ~guest RAM size takes longer than a config call
+      await firecrackerApi(f.http, fcPaths(vm).apiSock, Math.max(f.apiTimeoutMs, 120_000)).send(fcSnapshotCreateCall(path));
+    },
+    async runState(vm: VMRecord): Promise<"running" | "paused"> {
+      const info = (await firecrackerApi(f.http, fcPaths(vm).apiSock, f.apiTimeoutMs).send({ method: "GET", path: "/" })) as { state?: unknown } | undefined;
+      return info?.state === "Paused" ? "paused" : "running";
     },
   };
 }

@@ -1,6 +1,8 @@
 import { join } from "node:path";
-import { BangerError, configFrom, definePlugin, environ, vmPaths } from "../../src/plugin-api.ts";
-import type { Env, FS, Host, VMRecord } from "../../src/plugin-api.ts";
+import { BangerError, configFrom, definePlugin, environ, renderScript, shellQuote, vmPaths } from "../../src/plugin-api.ts";
+import type { Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts";
+import SET_CLOCK_SH from "./scripts/set-clock.sh" with { type: "text" };
+import CLONE_IDENTITY_SH from "./scripts/clone-identity.sh" with { type: "text" };
 import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */
@@ -24,6 +26,90 @@ async function tail(fs: FS, path: string, lines = 25): Promise<string> {
   }
 }
 
+/** A clone's own hostname, client key, host key and RNG state, pushed over its parent's keys. */
+export async function giveCloneIdentity(host: Host, vm: VMRecord, conn: GuestSSH): Promise<void> {
+  const keys = vmPaths(vm.runtime.vmDir);
+  const authorized = (await host.fs.readText(`${keys.clientKey}.pub`))?.trim();
+  const hostKey = await host.fs.readBytes(keys.hostKey);
+  if (!authorized) throw new BangerError("E_STATE", `vm ${vm.name} has no client key`);
+  const remoteKey = "/run/banger-clone-host-key";
+  await conn.upload(remoteKey, hostKey, 0o600);
+  const entropy = Buffer.from(crypto.getRandomValues(new Uint8Array(64))).toString("hex");
+  const r = await conn.runScript(renderScript(CLONE_IDENTITY_SH, { NAME: vm.name, AUTHORIZED_KEY: authorized, HOST_KEY: remoteKey, ENTROPY: entropy }));
+  if (r.exitCode !== 0) throw new BangerError("E_STATE", `giving clone ${vm.name} its own identity failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").at(-1) ?? ""}`);
+}
+
+/**
+ * Set a restored guest's clock to the host's (its own stood still while it
+ * was saved). Once the guest's bash is up, three pings, each answered with
+ * the guest's clock from a builtin; the quickest round trip gives the
+ * offset, so the error left is at most half of it (a few ms when the guest
+ * gets CPU), not an SSH exec's latency (0.2–2 s under loaded TCG).
+ */
+export async function setGuestClock(host: Host, conn: GuestSSH): Promise<{ offsetMs: number; roundTripMs: number }> {
+  const ms = () => host.clock.now().getTime();
+  const lines = _lineQueue();
+  const result = { offsetMs: 0, roundTripMs: 0 };
+  const enc = (t: string) => new TextEncoder().encode(t);
+  const stdin = (async function* () {
+    if ((await lines.next()) !== "ready") return;
+    let best: { rtt: number; offsetUs: number } | null = null;
+    for (let i = 0; i < 3; i++) {
+      const sentAt = ms();
+      yield enc("t\n");
+      const said = await lines.next();
+      const back = ms();
+      // nothing (the guest side ended) or not a time: send nothing more, the exit code says what happened
+      if (!/^\d+\.\d+$/.test(said)) return;
+      const offsetUs = Math.round(((sentAt + back) / 2) * 1000) - Math.round(Number(said) * 1e6);
+      if (!best || back - sentAt < best.rtt) best = { rtt: back - sentAt, offsetUs };
+    }
+    result.offsetMs = best!.offsetUs / 1000;
+    result.roundTripMs = best!.rtt;
+    yield enc(`${best!.offsetUs}\n`);
+  })();
+  const err: Uint8Array[] = [];
+  const code = await conn.exec(`bash -c ${shellQuote(renderScript(SET_CLOCK_SH, {}))}`, { stdin, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
+  lines.end(); // the guest side ended: let a waiting stdin generator finish
+  if (code !== 0) throw new BangerError("E_STATE", `setting the restored guest's clock failed (exit ${code}): ${Buffer.concat(err).toString().trim().split("\n").at(-1) ?? ""}`);
+  return result;
+}
+
+/** Lines of a byte stream, handed out one by one as they arrive ("" once it ended). */
+function _lineQueue() {
+  let buf = "";
+  let ended = false;
+  const ready: string[] = [];
+  let waiter: ((l: string) => void) | null = null;
+  const deliver = () => {
+    while (waiter && (ready.length || ended)) {
+      const w = waiter;
+      waiter = null;
+      w(ready.shift() ?? "");
+    }
+  };
+  return {
+    feed: (c: Uint8Array) => {
+      buf += new TextDecoder().decode(c);
+      let i: number;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        ready.push(buf.slice(0, i).trim());
+        buf = buf.slice(i + 1);
+      }
+      deliver();
+    },
+    end: () => {
+      ended = true;
+      deliver();
+    },
+    next: () =>
+      new Promise<string>((resolve) => {
+        waiter = resolve;
+        deliver();
+      }),
+  };
+}
+
 /** "ready", the guest's own failure line, or null while still booting. */
 async function bootState(fs: FS, path: string): Promise<"ready" | string | null> {
   const text = (await fs.readText(path)) ?? "";
@@ -37,16 +123,19 @@ async function bootState(fs: FS, path: string): Promise<"ready" | string | null>
  * slirp's port forward before sshd listens costs seconds of SYN backoff),
  * then a real SSH handshake with the pinned host key.
  */
-export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal }): Promise<void> {
+export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; cloneOf?: string }): Promise<void> {
   const now = () => host.clock.now().getTime();
   const started = now();
   const deadline = started + opts.timeoutMs;
   const keys = vmPaths(vm.runtime.vmDir);
-  const privateKey = await host.fs.readText(keys.clientKey);
-  const hostKey = await host.fs.readText(keys.hostPubKey);
-  if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys`);
+  // a clone answers with its parent's keys (saved in the snapshot) until it has been given its own
+  const clone = opts.cloneOf ? { privateKey: await host.fs.readText(join(opts.cloneOf, "keys", "id_ed25519")), hostKey: await host.fs.readText(join(opts.cloneOf, "keys", "host_ed25519.pub")) } : null;
+  const privateKey = clone ? clone.privateKey : await host.fs.readText(keys.clientKey);
+  const hostKey = clone ? clone.hostKey : await host.fs.readText(keys.hostPubKey);
+  if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys${clone ? " (nor its snapshot)" : ""}`);
   let lastReport = 0;
-  let marker = false;
+  // a restored guest booted long ago: its console says nothing now (and QEMU emptied the log file), SSH is what tells
+  let marker = !!opts.restored;
   while (now() < deadline) {
     if (opts.signal.aborted) throw new BangerError("E_STATE", "boot wait cancelled");
     if (!(await host.procs.info(pid))) {
@@ -71,7 +160,18 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
     }
     try {
       const conn = await host.ssh.dial({ host: vm.runtime.sshHost, port: vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim(), readyTimeoutMs: 10_000 });
-      conn.close();
+      try {
+        if (opts.cloneOf) await giveCloneIdentity(host, vm, conn);
+        else if (opts.restored) {
+          const c = await setGuestClock(host, conn);
+          // the error left is at most half the round trip
+          opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
+        }
+      } finally {
+        conn.close();
+      }
+      // the clone's own keys from now on: its new listener must answer with them
+      if (opts.cloneOf) await waitForGuest(host, vm, pid, { ...opts, cloneOf: undefined, restored: true, timeoutMs: Math.max(10_000, deadline - now()) });
       return;
     } catch (e) {
       if (/host key/i.test(String(e))) throw e; // a pinned-key mismatch never heals by retrying
@@ -115,14 +215,30 @@ export default definePlugin({
       });
       boot.initrdPaths = [out];
     });
-    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal }) => {
+    // a clone of this snapshot will answer with these keys until it gets its own
+    ctx.hook("vm:snapshot", async ({ vm, dir }) => {
+      const keys = vmPaths(vm.runtime.vmDir);
+      await ctx.host.fs.mkdirp(join(dir, "keys"), 0o700);
+      for (const [from, to] of [[keys.clientKey, "id_ed25519"], [keys.hostPubKey, "host_ed25519.pub"]] as const) {
+        const data = await ctx.host.fs.readText(from);
+        if (data !== null) await ctx.host.fs.writeAtomic(join(dir, "keys", to), data, 0o600);
+      }
+    });
+    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, restored, snapshot }) => {
       if (!vm.runtime.sshPort) return;
       if (!ctx.store.getImage(vm.spec.image)?.initrdPath) {
         // an imported kernel+rootfs without banger's initramfs gets no keys: nothing to wait for
         ctx.log.info(`${vm.name}: image ${vm.spec.image} has no banger initramfs; not waiting for SSH`);
         return;
       }
-      await waitForGuest(ctx.host, vm, handles.pid, { timeoutMs: bootTimeoutMs(), progress, signal });
+      await waitForGuest(ctx.host, vm, handles.pid, {
+        timeoutMs: bootTimeoutMs(),
+        progress,
+        signal,
+        restored,
+        log: (m) => ctx.log.info(m),
+        cloneOf: restored && snapshot && snapshot.vmId !== vm.id ? snapshot.dir : undefined,
+      });
     });
   },
 });

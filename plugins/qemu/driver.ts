@@ -1,7 +1,7 @@
-import { BangerError, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
+import { BangerError, shellQuote, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { join } from "node:path";
 import { qemuArgs, qmpArg, type Accel } from "./args.ts";
-import { qmpPing, qmpPowerdown, qmpQuit } from "./qmp.ts";
+import { qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit } from "./qmp.ts";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
 
@@ -10,6 +10,12 @@ export interface QmpOps {
   ping(sock: string, timeoutMs: number): Promise<boolean>;
   powerdown(sock: string, timeoutMs: number): Promise<boolean>;
   quit(sock: string, timeoutMs: number): Promise<boolean>;
+  /** One QMP command; resolves with its `return` value, throws when QEMU refuses it. */
+  command(sock: string, command: string, timeoutMs: number): Promise<unknown>;
+  /** Migrate out to an exec: URI and wait until done. */
+  migrateOut(sock: string, uri: string, timeoutMs: number): Promise<void>;
+  /** Migrate in (the QEMU waits with -incoming defer) and wait until done. */
+  migrateIn(sock: string, uri: string, timeoutMs: number): Promise<void>;
 }
 
 export interface QemuDriverOptions {
@@ -28,7 +34,13 @@ export interface QemuDriverOptions {
   exitWaitMs?: number;
 }
 
-const realQmp: QmpOps = { ping: qmpPing, powerdown: qmpPowerdown, quit: qmpQuit };
+const realQmp: QmpOps = { ping: qmpPing, powerdown: qmpPowerdown, quit: qmpQuit, command: (sock, command, timeoutMs) => qmpExecute(sock, command, undefined, timeoutMs), migrateOut: qmpMigrateOut, migrateIn: qmpMigrateIn };
+
+/** How long a state save or load may take (a few hundred MiB through a pipe). */
+const _MIGRATE_TIMEOUT_MS = 120_000;
+
+/** query-status values in which the guest's vCPUs do not run (QEMU's RunState); the rest count as running. */
+const _STOPPED_STATUSES = new Set(["paused", "postmigrate", "inmigrate", "prelaunch", "finish-migrate", "save-vm", "restore-vm", "suspended"]);
 
 /** Per-VM files the QEMU driver uses, derived from VMDir / VMRuntime. */
 export function qemuPaths(vm: VMRecord) {
@@ -102,7 +114,7 @@ async function _preflight(q: _Qemu, vm: VMRecord, boot: BootConfig): Promise<str
 }
 
 /** Start qemu detached, its command line at the top of its log; returns its pid. */
-async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string): Promise<number> {
+async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string, restoring: boolean): Promise<number> {
   const p = qemuPaths(vm);
   let initrd: string | undefined;
   if (boot.initrdPaths.length > 1) {
@@ -110,6 +122,8 @@ async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string)
     initrd = p.initrd;
   }
   const args = qemuArgs(vm, boot, { accel: await _accel(q), qmpSock: p.qmpSock, pidfile: p.pidfile, serialLog: p.serialLog, initrd });
+  // a restore: wait for the state over QMP (-incoming defer), and stay stopped (-S) until it is all in
+  if (restoring) args.push("-incoming", "defer", "-S");
   // a stale socket from an earlier run would make the readiness probe lie (or qemu fail to bind)
   await q.host.fs.rmrf(p.qmpSock);
   await q.host.fs.rmrf(p.pidfile);
@@ -138,6 +152,14 @@ async function _waitForQmp(q: _Qemu, vm: VMRecord, pid: number): Promise<LaunchR
     }
     await q.host.clock.sleep(q.pollMs);
   }
+}
+
+/** Load saved state into a QEMU waiting with -incoming defer -S, then let it run. */
+async function _restoreState(q: _Qemu, vm: VMRecord, statePath: string): Promise<void> {
+  if (!(await q.host.fs.exists(statePath))) throw new BangerError("E_NOT_FOUND", `saved state not found: ${statePath}`);
+  const sock = qemuPaths(vm).qmpSock;
+  await q.qmp.migrateIn(sock, `exec:cat ${shellQuote(statePath)}`, _MIGRATE_TIMEOUT_MS);
+  await q.qmp.command(sock, "cont", 2000);
 }
 
 async function _killAndWait(q: _Qemu, t: ProcTarget): Promise<void> {
@@ -180,10 +202,19 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
   };
   return {
     name: "qemu",
-    async launch(vm: VMRecord, boot: BootConfig): Promise<LaunchResult> {
+    async launch(vm: VMRecord, boot: BootConfig, opts: LaunchOptions = {}): Promise<LaunchResult> {
       const bin = await _preflight(q, vm, boot);
-      const pid = await _spawnQemu(q, vm, boot, bin);
-      return _waitForQmp(q, vm, pid);
+      const pid = await _spawnQemu(q, vm, boot, bin, !!opts.restoreFrom);
+      const launched = await _waitForQmp(q, vm, pid);
+      if (opts.restoreFrom) {
+        try {
+          await _restoreState(q, vm, opts.restoreFrom);
+        } catch (e) {
+          await _killAndWait(q, { pid: launched.pid, startTime: launched.pidStartTime }).catch(() => {});
+          throw e;
+        }
+      }
+      return launched;
     },
     apiAnswers: (vm: VMRecord) => q.qmp.ping(qemuPaths(vm).qmpSock, 1000),
     findProcess: (vm: VMRecord) => _findProcess(q, vm),
@@ -192,6 +223,29 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       const t = await q.guard.target(handles, () => _findProcess(q, vm));
       if (t) await _killAndWait(q, t);
       await _removeSocket(q, vm);
+    },
+    async pause(vm: VMRecord): Promise<void> {
+      await q.qmp.command(qemuPaths(vm).qmpSock, "stop", 2000);
+    },
+    async resume(vm: VMRecord): Promise<void> {
+      await q.qmp.command(qemuPaths(vm).qmpSock, "cont", 2000);
+    },
+    async saveState(vm: VMRecord, _handles: VMHandles, path: string): Promise<void> {
+      // QEMU 7.2 has no file: URI. cat writes a temp renamed into place, so the file is whole once it exists:
+      // QEMU reports "completed" when it has written the stream, possibly before cat has
+      const tmp = tempPathFor(path);
+      await q.qmp.migrateOut(qemuPaths(vm).qmpSock, `exec:cat > ${shellQuote(tmp)} && mv ${shellQuote(tmp)} ${shellQuote(path)}`, _MIGRATE_TIMEOUT_MS);
+      for (let waited = 0; !(await q.host.fs.exists(path)); waited += q.pollMs) {
+        if (waited >= 10_000) {
+          await q.host.fs.rmrf(tmp);
+          throw new BangerError("E_TIMEOUT", `qemu's state stream did not reach ${path}`);
+        }
+        await q.host.clock.sleep(q.pollMs);
+      }
+    },
+    async runState(vm: VMRecord): Promise<"running" | "paused"> {
+      const r = (await q.qmp.command(qemuPaths(vm).qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
+      return _STOPPED_STATUSES.has(String(r?.status)) ? "paused" : "running";
     },
   };
 }

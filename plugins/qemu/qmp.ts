@@ -43,3 +43,40 @@ export async function qmpQuit(path: string, timeoutMs = 1000): Promise<boolean> 
     client.close();
   }
 }
+
+/** A migration stream is bounded by the disk, not by QEMU's default 32 MiB/s cap. */
+const _MAX_BANDWIDTH = 16 * 1024 * 1024 * 1024;
+
+/** Poll query-migrate until the migration completes; its failure (QEMU's own words) or the deadline is an error. */
+async function _untilMigrated(c: QmpClient, what: string, timeoutMs: number): Promise<void> {
+  for (let waited = 0; ; waited += 10) {
+    const r = (await c.execute("query-migrate", undefined, timeoutMs)) as { status?: string; "error-desc"?: string };
+    if (r.status === "completed") return;
+    if (r.status === "failed" || r.status === "cancelled") throw new BangerError("E_INTERNAL", `qemu ${what} ${r.status}${r["error-desc"] ? `: ${r["error-desc"]}` : ""}`);
+    if (waited >= timeoutMs) throw new BangerError("E_TIMEOUT", `qemu ${what} did not finish within ${timeoutMs} ms (status ${r.status ?? "none"})`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Migrate a stopped VM's memory and device state to `uri` (an exec: command) and wait until it is written. */
+export async function qmpMigrateOut(path: string, uri: string, timeoutMs: number): Promise<void> {
+  const c = await QmpClient.connect(path, 2000);
+  try {
+    await c.execute("migrate-set-parameters", { "max-bandwidth": _MAX_BANDWIDTH });
+    await c.execute("migrate", { uri });
+    await _untilMigrated(c, "state save", timeoutMs);
+  } finally {
+    c.close();
+  }
+}
+
+/** Load memory and device state into a QEMU started with `-incoming defer` and wait until it is in. */
+export async function qmpMigrateIn(path: string, uri: string, timeoutMs: number): Promise<void> {
+  const c = await QmpClient.connect(path, 2000);
+  try {
+    await c.execute("migrate-incoming", { uri });
+    await _untilMigrated(c, "state restore", timeoutMs);
+  } finally {
+    c.close();
+  }
+}

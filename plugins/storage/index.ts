@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { BangerError, definePlugin, makeWorkDisk, vmPaths } from "../../src/plugin-api.ts";
+import { BangerError, definePlugin, makeWorkDisk, tempPathFor, vmPaths } from "../../src/plugin-api.ts";
 import type { Exec } from "../../src/plugin-api.ts";
 
 /**
@@ -54,6 +54,27 @@ export default definePlugin({
       progress("copying the system disk");
       // the system disk is a whole ext4 image already: a sparse copy is the commit
       await ctx.host.exec.run("cp", ["--sparse=always", "--reflink=auto", vm.runtime.systemOverlay, out]);
+    });
+    // a snapshot holds its own copies (the VM writes on into its disks); the names are the files in the snapshot's dir
+    const ownDisks = (vm: { runtime: { systemOverlay: string; workDiskPath: string } }) =>
+      [["system.img", vm.runtime.systemOverlay], ["work.img", vm.runtime.workDiskPath]].filter(([, path]) => !!path) as [string, string][];
+    disks.hook("vm:snapshot", async ({ vm, dir, disks: names }) => {
+      for (const [name, path] of ownDisks(vm)) {
+        await ctx.host.exec.run("cp", ["--sparse=always", "--reflink=auto", path, join(dir, name)]);
+        names.push(name);
+      }
+    });
+    disks.hook("vm:restore", async ({ vm, snapshot, op }) => {
+      // every copy is made before any disk is replaced, and each replace is a rename: a failure leaves the VM's disks as they were
+      const staged: [string, string][] = [];
+      for (const [name, path] of ownDisks(vm)) {
+        if (!snapshot.disks.includes(name)) throw new BangerError("E_STATE", `snapshot ${snapshot.vmName}@${snapshot.name} has no ${name}`);
+        const tmp = tempPathFor(path);
+        op.defer(`staged ${name}`, () => ctx.host.fs.rmrf(tmp));
+        await ctx.host.exec.run("cp", ["--sparse=always", "--reflink=auto", join(snapshot.dir, name), tmp]);
+        staged.push([tmp, path]);
+      }
+      for (const [tmp, path] of staged) await ctx.host.fs.rename(tmp, path);
     });
     disks.hook("vm:start:before", ({ vm, boot, handles }) => {
       if (!vm.runtime.systemOverlay) throw new BangerError("E_STATE", `vm ${vm.name} has no system disk`);

@@ -14,6 +14,7 @@ import { parallelFakeSection, parallelVmSection } from "./parallel.ts";
 import { recoverySection } from "./recovery.ts";
 import type { Bench } from "./run.ts";
 import { sessionSection } from "./session.ts";
+import { snapSection } from "./snap.ts";
 import type { BenchVMs } from "./vm.ts";
 import { workspaceSection, workspaceSkipReason } from "./workspace.ts";
 
@@ -92,6 +93,11 @@ export const SECTIONS: readonly BenchSection[] = [
       if (skip) throw new Error(skip);
       await workspaceSection(c.b, { n: c.n("WS_N", 3, 1), files: c.n("WS_FILES", 10_000, 1_000), megabytes: c.n("WS_MB", 200, 20) });
     },
+  },
+  {
+    name: "snap", vm: true, quick: false,
+    title: "snap (P8b, P8d, issue 15): pause→resume round trip; snapshot freeze; rollback vs cold restart; fork until the clone answers",
+    run: (c) => snapSection(c.b, c.vms, { pauses: c.n("SNAP_PAUSE_N", 20, 5), snapshots: c.n("SNAP_N", 3, 1), forks: c.n("SNAP_FORK_N", 3, 1) }),
   },
   {
     name: "image", vm: true, quick: false,

@@ -1,6 +1,6 @@
 import { defineCommand } from "./define.ts";
 import { resolve } from "node:path";
-import { daemon, jsonArg, out, streamCall } from "./context.ts";
+import { daemon, intArg, jsonArg, out, sizeArg, streamCall } from "./context.ts";
 import { BangerError } from "../shared/errors.ts";
 
 const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
@@ -90,6 +90,21 @@ const list = defineCommand({
   },
 });
 
+const warm = defineCommand({
+  meta: { name: "warm", description: "Boot an image at a shape and keep it as a warm-start template: `vm create --start` / `vm run` of that image and shape then clone it (--cold to boot anyway)" },
+  args: {
+    name: { type: "positional", description: "Image name", required: true },
+    cpus: { type: "string", description: "vCPUs (default 1)" },
+    memory: { type: "string", description: "Memory, e.g. 512M (default 256M)" },
+    vmm: { type: "string", description: "VMM (default: as for vm create)" },
+    ...jsonArg,
+  },
+  async run({ args }) {
+    const { data: s } = await streamCall("snapshotWarm", { params: { name: args.name }, body: { cpus: intArg(args.cpus, "--cpus"), memoryMiB: sizeArg(args.memory, "--memory"), driver: args.vmm } }, { json: !!args.json });
+    out(s, !!args.json, () => `warm template ${s.vmName}@${s.name} for image ${s.spec.image} (${s.spec.cpus} cpu, ${s.spec.memoryMiB} MiB)`);
+  },
+});
+
 const show = defineCommand({
   meta: { name: "show", description: "Show an image and its manifest" },
   args: { name: { type: "positional", required: true, description: "Image name" }, ...jsonArg },
@@ -156,5 +171,5 @@ const imp = defineCommand({
 
 export default defineCommand({
   meta: { name: "image", description: "Build, import and manage guest images" },
-  subCommands: { build, list, show, rm, import: imp },
+  subCommands: { build, list, show, rm, import: imp, warm },
 });

@@ -161,7 +161,7 @@ async function createNamed(args: Record<string, unknown>, json: boolean): Promis
     const taken = new Set((await c.call("vmList")).vms.map((v) => v.name));
     const name = pickVMName(taken, Math.random);
     try {
-      await streamCall("vmCreate", { body: { ...createBody(name, args), start: true } }, { json });
+      await streamCall("vmCreate", { body: { ...createBody(name, args), start: true, from: args.from as string | undefined, cold: args.cold ? true : undefined } }, { json });
       return name;
     } catch (e) {
       if (!(e instanceof BangerError && e.code === "E_NAME_TAKEN") || attempt >= 4) throw e;
@@ -191,11 +191,16 @@ const show = defineCommand({
   },
 });
 
+const fromArg = {
+  from: { type: "string", description: "A clone of this snapshot (VM@SNAP): its shape, disks and, started, its running memory with a new identity" },
+  cold: { type: "boolean", description: "Boot cold even when a warm template of this image and shape exists (`banger image warm`)" },
+} as const;
+
 const create = defineCommand({
   meta: { name: "create", description: "Create a VM (and start it with --start)" },
-  args: { ...nameArg, ...createArgs, start: { type: "boolean", description: "Boot it right away" }, ...jsonArg },
+  args: { ...nameArg, ...createArgs, ...fromArg, start: { type: "boolean", description: "Boot it right away (a clone: run on from its snapshot)" }, ...jsonArg },
   async run({ args }) {
-    const { data: vm } = await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: !!args.start } }, { json: !!args.json });
+    const { data: vm } = await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: !!args.start, from: args.from, cold: args.cold ? true : undefined } }, { json: !!args.json });
     out(vm, !!args.json, () => `created ${vm.name} (${vm.runtime.state})`);
   },
 });
@@ -221,12 +226,60 @@ const stop = defineCommand({
   },
 });
 
-const del = defineCommand({
-  meta: { name: "delete", description: "Stop a VM and remove it with its disks, keys and logs" },
-  args: { ...nameArg, force: { type: "boolean", description: "Kill without waiting for the guest" }, ...jsonArg },
+function pauseOrResume(action: "pause" | "resume") {
+  return defineCommand({
+    meta: {
+      name: action,
+      description: action === "pause" ? "Stop a running VM's vCPUs (it keeps its memory, disks and network; `banger vm resume` goes on)" : "Let a paused VM run on",
+    },
+    args: { ...nameArg, ...jsonArg },
+    async run({ args }) {
+      const vm = await (await daemon()).call(action === "pause" ? "vmPause" : "vmResume", { params: { vm: args.name }, body: {} });
+      out(vm, !!args.json, () => `${vm.name} is ${vm.runtime.state}`);
+    },
+  });
+}
+
+const snapshot = defineCommand({
+  meta: { name: "snapshot", description: "Checkpoint a VM (memory, device state and disks when it runs; disks when stopped) as VM@SNAP; it runs on" },
+  // the positional is the VM, --name the snapshot's
+  args: { vm: { type: "positional", description: "VM name", required: true }, name: { type: "string", description: "Snapshot name (default: a UTC timestamp)" }, ...jsonArg },
   async run({ args }) {
-    const r = await (await daemon()).call("vmDelete", { params: { vm: args.name }, query: { force: !!args.force } });
-    out(r, !!args.json, () => `deleted ${r.deleted}`);
+    const { data: s } = await streamCall("snapshotCreate", { params: { vm: args.vm }, body: { name: args.name } }, { json: !!args.json });
+    out(s, !!args.json, () => `snapshot ${s.vmName}@${s.name} (${s.memory ? `memory and disks; ${s.vmName} was frozen ${s.freezeMs} ms` : "disks"})`);
+  },
+});
+
+const fork = defineCommand({
+  meta: { name: "fork", description: "Snapshot a running VM and start clones of it, each a new machine: banger vm fork VM NEW… | --count N" },
+  args: { vm: { type: "positional", description: "VM name", required: true }, count: { type: "string", description: "Make N clones named VM-1 … VM-N" }, ...jsonArg },
+  async run({ args }) {
+    const given = passthrough.argv.length ? passthrough.argv : ((args._ as string[] | undefined) ?? []).slice(1);
+    const n = intArg(args.count, "--count");
+    if (n !== undefined && given.length) usage("give new names or --count N, not both");
+    if (n !== undefined && n < 1) usage("--count must be at least 1");
+    const names = n !== undefined ? Array.from({ length: n }, (_, i) => `${args.vm}-${i + 1}`) : given;
+    if (names.length === 0) usage("name the clones (banger vm fork VM NEW…) or give --count N");
+    const { data } = await streamCall("snapshotFork", { params: { vm: args.vm }, body: { names } }, { json: !!args.json });
+    out(data, !!args.json, () => `forked ${args.vm} at ${data.snapshot.vmName}@${data.snapshot.name} (frozen ${data.snapshot.freezeMs} ms): ${data.vms.map((v) => v.name).join(", ")}`);
+  },
+});
+
+const rollback = defineCommand({
+  meta: { name: "rollback", description: "Put a VM back to one of its snapshots: banger vm rollback VM SNAP (what it did since is discarded)" },
+  args: { ...nameArg, snapshot: { type: "positional", description: "SNAP or VM@SNAP", required: true }, ...jsonArg },
+  async run({ args }) {
+    const { data: vm } = await streamCall("snapshotRollback", { params: { vm: args.name }, body: { snapshot: args.snapshot } }, { json: !!args.json });
+    out(vm, !!args.json, () => `${vm.name} is back at ${args.snapshot} (${vm.runtime.state})`);
+  },
+});
+
+const del = defineCommand({
+  meta: { name: "delete", description: "Stop a VM and remove it with its disks, keys and logs (its snapshots stay unless --with-snapshots)" },
+  args: { ...nameArg, force: { type: "boolean", description: "Kill without waiting for the guest" }, "with-snapshots": { type: "boolean", description: "Remove the VM's snapshots too" }, ...jsonArg },
+  async run({ args }) {
+    const r = await (await daemon()).call("vmDelete", { params: { vm: args.name }, query: { force: !!args.force, withSnapshots: !!args["with-snapshots"] } });
+    out(r, !!args.json, () => `deleted ${r.deleted}${r.snapshots?.length ? ` and ${r.snapshots.length} snapshot(s)` : ""}`);
   },
 });
 
@@ -239,6 +292,7 @@ const run = defineCommand({
     rm: { type: "boolean", description: "Delete the VM when the command ends" },
     stdin: { type: "boolean", description: "Forward this process's stdin to the command" },
     workspace: { type: "string", description: "Prepare this host git repo in the guest (at /root/repo) first and run the command there" },
+    ...fromArg,
     ...jsonArg,
   },
   async run({ args }) {
@@ -254,7 +308,7 @@ const run = defineCommand({
       const body = createBody(name, args);
       const existing = await getVM(name);
       if (!existing) {
-        await streamCall("vmCreate", { body: { ...body, start: true } }, { json: !!args.json });
+        await streamCall("vmCreate", { body: { ...body, start: true, from: args.from, cold: args.cold ? true : undefined } }, { json: !!args.json });
       } else {
         // an existing VM takes the lifetime given here from now, as `vm ttl` would
         if (body.ttlMs !== undefined || body.idleTimeoutMs !== undefined) {
@@ -365,7 +419,7 @@ const egress = defineCommand({
 export default defineCommand({
   meta: { name: "vm", description: "Create, run and manage VMs" },
   subCommands: {
-    list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), delete: del, run, exec, ssh, logs, ttl, egress,
+    list, show, create, start: lifecycle("start"), stop, restart: lifecycle("restart"), pause: pauseOrResume("pause"), resume: pauseOrResume("resume"), snapshot, rollback, fork, delete: del, run, exec, ssh, logs, ttl, egress,
     commit: () => import("./vm-commit.ts").then((m) => m.default),
     port: () => import("./vm-port.ts").then((m) => m.default),
     stats: () => import("./vm-stats.ts").then((m) => m.default),

@@ -10,10 +10,11 @@ import { chooseVmm } from "../vmm/choose.ts";
 import type { BootConfig, VMMDriver } from "../vmm/driver.ts";
 import { BangerError, errorMessage, undoFailuresOf, withUndoNote } from "../shared/errors.ts";
 import { faultPoint } from "../host/faults.ts";
+import { sameProcess } from "../host/procs.ts";
 import type { HookEngine, HookMap } from "./hooks.ts";
 import { runOperation, type ProgressSink } from "./operation.ts";
 import { checkTTLAction, initialLifetime } from "./lifetimes.ts";
-import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type PublishedPort, type VMHandles, type VMRecord } from "../shared/model.ts";
+import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type PublishedPort, type SnapshotRecord, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";
 import type { NetPorts, Providers } from "./providers.ts";
 import { markStopped, openAll, parsePublish, portsOf, reopen } from "./ports.ts";
@@ -121,6 +122,10 @@ export class Engine {
   get hooks(): HookEngine {
     return this.d.hooks;
   }
+  /** What the engine was built with, for the services that work beside it (snapshots). */
+  get deps(): Readonly<Required<Omit<EngineDeps, "defaultDriver">>> {
+    return this.d;
+  }
 
   driverFor(vm: VMRecord): VMMDriver {
     const driver = this.d.drivers.get(vm.spec.driver);
@@ -143,12 +148,13 @@ export class Engine {
     return vm;
   }
 
-  /** The VM, if it is really running (vmAlive); otherwise an error saying how to start it. */
+  /** The VM, if it is really running (vmAlive) and not paused; otherwise an error saying how to start or resume it. */
   async running(idOrName: string): Promise<VMRecord> {
     const vm = this.getVM(idOrName);
     if (!(await this.alive(vm))) {
       throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
     }
+    refuseIfPaused(vm);
     return vm;
   }
 
@@ -161,6 +167,54 @@ export class Engine {
         throw new BangerError("E_STATE", `vm ${vm.name} is running: stop it first (\`banger vm stop ${vm.name}\`) so its disk is consistent`);
       }
       return fn(vm);
+    });
+  }
+
+  /**
+   * Stop the guest's vCPUs; the VMM process, its disks and network stay.
+   * The VMM is asked first and the record written after: a daemon dying in
+   * between leaves a paused VM recorded as running, which reconcile corrects
+   * from the VMM's own answer (runState).
+   */
+  async pause(idOrName: string): Promise<VMRecord> {
+    const first = this.getVM(idOrName);
+    return this.cache.withLock(first.id, async () => {
+      const vm = this.getVM(first.id);
+      const driver = this.driverFor(vm);
+      if (!driver.pause || !driver.resume) throw new BangerError("E_STATE", `vm ${vm.name}: the ${driver.name} driver cannot pause a VM`);
+      const handles = await this.handlesOf(vm);
+      // the process check only: the VMM answering the command is the API check (one round trip, not two)
+      if (!handles || handles.pid <= 0 || !(await sameProcess(this.d.host.procs, handles.pid, handles.pidStartTime))) {
+        throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
+      }
+      if (vm.runtime.state === "paused") return vm;
+      if (vm.runtime.state !== "running") throw new BangerError("E_STATE", `vm ${vm.name} is ${vm.runtime.state}: only a running VM can be paused`);
+      await driver.pause(vm, handles);
+      await faultPoint("pause:after-vmm");
+      vm.runtime.state = "paused";
+      this.save(vm);
+      return vm;
+    });
+  }
+
+  /** Let a paused VM run on (the reverse of pause, with the same crash ordering). */
+  async resume(idOrName: string): Promise<VMRecord> {
+    const first = this.getVM(idOrName);
+    return this.cache.withLock(first.id, async () => {
+      const vm = this.getVM(first.id);
+      const driver = this.driverFor(vm);
+      if (!driver.pause || !driver.resume) throw new BangerError("E_STATE", `vm ${vm.name}: the ${driver.name} driver cannot pause or resume a VM`);
+      const handles = await this.handlesOf(vm);
+      if (!handles || handles.pid <= 0 || !(await sameProcess(this.d.host.procs, handles.pid, handles.pidStartTime))) {
+        throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
+      }
+      if (vm.runtime.state === "running") return vm;
+      if (vm.runtime.state !== "paused") throw new BangerError("E_STATE", `vm ${vm.name} is ${vm.runtime.state}: only a paused VM can be resumed`);
+      await driver.resume(vm, handles);
+      await faultPoint("resume:after-vmm");
+      vm.runtime.state = "running";
+      this.save(vm);
+      return vm;
     });
   }
 
@@ -305,12 +359,18 @@ export class Engine {
 
   async start(idOrName: string, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
     const first = this.getVM(idOrName);
-    return this.cache.withLock(first.id, async () => {
-      const vm = this.getVM(first.id);
+    return this.cache.withLock(first.id, () => this.startHeld(first.id, progress, signal));
+  }
+
+  /** What start does, for a caller that holds the VM's lock (rollback); `restoreFrom` starts from saved state instead of booting. */
+  async startHeld(id: string, progress: ProgressSink, signal: AbortSignal, opts: { restoreFrom?: string; snapshot?: SnapshotRecord } = {}): Promise<VMRecord> {
+    {
+      const vm = this.getVM(id);
       const driver = this.driverFor(vm);
       const missing = this.missingProviders(vm);
       if (missing.length) throw new BangerError("E_STATE", `vm ${vm.name}: ${missing.join("; ")}`);
       if (await this.alive(vm)) {
+        refuseIfPaused(vm);
         if (vm.runtime.state !== "running") {
           vm.runtime.state = "running";
           this.save(vm);
@@ -343,8 +403,8 @@ export class Engine {
             this.cache.delete(vm.id);
             await removeHandlesFile(this.d.host.fs, vm.runtime.vmDir);
           });
-          op.progress(`launching ${driver.name}`);
-          const launched = await driver.launch(vm, boot);
+          op.progress(opts.restoreFrom ? `restoring ${driver.name} state` : `launching ${driver.name}`);
+          const launched = await driver.launch(vm, boot, opts.restoreFrom ? { restoreFrom: opts.restoreFrom } : undefined);
           handles.pid = launched.pid;
           handles.pidStartTime = launched.pidStartTime;
           op.defer("vm process", () => driver.kill(vm, handles));
@@ -354,7 +414,7 @@ export class Engine {
           await faultPoint("start:after-handles");
           // before the guest can open a connection that matters: the enforcer has the policy from the first one on
           await this.applyEgress(vm, handles);
-          await this.d.hooks.run("vm:start:after", { vm, handles, progress: op.progress, signal: op.signal, op });
+          await this.d.hooks.run("vm:start:after", { vm, handles, progress: op.progress, signal: op.signal, op, restored: !!opts.restoreFrom, snapshot: opts.snapshot });
           if (vm.spec.ports?.length) {
             op.progress(`publishing ${vm.spec.ports.length} port(s)`);
             await openAll(this.netPorts(vm), vm, handles);
@@ -374,12 +434,17 @@ export class Engine {
         this.save(vm);
         throw e;
       }
-    });
+    }
   }
 
   async stop(idOrName: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VMRecord> {
     const first = this.getVM(idOrName);
     return this.cache.withLock(first.id, () => this.stopLocked(first.id, opts));
+  }
+
+  /** What stop does, for a caller that holds the VM's lock (rollback). */
+  stopHeld(id: string, opts: { force?: boolean; timeoutMs?: number }): Promise<VMRecord> {
+    return this.stopLocked(id, opts);
   }
 
   private async stopLocked(id: string, opts: { force?: boolean; timeoutMs?: number }): Promise<VMRecord> {
@@ -389,6 +454,10 @@ export class Engine {
     const failures: Error[] = [];
     // a pooled connection to a guest that is going away would only hang its next user
     this.d.dropConnection(vm.id);
+    if (vm.runtime.state === "paused" && !opts.force && driver.resume) {
+      // a paused guest cannot act on the power button: let it run so it can shut down cleanly (kill stays the fallback)
+      await driver.resume(vm, handles).catch((e) => this.d.log.warn(`stop ${vm.name}: resume before shutdown failed: ${errorMessage(e)}`));
+    }
     if (vm.runtime.state !== "stopped" && vm.runtime.state !== "created") {
       vm.runtime.state = "stopping";
       this.save(vm);
@@ -496,7 +565,7 @@ export class Engine {
       const r = await this.cache.withLock(vm.id, () => this.finishInterrupted(vm));
       if (r) out.push(r);
     }
-    const vms = all.filter((vm) => ["running", "starting", "stopping", "error"].includes(vm.runtime.state));
+    const vms = all.filter((vm) => ["running", "paused", "starting", "stopping", "error"].includes(vm.runtime.state));
     const results: (ReconcileOutcome | null)[] = new Array(vms.length).fill(null);
     // VMs are independent (each under its own lock): overlap their socket pings and file reads,
     // a few at a time, so re-adopting hundreds after kill -9 takes well under a second; outcomes keep store order
@@ -520,7 +589,7 @@ export class Engine {
     if (this.cache.isLocked(id)) return null;
     return this.cache.withLock(id, async () => {
       const vm = this.d.store.getVM(id);
-      if (!vm || vm.runtime.state !== "running" || (await this.alive(vm))) return null;
+      if (!vm || (vm.runtime.state !== "running" && vm.runtime.state !== "paused") || (await this.alive(vm))) return null;
       return this.reconcileOne(vm, "vm process exited");
     });
   }
@@ -542,6 +611,12 @@ export class Engine {
     this.cache.delete(vm.id);
     await this.finishDelete(vm);
     return { vm: vm.name, action, source: "none", cleanupErrors: failures.map((e) => e.message) };
+  }
+
+  /** Running or paused, as the VMM says; a VMM that cannot tell keeps a recorded pause (nothing but `vm resume` ends one). */
+  private async liveState(vm: VMRecord, driver: VMMDriver): Promise<"running" | "paused"> {
+    const told = driver.runState ? await driver.runState(vm).catch(() => null) : null;
+    return told ?? (vm.runtime.state === "paused" ? "paused" : "running");
   }
 
   /** Keep or demote one VM; the caller holds its lock. */
@@ -572,8 +647,9 @@ export class Engine {
       await this.applyEgress(vm, found.handles).catch((e) => hookErrors.push(e instanceof Error ? e : new Error(String(e))));
       // rewriting an identical handles.json costs an fsync per VM: most of re-adopting many VMs
       if (asRead === null || JSON.stringify(found.handles) !== asRead) await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, found.handles);
-      if (vm.runtime.state !== "running") {
-        vm.runtime.state = "running";
+      const state = await this.liveState(vm, driver);
+      if (vm.runtime.state !== state) {
+        vm.runtime.state = state;
         this.save(vm);
       }
       return { vm: vm.name, action: "kept", source: found.source, cleanupErrors: hookErrors.map((e) => e.message) };
@@ -591,6 +667,11 @@ export class Engine {
     this.save(vm);
     return { vm: vm.name, action: "demoted", source: found.source, cleanupErrors: failures.map((e) => e.message) };
   }
+}
+
+/** exec, ssh, sessions and workspaces need a guest that runs: a paused one would hang them, so they are refused with the way out. */
+export function refuseIfPaused(vm: VMRecord): void {
+  if (vm.runtime.state === "paused") throw new BangerError("E_STATE", `vm ${vm.name} is paused: resume it with \`banger vm resume ${vm.name}\``);
 }
 
 function _atLeast(v: number | undefined, dflt: number, what: string, min = 1): number {

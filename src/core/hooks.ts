@@ -1,6 +1,6 @@
 import type { GuestSSH } from "../host/types.ts";
 import type { BootConfig } from "../vmm/driver.ts";
-import type { GuestSession, ImageRecord, VMHandles, VMRecord } from "../shared/model.ts";
+import type { GuestSession, ImageRecord, SnapshotRecord, VMHandles, VMRecord } from "../shared/model.ts";
 import type { CheckedRecipe } from "../shared/image-recipe.ts";
 import type { EgressPolicy } from "../shared/egress.ts";
 import type { ProgressSink } from "./operation.ts";
@@ -21,8 +21,18 @@ export interface HookMap {
   "vm:create": { vm: VMRecord; progress: ProgressSink; op: Operation };
   /** Before the VMM process launches: fill the boot config, acquire transient handles (defer their teardown on `op`). */
   "vm:start:before": { vm: VMRecord; boot: BootConfig; handles: VMHandles; progress: ProgressSink; op: Operation };
-  /** The VMM process runs: wait for the guest (e.g. SSH) before the VM counts as running. */
-  "vm:start:after": { vm: VMRecord; handles: VMHandles; progress: ProgressSink; signal: AbortSignal; op: Operation };
+  /**
+   * The VMM process runs: wait for the guest (e.g. SSH) before the VM counts as running. `restored`: it runs on from
+   * `snapshot` instead of having booted; when the snapshot is another VM's, this VM is its clone and needs its own identity.
+   */
+  "vm:start:after": { vm: VMRecord; handles: VMHandles; progress: ProgressSink; signal: AbortSignal; op: Operation; restored?: boolean; snapshot?: SnapshotRecord };
+  /**
+   * A snapshot is being made: the VM's vCPUs stand still (or it is stopped). Copy what you own (disks) into
+   * `dir`, a temp dir renamed into place only when the whole snapshot is made, and push each file's name to `disks`.
+   */
+  "vm:snapshot": { vm: VMRecord; dir: string; disks: string[]; progress: ProgressSink; op: Operation };
+  /** A rollback: the VM is stopped; put back your part of the snapshot (disks from `snapshot.dir`) before it starts again. */
+  "vm:restore": { vm: VMRecord; snapshot: SnapshotRecord; progress: ProgressSink; op: Operation };
   "vm:stop:before": { vm: VMRecord; handles: VMHandles };
   "vm:stop:after": { vm: VMRecord };
   /**
@@ -87,6 +97,8 @@ export const HOOK_NAMES: readonly HookName[] = [
   "vm:reconcile",
   "vm:egress",
   "vm:egress:apply",
+  "vm:snapshot",
+  "vm:restore",
   "session:start",
   "session:stop",
   "workspace:prepare",

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
+import { refuseClone, Snapshots } from "../core/snapshots.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { VMView } from "../shared/api.ts";
@@ -34,7 +35,7 @@ export interface AppDeps {
 /** Public view of a VM: durable record plus liveness. */
 export async function vmView(engine: Engine, vm: VMRecord): Promise<VMView> {
   let alive = await engine.alive(vm);
-  if (!alive && vm.runtime.state === "running" && (await engine.noticeExit(vm.id))) {
+  if (!alive && (vm.runtime.state === "running" || vm.runtime.state === "paused") && (await engine.noticeExit(vm.id))) {
     vm = engine.getVM(vm.id); // it died under us: show it demoted and cleaned up
   }
   const handles = await engine.handlesOf(vm);
@@ -42,7 +43,7 @@ export async function vmView(engine: Engine, vm: VMRecord): Promise<VMView> {
 }
 
 /** The routes served here; images, sessions and workspaces bring their own handlers. */
-type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace"> | keyof HandlersFor<"port"> | keyof HandlersFor<"stats"> | keyof HandlersFor<"file"> | keyof HandlersFor<"lifetime"> | keyof HandlersFor<"vmEgress">>;
+type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace"> | keyof HandlersFor<"port"> | keyof HandlersFor<"stats"> | keyof HandlersFor<"file"> | keyof HandlersFor<"lifetime"> | keyof HandlersFor<"vmEgress"> | keyof HandlersFor<"snapshot">>;
 
 type _DaemonRoutes = Pick<AppRoutes, "health" | "shutdown" | "pluginList">;
 
@@ -64,9 +65,25 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
   return {
     vmList: async () => ({ vms: await Promise.all(engine.listVMs().map((vm) => vmView(engine, vm))) }),
     vmCreate: async ({ body, ndjson }) => {
-      const { start, ...params } = body;
+      const { start, from, cold, ...params } = body;
+      if (from !== undefined) {
+        const snapshots = new Snapshots(engine);
+        const snap = snapshots.get(from);
+        refuseClone(snap);
+        if (Object.keys(params).some((k) => k !== "name" && params[k as keyof typeof params] !== undefined)) {
+          throw new BangerError("E_USAGE", "a clone takes its snapshot's shape: --from goes without --image, --cpus, --memory, --disk, --work-disk, --vmm, --net, --storage");
+        }
+        await engine.checkCreate({ name: params.name, image: snap.spec.image, cpus: snap.spec.cpus, memoryMiB: snap.spec.memoryMiB, driver: snap.spec.driver, net: snap.spec.net, storage: snap.spec.storage });
+        return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await snapshots.createFrom(from, params.name, { start }, emit.progress, emit.signal)) }));
+      }
       params.driver = await engine.resolveDriver(params.driver); // --vmm: asked for and usable, or the best usable one
-      params.storage = (await engine.checkCreate(params)).storage; // refuse bad input with a 4xx before the stream's 200 goes out
+      const plan = await engine.checkCreate(params); // refuse bad input with a 4xx before the stream's 200 goes out
+      params.storage = plan.storage;
+      // a warm start: a template of this image and shape exists (`image warm`), so the VM is its clone
+      const template = start && !cold ? new Snapshots(engine).templateFor({ image: plan.image, driver: plan.driverName, net: plan.net, storage: plan.storage, ...plan.sizes }) : null;
+      if (template) {
+        return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await new Snapshots(engine).createFrom(`${template.vmName}@${template.name}`, plan.name, { start: true }, emit.progress, emit.signal)) }));
+      }
       return ndjson(async (emit) => {
         let vm = await engine.create(params, emit.progress);
         if (start) vm = await engine.start(vm.id, emit.progress, emit.signal);
@@ -77,11 +94,15 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
     vmDelete: async ({ params, query }) => {
       const force = query.force;
       const deleted = await engine.delete(params.vm, { force });
+      // snapshots outlive their VM unless asked: they are independent of it
+      if (query.withSnapshots) return { deleted: deleted.name, id: deleted.id, snapshots: await new Snapshots(engine).removeAllOf(deleted.id) };
       return { deleted: deleted.name, id: deleted.id };
     },
     vmStart: async ({ params, ndjson }) => _startOrRestart(engine, "start", params.vm, ndjson),
     vmRestart: async ({ params, ndjson }) => _startOrRestart(engine, "restart", params.vm, ndjson),
     vmStop: async ({ params, body }) => vmView(engine, await engine.stop(params.vm, body)),
+    vmPause: async ({ params }) => vmView(engine, await engine.pause(params.vm)),
+    vmResume: async ({ params }) => vmView(engine, await engine.resume(params.vm)),
     vmExec: async ({ params, body, ndjson }) => {
       if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
       const { argv, stdin, ...options } = body;

@@ -24,6 +24,7 @@ import { createDaemonLogger } from "./log.ts";
 import { vmSSHPool } from "./ssh-pool.ts";
 import { createSessionRoutes } from "./sessions.ts";
 import { sweepHome } from "./sweep.ts";
+import { Snapshots } from "../core/snapshots.ts";
 import { createWorkspaceRoutes } from "./workspace-routes.ts";
 import { createLifetimeRoutes, trackActivity } from "./lifetime-routes.ts";
 import { Lifetimes } from "../core/lifetimes.ts";
@@ -31,6 +32,7 @@ import { createPortRoutes } from "./ports-routes.ts";
 import { createStatsRoutes } from "./stats.ts";
 import { createFileRoutes } from "./files-routes.ts";
 import { createEgressRoutes } from "./egress-routes.ts";
+import { createSnapshotRoutes } from "./snapshot-routes.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
 
@@ -84,8 +86,9 @@ async function _loadPlugins(d: { paths: DaemonPaths; host: Host; hooks: HookEngi
 async function _reconcileAndSweep(engine: Engine, store: Store, host: Host, paths: DaemonPaths, log: Logger): Promise<ReconcileOutcome[]> {
   const reconcile = await engine.reconcile();
   for (const r of reconcile) log.info(`reconcile ${r.vm}: ${r.action} (handles from ${r.source})${r.cleanupErrors.length ? `; ${r.cleanupErrors.join("; ")}` : ""}`);
+  for (const line of await new Snapshots(engine).reconcile()) log.info(`reconcile snapshot ${line}`);
   // after reconcile (half-made rows are gone by now) and before listening: nothing of ours is at work yet
-  await sweepHome({ paths, fs: host.fs, procs: host.procs, clock: host.clock, log, vms: store.listVMs(), images: store.listImages() });
+  await sweepHome({ paths, fs: host.fs, procs: host.procs, clock: host.clock, log, vms: store.listVMs(), images: store.listImages(), snapshots: store.snapshots.list() });
   return reconcile;
 }
 
@@ -170,6 +173,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const ports = createPortRoutes(engine);
   const stats = createStatsRoutes({ engine, ssh, host });
   const files = createFileRoutes({ engine, ssh, log });
+  const snapshots = createSnapshotRoutes(engine);
 
   let server: _Server | undefined;
   const closeAll = _shutdownOnce({ server: () => server!, ssh, store, fs, paths, release, log });
@@ -188,7 +192,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     startedAt: new Date().toISOString(),
     reconcile,
-    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers, ...createLifetimeRoutes({ engine, lifetimes }), ...createEgressRoutes({ engine, fs: host.fs, clock: host.clock }) },
+    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers, ...createLifetimeRoutes({ engine, lifetimes }), ...createEgressRoutes({ engine, fs: host.fs, clock: host.clock }), ...snapshots.handlers },
     shutdown,
   }), (vm) => lifetimes.busy(vm));
   server = await _serve(app, paths, fs);

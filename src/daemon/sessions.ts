@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { BangerError } from "../shared/errors.ts";
-import type { Engine } from "../core/engine.ts";
+import { refuseIfPaused, type Engine } from "../core/engine.ts";
 import type { GuestSession } from "../shared/model.ts";
 import type { Logger } from "../core/plugin.ts";
 import type { Host } from "../host/types.ts";
@@ -35,7 +35,11 @@ function _sessionEngine(d: SessionRouteDeps): SessionEngine {
     host: d.host,
     log: d.log,
     hooks: d.engine.hooks,
-    dial: (vm) => d.ssh.get(vm),
+    // every session action reaches the guest through here: a paused guest would hang it, so refuse with the way out
+    dial: async (vm) => {
+      refuseIfPaused(d.store.getVM(vm.id) ?? vm);
+      return d.ssh.get(vm);
+    },
     vmAlive: (vm) => d.engine.alive(vm),
     getVM: (x) => d.store.getVM(x),
     clock: d.host.clock,

@@ -33,6 +33,8 @@ export interface SweepDeps {
   vms: Iterable<{ id: string; runtime: { vmDir: string } }>;
   /** Every image row (its dir owns images/<name>). */
   images: Iterable<{ dir: string }>;
+  /** Every snapshot row (its dir owns snapshots/<id>); absent: snapshots/ is not looked at. */
+  snapshots?: Iterable<{ dir: string }>;
   selfPid?: number;
   /** Where mount points are read from (tests pass their own). */
   mountinfo?: string;
@@ -117,6 +119,17 @@ async function _findLeftovers(d: SweepDeps): Promise<SweepItem[]> {
       }
     }
   } else d.log.warn(`sweep: ${d.paths.vmsDir} is not a plain dir; not swept`);
+  const snapsDir = join(d.paths.home, "snapshots");
+  if (d.snapshots && isRealDir(snapsDir)) {
+    const snapRows = new Set([...d.snapshots].map((s) => s.dir));
+    const snaps = await d.fs.list(snapsDir);
+    temps(snapsDir, snaps);
+    for (const e of snaps) {
+      if (parseTempName(e.name) || e.name.startsWith(".")) continue;
+      const p = join(snapsDir, e.name);
+      if (!snapRows.has(p) && (e.type === "dir" || e.type === "symlink")) found.push({ path: p, why: "snapshot dir with no row" });
+    }
+  }
   return found;
 }
 

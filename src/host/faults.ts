@@ -30,6 +30,15 @@ export const FAULT_POINTS = [
   "stop:after-kill",
   "delete:after-deleting",
   "delete:after-rmrf",
+  "pause:after-vmm",
+  "resume:after-vmm",
+  "snapshot:after-row",
+  "snapshot:after-state",
+  "snapshot:before-commit",
+  "rollback:after-stop",
+  "rollback:after-disks",
+  "snapshot-rm:after-mark",
+  "clone:after-disks",
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];

@@ -1,6 +1,6 @@
 /** Lifecycle states of a VM. */
-/** "creating": the row claims the name while create runs; a crash leaves it for reconcile to remove. */
-export type VMState = "creating" | "created" | "starting" | "running" | "stopping" | "stopped" | "error" | "deleting";
+/** "creating": the row claims the name while create runs; a crash leaves it for reconcile to remove. "paused": the VMM runs but the guest's vCPUs are stopped (`vm pause`). */
+export type VMState = "creating" | "created" | "starting" | "running" | "paused" | "stopping" | "stopped" | "error" | "deleting";
 
 export const VM_NAME_RULE = "[a-z0-9][a-z0-9-]{0,62}";
 export const VM_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -151,4 +151,38 @@ export interface GuestSession {
   endedAt: string;
   createdAt: string;
   updatedAt: string;
+}
+
+/** `creating`: files are being written (a crash leaves it for reconcile to remove with its files); `deleting`: `snapshot rm` began. */
+export type SnapshotState = "creating" | "ready" | "deleting";
+
+/**
+ * A checkpoint of a VM, named `VM@SNAP`: its disks and, when the VM ran,
+ * its memory and device state, under `$BANGER_HOME/snapshots/<id>/`. Never
+ * changed after it is made, and independent of the VM (it outlives it).
+ */
+export interface SnapshotRecord {
+  id: string;
+  name: string;
+  vmId: string;
+  /** The VM's name when the snapshot was made (the `VM` of `VM@SNAP`). */
+  vmName: string;
+  state: SnapshotState;
+  dir: string;
+  /** Memory and device state were saved (the VM ran); false: disks only (it was stopped). */
+  memory: boolean;
+  /** The VM's spec at that instant: a restore needs the same machine shape. */
+  spec: VMSpec;
+  /** The disk files in `dir`, by the name the storage provider gave them. */
+  disks: string[];
+  sizeBytes: number;
+  /** How long the VM's vCPUs stood still for it (0 for a stopped VM). */
+  freezeMs: number;
+  /** A warm-start template (`image warm`): a fresh boot of `spec.image` at this shape, valid while the image is the one made at `imageCreatedAt`. */
+  template?: { imageCreatedAt: string };
+  /** The guest sessions that ran when it was made (a clone gets its own records of them). */
+  sessions?: GuestSession[];
+  /** The snapshot paused a running VM for its save: a crash before the resume leaves reconcile to resume it. */
+  thawVm?: boolean;
+  createdAt: string;
 }

@@ -5,7 +5,7 @@
 // it and types the answers. Plain data and types: it is on every command's
 // hot path, so it imports nothing but types.
 import type { FetchResult, FileInfo, Health, LoadedPlugin, PortsView, SshInfo, VMStats, VMView, Workspace } from "./api.ts";
-import type { GuestSession, ImageRecord } from "./model.ts";
+import type { GuestSession, ImageRecord, SnapshotRecord } from "./model.ts";
 import type { EgressView } from "./egress.ts";
 import type { ImageChainLink } from "./image-recipe.ts";
 
@@ -97,14 +97,20 @@ export const routes = defineRoutes({
       ttlMs: { type: "integer" },
       ttlAction: { type: "string" },
       idleTimeoutMs: { type: "integer" },
+      /** VM@SNAP: a clone of that snapshot (its shape; the sizes above must not be given). */
+      from: { type: "string" },
+      /** With start: boot cold even when a warm-start template of this image and shape exists. */
+      cold: { type: "boolean" },
     },
     ndjson: res<ResultEvent<VMView>>(),
   },
   vmShow: { method: "GET", path: "/v1/vms/:vm", json: res<VMView>() },
-  vmDelete: { method: "DELETE", path: "/v1/vms/:vm", query: { force: "flag" }, json: res<{ deleted: string; id: string }>() },
+  vmDelete: { method: "DELETE", path: "/v1/vms/:vm", query: { force: "flag", withSnapshots: "flag" }, json: res<{ deleted: string; id: string; snapshots?: string[] }>() },
   vmStart: { method: "POST", path: "/v1/vms/:vm/start", body: {}, ndjson: res<ResultEvent<VMView>>() },
   vmRestart: { method: "POST", path: "/v1/vms/:vm/restart", body: {}, ndjson: res<ResultEvent<VMView>>() },
   vmStop: { method: "POST", path: "/v1/vms/:vm/stop", body: { force: { type: "boolean" }, timeoutMs: { type: "integer" } }, json: res<VMView>() },
+  vmPause: { method: "POST", path: "/v1/vms/:vm/pause", body: {}, json: res<VMView>() },
+  vmResume: { method: "POST", path: "/v1/vms/:vm/resume", body: {}, json: res<VMView>() },
   vmExec: {
     method: "POST",
     path: "/v1/vms/:vm/exec",
@@ -145,6 +151,17 @@ export const routes = defineRoutes({
   statsShow: { method: "GET", path: "/v1/vms/:vm/stats", json: res<VMStats>() },
   /** The same for every running VM. */
   statsList: { method: "GET", path: "/v1/stats", json: res<{ vms: VMStats[] }>() },
+
+  snapshotCreate: { method: "POST", path: "/v1/vms/:vm/snapshots", body: { name: { type: "string" } }, ndjson: res<ResultEvent<SnapshotRecord>>() },
+  snapshotRollback: { method: "POST", path: "/v1/vms/:vm/rollback", body: { snapshot: { type: "string", required: true } }, ndjson: res<ResultEvent<VMView>>() },
+  /** Snapshot VM and make `names` clones of it that run on from that instant; the source runs on. */
+  snapshotFork: { method: "POST", path: "/v1/vms/:vm/fork", body: { names: { type: "string[]", required: true } }, ndjson: res<ResultEvent<{ snapshot: SnapshotRecord; vms: VMView[] }>>() },
+  /** Boot the image at this shape and keep it as a warm-start template (a snapshot); matching starts clone it. */
+  snapshotWarm: { method: "POST", path: "/v1/images/:name/warm", body: { cpus: { type: "integer" }, memoryMiB: { type: "integer" }, driver: { type: "string" } }, ndjson: res<ResultEvent<SnapshotRecord>>() },
+  snapshotList: { method: "GET", path: "/v1/snapshots", query: { vm: "string" }, json: res<{ snapshots: SnapshotRecord[] }>() },
+  /** `:snap` is VM@SNAP. */
+  snapshotShow: { method: "GET", path: "/v1/snapshots/:snap", json: res<SnapshotRecord>() },
+  snapshotRemove: { method: "DELETE", path: "/v1/snapshots/:snap", json: res<{ deleted: string }>() },
 
   imageList: { method: "GET", path: "/v1/images", json: res<{ images: ImageRecord[] }>() },
   imageBuild: {

@@ -140,6 +140,23 @@ export const MIGRATIONS: Migration[] = [
     },
   },
   {
+    version: 8,
+    name: "snapshots",
+    up(db) {
+      // not tied to the vms row: a snapshot outlives its VM; (vm_name, name) is how users name it (VM@SNAP)
+      db.run(`CREATE TABLE snapshots (
+        id TEXT PRIMARY KEY,
+        vm_id TEXT NOT NULL,
+        vm_name TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (vm_name, name)
+      )`);
+    },
+  },
+  {
     version: 9,
     name: "vm-egress",
     up(db) {

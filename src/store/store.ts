@@ -4,6 +4,7 @@ import type { ImageRecord, PublishedPort, TTLAction, VMLifetime, VMRecord, VMSta
 import type { LeaseStore } from "../shared/leases.ts";
 import type { SessionRepo } from "../shared/session-repo.ts";
 import { createLeaseStore } from "./leases.ts";
+import { createSnapshotRepo, type SnapshotRepo } from "./snapshots.ts";
 import { migrate } from "./migrations.ts";
 import { createSessionRepo } from "./sessions.ts";
 
@@ -165,6 +166,8 @@ export class Store {
   readonly sessions: SessionRepo;
   /** Per-VM values from named pools (guest IPs…). */
   readonly leases: LeaseStore;
+  /** Snapshot records (the `snapshots` table). */
+  readonly snapshots: SnapshotRepo;
 
   constructor(path: string, opts: { busyTimeoutMs?: number } = {}) {
     try {
@@ -176,6 +179,7 @@ export class Store {
       migrate(this.db);
       this.sessions = createSessionRepo(this.db);
       this.leases = createLeaseStore(this.db);
+      this.snapshots = createSnapshotRepo(this.db);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       if (/locked|busy/i.test(msg)) {

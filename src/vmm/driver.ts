@@ -16,6 +16,11 @@ export interface BootConfig {
   nics?: { tap: string; mac: string }[];
 }
 
+export interface LaunchOptions {
+  /** Start from saved memory and device state (a file `saveState` wrote) instead of booting: the guest runs on from that instant. */
+  restoreFrom?: string;
+}
+
 export interface LaunchResult {
   pid: number;
   pidStartTime: number;
@@ -29,7 +34,7 @@ export interface LaunchResult {
 export interface VMMDriver {
   readonly name: string;
   /** Launch the VM process detached from the daemon. Must not block on guest boot. */
-  launch(vm: VMRecord, boot: BootConfig): Promise<LaunchResult>;
+  launch(vm: VMRecord, boot: BootConfig, opts?: LaunchOptions): Promise<LaunchResult>;
   /** Does the API socket answer? (One probe, short timeout.) */
   apiAnswers(vm: VMRecord): Promise<boolean>;
   /** Find the live VM process by what identifies it (API socket path in its cmdline). */
@@ -38,6 +43,14 @@ export interface VMMDriver {
   stop(vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void>;
   /** Kill now. */
   kill(vm: VMRecord, handles: VMHandles): Promise<void>;
+  /** Stop the guest's vCPUs, the VMM process staying up (QMP `stop`, Firecracker `PATCH /vm` Paused). Absent: the VMM cannot pause. */
+  pause?(vm: VMRecord, handles: VMHandles): Promise<void>;
+  /** Let a paused guest run on. */
+  resume?(vm: VMRecord, handles: VMHandles): Promise<void>;
+  /** Whether the guest's vCPUs run, as the VMM says; reconcile records it, so a daemon that died between the VMM's answer and the store's write ends up telling the truth. */
+  runState?(vm: VMRecord): Promise<"running" | "paused">;
+  /** Write the memory and device state of a VM whose vCPUs are stopped (pause) to `path`; it may resume afterwards. Absent: the VMM cannot snapshot. */
+  saveState?(vm: VMRecord, handles: VMHandles, path: string): Promise<void>;
   /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */
   usable?(): Promise<{ usable: boolean; reason: string }>;
   /** Network modes this VMM can attach, the first being its default. Absent means ["user", "tap"]. */

@@ -440,6 +440,8 @@ export interface FakeDriver extends VMMDriver {
   answers?: (vm: VMRecord) => boolean;
   /** Override: the live process found for a VM. Default: a process whose cmdline names the API socket. */
   findProcessImpl?: (vm: VMRecord) => { pid: number; startTime: number } | null;
+  /** VM ids whose vCPUs the fake VMM has stopped (pause adds, resume removes; runState reads it). */
+  readonly paused: Set<string>;
 }
 
 /**
@@ -486,6 +488,21 @@ export function fakeDriver(procs: FakeProcs, o: { name?: string; firstPid?: numb
       d.calls.push(`kill ${vm.name} ${handles.pid}`);
       d.kills.push({ vm: vm.name, handles: structuredClone(handles) });
       if (await ownsProcess(handles)) procs.kill(handles.pid, "SIGKILL");
+      d.paused.delete(vm.id);
+    },
+    paused: new Set(),
+    async pause(vm, handles) {
+      d.calls.push(`pause ${vm.name} ${handles.pid}`);
+      if (!(await ownsProcess(handles))) throw new Error(`no VMM process ${handles.pid}`);
+      d.paused.add(vm.id);
+    },
+    async resume(vm, handles) {
+      d.calls.push(`resume ${vm.name} ${handles.pid}`);
+      if (!(await ownsProcess(handles))) throw new Error(`no VMM process ${handles.pid}`);
+      d.paused.delete(vm.id);
+    },
+    async runState(vm) {
+      return d.paused.has(vm.id) ? "paused" : "running";
     },
   };
   return d;

@@ -233,6 +233,71 @@ describe("the driver against the fake firecracker", () => {
     expect(await d.apiAnswers(vm)).toBe(false);
   }, 60_000);
 
+  test("pause/resume: PATCH /vm Paused then Resumed, each a 204 from the spec'd fake; runState reads GET / (InstanceInfo.state)", async () => {
+    const { vm, boot, dir } = world();
+    const d = driver();
+    const launched = await d.launch(vm, boot);
+    const handles: VMHandles = { ...emptyHandles(), pid: launched.pid, pidStartTime: launched.pidStartTime };
+    expect(await d.runState!(vm)).toBe("running");
+    const before = recorded(dir).length;
+    await d.pause!(vm, handles);
+    expect(await d.runState!(vm)).toBe("paused");
+    // a paused VMM still answers its API: the VM stays alive for reconcile
+    expect(await d.apiAnswers(vm)).toBe(true);
+    await d.resume!(vm, handles);
+    expect(await d.runState!(vm)).toBe("running");
+    const calls = recorded(dir).slice(before).filter((c) => c.method !== "GET");
+    expect(calls.map((c) => [c.method, c.path, c.body, c.status])).toEqual([
+      ["PATCH", "/vm", { state: "Paused" }, 204],
+      ["PATCH", "/vm", { state: "Resumed" }, 204],
+    ]);
+    await d.kill(vm, handles);
+  }, 60_000);
+
+  test("snapshot and restore: PUT /snapshot/create of the paused VM, then a new firecracker with PUT /snapshot/load (mem_backend File, resume_vm, network and vsock overrides) instead of the boot calls", async () => {
+    const { vm, boot, dir } = world();
+    const d = driver();
+    const first = await d.launch(vm, boot);
+    const h1: VMHandles = { ...emptyHandles(), pid: first.pid, pidStartTime: first.pidStartTime };
+    const state = join(dir, "state.mig");
+    // Firecracker refuses to snapshot a running microVM: the engine pauses first
+    const refused = await caughtErr(d.saveState!(vm, h1, state));
+    expect(refused.message).toContain("Pause it first");
+    await d.pause!(vm, h1);
+    await d.saveState!(vm, h1, state);
+    expect(readFileSync(state, "utf8")).toBe(`fake vmstate of banger-${vm.id}`);
+    expect(readFileSync(`${state}.mem`, "utf8")).toBe(`fake memory of banger-${vm.id}`);
+    const created = recorded(dir).filter((c) => c.path === "/snapshot/create");
+    expect(created.map((c) => [c.body, c.status])).toEqual([
+      [{ snapshot_type: "Full", snapshot_path: state, mem_file_path: `${state}.mem` }, 400],
+      [{ snapshot_type: "Full", snapshot_path: state, mem_file_path: `${state}.mem` }, 204],
+    ]);
+    await d.kill(vm, h1);
+
+    const before = recorded(dir).length;
+    const second = await d.launch(vm, { ...boot, nics: [{ tap: "tap-bg9", mac: "02:fc:00:00:00:09" }] }, { restoreFrom: state });
+    const calls = recorded(dir).slice(before).filter((c) => c.method !== "GET");
+    expect(calls.map((c) => `${c.method} ${c.path} ${c.status}`)).toEqual(["PUT /logger 204", "PUT /metrics 204", "PUT /snapshot/load 204"]);
+    expect(calls[2]!.body).toEqual({
+      snapshot_path: state,
+      mem_backend: { backend_type: "File", backend_path: `${state}.mem` },
+      resume_vm: true,
+      vsock_override: { uds_path: join(dir, "vsock.sock") },
+      network_overrides: [{ iface_id: "eth0", host_dev_name: "tap-bg9" }],
+    });
+    expect(await d.runState!(vm)).toBe("running");
+    await d.kill(vm, { ...emptyHandles(), pid: second.pid, pidStartTime: second.pidStartTime });
+    // a state file that is not there: refused before any process starts
+    expect((await caughtErr(d.launch(vm, boot, { restoreFrom: join(dir, "none.mig") }))).message).toBe(`saved state not found: ${join(dir, "none.mig")}`);
+  }, 60_000);
+
+  test("the spec refuses a pause state it does not name", () => {
+    const spec = loadSpec();
+    expect(validateRequest(spec, "PATCH", "/vm", JSON.stringify({ state: "Paused" })).ok).toBe(true);
+    expect(validateRequest(spec, "PATCH", "/vm", JSON.stringify({ state: "Running" })).ok).toBe(false);
+    expect(validateRequest(spec, "PATCH", "/vm", JSON.stringify({ state: "Paused", extra: 1 })).ok).toBe(false);
+  });
+
   test("a 400 with fault_message: the user's error carries Firecracker's words; the process is killed and its socket removed", async () => {
     const { vm, boot, dir } = world();
     process.env.FAKE_FC_FAULT = "PUT /drives/rootfs=Unable to lock the block device: Resource temporarily unavailable";

@@ -745,3 +745,103 @@ describe("reconcile (the seed's reconcile test)", () => {
     expect((await third.start("e2e")).runtime.state).toBe("running");
   });
 });
+
+describe("pause and resume", () => {
+  test("pause stops the VMM's vCPUs and records paused; resume undoes it; both are idempotent and keep the same process", async () => {
+    const w = world();
+    const vm = await w.engine.create({ name: "p" });
+    await w.engine.start("p");
+    const pid = w.engine.cache.get(vm.id)!.pid;
+    expect((await w.engine.pause("p")).runtime.state).toBe("paused");
+    expect(w.ts.store.getVM("p")!.runtime.state).toBe("paused");
+    expect(w.driver.paused.has(vm.id)).toBe(true);
+    expect((await w.engine.pause("p")).runtime.state).toBe("paused");
+    expect((await w.engine.resume("p")).runtime.state).toBe("running");
+    expect((await w.engine.resume("p")).runtime.state).toBe("running");
+    expect(w.driver.calls.filter((c) => /^(pause|resume)/.test(c))).toEqual([`pause p ${pid}`, `resume p ${pid}`]);
+    expect(w.engine.cache.get(vm.id)!.pid).toBe(pid);
+  });
+
+  test("a paused VM refuses what needs its guest with the way out; start does not pretend it runs", async () => {
+    const w = world();
+    await w.engine.create({ name: "p" });
+    await w.engine.start("p");
+    await w.engine.pause("p");
+    const e = await caught(w.engine.running("p"));
+    expect(e.code).toBe("E_STATE");
+    expect(e.message).toBe("vm p is paused: resume it with `banger vm resume p`");
+    expect((await caught(w.engine.start("p"))).message).toBe("vm p is paused: resume it with `banger vm resume p`");
+    expect(w.ts.store.getVM("p")!.runtime.state).toBe("paused");
+  });
+
+  test("pause or resume of a VM that is not running → E_STATE saying how to start it; nothing is asked of the VMM", async () => {
+    const w = world();
+    await w.engine.create({ name: "c" });
+    const e = await caught(w.engine.pause("c"));
+    expect(e.code).toBe("E_STATE");
+    expect(e.message).toContain("banger vm start c");
+    expect((await caught(w.engine.resume("c"))).code).toBe("E_STATE");
+    expect((await caught(w.engine.pause("nope"))).code).toBe("E_VM_NOT_FOUND");
+    expect(w.driver.calls.filter((c) => /^(pause|resume)/.test(c))).toEqual([]);
+  });
+
+  test("a VMM that cannot pause → one clear E_STATE line naming the driver", async () => {
+    const w = world();
+    await w.engine.create({ name: "n" });
+    await w.engine.start("n");
+    delete (w.driver as { pause?: unknown }).pause;
+    const e = await caught(w.engine.pause("n"));
+    expect(e.code).toBe("E_STATE");
+    expect(e.message).toBe("vm n: the fake driver cannot pause a VM");
+    expect(w.ts.store.getVM("n")!.runtime.state).toBe("running");
+  });
+
+  test("stop of a paused VM resumes it first so the guest can shut down; --force just kills", async () => {
+    const w = world();
+    const vm = await w.engine.create({ name: "s" });
+    await w.engine.start("s");
+    await w.engine.pause("s");
+    expect((await w.engine.stop("s")).runtime.state).toBe("stopped");
+    const pid = w.driver.stops[0]!.handles.pid;
+    expect(w.driver.calls.slice(-2)).toEqual([`resume s ${pid}`, `stop s ${pid}`]);
+    await w.engine.start("s");
+    await w.engine.pause("s");
+    await w.engine.stop("s", { force: true });
+    expect(w.driver.calls.at(-1)).toMatch(/^kill s /);
+    expect(w.driver.calls.at(-2)).toMatch(/^pause s /);
+    expect(w.driver.paused.has(vm.id)).toBe(false);
+  });
+
+  test("daemon restart: a paused VM stays paused; the record follows the VMM when a crash came between its answer and the write", async () => {
+    const w = world();
+    const a = await w.engine.create({ name: "a" });
+    const b = await w.engine.create({ name: "b" });
+    await w.engine.start("a");
+    await w.engine.start("b");
+    await w.engine.pause("a");
+    // b: the VMM paused it, the daemon died before recording it
+    w.driver.paused.add(b.id);
+    const second = w.restart();
+    const out = await second.reconcile();
+    expect(out.map((o) => [o.vm, o.action])).toEqual([["a", "kept"], ["b", "kept"]]);
+    expect(w.ts.store.getVM("a")!.runtime.state).toBe("paused");
+    expect(w.ts.store.getVM("b")!.runtime.state).toBe("paused");
+    // and the other way: recorded paused, the VMM runs it
+    w.driver.paused.delete(a.id);
+    await w.restart().reconcile();
+    expect(w.ts.store.getVM("a")!.runtime.state).toBe("running");
+  });
+
+  test("a paused VM whose process died is demoted and cleaned up like a running one", async () => {
+    const w = world();
+    const torn: string[] = [];
+    w.hooks.hook("net", "vm:cleanup", ({ vm }) => void torn.push(vm.name));
+    const vm = await w.engine.create({ name: "d" });
+    await w.engine.start("d");
+    await w.engine.pause("d");
+    w.host.procs.table.delete(w.engine.cache.get(vm.id)!.pid);
+    expect(await w.engine.noticeExit(vm.id)).toMatchObject({ vm: "d", action: "demoted" });
+    expect(torn).toEqual(["d"]);
+    expect(w.ts.store.getVM("d")!.runtime.state).toBe("stopped");
+  });
+});

@@ -50,6 +50,8 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
   /** How the guest reacts to the power button. */
   let powerdownExits = true;
   let quitExits = true;
+  /** What query-status says: QMP stop sets it, cont clears it. */
+  let paused = false;
   const sockOwner = () => [...procs.values()].find((p) => p.cmdline.includes(QMP_NEEDLE));
 
   const qmp: QmpOps = {
@@ -71,6 +73,23 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
       if (!p) return false;
       if (quitExits) procs.delete(p.pid);
       return true;
+    },
+    async command(sock, command) {
+      rec.qmp.push(`${command} ${sock}`);
+      if (!sockOwner()) throw new Error("QMP connection closed");
+      if (command === "stop") paused = true;
+      if (command === "cont") paused = false;
+      return command === "query-status" ? { status: paused ? "paused" : "running", running: !paused } : {};
+    },
+    async migrateOut(sock, uri) {
+      rec.qmp.push(`migrate-out ${sock} ${uri}`);
+      if (!sockOwner()) throw new Error("QMP connection closed");
+      // what the exec: command does in the end: the state file appears under its final name
+      files.add(uri.slice(uri.lastIndexOf(" '") + 2, -1).replaceAll("'\\''", "'"));
+    },
+    async migrateIn(sock, uri) {
+      rec.qmp.push(`migrate-in ${sock} ${uri}`);
+      if (!sockOwner()) throw new Error("QMP connection closed");
     },
   };
 
@@ -320,5 +339,59 @@ describe("qemu driver: double launch", () => {
     expect(err.code).toBe("E_STATE");
     expect(f.rec.spawns).toHaveLength(0);
     expect(f.rec.removed).not.toContain("/v/abc123/api.sock");
+  });
+});
+
+describe("qemu driver: pause and resume", () => {
+  test("pause is QMP stop, resume is cont, runState reads query-status; the process is never signalled", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const h = handlesFor(r.pid, r.pidStartTime);
+    expect(await d.runState!(sampleVM())).toBe("running");
+    await d.pause!(sampleVM(), h);
+    expect(await d.runState!(sampleVM())).toBe("paused");
+    expect(await d.apiAnswers(sampleVM())).toBe(true);
+    await d.resume!(sampleVM(), h);
+    expect(await d.runState!(sampleVM())).toBe("running");
+    expect(f.rec.qmp.filter((q) => !q.startsWith("ping"))).toEqual([
+      "query-status /v/abc123/api.sock",
+      "stop /v/abc123/api.sock",
+      "query-status /v/abc123/api.sock",
+      "cont /v/abc123/api.sock",
+      "query-status /v/abc123/api.sock",
+    ]);
+    expect(f.rec.kills).toEqual([]);
+  });
+
+  test("pause of a VM whose qemu is gone fails instead of pretending", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    await expect(d.pause!(sampleVM(), emptyHandles())).rejects.toThrow();
+  });
+});
+
+describe("qemu driver: state save and restore", () => {
+  test("saveState migrates to a temp (quoted for the shell) renamed into place, and waits until the file is there", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/it's/state.mig");
+    const out = f.rec.qmp.find((x) => x.startsWith("migrate-out"))!;
+    expect(out).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > '\/snaps\/it'\\''s\/\.state\.mig\.tmp-\d+-[0-9a-f]+' && mv '\/snaps\/it'\\''s\/\.state\.mig\.tmp-\d+-[0-9a-f]+' '\/snaps\/it'\\''s\/state\.mig'$/);
+  });
+
+  test("launch with restoreFrom: -incoming defer -S, migrate-incoming from the file, then cont; a missing file kills the new qemu", async () => {
+    const f = fakeHost({ files: ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img", "/snap/state.mig"] });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    await d.launch(sampleVM(), BOOT, { restoreFrom: "/snap/state.mig" });
+    const args = f.rec.spawns[0]!.args;
+    expect(args.slice(-3)).toEqual(["-incoming", "defer", "-S"]);
+    expect(f.rec.qmp.filter((x) => !x.startsWith("ping"))).toEqual(["migrate-in /v/abc123/api.sock exec:cat '/snap/state.mig'", "cont /v/abc123/api.sock"]);
+    const g = fakeHost();
+    const e = await createQemuDriver(g.host, { accel: "tcg", qmp: g.qmp }).launch(sampleVM(), BOOT, { restoreFrom: "/snap/none.mig" }).catch((x: unknown) => x as BangerError);
+    expect((e as BangerError).code).toBe("E_NOT_FOUND");
+    expect(g.rec.kills.map((k) => k.signal)).toEqual(["SIGKILL"]);
+    expect(g.procs.size).toBe(0);
   });
 });

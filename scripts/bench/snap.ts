@@ -1,0 +1,69 @@
+/**
+ * `snap` (issue 15): pause→resume round trip (P8d) on the shared running VM,
+ * through the daemon's API as a client sees it; a snapshot of that VM (how
+ * long the guest stood still, and the whole command) and a rollback to it
+ * (until the guest answers SSH again with the host's clock), vs a cold
+ * `vm restart` of the same VM as the baseline; a fork until the clone
+ * answers `exec true` (P8b) and how long the source stood still for it.
+ */
+import { join } from "node:path";
+import type { Bench } from "./run.ts";
+import { formatTable, summarize, summaryRow } from "./stats.ts";
+import { VM_NAME, type BenchVMs } from "./vm.ts";
+
+async function api(b: Bench, method: string, path: string): Promise<void> {
+  const res = await fetch(`http://banger${path}`, { method, body: "{}", unix: join(b.home, "bangerd.sock") } as RequestInit);
+  if (res.status !== 200) throw new Error(`${method} ${path}: HTTP ${res.status}: ${await res.text()}`);
+}
+
+export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; snapshots: number; forks: number }): Promise<void> {
+  await vms.running();
+  const rounds: number[] = [];
+  for (let i = 0; i < o.pauses; i++) {
+    const t = performance.now();
+    await api(b, "POST", `/v1/vms/${VM_NAME}/pause`);
+    await api(b, "POST", `/v1/vms/${VM_NAME}/resume`);
+    rounds.push(performance.now() - t);
+  }
+  const freeze: number[] = [];
+  const snapMs: number[] = [];
+  const rollbackMs: number[] = [];
+  const restartMs: number[] = [];
+  for (let i = 0; i < o.snapshots; i++) {
+    const t = performance.now();
+    const s = await b.bangerJson<{ freezeMs: number; name: string }>("vm", "snapshot", VM_NAME, "--name", `bench-${i}`);
+    snapMs.push(performance.now() - t);
+    freeze.push(s.freezeMs);
+    rollbackMs.push(await b.time(b.banger("vm", "rollback", VM_NAME, `bench-${i}`)));
+    restartMs.push(await b.time(b.banger("vm", "restart", VM_NAME)));
+    await b.must(b.banger("snapshot", "rm", `${VM_NAME}@bench-${i}`));
+  }
+  // P8b: fork of the running VM until the clone answers `exec true`; the source's freeze from the fork's own snapshot
+  const forkMs: number[] = [];
+  const forkFreeze: number[] = [];
+  for (let i = 0; i < o.forks; i++) {
+    const clone = `${VM_NAME}-f${i}`;
+    const t = performance.now();
+    const f = await b.bangerJson<{ snapshot: { name: string; freezeMs: number } }>("vm", "fork", VM_NAME, clone);
+    await b.must(b.banger("vm", "exec", clone, "--", "true"));
+    forkMs.push(performance.now() - t);
+    forkFreeze.push(f.snapshot.freezeMs);
+    await b.must(b.banger("vm", "delete", clone, "--force"));
+    await b.must(b.banger("snapshot", "rm", `${VM_NAME}@${f.snapshot.name}`));
+  }
+  const s = { rounds: summarize(rounds), freeze: summarize(freeze), snap: summarize(snapMs), rollback: summarize(rollbackMs), restart: summarize(restartMs), fork: summarize(forkMs), forkFreeze: summarize(forkFreeze) };
+  console.log(formatTable(["measure", "n", "min", "median", "max"], [
+    summaryRow("pause → resume (API round trip)", s.rounds),
+    summaryRow("vm snapshot: guest frozen", s.freeze),
+    summaryRow("vm snapshot (whole command)", s.snap),
+    summaryRow("vm rollback → SSH answers", s.rollback),
+    summaryRow("vm restart (cold boot) → SSH answers", s.restart),
+    summaryRow("vm fork → clone answers exec true", s.fork),
+    summaryRow("vm fork: source frozen", s.forkFreeze),
+  ]));
+  b.row({ id: "P8d", section: "snap", measure: "pause → resume round trip (API)", stats: s.rounds, goal: { on: "value", max: 50, text: "≤ 50 ms" } });
+  b.row({ id: "P8", section: "snap", measure: "vm snapshot of a running VM: guest frozen (state save + disk copy)", stats: s.freeze, goal: { on: "value", max: 150, text: "source frozen ≤ 150 ms (P8b)" } });
+  b.row({ id: "P8b", section: "snap", measure: "vm fork of a running VM until the clone answers exec true", stats: s.fork, baseline: { name: "vm restart (cold boot) until SSH answers", stats: s.restart }, goal: { on: "value", max: 1000, text: "≤ 1.0 s" } });
+  b.row({ id: "P8b", section: "snap", measure: "vm fork: source frozen", stats: s.forkFreeze, goal: { on: "value", max: 150, text: "≤ 150 ms" } });
+  b.row({ id: "P8", section: "snap", measure: "vm rollback to a memory snapshot until SSH answers", stats: s.rollback, baseline: { name: "vm restart (cold boot) until SSH answers", stats: s.restart } });
+}

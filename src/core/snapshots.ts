@@ -1,0 +1,294 @@
+import { join } from "node:path";
+import { vmAlive } from "../handles/alive.ts";
+import { faultPoint } from "../host/faults.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
+import { VM_NAME_RE, VM_NAME_RULE, type SnapshotRecord, type VMRecord } from "../shared/model.ts";
+import { tempPathFor } from "../shared/temps.ts";
+import type { Engine } from "./engine.ts";
+import { runOperation, type ProgressSink } from "./operation.ts";
+
+/** The memory and device state file in a snapshot's dir (present when `memory`). */
+export const STATE_FILE = "state.mig";
+/** What the snapshot is, beside its files: the record as it was committed. */
+const META_FILE = "snapshot.json";
+
+const noProgress: ProgressSink = () => {};
+
+export function validateSnapshotName(name: unknown): string {
+  if (typeof name !== "string" || !VM_NAME_RE.test(name)) {
+    throw new BangerError("E_BAD_NAME", `invalid snapshot name ${JSON.stringify(name)}: must match ${VM_NAME_RULE}`);
+  }
+  return name;
+}
+
+/** `VM@SNAP` → its parts; a bare `SNAP` takes `vmName`. */
+export function parseSnapshotRef(ref: string, vmName?: string): { vm: string; snap: string } {
+  if (typeof ref !== "string" || ref.length === 0) throw new BangerError("E_BAD_NAME", "snapshot name is required (VM@SNAP)");
+  const at = ref.indexOf("@");
+  const vm = at >= 0 ? ref.slice(0, at) : vmName;
+  const snap = at >= 0 ? ref.slice(at + 1) : ref;
+  if (vm === undefined) throw new BangerError("E_BAD_NAME", `a snapshot is named VM@SNAP, not ${JSON.stringify(ref).slice(0, 80)}`);
+  if (!VM_NAME_RE.test(vm)) throw new BangerError("E_BAD_NAME", `invalid vm name ${JSON.stringify(vm).slice(0, 80)} in ${JSON.stringify(ref).slice(0, 80)}: must match ${VM_NAME_RULE}`);
+  validateSnapshotName(snap);
+  return { vm, snap };
+}
+
+/** What a clone cannot be made of yet: a running tap VM's guest keeps its parent's address inside (re-addressing it is not done). */
+export function refuseClone(snap: Pick<SnapshotRecord, "memory" | "spec" | "vmName" | "name">): void {
+  if (snap.memory && snap.spec.net === "tap") {
+    throw new BangerError("E_STATE", `${snap.vmName}@${snap.name} is of a VM on --net tap: clones of a running tap VM are not supported yet (its guest keeps the parent's address)`);
+  }
+}
+
+/** A default snapshot name from the clock: 20261206-041530-123 (UTC). */
+export function defaultSnapshotName(now: Date): string {
+  return now.toISOString().replace(/[-:]/g, "").replace("T", "-").replace(".", "-").replace("Z", "").toLowerCase();
+}
+
+/**
+ * Snapshots of VMs and rollbacks to them. Every step runs under the VM's
+ * lock and as one Operation; a snapshot's files go to a temp dir renamed
+ * into place just before its row says `ready`, so a crash leaves the whole
+ * snapshot or (after reconcile and the sweep) none of it.
+ */
+export class Snapshots {
+  constructor(private readonly engine: Engine) {}
+
+  private get d() {
+    return this.engine.deps;
+  }
+  get dir(): string {
+    return join(this.d.paths.home, "snapshots");
+  }
+
+  list(vm?: string): SnapshotRecord[] {
+    return this.d.store.snapshots.list(vm === undefined ? undefined : this.engine.getVM(vm).id).filter((s) => s.state === "ready");
+  }
+
+  /** A ready snapshot by `VM@SNAP` (or `SNAP` of `vmName`). */
+  get(ref: string, vmName?: string): SnapshotRecord {
+    const { vm, snap } = parseSnapshotRef(ref, vmName);
+    const s = this.d.store.snapshots.find(vm, snap);
+    if (!s || s.state !== "ready") throw new BangerError("E_NOT_FOUND", `snapshot not found: ${vm}@${snap}`);
+    return s;
+  }
+
+  /** A consistent checkpoint of a VM: memory + device state (when it runs) and its disks, at one instant. */
+  async create(vmRef: string, opts: { name?: string } = {}, progress: ProgressSink = noProgress): Promise<SnapshotRecord> {
+    const first = this.engine.getVM(vmRef);
+    const name = validateSnapshotName(opts.name ?? defaultSnapshotName(this.d.host.clock.now()));
+    if (this.d.store.snapshots.find(first.name, name)) throw new BangerError("E_NAME_TAKEN", `snapshot already exists: ${first.name}@${name}`);
+    return this.engine.cache.withLock(first.id, async () => {
+      const vm = this.engine.getVM(first.id);
+      return runOperation({ name: `vm snapshot ${vm.name}@${name}`, vm, host: this.d.host, log: this.d.log, progress }, (op) => this._create(vm, name, op));
+    });
+  }
+
+  private async _create(vm: VMRecord, name: string, op: Parameters<Parameters<typeof runOperation>[1]>[0]): Promise<SnapshotRecord> {
+    const { host, store, hooks } = this.d;
+    const driver = this.engine.driverFor(vm);
+    const handles = await this.engine.handlesOf(vm);
+    const live = !!handles && (await vmAlive(vm, handles, driver, host.procs));
+    if (!live && !["created", "stopped", "error"].includes(vm.runtime.state)) {
+      throw new BangerError("E_STATE", `vm ${vm.name} is ${vm.runtime.state}: snapshot it when it runs or is stopped`);
+    }
+    if (live && (!driver.saveState || !driver.pause || !driver.resume)) {
+      throw new BangerError("E_STATE", `vm ${vm.name}: the ${driver.name} driver cannot snapshot a running VM (stop it for a disks-only snapshot)`);
+    }
+    const wasRunning = live && vm.runtime.state === "running";
+    const id = this.d.newId();
+    const snap: SnapshotRecord = {
+      id,
+      name,
+      vmId: vm.id,
+      vmName: vm.name,
+      state: "creating",
+      dir: join(this.dir, id),
+      memory: live,
+      spec: structuredClone(vm.spec),
+      disks: [],
+      sizeBytes: 0,
+      freezeMs: 0,
+      thawVm: wasRunning,
+      createdAt: host.clock.now().toISOString(),
+    };
+    store.snapshots.upsert(snap);
+    op.defer("snapshot row", () => store.snapshots.delete(id));
+    await faultPoint("snapshot:after-row");
+    await host.fs.mkdirp(this.dir, 0o700);
+    const tmp = tempPathFor(snap.dir, "build");
+    await host.fs.mkdirp(tmp, 0o700);
+    op.defer("snapshot files", () => host.fs.rmrf(tmp));
+
+    // the freeze: from the pause to the resume, as short as the state save and the disk copies allow
+    let frozeAt = 0;
+    let thawed = !wasRunning;
+    if (wasRunning) {
+      await driver.pause!(vm, handles!);
+      frozeAt = host.clock.now().getTime();
+      op.defer("resume the vm", async () => {
+        if (!thawed) await driver.resume!(vm, handles!);
+      });
+    }
+    if (live) {
+      op.progress(`saving ${vm.name}'s memory and device state`);
+      await driver.saveState!(vm, handles!, join(tmp, STATE_FILE));
+    }
+    await faultPoint("snapshot:after-state");
+    op.progress(`copying ${vm.name}'s disks`);
+    await hooks.run("vm:snapshot", { vm, dir: tmp, disks: snap.disks, progress: op.progress, op });
+    if (snap.disks.length === 0) throw new BangerError("E_STATE", `vm ${vm.name}: its storage provider "${vm.spec.storage}" cannot snapshot disks`);
+    if (wasRunning) {
+      await driver.resume!(vm, handles!);
+      thawed = true;
+      snap.freezeMs = host.clock.now().getTime() - frozeAt;
+    }
+    if (live) snap.sessions = store.sessions.list({ vmId: vm.id, status: ["running"] });
+    for (const f of [...(live ? [STATE_FILE] : []), ...snap.disks]) snap.sizeBytes += (await host.fs.stat(join(tmp, f)))?.size ?? 0;
+    snap.state = "ready";
+    delete snap.thawVm;
+    await host.fs.writeAtomic(join(tmp, META_FILE), JSON.stringify(snap, null, 2) + "\n", 0o600);
+    await faultPoint("snapshot:before-commit");
+    await host.fs.rename(tmp, snap.dir);
+    op.defer("snapshot dir", () => host.fs.rmrf(snap.dir));
+    store.snapshots.upsert(snap);
+    return snap;
+  }
+
+  /**
+   * Put a VM back to one of its snapshots: it is stopped (killed: its state
+   * is being thrown away), the storage providers put the snapshot's disks
+   * back, and it starts from the saved memory (or, for a disks-only
+   * snapshot, boots if it was running).
+   */
+  async rollback(vmRef: string, snapRef: string, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
+    const first = this.engine.getVM(vmRef);
+    const snap = this.get(snapRef, first.name);
+    if (snap.vmId !== first.id) {
+      throw new BangerError("E_BAD_REQUEST", `snapshot ${snap.vmName}@${snap.name} was made from another vm; make a new vm from it instead`);
+    }
+    return this.engine.cache.withLock(first.id, async () => {
+      const vm = this.engine.getVM(first.id);
+      const driver = this.engine.driverFor(vm);
+      const wasUp = await this.engine.alive(vm);
+      await runOperation({ name: `vm rollback ${vm.name}@${snap.name}`, vm, host: this.d.host, log: this.d.log, progress }, async (op) => {
+        if (wasUp || vm.runtime.state !== "stopped") {
+          op.progress(`stopping ${vm.name}`);
+          await this.engine.stopHeld(vm.id, { force: true });
+        }
+        await faultPoint("rollback:after-stop");
+        op.progress(`restoring ${vm.name}'s disks from ${snap.vmName}@${snap.name}`);
+        await this.d.hooks.run("vm:restore", { vm: this.engine.getVM(vm.id), snapshot: snap, progress: op.progress, op });
+        await faultPoint("rollback:after-disks");
+      });
+      if (snap.memory) {
+        if (!driver.saveState) throw new BangerError("E_STATE", `vm ${vm.name}: the ${driver.name} driver cannot restore saved state`);
+        return this.engine.startHeld(vm.id, progress, signal, { restoreFrom: join(snap.dir, STATE_FILE), snapshot: snap });
+      }
+      return wasUp ? this.engine.startHeld(vm.id, progress, signal) : this.engine.getVM(vm.id);
+    });
+  }
+
+  /**
+   * A new VM from a snapshot: created as any VM is (its own dir, keys, SSH
+   * port), its disks then replaced by copies of the snapshot's, and the
+   * snapshot's running sessions recorded as its own (same names: they run
+   * on in its memory). With `start`, it runs on from the saved memory and
+   * the guest plugin gives it its own identity (or, disks only, it boots).
+   */
+  async createFrom(ref: string, name: string, opts: { start?: boolean } = {}, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
+    const snap = this.get(ref);
+    refuseClone(snap);
+    const { spec } = snap;
+    const { store, hooks, host, log } = this.d;
+    const vm = await this.engine.create({ name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress);
+    try {
+      await this.engine.cache.withLock(vm.id, () =>
+        runOperation({ name: `vm create ${name} --from ${snap.vmName}@${snap.name}`, vm, host, log, progress }, async (op) => {
+          op.progress(`copying ${snap.vmName}@${snap.name}'s disks`);
+          await hooks.run("vm:restore", { vm, snapshot: snap, progress: op.progress, op });
+          await faultPoint("clone:after-disks");
+        }),
+      );
+      for (const s of snap.memory ? (snap.sessions ?? []) : []) {
+        const t = host.clock.now().toISOString();
+        store.sessions.upsert({ ...s, id: this.d.newId(), vmId: vm.id, createdAt: t, updatedAt: t });
+      }
+      if (!opts.start) return this.engine.getVM(vm.id);
+      return await this.engine.cache.withLock(vm.id, () =>
+        this.engine.startHeld(vm.id, progress, signal, snap.memory ? { restoreFrom: join(snap.dir, STATE_FILE), snapshot: snap } : {}),
+      );
+    } catch (e) {
+      // a clone that cannot be made or started is not left half made
+      await this.engine.delete(vm.id, { force: true }).catch((d: unknown) => log.warn(`vm create ${name} --from: removing the half-made clone failed: ${errorMessage(d)}`));
+      throw e;
+    }
+  }
+
+  /**
+   * A warm-start template of an image at one shape: a VM booted cold, kept
+   * as a snapshot (`VM@template`, VM = warm-IMAGE-Nc-Mm) and the VM deleted.
+   * Starts of that image and shape then clone it (startFrom), until the
+   * image is rebuilt (its creation time differs) or the template removed.
+   */
+  async warm(image: string, shape: { cpus?: number; memoryMiB?: number; driver?: string }, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<SnapshotRecord> {
+    const img = this.d.store.getImage(image);
+    if (!img) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${image}`);
+    const plan = await this.engine.checkCreate({ name: "warm-probe", image, cpus: shape.cpus, memoryMiB: shape.memoryMiB, driver: await this.engine.resolveDriver(shape.driver) });
+    const name = `warm-${image}-${plan.sizes.cpus}c-${plan.sizes.memoryMiB}m`.slice(0, 63);
+    for (const old of this.d.store.snapshots.list().filter((s) => s.vmName === name)) await this.remove(`${old.vmName}@${old.name}`);
+    const vm = await this.engine.create({ name, image, cpus: plan.sizes.cpus, memoryMiB: plan.sizes.memoryMiB, driver: plan.driverName }, progress);
+    try {
+      await this.engine.start(vm.id, progress, signal);
+      const snap = await this.create(vm.id, { name: "template" }, progress);
+      snap.template = { imageCreatedAt: img.createdAt };
+      this.d.store.snapshots.upsert(snap);
+      return snap;
+    } finally {
+      await this.engine.delete(vm.id, { force: true });
+    }
+  }
+
+  /** The template a start of this shape may clone: same image (not rebuilt since), VMM, network, storage and sizes. */
+  templateFor(spec: SnapshotRecord["spec"]): SnapshotRecord | null {
+    const img = this.d.store.getImage(spec.image);
+    if (!img) return null;
+    const keys = ["image", "cpus", "memoryMiB", "diskMiB", "workDiskMiB", "driver", "net", "storage"] as const;
+    return this.d.store.snapshots.list().find((s) => s.state === "ready" && s.template?.imageCreatedAt === img.createdAt && keys.every((k) => s.spec[k] === spec[k])) ?? null;
+  }
+
+  /** Remove a snapshot and its files (row first marked deleting, so a crash finishes it at the next start). */
+  async remove(ref: string): Promise<SnapshotRecord> {
+    const snap = this.get(ref);
+    snap.state = "deleting";
+    this.d.store.snapshots.upsert(snap);
+    await faultPoint("snapshot-rm:after-mark");
+    await this.d.host.fs.rmrf(snap.dir);
+    this.d.store.snapshots.delete(snap.id);
+    return snap;
+  }
+
+  /** The snapshots made from a VM (delete --with-snapshots). */
+  async removeAllOf(vmId: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const s of this.d.store.snapshots.list(vmId)) out.push(`${(await this.remove(`${s.vmName}@${s.name}`)).name}`);
+    return out;
+  }
+
+  /** At daemon start: a snapshot a crash cut short (creating) or a removal it interrupted (deleting) goes, files and row. */
+  async reconcile(): Promise<string[]> {
+    const out: string[] = [];
+    for (const s of this.d.store.snapshots.list()) {
+      if (s.state === "ready") continue;
+      await this.d.host.fs.rmrf(s.dir);
+      this.d.store.snapshots.delete(s.id);
+      let note = "";
+      // the crash came while the snapshot had the VM paused: it runs on, as the snapshot would have let it
+      if (s.state === "creating" && s.thawVm && this.d.store.getVM(s.vmId)?.runtime.state === "paused") {
+        note = await this.engine.resume(s.vmId).then(() => "; vm resumed", (e: unknown) => `; resuming the vm failed: ${errorMessage(e)}`);
+      }
+      out.push(`${s.vmName}@${s.name}: ${s.state === "creating" ? "removed half-made" : "finished removing"}${note}`);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,183 @@
+// Snapshots through dist/banger and its daemon with the fake VMM (a node
+// process that pauses, "saves its state" into the file it is given and
+// records what it was restored from) and the real copy storage plugin.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { FAKE_PLUGIN, tempHome } from "../helpers/cli.ts";
+
+const h = tempHome("banger-snap-");
+const env = { BANGER_PLUGINS: FAKE_PLUGIN };
+const run = (args: string[]) => h.run(args, env);
+const ok = (args: string[]) => {
+  const r = run(args);
+  if (r.code !== 0) throw new Error(`banger ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r;
+};
+const pids: number[] = [];
+
+beforeAll(() => {
+  const scratch = join(h.home, "scratch");
+  Bun.spawnSync(["mkdir", "-p", scratch]);
+  writeFileSync(join(scratch, "k"), "k");
+  writeFileSync(join(scratch, "r"), "disk at create\n");
+  ok(["image", "import", "--name", "tiny", "--kernel", join(scratch, "k"), "--rootfs", join(scratch, "r")]);
+  for (const n of ["a", "b"]) pids.push(ok(["vm", "create", n, "--image", "tiny", "--driver", "fake", "--start", "--json"]).json().pid);
+}, 30_000);
+
+afterAll(async () => {
+  for (const n of ["a", "b"]) run(["vm", "delete", n, "--force", "--with-snapshots"]);
+  await h.cleanup(pids);
+});
+
+const vm = (n: string) => ok(["vm", "show", n, "--json"]).json();
+const disk = (n: string) => join(vm(n).runtime.vmDir, "system.img");
+
+test("snapshot of a running VM: memory + disks, named VM@SNAP, listed and shown; the VM runs on (paused only for it)", () => {
+  const s = ok(["vm", "snapshot", "a", "--name", "s1", "--json"]).json();
+  expect(s).toMatchObject({ name: "s1", vmName: "a", memory: true, state: "ready", disks: ["system.img"] });
+  expect(s.dir).toBe(join(h.home, "snapshots", s.id));
+  expect(readFileSync(join(s.dir, "state.mig"), "utf8")).toBe("state of a");
+  expect(readFileSync(join(s.dir, "system.img"), "utf8")).toBe("disk at create\n");
+  expect(JSON.parse(readFileSync(join(s.dir, "snapshot.json"), "utf8"))).toMatchObject({ id: s.id, state: "ready" });
+  expect(vm("a")).toMatchObject({ alive: true, runtime: { state: "running" } });
+  expect(ok(["snapshot", "show", "a@s1", "--json"]).json().id).toBe(s.id);
+  expect(ok(["snapshot", "list", "--vm", "a", "--json"]).json().map((x: { name: string }) => x.name)).toEqual(["s1"]);
+  expect(ok(["snapshot", "list"]).stdout).toContain("a@s1");
+  // a default name is a timestamp; repeatable on the same VM
+  const d = ok(["vm", "snapshot", "a", "--json"]).json();
+  expect(d.name).toMatch(/^\d{8}-\d{6}-\d{3}$/);
+  ok(["snapshot", "rm", `a@${d.name}`]);
+  expect(existsSync(d.dir)).toBe(false);
+});
+
+test("a paused VM is snapshotted as it is and stays paused; a stopped VM gives a disks-only snapshot", () => {
+  ok(["vm", "pause", "b"]);
+  expect(ok(["vm", "snapshot", "b", "--name", "p", "--json"]).json().memory).toBe(true);
+  expect(vm("b").runtime.state).toBe("paused");
+  ok(["vm", "resume", "b"]);
+  ok(["vm", "stop", "b"]);
+  const s = ok(["vm", "snapshot", "b", "--name", "cold", "--json"]).json();
+  expect(s).toMatchObject({ memory: false, freezeMs: 0, disks: ["system.img"] });
+  expect(existsSync(join(s.dir, "state.mig"))).toBe(false);
+  ok(["vm", "start", "b"]);
+});
+
+test("rollback: disks put back and the VM restored from the saved state (same record, new process)", () => {
+  writeFileSync(disk("a"), "written after s1\n");
+  const before = vm("a").pid;
+  const r = ok(["vm", "rollback", "a", "s1", "--json"]).json();
+  expect(r).toMatchObject({ name: "a", alive: true, runtime: { state: "running" } });
+  expect(r.pid).not.toBe(before);
+  pids.push(r.pid);
+  expect(readFileSync(disk("a"), "utf8")).toBe("disk at create\n");
+  expect(readFileSync(join(r.runtime.vmDir, "restored.log"), "utf8")).toBe("state of a\n");
+  // VM@SNAP works too; a disks-only snapshot of a running VM boots it afresh (no restore)
+  ok(["vm", "rollback", "a", "a@s1"]);
+  const cold = ok(["vm", "rollback", "b", "b@cold", "--json"]).json();
+  expect(cold).toMatchObject({ alive: true, runtime: { state: "running" } });
+  pids.push(cold.pid, vm("a").pid);
+  expect(existsSync(join(cold.runtime.vmDir, "restored.log"))).toBe(false);
+});
+
+test("bad input: one line each, exit 1 or 2, nothing made", () => {
+  const cases: [string[], number, string][] = [
+    [["vm", "snapshot", "nope"], 1, "banger: vm not found: nope\n"],
+    [["vm", "snapshot", "a", "--name", "Bad_Name"], 2, 'banger: invalid snapshot name "Bad_Name": must match [a-z0-9][a-z0-9-]{0,62}\n'],
+    [["vm", "snapshot", "a", "--name", "s1"], 1, "banger: snapshot already exists: a@s1\n"],
+    [["vm", "rollback", "a", "nope"], 1, "banger: snapshot not found: a@nope\n"],
+    [["vm", "rollback", "a", "b@p"], 2, "banger: snapshot b@p was made from another vm; make a new vm from it instead\n"],
+    [["snapshot", "show", "s1"], 2, 'banger: a snapshot is named VM@SNAP, not "s1"\n'],
+    [["snapshot", "rm", "a@$(x)"], 2, 'banger: invalid snapshot name "$(x)": must match [a-z0-9][a-z0-9-]{0,62}\n'],
+    [["snapshot", "show", "../x@y"], 2, 'banger: invalid vm name "../x" in "../x@y": must match [a-z0-9][a-z0-9-]{0,62}\n'],
+  ];
+  const before = readdirSync(join(h.home, "snapshots")).sort();
+  for (const [args, code, err] of cases) {
+    const r = run(args);
+    expect([args.join(" "), r.code, r.stderr]).toEqual([args.join(" "), code, err]);
+  }
+  const j = run(["vm", "snapshot", "nope", "--json"]);
+  expect([j.code, j.json().error.code]).toEqual([1, "E_VM_NOT_FOUND"]);
+  expect(readdirSync(join(h.home, "snapshots")).sort()).toEqual(before);
+});
+
+test("vm delete keeps the VM's snapshots (they are independent); --with-snapshots removes them", () => {
+  pids.push(ok(["vm", "create", "c", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json().pid);
+  ok(["vm", "snapshot", "c", "--name", "x"]);
+  ok(["vm", "snapshot", "c", "--name", "y"]);
+  expect(ok(["vm", "delete", "c", "--force", "--json"]).json().snapshots).toBeUndefined();
+  const kept = ok(["snapshot", "show", "c@x", "--json"]).json();
+  expect(existsSync(join(kept.dir, "system.img"))).toBe(true);
+  pids.push(ok(["vm", "create", "c", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json().pid);
+  // the new c is another VM: the old c's snapshots are not its own to roll back to
+  expect(run(["vm", "rollback", "c", "x"]).code).toBe(2);
+  ok(["vm", "snapshot", "c", "--name", "z"]);
+  expect(ok(["vm", "delete", "c", "--force", "--with-snapshots", "--json"]).json().snapshots).toEqual(["z"]);
+  expect(ok(["snapshot", "list", "--json"]).json().map((s: { vmName: string; name: string }) => `${s.vmName}@${s.name}`).filter((n: string) => n.startsWith("c@"))).toEqual(["c@x", "c@y"]);
+  ok(["snapshot", "rm", "c@x"]);
+  ok(["snapshot", "rm", "c@y"]);
+});
+
+test("vm create --from: a new VM from a snapshot (its disks, its shape), started from its memory", () => {
+  const r = ok(["vm", "create", "k1", "--from", "a@s1", "--start", "--json"]).json();
+  pids.push(r.pid);
+  expect(r).toMatchObject({ name: "k1", alive: true, runtime: { state: "running" }, spec: { image: "tiny", driver: "fake", storage: "copy" } });
+  expect(r.id).not.toBe(vm("a").id);
+  expect(readFileSync(join(r.runtime.vmDir, "system.img"), "utf8")).toBe("disk at create\n");
+  expect(readFileSync(join(r.runtime.vmDir, "restored.log"), "utf8")).toBe("state of a\n");
+  // not started: made, with the snapshot's disks, and startable later
+  const cold = ok(["vm", "create", "k2", "--from", "b@cold", "--json"]).json();
+  expect(cold.runtime.state).toBe("created");
+  const bad: [string[], number, string][] = [
+    [["vm", "create", "k3", "--from", "a@s1", "--cpus", "2"], 2, "banger: a clone takes its snapshot's shape: --from goes without --image, --cpus, --memory, --disk, --work-disk, --vmm, --net, --storage\n"],
+    [["vm", "create", "k3", "--from", "a@nope"], 1, "banger: snapshot not found: a@nope\n"],
+    [["vm", "create", "k1", "--from", "a@s1"], 1, "banger: vm name already taken: k1\n"],
+    [["vm", "fork", "a"], 2, "banger: name the clones (banger vm fork VM NEW…) or give --count N\n"],
+    [["vm", "fork", "a", "x1", "x1"], 2, "banger: fork: the new names must differ\n"],
+    [["vm", "fork", "nope", "x1"], 1, "banger: vm not found: nope\n"],
+  ];
+  for (const [args, code, err] of bad) {
+    const x = run(args);
+    expect([args.join(" "), x.code, x.stderr]).toEqual([args.join(" "), code, err]);
+  }
+  expect(run(["vm", "show", "k3"]).code).toBe(1);
+  ok(["vm", "delete", "k1", "--force"]);
+  ok(["vm", "delete", "k2", "--force"]);
+});
+
+test("vm fork: snapshot + clones in one step, the source runs on; --count N names them VM-1…VM-N", () => {
+  const f = ok(["vm", "fork", "a", "--count", "2", "--json"]).json();
+  expect(f.snapshot).toMatchObject({ vmName: "a", memory: true });
+  expect(f.snapshot.name).toMatch(/^fork-/);
+  expect(f.vms.map((v: { name: string; alive: boolean }) => [v.name, v.alive])).toEqual([["a-1", true], ["a-2", true]]);
+  pids.push(...f.vms.map((v: { pid: number }) => v.pid));
+  expect(vm("a")).toMatchObject({ alive: true, runtime: { state: "running" } });
+  const named = ok(["vm", "fork", "a", "z9", "--json"]).json();
+  expect(named.vms.map((v: { name: string }) => v.name)).toEqual(["z9"]);
+  pids.push(named.vms[0].pid);
+  for (const n of ["a-1", "a-2", "z9"]) ok(["vm", "delete", n, "--force"]);
+  for (const s of [f.snapshot, named.snapshot]) ok(["snapshot", "rm", `a@${s.name}`]);
+});
+
+test("image warm: a template of the image at a shape; matching starts clone it, --cold or another shape boot, a re-imported image drops it", () => {
+  const t = ok(["image", "warm", "tiny", "--vmm", "fake", "--json"]).json();
+  expect(t).toMatchObject({ vmName: "warm-tiny-1c-256m", name: "template", memory: true, template: { imageCreatedAt: expect.any(String) } });
+  expect(run(["vm", "show", "warm-tiny-1c-256m"]).code).toBe(1); // the template VM itself is gone; its snapshot stays
+  const warmVm = ok(["vm", "create", "w1", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json();
+  pids.push(warmVm.pid);
+  expect(readFileSync(join(warmVm.runtime.vmDir, "restored.log"), "utf8")).toBe("state of warm-tiny-1c-256m\n");
+  const cold = ok(["vm", "create", "w2", "--image", "tiny", "--driver", "fake", "--start", "--cold", "--json"]).json();
+  const other = ok(["vm", "create", "w3", "--image", "tiny", "--driver", "fake", "--memory", "512M", "--start", "--json"]).json();
+  pids.push(cold.pid, other.pid);
+  for (const v of [cold, other]) expect(existsSync(join(v.runtime.vmDir, "restored.log"))).toBe(false);
+  // a rebuilt image (here: removed and imported again) invalidates the template
+  for (const n of ["w1", "w2", "w3", "a", "b"]) ok(["vm", "delete", n, "--force"]);
+  const scratch = join(h.home, "scratch");
+  ok(["image", "rm", "tiny"]);
+  ok(["image", "import", "--name", "tiny", "--kernel", join(scratch, "k"), "--rootfs", join(scratch, "r")]);
+  const after = ok(["vm", "create", "w4", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json();
+  pids.push(after.pid);
+  expect(existsSync(join(after.runtime.vmDir, "restored.log"))).toBe(false);
+  ok(["vm", "delete", "w4", "--force"]);
+  ok(["snapshot", "rm", "warm-tiny-1c-256m@template"]);
+});
