@@ -49,13 +49,18 @@ function _sessionEngine(d: SessionRouteDeps): SessionEngine {
 }
 
 /** A log up to its current end, in chunks; answers the offset to continue from. */
+/** How much one guest read of a log asks for. */
+const LOG_READ_CHUNK = 1 << 20;
+
 async function _readLog(sessions: SessionEngine, s: GuestSession, which: LogStream, offset: number, put: Emitter["stdout"]): Promise<{ offset: number }> {
   let at = offset;
   for (;;) {
-    const r = await sessions.logs(s, { stream: which, offset: at });
-    if (r.data.length === 0) break;
-    put(r.data, r.nextOffset);
+    const r = await sessions.logs(s, { stream: which, offset: at, limit: LOG_READ_CHUNK });
+    if (r.data.length > 0) put(r.data, r.nextOffset);
     at = r.nextOffset;
+    // A short read is the end as it was then: looping until an empty read never ends
+    // when the session writes faster than a slow guest answers reads (-f is for following).
+    if (r.data.length < LOG_READ_CHUNK) break;
   }
   return { offset: at };
 }
