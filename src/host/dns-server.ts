@@ -15,10 +15,12 @@ const UDP_MAX = 512;
 
 function _truncated(a: Uint8Array): Uint8Array {
   if (a.length <= UDP_MAX) return a;
-  const h = Buffer.from(a.subarray(0, 12));
+  // the header and the question (resolvers match an answer to their question), no records, TC set
+  let end = 12;
+  while (end < a.length && a[end] !== 0) end += a[end]! + 1;
+  end = Math.min(a.length, end + 5);
+  const h = Buffer.from(a.subarray(0, end));
   h[2] = h[2]! | 0x02;
-  // the question stays counted as none: the header alone is a valid message
-  h.writeUInt16BE(0, 4);
   h.writeUInt16BE(0, 6);
   h.writeUInt16BE(0, 8);
   h.writeUInt16BE(0, 10);
