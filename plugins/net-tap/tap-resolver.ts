@@ -9,6 +9,8 @@ import { buildAnswer, EgressGate, formErr, nameAllowed, parseQuery, RCODE_REFUSE
 import type { Clock, DnsAnswerer, DnsServer, EgressPolicy, Exec, FS, ResolveA } from "../../src/plugin-api.ts";
 import { fillNamed, type NamedEntry } from "./egress-list.ts";
 
+const RCODE_SERVFAIL = 2;
+
 /** A resolved address stays in a VM's set at least this long after the last answer that named it (s). */
 export const SET_TIMEOUT_FLOOR_S = 300;
 
@@ -89,8 +91,13 @@ export class TapResolver {
 
   async answer(query: Uint8Array, from: string): Promise<Uint8Array> {
     const g = this.guests.get(from);
-    if (g) return g.gate.answer(query);
     const q = parseQuery(query);
-    return q ? buildAnswer(query, q, RCODE_REFUSED) : formErr(query);
+    if (!q) return formErr(query);
+    if (!g) return buildAnswer(query, q, RCODE_REFUSED);
+    // the upstream or nft failed: SERVFAIL now, rather than a guest waiting out its timeout
+    return g.gate.answer(query).catch((e: Error) => {
+      this.d.debug?.(`tap resolver: ${q.name} for ${from}: ${e.message}`);
+      return buildAnswer(query, q, RCODE_SERVFAIL);
+    });
   }
 }

@@ -50,7 +50,10 @@ async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?
     dns.answer = answer;
     return { close: async () => {} };
   };
-  const resolve = async (name: string) => ({ addrs: RECORDS[name] ?? [], ttl: 30 });
+  const resolve = async (name: string) => {
+    if (name === "down.example.test") throw new Error("upstream timed out");
+    return { addrs: RECORDS[name] ?? [], ttl: 30 };
+  };
   const plugin = createNetTapPlugin({ hostsFile: HOSTS, serveDns, resolve, ...o.opts }, o.env ?? {});
   await setupPlugins(
     [...(o.before ?? []), plugin, ...(o.after ?? [])].map((p) => ({ plugin: p, source: "test" })),
@@ -305,7 +308,7 @@ describe("net-tap: egress", () => {
   });
 
   test("the bridge resolver: an allowed name's addresses go into the VM's set before the answer; others NXDOMAIN and logged; strangers REFUSED", async () => {
-    const w = await world({ egress: "pkgs.example.test,*.git.example.test:22" });
+    const w = await world({ egress: "pkgs.example.test,*.git.example.test:22,down.example.test" });
     const vm = await w.engine.create({ name: "alpha", net: "tap" });
     const k = listKey(tapName(vm.id));
     await w.engine.start("alpha");
@@ -333,6 +336,8 @@ describe("net-tap: egress", () => {
     expect(JSON.parse(log.trim().split("\n").at(-1)!)).toMatchObject({ dest: "evil.example.net", via: "dns", reason: "name not allowed" });
 
     expect((await ask("pkgs.example.test", "10.213.0.99")).rcode).toBe(5);
+    // the upstream down: SERVFAIL at once, not an answer the guest waits out
+    expect((await ask("down.example.test")).rcode).toBe(2);
   });
 
   test("a live change: the VM's chains rebuilt and sets flushed in one transaction; the resolver obeys the new list at once; none then cuts it off", async () => {
