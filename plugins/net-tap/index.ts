@@ -1,7 +1,11 @@
-import { BangerError, configFrom, definePlugin, environ, formatEgress } from "../../src/plugin-api.ts";
-import type { BangerPlugin, Env, Exec, HookMap, LeaseStore, NetPorts, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
+import { join } from "node:path";
+import { configFrom, createResolveA, definePlugin, EGRESS_LOG_FILE, environ, serveDns } from "../../src/plugin-api.ts";
+import { BangerError } from "../../src/plugin-api.ts";
+import type { BangerPlugin, DnsAnswerer, DnsServer, Env, ResolveA, Exec, HookMap, LeaseStore, NetPorts, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
 import { addTap, deleteTap, ensureBridge, ensureNat, linkExists } from "./host-net.ts";
 import { allowAll, denyAll } from "./egress-fw.ts";
+import { applyList, unlist } from "./egress-list.ts";
+import { TapResolver } from "./tap-resolver.ts";
 import { hostsMarker, rewriteHostsFile, type HostsEntry } from "./hosts-file.ts";
 import { guestAddresses, inSubnet, macFor, parseSubnet, tapName, type Subnet } from "./subnet.ts";
 
@@ -18,8 +22,12 @@ export interface NetTapOptions {
   subnet?: string;
   /** Hosts file that gets the `<name>.vm` block (BANGER_HOSTS_FILE, default /etc/hosts). */
   hostsFile?: string;
-  /** Guest resolver (BANGER_TAP_DNS); default the host's first non-loopback nameserver, none if there is none. */
+  /** Where the bridge resolver looks allowed names up (BANGER_EGRESS_DNS, then BANGER_TAP_DNS); default the host's resolv.conf. */
   dns?: string;
+  /** The bridge resolver's server (tests whose daemon is outside the tap's namespace pass a stand-in); default serveDns. */
+  serveDns?: (addr: string, port: number, answer: DnsAnswerer) => Promise<DnsServer>;
+  /** How the bridge resolver looks names up (tests); default createResolveA over `dns`. */
+  resolve?: ResolveA;
 }
 
 interface Config {
@@ -75,7 +83,7 @@ interface _TapNet {
   leases(): LeaseStore;
   requireOwnNetns(): Promise<void>;
   syncHosts(): Promise<void>;
-  dns(): Promise<string>;
+  resolver: TapResolver;
   bridgeLock: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
@@ -154,12 +162,17 @@ async function _claimAddress(t: _TapNet, vm: VMRecord): Promise<string> {
   return ip;
 }
 
-function _guestDns(ctx: PluginContext, conf: () => Config): () => Promise<string> {
-  let resolver: string | undefined;
-  return async () => {
-    resolver ??= conf().dns ?? guestResolver((await ctx.host.fs.readText("/etc/resolv.conf")) ?? "");
-    return resolver;
-  };
+function _resolver(ctx: PluginContext, o: NetTapOptions, env: Env, conf: () => Config): TapResolver {
+  let resolveA: ReturnType<typeof createResolveA> | undefined;
+  const upstream = () => (configFrom(env).egressDns ?? conf().dns ?? "").split(",").filter(Boolean);
+  return new TapResolver({
+    exec: ctx.host.exec,
+    fs: ctx.host.fs,
+    clock: ctx.host.clock,
+    resolve: o.resolve ?? ((name) => (resolveA ??= createResolveA(upstream()))(name)),
+    serve: o.serveDns ?? serveDns,
+    debug: (m) => ctx.log.debug(m),
+  });
 }
 
 function _tapNet(ctx: PluginContext, o: NetTapOptions, env: Env): _TapNet {
@@ -167,7 +180,7 @@ function _tapNet(ctx: PluginContext, o: NetTapOptions, env: Env): _TapNet {
   const leases = _leaseStore(ctx);
   const syncHosts = _hostsSync(ctx, conf, leases);
   const exec = ctx.host.exec;
-  return { ctx, exec, conf, leases, syncHosts, requireOwnNetns: _ownNetnsGuard(exec, env), dns: _guestDns(ctx, conf), bridgeLock: _serial() };
+  return { ctx, exec, conf, leases, syncHosts, requireOwnNetns: _ownNetnsGuard(exec, env), resolver: _resolver(ctx, o, env, conf), bridgeLock: _serial() };
 }
 
 /** vm:create: an address from the pool and a `<name>.vm` line. */
@@ -183,6 +196,14 @@ async function _giveAddress(t: _TapNet, { vm, op }: HookMap["vm:create"]): Promi
   t.ctx.log.debug(`${vm.name}: ${ip} (${vm.name}.vm)`);
 }
 
+/** The guests' only DNS server, whatever their policy: a live change to an allowlist then needs nothing from the guest. */
+async function _listen(t: _TapNet): Promise<void> {
+  const gw = t.conf().subnet.gateway;
+  await t.resolver.listen(gw).catch((e: Error) => {
+    throw new BangerError("E_INTERNAL", `cannot serve the guests' DNS on ${gw}:53: ${e.message}`);
+  });
+}
+
 /** vm:start:before: the bridge and NAT (once), a tap on it for this VM, and the guest's address on its kernel command line. */
 async function _plugIn(t: _TapNet, { vm, boot, handles, op }: HookMap["vm:start:before"]): Promise<void> {
   await t.requireOwnNetns();
@@ -192,6 +213,7 @@ async function _plugIn(t: _TapNet, { vm, boot, handles, op }: HookMap["vm:start:
   await t.bridgeLock(async () => {
     await ensureBridge(t.exec, cfg.bridge, cfg.subnet);
     await ensureNat(t.exec, cfg.bridge, cfg.subnet);
+    await _listen(t);
   });
   const tap = tapName(vm.id);
   // deferred before it is made: a tap half made (created, not attached) is removed too; a missing one is no error
@@ -202,7 +224,7 @@ async function _plugIn(t: _TapNet, { vm, boot, handles, op }: HookMap["vm:start:
   await addTap(t.exec, tap, cfg.bridge);
   handles.tapDevice = tap;
   boot.nics = [...(boot.nics ?? []), { tap, mac: macFor(vm.id) }];
-  boot.kernelArgs.push(`banger.ip=${ip}/${cfg.subnet.prefix}`, `banger.gw=${cfg.subnet.gateway}`, `banger.dns=${await t.dns()}`);
+  boot.kernelArgs.push(`banger.ip=${ip}/${cfg.subnet.prefix}`, `banger.gw=${cfg.subnet.gateway}`, `banger.dns=${cfg.subnet.gateway}`);
 }
 
 /** vm:reconcile: handles rebuilt from the live process (scratch file lost) do not name the tap; its name is derived from the id. */
@@ -252,23 +274,36 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         await _plugIn(t, p);
       });
 
-      // none: nftables cuts the guest off (egress-fw.ts); all: the NAT; an allowlist needs firewall
-      // sets filled from a resolver, not written yet: refused rather than boot a VM whose record promises what nothing enforces
-      // VMs this daemon cut off: only those need taking out again (a VM that never was costs no nft call)
+      // none: nftables cuts the guest off (egress-fw.ts); all: the NAT; a list: per-VM chains and
+      // sets (egress-list.ts) that the bridge resolver fills; every mode: the resolver answers the guest
+      // VMs this daemon cut off or listed: only those need taking out again (a VM that never was costs no nft call)
       const denied = new Set<string>();
       const release = async (vm: VMRecord) => {
+        if (vm.runtime.guestIP) t.resolver.forget(vm.runtime.guestIP);
         if (!denied.delete(vm.id) && vm.spec.egress === "all") return;
-        if (vm.runtime.guestIP) await allowAll(t.exec, vm.runtime.guestIP, tapName(vm.id));
+        if (!vm.runtime.guestIP) return;
+        await unlist(t.exec, vm.runtime.guestIP, tapName(vm.id));
+        await allowAll(t.exec, vm.runtime.guestIP, tapName(vm.id));
       };
       net.hook("vm:egress:apply", async ({ vm, policy }) => {
         const tap = tapName(vm.id);
-        if (policy.mode === "all") return denied.has(vm.id) ? release(vm) : undefined;
-        if (policy.mode === "none") {
-          await denyAll(t.exec, vm.runtime.guestIP, tap);
-          denied.add(vm.id);
-          return;
+        const ip = vm.runtime.guestIP;
+        // after a daemon restart the VM is running but nothing serves its DNS yet
+        await t.bridgeLock(() => _listen(t));
+        t.resolver.set(vm.name, ip, tap, policy, join(vm.runtime.vmDir, EGRESS_LOG_FILE));
+        if (policy.mode === "all") {
+          if (!denied.has(vm.id)) return;
+          denied.delete(vm.id);
+          await unlist(t.exec, ip, tap);
+          return allowAll(t.exec, ip, tap);
         }
-        throw new BangerError("E_STATE", `--net tap enforces only egress none and all so far (${vm.name} asks for ${formatEgress(policy)}): use --net user for an allowlist`);
+        denied.add(vm.id);
+        if (policy.mode === "none") {
+          // cut off first, then drop the list: never a moment with more than either allows
+          await denyAll(t.exec, ip, tap);
+          return unlist(t.exec, ip, tap);
+        }
+        await applyList(t.exec, ip, tap, t.conf().subnet.gateway, policy.rules);
       });
 
       net.hook("vm:reconcile", async ({ vm, handles }) => {

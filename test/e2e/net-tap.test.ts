@@ -6,12 +6,15 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BANGER, tempHome, killAndWait } from "../helpers/cli.ts";
+import { tmpdir } from "node:os";
+import { mkdtempSync } from "node:fs";
 import { e2e, e2eReady, IMAGE_DIR, qemuPidsUnder } from "../helpers/e2e.ts";
 
 const NS = `bge-${process.pid % 100000}`;
 /** "Outside": a namespace reachable from the VM only through the test namespace's NAT. */
 const OUT = `bgo-${process.pid % 100000}`;
 const NS_HOSTS = `/etc/netns/${NS}/hosts`;
+const ROOT = join(import.meta.dir, "../..");
 
 function inNs(args: string[], env?: Record<string, string>) {
   const p = Bun.spawnSync(["ip", "netns", "exec", NS, ...args], { env, stdin: "ignore" });
@@ -21,7 +24,10 @@ function inNs(args: string[], env?: Record<string, string>) {
 e2e.describe("real VM on --net tap, inside a test network namespace", () => {
   const h = e2eReady ? tempHome("banger-e2e-tap-") : (null as never);
   const hostHostsBefore = e2eReady ? readFileSync("/etc/hosts", "utf8") : "";
-  const banger = (args: string[]) => inNs([BANGER, ...args], { ...h.env, BANGER_TAP_SUBNET: "10.213.9.0/24" });
+  // allowed names are looked up at the outside's DNS server (test/fixtures/egress-outside.ts)
+  const banger = (args: string[]) => inNs([BANGER, ...args], { ...h.env, BANGER_TAP_SUBNET: "10.213.9.0/24", BANGER_EGRESS_DNS: "198.51.100.53" });
+  const outDir = e2eReady ? mkdtempSync(join(tmpdir(), "banger-e2e-tap-out-")) : "";
+  let outside: ReturnType<typeof Bun.spawn> | undefined;
 
   beforeAll(() => {
     Bun.spawnSync(["ip", "netns", "del", NS]);
@@ -40,7 +46,12 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
     for (const cmd of [
       ["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"],
       ["ip", "link", "set", "eth0", "up"],
+      // the fake outside's DNS and web servers (HTTP on .10 .20 .30)
+      ...["10", "20", "30", "53"].map((a) => ["ip", "addr", "add", `198.51.100.${a}/32`, "dev", "eth0"]),
     ]) expect(Bun.spawnSync(["ip", "netns", "exec", OUT, ...cmd]).exitCode).toBe(0);
+    const names = "DNS:pkgs.example.test,DNS:other.example.test";
+    expect(Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=pkgs.example.test", "-addext", `subjectAltName=${names}`, "-keyout", join(outDir, "key.pem"), "-out", join(outDir, "cert.pem")], { stderr: "pipe" }).exitCode).toBe(0);
+    outside = Bun.spawn(["ip", "netns", "exec", OUT, process.execPath, join(ROOT, "test/fixtures/egress-outside.ts"), outDir], { stdout: "pipe", stderr: "inherit" });
   });
 
   afterAll(async () => {
@@ -48,8 +59,11 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
     banger(["vm", "delete", "alpha", "--force"]);
     await h.cleanup(qemuPidsUnder(h.home));
     Bun.spawnSync(["ip", "netns", "del", NS]);
+    outside?.kill("SIGKILL");
+    if (outside) await outside.exited;
     Bun.spawnSync(["ip", "netns", "del", OUT]);
     rmSync(`/etc/netns/${NS}`, { recursive: true, force: true });
+    if (outDir) rmSync(outDir, { recursive: true, force: true });
   });
 
   test("boot over a tap, exec over the guest IP, egress through NAT, <name>.vm resolves, reconcile and delete leave no tap", async () => {
@@ -134,8 +148,41 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
         expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", tryAll]).stdout.trim().split("\n")).toEqual(["198.51.100.2/8080 closed", "10.213.9.1/8081 closed", "spoofed closed"]);
         expect(banger(["vm", "egress", "alpha", "all"]).code).toBe(0);
         expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", tryAll]).stdout.trim().split("\n")).toEqual(["198.51.100.2/8080 open", "10.213.9.1/8081 open", "spoofed open"]);
-        const list = banger(["vm", "egress", "alpha", "pkgs.example.org"]);
-        expect([list.code, list.stderr]).toEqual([1, expect.stringContaining("--net tap enforces only egress none and all so far")]);
+
+        // an allowlist, live: the guest's resolver (the bridge) answers the allowed name and opens its address;
+        // a raw unlisted IP, the outside's resolver (TCP, and a UDP question the outside must never see), the
+        // host and a non-listed name stay closed; a second change applies to the next connection
+        const reader = (outside!.stdout as ReadableStream<Uint8Array>).getReader();
+        expect(new TextDecoder().decode((await reader.read()).value)).toContain("ready");
+        reader.releaseLock();
+        expect(banger(["vm", "exec", "alpha", "--", "cat", "/etc/resolv.conf"]).stdout).toContain("nameserver 10.213.9.1");
+        const probe = (targets: string[]) => String.raw`
+          p() { if timeout 4 bash -c 'exec 3<>/dev/tcp/'"$1"' && printf "GET / HTTP/1.0\r\n\r\n" >&3 && IFS= read -r -t 2 l <&3 && [ -n "$l" ]' 2>/dev/null; then echo "$1 open"; else echo "$1 closed"; fi; }
+          for t in ${targets.join(" ")}; do p "$t"; done`;
+        const list = banger(["vm", "egress", "alpha", "pkgs.example.test", "--json"]);
+        expect(list.code).toBe(0);
+        console.log(`e2e net-tap: allowlist applied in ${JSON.parse(list.stdout).appliedMs} ms`);
+        const bypass = String.raw`
+          if timeout 3 bash -c 'exec 3<>/dev/tcp/198.51.100.53/53' 2>/dev/null; then echo "dns-tcp open"; else echo "dns-tcp closed"; fi
+          printf '\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05probe\x07example\x04test\x00\x00\x01\x00\x01' > /dev/udp/198.51.100.53/53
+          if getent ahostsv4 other.example.test >/dev/null; then echo "other resolves"; else echo "other refused"; fi`;
+        const t2 = performance.now();
+        const first = banger(["vm", "exec", "alpha", "--", "bash", "-c", probe(["pkgs.example.test/80"])]);
+        console.log(`e2e net-tap: first connection to an allowed name (resolve + set fill + HTTP) ${Math.round(performance.now() - t2)} ms incl. vm exec`);
+        expect(first.stdout.trim()).toBe("pkgs.example.test/80 open");
+        expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", probe(["198.51.100.20/80", "10.213.9.1/8081", "198.51.100.2/8080"]) + bypass]).stdout.trim().split("\n")).toEqual([
+          "198.51.100.20/80 closed", "10.213.9.1/8081 closed", "198.51.100.2/8080 closed", "dns-tcp closed", "other refused",
+        ]);
+        const live = banger(["vm", "egress", "alpha", "other.example.test", "--json"]);
+        expect(live.code).toBe(0);
+        console.log(`e2e net-tap: allowlist changed live in ${JSON.parse(live.stdout).appliedMs} ms`);
+        expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", probe(["other.example.test/80", "pkgs.example.test/80", "198.51.100.10/80"])]).stdout.trim().split("\n")).toEqual([
+          "other.example.test/80 open", "pkgs.example.test/80 closed", "198.51.100.10/80 closed",
+        ]);
+        const seen = readFileSync(join(outDir, "seen.jsonl"), "utf8");
+        expect(seen).not.toContain("probe.example.test");
+        const log = JSON.parse(banger(["vm", "egress", "alpha", "--log", "--json"]).stdout) as { log: { dest: string; via: string }[] };
+        expect(log.log).toEqual(expect.arrayContaining([expect.objectContaining({ dest: "other.example.test", via: "dns" }), expect.objectContaining({ dest: "pkgs.example.test", via: "dns" })]));
       } finally {
         host.kill();
       }

@@ -68,6 +68,10 @@ async function tcpLine(ns: string, ip: string, port: number): Promise<string> {
   return r.exitCode === 0 ? r.stdout : `failed (${r.exitCode}): ${r.stderr}`;
 }
 
+// this test process (the "daemon") stays in the machine's namespace, where the bridge address is not: its resolver is
+// a stand-in (test/integration/tap-egress-netns.test.ts runs the real one inside a namespace)
+const noDnsServer = async () => ({ close: async () => {} });
+
 let dir = "";
 let store: Store;
 let engine: Engine;
@@ -99,7 +103,7 @@ beforeAll(async () => {
   const hooks = new HookEngine();
   const providers = testProviders({ net: [] });
   const log = testLogger();
-  await setupPlugins([{ plugin: createNetTapPlugin({ bridge: BRIDGE, subnet: SUBNET, hostsFile: `/etc/netns/${NS.host}/hosts`, dns: "" }, {}), source: "test" }], {
+  await setupPlugins([{ plugin: createNetTapPlugin({ bridge: BRIDGE, subnet: SUBNET, hostsFile: `/etc/netns/${NS.host}/hosts`, dns: "", serveDns: noDnsServer }, {}), source: "test" }], {
     hooks, host, paths, log, drivers: new Map(), providers,
     store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: store.leases },
   });

@@ -10,6 +10,20 @@ import { createNetTapPlugin, guestResolver, IP_POOL, type NetTapOptions } from "
 import { hostsMarker, rewriteHostsFile, withHostsBlock } from "../../plugins/net-tap/hosts-file.ts";
 import { guestAddresses, macFor, parseSubnet, tapName } from "../../plugins/net-tap/subnet.ts";
 import { caught, engineWorld, fakeHost, type TestStore } from "../helpers/fakes.ts";
+import { fillScript, listKey, listScript, unlistScript } from "../../plugins/net-tap/egress-list.ts";
+import { namedEntries, SET_TIMEOUT_FLOOR_S } from "../../plugins/net-tap/tap-resolver.ts";
+import { EGRESS_LOG_FILE, parseEgress, type EgressRule } from "../../src/shared/egress.ts";
+import { buildQuery, readAnswer } from "../../src/shared/dns-wire.ts";
+import type { DnsAnswerer } from "../../src/host/dns-server.ts";
+
+/** What the bridge resolver's upstream knows (RFC 5737 addresses; one name rebinds to cloud metadata). */
+const RECORDS: Record<string, string[]> = {
+  "pkgs.example.test": ["198.51.100.10"],
+  "other.example.test": ["198.51.100.20"],
+  "a.git.example.test": ["198.51.100.22"],
+  "meta.git.example.test": ["169.254.169.254"],
+  "evil.example.net": ["198.51.100.30"],
+};
 
 const PATHS = { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" };
 const HOSTS = "/etc/hosts-test";
@@ -29,7 +43,18 @@ async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?
   w.host.fs.files.set(HOSTS, FOREIGN);
   w.host.fs.files.set("/etc/resolv.conf", "nameserver 127.0.0.53\nnameserver 192.0.2.53\n");
   const leases = w.ts.store.leases;
-  const plugin = createNetTapPlugin({ hostsFile: HOSTS, ...o.opts }, o.env ?? {});
+  // the bridge resolver: a stand-in server (no socket) whose answerer the tests call as a guest would
+  const dns: { listens: string[]; answer?: DnsAnswerer } = { listens: [] };
+  const serveDns = async (addr: string, port: number, answer: DnsAnswerer) => {
+    dns.listens.push(`${addr}:${port}`);
+    dns.answer = answer;
+    return { close: async () => {} };
+  };
+  const resolve = async (name: string) => {
+    if (name === "down.example.test") throw new Error("upstream timed out");
+    return { addrs: RECORDS[name] ?? [], ttl: 30 };
+  };
+  const plugin = createNetTapPlugin({ hostsFile: HOSTS, serveDns, resolve, ...o.opts }, o.env ?? {});
   await setupPlugins(
     [...(o.before ?? []), plugin, ...(o.after ?? [])].map((p) => ({ plugin: p, source: "test" })),
     {
@@ -42,7 +67,7 @@ async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?
       store: { listVMs: () => w.ts.store.listVMs(), getImage: (x) => w.ts.store.getImage(x), leases },
     },
   );
-  return { ...w, engine: w.make(), leases, hosts: () => w.host.fs.files.get(HOSTS)! };
+  return { ...w, engine: w.make(), leases, dns, hosts: () => w.host.fs.files.get(HOSTS)! };
 }
 
 const block = (lines: string[]) => [`# BEGIN ${hostsMarker(PATHS.home)} (managed by banger net-tap; do not edit)`, ...lines, `# END ${hostsMarker(PATHS.home)}`].join("\n") + "\n";
@@ -179,8 +204,9 @@ describe("net-tap: start", () => {
     ]);
     const boot = w.driver.launches[0]!.boot;
     expect(boot.nics).toEqual([{ tap, mac: macFor(vm.id) }]);
-    // the host's loopback resolver (systemd-resolved style) is skipped: a guest cannot reach it
-    expect(boot.kernelArgs).toEqual(["banger.ip=10.213.0.2/24", "banger.gw=10.213.0.1", "banger.dns=192.0.2.53"]);
+    // the guest asks the daemon's resolver on the bridge, whatever its policy
+    expect(boot.kernelArgs).toEqual(["banger.ip=10.213.0.2/24", "banger.gw=10.213.0.1", "banger.dns=10.213.0.1"]);
+    expect(w.dns.listens).toEqual(["10.213.0.1:53"]);
     expect(boot.netArgs).toEqual([]);
     expect((await readHandlesFile(w.host.fs, vm.runtime.vmDir)).handles!.tapDevice).toBe(tap);
   });
@@ -236,33 +262,123 @@ describe("net-tap: start", () => {
 });
 
 describe("net-tap: egress", () => {
-  test("none: the guest's address and tap go into the nftables sets after launch; all takes them out; an allowlist is refused", async () => {
+  const nftRuns = (w: Awaited<ReturnType<typeof world>>, from: number) => w.host.exec.runs.slice(from).filter((c) => c.cmd === "nft").map((c) => [c.args.join(" "), String(c.opts.input ?? "")]);
+
+  test("none: the guest's address and tap go into the nftables sets after launch; all takes them out", async () => {
     const w = await world({ egress: "none" });
     const vm = await w.engine.create({ name: "alpha", net: "tap" });
     const tap = tapName(vm.id);
-    const before = w.host.exec.lines().length;
+    const before = w.host.exec.runs.length;
     await w.engine.start("alpha");
-    const nft = w.host.exec.runs.slice(before).filter((c) => c.cmd === "nft");
-    expect(nft.map((c) => [c.args.join(" "), c.opts.input ?? ""])).toEqual([
-      ["list table inet banger_egress", ""],
+    expect(nftRuns(w, before)).toEqual([
+      // the fake's nft says every table, map and chain is there already
+      ["list map inet banger_egress fwd4", ""],
       ["-f -", `add element bridge banger_egress own { "${tap}" . 10.213.0.2 }\nadd element bridge banger_egress guarded { "${tap}" }\nadd element inet banger_egress deny4 { 10.213.0.2 }\n`],
+      [`list chain inet banger_egress f_${listKey(tap)}`, ""],
+      ["-f -", unlistScript("10.213.0.2", tap)],
     ]);
     const n = w.host.exec.runs.length;
     await w.engine.setEgress("alpha", "all");
-    const out = w.host.exec.runs.slice(n).filter((c) => c.cmd === "nft").at(-1)!;
-    expect(String(out.opts.input)).toStartWith("add element inet banger_egress deny4 { 10.213.0.2 }\ndelete element inet banger_egress deny4 { 10.213.0.2 }\n");
-    const change = await caught(w.engine.setEgress("alpha", "pkgs.example.org"));
-    expect(change.message).toContain("--net tap enforces only egress none and all so far (alpha asks for pkgs.example.org)");
-    expect(w.ts.store.getVM("alpha")!.spec.egress).toBe("all");
+    expect(nftRuns(w, n).at(-1)![1]).toStartWith("add element inet banger_egress deny4 { 10.213.0.2 }\ndelete element inet banger_egress deny4 { 10.213.0.2 }\n");
   });
 
-  test("an allowlist is refused at start: the VM process is killed and the tap removed", async () => {
-    const w = await world({ egress: "pkgs.example.org" });
+  test("an allowlist: one nft transaction with the VM's chains, listed CIDRs as rules, DNS elsewhere dropped, the resolver allowed", async () => {
+    const w = await world({ egress: "pkgs.example.test,203.0.113.0/24:443,198.51.100.7" });
     const vm = await w.engine.create({ name: "alpha", net: "tap" });
-    const err = await caught(w.engine.start("alpha"));
-    expect(err.code).toBe("E_STATE");
-    expect(w.host.exec.lines().at(-1)).toBe(`ip link del dev ${tapName(vm.id)}`);
-    expect(w.ts.store.getVM("alpha")!.runtime.state).toBe("error");
+    const tap = tapName(vm.id);
+    const k = listKey(tap);
+    const before = w.host.exec.runs.length;
+    await w.engine.start("alpha");
+    const script = nftRuns(w, before).at(-1)![1];
+    expect(script).toBe(listScript("10.213.0.2", tap, "10.213.0.1", (parseEgress("pkgs.example.test,203.0.113.0/24:443,198.51.100.7") as { rules: EgressRule[] }).rules));
+    const f = script.split("\n").filter((l) => l.startsWith(`add rule inet banger_egress f_${k} `)).map((l) => l.slice(`add rule inet banger_egress f_${k} `.length));
+    expect(f).toEqual([
+      "ct state established,related accept",
+      "ip daddr 203.0.113.0/24 meta l4proto { tcp, udp } th dport 443 accept",
+      `meta l4proto { tcp, udp } th dport 53 counter name "d_${k}" drop`,
+      "ip daddr 198.51.100.7/32 accept",
+      `ip daddr @n_${k} accept`,
+      `meta l4proto { tcp, udp } ip daddr . th dport @np_${k} accept`,
+      `counter name "d_${k}" drop`,
+    ]);
+    expect(script).toContain(`add rule inet banger_egress i_${k} ip daddr 10.213.0.1 meta l4proto { tcp, udp } th dport 53 accept\n`);
+    expect(script).toContain(`flush set inet banger_egress n_${k}\n`);
+    expect(script).toContain(`add element inet banger_egress fwd4 { 10.213.0.2 : jump f_${k} }\n`);
+    expect(script).toContain("delete element inet banger_egress deny4 { 10.213.0.2 }\n");
+  });
+
+  test("the bridge resolver: an allowed name's addresses go into the VM's set before the answer; others NXDOMAIN and logged; strangers REFUSED", async () => {
+    const w = await world({ egress: "pkgs.example.test,*.git.example.test:22,down.example.test" });
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    const k = listKey(tapName(vm.id));
+    await w.engine.start("alpha");
+    const ask = async (name: string, from = "10.213.0.2") => readAnswer(await w.dns.answer!(buildQuery(7, name), from));
+
+    let n = w.host.exec.runs.length;
+    expect(await ask("pkgs.example.test")).toEqual({ id: 7, rcode: 0, addrs: ["198.51.100.10"] });
+    const el = `inet banger_egress n_${k} { 198.51.100.10 }`;
+    expect(nftRuns(w, n)).toEqual([["-f -", `add element ${el}\ndelete element ${el}\nadd element inet banger_egress n_${k} { 198.51.100.10 timeout ${SET_TIMEOUT_FLOOR_S}s }\n`]]);
+
+    // a name allowed on a port only: address . port
+    n = w.host.exec.runs.length;
+    expect((await ask("a.git.example.test")).addrs).toEqual(["198.51.100.22"]);
+    expect(nftRuns(w, n)[0]![1]).toContain(`add element inet banger_egress np_${k} { 198.51.100.22 . 22 timeout`);
+
+    // a name that resolves to the metadata address gets no answer and no element
+    n = w.host.exec.runs.length;
+    expect((await ask("meta.git.example.test")).addrs).toEqual([]);
+    expect(nftRuns(w, n)).toEqual([]);
+
+    n = w.host.exec.runs.length;
+    expect((await ask("evil.example.net")).rcode).toBe(3);
+    expect(nftRuns(w, n)).toEqual([]);
+    const log = w.host.fs.files.get(join(vm.runtime.vmDir, EGRESS_LOG_FILE))!;
+    expect(JSON.parse(log.trim().split("\n").at(-1)!)).toMatchObject({ dest: "evil.example.net", via: "dns", reason: "name not allowed" });
+
+    expect((await ask("pkgs.example.test", "10.213.0.99")).rcode).toBe(5);
+    // the upstream down: SERVFAIL at once, not an answer the guest waits out
+    expect((await ask("down.example.test")).rcode).toBe(2);
+  });
+
+  test("a live change: the VM's chains rebuilt and sets flushed in one transaction; the resolver obeys the new list at once; none then cuts it off", async () => {
+    const w = await world({ egress: "pkgs.example.test" });
+    const vm = await w.engine.create({ name: "alpha", net: "tap" });
+    const tap = tapName(vm.id);
+    const k = listKey(tap);
+    await w.engine.start("alpha");
+    const ask = async (name: string) => readAnswer(await w.dns.answer!(buildQuery(1, name), "10.213.0.2"));
+    expect((await ask("other.example.test")).rcode).toBe(3);
+    let n = w.host.exec.runs.length;
+    await w.engine.setEgress("alpha", "other.example.test");
+    const runs = nftRuns(w, n);
+    expect(runs.length).toBe(2); // the tables check, then one transaction
+    expect(runs[1]![1]).toContain(`flush set inet banger_egress n_${k}\n`);
+    expect((await ask("other.example.test")).addrs).toEqual(["198.51.100.20"]);
+    expect((await ask("pkgs.example.test")).rcode).toBe(3);
+
+    n = w.host.exec.runs.length;
+    await w.engine.setEgress("alpha", "none");
+    const cut = nftRuns(w, n);
+    // cut off (deny4) before the allowlist chains go: never a moment with more than either allows
+    expect(cut.map((c) => c[0])).toEqual(["list map inet banger_egress fwd4", "-f -", `list chain inet banger_egress f_${k}`, "-f -"]);
+    expect(cut[1]![1]).toContain("add element inet banger_egress deny4 { 10.213.0.2 }");
+    expect(cut[3]![1]).toBe(unlistScript("10.213.0.2", tap));
+  });
+
+  test("hostile values cannot become nft syntax: addresses, ports and tap names are checked before any script is made", () => {
+    const tap = "bt-id0001";
+    for (const bad of ["1.2.3.4 } ; flush ruleset", "1.2.3.4\nflush ruleset", "$(reboot)", "1.2.3.4'", "999.1.1.1"]) {
+      expect(() => fillScript(tap, [{ addr: bad }], 60)).toThrow("not an IPv4 address");
+      expect(() => listScript(bad, tap, "10.213.0.1", [])).toThrow("not an IPv4 address");
+      expect(() => listScript("10.213.0.2", tap, "10.213.0.1", [{ kind: "cidr", addr: bad, prefix: 32 }])).toThrow("not an IPv4 address");
+    }
+    expect(() => fillScript(tap, [{ addr: "1.2.3.4", port: "443 } ; flush ruleset" as unknown as number }], 60)).toThrow("not a port");
+    expect(() => listKey('bt-a"; flush ruleset')).toThrow("bad tap name");
+    // names never reach nft: only the addresses an allowed name resolved to
+    expect(fillScript(tap, [], 60)).toBe("");
+    expect(namedEntries(parseEgress("a.example.test:443,a.example.test:80"), "a.example.test", ["192.0.2.1"])).toEqual([{ addr: "192.0.2.1", port: 443 }, { addr: "192.0.2.1", port: 80 }]);
+    expect(namedEntries(parseEgress("a.example.test:443,*.example.test"), "a.example.test", ["192.0.2.1"])).toEqual([{ addr: "192.0.2.1" }]);
+    expect(namedEntries(parseEgress("all"), "a.example.test", ["192.0.2.1"])).toEqual([]);
   });
 });
 
