@@ -14,6 +14,7 @@ import { createRouter, type Handlers, type HandlersFor, type RouteContext } from
 import { withRequestScope } from "./request-scope.ts";
 import { sshTargetFor, type SSHPool } from "./ssh-pool.ts";
 import type { ImageService } from "./images.ts";
+import type { AutoWarm } from "./auto-warm.ts";
 import type { FS } from "../host/types.ts";
 import { VERSION_HEADER } from "../version.ts";
 
@@ -27,6 +28,8 @@ export interface AppDeps {
   paths: DaemonPaths;
   startedAt: string;
   reconcile: unknown;
+  /** Warm-start templates after first cold boots (absent: none made). */
+  autoWarm?: AutoWarm;
   /** Handlers of the other route groups (sessions, workspaces, files); in tests, stand-ins for any route. */
   routes?: Partial<Handlers>;
   shutdown(): void;
@@ -87,7 +90,10 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
       return ndjson(async (emit) => {
         let vm = await engine.create(params, emit.progress);
         if (start) vm = await engine.start(vm.id, emit.progress, emit.signal);
-        return { type: "result", data: await vmView(engine, vm) };
+        const data = await vmView(engine, vm);
+        // queued now, run after this answer: the template's boot never delays the command that caused it
+        if (start && !cold) d.autoWarm?.afterColdBoot(vm);
+        return { type: "result", data };
       });
     },
     vmShow: async ({ params }) => vmView(engine, engine.getVM(params.vm)),
