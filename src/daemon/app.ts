@@ -15,6 +15,7 @@ import { withRequestScope } from "./request-scope.ts";
 import { sshTargetFor, type SSHPool } from "./ssh-pool.ts";
 import type { ImageService } from "./images.ts";
 import type { AutoWarm } from "./auto-warm.ts";
+import { imageDefaultUser, withDefaultUser } from "./image-user.ts";
 import type { FS } from "../host/types.ts";
 import { VERSION_HEADER } from "../version.ts";
 
@@ -111,11 +112,13 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
     vmResume: async ({ params }) => vmView(engine, await engine.resume(params.vm)),
     vmExec: async ({ params, body, ndjson }) => {
       if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
-      const { argv, stdin, ...options } = body;
-      checkExecOptions(options);
+      const { argv, stdin, ...asked } = body;
+      checkExecOptions(asked);
       const token = randomBytes(8).toString("hex");
-      const command = execCommandLine(argv, options, token); // quoting refuses what no shell can carry (NUL) before the stream's 200
+      execCommandLine(argv, asked, token); // quoting refuses what no shell can carry (NUL) before the stream's 200
       const vm = await engine.running(params.vm);
+      const options = withDefaultUser(asked, await imageDefaultUser(d.fs, (n) => engine.store.getImage(n), vm));
+      const command = execCommandLine(argv, options, token);
       return ndjson((emit) => _execIn(d.ssh, vm, command, stdin, emit, token));
     },
     vmSshInfo: async ({ params }) => {
