@@ -56,7 +56,8 @@ const home = mkdtempSync(join(tmpdir(), "banger-soak-"));
 const scratch = mkdtempSync(join(tmpdir(), "banger-soak-scratch-"));
 const stubDir = join(scratch, "stubs");
 const repo = join(scratch, "repo");
-const baseEnv: Record<string, string> = { ...(process.env as Record<string, string>), BANGER_HOME: home, NO_COLOR: "1", BANGER_TAP_NETNS_ONLY: "1" };
+// no automatic warm-start templates: a kill -9 in the middle of one leaves its warm-… VM, which the leak count would report as the walk's
+const baseEnv: Record<string, string> = { ...(process.env as Record<string, string>), BANGER_HOME: home, NO_COLOR: "1", BANGER_TAP_NETNS_ONLY: "1", BANGER_AUTO_WARM: "0" };
 delete baseEnv.BANGER_PLUGINS;
 delete baseEnv.BANGER_FAULT;
 let env = baseEnv;

@@ -64,7 +64,8 @@ export class Bench {
   }
 
   get env(): Record<string, string> {
-    return { ...(process.env as Record<string, string>), BANGER_HOME: this.home, NO_COLOR: "1" };
+    // no automatic warm-start templates: the boot figures are of cold boots, and a background template would load the host
+    return { ...(process.env as Record<string, string>), BANGER_HOME: this.home, NO_COLOR: "1", BANGER_AUTO_WARM: "0" };
   }
 
   /** Register an undo; they run in reverse order at the end, like defer. */

@@ -109,9 +109,18 @@ const show = defineCommand({
   meta: { name: "show", description: "Show an image and its manifest" },
   args: { name: { type: "positional", required: true, description: "Image name" }, ...jsonArg },
   async run({ args }) {
-    const img = await (await daemon()).call("imageShow", { params: { name: args.name } });
+    const client = await daemon();
+    const shown = await client.call("imageShow", { params: { name: args.name } });
+    const { snapshots } = await client.call("snapshotList", { query: {} });
+    // a template of an image rebuilt or re-imported since is stale: starts no longer clone it
+    const templates = snapshots
+      .filter((s) => s.template && s.spec.image === shown.name)
+      .map((s) => ({ snapshot: `${s.vmName}@${s.name}`, vmm: s.spec.driver, net: s.spec.net, storage: s.spec.storage, cpus: s.spec.cpus, memoryMiB: s.spec.memoryMiB, diskMiB: s.spec.diskMiB, workDiskMiB: s.spec.workDiskMiB, createdAt: s.createdAt, stale: s.template!.imageCreatedAt !== shown.createdAt }));
+    const img = { ...shown, templates };
     out(img, !!args.json, () => {
       const lines = [`image ${img.name} (${img.source}, kernel ${img.kernelVersion || "?"}, ${mib(img.sizeBytes)}) in ${img.dir}`];
+      lines.push(templates.length === 0 ? "warm-start templates: none" : "warm-start templates:");
+      for (const t of templates) lines.push(`  ${t.snapshot}  ${t.vmm} ${t.net} ${t.storage} ${t.cpus} cpu ${t.memoryMiB} MiB  ${t.createdAt}${t.stale ? "  stale (image rebuilt since; not used)" : ""}`);
       if (img.chain.length > 1) {
         lines.push(`chain: ${img.chain.map((l) => l.name).join(" → ")}`);
         for (const l of img.chain.slice(1)) {

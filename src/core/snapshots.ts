@@ -14,6 +14,25 @@ const META_FILE = "snapshot.json";
 
 const noProgress: ProgressSink = () => {};
 
+/** What a warm-start template is made at; left out, each is what `vm create` would choose. */
+export interface WarmShape {
+  cpus?: number;
+  memoryMiB?: number;
+  diskMiB?: number;
+  workDiskMiB?: number;
+  driver?: string;
+  net?: string;
+  storage?: string;
+}
+
+type ShapeSpec = Pick<SnapshotRecord["spec"], "image" | "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB" | "driver" | "net" | "storage">;
+
+/** The key a warm start is looked up by: a clone has its template's image, VMM, network, storage and sizes. */
+function sameShape(a: ShapeSpec, b: ShapeSpec): boolean {
+  const keys = ["image", "cpus", "memoryMiB", "diskMiB", "workDiskMiB", "driver", "net", "storage"] as const;
+  return keys.every((k) => a[k] === b[k]);
+}
+
 export function validateSnapshotName(name: unknown): string {
   if (typeof name !== "string" || !VM_NAME_RE.test(name)) {
     throw new BangerError("E_BAD_NAME", `invalid snapshot name ${JSON.stringify(name)}: must match ${VM_NAME_RULE}`);
@@ -230,14 +249,20 @@ export class Snapshots {
    * as a snapshot (`VM@template`, VM = warm-IMAGE-Nc-Mm) and the VM deleted.
    * Starts of that image and shape then clone it (startFrom), until the
    * image is rebuilt (its creation time differs) or the template removed.
+   * Made by `image warm` or, after a first cold boot, by AutoWarm.
    */
-  async warm(image: string, shape: { cpus?: number; memoryMiB?: number; driver?: string }, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<SnapshotRecord> {
+  async warm(image: string, shape: WarmShape, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<SnapshotRecord> {
     const img = this.d.store.getImage(image);
     if (!img) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${image}`);
-    const plan = await this.engine.checkCreate({ name: "warm-probe", image, cpus: shape.cpus, memoryMiB: shape.memoryMiB, driver: await this.engine.resolveDriver(shape.driver) });
-    const name = `warm-${image}-${plan.sizes.cpus}c-${plan.sizes.memoryMiB}m`.slice(0, 63);
-    for (const old of this.d.store.snapshots.list().filter((s) => s.vmName === name)) await this.remove(`${old.vmName}@${old.name}`);
-    const vm = await this.engine.create({ name, image, cpus: plan.sizes.cpus, memoryMiB: plan.sizes.memoryMiB, driver: plan.driverName }, progress);
+    const plan = await this.engine.checkCreate({ name: "warm-probe", image, cpus: shape.cpus, memoryMiB: shape.memoryMiB, diskMiB: shape.diskMiB, workDiskMiB: shape.workDiskMiB, driver: await this.engine.resolveDriver(shape.driver), net: shape.net, storage: shape.storage });
+    const spec = { image, driver: plan.driverName, net: plan.net, storage: plan.storage, ...plan.sizes };
+    // the template this one replaces: the same shape (stale or not); templates of other shapes stay
+    for (const old of this.d.store.snapshots.list().filter((s) => s.template && sameShape(s.spec, spec))) await this.remove(`${old.vmName}@${old.name}`);
+    const base = `warm-${image}-${plan.sizes.cpus}c-${plan.sizes.memoryMiB}m`.slice(0, 60);
+    let name = base;
+    // another shape (VMM, network, storage, disks) at the same sizes has its own name
+    for (let i = 2; this.d.store.snapshots.find(name, "template") || this.d.store.getVMByName(name); i++) name = `${base}-${i}`;
+    const vm = await this.engine.create({ name, image, cpus: plan.sizes.cpus, memoryMiB: plan.sizes.memoryMiB, diskMiB: plan.sizes.diskMiB, workDiskMiB: plan.sizes.workDiskMiB, driver: plan.driverName, net: plan.net, storage: plan.storage }, progress);
     try {
       await this.engine.start(vm.id, progress, signal);
       const snap = await this.create(vm.id, { name: "template" }, progress);
@@ -250,11 +275,10 @@ export class Snapshots {
   }
 
   /** The template a start of this shape may clone: same image (not rebuilt since), VMM, network, storage and sizes. */
-  templateFor(spec: SnapshotRecord["spec"]): SnapshotRecord | null {
+  templateFor(spec: ShapeSpec): SnapshotRecord | null {
     const img = this.d.store.getImage(spec.image);
     if (!img) return null;
-    const keys = ["image", "cpus", "memoryMiB", "diskMiB", "workDiskMiB", "driver", "net", "storage"] as const;
-    return this.d.store.snapshots.list().find((s) => s.state === "ready" && s.template?.imageCreatedAt === img.createdAt && keys.every((k) => s.spec[k] === spec[k])) ?? null;
+    return this.d.store.snapshots.list().find((s) => s.state === "ready" && s.template?.imageCreatedAt === img.createdAt && sameShape(s.spec, spec)) ?? null;
   }
 
   /** Remove a snapshot and its files (row first marked deleting, so a crash finishes it at the next start). */

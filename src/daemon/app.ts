@@ -14,6 +14,8 @@ import { createRouter, type Handlers, type HandlersFor, type RouteContext } from
 import { withRequestScope } from "./request-scope.ts";
 import { sshTargetFor, type SSHPool } from "./ssh-pool.ts";
 import type { ImageService } from "./images.ts";
+import type { AutoWarm } from "./auto-warm.ts";
+import { imageDefaultUser, withDefaultUser } from "./image-user.ts";
 import type { FS } from "../host/types.ts";
 import { VERSION_HEADER } from "../version.ts";
 
@@ -27,6 +29,8 @@ export interface AppDeps {
   paths: DaemonPaths;
   startedAt: string;
   reconcile: unknown;
+  /** Warm-start templates after first cold boots (absent: none made). */
+  autoWarm?: AutoWarm;
   /** Handlers of the other route groups (sessions, workspaces, files); in tests, stand-ins for any route. */
   routes?: Partial<Handlers>;
   shutdown(): void;
@@ -87,7 +91,10 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
       return ndjson(async (emit) => {
         let vm = await engine.create(params, emit.progress);
         if (start) vm = await engine.start(vm.id, emit.progress, emit.signal);
-        return { type: "result", data: await vmView(engine, vm) };
+        const data = await vmView(engine, vm);
+        // queued now, run after this answer: the template's boot never delays the command that caused it
+        if (start && !cold) d.autoWarm?.afterColdBoot(vm);
+        return { type: "result", data };
       });
     },
     vmShow: async ({ params }) => vmView(engine, engine.getVM(params.vm)),
@@ -105,11 +112,13 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
     vmResume: async ({ params }) => vmView(engine, await engine.resume(params.vm)),
     vmExec: async ({ params, body, ndjson }) => {
       if (body.argv.length === 0) throw new BangerError("E_USAGE", "a command is required after --");
-      const { argv, stdin, ...options } = body;
-      checkExecOptions(options);
+      const { argv, stdin, ...asked } = body;
+      checkExecOptions(asked);
       const token = randomBytes(8).toString("hex");
-      const command = execCommandLine(argv, options, token); // quoting refuses what no shell can carry (NUL) before the stream's 200
+      execCommandLine(argv, asked, token); // quoting refuses what no shell can carry (NUL) before the stream's 200
       const vm = await engine.running(params.vm);
+      const options = withDefaultUser(asked, await imageDefaultUser(d.fs, (n) => engine.store.getImage(n), vm));
+      const command = execCommandLine(argv, options, token);
       return ndjson((emit) => _execIn(d.ssh, vm, command, stdin, emit, token));
     },
     vmSshInfo: async ({ params }) => {

@@ -61,3 +61,24 @@ export async function defaultEgress(paths: DaemonPaths, fs: FS): Promise<string>
     throw new BangerError("E_BAD_REQUEST", `${paths.configJson}: ${errorMessage(e)}`);
   }
 }
+
+/**
+ * Whether the daemon makes a warm-start template after an image's first cold
+ * boot at a shape: BANGER_AUTO_WARM (`0`/`1`) over config.json's `autoWarm`
+ * (a boolean), on by default.
+ */
+export async function autoWarmEnabled(paths: DaemonPaths, fs: FS, env: Env = environ()): Promise<boolean> {
+  const forced = configFrom(env).autoWarm;
+  if (forced === "0" || forced === "1") return forced === "1";
+  const text = await fs.readText(paths.configJson);
+  if (text === null) return true;
+  let cfg: { autoWarm?: unknown };
+  try {
+    cfg = JSON.parse(text);
+  } catch (e) {
+    throw new BangerError("E_PLUGIN", `${paths.configJson}: ${errorMessage(e)}`);
+  }
+  if (cfg.autoWarm === undefined) return true;
+  if (typeof cfg.autoWarm !== "boolean") throw new BangerError("E_BAD_REQUEST", `${paths.configJson}: "autoWarm" must be true or false`);
+  return cfg.autoWarm;
+}

@@ -15,7 +15,8 @@ import { Store } from "../store/store.ts";
 import { FULL_VERSION } from "../version.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
 import { createApp } from "./app.ts";
-import { defaultEgress, userPluginPaths } from "./config.ts";
+import { autoWarmEnabled, defaultEgress, userPluginPaths } from "./config.ts";
+import { AutoWarm } from "./auto-warm.ts";
 import { ImageService } from "./images.ts";
 import { tryLockFile } from "./lock.ts";
 import { installCrashGuards } from "./request-scope.ts";
@@ -174,12 +175,14 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const stats = createStatsRoutes({ engine, ssh, host });
   const files = createFileRoutes({ engine, ssh, log });
   const snapshots = createSnapshotRoutes(engine);
+  const autoWarm = new AutoWarm(engine, await autoWarmEnabled(paths, fs));
 
   let server: _Server | undefined;
   const closeAll = _shutdownOnce({ server: () => server!, ssh, store, fs, paths, release, log });
   // no deadline fires into a store that is closing
   const shutdown = () => {
     lifetimes.close();
+    autoWarm.close();
     closeAll();
   };
   const app = trackActivity(createApp({
@@ -192,6 +195,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     paths,
     startedAt: new Date().toISOString(),
     reconcile,
+    autoWarm,
     routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers, ...createLifetimeRoutes({ engine, lifetimes }), ...createEgressRoutes({ engine, fs: host.fs, clock: host.clock }), ...snapshots.handlers },
     shutdown,
   }), (vm) => lifetimes.busy(vm));

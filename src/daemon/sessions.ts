@@ -9,6 +9,7 @@ import type { Store } from "../store/store.ts";
 import type { HandlersFor } from "./router.ts";
 import type { SSHPool } from "./ssh-pool.ts";
 import { readCapped, type Emitter } from "./http.ts";
+import { imageDefaultUser, withDefaultUser } from "./image-user.ts";
 
 /** A send's payload is held whole (it is written to the guest in one upload): Bun's own default body cap, kept now that the server takes bigger bodies for file uploads. */
 const MAX_SEND_BYTES = 128 << 20;
@@ -87,7 +88,10 @@ export function createSessionRoutes(d: SessionRouteDeps) {
   const handlers: HandlersFor<"session"> = {
     sessionList: async ({ params }) => ({ sessions: sessions.list(params.vm) }),
     sessionStart: async ({ params, body }) => {
-      return sessions.start({ vmIdOrName: params.vm, ...body, stdinMode: body.stdinMode as GuestSession["stdinMode"] | undefined });
+      // a missing VM is the session engine's to refuse: no default then
+      const vm = d.store.getVM(params.vm);
+      const asked = vm ? withDefaultUser(body, await imageDefaultUser(d.host.fs, (n) => d.store.getImage(n), vm)) : body;
+      return sessions.start({ vmIdOrName: params.vm, ...asked, stdinMode: body.stdinMode as GuestSession["stdinMode"] | undefined });
     },
     sessionShow: async ({ params }) => sessions.refresh(session(params)),
     sessionRemove: async ({ params, query }) => {

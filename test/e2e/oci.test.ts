@@ -1,7 +1,8 @@
 // OCI images booted for real: a busybox-only one (no libc, no SSH server of
 // its own) as a `docker save` archive, and a Debian-based one (the test
 // image's files, banger's init taken out, a user, a workdir and env) as an
-// OCI layout; both answer `vm exec` with the image's env and workdir.
+// OCI layout; both answer `vm exec` with the image's env and workdir (and
+// the Debian one as its user).
 import { afterAll, expect, test } from "bun:test";
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -72,9 +73,16 @@ e2e.describe("OCI images (QEMU)", () => {
     const imp = h.run(["image", "import", "deb", "--oci", join(work, "deb-layout")]);
     expect(imp.stderr).not.toContain("banger:");
     expect(imp.code).toBe(0);
-    const r = h.run(["vm", "run", "--vmm", "qemu", "--image", "deb", "--name", "deb-vm", "--", "sh", "-c", 'pwd; echo "$APP_MODE"; cat README; id -un app; git --version | cut -d" " -f1-2']);
+    // the image's User is the default user, in its WorkingDir with its Env (HOME is the user's)
+    const r = h.run(["vm", "run", "--vmm", "qemu", "--image", "deb", "--name", "deb-vm", "--", "sh", "-c", 'id -un; pwd; echo "$APP_MODE $HOME"; cat README; git --version | cut -d" " -f1-2']);
     expect(r.stderr).not.toContain("banger:");
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe("/home/app/project\ntest\napp's project\napp\ngit version\n");
+    expect(r.stdout).toBe("app\n/home/app/project\ntest /home/app\napp's project\ngit version\n");
+    // -u root overrides it; sessions default to it too
+    const root = h.run(["vm", "exec", "deb-vm", "-u", "root", "--", "sh", "-c", "id -un; pwd"]);
+    expect([root.code, root.stdout, root.stderr]).toEqual([0, "root\n/home/app/project\n", ""]);
+    expect(h.run(["session", "start", "deb-vm", "--name", "who", "--", "id", "-un"]).code).toBe(0);
+    const logs = h.run(["session", "logs", "deb-vm", "who", "-f"]);
+    expect([logs.code, logs.stdout]).toEqual([0, "app\n"]);
   }, BOOT);
 });

@@ -18,7 +18,8 @@ export interface RunResult {
 /** A throwaway BANGER_HOME; `wrap` runs every CLI call (and so the daemon it starts) under a command, e.g. `ip netns exec NS`. */
 export function tempHome(prefix = "banger-it-", o: { wrap?: string[] } = {}) {
   const home = mkdtempSync(join(tmpdir(), prefix));
-  const env: Record<string, string> = { ...(process.env as Record<string, string>), BANGER_HOME: home, NO_COLOR: "1", BANGER_TAP_NETNS_ONLY: "1" };
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), BANGER_HOME: home, NO_COLOR: "1", BANGER_TAP_NETNS_ONLY: "1", BANGER_AUTO_WARM: "0" };
+  // BANGER_AUTO_WARM=0 above: a background template after each test's first boot would slow every test; the auto-warm test turns it on
   delete env.BANGER_PLUGINS;
   const run = (args: string[], extraEnv: Record<string, string> = {}, input?: string): RunResult => {
     const p = Bun.spawnSync([...(o.wrap ?? []), BANGER, ...args], { env: { ...env, ...extraEnv }, stdin: input !== undefined ? new TextEncoder().encode(input) : "ignore" });

@@ -1,0 +1,98 @@
+// Automatic warm-start templates through dist/banger and its daemon with the
+// fake VMM (its "saved state" names the VM it came from, and a restored VM
+// writes that into restored.log): made in the background after a first cold
+// boot, used by the next start of that shape, never after --cold, off by
+// config, listed (and stale after a re-import) by `image show`.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { FAKE_PLUGIN, tempHome } from "../helpers/cli.ts";
+
+const h = tempHome("banger-aw-");
+const env: Record<string, string> = { BANGER_PLUGINS: FAKE_PLUGIN, BANGER_AUTO_WARM: "1" };
+const run = (args: string[]) => h.run(args, env);
+const ok = (args: string[]) => {
+  const r = run(args);
+  if (r.code !== 0) throw new Error(`banger ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r;
+};
+const pids: number[] = [];
+const scratch = join(h.home, "scratch");
+const importTiny = () => ok(["image", "import", "--name", "tiny", "--kernel", join(scratch, "k"), "--rootfs", join(scratch, "r")]);
+const created: string[] = [];
+const boot = (name: string, ...extra: string[]) => {
+  const v = ok(["vm", "create", name, "--image", "tiny", "--driver", "fake", "--start", ...extra, "--json"]).json();
+  pids.push(v.pid);
+  created.push(name);
+  return { ...v, warm: existsSync(join(v.runtime.vmDir, "restored.log")) ? readFileSync(join(v.runtime.vmDir, "restored.log"), "utf8") : null };
+};
+const templates = () => ok(["image", "show", "tiny", "--json"]).json().templates as { snapshot: string; memoryMiB: number; stale: boolean; createdAt: string }[];
+/** Wait for the background template of `memoryMiB` (the fake VMM makes one in well under a second). */
+async function templateAt(memoryMiB: number, stale = false) {
+  for (let i = 0; i < 150; i++) {
+    const t = templates().find((x) => x.memoryMiB === memoryMiB && x.stale === stale);
+    if (t) return t;
+    await Bun.sleep(100);
+  }
+  throw new Error(`no template at ${memoryMiB} MiB after 15 s; daemon log:\n${ok(["daemon", "logs"]).stdout.slice(-2000)}`);
+}
+
+beforeAll(() => {
+  Bun.spawnSync(["mkdir", "-p", scratch]);
+  writeFileSync(join(scratch, "k"), "k");
+  writeFileSync(join(scratch, "r"), "disk\n");
+  importTiny();
+}, 30_000);
+
+afterAll(async () => {
+  for (const n of created) run(["vm", "delete", n, "--force"]);
+  await h.cleanup(pids);
+});
+
+test("the first cold boot of a shape makes its template in the background; the next start of that shape is a clone of it", async () => {
+  expect(templates()).toEqual([]);
+  expect(ok(["image", "show", "tiny"]).stdout).toContain("warm-start templates: none");
+  const first = boot("a1");
+  expect(first.warm).toBeNull();
+  const t = await templateAt(256);
+  expect(t).toMatchObject({ snapshot: "warm-tiny-1c-256m@template", stale: false, cpus: 1, vmm: "fake" });
+  expect(run(["vm", "show", "warm-tiny-1c-256m"]).code).toBe(1); // its VM is gone, the snapshot stays
+  expect(ok(["image", "show", "tiny"]).stdout).toMatch(/warm-tiny-1c-256m@template {2}fake \S+ \S+ 1 cpu 256 MiB/);
+  expect(boot("a2").warm).toBe("state of warm-tiny-1c-256m\n");
+  expect(ok(["daemon", "logs"]).stdout).toMatch(/auto-warm: template warm-tiny-1c-256m@template ready in \d+ ms/);
+});
+
+test("--cold boots cold and queues no template; other shapes get their own", async () => {
+  expect(boot("c1", "--memory", "512M", "--cold").warm).toBeNull();
+  // templates are made one at a time in order: once the later 384 MiB one exists, a 512 MiB one would have too
+  boot("c2", "--memory", "384M");
+  await templateAt(384);
+  expect(templates().map((x) => x.memoryMiB).sort()).toEqual([256, 384]);
+  expect(boot("c3", "--memory", "512M").warm).toBeNull(); // still cold: the --cold boot made no template
+});
+
+test("a re-imported image's templates are stale (listed, not used) and the next cold boot replaces the one of its shape", async () => {
+  for (const n of created.splice(0)) ok(["vm", "delete", n, "--force"]);
+  await templateAt(512); // c3's, queued before the re-import
+  ok(["image", "rm", "tiny"]);
+  importTiny();
+  expect(templates().every((x) => x.stale)).toBe(true);
+  expect(ok(["image", "show", "tiny"]).stdout).toContain("stale (image rebuilt since; not used)");
+  expect(boot("s1").warm).toBeNull();
+  await templateAt(256);
+  expect(templates().filter((x) => x.memoryMiB === 256)).toHaveLength(1); // the stale one of that shape went
+  expect(boot("s2").warm).toBe("state of warm-tiny-1c-256m\n");
+});
+
+test('config.json "autoWarm": false turns it off (BANGER_AUTO_WARM unset); a bad value stops the daemon with its reason', async () => {
+  ok(["daemon", "stop"]);
+  env.BANGER_AUTO_WARM = "";
+  writeFileSync(join(h.home, "config.json"), JSON.stringify({ autoWarm: "no" }));
+  const bad = run(["vm", "list"]);
+  expect(bad.code).not.toBe(0);
+  expect(ok(["daemon", "logs"]).stdout).toContain('config.json: "autoWarm" must be true or false');
+  writeFileSync(join(h.home, "config.json"), JSON.stringify({ autoWarm: false }));
+  expect(boot("o1", "--memory", "768M").warm).toBeNull();
+  await Bun.sleep(1500); // the enabled runs above made theirs in well under this
+  expect(templates().some((x) => x.memoryMiB === 768)).toBe(false);
+});
