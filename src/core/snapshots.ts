@@ -262,7 +262,19 @@ export class Snapshots {
     let name = base;
     // another shape (VMM, network, storage, disks) at the same sizes has its own name
     for (let i = 2; this.d.store.snapshots.find(name, "template") || this.d.store.getVMByName(name); i++) name = `${base}-${i}`;
-    const vm = await this.engine.create({ name, image, cpus: plan.sizes.cpus, memoryMiB: plan.sizes.memoryMiB, diskMiB: plan.sizes.diskMiB, workDiskMiB: plan.sizes.workDiskMiB, driver: plan.driverName, net: plan.net, storage: plan.storage }, progress);
+    // The builder VM is an ordinary VM for a while: marked before it exists, so a daemon killed
+    // before the delete below leaves a mark the next daemon's reconcile deletes it by.
+    const fs = this.d.host.fs;
+    const mark = join(this.buildersDir, name);
+    await fs.mkdirp(this.buildersDir, 0o700);
+    await fs.writeAtomic(mark, "");
+    let vm: VMRecord;
+    try {
+      vm = await this.engine.create({ name, image, cpus: plan.sizes.cpus, memoryMiB: plan.sizes.memoryMiB, diskMiB: plan.sizes.diskMiB, workDiskMiB: plan.sizes.workDiskMiB, driver: plan.driverName, net: plan.net, storage: plan.storage }, progress);
+    } catch (e) {
+      await fs.rmrf(mark);
+      throw e;
+    }
     try {
       await this.engine.start(vm.id, progress, signal);
       const snap = await this.create(vm.id, { name: "template" }, progress);
@@ -271,7 +283,27 @@ export class Snapshots {
       return snap;
     } finally {
       await this.engine.delete(vm.id, { force: true });
+      await fs.rmrf(mark);
     }
+  }
+
+  /** Where warm() marks its builder VMs by name (see warm). */
+  private get buildersDir(): string {
+    return join(this.d.paths.home, "warm-builders");
+  }
+
+  /** At daemon start: builder VMs a killed daemon left mid-warm are deleted (no warm runs yet: every mark is stale). */
+  private async reconcileBuilders(): Promise<string[]> {
+    const out: string[] = [];
+    for (const { name } of await this.d.host.fs.list(this.buildersDir)) {
+      const vm = this.d.store.getVMByName(name);
+      if (vm) {
+        await this.engine.delete(vm.id, { force: true });
+        out.push(`${name}: deleted the warm-start builder VM a killed daemon left`);
+      }
+      await this.d.host.fs.rmrf(join(this.buildersDir, name));
+    }
+    return out;
   }
 
   /** The template a start of this shape may clone: same image (not rebuilt since), VMM, network, storage and sizes. */
@@ -301,7 +333,7 @@ export class Snapshots {
 
   /** At daemon start: a snapshot a crash cut short (creating) or a removal it interrupted (deleting) goes, files and row. */
   async reconcile(): Promise<string[]> {
-    const out: string[] = [];
+    const out: string[] = await this.reconcileBuilders();
     for (const s of this.d.store.snapshots.list()) {
       if (s.state === "ready") continue;
       await this.d.host.fs.rmrf(s.dir);

@@ -4,9 +4,9 @@
 // boot, used by the next start of that shape, never after --cold, off by
 // config, listed (and stale after a re-import) by `image show`.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { FAKE_PLUGIN, tempHome } from "../helpers/cli.ts";
+import { alive, FAKE_PLUGIN, killAndWait, tempHome } from "../helpers/cli.ts";
 
 const h = tempHome("banger-aw-");
 const env: Record<string, string> = { BANGER_PLUGINS: FAKE_PLUGIN, BANGER_AUTO_WARM: "1" };
@@ -95,4 +95,26 @@ test('config.json "autoWarm": false turns it off (BANGER_AUTO_WARM unset); a bad
   expect(boot("o1", "--memory", "768M").warm).toBeNull();
   await Bun.sleep(1500); // the enabled runs above made theirs in well under this
   expect(templates().some((x) => x.memoryMiB === 768)).toBe(false);
+});
+
+test("a daemon killed in the middle of a warm leaves its builder VM; the next daemon deletes it (no VM, no process left)", () => {
+  const vmsDir = join(h.home, "vms");
+  const before = new Set(readdirSync(vmsDir));
+  killAndWait(h.daemonPid()); // the next call starts a daemon with the fault armed
+  const r = h.run(["image", "warm", "tiny", "--vmm", "fake", "--memory", "768M"], { ...env, BANGER_FAULT: "snapshot:after-row" });
+  expect(r.code).not.toBe(0);
+  expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("SIGKILL at snapshot:after-row");
+  // what the crash left: the builder VM running, and its mark
+  const made = readdirSync(vmsDir).filter((d) => !before.has(d));
+  expect(made.length).toBe(1);
+  const builderPid = JSON.parse(readFileSync(join(vmsDir, made[0]!, "handles.json"), "utf8")).pid as number;
+  expect(alive(builderPid)).toBe(true);
+  expect(existsSync(join(h.home, "warm-builders", "warm-tiny-1c-768m"))).toBe(true);
+
+  const list = ok(["vm", "list", "--json"]).json() as { name: string }[]; // a new daemon: reconcile
+  expect(list.map((v) => v.name)).not.toContain("warm-tiny-1c-768m");
+  expect(alive(builderPid)).toBe(false);
+  expect(existsSync(join(vmsDir, made[0]!))).toBe(false);
+  expect(existsSync(join(h.home, "warm-builders", "warm-tiny-1c-768m"))).toBe(false);
+  expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("warm-tiny-1c-768m: deleted the warm-start builder VM a killed daemon left");
 });
