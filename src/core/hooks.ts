@@ -33,6 +33,8 @@ export interface HookMap {
   "vm:snapshot": { vm: VMRecord; dir: string; disks: string[]; progress: ProgressSink; op: Operation };
   /** A rollback: the VM is stopped; put back your part of the snapshot (disks from `snapshot.dir`) before it starts again. */
   "vm:restore": { vm: VMRecord; snapshot: SnapshotRecord; progress: ProgressSink; op: Operation };
+  /** `snapshot rm`: push the names of the VMs that still run on the snapshot's disks (overlays backed by them); the disks then stay until the last of them is deleted. */
+  "snapshot:remove": { snapshot: SnapshotRecord; users: string[] };
   "vm:stop:before": { vm: VMRecord; handles: VMHandles };
   "vm:stop:after": { vm: VMRecord };
   /**
@@ -99,6 +101,7 @@ export const HOOK_NAMES: readonly HookName[] = [
   "vm:egress:apply",
   "vm:snapshot",
   "vm:restore",
+  "snapshot:remove",
   "session:start",
   "session:stop",
   "workspace:prepare",
