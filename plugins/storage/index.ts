@@ -35,7 +35,21 @@ export default definePlugin({
   setup(ctx) {
     // works anywhere: the default where no provider ranks higher (storage-dm) or that one cannot serve the VM
     const disks = ctx.registerStorage({ name: COPY_STORAGE, description: "sparse/reflink copy of the image rootfs" });
-    disks.hook("vm:create", async ({ vm, progress }) => {
+    // a snapshot holds its own copies (the VM writes on into its disks); the names are the files in the snapshot's dir
+    const ownDisks = (vm: { runtime: { systemOverlay: string; workDiskPath: string } }) =>
+      [["system.img", vm.runtime.systemOverlay], ["work.img", vm.runtime.workDiskPath]].filter(([, path]) => !!path) as [string, string][];
+    disks.hook("vm:create", async ({ vm, progress, disksFrom }) => {
+      if (disksFrom && QCOW2_DRIVERS.has(vm.spec.driver)) {
+        // a clone on QEMU: overlays over the snapshot's disks now (vm:restore makes them again, as cheaply), no copy of the image
+        const p = vmPaths(vm.runtime.vmDir);
+        vm.runtime.systemOverlay = p.systemDisk;
+        if (vm.spec.workDiskMiB > 0) vm.runtime.workDiskPath = p.workDisk;
+        for (const [name, path] of ownDisks(vm)) {
+          if (!disksFrom.disks.includes(name)) throw new BangerError("E_STATE", `snapshot ${disksFrom.vmName}@${disksFrom.name} has no ${name}`);
+          await createOverlay(ctx.host.exec, join(disksFrom.dir, name), overlayPathFor(path));
+        }
+        return;
+      }
       const image = ctx.store.getImage(vm.spec.image);
       if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${vm.spec.image}`);
       const system = vmPaths(vm.runtime.vmDir).systemDisk;
@@ -57,9 +71,6 @@ export default definePlugin({
       // the system disk is a whole ext4 image already (or an overlay over one): a flat sparse copy is the commit
       await copyDisk(ctx.host.exec, await activeDisk(exists, vm.runtime.systemOverlay), out);
     });
-    // a snapshot holds its own copies (the VM writes on into its disks); the names are the files in the snapshot's dir
-    const ownDisks = (vm: { runtime: { systemOverlay: string; workDiskPath: string } }) =>
-      [["system.img", vm.runtime.systemOverlay], ["work.img", vm.runtime.workDiskPath]].filter(([, path]) => !!path) as [string, string][];
     /** The snapshot dirs a VM's overlays are backed by. */
     const basesOf = async (vm: VMRecord): Promise<string[]> => {
       const out: string[] = [];

@@ -18,7 +18,8 @@ export type { Operation, ProgressSink, Undo } from "./operation.ts";
  */
 export interface HookMap {
   /** A VM row exists and VMDir is made; allocate durable resources (ports, disks, keys). */
-  "vm:create": { vm: VMRecord; progress: ProgressSink; op: Operation };
+  /** `disksFrom`: the VM is a clone of that snapshot; vm:restore puts its disks in place next, so making the image's copy first is wasted work. */
+  "vm:create": { vm: VMRecord; progress: ProgressSink; op: Operation; disksFrom?: SnapshotRecord };
   /** Before the VMM process launches: fill the boot config, acquire transient handles (defer their teardown on `op`). */
   "vm:start:before": { vm: VMRecord; boot: BootConfig; handles: VMHandles; progress: ProgressSink; op: Operation };
   /**

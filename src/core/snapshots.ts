@@ -201,7 +201,7 @@ export class Snapshots {
     refuseClone(snap);
     const { spec } = snap;
     const { store, hooks, host, log } = this.d;
-    const vm = await this.engine.create({ name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress);
+    const vm = await this.engine.create({ name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress, { disksFrom: snap });
     try {
       await this.engine.cache.withLock(vm.id, () =>
         runOperation({ name: `vm create ${name} --from ${snap.vmName}@${snap.name}`, vm, host, log, progress }, async (op) => {
