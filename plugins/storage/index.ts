@@ -1,6 +1,7 @@
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { BangerError, definePlugin, makeWorkDisk, tempPathFor, vmPaths } from "../../src/plugin-api.ts";
-import type { Exec } from "../../src/plugin-api.ts";
+import type { Exec, VMRecord } from "../../src/plugin-api.ts";
+import { activeDisk, backingOf, copyDisk, createOverlay, overlayPathFor, QCOW2_DRIVERS } from "./overlay.ts";
 
 /**
  * Per-VM disks without device-mapper: the system disk is a sparse (or
@@ -34,7 +35,21 @@ export default definePlugin({
   setup(ctx) {
     // works anywhere: the default where no provider ranks higher (storage-dm) or that one cannot serve the VM
     const disks = ctx.registerStorage({ name: COPY_STORAGE, description: "sparse/reflink copy of the image rootfs" });
-    disks.hook("vm:create", async ({ vm, progress }) => {
+    // a snapshot holds its own copies (the VM writes on into its disks); the names are the files in the snapshot's dir
+    const ownDisks = (vm: { runtime: { systemOverlay: string; workDiskPath: string } }) =>
+      [["system.img", vm.runtime.systemOverlay], ["work.img", vm.runtime.workDiskPath]].filter(([, path]) => !!path) as [string, string][];
+    disks.hook("vm:create", async ({ vm, progress, disksFrom }) => {
+      if (disksFrom && QCOW2_DRIVERS.has(vm.spec.driver)) {
+        // a clone on QEMU: overlays over the snapshot's disks now (vm:restore makes them again, as cheaply), no copy of the image
+        const p = vmPaths(vm.runtime.vmDir);
+        vm.runtime.systemOverlay = p.systemDisk;
+        if (vm.spec.workDiskMiB > 0) vm.runtime.workDiskPath = p.workDisk;
+        for (const [name, path] of ownDisks(vm)) {
+          if (!disksFrom.disks.includes(name)) throw new BangerError("E_STATE", `snapshot ${disksFrom.vmName}@${disksFrom.name} has no ${name}`);
+          await createOverlay(ctx.host.exec, join(disksFrom.dir, name), overlayPathFor(path));
+        }
+        return;
+      }
       const image = ctx.store.getImage(vm.spec.image);
       if (!image) throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${vm.spec.image}`);
       const system = vmPaths(vm.runtime.vmDir).systemDisk;
@@ -49,38 +64,77 @@ export default definePlugin({
       }
       // VMDir removal on failure takes the files with it; nothing else to undo.
     });
+    const exists = (p: string) => ctx.host.fs.exists(p);
     disks.hook("vm:commit", async ({ vm, out, progress }) => {
       if (!vm.runtime.systemOverlay) throw new BangerError("E_STATE", `vm ${vm.name} has no system disk`);
       progress("copying the system disk");
-      // the system disk is a whole ext4 image already: a sparse copy is the commit
-      await ctx.host.exec.run("cp", ["--sparse=always", "--reflink=auto", vm.runtime.systemOverlay, out]);
+      // the system disk is a whole ext4 image already (or an overlay over one): a flat sparse copy is the commit
+      await copyDisk(ctx.host.exec, await activeDisk(exists, vm.runtime.systemOverlay), out);
     });
-    // a snapshot holds its own copies (the VM writes on into its disks); the names are the files in the snapshot's dir
-    const ownDisks = (vm: { runtime: { systemOverlay: string; workDiskPath: string } }) =>
-      [["system.img", vm.runtime.systemOverlay], ["work.img", vm.runtime.workDiskPath]].filter(([, path]) => !!path) as [string, string][];
+    /** The snapshot dirs a VM's overlays are backed by. */
+    const basesOf = async (vm: VMRecord): Promise<string[]> => {
+      const out: string[] = [];
+      for (const [, path] of ownDisks(vm)) {
+        const d = await activeDisk(exists, path);
+        const b = d.format === "qcow2" ? await backingOf(ctx.host.exec, d.path) : null;
+        if (b) out.push(dirname(b));
+      }
+      return out;
+    };
+    const usersOf = async (snapshotDir: string, except?: string): Promise<string[]> => {
+      const out: string[] = [];
+      for (const vm of ctx.store.listVMs()) {
+        if (vm.id !== except && vm.spec.storage === COPY_STORAGE && (await basesOf(vm)).includes(snapshotDir)) out.push(vm.name);
+      }
+      return out;
+    };
+    // a removed snapshot whose disks a VM still needed (no snapshot.json left, see Snapshots.remove) goes with its last user
+    const sweep = async (dirs: string[], except: string) => {
+      const snapshotsDir = join(ctx.paths.home, "snapshots") + "/";
+      for (const dir of new Set(dirs)) {
+        if (!dir.startsWith(snapshotsDir) || (await exists(join(dir, "snapshot.json")))) continue;
+        if ((await usersOf(dir, except)).length === 0) await ctx.host.fs.rmrf(dir);
+      }
+    };
     disks.hook("vm:snapshot", async ({ vm, dir, disks: names }) => {
       for (const [name, path] of ownDisks(vm)) {
-        await ctx.host.exec.run("cp", ["--sparse=always", "--reflink=auto", path, join(dir, name)]);
+        await copyDisk(ctx.host.exec, await activeDisk(exists, path), join(dir, name));
         names.push(name);
       }
     });
     disks.hook("vm:restore", async ({ vm, snapshot, op }) => {
-      // every copy is made before any disk is replaced, and each replace is a rename: a failure leaves the VM's disks as they were
+      for (const [name] of ownDisks(vm)) {
+        if (!snapshot.disks.includes(name)) throw new BangerError("E_STATE", `snapshot ${snapshot.vmName}@${snapshot.name} has no ${name}`);
+      }
+      const overlay = QCOW2_DRIVERS.has(vm.spec.driver);
+      const before = overlay ? await basesOf(vm) : [];
+      // every new disk is made before any is replaced, and each replace is a rename: a failure leaves the VM's disks as they were
       const staged: [string, string][] = [];
       for (const [name, path] of ownDisks(vm)) {
-        if (!snapshot.disks.includes(name)) throw new BangerError("E_STATE", `snapshot ${snapshot.vmName}@${snapshot.name} has no ${name}`);
-        const tmp = tempPathFor(path);
+        const target = overlay ? overlayPathFor(path) : path;
+        const tmp = tempPathFor(target);
         op.defer(`staged ${name}`, () => ctx.host.fs.rmrf(tmp));
-        await ctx.host.exec.run("cp", ["--sparse=always", "--reflink=auto", join(snapshot.dir, name), tmp]);
-        staged.push([tmp, path]);
+        if (overlay) await createOverlay(ctx.host.exec, join(snapshot.dir, name), tmp);
+        else await ctx.host.exec.run("cp", ["--sparse=always", "--reflink=auto", join(snapshot.dir, name), tmp]);
+        staged.push([tmp, target]);
       }
-      for (const [tmp, path] of staged) await ctx.host.fs.rename(tmp, path);
+      for (const [tmp, target] of staged) await ctx.host.fs.rename(tmp, target);
+      if (!overlay) return;
+      // the overlay now wins over the raw file (activeDisk); the raw copy is only space
+      for (const [, path] of ownDisks(vm)) await ctx.host.fs.rmrf(path);
+      await sweep(before, vm.id);
     });
-    disks.hook("vm:start:before", ({ vm, boot, handles }) => {
+    disks.hook("vm:delete", async ({ vm }) => {
+      await sweep(await basesOf(vm), vm.id);
+    });
+    ctx.hook("snapshot:remove", async ({ snapshot, users }) => {
+      users.push(...(await usersOf(snapshot.dir)));
+    });
+    disks.hook("vm:start:before", async ({ vm, boot, handles }) => {
       if (!vm.runtime.systemOverlay) throw new BangerError("E_STATE", `vm ${vm.name} has no system disk`);
       handles.extra.storage = COPY_STORAGE;
-      boot.disks.push({ path: vm.runtime.systemOverlay, format: "raw" });
-      if (vm.runtime.workDiskPath) boot.disks.push({ path: vm.runtime.workDiskPath, format: "raw" });
+      boot.disks.push(await activeDisk(exists, vm.runtime.systemOverlay));
+      if (vm.runtime.workDiskPath) boot.disks.push(await activeDisk(exists, vm.runtime.workDiskPath));
     });
   },
 });

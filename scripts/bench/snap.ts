@@ -4,8 +4,11 @@
  * long the guest stood still, and the whole command) and a rollback to it
  * (until the guest answers SSH again with the host's clock), vs a cold
  * `vm restart` of the same VM as the baseline; a fork until the clone
- * answers `exec true` (P8b) and how long the source stood still for it.
+ * answers `exec true` (P8b) and how long the source stood still for it;
+ * P8c: a fork of 10 clones at once vs one, and each clone's QEMU RSS vs
+ * the cold-booted source's.
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Bench } from "./run.ts";
 import { formatTable, summarize, summaryRow } from "./stats.ts";
@@ -16,7 +19,27 @@ async function api(b: Bench, method: string, path: string): Promise<void> {
   if (res.status !== 200) throw new Error(`${method} ${path}: HTTP ${res.status}: ${await res.text()}`);
 }
 
-export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; snapshots: number; forks: number }): Promise<void> {
+/** A process's VmRSS in bytes (the QEMU of a VM). */
+function rssOf(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** One fork of `count` clones until every clone answers `exec true`; the clones' QEMU RSS then; clones and snapshot removed. */
+async function forkAtOnce(b: Bench, count: number, tag: string): Promise<{ ms: number; rss: number[] }> {
+  const names = Array.from({ length: count }, (_, i) => `${VM_NAME}-${tag}${i}`);
+  const t = performance.now();
+  const f = await b.bangerJson<{ snapshot: { name: string }; vms: { name: string; pid: number }[] }>("vm", "fork", VM_NAME, ...names);
+  await Promise.all(names.map((n) => b.must(b.banger("vm", "exec", n, "--", "true"))));
+  const ms = performance.now() - t;
+  const rss = f.vms.map((v) => rssOf(v.pid));
+  for (const n of names) await b.must(b.banger("vm", "delete", n, "--force"));
+  await b.must(b.banger("snapshot", "rm", `${VM_NAME}@${f.snapshot.name}`));
+  return { ms, rss };
+}
+
+export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; snapshots: number; forks: number; crowd: number }): Promise<void> {
   await vms.running();
   const rounds: number[] = [];
   for (let i = 0; i < o.pauses; i++) {
@@ -51,6 +74,10 @@ export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; 
     await b.must(b.banger("vm", "delete", clone, "--force"));
     await b.must(b.banger("snapshot", "rm", `${VM_NAME}@${f.snapshot.name}`));
   }
+  // P8c: `crowd` clones in one fork vs one clone, until all answer; each clone's RSS vs the (cold-booted: vm restart above) source's
+  const coldRss = rssOf((await b.bangerJson<{ pid: number }>("vm", "show", VM_NAME)).pid);
+  const one = o.crowd > 0 ? await forkAtOnce(b, 1, "one") : null;
+  const crowd = o.crowd > 0 ? await forkAtOnce(b, o.crowd, "c") : null;
   const s = { rounds: summarize(rounds), freeze: summarize(freeze), snap: summarize(snapMs), rollback: summarize(rollbackMs), restart: summarize(restartMs), fork: summarize(forkMs), forkFreeze: summarize(forkFreeze) };
   console.log(formatTable(["measure", "n", "min", "median", "max"], [
     summaryRow("pause → resume (API round trip)", s.rounds),
@@ -65,5 +92,11 @@ export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; 
   b.row({ id: "P8", section: "snap", measure: "vm snapshot of a running VM: guest frozen (state save + disk copy)", stats: s.freeze, goal: { on: "value", max: 150, text: "source frozen ≤ 150 ms (P8b)" } });
   b.row({ id: "P8b", section: "snap", measure: "vm fork of a running VM until the clone answers exec true", stats: s.fork, baseline: { name: "vm restart (cold boot) until SSH answers", stats: s.restart }, goal: { on: "value", max: 1000, text: "≤ 1.0 s" } });
   b.row({ id: "P8b", section: "snap", measure: "vm fork: source frozen", stats: s.forkFreeze, goal: { on: "value", max: 150, text: "≤ 150 ms" } });
+  if (one && crowd) {
+    const cold = summarize([coldRss]);
+    console.log(`  P8c: fork of ${o.crowd} until all answer exec true ${(crowd.ms / 1000).toFixed(1)} s vs ${(one.ms / 1000).toFixed(1)} s for one (${(crowd.ms / one.ms).toFixed(2)}×); clone QEMU RSS median ${(summarize(crowd.rss).median / 1048576).toFixed(0)} MiB vs the cold-booted source's ${(coldRss / 1048576).toFixed(0)} MiB`);
+    b.row({ id: "P8c", section: "snap", measure: `vm fork of ${o.crowd} clones at once until all answer exec true`, stats: summarize([crowd.ms]), baseline: { name: "vm fork of 1 until it answers", stats: summarize([one.ms]) }, goal: { on: "ratio", max: 2.5, text: "≤ 2.5× one clone" } });
+    b.row({ id: "P8c", section: "snap", measure: `RSS of each of ${o.crowd} clones (QEMU VmRSS)`, unit: "bytes", stats: summarize(crowd.rss), baseline: { name: "the cold-booted source VM's QEMU VmRSS", stats: cold }, goal: { on: "ratio", max: 0.5, text: "≤ 0.5× a cold VM's" } });
+  }
   b.row({ id: "P8", section: "snap", measure: "vm rollback to a memory snapshot until SSH answers", stats: s.rollback, baseline: { name: "vm restart (cold boot) until SSH answers", stats: s.restart } });
 }

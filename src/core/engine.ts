@@ -307,7 +307,8 @@ export class Engine {
     return chooseVmm(this.d.drivers, requested, this.explicitDefaultDriver);
   }
 
-  async create(params: CreateVMParams, progress: ProgressSink = noProgress): Promise<VMRecord> {
+  /** `disksFrom`: a clone's; its disks will be the snapshot's (vm:restore), so a storage provider may make them from it right away. */
+  async create(params: CreateVMParams, progress: ProgressSink = noProgress, clone: { disksFrom?: SnapshotRecord } = {}): Promise<VMRecord> {
     params = { ...params, driver: await this.resolveDriver(params.driver) };
     const { name, image, driverName, net, storage, ports, egress, sizes } = await this.checkCreate(params);
     const id = this.d.newId();
@@ -347,7 +348,7 @@ export class Engine {
         await faultPoint("create:after-row");
         await this.d.host.fs.mkdirp(vmDir, 0o700);
         op.defer("vm dir", () => this.d.host.fs.rmrf(vmDir));
-        await this.d.hooks.run("vm:create", { vm, progress: op.progress, op });
+        await this.d.hooks.run("vm:create", { vm, progress: op.progress, op, ...(clone.disksFrom ? { disksFrom: clone.disksFrom } : {}) });
         await faultPoint("create:after-disk");
         vm.runtime.state = "created";
         this.save(vm);

@@ -18,7 +18,8 @@ export type { Operation, ProgressSink, Undo } from "./operation.ts";
  */
 export interface HookMap {
   /** A VM row exists and VMDir is made; allocate durable resources (ports, disks, keys). */
-  "vm:create": { vm: VMRecord; progress: ProgressSink; op: Operation };
+  /** `disksFrom`: the VM is a clone of that snapshot; vm:restore puts its disks in place next, so making the image's copy first is wasted work. */
+  "vm:create": { vm: VMRecord; progress: ProgressSink; op: Operation; disksFrom?: SnapshotRecord };
   /** Before the VMM process launches: fill the boot config, acquire transient handles (defer their teardown on `op`). */
   "vm:start:before": { vm: VMRecord; boot: BootConfig; handles: VMHandles; progress: ProgressSink; op: Operation };
   /**
@@ -33,6 +34,8 @@ export interface HookMap {
   "vm:snapshot": { vm: VMRecord; dir: string; disks: string[]; progress: ProgressSink; op: Operation };
   /** A rollback: the VM is stopped; put back your part of the snapshot (disks from `snapshot.dir`) before it starts again. */
   "vm:restore": { vm: VMRecord; snapshot: SnapshotRecord; progress: ProgressSink; op: Operation };
+  /** `snapshot rm`: push the names of the VMs that still run on the snapshot's disks (overlays backed by them); the disks then stay until the last of them is deleted. */
+  "snapshot:remove": { snapshot: SnapshotRecord; users: string[] };
   "vm:stop:before": { vm: VMRecord; handles: VMHandles };
   "vm:stop:after": { vm: VMRecord };
   /**
@@ -99,6 +102,7 @@ export const HOOK_NAMES: readonly HookName[] = [
   "vm:egress:apply",
   "vm:snapshot",
   "vm:restore",
+  "snapshot:remove",
   "session:start",
   "session:stop",
   "workspace:prepare",

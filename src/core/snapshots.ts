@@ -220,7 +220,7 @@ export class Snapshots {
     refuseClone(snap);
     const { spec } = snap;
     const { store, hooks, host, log } = this.d;
-    const vm = await this.engine.create({ name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress);
+    const vm = await this.engine.create({ name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress, { disksFrom: snap });
     try {
       await this.engine.cache.withLock(vm.id, () =>
         runOperation({ name: `vm create ${name} --from ${snap.vmName}@${snap.name}`, vm, host, log, progress }, async (op) => {
@@ -313,9 +313,25 @@ export class Snapshots {
     return this.d.store.snapshots.list().find((s) => s.state === "ready" && s.template?.imageCreatedAt === img.createdAt && sameShape(s.spec, spec)) ?? null;
   }
 
-  /** Remove a snapshot and its files (row first marked deleting, so a crash finishes it at the next start). */
-  async remove(ref: string): Promise<SnapshotRecord> {
+  /**
+   * Remove a snapshot and its files (row first marked deleting, so a crash
+   * finishes it at the next start). Disks that VMs still run on (clones and
+   * rollbacks are overlays over them) stay: the row, the saved state and
+   * snapshot.json go, and the storage provider removes the disks with the
+   * last VM that needs them.
+   */
+  async remove(ref: string): Promise<SnapshotRecord & { keptFor?: string[] }> {
     const snap = this.get(ref);
+    const users: string[] = [];
+    await this.d.hooks.run("snapshot:remove", { snapshot: snap, users });
+    if (users.length > 0) {
+      // row first: a crash after it leaves unused files (at worst), never a listed snapshot missing its meta
+      this.d.store.snapshots.delete(snap.id);
+      await this.d.host.fs.rmrf(join(snap.dir, META_FILE));
+      await this.d.host.fs.rmrf(join(snap.dir, STATE_FILE));
+      this.d.log.info(`snapshot rm ${snap.vmName}@${snap.name}: its disks stay while ${users.join(", ")} run on them`);
+      return { ...snap, keptFor: users };
+    }
     snap.state = "deleting";
     this.d.store.snapshots.upsert(snap);
     await faultPoint("snapshot-rm:after-mark");

@@ -1,8 +1,12 @@
 import type { Engine } from "../core/engine.ts";
+import { mapBounded } from "../shared/bounded.ts";
 import { BangerError } from "../shared/errors.ts";
 import { defaultSnapshotName, refuseClone, Snapshots, validateSnapshotName } from "../core/snapshots.ts";
 import { vmView } from "./app.ts";
 import type { HandlersFor } from "./router.ts";
+
+/** How many clones of a fork are made at once. */
+export const FORK_PARALLEL = 4;
 
 /** Snapshot routes: make one of a VM, roll a VM back to one, list, show and remove them. */
 export function createSnapshotRoutes(engine: Engine) {
@@ -28,9 +32,12 @@ export function createSnapshotRoutes(engine: Engine) {
       for (const name of body.names) await engine.checkCreate({ name, image: vm.spec.image, driver: vm.spec.driver, net: vm.spec.net, storage: vm.spec.storage });
       return ndjson(async (emit) => {
         const snap = await snapshots.create(vm.id, { name: `fork-${defaultSnapshotName(engine.deps.host.clock.now())}` }, emit.progress);
-        // one after the other: each restore is CPU-bound, and a failed one is removed before the next begins
-        const vms = [];
-        for (const name of body.names) vms.push(await vmView(engine, await snapshots.createFrom(`${snap.vmName}@${snap.name}`, name, { start: true }, emit.progress, emit.signal)));
+        // in parallel, bounded: a clone's start is mostly waiting (QEMU's start, the state load, the guest's answer), not CPU;
+        // each failed clone removes itself, the others are kept and the first failure is the answer
+        const made = await mapBounded(body.names, FORK_PARALLEL, async (name) => vmView(engine, await snapshots.createFrom(`${snap.vmName}@${snap.name}`, name, { start: true }, emit.progress, emit.signal)));
+        const failed = made.find((r) => r.status === "rejected");
+        if (failed) throw failed.reason;
+        const vms = made.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof vmView>>>).value);
         return { type: "result", data: { snapshot: snap, vms } };
       });
     },

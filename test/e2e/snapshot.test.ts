@@ -1,6 +1,6 @@
 // Pause, resume, snapshot and rollback on a real QEMU guest; one VM shared by the tests of this file.
 import { afterAll, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { killAndWait } from "../helpers/cli.ts";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
@@ -106,6 +106,8 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     const back = ok(["vm", "rollback", "snapbox", "one", "--json"]).json();
     console.log(`vm rollback: ${(performance.now() - t1).toFixed(0)} ms (CLI, until SSH answers and the clock is set)`);
     expect(back).toMatchObject({ alive: true, runtime: { state: "running" } });
+    // put back as a qcow2 overlay over the snapshot's copy, not a copy of it
+    expect([existsSync(join(back.runtime.vmDir, "system.qcow2")), existsSync(join(back.runtime.vmDir, "system.img"))]).toEqual([true, false]);
     const h0 = Date.now() / 1000;
     const out = ok(["vm", "exec", "snapbox", "--", "sh", "-c", "cat /root/file; test -e /root/later && echo later-exists; date +%s.%N"]).stdout.trim().split("\n");
     const h1 = Date.now() / 1000;
@@ -177,7 +179,17 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     const pc = sample().count;
     await Bun.sleep(1500);
     expect(sample().count).toBeGreaterThan(pc);
-    for (const vm of ["c1", "c2"]) ok(["vm", "delete", vm, "--force"]);
+    // the clones run on qcow2 overlays over the fork's snapshot; removing the snapshot keeps the disks they need, until the last clone goes
+    expect([existsSync(join(c1.runtime.vmDir, "system.qcow2")), existsSync(join(c1.runtime.vmDir, "system.img"))]).toEqual([true, false]);
+    const forkDir = f.snapshot.dir as string;
+    ok(["snapshot", "rm", `snapbox@${f.snapshot.name}`]);
+    expect([existsSync(join(forkDir, "system.img")), existsSync(join(forkDir, "snapshot.json")), existsSync(join(forkDir, "state.mig"))]).toEqual([true, false, false]);
+    expect(ok(["vm", "exec", "c1", "--", "sh", "-c", "echo c1 > /root/own && sync && cat /root/own /root/file"]).stdout).toBe("c1\nkept\n");
+    ok(["vm", "delete", "c1", "--force"]);
+    expect(existsSync(join(forkDir, "system.img"))).toBe(true);
+    expect(ok(["vm", "exec", "c2", "--", "cat", "/root/file"]).stdout).toBe("kept\n");
+    ok(["vm", "delete", "c2", "--force"]);
+    expect(existsSync(forkDir)).toBe(false);
   }, BOOT);
 
   test("snapshot rm; delete keeps the rest unless --with-snapshots", () => {
@@ -192,6 +204,8 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     expect(ok(["snapshot", "show", "snapbox@one", "--json"]).json().dir).toBe(dir);
     expect(ok(["snapshot", "rm", "snapbox@one"]).code).toBe(0);
     expect(ok(["snapshot", "list", "--json"]).json()).toEqual([]);
+    // nothing kept for a VM that is gone
+    expect(readdirSync(join(h.home, "snapshots"))).toEqual([]);
     expect(qemuPidsUnder(h.home)).toEqual([]);
   }, BOOT);
 });
