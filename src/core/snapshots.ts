@@ -4,7 +4,7 @@ import { faultPoint } from "../host/faults.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import { VM_NAME_RE, VM_NAME_RULE, type SnapshotRecord, type VMRecord } from "../shared/model.ts";
 import { tempPathFor } from "../shared/temps.ts";
-import type { Engine } from "./engine.ts";
+import type { CreateVMParams, Engine } from "./engine.ts";
 import { runOperation, type ProgressSink } from "./operation.ts";
 
 /** The memory and device state file in a snapshot's dir (present when `memory`). */
@@ -15,15 +15,7 @@ const META_FILE = "snapshot.json";
 const noProgress: ProgressSink = () => {};
 
 /** What a warm-start template is made at; left out, each is what `vm create` would choose. */
-export interface WarmShape {
-  cpus?: number;
-  memoryMiB?: number;
-  diskMiB?: number;
-  workDiskMiB?: number;
-  driver?: string;
-  net?: string;
-  storage?: string;
-}
+export type WarmShape = Pick<CreateVMParams, "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB" | "driver" | "net" | "storage">;
 
 type ShapeSpec = Pick<SnapshotRecord["spec"], "image" | "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB" | "driver" | "net" | "storage">;
 

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { join, resolve } from "node:path";
 import { BangerError } from "../shared/errors.ts";
 import type { HookEngine } from "../core/hooks.ts";
-import { runOperation } from "../core/operation.ts";
+import { runOperation, type Operation } from "../core/operation.ts";
 import type { Logger } from "../core/plugin.ts";
 import { tempPathFor } from "../shared/temps.ts";
 import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord, type VMRecord } from "../shared/model.ts";
@@ -75,19 +75,10 @@ export class ImageService {
       return { image: existing, built: false };
     }
     if (this.hooks.count("image:build") === 0) throw new BangerError("E_PLUGIN", "no plugin builds images (is the image plugin loaded?)");
-    const final = join(this.imagesDir, name);
-    const tmp = tempPathFor(final, "build");
-    return runOperation({ name: `image build ${name}`, host: this.host, log: this.log, progress }, async (op) => {
-      op.defer("build dir", () => this.host.fs.rmrf(tmp));
-      await this.host.fs.mkdirp(tmp, 0o755);
-      const result = { built: false };
-      await this.hooks.run("image:build", { name, dir: tmp, force, progress, result, op });
-      const img = await this.record(name, tmp, final, "built");
-      await this.host.fs.rmrf(final);
-      await this.host.fs.rename(tmp, final);
-      this.store.upsertImage(img);
-      return { image: img, built: true };
+    const image = await this.stage({ name, kind: "build", label: `image build ${name}`, source: "built", replace: true, progress }, async (tmp, op) => {
+      await this.hooks.run("image:build", { name, dir: tmp, force, progress, result: { built: false }, op });
     });
+    return { image, built: true };
   }
 
   /**
@@ -115,22 +106,14 @@ export class ImageService {
     if (this.hooks.count("image:build") === 0) throw new BangerError("E_PLUGIN", "no plugin builds images (is the image plugin loaded?)");
     const users = existing ? this.store.listVMs().filter((vm) => vm.spec.image === name) : [];
     if (users.length) throw new BangerError("E_CONFLICT", `image ${name} is used by vm(s): ${users.map((v) => v.name).join(", ")}`);
-    const final = join(this.imagesDir, name);
-    const tmp = tempPathFor(final, "build");
-    return runOperation({ name: `image build ${name}`, host: this.host, log: this.log, progress }, async (op) => {
-      op.defer("build dir", () => this.host.fs.rmrf(tmp));
-      await this.host.fs.mkdirp(tmp, 0o755);
+    const image = await this.stage({ name, kind: "build", label: `image build ${name}`, source: "derived", replace: true, progress }, async (tmp, op) => {
       const result = { built: false };
       await this.hooks.run("image:build", { name, dir: tmp, force, progress, result, op, recipe, base });
       if (!result.built) throw new BangerError("E_PLUGIN", `no plugin built image ${name} from ${base.name}`);
       const link: RecipeLink = { from: base.name, recipeHash: hash, recipe };
       await this.host.fs.writeAtomic(join(tmp, "recipe.json"), JSON.stringify(link, null, 2) + "\n", 0o644);
-      const img = await this.record(name, tmp, final, "derived");
-      await this.host.fs.rmrf(final);
-      await this.host.fs.rename(tmp, final);
-      this.store.upsertImage(img);
-      return { image: img, built: true };
     });
+    return { image, built: true };
   }
 
   /**
@@ -147,11 +130,7 @@ export class ImageService {
       const base = this.store.getImage(vm.spec.image);
       if (!base) throw new BangerError("E_IMAGE_NOT_FOUND", `vm ${vm.name}: its image ${vm.spec.image} is gone (the kernel comes from it)`);
       if (this.hooks.count("vm:commit") === 0) throw new BangerError("E_PLUGIN", "no plugin can commit a VM's disk (is the storage plugin loaded?)");
-      const final = join(this.imagesDir, name);
-      const tmp = tempPathFor(final, "build");
-      return runOperation({ name: `vm commit ${vm.name} ${name}`, vm, host: this.host, log: this.log, progress }, async (op) => {
-        op.defer("build dir", () => this.host.fs.rmrf(tmp));
-        await this.host.fs.mkdirp(tmp, 0o755);
+      return this.stage({ name, kind: "build", label: `vm commit ${vm.name} ${name}`, vm, source: "committed", replace: false, progress }, async (tmp, op) => {
         await this.hooks.run("vm:commit", { vm, out: join(tmp, "rootfs.ext4"), progress, op });
         if (!(await this.host.fs.exists(join(tmp, "rootfs.ext4")))) throw new BangerError("E_PLUGIN", `no storage provider wrote vm ${vm.name}'s disk (storage: ${vm.spec.storage})`);
         const recipe: CheckedRecipe = { name, from: base.name, packages: [], run: [], copy: [], env: {}, size: "" };
@@ -160,11 +139,6 @@ export class ImageService {
         if (!result.built) throw new BangerError("E_PLUGIN", `no plugin finished image ${name} from vm ${vm.name}`);
         const link: RecipeLink = { from: base.name, recipeHash: "", recipe, committedFrom: vm.name };
         await this.host.fs.writeAtomic(join(tmp, "recipe.json"), JSON.stringify(link, null, 2) + "\n", 0o644);
-        const img = await this.record(name, tmp, final, "committed");
-        if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name}`);
-        await this.host.fs.rename(tmp, final);
-        this.store.upsertImage(img);
-        return img;
       });
     });
   }
@@ -178,16 +152,28 @@ export class ImageService {
     if (!base.initrdPath) throw new BangerError("E_BAD_REQUEST", `image ${base.name} has no banger initramfs: an OCI image boots with one`);
     if (!(await this.host.fs.exists(path))) throw new BangerError("E_BAD_REQUEST", `OCI input not found: ${path}`);
     if (this.hooks.count("image:build") === 0) throw new BangerError("E_PLUGIN", "no plugin builds images (is the image plugin loaded?)");
-    const final = join(this.imagesDir, name);
-    const tmp = tempPathFor(final, "import");
-    return runOperation({ name: `image import ${name}`, host: this.host, log: this.log, progress }, async (op) => {
-      op.defer("import dir", () => this.host.fs.rmrf(tmp));
-      await this.host.fs.mkdirp(tmp, 0o755);
+    return this.stage({ name, kind: "import", label: `image import ${name}`, source: "oci", replace: false, progress }, async (tmp, op) => {
       const result = { built: false };
       await this.hooks.run("image:build", { name, dir: tmp, force: false, progress, result, op, base, oci: path });
       if (!result.built) throw new BangerError("E_PLUGIN", `no plugin imported the OCI image ${path}`);
-      const img = await this.record(name, tmp, final, "oci");
-      if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name}`);
+    });
+  }
+
+  /**
+   * Make image `name` in a temp dir next to its final one (`fill` writes it; the dir goes on any
+   * failure), then put it in place and record it. `replace`: a rebuild, the old dir goes; else a
+   * name taken while this ran is refused.
+   */
+  private stage(o: { name: string; kind: "build" | "import"; label: string; vm?: VMRecord; source: ImageRecord["source"]; replace: boolean; progress: (m: string) => void }, fill: (tmp: string, op: Operation) => Promise<void>): Promise<ImageRecord> {
+    const final = join(this.imagesDir, o.name);
+    const tmp = tempPathFor(final, o.kind);
+    return runOperation({ name: o.label, ...(o.vm ? { vm: o.vm } : {}), host: this.host, log: this.log, progress: o.progress }, async (op) => {
+      op.defer(`${o.kind} dir`, () => this.host.fs.rmrf(tmp));
+      await this.host.fs.mkdirp(tmp, 0o755);
+      await fill(tmp, op);
+      const img = await this.record(o.name, tmp, final, o.source);
+      if (o.replace) await this.host.fs.rmrf(final);
+      else if (this.store.getImage(o.name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${o.name}`);
       await this.host.fs.rename(tmp, final);
       this.store.upsertImage(img);
       return img;
