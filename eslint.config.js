@@ -43,7 +43,7 @@ export const seamRules = {
 };
 
 export default defineConfig(
-  { ignores: ["dist/**", "node_modules/**", ".cache/**"] },
+  { ignores: ["dist/**", "node_modules/**", ".cache/**", "src/daemon/e2b/gen/**"] },
   {
     files: ["src/**/*.ts", "plugins/**/*.ts", "scripts/**/*.ts"],
     languageOptions: {
