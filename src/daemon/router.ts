@@ -4,7 +4,7 @@
 import type { StreamEvent } from "../shared/api.ts";
 import { BangerError } from "../shared/errors.ts";
 import { routes, type BodyOf, type JsonOf, type ParamsOf, type QueryOf, type QuerySpec, type RouteDef, type RouteName, type StreamOf } from "../shared/routes.ts";
-import { briefValue, json, ndjson, parseBody, type Emitter } from "./http.ts";
+import { briefValue, errorResponse, json, ndjson, parseBody, type Emitter } from "./http.ts";
 
 /** What a handler gets: the request, and its path parameters, query and body already checked. */
 export interface RouteContext<K extends RouteName> {
@@ -73,8 +73,8 @@ export function parseQuery(spec: QuerySpec, search: URLSearchParams): Record<str
 
 /**
  * The request handler for the declared routes that have a handler here. An
- * unknown path, or a known one asked with another method, is a 404 naming
- * the route, as it always was.
+ * unknown path is a 404 naming it; a known path asked with another method is
+ * a 405 whose Allow header lists the methods it takes.
  */
 export function createRouter(handlers: Partial<Handlers>): (req: Request) => Promise<Response> {
   return async (req) => {
@@ -91,6 +91,12 @@ export function createRouter(handlers: Partial<Handlers>): (req: Request) => Pro
       const body = r.def.body && r.def.body !== "raw" ? await parseBody(req, r.def.body, r.def.maxBytes) : undefined;
       const out = await handler({ req, url, params, query, body, ndjson: (fn) => ndjson(req, fn) });
       return out instanceof Response ? out : json(out, r.def.status ?? 200);
+    }
+    const allowed = table.filter((r) => handlers[r.name] && _params(r.segments, parts)).map((r) => r.def.method);
+    if (allowed.length) {
+      const res = errorResponse(new BangerError("E_METHOD", `${url.pathname} takes ${allowed.join(", ")}, not ${req.method}`));
+      res.headers.set("allow", allowed.join(", "));
+      return res;
     }
     throw new BangerError("E_NOT_FOUND", `no such route: ${req.method} ${url.pathname}`);
   };

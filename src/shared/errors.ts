@@ -7,6 +7,8 @@ export const ERROR_CODES = {
   E_VM_NOT_FOUND: { http: 404, exit: 1 },
   E_IMAGE_NOT_FOUND: { http: 404, exit: 1 },
   E_SESSION_NOT_FOUND: { http: 404, exit: 1 },
+  /** A known path asked with a method it does not take (the answer's Allow header names the ones it does). */
+  E_METHOD: { http: 405, exit: 2 },
   E_TOO_LARGE: { http: 413, exit: 2 },
   E_CONFLICT: { http: 409, exit: 1 },
   /** The guest (or host) refused a file operation: permission denied, a read-only filesystem. */

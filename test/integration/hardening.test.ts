@@ -222,7 +222,7 @@ describe("socket: malformed, oversized, nested JSON; unknown fields; wrong types
     ["encoded traversal in vm id", "GET", "/v1/vms/..%2F..%2Fetc%2Fpasswd", undefined, 400],
     ["unknown route", "GET", "/v1/nope", undefined, 404],
     ["outside /v1", "GET", "/etc/passwd", undefined, 404],
-    ["wrong method", "PATCH", "/v1/vms", "{}", 404],
+    ["wrong method", "PATCH", "/v1/vms", "{}", 405],
     ["unknown vm", "GET", "/v1/vms/no-such-vm", undefined, 404],
   ];
   // the session-log cases ask about the session "args" the byte-exact tests started (which need a guest login)

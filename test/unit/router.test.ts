@@ -66,10 +66,9 @@ describe("router: matching", () => {
     expect(await res.json()).toMatchObject({ name: "i", kernel: "/k", rootfs: "/r" });
   });
 
-  test("unknown paths, other methods and routes without a handler are 404 naming the route", async () => {
+  test("unknown paths and routes without a handler are 404 naming the route", async () => {
     for (const [m, p, extra] of [
       ["GET", "/v1/nope", ""],
-      ["PATCH", "/v1/vms/web", ""],
       ["DELETE", "/v1/vms/web/stop/now", ""],
       ["GET", "/v1/vms", ""], // declared, but no handler in this router
       ["GET", "/etc/passwd", " (routes live under /v1)"],
@@ -78,6 +77,14 @@ describe("router: matching", () => {
       expect(res.status).toBe(404);
       expect(await errorOf(res)).toEqual({ code: "E_NOT_FOUND", message: `no such route: ${m} ${p}${extra}` });
     }
+  });
+
+  test("a known path asked with another method is a 405 whose Allow header lists the methods it takes", async () => {
+    const res = await call("PATCH", "/v1/vms/web");
+    expect(res.status).toBe(405);
+    // only the routes this router has handlers for: vmShow (GET); vmDelete has none here
+    expect(res.headers.get("allow")).toBe("GET");
+    expect(await errorOf(res)).toEqual({ code: "E_METHOD", message: "/v1/vms/web takes GET, not PATCH" });
   });
 
   test("a malformed percent-encoding is a 400, not a crash", async () => {
