@@ -1,0 +1,114 @@
+// Firewall drops into the VM's egress log. nft cannot hand the daemon a
+// packet without a netlink NFLOG socket (Bun has none), so every listed VM's
+// drop rules add the destination to a dynamic set with a counter each
+// (dl_*, egress-list.ts), and this polls those sets: a new element, or one
+// whose counter grew, is one log line. Time is the poll's (POLL_MS); one
+// line per destination and port per poll, however many packets.
+import type { Clock, Exec } from "../../src/plugin-api.ts";
+import { listKey } from "./egress-fw.ts";
+import { TABLE } from "./egress-fw.ts";
+
+export const POLL_MS = 1000;
+
+export interface Drop {
+  dest: string;
+  proto: string;
+  port: number;
+  packets: number;
+}
+
+/** The elements of `nft -j list set` output (anything unreadable is skipped). */
+export function parseDropSet(json: string): Drop[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch {
+    return [];
+  }
+  const items = (doc as { nftables?: unknown[] }).nftables ?? [];
+  const out: Drop[] = [];
+  for (const it of items) {
+    const elems = (it as { set?: { elem?: unknown[] } }).set?.elem ?? [];
+    for (const e of elems) {
+      const inner = (e as { elem?: { val?: { concat?: unknown[] }; counter?: { packets?: unknown } } }).elem;
+      const c = inner?.val?.concat;
+      if (!Array.isArray(c) || c.length !== 3) continue;
+      const [dest, proto, port] = c;
+      const packets = inner?.counter?.packets;
+      if (typeof dest !== "string" || typeof proto !== "string" || typeof port !== "number" || typeof packets !== "number") continue;
+      out.push({ dest, proto, port, packets });
+    }
+  }
+  return out;
+}
+
+/** Why the firewall dropped a packet to `d`, for the log. */
+export function dropReason(d: Drop, resolverIp: string, packets: number): string {
+  const why = d.port === 53 ? "DNS to another server than the bridge resolver" : d.dest === resolverIp ? "the host itself" : "address not allowed";
+  return `${why} (${d.proto}, ${packets} packet${packets === 1 ? "" : "s"}, dropped by the firewall)`;
+}
+
+interface _Watched {
+  ip: string;
+  tap: string;
+  seen: Map<string, number>;
+}
+
+export interface DropLogDeps {
+  exec: Exec;
+  clock: Clock;
+  resolverIp: () => string;
+  log: (ip: string, d: { dest: string; port: number; reason: string }) => Promise<void>;
+  pollMs?: number;
+}
+
+/** Polls the drop sets of the VMs it watches, while there are any. */
+export class DropLog {
+  private readonly vms = new Map<string, _Watched>();
+  private cancel: (() => void) | null = null;
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(private readonly d: DropLogDeps) {}
+
+  /** Watch a VM's drop set (again: a new policy flushed it, so counts start over). */
+  watch(vmId: string, ip: string, tap: string): void {
+    listKey(tap);
+    this.vms.set(vmId, { ip, tap, seen: new Map() });
+    this.arm();
+  }
+
+  unwatch(vmId: string): void {
+    this.vms.delete(vmId);
+    if (this.vms.size === 0) {
+      this.cancel?.();
+      this.cancel = null;
+    }
+  }
+
+  private arm(): void {
+    if (this.cancel || this.vms.size === 0) return;
+    this.cancel = this.d.clock.timer(this.d.pollMs ?? POLL_MS, () => {
+      this.cancel = null;
+      this.running = this.pollAll().finally(() => this.arm());
+    });
+  }
+
+  /** One look at every watched VM's set (the timer's; tests call it). */
+  async pollAll(): Promise<void> {
+    await this.running.catch(() => {});
+    for (const w of [...this.vms.values()]) await this.poll(w).catch(() => {});
+  }
+
+  private async poll(w: _Watched): Promise<void> {
+    const r = await this.d.exec.run("nft", ["-j", "list", "set", "inet", TABLE, `dl_${listKey(w.tap)}`], { check: false });
+    if (r.exitCode !== 0) return;
+    for (const drop of parseDropSet(r.stdout)) {
+      const key = `${drop.dest} ${drop.proto} ${drop.port}`;
+      const before = w.seen.get(key) ?? 0;
+      // fewer than before: the element timed out and came back
+      const fresh = drop.packets >= before ? drop.packets - before : drop.packets;
+      w.seen.set(key, drop.packets);
+      if (fresh > 0) await this.d.log(w.ip, { dest: drop.dest, port: drop.port, reason: dropReason(drop, this.d.resolverIp(), fresh) });
+    }
+  }
+}
