@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createExec } from "../../src/host/exec.ts";
-import { EGRESS_LOG_FILE } from "../../src/shared/egress.ts";
+import { EGRESS_LOG_FILE, type EgressDenial } from "../../src/shared/egress.ts";
 import { firstMissing, IS_ROOT, needs } from "../helpers/skip.ts";
 
 const ROOT = join(import.meta.dir, "../..");
@@ -73,7 +73,7 @@ async function fetchFromGuest(url: string): Promise<string> {
 
 const denials = () => {
   try {
-    return readFileSync(join(dir, EGRESS_LOG_FILE), "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { dest: string; via: string });
+    return readFileSync(join(dir, EGRESS_LOG_FILE), "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as EgressDenial);
   } catch {
     return [];
   }
@@ -214,7 +214,7 @@ needs(canRun, missing).describe("tap allowlist in network namespaces", () => {
     expect(await curlFromGuest(["-H", "Host: pkgs.example.test", "http://198.51.100.30/"])).toStartWith("failed");
     // none of them got to the outside
     expect(sent().slice(before.length)).toBe("");
-    expect(denials().slice(n).map((d) => [d.via, d.dest, (d as { name?: string }).name, (d as { reason?: string }).reason])).toEqual([
+    expect(denials().slice(n).map((d) => [d.via, d.dest, d.name, d.reason])).toEqual([
       ["tls", "198.51.100.10", "evil.example.net", "SNI evil.example.net is not allowed"],
       ["tls", "198.51.100.30", "pkgs.example.test", "SNI pkgs.example.test does not resolve to 198.51.100.30"],
       ["http", "198.51.100.10", "evil.example.net", "Host evil.example.net is not allowed"],
@@ -246,7 +246,7 @@ needs(canRun, missing).describe("tap allowlist in network namespaces", () => {
     await inNs(NS.guest, "bash", ["-c", `timeout 2 bash -c 'exec 3<>/dev/tcp/${GW}/22'`], { check: false });
     const ms = await command("drops");
     console.log(`tap egress: drop set poll ${ms} ms`);
-    const d = denials().slice(n).filter((x) => x.via === "firewall") as { dest: string; port: number; reason: string }[];
+    const d = denials().slice(n).filter((x) => x.via === "firewall");
     expect(d.map((x) => [x.dest, x.port])).toEqual(expect.arrayContaining([["198.51.100.20", 22], ["198.51.100.53", 53], [GW, 22]]));
     expect(d.find((x) => x.port === 53)!.reason).toStartWith("DNS to another server than the bridge resolver (udp, ");
     expect(d.find((x) => x.dest === GW)!.reason).toStartWith("the host itself (tcp, ");
