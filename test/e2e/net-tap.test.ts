@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { EgressDenial } from "../../src/shared/egress.ts";
 import { BANGER, tempHome, killAndWait } from "../helpers/cli.ts";
 import { tmpdir } from "node:os";
 import { mkdtempSync } from "node:fs";
@@ -157,8 +158,11 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
         reader.releaseLock();
         expect(banger(["vm", "exec", "alpha", "--", "cat", "/etc/resolv.conf"]).stdout).toContain("nameserver 10.213.9.1");
         const probe = (targets: string[]) => String.raw`
-          p() { if timeout 4 bash -c 'exec 3<>/dev/tcp/'"$1"' && printf "GET / HTTP/1.0\r\n\r\n" >&3 && IFS= read -r -t 2 l <&3 && [ -n "$l" ]' 2>/dev/null; then echo "$1 open"; else echo "$1 closed"; fi; }
+          p() { h=$2; [ -n "$h" ] || h=$(echo "$1" | cut -d/ -f1); if timeout 4 bash -c 'exec 3<>/dev/tcp/'"$1"' && printf "GET / HTTP/1.0\r\nHost: '"$h"'\r\n\r\n" >&3 && IFS= read -r -t 2 l <&3 && [ -n "$l" ]' 2>/dev/null; then echo "$1 open"; else echo "$1 closed"; fi; }
           for t in ${targets.join(" ")}; do p "$t"; done`;
+        // the gate on the bridge reads the Host header of the guest's own connection: a lie about an allowed address is refused
+        const lyingHost = String.raw`
+          p 198.51.100.10/80 evil.example.net`;
         const list = banger(["vm", "egress", "alpha", "pkgs.example.test", "--json"]);
         expect(list.code).toBe(0);
         console.log(`e2e net-tap: allowlist applied in ${JSON.parse(list.stdout).appliedMs} ms`);
@@ -170,8 +174,8 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
         const first = banger(["vm", "exec", "alpha", "--", "bash", "-c", probe(["pkgs.example.test/80"])]);
         console.log(`e2e net-tap: first connection to an allowed name (resolve + set fill + HTTP) ${Math.round(performance.now() - t2)} ms incl. vm exec`);
         expect(first.stdout.trim()).toBe("pkgs.example.test/80 open");
-        expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", probe(["198.51.100.20/80", "10.213.9.1/8081", "198.51.100.2/8080"]) + bypass]).stdout.trim().split("\n")).toEqual([
-          "198.51.100.20/80 closed", "10.213.9.1/8081 closed", "198.51.100.2/8080 closed", "dns-tcp closed", "other refused",
+        expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", probe(["198.51.100.20/80", "10.213.9.1/8081", "198.51.100.2/8080"]) + bypass + lyingHost]).stdout.trim().split("\n")).toEqual([
+          "198.51.100.20/80 closed", "10.213.9.1/8081 closed", "198.51.100.2/8080 closed", "dns-tcp closed", "other refused", "198.51.100.10/80 closed",
         ]);
         const live = banger(["vm", "egress", "alpha", "other.example.test", "--json"]);
         expect(live.code).toBe(0);
@@ -181,8 +185,16 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
         ]);
         const seen = readFileSync(join(outDir, "seen.jsonl"), "utf8");
         expect(seen).not.toContain("probe.example.test");
-        const log = JSON.parse(banger(["vm", "egress", "alpha", "--log", "--json"]).stdout) as { log: { dest: string; via: string }[] };
+        const log = JSON.parse(banger(["vm", "egress", "alpha", "--log", "--json"]).stdout) as { log: EgressDenial[] };
         expect(log.log).toEqual(expect.arrayContaining([expect.objectContaining({ dest: "other.example.test", via: "dns" }), expect.objectContaining({ dest: "pkgs.example.test", via: "dns" })]));
+        // the gate's refusals (a raw address, the lying Host) and the firewall's drops (polled each second) in the same log
+        expect(log.log).toEqual(expect.arrayContaining([
+          expect.objectContaining({ dest: "198.51.100.10", via: "http", name: "evil.example.net", reason: "Host evil.example.net is not allowed" }),
+          expect.objectContaining({ dest: "198.51.100.20", via: "http", reason: "address not listed" }),
+          expect.objectContaining({ dest: "198.51.100.2", port: 8080, via: "firewall" }),
+          expect.objectContaining({ dest: "10.213.9.1", port: 8081, via: "firewall" }),
+        ]));
+        expect(seen).not.toContain("evil.example.net");
       } finally {
         host.kill();
       }
