@@ -361,7 +361,8 @@ export class EgressGate {
     }
     this.open.add(up);
     up.on("close", () => this.open.delete(up));
-    if (first.length) up.write(first);
+    // one request per connection, as the proxy does: a second one on it could name another host
+    if (first.length) up.write(v.via === "http" && v.name ? _oneRequest(first) : first);
     _splice(client, up);
   }
 
@@ -409,6 +410,15 @@ function _firstBytesDone(b: Buffer): boolean {
   if (b[0] === 0x16) return readClientHello(b).kind !== "more";
   if (/^[A-Z]{1,10}( |$)/.test(b.toString("latin1", 0, Math.min(b.length, 11)))) return b.includes("\r\n\r\n") || b.length > MAX_HEAD;
   return true;
+}
+
+/** The request head with `Connection: close` in place of the client's connection headers, then whatever came after it. */
+function _oneRequest(first: Buffer): Buffer {
+  const end = first.indexOf("\r\n\r\n");
+  if (end < 0) return first;
+  const lines = first.toString("latin1", 0, end).split("\r\n");
+  const kept = lines.filter((h, i) => i === 0 || !/^(connection|keep-alive|proxy-connection):/i.test(h));
+  return Buffer.concat([Buffer.from(`${kept.join("\r\n")}\r\nConnection: close\r\n\r\n`, "latin1"), first.subarray(end + 4)]);
 }
 
 /** The Host header's host (no port, lower case), or null when there is none or more than one. */

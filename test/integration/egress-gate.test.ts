@@ -298,8 +298,11 @@ describe("transparent (tap redirect)", () => {
   });
 
   test("plain HTTP by its Host header: the allowed name's own address passes, a lying Host or a raw address is refused and logged", async () => {
-    const ok = await through({ ip: "198.51.100.20", port: 80 }, { raw: "GET / HTTP/1.1\r\nHost: other.example.test\r\n\r\n" });
+    const before = received.get("198.51.100.20")?.length ?? 0;
+    const ok = await through({ ip: "198.51.100.20", port: 80 }, { raw: "GET / HTTP/1.1\r\nHost: other.example.test\r\nConnection: keep-alive\r\n\r\n" });
     expect(ok).toEqual({ got: true, reply: expect.stringContaining("200 OK") });
+    // one request per connection: a second one on it could name another host at the same address
+    expect(received.get("198.51.100.20")!.subarray(before).toString("latin1")).toBe("GET / HTTP/1.1\r\nHost: other.example.test\r\nConnection: close\r\n\r\n");
     const n = denials().length;
     expect((await through({ ip: "198.51.100.10", port: 80 }, { raw: "GET / HTTP/1.1\r\nHost: evil.example.net\r\n\r\n" })).got).toBe(false);
     expect((await through({ ip: "198.51.100.30", port: 80 }, { raw: "GET / HTTP/1.1\r\nHost: pkgs.example.test:80\r\n\r\n" })).got).toBe(false);
