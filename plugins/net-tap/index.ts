@@ -207,11 +207,11 @@ async function _giveAddress(t: _TapNet, { vm, op }: HookMap["vm:create"]): Promi
   t.ctx.log.debug(`${vm.name}: ${ip} (${vm.name}.vm)`);
 }
 
-/** The guests' only DNS server, whatever their policy: a live change to an allowlist then needs nothing from the guest. */
+/** The guests' only DNS server, whatever their policy (a live change to an allowlist then needs nothing from the guest), and the gate next to it. */
 async function _listen(t: _TapNet): Promise<void> {
   const gw = t.conf().subnet.gateway;
   await t.resolver.listen(gw).catch((e: Error) => {
-    throw new BangerError("E_INTERNAL", `cannot serve the guests' DNS on ${gw}:53: ${e.message}`);
+    throw new BangerError("E_INTERNAL", `cannot serve the guests' DNS (${gw}:53) and egress gate (${gw}:${t.resolver.gatePort}): ${e.message}`);
   });
 }
 
