@@ -70,7 +70,7 @@ export class DropLog {
 
   constructor(private readonly d: DropLogDeps) {}
 
-  /** Watch a VM's drop set (again: a new policy flushed it, so counts start over). */
+  /** Watch a VM's drop set (again: every apply flushes it, so counts start over; drops since the last poll are not logged). */
   watch(vmId: string, ip: string, tap: string): void {
     listKey(tap);
     this.vms.set(vmId, { ip, tap, seen: new Map() });

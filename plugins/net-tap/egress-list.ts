@@ -87,6 +87,8 @@ export function listScript(ip: string, tap: string, resolverIp: string, rules: E
     `flush chain ${peer.chain}`,
     `flush set ${t} n_${k}`,
     `flush set ${t} np_${k}`,
+    // the poller starts counting again with every apply (a new daemon's too): no drop is logged twice
+    `flush set ${t} dl_${k}`,
     // nat: its web TCP (and named rules' ports) to the gate, wherever it was going
     `add rule ${t} r_${k} tcp dport { ${gatedPorts(rules).join(", ")} } redirect to :${gatePort}`,
     // forward: through the NAT to the world

@@ -344,6 +344,7 @@ describe("net-tap: egress", () => {
     expect(b).toEqual(["ether type ip ip daddr 203.0.113.0/24 meta l4proto { tcp, udp } th dport 443 accept", "ether type ip ip daddr 198.51.100.7/32 accept", "jump isolate"]);
     expect(script).toContain(`add rule inet banger_egress i_${k} ip daddr 10.213.0.1 meta l4proto { tcp, udp } th dport 53 accept\n`);
     expect(script).toContain(`flush set inet banger_egress n_${k}\n`);
+    expect(script).toContain(`flush set inet banger_egress dl_${k}\n`);
     expect(script).toContain(`add element inet banger_egress fwd4 { 10.213.0.2 : jump f_${k} }\n`);
     expect(script).toContain("delete element inet banger_egress deny4 { 10.213.0.2 }\n");
   });
