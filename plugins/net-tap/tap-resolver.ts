@@ -13,7 +13,7 @@ import type { Clock, DnsAnswerer, DnsServer, EgressDenial, EgressPolicy, Exec, F
 import { DEFAULT_GATE_PORT, fillNamed, type NamedEntry } from "./egress-list.ts";
 
 /** Serves redirected connections (serveTransparent; tests pass a stand-in). */
-export type ServeGate = (addr: string, port: number, route: (from: string, fromPort: number) => Promise<{ gate: EgressGate; dst: OriginalDst } | null>) => Promise<{ close(): Promise<void> }>;
+export type ServeGate = (addr: string, port: number, route: (from: string, fromPort: number, sockDst: OriginalDst | null) => Promise<{ gate: EgressGate; dst: OriginalDst } | null>) => Promise<{ close(): Promise<void> }>;
 
 const RCODE_SERVFAIL = 2;
 
@@ -68,7 +68,7 @@ export class TapResolver {
     if (this.listening === addr) return;
     await this.close();
     this.server = await this.d.serve(addr, this.d.port ?? 53, (q, from) => this.answer(q, from));
-    this.gateServer = await this.d.serveGate(addr, this.gatePort, (from, fromPort) => this.route(from, fromPort));
+    this.gateServer = await this.d.serveGate(addr, this.gatePort, (from, fromPort, sockDst) => this.route(from, fromPort, sockDst));
     this.listening = addr;
   }
 
@@ -80,11 +80,11 @@ export class TapResolver {
     this.listening = null;
   }
 
-  /** Which gate judges a redirected connection, and where it was going: none for a stranger or a connection conntrack does not know. */
-  async route(from: string, fromPort: number): Promise<{ gate: EgressGate; dst: OriginalDst } | null> {
+  /** Which gate judges a redirected connection, and where it was going (the socket's SO_ORIGINAL_DST, else conntrack's table): none for a stranger or a connection neither knows. */
+  async route(from: string, fromPort: number, sockDst: OriginalDst | null = null): Promise<{ gate: EgressGate; dst: OriginalDst } | null> {
     const g = this.guests.get(from);
     if (!g) return null;
-    const dst = await this.d.originalDst(from, fromPort, this.gatePort).catch(() => null);
+    const dst = sockDst ?? (await this.d.originalDst(from, fromPort, this.gatePort).catch(() => null));
     if (!dst) {
       this.d.debug?.(`tap gate: no conntrack entry for ${from}:${fromPort}`);
       return null;

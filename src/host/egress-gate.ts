@@ -12,6 +12,7 @@ import { addressListed, addressVerdict, formatEgress, ipv4ToInt, nameAllowed, ty
 import { buildAnswer, formErr, parseQuery, RCODE_NXDOMAIN, RCODE_REFUSED, TYPE_A } from "../shared/dns-wire.ts";
 import { readClientHello } from "../shared/tls-hello.ts";
 import type { ResolveA } from "./dns.ts";
+import { socketOriginalDst } from "./original-dst.ts";
 import type { Clock, FS } from "./types.ts";
 
 const MAX_HEAD = 16 << 10;
@@ -433,10 +434,11 @@ function _hostHeader(head: Buffer): string | null {
 
 /**
  * Serve redirected connections on addr:port (net-tap's gate on the bridge):
- * `route` says, from the peer's address and port, which gate judges it and
- * where it was going; a connection it cannot place is closed.
+ * `route` says, from the peer's address and port and the socket's
+ * SO_ORIGINAL_DST (null when unavailable), which gate judges it and where it
+ * was going; a connection it cannot place is closed.
  */
-export async function serveTransparent(addr: string, port: number, route: (from: string, fromPort: number) => Promise<{ gate: EgressGate; dst: OriginalDst } | null>): Promise<{ port: number; close(): Promise<void> }> {
+export async function serveTransparent(addr: string, port: number, route: (from: string, fromPort: number, sockDst: OriginalDst | null) => Promise<{ gate: EgressGate; dst: OriginalDst } | null>): Promise<{ port: number; close(): Promise<void> }> {
   const open = new Set<Socket>();
   const srv = createServer({ allowHalfOpen: true }, (s) => {
     open.add(s);
@@ -445,7 +447,7 @@ export async function serveTransparent(addr: string, port: number, route: (from:
     s.setNoDelay(true);
     s.pause();
     const from = (s.remoteAddress ?? "").replace(/^::ffff:/, "");
-    route(from, s.remotePort ?? 0)
+    route(from, s.remotePort ?? 0, socketOriginalDst(s))
       .then((r) => (r ? r.gate.transparent(s, r.dst) : void s.destroy()))
       .catch(() => s.destroy());
   });

@@ -196,7 +196,8 @@ needs(canRun, missing).describe("tap allowlist in network namespaces", () => {
   }
   const sent = () => readFileSync(join(dir, "seen.jsonl"), "utf8");
 
-  test("the gate: an allowed name over HTTPS passes; a lying SNI to its address, its SNI to another address and a lying Host are refused, never reach the server, and are logged", async () => {
+  test.each(["socket", "proc"])("the gate (destination from %s): an allowed name over HTTPS passes; a lying SNI to its address, its SNI to another address and a lying Host are refused, never reach the server, and are logged", async (from) => {
+    const placed = await command(`dst ${from}`);
     await policy("pkgs.example.test");
     expect((await inNs(NS.guest, "getent", ["ahostsv4", "pkgs.example.test"])).stdout).toContain("198.51.100.10");
     const ca = ["--cacert", join(dir, "cert.pem")];
@@ -220,6 +221,9 @@ needs(canRun, missing).describe("tap allowlist in network namespaces", () => {
       ["http", "198.51.100.10", "evil.example.net", "Host evil.example.net is not allowed"],
       ["http", "198.51.100.30", "pkgs.example.test", "Host pkgs.example.test does not resolve to 198.51.100.30"],
     ]);
+    // every one of those 6 connections was placed the way this run asked for
+    expect((await command(`dst ${from}`)) - placed).toBe(6);
+    await command("dst socket");
   }, 60_000);
 
   test("added latency of the gate: HTTPS to the allowed name through the gate vs direct (egress all)", async () => {
