@@ -1,9 +1,11 @@
 // Firewall drops into the VM's egress log. nft cannot hand the daemon a
 // packet without a netlink NFLOG socket (Bun has none), so every listed VM's
 // drop rules add the destination to a dynamic set with a counter each
-// (dl_*, egress-list.ts), and this polls those sets: a new element, or one
-// whose counter grew, is one log line. Time is the poll's (POLL_MS); one
-// line per destination and port per poll, however many packets.
+// (dl_*, egress-list.ts), and a cut-off VM's new connections go into the
+// shared set dl4 keyed by source too (egress-fw.ts); this polls those sets: a
+// new element, or one whose counter grew, is one log line. Time is the
+// poll's (POLL_MS); one line per destination and port per poll, however many
+// packets.
 import type { Clock, Exec } from "../../src/plugin-api.ts";
 import { listKey } from "./egress-fw.ts";
 import { TABLE } from "./egress-fw.ts";
@@ -11,6 +13,8 @@ import { TABLE } from "./egress-fw.ts";
 export const POLL_MS = 1000;
 
 export interface Drop {
+  /** The guest's address (the shared set dl4 only). */
+  from?: string;
   dest: string;
   proto: string;
   port: number;
@@ -32,11 +36,11 @@ export function parseDropSet(json: string): Drop[] {
     for (const e of elems) {
       const inner = (e as { elem?: { val?: { concat?: unknown[] }; counter?: { packets?: unknown } } }).elem;
       const c = inner?.val?.concat;
-      if (!Array.isArray(c) || c.length !== 3) continue;
-      const [dest, proto, port] = c;
+      if (!Array.isArray(c) || (c.length !== 3 && c.length !== 4)) continue;
+      const [from, dest, proto, port] = c.length === 4 ? c : [undefined, ...c];
       const packets = inner?.counter?.packets;
-      if (typeof dest !== "string" || typeof proto !== "string" || typeof port !== "number" || typeof packets !== "number") continue;
-      out.push({ dest, proto, port, packets });
+      if ((from !== undefined && typeof from !== "string") || typeof dest !== "string" || typeof proto !== "string" || typeof port !== "number" || typeof packets !== "number") continue;
+      out.push({ ...(from === undefined ? {} : { from }), dest, proto, port, packets });
     }
   }
   return out;
@@ -50,9 +54,12 @@ export function dropReason(d: Drop, resolverIp: string, packets: number): string
 
 interface _Watched {
   ip: string;
-  tap: string;
+  /** Its own set dl_<tap key> (an allowlist); none: the shared dl4, by source. */
+  tap?: string;
   seen: Map<string, number>;
 }
+
+const _key = (d: Drop) => `${d.dest} ${d.proto} ${d.port}`;
 
 export interface DropLogDeps {
   exec: Exec;
@@ -77,6 +84,14 @@ export class DropLog {
     this.arm();
   }
 
+  /** Watch a cut-off VM's attempts in the shared set; what is there already (an earlier daemon's, an earlier VM at that address) is not logged. */
+  async watchDenied(vmId: string, ip: string): Promise<void> {
+    const seen = new Map<string, number>();
+    for (const d of await this.shared()) if (d.from === ip) seen.set(_key(d), d.packets);
+    this.vms.set(vmId, { ip, seen });
+    this.arm();
+  }
+
   unwatch(vmId: string): void {
     this.vms.delete(vmId);
     if (this.vms.size === 0) {
@@ -96,14 +111,25 @@ export class DropLog {
   /** One look at every watched VM's set (the timer's; tests call it). */
   async pollAll(): Promise<void> {
     await this.running.catch(() => {});
-    for (const w of [...this.vms.values()]) await this.poll(w).catch(() => {});
+    const watched = [...this.vms.values()];
+    const shared = watched.some((w) => !w.tap) ? await this.shared().catch(() => [] as Drop[]) : [];
+    for (const w of watched) await this.poll(w, shared).catch(() => {});
   }
 
-  private async poll(w: _Watched): Promise<void> {
-    const r = await this.d.exec.run("nft", ["-j", "list", "set", "inet", TABLE, `dl_${listKey(w.tap)}`], { check: false });
-    if (r.exitCode !== 0) return;
-    for (const drop of parseDropSet(r.stdout)) {
-      const key = `${drop.dest} ${drop.proto} ${drop.port}`;
+  private async shared(): Promise<Drop[]> {
+    const r = await this.d.exec.run("nft", ["-j", "list", "set", "inet", TABLE, "dl4"], { check: false });
+    return r.exitCode === 0 ? parseDropSet(r.stdout) : [];
+  }
+
+  private async poll(w: _Watched, shared: Drop[]): Promise<void> {
+    let drops: Drop[];
+    if (w.tap) {
+      const r = await this.d.exec.run("nft", ["-j", "list", "set", "inet", TABLE, `dl_${listKey(w.tap)}`], { check: false });
+      if (r.exitCode !== 0) return;
+      drops = parseDropSet(r.stdout);
+    } else drops = shared.filter((d) => d.from === w.ip);
+    for (const drop of drops) {
+      const key = _key(drop);
       const before = w.seen.get(key) ?? 0;
       // fewer than before: the element timed out and came back
       const fresh = drop.packets >= before ? drop.packets - before : drop.packets;

@@ -25,9 +25,15 @@ const ISOLATE = `  chain isolate {
   }
 `;
 
+// What a cut-off guest tried (new connections only: answers to the daemon's SSH are not attempts),
+// one element per source . destination . protocol . port with a counter, polled into its egress log (drop-log.ts)
+const DENY_LOG_SET = "set dl4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout 1h; size 65536; counter; }";
+const DENY_LOG_RULE = "ip saddr @deny4 ct state new meta l4proto { tcp, udp } add @dl4 { ip saddr . ip daddr . meta l4proto . th dport }";
+
 /** The ruleset, made once (`nft -f`: atomically, all or nothing). */
 export const EGRESS_TABLES = `table inet ${TABLE} {
   set deny4 { type ipv4_addr; }
+  ${DENY_LOG_SET}
   map fwd4 { type ipv4_addr : verdict; }
   map in4 { type ipv4_addr : verdict; }
   map nat4 { type ipv4_addr : verdict; }
@@ -35,11 +41,13 @@ export const EGRESS_TABLES = `table inet ${TABLE} {
     ip saddr vmap @nat4
   }
   chain forward { type filter hook forward priority -10; policy accept;
+    ${DENY_LOG_RULE}
     ip saddr @deny4 ct state established,related accept
     ip saddr @deny4 drop
     ip saddr vmap @fwd4
   }
   chain input { type filter hook input priority -10; policy accept;
+    ${DENY_LOG_RULE}
     ip saddr @deny4 ct state established,related accept
     ip saddr @deny4 drop
     ip saddr vmap @in4
@@ -81,14 +89,21 @@ add table bridge ${TABLE} {
 ${ISOLATE}}
 `;
 
-/** The tables, unless they are there already. */
+// and one from before the deny log: its set, and the rule inserted first in both chains (it decides nothing)
+const _UPGRADE_DENY_LOG = `add ${DENY_LOG_SET.replace("set dl4", `set inet ${TABLE} dl4`)}
+insert rule inet ${TABLE} forward ${DENY_LOG_RULE}
+insert rule inet ${TABLE} input ${DENY_LOG_RULE}
+`;
+
+/** The tables, unless they are there already (a table an older daemon made gets what it lacks). */
 export async function ensureEgressTables(exec: Exec): Promise<void> {
-  const shown = await exec.run("nft", ["list", "map", "inet", TABLE, "nat4"], { check: false });
+  const shown = await exec.run("nft", ["list", "set", "inet", TABLE, "dl4"], { check: false });
   if (shown.exitCode === 0) return;
   const table = await exec.run("nft", ["list", "table", "inet", TABLE], { check: false });
   if (table.exitCode !== 0) return nft(exec, EGRESS_TABLES, "cannot make the egress firewall");
-  const lists = /map fwd4/.test(table.stdout);
-  await nft(exec, (lists ? "" : _UPGRADE_LISTS) + _UPGRADE_GATE, "cannot upgrade the egress firewall");
+  const has = (what: string) => table.stdout.includes(what);
+  const script = (has("map fwd4") ? "" : _UPGRADE_LISTS) + (has("map nat4") ? "" : _UPGRADE_GATE) + _UPGRADE_DENY_LOG;
+  await nft(exec, script, "cannot upgrade the egress firewall");
 }
 
 /** nft identifiers for a VM's chains and sets, from its tap name (which is `bt-` and letters/digits). */

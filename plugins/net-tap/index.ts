@@ -305,7 +305,7 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         // after a daemon restart the VM is running but nothing serves its DNS yet
         await t.bridgeLock(() => _listen(t));
         t.resolver.set(vm.name, ip, tap, policy, join(vm.runtime.vmDir, EGRESS_LOG_FILE));
-        if (policy.mode !== "list") drops.unwatch(vm.id);
+        drops.unwatch(vm.id);
         if (policy.mode === "all") {
           if (!denied.has(vm.id)) return;
           denied.delete(vm.id);
@@ -316,7 +316,8 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         if (policy.mode === "none") {
           // cut off first, then drop the list: never a moment with more than either allows
           await denyAll(t.exec, ip, tap);
-          return unlist(t.exec, ip, tap);
+          await unlist(t.exec, ip, tap);
+          return drops.watchDenied(vm.id, ip);
         }
         await applyList(t.exec, ip, tap, t.conf().subnet.gateway, policy.rules, t.resolver.gatePort);
         drops.watch(vm.id, ip, tap);

@@ -258,6 +258,12 @@ needs(canRun, missing).describe("tap allowlist in network namespaces", () => {
     const m = denials().length;
     await command("drops");
     expect(denials().length).toBe(m);
+
+    // cut off: its new connections are in the log too (the shared set, by source)
+    await policy("none");
+    await inNs(NS.guest, "bash", ["-c", "timeout 2 bash -c 'exec 3<>/dev/tcp/198.51.100.30/8443'"], { check: false });
+    await command("drops");
+    expect(denials().slice(m)).toEqual([expect.objectContaining({ via: "firewall", dest: "198.51.100.30", port: 8443, reason: expect.stringMatching(/^address not allowed \(tcp, /) })]);
   }, 60_000);
 
   test("guest to guest on the bridge: refused unless the other's address is listed; the other guest still reaches it", async () => {
