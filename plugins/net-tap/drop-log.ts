@@ -57,6 +57,8 @@ interface _Watched {
   /** Its own set dl_<tap key> (an allowlist); none: the shared dl4, by source. */
   tap?: string;
   seen: Map<string, number>;
+  /** Settles once `seen` holds what was there before the watch began. */
+  ready?: Promise<void>;
 }
 
 const _key = (d: Drop) => `${d.dest} ${d.proto} ${d.port}`;
@@ -84,12 +86,26 @@ export class DropLog {
     this.arm();
   }
 
-  /** Watch a cut-off VM's attempts in the shared set; what is there already (an earlier daemon's, an earlier VM at that address) is not logged. */
-  async watchDenied(vmId: string, ip: string): Promise<void> {
+  /**
+   * Watch a cut-off VM's attempts in the shared set; what is there already (an
+   * earlier daemon's, an earlier VM at that address) is not logged. That first
+   * look runs in the background (the policy change does not wait for it); the
+   * first poll waits for it.
+   */
+  watchDenied(vmId: string, ip: string): void {
     const seen = new Map<string, number>();
-    for (const d of await this.shared()) if (d.from === ip) seen.set(_key(d), d.packets);
-    this.vms.set(vmId, { ip, seen });
+    const ready = this.shared()
+      .then((all) => {
+        for (const d of all) if (d.from === ip) seen.set(_key(d), d.packets);
+      })
+      .catch(() => {});
+    this.vms.set(vmId, { ip, seen, ready });
     this.arm();
+  }
+
+  /** The background look of every VM watched so far is done (tests). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.vms.values()].map((w) => w.ready));
   }
 
   unwatch(vmId: string): void {
@@ -112,6 +128,8 @@ export class DropLog {
   async pollAll(): Promise<void> {
     await this.running.catch(() => {});
     const watched = [...this.vms.values()];
+    // a VM's first look must be older than this poll's, or its drops would count twice
+    await Promise.all(watched.map((w) => w.ready));
     const shared = watched.some((w) => !w.tap) ? await this.shared().catch(() => [] as Drop[]) : [];
     for (const w of watched) await this.poll(w, shared).catch(() => {});
   }

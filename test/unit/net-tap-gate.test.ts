@@ -97,7 +97,8 @@ describe("the deny log of cut-off VMs (the shared set dl4, by source)", () => {
     const logged: string[] = [];
     const drops = new DropLog({ exec, clock: host.clock, resolverIp: () => "10.213.0.1", log: async (ip, d) => void logged.push(`${ip} ${d.dest}:${d.port}`), pollMs: 3_600_000 });
     expect(parseDropSet(set)[0]).toEqual({ from: "10.213.0.2", dest: "198.51.100.20", proto: "tcp", port: 22, packets: 4 });
-    await drops.watchDenied("vm1", "10.213.0.2");
+    drops.watchDenied("vm1", "10.213.0.2");
+    await drops.settled();
     await drops.pollAll();
     expect(logged).toEqual([]);
     set = SHARED([["10.213.0.2", "198.51.100.20", "tcp", 22, 5], ["10.213.0.2", "198.51.100.53", "udp", 53, 1], ["10.213.0.3", "198.51.100.30", "tcp", 443, 1]]);
@@ -105,7 +106,7 @@ describe("the deny log of cut-off VMs (the shared set dl4, by source)", () => {
     expect(logged).toEqual(["10.213.0.2 198.51.100.20:22", "10.213.0.2 198.51.100.53:53"]);
     // one nft call a poll for every cut-off VM together
     const n = exec.runs.length;
-    await drops.watchDenied("vm2", "10.213.0.3");
+    drops.watchDenied("vm2", "10.213.0.3");
     await drops.pollAll();
     expect(exec.runs.length - n).toBe(2);
     drops.unwatch("vm1");
