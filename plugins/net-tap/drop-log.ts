@@ -2,7 +2,8 @@
 // packet without a netlink NFLOG socket (Bun has none), so every listed VM's
 // drop rules add the destination to a dynamic set with a counter each
 // (dl_*, egress-list.ts), and a cut-off VM's new connections go into the
-// shared set dl4 keyed by source too (egress-fw.ts); this polls those sets: a
+// shared set dl4 keyed by source too (egress-fw.ts); this polls those sets
+// (one `nft -j list table` for all of them): a
 // new element, or one whose counter grew, is one log line. Time is the
 // poll's (POLL_MS); one line per destination and port per poll, however many
 // packets.
@@ -21,19 +22,22 @@ export interface Drop {
   packets: number;
 }
 
-/** The elements of `nft -j list set` output (anything unreadable is skipped). */
-export function parseDropSet(json: string): Drop[] {
+/** The elements of every set in `nft -j list set|table` output, by set name (anything unreadable is skipped). */
+export function parseDropSets(json: string): Map<string, Drop[]> {
   let doc: unknown;
   try {
     doc = JSON.parse(json);
   } catch {
-    return [];
+    return new Map();
   }
   const items = (doc as { nftables?: unknown[] }).nftables ?? [];
-  const out: Drop[] = [];
+  const sets = new Map<string, Drop[]>();
   for (const it of items) {
-    const elems = (it as { set?: { elem?: unknown[] } }).set?.elem ?? [];
-    for (const e of elems) {
+    const set = (it as { set?: { name?: unknown; elem?: unknown[] } }).set;
+    if (!set || typeof set.name !== "string") continue;
+    const out: Drop[] = [];
+    sets.set(set.name, out);
+    for (const e of set.elem ?? []) {
       const inner = (e as { elem?: { val?: { concat?: unknown[] }; counter?: { packets?: unknown } } }).elem;
       const c = inner?.val?.concat;
       if (!Array.isArray(c) || (c.length !== 3 && c.length !== 4)) continue;
@@ -43,7 +47,12 @@ export function parseDropSet(json: string): Drop[] {
       out.push({ ...(from === undefined ? {} : { from }), dest, proto, port, packets });
     }
   }
-  return out;
+  return sets;
+}
+
+/** The elements of all the sets in that output together. */
+export function parseDropSet(json: string): Drop[] {
+  return [...parseDropSets(json).values()].flat();
 }
 
 /** Why the firewall dropped a packet to `d`, for the log. */
@@ -128,24 +137,25 @@ export class DropLog {
   async pollAll(): Promise<void> {
     await this.running.catch(() => {});
     const watched = [...this.vms.values()];
+    if (watched.length === 0) return;
     // a VM's first look must be older than this poll's, or its drops would count twice
     await Promise.all(watched.map((w) => w.ready));
-    const shared = watched.some((w) => !w.tap) ? await this.shared().catch(() => [] as Drop[]) : [];
-    for (const w of watched) await this.poll(w, shared).catch(() => {});
+    // one nft call a poll, however many VMs: the table holds every VM's set
+    const sets = await this.sets().catch(() => new Map<string, Drop[]>());
+    for (const w of watched) await this.poll(w, sets).catch(() => {});
+  }
+
+  private async sets(): Promise<Map<string, Drop[]>> {
+    const r = await this.d.exec.run("nft", ["-j", "list", "table", "inet", TABLE], { check: false });
+    return r.exitCode === 0 ? parseDropSets(r.stdout) : new Map();
   }
 
   private async shared(): Promise<Drop[]> {
-    const r = await this.d.exec.run("nft", ["-j", "list", "set", "inet", TABLE, "dl4"], { check: false });
-    return r.exitCode === 0 ? parseDropSet(r.stdout) : [];
+    return (await this.sets()).get("dl4") ?? [];
   }
 
-  private async poll(w: _Watched, shared: Drop[]): Promise<void> {
-    let drops: Drop[];
-    if (w.tap) {
-      const r = await this.d.exec.run("nft", ["-j", "list", "set", "inet", TABLE, `dl_${listKey(w.tap)}`], { check: false });
-      if (r.exitCode !== 0) return;
-      drops = parseDropSet(r.stdout);
-    } else drops = shared.filter((d) => d.from === w.ip);
+  private async poll(w: _Watched, sets: Map<string, Drop[]>): Promise<void> {
+    const drops = w.tap ? (sets.get(`dl_${listKey(w.tap)}`) ?? []) : (sets.get("dl4") ?? []).filter((d) => d.from === w.ip);
     for (const drop of drops) {
       const key = _key(drop);
       const before = w.seen.get(key) ?? 0;

@@ -39,7 +39,7 @@ const SET_JSON = (elems: [string, string, number, number][]) =>
   JSON.stringify({
     nftables: [
       { metainfo: { version: "1.0.6" } },
-      { set: { family: "inet", name: "dl_x", table: "banger_egress", type: ["ipv4_addr", "inet_proto", "inet_service"], elem: elems.map(([a, p, port, packets]) => ({ elem: { val: { concat: [a, p, port] }, expires: 3000, counter: { packets, bytes: 60 * packets } } })) } },
+      { set: { family: "inet", name: "dl_id0001", table: "banger_egress", type: ["ipv4_addr", "inet_proto", "inet_service"], elem: elems.map(([a, p, port, packets]) => ({ elem: { val: { concat: [a, p, port] }, expires: 3000, counter: { packets, bytes: 60 * packets } } })) } },
     ],
   });
 
@@ -64,7 +64,7 @@ describe("the drop log", () => {
     const drops = new DropLog({ exec, clock: host.clock, resolverIp: () => "10.213.0.1", log: async (ip, d) => void logged.push(`${ip} ${d.dest}:${d.port} ${d.reason}`), pollMs: 3_600_000 });
     drops.watch("vm1", "10.213.0.2", "bt-id0001");
     await drops.pollAll();
-    expect(exec.runs.at(-1)!.args).toEqual(["-j", "list", "set", "inet", "banger_egress", "dl_id0001"]);
+    expect(exec.runs.at(-1)!.args).toEqual(["-j", "list", "table", "inet", "banger_egress"]);
     await drops.pollAll();
     set = SET_JSON([["198.51.100.20", "tcp", 22, 5], ["198.51.100.53", "udp", 53, 1]]);
     await drops.pollAll();
@@ -104,13 +104,15 @@ describe("the deny log of cut-off VMs (the shared set dl4, by source)", () => {
     set = SHARED([["10.213.0.2", "198.51.100.20", "tcp", 22, 5], ["10.213.0.2", "198.51.100.53", "udp", 53, 1], ["10.213.0.3", "198.51.100.30", "tcp", 443, 1]]);
     await drops.pollAll();
     expect(logged).toEqual(["10.213.0.2 198.51.100.20:22", "10.213.0.2 198.51.100.53:53"]);
-    // one nft call a poll for every cut-off VM together
+    // one nft call a poll for every VM together (an allowlisted one's own set is in the same table)
     const n = exec.runs.length;
     drops.watchDenied("vm2", "10.213.0.3");
+    drops.watch("vm3", "10.213.0.4", "bt-id0003");
     await drops.pollAll();
     expect(exec.runs.length - n).toBe(2);
     drops.unwatch("vm1");
     drops.unwatch("vm2");
+    drops.unwatch("vm3");
   });
 });
 

@@ -285,7 +285,7 @@ describe("net-tap: egress", () => {
       [`list chain inet banger_egress f_${listKey(tap)}`, ""],
       ["-f -", unlistScript("10.213.0.2", tap)],
       // what the shared deny log holds for this address already is not this VM's to log
-      ["-j list set inet banger_egress dl4", ""],
+      ["-j list table inet banger_egress", ""],
     ]);
     const n = w.host.exec.runs.length;
     await w.engine.setEgress("alpha", "all");
@@ -404,7 +404,7 @@ describe("net-tap: egress", () => {
     await w.engine.setEgress("alpha", "none");
     const cut = nftRuns(w, n);
     // cut off (deny4) before the allowlist chains go: never a moment with more than either allows
-    expect(cut.map((c) => c[0])).toEqual(["list set inet banger_egress dl4", "-f -", `list chain inet banger_egress f_${k}`, "-f -", "-j list set inet banger_egress dl4"]);
+    expect(cut.map((c) => c[0])).toEqual(["list set inet banger_egress dl4", "-f -", `list chain inet banger_egress f_${k}`, "-f -", "-j list table inet banger_egress"]);
     expect(cut[1]![1]).toContain("add element inet banger_egress deny4 { 10.213.0.2 }");
     expect(cut[3]![1]).toBe(unlistScript("10.213.0.2", tap));
   });
