@@ -7,7 +7,7 @@
 // egress log. A stranger (no running tap VM at that address) is REFUSED.
 // Next to it, on the same address, the gate: the guests' web TCP that the
 // nat chains redirect there (egress-list.ts), judged by that VM's gate with
-// the destination conntrack recorded (conntrack.ts).
+// the destination the socket or conntrack recorded (conntrack.ts).
 import { buildAnswer, EgressGate, formErr, nameAllowed, parseQuery, RCODE_REFUSED } from "../../src/plugin-api.ts";
 import type { Clock, DnsAnswerer, DnsServer, EgressDenial, EgressPolicy, Exec, FS, OriginalDst, ResolveA } from "../../src/plugin-api.ts";
 import { DEFAULT_GATE_PORT, fillNamed, type NamedEntry } from "./egress-list.ts";
