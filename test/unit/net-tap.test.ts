@@ -415,7 +415,10 @@ describe("net-tap: egress", () => {
       expect(() => fillScript(tap, [{ addr: bad }], 60)).toThrow("not an IPv4 address");
       expect(() => listScript(bad, tap, "10.213.0.1", [])).toThrow("not an IPv4 address");
       expect(() => listScript("10.213.0.2", tap, "10.213.0.1", [{ kind: "cidr", addr: bad, prefix: 32 }])).toThrow("not an IPv4 address");
+      expect(() => denyScript(bad, tap)).toThrow("not an IPv4 address");
+      expect(() => allowScript(bad, tap)).toThrow("not an IPv4 address");
     }
+    expect(() => denyScript("10.213.0.2", 'bt-a" } ; flush ruleset')).toThrow("bad tap name");
     expect(() => fillScript(tap, [{ addr: "1.2.3.4", port: "443 } ; flush ruleset" as unknown as number }], 60)).toThrow("not a port");
     expect(() => listKey('bt-a"; flush ruleset')).toThrow("bad tap name");
     // names never reach nft: only the addresses an allowed name resolved to
