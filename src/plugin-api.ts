@@ -47,7 +47,7 @@ export { parseEgress, parseEgressEntry, formatEgress, nameAllowed, addressVerdic
 /** An A lookup on the host (BANGER_EGRESS_DNS or resolv.conf): what egress enforcers resolve allowed names with. */
 export { createResolveA, type ResolveA, type Resolved } from "./host/dns.ts";
 /** A VM's egress gate: HTTP proxy (CONNECT + SNI check, plain HTTP by Host) and DNS-over-TCP resolver on unix sockets, enforcing a policy swapped in place. */
-export { EgressGate, type GateOptions } from "./host/egress-gate.ts";
+export { EgressGate, serveTransparent, type GateOptions, type OriginalDst } from "./host/egress-gate.ts";
 /** A DNS server (UDP and TCP) on one address whose answers a callback gives, told who asks (net-tap's bridge resolver). */
 export { serveDns, type DnsServer, type DnsAnswerer } from "./host/dns-server.ts";
 /** DNS messages: read a question, build an answer (REFUSED for a stranger). */

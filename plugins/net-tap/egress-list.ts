@@ -3,19 +3,26 @@
 // the sets below are that VM's alone and a live change flushes only them.
 // Listed IPs/CIDRs are rules; addresses of allowed names go into the
 // timeout sets n_* (any port) and np_* (address . port) when the daemon's
-// resolver on the bridge answers the guest (tap-resolver.ts). DNS to any
-// other server, the host (but for the resolver), and everything else: a
-// counted drop.
+// resolver on the bridge answers the guest (tap-resolver.ts). TCP to the web
+// ports (and the ports named rules give) is redirected (r_*) to the daemon's
+// gate on the bridge, which checks SNI / Host against the address the
+// connection was going to. DNS to any other server, the host (but for the
+// resolver and the gate), and everything else: a drop, counted, and put in
+// the dynamic set dl_* (address . protocol . port, a counter each) that the
+// daemon polls into the VM's egress log. Other guests on the bridge: only
+// the listed addresses (b_*, in the bridge table).
 import { BangerError, ipv4ToInt } from "../../src/plugin-api.ts";
 import type { EgressRule, Exec } from "../../src/plugin-api.ts";
-import { ensureEgressTables, TABLE, nft } from "./egress-fw.ts";
+import { ensureEgressTables, listKey, peerChain, TABLE, nft } from "./egress-fw.ts";
 
-/** nft identifiers for a VM's chains and sets, from its tap name (which is `bt-` and letters/digits). */
-export function listKey(tap: string): string {
-  const k = tap.replace(/^bt-/, "");
-  if (!/^[A-Za-z0-9]{1,12}$/.test(k)) throw new BangerError("E_INTERNAL", `bad tap name ${JSON.stringify(tap)} for the egress firewall`);
-  return k;
-}
+export { listKey };
+
+/** Where the daemon's gate listens on the bridge address (the nat chains redirect to it). */
+export const DEFAULT_GATE_PORT = 15301;
+/** TCP ports always redirected to the gate: the ones TLS and HTTP go over. */
+export const GATED_PORTS = [80, 443];
+/** How long a dropped destination stays in a VM's drop set (s), and how many it holds. */
+const DROP_SET = "timeout 1h; size 4096;";
 
 function _ip(ip: string): string {
   if (ipv4ToInt(ip) === null) throw new BangerError("E_INTERNAL", `not an IPv4 address for the egress firewall: ${JSON.stringify(ip)}`);
@@ -42,42 +49,71 @@ function _cidrRules(rules: EgressRule[]): { ported: string[]; any: string[] } {
   return { ported, any };
 }
 
+/** The TCP ports redirected to the gate under `rules`: the web ports and every port a domain rule names. */
+export function gatedPorts(rules: EgressRule[]): number[] {
+  const named = rules.filter((r) => r.kind === "domain" && r.port !== undefined).map((r) => _port(r.port!));
+  return [...new Set([...GATED_PORTS, ...named])].sort((a, b) => a - b);
+}
+
 /**
  * The one transaction that puts the guest at `ip` under `rules`: its chains
  * rebuilt, its name sets emptied (the resolver refills them for the new
- * policy on the next question), out of deny4, its tap guarded.
+ * policy on the next question), out of deny4, its tap guarded, its web TCP
+ * redirected to the gate at resolverIp:gatePort.
  */
-export function listScript(ip: string, tap: string, resolverIp: string, rules: EgressRule[]): string {
+export function listScript(ip: string, tap: string, resolverIp: string, rules: EgressRule[], gatePort = DEFAULT_GATE_PORT): string {
   const k = listKey(tap);
   _ip(ip);
   _ip(resolverIp);
+  _port(gatePort);
   const t = `inet ${TABLE}`;
   const { ported, any } = _cidrRules(rules);
   const drop = `counter name "d_${k}" drop`;
+  // a separate rule: a full set would stop the rule it is in, and the drop must not depend on it
+  const note = `${L4} add @dl_${k} { ip daddr . meta l4proto . th dport }`;
+  const peer = peerChain(tap);
   const lines = [
     `add counter ${t} d_${k}`,
     `add set ${t} n_${k} { type ipv4_addr; flags timeout; }`,
     `add set ${t} np_${k} { type ipv4_addr . inet_service; flags timeout; }`,
+    `add set ${t} dl_${k} { type ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; ${DROP_SET} counter; }`,
     `add chain ${t} f_${k}`,
     `add chain ${t} i_${k}`,
+    `add chain ${t} r_${k}`,
+    `add chain ${peer.chain}`,
     `flush chain ${t} f_${k}`,
     `flush chain ${t} i_${k}`,
+    `flush chain ${t} r_${k}`,
+    `flush chain ${peer.chain}`,
     `flush set ${t} n_${k}`,
     `flush set ${t} np_${k}`,
+    // the poller starts counting again with every apply (a new daemon's too): no drop is logged twice
+    `flush set ${t} dl_${k}`,
+    // nat: its web TCP (and named rules' ports) to the gate, wherever it was going
+    `add rule ${t} r_${k} tcp dport { ${gatedPorts(rules).join(", ")} } redirect to :${gatePort}`,
     // forward: through the NAT to the world
     `add rule ${t} f_${k} ct state established,related accept`,
     // a port listed on purpose (a CIDR with :53 too) beats the DNS drop; a bare CIDR does not
     ...ported.map((r) => `add rule ${t} f_${k} ${r}`),
+    `add rule ${t} f_${k} ${L4} th dport 53 add @dl_${k} { ip daddr . meta l4proto . th dport }`,
     `add rule ${t} f_${k} ${L4} th dport 53 ${drop}`,
     ...any.map((r) => `add rule ${t} f_${k} ${r}`),
     `add rule ${t} f_${k} ip daddr @n_${k} accept`,
     `add rule ${t} f_${k} ${L4} ip daddr . th dport @np_${k} accept`,
+    `add rule ${t} f_${k} ${note}`,
     `add rule ${t} f_${k} ${drop}`,
-    // input: the host itself, only its resolver and what is listed
+    // input: the host itself, only its resolver, the gate and what is listed
     `add rule ${t} i_${k} ct state established,related accept`,
     `add rule ${t} i_${k} ip daddr ${resolverIp} ${L4} th dport 53 accept`,
+    `add rule ${t} i_${k} ip daddr ${resolverIp} tcp dport ${gatePort} accept`,
     ...[...ported, ...any].map((r) => `add rule ${t} i_${k} ${r}`),
+    `add rule ${t} i_${k} ${note}`,
     `add rule ${t} i_${k} ${drop}`,
+    // other guests, straight over the bridge: the listed addresses, then the stateless isolation
+    ...[...ported, ...any].map((r) => `add rule ${peer.chain} ether type ip ${r}`),
+    `add rule ${peer.chain} jump isolate`,
+    `add element ${peer.element}`,
+    `add element ${t} nat4 { ${ip} : jump r_${k} }`,
     // add then delete: a delete that never fails on a missing element
     `add element ${t} deny4 { ${ip} }`,
     `delete element ${t} deny4 { ${ip} }`,
@@ -90,9 +126,9 @@ export function listScript(ip: string, tap: string, resolverIp: string, rules: E
 }
 
 /** Put the guest under an allowlist (or a new one): one `nft -f`, all or nothing. */
-export async function applyList(exec: Exec, ip: string, tap: string, resolverIp: string, rules: EgressRule[]): Promise<void> {
+export async function applyList(exec: Exec, ip: string, tap: string, resolverIp: string, rules: EgressRule[], gatePort = DEFAULT_GATE_PORT): Promise<void> {
   await ensureEgressTables(exec);
-  await nft(exec, listScript(ip, tap, resolverIp, rules), `cannot apply the egress allowlist of ${ip}`);
+  await nft(exec, listScript(ip, tap, resolverIp, rules, gatePort), `cannot apply the egress allowlist of ${ip}`);
 }
 
 /** What an answer for a name lets through: to `addr` on any port, or only on the ports the name's rules give. */
@@ -129,10 +165,14 @@ export function unlistScript(ip: string, tap: string): string {
     `delete element ${t} fwd4 { ${ip} }`,
     `add element ${t} in4 { ${ip} : jump i_${k} }`,
     `delete element ${t} in4 { ${ip} }`,
+    `add element ${t} nat4 { ${ip} : jump r_${k} }`,
+    `delete element ${t} nat4 { ${ip} }`,
     `delete chain ${t} f_${k}`,
     `delete chain ${t} i_${k}`,
+    `delete chain ${t} r_${k}`,
     `delete set ${t} n_${k}`,
     `delete set ${t} np_${k}`,
+    `delete set ${t} dl_${k}`,
     `delete counter ${t} d_${k}`,
   ].join("\n") + "\n";
 }

@@ -1,11 +1,13 @@
 import { join } from "node:path";
-import { configFrom, createResolveA, definePlugin, EGRESS_LOG_FILE, environ, serveDns } from "../../src/plugin-api.ts";
+import { configFrom, createResolveA, definePlugin, EGRESS_LOG_FILE, environ, serveDns, serveTransparent } from "../../src/plugin-api.ts";
 import { BangerError } from "../../src/plugin-api.ts";
-import type { BangerPlugin, DnsAnswerer, DnsServer, Env, ResolveA, Exec, HookMap, LeaseStore, NetPorts, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
+import type { BangerPlugin, DnsAnswerer, DnsServer, Env, ResolveA, Exec, HookMap, LeaseStore, NetPorts, OriginalDst, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
 import { addTap, deleteTap, ensureBridge, ensureNat, linkExists } from "./host-net.ts";
 import { allowAll, denyAll } from "./egress-fw.ts";
 import { applyList, unlist } from "./egress-list.ts";
-import { TapResolver } from "./tap-resolver.ts";
+import { TapResolver, type ServeGate } from "./tap-resolver.ts";
+import { originalDst } from "./conntrack.ts";
+import { DropLog } from "./drop-log.ts";
 import { hostsMarker, rewriteHostsFile, type HostsEntry } from "./hosts-file.ts";
 import { guestAddresses, inSubnet, macFor, parseSubnet, tapName, type Subnet } from "./subnet.ts";
 
@@ -28,6 +30,12 @@ export interface NetTapOptions {
   serveDns?: (addr: string, port: number, answer: DnsAnswerer) => Promise<DnsServer>;
   /** How the bridge resolver looks names up (tests); default createResolveA over `dns`. */
   resolve?: ResolveA;
+  /** The gate's server for redirected web TCP (tests pass a stand-in); default serveTransparent. */
+  serveGate?: ServeGate;
+  /** Where a redirected connection was going (tests); default the daemon namespace's conntrack table. */
+  originalDst?: (from: string, fromPort: number, gatePort: number) => Promise<OriginalDst | null>;
+  /** The gate's port on the bridge address (default 15301). */
+  gatePort?: number;
 }
 
 interface Config {
@@ -171,6 +179,9 @@ function _resolver(ctx: PluginContext, o: NetTapOptions, env: Env, conf: () => C
     clock: ctx.host.clock,
     resolve: o.resolve ?? ((name) => (resolveA ??= createResolveA(upstream()))(name)),
     serve: o.serveDns ?? serveDns,
+    serveGate: o.serveGate ?? serveTransparent,
+    originalDst: o.originalDst ?? ((from, fromPort, gatePort) => originalDst(ctx.host.fs, from, fromPort, gatePort)),
+    gatePort: o.gatePort,
     debug: (m) => ctx.log.debug(m),
   });
 }
@@ -196,11 +207,11 @@ async function _giveAddress(t: _TapNet, { vm, op }: HookMap["vm:create"]): Promi
   t.ctx.log.debug(`${vm.name}: ${ip} (${vm.name}.vm)`);
 }
 
-/** The guests' only DNS server, whatever their policy: a live change to an allowlist then needs nothing from the guest. */
+/** The guests' only DNS server, whatever their policy (a live change to an allowlist then needs nothing from the guest), and the gate next to it. */
 async function _listen(t: _TapNet): Promise<void> {
   const gw = t.conf().subnet.gateway;
   await t.resolver.listen(gw).catch((e: Error) => {
-    throw new BangerError("E_INTERNAL", `cannot serve the guests' DNS on ${gw}:53: ${e.message}`);
+    throw new BangerError("E_INTERNAL", `cannot serve the guests' DNS (${gw}:53) and egress gate (${gw}:${t.resolver.gatePort}): ${e.message}`);
   });
 }
 
@@ -278,7 +289,10 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
       // sets (egress-list.ts) that the bridge resolver fills; every mode: the resolver answers the guest
       // VMs this daemon cut off or listed: only those need taking out again (a VM that never was costs no nft call)
       const denied = new Set<string>();
+      // allowlisted VMs' firewall drops, polled into their egress logs
+      const drops = new DropLog({ exec: t.exec, clock: ctx.host.clock, resolverIp: () => t.conf().subnet.gateway, log: (ip, d) => t.resolver.firewallDrop(ip, d) });
       const release = async (vm: VMRecord) => {
+        drops.unwatch(vm.id);
         if (vm.runtime.guestIP) t.resolver.forget(vm.runtime.guestIP);
         if (!denied.delete(vm.id) && vm.spec.egress === "all") return;
         if (!vm.runtime.guestIP) return;
@@ -291,6 +305,7 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         // after a daemon restart the VM is running but nothing serves its DNS yet
         await t.bridgeLock(() => _listen(t));
         t.resolver.set(vm.name, ip, tap, policy, join(vm.runtime.vmDir, EGRESS_LOG_FILE));
+        drops.unwatch(vm.id);
         if (policy.mode === "all") {
           if (!denied.has(vm.id)) return;
           denied.delete(vm.id);
@@ -301,9 +316,11 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         if (policy.mode === "none") {
           // cut off first, then drop the list: never a moment with more than either allows
           await denyAll(t.exec, ip, tap);
-          return unlist(t.exec, ip, tap);
+          await unlist(t.exec, ip, tap);
+          return drops.watchDenied(vm.id, ip);
         }
-        await applyList(t.exec, ip, tap, t.conf().subnet.gateway, policy.rules);
+        await applyList(t.exec, ip, tap, t.conf().subnet.gateway, policy.rules, t.resolver.gatePort);
+        drops.watch(vm.id, ip, tap);
       });
 
       net.hook("vm:reconcile", async ({ vm, handles }) => {

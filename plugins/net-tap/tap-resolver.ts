@@ -5,9 +5,15 @@
 // its addresses, after they were put in that VM's nft sets (so the very
 // next connection passes); any other name NXDOMAIN, logged in the VM's
 // egress log. A stranger (no running tap VM at that address) is REFUSED.
+// Next to it, on the same address, the gate: the guests' web TCP that the
+// nat chains redirect there (egress-list.ts), judged by that VM's gate with
+// the destination the socket or conntrack recorded (conntrack.ts).
 import { buildAnswer, EgressGate, formErr, nameAllowed, parseQuery, RCODE_REFUSED } from "../../src/plugin-api.ts";
-import type { Clock, DnsAnswerer, DnsServer, EgressPolicy, Exec, FS, ResolveA } from "../../src/plugin-api.ts";
-import { fillNamed, type NamedEntry } from "./egress-list.ts";
+import type { Clock, DnsAnswerer, DnsServer, EgressDenial, EgressPolicy, Exec, FS, OriginalDst, ResolveA } from "../../src/plugin-api.ts";
+import { DEFAULT_GATE_PORT, fillNamed, type NamedEntry } from "./egress-list.ts";
+
+/** Serves redirected connections (serveTransparent; tests pass a stand-in). */
+export type ServeGate = (addr: string, port: number, route: (from: string, fromPort: number, sockDst: OriginalDst | null) => Promise<{ gate: EgressGate; dst: OriginalDst } | null>) => Promise<{ close(): Promise<void> }>;
 
 const RCODE_SERVFAIL = 2;
 
@@ -23,6 +29,11 @@ export interface TapResolverDeps {
   debug?: (msg: string) => void;
   /** The port it listens on (53; tests may move it). */
   port?: number;
+  serveGate: ServeGate;
+  /** Where guest `from`:`fromPort`'s connection to the gate port was going (conntrack). */
+  originalDst: (from: string, fromPort: number, gatePort: number) => Promise<OriginalDst | null>;
+  /** The gate's port on the same address (DEFAULT_GATE_PORT). */
+  gatePort?: number;
 }
 
 /** What an answer for `name` lets the guest reach under `policy`: each address on any port, or only on the ports its rules name. */
@@ -43,24 +54,49 @@ interface _Guest {
 export class TapResolver {
   private readonly guests = new Map<string, _Guest>();
   private server: DnsServer | null = null;
+  private gateServer: { close(): Promise<void> } | null = null;
   private listening: string | null = null;
 
   constructor(private readonly d: TapResolverDeps) {}
 
+  get gatePort(): number {
+    return this.d.gatePort ?? DEFAULT_GATE_PORT;
+  }
+
   /** Serve on `addr` (the bridge's) unless already; a bridge address that changed moves it. */
   async listen(addr: string): Promise<void> {
     if (this.listening === addr) return;
-    await this.server?.close();
-    this.server = null;
-    this.listening = null;
+    await this.close();
     this.server = await this.d.serve(addr, this.d.port ?? 53, (q, from) => this.answer(q, from));
+    this.gateServer = await this.d.serveGate(addr, this.gatePort, (from, fromPort, sockDst) => this.route(from, fromPort, sockDst));
     this.listening = addr;
   }
 
   async close(): Promise<void> {
     await this.server?.close();
+    await this.gateServer?.close();
     this.server = null;
+    this.gateServer = null;
     this.listening = null;
+  }
+
+  /** Which gate judges a redirected connection, and where it was going (the socket's SO_ORIGINAL_DST, else conntrack's table): none for a stranger or a connection neither knows. */
+  async route(from: string, fromPort: number, sockDst: OriginalDst | null = null): Promise<{ gate: EgressGate; dst: OriginalDst } | null> {
+    const g = this.guests.get(from);
+    if (!g) return null;
+    const dst = sockDst ?? (await this.d.originalDst(from, fromPort, this.gatePort).catch(() => null));
+    if (!dst) {
+      this.d.debug?.(`tap gate: no conntrack entry for ${from}:${fromPort}`);
+      return null;
+    }
+    return { gate: g.gate, dst };
+  }
+
+  /** Log a drop the firewall saw for the guest at `ip` (the drop poller); the name, when an answer gave the guest that address. */
+  async firewallDrop(ip: string, d: Omit<EgressDenial, "time" | "via" | "name">): Promise<void> {
+    const g = this.guests.get(ip);
+    if (!g) return;
+    await g.gate.deny({ ...d, name: g.gate.nameFor(d.dest), via: "firewall" });
   }
 
   /** The guest at `ip` behind `tap` now lives under `policy` (a new gate, or the old one's policy swapped: the next question obeys it). */

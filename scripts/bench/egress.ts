@@ -6,12 +6,18 @@
  * Direct: the same TLS handshake and GET straight to the server. All on
  * loopback: the gate's resolver and dialer map the name's made-up public
  * address (198.51.100.10) onto the local server.
+ * Tap (E1t): the transparent path net-tap redirects the guest's TCP into —
+ * a plain TCP connection to the gate's listener, SO_ORIGINAL_DST (or the
+ * conntrack read) that recovers its destination, the SNI check against that
+ * address, then the same handshake and GET. The kernel's nat redirect itself
+ * is not in it.
  */
 import { connect, type Socket } from "node:net";
 import { createServer as createTlsServer, connect as tlsConnect, type TLSSocket } from "node:tls";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { EgressGate } from "../../src/host/egress-gate.ts";
+import { EgressGate, serveTransparent } from "../../src/host/egress-gate.ts";
+import { originalDst } from "../../plugins/net-tap/conntrack.ts";
 import { createFS } from "../../src/host/fs.ts";
 import { createClock } from "../../src/host/clock.ts";
 import { parseEgress } from "../../src/shared/egress.ts";
@@ -103,6 +109,39 @@ export async function egressSection(b: Bench, n = 30): Promise<void> {
   const added = s.proxied.median - s.direct.median;
   b.note("egress", "HTTPS GET through the egress gate − direct, medians", `+${added.toFixed(1)} ms`);
   b.row({ id: "E1", section: "egress", measure: "HTTPS GET through the egress gate (socat relay, CONNECT, SNI check) vs direct", stats: s.proxied, baseline: { name: "HTTPS GET direct", stats: s.direct }, note: `adds ${added.toFixed(1)} ms (medians); in a TCG guest the relay QEMU spawns per connection adds ~45 ms more (shared/guest/EGRESS.md)` });
+  await _tapRow(b, gate, serverPort, n);
+}
+
+/** E1t: the tap gate's transparent path (what net-tap's nat redirect leads to) vs direct. */
+async function _tapRow(b: Bench, gate: EgressGate, serverPort: number, n: number): Promise<void> {
+  const fs = createFS();
+  let lookups = 0;
+  const srv = await serveTransparent("127.0.0.1", 0, async (from, fromPort, sockDst) => {
+    // what the tap resolver does: SO_ORIGINAL_DST, else the conntrack table (a loopback connection has no redirect to find: the address is the bench's)
+    if (!sockDst) await originalDst(fs, from, fromPort, srv.port);
+    lookups++;
+    return { gate, dst: { ip: "198.51.100.10", port: 443 } };
+  });
+  b.defer("close the tap gate listener", () => srv.close());
+  const timed = async (f: () => Promise<void>) => {
+    const t0 = performance.now();
+    await f();
+    return performance.now() - t0;
+  };
+  const gated = () => timed(() => httpsGet({ port: srv.port }));
+  const direct = () => timed(() => httpsGet({ port: serverPort }));
+  await gated();
+  await direct();
+  const r = await b.interleaved({ gated, direct }, { gated: n, direct: n }, "egress tap");
+  if (lookups < n) throw new Error(`the tap gate placed ${lookups} of ${n} connections`);
+  const s = { gated: summarize(r.gated), direct: summarize(r.direct) };
+  console.log(formatTable(["variant", "n", "min", "median", "max", "vs direct"], [
+    summaryRow("HTTPS GET through the tap gate (original dst, SNI check)", s.gated, { baseline: s.direct }),
+    summaryRow("HTTPS GET direct", s.direct, { baseline: s.direct }),
+  ]));
+  const added = s.gated.median - s.direct.median;
+  b.note("egress", "HTTPS GET through the tap gate − direct, medians", `+${added.toFixed(1)} ms`);
+  b.row({ id: "E1t", section: "egress", measure: "HTTPS GET through the tap gate (transparent: original destination, SNI check against it) vs direct", stats: s.gated, baseline: { name: "HTTPS GET direct", stats: s.direct }, note: `adds ${added.toFixed(1)} ms (medians), loopback, without the nat redirect; in network namespaces (test/integration/tap-egress-netns.test.ts) curl's HTTPS median was within noise of direct` });
 }
 
 /** Wait until something accepts on 127.0.0.1:port (the relay just started). */

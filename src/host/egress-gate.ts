@@ -3,12 +3,16 @@
 // resolver that answers only names the policy allows. Both listen on unix
 // sockets in the VM's dir; the guest reaches them through QEMU guestfwd
 // relays (net-user) — a socket per VM, so who is asking is never a guess.
+// On a tap (net-tap) the guest's own TCP connections come in transparently
+// (nftables redirect, serveTransparent) with the address they were going
+// to, and get the same SNI / Host check against that address.
 // The policy is swapped in place: the next connection or question obeys it.
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { addressListed, addressVerdict, formatEgress, ipv4ToInt, nameAllowed, type EgressDenial, type EgressPolicy } from "../shared/egress.ts";
 import { buildAnswer, formErr, parseQuery, RCODE_NXDOMAIN, RCODE_REFUSED, TYPE_A } from "../shared/dns-wire.ts";
 import { readClientHello } from "../shared/tls-hello.ts";
 import type { ResolveA } from "./dns.ts";
+import { socketOriginalDst } from "./original-dst.ts";
 import type { Clock, FS } from "./types.ts";
 
 const MAX_HEAD = 16 << 10;
@@ -38,12 +42,23 @@ export interface GateOptions {
   dial?: (ip: string, port: number) => Promise<Socket>;
 }
 
+/** Where a transparently redirected connection was going: the guest's own destination. */
+export interface OriginalDst {
+  ip: string;
+  port: number;
+}
+
+/** How long an address handed to the guest for a name still counts as that name's, after the answer (ms): the tap sets' floor. */
+const HANDED_MS = 300_000;
+
 type Target = { ok: true; ip: string; name?: string } | { ok: false; reason: string };
 
 export class EgressGate {
   private policy: EgressPolicy;
   private readonly servers: Server[] = [];
   private readonly answers = new Map<string, { addrs: string[]; until: number }>();
+  /** name → address → until (ms): what the resolver told the guest, so a connection to an address an answer named passes after a re-lookup rotated it. */
+  private readonly handed = new Map<string, Map<string, number>>();
   private readonly open = new Set<Socket>();
   denied = 0;
 
@@ -59,6 +74,7 @@ export class EgressGate {
   setPolicy(p: EgressPolicy): void {
     this.policy = p;
     this.answers.clear();
+    this.handed.clear();
   }
 
   /** Serve the proxy and the resolver on these unix socket paths (a stale file at either is replaced). */
@@ -289,12 +305,166 @@ export class EgressGate {
     const addrs = (await this.lookup(q.name)).filter((a) => addressVerdict(p, a, 0, true) === null || _listedOnSomePort(p, a));
     const ttl = Math.max(MIN_TTL_S, Math.min(MAX_TTL_S, 60));
     if (addrs.length) await this.o.onAnswer?.(q.name, addrs, ttl);
+    this._hand(q.name, addrs);
     return buildAnswer(msg, q, 0, addrs, ttl);
+  }
+
+  private _hand(name: string, addrs: string[]): void {
+    const until = this.o.clock.now().getTime() + HANDED_MS;
+    const m = this.handed.get(name) ?? new Map<string, number>();
+    for (const a of addrs) m.set(a, until);
+    this.handed.set(name, m);
+  }
+
+  /** Did `name` resolve to `ip` (an answer the guest got lately, or a lookup now)? */
+  private async resolvedTo(name: string, ip: string): Promise<boolean> {
+    const until = this.handed.get(name)?.get(ip);
+    if (until !== undefined && until > this.o.clock.now().getTime()) return true;
+    return (await this.lookup(name).catch(() => [] as string[])).includes(ip);
+  }
+
+  /** A name the guest was lately answered with that resolved to `ip`, if any. */
+  nameFor(ip: string): string | undefined {
+    const now = this.o.clock.now().getTime();
+    for (const [name, m] of this.handed) if ((m.get(ip) ?? 0) > now) return name;
+    return undefined;
+  }
+
+  /** Some name the guest was answered with resolved to `ip` and is allowed on `port`. */
+  private handedFor(ip: string, port: number): boolean {
+    const now = this.o.clock.now().getTime();
+    for (const [name, m] of this.handed) if ((m.get(ip) ?? 0) > now && nameAllowed(this.policy, name, port)) return true;
+    return false;
+  }
+
+  // ------------------------------------------------------------ transparent
+
+  /**
+   * A guest's own TCP connection to `dst`, redirected here (net-tap): it goes
+   * on to `dst` only when a listed CIDR covers it, or its TLS SNI / HTTP Host
+   * names an allowed name that resolved to `dst`. A stream that is neither
+   * TLS nor HTTP needs `dst` to be an address an allowed name was answered
+   * with. Everything else is closed and logged.
+   */
+  async transparent(client: Socket, dst: OriginalDst): Promise<void> {
+    const first = await _readUntil(client, Buffer.alloc(0), _firstBytesDone, FIRST_BYTES_MS, true);
+    if (first === null) return void client.destroy();
+    const v = await this.transparentVerdict(first, dst);
+    if (v.why) {
+      await this.deny({ dest: dst.ip, port: dst.port, name: v.name, reason: v.why, via: v.via });
+      return void client.destroy();
+    }
+    let up: Socket;
+    try {
+      up = await this.dial(dst.ip, dst.port);
+    } catch {
+      return void client.destroy();
+    }
+    this.open.add(up);
+    up.on("close", () => this.open.delete(up));
+    // one request per connection, as the proxy does: a second one on it could name another host
+    if (first.length) up.write(v.via === "http" && v.name ? _oneRequest(first) : first);
+    _splice(client, up);
+  }
+
+  private async transparentVerdict(first: Buffer, dst: OriginalDst): Promise<{ why: string | null; name?: string; via: EgressDenial["via"] }> {
+    const p = this.policy;
+    if (p.mode === "none") return { why: "egress is none", via: "connect" };
+    if (addressListed(p, dst.ip, dst.port)) return { why: null, via: "connect" }; // the address itself is listed: any name may be spoken there
+    // the host, private ranges, metadata: whatever name is spoken
+    const special = addressVerdict(p, dst.ip, dst.port, true);
+    if (special) return { why: special, via: "connect" };
+    const hello = readClientHello(first);
+    let name: string;
+    let via: "tls" | "http";
+    if (hello.kind === "tls") {
+      if (!hello.sni) return { why: "TLS without a server name", via: "tls" };
+      [name, via] = [hello.sni.toLowerCase(), "tls"];
+    } else if (hello.kind === "more" || hello.kind === "bad") {
+      return { why: hello.kind === "more" ? "incomplete TLS ClientHello" : "unreadable TLS ClientHello", via: "tls" };
+    } else if (_HTTP_LINE.test(first.toString("latin1", 0, Math.min(first.length, 2048)))) {
+      const host = _hostHeader(first);
+      if (host === null) return { why: "HTTP without a Host header", via: "http" };
+      [name, via] = [host, "http"];
+    } else {
+      if (p.mode === "all" || this.handedFor(dst.ip, dst.port)) return { why: null, via: "connect" };
+      return { why: "neither TLS nor HTTP, to an address no allowed name resolved to", via: "connect" };
+    }
+    const label = via === "tls" ? "SNI" : "Host";
+    if (ipv4ToInt(name) !== null) return { why: name === dst.ip ? "address not listed" : `${label} ${name} is not the address connected to`, name, via };
+    if (p.mode === "all") return { why: null, name, via };
+    if (!nameAllowed(p, name, dst.port)) return { why: `${label} ${name} is not allowed`, name, via };
+    if (!(await this.resolvedTo(name, dst.ip))) return { why: `${label} ${name} does not resolve to ${dst.ip}`, name, via };
+    return { why: null, name, via };
   }
 
   toString(): string {
     return `gate ${this.o.vm} ${formatEgress(this.policy)}`;
   }
+}
+
+const _HTTP_LINE = /^[A-Z]{3,10} \S+ HTTP\/1\.[01]\r\n/;
+
+/** Enough of a stream's start to judge it: a whole TLS ClientHello, a whole HTTP request head, or plainly neither. */
+function _firstBytesDone(b: Buffer): boolean {
+  if (b.length === 0) return false;
+  if (b[0] === 0x16) return readClientHello(b).kind !== "more";
+  if (/^[A-Z]{1,10}( |$)/.test(b.toString("latin1", 0, Math.min(b.length, 11)))) return b.includes("\r\n\r\n") || b.length > MAX_HEAD;
+  return true;
+}
+
+/** The request head with `Connection: close` in place of the client's connection headers, then whatever came after it. */
+function _oneRequest(first: Buffer): Buffer {
+  const end = first.indexOf("\r\n\r\n");
+  if (end < 0) return first;
+  const lines = first.toString("latin1", 0, end).split("\r\n");
+  const kept = lines.filter((h, i) => i === 0 || !/^(connection|keep-alive|proxy-connection):/i.test(h));
+  return Buffer.concat([Buffer.from(`${kept.join("\r\n")}\r\nConnection: close\r\n\r\n`, "latin1"), first.subarray(end + 4)]);
+}
+
+/** The Host header's host (no port, lower case), or null when there is none or more than one. */
+function _hostHeader(head: Buffer): string | null {
+  const end = head.indexOf("\r\n\r\n");
+  const lines = head.toString("latin1", 0, end < 0 ? head.length : end).split("\r\n").slice(1);
+  const hosts = lines.filter((l) => /^host:/i.test(l)).map((l) => l.slice(5).trim());
+  if (hosts.length !== 1) return null;
+  const hp = _hostPort(hosts[0]!, 80);
+  return hp && /^[a-z0-9.-]{1,253}$/i.test(hp.host) ? hp.host.toLowerCase().replace(/\.$/, "") : null;
+}
+
+/**
+ * Serve redirected connections on addr:port (net-tap's gate on the bridge):
+ * `route` says, from the peer's address and port and the socket's
+ * SO_ORIGINAL_DST (null when unavailable), which gate judges it and where it
+ * was going; a connection it cannot place is closed.
+ */
+export async function serveTransparent(addr: string, port: number, route: (from: string, fromPort: number, sockDst: OriginalDst | null) => Promise<{ gate: EgressGate; dst: OriginalDst } | null>): Promise<{ port: number; close(): Promise<void> }> {
+  const open = new Set<Socket>();
+  const srv = createServer({ allowHalfOpen: true }, (s) => {
+    open.add(s);
+    s.on("close", () => open.delete(s));
+    s.on("error", () => {});
+    s.setNoDelay(true);
+    s.pause();
+    const from = (s.remoteAddress ?? "").replace(/^::ffff:/, "");
+    route(from, s.remotePort ?? 0, socketOriginalDst(s))
+      .then((r) => (r ? r.gate.transparent(s, r.dst) : void s.destroy()))
+      .catch(() => s.destroy());
+  });
+  await new Promise<void>((resolve, reject) => {
+    srv.once("error", reject);
+    srv.listen(port, addr, () => {
+      srv.off("error", reject);
+      resolve();
+    });
+  });
+  return {
+    port: (srv.address() as { port: number }).port,
+    async close() {
+      for (const s of open) s.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
 }
 
 function _listedOnSomePort(p: EgressPolicy, ip: string): boolean {

@@ -5,6 +5,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createServer, type AddressInfo } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import type { EgressDenial } from "../../src/shared/egress.ts";
 import { BANGER, tempHome, killAndWait } from "../helpers/cli.ts";
 import { tmpdir } from "node:os";
 import { mkdtempSync } from "node:fs";
@@ -15,6 +18,20 @@ const NS = `bge-${process.pid % 100000}`;
 const OUT = `bgo-${process.pid % 100000}`;
 const NS_HOSTS = `/etc/netns/${NS}/hosts`;
 const ROOT = join(import.meta.dir, "../..");
+
+/** A real TLS ClientHello naming `sni` (Bun's, TLS 1.2: ~160 bytes, where 1.3's key shares make ~1.5 KB and the guest's sshd takes a command of at most 9000), as printf escapes, for a guest without a TLS client to send. */
+function clientHello(sni: string): Promise<string> {
+  return new Promise((resolve) => {
+    const srv = createServer((s) =>
+      s.once("data", (d: Buffer) => {
+        resolve([...d].map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join(""));
+        s.destroy();
+        srv.close();
+      }),
+    );
+    srv.listen(0, "127.0.0.1", () => tlsConnect({ host: "127.0.0.1", port: (srv.address() as AddressInfo).port, servername: sni, rejectUnauthorized: false, maxVersion: "TLSv1.2" }).on("error", () => {}));
+  });
+}
 
 function inNs(args: string[], env?: Record<string, string>) {
   const p = Bun.spawnSync(["ip", "netns", "exec", NS, ...args], { env, stdin: "ignore" });
@@ -157,8 +174,16 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
         reader.releaseLock();
         expect(banger(["vm", "exec", "alpha", "--", "cat", "/etc/resolv.conf"]).stdout).toContain("nameserver 10.213.9.1");
         const probe = (targets: string[]) => String.raw`
-          p() { if timeout 4 bash -c 'exec 3<>/dev/tcp/'"$1"' && printf "GET / HTTP/1.0\r\n\r\n" >&3 && IFS= read -r -t 2 l <&3 && [ -n "$l" ]' 2>/dev/null; then echo "$1 open"; else echo "$1 closed"; fi; }
+          p() { h=$2; [ -n "$h" ] || h=$(echo "$1" | cut -d/ -f1); if timeout 4 bash -c 'exec 3<>/dev/tcp/'"$1"' && printf "GET / HTTP/1.0\r\nHost: '"$h"'\r\n\r\n" >&3 && IFS= read -r -t 2 l <&3 && [ -n "$l" ]' 2>/dev/null; then echo "$1 open"; else echo "$1 closed"; fi; }
           for t in ${targets.join(" ")}; do p "$t"; done`;
+        // the gate on the bridge reads the Host header of the guest's own connection: a lie about an allowed address is refused
+        const lyingHost = String.raw`
+          p 198.51.100.10/80 evil.example.net`;
+        // and the SNI of its TLS: a real ClientHello sent raw; "open" when the server's first byte (its ServerHello) came back
+        const tlsProbe = (ip: string, sni: string, hex: string) => String.raw`
+          if timeout 4 bash -c 'exec 3<>/dev/tcp/${ip}/443 && printf "${hex}" >&3 && [ "$(timeout 3 head -c 1 <&3 | wc -c)" = 1 ]' 2>/dev/null; then echo "${sni}@${ip} open"; else echo "${sni}@${ip} closed"; fi`;
+        const [helloPkgs, helloEvil] = [await clientHello("pkgs.example.test"), await clientHello("evil.example.net")];
+        const sniProbes = tlsProbe("198.51.100.10", "pkgs.example.test", helloPkgs) + tlsProbe("198.51.100.10", "evil.example.net", helloEvil) + tlsProbe("198.51.100.30", "pkgs.example.test", helloPkgs);
         const list = banger(["vm", "egress", "alpha", "pkgs.example.test", "--json"]);
         expect(list.code).toBe(0);
         console.log(`e2e net-tap: allowlist applied in ${JSON.parse(list.stdout).appliedMs} ms`);
@@ -170,8 +195,9 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
         const first = banger(["vm", "exec", "alpha", "--", "bash", "-c", probe(["pkgs.example.test/80"])]);
         console.log(`e2e net-tap: first connection to an allowed name (resolve + set fill + HTTP) ${Math.round(performance.now() - t2)} ms incl. vm exec`);
         expect(first.stdout.trim()).toBe("pkgs.example.test/80 open");
-        expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", probe(["198.51.100.20/80", "10.213.9.1/8081", "198.51.100.2/8080"]) + bypass]).stdout.trim().split("\n")).toEqual([
-          "198.51.100.20/80 closed", "10.213.9.1/8081 closed", "198.51.100.2/8080 closed", "dns-tcp closed", "other refused",
+        expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", probe(["198.51.100.20/80", "10.213.9.1/8081", "198.51.100.2/8080"]) + bypass + lyingHost + sniProbes]).stdout.trim().split("\n")).toEqual([
+          "198.51.100.20/80 closed", "10.213.9.1/8081 closed", "198.51.100.2/8080 closed", "dns-tcp closed", "other refused", "198.51.100.10/80 closed",
+          "pkgs.example.test@198.51.100.10 open", "evil.example.net@198.51.100.10 closed", "pkgs.example.test@198.51.100.30 closed",
         ]);
         const live = banger(["vm", "egress", "alpha", "other.example.test", "--json"]);
         expect(live.code).toBe(0);
@@ -181,8 +207,18 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
         ]);
         const seen = readFileSync(join(outDir, "seen.jsonl"), "utf8");
         expect(seen).not.toContain("probe.example.test");
-        const log = JSON.parse(banger(["vm", "egress", "alpha", "--log", "--json"]).stdout) as { log: { dest: string; via: string }[] };
+        const log = JSON.parse(banger(["vm", "egress", "alpha", "--log", "--json"]).stdout) as { log: EgressDenial[] };
         expect(log.log).toEqual(expect.arrayContaining([expect.objectContaining({ dest: "other.example.test", via: "dns" }), expect.objectContaining({ dest: "pkgs.example.test", via: "dns" })]));
+        // the gate's refusals (a raw address, the lying Host) and the firewall's drops (polled each second) in the same log
+        expect(log.log).toEqual(expect.arrayContaining([
+          expect.objectContaining({ dest: "198.51.100.10", via: "http", name: "evil.example.net", reason: "Host evil.example.net is not allowed" }),
+          expect.objectContaining({ dest: "198.51.100.20", via: "http", reason: "address not listed" }),
+          expect.objectContaining({ dest: "198.51.100.10", port: 443, via: "tls", name: "evil.example.net", reason: "SNI evil.example.net is not allowed" }),
+          expect.objectContaining({ dest: "198.51.100.30", port: 443, via: "tls", name: "pkgs.example.test", reason: "SNI pkgs.example.test does not resolve to 198.51.100.30" }),
+          expect.objectContaining({ dest: "198.51.100.2", port: 8080, via: "firewall" }),
+          expect.objectContaining({ dest: "10.213.9.1", port: 8081, via: "firewall" }),
+        ]));
+        expect(seen).not.toContain("evil.example.net");
       } finally {
         host.kill();
       }

@@ -8,7 +8,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EgressGate } from "../../src/host/egress-gate.ts";
+import { EgressGate, serveTransparent, type OriginalDst } from "../../src/host/egress-gate.ts";
 import { buildQuery, readAnswer, TYPE_AAAA } from "../../src/shared/dns-wire.ts";
 import { parseEgress, type EgressDenial } from "../../src/shared/egress.ts";
 import { createFS } from "../../src/host/fs.ts";
@@ -233,5 +233,110 @@ describe("resolver", () => {
     });
     expect(r.readUInt16BE(0)).toBe(12);
     expect(r.readUInt16BE(4) & 0xf).toBe(1);
+  });
+});
+
+// net-tap's path: the guest's own connection, redirected by nftables, comes in
+// without a proxy request; where it was going comes from conntrack (here: the
+// test says, by the client's source port)
+describe("transparent (tap redirect)", () => {
+  const dstByPort = new Map<number, OriginalDst>();
+  let srv: Awaited<ReturnType<typeof serveTransparent>>;
+  beforeAll(async () => {
+    gate.setPolicy(parseEgress("pkgs.example.test,other.example.test,*.example.com:443,203.0.113.0/24:443"));
+    srv = await serveTransparent("127.0.0.1", 0, async (_from, fromPort) => {
+      // the client names its destination once its connect completed: the accept may come first
+      for (let i = 0; i < 50 && !dstByPort.has(fromPort); i++) await Bun.sleep(10);
+      const dst = dstByPort.get(fromPort);
+      return dst ? { gate, dst } : null;
+    });
+  });
+  afterAll(async () => {
+    await srv.close();
+  });
+
+  /** Connect "to" dst through the gate and send `first` (or a TLS hello naming `sni`); whether dst's server got it, and the reply. */
+  async function through(dst: OriginalDst, first: { sni: string } | { raw: string }): Promise<{ got: boolean; reply: string }> {
+    const before = received.get(dst.ip)?.length ?? 0;
+    const sock = connect({ host: "127.0.0.1", port: srv.port });
+    await new Promise<void>((r, j) => sock.once("connect", () => r()).once("error", j));
+    dstByPort.set(sock.localPort!, dst);
+    let reply = "";
+    sock.on("data", (d: Buffer) => (reply += d.toString("latin1")));
+    sock.on("error", () => {});
+    let t: ReturnType<typeof tlsConnect> | undefined;
+    if ("sni" in first) {
+      t = tlsConnect({ socket: sock, servername: first.sni, rejectUnauthorized: false });
+      t.on("error", () => {});
+    } else sock.write(first.raw);
+    await new Promise<void>((r) => {
+      sock.once("close", () => r());
+      setTimeout(r, 600);
+    });
+    t?.destroy();
+    sock.destroy();
+    return { got: (received.get(dst.ip)?.length ?? 0) > before, reply };
+  }
+
+  test("TLS whose SNI is an allowed name that resolved to the address connected to goes through", async () => {
+    expect((await through({ ip: "198.51.100.10", port: 443 }, { sni: "pkgs.example.test" })).got).toBe(true);
+    expect((await through({ ip: "198.51.100.40", port: 443 }, { sni: "git.example.com" })).got).toBe(true);
+  });
+
+  test("a lying SNI to an allowed address, and an allowed SNI to another address, are cut before a byte goes on, and logged", async () => {
+    const n = denials().length;
+    expect((await through({ ip: "198.51.100.10", port: 443 }, { sni: "evil.example.net" })).got).toBe(false);
+    expect((await through({ ip: "198.51.100.30", port: 443 }, { sni: "pkgs.example.test" })).got).toBe(false);
+    expect((await through({ ip: "198.51.100.10", port: 443 }, { sni: "other.example.test" })).got).toBe(false);
+    expect((await through({ ip: "198.51.100.40", port: 8443 }, { sni: "git.example.com" })).got).toBe(false);
+    expect(denials().slice(n).map((x) => [x.via, x.dest, x.port, x.name, x.reason])).toEqual([
+      ["tls", "198.51.100.10", 443, "evil.example.net", "SNI evil.example.net is not allowed"],
+      ["tls", "198.51.100.30", 443, "pkgs.example.test", "SNI pkgs.example.test does not resolve to 198.51.100.30"],
+      ["tls", "198.51.100.10", 443, "other.example.test", "SNI other.example.test does not resolve to 198.51.100.10"],
+      ["tls", "198.51.100.40", 8443, "git.example.com", "SNI git.example.com is not allowed"],
+    ]);
+  });
+
+  test("plain HTTP by its Host header: the allowed name's own address passes, a lying Host or a raw address is refused and logged", async () => {
+    const before = received.get("198.51.100.20")?.length ?? 0;
+    const ok = await through({ ip: "198.51.100.20", port: 80 }, { raw: "GET / HTTP/1.1\r\nHost: other.example.test\r\nConnection: keep-alive\r\n\r\n" });
+    expect(ok).toEqual({ got: true, reply: expect.stringContaining("200 OK") });
+    // one request per connection: a second one on it could name another host at the same address
+    expect(received.get("198.51.100.20")!.subarray(before).toString("latin1")).toBe("GET / HTTP/1.1\r\nHost: other.example.test\r\nConnection: close\r\n\r\n");
+    const n = denials().length;
+    expect((await through({ ip: "198.51.100.10", port: 80 }, { raw: "GET / HTTP/1.1\r\nHost: evil.example.net\r\n\r\n" })).got).toBe(false);
+    expect((await through({ ip: "198.51.100.30", port: 80 }, { raw: "GET / HTTP/1.1\r\nHost: pkgs.example.test:80\r\n\r\n" })).got).toBe(false);
+    expect((await through({ ip: "198.51.100.30", port: 80 }, { raw: "GET / HTTP/1.1\r\nHost: 198.51.100.30\r\n\r\n" })).got).toBe(false);
+    // two Host headers: which one a server reads is its business, so neither is trusted
+    expect((await through({ ip: "198.51.100.10", port: 80 }, { raw: "GET / HTTP/1.1\r\nHost: pkgs.example.test\r\nHost: evil.example.net\r\n\r\n" })).got).toBe(false);
+    expect(denials().slice(n).map((x) => [x.via, x.dest, x.reason])).toEqual([
+      ["http", "198.51.100.10", "Host evil.example.net is not allowed"],
+      ["http", "198.51.100.30", "Host pkgs.example.test does not resolve to 198.51.100.30"],
+      ["http", "198.51.100.30", "address not listed"],
+      ["http", "198.51.100.10", "HTTP without a Host header"],
+    ]);
+  });
+
+  test("the host, private and metadata addresses are refused whatever name is spoken; a listed address takes any", async () => {
+    const n = denials().length;
+    expect((await through({ ip: "127.0.0.1", port: 80 }, { raw: "GET / HTTP/1.1\r\nHost: pkgs.example.test\r\n\r\n" })).got).toBe(false);
+    expect((await through({ ip: "169.254.169.254", port: 80 }, { raw: "GET / HTTP/1.1\r\nHost: pkgs.example.test\r\n\r\n" })).got).toBe(false);
+    expect(denials().slice(n).map((x) => [x.via, x.dest, x.reason])).toEqual([
+      ["connect", "127.0.0.1", "private, loopback or link-local address not listed"],
+      ["connect", "169.254.169.254", "private, loopback or link-local address not listed"],
+    ]);
+    expect((await through({ ip: "203.0.113.9", port: 443 }, { sni: "anything.example.org" })).got).toBe(true);
+  });
+
+  test("neither TLS nor HTTP: only to an address the guest was answered with for an allowed name", async () => {
+    gate.setPolicy(parseEgress("pkgs.example.test,other.example.test,*.example.com:443,203.0.113.0/24:443"));
+    expect((await through({ ip: "198.51.100.20", port: 443 }, { raw: "SSH-2.0-x\r\n" })).got).toBe(false);
+    expect(denials().at(-1)).toMatchObject({ via: "connect", dest: "198.51.100.20", reason: "neither TLS nor HTTP, to an address no allowed name resolved to" });
+    await gate.answer(buildQuery(9, "other.example.test"));
+    expect((await through({ ip: "198.51.100.20", port: 443 }, { raw: "SSH-2.0-x\r\n" })).got).toBe(true);
+    // and a stranger the route cannot place is closed
+    const s = connect({ host: "127.0.0.1", port: srv.port });
+    s.on("error", () => {});
+    expect(await new Promise<boolean>((r) => (s.once("close", () => r(true)), setTimeout(() => r(false), 2000)))).toBe(true);
   });
 });

@@ -103,7 +103,7 @@ beforeAll(async () => {
   const hooks = new HookEngine();
   const providers = testProviders({ net: [] });
   const log = testLogger();
-  await setupPlugins([{ plugin: createNetTapPlugin({ bridge: BRIDGE, subnet: SUBNET, hostsFile: `/etc/netns/${NS.host}/hosts`, dns: "", serveDns: noDnsServer }, {}), source: "test" }], {
+  await setupPlugins([{ plugin: createNetTapPlugin({ bridge: BRIDGE, subnet: SUBNET, hostsFile: `/etc/netns/${NS.host}/hosts`, dns: "", serveDns: noDnsServer, serveGate: async () => ({ close: async () => {} }) }, {}), source: "test" }], {
     hooks, host, paths, log, drivers: new Map(), providers,
     store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: store.leases },
   });

@@ -10,8 +10,9 @@ import { createNetTapPlugin, guestResolver, IP_POOL, type NetTapOptions } from "
 import { hostsMarker, rewriteHostsFile, withHostsBlock } from "../../plugins/net-tap/hosts-file.ts";
 import { guestAddresses, macFor, parseSubnet, tapName } from "../../plugins/net-tap/subnet.ts";
 import { caught, engineWorld, fakeHost, type TestStore } from "../helpers/fakes.ts";
-import { fillScript, listKey, listScript, unlistScript } from "../../plugins/net-tap/egress-list.ts";
-import { namedEntries, SET_TIMEOUT_FLOOR_S } from "../../plugins/net-tap/tap-resolver.ts";
+import { DEFAULT_GATE_PORT, fillScript, gatedPorts, listKey, listScript, unlistScript } from "../../plugins/net-tap/egress-list.ts";
+import { allowScript, denyScript, EGRESS_TABLES } from "../../plugins/net-tap/egress-fw.ts";
+import { namedEntries, SET_TIMEOUT_FLOOR_S, type ServeGate } from "../../plugins/net-tap/tap-resolver.ts";
 import { EGRESS_LOG_FILE, parseEgress, type EgressRule } from "../../src/shared/egress.ts";
 import { buildQuery, readAnswer } from "../../src/shared/dns-wire.ts";
 import type { DnsAnswerer } from "../../src/host/dns-server.ts";
@@ -50,11 +51,18 @@ async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?
     dns.answer = answer;
     return { close: async () => {} };
   };
+  // the gate: a stand-in server too; `gate.route` is what a redirected connection would be given
+  const gate: { listens: string[]; route?: Parameters<ServeGate>[2] } = { listens: [] };
+  const serveGate: ServeGate = async (addr, port, route) => {
+    gate.listens.push(`${addr}:${port}`);
+    gate.route = route;
+    return { close: async () => {} };
+  };
   const resolve = async (name: string) => {
     if (name === "down.example.test") throw new Error("upstream timed out");
     return { addrs: RECORDS[name] ?? [], ttl: 30 };
   };
-  const plugin = createNetTapPlugin({ hostsFile: HOSTS, serveDns, resolve, ...o.opts }, o.env ?? {});
+  const plugin = createNetTapPlugin({ hostsFile: HOSTS, serveDns, serveGate, resolve, ...o.opts }, o.env ?? {});
   await setupPlugins(
     [...(o.before ?? []), plugin, ...(o.after ?? [])].map((p) => ({ plugin: p, source: "test" })),
     {
@@ -67,7 +75,7 @@ async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?
       store: { listVMs: () => w.ts.store.listVMs(), getImage: (x) => w.ts.store.getImage(x), leases },
     },
   );
-  return { ...w, engine: w.make(), leases, dns, hosts: () => w.host.fs.files.get(HOSTS)! };
+  return { ...w, engine: w.make(), leases, dns, gate, hosts: () => w.host.fs.files.get(HOSTS)! };
 }
 
 const block = (lines: string[]) => [`# BEGIN ${hostsMarker(PATHS.home)} (managed by banger net-tap; do not edit)`, ...lines, `# END ${hostsMarker(PATHS.home)}`].join("\n") + "\n";
@@ -272,14 +280,37 @@ describe("net-tap: egress", () => {
     await w.engine.start("alpha");
     expect(nftRuns(w, before)).toEqual([
       // the fake's nft says every table, map and chain is there already
-      ["list map inet banger_egress fwd4", ""],
-      ["-f -", `add element bridge banger_egress own { "${tap}" . 10.213.0.2 }\nadd element bridge banger_egress guarded { "${tap}" }\nadd element inet banger_egress deny4 { 10.213.0.2 }\n`],
+      ["list set inet banger_egress dl4", ""],
+      ["-f -", denyScript("10.213.0.2", tap)],
       [`list chain inet banger_egress f_${listKey(tap)}`, ""],
       ["-f -", unlistScript("10.213.0.2", tap)],
+      // what the shared deny log holds for this address already is not this VM's to log
+      ["-j list table inet banger_egress", ""],
     ]);
     const n = w.host.exec.runs.length;
     await w.engine.setEgress("alpha", "all");
     expect(nftRuns(w, n).at(-1)![1]).toStartWith("add element inet banger_egress deny4 { 10.213.0.2 }\ndelete element inet banger_egress deny4 { 10.213.0.2 }\n");
+    expect(nftRuns(w, n).at(-1)![1]).toBe(allowScript("10.213.0.2", tap));
+  });
+
+  test("none: the guest is in deny4, its tap guarded, and its bridge chain sends other guests only what isolate lets through", () => {
+    const tap = "bt-id0001";
+    expect(denyScript("10.213.0.2", tap).split("\n")).toEqual([
+      `add element bridge banger_egress own { "${tap}" . 10.213.0.2 }`,
+      `add element bridge banger_egress guarded { "${tap}" }`,
+      "add element inet banger_egress deny4 { 10.213.0.2 }",
+      "add chain bridge banger_egress b_id0001",
+      "flush chain bridge banger_egress b_id0001",
+      "add rule bridge banger_egress b_id0001 jump isolate",
+      `add element bridge banger_egress g2g { "${tap}" : jump b_id0001 }`,
+      "",
+    ]);
+    // the way out removes the g2g element (whatever chain it jumps to: one per VM) and the chain
+    expect(allowScript("10.213.0.2", tap)).toEndWith(`add chain bridge banger_egress b_id0001\nadd element bridge banger_egress g2g { "${tap}" : jump b_id0001 }\ndelete element bridge banger_egress g2g { "${tap}" }\ndelete chain bridge banger_egress b_id0001\n`);
+    // the stateless isolation: a bare SYN, UDP and other IPv4 to another guest go; replies to connections made to it pass
+    expect(EGRESS_TABLES).toContain("ether type ip ip protocol tcp tcp flags & (syn | ack) == syn counter drop\n    ether type ip ip protocol tcp accept\n");
+    expect(EGRESS_TABLES).toContain("chain between { type filter hook forward priority -200; policy accept;\n    iifname vmap @g2g\n");
+    expect(EGRESS_TABLES).toContain("chain prenat { type nat hook prerouting priority dstnat; policy accept;\n    ip saddr vmap @nat4\n");
   });
 
   test("an allowlist: one nft transaction with the VM's chains, listed CIDRs as rules, DNS elsewhere dropped, the resolver allowed", async () => {
@@ -292,17 +323,30 @@ describe("net-tap: egress", () => {
     const script = nftRuns(w, before).at(-1)![1];
     expect(script).toBe(listScript("10.213.0.2", tap, "10.213.0.1", (parseEgress("pkgs.example.test,203.0.113.0/24:443,198.51.100.7") as { rules: EgressRule[] }).rules));
     const f = script.split("\n").filter((l) => l.startsWith(`add rule inet banger_egress f_${k} `)).map((l) => l.slice(`add rule inet banger_egress f_${k} `.length));
+    const note = `meta l4proto { tcp, udp } add @dl_${k} { ip daddr . meta l4proto . th dport }`;
     expect(f).toEqual([
       "ct state established,related accept",
       "ip daddr 203.0.113.0/24 meta l4proto { tcp, udp } th dport 443 accept",
+      `meta l4proto { tcp, udp } th dport 53 add @dl_${k} { ip daddr . meta l4proto . th dport }`,
       `meta l4proto { tcp, udp } th dport 53 counter name "d_${k}" drop`,
       "ip daddr 198.51.100.7/32 accept",
       `ip daddr @n_${k} accept`,
       `meta l4proto { tcp, udp } ip daddr . th dport @np_${k} accept`,
+      note,
       `counter name "d_${k}" drop`,
     ]);
+    // web TCP (and no other port: no domain rule names one) goes to the gate on the bridge address, which the input chain lets in
+    expect(script).toContain(`add rule inet banger_egress r_${k} tcp dport { 80, 443 } redirect to :${DEFAULT_GATE_PORT}\n`);
+    expect(script).toContain(`add element inet banger_egress nat4 { 10.213.0.2 : jump r_${k} }\n`);
+    expect(script).toContain(`add rule inet banger_egress i_${k} ip daddr 10.213.0.1 tcp dport ${DEFAULT_GATE_PORT} accept\n`);
+    expect(script).toContain(`add rule inet banger_egress i_${k} ${note}\n`);
+    expect(w.gate.listens).toEqual([`10.213.0.1:${DEFAULT_GATE_PORT}`]);
+    // other guests: only the listed addresses, then the isolation
+    const b = script.split("\n").filter((l) => l.startsWith(`add rule bridge banger_egress b_${k} `)).map((l) => l.slice(`add rule bridge banger_egress b_${k} `.length));
+    expect(b).toEqual(["ether type ip ip daddr 203.0.113.0/24 meta l4proto { tcp, udp } th dport 443 accept", "ether type ip ip daddr 198.51.100.7/32 accept", "jump isolate"]);
     expect(script).toContain(`add rule inet banger_egress i_${k} ip daddr 10.213.0.1 meta l4proto { tcp, udp } th dport 53 accept\n`);
     expect(script).toContain(`flush set inet banger_egress n_${k}\n`);
+    expect(script).toContain(`flush set inet banger_egress dl_${k}\n`);
     expect(script).toContain(`add element inet banger_egress fwd4 { 10.213.0.2 : jump f_${k} }\n`);
     expect(script).toContain("delete element inet banger_egress deny4 { 10.213.0.2 }\n");
   });
@@ -360,7 +404,7 @@ describe("net-tap: egress", () => {
     await w.engine.setEgress("alpha", "none");
     const cut = nftRuns(w, n);
     // cut off (deny4) before the allowlist chains go: never a moment with more than either allows
-    expect(cut.map((c) => c[0])).toEqual(["list map inet banger_egress fwd4", "-f -", `list chain inet banger_egress f_${k}`, "-f -"]);
+    expect(cut.map((c) => c[0])).toEqual(["list set inet banger_egress dl4", "-f -", `list chain inet banger_egress f_${k}`, "-f -", "-j list table inet banger_egress"]);
     expect(cut[1]![1]).toContain("add element inet banger_egress deny4 { 10.213.0.2 }");
     expect(cut[3]![1]).toBe(unlistScript("10.213.0.2", tap));
   });
@@ -371,7 +415,10 @@ describe("net-tap: egress", () => {
       expect(() => fillScript(tap, [{ addr: bad }], 60)).toThrow("not an IPv4 address");
       expect(() => listScript(bad, tap, "10.213.0.1", [])).toThrow("not an IPv4 address");
       expect(() => listScript("10.213.0.2", tap, "10.213.0.1", [{ kind: "cidr", addr: bad, prefix: 32 }])).toThrow("not an IPv4 address");
+      expect(() => denyScript(bad, tap)).toThrow("not an IPv4 address");
+      expect(() => allowScript(bad, tap)).toThrow("not an IPv4 address");
     }
+    expect(() => denyScript("10.213.0.2", 'bt-a" } ; flush ruleset')).toThrow("bad tap name");
     expect(() => fillScript(tap, [{ addr: "1.2.3.4", port: "443 } ; flush ruleset" as unknown as number }], 60)).toThrow("not a port");
     expect(() => listKey('bt-a"; flush ruleset')).toThrow("bad tap name");
     // names never reach nft: only the addresses an allowed name resolved to
