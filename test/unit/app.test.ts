@@ -77,12 +77,24 @@ describe("basic routes", () => {
 
   test("unknown routes → 404 E_NOT_FOUND naming the route", async () => {
     const { call } = setup();
-    for (const [m, p] of [["GET", "/v1/nope"], ["GET", "/nope"], ["PATCH", "/v1/vms"], ["GET", "/"], ["POST", "/v1/health"]] as const) {
+    for (const [m, p] of [["GET", "/v1/nope"], ["GET", "/nope"], ["GET", "/"]] as const) {
       const res = await call(m, p);
       expect(res.status).toBe(404);
       const e = await errorOf(res);
       expect(e.code).toBe("E_NOT_FOUND");
       expect(e.message).toContain(p);
+    }
+  });
+
+  test("a known route asked with another method → 405 E_METHOD with Allow", async () => {
+    const { call } = setup();
+    for (const [m, p, allow] of [["PATCH", "/v1/vms", "GET, POST"], ["POST", "/v1/health", "GET"]] as const) {
+      const res = await call(m, p);
+      expect(res.status).toBe(405);
+      expect(res.headers.get("allow")).toBe(allow);
+      const e = await errorOf(res);
+      expect(e.code).toBe("E_METHOD");
+      expect(e.message).toBe(`${p} takes ${allow}, not ${m}`);
     }
   });
 
