@@ -1,7 +1,8 @@
 import { createConnectRouter, createContextValues } from "@connectrpc/connect";
 import { universalServerRequestFromFetch, universalServerResponseToFetch, type UniversalHandler } from "@connectrpc/connect/protocol";
 import { SANDBOX_KEY, type EnvdDeps, type EnvdSandbox, type HttpEndpoint, type RegisterService } from "./context.ts";
-
+import { registerFilesystem } from "./filesystem.ts";
+import { filesEndpoint } from "./files.ts";
 
 export { sandboxOf, type EnvdDeps, type EnvdSandbox, type HttpEndpoint, type RegisterService } from "./context.ts";
 
@@ -16,8 +17,12 @@ export interface Envd {
   handle(req: Request, sandbox: EnvdSandbox): Promise<Response>;
 }
 
-const _SERVICES: RegisterService[] = [];
-const _HTTP: HttpEndpoint[] = [];
+const _SERVICES: RegisterService[] = [
+  registerFilesystem,
+];
+const _HTTP: HttpEndpoint[] = [
+  filesEndpoint,
+];
 
 export function createEnvd(deps: EnvdDeps, services: RegisterService[] = _SERVICES, http: HttpEndpoint[] = _HTTP): Envd {
   const router = createConnectRouter();

@@ -1,0 +1,124 @@
+import type { Body } from "../../../files/guest.ts";
+import type { EnvdDeps, EnvdSandbox } from "./context.ts";
+import { SandboxFs } from "./fs-guest.ts";
+import { DEFAULT_USER, EnvdFsError, basicUser, type FsErrorKind, type GuestEntry } from "./fs-scripts.ts";
+
+/**
+ * envd's plain-HTTP `/files`: GET downloads a file (gzip when the client
+ * accepts it), POST uploads one or more (multipart/form-data, one file per
+ * part named by its path; or the raw body, application/octet-stream;
+ * either gzip with Content-Encoding). `path` may be relative to the home of
+ * `username` (default envd's default user), who owns what is made.
+ */
+
+const _STATUS: Record<FsErrorKind, number> = {
+  not_found: 404,
+  invalid: 400,
+  exists: 400,
+  user: 401,
+  precondition: 400,
+  permission: 403,
+  no_space: 507,
+  internal: 500,
+};
+
+/** envd's error body: `{code, message}` with the HTTP status as code. */
+function _error(e: unknown): Response {
+  const status = e instanceof EnvdFsError ? _STATUS[e.kind] : 500;
+  const message = e instanceof Error ? e.message : String(e);
+  return Response.json({ code: status, message }, { status });
+}
+
+function _user(req: Request, url: URL): string {
+  return url.searchParams.get("username") || basicUser(req.headers.get("authorization")) || DEFAULT_USER;
+}
+
+/** Whether Accept-Encoding takes gzip (q > 0), and whether it still takes the bytes as they are. */
+export function acceptsGzip(header: string | null): { gzip: boolean; identity: boolean } {
+  let gzip = false;
+  let identity = true;
+  let star: boolean | null = null;
+  for (const part of (header ?? "").split(",")) {
+    const [name = "", ...params] = part.trim().toLowerCase().split(";");
+    const q = params.map((p) => /^\s*q=([\d.]+)\s*$/.exec(p)?.[1]).find((v) => v !== undefined);
+    const ok = q === undefined || Number(q) > 0;
+    if (name === "gzip" || name === "x-gzip") gzip = ok;
+    else if (name === "identity") identity = ok;
+    else if (name === "*") star = ok;
+  }
+  if (star !== null && !/gzip/i.test(header ?? "")) gzip = star;
+  return { gzip, identity };
+}
+
+/** The upload as envd answers it: one {name, type, path} per file written. */
+function _written(e: GuestEntry) {
+  return { name: e.name, type: "file", path: e.path };
+}
+
+/** A request body read as it arrives, that knows whether it reached its end. */
+function _body(stream: ReadableStream<Uint8Array> | null): Body {
+  let whole = false;
+  const chunks = (async function* () {
+    if (!stream) {
+      whole = true;
+      return;
+    }
+    for await (const c of stream) yield c;
+    whole = true;
+  })();
+  return { chunks, whole: () => whole };
+}
+
+async function _download(fs: SandboxFs, req: Request, url: URL, sandbox: EnvdSandbox): Promise<Response> {
+  const enc = acceptsGzip(req.headers.get("accept-encoding"));
+  if (!enc.gzip && !enc.identity) return Response.json({ code: 406, message: "no acceptable encoding found, supported: [identity, gzip]" }, { status: 406 });
+  const path = url.searchParams.get("path") ?? "";
+  const body = await fs.read(sandbox.vm, _user(req, url), path, enc.gzip);
+  const name = path.slice(path.lastIndexOf("/") + 1) || "download";
+  const headers: Record<string, string> = {
+    "content-type": "application/octet-stream",
+    "content-disposition": `attachment; filename*=UTF-8''${encodeURIComponent(name)}`,
+  };
+  if (enc.gzip) headers["content-encoding"] = "gzip";
+  return new Response(body, { headers });
+}
+
+async function _upload(fs: SandboxFs, req: Request, url: URL, sandbox: EnvdSandbox): Promise<Response> {
+  const user = _user(req, url);
+  const path = url.searchParams.get("path");
+  const type = (req.headers.get("content-type") ?? "").toLowerCase();
+  const gzip = /^\s*(x-)?gzip\s*$/i.test(req.headers.get("content-encoding") ?? "");
+  const enc = req.headers.get("content-encoding");
+  if (enc && !gzip && enc.trim().toLowerCase() !== "identity") throw new EnvdFsError("invalid", `unsupported Content-Encoding ${JSON.stringify(enc)}: supported are identity and gzip`);
+  if (type.startsWith("multipart/form-data")) {
+    // Parts are buffered by the form parser (the SDK sends strings, bytes and blobs this way); a stream goes as octet-stream, below.
+    const raw = gzip && req.body ? new Response(req.body.pipeThrough(new DecompressionStream("gzip")), { headers: { "content-type": type } }) : req;
+    const form = await raw.formData().catch((e: unknown) => {
+      throw new EnvdFsError("invalid", `the multipart body could not be read: ${e instanceof Error ? e.message : String(e)}`);
+    });
+    const files = form.getAll("file").filter((f) => typeof f !== "string");
+    if (files.length === 0) throw new EnvdFsError("invalid", `the multipart body has no "file" part`);
+    const out = [];
+    for (const f of files) {
+      const target = (files.length === 1 && path) || f.name;
+      if (!target) throw new EnvdFsError("invalid", "a file part has no path: give ?path= or a filename");
+      out.push(_written(await fs.write(sandbox.vm, user, target, _body(f.stream()), false)));
+    }
+    return Response.json(out);
+  }
+  if (!path) throw new EnvdFsError("invalid", `the "path" query parameter is required for an ${type || "untyped"} upload`);
+  return Response.json([_written(await fs.write(sandbox.vm, user, path, _body(req.body), gzip))]);
+}
+
+/** An HttpEndpoint (context.ts); a declaration, so index.ts may list it however the modules load. */
+export async function filesEndpoint(req: Request, url: URL, sandbox: EnvdSandbox, deps: EnvdDeps): Promise<Response | null> {
+  if (url.pathname !== "/files") return null;
+  const fs = new SandboxFs((vm) => deps.ssh.get(vm));
+  try {
+    if (req.method === "GET" || req.method === "HEAD") return await _download(fs, req, url, sandbox);
+    if (req.method === "POST" || req.method === "PUT") return await _upload(fs, req, url, sandbox);
+    return Response.json({ code: 405, message: `/files takes GET or POST, not ${req.method}` }, { status: 405, headers: { allow: "GET, POST" } });
+  } catch (e) {
+    return _error(e);
+  }
+}
