@@ -8,9 +8,12 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
 import { AuthenticationError, FileNotFoundError, InvalidArgumentError, Sandbox, SandboxError, type FilesystemEvent } from "e2b";
 import { createEnvd, type EnvdDeps, type EnvdSandbox } from "../../src/daemon/e2b/envd/index.ts";
 import { registerFilesystem } from "../../src/daemon/e2b/envd/filesystem.ts";
+import { EventType, Filesystem } from "../../src/daemon/e2b/gen/filesystem/filesystem_pb.ts";
 import { filesEndpoint } from "../../src/daemon/e2b/envd/files.ts";
 import { SSHPool } from "../../src/daemon/ssh-pool.ts";
 import { createSSHDialer } from "../../src/host/ssh.ts";
@@ -328,5 +331,31 @@ guestLogin.describe("e2b SDK files against envd over a real sshd", () => {
     await handle.stop();
     await until("the guest's inotifywait to end", () => watchers().length === 0);
     expect(lstatSync(HOME).isDirectory()).toBe(true);
+  }, 60_000);
+
+  test("polling watchers (CreateWatcher, GetWatcherEvents, RemoveWatcher) over Connect: events kept until fetched, then gone with the watcher", async () => {
+    const client = createClient(Filesystem, createConnectTransport({ baseUrl: `http://127.0.0.1:${server.port}`, useBinaryFormat: false }));
+    const headers = { authorization: `Basic ${Buffer.from(`${U}:`).toString("base64")}` };
+    await sbx.files.makeDir("pw", as);
+    const { watcherId } = await client.createWatcher({ path: "pw", recursive: false }, { headers });
+    expect(watcherId).toMatch(/^[0-9a-f-]{36}$/);
+    await sbx.files.write("pw/one.txt", "1", as);
+    await sbx.files.remove("pw/one.txt", as);
+    const got: [string, EventType][] = [];
+    const deadline = Date.now() + 15_000;
+    while (!got.some(([n, t]) => n === "one.txt" && t === EventType.REMOVE)) {
+      if (Date.now() > deadline) throw new Error(`no remove event; got ${JSON.stringify(got)}`);
+      got.push(...(await client.getWatcherEvents({ watcherId }, { headers })).events.map((e): [string, EventType] => [e.name, e.type]));
+      await Bun.sleep(50);
+    }
+    expect(got).toEqual([
+      ["one.txt", EventType.CREATE],
+      ["one.txt", EventType.WRITE],
+      ["one.txt", EventType.REMOVE],
+    ]);
+    expect((await client.getWatcherEvents({ watcherId }, { headers })).events).toEqual([]);
+    await client.removeWatcher({ watcherId }, { headers });
+    await until("the guest's inotifywait to end", () => watchers().length === 0);
+    await expect(client.getWatcherEvents({ watcherId }, { headers })).rejects.toThrow(/not found/);
   }, 60_000);
 });
