@@ -202,6 +202,14 @@ guestLogin.describe("e2b SDK files against envd over a real sshd", () => {
     await expect(sbx.files.write("x", "y", nobody)).rejects.toThrow(AuthenticationError);
   });
 
+  test("no user named: envd's default user; a guest without one (this host) acts as root", async () => {
+    const hasUser = Bun.spawnSync(["getent", "passwd", "user"]).exitCode === 0;
+    const info = await sbx.files.write(`${dir}/defaulted.txt`, "d");
+    expect(info.path).toBe(`${dir}/defaulted.txt`);
+    expect((await sbx.files.getInfo(`${dir}/defaulted.txt`)).owner).toBe(hasUser ? "user" : "root");
+    expect(await sbx.files.read(`${dir}/defaulted.txt`)).toBe("d");
+  });
+
   test("write many files at once: relative and absolute paths, new dirs", async () => {
     const files = [
       { path: "multi/one.txt", data: "one" },

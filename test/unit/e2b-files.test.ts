@@ -12,6 +12,7 @@ import { acceptsGzip, filesEndpoint } from "../../src/daemon/e2b/envd/files.ts";
 import {
   FS_EXIT,
   basicUser,
+  callUser,
   commitScript,
   fsError,
   goPermissions,
@@ -35,19 +36,20 @@ import { sampleVM } from "../helpers/fakes.ts";
 import { HOSTILE_NAMES } from "../helpers/tree.ts";
 
 const rec = (...f: string[]) => f.map((x) => x + "\0").join("");
+const named = (name: string) => ({ name, defaulted: false });
 
 describe("scripts carry hostile values only as quoted variables", () => {
   const hostile = [...HOSTILE_NAMES, "trailing\n", "~/x", "../../etc"];
   const scripts = (v: string) => [
-    statScript(v, v),
-    listScript(v, v, 2),
-    makeDirScript(v, v),
-    moveScript(v, v, v),
-    removeScript(v, v),
-    readScript(v, v, true),
-    writeScript(v, v, false),
-    commitScript(v, `/r/.banger-write-${v}`, v, false),
-    watchScript(v, v, true),
+    statScript(named(v), v),
+    listScript(named(v), v, 2),
+    makeDirScript(named(v), v),
+    moveScript(named(v), v, v),
+    removeScript(named(v), v),
+    readScript(named(v), v, true),
+    writeScript(named(v), v, false),
+    commitScript(named(v), `/r/.banger-write-${v}`, v, false),
+    watchScript(named(v), v, true),
   ];
 
   test("each value sits in the NAME='…' prelude; the bodies never splice one", () => {
@@ -63,7 +65,7 @@ describe("scripts carry hostile values only as quoted variables", () => {
 
   test("bash reads the prelude back to the exact values (user and path), newlines and quotes included", () => {
     for (const v of hostile) {
-      const s = statScript(`u${v}`, v);
+      const s = statScript(named(`u${v}`), v);
       const prelude = s.slice(0, s.indexOf("# shellcheck"));
       const r = Bun.spawnSync(["bash", "-c", `${prelude}printf '%s\\0%s\\0' "$E2B_USER" "$P"`], { stdout: "pipe", stderr: "pipe" });
       expect(r.stdout.toString()).toBe(`u${v}\0${v}\0`);
@@ -71,22 +73,22 @@ describe("scripts carry hostile values only as quoted variables", () => {
   });
 
   test("NUL cannot be carried by a shell word: refused with InvalidArgument before any script", () => {
-    expect(() => statScript("user", "a\0b")).toThrow(expect.objectContaining({ kind: "invalid", message: "path must not contain a NUL byte" }));
-    expect(() => statScript("us\0er", "a")).toThrow(expect.objectContaining({ kind: "invalid" }));
-    expect(() => moveScript("user", "a", "b\0")).toThrow(expect.objectContaining({ kind: "invalid" }));
+    expect(() => statScript(named("user"), "a\0b")).toThrow(expect.objectContaining({ kind: "invalid", message: "path must not contain a NUL byte" }));
+    expect(() => statScript(named("us\0er"), "a")).toThrow(expect.objectContaining({ kind: "invalid" }));
+    expect(() => moveScript(named("user"), "a", "b\0")).toThrow(expect.objectContaining({ kind: "invalid" }));
   });
 
   test("only the exit statuses a script names are passed; flags are 0/1; depth at least 1", () => {
-    const s = listScript("user", "/x", 0);
+    const s = listScript(named("user"), "/x", 0);
     expect(s).toContain("DEPTH='1'");
     expect(s).toContain(`NOT_DIR_EXIT='${FS_EXIT.NOT_DIR}'`);
     expect(s).toContain(`NO_USER_EXIT='${FS_EXIT.NO_USER}'`);
     expect(s).not.toContain("NO_INOTIFY_EXIT");
-    expect(watchScript("user", "/x", false)).toContain(`NO_INOTIFY_EXIT='${FS_EXIT.NO_INOTIFY}'`);
-    expect(watchScript("user", "/x", false)).toContain("RECURSIVE='0'");
-    expect(readScript("user", "/x", true)).toContain("GZIP='1'");
-    expect(writeScript("user", "/x", true)).toContain("GUNZIP='1'");
-    expect(commitScript("user", "/t", "/x", true)).toContain("ABORT='1'");
+    expect(watchScript(named("user"), "/x", false)).toContain(`NO_INOTIFY_EXIT='${FS_EXIT.NO_INOTIFY}'`);
+    expect(watchScript(named("user"), "/x", false)).toContain("RECURSIVE='0'");
+    expect(readScript(named("user"), "/x", true)).toContain("GZIP='1'");
+    expect(writeScript(named("user"), "/x", true)).toContain("GUNZIP='1'");
+    expect(commitScript(named("user"), "/t", "/x", true)).toContain("ABORT='1'");
   });
 });
 
@@ -233,6 +235,15 @@ describe("errors and request parts", () => {
     expect(basicUser(b(":"))).toBeNull();
     expect(basicUser(null)).toBeNull();
     expect(basicUser("Bearer abc")).toBeNull();
+  });
+
+  test("callUser: the named user (query first), else the Basic one, else envd's default, marked as defaulted", () => {
+    const b = (s: string) => `Basic ${Buffer.from(s).toString("base64")}`;
+    expect(callUser("bob", b("alice:"))).toEqual({ name: "bob", defaulted: false });
+    expect(callUser(null, b("alice:"))).toEqual({ name: "alice", defaulted: false });
+    expect(callUser("", null)).toEqual({ name: "user", defaulted: true });
+    expect(statScript(callUser(null, null), "x")).toContain("DEFAULTED='1'");
+    expect(statScript(callUser("user", null), "x")).toContain("DEFAULTED='0'");
   });
 
   test("acceptsGzip: q-values, *, identity;q=0", () => {

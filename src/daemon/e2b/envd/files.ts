@@ -1,7 +1,7 @@
 import type { Body } from "../../../files/guest.ts";
 import type { EnvdDeps, EnvdSandbox } from "./context.ts";
 import { SandboxFs } from "./fs-guest.ts";
-import { DEFAULT_USER, EnvdFsError, basicUser, type FsErrorKind, type GuestEntry } from "./fs-scripts.ts";
+import { EnvdFsError, callUser, type CallUser, type FsErrorKind, type GuestEntry } from "./fs-scripts.ts";
 
 /**
  * envd's plain-HTTP `/files`: GET downloads a file (gzip when the client
@@ -29,8 +29,8 @@ function _error(e: unknown): Response {
   return Response.json({ code: status, message }, { status });
 }
 
-function _user(req: Request, url: URL): string {
-  return url.searchParams.get("username") || basicUser(req.headers.get("authorization")) || DEFAULT_USER;
+function _user(req: Request, url: URL): CallUser {
+  return callUser(url.searchParams.get("username"), req.headers.get("authorization"));
 }
 
 /** Whether Accept-Encoding takes gzip (q > 0), and whether it still takes the bytes as they are. */

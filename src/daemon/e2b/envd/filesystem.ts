@@ -4,7 +4,7 @@ import { EntryInfoSchema, EventType, FileType, Filesystem, type FilesystemEventS
 import type { VMRecord } from "../../../shared/model.ts";
 import { sandboxOf, type EnvdDeps } from "./context.ts";
 import { SandboxFs } from "./fs-guest.ts";
-import { DEFAULT_USER, EnvdFsError, basicUser, type FsErrorKind, type GuestEntry, type WatchEvent } from "./fs-scripts.ts";
+import { EnvdFsError, callUser as requestUser, type CallUser, type FsErrorKind, type GuestEntry, type WatchEvent } from "./fs-scripts.ts";
 
 /**
  * envd's filesystem.Filesystem Connect service (Stat, MakeDir, Move,
@@ -66,8 +66,8 @@ const _EVENT_TYPES: Record<WatchEvent["type"], EventType> = {
 };
 
 /** The user a call acts for: the SDK's Basic authorization, else envd's default user. */
-export function callUser(ctx: HandlerContext): string {
-  return basicUser(ctx.requestHeader.get("authorization")) ?? DEFAULT_USER;
+export function callUser(ctx: HandlerContext): CallUser {
+  return requestUser(null, ctx.requestHeader.get("authorization"));
 }
 
 /** The SDK asks for a keepalive every N seconds (it sends 50); a quiet stream must not look dead to an idle timeout on the way, so never less often than this. */
@@ -121,7 +121,7 @@ interface _Watch {
  * effort: a path already gone has none). Resolves once the watch is set,
  * with a promise of its end; rejects when it could not start.
  */
-async function _startWatch(fs: SandboxFs, vm: VMRecord, user: string, w: _Watch, onEvent: (ev: EventInit) => void, onEnd: (e?: unknown) => void): Promise<void> {
+async function _startWatch(fs: SandboxFs, vm: VMRecord, user: CallUser, w: _Watch, onEvent: (ev: EventInit) => void, onEnd: (e?: unknown) => void): Promise<void> {
   let ready!: () => void;
   let failed!: (e: unknown) => void;
   const started = new Promise<void>((res, rej) => ((ready = res), (failed = rej)));

@@ -18,6 +18,7 @@ import {
   watchParser,
   watchScript,
   writeScript,
+  type CallUser,
   type GuestEntry,
   type WatchEvent,
 } from "./fs-scripts.ts";
@@ -41,29 +42,29 @@ export class SandboxFs {
     return this.files.runScript(vm, script, fsError, stdin);
   }
 
-  async stat(vm: VMRecord, user: string, path: string): Promise<GuestEntry> {
+  async stat(vm: VMRecord, user: CallUser, path: string): Promise<GuestEntry> {
     return parseEntries(await this._run(vm, statScript(user, path)))[0]!;
   }
 
-  async list(vm: VMRecord, user: string, path: string, depth: number): Promise<GuestEntry[]> {
+  async list(vm: VMRecord, user: CallUser, path: string, depth: number): Promise<GuestEntry[]> {
     if (!Number.isInteger(depth) || depth < 1) throw new EnvdFsError("invalid", "depth should be at least one");
     return parseEntries(await this._run(vm, listScript(user, path, depth))).sort(walkOrder);
   }
 
-  async makeDir(vm: VMRecord, user: string, path: string): Promise<GuestEntry> {
+  async makeDir(vm: VMRecord, user: CallUser, path: string): Promise<GuestEntry> {
     return parseEntries(await this._run(vm, makeDirScript(user, path)))[0]!;
   }
 
-  async move(vm: VMRecord, user: string, source: string, destination: string): Promise<GuestEntry> {
+  async move(vm: VMRecord, user: CallUser, source: string, destination: string): Promise<GuestEntry> {
     return parseEntries(await this._run(vm, moveScript(user, source, destination)))[0]!;
   }
 
-  async remove(vm: VMRecord, user: string, path: string): Promise<void> {
+  async remove(vm: VMRecord, user: CallUser, path: string): Promise<void> {
     await this._run(vm, removeScript(user, path));
   }
 
   /** A file's bytes (gzip: compressed); a missing file or a dir fails before the first byte. */
-  read(vm: VMRecord, user: string, path: string, gzip: boolean): Promise<ReadableStream<Uint8Array>> {
+  read(vm: VMRecord, user: CallUser, path: string, gzip: boolean): Promise<ReadableStream<Uint8Array>> {
     return this.files.streamScript(vm, readScript(user, path, gzip), fsError);
   }
 
@@ -72,7 +73,7 @@ export class SandboxFs {
    * `body.whole()` says the stream arrived to its end (else the temp is
    * removed and the file left as it was). `gunzip`: the body is gzip.
    */
-  async write(vm: VMRecord, user: string, path: string, body: Body, gunzip: boolean): Promise<GuestEntry> {
+  async write(vm: VMRecord, user: CallUser, path: string, body: Body, gunzip: boolean): Promise<GuestEntry> {
     let out: Uint8Array;
     try {
       out = await this._run(vm, writeScript(user, path, gunzip), body.chunks);
@@ -93,7 +94,7 @@ export class SandboxFs {
    * per change. Resolves when the watch ended; rejects (before onReady)
    * when it could not start.
    */
-  async watch(vm: VMRecord, user: string, path: string, o: { recursive: boolean; signal: AbortSignal; onReady(root: string): void; onEvent(ev: WatchEvent): void }): Promise<void> {
+  async watch(vm: VMRecord, user: CallUser, path: string, o: { recursive: boolean; signal: AbortSignal; onReady(root: string): void; onEvent(ev: WatchEvent): void }): Promise<void> {
     const conn = await this.dial(vm);
     const err: Uint8Array[] = [];
     let root: string | null = null;

@@ -48,23 +48,29 @@ function _checkValue(what: string, v: string): void {
   if (v.includes("\0")) throw new EnvdFsError("invalid", `${what} must not contain a NUL byte`);
 }
 
-function _render(body: string, user: string, vars: Record<string, string | number>): string {
-  _checkValue("user", user);
+/** Who a call acts for: the name, and whether the SDK named nobody (then a guest without that user acts as root). */
+export interface CallUser {
+  name: string;
+  defaulted: boolean;
+}
+
+function _render(body: string, user: CallUser, vars: Record<string, string | number>): string {
+  _checkValue("user", user.name);
   for (const [k, v] of Object.entries(vars)) if (typeof v === "string") _checkValue(k === "P" ? "path" : k.toLowerCase(), v);
   const whole = USER_SH + body;
   const exits = Object.fromEntries(Object.entries(_codes).filter(([k]) => whole.includes(`$${k}`) || whole.includes(`\${${k}`)));
-  return renderScript([USER_SH, body], { E2B_USER: user, ...vars, ...exits });
+  return renderScript([USER_SH, body], { E2B_USER: user.name, DEFAULTED: user.defaulted ? 1 : 0, ...vars, ...exits });
 }
 
-export const statScript = (user: string, p: string) => _render(STAT_SH, user, { P: p });
-export const listScript = (user: string, p: string, depth: number) => _render(LIST_SH, user, { P: p, DEPTH: Math.max(1, Math.floor(depth)) });
-export const makeDirScript = (user: string, p: string) => _render(MKDIR_SH, user, { P: p });
-export const moveScript = (user: string, src: string, dst: string) => _render(MOVE_SH, user, { SRC: src, DST: dst });
-export const removeScript = (user: string, p: string) => _render(REMOVE_SH, user, { P: p });
-export const readScript = (user: string, p: string, gzip: boolean) => _render(READ_SH, user, { P: p, GZIP: gzip ? 1 : 0 });
-export const writeScript = (user: string, p: string, gunzip: boolean) => _render(WRITE_SH, user, { P: p, GUNZIP: gunzip ? 1 : 0 });
-export const commitScript = (user: string, tmp: string, dest: string, abort: boolean) => _render(COMMIT_SH, user, { TMP: tmp, DEST: dest, ABORT: abort ? 1 : 0 });
-export const watchScript = (user: string, p: string, recursive: boolean) => _render(WATCH_SH, user, { P: p, RECURSIVE: recursive ? 1 : 0 });
+export const statScript = (user: CallUser, p: string) => _render(STAT_SH, user, { P: p });
+export const listScript = (user: CallUser, p: string, depth: number) => _render(LIST_SH, user, { P: p, DEPTH: Math.max(1, Math.floor(depth)) });
+export const makeDirScript = (user: CallUser, p: string) => _render(MKDIR_SH, user, { P: p });
+export const moveScript = (user: CallUser, src: string, dst: string) => _render(MOVE_SH, user, { SRC: src, DST: dst });
+export const removeScript = (user: CallUser, p: string) => _render(REMOVE_SH, user, { P: p });
+export const readScript = (user: CallUser, p: string, gzip: boolean) => _render(READ_SH, user, { P: p, GZIP: gzip ? 1 : 0 });
+export const writeScript = (user: CallUser, p: string, gunzip: boolean) => _render(WRITE_SH, user, { P: p, GUNZIP: gunzip ? 1 : 0 });
+export const commitScript = (user: CallUser, tmp: string, dest: string, abort: boolean) => _render(COMMIT_SH, user, { TMP: tmp, DEST: dest, ABORT: abort ? 1 : 0 });
+export const watchScript = (user: CallUser, p: string, recursive: boolean) => _render(WATCH_SH, user, { P: p, RECURSIVE: recursive ? 1 : 0 });
 
 /** An entry as envd describes it (the SDK's EntryInfo before protobuf). */
 export interface GuestEntry {
@@ -256,6 +262,12 @@ export function watchParser(o: { onRoot(root: string): void; onEvent(ev: WatchEv
 
 /** The user a call acts for: `Authorization: Basic base64("user:")`, as the SDK sends it; none: envd's default user. */
 export const DEFAULT_USER = "user";
+
+/** The user a request names (query `username` first, where given; then Basic authorization), else envd's default. */
+export function callUser(named: string | null | undefined, authorization: string | null | undefined): CallUser {
+  const name = named || basicUser(authorization);
+  return name ? { name, defaulted: false } : { name: DEFAULT_USER, defaulted: true };
+}
 
 export function basicUser(authorization: string | null | undefined): string | null {
   const m = /^Basic\s+([A-Za-z0-9+/=_-]+)\s*$/i.exec(authorization ?? "");

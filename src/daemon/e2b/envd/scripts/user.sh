@@ -4,14 +4,17 @@
 # path is under that user's home, what a call creates is theirs. Every
 # failure is one line on stderr and an exit status the daemon maps to the
 # SDK's error (fail STATUS MESSAGE).
-# Given: E2B_USER, NO_USER_EXIT.
-: "${E2B_USER:?}" "${NO_USER_EXIT:?}"
+# DEFAULTED=1: the SDK named no user and E2B_USER is envd's default, which
+# only the base template has; a guest without it acts as root instead.
+# Given: E2B_USER, DEFAULTED, NO_USER_EXIT.
+: "${E2B_USER:?}" "${DEFAULTED:?}" "${NO_USER_EXIT:?}"
 fail() {
   printf '%s\n' "$2" >&2
   exit "$1"
 }
 if ! ENTRY=$(getent passwd -- "$E2B_USER"); then
-  fail "$NO_USER_EXIT" "error looking up user '$E2B_USER': unknown user"
+  [ "$DEFAULTED" = 1 ] && ENTRY=$(getent passwd 0)
+  [ -n "$ENTRY" ] || fail "$NO_USER_EXIT" "error looking up user '$E2B_USER': unknown user"
 fi
 IFS=: read -r _ _ U_UID U_GID _ U_HOME _ <<< "$ENTRY"
 # abs VAR PATH: VAR = PATH made absolute (home-relative, ~ expanded, . and ..
