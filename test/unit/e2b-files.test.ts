@@ -8,7 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import { createEnvd, type EnvdDeps, type EnvdSandbox } from "../../src/daemon/e2b/envd/index.ts";
 import { registerFilesystem } from "../../src/daemon/e2b/envd/filesystem.ts";
-import { acceptsGzip, filesEndpoint } from "../../src/daemon/e2b/envd/files.ts";
+import { downloadEncoding, filesEndpoint } from "../../src/daemon/e2b/envd/files.ts";
 import {
   FS_EXIT,
   basicUser,
@@ -246,12 +246,16 @@ describe("errors and request parts", () => {
     expect(statScript(callUser("user", null), "x")).toContain("DEFAULTED='0'");
   });
 
-  test("acceptsGzip: q-values, *, identity;q=0", () => {
-    expect(acceptsGzip(null)).toEqual({ gzip: false, identity: true });
-    expect(acceptsGzip("gzip, deflate, br")).toEqual({ gzip: true, identity: true });
-    expect(acceptsGzip("gzip;q=0, identity")).toEqual({ gzip: false, identity: true });
-    expect(acceptsGzip("br, *;q=0.5")).toEqual({ gzip: true, identity: true });
-    expect(acceptsGzip("br, identity;q=0")).toEqual({ gzip: false, identity: false });
+  test("downloadEncoding: gzip when named alone or when identity is refused; a runtime's blanket list stays identity; 406 when neither", () => {
+    expect(downloadEncoding(null)).toBe("identity");
+    expect(downloadEncoding("gzip")).toBe("gzip");
+    expect(downloadEncoding("gzip, identity;q=0.5")).toBe("gzip");
+    expect(downloadEncoding("gzip, deflate, br, zstd")).toBe("identity");
+    expect(downloadEncoding("gzip;q=0")).toBe("identity");
+    expect(downloadEncoding("br, identity;q=0, gzip")).toBe("gzip");
+    expect(downloadEncoding("*;q=0.5, identity;q=0")).toBe("gzip");
+    expect(downloadEncoding("br, identity;q=0")).toBeNull();
+    expect(downloadEncoding("gzip;q=0, identity;q=0")).toBeNull();
   });
 });
 
