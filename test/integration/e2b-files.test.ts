@@ -215,13 +215,16 @@ guestLogin.describe("e2b SDK files against envd over a real sshd", () => {
       { path: "multi/one.txt", data: "one" },
       { path: `${dir}/abs/two.txt`, data: "two" },
       { path: "multi/three.bin", data: new Uint8Array([0, 1, 2, 255]).buffer },
+      { path: 'multi/it\'s "q" $(touch pwned)\nx', data: "four" },
     ];
     const infos = await sbx.files.write(files, as);
     expect(infos.map((i) => [i.name, i.type, i.path])).toEqual([
       ["one.txt", "file", `${HOME}/multi/one.txt`],
       ["two.txt", "file", `${dir}/abs/two.txt`],
       ["three.bin", "file", `${HOME}/multi/three.bin`],
+      ['it\'s "q" $(touch pwned)\nx', "file", `${HOME}/multi/it's "q" $(touch pwned)\nx`],
     ]);
+    expect(readFileSync(join(HOME, 'multi/it\'s "q" $(touch pwned)\nx'), "utf8")).toBe("four");
     expect(readFileSync(`${dir}/abs/two.txt`, "utf8")).toBe("two");
     expect([...readFileSync(join(HOME, "multi/three.bin"))]).toEqual([0, 1, 2, 255]);
     expect(statSync(`${dir}/abs`).uid).toBe(uid);

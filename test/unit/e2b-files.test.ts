@@ -9,6 +9,7 @@ import { describe, expect, test } from "bun:test";
 import { createEnvd, type EnvdDeps, type EnvdSandbox } from "../../src/daemon/e2b/envd/index.ts";
 import { registerFilesystem } from "../../src/daemon/e2b/envd/filesystem.ts";
 import { downloadEncoding, filesEndpoint } from "../../src/daemon/e2b/envd/files.ts";
+import { MultipartError, boundaryOf, multipartParts } from "../../src/daemon/e2b/envd/multipart.ts";
 import {
   FS_EXIT,
   basicUser,
@@ -360,5 +361,68 @@ describe("handlers against a recording guest", () => {
     const bad = await g.call(new Request("http://envd/files", { method: "POST", headers: { "content-type": "application/octet-stream" }, body: "x" }));
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { message: string }).message).toMatch(/"path" query parameter is required/);
+  });
+});
+
+describe("multipart, read as it arrives", () => {
+  /** A body as a real FormData encodes it, and its boundary. */
+  async function encoded(form: FormData): Promise<{ bytes: Buffer; boundary: string }> {
+    const res = new Response(form);
+    // the header first: Bun makes the boundary when it is first asked for
+    const boundary = boundaryOf(res.headers.get("content-type")!)!;
+    return { bytes: Buffer.from(await res.arrayBuffer()), boundary };
+  }
+  async function* chunks(bytes: Buffer, cuts: number[]) {
+    let at = 0;
+    for (const c of [...cuts, bytes.length]) {
+      yield new Uint8Array(bytes.subarray(at, c));
+      at = c;
+    }
+  }
+  async function read(bytes: Buffer, boundary: string, cuts: number[]) {
+    const out: { name: string; filename: string; data: string }[] = [];
+    for await (const p of multipartParts(chunks(bytes, cuts), boundary)) {
+      const parts: Uint8Array[] = [];
+      if (p.name !== "skip") for await (const c of p.body) parts.push(c);
+      out.push({ name: p.name, filename: p.filename, data: Buffer.concat(parts).toString("latin1") });
+    }
+    return out;
+  }
+
+  test("files and fields split across chunks at every byte; bodies that look like a delimiter's start; a part left unread is skipped", async () => {
+    const form = new FormData();
+    form.append("file", new Blob(["line\r\n--not the boundary\r\n-"]), "a.txt");
+    form.append("skip", "a field nobody reads");
+    form.append("file", new Blob([new Uint8Array([0, 13, 10, 45, 45, 255])]), "dir/b.bin");
+    form.append("file", new Blob([]), "empty");
+    const { bytes, boundary } = await encoded(form);
+    const want = [
+      { name: "file", filename: "a.txt", data: "line\r\n--not the boundary\r\n-" },
+      { name: "skip", filename: "", data: "" },
+      { name: "file", filename: "dir/b.bin", data: Buffer.from([0, 13, 10, 45, 45, 255]).toString("latin1") },
+      { name: "file", filename: "empty", data: "" },
+    ];
+    for (let cut = 0; cut <= bytes.length; cut++) expect(await read(bytes, boundary, [cut])).toEqual(want);
+    const everyByte = Array.from({ length: bytes.length }, (_, i) => i);
+    expect(await read(bytes, boundary, everyByte)).toEqual(want);
+  });
+
+  test("hostile filenames come back as the SDK gave them (the form encoding's %22, %0A, %0D undone)", async () => {
+    const names = ["it's \"quoted\".txt", "new\nline", "semi;colon $(x)", "cr\rx"];
+    const form = new FormData();
+    for (const n of names) form.append("file", new Blob(["x"]), n);
+    const { bytes, boundary } = await encoded(form);
+    expect((await read(bytes, boundary, [])).map((p) => p.filename)).toEqual(names);
+  });
+
+  test("a cut body is an error, never a short part", async () => {
+    const form = new FormData();
+    form.append("file", new Blob(["0123456789"]), "f");
+    const { bytes, boundary } = await encoded(form);
+    const at = bytes.indexOf("0123456789") + 5;
+    await expect(read(bytes.subarray(0, at), boundary, [])).rejects.toThrow(MultipartError);
+    await expect(read(Buffer.from("no boundary here"), boundary, [])).rejects.toThrow(/before its first boundary/);
+    expect(boundaryOf('multipart/form-data; boundary="a b"')).toBe("a b");
+    expect(boundaryOf("multipart/form-data")).toBeNull();
   });
 });

@@ -1,6 +1,7 @@
 import type { Body } from "../../../files/guest.ts";
 import type { EnvdDeps, EnvdSandbox } from "./context.ts";
 import { SandboxFs } from "./fs-guest.ts";
+import { MultipartError, boundaryOf, multipartParts } from "./multipart.ts";
 import { EnvdFsError, callUser, type CallUser, type FsErrorKind, type GuestEntry } from "./fs-scripts.ts";
 
 /**
@@ -71,7 +72,7 @@ function _written(e: GuestEntry) {
 }
 
 /** A request body read as it arrives, that knows whether it reached its end. */
-function _body(stream: ReadableStream<Uint8Array> | null): Body {
+function _body(stream: AsyncIterable<Uint8Array> | null): Body {
   let whole = false;
   const chunks = (async function* () {
     if (!stream) {
@@ -106,19 +107,24 @@ async function _upload(fs: SandboxFs, req: Request, url: URL, sandbox: EnvdSandb
   const enc = req.headers.get("content-encoding");
   if (enc && !gzip && enc.trim().toLowerCase() !== "identity") throw new EnvdFsError("invalid", `unsupported Content-Encoding ${JSON.stringify(enc)}: supported are identity and gzip`);
   if (type.startsWith("multipart/form-data")) {
-    // Parts are buffered by the form parser (the SDK sends strings, bytes and blobs this way); a stream goes as octet-stream, below.
-    const raw = gzip && req.body ? new Response(req.body.pipeThrough(new DecompressionStream("gzip")), { headers: { "content-type": type } }) : req;
-    const form = await raw.formData().catch((e: unknown) => {
-      throw new EnvdFsError("invalid", `the multipart body could not be read: ${e instanceof Error ? e.message : String(e)}`);
-    });
-    const files = form.getAll("file").filter((f) => typeof f !== "string");
-    if (files.length === 0) throw new EnvdFsError("invalid", `the multipart body has no "file" part`);
-    const out = [];
-    for (const f of files) {
-      const target = (files.length === 1 && path) || f.name;
-      if (!target) throw new EnvdFsError("invalid", "a file part has no path: give ?path= or a filename");
-      out.push(_written(await fs.write(sandbox.vm, user, target, _body(f.stream()), false)));
+    const boundary = boundaryOf(req.headers.get("content-type") ?? "");
+    if (!boundary) throw new EnvdFsError("invalid", "a multipart/form-data upload needs a boundary in its Content-Type");
+    const raw = req.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+    // read part by part as it arrives: each file streams to the guest, the daemon never holds one
+    const out: ReturnType<typeof _written>[] = [];
+    try {
+      for await (const part of multipartParts(gzip ? raw.pipeThrough(new DecompressionStream("gzip")) : raw, boundary)) {
+        if (part.name !== "file") continue;
+        // the query path names the first file (the SDK's single write); more files go by their part's filename (its path)
+        const target: string = (out.length === 0 && path) || part.filename;
+        if (!target) throw new EnvdFsError("invalid", "a file part has no path: give ?path= or a filename");
+        out.push(_written(await fs.write(sandbox.vm, user, target, _body(part.body), false)));
+      }
+    } catch (e) {
+      if (e instanceof MultipartError) throw new EnvdFsError("invalid", e.message);
+      throw e;
     }
+    if (out.length === 0) throw new EnvdFsError("invalid", `the multipart body has no "file" part`);
     return Response.json(out);
   }
   if (!path) throw new EnvdFsError("invalid", `the "path" query parameter is required for an ${type || "untyped"} upload`);
