@@ -122,6 +122,15 @@ guestLogin.describe("e2b SDK files against envd over a real sshd", () => {
     expect(readdirSync(join(HOME, "deep/er"))).toEqual(["file.txt"]);
   });
 
+  test("a write to a symlink goes through it: the target gets the bytes, the link stays", async () => {
+    await sbx.files.write("real.txt", "before", as);
+    symlinkSync("real.txt", join(HOME, "via-link.txt"));
+    const info = await sbx.files.write("via-link.txt", "after", as);
+    expect(info.path).toBe(`${HOME}/real.txt`);
+    expect(lstatSync(join(HOME, "via-link.txt")).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(HOME, "real.txt"), "utf8")).toBe("after");
+  });
+
   test("getInfo: file, dir and symlink as envd describes them; exists", async () => {
     await sbx.files.write("info.txt", "test", as);
     const f = await sbx.files.getInfo("info.txt", as);

@@ -2,11 +2,14 @@
 # POST /files, first half: stage stdin (GUNZIP=1: gzip, unpacked here) in a
 # temp file next to P, owned and moded as P will be (P's own owner and mode
 # when it exists, else the user's and 644), and print the temp's path and
-# P (NUL-terminated); commit.sh moves it into place once the daemon knows
-# the body arrived whole. Parents are made for the user.
+# the path written (NUL-terminated); commit.sh moves it into place once the
+# daemon knows the body arrived whole. Parents are made for the user.
 # Given (after user.sh): P, GUNZIP, IS_DIR_EXIT, NOT_DIR_EXIT.
 : "${GUNZIP:?}" "${IS_DIR_EXIT:?}" "${NOT_DIR_EXIT:?}"
 abs A "$P"
+# a symlink is written through, as envd's open(2) does: what it points at
+# gets the bytes (made if missing), the link stays
+if [ -L "$A" ]; then IFS= read -r -d '' A < <(realpath -z -m -- "$A"); fi
 [ "$A" = / ] && fail "$IS_DIR_EXIT" "path '/' is a directory"
 [ -d "$A" ] && fail "$IS_DIR_EXIT" "path '$A' is a directory"
 PARENT=${A%/*}
