@@ -145,7 +145,11 @@ async function _startWatch(fs: SandboxFs, vm: VMRecord, user: CallUser, w: _Watc
   // the end is told after every event before it was handed on
   const after = (e?: unknown) => chain.then(() => onEnd(e), (f: unknown) => onEnd(e ?? f));
   watching.then(
-    () => after(),
+    () => {
+      // the client left before the watch was set: nothing waits for a start any more, but settle it
+      failed(new EnvdFsError("internal", `the watch of ${w.path} ended before it was set`));
+      return after();
+    },
     (e: unknown) => {
       failed(e);
       return after(e);

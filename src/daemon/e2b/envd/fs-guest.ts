@@ -124,8 +124,9 @@ export class SandboxFs {
         signal: force.signal,
         onStdout: parse,
         onStderr: (c) => {
+          if (ready) return;
           err.push(c.slice());
-          if (!ready && root !== null && Buffer.concat(err).toString("utf8").includes("Watches established.")) {
+          if (root !== null && Buffer.concat(err).toString("utf8").includes("Watches established.")) {
             ready = true;
             o.onReady(root);
             for (const ev of early.splice(0)) o.onEvent(ev);
