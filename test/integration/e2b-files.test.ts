@@ -281,6 +281,22 @@ guestLogin.describe("e2b SDK files against envd over a real sshd", () => {
     expect(readdirSync(HOME).filter((n) => n.startsWith(".banger-"))).toEqual([]);
   }, 120_000);
 
+  test("an upload cut mid-stream leaves the file as it was and no temp behind", async () => {
+    await sbx.files.write("cut/keep.txt", "the old bytes", as);
+    const body = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        c.enqueue(new Uint8Array(256 * 1024).fill(120));
+        await Bun.sleep(20);
+        c.error(new Error("client went away"));
+      },
+    });
+    const url = `http://127.0.0.1:${server.port}/files?path=cut/keep.txt&username=${U}`;
+    await fetch(url, { method: "POST", headers: { "content-type": "application/octet-stream" }, body, duplex: "half" } as RequestInit).catch(() => null);
+    await until("the cut upload's temp to go", () => readdirSync(join(HOME, "cut")).every((n) => !n.startsWith(".banger-write-")));
+    expect(readdirSync(join(HOME, "cut"))).toEqual(["keep.txt"]);
+    expect(readFileSync(join(HOME, "cut/keep.txt"), "utf8")).toBe("the old bytes");
+  });
+
   test("hostile names go through every call as data: quotes, ;, $(), newlines, spaces", async () => {
     const names = ["it's", "a;b", "$(touch pwned)", "`touch pwned`", "new\nline", " spaced  out ", "trailing\n"];
     for (const n of names) {
