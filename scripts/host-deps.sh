@@ -4,7 +4,7 @@
 # command to run and exits 1.
 set -eu
 
-PACKAGES="qemu-system-x86 qemu-utils mmdebstrap cpio busybox-static dropbear-bin e2fsprogs openssh-client openssh-server zstd iptables iputils-ping lz4 shellcheck socat nftables umoci skopeo patchelf"
+PACKAGES="qemu-system-x86 qemu-utils mmdebstrap cpio busybox-static dropbear-bin e2fsprogs openssh-client openssh-server zstd iptables iputils-ping lz4 shellcheck socat nftables umoci skopeo patchelf inotify-tools"
 export DEBIAN_FRONTEND=noninteractive
 
 missing=""

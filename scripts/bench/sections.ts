@@ -6,6 +6,7 @@
  */
 import { autostartSection, cliSection, type CliShared } from "./cli.ts";
 import { bootSection } from "./boot.ts";
+import { e2bFilesSection, e2bFilesSkipReason } from "./e2b-files.ts";
 import { egressSection } from "./egress.ts";
 import { execSection } from "./exec.ts";
 import { imageSection } from "./image.ts";
@@ -92,6 +93,16 @@ export const SECTIONS: readonly BenchSection[] = [
       const skip = workspaceSkipReason();
       if (skip) throw new Error(skip);
       await workspaceSection(c.b, { n: c.n("WS_N", 3, 1), files: c.n("WS_FILES", 10_000, 1_000), megabytes: c.n("WS_MB", 200, 20) });
+    },
+  },
+  {
+    // root for the local sshd that plays the guest (boots no VM), so run with the VM sections and never in --quick
+    name: "e2b-files", vm: true, quick: false,
+    title: "e2b-files (issue 19): a 10 MiB file up and down through envd's /files (the e2b SDK) vs GuestFiles (vm cp)",
+    run: async (c) => {
+      const skip = e2bFilesSkipReason();
+      if (skip) throw new Error(skip);
+      await e2bFilesSection(c.b, { n: c.n("E2B_FILES_N", 5, 2), megabytes: c.n("E2B_FILES_MB", 10, 10) });
     },
   },
   {

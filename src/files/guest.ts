@@ -4,6 +4,9 @@ import type { GuestSSH } from "../host/types.ts";
 import type { SplitPath } from "./paths.ts";
 import { EXIT, archiveScript, bashCommand, commitScript, cutError, extractScript, stagedPath, infoScript, mkdirScript, parseInfo, placeLabel, readScript, removeScript, scriptError, watchParser, watchScript, writeScript } from "./scripts.ts";
 
+/** How a script's non-zero exit becomes the error its caller throws. */
+export type ScriptFailure = (code: number, stderr: string) => Error;
+
 /** A streamed request body, and whether it arrived to its end (asked once it ended). */
 export interface Body {
   chunks: AsyncIterable<Uint8Array>;
@@ -144,16 +147,30 @@ export class GuestFiles {
     return events;
   }
 
-  private async _run(vm: VMRecord, script: string, what: string, path: string, stdin?: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  private _run(vm: VMRecord, script: string, what: string, path: string, stdin?: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+    return this.runScript(
+      vm,
+      script,
+      (code, stderr) => {
+        const e = scriptError(code, stderr, what, placeLabel(vm.name, path));
+        if (code === EXIT.EXISTS) Object.defineProperty(e, "exists", { value: true });
+        return e;
+      },
+      stdin,
+    );
+  }
+
+  /**
+   * Run a script and return its stdout; a non-zero exit is thrown as
+   * `fail(code, stderr)`. Another front door to the guest's files (E2B's
+   * envd) runs its own scripts through this, with its own errors.
+   */
+  async runScript(vm: VMRecord, script: string, fail: ScriptFailure, stdin?: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
     const conn = await this.dial(vm);
     const out: Uint8Array[] = [];
     const err: Uint8Array[] = [];
     const code = await conn.exec(bashCommand(script), { stdin, onStdout: (c) => out.push(c.slice()), onStderr: (c) => err.push(c.slice()) });
-    if (code !== 0) {
-      const e = scriptError(code, Buffer.concat(err).toString("utf8"), what, placeLabel(vm.name, path));
-      if (code === EXIT.EXISTS) Object.defineProperty(e, "exists", { value: true });
-      throw e;
-    }
+    if (code !== 0) throw fail(code, Buffer.concat(err).toString("utf8"));
     return Buffer.concat(out);
   }
 
@@ -163,7 +180,12 @@ export class GuestFiles {
    * script's one-line error when it failed before any; a failure after that
    * errors the stream, so its reader sees a cut, never a short success.
    */
-  private async _streamOut(vm: VMRecord, script: string, what: string, path: string): Promise<ReadableStream<Uint8Array>> {
+  private _streamOut(vm: VMRecord, script: string, what: string, path: string): Promise<ReadableStream<Uint8Array>> {
+    return this.streamScript(vm, script, (code, stderr) => scriptError(code, stderr, what, placeLabel(vm.name, path)));
+  }
+
+  /** `_streamOut` for any script (see runScript): its stdout as a stream once the first byte came, a failure before that thrown as `fail(code, stderr)`. */
+  async streamScript(vm: VMRecord, script: string, fail: ScriptFailure): Promise<ReadableStream<Uint8Array>> {
     const conn = await this.dial(vm);
     const abort = new AbortController();
     const err: Uint8Array[] = [];
@@ -208,7 +230,7 @@ export class GuestFiles {
       (code) => {
         settle({ code });
         if (code === 0) end(() => ctl.close());
-        else end(() => ctl.error(scriptError(code, Buffer.concat(err).toString("utf8"), what, placeLabel(vm.name, path))));
+        else end(() => ctl.error(fail(code, Buffer.concat(err).toString("utf8"))));
       },
       (e: unknown) => {
         settle({ code: -1 });
@@ -218,7 +240,7 @@ export class GuestFiles {
     const first = await started;
     if (first.code !== null && first.code !== 0) {
       if (first.code === -1) await exited; // rethrows the transport error
-      throw scriptError(first.code, Buffer.concat(err).toString("utf8"), what, placeLabel(vm.name, path));
+      throw fail(first.code, Buffer.concat(err).toString("utf8"));
     }
     return stream;
   }

@@ -1,0 +1,31 @@
+# shellcheck shell=bash
+# POST /files, first half: stage stdin (GUNZIP=1: gzip, unpacked here) in a
+# temp file next to P, owned and moded as P will be (P's own owner and mode
+# when it exists, else the user's and 644), and print the temp's path and
+# the path written (NUL-terminated); commit.sh moves it into place once the
+# daemon knows the body arrived whole. Parents are made for the user.
+# Given (after user.sh): P, GUNZIP, IS_DIR_EXIT, NOT_DIR_EXIT.
+: "${GUNZIP:?}" "${IS_DIR_EXIT:?}" "${NOT_DIR_EXIT:?}"
+abs A "$P"
+# a symlink is written through, as envd's open(2) does: what it points at
+# gets the bytes (made if missing), the link stays
+if [ -L "$A" ]; then IFS= read -r -d '' A < <(realpath -z -m -- "$A"); fi
+[ "$A" = / ] && fail "$IS_DIR_EXIT" "path '/' is a directory"
+[ -d "$A" ] && fail "$IS_DIR_EXIT" "path '$A' is a directory"
+PARENT=${A%/*}
+PARENT=${PARENT:-/}
+ensure_dirs "$PARENT"
+TMP=$(mktemp -- "${PARENT%/}/.banger-write-XXXXXX") || exit 1
+trap 'rm -f -- "$TMP"' EXIT
+if [ "$GUNZIP" = 1 ]; then
+  gzip -d -c > "$TMP" || fail 1 "the body is not valid gzip"
+else
+  cat > "$TMP" || exit 1
+fi
+if [ -f "$A" ]; then
+  chown --reference="$A" -- "$TMP" && chmod --reference="$A" -- "$TMP" || exit 1
+else
+  chown -- "$U_UID:$U_GID" "$TMP" && chmod 644 -- "$TMP" || exit 1
+fi
+trap - EXIT
+printf '%s\0%s\0' "$TMP" "$A"
