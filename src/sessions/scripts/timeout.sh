@@ -51,10 +51,10 @@ await_child() {
     exit "$TIMEOUT_EXIT"
   ) 3>&- < /dev/null > /dev/null 2>&1 &
   dog=$!
-  # 2>/dev/null: not bash's "Killed" report of the child on the command's stderr
-  wait "$child" 2> /dev/null
+  # 2>/dev/null: not bash's "Killed" report of the child on the command's stderr;
+  # a trapped signal (the runner's USR1) ends wait early: wait again while the child lives
   # shellcheck disable=SC2034 # STATUS is for the including script
-  STATUS=$?
+  while wait "$child" 2> /dev/null; STATUS=$?; [ "$STATUS" -gt 128 ] && kill -0 "$child" 2> /dev/null; do :; done
   kill -TERM "$dog" 2> /dev/null
   wait "$dog" 2> /dev/null
   # shellcheck disable=SC2034 # STATUS is for the including script
