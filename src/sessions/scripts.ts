@@ -108,10 +108,21 @@ function _dim(n: number): number {
   return Math.min(65535, Math.max(1, Math.floor(n)));
 }
 
+/** Comment and blank lines out of a script file (before values are put in: theirs are kept as they are). */
+function _compact(sh: string): string {
+  return (
+    sh
+      .split("\n")
+      .filter((l) => !/^\s*(#.*)?$/.test(l))
+      .join("\n") + "\n"
+  );
+}
+
 /** The runner (DIR/run.sh): holds the FIFO writer, starts the command in its own session, records pid and exit. */
-function _runnerScript(session: _SessionSpec, o: LaunchOptions): string {
+function _runnerScript(session: _SessionSpec, o: LaunchOptions, compact = false): string {
+  const parts = compact ? [RUN_AS_SH, TIMEOUT_SH, RUNNER_SH].map(_compact) : [RUN_AS_SH, TIMEOUT_SH, RUNNER_SH];
   // functions first: bash runs the file top to bottom (it is started as `bash run.sh`, no #! needed)
-  return renderScript([RUN_AS_SH, TIMEOUT_SH, RUNNER_SH], {
+  return renderScript(parts, {
     DIR: session.guestStateDir,
     CMD: [session.command, ...session.args],
     RUN_CWD: session.cwd,
@@ -221,7 +232,8 @@ export function RemoveScript(stateDir: string): string {
  * the follow, never the process).
  */
 export function StartFollowScript(session: _SessionSpec, o: LaunchOptions, mark: string, label = ""): string {
-  return renderScript(START_FOLLOW_SH, { DIR: session.guestStateDir, STDIN_MODE: session.stdinMode, RUNNER: _runnerScript(session, o), MARK: mark, LABEL: label });
+  // compact: the guest's bash reads this a byte at a time (see bootstrapCommand)
+  return renderScript(_compact(START_FOLLOW_SH), { DIR: session.guestStateDir, STDIN_MODE: session.stdinMode, RUNNER: _runnerScript(session, o, true), MARK: mark, LABEL: label });
 }
 
 /**

@@ -14,8 +14,8 @@ fail() {
   printf '%s failed %s\n' "$MARK" "$1" >&2
   exit 1
 }
+# a new session's dir: nothing of an earlier run to remove
 mkdir -p "$DIR" || fail "cannot create the state dir $DIR"
-rm -f "$DIR/pid" "$DIR/exit_code" "$DIR/stdin.pipe"
 { : > "$DIR/stdout.log" && : > "$DIR/stderr.log"; } || fail "cannot create the logs in $DIR"
 if [ "$STDIN_MODE" = pipe ]; then
   mkfifo -m 600 "$DIR/stdin.pipe" || fail "cannot create the stdin pipe in $DIR"
@@ -27,7 +27,8 @@ fi
   if [ -n "$LABEL" ]; then printf '%s' "$LABEL" > "$DIR/label" || exit 1; fi
 ) || fail "cannot write the runner in $DIR"
 cd / || fail "cannot enter /"
-setsid nohup bash "$DIR/run.sh" < /dev/null > "$DIR/runner.log" 2>&1 &
+# setsid alone detaches it (no controlling terminal, so no SIGHUP): no nohup to start
+setsid bash "$DIR/run.sh" < /dev/null > "$DIR/runner.log" 2>&1 &
 # a pipe nobody writes to: read -t on it is a sleep without sleep(1)
 exec {never}<> <(:)
 i=0
@@ -38,21 +39,23 @@ while [ ! -s "$DIR/pid" ]; do
     fail "${why:-the runner exited before starting the command}"
   fi
   i=$((i + 1))
-  if [ "$i" -gt 1000 ]; then fail "session runner did not start"; fi
-  read -r -t 0.01 -u "$never" _
+  if [ "$i" -gt 5000 ]; then fail "session runner did not start"; fi
+  read -r -t 0.002 -u "$never" _
 done
 read -r PID START < "$DIR/pid"
 printf '%s pid %s %s\n' "$MARK" "$PID" "$START" >&2
-tail -c +1 -F -s 0.05 --pid="$PID" "$DIR/stdout.log" 2> /dev/null < /dev/null &
+# tail notices the end within its -s interval: short, as that is latency on every command
+tail -c +1 -F -s 0.02 --pid="$PID" "$DIR/stdout.log" 2> /dev/null < /dev/null &
 T1=$!
-tail -c +1 -F -s 0.05 --pid="$PID" "$DIR/stderr.log" >&2 2> /dev/null < /dev/null &
+tail -c +1 -F -s 0.02 --pid="$PID" "$DIR/stderr.log" >&2 2> /dev/null < /dev/null &
 T2=$!
-( cat > /dev/null; kill "$T1" "$T2" ) <&0 > /dev/null 2>&1 &
+# reads until our stdin ends (builtins: a fork, not a program)
+( while IFS= read -r _; do :; done; kill "$T1" "$T2" ) <&0 > /dev/null 2>&1 &
 wait "$T1" "$T2"
 # the runner records the exit right after the process ends
 i=0
-while [ ! -s "$DIR/exit_code" ] && [ "$i" -lt 300 ]; do
-  read -r -t 0.01 -u "$never" _
+while [ ! -s "$DIR/exit_code" ] && [ "$i" -lt 1000 ]; do
+  read -r -t 0.003 -u "$never" _
   i=$((i + 1))
 done
 [ -s "$DIR/exit_code" ] || exit 255
