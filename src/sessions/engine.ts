@@ -148,6 +148,8 @@ export interface StartFollowParams extends StartSessionParams {
   label?: string;
   /** Stop following (the process runs on). */
   signal?: AbortSignal;
+  /** Forget the session (row and guest state dir) once it ended while followed here: its output and exit were handed over. */
+  removeWhenDone?: boolean;
 }
 
 /** Signals a session's process group can be sent. */
@@ -374,7 +376,7 @@ export class SessionEngine {
     let session = this._recordStarting(vm, params, command, stdinMode);
     const mark = `banger-start-${this._d.randomToken?.() ?? randomBytes(8).toString("hex")}`;
     const o: LaunchOptions = { env: params.env, user: params.user, timeoutMs: params.timeoutMs, pty: params.pty, cwdHome: params.cwdHome };
-    const script = new TextEncoder().encode(StartFollowScript(session, o, mark, params.label ?? ""));
+    const script = new TextEncoder().encode(StartFollowScript(session, o, mark, params.label ?? "", params.removeWhenDone));
     let conn: GuestSSH;
     try {
       conn = await this._conn(vm);
@@ -457,7 +459,12 @@ export class SessionEngine {
     const end = await Promise.race([ran, aborted]);
     stopInput();
     if (end === "aborted") return this._d.repo.get(session.id) ?? session;
-    if (end.error === null && end.code >= 0 && end.code < 255) return this._end(session, "exited", end.code, "");
+    if (end.error === null && end.code >= 0 && end.code < 255) {
+      const ended = await this._end(session, "exited", end.code, "");
+      // the guest removed its state dir itself (start-follow.sh, CLEANUP)
+      if (params.removeWhenDone) this._d.repo.delete(session.id);
+      return ended;
+    }
     // the channel dropped, or the script could not tell: follow on from what we saw, then ask the guest
     return this.followAll(session, seen, h, signal);
   }

@@ -231,9 +231,16 @@ export function RemoveScript(stateDir: string): string {
  * Run it with `bootstrap` (it keeps the channel's stdin free: closing it ends
  * the follow, never the process).
  */
-export function StartFollowScript(session: _SessionSpec, o: LaunchOptions, mark: string, label = ""): string {
+export function StartFollowScript(session: _SessionSpec, o: LaunchOptions, mark: string, label = "", cleanup = false): string {
   // compact: the guest's bash reads this a byte at a time (see bootstrapCommand)
-  return renderScript(_compact(START_FOLLOW_SH), { DIR: session.guestStateDir, STDIN_MODE: session.stdinMode, RUNNER: _runnerScript(session, o, true), MARK: mark, LABEL: label });
+  return renderScript(_compact(START_FOLLOW_SH), {
+    DIR: session.guestStateDir,
+    STDIN_MODE: session.stdinMode,
+    RUNNER: _runnerScript(session, o, true),
+    MARK: mark,
+    LABEL: label,
+    CLEANUP: cleanup ? "1" : "",
+  });
 }
 
 /**

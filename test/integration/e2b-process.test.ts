@@ -1,9 +1,12 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CommandExitError, Sandbox, TimeoutError } from "e2b";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { Process } from "../../src/daemon/e2b/gen/process/process_pb.ts";
 import { fakeHost, testLogger } from "../helpers/fakes.ts";
 import { guestLogin, startSSHD, type TestSSHD } from "../helpers/sshd.ts";
 import { IS_ROOT } from "../helpers/skip.ts";
@@ -148,6 +151,55 @@ guestLogin.describe("e2b SDK commands and pty against envd on guest sessions", (
     expect(seen.join("")).toBe("a\nb\n");
   });
 
+  test("a process that ended while followed leaves no session behind (row or guest state dir)", async () => {
+    const rows = () => store.sessions.list().length;
+    const dirs = () => readdirSync(stateRoot).length;
+    const [r0, d0] = [rows(), dirs()];
+    await sbx.commands.run("echo gone");
+    await sbx.commands.run("exit 4").catch(() => {});
+    await until("the guest to remove the state dirs", () => dirs() === d0, 5000);
+    expect(rows()).toBe(r0);
+  });
+
+  test("stdin without a timeout (timeoutMs 0): closeStdin still ends the input", async () => {
+    const h = await sbx.commands.run("wc -c", { background: true, stdin: true, timeoutMs: 0 });
+    await h.sendStdin("12345");
+    await h.closeStdin();
+    expect((await h.wait()).stdout.trim()).toBe("5");
+  });
+
+  test("tags: Start with a tag, List shows it, Connect by tag (a raw Connect client: the SDK has no tag option)", async () => {
+    const rpc = createClient(Process, createConnectTransport({ baseUrl: daemon.url, useBinaryFormat: false }));
+    const abort = new AbortController();
+    const started = rpc.start({ process: { cmd: "/bin/bash", args: ["-c", "read -r l; echo \"got $l\""], envs: { T: "1" } }, tag: "my tag; 'x'", stdin: true }, { signal: abort.signal });
+    const it = started[Symbol.asyncIterator]();
+    const first = await it.next();
+    expect(first.value?.event?.event.case).toBe("start");
+    const pid = (first.value!.event!.event.value as { pid: number }).pid;
+    const listed = (await rpc.list({})).processes.find((p) => p.pid === pid);
+    expect(listed?.tag).toBe("my tag; 'x'");
+    expect(listed?.config?.envs).toEqual({ T: "1" });
+    abort.abort(); // the process runs on
+    const stream = rpc.connect({ process: { selector: { case: "tag", value: "my tag; 'x'" } } });
+    let out = "";
+    let end: unknown = null;
+    let sent = false;
+    for await (const r of stream) {
+      const e = r.event?.event;
+      if (e?.case === "start") {
+        expect(e.value.pid).toBe(pid);
+        await rpc.sendInput({ process: { selector: { case: "tag", value: "my tag; 'x'" } }, input: { input: { case: "stdin", value: new TextEncoder().encode("hi\n") } } });
+        sent = true;
+      } else if (e?.case === "data" && e.value.output.case === "stdout") out += new TextDecoder().decode(e.value.output.value);
+      else if (e?.case === "end") end = e.value;
+    }
+    expect(sent).toBe(true);
+    expect(out).toBe("got hi\n");
+    expect(end).toMatchObject({ exitCode: 0, exited: true });
+    const missing = await rpc.connect({ process: { selector: { case: "tag", value: "no such tag" } } })[Symbol.asyncIterator]().next().catch((e: unknown) => e);
+    expect(String(missing)).toContain("not_found");
+  });
+
   test("envs, cwd and user reach the process; hostile values arrive as given", async () => {
     const hostile = "it's; $(echo no) `x` \"q\"\nsecond line";
     const r = await sbx.commands.run('printf "%s|%s|%s|%s|%s" "$HOSTILE" "$PWD" "$(id -un)" "$SANDBOX_VAR" "$OVERRIDDEN"', {
@@ -237,6 +289,25 @@ guestLogin.describe("e2b SDK commands and pty against envd on guest sessions", (
 
     const fg = await sbx.commands.run("sleep 30", { timeoutMs: 1000 }).catch((e: unknown) => e);
     expect(fg).toBeInstanceOf(TimeoutError);
+  });
+
+  test("a pty outlives its daemon too: pty.connect on a new one, input and output", async () => {
+    let out = "";
+    const dec = new TextDecoder();
+    const h = await sbx.pty.create({ cols: 80, rows: 24, onData: (d) => void (out += dec.decode(d)) });
+    await sbx.pty.sendInput(h.pid, new TextEncoder().encode("echo before-$((6*7))\n"));
+    await until("output before the restart", () => out.includes("before-42"));
+    await h.disconnect();
+    daemon.stop();
+    daemon = startDaemon();
+    sbx = await sandboxOn(daemon);
+    let after = "";
+    const again = await sbx.pty.connect(h.pid, { onData: (d) => void (after += dec.decode(d)) });
+    await sbx.pty.sendInput(h.pid, new TextEncoder().encode("echo after-$((6*7)); exit 3\n"));
+    await until("output after the restart", () => after.includes("after-42"));
+    const err = (await again.wait().catch((e: unknown) => e)) as CommandExitError;
+    expect(err.exitCode).toBe(3);
+    expect(after).not.toContain("before-42");
   });
 
   test("pty: create, input, resize, kill", async () => {

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { CommandExitError, InvalidArgumentError, Sandbox } from "e2b";
 import { fakeHost, testLogger } from "../helpers/fakes.ts";
 import type { ExecResult, ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
-import type { VMRecord } from "../../src/shared/model.ts";
-import { SessionEngine } from "../../src/sessions/engine.ts";
+import type { GuestSession, VMRecord } from "../../src/shared/model.ts";
+import { SessionEngine, type SessionEngineDeps } from "../../src/sessions/engine.ts";
 import { StartFollowScript, bootstrapCommand } from "../../src/sessions/scripts.ts";
 import { Store } from "../../src/store/store.ts";
 import type { Engine } from "../../src/core/engine.ts";
@@ -25,7 +25,7 @@ class RecordingGuest implements GuestSSH {
   scripts: string[] = [];
   closed = false;
   constructor(
-    private readonly _start: (script: string, o: ExecStreamOptions) => number,
+    private readonly _start: (script: string, o: ExecStreamOptions) => number | Promise<number>,
     private readonly _script: (script: string) => Partial<ExecResult> = () => ({}),
   ) {}
   async exec(command: string, opts: ExecStreamOptions = {}): Promise<number> {
@@ -94,7 +94,14 @@ afterAll(() => {
 
 let n = 0;
 async function sandboxWith(guest: RecordingGuest, defaultUser?: string) {
+  const fired: { hook: string; session: GuestSession }[] = [];
   const sessions = new SessionEngine({
+    hooks: {
+      runAll: async (hook: string, ctx: { session: GuestSession }) => {
+        fired.push({ hook, session: ctx.session });
+        return [];
+      },
+    } as unknown as SessionEngineDeps["hooks"],
     repo: store.sessions,
     host: fakeHost(),
     log: testLogger(),
@@ -110,7 +117,7 @@ async function sandboxWith(guest: RecordingGuest, defaultUser?: string) {
   const sandbox: EnvdSandbox = { id: "debug_sandbox_id", vm, envVars: { FROM_SANDBOX: "s", BOTH: "sandbox" } };
   const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => envd.handle(req, sandbox) });
   servers.push(server);
-  return { sbx: await Sandbox.create({ debug: true, sandboxUrl: `http://127.0.0.1:${server.port}` }), sessions };
+  return { sbx: await Sandbox.create({ debug: true, sandboxUrl: `http://127.0.0.1:${server.port}` }), sessions, fired };
 }
 
 /**
@@ -137,7 +144,7 @@ function runnerOf(startScript: string) {
 describe("envd process service (recording guest)", () => {
   test("Start is one exec: the bootstrap reads the script from stdin; output, exit code and the row follow", async () => {
     const guest = guestThatRuns("hello\n", "warn\n", 5);
-    const { sbx, sessions } = await sandboxWith(guest, "user");
+    const { sbx, sessions, fired } = await sandboxWith(guest, "user");
     const err = (await sbx.commands.run(`echo ${HOSTILE}`, { envs: { HOSTILE, BOTH: "request" }, cwd: "/w d/'x'" }).catch((e: unknown) => e)) as CommandExitError;
     expect(err).toBeInstanceOf(CommandExitError);
     expect(err.exitCode).toBe(5);
@@ -159,11 +166,14 @@ describe("envd process service (recording guest)", () => {
     // the SDK's default 60 s deadline, as it remains when the call arrives
     expect(Number(r.timeout)).toBeGreaterThan(55);
     expect(Number(r.timeout)).toBeLessThanOrEqual(60);
-    const row = sessions.list("vm-1").at(-1)!;
-    expect(row.name).toStartWith("e2b-");
-    expect(row.guestPid).toBe(4242);
-    expect(row.status).toBe("exited");
-    expect(row.exitCode).toBe(5);
+    // recorded running, then exited, then forgotten (the guest removes its dir itself: CLEANUP)
+    expect(fired.map((f) => [f.hook, f.session.status, f.session.guestPid, f.session.exitCode])).toEqual([
+      ["session:start", "running", 4242, null],
+      ["session:stop", "exited", 4242, 5],
+    ]);
+    expect(fired[0]!.session.name).toStartWith("e2b-");
+    expect(sessions.list("vm-1").some((x) => x.id === fired[0]!.session.id)).toBe(false);
+    expect(bashReads(stdin, "CLEANUP", `printf '%s\\0' "$CLEANUP"`)).toEqual(["1"]);
   });
 
   test("the user comes from Authorization: Basic; root runs as the login (no switch); timeoutMs is the guest timeout", async () => {
@@ -197,19 +207,19 @@ describe("envd process service (recording guest)", () => {
   });
 
   test("kill, closeStdin and resize ask the guest for that session's dir; an unknown pid asks nothing and is false", async () => {
+    let end!: (code: number) => void;
     const guest = new RecordingGuest(
       (_s, o) => {
         o.onStderr?.(enc(`${MARK} pid 777 1\n`));
-        return 0;
+        // runs until the test ends it
+        return new Promise<number>((r) => (end = r));
       },
       (script) => ({ stdout: script.includes("SIG=") ? "sent\n" : script.includes("COLS=") ? "resized\n" : "closed\n" }),
     );
     const { sbx, sessions } = await sandboxWith(guest);
-    // this guest ends the process at once; the store is then told it still runs
-    await (await sbx.commands.run("cat", { background: true, stdin: true })).wait();
-    const row = sessions.list("vm-1").at(-1)!;
-    // put it back to running, as a process the store still runs
-    store.sessions.upsert({ ...row, status: "running", exitCode: null });
+    const h = await sbx.commands.run("cat", { background: true, stdin: true });
+    const row = sessions.list("vm-1").find((x) => x.guestPid === 777)!;
+    expect(row.status).toBe("running");
     expect(await sbx.commands.kill(777)).toBe(true);
     await sbx.commands.closeStdin(777);
     await sbx.pty.resize(777, { cols: 120, rows: 33 });
@@ -218,7 +228,8 @@ describe("envd process service (recording guest)", () => {
     const before = guest.scripts.length;
     expect(await sbx.commands.kill(778)).toBe(false);
     expect(guest.scripts.length).toBe(before);
-    store.sessions.upsert({ ...row, status: "exited", exitCode: 0 });
+    end(137);
+    expect(((await h.wait().catch((e: unknown) => e)) as CommandExitError).exitCode).toBe(-1);
   });
 
   test("end events: exit codes as is; a death by SIGKILL/SIGTERM as Go's envd tells it", () => {

@@ -8,8 +8,9 @@
 # Ends early (tails killed) when our stdin closes: the caller went away.
 # Builtins where a loop would start a program: each costs ~50 ms under TCG.
 # Given: DIR, STDIN_MODE, RUNNER (the text of run.sh), MARK, LABEL (kept in
-# DIR/label, 0600; empty: none).
-: "${DIR:?}" "${STDIN_MODE:?}" "${RUNNER:?}" "${MARK:?}" "${LABEL?}"
+# DIR/label, 0600; empty: none), CLEANUP (non-empty: remove DIR once all of
+# the output was streamed and the exit status is known).
+: "${DIR:?}" "${STDIN_MODE:?}" "${RUNNER:?}" "${MARK:?}" "${LABEL?}" "${CLEANUP?}"
 fail() {
   printf '%s failed %s\n' "$MARK" "$1" >&2
   exit 1
@@ -51,7 +52,10 @@ tail -c +1 -F -s 0.02 --pid="$PID" "$DIR/stderr.log" >&2 2> /dev/null < /dev/nul
 T2=$!
 # reads until our stdin ends (builtins: a fork, not a program)
 ( while IFS= read -r _; do :; done; kill "$T1" "$T2" ) <&0 > /dev/null 2>&1 &
-wait "$T1" "$T2"
+wait "$T1"
+S1=$?
+wait "$T2"
+S2=$?
 # the runner records the exit right after the process ends
 i=0
 while [ ! -s "$DIR/exit_code" ] && [ "$i" -lt 1000 ]; do
@@ -60,4 +64,10 @@ while [ ! -s "$DIR/exit_code" ] && [ "$i" -lt 1000 ]; do
 done
 [ -s "$DIR/exit_code" ] || exit 255
 read -r CODE < "$DIR/exit_code"
+# both tails saw the process end (not killed: the caller still follows), so
+# everything reached the caller: the state dir can go (in the background,
+# its output away from the channel, which then closes at once)
+if [ -n "$CLEANUP" ] && [ "$S1" = 0 ] && [ "$S2" = 0 ]; then
+  rm -rf -- "$DIR" > /dev/null 2>&1 &
+fi
 exit "$CODE"

@@ -79,6 +79,10 @@ export function processService(opts: ProcessServiceOptions = {}): RegisterServic
       onStdout: (d: Uint8Array) => q.push({ event: dataEvent(meta.pty ? "pty" : "stdout", d) }),
       onStderr: (d: Uint8Array) => q.push({ event: dataEvent("stderr", d) }),
     });
+    // an ended process nobody followed to its end (a background one, a dropped stream): remove its session, in the background
+    const forget = (s: GuestSession) => {
+      sessions.remove(s).catch((e: unknown) => deps.log.warn(`e2b: removing ended process session ${s.name}: ${String(e)}`));
+    };
     const ended = (q: EventQueue<_Event>, ctx: HandlerContext) => (s: GuestSession) => {
       if (!ctx.signal.aborted) q.push({ event: endEvent(s) });
       q.close();
@@ -112,6 +116,8 @@ export function processService(opts: ProcessServiceOptions = {}): RegisterServic
               pty,
               label: encodeMeta(meta),
               signal: ctx.signal,
+              // envd forgets a process once it ended: so do we, or every command would leave a session behind
+              removeWhenDone: true,
             },
             {
               onStart: (s) => {
@@ -139,7 +145,12 @@ export function processService(opts: ProcessServiceOptions = {}): RegisterServic
         const stop = _keepalive(ctx, deps, () => q.push({ event: keepaliveEvent() }));
         q.push({ event: startEvent(s.guestPid) });
         // from now on, as envd: what the process wrote before is not replayed
-        void sessions.followAll(s, from, follow(q, meta), ctx.signal).then(ended(q, ctx), (e: unknown) => q.fail(e));
+        void sessions
+          .followAll(s, from, follow(q, meta), ctx.signal)
+          .then((done) => {
+            ended(q, ctx)(done);
+            if (done.status !== "running") forget(done);
+          }, (e: unknown) => q.fail(e));
         yield* _drain(q, stop);
       },
 
@@ -149,6 +160,7 @@ export function processService(opts: ProcessServiceOptions = {}): RegisterServic
           // the store may not know yet that one ended: ask the guest
           const now = await Promise.all(table.running(vm).map((s) => sessions.refresh(s).catch(() => s)));
           const live = now.filter((s) => s.status === "running");
+          for (const s of now) if (s.status !== "running") forget(s);
           const processes = await Promise.all(
             live.map(async (s) => {
               const m = await table.meta(s);
