@@ -154,10 +154,13 @@ guestLogin.describe("e2b SDK commands and pty against envd on guest sessions", (
   test("a process that ended while followed leaves no session behind (row or guest state dir)", async () => {
     const rows = () => store.sessions.list().length;
     const dirs = () => readdirSync(stateRoot).length;
-    const [r0, d0] = [rows(), dirs()];
+    const [r0, before] = [rows(), new Set(readdirSync(stateRoot))];
     await sbx.commands.run("echo gone");
     await sbx.commands.run("exit 4").catch(() => {});
-    await until("the guest to remove the state dirs", () => dirs() === d0, 5000);
+    const left = () => readdirSync(stateRoot).filter((d) => !before.has(d));
+    await until("the guest to remove the state dirs", () => left().length === 0, 5000).catch((e: unknown) => {
+      throw new Error(`${String(e)}: left ${left().map((d) => `${d}: ${readdirSync(join(stateRoot, d)).join(",")}`).join("; ")}`);
+    });
     expect(rows()).toBe(r0);
   });
 

@@ -15,6 +15,7 @@ import { createEnvd, type EnvdSandbox } from "../../src/daemon/e2b/envd/index.ts
 import { processService } from "../../src/daemon/e2b/envd/process.ts";
 import { endEvent } from "../../src/daemon/e2b/envd/process-events.ts";
 import { userOf } from "../../src/daemon/e2b/envd/process-user.ts";
+import TIMEOUT_SH from "../../src/sessions/scripts/timeout.sh" with { type: "text" };
 
 const HOSTILE = "it's; $(touch /tmp/pwned) `x` \"q\" \\ \nnext line";
 const MARK = "banger-start-tok";
@@ -272,5 +273,36 @@ describe("start-follow script, run by a real bash (this host as the guest)", () 
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe("wait_child (timeout.sh): a trapped signal never becomes the exit status", () => {
+  // the session runner traps USR1 (close stdin); a bare `wait` would return 138 when it fires
+  const run = (body: string) => {
+    const r = Bun.spawnSync(["bash", "-c", `${TIMEOUT_SH}\ntrap 'TRAPPED=1' USR1\n${body}`]);
+    return r.stdout.toString().trim();
+  };
+  test("the signal arrives while the child runs: its own status", () => {
+    expect(run(`( sleep 0.3; exit 5 ) & c=$!; ( sleep 0.1; kill -USR1 $$ ) & wait_child "$c"; echo "$STATUS"`)).toBe("5");
+  });
+  test("close stdin as the runner does it: the trap closes the FIFO writer, cat ends at once (0), not 138", () => {
+    const d = mkdtempSync(join(tmpdir(), "banger-wait-child-"));
+    try {
+      const body = `mkfifo '${d}/p'; exec 3<>'${d}/p'; trap 'exec 3>&-; TRAPPED=1' USR1
+cat < '${d}/p' 3>&- > /dev/null & c=$!
+( sleep 0.2; kill -USR1 $$ ) 3>&- &
+wait_child "$c"; echo "$STATUS"`;
+      for (let i = 0; i < 5; i++) expect(run(body.replaceAll(`${d}/p`, `${d}/p${i}`))).toBe("0");
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  test("the child already ended (reaped by bash) when the signal lands: still its status", () => {
+    expect(run(`( exit 6 ) & c=$!; sleep 0.2; kill -USR1 $$; wait_child "$c"; echo "$STATUS"`)).toBe("6");
+  });
+  test("a child killed by a signal keeps 128+n; no trap, one wait", () => {
+    expect(run(`sleep 5 & c=$!; kill -KILL $c; wait_child "$c"; echo "$STATUS"`)).toBe("137");
+    expect(run(`( exit 3 ) & c=$!; wait_child "$c"; echo "$STATUS"`)).toBe("3");
   });
 });

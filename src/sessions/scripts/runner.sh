@@ -36,7 +36,8 @@ if [ "$STDIN_MODE" = pipe ]; then
   # and opening it for reading below does not block.
   exec 3<>"$DIR/stdin.pipe"
   IN=$DIR/stdin.pipe
-  trap 'exec 3>&-' USR1
+  # shellcheck disable=SC2034 # TRAPPED is read by wait_child (timeout.sh)
+  trap 'exec 3>&-; TRAPPED=1' USR1
 fi
 # setsid: the command leads its own process group, so stop can signal all of it.
 setsid "${AS[@]}" "${CMD[@]}" < "$IN" >> "$DIR/stdout.log" 2>> "$DIR/stderr.log" 3>&- &
@@ -49,8 +50,8 @@ set -- $REST
 echo "$CHILD ${20}" > "$DIR/pid.tmp"
 mv -f "$DIR/pid.tmp" "$DIR/pid"
 if [ -z "$TIMEOUT" ]; then
-  # a trapped signal (USR1) ends wait early: wait again while the child lives
-  while wait "$CHILD"; STATUS=$?; [ "$STATUS" -gt 128 ] && kill -0 "$CHILD" 2>/dev/null; do :; done
+  # not a bare wait: USR1 (close stdin) would end it early (see wait_child)
+  wait_child "$CHILD"
   record_exit "$STATUS"
   exit 0
 fi
