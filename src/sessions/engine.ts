@@ -29,7 +29,15 @@ import {
   StatusScript,
   StopScript,
   UserPreflightScript,
+  StartFollowScript,
+  bootstrapCommand,
+  SignalScript,
+  CloseStdinScript,
+  ResizeScript,
+  LabelReadCommand,
+  LogSizesCommand,
   type LaunchOptions,
+  type PtySize,
 } from "./scripts.ts";
 import { checkExecOptions } from "../shared/exec-options.ts";
 import type { SessionRepo } from "../shared/session-repo.ts";
@@ -118,6 +126,34 @@ export interface FollowOptions {
   /** Pause before retrying a tail that ended while the session still runs. */
   retryMs?: number;
 }
+
+/** Where a follower's output goes. */
+export interface OutputHandlers {
+  onStdout(data: Uint8Array): void;
+  onStderr(data: Uint8Array): void;
+}
+
+/** startFollow's callbacks: output, and the moment the process runs. */
+export interface FollowHandlers extends OutputHandlers {
+  /** The process runs and its session is recorded running (with its guest pid); no output is handed over before this. */
+  onStart(session: GuestSession): void;
+}
+
+export interface StartFollowParams extends StartSessionParams {
+  /** Run the command on a terminal of this size (its output is the terminal's, on stdout). */
+  pty?: PtySize;
+  /** Without a cwd, start in the user's home (as a login does) rather than /. */
+  cwdHome?: boolean;
+  /** Kept with the session in the guest (0600: it may hold env values); read back with label(). */
+  label?: string;
+  /** Stop following (the process runs on). */
+  signal?: AbortSignal;
+  /** Forget the session (row and guest state dir) once it ended while followed here: its output and exit were handed over. */
+  removeWhenDone?: boolean;
+}
+
+/** Signals a session's process group can be sent. */
+export type SessionSignal = "TERM" | "KILL" | "INT" | "HUP";
 
 const DEFAULT_LOG_LIMIT = 1 << 20;
 const ACTIVE: GuestSession["status"][] = ["starting", "running"];
@@ -321,6 +357,177 @@ export class SessionEngine {
   private async _fire(name: "session:start" | "session:stop", vm: VMRecord | null, session: GuestSession): Promise<void> {
     if (!this._d.hooks || !vm) return;
     for (const f of await this._d.hooks.runAll(name, { vm, session })) this._d.log.warn(f.message);
+  }
+
+  // --- start and follow on one channel ---
+
+  /**
+   * Start a session and follow its output over the same SSH channel: one
+   * round trip where start() takes several (preflight, launch, then a tail
+   * per stream), for short commands whose latency counts. The process is
+   * detached as with start(), so it outlives the channel and the daemon. No
+   * preflight: a user or cwd that does not exist fails the start
+   * (E_BAD_REQUEST), a missing command exits 127 as in a shell. Resolves with
+   * the ended session; when `signal` aborts, with the session as it is (it
+   * runs on: follow or refresh it later).
+   */
+  async startFollow(params: StartFollowParams, h: FollowHandlers): Promise<GuestSession> {
+    const { vm, command, stdinMode } = await this._checkStart(params);
+    let session = this._recordStarting(vm, params, command, stdinMode);
+    const mark = `banger-start-${this._d.randomToken?.() ?? randomBytes(8).toString("hex")}`;
+    const o: LaunchOptions = { env: params.env, user: params.user, timeoutMs: params.timeoutMs, pty: params.pty, cwdHome: params.cwdHome };
+    const script = new TextEncoder().encode(StartFollowScript(session, o, mark, params.label ?? "", params.removeWhenDone));
+    let conn: GuestSSH;
+    try {
+      conn = await this._conn(vm);
+    } catch (e) {
+      this._recordFailed(session, "connect", e);
+    }
+
+    // Output is held until the session is recorded running, then handed over in order.
+    let pending: Array<() => void> | null = [];
+    const deliver = (f: () => void) => (pending ? pending.push(f) : f());
+    const seen = { stdout: 0, stderr: 0 };
+    let control: ((line: string | null) => void) | null = null;
+    const controlLine = new Promise<string | null>((r) => (control = r));
+    let head: Uint8Array[] | null = [];
+    const onStderr = (c: Uint8Array) => {
+      if (head === null) {
+        seen.stderr += c.length;
+        const d = c.slice();
+        return deliver(() => h.onStderr(d));
+      }
+      head.push(c.slice());
+      const all = Buffer.concat(head);
+      const nl = all.indexOf(10);
+      if (nl < 0) return;
+      head = null;
+      control?.(all.subarray(0, nl).toString("utf8"));
+      if (nl + 1 < all.length) onStderr(new Uint8Array(all.subarray(nl + 1)));
+    };
+    const onStdout = (c: Uint8Array) => {
+      seen.stdout += c.length;
+      const d = c.slice();
+      deliver(() => h.onStdout(d));
+    };
+    let stopInput!: () => void;
+    const inputDone = new Promise<void>((r) => (stopInput = r));
+    const stdin: AsyncIterable<Uint8Array> = {
+      async *[Symbol.asyncIterator]() {
+        yield script;
+        // closing it (stopInput) makes the guest stop following
+        await inputDone;
+      },
+    };
+    const run = conn.exec(bootstrapCommand(script.length), { stdin, onStdout, onStderr });
+    const ran = run.then(
+      (code) => ({ code, error: null as unknown }),
+      (error: unknown) => ({ code: -1, error }),
+    );
+    void ran.then(
+      () => control?.(null),
+      () => control?.(null),
+    );
+
+    const line = await controlLine;
+    const words = line?.startsWith(`${mark} `) ? line.slice(mark.length + 1).split(" ") : null;
+    if (!words || words[0] !== "pid") {
+      stopInput();
+      const r = await ran;
+      const reason = words?.[0] === "failed" ? words.slice(1).join(" ") : line ? _firstLine(line) : r.error ? errorMessage(r.error) : `start script exited ${r.code}`;
+      const code = /^no such (user|group|directory)/.test(reason) || reason.startsWith("cannot enter directory") ? "E_BAD_REQUEST" : "E_STATE";
+      this._recordFailed(session, "launch", new BangerError(code, reason));
+    }
+    const pid = Number(words[1]);
+    try {
+      session = this._recordRunning(session, pid);
+    } catch (e) {
+      stopInput();
+      await conn.runScript(StopScript(session.guestStateDir, 0)).catch(() => {});
+      this._recordFailed(session, "launch", e);
+    }
+    await this._fire("session:start", vm, session);
+    h.onStart(session);
+    for (const f of pending) f();
+    pending = null;
+
+    const signal = params.signal;
+    const aborted = new Promise<"aborted">((r) => {
+      if (signal?.aborted) r("aborted");
+      signal?.addEventListener("abort", () => r("aborted"), { once: true });
+    });
+    const end = await Promise.race([ran, aborted]);
+    stopInput();
+    if (end === "aborted") return this._d.repo.get(session.id) ?? session;
+    if (end.error === null && end.code >= 0 && end.code < 255) {
+      const ended = await this._end(session, "exited", end.code, "");
+      // the guest removed its state dir itself (start-follow.sh, CLEANUP)
+      if (params.removeWhenDone) this._d.repo.delete(session.id);
+      return ended;
+    }
+    // the channel dropped, or the script could not tell: follow on from what we saw, then ask the guest
+    return this.followAll(session, seen, h, signal);
+  }
+
+  /**
+   * Follow stdout and stderr together from byte offsets until the session
+   * ends (or `signal` aborts); resolves with the session as recorded then.
+   */
+  async followAll(session: GuestSession, from: { stdout: number; stderr: number }, h: OutputHandlers, signal?: AbortSignal): Promise<GuestSession> {
+    const pump = async (stream: LogStream, offset: number, out: (d: Uint8Array) => void) => {
+      for await (const c of this.follow(session, { stream, offset, signal })) out(c.data);
+    };
+    await Promise.all([pump("stdout", from.stdout, (d) => h.onStdout(d)), pump("stderr", from.stderr, (d) => h.onStderr(d))]);
+    return this._d.repo.get(session.id) ?? session;
+  }
+
+  /** The sizes of a session's logs: where following "from now on" starts. */
+  async logSizes(session: GuestSession): Promise<{ stdout: number; stderr: number }> {
+    const conn = await this._conn(await this._liveVM(session));
+    const chunks: Uint8Array[] = [];
+    await conn.exec(LogSizesCommand(session.guestStateDir), { onStdout: (c) => chunks.push(c.slice()) });
+    const [o, e] = Buffer.concat(chunks).toString("utf8").trim().split(/\s+/).map(Number);
+    return { stdout: Number.isInteger(o) ? o! : 0, stderr: Number.isInteger(e) ? e! : 0 };
+  }
+
+  /** The label the session was started with ("" when none). */
+  async label(session: GuestSession): Promise<string> {
+    const conn = await this._conn(await this._liveVM(session));
+    const chunks: Uint8Array[] = [];
+    await conn.exec(LabelReadCommand(session.guestStateDir), { onStdout: (c) => chunks.push(c.slice()) });
+    return Buffer.concat(chunks).toString("utf8");
+  }
+
+  // --- signal, close stdin, resize ---
+
+  /** Send a signal to the session's process group without waiting; false when nothing runs. */
+  async signal(session: GuestSession, sig: SessionSignal): Promise<boolean> {
+    const conn = await this._conn(await this._liveVM(session));
+    const r = await conn.runScript(SignalScript(session.guestStateDir, sig));
+    return r.stdout.trim() === "sent";
+  }
+
+  /** Close the session's stdin pipe: the process reads EOF once no send is writing. False when its runner is gone. */
+  async closeStdin(session: GuestSession): Promise<boolean> {
+    if (session.stdinMode !== "pipe") throw new BangerError("E_STATE", `session ${session.name} has no stdin pipe (stdin mode ${session.stdinMode})`);
+    const conn = await this._conn(await this._liveVM(session));
+    const r = await conn.runScript(CloseStdinScript(session.guestStateDir));
+    return r.stdout.trim() === "closed";
+  }
+
+  /** Resize a pty session's terminal; false when nothing runs. */
+  async resize(session: GuestSession, size: PtySize): Promise<boolean> {
+    const conn = await this._conn(await this._liveVM(session));
+    const r = await conn.runScript(ResizeScript(session.guestStateDir, size));
+    const out = r.stdout.trim();
+    if (out === "no terminal") throw new BangerError("E_STATE", `session ${session.name} has no terminal`);
+    return out === "resized";
+  }
+
+  private async _liveVM(session: GuestSession): Promise<VMRecord> {
+    const vm = this._vmOf(session);
+    if (!(await this._d.vmAlive(vm))) throw new BangerError("E_STATE", `vm ${vm.name} is not running`);
+    return vm;
   }
 
   // --- send ---

@@ -9,10 +9,12 @@
  *   pid          "<pid> <starttime>" of the command, written atomically
  *   exit_code    the command's exit status (128+n on signal n), written atomically
  *   run.sh       the runner that holds the FIFO writer and records the exit
+ *   runner.pid   the runner's pid (SIGUSR1 closes the stdin pipe's writer)
  *   runner.log   the runner's own output (debugging)
+ *   label        what the starter kept with the session (StartFollowScript's label), 0600
  */
 import type { GuestSession } from "../shared/model.ts";
-import { renderScript } from "../shared/quote.ts";
+import { renderScript, shellQuote } from "../shared/quote.ts";
 import { TIMEOUT_EXIT, type ExecOptions } from "../shared/exec-options.ts";
 import { secondsArg } from "./exec.ts";
 import TIMEOUT_SH from "./scripts/timeout.sh" with { type: "text" };
@@ -31,6 +33,12 @@ import RUNNER_SH from "./scripts/runner.sh" with { type: "text" };
 import SEND_SH from "./scripts/send.sh" with { type: "text" };
 import STATUS_SH from "./scripts/status.sh" with { type: "text" };
 import STOP_SH from "./scripts/stop.sh" with { type: "text" };
+import START_FOLLOW_SH from "./scripts/start-follow.sh" with { type: "text" };
+import SIGNAL_SH from "./scripts/signal.sh" with { type: "text" };
+import CLOSE_STDIN_SH from "./scripts/close-stdin.sh" with { type: "text" };
+import RESIZE_SH from "./scripts/resize.sh" with { type: "text" };
+import LABEL_READ_SH from "./scripts/label-read.sh" with { type: "text" };
+import LOG_SIZES_SH from "./scripts/log-sizes.sh" with { type: "text" };
 
 export const BACKEND_SSH = "ssh" as const;
 
@@ -83,13 +91,38 @@ export function UserPreflightScript(user: string): string {
   return renderScript([RUN_AS_SH, USER_PREFLIGHT_SH], { RUN_USER: user, RUN_CWD: "", RUN_ENV: [] });
 }
 
-/** How a session's process is launched beyond its row: env, user and timeout (not recorded: env may hold secrets). */
-export type LaunchOptions = Pick<ExecOptions, "env" | "user" | "timeoutMs">;
+/** A terminal for the command: its size in columns and rows. */
+export interface PtySize {
+  cols: number;
+  rows: number;
+}
+
+/** How a session's process is launched beyond its row: env, user, timeout and a pty (not recorded: env may hold secrets). */
+export type LaunchOptions = Pick<ExecOptions, "env" | "user" | "timeoutMs"> & {
+  pty?: PtySize;
+  /** Without a cwd, start in the user's home (as a login does) rather than /. */
+  cwdHome?: boolean;
+};
+
+function _dim(n: number): number {
+  return Math.min(65535, Math.max(1, Math.floor(n)));
+}
+
+/** Comment and blank lines out of a script file (before values are put in: theirs are kept as they are). */
+function _compact(sh: string): string {
+  return (
+    sh
+      .split("\n")
+      .filter((l) => !/^\s*(#.*)?$/.test(l))
+      .join("\n") + "\n"
+  );
+}
 
 /** The runner (DIR/run.sh): holds the FIFO writer, starts the command in its own session, records pid and exit. */
-function _runnerScript(session: _SessionSpec, o: LaunchOptions): string {
+function _runnerScript(session: _SessionSpec, o: LaunchOptions, compact = false): string {
+  const parts = compact ? [RUN_AS_SH, TIMEOUT_SH, RUNNER_SH].map(_compact) : [RUN_AS_SH, TIMEOUT_SH, RUNNER_SH];
   // functions first: bash runs the file top to bottom (it is started as `bash run.sh`, no #! needed)
-  return renderScript([RUN_AS_SH, TIMEOUT_SH, RUNNER_SH], {
+  return renderScript(parts, {
     DIR: session.guestStateDir,
     CMD: [session.command, ...session.args],
     RUN_CWD: session.cwd,
@@ -98,6 +131,9 @@ function _runnerScript(session: _SessionSpec, o: LaunchOptions): string {
     TIMEOUT: o.timeoutMs !== undefined ? secondsArg(o.timeoutMs) : "",
     TIMEOUT_EXIT,
     STDIN_MODE: session.stdinMode,
+    RUN_CWD_HOME: o.cwdHome ? "1" : "",
+    PTY_COLS: o.pty ? _dim(o.pty.cols) : "",
+    PTY_ROWS: o.pty ? _dim(o.pty.rows) : "",
   });
 }
 
@@ -188,4 +224,56 @@ export function StopScript(stateDir: string, graceMs: number): string {
 /** Removes a session's guest state dir. */
 export function RemoveScript(stateDir: string): string {
   return renderScript(REMOVE_SH, { DIR: stateDir });
+}
+
+/**
+ * Launch (as LaunchScript) and follow on one channel: see start-follow.sh.
+ * Run it with `bootstrap` (it keeps the channel's stdin free: closing it ends
+ * the follow, never the process).
+ */
+export function StartFollowScript(session: _SessionSpec, o: LaunchOptions, mark: string, label = "", cleanup = false): string {
+  // compact: the guest's bash reads this a byte at a time (see bootstrapCommand)
+  return renderScript(_compact(START_FOLLOW_SH), {
+    DIR: session.guestStateDir,
+    STDIN_MODE: session.stdinMode,
+    RUNNER: _runnerScript(session, o, true),
+    MARK: mark,
+    LABEL: label,
+    CLEANUP: cleanup ? "1" : "",
+  });
+}
+
+/**
+ * The SSH command line that reads a bash script of `bytes` bytes from stdin
+ * and runs it, leaving the rest of stdin to the script. Under a login shell
+ * other than bash it hands over to bash first.
+ */
+export function bootstrapCommand(bytes: number): string {
+  const boot = `LC_ALL=C; IFS= read -r -N ${Math.floor(bytes)} S || exit 125; eval "$S"`;
+  return `case "\${BASH_VERSION-}" in '') exec bash -c ${shellQuote(boot)} ;; esac\n${boot}`;
+}
+
+/** Sends a signal (by name: TERM, KILL, …) to the session's process group; prints "sent" or "gone". */
+export function SignalScript(stateDir: string, signal: string): string {
+  return renderScript([ALIVE_SH, SIGNAL_SH], { DIR: stateDir, SIG: signal });
+}
+
+/** Closes the session's stdin pipe (its runner's writer); prints "closed" or "gone". */
+export function CloseStdinScript(stateDir: string): string {
+  return renderScript(CLOSE_STDIN_SH, { DIR: stateDir });
+}
+
+/** Resizes a pty session's terminal; prints "resized", "gone" or "no terminal". */
+export function ResizeScript(stateDir: string, size: PtySize): string {
+  return renderScript([ALIVE_SH, RESIZE_SH], { DIR: stateDir, COLS: _dim(size.cols), ROWS: _dim(size.rows) });
+}
+
+/** Prints the session's label (nothing when it has none). */
+export function LabelReadCommand(stateDir: string): string {
+  return renderScript(LABEL_READ_SH, { DIR: stateDir });
+}
+
+/** Prints "<stdout bytes> <stderr bytes>" of the session's logs. */
+export function LogSizesCommand(stateDir: string): string {
+  return renderScript(LOG_SIZES_SH, { DIR: stateDir });
 }

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Who and where a guest command runs (vm exec and session runners share it).
 # Given: RUN_USER (empty: stay root; else NAME, UID, NAME:GROUP or UID:GID,
-# as Docker's -u), RUN_CWD (may be empty), RUN_ENV (array of KEY=VALUE).
+# as Docker's -u), RUN_CWD (may be empty), RUN_ENV (array of KEY=VALUE),
+# optionally RUN_CWD_HOME (non-empty: no RUN_CWD means the user's home).
 # The including script defines refuse MESSAGE (print one line and exit).
 # Sets AS: the argv prefix that drops to RUN_USER (empty for root as is).
 run_as_prepare() {
@@ -36,6 +37,9 @@ run_as_prepare() {
   if [ -n "$RUN_CWD" ]; then
     if [ ! -d "$RUN_CWD" ]; then refuse "no such directory in the guest: $RUN_CWD"; fi
     cd -- "$RUN_CWD" 2> /dev/null || refuse "cannot enter directory in the guest: $RUN_CWD"
+  elif [ -n "${RUN_CWD_HOME-}" ]; then
+    # no cwd asked for, and RUN_CWD_HOME set: start in the user's home, as a login does (/ when it has none)
+    cd -- "${HOME:-/}" 2> /dev/null || cd /
   fi
   # after HOME/USER above, so -e HOME=... still wins
   if [ "${#RUN_ENV[@]}" -gt 0 ]; then export -- "${RUN_ENV[@]}"; fi

@@ -36,6 +36,27 @@ kill_tree() {
   return 0
 }
 
+# wait_child PID: wait for PID and set STATUS to its exit status. A trapped
+# signal (the session runner's USR1, whose trap sets TRAPPED) ends `wait`
+# early with 128+n: then wait again, as bash keeps a reaped child's status
+# for it (127 then means the first wait had it after all: the child died by a
+# signal just as the trap fired). 2>/dev/null: not bash's "Killed" report of
+# the child on the command's stderr.
+wait_child() {
+  local again
+  TRAPPED=""
+  wait "$1" 2> /dev/null
+  STATUS=$?
+  while [ -n "$TRAPPED" ] && [ "$STATUS" -gt 128 ]; do
+    TRAPPED=""
+    wait "$1" 2> /dev/null
+    again=$?
+    if [ "$again" = 127 ]; then break; fi
+    STATUS=$again
+  done
+  return 0
+}
+
 # await_child PID: wait for PID (the leader of its own process group), at
 # most TIMEOUT; then kill its whole tree. Sets STATUS: its exit status, or
 # TIMEOUT_EXIT when the time ran out. (Not `wait -n`: bash may already have
@@ -51,10 +72,7 @@ await_child() {
     exit "$TIMEOUT_EXIT"
   ) 3>&- < /dev/null > /dev/null 2>&1 &
   dog=$!
-  # 2>/dev/null: not bash's "Killed" report of the child on the command's stderr
-  wait "$child" 2> /dev/null
-  # shellcheck disable=SC2034 # STATUS is for the including script
-  STATUS=$?
+  wait_child "$child"
   kill -TERM "$dog" 2> /dev/null
   wait "$dog" 2> /dev/null
   # shellcheck disable=SC2034 # STATUS is for the including script

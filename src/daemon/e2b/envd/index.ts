@@ -3,6 +3,7 @@ import { universalServerRequestFromFetch, universalServerResponseToFetch, type U
 import { SANDBOX_KEY, type EnvdDeps, type EnvdSandbox, type HttpEndpoint, type RegisterService } from "./context.ts";
 import { registerFilesystem } from "./filesystem.ts";
 import { filesEndpoint } from "./files.ts";
+import { registerProcess } from "./process.ts";
 
 export { sandboxOf, type EnvdDeps, type EnvdSandbox, type HttpEndpoint, type RegisterService } from "./context.ts";
 
@@ -18,6 +19,7 @@ export interface Envd {
 }
 
 const _SERVICES: RegisterService[] = [
+  registerProcess,
   registerFilesystem,
 ];
 const _HTTP: HttpEndpoint[] = [
