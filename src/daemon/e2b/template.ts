@@ -16,7 +16,8 @@ export const BASE_IMAGE = "e2b-base";
 export const BASE_RECIPE = {
   name: BASE_IMAGE,
   from: "default",
-  packages: ["sudo", "git", "python3", "inotify-tools", "attr"],
+  // passwd: useradd (the default image is minimal and has none)
+  packages: ["sudo", "git", "python3", "inotify-tools", "attr", "passwd"],
   run: ["useradd -m -s /bin/bash user && printf 'user ALL=(ALL) NOPASSWD:ALL\\n' > /etc/sudoers.d/user && chmod 0440 /etc/sudoers.d/user"],
 };
 
