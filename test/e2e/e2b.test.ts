@@ -80,7 +80,8 @@ e2e.describe("E2B SDK against banger with real QEMU guests", () => {
     expect((await guestGet(8000, "/index.html")).status).toBe(502);
     const again = await timed("connect (resume)", () => Sandbox.connect(sb.sandboxId, opts));
     expect(await again.isRunning()).toBe(true);
-    const res = await guestGet(8000, "/index.html");
+    // the URL E2B's docs build from getHost(port): `PORT-ID.localhost:PORT`, routed by the same listener
+    const res = await fetch(`http://${again.getHost(8000)}/index.html`);
     expect([res.status, await res.text()]).toEqual([200, "hello-from-guest\n"]);
   }, 180_000);
 

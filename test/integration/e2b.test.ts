@@ -165,6 +165,10 @@ test("a guest port: the listener publishes it on loopback and forwards the reque
   expect(res.status).toBe(502);
   const ports = run(["vm", "port", "ls", sb.sandboxId, "--json"]).json();
   expect(ports.ports).toEqual([expect.objectContaining({ hostIP: "127.0.0.1", guestPort: 8080 })]);
+  // getHost(port)'s name reaches the same listener (Bun resolves *.localhost to loopback) and is routed by it
+  expect(sb.getHost(9090)).toBe(`9090-${sb.sandboxId}.localhost:${new URL(apiUrl).port}`);
+  expect((await fetch(`http://${sb.getHost(9090)}/x`)).status).toBe(502);
+  expect(run(["vm", "port", "ls", sb.sandboxId, "--json"]).json().ports.map((p: { guestPort: number }) => p.guestPort)).toEqual([8080, 9090]);
 });
 
 test("snapshot, create from it, list and delete it; fork", async () => {
