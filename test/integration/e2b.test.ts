@@ -115,7 +115,8 @@ test("setTimeout moves the VM's TTL; pause → health 502, connect resumes", asy
   expect((await sb.getInfo()).endAt.getTime()).toBe(exp);
   expect(await sb.pause()).toBe(true);
   expect(await Sandbox.pause(sb.sandboxId, opts())).toBe(false); // already paused: 409
-  expect(run(["vm", "show", sb.sandboxId, "--json"]).json().runtime.state).toBe("paused");
+  // paused, it waits for its connect: no TTL runs meanwhile
+  expect(run(["vm", "show", sb.sandboxId, "--json"]).json()).toMatchObject({ runtime: { state: "paused" }, lifetime: { expiresAt: "" } });
   expect((await sb.getInfo()).state).toBe("paused");
   expect(await sb.isRunning()).toBe(false);
   const again = await Sandbox.connect(sb.sandboxId, { ...opts(), timeoutMs: 300_000 });
@@ -124,6 +125,22 @@ test("setTimeout moves the VM's TTL; pause → health 502, connect resumes", asy
   expect((await again.getInfo()).state).toBe("running");
   // connect lengthened the TTL (never shortens it)
   expect(Date.parse(run(["vm", "show", sb.sandboxId, "--json"]).json().lifetime.expiresAt) - Date.now()).toBeGreaterThan(250_000);
+});
+
+test("autoPause (lifecycle onTimeout: pause): the timeout stops the VM, it lists as paused, connect boots it again", async () => {
+  const sb = await create({ timeoutMs: 1_000, lifecycle: { onTimeout: "pause" } });
+  expect(run(["vm", "show", sb.sandboxId, "--json"]).json().lifetime.ttlAction).toBe("stop");
+  let state = "";
+  for (let i = 0; i < 100 && state !== "stopped"; i++) {
+    await Bun.sleep(100);
+    state = run(["vm", "show", sb.sandboxId, "--json"]).json().runtime.state;
+  }
+  expect(state).toBe("stopped");
+  expect((await sb.getInfo()).state).toBe("paused");
+  expect(await sb.isRunning()).toBe(false);
+  const again = await Sandbox.connect(sb.sandboxId, { ...opts(), timeoutMs: 60_000 });
+  expect(await again.isRunning()).toBe(true);
+  expect(run(["vm", "show", sb.sandboxId, "--json"]).json()).toMatchObject({ alive: true, runtime: { state: "running" } });
 });
 
 test("kill: the VM goes; kill again is false; info is not found; health 502", async () => {

@@ -31,6 +31,10 @@ function fakeDaemon(store: TestStore["store"]) {
       return new Response(JSON.stringify({ type: "result", data: vm }) + "\n", { headers: { "content-type": "application/x-ndjson" } });
     }
     if (req.method === "GET" && url.pathname === "/v1/vms") return Response.json({ vms: [...vms.values()] });
+    if (req.method === "POST" && (m = /^\/v1\/vms\/([^/]+)\/lifetime$/.exec(url.pathname))) {
+      const vm = [...vms.values()].find((v) => v.name === decodeURIComponent(m![1]!));
+      return vm ? Response.json(vm) : err(404, "E_VM_NOT_FOUND", "vm not found");
+    }
     if ((m = /^\/v1\/vms\/([^/]+)$/.exec(url.pathname))) {
       const vm = vms.get(decodeURIComponent(m[1]!));
       if (!vm) return err(404, "E_VM_NOT_FOUND", "vm not found");
@@ -171,8 +175,10 @@ describe("the listener", () => {
     expect([body.templateID, body.envdVersion]).toEqual(["tiny", ENVD_VERSION]);
     expect(body.sandboxID).toMatch(/^e2b-[a-z0-9]{16}$/);
     expect(body.envdAccessToken).toMatch(/^[0-9a-f]{48}$/);
-    expect(d.calls.map((c) => `${c.method} ${c.path}`)).toEqual(["GET /v1/images/tiny", "POST /v1/vms"]);
-    expect(d.calls[1]!.body).toEqual({ name: body.sandboxID, image: "tiny", start: true, ttlMs: 60_000, driver: "qemu" });
+    expect(d.calls.map((c) => `${c.method} ${c.path}`)).toEqual(["GET /v1/images/tiny", "POST /v1/vms", `POST /v1/vms/${body.sandboxID}/lifetime`]);
+    expect(d.calls[1]!.body).toEqual({ name: body.sandboxID, image: "tiny", start: true, ttlMs: 60_000, ttlAction: "delete", driver: "qemu" });
+    // the timeout counts again from when the sandbox is up
+    expect(d.calls[2]!.body).toEqual({ ttlMs: 60_000, ttlAction: "delete" });
     expect(ts.store.e2b.getSandbox(body.sandboxID)).toMatchObject({ metadata: { a: "1" }, envVars: { K: "v" }, accessToken: body.envdAccessToken, vmId: `id-${body.sandboxID}` });
     // info and list never carry the token
     const info = await (await api("GET", `/sandboxes/${body.sandboxID}`)).json();

@@ -17,8 +17,12 @@ import { BASE_IMAGE, BASE_TEMPLATE } from "./template.ts";
  * the same behaviour as the SDK's debug mode that envd's own tests use.
  */
 export const ENVD_VERSION = "0.6.4";
-/** E2B's default sandbox timeout when a create names none (seconds). */
-const DEFAULT_TIMEOUT_S = 15;
+/**
+ * The timeout of a create that names none (seconds): the SDK sends none by
+ * default, and E2B's documented behaviour is five minutes (its OpenAPI says
+ * 15, which a TCG boot would nearly use up).
+ */
+const DEFAULT_TIMEOUT_S = 300;
 /** E2B's longest (Pro) timeout; banger's TTL takes up to 24 h too. */
 const MAX_TIMEOUT_S = 86_400;
 /** The deprecated clientID E2B still returns: a constant. */
@@ -204,15 +208,17 @@ async function _source(deps: ControlDeps, templateId: string): Promise<{ image?:
 }
 
 /** Make a VM of the source and record it as a sandbox; the VM goes again if recording fails. */
-async function _makeSandbox(deps: ControlDeps, o: { templateId: string; source: { image?: string; from?: string }; ttlMs?: number; metadata: Record<string, string>; envVars: Record<string, string> }): Promise<E2BSandboxRecord> {
+async function _makeSandbox(deps: ControlDeps, o: { templateId: string; source: { image?: string; from?: string }; ttlMs: number; ttlAction: "delete" | "stop"; metadata: Record<string, string>; envVars: Record<string, string> }): Promise<E2BSandboxRecord> {
   const id = _newId();
   const vmm = deps.vmm();
-  // a clone takes its snapshot's shape (no driver, no TTL in the create): its TTL is set right after
+  // the TTL rides on the create, so a daemon killed mid-boot still leaves a VM that goes by itself;
+  // a clone takes its snapshot's shape (no driver, no TTL in the create)
   const vm = o.source.from
     ? await callDaemon<VMView>(deps.app, "POST", "/v1/vms", { name: id, from: o.source.from, start: true })
-    : await callDaemon<VMView>(deps.app, "POST", "/v1/vms", { name: id, image: o.source.image, start: true, ttlMs: o.ttlMs, ...(vmm ? { driver: vmm } : {}) });
+    : await callDaemon<VMView>(deps.app, "POST", "/v1/vms", { name: id, image: o.source.image, start: true, ttlMs: o.ttlMs, ttlAction: o.ttlAction, ...(vmm ? { driver: vmm } : {}) });
   try {
-    if (o.source.from && o.ttlMs !== undefined) await callDaemon(deps.app, "POST", `/v1/vms/${id}/lifetime`, { ttlMs: o.ttlMs, ttlAction: "delete" });
+    // …and counts from now, when the sandbox is up, as E2B's does (a boot under TCG takes a good part of 15 s)
+    await callDaemon(deps.app, "POST", `/v1/vms/${id}/lifetime`, { ttlMs: o.ttlMs, ttlAction: o.ttlAction });
     const sb: E2BSandboxRecord = { id, vmId: vm.id, templateId: o.templateId, metadata: o.metadata, envVars: o.envVars, accessToken: newAccessToken(), startedAt: deps.clock.now().toISOString() };
     deps.repo.putSandbox(sb);
     deps.log.info(`e2b: sandbox ${id} created from template ${o.templateId}`);
@@ -227,11 +233,13 @@ async function _create(c: _Ctx): Promise<Response> {
   const body = await _body(c.req);
   const templateId = body.templateID === undefined ? BASE_TEMPLATE : body.templateID;
   if (typeof templateId !== "string" || !templateId) throw new BangerError("E_BAD_REQUEST", "templateID must be a string");
-  const ttlMs = timeoutMs(body.timeout, DEFAULT_TIMEOUT_S);
+  const ttlMs = Math.max(timeoutMs(body.timeout, DEFAULT_TIMEOUT_S)!, 1);
+  if (body.autoPause !== undefined && typeof body.autoPause !== "boolean") throw new BangerError("E_BAD_REQUEST", "autoPause must be true or false");
   const metadata = _strMap(body.metadata, "metadata");
   const envVars = _strMap(body.envVars, "envVars");
   const source = await _source(c.deps, templateId);
-  const sb = await _makeSandbox(c.deps, { templateId, source, ttlMs, metadata, envVars });
+  // autoPause: the timeout stops the VM (its disk stays; connect boots it again) instead of deleting it
+  const sb = await _makeSandbox(c.deps, { templateId, source, ttlMs, ttlAction: body.autoPause ? "stop" : "delete", metadata, envVars });
   return Response.json(_created(sb, c.deps.domain()), { status: 201 });
 }
 
@@ -320,7 +328,7 @@ async function _setTimeout(c: _Ctx): Promise<Response> {
   if (ttl === undefined) throw new BangerError("E_BAD_REQUEST", "timeout is required (seconds)");
   const { sb } = await _must(c);
   // 0 would mean "no TTL" to banger; to E2B it means now: the shortest TTL banger has
-  await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: Math.max(ttl, 1), ttlAction: "delete" });
+  await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: Math.max(ttl, 1) });
   return new Response(null, { status: 204 });
 }
 
@@ -328,7 +336,7 @@ async function _refresh(c: _Ctx): Promise<Response> {
   const body = await _body(c.req);
   const { sb } = await _must(c);
   const ttl = timeoutMs(body.duration, DEFAULT_TIMEOUT_S)!;
-  await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: Math.max(ttl, 1), ttlAction: "delete" });
+  await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: Math.max(ttl, 1) });
   return new Response(null, { status: 204 });
 }
 
@@ -336,6 +344,8 @@ async function _pause(c: _Ctx): Promise<Response> {
   const { sb, vm } = await _must(c);
   if (_state(vm) === "paused") return e2bError(409, `sandbox "${sb.id}" is already paused`);
   await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/pause`, {});
+  // a paused sandbox waits for its connect, as E2B's do: no timeout runs while it is paused
+  await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: 0 });
   return new Response(null, { status: 204 });
 }
 
@@ -349,14 +359,17 @@ async function _connect(c: _Ctx): Promise<Response> {
     await callDaemon(c.deps.app, "POST", `${path}/resume`, {});
     status = 201;
   } else if (_state(vm) === "paused") {
-    // stopped (its memory is gone): boot it again, its disk kept
+    // stopped (its memory is gone; an autoPause timeout, `vm stop`): boot it again, its disk kept
     await callDaemon(c.deps.app, "POST", `${path}/start`, {});
     status = 201;
   }
-  // connect never shortens a sandbox's life, as E2B's does not
-  if (ttl !== undefined) {
+  if (status === 201) {
+    // resumed: its timeout runs again, from now (pause cleared it)
+    await callDaemon(c.deps.app, "POST", `${path}/lifetime`, { ttlMs: ttl || DEFAULT_TIMEOUT_S * 1000 });
+  } else if (ttl !== undefined) {
+    // connect to a running one never shortens its life, as E2B's does not
     const left = vm.lifetime?.expiresAt ? Date.parse(vm.lifetime.expiresAt) - c.deps.clock.now().getTime() : Number.POSITIVE_INFINITY;
-    if (ttl > left) await callDaemon(c.deps.app, "POST", `${path}/lifetime`, { ttlMs: ttl, ttlAction: "delete" });
+    if (ttl > left) await callDaemon(c.deps.app, "POST", `${path}/lifetime`, { ttlMs: ttl });
   }
   return Response.json(_created(sb, c.deps.domain()), { status });
 }
@@ -432,7 +445,7 @@ async function _fork(c: _Ctx): Promise<Response> {
   const results = [];
   for (const vm of out.vms) {
     try {
-      await callDaemon(c.deps.app, "POST", `/v1/vms/${vm.name}/lifetime`, { ttlMs: ttl, ttlAction: "delete" });
+      await callDaemon(c.deps.app, "POST", `/v1/vms/${vm.name}/lifetime`, { ttlMs: Math.max(ttl!, 1), ttlAction: "delete" });
       const child: E2BSandboxRecord = { ...sb, id: vm.name, vmId: vm.id, accessToken: newAccessToken(), startedAt: c.deps.clock.now().toISOString() };
       c.deps.repo.putSandbox(child);
       results.push({ sandbox: _created(child, c.deps.domain()) });
