@@ -35,7 +35,7 @@ import { createFileRoutes } from "./files-routes.ts";
 import { createEgressRoutes } from "./egress-routes.ts";
 import { createSnapshotRoutes } from "./snapshot-routes.ts";
 import { E2BServer } from "./e2b/server.ts";
-import { createEnvd } from "./e2b/envd/index.ts";
+import type { Envd } from "./e2b/envd/index.ts";
 import { createE2BRoutes } from "./e2b/routes.ts";
 import { createBaseTemplate } from "./e2b/template.ts";
 
@@ -184,7 +184,10 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // the E2B endpoint translates into the daemon's own routes: it calls `app` (made below) in process
   let app: (req: Request) => Promise<Response> = async () => new Response(null, { status: 503 });
   const e2bBase = createBaseTemplate((req) => app(req), log);
-  const e2b = new E2BServer({ repo: store.e2b, log, clock: host.clock, app: () => app, base: e2bBase, envd: createEnvd({ engine, ssh, host, log, sessions: sessions.engine }) });
+  // envd (Connect, the generated protos) loads at the first envd request, not at every daemon start (auto-start time counts)
+  let envd: Promise<Envd> | null = null;
+  const lazyEnvd = () => (envd ??= import("./e2b/envd/index.ts").then((m) => m.createEnvd({ engine, ssh, host, log, sessions: sessions.engine })));
+  const e2b = new E2BServer({ repo: store.e2b, log, clock: host.clock, app: () => app, base: e2bBase, envd: lazyEnvd });
 
   let server: _Server | undefined;
   const closeAll = _shutdownOnce({ server: () => server!, ssh, store, fs, paths, release, log });

@@ -79,6 +79,9 @@ test("create: a banger VM named as the sandbox, with its metadata, template, TTL
   // envd's services come from their own modules: whatever envd is asked reaches it with the sandbox's token only
   const token = (sb as unknown as { envdAccessToken: string }).envdAccessToken;
   expect((await envd(sb.sandboxId, "/health", token)).status).toBe(204);
+  // anything else goes to envd (loaded on first use in the compiled daemon); a path none of its services has is its 404
+  const nothing = await envd(sb.sandboxId, "/banger-test/nothing", token);
+  expect([nothing.status, await nothing.json()]).toEqual([404, { code: 404, message: "envd has no GET /banger-test/nothing" }]);
   expect((await envd(sb.sandboxId, "/health", "wrong")).status).toBe(401);
   expect((await envd(sb.sandboxId, "/health", null)).status).toBe(401);
   expect((await envd("e2b-nosuchsandbox00", "/health", token)).status).toBe(502);

@@ -148,7 +148,7 @@ describe("the listener", () => {
     ts = testStore();
     d = fakeDaemon(ts.store);
     e = fakeEnvd();
-    server = new E2BServer({ repo: ts.store.e2b, log, clock: fakeClock(), app: () => d.app, envd: e.envd, base: { ensure: async () => {}, build: async () => {} } });
+    server = new E2BServer({ repo: ts.store.e2b, log, clock: fakeClock(), app: () => d.app, envd: async () => e.envd, base: { ensure: async () => {}, build: async () => {} } });
     key = createKey(ts.store.e2b, "t", new Date()).key;
   });
   afterEach(() => ts.cleanup());

@@ -39,7 +39,8 @@ export interface E2BServerDeps {
   log: Logger;
   clock: Clock;
   app: () => DaemonApp;
-  envd: Envd;
+  /** envd, made on first use: Connect and the generated protos load only when a sandbox is asked for them. */
+  envd: () => Promise<Envd>;
   base: BaseTemplate;
 }
 
@@ -169,7 +170,7 @@ export class E2BServer {
     const url = new URL(req.url);
     if (url.pathname === "/health") return new Response(null, { status: running ? 204 : 502 });
     if (!running) return e2bError(502, `sandbox "${id}" is ${vm.runtime.state === "paused" ? "paused: connect to resume it" : "not running"}`);
-    return await this.d.envd.handle(req, { id: sb.id, vm, envVars: sb.envVars });
+    return await (await this.d.envd()).handle(req, { id: sb.id, vm, envVars: sb.envVars });
   }
 
   /** A guest port through the VM's published ports (one loopback forward per port, made on first use and kept). */
