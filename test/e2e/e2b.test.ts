@@ -62,6 +62,13 @@ e2e.describe("E2B SDK against banger with real QEMU guests", () => {
     expect([r.code, r.stdout]).toEqual([0, "/home/user\n0\n4\n"]);
     const info = await sb.getInfo();
     expect([info.templateId, info.state, info.metadata]).toEqual(["base", "running", { suite: "e2e" }]);
+    // metrics are `vm stats`: the guest's own memory and disk, the VMM's CPU
+    const [m] = await sb.getMetrics();
+    expect(m!.cpuCount).toBe(vm.spec.cpus);
+    expect(m!.memTotal).toBeGreaterThan(100 << 20);
+    expect(m!.memUsed).toBeGreaterThan(0);
+    expect(m!.diskTotal).toBeGreaterThan(m!.diskUsed);
+    expect(m!.diskUsed).toBeGreaterThan(0);
   }, 120_000);
 
   test("a guest HTTP server on port 8000 answers through the listener; pause → not running; connect → the same server answers", async () => {
