@@ -57,6 +57,8 @@ test("serve + env: the three variables; status and key list as JSON hold no key"
   expect(run(["e2b", "env"]).stdout).toContain(apiKey);
   const st = run(["e2b", "status", "--json"]).json();
   expect(st).toMatchObject({ listening: true, apiUrl, sandboxUrl: apiUrl, vmm: "fake", keys: 1 });
+  // serving again (any port) keeps the port already bound, so exported URLs stay right
+  expect(run(["e2b", "serve", "--listen", "127.0.0.1:0", "--json"]).json().apiUrl).toBe(apiUrl);
   const keys = run(["e2b", "key", "list", "--json"]);
   expect(keys.json()).toHaveLength(1);
   expect(keys.stdout).not.toContain(apiKey);

@@ -72,9 +72,10 @@ export class E2BServer {
 
   serve(o: { listen?: string; vmm?: string }): E2BStatus {
     const listen = o.listen ?? this.d.repo.getSetting(LISTEN_KEY) ?? DEFAULT_E2B_LISTEN;
-    parseListen(listen);
     if (o.vmm !== undefined) this.d.repo.setSetting(VMM_KEY, o.vmm || null);
-    if (this.server && this.address() !== listen) this.close();
+    // ":0" (any port) is satisfied by the one already bound on that host: a second serve keeps the URLs exported
+    const want = parseListen(listen);
+    if (this.server && this.address() !== listen && !(want.port === 0 && parseListen(this.address()).host === want.host)) this.close();
     if (!this.server) this.open(listen);
     // the port actually bound (":0" asks for any): what the next daemon listens on, so exported URLs stay right
     this.d.repo.setSetting(LISTEN_KEY, this.address());
