@@ -239,4 +239,8 @@ test("no key or access token in the daemon's log", () => {
   const logText = readFileSync(join(h.home, "daemon.log"), "utf8");
   expect(logText).toContain("e2b: sandbox");
   for (const s of secrets) expect(logText).not.toContain(s);
+  // nor in what the CLI's --json shows of the sandboxes' VMs and the endpoint
+  const shown = ["vm list", "e2b status", "e2b key list", "e2b env", "snapshot list"].map((c) => run([...c.split(" "), "--json"]).stdout).join("\n");
+  expect(shown).toContain("e2b-");
+  for (const s of secrets) expect(shown).not.toContain(s);
 });

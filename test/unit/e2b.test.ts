@@ -196,6 +196,7 @@ describe("the listener", () => {
     expect([bad.status, ((await bad.json()) as { code: number }).code]).toEqual([400, 400]);
     expect((await api("POST", "/v2/sandboxes", { templateID: "tiny", timeout: "1h" })).status).toBe(400);
     expect((await api("POST", "/v2/sandboxes", { templateID: "tiny", metadata: { a: 1 } })).status).toBe(400);
+    expect((await api("POST", "/v2/sandboxes", { templateID: "tiny", metadata: { a: "x".repeat(1 << 20) } })).status).toBe(400);
     expect((await api("GET", "/sandboxes/e2b-none")).status).toBe(404);
     expect((await api("GET", "/nope")).status).toBe(404);
     expect(d.calls.filter((c) => c.method === "POST")).toEqual([]);

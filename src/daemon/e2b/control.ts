@@ -131,8 +131,13 @@ function _created(sb: E2BSandboxRecord, domain: string) {
 
 // --- body checks ---
 
+/** Control-plane bodies are small (ids, metadata, env vars), as the daemon's own JSON bodies are. */
+const MAX_BODY_BYTES = 1 << 20;
+
 async function _body(req: Request): Promise<Record<string, unknown>> {
+  if (Number(req.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) throw new BangerError("E_BAD_REQUEST", `the body is over ${MAX_BODY_BYTES} bytes`);
   const text = await req.text();
+  if (text.length > MAX_BODY_BYTES) throw new BangerError("E_BAD_REQUEST", `the body is over ${MAX_BODY_BYTES} bytes`);
   if (!text) return {};
   let v: unknown;
   try {
