@@ -89,6 +89,14 @@ test("create: a banger VM named as the sandbox, with its metadata, template, TTL
   expect((await envd("e2b-nosuchsandbox00", "/health", token)).status).toBe(502);
 });
 
+test("no template named: the SDK's default `base`, which is the image e2b-base (here a stand-in, so nothing is built)", async () => {
+  expect(run(["image", "import", "--name", "e2b-base", "--kernel", join(h.home, "k"), "--rootfs", join(h.home, "r")]).code).toBe(0);
+  const sb = await Sandbox.create({ ...opts(), timeoutMs: 60_000 });
+  made.push(sb.sandboxId);
+  expect(run(["vm", "show", sb.sandboxId, "--json"]).json().spec.image).toBe("e2b-base");
+  expect((await sb.getInfo()).templateId).toBe("base");
+});
+
 test("list: metadata and state filters, pagination with X-Next-Token", async () => {
   const a = await create({ metadata: { group: "pg", n: "1" } });
   const b = await create({ metadata: { group: "pg", n: "2" } });
