@@ -25,6 +25,8 @@ export interface E2BSandboxRecord {
   envVars: Record<string, string>;
   /** envd's X-Access-Token for this sandbox (returned by create and connect; never listed, never logged). */
   accessToken: string;
+  /** Asked for with `network: { allowPublicTraffic: false }`: then every request to a guest port must carry it (`e2b-traffic-access-token`). */
+  trafficAccessToken?: string;
   startedAt: string;
 }
 

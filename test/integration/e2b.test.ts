@@ -201,6 +201,20 @@ test("a guest port: the listener publishes it on loopback and forwards the reque
   expect(run(["vm", "port", "ls", sb.sandboxId, "--json"]).json().ports.map((p: { guestPort: number }) => p.guestPort)).toEqual([8080, 9090]);
 });
 
+test("network.allowPublicTraffic false: guest ports want the sandbox's traffic token, never listed", async () => {
+  const sb = await create({ network: { allowPublicTraffic: false } });
+  const traffic = (sb as unknown as { trafficAccessToken?: string }).trafficAccessToken!;
+  expect(traffic).toMatch(/^[0-9a-f]{48}$/);
+  secrets.push(traffic);
+  const url = `http://${sb.getHost(8081)}/x`;
+  expect((await fetch(url)).status).toBe(403);
+  expect((await fetch(url, { headers: { "e2b-traffic-access-token": "0".repeat(48) } })).status).toBe(403);
+  expect(run(["vm", "port", "ls", sb.sandboxId, "--json"]).json().ports).toEqual([]);
+  expect((await fetch(url, { headers: { "e2b-traffic-access-token": traffic } })).status).toBe(502); // through to the fake forward
+  expect(run(["vm", "port", "ls", sb.sandboxId, "--json"]).json().ports.map((p: { guestPort: number }) => p.guestPort)).toEqual([8081]);
+  expect(JSON.stringify(await sb.getInfo())).not.toContain(traffic);
+});
+
 test("snapshot, create from it, list and delete it; fork", async () => {
   const sb = await create();
   const snap = await sb.createSnapshot();

@@ -126,7 +126,16 @@ export function listedSandbox(sb: E2BSandboxRecord, vm: VMView) {
 }
 
 function _created(sb: E2BSandboxRecord, domain: string) {
-  return { templateID: sb.templateId, sandboxID: sb.id, clientID: CLIENT_ID, envdVersion: ENVD_VERSION, envdAccessToken: sb.accessToken, domain };
+  return { templateID: sb.templateId, sandboxID: sb.id, clientID: CLIENT_ID, envdVersion: ENVD_VERSION, envdAccessToken: sb.accessToken, domain, ...(sb.trafficAccessToken ? { trafficAccessToken: sb.trafficAccessToken } : {}) };
+}
+
+/** `network.allowPublicTraffic: false`: guest ports want a token (anything else of `network` is not done: egress is `vm egress`). */
+function _privateTraffic(v: unknown): boolean {
+  if (v === undefined || v === null) return false;
+  if (typeof v !== "object" || Array.isArray(v)) throw new BangerError("E_BAD_REQUEST", "network must be an object");
+  const allow = (v as { allowPublicTraffic?: unknown }).allowPublicTraffic;
+  if (allow !== undefined && typeof allow !== "boolean") throw new BangerError("E_BAD_REQUEST", "network.allowPublicTraffic must be true or false");
+  return allow === false;
 }
 
 // --- body checks ---
@@ -213,7 +222,7 @@ async function _source(deps: ControlDeps, templateId: string): Promise<{ image?:
 }
 
 /** Make a VM of the source and record it as a sandbox; the VM goes again if recording fails. */
-async function _makeSandbox(deps: ControlDeps, o: { templateId: string; source: { image?: string; from?: string }; ttlMs: number; ttlAction: "delete" | "stop"; metadata: Record<string, string>; envVars: Record<string, string> }): Promise<E2BSandboxRecord> {
+async function _makeSandbox(deps: ControlDeps, o: { templateId: string; source: { image?: string; from?: string }; ttlMs: number; ttlAction: "delete" | "stop"; metadata: Record<string, string>; envVars: Record<string, string>; privateTraffic: boolean }): Promise<E2BSandboxRecord> {
   const id = _newId();
   const vmm = deps.vmm();
   // the TTL rides on the create, so a daemon killed mid-boot still leaves a VM that goes by itself;
@@ -224,7 +233,7 @@ async function _makeSandbox(deps: ControlDeps, o: { templateId: string; source: 
   try {
     // …and counts from now, when the sandbox is up, as E2B's does (a boot under TCG takes a good part of 15 s)
     await callDaemon(deps.app, "POST", `/v1/vms/${id}/lifetime`, { ttlMs: o.ttlMs, ttlAction: o.ttlAction });
-    const sb: E2BSandboxRecord = { id, vmId: vm.id, templateId: o.templateId, metadata: o.metadata, envVars: o.envVars, accessToken: newAccessToken(), startedAt: deps.clock.now().toISOString() };
+    const sb: E2BSandboxRecord = { id, vmId: vm.id, templateId: o.templateId, metadata: o.metadata, envVars: o.envVars, accessToken: newAccessToken(), ...(o.privateTraffic ? { trafficAccessToken: newAccessToken() } : {}), startedAt: deps.clock.now().toISOString() };
     deps.repo.putSandbox(sb);
     deps.log.info(`e2b: sandbox ${id} created from template ${o.templateId}`);
     return sb;
@@ -242,9 +251,10 @@ async function _create(c: _Ctx): Promise<Response> {
   if (body.autoPause !== undefined && typeof body.autoPause !== "boolean") throw new BangerError("E_BAD_REQUEST", "autoPause must be true or false");
   const metadata = _strMap(body.metadata, "metadata");
   const envVars = _strMap(body.envVars, "envVars");
+  const privateTraffic = _privateTraffic(body.network);
   const source = await _source(c.deps, templateId);
   // autoPause: the timeout stops the VM (its disk stays; connect boots it again) instead of deleting it
-  const sb = await _makeSandbox(c.deps, { templateId, source, ttlMs, ttlAction: body.autoPause ? "stop" : "delete", metadata, envVars });
+  const sb = await _makeSandbox(c.deps, { templateId, source, ttlMs, ttlAction: body.autoPause ? "stop" : "delete", metadata, envVars, privateTraffic });
   return Response.json(_created(sb, c.deps.domain()), { status: 201 });
 }
 
@@ -451,7 +461,7 @@ async function _fork(c: _Ctx): Promise<Response> {
   for (const vm of out.vms) {
     try {
       await callDaemon(c.deps.app, "POST", `/v1/vms/${vm.name}/lifetime`, { ttlMs: Math.max(ttl!, 1), ttlAction: "delete" });
-      const child: E2BSandboxRecord = { ...sb, id: vm.name, vmId: vm.id, accessToken: newAccessToken(), startedAt: c.deps.clock.now().toISOString() };
+      const child: E2BSandboxRecord = { ...sb, id: vm.name, vmId: vm.id, accessToken: newAccessToken(), ...(sb.trafficAccessToken ? { trafficAccessToken: newAccessToken() } : {}), startedAt: c.deps.clock.now().toISOString() };
       c.deps.repo.putSandbox(child);
       results.push({ sandbox: _created(child, c.deps.domain()) });
     } catch (e) {

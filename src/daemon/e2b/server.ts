@@ -164,6 +164,9 @@ export class E2BServer {
     const { sb, vm } = found;
     const running = vm.runtime.state === "running" && vm.alive;
     if (port !== ENVD_PORT) {
+      if (sb.trafficAccessToken && !sameToken(req.headers.get("e2b-traffic-access-token"), sb.trafficAccessToken)) {
+        return e2bError(403, "this sandbox's ports want its traffic access token (e2b-traffic-access-token)");
+      }
       if (!running) return e2bError(502, `sandbox "${id}" is not running`);
       return await this.proxy(req, vm.id, port);
     }
