@@ -10,8 +10,9 @@ import type { Envd, EnvdSandbox } from "../../src/daemon/e2b/envd/index.ts";
 import { rawDb, sampleVM, testLogger, testStore, fakeClock, type TestStore } from "../helpers/fakes.ts";
 
 /** The daemon's API as the front door sees it: records every call, answers from a map of VMs. */
-function fakeDaemon(store: TestStore["store"]) {
+function fakeDaemon(store: TestStore["store"], guestPorts: Record<number, number> = {}) {
   const calls: { method: string; path: string; body: unknown }[] = [];
+  const published: { proto: string; hostIP: string; guestPort: number; boundPort: number }[] = [];
   const vms = new Map<string, VMView>();
   const images = new Set(["tiny", "e2b-base", "default"]);
   const app = async (req: Request): Promise<Response> => {
@@ -31,6 +32,16 @@ function fakeDaemon(store: TestStore["store"]) {
       return new Response(JSON.stringify({ type: "result", data: vm }) + "\n", { headers: { "content-type": "application/x-ndjson" } });
     }
     if (req.method === "GET" && url.pathname === "/v1/vms") return Response.json({ vms: [...vms.values()] });
+    if ((m = /^\/v1\/vms\/([^/]+)\/ports$/.exec(url.pathname))) {
+      // a "published port": the guest port's stand-in server on this host
+      if (req.method === "POST") {
+        const guestPort = Number((body as { spec: string }).spec.split(":").at(-1));
+        const added = { proto: "tcp", hostIP: "127.0.0.1", guestPort, boundPort: guestPorts[guestPort] ?? 1 };
+        published.push(added);
+        return Response.json({ ports: published, added }, { status: 201 });
+      }
+      return Response.json({ ports: published });
+    }
     if (req.method === "POST" && (m = /^\/v1\/vms\/([^/]+)\/lifetime$/.exec(url.pathname))) {
       const vm = [...vms.values()].find((v) => v.name === decodeURIComponent(m![1]!));
       return vm ? Response.json(vm) : err(404, "E_VM_NOT_FOUND", "vm not found");
@@ -43,7 +54,7 @@ function fakeDaemon(store: TestStore["store"]) {
     }
     return err(404, "E_NOT_FOUND", `no such route ${url.pathname}`);
   };
-  return { app, calls, vms, images };
+  return { app, calls, vms, images, published };
 }
 
 function fakeEnvd() {
@@ -228,5 +239,57 @@ describe("the listener", () => {
     expect(server.status()).toMatchObject({ listening: false, listen: "" });
     ts.store.e2b.setSetting("listen", "0.0.0.0:49982");
     expect(server.status()).toMatchObject({ listening: false, listen: "0.0.0.0:49982", warning: expect.stringContaining("off loopback") });
+  });
+});
+
+describe("guest ports through a real listener", () => {
+  let ts: TestStore;
+  let guest: ReturnType<typeof Bun.serve>;
+  let server: E2BServer;
+  beforeEach(() => {
+    ts = testStore();
+    // the "guest's" server: HTTP that echoes what it got, and a WebSocket echo
+    guest = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(req, srv) {
+        if (srv.upgrade(req, { data: undefined })) return undefined as unknown as Response;
+        return req.text().then((b) => new Response(`${req.method} ${new URL(req.url).pathname}${new URL(req.url).search} ${req.headers.get("x-mine")} ${b}`, { headers: { "x-guest": "1" } }));
+      },
+      websocket: { message: (ws, m) => void ws.send(typeof m === "string" ? `echo:${m}` : m) },
+    });
+    const d = fakeDaemon(ts.store, { 7000: guest.port! });
+    server = new E2BServer({ repo: ts.store.e2b, log: testLogger(), clock: fakeClock(), app: () => d.app, envd: async () => fakeEnvd().envd, base: { ensure: async () => {}, build: async () => {} } });
+  });
+  afterEach(() => {
+    server.close();
+    void guest.stop(true);
+    ts.cleanup();
+  });
+
+  test("HTTP (method, path, query, headers, body, answer headers) and a WebSocket both ways, by getHost's name", async () => {
+    const key = createKey(ts.store.e2b, "t", new Date()).key;
+    const st = server.serve({ listen: "127.0.0.1:0" });
+    const made = (await (await server.handle(new Request(`${st.apiUrl}/v2/sandboxes`, { method: "POST", headers: { "X-API-Key": key }, body: JSON.stringify({ templateID: "tiny" }) }))).json()) as { sandboxID: string };
+    const host = `7000-${made.sandboxID}.localhost:${new URL(st.apiUrl).port}`;
+    const res = await fetch(`http://${host}/a/b?q=1`, { method: "POST", headers: { "x-mine": "yes" }, body: "payload" });
+    expect([res.status, res.headers.get("x-guest"), await res.text()]).toEqual([200, "1", "POST /a/b?q=1 yes payload"]);
+    const ws = new WebSocket(`ws://${host}/ws`);
+    const got: string[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      ws.onmessage = (ev) => {
+        got.push(String(ev.data));
+        if (got.length === 2) resolve();
+      };
+      ws.onerror = () => reject(new Error("websocket failed"));
+    });
+    // sent at once: what arrives before the guest side is open is queued, in order
+    ws.onopen = () => {
+      ws.send("one");
+      ws.send("two");
+    };
+    await done;
+    expect(got).toEqual(["echo:one", "echo:two"]);
+    ws.close();
   });
 });

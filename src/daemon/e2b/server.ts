@@ -34,6 +34,41 @@ export function sandboxFromHost(host: string | null): { id: string; port: number
 /** A request's hop-by-hop headers and ours stay here; the rest go to the guest's server. */
 const _DROP = new Set(["connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te", "trailer", "host", "e2b-sandbox-id", "e2b-sandbox-port", "x-access-token", "e2b-traffic-access-token"]);
 
+type _WsData = { target: string; upstream: WebSocket | null; queue: (string | Uint8Array)[] };
+
+/**
+ * A client's WebSocket to a guest port, relayed to one the listener opens to
+ * the port's loopback forward: frames both ways (text stays text), what the
+ * client sends before the guest side is open is queued, and either side's
+ * close closes the other.
+ */
+function _wsRelay(): Bun.WebSocketHandler<_WsData> {
+  return {
+    open(ws) {
+      const up = new WebSocket(ws.data.target);
+      up.binaryType = "arraybuffer";
+      ws.data.upstream = up;
+      up.onopen = () => {
+        for (const m of ws.data.queue.splice(0)) up.send(m);
+      };
+      up.onmessage = (ev) => {
+        ws.send(typeof ev.data === "string" ? ev.data : new Uint8Array(ev.data as ArrayBuffer));
+      };
+      up.onclose = (ev) => ws.close(ev.code === 1005 || ev.code === 1006 ? 1000 : ev.code, ev.reason);
+      up.onerror = () => ws.close(1011, "the guest's WebSocket failed");
+    },
+    message(ws, msg) {
+      const data = typeof msg === "string" ? msg : new Uint8Array(msg);
+      const up = ws.data.upstream;
+      if (up && up.readyState === WebSocket.OPEN) up.send(data);
+      else ws.data.queue.push(data);
+    },
+    close(ws) {
+      ws.data.upstream?.close();
+    },
+  };
+}
+
 export interface E2BServerDeps {
   repo: E2BRepo;
   log: Logger;
@@ -128,7 +163,15 @@ export class E2BServer {
     const { host, port } = parseListen(listen);
     try {
       // idleTimeout 0: envd streams (a command's output, a watch) stay quiet for as long as the guest is
-      this.server = Bun.serve({ hostname: host, port, idleTimeout: 0, maxRequestBodySize: Number.MAX_SAFE_INTEGER, fetch: (req) => this.handle(req) });
+      this.server = Bun.serve<_WsData, never>({
+        hostname: host,
+        port,
+        idleTimeout: 0,
+        maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+        // an upgraded WebSocket has no Response: Bun takes undefined for "answered by the upgrade"
+        fetch: async (req, server) => (await this.serveRequest(req, (target) => server.upgrade(req, { data: { target, upstream: null, queue: [] } }))) ?? (undefined as unknown as Response),
+        websocket: _wsRelay(),
+      });
     } catch (e) {
       throw new BangerError("E_PORT_IN_USE", `cannot listen on ${listen}: ${errorMessage(e)}`);
     }
@@ -138,12 +181,17 @@ export class E2BServer {
 
   /** The listener's handler: a plain (Request) => Response, so tests call it without a socket. */
   async handle(req: Request): Promise<Response> {
+    return (await this.serveRequest(req)) ?? e2bError(400, "a WebSocket upgrade needs the listener's socket");
+  }
+
+  /** handle, with the socket's WebSocket upgrade when there is one (null: the request became a WebSocket). */
+  private async serveRequest(req: Request, upgrade?: (target: string) => boolean): Promise<Response | null> {
     try {
       const idHeader = req.headers.get("e2b-sandbox-id");
       const byHost = idHeader ? null : sandboxFromHost(req.headers.get("host"));
       if (idHeader || byHost) {
         const port = idHeader ? Number(req.headers.get("e2b-sandbox-port") ?? ENVD_PORT) : byHost!.port;
-        return await this.sandboxRequest(req, idHeader ?? byHost!.id, port);
+        return await this.sandboxRequest(req, idHeader ?? byHost!.id, port, upgrade);
       }
       if (!checkKey(this.d.repo, req.headers.get("x-api-key"))) return e2bError(401, "invalid or missing API key (X-API-Key): make one with `banger e2b key create`");
       return await handleControl(req, this.controlDeps());
@@ -156,7 +204,7 @@ export class E2BServer {
     return { app: this.d.app(), repo: this.d.repo, log: this.d.log, clock: this.d.clock, vmm: () => this.vmm(), base: this.d.base, domain: () => `localhost:${this.server?.port ?? ""}` };
   }
 
-  private async sandboxRequest(req: Request, id: string, port: number): Promise<Response> {
+  private async sandboxRequest(req: Request, id: string, port: number, upgrade?: (target: string) => boolean): Promise<Response | null> {
     if (!Number.isInteger(port) || port < 1 || port > 65535) return e2bError(400, "E2b-Sandbox-Port must be a port number");
     const found = await findSandbox({ app: this.d.app(), repo: this.d.repo }, id);
     // what E2B's proxy answers for a sandbox that is not there (the SDK's isRunning reads 502 as "not running")
@@ -168,7 +216,7 @@ export class E2BServer {
         return e2bError(403, "this sandbox's ports want its traffic access token (e2b-traffic-access-token)");
       }
       if (!running) return e2bError(502, `sandbox "${id}" is not running`);
-      return await this.proxy(req, vm.id, port);
+      return await this.proxy(req, vm.id, port, upgrade);
     }
     if (!sameToken(req.headers.get("x-access-token"), sb.accessToken)) return e2bError(401, "invalid or missing access token (X-Access-Token)");
     const url = new URL(req.url);
@@ -178,7 +226,7 @@ export class E2BServer {
   }
 
   /** A guest port through the VM's published ports (one loopback forward per port, made on first use and kept). */
-  private async proxy(req: Request, vmId: string, port: number): Promise<Response> {
+  private async proxy(req: Request, vmId: string, port: number, upgrade?: (target: string) => boolean): Promise<Response | null> {
     const app = this.d.app();
     const path = `/v1/vms/${encodeURIComponent(vmId)}/ports`;
     const { ports } = await callDaemon<PortsView>(app, "GET", path);
@@ -189,6 +237,11 @@ export class E2BServer {
     }
     if (!fwd?.boundPort) return e2bError(502, `no forward to guest port ${port}`);
     const url = new URL(req.url);
+    if ((req.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
+      // relayed frame by frame to a WebSocket of our own to the guest's server (see _wsRelay)
+      if (upgrade?.(`ws://127.0.0.1:${fwd.boundPort}${url.pathname}${url.search}`)) return null;
+      return e2bError(400, "a WebSocket upgrade this listener could not take");
+    }
     const headers = new Headers();
     req.headers.forEach((v, k) => {
       if (!_DROP.has(k.toLowerCase())) headers.set(k, v);
