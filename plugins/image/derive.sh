@@ -31,8 +31,15 @@ if [ -n "$DEBS" ]; then
   mkdir -p "$stage/debs"
   mount --bind "$DEBS" "$stage/debs"
   set +e
-  in_root /bin/sh -c 'dpkg --force-confold -i /run/banger/debs/*.deb'
-  rc=$?
+  # dpkg takes the .debs in name order and refuses one whose Pre-Depends comes later in that order
+  # (python3 → python3-minimal → python3.11-minimal): each pass installs what the last one configured
+  # the way for; --skip-same-version leaves what is already in alone. A chain is at most a few deep.
+  for pass in 1 2 3 4; do
+    in_root /bin/sh -c 'dpkg --force-confold --skip-same-version -i /run/banger/debs/*.deb'
+    rc=$?
+    if [ "$rc" -eq 0 ]; then break; fi
+    echo "dpkg pass $pass left packages unconfigured (pre-dependencies later in the list): again"
+  done
   set -e
   if [ "$rc" -ne 0 ]; then echo "@@banger failed packages $rc"; exit 3; fi
   umount "$stage/debs"

@@ -7,6 +7,7 @@
 import { autostartSection, cliSection, type CliShared } from "./cli.ts";
 import { bootSection } from "./boot.ts";
 import { e2bFilesSection, e2bFilesSkipReason } from "./e2b-files.ts";
+import { e2bSection } from "./e2b.ts";
 import { egressSection } from "./egress.ts";
 import { execSection } from "./exec.ts";
 import { imageSection } from "./image.ts";
@@ -119,5 +120,10 @@ export const SECTIONS: readonly BenchSection[] = [
     name: "image-own", vm: true, quick: false,
     title: "image-own (issue 16): derived image (+2 packages) vs a full image build; cache hit; boot of an OCI image vs the default",
     run: (c) => imageOwnSection(c.b, c.vms, { derive: c.n("IMAGE_DERIVE_N", 3, 1), hit: c.n("IMAGE_HIT_N", 5, 2), boot: c.n("IMAGE_BOOT_N", 3, 1) }),
+  },
+  {
+    name: "e2b", vm: true, quick: false,
+    title: "e2b (issue 19): Sandbox.create through the E2B endpoint vs banger vm create --start (same warm template); getInfo vs vm show",
+    run: (c) => e2bSection(c.b, c.vms, { creates: c.n("E2B_CREATE_N", 5, 1), infos: c.n("E2B_INFO_N", 20, 5) }),
   },
 ];

@@ -31,6 +31,7 @@ export const main = defineCommand({
     session: () => import("./session.ts").then((m) => m.default),
     workspace: () => import("./workspace.ts").then((m) => m.default),
     snapshot: () => import("./snapshot.ts").then((m) => m.default),
+    e2b: () => import("./e2b.ts").then((m) => m.default),
     daemon: () => import("./daemon.ts").then((m) => m.default),
     plugin: () => import("./plugin.ts").then((m) => m.default),
     doctor: () => import("./doctor.ts").then((m) => m.default),

@@ -47,7 +47,7 @@ export async function vmView(engine: Engine, vm: VMRecord): Promise<VMView> {
 }
 
 /** The routes served here; images, sessions and workspaces bring their own handlers. */
-type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace"> | keyof HandlersFor<"port"> | keyof HandlersFor<"stats"> | keyof HandlersFor<"file"> | keyof HandlersFor<"lifetime"> | keyof HandlersFor<"vmEgress"> | keyof HandlersFor<"snapshot">>;
+type AppRoutes = Omit<Handlers, keyof HandlersFor<"image"> | keyof HandlersFor<"session"> | keyof HandlersFor<"workspace"> | keyof HandlersFor<"port"> | keyof HandlersFor<"stats"> | keyof HandlersFor<"file"> | keyof HandlersFor<"lifetime"> | keyof HandlersFor<"vmEgress"> | keyof HandlersFor<"snapshot"> | keyof HandlersFor<"e2b">>;
 
 type _DaemonRoutes = Pick<AppRoutes, "health" | "shutdown" | "pluginList">;
 

@@ -34,6 +34,10 @@ import { createStatsRoutes } from "./stats.ts";
 import { createFileRoutes } from "./files-routes.ts";
 import { createEgressRoutes } from "./egress-routes.ts";
 import { createSnapshotRoutes } from "./snapshot-routes.ts";
+import { E2BServer } from "./e2b/server.ts";
+import type { Envd } from "./e2b/envd/index.ts";
+import { createE2BRoutes } from "./e2b/routes.ts";
+import { createBaseTemplate } from "./e2b/template.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
 
@@ -177,15 +181,24 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const snapshots = createSnapshotRoutes(engine);
   const autoWarm = new AutoWarm(engine, await autoWarmEnabled(paths, fs));
 
+  // the E2B endpoint translates into the daemon's own routes: it calls `app` (made below) in process
+  let app: (req: Request) => Promise<Response> = async () => new Response(null, { status: 503 });
+  const e2bBase = createBaseTemplate((req) => app(req), log);
+  // envd (Connect, the generated protos) loads at the first envd request, not at every daemon start (auto-start time counts)
+  let envd: Promise<Envd> | null = null;
+  const lazyEnvd = () => (envd ??= import("./e2b/envd/index.ts").then((m) => m.createEnvd({ engine, ssh, host, log, sessions: sessions.engine })));
+  const e2b = new E2BServer({ repo: store.e2b, log, clock: host.clock, app: () => app, base: e2bBase, envd: lazyEnvd });
+
   let server: _Server | undefined;
   const closeAll = _shutdownOnce({ server: () => server!, ssh, store, fs, paths, release, log });
   // no deadline fires into a store that is closing
   const shutdown = () => {
+    e2b.close();
     lifetimes.close();
     autoWarm.close();
     closeAll();
   };
-  const app = trackActivity(createApp({
+  app = trackActivity(createApp({
     engine,
     images,
     ssh,
@@ -196,13 +209,15 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     startedAt: new Date().toISOString(),
     reconcile,
     autoWarm,
-    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers, ...createLifetimeRoutes({ engine, lifetimes }), ...createEgressRoutes({ engine, fs: host.fs, clock: host.clock }), ...snapshots.handlers },
+    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers, ...createLifetimeRoutes({ engine, lifetimes }), ...createEgressRoutes({ engine, fs: host.fs, clock: host.clock }), ...snapshots.handlers, ...createE2BRoutes({ server: e2b, repo: store.e2b, fs: host.fs, clock: host.clock, home, base: e2bBase }) },
     shutdown,
   }), (vm) => lifetimes.busy(vm));
   server = await _serve(app, paths, fs);
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);
   log.info(`listening on ${paths.socket}`);
+  // opt-in: only where a `banger e2b serve` asked (and no `e2b stop` since)
+  e2b.restore();
   // Session status needs SSH to each guest (seconds under TCG, longer for an unreachable one):
   // after listening, so auto-start stays fast; every session read refreshes on demand anyway.
   void sessions.reconcile().catch((e) => log.warn(`session reconcile: ${errorMessage(e)}`));

@@ -8,6 +8,7 @@ import type { FetchResult, FileInfo, Health, LoadedPlugin, PortsView, SshInfo, V
 import type { GuestSession, ImageRecord, SnapshotRecord } from "./model.ts";
 import type { EgressView } from "./egress.ts";
 import type { ImageChainLink } from "./image-recipe.ts";
+import type { E2BKeyInfo, E2BStatus } from "./e2b.ts";
 
 /** JSON request bodies are small (names, argv, paths): anything bigger is refused before it is buffered. */
 export const MAX_JSON_BODY_BYTES = 1 << 20;
@@ -281,6 +282,20 @@ export const routes = defineRoutes({
     body: "raw",
     json: res<{ path: string; bytes: number }>(),
   },
+
+  // The E2B endpoint (`banger e2b …`): opt-in, remembered across daemon restarts; src/daemon/e2b/.
+  e2bStatus: { method: "GET", path: "/v1/e2b", json: res<E2BStatus>() },
+  /** Listen (default 127.0.0.1:49982, or where the last serve listened); `vmm`: what sandboxes boot with ("" = the default). */
+  e2bServe: { method: "POST", path: "/v1/e2b/serve", body: { listen: { type: "string" }, vmm: { type: "string" } }, json: res<E2BStatus>() },
+  e2bStop: { method: "POST", path: "/v1/e2b/stop", body: {}, json: res<E2BStatus>() },
+  /** The three variables; the key is `key` checked, or banger's own env key (made once, kept 0600). */
+  e2bEnv: { method: "POST", path: "/v1/e2b/env", body: { key: { type: "string" } }, json: res<{ apiUrl: string; sandboxUrl: string; apiKey: string; keyId: string; created: boolean }>() },
+  /** The key itself is in this answer only: stored hashed, never shown again. */
+  e2bKeyCreate: { method: "POST", path: "/v1/e2b/keys", body: { name: { type: "string" } }, json: res<E2BKeyInfo & { key: string }>(), status: 201 },
+  e2bKeyList: { method: "GET", path: "/v1/e2b/keys", json: res<{ keys: E2BKeyInfo[] }>() },
+  e2bKeyRemove: { method: "DELETE", path: "/v1/e2b/keys/:key", json: res<{ deleted: string; id: string }>() },
+  /** Build (or find cached) the image behind the `base` template. */
+  e2bTemplateBuild: { method: "POST", path: "/v1/e2b/templates/base/build", body: { force: { type: "boolean" } }, ndjson: res<ResultEvent<{ image: string }>>() },
 });
 
 export type Routes = typeof routes;

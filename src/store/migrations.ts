@@ -165,6 +165,29 @@ export const MIGRATIONS: Migration[] = [
       db.run(`UPDATE vms SET egress = CASE WHEN net = 'tap' THEN 'all' ELSE 'none' END`);
     },
   },
+  {
+    version: 10,
+    name: "e2b",
+    up(db) {
+      // API keys: only a hash is kept; the key itself is shown once, at create
+      db.run(`CREATE TABLE e2b_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+      )`);
+      // a sandbox is a VM: its row goes with the VM (TTL, vm delete), whoever deletes it
+      db.run(`CREATE TABLE e2b_sandboxes (
+        id TEXT PRIMARY KEY,
+        vm_id TEXT NOT NULL UNIQUE REFERENCES vms(id) ON DELETE CASCADE,
+        template_id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        started_at TEXT NOT NULL
+      )`);
+      db.run(`CREATE TABLE e2b_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
+    },
+  },
 ];
 
 /**

@@ -5,6 +5,7 @@ import type { LeaseStore } from "../shared/leases.ts";
 import type { SessionRepo } from "../shared/session-repo.ts";
 import { createLeaseStore } from "./leases.ts";
 import { createSnapshotRepo, type SnapshotRepo } from "./snapshots.ts";
+import { createE2BRepo, type E2BRepo } from "./e2b.ts";
 import { migrate } from "./migrations.ts";
 import { createSessionRepo } from "./sessions.ts";
 
@@ -168,6 +169,8 @@ export class Store {
   readonly leases: LeaseStore;
   /** Snapshot records (the `snapshots` table). */
   readonly snapshots: SnapshotRepo;
+  /** The E2B front door's keys, sandboxes and settings. */
+  readonly e2b: E2BRepo;
 
   constructor(path: string, opts: { busyTimeoutMs?: number } = {}) {
     try {
@@ -180,6 +183,7 @@ export class Store {
       this.sessions = createSessionRepo(this.db);
       this.leases = createLeaseStore(this.db);
       this.snapshots = createSnapshotRepo(this.db);
+      this.e2b = createE2BRepo(this.db);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       if (/locked|busy/i.test(msg)) {
