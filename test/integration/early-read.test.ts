@@ -1,0 +1,58 @@
+// The early read (src/client/early.ts): a plain list's GET goes out as the CLI
+// starts, and the command uses that answer: one request per command, not two.
+import { afterAll, describe, expect, test } from "bun:test";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { BANGER, tempHome } from "../helpers/cli.ts";
+
+const VERSION = Bun.spawnSync([BANGER, "--version"]).stdout.toString().trim().replace(/^banger /, "");
+const h = tempHome("banger-early-");
+const seen: string[] = [];
+const ANSWERS: Record<string, unknown> = {
+  "/v1/vms": { vms: [] },
+  "/v1/images": { images: [{ name: "img-from-fake", source: "import", sizeBytes: 1048576, kernelVersion: "6.1" }] },
+  "/v1/plugins": { plugins: [{ name: "plug-from-fake", source: "builtin", hooks: [], drivers: [], storage: [], nets: [] }] },
+};
+// a stand-in daemon of this build: it answers each list and records what it was asked
+const server = Bun.serve({
+  unix: join(h.home, "bangerd.sock"),
+  fetch(req) {
+    const path = new URL(req.url).pathname;
+    seen.push(`${req.method} ${path} ${req.headers.get("x-banger-version")}`);
+    return Response.json(ANSWERS[path] ?? { error: { code: "E_NOT_FOUND", message: "no" } }, { status: path in ANSWERS ? 200 : 404, headers: { "x-banger-version": VERSION } });
+  },
+});
+afterAll(() => {
+  void server.stop(true);
+  rmSync(h.home, { recursive: true, force: true });
+});
+
+async function cli(args: string[]) {
+  // async: the stand-in daemon answers from this process's event loop
+  const p = Bun.spawn([BANGER, ...args], { env: h.env, stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, stdout, stderr };
+}
+
+describe("a plain list asks the daemon once, as the CLI starts", () => {
+  test.each([
+    [["vm", "list", "--json"], "/v1/vms", "[]\n"],
+    [["image", "list", "--json", "--quiet"], "/v1/images", "img-from-fake"],
+    [["--verbose", "plugin", "list"], "/v1/plugins", "plug-from-fake"],
+  ])("%p: one GET %s, its answer printed", async (args, path, out) => {
+    seen.length = 0;
+    const r = await cli(args);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(out);
+    expect(seen).toEqual([`GET ${path} ${VERSION}`]);
+  });
+
+  test("a list with --help asks nothing", async () => {
+    seen.length = 0;
+    const r = await cli(["vm", "list", "--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("USAGE");
+    expect(seen).toEqual([]);
+  });
+});
