@@ -1,16 +1,31 @@
 // Kept tiny: every command pays for what loads before it runs (see bench/results.md, P1).
 import { mark } from "../host/profile.ts";
 import { earlyRead } from "./early-reads.ts";
+import { writeJson } from "./json-out.ts";
 
 mark("entry");
 const argv = process.argv.slice(2);
 const read = earlyRead(argv);
+let answered = false;
 if (read) {
   // a plain list: ask the daemon now, and load the CLI while it answers
-  (await import("../client/early.ts")).sendEarly(read);
+  const early = await import("../client/early.ts");
+  early.sendEarly(read.path);
   mark("early read sent");
+  if (argv.includes("--json")) {
+    // an answer that needs nothing more (our socket, this build's daemon, 200): print it, and load no CLI at all
+    const value = await early.earlyField(read.key);
+    if (value !== undefined) {
+      mark("answered early");
+      writeJson(value);
+      mark("rendered");
+      answered = true;
+    }
+  }
 }
-const { run } = await import("./main.ts");
-mark("cli loaded");
-await run(argv);
+if (!answered) {
+  const { run } = await import("./main.ts");
+  mark("cli loaded");
+  await run(argv);
+}
 export {};

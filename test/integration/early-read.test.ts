@@ -1,5 +1,7 @@
 // The early read (src/client/early.ts): a plain list's GET goes out as the CLI
 // starts, and the command uses that answer: one request per command, not two.
+// With --json, a plain answer is printed before the CLI loads; anything else
+// goes through the CLI as ever.
 import { afterAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
@@ -8,6 +10,7 @@ import { BANGER, tempHome } from "../helpers/cli.ts";
 const VERSION = Bun.spawnSync([BANGER, "--version"]).stdout.toString().trim().replace(/^banger /, "");
 const h = tempHome("banger-early-");
 const seen: string[] = [];
+let failNext = false;
 const ANSWERS: Record<string, unknown> = {
   "/v1/vms": { vms: [] },
   "/v1/images": { images: [{ name: "img-from-fake", source: "import", sizeBytes: 1048576, kernelVersion: "6.1" }] },
@@ -19,6 +22,10 @@ const server = Bun.serve({
   fetch(req) {
     const path = new URL(req.url).pathname;
     seen.push(`${req.method} ${path} ${req.headers.get("x-banger-version")}`);
+    if (failNext) {
+      failNext = false;
+      return Response.json({ error: { code: "E_DAEMON", message: "store is on fire" } }, { status: 500, headers: { "x-banger-version": VERSION } });
+    }
     return Response.json(ANSWERS[path] ?? { error: { code: "E_NOT_FOUND", message: "no" } }, { status: path in ANSWERS ? 200 : 404, headers: { "x-banger-version": VERSION } });
   },
 });
@@ -37,15 +44,26 @@ async function cli(args: string[]) {
 describe("a plain list asks the daemon once, as the CLI starts", () => {
   test.each([
     [["vm", "list", "--json"], "/v1/vms", "[]\n"],
-    [["image", "list", "--json", "--quiet"], "/v1/images", "img-from-fake"],
-    [["--verbose", "plugin", "list"], "/v1/plugins", "plug-from-fake"],
+    [["image", "list", "--json", "--quiet"], "/v1/images", JSON.stringify((ANSWERS["/v1/images"] as { images: unknown }).images, null, 2) + "\n"],
+    [["--verbose", "plugin", "list", "--json"], "/v1/plugins", JSON.stringify((ANSWERS["/v1/plugins"] as { plugins: unknown }).plugins, null, 2) + "\n"],
+    [["image", "list"], "/v1/images", `${"img-from-fake".padEnd(16)} ${"import".padEnd(9)} ${"1 MiB".padStart(9)}  6.1\n`],
   ])("%p: one GET %s, its answer printed", async (args, path, out) => {
     seen.length = 0;
     const r = await cli(args);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain(out);
+    expect(r.stdout).toBe(out);
     expect(seen).toEqual([`GET ${path} ${VERSION}`]);
+  });
+
+  test("an error answer goes through the CLI: its message and exit code, still one request", async () => {
+    seen.length = 0;
+    failNext = true;
+    const r = await cli(["vm", "list", "--json"]);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toEqual({ error: { code: "E_DAEMON", message: "store is on fire" } });
+    expect(r.stderr).toBe("banger: store is on fire\n");
+    expect(seen).toEqual([`GET /v1/vms ${VERSION}`]);
   });
 
   test("a list with --help asks nothing", async () => {

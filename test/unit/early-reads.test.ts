@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { EARLY_READS, earlyRead } from "../../src/cli/early-reads.ts";
 import { main } from "../../src/cli/main.ts";
-import { routes } from "../../src/shared/routes.ts";
+import { requestPath, routes } from "../../src/shared/routes.ts";
 import { sendEarly, takeEarly } from "../../src/client/early.ts";
 
 type Cmd = { args?: unknown; subCommands?: unknown; run?: unknown };
@@ -9,20 +9,21 @@ const resolve = async (v: unknown): Promise<any> => (typeof v === "function" ? a
 
 describe("early reads", () => {
   test("the command line names a list and only output flags", () => {
-    expect(earlyRead(["vm", "list"])).toBe("vmList");
-    expect(earlyRead(["vm", "list", "--json"])).toBe("vmList");
-    expect(earlyRead(["--quiet", "image", "list", "--json", "--verbose"])).toBe("imageList");
-    expect(earlyRead(["plugin", "list"])).toBe("pluginList");
+    expect(earlyRead(["vm", "list"])).toEqual({ route: "vmList", path: "/v1/vms", key: "vms" });
+    expect(earlyRead(["vm", "list", "--json"])?.route).toBe("vmList");
+    expect(earlyRead(["--quiet", "image", "list", "--json", "--verbose"])?.route).toBe("imageList");
+    expect(earlyRead(["plugin", "list"])?.route).toBe("pluginList");
     for (const argv of [[], ["--version"], ["vm"], ["vm", "list", "--help"], ["vm", "list", "-h"], ["vm", "list", "x"], ["vm", "show", "list"], ["list", "vm"], ["vm", "list", "--json=1"], ["vm", "list", "--", "x"], ["vm", "lists"]]) {
       expect(earlyRead(argv)).toBeNull();
     }
   });
 
   test("each is a parameterless GET, and its command exists and takes no flag but --json", async () => {
-    for (const [words, name] of Object.entries(EARLY_READS)) {
+    for (const [words, { route: name, path }] of Object.entries(EARLY_READS)) {
       const def = routes[name];
       expect(def.method).toBe("GET");
       expect(def.path).not.toContain(":");
+      expect(path).toBe(requestPath(def, {}));
       let cmd: Cmd = main as Cmd;
       for (const w of words.split(" ")) cmd = await resolve(((await resolve(cmd.subCommands)) as Record<string, unknown>)[w]);
       expect(typeof cmd.run).toBe("function");
@@ -36,7 +37,7 @@ describe("early reads", () => {
     const prev = process.env.BANGER_HOME;
     process.env.BANGER_HOME = home;
     try {
-      sendEarly("vmList");
+      sendEarly("/v1/vms");
     } finally {
       if (prev === undefined) delete process.env.BANGER_HOME;
       else process.env.BANGER_HOME = prev;
@@ -51,8 +52,9 @@ describe("early reads", () => {
     await e!.owner; // a missing socket is not someone else's
   });
 
-  test("only a parameterless GET may go early", () => {
-    expect(() => sendEarly("vmShow")).toThrow(/GET without parameters/);
-    expect(() => sendEarly("vmStop")).toThrow(/GET without parameters/);
+  test("only a route's path without parameters may go early", () => {
+    expect(() => sendEarly("/v1/vms/:vm")).toThrow(/without parameters/);
+    expect(() => sendEarly("/v1/vms?x=1")).toThrow(/without parameters/);
+    expect(() => sendEarly("http://elsewhere/v1/vms")).toThrow(/without parameters/);
   });
 });
