@@ -144,6 +144,14 @@ export class Bench {
     return out;
   }
 
+  /** P1's floor (scripts/bench/floor.ts): one GET + the owner check and nothing else, built as banger is; argv to run it. */
+  async floor(): Promise<string[]> {
+    const out = join(this.tmp, "floor");
+    if (!existsSync(out)) await this.must(["bash", join(this.repo, "scripts/build.sh"), "--compile", join(this.repo, "scripts/bench/floor.ts"), out]);
+    const version = (await this.must(this.banger("--version"))).stdout.trim().replace(/^banger /, "");
+    return [out, join(this.home, "bangerd.sock"), version];
+  }
+
   /**
    * Run each variant counts[k] times in round-robin order (A B A B …) and
    * return the samples per variant. `onEach` is told after every sample.
