@@ -95,7 +95,6 @@ async function profileList(b: Bench, hello: string, n: number): Promise<string |
   const walls: number[] = [];
   const hellos: number[] = [];
   const cpus: number[] = [];
-  const threads: number[] = [];
   const add = (k: string, v: number) => (phases.get(k) ?? phases.set(k, []).get(k)!).push(v);
   for (let i = 0; i < n; i++) {
     const r = await b.must(b.banger("vm", "list", "--json"), { env });
@@ -105,10 +104,9 @@ async function profileList(b: Bench, hello: string, n: number): Promise<string |
       console.log("  (no profile: this binary prints no BANGER_PROFILE marks)");
       return undefined;
     }
-    const p = JSON.parse(line) as { profile: [string, number][]; cpuMs?: number; threads?: number };
+    const p = JSON.parse(line) as { profile: [string, number][]; cpuMs?: number };
     const marks = p.profile;
     if (p.cpuMs !== undefined) cpus.push(p.cpuMs);
-    if (p.threads) threads.push(p.threads);
     let prev = 0;
     let prevName = "process start";
     for (const [name, t] of marks) {
@@ -124,9 +122,8 @@ async function profileList(b: Bench, hello: string, n: number): Promise<string |
   rows.push(["whole command (wall, BANGER_PROFILE=1)", fmtMs(median(walls)), `${fmtMs(Math.min(...walls))}–${fmtMs(Math.max(...walls))}`]);
   rows.push(["compiled Bun hello-world (wall)", fmtMs(median(hellos)), `${fmtMs(Math.min(...hellos))}–${fmtMs(Math.max(...hellos))}`]);
   if (cpus.length) rows.push(["CPU time at exit, all threads", fmtMs(median(cpus)), `${fmtMs(Math.min(...cpus))}–${fmtMs(Math.max(...cpus))}`]);
-  if (threads.length) rows.push(["threads at exit (hello-world: 1)", String(median(threads)), `${Math.min(...threads)}–${Math.max(...threads)}`]);
   console.log(`  profile of vm list --json, ${n} runs (phase medians; they need not add up to the whole's median):`);
   console.log(formatTable(["phase", "median", "min–max"], rows));
-  const extra = [cpus.length ? `; CPU at exit ${fmtMs(median(cpus))} (all threads)` : "", threads.length ? `; ${median(threads)} threads at exit` : ""].join("");
+  const extra = cpus.length ? `; CPU at exit ${fmtMs(median(cpus))} (all threads)` : "";
   return `profile (medians of ${n} runs, BANGER_PROFILE=1): ${[...phases].map(([k, v]) => `${k} ${fmtMs(median(v))}`).join("; ")}; whole ${fmtMs(median(walls))} vs hello-world ${fmtMs(median(hellos))}${extra}`;
 }

@@ -11,6 +11,9 @@ const VERSION = Bun.spawnSync([BANGER, "--version"]).stdout.toString().trim().re
 const h = tempHome("banger-early-");
 const seen: string[] = [];
 let failNext = false;
+let bigNext = false;
+// more than a pipe holds (64 KiB): the reader drains it while the CLI writes, and exits
+const BIG = { vms: Array.from({ length: 2000 }, (_, i) => ({ name: `vm-${i}`, spec: { image: "img", note: "x".repeat(100) } })) };
 const ANSWERS: Record<string, unknown> = {
   "/v1/vms": { vms: [] },
   "/v1/images": { images: [{ name: "img-from-fake", source: "import", sizeBytes: 1048576, kernelVersion: "6.1" }] },
@@ -22,6 +25,10 @@ const server = Bun.serve({
   fetch(req) {
     const path = new URL(req.url).pathname;
     seen.push(`${req.method} ${path} ${req.headers.get("x-banger-version")}`);
+    if (bigNext) {
+      bigNext = false;
+      return Response.json(BIG, { headers: { "x-banger-version": VERSION } });
+    }
     if (failNext) {
       failNext = false;
       return Response.json({ error: { code: "E_DAEMON", message: "store is on fire" } }, { status: 500, headers: { "x-banger-version": VERSION } });
@@ -64,6 +71,16 @@ describe("a plain list asks the daemon once, as the CLI starts", () => {
     expect(JSON.parse(r.stdout)).toEqual({ error: { code: "E_DAEMON", message: "store is on fire" } });
     expect(r.stderr).toBe("banger: store is on fire\n");
     expect(seen).toEqual([`GET /v1/vms ${VERSION}`]);
+  });
+
+  test("a big answer arrives whole", async () => {
+    seen.length = 0;
+    bigNext = true;
+    const r = await cli(["vm", "list", "--json"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.length).toBeGreaterThan(200_000);
+    expect(r.stdout).toBe(JSON.stringify(BIG.vms, null, 2) + "\n");
+    expect(seen.length).toBe(1);
   });
 
   test("a list with --help asks nothing", async () => {
