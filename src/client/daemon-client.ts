@@ -100,14 +100,16 @@ export class DaemonClient {
       this.ownerChecked = true;
       return send();
     }
-    const [checked, sent] = await Promise.allSettled([check, send()]);
-    if (checked.status === "rejected") {
-      if (sent.status === "fulfilled" && "res" in sent.value) await sent.value.res.body?.cancel().catch(() => {});
-      throw checked.reason;
+    const sent = send();
+    try {
+      await check;
+    } catch (e) {
+      // not ours: say so now, whether or not (or whenever) its listener answers; an answer is dropped unread
+      void sent.then((a) => ("res" in a ? a.res.body?.cancel() : undefined)).catch(() => {});
+      throw e;
     }
     this.ownerChecked = true;
-    if (sent.status === "rejected") throw sent.reason;
-    return sent.value;
+    return sent;
   }
 
   private async attempt(method: string, path: string, body: unknown, signal: AbortSignal | undefined, raw: Uint8Array | undefined, sent?: Promise<Response>): Promise<Attempt> {

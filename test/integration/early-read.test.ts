@@ -3,9 +3,11 @@
 // With --json, a plain answer is printed before the CLI loads; anything else
 // goes through the CLI as ever.
 import { afterAll, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { chownSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BANGER, tempHome } from "../helpers/cli.ts";
+import { IS_ROOT, needs } from "../helpers/skip.ts";
 
 const VERSION = Bun.spawnSync([BANGER, "--version"]).stdout.toString().trim().replace(/^banger /, "");
 const h = tempHome("banger-early-");
@@ -91,3 +93,26 @@ describe("a plain list asks the daemon once, as the CLI starts", () => {
     expect(seen).toEqual([]);
   });
 });
+
+needs(IS_ROOT, "needs root (chowns a socket to another user)").test("another user's socket whose listener never answers: refused at once, nothing printed from it", async () => {
+  const home = mkdtempSync(join(tmpdir(), "banger-early-foreign-"));
+  const sock = join(home, "bangerd.sock");
+  // accepts and stays silent: the early GET reaches it, and must not hold up the refusal
+  const listener = Bun.listen({ unix: sock, socket: { data() {} } });
+  try {
+    chownSync(sock, 65534, 65534);
+    for (const args of [["vm", "list", "--json"], ["vm", "list"]]) {
+      const t0 = performance.now();
+      const p = Bun.spawn([BANGER, ...args], { env: { ...h.env, BANGER_HOME: home }, stdout: "pipe", stderr: "pipe" });
+      const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      expect(code).toBe(1);
+      expect(stderr).toContain(`daemon socket ${sock} belongs to uid 65534`);
+      if (args.includes("--json")) expect(JSON.parse(stdout).error.code).toBe("E_DAEMON");
+      else expect(stdout).toBe("");
+      expect(performance.now() - t0).toBeLessThan(5000);
+    }
+  } finally {
+    listener.stop(true);
+    rmSync(home, { recursive: true, force: true });
+  }
+}, 30_000);
