@@ -1,6 +1,6 @@
 // The layers of banger (README "Architecture"): every arrow points down.
 //
-//   cli ──► client, doctor, files, host, shared   (and cli/daemon.ts ──► daemon/main.ts: `banger daemon`)
+//   cli ──► client, doctor, files, host, shared   (and cli/daemon.ts ··► daemon/main.ts by import(): `banger daemon`)
 //   daemon ──► core, plugins/index, sessions, workspace, files, store, handles, vmm, doctor, host, shared
 //   plugins/<x> ──► src/plugin-api.ts (and their own files) only
 //   plugin-api ──► core, vmm, host, shared
@@ -54,11 +54,25 @@ module.exports = {
       from: { path: ours, pathNot: ["^src/daemon/", "^src/cli/daemon\\.ts$"] },
       to: { path: "^src/daemon/" },
     },
+    {
+      name: "the-cli-loads-the-daemon-only-for-banger-daemon",
+      severity: "error",
+      comment: "cli/daemon.ts reaches the daemon by import() inside `banger daemon` only: its other subcommands, and every command that loads that file, must not load the daemon (test/unit/cli-graph.test.ts)",
+      from: { path: "^src/cli/" },
+      to: { path: "^src/daemon/", dynamic: false },
+    },
+    {
+      name: "connect-and-protobuf-are-the-daemons",
+      severity: "error",
+      comment: "Connect and protobuf serve envd (src/daemon/e2b); whatever the CLI loads must not import them (types alone are erased)",
+      from: { path: ours, pathNot: "^src/daemon/" },
+      to: { path: "node_modules/(@connectrpc|@bufbuild)/", dependencyTypesNot: ["type-only"] },
+    },
   ],
   options: {
     doNotFollow: { path: "node_modules" },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: "tsconfig.json" },
-    exclude: { path: "^(node_modules|test|dist)/" },
+    exclude: { path: "^(test|dist)/" },
   },
 };

@@ -18,11 +18,13 @@ export async function cliSection(b: Bench, shared: CliShared, n = 30): Promise<v
   // the first call auto-starts the daemon; a few more warm the page cache
   for (let i = 0; i < 3; i++) await b.must(b.banger("vm", "list", "--json"));
   await b.noteDaemon();
+  const floor = await b.floor();
+  await b.must(floor);
 
   const list = await b.interleaved(
-    { list: () => b.time(b.banger("vm", "list", "--json")), hello: () => b.time([hello]) },
-    { list: n, hello: n },
-    "vm list vs hello",
+    { list: () => b.time(b.banger("vm", "list", "--json")), floor: () => b.time(floor), hello: () => b.time([hello]) },
+    { list: n, floor: n, hello: n },
+    "vm list vs floor vs hello",
   );
   const version = await b.interleaved(
     { version: () => b.time(b.banger("--version")), hello: () => b.time([hello]) },
@@ -32,6 +34,7 @@ export async function cliSection(b: Bench, shared: CliShared, n = 30): Promise<v
   const profile = await profileList(b, hello, n);
   const s = {
     list: summarize(list.list),
+    floor: summarize(list.floor),
     helloA: summarize(list.hello),
     version: summarize(version.version),
     helloB: summarize(version.hello),
@@ -39,12 +42,14 @@ export async function cliSection(b: Bench, shared: CliShared, n = 30): Promise<v
   shared.warmList = s.list;
   console.log(formatTable(HEADER, [
     summaryRow("banger vm list --json (daemon up)", s.list, { baseline: s.helloA }),
+    summaryRow("floor: one GET + owner check, nothing else", s.floor, { baseline: s.helloA }),
     summaryRow("bun hello-world (baseline)", s.helloA, { baseline: s.helloA }),
     summaryRow("banger --version (no daemon contact)", s.version, { baseline: s.helloB }),
     summaryRow("bun hello-world (baseline)", s.helloB, { baseline: s.helloB }),
   ]));
   b.note("cli", "vm list --json (daemon up) / compiled bun hello-world, medians", ratio(s.list.median, s.helloA.median));
   b.row({ id: "P1", section: "cli", measure: "banger vm list --json (daemon up)", stats: s.list, baseline: { name: "compiled Bun hello-world", stats: s.helloA }, goal: { on: "ratio", max: 1.3, text: "≤ 1.3× hello-world" }, note: profile });
+  b.row({ id: "P1", section: "cli", measure: "floor: one GET + owner check and nothing else (scripts/bench/floor.ts, built as banger)", stats: s.floor, baseline: { name: "compiled Bun hello-world", stats: s.helloA } });
   b.row({ id: "P1", section: "cli", measure: "banger --version (no daemon contact)", stats: s.version, baseline: { name: "compiled Bun hello-world", stats: s.helloB } });
   b.note("cli", "banger --version / compiled bun hello-world, medians", ratio(s.version.median, s.helloB.median));
 }
@@ -89,6 +94,7 @@ async function profileList(b: Bench, hello: string, n: number): Promise<string |
   const phases = new Map<string, number[]>();
   const walls: number[] = [];
   const hellos: number[] = [];
+  const cpus: number[] = [];
   const add = (k: string, v: number) => (phases.get(k) ?? phases.set(k, []).get(k)!).push(v);
   for (let i = 0; i < n; i++) {
     const r = await b.must(b.banger("vm", "list", "--json"), { env });
@@ -98,7 +104,9 @@ async function profileList(b: Bench, hello: string, n: number): Promise<string |
       console.log("  (no profile: this binary prints no BANGER_PROFILE marks)");
       return undefined;
     }
-    const marks = (JSON.parse(line) as { profile: [string, number][] }).profile;
+    const p = JSON.parse(line) as { profile: [string, number][]; cpuMs?: number };
+    const marks = p.profile;
+    if (p.cpuMs !== undefined) cpus.push(p.cpuMs);
     let prev = 0;
     let prevName = "process start";
     for (const [name, t] of marks) {
@@ -113,7 +121,9 @@ async function profileList(b: Bench, hello: string, n: number): Promise<string |
   const rows = [...phases].map(([k, v]) => [k, fmtMs(median(v)), `${fmtMs(Math.min(...v))}–${fmtMs(Math.max(...v))}`]);
   rows.push(["whole command (wall, BANGER_PROFILE=1)", fmtMs(median(walls)), `${fmtMs(Math.min(...walls))}–${fmtMs(Math.max(...walls))}`]);
   rows.push(["compiled Bun hello-world (wall)", fmtMs(median(hellos)), `${fmtMs(Math.min(...hellos))}–${fmtMs(Math.max(...hellos))}`]);
+  if (cpus.length) rows.push(["CPU time at exit, all threads", fmtMs(median(cpus)), `${fmtMs(Math.min(...cpus))}–${fmtMs(Math.max(...cpus))}`]);
   console.log(`  profile of vm list --json, ${n} runs (phase medians; they need not add up to the whole's median):`);
   console.log(formatTable(["phase", "median", "min–max"], rows));
-  return `profile (medians of ${n} runs, BANGER_PROFILE=1): ${[...phases].map(([k, v]) => `${k} ${fmtMs(median(v))}`).join("; ")}; whole ${fmtMs(median(walls))} vs hello-world ${fmtMs(median(hellos))}`;
+  const extra = cpus.length ? `; CPU at exit ${fmtMs(median(cpus))} (all threads)` : "";
+  return `profile (medians of ${n} runs, BANGER_PROFILE=1): ${[...phases].map(([k, v]) => `${k} ${fmtMs(median(v))}`).join("; ")}; whole ${fmtMs(median(walls))} vs hello-world ${fmtMs(median(hellos))}${extra}`;
 }

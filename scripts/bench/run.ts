@@ -132,15 +132,24 @@ export class Bench {
     } catch {}
   }
 
-  /** A compiled Bun hello-world (`console.log("hi")`): the floor any compiled Bun CLI pays. */
+  /**
+   * A compiled Bun hello-world (`console.log("hi")`): the floor any compiled Bun CLI pays.
+   * Built by scripts/build.sh --hello, with the bun and the compile flags dist/banger is built with.
+   */
   async hello(): Promise<string> {
     if (this._hello) return this._hello;
-    const src = join(this.tmp, "hello.ts");
     const out = join(this.tmp, "hello");
-    await Bun.write(src, 'console.log("hi");\n');
-    await this.must([process.execPath, "build", "--compile", src, "--outfile", out]);
+    await this.must(["bash", join(this.repo, "scripts/build.sh"), "--hello", out]);
     this._hello = out;
     return out;
+  }
+
+  /** P1's floor (scripts/bench/floor.ts): one GET + the owner check and nothing else, built as banger is; argv to run it. */
+  async floor(): Promise<string[]> {
+    const out = join(this.tmp, "floor");
+    if (!existsSync(out)) await this.must(["bash", join(this.repo, "scripts/build.sh"), "--compile", join(this.repo, "scripts/bench/floor.ts"), out]);
+    const version = (await this.must(this.banger("--version"))).stdout.trim().replace(/^banger /, "");
+    return [out, join(this.home, "bangerd.sock"), version];
   }
 
   /**

@@ -7,6 +7,7 @@ import { DaemonClient } from "../client/daemon-client.ts";
 import type { RequestOf, StreamOf, StreamRoute } from "../shared/routes.ts";
 import { log, verbosity } from "./log.ts";
 import { fdIsTTY, writeOut } from "../host/stdio.ts";
+import { writeJson } from "./json-out.ts";
 
 /** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */
 export const passthrough: { argv: string[] } = { argv: [] };
@@ -16,7 +17,7 @@ export const isTTY = (): boolean => fdIsTTY(1) && fdIsTTY(2) && !config.noColor;
 
 export function out(data: unknown, json: boolean, human: () => string | void): void {
   mark("parsed");
-  if (json) writeOut(1, JSON.stringify(data, null, 2) + "\n");
+  if (json) writeJson(data);
   else {
     const text = human();
     if (typeof text === "string" && text.length) writeOut(1, text.endsWith("\n") ? text : text + "\n");

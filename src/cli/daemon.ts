@@ -62,6 +62,8 @@ export default defineCommand({
   async run({ rawArgs, args }) {
     // citty runs the parent's run after a subcommand; only the bare `banger daemon` serves.
     if (rawArgs.some((a) => a in SUBS)) return;
+    // the binary starts with the JIT held back for short commands (scripts/build.sh); a daemon runs for long: normal policy
+    Bun.unsafe.setJITPolicy(1);
     const { runDaemon } = await import("../daemon/main.ts");
     await runDaemon({ plugins: args.plugin ? [String(args.plugin)] : [] });
   },

@@ -8,6 +8,7 @@ import { mark } from "../host/profile.ts";
 import { FULL_VERSION, VERSION_HEADER } from "../version.ts";
 import { refuseForeignAsync } from "../host/owner.ts";
 import type { Health, StreamEvent } from "../shared/api.ts";
+import { daemonRequest, takeEarly } from "./early.ts";
 import { requestPath, routes, type JsonOf, type JsonRoute, type RawRoute, type RequestArgs, type RequestOf, type RouteDef, type RouteName, type StreamOf, type StreamRoute } from "../shared/routes.ts";
 
 export type { Health };
@@ -74,7 +75,10 @@ export class DaemonClient {
    * that may have reached a daemon's handler is ever sent twice.
    */
   async fetch(method: string, path: string, body?: unknown, signal?: AbortSignal, raw?: Uint8Array): Promise<Response> {
-    const first = await this.ownerCheckedFirst(_idempotent(method, body, raw), () => this.attempt(method, path, body, signal, raw));
+    const bareRead = _idempotent(method, body, raw);
+    // sent as the process started (src/client/early.ts): the same request, already on its way
+    const early = bareRead && !signal ? takeEarly(this.paths.socket, method, path) : null;
+    const first = await this.ownerCheckedFirst(bareRead, () => this.attempt(method, path, body, signal, raw, early?.res), early?.owner);
     if ("res" in first) return first.res;
     await this.ensure();
     const second = await this.attempt(method, path, body, signal, raw);
@@ -88,28 +92,30 @@ export class DaemonClient {
    * listener nothing, so it goes out while the owner check runs (an async
    * stat waits its turn on a busy machine; P1 in bench/results.md).
    */
-  private async ownerCheckedFirst(bareRead: boolean, send: () => Promise<Attempt>): Promise<Attempt> {
+  private async ownerCheckedFirst(bareRead: boolean, send: () => Promise<Attempt>, started?: Promise<void>): Promise<Attempt> {
     if (this.ownerChecked) return send();
-    const check = refuseForeignAsync(this.paths.socket, "daemon socket");
+    const check = started ?? refuseForeignAsync(this.paths.socket, "daemon socket");
     if (!bareRead) {
       await check;
       this.ownerChecked = true;
       return send();
     }
-    const [checked, sent] = await Promise.allSettled([check, send()]);
-    if (checked.status === "rejected") {
-      if (sent.status === "fulfilled" && "res" in sent.value) await sent.value.res.body?.cancel().catch(() => {});
-      throw checked.reason;
+    const sent = send();
+    try {
+      await check;
+    } catch (e) {
+      // not ours: say so now, whether or not (or whenever) its listener answers; an answer is dropped unread
+      void sent.then((a) => ("res" in a ? a.res.body?.cancel() : undefined)).catch(() => {});
+      throw e;
     }
     this.ownerChecked = true;
-    if (sent.status === "rejected") throw sent.reason;
-    return sent.value;
+    return sent;
   }
 
-  private async attempt(method: string, path: string, body: unknown, signal: AbortSignal | undefined, raw: Uint8Array | undefined): Promise<Attempt> {
+  private async attempt(method: string, path: string, body: unknown, signal: AbortSignal | undefined, raw: Uint8Array | undefined, sent?: Promise<Response>): Promise<Attempt> {
     let res: Response;
     try {
-      res = await this.send(method, path, { body, signal, raw, versioned: true });
+      res = await this.send(method, path, { body, signal, raw, versioned: true, sent });
     } catch (e) {
       // not reachable (no socket, refused…): the request never left, so it may go again;
       // cut before an answer (a daemon killed a moment ago): only a read may be asked again
@@ -134,20 +140,14 @@ export class DaemonClient {
   }
 
   /** The request itself; transport failures become one-line BangerErrors. */
-  private async send(method: string, path: string, o: { body?: unknown; signal?: AbortSignal; raw?: Uint8Array | ReadableStream<Uint8Array>; versioned?: boolean } = {}): Promise<Response> {
-    const headers: Record<string, string> = {};
-    if (o.versioned) headers[VERSION_HEADER] = FULL_VERSION;
-    if (o.body !== undefined) headers["content-type"] = "application/json";
-    else if (o.raw) headers["content-type"] = "application/octet-stream";
+  private async send(
+    method: string,
+    path: string,
+    o: { body?: unknown; signal?: AbortSignal; raw?: Uint8Array | ReadableStream<Uint8Array>; versioned?: boolean; sent?: Promise<Response> } = {},
+  ): Promise<Response> {
+    const contentType = o.body !== undefined ? "application/json" : o.raw ? "application/octet-stream" : undefined;
     try {
-      return await fetch(`http://banger${path}`, {
-        method,
-        unix: this.paths.socket,
-        headers,
-        body: o.body !== undefined ? JSON.stringify(o.body) : o.raw,
-        signal: o.signal,
-        duplex: "half",
-      } as RequestInit);
+      return await (o.sent ?? daemonRequest(this.paths.socket, method, path, { body: o.body !== undefined ? JSON.stringify(o.body) : o.raw, contentType, signal: o.signal, versioned: o.versioned }));
     } catch (e) {
       const code = (e as { code?: string }).code ?? "";
       if (code === "EACCES" || code === "EPERM") {
