@@ -314,6 +314,7 @@ async function _killAndWait(q: _Qemu, t: ProcTarget): Promise<void> {
 
 /** Gentlest first: ACPI power button (the guest's init decides to power off), then QMP quit, then SIGKILL. */
 async function _stop(q: _Qemu, vm: VMRecord, handles: VMHandles, timeoutMs: number): Promise<void> {
+  await _reapReceiver(q, vm);
   const t = await q.guard.target(handles, () => _findProcess(q, vm));
   const sock = qemuPaths(vm).qmpSock;
   if (t) {

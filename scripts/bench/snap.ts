@@ -6,7 +6,8 @@
  * `vm restart` of the same VM as the baseline; a fork until the clone
  * answers `exec true` (P8b) and how long the source stood still for it;
  * P8c: a fork of 10 clones at once vs one, and each clone's QEMU RSS vs
- * the cold-booted source's.
+ * the cold-booted source's. P8a: `vm run --rm -- true` from a warm
+ * template (`image warm`) vs `--cold`, interleaved, the shared VM stopped.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -39,7 +40,30 @@ async function forkAtOnce(b: Bench, count: number, tag: string): Promise<{ ms: n
   return { ms, rss };
 }
 
-export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; snapshots: number; forks: number; crowd: number }): Promise<void> {
+/** P8a: warm `vm run --rm -- true` (a clone of the image's template) vs a cold one, interleaved; the template removed after. */
+async function warmRuns(b: Bench, vms: BenchVMs, n: number): Promise<void> {
+  await vms.stop();
+  const tpl = await b.bangerJson<{ vmName: string; name: string }>("image", "warm", "default");
+  let i = 0;
+  let j = 0;
+  const samples = await b.interleaved(
+    {
+      warm: () => b.time(b.banger("vm", "run", "--name", `w${i++}`, "--rm", "--", "true")),
+      cold: () => b.time(b.banger("vm", "run", "--cold", "--name", `k${j++}`, "--rm", "--", "true")),
+    },
+    { warm: n, cold: n },
+    "runs",
+  );
+  await b.must(b.banger("snapshot", "rm", `${tpl.vmName}@${tpl.name}`));
+  const s = { warm: summarize(samples.warm), cold: summarize(samples.cold) };
+  console.log(formatTable(["variant", "n", "min", "median", "max", "vs cold"], [
+    summaryRow("vm run --rm -- true, warm (template clone)", s.warm, { baseline: s.cold }),
+    summaryRow("vm run --rm --cold -- true", s.cold, { baseline: s.cold }),
+  ]));
+  b.row({ id: "P8a", section: "snap", measure: "warm vm run --rm -- true (clone of the image's template)", stats: s.warm, baseline: { name: "vm run --rm --cold -- true", stats: s.cold }, goal: { on: "ratio", max: 0.2, text: "≤ 0.2× cold" } });
+}
+
+export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; snapshots: number; forks: number; crowd: number; warm: number }): Promise<void> {
   await vms.running();
   const rounds: number[] = [];
   for (let i = 0; i < o.pauses; i++) {
@@ -99,4 +123,5 @@ export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; 
     b.row({ id: "P8c", section: "snap", measure: `RSS of each of ${o.crowd} clones (QEMU VmRSS)`, unit: "bytes", stats: summarize(crowd.rss), baseline: { name: "the cold-booted source VM's QEMU VmRSS", stats: cold }, goal: { on: "ratio", max: 0.5, text: "≤ 0.5× a cold VM's" } });
   }
   b.row({ id: "P8", section: "snap", measure: "vm rollback to a memory snapshot until SSH answers", stats: s.rollback, baseline: { name: "vm restart (cold boot) until SSH answers", stats: s.restart } });
+  if (o.warm > 0) await warmRuns(b, vms, o.warm);
 }
