@@ -47,26 +47,20 @@ export async function qmpQuit(path: string, timeoutMs = 1000): Promise<boolean> 
 /** A migration stream is bounded by the disk, not by QEMU's default 32 MiB/s cap. */
 const _MAX_BANDWIDTH = 16 * 1024 * 1024 * 1024;
 
-/** What a finished migration reports (query-migrate): how long the source's vCPUs stood still at its end. */
-export interface MigrationDone {
-  downtimeMs?: number;
-}
-
 /** Poll query-migrate until the migration completes; its failure (QEMU's own words) or the deadline is an error. */
-async function _untilMigrated(c: QmpClient, what: string, timeoutMs: number): Promise<MigrationDone> {
+async function _untilMigrated(c: QmpClient, what: string, timeoutMs: number): Promise<void> {
   for (let waited = 0; ; waited += 5) {
-    const r = (await c.execute("query-migrate", undefined, timeoutMs)) as { status?: string; "error-desc"?: string; downtime?: number };
-    if (r.status === "completed") return typeof r.downtime === "number" ? { downtimeMs: r.downtime } : {};
+    const r = (await c.execute("query-migrate", undefined, timeoutMs)) as { status?: string; "error-desc"?: string };
+    if (r.status === "completed") return;
     if (r.status === "failed" || r.status === "cancelled") throw new BangerError("E_INTERNAL", `qemu ${what} ${r.status}${r["error-desc"] ? `: ${r["error-desc"]}` : ""}`);
     if (waited >= timeoutMs) throw new BangerError("E_TIMEOUT", `qemu ${what} did not finish within ${timeoutMs} ms (status ${r.status ?? "none"})`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
 
-/** Migration options: capabilities to set first (x-ignore-shared on or off), and the longest stop at the end of a live migration. */
+/** Migration options: capabilities to set first (x-ignore-shared on or off). */
 export interface MigrateOptions {
   capabilities?: Record<string, boolean>;
-  downtimeLimitMs?: number;
 }
 
 async function _setCapabilities(c: QmpClient, capabilities: Record<string, boolean> | undefined): Promise<void> {
@@ -77,17 +71,16 @@ async function _setCapabilities(c: QmpClient, capabilities: Record<string, boole
 
 /**
  * Migrate a VM's memory and device state to `uri` (an exec: command, or a
- * receiver's unix: socket) and wait until it is written. A running VM
- * migrates live: QEMU stops its vCPUs only for the last round (at most
- * `downtimeLimitMs`) and leaves them stopped (postmigrate) until `cont`.
+ * receiver's unix: socket) and wait until it is written; the VM is left
+ * stopped (postmigrate) until `cont`.
  */
-export async function qmpMigrateOut(path: string, uri: string, timeoutMs: number, o: MigrateOptions = {}): Promise<MigrationDone> {
+export async function qmpMigrateOut(path: string, uri: string, timeoutMs: number, o: MigrateOptions = {}): Promise<void> {
   const c = await QmpClient.connect(path, 2000);
   try {
     await _setCapabilities(c, o.capabilities);
-    await c.execute("migrate-set-parameters", { "max-bandwidth": _MAX_BANDWIDTH, ...(o.downtimeLimitMs ? { "downtime-limit": o.downtimeLimitMs } : {}) });
+    await c.execute("migrate-set-parameters", { "max-bandwidth": _MAX_BANDWIDTH });
     await c.execute("migrate", { uri });
-    return await _untilMigrated(c, "state save", timeoutMs);
+    await _untilMigrated(c, "state save", timeoutMs);
   } finally {
     c.close();
   }

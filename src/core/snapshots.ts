@@ -144,10 +144,14 @@ export class Snapshots {
         frozeAt = host.clock.now().getTime();
       }
     }
+    let finish: (() => Promise<void>) | undefined;
     if (live) {
       op.progress(`saving ${vm.name}'s memory and device state`);
       const saved = await driver.saveState!(vm, handles!, join(tmp, STATE_FILE));
       if (wasRunning && driver.liveSave) frozeAt = host.clock.now().getTime() - (saved?.frozenMs ?? 0);
+      finish = saved?.finish;
+      // what the driver still holds for the save (QEMU: its receiver process) goes with a failed snapshot too
+      if (finish) op.defer("finish the state save", () => finish!());
     }
     await faultPoint("snapshot:after-state");
     op.progress(`copying ${vm.name}'s disks`);
@@ -158,9 +162,14 @@ export class Snapshots {
       thawed = true;
       snap.freezeMs = host.clock.now().getTime() - frozeAt;
     }
+    // the rest of the state save, the VM running again
+    if (finish) {
+      op.progress(`saving ${vm.name}'s device state`);
+      await finish();
+    }
     if (live) snap.sessions = store.sessions.list({ vmId: vm.id, status: ["running"] });
     // the state file, the disks and whatever else the driver saved beside them (QEMU: the guest's RAM file)
-    for (const { name: f } of await host.fs.list(tmp)) snap.sizeBytes += (await host.fs.stat(join(tmp, f)))?.size ?? 0;
+    for (const { name: f } of (await host.fs.list(tmp)).filter((e) => e.type === "file")) snap.sizeBytes += (await host.fs.stat(join(tmp, f)))?.size ?? 0;
     snap.state = "ready";
     delete snap.thawVm;
     await host.fs.writeAtomic(join(tmp, META_FILE), JSON.stringify(snap, null, 2) + "\n", 0o600);

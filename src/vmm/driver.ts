@@ -53,9 +53,11 @@ export interface VMMDriver {
    * Write the memory and device state of a VM whose vCPUs are stopped (pause) to `path` (and, for a VMM that
    * keeps RAM in its own file, beside it in the same dir); it may resume afterwards. With `liveSave`, the VM
    * may be given running: the driver stops it itself at the instant it saves, returns with it stopped, and
-   * says how long it has stood still. Absent: the VMM cannot snapshot.
+   * says how long it has stood still. `finish`, when returned, is the rest of the save that needs the VM no
+   * more: the caller runs it once after resuming the VM (or while unwinding a failed snapshot). Absent: the
+   * VMM cannot snapshot.
    */
-  saveState?(vm: VMRecord, handles: VMHandles, path: string): Promise<void | { frozenMs: number }>;
+  saveState?(vm: VMRecord, handles: VMHandles, path: string): Promise<void | { frozenMs: number; finish?: () => Promise<void> }>;
   /** saveState takes a running VM and stops it only as long as it must (see saveState). */
   readonly liveSave?: boolean;
   /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */

@@ -83,14 +83,11 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
       return command === "query-status" ? { status: paused ? "paused" : "running", running: !paused } : {};
     },
     async migrateOut(sock, uri, _timeoutMs, o) {
-      rec.qmp.push(`migrate-out ${sock} ${uri}${o?.capabilities ? ` ${Object.entries(o.capabilities).map(([k, v]) => `${k}=${v ? "on" : "off"}`).join(",")}` : ""}${o?.downtimeLimitMs ? ` downtime-limit=${o.downtimeLimitMs}` : ""}`);
+      rec.qmp.push(`migrate-out ${sock} ${uri}${o?.capabilities ? ` ${Object.entries(o.capabilities).map(([k, v]) => `${k}=${v ? "on" : "off"}`).join(",")}` : ""}`);
       if (!sockOwner(sock)) throw new Error("QMP connection closed");
       // what the exec: command does in the end: the state file appears under its final name
       if (uri.startsWith("exec:")) files.add(uri.slice(uri.lastIndexOf(" '") + 2, -1).replaceAll("'\\''", "'"));
-      // a live migration stops the source for its last round
-      else paused = true;
       t += 30;
-      return { downtimeMs: 12 };
     },
     async migrateIn(sock, uri, _timeoutMs, o) {
       rec.qmp.push(`migrate-in ${sock} ${uri}${o?.capabilities ? ` ${Object.entries(o.capabilities).map(([k, v]) => `${k}=${v ? "on" : "off"}`).join(",")}` : ""}`);
@@ -406,7 +403,7 @@ describe("qemu driver: state save and restore", () => {
     const r = await d.launch(sampleVM(), { ...BOOT, netArgs: ["-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22", "-device", "virtio-net-pci,netdev=net0"] });
     expect(JSON.parse(f.rec.writes.get("/v/abc123/qemu-argv.json")!)).toEqual(f.rec.spawns[0]!.args);
     f.rec.qmp.length = 0;
-    const saved = await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig");
+    const saved = (await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig"))!;
     // the receiver: the VM's argv with its own socket, a stand-in disk of the same size, port 0, RAM shared in the snapshot's file
     expect(f.rec.runs).toEqual([{ cmd: "truncate", args: ["-s", "1073741824", "/v/abc123/receiver-disk0.img"] }]);
     const rcv = f.rec.spawns[1]!;
@@ -416,22 +413,31 @@ describe("qemu driver: state save and restore", () => {
     expect(rcv.args).toContain("id=disk0,file=/v/abc123/receiver-disk0.img,format=raw,if=none,cache=unsafe,discard=unmap");
     expect(rcv.args).toContain("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22");
     expect(rcv.args.slice(-7)).toEqual(["-object", "memory-backend-file,id=pc.ram,size=256M,mem-path=/snaps/s1/memory.ram,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
-    const calls = f.rec.qmp.filter((x) => !x.startsWith("ping"));
-    expect(calls[0]).toBe("query-block /v/abc123/api.sock");
-    expect(calls.slice(1, 4)).toEqual([
+    const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
+    expect(calls()).toEqual([
+      "query-block /v/abc123/api.sock",
       "migrate-listen /v/abc123/rcv.sock unix:/v/abc123/mig.sock",
-      "migrate-out /v/abc123/api.sock unix:/v/abc123/mig.sock x-ignore-shared=off downtime-limit=50",
+      // stopped, then migrated (not live: see _saveViaReceiver)
+      "query-status /v/abc123/api.sock",
+      "stop /v/abc123/api.sock",
+      "migrate-out /v/abc123/api.sock unix:/v/abc123/mig.sock x-ignore-shared=off",
       "migrate-wait /v/abc123/rcv.sock",
     ]);
-    expect(calls[4]).toMatch(/^migrate-out \/v\/abc123\/rcv\.sock exec:cat > '\/snaps\/s1\/\.state\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/state\.mig' x-ignore-shared=on$/);
-    expect(calls).toHaveLength(5);
-    // the receiver is gone (nothing maps the RAM file shared any more), its sockets and stand-ins removed; the VM's qemu stays
+    // it returns with the VM stopped at the saved instant, frozen since its stop (the migration: 30 ms of fake time); the receiver still up
+    expect(await d.runState!(sampleVM())).toBe("paused");
+    expect(saved.frozenMs).toBe(30);
+    expect(f.procs.size).toBe(2);
+    // the rest, once the caller has resumed the VM: the receiver's device state only, then the receiver goes
+    await saved.finish!();
+    expect(calls()[7]).toMatch(/^migrate-out \/v\/abc123\/rcv\.sock exec:cat > '\/snaps\/s1\/\.state\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/state\.mig' x-ignore-shared=on$/);
+    expect(calls()).toHaveLength(8);
+    // nothing maps the RAM file shared any more: the receiver is killed, its sockets and stand-ins removed; the VM's qemu stays
     expect(f.rec.kills).toEqual([{ pid: r.pid + 1, signal: "SIGKILL" }]);
     expect([...f.procs.keys()]).toEqual([r.pid]);
     for (const x of ["/v/abc123/rcv.sock", "/v/abc123/mig.sock", "/v/abc123/receiver-disk0.img"]) expect(f.rec.removed).toContain(x);
-    expect(await d.runState!(sampleVM())).toBe("paused");
-    // frozen: QEMU's downtime (12 ms) plus the receiver's device-state save after it (30 ms of fake time)
-    expect(saved).toEqual({ frozenMs: 42 });
+    // once only
+    await saved.finish!();
+    expect(calls()).toHaveLength(8);
   });
 
   test("saveState: a receiver that fails to come up is the error, and is not left behind", async () => {
