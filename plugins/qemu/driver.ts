@@ -1,7 +1,7 @@
 import { BangerError, shellQuote, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { dirname, join } from "node:path";
 import { memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
-import { qmpExecute, qmpMigrateIn, qmpMigrateListen, qmpMigrateOut, qmpMigrateWait, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
+import { qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
 
@@ -12,14 +12,10 @@ export interface QmpOps {
   quit(sock: string, timeoutMs: number): Promise<boolean>;
   /** One QMP command; resolves with its `return` value, throws when QEMU refuses it. */
   command(sock: string, command: string, timeoutMs: number, args?: Record<string, unknown>): Promise<unknown>;
-  /** Migrate out to an exec: or unix: URI and wait until done (live when the VM runs). */
+  /** Migrate out to an exec: URI and wait until done. */
   migrateOut(sock: string, uri: string, timeoutMs: number, o?: MigrateOptions): Promise<void>;
   /** Migrate in (the QEMU waits with -incoming defer) and wait until done. */
   migrateIn(sock: string, uri: string, timeoutMs: number, o?: MigrateOptions): Promise<void>;
-  /** Listen for an incoming migration without waiting for it (a snapshot's receiver). */
-  migrateListen(sock: string, uri: string): Promise<void>;
-  /** Wait until an incoming migration is in. */
-  migrateWait(sock: string, timeoutMs: number): Promise<void>;
 }
 
 export interface QemuDriverOptions {
@@ -45,8 +41,6 @@ const realQmp: QmpOps = {
   command: (sock, command, timeoutMs, args) => qmpExecute(sock, command, args, timeoutMs),
   migrateOut: qmpMigrateOut,
   migrateIn: qmpMigrateIn,
-  migrateListen: qmpMigrateListen,
-  migrateWait: qmpMigrateWait,
 };
 
 /**
@@ -55,6 +49,8 @@ const realQmp: QmpOps = {
  * this file copy-on-write; absent: the state file is a whole migration stream.
  */
 export const SNAPSHOT_RAM_FILE = "memory.ram";
+/** The whole migration stream a snapshot's receiver loads from (see _saveViaReceiver); gone once it has. */
+const SNAPSHOT_STREAM_FILE = "whole.mig";
 
 /** How long a state save or load may take (a few hundred MiB through a pipe). */
 const _MIGRATE_TIMEOUT_MS = 120_000;
@@ -74,9 +70,8 @@ export function qemuPaths(vm: VMRecord) {
     initrd: join(dir, "initrd.img"),
     /** The argv this VM's qemu was launched with (before restore-only options): a snapshot's receiver is made from it. */
     launchArgs: join(dir, "qemu-argv.json"),
-    /** A snapshot's receiver qemu (see _saveViaReceiver): its QMP socket, the migration socket, its log, its disk stand-ins. */
+    /** A snapshot's receiver qemu (see _saveViaReceiver): its QMP socket, its log, its disk stand-ins. */
     receiverSock: join(dir, "rcv.sock"),
-    migrationSock: join(dir, "mig.sock"),
     receiverLog: join(dir, "receiver.log"),
     receiverDisk: (i: number) => join(dir, `receiver-disk${i}.img`),
   };
@@ -253,70 +248,67 @@ async function _untilAnswers(q: _Qemu, pid: number, sock: string, log: string): 
 }
 
 /**
- * A snapshot as a RAM file plus device state. A receiver qemu (the VM's own
- * argv, RAM a shared mapping of `memory.ram` beside `path`, see
- * receiverArgs) takes a migration of the stopped VM over a unix socket
- * (RAM straight into the file, zero pages left as holes). Returns then, the
- * VM stopped at the instant saved (the caller copies its disks and resumes
- * it), with `finish`: the receiver, which never runs the guest, saves its
- * device state only (x-ignore-shared: the RAM is the file) and is killed, so
- * nothing maps the file shared afterwards. `finish` runs once; a second call
- * is a no-op.
+ * A snapshot as a RAM file plus device state. The stopped VM's whole
+ * migration stream goes to a file beside `path` (the freeze is that save,
+ * as quick as QEMU writes it, plus the caller's disk copies). Returns then,
+ * the VM stopped at the instant saved, with `finish` for after the caller
+ * resumes it: a receiver qemu (the VM's own argv, RAM a shared mapping of
+ * `memory.ram` beside `path`, see receiverArgs) loads that stream, so the
+ * guest's RAM lands in the file (zero pages left as holes), then saves its
+ * device state only (x-ignore-shared: the RAM is the file) to `path` and is
+ * killed, so nothing maps the file shared afterwards; the stream goes.
+ * `finish` runs once; a second call is a no-op.
+ *
+ * Not a live migration straight into the receiver: that stopped the VM for
+ * only 5-12 ms, but 1 rollback in 6 of such snapshots of a busy TCG guest
+ * panicked in a stress loop (pages written during the precopy went missing).
  */
 async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], path: string): Promise<{ frozenMs: number; finish: () => Promise<void> }> {
   const p = qemuPaths(vm);
   const bin = await q.host.exec.which(q.opts.binary ?? QEMU_BINARY);
   if (!bin) throw new BangerError("E_MISSING_TOOL", "qemu-system-x86_64 not found: install qemu-system-x86 (run `banger doctor`)");
   await _reapReceiver(q, vm);
+  const stream = join(dirname(path), SNAPSHOT_STREAM_FILE);
+  const status = (await q.qmp.command(p.qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
+  if (status?.status === "running") await q.qmp.command(p.qmpSock, "stop", 2000);
+  const stoppedAt = q.host.clock.now().getTime();
+  // all of the VM's RAM goes in the stream: a restored VM still has x-ignore-shared on from its restore
+  const whole = _toFileUri(stream);
+  await q.qmp.migrateOut(p.qmpSock, whole.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": false } });
+  await _untilWritten(q, stream, whole.tmp);
+  const frozenMs = q.host.clock.now().getTime() - stoppedAt;
   const blocks = (await q.qmp.command(p.qmpSock, "query-block", 2000)) as { device?: string; inserted?: { image?: { "virtual-size"?: number } } }[];
-  const driveIds = launchArgs.flatMap((a, i) => (launchArgs[i - 1] === "-drive" ? [/^id=([^,]+),/.exec(a)?.[1] ?? ""] : []));
-  const placeholders: string[] = [];
-  const spawned: { pid: number; startTime: number }[] = [];
-  // the RAM file is whole in the page cache whatever way the receiver goes; nothing of it may stay mapped shared
-  const cleanup = async () => {
-    for (const t of spawned.splice(0)) await _killAndWait(q, t);
-    for (const f of [p.receiverSock, p.migrationSock, ...placeholders]) await q.host.fs.rmrf(f);
-  };
-  try {
-    for (const [i, id] of driveIds.entries()) {
-      const size = blocks.find((b) => b.device === id)?.inserted?.image?.["virtual-size"];
-      if (!size) throw new BangerError("E_INTERNAL", `qemu did not report the size of ${vm.name}'s disk ${id}`);
-      placeholders.push(p.receiverDisk(i));
-      await q.host.exec.run("truncate", ["-s", String(size), p.receiverDisk(i)]);
-    }
-    const args = receiverArgs(launchArgs, { qmpSock: p.receiverSock, ramFile: join(dirname(path), SNAPSHOT_RAM_FILE), memoryMiB: vm.spec.memoryMiB, placeholders });
-    await q.host.fs.rmrf(p.receiverSock);
-    await q.host.fs.rmrf(p.migrationSock);
-    await q.host.fs.writeAtomic(p.receiverLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
-    const pid = await q.host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.receiverLog });
-    spawned.push({ pid, startTime: (await q.host.procs.info(pid))?.startTime ?? 0 });
-    await _untilAnswers(q, pid, p.receiverSock, p.receiverLog);
-    await q.qmp.migrateListen(p.receiverSock, `unix:${p.migrationSock}`);
-    // Stopped first, not migrated live: a live migration here stopped the VM for only 5-12 ms, but 1 restore in 6
-    // of such snapshots of a busy TCG guest panicked (pages written during the precopy went missing), 0 in 8 this way
-    const status = (await q.qmp.command(p.qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
-    if (status?.status === "running") await q.qmp.command(p.qmpSock, "stop", 2000);
-    const stoppedAt = q.host.clock.now().getTime();
-    // all of the VM's RAM goes to the receiver: a restored VM still has x-ignore-shared on from its restore, which the receiver would refuse
-    await q.qmp.migrateOut(p.qmpSock, `unix:${p.migrationSock}`, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": false } });
-    await q.qmp.migrateWait(p.receiverSock, _MIGRATE_TIMEOUT_MS);
-    let finished = false;
-    const finish = async () => {
-      if (finished) return;
-      finished = true;
-      try {
-        const { uri, tmp } = _toFileUri(path);
-        await q.qmp.migrateOut(p.receiverSock, uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": true } });
-        await _untilWritten(q, path, tmp);
-      } finally {
-        await cleanup();
+  let finished = false;
+  const finish = async () => {
+    if (finished) return;
+    finished = true;
+    const placeholders: string[] = [];
+    const spawned: { pid: number; startTime: number }[] = [];
+    try {
+      const driveIds = launchArgs.flatMap((a, i) => (launchArgs[i - 1] === "-drive" ? [/^id=([^,]+),/.exec(a)?.[1] ?? ""] : []));
+      for (const [i, id] of driveIds.entries()) {
+        const size = blocks.find((b) => b.device === id)?.inserted?.image?.["virtual-size"];
+        if (!size) throw new BangerError("E_INTERNAL", `qemu did not report the size of ${vm.name}'s disk ${id}`);
+        placeholders.push(p.receiverDisk(i));
+        await q.host.exec.run("truncate", ["-s", String(size), p.receiverDisk(i)]);
       }
-    };
-    return { frozenMs: q.host.clock.now().getTime() - stoppedAt, finish };
-  } catch (e) {
-    await cleanup();
-    throw e;
-  }
+      const args = receiverArgs(launchArgs, { qmpSock: p.receiverSock, ramFile: join(dirname(path), SNAPSHOT_RAM_FILE), memoryMiB: vm.spec.memoryMiB, placeholders });
+      await q.host.fs.rmrf(p.receiverSock);
+      await q.host.fs.writeAtomic(p.receiverLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
+      const pid = await q.host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.receiverLog });
+      spawned.push({ pid, startTime: (await q.host.procs.info(pid))?.startTime ?? 0 });
+      await _untilAnswers(q, pid, p.receiverSock, p.receiverLog);
+      await q.qmp.migrateIn(p.receiverSock, `exec:cat ${shellQuote(stream)}`, _MIGRATE_TIMEOUT_MS);
+      const dev = _toFileUri(path);
+      await q.qmp.migrateOut(p.receiverSock, dev.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": true } });
+      await _untilWritten(q, path, dev.tmp);
+    } finally {
+      // the RAM file is whole in the page cache whatever way the receiver goes; nothing of it may stay mapped shared
+      for (const t of spawned) await _killAndWait(q, t);
+      for (const f of [p.receiverSock, stream, ...placeholders]) await q.host.fs.rmrf(f);
+    }
+  };
+  return { frozenMs, finish };
 }
 
 async function _killAndWait(q: _Qemu, t: ProcTarget): Promise<void> {

@@ -70,9 +70,8 @@ async function _setCapabilities(c: QmpClient, capabilities: Record<string, boole
 }
 
 /**
- * Migrate a VM's memory and device state to `uri` (an exec: command, or a
- * receiver's unix: socket) and wait until it is written; the VM is left
- * stopped (postmigrate) until `cont`.
+ * Migrate a VM's memory and device state to `uri` (an exec: command) and
+ * wait until it is written; the VM is left stopped (postmigrate) until `cont`.
  */
 export async function qmpMigrateOut(path: string, uri: string, timeoutMs: number, o: MigrateOptions = {}): Promise<void> {
   const c = await QmpClient.connect(path, 2000);
@@ -93,20 +92,6 @@ export async function qmpMigrateIn(path: string, uri: string, timeoutMs: number,
     await _setCapabilities(c, o.capabilities);
     await c.execute("migrate-incoming", { uri });
     await _untilMigrated(c, "state restore", timeoutMs);
-  } finally {
-    c.close();
-  }
-}
-
-/** Start listening for a migration on `uri` (a QEMU started with `-incoming defer`); qmpMigrateWait then waits for it. */
-export async function qmpMigrateListen(path: string, uri: string): Promise<void> {
-  await qmpExecute(path, "migrate-incoming", { uri }, 2000);
-}
-
-export async function qmpMigrateWait(path: string, timeoutMs: number): Promise<void> {
-  const c = await QmpClient.connect(path, 2000);
-  try {
-    await _untilMigrated(c, "state receive", timeoutMs);
   } finally {
     c.close();
   }

@@ -93,14 +93,6 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
       rec.qmp.push(`migrate-in ${sock} ${uri}${o?.capabilities ? ` ${Object.entries(o.capabilities).map(([k, v]) => `${k}=${v ? "on" : "off"}`).join(",")}` : ""}`);
       if (!sockOwner(sock)) throw new Error("QMP connection closed");
     },
-    async migrateListen(sock, uri) {
-      rec.qmp.push(`migrate-listen ${sock} ${uri}`);
-      if (!sockOwner(sock)) throw new Error("QMP connection closed");
-    },
-    async migrateWait(sock) {
-      rec.qmp.push(`migrate-wait ${sock}`);
-      if (!sockOwner(sock)) throw new Error("QMP connection closed");
-    },
   };
 
   const host: Host = {
@@ -396,7 +388,7 @@ describe("qemu driver: state save and restore", () => {
     expect(saved).toEqual({ frozenMs: 30 });
   });
 
-  test("saveState: a receiver qemu takes a live migration into memory.ram, saves device state only (x-ignore-shared), and is killed; the VM is left stopped", async () => {
+  test("saveState: the stopped VM's whole stream to a file; finish, after the resume: a receiver qemu loads it into memory.ram (shared mapping), saves device state only (x-ignore-shared), and is killed", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     expect(d.liveSave).toBe(true);
@@ -404,6 +396,18 @@ describe("qemu driver: state save and restore", () => {
     expect(JSON.parse(f.rec.writes.get("/v/abc123/qemu-argv.json")!)).toEqual(f.rec.spawns[0]!.args);
     f.rec.qmp.length = 0;
     const saved = (await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig"))!;
+    const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
+    expect(calls().slice(0, 2)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock"]);
+    expect(calls()[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > '\/snaps\/s1\/\.whole\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/whole\.mig' x-ignore-shared=off$/);
+    expect(calls()[3]).toBe("query-block /v/abc123/api.sock");
+    expect(calls()).toHaveLength(4);
+    // it returns with the VM stopped at the saved instant, frozen for the stream's save (30 ms of fake time); no receiver yet
+    expect(await d.runState!(sampleVM())).toBe("paused");
+    expect(saved.frozenMs).toBe(30);
+    expect(f.rec.spawns).toHaveLength(1);
+    await d.resume!(sampleVM(), handlesFor(r.pid, r.pidStartTime));
+    f.rec.qmp.length = 0;
+    await saved.finish!();
     // the receiver: the VM's argv with its own socket, a stand-in disk of the same size, port 0, RAM shared in the snapshot's file
     expect(f.rec.runs).toEqual([{ cmd: "truncate", args: ["-s", "1073741824", "/v/abc123/receiver-disk0.img"] }]);
     const rcv = f.rec.spawns[1]!;
@@ -413,43 +417,29 @@ describe("qemu driver: state save and restore", () => {
     expect(rcv.args).toContain("id=disk0,file=/v/abc123/receiver-disk0.img,format=raw,if=none,cache=unsafe,discard=unmap");
     expect(rcv.args).toContain("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22");
     expect(rcv.args.slice(-7)).toEqual(["-object", "memory-backend-file,id=pc.ram,size=256M,mem-path=/snaps/s1/memory.ram,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
-    const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
-    expect(calls()).toEqual([
-      "query-block /v/abc123/api.sock",
-      "migrate-listen /v/abc123/rcv.sock unix:/v/abc123/mig.sock",
-      // stopped, then migrated (not live: see _saveViaReceiver)
-      "query-status /v/abc123/api.sock",
-      "stop /v/abc123/api.sock",
-      "migrate-out /v/abc123/api.sock unix:/v/abc123/mig.sock x-ignore-shared=off",
-      "migrate-wait /v/abc123/rcv.sock",
-    ]);
-    // it returns with the VM stopped at the saved instant, frozen since its stop (the migration: 30 ms of fake time); the receiver still up
-    expect(await d.runState!(sampleVM())).toBe("paused");
-    expect(saved.frozenMs).toBe(30);
-    expect(f.procs.size).toBe(2);
-    // the rest, once the caller has resumed the VM: the receiver's device state only, then the receiver goes
-    await saved.finish!();
-    expect(calls()[7]).toMatch(/^migrate-out \/v\/abc123\/rcv\.sock exec:cat > '\/snaps\/s1\/\.state\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/state\.mig' x-ignore-shared=on$/);
-    expect(calls()).toHaveLength(8);
-    // nothing maps the RAM file shared any more: the receiver is killed, its sockets and stand-ins removed; the VM's qemu stays
+    expect(calls()[0]).toBe("migrate-in /v/abc123/rcv.sock exec:cat '/snaps/s1/whole.mig'");
+    expect(calls()[1]).toMatch(/^migrate-out \/v\/abc123\/rcv\.sock exec:cat > '\/snaps\/s1\/\.state\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/state\.mig' x-ignore-shared=on$/);
+    expect(calls()).toHaveLength(2);
+    // nothing maps the RAM file shared any more: the receiver is killed, the stream, its socket and stand-ins removed; the VM's qemu stays
     expect(f.rec.kills).toEqual([{ pid: r.pid + 1, signal: "SIGKILL" }]);
     expect([...f.procs.keys()]).toEqual([r.pid]);
-    for (const x of ["/v/abc123/rcv.sock", "/v/abc123/mig.sock", "/v/abc123/receiver-disk0.img"]) expect(f.rec.removed).toContain(x);
+    for (const x of ["/v/abc123/rcv.sock", "/snaps/s1/whole.mig", "/v/abc123/receiver-disk0.img"]) expect(f.rec.removed).toContain(x);
     // once only
     await saved.finish!();
-    expect(calls()).toHaveLength(8);
+    expect(calls()).toHaveLength(2);
   });
 
-  test("saveState: a receiver that fails to come up is the error, and is not left behind", async () => {
+  test("saveState: a receiver that fails to come up is finish's error, and is not left behind", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     const r = await d.launch(sampleVM(), BOOT);
+    const saved = (await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig"))!;
     f.set({ spawn: "die" });
-    const e = await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig").catch((x: unknown) => x as BangerError);
+    const e = await saved.finish!().catch((x: unknown) => x as BangerError);
     expect((e as BangerError).message).toContain("the snapshot's receiver qemu exited");
     expect([...f.procs.keys()]).toEqual([r.pid]);
-    expect(f.rec.qmp.filter((x) => x.startsWith("migrate"))).toEqual([]);
-    expect(f.rec.removed).toContain("/v/abc123/receiver-disk0.img");
+    expect(f.rec.qmp.filter((x) => x.startsWith("migrate-in"))).toEqual([]);
+    for (const x of ["/v/abc123/receiver-disk0.img", "/snaps/s1/whole.mig"]) expect(f.rec.removed).toContain(x);
   });
 
   test("launch with restoreFrom: -incoming defer -S, migrate-incoming from the file, then cont; a missing file kills the new qemu", async () => {
