@@ -121,8 +121,8 @@ export interface ReceiverOptions {
  * (same machine, devices and kernel, so its device state loads) with
  * everything the VM holds exclusively swapped out: its QMP socket, serial
  * file and pidfile, its disks (sparse stand-ins of the same size), its
- * forwarded SSH port (slirp binds port 0 instead), its tap (a hub port:
- * no state of its own to migrate). RAM is a shared file mapping, and the
+ * forwarded SSH port (slirp binds port 0 instead); a VM on a tap has no
+ * stand-in (refused). RAM is a shared file mapping, and the
  * receiver waits for the stream (-incoming defer) without ever running (-S).
  */
 export function receiverArgs(launchArgs: readonly string[], o: ReceiverOptions): string[] {
@@ -162,8 +162,9 @@ export function receiverArgs(launchArgs: readonly string[], o: ReceiverOptions):
         break;
       }
       case "-netdev":
-        if (val.startsWith("tap,")) out.push(opt, `hubport,id=${/(?:^|,)id=([^,]+)/.exec(val)?.[1] ?? "tap"},hubid=0`);
-        else out.push(opt, val.replace(/,hostfwd=([a-z]+):([^,:]*):\d+-/g, ",hostfwd=$1:$2:0-"));
+        // virtio-net's saved state needs a tap to load into when its VM had one (vnet_hdr), and the VM holds it
+        if (!val.startsWith("user,")) throw new Error(`receiverArgs: no stand-in for -netdev ${val.split(",")[0]}`);
+        out.push(opt, val.replace(/,hostfwd=([a-z]+):([^,:]*):\d+-/g, ",hostfwd=$1:$2:0-"));
         break;
       default:
         out.push(opt, val);

@@ -51,6 +51,8 @@ const realQmp: QmpOps = {
 export const SNAPSHOT_RAM_FILE = "memory.ram";
 /** The whole migration stream a snapshot's receiver loads from (see _saveViaReceiver); gone once it has. */
 const SNAPSHOT_STREAM_FILE = "whole.mig";
+/** A receiver loads 256 MiB-few GiB from a file and saves a few hundred KiB: minutes at most, even on a loaded TCG host. */
+const _RECEIVER_MAX_S = 600;
 
 /** How long a state save or load may take (a few hundred MiB through a pipe). */
 const _MIGRATE_TIMEOUT_MS = 120_000;
@@ -295,15 +297,26 @@ async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
       const args = receiverArgs(launchArgs, { qmpSock: p.receiverSock, ramFile: join(dirname(path), SNAPSHOT_RAM_FILE), memoryMiB: vm.spec.memoryMiB, placeholders });
       await q.host.fs.rmrf(p.receiverSock);
       await q.host.fs.writeAtomic(p.receiverLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
-      const pid = await q.host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.receiverLog });
+      // under a watchdog: a daemon killed meanwhile leaves it for at most _RECEIVER_MAX_S (its VM's stop, kill or next snapshot reaps it sooner)
+      const pid = await q.host.exec.spawnDetached("timeout", ["-s", "KILL", String(_RECEIVER_MAX_S), bin, ...args], { cwd: vm.runtime.vmDir, logPath: p.receiverLog });
       spawned.push({ pid, startTime: (await q.host.procs.info(pid))?.startTime ?? 0 });
       await _untilAnswers(q, pid, p.receiverSock, p.receiverLog);
       await q.qmp.migrateIn(p.receiverSock, `exec:cat ${shellQuote(stream)}`, _MIGRATE_TIMEOUT_MS);
       const dev = _toFileUri(path);
       await q.qmp.migrateOut(p.receiverSock, dev.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": true } });
       await _untilWritten(q, path, dev.tmp);
+      await q.host.fs.rmrf(stream);
+    } catch {
+      // the whole stream is a snapshot too (restored the old way): the receiver's failure costs the RAM file, not the
+      // snapshot. The RAM file goes first: beside it, a state file would be read as device state only.
+      // (What went wrong is in the VM's receiver.log.)
+      await _reapReceiver(q, vm);
+      for (const t of spawned) await _killAndWait(q, t);
+      await q.host.fs.rmrf(join(dirname(path), SNAPSHOT_RAM_FILE));
+      await q.host.fs.rename(stream, path);
     } finally {
       // the RAM file is whole in the page cache whatever way the receiver goes; nothing of it may stay mapped shared
+      await _reapReceiver(q, vm);
       for (const t of spawned) await _killAndWait(q, t);
       for (const f of [p.receiverSock, stream, ...placeholders]) await q.host.fs.rmrf(f);
     }
@@ -387,7 +400,9 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     async saveState(vm: VMRecord, _handles: VMHandles, path: string): Promise<{ frozenMs: number; finish?: () => Promise<void> }> {
       const text = await q.host.fs.readText(qemuPaths(vm).launchArgs);
       const launchArgs = text ? (JSON.parse(text) as string[]) : null;
-      return launchArgs ? _saveViaReceiver(q, vm, launchArgs, path) : _saveWholeStream(q, vm, path);
+      // a tap's virtio-net state needs a tap (vnet_hdr) to load into, and the VM holds its tap: no receiver can stand in
+      const tap = launchArgs?.some((a, i) => launchArgs[i - 1] === "-netdev" && a.startsWith("tap,"));
+      return launchArgs && !tap ? _saveViaReceiver(q, vm, launchArgs, path) : _saveWholeStream(q, vm, path);
     },
     async runState(vm: VMRecord): Promise<"running" | "paused"> {
       const r = (await q.qmp.command(qemuPaths(vm).qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;

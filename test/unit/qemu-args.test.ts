@@ -138,7 +138,6 @@ describe("memoryBackendArgs and receiverArgs (file-backed RAM for snapshots)", (
     ...qemuArgs(sampleVM(), boot({
       disks: [{ path: "/v/abc123/system.qcow2", format: "qcow2" }, { path: "/v/abc123/ro.img", format: "raw", readOnly: true }],
       netArgs: ["-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22,guestfwd=tcp:10.0.2.100:3128-cmd:socat -lf /x FD:0,,shut-down", "-device", "virtio-net-pci,netdev=net0"],
-      nics: [{ tap: "bt-abc123", mac: "52:54:00:aa:bb:cc" }],
     }), { ...o, accel: "tcg" }),
     // a clone's own private mapping of its snapshot's RAM, which a receiver must not copy
     ...memoryBackendArgs(512, { path: "/snaps/old/memory.ram", share: false }),
@@ -155,14 +154,17 @@ describe("memoryBackendArgs and receiverArgs (file-backed RAM for snapshots)", (
     expect(r.filter((a) => a === "-nodefaults" || a === "-no-reboot")).toHaveLength(2);
   });
 
-  test("disks become same-sized stand-ins (read-only kept: the device exposes it), the SSH forward binds port 0, the tap becomes a hub port", () => {
+  test("disks become same-sized stand-ins (read-only kept: the device exposes it), the SSH forward binds port 0, a tap is refused", () => {
     const drives = r.filter((_, i) => r[i - 1] === "-drive");
     expect(drives).toEqual([
       "id=disk0,file=/v/abc123/receiver-disk0.img,format=raw,if=none,cache=unsafe,discard=unmap",
       "id=disk1,file=/v/abc123/receiver-disk1.img,format=raw,if=none,cache=unsafe,discard=unmap,readonly=on",
     ]);
     const netdevs = r.filter((_, i) => r[i - 1] === "-netdev");
-    expect(netdevs).toEqual(["user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22,guestfwd=tcp:10.0.2.100:3128-cmd:socat -lf /x FD:0,,shut-down", "hubport,id=tap0,hubid=0"]);
+    expect(netdevs).toEqual(["user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22,guestfwd=tcp:10.0.2.100:3128-cmd:socat -lf /x FD:0,,shut-down"]);
+    // a tap has no stand-in: its VM holds it, and virtio-net's saved state needs one to load into
+    const onTap = qemuArgs(sampleVM(), boot({ nics: [{ tap: "bt-abc123", mac: "52:54:00:aa:bb:cc" }] }), { ...o, accel: "tcg" });
+    expect(() => receiverArgs(onTap, { qmpSock: "/s", ramFile: "/r", memoryMiB: 512, placeholders: ["/a"] })).toThrow(/no stand-in for -netdev tap/);
   });
 
   test("RAM: the clone's private backend is replaced by one shared mapping of the new file; it waits for the stream and never runs", () => {
