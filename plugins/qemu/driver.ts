@@ -263,7 +263,8 @@ async function _untilAnswers(q: _Qemu, pid: number, sock: string, log: string): 
  *
  * Not a live migration straight into the receiver: that stopped the VM for
  * only 5-12 ms, but 1 rollback in 6 of such snapshots of a busy TCG guest
- * panicked in a stress loop (pages written during the precopy went missing).
+ * panicked in a stress loop (a guest kernel oops right after the restore;
+ * cause not found), none of the stopped ones.
  */
 async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], path: string): Promise<{ frozenMs: number; finish: () => Promise<void> }> {
   const p = qemuPaths(vm);
