@@ -12,6 +12,31 @@ export interface QemuArgsOptions {
   initrd?: string;
 }
 
+/**
+ * Guest RAM mapped from a file: `share: true` writes go to the file (a
+ * snapshot's receiver fills it), `share: false` maps it copy-on-write (a
+ * clone or rollback runs on it and the file never changes, so every clone
+ * of one snapshot shares its pages in the page cache).
+ */
+export interface RamFile {
+  path: string;
+  share: boolean;
+}
+
+/**
+ * The backend's id is the machine's default RAM id (pc.ram): the RAM block
+ * keeps the name plain `-m` gives it, so a VM with anonymous RAM migrates
+ * into one with file-backed RAM and back.
+ */
+export const RAM_ID = "pc.ram";
+
+export function memoryBackendArgs(memoryMiB: number, ram: RamFile): string[] {
+  return [
+    "-object", `memory-backend-file,id=${RAM_ID},size=${memoryMiB}M,mem-path=${qemuEscape(ram.path)},share=${ram.share ? "on" : "off"}`,
+    "-machine", `memory-backend=${RAM_ID}`,
+  ];
+}
+
 /** Kernel arguments every banger guest gets, before the plugins' ones. */
 export const BASE_KERNEL_ARGS = ["console=ttyS0", "quiet", "panic=-1", "mitigations=off", "nokaslr"];
 
@@ -80,3 +105,75 @@ export function qemuArgs(vm: VMRecord, boot: BootConfig, o: QemuArgsOptions): st
   );
   return args;
 }
+
+/** Where a snapshot's receiver QEMU keeps its own files (see receiverArgs). */
+export interface ReceiverOptions {
+  qmpSock: string;
+  /** The file the guest's RAM lands in (shared mapping). */
+  ramFile: string;
+  memoryMiB: number;
+  /** One sparse stand-in per -drive, in order: the receiver never reads a disk, and must not lock the VM's. */
+  placeholders: string[];
+}
+
+/**
+ * The argv of a snapshot's receiver: the running VM's own launch argv
+ * (same machine, devices and kernel, so its device state loads) with
+ * everything the VM holds exclusively swapped out: its QMP socket, serial
+ * file and pidfile, its disks (sparse stand-ins of the same size), its
+ * forwarded SSH port (slirp binds port 0 instead); a VM on a tap has no
+ * stand-in (refused). RAM is a shared file mapping, and the
+ * receiver waits for the stream (-incoming defer) without ever running (-S).
+ */
+export function receiverArgs(launchArgs: readonly string[], o: ReceiverOptions): string[] {
+  const out: string[] = [];
+  let disk = 0;
+  for (let i = 0; i < launchArgs.length; i++) {
+    const opt = launchArgs[i]!;
+    const val = launchArgs[i + 1];
+    if (val === undefined || _RECEIVER_FLAGS.has(opt)) {
+      out.push(opt);
+      continue;
+    }
+    i++;
+    switch (opt) {
+      case "-name":
+        out.push(opt, `${val}-snapshot`);
+        break;
+      case "-serial":
+        out.push(opt, "null");
+        break;
+      case "-qmp":
+        out.push(opt, qmpArg(o.qmpSock));
+        break;
+      case "-pidfile":
+      case "-incoming":
+        break;
+      case "-object":
+      case "-machine":
+        // the VM's own RAM backend (a clone's private mapping) gives way to the receiver's shared one
+        if (!val.startsWith("memory-backend")) out.push(opt, val);
+        break;
+      case "-drive": {
+        const id = /^id=([^,]+),/.exec(val)?.[1];
+        const ph = o.placeholders[disk++];
+        if (!id || !ph) throw new Error(`receiverArgs: no stand-in for -drive ${val}`);
+        out.push(opt, [`id=${id}`, `file=${qemuEscape(ph)}`, "format=raw", "if=none", "cache=unsafe", "discard=unmap", ...(/,readonly=on(,|$)/.test(val) ? ["readonly=on"] : [])].join(","));
+        break;
+      }
+      case "-netdev":
+        // virtio-net's saved state needs a tap to load into when its VM had one (vnet_hdr), and the VM holds it
+        if (!val.startsWith("user,")) throw new Error(`receiverArgs: no stand-in for -netdev ${val.split(",")[0]}`);
+        out.push(opt, val.replace(/,hostfwd=([a-z]+):([^,:]*):\d+-/g, ",hostfwd=$1:$2:0-"));
+        break;
+      default:
+        out.push(opt, val);
+    }
+  }
+  if (disk !== o.placeholders.length) throw new Error(`receiverArgs: ${o.placeholders.length} stand-ins for ${disk} disks`);
+  out.push(...memoryBackendArgs(o.memoryMiB, { path: o.ramFile, share: true }), "-incoming", "defer", "-S");
+  return out;
+}
+
+// the options in banger's argv that take no value
+const _RECEIVER_FLAGS = new Set(["-nodefaults", "-no-user-config", "-no-reboot", "-S"]);

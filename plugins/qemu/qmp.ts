@@ -49,19 +49,34 @@ const _MAX_BANDWIDTH = 16 * 1024 * 1024 * 1024;
 
 /** Poll query-migrate until the migration completes; its failure (QEMU's own words) or the deadline is an error. */
 async function _untilMigrated(c: QmpClient, what: string, timeoutMs: number): Promise<void> {
-  for (let waited = 0; ; waited += 10) {
+  for (let waited = 0; ; waited += 5) {
     const r = (await c.execute("query-migrate", undefined, timeoutMs)) as { status?: string; "error-desc"?: string };
     if (r.status === "completed") return;
     if (r.status === "failed" || r.status === "cancelled") throw new BangerError("E_INTERNAL", `qemu ${what} ${r.status}${r["error-desc"] ? `: ${r["error-desc"]}` : ""}`);
     if (waited >= timeoutMs) throw new BangerError("E_TIMEOUT", `qemu ${what} did not finish within ${timeoutMs} ms (status ${r.status ?? "none"})`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
 
-/** Migrate a stopped VM's memory and device state to `uri` (an exec: command) and wait until it is written. */
-export async function qmpMigrateOut(path: string, uri: string, timeoutMs: number): Promise<void> {
+/** Migration options: capabilities to set first (x-ignore-shared on or off). */
+export interface MigrateOptions {
+  capabilities?: Record<string, boolean>;
+}
+
+async function _setCapabilities(c: QmpClient, capabilities: Record<string, boolean> | undefined): Promise<void> {
+  // in QEMU 7.2 only QMP sets x-ignore-shared (-global migration.x-ignore-shared is refused)
+  const list = Object.entries(capabilities ?? {}).map(([capability, state]) => ({ capability, state }));
+  if (list.length) await c.execute("migrate-set-capabilities", { capabilities: list });
+}
+
+/**
+ * Migrate a VM's memory and device state to `uri` (an exec: command) and
+ * wait until it is written; the VM is left stopped (postmigrate) until `cont`.
+ */
+export async function qmpMigrateOut(path: string, uri: string, timeoutMs: number, o: MigrateOptions = {}): Promise<void> {
   const c = await QmpClient.connect(path, 2000);
   try {
+    await _setCapabilities(c, o.capabilities);
     await c.execute("migrate-set-parameters", { "max-bandwidth": _MAX_BANDWIDTH });
     await c.execute("migrate", { uri });
     await _untilMigrated(c, "state save", timeoutMs);
@@ -71,9 +86,10 @@ export async function qmpMigrateOut(path: string, uri: string, timeoutMs: number
 }
 
 /** Load memory and device state into a QEMU started with `-incoming defer` and wait until it is in. */
-export async function qmpMigrateIn(path: string, uri: string, timeoutMs: number): Promise<void> {
+export async function qmpMigrateIn(path: string, uri: string, timeoutMs: number, o: MigrateOptions = {}): Promise<void> {
   const c = await QmpClient.connect(path, 2000);
   try {
+    await _setCapabilities(c, o.capabilities);
     await c.execute("migrate-incoming", { uri });
     await _untilMigrated(c, "state restore", timeoutMs);
   } finally {

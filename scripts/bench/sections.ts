@@ -108,8 +108,8 @@ export const SECTIONS: readonly BenchSection[] = [
   },
   {
     name: "snap", vm: true, quick: false,
-    title: "snap (P8b, P8d, issue 15): pause→resume round trip; snapshot freeze; rollback vs cold restart; fork until the clone answers",
-    run: (c) => snapSection(c.b, c.vms, { pauses: c.n("SNAP_PAUSE_N", 20, 5), snapshots: c.n("SNAP_N", 3, 1), forks: c.n("SNAP_FORK_N", 3, 1), crowd: c.n("SNAP_CROWD", 10, 0) }),
+    title: "snap (P8a-d, issue 15): pause→resume round trip; snapshot freeze; rollback vs cold restart; fork until the clone answers; warm vs cold vm run",
+    run: (c) => snapSection(c.b, c.vms, { pauses: c.n("SNAP_PAUSE_N", 20, 5), snapshots: c.n("SNAP_N", 3, 1), forks: c.n("SNAP_FORK_N", 3, 1), crowd: c.n("SNAP_CROWD", 10, 0), warm: c.n("SNAP_WARM_N", 3, 0) }),
   },
   {
     name: "image", vm: true, quick: false,

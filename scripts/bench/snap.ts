@@ -6,7 +6,8 @@
  * `vm restart` of the same VM as the baseline; a fork until the clone
  * answers `exec true` (P8b) and how long the source stood still for it;
  * P8c: a fork of 10 clones at once vs one, and each clone's QEMU RSS vs
- * the cold-booted source's.
+ * the cold-booted source's. P8a: `vm run --rm -- true` from a warm
+ * template (`image warm`) vs `--cold`, interleaved, the shared VM stopped.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -26,20 +27,51 @@ function rssOf(pid: number): number {
   return Number(m[1]) * 1024;
 }
 
-/** One fork of `count` clones until every clone answers `exec true`; the clones' QEMU RSS then; clones and snapshot removed. */
-async function forkAtOnce(b: Bench, count: number, tag: string): Promise<{ ms: number; rss: number[] }> {
+/** A process's proportional set size in bytes (smaps_rollup Pss): pages shared with N processes count 1/N, so clones sharing their snapshot's RAM file in the page cache show what each adds. */
+function pssOf(pid: number): number {
+  const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+  if (!m) throw new Error(`no Pss for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** One fork of `count` clones until every clone answers `exec true`; the clones' QEMU RSS and PSS then; clones and snapshot removed. */
+async function forkAtOnce(b: Bench, count: number, tag: string): Promise<{ ms: number; rss: number[]; pss: number[] }> {
   const names = Array.from({ length: count }, (_, i) => `${VM_NAME}-${tag}${i}`);
   const t = performance.now();
   const f = await b.bangerJson<{ snapshot: { name: string }; vms: { name: string; pid: number }[] }>("vm", "fork", VM_NAME, ...names);
   await Promise.all(names.map((n) => b.must(b.banger("vm", "exec", n, "--", "true"))));
   const ms = performance.now() - t;
   const rss = f.vms.map((v) => rssOf(v.pid));
+  const pss = f.vms.map((v) => pssOf(v.pid));
   for (const n of names) await b.must(b.banger("vm", "delete", n, "--force"));
   await b.must(b.banger("snapshot", "rm", `${VM_NAME}@${f.snapshot.name}`));
-  return { ms, rss };
+  return { ms, rss, pss };
 }
 
-export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; snapshots: number; forks: number; crowd: number }): Promise<void> {
+/** P8a: warm `vm run --rm -- true` (a clone of the image's template) vs a cold one, interleaved; the template removed after. */
+async function warmRuns(b: Bench, vms: BenchVMs, n: number): Promise<void> {
+  await vms.stop();
+  const tpl = await b.bangerJson<{ vmName: string; name: string }>("image", "warm", "default");
+  let i = 0;
+  let j = 0;
+  const samples = await b.interleaved(
+    {
+      warm: () => b.time(b.banger("vm", "run", "--name", `w${i++}`, "--rm", "--", "true")),
+      cold: () => b.time(b.banger("vm", "run", "--cold", "--name", `k${j++}`, "--rm", "--", "true")),
+    },
+    { warm: n, cold: n },
+    "runs",
+  );
+  await b.must(b.banger("snapshot", "rm", `${tpl.vmName}@${tpl.name}`));
+  const s = { warm: summarize(samples.warm), cold: summarize(samples.cold) };
+  console.log(formatTable(["variant", "n", "min", "median", "max", "vs cold"], [
+    summaryRow("vm run --rm -- true, warm (template clone)", s.warm, { baseline: s.cold }),
+    summaryRow("vm run --rm --cold -- true", s.cold, { baseline: s.cold }),
+  ]));
+  b.row({ id: "P8a", section: "snap", measure: "warm vm run --rm -- true (clone of the image's template)", stats: s.warm, baseline: { name: "vm run --rm --cold -- true", stats: s.cold }, goal: { on: "ratio", max: 0.2, text: "≤ 0.2× cold" } });
+}
+
+export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; snapshots: number; forks: number; crowd: number; warm: number }): Promise<void> {
   await vms.running();
   const rounds: number[] = [];
   for (let i = 0; i < o.pauses; i++) {
@@ -75,7 +107,9 @@ export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; 
     await b.must(b.banger("snapshot", "rm", `${VM_NAME}@${f.snapshot.name}`));
   }
   // P8c: `crowd` clones in one fork vs one clone, until all answer; each clone's RSS vs the (cold-booted: vm restart above) source's
-  const coldRss = rssOf((await b.bangerJson<{ pid: number }>("vm", "show", VM_NAME)).pid);
+  const coldPid = (await b.bangerJson<{ pid: number }>("vm", "show", VM_NAME)).pid;
+  const coldRss = rssOf(coldPid);
+  const coldPss = pssOf(coldPid);
   const one = o.crowd > 0 ? await forkAtOnce(b, 1, "one") : null;
   const crowd = o.crowd > 0 ? await forkAtOnce(b, o.crowd, "c") : null;
   const s = { rounds: summarize(rounds), freeze: summarize(freeze), snap: summarize(snapMs), rollback: summarize(rollbackMs), restart: summarize(restartMs), fork: summarize(forkMs), forkFreeze: summarize(forkFreeze) };
@@ -96,7 +130,10 @@ export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; 
     const cold = summarize([coldRss]);
     console.log(`  P8c: fork of ${o.crowd} until all answer exec true ${(crowd.ms / 1000).toFixed(1)} s vs ${(one.ms / 1000).toFixed(1)} s for one (${(crowd.ms / one.ms).toFixed(2)}×); clone QEMU RSS median ${(summarize(crowd.rss).median / 1048576).toFixed(0)} MiB vs the cold-booted source's ${(coldRss / 1048576).toFixed(0)} MiB`);
     b.row({ id: "P8c", section: "snap", measure: `vm fork of ${o.crowd} clones at once until all answer exec true`, stats: summarize([crowd.ms]), baseline: { name: "vm fork of 1 until it answers", stats: summarize([one.ms]) }, goal: { on: "ratio", max: 2.5, text: "≤ 2.5× one clone" } });
-    b.row({ id: "P8c", section: "snap", measure: `RSS of each of ${o.crowd} clones (QEMU VmRSS)`, unit: "bytes", stats: summarize(crowd.rss), baseline: { name: "the cold-booted source VM's QEMU VmRSS", stats: cold }, goal: { on: "ratio", max: 0.5, text: "≤ 0.5× a cold VM's" } });
+    b.row({ id: "P8c", section: "snap", measure: `RSS of each of ${o.crowd} clones (QEMU VmRSS: the snapshot's RAM-file pages it maps count whole in each)`, unit: "bytes", stats: summarize(crowd.rss), baseline: { name: "the cold-booted source VM's QEMU VmRSS", stats: cold }, goal: { on: "ratio", max: 0.5, text: "≤ 0.5× a cold VM's" } });
+    console.log(`  P8c: clone QEMU PSS median ${(summarize(crowd.pss).median / 1048576).toFixed(0)} MiB vs the cold-booted source's ${(coldPss / 1048576).toFixed(0)} MiB`);
+    b.row({ id: "P8c", section: "snap", measure: `memory each of ${o.crowd} clones adds (QEMU PSS: shared page-cache pages split among their mappers)`, unit: "bytes", stats: summarize(crowd.pss), baseline: { name: "the cold-booted source VM's QEMU PSS", stats: summarize([coldPss]) }, goal: { on: "ratio", max: 0.5, text: "added ≤ 0.5× a cold VM's" } });
   }
   b.row({ id: "P8", section: "snap", measure: "vm rollback to a memory snapshot until SSH answers", stats: s.rollback, baseline: { name: "vm restart (cold boot) until SSH answers", stats: s.restart } });
+  if (o.warm > 0) await warmRuns(b, vms, o.warm);
 }

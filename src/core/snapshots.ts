@@ -131,19 +131,27 @@ export class Snapshots {
     await host.fs.mkdirp(tmp, 0o700);
     op.defer("snapshot files", () => host.fs.rmrf(tmp));
 
-    // the freeze: from the pause to the resume, as short as the state save and the disk copies allow
+    // the freeze: from the pause to the resume, as short as the state save and the disk copies allow;
+    // a driver that saves live stops the VM itself, for the end of its save only
     let frozeAt = 0;
     let thawed = !wasRunning;
     if (wasRunning) {
-      await driver.pause!(vm, handles!);
-      frozeAt = host.clock.now().getTime();
       op.defer("resume the vm", async () => {
         if (!thawed) await driver.resume!(vm, handles!);
       });
+      if (!driver.liveSave) {
+        await driver.pause!(vm, handles!);
+        frozeAt = host.clock.now().getTime();
+      }
     }
+    let finish: (() => Promise<void>) | undefined;
     if (live) {
       op.progress(`saving ${vm.name}'s memory and device state`);
-      await driver.saveState!(vm, handles!, join(tmp, STATE_FILE));
+      const saved = await driver.saveState!(vm, handles!, join(tmp, STATE_FILE));
+      if (wasRunning && driver.liveSave) frozeAt = host.clock.now().getTime() - (saved?.frozenMs ?? 0);
+      finish = saved?.finish;
+      // what the driver still holds for the save (QEMU: its receiver process) goes with a failed snapshot too
+      if (finish) op.defer("finish the state save", () => finish!());
     }
     await faultPoint("snapshot:after-state");
     op.progress(`copying ${vm.name}'s disks`);
@@ -154,8 +162,14 @@ export class Snapshots {
       thawed = true;
       snap.freezeMs = host.clock.now().getTime() - frozeAt;
     }
+    // the rest of the state save, the VM running again
+    if (finish) {
+      op.progress(`saving ${vm.name}'s device state`);
+      await finish();
+    }
     if (live) snap.sessions = store.sessions.list({ vmId: vm.id, status: ["running"] });
-    for (const f of [...(live ? [STATE_FILE] : []), ...snap.disks]) snap.sizeBytes += (await host.fs.stat(join(tmp, f)))?.size ?? 0;
+    // the state file, the disks and whatever else the driver saved beside them (QEMU: the guest's RAM file)
+    for (const { name: f } of (await host.fs.list(tmp)).filter((e) => e.type === "file")) snap.sizeBytes += (await host.fs.stat(join(tmp, f)))?.size ?? 0;
     snap.state = "ready";
     delete snap.thawVm;
     await host.fs.writeAtomic(join(tmp, META_FILE), JSON.stringify(snap, null, 2) + "\n", 0o600);
@@ -320,7 +334,8 @@ export class Snapshots {
       // row first: a crash after it leaves unused files (at worst), never a listed snapshot missing its meta
       this.d.store.snapshots.delete(snap.id);
       await this.d.host.fs.rmrf(join(snap.dir, META_FILE));
-      await this.d.host.fs.rmrf(join(snap.dir, STATE_FILE));
+      // the saved state and the driver's files beside it (a RAM file stays alive for a clone that maps it, being open)
+      for (const { name: f } of await this.d.host.fs.list(snap.dir)) if (!snap.disks.includes(f)) await this.d.host.fs.rmrf(join(snap.dir, f));
       this.d.log.info(`snapshot rm ${snap.vmName}@${snap.name}: its disks stay while ${users.join(", ")} run on them`);
       return { ...snap, keptFor: users };
     }

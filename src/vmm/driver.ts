@@ -49,8 +49,17 @@ export interface VMMDriver {
   resume?(vm: VMRecord, handles: VMHandles): Promise<void>;
   /** Whether the guest's vCPUs run, as the VMM says; reconcile records it, so a daemon that died between the VMM's answer and the store's write ends up telling the truth. */
   runState?(vm: VMRecord): Promise<"running" | "paused">;
-  /** Write the memory and device state of a VM whose vCPUs are stopped (pause) to `path`; it may resume afterwards. Absent: the VMM cannot snapshot. */
-  saveState?(vm: VMRecord, handles: VMHandles, path: string): Promise<void>;
+  /**
+   * Write the memory and device state of a VM whose vCPUs are stopped (pause) to `path` (and, for a VMM that
+   * keeps RAM in its own file, beside it in the same dir); it may resume afterwards. With `liveSave`, the VM
+   * may be given running: the driver stops it itself at the instant it saves, returns with it stopped, and
+   * says how long it has stood still. `finish`, when returned, is the rest of the save that needs the VM no
+   * more: the caller runs it once after resuming the VM (or while unwinding a failed snapshot). Absent: the
+   * VMM cannot snapshot.
+   */
+  saveState?(vm: VMRecord, handles: VMHandles, path: string): Promise<void | { frozenMs: number; finish?: () => Promise<void> }>;
+  /** saveState takes a running VM and stops it only as long as it must (see saveState). */
+  readonly liveSave?: boolean;
   /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */
   usable?(): Promise<{ usable: boolean; reason: string }>;
   /** Network modes this VMM can attach, the first being its default. Absent means ["user", "tap"]. */

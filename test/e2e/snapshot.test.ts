@@ -1,11 +1,14 @@
 // Pause, resume, snapshot and rollback on a real QEMU guest; one VM shared by the tests of this file.
 import { afterAll, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, statSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { killAndWait } from "../helpers/cli.ts";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 
 const BOOT = 240_000;
+const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
+const pick = (st: Stats) => ({ size: st.size, mtimeMs: st.mtimeMs, blocks: st.blocks });
 // one line every 0.1 s of guest time
 const COUNTER = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done";
 
@@ -14,7 +17,7 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
   const api = (method: string, path: string) => fetch(`http://banger${path}`, { method, body: method === "POST" ? "{}" : undefined, unix: join(h.home, "bangerd.sock") } as RequestInit);
   afterAll(async () => {
     if (!h) return;
-    for (const vm of ["c1", "c2"]) h.run(["vm", "delete", vm, "--force"]);
+    for (const vm of ["c1", "c2", "c3"]) h.run(["vm", "delete", vm, "--force"]);
     h.run(["vm", "delete", "snapbox", "--force", "--with-snapshots"]);
     await h.cleanup(qemuPidsUnder(h.home));
   });
@@ -183,13 +186,37 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     expect([existsSync(join(c1.runtime.vmDir, "system.qcow2")), existsSync(join(c1.runtime.vmDir, "system.img"))]).toEqual([true, false]);
     const forkDir = f.snapshot.dir as string;
     ok(["snapshot", "rm", `snapbox@${f.snapshot.name}`]);
-    expect([existsSync(join(forkDir, "system.img")), existsSync(join(forkDir, "snapshot.json")), existsSync(join(forkDir, "state.mig"))]).toEqual([true, false, false]);
+    // memory.ram goes too: the clones keep their private mappings of it (the kernel keeps the file while they run)
+    expect([existsSync(join(forkDir, "system.img")), existsSync(join(forkDir, "snapshot.json")), existsSync(join(forkDir, "state.mig")), existsSync(join(forkDir, "memory.ram"))]).toEqual([true, false, false, false]);
     expect(ok(["vm", "exec", "c1", "--", "sh", "-c", "echo c1 > /root/own && sync && cat /root/own /root/file"]).stdout).toBe("c1\nkept\n");
     ok(["vm", "delete", "c1", "--force"]);
     expect(existsSync(join(forkDir, "system.img"))).toBe(true);
     expect(ok(["vm", "exec", "c2", "--", "cat", "/root/file"]).stdout).toBe("kept\n");
     ok(["vm", "delete", "c2", "--force"]);
     expect(existsSync(forkDir)).toBe(false);
+  }, BOOT);
+
+  test("device-state-only snapshot: RAM in memory.ram, a clone of it has its own identity, and the file is byte-identical after the clone ran and wrote memory", async () => {
+    const snap = ok(["vm", "snapshot", "snapbox", "--name", "ramfile", "--json"]).json();
+    const ram = join(snap.dir, "memory.ram");
+    const state = statSync(join(snap.dir, "state.mig"));
+    // device state only: the guest's 256 MiB are in the RAM file, not in the stream
+    expect(state.size).toBeLessThan(8 * 1048576);
+    const before = { ...pick(statSync(ram)), sha: sha256(ram) };
+    expect(before.size).toBe(256 * 1048576);
+    const c = ok(["vm", "create", "c3", "--from", "snapbox@ramfile", "--start", "--json"]).json();
+    const qemuArgv = readFileSync(`/proc/${c.pid}/cmdline`, "utf8").split("\0");
+    expect(qemuArgv).toContain(`memory-backend-file,id=pc.ram,size=256M,mem-path=${ram},share=off`);
+    // the clone dirties guest memory (its page cache) and its disk
+    const out = ok(["vm", "exec", "c3", "--", "sh", "-c", "head -c 40000000 /dev/urandom > /root/fill && sync && hostname && cat /root/file"]).stdout.trim().split("\n");
+    expect(out).toEqual(["c3", "kept"]);
+    const hostKey = async (vm: string) => ((await (await api("GET", `/v1/vms/${vm}/ssh-info`)).json()) as { hostKey: string }).hostKey;
+    expect(await hostKey("c3")).not.toBe(await hostKey("snapbox"));
+    expect(ok(["vm", "exec", "snapbox", "--", "hostname"]).stdout.trim()).toBe("snapbox");
+    expect({ ...pick(statSync(ram)), sha: sha256(ram) }).toEqual(before);
+    ok(["vm", "delete", "c3", "--force"]);
+    ok(["snapshot", "rm", "snapbox@ramfile"]);
+    expect(existsSync(snap.dir)).toBe(false);
   }, BOOT);
 
   test("snapshot rm; delete keeps the rest unless --with-snapshots", () => {

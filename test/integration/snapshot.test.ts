@@ -181,3 +181,39 @@ test("image warm: a template of the image at a shape; matching starts clone it, 
   ok(["vm", "delete", "w4", "--force"]);
   ok(["snapshot", "rm", "warm-tiny-1c-256m@template"]);
 });
+
+test("a driver that saves live (liveSave, as QEMU's): it stops the VM itself, the disks are copied with it stopped, and its finish runs after the VM runs again; files beside the state are the snapshot's", async () => {
+  const l = tempHome("banger-snap-live-");
+  const lenv = { BANGER_PLUGINS: FAKE_PLUGIN, FAKE_VMM_LIVE_SAVE: "1" };
+  const lok = (args: string[]) => {
+    const r = l.run(args, lenv);
+    if (r.code !== 0) throw new Error(`banger ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+    return r;
+  };
+  const lpids: number[] = [];
+  try {
+    const scratch = join(l.home, "scratch");
+    Bun.spawnSync(["mkdir", "-p", scratch]);
+    writeFileSync(join(scratch, "k"), "k");
+    writeFileSync(join(scratch, "r"), "disk\n");
+    lok(["image", "import", "--name", "tiny", "--kernel", join(scratch, "k"), "--rootfs", join(scratch, "r")]);
+    lpids.push(lok(["vm", "create", "l", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json().pid);
+    const s = lok(["vm", "snapshot", "l", "--name", "s", "--json"]).json();
+    expect(s).toMatchObject({ memory: true, state: "ready", disks: ["system.img"] });
+    expect(readFileSync(join(s.dir, "state.mig"), "utf8")).toBe("state of l, finished with the vm running");
+    expect(readFileSync(join(s.dir, "memory.ram"), "utf8")).toBe("ram of l");
+    // the size counts every file the snapshot holds
+    expect(s.sizeBytes).toBe(["state of l, finished with the vm running", "ram of l", "disk\n"].reduce((n, x) => n + x.length, 0));
+    expect(s.freezeMs).toBeGreaterThanOrEqual(1);
+    expect(lok(["vm", "show", "l", "--json"]).json().runtime.state).toBe("running");
+    // a clone starts from the finished state
+    const m = lok(["vm", "create", "m", "--from", "l@s", "--start", "--json"]).json();
+    lpids.push(m.pid);
+    expect(readFileSync(join(m.runtime.vmDir, "restored.log"), "utf8")).toBe("state of l, finished with the vm running\n");
+    lok(["snapshot", "rm", "l@s"]);
+    expect(existsSync(s.dir)).toBe(false);
+  } finally {
+    for (const n of ["m", "l"]) l.run(["vm", "delete", n, "--force", "--with-snapshots"], lenv);
+    await l.cleanup(lpids);
+  }
+}, 60_000);

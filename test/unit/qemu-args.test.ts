@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { VMRecord } from "../../src/shared/model.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
-import { qemuArgs, qemuEscape, qmpArg } from "../../plugins/qemu/args.ts";
+import { memoryBackendArgs, qemuArgs, qemuEscape, qmpArg, receiverArgs } from "../../plugins/qemu/args.ts";
 
 function sampleVM(over: Partial<VMRecord["runtime"]> = {}): VMRecord {
   return {
@@ -122,5 +122,59 @@ describe("qemuArgs: tap nics", () => {
 
   test("no nics: no tap netdev", () => {
     expect(qemuArgs(sampleVM(), boot(), { accel: "tcg", ...o }).join(" ")).not.toContain("tap");
+  });
+});
+
+describe("memoryBackendArgs and receiverArgs (file-backed RAM for snapshots)", () => {
+  test("the backend keeps the default RAM id (pc.ram), so anonymous and file-backed RAM migrate into each other; commas in the path are escaped", () => {
+    expect(memoryBackendArgs(512, { path: "/s/a,b/memory.ram", share: false })).toEqual([
+      "-object", "memory-backend-file,id=pc.ram,size=512M,mem-path=/s/a,,b/memory.ram,share=off",
+      "-machine", "memory-backend=pc.ram",
+    ]);
+    expect(memoryBackendArgs(256, { path: "/r", share: true })[1]).toEndWith(",share=on");
+  });
+
+  const launched = [
+    ...qemuArgs(sampleVM(), boot({
+      disks: [{ path: "/v/abc123/system.qcow2", format: "qcow2" }, { path: "/v/abc123/ro.img", format: "raw", readOnly: true }],
+      netArgs: ["-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22,guestfwd=tcp:10.0.2.100:3128-cmd:socat -lf /x FD:0,,shut-down", "-device", "virtio-net-pci,netdev=net0"],
+    }), { ...o, accel: "tcg" }),
+    // a clone's own private mapping of its snapshot's RAM, which a receiver must not copy
+    ...memoryBackendArgs(512, { path: "/snaps/old/memory.ram", share: false }),
+  ];
+  const r = receiverArgs(launched, { qmpSock: "/v/abc123/rcv.sock", ramFile: "/snaps/new/memory.ram", memoryMiB: 512, placeholders: ["/v/abc123/receiver-disk0.img", "/v/abc123/receiver-disk1.img"] });
+
+  test("same machine, kernel and devices as the VM; its own QMP socket, no serial file, no pidfile", () => {
+    for (const flag of ["-M", "-accel", "-m", "-smp", "-kernel", "-initrd", "-append"]) expect(after(r, flag)).toBe(after(launched, flag));
+    expect(r.filter((a) => a === "-device")).toHaveLength(launched.filter((a) => a === "-device").length);
+    expect(after(r, "-qmp")).toBe(qmpArg("/v/abc123/rcv.sock"));
+    expect(after(r, "-serial")).toBe("null");
+    expect(r).not.toContain("-pidfile");
+    expect(after(r, "-name")).toBe("banger-abc123-snapshot");
+    expect(r.filter((a) => a === "-nodefaults" || a === "-no-reboot")).toHaveLength(2);
+  });
+
+  test("disks become same-sized stand-ins (read-only kept: the device exposes it), the SSH forward binds port 0, a tap is refused", () => {
+    const drives = r.filter((_, i) => r[i - 1] === "-drive");
+    expect(drives).toEqual([
+      "id=disk0,file=/v/abc123/receiver-disk0.img,format=raw,if=none,cache=unsafe,discard=unmap",
+      "id=disk1,file=/v/abc123/receiver-disk1.img,format=raw,if=none,cache=unsafe,discard=unmap,readonly=on",
+    ]);
+    const netdevs = r.filter((_, i) => r[i - 1] === "-netdev");
+    expect(netdevs).toEqual(["user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22,guestfwd=tcp:10.0.2.100:3128-cmd:socat -lf /x FD:0,,shut-down"]);
+    // a tap has no stand-in: its VM holds it, and virtio-net's saved state needs one to load into
+    const onTap = qemuArgs(sampleVM(), boot({ nics: [{ tap: "bt-abc123", mac: "52:54:00:aa:bb:cc" }] }), { ...o, accel: "tcg" });
+    expect(() => receiverArgs(onTap, { qmpSock: "/s", ramFile: "/r", memoryMiB: 512, placeholders: ["/a"] })).toThrow(/no stand-in for -netdev tap/);
+  });
+
+  test("RAM: the clone's private backend is replaced by one shared mapping of the new file; it waits for the stream and never runs", () => {
+    expect(r.join(" ")).not.toContain("/snaps/old/memory.ram");
+    expect(r.filter((a) => a.startsWith("memory-backend"))).toHaveLength(2);
+    expect(r.slice(-7)).toEqual(["-object", "memory-backend-file,id=pc.ram,size=512M,mem-path=/snaps/new/memory.ram,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
+  });
+
+  test("a stand-in per disk, no more, no fewer", () => {
+    expect(() => receiverArgs(launched, { qmpSock: "/s", ramFile: "/r", memoryMiB: 512, placeholders: ["/a"] })).toThrow(/no stand-in/);
+    expect(() => receiverArgs(launched, { qmpSock: "/s", ramFile: "/r", memoryMiB: 512, placeholders: ["/a", "/b", "/c"] })).toThrow(/3 stand-ins for 2 disks/);
   });
 });

@@ -39,6 +39,7 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
     removed: [] as string[],
     writes: new Map<string, string>(),
     qmp: [] as string[],
+    renames: [] as string[],
   };
   const procs = new Map<number, ProcInfo>();
   const files = new Set(o.files ?? ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img"]);
@@ -52,12 +53,12 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
   let quitExits = true;
   /** What query-status says: QMP stop sets it, cont clears it. */
   let paused = false;
-  const sockOwner = () => [...procs.values()].find((p) => p.cmdline.includes(QMP_NEEDLE));
+  const sockOwner = (sock = "/v/abc123/api.sock") => [...procs.values()].find((p) => p.cmdline.includes(sock === "/v/abc123/api.sock" ? QMP_NEEDLE : `unix:${sock},server=on,wait=off`));
 
   const qmp: QmpOps = {
     async ping(sock) {
       rec.qmp.push(`ping ${sock}`);
-      const p = sockOwner();
+      const p = sockOwner(sock);
       return !!p && answering.has(p.pid);
     },
     async powerdown(sock) {
@@ -76,20 +77,22 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
     },
     async command(sock, command) {
       rec.qmp.push(`${command} ${sock}`);
-      if (!sockOwner()) throw new Error("QMP connection closed");
+      if (!sockOwner(sock)) throw new Error("QMP connection closed");
       if (command === "stop") paused = true;
       if (command === "cont") paused = false;
+      if (command === "query-block") return [{ device: "disk0", inserted: { image: { "virtual-size": 1073741824 } } }];
       return command === "query-status" ? { status: paused ? "paused" : "running", running: !paused } : {};
     },
-    async migrateOut(sock, uri) {
-      rec.qmp.push(`migrate-out ${sock} ${uri}`);
-      if (!sockOwner()) throw new Error("QMP connection closed");
+    async migrateOut(sock, uri, _timeoutMs, o) {
+      rec.qmp.push(`migrate-out ${sock} ${uri}${o?.capabilities ? ` ${Object.entries(o.capabilities).map(([k, v]) => `${k}=${v ? "on" : "off"}`).join(",")}` : ""}`);
+      if (!sockOwner(sock)) throw new Error("QMP connection closed");
       // what the exec: command does in the end: the state file appears under its final name
-      files.add(uri.slice(uri.lastIndexOf(" '") + 2, -1).replaceAll("'\\''", "'"));
+      if (uri.startsWith("exec:")) files.add(uri.slice(uri.lastIndexOf(" '") + 2, -1).replaceAll("'\\''", "'"));
+      t += 30;
     },
-    async migrateIn(sock, uri) {
-      rec.qmp.push(`migrate-in ${sock} ${uri}`);
-      if (!sockOwner()) throw new Error("QMP connection closed");
+    async migrateIn(sock, uri, _timeoutMs, o) {
+      rec.qmp.push(`migrate-in ${sock} ${uri}${o?.capabilities ? ` ${Object.entries(o.capabilities).map(([k, v]) => `${k}=${v ? "on" : "off"}`).join(",")}` : ""}`);
+      if (!sockOwner(sock)) throw new Error("QMP connection closed");
     },
   };
 
@@ -148,6 +151,9 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
       },
       async rmrf(p) {
         rec.removed.push(p);
+      },
+      async rename(from, to) {
+        rec.renames.push(`${from} → ${to}`);
       },
     },
     ssh: { dial: async () => { throw new Error("no ssh in unit tests"); } },
@@ -372,13 +378,91 @@ describe("qemu driver: pause and resume", () => {
 });
 
 describe("qemu driver: state save and restore", () => {
-  test("saveState migrates to a temp (quoted for the shell) renamed into place, and waits until the file is there", async () => {
+  test("saveState of a VM launched without a recorded argv (an older daemon's): stop, then the whole stream to a temp (quoted for the shell) renamed into place", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     const r = await d.launch(sampleVM(), BOOT);
-    await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/it's/state.mig");
-    const out = f.rec.qmp.find((x) => x.startsWith("migrate-out"))!;
-    expect(out).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > '\/snaps\/it'\\''s\/\.state\.mig\.tmp-\d+-[0-9a-f]+' && mv '\/snaps\/it'\\''s\/\.state\.mig\.tmp-\d+-[0-9a-f]+' '\/snaps\/it'\\''s\/state\.mig'$/);
+    f.rec.writes.delete("/v/abc123/qemu-argv.json");
+    f.rec.qmp.length = 0;
+    const saved = await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/it's/state.mig");
+    const calls = f.rec.qmp.filter((x) => !x.startsWith("ping"));
+    expect(calls.slice(0, 2)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock"]);
+    expect(calls[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > '\/snaps\/it'\\''s\/\.state\.mig\.tmp-\d+-[0-9a-f]+' && mv '\/snaps\/it'\\''s\/\.state\.mig\.tmp-\d+-[0-9a-f]+' '\/snaps\/it'\\''s\/state\.mig'$/);
+    expect(calls).toHaveLength(3);
+    expect(saved).toEqual({ frozenMs: 30 });
+  });
+
+  test("saveState: the stopped VM's whole stream to a file; finish, after the resume: a receiver qemu loads it into memory.ram (shared mapping), saves device state only (x-ignore-shared), and is killed", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    expect(d.liveSave).toBe(true);
+    const r = await d.launch(sampleVM(), { ...BOOT, netArgs: ["-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22", "-device", "virtio-net-pci,netdev=net0"] });
+    expect(JSON.parse(f.rec.writes.get("/v/abc123/qemu-argv.json")!)).toEqual(f.rec.spawns[0]!.args);
+    f.rec.qmp.length = 0;
+    const saved = (await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig"))!;
+    const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
+    expect(calls().slice(0, 2)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock"]);
+    expect(calls()[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > '\/snaps\/s1\/\.whole\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/whole\.mig' x-ignore-shared=off$/);
+    expect(calls()[3]).toBe("query-block /v/abc123/api.sock");
+    expect(calls()).toHaveLength(4);
+    // it returns with the VM stopped at the saved instant, frozen for the stream's save (30 ms of fake time); no receiver yet
+    expect(await d.runState!(sampleVM())).toBe("paused");
+    expect(saved.frozenMs).toBe(30);
+    expect(f.rec.spawns).toHaveLength(1);
+    await d.resume!(sampleVM(), handlesFor(r.pid, r.pidStartTime));
+    f.rec.qmp.length = 0;
+    await saved.finish!();
+    // the receiver: the VM's argv with its own socket, a stand-in disk of the same size, port 0, RAM shared in the snapshot's file
+    expect(f.rec.runs).toEqual([{ cmd: "truncate", args: ["-s", "1073741824", "/v/abc123/receiver-disk0.img"] }]);
+    const rcv = f.rec.spawns[1]!;
+    // under a watchdog, so a daemon killed meanwhile cannot leave it for ever
+    expect([rcv.cmd, ...rcv.args.slice(0, 4)]).toEqual(["timeout", "-s", "KILL", "600", "/usr/bin/qemu-system-x86_64"]);
+    expect(rcv.logPath).toBe("/v/abc123/receiver.log");
+    expect(rcv.args).toContain("unix:/v/abc123/rcv.sock,server=on,wait=off");
+    expect(rcv.args).not.toContain(QMP_NEEDLE);
+    expect(rcv.args).toContain("id=disk0,file=/v/abc123/receiver-disk0.img,format=raw,if=none,cache=unsafe,discard=unmap");
+    expect(rcv.args).toContain("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22");
+    expect(rcv.args.slice(-7)).toEqual(["-object", "memory-backend-file,id=pc.ram,size=256M,mem-path=/snaps/s1/memory.ram,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
+    expect(calls()[0]).toBe("migrate-in /v/abc123/rcv.sock exec:cat '/snaps/s1/whole.mig'");
+    expect(calls()[1]).toMatch(/^migrate-out \/v\/abc123\/rcv\.sock exec:cat > '\/snaps\/s1\/\.state\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/state\.mig' x-ignore-shared=on$/);
+    expect(calls()).toHaveLength(2);
+    // nothing maps the RAM file shared any more: the receiver is killed, the stream, its socket and stand-ins removed; the VM's qemu stays
+    expect(f.rec.kills).toEqual([{ pid: r.pid + 1, signal: "SIGKILL" }]);
+    expect([...f.procs.keys()]).toEqual([r.pid]);
+    for (const x of ["/v/abc123/rcv.sock", "/snaps/s1/whole.mig", "/v/abc123/receiver-disk0.img"]) expect(f.rec.removed).toContain(x);
+    expect(f.rec.removed).not.toContain("/snaps/s1/memory.ram");
+    expect(f.rec.renames).toEqual([]);
+    // once only
+    await saved.finish!();
+    expect(calls()).toHaveLength(2);
+  });
+
+  test("saveState: a receiver that fails costs the RAM file, not the snapshot: memory.ram removed, the whole stream becomes the state file, nothing left running", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const saved = (await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig"))!;
+    f.set({ spawn: "die" });
+    await saved.finish!();
+    expect([...f.procs.keys()]).toEqual([r.pid]);
+    expect(f.rec.qmp.filter((x) => x.startsWith("migrate-in"))).toEqual([]);
+    // the RAM file goes before the stream takes the state file's name (beside a RAM file it would be read as device state only)
+    expect(f.rec.removed).toContain("/snaps/s1/memory.ram");
+    expect(f.rec.renames).toEqual(["/snaps/s1/whole.mig → /snaps/s1/state.mig"]);
+    expect(f.rec.removed).toContain("/v/abc123/receiver-disk0.img");
+  });
+
+  test("saveState of a VM on a tap: the whole stream, no receiver (virtio-net's state needs the tap the VM holds)", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), { ...BOOT, nics: [{ tap: "bt-abc123", mac: "52:54:00:00:00:01" }] });
+    f.rec.qmp.length = 0;
+    const saved = await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig");
+    expect(saved).toEqual({ frozenMs: 30 });
+    expect(f.rec.spawns).toHaveLength(1);
+    const calls = f.rec.qmp.filter((x) => !x.startsWith("ping"));
+    expect(calls.slice(0, 2)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock"]);
+    expect(calls[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > .* '\/snaps\/s1\/state\.mig'$/);
   });
 
   test("launch with restoreFrom: -incoming defer -S, migrate-incoming from the file, then cont; a missing file kills the new qemu", async () => {
@@ -388,10 +472,23 @@ describe("qemu driver: state save and restore", () => {
     const args = f.rec.spawns[0]!.args;
     expect(args.slice(-3)).toEqual(["-incoming", "defer", "-S"]);
     expect(f.rec.qmp.filter((x) => !x.startsWith("ping"))).toEqual(["migrate-in /v/abc123/api.sock exec:cat '/snap/state.mig'", "cont /v/abc123/api.sock"]);
+    expect(args.join(" ")).not.toContain("memory-backend");
     const g = fakeHost();
     const e = await createQemuDriver(g.host, { accel: "tcg", qmp: g.qmp }).launch(sampleVM(), BOOT, { restoreFrom: "/snap/none.mig" }).catch((x: unknown) => x as BangerError);
     expect((e as BangerError).code).toBe("E_NOT_FOUND");
     expect(g.rec.kills.map((k) => k.signal)).toEqual(["SIGKILL"]);
     expect(g.procs.size).toBe(0);
+  });
+
+  test("launch from a snapshot with memory.ram: the file mapped private (share=off), device state loaded with x-ignore-shared, then cont", async () => {
+    const f = fakeHost({ files: ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img", "/snap/state.mig", "/snap/memory.ram"] });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    await d.launch(sampleVM(), BOOT, { restoreFrom: "/snap/state.mig" });
+    const args = f.rec.spawns[0]!.args;
+    expect(args.slice(-7)).toEqual(["-object", "memory-backend-file,id=pc.ram,size=256M,mem-path=/snap/memory.ram,share=off", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
+    expect(f.rec.qmp.filter((x) => !x.startsWith("ping"))).toEqual(["migrate-in /v/abc123/api.sock exec:cat '/snap/state.mig' x-ignore-shared=on", "cont /v/abc123/api.sock"]);
+    // what a later snapshot's receiver starts from: the argv without the restore's own options
+    const recorded = JSON.parse(f.rec.writes.get("/v/abc123/qemu-argv.json")!) as string[];
+    expect(recorded).toEqual(args.slice(0, -7));
   });
 });
