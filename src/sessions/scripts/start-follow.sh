@@ -83,10 +83,12 @@ pump() {
   [ "$n" -gt 0 ] || [ "$s" = 0 ]
 }
 # Follow until the runner recorded the exit, then take what is left. Polls
-# back off from 10 to 50 ms while nothing comes (a long quiet process costs
-# little); the end is seen within one poll. A process that is gone with no
-# exit recorded (its runner was killed) ends the follow after ~3 s: 255.
+# every 10 ms for the first ~second (most commands end by then, and the end
+# is seen within one poll), then every 50 ms (a long quiet process costs
+# little). A process that is gone with no exit recorded (its runner was
+# killed) ends the follow after a few seconds: 255.
 wait_s=0.01
+polls=0
 gone=0
 CODE=""
 while :; do
@@ -94,7 +96,6 @@ while :; do
   pump "$OUT" 1 && moved=1
   pump "$ERR" 2 && moved=1
   if [ -n "$moved" ]; then
-    wait_s=0.01
     continue
   fi
   if [ -n "$CODE" ]; then break; fi
@@ -105,10 +106,11 @@ while :; do
   fi
   if [ ! -d "/proc/$PID" ]; then
     gone=$((gone + 1))
-    if [ "$gone" -gt 300 ]; then exit 255; fi
+    if [ "$gone" -gt 100 ]; then exit 255; fi
   fi
   read -r -t "$wait_s" -u "$never" _
-  case $wait_s in 0.01) wait_s=0.02 ;; 0.02) wait_s=0.05 ;; esac
+  polls=$((polls + 1))
+  if [ "$polls" = 100 ]; then wait_s=0.05; fi
 done
 kill "$!" 2> /dev/null
 # everything reached the caller: the state dir can go (in the background,
