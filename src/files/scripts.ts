@@ -81,8 +81,14 @@ export function cutError(what: string, where: string, inPlace = false): BangerEr
   return new BangerError("E_STATE", `${what}: the stream was cut before its end: ${where} ${inPlace ? "may hold part of it (it was extracted into the existing dir)" : "was left as it was"}`);
 }
 
-/** A script as one command line for a remote shell or argv: `bash -c SCRIPT` (its stdin stays free for data). */
-export const bashCommand = (script: string): string => `bash -c ${shellQuote(script)}`;
+/**
+ * A script as one command line for a remote shell (its stdin stays free for
+ * data). A login shell that is bash (the usual root's) runs it itself: a
+ * `bash -c SCRIPT` would start a second bash, and under TCG every program
+ * costs 50-180 ms. Any other shell hands it to bash: it reads no further
+ * than the `exec`, so bash's syntax after it is never parsed by it.
+ */
+export const bashCommand = (script: string): string => `case "\${BASH_VERSION-}" in '') exec bash -c ${shellQuote(script)} ;; esac\n${script}`;
 
 const _types: Record<string, FileInfo["type"]> = { f: "file", d: "dir", l: "symlink" };
 

@@ -33,6 +33,7 @@ import {
   type WatchEvent,
 } from "../../src/daemon/e2b/envd/fs-scripts.ts";
 import type { ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
+import { bashCommand } from "../../src/files/scripts.ts";
 import { sampleVM } from "../helpers/fakes.ts";
 import { HOSTILE_NAMES } from "../helpers/tree.ts";
 
@@ -260,10 +261,28 @@ describe("errors and request parts", () => {
   });
 });
 
-/** The script a `bash -c 'SCRIPT'` command line carries. */
+describe("bashCommand: one bash for the script", () => {
+  // bash-only syntax, a hostile value, and stdin left to the script
+  const script = "V='it'\\''s; $(x) \"q\"'; A=(1 \"two words\"); [[ -n $V ]] && printf '%s|' \"$V\" \"${A[1]}\" \"$0\"; cat";
+  test("a bash login shell runs it itself (no second bash); sh hands it to bash; both run it alike with stdin for data", () => {
+    const run = (shell: string) => {
+      // $0 tells who runs it: the login shell's own name (LOGIN), or "bash" for a bash started for it
+      const r = Bun.spawnSync([shell, "-c", bashCommand(script), "LOGIN"], { stdin: new TextEncoder().encode("data\n") });
+      return [r.exitCode, r.stdout.toString()];
+    };
+    expect(run("bash")).toEqual([0, `it's; $(x) "q"|two words|LOGIN|data\n`]);
+    expect(run("dash")).toEqual([0, `it's; $(x) "q"|two words|bash|data\n`]);
+  });
+});
+
+/** The script a bashCommand line carries: run by a bash login shell as is, handed to `bash -c` (the same script, quoted) by any other. */
 function scriptOf(command: string): string {
-  expect(command.startsWith("bash -c '")).toBe(true);
-  return command.slice("bash -c '".length, -1).replaceAll("'\\''", "'");
+  // the script holds " ;; esac\n" itself: the split is the one that gives back this very line
+  for (let at = command.indexOf(" ;; esac\n"); at >= 0; at = command.indexOf(" ;; esac\n", at + 1)) {
+    const script = command.slice(at + " ;; esac\n".length);
+    if (bashCommand(script) === command) return script;
+  }
+  throw new Error(`not a bashCommand line: ${command.slice(0, 80)}`);
 }
 
 /** A recording fake guest: every script and the bytes sent on its stdin (a watch's stdin stays open: not waited for); answers from `respond`. */
