@@ -57,7 +57,7 @@ describe("scripts carry hostile values only as quoted variables", () => {
   test("each value sits in the NAME='…' prelude; the bodies never splice one", () => {
     for (const v of hostile) {
       for (const s of scripts(v)) {
-        const at = s.indexOf("# shellcheck");
+        const at = s.indexOf("\ngetent_entry() {"); // the scripts start after the prelude (compacted: no comment lines)
         expect(at).toBeGreaterThan(0);
         expect(s.slice(at)).not.toContain("pwned");
         expect(s.slice(at)).not.toContain("tick");
@@ -68,7 +68,7 @@ describe("scripts carry hostile values only as quoted variables", () => {
   test("bash reads the prelude back to the exact values (user and path), newlines and quotes included", () => {
     for (const v of hostile) {
       const s = statScript(named(`u${v}`), v);
-      const prelude = s.slice(0, s.indexOf("# shellcheck"));
+      const prelude = s.slice(0, s.indexOf("\ngetent_entry() {") + 1);
       const r = Bun.spawnSync(["bash", "-c", `${prelude}printf '%s\\0%s\\0' "$E2B_USER" "$P"`], { stdout: "pipe", stderr: "pipe" });
       expect(r.stdout.toString()).toBe(`u${v}\0${v}\0`);
     }
@@ -272,6 +272,16 @@ describe("bashCommand: one bash for the script", () => {
     };
     expect(run("bash")).toEqual([0, `it's; $(x) "q"|two words|LOGIN|data\n`]);
     expect(run("dash")).toEqual([0, `it's; $(x) "q"|two words|bash|data\n`]);
+  });
+  test("a line that would pass dropbear's 9000 bytes goes as `bash -c SCRIPT` alone; envd's fs scripts fit the one-bash form", () => {
+    const long = `: ${"x".repeat(5000)}\necho ok`;
+    expect(bashCommand(long)).toBe(`bash -c '${long}'`);
+    expect(Bun.spawnSync(["bash", "-c", bashCommand(long)]).stdout.toString()).toBe("ok\n");
+    const u = { name: "user", defaulted: true };
+    const hostile = HOSTILE_NAMES.join("/");
+    for (const sh of [statScript(u, hostile), listScript(u, hostile, 3), readScript(u, hostile, true), writeScript(u, hostile, true), watchScript(u, hostile, true)]) {
+      expect(bashCommand(sh).startsWith("case ")).toBe(true);
+    }
   });
 });
 
