@@ -315,6 +315,15 @@ describe("start-follow follows with bash's own reads and starts no setsid/tail (
     expect(existsSync(r.stateDir)).toBe(false);
   });
 
+  test("the command holds no fd of the follower's (its wake pipe) or the runner's: only stdin, stdout and stderr", async () => {
+    const r = start("fds", 'cd "/proc/$$/fd" && echo *');
+    const [out, code] = await Promise.all([r.out, r.p.exited]);
+    r.stop();
+    expect(code).toBe(0);
+    // 3 is the glob's own open dir; bash puts fds it names ({var}, as the wake pipe) at 10 and up
+    expect(Buffer.from(out).toString().trim().split(" ").map(Number).filter((fd) => fd > 3)).toEqual([]);
+  });
+
   test("the follower going away (its stdin ends) leaves the process running in its own process group; it records its exit", async () => {
     const r = start("detach", "sleep 0.6; echo done");
     const pid = await pidOf(r.stateDir);

@@ -17,6 +17,11 @@
 : "${DIR:?}" "${RUN_CWD?}" "${STDIN_MODE:?}" "${PTY_COLS?}" "${PTY_ROWS?}"
 record_exit() {
   echo "$1" > "$DIR/exit_code"
+  wake
+}
+# wake: a line on fd WAKE (set by start-follow.sh: its follower waits on it), so it sees the pid or the exit now, not at its next poll
+wake() {
+  if [ -n "${WAKE-}" ]; then { echo >&"$WAKE"; } 2> /dev/null; fi
 }
 # starttime PID: sets ST to PID's /proc starttime (field 22; read, not $(cat): a program less)
 starttime() {
@@ -60,10 +65,15 @@ set -m
 # ignore, so the command does not inherit it (wait_child waits on after it)
 trap 'TRAPPED=1' HUP
 # exec: always a program (never a builtin or one of our functions), in the job's one fork
-(exec "${AS[@]}" "${CMD[@]}") < "$IN" >> "$DIR/stdout.log" 2>> "$DIR/stderr.log" 3>&- &
+# (the follower's wake pipe is not the command's to hold)
+(
+  if [ -n "${WAKE-}" ]; then exec {WAKE}>&-; fi
+  exec "${AS[@]}" "${CMD[@]}"
+) < "$IN" >> "$DIR/stdout.log" 2>> "$DIR/stderr.log" 3>&- &
 CHILD=$!
 starttime "$CHILD"
 echo "$CHILD $ST" > "$DIR/pid"
+wake
 if [ -z "$TIMEOUT" ]; then
   # not a bare wait: USR1 (close stdin) would end it early (see wait_child)
   wait_child "$CHILD"

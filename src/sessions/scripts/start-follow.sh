@@ -29,6 +29,12 @@ MASK=$(umask)
 umask 077
 { printf '%s' "$RUNNER" > "$DIR/run.sh" && { [ -z "$LABEL" ] || printf '%s' "$LABEL" > "$DIR/label"; }; } || fail "cannot write the runner in $DIR"
 umask "$MASK"
+# A pipe (opened read-write: no program, and a write never finds it without
+# a reader): read -t on it is a sleep without sleep(1) that the runner cuts
+# short by writing a line when it recorded the pid and the exit (WAKE). So
+# the waits below need not poll often: on one guest CPU, polling takes time
+# from the command itself.
+exec {never}<> <(:)
 # The runner: a fork of this shell running run.sh's text (what `bash run.sh`
 # would run, without starting bash again). Its stdio is not the channel's, so
 # the channel closing (a daemon killed -9) does not touch it; it starts the
@@ -36,10 +42,10 @@ umask "$MASK"
 (
   cd / || exit 1
   unset -f fail
+  # shellcheck disable=SC2034 # WAKE is for the runner's text, eval'd below
+  WAKE=$never
   eval "$RUNNER"
 ) < /dev/null > "$DIR/runner.log" 2>&1 &
-# a pipe nobody writes to: read -t on it is a sleep without sleep(1)
-exec {never}<> <(:)
 i=0
 while [ ! -s "$DIR/pid" ]; do
   if [ -s "$DIR/exit_code" ]; then
@@ -48,8 +54,8 @@ while [ ! -s "$DIR/pid" ]; do
     fail "${why:-the runner exited before starting the command}"
   fi
   i=$((i + 1))
-  if [ "$i" -gt 5000 ]; then fail "session runner did not start"; fi
-  read -r -t 0.002 -u "$never" _
+  if [ "$i" -gt 1000 ]; then fail "session runner did not start"; fi
+  read -r -t 0.01 -u "$never" _
 done
 read -r PID START < "$DIR/pid"
 printf '%s pid %s %s\n' "$MARK" "$PID" "$START" >&2
@@ -82,12 +88,12 @@ pump() {
   done
   [ "$n" -gt 0 ] || [ "$s" = 0 ]
 }
-# Follow until the runner recorded the exit, then take what is left. Polls
-# every 10 ms for the first ~second (most commands end by then, and the end
-# is seen within one poll), then every 50 ms (a long quiet process costs
-# little). A process that is gone with no exit recorded (its runner was
-# killed) ends the follow after a few seconds: 255.
-wait_s=0.01
+# Follow until the runner recorded the exit (it wakes us then), then take
+# what is left. Output is looked for every 50 ms, every 100 ms after ~2 s
+# without any (a long quiet process costs little). A process that is gone
+# with no exit recorded (its runner was killed) ends the follow after a few
+# seconds: 255.
+wait_s=0.05
 polls=0
 gone=0
 CODE=""
@@ -96,6 +102,8 @@ while :; do
   pump "$OUT" 1 && moved=1
   pump "$ERR" 2 && moved=1
   if [ -n "$moved" ]; then
+    polls=0
+    wait_s=0.05
     continue
   fi
   if [ -n "$CODE" ]; then break; fi
@@ -106,11 +114,11 @@ while :; do
   fi
   if [ ! -d "/proc/$PID" ]; then
     gone=$((gone + 1))
-    if [ "$gone" -gt 100 ]; then exit 255; fi
+    if [ "$gone" -gt 50 ]; then exit 255; fi
   fi
   read -r -t "$wait_s" -u "$never" _
   polls=$((polls + 1))
-  if [ "$polls" = 100 ]; then wait_s=0.05; fi
+  if [ "$polls" = 40 ]; then wait_s=0.1; fi
 done
 kill "$!" 2> /dev/null
 # everything reached the caller: the state dir can go (in the background,
