@@ -123,7 +123,7 @@ export const SECTIONS: readonly BenchSection[] = [
   },
   {
     name: "e2b", vm: true, quick: false,
-    title: "e2b (issue 19): Sandbox.create through the E2B endpoint vs banger vm create --start (same warm template); getInfo vs vm show",
-    run: (c) => e2bSection(c.b, c.vms, { creates: c.n("E2B_CREATE_N", 5, 1), infos: c.n("E2B_INFO_N", 20, 5) }),
+    title: "e2b (issue 19): Sandbox.create through the E2B endpoint vs banger vm create --start (same warm template); getInfo vs vm show; commands.run('true') vs vm exec",
+    run: (c) => e2bSection(c.b, c.vms, { creates: c.n("E2B_CREATE_N", 5, 1), infos: c.n("E2B_INFO_N", 20, 5), runs: c.n("E2B_RUN_N", 10, 5) }),
   },
 ];

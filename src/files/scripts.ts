@@ -81,8 +81,32 @@ export function cutError(what: string, where: string, inPlace = false): BangerEr
   return new BangerError("E_STATE", `${what}: the stream was cut before its end: ${where} ${inPlace ? "may hold part of it (it was extracted into the existing dir)" : "was left as it was"}`);
 }
 
-/** A script as one command line for a remote shell or argv: `bash -c SCRIPT` (its stdin stays free for data). */
-export const bashCommand = (script: string): string => `bash -c ${shellQuote(script)}`;
+/** The longest command line sent in the one-bash form: dropbear refuses an exec request over 9000 bytes (MAX_CMD_LEN). */
+const ONE_BASH_MAX = 8000;
+
+/**
+ * A script as one command line for a remote shell (its stdin stays free for
+ * data). A login shell that is bash (the usual root's) runs it itself: a
+ * `bash -c SCRIPT` would start a second bash, and under TCG every program
+ * costs 50-180 ms. Any other shell hands it to bash: it reads no further
+ * than the `exec`, so bash's syntax after it is never parsed by it. That
+ * line holds the script twice: a long one goes as `bash -c SCRIPT` alone.
+ */
+export function bashCommand(script: string): string {
+  const quoted = shellQuote(script);
+  const one = `case "\${BASH_VERSION-}" in '') exec bash -c ${quoted} ;; esac\n${script}`;
+  return Buffer.byteLength(one) <= ONE_BASH_MAX ? one : `bash -c ${quoted}`;
+}
+
+/** Comment and blank lines out of a script file (before values are put in: theirs stay as they are), so more fit in a command line. */
+export function compactScript(sh: string): string {
+  return (
+    sh
+      .split("\n")
+      .filter((l) => !/^\s*(#.*)?$/.test(l))
+      .join("\n") + "\n"
+  );
+}
 
 const _types: Record<string, FileInfo["type"]> = { f: "file", d: "dir", l: "symlink" };
 

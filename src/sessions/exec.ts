@@ -10,6 +10,7 @@ import { renderScript, shellJoin, shellQuote } from "../shared/quote.ts";
 import EXEC_SH from "./scripts/exec.sh" with { type: "text" };
 import TIMEOUT_SH from "./scripts/timeout.sh" with { type: "text" };
 import RUN_AS_SH from "./scripts/run-as.sh" with { type: "text" };
+import GETENT_SH from "./scripts/getent.sh" with { type: "text" };
 
 /** Exit status of the wrapper when the guest has no such user, group or directory (nothing ran). */
 export const REFUSED_EXIT = 125;
@@ -36,7 +37,7 @@ function _compact(sh: string): string {
     .filter((l) => !/^\s*(#.*)?$/.test(l))
     .join("\n") + "\n";
 }
-const _PARTS = [_compact(RUN_AS_SH), _compact(TIMEOUT_SH), _compact(EXEC_SH)];
+const _PARTS = [_compact(GETENT_SH), _compact(RUN_AS_SH), _compact(TIMEOUT_SH), _compact(EXEC_SH)];
 
 /** The SSH command line that runs argv with these options (the bare quoted argv when there are none). */
 export function execCommandLine(argv: string[], o: ExecOptions, token: string): string {

@@ -9,7 +9,7 @@
  *   pid          "<pid> <starttime>" of the command, written atomically
  *   exit_code    the command's exit status (128+n on signal n), written atomically
  *   run.sh       the runner that holds the FIFO writer and records the exit
- *   runner.pid   the runner's pid (SIGUSR1 closes the stdin pipe's writer)
+ *   runner.pid   the runner's "<pid> <starttime>" (SIGUSR1 closes the stdin pipe's writer)
  *   runner.log   the runner's own output (debugging)
  *   label        what the starter kept with the session (StartFollowScript's label), 0600
  */
@@ -19,6 +19,7 @@ import { TIMEOUT_EXIT, type ExecOptions } from "../shared/exec-options.ts";
 import { secondsArg } from "./exec.ts";
 import TIMEOUT_SH from "./scripts/timeout.sh" with { type: "text" };
 import RUN_AS_SH from "./scripts/run-as.sh" with { type: "text" };
+import GETENT_SH from "./scripts/getent.sh" with { type: "text" };
 import USER_PREFLIGHT_SH from "./scripts/user-preflight.sh" with { type: "text" };
 import ALIVE_SH from "./scripts/alive.sh" with { type: "text" };
 import ATTACH_INPUT_SH from "./scripts/attach-input.sh" with { type: "text" };
@@ -88,7 +89,7 @@ export function CommandPreflightScript(commands: string[], cwd?: string): string
 
 /** Fails (exit 1, "no such user in the guest: X" or "no such group …" on stderr) unless `user` resolves in the guest. */
 export function UserPreflightScript(user: string): string {
-  return renderScript([RUN_AS_SH, USER_PREFLIGHT_SH], { RUN_USER: user, RUN_CWD: "", RUN_ENV: [] });
+  return renderScript([GETENT_SH, RUN_AS_SH, USER_PREFLIGHT_SH], { RUN_USER: user, RUN_CWD: "", RUN_ENV: [] });
 }
 
 /** A terminal for the command: its size in columns and rows. */
@@ -120,7 +121,7 @@ function _compact(sh: string): string {
 
 /** The runner (DIR/run.sh): holds the FIFO writer, starts the command in its own session, records pid and exit. */
 function _runnerScript(session: _SessionSpec, o: LaunchOptions, compact = false): string {
-  const parts = compact ? [RUN_AS_SH, TIMEOUT_SH, RUNNER_SH].map(_compact) : [RUN_AS_SH, TIMEOUT_SH, RUNNER_SH];
+  const parts = compact ? [GETENT_SH, RUN_AS_SH, TIMEOUT_SH, RUNNER_SH].map(_compact) : [GETENT_SH, RUN_AS_SH, TIMEOUT_SH, RUNNER_SH];
   // functions first: bash runs the file top to bottom (it is started as `bash run.sh`, no #! needed)
   return renderScript(parts, {
     DIR: session.guestStateDir,

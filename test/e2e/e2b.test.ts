@@ -1,7 +1,8 @@
 // The E2B endpoint with a real QEMU (TCG) guest, driven by the unmodified
 // `e2b` SDK: a `base` sandbox (banger's e2b-base image: user `user` with
 // sudo, git, python3, inotify-tools, attr), its envd /health, a guest HTTP
-// server reached through the listener (getHost), pause/connect keeping that
+// server reached through the listener (getHost), commands (streams, exit
+// code, user, a background one followed again by pid), pause/connect keeping that
 // server, a snapshot and a fork. One sandbox for the whole file.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
@@ -69,6 +70,20 @@ e2e.describe("E2B SDK against banger with real QEMU guests", () => {
     expect(m!.memUsed).toBeGreaterThan(0);
     expect(m!.diskTotal).toBeGreaterThan(m!.diskUsed);
     expect(m!.diskUsed).toBeGreaterThan(0);
+  }, 120_000);
+
+  test("commands on the guest: output on its stream, exit code, user and home; a background one runs on after its follower left and is followed again by pid", async () => {
+    const r = await timed("commands.run (first)", () => sb.commands.run(`printf '%s|' "$(whoami)" "$PWD" "$X"; echo oops >&2`, { envs: { X: "a'b; $(c)" } }));
+    expect([r.stdout, r.stderr, r.exitCode]).toEqual(["user|/home/user|a'b; $(c)|", "oops\n", 0]);
+    await timed("commands.run('true')", () => sb.commands.run("true"));
+    const failed = await sb.commands.run("exit 3").catch((e: unknown) => e as { exitCode: number });
+    expect(failed.exitCode).toBe(3);
+    const h = await sb.commands.run("sleep 1.5; echo done", { background: true });
+    await h.disconnect();
+    let out = "";
+    const again = await sb.commands.connect(h.pid, { onStdout: (d) => void (out += d) });
+    expect((await again.wait()).exitCode).toBe(0);
+    expect(out).toBe("done\n");
   }, 120_000);
 
   test("a guest HTTP server on port 8000 answers through the listener; pause → not running; connect → the same server answers", async () => {

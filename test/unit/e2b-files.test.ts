@@ -33,6 +33,7 @@ import {
   type WatchEvent,
 } from "../../src/daemon/e2b/envd/fs-scripts.ts";
 import type { ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
+import { bashCommand } from "../../src/files/scripts.ts";
 import { sampleVM } from "../helpers/fakes.ts";
 import { HOSTILE_NAMES } from "../helpers/tree.ts";
 
@@ -56,7 +57,7 @@ describe("scripts carry hostile values only as quoted variables", () => {
   test("each value sits in the NAME='…' prelude; the bodies never splice one", () => {
     for (const v of hostile) {
       for (const s of scripts(v)) {
-        const at = s.indexOf("# shellcheck");
+        const at = s.indexOf("\ngetent_entry() {"); // the scripts start after the prelude (compacted: no comment lines)
         expect(at).toBeGreaterThan(0);
         expect(s.slice(at)).not.toContain("pwned");
         expect(s.slice(at)).not.toContain("tick");
@@ -67,7 +68,7 @@ describe("scripts carry hostile values only as quoted variables", () => {
   test("bash reads the prelude back to the exact values (user and path), newlines and quotes included", () => {
     for (const v of hostile) {
       const s = statScript(named(`u${v}`), v);
-      const prelude = s.slice(0, s.indexOf("# shellcheck"));
+      const prelude = s.slice(0, s.indexOf("\ngetent_entry() {") + 1);
       const r = Bun.spawnSync(["bash", "-c", `${prelude}printf '%s\\0%s\\0' "$E2B_USER" "$P"`], { stdout: "pipe", stderr: "pipe" });
       expect(r.stdout.toString()).toBe(`u${v}\0${v}\0`);
     }
@@ -260,10 +261,38 @@ describe("errors and request parts", () => {
   });
 });
 
-/** The script a `bash -c 'SCRIPT'` command line carries. */
+describe("bashCommand: one bash for the script", () => {
+  // bash-only syntax, a hostile value, and stdin left to the script
+  const script = "V='it'\\''s; $(x) \"q\"'; A=(1 \"two words\"); [[ -n $V ]] && printf '%s|' \"$V\" \"${A[1]}\" \"$0\"; cat";
+  test("a bash login shell runs it itself (no second bash); sh hands it to bash; both run it alike with stdin for data", () => {
+    const run = (shell: string) => {
+      // $0 tells who runs it: the login shell's own name (LOGIN), or "bash" for a bash started for it
+      const r = Bun.spawnSync([shell, "-c", bashCommand(script), "LOGIN"], { stdin: new TextEncoder().encode("data\n") });
+      return [r.exitCode, r.stdout.toString()];
+    };
+    expect(run("bash")).toEqual([0, `it's; $(x) "q"|two words|LOGIN|data\n`]);
+    expect(run("dash")).toEqual([0, `it's; $(x) "q"|two words|bash|data\n`]);
+  });
+  test("a line that would pass dropbear's 9000 bytes goes as `bash -c SCRIPT` alone; envd's fs scripts fit the one-bash form", () => {
+    const long = `: ${"x".repeat(5000)}\necho ok`;
+    expect(bashCommand(long)).toBe(`bash -c '${long}'`);
+    expect(Bun.spawnSync(["bash", "-c", bashCommand(long)]).stdout.toString()).toBe("ok\n");
+    const u = { name: "user", defaulted: true };
+    const hostile = HOSTILE_NAMES.join("/");
+    for (const sh of [statScript(u, hostile), listScript(u, hostile, 3), readScript(u, hostile, true), writeScript(u, hostile, true), watchScript(u, hostile, true)]) {
+      expect(bashCommand(sh).startsWith("case ")).toBe(true);
+    }
+  });
+});
+
+/** The script a bashCommand line carries: run by a bash login shell as is, handed to `bash -c` (the same script, quoted) by any other. */
 function scriptOf(command: string): string {
-  expect(command.startsWith("bash -c '")).toBe(true);
-  return command.slice("bash -c '".length, -1).replaceAll("'\\''", "'");
+  // the script holds " ;; esac\n" itself: the split is the one that gives back this very line
+  for (let at = command.indexOf(" ;; esac\n"); at >= 0; at = command.indexOf(" ;; esac\n", at + 1)) {
+    const script = command.slice(at + " ;; esac\n".length);
+    if (bashCommand(script) === command) return script;
+  }
+  throw new Error(`not a bashCommand line: ${command.slice(0, 80)}`);
 }
 
 /** A recording fake guest: every script and the bytes sent on its stdin (a watch's stdin stays open: not waited for); answers from `respond`. */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CommandExitError, InvalidArgumentError, Sandbox } from "e2b";
@@ -7,7 +7,7 @@ import { fakeHost, testLogger } from "../helpers/fakes.ts";
 import type { ExecResult, ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
 import type { GuestSession, VMRecord } from "../../src/shared/model.ts";
 import { SessionEngine, type SessionEngineDeps } from "../../src/sessions/engine.ts";
-import { StartFollowScript, bootstrapCommand } from "../../src/sessions/scripts.ts";
+import { CloseStdinScript, StartFollowScript, bootstrapCommand } from "../../src/sessions/scripts.ts";
 import { Store } from "../../src/store/store.ts";
 import type { Engine } from "../../src/core/engine.ts";
 import type { SSHPool } from "../../src/daemon/ssh-pool.ts";
@@ -273,6 +273,84 @@ describe("start-follow script, run by a real bash (this host as the guest)", () 
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe("start-follow follows with bash's own reads and starts no setsid/tail (this host as the guest)", () => {
+  let root: string;
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), "banger-sf2-"));
+  });
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  /** Run start-follow for bash -c BODY; the follower's stdin stays open until `stop()`. */
+  const start = (name: string, body: string, o: { stdinMode?: "pipe" | "closed"; cleanup?: boolean } = {}) => {
+    const stateDir = join(root, name);
+    const script = StartFollowScript({ guestStateDir: stateDir, command: "bash", args: ["-c", body], cwd: "", stdinMode: o.stdinMode ?? "closed" }, { timeoutMs: 60_000 }, MARK, "", o.cleanup);
+    const p = Bun.spawn(["bash", "-c", bootstrapCommand(Buffer.byteLength(script))], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    p.stdin.write(enc(script));
+    void p.stdin.flush();
+    const out = new Response(p.stdout).arrayBuffer();
+    const err = new Response(p.stderr).arrayBuffer();
+    return { p, stateDir, out, err, stop: () => void p.stdin.end() };
+  };
+  const pidOf = async (stateDir: string) => {
+    for (let i = 0; i < 500 && !existsSync(join(stateDir, "pid")); i++) await Bun.sleep(10);
+    return Number(readFileSync(join(stateDir, "pid"), "utf8").split(" ")[0]);
+  };
+
+  test("binary output (NULs, no final newline, more than a 64 KiB chunk) arrives byte for byte on the right stream; the dir goes after", async () => {
+    const bytes = new Uint8Array(300_000);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919 + (i >> 9)) & 0xff;
+    bytes.set([0, 0, 10, 0], 1000);
+    const file = join(root, "blob");
+    writeFileSync(file, bytes);
+    const r = start("bin", `cat '${file}'; printf 'e\\0rr\\0' >&2; exit 4`, { cleanup: true });
+    const [out, err, code] = await Promise.all([r.out, r.err, r.p.exited]);
+    r.stop();
+    expect(code).toBe(4);
+    expect(Buffer.from(out).equals(Buffer.from(bytes))).toBe(true);
+    const e = Buffer.from(err);
+    expect(e.subarray(e.indexOf(10) + 1)).toEqual(Buffer.from("e\0rr\0"));
+    for (let i = 0; i < 200 && existsSync(r.stateDir); i++) await Bun.sleep(10);
+    expect(existsSync(r.stateDir)).toBe(false);
+  });
+
+  test("the command holds no fd of the follower's (its wake pipe) or the runner's: only stdin, stdout and stderr", async () => {
+    const r = start("fds", 'cd "/proc/$$/fd" && echo *');
+    const [out, code] = await Promise.all([r.out, r.p.exited]);
+    r.stop();
+    expect(code).toBe(0);
+    // 3 is the glob's own open dir; bash puts fds it names ({var}, as the wake pipe) at 10 and up
+    expect(Buffer.from(out).toString().trim().split(" ").map(Number).filter((fd) => fd > 3)).toEqual([]);
+  });
+
+  test("the follower going away (its stdin ends) leaves the process running in its own process group; it records its exit", async () => {
+    const r = start("detach", "sleep 0.6; echo done");
+    const pid = await pidOf(r.stateDir);
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    expect(Number(fields[2])).toBe(pid); // pgrp: it leads its own group, so stop can signal all of it
+    r.stop();
+    expect(await r.p.exited).not.toBe(0);
+    for (let i = 0; i < 300 && !existsSync(join(r.stateDir, "exit_code")); i++) await Bun.sleep(10);
+    expect(readFileSync(join(r.stateDir, "exit_code"), "utf8")).toBe("0\n");
+    expect(readFileSync(join(r.stateDir, "stdout.log"), "utf8")).toBe("done\n");
+  });
+
+  test("close stdin finds the runner (a fork of the follower's bash) by pid and start time: cat reads EOF and the follow ends 0", async () => {
+    const r = start("pipe", "cat; echo eof", { stdinMode: "pipe" });
+    await pidOf(r.stateDir);
+    const [rpid, rstart] = readFileSync(join(r.stateDir, "runner.pid"), "utf8").trim().split(" ");
+    expect(Number(rpid)).toBeGreaterThan(0);
+    expect(Number(rstart)).toBeGreaterThan(0);
+    const c = Bun.spawnSync(["bash", "-c", CloseStdinScript(r.stateDir)]);
+    expect(c.stdout.toString()).toBe("closed\n");
+    const [out, code] = await Promise.all([r.out, r.p.exited]);
+    r.stop();
+    expect([Buffer.from(out).toString(), code]).toEqual(["eof\n", 0]);
+    // a runner.pid whose start time is not the process's is some other process: left alone
+    writeFileSync(join(r.stateDir, "runner.pid"), `${process.pid} 1\n`);
+    expect(Bun.spawnSync(["bash", "-c", CloseStdinScript(r.stateDir)]).stdout.toString()).toBe("gone\n");
   });
 });
 

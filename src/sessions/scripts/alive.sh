@@ -7,7 +7,10 @@
 _alive() {
   [ -s "$DIR/pid" ] || return 1
   read -r PID START < "$DIR/pid" || return 1
-  STAT=$(cat "/proc/$PID/stat" 2>/dev/null) || return 1
+  # read, not $(cat): no program to start
+  STAT=""
+  IFS= read -r STAT 2> /dev/null < "/proc/$PID/stat"
+  [ -n "$STAT" ] || return 1
   REST=${STAT##*) }
   # shellcheck disable=SC2086 # split on purpose: the fields after "(comm) "; $1 is the state, ${20} the starttime
   set -- $REST

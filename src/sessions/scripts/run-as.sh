@@ -3,16 +3,17 @@
 # Given: RUN_USER (empty: stay root; else NAME, UID, NAME:GROUP or UID:GID,
 # as Docker's -u), RUN_CWD (may be empty), RUN_ENV (array of KEY=VALUE),
 # optionally RUN_CWD_HOME (non-empty: no RUN_CWD means the user's home).
-# The including script defines refuse MESSAGE (print one line and exit).
+# The including script defines refuse MESSAGE (print one line and exit), and
+# getent_entry (getent.sh) comes before this.
 # Sets AS: the argv prefix that drops to RUN_USER (empty for root as is).
 run_as_prepare() {
   # shellcheck disable=SC2034 # AS is for the including script
   AS=()
   if [ -n "$RUN_USER" ]; then
-    local u=${RUN_USER%%:*} g="" entry name="" uid gid home
+    local u=${RUN_USER%%:*} g="" name="" uid gid home
     case $RUN_USER in *:*) g=${RUN_USER#*:} ;; esac
-    if entry=$(getent passwd -- "$u"); then
-      IFS=: read -r name _ uid gid _ home _ <<< "$entry"
+    if getent_entry passwd "$u"; then
+      IFS=: read -r name _ uid gid _ home _ <<< "$ENTRY"
     elif [[ $u =~ ^[0-9]+$ ]]; then
       # a uid with no passwd entry is allowed (as in Docker): group 0, HOME /
       uid=$u gid=0 home=/
@@ -20,8 +21,8 @@ run_as_prepare() {
       refuse "no such user in the guest: $u"
     fi
     if [ -n "$g" ]; then
-      if entry=$(getent group -- "$g"); then
-        IFS=: read -r _ _ gid _ <<< "$entry"
+      if getent_entry group "$g"; then
+        IFS=: read -r _ _ gid _ <<< "$ENTRY"
       elif [[ $g =~ ^[0-9]+$ ]]; then
         gid=$g
       else

@@ -6,7 +6,8 @@
  */
 import { posix } from "node:path";
 import { renderScript } from "../../../shared/quote.ts";
-import { EXIT } from "../../../files/scripts.ts";
+import { EXIT, compactScript } from "../../../files/scripts.ts";
+import GETENT_SH from "../../../sessions/scripts/getent.sh" with { type: "text" };
 import USER_SH from "./scripts/user.sh" with { type: "text" };
 import STAT_SH from "./scripts/stat.sh" with { type: "text" };
 import LIST_SH from "./scripts/list.sh" with { type: "text" };
@@ -59,7 +60,8 @@ function _render(body: string, user: CallUser, vars: Record<string, string | num
   for (const [k, v] of Object.entries(vars)) if (typeof v === "string") _checkValue(k === "P" ? "path" : k.toLowerCase(), v);
   const whole = USER_SH + body;
   const exits = Object.fromEntries(Object.entries(_codes).filter(([k]) => whole.includes(`$${k}`) || whole.includes(`\${${k}`)));
-  return renderScript([USER_SH, body], { E2B_USER: user.name, DEFAULTED: user.defaulted ? 1 : 0, ...vars, ...exits });
+  // compact: the command line carries the script twice (bashCommand), and dropbear takes at most 9000 bytes
+  return renderScript([GETENT_SH, USER_SH, body].map(compactScript), { E2B_USER: user.name, DEFAULTED: user.defaulted ? 1 : 0, ...vars, ...exits });
 }
 
 export const statScript = (user: CallUser, p: string) => _render(STAT_SH, user, { P: p });

@@ -6,22 +6,23 @@
 # SDK's error (fail STATUS MESSAGE).
 # DEFAULTED=1: the SDK named no user and E2B_USER is envd's default, which
 # only the base template has; a guest without it acts as root instead.
+# getent_entry (src/sessions/scripts/getent.sh) comes before this.
 # Given: E2B_USER, DEFAULTED, NO_USER_EXIT.
 : "${E2B_USER:?}" "${DEFAULTED:?}" "${NO_USER_EXIT:?}"
 fail() {
   printf '%s\n' "$2" >&2
   exit "$1"
 }
-if ! ENTRY=$(getent passwd -- "$E2B_USER"); then
-  [ "$DEFAULTED" = 1 ] && ENTRY=$(getent passwd 0)
+if ! getent_entry passwd "$E2B_USER"; then
+  [ "$DEFAULTED" = 1 ] && getent_entry passwd 0
   [ -n "$ENTRY" ] || fail "$NO_USER_EXIT" "error looking up user '$E2B_USER': unknown user"
 fi
 IFS=: read -r _ _ U_UID U_GID _ U_HOME _ <<< "$ENTRY"
 # abs VAR PATH: VAR = PATH made absolute (home-relative, ~ expanded, . and ..
-# folded, symlinks kept); NUL-terminated through realpath, so a name may end
-# in a newline.
+# folded, symlinks kept: realpath -m -s), by hand: a realpath would be a
+# program per call. Any byte but NUL may be in a name, a newline too.
 abs() {
-  local p=$2
+  local p=$2 rest seg out=""
   # shellcheck disable=SC2088 # a literal ~ the SDK sent, expanded by hand
   case $p in
     "" | "~") p=$U_HOME ;;
@@ -29,7 +30,17 @@ abs() {
     /*) ;;
     *) p=$U_HOME/$p ;;
   esac
-  IFS= read -r -d '' "$1" < <(realpath -z -m -s -- "$p")
+  rest=$p/
+  while [ -n "$rest" ]; do
+    seg=${rest%%/*}
+    rest=${rest#*/}
+    case $seg in
+      "" | .) ;;
+      ..) out=${out%/*} ;;
+      *) out=$out/$seg ;;
+    esac
+  done
+  printf -v "$1" '%s' "${out:-/}"
 }
 # ensure_dirs DIR: make DIR and any missing parents, each new one owned by
 # the user (envd's EnsureDirs); fails when something on the way is not a dir.
