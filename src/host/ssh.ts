@@ -4,6 +4,14 @@ import { BangerError, errorMessage } from "../shared/errors.ts";
 import { shellQuote } from "../shared/quote.ts";
 import type { ExecResult, ExecStreamOptions, GuestSSH, SSHDialer, SSHTarget } from "./types.ts";
 
+/** How often a refused exec is asked again (after 25, 50, 100, 200 ms) before the refusal is the answer. */
+export const EXEC_REFUSAL_RETRIES = 4;
+
+/** ssh2's words for a server that refused the channel or the exec request itself: nothing ran. */
+export function refusedBeforeStart(err: Error): boolean {
+  return err.message === "Unable to exec" || /^\(SSH\) Channel open failure/.test(err.message);
+}
+
 /** Exit code reported when a channel closes without an exit status (as OpenSSH's client does). */
 const NO_STATUS_EXIT = 255;
 
@@ -76,8 +84,16 @@ class _SSH2Guest implements GuestSSH {
     if (opts.signal?.aborted) return Promise.reject(_abortError(opts.signal));
     return new Promise<number>((resolve, reject) => {
       const execOpts = opts.pty ? { pty: { cols: opts.pty.cols, rows: opts.pty.rows, term: opts.pty.term ?? "xterm-256color" } } : {};
-      this._client.exec(command, execOpts, (err, ch) => {
+      let refusals = 0;
+      const attempt = () => this._client.exec(command, execOpts, (err, ch) => {
         if (err) {
+          // A refused channel or exec request started nothing in the guest, so asking again is safe; the guest's
+          // dropbear refuses one now and then while it reaps a channel that just ended (seen under TCG with
+          // quick successive timed-out commands).
+          if (refusedBeforeStart(err) && refusals < EXEC_REFUSAL_RETRIES && !this._closed && !opts.signal?.aborted) {
+            setTimeout(attempt, 25 << refusals++);
+            return;
+          }
           reject(new BangerError("E_STATE", `ssh exec on ${this._label} failed: ${err.message}`, { cause: err }));
           return;
         }
@@ -123,6 +139,7 @@ class _SSH2Guest implements GuestSSH {
           });
         }
       });
+      attempt();
     });
   }
 
