@@ -370,13 +370,22 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       const bin = await _preflight(q, vm, boot);
       const ramFile = opts.restoreFrom ? await _ramFileFor(q, opts.restoreFrom) : null;
       // a restore from a RAM file maps it copy-on-write: the snapshot's file never changes, its clones share its pages
-      const pid = await _spawnQemu(q, vm, boot, bin, !!opts.restoreFrom, ramFile ? { path: ramFile, share: false } : undefined);
-      const launched = await _waitForQmp(q, vm, pid);
+      // a QEMU that never came up leaves no command line behind for a snapshot's receiver to copy
+      const forgetArgs = () => q.host.fs.rmrf(qemuPaths(vm).launchArgs).catch(() => {});
+      let launched: LaunchResult;
+      try {
+        const pid = await _spawnQemu(q, vm, boot, bin, !!opts.restoreFrom, ramFile ? { path: ramFile, share: false } : undefined);
+        launched = await _waitForQmp(q, vm, pid);
+      } catch (e) {
+        await forgetArgs();
+        throw e;
+      }
       if (opts.restoreFrom) {
         try {
           await _restoreState(q, vm, opts.restoreFrom, ramFile);
         } catch (e) {
           await _killAndWait(q, { pid: launched.pid, startTime: launched.pidStartTime }).catch(() => {});
+          await forgetArgs();
           throw e;
         }
       }

@@ -241,6 +241,9 @@ describe("qemu driver: launch", () => {
     f.set({ spawn: "die" });
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     await expect(d.launch(sampleVM(), BOOT)).rejects.toThrow(/^qemu exited during launch: [^\n]*could not load kernel[^\n]* \(log: \/v\/abc123\/qemu.log\)$/);
+    // its command line was written for a snapshot's receiver; a QEMU that never came up takes it along
+    expect(f.rec.writes.has("/v/abc123/qemu-argv.json")).toBe(true);
+    expect(f.rec.removed).toContain("/v/abc123/qemu-argv.json");
   });
 
   test("socket never answers → E_TIMEOUT and the process is killed", async () => {
