@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:net";
 import { IS_ROOT, needs } from "./skip.ts";
+import type { VMRecord } from "../../src/shared/model.ts";
 
 /** A real OpenSSH sshd on 127.0.0.1, root login by a generated key; this host plays the guest. */
 export interface TestSSHD {
@@ -112,3 +113,19 @@ export async function startSSHD(): Promise<TestSSHD> {
  * and an sshd not run by root can only log in its own user.
  */
 export const guestLogin = needs(IS_ROOT, "needs root: the guest here is this host's sshd, and banger logs into guests as root");
+
+/** A running VM record whose guest is this test sshd (no VMM behind it): what the session engines dial. */
+export function localGuestVM(sshd: TestSSHD): VMRecord {
+  const now = new Date().toISOString();
+  return {
+    id: "vm-local",
+    name: "local",
+    spec: { image: "none", cpus: 1, memoryMiB: 128, diskMiB: 0, workDiskMiB: 0, driver: "none", storage: "copy" },
+    runtime: {
+      state: "running", guestIP: "127.0.0.1", apiSockPath: "", vsockPath: "", vsockCID: 0, logPath: "", metricsPath: "",
+      dnsName: "", vmDir: "", systemOverlay: "", workDiskPath: "", lastError: "", sshHost: sshd.host, sshPort: sshd.port,
+    },
+    createdAt: now,
+    updatedAt: now,
+  };
+}

@@ -8,7 +8,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { Process } from "../../src/daemon/e2b/gen/process/process_pb.ts";
 import { fakeHost, testLogger } from "../helpers/fakes.ts";
-import { guestLogin, startSSHD, type TestSSHD } from "../helpers/sshd.ts";
+import { guestLogin, startSSHD, type TestSSHD, localGuestVM } from "../helpers/sshd.ts";
 import { IS_ROOT } from "../helpers/skip.ts";
 import { killSessionGroups } from "../helpers/fake-guest.ts";
 import type { VMRecord } from "../../src/shared/model.ts";
@@ -93,18 +93,7 @@ beforeAll(async () => {
   sshd = await startSSHD();
   mkdirSync(work, { recursive: true });
   store = new Store(join(dir, "banger.db"));
-  const now = new Date().toISOString();
-  vm = {
-    id: "vm-local",
-    name: "local",
-    spec: { image: "none", cpus: 1, memoryMiB: 128, diskMiB: 0, workDiskMiB: 0, driver: "none", storage: "copy" },
-    runtime: {
-      state: "running", guestIP: "127.0.0.1", apiSockPath: "", vsockPath: "", vsockCID: 0, logPath: "", metricsPath: "",
-      dnsName: "", vmDir: "", systemOverlay: "", workDiskPath: "", lastError: "", sshHost: sshd.host, sshPort: sshd.port,
-    },
-    createdAt: now,
-    updatedAt: now,
-  };
+  vm = localGuestVM(sshd);
   store.upsertVM(vm);
   daemon = startDaemon();
   sbx = await sandboxOn(daemon);

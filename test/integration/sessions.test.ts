@@ -11,7 +11,7 @@ import { SessionEngine, type SessionEngineDeps } from "../../src/sessions/engine
 import { SSHPool } from "../../src/daemon/ssh-pool.ts";
 import { createSessionRepo } from "../../src/store/sessions.ts";
 import { Store } from "../../src/store/store.ts";
-import { guestLogin, startSSHD, type TestSSHD } from "../helpers/sshd.ts";
+import { guestLogin, startSSHD, type TestSSHD, localGuestVM } from "../helpers/sshd.ts";
 
 // This host is the "guest": a real sshd on 127.0.0.1, session state under a temp dir.
 let sshd: TestSSHD;
@@ -61,18 +61,7 @@ beforeAll(async () => {
   sshd = await startSSHD();
   mkdirSync(work, { recursive: true });
   store = new Store(join(dir, "banger.db"));
-  const now = new Date().toISOString();
-  vm = {
-    id: "vm-local",
-    name: "local",
-    spec: { image: "none", cpus: 1, memoryMiB: 128, diskMiB: 0, workDiskMiB: 0, driver: "none", storage: "copy" },
-    runtime: {
-      state: "running", guestIP: "127.0.0.1", apiSockPath: "", vsockPath: "", vsockCID: 0, logPath: "", metricsPath: "",
-      dnsName: "", vmDir: "", systemOverlay: "", workDiskPath: "", lastError: "", sshHost: sshd.host, sshPort: sshd.port,
-    },
-    createdAt: now,
-    updatedAt: now,
-  };
+  vm = localGuestVM(sshd);
   store.upsertVM(vm);
 });
 
