@@ -26,27 +26,30 @@ async function tail(fs: FS, path: string, lines = 25): Promise<string> {
   }
 }
 
-/** A clone's own hostname, client key, host key and RNG state, pushed over its parent's keys. */
-export async function giveCloneIdentity(host: Host, vm: VMRecord, conn: GuestSSH): Promise<void> {
+/** The values clone-identity.sh takes: a clone's own hostname, client key, host key and host randomness. */
+export async function cloneIdentityValues(host: Host, vm: VMRecord): Promise<{ NAME: string; AUTHORIZED_KEY: string; HOST_KEY: string; ENTROPY: string }> {
   const keys = vmPaths(vm.runtime.vmDir);
   const authorized = (await host.fs.readText(`${keys.clientKey}.pub`))?.trim();
-  const hostKey = await host.fs.readBytes(keys.hostKey);
   if (!authorized) throw new BangerError("E_STATE", `vm ${vm.name} has no client key`);
-  const remoteKey = "/run/banger-clone-host-key";
-  await conn.upload(remoteKey, hostKey, 0o600);
-  const entropy = Buffer.from(crypto.getRandomValues(new Uint8Array(64))).toString("hex");
-  const r = await conn.runScript(renderScript(CLONE_IDENTITY_SH, { NAME: vm.name, AUTHORIZED_KEY: authorized, HOST_KEY: remoteKey, ENTROPY: entropy }));
-  if (r.exitCode !== 0) throw new BangerError("E_STATE", `giving clone ${vm.name} its own identity failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").at(-1) ?? ""}`);
+  const hostKey = await host.fs.readBytes(keys.hostKey);
+  return {
+    NAME: vm.name,
+    AUTHORIZED_KEY: authorized,
+    // written by printf %b in the guest: binary through a shell word, no upload (one exec less)
+    HOST_KEY: [...hostKey].map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join(""),
+    ENTROPY: Buffer.from(crypto.getRandomValues(new Uint8Array(64))).toString("hex"),
+  };
 }
 
 /**
  * Set a restored guest's clock to the host's (its own stood still while it
- * was saved). Once the guest's bash is up, three pings, each answered with
+ * was saved) and, for a clone (`identity`), give it its own identity in the
+ * same exec. Once the guest's bash is up, three pings, each answered with
  * the guest's clock from a builtin; the quickest round trip gives the
  * offset, so the error left is at most half of it (a few ms when the guest
- * gets CPU), not an SSH exec's latency (0.2–2 s under loaded TCG).
+ * gets CPU), not an SSH exec's latency (0.2-2 s under loaded TCG).
  */
-export async function setGuestClock(host: Host, conn: GuestSSH): Promise<{ offsetMs: number; roundTripMs: number }> {
+export async function setGuestClock(host: Host, conn: GuestSSH, identity?: Awaited<ReturnType<typeof cloneIdentityValues>>): Promise<{ offsetMs: number; roundTripMs: number }> {
   const ms = () => host.clock.now().getTime();
   const lines = _lineQueue();
   const result = { offsetMs: 0, roundTripMs: 0 };
@@ -67,11 +70,17 @@ export async function setGuestClock(host: Host, conn: GuestSSH): Promise<{ offse
     result.offsetMs = best!.offsetUs / 1000;
     result.roundTripMs = best!.rtt;
     yield enc(`${best!.offsetUs}\n`);
+    // stdin stays open (the guest's sleeps read it) until the guest side ends
+    while (!lines.ended) await lines.next();
   })();
   const err: Uint8Array[] = [];
-  const code = await conn.exec(`bash -c ${shellQuote(renderScript(SET_CLOCK_SH, {}))}`, { stdin, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
+  const script = identity ? renderScript([SET_CLOCK_SH, CLONE_IDENTITY_SH], identity) : renderScript(SET_CLOCK_SH, {});
+  const code = await conn.exec(`bash -c ${shellQuote(script)}`, { stdin, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
   lines.end(); // the guest side ended: let a waiting stdin generator finish
-  if (code !== 0) throw new BangerError("E_STATE", `setting the restored guest's clock failed (exit ${code}): ${Buffer.concat(err).toString().trim().split("\n").at(-1) ?? ""}`);
+  if (code !== 0) {
+    const what = identity ? `giving clone ${identity.NAME} its own identity` : "setting the restored guest's clock";
+    throw new BangerError("E_STATE", `${what} failed (exit ${code}): ${Buffer.concat(err).toString().trim().split("\n").at(-1) ?? ""}`);
+  }
   return result;
 }
 
@@ -102,6 +111,9 @@ function _lineQueue() {
       ended = true;
       deliver();
     },
+    get ended() {
+      return ended;
+    },
     next: () =>
       new Promise<string>((resolve) => {
         waiter = resolve;
@@ -118,25 +130,72 @@ async function bootState(fs: FS, path: string): Promise<"ready" | string | null>
   return i >= 0 ? text.slice(i).split("\n")[0]!.trim() : null;
 }
 
+/** Time marks of one guest wait, for a debug line: where the time between launch (or restore) and "ready" goes. */
+function _marks(host: Host) {
+  const t0 = host.clock.now().getTime();
+  let last = t0;
+  const steps: string[] = [];
+  return {
+    mark(step: string) {
+      const now = host.clock.now().getTime();
+      steps.push(`${step} ${now - last} ms`);
+      last = now;
+    },
+    line: () => `${steps.join(", ")}; ${last - t0} ms in all`,
+  };
+}
+
 /**
- * Wait until the guest is reachable: the console marker first (polling
- * slirp's port forward before sshd listens costs seconds of SYN backoff),
- * then a real SSH handshake with the pinned host key.
+ * Wait until the guest is reachable and return an open connection to it,
+ * made with the VM's own keys and its pinned host key (the daemon's SSH pool
+ * adopts it: the first exec needs no handshake of its own). Booting: the
+ * console marker first (polling slirp's port forward before sshd listens
+ * costs seconds of SYN backoff), then a real SSH handshake. Restored: its
+ * clock is set over that connection. A clone answers with its parent's keys
+ * (saved in the snapshot) until it has its own: one dial with those for
+ * clock and identity in one exec, then one with its own.
  */
-export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; cloneOf?: string }): Promise<void> {
+export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; debug?: (m: string) => void; cloneOf?: string }): Promise<GuestSSH> {
+  const deadline = host.clock.now().getTime() + opts.timeoutMs;
+  const marks = _marks(host);
+  const keys = vmPaths(vm.runtime.vmDir);
+  const own = { privateKey: await host.fs.readText(keys.clientKey), hostKey: await host.fs.readText(keys.hostPubKey) };
+  const parent = opts.cloneOf ? { privateKey: await host.fs.readText(join(opts.cloneOf, "keys", "id_ed25519")), hostKey: await host.fs.readText(join(opts.cloneOf, "keys", "host_ed25519.pub")) } : null;
+  for (const k of parent ? [own, parent] : [own]) {
+    if (!k.privateKey || !k.hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys${k === parent ? " in its snapshot" : ""}`);
+  }
+  const identity = opts.cloneOf ? await cloneIdentityValues(host, vm) : undefined;
+  let conn = await _dialWhenUp(host, vm, pid, parent ?? own, { ...opts, deadline, booting: !opts.restored });
+  marks.mark(parent ? "dial (parent's keys)" : "dial");
+  try {
+    if (opts.restored) {
+      const c = await setGuestClock(host, conn, identity);
+      marks.mark(identity ? "clock + identity exec" : "clock exec");
+      // the error left is at most half the round trip
+      opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
+    }
+  } catch (e) {
+    conn.close();
+    throw e;
+  }
+  if (parent) {
+    conn.close();
+    // the clone's own keys from now on: its new listener (up by now) must answer with them
+    conn = await _dialWhenUp(host, vm, pid, own, { ...opts, deadline, booting: false, retryMs: 50 });
+    marks.mark("dial (own keys)");
+  }
+  opts.debug?.(`${vm.name}: guest answering: ${marks.line()}`);
+  return conn;
+}
+
+/** Dial until the guest answers (a pinned-key mismatch fails at once), watching its process (and, booting, its console). */
+async function _dialWhenUp(host: Host, vm: VMRecord, pid: number, key: { privateKey: string | null; hostKey: string | null }, opts: { deadline: number; timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; booting: boolean; retryMs?: number }): Promise<GuestSSH> {
   const now = () => host.clock.now().getTime();
   const started = now();
-  const deadline = started + opts.timeoutMs;
-  const keys = vmPaths(vm.runtime.vmDir);
-  // a clone answers with its parent's keys (saved in the snapshot) until it has been given its own
-  const clone = opts.cloneOf ? { privateKey: await host.fs.readText(join(opts.cloneOf, "keys", "id_ed25519")), hostKey: await host.fs.readText(join(opts.cloneOf, "keys", "host_ed25519.pub")) } : null;
-  const privateKey = clone ? clone.privateKey : await host.fs.readText(keys.clientKey);
-  const hostKey = clone ? clone.hostKey : await host.fs.readText(keys.hostPubKey);
-  if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys${clone ? " (nor its snapshot)" : ""}`);
   let lastReport = 0;
   // a restored guest booted long ago: its console says nothing now (and QEMU emptied the log file), SSH is what tells
-  let marker = !!opts.restored;
-  while (now() < deadline) {
+  let marker = !opts.booting;
+  while (now() < opts.deadline) {
     if (opts.signal.aborted) throw new BangerError("E_STATE", "boot wait cancelled");
     if (!(await host.procs.info(pid))) {
       throw new BangerError("E_STATE", `vm ${vm.name}: the VM process exited during boot. Serial log tail:\n${await tail(host.fs, vm.runtime.logPath)}`);
@@ -159,23 +218,10 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
       opts.progress(`waiting for ssh on ${vm.name} (${secs}s)`);
     }
     try {
-      const conn = await host.ssh.dial({ host: vm.runtime.sshHost, port: vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim(), readyTimeoutMs: 10_000 });
-      try {
-        if (opts.cloneOf) await giveCloneIdentity(host, vm, conn);
-        else if (opts.restored) {
-          const c = await setGuestClock(host, conn);
-          // the error left is at most half the round trip
-          opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
-        }
-      } finally {
-        conn.close();
-      }
-      // the clone's own keys from now on: its new listener must answer with them
-      if (opts.cloneOf) await waitForGuest(host, vm, pid, { ...opts, cloneOf: undefined, restored: true, timeoutMs: Math.max(10_000, deadline - now()) });
-      return;
+      return await host.ssh.dial({ host: vm.runtime.sshHost, port: vm.runtime.sshPort, user: "root", privateKey: key.privateKey!, hostKey: key.hostKey!.trim(), readyTimeoutMs: 10_000 });
     } catch (e) {
       if (/host key/i.test(String(e))) throw e; // a pinned-key mismatch never heals by retrying
-      await host.clock.sleep(250);
+      await host.clock.sleep(opts.retryMs ?? 250);
     }
   }
   throw new BangerError("E_TIMEOUT", `vm ${vm.name} did not answer SSH within ${Math.round(opts.timeoutMs / 1000)} s. Serial log tail:\n${await tail(host.fs, vm.runtime.logPath)}`);
@@ -224,21 +270,25 @@ export default definePlugin({
         if (data !== null) await ctx.host.fs.writeAtomic(join(dir, "keys", to), data, 0o600);
       }
     });
-    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, restored, snapshot }) => {
+    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, op, restored, snapshot }) => {
       if (!vm.runtime.sshPort) return;
       if (!ctx.store.getImage(vm.spec.image)?.initrdPath) {
         // an imported kernel+rootfs without banger's initramfs gets no keys: nothing to wait for
         ctx.log.info(`${vm.name}: image ${vm.spec.image} has no banger initramfs; not waiting for SSH`);
         return;
       }
-      await waitForGuest(ctx.host, vm, handles.pid, {
+      const conn = await waitForGuest(ctx.host, vm, handles.pid, {
         timeoutMs: bootTimeoutMs(),
         progress,
         signal,
         restored,
         log: (m) => ctx.log.info(m),
+        debug: (m) => ctx.log.debug(m),
         cloneOf: restored && snapshot && snapshot.vmId !== vm.id ? snapshot.dir : undefined,
       });
+      // a start that fails after this leaves no live connection in the pool (a closed one is redialled)
+      op.defer("ssh connection", () => conn.close());
+      ctx.adoptSSH(vm, conn);
     });
   },
 });

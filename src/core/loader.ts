@@ -4,7 +4,8 @@ import { resolve } from "node:path";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { HookEngine } from "./hooks.ts";
 import type { BangerPaths, BangerPlugin, Logger, PluginContext, PluginStoreView } from "./plugin.ts";
-import type { Host } from "../host/types.ts";
+import type { GuestSSH, Host } from "../host/types.ts";
+import type { VMRecord } from "../shared/model.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
 import type { ProviderHooks, ProviderKind, Providers } from "./providers.ts";
 
@@ -19,6 +20,8 @@ export interface LoaderDeps {
   drivers: Map<string, VMMDriver>;
   /** Storage and network providers, by name (the engine chooses a new VM's from here). */
   providers: Providers;
+  /** The daemon's SSH pool taking a connection a plugin made (ctx.adoptSSH); absent, the connection is closed. */
+  adoptSSH?: (vm: VMRecord, conn: GuestSSH) => void;
 }
 
 function isPlugin(v: unknown): v is BangerPlugin {
@@ -69,6 +72,10 @@ export async function setupPlugins(plugins: { plugin: BangerPlugin; source: stri
       },
       saveHandles(vm, handles) {
         return writeHandlesFile(deps.host.fs, vm.runtime.vmDir, handles);
+      },
+      adoptSSH(vm, conn) {
+        if (deps.adoptSSH) deps.adoptSSH(vm, conn);
+        else conn.close();
       },
       registerDriver(driver: VMMDriver) {
         if (deps.drivers.has(driver.name)) throw new BangerError("E_PLUGIN", `${plugin.name}: driver "${driver.name}" is already registered`);

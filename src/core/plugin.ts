@@ -1,7 +1,7 @@
 import type { Logger } from "../shared/logger.ts";
 import type { HookHandler, HookName, HookOptions } from "./hooks.ts";
 import type { ImageRecord, VMHandles, VMRecord } from "../shared/model.ts";
-import type { Host } from "../host/types.ts";
+import type { GuestSSH, Host } from "../host/types.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
 import type { LeaseStore } from "../shared/leases.ts";
 import type { BangerPaths } from "../shared/paths.ts";
@@ -34,6 +34,13 @@ export interface PluginContext {
    * launches still leaves a file reconcile can tear down from.
    */
   saveHandles(vm: VMRecord, handles: VMHandles): Promise<void>;
+  /**
+   * Hand the daemon's SSH pool an open connection to a VM's guest, made with
+   * the VM's own client key and pinned host key (what the pool would dial):
+   * its next user (the first `vm exec`) needs no handshake of its own. The
+   * pool owns it from now on; without a pool it is closed.
+   */
+  adoptSSH(vm: VMRecord, conn: GuestSSH): void;
   /** Make a VMM driver available under driver.name. */
   registerDriver(driver: VMMDriver): void;
   /**

@@ -22,7 +22,7 @@ import { tryLockFile } from "./lock.ts";
 import { installCrashGuards } from "./request-scope.ts";
 import { refuseForeign } from "../host/owner.ts";
 import { createDaemonLogger } from "./log.ts";
-import { vmSSHPool } from "./ssh-pool.ts";
+import { vmSSHPool, type SSHPool } from "./ssh-pool.ts";
 import { createSessionRoutes } from "./sessions.ts";
 import { sweepHome } from "./sweep.ts";
 import { Snapshots } from "../core/snapshots.ts";
@@ -71,7 +71,7 @@ async function _lockHome(home: string, paths: DaemonPaths, fs: FS): Promise<() =
 }
 
 /** The built-ins, then the user's plugin files, set up in that order. */
-async function _loadPlugins(d: { paths: DaemonPaths; host: Host; hooks: HookEngine; drivers: Map<string, VMMDriver>; providers: Providers; store: Store; log: Logger; extra: string[] }): Promise<LoadedPlugin[]> {
+async function _loadPlugins(d: { paths: DaemonPaths; host: Host; hooks: HookEngine; drivers: Map<string, VMMDriver>; providers: Providers; store: Store; log: Logger; extra: string[]; ssh: SSHPool }): Promise<LoadedPlugin[]> {
   const userPaths = await userPluginPaths(d.paths, d.host.fs, d.extra);
   const all: { plugin: BangerPlugin; source: string }[] = builtinPlugins.map((p) => ({ plugin: p, source: "builtin" }));
   for (const p of userPaths) all.push({ plugin: await importPluginFile(p), source: p });
@@ -84,6 +84,7 @@ async function _loadPlugins(d: { paths: DaemonPaths; host: Host; hooks: HookEngi
     drivers,
     providers,
     store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: store.leases },
+    adoptSSH: (vm, conn) => d.ssh.adopt(vm.id, conn),
   });
 }
 
@@ -161,10 +162,11 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const hooks = new HookEngine();
   const drivers = new Map<string, VMMDriver>();
   const providers = new Providers();
-  const loaded = await _loadPlugins({ paths, host, hooks, drivers, providers, store, log, extra: opts.plugins ?? [] });
+  // before the plugins: the guest plugin hands it the connection it waited for a guest with
+  const ssh = vmSSHPool(host.ssh, host.fs);
+  const loaded = await _loadPlugins({ paths, host, hooks, drivers, providers, store, log, extra: opts.plugins ?? [], ssh });
   log.info(`banger daemon ${FULL_VERSION} pid ${process.pid} home ${home}; plugins: ${loaded.map((p) => p.name).join(", ")}`);
 
-  const ssh = vmSSHPool(host.ssh, host.fs);
   const engine = new Engine({ store, host, hooks, drivers, providers, paths, log, dropConnection: (id) => ssh.drop(id), defaultEgress: await defaultEgress(paths, fs) });
   // a TTL deletes with --force: the disk goes anyway, and a guest slow to power off must not outlive its TTL
   const lifetimes = new Lifetimes({ store, clock: host.clock, log, stop: (id) => engine.stop(id), delete: (id) => engine.delete(id, { force: true }) });

@@ -40,6 +40,17 @@ export class SSHPool {
     return p;
   }
 
+  /**
+   * A connection to this VM someone else made to the pool's own target (the
+   * guest plugin's, once the guest answers): the next get() uses it. One the
+   * pool held goes.
+   */
+  adopt(vmId: string, conn: GuestSSH): void {
+    const old = this.conns.get(vmId);
+    this.conns.set(vmId, Promise.resolve(conn));
+    old?.then((c) => c !== conn && c.close()).catch(() => {});
+  }
+
   drop(vmId: string): void {
     const p = this.conns.get(vmId);
     this.conns.delete(vmId);

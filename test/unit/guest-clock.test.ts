@@ -11,8 +11,12 @@ function fakeConn(guestSays: string[], exitCode = 0) {
       rec.command = command;
       const says = [...guestSays];
       opts.onStdout(new TextEncoder().encode("ready\n"));
-      for await (const chunk of opts.stdin) {
-        rec.stdin.push(new TextDecoder().decode(chunk));
+      // like set-clock.sh: three pings and the offset read, then it exits (the host keeps stdin open until then)
+      const it = opts.stdin[Symbol.asyncIterator]();
+      for (let i = 0; i < 4; i++) {
+        const r = await it.next();
+        if (r.done) break;
+        rec.stdin.push(new TextDecoder().decode(r.value));
         const next = says.shift();
         if (next !== undefined) opts.onStdout(new TextEncoder().encode(next + "\n"));
       }

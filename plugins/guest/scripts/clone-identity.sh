@@ -1,26 +1,58 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # the values are set by renderScript
+# Runs right after set-clock.sh, in the same bash (one SSH exec for both).
 # A clone runs on from another VM's memory, with that VM's identity: give it
 # its own. NAME: its hostname; AUTHORIZED_KEY: its client key (the parent's
-# stops working); HOST_KEY: where its dropbear host key was uploaded;
-# ENTROPY: host randomness (hex).
+# stops working); HOST_KEY: its dropbear host key as printf %b escapes;
+# ENTROPY: host randomness (hex). Bash builtins but for perl (the RNG ioctl)
+# and the new dropbear: each program costs 50-350 ms under TCG.
 set -e
+# The kernel RNG state is the parent's: mix host randomness in, then make the
+# CRNG reseed from it now (RNDRESEEDCRNG; the cloud kernel has no vmgenid).
+# perl is the only thing here that can make the ioctl; it runs while we go on.
+printf '%s' "$ENTROPY" >/dev/urandom
+perl -e 'open(my $f, ">", "/dev/urandom") or die "$!\n"; ioctl($f, 0x5207, 0) or die "RNDRESEEDCRNG: $!\n"' &
+reseed=$!
 echo "$NAME" >/proc/sys/kernel/hostname
 echo "$NAME" >/etc/hostname
 umask 077
-printf '%s\n' "$AUTHORIZED_KEY" >/root/.ssh/authorized_keys.new
-mv /root/.ssh/authorized_keys.new /root/.ssh/authorized_keys
-# The kernel RNG state is the parent's: mix host randomness in, then make the
-# CRNG reseed from it now (RNDRESEEDCRNG; the cloud kernel has no vmgenid).
-printf '%s' "$ENTROPY" >/dev/urandom
-perl -e 'open(my $f, ">", "/dev/urandom") or die "$!\n"; ioctl($f, 0x5207, 0) or die "RNDRESEEDCRNG: $!\n"'
-# A new listener with the clone's host key; connections already open (this one) keep theirs.
-old=$(cat /run/dropbear.pid 2>/dev/null || true)
-if [ -n "$old" ]; then
-  kill "$old" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    [ -e "/proc/$old" ] || break
-    sleep 0.02
+# in place (no mv: a program): nothing else logs in while this runs, and a clone that fails here is deleted
+printf '%s\n' "$AUTHORIZED_KEY" >/root/.ssh/authorized_keys
+printf '%b' "$HOST_KEY" >/run/banger-clone-host-key
+
+_listening() { # port 22 in LISTEN state (0A) in /proc/net/tcp{,6}, as the guest's init checks it
+  local f addr st
+  for f in /proc/net/tcp /proc/net/tcp6; do
+    [ -r "$f" ] || continue
+    while read -r _ addr _ st _; do
+      [[ "$addr" == *:0016 && "$st" == 0A ]] && return 0
+    done <"$f"
   done
+  return 1
+}
+# a 10 ms sleep without a program: our stdin stays open and silent until we exit
+_pause() { IFS= read -r -t 0.01 _ || :; }
+
+# A new listener with the clone's host key; this connection keeps the old one's.
+old=
+read -r old </run/dropbear.pid || :
+if [ -n "$old" ]; then kill "$old" 2>/dev/null || :; fi
+for ((i = 0; i < 300; i++)); do
+  _listening || break
+  _pause
+done
+# not setsid (one more program): no terminal, so nothing hangs it up but a HUP we ignore
+trap '' HUP
+dropbear -F -E -s -r /run/banger-clone-host-key -p 22 -P /run/dropbear.pid </dev/null >>/var/log/banger/dropbear.log 2>&1 &
+for ((i = 0; i < 300; i++)); do
+  _listening && break
+  _pause
+done
+if ! _listening; then
+  echo "the clone's dropbear is not listening (see /var/log/banger/dropbear.log)" >&2
+  exit 3
 fi
-setsid dropbear -F -E -s -r "$HOST_KEY" -p 22 -P /run/dropbear.pid </dev/null >>/var/log/banger/dropbear.log 2>&1 &
+if ! wait "$reseed"; then
+  echo "reseeding the kernel RNG failed" >&2
+  exit 4
+fi
