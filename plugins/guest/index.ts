@@ -4,6 +4,7 @@ import type { Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts"
 import SET_CLOCK_SH from "./scripts/set-clock.sh" with { type: "text" };
 import CLONE_IDENTITY_SH from "./scripts/clone-identity.sh" with { type: "text" };
 import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
+import { RESEED_ELF } from "./reseed-elf.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */
 export const READY_MARKER = "BANGER-READY";
@@ -27,7 +28,7 @@ async function tail(fs: FS, path: string, lines = 25): Promise<string> {
 }
 
 /** The values clone-identity.sh takes: a clone's own hostname, client key, host key and host randomness. */
-export async function cloneIdentityValues(host: Host, vm: VMRecord): Promise<{ NAME: string; AUTHORIZED_KEY: string; HOST_KEY: string; ENTROPY: string }> {
+export async function cloneIdentityValues(host: Host, vm: VMRecord): Promise<{ NAME: string; AUTHORIZED_KEY: string; HOST_KEY: string; ENTROPY: string; RESEED: string }> {
   const keys = vmPaths(vm.runtime.vmDir);
   const authorized = (await host.fs.readText(`${keys.clientKey}.pub`))?.trim();
   if (!authorized) throw new BangerError("E_STATE", `vm ${vm.name} has no client key`);
@@ -36,9 +37,15 @@ export async function cloneIdentityValues(host: Host, vm: VMRecord): Promise<{ N
     NAME: vm.name,
     AUTHORIZED_KEY: authorized,
     // written by printf %b in the guest: binary through a shell word, no upload (one exec less)
-    HOST_KEY: [...hostKey].map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join(""),
+    HOST_KEY: printfEscapes(hostKey),
     ENTROPY: Buffer.from(crypto.getRandomValues(new Uint8Array(64))).toString("hex"),
+    RESEED: printfEscapes(RESEED_ELF),
   };
+}
+
+/** Bytes as `\xHH` escapes, which bash's `printf '%b'` writes back byte for byte (NUL included). */
+export function printfEscapes(bytes: Uint8Array): string {
+  return [...bytes].map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join("");
 }
 
 /**
@@ -49,7 +56,7 @@ export async function cloneIdentityValues(host: Host, vm: VMRecord): Promise<{ N
  * offset, so the error left is at most half of it (a few ms when the guest
  * gets CPU), not an SSH exec's latency (0.2-2 s under loaded TCG).
  */
-export async function setGuestClock(host: Host, conn: GuestSSH, identity?: Awaited<ReturnType<typeof cloneIdentityValues>>): Promise<{ offsetMs: number; roundTripMs: number }> {
+export async function setGuestClock(host: Host, conn: GuestSSH, identity?: Awaited<ReturnType<typeof cloneIdentityValues>>, signal?: AbortSignal): Promise<{ offsetMs: number; roundTripMs: number }> {
   const ms = () => host.clock.now().getTime();
   const lines = _lineQueue();
   const result = { offsetMs: 0, roundTripMs: 0 };
@@ -75,7 +82,7 @@ export async function setGuestClock(host: Host, conn: GuestSSH, identity?: Await
   })();
   const err: Uint8Array[] = [];
   const script = identity ? renderScript([SET_CLOCK_SH, CLONE_IDENTITY_SH], identity) : renderScript(SET_CLOCK_SH, {});
-  const code = await conn.exec(`bash -c ${shellQuote(script)}`, { stdin, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
+  const code = await conn.exec(`bash -c ${shellQuote(script)}`, { stdin, signal, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
   lines.end(); // the guest side ended: let a waiting stdin generator finish
   if (code !== 0) {
     const what = identity ? `giving clone ${identity.NAME} its own identity` : "setting the restored guest's clock";
@@ -169,7 +176,7 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
   marks.mark(parent ? "dial (parent's keys)" : "dial");
   try {
     if (opts.restored) {
-      const c = await setGuestClock(host, conn, identity);
+      const c = await setGuestClock(host, conn, identity, opts.signal);
       marks.mark(identity ? "clock + identity exec" : "clock exec");
       // the error left is at most half the round trip
       opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);

@@ -11,6 +11,7 @@ import { renderScript } from "../../src/shared/quote.ts";
 import { vmPaths } from "../../src/shared/paths.ts";
 import type { ExecStreamOptions, GuestSSH, SSHTarget } from "../../src/host/types.ts";
 import type { VMMDriver } from "../../src/vmm/driver.ts";
+import { RESEED_ELF } from "../../plugins/guest/reseed-elf.ts";
 import CLONE_IDENTITY_SH from "../../plugins/guest/scripts/clone-identity.sh" with { type: "text" };
 import { fakeHost, recordingOp, sampleImage, sampleVM, testLogger } from "../helpers/fakes.ts";
 
@@ -232,7 +233,7 @@ describe("clone identity values reach the guest's bash intact", () => {
     const values = await cloneIdentityValues(host, vm);
     expect(values.ENTROPY).toMatch(/^[0-9a-f]{128}$/);
     // the clone script's own lines for these values (checked below), run by bash against files in a temp dir
-    const lines = [`printf '%s\\n' "$AUTHORIZED_KEY" >`, `printf '%b' "$HOST_KEY" >`, `printf '%s' "$ENTROPY" >`, `echo "$NAME" >`];
+    const lines = [`printf '%s\\n' "$AUTHORIZED_KEY" >`, `printf '%b' "$HOST_KEY" >`, `printf '%s' "$ENTROPY" >`, `echo "$NAME" >`, `printf '%b' "$RESEED" >`];
     for (const l of lines) expect(CLONE_IDENTITY_SH).toContain(l);
     const probe = lines.map((l, i) => `${l}"$1/${i}"\n`).join("");
     const dir = (await Bun.$`mktemp -d`.text()).trim();
@@ -243,6 +244,23 @@ describe("clone identity values reach the guest's bash intact", () => {
       expect(new Uint8Array(await Bun.file(join(dir, "1")).arrayBuffer())).toEqual(all);
       expect(await Bun.file(join(dir, "2")).text()).toBe(values.ENTROPY);
       expect(await Bun.file(join(dir, "3")).text()).toBe("c1\n");
+      expect(new Uint8Array(await Bun.file(join(dir, "4")).arrayBuffer())).toEqual(new Uint8Array(RESEED_ELF));
+    } finally {
+      await Bun.$`rm -rf ${dir}`;
+    }
+  });
+});
+
+describe("the reseed program a clone runs (plugins/guest/reseed-elf.ts)", () => {
+  // the guests it is for are x86-64 (others use perl)
+  test.skipIf(process.arch !== "x64")("it runs on this x86-64 Linux host: RNDRESEEDCRNG done as root (exit 0), refused otherwise (exit 1, EPERM)", async () => {
+    const dir = (await Bun.$`mktemp -d`.text()).trim();
+    try {
+      const path = join(dir, "reseed");
+      await Bun.write(path, RESEED_ELF);
+      await Bun.$`chmod 700 ${path}`;
+      const p = Bun.spawnSync([path]);
+      expect([p.exitCode, p.signalCode ?? null]).toEqual([process.getuid!() === 0 ? 0 : 1, null]);
     } finally {
       await Bun.$`rm -rf ${dir}`;
     }

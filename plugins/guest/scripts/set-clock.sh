@@ -16,4 +16,5 @@ IFS= read -r offset_us || exit 1
 case $offset_us in '' | *[!0-9-]*) echo "bad offset: $offset_us" >&2; exit 2 ;; esac
 now=${EPOCHREALTIME/./}
 t=$((now + offset_us))
-date -u -s "@$((t / 1000000)).$(printf '%06d' $((t % 1000000)))" >/dev/null
+printf -v frac '%06d' $((t % 1000000)) # -v: no subshell fork
+date -u -s "@$((t / 1000000)).$frac" >/dev/null
