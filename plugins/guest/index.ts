@@ -2,9 +2,10 @@ import { join } from "node:path";
 import { BangerError, configFrom, definePlugin, environ, renderScript, shellQuote, vmPaths } from "../../src/plugin-api.ts";
 import type { Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts";
 import SET_CLOCK_SH from "./scripts/set-clock.sh" with { type: "text" };
+import CLOCK_BY_DATE_SH from "./scripts/clock-by-date.sh" with { type: "text" };
 import CLONE_IDENTITY_SH from "./scripts/clone-identity.sh" with { type: "text" };
 import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
-import { RESEED_ELF } from "./reseed-elf.ts";
+import { CLOCK_RESEED_ELF } from "./clock-reseed-elf.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */
 export const READY_MARKER = "BANGER-READY";
@@ -28,7 +29,7 @@ async function tail(fs: FS, path: string, lines = 25): Promise<string> {
 }
 
 /** The values clone-identity.sh takes: a clone's own hostname, client key, host key and host randomness. */
-export async function cloneIdentityValues(host: Host, vm: VMRecord): Promise<{ NAME: string; AUTHORIZED_KEY: string; HOST_KEY: string; ENTROPY: string; RESEED: string }> {
+export async function cloneIdentityValues(host: Host, vm: VMRecord): Promise<{ NAME: string; AUTHORIZED_KEY: string; HOST_KEY: string; ENTROPY: string; CLOCK_RESEED: string }> {
   const keys = vmPaths(vm.runtime.vmDir);
   const authorized = (await host.fs.readText(`${keys.clientKey}.pub`))?.trim();
   if (!authorized) throw new BangerError("E_STATE", `vm ${vm.name} has no client key`);
@@ -39,7 +40,7 @@ export async function cloneIdentityValues(host: Host, vm: VMRecord): Promise<{ N
     // written by printf %b in the guest: binary through a shell word, no upload (one exec less)
     HOST_KEY: printfEscapes(hostKey),
     ENTROPY: Buffer.from(crypto.getRandomValues(new Uint8Array(64))).toString("hex"),
-    RESEED: printfEscapes(RESEED_ELF),
+    CLOCK_RESEED: printfEscapes(CLOCK_RESEED_ELF),
   };
 }
 
@@ -81,7 +82,7 @@ export async function setGuestClock(host: Host, conn: GuestSSH, identity?: Await
     while (!lines.ended) await lines.next();
   })();
   const err: Uint8Array[] = [];
-  const script = identity ? renderScript([SET_CLOCK_SH, CLONE_IDENTITY_SH], identity) : renderScript(SET_CLOCK_SH, {});
+  const script = identity ? renderScript([SET_CLOCK_SH, CLONE_IDENTITY_SH], identity) : renderScript([SET_CLOCK_SH, CLOCK_BY_DATE_SH], {});
   const code = await conn.exec(`bash -c ${shellQuote(script)}`, { stdin, signal, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
   lines.end(); // the guest side ended: let a waiting stdin generator finish
   if (code !== 0) {

@@ -2,12 +2,15 @@ import { writeCpioGz, type CpioEntry, tempPathFor } from "../../src/plugin-api.t
 import { join } from "node:path";
 import { BangerError } from "../../src/plugin-api.ts";
 import type { Exec, FS } from "../../src/plugin-api.ts";
+import { CLOCK_RESEED_ELF } from "./clock-reseed-elf.ts";
 
 /** Where the seed lives inside the initramfs; the initramfs copies it to /run/banger-seed. */
 export const SEED_DIR = "banger-seed";
 export const SEED_HOSTNAME = "hostname";
 export const SEED_AUTHORIZED_KEYS = "authorized_keys";
 export const SEED_HOST_KEY = "dropbear_ed25519_host_key";
+/** The program a clone of this VM sets its clock and reseeds its RNG with (clock-reseed-elf.ts): there and executable, no chmod at clone time. */
+export const SEED_CLOCK_RESEED = "clock-reseed";
 /** extraFiles land under banger-seed/files/<absolute guest path>; init copies them over /. */
 export const SEED_FILES = "files";
 
@@ -47,6 +50,7 @@ export function seedEntries(opts: { hostname: string; authorizedKey: string; hos
     { path: `${SEED_DIR}/${SEED_HOSTNAME}`, type: "file", mode: 0o644, data: `${validateHostname(opts.hostname)}\n` },
     { path: `${SEED_DIR}/${SEED_AUTHORIZED_KEYS}`, type: "file", mode: 0o600, data: `${validateAuthorizedKey(opts.authorizedKey)}\n` },
     { path: `${SEED_DIR}/${SEED_HOST_KEY}`, type: "file", mode: 0o600, data: opts.hostKey },
+    { path: `${SEED_DIR}/${SEED_CLOCK_RESEED}`, type: "file", mode: 0o700, data: CLOCK_RESEED_ELF },
   ];
   const extra = Object.entries(opts.extraFiles ?? {}).map(([p, data]) => [validateGuestPath(p), data] as const);
   if (extra.length > 0) {

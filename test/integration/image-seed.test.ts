@@ -46,6 +46,7 @@ needs(tools.length === 0, `needs ${tools.join(", ")} (scripts/host-deps.sh insta
       "banger-seed/hostname",
       "banger-seed/authorized_keys",
       "banger-seed/dropbear_ed25519_host_key",
+      "banger-seed/clock-reseed",
     ]);
     expect(lines.every((l) => /\broot\s+root\b/.test(l))).toBe(true);
     const first = await exec.run("sh", ["-c", 'head -c "$2" "$1" | zcat | cpio -it --quiet', "sh", out, String(baseLen)]);

@@ -11,7 +11,7 @@ import { renderScript } from "../../src/shared/quote.ts";
 import { vmPaths } from "../../src/shared/paths.ts";
 import type { ExecStreamOptions, GuestSSH, SSHTarget } from "../../src/host/types.ts";
 import type { VMMDriver } from "../../src/vmm/driver.ts";
-import { RESEED_ELF } from "../../plugins/guest/reseed-elf.ts";
+import { CLOCK_RESEED_ELF } from "../../plugins/guest/clock-reseed-elf.ts";
 import CLONE_IDENTITY_SH from "../../plugins/guest/scripts/clone-identity.sh" with { type: "text" };
 import { fakeHost, recordingOp, sampleImage, sampleVM, testLogger } from "../helpers/fakes.ts";
 
@@ -233,7 +233,7 @@ describe("clone identity values reach the guest's bash intact", () => {
     const values = await cloneIdentityValues(host, vm);
     expect(values.ENTROPY).toMatch(/^[0-9a-f]{128}$/);
     // the clone script's own lines for these values (checked below), run by bash against files in a temp dir
-    const lines = [`printf '%s\\n' "$AUTHORIZED_KEY" >`, `printf '%b' "$HOST_KEY" >`, `printf '%s' "$ENTROPY" >`, `echo "$NAME" >`, `printf '%b' "$RESEED" >`];
+    const lines = [`printf '%s\\n' "$AUTHORIZED_KEY" >`, `printf '%b' "$HOST_KEY" >`, `printf '%s' "$ENTROPY" >`, `echo "$NAME" >`, `printf '%b' "$CLOCK_RESEED" >`];
     for (const l of lines) expect(CLONE_IDENTITY_SH).toContain(l);
     const probe = lines.map((l, i) => `${l}"$1/${i}"\n`).join("");
     const dir = (await Bun.$`mktemp -d`.text()).trim();
@@ -244,23 +244,56 @@ describe("clone identity values reach the guest's bash intact", () => {
       expect(new Uint8Array(await Bun.file(join(dir, "1")).arrayBuffer())).toEqual(all);
       expect(await Bun.file(join(dir, "2")).text()).toBe(values.ENTROPY);
       expect(await Bun.file(join(dir, "3")).text()).toBe("c1\n");
-      expect(new Uint8Array(await Bun.file(join(dir, "4")).arrayBuffer())).toEqual(new Uint8Array(RESEED_ELF));
+      expect(new Uint8Array(await Bun.file(join(dir, "4")).arrayBuffer())).toEqual(new Uint8Array(CLOCK_RESEED_ELF));
     } finally {
       await Bun.$`rm -rf ${dir}`;
     }
   });
 });
 
-describe("the reseed program a clone runs (plugins/guest/reseed-elf.ts)", () => {
-  // the guests it is for are x86-64 (others use perl)
-  test.skipIf(process.arch !== "x64")("it runs on this x86-64 Linux host: RNDRESEEDCRNG done as root (exit 0), refused otherwise (exit 1, EPERM)", async () => {
+describe("the clock-and-reseed program a clone runs (plugins/guest/clock-reseed-elf.ts)", () => {
+  // it runs here as it will in an x86-64 guest (other guests use date and perl); the clock it sets is checked
+  // by the e2e tests (a clone's clock within 0.2 s of the host's): this host's clock is not ours to move
+  const run = async (stdin: Uint8Array, asNobody: boolean) => {
     const dir = (await Bun.$`mktemp -d`.text()).trim();
     try {
-      const path = join(dir, "reseed");
-      await Bun.write(path, RESEED_ELF);
-      await Bun.$`chmod 700 ${path}`;
-      const p = Bun.spawnSync([path]);
-      expect([p.exitCode, p.signalCode ?? null]).toEqual([process.getuid!() === 0 ? 0 : 1, null]);
+      const path = join(dir, "clock-reseed");
+      await Bun.write(path, CLOCK_RESEED_ELF);
+      await Bun.$`chmod 755 ${dir} ${path}`;
+      const p = Bun.spawnSync([...(asNobody ? ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"] : []), path], { stdin });
+      return [p.exitCode, p.signalCode ?? null];
+    } finally {
+      await Bun.$`rm -rf ${dir}`;
+    }
+  };
+  const isRoot = process.getuid!() === 0;
+  test.skipIf(process.arch !== "x64")("no offset on stdin: the CRNG reseed alone, done as root (exit 0)", async () => {
+    expect(await run(new Uint8Array(0), false)).toEqual([isRoot ? 0 : 1, null]);
+  });
+  test.skipIf(process.arch !== "x64" || !isRoot || !Bun.which("setpriv"))("refused to nobody: exit 1 (EPERM), with an offset and without", async () => {
+    expect(await run(new Uint8Array(8), true)).toEqual([1, null]);
+    expect(await run(new Uint8Array(0), true)).toEqual([1, null]);
+  });
+  // strace shows the time it asks for even though nobody may not set it: exactly the clock it read plus the offset
+  test.skipIf(process.arch !== "x64" || !isRoot || !Bun.which("setpriv") || !Bun.which("strace"))("the clock it sets is the one it read plus the offset (ns carry and negative offsets included)", async () => {
+    const dir = (await Bun.$`mktemp -d`.text()).trim();
+    try {
+      const path = join(dir, "clock-reseed");
+      await Bun.write(path, CLOCK_RESEED_ELF);
+      await Bun.$`chmod 755 ${dir} ${path}`;
+      for (const offsetNs of [3_600_000_000_123n, -3_600_000_000_001n, 999_999_999n, 0n]) {
+        const stdin = new Uint8Array(8);
+        new DataView(stdin.buffer).setBigInt64(0, offsetNs, true);
+        const p = Bun.spawnSync(["strace", "-qq", "-e", "trace=clock_gettime,clock_settime", "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", path], { stdin });
+        const err = p.stderr.toString();
+        const ts = (call: string) => {
+          const m = [...err.matchAll(new RegExp(`${call}\\(CLOCK_REALTIME, \\{tv_sec=(\\d+), tv_nsec=(\\d+)\\}\\)`, "g"))].at(-1);
+          if (!m) throw new Error(`no ${call} in: ${err}`);
+          return BigInt(m[1]!) * 1_000_000_000n + BigInt(m[2]!);
+        };
+        expect(ts("clock_settime") - ts("clock_gettime")).toBe(offsetNs);
+        expect(err).toContain("EPERM");
+      }
     } finally {
       await Bun.$`rm -rf ${dir}`;
     }

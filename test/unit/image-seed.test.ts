@@ -10,6 +10,7 @@ import {
   validateGuestPath,
   validateHostname,
 } from "../../plugins/guest/seed.ts";
+import { CLOCK_RESEED_ELF } from "../../plugins/guest/clock-reseed-elf.ts";
 import { BangerError } from "../../src/shared/errors.ts";
 import { createFS } from "../../src/host/fs.ts";
 import type { Exec, ExecOptions } from "../../src/host/types.ts";
@@ -158,6 +159,7 @@ describe("buildSeedInitrd", () => {
       "banger-seed/hostname",
       "banger-seed/authorized_keys",
       "banger-seed/dropbear_ed25519_host_key",
+      "banger-seed/clock-reseed",
       "banger-seed/files",
       "banger-seed/files/etc",
       "banger-seed/files/etc/banger",
@@ -169,6 +171,9 @@ describe("buildSeedInitrd", () => {
     expect([...byPath.get("banger-seed/dropbear_ed25519_host_key")!.data]).toEqual([0, 1, 2, 3, 255]);
     expect(byPath.get("banger-seed/dropbear_ed25519_host_key")!.mode & 0o777).toBe(0o600);
     expect(byPath.get("banger-seed")!.mode & 0o777).toBe(0o700);
+    // ready to run in the guest and in its clones (no chmod at clone time)
+    expect(new Uint8Array(byPath.get("banger-seed/clock-reseed")!.data)).toEqual(new Uint8Array(CLOCK_RESEED_ELF));
+    expect(byPath.get("banger-seed/clock-reseed")!.mode & 0o777).toBe(0o700);
     expect(text("banger-seed/files/etc/banger/env")).toBe("A=1\n");
   });
 

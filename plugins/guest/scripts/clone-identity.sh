@@ -1,23 +1,37 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # the values are set by renderScript
 # Runs right after set-clock.sh, in the same bash (one SSH exec for both).
-# A clone runs on from another VM's memory, with that VM's identity: give it
-# its own. NAME: its hostname; AUTHORIZED_KEY: its client key (the parent's
-# stops working); HOST_KEY: its dropbear host key as printf %b escapes;
-# ENTROPY: host randomness (hex); RESEED: the reseed program (printf %b).
-# Bash builtins but for chmod, the reseed and the new dropbear: each program
-# costs 50-350 ms under TCG.
+# A clone runs on from another VM's memory, with that VM's identity and
+# kernel state: give it its own. NAME: its hostname; AUTHORIZED_KEY: its
+# client key (the parent's stops working); HOST_KEY: its dropbear host key as
+# printf %b escapes; ENTROPY: host randomness (hex); CLOCK_RESEED: the
+# program that sets the clock and reseeds the RNG (plugins/guest/
+# clock-reseed-elf.ts), as printf %b escapes. Bash builtins but for that
+# program and the new dropbear: each program costs 50-350 ms under TCG.
 set -e
 # The kernel RNG state is the parent's: mix host randomness in, then make the
 # CRNG reseed from it now (RNDRESEEDCRNG; the cloud kernel has no vmgenid).
-# On x86-64 a tiny program of ours makes the ioctl (RESEED: see
-# plugins/guest/reseed-elf.ts; chmod is the one program more), else perl.
 printf '%s' "$ENTROPY" >/dev/urandom
 if [[ $HOSTTYPE == x86_64 ]]; then
-  printf '%b' "$RESEED" >/run/banger-reseed
-  chmod 700 /run/banger-reseed
-  /run/banger-reseed || { echo "reseeding the kernel RNG failed (errno $?)" >&2; exit 4; }
+  prog=/run/banger-seed/clock-reseed
+  if [ ! -x "$prog" ]; then # a VM booted before banger seeded it
+    prog=/run/banger-clock-reseed
+    printf '%b' "$CLOCK_RESEED" >"$prog"
+    chmod 700 "$prog"
+  fi
+  # the offset in ns as 8 bytes, little-endian (>> keeps the sign)
+  ns=$((offset_us * 1000)) bytes=''
+  for ((k = 0; k < 8; k++)); do
+    printf -v b '\\x%02x' $(((ns >> (8 * k)) & 255))
+    bytes+=$b
+  done
+  printf '%b' "$bytes" >/run/banger-clock-offset
+  "$prog" </run/banger-clock-offset || { echo "setting the clock or reseeding the kernel RNG failed (errno $?)" >&2; exit 4; }
 else
+  now=${EPOCHREALTIME/./}
+  t=$((now + offset_us))
+  printf -v frac '%06d' $((t % 1000000))
+  date -u -s "@$((t / 1000000)).$frac" >/dev/null
   perl -e 'open(my $f, ">", "/dev/urandom") or die "$!\n"; ioctl($f, 0x5207, 0) or die "RNDRESEEDCRNG: $!\n"' ||
     { echo "reseeding the kernel RNG failed" >&2; exit 4; }
 fi
