@@ -63,7 +63,8 @@ for ((i = 0; i < 300; i++)); do
   _listening || break
   _pause
 done
-# not setsid (one more program): no terminal, so nothing hangs it up but a HUP we ignore
+# not setsid (one more program): no terminal here, and HUP ignored as the guest's init
+# started the first one (init ignores it; we inherit that through dropbear already)
 trap '' HUP
 dropbear -F -E -s -r /run/banger-clone-host-key -p 22 -P /run/dropbear.pid </dev/null >>/var/log/banger/dropbear.log 2>&1 &
 new=$!
