@@ -83,13 +83,22 @@ export async function setGuestClock(host: Host, conn: GuestSSH, identity?: Await
   })();
   const err: Uint8Array[] = [];
   const script = identity ? renderScript([SET_CLOCK_SH, CLONE_IDENTITY_SH], identity) : renderScript([SET_CLOCK_SH, CLOCK_BY_DATE_SH], {});
-  const code = await conn.exec(`bash -c ${shellQuote(script)}`, { stdin, signal, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
+  const code = await conn.exec(inBash(script), { stdin, signal, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
   lines.end(); // the guest side ended: let a waiting stdin generator finish
   if (code !== 0) {
     const what = identity ? `giving clone ${identity.NAME} its own identity` : "setting the restored guest's clock";
     throw new BangerError("E_STATE", `${what} failed (exit ${code}): ${Buffer.concat(err).toString().trim().split("\n").at(-1) ?? ""}`);
   }
   return result;
+}
+
+/**
+ * A command line running a bash script in the login shell that dropbear
+ * starts for it when that is bash (root's is, in banger's images), not in a
+ * second bash: one program start less (50-150 ms under TCG).
+ */
+export function inBash(script: string): string {
+  return `S=${shellQuote(script)}; if [ -n "$BASH_VERSION" ]; then eval "$S"; else exec bash -c "$S"; fi`;
 }
 
 /** Lines of a byte stream, handed out one by one as they arrive ("" once it ended). */

@@ -2,7 +2,7 @@
 // daemon's pool adopts — for a cold boot, a restore (rollback) and a clone.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import guestPlugin, { cloneIdentityValues, waitForGuest, READY_MARKER } from "../../plugins/guest/index.ts";
+import guestPlugin, { cloneIdentityValues, inBash, waitForGuest, READY_MARKER } from "../../plugins/guest/index.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
 import { setupPlugins } from "../../src/core/loader.ts";
 import { Providers } from "../../src/core/providers.ts";
@@ -107,7 +107,7 @@ describe("waitForGuest", () => {
     expect(first!.execs.length).toBe(1);
     expect([first!.uploads, first!.scripts, second!.execs, second!.uploads, second!.scripts]).toEqual([[], [], [], [], []]);
     const cmd = first!.execs[0]!;
-    expect(cmd.startsWith("bash -c '")).toBe(true);
+    expect(cmd.startsWith("S='")).toBe(true);
     for (const part of ["EPOCHREALTIME", "RNDRESEEDCRNG", "/proc/sys/kernel/hostname", "/run/banger-clone-host-key", "ssh-ed25519 AAAAownpub banger", "NAME='\\''c1'\\''"]) expect(cmd).toContain(part);
     // the host key as printf %b escapes: "own" = 6f 77 6e
     expect(cmd).toContain("\\x6f\\x77\\x6e");
@@ -297,5 +297,13 @@ describe("the clock-and-reseed program a clone runs (plugins/guest/clock-reseed-
     } finally {
       await Bun.$`rm -rf ${dir}`;
     }
+  });
+});
+
+describe("inBash", () => {
+  const script = `set -e\nprintf '%s|' "it's" "$1" ';$(id)'\n[[ -n x ]] && echo bash`;
+  test.each(["bash", "dash"].filter((s) => Bun.which(s)))("run by %s as the login shell: the script runs in bash, hostile text intact", (shell) => {
+    const p = Bun.spawnSync([shell, "-c", inBash(script)]);
+    expect([p.exitCode, p.stdout.toString()]).toEqual([0, "it's||;$(id)|bash\n"]);
   });
 });
