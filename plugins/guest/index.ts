@@ -83,8 +83,12 @@ export async function setGuestClock(host: Host, conn: GuestSSH, identity?: Await
   })();
   const err: Uint8Array[] = [];
   const script = identity ? renderScript([SET_CLOCK_SH, CLONE_IDENTITY_SH], identity) : renderScript([SET_CLOCK_SH, CLOCK_BY_DATE_SH], {});
-  const code = await conn.exec(inBash(script), { stdin, signal, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
-  lines.end(); // the guest side ended: let a waiting stdin generator finish
+  let code: number;
+  try {
+    code = await conn.exec(inBash(script), { stdin, signal, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
+  } finally {
+    lines.end(); // the guest side ended (or the exec failed): let a waiting stdin generator finish
+  }
   if (code !== 0) {
     const what = identity ? `giving clone ${identity.NAME} its own identity` : "setting the restored guest's clock";
     throw new BangerError("E_STATE", `${what} failed (exit ${code}): ${Buffer.concat(err).toString().trim().split("\n").at(-1) ?? ""}`);

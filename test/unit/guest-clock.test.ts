@@ -47,3 +47,19 @@ test("a guest that answers no time gets no offset, and the failure is one line",
   expect(rec.stdin).toEqual(["t\n"]);
   expect((e as Error).message).toMatch(/^setting the restored guest's clock failed \(exit 1\)/);
 });
+
+test("an exec that fails mid-exchange rejects, and the stdin it was reading ends instead of waiting forever", async () => {
+  let stdinDone: Promise<unknown> = Promise.resolve();
+  const conn = {
+    closed: false,
+    async exec(_command: string, opts: { stdin: AsyncIterable<Uint8Array>; onStdout: (c: Uint8Array) => void }) {
+      const it = opts.stdin[Symbol.asyncIterator]();
+      opts.onStdout(new TextEncoder().encode("ready\n"));
+      await it.next(); // the first ping; then the channel drops before the guest answers
+      stdinDone = it.next();
+      throw new Error("channel closed");
+    },
+  } as unknown as GuestSSH;
+  expect(await setGuestClock(hostAt([1, 2, 3, 4]), conn).catch((e: Error) => e.message)).toBe("channel closed");
+  expect(await stdinDone).toEqual({ done: true, value: undefined });
+});
