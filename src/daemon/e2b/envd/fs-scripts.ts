@@ -50,8 +50,6 @@ function _checkValue(what: string, v: string): void {
   if (v.includes("\0")) throw new EnvdFsError("invalid", `${what} must not contain a NUL byte`);
 }
 
-export type { CallUser };
-
 function _render(body: string, user: CallUser, vars: Record<string, string | number>): string {
   _checkValue("user", user.name);
   for (const [k, v] of Object.entries(vars)) if (typeof v === "string") _checkValue(k === "P" ? "path" : k.toLowerCase(), v);
