@@ -40,7 +40,7 @@ e2e.describe("daemon crashes around a real VM (QEMU)", () => {
     noTemps();
   }, BOOT);
 
-  test("killed while a snapshot's receiver builds its RAM file: the next daemon kills the receiver and drops the half-made snapshot; the VM runs on, an earlier snapshot still restores, the next snapshot works", async () => {
+  test("killed while a snapshot's receiver builds its RAM file: the next daemon kills the receiver and drops the half-made snapshot; the VM runs on, an earlier snapshot still restores, the next snapshot works; removing the snapshot it runs on does not get it killed at the next start", async () => {
     expect(h.run(["vm", "snapshot", "crashy", "--name", "good"]).code).toBe(0);
     const vm = show();
     const rcvFiles = () => readdirSync(vm.runtime.vmDir).filter((f) => f === "rcv.sock" || /^receiver-disk\d+\.img$/.test(f));
@@ -65,6 +65,17 @@ e2e.describe("daemon crashes around a real VM (QEMU)", () => {
     expect(h.run(["vm", "snapshot", "crashy", "--name", "next"]).code).toBe(0);
     expect(existsSync(join(h.run(["snapshot", "show", "crashy@next", "--json"]).json().dir, "memory.ram"))).toBe(true);
     expect(qemuPidsUnder(h.home)).toHaveLength(1);
+    // the snapshot it was rolled back to, removed while the VM runs on it (its RAM file; on copy storage with
+    // absolute backing names, its disks too): the next daemon's sweep neither kills the VM nor removes what it runs on
+    const goodDir = h.run(["snapshot", "show", "crashy@good", "--json"]).json().dir as string;
+    expect(h.run(["snapshot", "rm", "crashy@good"]).code).toBe(0);
+    const kept = existsSync(goodDir); // its files kept for the VM (no row), or (disks linked into the VM's dir) all gone
+    const running = show();
+    killAndWait(h.daemonPid());
+    expect(show()).toMatchObject({ alive: true, pid: running.pid, runtime: { state: "running" } });
+    expect(existsSync(goodDir)).toBe(kept);
+    if (kept) expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain(`sweep: left ${goodDir} (snapshot dir with no row): vm crashy (pid ${running.pid}) runs on it`);
+    expect(h.run(["vm", "exec", "crashy", "--", "true"]).code).toBe(0);
   }, BOOT);
 
   test("killed in the middle of a stop: the live VM is kept running (adopted), and stop then works", () => {
