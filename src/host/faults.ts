@@ -34,12 +34,12 @@ export const FAULT_POINTS = [
   "resume:after-vmm",
   "snapshot:after-row",
   "snapshot:after-state",
-  "snapshot:in-receiver",
   "snapshot:before-commit",
   "rollback:after-stop",
   "rollback:after-disks",
   "snapshot-rm:after-mark",
   "clone:after-disks",
+  "snapshot:in-receiver",
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];
