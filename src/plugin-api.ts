@@ -30,6 +30,8 @@ export { makeWorkDisk } from "./host/disks.ts";
 export { guardedProcesses, type ProcTarget } from "./vmm/guarded-process.ts";
 /** The process at a pid only while its start time is still the recorded one (a reused pid is a stranger). */
 export { sameProcess } from "./host/procs.ts";
+/** Crash fault injection for tests (BANGER_FAULT names the step where the daemon SIGKILLs itself); a no-op in normal use. */
+export { faultPoint } from "./host/faults.ts";
 /** For VMM driver plugins: refuse missing boot files up front; join several initrds into the one a VMM takes. */
 export { requireBootFiles, joinInitrds } from "./vmm/boot-files.ts";
 /** For VMM driver plugins: is KVM really usable here (not missing, openable, not kvm_pvm)? */

@@ -1,5 +1,7 @@
 import { BangerError, shellQuote, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { dirname, join } from "node:path";
+import { RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName } from "./receivers.ts";
+import { faultPoint } from "../../src/plugin-api.ts";
 import { memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
 import { qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
 
@@ -73,9 +75,9 @@ export function qemuPaths(vm: VMRecord) {
     /** The argv this VM's qemu was launched with (before restore-only options): a snapshot's receiver is made from it. */
     launchArgs: join(dir, "qemu-argv.json"),
     /** A snapshot's receiver qemu (see _saveViaReceiver): its QMP socket, its log, its disk stand-ins. */
-    receiverSock: join(dir, "rcv.sock"),
+    receiverSock: join(dir, RECEIVER_SOCK),
     receiverLog: join(dir, "receiver.log"),
-    receiverDisk: (i: number) => join(dir, `receiver-disk${i}.img`),
+    receiverDisk: (i: number) => join(dir, receiverDiskName(i)),
   };
 }
 
@@ -298,11 +300,12 @@ async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
       const args = receiverArgs(launchArgs, { qmpSock: p.receiverSock, ramFile: join(dirname(path), SNAPSHOT_RAM_FILE), memoryMiB: vm.spec.memoryMiB, placeholders });
       await q.host.fs.rmrf(p.receiverSock);
       await q.host.fs.writeAtomic(p.receiverLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
-      // under a watchdog: a daemon killed meanwhile leaves it for at most _RECEIVER_MAX_S (its VM's stop, kill or next snapshot reaps it sooner)
+      // under a watchdog: a daemon killed meanwhile leaves it for at most _RECEIVER_MAX_S (the next daemon's start reaps it sooner: receivers.ts)
       const pid = await q.host.exec.spawnDetached("timeout", ["-s", "KILL", String(_RECEIVER_MAX_S), bin, ...args], { cwd: vm.runtime.vmDir, logPath: p.receiverLog });
       spawned.push({ pid, startTime: (await q.host.procs.info(pid))?.startTime ?? 0 });
       await _untilAnswers(q, pid, p.receiverSock, p.receiverLog);
       await q.qmp.migrateIn(p.receiverSock, `exec:cat ${shellQuote(stream)}`, _MIGRATE_TIMEOUT_MS);
+      await faultPoint("snapshot:in-receiver");
       const dev = _toFileUri(path);
       await q.qmp.migrateOut(p.receiverSock, dev.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": true } });
       await _untilWritten(q, path, dev.tmp);
@@ -418,5 +421,6 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       const r = (await q.qmp.command(qemuPaths(vm).qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
       return _STOPPED_STATUSES.has(String(r?.status)) ? "paused" : "running";
     },
+    reapLeftovers: (scope) => reapLeftoverReceivers(q.host, (t) => _killAndWait(q, t), scope),
   };
 }

@@ -560,6 +560,14 @@ export class Engine {
   async reconcile(): Promise<ReconcileOutcome[]> {
     const all = this.d.store.listVMs();
     const out: ReconcileOutcome[] = [];
+    // first: a driver's helper a killed daemon left (QEMU: a snapshot's receiver) dies before any VM or snapshot is looked at
+    for (const driver of this.d.drivers.values()) {
+      const lines = await driver.reapLeftovers?.({ vms: all, vmsDir: this.d.paths.vmsDir }).catch((e: unknown) => {
+        this.d.log.warn(`reconcile ${driver.name}: reaping what it left failed: ${errorMessage(e)}`);
+        return [];
+      });
+      for (const line of lines ?? []) this.d.log.info(`reconcile ${driver.name}: ${line}`);
+    }
     // a create or delete the last daemon died in the middle of: finish it (rare, so one at a time)
     for (const vm of all) {
       if (vm.runtime.state !== "creating" && vm.runtime.state !== "deleting") continue;

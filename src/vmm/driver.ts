@@ -60,6 +60,12 @@ export interface VMMDriver {
   saveState?(vm: VMRecord, handles: VMHandles, path: string): Promise<void | { frozenMs: number; finish?: () => Promise<void> }>;
   /** saveState takes a running VM and stops it only as long as it must (see saveState). */
   readonly liveSave?: boolean;
+  /**
+   * At daemon start, before any VM is reconciled (nothing of this daemon's is at work yet): end what a killed
+   * daemon left running of the driver's own helpers (QEMU: a snapshot's receiver) for these VMs and for any
+   * dir under `vmsDir` no VM owns, and remove their files. One line per thing done. Absent: it leaves none.
+   */
+  reapLeftovers?(scope: { vms: readonly VMRecord[]; vmsDir: string }): Promise<string[]>;
   /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */
   usable?(): Promise<{ usable: boolean; reason: string }>;
   /** Network modes this VMM can attach, the first being its default. Absent means ["user", "tap"]. */
