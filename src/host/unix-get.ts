@@ -55,7 +55,10 @@ export function parseAnswer(text: string, bytes: number): UnixAnswer {
   const end = text.indexOf("\r\n\r\n");
   if (end < 0) throw _unread("no end of the head");
   // an ASCII head: then its length in characters is its length in bytes, and the body's byte count follows
-  for (let i = 0; i < end; i++) if (text.charCodeAt(i) > 127) throw _unread("a head that is not ASCII");
+  // (as many characters as bytes, the usual answer, leaves only bytes that are not UTF-8 to rule out)
+  const replaced = text.indexOf("\uFFFD");
+  if (replaced >= 0 && replaced < end) throw _unread("a head that is not ASCII");
+  if (text.length !== bytes) for (let i = 0; i < end; i++) if (text.charCodeAt(i) > 127) throw _unread("a head that is not ASCII");
   let eol = text.indexOf("\r\n");
   const first = text.slice(0, eol);
   const status = _digits(first.slice(9, 12));

@@ -13,7 +13,7 @@ describe("early reads", () => {
     expect(earlyRead(["vm", "list", "--json"])?.route).toBe("vmList");
     expect(earlyRead(["--quiet", "image", "list", "--json", "--verbose"])?.route).toBe("imageList");
     expect(earlyRead(["plugin", "list"])?.route).toBe("pluginList");
-    for (const argv of [[], ["--version"], ["vm"], ["vm", "list", "--help"], ["vm", "list", "-h"], ["vm", "list", "x"], ["vm", "show", "list"], ["list", "vm"], ["vm", "list", "--json=1"], ["vm", "list", "--", "x"], ["vm", "lists"]]) {
+    for (const argv of [[], ["--version"], ["vm"], ["vm", "list", "--help"], ["vm", "list", "-h"], ["vm", "list", "x"], ["vm", "show", "list"], ["list", "vm"], ["vm", "list", "--json=1"], ["vm", "list", "--", "x"], ["vm", "lists"], ["", "vm", "list"], ["vm", "", "list"], ["vm", "list", ""], ["constructor"], ["toString"], ["__proto__"], ["vm list"]]) {
       expect(earlyRead(argv)).toBeNull();
     }
   });

@@ -58,6 +58,8 @@ describe("parseAnswer", () => {
     unread("HTTP/1.1 200 OK\r\n: empty name\r\ncontent-length: 0\r\n\r\n");
     // a head that is not ASCII: its byte count is not its length, so the body's cannot be checked
     unread("HTTP/1.1 200 OK\r\nx-name: é\r\ncontent-length: 2\r\n\r\n{}");
+    // a byte that is not UTF-8 in the head: one byte, one replacement character, and still refused
+    unread("HTTP/1.1 200 OK\r\nx-name: \uFFFD\r\ncontent-length: 2\r\n\r\n{}", bytes("HTTP/1.1 200 OK\r\nx-name: \r\ncontent-length: 2\r\n\r\n{}") + 1);
     // the byte count of what arrived decides, not the length of the text
     unread("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\né", bytes("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n") + 1);
   });
