@@ -8,10 +8,11 @@ mark("entry");
 const argv = process.argv.slice(2);
 const read = earlyRead(argv);
 if (read) {
-  // a plain list: ask the daemon now, and load the CLI while it answers
-  sendEarly(read.path);
+  // a plain list: ask the daemon now, and load the CLI while it answers (with --json, wait for it alone)
+  const json = argv.includes("--json");
+  sendEarly(read.path, json);
   mark("early read sent");
-  if (argv.includes("--json")) {
+  if (json) {
     // an answer that needs nothing more (our socket, this build's daemon, 200): print it, and load no CLI at all
     const value = await earlyField(read.key);
     if (value !== undefined) {

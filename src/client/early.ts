@@ -43,11 +43,22 @@ export interface EarlyRead {
   owner: Promise<void>;
 }
 
-/** In flight: the answer as read (a Response is made only if DaemonClient takes it). */
-let _early: { socket: string; method: string; path: string; owner: Promise<void>; answer: Promise<UnixAnswer> } | null = null;
+/**
+ * In flight: the answer as read on the main thread (a Response is made only
+ * if DaemonClient takes it), or fetch()'s Response.
+ */
+let _early: { socket: string; method: string; path: string; owner: Promise<void>; answer: Promise<UnixAnswer> | null; res: Promise<Response> | null } | null = null;
 
-/** GET this path (a route's, without parameters) of this BANGER_HOME's daemon now, for DaemonClient to take. */
-export function sendEarly(path: string): void {
+/**
+ * GET this path (a route's, without parameters) of this BANGER_HOME's daemon
+ * now, for earlyField or DaemonClient to take. `alone`: the process waits for
+ * the answer with nothing else to do (`--json`), so it goes out on the main
+ * thread (src/host/unix-get.ts), which costs less than fetch(); but a socket
+ * there writes only when the event loop next turns, which loading the CLI
+ * does not do, so a command that loads the CLI meanwhile sends with fetch(),
+ * whose own thread writes at once.
+ */
+export function sendEarly(path: string, alone: boolean): void {
   // "/v1/" and then only a-z, "/" and "-": no parameter, no query
   let bare = path.startsWith("/v1/");
   for (let i = 4; bare && i < path.length; i++) {
@@ -57,11 +68,13 @@ export function sendEarly(path: string): void {
   if (!bare) throw new Error(`an early read is a GET of a route without parameters: ${path}`);
   const socket = daemonSocket(resolveHome(environ()));
   const owner = refuseForeignAsync(socket, "daemon socket");
-  const answer = unixGet(socket, path, [[VERSION_HEADER, FULL_VERSION]]);
+  const answer = alone ? unixGet(socket, path, [[VERSION_HEADER, FULL_VERSION]]) : null;
+  const res = alone ? null : daemonRequest(socket, "GET", path, { versioned: true });
   // handled now, awaited later: a rejection nobody takes (the command asked something else) must not crash the CLI
   owner.catch(_ignore);
-  answer.catch(_ignore);
-  _early = { socket, method: "GET", path, owner, answer };
+  answer?.catch(_ignore);
+  res?.catch(_ignore);
+  _early = { socket, method: "GET", path, owner, answer, res };
 }
 
 function _ignore(): void {}
@@ -76,7 +89,7 @@ function _ignore(): void {}
  */
 export async function earlyField(key: string): Promise<unknown> {
   const e = _early;
-  if (!e) return undefined;
+  if (!e?.answer) return undefined;
   let a: UnixAnswer;
   let data: unknown;
   try {
@@ -98,8 +111,9 @@ export function takeEarly(socket: string, method: string, path: string): EarlyRe
   const e = _early;
   if (!e || e.socket !== socket || e.method !== method || e.path !== path) return null;
   _early = null;
+  if (e.res) return { res: e.res, owner: e.owner };
   // an answer the early reader does not take (src/host/unix-get.ts) was asked for nothing: ask again as DaemonClient would have
-  const res = e.answer.then(answerResponse, (err: unknown) => {
+  const res = e.answer!.then(answerResponse, (err: unknown) => {
     if ((err as { code?: string } | null)?.code !== EARLY_UNREAD) throw err;
     return daemonRequest(socket, method, path, { versioned: true });
   });

@@ -88,7 +88,7 @@ test("an early read the reader does not take is asked again with fetch when Daem
   const prev = process.env.BANGER_HOME;
   process.env.BANGER_HOME = home;
   try {
-    sendEarly("/v1/vms");
+    sendEarly("/v1/vms", true);
   } finally {
     if (prev === undefined) delete process.env.BANGER_HOME;
     else process.env.BANGER_HOME = prev;
