@@ -1,0 +1,32 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154 # the values are set by renderScript
+# A clone runs on from its parent's memory with the parent's MAC, address and
+# routes: give it its own. The host reaches it meanwhile over the IPv6
+# link-local address of its tap, which is not on the bridge yet.
+# MAC: its own MAC; ADDR: its own a.b.c.d/prefix; GW: the bridge's address;
+# LINK_LOCAL: fe80::… made from MAC, added last (the host waits for it to
+# answer before it puts the tap on the bridge).
+set -e
+# the values become `ip` words: anything but these forms is refused, not run
+[[ "$MAC" =~ ^([0-9a-f]{2}:){5}[0-9a-f]{2}$ ]] || { echo "bad MAC: $MAC" >&2; exit 2; }
+[[ "$ADDR" =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ ]] || { echo "bad address: $ADDR" >&2; exit 2; }
+[[ "$GW" =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}$ ]] || { echo "bad gateway: $GW" >&2; exit 2; }
+[[ "$LINK_LOCAL" =~ ^fe80::[0-9a-f:]+$ ]] || { echo "bad link-local address: $LINK_LOCAL" >&2; exit 2; }
+# the NIC banger's init configures
+dev=eth0
+[ -e "/sys/class/net/$dev" ] || { echo "no $dev in the guest" >&2; exit 1; }
+# IPv4 now, over this connection (IPv6 link-local, untouched by it): its old
+# connections cannot send from an address it no longer has
+ip -4 -batch - <<IP
+addr flush dev $dev
+addr add $ADDR dev $dev
+route replace default via $GW dev $dev
+neigh flush dev $dev
+IP
+# The MAC and the link-local address after this exec has answered: frames the
+# host sends to the old MAC are dropped from then on (virtio-net filters by it).
+# shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
+setsid bash -c 'sleep 0.2
+ip link set dev "$1" address "$2"
+ip -6 addr flush dev "$1" scope link
+ip -6 addr replace "$3/64" dev "$1" nodad' readdress "$dev" "$MAC" "$LINK_LOCAL" </dev/null >>/var/log/banger/readdress.log 2>&1 &
