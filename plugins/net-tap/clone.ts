@@ -48,6 +48,11 @@ export async function addIsolatedTap(exec: Exec, tap: string): Promise<void> {
   if (up.exitCode !== 0) throw new BangerError("E_INTERNAL", `cannot bring tap ${tap} up: ${up.stderr.trim() || "failed"} (${_RIGHTS})`);
 }
 
+/** The NIC banger's guest init configures (plugins/image/init.sh). */
+export const GUEST_NIC = "eth0";
+/** Where the guest logs what the detached part of readdress.sh says. */
+export const READDRESS_LOG = "/var/log/banger/readdress.log";
+
 export interface CloneAddress {
   /** The clone's own MAC, IPv4 address and prefix; the bridge's address. */
   mac: string;
@@ -58,7 +63,7 @@ export interface CloneAddress {
 
 /** The guest script that moves the clone to its own address and MAC (its last step, detached, the link-local address of the new MAC). */
 export function readdressScript(a: CloneAddress): string {
-  return renderScript(READDRESS_SH, { MAC: a.mac, ADDR: `${a.ip}/${a.prefix}`, GW: a.gateway, LINK_LOCAL: linkLocalFor(a.mac) });
+  return renderScript(READDRESS_SH, { DEV: GUEST_NIC, MAC: a.mac, ADDR: `${a.ip}/${a.prefix}`, GW: a.gateway, LINK_LOCAL: linkLocalFor(a.mac), LOG: READDRESS_LOG });
 }
 
 /**
@@ -71,7 +76,7 @@ export async function joinBridge(exec: Exec, o: { tap: string; bridge: string; m
   // one ping process: an echo every 50 ms until the first answer (-c 1) or the deadline (-w)
   const r = await exec.run("ping", ["-6", "-n", "-q", "-c", "1", "-i", "0.05", "-w", String(secs), target], { check: false });
   if (r.exitCode !== 0) {
-    throw new BangerError("E_STATE", `the clone's guest did not take its own MAC ${o.mac} within ${secs} s (no answer at ${target}; see /var/log/banger/readdress.log in the guest)`);
+    throw new BangerError("E_STATE", `the clone's guest did not take its own MAC ${o.mac} within ${secs} s (no answer at ${target}; see ${READDRESS_LOG} in the guest)`);
   }
   const attach = await exec.run("ip", ["link", "set", "dev", o.tap, "master", o.bridge], { check: false });
   if (attach.exitCode !== 0) throw new BangerError("E_INTERNAL", `cannot attach ${o.tap} to ${o.bridge}: ${attach.stderr.trim() || "failed"} (${_RIGHTS})`);
