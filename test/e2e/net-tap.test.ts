@@ -12,6 +12,7 @@ import { BANGER, tempHome, killAndWait } from "../helpers/cli.ts";
 import { tmpdir } from "node:os";
 import { mkdtempSync } from "node:fs";
 import { e2e, e2eReady, IMAGE_DIR, qemuPidsUnder } from "../helpers/e2e.ts";
+import { macFor, tapName } from "../../plugins/net-tap/subnet.ts";
 
 const NS = `bge-${process.pid % 100000}`;
 /** "Outside": a namespace reachable from the VM only through the test namespace's NAT. */
@@ -73,6 +74,7 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
 
   afterAll(async () => {
     if (!h) return;
+    banger(["vm", "delete", "c1", "--force"]);
     banger(["vm", "delete", "alpha", "--force"]);
     await h.cleanup(qemuPidsUnder(h.home));
     Bun.spawnSync(["ip", "netns", "del", NS]);
@@ -136,6 +138,44 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
     }
     times.sort((a, b) => a - b);
     console.log(`e2e net-tap: vm exec -- true p50 ${Math.round(times[5]!)} ms (n=11, pooled SSH over the tap)`);
+
+    // a clone of the running VM: its own address and MAC (alpha's session server runs on in it), nothing of alpha's on its tap
+    const tf = performance.now();
+    const forked = banger(["vm", "fork", "alpha", "c1", "--json"]);
+    const forkMs = Math.round(performance.now() - tf);
+    expect(forked.code).toBe(0);
+    const te = performance.now();
+    expect(banger(["vm", "exec", "c1", "--", "true"]).code).toBe(0);
+    console.log(`e2e net-tap: fork of a running tap VM ${forkMs} ms, then vm exec -- true ${Math.round(performance.now() - te)} ms`);
+    const c1 = JSON.parse(banger(["vm", "show", "c1", "--json"]).stdout);
+    expect(c1.runtime).toMatchObject({ guestIP: "10.213.9.3", sshHost: "10.213.9.3", dnsName: "c1.vm" });
+    const nic = (name: string) => banger(["vm", "exec", name, "--", "bash", "-c", "ip -o -4 addr show dev eth0; ip -o link show dev eth0; ip route; hostname"]).stdout;
+    const [nicC1, nicAlpha] = [nic("c1"), nic("alpha")];
+    expect(nicC1).toContain("inet 10.213.9.3/24");
+    expect(nicC1).not.toContain("10.213.9.2");
+    expect(nicC1).toContain(`link/ether ${macFor(c1.id)} `);
+    expect(nicC1).toContain("default via 10.213.9.1 dev eth0");
+    expect(nicC1.trim().split("\n").at(-1)).toBe("c1");
+    expect(nicAlpha).toContain("inet 10.213.9.2/24");
+    expect(nicAlpha).toContain(`link/ether ${macFor(vm.id)} `);
+    // on the bridge, each MAC behind its own VM's tap only
+    const fdb = inNs(["bridge", "fdb", "show", "br", "banger0"]).stdout;
+    expect(fdb).toContain(`${macFor(vm.id)} dev ${tapName(vm.id)} `);
+    expect(fdb).toContain(`${macFor(c1.id)} dev ${tapName(c1.id)} `);
+    expect(fdb).not.toContain(`${macFor(vm.id)} dev ${tapName(c1.id)} `);
+    expect(inNs(["getent", "hosts", "c1.vm"]).stdout.trim().split(/\s+/)).toEqual(["10.213.9.3", "c1.vm"]);
+    expect(inNs(["ping", "-c", "1", "-W", "3", "c1.vm"]).stdout).toContain("1 received");
+    // guest to guest as the rule allows: the clone has its own policy (none, the default), keyed to its own address and tap
+    const dial = (target: string) => `if timeout 4 bash -c 'exec 3<>/dev/tcp/${target}/8080 && IFS= read -r -t 3 l <&3 && echo "$l"'; then :; else echo closed; fi`;
+    expect(c1.spec.egress).toBe("none");
+    expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", dial("10.213.9.3")]).stdout.trim()).toBe("hello-tap");
+    expect(banger(["vm", "exec", "c1", "--", "bash", "-c", dial("10.213.9.2")]).stdout.trim()).toBe("closed");
+    expect(banger(["vm", "egress", "c1", "all"]).code).toBe(0);
+    expect(banger(["vm", "exec", "c1", "--", "bash", "-c", dial("10.213.9.2")]).stdout.trim()).toBe("hello-tap");
+    expect(banger(["vm", "delete", "c1", "--force"]).code).toBe(0);
+    expect(inNs(["ip", "-o", "link"]).stdout).not.toContain(tapName(c1.id));
+    expect(inNs(["getent", "hosts", "c1.vm"]).code).not.toBe(0);
+    expect(banger(["vm", "exec", "alpha", "--", "true"]).code).toBe(0);
 
     // egress: the guest reaches a namespace it has no route to except through MASQUERADE, which sees the NAT address
     const echo = Bun.spawn(["ip", "netns", "exec", OUT, process.execPath, "-e",
