@@ -10,7 +10,7 @@
 // the bridge. A daemon killed meanwhile leaves a tap like any other (named
 // from the VM id), which reconcile and cleanup remove as they always do.
 import { BangerError, renderScript } from "../../src/plugin-api.ts";
-import type { Exec, SnapshotRecord, VMRecord } from "../../src/plugin-api.ts";
+import type { Clock, Exec, SnapshotRecord, VMRecord } from "../../src/plugin-api.ts";
 import { deleteTap } from "./host-net.ts";
 import READDRESS_SH from "./scripts/readdress.sh" with { type: "text" };
 
@@ -34,8 +34,17 @@ export function linkLocalFor(mac: string): string {
  * duplicate-address wait (its link-local address usable at once); IPv4 from
  * the guest (still the parent's address) never reaches the host's stack:
  * no ARP answers for the host's addresses, strict reverse-path check.
+ * Neighbour solicitations 50 ms apart, not 1 s: joinBridge's pings start
+ * before the guest has its new address, and each unanswered resolution
+ * would otherwise hold the next one back by a second.
  */
-export const ISOLATED_SYSCTLS = (tap: string) => [`net.ipv6.conf.${tap}.disable_ipv6=0`, `net.ipv6.conf.${tap}.accept_dad=0`, `net.ipv4.conf.${tap}.arp_ignore=8`, `net.ipv4.conf.${tap}.rp_filter=1`];
+export const ISOLATED_SYSCTLS = (tap: string) => [
+  `net.ipv6.conf.${tap}.disable_ipv6=0`,
+  `net.ipv6.conf.${tap}.accept_dad=0`,
+  `net.ipv6.neigh.${tap}.retrans_time_ms=50`,
+  `net.ipv4.conf.${tap}.arp_ignore=8`,
+  `net.ipv4.conf.${tap}.rp_filter=1`,
+];
 
 /** The clone's tap, up but not on the bridge. On a failure half way the tap may exist: the caller deferred deleteTap before calling. */
 export async function addIsolatedTap(exec: Exec, tap: string): Promise<void> {
@@ -70,13 +79,20 @@ export function readdressScript(a: CloneAddress): string {
  * Once the guest answers at the link-local address of its own MAC (readdress.sh's
  * last step, so its IPv4 address is its own too), put its tap on the bridge.
  */
-export async function joinBridge(exec: Exec, o: { tap: string; bridge: string; mac: string; ip: string; timeoutMs?: number }): Promise<void> {
+export async function joinBridge(exec: Exec, clock: Clock, o: { tap: string; bridge: string; mac: string; ip: string; timeoutMs?: number }): Promise<void> {
   const target = `${linkLocalFor(o.mac)}%${o.tap}`;
-  const secs = Math.max(1, Math.round((o.timeoutMs ?? 15_000) / 1000));
-  // one ping process: an echo every 50 ms until the first answer (-c 1) or the deadline (-w)
-  const r = await exec.run("ping", ["-6", "-n", "-q", "-c", "1", "-i", "0.05", "-w", String(secs), target], { check: false });
-  if (r.exitCode !== 0) {
-    throw new BangerError("E_STATE", `the clone's guest did not take its own MAC ${o.mac} within ${secs} s (no answer at ${target}; see ${READDRESS_LOG} in the guest)`);
+  const timeoutMs = o.timeoutMs ?? 15_000;
+  const deadline = clock.now().getTime() + timeoutMs;
+  // a ping ends at its first answer, or early with an error once a neighbour resolution failed
+  // (3 solicitations, 50 ms apart: ISOLATED_SYSCTLS); then the next one
+  for (;;) {
+    const r = await exec.run("ping", ["-6", "-n", "-q", "-c", "1", "-W", "1", target], { check: false });
+    if (r.exitCode === 0) break;
+    if (clock.now().getTime() >= deadline) {
+      const said = (r.stderr.trim() || r.stdout.trim()).split("\n").at(-1);
+      throw new BangerError("E_STATE", `the clone's guest did not take its own MAC ${o.mac} within ${Math.round(timeoutMs / 1000)} s (no answer at ${target}: ${said}; see ${READDRESS_LOG} in the guest)`);
+    }
+    await clock.sleep(20);
   }
   const attach = await exec.run("ip", ["link", "set", "dev", o.tap, "master", o.bridge], { check: false });
   if (attach.exitCode !== 0) throw new BangerError("E_INTERNAL", `cannot attach ${o.tap} to ${o.bridge}: ${attach.stderr.trim() || "failed"} (${_RIGHTS})`);

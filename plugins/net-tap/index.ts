@@ -255,7 +255,7 @@ function _cloneNet(t: _TapNet, vm: VMRecord, snapshot: { vmId: string }, cloneNe
   cloneNet.guestScript = readdressScript({ mac, ip: vm.runtime.guestIP, prefix: cfg.subnet.prefix, gateway: cfg.subnet.gateway });
   cloneNet.afterIdentity = async () => {
     const t0 = t.ctx.host.clock.now().getTime();
-    await joinBridge(t.exec, { tap, bridge: cfg.bridge, mac, ip: vm.runtime.guestIP });
+    await joinBridge(t.exec, t.ctx.host.clock, { tap, bridge: cfg.bridge, mac, ip: vm.runtime.guestIP });
     joined.add(cloneNet);
     t.ctx.log.debug(`${vm.name}: own MAC ${mac} and ${vm.runtime.guestIP}, ${tap} on ${cfg.bridge} (${t.ctx.host.clock.now().getTime() - t0} ms after its re-addressing)`);
   };

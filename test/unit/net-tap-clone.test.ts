@@ -89,17 +89,27 @@ describe("net-tap: a clone of a running tap VM", () => {
     const ll = linkLocalFor(macFor(w.clone.id));
     expect(made.slice(0, 4)).toEqual([`ip link del dev ${tap}`, `ip tuntap add dev ${tap} mode tap`, `sysctl -q -w ${ISOLATED_SYSCTLS(tap).join(" ")}`, `ip link set dev ${tap} up`]);
     // never on the bridge before the guest answers at its own MAC's address
-    const ping = lines.indexOf(`ping -6 -n -q -c 1 -i 0.05 -w 15 ${ll}%${tap}`);
+    const ping = lines.indexOf(`ping -6 -n -q -c 1 -W 1 ${ll}%${tap}`);
     expect(ping).toBeGreaterThan(0);
     expect(lines.slice(0, ping).some((l) => l.includes("master"))).toBe(false);
-    expect(lines.slice(ping)).toEqual([`ping -6 -n -q -c 1 -i 0.05 -w 15 ${ll}%${tap}`, `ip link set dev ${tap} master banger0`, "ip neigh flush to 10.213.0.3 dev banger0"]);
-    expect(ISOLATED_SYSCTLS(tap)).toEqual([`net.ipv6.conf.${tap}.disable_ipv6=0`, `net.ipv6.conf.${tap}.accept_dad=0`, `net.ipv4.conf.${tap}.arp_ignore=8`, `net.ipv4.conf.${tap}.rp_filter=1`]);
+    expect(lines.slice(ping)).toEqual([`ping -6 -n -q -c 1 -W 1 ${ll}%${tap}`, `ip link set dev ${tap} master banger0`, "ip neigh flush to 10.213.0.3 dev banger0"]);
+    expect(ISOLATED_SYSCTLS(tap)).toEqual([`net.ipv6.conf.${tap}.disable_ipv6=0`, `net.ipv6.conf.${tap}.accept_dad=0`, `net.ipv6.neigh.${tap}.retrans_time_ms=50`, `net.ipv4.conf.${tap}.arp_ignore=8`, `net.ipv4.conf.${tap}.rp_filter=1`]);
     // the guest plugin was told where the guest answers meanwhile, and what to run there
     expect(w.seen.cloneNet!.dialVia).toEqual({ host: `${linkLocalFor(macFor(w.parent.id))}%${tap}`, port: 22 });
     expect(w.seen.cloneNet!.guestScript).toBe(readdressScript({ mac: macFor(w.clone.id), ip: "10.213.0.3", prefix: 24, gateway: "10.213.0.1" }));
     expect(w.seen.calls).toEqual([`dial ${w.seen.cloneNet!.dialVia!.host}:22`, "run guestScript", "dial own address"]);
     // QEMU gets the clone's own MAC (the guest takes it when readdress.sh runs)
     expect(w.driver.launches.at(-1)!.boot.nics).toEqual([{ tap, mac: macFor(w.clone.id) }]);
+  });
+
+  test("the guest takes its new MAC a moment later: pinged until it answers, then the tap joins the bridge", async () => {
+    const w = await world();
+    let n = 0;
+    w.host.exec.on(/^ping -6/, () => (++n < 3 ? { exitCode: 1, stdout: "1 packets transmitted, 0 received, +1 errors" } : {}));
+    await w.startClone();
+    const lines = w.host.exec.lines();
+    const first = lines.findIndex((l) => l.startsWith("ping -6"));
+    expect(lines.slice(first)).toEqual([...Array(3).fill(lines[first]), `ip link set dev ${w.tap} master banger0`, "ip neigh flush to 10.213.0.3 dev banger0"]);
   });
 
   test("a restore of the VM's own snapshot (rollback) and a cold boot put the tap on the bridge at once, with no CloneNet", async () => {
@@ -125,7 +135,10 @@ describe("net-tap: a clone of a running tap VM", () => {
     expect(err.message).toContain(`the clone's guest did not take its own MAC ${macFor(w.clone.id)} within 15 s`);
     const lines = w.host.exec.lines();
     expect(lines.some((l) => l.includes("master"))).toBe(false);
-    expect(lines.slice(lines.findIndex((l) => l.startsWith("ping -6")))).toEqual([lines.find((l) => l.startsWith("ping -6"))!, "<kill vm> c1", `ip link del dev ${w.tap}`]);
+    // pinged again and again for the whole 15 s (on the fake clock), then the teardown
+    const pings = lines.filter((l) => l.startsWith("ping -6")).length;
+    expect(pings).toBeGreaterThan(100);
+    expect(lines.slice(lines.findLastIndex((l) => l.startsWith("ping -6")) + 1)).toEqual(["<kill vm> c1", `ip link del dev ${w.tap}`]);
     expect(w.ts.store.getVM("c1")!.runtime.state).toBe("error");
     expect(err.undoFailures).toEqual([]);
   });
@@ -182,8 +195,8 @@ describe("net-tap clone pieces", () => {
     dirs.push(dir);
     const log = join(dir, "calls");
     for (const [name, body] of [
-      ["ip", `printf 'ip %s\\n' "$*" >>'${log}'; if [ "$2" = -batch ]; then cat >>'${log}'; fi`],
-      ["setsid", `printf 'setsid' >>'${log}'; printf ' <%s>' "$@" >>'${log}'; echo >>'${log}'`],
+      ["ip", `printf 'ip %s\\n' "$*" >>'${log}'; case " $* " in *" -batch "*) cat >>'${log}' ;; esac`],
+      ["setsid", `echo setsid >>'${log}'; exec "$@"`],
     ]) {
       writeFileSync(join(dir, name!), `#!/bin/bash\n${body}\n`);
       chmodSync(join(dir, name!), 0o755);
@@ -192,11 +205,11 @@ describe("net-tap clone pieces", () => {
     const p = Bun.spawnSync(["bash", "-s"], { stdin: new TextEncoder().encode(script), env: { PATH: `${dir}:/usr/bin:/bin` }, cwd: dir });
     const calls = () => (existsSync(log) ? readFileSync(log, "utf8") : "");
     // the detached part runs after the script has exited
-    for (let i = 0; p.exitCode === 0 && i < 100 && !calls().endsWith(">\n"); i++) Bun.sleepSync(20);
+    for (let i = 0; p.exitCode === 0 && i < 150 && !calls().endsWith("nodad\n"); i++) Bun.sleepSync(20);
     return { code: p.exitCode, stderr: p.stderr.toString(), calls: calls(), dir };
   }
 
-  test("readdress.sh: IPv4 now (one ip -batch), the MAC and link-local address detached, each value one word", () => {
+  test("readdress.sh: IPv4 now (one ip -batch), the MAC and link-local address detached (one more), each value one word", () => {
     const r = runReaddress({});
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
@@ -207,7 +220,11 @@ describe("net-tap clone pieces", () => {
         "addr add 10.213.0.3/24 dev lo",
         "route replace default via 10.213.0.1 dev lo",
         "neigh flush dev lo",
-        "setsid <bash> <-c> <sleep 0.2\nip link set dev \"$1\" address \"$2\"\nip -6 addr flush dev \"$1\" scope link\nip -6 addr replace \"$3/64\" dev \"$1\" nodad> <readdress> <lo> <52:54:00:43:e2:0b> <fe80::5054:ff:fe43:e20b>",
+        "setsid",
+        "ip -batch -",
+        "link set dev lo address 52:54:00:43:e2:0b",
+        "addr flush dev lo scope link",
+        "addr replace fe80::5054:ff:fe43:e20b/64 dev lo nodad",
         "",
       ].join("\n"),
     );
