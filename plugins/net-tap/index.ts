@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { configFrom, createResolveA, definePlugin, EGRESS_LOG_FILE, environ, serveDns, serveTransparent } from "../../src/plugin-api.ts";
 import { BangerError } from "../../src/plugin-api.ts";
 import type { BangerPlugin, CloneNet, DnsAnswerer, DnsServer, Env, ResolveA, Exec, HookMap, LeaseStore, NetPorts, OriginalDst, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
-import { addTap, deleteTap, ensureBridge, ensureNat, linkExists } from "./host-net.ts";
+import { addTap, deleteTap, ensureBridge, ensureNat } from "./host-net.ts";
 import { allowAll, denyAll } from "./egress-fw.ts";
 import { applyList, unlist } from "./egress-list.ts";
 import { TapResolver, type ServeGate } from "./tap-resolver.ts";
@@ -261,10 +261,19 @@ function _cloneNet(t: _TapNet, vm: VMRecord, snapshot: { vmId: string }, cloneNe
   };
 }
 
-/** vm:reconcile: handles rebuilt from the live process (scratch file lost) do not name the tap; its name is derived from the id. */
-async function _findTap(t: _TapNet, vm: VMRecord, handles: VMHandles): Promise<void> {
+/**
+ * vm:reconcile: handles rebuilt from the live process (scratch file lost) do not name the tap; its name is derived
+ * from the id. A tap off the bridge of a VM still "starting" is a clone's whose start was cut short before it had
+ * its own address (its guest may still have its parent's): it is not kept.
+ */
+async function _findTap(t: _TapNet, { vm, handles, alive, discard }: HookMap["vm:reconcile"]): Promise<void> {
   const tap = tapName(vm.id);
-  if (await linkExists(t.exec, tap)) handles.tapDevice = tap;
+  const clone = alive && vm.runtime.state === "starting";
+  if (handles.tapDevice && !clone) return;
+  const shown = await t.exec.run("ip", ["-o", "link", "show", "dev", tap], { check: false });
+  if (shown.exitCode !== 0) return;
+  handles.tapDevice = tap;
+  if (clone && !/ master /.test(shown.stdout)) discard?.(`${tap} is off the bridge: a clone whose start was cut short before it had its own address`);
 }
 
 async function _releaseAddress(t: _TapNet, vm: VMRecord): Promise<void> {
@@ -362,9 +371,8 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         drops.watch(vm.id, ip, tap);
       });
 
-      net.hook("vm:reconcile", async ({ vm, handles }) => {
-        if (handles.tapDevice) return;
-        await _findTap(t, vm, handles);
+      net.hook("vm:reconcile", async (p) => {
+        await _findTap(t, p);
       });
 
       // after a stop, and for a VM found dead (reconcile); a failed start removes its tap through its op

@@ -635,7 +635,12 @@ export class Engine {
       alive = await vmAlive(vm, found.handles, driver, this.d.host.procs);
     }
     const asRead = found.unchanged ? JSON.stringify(found.handles) : null;
-    const hookErrors = await this.d.hooks.runAll("vm:reconcile", { vm, handles: found.handles, alive });
+    const discarded: string[] = [];
+    const hookErrors = await this.d.hooks.runAll("vm:reconcile", { vm, handles: found.handles, alive, discard: (reason) => void discarded.push(reason) });
+    if (alive && discarded.length) {
+      alive = false;
+      goneReason = `not kept: ${discarded.join("; ")}`;
+    }
     if (alive && vm.spec.ports?.length) {
       // the VMM kept its forwards across the daemon's death; reopen only what it lost
       const lost = await reopen(this.netPorts(vm), vm, found.handles).catch((e: unknown) => [errorMessage(e)]);
@@ -657,7 +662,7 @@ export class Engine {
     }
     if (vm.runtime.state === "error" && found.source === "none") return null;
     // A live-but-unanswering process (hung VMM) still holds resources: kill it before cleanup.
-    if (found.source === "process") await driver.kill(vm, found.handles).catch(() => {});
+    if (found.source === "process" || discarded.length) await driver.kill(vm, found.handles).catch(() => {});
     this.d.dropConnection(vm.id);
     const failures = [...hookErrors, ...(await this.teardown("vm:cleanup", { vm, handles: found.handles }))];
     this.cache.delete(vm.id);

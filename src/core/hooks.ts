@@ -73,8 +73,12 @@ export interface HookMap {
    * live change (the next connection must obey it) and after a daemon restart re-adopted the VM.
    */
   "vm:egress:apply": { vm: VMRecord; policy: EgressPolicy; handles: VMHandles };
-  /** Startup reconcile: re-find this plugin's handles for a VM the store says is running. */
-  "vm:reconcile": { vm: VMRecord; handles: VMHandles; alive: boolean };
+  /**
+   * Startup reconcile: re-find this plugin's handles for a VM the store says is running. `discard(reason)`: a live VM
+   * that must not run on as it is (a clone whose start was cut short before it had its own network address) is
+   * killed and demoted, with its cleanup, instead of kept.
+   */
+  "vm:reconcile": { vm: VMRecord; handles: VMHandles; alive: boolean; discard?: (reason: string) => void };
   /** A session's process runs in the guest (fired by the session engine once it launched). */
   "session:start": { vm: VMRecord; session: GuestSession };
   /** A session ended (stop, kill, rm --force, its process exited, its VM went away): fired once per session. */

@@ -181,6 +181,41 @@ describe("net-tap: a clone of a running tap VM", () => {
   });
 });
 
+describe("net-tap: a daemon killed during a clone's start", () => {
+  /** The clone left as a killed daemon leaves it: its VMM runs, the row says starting, its tap on the bridge or not. */
+  async function cutShort(o: { state: "starting" | "running"; onBridge: boolean }) {
+    const w = await world();
+    await w.startClone();
+    const vm = w.ts.store.getVM("c1")!;
+    vm.runtime.state = o.state;
+    w.ts.store.upsertVM(vm);
+    w.host.exec.on(`ip -o link show dev ${w.tap}`, { stdout: `9: ${w.tap}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc pfifo_fast ${o.onBridge ? "master banger0 " : ""}state UP mode DEFAULT\n` });
+    const i = w.host.exec.runs.length;
+    const out = await w.make().reconcile();
+    return { w, out: out.find((r) => r.vm === "c1")!, lines: w.from(i), after: w.ts.store.getVM("c1")! };
+  }
+
+  test("its tap still off the bridge: the next daemon does not keep it (its guest may have its parent's address): VMM killed, tap removed, demoted with the reason", async () => {
+    const { w, out, lines, after } = await cutShort({ state: "starting", onBridge: false });
+    expect(out.action).toBe("demoted");
+    expect(lines).toContain("<kill vm> c1");
+    expect(lines.indexOf(`ip link del dev ${w.tap}`)).toBeGreaterThan(lines.indexOf("<kill vm> c1"));
+    expect(after.runtime.state).toBe("stopped");
+    expect(after.runtime.lastError).toBe(`not kept: ${w.tap} is off the bridge: a clone whose start was cut short before it had its own address`);
+    expect([...w.host.procs.table.values()].filter((p) => p.cmdline?.includes(after.runtime.apiSockPath))).toEqual([]);
+  });
+
+  test("its tap already on the bridge (re-addressed), or a VM that was running: kept, as any VM is", async () => {
+    for (const o of [{ state: "starting", onBridge: true }, { state: "running", onBridge: false }] as const) {
+      const { w, out, lines, after } = await cutShort(o);
+      expect(out.action).toBe("kept");
+      expect(lines).not.toContain("<kill vm> c1");
+      expect(lines).not.toContain(`ip link del dev ${w.tap}`);
+      expect(after.runtime.state).toBe("running");
+    }
+  });
+});
+
 describe("net-tap clone pieces", () => {
   test("linkLocalFor is the kernel's EUI-64 address (checked against a real guest: 52:54:00:fc:08:5d → fe80::5054:ff:fefc:85d)", () => {
     expect(linkLocalFor("52:54:00:fc:08:5d")).toBe("fe80::5054:ff:fefc:85d");
