@@ -75,6 +75,7 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
   afterAll(async () => {
     if (!h) return;
     banger(["vm", "delete", "c1", "--force"]);
+    banger(["vm", "delete", "k1", "--force"]);
     banger(["vm", "delete", "alpha", "--force"]);
     await h.cleanup(qemuPidsUnder(h.home));
     Bun.spawnSync(["ip", "netns", "del", NS]);
@@ -176,6 +177,25 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
     expect(inNs(["ip", "-o", "link"]).stdout).not.toContain(tapName(c1.id));
     expect(inNs(["getent", "hosts", "c1.vm"]).code).not.toBe(0);
     expect(banger(["vm", "exec", "alpha", "--", "true"]).code).toBe(0);
+    // the daemon killed (-9) while a clone's tap is off the bridge: the next one leaves no such tap and does not keep the clone
+    const isolated = () => inNs(["ip", "-o", "link", "show"]).stdout.split("\n").filter((l) => / bt-[0-9a-f]+:/.test(l) && !l.includes(" master "));
+    const forking = Bun.spawn(["ip", "netns", "exec", NS, BANGER, "vm", "fork", "alpha", "k1"], { env: { ...h.env, BANGER_TAP_SUBNET: "10.213.9.0/24" }, stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+    let off = false;
+    // LOWER_UP: QEMU holds the tap (the clone runs, its guest still at its parent's address)
+    for (let i = 0; i < 2400 && !off; i++) {
+      off = isolated().some((l) => l.includes("LOWER_UP"));
+      if (!off) await Bun.sleep(25);
+    }
+    expect(off).toBe(true);
+    killAndWait(h.daemonPid());
+    await forking.exited;
+    const k1 = JSON.parse(banger(["vm", "show", "k1", "--json"]).stdout);
+    expect(k1.runtime.state).toBe("stopped");
+    expect(k1.runtime.lastError).toBe(`not kept: ${tapName(k1.id)} is off the bridge: a clone whose start was cut short before it had its own address`);
+    expect(isolated()).toEqual([]);
+    expect(inNs(["ip", "-o", "link"]).stdout).not.toContain(tapName(k1.id));
+    expect(banger(["vm", "delete", "k1", "--force"]).code).toBe(0);
+    expect(qemuPidsUnder(h.home).length).toBe(1);
 
     // egress: the guest reaches a namespace it has no route to except through MASQUERADE, which sees the NAT address
     const echo = Bun.spawn(["ip", "netns", "exec", OUT, process.execPath, "-e",
