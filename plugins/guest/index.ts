@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { BangerError, configFrom, definePlugin, environ, renderScript, shellQuote, vmPaths } from "../../src/plugin-api.ts";
-import type { Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts";
+import type { CloneNet, Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts";
 import SET_CLOCK_SH from "./scripts/set-clock.sh" with { type: "text" };
 import CLONE_IDENTITY_SH from "./scripts/clone-identity.sh" with { type: "text" };
 import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
@@ -37,6 +37,12 @@ export async function giveCloneIdentity(host: Host, vm: VMRecord, conn: GuestSSH
   const entropy = Buffer.from(crypto.getRandomValues(new Uint8Array(64))).toString("hex");
   const r = await conn.runScript(renderScript(CLONE_IDENTITY_SH, { NAME: vm.name, AUTHORIZED_KEY: authorized, HOST_KEY: remoteKey, ENTROPY: entropy }));
   if (r.exitCode !== 0) throw new BangerError("E_STATE", `giving clone ${vm.name} its own identity failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").at(-1) ?? ""}`);
+}
+
+/** A clone's network provider's script (CloneNet.guestScript: its own address), on the connection its identity came over. */
+async function runCloneNetScript(vm: VMRecord, conn: GuestSSH, script: string): Promise<void> {
+  const r = await conn.runScript(script);
+  if (r.exitCode !== 0) throw new BangerError("E_STATE", `moving clone ${vm.name} to its own network address failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").at(-1) ?? ""}`);
 }
 
 /**
@@ -123,7 +129,7 @@ async function bootState(fs: FS, path: string): Promise<"ready" | string | null>
  * slirp's port forward before sshd listens costs seconds of SYN backoff),
  * then a real SSH handshake with the pinned host key.
  */
-export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; cloneOf?: string }): Promise<void> {
+export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; cloneOf?: string; cloneNet?: CloneNet }): Promise<void> {
   const now = () => host.clock.now().getTime();
   const started = now();
   const deadline = started + opts.timeoutMs;
@@ -158,11 +164,17 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
       }
       opts.progress(`waiting for ssh on ${vm.name} (${secs}s)`);
     }
+    // a clone's guest still has its parent's address: its network provider says where it answers (CloneNet)
+    const via = opts.cloneOf ? opts.cloneNet?.dialVia : undefined;
+    let netFailed = false;
     try {
-      const conn = await host.ssh.dial({ host: vm.runtime.sshHost, port: vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim(), readyTimeoutMs: 10_000 });
+      const conn = await host.ssh.dial({ host: via?.host ?? vm.runtime.sshHost, port: via?.port ?? vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim(), readyTimeoutMs: 10_000 });
       try {
-        if (opts.cloneOf) await giveCloneIdentity(host, vm, conn);
-        else if (opts.restored) {
+        if (opts.cloneOf) {
+          await giveCloneIdentity(host, vm, conn);
+          netFailed = true; // from here a retry cannot help: the parent's keys are gone
+          if (opts.cloneNet?.guestScript) await runCloneNetScript(vm, conn, opts.cloneNet.guestScript);
+        } else if (opts.restored) {
           const c = await setGuestClock(host, conn);
           // the error left is at most half the round trip
           opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
@@ -170,11 +182,13 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
       } finally {
         conn.close();
       }
+      if (opts.cloneOf) await opts.cloneNet?.afterIdentity?.();
+      netFailed = false;
       // the clone's own keys from now on: its new listener must answer with them
-      if (opts.cloneOf) await waitForGuest(host, vm, pid, { ...opts, cloneOf: undefined, restored: true, timeoutMs: Math.max(10_000, deadline - now()) });
+      if (opts.cloneOf) await waitForGuest(host, vm, pid, { ...opts, cloneOf: undefined, cloneNet: undefined, restored: true, timeoutMs: Math.max(10_000, deadline - now()) });
       return;
     } catch (e) {
-      if (/host key/i.test(String(e))) throw e; // a pinned-key mismatch never heals by retrying
+      if (/host key/i.test(String(e)) || netFailed) throw e; // a pinned-key mismatch never heals by retrying
       await host.clock.sleep(250);
     }
   }
@@ -224,7 +238,7 @@ export default definePlugin({
         if (data !== null) await ctx.host.fs.writeAtomic(join(dir, "keys", to), data, 0o600);
       }
     });
-    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, restored, snapshot }) => {
+    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, restored, snapshot, cloneNet }) => {
       if (!vm.runtime.sshPort) return;
       if (!ctx.store.getImage(vm.spec.image)?.initrdPath) {
         // an imported kernel+rootfs without banger's initramfs gets no keys: nothing to wait for
@@ -238,6 +252,7 @@ export default definePlugin({
         restored,
         log: (m) => ctx.log.info(m),
         cloneOf: restored && snapshot && snapshot.vmId !== vm.id ? snapshot.dir : undefined,
+        cloneNet,
       });
     });
   },

@@ -44,13 +44,6 @@ export function parseSnapshotRef(ref: string, vmName?: string): { vm: string; sn
   return { vm, snap };
 }
 
-/** What a clone cannot be made of yet: a running tap VM's guest keeps its parent's address inside (re-addressing it is not done). */
-export function refuseClone(snap: Pick<SnapshotRecord, "memory" | "spec" | "vmName" | "name">): void {
-  if (snap.memory && snap.spec.net === "tap") {
-    throw new BangerError("E_STATE", `${snap.vmName}@${snap.name} is of a VM on --net tap: clones of a running tap VM are not supported yet (its guest keeps the parent's address)`);
-  }
-}
-
 /** A default snapshot name from the clock: 20261206-041530-123 (UTC). */
 export function defaultSnapshotName(now: Date): string {
   return now.toISOString().replace(/[-:]/g, "").replace("T", "-").replace(".", "-").replace("Z", "").toLowerCase();
@@ -223,7 +216,6 @@ export class Snapshots {
    */
   async createFrom(ref: string, name: string, opts: { start?: boolean } = {}, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
     const snap = this.get(ref);
-    refuseClone(snap);
     const { spec } = snap;
     const { store, hooks, host, log } = this.d;
     const vm = await this.engine.create({ name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress, { disksFrom: snap });
