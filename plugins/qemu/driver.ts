@@ -203,14 +203,18 @@ function _toFileUri(path: string): { uri: string; tmp: string } {
   return { uri: `exec:cat > ${shellQuote(tmp)} && mv ${shellQuote(tmp)} ${shellQuote(path)}`, tmp };
 }
 
+/** How often _untilWritten looks: it runs while the guest is frozen, so a whole launch poll period (50 ms) would be freeze. */
+const _WRITTEN_POLL_MS = 2;
+
 /** QEMU reports "completed" when it has written the stream, possibly before cat (and mv) have. */
 async function _untilWritten(q: _Qemu, path: string, tmp: string): Promise<void> {
-  for (let waited = 0; !(await q.host.fs.exists(path)); waited += q.pollMs) {
+  const poll = Math.min(q.pollMs, _WRITTEN_POLL_MS);
+  for (let waited = 0; !(await q.host.fs.exists(path)); waited += poll) {
     if (waited >= 10_000) {
       await q.host.fs.rmrf(tmp);
       throw new BangerError("E_TIMEOUT", `qemu's state stream did not reach ${path}`);
     }
-    await q.host.clock.sleep(q.pollMs);
+    await q.host.clock.sleep(poll);
   }
 }
 
@@ -405,6 +409,11 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     },
     async resume(vm: VMRecord): Promise<void> {
       await q.qmp.command(qemuPaths(vm).qmpSock, "cont", 2000);
+    },
+    async switchDisk(vm: VMRecord, _handles: VMHandles, index: number, overlay: string): Promise<void> {
+      // mode existing: QEMU opens the overlay we made and puts the drive's current node under it, whatever its
+      // header names; the old node is flushed first and kept read-only (drive ids are qemuArgs' disk<i>)
+      await q.qmp.command(qemuPaths(vm).qmpSock, "blockdev-snapshot-sync", 10_000, { device: `disk${index}`, "snapshot-file": overlay, format: "qcow2", mode: "existing" });
     },
     liveSave: true,
     async saveState(vm: VMRecord, _handles: VMHandles, path: string): Promise<{ frozenMs: number; finish?: () => Promise<void> }> {

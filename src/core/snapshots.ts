@@ -130,6 +130,8 @@ export class Snapshots {
     const tmp = tempPathFor(snap.dir, "build");
     await host.fs.mkdirp(tmp, 0o700);
     op.defer("snapshot files", () => host.fs.rmrf(tmp));
+    // what can be made before the freeze is (the storage's new overlays), so the freeze is only the switch to them
+    await hooks.run("vm:snapshot:before", { vm, snapshotId: id, live, progress: op.progress, op });
 
     // the freeze: from the pause to the resume, as short as the state save and the disk copies allow;
     // a driver that saves live stops the VM itself, for the end of its save only
@@ -154,8 +156,9 @@ export class Snapshots {
       if (finish) op.defer("finish the state save", () => finish!());
     }
     await faultPoint("snapshot:after-state");
-    op.progress(`copying ${vm.name}'s disks`);
-    await hooks.run("vm:snapshot", { vm, dir: tmp, disks: snap.disks, progress: op.progress, op });
+    op.progress(`taking ${vm.name}'s disks`);
+    const switchDisk = live && driver.switchDisk ? (index: number, overlay: string) => driver.switchDisk!(vm, handles!, index, overlay) : undefined;
+    await hooks.run("vm:snapshot", { vm, dir: tmp, disks: snap.disks, progress: op.progress, op, snapshotId: id, live, switchDisk });
     if (snap.disks.length === 0) throw new BangerError("E_STATE", `vm ${vm.name}: its storage provider "${vm.spec.storage}" cannot snapshot disks`);
     if (wasRunning) {
       await driver.resume!(vm, handles!);

@@ -58,6 +58,13 @@ export interface VMMDriver {
    * VMM cannot snapshot.
    */
   saveState?(vm: VMRecord, handles: VMHandles, path: string): Promise<void | { frozenMs: number; finish?: () => Promise<void> }>;
+  /**
+   * The live VM's disk `index` (its place in BootConfig.disks) writes to `overlay` from now on: a qcow2 the caller
+   * made with the disk's current file as its backing, which the VMM keeps open read-only (QEMU:
+   * `blockdev-snapshot-sync` mode existing). Lets a snapshot keep the old file as it is instead of copying it.
+   * Absent: the VMM cannot (the storage copies the disk instead).
+   */
+  switchDisk?(vm: VMRecord, handles: VMHandles, index: number, overlay: string): Promise<void>;
   /** saveState takes a running VM and stops it only as long as it must (see saveState). */
   readonly liveSave?: boolean;
   /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */

@@ -75,8 +75,8 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
       if (quitExits) procs.delete(p.pid);
       return true;
     },
-    async command(sock, command) {
-      rec.qmp.push(`${command} ${sock}`);
+    async command(sock, command, _timeoutMs, args) {
+      rec.qmp.push(`${command} ${sock}${args ? ` ${JSON.stringify(args)}` : ""}`);
       if (!sockOwner(sock)) throw new Error("QMP connection closed");
       if (command === "stop") paused = true;
       if (command === "cont") paused = false;
@@ -371,6 +371,25 @@ describe("qemu driver: pause and resume", () => {
       "query-status /v/abc123/api.sock",
     ]);
     expect(f.rec.kills).toEqual([]);
+  });
+
+  test("switchDisk: blockdev-snapshot-sync of drive disk<i> onto the given overlay (mode existing, qcow2), the path passed as data, never through a shell", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const hostile = "/v/it's; $(reboot)\n`x`/system.qcow2";
+    await d.switchDisk!(sampleVM(), handlesFor(r.pid, r.pidStartTime), 1, hostile);
+    expect(f.rec.qmp.filter((q) => q.startsWith("blockdev"))).toEqual([
+      `blockdev-snapshot-sync /v/abc123/api.sock ${JSON.stringify({ device: "disk1", "snapshot-file": hostile, format: "qcow2", mode: "existing" })}`,
+    ]);
+    expect(f.rec.runs).toEqual([]);
+    expect(f.rec.kills).toEqual([]);
+  });
+
+  test("switchDisk of a VM whose qemu is gone fails", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    await expect(d.switchDisk!(sampleVM(), handlesFor(1, 1), 0, "/v/abc123/system.qcow2")).rejects.toThrow("QMP connection closed");
   });
 
   test("pause of a VM whose qemu is gone fails instead of pretending", async () => {
