@@ -160,6 +160,8 @@ export class Snapshots {
     const switchDisk = live && driver.switchDisk ? (index: number, overlay: string) => driver.switchDisk!(vm, handles!, index, overlay) : undefined;
     await hooks.run("vm:snapshot", { vm, dir: tmp, disks: snap.disks, progress: op.progress, op, snapshotId: id, live, switchDisk });
     if (snap.disks.length === 0) throw new BangerError("E_STATE", `vm ${vm.name}: its storage provider "${vm.spec.storage}" cannot snapshot disks`);
+    // still frozen, its disks switched to new overlays (QEMU) and linked into the temp dir
+    await faultPoint("snapshot:after-disks");
     if (wasRunning) {
       await driver.resume!(vm, handles!);
       thawed = true;
