@@ -29,9 +29,10 @@ export interface HookMap {
   "vm:start:after": { vm: VMRecord; handles: VMHandles; progress: ProgressSink; signal: AbortSignal; op: Operation; restored?: boolean; snapshot?: SnapshotRecord };
   /**
    * A snapshot `snapshotId` is about to be made and the VM still runs (`live`: its VMM process is up): prepare
-   * whatever can be made before the freeze (the storage provider: the new overlays its disks switch to).
+   * whatever can be made before the freeze (the storage provider: the new overlays its disks switch to), and put
+   * in `dir` (the snapshot's temp dir, as in vm:snapshot) what does not change at the freeze (the guest's keys).
    */
-  "vm:snapshot:before": { vm: VMRecord; snapshotId: string; live: boolean; progress: ProgressSink; op: Operation };
+  "vm:snapshot:before": { vm: VMRecord; dir: string; snapshotId: string; live: boolean; progress: ProgressSink; op: Operation };
   /**
    * A snapshot is being made: the VM's vCPUs stand still (or it is stopped). Copy what you own (disks) into
    * `dir`, a temp dir renamed into place only when the whole snapshot is made, and push each file's name to `disks`.

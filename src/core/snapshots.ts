@@ -131,7 +131,7 @@ export class Snapshots {
     await host.fs.mkdirp(tmp, 0o700);
     op.defer("snapshot files", () => host.fs.rmrf(tmp));
     // what can be made before the freeze is (the storage's new overlays), so the freeze is only the switch to them
-    await hooks.run("vm:snapshot:before", { vm, snapshotId: id, live, progress: op.progress, op });
+    await hooks.run("vm:snapshot:before", { vm, dir: tmp, snapshotId: id, live, progress: op.progress, op });
 
     // the freeze: from the pause to the resume, as short as the state save and the disk copies allow;
     // a driver that saves live stops the VM itself, for the end of its save only
