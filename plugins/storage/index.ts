@@ -1,8 +1,8 @@
 import { dirname, join } from "node:path";
 import { BangerError, definePlugin, makeWorkDisk, tempPathFor, vmPaths } from "../../src/plugin-api.ts";
 import type { Exec, VMRecord } from "../../src/plugin-api.ts";
-import { activeDisk, backingOf, copyDisk, QCOW2_DRIVERS } from "./overlay.ts";
-import { commitStaged, diskFileOf, freezeDisk, planFreeze, stageFromSnapshot, type FreezePlan } from "./chain.ts";
+import { backingOf, copyDisk, QCOW2_DRIVERS } from "./overlay.ts";
+import { commitStaged, diskFileOf, freezeDisk, prepareFreeze, stageFromSnapshot, topOf, type FreezePlan } from "./chain.ts";
 
 /**
  * Per-VM disks without device-mapper: the system disk is a sparse (or
@@ -51,8 +51,7 @@ export default definePlugin({
         for (const [name] of ownDisks(vm)) {
           const disk = diskOf(name);
           if (!disksFrom.disks.some((n) => diskFileOf(n)?.disk === disk)) throw new BangerError("E_STATE", `snapshot ${disksFrom.vmName}@${disksFrom.name} has no ${name}`);
-          const { staged, chain } = await stageFromSnapshot(ctx.host.fs, ctx.host.exec, disksFrom, disk, vm.runtime.vmDir);
-          await commitStaged(ctx.host.fs, vm.runtime.vmDir, disk, staged, chain);
+          await commitStaged(ctx.host.fs, vm.runtime.vmDir, disk, await stageFromSnapshot(ctx.host.fs, ctx.host.exec, disksFrom, disk, vm.runtime.vmDir));
         }
         return;
       }
@@ -75,13 +74,13 @@ export default definePlugin({
       if (!vm.runtime.systemOverlay) throw new BangerError("E_STATE", `vm ${vm.name} has no system disk`);
       progress("copying the system disk");
       // the system disk is a whole ext4 image already (or an overlay over one): a flat sparse copy is the commit
-      await copyDisk(ctx.host.exec, await activeDisk(exists, vm.runtime.systemOverlay), out);
+      await copyDisk(ctx.host.exec, await topOf(ctx.host.fs, vm.runtime.systemOverlay), out);
     });
     /** The snapshot dirs a VM's overlays are backed by. */
     const basesOf = async (vm: VMRecord): Promise<string[]> => {
       const out: string[] = [];
       for (const [, path] of ownDisks(vm)) {
-        const d = await activeDisk(exists, path);
+        const d = await topOf(ctx.host.fs, path);
         const b = d.format === "qcow2" ? await backingOf(ctx.host.exec, d.path) : null;
         if (b) out.push(dirname(b));
       }
@@ -109,11 +108,12 @@ export default definePlugin({
       if (!QCOW2_DRIVERS.has(vm.spec.driver)) return;
       const made: (FreezePlan | null)[] = [];
       plans.set(snapshotId, made);
-      op.defer("staged overlays", async () => {
+      // a snapshot that fails before its switch puts the names back; once switched, the VM runs on its overlay
+      op.defer("new overlays", async () => {
         plans.delete(snapshotId);
-        for (const p of made) if (p) await ctx.host.fs.rmrf(p.staged);
+        for (const p of made) if (p && !p.switched) await p.undo();
       });
-      for (const [i, [, path]] of ownDisks(vm).entries()) made.push(await planFreeze(ctx.host.fs, ctx.host.exec, await activeDisk(exists, path), i, snapshotId));
+      for (const [i, [, path]] of ownDisks(vm).entries()) made.push(await prepareFreeze(ctx.host.fs, ctx.host.exec, await topOf(ctx.host.fs, path), i, snapshotId));
     });
     disks.hook("vm:snapshot", async ({ vm, dir, disks: names, snapshotId, live, switchDisk }) => {
       const planned = plans.get(snapshotId) ?? [];
@@ -122,8 +122,8 @@ export default definePlugin({
         const plan = planned[i];
         // a live VM whose VMM cannot switch disks, or a chain from an older banger: the disk is copied, flattened
         if (!plan || (live && !switchDisk)) {
-          if (plan) await ctx.host.fs.rmrf(plan.staged);
-          await copyDisk(ctx.host.exec, await activeDisk(exists, path), join(dir, name));
+          if (plan) await plan.undo();
+          await copyDisk(ctx.host.exec, await topOf(ctx.host.fs, path), join(dir, name));
           names.push(name);
           continue;
         }
@@ -141,14 +141,18 @@ export default definePlugin({
         const before = await basesOf(vm);
         // every new overlay is staged (over links to the snapshot's chain) before any is put in place:
         // a failure leaves the VM's disks as they were (and at worst an unused link)
-        const staged: { disk: string; staged: string; chain: Set<string> }[] = [];
+        const staged: { disk: string; next: string; chain: Set<string> }[] = [];
+        let committed = false;
         for (const [name] of ownDisks(vm)) {
           const disk = diskOf(name);
           const s = await stageFromSnapshot(ctx.host.fs, ctx.host.exec, snapshot, disk, vm.runtime.vmDir);
-          op.defer(`staged ${name}`, () => ctx.host.fs.rmrf(s.staged));
+          op.defer(`staged ${name}`, async () => {
+            if (!committed) await ctx.host.fs.rmrf(join(vm.runtime.vmDir, s.next));
+          });
           staged.push({ disk, ...s });
         }
-        for (const s of staged) await commitStaged(ctx.host.fs, vm.runtime.vmDir, s.disk, s.staged, s.chain);
+        for (const s of staged) await commitStaged(ctx.host.fs, vm.runtime.vmDir, s.disk, s);
+        committed = true;
         await sweep(before, vm.id);
         return;
       }
@@ -171,8 +175,8 @@ export default definePlugin({
     disks.hook("vm:start:before", async ({ vm, boot, handles }) => {
       if (!vm.runtime.systemOverlay) throw new BangerError("E_STATE", `vm ${vm.name} has no system disk`);
       handles.extra.storage = COPY_STORAGE;
-      boot.disks.push(await activeDisk(exists, vm.runtime.systemOverlay));
-      if (vm.runtime.workDiskPath) boot.disks.push(await activeDisk(exists, vm.runtime.workDiskPath));
+      boot.disks.push(await topOf(ctx.host.fs, vm.runtime.systemOverlay));
+      if (vm.runtime.workDiskPath) boot.disks.push(await topOf(ctx.host.fs, vm.runtime.workDiskPath));
     });
   },
 });
