@@ -36,7 +36,7 @@ export default definePlugin({
   setup(ctx) {
     // works anywhere: the default where no provider ranks higher (storage-dm) or that one cannot serve the VM
     const disks = ctx.registerStorage({ name: COPY_STORAGE, description: "sparse/reflink copy of the image rootfs" });
-    // a snapshot holds its own copies (the VM writes on into its disks); the names are the files in the snapshot's dir
+    // a snapshot holds its own files: hard links to a QEMU VM's frozen layers (chain.ts), copies for other VMMs
     /** `system` of system.img: the disk's name in layer chains (chain.ts). */
     const diskOf = (name: string) => name.replace(/\.img$/, "");
     const ownDisks = (vm: { runtime: { systemOverlay: string; workDiskPath: string } }) =>
