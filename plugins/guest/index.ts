@@ -229,8 +229,9 @@ export default definePlugin({
       });
       boot.initrdPaths = [out];
     });
-    // a clone of this snapshot will answer with these keys until it gets its own
-    ctx.hook("vm:snapshot", async ({ vm, dir }) => {
+    // a clone of this snapshot will answer with these keys until it gets its own; they do not change at the
+    // freeze, so they are copied before it (their fsyncs would be freeze)
+    ctx.hook("vm:snapshot:before", async ({ vm, dir }) => {
       const keys = vmPaths(vm.runtime.vmDir);
       await ctx.host.fs.mkdirp(join(dir, "keys"), 0o700);
       for (const [from, to] of [[keys.clientKey, "id_ed25519"], [keys.hostPubKey, "host_ed25519.pub"]] as const) {

@@ -45,10 +45,18 @@ export interface HookMap {
    */
   "vm:start:after": { vm: VMRecord; handles: VMHandles; progress: ProgressSink; signal: AbortSignal; op: Operation; restored?: boolean; snapshot?: SnapshotRecord; cloneNet?: CloneNet };
   /**
+   * A snapshot `snapshotId` is about to be made and the VM still runs (`live`: its VMM process is up): prepare
+   * whatever can be made before the freeze (the storage provider: the new overlays its disks switch to), and put
+   * in `dir` (the snapshot's temp dir, as in vm:snapshot) what does not change at the freeze (the guest's keys).
+   */
+  "vm:snapshot:before": { vm: VMRecord; dir: string; snapshotId: string; live: boolean; progress: ProgressSink; op: Operation };
+  /**
    * A snapshot is being made: the VM's vCPUs stand still (or it is stopped). Copy what you own (disks) into
    * `dir`, a temp dir renamed into place only when the whole snapshot is made, and push each file's name to `disks`.
+   * `switchDisk` (a live VM whose VMM can): the VM's disk at `index` (its place in BootConfig.disks) writes to
+   * `overlay` from now on, a qcow2 made over the file it wrote until now, which becomes read-only.
    */
-  "vm:snapshot": { vm: VMRecord; dir: string; disks: string[]; progress: ProgressSink; op: Operation };
+  "vm:snapshot": { vm: VMRecord; dir: string; disks: string[]; progress: ProgressSink; op: Operation; snapshotId: string; live: boolean; switchDisk?: (index: number, overlay: string) => Promise<void> };
   /** A rollback: the VM is stopped; put back your part of the snapshot (disks from `snapshot.dir`) before it starts again. */
   "vm:restore": { vm: VMRecord; snapshot: SnapshotRecord; progress: ProgressSink; op: Operation };
   /** `snapshot rm`: push the names of the VMs that still run on the snapshot's disks (overlays backed by them); the disks then stay until the last of them is deleted. */
@@ -121,6 +129,7 @@ export const HOOK_NAMES: readonly HookName[] = [
   "vm:reconcile",
   "vm:egress",
   "vm:egress:apply",
+  "vm:snapshot:before",
   "vm:snapshot",
   "vm:restore",
   "snapshot:remove",

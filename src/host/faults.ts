@@ -34,6 +34,7 @@ export const FAULT_POINTS = [
   "resume:after-vmm",
   "snapshot:after-row",
   "snapshot:after-state",
+  "snapshot:after-disks",
   "snapshot:before-commit",
   "rollback:after-stop",
   "rollback:after-disks",
