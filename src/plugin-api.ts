@@ -5,13 +5,13 @@
  */
 export { definePlugin } from "./core/plugin.ts";
 export type { BangerPlugin, PluginContext, Logger, BangerPaths, PluginStoreView } from "./core/plugin.ts";
-export type { HookMap, HookName, HookHandler, HookOptions } from "./core/hooks.ts";
+export type { HookMap, HookName, HookHandler, HookOptions, CloneNet } from "./core/hooks.ts";
 /** A storage or network provider a VM chooses by name (`spec.storage`, `spec.net`): `ctx.registerStorage` / `ctx.registerNet`. */
 export type { StorageProvider, NetProvider, NetPorts, ProviderHooks, VMHookName } from "./core/providers.ts";
 /** One multi-step request as hooks see it: `op.defer(label, undo)` right after acquiring something. */
 export type { Operation, Undo, ProgressSink } from "./core/operation.ts";
 export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession, PublishedPort, SnapshotRecord } from "./shared/model.ts";
-export type { VMMDriver, BootConfig, LaunchOptions, LaunchResult } from "./vmm/driver.ts";
+export type { VMMDriver, BootConfig, LaunchOptions, LaunchResult, SaveOptions } from "./vmm/driver.ts";
 export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, Clock, FS, GuestSSH, SSHTarget, SSHDialer } from "./host/types.ts";
 export type { LeaseStore, Lease } from "./shared/leases.ts";
 export { BangerError } from "./shared/errors.ts";
@@ -30,6 +30,8 @@ export { makeWorkDisk } from "./host/disks.ts";
 export { guardedProcesses, type ProcTarget } from "./vmm/guarded-process.ts";
 /** The process at a pid only while its start time is still the recorded one (a reused pid is a stranger). */
 export { sameProcess } from "./host/procs.ts";
+/** Crash fault injection for tests (BANGER_FAULT names the step where the daemon SIGKILLs itself); a no-op in normal use. */
+export { faultPoint } from "./host/faults.ts";
 /** For VMM driver plugins: refuse missing boot files up front; join several initrds into the one a VMM takes. */
 export { requireBootFiles, joinInitrds } from "./vmm/boot-files.ts";
 /** For VMM driver plugins: is KVM really usable here (not missing, openable, not kvm_pvm)? */

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { BangerError, configFrom, definePlugin, environ, renderScript, shellQuote, vmPaths } from "../../src/plugin-api.ts";
-import type { Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts";
+import type { CloneNet, Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts";
 import SET_CLOCK_SH from "./scripts/set-clock.sh" with { type: "text" };
 import CLOCK_BY_DATE_SH from "./scripts/clock-by-date.sh" with { type: "text" };
 import CLONE_IDENTITY_SH from "./scripts/clone-identity.sh" with { type: "text" };
@@ -47,6 +47,12 @@ export async function cloneIdentityValues(host: Host, vm: VMRecord): Promise<{ N
 /** Bytes as `\xHH` escapes, which bash's `printf '%b'` writes back byte for byte (NUL included). */
 export function printfEscapes(bytes: Uint8Array): string {
   return [...bytes].map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join("");
+}
+
+/** A clone's network provider's script (CloneNet.guestScript: its own address), on the connection its identity came over. */
+async function runCloneNetScript(vm: VMRecord, conn: GuestSSH, script: string): Promise<void> {
+  const r = await conn.runScript(script);
+  if (r.exitCode !== 0) throw new BangerError("E_STATE", `moving clone ${vm.name} to its own network address failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").at(-1) ?? ""}`);
 }
 
 /**
@@ -176,7 +182,7 @@ function _marks(host: Host) {
  * (saved in the snapshot) until it has its own: one dial with those for
  * clock and identity in one exec, then one with its own.
  */
-export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; debug?: (m: string) => void; cloneOf?: string }): Promise<GuestSSH> {
+export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; debug?: (m: string) => void; cloneOf?: string; cloneNet?: CloneNet }): Promise<GuestSSH> {
   const deadline = host.clock.now().getTime() + opts.timeoutMs;
   const marks = _marks(host);
   const keys = vmPaths(vm.runtime.vmDir);
@@ -186,7 +192,9 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
     if (!k.privateKey || !k.hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys${k === parent ? " in its snapshot" : ""}`);
   }
   const identity = opts.cloneOf ? await cloneIdentityValues(host, vm) : undefined;
-  let conn = await _dialWhenUp(host, vm, pid, parent ?? own, { ...opts, deadline, booting: !opts.restored });
+  // a clone's guest still has its parent's address: its network provider says where it answers (CloneNet)
+  const cloneNet = parent ? opts.cloneNet : undefined;
+  let conn = await _dialWhenUp(host, vm, pid, parent ?? own, { ...opts, deadline, booting: !opts.restored, via: cloneNet?.dialVia });
   marks.mark(parent ? "dial (parent's keys)" : "dial");
   try {
     if (opts.restored) {
@@ -195,13 +203,16 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
       // the error left is at most half the round trip
       opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
     }
+    // after the identity, last on its connection: the network provider's re-addressing
+    if (cloneNet?.guestScript) await runCloneNetScript(vm, conn, cloneNet.guestScript);
   } catch (e) {
     conn.close();
     throw e;
   }
   if (parent) {
     conn.close();
-    // the clone's own keys from now on: its new listener (up by now) must answer with them
+    await cloneNet?.afterIdentity?.();
+    // the clone's own keys (and address) from now on: its new listener (up by now) must answer with them
     conn = await _dialWhenUp(host, vm, pid, own, { ...opts, deadline, booting: false, retryMs: 50 });
     marks.mark("dial (own keys)");
   }
@@ -210,7 +221,7 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
 }
 
 /** Dial until the guest answers (a pinned-key mismatch fails at once), watching its process (and, booting, its console). */
-async function _dialWhenUp(host: Host, vm: VMRecord, pid: number, key: { privateKey: string | null; hostKey: string | null }, opts: { deadline: number; timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; booting: boolean; retryMs?: number }): Promise<GuestSSH> {
+async function _dialWhenUp(host: Host, vm: VMRecord, pid: number, key: { privateKey: string | null; hostKey: string | null }, opts: { deadline: number; timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; booting: boolean; retryMs?: number; via?: { host: string; port: number } }): Promise<GuestSSH> {
   const now = () => host.clock.now().getTime();
   const started = now();
   let lastReport = 0;
@@ -239,7 +250,7 @@ async function _dialWhenUp(host: Host, vm: VMRecord, pid: number, key: { private
       opts.progress(`waiting for ssh on ${vm.name} (${secs}s)`);
     }
     try {
-      return await host.ssh.dial({ host: vm.runtime.sshHost, port: vm.runtime.sshPort, user: "root", privateKey: key.privateKey!, hostKey: key.hostKey!.trim(), readyTimeoutMs: 10_000 });
+      return await host.ssh.dial({ host: opts.via?.host ?? vm.runtime.sshHost, port: opts.via?.port ?? vm.runtime.sshPort, user: "root", privateKey: key.privateKey!, hostKey: key.hostKey!.trim(), readyTimeoutMs: 10_000 });
     } catch (e) {
       if (/host key/i.test(String(e))) throw e; // a pinned-key mismatch never heals by retrying
       await host.clock.sleep(opts.retryMs ?? 250);
@@ -282,8 +293,9 @@ export default definePlugin({
       });
       boot.initrdPaths = [out];
     });
-    // a clone of this snapshot will answer with these keys until it gets its own
-    ctx.hook("vm:snapshot", async ({ vm, dir }) => {
+    // a clone of this snapshot will answer with these keys until it gets its own; they do not change at the
+    // freeze, so they are copied before it (their fsyncs would be freeze)
+    ctx.hook("vm:snapshot:before", async ({ vm, dir }) => {
       const keys = vmPaths(vm.runtime.vmDir);
       await ctx.host.fs.mkdirp(join(dir, "keys"), 0o700);
       for (const [from, to] of [[keys.clientKey, "id_ed25519"], [keys.hostPubKey, "host_ed25519.pub"]] as const) {
@@ -291,7 +303,7 @@ export default definePlugin({
         if (data !== null) await ctx.host.fs.writeAtomic(join(dir, "keys", to), data, 0o600);
       }
     });
-    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, op, restored, snapshot }) => {
+    ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, op, restored, snapshot, cloneNet }) => {
       if (!vm.runtime.sshPort) return;
       if (!ctx.store.getImage(vm.spec.image)?.initrdPath) {
         // an imported kernel+rootfs without banger's initramfs gets no keys: nothing to wait for
@@ -306,6 +318,7 @@ export default definePlugin({
         log: (m) => ctx.log.info(m),
         debug: (m) => ctx.log.debug(m),
         cloneOf: restored && snapshot && snapshot.vmId !== vm.id ? snapshot.dir : undefined,
+        cloneNet,
       });
       // a start that fails after this leaves no live connection in the pool (a closed one is redialled)
       op.defer("ssh connection", () => conn.close());

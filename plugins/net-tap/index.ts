@@ -1,11 +1,12 @@
 import { join } from "node:path";
 import { configFrom, createResolveA, definePlugin, EGRESS_LOG_FILE, environ, serveDns, serveTransparent } from "../../src/plugin-api.ts";
 import { BangerError } from "../../src/plugin-api.ts";
-import type { BangerPlugin, DnsAnswerer, DnsServer, Env, ResolveA, Exec, HookMap, LeaseStore, NetPorts, OriginalDst, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
-import { addTap, deleteTap, ensureBridge, ensureNat, linkExists } from "./host-net.ts";
+import type { BangerPlugin, CloneNet, DnsAnswerer, DnsServer, Env, ResolveA, Exec, HookMap, LeaseStore, NetPorts, OriginalDst, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
+import { addTap, deleteTap, ensureBridge, ensureNat } from "./host-net.ts";
 import { allowAll, denyAll } from "./egress-fw.ts";
 import { applyList, unlist } from "./egress-list.ts";
 import { TapResolver, type ServeGate } from "./tap-resolver.ts";
+import { addIsolatedTap, isCloneStart, joinBridge, linkLocalFor, readdressScript } from "./clone.ts";
 import { originalDst } from "./conntrack.ts";
 import { DropLog } from "./drop-log.ts";
 import { hostsMarker, rewriteHostsFile, type HostsEntry } from "./hosts-file.ts";
@@ -216,7 +217,7 @@ async function _listen(t: _TapNet): Promise<void> {
 }
 
 /** vm:start:before: the bridge and NAT (once), a tap on it for this VM, and the guest's address on its kernel command line. */
-async function _plugIn(t: _TapNet, { vm, boot, handles, op }: HookMap["vm:start:before"]): Promise<void> {
+async function _plugIn(t: _TapNet, { vm, boot, handles, op, restored, snapshot }: HookMap["vm:start:before"]): Promise<void> {
   await t.requireOwnNetns();
   const cfg = t.conf();
   const ip = await _claimAddress(t, vm);
@@ -232,16 +233,47 @@ async function _plugIn(t: _TapNet, { vm, boot, handles, op }: HookMap["vm:start:
     await deleteTap(t.exec, tap);
     handles.tapDevice = "";
   });
-  await addTap(t.exec, tap, cfg.bridge);
+  // a clone's guest still has its parent's MAC and address: its tap joins the bridge once it has its own (_cloneNet)
+  if (isCloneStart({ vm, restored, snapshot })) await addIsolatedTap(t.exec, tap);
+  else await addTap(t.exec, tap, cfg.bridge);
   handles.tapDevice = tap;
   boot.nics = [...(boot.nics ?? []), { tap, mac: macFor(vm.id) }];
   boot.kernelArgs.push(`banger.ip=${ip}/${cfg.subnet.prefix}`, `banger.gw=${cfg.subnet.gateway}`, `banger.dns=${cfg.subnet.gateway}`);
 }
 
-/** vm:reconcile: handles rebuilt from the live process (scratch file lost) do not name the tap; its name is derived from the id. */
-async function _findTap(t: _TapNet, vm: VMRecord, handles: VMHandles): Promise<void> {
+/**
+ * vm:start:after of a clone: how the guest plugin reaches its guest (the link-local
+ * address of the parent's MAC on the clone's own tap, which is off the bridge),
+ * what it runs there to move it to its own address, and, after that, the tap
+ * joining the bridge. `joined` records that it did (the "post" check below).
+ */
+function _cloneNet(t: _TapNet, vm: VMRecord, snapshot: { vmId: string }, cloneNet: CloneNet, joined: WeakSet<CloneNet>): void {
+  const cfg = t.conf();
   const tap = tapName(vm.id);
-  if (await linkExists(t.exec, tap)) handles.tapDevice = tap;
+  const mac = macFor(vm.id);
+  cloneNet.dialVia = { host: `${linkLocalFor(macFor(snapshot.vmId))}%${tap}`, port: 22 };
+  cloneNet.guestScript = readdressScript({ mac, ip: vm.runtime.guestIP, prefix: cfg.subnet.prefix, gateway: cfg.subnet.gateway });
+  cloneNet.afterIdentity = async () => {
+    const t0 = t.ctx.host.clock.now().getTime();
+    await joinBridge(t.exec, t.ctx.host.clock, { tap, bridge: cfg.bridge, mac, ip: vm.runtime.guestIP });
+    joined.add(cloneNet);
+    t.ctx.log.debug(`${vm.name}: own MAC ${mac} and ${vm.runtime.guestIP}, ${tap} on ${cfg.bridge} (${t.ctx.host.clock.now().getTime() - t0} ms after its re-addressing)`);
+  };
+}
+
+/**
+ * vm:reconcile: handles rebuilt from the live process (scratch file lost) do not name the tap; its name is derived
+ * from the id. A tap off the bridge of a VM still "starting" is a clone's whose start was cut short before it had
+ * its own address (its guest may still have its parent's): it is not kept.
+ */
+async function _findTap(t: _TapNet, { vm, handles, alive, discard }: HookMap["vm:reconcile"]): Promise<void> {
+  const tap = tapName(vm.id);
+  const clone = alive && vm.runtime.state === "starting";
+  if (handles.tapDevice && !clone) return;
+  const shown = await t.exec.run("ip", ["-o", "link", "show", "dev", tap], { check: false });
+  if (shown.exitCode !== 0) return;
+  handles.tapDevice = tap;
+  if (clone && !/ master /.test(shown.stdout)) discard?.(`${tap} is off the bridge: a clone whose start was cut short before it had its own address`);
 }
 
 async function _releaseAddress(t: _TapNet, vm: VMRecord): Promise<void> {
@@ -285,6 +317,22 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         await _plugIn(t, p);
       });
 
+      // a clone's tap off the bridge: the guest plugin re-addresses the guest, then calls afterIdentity
+      const joined = new WeakSet<CloneNet>();
+      net.hook("vm:start:after", (p) => {
+        if (p.cloneNet && isCloneStart(p)) _cloneNet(t, p.vm, p.snapshot!, p.cloneNet, joined);
+      });
+      // nothing else called it (no plugin gives clones an identity, or an image without banger's init): the start fails
+      // rather than leave a clone cut off, or (put on the bridge as it is) answering for its parent
+      ctx.hook(
+        "vm:start:after",
+        (p) => {
+          if (p.vm.spec.net !== TAP_NET || !p.cloneNet?.afterIdentity || joined.has(p.cloneNet)) return;
+          throw new BangerError("E_STATE", `clone ${p.vm.name}: nothing moved its guest off its parent's address (the guest plugin runs the re-addressing); its tap stays off the bridge`);
+        },
+        { order: "post" },
+      );
+
       // none: nftables cuts the guest off (egress-fw.ts); all: the NAT; a list: per-VM chains and
       // sets (egress-list.ts) that the bridge resolver fills; every mode: the resolver answers the guest
       // VMs this daemon cut off or listed: only those need taking out again (a VM that never was costs no nft call)
@@ -323,9 +371,8 @@ export function createNetTapPlugin(o: NetTapOptions = {}, env: Env = environ()):
         drops.watch(vm.id, ip, tap);
       });
 
-      net.hook("vm:reconcile", async ({ vm, handles }) => {
-        if (handles.tapDevice) return;
-        await _findTap(t, vm, handles);
+      net.hook("vm:reconcile", async (p) => {
+        await _findTap(t, p);
       });
 
       // after a stop, and for a VM found dead (reconcile); a failed start removes its tap through its op

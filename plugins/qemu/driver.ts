@@ -1,7 +1,9 @@
-import { BangerError, shellQuote, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
+import { BangerError, shellQuote, type SaveOptions, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { dirname, join } from "node:path";
+import { RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName } from "./receivers.ts";
+import { faultPoint } from "../../src/plugin-api.ts";
 import { memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
-import { qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
+import { MAX_MIGRATE_BANDWIDTH, qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
 
@@ -73,9 +75,9 @@ export function qemuPaths(vm: VMRecord) {
     /** The argv this VM's qemu was launched with (before restore-only options): a snapshot's receiver is made from it. */
     launchArgs: join(dir, "qemu-argv.json"),
     /** A snapshot's receiver qemu (see _saveViaReceiver): its QMP socket, its log, its disk stand-ins. */
-    receiverSock: join(dir, "rcv.sock"),
+    receiverSock: join(dir, RECEIVER_SOCK),
     receiverLog: join(dir, "receiver.log"),
-    receiverDisk: (i: number) => join(dir, `receiver-disk${i}.img`),
+    receiverDisk: (i: number) => join(dir, receiverDiskName(i)),
   };
 }
 
@@ -203,14 +205,18 @@ function _toFileUri(path: string): { uri: string; tmp: string } {
   return { uri: `exec:cat > ${shellQuote(tmp)} && mv ${shellQuote(tmp)} ${shellQuote(path)}`, tmp };
 }
 
+/** How often _untilWritten looks: it runs while the guest is frozen, so a whole launch poll period (50 ms) would be freeze. */
+const _WRITTEN_POLL_MS = 2;
+
 /** QEMU reports "completed" when it has written the stream, possibly before cat (and mv) have. */
 async function _untilWritten(q: _Qemu, path: string, tmp: string): Promise<void> {
-  for (let waited = 0; !(await q.host.fs.exists(path)); waited += q.pollMs) {
+  const poll = Math.min(q.pollMs, _WRITTEN_POLL_MS);
+  for (let waited = 0; !(await q.host.fs.exists(path)); waited += poll) {
     if (waited >= 10_000) {
       await q.host.fs.rmrf(tmp);
       throw new BangerError("E_TIMEOUT", `qemu's state stream did not reach ${path}`);
     }
-    await q.host.clock.sleep(q.pollMs);
+    await q.host.clock.sleep(poll);
   }
 }
 
@@ -266,19 +272,28 @@ async function _untilAnswers(q: _Qemu, pid: number, sock: string, log: string): 
  * panicked in a stress loop (a guest kernel oops right after the restore;
  * cause not found), none of the stopped ones.
  */
-async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], path: string): Promise<{ frozenMs: number; finish: () => Promise<void> }> {
+async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], path: string, o: SaveOptions = {}): Promise<{ frozenMs: number; finish: () => Promise<void> }> {
   const p = qemuPaths(vm);
   const bin = await q.host.exec.which(q.opts.binary ?? QEMU_BINARY);
   if (!bin) throw new BangerError("E_MISSING_TOOL", "qemu-system-x86_64 not found: install qemu-system-x86 (run `banger doctor`)");
   await _reapReceiver(q, vm);
   const stream = join(dirname(path), SNAPSHOT_STREAM_FILE);
   const status = (await q.qmp.command(p.qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
+  // stopped by the caller with its disks taken, to run on: QEMU may let it run while its RAM streams
+  const background = !!o.runOn && status?.status !== "running" && (await _backgroundCapable(q, p.qmpSock));
   if (status?.status === "running") await q.qmp.command(p.qmpSock, "stop", 2000);
   const stoppedAt = q.host.clock.now().getTime();
   // all of the VM's RAM goes in the stream: a restored VM still has x-ignore-shared on from its restore
   const whole = _toFileUri(stream);
-  await q.qmp.migrateOut(p.qmpSock, whole.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": false } });
-  await _untilWritten(q, stream, whole.tmp);
+  if (background) {
+    await q.qmp.command(p.qmpSock, "migrate-set-parameters", 2000, { "max-bandwidth": MAX_MIGRATE_BANDWIDTH });
+    await q.qmp.command(p.qmpSock, "migrate", 10_000, { uri: whole.uri });
+    await _untilGuestRuns(q, p.qmpSock);
+  } else {
+    // background-snapshot off again: an earlier snapshot may have left it on in this QEMU
+    await q.qmp.migrateOut(p.qmpSock, whole.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": false, "background-snapshot": false } });
+    await _untilWritten(q, stream, whole.tmp);
+  }
   const frozenMs = q.host.clock.now().getTime() - stoppedAt;
   const blocks = (await q.qmp.command(p.qmpSock, "query-block", 2000)) as { device?: string; inserted?: { image?: { "virtual-size"?: number } } }[];
   let finished = false;
@@ -288,6 +303,10 @@ async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
     const placeholders: string[] = [];
     const spawned: { pid: number; startTime: number }[] = [];
     try {
+      if (background) {
+        await _untilMigrated(q, p.qmpSock);
+        await _untilWritten(q, stream, whole.tmp);
+      }
       const driveIds = launchArgs.flatMap((a, i) => (launchArgs[i - 1] === "-drive" ? [/^id=([^,]+),/.exec(a)?.[1] ?? ""] : []));
       for (const [i, id] of driveIds.entries()) {
         const size = blocks.find((b) => b.device === id)?.inserted?.image?.["virtual-size"];
@@ -298,11 +317,12 @@ async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
       const args = receiverArgs(launchArgs, { qmpSock: p.receiverSock, ramFile: join(dirname(path), SNAPSHOT_RAM_FILE), memoryMiB: vm.spec.memoryMiB, placeholders });
       await q.host.fs.rmrf(p.receiverSock);
       await q.host.fs.writeAtomic(p.receiverLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
-      // under a watchdog: a daemon killed meanwhile leaves it for at most _RECEIVER_MAX_S (its VM's stop, kill or next snapshot reaps it sooner)
+      // under a watchdog: a daemon killed meanwhile leaves it for at most _RECEIVER_MAX_S (the next daemon's start reaps it sooner: receivers.ts)
       const pid = await q.host.exec.spawnDetached("timeout", ["-s", "KILL", String(_RECEIVER_MAX_S), bin, ...args], { cwd: vm.runtime.vmDir, logPath: p.receiverLog });
       spawned.push({ pid, startTime: (await q.host.procs.info(pid))?.startTime ?? 0 });
       await _untilAnswers(q, pid, p.receiverSock, p.receiverLog);
       await q.qmp.migrateIn(p.receiverSock, `exec:cat ${shellQuote(stream)}`, _MIGRATE_TIMEOUT_MS);
+      await faultPoint("snapshot:in-receiver");
       const dev = _toFileUri(path);
       await q.qmp.migrateOut(p.receiverSock, dev.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": true } });
       await _untilWritten(q, path, dev.tmp);
@@ -323,6 +343,54 @@ async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
     }
   };
   return { frozenMs, finish };
+}
+
+/**
+ * Can this QEMU save with background-snapshot (userfaultfd write-protect of the guest's RAM)? Sets it on when so.
+ * Anonymous RAM (a cold boot) can; a clone's RAM file mapped private cannot (QEMU refuses the capability).
+ */
+async function _backgroundCapable(q: _Qemu, sock: string): Promise<boolean> {
+  try {
+    await q.qmp.command(sock, "migrate-set-capabilities", 2000, { capabilities: [{ capability: "x-ignore-shared", state: false }, { capability: "background-snapshot", state: true }] });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What query-migrate says of a background save that went wrong: its failure, in QEMU's words. */
+function _migrateFailed(r: { status?: string; "error-desc"?: string }): BangerError | null {
+  if (r.status !== "failed" && r.status !== "cancelled") return null;
+  return new BangerError("E_INTERNAL", `qemu state save ${r.status}${r["error-desc"] ? `: ${r["error-desc"]}` : ""}`);
+}
+
+/**
+ * A background save has QEMU save the device state, write-protect the RAM and run the guest again (from a
+ * bottom half, after the protection is on): until it runs, the guest is frozen, so this looks often.
+ */
+async function _untilGuestRuns(q: _Qemu, sock: string): Promise<void> {
+  const deadline = q.host.clock.now().getTime() + 30_000;
+  for (;;) {
+    const st = (await q.qmp.command(sock, "query-status", 2000)) as { status?: unknown } | undefined;
+    if (st?.status === "running") return;
+    const failed = _migrateFailed((await q.qmp.command(sock, "query-migrate", 2000)) as { status?: string; "error-desc"?: string });
+    if (failed) throw failed;
+    if (q.host.clock.now().getTime() >= deadline) throw new BangerError("E_TIMEOUT", "qemu did not run the guest again within 30 s of its background state save");
+    await q.host.clock.sleep(_WRITTEN_POLL_MS);
+  }
+}
+
+/** Until a background save has written the whole stream (the guest runs meanwhile: no hurry). */
+async function _untilMigrated(q: _Qemu, sock: string): Promise<void> {
+  const deadline = q.host.clock.now().getTime() + _MIGRATE_TIMEOUT_MS;
+  for (;;) {
+    const r = (await q.qmp.command(sock, "query-migrate", 2000)) as { status?: string; "error-desc"?: string };
+    if (r.status === "completed") return;
+    const failed = _migrateFailed(r);
+    if (failed) throw failed;
+    if (q.host.clock.now().getTime() >= deadline) throw new BangerError("E_TIMEOUT", `qemu's background state save did not finish within ${_MIGRATE_TIMEOUT_MS} ms`);
+    await q.host.clock.sleep(10);
+  }
 }
 
 async function _killAndWait(q: _Qemu, t: ProcTarget): Promise<void> {
@@ -406,17 +474,23 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     async resume(vm: VMRecord): Promise<void> {
       await q.qmp.command(qemuPaths(vm).qmpSock, "cont", 2000);
     },
+    async switchDisk(vm: VMRecord, _handles: VMHandles, index: number, overlay: string): Promise<void> {
+      // mode existing: QEMU opens the overlay we made and puts the drive's current node under it, whatever its
+      // header names; the old node is flushed first and kept read-only (drive ids are qemuArgs' disk<i>)
+      await q.qmp.command(qemuPaths(vm).qmpSock, "blockdev-snapshot-sync", 10_000, { device: `disk${index}`, "snapshot-file": overlay, format: "qcow2", mode: "existing" });
+    },
     liveSave: true,
-    async saveState(vm: VMRecord, _handles: VMHandles, path: string): Promise<{ frozenMs: number; finish?: () => Promise<void> }> {
+    async saveState(vm: VMRecord, _handles: VMHandles, path: string, o: SaveOptions = {}): Promise<{ frozenMs: number; finish?: () => Promise<void> }> {
       const text = await q.host.fs.readText(qemuPaths(vm).launchArgs);
       const launchArgs = text ? (JSON.parse(text) as string[]) : null;
       // a tap's virtio-net state needs a tap (vnet_hdr) to load into, and the VM holds its tap: no receiver can stand in
       const tap = launchArgs?.some((a, i) => launchArgs[i - 1] === "-netdev" && a.startsWith("tap,"));
-      return launchArgs && !tap ? _saveViaReceiver(q, vm, launchArgs, path) : _saveWholeStream(q, vm, path);
+      return launchArgs && !tap ? _saveViaReceiver(q, vm, launchArgs, path, o) : _saveWholeStream(q, vm, path);
     },
     async runState(vm: VMRecord): Promise<"running" | "paused"> {
       const r = (await q.qmp.command(qemuPaths(vm).qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
       return _STOPPED_STATUSES.has(String(r?.status)) ? "paused" : "running";
     },
+    reapLeftovers: (scope) => reapLeftoverReceivers(q.host, (t) => _killAndWait(q, t), scope),
   };
 }

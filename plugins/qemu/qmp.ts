@@ -45,7 +45,7 @@ export async function qmpQuit(path: string, timeoutMs = 1000): Promise<boolean> 
 }
 
 /** A migration stream is bounded by the disk, not by QEMU's default 32 MiB/s cap. */
-const _MAX_BANDWIDTH = 16 * 1024 * 1024 * 1024;
+export const MAX_MIGRATE_BANDWIDTH = 16 * 1024 * 1024 * 1024;
 
 /** Poll query-migrate until the migration completes; its failure (QEMU's own words) or the deadline is an error. */
 async function _untilMigrated(c: QmpClient, what: string, timeoutMs: number): Promise<void> {
@@ -77,7 +77,7 @@ export async function qmpMigrateOut(path: string, uri: string, timeoutMs: number
   const c = await QmpClient.connect(path, 2000);
   try {
     await _setCapabilities(c, o.capabilities);
-    await c.execute("migrate-set-parameters", { "max-bandwidth": _MAX_BANDWIDTH });
+    await c.execute("migrate-set-parameters", { "max-bandwidth": MAX_MIGRATE_BANDWIDTH });
     await c.execute("migrate", { uri });
     await _untilMigrated(c, "state save", timeoutMs);
   } finally {

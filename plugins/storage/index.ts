@@ -1,7 +1,8 @@
 import { dirname, join } from "node:path";
 import { BangerError, definePlugin, makeWorkDisk, tempPathFor, vmPaths } from "../../src/plugin-api.ts";
 import type { Exec, VMRecord } from "../../src/plugin-api.ts";
-import { activeDisk, backingOf, copyDisk, createOverlay, overlayPathFor, QCOW2_DRIVERS } from "./overlay.ts";
+import { backingOf, copyDisk, QCOW2_DRIVERS } from "./overlay.ts";
+import { commitStaged, diskFileOf, freezeDisk, prepareFreeze, stageFromSnapshot, topOf, type FreezePlan } from "./chain.ts";
 
 /**
  * Per-VM disks without device-mapper: the system disk is a sparse (or
@@ -35,18 +36,22 @@ export default definePlugin({
   setup(ctx) {
     // works anywhere: the default where no provider ranks higher (storage-dm) or that one cannot serve the VM
     const disks = ctx.registerStorage({ name: COPY_STORAGE, description: "sparse/reflink copy of the image rootfs" });
-    // a snapshot holds its own copies (the VM writes on into its disks); the names are the files in the snapshot's dir
+    // a snapshot holds its own files: hard links to a QEMU VM's frozen layers (chain.ts), copies for other VMMs
+    /** `system` of system.img: the disk's name in layer chains (chain.ts). */
+    const diskOf = (name: string) => name.replace(/\.img$/, "");
     const ownDisks = (vm: { runtime: { systemOverlay: string; workDiskPath: string } }) =>
       [["system.img", vm.runtime.systemOverlay], ["work.img", vm.runtime.workDiskPath]].filter(([, path]) => !!path) as [string, string][];
     disks.hook("vm:create", async ({ vm, progress, disksFrom }) => {
       if (disksFrom && QCOW2_DRIVERS.has(vm.spec.driver)) {
-        // a clone on QEMU: overlays over the snapshot's disks now (vm:restore makes them again, as cheaply), no copy of the image
+        // a clone on QEMU: links to the snapshot's chain and an overlay over it now (vm:restore makes the overlay
+        // again, as cheaply), no copy of the image
         const p = vmPaths(vm.runtime.vmDir);
         vm.runtime.systemOverlay = p.systemDisk;
         if (vm.spec.workDiskMiB > 0) vm.runtime.workDiskPath = p.workDisk;
-        for (const [name, path] of ownDisks(vm)) {
-          if (!disksFrom.disks.includes(name)) throw new BangerError("E_STATE", `snapshot ${disksFrom.vmName}@${disksFrom.name} has no ${name}`);
-          await createOverlay(ctx.host.exec, join(disksFrom.dir, name), overlayPathFor(path));
+        for (const [name] of ownDisks(vm)) {
+          const disk = diskOf(name);
+          if (!disksFrom.disks.some((n) => diskFileOf(n)?.disk === disk)) throw new BangerError("E_STATE", `snapshot ${disksFrom.vmName}@${disksFrom.name} has no ${name}`);
+          await commitStaged(ctx.host.fs, vm.runtime.vmDir, disk, await stageFromSnapshot(ctx.host.fs, ctx.host.exec, disksFrom, disk, vm.runtime.vmDir));
         }
         return;
       }
@@ -69,13 +74,13 @@ export default definePlugin({
       if (!vm.runtime.systemOverlay) throw new BangerError("E_STATE", `vm ${vm.name} has no system disk`);
       progress("copying the system disk");
       // the system disk is a whole ext4 image already (or an overlay over one): a flat sparse copy is the commit
-      await copyDisk(ctx.host.exec, await activeDisk(exists, vm.runtime.systemOverlay), out);
+      await copyDisk(ctx.host.exec, await topOf(ctx.host.fs, vm.runtime.systemOverlay), out);
     });
     /** The snapshot dirs a VM's overlays are backed by. */
     const basesOf = async (vm: VMRecord): Promise<string[]> => {
       const out: string[] = [];
       for (const [, path] of ownDisks(vm)) {
-        const d = await activeDisk(exists, path);
+        const d = await topOf(ctx.host.fs, path);
         const b = d.format === "qcow2" ? await backingOf(ctx.host.exec, d.path) : null;
         if (b) out.push(dirname(b));
       }
@@ -96,33 +101,70 @@ export default definePlugin({
         if ((await usersOf(dir, except)).length === 0) await ctx.host.fs.rmrf(dir);
       }
     };
-    disks.hook("vm:snapshot", async ({ vm, dir, disks: names }) => {
-      for (const [name, path] of ownDisks(vm)) {
-        await copyDisk(ctx.host.exec, await activeDisk(exists, path), join(dir, name));
-        names.push(name);
+    // a snapshot's plans, made before its freeze (vm:snapshot:before), used in it (vm:snapshot)
+    const plans = new Map<string, (FreezePlan | null)[]>();
+    disks.hook("vm:snapshot:before", async ({ vm, snapshotId, op }) => {
+      // Firecracker takes raw drives only: its VMs keep whole copies
+      if (!QCOW2_DRIVERS.has(vm.spec.driver)) return;
+      const made: (FreezePlan | null)[] = [];
+      plans.set(snapshotId, made);
+      // a snapshot that fails before its switch puts the names back; once switched, the VM runs on its overlay
+      op.defer("new overlays", async () => {
+        plans.delete(snapshotId);
+        for (const p of made) if (p && !p.switched) await p.undo();
+      });
+      for (const [i, [, path]] of ownDisks(vm).entries()) made.push(await prepareFreeze(ctx.host.fs, ctx.host.exec, await topOf(ctx.host.fs, path), i, snapshotId));
+    });
+    disks.hook("vm:snapshot", async ({ vm, dir, disks: names, snapshotId, live, switchDisk }) => {
+      const planned = plans.get(snapshotId) ?? [];
+      plans.delete(snapshotId);
+      for (const [i, [name, path]] of ownDisks(vm).entries()) {
+        const plan = planned[i];
+        // a live VM whose VMM cannot switch disks, or a chain from an older banger: the disk is copied, flattened
+        if (!plan || (live && !switchDisk)) {
+          if (plan) await plan.undo();
+          await copyDisk(ctx.host.exec, await topOf(ctx.host.fs, path), join(dir, name));
+          names.push(name);
+          continue;
+        }
+        names.push(await freezeDisk(ctx.host.fs, ctx.host.exec, plan, dir, switchDisk));
       }
     });
     disks.hook("vm:restore", async ({ vm, snapshot, op }) => {
-      for (const [name] of ownDisks(vm)) {
-        if (!snapshot.disks.includes(name)) throw new BangerError("E_STATE", `snapshot ${snapshot.vmName}@${snapshot.name} has no ${name}`);
-      }
       const overlay = QCOW2_DRIVERS.has(vm.spec.driver);
-      const before = overlay ? await basesOf(vm) : [];
+      for (const [name] of ownDisks(vm)) {
+        const has = overlay ? snapshot.disks.some((n) => diskFileOf(n)?.disk === diskOf(name)) : snapshot.disks.includes(name);
+        if (!has) throw new BangerError("E_STATE", `snapshot ${snapshot.vmName}@${snapshot.name} has no ${name}`);
+      }
+      if (overlay) {
+        // a VM made by an older banger may run on an overlay over a snapshot dir: that dir goes with its last user
+        const before = await basesOf(vm);
+        // every new overlay is staged (over links to the snapshot's chain) before any is put in place:
+        // a failure leaves the VM's disks as they were (and at worst an unused link)
+        const staged: { disk: string; next: string; chain: Set<string> }[] = [];
+        let committed = false;
+        for (const [name] of ownDisks(vm)) {
+          const disk = diskOf(name);
+          const s = await stageFromSnapshot(ctx.host.fs, ctx.host.exec, snapshot, disk, vm.runtime.vmDir);
+          op.defer(`staged ${name}`, async () => {
+            if (!committed) await ctx.host.fs.rmrf(join(vm.runtime.vmDir, s.next));
+          });
+          staged.push({ disk, ...s });
+        }
+        for (const s of staged) await commitStaged(ctx.host.fs, vm.runtime.vmDir, s.disk, s);
+        committed = true;
+        await sweep(before, vm.id);
+        return;
+      }
       // every new disk is made before any is replaced, and each replace is a rename: a failure leaves the VM's disks as they were
       const staged: [string, string][] = [];
       for (const [name, path] of ownDisks(vm)) {
-        const target = overlay ? overlayPathFor(path) : path;
-        const tmp = tempPathFor(target);
+        const tmp = tempPathFor(path);
         op.defer(`staged ${name}`, () => ctx.host.fs.rmrf(tmp));
-        if (overlay) await createOverlay(ctx.host.exec, join(snapshot.dir, name), tmp);
-        else await ctx.host.exec.run("cp", ["--sparse=always", "--reflink=auto", join(snapshot.dir, name), tmp]);
-        staged.push([tmp, target]);
+        await ctx.host.exec.run("cp", ["--sparse=always", "--reflink=auto", join(snapshot.dir, name), tmp]);
+        staged.push([tmp, path]);
       }
       for (const [tmp, target] of staged) await ctx.host.fs.rename(tmp, target);
-      if (!overlay) return;
-      // the overlay now wins over the raw file (activeDisk); the raw copy is only space
-      for (const [, path] of ownDisks(vm)) await ctx.host.fs.rmrf(path);
-      await sweep(before, vm.id);
     });
     disks.hook("vm:delete", async ({ vm }) => {
       await sweep(await basesOf(vm), vm.id);
@@ -133,8 +175,8 @@ export default definePlugin({
     disks.hook("vm:start:before", async ({ vm, boot, handles }) => {
       if (!vm.runtime.systemOverlay) throw new BangerError("E_STATE", `vm ${vm.name} has no system disk`);
       handles.extra.storage = COPY_STORAGE;
-      boot.disks.push(await activeDisk(exists, vm.runtime.systemOverlay));
-      if (vm.runtime.workDiskPath) boot.disks.push(await activeDisk(exists, vm.runtime.workDiskPath));
+      boot.disks.push(await topOf(ctx.host.fs, vm.runtime.systemOverlay));
+      if (vm.runtime.workDiskPath) boot.disks.push(await topOf(ctx.host.fs, vm.runtime.workDiskPath));
     });
   },
 });

@@ -2,10 +2,10 @@ import { dirname, join } from "node:path";
 import type { Exec } from "../../src/plugin-api.ts";
 
 /**
- * qcow2 overlays over a snapshot's disk copies, for clones and rollbacks:
- * a 25 ms `qemu-img create` instead of a copy of the whole disk. The
- * snapshot's copies are never written again (the overlay takes the writes),
- * so they are safe as backing files while the snapshot's own files stay.
+ * qcow2 overlays as an older banger laid them out (`system.qcow2` beside the
+ * raw disk it replaced, backed by a snapshot dir's copy by absolute name),
+ * which VMs made then still run on, and the flat copies snapshots of other
+ * VMMs and `vm commit` make. New chains are chain.ts's.
  *
  * An overlay lives beside the raw disk it replaces under its own name
  * (system.img → system.qcow2): the format comes from the host's file name,

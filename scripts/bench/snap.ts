@@ -151,7 +151,7 @@ export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; 
     summaryRow("vm fork: source frozen", s.forkFreeze),
   ]));
   b.row({ id: "P8d", section: "snap", measure: "pause → resume round trip (API)", stats: s.rounds, goal: { on: "value", max: 50, text: "≤ 50 ms" } });
-  b.row({ id: "P8", section: "snap", measure: "vm snapshot of a running VM: guest frozen (state save + disk copy)", stats: s.freeze, goal: { on: "value", max: 150, text: "source frozen ≤ 150 ms (P8b)" } });
+  b.row({ id: "P8", section: "snap", measure: "vm snapshot of a running VM: guest frozen (disk switch + state save)", stats: s.freeze, goal: { on: "value", max: 150, text: "source frozen ≤ 150 ms (P8b)" } });
   b.row({ id: "P8b", section: "snap", measure: "vm fork of a running VM until the clone answers exec true", stats: s.fork, baseline: { name: "vm restart (cold boot) until SSH answers", stats: s.restart }, goal: { on: "value", max: 1000, text: "≤ 1.0 s" }, note: forkNote });
   b.row({ id: "P8b", section: "snap", measure: "vm fork: source frozen", stats: s.forkFreeze, goal: { on: "value", max: 150, text: "≤ 150 ms" } });
   if (one && crowd) {

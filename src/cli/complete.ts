@@ -81,7 +81,7 @@ export async function candidates(root: AnyCmd, words: string[], src: NameSource)
       continue;
     }
     const subs = await resolve(cmd.subCommands);
-    if (subs && w in subs && positionals.length === 0) {
+    if (subs && Object.hasOwn(subs, w) && positionals.length === 0) {
       cmd = (await resolve(subs[w]!)) as AnyCmd;
       path.push(w);
       continue;

@@ -24,16 +24,22 @@ export const EARLY_READS: Readonly<Record<string, EarlyRead>> = {
   "plugin list": { route: "pluginList", path: "/v1/plugins", key: "plugins" },
 };
 
-/** Flags that leave the request as it is: output shape and chattiness only. */
-const NEUTRAL_FLAGS = new Set(["--json", "--quiet", "--verbose"]);
-
-/** The early read for this command line, or null: its words name one of EARLY_READS, and every flag is neutral. */
+/**
+ * The early read for this command line, or null: its words name one of
+ * EARLY_READS, and every other word is a flag that leaves the request as it
+ * is (output shape and chattiness only: --json, --quiet, --verbose). Plain
+ * comparisons in an indexed loop: every command runs this first, before
+ * anything is compiled (scripts/build.sh, --compile-jit-policy).
+ */
 export function earlyRead(argv: readonly string[]): EarlyRead | null {
-  const words: string[] = [];
-  for (const a of argv) {
-    if (a.startsWith("-")) {
-      if (!NEUTRAL_FLAGS.has(a)) return null;
-    } else words.push(a);
+  let words: string | null = null;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--json" || a === "--quiet" || a === "--verbose") continue;
+    // a flag that may change the request, or a word that is not one ("", "vm list" as one argument)
+    if (a.startsWith("-") || a === "" || a.includes(" ")) return null;
+    words = words === null ? a : `${words} ${a}`;
   }
-  return EARLY_READS[words.join(" ")] ?? null;
+  // own keys only: `banger constructor` is no early read
+  return words !== null && Object.hasOwn(EARLY_READS, words) ? EARLY_READS[words]! : null;
 }

@@ -53,7 +53,7 @@ async function leafOf(cmd: AnyCmd, args: string[]): Promise<{ cmd: AnyCmd; paren
     const a = args[i]!;
     if (a.startsWith("-")) break;
     const subs = await resolve(cur.subCommands);
-    if (!subs || !(a in subs)) break;
+    if (!subs || !Object.hasOwn(subs, a)) break;
     parent = cur;
     cur = (await resolve(subs[a]!)) as AnyCmd;
     path.push(a);

@@ -8,7 +8,7 @@ import { nowMs } from "../host/clock.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
 import type { ExecOptions } from "../shared/exec-options.ts";
 import { pickVMName } from "../shared/vm-names.ts";
-import { formatPort } from "../shared/ports.ts";
+import { formatPort, portsColumn } from "../shared/ports.ts";
 
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
 
@@ -177,7 +177,7 @@ const list = defineCommand({
     out(vms, !!args.json, () =>
       vms.length === 0
         ? "no vms (create one with `banger vm run --name NAME -- CMD`)"
-        : table([["NAME", "STATE", "ALIVE", "IMAGE", "SSH", "EXPIRES"], ...vms.map((v) => [v.name, v.runtime.state, v.alive ? "yes" : "no", v.spec.image, v.runtime.sshPort ? `${v.runtime.sshHost}:${v.runtime.sshPort}` : "-", nearestDeadline(v)])]),
+        : table([["NAME", "STATE", "ALIVE", "IMAGE", "SSH", "EXPIRES", "PORTS"], ...vms.map((v) => [v.name, v.runtime.state, v.alive ? "yes" : "no", v.spec.image, v.runtime.sshPort ? `${v.runtime.sshHost}:${v.runtime.sshPort}` : "-", nearestDeadline(v), portsColumn(v.spec.ports)])]),
     );
   },
 });

@@ -11,11 +11,18 @@
  * has passed, only for the same socket, method and path, and only once. A
  * failure (no daemon, another build) is handled as DaemonClient's own first
  * attempt would be: it starts or replaces the daemon and asks again.
+ *
+ * The read goes out on the main thread (src/host/unix-get.ts, not fetch()),
+ * and everything up to a printed `--json` answer is written for a path that
+ * runs once per process: few functions, no regular expressions, no Array
+ * callbacks, no Buffer (each costs its first use, in the interpreter the
+ * binary starts in: scripts/build.sh).
  */
 import { environ } from "../host/config.ts";
 import { refuseForeignAsync } from "../host/owner.ts";
-import { daemonPaths, resolveHome } from "../shared/paths.ts";
+import { daemonSocket, resolveHome } from "../shared/paths.ts";
 import { FULL_VERSION, VERSION_HEADER } from "../version.ts";
+import { answerHeader, answerResponse, EARLY_UNREAD, unixGet, type UnixAnswer } from "../host/unix-get.ts";
 
 /** The one shape of a request to the daemon socket: DaemonClient's and the early read's alike. */
 export function daemonRequest(
@@ -36,26 +43,41 @@ export interface EarlyRead {
   owner: Promise<void>;
 }
 
-let _early: (EarlyRead & { socket: string; method: string; path: string }) | null = null;
+/**
+ * In flight: the answer as read on the main thread (a Response is made only
+ * if DaemonClient takes it), or fetch()'s Response.
+ */
+let _early: { socket: string; method: string; path: string; owner: Promise<void>; answer: Promise<UnixAnswer> | null; res: Promise<Response> | null } | null = null;
 
-/** Handled now, awaited later: a rejection nobody took (the command asked something else) must not crash the CLI. */
-function _quiet<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => {});
-  return p;
+/**
+ * GET this path (a route's, without parameters) of this BANGER_HOME's daemon
+ * now, for earlyField or DaemonClient to take. `alone`: the process waits for
+ * the answer with nothing else to do (`--json`), so it goes out on the main
+ * thread (src/host/unix-get.ts), which costs less than fetch(); but a socket
+ * there writes only when the event loop next turns, which loading the CLI
+ * does not do, so a command that loads the CLI meanwhile sends with fetch(),
+ * whose own thread writes at once.
+ */
+export function sendEarly(path: string, alone: boolean): void {
+  // "/v1/" and then only a-z, "/" and "-": no parameter, no query
+  let bare = path.startsWith("/v1/");
+  for (let i = 4; bare && i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    bare = (c >= 97 && c <= 122) || c === 47 || c === 45;
+  }
+  if (!bare) throw new Error(`an early read is a GET of a route without parameters: ${path}`);
+  const socket = daemonSocket(resolveHome(environ()));
+  const owner = refuseForeignAsync(socket, "daemon socket");
+  const answer = alone ? unixGet(socket, path, [[VERSION_HEADER, FULL_VERSION]]) : null;
+  const res = alone ? null : daemonRequest(socket, "GET", path, { versioned: true });
+  // handled now, awaited later: a rejection nobody takes (the command asked something else) must not crash the CLI
+  owner.catch(_ignore);
+  answer?.catch(_ignore);
+  res?.catch(_ignore);
+  _early = { socket, method: "GET", path, owner, answer, res };
 }
 
-/** GET this path (a route's, without parameters) of this BANGER_HOME's daemon now, for DaemonClient to take. */
-export function sendEarly(path: string): void {
-  if (!/^\/v1\/[a-z/-]+$/.test(path)) throw new Error(`an early read is a GET of a route without parameters: ${path}`);
-  const socket = daemonPaths(resolveHome(environ())).socket;
-  _early = {
-    socket,
-    method: "GET",
-    path,
-    owner: _quiet(refuseForeignAsync(socket, "daemon socket")),
-    res: _quiet(daemonRequest(socket, "GET", path, { versioned: true })),
-  };
-}
+function _ignore(): void {}
 
 /**
  * One field of the early read's JSON answer, when nothing more is needed to
@@ -67,38 +89,21 @@ export function sendEarly(path: string): void {
  */
 export async function earlyField(key: string): Promise<unknown> {
   const e = _early;
-  if (!e) return undefined;
-  try {
-    await e.owner;
-  } catch {
-    return undefined;
-  }
-  let res: Response;
-  try {
-    res = await e.res;
-  } catch {
-    return undefined;
-  }
-  if (res.status !== 200 || res.headers.get(VERSION_HEADER) !== FULL_VERSION) return undefined;
-  let text: string;
-  try {
-    text = await res.text();
-  } catch (cut) {
-    // cut off mid-answer: DaemonClient meets the same failure (a read: it asks again)
-    e.res = _quiet(Promise.reject(cut));
-    return undefined;
-  }
+  if (!e?.answer) return undefined;
+  let a: UnixAnswer;
   let data: unknown;
   try {
-    data = JSON.parse(text);
-  } catch {}
-  if (data !== null && typeof data === "object" && key in data) {
-    _early = null;
-    return (data as Record<string, unknown>)[key];
+    await e.owner;
+    a = await e.answer;
+    if (a.status !== 200 || answerHeader(a, VERSION_HEADER) !== FULL_VERSION) return undefined;
+    data = JSON.parse(a.body);
+  } catch {
+    // not ours, no answer, or not JSON: DaemonClient meets the same and says so
+    return undefined;
   }
-  // not what the command expects: DaemonClient gets the same answer and says so
-  e.res = Promise.resolve(new Response(text, { status: res.status, headers: res.headers }));
-  return undefined;
+  if (data === null || typeof data !== "object" || !(key in data)) return undefined;
+  _early = null;
+  return (data as Record<string, unknown>)[key];
 }
 
 /** The early read of exactly this request, once; null when there is none (or it was of another). */
@@ -106,5 +111,11 @@ export function takeEarly(socket: string, method: string, path: string): EarlyRe
   const e = _early;
   if (!e || e.socket !== socket || e.method !== method || e.path !== path) return null;
   _early = null;
-  return { res: e.res, owner: e.owner };
+  if (e.res) return { res: e.res, owner: e.owner };
+  // an answer the early reader does not take (src/host/unix-get.ts) was asked for nothing: ask again as DaemonClient would have
+  const res = e.answer!.then(answerResponse, (err: unknown) => {
+    if ((err as { code?: string } | null)?.code !== EARLY_UNREAD) throw err;
+    return daemonRequest(socket, method, path, { versioned: true });
+  });
+  return { res, owner: e.owner };
 }

@@ -396,7 +396,7 @@ export class Engine {
         // The start's undos are the whole teardown of a failed start: each runs once, and vm:cleanup
         // (for VMs found dead, with nothing left to undo them) does not run on top.
         return await runOperation({ name: `vm start ${vm.name}`, vm, host: this.d.host, log: this.d.log, progress, signal }, async (op) => {
-          await this.d.hooks.run("vm:start:before", { vm, boot, handles, progress: op.progress, op });
+          await this.d.hooks.run("vm:start:before", { vm, boot, handles, progress: op.progress, op, restored: !!opts.restoreFrom, snapshot: opts.snapshot });
           // Record what the before-hooks made (tap, loops, dm) before the process exists: a daemon
           // dying during or right after launch must still let the next one tear them down.
           await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
@@ -415,7 +415,7 @@ export class Engine {
           await faultPoint("start:after-handles");
           // before the guest can open a connection that matters: the enforcer has the policy from the first one on
           await this.applyEgress(vm, handles);
-          await this.d.hooks.run("vm:start:after", { vm, handles, progress: op.progress, signal: op.signal, op, restored: !!opts.restoreFrom, snapshot: opts.snapshot });
+          await this.d.hooks.run("vm:start:after", { vm, handles, progress: op.progress, signal: op.signal, op, restored: !!opts.restoreFrom, snapshot: opts.snapshot, cloneNet: {} });
           if (vm.spec.ports?.length) {
             op.progress(`publishing ${vm.spec.ports.length} port(s)`);
             await openAll(this.netPorts(vm), vm, handles);
@@ -560,6 +560,14 @@ export class Engine {
   async reconcile(): Promise<ReconcileOutcome[]> {
     const all = this.d.store.listVMs();
     const out: ReconcileOutcome[] = [];
+    // first: a driver's helper a killed daemon left (QEMU: a snapshot's receiver) dies before any VM or snapshot is looked at
+    for (const driver of this.d.drivers.values()) {
+      const lines = await driver.reapLeftovers?.({ vms: all, vmsDir: this.d.paths.vmsDir }).catch((e: unknown) => {
+        this.d.log.warn(`reconcile ${driver.name}: reaping what it left failed: ${errorMessage(e)}`);
+        return [];
+      });
+      for (const line of lines ?? []) this.d.log.info(`reconcile ${driver.name}: ${line}`);
+    }
     // a create or delete the last daemon died in the middle of: finish it (rare, so one at a time)
     for (const vm of all) {
       if (vm.runtime.state !== "creating" && vm.runtime.state !== "deleting") continue;
@@ -635,7 +643,12 @@ export class Engine {
       alive = await vmAlive(vm, found.handles, driver, this.d.host.procs);
     }
     const asRead = found.unchanged ? JSON.stringify(found.handles) : null;
-    const hookErrors = await this.d.hooks.runAll("vm:reconcile", { vm, handles: found.handles, alive });
+    const discarded: string[] = [];
+    const hookErrors = await this.d.hooks.runAll("vm:reconcile", { vm, handles: found.handles, alive, discard: (reason) => void discarded.push(reason) });
+    if (alive && discarded.length) {
+      alive = false;
+      goneReason = `not kept: ${discarded.join("; ")}`;
+    }
     if (alive && vm.spec.ports?.length) {
       // the VMM kept its forwards across the daemon's death; reopen only what it lost
       const lost = await reopen(this.netPorts(vm), vm, found.handles).catch((e: unknown) => [errorMessage(e)]);
@@ -657,7 +670,7 @@ export class Engine {
     }
     if (vm.runtime.state === "error" && found.source === "none") return null;
     // A live-but-unanswering process (hung VMM) still holds resources: kill it before cleanup.
-    if (found.source === "process") await driver.kill(vm, found.handles).catch(() => {});
+    if (found.source === "process" || discarded.length) await driver.kill(vm, found.handles).catch(() => {});
     this.d.dropConnection(vm.id);
     const failures = [...hookErrors, ...(await this.teardown("vm:cleanup", { vm, handles: found.handles }))];
     this.cache.delete(vm.id);

@@ -10,6 +10,20 @@ import { labelledOperation, type Operation, type Undo } from "./operation.ts";
 export type { Operation, ProgressSink, Undo } from "./operation.ts";
 
 /**
+ * How a clone's guest, still at its parent's network address, is reached and
+ * moved to its own: its network provider fills it in vm:start:after (before
+ * the ordinary handlers), the plugin that gives clones their identity uses it.
+ */
+export interface CloneNet {
+  /** Where its SSH server answers meanwhile, instead of runtime.sshHost:sshPort. */
+  dialVia?: { host: string; port: number };
+  /** Run in the guest (bash) over that connection, after the identity is given: re-addresses it. */
+  guestScript?: string;
+  /** Once that connection is closed, before the guest is dialled at its own address. */
+  afterIdentity?: () => Promise<void>;
+}
+
+/**
  * Every hook, by name, with the payload its handlers receive. Names are
  * `noun:verb[:when]`; an unknown name is a type error and a runtime error.
  * A hook that is a step of an operation carries it as `op`: defer the undo
@@ -20,18 +34,29 @@ export interface HookMap {
   /** A VM row exists and VMDir is made; allocate durable resources (ports, disks, keys). */
   /** `disksFrom`: the VM is a clone of that snapshot; vm:restore puts its disks in place next, so making the image's copy first is wasted work. */
   "vm:create": { vm: VMRecord; progress: ProgressSink; op: Operation; disksFrom?: SnapshotRecord };
-  /** Before the VMM process launches: fill the boot config, acquire transient handles (defer their teardown on `op`). */
-  "vm:start:before": { vm: VMRecord; boot: BootConfig; handles: VMHandles; progress: ProgressSink; op: Operation };
+  /**
+   * Before the VMM process launches: fill the boot config, acquire transient handles (defer their teardown on `op`).
+   * `restored`/`snapshot` as in vm:start:after: a clone (the snapshot is another VM's) runs on with that VM's network identity.
+   */
+  "vm:start:before": { vm: VMRecord; boot: BootConfig; handles: VMHandles; progress: ProgressSink; op: Operation; restored?: boolean; snapshot?: SnapshotRecord };
   /**
    * The VMM process runs: wait for the guest (e.g. SSH) before the VM counts as running. `restored`: it runs on from
    * `snapshot` instead of having booted; when the snapshot is another VM's, this VM is its clone and needs its own identity.
    */
-  "vm:start:after": { vm: VMRecord; handles: VMHandles; progress: ProgressSink; signal: AbortSignal; op: Operation; restored?: boolean; snapshot?: SnapshotRecord };
+  "vm:start:after": { vm: VMRecord; handles: VMHandles; progress: ProgressSink; signal: AbortSignal; op: Operation; restored?: boolean; snapshot?: SnapshotRecord; cloneNet?: CloneNet };
+  /**
+   * A snapshot `snapshotId` is about to be made and the VM still runs (`live`: its VMM process is up): prepare
+   * whatever can be made before the freeze (the storage provider: the new overlays its disks switch to), and put
+   * in `dir` (the snapshot's temp dir, as in vm:snapshot) what does not change at the freeze (the guest's keys).
+   */
+  "vm:snapshot:before": { vm: VMRecord; dir: string; snapshotId: string; live: boolean; progress: ProgressSink; op: Operation };
   /**
    * A snapshot is being made: the VM's vCPUs stand still (or it is stopped). Copy what you own (disks) into
    * `dir`, a temp dir renamed into place only when the whole snapshot is made, and push each file's name to `disks`.
+   * `switchDisk` (a live VM whose VMM can): the VM's disk at `index` (its place in BootConfig.disks) writes to
+   * `overlay` from now on, a qcow2 made over the file it wrote until now, which becomes read-only.
    */
-  "vm:snapshot": { vm: VMRecord; dir: string; disks: string[]; progress: ProgressSink; op: Operation };
+  "vm:snapshot": { vm: VMRecord; dir: string; disks: string[]; progress: ProgressSink; op: Operation; snapshotId: string; live: boolean; switchDisk?: (index: number, overlay: string) => Promise<void> };
   /** A rollback: the VM is stopped; put back your part of the snapshot (disks from `snapshot.dir`) before it starts again. */
   "vm:restore": { vm: VMRecord; snapshot: SnapshotRecord; progress: ProgressSink; op: Operation };
   /** `snapshot rm`: push the names of the VMs that still run on the snapshot's disks (overlays backed by them); the disks then stay until the last of them is deleted. */
@@ -56,8 +81,12 @@ export interface HookMap {
    * live change (the next connection must obey it) and after a daemon restart re-adopted the VM.
    */
   "vm:egress:apply": { vm: VMRecord; policy: EgressPolicy; handles: VMHandles };
-  /** Startup reconcile: re-find this plugin's handles for a VM the store says is running. */
-  "vm:reconcile": { vm: VMRecord; handles: VMHandles; alive: boolean };
+  /**
+   * Startup reconcile: re-find this plugin's handles for a VM the store says is running. `discard(reason)`: a live VM
+   * that must not run on as it is (a clone whose start was cut short before it had its own network address) is
+   * killed and demoted, with its cleanup, instead of kept.
+   */
+  "vm:reconcile": { vm: VMRecord; handles: VMHandles; alive: boolean; discard?: (reason: string) => void };
   /** A session's process runs in the guest (fired by the session engine once it launched). */
   "session:start": { vm: VMRecord; session: GuestSession };
   /** A session ended (stop, kill, rm --force, its process exited, its VM went away): fired once per session. */
@@ -100,6 +129,7 @@ export const HOOK_NAMES: readonly HookName[] = [
   "vm:reconcile",
   "vm:egress",
   "vm:egress:apply",
+  "vm:snapshot:before",
   "vm:snapshot",
   "vm:restore",
   "snapshot:remove",

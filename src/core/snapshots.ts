@@ -44,13 +44,6 @@ export function parseSnapshotRef(ref: string, vmName?: string): { vm: string; sn
   return { vm, snap };
 }
 
-/** What a clone cannot be made of yet: a running tap VM's guest keeps its parent's address inside (re-addressing it is not done). */
-export function refuseClone(snap: Pick<SnapshotRecord, "memory" | "spec" | "vmName" | "name">): void {
-  if (snap.memory && snap.spec.net === "tap") {
-    throw new BangerError("E_STATE", `${snap.vmName}@${snap.name} is of a VM on --net tap: clones of a running tap VM are not supported yet (its guest keeps the parent's address)`);
-  }
-}
-
 /** A default snapshot name from the clock: 20261206-041530-123 (UTC). */
 export function defaultSnapshotName(now: Date): string {
   return now.toISOString().replace(/[-:]/g, "").replace("T", "-").replace(".", "-").replace("Z", "").toLowerCase();
@@ -130,37 +123,56 @@ export class Snapshots {
     const tmp = tempPathFor(snap.dir, "build");
     await host.fs.mkdirp(tmp, 0o700);
     op.defer("snapshot files", () => host.fs.rmrf(tmp));
+    // what can be made before the freeze is (the storage's new overlays), so the freeze is only the switch to them
+    await hooks.run("vm:snapshot:before", { vm, dir: tmp, snapshotId: id, live, progress: op.progress, op });
 
-    // the freeze: from the pause to the resume, as short as the state save and the disk copies allow;
-    // a driver that saves live stops the VM itself, for the end of its save only
+    // the freeze: from the pause to the resume, as short as the state save and the disks allow. A VMM that
+    // switches disks (QEMU) is paused first and its disks taken before the state save, which may then let the
+    // guest run on while the rest streams (saveState's runOn); any other driver that saves live stops the VM
+    // itself, for the end of its save only.
+    const disksFirst = live && !!driver.switchDisk;
     let frozeAt = 0;
     let thawed = !wasRunning;
     if (wasRunning) {
       op.defer("resume the vm", async () => {
         if (!thawed) await driver.resume!(vm, handles!);
       });
-      if (!driver.liveSave) {
+      if (!driver.liveSave || disksFirst) {
         await driver.pause!(vm, handles!);
         frozeAt = host.clock.now().getTime();
       }
     }
+    const takeDisks = async () => {
+      op.progress(`taking ${vm.name}'s disks`);
+      const switchDisk = live && driver.switchDisk ? (index: number, overlay: string) => driver.switchDisk!(vm, handles!, index, overlay) : undefined;
+      await hooks.run("vm:snapshot", { vm, dir: tmp, disks: snap.disks, progress: op.progress, op, snapshotId: id, live, switchDisk });
+      if (snap.disks.length === 0) throw new BangerError("E_STATE", `vm ${vm.name}: its storage provider "${vm.spec.storage}" cannot snapshot disks`);
+      // still frozen, its disks switched to new overlays (QEMU) and linked into the temp dir
+      await faultPoint("snapshot:after-disks");
+    };
+    if (disksFirst) await takeDisks();
+    const disksAt = host.clock.now().getTime();
     let finish: (() => Promise<void>) | undefined;
     if (live) {
       op.progress(`saving ${vm.name}'s memory and device state`);
-      const saved = await driver.saveState!(vm, handles!, join(tmp, STATE_FILE));
-      if (wasRunning && driver.liveSave) frozeAt = host.clock.now().getTime() - (saved?.frozenMs ?? 0);
+      const saved = await driver.saveState!(vm, handles!, join(tmp, STATE_FILE), { runOn: wasRunning });
+      if (wasRunning && driver.liveSave && !disksFirst) frozeAt = host.clock.now().getTime() - (saved?.frozenMs ?? 0);
       finish = saved?.finish;
       // what the driver still holds for the save (QEMU: its receiver process) goes with a failed snapshot too
       if (finish) op.defer("finish the state save", () => finish!());
     }
     await faultPoint("snapshot:after-state");
-    op.progress(`copying ${vm.name}'s disks`);
-    await hooks.run("vm:snapshot", { vm, dir: tmp, disks: snap.disks, progress: op.progress, op });
-    if (snap.disks.length === 0) throw new BangerError("E_STATE", `vm ${vm.name}: its storage provider "${vm.spec.storage}" cannot snapshot disks`);
+    const savedAt = host.clock.now().getTime();
+    if (!disksFirst) await takeDisks();
     if (wasRunning) {
+      const doneAt = host.clock.now().getTime();
       await driver.resume!(vm, handles!);
       thawed = true;
-      snap.freezeMs = host.clock.now().getTime() - frozeAt;
+      const now = host.clock.now().getTime();
+      snap.freezeMs = now - frozeAt;
+      // where the freeze went, for whoever tunes it (the disks, the state save, the resume)
+      const parts = disksFirst ? `disks ${disksAt - frozeAt} ms, state ${savedAt - disksAt} ms` : `state ${savedAt - frozeAt} ms, disks ${doneAt - savedAt} ms`;
+      this.d.log.info(`vm snapshot ${vm.name}@${name}: frozen ${snap.freezeMs} ms (${parts}, resume ${now - doneAt} ms)`);
     }
     // the rest of the state save, the VM running again
     if (finish) {
@@ -223,7 +235,6 @@ export class Snapshots {
    */
   async createFrom(ref: string, name: string, opts: { start?: boolean } = {}, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
     const snap = this.get(ref);
-    refuseClone(snap);
     const { spec } = snap;
     const { store, hooks, host, log } = this.d;
     const vm = await this.engine.create({ name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress, { disksFrom: snap });

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
-import { refuseClone, Snapshots } from "../core/snapshots.ts";
+import { Snapshots } from "../core/snapshots.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { VMView } from "../shared/api.ts";
@@ -73,7 +73,6 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
       if (from !== undefined) {
         const snapshots = new Snapshots(engine);
         const snap = snapshots.get(from);
-        refuseClone(snap);
         if (Object.keys(params).some((k) => k !== "name" && params[k as keyof typeof params] !== undefined)) {
           throw new BangerError("E_USAGE", "a clone takes its snapshot's shape: --from goes without --image, --cpus, --memory, --disk, --work-disk, --vmm, --net, --storage");
         }

@@ -94,7 +94,11 @@ async function _reconcileAndSweep(engine: Engine, store: Store, host: Host, path
   for (const r of reconcile) log.info(`reconcile ${r.vm}: ${r.action} (handles from ${r.source})${r.cleanupErrors.length ? `; ${r.cleanupErrors.join("; ")}` : ""}`);
   for (const line of await new Snapshots(engine).reconcile()) log.info(`reconcile snapshot ${line}`);
   // after reconcile (half-made rows are gone by now) and before listening: nothing of ours is at work yet
-  await sweepHome({ paths, fs: host.fs, procs: host.procs, clock: host.clock, log, vms: store.listVMs(), images: store.listImages(), snapshots: store.snapshots.list() });
+  const vmProcesses = engine.cache.ids().flatMap((id) => {
+    const [pid, vm] = [engine.cache.get(id)?.pid ?? 0, store.getVM(id)];
+    return pid > 0 && vm ? [{ name: vm.name, pid }] : [];
+  });
+  await sweepHome({ paths, fs: host.fs, procs: host.procs, clock: host.clock, log, vms: store.listVMs(), images: store.listImages(), snapshots: store.snapshots.list(), vmProcesses });
   return reconcile;
 }
 

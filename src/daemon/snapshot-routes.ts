@@ -1,7 +1,7 @@
 import type { Engine } from "../core/engine.ts";
 import { mapBounded } from "../shared/bounded.ts";
 import { BangerError } from "../shared/errors.ts";
-import { defaultSnapshotName, refuseClone, Snapshots, validateSnapshotName } from "../core/snapshots.ts";
+import { defaultSnapshotName, Snapshots, validateSnapshotName } from "../core/snapshots.ts";
 import { vmView } from "./app.ts";
 import type { HandlersFor } from "./router.ts";
 
@@ -28,7 +28,6 @@ export function createSnapshotRoutes(engine: Engine) {
       const vm = engine.getVM(params.vm);
       if (body.names.length === 0) throw new BangerError("E_USAGE", "fork needs at least one new name (or --count N)");
       if (new Set(body.names).size !== body.names.length) throw new BangerError("E_BAD_REQUEST", "fork: the new names must differ");
-      refuseClone({ memory: true, spec: vm.spec, vmName: vm.name, name: "fork" });
       for (const name of body.names) await engine.checkCreate({ name, image: vm.spec.image, driver: vm.spec.driver, net: vm.spec.net, storage: vm.spec.storage });
       return ndjson(async (emit) => {
         const snap = await snapshots.create(vm.id, { name: `fork-${defaultSnapshotName(engine.deps.host.clock.now())}` }, emit.progress);

@@ -19,7 +19,10 @@ import { sameProcess } from "../host/procs.ts";
  * reached through a symlink (a symlink itself may go, never what it points
  * at). A process left working in a leftover (an image build's mmdebstrap
  * outlives the daemon that ran it) is killed first: nobody will ever use
- * what it writes. The daemon runs this holding the home's lock and before it
+ * what it writes, unless it is a VM the reconcile just adopted: a VM still
+ * running on a leftover's files (a clone of a snapshot removed while it ran
+ * maps the snapshot's RAM file) keeps the leftover, never killed. The daemon
+ * runs this holding the home's lock and before it
  * listens, so no other daemon and no request of its own is at work; the CLI
  * writes nothing under the home.
  */
@@ -35,6 +38,8 @@ export interface SweepDeps {
   images: Iterable<{ dir: string }>;
   /** Every snapshot row (its dir owns snapshots/<id>); absent: snapshots/ is not looked at. */
   snapshots?: Iterable<{ dir: string }>;
+  /** The VMs the reconcile adopted, by their process: never killed, and what they work in stays. */
+  vmProcesses?: Iterable<{ name: string; pid: number }>;
   selfPid?: number;
   /** Where mount points are read from (tests pass their own). */
   mountinfo?: string;
@@ -151,6 +156,7 @@ export async function sweepHome(d: SweepDeps): Promise<SweepItem[]> {
     .filter((m): m is string => !!m)
     .map(_unescape);
   const procs = (await d.procs.find()).filter((p) => p.pid !== self);
+  const vmOf = new Map([...(d.vmProcesses ?? [])].map((v) => [v.pid, v.name] as const));
 
   for (const item of items) {
     try {
@@ -164,6 +170,11 @@ export async function sweepHome(d: SweepDeps): Promise<SweepItem[]> {
         continue;
       }
       const workers = procs.filter((p) => _names(p, item.path));
+      const vm = workers.find((w) => vmOf.has(w.pid));
+      if (vm) {
+        item.kept = `vm ${vmOf.get(vm.pid)} (pid ${vm.pid}) runs on it`;
+        continue;
+      }
       for (const w of workers) {
         // start-time guard: a pid reused since the scan is a stranger and is left alone
         if (!(await sameProcess(d.procs, w.pid, w.startTime))) continue;

@@ -1,5 +1,5 @@
 import { constants, createReadStream, type Stats } from "node:fs";
-import { appendFile, chmod, copyFile, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
+import { appendFile, chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
 import { tempPathFor } from "../shared/temps.ts";
 import type { DirEntry, FileStat, FS } from "./types.ts";
 
@@ -94,6 +94,7 @@ export function createFS(): FS {
       await writeFile(path, data, { mode });
     },
     rename,
+    link,
     copyFile: (from, to) => copyFile(from, to),
     chmod,
     async stat(path) {

@@ -27,6 +27,7 @@ export const TOOL_PACKAGES = {
   iptables: "iptables",
   nft: "nftables",
   socat: "socat",
+  ping: "iputils-ping",
   sysctl: "procps",
   losetup: "mount",
   blockdev: "util-linux",

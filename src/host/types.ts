@@ -80,6 +80,8 @@ export interface FS {
   /** Append to a file (created with `mode` when missing): one write(2) with O_APPEND, so concurrent appenders' lines never interleave. */
   appendFile(path: string, data: string, mode?: number): Promise<void>;
   rename(from: string, to: string): Promise<void>;
+  /** link(2): a second name for the same file (same filesystem only: EXDEV otherwise; EEXIST when `to` exists). */
+  link(from: string, to: string): Promise<void>;
   copyFile(from: string, to: string): Promise<void>;
   chmod(path: string, mode: number): Promise<void>;
   /** stat(2) (symlinks followed), or null when there is nothing there. */

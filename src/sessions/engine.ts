@@ -144,6 +144,8 @@ export interface StartFollowParams extends StartSessionParams {
   pty?: PtySize;
   /** Without a cwd, start in the user's home (as a login does) rather than /. */
   cwdHome?: boolean;
+  /** `user` is a default nobody asked for: a guest without that account runs the command as root. */
+  userOptional?: boolean;
   /** Kept with the session in the guest (0600: it may hold env values); read back with label(). */
   label?: string;
   /** Stop following (the process runs on). */
@@ -375,7 +377,7 @@ export class SessionEngine {
     const { vm, command, stdinMode } = await this._checkStart(params);
     let session = this._recordStarting(vm, params, command, stdinMode);
     const mark = `banger-start-${this._d.randomToken?.() ?? randomBytes(8).toString("hex")}`;
-    const o: LaunchOptions = { env: params.env, user: params.user, timeoutMs: params.timeoutMs, pty: params.pty, cwdHome: params.cwdHome };
+    const o: LaunchOptions = { env: params.env, user: params.user, timeoutMs: params.timeoutMs, pty: params.pty, cwdHome: params.cwdHome, userOptional: params.userOptional };
     const script = new TextEncoder().encode(StartFollowScript(session, o, mark, params.label ?? "", params.removeWhenDone));
     let conn: GuestSSH;
     try {

@@ -103,6 +103,8 @@ export type LaunchOptions = Pick<ExecOptions, "env" | "user" | "timeoutMs"> & {
   pty?: PtySize;
   /** Without a cwd, start in the user's home (as a login does) rather than /. */
   cwdHome?: boolean;
+  /** `user` is a default nobody asked for: a guest without that account runs the command as root (E2B's default user). */
+  userOptional?: boolean;
 };
 
 function _dim(n: number): number {
@@ -133,6 +135,7 @@ function _runnerScript(session: _SessionSpec, o: LaunchOptions, compact = false)
     TIMEOUT_EXIT,
     STDIN_MODE: session.stdinMode,
     RUN_CWD_HOME: o.cwdHome ? "1" : "",
+    RUN_USER_OPTIONAL: o.userOptional ? "1" : "",
     PTY_COLS: o.pty ? _dim(o.pty.cols) : "",
     PTY_ROWS: o.pty ? _dim(o.pty.rows) : "",
   });

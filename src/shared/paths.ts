@@ -49,13 +49,24 @@ export function resolveHome(env: Readonly<Record<string, string | undefined>>): 
   return join(state, "banger");
 }
 
+/**
+ * The daemon's socket in this home, alone: the CLI's early read needs no
+ * other path (daemonPaths builds eleven). A home that needs no normalizing
+ * skips join's array work, which a compiled `vm list` pays for on its first
+ * call (test/unit/paths.test.ts holds it to join's answer).
+ */
+export function daemonSocket(home: string): string {
+  const clean = home.startsWith("/") && !home.endsWith("/") && !home.endsWith("/.") && !home.endsWith("/..") && !home.includes("//") && !home.includes("/./") && !home.includes("/../");
+  return clean ? `${home}/bangerd.sock` : join(home, "bangerd.sock");
+}
+
 export function daemonPaths(home: string): DaemonPaths {
   return {
     home,
     imagesDir: join(home, "images"),
     vmsDir: join(home, "vms"),
     db: join(home, "banger.db"),
-    socket: join(home, "bangerd.sock"),
+    socket: daemonSocket(home),
     lock: join(home, "daemon.lock"),
     pidFile: join(home, "daemon.pid"),
     log: join(home, "daemon.log"),

@@ -45,3 +45,19 @@ export function formatPort(p: PublishedPort): string {
   const host = p.boundPort || p.hostPort;
   return `${p.hostIP}:${host}->${p.guestPort}/${p.proto}`;
 }
+
+/**
+ * The PORTS column of `vm list`: `8080→80` per port (the host port bound, or
+ * as asked, `*` before one is picked; the host address only when it is not
+ * the default loopback one; `/udp` only for udp), comma-separated; `-` for
+ * none. `vm port ls` has the whole story (where each is reached).
+ */
+export function portsColumn(ports: readonly PublishedPort[] | undefined): string {
+  if (!ports?.length) return "-";
+  return ports
+    .map((p) => {
+      const ip = p.hostIP === DEFAULT_PUBLISH_IP ? "" : `${p.hostIP}:`;
+      return `${ip}${p.boundPort || p.hostPort || "*"}→${p.guestPort}${p.proto === "udp" ? "/udp" : ""}`;
+    })
+    .join(",");
+}

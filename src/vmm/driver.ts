@@ -21,6 +21,15 @@ export interface LaunchOptions {
   restoreFrom?: string;
 }
 
+export interface SaveOptions {
+  /**
+   * The VM runs on after the save (it ran when the snapshot began, and is stopped now with its disks taken):
+   * the driver may let it run again before its save has finished (QEMU: background-snapshot), returning once
+   * it runs; `finish` then waits for the rest. Otherwise the VM stays stopped until the caller resumes it.
+   */
+  runOn?: boolean;
+}
+
 export interface LaunchResult {
   pid: number;
   pidStartTime: number;
@@ -57,9 +66,22 @@ export interface VMMDriver {
    * more: the caller runs it once after resuming the VM (or while unwinding a failed snapshot). Absent: the
    * VMM cannot snapshot.
    */
-  saveState?(vm: VMRecord, handles: VMHandles, path: string): Promise<void | { frozenMs: number; finish?: () => Promise<void> }>;
+  saveState?(vm: VMRecord, handles: VMHandles, path: string, opts?: SaveOptions): Promise<void | { frozenMs: number; finish?: () => Promise<void> }>;
+  /**
+   * The live VM's disk `index` (its place in BootConfig.disks) writes to `overlay` from now on: a qcow2 the caller
+   * made with the disk's current file as its backing, which the VMM keeps open read-only (QEMU:
+   * `blockdev-snapshot-sync` mode existing). Lets a snapshot keep the old file as it is instead of copying it.
+   * Absent: the VMM cannot (the storage copies the disk instead).
+   */
+  switchDisk?(vm: VMRecord, handles: VMHandles, index: number, overlay: string): Promise<void>;
   /** saveState takes a running VM and stops it only as long as it must (see saveState). */
   readonly liveSave?: boolean;
+  /**
+   * At daemon start, before any VM is reconciled (nothing of this daemon's is at work yet): end what a killed
+   * daemon left running of the driver's own helpers (QEMU: a snapshot's receiver) for these VMs and for any
+   * dir under `vmsDir` no VM owns, and remove their files. One line per thing done. Absent: it leaves none.
+   */
+  reapLeftovers?(scope: { vms: readonly VMRecord[]; vmsDir: string }): Promise<string[]>;
   /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */
   usable?(): Promise<{ usable: boolean; reason: string }>;
   /** Network modes this VMM can attach, the first being its default. Absent means ["user", "tap"]. */

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { CommandExitError, Sandbox, TimeoutError } from "e2b";
+import { AuthenticationError, CommandExitError, Sandbox, TimeoutError } from "e2b";
 import { e2e, e2eHome, e2eReady, IMAGE_DIR, qemuPidsUnder } from "../helpers/e2e.ts";
 import { killAndWait, waitFor } from "../helpers/cli.ts";
 
@@ -53,6 +53,21 @@ e2e.describe("E2B commands and PTY on a real QEMU guest", () => {
     const failed = await sb.commands.run("echo partial; exit 7").catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(CommandExitError);
     expect([(failed as CommandExitError).exitCode, (failed as CommandExitError).stdout]).toEqual([7, "partial\n"]);
+  }, 300_000);
+
+  test("one user rule for commands and files: a named user the guest lacks is AuthenticationError for both (a hostile name only a name); none named is `user` for both", async () => {
+    for (const user of ["no-such-user", "it's;$(touch /tmp/pwned)"]) {
+      const c = await sb.commands.run("true", { user }).catch((e: unknown) => e);
+      const f = await sb.files.write("x.txt", "x", { user }).catch((e: unknown) => e);
+      for (const e of [c, f]) {
+        expect(e).toBeInstanceOf(AuthenticationError);
+        expect(String(e)).toContain(`error looking up user '${user}': unknown user`);
+      }
+    }
+    expect((await sb.commands.run("test ! -e /tmp/pwned && echo clean", { user: "root" })).stdout).toBe("clean\n");
+    // the base template's default is `user`, for files too
+    expect((await sb.files.write("mine.txt", "m")).path).toBe("/home/user/mine.txt");
+    // (an image without `user` acting as root: test/integration/e2b-process.test.ts, test/e2e/e2b-files.test.ts)
   }, 300_000);
 
   test("stdin: sendStdin then closeStdin ends the reader with what was sent", async () => {

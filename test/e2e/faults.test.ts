@@ -1,6 +1,7 @@
 // The real-VM subset of the fault-injection suite (test/integration/faults.test.ts):
 // a QEMU guest through a daemon that SIGKILLs itself right after launching the
-// VM, in the middle of a stop and in the middle of a delete. One boot in all.
+// VM, while a snapshot's receiver qemu builds its RAM file, in the middle of a stop
+// and in the middle of a delete. One boot in all.
 import { afterAll, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -37,6 +38,44 @@ e2e.describe("daemon crashes around a real VM (QEMU)", () => {
     expect(show().pid).toBe(adopted.pid);
     expect(await waitFor(() => h.run(["vm", "exec", "crashy", "--", "true"]).code === 0, 180_000, 2000)).toBe(true);
     noTemps();
+  }, BOOT);
+
+  test("killed while a snapshot's receiver builds its RAM file: the next daemon kills the receiver and drops the half-made snapshot; the VM runs on, an earlier snapshot still restores, the next snapshot works; removing the snapshot it runs on does not get it killed at the next start", async () => {
+    expect(h.run(["vm", "snapshot", "crashy", "--name", "good"]).code).toBe(0);
+    const vm = show();
+    const rcvFiles = () => readdirSync(vm.runtime.vmDir).filter((f) => f === "rcv.sock" || /^receiver-disk\d+\.img$/.test(f));
+    armed("snapshot:in-receiver", ["vm", "snapshot", "crashy", "--name", "cut"]);
+    // the dead daemon's receiver (a second qemu under this home) is still there, RAM file mapped shared
+    const orphans = qemuPidsUnder(h.home).filter((p) => p !== vm.pid);
+    expect(orphans).toHaveLength(1);
+    expect(rcvFiles().length).toBeGreaterThan(0);
+    const after = show(); // auto-starts an unarmed daemon: reconcile ran
+    expect(after).toMatchObject({ alive: true, pid: vm.pid, runtime: { state: "running" } });
+    expect(qemuPidsUnder(h.home)).toEqual([vm.pid]);
+    expect(alive(orphans[0]!)).toBe(false);
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain(`killed the snapshot receiver qemu (pid ${orphans[0]}) a killed daemon left`);
+    expect(rcvFiles()).toEqual([]);
+    // all of the snapshot or none of it: none (its receiver ran before the commit), no files of it left
+    expect(h.run(["snapshot", "list", "--json"]).json().map((s: { name: string }) => s.name)).toEqual(["good"]);
+    expect(readdirSync(join(h.home, "snapshots"))).toHaveLength(1);
+    noTemps();
+    expect(h.run(["vm", "exec", "crashy", "--", "true"]).code).toBe(0);
+    expect(h.run(["vm", "rollback", "crashy", "good"]).code).toBe(0);
+    expect(h.run(["vm", "exec", "crashy", "--", "true"]).code).toBe(0);
+    expect(h.run(["vm", "snapshot", "crashy", "--name", "next"]).code).toBe(0);
+    expect(existsSync(join(h.run(["snapshot", "show", "crashy@next", "--json"]).json().dir, "memory.ram"))).toBe(true);
+    expect(qemuPidsUnder(h.home)).toHaveLength(1);
+    // the snapshot it was rolled back to, removed while the VM runs on it (its RAM file; on copy storage with
+    // absolute backing names, its disks too): the next daemon's sweep neither kills the VM nor removes what it runs on
+    const goodDir = h.run(["snapshot", "show", "crashy@good", "--json"]).json().dir as string;
+    expect(h.run(["snapshot", "rm", "crashy@good"]).code).toBe(0);
+    const kept = existsSync(goodDir); // its files kept for the VM (no row), or (disks linked into the VM's dir) all gone
+    const running = show();
+    killAndWait(h.daemonPid());
+    expect(show()).toMatchObject({ alive: true, pid: running.pid, runtime: { state: "running" } });
+    expect(existsSync(goodDir)).toBe(kept);
+    if (kept) expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain(`sweep: left ${goodDir} (snapshot dir with no row): vm crashy (pid ${running.pid}) runs on it`);
+    expect(h.run(["vm", "exec", "crashy", "--", "true"]).code).toBe(0);
   }, BOOT);
 
   test("killed in the middle of a stop: the live VM is kept running (adopted), and stop then works", () => {

@@ -12,6 +12,7 @@ import { BANGER, tempHome, killAndWait } from "../helpers/cli.ts";
 import { tmpdir } from "node:os";
 import { mkdtempSync } from "node:fs";
 import { e2e, e2eReady, IMAGE_DIR, qemuPidsUnder } from "../helpers/e2e.ts";
+import { macFor, tapName } from "../../plugins/net-tap/subnet.ts";
 
 const NS = `bge-${process.pid % 100000}`;
 /** "Outside": a namespace reachable from the VM only through the test namespace's NAT. */
@@ -73,6 +74,8 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
 
   afterAll(async () => {
     if (!h) return;
+    banger(["vm", "delete", "c1", "--force"]);
+    banger(["vm", "delete", "k1", "--force"]);
     banger(["vm", "delete", "alpha", "--force"]);
     await h.cleanup(qemuPidsUnder(h.home));
     Bun.spawnSync(["ip", "netns", "del", NS]);
@@ -136,6 +139,63 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
     }
     times.sort((a, b) => a - b);
     console.log(`e2e net-tap: vm exec -- true p50 ${Math.round(times[5]!)} ms (n=11, pooled SSH over the tap)`);
+
+    // a clone of the running VM: its own address and MAC (alpha's session server runs on in it), nothing of alpha's on its tap
+    const tf = performance.now();
+    const forked = banger(["vm", "fork", "alpha", "c1", "--json"]);
+    const forkMs = Math.round(performance.now() - tf);
+    expect(forked.code).toBe(0);
+    const te = performance.now();
+    expect(banger(["vm", "exec", "c1", "--", "true"]).code).toBe(0);
+    console.log(`e2e net-tap: fork of a running tap VM ${forkMs} ms, then vm exec -- true ${Math.round(performance.now() - te)} ms`);
+    const c1 = JSON.parse(banger(["vm", "show", "c1", "--json"]).stdout);
+    expect(c1.runtime).toMatchObject({ guestIP: "10.213.9.3", sshHost: "10.213.9.3", dnsName: "c1.vm" });
+    const nic = (name: string) => banger(["vm", "exec", name, "--", "bash", "-c", "ip -o -4 addr show dev eth0; ip -o link show dev eth0; ip route; hostname"]).stdout;
+    const [nicC1, nicAlpha] = [nic("c1"), nic("alpha")];
+    expect(nicC1).toContain("inet 10.213.9.3/24");
+    expect(nicC1).not.toContain("10.213.9.2");
+    expect(nicC1).toContain(`link/ether ${macFor(c1.id)} `);
+    expect(nicC1).toContain("default via 10.213.9.1 dev eth0");
+    expect(nicC1.trim().split("\n").at(-1)).toBe("c1");
+    expect(nicAlpha).toContain("inet 10.213.9.2/24");
+    expect(nicAlpha).toContain(`link/ether ${macFor(vm.id)} `);
+    // on the bridge, each MAC behind its own VM's tap only
+    const fdb = inNs(["bridge", "fdb", "show", "br", "banger0"]).stdout;
+    expect(fdb).toContain(`${macFor(vm.id)} dev ${tapName(vm.id)} `);
+    expect(fdb).toContain(`${macFor(c1.id)} dev ${tapName(c1.id)} `);
+    expect(fdb).not.toContain(`${macFor(vm.id)} dev ${tapName(c1.id)} `);
+    expect(inNs(["getent", "hosts", "c1.vm"]).stdout.trim().split(/\s+/)).toEqual(["10.213.9.3", "c1.vm"]);
+    expect(inNs(["ping", "-c", "1", "-W", "3", "c1.vm"]).stdout).toContain("1 received");
+    // guest to guest as the rule allows: the clone has its own policy (none, the default), keyed to its own address and tap
+    const dial = (target: string) => `if timeout 4 bash -c 'exec 3<>/dev/tcp/${target}/8080 && IFS= read -r -t 3 l <&3 && echo "$l"'; then :; else echo closed; fi`;
+    expect(c1.spec.egress).toBe("none");
+    expect(banger(["vm", "exec", "alpha", "--", "bash", "-c", dial("10.213.9.3")]).stdout.trim()).toBe("hello-tap");
+    expect(banger(["vm", "exec", "c1", "--", "bash", "-c", dial("10.213.9.2")]).stdout.trim()).toBe("closed");
+    expect(banger(["vm", "egress", "c1", "all"]).code).toBe(0);
+    expect(banger(["vm", "exec", "c1", "--", "bash", "-c", dial("10.213.9.2")]).stdout.trim()).toBe("hello-tap");
+    expect(banger(["vm", "delete", "c1", "--force"]).code).toBe(0);
+    expect(inNs(["ip", "-o", "link"]).stdout).not.toContain(tapName(c1.id));
+    expect(inNs(["getent", "hosts", "c1.vm"]).code).not.toBe(0);
+    expect(banger(["vm", "exec", "alpha", "--", "true"]).code).toBe(0);
+    // the daemon killed (-9) while a clone's tap is off the bridge: the next one leaves no such tap and does not keep the clone
+    const isolated = () => inNs(["ip", "-o", "link", "show"]).stdout.split("\n").filter((l) => / bt-[0-9a-f]+:/.test(l) && !l.includes(" master "));
+    const forking = Bun.spawn(["ip", "netns", "exec", NS, BANGER, "vm", "fork", "alpha", "k1"], { env: { ...h.env, BANGER_TAP_SUBNET: "10.213.9.0/24" }, stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+    let off = false;
+    // LOWER_UP: QEMU holds the tap (the clone runs, its guest still at its parent's address)
+    for (let i = 0; i < 2400 && !off; i++) {
+      off = isolated().some((l) => l.includes("LOWER_UP"));
+      if (!off) await Bun.sleep(25);
+    }
+    expect(off).toBe(true);
+    killAndWait(h.daemonPid());
+    await forking.exited;
+    const k1 = JSON.parse(banger(["vm", "show", "k1", "--json"]).stdout);
+    expect(k1.runtime.state).toBe("stopped");
+    expect(k1.runtime.lastError).toBe(`not kept: ${tapName(k1.id)} is off the bridge: a clone whose start was cut short before it had its own address`);
+    expect(isolated()).toEqual([]);
+    expect(inNs(["ip", "-o", "link"]).stdout).not.toContain(tapName(k1.id));
+    expect(banger(["vm", "delete", "k1", "--force"]).code).toBe(0);
+    expect(qemuPidsUnder(h.home).length).toBe(1);
 
     // egress: the guest reaches a namespace it has no route to except through MASQUERADE, which sees the NAT address
     const echo = Bun.spawn(["ip", "netns", "exec", OUT, process.execPath, "-e",

@@ -201,7 +201,7 @@ export interface FakeFS extends FS {
   readonly dirs: Set<string>;
   /** Symlinks: path → target (never followed by list or rmrf, as on the real host). */
   readonly links: Map<string, string>;
-  /** Every mutation in order: "write <path>", "mkdirp <path>", "rmrf <path>", "rename <from> <to>", "copy <from> <to>", "chmod <path> <octal>". */
+  /** Every mutation in order: "write <path>", "mkdirp <path>", "rmrf <path>", "rename <from> <to>", "link <from> <to>", "copy <from> <to>", "chmod <path> <octal>". */
   readonly ops: string[];
   readonly writes: { path: string; data: string; mode?: number }[];
   /** Make the next writeAtomic to a path matching this fail. */
@@ -278,6 +278,13 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
       f.ops.push(`rename ${from} ${to}`);
       for (const [k, v] of [...f.files]) if (_under(k, from)) (f.files.delete(k), f.files.set(to + k.slice(from.length), v));
       for (const d of [...f.dirs]) if (_under(d, from)) (f.dirs.delete(d), f.dirs.add(to + d.slice(from.length)));
+    },
+    async link(from, to) {
+      f.ops.push(`link ${from} ${to}`);
+      const t = f.files.get(from);
+      if (t === undefined) throw Object.assign(new Error(`ENOENT: link ${from}`), { code: "ENOENT" });
+      if (await f.exists(to)) throw Object.assign(new Error(`EEXIST: link ${to}`), { code: "EEXIST" });
+      f.files.set(to, t);
     },
     async copyFile(from, to) {
       f.ops.push(`copy ${from} ${to}`);

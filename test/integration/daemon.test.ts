@@ -160,6 +160,12 @@ describe("bad input", () => {
     const r = run(["vm", "frobnicate"]);
     expect(r.code).toBe(2);
     expect(r.stderr.split("\n").filter(Boolean).length).toBe(1);
+    // names an object inherits are no commands either (they once ran nothing and exited 0)
+    for (const words of [["constructor"], ["vm", "toString"], ["vm", "__proto__"]]) {
+      const u = run(words);
+      expect(u.code).toBe(2);
+      expect(u.stderr).toContain(`unknown command "${words.at(-1)}"`);
+    }
   });
   test("unknown image: exit 1 naming the build command", () => {
     const r = run(["vm", "create", "x1", "--image", "nope", "--driver", "fake"]);

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CommandExitError, Sandbox, TimeoutError } from "e2b";
+import { AuthenticationError, CommandExitError, Sandbox, TimeoutError } from "e2b";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { Process } from "../../src/daemon/e2b/gen/process/process_pb.ts";
@@ -67,7 +67,7 @@ function startDaemon(): Daemon {
     stateRoot,
   });
   // this guest has no user "user": calls that name none run as root here
-  const envd = createEnvd({ engine: {} as Engine, ssh: pool, host, log: testLogger(), sessions }, [processService({ defaultUser: "root" })], []);
+  const envd = createEnvd({ engine: {} as Engine, ssh: pool, host, log: testLogger(), sessions }, [processService()], []);
   const sandbox: EnvdSandbox = { id: "debug_sandbox_id", vm, envVars: { SANDBOX_VAR: "from the sandbox", OVERRIDDEN: "sandbox" } };
   const server = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, fetch: (req) => envd.handle(req, sandbox) });
   const d: Daemon = {
@@ -198,6 +198,7 @@ guestLogin.describe("e2b SDK commands and pty against envd on guest sessions", (
       envs: { HOSTILE: hostile, OVERRIDDEN: "request" },
       cwd: work,
     });
+    // no user named, and this guest has no `user` account: root, as envd's default is for a template that names none
     expect(r.stdout).toBe(`${hostile}|${work}|root|from the sandbox|request`);
 
     const nobody = await sbx.commands.run("id -un; pwd", { user: "nobody" });
@@ -206,8 +207,13 @@ guestLogin.describe("e2b SDK commands and pty against envd on guest sessions", (
     const root = await sbx.commands.run("id -un", { user: "root" });
     expect(root.stdout).toBe("root\n");
 
-    const badUser = await sbx.commands.run("true", { user: "no-such-user-x" }).catch((e: unknown) => e);
-    expect(String(badUser)).toContain("no such user in the guest: no-such-user-x");
+    // a named user the guest lacks is envd's error, the SDK's AuthenticationError; a hostile name is only a name
+    for (const user of ["no-such-user-x", "it's;$(touch /tmp/banger-e2b-pwned)"]) {
+      const badUser = await sbx.commands.run("true", { user }).catch((e: unknown) => e);
+      expect(badUser).toBeInstanceOf(AuthenticationError);
+      expect(String(badUser)).toContain(`error looking up user '${user}': unknown user`);
+    }
+    expect(existsSync("/tmp/banger-e2b-pwned")).toBe(false);
     const badCwd = await sbx.commands.run("true", { cwd: join(dir, "nope") }).catch((e: unknown) => e);
     expect(String(badCwd)).toContain("no such directory in the guest");
   });

@@ -116,6 +116,10 @@ describe("published ports (fake VMM)", () => {
     const listed = run(["vm", "list", "--json"]).json<VMView[]>().find((x) => x.name === "web")!;
     expect(byGuest(listed.spec.ports!, 80).boundPort).toBe(any.boundPort);
     expect(run(["vm", "show", "web"]).stdout).toContain(`port:      127.0.0.1:${any.boundPort}->80/tcp  (127.0.0.1:${any.boundPort})\n`);
+    // and vm list's table has a PORTS column: host port → guest port, each
+    const table = run(["vm", "list"]).stdout.split("\n");
+    expect(table[0]).toMatch(/^NAME +STATE +ALIVE +IMAGE +SSH +EXPIRES +PORTS$/);
+    expect(table.find((l) => l.startsWith("web "))).toEndWith(` ${any.boundPort}→80,${fixed}→81`);
   });
 
   test("bad specs are one line, exit 2, and make no VM", () => {

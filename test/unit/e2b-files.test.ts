@@ -12,8 +12,6 @@ import { downloadEncoding, filesEndpoint } from "../../src/daemon/e2b/envd/files
 import { MultipartError, boundaryOf, multipartParts } from "../../src/daemon/e2b/envd/multipart.ts";
 import {
   FS_EXIT,
-  basicUser,
-  callUser,
   commitScript,
   fsError,
   goPermissions,
@@ -229,23 +227,10 @@ describe("errors and request parts", () => {
     expect(fsError(7, "")).toMatchObject({ kind: "internal", message: "exit 7" });
   });
 
-  test("basicUser: the SDK's Basic base64(user:); none or empty is no user", () => {
-    const b = (s: string) => `Basic ${Buffer.from(s).toString("base64")}`;
-    expect(basicUser(b("user:"))).toBe("user");
-    expect(basicUser(b("root:"))).toBe("root");
-    expect(basicUser(b("it's;$(x):"))).toBe("it's;$(x)");
-    expect(basicUser(b(":"))).toBeNull();
-    expect(basicUser(null)).toBeNull();
-    expect(basicUser("Bearer abc")).toBeNull();
-  });
-
-  test("callUser: the named user (query first), else the Basic one, else envd's default, marked as defaulted", () => {
-    const b = (s: string) => `Basic ${Buffer.from(s).toString("base64")}`;
-    expect(callUser("bob", b("alice:"))).toEqual({ name: "bob", defaulted: false });
-    expect(callUser(null, b("alice:"))).toEqual({ name: "alice", defaulted: false });
-    expect(callUser("", null)).toEqual({ name: "user", defaulted: true });
-    expect(statScript(callUser(null, null), "x")).toContain("DEFAULTED='1'");
-    expect(statScript(callUser("user", null), "x")).toContain("DEFAULTED='0'");
+  test("the call's user reaches the scripts as a value, marked when it is the default (test/unit/e2b-user.test.ts has the rule)", () => {
+    expect(statScript({ name: "user", defaulted: true }, "x")).toContain("DEFAULTED='1'");
+    expect(statScript({ name: "it's;$(x)", defaulted: false }, "x")).toContain(`E2B_USER='it'\\''s;$(x)'`);
+    expect(statScript({ name: "user", defaulted: false }, "x")).toContain("DEFAULTED='0'");
   });
 
   test("downloadEncoding: gzip when named alone or when identity is refused; a runtime's blanket list stays identity; 406 when neither", () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CommandExitError, InvalidArgumentError, Sandbox } from "e2b";
+import { AuthenticationError, CommandExitError, Sandbox } from "e2b";
 import { fakeHost, testLogger } from "../helpers/fakes.ts";
 import type { ExecResult, ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
 import type { GuestSession, VMRecord } from "../../src/shared/model.ts";
@@ -14,7 +14,6 @@ import type { SSHPool } from "../../src/daemon/ssh-pool.ts";
 import { createEnvd, type EnvdSandbox } from "../../src/daemon/e2b/envd/index.ts";
 import { processService } from "../../src/daemon/e2b/envd/process.ts";
 import { endEvent } from "../../src/daemon/e2b/envd/process-events.ts";
-import { userOf } from "../../src/daemon/e2b/envd/process-user.ts";
 import TIMEOUT_SH from "../../src/sessions/scripts/timeout.sh" with { type: "text" };
 
 const HOSTILE = "it's; $(touch /tmp/pwned) `x` \"q\" \\ \nnext line";
@@ -94,7 +93,7 @@ afterAll(() => {
 });
 
 let n = 0;
-async function sandboxWith(guest: RecordingGuest, defaultUser?: string) {
+async function sandboxWith(guest: RecordingGuest) {
   const fired: { hook: string; session: GuestSession }[] = [];
   const sessions = new SessionEngine({
     hooks: {
@@ -114,7 +113,7 @@ async function sandboxWith(guest: RecordingGuest, defaultUser?: string) {
     stateRoot: "/state",
     randomToken: () => "tok",
   });
-  const envd = createEnvd({ engine: {} as Engine, ssh: {} as SSHPool, host: fakeHost(), log: testLogger(), sessions }, [processService({ defaultUser })], []);
+  const envd = createEnvd({ engine: {} as Engine, ssh: {} as SSHPool, host: fakeHost(), log: testLogger(), sessions }, [processService()], []);
   const sandbox: EnvdSandbox = { id: "debug_sandbox_id", vm, envVars: { FROM_SANDBOX: "s", BOTH: "sandbox" } };
   const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => envd.handle(req, sandbox) });
   servers.push(server);
@@ -136,16 +135,16 @@ function bashReads(script: string, last: string, print: string): string[] {
 /** The runner a start script carries, and its values: command and args, env, cwd, user, cwd-home, timeout. */
 function runnerOf(startScript: string) {
   const [runner] = bashReads(startScript, "LABEL", `printf '%s\\0' "$RUNNER"`);
-  const [cmd, env, cwd, user, home, timeout] = ["CMD", "RUN_ENV", "RUN_CWD", "RUN_USER", "RUN_CWD_HOME", "TIMEOUT"].map((name) =>
+  const [cmd, env, cwd, user, home, timeout, optional] = ["CMD", "RUN_ENV", "RUN_CWD", "RUN_USER", "RUN_CWD_HOME", "TIMEOUT", "RUN_USER_OPTIONAL"].map((name) =>
     bashReads(runner!, "PTY_ROWS", name === "CMD" || name === "RUN_ENV" ? `printf '%s\\0' "\${${name}[@]}"` : `printf '%s\\0' "$${name}"`),
   );
-  return { cmd: cmd!, env: env!, cwd: cwd![0], user: user![0], home: home![0], timeout: timeout![0] };
+  return { cmd: cmd!, env: env!, cwd: cwd![0], user: user![0], home: home![0], timeout: timeout![0], optional: optional![0] };
 }
 
 describe("envd process service (recording guest)", () => {
   test("Start is one exec: the bootstrap reads the script from stdin; output, exit code and the row follow", async () => {
     const guest = guestThatRuns("hello\n", "warn\n", 5);
-    const { sbx, sessions, fired } = await sandboxWith(guest, "user");
+    const { sbx, sessions, fired } = await sandboxWith(guest);
     const err = (await sbx.commands.run(`echo ${HOSTILE}`, { envs: { HOSTILE, BOTH: "request" }, cwd: "/w d/'x'" }).catch((e: unknown) => e)) as CommandExitError;
     expect(err).toBeInstanceOf(CommandExitError);
     expect(err.exitCode).toBe(5);
@@ -177,31 +176,42 @@ describe("envd process service (recording guest)", () => {
     expect(bashReads(stdin, "CLEANUP", `printf '%s\\0' "$CLEANUP"`)).toEqual(["1"]);
   });
 
-  test("the user comes from Authorization: Basic; root runs as the login (no switch); timeoutMs is the guest timeout", async () => {
+  test("the user comes from Authorization: Basic; root runs as the login (no switch); none named is `user`, or root where the guest lacks it; timeoutMs is the guest timeout", async () => {
     const guest = guestThatRuns("", "", 0);
     const { sbx } = await sandboxWith(guest);
     await sbx.commands.run("true", { user: "nobody", timeoutMs: 1500 });
     await sbx.commands.run("true", { user: "root", timeoutMs: 0 });
     await sbx.commands.run("true");
+    await sbx.commands.run("true", { user: "it's;$(touch /tmp/pwned)" });
     const runners = guest.execs.map((e) => runnerOf(e.stdin));
-    expect(runners.map((r) => r.user)).toEqual(["nobody", "", "user"]);
+    expect(runners.map((r) => [r.user, r.optional])).toEqual([["nobody", ""], ["", ""], ["user", "1"], ["it's;$(touch /tmp/pwned)", ""]]);
     expect(Number(runners[0]!.timeout)).toBeGreaterThan(1);
     expect(Number(runners[0]!.timeout)).toBeLessThanOrEqual(1.5);
     expect(runners[1]!.timeout).toBe("");
-    expect(userOf(new Headers({ authorization: `Basic ${btoa("alice:")}` }), "user")).toBe("alice");
-    expect(userOf(new Headers({ authorization: "Bearer x" }), "user")).toBe("user");
-    expect(userOf(new Headers(), "root")).toBeUndefined();
   });
 
-  test("a refused start (no such user) is the SDK's InvalidArgumentError, recorded failed", async () => {
+  test("a user no account can have (a newline, a NUL) is the SDK's AuthenticationError before anything reaches the guest", async () => {
+    const guest = guestThatRuns("", "", 0);
+    const { sbx, sessions } = await sandboxWith(guest);
+    const before = sessions.list("vm-1").length;
+    for (const user of ["a\nb", "x\u0000"]) {
+      const err = await sbx.commands.run("true", { user }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AuthenticationError);
+      expect(String(err)).toContain(`invalid username: ${JSON.stringify(user)}`);
+    }
+    expect(guest.execs).toEqual([]);
+    expect(sessions.list("vm-1")).toHaveLength(before);
+  });
+
+  test("a refused start (no such user) is the SDK's AuthenticationError in envd's words, recorded failed", async () => {
     const guest = new RecordingGuest((_s, o) => {
       o.onStderr?.(enc(`${MARK} failed no such user in the guest: ghost\n`));
       return 1;
     });
     const { sbx, sessions } = await sandboxWith(guest);
     const err = await sbx.commands.run("true", { user: "ghost" }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    expect(String(err)).toContain("no such user in the guest: ghost");
+    expect(err).toBeInstanceOf(AuthenticationError);
+    expect(String(err)).toContain("error looking up user 'ghost': unknown user");
     const row = sessions.list("vm-1").at(-1)!;
     expect(row.status).toBe("failed");
     expect(row.launchStage).toBe("launch");

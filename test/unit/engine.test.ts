@@ -702,6 +702,25 @@ describe("reconcile (the seed's reconcile test)", () => {
     expect(w.ts.store.getVM("was-stopping")!.runtime.state).toBe("stopped");
   });
 
+  test("first, each driver reaps what a killed daemon left of its own (every VM and the vms dir in view), before any VM is looked at; a failed reap is logged, not fatal", async () => {
+    const w = world();
+    await runningRow(w, "r1", "ghost");
+    await runningRow(w, "r2", "parked", "stopped");
+    const order: string[] = [];
+    w.driver.reapLeftovers = async (scope) => {
+      order.push(`reap ${scope.vms.map((v) => v.name).join(",")} in ${scope.vmsDir}`);
+      return ["ghost: killed the snapshot receiver qemu (pid 7) a killed daemon left"];
+    };
+    w.hooks.hook("x", "vm:reconcile", ({ vm }) => void order.push(`reconcile ${vm.name}`));
+    expect((await w.engine.reconcile()).map((o) => o.action)).toEqual(["demoted"]);
+    expect(order).toEqual(["reap ghost,parked in /state/vms", "reconcile ghost"]);
+    expect(w.log.of("info")).toContain("reconcile fake: ghost: killed the snapshot receiver qemu (pid 7) a killed daemon left");
+
+    w.driver.reapLeftovers = () => Promise.reject(new Error("qemu (pid 7) did not exit after SIGKILL"));
+    await w.restart().reconcile();
+    expect(w.log.of("warn")).toContain("reconcile fake: reaping what it left failed: qemu (pid 7) did not exit after SIGKILL");
+  });
+
   test("a corrupt scratch file with a dead process demotes without crashing", async () => {
     const w = world();
     const vm = await runningRow(w, "k1", "corrupt");

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { daemonPaths, joinPath, resolveHome } from "../../src/shared/paths.ts";
+import { daemonPaths, daemonSocket, joinPath, resolveHome } from "../../src/shared/paths.ts";
 
 describe("paths", () => {
   test("joinPath answers as node:path's join", () => {
@@ -25,6 +25,12 @@ describe("paths", () => {
       ["a/b/../../.."],
     ];
     for (const c of cases) expect([c, joinPath(...c)]).toEqual([c, join(...c)]);
+  });
+
+  test("daemonSocket is join's socket path, by its short way or join's", () => {
+    const homes = ["/tmp/h", "/tmp/h/", "/tmp//h", "/tmp/./h", "/tmp/../h", "/tmp/h/.", "/tmp/h/..", "/", "h", "./h", "", "/a b/'$(x)'/é", "/x.y/..z/.w"];
+    for (const home of homes) expect([home, daemonSocket(home)]).toEqual([home, join(home, "bangerd.sock")]);
+    for (const home of homes) expect(daemonPaths(home).socket).toBe(daemonSocket(home));
   });
 
   test("the daemon's paths hang off the home", () => {

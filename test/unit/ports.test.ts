@@ -2,7 +2,7 @@
 // input, matching, net-user's monitor commands (a recording monitor), the
 // `info usernet` and stats parsers on real output, and the tap provider's reach.
 import { describe, expect, test } from "bun:test";
-import { formatPort, matchPorts, parsePortSpec } from "../../src/shared/ports.ts";
+import { formatPort, matchPorts, parsePortSpec, portsColumn } from "../../src/shared/ports.ts";
 import { parseUsernetForwards, userNetPorts } from "../../plugins/net-user/ports.ts";
 import { tapPorts } from "../../plugins/net-tap/index.ts";
 import { parseGuestStats, parsePidStat } from "../../src/daemon/stats.ts";
@@ -63,6 +63,20 @@ describe("parsePortSpec", () => {
     expect(matchPorts([a, b, c], "40002:53/udp")).toEqual([c]);
     expect(formatPort(a)).toBe("127.0.0.1:40001->80/tcp");
     expect(formatPort(parsePortSpec("0:80"))).toBe("127.0.0.1:0->80/tcp");
+  });
+});
+
+describe("portsColumn (vm list's PORTS)", () => {
+  const port = (spec: string, boundPort = 0): PublishedPort => ({ ...parsePortSpec(spec), boundPort });
+  test("none is -; each is HOST→GUEST: the bound host port, else as asked, * before one is picked", () => {
+    expect(portsColumn(undefined)).toBe("-");
+    expect(portsColumn([])).toBe("-");
+    expect(portsColumn([port("8080:80", 8080)])).toBe("8080→80");
+    expect(portsColumn([port("8080:80")])).toBe("8080→80");
+    expect(portsColumn([port("0:80", 41234), port("80")])).toBe("41234→80,*→80");
+  });
+  test("the host address only when it is not the default loopback one; /udp only for udp", () => {
+    expect(portsColumn([port("0.0.0.0:8080:80", 8080), port("127.0.0.1:5353:53/udp", 5353), port("9000:90/tcp", 9000)])).toBe("0.0.0.0:8080→80,5353→53/udp,9000→90");
   });
 });
 

@@ -53,6 +53,8 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
   let quitExits = true;
   /** What query-status says: QMP stop sets it, cont clears it. */
   let paused = false;
+  /** QEMU refuses background-snapshot (a clone's RAM file mapped private). */
+  let bgRefused = false;
   const sockOwner = (sock = "/v/abc123/api.sock") => [...procs.values()].find((p) => p.cmdline.includes(sock === "/v/abc123/api.sock" ? QMP_NEEDLE : `unix:${sock},server=on,wait=off`));
 
   const qmp: QmpOps = {
@@ -75,11 +77,22 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
       if (quitExits) procs.delete(p.pid);
       return true;
     },
-    async command(sock, command) {
-      rec.qmp.push(`${command} ${sock}`);
+    async command(sock, command, _timeoutMs, args) {
+      rec.qmp.push(`${command} ${sock}${args ? ` ${JSON.stringify(args)}` : ""}`);
       if (!sockOwner(sock)) throw new Error("QMP connection closed");
       if (command === "stop") paused = true;
       if (command === "cont") paused = false;
+      if (command === "migrate-set-capabilities" && JSON.stringify(args).includes('"background-snapshot","state":true') && bgRefused) {
+        throw new Error("QMP GenericError: Background-snapshot is not compatible with guest memory configuration");
+      }
+      if (command === "migrate") {
+        // a background save: QEMU runs the guest again itself once its RAM is write-protected; the stream ends later
+        const uri = String((args as { uri: string }).uri);
+        files.add(uri.slice(uri.lastIndexOf(" '") + 2, -1).replaceAll("'\\''", "'"));
+        paused = false;
+        t += 3;
+      }
+      if (command === "query-migrate") return { status: "completed" };
       if (command === "query-block") return [{ device: "disk0", inserted: { image: { "virtual-size": 1073741824 } } }];
       return command === "query-status" ? { status: paused ? "paused" : "running", running: !paused } : {};
     },
@@ -164,8 +177,9 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
     rec,
     procs,
     elapsed: () => t,
-    set: (s: { spawn?: "ok" | "die" | "hang"; powerdownExits?: boolean; quitExits?: boolean }) => {
+    set: (s: { spawn?: "ok" | "die" | "hang"; powerdownExits?: boolean; quitExits?: boolean; bgRefused?: boolean }) => {
       if (s.spawn) spawnBehaviour = s.spawn;
+      if (s.bgRefused !== undefined) bgRefused = s.bgRefused;
       if (s.powerdownExits !== undefined) powerdownExits = s.powerdownExits;
       if (s.quitExits !== undefined) quitExits = s.quitExits;
     },
@@ -373,6 +387,25 @@ describe("qemu driver: pause and resume", () => {
     expect(f.rec.kills).toEqual([]);
   });
 
+  test("switchDisk: blockdev-snapshot-sync of drive disk<i> onto the given overlay (mode existing, qcow2), the path passed as data, never through a shell", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const hostile = "/v/it's; $(reboot)\n`x`/system.qcow2";
+    await d.switchDisk!(sampleVM(), handlesFor(r.pid, r.pidStartTime), 1, hostile);
+    expect(f.rec.qmp.filter((q) => q.startsWith("blockdev"))).toEqual([
+      `blockdev-snapshot-sync /v/abc123/api.sock ${JSON.stringify({ device: "disk1", "snapshot-file": hostile, format: "qcow2", mode: "existing" })}`,
+    ]);
+    expect(f.rec.runs).toEqual([]);
+    expect(f.rec.kills).toEqual([]);
+  });
+
+  test("switchDisk of a VM whose qemu is gone fails", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    await expect(d.switchDisk!(sampleVM(), handlesFor(1, 1), 0, "/v/abc123/system.qcow2")).rejects.toThrow("QMP connection closed");
+  });
+
   test("pause of a VM whose qemu is gone fails instead of pretending", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
@@ -405,7 +438,7 @@ describe("qemu driver: state save and restore", () => {
     const saved = (await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig"))!;
     const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
     expect(calls().slice(0, 2)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock"]);
-    expect(calls()[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > '\/snaps\/s1\/\.whole\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/whole\.mig' x-ignore-shared=off$/);
+    expect(calls()[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > '\/snaps\/s1\/\.whole\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/whole\.mig' x-ignore-shared=off,background-snapshot=off$/);
     expect(calls()[3]).toBe("query-block /v/abc123/api.sock");
     expect(calls()).toHaveLength(4);
     // it returns with the VM stopped at the saved instant, frozen for the stream's save (30 ms of fake time); no receiver yet
@@ -438,6 +471,50 @@ describe("qemu driver: state save and restore", () => {
     // once only
     await saved.finish!();
     expect(calls()).toHaveLength(2);
+  });
+
+  test("saveState with runOn of a VM the caller stopped: background-snapshot on, migrate, return once QEMU runs the guest again; finish waits for the stream, then the receiver", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const h = handlesFor(r.pid, r.pidStartTime);
+    await d.pause!(sampleVM(), h);
+    f.rec.qmp.length = 0;
+    const saved = (await d.saveState!(sampleVM(), h, "/snaps/s1/state.mig", { runOn: true }))!;
+    const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
+    expect(calls().slice(0, 2)).toEqual([
+      "query-status /v/abc123/api.sock",
+      `migrate-set-capabilities /v/abc123/api.sock ${JSON.stringify({ capabilities: [{ capability: "x-ignore-shared", state: false }, { capability: "background-snapshot", state: true }] })}`,
+    ]);
+    expect(calls()[2]).toBe(`migrate-set-parameters /v/abc123/api.sock ${JSON.stringify({ "max-bandwidth": 16 * 1024 ** 3 })}`);
+    expect(calls()[3]).toMatch(/^migrate \/v\/abc123\/api\.sock \{"uri":"exec:cat > '\/snaps\/s1\/\.whole\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/whole\.mig'"\}$/);
+    // never a stop nor a cont of its own: the guest runs again by QEMU's hand, and the driver waits for that
+    expect(calls().slice(4)).toEqual(["query-status /v/abc123/api.sock", "query-block /v/abc123/api.sock"]);
+    expect(await d.runState!(sampleVM())).toBe("running");
+    expect(saved.frozenMs).toBe(3);
+    f.rec.qmp.length = 0;
+    await saved.finish!();
+    expect(calls()[0]).toBe("query-migrate /v/abc123/api.sock");
+    expect(calls()[1]).toBe("migrate-in /v/abc123/rcv.sock exec:cat '/snaps/s1/whole.mig'");
+    expect(f.rec.renames).toEqual([]);
+    expect([...f.procs.keys()]).toEqual([r.pid]);
+  });
+
+  test("saveState with runOn where QEMU refuses background-snapshot (a clone's RAM file): the stopped save, background-snapshot set off", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const h = handlesFor(r.pid, r.pidStartTime);
+    await d.pause!(sampleVM(), h);
+    f.set({ bgRefused: true });
+    f.rec.qmp.length = 0;
+    const saved = (await d.saveState!(sampleVM(), h, "/snaps/s1/state.mig", { runOn: true }))!;
+    const calls = f.rec.qmp.filter((x) => !x.startsWith("ping"));
+    expect(calls[1]).toStartWith("migrate-set-capabilities ");
+    expect(calls[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock .* x-ignore-shared=off,background-snapshot=off$/);
+    expect(calls.some((c) => c.startsWith("migrate "))).toBe(false);
+    expect(await d.runState!(sampleVM())).toBe("paused");
+    expect(saved.frozenMs).toBe(30);
   });
 
   test("saveState: a receiver that fails costs the RAM file, not the snapshot: memory.ram removed, the whole stream becomes the state file, nothing left running", async () => {

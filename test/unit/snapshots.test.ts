@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { defaultSnapshotName, parseSnapshotRef, refuseClone, validateSnapshotName } from "../../src/core/snapshots.ts";
+import { defaultSnapshotName, parseSnapshotRef, validateSnapshotName } from "../../src/core/snapshots.ts";
 import { BangerError } from "../../src/shared/errors.ts";
 
 const code = (f: () => unknown) => {
@@ -25,13 +25,4 @@ test("the default name is the UTC time to the millisecond, and a valid name", ()
   const n = defaultSnapshotName(new Date("2026-12-06T04:15:30.123Z"));
   expect(n).toBe("20261206-041530-123");
   expect(validateSnapshotName(n)).toBe(n);
-});
-
-test("clones of a running tap VM are refused with the reason; disks-only or user-net snapshots pass", () => {
-  const spec = { image: "default", cpus: 1, memoryMiB: 256, diskMiB: 0, workDiskMiB: 0, driver: "qemu", storage: "copy" };
-  expect(() => refuseClone({ memory: true, spec: { ...spec, net: "tap" }, vmName: "web", name: "s" })).toThrow(
-    "web@s is of a VM on --net tap: clones of a running tap VM are not supported yet (its guest keeps the parent's address)",
-  );
-  expect(() => refuseClone({ memory: false, spec: { ...spec, net: "tap" }, vmName: "web", name: "s" })).not.toThrow();
-  expect(() => refuseClone({ memory: true, spec: { ...spec, net: "user" }, vmName: "web", name: "s" })).not.toThrow();
 });

@@ -156,6 +156,18 @@ describe("startup sweep", () => {
     expect(w.left()).toEqual([`${H}/images/default/rootfs.ext4`, `${H}/images/notes.txt`, `${H}/vms/a/handles.json`, `${H}/vms/stray-file`]);
   });
 
+  test("a VM the reconcile adopted is never killed: a snapshot dir with no row it runs on (its RAM file) stays while it runs; an unknown process there is killed", async () => {
+    const snap = `${H}/snapshots/s1`;
+    const w = world({ [`${snap}/memory.ram`]: "x", [`${H}/vms/a/handles.json`]: "{}", [`${H}/snapshots/s2/memory.ram`]: "x" }, { vms: ["a"] });
+    w.procs.add(300, 5, ["qemu-system-x86_64", "-object", `memory-backend-file,id=pc.ram,size=256M,mem-path=${snap}/memory.ram,share=off`]);
+    w.procs.add(301, 6, ["qemu-system-x86_64", "-object", `memory-backend-file,id=pc.ram,size=256M,mem-path=${H}/snapshots/s2/memory.ram,share=off`]);
+    const items = await sweepHome({ ...w.deps, snapshots: [], vmProcesses: [{ name: "clone", pid: 300 }] });
+    expect(w.procs.kills).toEqual([{ pid: 301, signal: "SIGKILL" }]);
+    expect(items.find((i) => i.path === snap)!.kept).toBe("vm clone (pid 300) runs on it");
+    expect(w.left()).toEqual([`${snap}/memory.ram`, `${H}/vms/a/handles.json`]);
+    expect(w.log.of("warn")).toContain(`sweep: left ${snap} (snapshot dir with no row): vm clone (pid 300) runs on it`);
+  });
+
   test("symlinks are never followed: a stray link goes by itself, a symlinked vms/ is not swept", async () => {
     const w = world({ "/elsewhere/precious/data": "x", [`${H}/vms/a/handles.json`]: "{}" }, { vms: ["a"] });
     w.fs.links.set(`${H}/vms/ghost`, "/elsewhere/precious");

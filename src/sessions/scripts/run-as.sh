@@ -2,24 +2,32 @@
 # Who and where a guest command runs (vm exec and session runners share it).
 # Given: RUN_USER (empty: stay root; else NAME, UID, NAME:GROUP or UID:GID,
 # as Docker's -u), RUN_CWD (may be empty), RUN_ENV (array of KEY=VALUE),
-# optionally RUN_CWD_HOME (non-empty: no RUN_CWD means the user's home).
+# optionally RUN_CWD_HOME (non-empty: no RUN_CWD means the user's home) and
+# RUN_USER_OPTIONAL (non-empty: RUN_USER is a default nobody asked for, and a
+# guest without that account runs the command as root, as envd does for a
+# template that names no user).
 # The including script defines refuse MESSAGE (print one line and exit), and
 # getent_entry (getent.sh) comes before this.
 # Sets AS: the argv prefix that drops to RUN_USER (empty for root as is).
 run_as_prepare() {
   # shellcheck disable=SC2034 # AS is for the including script
   AS=()
+  local u="" g="" name="" uid gid home
   if [ -n "$RUN_USER" ]; then
-    local u=${RUN_USER%%:*} g="" name="" uid gid home
+    u=${RUN_USER%%:*}
     case $RUN_USER in *:*) g=${RUN_USER#*:} ;; esac
     if getent_entry passwd "$u"; then
       IFS=: read -r name _ uid gid _ home _ <<< "$ENTRY"
     elif [[ $u =~ ^[0-9]+$ ]]; then
       # a uid with no passwd entry is allowed (as in Docker): group 0, HOME /
       uid=$u gid=0 home=/
+    elif [ -n "${RUN_USER_OPTIONAL-}" ]; then
+      u=""
     else
       refuse "no such user in the guest: $u"
     fi
+  fi
+  if [ -n "$u" ]; then
     if [ -n "$g" ]; then
       if getent_entry group "$g"; then
         IFS=: read -r _ _ gid _ <<< "$ENTRY"

@@ -2,7 +2,8 @@ import type { Body } from "../../../files/guest.ts";
 import type { EnvdDeps, EnvdSandbox } from "./context.ts";
 import { SandboxFs } from "./fs-guest.ts";
 import { MultipartError, boundaryOf, multipartParts } from "./multipart.ts";
-import { EnvdFsError, callUser, type CallUser, type FsErrorKind, type GuestEntry } from "./fs-scripts.ts";
+import { EnvdFsError, type FsErrorKind, type GuestEntry } from "./fs-scripts.ts";
+import { EnvdUserError, callUser, type CallUser } from "./user.ts";
 
 /**
  * envd's plain-HTTP `/files`: GET downloads a file (gzip when the client
@@ -25,13 +26,13 @@ const _STATUS: Record<FsErrorKind, number> = {
 
 /** envd's error body: `{code, message}` with the HTTP status as code. */
 function _error(e: unknown): Response {
-  const status = e instanceof EnvdFsError ? _STATUS[e.kind] : 500;
+  const status = e instanceof EnvdFsError ? _STATUS[e.kind] : e instanceof EnvdUserError ? _STATUS.user : 500;
   const message = e instanceof Error ? e.message : String(e);
   return Response.json({ code: status, message }, { status });
 }
 
 function _user(req: Request, url: URL): CallUser {
-  return callUser(url.searchParams.get("username"), req.headers.get("authorization"));
+  return callUser({ query: url.searchParams.get("username"), authorization: req.headers.get("authorization") });
 }
 
 /**

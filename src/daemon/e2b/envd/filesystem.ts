@@ -4,7 +4,8 @@ import { EntryInfoSchema, EventType, FileType, Filesystem, type FilesystemEventS
 import type { VMRecord } from "../../../shared/model.ts";
 import { sandboxOf, type EnvdDeps } from "./context.ts";
 import { SandboxFs } from "./fs-guest.ts";
-import { EnvdFsError, callUser as requestUser, type CallUser, type FsErrorKind, type GuestEntry, type WatchEvent } from "./fs-scripts.ts";
+import { EnvdFsError, type FsErrorKind, type GuestEntry, type WatchEvent } from "./fs-scripts.ts";
+import { EnvdUserError, callUser as requestUser, type CallUser } from "./user.ts";
 
 /**
  * envd's filesystem.Filesystem Connect service (Stat, MakeDir, Move,
@@ -32,6 +33,7 @@ const _CODES: Record<FsErrorKind, Code> = {
 export function connectError(e: unknown): ConnectError {
   if (e instanceof ConnectError) return e;
   if (e instanceof EnvdFsError) return new ConnectError(e.message, _CODES[e.kind]);
+  if (e instanceof EnvdUserError) return new ConnectError(e.message, _CODES.user);
   return new ConnectError(e instanceof Error ? e.message : String(e), Code.Internal);
 }
 
@@ -67,7 +69,7 @@ const _EVENT_TYPES: Record<WatchEvent["type"], EventType> = {
 
 /** The user a call acts for: the SDK's Basic authorization, else envd's default user. */
 export function callUser(ctx: HandlerContext): CallUser {
-  return requestUser(null, ctx.requestHeader.get("authorization"));
+  return requestUser({ authorization: ctx.requestHeader.get("authorization") });
 }
 
 /** The SDK asks for a keepalive every N seconds (it sends 50); a quiet stream must not look dead to an idle timeout on the way, so never less often than this. */

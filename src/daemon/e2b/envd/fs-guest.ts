@@ -18,10 +18,10 @@ import {
   watchParser,
   watchScript,
   writeScript,
-  type CallUser,
   type GuestEntry,
   type WatchEvent,
 } from "./fs-scripts.ts";
+import type { CallUser } from "./user.ts";
 
 /** How long a watch's guest loop gets to stop by itself after its stdin ended before the channel is closed. */
 const WATCH_GRACE_MS = 3000;

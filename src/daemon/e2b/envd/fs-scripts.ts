@@ -18,6 +18,7 @@ import READ_SH from "./scripts/read.sh" with { type: "text" };
 import WRITE_SH from "./scripts/write.sh" with { type: "text" };
 import COMMIT_SH from "./scripts/commit.sh" with { type: "text" };
 import WATCH_SH from "./scripts/watch.sh" with { type: "text" };
+import type { CallUser } from "./user.ts";
 
 /** Exit statuses of the envd scripts: banger's files ones, plus the two only envd has. */
 export const FS_EXIT = { ...EXIT, NO_USER: 50, NO_INOTIFY: 51 } as const;
@@ -47,12 +48,6 @@ export class EnvdFsError extends Error {
 /** A value the guest shell could not carry intact (NUL ends a C string) is refused before any script. */
 function _checkValue(what: string, v: string): void {
   if (v.includes("\0")) throw new EnvdFsError("invalid", `${what} must not contain a NUL byte`);
-}
-
-/** Who a call acts for: the name, and whether the SDK named nobody (then a guest without that user acts as root). */
-export interface CallUser {
-  name: string;
-  defaulted: boolean;
 }
 
 function _render(body: string, user: CallUser, vars: Record<string, string | number>): string {
@@ -260,21 +255,4 @@ export function watchParser(o: { onRoot(root: string): void; onEvent(ev: WatchEv
       handle(events, path);
     }
   };
-}
-
-/** The user a call acts for: `Authorization: Basic base64("user:")`, as the SDK sends it; none: envd's default user. */
-export const DEFAULT_USER = "user";
-
-/** The user a request names (query `username` first, where given; then Basic authorization), else envd's default. */
-export function callUser(named: string | null | undefined, authorization: string | null | undefined): CallUser {
-  const name = named || basicUser(authorization);
-  return name ? { name, defaulted: false } : { name: DEFAULT_USER, defaulted: true };
-}
-
-export function basicUser(authorization: string | null | undefined): string | null {
-  const m = /^Basic\s+([A-Za-z0-9+/=_-]+)\s*$/i.exec(authorization ?? "");
-  if (!m) return null;
-  const text = Buffer.from(m[1]!, "base64").toString("utf8");
-  const user = text.includes(":") ? text.slice(0, text.indexOf(":")) : text;
-  return user === "" ? null : user;
 }

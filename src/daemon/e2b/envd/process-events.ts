@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { BangerError, errorMessage, type ErrorCode } from "../../../shared/errors.ts";
 import type { GuestSession } from "../../../shared/model.ts";
 import { ProcessEventSchema, type ProcessEvent } from "../gen/process/process_pb.ts";
+import { EnvdUserError } from "./user.ts";
 
 /** What a process stream carries, as protobuf messages. */
 export function startEvent(pid: number): ProcessEvent {
@@ -50,6 +51,8 @@ const _CODES: Partial<Record<ErrorCode, Code>> = {
 /** A banger error as the Connect error the SDK maps (NotFound → false from kill, InvalidArgument → InvalidArgumentError, …). */
 export function toConnectError(e: unknown): ConnectError {
   if (e instanceof ConnectError) return e;
+  // envd's answer to a user it cannot act as: the SDK's AuthenticationError
+  if (e instanceof EnvdUserError) return new ConnectError(e.message, Code.Unauthenticated);
   if (e instanceof BangerError) return new ConnectError(e.message, _CODES[e.code] ?? Code.Internal);
   return new ConnectError(errorMessage(e), Code.Internal);
 }

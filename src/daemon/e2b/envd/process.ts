@@ -6,7 +6,7 @@ import { Process, Signal, type ProcessEvent, type ProcessSelector } from "../gen
 import { sandboxOf, type EnvdDeps, type RegisterService } from "./context.ts";
 import { EventQueue, dataEvent, endEvent, keepaliveEvent, startEvent, toConnectError } from "./process-events.ts";
 import { PROCESS_SESSION_PREFIX, ProcessTable, encodeMeta, type ProcessMeta, type ProcessSelection } from "./process-table.ts";
-import { userOf } from "./process-user.ts";
+import { callUser, sessionUser, userRefusal } from "./user.ts";
 
 /**
  * envd's process.Process on banger's guest sessions: every E2B process is a
@@ -15,11 +15,6 @@ import { userOf } from "./process-user.ts";
  * uses the session engine's one-channel start-and-follow (no extra round
  * trips for short commands); the pid is the guest's.
  */
-export interface ProcessServiceOptions {
-  /** The guest user when a call names none (E2B's default is "user"). */
-  defaultUser?: string;
-}
-
 type _Event = { event: ProcessEvent };
 
 const _SIGNALS: Partial<Record<Signal, SessionSignal>> = { [Signal.SIGKILL]: "KILL", [Signal.SIGTERM]: "TERM" };
@@ -69,8 +64,7 @@ async function* _drain(q: EventQueue<_Event>, stopKeepalive: () => void): AsyncG
   }
 }
 
-export function processService(opts: ProcessServiceOptions = {}): RegisterService {
-  const defaultUser = opts.defaultUser ?? "user";
+export function processService(): RegisterService {
   return (router: ConnectRouter, deps: EnvdDeps) => {
     const sessions = deps.sessions;
     const table = new ProcessTable(sessions);
@@ -93,6 +87,12 @@ export function processService(opts: ProcessServiceOptions = {}): RegisterServic
         const sb = sandboxOf(ctx);
         const cfg = req.process;
         if (!cfg?.cmd) throw new ConnectError("process.cmd is empty", Code.InvalidArgument);
+        let who: ReturnType<typeof callUser>;
+        try {
+          who = callUser({ authorization: ctx.requestHeader.get("authorization") });
+        } catch (e) {
+          throw toConnectError(e);
+        }
         const size = req.pty?.size;
         const pty = size ? { cols: size.cols || 80, rows: size.rows || 24 } : undefined;
         const meta: ProcessMeta = { tag: req.tag, envs: { ...cfg.envs }, pty: pty !== undefined };
@@ -109,7 +109,7 @@ export function processService(opts: ProcessServiceOptions = {}): RegisterServic
               cwd: cfg.cwd || undefined,
               cwdHome: true,
               env,
-              user: userOf(ctx.requestHeader, defaultUser),
+              ...sessionUser(who),
               timeoutMs: _timeoutOf(ctx),
               // a pty's input goes through the pipe too
               stdinMode: req.stdin || pty ? "pipe" : "closed",
@@ -127,7 +127,7 @@ export function processService(opts: ProcessServiceOptions = {}): RegisterServic
               ...follow(q, meta),
             },
           )
-          .then(ended(q, ctx), (e: unknown) => q.fail(e));
+          .then(ended(q, ctx), (e: unknown) => q.fail(userRefusal(e, who)));
         yield* _drain(q, stop);
       },
 

@@ -1,0 +1,62 @@
+import { join } from "node:path";
+import { type Host, type ProcTarget, type VMRecord } from "../../src/plugin-api.ts";
+import { qmpArg } from "./args.ts";
+
+/** A snapshot's receiver qemu listens on this QMP socket in its VM's dir (see _saveViaReceiver in driver.ts). */
+export const RECEIVER_SOCK = "rcv.sock";
+/** Its disk stand-ins in the VM's dir, one per -drive (sparse files the size of the VM's disks). */
+export const receiverDiskName = (i: number) => `receiver-disk${i}.img`;
+const _RECEIVER_DISK_RE = /^receiver-disk\d+\.img$/;
+
+/** What reapLeftoverReceivers looks at: the store's VMs and the dir their dirs live in (dirs no row owns count too). */
+export interface ReapScope {
+  vms: readonly Pick<VMRecord, "name" | "runtime">[];
+  vmsDir: string;
+}
+
+/**
+ * At daemon start: the snapshot receivers a killed daemon left, killed by
+ * pid and start time, and their files in known VMs' dirs removed (the
+ * startup sweep removes the dirs no row owns, whole). A receiver maps the
+ * snapshot's memory.ram shared and outlives its daemon under a 600 s
+ * watchdog; its snapshot is still `creating` (the receiver runs before the
+ * commit), so snapshot reconcile drops it and the sweep its temp dir: nothing
+ * will read what it writes. Only receivers of this home are touched: their
+ * QMP socket is in a dir under `vmsDir` (other daemons, other homes, run
+ * theirs). /proc is scanned only when a dir holds a receiver's socket or
+ * stand-in disk, or no row owns it: a clean start costs a readdir per VM.
+ */
+export async function reapLeftoverReceivers(host: Host, kill: (t: ProcTarget) => Promise<void>, scope: ReapScope): Promise<string[]> {
+  const out: string[] = [];
+  const known = new Map(scope.vms.map((vm) => [vm.runtime.vmDir, vm.name] as const));
+  const dirs = new Map<string, string>(known);
+  for (const e of await host.fs.list(scope.vmsDir)) {
+    const dir = join(scope.vmsDir, e.name);
+    // a leading dot is a temp (src/shared/temps.ts), never a VM's dir
+    if (e.type === "dir" && !e.name.startsWith(".") && !dirs.has(dir)) dirs.set(dir, `dir ${e.name} (no vm)`);
+  }
+  const leftovers = new Map<string, string[]>();
+  let evidence = false;
+  for (const [dir] of dirs) {
+    const files = (await host.fs.list(dir)).map((e) => e.name).filter((n) => n === RECEIVER_SOCK || _RECEIVER_DISK_RE.test(n));
+    if (files.length) leftovers.set(dir, files);
+    evidence ||= files.length > 0 || !known.has(dir);
+  }
+  if (!evidence) return out;
+  const byNeedle = new Map([...dirs].map(([dir, who]) => [qmpArg(join(dir, RECEIVER_SOCK)), who] as const));
+  for (const p of await host.procs.find(RECEIVER_SOCK)) {
+    const i = p.cmdline.indexOf("-qmp");
+    const who = i >= 0 ? byNeedle.get(p.cmdline[i + 1] ?? "") : undefined;
+    // the `timeout` watchdog names the same argv; it exits with its qemu
+    if (!who || !(p.cmdline[0] ?? "").includes("qemu")) continue;
+    await kill({ pid: p.pid, startTime: p.startTime });
+    out.push(`${who}: killed the snapshot receiver qemu (pid ${p.pid}) a killed daemon left`);
+  }
+  for (const [dir, files] of leftovers) {
+    const who = known.get(dir);
+    if (!who) continue;
+    for (const f of files) await host.fs.rmrf(join(dir, f));
+    out.push(`${who}: removed the snapshot receiver's ${files.join(", ")}`);
+  }
+  return out;
+}

@@ -1,0 +1,106 @@
+import { describe, expect, test } from "bun:test";
+import { createQemuDriver } from "../../plugins/qemu/driver.ts";
+import { fakeHost, sampleVM } from "../helpers/fakes.ts";
+
+// The startup reap of snapshot receivers a SIGKILLed daemon left (plugins/qemu/receivers.ts),
+// through the driver's reapLeftovers, on recording fakes.
+
+const rcvArgv = (dir: string) => ["-name", "demo-snapshot", "-qmp", `unix:${dir.replaceAll(",", ",,")}/rcv.sock,server=on,wait=off`, "-object", `memory-backend-file,id=pc.ram,size=256M,mem-path=/state/snapshots/.s1.build-1-x/memory.ram,share=on`, "-incoming", "defer", "-S"];
+
+function setup(vmsDir = "/state/vms") {
+  const host = fakeHost();
+  let scans = 0;
+  const find = host.procs.find.bind(host.procs);
+  host.procs.find = (...n: string[]) => {
+    scans++;
+    return find(...n);
+  };
+  const d = createQemuDriver(host, { pollMs: 10, exitWaitMs: 100 });
+  const vm = sampleVM({ id: "vm1", name: "demo", state: "running", vmsDir, driver: "qemu" });
+  const other = sampleVM({ id: "vm2", name: "quiet", state: "running", vmsDir, driver: "qemu" });
+  // each VM's own qemu runs, and must never be touched
+  host.procs.add(100, 1, ["/usr/bin/qemu-system-x86_64", "-qmp", `unix:${vm.runtime.apiSockPath},server=on,wait=off`]);
+  host.procs.add(101, 1, ["/usr/bin/qemu-system-x86_64", "-qmp", `unix:${other.runtime.apiSockPath},server=on,wait=off`]);
+  for (const v of [vm, other]) host.fs.files.set(`${v.runtime.vmDir}/handles.json`, "{}");
+  return { host, d, vm, other, scans: () => scans, reap: () => d.reapLeftovers!({ vms: [vm, other], vmsDir }) };
+}
+
+describe("qemu: receivers a killed daemon left, reaped at the next daemon's start", () => {
+  test("a clean start (no receiver files, every dir owned) does not scan /proc and kills nothing", async () => {
+    const s = setup();
+    expect(await s.reap()).toEqual([]);
+    expect(s.scans()).toBe(0);
+    expect(s.host.procs.kills).toEqual([]);
+  });
+
+  test("a VM's receiver is killed by pid and start time (not its watchdog, not the VM, not another home's); its socket and stand-in disks go", async () => {
+    const s = setup();
+    const dir = s.vm.runtime.vmDir;
+    for (const f of ["rcv.sock", "receiver-disk0.img", "receiver-disk1.img", "receiver.log"]) s.host.fs.files.set(`${dir}/${f}`, "");
+    s.host.procs.add(200, 7, ["timeout", "-s", "KILL", "600", "/usr/bin/qemu-system-x86_64", ...rcvArgv(dir)]);
+    s.host.procs.add(201, 8, ["/usr/bin/qemu-system-x86_64", ...rcvArgv(dir)]);
+    // another daemon's home: the same layout, not ours
+    s.host.procs.add(300, 9, ["/usr/bin/qemu-system-x86_64", ...rcvArgv("/other/vms/vm1")]);
+    const lines = await s.reap();
+    expect(s.host.procs.kills).toEqual([{ pid: 201, signal: "SIGKILL" }]);
+    expect([...s.host.procs.table.keys()].sort()).toEqual([100, 101, 200, 300]);
+    expect(lines).toEqual(["demo: killed the snapshot receiver qemu (pid 201) a killed daemon left", "demo: removed the snapshot receiver's rcv.sock, receiver-disk0.img, receiver-disk1.img"]);
+    for (const f of ["rcv.sock", "receiver-disk0.img", "receiver-disk1.img"]) expect(s.host.fs.files.has(`${dir}/${f}`)).toBe(false);
+    // its log stays, for whoever wants to know what it was doing
+    expect(s.host.fs.files.has(`${dir}/receiver.log`)).toBe(true);
+    expect(s.scans()).toBe(1);
+  });
+
+  test("a receiver whose start time no longer matches (its pid reused) is left alone", async () => {
+    const s = setup();
+    const dir = s.vm.runtime.vmDir;
+    s.host.fs.files.set(`${dir}/rcv.sock`, "");
+    s.host.procs.add(201, 8, ["/usr/bin/qemu-system-x86_64", ...rcvArgv(dir)]);
+    // between the scan and the kill the pid becomes a stranger's
+    const find = s.host.procs.find;
+    s.host.procs.find = async (...n: string[]) => {
+      const found = await find(...n);
+      s.host.procs.add(201, 99, ["sleep", "1000"]);
+      return found;
+    };
+    await s.reap();
+    expect(s.host.procs.kills).toEqual([]);
+    expect(s.host.procs.table.get(201)?.cmdline).toEqual(["sleep", "1000"]);
+  });
+
+  test("the receiver of a VM dir no row owns is killed too; the dir itself is the sweep's", async () => {
+    const s = setup();
+    const dir = "/state/vms/gone1";
+    s.host.fs.files.set(`${dir}/rcv.sock`, "");
+    s.host.fs.files.set(`${dir}/system.img`, "");
+    // a temp beside the VM dirs is not a VM's dir (no scan for it)
+    s.host.fs.dirs.add("/state/vms/.x.build-1-abc");
+    s.host.procs.add(201, 8, ["/usr/bin/qemu-system-x86_64", ...rcvArgv(dir)]);
+    const lines = await s.reap();
+    expect(s.host.procs.kills).toEqual([{ pid: 201, signal: "SIGKILL" }]);
+    expect(lines).toEqual(["dir gone1 (no vm): killed the snapshot receiver qemu (pid 201) a killed daemon left"]);
+    expect(s.host.fs.files.has(`${dir}/rcv.sock`)).toBe(true);
+  });
+
+  test("a home whose path has a comma (escaped twice in QEMU's argv) is matched", async () => {
+    const s = setup("/st,ate/vms");
+    const dir = s.vm.runtime.vmDir;
+    expect(dir).toBe("/st,ate/vms/vm1");
+    s.host.fs.files.set(`${dir}/receiver-disk0.img`, "");
+    s.host.procs.add(201, 8, ["/usr/bin/qemu-system-x86_64", ...rcvArgv(dir)]);
+    await s.reap();
+    expect(s.host.procs.kills).toEqual([{ pid: 201, signal: "SIGKILL" }]);
+  });
+
+  test("a receiver that will not die is the reap's error (the engine logs it and goes on)", async () => {
+    const s = setup();
+    const dir = s.vm.runtime.vmDir;
+    s.host.fs.files.set(`${dir}/rcv.sock`, "");
+    s.host.procs.add(201, 8, ["/usr/bin/qemu-system-x86_64", ...rcvArgv(dir)]);
+    s.host.procs.kill = (pid, signal) => {
+      s.host.procs.kills.push({ pid, signal });
+      return true;
+    };
+    await expect(s.reap()).rejects.toThrow("did not exit after SIGKILL");
+  });
+});

@@ -1,0 +1,65 @@
+// The order of a snapshot's steps (src/core/snapshots.ts) with a driver that switches disks, on the engine with
+// recording fakes: the freeze is the pause, the disks (switchDisk offered to the storage), the state save told
+// whether the VM runs on, and the resume; a VM the user paused stays paused; a failed switch resumes the VM.
+import { afterEach, expect, test } from "bun:test";
+import { Snapshots } from "../../src/core/snapshots.ts";
+import type { SaveOptions, VMMDriver } from "../../src/vmm/driver.ts";
+import { caught, engineWorld } from "../helpers/fakes.ts";
+
+const PATHS = { home: "/s", imagesDir: "/s/images", vmsDir: "/s/vms" };
+const stores: { cleanup(): void }[] = [];
+afterEach(() => {
+  while (stores.length) stores.pop()!.cleanup();
+});
+
+async function world(o: { failSwitch?: boolean } = {}) {
+  let n = 0;
+  const w = engineWorld({ paths: PATHS, newId: () => `id${++n}` });
+  stores.push(w.ts);
+  const d = w.driver as typeof w.driver & Pick<VMMDriver, "saveState" | "switchDisk"> & { liveSave: boolean };
+  d.liveSave = true;
+  d.switchDisk = async (vm, _h, index, overlay) => {
+    d.calls.push(`switch ${vm.name} ${index} ${overlay}`);
+    if (o.failSwitch) throw new Error("QMP GenericError: boom");
+  };
+  d.saveState = async (vm, _h, path, opts?: SaveOptions) => {
+    d.calls.push(`save ${vm.name} runOn=${opts?.runOn}`);
+    await w.host.fs.writeFile(path, "state");
+    return { frozenMs: 0, finish: async () => void d.calls.push(`finish ${vm.name}`) };
+  };
+  w.hooks.hook("storage", "vm:snapshot:before", ({ vm, live }) => void d.calls.push(`before ${vm.name} live=${live}`));
+  w.hooks.hook("storage", "vm:snapshot", async ({ vm, disks, switchDisk }) => {
+    d.calls.push(`disks ${vm.name}`);
+    await switchDisk?.(0, "/s/vms/x/system-t.qcow2");
+    disks.push("system-tb.img");
+  });
+  const engine = w.make();
+  await engine.create({ name: "box" });
+  await engine.start("box");
+  d.calls.length = 0;
+  return { w, d, engine, snaps: new Snapshots(engine) };
+}
+
+test("a running VM: pause, disks (switched), state save with runOn, resume, then the rest of the save", async () => {
+  const { d, snaps } = await world();
+  const s = await snaps.create("box", { name: "one" });
+  expect(s).toMatchObject({ state: "ready", memory: true, disks: ["system-tb.img"] });
+  expect(d.calls.map((c) => c.replace(/ \d+$/, ""))).toEqual(["before box live=true", "pause box", "disks box", "switch box 0 /s/vms/x/system-t.qcow2", "save box runOn=true", "resume box", "finish box"]);
+});
+
+test("a VM the user paused: saved with runOn false, never resumed", async () => {
+  const { d, engine, snaps } = await world();
+  await engine.pause("box");
+  d.calls.length = 0;
+  await snaps.create("box", { name: "p" });
+  expect(d.calls).toEqual(["before box live=true", "disks box", "switch box 0 /s/vms/x/system-t.qcow2", "save box runOn=false", "finish box"]);
+  expect(engine.getVM("box").runtime.state).toBe("paused");
+});
+
+test("a failed switch: no state save, the VM resumed, no snapshot", async () => {
+  const { d, snaps } = await world({ failSwitch: true });
+  const err = await caught(snaps.create("box", { name: "bad" }));
+  expect(err.message).toContain("boom");
+  expect(d.calls.map((c) => c.replace(/ \d+$/, ""))).toEqual(["before box live=true", "pause box", "disks box", "switch box 0 /s/vms/x/system-t.qcow2", "resume box"]);
+  expect(snaps.list()).toEqual([]);
+});
