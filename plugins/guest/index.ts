@@ -174,13 +174,15 @@ function _marks(host: Host) {
 
 /**
  * Wait until the guest is reachable and return an open connection to it,
- * made with the VM's own keys and its pinned host key (the daemon's SSH pool
+ * made with the VM's keys and pinned host key (a clone's: see below; the daemon's SSH pool
  * adopts it: the first exec needs no handshake of its own). Booting: the
  * console marker first (polling slirp's port forward before sshd listens
  * costs seconds of SYN backoff), then a real SSH handshake. Restored: its
  * clock is set over that connection. A clone answers with its parent's keys
  * (saved in the snapshot) until it has its own: one dial with those for
- * clock and identity in one exec, then one with its own.
+ * clock and identity in one exec; that connection is the one returned,
+ * unless the clone was re-addressed (tap): then one dial with its own keys
+ * at its own address.
  */
 export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; debug?: (m: string) => void; cloneOf?: string; cloneNet?: CloneNet }): Promise<GuestSSH> {
   const deadline = host.clock.now().getTime() + opts.timeoutMs;
@@ -208,6 +210,14 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
   } catch (e) {
     conn.close();
     throw e;
+  }
+  // A clone its network provider did not re-address keeps this connection: it was made to the only guest that
+  // can answer on this VM's endpoint, and it stays open when its key is revoked. The new listener is up (the
+  // identity script waits until it listens and fails if it dies), and whoever dials next meets the clone's own
+  // keys; a handshake here (~0.2 s of guest CPU under TCG) would only delay the first exec.
+  if (parent && !cloneNet?.dialVia && !cloneNet?.guestScript && !cloneNet?.afterIdentity) {
+    opts.debug?.(`${vm.name}: guest answering: ${marks.line()} (the identity connection stays open)`);
+    return conn;
   }
   if (parent) {
     conn.close();

@@ -95,17 +95,14 @@ function setup(o: { exitCode?: number; stderr?: string; hostKey?: string } = {})
 const opts = (over: { restored?: boolean; cloneOf?: string; debug?: (m: string) => void } = {}) => ({ timeoutMs: 60_000, progress: () => {}, signal: new AbortController().signal, ...over });
 
 describe("waitForGuest", () => {
-  test("a clone: one dial with its parent's keys running clock and identity in ONE exec (no upload, no script, no other exec), then one dial with its own keys, which stays open", async () => {
+  test("a clone: one dial with its parent's keys running clock and identity in ONE exec (no upload, no script, no other exec); that connection stays open and is the one returned (no second handshake)", async () => {
     const { host, vm, dials } = setup();
     const debug: string[] = [];
     const conn = await waitForGuest(host, vm, 4242, opts({ restored: true, cloneOf: SNAP, debug: (m) => void debug.push(m) }));
-    expect(dials.map((d) => [d.target.privateKey, d.target.hostKey, d.target.port])).toEqual([
-      ["PARENT-PRIVATE", "ssh-ed25519 AAAAparenthost", 2222],
-      ["OWN-PRIVATE", "ssh-ed25519 AAAAownhost", 2222],
-    ]);
-    const [first, second] = dials;
+    expect(dials.map((d) => [d.target.privateKey, d.target.hostKey, d.target.port])).toEqual([["PARENT-PRIVATE", "ssh-ed25519 AAAAparenthost", 2222]]);
+    const [first] = dials;
     expect(first!.execs.length).toBe(1);
-    expect([first!.uploads, first!.scripts, second!.execs, second!.uploads, second!.scripts]).toEqual([[], [], [], [], []]);
+    expect([first!.uploads, first!.scripts]).toEqual([[], []]);
     const cmd = first!.execs[0]!;
     expect(cmd.startsWith("S='")).toBe(true);
     for (const part of ["EPOCHREALTIME", "RNDRESEEDCRNG", "/proc/sys/kernel/hostname", "/run/banger-clone-host-key", "ssh-ed25519 AAAAownpub banger", "NAME='\\''c1'\\''"]) expect(cmd).toContain(part);
@@ -114,10 +111,10 @@ describe("waitForGuest", () => {
     // three pings, then the offset
     expect(first!.stdinSeen.slice(0, 3)).toEqual(["t\n", "t\n", "t\n"]);
     expect(first!.stdinSeen[3]).toMatch(/^-?\d+\n$/);
-    expect([first!.closed, second!.closed]).toEqual([true, false]);
-    expect(conn).toBe(second!);
+    expect(first!.closed).toBe(false);
+    expect(conn).toBe(first!);
     expect(debug.length).toBe(1);
-    expect(debug[0]).toMatch(/^c1: guest answering: dial \(parent's keys\) \d+ ms, clock \+ identity exec \d+ ms, dial \(own keys\) \d+ ms; \d+ ms in all$/);
+    expect(debug[0]).toMatch(/^c1: guest answering: dial \(parent's keys\) \d+ ms, clock \+ identity exec \d+ ms; \d+ ms in all \(the identity connection stays open\)$/);
   });
 
   test("a restored VM (rollback): one dial with its own keys, the clock exec alone (no identity), the connection returned open", async () => {
@@ -169,13 +166,13 @@ describe("the guest plugin hands its connection to the pool", () => {
     return { host, vm, dials, hooks, adopted };
   }
 
-  test("vm:start:after of a clone adopts the one connection made with the clone's own keys; a start failing later closes it", async () => {
+  test("vm:start:after of a clone adopts the one connection its identity was given over; a start failing later closes it", async () => {
     const { vm, dials, hooks, adopted } = await loaded();
     const op = recordingOp({ vm });
     await hooks.run("vm:start:after", { vm, handles: { pid: 4242 } as never, progress: () => {}, signal: op.signal, op, restored: true, snapshot: { vmId: "parent", dir: SNAP } as never });
-    expect(dials.length).toBe(2);
+    expect(dials.length).toBe(1);
     expect(adopted.map((a) => a.vm)).toEqual([vm.id]);
-    expect(adopted[0]!.conn).toBe(dials[1]!);
+    expect(adopted[0]!.conn).toBe(dials[0]!);
     expect(adopted[0]!.conn.closed).toBe(false);
     await op.unwind();
     expect(adopted[0]!.conn.closed).toBe(true);
