@@ -27,11 +27,14 @@ const boot = (name: string, ...extra: string[]) => {
   return { ...v, warm: existsSync(join(v.runtime.vmDir, "restored.log")) ? readFileSync(join(v.runtime.vmDir, "restored.log"), "utf8") : null };
 };
 const templates = () => ok(["image", "show", "tiny", "--json"]).json().templates as { snapshot: string; memoryMiB: number; stale: boolean; createdAt: string }[];
-/** Wait for the background template of `memoryMiB` (the fake VMM makes one in well under a second). */
+/**
+ * Wait for the background template of `memoryMiB` (the fake VMM makes one in well under a second) and for its
+ * builder VM to be gone: the snapshot is listed before the builder is deleted, and until then it uses the image.
+ */
 async function templateAt(memoryMiB: number, stale = false) {
   for (let i = 0; i < 150; i++) {
     const t = templates().find((x) => x.memoryMiB === memoryMiB && x.stale === stale);
-    if (t) return t;
+    if (t && run(["vm", "show", `warm-tiny-1c-${memoryMiB}m`]).code === 1) return t;
     await Bun.sleep(100);
   }
   throw new Error(`no template at ${memoryMiB} MiB after 15 s; daemon log:\n${ok(["daemon", "logs"]).stdout.slice(-2000)}`);
@@ -56,7 +59,7 @@ test("the first cold boot of a shape makes its template in the background; the n
   expect(first.warm).toBeNull();
   const t = await templateAt(256);
   expect(t).toMatchObject({ snapshot: "warm-tiny-1c-256m@template", stale: false, cpus: 1, vmm: "fake" });
-  expect(run(["vm", "show", "warm-tiny-1c-256m"]).code).toBe(1); // its VM is gone, the snapshot stays
+  expect(run(["vm", "show", "warm-tiny-1c-256m"]).code).toBe(1); // its VM is gone (templateAt waited for that), the snapshot stays
   expect(ok(["image", "show", "tiny"]).stdout).toMatch(/warm-tiny-1c-256m@template {2}fake \S+ \S+ 1 cpu 256 MiB/);
   expect(boot("a2").warm).toBe("state of warm-tiny-1c-256m\n");
   expect(ok(["daemon", "logs"]).stdout).toMatch(/auto-warm: template warm-tiny-1c-256m@template ready in \d+ ms/);
