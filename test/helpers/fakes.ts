@@ -27,6 +27,8 @@ import type {
 import { Store } from "../../src/store/store.ts";
 import { Engine } from "../../src/core/engine.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
+import { setupPlugins, type LoaderDeps } from "../../src/core/loader.ts";
+import type { BangerPlugin } from "../../src/core/plugin.ts";
 import { Providers } from "../../src/core/providers.ts";
 import type { Operation, Undo } from "../../src/core/operation.ts";
 import type { BangerPaths } from "../../src/core/plugin.ts";
@@ -656,7 +658,18 @@ export function engineWorld(opts: { paths: BangerPaths; newId: () => string; sto
       dropConnection: opts.dropConnection,
       defaultEgress: opts.defaultEgress,
     });
-  return { host, driver, ts, hooks, providers, log, make };
+  /** Plugins set up on this world's hooks, host and providers (no drivers of their own), reading the test store unless `store` says otherwise. */
+  const load = (plugins: { plugin: BangerPlugin; source: string }[], store: Partial<LoaderDeps["store"]> = {}) =>
+    setupPlugins(plugins, {
+      hooks,
+      host,
+      paths: opts.paths,
+      log,
+      drivers: new Map(),
+      providers,
+      store: { listVMs: () => ts.store.listVMs(), getImage: (x) => ts.store.getImage(x), leases: ts.store.leases, ...store },
+    });
+  return { host, driver, ts, hooks, providers, log, make, load };
 }
 
 /** The store's SQLite handle, for tests that check what is (not) in the file; product code goes through typed methods. */

@@ -5,7 +5,6 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setupPlugins } from "../../src/core/loader.ts";
 import { definePlugin } from "../../src/core/plugin.ts";
 import type { CloneNet } from "../../src/core/hooks.ts";
 import { BangerError } from "../../src/shared/errors.ts";
@@ -52,15 +51,7 @@ async function world(fail?: "before-identity" | "skip-after") {
   w.host.fs.files.set("/etc/hosts-test", "127.0.0.1\tlocalhost\n");
   const seen: { cloneNet?: CloneNet; calls: string[] } = { calls: [] };
   const plugin = createNetTapPlugin({ hostsFile: "/etc/hosts-test", serveDns: async () => ({ close: async () => {} }), serveGate: async () => ({ close: async () => {} }), resolve: async () => ({ addrs: [], ttl: 30 }) }, {});
-  await setupPlugins([plugin, guestStandIn(seen, fail)].map((p) => ({ plugin: p, source: "test" })), {
-    hooks: w.hooks,
-    host: w.host,
-    paths: PATHS,
-    log: w.log,
-    drivers: new Map(),
-    providers: w.providers,
-    store: { listVMs: () => w.ts.store.listVMs(), getImage: (x) => w.ts.store.getImage(x), leases: w.ts.store.leases },
-  });
+  await w.load([plugin, guestStandIn(seen, fail)].map((p) => ({ plugin: p, source: "test" })));
   const engine = w.make();
   // the parent (its snapshot's VM) and the clone
   const parent = await engine.create({ name: "alpha", net: "tap" });

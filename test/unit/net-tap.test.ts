@@ -63,17 +63,9 @@ async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?
     return { addrs: RECORDS[name] ?? [], ttl: 30 };
   };
   const plugin = createNetTapPlugin({ hostsFile: HOSTS, serveDns, serveGate, resolve, ...o.opts }, o.env ?? {});
-  await setupPlugins(
+  await w.load(
     [...(o.before ?? []), plugin, ...(o.after ?? [])].map((p) => ({ plugin: p, source: "test" })),
-    {
-      hooks: w.hooks,
-      host: w.host,
-      paths: PATHS,
-      log: w.log,
-      drivers: new Map(),
-      providers: w.providers,
-      store: { listVMs: () => w.ts.store.listVMs(), getImage: (x) => w.ts.store.getImage(x), leases },
-    },
+    { leases },
   );
   return { ...w, engine: w.make(), leases, dns, gate, hosts: () => w.host.fs.files.get(HOSTS)! };
 }

@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { setupPlugins } from "../../src/core/loader.ts";
 import { definePlugin, type BangerPlugin } from "../../src/core/plugin.ts";
 import type { StorageProvider } from "../../src/core/providers.ts";
 import { writeHandlesFile } from "../../src/handles/file.ts";
@@ -65,15 +64,7 @@ async function world(o: { priority?: number } = {}) {
     createNetUserPlugin({ portFree: async () => true }),
     createNetTapPlugin({ hostsFile: "/etc/hosts-test" }, {}),
   ];
-  await setupPlugins([...builtins.map((plugin) => ({ plugin, source: "builtin" })), { plugin: userPlugin(events, o), source: "/home/me/mine.ts" }], {
-    hooks: w.hooks,
-    host: w.host,
-    paths: PATHS,
-    log: w.log,
-    drivers: new Map(),
-    providers: w.providers,
-    store: { listVMs: () => w.ts.store.listVMs(), getImage: (x) => w.ts.store.getImage(x), leases: w.ts.store.leases },
-  });
+  await w.load([...builtins.map((plugin) => ({ plugin, source: "builtin" })), { plugin: userPlugin(events, o), source: "/home/me/mine.ts" }]);
   return { ...w, engine: w.make(), events };
 }
 
