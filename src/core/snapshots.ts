@@ -241,7 +241,7 @@ export class Snapshots {
     try {
       await this.engine.cache.withLock(vm.id, () =>
         runOperation({ name: `vm create ${name} --from ${snap.vmName}@${snap.name}`, vm, host, log, progress }, async (op) => {
-          op.progress(`copying ${snap.vmName}@${snap.name}'s disks`);
+          op.progress(`taking ${snap.vmName}@${snap.name}'s disks`);
           await hooks.run("vm:restore", { vm, snapshot: snap, progress: op.progress, op });
           await faultPoint("clone:after-disks");
         }),
