@@ -1,7 +1,6 @@
-import { BangerError, shellQuote, type SaveOptions, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
+import { BangerError, faultPoint, shellQuote, type SaveOptions, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { dirname, join } from "node:path";
-import { RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName } from "./receivers.ts";
-import { faultPoint } from "../../src/plugin-api.ts";
+import { RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName, receiverQmpArg } from "./receivers.ts";
 import { memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
 import { MAX_MIGRATE_BANDWIDTH, qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
 
@@ -236,7 +235,7 @@ async function _saveWholeStream(q: _Qemu, vm: VMRecord, path: string): Promise<{
 async function _reapReceiver(q: _Qemu, vm: VMRecord): Promise<void> {
   const needle = qmpArg(qemuPaths(vm).receiverSock);
   for (const p of await q.host.procs.find(qemuPaths(vm).receiverSock)) {
-    if ((p.cmdline[0] ?? "").includes("qemu") && p.cmdline.includes(needle)) await _killAndWait(q, { pid: p.pid, startTime: p.startTime });
+    if (receiverQmpArg(p.cmdline) === needle) await _killAndWait(q, { pid: p.pid, startTime: p.startTime });
   }
 }
 

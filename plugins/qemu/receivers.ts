@@ -8,6 +8,16 @@ export const RECEIVER_SOCK = "rcv.sock";
 export const receiverDiskName = (i: number) => `receiver-disk${i}.img`;
 const _RECEIVER_DISK_RE = /^receiver-disk\d+\.img$/;
 
+/**
+ * The `-qmp` value of a receiver qemu's command line, null for any other process (the `timeout` watchdog
+ * names the same argv but is not qemu): compared with qmpArg(<VM dir>/RECEIVER_SOCK) to say whose it is.
+ */
+export function receiverQmpArg(cmdline: readonly string[]): string | null {
+  if (!(cmdline[0] ?? "").includes("qemu")) return null;
+  const i = cmdline.indexOf("-qmp");
+  return i >= 0 ? (cmdline[i + 1] ?? null) : null;
+}
+
 /** What reapLeftoverReceivers looks at: the store's VMs and the dir their dirs live in (dirs no row owns count too). */
 export interface ReapScope {
   vms: readonly Pick<VMRecord, "name" | "runtime">[];
@@ -45,10 +55,10 @@ export async function reapLeftoverReceivers(host: Host, kill: (t: ProcTarget) =>
   if (!evidence) return out;
   const byNeedle = new Map([...dirs].map(([dir, who]) => [qmpArg(join(dir, RECEIVER_SOCK)), who] as const));
   for (const p of await host.procs.find(RECEIVER_SOCK)) {
-    const i = p.cmdline.indexOf("-qmp");
-    const who = i >= 0 ? byNeedle.get(p.cmdline[i + 1] ?? "") : undefined;
+    const arg = receiverQmpArg(p.cmdline);
+    const who = arg === null ? undefined : byNeedle.get(arg);
     // the `timeout` watchdog names the same argv; it exits with its qemu
-    if (!who || !(p.cmdline[0] ?? "").includes("qemu")) continue;
+    if (!who) continue;
     await kill({ pid: p.pid, startTime: p.startTime });
     out.push(`${who}: killed the snapshot receiver qemu (pid ${p.pid}) a killed daemon left`);
   }
