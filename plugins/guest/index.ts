@@ -279,7 +279,7 @@ export default definePlugin({
       progress("generating keys");
       const paths = vmPaths(vm.runtime.vmDir);
       await ctx.host.fs.mkdirp(paths.keysDir, 0o700);
-      const keys = await generateVMKeys({ exec: ctx.host.exec, fs: ctx.host.fs, dir: paths.keysDir });
+      const keys = await generateVMKeys({ fs: ctx.host.fs, dir: paths.keysDir });
       // generateVMKeys names its files as vmPaths does; the daemon's SSH pool reads them from there
       if (keys.clientKeyPath !== paths.clientKey || keys.hostKeyPath !== paths.hostKey) throw new BangerError("E_INTERNAL", "key file names drifted from vmPaths");
       await ctx.host.fs.writeAtomic(paths.hostPubKey, keys.hostPublicKey + "\n", 0o644);

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { BangerError } from "../../src/plugin-api.ts";
 import type { Exec, FS } from "../../src/plugin-api.ts";
 import { CLOCK_RESEED_ELF } from "./clock-reseed-elf.ts";
+import { dropbearEd25519Key, newEd25519KeyPair, opensshPrivateKey, sshPublicKeyLine } from "./ssh-keys.ts";
 
 /** Where the seed lives inside the initramfs; the initramfs copies it to /run/banger-seed. */
 export const SEED_DIR = "banger-seed";
@@ -114,35 +115,37 @@ async function _readOr(fs: FS, path: string, what: string): Promise<Uint8Array> 
  * Make a VM's key pair set in `dir`: the client key (OpenSSH ed25519,
  * `id_ed25519` + `.pub`, which ssh2 parses) and the guest's dropbear host key
  * (`host_ed25519_dropbear`) with its public line, which the client pins.
+ * Both are made in-process (ssh-keys.ts), files mode 0600, each written to a
+ * temp name and renamed so a killed daemon leaves a whole key or none.
  * Refuses to overwrite existing keys.
  */
-export async function generateVMKeys(opts: { exec: Exec; fs: FS; dir: string }): Promise<{
+export async function generateVMKeys(opts: { fs: FS; dir: string }): Promise<{
   clientKeyPath: string;
   clientPublicKey: string;
   hostKeyPath: string;
   hostPublicKey: string;
 }> {
-  await opts.fs.mkdirp(opts.dir, 0o700);
-  const clientKeyPath = join(opts.dir, "id_ed25519");
-  const hostKeyPath = join(opts.dir, "host_ed25519_dropbear");
+  const { fs, dir } = opts;
+  await fs.mkdirp(dir, 0o700);
+  const clientKeyPath = join(dir, "id_ed25519");
+  const hostKeyPath = join(dir, "host_ed25519_dropbear");
   for (const p of [clientKeyPath, `${clientKeyPath}.pub`, hostKeyPath]) {
-    if (await opts.fs.exists(p)) throw new BangerError("E_CONFLICT", `${p} already exists; not overwriting a VM key`);
+    if (await fs.exists(p)) throw new BangerError("E_CONFLICT", `${p} already exists; not overwriting a VM key`);
   }
-  await opts.exec.run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "banger", "-f", clientKeyPath], { input: "" });
-  const clientPublicKey = _firstKeyLine(new TextDecoder().decode(await opts.fs.readBytes(`${clientKeyPath}.pub`)), "ssh-keygen");
-  await opts.exec.run("dropbearkey", ["-t", "ed25519", "-f", hostKeyPath]);
-  await opts.fs.chmod(hostKeyPath, 0o600);
-  const y = await opts.exec.run("dropbearkey", ["-y", "-f", hostKeyPath]);
-  const hostPublicKey = _firstKeyLine(y.stdout, "dropbearkey -y");
-  return { clientKeyPath, clientPublicKey, hostKeyPath, hostPublicKey };
+  const client = newEd25519KeyPair();
+  const host = newEd25519KeyPair();
+  const clientPublicKey = sshPublicKeyLine(client.publicKey);
+  await _writeKeyFile(fs, clientKeyPath, opensshPrivateKey(client, KEY_COMMENT));
+  await _writeKeyFile(fs, `${clientKeyPath}.pub`, `${clientPublicKey} ${KEY_COMMENT}\n`);
+  await _writeKeyFile(fs, hostKeyPath, dropbearEd25519Key(host));
+  return { clientKeyPath, clientPublicKey, hostKeyPath, hostPublicKey: sshPublicKeyLine(host.publicKey) };
 }
 
-/** "ssh-ed25519 AAAA..." (type and key, comment dropped) from the first key line in `text`. */
-function _firstKeyLine(text: string, from: string): string {
-  for (const line of text.split("\n")) {
-    const m = /^(ssh-ed25519) ([A-Za-z0-9+/]+={0,3})(\s|$)/.exec(line.trim());
-    if (m) return `${m[1]} ${m[2]}`;
-  }
-  throw new BangerError("E_INTERNAL", `${from} printed no ssh-ed25519 public key`);
-}
+const KEY_COMMENT = "banger";
 
+async function _writeKeyFile(fs: FS, path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = tempPathFor(path);
+  // a fresh name (random): created here with 0600, which no umask widens
+  await fs.writeFile(tmp, data, 0o600);
+  await fs.rename(tmp, path);
+}

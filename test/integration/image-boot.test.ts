@@ -152,7 +152,7 @@ needs(skip === "", skip).describe("guest image boots under QEMU", () => {
       await buildImage({ name: "test", dir: imageDir, exec, fs: createFS(), progress: (m) => console.log(`image: ${m}`) });
       console.log(`image-boot: image built in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     }
-    keys = await generateVMKeys({ exec, fs: createFS(), dir: join(work, "keys") });
+    keys = await generateVMKeys({ fs: createFS(), dir: join(work, "keys") });
     initrd = join(work, "initrd.img");
     await buildSeedInitrd({
       exec,

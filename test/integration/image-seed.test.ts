@@ -23,7 +23,7 @@ needs(tools.length === 0, `needs ${tools.join(", ")} (scripts/host-deps.sh insta
 
   test("generateVMKeys makes an ssh2-parsable client key and a pinned dropbear host key", async () => {
     const exec = createExec();
-    const k = await generateVMKeys({ exec, fs: createFS(), dir });
+    const k = await generateVMKeys({ fs: createFS(), dir });
     const parsed = utils.parseKey(await readFile(k.clientKeyPath));
     expect(parsed instanceof Error).toBe(false);
     expect(k.clientPublicKey).toMatch(/^ssh-ed25519 AAAA[A-Za-z0-9+/]+=*$/);

@@ -214,7 +214,7 @@ needs(haveImage, qemu ? noImage : "needs qemu-system-x86_64 (apt-get install qem
     let seeded = false;
     try {
       const seed = await import("../../plugins/guest/seed.ts");
-      const keys = await seed.generateVMKeys({ exec: host.exec, fs: host.fs, dir });
+      const keys = await seed.generateVMKeys({ fs: host.fs, dir });
       initrd = join(dir, "initrd.img");
       await seed.buildSeedInitrd({
         exec: host.exec, fs: host.fs, baseInitrd, out: initrd, hostname: vm.name, authorizedKey: keys.clientPublicKey, hostKeyPath: keys.hostKeyPath,

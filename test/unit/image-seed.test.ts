@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { utils as sshUtils } from "ssh2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readConcatenatedCpioGz, writeCpio, writeCpioGz, readCpio } from "../../src/shared/cpio.ts";
@@ -192,31 +193,43 @@ describe("buildSeedInitrd", () => {
 });
 
 describe("generateVMKeys", () => {
-  test("runs ssh-keygen and dropbearkey with argv (no shell) and pins the dropbear public key", async () => {
-    const calls: Call[] = [];
-    const dir = join(tmp, "keys dir; rm -rf ~");
-    await Bun.write(join(dir, ".keep"), "");
-    const exec = recordingExec(calls, async (c) => {
-      if (c.cmd === "ssh-keygen") {
-        const f = c.args[c.args.indexOf("-f") + 1]!;
-        await writeFile(f, "PRIVATE");
-        await writeFile(`${f}.pub`, `${PUB}\n`);
-      }
-      if (c.cmd === "dropbearkey" && c.args.includes("-t")) await writeFile(c.args[c.args.indexOf("-f") + 1]!, "DB");
-      if (c.cmd === "dropbearkey" && c.args.includes("-y")) {
-        return "Public key portion is:\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyHostKeyHostKeyHostKeyHostKeyHostKey0 root@h\nFingerprint: sha1!! 00:11\n";
-      }
-    });
-    const k = await generateVMKeys({ exec, fs: createFS(), dir });
+  const fs = createFS();
+  const blob = (line: string) => Buffer.from(line.split(" ")[1]!, "base64");
+
+  test("writes the client key (+ .pub) and the dropbear host key, 0600 in a 0700 dir, and returns their public lines", async () => {
+    const dir = join(tmp, "keys dir; rm -rf ~ $(id)\n'x'");
+    const k = await generateVMKeys({ fs, dir });
     expect(k.clientKeyPath).toBe(join(dir, "id_ed25519"));
     expect(k.hostKeyPath).toBe(join(dir, "host_ed25519_dropbear"));
-    expect(k.clientPublicKey).toBe(PUB.split(" ").slice(0, 2).join(" "));
-    expect(k.hostPublicKey).toBe("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyHostKeyHostKeyHostKeyHostKeyHostKey0");
-    expect(calls.map((c) => c.cmd)).toEqual(["ssh-keygen", "dropbearkey", "dropbearkey"]);
-    expect(calls[0]!.args).toEqual(["-q", "-t", "ed25519", "-N", "", "-C", "banger", "-f", join(dir, "id_ed25519")]);
-    expect(calls[1]!.args).toEqual(["-t", "ed25519", "-f", join(dir, "host_ed25519_dropbear")]);
-    expect(calls[2]!.args).toEqual(["-y", "-f", join(dir, "host_ed25519_dropbear")]);
-    // refuses to overwrite
-    await expect(generateVMKeys({ exec, fs: createFS(), dir })).rejects.toThrow(/already exists/);
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+    for (const f of [k.clientKeyPath, `${k.clientKeyPath}.pub`, k.hostKeyPath]) expect((await stat(f)).mode & 0o777).toBe(0o600);
+    expect((await readdir(dir)).sort()).toEqual(["host_ed25519_dropbear", "id_ed25519", "id_ed25519.pub"]); // no temp left behind
+    expect(k.clientPublicKey).toMatch(/^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI[A-Za-z0-9+/]{43}=?$/);
+    expect(await readFile(`${k.clientKeyPath}.pub`, "utf8")).toBe(`${k.clientPublicKey} banger\n`);
+    // the client key file holds the private half of the returned public line
+    const parsed = sshUtils.parseKey(await readFile(k.clientKeyPath));
+    if (parsed instanceof Error) throw parsed;
+    const key = Array.isArray(parsed) ? parsed[0]! : parsed;
+    expect(key.getPublicSSH().equals(blob(k.clientPublicKey))).toBe(true);
+    // the pinned line is the host key file's public half (its last 32 bytes)
+    const host = await readFile(k.hostKeyPath);
+    expect(host.length).toBe(83);
+    expect(blob(k.hostPublicKey).subarray(-32).equals(host.subarray(-32))).toBe(true);
+    expect(validateAuthorizedKey(k.clientPublicKey)).toBe(k.clientPublicKey);
+  });
+
+  test("keys differ between calls, and client and host keys differ", async () => {
+    const a = await generateVMKeys({ fs, dir: join(tmp, "a") });
+    const b = await generateVMKeys({ fs, dir: join(tmp, "b") });
+    expect(new Set([a.clientPublicKey, a.hostPublicKey, b.clientPublicKey, b.hostPublicKey]).size).toBe(4);
+    expect((await readFile(a.hostKeyPath)).equals(await readFile(b.hostKeyPath))).toBe(false);
+  });
+
+  test.each(["id_ed25519", "id_ed25519.pub", "host_ed25519_dropbear"])("refuses to overwrite an existing %s, and changes nothing", async (name) => {
+    const dir = join(tmp, "keys");
+    await Bun.write(join(dir, name), "MINE");
+    await expect(generateVMKeys({ fs, dir })).rejects.toThrow(/already exists/);
+    expect(await readdir(dir)).toEqual([name]);
+    expect(await readFile(join(dir, name), "utf8")).toBe("MINE");
   });
 });
