@@ -28,7 +28,7 @@ const SEED = Number(process.env.BANGER_SOAK_SEED ?? Math.floor(Math.random() * 2
 const SLOTS = ["soak-a", "soak-b"];
 const OP_TIMEOUT_MS = 240_000;
 /** Programs the daemon runs by name, each replaced in turn by a stand-in that fails. */
-const TOOLS = ["git", "tar", "truncate", "cp", "mkfs.ext4", "qemu-system-x86_64", "ssh-keygen", "dropbearkey"];
+const TOOLS = ["git", "tar", "truncate", "cp", "mkfs.ext4", "qemu-system-x86_64"];
 
 // mulberry32: small, seedable, good enough to pick operations
 let _s = SEED >>> 0;

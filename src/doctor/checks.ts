@@ -62,14 +62,14 @@ export const DISK_WARN_BYTES = 4 * GiB;
 /** A tool, the Debian package that provides it, and whether running VMs (not only building images) needs it. */
 export const HOST_TOOLS: { tool: string; pkg: string; what: string; runtime: boolean }[] = [
   { tool: "qemu-system-x86_64", pkg: TOOL_PACKAGES["qemu-system-x86_64"], what: "runs the VMs", runtime: true },
-  { tool: "ssh-keygen", pkg: TOOL_PACKAGES["ssh-keygen"], what: "per-VM client keys", runtime: true },
-  { tool: "dropbearkey", pkg: TOOL_PACKAGES["dropbearkey"], what: "per-VM guest SSH host keys", runtime: true },
   { tool: "mkfs.ext4", pkg: TOOL_PACKAGES["mkfs.ext4"], what: "work disks", runtime: true },
   { tool: "resize2fs", pkg: TOOL_PACKAGES["resize2fs"], what: "grows system disks", runtime: true },
   { tool: "e2fsck", pkg: TOOL_PACKAGES["e2fsck"], what: "grows system disks", runtime: true },
   { tool: "socat", pkg: TOOL_PACKAGES["socat"], what: "egress relays of --net user VMs (QEMU guestfwd)", runtime: true },
   { tool: "qemu-img", pkg: TOOL_PACKAGES["qemu-img"], what: "disk images", runtime: false },
   { tool: "mmdebstrap", pkg: TOOL_PACKAGES["mmdebstrap"], what: "builds guest images", runtime: false },
+  // a VM's own keys are made in-process (plugins/guest/ssh-keys.ts); an OCI image carries this one in for an unseeded boot
+  { tool: "dropbearkey", pkg: TOOL_PACKAGES["dropbearkey"], what: "carried into OCI images (guest host key)", runtime: false },
   { tool: "cpio", pkg: TOOL_PACKAGES["cpio"], what: "guest image initramfs", runtime: false },
   { tool: "busybox", pkg: TOOL_PACKAGES["busybox"], what: "guest image initramfs", runtime: false },
 ];

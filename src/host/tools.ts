@@ -18,7 +18,6 @@ export const TOOL_PACKAGES = {
   "dpkg-query": "dpkg",
   cpio: "cpio",
   busybox: "busybox-static",
-  "ssh-keygen": "openssh-client",
   dropbearkey: "dropbear-bin",
   "mkfs.ext4": "e2fsprogs",
   resize2fs: "e2fsprogs",

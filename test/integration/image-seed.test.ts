@@ -9,8 +9,8 @@ import { createExec } from "../../src/host/exec.ts";
 import { createFS } from "../../src/host/fs.ts";
 import { needs } from "../helpers/skip.ts";
 
-// Real ssh-keygen / dropbearkey / cpio; no VM, no root.
-const tools = ["ssh-keygen", "dropbearkey", "cpio"].filter((t) => !Bun.which(t, { PATH: `${process.env.PATH}:/usr/sbin:/sbin` }));
+// Real dropbearkey / cpio; no VM, no root.
+const tools = ["dropbearkey", "cpio"].filter((t) => !Bun.which(t, { PATH: `${process.env.PATH}:/usr/sbin:/sbin` }));
 
 needs(tools.length === 0, `needs ${tools.join(", ")} (scripts/host-deps.sh installs them)`).describe("VM keys and seed initrd (real tools)", () => {
   let dir: string;

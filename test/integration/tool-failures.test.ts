@@ -35,8 +35,6 @@
  * | resize2fs          | vm create --disk: grow                 | vm create --disk 16M                                  |
  * | truncate           | vm create --work-disk                  | vm create --work-disk 8M                              |
  * | mkfs.ext4          | vm create --work-disk                  | vm create --work-disk 8M                              |
- * | ssh-keygen         | vm create: client key                  | vm create of an image with an initrd                  |
- * | dropbearkey        | vm create: guest host key              | vm create of an image with an initrd                  |
  * | qemu-system-x86_64 | vm start --vmm qemu                    | vm start (the stand-in never boots anything)          |
  * | firecracker        | vm create --vmm firecracker            | missing only: refused at create (no usable KVM here)  |
  * | sh                 | vm create --net tap: netns check/hosts | vm create --net tap, daemon in a test netns           |
@@ -51,7 +49,9 @@
  *
  * Not run by banger (nothing to inject): qemu-img and cpio (doctor lists
  * them; the initramfs is written in TypeScript), busybox (read as a file,
- * /usr/bin/busybox), ssh (the CLI uses ssh2 in-process). xz/zstd/lz4/bzip2
+ * /usr/bin/busybox), ssh (the CLI uses ssh2 in-process), ssh-keygen and
+ * dropbearkey (a VM's keys are made in-process, plugins/guest/ssh-keys.ts:
+ * the create group checks a seeded vm create with both failing). xz/zstd/lz4/bzip2
  * are the other bzImage payload formats: same code path as gzip.
  * DM: this machine has no device-mapper (/dev/mapper/control), so the
  * daemon's storage-dm probe turns the plugin off and no daemon operation
@@ -434,9 +434,20 @@ describe.skipIf(!IS_ROOT)("image import and vm create", () => {
     { prog: "resize2fs", op: "vm create --disk", args: (n) => ["vm", "create", n, "--image", "plain", "--driver", "fake", "--disk", "16M"] },
     { prog: "truncate", op: "vm create --work-disk", args: (n) => ["vm", "create", n, "--image", "plain", "--driver", "fake", "--work-disk", "8M"] },
     { prog: "mkfs.ext4", op: "vm create --work-disk", args: (n) => ["vm", "create", n, "--image", "plain", "--driver", "fake", "--work-disk", "8M"] },
-    { prog: "ssh-keygen", op: "vm create (keys)", args: (n) => ["vm", "create", n, "--image", "seeded", "--driver", "fake"] },
-    { prog: "dropbearkey", op: "vm create (keys)", args: (n) => ["vm", "create", n, "--image", "seeded", "--driver", "fake"] },
   ];
+  test("ssh-keygen and dropbearkey failing: vm create of an image with an initrd still makes its keys (in-process)", () => {
+    const d = join(work, "fail", "keygens");
+    for (const prog of ["ssh-keygen", "dropbearkey"]) _script(d, prog, `echo "${prog}: injected failure" >&2\nexit 1`);
+    g.restart(`${d}:${g.normalPath()}`);
+    try {
+      const vm = g.must(["vm", "create", "keys-inproc", "--image", "seeded", "--driver", "fake", "--json"]);
+      const keys = join(vm.runtime.vmDir, "keys");
+      expect(readdirSync(keys).sort()).toEqual(["host_ed25519.pub", "host_ed25519_dropbear", "id_ed25519", "id_ed25519.pub"]);
+      g.must(["vm", "delete", "keys-inproc", "--force"]);
+    } finally {
+      g.restart(g.normalPath());
+    }
+  });
   let n = 0;
   for (const c of cases) {
     for (const kind of KINDS) {

@@ -74,7 +74,7 @@ describe("diagnose", () => {
   test("any fail → cannot run VMs", () => {
     expect(diagnose(view((v) => (v.image.present = false))).ok).toBe(false);
     expect(diagnose(view((v) => (v.disk.freeBytes = GiB / 2))).ok).toBe(false);
-    expect(diagnose(view((v) => (v.tools["ssh-keygen"] = null))).ok).toBe(false);
+    expect(diagnose(view((v) => (v.tools["mkfs.ext4"] = null))).ok).toBe(false);
     // warnings do not block
     expect(diagnose(view((v) => (v.tun.exists = false))).ok).toBe(true);
   });
@@ -129,8 +129,8 @@ describe("qemu and firecracker", () => {
 
 describe("tools", () => {
   test("a runtime tool missing → fail naming its package", () => {
-    const f = checkTools(view((v) => (v.tools.dropbearkey = null))).find((x) => x.id === "tool:dropbearkey")!;
-    expect(pick(f)).toEqual(["fail", "sudo apt-get install -y --no-install-recommends dropbear-bin"]);
+    const f = checkTools(view((v) => (v.tools.resize2fs = null))).find((x) => x.id === "tool:resize2fs")!;
+    expect(pick(f)).toEqual(["fail", "sudo apt-get install -y --no-install-recommends e2fsprogs"]);
   });
   test("a build-only tool missing → warn while an image exists, fail when one must be built", () => {
     const one = (present: boolean) => checkTools(view((v) => ((v.tools.mmdebstrap = null), (v.image.present = present)))).find((x) => x.id === "tool:mmdebstrap")!.level;
