@@ -92,6 +92,8 @@ interface _Qemu {
   exitWaitMs: number;
   probe: () => Promise<KvmProbe>;
   guard: ReturnType<typeof guardedProcesses>;
+  /** For a snapshot's receiver: killed on a snapshot's path (the fork waits for it), so looked at every few ms, not every pollMs. */
+  receiverGuard: ReturnType<typeof guardedProcesses>;
 }
 
 async function _accel(q: _Qemu): Promise<Accel> {
@@ -235,8 +237,17 @@ async function _saveWholeStream(q: _Qemu, vm: VMRecord, path: string): Promise<{
 async function _reapReceiver(q: _Qemu, vm: VMRecord): Promise<void> {
   const needle = qmpArg(qemuPaths(vm).receiverSock);
   for (const p of await q.host.procs.find(qemuPaths(vm).receiverSock)) {
-    if (receiverQmpArg(p.cmdline) === needle) await _killAndWait(q, { pid: p.pid, startTime: p.startTime });
+    if (receiverQmpArg(p.cmdline) === needle) await _killAndWait(q, { pid: p.pid, startTime: p.startTime }, q.receiverGuard);
   }
+}
+
+/** SIGKILL to a VM's receiver qemu and to its watchdogs in `spawned` (by pid and start time), without waiting for them to go. */
+async function _signalReceiver(q: _Qemu, vm: VMRecord, spawned: readonly ProcTarget[]): Promise<void> {
+  const needle = qmpArg(qemuPaths(vm).receiverSock);
+  for (const p of await q.host.procs.find(qemuPaths(vm).receiverSock)) {
+    if (receiverQmpArg(p.cmdline) === needle) await q.receiverGuard.killGuarded({ pid: p.pid, startTime: p.startTime });
+  }
+  for (const t of spawned) await q.receiverGuard.killGuarded(t);
 }
 
 /** Until a freshly spawned qemu answers on `sock`; its exit first is the error (its log's last line says why). */
@@ -259,12 +270,11 @@ async function _untilAnswers(q: _Qemu, pid: number, sock: string, log: string): 
  * migration stream goes to a file beside `path` (the freeze is that save,
  * as quick as QEMU writes it, plus the caller's disk copies). Returns then,
  * the VM stopped at the instant saved, with `finish` for after the caller
- * resumes it: a receiver qemu (the VM's own argv, RAM a shared mapping of
- * `memory.ram` beside `path`, see receiverArgs) loads that stream, so the
- * guest's RAM lands in the file (zero pages left as holes), then saves its
- * device state only (x-ignore-shared: the RAM is the file) to `path` and is
- * killed, so nothing maps the file shared afterwards; the stream goes.
- * `finish` runs once; a second call is a no-op.
+ * resumes it: a receiver qemu (the VM's own argv, RAM a shared memfd, see
+ * receiverArgs) loads that stream, saves its device state only
+ * (x-ignore-shared: the RAM is shared) to `path`, and its RAM is copied,
+ * sparse, to `memory.ram` beside `path`; it is then killed and the stream
+ * goes. `finish` runs once; a second call is a no-op.
  *
  * Not a live migration straight into the receiver: that stopped the VM for
  * only 5-12 ms, but 1 rollback in 6 of such snapshots of a busy TCG guest
@@ -313,7 +323,7 @@ async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
         placeholders.push(p.receiverDisk(i));
         await q.host.exec.run("truncate", ["-s", String(size), p.receiverDisk(i)]);
       }
-      const args = receiverArgs(launchArgs, { qmpSock: p.receiverSock, ramFile: join(dirname(path), SNAPSHOT_RAM_FILE), memoryMiB: vm.spec.memoryMiB, placeholders });
+      const args = receiverArgs(launchArgs, { qmpSock: p.receiverSock, memoryMiB: vm.spec.memoryMiB, placeholders });
       await q.host.fs.rmrf(p.receiverSock);
       await q.host.fs.writeAtomic(p.receiverLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
       // under a watchdog: a daemon killed meanwhile leaves it for at most _RECEIVER_MAX_S (the next daemon's start reaps it sooner: receivers.ts)
@@ -325,23 +335,48 @@ async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
       const dev = _toFileUri(path);
       await q.qmp.migrateOut(p.receiverSock, dev.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": true } });
       await _untilWritten(q, path, dev.tmp);
+      await _copyReceiverRam(q, vm, join(dirname(path), SNAPSHOT_RAM_FILE));
       await q.host.fs.rmrf(stream);
     } catch {
       // the whole stream is a snapshot too (restored the old way): the receiver's failure costs the RAM file, not the
       // snapshot. The RAM file goes first: beside it, a state file would be read as device state only.
       // (What went wrong is in the VM's receiver.log.)
       await _reapReceiver(q, vm);
-      for (const t of spawned) await _killAndWait(q, t);
+      for (const t of spawned) await _killAndWait(q, t, q.receiverGuard);
       await q.host.fs.rmrf(join(dirname(path), SNAPSHOT_RAM_FILE));
       await q.host.fs.rename(stream, path);
     } finally {
-      // the RAM file is whole in the page cache whatever way the receiver goes; nothing of it may stay mapped shared
-      await _reapReceiver(q, vm);
-      for (const t of spawned) await _killAndWait(q, t);
+      // The receiver maps none of the snapshot's files (its RAM is its own memfd): killed, not waited for, as freeing
+      // its memfd takes 60-80 ms. Whoever looks for it next (another snapshot, a stop or kill of the VM, a daemon's
+      // start) waits until it is gone.
+      await _signalReceiver(q, vm, spawned);
       for (const f of [p.receiverSock, stream, ...placeholders]) await q.host.fs.rmrf(f);
     }
   };
   return { frozenMs, finish };
+}
+
+/**
+ * The receiver's RAM (a memfd, see receiverArgs) to the snapshot's RAM file, sparse: zero blocks stay holes.
+ * Read through /proc/<pid>/fd of the receiver, which holds it until killed; written to a temp renamed into place.
+ */
+async function _copyReceiverRam(q: _Qemu, vm: VMRecord, ramFile: string): Promise<void> {
+  const needle = qmpArg(qemuPaths(vm).receiverSock);
+  const rcv = (await q.host.procs.find(qemuPaths(vm).receiverSock)).find((p) => receiverQmpArg(p.cmdline) === needle);
+  if (!rcv) throw new BangerError("E_INTERNAL", `the snapshot's receiver qemu of ${vm.name} is gone before its RAM was copied`);
+  const fdDir = `/proc/${rcv.pid}/fd`;
+  let memfd: string | undefined;
+  for (const { name } of await q.host.fs.list(fdDir)) {
+    if ((await q.host.fs.readlink(join(fdDir, name)))?.startsWith("/memfd:")) memfd = join(fdDir, name);
+  }
+  if (!memfd) throw new BangerError("E_INTERNAL", `the snapshot's receiver qemu of ${vm.name} holds no memfd`);
+  const tmp = tempPathFor(ramFile);
+  try {
+    await q.host.exec.run("cp", ["--sparse=always", memfd, tmp]);
+    await q.host.fs.rename(tmp, ramFile);
+  } finally {
+    await q.host.fs.rmrf(tmp);
+  }
 }
 
 /**
@@ -392,9 +427,9 @@ async function _untilMigrated(q: _Qemu, sock: string): Promise<void> {
   }
 }
 
-async function _killAndWait(q: _Qemu, t: ProcTarget): Promise<void> {
-  await q.guard.killGuarded(t);
-  if (!(await q.guard.waitGone(t, q.exitWaitMs))) {
+async function _killAndWait(q: _Qemu, t: ProcTarget, guard = q.guard): Promise<void> {
+  await guard.killGuarded(t);
+  if (!(await guard.waitGone(t, q.exitWaitMs))) {
     throw new BangerError("E_TIMEOUT", `qemu (pid ${t.pid}) did not exit after SIGKILL`);
   }
 }
@@ -430,6 +465,7 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     exitWaitMs: opts.exitWaitMs ?? 3000,
     probe: opts.probe ?? (() => kvmUsable(host)),
     guard: guardedProcesses(host, pollMs),
+    receiverGuard: guardedProcesses(host, Math.min(pollMs, 5)),
   };
   return {
     name: "qemu",

@@ -27,8 +27,8 @@ export interface ReapScope {
 /**
  * At daemon start: the snapshot receivers a killed daemon left, killed by
  * pid and start time, and their files in known VMs' dirs removed (the
- * startup sweep removes the dirs no row owns, whole). A receiver maps the
- * snapshot's memory.ram shared and outlives its daemon under a 600 s
+ * startup sweep removes the dirs no row owns, whole). A receiver holds a
+ * guest's RAM (a memfd) and outlives its daemon under a 600 s
  * watchdog; its snapshot is still `creating` (the receiver runs before the
  * commit), so snapshot reconcile drops it and the sweep its temp dir: nothing
  * will read what it writes. Only receivers of this home are touched: their

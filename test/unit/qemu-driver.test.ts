@@ -119,7 +119,10 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
         rec.spawns.push({ cmd, args, logPath: opts?.logPath });
         const pid = nextPid++;
         if (spawnBehaviour !== "die") procs.set(pid, { pid, startTime: 1000 + pid, cmdline: [cmd, ...args] });
-        if (spawnBehaviour === "ok") answering.add(pid);
+        // a watchdog's child: the qemu it runs, a process of its own that answers QMP
+        const qemu = cmd === "timeout" ? nextPid++ : pid;
+        if (qemu !== pid && spawnBehaviour !== "die") procs.set(qemu, { pid: qemu, startTime: 1000 + qemu, cmdline: args.slice(3) });
+        if (spawnBehaviour === "ok") for (const p of new Set([pid, qemu])) answering.add(p);
         if (spawnBehaviour === "die") rec.writes.set("/v/abc123/qemu.log", (rec.writes.get("/v/abc123/qemu.log") ?? "") + "qemu: could not load kernel\n");
         return pid;
       },
@@ -159,8 +162,15 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
         return files.has(p);
       },
       async mkdirp() {},
-      async list() {
-        return [];
+      async list(dir) {
+        // a live qemu's open files: a memfd among them when it has memory-backend-memfd
+        const pid = Number(/^\/proc\/(\d+)\/fd$/.exec(dir)?.[1]);
+        return procs.get(pid)?.cmdline.some((a) => a.startsWith("memory-backend-memfd")) ? ["0", "1", "2", "9", "12"].map((name) => ({ name, type: "symlink" as const })) : [];
+      },
+      async readlink(p) {
+        const [, pid, fd] = /^\/proc\/(\d+)\/fd\/(\d+)$/.exec(p) ?? [];
+        if (!procs.has(Number(pid))) return null;
+        return fd === "12" ? "/memfd:memory-backend-memfd (deleted)" : fd === "9" ? "/v/abc123/receiver-disk0.img" : "/dev/null";
       },
       async rmrf(p) {
         rec.removed.push(p);
@@ -428,7 +438,7 @@ describe("qemu driver: state save and restore", () => {
     expect(saved).toEqual({ frozenMs: 30 });
   });
 
-  test("saveState: the stopped VM's whole stream to a file; finish, after the resume: a receiver qemu loads it into memory.ram (shared mapping), saves device state only (x-ignore-shared), and is killed", async () => {
+  test("saveState: the stopped VM's whole stream to a file; finish, after the resume: a receiver qemu loads it into a shared memfd, saves device state only (x-ignore-shared), its RAM is copied to memory.ram, and it is killed", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     expect(d.liveSave).toBe(true);
@@ -449,7 +459,7 @@ describe("qemu driver: state save and restore", () => {
     f.rec.qmp.length = 0;
     await saved.finish!();
     // the receiver: the VM's argv with its own socket, a stand-in disk of the same size, port 0, RAM shared in the snapshot's file
-    expect(f.rec.runs).toEqual([{ cmd: "truncate", args: ["-s", "1073741824", "/v/abc123/receiver-disk0.img"] }]);
+    expect(f.rec.runs[0]).toEqual({ cmd: "truncate", args: ["-s", "1073741824", "/v/abc123/receiver-disk0.img"] });
     const rcv = f.rec.spawns[1]!;
     // under a watchdog, so a daemon killed meanwhile cannot leave it for ever
     expect([rcv.cmd, ...rcv.args.slice(0, 4)]).toEqual(["timeout", "-s", "KILL", "600", "/usr/bin/qemu-system-x86_64"]);
@@ -458,16 +468,22 @@ describe("qemu driver: state save and restore", () => {
     expect(rcv.args).not.toContain(QMP_NEEDLE);
     expect(rcv.args).toContain("id=disk0,file=/v/abc123/receiver-disk0.img,format=raw,if=none,cache=unsafe,discard=unmap");
     expect(rcv.args).toContain("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22");
-    expect(rcv.args.slice(-7)).toEqual(["-object", "memory-backend-file,id=pc.ram,size=256M,mem-path=/snaps/s1/memory.ram,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
+    expect(rcv.args.slice(-7)).toEqual(["-object", "memory-backend-memfd,id=pc.ram,size=256M,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
     expect(calls()[0]).toBe("migrate-in /v/abc123/rcv.sock exec:cat '/snaps/s1/whole.mig'");
     expect(calls()[1]).toMatch(/^migrate-out \/v\/abc123\/rcv\.sock exec:cat > '\/snaps\/s1\/\.state\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/state\.mig' x-ignore-shared=on$/);
     expect(calls()).toHaveLength(2);
-    // nothing maps the RAM file shared any more: the receiver is killed, the stream, its socket and stand-ins removed; the VM's qemu stays
-    expect(f.rec.kills).toEqual([{ pid: r.pid + 1, signal: "SIGKILL" }]);
+    // the receiver's memfd (found among its open files) copied sparse to a temp renamed to the snapshot's RAM file, read where the receiver holds it
+    const rcvQemu = r.pid + 2;
+    expect(f.rec.runs[1]!.cmd).toBe("cp");
+    expect(f.rec.runs[1]!.args.slice(0, 2)).toEqual(["--sparse=always", `/proc/${rcvQemu}/fd/12`]);
+    expect(f.rec.runs[1]!.args[2]).toMatch(/^\/snaps\/s1\/\.memory\.ram\.tmp-/);
+    expect(f.rec.renames).toEqual([`${f.rec.runs[1]!.args[2]} → /snaps/s1/memory.ram`]);
+    expect(f.rec.runs).toHaveLength(2);
+    // then the receiver (its qemu, then its watchdog) is killed, the stream, its socket and stand-ins removed; the VM's qemu stays
+    expect(f.rec.kills).toEqual([{ pid: rcvQemu, signal: "SIGKILL" }, { pid: r.pid + 1, signal: "SIGKILL" }]);
     expect([...f.procs.keys()]).toEqual([r.pid]);
     for (const x of ["/v/abc123/rcv.sock", "/snaps/s1/whole.mig", "/v/abc123/receiver-disk0.img"]) expect(f.rec.removed).toContain(x);
     expect(f.rec.removed).not.toContain("/snaps/s1/memory.ram");
-    expect(f.rec.renames).toEqual([]);
     // once only
     await saved.finish!();
     expect(calls()).toHaveLength(2);
@@ -496,7 +512,7 @@ describe("qemu driver: state save and restore", () => {
     await saved.finish!();
     expect(calls()[0]).toBe("query-migrate /v/abc123/api.sock");
     expect(calls()[1]).toBe("migrate-in /v/abc123/rcv.sock exec:cat '/snaps/s1/whole.mig'");
-    expect(f.rec.renames).toEqual([]);
+    expect(f.rec.renames).toEqual([expect.stringMatching(/^\/snaps\/s1\/\.memory\.ram\.tmp-.* → \/snaps\/s1\/memory\.ram$/)]);
     expect([...f.procs.keys()]).toEqual([r.pid]);
   });
 
