@@ -1,6 +1,6 @@
-import { BangerError, faultPoint, shellQuote, type SaveOptions, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
+import { BangerError, faultPoint, shellQuote, type PreparedSave, type SaveOptions, type SaveResult, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { dirname, join } from "node:path";
-import { RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName, receiverQmpArg } from "./receivers.ts";
+import { RECEIVER_IN_SOCK, RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName, receiverQmpArg } from "./receivers.ts";
 import { memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
 import { MAX_MIGRATE_BANDWIDTH, qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
 
@@ -50,9 +50,7 @@ const realQmp: QmpOps = {
  * this file copy-on-write; absent: the state file is a whole migration stream.
  */
 export const SNAPSHOT_RAM_FILE = "memory.ram";
-/** The whole migration stream a snapshot's receiver loads from (see _saveViaReceiver); gone once it has. */
-const SNAPSHOT_STREAM_FILE = "whole.mig";
-/** A receiver loads 256 MiB-few GiB from a file and saves a few hundred KiB: minutes at most, even on a loaded TCG host. */
+/** A receiver loads 256 MiB-few GiB from its VM and saves a few hundred KiB: minutes at most, even on a loaded TCG host. */
 const _RECEIVER_MAX_S = 600;
 
 /** How long a state save or load may take (a few hundred MiB through a pipe). */
@@ -73,8 +71,10 @@ export function qemuPaths(vm: VMRecord) {
     initrd: join(dir, "initrd.img"),
     /** The argv this VM's qemu was launched with (before restore-only options): a snapshot's receiver is made from it. */
     launchArgs: join(dir, "qemu-argv.json"),
-    /** A snapshot's receiver qemu (see _saveViaReceiver): its QMP socket, its log, its disk stand-ins. */
+    /** A snapshot's receiver qemu (see _prepareReceiver): its QMP socket, its log, its disk stand-ins. */
     receiverSock: join(dir, RECEIVER_SOCK),
+    /** Where it listens for the VM's migration stream. */
+    receiverIn: join(dir, RECEIVER_IN_SOCK),
     receiverLog: join(dir, "receiver.log"),
     receiverDisk: (i: number) => join(dir, receiverDiskName(i)),
   };
@@ -266,94 +266,114 @@ async function _untilAnswers(q: _Qemu, pid: number, sock: string, log: string): 
 }
 
 /**
- * A snapshot as a RAM file plus device state. The stopped VM's whole
- * migration stream goes to a file beside `path` (the freeze is that save,
- * as quick as QEMU writes it, plus the caller's disk copies). Returns then,
- * the VM stopped at the instant saved, with `finish` for after the caller
- * resumes it: a receiver qemu (the VM's own argv, RAM a shared memfd, see
- * receiverArgs) loads that stream, saves its device state only
- * (x-ignore-shared: the RAM is shared) to `path`, and its RAM is copied,
- * sparse, to `memory.ram` beside `path`; it is then killed and the stream
- * goes. `finish` runs once; a second call is a no-op.
+ * A snapshot as a RAM file plus device state, made ready while the VM runs:
+ * a receiver qemu (the VM's own argv, RAM a shared memfd, see receiverArgs)
+ * is started and listens for a migration on RECEIVER_IN_SOCK. The save
+ * (save()) stops the VM and migrates it straight into the receiver; with
+ * `runOn` and a VM QEMU can background-snapshot (anonymous RAM), the guest
+ * runs again once its RAM is write-protected, 20-50 ms after the stop, while
+ * the RAM streams. `finish` then waits until the receiver has it all, has
+ * the receiver save its device state only (x-ignore-shared: the RAM is
+ * shared) to `path`, copies its RAM, sparse, to `memory.ram` beside `path`,
+ * and kills it. Either step failing fails the snapshot, the receiver killed
+ * and its files removed; `finish` runs once.
  *
- * Not a live migration straight into the receiver: that stopped the VM for
- * only 5-12 ms, but 1 rollback in 6 of such snapshots of a busy TCG guest
- * panicked in a stress loop (a guest kernel oops right after the restore;
- * cause not found), none of the stopped ones.
+ * The stream is loaded as it comes, not written to a file and read back:
+ * that took a 256 MiB guest's snapshot ~0.2 s longer. Not a live (precopy)
+ * migration: that stopped the VM for only 5-12 ms, but 1 rollback in 6 of
+ * such snapshots of a busy TCG guest panicked in a stress loop (a guest
+ * kernel oops right after the restore; cause not found), none of the
+ * stopped or background ones.
  */
-async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], path: string, o: SaveOptions = {}): Promise<{ frozenMs: number; finish: () => Promise<void> }> {
+async function _prepareReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], path: string): Promise<PreparedSave> {
   const p = qemuPaths(vm);
   const bin = await q.host.exec.which(q.opts.binary ?? QEMU_BINARY);
   if (!bin) throw new BangerError("E_MISSING_TOOL", "qemu-system-x86_64 not found: install qemu-system-x86 (run `banger doctor`)");
   await _reapReceiver(q, vm);
-  const stream = join(dirname(path), SNAPSHOT_STREAM_FILE);
-  const status = (await q.qmp.command(p.qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
-  // stopped by the caller with its disks taken, to run on: QEMU may let it run while its RAM streams
-  const background = !!o.runOn && status?.status !== "running" && (await _backgroundCapable(q, p.qmpSock));
-  if (status?.status === "running") await q.qmp.command(p.qmpSock, "stop", 2000);
-  const stoppedAt = q.host.clock.now().getTime();
-  // all of the VM's RAM goes in the stream: a restored VM still has x-ignore-shared on from its restore
-  const whole = _toFileUri(stream);
-  if (background) {
-    await q.qmp.command(p.qmpSock, "migrate-set-parameters", 2000, { "max-bandwidth": MAX_MIGRATE_BANDWIDTH });
-    await q.qmp.command(p.qmpSock, "migrate", 10_000, { uri: whole.uri });
-    await _untilGuestRuns(q, p.qmpSock);
-  } else {
-    // background-snapshot off again: an earlier snapshot may have left it on in this QEMU
-    await q.qmp.migrateOut(p.qmpSock, whole.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": false, "background-snapshot": false } });
-    await _untilWritten(q, stream, whole.tmp);
-  }
-  const frozenMs = q.host.clock.now().getTime() - stoppedAt;
-  const blocks = (await q.qmp.command(p.qmpSock, "query-block", 2000)) as { device?: string; inserted?: { image?: { "virtual-size"?: number } } }[];
-  let finished = false;
-  const finish = async () => {
-    if (finished) return;
-    finished = true;
-    const placeholders: string[] = [];
-    const spawned: { pid: number; startTime: number }[] = [];
-    try {
-      if (background) {
-        await _untilMigrated(q, p.qmpSock);
-        await _untilWritten(q, stream, whole.tmp);
-      }
-      const driveIds = launchArgs.flatMap((a, i) => (launchArgs[i - 1] === "-drive" ? [/^id=([^,]+),/.exec(a)?.[1] ?? ""] : []));
-      for (const [i, id] of driveIds.entries()) {
-        const size = blocks.find((b) => b.device === id)?.inserted?.image?.["virtual-size"];
-        if (!size) throw new BangerError("E_INTERNAL", `qemu did not report the size of ${vm.name}'s disk ${id}`);
-        placeholders.push(p.receiverDisk(i));
-        await q.host.exec.run("truncate", ["-s", String(size), p.receiverDisk(i)]);
-      }
-      const args = receiverArgs(launchArgs, { qmpSock: p.receiverSock, memoryMiB: vm.spec.memoryMiB, placeholders });
-      await q.host.fs.rmrf(p.receiverSock);
-      await q.host.fs.writeAtomic(p.receiverLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
-      // under a watchdog: a daemon killed meanwhile leaves it for at most _RECEIVER_MAX_S (the next daemon's start reaps it sooner: receivers.ts)
-      const pid = await q.host.exec.spawnDetached("timeout", ["-s", "KILL", String(_RECEIVER_MAX_S), bin, ...args], { cwd: vm.runtime.vmDir, logPath: p.receiverLog });
-      spawned.push({ pid, startTime: (await q.host.procs.info(pid))?.startTime ?? 0 });
-      await _untilAnswers(q, pid, p.receiverSock, p.receiverLog);
-      await q.qmp.migrateIn(p.receiverSock, `exec:cat ${shellQuote(stream)}`, _MIGRATE_TIMEOUT_MS);
-      await faultPoint("snapshot:in-receiver");
-      const dev = _toFileUri(path);
-      await q.qmp.migrateOut(p.receiverSock, dev.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": true } });
-      await _untilWritten(q, path, dev.tmp);
-      await _copyReceiverRam(q, vm, join(dirname(path), SNAPSHOT_RAM_FILE));
-      await q.host.fs.rmrf(stream);
-    } catch {
-      // the whole stream is a snapshot too (restored the old way): the receiver's failure costs the RAM file, not the
-      // snapshot. The RAM file goes first: beside it, a state file would be read as device state only.
-      // (What went wrong is in the VM's receiver.log.)
+  const placeholders: string[] = [];
+  const spawned: ProcTarget[] = [];
+  const ramFile = join(dirname(path), SNAPSHOT_RAM_FILE);
+  let ended = false;
+  // waited for when the snapshot fails (nothing of it may outlive the failure); only signalled when it is whole
+  const end = async (ok: boolean) => {
+    if (ended) return;
+    ended = true;
+    if (ok) await _signalReceiver(q, vm, spawned);
+    else {
       await _reapReceiver(q, vm);
       for (const t of spawned) await _killAndWait(q, t, q.receiverGuard);
-      await q.host.fs.rmrf(join(dirname(path), SNAPSHOT_RAM_FILE));
-      await q.host.fs.rename(stream, path);
-    } finally {
-      // The receiver maps none of the snapshot's files (its RAM is its own memfd): killed, not waited for, as freeing
-      // its memfd takes 60-80 ms. Whoever looks for it next (another snapshot, a stop or kill of the VM, a daemon's
-      // start) waits until it is gone.
-      await _signalReceiver(q, vm, spawned);
-      for (const f of [p.receiverSock, stream, ...placeholders]) await q.host.fs.rmrf(f);
+      await q.host.fs.rmrf(ramFile);
     }
+    for (const f of [p.receiverSock, p.receiverIn, ...placeholders]) await q.host.fs.rmrf(f);
   };
-  return { frozenMs, finish };
+  try {
+    const blocks = (await q.qmp.command(p.qmpSock, "query-block", 2000)) as { device?: string; inserted?: { image?: { "virtual-size"?: number } } }[];
+    const driveIds = launchArgs.flatMap((a, i) => (launchArgs[i - 1] === "-drive" ? [/^id=([^,]+),/.exec(a)?.[1] ?? ""] : []));
+    for (const [i, id] of driveIds.entries()) {
+      const size = blocks.find((b) => b.device === id)?.inserted?.image?.["virtual-size"];
+      if (!size) throw new BangerError("E_INTERNAL", `qemu did not report the size of ${vm.name}'s disk ${id}`);
+      placeholders.push(p.receiverDisk(i));
+      await q.host.exec.run("truncate", ["-s", String(size), p.receiverDisk(i)]);
+    }
+    const args = receiverArgs(launchArgs, { qmpSock: p.receiverSock, memoryMiB: vm.spec.memoryMiB, placeholders });
+    for (const f of [p.receiverSock, p.receiverIn]) await q.host.fs.rmrf(f);
+    await q.host.fs.writeAtomic(p.receiverLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
+    // under a watchdog: a daemon killed meanwhile leaves it for at most _RECEIVER_MAX_S (the next daemon's start reaps it sooner: receivers.ts)
+    const pid = await q.host.exec.spawnDetached("timeout", ["-s", "KILL", String(_RECEIVER_MAX_S), bin, ...args], { cwd: vm.runtime.vmDir, logPath: p.receiverLog });
+    spawned.push({ pid, startTime: (await q.host.procs.info(pid))?.startTime ?? 0 });
+    await _untilAnswers(q, pid, p.receiverSock, p.receiverLog);
+    // listening from here on (the path goes to QEMU as it is: a QMP string, not a command line)
+    await q.qmp.command(p.receiverSock, "migrate-incoming", 2000, { uri: `unix:${p.receiverIn}` });
+  } catch (e) {
+    await end(false);
+    throw e;
+  }
+  return {
+    abandon: () => end(false),
+    async save(o: SaveOptions = {}) {
+      try {
+        const status = (await q.qmp.command(p.qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
+        // stopped by the caller with its disks taken, to run on: QEMU may let it run while its RAM streams
+        const background = !!o.runOn && status?.status !== "running" && (await _backgroundCapable(q, p.qmpSock));
+        if (status?.status === "running") await q.qmp.command(p.qmpSock, "stop", 2000);
+        const stoppedAt = q.host.clock.now().getTime();
+        // all of the VM's RAM goes in the stream: a restored VM still has x-ignore-shared on from its restore
+        const uri = `unix:${p.receiverIn}`;
+        if (background) {
+          await q.qmp.command(p.qmpSock, "migrate-set-parameters", 2000, { "max-bandwidth": MAX_MIGRATE_BANDWIDTH });
+          await q.qmp.command(p.qmpSock, "migrate", 10_000, { uri });
+          await _untilGuestRuns(q, p.qmpSock);
+        } else {
+          // background-snapshot off again: an earlier snapshot may have left it on in this QEMU
+          await q.qmp.migrateOut(p.qmpSock, uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": false, "background-snapshot": false } });
+        }
+        const frozenMs = q.host.clock.now().getTime() - stoppedAt;
+        let finished = false;
+        const finish = async () => {
+          if (finished) return;
+          finished = true;
+          let ok = false;
+          try {
+            if (background) await _untilMigrated(q, p.qmpSock);
+            // the source has sent it all; the receiver may still be loading the tail
+            await _untilMigrated(q, p.receiverSock);
+            await faultPoint("snapshot:in-receiver");
+            const dev = _toFileUri(path);
+            await q.qmp.migrateOut(p.receiverSock, dev.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": true } });
+            await _untilWritten(q, path, dev.tmp);
+            await _copyReceiverRam(q, vm, ramFile);
+            ok = true;
+          } finally {
+            await end(ok);
+          }
+        };
+        return { frozenMs, finish };
+      } catch (e) {
+        await end(false);
+        throw e;
+      }
+    },
+  };
 }
 
 /**
@@ -377,6 +397,19 @@ async function _copyReceiverRam(q: _Qemu, vm: VMRecord, ramFile: string): Promis
   } finally {
     await q.host.fs.rmrf(tmp);
   }
+}
+
+/**
+ * A save through a receiver (see _prepareReceiver) or, for a VM launched before its argv was recorded or one on a tap
+ * (virtio-net's state needs a tap with vnet_hdr to load into, and the VM holds its tap: no receiver can stand in),
+ * the stopped VM's whole stream to `path`, with nothing to make ready.
+ */
+async function _prepareSave(q: _Qemu, vm: VMRecord, path: string): Promise<PreparedSave> {
+  const text = await q.host.fs.readText(qemuPaths(vm).launchArgs);
+  const launchArgs = text ? (JSON.parse(text) as string[]) : null;
+  const tap = launchArgs?.some((a, i) => launchArgs[i - 1] === "-netdev" && a.startsWith("tap,"));
+  if (launchArgs && !tap) return _prepareReceiver(q, vm, launchArgs, path);
+  return { save: () => _saveWholeStream(q, vm, path), abandon: async () => {} };
 }
 
 /**
@@ -515,12 +548,9 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       await q.qmp.command(qemuPaths(vm).qmpSock, "blockdev-snapshot-sync", 10_000, { device: `disk${index}`, "snapshot-file": overlay, format: "qcow2", mode: "existing" });
     },
     liveSave: true,
-    async saveState(vm: VMRecord, _handles: VMHandles, path: string, o: SaveOptions = {}): Promise<{ frozenMs: number; finish?: () => Promise<void> }> {
-      const text = await q.host.fs.readText(qemuPaths(vm).launchArgs);
-      const launchArgs = text ? (JSON.parse(text) as string[]) : null;
-      // a tap's virtio-net state needs a tap (vnet_hdr) to load into, and the VM holds its tap: no receiver can stand in
-      const tap = launchArgs?.some((a, i) => launchArgs[i - 1] === "-netdev" && a.startsWith("tap,"));
-      return launchArgs && !tap ? _saveViaReceiver(q, vm, launchArgs, path, o) : _saveWholeStream(q, vm, path);
+    prepareSave: (vm: VMRecord, _handles: VMHandles, path: string) => _prepareSave(q, vm, path),
+    async saveState(vm: VMRecord, _handles: VMHandles, path: string, o: SaveOptions = {}): Promise<SaveResult> {
+      return (await _prepareSave(q, vm, path)).save(o);
     },
     async runState(vm: VMRecord): Promise<"running" | "paused"> {
       const r = (await q.qmp.command(qemuPaths(vm).qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
