@@ -109,8 +109,6 @@ export function qemuArgs(vm: VMRecord, boot: BootConfig, o: QemuArgsOptions): st
 /** Where a snapshot's receiver QEMU keeps its own files (see receiverArgs). */
 export interface ReceiverOptions {
   qmpSock: string;
-  /** The file the guest's RAM lands in (shared mapping). */
-  ramFile: string;
   memoryMiB: number;
   /** One sparse stand-in per -drive, in order: the receiver never reads a disk, and must not lock the VM's. */
   placeholders: string[];
@@ -122,8 +120,11 @@ export interface ReceiverOptions {
  * everything the VM holds exclusively swapped out: its QMP socket, serial
  * file and pidfile, its disks (sparse stand-ins of the same size), its
  * forwarded SSH port (slirp binds port 0 instead); a VM on a tap has no
- * stand-in (refused). RAM is a shared file mapping, and the
- * receiver waits for the stream (-incoming defer) without ever running (-S).
+ * stand-in (refused). RAM is a shared memfd (shmem pages fault in at a
+ * third of the cost of a shared mapping of an ext4 file: a 256 MiB guest's
+ * stream loads in ~170 ms instead of ~450 ms), copied to the snapshot's RAM
+ * file afterwards; the receiver waits for the stream (-incoming defer)
+ * without ever running (-S).
  */
 export function receiverArgs(launchArgs: readonly string[], o: ReceiverOptions): string[] {
   const out: string[] = [];
@@ -171,7 +172,7 @@ export function receiverArgs(launchArgs: readonly string[], o: ReceiverOptions):
     }
   }
   if (disk !== o.placeholders.length) throw new Error(`receiverArgs: ${o.placeholders.length} stand-ins for ${disk} disks`);
-  out.push(...memoryBackendArgs(o.memoryMiB, { path: o.ramFile, share: true }), "-incoming", "defer", "-S");
+  out.push("-object", `memory-backend-memfd,id=${RAM_ID},size=${o.memoryMiB}M,share=on`, "-machine", `memory-backend=${RAM_ID}`, "-incoming", "defer", "-S");
   return out;
 }
 

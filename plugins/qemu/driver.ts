@@ -1,6 +1,6 @@
-import { BangerError, faultPoint, shellQuote, type SaveOptions, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
+import { BangerError, faultPoint, shellQuote, type PreparedSave, type SaveOptions, type SaveResult, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { dirname, join } from "node:path";
-import { RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName, receiverQmpArg } from "./receivers.ts";
+import { RECEIVER_IN_SOCK, RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName, receiverQmpArg } from "./receivers.ts";
 import { memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
 import { MAX_MIGRATE_BANDWIDTH, qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
 
@@ -50,9 +50,7 @@ const realQmp: QmpOps = {
  * this file copy-on-write; absent: the state file is a whole migration stream.
  */
 export const SNAPSHOT_RAM_FILE = "memory.ram";
-/** The whole migration stream a snapshot's receiver loads from (see _saveViaReceiver); gone once it has. */
-const SNAPSHOT_STREAM_FILE = "whole.mig";
-/** A receiver loads 256 MiB-few GiB from a file and saves a few hundred KiB: minutes at most, even on a loaded TCG host. */
+/** A receiver loads 256 MiB-few GiB from its VM and saves a few hundred KiB: minutes at most, even on a loaded TCG host. */
 const _RECEIVER_MAX_S = 600;
 
 /** How long a state save or load may take (a few hundred MiB through a pipe). */
@@ -73,8 +71,10 @@ export function qemuPaths(vm: VMRecord) {
     initrd: join(dir, "initrd.img"),
     /** The argv this VM's qemu was launched with (before restore-only options): a snapshot's receiver is made from it. */
     launchArgs: join(dir, "qemu-argv.json"),
-    /** A snapshot's receiver qemu (see _saveViaReceiver): its QMP socket, its log, its disk stand-ins. */
+    /** A snapshot's receiver qemu (see _prepareReceiver): its QMP socket, its log, its disk stand-ins. */
     receiverSock: join(dir, RECEIVER_SOCK),
+    /** Where it listens for the VM's migration stream. */
+    receiverIn: join(dir, RECEIVER_IN_SOCK),
     receiverLog: join(dir, "receiver.log"),
     receiverDisk: (i: number) => join(dir, receiverDiskName(i)),
   };
@@ -92,6 +92,8 @@ interface _Qemu {
   exitWaitMs: number;
   probe: () => Promise<KvmProbe>;
   guard: ReturnType<typeof guardedProcesses>;
+  /** For a snapshot's receiver: killed on a snapshot's path (the fork waits for it), so looked at every few ms, not every pollMs. */
+  receiverGuard: ReturnType<typeof guardedProcesses>;
 }
 
 async function _accel(q: _Qemu): Promise<Accel> {
@@ -235,8 +237,17 @@ async function _saveWholeStream(q: _Qemu, vm: VMRecord, path: string): Promise<{
 async function _reapReceiver(q: _Qemu, vm: VMRecord): Promise<void> {
   const needle = qmpArg(qemuPaths(vm).receiverSock);
   for (const p of await q.host.procs.find(qemuPaths(vm).receiverSock)) {
-    if (receiverQmpArg(p.cmdline) === needle) await _killAndWait(q, { pid: p.pid, startTime: p.startTime });
+    if (receiverQmpArg(p.cmdline) === needle) await _killAndWait(q, { pid: p.pid, startTime: p.startTime }, q.receiverGuard);
   }
+}
+
+/** SIGKILL to a VM's receiver qemu and to its watchdogs in `spawned` (by pid and start time), without waiting for them to go. */
+async function _signalReceiver(q: _Qemu, vm: VMRecord, spawned: readonly ProcTarget[]): Promise<void> {
+  const needle = qmpArg(qemuPaths(vm).receiverSock);
+  for (const p of await q.host.procs.find(qemuPaths(vm).receiverSock)) {
+    if (receiverQmpArg(p.cmdline) === needle) await q.receiverGuard.killGuarded({ pid: p.pid, startTime: p.startTime });
+  }
+  for (const t of spawned) await q.receiverGuard.killGuarded(t);
 }
 
 /** Until a freshly spawned qemu answers on `sock`; its exit first is the error (its log's last line says why). */
@@ -255,93 +266,150 @@ async function _untilAnswers(q: _Qemu, pid: number, sock: string, log: string): 
 }
 
 /**
- * A snapshot as a RAM file plus device state. The stopped VM's whole
- * migration stream goes to a file beside `path` (the freeze is that save,
- * as quick as QEMU writes it, plus the caller's disk copies). Returns then,
- * the VM stopped at the instant saved, with `finish` for after the caller
- * resumes it: a receiver qemu (the VM's own argv, RAM a shared mapping of
- * `memory.ram` beside `path`, see receiverArgs) loads that stream, so the
- * guest's RAM lands in the file (zero pages left as holes), then saves its
- * device state only (x-ignore-shared: the RAM is the file) to `path` and is
- * killed, so nothing maps the file shared afterwards; the stream goes.
- * `finish` runs once; a second call is a no-op.
+ * A snapshot as a RAM file plus device state, made ready while the VM runs:
+ * a receiver qemu (the VM's own argv, RAM a shared memfd, see receiverArgs)
+ * is started and listens for a migration on RECEIVER_IN_SOCK. The save
+ * (save()) stops the VM and migrates it straight into the receiver; with
+ * `runOn` and a VM QEMU can background-snapshot (anonymous RAM), the guest
+ * runs again once its RAM is write-protected, 20-50 ms after the stop, while
+ * the RAM streams. `finish` then waits until the receiver has it all, has
+ * the receiver save its device state only (x-ignore-shared: the RAM is
+ * shared) to `path`, copies its RAM, sparse, to `memory.ram` beside `path`,
+ * and kills it. Either step failing fails the snapshot, the receiver killed
+ * and its files removed; `finish` runs once.
  *
- * Not a live migration straight into the receiver: that stopped the VM for
- * only 5-12 ms, but 1 rollback in 6 of such snapshots of a busy TCG guest
- * panicked in a stress loop (a guest kernel oops right after the restore;
- * cause not found), none of the stopped ones.
+ * The stream is loaded as it comes, not written to a file and read back:
+ * that took a 256 MiB guest's snapshot ~0.2 s longer. Not a live (precopy)
+ * migration: that stopped the VM for only 5-12 ms, but 1 rollback in 6 of
+ * such snapshots of a busy TCG guest panicked in a stress loop (a guest
+ * kernel oops right after the restore; cause not found), none of the
+ * stopped or background ones.
  */
-async function _saveViaReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], path: string, o: SaveOptions = {}): Promise<{ frozenMs: number; finish: () => Promise<void> }> {
+async function _prepareReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], path: string): Promise<PreparedSave> {
   const p = qemuPaths(vm);
   const bin = await q.host.exec.which(q.opts.binary ?? QEMU_BINARY);
   if (!bin) throw new BangerError("E_MISSING_TOOL", "qemu-system-x86_64 not found: install qemu-system-x86 (run `banger doctor`)");
   await _reapReceiver(q, vm);
-  const stream = join(dirname(path), SNAPSHOT_STREAM_FILE);
-  const status = (await q.qmp.command(p.qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
-  // stopped by the caller with its disks taken, to run on: QEMU may let it run while its RAM streams
-  const background = !!o.runOn && status?.status !== "running" && (await _backgroundCapable(q, p.qmpSock));
-  if (status?.status === "running") await q.qmp.command(p.qmpSock, "stop", 2000);
-  const stoppedAt = q.host.clock.now().getTime();
-  // all of the VM's RAM goes in the stream: a restored VM still has x-ignore-shared on from its restore
-  const whole = _toFileUri(stream);
-  if (background) {
-    await q.qmp.command(p.qmpSock, "migrate-set-parameters", 2000, { "max-bandwidth": MAX_MIGRATE_BANDWIDTH });
-    await q.qmp.command(p.qmpSock, "migrate", 10_000, { uri: whole.uri });
-    await _untilGuestRuns(q, p.qmpSock);
-  } else {
-    // background-snapshot off again: an earlier snapshot may have left it on in this QEMU
-    await q.qmp.migrateOut(p.qmpSock, whole.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": false, "background-snapshot": false } });
-    await _untilWritten(q, stream, whole.tmp);
-  }
-  const frozenMs = q.host.clock.now().getTime() - stoppedAt;
-  const blocks = (await q.qmp.command(p.qmpSock, "query-block", 2000)) as { device?: string; inserted?: { image?: { "virtual-size"?: number } } }[];
-  let finished = false;
-  const finish = async () => {
-    if (finished) return;
-    finished = true;
-    const placeholders: string[] = [];
-    const spawned: { pid: number; startTime: number }[] = [];
-    try {
-      if (background) {
-        await _untilMigrated(q, p.qmpSock);
-        await _untilWritten(q, stream, whole.tmp);
-      }
-      const driveIds = launchArgs.flatMap((a, i) => (launchArgs[i - 1] === "-drive" ? [/^id=([^,]+),/.exec(a)?.[1] ?? ""] : []));
-      for (const [i, id] of driveIds.entries()) {
-        const size = blocks.find((b) => b.device === id)?.inserted?.image?.["virtual-size"];
-        if (!size) throw new BangerError("E_INTERNAL", `qemu did not report the size of ${vm.name}'s disk ${id}`);
-        placeholders.push(p.receiverDisk(i));
-        await q.host.exec.run("truncate", ["-s", String(size), p.receiverDisk(i)]);
-      }
-      const args = receiverArgs(launchArgs, { qmpSock: p.receiverSock, ramFile: join(dirname(path), SNAPSHOT_RAM_FILE), memoryMiB: vm.spec.memoryMiB, placeholders });
-      await q.host.fs.rmrf(p.receiverSock);
-      await q.host.fs.writeAtomic(p.receiverLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
-      // under a watchdog: a daemon killed meanwhile leaves it for at most _RECEIVER_MAX_S (the next daemon's start reaps it sooner: receivers.ts)
-      const pid = await q.host.exec.spawnDetached("timeout", ["-s", "KILL", String(_RECEIVER_MAX_S), bin, ...args], { cwd: vm.runtime.vmDir, logPath: p.receiverLog });
-      spawned.push({ pid, startTime: (await q.host.procs.info(pid))?.startTime ?? 0 });
-      await _untilAnswers(q, pid, p.receiverSock, p.receiverLog);
-      await q.qmp.migrateIn(p.receiverSock, `exec:cat ${shellQuote(stream)}`, _MIGRATE_TIMEOUT_MS);
-      await faultPoint("snapshot:in-receiver");
-      const dev = _toFileUri(path);
-      await q.qmp.migrateOut(p.receiverSock, dev.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": true } });
-      await _untilWritten(q, path, dev.tmp);
-      await q.host.fs.rmrf(stream);
-    } catch {
-      // the whole stream is a snapshot too (restored the old way): the receiver's failure costs the RAM file, not the
-      // snapshot. The RAM file goes first: beside it, a state file would be read as device state only.
-      // (What went wrong is in the VM's receiver.log.)
+  const placeholders: string[] = [];
+  const spawned: ProcTarget[] = [];
+  const ramFile = join(dirname(path), SNAPSHOT_RAM_FILE);
+  let ended = false;
+  // waited for when the snapshot fails (nothing of it may outlive the failure); only signalled when it is whole
+  const end = async (ok: boolean) => {
+    if (ended) return;
+    ended = true;
+    if (ok) await _signalReceiver(q, vm, spawned);
+    else {
       await _reapReceiver(q, vm);
-      for (const t of spawned) await _killAndWait(q, t);
-      await q.host.fs.rmrf(join(dirname(path), SNAPSHOT_RAM_FILE));
-      await q.host.fs.rename(stream, path);
-    } finally {
-      // the RAM file is whole in the page cache whatever way the receiver goes; nothing of it may stay mapped shared
-      await _reapReceiver(q, vm);
-      for (const t of spawned) await _killAndWait(q, t);
-      for (const f of [p.receiverSock, stream, ...placeholders]) await q.host.fs.rmrf(f);
+      for (const t of spawned) await _killAndWait(q, t, q.receiverGuard);
+      await q.host.fs.rmrf(ramFile);
     }
+    for (const f of [p.receiverSock, p.receiverIn, ...placeholders]) await q.host.fs.rmrf(f);
   };
-  return { frozenMs, finish };
+  try {
+    const blocks = (await q.qmp.command(p.qmpSock, "query-block", 2000)) as { device?: string; inserted?: { image?: { "virtual-size"?: number } } }[];
+    const driveIds = launchArgs.flatMap((a, i) => (launchArgs[i - 1] === "-drive" ? [/^id=([^,]+),/.exec(a)?.[1] ?? ""] : []));
+    for (const [i, id] of driveIds.entries()) {
+      const size = blocks.find((b) => b.device === id)?.inserted?.image?.["virtual-size"];
+      if (!size) throw new BangerError("E_INTERNAL", `qemu did not report the size of ${vm.name}'s disk ${id}`);
+      placeholders.push(p.receiverDisk(i));
+      await q.host.exec.run("truncate", ["-s", String(size), p.receiverDisk(i)]);
+    }
+    const args = receiverArgs(launchArgs, { qmpSock: p.receiverSock, memoryMiB: vm.spec.memoryMiB, placeholders });
+    for (const f of [p.receiverSock, p.receiverIn]) await q.host.fs.rmrf(f);
+    await q.host.fs.writeAtomic(p.receiverLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
+    // under a watchdog: a daemon killed meanwhile leaves it for at most _RECEIVER_MAX_S (the next daemon's start reaps it sooner: receivers.ts)
+    const pid = await q.host.exec.spawnDetached("timeout", ["-s", "KILL", String(_RECEIVER_MAX_S), bin, ...args], { cwd: vm.runtime.vmDir, logPath: p.receiverLog });
+    spawned.push({ pid, startTime: (await q.host.procs.info(pid))?.startTime ?? 0 });
+    await _untilAnswers(q, pid, p.receiverSock, p.receiverLog);
+    // listening from here on (the path goes to QEMU as it is: a QMP string, not a command line)
+    await q.qmp.command(p.receiverSock, "migrate-incoming", 2000, { uri: `unix:${p.receiverIn}` });
+  } catch (e) {
+    await end(false);
+    throw e;
+  }
+  return {
+    abandon: () => end(false),
+    async save(o: SaveOptions = {}) {
+      try {
+        const status = (await q.qmp.command(p.qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
+        // stopped by the caller with its disks taken, to run on: QEMU may let it run while its RAM streams
+        const background = !!o.runOn && status?.status !== "running" && (await _backgroundCapable(q, p.qmpSock));
+        if (status?.status === "running") await q.qmp.command(p.qmpSock, "stop", 2000);
+        const stoppedAt = q.host.clock.now().getTime();
+        // all of the VM's RAM goes in the stream: a restored VM still has x-ignore-shared on from its restore
+        const uri = `unix:${p.receiverIn}`;
+        if (background) {
+          await q.qmp.command(p.qmpSock, "migrate-set-parameters", 2000, { "max-bandwidth": MAX_MIGRATE_BANDWIDTH });
+          await q.qmp.command(p.qmpSock, "migrate", 10_000, { uri });
+          await _untilGuestRuns(q, p.qmpSock);
+        } else {
+          // background-snapshot off again: an earlier snapshot may have left it on in this QEMU
+          await q.qmp.migrateOut(p.qmpSock, uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": false, "background-snapshot": false } });
+        }
+        const frozenMs = q.host.clock.now().getTime() - stoppedAt;
+        let finished = false;
+        const finish = async () => {
+          if (finished) return;
+          finished = true;
+          let ok = false;
+          try {
+            if (background) await _untilMigrated(q, p.qmpSock);
+            // the source has sent it all; the receiver may still be loading the tail
+            await _untilMigrated(q, p.receiverSock);
+            await faultPoint("snapshot:in-receiver");
+            const dev = _toFileUri(path);
+            await q.qmp.migrateOut(p.receiverSock, dev.uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": true } });
+            await _untilWritten(q, path, dev.tmp);
+            await _copyReceiverRam(q, vm, ramFile);
+            ok = true;
+          } finally {
+            await end(ok);
+          }
+        };
+        return { frozenMs, finish };
+      } catch (e) {
+        await end(false);
+        throw e;
+      }
+    },
+  };
+}
+
+/**
+ * The receiver's RAM (a memfd, see receiverArgs) to the snapshot's RAM file, sparse: zero blocks stay holes.
+ * Read through /proc/<pid>/fd of the receiver, which holds it until killed; written to a temp renamed into place.
+ */
+async function _copyReceiverRam(q: _Qemu, vm: VMRecord, ramFile: string): Promise<void> {
+  const needle = qmpArg(qemuPaths(vm).receiverSock);
+  const rcv = (await q.host.procs.find(qemuPaths(vm).receiverSock)).find((p) => receiverQmpArg(p.cmdline) === needle);
+  if (!rcv) throw new BangerError("E_INTERNAL", `the snapshot's receiver qemu of ${vm.name} is gone before its RAM was copied`);
+  const fdDir = `/proc/${rcv.pid}/fd`;
+  let memfd: string | undefined;
+  for (const { name } of await q.host.fs.list(fdDir)) {
+    if ((await q.host.fs.readlink(join(fdDir, name)))?.startsWith("/memfd:")) memfd = join(fdDir, name);
+  }
+  if (!memfd) throw new BangerError("E_INTERNAL", `the snapshot's receiver qemu of ${vm.name} holds no memfd`);
+  const tmp = tempPathFor(ramFile);
+  try {
+    await q.host.exec.run("cp", ["--sparse=always", memfd, tmp]);
+    await q.host.fs.rename(tmp, ramFile);
+  } finally {
+    await q.host.fs.rmrf(tmp);
+  }
+}
+
+/**
+ * A save through a receiver (see _prepareReceiver) or, for a VM launched before its argv was recorded or one on a tap
+ * (virtio-net's state needs a tap with vnet_hdr to load into, and the VM holds its tap: no receiver can stand in),
+ * the stopped VM's whole stream to `path`, with nothing to make ready.
+ */
+async function _prepareSave(q: _Qemu, vm: VMRecord, path: string): Promise<PreparedSave> {
+  const text = await q.host.fs.readText(qemuPaths(vm).launchArgs);
+  const launchArgs = text ? (JSON.parse(text) as string[]) : null;
+  const tap = launchArgs?.some((a, i) => launchArgs[i - 1] === "-netdev" && a.startsWith("tap,"));
+  if (launchArgs && !tap) return _prepareReceiver(q, vm, launchArgs, path);
+  return { save: () => _saveWholeStream(q, vm, path), abandon: async () => {} };
 }
 
 /**
@@ -392,9 +460,9 @@ async function _untilMigrated(q: _Qemu, sock: string): Promise<void> {
   }
 }
 
-async function _killAndWait(q: _Qemu, t: ProcTarget): Promise<void> {
-  await q.guard.killGuarded(t);
-  if (!(await q.guard.waitGone(t, q.exitWaitMs))) {
+async function _killAndWait(q: _Qemu, t: ProcTarget, guard = q.guard): Promise<void> {
+  await guard.killGuarded(t);
+  if (!(await guard.waitGone(t, q.exitWaitMs))) {
     throw new BangerError("E_TIMEOUT", `qemu (pid ${t.pid}) did not exit after SIGKILL`);
   }
 }
@@ -430,6 +498,7 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     exitWaitMs: opts.exitWaitMs ?? 3000,
     probe: opts.probe ?? (() => kvmUsable(host)),
     guard: guardedProcesses(host, pollMs),
+    receiverGuard: guardedProcesses(host, Math.min(pollMs, 5)),
   };
   return {
     name: "qemu",
@@ -479,12 +548,9 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       await q.qmp.command(qemuPaths(vm).qmpSock, "blockdev-snapshot-sync", 10_000, { device: `disk${index}`, "snapshot-file": overlay, format: "qcow2", mode: "existing" });
     },
     liveSave: true,
-    async saveState(vm: VMRecord, _handles: VMHandles, path: string, o: SaveOptions = {}): Promise<{ frozenMs: number; finish?: () => Promise<void> }> {
-      const text = await q.host.fs.readText(qemuPaths(vm).launchArgs);
-      const launchArgs = text ? (JSON.parse(text) as string[]) : null;
-      // a tap's virtio-net state needs a tap (vnet_hdr) to load into, and the VM holds its tap: no receiver can stand in
-      const tap = launchArgs?.some((a, i) => launchArgs[i - 1] === "-netdev" && a.startsWith("tap,"));
-      return launchArgs && !tap ? _saveViaReceiver(q, vm, launchArgs, path, o) : _saveWholeStream(q, vm, path);
+    prepareSave: (vm: VMRecord, _handles: VMHandles, path: string) => _prepareSave(q, vm, path),
+    async saveState(vm: VMRecord, _handles: VMHandles, path: string, o: SaveOptions = {}): Promise<SaveResult> {
+      return (await _prepareSave(q, vm, path)).save(o);
     },
     async runState(vm: VMRecord): Promise<"running" | "paused"> {
       const r = (await q.qmp.command(qemuPaths(vm).qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;

@@ -2,8 +2,10 @@ import { join } from "node:path";
 import { type Host, type ProcTarget, type VMRecord } from "../../src/plugin-api.ts";
 import { qmpArg } from "./args.ts";
 
-/** A snapshot's receiver qemu listens on this QMP socket in its VM's dir (see _saveViaReceiver in driver.ts). */
+/** A snapshot's receiver qemu listens on this QMP socket in its VM's dir (see _prepareReceiver in driver.ts). */
 export const RECEIVER_SOCK = "rcv.sock";
+/** …and for its VM's migration stream on this one (no longer than the VM's api.sock, whose length the launch checked). */
+export const RECEIVER_IN_SOCK = "rin.sock";
 /** Its disk stand-ins in the VM's dir, one per -drive (sparse files the size of the VM's disks). */
 export const receiverDiskName = (i: number) => `receiver-disk${i}.img`;
 const _RECEIVER_DISK_RE = /^receiver-disk\d+\.img$/;
@@ -27,8 +29,8 @@ export interface ReapScope {
 /**
  * At daemon start: the snapshot receivers a killed daemon left, killed by
  * pid and start time, and their files in known VMs' dirs removed (the
- * startup sweep removes the dirs no row owns, whole). A receiver maps the
- * snapshot's memory.ram shared and outlives its daemon under a 600 s
+ * startup sweep removes the dirs no row owns, whole). A receiver holds a
+ * guest's RAM (a memfd) and outlives its daemon under a 600 s
  * watchdog; its snapshot is still `creating` (the receiver runs before the
  * commit), so snapshot reconcile drops it and the sweep its temp dir: nothing
  * will read what it writes. Only receivers of this home are touched: their
@@ -48,7 +50,7 @@ export async function reapLeftoverReceivers(host: Host, kill: (t: ProcTarget) =>
   const leftovers = new Map<string, string[]>();
   let evidence = false;
   for (const [dir] of dirs) {
-    const files = (await host.fs.list(dir)).map((e) => e.name).filter((n) => n === RECEIVER_SOCK || _RECEIVER_DISK_RE.test(n));
+    const files = (await host.fs.list(dir)).map((e) => e.name).filter((n) => n === RECEIVER_SOCK || n === RECEIVER_IN_SOCK || _RECEIVER_DISK_RE.test(n));
     if (files.length) leftovers.set(dir, files);
     evidence ||= files.length > 0 || !known.has(dir);
   }

@@ -123,8 +123,10 @@ export class Snapshots {
     const tmp = tempPathFor(snap.dir, "build");
     await host.fs.mkdirp(tmp, 0o700);
     op.defer("snapshot files", () => host.fs.rmrf(tmp));
-    // what can be made before the freeze is (the storage's new overlays), so the freeze is only the switch to them
+    // what can be made before the freeze is (the storage's new overlays, the VMM's state save), so the freeze is only the switch to them
     await hooks.run("vm:snapshot:before", { vm, dir: tmp, snapshotId: id, live, progress: op.progress, op });
+    const prepared = live && driver.prepareSave ? await driver.prepareSave(vm, handles!, join(tmp, STATE_FILE)) : undefined;
+    if (prepared) op.defer("the prepared state save", () => prepared.abandon());
 
     // the freeze: from the pause to the resume, as short as the state save and the disks allow. A VMM that
     // switches disks (QEMU) is paused first and its disks taken before the state save, which may then let the
@@ -155,7 +157,7 @@ export class Snapshots {
     let finish: (() => Promise<void>) | undefined;
     if (live) {
       op.progress(`saving ${vm.name}'s memory and device state`);
-      const saved = await driver.saveState!(vm, handles!, join(tmp, STATE_FILE), { runOn: wasRunning });
+      const saved = prepared ? await prepared.save({ runOn: wasRunning }) : await driver.saveState!(vm, handles!, join(tmp, STATE_FILE), { runOn: wasRunning });
       if (wasRunning && driver.liveSave && !disksFirst) frozeAt = host.clock.now().getTime() - (saved?.frozenMs ?? 0);
       finish = saved?.finish;
       // what the driver still holds for the save (QEMU: its receiver process) goes with a failed snapshot too

@@ -1,5 +1,5 @@
 import { constants, createReadStream, type Stats } from "node:fs";
-import { appendFile, chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
+import { appendFile, chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
 import { tempPathFor } from "../shared/temps.ts";
 import type { DirEntry, FileStat, FS } from "./types.ts";
 
@@ -102,6 +102,9 @@ export function createFS(): FS {
     },
     async lstat(path) {
       return lstat(path).then(_fileStat, _orNull);
+    },
+    async readlink(path) {
+      return readlink(path).catch(() => null);
     },
     mkdtemp: (prefix) => mkdtemp(prefix),
     async list(dir) {

@@ -88,6 +88,8 @@ export interface FS {
   stat(path: string): Promise<FileStat | null>;
   /** lstat(2) (a symlink is a symlink), or null when there is nothing there. */
   lstat(path: string): Promise<FileStat | null>;
+  /** readlink(2): what a symlink points to (for /proc's fd links, what the fd is), or null when it is not a symlink or not there. */
+  readlink(path: string): Promise<string | null>;
   /** A new private dir named `prefix` + random characters (prefix is a path: `${tmpdir()}/banger-x-`). */
   mkdtemp(prefix: string): Promise<string>;
   /** The entries of a dir (symlinks not followed); [] when it does not exist. */

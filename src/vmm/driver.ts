@@ -30,6 +30,17 @@ export interface SaveOptions {
   runOn?: boolean;
 }
 
+/** What a state save gives back: how long the VM stood still, and the rest of the save for after its resume. */
+export type SaveResult = void | { frozenMs: number; finish?: () => Promise<void> };
+
+/** A state save made ready before the freeze (see VMMDriver.prepareSave). */
+export interface PreparedSave {
+  /** The save itself, as saveState would do it (same options, same result). Once. */
+  save(opts?: SaveOptions): Promise<SaveResult>;
+  /** Undo the preparation (a snapshot that fails before or during its save); a no-op once the save has finished. */
+  abandon(): Promise<void>;
+}
+
 export interface LaunchResult {
   pid: number;
   pidStartTime: number;
@@ -66,7 +77,13 @@ export interface VMMDriver {
    * more: the caller runs it once after resuming the VM (or while unwinding a failed snapshot). Absent: the
    * VMM cannot snapshot.
    */
-  saveState?(vm: VMRecord, handles: VMHandles, path: string, opts?: SaveOptions): Promise<void | { frozenMs: number; finish?: () => Promise<void> }>;
+  saveState?(vm: VMRecord, handles: VMHandles, path: string, opts?: SaveOptions): Promise<SaveResult>;
+  /**
+   * What saveState would do, in two steps: what can be made ready while the VM still runs (QEMU: the receiver
+   * process the RAM streams into, started and listening), then the save. The caller prepares before its freeze,
+   * so the freeze holds the save alone. Absent: saveState does it all.
+   */
+  prepareSave?(vm: VMRecord, handles: VMHandles, path: string): Promise<PreparedSave>;
   /**
    * The live VM's disk `index` (its place in BootConfig.disks) writes to `overlay` from now on: a qcow2 the caller
    * made with the disk's current file as its backing, which the VMM keeps open read-only (QEMU:

@@ -303,6 +303,9 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
     async lstat(path) {
       return f.links.has(path) ? { type: "symlink", size: f.links.get(path)!.length, allocated: 0, mode: 0o777 } : f.stat(path);
     },
+    async readlink(path) {
+      return f.links.get(path) ?? null;
+    },
     async mkdtemp(prefix) {
       const dir = `${prefix}${(f.ops.length + 1).toString(36).padStart(6, "0")}`;
       await f.mkdirp(dir);

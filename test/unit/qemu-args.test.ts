@@ -142,7 +142,7 @@ describe("memoryBackendArgs and receiverArgs (file-backed RAM for snapshots)", (
     // a clone's own private mapping of its snapshot's RAM, which a receiver must not copy
     ...memoryBackendArgs(512, { path: "/snaps/old/memory.ram", share: false }),
   ];
-  const r = receiverArgs(launched, { qmpSock: "/v/abc123/rcv.sock", ramFile: "/snaps/new/memory.ram", memoryMiB: 512, placeholders: ["/v/abc123/receiver-disk0.img", "/v/abc123/receiver-disk1.img"] });
+  const r = receiverArgs(launched, { qmpSock: "/v/abc123/rcv.sock", memoryMiB: 512, placeholders: ["/v/abc123/receiver-disk0.img", "/v/abc123/receiver-disk1.img"] });
 
   test("same machine, kernel and devices as the VM; its own QMP socket, no serial file, no pidfile", () => {
     for (const flag of ["-M", "-accel", "-m", "-smp", "-kernel", "-initrd", "-append"]) expect(after(r, flag)).toBe(after(launched, flag));
@@ -164,17 +164,17 @@ describe("memoryBackendArgs and receiverArgs (file-backed RAM for snapshots)", (
     expect(netdevs).toEqual(["user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22,guestfwd=tcp:10.0.2.100:3128-cmd:socat -lf /x FD:0,,shut-down"]);
     // a tap has no stand-in: its VM holds it, and virtio-net's saved state needs one to load into
     const onTap = qemuArgs(sampleVM(), boot({ nics: [{ tap: "bt-abc123", mac: "52:54:00:aa:bb:cc" }] }), { ...o, accel: "tcg" });
-    expect(() => receiverArgs(onTap, { qmpSock: "/s", ramFile: "/r", memoryMiB: 512, placeholders: ["/a"] })).toThrow(/no stand-in for -netdev tap/);
+    expect(() => receiverArgs(onTap, { qmpSock: "/s", memoryMiB: 512, placeholders: ["/a"] })).toThrow(/no stand-in for -netdev tap/);
   });
 
-  test("RAM: the clone's private backend is replaced by one shared mapping of the new file; it waits for the stream and never runs", () => {
+  test("RAM: the clone's private backend is replaced by one shared memfd (copied to the snapshot's RAM file afterwards); it waits for the stream and never runs", () => {
     expect(r.join(" ")).not.toContain("/snaps/old/memory.ram");
     expect(r.filter((a) => a.startsWith("memory-backend"))).toHaveLength(2);
-    expect(r.slice(-7)).toEqual(["-object", "memory-backend-file,id=pc.ram,size=512M,mem-path=/snaps/new/memory.ram,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
+    expect(r.slice(-7)).toEqual(["-object", "memory-backend-memfd,id=pc.ram,size=512M,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
   });
 
   test("a stand-in per disk, no more, no fewer", () => {
-    expect(() => receiverArgs(launched, { qmpSock: "/s", ramFile: "/r", memoryMiB: 512, placeholders: ["/a"] })).toThrow(/no stand-in/);
-    expect(() => receiverArgs(launched, { qmpSock: "/s", ramFile: "/r", memoryMiB: 512, placeholders: ["/a", "/b", "/c"] })).toThrow(/3 stand-ins for 2 disks/);
+    expect(() => receiverArgs(launched, { qmpSock: "/s", memoryMiB: 512, placeholders: ["/a"] })).toThrow(/no stand-in/);
+    expect(() => receiverArgs(launched, { qmpSock: "/s", memoryMiB: 512, placeholders: ["/a", "/b", "/c"] })).toThrow(/3 stand-ins for 2 disks/);
   });
 });

@@ -119,7 +119,10 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
         rec.spawns.push({ cmd, args, logPath: opts?.logPath });
         const pid = nextPid++;
         if (spawnBehaviour !== "die") procs.set(pid, { pid, startTime: 1000 + pid, cmdline: [cmd, ...args] });
-        if (spawnBehaviour === "ok") answering.add(pid);
+        // a watchdog's child: the qemu it runs, a process of its own that answers QMP
+        const qemu = cmd === "timeout" ? nextPid++ : pid;
+        if (qemu !== pid && spawnBehaviour !== "die") procs.set(qemu, { pid: qemu, startTime: 1000 + qemu, cmdline: args.slice(3) });
+        if (spawnBehaviour === "ok") for (const p of new Set([pid, qemu])) answering.add(p);
         if (spawnBehaviour === "die") rec.writes.set("/v/abc123/qemu.log", (rec.writes.get("/v/abc123/qemu.log") ?? "") + "qemu: could not load kernel\n");
         return pid;
       },
@@ -159,8 +162,15 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
         return files.has(p);
       },
       async mkdirp() {},
-      async list() {
-        return [];
+      async list(dir) {
+        // a live qemu's open files: a memfd among them when it has memory-backend-memfd
+        const pid = Number(/^\/proc\/(\d+)\/fd$/.exec(dir)?.[1]);
+        return procs.get(pid)?.cmdline.some((a) => a.startsWith("memory-backend-memfd")) ? ["0", "1", "2", "9", "12"].map((name) => ({ name, type: "symlink" as const })) : [];
+      },
+      async readlink(p) {
+        const [, pid, fd] = /^\/proc\/(\d+)\/fd\/(\d+)$/.exec(p) ?? [];
+        if (!procs.has(Number(pid))) return null;
+        return fd === "12" ? "/memfd:memory-backend-memfd (deleted)" : fd === "9" ? "/v/abc123/receiver-disk0.img" : "/dev/null";
       },
       async rmrf(p) {
         rec.removed.push(p);
@@ -428,27 +438,13 @@ describe("qemu driver: state save and restore", () => {
     expect(saved).toEqual({ frozenMs: 30 });
   });
 
-  test("saveState: the stopped VM's whole stream to a file; finish, after the resume: a receiver qemu loads it into memory.ram (shared mapping), saves device state only (x-ignore-shared), and is killed", async () => {
+  test("prepareSave, while the VM runs: a receiver qemu (its argv, stand-in disks, port 0, RAM a shared memfd) up and listening for the stream; nothing stopped", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
-    expect(d.liveSave).toBe(true);
     const r = await d.launch(sampleVM(), { ...BOOT, netArgs: ["-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22", "-device", "virtio-net-pci,netdev=net0"] });
     expect(JSON.parse(f.rec.writes.get("/v/abc123/qemu-argv.json")!)).toEqual(f.rec.spawns[0]!.args);
     f.rec.qmp.length = 0;
-    const saved = (await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig"))!;
-    const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
-    expect(calls().slice(0, 2)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock"]);
-    expect(calls()[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > '\/snaps\/s1\/\.whole\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/whole\.mig' x-ignore-shared=off,background-snapshot=off$/);
-    expect(calls()[3]).toBe("query-block /v/abc123/api.sock");
-    expect(calls()).toHaveLength(4);
-    // it returns with the VM stopped at the saved instant, frozen for the stream's save (30 ms of fake time); no receiver yet
-    expect(await d.runState!(sampleVM())).toBe("paused");
-    expect(saved.frozenMs).toBe(30);
-    expect(f.rec.spawns).toHaveLength(1);
-    await d.resume!(sampleVM(), handlesFor(r.pid, r.pidStartTime));
-    f.rec.qmp.length = 0;
-    await saved.finish!();
-    // the receiver: the VM's argv with its own socket, a stand-in disk of the same size, port 0, RAM shared in the snapshot's file
+    await d.prepareSave!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig");
     expect(f.rec.runs).toEqual([{ cmd: "truncate", args: ["-s", "1073741824", "/v/abc123/receiver-disk0.img"] }]);
     const rcv = f.rec.spawns[1]!;
     // under a watchdog, so a daemon killed meanwhile cannot leave it for ever
@@ -458,49 +454,81 @@ describe("qemu driver: state save and restore", () => {
     expect(rcv.args).not.toContain(QMP_NEEDLE);
     expect(rcv.args).toContain("id=disk0,file=/v/abc123/receiver-disk0.img,format=raw,if=none,cache=unsafe,discard=unmap");
     expect(rcv.args).toContain("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22");
-    expect(rcv.args.slice(-7)).toEqual(["-object", "memory-backend-file,id=pc.ram,size=256M,mem-path=/snaps/s1/memory.ram,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
-    expect(calls()[0]).toBe("migrate-in /v/abc123/rcv.sock exec:cat '/snaps/s1/whole.mig'");
+    expect(rcv.args.slice(-7)).toEqual(["-object", "memory-backend-memfd,id=pc.ram,size=256M,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
+    expect(f.rec.qmp.filter((x) => !x.startsWith("ping"))).toEqual([
+      "query-block /v/abc123/api.sock",
+      `migrate-incoming /v/abc123/rcv.sock ${JSON.stringify({ uri: "unix:/v/abc123/rin.sock" })}`,
+    ]);
+    expect(await d.runState!(sampleVM())).toBe("running");
+  });
+
+  test("saveState: the VM stopped and migrated straight into the receiver; finish, after the resume: the receiver saves device state only (x-ignore-shared), its memfd is copied sparse to memory.ram, it is killed", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    expect(d.liveSave).toBe(true);
+    const r = await d.launch(sampleVM(), BOOT);
+    f.rec.qmp.length = 0;
+    const saved = (await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig"))!;
+    const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
+    expect(calls().slice(2, 5)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock", "migrate-out /v/abc123/api.sock unix:/v/abc123/rin.sock x-ignore-shared=off,background-snapshot=off"]);
+    expect(calls()).toHaveLength(5);
+    // it returns with the VM stopped at the saved instant, frozen for the stream (30 ms of fake time)
+    expect(await d.runState!(sampleVM())).toBe("paused");
+    expect(saved.frozenMs).toBe(30);
+    await d.resume!(sampleVM(), handlesFor(r.pid, r.pidStartTime));
+    f.rec.qmp.length = 0;
+    await saved.finish!();
+    expect(calls()[0]).toBe("query-migrate /v/abc123/rcv.sock");
     expect(calls()[1]).toMatch(/^migrate-out \/v\/abc123\/rcv\.sock exec:cat > '\/snaps\/s1\/\.state\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/state\.mig' x-ignore-shared=on$/);
     expect(calls()).toHaveLength(2);
-    // nothing maps the RAM file shared any more: the receiver is killed, the stream, its socket and stand-ins removed; the VM's qemu stays
-    expect(f.rec.kills).toEqual([{ pid: r.pid + 1, signal: "SIGKILL" }]);
+    // the receiver's memfd (found among its open files) copied sparse to a temp renamed to the snapshot's RAM file, read where the receiver holds it
+    const rcvQemu = r.pid + 2;
+    expect(f.rec.runs[1]!.cmd).toBe("cp");
+    expect(f.rec.runs[1]!.args.slice(0, 2)).toEqual(["--sparse=always", `/proc/${rcvQemu}/fd/12`]);
+    expect(f.rec.runs[1]!.args[2]).toMatch(/^\/snaps\/s1\/\.memory\.ram\.tmp-/);
+    expect(f.rec.renames).toEqual([`${f.rec.runs[1]!.args[2]} → /snaps/s1/memory.ram`]);
+    expect(f.rec.runs).toHaveLength(2);
+    // then the receiver (its qemu, then its watchdog) is killed, its sockets and stand-ins removed; the VM's qemu stays
+    expect(f.rec.kills).toEqual([{ pid: rcvQemu, signal: "SIGKILL" }, { pid: r.pid + 1, signal: "SIGKILL" }]);
     expect([...f.procs.keys()]).toEqual([r.pid]);
-    for (const x of ["/v/abc123/rcv.sock", "/snaps/s1/whole.mig", "/v/abc123/receiver-disk0.img"]) expect(f.rec.removed).toContain(x);
+    for (const x of ["/v/abc123/rcv.sock", "/v/abc123/rin.sock", "/v/abc123/receiver-disk0.img"]) expect(f.rec.removed).toContain(x);
     expect(f.rec.removed).not.toContain("/snaps/s1/memory.ram");
-    expect(f.rec.renames).toEqual([]);
     // once only
     await saved.finish!();
     expect(calls()).toHaveLength(2);
   });
 
-  test("saveState with runOn of a VM the caller stopped: background-snapshot on, migrate, return once QEMU runs the guest again; finish waits for the stream, then the receiver", async () => {
+  test("save with runOn of a VM the caller stopped: background-snapshot on, migrate into the receiver, return once QEMU runs the guest again; finish waits for both ends of the stream", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     const r = await d.launch(sampleVM(), BOOT);
     const h = handlesFor(r.pid, r.pidStartTime);
+    const prepared = await d.prepareSave!(sampleVM(), h, "/snaps/s1/state.mig");
     await d.pause!(sampleVM(), h);
     f.rec.qmp.length = 0;
-    const saved = (await d.saveState!(sampleVM(), h, "/snaps/s1/state.mig", { runOn: true }))!;
+    const saved = (await prepared.save({ runOn: true }))!;
     const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
-    expect(calls().slice(0, 2)).toEqual([
+    expect(calls()).toEqual([
       "query-status /v/abc123/api.sock",
       `migrate-set-capabilities /v/abc123/api.sock ${JSON.stringify({ capabilities: [{ capability: "x-ignore-shared", state: false }, { capability: "background-snapshot", state: true }] })}`,
+      `migrate-set-parameters /v/abc123/api.sock ${JSON.stringify({ "max-bandwidth": 16 * 1024 ** 3 })}`,
+      `migrate /v/abc123/api.sock ${JSON.stringify({ uri: "unix:/v/abc123/rin.sock" })}`,
+      // never a stop nor a cont of its own: the guest runs again by QEMU's hand, and the driver waits for that
+      "query-status /v/abc123/api.sock",
     ]);
-    expect(calls()[2]).toBe(`migrate-set-parameters /v/abc123/api.sock ${JSON.stringify({ "max-bandwidth": 16 * 1024 ** 3 })}`);
-    expect(calls()[3]).toMatch(/^migrate \/v\/abc123\/api\.sock \{"uri":"exec:cat > '\/snaps\/s1\/\.whole\.mig\.tmp-[^']+' && mv '[^']+' '\/snaps\/s1\/whole\.mig'"\}$/);
-    // never a stop nor a cont of its own: the guest runs again by QEMU's hand, and the driver waits for that
-    expect(calls().slice(4)).toEqual(["query-status /v/abc123/api.sock", "query-block /v/abc123/api.sock"]);
     expect(await d.runState!(sampleVM())).toBe("running");
     expect(saved.frozenMs).toBe(3);
     f.rec.qmp.length = 0;
     await saved.finish!();
-    expect(calls()[0]).toBe("query-migrate /v/abc123/api.sock");
-    expect(calls()[1]).toBe("migrate-in /v/abc123/rcv.sock exec:cat '/snaps/s1/whole.mig'");
-    expect(f.rec.renames).toEqual([]);
+    expect(calls().slice(0, 2)).toEqual(["query-migrate /v/abc123/api.sock", "query-migrate /v/abc123/rcv.sock"]);
+    expect(calls()[2]).toStartWith("migrate-out /v/abc123/rcv.sock ");
     expect([...f.procs.keys()]).toEqual([r.pid]);
+    // nothing left to undo
+    await prepared.abandon();
+    expect(f.rec.removed).not.toContain("/snaps/s1/memory.ram");
   });
 
-  test("saveState with runOn where QEMU refuses background-snapshot (a clone's RAM file): the stopped save, background-snapshot set off", async () => {
+  test("save with runOn where QEMU refuses background-snapshot (a clone's RAM file): the stopped save into the receiver, background-snapshot set off", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     const r = await d.launch(sampleVM(), BOOT);
@@ -509,27 +537,50 @@ describe("qemu driver: state save and restore", () => {
     f.set({ bgRefused: true });
     f.rec.qmp.length = 0;
     const saved = (await d.saveState!(sampleVM(), h, "/snaps/s1/state.mig", { runOn: true }))!;
-    const calls = f.rec.qmp.filter((x) => !x.startsWith("ping"));
+    const calls = f.rec.qmp.filter((x) => !x.startsWith("ping") && !x.includes("rcv.sock") && !x.startsWith("query-block"));
     expect(calls[1]).toStartWith("migrate-set-capabilities ");
-    expect(calls[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock .* x-ignore-shared=off,background-snapshot=off$/);
+    expect(calls[2]).toBe("migrate-out /v/abc123/api.sock unix:/v/abc123/rin.sock x-ignore-shared=off,background-snapshot=off");
     expect(calls.some((c) => c.startsWith("migrate "))).toBe(false);
     expect(await d.runState!(sampleVM())).toBe("paused");
     expect(saved.frozenMs).toBe(30);
   });
 
-  test("saveState: a receiver that fails costs the RAM file, not the snapshot: memory.ram removed, the whole stream becomes the state file, nothing left running", async () => {
+  test("a receiver that does not come up fails the preparation, the VM untouched: nothing left running, its stand-ins removed", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    f.set({ spawn: "die" });
+    f.rec.qmp.length = 0;
+    const e = await d.prepareSave!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig").catch((x: unknown) => x as BangerError);
+    expect((e as BangerError).message).toMatch(/receiver qemu exited/);
+    expect([...f.procs.keys()]).toEqual([r.pid]);
+    expect(f.rec.qmp.filter((x) => x.startsWith("stop") || x.startsWith("migrate"))).toEqual([]);
+    expect(f.rec.removed).toContain("/v/abc123/receiver-disk0.img");
+    expect(f.rec.removed).toContain("/snaps/s1/memory.ram");
+  });
+
+  test("abandon before the save (the snapshot failed in between): the receiver killed and waited for, its files removed; the VM never stopped", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const prepared = await d.prepareSave!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig");
+    expect(f.procs.size).toBe(3);
+    await prepared.abandon();
+    expect([...f.procs.keys()]).toEqual([r.pid]);
+    for (const x of ["/v/abc123/rcv.sock", "/v/abc123/rin.sock", "/v/abc123/receiver-disk0.img"]) expect(f.rec.removed).toContain(x);
+    expect(f.rec.qmp.filter((x) => x.startsWith("stop") || x.startsWith("migrate "))).toEqual([]);
+  });
+
+  test("a receiver whose RAM cannot be copied fails the snapshot's finish: memory.ram removed, the receiver killed", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     const r = await d.launch(sampleVM(), BOOT);
     const saved = (await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig"))!;
-    f.set({ spawn: "die" });
-    await saved.finish!();
-    expect([...f.procs.keys()]).toEqual([r.pid]);
-    expect(f.rec.qmp.filter((x) => x.startsWith("migrate-in"))).toEqual([]);
-    // the RAM file goes before the stream takes the state file's name (beside a RAM file it would be read as device state only)
+    // the receiver's qemu vanishes under it (its watchdog stays, to be killed)
+    f.procs.delete(r.pid + 2);
+    await expect(saved.finish!()).rejects.toThrow(/gone before its RAM was copied/);
     expect(f.rec.removed).toContain("/snaps/s1/memory.ram");
-    expect(f.rec.renames).toEqual(["/snaps/s1/whole.mig → /snaps/s1/state.mig"]);
-    expect(f.rec.removed).toContain("/v/abc123/receiver-disk0.img");
+    expect([...f.procs.keys()]).toEqual([r.pid]);
   });
 
   test("saveState of a VM on a tap: the whole stream, no receiver (virtio-net's state needs the tap the VM holds)", async () => {

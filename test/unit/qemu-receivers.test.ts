@@ -5,7 +5,7 @@ import { fakeHost, sampleVM } from "../helpers/fakes.ts";
 // The startup reap of snapshot receivers a SIGKILLed daemon left (plugins/qemu/receivers.ts),
 // through the driver's reapLeftovers, on recording fakes.
 
-const rcvArgv = (dir: string) => ["-name", "demo-snapshot", "-qmp", `unix:${dir.replaceAll(",", ",,")}/rcv.sock,server=on,wait=off`, "-object", `memory-backend-file,id=pc.ram,size=256M,mem-path=/state/snapshots/.s1.build-1-x/memory.ram,share=on`, "-incoming", "defer", "-S"];
+const rcvArgv = (dir: string) => ["-name", "demo-snapshot", "-qmp", `unix:${dir.replaceAll(",", ",,")}/rcv.sock,server=on,wait=off`, "-object", "memory-backend-memfd,id=pc.ram,size=256M,share=on", "-incoming", "defer", "-S"];
 
 function setup(vmsDir = "/state/vms") {
   const host = fakeHost();
@@ -36,7 +36,7 @@ describe("qemu: receivers a killed daemon left, reaped at the next daemon's star
   test("a VM's receiver is killed by pid and start time (not its watchdog, not the VM, not another home's); its socket and stand-in disks go", async () => {
     const s = setup();
     const dir = s.vm.runtime.vmDir;
-    for (const f of ["rcv.sock", "receiver-disk0.img", "receiver-disk1.img", "receiver.log"]) s.host.fs.files.set(`${dir}/${f}`, "");
+    for (const f of ["rcv.sock", "rin.sock", "receiver-disk0.img", "receiver-disk1.img", "receiver.log"]) s.host.fs.files.set(`${dir}/${f}`, "");
     s.host.procs.add(200, 7, ["timeout", "-s", "KILL", "600", "/usr/bin/qemu-system-x86_64", ...rcvArgv(dir)]);
     s.host.procs.add(201, 8, ["/usr/bin/qemu-system-x86_64", ...rcvArgv(dir)]);
     // another daemon's home: the same layout, not ours
@@ -44,8 +44,8 @@ describe("qemu: receivers a killed daemon left, reaped at the next daemon's star
     const lines = await s.reap();
     expect(s.host.procs.kills).toEqual([{ pid: 201, signal: "SIGKILL" }]);
     expect([...s.host.procs.table.keys()].sort()).toEqual([100, 101, 200, 300]);
-    expect(lines).toEqual(["demo: killed the snapshot receiver qemu (pid 201) a killed daemon left", "demo: removed the snapshot receiver's rcv.sock, receiver-disk0.img, receiver-disk1.img"]);
-    for (const f of ["rcv.sock", "receiver-disk0.img", "receiver-disk1.img"]) expect(s.host.fs.files.has(`${dir}/${f}`)).toBe(false);
+    expect(lines).toEqual(["demo: killed the snapshot receiver qemu (pid 201) a killed daemon left", "demo: removed the snapshot receiver's rcv.sock, receiver-disk0.img, receiver-disk1.img, rin.sock"]);
+    for (const f of ["rcv.sock", "rin.sock", "receiver-disk0.img", "receiver-disk1.img"]) expect(s.host.fs.files.has(`${dir}/${f}`)).toBe(false);
     // its log stays, for whoever wants to know what it was doing
     expect(s.host.fs.files.has(`${dir}/receiver.log`)).toBe(true);
     expect(s.scans()).toBe(1);

@@ -12,7 +12,7 @@ afterEach(() => {
   while (stores.length) stores.pop()!.cleanup();
 });
 
-async function world(o: { failSwitch?: boolean } = {}) {
+async function world(o: { failSwitch?: boolean; prepare?: boolean } = {}) {
   let n = 0;
   const w = engineWorld({ paths: PATHS, newId: () => `id${++n}` });
   stores.push(w.ts);
@@ -27,6 +27,15 @@ async function world(o: { failSwitch?: boolean } = {}) {
     await w.host.fs.writeFile(path, "state");
     return { frozenMs: 0, finish: async () => void d.calls.push(`finish ${vm.name}`) };
   };
+  if (o.prepare) {
+    (d as VMMDriver).prepareSave = async (vm, h, path) => {
+      d.calls.push(`prepare ${vm.name}`);
+      return {
+        save: (opts) => d.saveState!(vm, h, path, opts),
+        abandon: async () => void d.calls.push(`abandon ${vm.name}`),
+      };
+    };
+  }
   w.hooks.hook("storage", "vm:snapshot:before", ({ vm, live }) => void d.calls.push(`before ${vm.name} live=${live}`));
   w.hooks.hook("storage", "vm:snapshot", async ({ vm, disks, switchDisk }) => {
     d.calls.push(`disks ${vm.name}`);
@@ -62,4 +71,14 @@ test("a failed switch: no state save, the VM resumed, no snapshot", async () => 
   expect(err.message).toContain("boom");
   expect(d.calls.map((c) => c.replace(/ \d+$/, ""))).toEqual(["before box live=true", "pause box", "disks box", "switch box 0 /s/vms/x/system-t.qcow2", "resume box"]);
   expect(snaps.list()).toEqual([]);
+});
+
+test("a driver that prepares its save: prepared after the storage's before-step and before the pause, saved in the freeze; abandoned (after the resume) when the freeze fails", async () => {
+  const { d, snaps } = await world({ prepare: true });
+  await snaps.create("box", { name: "one" });
+  expect(d.calls.map((c) => c.replace(/ \d+$/, ""))).toEqual(["before box live=true", "prepare box", "pause box", "disks box", "switch box 0 /s/vms/x/system-t.qcow2", "save box runOn=true", "resume box", "finish box"]);
+  const bad = await world({ prepare: true, failSwitch: true });
+  expect((await caught(bad.snaps.create("box", { name: "bad" }))).message).toContain("boom");
+  expect(bad.d.calls.map((c) => c.replace(/ \d+$/, ""))).toEqual(["before box live=true", "prepare box", "pause box", "disks box", "switch box 0 /s/vms/x/system-t.qcow2", "resume box", "abandon box"]);
+  expect(bad.snaps.list()).toEqual([]);
 });
