@@ -162,27 +162,60 @@ async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string,
   return q.host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.qemuLog });
 }
 
+/**
+ * Ask `done` every `everyMs` until it says so; what it throws is the error. Past `timeoutMs` (the host's clock),
+ * `timedOut` makes the error instead (having undone what it must).
+ */
+async function _pollUntil(q: _Qemu, o: { everyMs: number; timeoutMs: number }, done: () => Promise<boolean>, timedOut: () => Promise<Error> | Error): Promise<void> {
+  const deadline = q.host.clock.now().getTime() + o.timeoutMs;
+  for (;;) {
+    if (await done()) return;
+    if (q.host.clock.now().getTime() >= deadline) throw await timedOut();
+    await q.host.clock.sleep(o.everyMs);
+  }
+}
+
+/**
+ * How often a freshly spawned qemu's QMP socket is tried: it answers 40-60 ms after the spawn under TCG, and a clone's
+ * or a snapshot's path waits for it (a failed connect costs next to nothing).
+ */
+const _QMP_UP_POLL_MS = 5;
+
+/**
+ * Until a freshly spawned qemu (`who`, its log `log`) answers on `sock`: its exit first is the error, with its
+ * log's last line (qemu's last word names what is wrong; the whole log stays in the file). Returns its start time.
+ */
+async function _untilQmpUp(q: _Qemu, pid: number, sock: string, log: string, who: { exited: string; silent: string }): Promise<number> {
+  const info = await q.host.procs.info(pid);
+  const timeoutMs = q.opts.launchTimeoutMs ?? 15000;
+  let startTime = info?.startTime ?? 0;
+  const why = async () => {
+    const line = await _lastLogLine(q, log);
+    return line ? `: ${line}` : "";
+  };
+  await _pollUntil(
+    q,
+    { everyMs: Math.min(q.pollMs, _QMP_UP_POLL_MS), timeoutMs },
+    async () => {
+      const now = await sameProcess(q.host.procs, pid, info?.startTime ?? 0);
+      if (!now) throw new BangerError("E_INTERNAL", `${who.exited}${await why()} (log: ${log})`);
+      startTime = now.startTime;
+      return q.qmp.ping(sock, 500);
+    },
+    async () => {
+      // nothing may outlive a launch that failed
+      await q.guard.killGuarded({ pid, startTime });
+      return new BangerError("E_TIMEOUT", `${who.silent} within ${timeoutMs} ms${await why()} (log: ${log})`);
+    },
+  );
+  return startTime;
+}
+
 /** Until QMP answers: qemu exiting first, or the deadline passing (then it is killed), is the launch's error. */
 async function _waitForQmp(q: _Qemu, vm: VMRecord, pid: number): Promise<LaunchResult> {
   const p = qemuPaths(vm);
-  const timeoutMs = q.opts.launchTimeoutMs ?? 15000;
-  const info = await q.host.procs.info(pid);
-  const deadline = q.host.clock.now().getTime() + timeoutMs;
-  for (;;) {
-    const now = await sameProcess(q.host.procs, pid, info?.startTime ?? 0);
-    if (!now) {
-      // one line (qemu's last word names what is wrong); the whole log stays in the file
-      const why = await _lastLogLine(q, p.qemuLog);
-      throw new BangerError("E_INTERNAL", `qemu exited during launch${why ? `: ${why}` : ""} (log: ${p.qemuLog})`);
-    }
-    if (await q.qmp.ping(p.qmpSock, 500)) return { pid, pidStartTime: now.startTime };
-    if (q.host.clock.now().getTime() >= deadline) {
-      await q.guard.killGuarded({ pid, startTime: now.startTime });
-      const why = await _lastLogLine(q, p.qemuLog);
-      throw new BangerError("E_TIMEOUT", `qemu's QMP socket did not answer within ${timeoutMs} ms${why ? `: ${why}` : ""} (log: ${p.qemuLog})`);
-    }
-    await q.host.clock.sleep(q.pollMs);
-  }
+  const startTime = await _untilQmpUp(q, pid, p.qmpSock, p.qemuLog, { exited: "qemu exited during launch", silent: "qemu's QMP socket did not answer" });
+  return { pid, pidStartTime: startTime };
 }
 
 /** The snapshot's RAM file beside its state file, if the snapshot has one (see SNAPSHOT_RAM_FILE). */
@@ -211,14 +244,10 @@ const _WRITTEN_POLL_MS = 2;
 
 /** QEMU reports "completed" when it has written the stream, possibly before cat (and mv) have. */
 async function _untilWritten(q: _Qemu, path: string, tmp: string): Promise<void> {
-  const poll = Math.min(q.pollMs, _WRITTEN_POLL_MS);
-  for (let waited = 0; !(await q.host.fs.exists(path)); waited += poll) {
-    if (waited >= 10_000) {
-      await q.host.fs.rmrf(tmp);
-      throw new BangerError("E_TIMEOUT", `qemu's state stream did not reach ${path}`);
-    }
-    await q.host.clock.sleep(poll);
-  }
+  await _pollUntil(q, { everyMs: Math.min(q.pollMs, _WRITTEN_POLL_MS), timeoutMs: 10_000 }, () => q.host.fs.exists(path), async () => {
+    await q.host.fs.rmrf(tmp);
+    return new BangerError("E_TIMEOUT", `qemu's state stream did not reach ${path}`);
+  });
 }
 
 /** A whole migration stream (RAM and devices) of a VM that stops for all of it: a VM launched before its argv was recorded. */
@@ -248,21 +277,6 @@ async function _signalReceiver(q: _Qemu, vm: VMRecord, spawned: readonly ProcTar
     if (receiverQmpArg(p.cmdline) === needle) await q.receiverGuard.killGuarded({ pid: p.pid, startTime: p.startTime });
   }
   for (const t of spawned) await q.receiverGuard.killGuarded(t);
-}
-
-/** Until a freshly spawned qemu answers on `sock`; its exit first is the error (its log's last line says why). */
-async function _untilAnswers(q: _Qemu, pid: number, sock: string, log: string): Promise<void> {
-  const info = await q.host.procs.info(pid);
-  const deadline = q.host.clock.now().getTime() + (q.opts.launchTimeoutMs ?? 15000);
-  for (;;) {
-    if (!(await sameProcess(q.host.procs, pid, info?.startTime ?? 0))) {
-      const why = await _lastLogLine(q, log);
-      throw new BangerError("E_INTERNAL", `the snapshot's receiver qemu exited${why ? `: ${why}` : ""} (log: ${log})`);
-    }
-    if (await q.qmp.ping(sock, 500)) return;
-    if (q.host.clock.now().getTime() >= deadline) throw new BangerError("E_TIMEOUT", `the snapshot's receiver qemu did not answer (log: ${log})`);
-    await q.host.clock.sleep(q.pollMs);
-  }
 }
 
 /**
@@ -321,7 +335,7 @@ async function _prepareReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
     // under a watchdog: a daemon killed meanwhile leaves it for at most _RECEIVER_MAX_S (the next daemon's start reaps it sooner: receivers.ts)
     const pid = await q.host.exec.spawnDetached("timeout", ["-s", "KILL", String(_RECEIVER_MAX_S), bin, ...args], { cwd: vm.runtime.vmDir, logPath: p.receiverLog });
     spawned.push({ pid, startTime: (await q.host.procs.info(pid))?.startTime ?? 0 });
-    await _untilAnswers(q, pid, p.receiverSock, p.receiverLog);
+    await _untilQmpUp(q, pid, p.receiverSock, p.receiverLog, { exited: "the snapshot's receiver qemu exited", silent: "the snapshot's receiver qemu did not answer" });
     // listening from here on (the path goes to QEMU as it is: a QMP string, not a command line)
     await q.qmp.command(p.receiverSock, "migrate-incoming", 2000, { uri: `unix:${p.receiverIn}` });
   } catch (e) {
@@ -436,28 +450,33 @@ function _migrateFailed(r: { status?: string; "error-desc"?: string }): BangerEr
  * bottom half, after the protection is on): until it runs, the guest is frozen, so this looks often.
  */
 async function _untilGuestRuns(q: _Qemu, sock: string): Promise<void> {
-  const deadline = q.host.clock.now().getTime() + 30_000;
-  for (;;) {
-    const st = (await q.qmp.command(sock, "query-status", 2000)) as { status?: unknown } | undefined;
-    if (st?.status === "running") return;
-    const failed = _migrateFailed((await q.qmp.command(sock, "query-migrate", 2000)) as { status?: string; "error-desc"?: string });
-    if (failed) throw failed;
-    if (q.host.clock.now().getTime() >= deadline) throw new BangerError("E_TIMEOUT", "qemu did not run the guest again within 30 s of its background state save");
-    await q.host.clock.sleep(_WRITTEN_POLL_MS);
-  }
+  await _pollUntil(
+    q,
+    { everyMs: _WRITTEN_POLL_MS, timeoutMs: 30_000 },
+    async () => {
+      const st = (await q.qmp.command(sock, "query-status", 2000)) as { status?: unknown } | undefined;
+      if (st?.status === "running") return true;
+      const failed = _migrateFailed((await q.qmp.command(sock, "query-migrate", 2000)) as { status?: string; "error-desc"?: string });
+      if (failed) throw failed;
+      return false;
+    },
+    () => new BangerError("E_TIMEOUT", "qemu did not run the guest again within 30 s of its background state save"),
+  );
 }
 
-/** Until a background save has written the whole stream (the guest runs meanwhile: no hurry). */
+/** Until a migration (out of a VM, or into a receiver) is all done: no hurry, the guest runs meanwhile. */
 async function _untilMigrated(q: _Qemu, sock: string): Promise<void> {
-  const deadline = q.host.clock.now().getTime() + _MIGRATE_TIMEOUT_MS;
-  for (;;) {
-    const r = (await q.qmp.command(sock, "query-migrate", 2000)) as { status?: string; "error-desc"?: string };
-    if (r.status === "completed") return;
-    const failed = _migrateFailed(r);
-    if (failed) throw failed;
-    if (q.host.clock.now().getTime() >= deadline) throw new BangerError("E_TIMEOUT", `qemu's background state save did not finish within ${_MIGRATE_TIMEOUT_MS} ms`);
-    await q.host.clock.sleep(10);
-  }
+  await _pollUntil(
+    q,
+    { everyMs: 10, timeoutMs: _MIGRATE_TIMEOUT_MS },
+    async () => {
+      const r = (await q.qmp.command(sock, "query-migrate", 2000)) as { status?: string; "error-desc"?: string };
+      const failed = _migrateFailed(r);
+      if (failed) throw failed;
+      return r.status === "completed";
+    },
+    () => new BangerError("E_TIMEOUT", `qemu's migration did not finish within ${_MIGRATE_TIMEOUT_MS} ms`),
+  );
 }
 
 async function _killAndWait(q: _Qemu, t: ProcTarget, guard = q.guard): Promise<void> {
