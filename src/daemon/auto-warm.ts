@@ -29,7 +29,9 @@ export class AutoWarm {
   afterColdBoot(vm: VMRecord): void {
     if (!this.enabled || this.stop.signal.aborted) return;
     const { spec } = vm;
-    // a running tap VM's clone is refused (it would keep the template's address): a template would only break its starts
+    // not for tap shapes: a clone of a tap VM is re-addressed and works, but a tap VM's snapshot is a whole stream with
+    // no RAM file its clones could share (virtio-net's state loads only into the VM's own tap), and a template built
+    // behind the user's back would hold a tap and a lease of the bridge while it is made
     if (spec.net === "tap") return;
     const key = JSON.stringify([spec.image, spec.driver, spec.net, spec.storage, spec.cpus, spec.memoryMiB, spec.diskMiB, spec.workDiskMiB]);
     if (this.queued.has(key) || this.failed.has(key) || this.snapshots.templateFor(spec)) return;
