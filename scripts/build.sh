@@ -28,8 +28,21 @@ esac
 # The build id is a hash of the sources, so the CLI/daemon handshake notices any rebuild with changes.
 build_id=$(find src plugins package.json -type f \( -name '*.ts' -o -name '*.sh' -o -name '*.json' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-12)
 mkdir -p dist
-./node_modules/.bin/bun build "${flags[@]}" --splitting \
-  --define "BANGER_BUILD_ID=\"$build_id\"" \
-  src/cli/entry.ts --outfile dist/banger.tmp >&2
+build() {
+  ./node_modules/.bin/bun build "${flags[@]}" --splitting \
+    --define "BANGER_BUILD_ID=\"$build_id\"" "$@" \
+    src/cli/entry.ts --outfile dist/banger.tmp >&2
+}
+build
+# --bytecode-order: built again with the bytecode `vm list --json` runs laid out together at the front, as the first
+# build recorded it answering a stand-in daemon (scripts/bytecode-order.ts): ~0.25 ms (~5% of a hello-world) off P1
+# (bench/results.md). A failed recording leaves the first build, which works the same, only slower to start.
+order=$(mktemp)
+if ./node_modules/.bin/bun scripts/bytecode-order.ts dist/banger.tmp "$order"; then
+  build --bytecode-order="$order"
+else
+  echo "build: no bytecode order recorded (above): dist/banger is laid out unordered" >&2
+fi
+rm -f "$order"
 mv dist/banger.tmp dist/banger
 echo "dist/banger ($build_id)" >&2

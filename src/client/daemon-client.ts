@@ -6,7 +6,7 @@ import { nowMs } from "../host/clock.ts";
 import { environ } from "../host/config.ts";
 import { mark } from "../host/profile.ts";
 import { FULL_VERSION, VERSION_HEADER } from "../version.ts";
-import { refuseForeignAsync } from "../host/owner.ts";
+import { refuseForeignAsync, refuseOwner } from "../host/owner.ts";
 import type { Health, StreamEvent } from "../shared/api.ts";
 import { daemonRequest, takeEarly } from "./early.ts";
 import { requestPath, routes, type JsonOf, type JsonRoute, type RawRoute, type RequestArgs, type RequestOf, type RouteDef, type RouteName, type StreamOf, type StreamRoute } from "../shared/routes.ts";
@@ -78,7 +78,10 @@ export class DaemonClient {
     const bareRead = _idempotent(method, body, raw);
     // sent as the process started (src/client/early.ts): the same request, already on its way
     const early = bareRead && !signal ? takeEarly(this.paths.socket, method, path) : null;
-    const first = await this.ownerCheckedFirst(bareRead, () => this.attempt(method, path, body, signal, raw, early?.res), early?.owner);
+    const earlyOwner = early?.owner.then((uid) => refuseOwner(this.paths.socket, "daemon socket", uid));
+    // awaited below unless this client checked already: handled either way
+    earlyOwner?.catch(() => {});
+    const first = await this.ownerCheckedFirst(bareRead, () => this.attempt(method, path, body, signal, raw, early?.res), earlyOwner);
     if ("res" in first) return first.res;
     await this.ensure();
     const second = await this.attempt(method, path, body, signal, raw);

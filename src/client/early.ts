@@ -16,11 +16,15 @@
  * and everything up to a printed `--json` answer is written for a path that
  * runs once per process: few functions, no regular expressions, no Array
  * callbacks, no Buffer (each costs its first use, in the interpreter the
- * binary starts in: scripts/build.sh).
+ * binary starts in: scripts/build.sh). What it imports is as lean: every
+ * function of a module loaded at start costs start-up whether or not it runs
+ * (~4 µs each, P1 in bench/results.md), so the owner check is a bare uid
+ * (src/host/owner-uid.ts; DaemonClient turns a foreign one into its
+ * refusal) and the paths are src/shared/home.ts, not paths.ts.
  */
-import { environ } from "../host/config.ts";
-import { refuseForeignAsync } from "../host/owner.ts";
-import { daemonSocket, resolveHome } from "../shared/paths.ts";
+import { environ } from "../host/environ.ts";
+import { ownedByMe, ownerUid } from "../host/owner-uid.ts";
+import { daemonSocket, resolveHome } from "../shared/home.ts";
 import { FULL_VERSION, VERSION_HEADER } from "../version.ts";
 import { answerHeader, answerResponse, EARLY_UNREAD, unixGet, type UnixAnswer } from "../host/unix-get.ts";
 
@@ -37,17 +41,17 @@ export function daemonRequest(
   return fetch(`http://banger${path}`, { method, unix: socket, headers, body: o.body, signal: o.signal, duplex: "half" } as RequestInit);
 }
 
-/** An early read in flight: its answer and the owner check of its socket. */
+/** An early read in flight: its answer, and the owner of its socket (null: none there) for the caller to refuse if foreign (refuseOwner). */
 export interface EarlyRead {
   res: Promise<Response>;
-  owner: Promise<void>;
+  owner: Promise<number | null>;
 }
 
 /**
  * In flight: the answer as read on the main thread (a Response is made only
  * if DaemonClient takes it), or fetch()'s Response.
  */
-let _early: { socket: string; method: string; path: string; owner: Promise<void>; answer: Promise<UnixAnswer> | null; res: Promise<Response> | null } | null = null;
+let _early: { socket: string; method: string; path: string; owner: Promise<number | null>; answer: Promise<UnixAnswer> | null; res: Promise<Response> | null } | null = null;
 
 /**
  * GET this path (a route's, without parameters) of this BANGER_HOME's daemon
@@ -67,7 +71,7 @@ export function sendEarly(path: string, alone: boolean): void {
   }
   if (!bare) throw new Error(`an early read is a GET of a route without parameters: ${path}`);
   const socket = daemonSocket(resolveHome(environ()));
-  const owner = refuseForeignAsync(socket, "daemon socket");
+  const owner = ownerUid(socket);
   const answer = alone ? unixGet(socket, path, [[VERSION_HEADER, FULL_VERSION]]) : null;
   const res = alone ? null : daemonRequest(socket, "GET", path, { versioned: true });
   // handled now, awaited later: a rejection nobody takes (the command asked something else) must not crash the CLI
@@ -93,7 +97,8 @@ export async function earlyField(key: string): Promise<unknown> {
   let a: UnixAnswer;
   let data: unknown;
   try {
-    await e.owner;
+    // first, and alone: a foreign socket is refused at once, even if its listener never answers
+    if (!ownedByMe(await e.owner)) return undefined;
     a = await e.answer;
     if (a.status !== 200 || answerHeader(a, VERSION_HEADER) !== FULL_VERSION) return undefined;
     data = JSON.parse(a.body);

@@ -3,15 +3,17 @@
  * "Environment" links here). Nothing outside src/host reads `process.env`
  * (eslint.config.js says so): code asks `config` for a value, and a function
  * that takes an `env` so a test can pass its own takes `environ()` as its
- * default and reads it through `configFrom(env)`.
+ * default and reads it through `configFrom(env)`. (environ() itself lives in
+ * ./environ.ts, which the CLI's first module loads without these getters.)
  *
  * Values are read when asked for, never cached at import: a test (or the CLI,
- * for NO_COLOR) may set a variable after this module loads. No imports on
- * purpose: the CLI's hot path loads this file.
+ * for NO_COLOR) may set a variable after this module loads. It imports only
+ * ./environ.ts: the CLI loads this file for most commands.
  */
 
-/** An environment: the process's own (environ()) or one a test made. */
-export type Env = Readonly<Record<string, string | undefined>>;
+import { environ, type Env } from "./environ.ts";
+
+export { environ, type Env };
 
 /** What banger reads from an environment, by name. Raw strings: each reader parses (and defaults) its own. */
 export interface BangerConfig {
@@ -61,11 +63,6 @@ export interface BangerConfig {
   readonly fault: string | undefined;
   /** BANGER_FAULT_SKIP: how many passes of the BANGER_FAULT point to let by before dying (default 0). */
   readonly faultSkip: number;
-}
-
-/** The process's environment, live: the default for an `env` parameter, and what children we start inherit. */
-export function environ(): Record<string, string | undefined> {
-  return process.env;
 }
 
 /** Set a variable for this process and its children unless it is set already (the CLI's NO_COLOR off a terminal). */

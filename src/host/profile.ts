@@ -1,4 +1,4 @@
-import { config } from "./config.ts";
+import { environ } from "./environ.ts";
 
 /**
  * BANGER_PROFILE=1: where a command's milliseconds go. mark() records the
@@ -8,7 +8,8 @@ import { config } from "./config.ts";
  * (the runtime starts some: fetch's HTTP client, the file-system pool).
  * Off, a mark is one property read.
  */
-const _on = config.profile;
+// BANGER_PROFILE (listed in ./config.ts), read without loading config.ts's getters: entry.ts loads this first (P1)
+const _on = !!environ().BANGER_PROFILE;
 let _marks: [string, number][] | null = null;
 
 export function mark(name: string): void {

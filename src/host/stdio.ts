@@ -1,3 +1,5 @@
+import { writeLine } from "./line.ts";
+
 /**
  * Terminal checks and plain writes to stdout/stderr for the CLI's hot path.
  * The first touch of process.stdout or process.stderr builds Node stream
@@ -47,7 +49,7 @@ function _charDeviceIsTTY(fd: number): boolean {
 export function writeOut(fd: 1 | 2, data: string | Uint8Array): void {
   if (typeof data === "string" && data.endsWith("\n")) {
     // a whole line (the usual case): the console writes it synchronously, all of it, without node:fs
-    (fd === 1 ? console.log : console.error)(data.slice(0, -1));
+    writeLine(fd, data.slice(0, -1));
     return;
   }
   const { writeSync } = _fs();

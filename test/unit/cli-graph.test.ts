@@ -67,6 +67,26 @@ describe("the CLI's import graph", () => {
     expect(npm(all.packages)).toContain("ssh2");
   });
 
+  test("what every command loads before it runs (entry.ts's static imports) is the early read's lean modules, no more", () => {
+    // each function of a module loaded at start costs start-up whether or not it runs (P1 in bench/results.md):
+    // a new static import here (errors.ts, paths.ts, config.ts, stdio.ts…) is a slower `vm list --json`
+    const first = closure(["src/cli/entry.ts"], (_from, e) => e.kind === "static");
+    expect([...first.files].sort()).toEqual([
+      "src/cli/early-reads.ts",
+      "src/cli/entry.ts",
+      "src/cli/json-out.ts",
+      "src/client/early.ts",
+      "src/host/environ.ts",
+      "src/host/line.ts",
+      "src/host/owner-uid.ts",
+      "src/host/profile.ts",
+      "src/host/unix-get.ts",
+      "src/shared/home.ts",
+      "src/version.ts",
+    ]);
+    expect([...first.packages]).toEqual([]);
+  });
+
   test("`vm list` loads no npm package: only the modules its path imports, and their static imports", () => {
     // the import()s `banger vm list` takes: the command tree, the vm commands (the early read is a static import of entry.ts)
     const taken = new Set(["src/cli/entry.ts>src/cli/main.ts", "src/cli/main.ts>src/cli/vm.ts"]);
