@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { answerHeader, EARLY_UNREAD, unixGet } from "../../src/host/unix-get.ts";
 import { sendEarly, takeEarly } from "../../src/client/early.ts";
+import { withEnv } from "../helpers/env.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "banger-unix-get-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -85,14 +86,7 @@ test("an early read the reader does not take is asked again with fetch when Daem
       return new Response(body, { headers: { "x-banger-version": "x", "content-type": "application/json" } });
     },
   });
-  const prev = process.env.BANGER_HOME;
-  process.env.BANGER_HOME = home;
-  try {
-    sendEarly("/v1/vms", true);
-  } finally {
-    if (prev === undefined) delete process.env.BANGER_HOME;
-    else process.env.BANGER_HOME = prev;
-  }
+  withEnv({ BANGER_HOME: home }, () => sendEarly("/v1/vms", true));
   try {
     const e = takeEarly(sock, "GET", "/v1/vms");
     expect(e).not.toBeNull();

@@ -3,6 +3,7 @@ import { EARLY_READS, earlyRead } from "../../src/cli/early-reads.ts";
 import { main } from "../../src/cli/main.ts";
 import { requestPath, routes } from "../../src/shared/routes.ts";
 import { sendEarly, takeEarly } from "../../src/client/early.ts";
+import { withEnv } from "../helpers/env.ts";
 
 type Cmd = { args?: unknown; subCommands?: unknown; run?: unknown };
 const resolve = async (v: unknown): Promise<any> => (typeof v === "function" ? await (v as () => unknown)() : v);
@@ -34,14 +35,7 @@ describe("early reads", () => {
   test.each([true, false])("taken once, and only for the same socket, method and path (alone: %p)", async (alone) => {
     // a socket nobody listens on: the answer is a rejection, awaited here so it is not left unhandled
     const home = `/tmp/banger-early-unit-${process.pid}`;
-    const prev = process.env.BANGER_HOME;
-    process.env.BANGER_HOME = home;
-    try {
-      sendEarly("/v1/vms", alone);
-    } finally {
-      if (prev === undefined) delete process.env.BANGER_HOME;
-      else process.env.BANGER_HOME = prev;
-    }
+    withEnv({ BANGER_HOME: home }, () => sendEarly("/v1/vms", alone));
     const sock = `${home}/bangerd.sock`;
     expect(takeEarly(sock, "GET", "/v1/images")).toBeNull();
     expect(takeEarly("/elsewhere.sock", "GET", "/v1/vms")).toBeNull();
