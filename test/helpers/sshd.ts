@@ -24,14 +24,16 @@ function _run(cmd: string[]): void {
   if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed: ${r.stderr.toString()}`);
 }
 
-async function _freePort(): Promise<number> {
+/** A loopback TCP port free at the moment of asking. */
+export async function freePort(): Promise<number> {
   const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   const port = s.port;
   s.stop(true);
   return port;
 }
 
-async function _waitBanner(port: number, deadline: number): Promise<boolean> {
+/** Until something on 127.0.0.1:`port` greets with an SSH banner, or `deadline` (Date.now()) passes. */
+export async function waitBanner(port: number, deadline: number): Promise<boolean> {
   while (Date.now() < deadline) {
     const ok = await new Promise<boolean>((resolve) => {
       const sock = connect(port, "127.0.0.1");
@@ -59,7 +61,7 @@ export async function startSSHD(): Promise<TestSSHD> {
   const pub = readFileSync(join(dir, "client_ed25519.pub"), "utf8").trim();
   writeFileSync(join(dir, "authorized_keys"), `environment="HOME=${join(dir, "home")}" ${pub}\n`, { mode: 0o600 });
   for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await _freePort();
+    const port = await freePort();
     const config = [
       `ListenAddress 127.0.0.1`,
       `Port ${port}`,
@@ -86,7 +88,7 @@ export async function startSSHD(): Promise<TestSSHD> {
       stdout: "ignore",
       stderr: Bun.file(join(dir, "sshd.log")),
     });
-    if (await _waitBanner(port, Date.now() + 5000)) {
+    if (await waitBanner(port, Date.now() + 5000)) {
       return {
         host: "127.0.0.1",
         port,

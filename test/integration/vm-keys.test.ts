@@ -1,13 +1,12 @@
 import { afterAll, beforeAll, expect } from "bun:test";
 import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateVMKeys } from "../../plugins/guest/seed.ts";
 import { createFS } from "../../src/host/fs.ts";
 import { createSSHDialer } from "../../src/host/ssh.ts";
 import { firstMissing, IS_ROOT, needs } from "../helpers/skip.ts";
-import { startSSHD, type TestSSHD } from "../helpers/sshd.ts";
+import { freePort, startSSHD, waitBanner, type TestSSHD } from "../helpers/sshd.ts";
 
 // The keys banger makes in-process, read by the programs at either end:
 // ssh-keygen and OpenSSH's sshd for the client key, dropbearkey and dropbear
@@ -33,29 +32,6 @@ function keyLine(text: string): string {
   const m = /^(ssh-ed25519 [A-Za-z0-9+/]+=*)/m.exec(text);
   if (!m) throw new Error(`no ssh-ed25519 line in: ${text}`);
   return m[1]!;
-}
-
-async function freePort(): Promise<number> {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
-}
-
-async function sshBanner(port: number, deadline: number): Promise<boolean> {
-  while (performance.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const sock = connect(port, "127.0.0.1");
-      sock.once("data", (d) => {
-        sock.destroy();
-        resolve(d.toString().startsWith("SSH-"));
-      });
-      sock.once("error", () => resolve(false));
-    });
-    if (ok) return true;
-    await Bun.sleep(30);
-  }
-  return false;
 }
 
 it.describe("generated VM keys with the real ssh tools and servers", () => {
@@ -117,7 +93,7 @@ it.describe("generated VM keys with the real ssh tools and servers", () => {
         stderr: Bun.file(join(dir, `dropbear-${attempt}.log`)),
         env: { ...process.env, PATH },
       });
-      if (await sshBanner(port, performance.now() + 10_000)) server = p;
+      if (await waitBanner(port, Date.now() + 10_000)) server = p;
       else {
         p.kill("SIGKILL");
         await p.exited;
