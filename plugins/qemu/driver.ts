@@ -162,6 +162,9 @@ async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string,
   return q.host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.qemuLog });
 }
 
+/** How long one connection waits for a launching QEMU's greeting before it is tried again (its process looked at in between). */
+const _QMP_GREETING_WAIT_MS = 5000;
+
 /** Until QMP answers: qemu exiting first, or the deadline passing (then it is killed), is the launch's error. */
 async function _waitForQmp(q: _Qemu, vm: VMRecord, pid: number): Promise<LaunchResult> {
   const p = qemuPaths(vm);
@@ -175,7 +178,11 @@ async function _waitForQmp(q: _Qemu, vm: VMRecord, pid: number): Promise<LaunchR
       const why = await _lastLogLine(q, p.qemuLog);
       throw new BangerError("E_INTERNAL", `qemu exited during launch${why ? `: ${why}` : ""} (log: ${p.qemuLog})`);
     }
-    if (await q.qmp.ping(p.qmpSock, 500)) return { pid, pidStartTime: now.startTime };
+    // QEMU makes its socket early and answers on it once its main loop runs: no connection before the socket
+    // exists (a refused one cost the daemon as much as a ping), then one that waits for the greeting (one per
+    // 500 ms cost a clone several under load, each a handshake for both sides); QEMU dying closes it at once
+    const left = deadline - q.host.clock.now().getTime();
+    if ((await q.host.fs.exists(p.qmpSock)) && (await q.qmp.ping(p.qmpSock, Math.max(500, Math.min(left, _QMP_GREETING_WAIT_MS))))) return { pid, pidStartTime: now.startTime };
     if (q.host.clock.now().getTime() >= deadline) {
       await q.guard.killGuarded({ pid, startTime: now.startTime });
       const why = await _lastLogLine(q, p.qemuLog);
