@@ -284,9 +284,14 @@ export default definePlugin({
       if (keys.clientKeyPath !== paths.clientKey || keys.hostKeyPath !== paths.hostKey) throw new BangerError("E_INTERNAL", "key file names drifted from vmPaths");
       await ctx.host.fs.writeAtomic(paths.hostPubKey, keys.hostPublicKey + "\n", 0o644);
     });
-    ctx.hook("vm:start:before", async ({ vm, boot, op }) => {
+    ctx.hook("vm:start:before", async ({ vm, boot, op, restored }) => {
       const image = ctx.store.getImage(vm.spec.image);
       if (!image?.initrdPath) return;
+      // A restored guest booted long ago and never reads a seed again (a clone gets its identity over SSH), and a
+      // restore takes whatever -initrd it is given (what was loaded is not in the saved state): it keeps the
+      // image's own, and a clone does not read and write a 1.2 MB copy of it (nor QEMU read that copy). A later
+      // cold start builds the seed then, with the VM's own keys.
+      if (restored) return;
       const keys = vmPaths(vm.runtime.vmDir);
       const out = join(vm.runtime.vmDir, "initrd.img");
       // a start that fails later (or a build failing half way) leaves the VM dir as it found it

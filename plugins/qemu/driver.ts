@@ -176,10 +176,12 @@ async function _pollUntil(q: _Qemu, o: { everyMs: number; timeoutMs: number }, d
 }
 
 /**
- * How often a freshly spawned qemu's QMP socket is tried: it answers 40-60 ms after the spawn under TCG, and a clone's
- * or a snapshot's path waits for it (a failed connect costs next to nothing).
+ * How often a freshly spawned qemu's socket is looked for: it answers 40-60 ms after the spawn under TCG, and a clone's
+ * or a snapshot's path waits for it (a stat costs next to nothing).
  */
 const _QMP_UP_POLL_MS = 5;
+/** How long one connection waits for a launching QEMU's greeting before it is tried again (its process looked at in between). */
+const _QMP_GREETING_WAIT_MS = 5000;
 
 /**
  * Until a freshly spawned qemu (`who`, its log `log`) answers on `sock`: its exit first is the error, with its
@@ -193,6 +195,7 @@ async function _untilQmpUp(q: _Qemu, pid: number, sock: string, log: string, who
     const line = await _lastLogLine(q, log);
     return line ? `: ${line}` : "";
   };
+  const deadline = q.host.clock.now().getTime() + timeoutMs;
   await _pollUntil(
     q,
     { everyMs: Math.min(q.pollMs, _QMP_UP_POLL_MS), timeoutMs },
@@ -200,7 +203,12 @@ async function _untilQmpUp(q: _Qemu, pid: number, sock: string, log: string, who
       const now = await sameProcess(q.host.procs, pid, info?.startTime ?? 0);
       if (!now) throw new BangerError("E_INTERNAL", `${who.exited}${await why()} (log: ${log})`);
       startTime = now.startTime;
-      return q.qmp.ping(sock, 500);
+      // QEMU makes its socket early and answers on it once its main loop runs: no connection before the socket
+      // exists (a refused one cost the daemon as much as a ping), then one that waits for the greeting (one per
+      // 500 ms cost a clone several under load, each a handshake for both sides); QEMU dying closes it at once
+      if (!(await q.host.fs.exists(sock))) return false;
+      const left = deadline - q.host.clock.now().getTime();
+      return q.qmp.ping(sock, Math.max(500, Math.min(left, _QMP_GREETING_WAIT_MS)));
     },
     async () => {
       // nothing may outlive a launch that failed

@@ -178,6 +178,20 @@ describe("the guest plugin hands its connection to the pool", () => {
     expect(adopted[0]!.conn.closed).toBe(true);
   });
 
+  test("vm:start:before builds the seed initrd for a boot, not for a restore (the image's own initrd stays on the command line)", async () => {
+    const { host, vm, hooks } = await loaded();
+    const boot = () => ({ kernelPath: "/k", initrdPaths: [sampleImage().initrdPath!], kernelArgs: [], disks: [], netArgs: [] });
+    const restoring = boot();
+    await hooks.run("vm:start:before", { vm, boot: restoring, handles: {} as never, progress: () => {}, op: recordingOp({ vm }), restored: true });
+    expect(restoring.initrdPaths).toEqual([sampleImage().initrdPath!]);
+    expect(host.fs.ops.filter((o) => o.includes("initrd"))).toEqual([]);
+    await host.fs.writeFile(sampleImage().initrdPath!, "base initrd");
+    const booting = boot();
+    await hooks.run("vm:start:before", { vm, boot: booting, handles: {} as never, progress: () => {}, op: recordingOp({ vm }), restored: false });
+    expect(booting.initrdPaths).toEqual([join(vm.runtime.vmDir, "initrd.img")]);
+    expect(host.fs.files.has(join(vm.runtime.vmDir, "initrd.img"))).toBe(true);
+  });
+
   test("a plugin context without a pool closes what it is handed", async () => {
     const { host } = setup();
     let ctxAdopt: ((vm: never, conn: GuestSSH) => void) | undefined;

@@ -133,6 +133,8 @@ describe("createProcs (fake /proc root)", () => {
   fakeProc(107, "gone", "Z", 5007, []);
   mkdirSync(join(root, "107", "task", "107"), { recursive: true });
   writeFileSync(join(root, "107", "task", "107", "stat"), statLine(107, "gone", "Z", 5007));
+  // a dead qemu whose command line still matches: found by its line, then dropped as gone
+  fakeProc(108, "qemu", "Z", 5008, ["qemu-system-x86_64", "-qmp", "unix:/vms/c/api.sock,server=on"]);
   mkdirSync(join(root, "self"), { recursive: true });
   const procs = createProcs(root);
 
@@ -156,6 +158,9 @@ describe("createProcs (fake /proc root)", () => {
     expect((await procs.find("qemu-system", "/vms/a/api.sock")).map((p) => p.pid)).toEqual([100]);
     expect((await procs.find("qemu-system")).map((p) => p.pid).sort()).toEqual([100, 104]);
     expect(await procs.find("nothing-like-this")).toEqual([]);
+    expect(await procs.find("/vms/c/api.sock")).toEqual([]);
+    // a line of several arguments is matched across them, as the command line reads
+    expect((await procs.find("-qmp unix:/vms/b/api.sock")).map((p) => p.pid)).toEqual([104]);
   });
 
   test("sameProcess: the pid's process only while its start time matches; 0 means not recorded", async () => {

@@ -46,7 +46,7 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
   let t = 0;
   let nextPid = 4000;
   /** What a spawned qemu does: "ok" answers QMP, "die" exits at once. */
-  let spawnBehaviour: "ok" | "die" | "hang" = "ok";
+  let spawnBehaviour: "ok" | "die" | "hang" | "nosock" = "ok";
   let answering = new Set<number>();
   /** How the guest reacts to the power button. */
   let powerdownExits = true;
@@ -123,6 +123,9 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
         const qemu = cmd === "timeout" ? nextPid++ : pid;
         if (qemu !== pid && spawnBehaviour !== "die") procs.set(qemu, { pid: qemu, startTime: 1000 + qemu, cmdline: args.slice(3) });
         if (spawnBehaviour === "ok") for (const p of new Set([pid, qemu])) answering.add(p);
+        // a qemu that starts makes its QMP socket (one that hangs too: it only never answers)
+        const qmpArg = args[args.indexOf("-qmp") + 1];
+        if (spawnBehaviour !== "die" && spawnBehaviour !== "nosock" && args.includes("-qmp") && qmpArg) files.add(qmpArg.replace(/^unix:/, "").replace(/,.*$/, ""));
         if (spawnBehaviour === "die") rec.writes.set("/v/abc123/qemu.log", (rec.writes.get("/v/abc123/qemu.log") ?? "") + "qemu: could not load kernel\n");
         return pid;
       },
@@ -187,7 +190,7 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
     rec,
     procs,
     elapsed: () => t,
-    set: (s: { spawn?: "ok" | "die" | "hang"; powerdownExits?: boolean; quitExits?: boolean; bgRefused?: boolean }) => {
+    set: (s: { spawn?: "ok" | "die" | "hang" | "nosock"; powerdownExits?: boolean; quitExits?: boolean; bgRefused?: boolean }) => {
       if (s.spawn) spawnBehaviour = s.spawn;
       if (s.bgRefused !== undefined) bgRefused = s.bgRefused;
       if (s.powerdownExits !== undefined) powerdownExits = s.powerdownExits;
@@ -278,6 +281,29 @@ describe("qemu driver: launch", () => {
     expect(err.code).toBe("E_TIMEOUT");
     expect(f.rec.kills).toEqual([{ pid: 4000, signal: "SIGKILL" }]);
   });
+});
+
+test("launch: no QMP connection before qemu has made its socket; then one ping waits for the greeting (seconds, not 500 ms)", async () => {
+  const f = fakeHost();
+  f.set({ spawn: "nosock" });
+  const pings: number[] = [];
+  const ping = f.qmp.ping;
+  f.qmp.ping = (sock, timeoutMs) => {
+    pings.push(timeoutMs);
+    return ping(sock, timeoutMs);
+  };
+  const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp, launchTimeoutMs: 1000 });
+  expect((await d.launch(sampleVM(), BOOT).catch((e) => e)).code).toBe("E_TIMEOUT");
+  expect(pings).toEqual([]);
+  const g = fakeHost();
+  const gp: number[] = [];
+  const gping = g.qmp.ping;
+  g.qmp.ping = (sock, timeoutMs) => {
+    gp.push(timeoutMs);
+    return gping(sock, timeoutMs);
+  };
+  await createQemuDriver(g.host, { accel: "tcg", qmp: g.qmp }).launch(sampleVM(), BOOT);
+  expect(gp).toEqual([5000]);
 });
 
 describe("qemu driver: find, stop, kill", () => {
