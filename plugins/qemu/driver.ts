@@ -92,8 +92,11 @@ interface _Qemu {
   exitWaitMs: number;
   probe: () => Promise<KvmProbe>;
   guard: ReturnType<typeof guardedProcesses>;
-  /** For a snapshot's receiver: killed on a snapshot's path (the fork waits for it), so looked at every few ms, not every pollMs. */
-  receiverGuard: ReturnType<typeof guardedProcesses>;
+  /**
+   * For a process just sent SIGKILL (a VM killed by `vm delete --force` or `vm run --rm`, a snapshot's receiver): gone
+   * within a few ms, with a command waiting for it, so looked at every few ms, not every pollMs.
+   */
+  killedGuard: ReturnType<typeof guardedProcesses>;
 }
 
 async function _accel(q: _Qemu): Promise<Accel> {
@@ -274,7 +277,7 @@ async function _saveWholeStream(q: _Qemu, vm: VMRecord, path: string): Promise<{
 async function _reapReceiver(q: _Qemu, vm: VMRecord): Promise<void> {
   const needle = qmpArg(qemuPaths(vm).receiverSock);
   for (const p of await q.host.procs.find(qemuPaths(vm).receiverSock)) {
-    if (receiverQmpArg(p.cmdline) === needle) await _killAndWait(q, { pid: p.pid, startTime: p.startTime }, q.receiverGuard);
+    if (receiverQmpArg(p.cmdline) === needle) await _killAndWait(q, { pid: p.pid, startTime: p.startTime });
   }
 }
 
@@ -282,9 +285,9 @@ async function _reapReceiver(q: _Qemu, vm: VMRecord): Promise<void> {
 async function _signalReceiver(q: _Qemu, vm: VMRecord, spawned: readonly ProcTarget[]): Promise<void> {
   const needle = qmpArg(qemuPaths(vm).receiverSock);
   for (const p of await q.host.procs.find(qemuPaths(vm).receiverSock)) {
-    if (receiverQmpArg(p.cmdline) === needle) await q.receiverGuard.killGuarded({ pid: p.pid, startTime: p.startTime });
+    if (receiverQmpArg(p.cmdline) === needle) await q.killedGuard.killGuarded({ pid: p.pid, startTime: p.startTime });
   }
-  for (const t of spawned) await q.receiverGuard.killGuarded(t);
+  for (const t of spawned) await q.killedGuard.killGuarded(t);
 }
 
 /**
@@ -323,7 +326,7 @@ async function _prepareReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
     if (ok) await _signalReceiver(q, vm, spawned);
     else {
       await _reapReceiver(q, vm);
-      for (const t of spawned) await _killAndWait(q, t, q.receiverGuard);
+      for (const t of spawned) await _killAndWait(q, t);
       await q.host.fs.rmrf(ramFile);
     }
     for (const f of [p.receiverSock, p.receiverIn, ...placeholders]) await q.host.fs.rmrf(f);
@@ -487,9 +490,9 @@ async function _untilMigrated(q: _Qemu, sock: string): Promise<void> {
   );
 }
 
-async function _killAndWait(q: _Qemu, t: ProcTarget, guard = q.guard): Promise<void> {
-  await guard.killGuarded(t);
-  if (!(await guard.waitGone(t, q.exitWaitMs))) {
+async function _killAndWait(q: _Qemu, t: ProcTarget): Promise<void> {
+  await q.killedGuard.killGuarded(t);
+  if (!(await q.killedGuard.waitGone(t, q.exitWaitMs))) {
     throw new BangerError("E_TIMEOUT", `qemu (pid ${t.pid}) did not exit after SIGKILL`);
   }
 }
@@ -525,7 +528,7 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     exitWaitMs: opts.exitWaitMs ?? 3000,
     probe: opts.probe ?? (() => kvmUsable(host)),
     guard: guardedProcesses(host, pollMs),
-    receiverGuard: guardedProcesses(host, Math.min(pollMs, 5)),
+    killedGuard: guardedProcesses(host, Math.min(pollMs, 5)),
   };
   return {
     name: "qemu",
