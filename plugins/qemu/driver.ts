@@ -275,18 +275,19 @@ async function _saveWholeStream(q: _Qemu, vm: VMRecord, path: string): Promise<{
 
 /** A receiver a killed daemon may have left (its QMP socket is in the VM's dir): killed before another is made. */
 async function _reapReceiver(q: _Qemu, vm: VMRecord): Promise<void> {
-  const needle = qmpArg(qemuPaths(vm).receiverSock);
-  for (const p of await q.host.procs.find(qemuPaths(vm).receiverSock)) {
-    if (receiverQmpArg(p.cmdline) === needle) await _killAndWait(q, { pid: p.pid, startTime: p.startTime });
-  }
+  for (const t of await _receiverProcs(q, vm)) await _killAndWait(q, t);
+}
+
+/** The VM's receiver qemu processes (its QMP socket is the VM's RECEIVER_SOCK; its `timeout` watchdog is not one). */
+async function _receiverProcs(q: _Qemu, vm: VMRecord): Promise<ProcTarget[]> {
+  const sock = qemuPaths(vm).receiverSock;
+  const needle = qmpArg(sock);
+  return (await q.host.procs.find(sock)).filter((p) => receiverQmpArg(p.cmdline) === needle).map((p) => ({ pid: p.pid, startTime: p.startTime }));
 }
 
 /** SIGKILL to a VM's receiver qemu and to its watchdogs in `spawned` (by pid and start time), without waiting for them to go. */
 async function _signalReceiver(q: _Qemu, vm: VMRecord, spawned: readonly ProcTarget[]): Promise<void> {
-  const needle = qmpArg(qemuPaths(vm).receiverSock);
-  for (const p of await q.host.procs.find(qemuPaths(vm).receiverSock)) {
-    if (receiverQmpArg(p.cmdline) === needle) await q.killedGuard.killGuarded({ pid: p.pid, startTime: p.startTime });
-  }
+  for (const t of await _receiverProcs(q, vm)) await q.killedGuard.killGuarded(t);
   for (const t of spawned) await q.killedGuard.killGuarded(t);
 }
 
@@ -406,8 +407,7 @@ async function _prepareReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
  * Read through /proc/<pid>/fd of the receiver, which holds it until killed; written to a temp renamed into place.
  */
 async function _copyReceiverRam(q: _Qemu, vm: VMRecord, ramFile: string): Promise<void> {
-  const needle = qmpArg(qemuPaths(vm).receiverSock);
-  const rcv = (await q.host.procs.find(qemuPaths(vm).receiverSock)).find((p) => receiverQmpArg(p.cmdline) === needle);
+  const [rcv] = await _receiverProcs(q, vm);
   if (!rcv) throw new BangerError("E_INTERNAL", `the snapshot's receiver qemu of ${vm.name} is gone before its RAM was copied`);
   const fdDir = `/proc/${rcv.pid}/fd`;
   let memfd: string | undefined;
