@@ -9,7 +9,7 @@ import INIT_SH from "./init.sh" with { type: "text" };
 import INITRAMFS_INIT_SH from "./initramfs-init.sh" with { type: "text" };
 
 /** Bump when the recipe changes in a way that changes the image. */
-export const RECIPE_VERSION = 3;
+export const RECIPE_VERSION = 4;
 export const SUITE = "bookworm";
 export const KERNEL_META_PACKAGE = "linux-image-cloud-amd64";
 export const ROOTFS_PACKAGES = [
@@ -301,6 +301,9 @@ async function _customizeRootfs(exec: Exec, fs: FS, root: string, kernel: Kernel
   }
   await fs.mkdirp(join(root, "work"), _DIR_MODE);
   await fs.mkdirp(join(root, "root/.ssh"), 0o700);
+  // where dropbear -R reads its host key at each connection: the seed's (init.sh makes it when missing)
+  await fs.mkdirp(join(root, "etc/dropbear"), _DIR_MODE);
+  await exec.run("ln", ["-sfn", "/run/banger-seed/dropbear_ed25519_host_key", join(root, "etc/dropbear/dropbear_ed25519_host_key")]);
   await fs.writeFile(join(root, "etc/hostname"), "banger\n", _FILE_MODE);
   await fs.writeFile(join(root, "etc/fstab"), "# banger: /sbin/banger-init mounts everything\n", _FILE_MODE);
   // Key-only logins: a locked ("!") password would make some servers refuse the account.

@@ -4,7 +4,11 @@
 # host keys and authorized keys, its name, shell histories, logs, temp files.
 # Each VM from the image gets its own again from its seed at boot. Plain sh
 # and builtins + rm: it must work on any image (busybox ones too).
-rm -f /root/.ssh/authorized_keys /etc/ssh/ssh_host_* /etc/dropbear/dropbear_*_host_key
+rm -f /root/.ssh/authorized_keys /etc/ssh/ssh_host_*
+# a link (banger's init: to the seed's key in /run) holds no key: kept, so a VM need not make it again at boot
+for f in /etc/dropbear/dropbear_*_host_key; do
+  [ -L "$f" ] || rm -f "$f"
+done
 for h in /root /home/*; do
   [ -d "$h" ] || continue
   rm -f "$h/.bash_history" "$h/.ash_history" "$h/.sh_history" "$h/.lesshst" "$h/.viminfo" "$h/.python_history" "$h/.node_repl_history"

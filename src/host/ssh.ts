@@ -197,6 +197,8 @@ export async function connectPinned(target: SSHTarget): Promise<Client> {
       // Detect a vanished guest instead of waiting on a dead TCP connection forever.
       keepaliveInterval: 15_000,
       keepaliveCountMax: 3,
+      // a guest's dropbear reads (or, with -R, would generate) the key of the algorithm agreed on: only the pinned one's
+      ...(target.hostKey?.startsWith("ssh-ed25519 ") ? { algorithms: { serverHostKey: ["ssh-ed25519" as const] } } : {}),
       hostVerifier: (key: Buffer) => {
         if (!pinned) return true;
         const ok = Buffer.isBuffer(key) && key.equals(pinned);

@@ -115,4 +115,62 @@ it.describe("generated VM keys with the real ssh tools and servers", () => {
       await server.exited;
     }
   }, 60_000);
+
+  it.test("dropbear -R as banger's init starts it reads the host key at each connection: a clone's key written over the file is what the next connection meets, with no new dropbear; an open connection goes on", async () => {
+    // as in the guest: /etc/dropbear/dropbear_ed25519_host_key links to the seed's key, dropbear loads none at start.
+    // A private mount namespace lays a writable /etc over the host's (overlay) and binds a temp dir over /root.
+    const home = join(dir, "root-home-r");
+    await mkdir(join(home, ".ssh"), { recursive: true, mode: 0o700 });
+    const clone = await generateVMKeys({ fs: createFS(), dir: join(dir, "clone-keys") });
+    await writeFile(join(home, ".ssh", "authorized_keys"), `${keys.clientPublicKey}\n`, { mode: 0o600 });
+    const seedKey = join(dir, "seed-host-key");
+    await writeFile(seedKey, await readFile(keys.hostKeyPath), { mode: 0o600 });
+    for (const d of ["etc-upper", "etc-work"]) await mkdir(join(dir, d), { recursive: true });
+    const clientKey = await readFile(keys.clientKeyPath, "utf8");
+    let port = 0;
+    const dial = (hostKey: string) => createSSHDialer().dial({ host: "127.0.0.1", port, user: "root", privateKey: clientKey, hostKey, readyTimeoutMs: 20_000 });
+    const script = [
+      'mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1/etc-upper,workdir=$1/etc-work" /etc',
+      'mkdir -p /etc/dropbear && ln -sfn "$2" /etc/dropbear/dropbear_ed25519_host_key',
+      'mount --bind "$3" /root',
+      'exec dropbear -F -E -s -R -r /run/banger-no-preloaded-host-key -p "127.0.0.1:$4" -P "$1/dropbear-r.pid"',
+    ].join(" && ");
+    let server: Bun.Subprocess | null = null;
+    for (let attempt = 0; attempt < 5 && !server; attempt++) {
+      port = await freePort();
+      const p = Bun.spawn(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", dir, seedKey, home, String(port)], {
+        stdout: "ignore",
+        stderr: Bun.file(join(dir, `dropbear-r-${attempt}.log`)),
+        env: { ...process.env, PATH },
+      });
+      if (await waitBanner(port, Date.now() + 10_000)) server = p;
+      else {
+        p.kill("SIGKILL");
+        await p.exited;
+      }
+    }
+    if (!server) throw new Error(`dropbear -R did not start: ${await readFile(join(dir, "dropbear-r-4.log"), "utf8").catch(() => "(no log)")}`);
+    try {
+      const first = await dial(keys.hostPublicKey);
+      try {
+        // what clone-identity.sh does: the clone's key over the file, in place
+        await writeFile(seedKey, await readFile(clone.hostKeyPath));
+        await expect(dial(keys.hostPublicKey)).rejects.toThrow(/host key mismatch/);
+        const second = await dial(clone.hostPublicKey);
+        try {
+          expect((await second.runScript("echo second")).stdout.trim()).toBe("second");
+        } finally {
+          second.close();
+        }
+        // the connection made before goes on with the key it was made with, and it is the same dropbear
+        expect((await first.runScript("echo first")).stdout.trim()).toBe("first");
+        expect(server.exitCode).toBeNull();
+      } finally {
+        first.close();
+      }
+    } finally {
+      server.kill("SIGTERM");
+      await server.exited;
+    }
+  }, 60_000);
 });

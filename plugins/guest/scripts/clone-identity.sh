@@ -7,7 +7,8 @@
 # printf %b escapes; ENTROPY: host randomness (hex); CLOCK_RESEED: the
 # program that sets the clock and reseeds the RNG (plugins/guest/
 # clock-reseed-elf.ts), as printf %b escapes. Bash builtins but for that
-# program and the new dropbear: each program costs 50-350 ms under TCG.
+# program (and, after an older init, a new dropbear): each program costs
+# 50-350 ms under TCG.
 set -e
 # The kernel RNG state is the parent's: mix host randomness in, then make the
 # CRNG reseed from it now (RNDRESEEDCRNG; the cloud kernel has no vmgenid).
@@ -40,7 +41,22 @@ echo "$NAME" >/etc/hostname
 umask 077
 # in place (no mv: a program): nothing else logs in while this runs, and a clone that fails here is deleted
 printf '%s\n' "$AUTHORIZED_KEY" >/root/.ssh/authorized_keys
-printf '%b' "$HOST_KEY" >/run/banger-clone-host-key
+
+# The host key. A dropbear started with -R (banger's init does) reads
+# /etc/dropbear/dropbear_ed25519_host_key at each connection: replacing the
+# file is all it takes, the next connection meets the clone's key. One that
+# loaded its key at start (a VM booted by an older init) is replaced by one
+# that does not.
+old=
+read -r old </run/dropbear.pid || :
+per_connection=0
+if [ -n "$old" ] && [ -r "/proc/$old/cmdline" ]; then
+  mapfile -d '' -t argv <"/proc/$old/cmdline"
+  for a in "${argv[@]}"; do [ "$a" = -R ] && per_connection=1; done
+fi
+[ -d /etc/dropbear ] || mkdir -p /etc/dropbear
+printf '%b' "$HOST_KEY" >/etc/dropbear/dropbear_ed25519_host_key
+[ "$per_connection" = 1 ] && exit 0
 
 _listening() { # port 22 in LISTEN state (0A) in /proc/net/tcp{,6}, as the guest's init checks it
   local f addr st
@@ -55,9 +71,7 @@ _listening() { # port 22 in LISTEN state (0A) in /proc/net/tcp{,6}, as the guest
 # a 10 ms sleep without a program: our stdin stays open and silent until we exit
 _pause() { IFS= read -r -t 0.01 _ || :; }
 
-# A new listener with the clone's host key; this connection keeps the old one's.
-old=
-read -r old </run/dropbear.pid || :
+# A new listener, reading the clone's host key per connection; this connection keeps the old one's.
 if [ -n "$old" ]; then kill "$old" 2>/dev/null || :; fi
 for ((i = 0; i < 300; i++)); do
   _listening || break
@@ -66,7 +80,7 @@ done
 # not setsid (one more program): no terminal here, and HUP ignored as the guest's init
 # started the first one (init ignores it; we inherit that through dropbear already)
 trap '' HUP
-dropbear -F -E -s -r /run/banger-clone-host-key -p 22 -P /run/dropbear.pid </dev/null >>/var/log/banger/dropbear.log 2>&1 &
+dropbear -F -E -s -R -r /run/banger-no-preloaded-host-key -p 22 -P /run/dropbear.pid </dev/null >>/var/log/banger/dropbear.log 2>&1 &
 new=$!
 # as long as a loaded host takes to start it (2 min at most), unless it dies
 for ((i = 0; i < 12000; i++)); do
