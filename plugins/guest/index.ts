@@ -6,11 +6,17 @@ import CLOCK_BY_DATE_SH from "./scripts/clock-by-date.sh" with { type: "text" };
 import CLONE_IDENTITY_SH from "./scripts/clone-identity.sh" with { type: "text" };
 import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
 import { CLOCK_RESEED_ELF } from "./clock-reseed-elf.ts";
+import { AGENT_MARKER, AgentSilent, agentRunner, type GuestRunner } from "./agent.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */
 export const READY_MARKER = "BANGER-READY";
 /** Printed (with a reason) by the guest's init when it cannot come up; it powers off after. */
 export const FAILED_MARKER = "BANGER-BOOT-FAILED";
+/**
+ * In a VM's dir and in each of its snapshots' dirs: its guest runs the agent (its init said AGENT_MARKER at boot),
+ * so a restore of it sets the clock and a clone's identity over the agent (agent.ts), not over SSH.
+ */
+export const AGENT_FILE = "guest-agent";
 
 export function bootTimeoutMs(env: Env = environ()): number {
   const s = Number(configFrom(env).bootTimeout ?? "");
@@ -49,9 +55,14 @@ export function printfEscapes(bytes: Uint8Array): string {
   return [...bytes].map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join("");
 }
 
-/** A clone's network provider's script (CloneNet.guestScript: its own address), on the connection its identity came over. */
-async function runCloneNetScript(vm: VMRecord, conn: GuestSSH, script: string): Promise<void> {
-  const r = await conn.runScript(script);
+/** A clone's network provider's script (CloneNet.guestScript: its own address), on the connection (or agent) its identity came over. */
+async function runCloneNetScript(vm: VMRecord, via: GuestSSH | GuestRunner, script: string): Promise<void> {
+  let r: { exitCode: number; stderr: string };
+  if (typeof via === "function") {
+    const err: Uint8Array[] = [];
+    const exitCode = await via(script, { onStderr: (c) => void err.push(c) });
+    r = { exitCode, stderr: Buffer.concat(err).toString() };
+  } else r = await via.runScript(script);
   if (r.exitCode !== 0) throw new BangerError("E_STATE", `moving clone ${vm.name} to its own network address failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").at(-1) ?? ""}`);
 }
 
@@ -63,7 +74,8 @@ async function runCloneNetScript(vm: VMRecord, conn: GuestSSH, script: string): 
  * offset, so the error left is at most half of it (a few ms when the guest
  * gets CPU), not an SSH exec's latency (0.2-2 s under loaded TCG).
  */
-export async function setGuestClock(host: Host, conn: GuestSSH, identity?: Awaited<ReturnType<typeof cloneIdentityValues>>, signal?: AbortSignal): Promise<{ offsetMs: number; roundTripMs: number }> {
+export async function setGuestClock(host: Host, via: GuestSSH | GuestRunner, identity?: Awaited<ReturnType<typeof cloneIdentityValues>>, signal?: AbortSignal): Promise<{ offsetMs: number; roundTripMs: number }> {
+  const run: GuestRunner = typeof via === "function" ? via : (script, io) => via.exec(inBash(script), io);
   const ms = () => host.clock.now().getTime();
   const lines = _lineQueue();
   const result = { offsetMs: 0, roundTripMs: 0 };
@@ -91,7 +103,7 @@ export async function setGuestClock(host: Host, conn: GuestSSH, identity?: Await
   const script = identity ? renderScript([SET_CLOCK_SH, CLONE_IDENTITY_SH], identity) : renderScript([SET_CLOCK_SH, CLOCK_BY_DATE_SH], {});
   let code: number;
   try {
-    code = await conn.exec(inBash(script), { stdin, signal, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
+    code = await run(script, { stdin, signal, onStdout: lines.feed, onStderr: (c) => void err.push(c) });
   } finally {
     lines.end(); // the guest side ended (or the exec failed): let a waiting stdin generator finish
   }
@@ -184,7 +196,7 @@ function _marks(host: Host) {
  * unless the clone was re-addressed (tap): then one dial with its own keys
  * at its own address.
  */
-export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; debug?: (m: string) => void; cloneOf?: string; cloneNet?: CloneNet }): Promise<GuestSSH> {
+export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; debug?: (m: string) => void; cloneOf?: string; cloneNet?: CloneNet; agentPipe?: string }): Promise<GuestSSH> {
   const deadline = host.clock.now().getTime() + opts.timeoutMs;
   const marks = _marks(host);
   const keys = vmPaths(vm.runtime.vmDir);
@@ -196,6 +208,28 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
   const identity = opts.cloneOf ? await cloneIdentityValues(host, vm) : undefined;
   // a clone's guest still has its parent's address: its network provider says where it answers (CloneNet)
   const cloneNet = parent ? opts.cloneNet : undefined;
+  if (opts.restored && opts.agentPipe) {
+    // clock, identity and address over the agent; then SSH once, with the VM's own keys, at its own address
+    const silentBy = host.clock.now().getTime() + Math.min(AGENT_SILENT_MS, opts.timeoutMs);
+    const run = agentRunner(host, opts.agentPipe, { deadline, silentBy });
+    let c: Awaited<ReturnType<typeof setGuestClock>>;
+    try {
+      c = await setGuestClock(host, run, identity, opts.signal);
+    } catch (e) {
+      if (!(e instanceof AgentSilent)) throw e;
+      // what a guest answers over SSH is the same script: the agent, if it wakes after all, only does it again
+      opts.log?.(`${vm.name}: the guest agent did not answer within ${AGENT_SILENT_MS / 1000} s; going over SSH`);
+      return waitForGuest(host, vm, pid, { ...opts, agentPipe: undefined, timeoutMs: Math.max(1000, deadline - host.clock.now().getTime()) });
+    }
+    marks.mark(identity ? "agent: clock + identity" : "agent: clock");
+    opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
+    if (cloneNet?.guestScript) await runCloneNetScript(vm, run, cloneNet.guestScript);
+    await cloneNet?.afterIdentity?.();
+    const conn = await _dialWhenUp(host, vm, pid, own, { ...opts, deadline, booting: false, retryMs: 50 });
+    marks.mark("dial");
+    opts.debug?.(`${vm.name}: guest answering: ${marks.line()}`);
+    return conn;
+  }
   let conn = await _dialWhenUp(host, vm, pid, parent ?? own, { ...opts, deadline, booting: !opts.restored, via: cloneNet?.dialVia });
   marks.mark(parent ? "dial (parent's keys)" : "dial");
   try {
@@ -228,6 +262,18 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
   }
   opts.debug?.(`${vm.name}: guest answering: ${marks.line()}`);
   return conn;
+}
+
+/**
+ * How long a restored guest's agent may stay silent before the clock (and identity) go over SSH instead: its
+ * first line comes within a second here, seconds on a loaded TCG host; silence for this long means no agent reads.
+ */
+export const AGENT_SILENT_MS = 30_000;
+
+/** Record (or clear) that a VM's guest runs the agent: AGENT_FILE. */
+async function _markAgent(fs: FS, path: string, agent: boolean): Promise<void> {
+  if (agent) await fs.writeAtomic(path, "", 0o600);
+  else await fs.rmrf(path);
 }
 
 /** Dial until the guest answers (a pinned-key mismatch fails at once), watching its process (and, booting, its console). */
@@ -313,6 +359,8 @@ export default definePlugin({
     ctx.hook("vm:snapshot:before", async ({ vm, dir }) => {
       const keys = vmPaths(vm.runtime.vmDir);
       await ctx.host.fs.mkdirp(join(dir, "keys"), 0o700);
+      // the guest's agent runs on in the snapshot's memory: a restore of it can use it
+      if (await ctx.host.fs.exists(join(vm.runtime.vmDir, AGENT_FILE))) await ctx.host.fs.writeAtomic(join(dir, AGENT_FILE), "", 0o600);
       for (const [from, to] of [[keys.clientKey, "id_ed25519"], [keys.hostPubKey, "host_ed25519.pub"]] as const) {
         const data = await ctx.host.fs.readText(from);
         if (data !== null) await ctx.host.fs.writeAtomic(join(dir, "keys", to), data, 0o600);
@@ -325,6 +373,10 @@ export default definePlugin({
         ctx.log.info(`${vm.name}: image ${vm.spec.image} has no banger initramfs; not waiting for SSH`);
         return;
       }
+      const agentFile = join(vm.runtime.vmDir, AGENT_FILE);
+      // a restore inherits the snapshot's agent (its guest runs on from the snapshot's memory)
+      const agent = restored ? !!snapshot && (await ctx.host.fs.exists(join(snapshot.dir, AGENT_FILE))) : false;
+      if (restored) await _markAgent(ctx.host.fs, agentFile, agent);
       const conn = await waitForGuest(ctx.host, vm, handles.pid, {
         timeoutMs: bootTimeoutMs(),
         progress,
@@ -334,7 +386,10 @@ export default definePlugin({
         debug: (m) => ctx.log.debug(m),
         cloneOf: restored && snapshot && snapshot.vmId !== vm.id ? snapshot.dir : undefined,
         cloneNet,
+        agentPipe: agent ? vmPaths(vm.runtime.vmDir).agentPipe : undefined,
       });
+      // booted: its init says on the console (before it said ready) whether its agent reads the port
+      if (!restored) await _markAgent(ctx.host.fs, agentFile, ((await ctx.host.fs.readText(vm.runtime.logPath)) ?? "").includes(AGENT_MARKER));
       // a start that fails after this leaves no live connection in the pool (a closed one is redialled)
       op.defer("ssh connection", () => conn.close());
       ctx.adoptSSH(vm, conn);

@@ -9,7 +9,7 @@ import INIT_SH from "./init.sh" with { type: "text" };
 import INITRAMFS_INIT_SH from "./initramfs-init.sh" with { type: "text" };
 
 /** Bump when the recipe changes in a way that changes the image. */
-export const RECIPE_VERSION = 4;
+export const RECIPE_VERSION = 5;
 export const SUITE = "bookworm";
 export const KERNEL_META_PACKAGE = "linux-image-cloud-amd64";
 export const ROOTFS_PACKAGES = [
@@ -40,6 +40,8 @@ export const INITRD_MODULES = [
   "net_failover",
   "virtio_net",
   "virtio-rng",
+  // the guest agent's port (virtio-serial)
+  "virtio_console",
   "vsock",
   "vmw_vsock_virtio_transport_common",
   "vmw_vsock_virtio_transport",

@@ -10,6 +10,25 @@ export interface QemuArgsOptions {
   serialLog: string;
   /** The single initrd to pass (the driver concatenates several into one first). */
   initrd?: string;
+  /** The guest agent's port on a pipe chardev at this path (`.in`/`.out` FIFOs made beforehand), or none. */
+  agentPipe?: string;
+}
+
+/** The virtio-serial port the guest's init looks for by name (plugins/image/init.sh, plugins/guest/agent.ts). */
+export const AGENT_PORT_NAME = "banger.agent";
+const _AGENT_PORT_DEVICE = `virtserialport,bus=agentbus.0,chardev=agent,name=${AGENT_PORT_NAME}`;
+
+/**
+ * The guest agent's port: its devices must be in a restore's argv exactly when they were in the saved VM's (QEMU
+ * will not load a device state it has no device for, nor leave one out), so this is what the driver looks for.
+ */
+export function hasAgentPort(argv: readonly string[]): boolean {
+  return argv.includes(_AGENT_PORT_DEVICE);
+}
+
+/** A pipe chardev never reports the host side closed: the guest's reads wait for data rather than return EOF. */
+function agentPortArgs(pipe: string): string[] {
+  return ["-device", "virtio-serial-pci,id=agentbus", "-chardev", `pipe,id=agent,path=${qemuEscape(pipe)}`, "-device", _AGENT_PORT_DEVICE];
 }
 
 /**
@@ -98,8 +117,10 @@ export function qemuArgs(vm: VMRecord, boot: BootConfig, o: QemuArgsOptions): st
       "-device", `virtio-net-pci,netdev=tap${i},mac=${qemuEscape(nic.mac)}`,
     );
   });
+  args.push("-device", "virtio-rng-pci");
+  // last of the devices: a VM launched before it existed keeps every other device's PCI address
+  if (o.agentPipe) args.push(...agentPortArgs(o.agentPipe));
   args.push(
-    "-device", "virtio-rng-pci",
     "-qmp", qmpArg(o.qmpSock),
     "-pidfile", o.pidfile,
   );
@@ -149,6 +170,10 @@ export function receiverArgs(launchArgs: readonly string[], o: ReceiverOptions):
         break;
       case "-pidfile":
       case "-incoming":
+        break;
+      case "-chardev":
+        // the guest agent's FIFOs are the VM's: the receiver's port only has to exist for its state to load
+        out.push(opt, val.startsWith("pipe,") ? `null,id=${/(?:^|,)id=([^,]+)/.exec(val)?.[1] ?? "agent"}` : val);
         break;
       case "-object":
       case "-machine":

@@ -1,7 +1,7 @@
 import { BangerError, faultPoint, shellQuote, type PreparedSave, type SaveOptions, type SaveResult, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { dirname, join } from "node:path";
 import { RECEIVER_IN_SOCK, RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName, receiverQmpArg } from "./receivers.ts";
-import { memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
+import { hasAgentPort, memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
 import { MAX_MIGRATE_BANDWIDTH, qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -50,6 +50,11 @@ const realQmp: QmpOps = {
  * this file copy-on-write; absent: the state file is a whole migration stream.
  */
 export const SNAPSHOT_RAM_FILE = "memory.ram";
+/**
+ * The saved VM's launch argv beside a snapshot's state file: a restore gives its QEMU the devices the state has
+ * (the guest agent's port, which VMs launched before it existed lack). Absent (an older snapshot): no agent port.
+ */
+export const SNAPSHOT_ARGV_FILE = "qemu-argv.json";
 /** A receiver loads 256 MiB-few GiB from its VM and saves a few hundred KiB: minutes at most, even on a loaded TCG host. */
 const _RECEIVER_MAX_S = 600;
 
@@ -77,6 +82,8 @@ export function qemuPaths(vm: VMRecord) {
     receiverIn: join(dir, RECEIVER_IN_SOCK),
     receiverLog: join(dir, "receiver.log"),
     receiverDisk: (i: number) => join(dir, receiverDiskName(i)),
+    /** The guest agent port's chardev (FIFOs `.in`, `.out`): vmPaths' agentPipe, where the guest plugin looks. */
+    agentPipe: p.agentPipe,
   };
 }
 
@@ -144,25 +151,44 @@ async function _preflight(q: _Qemu, vm: VMRecord, boot: BootConfig): Promise<str
 }
 
 /** Start qemu detached, its command line at the top of its log; returns its pid. */
-async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string, restoring: boolean, ramFile?: RamFile): Promise<number> {
+async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string, o: { restoring: boolean; ramFile?: RamFile; agentPort: boolean }): Promise<number> {
   const p = qemuPaths(vm);
   let initrd: string | undefined;
   if (boot.initrdPaths.length > 1) {
     await joinInitrds(q.host, p.initrd, boot.initrdPaths);
     initrd = p.initrd;
   }
-  const base = qemuArgs(vm, boot, { accel: await _accel(q), qmpSock: p.qmpSock, pidfile: p.pidfile, serialLog: p.serialLog, initrd });
+  if (o.agentPort) await _makeAgentFifos(q, p.agentPipe);
+  const base = qemuArgs(vm, boot, { accel: await _accel(q), qmpSock: p.qmpSock, pidfile: p.pidfile, serialLog: p.serialLog, initrd, agentPipe: o.agentPort ? p.agentPipe : undefined });
   // a snapshot's receiver copies these (written before the process exists: a VM running has them)
   await q.host.fs.writeAtomic(p.launchArgs, JSON.stringify(base) + "\n", 0o600);
   const args = [...base];
-  if (ramFile) args.push(...memoryBackendArgs(vm.spec.memoryMiB, ramFile));
+  if (o.ramFile) args.push(...memoryBackendArgs(vm.spec.memoryMiB, o.ramFile));
   // a restore: wait for the state over QMP (-incoming defer), and stay stopped (-S) until it is all in
-  if (restoring) args.push("-incoming", "defer", "-S");
+  if (o.restoring) args.push("-incoming", "defer", "-S");
   // a stale socket from an earlier run would make the readiness probe lie (or qemu fail to bind)
   await q.host.fs.rmrf(p.qmpSock);
   await q.host.fs.rmrf(p.pidfile);
   await q.host.fs.writeAtomic(p.qemuLog, `# ${bin} ${args.join(" ")}\n`, 0o600);
   return q.host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.qemuLog });
+}
+
+/** The guest agent port's FIFOs, new (what an earlier QEMU left unread in old ones is not this guest's to see). */
+async function _makeAgentFifos(q: _Qemu, pipe: string): Promise<void> {
+  const ends = [`${pipe}.in`, `${pipe}.out`];
+  for (const f of ends) await q.host.fs.rmrf(f);
+  await q.host.exec.run("mkfifo", ["-m", "600", ...ends]);
+}
+
+/** Did the VM a saved state came from have the guest agent's port (see SNAPSHOT_ARGV_FILE)? */
+async function _savedWithAgentPort(q: _Qemu, statePath: string): Promise<boolean> {
+  const text = await q.host.fs.readText(join(dirname(statePath), SNAPSHOT_ARGV_FILE));
+  if (!text) return false;
+  try {
+    return hasAgentPort(JSON.parse(text) as string[]);
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -432,6 +458,8 @@ async function _copyReceiverRam(q: _Qemu, vm: VMRecord, ramFile: string): Promis
 async function _prepareSave(q: _Qemu, vm: VMRecord, path: string): Promise<PreparedSave> {
   const text = await q.host.fs.readText(qemuPaths(vm).launchArgs);
   const launchArgs = text ? (JSON.parse(text) as string[]) : null;
+  // the devices this state has, for the QEMU that restores it (in the snapshot's dir, before anything is saved there)
+  if (text) await q.host.fs.writeAtomic(join(dirname(path), SNAPSHOT_ARGV_FILE), text, 0o600);
   const tap = launchArgs?.some((a, i) => launchArgs[i - 1] === "-netdev" && a.startsWith("tap,"));
   if (launchArgs && !tap) return _prepareReceiver(q, vm, launchArgs, path);
   return { save: () => _saveWholeStream(q, vm, path), abandon: async () => {} };
@@ -535,12 +563,14 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     async launch(vm: VMRecord, boot: BootConfig, opts: LaunchOptions = {}): Promise<LaunchResult> {
       const bin = await _preflight(q, vm, boot);
       const ramFile = opts.restoreFrom ? await _ramFileFor(q, opts.restoreFrom) : null;
+      // a cold boot always gets the guest agent's port; a restore exactly when the saved VM had it
+      const agentPort = opts.restoreFrom ? await _savedWithAgentPort(q, opts.restoreFrom) : true;
       // a restore from a RAM file maps it copy-on-write: the snapshot's file never changes, its clones share its pages
       // a QEMU that never came up leaves no command line behind for a snapshot's receiver to copy
       const forgetArgs = () => q.host.fs.rmrf(qemuPaths(vm).launchArgs).catch(() => {});
       let launched: LaunchResult;
       try {
-        const pid = await _spawnQemu(q, vm, boot, bin, !!opts.restoreFrom, ramFile ? { path: ramFile, share: false } : undefined);
+        const pid = await _spawnQemu(q, vm, boot, bin, { restoring: !!opts.restoreFrom, ramFile: ramFile ? { path: ramFile, share: false } : undefined, agentPort });
         launched = await _waitForQmp(q, vm, pid);
       } catch (e) {
         await forgetArgs();

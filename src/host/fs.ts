@@ -1,7 +1,7 @@
-import { constants, createReadStream, type Stats } from "node:fs";
+import { closeSync, constants, createReadStream, openSync, readSync, writeSync, type Stats } from "node:fs";
 import { appendFile, chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
 import { tempPathFor } from "../shared/temps.ts";
-import type { DirEntry, FileStat, FS } from "./types.ts";
+import type { DirEntry, FifoEnd, FileStat, FS } from "./types.ts";
 
 /** Can this process open the path read-write (a device such as /dev/kvm)? A real open(2), closed at once. */
 export async function canOpenRW(path: string): Promise<boolean> {
@@ -131,6 +131,48 @@ export function createFS(): FS {
     },
     async rmrf(path) {
       await rm(path, { recursive: true, force: true });
+    },
+    async openFifo(path, end) {
+      const st = await stat(path).catch(_orNull);
+      if (!st?.isFIFO()) throw Object.assign(new Error(`not a FIFO: ${path}`), { code: st ? "EINVAL" : "ENOENT" });
+      return _fifoEnd(openSync(path, (end === "read" ? constants.O_RDONLY : constants.O_WRONLY) | constants.O_NONBLOCK));
+    },
+  };
+}
+
+/** A non-blocking FIFO fd as a FifoEnd: EAGAIN is "nothing yet" or "full", not an error. */
+function _fifoEnd(fd: number): FifoEnd {
+  let open = true;
+  const buf = Buffer.alloc(65536);
+  const again = (e: unknown) => (e as { code?: string }).code === "EAGAIN";
+  return {
+    read() {
+      const parts: Uint8Array[] = [];
+      for (;;) {
+        let n: number;
+        try {
+          n = readSync(fd, buf, 0, buf.length, null);
+        } catch (e) {
+          if (again(e)) break;
+          throw e;
+        }
+        if (n <= 0) break;
+        parts.push(Uint8Array.from(buf.subarray(0, n)));
+        if (n < buf.length) break;
+      }
+      return parts.length === 1 ? parts[0]! : new Uint8Array(Buffer.concat(parts));
+    },
+    write(data) {
+      try {
+        return writeSync(fd, data);
+      } catch (e) {
+        if (again(e)) return 0;
+        throw e;
+      }
+    },
+    close() {
+      if (open) closeSync(fd);
+      open = false;
     },
   };
 }

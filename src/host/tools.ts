@@ -42,6 +42,7 @@ export const TOOL_PACKAGES = {
   cp: "coreutils",
   stat: "coreutils",
   truncate: "coreutils",
+  mkfifo: "coreutils",
   chroot: "coreutils",
   rm: "coreutils",
 } as const satisfies Record<string, string>;

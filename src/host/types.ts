@@ -102,6 +102,21 @@ export interface FS {
   mkdirp(path: string, mode?: number): Promise<void>;
   /** Remove a file or tree; a symlink is removed itself, never followed. */
   rmrf(path: string): Promise<void>;
+  /** One end of a FIFO another process holds open both ways (QEMU's pipe chardev, see FifoEnd); throws when there is none. */
+  openFifo(path: string, end: "read" | "write"): Promise<FifoEnd>;
+}
+
+/**
+ * One end of a FIFO, opened non-blocking: reading returns what is there and
+ * writing what fits, never waiting (a guest that stops reading or answering
+ * must not stall the daemon); the caller polls.
+ */
+export interface FifoEnd {
+  /** The bytes waiting (empty when there are none yet). */
+  read(): Uint8Array;
+  /** Write as much of `data` as fits now; returns how many bytes that was (0: the FIFO is full). */
+  write(data: Uint8Array): number;
+  close(): void;
 }
 
 export interface ExecStreamOptions {

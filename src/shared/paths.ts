@@ -53,5 +53,10 @@ export function vmPaths(vmDir: string) {
     hostKey: join(vmDir, "keys", "host_ed25519_dropbear"),
     /** Its public line, pinned by every client: no trust on first use. */
     hostPubKey: join(vmDir, "keys", "host_ed25519.pub"),
+    /**
+     * The guest agent's channel, where the VMM gives one (QEMU: a virtio-serial port named banger.agent on a pipe
+     * chardev): the host writes `${agentPipe}.in`, reads `${agentPipe}.out`. See plugins/guest/agent.ts.
+     */
+    agentPipe: join(vmDir, "agent"),
   };
 }

@@ -171,6 +171,11 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     const ssh = Bun.spawnSync(["ssh", "-i", parentKey, "-p", String(c1.runtime.sshPort), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "root@127.0.0.1", "true"], { stderr: "pipe" });
     expect(ssh.exitCode).toBe(255);
     expect(ssh.stderr.toString()).toContain("Permission denied");
+    // given over the guest agent (its marker came with the snapshot), and served by the dropbear the parent
+    // started: it reads the host key at each connection, so the clone's is served with no new dropbear
+    expect([existsSync(join(f.snapshot.dir, "guest-agent")), existsSync(join(c1.runtime.vmDir, "guest-agent"))]).toEqual([true, true]);
+    const listener = (vm: string) => ok(["vm", "exec", vm, "--", "cat", "/run/dropbear.pid"]).stdout.trim();
+    expect(listener("c1")).toBe(listener("snapbox"));
     // clocks: set at restore with an error of at most half the exchange's round trip
     const log = readFileSync(join(h.home, "daemon.log"), "utf8");
     for (const vm of ["c1", "c2"]) {

@@ -208,6 +208,12 @@ export interface FakeFS extends FS {
   readonly writes: { path: string; data: string; mode?: number }[];
   /** Make the next writeAtomic to a path matching this fail. */
   failWrites?: RegExp;
+  /**
+   * FIFOs openFifo can open: path → the bytes waiting in it. What is written to one is handed to `onFifoWrite`
+   * (a test's stand-in for the process at the other end), or kept for a reader when there is none.
+   */
+  readonly fifos: Map<string, Uint8Array[]>;
+  onFifoWrite?: (path: string, data: Uint8Array) => void;
 }
 
 function _under(path: string, root: string): boolean {
@@ -221,6 +227,32 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
     links: new Map(),
     ops: [],
     writes: [],
+    fifos: new Map(),
+    async openFifo(path, end) {
+      if (!f.fifos.has(path)) throw Object.assign(new Error(`ENOENT: no FIFO ${path}`), { code: "ENOENT" });
+      f.ops.push(`openFifo ${path} ${end}`);
+      let open = true;
+      const live = () => {
+        if (!open) throw new Error(`EBADF: ${path} closed`);
+      };
+      return {
+        read() {
+          live();
+          const parts = f.fifos.get(path)!.splice(0);
+          return new Uint8Array(Buffer.concat(parts));
+        },
+        write(data) {
+          live();
+          const copy = Uint8Array.from(data);
+          if (f.onFifoWrite) f.onFifoWrite(path, copy);
+          else f.fifos.get(path)!.push(copy);
+          return copy.length;
+        },
+        close() {
+          open = false;
+        },
+      };
+    },
     async readText(path) {
       return f.files.get(path) ?? null;
     },

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { VMRecord } from "../../src/shared/model.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
-import { memoryBackendArgs, qemuArgs, qemuEscape, qmpArg, receiverArgs } from "../../plugins/qemu/args.ts";
+import { hasAgentPort, memoryBackendArgs, qemuArgs, qemuEscape, qmpArg, receiverArgs } from "../../plugins/qemu/args.ts";
 
 function sampleVM(over: Partial<VMRecord["runtime"]> = {}): VMRecord {
   return {
@@ -176,5 +176,25 @@ describe("memoryBackendArgs and receiverArgs (file-backed RAM for snapshots)", (
   test("a stand-in per disk, no more, no fewer", () => {
     expect(() => receiverArgs(launched, { qmpSock: "/s", memoryMiB: 512, placeholders: ["/a"] })).toThrow(/no stand-in/);
     expect(() => receiverArgs(launched, { qmpSock: "/s", memoryMiB: 512, placeholders: ["/a", "/b", "/c"] })).toThrow(/3 stand-ins for 2 disks/);
+  });
+});
+
+describe("the guest agent's port", () => {
+  test("last of the devices (every other keeps its PCI address), its pipe path comma-escaped; hasAgentPort finds it; none without agentPipe", () => {
+    const a = qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg", agentPipe: "/v/a,b/agent" });
+    const rng = a.indexOf("virtio-rng-pci");
+    expect(a.slice(rng + 1, a.indexOf("-qmp"))).toEqual(["-device", "virtio-serial-pci,id=agentbus", "-chardev", "pipe,id=agent,path=/v/a,,b/agent", "-device", "virtserialport,bus=agentbus.0,chardev=agent,name=banger.agent"]);
+    expect(hasAgentPort(a)).toBe(true);
+    const none = qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg" });
+    expect(hasAgentPort(none)).toBe(false);
+    expect(none.join(" ")).not.toContain("virtio-serial");
+  });
+
+  test("a receiver keeps the port on a null chardev (same id): its state loads, the VM's FIFOs are not opened twice", () => {
+    const a = qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg", agentPipe: "/v/abc123/agent" });
+    const r = receiverArgs(a, { qmpSock: "/v/abc123/rcv.sock", memoryMiB: 512, placeholders: ["/v/abc123/receiver-disk0.img"] });
+    expect(after(r, "-chardev")).toBe("null,id=agent");
+    expect(hasAgentPort(r)).toBe(true);
+    expect(r.join(" ")).not.toContain("/v/abc123/agent");
   });
 });

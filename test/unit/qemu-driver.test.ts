@@ -254,8 +254,9 @@ describe("qemu driver: launch", () => {
     const f = fakeHost({ files: ["/img/vmlinuz", "/img/a.img", "/img/b.img", "/v/abc123/system.img"] });
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     await d.launch(sampleVM(), { ...BOOT, initrdPaths: ["/img/a.img", "/img/b.img"] });
-    expect(f.rec.runs).toHaveLength(1);
-    const [out, tmp, ...parts] = f.rec.runs[0]!.args.slice(-4);
+    const runs = f.rec.runs.filter((r) => r.cmd !== "mkfifo");
+    expect(runs).toHaveLength(1);
+    const [out, tmp, ...parts] = runs[0]!.args.slice(-4);
     expect([out, ...parts]).toEqual(["/v/abc123/initrd.img", "/img/a.img", "/img/b.img"]);
     // written next to it under a temp name the startup sweep recognises, then renamed
     expect(tmp).toMatch(/^\/v\/abc123\/\.initrd\.img\.tmp-\d+-/);
@@ -427,6 +428,7 @@ describe("qemu driver: pause and resume", () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     const r = await d.launch(sampleVM(), BOOT);
+    f.rec.runs.length = 0;
     const hostile = "/v/it's; $(reboot)\n`x`/system.qcow2";
     await d.switchDisk!(sampleVM(), handlesFor(r.pid, r.pidStartTime), 1, hostile);
     expect(f.rec.qmp.filter((q) => q.startsWith("blockdev"))).toEqual([
@@ -470,7 +472,10 @@ describe("qemu driver: state save and restore", () => {
     const r = await d.launch(sampleVM(), { ...BOOT, netArgs: ["-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22", "-device", "virtio-net-pci,netdev=net0"] });
     expect(JSON.parse(f.rec.writes.get("/v/abc123/qemu-argv.json")!)).toEqual(f.rec.spawns[0]!.args);
     f.rec.qmp.length = 0;
+    f.rec.runs.length = 0;
     await d.prepareSave!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig");
+    // the saved VM's argv beside its state, for the QEMU that restores it (its devices: the agent's port)
+    expect(f.rec.writes.get("/snaps/s1/qemu-argv.json")).toBe(f.rec.writes.get("/v/abc123/qemu-argv.json"));
     expect(f.rec.runs).toEqual([{ cmd: "truncate", args: ["-s", "1073741824", "/v/abc123/receiver-disk0.img"] }]);
     const rcv = f.rec.spawns[1]!;
     // under a watchdog, so a daemon killed meanwhile cannot leave it for ever
@@ -480,6 +485,10 @@ describe("qemu driver: state save and restore", () => {
     expect(rcv.args).not.toContain(QMP_NEEDLE);
     expect(rcv.args).toContain("id=disk0,file=/v/abc123/receiver-disk0.img,format=raw,if=none,cache=unsafe,discard=unmap");
     expect(rcv.args).toContain("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22");
+    // the agent's port is there for its state to load, on no FIFO of the VM's
+    expect(rcv.args).toContain("virtserialport,bus=agentbus.0,chardev=agent,name=banger.agent");
+    expect(rcv.args).toContain("null,id=agent");
+    expect(rcv.args.join(" ")).not.toContain("/v/abc123/agent");
     expect(rcv.args.slice(-7)).toEqual(["-object", "memory-backend-memfd,id=pc.ram,size=256M,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
     expect(f.rec.qmp.filter((x) => !x.startsWith("ping"))).toEqual([
       "query-block /v/abc123/api.sock",
@@ -494,6 +503,7 @@ describe("qemu driver: state save and restore", () => {
     expect(d.liveSave).toBe(true);
     const r = await d.launch(sampleVM(), BOOT);
     f.rec.qmp.length = 0;
+    f.rec.runs.length = 0;
     const saved = (await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig"))!;
     const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
     expect(calls().slice(2, 5)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock", "migrate-out /v/abc123/api.sock unix:/v/abc123/rin.sock x-ignore-shared=off,background-snapshot=off"]);
@@ -635,6 +645,28 @@ describe("qemu driver: state save and restore", () => {
     expect((e as BangerError).code).toBe("E_NOT_FOUND");
     expect(g.rec.kills.map((k) => k.signal)).toEqual(["SIGKILL"]);
     expect(g.procs.size).toBe(0);
+  });
+
+  test("the guest agent's port: a boot always gets it, on new FIFOs made first; a restore exactly when the saved VM's argv beside the state had it", async () => {
+    const PORT = "virtserialport,bus=agentbus.0,chardev=agent,name=banger.agent";
+    const f = fakeHost({ files: ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img", "/v/abc123/agent.in"] });
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    await d.launch(sampleVM(), BOOT);
+    expect(f.rec.runs).toEqual([{ cmd: "mkfifo", args: ["-m", "600", "/v/abc123/agent.in", "/v/abc123/agent.out"] }]);
+    // what an earlier qemu left is removed first, and the FIFOs exist before qemu opens them
+    expect(f.rec.removed).toContain("/v/abc123/agent.in");
+    const args = f.rec.spawns[0]!.args;
+    expect(args.slice(args.indexOf("virtio-rng-pci") + 1, args.indexOf("-qmp"))).toEqual(["-device", "virtio-serial-pci,id=agentbus", "-chardev", "pipe,id=agent,path=/v/abc123/agent", "-device", PORT]);
+    const restoreWith = async (saved: string[] | null) => {
+      const g = fakeHost({ files: ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img", "/snap/state.mig"] });
+      if (saved) g.rec.writes.set("/snap/qemu-argv.json", JSON.stringify(saved));
+      await createQemuDriver(g.host, { accel: "tcg", qmp: g.qmp }).launch(sampleVM(), BOOT, { restoreFrom: "/snap/state.mig" });
+      return { port: g.rec.spawns[0]!.args.includes(PORT), fifos: g.rec.runs.some((r) => r.cmd === "mkfifo") };
+    };
+    expect(await restoreWith(args)).toEqual({ port: true, fifos: true });
+    // an older snapshot (no argv beside it), or one of a VM launched without the port: none
+    expect(await restoreWith(null)).toEqual({ port: false, fifos: false });
+    expect(await restoreWith(args.filter((a) => a !== PORT))).toEqual({ port: false, fifos: false });
   });
 
   test("launch from a snapshot with memory.ram: the file mapped private (share=off), device state loaded with x-ignore-shared, then cont", async () => {

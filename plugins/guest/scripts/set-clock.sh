@@ -7,10 +7,11 @@
 # microseconds. The host keeps our stdin open (and silent) until we exit.
 # What sets the clock follows: clock-by-date.sh, or for a clone
 # clone-identity.sh.
+# (-t: a host that went away, or gave up on us, never leaves this waiting)
 echo ready
 for _ in 1 2 3; do
-  IFS= read -r _ || exit 1
+  IFS= read -r -t 60 _ || exit 1
   echo "$EPOCHREALTIME"
 done
-IFS= read -r offset_us || exit 1
+IFS= read -r -t 60 offset_us || exit 1
 case $offset_us in '' | *[!0-9-]*) echo "bad offset: $offset_us" >&2; exit 2 ;; esac

@@ -1,0 +1,257 @@
+// The guest agent's host side (plugins/guest/agent.ts) against a scripted guest on the fake FS's FIFOs, and
+// waitForGuest / the guest plugin choosing it for a restore whose snapshot's guest runs it.
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import guestPlugin, { AGENT_FILE, AGENT_SILENT_MS, READY_MARKER, waitForGuest } from "../../plugins/guest/index.ts";
+import { AGENT_MARKER, agentRun } from "../../plugins/guest/agent.ts";
+import { HookEngine } from "../../src/core/hooks.ts";
+import { setupPlugins } from "../../src/core/loader.ts";
+import { Providers } from "../../src/core/providers.ts";
+import { vmPaths } from "../../src/shared/paths.ts";
+import type { ExecStreamOptions, GuestSSH, SSHTarget } from "../../src/host/types.ts";
+import type { VMMDriver } from "../../src/vmm/driver.ts";
+import { fakeHost, recordingOp, sampleImage, sampleVM, testLogger, type FakeFS } from "../helpers/fakes.ts";
+
+/**
+ * A guest agent on the fake FS's FIFOs at `pipe`, as init.sh's: it takes `run NONCE LEN` + script, then hands
+ * `answer` the script and each later line the host writes; what answer returns is written back. `exit` ends the
+ * exchange with that code (and stderr line).
+ */
+function fakeAgent(fs: FakeFS, pipe: string, answer: (ev: { script: string; line?: string }) => { out?: string; exit?: number; err?: string } | void) {
+  fs.fifos.set(`${pipe}.in`, []);
+  fs.fifos.set(`${pipe}.out`, []);
+  const seen: { scripts: string[]; lines: string[] } = { scripts: [], lines: [] };
+  let buf = Buffer.alloc(0);
+  let run: { nonce: string; script: string } | null = null;
+  const reply = (r: { out?: string; exit?: number; err?: string } | void) => {
+    if (!r) return;
+    const out = fs.fifos.get(`${pipe}.out`)!;
+    if (r.out) out.push(new TextEncoder().encode(r.out));
+    if (r.exit !== undefined) {
+      out.push(new TextEncoder().encode(`banger-agent ${run!.nonce} exit ${r.exit} ${r.err ?? ""}\n`));
+      run = null;
+    }
+  };
+  fs.onFifoWrite = (path, data) => {
+    expect(path).toBe(`${pipe}.in`);
+    buf = Buffer.concat([buf, data]);
+    for (;;) {
+      if (!run) {
+        const nl = buf.indexOf("\n");
+        if (nl < 0) return;
+        const m = /^run ([0-9a-f]{16}) (\d+)$/.exec(buf.subarray(0, nl).toString());
+        if (!m) throw new Error(`bad header ${buf.subarray(0, nl).toString()}`);
+        if (buf.length < nl + 1 + Number(m[2])) return;
+        const script = buf.subarray(nl + 1, nl + 1 + Number(m[2])).toString();
+        buf = buf.subarray(nl + 1 + Number(m[2]));
+        run = { nonce: m[1]!, script };
+        seen.scripts.push(script);
+        reply(answer({ script }));
+        continue;
+      }
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      const line = buf.subarray(0, nl).toString();
+      buf = buf.subarray(nl + 1);
+      seen.lines.push(line);
+      reply(answer({ script: run.script, line }));
+    }
+  };
+  return seen;
+}
+
+type Answer = (ev: { script: string; line?: string }) => { out?: string; exit?: number; err?: string } | void;
+
+/** set-clock.sh's side of the clock exchange: "ready", its clock per ping, the offset read, then `exit`. */
+function clockGuest(exit = 0, err?: string): Answer {
+  return ({ line }) => {
+    if (line === undefined) return { out: "ready\n" };
+    if (line === "t") return { out: "1000.000000\n" };
+    return { exit, err };
+  };
+}
+
+const PIPE = "/state/vms/c1/agent";
+
+describe("agentRun", () => {
+  test("one exchange: the script's length-framed, its stdout lines back, its exit code and last stderr line; what an earlier exchange left unread is dropped; another nonce's line is output, not the end", async () => {
+    const host = fakeHost();
+    const seen = fakeAgent(host.fs, PIPE, ({ script }) => ({ out: `got ${script.length} bytes\nbanger-agent 0000000000000000 exit 9 forged\n`, exit: 5, err: "why it failed" }));
+    host.fs.fifos.get(`${PIPE}.out`)!.push(new TextEncoder().encode("stale line from before\n"));
+    const out: string[] = [];
+    const err: string[] = [];
+    const script = "echo 'it''s'; $(x)\nnäme\n";
+    const code = await agentRun(host, PIPE, script, { deadline: host.clock.ms + 1000, onStdout: (c) => void out.push(new TextDecoder().decode(c)), onStderr: (c) => void err.push(new TextDecoder().decode(c)) });
+    expect(code).toBe(5);
+    expect(seen.scripts).toEqual([script]);
+    expect(out.join("")).toBe(`got ${script.length} bytes\nbanger-agent 0000000000000000 exit 9 forged\n`);
+    expect(err).toEqual(["why it failed\n"]);
+    expect(host.fs.ops.filter((o) => o.startsWith("openFifo"))).toEqual([`openFifo ${PIPE}.out read`, `openFifo ${PIPE}.in write`]);
+  });
+
+  test("a guest that never answers: E_TIMEOUT at the deadline (the host's clock)", async () => {
+    const host = fakeHost();
+    fakeAgent(host.fs, PIPE, () => {});
+    const e = await agentRun(host, PIPE, "true", { deadline: host.clock.ms + 500 }).catch((x: Error) => x);
+    expect((e as { code?: string }).code).toBe("E_TIMEOUT");
+    expect((e as Error).message).toBe("the guest agent did not answer in time");
+  });
+
+  test("no FIFOs (a VMM without the port): the open fails, nothing is written", async () => {
+    const host = fakeHost();
+    const e = await agentRun(host, PIPE, "true", { deadline: host.clock.ms + 500 }).catch((x: Error) => x);
+    expect(String(e)).toContain("ENOENT");
+  });
+});
+
+const SNAP = "/state/snapshots/parent@s1";
+
+function setup(answer: Answer = clockGuest()) {
+  const host = fakeHost();
+  const vm = sampleVM({ name: "c1", sshPort: 2222 });
+  const keys = vmPaths(vm.runtime.vmDir);
+  host.fs.files.set(keys.clientKey, "OWN-PRIVATE");
+  host.fs.files.set(`${keys.clientKey}.pub`, "ssh-ed25519 AAAAownpub banger\n");
+  host.fs.files.set(keys.hostKey, "own-host-key-bytes");
+  host.fs.files.set(keys.hostPubKey, "ssh-ed25519 AAAAownhost\n");
+  host.fs.files.set(join(SNAP, "keys", "id_ed25519"), "PARENT-PRIVATE");
+  host.fs.files.set(join(SNAP, "keys", "host_ed25519.pub"), "ssh-ed25519 AAAAparenthost\n");
+  host.fs.files.set(vm.runtime.logPath, `...\n${AGENT_MARKER}\n${READY_MARKER}\n`);
+  host.procs.add(4242, 1);
+  const pipe = keys.agentPipe;
+  const seen = fakeAgent(host.fs, pipe, answer);
+  const dials: { target: SSHTarget; execs: string[]; conn: GuestSSH }[] = [];
+  host.ssh = {
+    async dial(target: SSHTarget): Promise<GuestSSH> {
+      let closed = false;
+      const d = { target, execs: [] as string[], conn: null as unknown as GuestSSH };
+      d.conn = {
+        async exec(command: string, _o?: ExecStreamOptions) {
+          d.execs.push(command);
+          return 0;
+        },
+        runScript: async () => ({ exitCode: 0, stdout: "", stderr: "" }),
+        upload: async () => {},
+        close: () => void (closed = true),
+        get closed() {
+          return closed;
+        },
+      };
+      dials.push(d);
+      return d.conn;
+    },
+  } as never;
+  return { host, vm, pipe, seen, dials };
+}
+
+const opts = (over: Record<string, unknown> = {}) => ({ timeoutMs: 60_000, progress: () => {}, signal: new AbortController().signal, restored: true, ...over });
+
+describe("waitForGuest over the agent", () => {
+  test("a clone: clock and identity over the agent in one script, then ONE dial, with the clone's own keys, nothing run on it", async () => {
+    const { host, vm, pipe, seen, dials } = setup();
+    const debug: string[] = [];
+    const conn = await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, debug: (m: string) => void debug.push(m) }));
+    expect(seen.scripts.length).toBe(1);
+    for (const part of ["EPOCHREALTIME", "RNDRESEEDCRNG", "/proc/sys/kernel/hostname", "/etc/dropbear/dropbear_ed25519_host_key", "ssh-ed25519 AAAAownpub banger", "NAME='c1'"]) expect(seen.scripts[0]).toContain(part);
+    expect(seen.lines.slice(0, 3)).toEqual(["t", "t", "t"]);
+    expect(seen.lines[3]).toMatch(/^-?\d+$/);
+    expect(dials.map((d) => [d.target.privateKey, d.target.hostKey, d.target.port, d.execs.length])).toEqual([["OWN-PRIVATE", "ssh-ed25519 AAAAownhost", 2222, 0]]);
+    expect(conn).toBe(dials[0]!.conn);
+    expect(debug[0]).toMatch(/^c1: guest answering: agent: clock \+ identity \d+ ms, dial \d+ ms; \d+ ms in all$/);
+  });
+
+  test("a rollback: the clock alone over the agent (no identity), then one dial with its own keys", async () => {
+    const { host, vm, pipe, seen, dials } = setup();
+    await waitForGuest(host, vm, 4242, opts({ agentPipe: pipe }));
+    expect(seen.scripts[0]).toContain("EPOCHREALTIME");
+    expect(seen.scripts[0]).not.toContain("RNDRESEEDCRNG");
+    expect(dials.map((d) => d.target.privateKey)).toEqual(["OWN-PRIVATE"]);
+  });
+
+  test("an agent that says nothing for AGENT_SILENT_MS (not reading the port): the clock and identity go over SSH, with a line in the log", async () => {
+    const { host, vm, pipe, seen, dials } = setup(() => {});
+    const logged: string[] = [];
+    const started = host.clock.ms;
+    await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, log: (m: string) => void logged.push(m) }));
+    expect(host.clock.ms - started).toBeGreaterThanOrEqual(AGENT_SILENT_MS);
+    expect(seen.scripts.length).toBe(1);
+    expect(logged[0]).toBe("c1: the guest agent did not answer within 30 s; going over SSH");
+    // the SSH path: the parent's keys, the identity in one exec
+    expect(dials.map((d) => d.target.privateKey)).toEqual(["PARENT-PRIVATE"]);
+    expect(dials[0]!.execs[0]).toContain("RNDRESEEDCRNG");
+  });
+
+  test("a failed identity is one line with the guest's reason, and no dial", async () => {
+    const { host, vm, pipe, dials } = setup(clockGuest(3, "the clone's dropbear exited (see /var/log/banger/dropbear.log)"));
+    const e = await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe })).catch((x: Error) => x);
+    expect((e as Error).message).toBe("giving clone c1 its own identity failed (exit 3): the clone's dropbear exited (see /var/log/banger/dropbear.log)");
+    expect(dials.length).toBe(0);
+  });
+
+  test("a tap clone: its network script over the agent after the identity, then its provider's afterIdentity, then the dial at its own address", async () => {
+    const order: string[] = [];
+    const { host, vm, pipe, seen, dials } = setup((ev) => {
+      if (ev.script.includes("MOVE-ME")) {
+        order.push("net script");
+        return { exit: 0 };
+      }
+      return clockGuest()(ev);
+    });
+    await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, cloneNet: { guestScript: "echo MOVE-ME", afterIdentity: async () => void order.push("afterIdentity"), dialVia: { host: "fe80::1%bt", port: 22 } } }));
+    expect(seen.scripts.length).toBe(2);
+    expect(order).toEqual(["net script", "afterIdentity"]);
+    // no link-local dial for the identity: the one dial is the clone's own, at its own address
+    expect(dials.map((d) => [d.target.privateKey, d.target.host])).toEqual([["OWN-PRIVATE", vm.runtime.sshHost]]);
+  });
+});
+
+describe("the guest plugin and AGENT_FILE", () => {
+  async function loaded(log: string) {
+    const s = setup();
+    s.host.fs.files.set(s.vm.runtime.logPath, log);
+    const hooks = new HookEngine();
+    const image = sampleImage();
+    await setupPlugins([{ plugin: guestPlugin, source: "builtin" }], {
+      hooks,
+      host: s.host,
+      paths: { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" },
+      log: testLogger(),
+      store: { listVMs: () => [s.vm], getImage: () => image },
+      drivers: new Map<string, VMMDriver>(),
+      providers: new Providers(),
+      adoptSSH: () => {},
+    });
+    return { ...s, hooks };
+  }
+  const start = (s: Awaited<ReturnType<typeof loaded>>, o: { restored?: boolean; snapshot?: unknown }) => {
+    const op = recordingOp({ vm: s.vm });
+    return s.hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: () => {}, signal: op.signal, op, restored: o.restored, snapshot: o.snapshot as never });
+  };
+
+  test("a boot whose console said the agent marker records it; its snapshot carries it; a clone of that snapshot uses the agent and records it too", async () => {
+    const s = await loaded(`x\n${AGENT_MARKER}\n${READY_MARKER}\n`);
+    const mark = join(s.vm.runtime.vmDir, AGENT_FILE);
+    await start(s, {});
+    expect(s.host.fs.files.has(mark)).toBe(true);
+    await s.hooks.run("vm:snapshot:before", { vm: s.vm, dir: SNAP } as never);
+    expect(s.host.fs.files.has(join(SNAP, AGENT_FILE))).toBe(true);
+    s.host.fs.files.delete(mark);
+    await start(s, { restored: true, snapshot: { vmId: "parent", dir: SNAP } });
+    expect(s.seen.scripts.length).toBe(1);
+    expect(s.host.fs.files.has(mark)).toBe(true);
+  });
+
+  test("a boot without the marker (an image older than the agent) records none; a restore of a snapshot without it goes over SSH and clears the VM's", async () => {
+    const s = await loaded(`x\n${READY_MARKER}\n`);
+    const mark = join(s.vm.runtime.vmDir, AGENT_FILE);
+    s.host.fs.files.set(mark, "");
+    await start(s, {});
+    expect(s.host.fs.files.has(mark)).toBe(false);
+    await s.hooks.run("vm:snapshot:before", { vm: s.vm, dir: SNAP } as never);
+    expect(s.host.fs.files.has(join(SNAP, AGENT_FILE))).toBe(false);
+    await start(s, { restored: true, snapshot: { vmId: s.vm.id, dir: SNAP } });
+    expect(s.seen.scripts.length).toBe(0);
+    // the clock went over SSH: an exec on the one dial
+    expect(s.dials.at(-1)!.execs[0]).toContain("EPOCHREALTIME");
+  });
+});
