@@ -194,7 +194,10 @@ function _marks(host: Host) {
  * (saved in the snapshot) until it has its own: one dial with those for
  * clock and identity in one exec; that connection is the one returned,
  * unless the clone was re-addressed (tap): then one dial with its own keys
- * at its own address.
+ * at its own address. A restored guest whose init runs the agent
+ * (`agentPipe`) gets its clock, identity and address over that instead, then
+ * one dial with its own keys; an agent silent for AGENT_SILENT_MS falls back
+ * to the above.
  */
 export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; debug?: (m: string) => void; cloneOf?: string; cloneNet?: CloneNet; agentPipe?: string }): Promise<GuestSSH> {
   const deadline = host.clock.now().getTime() + opts.timeoutMs;
