@@ -125,8 +125,10 @@ async function _lastLogLine(q: _Qemu, path: string): Promise<string> {
   return text.trimEnd().split("\n").filter((l) => !l.startsWith("# ")).at(-1)?.trim() ?? "";
 }
 
+/** What a VM's qemu leaves in its dir once gone: its QMP socket and the agent port's FIFOs (the next launch makes new ones). */
 async function _removeSocket(q: _Qemu, vm: VMRecord): Promise<void> {
-  await q.host.fs.rmrf(qemuPaths(vm).qmpSock);
+  const p = qemuPaths(vm);
+  for (const f of [p.qmpSock, `${p.agentPipe}.in`, `${p.agentPipe}.out`]) await q.host.fs.rmrf(f);
 }
 
 /** Refuse before anything is touched: no qemu, a socket path too long, a missing boot file, a VM already running. Returns the binary. */
@@ -566,8 +568,11 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       // a cold boot always gets the guest agent's port; a restore exactly when the saved VM had it
       const agentPort = opts.restoreFrom ? await _savedWithAgentPort(q, opts.restoreFrom) : true;
       // a restore from a RAM file maps it copy-on-write: the snapshot's file never changes, its clones share its pages
-      // a QEMU that never came up leaves no command line behind for a snapshot's receiver to copy
-      const forgetArgs = () => q.host.fs.rmrf(qemuPaths(vm).launchArgs).catch(() => {});
+      // a QEMU that never came up leaves no command line behind for a snapshot's receiver to copy, nor FIFOs
+      const forgetArgs = async () => {
+        const p = qemuPaths(vm);
+        for (const f of [p.launchArgs, `${p.agentPipe}.in`, `${p.agentPipe}.out`]) await q.host.fs.rmrf(f).catch(() => {});
+      };
       let launched: LaunchResult;
       try {
         const pid = await _spawnQemu(q, vm, boot, bin, { restoring: !!opts.restoreFrom, ramFile: ramFile ? { path: ramFile, share: false } : undefined, agentPort });

@@ -272,6 +272,8 @@ describe("qemu driver: launch", () => {
     // its command line was written for a snapshot's receiver; a QEMU that never came up takes it along
     expect(f.rec.writes.has("/v/abc123/qemu-argv.json")).toBe(true);
     expect(f.rec.removed).toContain("/v/abc123/qemu-argv.json");
+    // and the agent port's FIFOs it was given
+    for (const x of ["/v/abc123/agent.in", "/v/abc123/agent.out"]) expect(f.rec.removed).toContain(x);
   });
 
   test("socket never answers → E_TIMEOUT and the process is killed", async () => {
@@ -347,7 +349,7 @@ describe("qemu driver: find, stop, kill", () => {
     const r = await d.launch(sampleVM(), BOOT);
     await d.stop(sampleVM(), handlesFor(r.pid, r.pidStartTime), 500);
     expect(f.rec.kills).toEqual([{ pid: r.pid, signal: "SIGKILL" }]);
-    expect(f.rec.removed.at(-1)).toBe("/v/abc123/api.sock");
+    expect(f.rec.removed.slice(-3)).toEqual(["/v/abc123/api.sock", "/v/abc123/agent.in", "/v/abc123/agent.out"]);
   });
 
   test("stop/kill never signal a reused pid (start time differs, not our process)", async () => {
@@ -363,14 +365,14 @@ describe("qemu driver: find, stop, kill", () => {
     expect(f.procs.has(777)).toBe(true);
   });
 
-  test("kill: SIGKILL the recorded process, then remove the socket", async () => {
+  test("kill: SIGKILL the recorded process, then remove the socket and the agent's FIFOs", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     const r = await d.launch(sampleVM(), BOOT);
     f.rec.removed.length = 0;
     await d.kill(sampleVM(), handlesFor(r.pid, r.pidStartTime));
     expect(f.rec.kills).toEqual([{ pid: r.pid, signal: "SIGKILL" }]);
-    expect(f.rec.removed).toEqual(["/v/abc123/api.sock"]);
+    expect(f.rec.removed).toEqual(["/v/abc123/api.sock", "/v/abc123/agent.in", "/v/abc123/agent.out"]);
   });
 
   test("kill with empty handles finds the VM's qemu by its socket (after a daemon restart)", async () => {
