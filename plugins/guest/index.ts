@@ -214,7 +214,7 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
   if (opts.restored && opts.agentPipe) {
     // clock, identity and address over the agent; then SSH once, with the VM's own keys, at its own address
     const silentBy = host.clock.now().getTime() + Math.min(AGENT_SILENT_MS, opts.timeoutMs);
-    const run = agentRunner(host, opts.agentPipe, { deadline, silentBy });
+    const run = agentRunner(host, opts.agentPipe, { deadline, silentBy, alive: async () => !!(await host.procs.info(pid)) });
     let c: Awaited<ReturnType<typeof setGuestClock>>;
     try {
       c = await setGuestClock(host, run, identity, opts.signal);

@@ -97,6 +97,17 @@ describe("agentRun", () => {
     expect((e as Error).message).toBe("the guest agent did not answer in time");
   });
 
+  test("a VM process that dies meanwhile fails the exchange within a few hundred ms, not at the deadline", async () => {
+    const host = fakeHost();
+    fakeAgent(host.fs, PIPE, () => {});
+    let alive = true;
+    host.clock.timer(1000, () => void (alive = false));
+    const started = host.clock.ms;
+    const e = await agentRun(host, PIPE, "true", { deadline: host.clock.ms + 60_000, alive: async () => alive }).catch((x: Error) => x);
+    expect((e as Error).message).toBe("the VM's process exited while its guest agent was asked");
+    expect(host.clock.ms - started).toBeLessThan(1500);
+  });
+
   test("no FIFOs (a VMM without the port): the open fails, nothing is written", async () => {
     const host = fakeHost();
     const e = await agentRun(host, PIPE, "true", { deadline: host.clock.ms + 500 }).catch((x: Error) => x);
