@@ -128,7 +128,7 @@ async function _lastLogLine(q: _Qemu, path: string): Promise<string> {
 /** What a VM's qemu leaves in its dir once gone: its QMP socket and the agent port's FIFOs (the next launch makes new ones). */
 async function _removeSocket(q: _Qemu, vm: VMRecord): Promise<void> {
   const p = qemuPaths(vm);
-  for (const f of [p.qmpSock, `${p.agentPipe}.in`, `${p.agentPipe}.out`]) await q.host.fs.rmrf(f);
+  for (const f of [p.qmpSock, ..._agentFifos(p.agentPipe)]) await q.host.fs.rmrf(f);
 }
 
 /** Refuse before anything is touched: no qemu, a socket path too long, a missing boot file, a VM already running. Returns the binary. */
@@ -175,9 +175,14 @@ async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string,
   return q.host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.qemuLog });
 }
 
+/** The two FIFOs QEMU's pipe chardev at `pipe` opens: what the host writes, what the guest writes. */
+function _agentFifos(pipe: string): [string, string] {
+  return [`${pipe}.in`, `${pipe}.out`];
+}
+
 /** The guest agent port's FIFOs, new (what an earlier QEMU left unread in old ones is not this guest's to see). */
 async function _makeAgentFifos(q: _Qemu, pipe: string): Promise<void> {
-  const ends = [`${pipe}.in`, `${pipe}.out`];
+  const ends = _agentFifos(pipe);
   for (const f of ends) await q.host.fs.rmrf(f);
   await q.host.exec.run("mkfifo", ["-m", "600", ...ends]);
 }
@@ -571,7 +576,7 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       // a QEMU that never came up leaves no command line behind for a snapshot's receiver to copy, nor FIFOs
       const forgetArgs = async () => {
         const p = qemuPaths(vm);
-        for (const f of [p.launchArgs, `${p.agentPipe}.in`, `${p.agentPipe}.out`]) await q.host.fs.rmrf(f).catch(() => {});
+        for (const f of [p.launchArgs, ..._agentFifos(p.agentPipe)]) await q.host.fs.rmrf(f).catch(() => {});
       };
       let launched: LaunchResult;
       try {
