@@ -7,6 +7,7 @@ import CLONE_IDENTITY_SH from "./scripts/clone-identity.sh" with { type: "text" 
 import { buildSeedInitrd, generateVMKeys } from "./seed.ts";
 import { CLOCK_RESEED_ELF } from "./clock-reseed-elf.ts";
 import { AGENT_MARKER, AgentSilent, agentRunner, type GuestRunner } from "./agent.ts";
+import { AgentFirstSSH, EXEC_AGENT_MARKER, ExecAgent, ExecAgentSilent } from "./exec-agent.ts";
 
 /** Printed on the console by the guest's init once its SSH server listens. */
 export const READY_MARKER = "BANGER-READY";
@@ -17,6 +18,13 @@ export const FAILED_MARKER = "BANGER-BOOT-FAILED";
  * so a restore of it sets the clock and a clone's identity over the agent (agent.ts), not over SSH.
  */
 export const AGENT_FILE = "guest-agent";
+/**
+ * Likewise for the exec agent (its init said EXEC_AGENT_MARKER): a restore of it runs its commands over that
+ * (exec-agent.ts: AgentFirstSSH) and dials SSH only when something needs it.
+ */
+export const EXEC_AGENT_FILE = "guest-exec-agent";
+/** How long a restored guest's exec agent may take to answer its first ping (the guest agent has just answered). */
+export const EXEC_AGENT_SILENT_MS = 10_000;
 
 export function bootTimeoutMs(env: Env = environ()): number {
   const s = Number(configFrom(env).bootTimeout ?? "");
@@ -199,7 +207,7 @@ function _marks(host: Host) {
  * one dial with its own keys; an agent silent for AGENT_SILENT_MS falls back
  * to the above.
  */
-export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; debug?: (m: string) => void; cloneOf?: string; cloneNet?: CloneNet; agentPipe?: string }): Promise<GuestSSH> {
+export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; debug?: (m: string) => void; cloneOf?: string; cloneNet?: CloneNet; agentPipe?: string; execPipe?: string }): Promise<GuestSSH> {
   const deadline = host.clock.now().getTime() + opts.timeoutMs;
   const marks = _marks(host);
   const keys = vmPaths(vm.runtime.vmDir);
@@ -228,6 +236,20 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
     opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
     if (cloneNet?.guestScript) await runCloneNetScript(vm, run, cloneNet.guestScript);
     await cloneNet?.afterIdentity?.();
+    if (opts.execPipe) {
+      // its commands over the exec agent; SSH (own keys, own address) once something needs it
+      const alive = async () => !!(await host.procs.info(pid));
+      try {
+        const agent = await ExecAgent.attach(host, opts.execPipe, { deadline: Math.min(deadline, host.clock.now().getTime() + EXEC_AGENT_SILENT_MS), alive, signal: opts.signal });
+        marks.mark("exec agent");
+        opts.debug?.(`${vm.name}: guest answering: ${marks.line()}`);
+        const target = { host: vm.runtime.sshHost, port: vm.runtime.sshPort, user: "root", privateKey: own.privateKey!, hostKey: own.hostKey!.trim(), readyTimeoutMs: 10_000 };
+        return new AgentFirstSSH(agent, () => host.ssh.dial(target));
+      } catch (e) {
+        if (!(e instanceof ExecAgentSilent)) throw e;
+        opts.log?.(`${vm.name}: the guest's exec agent did not answer within ${EXEC_AGENT_SILENT_MS / 1000} s; its commands go over SSH`);
+      }
+    }
     const conn = await _dialWhenUp(host, vm, pid, own, { ...opts, deadline, booting: false, retryMs: 50 });
     marks.mark("dial");
     opts.debug?.(`${vm.name}: guest answering: ${marks.line()}`);
@@ -363,7 +385,9 @@ export default definePlugin({
       const keys = vmPaths(vm.runtime.vmDir);
       await ctx.host.fs.mkdirp(join(dir, "keys"), 0o700);
       // the guest's agent runs on in the snapshot's memory: a restore of it can use it
-      if (await ctx.host.fs.exists(join(vm.runtime.vmDir, AGENT_FILE))) await ctx.host.fs.writeAtomic(join(dir, AGENT_FILE), "", 0o600);
+      for (const f of [AGENT_FILE, EXEC_AGENT_FILE]) {
+        if (await ctx.host.fs.exists(join(vm.runtime.vmDir, f))) await ctx.host.fs.writeAtomic(join(dir, f), "", 0o600);
+      }
       for (const [from, to] of [[keys.clientKey, "id_ed25519"], [keys.hostPubKey, "host_ed25519.pub"]] as const) {
         const data = await ctx.host.fs.readText(from);
         if (data !== null) await ctx.host.fs.writeAtomic(join(dir, "keys", to), data, 0o600);
@@ -377,9 +401,14 @@ export default definePlugin({
         return;
       }
       const agentFile = join(vm.runtime.vmDir, AGENT_FILE);
-      // a restore inherits the snapshot's agent (its guest runs on from the snapshot's memory)
+      const execAgentFile = join(vm.runtime.vmDir, EXEC_AGENT_FILE);
+      // a restore inherits the snapshot's agents (its guest runs on from the snapshot's memory)
       const agent = restored ? !!snapshot && (await ctx.host.fs.exists(join(snapshot.dir, AGENT_FILE))) : false;
-      if (restored) await _markAgent(ctx.host.fs, agentFile, agent);
+      const execAgent = agent && !!snapshot && (await ctx.host.fs.exists(join(snapshot.dir, EXEC_AGENT_FILE)));
+      if (restored) {
+        await _markAgent(ctx.host.fs, agentFile, agent);
+        await _markAgent(ctx.host.fs, execAgentFile, execAgent);
+      }
       const conn = await waitForGuest(ctx.host, vm, handles.pid, {
         timeoutMs: bootTimeoutMs(),
         progress,
@@ -390,9 +419,14 @@ export default definePlugin({
         cloneOf: restored && snapshot && snapshot.vmId !== vm.id ? snapshot.dir : undefined,
         cloneNet,
         agentPipe: agent ? vmPaths(vm.runtime.vmDir).agentPipe : undefined,
+        execPipe: execAgent ? vmPaths(vm.runtime.vmDir).execPipe : undefined,
       });
-      // booted: its init says on the console (before it said ready) whether its agent reads the port
-      if (!restored) await _markAgent(ctx.host.fs, agentFile, ((await ctx.host.fs.readText(vm.runtime.logPath)) ?? "").includes(AGENT_MARKER));
+      if (!restored) {
+        // booted: its init says on the console (before it said ready) whether its agents read their ports
+        const said = (await ctx.host.fs.readText(vm.runtime.logPath)) ?? "";
+        await _markAgent(ctx.host.fs, agentFile, said.includes(AGENT_MARKER));
+        await _markAgent(ctx.host.fs, execAgentFile, said.includes(AGENT_MARKER) && said.includes(EXEC_AGENT_MARKER));
+      }
       // a start that fails after this leaves no live connection in the pool (a closed one is redialled)
       op.defer("ssh connection", () => conn.close());
       ctx.adoptSSH(vm, conn);

@@ -12,23 +12,33 @@ export interface QemuArgsOptions {
   initrd?: string;
   /** The guest agent's port on a pipe chardev at this path (`.in`/`.out` FIFOs made beforehand), or none. */
   agentPipe?: string;
+  /** The exec agent's port (plugins/image/exec-agent.pl, plugins/guest/exec-agent.ts), likewise, or none. */
+  execPipe?: string;
 }
 
 /** The virtio-serial port the guest's init looks for by name (plugins/image/init.sh, plugins/guest/agent.ts). */
 export const AGENT_PORT_NAME = "banger.agent";
 const _AGENT_PORT_DEVICE = `virtserialport,bus=agentbus.0,chardev=agent,name=${AGENT_PORT_NAME}`;
 
+/** The exec agent's port, on the same bus, after the guest agent's (a port's number is its place on the bus). */
+export const EXEC_PORT_NAME = "banger.exec";
+const _EXEC_PORT_DEVICE = `virtserialport,bus=agentbus.0,chardev=exec,name=${EXEC_PORT_NAME}`;
+
 /**
- * The guest agent's port: its devices must be in a restore's argv exactly when they were in the saved VM's (QEMU
+ * The agents' ports: their devices must be in a restore's argv exactly when they were in the saved VM's (QEMU
  * will not load a device state it has no device for, nor leave one out), so this is what the driver looks for.
  */
-export function hasAgentPort(argv: readonly string[]): boolean {
-  return argv.includes(_AGENT_PORT_DEVICE);
+export function savedPorts(argv: readonly string[]): { agent: boolean; exec: boolean } {
+  return { agent: argv.includes(_AGENT_PORT_DEVICE), exec: argv.includes(_EXEC_PORT_DEVICE) };
 }
 
 /** A pipe chardev never reports the host side closed: the guest's reads wait for data rather than return EOF. */
-function agentPortArgs(pipe: string): string[] {
-  return ["-device", "virtio-serial-pci,id=agentbus", "-chardev", `pipe,id=agent,path=${qemuEscape(pipe)}`, "-device", _AGENT_PORT_DEVICE];
+function agentPortArgs(agentPipe: string | undefined, execPipe: string | undefined): string[] {
+  if (!agentPipe && !execPipe) return [];
+  const out = ["-device", "virtio-serial-pci,id=agentbus"];
+  if (agentPipe) out.push("-chardev", `pipe,id=agent,path=${qemuEscape(agentPipe)}`, "-device", _AGENT_PORT_DEVICE);
+  if (execPipe) out.push("-chardev", `pipe,id=exec,path=${qemuEscape(execPipe)}`, "-device", _EXEC_PORT_DEVICE);
+  return out;
 }
 
 /**
@@ -119,7 +129,7 @@ export function qemuArgs(vm: VMRecord, boot: BootConfig, o: QemuArgsOptions): st
   });
   args.push("-device", "virtio-rng-pci");
   // last of the devices: a VM launched before it existed keeps every other device's PCI address
-  if (o.agentPipe) args.push(...agentPortArgs(o.agentPipe));
+  args.push(...agentPortArgs(o.agentPipe, o.execPipe));
   args.push(
     "-qmp", qmpArg(o.qmpSock),
     "-pidfile", o.pidfile,

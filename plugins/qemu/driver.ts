@@ -1,7 +1,7 @@
 import { BangerError, faultPoint, shellQuote, type PreparedSave, type SaveOptions, type SaveResult, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { dirname, join } from "node:path";
 import { RECEIVER_IN_SOCK, RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName, receiverQmpArg } from "./receivers.ts";
-import { hasAgentPort, memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
+import { savedPorts, memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
 import { MAX_MIGRATE_BANDWIDTH, qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -84,6 +84,8 @@ export function qemuPaths(vm: VMRecord) {
     receiverDisk: (i: number) => join(dir, receiverDiskName(i)),
     /** The guest agent port's chardev (FIFOs `.in`, `.out`): vmPaths' agentPipe, where the guest plugin looks. */
     agentPipe: p.agentPipe,
+    /** The exec agent port's chardev, likewise (vmPaths' execPipe). */
+    execPipe: p.execPipe,
   };
 }
 
@@ -125,10 +127,10 @@ async function _lastLogLine(q: _Qemu, path: string): Promise<string> {
   return text.trimEnd().split("\n").filter((l) => !l.startsWith("# ")).at(-1)?.trim() ?? "";
 }
 
-/** What a VM's qemu leaves in its dir once gone: its QMP socket and the agent port's FIFOs (the next launch makes new ones). */
+/** What a VM's qemu leaves in its dir once gone: its QMP socket and the agents' ports' FIFOs (the next launch makes new ones). */
 async function _removeSocket(q: _Qemu, vm: VMRecord): Promise<void> {
   const p = qemuPaths(vm);
-  for (const f of [p.qmpSock, ..._agentFifos(p.agentPipe)]) await q.host.fs.rmrf(f);
+  for (const f of [p.qmpSock, ..._agentFifos(p)]) await q.host.fs.rmrf(f);
 }
 
 /** Refuse before anything is touched: no qemu, a socket path too long, a missing boot file, a VM already running. Returns the binary. */
@@ -153,15 +155,16 @@ async function _preflight(q: _Qemu, vm: VMRecord, boot: BootConfig): Promise<str
 }
 
 /** Start qemu detached, its command line at the top of its log; returns its pid. */
-async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string, o: { restoring: boolean; ramFile?: RamFile; agentPort: boolean }): Promise<number> {
+async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string, o: { restoring: boolean; ramFile?: RamFile; ports: Ports }): Promise<number> {
   const p = qemuPaths(vm);
   let initrd: string | undefined;
   if (boot.initrdPaths.length > 1) {
     await joinInitrds(q.host, p.initrd, boot.initrdPaths);
     initrd = p.initrd;
   }
-  if (o.agentPort) await _makeAgentFifos(q, p.agentPipe);
-  const base = qemuArgs(vm, boot, { accel: await _accel(q), qmpSock: p.qmpSock, pidfile: p.pidfile, serialLog: p.serialLog, initrd, agentPipe: o.agentPort ? p.agentPipe : undefined });
+  const pipes = { agentPipe: o.ports.agent ? p.agentPipe : undefined, execPipe: o.ports.exec ? p.execPipe : undefined };
+  await _makeAgentFifos(q, pipes);
+  const base = qemuArgs(vm, boot, { accel: await _accel(q), qmpSock: p.qmpSock, pidfile: p.pidfile, serialLog: p.serialLog, initrd, ...pipes });
   // a snapshot's receiver copies these (written before the process exists: a VM running has them)
   await q.host.fs.writeAtomic(p.launchArgs, JSON.stringify(base) + "\n", 0o600);
   const args = [...base];
@@ -175,26 +178,30 @@ async function _spawnQemu(q: _Qemu, vm: VMRecord, boot: BootConfig, bin: string,
   return q.host.exec.spawnDetached(bin, args, { cwd: vm.runtime.vmDir, logPath: p.qemuLog });
 }
 
-/** The two FIFOs QEMU's pipe chardev at `pipe` opens: what the host writes, what the guest writes. */
-function _agentFifos(pipe: string): [string, string] {
-  return [`${pipe}.in`, `${pipe}.out`];
+/** Which of the agents' ports a QEMU gets (the guest agent's, the exec agent's). */
+type Ports = { agent: boolean; exec: boolean };
+
+/** The FIFOs QEMU's pipe chardevs at these paths open (`.in`: what the host writes, `.out`: what the guest writes). */
+function _agentFifos(pipes: { agentPipe?: string; execPipe?: string }): string[] {
+  return [pipes.agentPipe, pipes.execPipe].flatMap((pipe) => (pipe ? [`${pipe}.in`, `${pipe}.out`] : []));
 }
 
-/** The guest agent port's FIFOs, new (what an earlier QEMU left unread in old ones is not this guest's to see). */
-async function _makeAgentFifos(q: _Qemu, pipe: string): Promise<void> {
-  const ends = _agentFifos(pipe);
+/** The agents' ports' FIFOs, new (what an earlier QEMU left unread in old ones is not this guest's to see). */
+async function _makeAgentFifos(q: _Qemu, pipes: { agentPipe?: string; execPipe?: string }): Promise<void> {
+  const ends = _agentFifos(pipes);
+  if (ends.length === 0) return;
   for (const f of ends) await q.host.fs.rmrf(f);
   await q.host.exec.run("mkfifo", ["-m", "600", ...ends]);
 }
 
-/** Did the VM a saved state came from have the guest agent's port (see SNAPSHOT_ARGV_FILE)? */
-async function _savedWithAgentPort(q: _Qemu, statePath: string): Promise<boolean> {
+/** The agents' ports the VM a saved state came from had (see SNAPSHOT_ARGV_FILE); none for an older snapshot. */
+async function _portsSaved(q: _Qemu, statePath: string): Promise<Ports> {
   const text = await q.host.fs.readText(join(dirname(statePath), SNAPSHOT_ARGV_FILE));
-  if (!text) return false;
+  if (!text) return { agent: false, exec: false };
   try {
-    return hasAgentPort(JSON.parse(text) as string[]);
+    return savedPorts(JSON.parse(text) as string[]);
   } catch {
-    return false;
+    return { agent: false, exec: false };
   }
 }
 
@@ -570,17 +577,17 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     async launch(vm: VMRecord, boot: BootConfig, opts: LaunchOptions = {}): Promise<LaunchResult> {
       const bin = await _preflight(q, vm, boot);
       const ramFile = opts.restoreFrom ? await _ramFileFor(q, opts.restoreFrom) : null;
-      // a cold boot always gets the guest agent's port; a restore exactly when the saved VM had it
-      const agentPort = opts.restoreFrom ? await _savedWithAgentPort(q, opts.restoreFrom) : true;
+      // a cold boot always gets the agents' ports; a restore exactly those the saved VM had
+      const ports = opts.restoreFrom ? await _portsSaved(q, opts.restoreFrom) : { agent: true, exec: true };
       // a restore from a RAM file maps it copy-on-write: the snapshot's file never changes, its clones share its pages
       // a QEMU that never came up leaves no command line behind for a snapshot's receiver to copy, nor FIFOs
       const forgetArgs = async () => {
         const p = qemuPaths(vm);
-        for (const f of [p.launchArgs, ..._agentFifos(p.agentPipe)]) await q.host.fs.rmrf(f).catch(() => {});
+        for (const f of [p.launchArgs, ..._agentFifos(p)]) await q.host.fs.rmrf(f).catch(() => {});
       };
       let launched: LaunchResult;
       try {
-        const pid = await _spawnQemu(q, vm, boot, bin, { restoring: !!opts.restoreFrom, ramFile: ramFile ? { path: ramFile, share: false } : undefined, agentPort });
+        const pid = await _spawnQemu(q, vm, boot, bin, { restoring: !!opts.restoreFrom, ramFile: ramFile ? { path: ramFile, share: false } : undefined, ports });
         launched = await _waitForQmp(q, vm, pid);
       } catch (e) {
         await forgetArgs();

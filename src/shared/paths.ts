@@ -58,5 +58,7 @@ export function vmPaths(vmDir: string) {
      * chardev): the host writes `${agentPipe}.in`, reads `${agentPipe}.out`. See plugins/guest/agent.ts.
      */
     agentPipe: join(vmDir, "agent"),
+    /** The exec agent's channel (QEMU: the port banger.exec), likewise. See plugins/guest/exec-agent.ts. */
+    execPipe: join(vmDir, "exec"),
   };
 }

@@ -2,8 +2,10 @@
 // waitForGuest / the guest plugin choosing it for a restore whose snapshot's guest runs it.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import guestPlugin, { AGENT_FILE, AGENT_SILENT_MS, READY_MARKER, waitForGuest } from "../../plugins/guest/index.ts";
+import guestPlugin, { AGENT_FILE, AGENT_SILENT_MS, EXEC_AGENT_FILE, EXEC_AGENT_SILENT_MS, READY_MARKER, waitForGuest } from "../../plugins/guest/index.ts";
 import { AGENT_MARKER, agentRun } from "../../plugins/guest/agent.ts";
+import { AgentFirstSSH, EXEC_AGENT_MARKER } from "../../plugins/guest/exec-agent.ts";
+import { fakeExecGuest, type Started } from "../helpers/fake-exec-guest.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
 import { setupPlugins } from "../../src/core/loader.ts";
 import { Providers } from "../../src/core/providers.ts";
@@ -32,7 +34,9 @@ function fakeAgent(fs: FakeFS, pipe: string, answer: (ev: { script: string; line
       run = null;
     }
   };
+  const before = fs.onFifoWrite;
   fs.onFifoWrite = (path, data) => {
+    if (path !== `${pipe}.in` && before) return before(path, data);
     expect(path).toBe(`${pipe}.in`);
     buf = Buffer.concat([buf, data]);
     for (;;) {
@@ -264,5 +268,102 @@ describe("the guest plugin and AGENT_FILE", () => {
     expect(s.seen.scripts.length).toBe(0);
     // the clock went over SSH: an exec on the one dial
     expect(s.dials.at(-1)!.execs[0]).toContain("EPOCHREALTIME");
+  });
+});
+
+describe("waitForGuest and the exec agent", () => {
+  test("a clone whose guest runs the exec agent: after the identity a ping, and the connection returned runs its commands over the agent; no SSH dial until something needs it", async () => {
+    const { host, vm, pipe, seen, dials } = setup();
+    const ran: Started[] = [];
+    const execPipe = vmPaths(vm.runtime.vmDir).execPipe;
+    const exec = fakeExecGuest(host.fs, execPipe, (s, reply) => {
+      ran.push(s);
+      reply("o", s.id, "hi\n");
+      reply("x", s.id, "0");
+    });
+    const debug: string[] = [];
+    const conn = await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, execPipe, debug: (m: string) => void debug.push(m) }));
+    expect(seen.scripts.length).toBe(1);
+    expect(exec.frames.filter((f) => f.startsWith("p "))).toHaveLength(1);
+    expect(conn).toBeInstanceOf(AgentFirstSSH);
+    expect(dials).toHaveLength(0);
+    expect(debug[0]).toMatch(/^c1: guest answering: agent: clock \+ identity \d+ ms, exec agent \d+ ms; \d+ ms in all$/);
+    const out: string[] = [];
+    expect(await conn.exec("echo hi", { onStdout: (c) => void out.push(new TextDecoder().decode(c)) })).toBe(0);
+    expect(ran.map((r) => r.command)).toEqual(["echo hi"]);
+    expect(out.join("")).toBe("hi\n");
+    expect(dials).toHaveLength(0);
+    // SSH when something needs it: the clone's own keys, at its own address
+    await conn.runScript("true");
+    expect(dials.map((d) => [d.target.privateKey, d.target.hostKey, d.target.host, d.target.port])).toEqual([["OWN-PRIVATE", "ssh-ed25519 AAAAownhost", vm.runtime.sshHost, 2222]]);
+    conn.close();
+  });
+
+  test("an exec agent that does not answer its ping: a line in the log, and the dial as before", async () => {
+    const { host, vm, pipe, dials } = setup();
+    const execPipe = vmPaths(vm.runtime.vmDir).execPipe;
+    fakeExecGuest(host.fs, execPipe, () => {}, { answerPings: false });
+    const logged: string[] = [];
+    const conn = await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, execPipe, log: (m: string) => void logged.push(m) }));
+    expect(logged.at(-1)).toBe(`c1: the guest's exec agent did not answer within ${EXEC_AGENT_SILENT_MS / 1000} s; its commands go over SSH`);
+    expect(conn).toBe(dials[0]!.conn);
+  });
+});
+
+describe("the guest plugin and EXEC_AGENT_FILE", () => {
+  test("a boot whose console said both markers records both; its snapshot carries them; a clone of it answers over the exec agent with no dial", async () => {
+    const s = setup();
+    s.host.fs.files.set(s.vm.runtime.logPath, `x\n${AGENT_MARKER}\n${EXEC_AGENT_MARKER}\n${READY_MARKER}\n`);
+    const adopted: GuestSSH[] = [];
+    const hooks = new HookEngine();
+    const image = sampleImage();
+    await setupPlugins([{ plugin: guestPlugin, source: "builtin" }], {
+      hooks,
+      host: s.host,
+      paths: { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" },
+      log: testLogger(),
+      store: { listVMs: () => [s.vm], getImage: () => image },
+      drivers: new Map<string, VMMDriver>(),
+      providers: new Providers(),
+      adoptSSH: (_vm: unknown, c: GuestSSH) => void adopted.push(c),
+    });
+    const start = (o: { restored?: boolean; snapshot?: unknown }) => {
+      const op = recordingOp({ vm: s.vm });
+      return hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: () => {}, signal: op.signal, op, restored: o.restored, snapshot: o.snapshot as never });
+    };
+    const mark = join(s.vm.runtime.vmDir, EXEC_AGENT_FILE);
+    await start({});
+    expect(s.host.fs.files.has(mark)).toBe(true);
+    await hooks.run("vm:snapshot:before", { vm: s.vm, dir: SNAP } as never);
+    expect(s.host.fs.files.has(join(SNAP, EXEC_AGENT_FILE))).toBe(true);
+    s.host.fs.files.delete(mark);
+    fakeExecGuest(s.host.fs, vmPaths(s.vm.runtime.vmDir).execPipe, () => {});
+    const dialsBefore = s.dials.length;
+    await start({ restored: true, snapshot: { vmId: "parent", dir: SNAP } });
+    expect(s.host.fs.files.has(mark)).toBe(true);
+    expect(adopted.at(-1)).toBeInstanceOf(AgentFirstSSH);
+    expect(s.dials.length).toBe(dialsBefore);
+    adopted.at(-1)!.close();
+  });
+
+  test("a console without the exec agent's marker (perl missing, an older image): no EXEC_AGENT_FILE, so a restore dials SSH", async () => {
+    const s = setup();
+    s.host.fs.files.set(s.vm.runtime.logPath, `x\n${AGENT_MARKER}\n${READY_MARKER}\n`);
+    const hooks = new HookEngine();
+    await setupPlugins([{ plugin: guestPlugin, source: "builtin" }], {
+      hooks,
+      host: s.host,
+      paths: { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" },
+      log: testLogger(),
+      store: { listVMs: () => [s.vm], getImage: () => sampleImage() },
+      drivers: new Map<string, VMMDriver>(),
+      providers: new Providers(),
+      adoptSSH: () => {},
+    });
+    const op = recordingOp({ vm: s.vm });
+    await hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: () => {}, signal: op.signal, op });
+    expect(s.host.fs.files.has(join(s.vm.runtime.vmDir, EXEC_AGENT_FILE))).toBe(false);
+    await hooks.run("vm:snapshot:before", { vm: s.vm, dir: SNAP } as never);
+    expect(s.host.fs.files.has(join(SNAP, EXEC_AGENT_FILE))).toBe(false);
   });
 });

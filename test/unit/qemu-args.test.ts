@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { VMRecord } from "../../src/shared/model.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
-import { hasAgentPort, memoryBackendArgs, qemuArgs, qemuEscape, qmpArg, receiverArgs } from "../../plugins/qemu/args.ts";
+import { savedPorts, memoryBackendArgs, qemuArgs, qemuEscape, qmpArg, receiverArgs } from "../../plugins/qemu/args.ts";
 
 function sampleVM(over: Partial<VMRecord["runtime"]> = {}): VMRecord {
   return {
@@ -179,22 +179,28 @@ describe("memoryBackendArgs and receiverArgs (file-backed RAM for snapshots)", (
   });
 });
 
-describe("the guest agent's port", () => {
-  test("last of the devices (every other keeps its PCI address), its pipe path comma-escaped; hasAgentPort finds it; none without agentPipe", () => {
-    const a = qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg", agentPipe: "/v/a,b/agent" });
+describe("the agents' ports", () => {
+  test("last of the devices (every other keeps its PCI address), the exec agent's after the guest agent's, pipe paths comma-escaped; savedPorts finds them; none without pipes", () => {
+    const a = qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg", agentPipe: "/v/a,b/agent", execPipe: "/v/a,b/exec" });
     const rng = a.indexOf("virtio-rng-pci");
-    expect(a.slice(rng + 1, a.indexOf("-qmp"))).toEqual(["-device", "virtio-serial-pci,id=agentbus", "-chardev", "pipe,id=agent,path=/v/a,,b/agent", "-device", "virtserialport,bus=agentbus.0,chardev=agent,name=banger.agent"]);
-    expect(hasAgentPort(a)).toBe(true);
+    expect(a.slice(rng + 1, a.indexOf("-qmp"))).toEqual([
+      "-device", "virtio-serial-pci,id=agentbus",
+      "-chardev", "pipe,id=agent,path=/v/a,,b/agent", "-device", "virtserialport,bus=agentbus.0,chardev=agent,name=banger.agent",
+      "-chardev", "pipe,id=exec,path=/v/a,,b/exec", "-device", "virtserialport,bus=agentbus.0,chardev=exec,name=banger.exec",
+    ]);
+    expect(savedPorts(a)).toEqual({ agent: true, exec: true });
+    expect(savedPorts(qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg", agentPipe: "/v/a,b/agent" }))).toEqual({ agent: true, exec: false });
     const none = qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg" });
-    expect(hasAgentPort(none)).toBe(false);
+    expect(savedPorts(none)).toEqual({ agent: false, exec: false });
     expect(none.join(" ")).not.toContain("virtio-serial");
   });
 
-  test("a receiver keeps the port on a null chardev (same id): its state loads, the VM's FIFOs are not opened twice", () => {
-    const a = qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg", agentPipe: "/v/abc123/agent" });
+  test("a receiver keeps the ports on null chardevs (same ids): its state loads, the VM's FIFOs are not opened twice", () => {
+    const a = qemuArgs(sampleVM(), boot(), { ...o, accel: "tcg", agentPipe: "/v/abc123/agent", execPipe: "/v/abc123/exec" });
     const r = receiverArgs(a, { qmpSock: "/v/abc123/rcv.sock", memoryMiB: 512, placeholders: ["/v/abc123/receiver-disk0.img"] });
-    expect(after(r, "-chardev")).toBe("null,id=agent");
-    expect(hasAgentPort(r)).toBe(true);
+    expect(r.filter((_, i) => r[i - 1] === "-chardev")).toEqual(["null,id=agent", "null,id=exec"]);
+    expect(savedPorts(r)).toEqual({ agent: true, exec: true });
     expect(r.join(" ")).not.toContain("/v/abc123/agent");
+    expect(r.join(" ")).not.toContain("/v/abc123/exec");
   });
 });

@@ -272,8 +272,8 @@ describe("qemu driver: launch", () => {
     // its command line was written for a snapshot's receiver; a QEMU that never came up takes it along
     expect(f.rec.writes.has("/v/abc123/qemu-argv.json")).toBe(true);
     expect(f.rec.removed).toContain("/v/abc123/qemu-argv.json");
-    // and the agent port's FIFOs it was given
-    for (const x of ["/v/abc123/agent.in", "/v/abc123/agent.out"]) expect(f.rec.removed).toContain(x);
+    // and the agents' ports' FIFOs it was given
+    for (const x of ["/v/abc123/agent.in", "/v/abc123/agent.out", "/v/abc123/exec.in", "/v/abc123/exec.out"]) expect(f.rec.removed).toContain(x);
   });
 
   test("socket never answers → E_TIMEOUT and the process is killed", async () => {
@@ -349,7 +349,7 @@ describe("qemu driver: find, stop, kill", () => {
     const r = await d.launch(sampleVM(), BOOT);
     await d.stop(sampleVM(), handlesFor(r.pid, r.pidStartTime), 500);
     expect(f.rec.kills).toEqual([{ pid: r.pid, signal: "SIGKILL" }]);
-    expect(f.rec.removed.slice(-3)).toEqual(["/v/abc123/api.sock", "/v/abc123/agent.in", "/v/abc123/agent.out"]);
+    expect(f.rec.removed.slice(-5)).toEqual(["/v/abc123/api.sock", "/v/abc123/agent.in", "/v/abc123/agent.out", "/v/abc123/exec.in", "/v/abc123/exec.out"]);
   });
 
   test("stop/kill never signal a reused pid (start time differs, not our process)", async () => {
@@ -365,14 +365,14 @@ describe("qemu driver: find, stop, kill", () => {
     expect(f.procs.has(777)).toBe(true);
   });
 
-  test("kill: SIGKILL the recorded process, then remove the socket and the agent's FIFOs", async () => {
+  test("kill: SIGKILL the recorded process, then remove the socket and the agents' FIFOs", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     const r = await d.launch(sampleVM(), BOOT);
     f.rec.removed.length = 0;
     await d.kill(sampleVM(), handlesFor(r.pid, r.pidStartTime));
     expect(f.rec.kills).toEqual([{ pid: r.pid, signal: "SIGKILL" }]);
-    expect(f.rec.removed).toEqual(["/v/abc123/api.sock", "/v/abc123/agent.in", "/v/abc123/agent.out"]);
+    expect(f.rec.removed).toEqual(["/v/abc123/api.sock", "/v/abc123/agent.in", "/v/abc123/agent.out", "/v/abc123/exec.in", "/v/abc123/exec.out"]);
   });
 
   test("kill with empty handles finds the VM's qemu by its socket (after a daemon restart)", async () => {
@@ -649,26 +649,31 @@ describe("qemu driver: state save and restore", () => {
     expect(g.procs.size).toBe(0);
   });
 
-  test("the guest agent's port: a boot always gets it, on new FIFOs made first; a restore exactly when the saved VM's argv beside the state had it", async () => {
-    const PORT = "virtserialport,bus=agentbus.0,chardev=agent,name=banger.agent";
+  test("the agents' ports: a boot always gets both, on new FIFOs made first; a restore exactly those the saved VM's argv beside the state had", async () => {
+    const AGENT = "virtserialport,bus=agentbus.0,chardev=agent,name=banger.agent";
+    const EXEC = "virtserialport,bus=agentbus.0,chardev=exec,name=banger.exec";
     const f = fakeHost({ files: ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img", "/v/abc123/agent.in"] });
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
     await d.launch(sampleVM(), BOOT);
-    expect(f.rec.runs).toEqual([{ cmd: "mkfifo", args: ["-m", "600", "/v/abc123/agent.in", "/v/abc123/agent.out"] }]);
+    expect(f.rec.runs).toEqual([{ cmd: "mkfifo", args: ["-m", "600", "/v/abc123/agent.in", "/v/abc123/agent.out", "/v/abc123/exec.in", "/v/abc123/exec.out"] }]);
     // what an earlier qemu left is removed first, and the FIFOs exist before qemu opens them
     expect(f.rec.removed).toContain("/v/abc123/agent.in");
     const args = f.rec.spawns[0]!.args;
-    expect(args.slice(args.indexOf("virtio-rng-pci") + 1, args.indexOf("-qmp"))).toEqual(["-device", "virtio-serial-pci,id=agentbus", "-chardev", "pipe,id=agent,path=/v/abc123/agent", "-device", PORT]);
+    expect(args.slice(args.indexOf("virtio-rng-pci") + 1, args.indexOf("-qmp"))).toEqual(["-device", "virtio-serial-pci,id=agentbus", "-chardev", "pipe,id=agent,path=/v/abc123/agent", "-device", AGENT, "-chardev", "pipe,id=exec,path=/v/abc123/exec", "-device", EXEC]);
     const restoreWith = async (saved: string[] | null) => {
       const g = fakeHost({ files: ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img", "/snap/state.mig"] });
       if (saved) g.rec.writes.set("/snap/qemu-argv.json", JSON.stringify(saved));
       await createQemuDriver(g.host, { accel: "tcg", qmp: g.qmp }).launch(sampleVM(), BOOT, { restoreFrom: "/snap/state.mig" });
-      return { port: g.rec.spawns[0]!.args.includes(PORT), fifos: g.rec.runs.some((r) => r.cmd === "mkfifo") };
+      const a = g.rec.spawns[0]!.args;
+      return { agent: a.includes(AGENT), exec: a.includes(EXEC), fifos: g.rec.runs.filter((r) => r.cmd === "mkfifo").flatMap((r) => r.args.slice(2)) };
     };
-    expect(await restoreWith(args)).toEqual({ port: true, fifos: true });
-    // an older snapshot (no argv beside it), or one of a VM launched without the port: none
-    expect(await restoreWith(null)).toEqual({ port: false, fifos: false });
-    expect(await restoreWith(args.filter((a) => a !== PORT))).toEqual({ port: false, fifos: false });
+    expect(await restoreWith(args)).toEqual({ agent: true, exec: true, fifos: ["/v/abc123/agent.in", "/v/abc123/agent.out", "/v/abc123/exec.in", "/v/abc123/exec.out"] });
+    // a snapshot of a VM launched before the exec agent's port: the guest agent's alone
+    const agentOnly = args.slice(0, args.indexOf("pipe,id=exec,path=/v/abc123/exec") - 1);
+    expect(await restoreWith(agentOnly)).toEqual({ agent: true, exec: false, fifos: ["/v/abc123/agent.in", "/v/abc123/agent.out"] });
+    // an older snapshot (no argv beside it), or one of a VM launched without the ports: none
+    expect(await restoreWith(null)).toEqual({ agent: false, exec: false, fifos: [] });
+    expect(await restoreWith(args.filter((a) => a !== AGENT && a !== EXEC))).toEqual({ agent: false, exec: false, fifos: [] });
   });
 
   test("launch from a snapshot with memory.ram: the file mapped private (share=off), device state loaded with x-ignore-shared, then cont", async () => {

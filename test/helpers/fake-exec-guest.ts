@@ -1,0 +1,74 @@
+// The exec agent's guest side as the host sees it, scripted: test/unit/exec-agent.test.ts, test/unit/guest-agent.test.ts.
+import { expect } from "bun:test";
+import type { FakeFS } from "./fakes.ts";
+
+export interface Started {
+  id: string;
+  command: string;
+  stdin: Uint8Array;
+}
+
+export type Reply = (type: string, id: string, payload?: Uint8Array | string) => void;
+
+const enc = (t: string) => new TextEncoder().encode(t);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/**
+ * A guest exec agent on the fake FIFOs at `pipe`: it checks every frame of ours (header, length, trailer),
+ * answers pings, and calls `onStart` once a command's stdin has ended; `reply` writes frames. Writes to other
+ * FIFOs go to whoever handled them before.
+ */
+export function fakeExecGuest(fs: FakeFS, pipe: string, onStart: (s: Started, reply: Reply) => void, o: { answerPings?: boolean } = {}) {
+  fs.fifos.set(`${pipe}.in`, []);
+  fs.fifos.set(`${pipe}.out`, []);
+  const seen = { writes: [] as Uint8Array[], frames: [] as string[], kills: [] as string[] };
+  const pending = new Map<string, { command: Uint8Array[]; stdin: Uint8Array[] }>();
+  let buf = Buffer.alloc(0);
+  const reply: Reply = (type, id, payload = new Uint8Array(0)) => {
+    const p = typeof payload === "string" ? enc(payload) : payload;
+    fs.fifos.get(`${pipe}.out`)!.push(new Uint8Array(Buffer.concat([Buffer.from(`${type} ${id} ${p.length}\n`), p])));
+  };
+  const before = fs.onFifoWrite;
+  fs.onFifoWrite = (path, data) => {
+    if (path !== `${pipe}.in`) {
+      if (!before) throw new Error(`a write to ${path}`);
+      return before(path, data);
+    }
+    seen.writes.push(data);
+    buf = Buffer.concat([buf, data]);
+    for (;;) {
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      const line = buf.subarray(0, nl).toString();
+      if (line === "sync" || line === "") {
+        buf = buf.subarray(nl + 1);
+        continue;
+      }
+      const m = /^([saikp]) ([0-9a-z]{1,32}) (\d+)$/.exec(line);
+      if (!m) throw new Error(`bad header ${JSON.stringify(line)}`);
+      const [, type, id, len] = m as unknown as [string, string, string, string];
+      const trailer = `.${id}\n`;
+      if (buf.length < nl + 1 + Number(len) + trailer.length) return;
+      const payload = new Uint8Array(buf.subarray(nl + 1, nl + 1 + Number(len)));
+      expect(buf.subarray(nl + 1 + Number(len), nl + 1 + Number(len) + trailer.length).toString()).toBe(trailer);
+      buf = buf.subarray(nl + 1 + Number(len) + trailer.length);
+      seen.frames.push(`${type} ${id} ${len}`);
+      if (type === "p") {
+        if (o.answerPings !== false) reply("p", id);
+        continue;
+      }
+      if (type === "k") {
+        seen.kills.push(`${id} ${dec(payload)}`);
+        continue;
+      }
+      const p = pending.get(id) ?? { command: [], stdin: [] };
+      pending.set(id, p);
+      if (type === "a" || type === "s") p.command.push(payload);
+      if (type === "i") {
+        if (payload.length > 0) p.stdin.push(payload);
+        else onStart({ id, command: dec(Buffer.concat(p.command)), stdin: new Uint8Array(Buffer.concat(p.stdin)) }, reply);
+      }
+    }
+  };
+  return seen;
+}

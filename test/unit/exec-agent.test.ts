@@ -1,0 +1,250 @@
+// The exec agent's host side (plugins/guest/exec-agent.ts) against a scripted guest on the fake FS's FIFOs that
+// parses our frames as plugins/image/exec-agent.pl does, and AgentFirstSSH choosing the agent or SSH.
+import { describe, expect, test } from "bun:test";
+import { AgentFirstSSH, ExecAgent, ExecAgentSilent } from "../../plugins/guest/exec-agent.ts";
+import type { ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
+import { fakeHost, type FakeFS } from "../helpers/fakes.ts";
+import { fakeExecGuest, type Reply, type Started } from "../helpers/fake-exec-guest.ts";
+
+const PIPE = "/state/vms/c1/exec";
+const enc = (t: string) => new TextEncoder().encode(t);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** fakeExecGuest at PIPE. */
+function fakeGuest(fs: FakeFS, onStart: (s: Started, reply: Reply) => void, o: { answerPings?: boolean } = {}) {
+  return fakeExecGuest(fs, PIPE, onStart, o);
+}
+
+async function attached(fs: FakeFS, host: ReturnType<typeof fakeHost>, alive: () => Promise<boolean> = async () => true) {
+  return ExecAgent.attach(host, PIPE, { deadline: host.clock.ms + 10_000, alive });
+}
+
+function collect() {
+  const out: Uint8Array[] = [];
+  const err: Uint8Array[] = [];
+  return { out, err, io: { onStdout: (c: Uint8Array) => void out.push(c), onStderr: (c: Uint8Array) => void err.push(c) }, text: () => ({ out: dec(Buffer.concat(out)), err: dec(Buffer.concat(err)) }) };
+}
+
+describe("ExecAgent", () => {
+  test("attach: what was left in the FIFO is dropped, `sync` and a ping go first, and frames are read from after its pong (half a frame before it is skipped)", async () => {
+    const host = fakeHost();
+    const seen = fakeGuest(host.fs, (s, reply) => reply("x", s.id, "0"));
+    const out = host.fs.fifos.get(`${PIPE}.out`)!;
+    out.push(enc("o old 5\nstale"));
+    const realOnWrite = host.fs.onFifoWrite!;
+    host.fs.onFifoWrite = (path, data) => {
+      // half a frame of an earlier host's arrives before the pong
+      if (seen.writes.length === 0) out.push(enc("o 1 999\npartial"));
+      realOnWrite(path, data);
+    };
+    const agent = await attached(host.fs, host);
+    expect(dec(seen.writes[0]!)).toMatch(/^sync\np [0-9a-f]{16} 0\n\.[0-9a-f]{16}\n$/);
+    // read as frames from the pong on: the next command's status is not taken for that half frame's payload
+    expect(await agent.exec("true")).toBe(0);
+    expect(agent.broken).toBeNull();
+    agent.close();
+  });
+
+  test("exec: the command line goes as sent (hostile values too), stdout and stderr come back apart and binary-clean, then the exit status", async () => {
+    const host = fakeHost();
+    const command = "printf '%s' \"it's; $(x) `id`\"\nnext line\\";
+    const binary = new Uint8Array([0, 1, 2, 10, 111, 32, 49, 32, 57, 10, 255]); // "o 1 9\n" inside: data, not a frame
+    const starts: Started[] = [];
+    fakeGuest(host.fs, (s, reply) => {
+      starts.push(s);
+      reply("o", s.id, binary);
+      reply("e", s.id, "warn\n");
+      reply("o", s.id, "more");
+      reply("x", s.id, "3");
+    });
+    const agent = await attached(host.fs, host);
+    const c = collect();
+    expect(await agent.exec(command, c.io)).toBe(3);
+    expect(starts.map((s) => s.command)).toEqual([command]);
+    expect(starts[0]!.stdin.length).toBe(0);
+    expect([...new Uint8Array(Buffer.concat(c.out))]).toEqual([...binary, ...enc("more")]);
+    expect(c.text().err).toBe("warn\n");
+    agent.close();
+  });
+
+  test("a command line longer than a frame goes in `a` frames then `s`; stdin given whole goes in `i` frames, then EOF; every write is one frame of at most 4096 bytes", async () => {
+    const host = fakeHost();
+    const command = "echo " + "x".repeat(10_000);
+    const stdin = new Uint8Array(9000).map((_, i) => i % 251);
+    const starts: Started[] = [];
+    const seen = fakeGuest(host.fs, (s, reply) => {
+      starts.push(s);
+      reply("x", s.id, "0");
+    });
+    const agent = await attached(host.fs, host);
+    expect(await agent.exec(command, { stdin })).toBe(0);
+    expect(starts[0]!.command).toBe(command);
+    expect([...starts[0]!.stdin]).toEqual([...stdin]);
+    const types = seen.frames.filter((f) => !f.startsWith("p ")).map((f) => f[0]);
+    expect(types).toEqual(["a", "a", "s", "i", "i", "i", "i"]);
+    expect(seen.frames.at(-1)).toMatch(/^i \S+ 0$/);
+    for (const w of seen.writes) expect(w.length).toBeLessThanOrEqual(4096);
+    agent.close();
+  });
+
+  test("two commands at once: each gets its own output and status, whatever the order their frames come in", async () => {
+    const host = fakeHost();
+    const starts: Started[] = [];
+    let replyTo: Reply | null = null;
+    fakeGuest(host.fs, (s, reply) => {
+      starts.push(s);
+      replyTo = reply;
+    });
+    const agent = await attached(host.fs, host);
+    const a = collect();
+    const b = collect();
+    const pa = agent.exec("A", a.io);
+    const pb = agent.exec("B", b.io);
+    expect(starts.map((s) => s.command)).toEqual(["A", "B"]);
+    const [ia, ib] = [starts[0]!.id, starts[1]!.id];
+    expect(ia).not.toBe(ib);
+    replyTo!("o", ib, "b1");
+    replyTo!("o", ia, "a1");
+    replyTo!("x", ib, "2");
+    replyTo!("e", ia, "a-err");
+    replyTo!("x", ia, "0");
+    expect(await Promise.all([pa, pb])).toEqual([0, 2]);
+    expect(a.text()).toEqual({ out: "a1", err: "a-err" });
+    expect(b.text()).toEqual({ out: "b1", err: "" });
+    agent.close();
+  });
+
+  test("an abort sends SIGKILL to the command and rejects; its later frames are dropped and the agent serves the next command", async () => {
+    const host = fakeHost();
+    const starts: Started[] = [];
+    let replyTo: Reply | null = null;
+    const seen = fakeGuest(host.fs, (s, reply) => {
+      starts.push(s);
+      replyTo = reply;
+    });
+    const agent = await attached(host.fs, host);
+    const ac = new AbortController();
+    const c = collect();
+    const p = agent.exec("sleep 100", { ...c.io, signal: ac.signal });
+    ac.abort();
+    await expect(p).rejects.toThrow("aborted");
+    expect(seen.kills).toEqual([`${starts[0]!.id} 9`]);
+    replyTo!("o", starts[0]!.id, "late");
+    replyTo!("x", starts[0]!.id, "137");
+    const next = agent.exec("true");
+    replyTo!("x", starts[1]!.id, "0");
+    expect(await next).toBe(0);
+    expect(c.out).toEqual([]);
+    agent.close();
+  });
+
+  test("`r`: the guest could not start it, the reason in the error; a stream that is not frames breaks the agent for good", async () => {
+    const host = fakeHost();
+    let n = 0;
+    fakeGuest(host.fs, (s, reply) => {
+      if (n++ === 0) reply("r", s.id, "fork: Resource temporarily unavailable\n");
+      else host.fs.fifos.get(`${PIPE}.out`)!.push(enc("garbage that is no header\n"));
+    });
+    const agent = await attached(host.fs, host);
+    await expect(agent.exec("true")).rejects.toThrow("the guest exec agent could not start the command: fork: Resource temporarily unavailable");
+    await expect(agent.exec("true")).rejects.toThrow(/stream broke: a malformed header "garbage that is no header"/);
+    expect(agent.broken).not.toBeNull();
+    await expect(agent.exec("true")).rejects.toThrow(/stream broke/);
+    agent.close();
+  });
+
+  test("an agent that never answers: filler and another ping after a second (ending any half frame it reads), then ExecAgentSilent at the deadline", async () => {
+    const host = fakeHost();
+    const seen = fakeGuest(host.fs, () => {}, { answerPings: false });
+    const started = host.clock.ms;
+    const e = await ExecAgent.attach(host, PIPE, { deadline: host.clock.ms + 3000, alive: async () => true }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ExecAgentSilent);
+    expect(host.clock.ms - started).toBeGreaterThanOrEqual(3000);
+    const filler = seen.writes.find((w) => w.length > 4096 || (w.length > 100 && w.every((b) => b === 10)));
+    expect(filler).toBeDefined();
+    expect(seen.frames.filter((f) => f.startsWith("p "))).toHaveLength(2);
+  });
+
+  test("the VM's process dies during a command: it fails within a few hundred ms", async () => {
+    const host = fakeHost();
+    fakeGuest(host.fs, () => {});
+    let alive = true;
+    const agent = await attached(host.fs, host, async () => alive);
+    host.clock.timer(1000, () => void (alive = false));
+    const started = host.clock.ms;
+    await expect(agent.exec("sleep 100")).rejects.toThrow("the VM's process exited while a command ran over its exec agent");
+    expect(host.clock.ms - started).toBeLessThan(1500);
+    agent.close();
+  });
+});
+
+/** A GuestSSH that records what it was asked. */
+function recordingSSH(log: string[]): GuestSSH {
+  let closed = false;
+  return {
+    async exec(command: string, opts: ExecStreamOptions = {}) {
+      log.push(`ssh exec ${command}${opts.pty ? " (pty)" : ""}`);
+      return 0;
+    },
+    async runScript(script: string) {
+      log.push(`ssh script ${script}`);
+      return { exitCode: 0, stdout: "", stderr: "" };
+    },
+    async upload(path: string) {
+      log.push(`ssh upload ${path}`);
+    },
+    close() {
+      closed = true;
+      log.push("ssh close");
+    },
+    get closed() {
+      return closed;
+    },
+  };
+}
+
+describe("AgentFirstSSH", () => {
+  test("a plain command (stdin none or given whole) goes over the agent with no SSH dialled; a terminal, flow control or a stdin stream go over SSH, dialled once at the first need", async () => {
+    const host = fakeHost();
+    const agentRan: string[] = [];
+    fakeGuest(host.fs, (s, reply) => {
+      agentRan.push(s.command);
+      reply("x", s.id, "0");
+    });
+    const log: string[] = [];
+    let dials = 0;
+    const conn = new AgentFirstSSH(await attached(host.fs, host), async () => {
+      dials++;
+      return recordingSSH(log);
+    });
+    expect(await conn.exec("one")).toBe(0);
+    expect(await conn.exec("two", { stdin: "input" })).toBe(0);
+    expect(agentRan).toEqual(["one", "two"]);
+    expect(dials).toBe(0);
+    await conn.exec("top", { pty: { cols: 80, rows: 24 } });
+    await conn.exec("cat", { stdin: (async function* () { yield enc("x"); })() });
+    await conn.exec("paced", { flow: () => {} });
+    await conn.runScript("echo hi");
+    await conn.upload("/tmp/f", "data");
+    expect(await conn.exec("three")).toBe(0);
+    expect(dials).toBe(1);
+    expect(log).toEqual(["ssh exec top (pty)", "ssh exec cat", "ssh exec paced", "ssh script echo hi", "ssh upload /tmp/f"]);
+    expect(agentRan).toEqual(["one", "two", "three"]);
+    conn.close();
+    expect(conn.closed).toBe(true);
+    await Promise.resolve();
+    expect(log.at(-1)).toBe("ssh close");
+    await expect(conn.exec("after")).rejects.toThrow("closed");
+  });
+
+  test("once the agent's stream broke, commands go over SSH", async () => {
+    const host = fakeHost();
+    fakeGuest(host.fs, () => host.fs.fifos.get(`${PIPE}.out`)!.push(enc("not a frame\n")));
+    const log: string[] = [];
+    const conn = new AgentFirstSSH(await attached(host.fs, host), async () => recordingSSH(log));
+    await expect(conn.exec("one")).rejects.toThrow(/stream broke/);
+    expect(await conn.exec("two")).toBe(0);
+    expect(log).toEqual(["ssh exec two"]);
+    conn.close();
+  });
+});
