@@ -82,11 +82,16 @@ function cloneProfileNote(b: Bench, from: number): string | undefined {
   } catch {
     return undefined;
   }
-  const re = /guest answering: dial \(parent's keys\) (\d+) ms, clock \+ identity exec (\d+) ms, dial \(own keys\) (\d+) ms; (\d+) ms in all/g;
-  const rows = [...log.matchAll(re)].map((m) => m.slice(1, 5).map(Number));
+  // "guest answering: STEP N ms, STEP N ms; N ms in all" (the steps: plugins/guest/index.ts waitForGuest)
+  const rows = [...log.matchAll(/guest answering: (.*?); (\d+) ms in all/g)].map((m) => ({ steps: [...m[1]!.matchAll(/([^,]+?) (\d+) ms/g)].map((x) => [x[1]!.trim(), Number(x[2])] as const), all: Number(m[2]) }));
   if (rows.length === 0) return undefined;
-  const med = (i: number) => summarize(rows.map((r) => r[i]!)).median.toFixed(0);
-  return `clone identity, restore → answering (daemon debug log, medians of ${rows.length}): dial with the parent's keys ${med(0)} ms, clock + identity exec ${med(1)} ms, dial with its own keys ${med(2)} ms (the pool keeps it: no dial for the exec); ${med(3)} ms in all`;
+  // the most common sequence of steps (a clone over the agents, or over SSH), medians of each
+  const shapes = new Map<string, typeof rows>();
+  for (const r of rows) shapes.set(r.steps.map((x) => x[0]).join(", "), [...(shapes.get(r.steps.map((x) => x[0]).join(", ")) ?? []), r]);
+  const [, same] = [...shapes.entries()].sort((a, b) => b[1].length - a[1].length)[0]!;
+  const med = (xs: number[]) => summarize(xs).median.toFixed(0);
+  const steps = same[0]!.steps.map(([name], i) => `${name} ${med(same.map((r) => r.steps[i]![1]))} ms`);
+  return `clone, restore → answering (daemon debug log, medians of ${same.length} of ${rows.length}): ${steps.join(", ")}; ${med(same.map((r) => r.all))} ms in all`;
 }
 
 function logSize(b: Bench): number {
