@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, expect } from "bun:test";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import EXEC_AGENT_PL from "../../plugins/image/exec-agent.pl" with { type: "text" };
 import { IS_ROOT, needs } from "../helpers/skip.ts";
+import { freePort, waitBanner } from "../helpers/sshd.ts";
 
 // The exec agent as the guest runs it: the text build.ts installs, in a real
 // perl, its stdin and stdout two pipes (the port's two directions), under a
@@ -35,10 +36,12 @@ class Agent {
   private wake: (() => void)[] = [];
   private ended = false;
 
-  constructor(env: Record<string, string>) {
+  /** `passwd`: a file bound over /etc/passwd in a private mount namespace, for this agent alone. */
+  constructor(env: Record<string, string>, passwd?: string) {
     // fd 7 left open and INT/QUIT/HUP/TERM ignored: the agent must hand neither to a command
-    const wrapper = 'trap "" INT QUIT HUP TERM; exec 7</dev/null; exec perl -e "$1"';
-    this.proc = Bun.spawn(["bash", "--norc", "-c", wrapper, "bash", EXEC_AGENT_PL], { stdin: "pipe", stdout: "pipe", stderr: "inherit", env });
+    const wrapper = 'trap "" INT QUIT HUP TERM; exec 7</dev/null; if [ -n "$2" ]; then mount --bind "$2" /etc/passwd || exit 1; fi; exec perl -e "$1"';
+    const ns = passwd ? ["unshare", "-m", "--propagation", "private"] : [];
+    this.proc = Bun.spawn([...ns, "bash", "--norc", "-c", wrapper, "bash", EXEC_AGENT_PL, passwd ?? ""], { stdin: "pipe", stdout: "pipe", stderr: "inherit", env });
     void this.pump();
   }
 
@@ -326,4 +329,137 @@ it.describe("the exec agent (plugins/image/exec-agent.pl)", () => {
     console.log(`exec-agent: one exec of true: ${ms.toFixed(2)} ms (mean of ${n})`);
     expect(ms).toBeLessThan(500);
   });
+});
+
+/** `cat /proc/$$/environ` output as a map. */
+function environ(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .split("\0")
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  );
+}
+const ENV_AND_ZERO = 'cat /proc/$$/environ; printf "\\n%s\\n%s\\n" "$0" "$PWD"; true';
+
+it.describe("the exec agent with another passwd entry for uid 0 (a private /etc/passwd)", () => {
+  const dir = join(tmpdir(), `banger-exec-agent-pw-${process.pid}`);
+  const agents: Agent[] = [];
+  const start = (line: string) => {
+    mkdirSync(dir, { recursive: true });
+    const f = join(dir, `passwd-${agents.length}`);
+    writeFileSync(f, `${line}\n`);
+    const a = new Agent({ LANG: "C.UTF-8" }, f);
+    agents.push(a);
+    return a;
+  };
+  afterAll(async () => {
+    for (const a of agents) {
+      a.proc.stdin.end();
+      a.proc.kill("SIGKILL");
+      await a.proc.exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.test("a shell that cannot be executed: r with the reason, no x, and the agent serves on", async () => {
+    const a = start("root:x:0:0:root:/:/nonexistent/shell");
+    const r = await a.run("e1", "true");
+    expect(r.code).toBeNull();
+    expect(r.reason).toBe("exec /nonexistent/shell: No such file or directory");
+    await a.ping("e2");
+    expect(a.frames.filter((f) => f.id === "e1").map((f) => f.t)).toEqual(["r"]);
+  });
+
+  it.test("dropbear's rules for an empty shell field (/bin/sh) and a HOME it cannot enter (said on stderr, cwd /)", async () => {
+    const a = start("root:x:0:0:root:/nonexistent-home:");
+    const r = await a.run("h1", ENV_AND_ZERO);
+    const [env, zero, cwd] = r.out.toString().split("\n");
+    expect(environ(env!)).toMatchObject({ HOME: "/nonexistent-home", SHELL: "/bin/sh" });
+    expect([zero, cwd]).toEqual(["sh", "/"]);
+    // dropbear's own words (`strings /usr/sbin/dropbear`: "Failed chdir '%s': %s")
+    expect(r.err.toString()).toBe("Failed chdir '/nonexistent-home': No such file or directory\n");
+  });
+});
+
+// The real dropbear as the guest runs it, next to the agent, both started with
+// init.sh's environment: what a command sees over either must be the same, bar
+// what describes the network peer and key (SSH_CONNECTION, SSH_CLIENT,
+// SSH_PUBKEYINFO), which the agent has no counterpart for.
+const DROPBEAR_TOOLS = ["dropbear", "dropbearkey", "ssh", "ssh-keygen", "unshare", "mount"];
+const missing = DROPBEAR_TOOLS.find((t) => !Bun.which(t, { PATH: `${process.env.PATH}:/usr/sbin:/sbin` }));
+const withDropbear = needs(IS_ROOT && !missing && !!Bun.which("perl"), `needs root, perl and ${missing ?? "the ssh tools"}`);
+
+withDropbear.describe("the exec agent next to the real dropbear", () => {
+  const dir = join(tmpdir(), `banger-exec-agent-db-${process.pid}`);
+  const INIT_ENV = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/root", TERM: "linux", LANG: "C.UTF-8" };
+  let server: Bun.Subprocess | null = null;
+  let port = 0;
+  let agent: Agent;
+  const ssh = async (cmd: string) => {
+    const p = Bun.spawn(["ssh", "-F", "/dev/null", "-i", join(dir, "client"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-p", String(port), "root@127.0.0.1", cmd], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    return { out, err, code };
+  };
+
+  beforeAll(async () => {
+    const home = join(dir, "root-home");
+    mkdirSync(join(home, ".ssh"), { recursive: true, mode: 0o700 });
+    Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test-key", "-f", join(dir, "client")]);
+    Bun.spawnSync(["dropbearkey", "-t", "ed25519", "-f", join(dir, "host")], { env: { PATH: `${process.env.PATH}:/usr/sbin` } });
+    writeFileSync(join(home, ".ssh", "authorized_keys"), readFileSync(join(dir, "client.pub")), { mode: 0o600 });
+    for (let attempt = 0; attempt < 5 && !server; attempt++) {
+      port = await freePort();
+      // /root is a temp dir for dropbear alone (root's keys); unshare execs sh, which execs dropbear
+      const p = Bun.spawn(["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount --bind "$1" /root && exec dropbear -F -E -s -r "$2" -p "127.0.0.1:$3" -P "$4"', "sh", home, join(dir, "host"), String(port), join(dir, "dropbear.pid")], {
+        stdout: "ignore",
+        stderr: "ignore",
+        env: { ...INIT_ENV, PATH: `${INIT_ENV.PATH}:${process.env.PATH}` },
+      });
+      if (await waitBanner(port, Date.now() + 10_000)) server = p;
+      else {
+        p.kill("SIGKILL");
+        await p.exited;
+      }
+    }
+    if (!server) throw new Error("dropbear did not start");
+    agent = new Agent(INIT_ENV);
+  });
+  afterAll(async () => {
+    if (server) {
+      server.kill("SIGTERM");
+      await server.exited;
+    }
+    agent.proc.stdin.end();
+    agent.proc.kill("SIGKILL");
+    await agent.proc.exited;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  withDropbear.test("the same environment (names and values), $0 and cwd", async () => {
+    const [viaSsh, viaAgent] = [await ssh(ENV_AND_ZERO), await agent.run("db1", ENV_AND_ZERO)];
+    expect(viaSsh.code).toBe(0);
+    const [sEnv, ...sRest] = viaSsh.out.split("\n");
+    const [aEnv, ...aRest] = viaAgent.out.toString().split("\n");
+    const fromSsh = environ(sEnv!);
+    // what only a network login has
+    expect(Object.keys(fromSsh).filter((k) => k.startsWith("SSH_")).sort()).toEqual(["SSH_CLIENT", "SSH_CONNECTION", "SSH_PUBKEYINFO"]);
+    for (const k of ["SSH_CLIENT", "SSH_CONNECTION", "SSH_PUBKEYINFO"]) delete fromSsh[k];
+    expect(environ(aEnv!)).toEqual(fromSsh);
+    expect(aRest).toEqual(sRest);
+  }, 30_000);
+
+  withDropbear.test("a background job: both end the exec when the command exits, without the job's later output", async () => {
+    const cmd = "(sleep 2; echo late) & echo early";
+    let t0 = Date.now();
+    const viaSsh = await ssh(cmd);
+    const sshMs = Date.now() - t0;
+    t0 = Date.now();
+    const viaAgent = await agent.run("db2", cmd);
+    const agentMs = Date.now() - t0;
+    expect([viaSsh.out, viaSsh.code]).toEqual(["early\n", 0]);
+    expect([viaAgent.out.toString(), viaAgent.code]).toEqual(["early\n", 0]);
+    expect(sshMs).toBeLessThan(1800);
+    expect(agentMs).toBeLessThan(1800);
+  }, 30_000);
 });
