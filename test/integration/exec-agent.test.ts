@@ -463,3 +463,58 @@ withDropbear.describe("the exec agent next to the real dropbear", () => {
     expect(agentMs).toBeLessThan(1800);
   }, 30_000);
 });
+
+// init.sh's own lines that find the ports and start the agents, in a private
+// mount namespace whose /sys/class and /dev are tmpfs: a virtio-ports entry
+// per port as the kernel names them, the exec port a char device (a null
+// device: the agent's reads end at once). The agent's path is rewritten as
+// oci.ts rewrites it; `perl` is a stand-in that says how it was started.
+const INIT_SH_PATH = join(import.meta.dir, "../../plugins/image/init.sh");
+withNs().describe("init.sh starts the exec agent on the banger.exec port", () => {
+  const dir = join(tmpdir(), `banger-exec-agent-init-${process.pid}`);
+  const snippet = () => {
+    const text = readFileSync(INIT_SH_PATH, "utf8");
+    const start = text.indexOf("AGENT_PORT='' EXEC_PORT=''");
+    const end = text.indexOf('echo "BANGER-EXEC-AGENT"\nfi\n', start);
+    if (start < 0 || end < 0) throw new Error("init.sh's port lines moved");
+    return text.slice(start, end + 'echo "BANGER-EXEC-AGENT"\nfi\n'.length).replace(/^EXEC_AGENT=.*$/m, `EXEC_AGENT=${dir}/exec-agent.pl`);
+  };
+  const boot = (ports: string[], path: string) => {
+    const setup = [
+      "mount -t tmpfs t /sys/class && mount -t tmpfs t /dev || exit 1",
+      "mknod -m 666 /dev/null c 1 3",
+      'for p in $PORTS; do n=${p%%=*}; mkdir -p /sys/class/virtio-ports/$n; echo "${p#*=}" >/sys/class/virtio-ports/$n/name; mknod /dev/$n c 1 3; done',
+      'PATH="$STUB_PATH"',
+      // the bash agent on banger.agent, found by the same loop: a stand-in here (guest-agent.test.ts runs the real one)
+      "_agent() { :; }",
+      snippet(),
+      "wait",
+      'echo "BANGER-READY"',
+    ].join("\n");
+    const p = Bun.spawnSync(["unshare", "-m", "--propagation", "private", "/bin/bash", "--norc", "-c", setup], { env: { PATH: process.env.PATH ?? "", PORTS: ports.join(" "), STUB_PATH: path } });
+    const started = existsSync(join(dir, "started")) ? readFileSync(join(dir, "started"), "utf8") : "";
+    rmSync(join(dir, "started"), { force: true });
+    return { console: p.stdout.toString(), started };
+  };
+  beforeAll(() => {
+    mkdirSync(join(dir, "bin"), { recursive: true });
+    writeFileSync(join(dir, "exec-agent.pl"), EXEC_AGENT_PL);
+    writeFileSync(join(dir, "bin", "perl"), `#!/bin/sh\nprintf '%s|%s|%s|%s\\n' "$*" "$(readlink /proc/$$/fd/0)" "$(readlink /proc/$$/fd/1)" "$(readlink /proc/$$/fd/2)" >${dir}/started\n`, { mode: 0o755 });
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.test("with the port and a perl: perl FILE, the port both ways, BANGER-EXEC-AGENT before BANGER-READY", () => {
+    const r = boot(["vport0p1=banger.agent", "vport0p2=banger.exec"], `${dir}/bin:/usr/bin:/bin`);
+    expect(r.started).toBe(`${dir}/exec-agent.pl|/dev/vport0p2|/dev/vport0p2|/dev/null\n`);
+    expect(r.console).toBe("BANGER-AGENT\nBANGER-EXEC-AGENT\nBANGER-READY\n");
+  });
+
+  it.test("no perl, or no banger.exec port: no exec agent and no marker (the bash agent as before)", () => {
+    expect(boot(["vport0p1=banger.agent", "vport0p2=banger.exec"], "/nonexistent")).toEqual({ console: "BANGER-AGENT\nBANGER-READY\n", started: "" });
+    expect(boot(["vport0p1=banger.agent", "vport0p2=banger.other"], `${dir}/bin:/usr/bin:/bin`)).toEqual({ console: "BANGER-AGENT\nBANGER-READY\n", started: "" });
+  });
+});
+
+function withNs() {
+  return needs(IS_ROOT && !!Bun.which("unshare"), "needs root and unshare: a private /sys/class and /dev");
+}
