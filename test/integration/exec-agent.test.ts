@@ -39,7 +39,7 @@ class Agent {
   /** `passwd`: a file bound over /etc/passwd in a private mount namespace, for this agent alone. */
   constructor(env: Record<string, string>, passwd?: string) {
     // fd 7 left open and INT/QUIT/HUP/TERM ignored: the agent must hand neither to a command
-    const wrapper = 'trap "" INT QUIT HUP TERM; exec 7</dev/null; if [ -n "$2" ]; then mount --bind "$2" /etc/passwd || exit 1; fi; exec perl -e "$1"';
+    const wrapper = 'trap "" INT QUIT HUP TERM; exec 7</dev/null; if [ -n "$2" ]; then mount --bind "$2" /etc/passwd || exit 1; fi; exec perl -Mstrict -Mwarnings=FATAL,all -e "$1"';
     const ns = passwd ? ["unshare", "-m", "--propagation", "private"] : [];
     this.proc = Bun.spawn([...ns, "bash", "--norc", "-c", wrapper, "bash", EXEC_AGENT_PL, passwd ?? ""], { stdin: "pipe", stdout: "pipe", stderr: "inherit", env });
     void this.pump();
