@@ -29,6 +29,9 @@
 # command's exit it sends what is already in its stdout/stderr pipes, then x,
 # then closes its ends; a background job writing on gets EPIPE, never blocks us.
 #
+# The port's end (EOF: the host closed it) ends the agent once the commands
+# running have ended, as the bash agent on banger.agent ends.
+#
 # Single-threaded: one select(2) over the port, the commands' stdout/stderr
 # and the stdin pipes with data waiting. Writes to commands' stdin never block
 # (non-blocking, buffered per ID); writes to the port may (the host drains).
@@ -126,7 +129,8 @@ sub start {
     # dropbear: a HOME it cannot enter is reported on stderr, and / used
     if (!chdir $HOME) { syswrite STDERR, "Failed chdir '$HOME': $!\n"; chdir '/' }
     %ENV = %CHILD_ENV;
-    { no warnings 'exec'; exec { $SHELL } $ARGV0, '-c', $cmd; }
+    # (in eval: under fatal warnings, as the tests run it, a failed exec dies)
+    eval { exec { $SHELL } $ARGV0, '-c', $cmd };
     syswrite $st_w, "exec $SHELL: $!";
     exit 127;
   }
