@@ -342,6 +342,22 @@ function environ(text: string): Record<string, string> {
 }
 const ENV_AND_ZERO = 'cat /proc/$$/environ; printf "\\n%s\\n%s\\n" "$0" "$PWD"; true';
 
+it.describe("the exec agent at the port's end", () => {
+  it.test("EOF on the port: the commands running finish and report, then the agent exits 0", async () => {
+    const a = new Agent({ LANG: "C.UTF-8" });
+    try {
+      a.send("s", "last", "sleep 0.5; echo done");
+      await a.ping("before");
+      a.proc.stdin.end();
+      const r = await a.result("last");
+      expect([r.out.toString(), r.code]).toEqual(["done\n", 0]);
+      expect(await a.proc.exited).toBe(0);
+    } finally {
+      a.proc.kill("SIGKILL");
+    }
+  });
+});
+
 it.describe("the exec agent with another passwd entry for uid 0 (a private /etc/passwd)", () => {
   const dir = join(tmpdir(), `banger-exec-agent-pw-${process.pid}`);
   const agents: Agent[] = [];
