@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run lint`: static checks, each failing the run. Types first (tsc over
 # tsconfig.json), then eslint's type-aware promise rules (eslint.config.js) over
-# src/, plugins/ and scripts/, the layer rules (.dependency-cruiser.cjs), then shellcheck over every .sh (scripts/lint-shell.sh).
+# src/, plugins/ and scripts/, the layer rules (.dependency-cruiser.cjs), then shellcheck over every .sh (scripts/lint-shell.sh), then perl -c of the guest's exec agent.
 # More checks go here as further steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +20,9 @@ echo "lint: layers (dependency-cruiser, .dependency-cruiser.cjs)" >&2
 
 echo "lint: shellcheck" >&2
 bash scripts/lint-shell.sh
+
+# the guest's exec agent: perl compiles it (warnings fatal) as the guest will run it
+echo "lint: perl -c plugins/image/exec-agent.pl" >&2
+perl -Mstrict -Mwarnings=FATAL,all -c plugins/image/exec-agent.pl
 
 echo "lint: ok" >&2

@@ -1,15 +1,18 @@
 import { writeCpioGz, type CpioEntry } from "../../src/plugin-api.ts";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { BangerError, renderScript } from "../../src/plugin-api.ts";
 import type { Exec, FS } from "../../src/plugin-api.ts";
 import { extractVmlinux } from "./vmlinux.ts";
 // Embedded as text so the compiled binary carries them.
 import INIT_SH from "./init.sh" with { type: "text" };
 import INITRAMFS_INIT_SH from "./initramfs-init.sh" with { type: "text" };
+import EXEC_AGENT_PL from "./exec-agent.pl" with { type: "text" };
 
 /** Bump when the recipe changes in a way that changes the image. */
-export const RECIPE_VERSION = 5;
+export const RECIPE_VERSION = 6;
+/** Where images carry the exec agent (init.sh names the same path). */
+export const EXEC_AGENT_PATH = "/usr/lib/banger/exec-agent.pl";
 export const SUITE = "bookworm";
 export const KERNEL_META_PACKAGE = "linux-image-cloud-amd64";
 export const ROOTFS_PACKAGES = [
@@ -301,6 +304,11 @@ async function _customizeRootfs(exec: Exec, fs: FS, root: string, kernel: Kernel
     await fs.writeFile(p, _POWER_SHIM(sig), _FILE_MODE);
     await fs.chmod(p, 0o755);
   }
+  // the exec agent init.sh starts on the banger.exec port (run as `perl FILE`: no exec bit needed)
+  const agent = join(root, EXEC_AGENT_PATH.slice(1));
+  await fs.mkdirp(dirname(agent), _DIR_MODE);
+  await fs.writeFile(agent, EXEC_AGENT_PL, _FILE_MODE);
+  await fs.chmod(agent, 0o644);
   await fs.mkdirp(join(root, "work"), _DIR_MODE);
   await fs.mkdirp(join(root, "root/.ssh"), 0o700);
   // where dropbear -R reads its host key at each connection: the seed's (init.sh makes it when missing)

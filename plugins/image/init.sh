@@ -225,20 +225,29 @@ _agent() {
     printf 'banger-agent %s exit %d %s\n' "$nonce" "$rc" "$err"
   done
 }
-AGENT_PORT=
+AGENT_PORT='' EXEC_PORT=''
 for f in /sys/class/virtio-ports/*/name; do
   [ -r "$f" ] || continue
   read -r n <"$f" || continue
-  if [ "$n" = banger.agent ]; then
-    f=${f%/name}
-    AGENT_PORT=/dev/${f##*/}
-    break
-  fi
+  f=${f%/name}
+  case "$n" in
+    banger.agent) AGENT_PORT=/dev/${f##*/} ;;
+    banger.exec) EXEC_PORT=/dev/${f##*/} ;;
+  esac
 done
 if [ -n "$AGENT_PORT" ] && [ -c "$AGENT_PORT" ]; then
   _agent <>"$AGENT_PORT" >&0 2>/dev/null &
   # before the ready line: the host reads both from this console log at once
   echo "BANGER-AGENT"
+fi
+# A second port, banger.exec, for `vm exec` without an SSH handshake: a
+# resident perl program (perl-base is Essential, but an OCI-derived image may
+# lack it) runs commands as dropbear would and multiplexes their output
+# (/usr/lib/banger/exec-agent.pl says how).
+EXEC_AGENT=/usr/lib/banger/exec-agent.pl
+if [ -n "$EXEC_PORT" ] && [ -c "$EXEC_PORT" ] && [ -r "$EXEC_AGENT" ] && command -v perl >/dev/null; then
+  perl "$EXEC_AGENT" <>"$EXEC_PORT" >&0 2>/dev/null &
+  echo "BANGER-EXEC-AGENT"
 fi
 
 if _listening; then

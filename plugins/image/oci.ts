@@ -3,11 +3,14 @@ import { BangerError, shellQuote } from "../../src/plugin-api.ts";
 import type { Exec, FS, ImageRecord } from "../../src/plugin-api.ts";
 // Embedded as text so the compiled binary carries it.
 import INIT_SH from "./init.sh" with { type: "text" };
+import EXEC_AGENT_PL from "./exec-agent.pl" with { type: "text" };
 
 /** Where banger's own boot pieces live in an imported image: one dir of ours, nothing of the image's overwritten. */
 export const OCI_BANGER_DIR = "/.banger";
 /** The init the initramfs hands over to (kernel arg banger.init=). */
 export const OCI_INIT = `${OCI_BANGER_DIR}/init`;
+/** The exec agent (plugins/image/exec-agent.pl), in place of a built image's /usr/lib/banger one. */
+export const OCI_EXEC_AGENT = `${OCI_BANGER_DIR}/exec-agent.pl`;
 /** Host programs carried in, with their own loader and libraries (patchelf): they run on an image with no or another libc. */
 const _CARRIED = [
   ["/bin/bash", "bash"],
@@ -212,7 +215,11 @@ async function _addBangerDir(opts: ImportOciOptions, root: string, config: OciDe
     await exec.run("patchelf", ["--set-interpreter", `${OCI_BANGER_DIR}/lib/${_LOADER}`, "--force-rpath", "--set-rpath", `${OCI_BANGER_DIR}/lib`, join(bin, to)]);
   }
   // init.sh as it is, run by the carried bash, with our applets after the image's own tools
-  const init = INIT_SH.replace(/^#!.*\n/, `#!${OCI_BANGER_DIR}/bin/bash\n`).replace(/^export PATH=(.*)$/m, `export PATH=$1:${OCI_BANGER_DIR}/bin`);
+  // and the exec agent among our pieces: init.sh starts it when the image has a perl of its own
+  const init = INIT_SH.replace(/^#!.*\n/, `#!${OCI_BANGER_DIR}/bin/bash\n`)
+    .replace(/^export PATH=(.*)$/m, `export PATH=$1:${OCI_BANGER_DIR}/bin`)
+    .replace(/^EXEC_AGENT=.*$/m, `EXEC_AGENT=${OCI_EXEC_AGENT}`);
+  await fs.writeFile(join(root, OCI_EXEC_AGENT.slice(1)), EXEC_AGENT_PL, 0o644);
   await fs.writeFile(join(root, OCI_INIT.slice(1)), init, 0o755);
   await fs.chmod(join(root, OCI_INIT.slice(1)), 0o755);
   await fs.writeFile(join(top, "env"), envFile(config), 0o644);

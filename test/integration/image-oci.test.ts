@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, expect } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import EXEC_AGENT_PL from "../../plugins/image/exec-agent.pl" with { type: "text" };
 import { tempHome } from "../helpers/cli.ts";
 import { BUSYBOX, BUSYBOX_CONFIG, busyboxLayers, writeDockerArchive, writeOciLayout } from "../helpers/oci.ts";
 import { firstMissing, IS_ROOT, needs } from "../helpers/skip.ts";
@@ -59,6 +60,9 @@ describe("image import --oci (no VM)", () => {
     expect(cat("bb", "/etc/passwd")).toBe("root:x:0:0:root:/root:/.banger/shell\n");
     expect(cat("bb", "/etc/shells")).toContain("/.banger/shell\n");
     expect(cat("bb", "/.banger/init")).toStartWith("#!/.banger/bin/bash\n");
+    // the exec agent among banger's pieces, where the OCI init looks for it (busybox has no perl: init.sh starts none here)
+    expect(cat("bb", "/.banger/init")).toContain("\nEXEC_AGENT=/.banger/exec-agent.pl\n");
+    expect(cat("bb", "/.banger/exec-agent.pl")).toBe(EXEC_AGENT_PL);
     expect(cat("bb", "/.banger/env")).toBe("export PATH='/bin'\nexport GREETING='it'\\''s $(not) run'\nexport PATH=\"${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}:/.banger/bin\"\nBANGER_WORKDIR='/srv/app'\n");
     // the carried programs load through our loader, whatever libc the image has (none here)
     const interp = Bun.spawnSync(["sh", "-c", `debugfs -R 'dump /.banger/bin/dropbear ${work}/db' ${join(h.home, "images/bb/rootfs.ext4")} && patchelf --print-interpreter ${work}/db`]);

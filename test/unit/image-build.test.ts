@@ -3,6 +3,7 @@ import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promi
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import {
+  EXEC_AGENT_PATH,
   INITRD_MODULES,
   ROOTFS_PACKAGES,
   buildBaseInitrd,
@@ -11,6 +12,7 @@ import {
   mmdebstrapArgs,
   sha256File,
 } from "../../plugins/image/build.ts";
+import EXEC_AGENT_PL from "../../plugins/image/exec-agent.pl" with { type: "text" };
 import { readConcatenatedCpioGz } from "../../src/shared/cpio.ts";
 import { createFS } from "../../src/host/fs.ts";
 import type { Exec, ExecOptions, ExecResult } from "../../src/host/types.ts";
@@ -183,6 +185,10 @@ describe("buildImage", () => {
           rootSnapshot = await readFile(join(root, "usr/sbin/banger-init"), "utf8");
           expect(await readFile(join(root, "usr/sbin/poweroff"), "utf8")).toContain("kill -USR1 1");
           expect((await stat(join(root, "usr/sbin/banger-init"))).mode & 0o777).toBe(0o755);
+          // the exec agent, as init.sh names it, the very text of plugins/image/exec-agent.pl
+          expect(await readFile(join(root, EXEC_AGENT_PATH.slice(1)), "utf8")).toBe(EXEC_AGENT_PL);
+          expect((await stat(join(root, EXEC_AGENT_PATH.slice(1)))).mode & 0o777).toBe(0o644);
+          expect(rootSnapshot).toContain(`EXEC_AGENT=${EXEC_AGENT_PATH}\n`);
           // through host.fs the rootfs keeps the modes node's own writeFile/mkdir defaults gave it (0666/0777 less the umask)
           await writeFile(join(tmp, "ref-file"), "");
           await mkdir(join(tmp, "ref-dir"));

@@ -1,0 +1,536 @@
+import { afterAll, beforeAll, expect } from "bun:test";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import EXEC_AGENT_PL from "../../plugins/image/exec-agent.pl" with { type: "text" };
+import { IS_ROOT, needs } from "../helpers/skip.ts";
+import { freePort, waitBanner } from "../helpers/sshd.ts";
+
+// The exec agent as the guest runs it: the text build.ts installs, in a real
+// perl, its stdin and stdout two pipes (the port's two directions), under a
+// bash that ignores some signals and leaves an fd open, as init.sh's `&` and
+// PID 1 might. A small framing client here speaks the protocol the host's
+// exec client speaks. Root: commands run as uid 0's passwd entry says, so in
+// HOME=/root.
+const it = needs(IS_ROOT && !!Bun.which("perl"), "needs root (commands run in uid 0's HOME) and perl");
+
+interface Frame {
+  t: string;
+  id: string;
+  data: Buffer;
+}
+interface Result {
+  out: Buffer;
+  err: Buffer;
+  code: number | null;
+  reason: string | null;
+  chunks: Frame[];
+}
+
+/** One running agent and the frames it sent, by ID. */
+class Agent {
+  readonly proc: Bun.Subprocess<"pipe", "pipe", "inherit">;
+  private buf = Buffer.alloc(0);
+  readonly frames: Frame[] = [];
+  private wake: (() => void)[] = [];
+  private ended = false;
+
+  /** `passwd`: a file bound over /etc/passwd in a private mount namespace, for this agent alone. */
+  constructor(env: Record<string, string>, passwd?: string) {
+    // fd 7 left open and INT/QUIT/HUP/TERM ignored: the agent must hand neither to a command
+    const wrapper = 'trap "" INT QUIT HUP TERM; exec 7</dev/null; if [ -n "$2" ]; then mount --bind "$2" /etc/passwd || exit 1; fi; exec perl -Mstrict -Mwarnings=FATAL,all -e "$1"';
+    const ns = passwd ? ["unshare", "-m", "--propagation", "private"] : [];
+    this.proc = Bun.spawn([...ns, "bash", "--norc", "-c", wrapper, "bash", EXEC_AGENT_PL, passwd ?? ""], { stdin: "pipe", stdout: "pipe", stderr: "inherit", env });
+    void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    for await (const chunk of this.proc.stdout) {
+      this.buf = Buffer.concat([this.buf, Buffer.from(chunk)]);
+      for (;;) {
+        const nl = this.buf.indexOf(10);
+        if (nl < 0) break;
+        const m = /^([A-Za-z]) ([0-9a-z]{1,32}) ([0-9]+)$/.exec(this.buf.subarray(0, nl).toString("latin1"));
+        if (!m) throw new Error(`bad frame header from the agent: ${JSON.stringify(this.buf.subarray(0, nl).toString("latin1"))}`);
+        const n = Number(m[3]);
+        if (this.buf.length < nl + 1 + n) break;
+        this.frames.push({ t: m[1]!, id: m[2]!, data: Buffer.from(this.buf.subarray(nl + 1, nl + 1 + n)) });
+        this.buf = this.buf.subarray(nl + 1 + n);
+      }
+      for (const w of this.wake.splice(0)) w();
+    }
+    this.ended = true;
+    for (const w of this.wake.splice(0)) w();
+  }
+
+  raw(bytes: string | Uint8Array): void {
+    this.proc.stdin.write(bytes);
+    void this.proc.stdin.flush();
+  }
+
+  /** A host -> guest frame with its trailer. */
+  send(t: string, id: string, payload: string | Uint8Array = ""): void {
+    const p = typeof payload === "string" ? Buffer.from(payload) : Buffer.from(payload);
+    if (p.length > 4000) throw new Error("payload over 4000 bytes");
+    this.raw(Buffer.concat([Buffer.from(`${t} ${id} ${p.length}\n`), p, Buffer.from(`.${id}\n`)]));
+  }
+
+  /** stdin in frames of at most 4000 bytes, then EOF. */
+  stdin(id: string, data: Uint8Array): void {
+    for (let i = 0; i < data.length; i += 4000) this.send("i", id, data.subarray(i, i + 4000));
+    this.send("i", id, "");
+  }
+
+  /** Resolves once `pred` holds over the frames so far. */
+  async until(pred: (frames: Frame[]) => boolean, ms = 20_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!pred(this.frames)) {
+      if (this.ended) throw new Error("the agent's stdout closed");
+      if (Date.now() > deadline) throw new Error("timed out waiting for the agent");
+      await new Promise<void>((r) => {
+        this.wake.push(r);
+        setTimeout(r, 100);
+      });
+    }
+  }
+
+  /** ID's frames once its x or r came. */
+  async result(id: string): Promise<Result> {
+    await this.until((fs) => fs.some((f) => f.id === id && (f.t === "x" || f.t === "r")));
+    const mine = this.frames.filter((f) => f.id === id);
+    const cat = (t: string) => Buffer.concat(mine.filter((f) => f.t === t).map((f) => f.data));
+    const end = mine.find((f) => f.t === "x" || f.t === "r")!;
+    return { out: cat("o"), err: cat("e"), code: end.t === "x" ? Number(end.data.toString()) : null, reason: end.t === "r" ? end.data.toString() : null, chunks: mine };
+  }
+
+  async run(id: string, cmd: string, stdin?: Uint8Array): Promise<Result> {
+    this.send("s", id, cmd);
+    if (stdin) this.stdin(id, stdin);
+    return this.result(id);
+  }
+
+  async ping(id: string): Promise<void> {
+    this.send("p", id);
+    await this.until((fs) => fs.some((f) => f.t === "p" && f.id === id));
+  }
+}
+
+/** uid 0's passwd entry: what the agent takes USER, HOME and SHELL from. */
+function rootEntry(): { name: string; home: string; shell: string } {
+  const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.split(":")[2] === "0")!;
+  const f = line.split(":");
+  return { name: f[0]!, home: f[5]!, shell: f[6] || "/bin/sh" };
+}
+
+it.describe("the exec agent (plugins/image/exec-agent.pl)", () => {
+  let agent: Agent;
+  let seq = 0;
+  const id = () => `t${++seq}`;
+  const marker = join(tmpdir(), `banger-exec-agent-${process.pid}`);
+
+  beforeAll(() => {
+    agent = new Agent({ LANG: "C.UTF-8", FOO: "must-not-pass", PATH: "/usr/bin:/bin" });
+  });
+  afterAll(async () => {
+    agent.proc.stdin.end();
+    await Promise.race([agent.proc.exited, Bun.sleep(5000)]);
+    agent.proc.kill("SIGKILL");
+    rmSync(marker, { force: true });
+  });
+
+  it.test("ping gets a pong with the same ID", async () => {
+    await agent.ping("pp1");
+  });
+
+  it.test("hostile command lines run exactly as given: the same output as bash -c of the same bytes", async () => {
+    const cmd = `printf '%s|' 'it'"'"'s; $(echo sub) \`echo tick\`' "a;b" $(echo sub) \`echo tick\`; echo\necho 'line two' ; echo "\\$HOME" '$HOME'`;
+    const want = Bun.spawnSync(["bash", "-c", cmd], { env: { HOME: rootEntry().home } });
+    const r = await agent.run(id(), cmd);
+    expect(r.out.toString()).toBe(want.stdout.toString());
+    expect(r.out.toString()).toContain("it's; $(echo sub) `echo tick`|a;b|sub|tick|");
+    expect(r.code).toBe(0);
+  });
+
+  it.test("stdout and stderr come back apart and binary-clean: 1 MiB of random bytes through stdin and back, NULs on stderr, chunks of at most 64 KiB", async () => {
+    const data = randomBytes(1 << 20);
+    const r = await agent.run(id(), "cat; printf 'e\\0r\\0r' >&2", data);
+    expect(r.code).toBe(0);
+    expect(r.out.equals(data)).toBe(true);
+    expect(r.err.equals(Buffer.from("e\0r\0r"))).toBe(true);
+    expect(r.chunks.filter((f) => f.t === "o" || f.t === "e").every((f) => f.data.length >= 1 && f.data.length <= 65536)).toBe(true);
+    // x after every o/e
+    expect(r.chunks.at(-1)!.t).toBe("x");
+  });
+
+  it.test("exit codes come back: 0, 3, 255, and 128+9 for a command killed by a k frame", async () => {
+    expect((await agent.run(id(), "true")).code).toBe(0);
+    expect((await agent.run(id(), "exit 3")).code).toBe(3);
+    expect((await agent.run(id(), "exit 255")).code).toBe(255);
+    const k = id();
+    agent.send("s", k, "echo started; exec sleep 30");
+    await agent.until((fs) => fs.some((f) => f.id === k && f.t === "o"));
+    agent.send("k", k, "9");
+    const r = await agent.result(k);
+    expect(r.code).toBe(137);
+    expect(r.out.toString()).toBe("started\n");
+  });
+
+  it.test("k signals the whole process group: a pipeline's every process", async () => {
+    const k = id();
+    agent.send("s", k, "echo $$; sleep 30 | sleep 30; echo not-reached");
+    await agent.until((fs) => fs.some((f) => f.id === k && f.t === "o"));
+    await Bun.sleep(200);
+    agent.send("k", k, "15");
+    const r = await agent.result(k);
+    expect(r.code).toBe(128 + 15);
+    const [sid, ...rest] = r.out.toString().split("\n");
+    expect(rest.join("")).toBe("");
+    // neither sleep lives on in the command's session
+    const alive = () => Bun.spawnSync(["ps", "-o", "pid=", "-s", sid!]).stdout.toString().trim();
+    for (let i = 0; i < 20 && alive() !== ""; i++) await Bun.sleep(100);
+    expect(alive()).toBe("");
+  });
+
+  it.test("stdin data and EOF: wc -c counts exactly what was sent", async () => {
+    const r = await agent.run(id(), "wc -c", Buffer.alloc(12345, 0x61));
+    expect(r.out.toString().trim()).toBe("12345");
+    // EOF with no data at all
+    expect((await agent.run(id(), "wc -c", new Uint8Array())).out.toString().trim()).toBe("0");
+  });
+
+  it.test("two commands at once: their output interleaves, each ID gets its own", async () => {
+    const [a, b] = [id(), id()];
+    const loop = (tag: string) => `for i in 1 2 3 4; do echo ${tag}$i; echo ${tag}err$i >&2; sleep 0.2; done`;
+    agent.send("s", a, loop("a"));
+    agent.send("s", b, loop("b"));
+    const [ra, rb] = await Promise.all([agent.result(a), agent.result(b)]);
+    expect(ra.out.toString()).toBe("a1\na2\na3\na4\n");
+    expect(rb.out.toString()).toBe("b1\nb2\nb3\nb4\n");
+    expect(ra.err.toString()).toBe("aerr1\naerr2\naerr3\naerr4\n");
+    // b's first output came before a ended: they ran side by side
+    const order = agent.frames.filter((f) => f.id === a || f.id === b).map((f) => `${f.t}${f.id}`);
+    expect(order.indexOf(`o${b}`)).toBeLessThan(order.indexOf(`x${a}`));
+  });
+
+  it.test("the command's world is dropbear's for root: env exactly, cwd HOME, $0 the shell's basename", async () => {
+    const root = rootEntry();
+    // a second command keeps bash from exec'ing cat: /proc/$$/environ is then what the shell was given
+    const r = await agent.run(id(), 'cat /proc/$$/environ; printf "\\n%s\\n%s\\n" "$0" "$PWD"; true');
+    const [env, zero, cwd] = [r.out.toString().split("\n")[0]!, r.out.toString().split("\n")[1], r.out.toString().split("\n")[2]];
+    const vars = Object.fromEntries(
+      env
+        .split("\0")
+        .filter(Boolean)
+        .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+    );
+    expect(vars).toEqual({
+      USER: root.name,
+      LOGNAME: root.name,
+      HOME: root.home,
+      SHELL: root.shell,
+      PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      LANG: "C.UTF-8",
+    });
+    expect(zero).toBe(root.shell.slice(root.shell.lastIndexOf("/") + 1));
+    expect(cwd).toBe(root.home);
+  });
+
+  it.test("the command leads its own session, with no signal ignored or blocked and only fds 0-2", async () => {
+    // grep's own status: bash ignores SIGQUIT in itself (not in what it runs), over dropbear too
+    const r = await agent.run(id(), 'read -r _ _ _ _ _ sid _ </proc/$$/stat; echo "$$ $sid"; grep -E "^Sig(Ign|Blk)" /proc/self/status; ls /proc/$$/fd; true');
+    const lines = r.out.toString().trim().split("\n");
+    const [pid, sid] = lines[0]!.split(" ");
+    expect(sid).toBe(pid);
+    expect(lines.slice(1, 3).sort()).toEqual(["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"]);
+    expect(lines.slice(3).sort()).toEqual(["0", "1", "2"]);
+    // `kill 0` in a command reaches only its own session: the agent lives on
+    expect((await agent.run(id(), "kill 0")).code).toBe(128 + 15);
+    await agent.ping("afterkill0");
+  });
+
+  it.test("a long command line over a frames, started by s, runs whole", async () => {
+    const words = Array.from({ length: 3000 }, (_, i) => `w${i}`).join(" ");
+    const cmd = `for w in ${words}; do n=$((n+1)); done; echo "$n $w"`;
+    const k = id();
+    const bytes = Buffer.from(cmd);
+    expect(bytes.length).toBeGreaterThan(3 * 4000);
+    let i = 0;
+    for (; bytes.length - i > 4000; i += 4000) agent.send("a", k, bytes.subarray(i, i + 4000));
+    agent.send("s", k, bytes.subarray(i));
+    const r = await agent.result(k);
+    expect(r.out.toString()).toBe("3000 w2999\n");
+  });
+
+  it.test("a frame with a bad trailer runs nothing, nor anything before the next sync line; then frames work again", async () => {
+    rmSync(marker, { force: true });
+    const touch = `touch ${marker}`;
+    // the trailer names another ID
+    agent.raw(`s bad1 ${touch.length}\n${touch}.bad2\n`);
+    // a well-formed frame before the sync line is part of what is dropped
+    agent.send("s", "bad3", touch);
+    agent.send("p", "bad4");
+    agent.raw("sync\n");
+    await agent.ping("good1");
+    // a malformed header, garbage, then the host's recovery: newlines, sync, ping
+    agent.raw(`S bad5 99999\n${touch}\n.bad5\nxx`);
+    agent.raw(`${"\n".repeat(4200)}sync\n`);
+    await agent.ping("good2");
+    // a sync line where a header is due: nothing
+    agent.raw("sync\n");
+    expect((await agent.run(id(), "echo fine")).out.toString()).toBe("fine\n");
+    expect(existsSync(marker)).toBe(false);
+    expect(agent.frames.filter((f) => f.id.startsWith("bad"))).toEqual([]);
+  });
+
+  it.test("the same ID while it runs: r, the running one goes on; stdin and k for unknown IDs are ignored", async () => {
+    const k = id();
+    agent.send("s", k, "sleep 0.5; echo first");
+    agent.send("s", k, "echo second");
+    agent.send("i", "nosuchid", "data");
+    agent.send("k", "nosuchid", "9");
+    await agent.until((fs) => fs.some((f) => f.id === k && f.t === "r"));
+    const r = await agent.result(k);
+    expect(r.reason).toContain("running");
+    await agent.until((fs) => fs.some((f) => f.id === k && f.t === "x"));
+    const out = Buffer.concat(agent.frames.filter((f) => f.id === k && f.t === "o").map((f) => f.data)).toString();
+    expect(out).toBe("first\n");
+  });
+
+  it.test("dropbear's rule for background jobs: the exec ends when the command exits; a job that writes on reaches nobody and wedges nothing", async () => {
+    const k = id();
+    const t0 = Date.now();
+    const r = await agent.run(k, "(sleep 1; echo late) & echo early");
+    expect(Date.now() - t0).toBeLessThan(900);
+    expect(r.out.toString()).toBe("early\n");
+    expect(r.code).toBe(0);
+    // a job that writes without end, stdin and both outputs held
+    const y = id();
+    const ry = await agent.run(y, "yes & yes >&2 & sleep 3 <&0 & echo bg");
+    expect(ry.code).toBe(0);
+    // meanwhile the agent serves other execs and pings
+    await agent.ping("bgping");
+    expect((await agent.run(id(), "echo other")).out.toString()).toBe("other\n");
+    await Bun.sleep(1200);
+    // nothing for the ended IDs after their x
+    for (const e of [k, y]) {
+      const mine = agent.frames.filter((f) => f.id === e);
+      expect(mine.at(-1)!.t).toBe("x");
+      expect(mine.filter((f) => f.t === "x")).toHaveLength(1);
+    }
+    expect(agent.frames.some((f) => f.id === k && f.data.toString().includes("late"))).toBe(false);
+  });
+
+  it.test("one exec of `true` through the agent takes little time (the figure is printed)", async () => {
+    const n = 30;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) expect((await agent.run(id(), "true")).code).toBe(0);
+    const ms = (performance.now() - t0) / n;
+    console.log(`exec-agent: one exec of true: ${ms.toFixed(2)} ms (mean of ${n})`);
+    expect(ms).toBeLessThan(500);
+  });
+});
+
+/** `cat /proc/$$/environ` output as a map. */
+function environ(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .split("\0")
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  );
+}
+const ENV_AND_ZERO = 'cat /proc/$$/environ; printf "\\n%s\\n%s\\n" "$0" "$PWD"; true';
+
+it.describe("the exec agent at the port's end", () => {
+  it.test("EOF on the port: the commands running finish and report, then the agent exits 0", async () => {
+    const a = new Agent({ LANG: "C.UTF-8" });
+    try {
+      a.send("s", "last", "sleep 0.5; echo done");
+      await a.ping("before");
+      a.proc.stdin.end();
+      const r = await a.result("last");
+      expect([r.out.toString(), r.code]).toEqual(["done\n", 0]);
+      expect(await a.proc.exited).toBe(0);
+    } finally {
+      a.proc.kill("SIGKILL");
+    }
+  });
+});
+
+it.describe("the exec agent with another passwd entry for uid 0 (a private /etc/passwd)", () => {
+  const dir = join(tmpdir(), `banger-exec-agent-pw-${process.pid}`);
+  const agents: Agent[] = [];
+  const start = (line: string) => {
+    mkdirSync(dir, { recursive: true });
+    const f = join(dir, `passwd-${agents.length}`);
+    writeFileSync(f, `${line}\n`);
+    const a = new Agent({ LANG: "C.UTF-8" }, f);
+    agents.push(a);
+    return a;
+  };
+  afterAll(async () => {
+    for (const a of agents) {
+      a.proc.stdin.end();
+      a.proc.kill("SIGKILL");
+      await a.proc.exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.test("a shell that cannot be executed: r with the reason, no x, and the agent serves on", async () => {
+    const a = start("root:x:0:0:root:/:/nonexistent/shell");
+    const r = await a.run("e1", "true");
+    expect(r.code).toBeNull();
+    expect(r.reason).toBe("exec /nonexistent/shell: No such file or directory");
+    await a.ping("e2");
+    expect(a.frames.filter((f) => f.id === "e1").map((f) => f.t)).toEqual(["r"]);
+  });
+
+  it.test("dropbear's rules for an empty shell field (/bin/sh) and a HOME it cannot enter (said on stderr, cwd /)", async () => {
+    const a = start("root:x:0:0:root:/nonexistent-home:");
+    const r = await a.run("h1", ENV_AND_ZERO);
+    const [env, zero, cwd] = r.out.toString().split("\n");
+    expect(environ(env!)).toMatchObject({ HOME: "/nonexistent-home", SHELL: "/bin/sh" });
+    expect([zero, cwd]).toEqual(["sh", "/"]);
+    // dropbear's own words (`strings /usr/sbin/dropbear`: "Failed chdir '%s': %s")
+    expect(r.err.toString()).toBe("Failed chdir '/nonexistent-home': No such file or directory\n");
+  });
+});
+
+// The real dropbear as the guest runs it, next to the agent, both started with
+// init.sh's environment: what a command sees over either must be the same, bar
+// what describes the network peer and key (SSH_CONNECTION, SSH_CLIENT,
+// SSH_PUBKEYINFO), which the agent has no counterpart for.
+const DROPBEAR_TOOLS = ["dropbear", "dropbearkey", "ssh", "ssh-keygen", "unshare", "mount"];
+const missing = DROPBEAR_TOOLS.find((t) => !Bun.which(t, { PATH: `${process.env.PATH}:/usr/sbin:/sbin` }));
+const withDropbear = needs(IS_ROOT && !missing && !!Bun.which("perl"), `needs root, perl and ${missing ?? "the ssh tools"}`);
+
+withDropbear.describe("the exec agent next to the real dropbear", () => {
+  const dir = join(tmpdir(), `banger-exec-agent-db-${process.pid}`);
+  const INIT_ENV = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/root", TERM: "linux", LANG: "C.UTF-8" };
+  let server: Bun.Subprocess | null = null;
+  let port = 0;
+  let agent: Agent;
+  const ssh = async (cmd: string) => {
+    const p = Bun.spawn(["ssh", "-F", "/dev/null", "-i", join(dir, "client"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-p", String(port), "root@127.0.0.1", cmd], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    return { out, err, code };
+  };
+
+  beforeAll(async () => {
+    const home = join(dir, "root-home");
+    mkdirSync(join(home, ".ssh"), { recursive: true, mode: 0o700 });
+    Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test-key", "-f", join(dir, "client")]);
+    Bun.spawnSync(["dropbearkey", "-t", "ed25519", "-f", join(dir, "host")], { env: { PATH: `${process.env.PATH}:/usr/sbin` } });
+    writeFileSync(join(home, ".ssh", "authorized_keys"), readFileSync(join(dir, "client.pub")), { mode: 0o600 });
+    for (let attempt = 0; attempt < 5 && !server; attempt++) {
+      port = await freePort();
+      // /root is a temp dir for dropbear alone (root's keys); unshare execs sh, which execs dropbear
+      const p = Bun.spawn(["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount --bind "$1" /root && exec dropbear -F -E -s -r "$2" -p "127.0.0.1:$3" -P "$4"', "sh", home, join(dir, "host"), String(port), join(dir, "dropbear.pid")], {
+        stdout: "ignore",
+        stderr: "ignore",
+        env: { ...INIT_ENV, PATH: `${INIT_ENV.PATH}:${process.env.PATH}` },
+      });
+      if (await waitBanner(port, Date.now() + 10_000)) server = p;
+      else {
+        p.kill("SIGKILL");
+        await p.exited;
+      }
+    }
+    if (!server) throw new Error("dropbear did not start");
+    agent = new Agent(INIT_ENV);
+  });
+  afterAll(async () => {
+    if (server) {
+      server.kill("SIGTERM");
+      await server.exited;
+    }
+    agent.proc.stdin.end();
+    agent.proc.kill("SIGKILL");
+    await agent.proc.exited;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  withDropbear.test("the same environment (names and values), $0 and cwd", async () => {
+    const [viaSsh, viaAgent] = [await ssh(ENV_AND_ZERO), await agent.run("db1", ENV_AND_ZERO)];
+    expect(viaSsh.code).toBe(0);
+    const [sEnv, ...sRest] = viaSsh.out.split("\n");
+    const [aEnv, ...aRest] = viaAgent.out.toString().split("\n");
+    const fromSsh = environ(sEnv!);
+    // what only a network login has
+    expect(Object.keys(fromSsh).filter((k) => k.startsWith("SSH_")).sort()).toEqual(["SSH_CLIENT", "SSH_CONNECTION", "SSH_PUBKEYINFO"]);
+    for (const k of ["SSH_CLIENT", "SSH_CONNECTION", "SSH_PUBKEYINFO"]) delete fromSsh[k];
+    expect(environ(aEnv!)).toEqual(fromSsh);
+    expect(aRest).toEqual(sRest);
+  }, 30_000);
+
+  withDropbear.test("a background job: both end the exec when the command exits, without the job's later output", async () => {
+    const cmd = "(sleep 2; echo late) & echo early";
+    let t0 = Date.now();
+    const viaSsh = await ssh(cmd);
+    const sshMs = Date.now() - t0;
+    t0 = Date.now();
+    const viaAgent = await agent.run("db2", cmd);
+    const agentMs = Date.now() - t0;
+    expect([viaSsh.out, viaSsh.code]).toEqual(["early\n", 0]);
+    expect([viaAgent.out.toString(), viaAgent.code]).toEqual(["early\n", 0]);
+    expect(sshMs).toBeLessThan(1800);
+    expect(agentMs).toBeLessThan(1800);
+  }, 30_000);
+});
+
+// init.sh's own lines that find the ports and start the agents, in a private
+// mount namespace whose /sys/class and /dev are tmpfs: a virtio-ports entry
+// per port as the kernel names them, the exec port a char device (a null
+// device: the agent's reads end at once). The agent's path is rewritten as
+// oci.ts rewrites it; `perl` is a stand-in that says how it was started.
+const INIT_SH_PATH = join(import.meta.dir, "../../plugins/image/init.sh");
+withNs().describe("init.sh starts the exec agent on the banger.exec port", () => {
+  const dir = join(tmpdir(), `banger-exec-agent-init-${process.pid}`);
+  const snippet = () => {
+    const text = readFileSync(INIT_SH_PATH, "utf8");
+    const start = text.indexOf("AGENT_PORT='' EXEC_PORT=''");
+    const end = text.indexOf('echo "BANGER-EXEC-AGENT"\nfi\n', start);
+    if (start < 0 || end < 0) throw new Error("init.sh's port lines moved");
+    return text.slice(start, end + 'echo "BANGER-EXEC-AGENT"\nfi\n'.length).replace(/^EXEC_AGENT=.*$/m, `EXEC_AGENT=${dir}/exec-agent.pl`);
+  };
+  const boot = (ports: string[], path: string) => {
+    const setup = [
+      "mount -t tmpfs t /sys/class && mount -t tmpfs t /dev || exit 1",
+      "mknod -m 666 /dev/null c 1 3",
+      'for p in $PORTS; do n=${p%%=*}; mkdir -p /sys/class/virtio-ports/$n; echo "${p#*=}" >/sys/class/virtio-ports/$n/name; mknod /dev/$n c 1 3; done',
+      'PATH="$STUB_PATH"',
+      // the bash agent on banger.agent, found by the same loop: a stand-in here (guest-agent.test.ts runs the real one)
+      "_agent() { :; }",
+      snippet(),
+      "wait",
+      'echo "BANGER-READY"',
+    ].join("\n");
+    const p = Bun.spawnSync(["unshare", "-m", "--propagation", "private", "/bin/bash", "--norc", "-c", setup], { env: { PATH: process.env.PATH ?? "", PORTS: ports.join(" "), STUB_PATH: path } });
+    const started = existsSync(join(dir, "started")) ? readFileSync(join(dir, "started"), "utf8") : "";
+    rmSync(join(dir, "started"), { force: true });
+    return { console: p.stdout.toString(), started };
+  };
+  beforeAll(() => {
+    mkdirSync(join(dir, "bin"), { recursive: true });
+    writeFileSync(join(dir, "exec-agent.pl"), EXEC_AGENT_PL);
+    writeFileSync(join(dir, "bin", "perl"), `#!/bin/sh\nprintf '%s|%s|%s|%s\\n' "$*" "$(readlink /proc/$$/fd/0)" "$(readlink /proc/$$/fd/1)" "$(readlink /proc/$$/fd/2)" >${dir}/started\n`, { mode: 0o755 });
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.test("with the port and a perl: perl FILE, the port both ways, BANGER-EXEC-AGENT before BANGER-READY", () => {
+    const r = boot(["vport0p1=banger.agent", "vport0p2=banger.exec"], `${dir}/bin:/usr/bin:/bin`);
+    expect(r.started).toBe(`${dir}/exec-agent.pl|/dev/vport0p2|/dev/vport0p2|/dev/null\n`);
+    expect(r.console).toBe("BANGER-AGENT\nBANGER-EXEC-AGENT\nBANGER-READY\n");
+  });
+
+  it.test("no perl, or no banger.exec port: no exec agent and no marker (the bash agent as before)", () => {
+    expect(boot(["vport0p1=banger.agent", "vport0p2=banger.exec"], "/nonexistent")).toEqual({ console: "BANGER-AGENT\nBANGER-READY\n", started: "" });
+    expect(boot(["vport0p1=banger.agent", "vport0p2=banger.other"], `${dir}/bin:/usr/bin:/bin`)).toEqual({ console: "BANGER-AGENT\nBANGER-READY\n", started: "" });
+  });
+});
+
+function withNs() {
+  return needs(IS_ROOT && !!Bun.which("unshare"), "needs root and unshare: a private /sys/class and /dev");
+}
