@@ -1,6 +1,6 @@
 # banger exec agent: `vm exec` without an SSH handshake. init.sh runs it as
 # `perl /usr/lib/banger/exec-agent.pl <>PORT >&0` on the virtio-serial port
-# named banger.exec; the host side is the QEMU driver's exec client.
+# named banger.exec; the host side is plugins/guest/exec-agent.ts.
 #
 # Frames, both ways: a header line `T ID N` (T a letter, ID 1-32 of [0-9a-z],
 # N the payload's length in bytes), then N payload bytes. Host -> guest frames

@@ -176,15 +176,17 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     expect([existsSync(join(f.snapshot.dir, "guest-agent")), existsSync(join(c1.runtime.vmDir, "guest-agent"))]).toEqual([true, true]);
     const listener = (vm: string) => ok(["vm", "exec", vm, "--", "cat", "/run/dropbear.pid"]).stdout.trim();
     expect(listener("c1")).toBe(listener("snapbox"));
-    // a clone's commands run over the exec agent (its marker came with the snapshot), the parent's over SSH: the
-    // same environment but for SSH's own variables, the same cwd and shell; stdout and stderr apart, the status
+    // a clone's commands run over the exec agent (its marker came with the snapshot); what its own dropbear
+    // runs (ssh with the clone's key) sees the same environment but for SSH's own variables, cwd and shell
     expect([existsSync(join(f.snapshot.dir, "guest-exec-agent")), existsSync(join(c1.runtime.vmDir, "guest-exec-agent"))]).toEqual([true, true]);
-    const env = (vm: string) => ok(["vm", "exec", vm, "--", "sh", "-c", 'echo "$0 $PWD ${SSH_CONNECTION:-no-ssh}"; env | sort']).stdout.trim().split("\n");
-    const [cWhere, ...cEnv] = env("c1");
-    const [pWhere, ...pEnv] = env("snapbox");
-    expect(cWhere).toBe("sh /root no-ssh");
-    expect(pWhere).toMatch(/^sh \/root \d/);
-    expect(cEnv).toEqual(pEnv.filter((l) => !/^SSH_(CONNECTION|CLIENT)=/.test(l)));
+    const probe = 'echo "$0 $PWD ${SSH_CONNECTION:-no-ssh}"; env | sort';
+    const [aWhere, ...aEnv] = ok(["vm", "exec", "c1", "--", "sh", "-c", probe]).stdout.trim().split("\n");
+    const viaSSH = Bun.spawnSync(["ssh", "-i", join(c1.runtime.vmDir, "keys", "id_ed25519"), "-p", String(c1.runtime.sshPort), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "root@127.0.0.1", `sh -c '${probe}'`], { stderr: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } }); // no LANG for ssh's SendEnv
+    expect(viaSSH.exitCode).toBe(0);
+    const [sWhere, ...sEnv] = viaSSH.stdout.toString().trim().split("\n");
+    expect(aWhere).toBe("sh /root no-ssh");
+    expect(sWhere).toMatch(/^sh \/root \d/);
+    expect(aEnv).toEqual(sEnv.filter((l) => !/^SSH_(CONNECTION|CLIENT|PUBKEYINFO)=/.test(l)));
     const r = h.run(["vm", "exec", "c1", "--", "sh", "-c", "printf 'out\\0bin'; echo err >&2; exit 7"]);
     expect([r.code, r.stdout, r.stderr]).toEqual([7, "out\0bin", "err\n"]);
     // clocks: set at restore with an error of at most half the exchange's round trip
