@@ -25,6 +25,8 @@ export const EXEC_AGENT_MARKER = "BANGER-EXEC-AGENT";
 
 /** A frame of ours, header and trailer included, is one write of at most this (PIPE_BUF: atomic on a FIFO). */
 const _MAX_FRAME = 4096;
+/** The most payload the guest takes in one frame of ours (it drops a longer one as garbled: exec-agent.pl). */
+const _MAX_PAYLOAD = 4000;
 /** How often the FIFOs are looked at while something is asked or runs, and how that slows when nothing comes. */
 const _POLL_MS = 2;
 const _POLL_QUIET_MS = 20;
@@ -180,7 +182,7 @@ export class ExecAgent {
       });
       io.signal?.addEventListener("abort", onAbort, { once: true });
       const cmd = new TextEncoder().encode(command);
-      const room = _MAX_FRAME - _overhead(id);
+      const room = Math.min(_MAX_PAYLOAD, _MAX_FRAME - _overhead(id));
       let off = 0;
       for (; cmd.length - off > room; off += room) this._send(_frame("a", id, cmd.subarray(off, off + room)));
       this._send(_frame("s", id, cmd.subarray(off)));
@@ -308,17 +310,21 @@ export class ExecAgent {
 /**
  * A VM's connection for the daemon's SSH pool whose commands go over the exec
  * agent when they can (no terminal, no flow control, stdin given whole and
- * small) and over SSH otherwise; SSH is dialled at the first need, not
- * before: a restored VM answers its first command without a handshake.
+ * small) and over SSH otherwise; a restored VM's SSH is dialled at the first
+ * need, not before: it answers its first command without a handshake.
  */
 export class AgentFirstSSH implements GuestSSH {
-  private ssh: Promise<GuestSSH> | null = null;
+  private ssh: Promise<GuestSSH> | null;
   private _closed = false;
 
+  /** `ssh`: a connection already made (a cold boot's); else SSH is dialled at the first need. */
   constructor(
     private readonly agent: ExecAgent,
     private readonly dial: () => Promise<GuestSSH>,
-  ) {}
+    ssh?: GuestSSH,
+  ) {
+    this.ssh = ssh ? Promise.resolve(ssh) : null;
+  }
 
   get closed(): boolean {
     return this._closed;

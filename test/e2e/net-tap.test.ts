@@ -138,7 +138,7 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
       times.push(performance.now() - t);
     }
     times.sort((a, b) => a - b);
-    console.log(`e2e net-tap: vm exec -- true p50 ${Math.round(times[5]!)} ms (n=11, pooled SSH over the tap)`);
+    console.log(`e2e net-tap: vm exec -- true p50 ${Math.round(times[5]!)} ms (n=11, over the exec agent: no network in it)`);
 
     // a clone of the running VM: its own address and MAC (alpha's session server runs on in it), nothing of alpha's on its tap
     const tf = performance.now();

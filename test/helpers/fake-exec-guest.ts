@@ -47,6 +47,8 @@ export function fakeExecGuest(fs: FakeFS, pipe: string, onStart: (s: Started, re
       const m = /^([saikp]) ([0-9a-z]{1,32}) (\d+)$/.exec(line);
       if (!m) throw new Error(`bad header ${JSON.stringify(line)}`);
       const [, type, id, len] = m as unknown as [string, string, string, string];
+      // the real agent drops a longer one as garbled, and hears nothing more until `sync`
+      if (Number(len) > 4000) throw new Error(`a payload of ${len} bytes: the guest takes at most 4000`);
       const trailer = `.${id}\n`;
       if (buf.length < nl + 1 + Number(len) + trailer.length) return;
       const payload = new Uint8Array(buf.subarray(nl + 1, nl + 1 + Number(len)));

@@ -311,8 +311,13 @@ describe("waitForGuest and the exec agent", () => {
 });
 
 describe("the guest plugin and EXEC_AGENT_FILE", () => {
-  test("a boot whose console said both markers records both; its snapshot carries them; a clone of it answers over the exec agent with no dial", async () => {
+  test("a boot whose console said both markers records both, and its commands go over the exec agent with the boot's SSH connection kept for the rest; its snapshot carries them; a clone of it answers over the exec agent with no dial", async () => {
     const s = setup();
+    const ran: string[] = [];
+    fakeExecGuest(s.host.fs, vmPaths(s.vm.runtime.vmDir).execPipe, (x, reply) => {
+      ran.push(x.command);
+      reply("x", x.id, "0");
+    });
     s.host.fs.files.set(s.vm.runtime.logPath, `x\n${AGENT_MARKER}\n${EXEC_AGENT_MARKER}\n${READY_MARKER}\n`);
     const adopted: GuestSSH[] = [];
     const hooks = new HookEngine();
@@ -334,6 +339,16 @@ describe("the guest plugin and EXEC_AGENT_FILE", () => {
     const mark = join(s.vm.runtime.vmDir, EXEC_AGENT_FILE);
     await start({});
     expect(s.host.fs.files.has(mark)).toBe(true);
+    const booted = adopted.at(-1)!;
+    expect(booted).toBeInstanceOf(AgentFirstSSH);
+    expect(s.dials).toHaveLength(1);
+    expect(await booted.exec("echo over the agent")).toBe(0);
+    expect(ran).toEqual(["echo over the agent"]);
+    await booted.runScript("true");
+    expect(s.dials).toHaveLength(1); // the boot's connection, not a second dial
+    booted.close();
+    await Promise.resolve();
+    expect(s.dials[0]!.conn.closed).toBe(true);
     await hooks.run("vm:snapshot:before", { vm: s.vm, dir: SNAP } as never);
     expect(s.host.fs.files.has(join(SNAP, EXEC_AGENT_FILE))).toBe(true);
     s.host.fs.files.delete(mark);
