@@ -35,6 +35,13 @@ const _QUIET_AFTER_MS = 2000;
 const _ALIVE_EVERY_MS = 200;
 /** A ping not answered in this long gets filler first: the guest may sit in the middle of a frame of ours. */
 const _RESYNC_AFTER_MS = 1000;
+/**
+ * A command may say nothing for long; the agent answers a ping whatever runs. So after this long without a
+ * byte, `sync` and a ping (a guest that dropped a garbled frame of ours hears again after `sync`); no pong
+ * within _PONG_WITHIN_MS breaks the agent: its commands fail rather than wait for ever.
+ */
+const _PROBE_AFTER_MS = 5000;
+const _PONG_WITHIN_MS = 10_000;
 /** A header line of theirs is short; anything longer is not one. */
 const _MAX_HEADER = 64;
 
@@ -63,6 +70,8 @@ export class ExecAgent {
   private nextId = 0;
   private lastData = 0;
   private lookedAlive = 0;
+  /** The liveness ping in flight, if any. */
+  private probe: { id: string; at: number } | null = null;
   /** Frames waiting for room in the FIFO, in order. */
   private readonly queue: Uint8Array[] = [];
 
@@ -181,6 +190,8 @@ export class ExecAgent {
         abandoned: false,
       });
       io.signal?.addEventListener("abort", onAbort, { once: true });
+      // polled quickly from now (an answer is due), and no liveness ping for a while
+      this.lastData = this.now();
       const cmd = new TextEncoder().encode(command);
       const room = Math.min(_MAX_PAYLOAD, _MAX_FRAME - _overhead(id));
       let off = 0;
@@ -253,6 +264,14 @@ export class ExecAgent {
           return this._fail(new BangerError("E_STATE", "the VM's process exited while a command ran over its exec agent"));
         }
       }
+      if (this.probe && this.now() - this.probe.at >= _PONG_WITHIN_MS) {
+        this.pumping = false;
+        return this._break(`no answer to a ping in ${_PONG_WITHIN_MS / 1000} s`);
+      }
+      if (!this.probe && this.now() - this.lastData >= _PROBE_AFTER_MS) {
+        this.probe = { id: _randomId(), at: this.now() };
+        this._send(_concat(new TextEncoder().encode("sync\n"), _frame("p", this.probe.id, new Uint8Array(0))));
+      }
       await this.host.clock.sleep(this.now() - this.lastData < _QUIET_AFTER_MS ? _POLL_MS : _POLL_QUIET_MS);
     }
   }
@@ -277,8 +296,11 @@ export class ExecAgent {
   }
 
   private _frameIn(type: string, id: string, payload: Uint8Array): void {
-    // a pong: the one the handshake waited for was found before the first frame; later ones say nothing new
-    if (type === "p") return;
+    // a pong: the liveness probe's ends it (the handshake's was found before the first frame)
+    if (type === "p") {
+      if (id === this.probe?.id) this.probe = null;
+      return;
+    }
     const r = this.runs.get(id);
     // another host's command (a snapshot's parent's, or one from before a daemon restart): not ours to show
     if (!r) return;

@@ -165,6 +165,42 @@ describe("ExecAgent", () => {
     expect(seen.frames.filter((f) => f.startsWith("p "))).toHaveLength(2);
   });
 
+  test("a command silent for a minute: the agent answers the pings sent meanwhile (after `sync`), and the command's status comes at the end", async () => {
+    const host = fakeHost();
+    let replyTo: Reply | null = null;
+    let id = "";
+    const seen = fakeGuest(host.fs, (s, reply) => {
+      replyTo = reply;
+      id = s.id;
+    });
+    const agent = await attached(host.fs, host);
+    host.clock.timer(60_000, () => replyTo!("x", id, "0"));
+    expect(await agent.exec("sleep 60")).toBe(0);
+    const pings = seen.frames.filter((f) => f.startsWith("p ")).length - 1;
+    expect(pings).toBeGreaterThanOrEqual(6);
+    expect(seen.writes.filter((w) => new TextDecoder().decode(w).startsWith("sync\np ")).length).toBe(pings + 1);
+    agent.close();
+  });
+
+  test("an agent that stops answering pings while a command runs: the command fails within seconds, and the agent is broken (later commands go over SSH)", async () => {
+    const host = fakeHost();
+    let answer = true;
+    fakeExecGuest(host.fs, PIPE, () => {
+      answer = false;
+    });
+    const realOnWrite = host.fs.onFifoWrite!;
+    host.fs.onFifoWrite = (path, data) => {
+      // a deaf agent: after the command's start it hears nothing
+      if (answer) realOnWrite(path, data);
+    };
+    const agent = await attached(host.fs, host);
+    const started = host.clock.ms;
+    await expect(agent.exec("true")).rejects.toThrow("the guest exec agent's stream broke: no answer to a ping in 10 s");
+    expect(host.clock.ms - started).toBeLessThan(16_000);
+    expect(agent.broken).not.toBeNull();
+    agent.close();
+  });
+
   test("the VM's process dies during a command: it fails within a few hundred ms", async () => {
     const host = fakeHost();
     fakeGuest(host.fs, () => {});
