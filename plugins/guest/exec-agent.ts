@@ -41,7 +41,7 @@ const _RESYNC_AFTER_MS = 1000;
  * within _PONG_WITHIN_MS breaks the agent: its commands fail rather than wait for ever.
  */
 const _PROBE_AFTER_MS = 5000;
-const _PONG_WITHIN_MS = 10_000;
+const _PONG_WITHIN_MS = 30_000;
 /** A header line of theirs is short; anything longer is not one. */
 const _MAX_HEADER = 64;
 

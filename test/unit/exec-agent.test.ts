@@ -182,7 +182,7 @@ describe("ExecAgent", () => {
     agent.close();
   });
 
-  test("an agent that stops answering pings while a command runs: the command fails within seconds, and the agent is broken (later commands go over SSH)", async () => {
+  test("an agent that stops answering pings while a command runs: the command fails within 35 s (a TCG guest under load answers within that), and the agent is broken (later commands go over SSH)", async () => {
     const host = fakeHost();
     let answer = true;
     fakeExecGuest(host.fs, PIPE, () => {
@@ -195,8 +195,8 @@ describe("ExecAgent", () => {
     };
     const agent = await attached(host.fs, host);
     const started = host.clock.ms;
-    await expect(agent.exec("true")).rejects.toThrow("the guest exec agent's stream broke: no answer to a ping in 10 s");
-    expect(host.clock.ms - started).toBeLessThan(16_000);
+    await expect(agent.exec("true")).rejects.toThrow("the guest exec agent's stream broke: no answer to a ping in 30 s");
+    expect(host.clock.ms - started).toBeLessThan(36_000);
     expect(agent.broken).not.toBeNull();
     agent.close();
   });
