@@ -159,13 +159,14 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
     expect(nicC1.trim().split("\n").at(-1)).toBe("c1");
     expect(nicAlpha).toContain("inet 10.213.9.2/24");
     expect(nicAlpha).toContain(`link/ether ${macFor(vm.id)} `);
-    // on the bridge, each MAC behind its own VM's tap only
+    expect(inNs(["getent", "hosts", "c1.vm"]).stdout.trim().split(/\s+/)).toEqual(["10.213.9.3", "c1.vm"]);
+    expect(inNs(["ping", "-c", "1", "-W", "3", "c1.vm"]).stdout).toContain("1 received");
+    // on the bridge, each MAC behind its own VM's tap only (learned from what each sent: the clone's commands go
+    // over the exec agent, so its first frames on the network are its answers to that ping)
     const fdb = inNs(["bridge", "fdb", "show", "br", "banger0"]).stdout;
     expect(fdb).toContain(`${macFor(vm.id)} dev ${tapName(vm.id)} `);
     expect(fdb).toContain(`${macFor(c1.id)} dev ${tapName(c1.id)} `);
     expect(fdb).not.toContain(`${macFor(vm.id)} dev ${tapName(c1.id)} `);
-    expect(inNs(["getent", "hosts", "c1.vm"]).stdout.trim().split(/\s+/)).toEqual(["10.213.9.3", "c1.vm"]);
-    expect(inNs(["ping", "-c", "1", "-W", "3", "c1.vm"]).stdout).toContain("1 received");
     // guest to guest as the rule allows: the clone has its own policy (none, the default), keyed to its own address and tap
     const dial = (target: string) => `if timeout 4 bash -c 'exec 3<>/dev/tcp/${target}/8080 && IFS= read -r -t 3 l <&3 && echo "$l"'; then :; else echo closed; fi`;
     expect(c1.spec.egress).toBe("none");
