@@ -9,7 +9,8 @@ import type { ExecStreamOptions, FifoEnd, GuestSSH, Host } from "../../src/plugi
  * session of their own), several at once, with their stdout and stderr apart
  * and binary-clean: what `vm exec` needs, without the SSH handshake and
  * dropbear's session start (~0.25 s + ~0.2 s of guest CPU in a fresh clone
- * under TCG). Used for the commands of a restored VM (see AgentFirstSSH).
+ * under TCG). Used for the plain commands of every VM whose guest runs it
+ * (see AgentFirstSSH).
  *
  * Frames, both ways: `T ID N\n` and N bytes. Ours also end with `.ID\n` and
  * are at most PIPE_BUF long, so each is one atomic FIFO write: a daemon that

@@ -455,6 +455,11 @@ export default definePlugin({
         await _markAgent(ctx.host.fs, agentFile, said.includes(AGENT_MARKER));
         const execMarked = said.includes(AGENT_MARKER) && said.includes(EXEC_AGENT_MARKER);
         await _markAgent(ctx.host.fs, execAgentFile, execMarked);
+        // banger's own image without the agents: an older banger built it (an import's or OCI image's guest may lack perl)
+        const source = ctx.store.getImage(vm.spec.image)?.source;
+        if (!execMarked && (source === "built" || source === "derived" || source === "committed")) {
+          progress(`image ${vm.spec.image} was built by an older banger: its guest runs commands over SSH only; \`banger image build --force\` (of it or of the image it comes from) gives it the exec agent`);
+        }
         // its commands over the exec agent too (~2.5× SSH's throughput of output under TCG), the connection made for SSH's other uses
         if (execMarked) {
           const deadline = ctx.host.clock.now().getTime() + EXEC_AGENT_SILENT_MS;

@@ -361,6 +361,28 @@ describe("the guest plugin and EXEC_AGENT_FILE", () => {
     adopted.at(-1)!.close();
   });
 
+  test("a boot of banger's own image without the exec agent's marker says on the progress line that the image needs a rebuild; an imported image's does not", async () => {
+    for (const [source, hint] of [["built", true], ["derived", true], ["imported", false], ["oci", false]] as const) {
+      const s = setup();
+      s.host.fs.files.set(s.vm.runtime.logPath, `x\n${AGENT_MARKER}\n${READY_MARKER}\n`);
+      const hooks = new HookEngine();
+      await setupPlugins([{ plugin: guestPlugin, source: "builtin" }], {
+        hooks,
+        host: s.host,
+        paths: { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" },
+        log: testLogger(),
+        store: { listVMs: () => [s.vm], getImage: () => ({ ...sampleImage(), source }) },
+        drivers: new Map<string, VMMDriver>(),
+        providers: new Providers(),
+        adoptSSH: () => {},
+      });
+      const said: string[] = [];
+      const op = recordingOp({ vm: s.vm });
+      await hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: (m: string) => void said.push(m), signal: op.signal, op });
+      expect(said.filter((m) => m.includes("built by an older banger"))).toHaveLength(hint ? 1 : 0);
+    }
+  });
+
   test("a console without the exec agent's marker (perl missing, an older image): no EXEC_AGENT_FILE, so a restore dials SSH", async () => {
     const s = setup();
     s.host.fs.files.set(s.vm.runtime.logPath, `x\n${AGENT_MARKER}\n${READY_MARKER}\n`);
