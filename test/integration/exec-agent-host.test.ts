@@ -70,14 +70,32 @@ it.describe("ExecAgent with the real exec agent", () => {
 
   it.test("two commands at once; an abort kills its command (SIGKILL to its group) and the other goes on", async () => {
     const ac = new AbortController();
-    const slow = run("sleep 30 | cat; echo never", { signal: ac.signal });
+    const pgFile = join(dir, "pgid");
+    // the shell is the command's session (and group) leader: $$ names its group
+    const slow = run(`echo $$ > ${pgFile}; sleep 30 | cat; echo never`, { signal: ac.signal });
     const quick = run("echo quick");
     expect((await quick).out.toString()).toBe("quick\n");
+    let pgid = 0;
+    for (let i = 0; i < 200 && !pgid; i++) {
+      pgid = Number((await Bun.file(pgFile).text().catch(() => "")).trim()) || 0;
+      if (!pgid) await Bun.sleep(10);
+    }
+    expect(pgid).toBeGreaterThan(1);
+    const groupAlive = () => {
+      try {
+        process.kill(-pgid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(groupAlive()).toBe(true);
     ac.abort();
     await expect(slow).rejects.toThrow("aborted");
-    // the signal lands as the agent reads it: a moment after the abort (the pattern does not match this shell)
-    const after = await run("for i in $(seq 40); do pgrep -f 'slee[p] 30' >/dev/null || { echo none; exit; }; sleep 0.05; done; echo still-there");
-    expect(after.out.toString()).toBe("none\n");
+    // the signal lands as the agent reads it: a moment after the abort
+    for (let i = 0; i < 100 && groupAlive(); i++) await Bun.sleep(20);
+    expect(groupAlive()).toBe(false);
+    expect((await run("echo after")).out.toString()).toBe("after\n");
   });
 
   it.test("AgentFirstSSH: a plain command over this agent, with no SSH dialled", async () => {
