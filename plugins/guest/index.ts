@@ -323,6 +323,16 @@ export async function withExecAgent(host: Host, vm: VMRecord, pid: number, execP
  */
 export const AGENT_SILENT_MS = 30_000;
 
+/**
+ * The progress line for a VM of banger's own image whose guest runs no exec agent: an older banger built the
+ * image (an import's or OCI image's guest may lack perl: no line for those).
+ */
+function _hintOlderImage(image: { source: string } | null | undefined, progress: (m: string) => void): void {
+  const source = image?.source;
+  if (source !== "built" && source !== "derived" && source !== "committed") return;
+  progress("this VM's image was built by an older banger: its guest runs commands over SSH only; `banger image build --force` (of it or of the image it comes from; then `banger image warm` again) gives it the exec agent");
+}
+
 /** Record (or clear) that a VM's guest runs the agent: AGENT_FILE. */
 async function _markAgent(fs: FS, path: string, agent: boolean): Promise<void> {
   if (agent) await fs.writeAtomic(path, "", 0o600);
@@ -436,6 +446,8 @@ export default definePlugin({
       if (restored) {
         await _markAgent(ctx.host.fs, agentFile, agent);
         await _markAgent(ctx.host.fs, execAgentFile, execAgent);
+        // a template or snapshot an older banger's image booted: the same hint as at its boot
+        if (!execAgent) _hintOlderImage(ctx.store.getImage(vm.spec.image), progress);
       }
       let conn = await waitForGuest(ctx.host, vm, handles.pid, {
         timeoutMs: bootTimeoutMs(),
@@ -455,11 +467,7 @@ export default definePlugin({
         await _markAgent(ctx.host.fs, agentFile, said.includes(AGENT_MARKER));
         const execMarked = said.includes(AGENT_MARKER) && said.includes(EXEC_AGENT_MARKER);
         await _markAgent(ctx.host.fs, execAgentFile, execMarked);
-        // banger's own image without the agents: an older banger built it (an import's or OCI image's guest may lack perl)
-        const source = ctx.store.getImage(vm.spec.image)?.source;
-        if (!execMarked && (source === "built" || source === "derived" || source === "committed")) {
-          progress(`image ${vm.spec.image} was built by an older banger: its guest runs commands over SSH only; \`banger image build --force\` (of it or of the image it comes from) gives it the exec agent`);
-        }
+        if (!execMarked) _hintOlderImage(ctx.store.getImage(vm.spec.image), progress);
         // its commands over the exec agent too (~2.5× SSH's throughput of output under TCG), the connection made for SSH's other uses
         if (execMarked) {
           const deadline = ctx.host.clock.now().getTime() + EXEC_AGENT_SILENT_MS;

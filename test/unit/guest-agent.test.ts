@@ -361,7 +361,7 @@ describe("the guest plugin and EXEC_AGENT_FILE", () => {
     adopted.at(-1)!.close();
   });
 
-  test("a boot of banger's own image without the exec agent's marker says on the progress line that the image needs a rebuild; an imported image's does not", async () => {
+  test("a boot of banger's own image without the exec agent's marker, or a restore of a snapshot without it, says on the progress line that the image needs a rebuild; an imported image's does not", async () => {
     for (const [source, hint] of [["built", true], ["derived", true], ["imported", false], ["oci", false]] as const) {
       const s = setup();
       s.host.fs.files.set(s.vm.runtime.logPath, `x\n${AGENT_MARKER}\n${READY_MARKER}\n`);
@@ -379,6 +379,12 @@ describe("the guest plugin and EXEC_AGENT_FILE", () => {
       const said: string[] = [];
       const op = recordingOp({ vm: s.vm });
       await hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: (m: string) => void said.push(m), signal: op.signal, op });
+      expect(said.filter((m) => m.includes("built by an older banger"))).toHaveLength(hint ? 1 : 0);
+      // a restore of a snapshot (a template, say) whose guest runs no exec agent: the same line
+      said.length = 0;
+      s.host.fs.files.set(join(SNAP, AGENT_FILE), "");
+      const op2 = recordingOp({ vm: s.vm });
+      await hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: (m: string) => void said.push(m), signal: op2.signal, op: op2, restored: true, snapshot: { vmId: "parent", dir: SNAP } as never });
       expect(said.filter((m) => m.includes("built by an older banger"))).toHaveLength(hint ? 1 : 0);
     }
   });
