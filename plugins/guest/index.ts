@@ -224,7 +224,7 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
   if (opts.restored && opts.agentPipe) {
     // clock, identity and address over the agent; then SSH once, with the VM's own keys, at its own address
     const silentBy = host.clock.now().getTime() + Math.min(AGENT_SILENT_MS, opts.timeoutMs);
-    const run = agentRunner(host, opts.agentPipe, { deadline, silentBy, alive: async () => !!(await host.procs.info(pid)) });
+    const run = agentRunner(host, opts.agentPipe, { deadline, silentBy, alive: _processAlive(host, pid) });
     let c: Awaited<ReturnType<typeof setGuestClock>>;
     try {
       c = await setGuestClock(host, run, identity, opts.signal);
@@ -294,10 +294,9 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
  * EXEC_AGENT_SILENT_MS: the caller goes over SSH alone.
  */
 export async function withExecAgent(host: Host, vm: VMRecord, pid: number, execPipe: string, opts: { deadline: number; signal: AbortSignal; log?: (m: string) => void; ssh?: GuestSSH }): Promise<AgentFirstSSH | null> {
-  const alive = async () => !!(await host.procs.info(pid));
   let agent: ExecAgent;
   try {
-    agent = await ExecAgent.attach(host, execPipe, { deadline: Math.min(opts.deadline, host.clock.now().getTime() + EXEC_AGENT_SILENT_MS), alive, signal: opts.signal });
+    agent = await ExecAgent.attach(host, execPipe, { deadline: Math.min(opts.deadline, host.clock.now().getTime() + EXEC_AGENT_SILENT_MS), alive: _processAlive(host, pid), signal: opts.signal });
   } catch (e) {
     if ((e as { code?: string } | null)?.code === "ENOENT") {
       // the port's FIFOs are not there (a VMM that gave the guest none): nothing to attach to
@@ -312,9 +311,19 @@ export async function withExecAgent(host: Host, vm: VMRecord, pid: number, execP
   const dial = async () => {
     const [privateKey, hostKey] = [await host.fs.readText(keys.clientKey), await host.fs.readText(keys.hostPubKey)];
     if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys`);
-    return host.ssh.dial({ host: vm.runtime.sshHost, port: vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim(), readyTimeoutMs: 10_000 });
+    return host.ssh.dial(_sshTarget(vm, { privateKey, hostKey }));
   };
   return new AgentFirstSSH(agent, dial, opts.ssh);
+}
+
+/** Whether the VM's process still runs: what the agents' exchanges watch. */
+function _processAlive(host: Host, pid: number): () => Promise<boolean> {
+  return async () => !!(await host.procs.info(pid));
+}
+
+/** Where and as whom banger dials a VM's guest with these keys: its endpoint, or `via` (a clone's parent's address). */
+function _sshTarget(vm: VMRecord, key: { privateKey: string; hostKey: string }, via?: { host: string; port: number }) {
+  return { host: via?.host ?? vm.runtime.sshHost, port: via?.port ?? vm.runtime.sshPort, user: "root", privateKey: key.privateKey, hostKey: key.hostKey.trim(), readyTimeoutMs: 10_000 };
 }
 
 /**
@@ -369,7 +378,7 @@ async function _dialWhenUp(host: Host, vm: VMRecord, pid: number, key: { private
       opts.progress(`waiting for ssh on ${vm.name} (${secs}s)`);
     }
     try {
-      return await host.ssh.dial({ host: opts.via?.host ?? vm.runtime.sshHost, port: opts.via?.port ?? vm.runtime.sshPort, user: "root", privateKey: key.privateKey!, hostKey: key.hostKey!.trim(), readyTimeoutMs: 10_000 });
+      return await host.ssh.dial(_sshTarget(vm, { privateKey: key.privateKey!, hostKey: key.hostKey! }, opts.via));
     } catch (e) {
       if (/host key/i.test(String(e))) throw e; // a pinned-key mismatch never heals by retrying
       await host.clock.sleep(opts.retryMs ?? 250);

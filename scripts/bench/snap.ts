@@ -87,7 +87,10 @@ function cloneProfileNote(b: Bench, from: number): string | undefined {
   if (rows.length === 0) return undefined;
   // the most common sequence of steps (a clone over the agents, or over SSH), medians of each
   const shapes = new Map<string, typeof rows>();
-  for (const r of rows) shapes.set(r.steps.map((x) => x[0]).join(", "), [...(shapes.get(r.steps.map((x) => x[0]).join(", ")) ?? []), r]);
+  for (const r of rows) {
+    const shape = r.steps.map((x) => x[0]).join(", ");
+    shapes.set(shape, [...(shapes.get(shape) ?? []), r]);
+  }
   const [, same] = [...shapes.entries()].sort((a, b) => b[1].length - a[1].length)[0]!;
   const med = (xs: number[]) => summarize(xs).median.toFixed(0);
   const steps = same[0]!.steps.map(([name], i) => `${name} ${med(same.map((r) => r.steps[i]![1]))} ms`);

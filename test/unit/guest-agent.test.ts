@@ -220,29 +220,35 @@ describe("waitForGuest over the agent", () => {
   });
 });
 
-describe("the guest plugin and AGENT_FILE", () => {
-  async function loaded(log: string) {
-    const s = setup();
-    s.host.fs.files.set(s.vm.runtime.logPath, log);
-    const hooks = new HookEngine();
-    const image = sampleImage();
-    await setupPlugins([{ plugin: guestPlugin, source: "builtin" }], {
-      hooks,
-      host: s.host,
-      paths: { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" },
-      log: testLogger(),
-      store: { listVMs: () => [s.vm], getImage: () => image },
-      drivers: new Map<string, VMMDriver>(),
-      providers: new Providers(),
-      adoptSSH: () => {},
-    });
-    return { ...s, hooks };
-  }
-  const start = (s: Awaited<ReturnType<typeof loaded>>, o: { restored?: boolean; snapshot?: unknown }) => {
-    const op = recordingOp({ vm: s.vm });
-    return s.hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: () => {}, signal: op.signal, op, restored: o.restored, snapshot: o.snapshot as never });
-  };
+/**
+ * The guest plugin loaded over setup()'s host, its console log saying `log`; its image of `source` (sampleImage's
+ * by default), and the connections it hands the pool kept in `adopted`.
+ */
+async function loaded(log: string, o: { source?: string; adopted?: GuestSSH[] } = {}) {
+  const s = setup();
+  s.host.fs.files.set(s.vm.runtime.logPath, log);
+  const hooks = new HookEngine();
+  const image = o.source ? ({ ...sampleImage(), source: o.source } as ReturnType<typeof sampleImage>) : sampleImage();
+  await setupPlugins([{ plugin: guestPlugin, source: "builtin" }], {
+    hooks,
+    host: s.host,
+    paths: { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" },
+    log: testLogger(),
+    store: { listVMs: () => [s.vm], getImage: () => image },
+    drivers: new Map<string, VMMDriver>(),
+    providers: new Providers(),
+    adoptSSH: (_vm: unknown, c: GuestSSH) => void o.adopted?.push(c),
+  });
+  return { ...s, hooks };
+}
 
+/** vm:start:after for loaded()'s VM: a boot, or a restore of `snapshot`. */
+function start(s: Awaited<ReturnType<typeof loaded>>, o: { restored?: boolean; snapshot?: unknown; progress?: (m: string) => void }) {
+  const op = recordingOp({ vm: s.vm });
+  return s.hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: o.progress ?? (() => {}), signal: op.signal, op, restored: o.restored, snapshot: o.snapshot as never });
+}
+
+describe("the guest plugin and AGENT_FILE", () => {
   test("a boot whose console said the agent marker records it; its snapshot carries it; a clone of that snapshot uses the agent and records it too", async () => {
     const s = await loaded(`x\n${AGENT_MARKER}\n${READY_MARKER}\n`);
     const mark = join(s.vm.runtime.vmDir, AGENT_FILE);
@@ -312,32 +318,15 @@ describe("waitForGuest and the exec agent", () => {
 
 describe("the guest plugin and EXEC_AGENT_FILE", () => {
   test("a boot whose console said both markers records both, and its commands go over the exec agent with the boot's SSH connection kept for the rest; its snapshot carries them; a clone of it answers over the exec agent with no dial", async () => {
-    const s = setup();
+    const adopted: GuestSSH[] = [];
+    const s = await loaded(`x\n${AGENT_MARKER}\n${EXEC_AGENT_MARKER}\n${READY_MARKER}\n`, { adopted });
     const ran: string[] = [];
     fakeExecGuest(s.host.fs, vmPaths(s.vm.runtime.vmDir).execPipe, (x, reply) => {
       ran.push(x.command);
       reply("x", x.id, "0");
     });
-    s.host.fs.files.set(s.vm.runtime.logPath, `x\n${AGENT_MARKER}\n${EXEC_AGENT_MARKER}\n${READY_MARKER}\n`);
-    const adopted: GuestSSH[] = [];
-    const hooks = new HookEngine();
-    const image = sampleImage();
-    await setupPlugins([{ plugin: guestPlugin, source: "builtin" }], {
-      hooks,
-      host: s.host,
-      paths: { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" },
-      log: testLogger(),
-      store: { listVMs: () => [s.vm], getImage: () => image },
-      drivers: new Map<string, VMMDriver>(),
-      providers: new Providers(),
-      adoptSSH: (_vm: unknown, c: GuestSSH) => void adopted.push(c),
-    });
-    const start = (o: { restored?: boolean; snapshot?: unknown }) => {
-      const op = recordingOp({ vm: s.vm });
-      return hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: () => {}, signal: op.signal, op, restored: o.restored, snapshot: o.snapshot as never });
-    };
     const mark = join(s.vm.runtime.vmDir, EXEC_AGENT_FILE);
-    await start({});
+    await start(s, {});
     expect(s.host.fs.files.has(mark)).toBe(true);
     const booted = adopted.at(-1)!;
     expect(booted).toBeInstanceOf(AgentFirstSSH);
@@ -349,12 +338,12 @@ describe("the guest plugin and EXEC_AGENT_FILE", () => {
     booted.close();
     await Promise.resolve();
     expect(s.dials[0]!.conn.closed).toBe(true);
-    await hooks.run("vm:snapshot:before", { vm: s.vm, dir: SNAP } as never);
+    await s.hooks.run("vm:snapshot:before", { vm: s.vm, dir: SNAP } as never);
     expect(s.host.fs.files.has(join(SNAP, EXEC_AGENT_FILE))).toBe(true);
     s.host.fs.files.delete(mark);
     fakeExecGuest(s.host.fs, vmPaths(s.vm.runtime.vmDir).execPipe, () => {});
     const dialsBefore = s.dials.length;
-    await start({ restored: true, snapshot: { vmId: "parent", dir: SNAP } });
+    await start(s, { restored: true, snapshot: { vmId: "parent", dir: SNAP } });
     expect(s.host.fs.files.has(mark)).toBe(true);
     expect(adopted.at(-1)).toBeInstanceOf(AgentFirstSSH);
     expect(s.dials.length).toBe(dialsBefore);
@@ -363,50 +352,24 @@ describe("the guest plugin and EXEC_AGENT_FILE", () => {
 
   test("a boot of banger's own image without the exec agent's marker, or a restore of a snapshot without it, says on the progress line that the image needs a rebuild; an imported image's does not", async () => {
     for (const [source, hint] of [["built", true], ["derived", true], ["imported", false], ["oci", false]] as const) {
-      const s = setup();
-      s.host.fs.files.set(s.vm.runtime.logPath, `x\n${AGENT_MARKER}\n${READY_MARKER}\n`);
-      const hooks = new HookEngine();
-      await setupPlugins([{ plugin: guestPlugin, source: "builtin" }], {
-        hooks,
-        host: s.host,
-        paths: { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" },
-        log: testLogger(),
-        store: { listVMs: () => [s.vm], getImage: () => ({ ...sampleImage(), source }) },
-        drivers: new Map<string, VMMDriver>(),
-        providers: new Providers(),
-        adoptSSH: () => {},
-      });
+      const s = await loaded(`x\n${AGENT_MARKER}\n${READY_MARKER}\n`, { source });
       const said: string[] = [];
-      const op = recordingOp({ vm: s.vm });
-      await hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: (m: string) => void said.push(m), signal: op.signal, op });
+      const progress = (m: string) => void said.push(m);
+      await start(s, { progress });
       expect(said.filter((m) => m.includes("built by an older banger"))).toHaveLength(hint ? 1 : 0);
       // a restore of a snapshot (a template, say) whose guest runs no exec agent: the same line
       said.length = 0;
       s.host.fs.files.set(join(SNAP, AGENT_FILE), "");
-      const op2 = recordingOp({ vm: s.vm });
-      await hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: (m: string) => void said.push(m), signal: op2.signal, op: op2, restored: true, snapshot: { vmId: "parent", dir: SNAP } as never });
+      await start(s, { progress, restored: true, snapshot: { vmId: "parent", dir: SNAP } });
       expect(said.filter((m) => m.includes("built by an older banger"))).toHaveLength(hint ? 1 : 0);
     }
   });
 
   test("a console without the exec agent's marker (perl missing, an older image): no EXEC_AGENT_FILE, so a restore dials SSH", async () => {
-    const s = setup();
-    s.host.fs.files.set(s.vm.runtime.logPath, `x\n${AGENT_MARKER}\n${READY_MARKER}\n`);
-    const hooks = new HookEngine();
-    await setupPlugins([{ plugin: guestPlugin, source: "builtin" }], {
-      hooks,
-      host: s.host,
-      paths: { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" },
-      log: testLogger(),
-      store: { listVMs: () => [s.vm], getImage: () => sampleImage() },
-      drivers: new Map<string, VMMDriver>(),
-      providers: new Providers(),
-      adoptSSH: () => {},
-    });
-    const op = recordingOp({ vm: s.vm });
-    await hooks.run("vm:start:after", { vm: s.vm, handles: { pid: 4242 } as never, progress: () => {}, signal: op.signal, op });
+    const s = await loaded(`x\n${AGENT_MARKER}\n${READY_MARKER}\n`);
+    await start(s, {});
     expect(s.host.fs.files.has(join(s.vm.runtime.vmDir, EXEC_AGENT_FILE))).toBe(false);
-    await hooks.run("vm:snapshot:before", { vm: s.vm, dir: SNAP } as never);
+    await s.hooks.run("vm:snapshot:before", { vm: s.vm, dir: SNAP } as never);
     expect(s.host.fs.files.has(join(SNAP, EXEC_AGENT_FILE))).toBe(false);
   });
 });
