@@ -21,7 +21,8 @@ if ! BANGER_HOME="$home" ./dist/banger image build --name default "${force[@]}" 
 fi
 # the E2B `base` template's image (test/e2e/e2b.test.ts imports it from here): derived from default,
 # a cache hit while its recipe and default are unchanged; without it that test builds its own (~20 s)
-if ! BANGER_HOME="$home" ./dist/banger e2b template build >&2; then
+# (rebuilt with default: derived from an older recipe it is refused)
+if ! BANGER_HOME="$home" ./dist/banger e2b template build "${force[@]}" >&2; then
   echo "e2b base template build failed (test/e2e/e2b.test.ts will build its own)" >&2
 fi
 BANGER_HOME="$home" ./dist/banger daemon stop >/dev/null 2>&1 || true

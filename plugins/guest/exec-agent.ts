@@ -16,9 +16,10 @@ import type { ExecStreamOptions, FifoEnd, GuestSSH, Host } from "../../src/plugi
  * are at most PIPE_BUF long, so each is one atomic FIFO write: a daemon that
  * dies never leaves half a frame for the guest to run. Ours: s (start a
  * command; a (append) frames before it carry a long one), i (stdin; empty:
- * EOF), k (signal), p (ping); `sync` lines get the guest past anything
- * garbled. Theirs: o / e (stdout / stderr), x (exit status), r (could not
- * start), p (pong).
+ * EOF), k (signal), p (ping), c (read the clock), I (a restored guest's
+ * identity); `sync` lines get the guest past anything garbled. Theirs: o / e
+ * (stdout / stderr), x (exit status), r (could not start), p (pong), c (the
+ * clock). The first ping asks the agent's version: c and I need 2.
  */
 
 /** What the guest's init prints on its console once it started the exec agent (before BANGER-READY). */
@@ -47,6 +48,8 @@ const _PONG_WITHIN_MS = 30_000;
 const _MAX_HEADER = 64;
 
 interface _Run {
+  /** A request's (c, I): its answer, whatever frame it is. */
+  onAnswer?: (type: string, payload: Uint8Array) => void;
   onStdout?: (chunk: Uint8Array) => void;
   onStderr?: (chunk: Uint8Array) => void;
   resolve(code: number): void;
@@ -62,7 +65,29 @@ export class ExecAgentSilent extends BangerError {
   }
 }
 
+/** What a restored guest is told (exec-agent.pl's identity(): each optional, applied in this order). */
+export interface GuestIdentity {
+  /** CLOCK_REALTIME moves by this. */
+  clockOffsetNs?: bigint;
+  /** Host randomness mixed into the guest's RNG, which then reseeds from it. */
+  entropy?: Uint8Array;
+  hostname?: string;
+  /** root's authorized_keys line. */
+  authorizedKey?: string;
+  /** dropbear's host key file. */
+  hostKey?: Uint8Array;
+}
+
+/** The guest would not take a host key: its dropbear loaded one at start (no -R). Nothing was applied. */
+export class HostKeyNotPerConnection extends BangerError {
+  constructor(why: string) {
+    super("E_STATE", why);
+  }
+}
+
 export class ExecAgent {
+  /** The agent's protocol version, from its first pong: 2 answers clockUs() and identity(). */
+  version = 1;
   private readonly runs = new Map<string, _Run>();
   private buf: Uint8Array = new Uint8Array(0);
   private pumping = false;
@@ -121,11 +146,13 @@ export class ExecAgent {
   private async _handshake(deadline: number, signal?: AbortSignal): Promise<void> {
     this.out.read();
     const id = _randomId();
-    const pong = new TextEncoder().encode(`p ${id} 0\n`);
+    // its pong's header up to the length: an agent of version 1 answers `v` with an empty one
+    const pong = new TextEncoder().encode(`p ${id} `);
+    const ask = _concat(new TextEncoder().encode("sync\n"), _frame("p", id, new TextEncoder().encode("v")));
     let raw: Uint8Array = new Uint8Array(0);
     let resynced = false;
     const sentAt = this.now();
-    this._send(_concat(new TextEncoder().encode("sync\n"), _frame("p", id, new Uint8Array(0))));
+    this._send(ask);
     for (;;) {
       if (signal?.aborted) throw new BangerError("E_STATE", "guest exec agent attach cancelled");
       if (this.now() >= deadline) throw new ExecAgentSilent();
@@ -135,19 +162,24 @@ export class ExecAgent {
         raw = _concat(raw, got);
         const at = _indexOf(raw, pong);
         if (at >= 0) {
-          this.buf = raw.subarray(at + pong.length);
-          this.lastData = this.now();
-          return;
-        }
-        // only a tail that could still start the pong is worth keeping
-        if (raw.length > pong.length) raw = raw.subarray(raw.length - pong.length);
+          // the rest of its header and its payload may come in later reads
+          raw = raw.subarray(at);
+          const m = /^(\d{1,4})\n/.exec(new TextDecoder().decode(raw.subarray(pong.length, pong.length + 6)));
+          const end = m ? pong.length + m[0].length + Number(m[1]) : -1;
+          if (m && raw.length >= end) {
+            this.version = Number(new TextDecoder().decode(raw.subarray(pong.length + m[0].length, end))) || 1;
+            this.buf = raw.subarray(end);
+            this.lastData = this.now();
+            return;
+          }
+        } else if (raw.length > pong.length) raw = raw.subarray(raw.length - pong.length); // only a tail that could still start the pong is worth keeping
       }
       if (!resynced && this.now() - sentAt >= _RESYNC_AFTER_MS) {
         resynced = true;
         // ends any frame of an earlier host's the guest is still reading (at most _MAX_FRAME long) with garbage
         // it will refuse; the next sync line gets it reading frames again
         this._send(new Uint8Array(_MAX_FRAME + 104).fill(10));
-        this._send(_concat(new TextEncoder().encode("sync\n"), _frame("p", id, new Uint8Array(0))));
+        this._send(ask);
       }
       if (this.now() - this.lookedAlive >= _ALIVE_EVERY_MS) {
         this.lookedAlive = this.now();
@@ -193,16 +225,81 @@ export class ExecAgent {
       io.signal?.addEventListener("abort", onAbort, { once: true });
       // polled quickly from now (an answer is due), and no liveness ping for a while
       this.lastData = this.now();
-      const cmd = new TextEncoder().encode(command);
-      const room = Math.min(_MAX_PAYLOAD, _MAX_FRAME - _overhead(id));
-      let off = 0;
-      for (; cmd.length - off > room; off += room) this._send(_frame("a", id, cmd.subarray(off, off + room)));
-      this._send(_frame("s", id, cmd.subarray(off)));
+      this._sendLong("s", id, new TextEncoder().encode(command));
+      const room = _room(id);
       const stdin = typeof io.stdin === "string" ? new TextEncoder().encode(io.stdin) : io.stdin;
       for (let i = 0; stdin && i < stdin.length; i += room) this._send(_frame("i", id, stdin.subarray(i, i + room)));
       this._send(_frame("i", id, new Uint8Array(0)));
       this._pump();
     });
+  }
+
+  /** The guest's CLOCK_REALTIME in µs since the epoch, read as it handles our frame (version 2). */
+  async clockUs(signal?: AbortSignal): Promise<number> {
+    const { type, text } = await this._ask("c", new Uint8Array(0), signal);
+    const m = type === "c" ? /^(\d{1,12})\.(\d{9})$/.exec(text) : null;
+    if (!m) throw new BangerError("E_STATE", `the guest exec agent answered a clock read with ${type} ${JSON.stringify(text.slice(0, 64))}`);
+    return Number(m[1]) * 1e6 + Math.floor(Number(m[2]) / 1000);
+  }
+
+  /**
+   * Tell a restored guest what it carries over from its snapshot (version 2): see GuestIdentity. Rejects with
+   * the step that failed, or HostKeyNotPerConnection (nothing applied) when its dropbear would not read a new host key.
+   */
+  async identity(who: GuestIdentity, signal?: AbortSignal): Promise<void> {
+    const hex = (b: Uint8Array | string) => Buffer.from(b).toString("hex");
+    const lines: string[] = [];
+    if (who.clockOffsetNs !== undefined) lines.push(`clock_offset_ns ${who.clockOffsetNs}`);
+    if (who.entropy) lines.push(`entropy ${hex(who.entropy)}`);
+    if (who.hostname !== undefined) lines.push(`hostname ${hex(who.hostname)}`);
+    if (who.authorizedKey !== undefined) lines.push(`authorized_key ${hex(who.authorizedKey)}`);
+    if (who.hostKey) lines.push(`host_key ${hex(who.hostKey)}`);
+    const { type, text } = await this._ask("I", new TextEncoder().encode(lines.join("\n")), signal);
+    if (type === "x" && text === "0") return;
+    if (type === "r" && text.startsWith("dropbear loads its host key once")) throw new HostKeyNotPerConnection(text);
+    throw new BangerError("E_STATE", type === "r" ? text : `the guest exec agent answered an identity with ${type} ${JSON.stringify(text.slice(0, 64))}`);
+  }
+
+  /** One request and its answer (any frame with its id). */
+  private _ask(type: string, payload: Uint8Array, signal?: AbortSignal): Promise<{ type: string; text: string }> {
+    if (this.version < 2) return Promise.reject(new BangerError("E_INTERNAL", `the guest exec agent (version ${this.version}) has no ${type} request`));
+    if (this.brokenBy) return Promise.reject(this.brokenBy);
+    if (this.closed) return Promise.reject(new BangerError("E_STATE", "the guest exec agent connection is closed"));
+    if (signal?.aborted) return Promise.reject(_abortError(signal));
+    const id = (this.nextId++).toString(36) + _randomId().slice(0, 8);
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        const r = this.runs.get(id);
+        if (!r || r.abandoned) return;
+        r.abandoned = true;
+        reject(_abortError(signal!));
+      };
+      const done = () => signal?.removeEventListener("abort", onAbort);
+      this.runs.set(id, {
+        onAnswer: (t, p) => {
+          done();
+          resolve({ type: t, text: new TextDecoder().decode(p) });
+        },
+        resolve: () => {},
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+        abandoned: false,
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.lastData = this.now();
+      this._sendLong(type, id, payload);
+      this._pump();
+    });
+  }
+
+  /** A frame of `type`, its payload split over a (append) frames before it when longer than one frame takes. */
+  private _sendLong(type: string, id: string, payload: Uint8Array): void {
+    const room = _room(id);
+    let off = 0;
+    for (; payload.length - off > room; off += room) this._send(_frame("a", id, payload.subarray(off, off + room)));
+    this._send(_frame(type, id, payload.subarray(off)));
   }
 
   close(): void {
@@ -286,7 +383,7 @@ export class ExecAgent {
         return;
       }
       const header = new TextDecoder().decode(this.buf.subarray(0, nl));
-      const m = /^([oexrp]) ([0-9a-z]{1,32}) (\d{1,7})$/.exec(header);
+      const m = /^([oexrpc]) ([0-9a-z]{1,32}) (\d{1,7})$/.exec(header);
       if (!m) return this._break(`a malformed header ${JSON.stringify(header.slice(0, _MAX_HEADER))}`);
       const n = Number(m[3]);
       if (this.buf.length < nl + 1 + n) return;
@@ -305,6 +402,11 @@ export class ExecAgent {
     const r = this.runs.get(id);
     // another host's command (a snapshot's parent's, or one from before a daemon restart): not ours to show
     if (!r) return;
+    if (r.onAnswer) {
+      this.runs.delete(id);
+      if (!r.abandoned) r.onAnswer(type, payload);
+      return;
+    }
     if (type === "o") return void (r.abandoned || r.onStdout?.(payload));
     if (type === "e") return void (r.abandoned || r.onStderr?.(payload));
     this.runs.delete(id);
@@ -412,9 +514,9 @@ function _frame(type: string, id: string, payload: Uint8Array): Uint8Array {
   return f;
 }
 
-/** Header and trailer bytes of a frame with this id, the longest length field counted. */
-function _overhead(id: string): number {
-  return `s ${id} ${_MAX_FRAME}\n`.length + `.${id}\n`.length;
+/** The most payload one frame of ours with this id carries: header and trailer counted, the longest length field. */
+function _room(id: string): number {
+  return Math.min(_MAX_PAYLOAD, _MAX_FRAME - (`s ${id} ${_MAX_FRAME}\n`.length + `.${id}\n`.length));
 }
 
 function _randomId(): string {

@@ -7,9 +7,16 @@
 # also end with a trailer line `.ID` and are at most 4096 bytes (N <= 4000).
 #   host -> guest: a (append to ID's pending command line), s (start it, with
 #     this last piece), i (stdin; N = 0 is EOF), k (signal number to ID's
-#     process group), p (ping); a line `sync` where a header is due: nothing.
+#     process group), p (ping; payload `v`: the pong says this agent's
+#     protocol version), c (read the clock), I (a restored guest's identity:
+#     see identity(); a frames before it carry a long one); a line `sync`
+#     where a header is due: nothing.
 #   guest -> host: o / e (stdout / stderr chunks), x (exit status: the code,
-#     or 128 + signal), r (could not start: a reason; no x follows), p (pong).
+#     or 128 + signal; for I: 0, all done), r (could not start: a reason; no
+#     x follows; for I: the step that failed), p (pong: empty, or the version
+#     when asked), c (CLOCK_REALTIME as `SECONDS.NANOSECONDS`).
+# Version 2 has c and I; version 1 (no version in its pong) had neither, and
+# an agent on a machine without our syscall numbers says 1.
 # A malformed header or a trailer that is not `.ID` for the frame's own ID:
 # the frame is dropped unexecuted, then everything up to a line `sync`.
 #
@@ -38,16 +45,18 @@
 #
 # It loads no module: under TCG, POSIX.pm alone costs ~0.45 s of guest CPU
 # and strict + warnings ~0.13 s, at every boot, next to ~0.16 s for perl
-# itself. The three system calls perl lacks go through syscall(2) by this
-# perl's machine; on another, POSIX after all. Constants are Linux's generic
+# itself. The system calls perl lacks (setsid, sigprocmask, close of an fd,
+# clock_gettime, clock_settime) go through syscall(2) by this
+# perl's machine; on another, POSIX after all (and no c or I: version 1).
+# Constants are Linux's generic
 # ones. (`npm run lint` compiles this file under strict and warnings; the
 # tests run it under them with warnings fatal.)
 
 my $MAX_PAYLOAD = 4000;
 my $CHUNK = 65536;
 my ($EINTR, $EAGAIN, $WNOHANG, $F_SETFL, $O_NONBLOCK, $SIG_SETMASK) = (4, 11, 1, 4, 04000, 2);
-# ELF e_machine => syscall numbers of setsid, rt_sigprocmask, close
-my %SYSCALLS = (62 => [112, 14, 3], 183 => [157, 135, 57]);    # x86_64, aarch64
+# ELF e_machine => syscall numbers of setsid, rt_sigprocmask, close, clock_gettime, clock_settime
+my %SYSCALLS = (62 => [112, 14, 3, 228, 227], 183 => [157, 135, 57, 113, 112]);    # x86_64, aarch64
 my $SYS;
 if (open my $exe, '<', '/proc/self/exe') {
   my $elf = '';
@@ -209,6 +218,95 @@ sub reap {
   }
 }
 
+# --- a restored guest's identity (I) --------------------------------------------
+# A restored guest runs on from a snapshot's memory: its clock stands where
+# the snapshot was taken and its kernel RNG state is the snapshot's; a clone
+# also has its parent's hostname and keys. The payload: lines `FIELD VALUE`,
+# each optional, applied in this order (the clock first: it was measured
+# just before), values in hex but the clock's:
+#   clock_offset_ns  a signed decimal: CLOCK_REALTIME moves by it
+#   entropy          host randomness, mixed into /dev/urandom, then the CRNG
+#                    reseeds from it now (RNDRESEEDCRNG; no vmgenid here)
+#   hostname         the kernel's and /etc/hostname
+#   authorized_key   root's authorized_keys: the parent's key stops working
+#   host_key         dropbear's host key file (through init's symlink)
+# What the shell's clone-identity.sh does, in this process: under TCG every
+# program a clone starts costs 50-350 ms of guest CPU. A host key is
+# replaced only under a dropbear started with -R (it reads the file at each
+# connection), checked before anything is applied: without it the host goes
+# the shell's way, which starts a new dropbear. Returns '' when all went, or
+# what failed.
+my %IDENTITY_FIELD = (clock_offset_ns => qr/\A-?[0-9]{1,19}\z/, map { $_ => qr/\A(?:[0-9a-f]{2})+\z/ } qw(entropy hostname authorized_key host_key));
+
+sub identity {
+  my ($payload) = @_;
+  my %v;
+  for my $line (split /\n/, $payload) {
+    my ($k, $x) = split / /, $line, 2;
+    return "identity: a malformed line" unless defined $x && $IDENTITY_FIELD{$k} && $x =~ $IDENTITY_FIELD{$k};
+    $v{$k} = $k eq 'clock_offset_ns' ? $x : pack 'H*', $x;
+  }
+  return "dropbear loads its host key once (no -R): not replaced here" if exists $v{host_key} && !dropbear_per_connection();
+  my $why = '';
+  $why ||= clock_shift($v{clock_offset_ns}) if exists $v{clock_offset_ns};
+  $why ||= reseed($v{entropy}) if exists $v{entropy};
+  if (exists $v{hostname}) {
+    $why ||= write_file('/proc/sys/kernel/hostname', "$v{hostname}\n");
+    $why ||= write_file('/etc/hostname', "$v{hostname}\n");
+  }
+  my $umask = umask 077;
+  $why ||= write_file("$HOME/.ssh/authorized_keys", "$v{authorized_key}\n") if exists $v{authorized_key};
+  if (exists $v{host_key}) {
+    mkdir '/etc/dropbear' unless -d '/etc/dropbear';
+    $why ||= write_file('/etc/dropbear/dropbear_ed25519_host_key', $v{host_key});
+  }
+  umask $umask;
+  return $why;
+}
+
+sub clock_shift {    # CLOCK_REALTIME += a signed offset in ns: read and set in one go
+  my ($neg, $s, $ns) = $_[0] =~ /\A(-?)([0-9]*?)([0-9]{1,9})\z/;
+  my $ts = "\0" x 16;
+  syscall($SYS->[3], 0, $ts) == 0 or return "clock_gettime: $!";
+  my ($sec, $nsec) = unpack 'q<q<', $ts;
+  my $sign = $neg ? -1 : 1;
+  $sec += $sign * ($s || 0);
+  $nsec += $sign * $ns;
+  if ($nsec < 0) { $nsec += 1_000_000_000; $sec-- }
+  elsif ($nsec >= 1_000_000_000) { $nsec -= 1_000_000_000; $sec++ }
+  $ts = pack 'q<q<', $sec, $nsec;
+  syscall($SYS->[4], 0, $ts) == 0 or return "setting the clock: clock_settime: $!";
+  return '';
+}
+
+sub reseed {
+  open my $r, '>', '/dev/urandom' or return "/dev/urandom: $!";
+  defined syswrite $r, $_[0] or return "writing /dev/urandom: $!";
+  ioctl $r, 0x5207, 0 or return "reseeding the kernel RNG: RNDRESEEDCRNG: $!";
+  close $r;
+  return '';
+}
+
+sub write_file {    # in place (no rename: nothing else logs in meanwhile, and a clone that fails here is deleted)
+  my ($path, $data) = @_;
+  open my $f, '>', $path or return "$path: $!";
+  binmode $f;
+  print {$f} $data or return "$path: $!";
+  close $f or return "$path: $!";
+  return '';
+}
+
+sub dropbear_per_connection {
+  open my $p, '<', '/run/dropbear.pid' or return 0;
+  my $pid = <$p> // '';
+  chomp $pid;
+  return 0 unless $pid =~ /\A[0-9]+\z/;
+  open my $c, '<', "/proc/$pid/cmdline" or return 0;
+  local $/;
+  my $argv = <$c> // '';
+  return scalar grep { $_ eq '-R' } split /\0/, $argv;
+}
+
 sub dispatch {
   my ($t, $id, $payload) = @_;
   if ($t eq 's') {
@@ -224,7 +322,13 @@ sub dispatch {
     my $j = $jobs{$id};
     kill $payload, -$j->{pid} if $j && $payload =~ /\A[0-9]{1,2}\z/;
   } elsif ($t eq 'p') {
-    put('p', $id, '');
+    put('p', $id, $payload eq 'v' ? ($SYS ? '2' : '1') : '');
+  } elsif ($t eq 'c' && $SYS) {
+    my $ts = "\0" x 16;
+    put('c', $id, syscall($SYS->[3], 0, $ts) == 0 ? sprintf('%d.%09d', unpack 'q<q<', $ts) : '');
+  } elsif ($t eq 'I' && $SYS) {
+    my $why = identity((delete($pending{$id}) // '') . $payload);
+    put($why ? 'r' : 'x', $id, $why || '0');
   }
   # other letters: a later host's frames, ignored whole
 }

@@ -13,15 +13,20 @@ export type Reply = (type: string, id: string, payload?: Uint8Array | string) =>
 const enc = (t: string) => new TextEncoder().encode(t);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
+/** An identity frame's fields as exec-agent.pl reads them (hex values decoded, the clock's as given). */
+export type IdentityFields = Record<string, string | Uint8Array>;
+
 /**
  * A guest exec agent on the fake FIFOs at `pipe`: it checks every frame of ours (header, length, trailer),
- * answers pings, and calls `onStart` once a command's stdin has ended; `reply` writes frames. Writes to other
- * FIFOs go to whoever handled them before.
+ * answers pings (a ping asking `v` with `version`: 2 unless said), and calls `onStart` once a command's stdin
+ * has ended; `reply` writes frames. Version 2 also answers c with `clock()` and I with `identity(fields)`'s
+ * reason to refuse, or x 0 when that says nothing. Writes to other FIFOs go to whoever handled them before.
  */
-export function fakeExecGuest(fs: FakeFS, pipe: string, onStart: (s: Started, reply: Reply) => void, o: { answerPings?: boolean } = {}) {
+export function fakeExecGuest(fs: FakeFS, pipe: string, onStart: (s: Started, reply: Reply) => void, o: { answerPings?: boolean; version?: 1 | 2; clock?: () => string; identity?: (f: IdentityFields) => string | void } = {}) {
   fs.fifos.set(`${pipe}.in`, []);
   fs.fifos.set(`${pipe}.out`, []);
-  const seen = { writes: [] as Uint8Array[], frames: [] as string[], kills: [] as string[] };
+  const version = o.version ?? 2;
+  const seen = { writes: [] as Uint8Array[], frames: [] as string[], kills: [] as string[], identities: [] as IdentityFields[] };
   const pending = new Map<string, { command: Uint8Array[]; stdin: Uint8Array[] }>();
   let buf = Buffer.alloc(0);
   const reply: Reply = (type, id, payload = new Uint8Array(0)) => {
@@ -44,7 +49,7 @@ export function fakeExecGuest(fs: FakeFS, pipe: string, onStart: (s: Started, re
         buf = buf.subarray(nl + 1);
         continue;
       }
-      const m = /^([saikp]) ([0-9a-z]{1,32}) (\d+)$/.exec(line);
+      const m = /^([saikpcI]) ([0-9a-z]{1,32}) (\d+)$/.exec(line);
       if (!m) throw new Error(`bad header ${JSON.stringify(line)}`);
       const [, type, id, len] = m as unknown as [string, string, string, string];
       // the real agent drops a longer one as garbled, and hears nothing more until `sync`
@@ -56,7 +61,25 @@ export function fakeExecGuest(fs: FakeFS, pipe: string, onStart: (s: Started, re
       buf = buf.subarray(nl + 1 + Number(len) + trailer.length);
       seen.frames.push(`${type} ${id} ${len}`);
       if (type === "p") {
-        if (o.answerPings !== false) reply("p", id);
+        if (o.answerPings !== false) reply("p", id, dec(payload) === "v" && version === 2 ? "2" : "");
+        continue;
+      }
+      if (type === "c" && version === 2) {
+        reply("c", id, o.clock?.() ?? "1000.000000000");
+        continue;
+      }
+      if (type === "I" && version === 2) {
+        const p = pending.get(id);
+        pending.delete(id);
+        const text = dec(Buffer.concat([...(p?.command ?? []), payload]));
+        const fields: IdentityFields = {};
+        for (const l of text.split("\n")) {
+          const [k, v] = l.split(" ") as [string, string];
+          fields[k] = k === "clock_offset_ns" ? v : new Uint8Array(Buffer.from(v, "hex"));
+        }
+        seen.identities.push(fields);
+        const why = o.identity?.(fields);
+        reply(why ? "r" : "x", id, why || "0");
         continue;
       }
       if (type === "k") {

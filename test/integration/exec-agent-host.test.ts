@@ -46,6 +46,18 @@ it.describe("ExecAgent with the real exec agent", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it.test("the handshake reads the agent's version (2); clockUs is the host's clock within the round trip; an identity with a malformed value is refused with the agent's reason, and it serves on", async () => {
+    expect(agent.version).toBe(2);
+    const before = Date.now();
+    const us = await agent.clockUs();
+    const after = Date.now();
+    expect(us / 1000).toBeGreaterThanOrEqual(before - 2);
+    expect(us / 1000).toBeLessThanOrEqual(after + 2);
+    // a clock offset refused as malformed (20 digits) before anything is applied: nothing of this host changes
+    await expect(agent.identity({ clockOffsetNs: 10n ** 19n })).rejects.toThrow(/^identity: a malformed line$/);
+    expect((await run("echo on")).out.toString()).toBe("on\n");
+  });
+
   it.test("vm exec's own command lines: with options (a wrapper of several KB, in several frames) and a user the guest lacks: refused as over SSH; the agent serves the next", async () => {
     const token = "0123456789abcdef";
     const refused = execCommandLine(["true"], { user: "no-such-user", env: ["A=it's; $(x)"], cwd: "/tmp" }, token);

@@ -1,7 +1,7 @@
 // The exec agent's host side (plugins/guest/exec-agent.ts) against a scripted guest on the fake FS's FIFOs that
 // parses our frames as plugins/image/exec-agent.pl does, and AgentFirstSSH choosing the agent or SSH.
 import { describe, expect, test } from "bun:test";
-import { AgentFirstSSH, ExecAgent, ExecAgentSilent } from "../../plugins/guest/exec-agent.ts";
+import { AgentFirstSSH, ExecAgent, ExecAgentSilent, HostKeyNotPerConnection } from "../../plugins/guest/exec-agent.ts";
 import type { ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
 import { fakeHost, type FakeFS } from "../helpers/fakes.ts";
 import { fakeExecGuest, type Reply, type Started } from "../helpers/fake-exec-guest.ts";
@@ -11,7 +11,7 @@ const enc = (t: string) => new TextEncoder().encode(t);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
 /** fakeExecGuest at PIPE. */
-function fakeGuest(fs: FakeFS, onStart: (s: Started, reply: Reply) => void, o: { answerPings?: boolean } = {}) {
+function fakeGuest(fs: FakeFS, onStart: (s: Started, reply: Reply) => void, o: Parameters<typeof fakeExecGuest>[3] = {}) {
   return fakeExecGuest(fs, PIPE, onStart, o);
 }
 
@@ -38,10 +38,73 @@ describe("ExecAgent", () => {
       realOnWrite(path, data);
     };
     const agent = await attached(host.fs, host);
-    expect(dec(seen.writes[0]!)).toMatch(/^sync\np [0-9a-f]{16} 0\n\.[0-9a-f]{16}\n$/);
+    // the ping asks the agent's version
+    expect(dec(seen.writes[0]!)).toMatch(/^sync\np ([0-9a-f]{16}) 1\nv\.\1\n$/);
+    expect(agent.version).toBe(2);
     // read as frames from the pong on: the next command's status is not taken for that half frame's payload
     expect(await agent.exec("true")).toBe(0);
     expect(agent.broken).toBeNull();
+    agent.close();
+  });
+
+  test("attach: a pong whose header and payload come in separate reads still gives the version; an agent of version 1 (an empty pong) gets no clock or identity request sent", async () => {
+    const host = fakeHost();
+    const seen = fakeGuest(host.fs, () => {}, { answerPings: false });
+    const out = host.fs.fifos.get(`${PIPE}.out`)!;
+    // the pong's header at the attach's first wait, its payload at the next
+    const sleep = host.clock.sleep.bind(host.clock);
+    let waits = 0;
+    host.clock.sleep = (ms: number) => {
+      const id = /^sync\np ([0-9a-f]{16}) /.exec(dec(seen.writes[0]!))![1]!;
+      if (++waits === 1) out.push(enc(`p ${id} 1\n`));
+      if (waits === 2) out.push(enc("2"));
+      return sleep(ms);
+    };
+    const attaching = attached(host.fs, host);
+    expect((await attaching).version).toBe(2);
+
+    const old = fakeHost();
+    const oldSeen = fakeGuest(old.fs, () => {}, { version: 1 });
+    const agent = await attached(old.fs, old);
+    expect(agent.version).toBe(1);
+    await expect(agent.clockUs()).rejects.toThrow("the guest exec agent (version 1) has no c request");
+    await expect(agent.identity({ hostname: "x" })).rejects.toThrow("the guest exec agent (version 1) has no I request");
+    expect(oldSeen.frames.map((f) => f[0])).toEqual(["p"]);
+    agent.close();
+  });
+
+  test("clockUs: the guest's SECONDS.NANOSECONDS as µs; identity: each field a line, values in hex but the clock's, a long one split into a frames; x 0 resolves", async () => {
+    const host = fakeHost();
+    const seen = fakeGuest(host.fs, () => {}, { clock: () => "1765000000.123456789" });
+    const agent = await attached(host.fs, host);
+    expect(await agent.clockUs()).toBe(1765000000123456);
+    const key = new Uint8Array([0, 10, 255, 39, 36]);
+    await agent.identity({ clockOffsetNs: -1500000000n, entropy: new Uint8Array([1, 2]), hostname: "c1", authorizedKey: "ssh-ed25519 " + "A".repeat(5000), hostKey: key });
+    expect(seen.identities).toHaveLength(1);
+    const f = seen.identities[0]!;
+    expect(Object.keys(f)).toEqual(["clock_offset_ns", "entropy", "hostname", "authorized_key", "host_key"]);
+    expect(f.clock_offset_ns).toBe("-1500000000");
+    expect(dec(f.hostname as Uint8Array)).toBe("c1");
+    expect(dec(f.authorized_key as Uint8Array)).toBe("ssh-ed25519 " + "A".repeat(5000));
+    expect([...(f.host_key as Uint8Array)]).toEqual([...key]);
+    // 10 KB of hex: `a` frames, then I, none over 4096 bytes
+    expect(seen.frames.filter((x) => x.startsWith("a ")).length).toBeGreaterThanOrEqual(2);
+    expect(seen.writes.every((w) => w.length <= 4096)).toBe(true);
+    agent.close();
+  });
+
+  test("identity: the guest's refusal is the error, word for word; a dropbear that loads its key at start is HostKeyNotPerConnection", async () => {
+    const host = fakeHost();
+    let why = "setting the clock: clock_settime: Invalid argument";
+    fakeGuest(host.fs, () => {}, { identity: () => why });
+    const agent = await attached(host.fs, host);
+    await expect(agent.identity({ clockOffsetNs: 1n })).rejects.toThrow(/^setting the clock: clock_settime: Invalid argument$/);
+    why = "dropbear loads its host key once (no -R): not replaced here";
+    const e = await agent.identity({ hostKey: new Uint8Array([1]) }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(HostKeyNotPerConnection);
+    // the agent serves on
+    why = "";
+    await agent.identity({ hostname: "ok" });
     agent.close();
   });
 

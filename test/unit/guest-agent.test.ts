@@ -2,7 +2,7 @@
 // waitForGuest / the guest plugin choosing it for a restore whose snapshot's guest runs it.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import guestPlugin, { AGENT_FILE, AGENT_SILENT_MS, EXEC_AGENT_FILE, EXEC_AGENT_SILENT_MS, READY_MARKER, waitForGuest } from "../../plugins/guest/index.ts";
+import guestPlugin, { AGENT_FILE, AGENT_SILENT_MS, EXEC_AGENT_FILE, EXEC_AGENT_SILENT_MS, READY_MARKER, inBash, waitForGuest } from "../../plugins/guest/index.ts";
 import { AGENT_MARKER, agentRun } from "../../plugins/guest/agent.ts";
 import { AgentFirstSSH, EXEC_AGENT_MARKER } from "../../plugins/guest/exec-agent.ts";
 import { fakeExecGuest, type Started } from "../helpers/fake-exec-guest.ts";
@@ -278,22 +278,42 @@ describe("the guest plugin and AGENT_FILE", () => {
 });
 
 describe("waitForGuest and the exec agent", () => {
-  test("a clone whose guest runs the exec agent: after the identity a ping, and the connection returned runs its commands over the agent; no SSH dial until something needs it", async () => {
-    const { host, vm, pipe, seen, dials } = setup();
+  /** setup() with an exec agent of `version` at the VM's execPipe, running commands as `ran` records (echo: "hi"). */
+  function withExec(o: Parameters<typeof fakeExecGuest>[3] = {}, answer?: Answer) {
+    const s = setup(answer);
     const ran: Started[] = [];
-    const execPipe = vmPaths(vm.runtime.vmDir).execPipe;
-    const exec = fakeExecGuest(host.fs, execPipe, (s, reply) => {
-      ran.push(s);
-      reply("o", s.id, "hi\n");
-      reply("x", s.id, "0");
-    });
+    const execPipe = vmPaths(s.vm.runtime.vmDir).execPipe;
+    const exec = fakeExecGuest(
+      s.host.fs,
+      execPipe,
+      (x, reply) => {
+        ran.push(x);
+        if (x.command.startsWith("echo hi")) reply("o", x.id, "hi\n");
+        reply("x", x.id, "0");
+      },
+      o,
+    );
+    return { ...s, execPipe, exec, ran };
+  }
+
+  test("a clone whose exec agent speaks version 2: its ping, three clock reads and one identity frame over it (nothing over the guest agent, no program in the guest); its commands over it; no SSH dial until something needs it", async () => {
+    const { host, vm, pipe, seen, dials, execPipe, exec, ran } = withExec({ clock: () => "1000.000000000" });
     const debug: string[] = [];
-    const conn = await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, execPipe, debug: (m: string) => void debug.push(m) }));
-    expect(seen.scripts.length).toBe(1);
-    expect(exec.frames.filter((f) => f.startsWith("p "))).toHaveLength(1);
+    const logged: string[] = [];
+    const conn = await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, execPipe, debug: (m: string) => void debug.push(m), log: (m: string) => void logged.push(m) }));
+    expect(seen.scripts).toHaveLength(0);
+    expect(exec.frames.map((f) => f[0])).toEqual(["p", "c", "c", "c", "I"]);
+    const f = exec.identities[0]!;
+    expect(Object.keys(f)).toEqual(["clock_offset_ns", "entropy", "hostname", "authorized_key", "host_key"]);
+    // the guest said 1000 s since the epoch; the host's clock is far on: the offset moves it there
+    expect(BigInt(f.clock_offset_ns as string)).toBe(BigInt(host.clock.ms - 1_000_000) * 1_000_000n);
+    expect((f.entropy as Uint8Array).length).toBe(64);
+    expect(new TextDecoder().decode(f.hostname as Uint8Array)).toBe("c1");
+    expect(new TextDecoder().decode(f.authorized_key as Uint8Array)).toBe("ssh-ed25519 AAAAownpub banger");
+    expect(new TextDecoder().decode(f.host_key as Uint8Array)).toBe("own-host-key-bytes");
+    expect(logged[0]).toMatch(/^c1: restored guest's clock moved \d+\.\d{3} s to the host's \(round trip \d+ ms\)$/);
     expect(conn).toBeInstanceOf(AgentFirstSSH);
-    expect(dials).toHaveLength(0);
-    expect(debug[0]).toMatch(/^c1: guest answering: agent: clock \+ identity \d+ ms, exec agent \d+ ms; \d+ ms in all$/);
+    expect(debug[0]).toMatch(/^c1: guest answering: exec agent \d+ ms, clock \+ identity \d+ ms; \d+ ms in all$/);
     const out: string[] = [];
     expect(await conn.exec("echo hi", { onStdout: (c) => void out.push(new TextDecoder().decode(c)) })).toBe(0);
     expect(ran.map((r) => r.command)).toEqual(["echo hi"]);
@@ -305,13 +325,68 @@ describe("waitForGuest and the exec agent", () => {
     conn.close();
   });
 
-  test("an exec agent that does not answer its ping: a line in the log, and the dial as before", async () => {
-    const { host, vm, pipe, dials } = setup();
-    const execPipe = vmPaths(vm.runtime.vmDir).execPipe;
-    fakeExecGuest(host.fs, execPipe, () => {}, { answerPings: false });
+  test("a rollback over version 2: the clock and fresh randomness (two restores of one snapshot must not repeat its RNG), no hostname or keys", async () => {
+    const { host, vm, pipe, seen, dials, execPipe, exec } = withExec();
+    const conn = await waitForGuest(host, vm, 4242, opts({ agentPipe: pipe, execPipe }));
+    await waitForGuest(host, vm, 4242, opts({ agentPipe: pipe, execPipe }));
+    expect(seen.scripts).toHaveLength(0);
+    expect(exec.identities.map((f) => Object.keys(f))).toEqual([
+      ["clock_offset_ns", "entropy"],
+      ["clock_offset_ns", "entropy"],
+    ]);
+    expect(Buffer.from(exec.identities[0]!.entropy as Uint8Array).equals(Buffer.from(exec.identities[1]!.entropy as Uint8Array))).toBe(false);
+    expect(conn).toBeInstanceOf(AgentFirstSSH);
+    expect(dials).toHaveLength(0);
+  });
+
+  test("a tap clone over version 2: its network script over the exec agent in bash after the identity, then afterIdentity; no dial", async () => {
+    const order: string[] = [];
+    const { host, vm, pipe, dials, execPipe, exec, ran } = withExec({ identity: () => void order.push("identity") });
+    await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, execPipe, cloneNet: { guestScript: "echo MOVE-ME", afterIdentity: async () => void order.push("afterIdentity"), dialVia: { host: "fe80::1%bt", port: 22 } } }));
+    expect(ran.map((r) => r.command)).toEqual([inBash("echo MOVE-ME")]);
+    expect(exec.frames.map((f) => f[0])).toEqual(["p", "c", "c", "c", "I", "s", "i"]);
+    expect(order).toEqual(["identity", "afterIdentity"]);
+    expect(dials).toHaveLength(0);
+  });
+
+  test("an identity the guest refuses is one line with its reason, and nothing more is tried", async () => {
+    const { host, vm, pipe, seen, dials, execPipe } = withExec({ identity: () => "/etc/hostname: Read-only file system" });
+    const e = await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, execPipe })).catch((x: Error) => x);
+    expect((e as Error).message).toBe("giving clone c1 its own identity failed: /etc/hostname: Read-only file system");
+    expect(seen.scripts).toHaveLength(0);
+    expect(dials).toHaveLength(0);
+  });
+
+  test("a guest whose dropbear loaded its host key at start: nothing applied, a line in the log, the identity over the guest agent's script (which starts one that does not), and the exec agent, already answering, for the commands", async () => {
+    const { host, vm, pipe, seen, dials, execPipe, exec } = withExec({ identity: () => "dropbear loads its host key once (no -R): not replaced here" });
     const logged: string[] = [];
     const conn = await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, execPipe, log: (m: string) => void logged.push(m) }));
-    expect(logged.at(-1)).toBe(`c1: the guest's exec agent did not answer within ${EXEC_AGENT_SILENT_MS / 1000} s; its commands go over SSH`);
+    expect(logged[0]).toBe("c1: dropbear loads its host key once (no -R): not replaced here; its identity goes over the guest agent");
+    expect(seen.scripts).toHaveLength(1);
+    expect(seen.scripts[0]).toContain("/etc/dropbear/dropbear_ed25519_host_key");
+    expect(exec.frames.filter((f) => f.startsWith("p "))).toHaveLength(1);
+    expect(conn).toBeInstanceOf(AgentFirstSSH);
+    expect(dials).toHaveLength(0);
+  });
+
+  test("an exec agent of version 1 (an older image's): clock and identity over the guest agent as before, then its commands over the exec agent attached first (one ping)", async () => {
+    const { host, vm, pipe, seen, dials, execPipe, exec } = withExec({ version: 1 });
+    const debug: string[] = [];
+    const conn = await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, execPipe, debug: (m: string) => void debug.push(m) }));
+    expect(seen.scripts).toHaveLength(1);
+    expect(seen.scripts[0]).toContain("RNDRESEEDCRNG");
+    expect(exec.frames).toHaveLength(1);
+    expect(conn).toBeInstanceOf(AgentFirstSSH);
+    expect(dials).toHaveLength(0);
+    expect(debug[0]).toMatch(/^c1: guest answering: exec agent \d+ ms, agent: clock \+ identity \d+ ms; \d+ ms in all$/);
+  });
+
+  test("an exec agent that does not answer its ping: a line in the log, then the guest agent and the dial as before", async () => {
+    const { host, vm, pipe, seen, dials, execPipe } = withExec({ answerPings: false });
+    const logged: string[] = [];
+    const conn = await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, execPipe, log: (m: string) => void logged.push(m) }));
+    expect(logged[0]).toBe(`c1: the guest's exec agent did not answer within ${EXEC_AGENT_SILENT_MS / 1000} s; its commands go over SSH`);
+    expect(seen.scripts).toHaveLength(1);
     expect(conn).toBe(dials[0]!.conn);
   });
 });
