@@ -4,7 +4,7 @@
  * identity function that only adds types.
  */
 export { definePlugin } from "./core/plugin.ts";
-export type { BangerPlugin, PluginContext, Logger, BangerPaths, PluginStoreView } from "./core/plugin.ts";
+export type { BangerPlugin, PluginContext, Logger, BangerPaths, PluginStoreView, GuestConnector } from "./core/plugin.ts";
 export type { HookMap, HookName, HookHandler, HookOptions, CloneNet } from "./core/hooks.ts";
 /** A storage or network provider a VM chooses by name (`spec.storage`, `spec.net`): `ctx.registerStorage` / `ctx.registerNet`. */
 export type { StorageProvider, NetProvider, NetPorts, ProviderHooks, VMHookName } from "./core/providers.ts";

@@ -25,6 +25,11 @@ export const AGENT_FILE = "guest-agent";
 export const EXEC_AGENT_FILE = "guest-exec-agent";
 /** How long a guest's exec agent may take to answer its first ping (a booted guest said it started it; a restored one's guest agent has just answered). */
 export const EXEC_AGENT_SILENT_MS = 10_000;
+/**
+ * The same for a guest that has long been running, met again by a daemon that holds no connection to it
+ * (after a restart): it answers within milliseconds unless its host is swamped; silent this long, SSH it is.
+ */
+export const EXEC_AGENT_RECONNECT_SILENT_MS = 3_000;
 
 export function bootTimeoutMs(env: Env = environ()): number {
   const s = Number(configFrom(env).bootTimeout ?? "");
@@ -342,10 +347,14 @@ export async function withExecAgent(host: Host, vm: VMRecord, pid: number, execP
   return agent && _agentFirst(host, vm, agent, opts.ssh);
 }
 
-/** The exec agent at `execPipe`, answering; null, with a line in the log, when it is silent or has no port. */
-async function _attachExecAgent(host: Host, vm: VMRecord, pid: number, execPipe: string, opts: { deadline: number; signal: AbortSignal; log?: (m: string) => void }): Promise<ExecAgent | null> {
+/**
+ * The exec agent at `execPipe`, answering; null, with a line in the log, when it is silent (for `silentMs`:
+ * EXEC_AGENT_SILENT_MS unless said) or has no port.
+ */
+async function _attachExecAgent(host: Host, vm: VMRecord, pid: number, execPipe: string, opts: { deadline: number; signal?: AbortSignal; log?: (m: string) => void; silentMs?: number }): Promise<ExecAgent | null> {
+  const silentMs = opts.silentMs ?? EXEC_AGENT_SILENT_MS;
   try {
-    return await ExecAgent.attach(host, execPipe, { deadline: Math.min(opts.deadline, host.clock.now().getTime() + EXEC_AGENT_SILENT_MS), alive: _processAlive(host, pid), signal: opts.signal });
+    return await ExecAgent.attach(host, execPipe, { deadline: Math.min(opts.deadline, host.clock.now().getTime() + silentMs), alive: _processAlive(host, pid), signal: opts.signal });
   } catch (e) {
     if ((e as { code?: string } | null)?.code === "ENOENT") {
       // the port's FIFOs are not there (a VMM that gave the guest none): nothing to attach to
@@ -353,7 +362,7 @@ async function _attachExecAgent(host: Host, vm: VMRecord, pid: number, execPipe:
       return null;
     }
     if (!(e instanceof ExecAgentSilent)) throw e;
-    opts.log?.(`${vm.name}: the guest's exec agent did not answer within ${EXEC_AGENT_SILENT_MS / 1000} s; its commands go over SSH`);
+    opts.log?.(`${vm.name}: the guest's exec agent did not answer within ${silentMs / 1000} s; its commands go over SSH`);
     return null;
   }
 }
@@ -476,6 +485,21 @@ export default definePlugin({
   name: "guest",
   description: "Per-VM SSH keys (client key + pinned guest host key), a seed initrd with hostname and keys, wait for SSH at boot",
   setup(ctx) {
+    // A daemon that holds no connection to a running VM (it restarted, say) reaches its guest's exec agent
+    // again rather than dial SSH: no handshake, and the agent's throughput for plain commands.
+    ctx.connectGuest(async (vm, handles) => {
+      if (!vm.runtime.sshPort || !handles.pid) return null;
+      if (!(await ctx.host.fs.exists(join(vm.runtime.vmDir, EXEC_AGENT_FILE)))) return null;
+      const now = ctx.host.clock.now().getTime();
+      const agent = await _attachExecAgent(ctx.host, vm, handles.pid, vmPaths(vm.runtime.vmDir).execPipe, { deadline: now + EXEC_AGENT_RECONNECT_SILENT_MS, silentMs: EXEC_AGENT_RECONNECT_SILENT_MS, log: (m) => ctx.log.info(m) }).catch((e: unknown) => {
+        // its VMM gone, say: SSH gives the error every other way to reach it gives
+        ctx.log.info(`${vm.name}: cannot reach its exec agent (${(e as Error).message}); its commands go over SSH`);
+        return null;
+      });
+      if (!agent) return null;
+      ctx.log.info(`${vm.name}: its commands go over its exec agent again (version ${agent.version})`);
+      return _agentFirst(ctx.host, vm, agent);
+    });
     ctx.hook("vm:create", async ({ vm, progress }) => {
       const image = ctx.store.getImage(vm.spec.image);
       if (!image?.initrdPath) return; // a user's own kernel+rootfs pair: no seed channel, keys are theirs

@@ -3,7 +3,7 @@ import { writeHandlesFile } from "../handles/file.ts";
 import { resolve } from "node:path";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { HookEngine } from "./hooks.ts";
-import type { BangerPaths, BangerPlugin, Logger, PluginContext, PluginStoreView } from "./plugin.ts";
+import type { BangerPaths, BangerPlugin, GuestConnector, Logger, PluginContext, PluginStoreView } from "./plugin.ts";
 import type { GuestSSH, Host } from "../host/types.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { VMMDriver } from "../vmm/driver.ts";
@@ -22,6 +22,8 @@ export interface LoaderDeps {
   providers: Providers;
   /** The daemon's SSH pool taking a connection a plugin made (ctx.adoptSSH); absent, the connection is closed. */
   adoptSSH?: (vm: VMRecord, conn: GuestSSH) => void;
+  /** The daemon's SSH pool taking another way to reach a guest (ctx.connectGuest); absent, it is never asked. */
+  addGuestConnector?: (connect: GuestConnector) => void;
 }
 
 function isPlugin(v: unknown): v is BangerPlugin {
@@ -76,6 +78,9 @@ export async function setupPlugins(plugins: { plugin: BangerPlugin; source: stri
       adoptSSH(vm, conn) {
         if (deps.adoptSSH) deps.adoptSSH(vm, conn);
         else conn.close();
+      },
+      connectGuest(connect) {
+        deps.addGuestConnector?.(connect);
       },
       registerDriver(driver: VMMDriver) {
         if (deps.drivers.has(driver.name)) throw new BangerError("E_PLUGIN", `${plugin.name}: driver "${driver.name}" is already registered`);

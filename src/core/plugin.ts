@@ -41,6 +41,15 @@ export interface PluginContext {
    * pool owns it from now on; without a pool it is closed.
    */
   adoptSSH(vm: VMRecord, conn: GuestSSH): void;
+  /**
+   * Offer the daemon's SSH pool another way to reach a running VM's guest
+   * when it holds no connection to it (after a daemon restart, say): the
+   * guest plugin's exec agent. `connect` returns a connection for the VM
+   * (commands as its SSH would run them), or null to leave it to the next
+   * connector (in the order plugins offered them) and, last, the pool's SSH
+   * dial. Without a pool it is never asked.
+   */
+  connectGuest(connect: GuestConnector): void;
   /** Make a VMM driver available under driver.name. */
   registerDriver(driver: VMMDriver): void;
   /**
@@ -52,6 +61,9 @@ export interface PluginContext {
   /** Offer a network under provider.name (`--net NAME`); handlers added through the returned `hook` run only for the VMs that chose it. */
   registerNet(provider: NetProvider): ProviderHooks;
 }
+
+/** See PluginContext.connectGuest: `handles` are the VM's recorded ones (its VMM's pid among them). */
+export type GuestConnector = (vm: VMRecord, handles: VMHandles) => Promise<GuestSSH | null>;
 
 export interface BangerPlugin {
   name: string;

@@ -85,6 +85,7 @@ async function _loadPlugins(d: { paths: DaemonPaths; host: Host; hooks: HookEngi
     providers,
     store: { listVMs: () => store.listVMs(), getImage: (n) => store.getImage(n), leases: store.leases },
     adoptSSH: (vm, conn) => d.ssh.adopt(vm.id, conn),
+    addGuestConnector: (connect) => d.ssh.addConnector(connect),
   });
 }
 

@@ -2,6 +2,8 @@ import { BangerError } from "../shared/errors.ts";
 import type { VMRecord } from "../shared/model.ts";
 import { vmPaths } from "../shared/paths.ts";
 import type { FS, GuestSSH, SSHDialer, SSHTarget } from "../host/types.ts";
+import type { GuestConnector } from "../core/plugin.ts";
+import { readHandlesFile } from "../handles/file.ts";
 
 /** Where and how to reach a VM's SSH server, with its pinned host key. */
 export async function sshTargetFor(fs: FS, vm: VMRecord): Promise<SSHTarget & { hostKey: string }> {
@@ -16,11 +18,21 @@ export async function sshTargetFor(fs: FS, vm: VMRecord): Promise<SSHTarget & { 
 /**
  * One SSH connection per VM, reused by every caller and redialled when it
  * drops. `dial` makes a new connection (the daemon: pinned target from
- * VMDir/keys; tests: their own).
+ * VMDir/keys; tests: their own), unless a connector (a plugin's
+ * ctx.connectGuest) makes one first.
  */
 export class SSHPool {
   private readonly conns = new Map<string, Promise<GuestSSH>>();
-  constructor(private readonly dial: (vm: VMRecord) => Promise<GuestSSH>) {}
+  private readonly connectors: GuestConnector[] = [];
+  constructor(
+    private readonly dial: (vm: VMRecord) => Promise<GuestSSH>,
+    private readonly fs?: FS,
+  ) {}
+
+  /** Asked, in order, before `dial` (see PluginContext.connectGuest). */
+  addConnector(connect: GuestConnector): void {
+    this.connectors.push(connect);
+  }
 
   async get(vm: VMRecord): Promise<GuestSSH> {
     const existing = this.conns.get(vm.id);
@@ -32,12 +44,23 @@ export class SSHPool {
       // only forget it if a concurrent caller has not already replaced it
       if (this.conns.get(vm.id) === existing) this.conns.delete(vm.id);
     }
-    const p = this.dial(vm);
+    const p = this._connect(vm);
     this.conns.set(vm.id, p);
     p.catch(() => {
       if (this.conns.get(vm.id) === p) this.conns.delete(vm.id);
     });
     return p;
+  }
+
+  private async _connect(vm: VMRecord): Promise<GuestSSH> {
+    if (this.connectors.length && this.fs) {
+      const { handles } = await readHandlesFile(this.fs, vm.runtime.vmDir);
+      for (const connect of handles ? this.connectors : []) {
+        const c = await connect(vm, handles!);
+        if (c) return c;
+      }
+    }
+    return this.dial(vm);
   }
 
   /**
@@ -64,5 +87,5 @@ export class SSHPool {
 
 /** The daemon's pool: every VM reached through its pinned SSH target. */
 export function vmSSHPool(dialer: SSHDialer, fs: FS): SSHPool {
-  return new SSHPool(async (vm) => dialer.dial(await sshTargetFor(fs, vm)));
+  return new SSHPool(async (vm) => dialer.dial(await sshTargetFor(fs, vm)), fs);
 }

@@ -78,7 +78,7 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     expect(ok(["vm", "show", "snapbox", "--json"]).json().runtime.state).toBe("running");
   }, BOOT);
 
-  test("kill -9 of the daemon while paused: the next daemon keeps it paused (same qemu), resume brings the session back", async () => {
+  test("kill -9 of the daemon while paused: the next daemon keeps it paused (same qemu), resume brings the session back, and its commands go over the guest's exec agent again (no SSH connection)", async () => {
     const pid = ok(["vm", "show", "snapbox", "--json"]).json().pid;
     ok(["vm", "pause", "snapbox"]);
     killAndWait(h.daemonPid());
@@ -88,6 +88,12 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     await Bun.sleep(1500);
     expect(sample().count).toBeGreaterThan(a);
     expect(ok(["session", "show", "snapbox", "counter", "--json"]).json().status).toBe("running");
+    // the new daemon reached the exec agent rather than dial SSH: this exec's ancestors are perl's, not dropbear's
+    const ancestors = 'p=$$; while [ "$p" -gt 1 ]; do cat /proc/$p/comm; p=$(cut -d" " -f4 /proc/$p/stat); done';
+    const chain = ok(["vm", "exec", "snapbox", "--", "sh", "-c", ancestors]).stdout.trim().split("\n");
+    expect(chain).toContain("perl");
+    expect(chain).not.toContain("dropbear");
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("snapbox: its commands go over its exec agent again");
   }, BOOT);
 
   test("snapshot of the running VM: it runs on; a later write and the counter's progress are undone by rollback; the clock is the host's", async () => {
@@ -147,6 +153,15 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     expect(c3).toBeLessThan(c2 + 20);
     await Bun.sleep(1500);
     expect(sample().count).toBeGreaterThan(c3);
+    // two more rollbacks to it, each read first thing: the RNG is reseeded from host randomness at each, so the
+    // snapshot's random stream is never handed out twice
+    const urandom = () => {
+      ok(["vm", "rollback", "snapbox", "one"]);
+      return ok(["vm", "exec", "snapbox", "--", "sh", "-c", "head -c 16 /dev/urandom | od -An -tx1"]).stdout.trim();
+    };
+    const [r1, r2] = [urandom(), urandom()];
+    expect(r1).toMatch(/^[0-9a-f ]{47}$/);
+    expect(r1).not.toBe(r2);
   }, BOOT);
 
   test("fork into 2 clones: each has the file, its own hostname, host key, client key and RNG, the host's clock, the counting session; the parent is untouched", async () => {

@@ -297,6 +297,7 @@ describe("the firecracker plugin", () => {
       hook: (name, handler, opts) => hooks.hook(firecrackerPlugin.name, name, handler, opts),
       saveHandles: async () => {},
       adoptSSH: (_vm, conn) => conn.close(),
+      connectGuest: () => {},
       registerDriver: (d) => void drivers.push(d.name),
       registerStorage: () => { throw new Error("firecracker registers no storage"); },
       registerNet: () => { throw new Error("firecracker registers no network"); },

@@ -2,7 +2,7 @@
 // waitForGuest / the guest plugin choosing it for a restore whose snapshot's guest runs it.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import guestPlugin, { AGENT_FILE, AGENT_SILENT_MS, EXEC_AGENT_FILE, EXEC_AGENT_SILENT_MS, READY_MARKER, inBash, waitForGuest } from "../../plugins/guest/index.ts";
+import guestPlugin, { AGENT_FILE, AGENT_SILENT_MS, EXEC_AGENT_FILE, EXEC_AGENT_RECONNECT_SILENT_MS, EXEC_AGENT_SILENT_MS, READY_MARKER, inBash, waitForGuest } from "../../plugins/guest/index.ts";
 import { AGENT_MARKER, agentRun } from "../../plugins/guest/agent.ts";
 import { AgentFirstSSH, EXEC_AGENT_MARKER } from "../../plugins/guest/exec-agent.ts";
 import { fakeExecGuest, type Started } from "../helpers/fake-exec-guest.ts";
@@ -12,6 +12,7 @@ import { Providers } from "../../src/core/providers.ts";
 import { vmPaths } from "../../src/shared/paths.ts";
 import type { ExecStreamOptions, GuestSSH, SSHTarget } from "../../src/host/types.ts";
 import type { VMMDriver } from "../../src/vmm/driver.ts";
+import type { GuestConnector } from "../../src/core/plugin.ts";
 import { fakeHost, recordingOp, sampleImage, sampleVM, testLogger, type FakeFS } from "../helpers/fakes.ts";
 
 /**
@@ -224,7 +225,7 @@ describe("waitForGuest over the agent", () => {
  * The guest plugin loaded over setup()'s host, its console log saying `log`; its image of `source` (sampleImage's
  * by default), and the connections it hands the pool kept in `adopted`.
  */
-async function loaded(log: string, o: { source?: string; adopted?: GuestSSH[] } = {}) {
+async function loaded(log: string, o: { source?: string; adopted?: GuestSSH[]; connectors?: GuestConnector[]; logged?: string[] } = {}) {
   const s = setup();
   s.host.fs.files.set(s.vm.runtime.logPath, log);
   const hooks = new HookEngine();
@@ -233,11 +234,12 @@ async function loaded(log: string, o: { source?: string; adopted?: GuestSSH[] } 
     hooks,
     host: s.host,
     paths: { home: "/state", imagesDir: "/state/images", vmsDir: "/state/vms" },
-    log: testLogger(),
+    log: o.logged ? { ...testLogger(), info: (m: string) => void o.logged!.push(m) } : testLogger(),
     store: { listVMs: () => [s.vm], getImage: () => image },
     drivers: new Map<string, VMMDriver>(),
     providers: new Providers(),
     adoptSSH: (_vm: unknown, c: GuestSSH) => void o.adopted?.push(c),
+    addGuestConnector: (c: GuestConnector) => void o.connectors?.push(c),
   });
   return { ...s, hooks };
 }
@@ -446,5 +448,41 @@ describe("the guest plugin and EXEC_AGENT_FILE", () => {
     expect(s.host.fs.files.has(join(s.vm.runtime.vmDir, EXEC_AGENT_FILE))).toBe(false);
     await s.hooks.run("vm:snapshot:before", { vm: s.vm, dir: SNAP } as never);
     expect(s.host.fs.files.has(join(SNAP, EXEC_AGENT_FILE))).toBe(false);
+  });
+});
+
+describe("the guest plugin's connector: a daemon with no connection to a running VM (after a restart)", () => {
+  test("a VM whose guest runs the exec agent gets a connection over it (no SSH dial until something needs it); one without the marker, or whose agent is silent for 3 s, gets null (the pool dials SSH), with a line in the log", async () => {
+    const connectors: GuestConnector[] = [];
+    const logged: string[] = [];
+    const s = await loaded(`x\n${READY_MARKER}\n`, { connectors, logged });
+    expect(connectors).toHaveLength(1);
+    const connect = connectors[0]!;
+    const ran: string[] = [];
+    const exec = fakeExecGuest(s.host.fs, vmPaths(s.vm.runtime.vmDir).execPipe, (x, reply) => {
+      ran.push(x.command);
+      reply("x", x.id, "0");
+    });
+    // no marker: the guest never said it runs the agent
+    expect(await connect(s.vm, { pid: 4242 } as never)).toBeNull();
+    expect(exec.frames).toHaveLength(0);
+    s.host.fs.files.set(join(s.vm.runtime.vmDir, EXEC_AGENT_FILE), "");
+    const conn = await connect(s.vm, { pid: 4242 } as never);
+    expect(conn).toBeInstanceOf(AgentFirstSSH);
+    expect(await conn!.exec("echo again")).toBe(0);
+    expect(ran).toEqual(["echo again"]);
+    expect(s.dials).toHaveLength(0);
+    conn!.close();
+    // an agent that does not answer: null after EXEC_AGENT_RECONNECT_SILENT_MS
+    fakeExecGuest(s.host.fs, vmPaths(s.vm.runtime.vmDir).execPipe, () => {}, { answerPings: false });
+    const started = s.host.clock.ms;
+    expect(await connect(s.vm, { pid: 4242 } as never)).toBeNull();
+    expect(s.host.clock.ms - started).toBeGreaterThanOrEqual(EXEC_AGENT_RECONNECT_SILENT_MS);
+    expect(s.host.clock.ms - started).toBeLessThan(EXEC_AGENT_SILENT_MS);
+    expect(logged.at(-1)).toBe(`[guest] c1: the guest's exec agent did not answer within ${EXEC_AGENT_RECONNECT_SILENT_MS / 1000} s; its commands go over SSH`);
+    // its port's FIFOs gone (a VMM that never had one): null too
+    s.host.fs.fifos.delete(`${vmPaths(s.vm.runtime.vmDir).execPipe}.in`);
+    s.host.fs.fifos.delete(`${vmPaths(s.vm.runtime.vmDir).execPipe}.out`);
+    expect(await connect(s.vm, { pid: 4242 } as never)).toBeNull();
   });
 });

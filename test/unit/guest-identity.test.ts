@@ -235,6 +235,45 @@ describe("SSHPool.adopt", () => {
   });
 });
 
+describe("SSHPool connectors (ctx.connectGuest)", () => {
+  test("asked in order with the VM's recorded handles before the dial: the first connection wins, null passes on, all null dials; a VM with no handles file is dialled", async () => {
+    const d = guestDialer();
+    const host = fakeHost();
+    let dials = 0;
+    const pool = new SSHPool(async () => {
+      dials++;
+      return d.dial({ host: "", port: 1, user: "root", privateKey: "" });
+    }, host.fs);
+    const asked: string[] = [];
+    const mine = await d.dial({ host: "", port: 1, user: "root", privateKey: "mine" });
+    let give = true;
+    pool.addConnector(async (v, h) => (asked.push(`first ${v.name} ${h.pid}`), null));
+    pool.addConnector(async (v, h) => (asked.push(`second ${v.name} ${h.pid}`), give ? mine : null));
+    pool.addConnector(async () => (asked.push("third"), null));
+    const vm = sampleVM({ name: "box" });
+    host.fs.files.set(vmPaths(vm.runtime.vmDir).handles, JSON.stringify({ pid: 4242 }));
+    expect(await pool.get(vm)).toBe(mine);
+    expect(asked).toEqual(["first box 4242", "second box 4242"]);
+    expect(dials).toBe(0);
+    // held now: nobody is asked again until it closes
+    expect(await pool.get(vm)).toBe(mine);
+    expect(asked).toHaveLength(2);
+    mine.close();
+    give = false;
+    const dialled = await pool.get(vm);
+    expect(dialled).not.toBe(mine);
+    expect(asked.slice(2)).toEqual(["first box 4242", "second box 4242", "third"]);
+    expect(dials).toBe(1);
+    const other = sampleVM({ name: "bare" });
+    host.fs.files.delete(vmPaths(other.runtime.vmDir).handles);
+    pool.drop(vm.id);
+    asked.length = 0;
+    await pool.get(other);
+    expect(asked).toEqual([]);
+    expect(dials).toBe(2);
+  });
+});
+
 describe("clone identity values reach the guest's bash intact", () => {
   test("every byte of the host key through printf %b, and a hostile key comment, unchanged by real bash", async () => {
     const { host, vm } = setup();
