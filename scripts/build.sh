@@ -26,7 +26,7 @@ case "${1:-}" in
     exit 0 ;;
 esac
 # The build id is a hash of the sources, so the CLI/daemon handshake notices any rebuild with changes.
-build_id=$(find src plugins package.json -type f \( -name '*.ts' -o -name '*.sh' -o -name '*.json' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-12)
+build_id=$(find src plugins package.json -type f \( -name '*.ts' -o -name '*.sh' -o -name '*.pl' -o -name '*.json' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-12)
 mkdir -p dist
 build() {
   ./node_modules/.bin/bun build "${flags[@]}" --splitting \

@@ -24,6 +24,8 @@ export { vmPaths } from "./shared/paths.ts";
 export { tempPathFor } from "./shared/temps.ts";
 /** true when a path exists (any file type). */
 export { fileExists } from "./host/fs.ts";
+/** GuestSSH's runScript and upload over another connection's exec. */
+export { runScriptOver, uploadOver } from "./host/guest-exec.ts";
 /** A sparse ext4 work disk (truncate + mkfs.ext4), for storage plugins. */
 export { makeWorkDisk } from "./host/disks.ts";
 /** For VMM driver plugins: a pid + start-time guarded view of the VM process (kill only what is still ours). */

@@ -61,6 +61,11 @@ my $SYS;
 if (open my $exe, '<', '/proc/self/exe') {
   my $elf = '';
   sysread $exe, $elf, 20;
+  # closed here: a handle opened in an `if` lives to the end of the file, and
+  # the fd sweep below would close its fd under perl, whose count of the fd's
+  # users would then make the first command's stdin pipe (the same fd number)
+  # outlive its close
+  close $exe;
   $SYS = $SYSCALLS{unpack 'v', substr($elf, 18, 2)} if length $elf == 20;
 }
 require POSIX unless $SYS;
@@ -316,8 +321,8 @@ sub dispatch {
   } elsif ($t eq 'i') {
     my $j = $jobs{$id};
     return unless $j && $j->{in};
+    # fed after the whole read is parsed (one write to the pipe, not one per frame)
     if (length $payload) { $j->{inbuf} .= $payload } else { $j->{ineof} = 1 }
-    feed($j);
   } elsif ($t eq 'k') {
     my $j = $jobs{$id};
     kill $payload, -$j->{pid} if $j && $payload =~ /\A[0-9]{1,2}\z/;
@@ -386,7 +391,10 @@ while (1) {
   if (vec $rout, 0, 1) {
     my $got = sysread STDIN, $rbuf, 65536, length $rbuf;
     if (defined $got && $got == 0) { $port_eof = 1 }
-    elsif ($got) { parse() }
+    elsif ($got) {
+      parse();
+      for my $j (values %jobs) { feed($j) if $j->{in} && (length $j->{inbuf} || $j->{ineof}) }
+    }
   }
   for my $fd (keys %readers) { read_output($fd) if $readers{$fd} && vec $rout, $fd, 1 }
   for my $j (values %jobs) { feed($j) if $j->{in} && vec $wout, fileno $j->{in}, 1 }

@@ -1,7 +1,7 @@
 import { constants as osConstants } from "node:os";
 import type { Client, ClientChannel, ConnectConfig } from "ssh2";
 import { BangerError, errorMessage } from "../shared/errors.ts";
-import { shellQuote } from "../shared/quote.ts";
+import { runScriptOver, uploadOver } from "./guest-exec.ts";
 import type { ExecResult, ExecStreamOptions, GuestSSH, SSHDialer, SSHTarget } from "./types.ts";
 
 /** How often a refused exec is asked again (after 25, 50, 100, 200 ms) before the refusal is the answer. */
@@ -143,28 +143,12 @@ class _SSH2Guest implements GuestSSH {
     });
   }
 
-  async runScript(script: string, opts: { signal?: AbortSignal } = {}): Promise<ExecResult> {
-    const out: Uint8Array[] = [];
-    const err: Uint8Array[] = [];
-    const exitCode = await this.exec("bash -s", {
-      stdin: script,
-      signal: opts.signal,
-      onStdout: (c) => out.push(c.slice()),
-      onStderr: (c) => err.push(c.slice()),
-    });
-    return { exitCode, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") };
+  runScript(script: string, opts: { signal?: AbortSignal } = {}): Promise<ExecResult> {
+    return runScriptOver(this, script, opts);
   }
 
-  async upload(path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
-    const q = shellQuote(path);
-    // exec + cat rather than SFTP: a minimal guest (dropbear) may have no sftp-server.
-    const cmd = `umask 077 && cat > ${q} && chmod ${(mode & 0o7777).toString(8)} ${q}`;
-    const err: Uint8Array[] = [];
-    const code = await this.exec(cmd, { stdin: typeof data === "string" ? data : data, onStderr: (c) => err.push(c.slice()) });
-    if (code !== 0) {
-      const msg = Buffer.concat(err).toString("utf8").trim();
-      throw new BangerError("E_STATE", `upload to ${this._label}:${path} failed (exit ${code})${msg ? `: ${msg}` : ""}`);
-    }
+  upload(path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
+    return uploadOver(this, this._label, path, data, mode);
   }
 
   close(): void {

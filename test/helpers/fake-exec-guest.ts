@@ -61,14 +61,14 @@ export function fakeExecGuest(fs: FakeFS, pipe: string, onStart: (s: Started, re
       buf = buf.subarray(nl + 1 + Number(len) + trailer.length);
       seen.frames.push(`${type} ${id} ${len}`);
       if (type === "p") {
-        if (o.answerPings !== false) reply("p", id, dec(payload) === "v" && version === 2 ? "2" : "");
+        if (o.answerPings !== false) reply("p", id, dec(payload) === "v" && version >= 2 ? String(version) : "");
         continue;
       }
-      if (type === "c" && version === 2) {
+      if (type === "c" && version >= 2) {
         reply("c", id, o.clock?.() ?? "1000.000000000");
         continue;
       }
-      if (type === "I" && version === 2) {
+      if (type === "I" && version >= 2) {
         const p = pending.get(id);
         pending.delete(id);
         const text = dec(Buffer.concat([...(p?.command ?? []), payload]));

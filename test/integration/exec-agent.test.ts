@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -250,6 +250,31 @@ it.describe("the exec agent at the port's end", () => {
       const r = await a.result("last");
       expect([r.out.toString(), r.code]).toEqual(["done\n", 0]);
       expect(await a.proc.exited).toBe(0);
+    } finally {
+      a.proc.kill("SIGKILL");
+    }
+  });
+});
+
+it.describe("the exec agent's own ends of a command's pipes", () => {
+  it.test("it keeps only the write end of a command's stdin, the first command's too: a command that closes its stdin makes the agent's writes fail (EPIPE) rather than fill a pipe nobody reads", async () => {
+    const a = new Agent({ LANG: "C.UTF-8" });
+    try {
+      // the first command's stdin pipe gets the lowest free fd, the one a handle perl keeps open used to hold
+      a.send("s", "first", "readlink /proc/$$/fd/0; sleep 1");
+      await a.until((fs) => fs.some((f) => f.id === "first" && f.t === "o"));
+      const stdinPipe = a.frames.find((f) => f.id === "first" && f.t === "o")!.data.toString().trim();
+      expect(stdinPipe).toMatch(/^pipe:\[\d+\]$/);
+      const fds = readdirSync(`/proc/${a.proc.pid}/fd`).filter((fd) => {
+        try {
+          return readlinkSync(`/proc/${a.proc.pid}/fd/${fd}`) === stdinPipe;
+        } catch {
+          return false;
+        }
+      });
+      expect(fds).toHaveLength(1);
+      a.stdin("first", new Uint8Array());
+      expect((await a.result("first")).code).toBe(0);
     } finally {
       a.proc.kill("SIGKILL");
     }

@@ -303,11 +303,11 @@ function recordingSSH(log: string[]): GuestSSH {
 }
 
 describe("AgentFirstSSH", () => {
-  test("a plain command (stdin none or given whole) goes over the agent with no SSH dialled; a terminal, flow control or a stdin stream go over SSH, dialled once at the first need", async () => {
+  test("a plain command (stdin none or given whole), a script and an upload go over the agent with no SSH dialled; a terminal, flow control or a stdin stream go over SSH, dialled once at the first need", async () => {
     const host = fakeHost();
-    const agentRan: string[] = [];
+    const agentRan: { command: string; stdin: string }[] = [];
     fakeGuest(host.fs, (s, reply) => {
-      agentRan.push(s.command);
+      agentRan.push({ command: s.command, stdin: dec(s.stdin) });
       reply("x", s.id, "0");
     });
     const log: string[] = [];
@@ -316,24 +316,31 @@ describe("AgentFirstSSH", () => {
       dials++;
       return recordingSSH(log);
     });
+    const stream = () => (async function* () { yield enc("x"); yield enc("y"); })();
     expect(await conn.exec("one")).toBe(0);
     expect(await conn.exec("two", { stdin: "input" })).toBe(0);
-    expect(agentRan).toEqual(["one", "two"]);
+    expect((await conn.runScript("echo hi")).exitCode).toBe(0);
+    await conn.upload("/tmp/f it's", "data", 0o600);
+    expect(agentRan).toEqual([
+      { command: "one", stdin: "" },
+      { command: "two", stdin: "input" },
+      { command: "bash -s", stdin: "echo hi" },
+      { command: "umask 077 && cat > '/tmp/f it'\\''s' && chmod 600 '/tmp/f it'\\''s'", stdin: "data" },
+    ]);
     expect(dials).toBe(0);
     await conn.exec("top", { pty: { cols: 80, rows: 24 } });
-    await conn.exec("cat", { stdin: (async function* () { yield enc("x"); })() });
+    await conn.exec("cat", { stdin: stream() });
     await conn.exec("paced", { flow: () => {} });
-    await conn.runScript("echo hi");
-    await conn.upload("/tmp/f", "data");
     expect(await conn.exec("three")).toBe(0);
     expect(dials).toBe(1);
-    expect(log).toEqual(["ssh exec top (pty)", "ssh exec cat", "ssh exec paced", "ssh script echo hi", "ssh upload /tmp/f"]);
-    expect(agentRan).toEqual(["one", "two", "three"]);
+    expect(log).toEqual(["ssh exec top (pty)", "ssh exec cat", "ssh exec paced"]);
+    expect(agentRan.at(-1)!.command).toBe("three");
     conn.close();
     expect(conn.closed).toBe(true);
     await Promise.resolve();
     expect(log.at(-1)).toBe("ssh close");
     await expect(conn.exec("after")).rejects.toThrow("closed");
+
   });
 
   test("once the agent's stream broke, commands go over SSH", async () => {

@@ -298,7 +298,7 @@ describe("waitForGuest and the exec agent", () => {
     return { ...s, execPipe, exec, ran };
   }
 
-  test("a clone whose exec agent speaks version 2: its ping, three clock reads and one identity frame over it (nothing over the guest agent, no program in the guest); its commands over it; no SSH dial until something needs it", async () => {
+  test("a clone whose exec agent speaks version 2 or later: its ping, three clock reads and one identity frame over it (nothing over the guest agent, no program in the guest); its commands over it; no SSH dial until something needs it", async () => {
     const { host, vm, pipe, seen, dials, execPipe, exec, ran } = withExec({ clock: () => "1000.000000000" });
     const debug: string[] = [];
     const logged: string[] = [];
@@ -322,7 +322,7 @@ describe("waitForGuest and the exec agent", () => {
     expect(out.join("")).toBe("hi\n");
     expect(dials).toHaveLength(0);
     // SSH when something needs it: the clone's own keys, at its own address
-    await conn.runScript("true");
+    await conn.exec("top", { pty: { cols: 80, rows: 24 } });
     expect(dials.map((d) => [d.target.privateKey, d.target.hostKey, d.target.host, d.target.port])).toEqual([["OWN-PRIVATE", "ssh-ed25519 AAAAownhost", vm.runtime.sshHost, 2222]]);
     conn.close();
   });
