@@ -23,7 +23,7 @@ export const AGENT_FILE = "guest-agent";
  * AgentFirstSSH), and a restore of it dials SSH only when something needs it.
  */
 export const EXEC_AGENT_FILE = "guest-exec-agent";
-/** How long a guest's exec agent may take to answer its first ping (a booted guest said it started it; a restored one's guest agent has just answered). */
+/** How long a guest's exec agent may take to answer its first ping (a booted guest said it started it; a restored one's is the guest's first exchange, with it waking up). */
 export const EXEC_AGENT_SILENT_MS = 10_000;
 /**
  * The same for a guest that has long been running, met again by a daemon that holds no connection to it
@@ -242,8 +242,10 @@ function _marks(host: Host) {
  * (`agentPipe`) gets its clock, identity and address over that instead, then
  * one dial with its own keys, or none when its exec agent (`execPipe`)
  * answers: the connection returned runs commands over that and dials SSH at
- * the first need (withExecAgent); an agent silent for AGENT_SILENT_MS falls
- * back to the above.
+ * the first need (AgentFirstSSH); an agent silent for AGENT_SILENT_MS falls
+ * back to the above. An exec agent of version 2 is asked first and does the
+ * clock, identity and address itself (_restoreOverExecAgent): the guest
+ * agent is not used at all.
  */
 export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: { timeoutMs: number; progress: (m: string) => void; signal: AbortSignal; restored?: boolean; log?: (m: string) => void; debug?: (m: string) => void; cloneOf?: string; cloneNet?: CloneNet; agentPipe?: string; execPipe?: string }): Promise<GuestSSH> {
   const deadline = host.clock.now().getTime() + opts.timeoutMs;
@@ -256,7 +258,7 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
   }
   // a clone's guest still has its parent's address: its network provider says where it answers (CloneNet)
   const cloneNet = parent ? opts.cloneNet : undefined;
-  // a restored guest's exec agent first: it answers the first exchange (the guest waking, 0.2-0.3 s under TCG)
+  // a restored guest's exec agent first: it answers the first exchange (the guest waking: 0.1-0.15 s under TCG here)
   let execAgent: ExecAgent | null = null;
   if (opts.restored && opts.execPipe) {
     execAgent = await _attachExecAgent(host, vm, pid, opts.execPipe, { ...opts, deadline });

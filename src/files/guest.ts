@@ -73,10 +73,12 @@ export class GuestFiles {
   async write(vm: VMRecord, p: SplitPath, body: Body, mode: string): Promise<FileInfo> {
     const where = placeLabel(vm.name, p.path);
     let out: Uint8Array;
+    const chunks = _started(body.chunks);
     try {
-      out = await this._run(vm, writeScript(p, mode), "write", p.path, body.chunks);
+      out = await this._run(vm, writeScript(p, mode), "write", p.path, chunks);
     } catch (e) {
-      throw body.whole() ? e : cutError("write", where);
+      // a failure before the first byte was asked for (the guest unreachable, say) is its own error, not a cut stream
+      throw body.whole() || !chunks.started ? e : cutError("write", where);
     }
     const tmp = stagedPath(out, p.parent, "write")!;
     const whole = body.whole();
@@ -90,19 +92,21 @@ export class GuestFiles {
     const where = placeLabel(vm.name, dest.path);
     const body = input.chunks;
     let bytes = 0;
-    const counted = (async function* () {
-      const gc = _collector();
-      for await (const c of body) {
-        bytes += c.length;
-        yield c;
-        gc(c.length);
-      }
-    })();
+    const counted = _started(
+      (async function* () {
+        const gc = _collector();
+        for await (const c of body) {
+          bytes += c.length;
+          yield c;
+          gc(c.length);
+        }
+      })(),
+    );
     let out: Uint8Array;
     try {
       out = await this._run(vm, extractScript(dest, name, contents), "copy", dest.path, counted);
     } catch (e) {
-      throw input.whole() ? e : cutError("copy", where);
+      throw input.whole() || !counted.started ? e : cutError("copy", where);
     }
     const tmp = stagedPath(out, dest.parent, "cp");
     const whole = input.whole();
@@ -244,4 +248,16 @@ export class GuestFiles {
     }
     return stream;
   }
+}
+
+/** `chunks`, saying whether anyone has asked it for a chunk yet. */
+function _started(chunks: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> & { started: boolean } {
+  const it = {
+    started: false,
+    async *[Symbol.asyncIterator]() {
+      it.started = true;
+      yield* chunks;
+    },
+  };
+  return it;
 }

@@ -1,6 +1,6 @@
 // The seed's live verification, for real: a Debian guest under QEMU (TCG or KVM, as the probe says).
 import { afterAll, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { alive, waitFor, killAndWait } from "../helpers/cli.ts";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
@@ -82,7 +82,7 @@ e2e.describe("real VM (QEMU)", () => {
     expect(h.run(["vm", "delete", "crashy"]).code).toBe(0);
   }, 2 * BOOT);
 
-  test("the guest host key is pinned: a VM with a swapped key is refused", () => {
+  test("the guest host key is pinned: SSH to a VM with a swapped key is refused (a plain exec goes over the exec agent, whose port is the VM's own)", () => {
     const vm = h.run(["vm", "show", "handles-test", "--json"]).json();
     const pub = join(vm.runtime.vmDir, "keys", "host_ed25519.pub");
     const real = readFileSync(pub, "utf8");
@@ -91,7 +91,10 @@ e2e.describe("real VM (QEMU)", () => {
     Bun.write(pub, other);
     try {
       h.run(["daemon", "stop"]); // drop the pooled connection
-      const r = h.run(["vm", "exec", "handles-test", "--", "true"]);
+      // an upload is a stdin stream: it goes over SSH
+      const file = join(h.home, "to-copy.txt");
+      writeFileSync(file, "x");
+      const r = h.run(["vm", "cp", file, "handles-test:/tmp/"]);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toMatch(/host key/i);
     } finally {
