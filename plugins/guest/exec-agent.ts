@@ -455,6 +455,11 @@ export class AgentFirstSSH implements GuestSSH {
     return this._closed;
   }
 
+  /** The agent's protocol version (ExecAgent.version). */
+  get agentVersion(): number {
+    return this.agent.version;
+  }
+
   /**
    * Whether these options can go over the agent: no terminal, no flow control, stdin none or whole and at most
    * _AGENT_STDIN_MAX. A stream stays on SSH: the port carries host -> guest bytes at 3.7-6 MB/s under TCG (QEMU

@@ -429,13 +429,14 @@ function _sshTarget(vm: VMRecord, key: { privateKey: string; hostKey: string }, 
 export const AGENT_SILENT_MS = 30_000;
 
 /**
- * The progress line for a VM of banger's own image whose guest runs no exec agent: an older banger built the
- * image (an import's or OCI image's guest may lack perl: no line for those).
+ * The progress line for a VM of banger's own image whose guest runs no exec agent, or (`agent`) one older than
+ * version 2: an older banger built the image (an import's or OCI image's guest may lack perl: no line for those).
  */
-function _hintOlderImage(image: { source: string } | null | undefined, progress: (m: string) => void): void {
+function _hintOlderImage(image: { source: string } | null | undefined, progress: (m: string) => void, agent?: "older"): void {
   const source = image?.source;
   if (source !== "built" && source !== "derived" && source !== "committed") return;
-  progress("this VM's image was built by an older banger: its guest runs commands over SSH only; `banger image build --force` (of it or of the image it comes from; then `banger image warm` again) gives it the exec agent");
+  const what = agent ? "its restores and clones set their clock and identity the slower way (~0.1 s more each)" : "its guest runs commands over SSH only";
+  progress(`this VM's image was built by an older banger: ${what}; \`banger image build --force\` (of it or of the image it comes from; then \`banger image warm\` again) gives it the ${agent ? "newer " : ""}exec agent`);
 }
 
 /** Record (or clear) that a VM's guest runs the agent: AGENT_FILE. */
@@ -598,6 +599,8 @@ export default definePlugin({
           if (viaAgent) conn = viaAgent;
         }
       }
+      // a guest whose exec agent predates the clock and identity frames: its templates and snapshots will too
+      if (conn instanceof AgentFirstSSH && conn.agentVersion < 2) _hintOlderImage(ctx.store.getImage(vm.spec.image), progress, "older");
       // a start that fails after this leaves no live connection in the pool (a closed one is redialled)
       op.defer("ssh connection", () => conn.close());
       ctx.adoptSSH(vm, conn);

@@ -442,6 +442,25 @@ describe("the guest plugin and EXEC_AGENT_FILE", () => {
     }
   });
 
+  test("an exec agent of version 1 (an image of recipe 6): a boot and a restore of banger's own image say the image's restores take the slower way and how to rebuild it; version 2 and an imported image say nothing", async () => {
+    for (const [source, version, hint] of [["built", 1, true], ["built", 2, false], ["imported", 1, false]] as const) {
+      const s = await loaded(`x\n${AGENT_MARKER}\n${EXEC_AGENT_MARKER}\n${READY_MARKER}\n`, { source });
+      fakeExecGuest(s.host.fs, vmPaths(s.vm.runtime.vmDir).execPipe, (x, reply) => reply("x", x.id, "0"), { version });
+      const said: string[] = [];
+      const progress = (m: string) => void said.push(m);
+      await start(s, { progress });
+      const older = (m: string) => m.includes("built by an older banger") && m.includes("the slower way") && m.includes("banger image build --force");
+      expect(said.filter(older)).toHaveLength(hint ? 1 : 0);
+      await s.hooks.run("vm:snapshot:before", { vm: s.vm, dir: SNAP } as never);
+      said.length = 0;
+      fakeExecGuest(s.host.fs, vmPaths(s.vm.runtime.vmDir).execPipe, (x, reply) => reply("x", x.id, "0"), { version });
+      await start(s, { progress, restored: true, snapshot: { vmId: "parent", dir: SNAP } });
+      expect(said.filter(older)).toHaveLength(hint ? 1 : 0);
+      // no line saying it has no exec agent at all
+      expect(said.filter((m) => m.includes("over SSH only"))).toHaveLength(0);
+    }
+  });
+
   test("a console without the exec agent's marker (perl missing, an older image): no EXEC_AGENT_FILE, so a restore dials SSH", async () => {
     const s = await loaded(`x\n${AGENT_MARKER}\n${READY_MARKER}\n`);
     await start(s, {});
