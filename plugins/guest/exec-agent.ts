@@ -52,7 +52,8 @@ interface _Run {
   onAnswer?: (type: string, payload: Uint8Array) => void;
   onStdout?: (chunk: Uint8Array) => void;
   onStderr?: (chunk: Uint8Array) => void;
-  resolve(code: number): void;
+  /** A command's: its exit status. */
+  resolve?(code: number): void;
   reject(e: Error): void;
   /** Given up on (aborted): its frames are read and dropped until its exit. */
   abandoned: boolean;
@@ -196,41 +197,16 @@ export class ExecAgent {
    * command with SIGKILL and rejects.
    */
   exec(command: string, io: Pick<ExecStreamOptions, "onStdout" | "onStderr" | "signal"> & { stdin?: Uint8Array | string } = {}): Promise<number> {
-    if (this.brokenBy) return Promise.reject(this.brokenBy);
-    if (this.closed) return Promise.reject(new BangerError("E_STATE", "the guest exec agent connection is closed"));
-    if (io.signal?.aborted) return Promise.reject(_abortError(io.signal));
-    const id = (this.nextId++).toString(36) + _randomId().slice(0, 8);
-    return new Promise<number>((resolve, reject) => {
-      const onAbort = () => {
-        const r = this.runs.get(id);
-        if (!r || r.abandoned) return;
-        r.abandoned = true;
-        this._send(_frame("k", id, new TextEncoder().encode("9")));
-        reject(_abortError(io.signal!));
-      };
-      const done = () => io.signal?.removeEventListener("abort", onAbort);
-      this.runs.set(id, {
-        onStdout: io.onStdout,
-        onStderr: io.onStderr,
-        resolve: (c) => {
-          done();
-          resolve(c);
-        },
-        reject: (e) => {
-          done();
-          reject(e);
-        },
-        abandoned: false,
-      });
-      io.signal?.addEventListener("abort", onAbort, { once: true });
-      // polled quickly from now (an answer is due), and no liveness ping for a while
-      this.lastData = this.now();
-      this._sendLong("s", id, new TextEncoder().encode(command));
-      const room = _room(id);
-      const stdin = typeof io.stdin === "string" ? new TextEncoder().encode(io.stdin) : io.stdin;
-      for (let i = 0; stdin && i < stdin.length; i += room) this._send(_frame("i", id, stdin.subarray(i, i + room)));
-      this._send(_frame("i", id, new Uint8Array(0)));
-      this._pump();
+    return this._run<number>(io.signal, {
+      handlers: (resolve) => ({ onStdout: io.onStdout, onStderr: io.onStderr, resolve }),
+      onAbort: (id) => this._send(_frame("k", id, new TextEncoder().encode("9"))),
+      send: (id) => {
+        this._sendLong("s", id, new TextEncoder().encode(command));
+        const room = _room(id);
+        const stdin = typeof io.stdin === "string" ? new TextEncoder().encode(io.stdin) : io.stdin;
+        for (let i = 0; stdin && i < stdin.length; i += room) this._send(_frame("i", id, stdin.subarray(i, i + room)));
+        this._send(_frame("i", id, new Uint8Array(0)));
+      },
     });
   }
 
@@ -263,24 +239,36 @@ export class ExecAgent {
   /** One request and its answer (any frame with its id). */
   private _ask(type: string, payload: Uint8Array, signal?: AbortSignal): Promise<{ type: string; text: string }> {
     if (this.version < 2) return Promise.reject(new BangerError("E_INTERNAL", `the guest exec agent (version ${this.version}) has no ${type} request`));
+    return this._run(signal, {
+      handlers: (resolve) => ({ onAnswer: (t, p) => resolve({ type: t, text: new TextDecoder().decode(p) }) }),
+      send: (id) => this._sendLong(type, id, payload),
+    });
+  }
+
+  /**
+   * A run of ours under a new id (a command, a request) until the guest ends it (`handlers` get the promise's
+   * resolve), the agent fails it, or `signal` aborts it (`onAbort` tells the guest, when it must know); `send`
+   * writes its frames.
+   */
+  private _run<T>(signal: AbortSignal | undefined, o: { handlers: (resolve: (v: T) => void) => Pick<_Run, "onAnswer" | "onStdout" | "onStderr" | "resolve">; onAbort?: (id: string) => void; send: (id: string) => void }): Promise<T> {
     if (this.brokenBy) return Promise.reject(this.brokenBy);
     if (this.closed) return Promise.reject(new BangerError("E_STATE", "the guest exec agent connection is closed"));
     if (signal?.aborted) return Promise.reject(_abortError(signal));
     const id = (this.nextId++).toString(36) + _randomId().slice(0, 8);
-    return new Promise((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const onAbort = () => {
         const r = this.runs.get(id);
         if (!r || r.abandoned) return;
         r.abandoned = true;
+        o.onAbort?.(id);
         reject(_abortError(signal!));
       };
       const done = () => signal?.removeEventListener("abort", onAbort);
       this.runs.set(id, {
-        onAnswer: (t, p) => {
+        ...o.handlers((v) => {
           done();
-          resolve({ type: t, text: new TextDecoder().decode(p) });
-        },
-        resolve: () => {},
+          resolve(v);
+        }),
         reject: (e) => {
           done();
           reject(e);
@@ -288,8 +276,9 @@ export class ExecAgent {
         abandoned: false,
       });
       signal?.addEventListener("abort", onAbort, { once: true });
+      // polled quickly from now (an answer is due), and no liveness ping for a while
       this.lastData = this.now();
-      this._sendLong(type, id, payload);
+      o.send(id);
       this._pump();
     });
   }
@@ -415,7 +404,7 @@ export class ExecAgent {
     if (type === "x") {
       const code = Number(text);
       if (!/^\d{1,3}$/.test(text)) return r.reject(new BangerError("E_STATE", `the guest exec agent sent exit status ${JSON.stringify(text)}`));
-      return r.resolve(code);
+      return r.resolve?.(code);
     }
     r.reject(new BangerError("E_STATE", `the guest exec agent could not start the command: ${text.trim()}`));
   }
