@@ -284,7 +284,7 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
       return waitForGuest(host, vm, pid, { ...opts, agentPipe: undefined, execPipe: undefined, timeoutMs: Math.max(1000, deadline - host.clock.now().getTime()) });
     }
     marks.mark(identity ? "agent: clock + identity" : "agent: clock");
-    opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
+    opts.log?.(_clockMoved(vm, c));
     try {
       if (cloneNet?.guestScript) await runCloneNetScript(vm, run, cloneNet.guestScript);
       await cloneNet?.afterIdentity?.();
@@ -310,7 +310,7 @@ export async function waitForGuest(host: Host, vm: VMRecord, pid: number, opts: 
       const c = await setGuestClock(host, conn, identity, opts.signal);
       marks.mark(identity ? "clock + identity exec" : "clock exec");
       // the error left is at most half the round trip
-      opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
+      opts.log?.(_clockMoved(vm, c));
     }
     // after the identity, last on its connection: the network provider's re-addressing
     if (cloneNet?.guestScript) await runCloneNetScript(vm, conn, cloneNet.guestScript);
@@ -390,7 +390,7 @@ async function _restoreOverExecAgent(host: Host, vm: VMRecord, agent: ExecAgent,
   try {
     const c = await setGuestClockOverExecAgent(host, agent, clone, opts.signal);
     opts.marks.mark(clone ? "clock + identity" : "clock");
-    opts.log?.(`${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`);
+    opts.log?.(_clockMoved(vm, c));
   } catch (e) {
     if (e instanceof HostKeyNotPerConnection) {
       opts.log?.(`${vm.name}: ${e.message}; its identity goes over the guest agent`);
@@ -410,6 +410,11 @@ async function _restoreOverExecAgent(host: Host, vm: VMRecord, agent: ExecAgent,
   }
   opts.debug?.(`${vm.name}: guest answering: ${opts.marks.line()}`);
   return _agentFirst(host, vm, agent);
+}
+
+/** The log line of a restored guest's clock set (the error left is at most half the round trip; the e2e tests read it). */
+function _clockMoved(vm: VMRecord, c: { offsetMs: number; roundTripMs: number }): string {
+  return `${vm.name}: restored guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (round trip ${c.roundTripMs} ms)`;
 }
 
 /** Whether the VM's process still runs: what the agents' exchanges watch. */
@@ -554,7 +559,8 @@ export default definePlugin({
     });
     ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, op, restored, snapshot, cloneNet }) => {
       if (!vm.runtime.sshPort) return;
-      if (!ctx.store.getImage(vm.spec.image)?.initrdPath) {
+      const image = ctx.store.getImage(vm.spec.image);
+      if (!image?.initrdPath) {
         // an imported kernel+rootfs without banger's initramfs gets no keys: nothing to wait for
         ctx.log.info(`${vm.name}: image ${vm.spec.image} has no banger initramfs; not waiting for SSH`);
         return;
@@ -568,7 +574,7 @@ export default definePlugin({
         await _markAgent(ctx.host.fs, agentFile, agent);
         await _markAgent(ctx.host.fs, execAgentFile, execAgent);
         // a template or snapshot an older banger's image booted: the same hint as at its boot
-        if (!execAgent) _hintOlderImage(ctx.store.getImage(vm.spec.image), progress);
+        if (!execAgent) _hintOlderImage(image, progress);
       }
       let conn = await waitForGuest(ctx.host, vm, handles.pid, {
         timeoutMs: bootTimeoutMs(),
@@ -588,7 +594,7 @@ export default definePlugin({
         await _markAgent(ctx.host.fs, agentFile, said.includes(AGENT_MARKER));
         const execMarked = said.includes(AGENT_MARKER) && said.includes(EXEC_AGENT_MARKER);
         await _markAgent(ctx.host.fs, execAgentFile, execMarked);
-        if (!execMarked) _hintOlderImage(ctx.store.getImage(vm.spec.image), progress);
+        if (!execMarked) _hintOlderImage(image, progress);
         // its commands over the exec agent too (~2.5× SSH's throughput of output under TCG), the connection made for SSH's other uses
         if (execMarked) {
           const deadline = ctx.host.clock.now().getTime() + EXEC_AGENT_SILENT_MS;
@@ -600,7 +606,7 @@ export default definePlugin({
         }
       }
       // a guest whose exec agent predates the clock and identity frames: its templates and snapshots will too
-      if (conn instanceof AgentFirstSSH && conn.agentVersion < 2) _hintOlderImage(ctx.store.getImage(vm.spec.image), progress, "older");
+      if (conn instanceof AgentFirstSSH && conn.agentVersion < 2) _hintOlderImage(image, progress, "older");
       // a start that fails after this leaves no live connection in the pool (a closed one is redialled)
       op.defer("ssh connection", () => conn.close());
       ctx.adoptSSH(vm, conn);
