@@ -1,5 +1,6 @@
 import { BangerError, faultPoint, shellQuote, type PreparedSave, type SaveOptions, type SaveResult, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import { mappingsOf, PAGE, privateRamFile, spliceDeviceState, StreamNotSpliceable, writtenRuns, type Mapping } from "./ram-delta.ts";
 import { RECEIVER_IN_SOCK, RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName, receiverQmpArg } from "./receivers.ts";
 import { savedPorts, memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
 import { MAX_MIGRATE_BANDWIDTH, qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
@@ -33,6 +34,8 @@ export interface QemuDriverOptions {
   pollMs?: number;
   /** How long to wait after QMP quit / SIGKILL before giving up (default 3 s). */
   exitWaitMs?: number;
+  /** Where the driver says how it saved a snapshot's RAM (by delta, or why not). */
+  log?: (line: string) => void;
 }
 
 const realQmp: QmpOps = {
@@ -469,14 +472,115 @@ async function _copyReceiverRam(q: _Qemu, vm: VMRecord, ramFile: string): Promis
  * (virtio-net's state needs a tap with vnet_hdr to load into, and the VM holds its tap: no receiver can stand in),
  * the stopped VM's whole stream to `path`, with nothing to make ready.
  */
-async function _prepareSave(q: _Qemu, vm: VMRecord, path: string): Promise<PreparedSave> {
+async function _prepareSave(q: _Qemu, vm: VMRecord, handles: VMHandles, path: string): Promise<PreparedSave> {
   const text = await q.host.fs.readText(qemuPaths(vm).launchArgs);
   const launchArgs = text ? (JSON.parse(text) as string[]) : null;
   // the devices this state has, for the QEMU that restores it (in the snapshot's dir, before anything is saved there)
   if (text) await q.host.fs.writeAtomic(join(dirname(path), SNAPSHOT_ARGV_FILE), text, 0o600);
+  const delta = await _deltaSource(q, vm, handles, path);
+  if (delta) return _prepareDeltaSave(q, vm, path, delta);
   const tap = launchArgs?.some((a, i) => launchArgs[i - 1] === "-netdev" && a.startsWith("tap,"));
   if (launchArgs && !tap) return _prepareReceiver(q, vm, launchArgs, path);
   return { save: () => _saveWholeStream(q, vm, path), abandon: async () => {} };
+}
+
+/** What a save by RAM delta (see ram-delta.ts) starts from: the VM's process, the RAM file it maps private, and that snapshot's stream. */
+interface _DeltaSource {
+  pid: number;
+  ramFile: string;
+  stream: Uint8Array;
+  mappings: Mapping[];
+}
+
+/**
+ * The VM runs on a snapshot's RAM file mapped private, that snapshot's stream can take this VM's device state
+ * (spliceDeviceState), and this daemon may read the VM's memory: then a save by delta; else null (the receiver's
+ * or the whole stream's way), with the reason in the debug log.
+ */
+async function _deltaSource(q: _Qemu, vm: VMRecord, handles: VMHandles, path: string): Promise<_DeltaSource | null> {
+  const t = await q.guard.target(handles, () => _findProcess(q, vm));
+  const ramFile = t ? privateRamFile((await q.host.procs.info(t.pid))?.cmdline ?? []) : null;
+  if (!t || !ramFile) return null;
+  const why = (m: string) => {
+    q.opts.log?.(`vm ${vm.name}: its RAM is saved whole, not by delta: ${m}`);
+    return null;
+  };
+  const stream = await q.host.fs.readBytes(join(dirname(ramFile), basename(path))).catch(() => null);
+  if (!stream) return why(`no stream beside ${ramFile}`);
+  try {
+    // a trial splice: the stream must be one this knows how to splice into
+    spliceDeviceState(stream, _DEVICE_STREAM_PROBE);
+  } catch (e) {
+    if (e instanceof StreamNotSpliceable) return why(e.message);
+    throw e;
+  }
+  const mappings = mappingsOf((await q.host.fs.readText(`/proc/${t.pid}/maps`)) ?? "", ramFile);
+  const bytes = mappings.reduce((n, m) => n + (m.end - m.start), 0);
+  if (bytes !== vm.spec.memoryMiB * 1024 * 1024) return why(`${bytes} bytes of ${ramFile} mapped, for ${vm.spec.memoryMiB} MiB of RAM`);
+  // its memory is readable (ptrace rules: another user's, or a hardened kernel's, is not)
+  if ((await q.host.fs.readRange(`/proc/${t.pid}/mem`, mappings[0]!.start, 1).catch(() => null))?.length !== 1) return why(`/proc/${t.pid}/mem cannot be read`);
+  return { pid: t.pid, ramFile, stream, mappings };
+}
+
+/** The least device stream spliceDeviceState takes: a header, one FULL section's first byte, EOF. */
+const _DEVICE_STREAM_PROBE = new Uint8Array([0x51, 0x45, 0x56, 0x4d, 0, 0, 0, 3, 4, 0]);
+
+/**
+ * A snapshot of a VM running on a snapshot's RAM file mapped private, by RAM delta (see ram-delta.ts). Made
+ * ready while the VM runs: a sparse copy of the RAM file it maps (that file never changes) as the new
+ * `memory.ram`. The save, the VM stopped: its device state (xen-save-devices-state, live off: its disks stay
+ * active), then the pages it has written since it mapped the file, read from its memory over the copy. The
+ * finish, the VM running again: the device state spliced into the mapped snapshot's stream as `path`. No
+ * process is started; what the save leaves is in the snapshot's temp dir, which a failed snapshot removes.
+ */
+async function _prepareDeltaSave(q: _Qemu, vm: VMRecord, path: string, src: _DeltaSource): Promise<PreparedSave> {
+  const sock = qemuPaths(vm).qmpSock;
+  const ramOut = join(dirname(path), SNAPSHOT_RAM_FILE);
+  const devices = `${path}.devices`;
+  const drop = async () => {
+    for (const f of [ramOut, devices]) await q.host.fs.rmrf(f);
+  };
+  try {
+    await q.host.exec.run("cp", ["--sparse=always", src.ramFile, ramOut]);
+  } catch (e) {
+    await drop();
+    throw e;
+  }
+  return {
+    abandon: drop,
+    async save() {
+      try {
+        const status = (await q.qmp.command(sock, "query-status", 2000)) as { status?: unknown } | undefined;
+        if (status?.status === "running") await q.qmp.command(sock, "stop", 2000);
+        const stoppedAt = q.host.clock.now().getTime();
+        await q.qmp.command(sock, "xen-save-devices-state", 10_000, { filename: devices, live: false });
+        let pages = 0;
+        for (const m of src.mappings) {
+          const pagemap = await q.host.fs.readRange(`/proc/${src.pid}/pagemap`, (m.start / PAGE) * 8, ((m.end - m.start) / PAGE) * 8);
+          const runs = writtenRuns(pagemap, m);
+          await q.host.fs.copyRanges(`/proc/${src.pid}/mem`, ramOut, runs.map((r) => ({ from: m.start + r.first * PAGE - m.fileOffset, to: r.first * PAGE, length: r.count * PAGE })));
+          pages += runs.reduce((n, r) => n + r.count, 0);
+        }
+        q.opts.log?.(`vm ${vm.name}: RAM saved by delta: ${pages} pages (${((pages * PAGE) / 1048576).toFixed(1)} MiB) written since it mapped ${src.ramFile}`);
+        const frozenMs = q.host.clock.now().getTime() - stoppedAt;
+        return {
+          frozenMs,
+          finish: async () => {
+            try {
+              await q.host.fs.writeFile(path, spliceDeviceState(src.stream, await q.host.fs.readBytes(devices)));
+            } catch (e) {
+              await drop();
+              throw e;
+            }
+            await q.host.fs.rmrf(devices);
+          },
+        };
+      } catch (e) {
+        await drop();
+        throw e;
+      }
+    },
+  };
 }
 
 /**
@@ -625,9 +729,9 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       await q.qmp.command(qemuPaths(vm).qmpSock, "blockdev-snapshot-sync", 10_000, { device: `disk${index}`, "snapshot-file": overlay, format: "qcow2", mode: "existing" });
     },
     liveSave: true,
-    prepareSave: (vm: VMRecord, _handles: VMHandles, path: string) => _prepareSave(q, vm, path),
-    async saveState(vm: VMRecord, _handles: VMHandles, path: string, o: SaveOptions = {}): Promise<SaveResult> {
-      return (await _prepareSave(q, vm, path)).save(o);
+    prepareSave: (vm: VMRecord, handles: VMHandles, path: string) => _prepareSave(q, vm, handles, path),
+    async saveState(vm: VMRecord, handles: VMHandles, path: string, o: SaveOptions = {}): Promise<SaveResult> {
+      return (await _prepareSave(q, vm, handles, path)).save(o);
     },
     async runState(vm: VMRecord): Promise<"running" | "paused"> {
       const r = (await q.qmp.command(qemuPaths(vm).qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;

@@ -6,6 +6,6 @@ export default definePlugin({
   name: "qemu",
   description: "QEMU driver: KVM where usable, TCG otherwise; QMP as the API socket",
   setup(ctx) {
-    ctx.registerDriver(createQemuDriver(ctx.host));
+    ctx.registerDriver(createQemuDriver(ctx.host, { log: (line) => ctx.log.info(line) }));
   },
 });

@@ -96,6 +96,27 @@ export function createFS(): FS {
     rename,
     link,
     copyFile: (from, to) => copyFile(from, to),
+    async copyRanges(from, to, ranges) {
+      const [src, dst] = [await open(from, "r"), await open(to, "r+")];
+      try {
+        let copied = 0;
+        const buf = Buffer.allocUnsafe(Math.min(4 << 20, Math.max(0, ...ranges.map((r) => r.length))));
+        for (const r of ranges) {
+          for (let done = 0; done < r.length; ) {
+            const n = Math.min(buf.length, r.length - done);
+            const { bytesRead } = await src.read(buf, 0, n, r.from + done);
+            if (bytesRead !== n) throw Object.assign(new Error(`${from}: ${bytesRead} of ${n} bytes at ${r.from + done}`), { code: "EIO" });
+            for (let w = 0; w < n; ) w += (await dst.write(buf, w, n - w, r.to + done + w)).bytesWritten;
+            done += n;
+          }
+          copied += r.length;
+        }
+        return copied;
+      } finally {
+        await src.close();
+        await dst.close();
+      }
+    },
     chmod,
     async stat(path) {
       return stat(path).then(_fileStat, _orNull);

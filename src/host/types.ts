@@ -50,6 +50,13 @@ export interface Clock {
   timer(ms: number, fn: () => void): () => void;
 }
 
+/** `length` bytes at `from` in one file, for `to` in another (FS.copyRanges). */
+export interface ByteRange {
+  from: number;
+  to: number;
+  length: number;
+}
+
 /** One entry of a dir, typed as lstat sees it: a symlink is a symlink, never what it points at. */
 export interface DirEntry {
   name: string;
@@ -83,6 +90,12 @@ export interface FS {
   /** link(2): a second name for the same file (same filesystem only: EXDEV otherwise; EEXIST when `to` exists). */
   link(from: string, to: string): Promise<void>;
   copyFile(from: string, to: string): Promise<void>;
+  /**
+   * Byte ranges of one file written over the same-sized ranges of another, in
+   * place (no truncation: `to` must exist). Returns the bytes copied; a range
+   * that ends early (past the end of `from`) fails the call.
+   */
+  copyRanges(from: string, to: string, ranges: readonly ByteRange[]): Promise<number>;
   chmod(path: string, mode: number): Promise<void>;
   /** stat(2) (symlinks followed), or null when there is nothing there. */
   stat(path: string): Promise<FileStat | null>;

@@ -18,7 +18,7 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
   const api = (method: string, path: string) => fetch(`http://banger${path}`, { method, body: method === "POST" ? "{}" : undefined, unix: join(h.home, "bangerd.sock") } as RequestInit);
   afterAll(async () => {
     if (!h) return;
-    for (const vm of ["c1", "c2", "c3", "c4"]) h.run(["vm", "delete", vm, "--force"]);
+    for (const vm of ["c1", "c2", "c3", "c4", "c5"]) h.run(["vm", "delete", vm, "--force"]);
     h.run(["vm", "delete", "snapbox", "--force", "--with-snapshots"]);
     await h.cleanup(qemuPidsUnder(h.home));
   });
@@ -169,6 +169,8 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     const t0 = performance.now();
     const f = ok(["vm", "fork", "snapbox", "c1", "c2", "--json"]).json();
     console.log(`vm fork into 2 clones: ${(performance.now() - t0).toFixed(0)} ms (CLI), source frozen ${f.snapshot.freezeMs} ms`);
+    // snapbox runs on snapshot one's RAM file since its rollbacks: the fork saved the pages it wrote, not all its RAM
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("vm snapbox: RAM saved by delta:");
     expect(f.vms.map((v: { name: string; alive: boolean; runtime: { state: string } }) => [v.name, v.alive, v.runtime.state])).toEqual([["c1", true, "running"], ["c2", true, "running"]]);
     const read = (vm: string) => ok(["vm", "exec", vm, "--", "sh", "-c", "cat /root/file; hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo"]).stdout.trim().split("\n");
     const [pFile, pHost, pRand] = read("snapbox");
@@ -277,6 +279,20 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     expect(await hostKey("c3")).not.toBe(await hostKey("snapbox"));
     expect(ok(["vm", "exec", "snapbox", "--", "hostname"]).stdout.trim()).toBe("snapbox");
     expect({ ...pick(statSync(ram)), sha: sha256(ram) }).toEqual(before);
+    // a snapshot of c3, which runs on that file mapped private, saves only the pages c3 wrote (the rest are the
+    // file's): what lives in RAM alone (a tmpfs file) comes back whole in a clone of it
+    const sum = ok(["vm", "exec", "c3", "--", "sh", "-c", "head -c 20000000 /dev/urandom > /dev/shm/ram-only && sha256sum /dev/shm/ram-only"]).stdout.split(" ")[0];
+    const s3 = ok(["vm", "snapshot", "c3", "--name", "delta", "--json"]).json();
+    const saved = readFileSync(join(h.home, "daemon.log"), "utf8").split("\n").filter((l) => l.includes("vm c3: RAM saved by delta:")).at(-1);
+    console.log(`snapshot of a clone: frozen ${s3.freezeMs} ms; ${saved?.split("delta: ")[1]}`);
+    const pages = Number(/delta: (\d+) pages/.exec(saved ?? "")?.[1]);
+    expect(pages).toBeGreaterThan(20000000 / 4096);
+    expect(pages).toBeLessThan((256 * 1048576) / 4096);
+    expect(statSync(join(s3.dir, "state.mig")).size).toBeLessThan(8 * 1048576);
+    ok(["vm", "create", "c5", "--from", "c3@delta", "--start"]);
+    expect(ok(["vm", "exec", "c5", "--", "sh", "-c", "sha256sum /dev/shm/ram-only; hostname"]).stdout.trim().split(/\s+/)).toEqual([sum, "/dev/shm/ram-only", "c5"]);
+    ok(["vm", "delete", "c5", "--force"]);
+    ok(["snapshot", "rm", "c3@delta"]);
     ok(["vm", "delete", "c3", "--force"]);
     ok(["snapshot", "rm", "snapbox@ramfile"]);
     expect(existsSync(snap.dir)).toBe(false);

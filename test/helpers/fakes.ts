@@ -324,6 +324,19 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
       f.ops.push(`copy ${from} ${to}`);
       await f.writeFile(to, await f.readBytes(from));
     },
+    async copyRanges(from, to, ranges) {
+      f.ops.push(`copy ranges ${from} ${to} ${ranges.map((r) => `${r.from}+${r.length}@${r.to}`).join(" ")}`);
+      const src = await f.readBytes(from);
+      const dst = await f.readBytes(to);
+      const out = new Uint8Array(Math.max(dst.length, ...ranges.map((r) => r.to + r.length)));
+      out.set(dst);
+      for (const r of ranges) {
+        if (r.from + r.length > src.length) throw Object.assign(new Error(`EIO: ${from}`), { code: "EIO" });
+        out.set(src.subarray(r.from, r.from + r.length), r.to);
+      }
+      f.files.set(to, new TextDecoder().decode(out));
+      return ranges.reduce((n, r) => n + r.length, 0);
+    },
     async chmod(path, mode) {
       f.ops.push(`chmod ${path} ${mode.toString(8)}`);
     },

@@ -5,6 +5,7 @@ import type { Host, ProcInfo } from "../../src/host/types.ts";
 import type { BootConfig } from "../../src/vmm/driver.ts";
 import { createQemuDriver, type QmpOps } from "../../plugins/qemu/driver.ts";
 import { fakeFS } from "../helpers/fakes.ts";
+import { deviceStream, mappedStream, NEW_DEVICES } from "../helpers/qemu-stream.ts";
 
 function sampleVM(): VMRecord {
   return {
@@ -632,6 +633,103 @@ describe("qemu driver: state save and restore", () => {
     const calls = f.rec.qmp.filter((x) => !x.startsWith("ping"));
     expect(calls.slice(0, 2)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock"]);
     expect(calls[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > .* '\/snaps\/s1\/state\.mig'$/);
+  });
+
+  test("a VM running on a snapshot's RAM file mapped private is saved by delta: prepared, a sparse copy of that file; frozen, its device state and the pages it wrote over the copy; finished, the device state spliced into that snapshot's stream. No receiver", async () => {
+    const f = fakeHost({ files: ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img", "/snap/state.mig", "/snap/memory.ram"] });
+    const log: string[] = [];
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp, log: (l) => log.push(l) });
+    const r = await d.launch(sampleVM(), BOOT, { restoreFrom: "/snap/state.mig" });
+    const cmdline = f.procs.get(r.pid)!.cmdline;
+    expect(cmdline).toContain("memory-backend-file,id=pc.ram,size=256M,mem-path=/snap/memory.ram,share=off");
+    // the process as the kernel shows it: the RAM file mapped in two pieces, and pagemap saying which pages it wrote
+    const RAM = 0x7f0000000000;
+    const half = 128 << 20;
+    const maps = `${RAM.toString(16)}-${(RAM + half).toString(16)} rw-p 00000000 fe:01 7 /snap/memory.ram\n${(RAM + half).toString(16)}-${(RAM + 2 * half).toString(16)} rw-p 08000000 fe:01 7 /snap/memory.ram\n`;
+    const pagemaps = new Map<number, Uint8Array>();
+    const written = (pages: number[]) => {
+      const b = new Uint8Array((half / 4096) * 8);
+      for (const i of pages) b[i * 8 + 7] = 0x80; // present, not a file page
+      return b;
+    };
+    pagemaps.set((RAM / 4096) * 8, written([0, 1, 2]));
+    pagemaps.set(((RAM + half) / 4096) * 8, written([5]));
+    const mapped = mappedStream();
+    const reads: string[] = [];
+    const copies: string[] = [];
+    let deviceFile = "";
+    Object.assign(f.host.fs, {
+      readBytes: async (p: string) => (p === "/snap/state.mig" ? mapped.bytes : p === deviceFile ? deviceStream(NEW_DEVICES) : new Uint8Array()),
+      readText: async (p: string) => (p === `/proc/${r.pid}/maps` ? maps : (f.rec.writes.get(p) ?? null)),
+      readRange: async (p: string, offset: number, length: number) => {
+        reads.push(`${p} ${offset.toString(16)}+${length}`);
+        return p.endsWith("/pagemap") ? pagemaps.get(offset)!.subarray(0, length) : new Uint8Array(length);
+      },
+      copyRanges: async (from: string, to: string, ranges: { from: number; to: number; length: number }[]) => {
+        copies.push(`${from} → ${to}: ${ranges.map((x) => `${x.from.toString(16)}+${x.length}@${x.to.toString(16)}`).join(" ")}`);
+        return 0;
+      },
+      writeFile: async (p: string, data: Uint8Array) => void f.rec.writes.set(p, [...data].join(",")),
+    });
+    f.rec.qmp.length = 0;
+    f.rec.runs.length = 0;
+    const h = handlesFor(r.pid, r.pidStartTime);
+    const prepared = await d.prepareSave!(sampleVM(), h, "/snaps/s1/state.mig");
+    deviceFile = "/snaps/s1/state.mig.devices";
+    // made ready while it runs: the copy of the file it maps, and a look at its memory (readable); nothing stopped, no process started
+    expect(f.rec.runs).toEqual([{ cmd: "cp", args: ["--sparse=always", "/snap/memory.ram", "/snaps/s1/memory.ram"] }]);
+    expect(reads).toEqual([`/proc/${r.pid}/mem ${RAM.toString(16)}+1`]);
+    expect(f.rec.spawns).toHaveLength(1);
+    await d.pause!(sampleVM(), h);
+    f.rec.qmp.length = 0;
+    const saved = (await prepared.save({ runOn: true }))!;
+    expect(f.rec.qmp.filter((x) => !x.startsWith("ping"))).toEqual([
+      "query-status /v/abc123/api.sock",
+      `xen-save-devices-state /v/abc123/api.sock ${JSON.stringify({ filename: "/snaps/s1/state.mig.devices", live: false })}`,
+    ]);
+    // the pages it wrote, read from its memory where each piece of the file is mapped, written where they are in the file
+    expect(copies).toEqual([
+      `/proc/${r.pid}/mem → /snaps/s1/memory.ram: ${RAM.toString(16)}+12288@0`,
+      `/proc/${r.pid}/mem → /snaps/s1/memory.ram: ${(RAM + half + 5 * 4096).toString(16)}+4096@${(half + 5 * 4096).toString(16)}`,
+    ]);
+    expect(log).toEqual(["vm demo: RAM saved by delta: 4 pages (0.0 MiB) written since it mapped /snap/memory.ram"]);
+    expect(await d.runState!(sampleVM())).toBe("paused");
+    await saved.finish!();
+    expect(f.rec.writes.get("/snaps/s1/state.mig")).toBe([...mapped.bytes.subarray(0, mapped.ramEnd), ...NEW_DEVICES, ...mapped.description].join(","));
+    expect(f.rec.removed).toContain("/snaps/s1/state.mig.devices");
+    expect(f.rec.removed).not.toContain("/snaps/s1/memory.ram");
+    expect(f.rec.spawns).toHaveLength(1);
+  });
+
+  test("by delta only where the mapped snapshot's stream can be spliced: another stream (or none) is a receiver's save as before, and a failed save removes what it made", async () => {
+    const f = fakeHost({ files: ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img", "/snap/state.mig", "/snap/memory.ram"] });
+    const log: string[] = [];
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp, log: (l) => log.push(l) });
+    const r = await d.launch(sampleVM(), BOOT, { restoreFrom: "/snap/state.mig" });
+    Object.assign(f.host.fs, { readBytes: async () => mappedStream({ ignoreShared: false }).bytes });
+    const h = handlesFor(r.pid, r.pidStartTime);
+    const prepared = await d.prepareSave!(sampleVM(), h, "/snaps/s1/state.mig");
+    expect(log).toEqual(["vm demo: its RAM is saved whole, not by delta: the snapshot's stream was not saved with x-ignore-shared"]);
+    expect(f.rec.spawns[1]!.cmd).toBe("timeout");
+    await prepared.abandon();
+
+    const maps = "7f0000000000-7f0010000000 rw-p 00000000 fe:01 7 /snap/memory.ram\n";
+    Object.assign(f.host.fs, {
+      readBytes: async () => mappedStream().bytes,
+      readText: async (p: string) => (p.endsWith("/maps") ? maps : (f.rec.writes.get(p) ?? null)),
+      readRange: async (_p: string, _o: number, length: number) => new Uint8Array(length),
+    });
+    const spawned = f.rec.spawns.length;
+    f.rec.removed.length = 0;
+    const delta = await d.prepareSave!(sampleVM(), h, "/snaps/s2/state.mig");
+    expect(f.rec.spawns).toHaveLength(spawned);
+    const failing = f.qmp.command;
+    f.qmp.command = async (sock, command, t, args) => {
+      if (command === "xen-save-devices-state") throw new Error("qemu: IO error");
+      return failing(sock, command, t, args);
+    };
+    await expect(delta.save({ runOn: true })).rejects.toThrow("IO error");
+    expect(f.rec.removed).toEqual(["/snaps/s2/memory.ram", "/snaps/s2/state.mig.devices"]);
   });
 
   test("launch with restoreFrom: -incoming defer -S, migrate-incoming from the file, then cont; a missing file kills the new qemu", async () => {

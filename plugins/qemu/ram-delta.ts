@@ -1,0 +1,205 @@
+/**
+ * A snapshot of a VM whose RAM is a snapshot's RAM file mapped private (a
+ * clone, a warm start, a rollback), without streaming its RAM: QEMU 7.2
+ * cannot background-snapshot such RAM (userfaultfd write-protect takes
+ * anonymous memory only), so the receiver's way stops the guest while all of
+ * it streams (~0.55 s for 256 MiB here). The pages such a VM has written are
+ * the only ones that differ from the file it maps, and the kernel says which
+ * they are (/proc/PID/pagemap: present and not a file page, or swapped):
+ * their copy over a copy of that file is the new RAM file. The device state
+ * comes from QMP xen-save-devices-state (every section but RAM's, ~5 ms),
+ * spliced into the mapped snapshot's own stream in place of its device
+ * sections, after its RAM sections (the small blocks: ROMs and ACPI tables,
+ * which the guest does not write, and the mapped block, ignored), so that a
+ * restore loads it as any other x-ignore-shared stream. QEMU 7.2's
+ * xen-load-devices-state is no way back: it asserts on its exit (its
+ * migration yank instance was never registered).
+ *
+ * The stream format read here is QEMU's (migration/savevm.c, ram.c):
+ * sections START 1, PART 2, END 3, FULL 4, each ended by a footer 0x7e + id;
+ * EOF 0; the JSON description 6 last. Anything else is refused and the
+ * caller streams as before.
+ */
+
+/** Page size of the guest's RAM in the stream and in pagemap (x86_64). */
+export const PAGE = 4096;
+
+const _SECTION_START = 1;
+const _SECTION_PART = 2;
+const _SECTION_END = 3;
+const _SECTION_FULL = 4;
+const _VMDESCRIPTION = 6;
+const _FOOTER = 0x7e;
+const _EOF = 0;
+const _MAGIC = [0x51, 0x45, 0x56, 0x4d, 0, 0, 0, 3]; // "QEVM", version 3
+// RAM record flags (ram.c)
+const _ZERO = 0x02;
+const _MEM_SIZE = 0x04;
+const _PAGE = 0x08;
+const _EOS = 0x10;
+const _CONTINUE = 0x20;
+
+/** A stream this splicer does not take: the caller saves the way it did before. */
+export class StreamNotSpliceable extends Error {}
+
+/**
+ * The RAM file a QEMU maps private (`memory-backend-file,…,mem-path=P,share=off`
+ * in its argv), or null: anonymous RAM, or RAM it writes through to its file.
+ */
+export function privateRamFile(cmdline: readonly string[]): string | null {
+  for (let i = 1; i < cmdline.length; i++) {
+    if (cmdline[i - 1] !== "-object" || !cmdline[i]!.startsWith("memory-backend-file,")) continue;
+    // QEMU option syntax: fields split at single commas; ",," is a literal comma
+    const fields = cmdline[i]!.replaceAll(",,", "\0").split(",").map((f) => f.replaceAll("\0", ","));
+    const path = fields.find((f) => f.startsWith("mem-path="))?.slice("mem-path=".length);
+    const shared = fields.find((f) => f.startsWith("share="))?.slice("share=".length);
+    if (path && shared !== "on") return path;
+  }
+  return null;
+}
+
+/** One mapping of a file in a process: its address range and the file offset it starts at. */
+export interface Mapping {
+  start: number;
+  end: number;
+  fileOffset: number;
+}
+
+/** Every mapping of `path` in a /proc/PID/maps text (QEMU may split one RAM block into several). */
+export function mappingsOf(maps: string, path: string): Mapping[] {
+  const out: Mapping[] = [];
+  for (const line of maps.split("\n")) {
+    // address perms offset dev inode path: the path is the rest of the line, after the padding
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \d+\s+(.*)$/.exec(line);
+    if (m && m[4] === path) out.push({ start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16), fileOffset: parseInt(m[3]!, 16) });
+  }
+  return out;
+}
+
+/** A run of pages: `count` pages from page `first` (of the file). */
+export interface PageRun {
+  first: number;
+  count: number;
+}
+
+/**
+ * The pages of one mapping that no longer are the file's (present and not a
+ * file page: written, so copied on write; or swapped out, which only
+ * anonymous pages are), from its pagemap entries (8 bytes each, little
+ * endian), as runs of file pages. Runs less than `mergeGap` pages apart are
+ * one run: a page between them is the file's own, which a copy writes back
+ * unchanged, and fewer reads cost less than the pages they carry.
+ */
+export function writtenRuns(pagemap: Uint8Array, m: Mapping, mergeGap = 16): PageRun[] {
+  const view = new DataView(pagemap.buffer, pagemap.byteOffset, pagemap.byteLength);
+  const firstPage = m.fileOffset / PAGE;
+  const runs: PageRun[] = [];
+  for (let i = 0; i < pagemap.byteLength / 8; i++) {
+    const hi = view.getUint32(i * 8 + 4, true);
+    const present = (hi & 0x80000000) !== 0;
+    const swapped = (hi & 0x40000000) !== 0;
+    const filePage = (hi & 0x20000000) !== 0;
+    if (!((present && !filePage) || swapped)) continue;
+    const last = runs.at(-1);
+    if (last && firstPage + i - (last.first + last.count) <= mergeGap) last.count = firstPage + i + 1 - last.first;
+    else runs.push({ first: firstPage + i, count: 1 });
+  }
+  return runs;
+}
+
+function _be32(b: Uint8Array, o: number): number {
+  if (o + 4 > b.length) throw new StreamNotSpliceable("the stream ends inside a field");
+  return ((b[o]! << 24) >>> 0) + (b[o + 1]! << 16) + (b[o + 2]! << 8) + b[o + 3]!;
+}
+
+function _be64(b: Uint8Array, o: number): bigint {
+  return (BigInt(_be32(b, o)) << 32n) + BigInt(_be32(b, o + 4));
+}
+
+function _startsWithMagic(b: Uint8Array): boolean {
+  return b.length > _MAGIC.length && _MAGIC.every((x, i) => b[i] === x);
+}
+
+function _indexOf(b: Uint8Array, needle: readonly number[], from: number): number {
+  outer: for (let i = from; i + needle.length <= b.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (b[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+/** Past one RAM section's records, up to and with its end-of-section record. */
+function _skipRamRecords(b: Uint8Array, o: number): number {
+  for (;;) {
+    const word = _be64(b, o);
+    o += 8;
+    const flags = Number(word & 0xfffn);
+    if (flags & _MEM_SIZE) {
+      // the block list: name, used length, and (x-ignore-shared) the block's guest address, until the total is reached
+      let left = word & ~0xfffn;
+      while (left > 0n) {
+        const n = b[o];
+        if (n === undefined) throw new StreamNotSpliceable("the stream ends inside the RAM block list");
+        const length = _be64(b, o + 1 + n);
+        if (length === 0n) throw new StreamNotSpliceable("a RAM block of no length");
+        o += 1 + n + 8 + 8;
+        left -= length;
+      }
+      continue;
+    }
+    if (flags & _EOS) return o;
+    if (flags & (_ZERO | _PAGE)) {
+      if (!(flags & _CONTINUE)) o += 1 + (b[o] ?? 0);
+      o += flags & _ZERO ? 1 : PAGE;
+      if (o > b.length) throw new StreamNotSpliceable("the stream ends inside a page");
+      continue;
+    }
+    throw new StreamNotSpliceable(`a RAM record with flags ${flags.toString(16)} (compressed or another format)`);
+  }
+}
+
+/**
+ * `mapped`'s stream (an x-ignore-shared save: header, configuration, RAM
+ * sections, device sections, EOF, description) with its device sections and
+ * EOF replaced by those of `devices` (xen-save-devices-state: header, device
+ * sections, EOF). Throws StreamNotSpliceable for anything else.
+ */
+export function spliceDeviceState(mapped: Uint8Array, devices: Uint8Array): Uint8Array {
+  if (!_startsWithMagic(mapped) || !_startsWithMagic(devices)) throw new StreamNotSpliceable("not a QEMU migration stream of version 3");
+  if (devices[devices.length - 1] !== _EOF || devices[_MAGIC.length] !== _SECTION_FULL) throw new StreamNotSpliceable("the device state is not whole device sections");
+  // its configuration names x-ignore-shared: the RAM block list then carries each block's address, and the mapped block no pages
+  if (_indexOf(mapped, [0x0f, ...new TextEncoder().encode("x-ignore-shared")], _MAGIC.length) < 0) throw new StreamNotSpliceable("the snapshot's stream was not saved with x-ignore-shared");
+  // the RAM section's start: START, id, "ram", instance 0, version 4
+  const ramHeader = [3, 0x72, 0x61, 0x6d, 0, 0, 0, 0, 0, 0, 0, 4];
+  const at = _indexOf(mapped, ramHeader, _MAGIC.length) - 5;
+  if (at < 0 || mapped[at] !== _SECTION_START) throw new StreamNotSpliceable("no RAM section");
+  const id = _be32(mapped, at + 1);
+  let o = at;
+  for (;;) {
+    const kind = mapped[o];
+    if (kind === _SECTION_START) o += 5 + 1 + 3 + 8;
+    else if (kind === _SECTION_PART || kind === _SECTION_END) {
+      if (_be32(mapped, o + 1) !== id) throw new StreamNotSpliceable("a section other than RAM's among RAM's");
+      o += 5;
+    } else break;
+    o = _skipRamRecords(mapped, o);
+    if (mapped[o] !== _FOOTER || _be32(mapped, o + 1) !== id) throw new StreamNotSpliceable("a RAM section without its footer");
+    o += 5;
+    if (kind === _SECTION_END) break;
+  }
+  if (mapped[o] !== _SECTION_FULL) throw new StreamNotSpliceable("no device sections after the RAM sections");
+  // the description, last: 6, its length, JSON (kept for tools that read it; the loader asks for it)
+  let description = mapped.length;
+  for (let i = mapped.length - 6; i > o; i--) {
+    if (mapped[i] === _VMDESCRIPTION && mapped[i - 1] === _EOF && _be32(mapped, i + 1) === mapped.length - i - 5 && mapped[i + 5] === 0x7b) {
+      description = i;
+      break;
+    }
+  }
+  const tail = mapped.subarray(description);
+  const out = new Uint8Array(o + devices.length - _MAGIC.length + tail.length);
+  out.set(mapped.subarray(0, o), 0);
+  out.set(devices.subarray(_MAGIC.length), o);
+  out.set(tail, o + devices.length - _MAGIC.length);
+  return out;
+}
