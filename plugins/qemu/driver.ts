@@ -85,6 +85,12 @@ export function qemuPaths(vm: VMRecord) {
     receiverIn: join(dir, RECEIVER_IN_SOCK),
     receiverLog: join(dir, "receiver.log"),
     receiverDisk: (i: number) => join(dir, receiverDiskName(i)),
+    /**
+     * Links to the RAM file and stream of the snapshot the VM was restored from, which its QEMU maps (RAM) and a
+     * save by delta splices into (stream): a `snapshot rm` meanwhile leaves them to the VM (see _keepRestoredFrom).
+     */
+    restoredRam: join(dir, "restored.ram"),
+    restoredState: join(dir, "restored.mig"),
     /** The guest agent port's chardev (FIFOs `.in`, `.out`): vmPaths' agentPipe, where the guest plugin looks. */
     agentPipe: p.agentPipe,
     /** The exec agent port's chardev, likewise (vmPaths' execPipe). */
@@ -276,6 +282,34 @@ async function _waitForQmp(q: _Qemu, vm: VMRecord, pid: number): Promise<LaunchR
 async function _ramFileFor(q: _Qemu, statePath: string): Promise<string | null> {
   const ram = join(dirname(statePath), SNAPSHOT_RAM_FILE);
   return (await q.host.fs.exists(ram)) ? ram : null;
+}
+
+/**
+ * The RAM file a restore maps, linked into the VM's dir with the snapshot's stream beside it (restoredRam,
+ * restoredState): removing the snapshot while the VM runs on it then leaves the VM both (QEMU would keep a
+ * deleted file's mapping, but the next save by delta needs the stream and the file's name). The snapshot's own
+ * file where it cannot be linked (another filesystem); null, with the links of an earlier restore removed, when
+ * there is no RAM file (a boot, a whole-stream snapshot).
+ */
+async function _keepRestoredFrom(q: _Qemu, vm: VMRecord, statePath: string | undefined): Promise<string | null> {
+  const p = qemuPaths(vm);
+  for (const f of [p.restoredRam, p.restoredState]) await q.host.fs.rmrf(f);
+  const ram = statePath ? await _ramFileFor(q, statePath) : null;
+  if (!statePath || !ram) return null;
+  try {
+    await q.host.fs.link(statePath, p.restoredState);
+    await q.host.fs.link(ram, p.restoredRam);
+    return p.restoredRam;
+  } catch {
+    for (const f of [p.restoredRam, p.restoredState]) await q.host.fs.rmrf(f);
+    return ram;
+  }
+}
+
+/** The stream beside a RAM file a VM maps: its link's (restoredState) or its snapshot's (`name` beside it). */
+function _streamBeside(vm: VMRecord, ramFile: string, name: string): string {
+  const p = qemuPaths(vm);
+  return ramFile === p.restoredRam ? p.restoredState : join(dirname(ramFile), name);
 }
 
 /** Load saved state into a QEMU waiting with -incoming defer -S, then let it run. */
@@ -505,7 +539,7 @@ async function _deltaSource(q: _Qemu, vm: VMRecord, handles: VMHandles, path: st
     q.opts.log?.(`vm ${vm.name}: its RAM is saved whole, not by delta: ${m}`);
     return null;
   };
-  const stream = await q.host.fs.readBytes(join(dirname(ramFile), basename(path))).catch(() => null);
+  const stream = await q.host.fs.readBytes(_streamBeside(vm, ramFile, basename(path))).catch(() => null);
   if (!stream) return why(`no stream beside ${ramFile}`);
   try {
     // a trial splice: the stream must be one this knows how to splice into
@@ -680,7 +714,7 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
     name: "qemu",
     async launch(vm: VMRecord, boot: BootConfig, opts: LaunchOptions = {}): Promise<LaunchResult> {
       const bin = await _preflight(q, vm, boot);
-      const ramFile = opts.restoreFrom ? await _ramFileFor(q, opts.restoreFrom) : null;
+      const ramFile = await _keepRestoredFrom(q, vm, opts.restoreFrom);
       // a cold boot always gets the agents' ports; a restore exactly those the saved VM had
       const ports = opts.restoreFrom ? await _portsSaved(q, opts.restoreFrom) : { agent: true, exec: true };
       // a restore from a RAM file maps it copy-on-write: the snapshot's file never changes, its clones share its pages

@@ -241,6 +241,15 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     expect(ok(["vm", "exec", "c1", "--", "sh", "-c", "echo c1 > /root/own && sync && cat /root/own /root/file"]).stdout).toBe("c1\nkept\n");
     ok(["vm", "delete", "c1", "--force"]);
     expect(ok(["vm", "exec", "c2", "--", "sh", "-c", "echo 3 > /proc/sys/vm/drop_caches; cat /root/file"]).stdout).toBe("kept\n");
+    // its snapshot removed, c2 still has the RAM file and stream it was restored from (linked into its dir): its own
+    // snapshot is saved by delta, and a rollback to it brings back what c2 had
+    ok(["vm", "exec", "c2", "--", "sh", "-c", "echo mine > /dev/shm/c2"]);
+    ok(["vm", "snapshot", "c2", "--name", "after-rm"]);
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("vm c2: RAM saved by delta:");
+    ok(["vm", "exec", "c2", "--", "sh", "-c", "echo later > /dev/shm/c2"]);
+    ok(["vm", "rollback", "c2", "after-rm"]);
+    expect(ok(["vm", "exec", "c2", "--", "cat", "/dev/shm/c2", "/root/file"]).stdout).toBe("mine\nkept\n");
+    ok(["snapshot", "rm", "c2@after-rm"]);
     ok(["vm", "delete", "c2", "--force"]);
   }, BOOT);
 
@@ -271,7 +280,10 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     expect(before.size).toBe(256 * 1048576);
     const c = ok(["vm", "create", "c3", "--from", "snapbox@ramfile", "--start", "--json"]).json();
     const qemuArgv = readFileSync(`/proc/${c.pid}/cmdline`, "utf8").split("\0");
-    expect(qemuArgv).toContain(`memory-backend-file,id=pc.ram,size=256M,mem-path=${ram},share=off`);
+    // the snapshot's RAM file, linked into the clone's dir (a `snapshot rm` leaves it to the clone)
+    const linked = join(c.runtime.vmDir, "restored.ram");
+    expect(qemuArgv).toContain(`memory-backend-file,id=pc.ram,size=256M,mem-path=${linked},share=off`);
+    expect(statSync(linked).ino).toBe(statSync(ram).ino);
     // the clone dirties guest memory (its page cache) and its disk
     const out = ok(["vm", "exec", "c3", "--", "sh", "-c", "head -c 40000000 /dev/urandom > /root/fill && sync && hostname && cat /root/file"]).stdout.trim().split("\n");
     expect(out).toEqual(["c3", "kept"]);

@@ -232,6 +232,8 @@ describe("qemu driver: launch", () => {
     const r = await d.launch(sampleVM(), BOOT);
     expect(r).toEqual({ pid: 4000, pidStartTime: 5000 });
     expect(f.rec.removed).toContain("/v/abc123/api.sock");
+    // a boot maps no snapshot's RAM: the links an earlier restore left go (the snapshot's files may be all they keep)
+    expect(f.rec.removed).toEqual(expect.arrayContaining(["/v/abc123/restored.ram", "/v/abc123/restored.mig"]));
     expect(f.rec.spawns).toHaveLength(1);
     const s = f.rec.spawns[0]!;
     expect(s.cmd).toBe("/usr/bin/qemu-system-x86_64");
@@ -639,13 +641,17 @@ describe("qemu driver: state save and restore", () => {
     const f = fakeHost({ files: ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img", "/snap/state.mig", "/snap/memory.ram"] });
     const log: string[] = [];
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp, log: (l) => log.push(l) });
+    const links: string[] = [];
+    Object.assign(f.host.fs, { link: async (from: string, to: string) => void links.push(`${from} → ${to}`) });
     const r = await d.launch(sampleVM(), BOOT, { restoreFrom: "/snap/state.mig" });
+    // the snapshot's stream and RAM file linked into the VM's dir first, so that a `snapshot rm` leaves them to it
+    expect(links).toEqual(["/snap/state.mig → /v/abc123/restored.mig", "/snap/memory.ram → /v/abc123/restored.ram"]);
     const cmdline = f.procs.get(r.pid)!.cmdline;
-    expect(cmdline).toContain("memory-backend-file,id=pc.ram,size=256M,mem-path=/snap/memory.ram,share=off");
+    expect(cmdline).toContain("memory-backend-file,id=pc.ram,size=256M,mem-path=/v/abc123/restored.ram,share=off");
     // the process as the kernel shows it: the RAM file mapped in two pieces, and pagemap saying which pages it wrote
     const RAM = 0x7f0000000000;
     const half = 128 << 20;
-    const maps = `${RAM.toString(16)}-${(RAM + half).toString(16)} rw-p 00000000 fe:01 7 /snap/memory.ram\n${(RAM + half).toString(16)}-${(RAM + 2 * half).toString(16)} rw-p 08000000 fe:01 7 /snap/memory.ram\n`;
+    const maps = `${RAM.toString(16)}-${(RAM + half).toString(16)} rw-p 00000000 fe:01 7 /v/abc123/restored.ram\n${(RAM + half).toString(16)}-${(RAM + 2 * half).toString(16)} rw-p 08000000 fe:01 7 /v/abc123/restored.ram\n`;
     const pagemaps = new Map<number, Uint8Array>();
     const written = (pages: number[]) => {
       const b = new Uint8Array((half / 4096) * 8);
@@ -659,7 +665,7 @@ describe("qemu driver: state save and restore", () => {
     const copies: string[] = [];
     let deviceFile = "";
     Object.assign(f.host.fs, {
-      readBytes: async (p: string) => (p === "/snap/state.mig" ? mapped.bytes : p === deviceFile ? deviceStream(NEW_DEVICES) : new Uint8Array()),
+      readBytes: async (p: string) => (p === "/v/abc123/restored.mig" ? mapped.bytes : p === deviceFile ? deviceStream(NEW_DEVICES) : new Uint8Array()),
       readText: async (p: string) => (p === `/proc/${r.pid}/maps` ? maps : (f.rec.writes.get(p) ?? null)),
       readRange: async (p: string, offset: number, length: number) => {
         reads.push(`${p} ${offset.toString(16)}+${length}`);
@@ -677,7 +683,7 @@ describe("qemu driver: state save and restore", () => {
     const prepared = await d.prepareSave!(sampleVM(), h, "/snaps/s1/state.mig");
     deviceFile = "/snaps/s1/state.mig.devices";
     // made ready while it runs: the copy of the file it maps, and a look at its memory (readable); nothing stopped, no process started
-    expect(f.rec.runs).toEqual([{ cmd: "cp", args: ["--sparse=always", "/snap/memory.ram", "/snaps/s1/memory.ram"] }]);
+    expect(f.rec.runs).toEqual([{ cmd: "cp", args: ["--sparse=always", "/v/abc123/restored.ram", "/snaps/s1/memory.ram"] }]);
     expect(reads).toEqual([`/proc/${r.pid}/mem ${RAM.toString(16)}+1`]);
     expect(f.rec.spawns).toHaveLength(1);
     await d.pause!(sampleVM(), h);
@@ -692,7 +698,7 @@ describe("qemu driver: state save and restore", () => {
       `/proc/${r.pid}/mem → /snaps/s1/memory.ram: ${RAM.toString(16)}+12288@0`,
       `/proc/${r.pid}/mem → /snaps/s1/memory.ram: ${(RAM + half + 5 * 4096).toString(16)}+4096@${(half + 5 * 4096).toString(16)}`,
     ]);
-    expect(log).toEqual(["vm demo: RAM saved by delta: 4 pages (0.0 MiB) written since it mapped /snap/memory.ram"]);
+    expect(log).toEqual(["vm demo: RAM saved by delta: 4 pages (0.0 MiB) written since it mapped /v/abc123/restored.ram"]);
     expect(await d.runState!(sampleVM())).toBe("paused");
     await saved.finish!();
     expect(f.rec.writes.get("/snaps/s1/state.mig")).toBe([...mapped.bytes.subarray(0, mapped.ramEnd), ...NEW_DEVICES, ...mapped.description].join(","));
@@ -705,10 +711,15 @@ describe("qemu driver: state save and restore", () => {
     const f = fakeHost({ files: ["/img/vmlinuz", "/img/initrd.img", "/v/abc123/system.img", "/snap/state.mig", "/snap/memory.ram"] });
     const log: string[] = [];
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp, log: (l) => log.push(l) });
+    // links refused (the snapshots on another filesystem): the snapshot's own files, and the stream beside its RAM file
+    Object.assign(f.host.fs, { link: async () => Promise.reject(Object.assign(new Error("EXDEV"), { code: "EXDEV" })) });
     const r = await d.launch(sampleVM(), BOOT, { restoreFrom: "/snap/state.mig" });
-    Object.assign(f.host.fs, { readBytes: async () => mappedStream({ ignoreShared: false }).bytes });
+    expect(f.procs.get(r.pid)!.cmdline).toContain("memory-backend-file,id=pc.ram,size=256M,mem-path=/snap/memory.ram,share=off");
+    const read: string[] = [];
+    Object.assign(f.host.fs, { readBytes: async (p: string) => (read.push(p), mappedStream({ ignoreShared: false }).bytes) });
     const h = handlesFor(r.pid, r.pidStartTime);
     const prepared = await d.prepareSave!(sampleVM(), h, "/snaps/s1/state.mig");
+    expect(read).toEqual(["/snap/state.mig"]);
     expect(log).toEqual(["vm demo: its RAM is saved whole, not by delta: the snapshot's stream was not saved with x-ignore-shared"]);
     expect(f.rec.spawns[1]!.cmd).toBe("timeout");
     await prepared.abandon();
