@@ -24,6 +24,8 @@ export { vmPaths } from "./shared/paths.ts";
 export { tempPathFor } from "./shared/temps.ts";
 /** true when a path exists (any file type). */
 export { fileExists } from "./host/fs.ts";
+/** Where and how to reach a VM's SSH server, with its pinned host key: what the daemon's pool dials. */
+export { sshTargetFor } from "./host/ssh-target.ts";
 /** GuestSSH's runScript and upload over another connection's exec. */
 export { runScriptOver, uploadOver } from "./host/guest-exec.ts";
 /** A sparse ext4 work disk (truncate + mkfs.ext4), for storage plugins. */

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { BangerError, configFrom, definePlugin, environ, renderScript, shellQuote, vmPaths } from "../../src/plugin-api.ts";
+import { BangerError, configFrom, definePlugin, environ, renderScript, shellQuote, sshTargetFor, vmPaths } from "../../src/plugin-api.ts";
 import type { CloneNet, Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts";
 import SET_CLOCK_SH from "./scripts/set-clock.sh" with { type: "text" };
 import CLOCK_BY_DATE_SH from "./scripts/clock-by-date.sh" with { type: "text" };
@@ -89,6 +89,24 @@ async function runCloneNetScript(vm: VMRecord, via: GuestSSH | GuestRunner, scri
   if (r.exitCode !== 0) throw new BangerError("E_STATE", `moving clone ${vm.name} to its own network address failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").at(-1) ?? ""}`);
 }
 
+/** How many times a restored guest's clock is read: the quickest round trip's reading sets it. */
+const CLOCK_READS = 3;
+
+/** One reading of the guest's clock: its round trip (ms), and the host's clock minus the guest's (µs) at its midpoint. */
+interface ClockSample {
+  rtt: number;
+  offsetUs: number;
+}
+
+function _clockSample(sentAtMs: number, backMs: number, guestUs: number): ClockSample {
+  return { rtt: backMs - sentAtMs, offsetUs: Math.round(((sentAtMs + backMs) / 2) * 1000) - guestUs };
+}
+
+/** The sample with the quicker round trip (its error is at most half of it); the first on a tie. */
+function _quicker(best: ClockSample | null, s: ClockSample): ClockSample {
+  return !best || s.rtt < best.rtt ? s : best;
+}
+
 /**
  * Set a restored guest's clock to the host's (its own stood still while it
  * was saved) and, for a clone (`identity`), give it its own identity in the
@@ -105,16 +123,15 @@ export async function setGuestClock(host: Host, via: GuestSSH | GuestRunner, ide
   const enc = (t: string) => new TextEncoder().encode(t);
   const stdin = (async function* () {
     if ((await lines.next()) !== "ready") return;
-    let best: { rtt: number; offsetUs: number } | null = null;
-    for (let i = 0; i < 3; i++) {
+    let best: ClockSample | null = null;
+    for (let i = 0; i < CLOCK_READS; i++) {
       const sentAt = ms();
       yield enc("t\n");
       const said = await lines.next();
       const back = ms();
       // nothing (the guest side ended) or not a time: send nothing more, the exit code says what happened
       if (!/^\d+\.\d+$/.test(said)) return;
-      const offsetUs = Math.round(((sentAt + back) / 2) * 1000) - Math.round(Number(said) * 1e6);
-      if (!best || back - sentAt < best.rtt) best = { rtt: back - sentAt, offsetUs };
+      best = _quicker(best, _clockSample(sentAt, back, Math.round(Number(said) * 1e6)));
     }
     result.offsetMs = best!.offsetUs / 1000;
     result.roundTripMs = best!.rtt;
@@ -146,13 +163,11 @@ export async function setGuestClock(host: Host, via: GuestSSH | GuestRunner, ide
  * not hand out the same random bytes.
  */
 export async function setGuestClockOverExecAgent(host: Host, agent: ExecAgent, clone?: Awaited<ReturnType<typeof _cloneIdentity>>, signal?: AbortSignal): Promise<{ offsetMs: number; roundTripMs: number }> {
-  let best: { rtt: number; offsetUs: number } | null = null;
-  for (let i = 0; i < 3; i++) {
+  let best: ClockSample | null = null;
+  for (let i = 0; i < CLOCK_READS; i++) {
     const sentAt = host.clock.now().getTime();
     const guestUs = await agent.clockUs(signal);
-    const back = host.clock.now().getTime();
-    const offsetUs = Math.round(((sentAt + back) / 2) * 1000) - guestUs;
-    if (!best || back - sentAt < best.rtt) best = { rtt: back - sentAt, offsetUs };
+    best = _quicker(best, _clockSample(sentAt, host.clock.now().getTime(), guestUs));
   }
   await agent.identity({ clockOffsetNs: BigInt(best!.offsetUs) * 1000n, entropy: _entropy(), ...clone }, signal);
   return { offsetMs: best!.offsetUs / 1000, roundTripMs: best!.rtt };
@@ -369,15 +384,9 @@ async function _attachExecAgent(host: Host, vm: VMRecord, pid: number, execPipe:
   }
 }
 
-/** The pool's connection over `agent`, SSH (`ssh`, or dialled with the VM's own keys at the first need) for the rest. */
+/** The pool's connection over `agent`, SSH (`ssh`, or dialled as the pool dials, at the first need) for the rest. */
 function _agentFirst(host: Host, vm: VMRecord, agent: ExecAgent, ssh?: GuestSSH): AgentFirstSSH {
-  const keys = vmPaths(vm.runtime.vmDir);
-  const dial = async () => {
-    const [privateKey, hostKey] = [await host.fs.readText(keys.clientKey), await host.fs.readText(keys.hostPubKey)];
-    if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys`);
-    return host.ssh.dial(_sshTarget(vm, { privateKey, hostKey }));
-  };
-  return new AgentFirstSSH(agent, dial, ssh);
+  return new AgentFirstSSH(agent, async () => host.ssh.dial(await sshTargetFor(host.fs, vm)), ssh);
 }
 
 /**

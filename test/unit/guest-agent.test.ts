@@ -321,9 +321,9 @@ describe("waitForGuest and the exec agent", () => {
     expect(ran.map((r) => r.command)).toEqual(["echo hi"]);
     expect(out.join("")).toBe("hi\n");
     expect(dials).toHaveLength(0);
-    // SSH when something needs it: the clone's own keys, at its own address
+    // SSH when something needs it: the clone's own keys, at its own address, as the daemon's pool dials it (sshTargetFor)
     await conn.exec("top", { pty: { cols: 80, rows: 24 } });
-    expect(dials.map((d) => [d.target.privateKey, d.target.hostKey, d.target.host, d.target.port])).toEqual([["OWN-PRIVATE", "ssh-ed25519 AAAAownhost", vm.runtime.sshHost, 2222]]);
+    expect(dials.map((d) => [d.target.privateKey, d.target.hostKey, d.target.host, d.target.port])).toEqual([["OWN-PRIVATE", "ssh-ed25519 AAAAownhost", vm.runtime.sshHost || "127.0.0.1", 2222]]);
     conn.close();
   });
 
