@@ -529,7 +529,7 @@ interface _DeltaSource {
 /**
  * The VM runs on a snapshot's RAM file mapped private, that snapshot's stream can take this VM's device state
  * (spliceDeviceState), and this daemon may read the VM's memory: then a save by delta; else null (the receiver's
- * or the whole stream's way), with the reason in the debug log.
+ * or the whole stream's way), with the reason in the daemon's log when the VM does map such a file.
  */
 async function _deltaSource(q: _Qemu, vm: VMRecord, handles: VMHandles, path: string): Promise<_DeltaSource | null> {
   const t = await q.guard.target(handles, () => _findProcess(q, vm));
@@ -597,9 +597,13 @@ async function _prepareDeltaSave(q: _Qemu, vm: VMRecord, path: string, src: _Del
         }
         q.opts.log?.(`vm ${vm.name}: RAM saved by delta: ${pages} pages (${((pages * PAGE) / 1048576).toFixed(1)} MiB) written since it mapped ${src.ramFile}`);
         const frozenMs = q.host.clock.now().getTime() - stoppedAt;
+        let finished = false;
         return {
           frozenMs,
+          // once: a snapshot that fails after it calls it again among its undos
           finish: async () => {
+            if (finished) return;
+            finished = true;
             try {
               await q.host.fs.writeFile(path, spliceDeviceState(src.stream, await q.host.fs.readBytes(devices)));
             } catch (e) {

@@ -97,7 +97,11 @@ export function createFS(): FS {
     link,
     copyFile: (from, to) => copyFile(from, to),
     async copyRanges(from, to, ranges) {
-      const [src, dst] = [await open(from, "r"), await open(to, "r+")];
+      const src = await open(from, "r");
+      const dst = await open(to, "r+").catch(async (e: unknown) => {
+        await src.close();
+        throw e;
+      });
       try {
         let copied = 0;
         const buf = Buffer.allocUnsafe(Math.min(4 << 20, Math.max(0, ...ranges.map((r) => r.length))));

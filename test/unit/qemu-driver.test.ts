@@ -705,6 +705,10 @@ describe("qemu driver: state save and restore", () => {
     expect(f.rec.removed).toContain("/snaps/s1/state.mig.devices");
     expect(f.rec.removed).not.toContain("/snaps/s1/memory.ram");
     expect(f.rec.spawns).toHaveLength(1);
+    // once: again (a snapshot that failed later, undoing) does nothing
+    const removed = f.rec.removed.length;
+    await saved.finish!();
+    expect(f.rec.removed).toHaveLength(removed);
   });
 
   test("by delta only where the mapped snapshot's stream can be spliced: another stream (or none) is a receiver's save as before, and a failed save removes what it made", async () => {
