@@ -1,6 +1,6 @@
 import { BangerError, faultPoint, shellQuote, type PreparedSave, type SaveOptions, type SaveResult, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { basename, dirname, join } from "node:path";
-import { mappingsOf, PAGE, privateRamFile, spliceDeviceState, StreamNotSpliceable, writtenRuns, type Mapping } from "./ram-delta.ts";
+import { mappingsOf, PAGE, privateRamFile, spliceDeviceState, splitWholeStream, StreamNotSpliceable, writtenRuns, type Mapping } from "./ram-delta.ts";
 import { RECEIVER_IN_SOCK, RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName, receiverQmpArg } from "./receivers.ts";
 import { savedPorts, memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
 import { MAX_MIGRATE_BANDWIDTH, qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
@@ -338,8 +338,13 @@ async function _untilWritten(q: _Qemu, path: string, tmp: string): Promise<void>
   });
 }
 
-/** A whole migration stream (RAM and devices) of a VM that stops for all of it: a VM launched before its argv was recorded. */
-async function _saveWholeStream(q: _Qemu, vm: VMRecord, path: string): Promise<{ frozenMs: number }> {
+/**
+ * A whole migration stream (RAM and devices) of a VM that stops for all of it (one on a tap, or launched before
+ * its argv was recorded). The finish, the VM running again, splits the guest's RAM out of it into `memory.ram`
+ * (splitWholeStream): its clones then map that file as any snapshot's, sharing its pages, and their own snapshots
+ * are saved by delta. A stream the split does not take stays whole (restored as before), with the reason logged.
+ */
+async function _saveWholeStream(q: _Qemu, vm: VMRecord, path: string): Promise<SaveResult> {
   const sock = qemuPaths(vm).qmpSock;
   const status = (await q.qmp.command(sock, "query-status", 2000)) as { status?: unknown } | undefined;
   if (status?.status === "running") await q.qmp.command(sock, "stop", 2000);
@@ -347,7 +352,48 @@ async function _saveWholeStream(q: _Qemu, vm: VMRecord, path: string): Promise<{
   const { uri, tmp } = _toFileUri(path);
   await q.qmp.migrateOut(sock, uri, _MIGRATE_TIMEOUT_MS);
   await _untilWritten(q, path, tmp);
-  return { frozenMs: q.host.clock.now().getTime() - stoppedAt };
+  let finished = false;
+  return {
+    frozenMs: q.host.clock.now().getTime() - stoppedAt,
+    finish: async () => {
+      if (finished) return;
+      finished = true;
+      await _splitRamOut(q, vm, path);
+    },
+  };
+}
+
+/** The largest whole stream _splitRamOut reads: a guest with more RAM in use keeps it in its stream. */
+const _SPLIT_MAX_BYTES = 512 * 1024 * 1024;
+
+/** The guest's RAM out of a whole stream at `path` into `memory.ram` beside it, the stream rewritten to go with it (see _saveWholeStream). */
+async function _splitRamOut(q: _Qemu, vm: VMRecord, path: string): Promise<void> {
+  const ramFile = join(dirname(path), SNAPSHOT_RAM_FILE);
+  let split: ReturnType<typeof splitWholeStream>;
+  // read whole into the daemon's memory: past this, the stream stays as it is rather than swell the daemon
+  const size = (await q.host.fs.stat(path))?.size ?? 0;
+  if (size > _SPLIT_MAX_BYTES) {
+    q.opts.log?.(`vm ${vm.name}: its snapshot keeps its RAM in its stream: ${size} bytes, more than the ${_SPLIT_MAX_BYTES} split here`);
+    return;
+  }
+  const whole = await q.host.fs.readBytes(path);
+  try {
+    split = splitWholeStream(whole);
+  } catch (e) {
+    if (!(e instanceof StreamNotSpliceable)) throw e;
+    q.opts.log?.(`vm ${vm.name}: its snapshot keeps its RAM in its stream: ${e.message}`);
+    return;
+  }
+  try {
+    await q.host.exec.run("truncate", ["-s", String(vm.spec.memoryMiB * 1024 * 1024), ramFile]);
+    await q.host.fs.writeRanges(ramFile, split.pages.map((p) => ({ offset: p.offset, data: p.fill === undefined ? whole.subarray(p.at, p.at + PAGE) : new Uint8Array(PAGE).fill(p.fill) })));
+    // the RAM file first, then the stream that needs it: a restore takes memory.ram's presence to mean the latter
+    await q.host.fs.writeAtomic(path, split.stream, 0o600);
+  } catch (e) {
+    await q.host.fs.rmrf(ramFile);
+    throw e;
+  }
+  q.opts.log?.(`vm ${vm.name}: its snapshot's RAM split out of its stream: ${split.pages.length} pages (${((split.pages.length * PAGE) / 1048576).toFixed(1)} MiB) in ${SNAPSHOT_RAM_FILE}`);
 }
 
 /** A receiver a killed daemon may have left (its QMP socket is in the VM's dir): killed before another is made. */

@@ -203,3 +203,98 @@ export function spliceDeviceState(mapped: Uint8Array, devices: Uint8Array): Uint
   out.set(tail, o + devices.length - _MAGIC.length);
   return out;
 }
+
+/** One page of a RAM block as a whole stream carries it: its offset in the block, and where its bytes are in the stream (or the byte it is filled with). */
+export interface StreamPage {
+  offset: number;
+  at: number;
+  fill?: number;
+}
+
+const _IGNORE_SHARED_CAPABILITY = [0x05, 26, ...new TextEncoder().encode("configuration/capabilities"), 0, 0, 0, 1, 0, 0, 0, 1, 15, ...new TextEncoder().encode("x-ignore-shared")];
+
+/**
+ * A whole stream (a VM saved stopped, RAM and all: one on `--net tap`) split
+ * into the pages of one RAM block (`block`, the guest's RAM: pc.ram) and the
+ * stream a restore that maps those pages from a file takes: the same
+ * sections, with x-ignore-shared named in its configuration, each RAM
+ * block's guest address in the block list (0: checked only for a block
+ * the restoring QEMU shares, and it shares none), and no record of `block`.
+ * Its zero pages are left out (holes in the file); a page filled with
+ * another byte (a record of flag ZERO with that byte) keeps it as `fill`.
+ * Throws StreamNotSpliceable for a stream of another shape (already
+ * x-ignore-shared, compressed, other sections among RAM's).
+ */
+export function splitWholeStream(whole: Uint8Array, block = "pc.ram"): { stream: Uint8Array; pages: StreamPage[] } {
+  if (!_startsWithMagic(whole)) throw new StreamNotSpliceable("not a QEMU migration stream of version 3");
+  // the configuration section: 7, the machine type's length and name; then no subsection (no capability named)
+  let o = _MAGIC.length;
+  if (whole[o] !== 0x07) throw new StreamNotSpliceable("no configuration section first");
+  o += 5 + _be32(whole, o + 1);
+  if (whole[o] !== _SECTION_START) throw new StreamNotSpliceable("the configuration names capabilities (already x-ignore-shared?), or RAM's section is not next");
+  const parts: Uint8Array[] = [whole.subarray(0, o), new Uint8Array(_IGNORE_SHARED_CAPABILITY)];
+  const pages: StreamPage[] = [];
+  const name = new TextEncoder().encode(block);
+  const isBlock = (at: number) => whole[at] === name.length && name.every((c, i) => whole[at + 1 + i] === c);
+  const id = _be32(whole, o + 1);
+  if (whole[o + 5] !== 3 || whole[o + 6] !== 0x72 || whole[o + 7] !== 0x61 || whole[o + 8] !== 0x6d) throw new StreamNotSpliceable("the first section is not RAM's");
+  let current = false; // the last record's block is `block`
+  for (;;) {
+    const kind = whole[o];
+    if (kind !== _SECTION_START && kind !== _SECTION_PART && kind !== _SECTION_END) break;
+    if (_be32(whole, o + 1) !== id) throw new StreamNotSpliceable("a section other than RAM's among RAM's");
+    const head = kind === _SECTION_START ? 5 + 1 + 3 + 8 : 5;
+    parts.push(whole.subarray(o, o + head));
+    o += head;
+    for (;;) {
+      const start = o;
+      const word = _be64(whole, o);
+      o += 8;
+      const flags = Number(word & 0xfffn);
+      if (flags & _MEM_SIZE) {
+        parts.push(whole.subarray(start, o));
+        let left = word & ~0xfffn;
+        while (left > 0n) {
+          const n = whole[o];
+          if (n === undefined) throw new StreamNotSpliceable("the stream ends inside the RAM block list");
+          const length = _be64(whole, o + 1 + n);
+          if (length === 0n) throw new StreamNotSpliceable("a RAM block of no length");
+          parts.push(whole.subarray(o, o + 1 + n + 8), new Uint8Array(8));
+          o += 1 + n + 8;
+          left -= length;
+        }
+        continue;
+      }
+      if (flags & _EOS) {
+        parts.push(whole.subarray(start, o));
+        break;
+      }
+      if (!(flags & (_ZERO | _PAGE)) || flags & ~(_ZERO | _PAGE | _CONTINUE)) throw new StreamNotSpliceable(`a RAM record with flags ${flags.toString(16)} (compressed or another format)`);
+      if (!(flags & _CONTINUE)) {
+        current = isBlock(o);
+        o += 1 + (whole[o] ?? 0);
+      }
+      const offset = Number(word & ~0xfffn);
+      if (current) {
+        if (flags & _PAGE) pages.push({ offset, at: o });
+        else if (whole[o] !== 0) pages.push({ offset, at: o, fill: whole[o] });
+      }
+      o += flags & _ZERO ? 1 : PAGE;
+      if (o > whole.length) throw new StreamNotSpliceable("the stream ends inside a page");
+      if (!current) parts.push(whole.subarray(start, o));
+    }
+    if (whole[o] !== _FOOTER || _be32(whole, o + 1) !== id) throw new StreamNotSpliceable("a RAM section without its footer");
+    parts.push(whole.subarray(o, o + 5));
+    o += 5;
+    if (kind === _SECTION_END) break;
+  }
+  if (whole[o] !== _SECTION_FULL) throw new StreamNotSpliceable("no device sections after the RAM sections");
+  parts.push(whole.subarray(o));
+  const stream = new Uint8Array(parts.reduce((n, x) => n + x.length, 0));
+  let at = 0;
+  for (const x of parts) {
+    stream.set(x, at);
+    at += x.length;
+  }
+  return { stream, pages };
+}

@@ -96,6 +96,22 @@ export function createFS(): FS {
     rename,
     link,
     copyFile: (from, to) => copyFile(from, to),
+    async writeRanges(path, ranges, mode = 0o600) {
+      const fh = await open(path, constants.O_WRONLY | constants.O_CREAT, mode);
+      try {
+        // pieces that follow one another go out in one write
+        for (let i = 0; i < ranges.length; ) {
+          let j = i + 1;
+          let end = ranges[i]!.offset + ranges[i]!.data.length;
+          while (j < ranges.length && ranges[j]!.offset === end && end - ranges[i]!.offset < 4 << 20) end += ranges[j++]!.data.length;
+          const buf = j - i === 1 ? ranges[i]!.data : Buffer.concat(ranges.slice(i, j).map((r) => r.data));
+          for (let w = 0; w < buf.length; ) w += (await fh.write(buf, w, buf.length - w, ranges[i]!.offset + w)).bytesWritten;
+          i = j;
+        }
+      } finally {
+        await fh.close();
+      }
+    },
     async copyRanges(from, to, ranges) {
       const src = await open(from, "r");
       const dst = await open(to, "r+").catch(async (e: unknown) => {

@@ -96,6 +96,8 @@ export interface FS {
    * that ends early (past the end of `from`) fails the call.
    */
   copyRanges(from: string, to: string, ranges: readonly ByteRange[]): Promise<number>;
+  /** Each piece of data written at its offset of a file, in place (no truncation; created, `mode`, when missing). */
+  writeRanges(path: string, ranges: readonly { offset: number; data: Uint8Array }[], mode?: number): Promise<void>;
   chmod(path: string, mode: number): Promise<void>;
   /** stat(2) (symlinks followed), or null when there is nothing there. */
   stat(path: string): Promise<FileStat | null>;

@@ -174,12 +174,17 @@ e2e.describe("real VM on --net tap, inside a test network namespace", () => {
     expect(banger(["vm", "exec", "c1", "--", "bash", "-c", dial("10.213.9.2")]).stdout.trim()).toBe("closed");
     expect(banger(["vm", "egress", "c1", "all"]).code).toBe(0);
     expect(banger(["vm", "exec", "c1", "--", "bash", "-c", dial("10.213.9.2")]).stdout.trim()).toBe("hello-tap");
-    // a fork of the clone (a tap VM's snapshot is one whole stream, RAM and all: the clone's RAM is its own, not a
-    // file's): the grandchild has its own address and name
+    // a tap VM's snapshot is saved as one whole stream (the VM stopped), then its RAM is split out into memory.ram:
+    // the clone maps that file as any clone does, and a fork of the clone saves its RAM by delta; the grandchild has
+    // its own address and name
+    const daemonLog = () => readFileSync(join(h.home, "daemon.log"), "utf8");
+    expect(daemonLog()).toContain("vm alpha: its snapshot's RAM split out of its stream:");
+    expect(readFileSync(`/proc/${c1.pid}/cmdline`, "utf8").split("\0")).toContain(`memory-backend-file,id=pc.ram,size=256M,mem-path=${join(c1.runtime.vmDir, "restored.ram")},share=off`);
     const tg = performance.now();
     const grand = banger(["vm", "fork", "c1", "g1", "--json"]);
     expect(grand.code).toBe(0);
     console.log(`e2e net-tap: fork of a tap clone ${Math.round(performance.now() - tg)} ms, source frozen ${JSON.parse(grand.stdout).snapshot.freezeMs} ms`);
+    expect(daemonLog()).toContain("vm c1: RAM saved by delta:");
     const g1 = JSON.parse(banger(["vm", "show", "g1", "--json"]).stdout);
     expect(g1.runtime.guestIP).not.toBe(c1.runtime.guestIP);
     expect(nic("g1")).toContain(`inet ${g1.runtime.guestIP}/24`);

@@ -324,6 +324,14 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
       f.ops.push(`copy ${from} ${to}`);
       await f.writeFile(to, await f.readBytes(from));
     },
+    async writeRanges(path, ranges) {
+      f.ops.push(`write ranges ${path} ${ranges.map((r) => `${r.offset}+${r.data.length}`).join(" ")}`);
+      const old = f.files.has(path) ? await f.readBytes(path) : new Uint8Array();
+      const out = new Uint8Array(Math.max(old.length, ...ranges.map((r) => r.offset + r.data.length)));
+      out.set(old);
+      for (const r of ranges) out.set(r.data, r.offset);
+      f.files.set(path, new TextDecoder().decode(out));
+    },
     async copyRanges(from, to, ranges) {
       f.ops.push(`copy ranges ${from} ${to} ${ranges.map((r) => `${r.from}+${r.length}@${r.to}`).join(" ")}`);
       const src = await f.readBytes(from);

@@ -2,8 +2,8 @@
 // splice of its device state into the mapped snapshot's stream. The splice was checked against QEMU 7.2 itself: a
 // stream so made restored a guest whose files and tmpfs came back (test/e2e/snapshot.test.ts does it end to end).
 import { describe, expect, test } from "bun:test";
-import { mappingsOf, PAGE, privateRamFile, spliceDeviceState, StreamNotSpliceable, writtenRuns } from "../../plugins/qemu/ram-delta.ts";
-import { deviceStream, mappedStream, NEW_DEVICES as NEW } from "../helpers/qemu-stream.ts";
+import { mappingsOf, PAGE, privateRamFile, spliceDeviceState, splitWholeStream, StreamNotSpliceable, writtenRuns } from "../../plugins/qemu/ram-delta.ts";
+import { deviceStream, mappedStream, NEW_DEVICES as NEW, wholeStream } from "../helpers/qemu-stream.ts";
 
 describe("spliceDeviceState", () => {
   test("the mapped stream's RAM sections, then the new device sections and EOF, then its description", () => {
@@ -74,5 +74,22 @@ describe("writtenRuns", () => {
     expect(writtenRuns(pm, m, 2)).toEqual([{ first: 100, count: 4 }, { first: 109, count: 1 }]);
     expect(writtenRuns(pm, m, 16)).toEqual([{ first: 100, count: 10 }]);
     expect(writtenRuns(pagemap([0, PRESENT | FILE]), m)).toEqual([]);
+  });
+});
+
+describe("splitWholeStream", () => {
+  test("the guest RAM's pages out (zero pages left as holes, a filled one kept as its byte), the rest of the stream as an x-ignore-shared save of it", () => {
+    const w = wholeStream();
+    const { stream, pages } = splitWholeStream(w.bytes);
+    expect([...stream]).toEqual([...w.split]);
+    expect(pages.map((p) => ({ offset: p.offset, data: p.fill === undefined ? [...w.bytes.subarray(p.at, p.at + PAGE)] : new Array<number>(PAGE).fill(p.fill) }))).toEqual(w.ramPages);
+    // what it makes, a splice takes: a clone of such a snapshot is saved by delta too
+    expect(() => spliceDeviceState(stream, deviceStream(NEW))).not.toThrow();
+  });
+
+  test("refused: a stream already x-ignore-shared (its configuration names the capability), and one cut short", () => {
+    expect(() => splitWholeStream(mappedStream().bytes)).toThrow(StreamNotSpliceable);
+    expect(() => splitWholeStream(wholeStream().bytes.subarray(0, 200))).toThrow(StreamNotSpliceable);
+    expect(() => splitWholeStream(new Uint8Array([1, 2, 3]))).toThrow(StreamNotSpliceable);
   });
 });
