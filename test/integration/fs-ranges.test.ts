@@ -1,4 +1,4 @@
-// FS.copyRanges on real files (src/host/fs.ts): what a save by RAM delta (plugins/qemu/ram-delta.ts) writes its
+// FS.copyRanges and writeRanges on real files (src/host/fs.ts): what a save by RAM delta (plugins/qemu/ram-delta.ts) writes its
 // pages with, from /proc/PID/mem into a copy of the RAM file (that read from a real QEMU: test/e2e/snapshot.test.ts).
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -31,4 +31,21 @@ test("a range past the end of the source fails the call; a missing target fails 
   writeFileSync(join(dir, "t"), "xxxxxx");
   await expect(createFS().copyRanges(from, join(dir, "t"), [{ from: 1, to: 0, length: 5 }])).rejects.toThrow("2 of 5 bytes at 1");
   await expect(createFS().copyRanges(from, join(dir, "none"), [{ from: 0, to: 0, length: 1 }])).rejects.toThrow("ENOENT");
+});
+
+test("writeRanges: each piece at its offset, pieces that follow one another in one write, the rest of the file kept; a missing file is made", async () => {
+  const fs = createFS();
+  const path = join(dir, "ram");
+  writeFileSync(path, new Uint8Array(64).fill(9));
+  const piece = (b: number, n = 4) => new Uint8Array(n).fill(b);
+  await fs.writeRanges(path, [{ offset: 4, data: piece(1) }, { offset: 8, data: piece(2) }, { offset: 40, data: piece(3) }, { offset: 80, data: piece(4) }]);
+  const out = [...readFileSync(path)];
+  expect(out.length).toBe(84);
+  expect(out.slice(0, 12)).toEqual([9, 9, 9, 9, 1, 1, 1, 1, 2, 2, 2, 2]);
+  expect(out.slice(40, 44)).toEqual([3, 3, 3, 3]);
+  expect(out.slice(64, 80)).toEqual(new Array(16).fill(0));
+  expect(out.slice(80)).toEqual([4, 4, 4, 4]);
+  const fresh = join(dir, "fresh");
+  await fs.writeRanges(fresh, [{ offset: 2, data: piece(7, 2) }]);
+  expect([...readFileSync(fresh)]).toEqual([0, 0, 7, 7]);
 });
