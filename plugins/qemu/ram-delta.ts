@@ -128,34 +128,81 @@ function _indexOf(b: Uint8Array, needle: readonly number[], from: number): numbe
   return -1;
 }
 
-/** Past one RAM section's records, up to and with its end-of-section record. */
-function _skipRamRecords(b: Uint8Array, o: number): number {
+/**
+ * One piece of the RAM sections, as ram.c writes them, with where it starts and ends in the stream: a section's
+ * header or footer; the block list's total, or one of its blocks (name and used length, then with x-ignore-shared
+ * its guest address); a page record (its block, its offset in the block, where its bytes start: 4096 of them, or
+ * for a ZERO record the one byte the page is filled with); the end of a section's records.
+ */
+type _RamPiece =
+  | { kind: "header" | "footer" | "list" | "end-of-records"; start: number; end: number }
+  | { kind: "block"; start: number; end: number; addressAt: number | null }
+  | { kind: "page"; start: number; end: number; block: string; offset: number; at: number; zero: boolean };
+
+/**
+ * The RAM sections of a stream from `at` (the START section's first byte), piece by piece; returns where the
+ * device sections begin. `addresses`: the stream was saved with x-ignore-shared (each listed block carries its
+ * address). Throws StreamNotSpliceable for anything else among them.
+ */
+function* _ramPieces(b: Uint8Array, at: number, addresses: boolean): Generator<_RamPiece, number> {
+  if (b[at] !== _SECTION_START || b[at + 5] !== 3 || b[at + 6] !== 0x72 || b[at + 7] !== 0x61 || b[at + 8] !== 0x6d) throw new StreamNotSpliceable("no RAM section where it should start");
+  const sectionId = _be32(b, at + 1);
+  let o = at;
+  let block = "";
   for (;;) {
-    const word = _be64(b, o);
-    o += 8;
-    const flags = Number(word & 0xfffn);
-    if (flags & _MEM_SIZE) {
-      // the block list: name, used length, and (x-ignore-shared) the block's guest address, until the total is reached
-      let left = word & ~0xfffn;
-      while (left > 0n) {
-        const n = b[o];
-        if (n === undefined) throw new StreamNotSpliceable("the stream ends inside the RAM block list");
-        const length = _be64(b, o + 1 + n);
-        if (length === 0n) throw new StreamNotSpliceable("a RAM block of no length");
-        o += 1 + n + 8 + 8;
-        left -= length;
+    const kind = b[o];
+    if (kind !== _SECTION_START && kind !== _SECTION_PART && kind !== _SECTION_END) break;
+    if (_be32(b, o + 1) !== sectionId) throw new StreamNotSpliceable("a section other than RAM's among RAM's");
+    const head = kind === _SECTION_START ? 5 + 1 + 3 + 8 : 5;
+    yield { kind: "header", start: o, end: o + head };
+    o += head;
+    for (;;) {
+      const start = o;
+      const word = _be64(b, o);
+      o += 8;
+      const flags = Number(word & 0xfffn);
+      if (flags & _MEM_SIZE) {
+        yield { kind: "list", start, end: o };
+        for (let left = word & ~0xfffn; left > 0n; ) {
+          const n = b[o];
+          if (n === undefined) throw new StreamNotSpliceable("the stream ends inside the RAM block list");
+          const length = _be64(b, o + 1 + n);
+          if (length === 0n) throw new StreamNotSpliceable("a RAM block of no length");
+          const end = o + 1 + n + 8 + (addresses ? 8 : 0);
+          yield { kind: "block", start: o, end, addressAt: addresses ? end - 8 : null };
+          o = end;
+          left -= length;
+        }
+        continue;
       }
-      continue;
-    }
-    if (flags & _EOS) return o;
-    if (flags & (_ZERO | _PAGE)) {
-      if (!(flags & _CONTINUE)) o += 1 + (b[o] ?? 0);
+      if (flags & _EOS) {
+        yield { kind: "end-of-records", start, end: o };
+        break;
+      }
+      if (!(flags & (_ZERO | _PAGE)) || flags & ~(_ZERO | _PAGE | _CONTINUE)) throw new StreamNotSpliceable(`a RAM record with flags ${flags.toString(16)} (compressed or another format)`);
+      if (!(flags & _CONTINUE)) {
+        const n = b[o] ?? 0;
+        block = new TextDecoder().decode(b.subarray(o + 1, o + 1 + n));
+        o += 1 + n;
+      }
+      const dataAt = o;
       o += flags & _ZERO ? 1 : PAGE;
       if (o > b.length) throw new StreamNotSpliceable("the stream ends inside a page");
-      continue;
+      yield { kind: "page", start, end: o, block, offset: Number(word & ~0xfffn), at: dataAt, zero: (flags & _ZERO) !== 0 };
     }
-    throw new StreamNotSpliceable(`a RAM record with flags ${flags.toString(16)} (compressed or another format)`);
+    if (b[o] !== _FOOTER || _be32(b, o + 1) !== sectionId) throw new StreamNotSpliceable("a RAM section without its footer");
+    yield { kind: "footer", start: o, end: o + 5 };
+    o += 5;
+    if (kind === _SECTION_END) break;
   }
+  if (b[o] !== _SECTION_FULL) throw new StreamNotSpliceable("no device sections after the RAM sections");
+  return o;
+}
+
+/** Where the device sections begin: past every RAM piece. */
+function _afterRam(b: Uint8Array, at: number, addresses: boolean): number {
+  const walk = _ramPieces(b, at, addresses);
+  for (let r = walk.next(); ; r = walk.next()) if (r.done) return r.value;
 }
 
 /**
@@ -173,21 +220,7 @@ export function spliceDeviceState(mapped: Uint8Array, devices: Uint8Array): Uint
   const ramHeader = [3, 0x72, 0x61, 0x6d, 0, 0, 0, 0, 0, 0, 0, 4];
   const at = _indexOf(mapped, ramHeader, _MAGIC.length) - 5;
   if (at < 0 || mapped[at] !== _SECTION_START) throw new StreamNotSpliceable("no RAM section");
-  const id = _be32(mapped, at + 1);
-  let o = at;
-  for (;;) {
-    const kind = mapped[o];
-    if (kind === _SECTION_START) o += 5 + 1 + 3 + 8;
-    else if (kind === _SECTION_PART || kind === _SECTION_END) {
-      if (_be32(mapped, o + 1) !== id) throw new StreamNotSpliceable("a section other than RAM's among RAM's");
-      o += 5;
-    } else break;
-    o = _skipRamRecords(mapped, o);
-    if (mapped[o] !== _FOOTER || _be32(mapped, o + 1) !== id) throw new StreamNotSpliceable("a RAM section without its footer");
-    o += 5;
-    if (kind === _SECTION_END) break;
-  }
-  if (mapped[o] !== _SECTION_FULL) throw new StreamNotSpliceable("no device sections after the RAM sections");
+  const o = _afterRam(mapped, at, true);
   // the description, last: 6, its length, JSON (kept for tools that read it; the loader asks for it)
   let description = mapped.length;
   for (let i = mapped.length - 6; i > o; i--) {
@@ -228,73 +261,32 @@ const _IGNORE_SHARED_CAPABILITY = [0x05, 26, ...new TextEncoder().encode("config
 export function splitWholeStream(whole: Uint8Array, block = "pc.ram"): { stream: Uint8Array; pages: StreamPage[] } {
   if (!_startsWithMagic(whole)) throw new StreamNotSpliceable("not a QEMU migration stream of version 3");
   // the configuration section: 7, the machine type's length and name; then no subsection (no capability named)
-  let o = _MAGIC.length;
-  if (whole[o] !== 0x07) throw new StreamNotSpliceable("no configuration section first");
-  o += 5 + _be32(whole, o + 1);
-  if (whole[o] !== _SECTION_START) throw new StreamNotSpliceable("the configuration names capabilities (already x-ignore-shared?), or RAM's section is not next");
-  const parts: Uint8Array[] = [whole.subarray(0, o), new Uint8Array(_IGNORE_SHARED_CAPABILITY)];
+  let at = _MAGIC.length;
+  if (whole[at] !== 0x07) throw new StreamNotSpliceable("no configuration section first");
+  at += 5 + _be32(whole, at + 1);
+  if (whole[at] !== _SECTION_START) throw new StreamNotSpliceable("the configuration names capabilities (already x-ignore-shared?), or RAM's section is not next");
+  const parts: Uint8Array[] = [whole.subarray(0, at), new Uint8Array(_IGNORE_SHARED_CAPABILITY)];
   const pages: StreamPage[] = [];
-  const name = new TextEncoder().encode(block);
-  const isBlock = (at: number) => whole[at] === name.length && name.every((c, i) => whole[at + 1 + i] === c);
-  const id = _be32(whole, o + 1);
-  if (whole[o + 5] !== 3 || whole[o + 6] !== 0x72 || whole[o + 7] !== 0x61 || whole[o + 8] !== 0x6d) throw new StreamNotSpliceable("the first section is not RAM's");
-  let current = false; // the last record's block is `block`
-  for (;;) {
-    const kind = whole[o];
-    if (kind !== _SECTION_START && kind !== _SECTION_PART && kind !== _SECTION_END) break;
-    if (_be32(whole, o + 1) !== id) throw new StreamNotSpliceable("a section other than RAM's among RAM's");
-    const head = kind === _SECTION_START ? 5 + 1 + 3 + 8 : 5;
-    parts.push(whole.subarray(o, o + head));
-    o += head;
-    for (;;) {
-      const start = o;
-      const word = _be64(whole, o);
-      o += 8;
-      const flags = Number(word & 0xfffn);
-      if (flags & _MEM_SIZE) {
-        parts.push(whole.subarray(start, o));
-        let left = word & ~0xfffn;
-        while (left > 0n) {
-          const n = whole[o];
-          if (n === undefined) throw new StreamNotSpliceable("the stream ends inside the RAM block list");
-          const length = _be64(whole, o + 1 + n);
-          if (length === 0n) throw new StreamNotSpliceable("a RAM block of no length");
-          parts.push(whole.subarray(o, o + 1 + n + 8), new Uint8Array(8));
-          o += 1 + n + 8;
-          left -= length;
-        }
-        continue;
-      }
-      if (flags & _EOS) {
-        parts.push(whole.subarray(start, o));
-        break;
-      }
-      if (!(flags & (_ZERO | _PAGE)) || flags & ~(_ZERO | _PAGE | _CONTINUE)) throw new StreamNotSpliceable(`a RAM record with flags ${flags.toString(16)} (compressed or another format)`);
-      if (!(flags & _CONTINUE)) {
-        current = isBlock(o);
-        o += 1 + (whole[o] ?? 0);
-      }
-      const offset = Number(word & ~0xfffn);
-      if (current) {
-        if (flags & _PAGE) pages.push({ offset, at: o });
-        else if (whole[o] !== 0) pages.push({ offset, at: o, fill: whole[o] });
-      }
-      o += flags & _ZERO ? 1 : PAGE;
-      if (o > whole.length) throw new StreamNotSpliceable("the stream ends inside a page");
-      if (!current) parts.push(whole.subarray(start, o));
+  const walk = _ramPieces(whole, at, false);
+  let r = walk.next();
+  for (; !r.done; r = walk.next()) {
+    const x = r.value;
+    if (x.kind === "page" && x.block === block) {
+      // the guest's RAM: a page to the file, or a zero page left a hole; no record of it in the stream
+      if (!x.zero) pages.push({ offset: x.offset, at: x.at });
+      else if (whole[x.at] !== 0) pages.push({ offset: x.offset, at: x.at, fill: whole[x.at] });
+      continue;
     }
-    if (whole[o] !== _FOOTER || _be32(whole, o + 1) !== id) throw new StreamNotSpliceable("a RAM section without its footer");
-    parts.push(whole.subarray(o, o + 5));
-    o += 5;
-    if (kind === _SECTION_END) break;
+    parts.push(whole.subarray(x.start, x.end));
+    // the block's guest address, as an x-ignore-shared save lists it (0: see above)
+    if (x.kind === "block") parts.push(new Uint8Array(8));
   }
-  if (whole[o] !== _SECTION_FULL) throw new StreamNotSpliceable("no device sections after the RAM sections");
-  parts.push(whole.subarray(o));
+  parts.push(whole.subarray(r.value));
   const stream = new Uint8Array(parts.reduce((n, x) => n + x.length, 0));
-  let at = 0;
+  let o = 0;
   for (const x of parts) {
-    stream.set(x, at);
-    at += x.length;
+    stream.set(x, o);
+    o += x.length;
   }
   return { stream, pages };
 }

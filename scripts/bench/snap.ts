@@ -48,6 +48,23 @@ async function forkAtOnce(b: Bench, count: number, tag: string): Promise<{ ms: n
   return { ms, rss, pss };
 }
 
+/** `n` forks of `source`, one clone each, each until the clone answers `exec true`; the source's freeze from each fork's snapshot; clones and snapshots removed. */
+async function forkRounds(b: Bench, source: string, n: number): Promise<{ ms: number[]; freeze: number[] }> {
+  const ms: number[] = [];
+  const freeze: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const clone = `${source}-f${i}`;
+    const t = performance.now();
+    const f = await b.bangerJson<{ snapshot: { name: string; freezeMs: number } }>("vm", "fork", source, clone);
+    await b.must(b.banger("vm", "exec", clone, "--", "true"));
+    ms.push(performance.now() - t);
+    freeze.push(f.snapshot.freezeMs);
+    await b.must(b.banger("vm", "delete", clone, "--force"));
+    await b.must(b.banger("snapshot", "rm", `${source}@${f.snapshot.name}`));
+  }
+  return { ms, freeze };
+}
+
 /** P8a: warm `vm run --rm -- true` (a clone of the image's template) vs a cold one, interleaved; the template removed after. */
 async function warmRuns(b: Bench, vms: BenchVMs, n: number): Promise<void> {
   await vms.stop();
@@ -128,36 +145,14 @@ export async function snapSection(b: Bench, vms: BenchVMs, o: { pauses: number; 
     await b.must(b.banger("snapshot", "rm", `${VM_NAME}@bench-${i}`));
   }
   // P8b: fork of the running VM until the clone answers `exec true`; the source's freeze from the fork's own snapshot
-  const forkMs: number[] = [];
-  const forkFreeze: number[] = [];
   const logFrom = logSize(b);
-  for (let i = 0; i < o.forks; i++) {
-    const clone = `${VM_NAME}-f${i}`;
-    const t = performance.now();
-    const f = await b.bangerJson<{ snapshot: { name: string; freezeMs: number } }>("vm", "fork", VM_NAME, clone);
-    await b.must(b.banger("vm", "exec", clone, "--", "true"));
-    forkMs.push(performance.now() - t);
-    forkFreeze.push(f.snapshot.freezeMs);
-    await b.must(b.banger("vm", "delete", clone, "--force"));
-    await b.must(b.banger("snapshot", "rm", `${VM_NAME}@${f.snapshot.name}`));
-  }
+  const { ms: forkMs, freeze: forkFreeze } = await forkRounds(b, VM_NAME, o.forks);
   const forkNote = cloneProfileNote(b, logFrom);
   // the same from a VM that runs on a snapshot's RAM file mapped private (as a warm start, a clone or a rollback
   // does; a clone of the source here): its snapshot saves the pages it wrote (plugins/qemu/ram-delta.ts)
   const src = `${VM_NAME}-src`;
   const base = await b.bangerJson<{ snapshot: { name: string } }>("vm", "fork", VM_NAME, src);
-  const fromCloneMs: number[] = [];
-  const fromCloneFreeze: number[] = [];
-  for (let i = 0; i < o.forks; i++) {
-    const clone = `${src}-f${i}`;
-    const t = performance.now();
-    const f = await b.bangerJson<{ snapshot: { name: string; freezeMs: number } }>("vm", "fork", src, clone);
-    await b.must(b.banger("vm", "exec", clone, "--", "true"));
-    fromCloneMs.push(performance.now() - t);
-    fromCloneFreeze.push(f.snapshot.freezeMs);
-    await b.must(b.banger("vm", "delete", clone, "--force"));
-    await b.must(b.banger("snapshot", "rm", `${src}@${f.snapshot.name}`));
-  }
+  const { ms: fromCloneMs, freeze: fromCloneFreeze } = await forkRounds(b, src, o.forks);
   await b.must(b.banger("vm", "delete", src, "--force"));
   await b.must(b.banger("snapshot", "rm", `${VM_NAME}@${base.snapshot.name}`));
   // P8c: `crowd` clones in one fork vs one clone, until all answer; each clone's RSS vs the (cold-booted: vm restart above) source's
