@@ -1,6 +1,6 @@
 import { BangerError, faultPoint, shellQuote, type PreparedSave, type SaveOptions, type SaveResult, tempPathFor, guardedProcesses, joinInitrds, kvmUsable, requireBootFiles, sameProcess, type VMHandles, type VMRecord, type Host, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget, vmPaths } from "../../src/plugin-api.ts";
 import { basename, dirname, join } from "node:path";
-import { mappingsOf, PAGE, privateRamFile, spliceDeviceState, splitWholeStream, StreamNotSpliceable, writtenRuns, type Mapping } from "./ram-delta.ts";
+import { mappingsOf, PAGE, privateRamFile, spliceable, spliceDeviceState, splitWholeStream, StreamNotSpliceable, writtenRuns, type Mapping, type SpliceableStream } from "./ram-delta.ts";
 import { RECEIVER_IN_SOCK, RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName, receiverQmpArg } from "./receivers.ts";
 import { savedPorts, memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
 import { MAX_MIGRATE_BANDWIDTH, qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
@@ -568,7 +568,7 @@ async function _prepareSave(q: _Qemu, vm: VMRecord, handles: VMHandles, path: st
 interface _DeltaSource {
   pid: number;
   ramFile: string;
-  stream: Uint8Array;
+  stream: SpliceableStream;
   mappings: Mapping[];
 }
 
@@ -585,25 +585,22 @@ async function _deltaSource(q: _Qemu, vm: VMRecord, handles: VMHandles, path: st
     q.opts.log?.(`vm ${vm.name}: its RAM is saved whole, not by delta: ${m}`);
     return null;
   };
-  const stream = await q.host.fs.readBytes(_streamBeside(vm, ramFile, basename(path))).catch(() => null);
-  if (!stream) return why(`no stream beside ${ramFile}`);
+  const bytes = await q.host.fs.readBytes(_streamBeside(vm, ramFile, basename(path))).catch(() => null);
+  if (!bytes) return why(`no stream beside ${ramFile}`);
+  let stream: SpliceableStream;
   try {
-    // a trial splice: the stream must be one this knows how to splice into
-    spliceDeviceState(stream, _DEVICE_STREAM_PROBE);
+    stream = spliceable(bytes);
   } catch (e) {
     if (e instanceof StreamNotSpliceable) return why(e.message);
     throw e;
   }
   const mappings = mappingsOf((await q.host.fs.readText(`/proc/${t.pid}/maps`)) ?? "", ramFile);
-  const bytes = mappings.reduce((n, m) => n + (m.end - m.start), 0);
-  if (bytes !== vm.spec.memoryMiB * 1024 * 1024) return why(`${bytes} bytes of ${ramFile} mapped, for ${vm.spec.memoryMiB} MiB of RAM`);
+  const mapped = mappings.reduce((n, m) => n + (m.end - m.start), 0);
+  if (mapped !== vm.spec.memoryMiB * 1024 * 1024) return why(`${mapped} bytes of ${ramFile} mapped, for ${vm.spec.memoryMiB} MiB of RAM`);
   // its memory is readable (ptrace rules: another user's, or a hardened kernel's, is not)
   if ((await q.host.fs.readRange(`/proc/${t.pid}/mem`, mappings[0]!.start, 1).catch(() => null))?.length !== 1) return why(`/proc/${t.pid}/mem cannot be read`);
   return { pid: t.pid, ramFile, stream, mappings };
 }
-
-/** The least device stream spliceDeviceState takes: a header, one FULL section's first byte, EOF. */
-const _DEVICE_STREAM_PROBE = new Uint8Array([0x51, 0x45, 0x56, 0x4d, 0, 0, 0, 3, 4, 0]);
 
 /**
  * A snapshot of a VM running on a snapshot's RAM file mapped private, by RAM delta (see ram-delta.ts). Made

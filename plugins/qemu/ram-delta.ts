@@ -38,6 +38,10 @@ const _MEM_SIZE = 0x04;
 const _PAGE = 0x08;
 const _EOS = 0x10;
 const _CONTINUE = 0x20;
+/** The capability's name as the configuration lists it: its length, then its name. */
+const _IGNORE_SHARED = new Uint8Array([15, ...new TextEncoder().encode("x-ignore-shared")]);
+/** The RAM section's start after its id: "ram" by its length, instance 0, version 4. */
+const _RAM_SECTION_NAME = new Uint8Array([3, 0x72, 0x61, 0x6d, 0, 0, 0, 0, 0, 0, 0, 4]);
 
 /** A stream this splicer does not take: the caller saves the way it did before. */
 export class StreamNotSpliceable extends Error {}
@@ -120,12 +124,8 @@ function _startsWithMagic(b: Uint8Array): boolean {
   return b.length > _MAGIC.length && _MAGIC.every((x, i) => b[i] === x);
 }
 
-function _indexOf(b: Uint8Array, needle: readonly number[], from: number): number {
-  outer: for (let i = from; i + needle.length <= b.length; i++) {
-    for (let j = 0; j < needle.length; j++) if (b[i + j] !== needle[j]) continue outer;
-    return i;
-  }
-  return -1;
+function _indexOf(b: Uint8Array, needle: Uint8Array, from: number): number {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).indexOf(needle, from);
 }
 
 /**
@@ -135,8 +135,7 @@ function _indexOf(b: Uint8Array, needle: readonly number[], from: number): numbe
  * for a ZERO record the one byte the page is filled with); the end of a section's records.
  */
 type _RamPiece =
-  | { kind: "header" | "footer" | "list" | "end-of-records"; start: number; end: number }
-  | { kind: "block"; start: number; end: number; addressAt: number | null }
+  | { kind: "header" | "footer" | "list" | "block" | "end-of-records"; start: number; end: number }
   | { kind: "page"; start: number; end: number; block: string; offset: number; at: number; zero: boolean };
 
 /**
@@ -169,7 +168,7 @@ function* _ramPieces(b: Uint8Array, at: number, addresses: boolean): Generator<_
           const length = _be64(b, o + 1 + n);
           if (length === 0n) throw new StreamNotSpliceable("a RAM block of no length");
           const end = o + 1 + n + 8 + (addresses ? 8 : 0);
-          yield { kind: "block", start: o, end, addressAt: addresses ? end - 8 : null };
+          yield { kind: "block", start: o, end };
           o = end;
           left -= length;
         }
@@ -205,36 +204,46 @@ function _afterRam(b: Uint8Array, at: number, addresses: boolean): number {
   for (let r = walk.next(); ; r = walk.next()) if (r.done) return r.value;
 }
 
+/** A snapshot's stream as spliceDeviceState takes it: its bytes, where its device sections begin and where its description does. */
+export interface SpliceableStream {
+  bytes: Uint8Array;
+  devicesAt: number;
+  descriptionAt: number;
+}
+
 /**
- * `mapped`'s stream (an x-ignore-shared save: header, configuration, RAM
- * sections, device sections, EOF, description) with its device sections and
- * EOF replaced by those of `devices` (xen-save-devices-state: header, device
- * sections, EOF). Throws StreamNotSpliceable for anything else.
+ * `mapped` (an x-ignore-shared save: header, configuration, RAM sections,
+ * device sections, EOF, description) read for spliceDeviceState: where its
+ * device sections begin. Throws StreamNotSpliceable for anything else.
  */
-export function spliceDeviceState(mapped: Uint8Array, devices: Uint8Array): Uint8Array {
-  if (!_startsWithMagic(mapped) || !_startsWithMagic(devices)) throw new StreamNotSpliceable("not a QEMU migration stream of version 3");
-  if (devices[devices.length - 1] !== _EOF || devices[_MAGIC.length] !== _SECTION_FULL) throw new StreamNotSpliceable("the device state is not whole device sections");
+export function spliceable(mapped: Uint8Array): SpliceableStream {
+  if (!_startsWithMagic(mapped)) throw new StreamNotSpliceable("not a QEMU migration stream of version 3");
   // its configuration names x-ignore-shared: the RAM block list then carries each block's address, and the mapped block no pages
-  if (_indexOf(mapped, [0x0f, ...new TextEncoder().encode("x-ignore-shared")], _MAGIC.length) < 0) throw new StreamNotSpliceable("the snapshot's stream was not saved with x-ignore-shared");
+  if (_indexOf(mapped, _IGNORE_SHARED, _MAGIC.length) < 0) throw new StreamNotSpliceable("the snapshot's stream was not saved with x-ignore-shared");
   // the RAM section's start: START, id, "ram", instance 0, version 4
-  const ramHeader = [3, 0x72, 0x61, 0x6d, 0, 0, 0, 0, 0, 0, 0, 4];
-  const at = _indexOf(mapped, ramHeader, _MAGIC.length) - 5;
+  const at = _indexOf(mapped, _RAM_SECTION_NAME, _MAGIC.length) - 5;
   if (at < 0 || mapped[at] !== _SECTION_START) throw new StreamNotSpliceable("no RAM section");
-  const o = _afterRam(mapped, at, true);
+  const devicesAt = _afterRam(mapped, at, true);
   // the description, last: 6, its length, JSON (kept for tools that read it; the loader asks for it)
-  let description = mapped.length;
-  for (let i = mapped.length - 6; i > o; i--) {
+  let descriptionAt = mapped.length;
+  for (let i = mapped.length - 6; i > devicesAt; i--) {
     if (mapped[i] === _VMDESCRIPTION && mapped[i - 1] === _EOF && _be32(mapped, i + 1) === mapped.length - i - 5 && mapped[i + 5] === 0x7b) {
-      description = i;
+      descriptionAt = i;
       break;
     }
   }
-  const tail = mapped.subarray(description);
-  const out = new Uint8Array(o + devices.length - _MAGIC.length + tail.length);
-  out.set(mapped.subarray(0, o), 0);
-  out.set(devices.subarray(_MAGIC.length), o);
-  out.set(tail, o + devices.length - _MAGIC.length);
-  return out;
+  return { bytes: mapped, devicesAt, descriptionAt };
+}
+
+/**
+ * `mapped`'s stream with its device sections and EOF replaced by those of
+ * `devices` (xen-save-devices-state: header, device sections, EOF). Throws
+ * StreamNotSpliceable for a device stream of another shape.
+ */
+export function spliceDeviceState(mapped: SpliceableStream, devices: Uint8Array): Uint8Array {
+  if (!_startsWithMagic(devices)) throw new StreamNotSpliceable("not a QEMU migration stream of version 3");
+  if (devices[devices.length - 1] !== _EOF || devices[_MAGIC.length] !== _SECTION_FULL) throw new StreamNotSpliceable("the device state is not whole device sections");
+  return Buffer.concat([mapped.bytes.subarray(0, mapped.devicesAt), devices.subarray(_MAGIC.length), mapped.bytes.subarray(mapped.descriptionAt)]);
 }
 
 /** One page of a RAM block as a whole stream carries it: its offset in the block, and where its bytes are in the stream (or the byte it is filled with). */
@@ -244,7 +253,8 @@ export interface StreamPage {
   fill?: number;
 }
 
-const _IGNORE_SHARED_CAPABILITY = [0x05, 26, ...new TextEncoder().encode("configuration/capabilities"), 0, 0, 0, 1, 0, 0, 0, 1, 15, ...new TextEncoder().encode("x-ignore-shared")];
+/** The configuration's subsection naming capability x-ignore-shared: version 1, one capability, then _IGNORE_SHARED. */
+const _IGNORE_SHARED_CAPABILITY = Buffer.concat([new Uint8Array([0x05, 26]), new TextEncoder().encode("configuration/capabilities"), new Uint8Array([0, 0, 0, 1, 0, 0, 0, 1]), _IGNORE_SHARED]);
 
 /**
  * A whole stream (a VM saved stopped, RAM and all: one on `--net tap`) split
@@ -265,7 +275,7 @@ export function splitWholeStream(whole: Uint8Array, block = "pc.ram"): { stream:
   if (whole[at] !== 0x07) throw new StreamNotSpliceable("no configuration section first");
   at += 5 + _be32(whole, at + 1);
   if (whole[at] !== _SECTION_START) throw new StreamNotSpliceable("the configuration names capabilities (already x-ignore-shared?), or RAM's section is not next");
-  const parts: Uint8Array[] = [whole.subarray(0, at), new Uint8Array(_IGNORE_SHARED_CAPABILITY)];
+  const parts: Uint8Array[] = [whole.subarray(0, at), _IGNORE_SHARED_CAPABILITY];
   const pages: StreamPage[] = [];
   const walk = _ramPieces(whole, at, false);
   let r = walk.next();
@@ -282,11 +292,5 @@ export function splitWholeStream(whole: Uint8Array, block = "pc.ram"): { stream:
     if (x.kind === "block") parts.push(new Uint8Array(8));
   }
   parts.push(whole.subarray(r.value));
-  const stream = new Uint8Array(parts.reduce((n, x) => n + x.length, 0));
-  let o = 0;
-  for (const x of parts) {
-    stream.set(x, o);
-    o += x.length;
-  }
-  return { stream, pages };
+  return { stream: Buffer.concat(parts), pages };
 }

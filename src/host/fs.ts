@@ -1,5 +1,5 @@
 import { closeSync, constants, createReadStream, openSync, readSync, writeSync, type Stats } from "node:fs";
-import { appendFile, chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
+import { appendFile, chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from "node:fs/promises";
 import { tempPathFor } from "../shared/temps.ts";
 import type { DirEntry, FifoEnd, FileStat, FS } from "./types.ts";
 
@@ -12,6 +12,11 @@ export async function canOpenRW(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** The first `length` bytes of `buf` at `position` of an open file, over as many writes as that takes. */
+async function _writeAt(fh: FileHandle, buf: Uint8Array, length: number, position: number): Promise<void> {
+  for (let w = 0; w < length; ) w += (await fh.write(buf, w, length - w, position + w)).bytesWritten;
 }
 
 /** Write via temp file + fsync + rename so readers see the old or new content, never half. */
@@ -105,7 +110,7 @@ export function createFS(): FS {
           let end = ranges[i]!.offset + ranges[i]!.data.length;
           while (j < ranges.length && ranges[j]!.offset === end && end - ranges[i]!.offset < 4 << 20) end += ranges[j++]!.data.length;
           const buf = j - i === 1 ? ranges[i]!.data : Buffer.concat(ranges.slice(i, j).map((r) => r.data));
-          for (let w = 0; w < buf.length; ) w += (await fh.write(buf, w, buf.length - w, ranges[i]!.offset + w)).bytesWritten;
+          await _writeAt(fh, buf, buf.length, ranges[i]!.offset);
           i = j;
         }
       } finally {
@@ -126,7 +131,7 @@ export function createFS(): FS {
             const n = Math.min(buf.length, r.length - done);
             const { bytesRead } = await src.read(buf, 0, n, r.from + done);
             if (bytesRead !== n) throw Object.assign(new Error(`${from}: ${bytesRead} of ${n} bytes at ${r.from + done}`), { code: "EIO" });
-            for (let w = 0; w < n; ) w += (await dst.write(buf, w, n - w, r.to + done + w)).bytesWritten;
+            await _writeAt(dst, buf, n, r.to + done);
             done += n;
           }
           copied += r.length;

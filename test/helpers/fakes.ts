@@ -221,6 +221,14 @@ function _under(path: string, root: string): boolean {
 }
 
 export function fakeFS(initial: Record<string, string> = {}): FakeFS {
+  /** Each piece at its offset of a file (grown as needed), the rest kept: what writeRanges and copyRanges do. */
+  async function overwrite(path: string, pieces: readonly { offset: number; data: Uint8Array }[]): Promise<void> {
+    const old = f.files.has(path) ? await f.readBytes(path) : new Uint8Array();
+    const out = new Uint8Array(Math.max(old.length, ...pieces.map((r) => r.offset + r.data.length)));
+    out.set(old);
+    for (const r of pieces) out.set(r.data, r.offset);
+    f.files.set(path, new TextDecoder().decode(out));
+  }
   const f: FakeFS = {
     files: new Map(Object.entries(initial)),
     dirs: new Set(),
@@ -326,23 +334,14 @@ export function fakeFS(initial: Record<string, string> = {}): FakeFS {
     },
     async writeRanges(path, ranges) {
       f.ops.push(`write ranges ${path} ${ranges.map((r) => `${r.offset}+${r.data.length}`).join(" ")}`);
-      const old = f.files.has(path) ? await f.readBytes(path) : new Uint8Array();
-      const out = new Uint8Array(Math.max(old.length, ...ranges.map((r) => r.offset + r.data.length)));
-      out.set(old);
-      for (const r of ranges) out.set(r.data, r.offset);
-      f.files.set(path, new TextDecoder().decode(out));
+      await overwrite(path, ranges);
     },
     async copyRanges(from, to, ranges) {
       f.ops.push(`copy ranges ${from} ${to} ${ranges.map((r) => `${r.from}+${r.length}@${r.to}`).join(" ")}`);
+      await f.readBytes(to); // it must exist (ENOENT otherwise), as the real one opens it in place
       const src = await f.readBytes(from);
-      const dst = await f.readBytes(to);
-      const out = new Uint8Array(Math.max(dst.length, ...ranges.map((r) => r.to + r.length)));
-      out.set(dst);
-      for (const r of ranges) {
-        if (r.from + r.length > src.length) throw Object.assign(new Error(`EIO: ${from}`), { code: "EIO" });
-        out.set(src.subarray(r.from, r.from + r.length), r.to);
-      }
-      f.files.set(to, new TextDecoder().decode(out));
+      if (ranges.some((r) => r.from + r.length > src.length)) throw Object.assign(new Error(`EIO: ${from}`), { code: "EIO" });
+      await overwrite(to, ranges.map((r) => ({ offset: r.to, data: src.subarray(r.from, r.from + r.length) })));
       return ranges.reduce((n, r) => n + r.length, 0);
     },
     async chmod(path, mode) {

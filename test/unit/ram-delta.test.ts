@@ -2,19 +2,19 @@
 // splice of its device state into the mapped snapshot's stream. The splice was checked against QEMU 7.2 itself: a
 // stream so made restored a guest whose files and tmpfs came back (test/e2e/snapshot.test.ts does it end to end).
 import { describe, expect, test } from "bun:test";
-import { mappingsOf, PAGE, privateRamFile, spliceDeviceState, splitWholeStream, StreamNotSpliceable, writtenRuns } from "../../plugins/qemu/ram-delta.ts";
+import { mappingsOf, PAGE, privateRamFile, spliceable, spliceDeviceState, splitWholeStream, StreamNotSpliceable, writtenRuns } from "../../plugins/qemu/ram-delta.ts";
 import { deviceStream, mappedStream, NEW_DEVICES as NEW, wholeStream } from "../helpers/qemu-stream.ts";
 
 describe("spliceDeviceState", () => {
   test("the mapped stream's RAM sections, then the new device sections and EOF, then its description", () => {
     const m = mappedStream();
-    const out = spliceDeviceState(m.bytes, deviceStream(NEW));
+    const out = spliceDeviceState(spliceable(m.bytes), deviceStream(NEW));
     expect([...out]).toEqual([...m.bytes.subarray(0, m.ramEnd), ...NEW, ...m.description]);
     expect(new TextDecoder().decode(out)).not.toContain("OLD-DEVICE-STATE");
   });
 
   test("refused: a stream saved without x-ignore-shared, a section of another id among RAM's, a record it does not know, a device stream that is not whole", () => {
-    const refused = (a: Uint8Array, b: Uint8Array) => expect(() => spliceDeviceState(a, b)).toThrow(StreamNotSpliceable);
+    const refused = (a: Uint8Array, b: Uint8Array) => expect(() => spliceDeviceState(spliceable(a), b)).toThrow(StreamNotSpliceable);
     refused(mappedStream({ ignoreShared: false }).bytes, deviceStream(NEW));
     refused(mappedStream({ partId: 9 }).bytes, deviceStream(NEW));
     refused(mappedStream({ pageFlags: 0x100 }).bytes, deviceStream(NEW));
@@ -84,7 +84,7 @@ describe("splitWholeStream", () => {
     expect([...stream]).toEqual([...w.split]);
     expect(pages.map((p) => ({ offset: p.offset, data: p.fill === undefined ? [...w.bytes.subarray(p.at, p.at + PAGE)] : new Array<number>(PAGE).fill(p.fill) }))).toEqual(w.ramPages);
     // what it makes, a splice takes: a clone of such a snapshot is saved by delta too
-    expect(() => spliceDeviceState(stream, deviceStream(NEW))).not.toThrow();
+    expect(() => spliceDeviceState(spliceable(stream), deviceStream(NEW))).not.toThrow();
   });
 
   test("refused: a stream already x-ignore-shared (its configuration names the capability), and one cut short", () => {
