@@ -227,6 +227,49 @@ async function _pollUntil(q: _Qemu, o: { everyMs: number; timeoutMs: number }, d
   }
 }
 
+/** How often a disk's stream job is looked at: it copies what its layers hold, tens of ms for a few MiB. */
+const _STREAM_POLL_MS = 20;
+
+interface _BlockJob {
+  device: string;
+  status: string;
+  error?: string;
+}
+
+/**
+ * block-stream of drive disk<index> down to `base`: QEMU copies into the file the drive writes every cluster its
+ * layers above `base` hold and then names `base.name` (relative: a chain's files share one dir) as its backing,
+ * with base's format. The guest runs on and reads the same bytes throughout; a QEMU that dies midway leaves the
+ * drive's file valid over its old chain (the header changes last). The job is not dismissed by itself, so its
+ * end and error are read here; one of ours a killed daemon left is waited for (or dismissed) first.
+ */
+async function _streamDisk(q: _Qemu, vm: VMRecord, index: number, base: { path: string; name: string }, signal?: AbortSignal): Promise<void> {
+  const sock = qemuPaths(vm).qmpSock;
+  const id = `banger-stream-disk${index}`;
+  const job = async () => ((await q.qmp.command(sock, "query-block-jobs", 5000)) as _BlockJob[] | undefined)?.find((j) => j.device === id);
+  /** Until job `id` has ended (cancelled on `signal`); dismissed; its error, if any. */
+  const ended = async (): Promise<string | undefined> => {
+    let cancelled = false;
+    for (;;) {
+      const j = await job();
+      if (!j) throw new BangerError("E_INTERNAL", `vm ${vm.name}: QEMU lost its disk job ${id}`);
+      if (j.status === "concluded") {
+        await q.qmp.command(sock, "job-dismiss", 5000, { id });
+        return j.error ?? (cancelled ? "cancelled" : undefined);
+      }
+      if (signal?.aborted && !cancelled) {
+        cancelled = true;
+        await q.qmp.command(sock, "block-job-cancel", 5000, { device: id });
+      }
+      await q.host.clock.sleep(_STREAM_POLL_MS);
+    }
+  };
+  if (await job()) await ended();
+  await q.qmp.command(sock, "block-stream", 10_000, { "job-id": id, device: `disk${index}`, base: base.path, "backing-file": base.name, "auto-dismiss": false });
+  const error = await ended();
+  if (error) throw new BangerError("E_STATE", `vm ${vm.name}: streaming disk ${index} down to ${base.name} failed: ${error}`);
+}
+
 /**
  * How often a freshly spawned qemu's socket is looked for: it answers 40-60 ms after the spawn under TCG, and a clone's
  * or a snapshot's path waits for it (a stat costs next to nothing).
@@ -809,6 +852,7 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       // header names; the old node is flushed first and kept read-only (drive ids are qemuArgs' disk<i>)
       await q.qmp.command(qemuPaths(vm).qmpSock, "blockdev-snapshot-sync", 10_000, { device: `disk${index}`, "snapshot-file": overlay, format: "qcow2", mode: "existing" });
     },
+    streamDisk: (vm: VMRecord, _handles: VMHandles, index: number, base: { path: string; name: string }, signal?: AbortSignal) => _streamDisk(q, vm, index, base, signal),
     liveSave: true,
     prepareSave: (vm: VMRecord, handles: VMHandles, path: string) => _prepareSave(q, vm, handles, path),
     async saveState(vm: VMRecord, handles: VMHandles, path: string, o: SaveOptions = {}): Promise<SaveResult> {

@@ -2,7 +2,7 @@ import { dirname, join } from "node:path";
 import { BangerError, definePlugin, makeWorkDisk, tempPathFor, vmPaths } from "../../src/plugin-api.ts";
 import type { Exec, VMRecord } from "../../src/plugin-api.ts";
 import { backingOf, copyDisk, QCOW2_DRIVERS } from "./overlay.ts";
-import { commitStaged, diskFileOf, freezeDisk, prepareFreeze, stageFromSnapshot, topOf, type FreezePlan } from "./chain.ts";
+import { commitStaged, diskFileOf, freezeDisk, prepareFreeze, stageFromSnapshot, topOf, type FreezePlan, type ShortenChain } from "./chain.ts";
 
 /**
  * Per-VM disks without device-mapper: the system disk is a sparse (or
@@ -110,7 +110,7 @@ export default definePlugin({
     };
     // a snapshot's plans, made before its freeze (vm:snapshot:before), used in it (vm:snapshot)
     const plans = new Map<string, (FreezePlan | null)[]>();
-    disks.hook("vm:snapshot:before", async ({ vm, snapshotId, op }) => {
+    disks.hook("vm:snapshot:before", async ({ vm, snapshotId, live, op, streamDisk }) => {
       fresh.delete(vm.id);
       // Firecracker takes raw drives only: its VMs keep whole copies
       if (!QCOW2_DRIVERS.has(vm.spec.driver)) return;
@@ -121,7 +121,16 @@ export default definePlugin({
         plans.delete(snapshotId);
         for (const p of made) if (p && !p.switched) await p.undo();
       });
-      for (const [i, [, path]] of ownDisks(vm).entries()) made.push(await prepareFreeze(ctx.host.fs, ctx.host.exec, await topOf(ctx.host.fs, path), i, snapshotId));
+      for (const [i, [name, path]] of ownDisks(vm).entries()) {
+        const shorten: ShortenChain = {
+          live,
+          stream: streamDisk && ((base) => streamDisk(i, base)),
+          progress: (layers) => op.progress(`shortening ${vm.name}'s ${diskOf(name)} disk: ${layers} layers into one`),
+          warn: (m) => op.log.warn(`vm ${vm.name}: ${m}`),
+          signal: op.signal,
+        };
+        made.push(await prepareFreeze(ctx.host.fs, ctx.host.exec, await topOf(ctx.host.fs, path), i, snapshotId, shorten));
+      }
     });
     disks.hook("vm:snapshot", async ({ vm, dir, disks: names, snapshotId, live, switchDisk }) => {
       const planned = plans.get(snapshotId) ?? [];

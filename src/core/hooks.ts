@@ -48,8 +48,10 @@ export interface HookMap {
    * A snapshot `snapshotId` is about to be made and the VM still runs (`live`: its VMM process is up): prepare
    * whatever can be made before the freeze (the storage provider: the new overlays its disks switch to), and put
    * in `dir` (the snapshot's temp dir, as in vm:snapshot) what does not change at the freeze (the guest's keys).
+   * `streamDisk` (a live VM whose VMM can): the VM's disk at `index` takes in every layer of its chain above
+   * `base`, then reads through it directly (VMMDriver.streamDisk), the guest running on: how a long chain is shortened.
    */
-  "vm:snapshot:before": { vm: VMRecord; dir: string; snapshotId: string; live: boolean; progress: ProgressSink; op: Operation };
+  "vm:snapshot:before": { vm: VMRecord; dir: string; snapshotId: string; live: boolean; progress: ProgressSink; op: Operation; streamDisk?: (index: number, base: { path: string; name: string }) => Promise<void> };
   /**
    * A snapshot is being made: the VM's vCPUs stand still (or it is stopped). Copy what you own (disks) into
    * `dir`, a temp dir renamed into place only when the whole snapshot is made, and push each file's name to `disks`.

@@ -124,7 +124,8 @@ export class Snapshots {
     await host.fs.mkdirp(tmp, 0o700);
     op.defer("snapshot files", () => host.fs.rmrf(tmp));
     // what can be made before the freeze is (the storage's new overlays, the VMM's state save), so the freeze is only the switch to them
-    await hooks.run("vm:snapshot:before", { vm, dir: tmp, snapshotId: id, live, progress: op.progress, op });
+    const streamDisk = live && driver.streamDisk ? (index: number, base: { path: string; name: string }) => driver.streamDisk!(vm, handles!, index, base, op.signal) : undefined;
+    await hooks.run("vm:snapshot:before", { vm, dir: tmp, snapshotId: id, live, progress: op.progress, op, streamDisk });
     const prepared = live && driver.prepareSave ? await driver.prepareSave(vm, handles!, join(tmp, STATE_FILE)) : undefined;
     if (prepared) op.defer("the prepared state save", () => prepared.abandon());
 

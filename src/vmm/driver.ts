@@ -91,6 +91,13 @@ export interface VMMDriver {
    * Absent: the VMM cannot (the storage copies the disk instead).
    */
   switchDisk?(vm: VMRecord, handles: VMHandles, index: number, overlay: string): Promise<void>;
+  /**
+   * The live VM's disk `index` takes in every layer of its chain above `base` (a file of that chain), then reads
+   * through `base` directly, named `base.name` in its header: a shorter chain with the same bytes, the guest
+   * running on (QEMU: `block-stream`). Resolves once done; `signal` cancels it, leaving the chain as it was.
+   * Absent: the VMM cannot (a live VM's chain then stays as long as it is).
+   */
+  streamDisk?(vm: VMRecord, handles: VMHandles, index: number, base: { path: string; name: string }, signal?: AbortSignal): Promise<void>;
   /** saveState takes a running VM and stops it only as long as it must (see saveState). */
   readonly liveSave?: boolean;
   /**

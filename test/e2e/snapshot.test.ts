@@ -3,6 +3,7 @@ import { afterAll, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, type Stats } from "node:fs";
 import { basename, join } from "node:path";
+import { MAX_LAYERS_UNDER_TOP } from "../../plugins/storage/chain.ts";
 import { parseTempName } from "../../src/shared/temps.ts";
 import { killAndWait } from "../helpers/cli.ts";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
@@ -308,6 +309,33 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     ok(["vm", "delete", "c3", "--force"]);
     ok(["snapshot", "rm", "snapbox@ramfile"]);
     expect(existsSync(snap.dir)).toBe(false);
+  }, BOOT);
+
+  test(`a checkpoint per step (${MAX_LAYERS_UNDER_TOP + 2} snapshots): the disk's chain stays short (streamed live into the top, the guest running), and every checkpoint, the oldest too, rolls back to what it held`, () => {
+    const vmDir = () => ok(["vm", "show", "snapbox", "--json"]).json().runtime.vmDir as string;
+    const chain = () => {
+      const d = vmDir();
+      const top = readFileSync(join(d, "system.top"), "utf8").trim();
+      return (Bun.spawnSync(["qemu-img", "info", "-U", "--backing-chain", "--output=json", "-f", "qcow2", join(d, top)]).stdout.toString().match(/"filename"/g) ?? []).length;
+    };
+    const n = MAX_LAYERS_UNDER_TOP + 2;
+    const took: { ms: number; shortened: boolean }[] = [];
+    for (let i = 1; i <= n; i++) {
+      ok(["vm", "exec", "snapbox", "--", "sh", "-c", `echo ${i} > /root/step; sync`]);
+      const t = performance.now();
+      const r = ok(["vm", "snapshot", "snapbox", "--name", `step${i}`]);
+      took.push({ ms: Math.round(performance.now() - t), shortened: r.stderr.includes("shortening snapbox's system disk") });
+    }
+    console.log(`${n} snapshots: ${took.map((x) => `${x.ms}${x.shortened ? " (shortened)" : ""}`).join(", ")} ms; chain ${chain()} files`);
+    expect(took.some((x) => x.shortened)).toBe(true);
+    expect(chain()).toBeLessThanOrEqual(MAX_LAYERS_UNDER_TOP + 1);
+    // the VM dir keeps only what its chain reads
+    expect(readdirSync(vmDir()).filter((f) => /^system-.*\.(qcow2|img)$/.test(f)).length).toBe(chain());
+    for (const i of [1, n, 2]) {
+      ok(["vm", "rollback", "snapbox", `step${i}`]);
+      expect(ok(["vm", "exec", "snapbox", "--", "cat", "/root/step", "/root/file"]).stdout).toBe(`${i}\nkept\n`);
+    }
+    for (let i = 1; i <= n; i++) ok(["snapshot", "rm", `snapbox@step${i}`]);
   }, BOOT);
 
   test("snapshot rm; delete keeps the rest unless --with-snapshots", () => {

@@ -443,6 +443,92 @@ describe("qemu driver: pause and resume", () => {
     expect(f.rec.kills).toEqual([]);
   });
 
+  /** f's QMP with block jobs: query-block-jobs answers `jobs` (each call may move them on: `step`), block-stream adds one, job-dismiss drops it. */
+  const withJobs = (f: ReturnType<typeof fakeHost>, o: { jobs?: { device: string; status: string; error?: string }[]; step?: (jobs: { device: string; status: string; error?: string }[]) => void; refuse?: string } = {}) => {
+    const jobs = o.jobs ?? [];
+    const command = f.qmp.command;
+    f.qmp.command = async (sock, cmd, timeoutMs, args) => {
+      const r = await command(sock, cmd, timeoutMs, args);
+      if (cmd === "block-stream") {
+        if (o.refuse) throw new Error(`QMP GenericError: ${o.refuse}`);
+        jobs.push({ device: String(args!["job-id"]), status: "running" });
+      }
+      if (cmd === "block-job-cancel") for (const j of jobs) if (j.device === args!.device) j.status = "concluded";
+      if (cmd === "job-dismiss") jobs.splice(jobs.findIndex((j) => j.device === args!.id), 1);
+      if (cmd !== "query-block-jobs") return r;
+      const now = structuredClone(jobs);
+      o.step?.(jobs);
+      return now;
+    };
+    return jobs;
+  };
+  const BASE = { path: "/v/it's; $(reboot)\n/system-t1b.img", name: "system-t1b.img" };
+  const STREAM = `block-stream /v/abc123/api.sock ${JSON.stringify({ "job-id": "banger-stream-disk1", device: "disk1", base: BASE.path, "backing-file": "system-t1b.img", "auto-dismiss": false })}`;
+
+  test("streamDisk: block-stream of drive disk<i> down to the base (path and backing name as data), its job looked at until it concludes, then dismissed", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    let polls = 0;
+    withJobs(f, { step: (jobs) => { if (jobs[0] && ++polls === 3) jobs[0].status = "concluded"; } });
+    f.rec.qmp.length = 0;
+    f.rec.runs.length = 0;
+    await d.streamDisk!(sampleVM(), handlesFor(r.pid, r.pidStartTime), 1, BASE);
+    expect(f.rec.qmp.filter((q) => !q.startsWith("ping"))).toEqual([
+      "query-block-jobs /v/abc123/api.sock",
+      STREAM,
+      "query-block-jobs /v/abc123/api.sock",
+      "query-block-jobs /v/abc123/api.sock",
+      "query-block-jobs /v/abc123/api.sock",
+      "query-block-jobs /v/abc123/api.sock",
+      `job-dismiss /v/abc123/api.sock {"id":"banger-stream-disk1"}`,
+    ]);
+    expect(f.rec.runs).toEqual([]);
+  });
+
+  test("streamDisk: a job that concludes with an error fails with it (dismissed); QEMU refusing the stream fails with its word; a job of ours a killed daemon left is waited for and dismissed first", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const h = handlesFor(r.pid, r.pidStartTime);
+    const jobs = withJobs(f, { step: (js) => { for (const j of js) if (j.status === "running") Object.assign(j, { status: "concluded", error: "No space left on device" }); } });
+    await expect(d.streamDisk!(sampleVM(), h, 1, BASE)).rejects.toThrow("vm demo: streaming disk 1 down to system-t1b.img failed: No space left on device");
+    expect(jobs).toEqual([]);
+
+    const g = fakeHost();
+    const dg = createQemuDriver(g.host, { accel: "tcg", qmp: g.qmp });
+    const rg = await dg.launch(sampleVM(), BOOT);
+    withJobs(g, { refuse: "Can't find 'x' in the backing chain" });
+    await expect(dg.streamDisk!(sampleVM(), handlesFor(rg.pid, rg.pidStartTime), 1, BASE)).rejects.toThrow("Can't find 'x' in the backing chain");
+
+    const k = fakeHost();
+    const dk = createQemuDriver(k.host, { accel: "tcg", qmp: k.qmp });
+    const rk = await dk.launch(sampleVM(), BOOT);
+    withJobs(k, { jobs: [{ device: "banger-stream-disk1", status: "running" }], step: (js) => { for (const j of js) j.status = "concluded"; } });
+    k.rec.qmp.length = 0;
+    await dk.streamDisk!(sampleVM(), handlesFor(rk.pid, rk.pidStartTime), 1, BASE);
+    expect(k.rec.qmp.filter((q) => !q.startsWith("ping"))).toEqual([
+      "query-block-jobs /v/abc123/api.sock",
+      "query-block-jobs /v/abc123/api.sock",
+      `job-dismiss /v/abc123/api.sock {"id":"banger-stream-disk1"}`,
+      STREAM,
+      "query-block-jobs /v/abc123/api.sock",
+      "query-block-jobs /v/abc123/api.sock",
+      `job-dismiss /v/abc123/api.sock {"id":"banger-stream-disk1"}`,
+    ]);
+  });
+
+  test("streamDisk cancelled (the operation's signal): block-job-cancel, then it fails once the job has concluded", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const ac = new AbortController();
+    withJobs(f, { step: () => ac.abort() });
+    f.rec.qmp.length = 0;
+    await expect(d.streamDisk!(sampleVM(), handlesFor(r.pid, r.pidStartTime), 1, BASE, ac.signal)).rejects.toThrow("streaming disk 1 down to system-t1b.img failed: cancelled");
+    expect(f.rec.qmp.filter((q) => q.startsWith("block-job-cancel"))).toEqual([`block-job-cancel /v/abc123/api.sock {"device":"banger-stream-disk1"}`]);
+  });
+
   test("switchDisk of a VM whose qemu is gone fails", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });

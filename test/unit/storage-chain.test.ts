@@ -4,8 +4,8 @@
 import { afterAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { commitStaged, freezeDisk, prepareFreeze, stageFromSnapshot, topOf } from "../../plugins/storage/chain.ts";
+import { basename, join } from "node:path";
+import { commitStaged, freezeDisk, MAX_LAYERS_UNDER_TOP, prepareFreeze, stageFromSnapshot, topOf } from "../../plugins/storage/chain.ts";
 import { createExec } from "../../src/host/exec.ts";
 import { createFS } from "../../src/host/fs.ts";
 
@@ -166,4 +166,100 @@ test("a clone of an older snapshot (a whole raw copy named system.img) links it 
   expect(files(vm)).toEqual(["system-abc123c.img", s.next, "system.top"].sort());
   expect(ino(join(vm, "system-abc123c.img"))).toBe(ino(join(snap, "system.img")));
   expect(await read((await top(join(vm, "system.img"))).path, "qcow2", 0, 4)).toBe("OLD!");
+});
+
+/** A VM dir whose system disk is a chain of `n` layers under its top (n snapshots of a stopped VM), each having written its own 4 bytes at its own offset; the snapshot dirs. */
+const deepChain = async (name: string, n: number) => {
+  const vm = dirOf(`vms/${name}`);
+  const raw = join(vm, "system.img");
+  const b = Buffer.alloc(4 * MiB);
+  b.write("BASE", 0);
+  writeFileSync(raw, b);
+  const snaps: string[] = [];
+  for (let i = 1; i <= n; i++) {
+    const plan = (await prepareFreeze(fs, exec, await top(raw), 0, `${name}${i}`))!;
+    const snap = dirOf(`snapshots/${name}${i}`);
+    await freezeDisk(fs, exec, plan, snap);
+    snaps.push(snap);
+    await write((await top(raw)).path, 4096 * i, `${String.fromCharCode(96 + i)}`.repeat(4));
+  }
+  return { vm, raw, snaps };
+};
+const depth = async (p: string) => (JSON.parse((await exec.run("qemu-img", ["info", "-U", "--backing-chain", "--output=json", "-f", "qcow2", p])).stdout) as unknown[]).length;
+
+test(`a chain longer than ${MAX_LAYERS_UNDER_TOP} layers under its top: a stopped VM's top is rebased onto the bottom (qemu-img, safe mode) before the freeze; the bytes stay, the snapshot takes two files, the VM dir keeps only what it reads, and the older snapshots stay whole`, async () => {
+  const n = MAX_LAYERS_UNDER_TOP + 1;
+  const { vm, raw, snaps } = await deepChain("deep", n);
+  const before = (await top(raw)).path;
+  expect(await depth(before)).toBe(n + 1);
+  const progress: number[] = [];
+  const warns: string[] = [];
+  const plan = (await prepareFreeze(fs, exec, await top(raw), 0, "deepx", { live: false, progress: (l) => progress.push(l), warn: (m) => warns.push(m) }))!;
+  expect(progress).toEqual([n]);
+  expect(warns).toEqual([]);
+  expect(plan.below).toEqual(["system-deep1b.img"]);
+  expect(await backing(before)).toEqual(expect.objectContaining({ "backing-filename": "system-deep1b.img", "backing-filename-format": "raw" }));
+  expect(await depth(before)).toBe(2);
+  // what a guest reads is what it read: every layer's bytes and the image's
+  expect(await read(before, "qcow2", 0, 4)).toBe("BASE");
+  for (let i = 1; i <= n; i++) expect(await read(before, "qcow2", 4096 * i, 4)).toBe(String.fromCharCode(96 + i).repeat(4));
+  // the VM dir: the bottom (and its first name), the top, the new overlay and its pointer
+  expect(files(vm)).toEqual(["system-deep1b.img", basename(before), plan.next, "system.img", "system.top"].sort());
+  const snap = dirOf("snapshots/deepx");
+  expect(await freezeDisk(fs, exec, plan, snap)).toBe(basename(before));
+  expect(files(snap)).toEqual(["system-deep1b.img", basename(before)].sort());
+  // a snapshot from before keeps its own whole chain (its own links): it reads what it read then
+  expect(await read(join(snaps[2]!, files(snaps[2]!).find((f) => f.endsWith(".qcow2") && !files(snaps[1]!).includes(f))!), "qcow2", 4096 * 2, 4)).toBe("bbbb");
+  // the next snapshot adds one layer: short again
+  await write((await top(raw)).path, 0, "NEXT");
+  const plan2 = (await prepareFreeze(fs, exec, await top(raw), 0, "deepy", { live: false }))!;
+  expect(plan2.below).toEqual([basename(before), "system-deep1b.img"]);
+});
+
+test("a live VM's long chain is streamed by its VMM (the bottom, by path and by the name its top will give it); a VMM that cannot leaves it; a failed stream is reported and the snapshot goes on over the long chain", async () => {
+  const n = MAX_LAYERS_UNDER_TOP + 1;
+  const { vm, raw } = await deepChain("live", n);
+  const topPath = (await top(raw)).path;
+  const layersBefore = files(vm);
+
+  // no stream: as it is
+  const still = (await prepareFreeze(fs, exec, await top(raw), 0, "livex", { live: true }))!;
+  expect(still.below.length).toBe(n);
+  await still.undo();
+  expect(files(vm)).toEqual(layersBefore);
+
+  // a stream that fails: reported, the plan over the long chain, nothing removed
+  const warns: string[] = [];
+  const failed = (await prepareFreeze(fs, exec, await top(raw), 0, "livey", { live: true, stream: async () => { throw new Error("QMP GenericError: No space left on device"); }, warn: (m) => warns.push(m) }))!;
+  expect(warns).toEqual([`shortening the ${n}-layer chain under ${basename(topPath)} failed (it stays as it is): QMP GenericError: No space left on device`]);
+  expect(failed.below.length).toBe(n);
+  await failed.undo();
+  expect(files(vm)).toEqual(layersBefore);
+
+  // cancelled (the operation's signal): thrown
+  const ac = new AbortController();
+  ac.abort();
+  await expect(prepareFreeze(fs, exec, await top(raw), 0, "livez", { live: true, signal: ac.signal, stream: async () => { throw new Error("cancelled"); } })).rejects.toThrow("cancelled");
+
+  // the VMM's stream: asked for the bottom; what it does to the top (QEMU's block-stream) is qemu-img's rebase here
+  const asked: { path: string; name: string }[] = [];
+  const plan = (await prepareFreeze(fs, exec, await top(raw), 0, "livew", {
+    live: true,
+    stream: async (base) => {
+      asked.push(base);
+      await exec.run("qemu-img", ["rebase", "-q", "-f", "qcow2", "-F", "raw", "-b", base.name, topPath]);
+    },
+  }))!;
+  expect(asked).toEqual([{ path: join(vm, "system-live1b.img"), name: "system-live1b.img" }]);
+  expect(plan.below).toEqual(["system-live1b.img"]);
+  expect(files(vm)).toEqual(["system-live1b.img", basename(topPath), plan.next, "system.img", "system.top"].sort());
+  for (let i = 1; i <= n; i++) expect(await read(topPath, "qcow2", 4096 * i, 4)).toBe(String.fromCharCode(96 + i).repeat(4));
+});
+
+test(`a chain of ${MAX_LAYERS_UNDER_TOP} layers under its top is left as it is`, async () => {
+  const { raw } = await deepChain("edge", MAX_LAYERS_UNDER_TOP);
+  const asked: unknown[] = [];
+  const plan = (await prepareFreeze(fs, exec, await top(raw), 0, "edgex", { live: true, stream: async (b) => void asked.push(b) }))!;
+  expect(asked).toEqual([]);
+  expect(plan.below.length).toBe(MAX_LAYERS_UNDER_TOP);
 });
