@@ -4,6 +4,11 @@ import type { GuestSSH } from "../host/types.ts";
 import type { SplitPath } from "./paths.ts";
 import { EXIT, archiveScript, bashCommand, commitScript, cutError, extractScript, stagedPath, infoScript, mkdirScript, parseInfo, placeLabel, readScript, removeScript, scriptError, watchParser, watchScript, writeScript } from "./scripts.ts";
 
+/** The exits a script chooses (EXIT: not a dir, exists…): a decision on what is there, never a symptom of a short stdin. */
+const _REFUSALS: ReadonlySet<number> = new Set(Object.values(EXIT));
+/** Errors made from such an exit. */
+const _refused = new WeakSet<Error>();
+
 /** How a script's non-zero exit becomes the error its caller throws. */
 export type ScriptFailure = (code: number, stderr: string) => Error;
 
@@ -77,8 +82,9 @@ export class GuestFiles {
     try {
       out = await this._run(vm, writeScript(p, mode), "write", p.path, chunks);
     } catch (e) {
-      // a failure before the first byte was asked for (the guest unreachable, say) is its own error, not a cut stream
-      throw body.whole() || !chunks.started ? e : cutError("write", where);
+      // a failure before the first byte was asked for (the guest unreachable, say), or the script's own refusal, is
+      // its own error, not a cut stream
+      throw body.whole() || !chunks.started || _refused.has(e as Error) ? e : cutError("write", where);
     }
     const tmp = stagedPath(out, p.parent, "write")!;
     const whole = body.whole();
@@ -106,7 +112,8 @@ export class GuestFiles {
     try {
       out = await this._run(vm, extractScript(dest, name, contents), "copy", dest.path, counted);
     } catch (e) {
-      throw input.whole() || !counted.started ? e : cutError("copy", where);
+      // extract.sh refuses a dest that is not a dir, say, whether or not it read the whole stream first
+      throw input.whole() || !counted.started || _refused.has(e as Error) ? e : cutError("copy", where);
     }
     const tmp = stagedPath(out, dest.parent, "cp");
     const whole = input.whole();
@@ -158,6 +165,7 @@ export class GuestFiles {
       (code, stderr) => {
         const e = scriptError(code, stderr, what, placeLabel(vm.name, path));
         if (code === EXIT.EXISTS) Object.defineProperty(e, "exists", { value: true });
+        if (_REFUSALS.has(code)) _refused.add(e);
         return e;
       },
       stdin,

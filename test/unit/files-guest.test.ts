@@ -3,6 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { GuestFiles } from "../../src/files/guest.ts";
 import { splitPath } from "../../src/files/paths.ts";
+import { EXIT } from "../../src/files/scripts.ts";
 import { BangerError } from "../../src/shared/errors.ts";
 import type { ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
 import { sampleVM } from "../helpers/fakes.ts";
@@ -51,5 +52,14 @@ describe("GuestFiles uploads", () => {
     const files = new GuestFiles(async () => conn(1));
     await expect(files.write(vm, splitPath("/tmp/f", "guest"), body(["x", "y"], false), "644")).rejects.toThrow(/^write: the stream was cut before its end: box:\/tmp\/f/);
     await expect(files.extract(vm, splitPath("/tmp", "guest"), "f", false, body(["x"], false))).rejects.toThrow(/^copy: the stream was cut before its end/);
+  });
+
+  test("the script's own refusal (a tar into a file, say) is its error, though it exited before the body ended: not a cut", async () => {
+    // extract.sh exits "not a directory" before reading its stdin: the body is left mid-way, as it was when CI saw
+    // "the stream was cut" instead for `vm cp - box:FILE` (a race on how much the guest read first)
+    const files = new GuestFiles(async () => conn(EXIT.NOT_DIR));
+    await expect(files.extract(vm, splitPath("/tmp/a b", "guest"), "", false, body(["x"], false))).rejects.toThrow("copy: not a directory: box:\"/tmp/a b\"");
+    const exists = new GuestFiles(async () => conn(EXIT.IS_DIR));
+    await expect(exists.write(vm, splitPath("/tmp", "guest"), body(["x"], false), "644")).rejects.toThrow("write: is a directory: box:/tmp");
   });
 });
