@@ -236,37 +236,65 @@ interface _BlockJob {
   error?: string;
 }
 
+/** Our disk jobs' ids: `banger-stream-disk<index>`. */
+const _STREAM_JOB = "banger-stream-disk";
+
+/** QEMU's block jobs on the VM at `sock`. */
+async function _blockJobs(q: _Qemu, sock: string): Promise<_BlockJob[]> {
+  const jobs = await q.qmp.command(sock, "query-block-jobs", 5000);
+  return Array.isArray(jobs) ? (jobs as _BlockJob[]) : [];
+}
+
+/**
+ * Until job `id` has concluded (block-job-cancel on `signal`), then dismissed: its error, "cancelled", or
+ * undefined. A concluded job that is not dismissed still holds its drive (`blockdev-snapshot-sync`: "block
+ * device is in use by block job").
+ */
+async function _jobEnded(q: _Qemu, vm: VMRecord, sock: string, id: string, signal?: AbortSignal): Promise<string | undefined> {
+  let cancelled = false;
+  for (;;) {
+    const j = (await _blockJobs(q, sock)).find((x) => x.device === id);
+    if (!j) throw new BangerError("E_INTERNAL", `vm ${vm.name}: QEMU lost its disk job ${id}`);
+    if (j.status === "concluded") {
+      await q.qmp.command(sock, "job-dismiss", 5000, { id });
+      return j.error ?? (cancelled ? "cancelled" : undefined);
+    }
+    if (signal?.aborted && !cancelled) {
+      cancelled = true;
+      await q.qmp.command(sock, "block-job-cancel", 5000, { device: id });
+    }
+    await q.host.clock.sleep(_STREAM_POLL_MS);
+  }
+}
+
+/**
+ * The disk jobs of ours a killed daemon left (their daemon died before it dismissed them): each waited for and
+ * dismissed, so nothing holds the drives a snapshot switches. Their outcome is QEMU's to apply: a stream that
+ * ended well has shortened its chain, one that failed left it as it was.
+ */
+async function _settleDiskJobs(q: _Qemu, vm: VMRecord): Promise<void> {
+  const sock = qemuPaths(vm).qmpSock;
+  for (const j of await _blockJobs(q, sock)) {
+    if (!j.device.startsWith(_STREAM_JOB)) continue;
+    const error = await _jobEnded(q, vm, sock, j.device);
+    q.opts.log?.(`vm ${vm.name}: a disk job a killed daemon left (${j.device}) ${error ? `failed: ${error}` : "ended"}; dismissed`);
+  }
+}
+
 /**
  * block-stream of drive disk<index> down to `base`: QEMU copies into the file the drive writes every cluster its
  * layers above `base` hold and then names `base.name` (relative: a chain's files share one dir) as its backing,
  * with base's format. The guest runs on and reads the same bytes throughout; a QEMU that dies midway leaves the
  * drive's file valid over its old chain (the header changes last). The job is not dismissed by itself, so its
- * end and error are read here; one of ours a killed daemon left is waited for (or dismissed) first.
+ * end and error are read here; one of ours a killed daemon left is settled first.
  */
 async function _streamDisk(q: _Qemu, vm: VMRecord, index: number, base: { path: string; name: string }, signal?: AbortSignal): Promise<void> {
   const sock = qemuPaths(vm).qmpSock;
-  const id = `banger-stream-disk${index}`;
-  const job = async () => ((await q.qmp.command(sock, "query-block-jobs", 5000)) as _BlockJob[] | undefined)?.find((j) => j.device === id);
-  /** Until job `id` has ended (cancelled on `signal`); dismissed; its error, if any. */
-  const ended = async (): Promise<string | undefined> => {
-    let cancelled = false;
-    for (;;) {
-      const j = await job();
-      if (!j) throw new BangerError("E_INTERNAL", `vm ${vm.name}: QEMU lost its disk job ${id}`);
-      if (j.status === "concluded") {
-        await q.qmp.command(sock, "job-dismiss", 5000, { id });
-        return j.error ?? (cancelled ? "cancelled" : undefined);
-      }
-      if (signal?.aborted && !cancelled) {
-        cancelled = true;
-        await q.qmp.command(sock, "block-job-cancel", 5000, { device: id });
-      }
-      await q.host.clock.sleep(_STREAM_POLL_MS);
-    }
-  };
-  if (await job()) await ended();
+  const id = `${_STREAM_JOB}${index}`;
+  await _settleDiskJobs(q, vm);
   await q.qmp.command(sock, "block-stream", 10_000, { "job-id": id, device: `disk${index}`, base: base.path, "backing-file": base.name, "auto-dismiss": false });
-  const error = await ended();
+  await faultPoint("snapshot:streaming");
+  const error = await _jobEnded(q, vm, sock, id, signal);
   if (error) throw new BangerError("E_STATE", `vm ${vm.name}: streaming disk ${index} down to ${base.name} failed: ${error}`);
 }
 
@@ -596,6 +624,8 @@ async function _copyReceiverRam(q: _Qemu, vm: VMRecord, ramFile: string): Promis
  * the stopped VM's whole stream to `path`, with nothing to make ready.
  */
 async function _prepareSave(q: _Qemu, vm: VMRecord, handles: VMHandles, path: string): Promise<PreparedSave> {
+  // before the freeze, whose disk switch a job left on a drive would refuse
+  await _settleDiskJobs(q, vm);
   const text = await q.host.fs.readText(qemuPaths(vm).launchArgs);
   const launchArgs = text ? (JSON.parse(text) as string[]) : null;
   // the devices this state has, for the QEMU that restores it (in the snapshot's dir, before anything is saved there)

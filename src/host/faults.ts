@@ -41,12 +41,13 @@ export const FAULT_POINTS = [
   "snapshot-rm:after-mark",
   "clone:after-disks",
   "snapshot:in-receiver",
+  "snapshot:streaming",
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 
 /** Steps inside the QEMU driver's own work, which the fake VMM never reaches: test/e2e/faults.test.ts crashes there. */
-export const QEMU_ONLY_FAULT_POINTS: readonly FaultPoint[] = ["snapshot:in-receiver"];
+export const QEMU_ONLY_FAULT_POINTS: readonly FaultPoint[] = ["snapshot:in-receiver", "snapshot:streaming"];
 
 let _hits = 0;
 

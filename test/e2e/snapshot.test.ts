@@ -338,6 +338,30 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     for (let i = 1; i <= n; i++) ok(["snapshot", "rm", `snapbox@step${i}`]);
   }, BOOT);
 
+  test("daemon killed -9 while a snapshot streams a long chain: no half snapshot, the VM runs on with its data; QEMU's job (ended or not) is taken over by the next snapshot, which leaves the chain short", () => {
+    killAndWait(h.daemonPid()); // the next call starts a daemon with the fault armed
+    let crashed = 0;
+    for (let i = 1; i <= MAX_LAYERS_UNDER_TOP + 2 && !crashed; i++) {
+      if (h.run(["vm", "snapshot", "snapbox", "--name", `cut${i}`], { BANGER_FAULT: "snapshot:streaming" }).code !== 0) crashed = i;
+    }
+    expect(crashed).toBeGreaterThan(0);
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("SIGKILL at snapshot:streaming");
+    expect(ok(["vm", "show", "snapbox", "--json"]).json()).toMatchObject({ alive: true, runtime: { state: "running" } }); // an unarmed daemon
+    expect(h.run(["snapshot", "show", `snapbox@cut${crashed}`]).code).toBe(1);
+    expect(readdirSync(h.home, { recursive: true }).map(String).filter((f) => parseTempName(basename(f)) !== null)).toEqual([]);
+    expect(ok(["vm", "exec", "snapbox", "--", "cat", "/root/file"]).stdout).toBe("kept\n");
+    // the job the dead daemon left is dismissed first (a concluded job not dismissed still holds the drive)
+    ok(["vm", "snapshot", "snapbox", "--name", "after-cut"]);
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toMatch(/vm snapbox: a disk job a killed daemon left \(banger-stream-disk0\) (ended|failed: .*); dismissed/);
+    const d = ok(["vm", "show", "snapbox", "--json"]).json().runtime.vmDir as string;
+    const files = (Bun.spawnSync(["qemu-img", "info", "-U", "--backing-chain", "--output=json", "-f", "qcow2", join(d, readFileSync(join(d, "system.top"), "utf8").trim())]).stdout.toString().match(/"filename"/g) ?? []).length;
+    expect(files).toBeLessThanOrEqual(3);
+    ok(["vm", "rollback", "snapbox", "after-cut"]);
+    expect(ok(["vm", "exec", "snapbox", "--", "cat", "/root/file"]).stdout).toBe("kept\n");
+    for (let i = 1; i < crashed; i++) ok(["snapshot", "rm", `snapbox@cut${i}`]);
+    ok(["snapshot", "rm", "snapbox@after-cut"]);
+  }, BOOT);
+
   test("snapshot rm; delete keeps the rest unless --with-snapshots", () => {
     for (const s of ok(["snapshot", "list", "--json"]).json() as { vmName: string; name: string }[]) {
       if (s.name.startsWith("fork-")) ok(["snapshot", "rm", `${s.vmName}@${s.name}`]);

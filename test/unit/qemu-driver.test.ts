@@ -95,6 +95,7 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
       }
       if (command === "query-migrate") return { status: "completed" };
       if (command === "query-block") return [{ device: "disk0", inserted: { image: { "virtual-size": 1073741824 } } }];
+      if (command === "query-block-jobs") return [];
       return command === "query-status" ? { status: paused ? "paused" : "running", running: !paused } : {};
     },
     async migrateOut(sock, uri, _timeoutMs, o) {
@@ -518,6 +519,20 @@ describe("qemu driver: pause and resume", () => {
     ]);
   });
 
+  test("prepareSave first settles the disk jobs of ours a killed daemon left (a concluded one not dismissed still holds its drive, and the freeze's disk switch would be refused): each waited for and dismissed, with a line in the log; another's job is left alone", async () => {
+    const f = fakeHost();
+    const lines: string[] = [];
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp, log: (m) => lines.push(m) });
+    const r = await d.launch(sampleVM(), BOOT);
+    const jobs = withJobs(f, { jobs: [{ device: "banger-stream-disk0", status: "running" }, { device: "theirs", status: "running" }, { device: "banger-stream-disk1", status: "concluded", error: "Input/output error" }], step: (js) => { for (const j of js) if (j.device === "banger-stream-disk0") j.status = "concluded"; } });
+    f.rec.qmp.length = 0;
+    const p = await d.prepareSave!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig");
+    await p.abandon();
+    expect(f.rec.qmp.filter((q) => q.startsWith("job-dismiss"))).toEqual([`job-dismiss /v/abc123/api.sock {"id":"banger-stream-disk0"}`, `job-dismiss /v/abc123/api.sock {"id":"banger-stream-disk1"}`]);
+    expect(jobs).toEqual([{ device: "theirs", status: "running" }]);
+    expect(lines).toEqual(["vm demo: a disk job a killed daemon left (banger-stream-disk0) ended; dismissed", "vm demo: a disk job a killed daemon left (banger-stream-disk1) failed: Input/output error; dismissed"]);
+  });
+
   test("streamDisk cancelled (the operation's signal): block-job-cancel, then it fails once the job has concluded", async () => {
     const f = fakeHost();
     const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
@@ -551,9 +566,9 @@ describe("qemu driver: state save and restore", () => {
     f.rec.qmp.length = 0;
     const saved = await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/it's/state.mig");
     const calls = f.rec.qmp.filter((x) => !x.startsWith("ping"));
-    expect(calls.slice(0, 2)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock"]);
-    expect(calls[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > '\/snaps\/it'\\''s\/\.state\.mig\.tmp-\d+-[0-9a-f]+' && mv '\/snaps\/it'\\''s\/\.state\.mig\.tmp-\d+-[0-9a-f]+' '\/snaps\/it'\\''s\/state\.mig'$/);
-    expect(calls).toHaveLength(3);
+    expect(calls.slice(0, 3)).toEqual(["query-block-jobs /v/abc123/api.sock", "query-status /v/abc123/api.sock", "stop /v/abc123/api.sock"]);
+    expect(calls[3]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > '\/snaps\/it'\\''s\/\.state\.mig\.tmp-\d+-[0-9a-f]+' && mv '\/snaps\/it'\\''s\/\.state\.mig\.tmp-\d+-[0-9a-f]+' '\/snaps\/it'\\''s\/state\.mig'$/);
+    expect(calls).toHaveLength(4);
     expect(saved?.frozenMs).toBe(30);
   });
 
@@ -582,6 +597,7 @@ describe("qemu driver: state save and restore", () => {
     expect(rcv.args.join(" ")).not.toContain("/v/abc123/agent");
     expect(rcv.args.slice(-7)).toEqual(["-object", "memory-backend-memfd,id=pc.ram,size=256M,share=on", "-machine", "memory-backend=pc.ram", "-incoming", "defer", "-S"]);
     expect(f.rec.qmp.filter((x) => !x.startsWith("ping"))).toEqual([
+      "query-block-jobs /v/abc123/api.sock",
       "query-block /v/abc123/api.sock",
       `migrate-incoming /v/abc123/rcv.sock ${JSON.stringify({ uri: "unix:/v/abc123/rin.sock" })}`,
     ]);
@@ -597,8 +613,8 @@ describe("qemu driver: state save and restore", () => {
     f.rec.runs.length = 0;
     const saved = (await d.saveState!(sampleVM(), handlesFor(r.pid, r.pidStartTime), "/snaps/s1/state.mig"))!;
     const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
-    expect(calls().slice(2, 5)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock", "migrate-out /v/abc123/api.sock unix:/v/abc123/rin.sock x-ignore-shared=off,background-snapshot=off"]);
-    expect(calls()).toHaveLength(5);
+    expect(calls().slice(3, 6)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock", "migrate-out /v/abc123/api.sock unix:/v/abc123/rin.sock x-ignore-shared=off,background-snapshot=off"]);
+    expect(calls()).toHaveLength(6);
     // it returns with the VM stopped at the saved instant, frozen for the stream (30 ms of fake time)
     expect(await d.runState!(sampleVM())).toBe("paused");
     expect(saved.frozenMs).toBe(30);
@@ -719,8 +735,8 @@ describe("qemu driver: state save and restore", () => {
     expect(saved.frozenMs).toBe(30);
     expect(f.rec.spawns).toHaveLength(1);
     const calls = f.rec.qmp.filter((x) => !x.startsWith("ping"));
-    expect(calls.slice(0, 2)).toEqual(["query-status /v/abc123/api.sock", "stop /v/abc123/api.sock"]);
-    expect(calls[2]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > .* '\/snaps\/s1\/state\.mig'$/);
+    expect(calls.slice(0, 3)).toEqual(["query-block-jobs /v/abc123/api.sock", "query-status /v/abc123/api.sock", "stop /v/abc123/api.sock"]);
+    expect(calls[3]).toMatch(/^migrate-out \/v\/abc123\/api\.sock exec:cat > .* '\/snaps\/s1\/state\.mig'$/);
     // the finish, the VM running again: the guest's RAM split out of the stream into memory.ram (a sparse file of
     // the VM's RAM size, its pages written where they belong), then the stream rewritten to go with it
     const w = wholeStream();
