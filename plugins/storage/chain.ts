@@ -165,7 +165,8 @@ export async function prepareFreeze(fs: FS, exec: Exec, top: { path: string; for
       if (dirname(c.filename) !== vmDir || layer?.disk !== disk || layer.format !== c.format) return null;
       below.push(basename(c.filename));
     }
-    if (shorten && below.length > MAX_LAYERS_UNDER_TOP && (await _shortenChain(fs, exec, top.path, chain.at(-1)!, below.length, shorten))) below.splice(0, below.length - 1);
+    if (shorten && below.length > MAX_LAYERS_UNDER_TOP && (await _shortenChain(exec, top.path, chain.at(-1)!, below.length, shorten))) below.splice(0, below.length - 1);
+    await _dropUnread(fs, vmDir, disk, new Set([basename(top.path), ...below]));
   }
   if (!size) throw new BangerError("E_INTERNAL", `cannot read the size of ${top.path}`);
   const undos: (() => Promise<void>)[] = [];
@@ -196,12 +197,19 @@ export async function prepareFreeze(fs: FS, exec: Exec, top: { path: string; for
 }
 
 /**
- * The top at `topPath` takes in every layer above `bottom` and is backed by it directly (ShortenChain); then the
- * VM dir's links to the layers it no longer reads go (the snapshots that hold them keep their own). Whether it did.
+ * The VM dir's layers of `disk` its chain does not read (`chain`: the top and the layers under it, by their
+ * headers): a chain a shortening left (this one's, or one a killed daemon's stream finished after it died). QEMU
+ * has none of them open (a stream's end closes the layers it dropped); the snapshots that hold them keep their own links.
  */
-async function _shortenChain(fs: FS, exec: Exec, topPath: string, bottom: _ChainEntry, layers: number, o: ShortenChain): Promise<boolean> {
+async function _dropUnread(fs: FS, vmDir: string, disk: string, chain: ReadonlySet<string>): Promise<void> {
+  for (const { name } of await fs.list(vmDir)) {
+    if (!chain.has(name) && parseLayer(name)?.disk === disk) await fs.rmrf(join(vmDir, name));
+  }
+}
+
+/** The top at `topPath` takes in every layer above `bottom` and is backed by it directly (ShortenChain). Whether it did. */
+async function _shortenChain(exec: Exec, topPath: string, bottom: _ChainEntry, layers: number, o: ShortenChain): Promise<boolean> {
   if (o.live && !o.stream) return false;
-  const vmDir = dirname(topPath);
   const name = basename(bottom.filename);
   o.progress?.(layers);
   try {
@@ -212,10 +220,6 @@ async function _shortenChain(fs: FS, exec: Exec, topPath: string, bottom: _Chain
     if (o.signal?.aborted) throw e;
     o.warn?.(`shortening the ${layers}-layer chain under ${basename(topPath)} failed (it stays as it is): ${(e as Error).message}`);
     return false;
-  }
-  const disk = parseLayer(name)?.disk;
-  for (const { name: n } of await fs.list(vmDir)) {
-    if (n !== name && n !== basename(topPath) && parseLayer(n)?.disk === disk) await fs.rmrf(join(vmDir, n));
   }
   return true;
 }

@@ -356,6 +356,8 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     const d = ok(["vm", "show", "snapbox", "--json"]).json().runtime.vmDir as string;
     const files = (Bun.spawnSync(["qemu-img", "info", "-U", "--backing-chain", "--output=json", "-f", "qcow2", join(d, readFileSync(join(d, "system.top"), "utf8").trim())]).stdout.toString().match(/"filename"/g) ?? []).length;
     expect(files).toBeLessThanOrEqual(3);
+    // and the VM dir no longer holds the layers the dead daemon's stream left unread
+    expect(readdirSync(d).filter((f) => /^system-.*\.(qcow2|img)$/.test(f)).length).toBe(files);
     ok(["vm", "rollback", "snapbox", "after-cut"]);
     expect(ok(["vm", "exec", "snapbox", "--", "cat", "/root/file"]).stdout).toBe("kept\n");
     for (let i = 1; i < crashed; i++) ok(["snapshot", "rm", `snapbox@cut${i}`]);

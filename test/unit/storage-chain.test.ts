@@ -263,3 +263,18 @@ test(`a chain of ${MAX_LAYERS_UNDER_TOP} layers under its top is left as it is`,
   expect(asked).toEqual([]);
   expect(plan.below.length).toBe(MAX_LAYERS_UNDER_TOP);
 });
+
+test("the layers a VM's chain no longer reads (a killed daemon's stream finished after it died) leave the VM dir at its next snapshot; what it reads stays", async () => {
+  const { vm, raw, snaps } = await deepChain("left", 4);
+  const topPath = (await top(raw)).path;
+  // what QEMU's block-stream does at its end, with no daemon to prune after it
+  await exec.run("qemu-img", ["rebase", "-q", "-f", "qcow2", "-F", "raw", "-b", "system-left1b.img", topPath]);
+  expect(files(vm).filter((f) => f.startsWith("system-")).length).toBe(5);
+  const plan = (await prepareFreeze(fs, exec, await top(raw), 0, "leftx"))!;
+  expect(plan.below).toEqual(["system-left1b.img"]);
+  expect(files(vm)).toEqual(["system-left1b.img", basename(topPath), plan.next, "system.img", "system.top"].sort());
+  for (let i = 1; i <= 4; i++) expect(await read(topPath, "qcow2", 4096 * i, 4)).toBe(String.fromCharCode(96 + i).repeat(4));
+  // the snapshots keep their own links: each still reads what it held
+  const s3 = snaps[2]!;
+  expect(await read(join(s3, files(s3).find((f) => f.endsWith(".qcow2") && !files(snaps[1]!).includes(f))!), "qcow2", 4096 * 2, 4)).toBe("bbbb");
+});
