@@ -423,14 +423,19 @@ async function _saveWholeStream(q: _Qemu, vm: VMRecord, path: string): Promise<S
   const { uri, tmp } = _toFileUri(path);
   await q.qmp.migrateOut(sock, uri, _MIGRATE_TIMEOUT_MS);
   await _untilWritten(q, path, tmp);
-  let finished = false;
-  return {
-    frozenMs: q.host.clock.now().getTime() - stoppedAt,
-    finish: async () => {
-      if (finished) return;
-      finished = true;
-      await _splitRamOut(q, vm, path);
-    },
+  return { frozenMs: q.host.clock.now().getTime() - stoppedAt, finish: _finishOnce(() => _splitRamOut(q, vm, path)) };
+}
+
+/**
+ * A save's `finish`, run at most once: a snapshot that fails after it has run calls it again among its undos, and
+ * a second run would find its files moved on (the stream rewritten, the receiver gone).
+ */
+function _finishOnce(finish: () => Promise<void>): () => Promise<void> {
+  let started = false;
+  return async () => {
+    if (started) return;
+    started = true;
+    await finish();
   };
 }
 
@@ -568,10 +573,7 @@ async function _prepareReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
           await q.qmp.migrateOut(p.qmpSock, uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": false, "background-snapshot": false } });
         }
         const frozenMs = q.host.clock.now().getTime() - stoppedAt;
-        let finished = false;
-        const finish = async () => {
-          if (finished) return;
-          finished = true;
+        const finish = _finishOnce(async () => {
           let ok = false;
           try {
             if (background) await _untilMigrated(q, p.qmpSock);
@@ -586,7 +588,7 @@ async function _prepareReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
           } finally {
             await end(ok);
           }
-        };
+        });
         return { frozenMs, finish };
       } catch (e) {
         await end(false);
@@ -713,13 +715,9 @@ async function _prepareDeltaSave(q: _Qemu, vm: VMRecord, path: string, src: _Del
         }
         q.opts.log?.(`vm ${vm.name}: RAM saved by delta: ${pages} pages (${((pages * PAGE) / 1048576).toFixed(1)} MiB) written since it mapped ${src.ramFile}`);
         const frozenMs = q.host.clock.now().getTime() - stoppedAt;
-        let finished = false;
         return {
           frozenMs,
-          // once: a snapshot that fails after it calls it again among its undos
-          finish: async () => {
-            if (finished) return;
-            finished = true;
+          finish: _finishOnce(async () => {
             try {
               await q.host.fs.writeFile(path, spliceDeviceState(src.stream, await q.host.fs.readBytes(devices)));
             } catch (e) {
@@ -727,7 +725,7 @@ async function _prepareDeltaSave(q: _Qemu, vm: VMRecord, path: string, src: _Del
               throw e;
             }
             await q.host.fs.rmrf(devices);
-          },
+          }),
         };
       } catch (e) {
         await drop();
