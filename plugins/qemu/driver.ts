@@ -525,6 +525,8 @@ async function _prepareReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
     ended = true;
     if (ok) await _signalReceiver(q, vm, spawned);
     else {
+      // a save that failed after its stream began (the stream itself goes on): killed midway, it would leave the guest stuck
+      await _untilSaveStreamed(q, p.qmpSock);
       await _reapReceiver(q, vm);
       for (const t of spawned) await _killAndWait(q, t);
       await q.host.fs.rmrf(ramFile);
@@ -568,6 +570,8 @@ async function _prepareReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
           await q.qmp.command(p.qmpSock, "migrate-set-parameters", 2000, { "max-bandwidth": MAX_MIGRATE_BANDWIDTH });
           await q.qmp.command(p.qmpSock, "migrate", 10_000, { uri });
           await _untilGuestRuns(q, p.qmpSock);
+          // the guest runs again, its RAM streaming into the receiver
+          await faultPoint("snapshot:ram-streaming");
         } else {
           // background-snapshot off again: an earlier snapshot may have left it on in this QEMU
           await q.qmp.migrateOut(p.qmpSock, uri, _MIGRATE_TIMEOUT_MS, { capabilities: { "x-ignore-shared": false, "background-snapshot": false } });
@@ -788,6 +792,59 @@ async function _untilMigrated(q: _Qemu, sock: string): Promise<void> {
   );
 }
 
+/** query-migrate's statuses of a save still under way: its RAM still streams, or its end is being written. */
+const _SAVING = new Set(["setup", "active", "device", "pre-switchover", "wait-unplug", "cancelling"]);
+
+/**
+ * Until the VM's own state save has stopped streaming (the caller is about to kill its receiver); how long that
+ * took when it had to wait, or null. QEMU 7.2 lifts a background save's write protection of the guest's RAM
+ * only when the save completes: one that fails or is cancelled (its receiver killed midway) leaves the vCPU
+ * blocked on the guest's next write for good (see _guestStuck). A receiver left alone takes the whole stream;
+ * a VM whose QMP does not answer is not waited for.
+ */
+async function _untilSaveStreamed(q: _Qemu, sock: string): Promise<number | null> {
+  const start = q.host.clock.now().getTime();
+  for (let waited = false; ; waited = true) {
+    const r = (await q.qmp.command(sock, "query-migrate", 2000).catch(() => null)) as { status?: string } | null;
+    const elapsed = q.host.clock.now().getTime() - start;
+    if (!r || !_SAVING.has(r.status ?? "") || elapsed >= _MIGRATE_TIMEOUT_MS) return waited ? elapsed : null;
+    await q.host.clock.sleep(10);
+  }
+}
+
+/**
+ * Why a live VM can never run its guest again, or null. The one case known: QEMU 7.2 after a background save
+ * that failed or was cancelled (see _untilSaveStreamed). Its status says so, the capability is still on (or QMP
+ * no longer answers: the main loop blocked too, as seen once in three), and a thread of the process waits in
+ * the kernel's handle_userfault (its /proc wait channel), seen twice 100 ms apart. A save that completed, or a
+ * QEMU that lifts the protection itself, never shows this.
+ */
+async function _guestStuck(q: _Qemu, vm: VMRecord, pid: number): Promise<string | null> {
+  const sock = qemuPaths(vm).qmpSock;
+  // no answer at all: QEMU's own main loop may be the thread blocked (a device writing guest RAM), so only the threads tell
+  const r = (await q.qmp.command(sock, "query-migrate", 2000).catch(() => null)) as { status?: string } | null;
+  if (r && r.status !== "failed" && r.status !== "cancelled") return null;
+  if (r) {
+    const caps = (await q.qmp.command(sock, "query-migrate-capabilities", 2000).catch(() => null)) as { capability?: string; state?: boolean }[] | null;
+    if (!caps?.some((c) => c.capability === "background-snapshot" && c.state)) return null;
+  }
+  for (let i = 0; i < 2; i++) {
+    if (i) await q.host.clock.sleep(100);
+    if (!(await _threadWaitsIn(q, pid, "handle_userfault"))) return null;
+  }
+  return r
+    ? `its guest cannot run again: a background state save ${r.status} and QEMU left its memory write-protected`
+    : "its guest cannot run again: QEMU stopped answering, blocked on write-protected memory (a background state save cut midway)";
+}
+
+/** Whether a thread of the process waits in kernel function `fn` (/proc/<pid>/task/<tid>/wchan). */
+async function _threadWaitsIn(q: _Qemu, pid: number, fn: string): Promise<boolean> {
+  for (const t of await q.host.fs.list(`/proc/${pid}/task`).catch(() => [])) {
+    if ((await q.host.fs.readText(`/proc/${pid}/task/${t.name}/wchan`).catch(() => null))?.trim() === fn) return true;
+  }
+  return false;
+}
+
 async function _killAndWait(q: _Qemu, t: ProcTarget): Promise<void> {
   await q.killedGuard.killGuarded(t);
   if (!(await q.killedGuard.waitGone(t, q.exitWaitMs))) {
@@ -890,6 +947,11 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
       const r = (await q.qmp.command(qemuPaths(vm).qmpSock, "query-status", 2000)) as { status?: unknown } | undefined;
       return _STOPPED_STATUSES.has(String(r?.status)) ? "paused" : "running";
     },
-    reapLeftovers: (scope) => reapLeftoverReceivers(q.host, (t) => _killAndWait(q, t), scope),
+    reapLeftovers: (scope) =>
+      reapLeftoverReceivers(q.host, (t) => _killAndWait(q, t), scope, async (vm) => {
+        const ms = await _untilSaveStreamed(q, qemuPaths(vm).qmpSock);
+        return ms === null ? null : `waited ${ms} ms for its state save to finish streaming into the receiver`;
+      }),
+    guestStuck: (vm: VMRecord, handles: VMHandles) => _guestStuck(q, vm, handles.pid),
   };
 }

@@ -21,8 +21,8 @@ export function receiverQmpArg(cmdline: readonly string[]): string | null {
 }
 
 /** What reapLeftoverReceivers looks at: the store's VMs and the dir their dirs live in (dirs no row owns count too). */
-export interface ReapScope {
-  vms: readonly Pick<VMRecord, "name" | "runtime">[];
+export interface ReapScope<V extends Pick<VMRecord, "name" | "runtime"> = Pick<VMRecord, "name" | "runtime">> {
+  vms: readonly V[];
   vmsDir: string;
 }
 
@@ -33,14 +33,22 @@ export interface ReapScope {
  * guest's RAM (a memfd) and outlives its daemon under a 600 s
  * watchdog; its snapshot is still `creating` (the receiver runs before the
  * commit), so snapshot reconcile drops it and the sweep its temp dir: nothing
- * will read what it writes. Only receivers of this home are touched: their
+ * will read what it writes. A known VM's receiver is killed only once `settle`
+ * (the driver: until that VM's own state save has stopped streaming into it)
+ * has returned; what it says goes in the lines. Only receivers of this home are touched: their
  * QMP socket is in a dir under `vmsDir` (other daemons, other homes, run
  * theirs). /proc is scanned only when a dir holds a receiver's socket or
  * stand-in disk, or no row owns it: a clean start costs a readdir per VM.
  */
-export async function reapLeftoverReceivers(host: Host, kill: (t: ProcTarget) => Promise<void>, scope: ReapScope): Promise<string[]> {
+export async function reapLeftoverReceivers<V extends Pick<VMRecord, "name" | "runtime">>(
+  host: Host,
+  kill: (t: ProcTarget) => Promise<void>,
+  scope: ReapScope<V>,
+  settle: (vm: V) => Promise<string | null> = async () => null,
+): Promise<string[]> {
   const out: string[] = [];
   const known = new Map(scope.vms.map((vm) => [vm.runtime.vmDir, vm.name] as const));
+  const vmByDir = new Map(scope.vms.map((vm) => [vm.runtime.vmDir, vm] as const));
   const dirs = new Map<string, string>(known);
   for (const e of await host.fs.list(scope.vmsDir)) {
     const dir = join(scope.vmsDir, e.name);
@@ -55,12 +63,16 @@ export async function reapLeftoverReceivers(host: Host, kill: (t: ProcTarget) =>
     evidence ||= files.length > 0 || !known.has(dir);
   }
   if (!evidence) return out;
-  const byNeedle = new Map([...dirs].map(([dir, who]) => [qmpArg(join(dir, RECEIVER_SOCK)), who] as const));
+  const byNeedle = new Map([...dirs].map(([dir, who]) => [qmpArg(join(dir, RECEIVER_SOCK)), { who, vm: vmByDir.get(dir) }] as const));
   for (const p of await host.procs.find(RECEIVER_SOCK)) {
     const arg = receiverQmpArg(p.cmdline);
-    const who = arg === null ? undefined : byNeedle.get(arg);
+    const owner = arg === null ? undefined : byNeedle.get(arg);
     // the `timeout` watchdog names the same argv; it exits with its qemu
-    if (!who) continue;
+    if (!owner) continue;
+    const { who, vm } = owner;
+    // its VM may still be streaming its RAM into it: killed midway, that stream would leave the guest stuck (settle)
+    const settled = vm ? await settle(vm) : null;
+    if (settled) out.push(`${who}: ${settled}`);
     await kill({ pid: p.pid, startTime: p.startTime });
     out.push(`${who}: killed the snapshot receiver qemu (pid ${p.pid}) a killed daemon left`);
   }

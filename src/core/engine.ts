@@ -604,6 +604,22 @@ export class Engine {
   }
 
   /**
+   * A live VM whose driver says its guest can never run again (guestStuck) is stopped now as reconcile stops
+   * one (killed, cleaned up, the reason its lastError): after a live snapshot that failed. The caller holds its
+   * lock. Returns the reason, or null when the guest runs on.
+   */
+  async stopIfStuck(vm: VMRecord): Promise<string | null> {
+    const driver = this.driverFor(vm);
+    const handles = await this.handlesOf(vm);
+    if (!driver.guestStuck || !handles) return null;
+    const why = await driver.guestStuck(vm, handles).catch(() => null);
+    if (!why) return null;
+    await this.reconcileOne(vm, why);
+    this.d.log.warn(`vm ${vm.name}: stopped: ${why}`);
+    return why;
+  }
+
+  /**
    * A create or delete the daemon died in the middle of (its undo stack died
    * with it): a half-made VM is removed, a half-deleted one deleted, after
    * cleanup of whatever its scratch file or a live process still names.
@@ -642,6 +658,14 @@ export class Engine {
       await this.d.host.clock.sleep(500);
       alive = await vmAlive(vm, found.handles, driver, this.d.host.procs);
     }
+    // its process runs but its VMM never answered: a hung VMM (killed below), not a vanished one
+    const hung = !alive && found.source === "process" && !!(await sameProcess(this.d.host.procs, found.handles.pid, found.handles.pidStartTime));
+    // answering or not, a VMM whose guest can never run again (QEMU 7.2 after a failed background save) is stopped, not kept
+    const stuck = (alive || hung) && driver.guestStuck ? await driver.guestStuck(vm, found.handles).catch(() => null) : null;
+    if (stuck) {
+      alive = false;
+      goneReason = stuck;
+    } else if (hung) goneReason = `its VMM process (pid ${found.handles.pid}) ran but did not answer: killed`;
     const asRead = found.unchanged ? JSON.stringify(found.handles) : null;
     const discarded: string[] = [];
     const hookErrors = await this.d.hooks.runAll("vm:reconcile", { vm, handles: found.handles, alive, discard: (reason) => void discarded.push(reason) });
@@ -670,7 +694,7 @@ export class Engine {
     }
     if (vm.runtime.state === "error" && found.source === "none") return null;
     // A live-but-unanswering process (hung VMM) still holds resources: kill it before cleanup.
-    if (found.source === "process" || discarded.length) await driver.kill(vm, found.handles).catch(() => {});
+    if (found.source === "process" || discarded.length || stuck) await driver.kill(vm, found.handles).catch(() => {});
     this.d.dropConnection(vm.id);
     const failures = [...hookErrors, ...(await this.teardown("vm:cleanup", { vm, handles: found.handles }))];
     this.cache.delete(vm.id);

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { vmAlive } from "../handles/alive.ts";
 import { faultPoint } from "../host/faults.ts";
-import { BangerError, errorMessage } from "../shared/errors.ts";
+import { BangerError, errorMessage, isBangerError, undoFailuresOf } from "../shared/errors.ts";
 import { VM_NAME_RE, VM_NAME_RULE, type SnapshotRecord, type VMRecord } from "../shared/model.ts";
 import { tempPathFor } from "../shared/temps.ts";
 import type { CreateVMParams, Engine } from "./engine.ts";
@@ -84,7 +84,16 @@ export class Snapshots {
     if (this.d.store.snapshots.find(first.name, name)) throw new BangerError("E_NAME_TAKEN", `snapshot already exists: ${first.name}@${name}`);
     return this.engine.cache.withLock(first.id, async () => {
       const vm = this.engine.getVM(first.id);
-      return runOperation({ name: `vm snapshot ${vm.name}@${name}`, vm, host: this.d.host, log: this.d.log, progress }, (op) => this._create(vm, name, op));
+      try {
+        return await runOperation({ name: `vm snapshot ${vm.name}@${name}`, vm, host: this.d.host, log: this.d.log, progress }, (op) => this._create(vm, name, op));
+      } catch (e) {
+        // a state save that failed may have left the guest unable to run (QEMU 7.2): then the VM is stopped, and the error says so
+        const stuck = await this.engine.stopIfStuck(vm).catch(() => null);
+        if (stuck) {
+          throw new BangerError(isBangerError(e) ? e.code : "E_INTERNAL", `${errorMessage(e)}; vm ${vm.name} was stopped, ${stuck} (start it again: \`banger vm start ${vm.name}\`)`, { cause: e, undoFailures: undoFailuresOf(e) });
+        }
+        throw e;
+      }
     });
   }
 

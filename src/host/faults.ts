@@ -42,12 +42,13 @@ export const FAULT_POINTS = [
   "clone:after-disks",
   "snapshot:in-receiver",
   "snapshot:streaming",
+  "snapshot:ram-streaming",
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 
 /** Steps inside the QEMU driver's own work, which the fake VMM never reaches: test/e2e/faults.test.ts crashes there. */
-export const QEMU_ONLY_FAULT_POINTS: readonly FaultPoint[] = ["snapshot:in-receiver", "snapshot:streaming"];
+export const QEMU_ONLY_FAULT_POINTS: readonly FaultPoint[] = ["snapshot:in-receiver", "snapshot:streaming", "snapshot:ram-streaming"];
 
 let _hits = 0;
 

@@ -106,6 +106,12 @@ export interface VMMDriver {
    * dir under `vmsDir` no VM owns, and remove their files. One line per thing done. Absent: it leaves none.
    */
   reapLeftovers?(scope: { vms: readonly VMRecord[]; vmsDir: string }): Promise<string[]>;
+  /**
+   * Why this live VM, its VMM answering, can never run its guest again, or null: reconcile, and a live snapshot
+   * that failed, stop such a VM with this as its lastError rather than keep it as running (QEMU 7.2 after a
+   * background save that failed: see the qemu driver). Absent: never.
+   */
+  guestStuck?(vm: VMRecord, handles: VMHandles): Promise<string | null>;
   /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */
   usable?(): Promise<{ usable: boolean; reason: string }>;
   /** Network modes this VMM can attach, the first being its default. Absent means ["user", "tap"]. */

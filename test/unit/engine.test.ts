@@ -543,6 +543,43 @@ describe("reconcile (the seed's reconcile test)", () => {
     expect(w.ts.store.getVM("ghost")!.runtime.lastError).toContain("device busy");
   });
 
+  test("a live VM whose driver says its guest can never run again (guestStuck) is killed and demoted with that reason, not kept", async () => {
+    const w = world();
+    const vm = await runningRow(w, "s1", "stuck");
+    w.host.procs.add(scratch.pid, scratch.pidStartTime, ["fake-vmm", "--api-sock", vm.runtime.apiSockPath]);
+    await writeHandlesFile(w.host.fs, vm.runtime.vmDir, scratch);
+    const asked: number[] = [];
+    w.driver.guestStuck = async (_vm, handles) => {
+      asked.push(handles.pid);
+      return "its guest cannot run again: a background state save failed";
+    };
+    const out = await w.engine.reconcile();
+    expect(out).toEqual([{ vm: "stuck", action: "demoted", source: "process", cleanupErrors: [] }]);
+    expect(asked).toEqual([scratch.pid]);
+    expect(w.driver.kills.map((k) => k.handles.pid)).toEqual([scratch.pid]);
+    const row = w.ts.store.getVM("stuck")!;
+    expect(row.runtime.state).toBe("stopped");
+    expect(row.runtime.lastError).toBe("its guest cannot run again: a background state save failed");
+    expect(w.engine.cache.get(vm.id)).toBeNull();
+  });
+
+  test("stopIfStuck (after a live snapshot failed): a stuck guest's VM is stopped with the reason; one that runs on is left as it is", async () => {
+    const w = world();
+    const vm = await runningRow(w, "s2", "maybe");
+    w.host.procs.add(scratch.pid, scratch.pidStartTime, ["fake-vmm", "--api-sock", vm.runtime.apiSockPath]);
+    await writeHandlesFile(w.host.fs, vm.runtime.vmDir, scratch);
+    await w.engine.reconcile();
+    let stuck: string | null = null;
+    w.driver.guestStuck = async () => stuck;
+    expect(await w.engine.cache.withLock(vm.id, () => w.engine.stopIfStuck(vm))).toBeNull();
+    expect(w.ts.store.getVM("maybe")!.runtime.state).toBe("running");
+    expect(w.driver.kills).toEqual([]);
+    stuck = "its guest cannot run again";
+    expect(await w.engine.cache.withLock(vm.id, () => w.engine.stopIfStuck(w.ts.store.getVM("maybe")!))).toBe("its guest cannot run again");
+    expect(w.ts.store.getVM("maybe")!.runtime).toMatchObject({ state: "stopped", lastError: "its guest cannot run again" });
+    expect(w.driver.kills).toHaveLength(1);
+  });
+
   test("a live VM (process + start time + socket answers) is kept and the cache seeded", async () => {
     const w = world();
     const vm = await runningRow(w, "l1", "live");
@@ -674,6 +711,8 @@ describe("reconcile (the seed's reconcile test)", () => {
     expect(out[0]).toMatchObject({ action: "demoted", source: "process" });
     expect(seq).toEqual([`kill ${scratch.pid}`, "cleanup tap-ghost"]);
     expect(w.host.procs.table.has(scratch.pid)).toBe(false);
+    // its lastError says what was found: a process that ran and did not answer, not one that was gone
+    expect(w.ts.store.getVM("hung")!.runtime.lastError).toBe(`its VMM process (pid ${scratch.pid}) ran but did not answer: killed`);
   });
 
   test("only VMs the store says are up are looked at; error without any trace is left alone", async () => {

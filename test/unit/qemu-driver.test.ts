@@ -56,6 +56,12 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
   let paused = false;
   /** QEMU refuses background-snapshot (a clone's RAM file mapped private). */
   let bgRefused = false;
+  /** What query-migrate says on the VM's own socket, one status per call, the last one staying (none: "completed"). */
+  let vmMigrate: string[] = [];
+  /** background-snapshot, as query-migrate-capabilities says. */
+  let bgOn = false;
+  /** The kernel wait channel of each thread of a process, as /proc/<pid>/task/<tid>/wchan (tids pid, pid+1, …). */
+  const wchans = new Map<number, string[]>();
   const sockOwner = (sock = "/v/abc123/api.sock") => [...procs.values()].find((p) => p.cmdline.includes(sock === "/v/abc123/api.sock" ? QMP_NEEDLE : `unix:${sock},server=on,wait=off`));
 
   const qmp: QmpOps = {
@@ -93,7 +99,8 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
         paused = false;
         t += 3;
       }
-      if (command === "query-migrate") return { status: "completed" };
+      if (command === "query-migrate") return { status: sock === "/v/abc123/api.sock" && vmMigrate.length ? (vmMigrate.length > 1 ? vmMigrate.shift()! : vmMigrate[0]!) : "completed" };
+      if (command === "query-migrate-capabilities") return [{ capability: "x-ignore-shared", state: false }, { capability: "background-snapshot", state: bgOn }];
       if (command === "query-block") return [{ device: "disk0", inserted: { image: { "virtual-size": 1073741824 } } }];
       if (command === "query-block-jobs") return [];
       return command === "query-status" ? { status: paused ? "paused" : "running", running: !paused } : {};
@@ -158,6 +165,8 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
     fs: {
       ...fakeFS(),
       async readText(p) {
+        const w = /^\/proc\/(\d+)\/task\/(\d+)\/wchan$/.exec(p);
+        if (w) return wchans.get(Number(w[1]))?.[Number(w[2]) - Number(w[1])] ?? null;
         return rec.writes.get(p) ?? null;
       },
       async writeAtomic(p, d) {
@@ -168,6 +177,8 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
       },
       async mkdirp() {},
       async list(dir) {
+        const task = /^\/proc\/(\d+)\/task$/.exec(dir);
+        if (task) return (wchans.get(Number(task[1])) ?? []).map((_, i) => ({ name: String(Number(task[1]) + i), type: "dir" as const }));
         // a live qemu's open files: a memfd among them when it has memory-backend-memfd
         const pid = Number(/^\/proc\/(\d+)\/fd$/.exec(dir)?.[1]);
         return procs.get(pid)?.cmdline.some((a) => a.startsWith("memory-backend-memfd")) ? ["0", "1", "2", "9", "12"].map((name) => ({ name, type: "symlink" as const })) : [];
@@ -192,8 +203,11 @@ function fakeHost(o: { which?: string | null; files?: string[] } = {}) {
     rec,
     procs,
     elapsed: () => t,
-    set: (s: { spawn?: "ok" | "die" | "hang" | "nosock"; powerdownExits?: boolean; quitExits?: boolean; bgRefused?: boolean }) => {
+    set: (s: { spawn?: "ok" | "die" | "hang" | "nosock"; powerdownExits?: boolean; quitExits?: boolean; bgRefused?: boolean; vmMigrate?: string[]; bgOn?: boolean; wchans?: [number, string[]] }) => {
       if (s.spawn) spawnBehaviour = s.spawn;
+      if (s.vmMigrate) vmMigrate = [...s.vmMigrate];
+      if (s.bgOn !== undefined) bgOn = s.bgOn;
+      if (s.wchans) wchans.set(...s.wchans);
       if (s.bgRefused !== undefined) bgRefused = s.bgRefused;
       if (s.powerdownExits !== undefined) powerdownExits = s.powerdownExits;
       if (s.quitExits !== undefined) quitExits = s.quitExits;
@@ -700,6 +714,53 @@ describe("qemu driver: state save and restore", () => {
     expect(f.rec.qmp.filter((x) => x.startsWith("stop") || x.startsWith("migrate"))).toEqual([]);
     expect(f.rec.removed).toContain("/v/abc123/receiver-disk0.img");
     expect(f.rec.removed).toContain("/snaps/s1/memory.ram");
+  });
+
+  test("a snapshot that fails while the VM's RAM still streams into the receiver (background save): the receiver is killed only once the stream has ended, which QEMU 7.2 needs to lift the guest's write protection", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const h = handlesFor(r.pid, r.pidStartTime);
+    const prepared = await d.prepareSave!(sampleVM(), h, "/snaps/s1/state.mig");
+    await d.pause!(sampleVM(), h);
+    await prepared.save({ runOn: true });
+    const receiver = [...f.procs.values()].find((p) => p.cmdline[0]!.includes("qemu") && p.cmdline.includes("-incoming"))!;
+    f.set({ vmMigrate: ["active", "active", "completed"] });
+    f.rec.qmp.length = 0;
+    const kill = f.host.procs.kill.bind(f.host.procs);
+    f.host.procs.kill = (pid, signal) => {
+      f.rec.qmp.push(`kill ${pid}`);
+      return kill(pid, signal);
+    };
+    await prepared.abandon();
+    const seen = f.rec.qmp.filter((x) => x.startsWith("query-migrate /v/abc123/api.sock") || x.startsWith("kill "));
+    expect(seen.slice(0, 4)).toEqual([...Array(3).fill("query-migrate /v/abc123/api.sock"), `kill ${receiver.pid}`]);
+    expect([...f.procs.keys()]).toEqual([r.pid]);
+  });
+
+  test("guestStuck: a background save that failed or was cancelled, the capability still on and a thread waiting in handle_userfault twice 100 ms apart, is a guest that cannot run again; anything short of that is not", async () => {
+    const f = fakeHost();
+    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+    const r = await d.launch(sampleVM(), BOOT);
+    const h = handlesFor(r.pid, r.pidStartTime);
+    f.set({ vmMigrate: ["failed"], bgOn: true, wchans: [r.pid, ["do_sys_poll", "futex_wait_queue", "handle_userfault"]] });
+    const t0 = f.elapsed();
+    expect(await d.guestStuck!(sampleVM(), h)).toBe("its guest cannot run again: a background state save failed and QEMU left its memory write-protected");
+    expect(f.elapsed() - t0).toBe(100);
+    f.set({ vmMigrate: ["cancelled"] });
+    expect(await d.guestStuck!(sampleVM(), h)).toContain("a background state save cancelled");
+    // a save that completed, a save that was not a background one, or no thread blocked on the protection
+    f.set({ vmMigrate: ["completed"] });
+    expect(await d.guestStuck!(sampleVM(), h)).toBeNull();
+    f.set({ vmMigrate: ["failed"], bgOn: false });
+    expect(await d.guestStuck!(sampleVM(), h)).toBeNull();
+    f.set({ bgOn: true, wchans: [r.pid, ["do_sys_poll", "futex_wait_queue", "0"]] });
+    expect(await d.guestStuck!(sampleVM(), h)).toBeNull();
+    // QMP no longer answering (its main loop blocked as well): the threads alone decide
+    f.procs.delete(r.pid);
+    expect(await d.guestStuck!(sampleVM(), h)).toBeNull();
+    f.set({ wchans: [r.pid, ["handle_userfault", "futex_wait_queue", "handle_userfault"]] });
+    expect(await d.guestStuck!(sampleVM(), h)).toBe("its guest cannot run again: QEMU stopped answering, blocked on write-protected memory (a background state save cut midway)");
   });
 
   test("abandon before the save (the snapshot failed in between): the receiver killed and waited for, its files removed; the VM never stopped", async () => {

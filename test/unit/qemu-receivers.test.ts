@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { createQemuDriver } from "../../plugins/qemu/driver.ts";
+import { createQemuDriver, type QmpOps } from "../../plugins/qemu/driver.ts";
 import { fakeHost, sampleVM } from "../helpers/fakes.ts";
 
 // The startup reap of snapshot receivers a SIGKILLed daemon left (plugins/qemu/receivers.ts),
@@ -7,7 +7,28 @@ import { fakeHost, sampleVM } from "../helpers/fakes.ts";
 
 const rcvArgv = (dir: string) => ["-name", "demo-snapshot", "-qmp", `unix:${dir.replaceAll(",", ",,")}/rcv.sock,server=on,wait=off`, "-object", "memory-backend-memfd,id=pc.ram,size=256M,share=on", "-incoming", "defer", "-S"];
 
-function setup(vmsDir = "/state/vms") {
+/** The VM's own QMP as the reaper sees it: query-migrate answers from `statuses` (one per call, the last one staying). */
+function fakeQmp(vmSock: string, statuses: string[]): QmpOps & { asked: string[] } {
+  const asked: string[] = [];
+  const none = async () => {
+    throw new Error("not asked of a reaper");
+  };
+  return {
+    asked,
+    ping: none,
+    powerdown: none,
+    quit: none,
+    migrateOut: none,
+    migrateIn: none,
+    async command(sock, command) {
+      asked.push(`${command} ${sock}`);
+      if (sock !== vmSock || command !== "query-migrate") throw new Error("QMP connection refused");
+      return { status: statuses.length > 1 ? statuses.shift() : statuses[0] };
+    },
+  };
+}
+
+function setup(vmsDir = "/state/vms", qmp?: (vmSock: string) => QmpOps) {
   const host = fakeHost();
   let scans = 0;
   const find = host.procs.find.bind(host.procs);
@@ -15,8 +36,8 @@ function setup(vmsDir = "/state/vms") {
     scans++;
     return find(...n);
   };
-  const d = createQemuDriver(host, { pollMs: 10, exitWaitMs: 100 });
   const vm = sampleVM({ id: "vm1", name: "demo", state: "running", vmsDir, driver: "qemu" });
+  const d = createQemuDriver(host, { pollMs: 10, exitWaitMs: 100, qmp: qmp?.(vm.runtime.apiSockPath) });
   const other = sampleVM({ id: "vm2", name: "quiet", state: "running", vmsDir, driver: "qemu" });
   // each VM's own qemu runs, and must never be touched
   host.procs.add(100, 1, ["/usr/bin/qemu-system-x86_64", "-qmp", `unix:${vm.runtime.apiSockPath},server=on,wait=off`]);
@@ -49,6 +70,35 @@ describe("qemu: receivers a killed daemon left, reaped at the next daemon's star
     // its log stays, for whoever wants to know what it was doing
     expect(s.host.fs.files.has(`${dir}/receiver.log`)).toBe(true);
     expect(s.scans()).toBe(1);
+  });
+
+  test("a receiver its VM still streams a background save into is killed only once that stream has ended (QEMU 7.2 would leave the guest stuck), and the wait is said", async () => {
+    let qmp: ReturnType<typeof fakeQmp> | undefined;
+    const s = setup("/state/vms", (sock) => (qmp = fakeQmp(sock, ["active", "active", "active", "completed"])));
+    const dir = s.vm.runtime.vmDir;
+    s.host.fs.files.set(`${dir}/rcv.sock`, "");
+    s.host.procs.add(201, 8, ["/usr/bin/qemu-system-x86_64", ...rcvArgv(dir)]);
+    const kill = s.host.procs.kill.bind(s.host.procs);
+    s.host.procs.kill = (pid, signal) => {
+      qmp!.asked.push(`kill ${pid}`);
+      return kill(pid, signal);
+    };
+    const lines = await s.reap();
+    expect(qmp!.asked.filter((a) => !a.startsWith("kill")).every((a) => a === `query-migrate ${s.vm.runtime.apiSockPath}`)).toBe(true);
+    expect(qmp!.asked.slice(-2)).toEqual([`query-migrate ${s.vm.runtime.apiSockPath}`, "kill 201"]);
+    expect(qmp!.asked.filter((a) => a.startsWith("query-migrate"))).toHaveLength(4);
+    expect(lines[0]).toMatch(/^demo: waited \d+ ms for its state save to finish streaming into the receiver$/);
+    expect(lines[1]).toBe("demo: killed the snapshot receiver qemu (pid 201) a killed daemon left");
+  });
+
+  test("a receiver whose VM's save is over (or whose VM does not answer) is killed at once, nothing said of a wait", async () => {
+    for (const statuses of [["completed"], ["failed"]]) {
+      const s = setup("/state/vms", (sock) => fakeQmp(sock, statuses));
+      const dir = s.vm.runtime.vmDir;
+      s.host.fs.files.set(`${dir}/rcv.sock`, "");
+      s.host.procs.add(201, 8, ["/usr/bin/qemu-system-x86_64", ...rcvArgv(dir)]);
+      expect((await s.reap())[0]).toBe("demo: killed the snapshot receiver qemu (pid 201) a killed daemon left");
+    }
   });
 
   test("a receiver whose start time no longer matches (its pid reused) is left alone", async () => {

@@ -82,3 +82,20 @@ test("a driver that prepares its save: prepared after the storage's before-step 
   expect(bad.d.calls.map((c) => c.replace(/ \d+$/, ""))).toEqual(["before box live=true", "prepare box", "pause box", "disks box", "switch box 0 /s/vms/x/system-t.qcow2", "resume box", "abandon box"]);
   expect(bad.snaps.list()).toEqual([]);
 });
+
+test("a live snapshot whose save fails and leaves the guest unable to run (guestStuck): the VM is stopped with the reason, and the error says so and how to start it; a guest that runs on is left running", async () => {
+  const { w, d, engine, snaps } = await world();
+  d.saveState = async () => ({ frozenMs: 0, finish: async () => { throw new Error("qemu state save failed: Unable to write to socket"); } });
+  let stuck: string | null = null;
+  (d as VMMDriver).guestStuck = async () => stuck;
+  const first = await caught(snaps.create("box", { name: "cut" }));
+  expect(first.message).toBe("qemu state save failed: Unable to write to socket");
+  expect(engine.getVM("box").runtime.state).toBe("running");
+  stuck = "its guest cannot run again: a background state save failed and QEMU left its memory write-protected";
+  const second = await caught(snaps.create("box", { name: "cut2" }));
+  expect(second.message).toBe(`qemu state save failed: Unable to write to socket; vm box was stopped, ${stuck} (start it again: \`banger vm start box\`)`);
+  expect(engine.getVM("box").runtime).toMatchObject({ state: "stopped", lastError: stuck });
+  expect(d.kills).toHaveLength(1);
+  expect(snaps.list()).toEqual([]);
+  expect(w.log.of("warn")).toContain(`vm box: stopped: ${stuck}`);
+});
