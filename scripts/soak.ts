@@ -1,17 +1,20 @@
 /**
  * `npm run test:soak`: real VMs for BANGER_SOAK_MINUTES (default 30; `--quick`
  * = 3): a random walk of create, run, session start/send, workspace prepare,
- * stop and delete over a few VM slots, with random daemon kill -9s (between
- * operations and in the middle of them) and random tool failures (the daemon
+ * snapshot, rollback, fork, pause/resume, stop and delete over a few VM
+ * slots, with random daemon kill -9s (between operations and in the middle
+ * of them) and random tool failures (the daemon
  * restarted with a PATH whose first dir holds a stand-in for one program that
  * exits 1; the daemon inherits the env of the CLI that auto-starts it).
  * Operations that overlap a kill or an injected failure may fail: counted,
  * and the walk goes on from whatever state `vm list` then shows. At the end
  * everything is stopped and deleted and leaks are counted: processes (qemu,
  * daemon, stand-ins) under the home, taps, loops backed by its files, temps
- * (as the startup sweep knows them), VM dirs and rows, sessions stuck or
- * guest uploads left. Prints a summary; exits 1 on any leak or unexpected
- * failure. Seed: BANGER_SOAK_SEED (printed at start). Needs root and the test
+ * (as the startup sweep knows them), VM dirs and rows, snapshot dirs without a
+ * ready row, sessions stuck or guest uploads left; after every kill between
+ * ops, every running VM must answer `exec`, and a rollback must give back what
+ * its snapshot's guest had written. Prints a summary; exits 1 on any leak or
+ * unexpected failure. Seed: BANGER_SOAK_SEED (printed at start). Needs root and the test
  * image (BANGER_TEST_IMAGE_DIR, else built by scripts/test-image.sh).
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from "node:fs";
@@ -75,6 +78,7 @@ const stats = {
   rss: { start: 0, end: 0, peak: 0, endDaemonOps: 0 },
   /** The daemon that served the most ops: how its RSS moved from its first to its last op. */
   longest: { pid: 0, ops: 0, first: 0, last: 0 },
+  snapshotsAtEnd: 0,
 };
 const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
 
@@ -248,9 +252,12 @@ async function step(): Promise<void> {
     else await op("run", ["vm", "run", "--name", name, "--", "sh", "-c", "echo ok"], undefined, name);
     return;
   }
+  // a pause whose resume a kill or a failure cut off
+  if (vm.runtime.state === "paused") return void (await op("resume", ["vm", "resume", name], undefined, name));
   const r = rand();
-  if (r < 0.15) await op("run", ["vm", "run", "--name", name, "--", "sh", "-c", "uname -r >/dev/null && echo ok"], undefined, name);
-  else if (r < 0.55) {
+  if (r < 0.25) return snapshotStep(name);
+  if (r < 0.35) await op("run", ["vm", "run", "--name", name, "--", "sh", "-c", "uname -r >/dev/null && echo ok"], undefined, name);
+  else if (r < 0.6) {
     // `session list` is the stored view (a session from before a VM restart still says running there); `session show` asks the guest
     const s = await cli(["session", "list", name, "--json"], undefined, 60_000);
     const listed = s.code === 0 ? (JSON.parse(s.stdout) as { name: string; status: string }[]).filter((x) => x.status === "running") : [];
@@ -261,11 +268,55 @@ async function step(): Promise<void> {
     }
     if (running.length === 0) await op("session start", ["session", "start", name, "--name", `s${Math.floor(rand() * 1e6)}`, "--", "bash", "-c", 'while IFS= read -r l; do printf "got:%s\\n" "$l"; done'], undefined, name);
     else await op("session send", ["session", "send", name, pick(running).name], `ping ${Math.floor(rand() * 1e9)}\n`, name);
-  } else if (r < 0.75) {
+  } else if (r < 0.77) {
     editRepo();
     await op("workspace prepare", ["workspace", "prepare", name, "--source", repo], undefined, name);
   } else if (r < 0.9) await op("stop", ["vm", "stop", name, ...(chance(0.3) ? ["--force"] : [])], undefined, name);
-  else await op("delete", ["vm", "delete", name, ...(chance(0.5) ? ["--force"] : [])], undefined, name);
+  else await op("delete", ["vm", "delete", name, ...(chance(0.5) ? ["--force"] : []), ...(chance(0.5) ? ["--with-snapshots"] : [])], undefined, name);
+}
+
+/** What each snapshot's VM had written in its marker file when it was taken (`VM@SNAP` → token). */
+const markers = new Map<string, string>();
+const MARKER = "/root/soak-marker";
+let tokens = 0;
+
+/**
+ * A running VM's snapshot, rollback, fork or pause: the guest writes a token
+ * (synced) before each snapshot, a rollback must give that token back and a
+ * fork's clone must answer (then goes). A mismatch, or a guest that no
+ * longer answers, is unexpected unless a kill overlapped the op.
+ */
+async function snapshotStep(name: string): Promise<void> {
+  // this VM's own (a deleted VM of the same name keeps its snapshots: not this one's to roll back to)
+  const listed = await cli(["snapshot", "list", "--vm", name, "--json"], undefined, 60_000);
+  const snaps = listed.code === 0 ? (JSON.parse(listed.stdout) as { name: string }[]).filter((x) => markers.has(`${name}@${x.name}`)) : [];
+  const r = rand();
+  if (r < 0.4 || snaps.length === 0) {
+    const token = `t${++tokens}`;
+    if (!(await op("marker", ["vm", "exec", name, "--", "sh", "-c", `echo ${token} > ${MARKER}; sync`], undefined, name))) return;
+    const snap = `s${tokens}`;
+    // kept whether the op said ok or not (a kill may have come after the commit): the next listing says whether it exists
+    markers.set(`${name}@${snap}`, token);
+    await op("snapshot", ["vm", "snapshot", name, "--name", snap], undefined, name);
+  } else if (r < 0.7) {
+    const snap = pick(snaps).name;
+    const killsBefore = stats.killsMidOp;
+    if (!(await op("rollback", ["vm", "rollback", name, snap], undefined, name)) || stats.killsMidOp !== killsBefore) return;
+    const got = await cli(["vm", "exec", name, "--", "cat", MARKER], undefined, 60_000);
+    const want = markers.get(`${name}@${snap}`);
+    if (got.code !== 0 || got.stdout.trim() !== want) stats.unexpected.push(`rollback ${name}@${snap}: the guest holds ${got.code === 0 ? JSON.stringify(got.stdout.trim()) : `nothing (exit ${got.code}: ${got.stderr.trim().slice(0, 200)})`}, the snapshot ${want}`);
+  } else if (r < 0.85) {
+    const clone = `${name}-f${++tokens}`;
+    const killsBefore = stats.killsMidOp;
+    if ((await op("fork", ["vm", "fork", name, clone], undefined, name)) && stats.killsMidOp === killsBefore) {
+      const got = await cli(["vm", "exec", clone, "--", "hostname"], undefined, 60_000);
+      if (got.code !== 0 || got.stdout.trim() !== clone) stats.unexpected.push(`fork ${name} → ${clone}: exec answered ${got.code}: ${(got.stdout + got.stderr).trim().slice(0, 200)}`);
+    }
+    // the clone (if a kill left one) goes; so do its fork snapshots with the source's delete --with-snapshots or the final sweep
+    if (((await listVMs()) ?? []).some((v) => v.name === clone)) await op("delete", ["vm", "delete", clone, "--force"]);
+  } else {
+    if (await op("pause", ["vm", "pause", name], undefined, name)) await op("resume", ["vm", "resume", name], undefined, name);
+  }
 }
 
 // ---------------------------------------------------------------- leaks
@@ -316,8 +367,13 @@ async function checkConsistent(where: string): Promise<void> {
   for (const v of vms) {
     // "error" is where a failed start ends (lastError set, everything it made undone, startable again): a state, not a leak;
     // half-way states (creating, starting, stopping, deleting) after reconcile are
-    if (!["running", "stopped", "created", "error"].includes(v.runtime.state)) stats.leaks.push(`${where}: vm ${v.name} left ${v.runtime.state}`);
+    if (!["running", "stopped", "created", "error", "paused"].includes(v.runtime.state)) stats.leaks.push(`${where}: vm ${v.name} left ${v.runtime.state}`);
     if ((v.runtime.state === "running") !== v.alive) stats.leaks.push(`${where}: vm ${v.name} ${v.runtime.state} but alive=${v.alive}`);
+  }
+  // a VM kept as running must run its guest (QEMU 7.2 after a background save cut midway did not: stuck for good)
+  for (const v of vms.filter((x) => x.alive && x.runtime.state === "running")) {
+    const r = await cli(["vm", "exec", v.name, "--", "true"], undefined, 90_000);
+    if (r.code !== 0) stats.leaks.push(`${where}: vm ${v.name} is running but its guest does not answer: ${r.stderr.trim().slice(0, 200)}`);
   }
   const adopted = new Set(vms.filter((v) => v.alive).map((v) => v.pid));
   for (const p of procsMentioning(home).filter((p) => p.cmd.startsWith("qemu-system") || p.cmd.includes("/qemu-system"))) {
@@ -360,6 +416,17 @@ async function finalChecks(tapsBefore: Set<string>, wsTempsBefore: Set<string>):
   }
   const rows = (await listVMs()) ?? [{ name: "(vm list failed)" } as VMView];
   for (const r of rows) stats.leaks.push(`row left: vm ${r.name}`);
+  // every snapshot dir is a ready snapshot's (none half-made), and each one removes
+  const snaps = await cli(["snapshot", "list", "--json"], undefined, 60_000);
+  const ready = snaps.code === 0 ? (JSON.parse(snaps.stdout) as { id: string; vmName: string; name: string }[]) : [];
+  const snapDir = join(home, "snapshots");
+  for (const d of existsSync(snapDir) ? readdirSync(snapDir) : []) if (!ready.some((x) => x.id === d)) stats.leaks.push(`snapshot dir left without a ready row: snapshots/${d}`);
+  stats.snapshotsAtEnd = ready.length;
+  for (const x of ready) {
+    const r = await cli(["snapshot", "rm", `${x.vmName}@${x.name}`]);
+    if (r.code !== 0) stats.unexpected.push(`final snapshot rm ${x.vmName}@${x.name}: ${r.stderr.trim()}`);
+  }
+  for (const d of existsSync(snapDir) ? readdirSync(snapDir) : []) stats.leaks.push(`snapshot dir left: snapshots/${d}`);
   await cli(["daemon", "stop"], undefined, 30_000);
   await Bun.sleep(500);
   for (const p of procsMentioning(home)) stats.leaks.push(`process left: pid ${p.pid} ${p.cmd.slice(0, 120)}`);
@@ -419,6 +486,7 @@ async function main(): Promise<number> {
     `ops done: ${total} (${fmt(stats.ops)})`,
     `daemon kill -9s: ${stats.kills} (${stats.killsMidOp} in the middle of an op); tool failures injected: ${fmt(stats.injections)}`,
     `ops failed as expected: ${[...stats.expectedFailures.values()].reduce((a, b) => a + b, 0)} (${fmt(stats.expectedFailures)})`,
+    `snapshots left at the end (all whole, then removed): ${stats.snapshotsAtEnd}`,
     `unexpected failures: ${stats.unexpected.length}`,
     ...stats.unexpected.map((u) => `  - ${u}`),
     `leaks: ${stats.leaks.length}`,
