@@ -21,6 +21,12 @@ import { markStopped, openAll, parsePublish, portsOf, reopen } from "./ports.ts"
 import { vmPaths } from "../shared/paths.ts";
 import { DEFAULT_EGRESS, formatEgress, parseEgress, parseEgressEntry, withEntries, type EgressPolicy } from "../shared/egress.ts";
 
+/**
+ * A handles.extra key the engine sets while a VM starts from a snapshot, removed once the start's after-hooks
+ * (the guest's clock, a clone's identity and address) are done: reconcile stops a live VM that still has it.
+ */
+export const RESTORE_PENDING = "engine:restore-pending";
+
 /** How many VMs reconcile looks at at once. */
 const RECONCILE_WIDTH = 16;
 
@@ -397,6 +403,9 @@ export class Engine {
         // (for VMs found dead, with nothing left to undo them) does not run on top.
         return await runOperation({ name: `vm start ${vm.name}`, vm, host: this.d.host, log: this.d.log, progress, signal }, async (op) => {
           await this.d.hooks.run("vm:start:before", { vm, boot, handles, progress: op.progress, op, restored: !!opts.restoreFrom, snapshot: opts.snapshot });
+          // until the after-hooks are done, a restored guest runs on its snapshot's clock and (a clone) its source's
+          // identity: a daemon that dies before then leaves this mark for the next one's reconcile (see RESTORE_PENDING)
+          if (opts.restoreFrom) handles.extra[RESTORE_PENDING] = "1";
           // Record what the before-hooks made (tap, loops, dm) before the process exists: a daemon
           // dying during or right after launch must still let the next one tear them down.
           await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
@@ -421,6 +430,7 @@ export class Engine {
             await openAll(this.netPorts(vm), vm, handles);
           }
           // Plugins may have added handles after launch; persist the final set.
+          delete handles.extra[RESTORE_PENDING];
           this.cache.set(vm.id, handles);
           await writeHandlesFile(this.d.host.fs, vm.runtime.vmDir, handles);
           await faultPoint("start:before-running");
@@ -658,14 +668,17 @@ export class Engine {
       await this.d.host.clock.sleep(500);
       alive = await vmAlive(vm, found.handles, driver, this.d.host.procs);
     }
+    // a start from a snapshot the last daemon died in: the guest kept its snapshot's clock and (a clone, a warm start)
+    // its source's hostname, keys and RNG state, so it is stopped, not kept; a boot of it gets its own from its seed
+    const cutRestore = alive && found.handles.extra[RESTORE_PENDING] !== undefined;
     // its process runs but its VMM never answered: a hung VMM (killed below), not a vanished one
     const hung = !alive && found.source === "process" && !!(await sameProcess(this.d.host.procs, found.handles.pid, found.handles.pidStartTime));
     // answering or not, a VMM whose guest can never run again (QEMU 7.2 after a failed background save) is stopped, not kept
-    const stuck = (alive || hung) && driver.guestStuck ? await driver.guestStuck(vm, found.handles).catch(() => null) : null;
-    if (stuck) {
-      alive = false;
-      goneReason = stuck;
-    } else if (hung) goneReason = `its VMM process (pid ${found.handles.pid}) ran but did not answer: killed`;
+    const stuck = !cutRestore && (alive || hung) && driver.guestStuck ? await driver.guestStuck(vm, found.handles).catch(() => null) : null;
+    if (cutRestore) goneReason = "its start from a snapshot was cut short (the daemon stopped) before the guest got its own clock and identity: stopped, start it again";
+    else if (stuck) goneReason = stuck;
+    else if (hung) goneReason = `its VMM process (pid ${found.handles.pid}) ran but did not answer: killed`;
+    if (cutRestore || stuck) alive = false;
     const asRead = found.unchanged ? JSON.stringify(found.handles) : null;
     const discarded: string[] = [];
     const hookErrors = await this.d.hooks.runAll("vm:reconcile", { vm, handles: found.handles, alive, discard: (reason) => void discarded.push(reason) });
@@ -694,7 +707,7 @@ export class Engine {
     }
     if (vm.runtime.state === "error" && found.source === "none") return null;
     // A live-but-unanswering process (hung VMM) still holds resources: kill it before cleanup.
-    if (found.source === "process" || discarded.length || stuck) await driver.kill(vm, found.handles).catch(() => {});
+    if (found.source === "process" || discarded.length || stuck || cutRestore) await driver.kill(vm, found.handles).catch(() => {});
     this.d.dropConnection(vm.id);
     const failures = [...hookErrors, ...(await this.teardown("vm:cleanup", { vm, handles: found.handles }))];
     this.cache.delete(vm.id);

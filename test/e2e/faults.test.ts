@@ -148,6 +148,20 @@ e2e.describe("daemon crashes around a real VM (QEMU)", () => {
     expect(h.run(["vm", "exec", "crashy", "--", "true"]).code).toBe(0);
   }, BOOT);
 
+  test("killed while a fork's clone is restored, before it has its own identity: the next daemon stops the clone (its guest still had the source's hostname, keys and RNG state) and says why; started again, it boots as itself", () => {
+    const vm = show();
+    armed("start:after-launch", ["vm", "fork", "crashy", "crashy-c"]);
+    const clone = h.run(["vm", "show", "crashy-c", "--json"]).json(); // an unarmed daemon: reconcile ran
+    expect(clone).toMatchObject({ alive: false, runtime: { state: "stopped" } });
+    expect(clone.runtime.lastError).toContain("its start from a snapshot was cut short");
+    expect(show()).toMatchObject({ alive: true, pid: vm.pid, runtime: { state: "running" } });
+    expect(qemuPidsUnder(h.home)).toEqual([vm.pid]);
+    expect(h.run(["vm", "start", "crashy-c"]).code).toBe(0);
+    expect(h.run(["vm", "exec", "crashy-c", "--", "hostname"]).stdout).toBe("crashy-c\n");
+    expect(h.run(["vm", "delete", "crashy-c", "--force"]).code).toBe(0);
+    for (const s of h.run(["snapshot", "list", "--json"]).json() as { vmName: string; name: string }[]) expect(h.run(["snapshot", "rm", `${s.vmName}@${s.name}`]).code).toBe(0);
+  }, BOOT);
+
   test("killed in the middle of a stop: the live VM is kept running (adopted), and stop then works", () => {
     const pid = show().pid;
     armed("stop:after-stopping", ["vm", "stop", "crashy"]);

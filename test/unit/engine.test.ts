@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { rawDb } from "../helpers/fakes.ts";
 import { join } from "node:path";
-import { Engine } from "../../src/core/engine.ts";
+import { Engine, RESTORE_PENDING } from "../../src/core/engine.ts";
 import { BangerError } from "../../src/shared/errors.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
 import { emptyHandles, type VMHandles, type VMRecord } from "../../src/shared/model.ts";
@@ -561,6 +561,29 @@ describe("reconcile (the seed's reconcile test)", () => {
     expect(row.runtime.state).toBe("stopped");
     expect(row.runtime.lastError).toBe("its guest cannot run again: a background state save failed");
     expect(w.engine.cache.get(vm.id)).toBeNull();
+  });
+
+  test("a start from a snapshot marks its handles until its after-hooks are done; a live VM the next daemon finds still marked (clock and identity never given) is killed and demoted, not kept", async () => {
+    const w = world();
+    await w.engine.create({ name: "clone" });
+    const vm = w.engine.getVM("clone");
+    const seen: string[] = [];
+    const launch = w.driver.launch.bind(w.driver);
+    w.driver.launch = async (v, boot, opts) => {
+      seen.push(`launch: ${JSON.stringify((await readHandlesFile(w.host.fs, v.runtime.vmDir)).handles?.extra)}`);
+      return launch(v, boot, opts);
+    };
+    w.hooks.hook("guest", "vm:start:after", async ({ vm: v, restored }) => void seen.push(`after (restored ${restored}): ${JSON.stringify((await readHandlesFile(w.host.fs, v.runtime.vmDir)).handles?.extra)}`));
+    await w.engine.cache.withLock(vm.id, () => w.engine.startHeld(vm.id, () => {}, new AbortController().signal, { restoreFrom: "/s/snapshots/x/state.mig" }));
+    expect(seen).toEqual([`launch: {"${RESTORE_PENDING}":"1"}`, `after (restored true): {"${RESTORE_PENDING}":"1"}`]);
+    expect((await readHandlesFile(w.host.fs, vm.runtime.vmDir)).handles?.extra).toEqual({});
+    // a daemon that died in the after-hooks left the mark: the next one does not keep that guest
+    const h = (await readHandlesFile(w.host.fs, vm.runtime.vmDir)).handles!;
+    await writeHandlesFile(w.host.fs, vm.runtime.vmDir, { ...h, extra: { [RESTORE_PENDING]: "1" } });
+    const out = await w.restart().reconcile();
+    expect(out).toEqual([{ vm: "clone", action: "demoted", source: "process", cleanupErrors: [] }]);
+    expect(w.driver.kills.map((k) => k.handles.pid)).toEqual([h.pid]);
+    expect(w.ts.store.getVM("clone")!.runtime).toMatchObject({ state: "stopped", lastError: expect.stringContaining("its start from a snapshot was cut short") });
   });
 
   test("stopIfStuck (after a live snapshot failed): a stuck guest's VM is stopped with the reason; one that runs on is left as it is", async () => {
