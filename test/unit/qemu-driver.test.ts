@@ -223,6 +223,19 @@ function handlesFor(pid: number, startTime: number): VMHandles {
   return { ...emptyHandles(), pid, pidStartTime: startTime };
 }
 
+/** A launched VM, stopped by the caller, saved with runOn into its prepared receiver (QEMU's background save); the QMP record starts at the save. */
+async function backgroundSaved() {
+  const f = fakeHost();
+  const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
+  const r = await d.launch(sampleVM(), BOOT);
+  const h = handlesFor(r.pid, r.pidStartTime);
+  const prepared = await d.prepareSave!(sampleVM(), h, "/snaps/s1/state.mig");
+  await d.pause!(sampleVM(), h);
+  f.rec.qmp.length = 0;
+  const saved = (await prepared.save({ runOn: true }))!;
+  return { f, d, r, prepared, saved };
+}
+
 describe("qemu driver: launch", () => {
   test("missing binary → E_MISSING_TOOL naming the package and doctor", async () => {
     const f = fakeHost({ which: null });
@@ -656,14 +669,7 @@ describe("qemu driver: state save and restore", () => {
   });
 
   test("save with runOn of a VM the caller stopped: background-snapshot on, migrate into the receiver, return once QEMU runs the guest again; finish waits for both ends of the stream", async () => {
-    const f = fakeHost();
-    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
-    const r = await d.launch(sampleVM(), BOOT);
-    const h = handlesFor(r.pid, r.pidStartTime);
-    const prepared = await d.prepareSave!(sampleVM(), h, "/snaps/s1/state.mig");
-    await d.pause!(sampleVM(), h);
-    f.rec.qmp.length = 0;
-    const saved = (await prepared.save({ runOn: true }))!;
+    const { f, d, r, prepared, saved } = await backgroundSaved();
     const calls = () => f.rec.qmp.filter((x) => !x.startsWith("ping"));
     expect(calls()).toEqual([
       "query-status /v/abc123/api.sock",
@@ -717,13 +723,7 @@ describe("qemu driver: state save and restore", () => {
   });
 
   test("a snapshot that fails while the VM's RAM still streams into the receiver (background save): the receiver is killed only once the stream has ended, which QEMU 7.2 needs to lift the guest's write protection", async () => {
-    const f = fakeHost();
-    const d = createQemuDriver(f.host, { accel: "tcg", qmp: f.qmp });
-    const r = await d.launch(sampleVM(), BOOT);
-    const h = handlesFor(r.pid, r.pidStartTime);
-    const prepared = await d.prepareSave!(sampleVM(), h, "/snaps/s1/state.mig");
-    await d.pause!(sampleVM(), h);
-    await prepared.save({ runOn: true });
+    const { f, d, r, prepared } = await backgroundSaved();
     const receiver = [...f.procs.values()].find((p) => p.cmdline[0]!.includes("qemu") && p.cmdline.includes("-incoming"))!;
     f.set({ vmMigrate: ["active", "active", "completed"] });
     f.rec.qmp.length = 0;
