@@ -62,7 +62,7 @@ export async function daemon(recheck = false): Promise<DaemonClient> {
 }
 
 /** Run a streaming route: progress to stderr, output chunks to stdout/stderr; returns the final event. */
-export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<K>, opts: { json: boolean; quiet?: boolean }): Promise<StreamOf<K>> {
+export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<K>, opts: { json: boolean; quiet?: boolean; signal?: AbortSignal }): Promise<StreamOf<K>> {
   const c = await daemon();
   const p = progress(opts.quiet || opts.json);
   try {
@@ -75,7 +75,7 @@ export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<
         p.done();
         process.stderr.write(Buffer.from(ev.data, "base64"));
       }
-    });
+    }, opts.signal);
   } finally {
     p.done();
   }

@@ -5,6 +5,7 @@ import type { EgressView } from "../shared/egress.ts";
 import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
 import { formatDuration, parseDuration } from "../shared/duration.ts";
 import { nowMs } from "../host/clock.ts";
+import { config } from "../host/config.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
 import type { ExecOptions } from "../shared/exec-options.ts";
 import { pickVMName } from "../shared/vm-names.ts";
@@ -26,9 +27,9 @@ function durationArg(v: unknown, what: string, noneOk = false): number | undefin
   return ms;
 }
 
-function ttlActionArg(v: unknown): "delete" | "stop" | undefined {
+function actionArg(v: unknown, what: "--ttl-action" | "--idle-action"): "delete" | "stop" | undefined {
   if (v === undefined || v === "") return undefined;
-  if (v !== "delete" && v !== "stop") usage(`--ttl-action must be delete or stop, got ${JSON.stringify(v)}`);
+  if (v !== "delete" && v !== "stop") usage(`${what} must be delete or stop, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -45,8 +46,8 @@ function lifetimeLines(vm: VMView): string[] {
   const lines: string[] = [];
   if (l.expiresAt) lines.push(`expires:   ${l.expiresAt} (${until(l.expiresAt)}, then ${l.ttlAction})`);
   if (l.idleTimeoutMs) {
-    const when = l.idleDeadline && vm.runtime.state === "running" ? `; idle deadline ${l.idleDeadline} (${until(l.idleDeadline)})` : "";
-    lines.push(`idle:      stops after ${formatDuration(l.idleTimeoutMs)} without use${when}`);
+    const when = l.idleDeadline && (vm.runtime.state === "running" || l.idleAction === "delete") ? `; idle deadline ${l.idleDeadline} (${until(l.idleDeadline)})` : "";
+    lines.push(`idle:      ${l.idleAction === "delete" ? "deleted" : "stops"} after ${formatDuration(l.idleTimeoutMs)} without use${when}`);
   }
   return lines;
 }
@@ -55,7 +56,7 @@ function lifetimeLines(vm: VMView): string[] {
 function nearestDeadline(vm: VMView): string {
   const l = vm.lifetime;
   const ttl = l?.expiresAt ? `${until(l.expiresAt)} (${l.ttlAction})` : "";
-  const idle = l?.idleDeadline && vm.runtime.state === "running" ? `idle ${until(l.idleDeadline)}` : "";
+  const idle = l?.idleDeadline && (vm.runtime.state === "running" || l.idleAction === "delete") ? `idle ${until(l.idleDeadline)}${l.idleAction === "delete" ? " (delete)" : ""}` : "";
   return [ttl, idle].filter(Boolean).join(", ") || "-";
 }
 
@@ -94,7 +95,8 @@ const createArgs = {
   storage: { type: "string", description: "Storage provider: dm (dm-snapshot; the default where device-mapper works), copy (sparse/reflink copy) or a plugin's (`banger plugin list`)" },
   ttl: { type: "string", description: "Delete the VM this long after it is created, e.g. 30m, 2h, 1d (see --ttl-action; change with `banger vm ttl`)" },
   "ttl-action": { type: "string", description: "What the TTL does: delete (default) or stop" },
-  "idle-timeout": { type: "string", description: "Stop the VM after this long with no exec, ssh, session or workspace use, e.g. 15m" },
+  "idle-timeout": { type: "string", description: "Stop the VM after this long with no exec, ssh, session or workspace use, e.g. 15m (see --idle-action)" },
+  "idle-action": { type: "string", description: "What the idle timeout does: stop (default) or delete" },
   publish: { type: "string", alias: "p", description: "Publish a guest port: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp] (host IP default 127.0.0.1, HOSTPORT 0: any free one); repeatable" },
 } as const;
 
@@ -112,12 +114,16 @@ function publishedArgs(): string[] | undefined {
 
 function createBody(name: string, a: Record<string, unknown>) {
   const ttlMs = durationArg(a.ttl, "--ttl");
-  const ttlAction = ttlActionArg(a["ttl-action"]);
+  const ttlAction = actionArg(a["ttl-action"], "--ttl-action");
   if (ttlAction && ttlMs === undefined) usage("--ttl-action needs --ttl");
+  const idleTimeoutMs = durationArg(a["idle-timeout"], "--idle-timeout");
+  const idleAction = actionArg(a["idle-action"], "--idle-action");
+  if (idleAction && idleTimeoutMs === undefined) usage("--idle-action needs --idle-timeout");
   return {
     ttlMs,
     ttlAction,
-    idleTimeoutMs: durationArg(a["idle-timeout"], "--idle-timeout"),
+    idleTimeoutMs,
+    idleAction,
     name,
     image: a.image as string | undefined,
     cpus: intArg(a.cpus, "--cpus"),
@@ -144,28 +150,87 @@ async function getVM(name: string): Promise<VMView | null> {
 }
 
 /** Run argv in the VM through the daemon's pooled SSH connection; returns the exit code. `--json` (on stderr: stdout is the command's) adds `extra`. */
-async function execIn(name: string, argv: string[], json: boolean, stdin?: boolean, options: ExecOptions = {}, extra: Record<string, unknown> = {}): Promise<number> {
+async function execIn(name: string, argv: string[], json: boolean, stdin?: boolean, options: ExecOptions = {}, extra: Record<string, unknown> = {}, signal?: AbortSignal): Promise<number> {
   if (argv.length === 0) usage("a command is required after --, e.g. `banger vm exec NAME -- uname -a`");
   const body: { argv: string[]; stdin?: string } & ExecOptions = { argv, ...options };
   if (stdin) body.stdin = Buffer.from(await Bun.stdin.arrayBuffer()).toString("base64");
-  const ev = await streamCall("vmExec", { params: { vm: name }, body }, { json: false });
+  const ev = await streamCall("vmExec", { params: { vm: name }, body }, { json: false, signal });
   const code = ev.code;
   if (json) process.stderr.write(JSON.stringify({ exitCode: code, ...extra }) + "\n");
   return code;
 }
 
-/** Create a VM under a free generated name (another client may take the one picked: then pick again). */
-async function createNamed(args: Record<string, unknown>, json: boolean): Promise<string> {
+/** Create a VM under a free generated name (another client may take the one picked: then pick again); `picked` hears each name tried. */
+async function createNamed(args: Record<string, unknown>, json: boolean, o: { lease?: RunLease; picked?: (name: string) => void; signal?: AbortSignal } = {}): Promise<string> {
   const c = await daemon();
   for (let attempt = 0; ; attempt++) {
     const taken = new Set((await c.call("vmList")).vms.map((v) => v.name));
     const name = pickVMName(taken, Math.random);
+    o.picked?.(name);
     try {
-      await streamCall("vmCreate", { body: { ...createBody(name, args), start: true, from: args.from as string | undefined, cold: args.cold ? true : undefined } }, { json });
+      await streamCall("vmCreate", { body: { ...createBody(name, args), ...o.lease, start: true, from: args.from as string | undefined, cold: args.cold ? true : undefined } }, { json, signal: o.signal });
       return name;
     } catch (e) {
       if (!(e instanceof BangerError && e.code === "E_NAME_TAKEN") || attempt >= 4) throw e;
     }
+  }
+}
+
+/** An idle timeout that deletes the VM: `vm run --rm`'s lease (see RunRemoval). */
+type RunLease = { idleTimeoutMs: number; idleAction: "delete" };
+
+/** How long a `vm run --rm` VM may go unused before its daemon deletes it (BANGER_RUN_RM_LEASE seconds, default 30). */
+function runLease(): RunLease {
+  const s = Number(config.runRmLease ?? "");
+  return { idleTimeoutMs: (Number.isFinite(s) && s > 0 ? s : 30) * 1000, idleAction: "delete" };
+}
+
+/**
+ * `vm run --rm`'s VM goes however the run ends. The CLI deletes it when the command ends, when its creation failed,
+ * and on SIGINT, SIGTERM or SIGHUP (its streams cut first, so a boot or the command stops at once; then it exits
+ * 128 + the signal's number, as a shell would). What no CLI lives to do (kill -9, a daemon that died) its daemon
+ * does: the VM carries a lease (runLease), which a live run's requests keep from running out.
+ */
+class RunRemoval {
+  readonly cut = new AbortController();
+  /** The VM's name once known (a generated one is picked before its create is sent). */
+  name: string | undefined;
+  /** The exit code a caught signal asks for (128 + its number), once one came. */
+  exitCode: number | null = null;
+  private removing: Promise<void> | null = null;
+
+  constructor(private readonly json: boolean) {}
+
+  /** Delete the VM (once; a VM already gone is fine). */
+  remove(): Promise<void> {
+    const name = this.name;
+    if (name === undefined) return Promise.resolve();
+    this.removing ??= (async () => {
+      try {
+        await (await daemon()).call("vmDelete", { params: { vm: name }, query: { force: true } });
+      } catch (e) {
+        if (!(e instanceof BangerError && e.code === "E_VM_NOT_FOUND")) fail(e, this.json);
+      }
+    })();
+    return this.removing;
+  }
+
+  /** From now until the process ends: a signal cuts the run's streams, deletes the VM and exits; a second one exits at once. */
+  onSignals(): void {
+    for (const [sig, n] of [["SIGINT", 2], ["SIGTERM", 15], ["SIGHUP", 1]] as const) {
+      process.on(sig, () => {
+        if (this.exitCode !== null) process.exit(128 + n);
+        this.exitCode = 128 + n;
+        this.cut.abort();
+        // remove() never rejects: a failure is reported, and the process ends, in it
+        this.remove().then(() => this.exitIfInterrupted(), () => this.exitIfInterrupted());
+      });
+    }
+  }
+
+  /** After the removal: a run a signal cut exits with its code, whichever of its paths gets here first. */
+  exitIfInterrupted(): void {
+    if (this.exitCode !== null) process.exit(this.exitCode);
   }
 }
 
@@ -300,55 +365,76 @@ const run = defineCommand({
     if (argv.length === 0) usage("a command is required after --, e.g. `banger vm run --name demo -- uname -a`");
     const options = await execOptions(args);
     const c = await daemon();
+    const json = !!args.json;
+    const removal = args.rm ? new RunRemoval(json) : null;
+    const lease = removal ? runLease() : undefined;
+    // a lease wins over --idle-timeout: the VM is deleted at the end anyway
+    if (lease && args["idle-timeout"] !== undefined) usage("--rm deletes the VM when the command ends: it takes no --idle-timeout");
+    removal?.onSignals();
+    const signal = removal?.cut.signal;
     let name = args.name;
-    if (name === undefined) {
-      name = await createNamed(args, !!args.json);
-      if (!args.json) process.stderr.write(`vm name: ${name}\n`);
-    } else {
-      const body = createBody(name, args);
-      const existing = await getVM(name);
-      if (!existing) {
-        await streamCall("vmCreate", { body: { ...body, start: true, from: args.from, cold: args.cold ? true : undefined } }, { json: !!args.json });
+    try {
+      if (name === undefined) {
+        name = await createNamed(args, json, { lease, picked: (n) => removal && (removal.name = n), signal });
+        if (!json) process.stderr.write(`vm name: ${name}\n`);
       } else {
-        // an existing VM takes the lifetime given here from now, as `vm ttl` would
-        if (body.ttlMs !== undefined || body.idleTimeoutMs !== undefined) {
-          await c.call("lifetimeSet", { params: { vm: name }, body: { ttlMs: body.ttlMs, ttlAction: body.ttlAction, idleTimeoutMs: body.idleTimeoutMs } });
+        const body = createBody(name, args);
+        const existing = await getVM(name);
+        if (!existing) {
+          if (removal) removal.name = name;
+          await streamCall("vmCreate", { body: { ...body, ...lease, start: true, from: args.from, cold: args.cold ? true : undefined } }, { json, signal });
+        } else {
+          if (removal) removal.name = name;
+          // an existing VM takes the lifetime given here from now, as `vm ttl` would; with --rm, the lease
+          if (body.ttlMs !== undefined || body.idleTimeoutMs !== undefined || lease) {
+            await c.call("lifetimeSet", { params: { vm: name }, body: { ttlMs: body.ttlMs, ttlAction: body.ttlAction, idleTimeoutMs: lease?.idleTimeoutMs ?? body.idleTimeoutMs, idleAction: lease?.idleAction ?? body.idleAction } });
+          }
+          if (!existing.alive) await streamCall("vmStart", { params: { vm: name }, body: {} }, { json, signal });
         }
-        if (!existing.alive) await streamCall("vmStart", { params: { vm: name }, body: {} }, { json: !!args.json });
       }
+    } catch (e) {
+      // a name someone else holds is not ours to delete
+      if (removal && !(e instanceof BangerError && e.code === "E_NAME_TAKEN")) await removal.remove();
+      removal?.exitIfInterrupted();
+      throw e;
     }
     let code = 1;
     try {
       if (args.workspace) {
         // loaded here: node:path and the workspace commands cost every other vm command start-up time
         const [{ prepareWorkspace }, { resolve }] = await Promise.all([import("./workspace.ts"), import("node:path")]);
-        const ws = await prepareWorkspace(name, { sourcePath: resolve(args.workspace) }, !!args.json);
+        const ws = await prepareWorkspace(name, { sourcePath: resolve(args.workspace) }, json);
         // -w wins over the workspace, as an explicit -w would in Docker
         options.cwd ??= ws.guestPath;
       }
-      code = await execIn(name, argv, !!args.json, !!args.stdin, options, { name });
+      code = await execIn(name, argv, json, !!args.stdin, options, { name }, signal);
     } finally {
-      if (args.rm) await c.call("vmDelete", { params: { vm: name }, query: { force: true } }).catch((e) => fail(e, !!args.json));
+      await removal?.remove();
+      removal?.exitIfInterrupted();
     }
     process.exit(code);
   },
 });
 
 const ttl = defineCommand({
-  meta: { name: "ttl", description: "Set a VM's TTL from now (or `none`), and/or its idle timeout: banger vm ttl NAME 2h [--ttl-action stop] [--idle-timeout 15m|none]" },
+  meta: { name: "ttl", description: "Set a VM's TTL from now (or `none`), and/or its idle timeout: banger vm ttl NAME 2h [--ttl-action stop] [--idle-timeout 15m|none] [--idle-action delete]" },
   args: {
     ...nameArg,
     duration: { type: "positional", description: "TTL from now, e.g. 30m, 2h, 1d; `none` removes it", required: false },
     "ttl-action": createArgs["ttl-action"],
     "idle-timeout": { type: "string", description: "Stop after this long without use, e.g. 15m; `none` removes it" },
+    "idle-action": createArgs["idle-action"],
     ...jsonArg,
   },
   async run({ args }) {
     const ttlMs = durationArg(args.duration, "the TTL", true);
-    const ttlAction = ttlActionArg(args["ttl-action"]);
+    const ttlAction = actionArg(args["ttl-action"], "--ttl-action");
     const idleTimeoutMs = durationArg(args["idle-timeout"], "--idle-timeout", true);
-    if (ttlMs === undefined && ttlAction === undefined && idleTimeoutMs === undefined) usage("give a TTL (e.g. `banger vm ttl NAME 2h`, or `none`), --ttl-action or --idle-timeout");
-    const vm = await (await daemon()).call("lifetimeSet", { params: { vm: args.name }, body: { ttlMs, ttlAction, idleTimeoutMs } });
+    const idleAction = actionArg(args["idle-action"], "--idle-action");
+    if (ttlMs === undefined && ttlAction === undefined && idleTimeoutMs === undefined && idleAction === undefined) {
+      usage("give a TTL (e.g. `banger vm ttl NAME 2h`, or `none`), --ttl-action, --idle-timeout or --idle-action");
+    }
+    const vm = await (await daemon()).call("lifetimeSet", { params: { vm: args.name }, body: { ttlMs, ttlAction, idleTimeoutMs, idleAction } });
     out(vm, !!args.json, () => lifetimeLines(vm).join("\n") || `${vm.name} has no ttl and no idle timeout`);
   },
 });

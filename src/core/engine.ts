@@ -47,6 +47,8 @@ export interface CreateVMParams {
   ttlAction?: string;
   /** Stop the VM after this long without exec, ssh, session or workspace activity. */
   idleTimeoutMs?: number;
+  /** "delete": the idle timeout deletes the VM, whatever its state, rather than stop it (`vm run --rm`'s lease). */
+  idleAction?: string;
   /** Ports to publish (`[HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]`); the network must be able to (NetProvider.ports). */
   publish?: string[];
   /** Egress policy: "none", "all" or an allowlist (src/shared/egress.ts); default: EngineDeps.defaultEgress. */
@@ -283,8 +285,9 @@ export class Engine {
       workDiskMiB: _atLeast(params.workDiskMiB, 0, "work disk (MiB)", 0),
     };
     // refused here, before any work: initialLifetime checks the values
-    initialLifetime(this.d.host.clock.now(), { ...params, ttlAction: checkTTLAction(params.ttlAction) });
+    initialLifetime(this.d.host.clock.now(), { ...params, ttlAction: checkTTLAction(params.ttlAction), idleAction: checkTTLAction(params.idleAction, "idle action") });
     if (params.ttlAction !== undefined && !params.ttlMs) throw new BangerError("E_BAD_REQUEST", "a ttl action needs a ttl");
+    if (params.idleAction !== undefined && !params.idleTimeoutMs) throw new BangerError("E_BAD_REQUEST", "an idle action needs an idle timeout");
     const ports = parsePublish(providers, net, params.publish);
     const egress = params.egress === undefined ? this.defaultEgress : formatEgress(parseEgress(params.egress));
     const spec = { image, ...sizes, driver: driverName, net, storage: params.storage ?? "" };
@@ -341,7 +344,7 @@ export class Engine {
         sshHost: "",
         sshPort: 0,
       },
-      lifetime: initialLifetime(new Date(now), { ...params, ttlAction: checkTTLAction(params.ttlAction) }),
+      lifetime: initialLifetime(new Date(now), { ...params, ttlAction: checkTTLAction(params.ttlAction), idleAction: checkTTLAction(params.idleAction, "idle action") }),
       createdAt: now,
       updatedAt: now,
     };

@@ -2,7 +2,7 @@ import type { Clock } from "../host/types.ts";
 import type { DeadlineRow, Store } from "../store/store.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import { formatDuration, MAX_DURATION_MS } from "../shared/duration.ts";
-import type { TTLAction, VMLifetime, VMRecord } from "../shared/model.ts";
+import type { TTLAction, VMLifetime, VMRecord, VMState } from "../shared/model.ts";
 import type { HookEngine } from "./hooks.ts";
 import type { Logger } from "./plugin.ts";
 
@@ -18,19 +18,28 @@ export function checkDurationMs(v: number | undefined, what: string): number | u
   return v;
 }
 
-export function checkTTLAction(v: string | undefined): TTLAction | undefined {
+export function checkTTLAction(v: string | undefined, what = "ttl action"): TTLAction | undefined {
   if (v === undefined || v === "delete" || v === "stop") return v;
-  throw new BangerError("E_BAD_REQUEST", `ttl action must be "delete" or "stop", got ${JSON.stringify(v).slice(0, 80)}`);
+  throw new BangerError("E_BAD_REQUEST", `${what} must be "delete" or "stop", got ${JSON.stringify(v).slice(0, 80)}`);
+}
+
+/** What a VM's lifetime may be given: a TTL and its action, an idle timeout and its action. */
+export interface LifetimeRequest {
+  ttlMs?: number;
+  ttlAction?: TTLAction;
+  idleTimeoutMs?: number;
+  idleAction?: TTLAction;
 }
 
 /** The lifetime a new VM starts with. */
-export function initialLifetime(now: Date, o: { ttlMs?: number; ttlAction?: TTLAction; idleTimeoutMs?: number }): VMLifetime {
+export function initialLifetime(now: Date, o: LifetimeRequest): VMLifetime {
   const ttl = checkDurationMs(o.ttlMs, "ttl") ?? 0;
   const idle = checkDurationMs(o.idleTimeoutMs, "idle timeout") ?? 0;
   return {
     expiresAt: ttl ? new Date(now.getTime() + ttl).toISOString() : "",
     ttlAction: checkTTLAction(o.ttlAction) ?? "delete",
     idleTimeoutMs: idle,
+    idleAction: checkTTLAction(o.idleAction, "idle action") ?? "stop",
     lastActiveAt: idle ? now.toISOString() : "",
     idleDeadline: idle ? new Date(now.getTime() + idle).toISOString() : "",
   };
@@ -47,6 +56,12 @@ export interface LifetimeDeps {
 }
 
 type _Due = { row: DeadlineRow; kind: "ttl" | "idle"; at: number };
+
+/** How often an idle deletion that fell due mid-operation looks again (see recheckAt). */
+const _RECHECK_MS = 5000;
+
+/** The states no operation is in the middle of: an idle deletion may fire in them. */
+const _SETTLED = new Set<VMState>(["created", "running", "paused", "stopped", "error"]);
 
 /**
  * Fires VM deadlines: a TTL (delete, or stop) and an idle timeout (stop).
@@ -99,11 +114,15 @@ export class Lifetimes {
     return this.armedFor;
   }
 
-  /** Set a VM's TTL from now (ttlMs 0: none) and/or its idle timeout (0: none); undefined leaves that one as it is. */
-  set(vm: VMRecord, o: { ttlMs?: number; ttlAction?: TTLAction; idleTimeoutMs?: number }): void {
+  /**
+   * Set a VM's TTL from now (ttlMs 0: none) and/or its idle timeout (0: none), and what each does; undefined leaves
+   * that one as it is (an action alone keeps its timeout and restarts the idle clock).
+   */
+  set(vm: VMRecord, o: LifetimeRequest): void {
     const ttlMs = checkDurationMs(o.ttlMs, "ttl");
     const action = checkTTLAction(o.ttlAction) ?? vm.lifetime?.ttlAction ?? "delete";
-    const idle = checkDurationMs(o.idleTimeoutMs, "idle timeout");
+    const idleAction = checkTTLAction(o.idleAction, "idle action");
+    const idle = checkDurationMs(o.idleTimeoutMs, "idle timeout") ?? (idleAction !== undefined ? (vm.lifetime?.idleTimeoutMs ?? 0) : undefined);
     const now = this.d.clock.now();
     if (ttlMs !== undefined || o.ttlAction !== undefined) {
       const expiresAt = ttlMs === undefined ? (vm.lifetime?.expiresAt ?? "") : ttlMs ? new Date(now.getTime() + ttlMs).toISOString() : "";
@@ -111,8 +130,9 @@ export class Lifetimes {
       this.d.log.info(`lifetime: vm ${vm.name} ${expiresAt ? `expires at ${expiresAt} (then ${action})` : "has no ttl"}`);
     }
     if (idle !== undefined) {
-      this.d.store.setIdleTimeout(vm.id, idle, now.toISOString());
-      this.d.log.info(`lifetime: vm ${vm.name} ${idle ? `stops after ${formatDuration(idle)} idle` : "has no idle timeout"}`);
+      const then = idleAction ?? vm.lifetime?.idleAction ?? "stop";
+      this.d.store.setIdleTimeout(vm.id, idle, then, now.toISOString());
+      this.d.log.info(`lifetime: vm ${vm.name} ${idle ? `${then === "delete" ? "is deleted" : "stops"} after ${formatDuration(idle)} idle` : "has no idle timeout"}`);
     }
     this.retryAfter.delete(vm.id);
     this.rearm();
@@ -150,7 +170,7 @@ export class Lifetimes {
   /** Arm the one timer for the earliest deadline. */
   rearm(): void {
     if (this.stopped) return;
-    const next = Math.min(...this.deadlines().map((x) => x.at));
+    const next = Math.min(...this.deadlines().map((x) => x.at), this.recheckAt());
     if (next === this.armedFor && this.cancel) return;
     this.cancel?.();
     this.cancel = null;
@@ -163,16 +183,36 @@ export class Lifetimes {
     });
   }
 
-  /** Every deadline that applies now: a TTL always, an idle deadline only for a running VM nobody is using. */
+  /**
+   * Every deadline that applies now: a TTL always; an idle deadline for a VM nobody is using that is running or, when
+   * the idle timeout deletes, in any settled state (a `vm run --rm` whose client died while its VM booted, stopped or
+   * failed to start is deleted too), never in the middle of an operation (a long cold boot is not idleness).
+   */
   private deadlines(): _Due[] {
     const out: _Due[] = [];
     for (const row of this.d.store.listDeadlines()) {
       const l = row.lifetime;
       const notBefore = this.retryAfter.get(row.id) ?? 0;
       if (l.expiresAt) out.push({ row, kind: "ttl", at: Math.max(Date.parse(l.expiresAt), notBefore) });
-      if (l.idleDeadline && row.state === "running" && !this.busyCount.has(row.id)) out.push({ row, kind: "idle", at: Math.max(Date.parse(l.idleDeadline), notBefore) });
+      const idleApplies = row.state === "running" || (l.idleAction === "delete" && _SETTLED.has(row.state));
+      if (l.idleDeadline && idleApplies && !this.busyCount.has(row.id)) out.push({ row, kind: "idle", at: Math.max(Date.parse(l.idleDeadline), notBefore) });
     }
     return out;
+  }
+
+  /**
+   * When to look again at an idle deletion that waits for an operation to end (its VM mid-start, say): no event says
+   * when a start that failed leaves it settled, so it is looked at every _RECHECK_MS once due (Infinity: none waits).
+   */
+  private recheckAt(): number {
+    const now = this.d.clock.now().getTime();
+    let at = Number.POSITIVE_INFINITY;
+    for (const row of this.d.store.listDeadlines()) {
+      const l = row.lifetime;
+      if (l.idleAction !== "delete" || !l.idleDeadline || _SETTLED.has(row.state) || this.busyCount.has(row.id)) continue;
+      at = Math.min(at, Math.max(Date.parse(l.idleDeadline), now + _RECHECK_MS));
+    }
+    return at;
   }
 
   /** Fire every deadline that is due, one VM at a time, then re-arm; a call while firing runs once more after it. */
@@ -207,7 +247,7 @@ export class Lifetimes {
     if (!fresh || fresh.at > this.d.clock.now().getTime()) return;
     const l = fresh.row.lifetime;
     const what = kind === "ttl" ? `ttl expired at ${l.expiresAt}` : `idle since ${l.lastActiveAt} (timeout ${formatDuration(l.idleTimeoutMs)})`;
-    const action = kind === "ttl" ? l.ttlAction : "stop";
+    const action = kind === "ttl" ? l.ttlAction : l.idleAction;
     this.d.log.info(`lifetime: vm ${row.name}: ${what}: ${action === "delete" ? "deleting" : "stopping"} it`);
     try {
       if (action === "delete") {

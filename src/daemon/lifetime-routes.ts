@@ -8,7 +8,7 @@ export function createLifetimeRoutes(d: { engine: Engine; lifetimes: Lifetimes }
   return {
     lifetimeSet: async ({ params, body }) => {
       const vm = d.engine.getVM(params.vm);
-      d.lifetimes.set(vm, { ttlMs: body.ttlMs, ttlAction: checkTTLAction(body.ttlAction), idleTimeoutMs: body.idleTimeoutMs });
+      d.lifetimes.set(vm, { ttlMs: body.ttlMs, ttlAction: checkTTLAction(body.ttlAction), idleTimeoutMs: body.idleTimeoutMs, idleAction: checkTTLAction(body.idleAction, "idle action") });
       return vmView(d.engine, d.engine.getVM(vm.id));
     },
   };

@@ -59,6 +59,8 @@ export interface BangerConfig {
   readonly hostsFile: string | undefined;
   /** BANGER_AUTO_WARM: `0` or `1` turns automatic warm-start templates off or on, over config.json's `autoWarm` (tests turn it off). */
   readonly autoWarm: string | undefined;
+  /** BANGER_RUN_RM_LEASE: seconds a `vm run --rm` VM may go unused before the daemon deletes it itself (default 30; its CLI died). */
+  readonly runRmLease: string | undefined;
   /** BANGER_FAULT: the crash point (src/host/faults.ts) where the daemon SIGKILLs itself (fault tests). */
   readonly fault: string | undefined;
   /** BANGER_FAULT_SKIP: how many passes of the BANGER_FAULT point to let by before dying (default 0). */
@@ -96,6 +98,7 @@ export function configFrom(env: Env | (() => Env)): BangerConfig {
     get tapNetnsOnly() { return s("BANGER_TAP_NETNS_ONLY") === "1"; },
     get hostsFile() { return s("BANGER_HOSTS_FILE"); },
     get autoWarm() { return s("BANGER_AUTO_WARM"); },
+    get runRmLease() { return s("BANGER_RUN_RM_LEASE"); },
     get fault() { return s("BANGER_FAULT"); },
     get faultSkip() { return Number(s("BANGER_FAULT_SKIP") ?? 0); },
   };

@@ -72,8 +72,10 @@ export interface VMLifetime {
   expiresAt: string;
   /** What the TTL does when it fires. */
   ttlAction: TTLAction;
-  /** Stop the VM after this long with no exec, ssh, session or workspace request (0: never). */
+  /** Stop (or delete: idleAction) the VM after this long with no exec, ssh, session or workspace request (0: never). */
   idleTimeoutMs: number;
+  /** What the idle timeout does: "stop" (a running VM) or "delete" (the VM, whatever its state: `vm run --rm`'s lease). */
+  idleAction: TTLAction;
   /** ISO time of the last such request (or of the last start). */
   lastActiveAt: string;
   /** lastActiveAt + idleTimeoutMs while an idle timeout is set, else "". */

@@ -98,6 +98,7 @@ export const routes = defineRoutes({
       ttlMs: { type: "integer" },
       ttlAction: { type: "string" },
       idleTimeoutMs: { type: "integer" },
+      idleAction: { type: "string" },
       /** VM@SNAP: a clone of that snapshot (its shape; the sizes above must not be given). */
       from: { type: "string" },
       /** With start: boot cold even when a warm-start template of this image and shape exists. */
@@ -137,7 +138,7 @@ export const routes = defineRoutes({
   lifetimeSet: {
     method: "POST",
     path: "/v1/vms/:vm/lifetime",
-    body: { ttlMs: { type: "integer" }, ttlAction: { type: "string" }, idleTimeoutMs: { type: "integer" } },
+    body: { ttlMs: { type: "integer" }, ttlAction: { type: "string" }, idleTimeoutMs: { type: "integer" }, idleAction: { type: "string" } },
     json: res<VMView>(),
   },
 

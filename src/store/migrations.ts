@@ -188,6 +188,14 @@ export const MIGRATIONS: Migration[] = [
       db.run(`CREATE TABLE e2b_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
     },
   },
+  {
+    version: 11,
+    name: "vm-idle-action",
+    up(db) {
+      // what an idle timeout did before it had a choice: stop the VM
+      db.run(`ALTER TABLE vms ADD COLUMN idle_action TEXT NOT NULL DEFAULT 'stop'`);
+    },
+  },
 ];
 
 /**

@@ -37,6 +37,7 @@ interface VMRow {
   expires_at: string;
   ttl_action: string;
   idle_timeout_ms: number;
+  idle_action: string;
   last_active_at: string;
   ports: string;
   egress: string;
@@ -102,9 +103,9 @@ function rowToVM(r: VMRow): VMRecord {
   };
 }
 
-function rowToLifetime(r: Pick<VMRow, "expires_at" | "ttl_action" | "idle_timeout_ms" | "last_active_at">): VMLifetime {
+function rowToLifetime(r: Pick<VMRow, "expires_at" | "ttl_action" | "idle_timeout_ms" | "idle_action" | "last_active_at">): VMLifetime {
   const idleDeadline = r.idle_timeout_ms > 0 && r.last_active_at ? new Date(Date.parse(r.last_active_at) + r.idle_timeout_ms).toISOString() : "";
-  return { expiresAt: r.expires_at, ttlAction: r.ttl_action as TTLAction, idleTimeoutMs: r.idle_timeout_ms, lastActiveAt: r.last_active_at, idleDeadline };
+  return { expiresAt: r.expires_at, ttlAction: r.ttl_action as TTLAction, idleTimeoutMs: r.idle_timeout_ms, idleAction: r.idle_action as TTLAction, lastActiveAt: r.last_active_at, idleDeadline };
 }
 
 function vmParams(vm: VMRecord): Record<string, string | number> {
@@ -136,6 +137,7 @@ function vmParams(vm: VMRecord): Record<string, string | number> {
     $expires_at: vm.lifetime?.expiresAt ?? "",
     $ttl_action: vm.lifetime?.ttlAction ?? "delete",
     $idle_timeout_ms: vm.lifetime?.idleTimeoutMs ?? 0,
+    $idle_action: vm.lifetime?.idleAction ?? "stop",
     $last_active_at: vm.lifetime?.lastActiveAt ?? "",
     $ports: JSON.stringify(vm.spec.ports ?? []),
     $egress: vm.spec.egress ?? "none",
@@ -148,14 +150,14 @@ const VM_COLUMNS = [
   "id", "name", "image", "cpus", "memory_mib", "disk_mib", "work_disk_mib", "driver", "state", "guest_ip",
   "api_sock_path", "vsock_path", "vsock_cid", "log_path", "metrics_path", "dns_name", "vm_dir",
   "system_overlay", "work_disk_path", "last_error", "ssh_host", "ssh_port", "net", "storage", "ports", "egress", "created_at", "updated_at",
-  "expires_at", "ttl_action", "idle_timeout_ms", "last_active_at",
+  "expires_at", "ttl_action", "idle_timeout_ms", "idle_action", "last_active_at",
 ];
 
 /**
  * Written at insert only: afterwards each changes through its own UPDATE, so an
  * operation saving the record it read earlier never undoes a `vm ttl` or an activity mark made meanwhile.
  */
-const LIFETIME_COLUMNS = new Set(["expires_at", "ttl_action", "idle_timeout_ms", "last_active_at"]);
+const LIFETIME_COLUMNS = new Set(["expires_at", "ttl_action", "idle_timeout_ms", "idle_action", "last_active_at"]);
 
 const UPSERT_VM = `INSERT INTO vms (${VM_COLUMNS.join(", ")}) VALUES (${VM_COLUMNS.map((c) => "$" + c).join(", ")})
   ON CONFLICT(id) DO UPDATE SET ${VM_COLUMNS.filter((c) => c !== "id" && c !== "created_at" && !LIFETIME_COLUMNS.has(c)).map((c) => `${c} = excluded.${c}`).join(", ")}`;
@@ -243,9 +245,9 @@ export class Store {
     return this.db.query(`UPDATE vms SET expires_at = ?, ttl_action = ? WHERE id = ?`).run(expiresAt, action, id).changes > 0;
   }
 
-  /** Set (0: clear) a VM's idle timeout, counting idleness from `from`. */
-  setIdleTimeout(id: string, ms: number, from: string): boolean {
-    return this.db.query(`UPDATE vms SET idle_timeout_ms = ?, last_active_at = ? WHERE id = ?`).run(ms, from, id).changes > 0;
+  /** Set (0: clear) a VM's idle timeout and what it does, counting idleness from `from`. */
+  setIdleTimeout(id: string, ms: number, action: TTLAction, from: string): boolean {
+    return this.db.query(`UPDATE vms SET idle_timeout_ms = ?, idle_action = ?, last_active_at = ? WHERE id = ?`).run(ms, action, from, id).changes > 0;
   }
 
   /** Record activity on a VM that has an idle timeout (others are left alone: no write for them). */
@@ -256,8 +258,8 @@ export class Store {
   /** Every VM with a TTL or an idle timeout. */
   listDeadlines(): DeadlineRow[] {
     return this.db
-      .query<Pick<VMRow, "id" | "name" | "state" | "expires_at" | "ttl_action" | "idle_timeout_ms" | "last_active_at">, []>(
-        `SELECT id, name, state, expires_at, ttl_action, idle_timeout_ms, last_active_at FROM vms WHERE expires_at != '' OR idle_timeout_ms > 0`,
+      .query<Pick<VMRow, "id" | "name" | "state" | "expires_at" | "ttl_action" | "idle_timeout_ms" | "idle_action" | "last_active_at">, []>(
+        `SELECT id, name, state, expires_at, ttl_action, idle_timeout_ms, idle_action, last_active_at FROM vms WHERE expires_at != '' OR idle_timeout_ms > 0`,
       )
       .all()
       .map((r) => ({ id: r.id, name: r.name, state: r.state as VMState, lifetime: rowToLifetime(r) }));

@@ -1,11 +1,12 @@
 // VM lifetimes on a real QEMU guest: a `--ttl 20s` VM is deleted when it expires, by the
 // daemon alone (no CLI call at the deadline), and also when the daemon was kill -9'd
-// meanwhile: the next daemon fires the overdue deadline at start. One boot per test.
+// meanwhile: the next daemon fires the overdue deadline at start. `vm run --rm` leaves no VM when
+// its CLI is interrupted (SIGINT) or killed (its lease: an idle timeout that deletes). One boot per test.
 // 20 s: a TCG boot here takes 8-15 s, and the deadline must fall after the VM is up.
 import { afterAll, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { alive, killAndWait, waitFor } from "../helpers/cli.ts";
+import { alive, BANGER, killAndWait, waitFor } from "../helpers/cli.ts";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 
 const BOOT = 300_000;
@@ -22,7 +23,7 @@ e2e.describe("lifetimes on a real VM (QEMU)", () => {
   const h = e2eReady ? e2eHome("banger-e2e-ttl-") : (null as never);
   afterAll(async () => {
     if (!h) return;
-    for (const n of ["ttl-a", "ttl-b"]) h.run(["vm", "delete", n, "--force"]);
+    for (const n of ["ttl-a", "ttl-b", "rm-int", "rm-kill"]) h.run(["vm", "delete", n, "--force"]);
     await h.cleanup(qemuPidsUnder(h.home));
   });
 
@@ -68,6 +69,38 @@ e2e.describe("lifetimes on a real VM (QEMU)", () => {
     expect(h.run(["plugin", "list", "--json"]).code).toBe(0); // starts a new daemon, and names no VM
     expect(await waitFor(() => !alive(vm.pid) && !existsSync(vm.runtime.vmDir), 30_000, 200)).toBe(true);
     expect(h.run(["vm", "list", "--json"]).json()).toEqual([]);
+    expect(qemuPidsUnder(h.home)).toEqual([]);
+  }, BOOT);
+
+  /** `vm run --name NAME --rm -- sleep 120` in the background; resolves once NAME's command runs in it. */
+  const runRm = async (name: string, env: Record<string, string> = {}) => {
+    const p = Bun.spawn([BANGER, "vm", "run", "--name", name, "--rm", "--", "sh", "-c", "touch /tmp/started; sleep 120"], { env: { ...h.env, ...env }, stdout: "pipe", stderr: "pipe" });
+    const started = () => h.run(["vm", "exec", name, "--", "test", "-e", "/tmp/started"]).code === 0;
+    expect(await waitFor(started, BOOT - 30_000, 250)).toBe(true);
+    const vm = h.run(["vm", "show", name, "--json"]).json<View & { lifetime: { idleTimeoutMs: number; idleAction: string } }>();
+    return { p, vm };
+  };
+
+  test("vm run --rm and SIGINT (Ctrl-C): the command's VM is deleted before the CLI exits 130", async () => {
+    const { p, vm } = await runRm("rm-int");
+    expect(vm.lifetime).toMatchObject({ idleTimeoutMs: 30_000, idleAction: "delete" }); // its lease (BANGER_RUN_RM_LEASE unset)
+    p.kill("SIGINT");
+    expect(await p.exited).toBe(130);
+    // gone by the time the CLI is: no wait, no lease
+    expect(alive(vm.pid)).toBe(false);
+    expect(h.run(["vm", "show", "rm-int"]).stderr.trim()).toBe("banger: vm not found: rm-int");
+    expect(qemuPidsUnder(h.home)).toEqual([]);
+  }, BOOT);
+
+  test("vm run --rm whose CLI is kill -9'd mid-command: the daemon deletes the VM once its lease runs out", async () => {
+    const { p, vm } = await runRm("rm-kill", { BANGER_RUN_RM_LEASE: "3" });
+    expect(vm.lifetime).toMatchObject({ idleTimeoutMs: 3000, idleAction: "delete" });
+    p.kill("SIGKILL");
+    await p.exited;
+    expect(alive(vm.pid)).toBe(true); // nothing of the CLI's doing
+    expect(await waitFor(() => !alive(vm.pid) && !existsSync(vm.runtime.vmDir), 30_000, 200)).toBe(true);
+    expect(h.run(["vm", "show", "rm-kill"]).stderr.trim()).toBe("banger: vm not found: rm-kill");
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toMatch(/lifetime: vm rm-kill: idle since .* \(timeout 3s\): deleting it/);
     expect(qemuPidsUnder(h.home)).toEqual([]);
   }, BOOT);
 });

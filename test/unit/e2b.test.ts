@@ -26,7 +26,7 @@ function fakeDaemon(store: TestStore["store"], guestPorts: Record<number, number
       const b = body as { name: string; image: string; ttlMs?: number };
       const vm = { ...sampleVM({ id: `id-${b.name}`, name: b.name, state: "running" }), alive: true, pid: 1 } as VMView;
       vm.spec.image = b.image;
-      vm.lifetime = { expiresAt: b.ttlMs ? new Date(Date.parse("2026-01-01T00:00:00Z") + b.ttlMs).toISOString() : "", ttlAction: "delete", idleTimeoutMs: 0, lastActiveAt: "", idleDeadline: "" };
+      vm.lifetime = { expiresAt: b.ttlMs ? new Date(Date.parse("2026-01-01T00:00:00Z") + b.ttlMs).toISOString() : "", ttlAction: "delete", idleTimeoutMs: 0, idleAction: "stop", lastActiveAt: "", idleDeadline: "" };
       vms.set(vm.id, vm);
       store.upsertVM(vm); // the sandbox row refers to it
       return new Response(JSON.stringify({ type: "result", data: vm }) + "\n", { headers: { "content-type": "application/x-ndjson" } });

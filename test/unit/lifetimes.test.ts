@@ -157,6 +157,59 @@ describe("Lifetimes (fake clock)", () => {
     expect(clock.timers.length).toBe(0);
   });
 
+  test("idle action delete (vm run --rm's lease): fires in any settled state, never mid-operation, held by a busy request", async () => {
+    const { store, clock, calls, lt, logs } = setup();
+    for (const state of ["running", "stopped", "error", "created", "paused"] as const) store.upsertVM(vmRecord(`d-${state}`, clock, state, { idleTimeoutMs: 5000, idleAction: "delete" }));
+    // a cold boot or a disk copy longer than the lease is no idleness
+    for (const state of ["starting", "creating", "stopping", "deleting"] as const) store.upsertVM(vmRecord(`mid-${state}`, clock, state, { idleTimeoutMs: 5000, idleAction: "delete" }));
+    // a stop action still needs a running VM
+    store.upsertVM(vmRecord("s-stopped", clock, "stopped", { idleTimeoutMs: 5000 }));
+    await lt.start();
+    const end = lt.busy("d-running");
+    clock.advance(5000);
+    await settle();
+    expect(calls.sort()).toEqual(["delete id-d-created", "delete id-d-error", "delete id-d-paused", "delete id-d-stopped"]);
+    expect(logs.some((l) => /^lifetime: vm d-stopped: idle since .* \(timeout 5s\): deleting it$/.test(l))).toBe(true);
+    end();
+    clock.advance(5000);
+    await settle();
+    expect(calls).toContain("delete id-d-running");
+    for (const state of ["starting", "creating", "stopping", "deleting"]) expect(store.getVM(`mid-${state}`)).not.toBeNull();
+    expect(store.getVM("s-stopped")).not.toBeNull();
+    expect(calls.filter((c) => c.startsWith("stop"))).toEqual([]);
+  });
+
+  test("an idle deletion that fell due mid-operation looks again every 5 s, and fires once the VM settled", async () => {
+    const { store, clock, calls, lt } = setup();
+    const vm = vmRecord("boot", clock, "starting", { idleTimeoutMs: 5000, idleAction: "delete" });
+    store.upsertVM(vm);
+    await lt.start();
+    expect(lt.nextAt).toBe(clock.ms + 5000);
+    clock.advance(5000);
+    await settle();
+    expect(calls).toEqual([]);
+    expect(lt.nextAt).toBe(clock.ms + 5000);
+    // the start failed: no event says so
+    vm.runtime.state = "error";
+    store.upsertVM(vm);
+    clock.advance(5000);
+    await settle();
+    expect(calls).toEqual(["delete id-boot"]);
+    expect(clock.timers.length).toBe(0);
+  });
+
+  test("set: an idle action alone keeps the timeout and restarts the clock; bad actions are refused", async () => {
+    const { store, clock, lt } = setup();
+    store.upsertVM(vmRecord("a", clock, "running", { idleTimeoutMs: 10_000 }));
+    clock.advance(4000);
+    lt.set(store.getVM("a")!, { idleAction: "delete" });
+    expect(store.getVM("a")!.lifetime).toMatchObject({ idleTimeoutMs: 10_000, idleAction: "delete", lastActiveAt: clock.now().toISOString() });
+    lt.set(store.getVM("a")!, { idleTimeoutMs: 20_000 });
+    expect(store.getVM("a")!.lifetime).toMatchObject({ idleTimeoutMs: 20_000, idleAction: "delete" });
+    expect(() => lt.set(store.getVM("a")!, { idleAction: "explode" as never })).toThrow('idle action must be "delete" or "stop", got "explode"');
+    expect(() => initialLifetime(clock.now(), { idleTimeoutMs: 1000, idleAction: "x" as never })).toThrow("idle action must be");
+  });
+
   test("the vm:start:after hook restarts the idle clock", async () => {
     const { store, clock, lt } = setup();
     const hooks = new HookEngine();

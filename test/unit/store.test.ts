@@ -193,7 +193,7 @@ describe("vms", () => {
     const vm = sampleVM({ id: "rt", name: "roundtrip", sshPort: 2222 });
     vm.runtime.guestIP = "10.0.0.2";
     vm.runtime.sshHost = "127.0.0.1";
-    vm.lifetime = { expiresAt: "2026-01-01T01:00:00.000Z", ttlAction: "stop", idleTimeoutMs: 60_000, lastActiveAt: "2026-01-01T00:00:00.000Z", idleDeadline: "2026-01-01T00:01:00.000Z" };
+    vm.lifetime = { expiresAt: "2026-01-01T01:00:00.000Z", ttlAction: "stop", idleTimeoutMs: 60_000, idleAction: "delete", lastActiveAt: "2026-01-01T00:00:00.000Z", idleDeadline: "2026-01-01T00:01:00.000Z" };
     store.upsertVM(vm);
     expect(store.getVM("rt")).toEqual(vm);
   });
