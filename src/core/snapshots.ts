@@ -17,6 +17,9 @@ const noProgress: ProgressSink = () => {};
 /** What a warm-start template is made at; left out, each is what `vm create` would choose. */
 export type WarmShape = Pick<CreateVMParams, "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB" | "driver" | "net" | "storage">;
 
+/** What a clone takes from its create request, not from its snapshot: its lifetime, published ports and egress policy. */
+export type CloneOwnParams = Pick<CreateVMParams, "ttlMs" | "ttlAction" | "idleTimeoutMs" | "idleAction" | "publish" | "egress">;
+
 type ShapeSpec = Pick<SnapshotRecord["spec"], "image" | "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB" | "driver" | "net" | "storage">;
 
 /** The key a warm start is looked up by: a clone has its template's image, VMM, network, storage and sizes. */
@@ -245,11 +248,11 @@ export class Snapshots {
    * on in its memory). With `start`, it runs on from the saved memory and
    * the guest plugin gives it its own identity (or, disks only, it boots).
    */
-  async createFrom(ref: string, name: string, opts: { start?: boolean } = {}, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
+  async createFrom(ref: string, name: string, opts: { start?: boolean; own?: CloneOwnParams } = {}, progress: ProgressSink = noProgress, signal: AbortSignal = new AbortController().signal): Promise<VMRecord> {
     const snap = this.get(ref);
     const { spec } = snap;
     const { store, hooks, host, log } = this.d;
-    const vm = await this.engine.create({ name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress, { disksFrom: snap });
+    const vm = await this.engine.create({ ...opts.own, name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress, { disksFrom: snap });
     try {
       await this.engine.cache.withLock(vm.id, () =>
         runOperation({ name: `vm create ${name} --from ${snap.vmName}@${snap.name}`, vm, host, log, progress }, async (op) => {

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
-import { Snapshots } from "../core/snapshots.ts";
+import { Snapshots, type CloneOwnParams } from "../core/snapshots.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { VMView } from "../shared/api.ts";
@@ -64,6 +64,9 @@ function _daemonRoutes(d: AppDeps, requestsBefore: () => number): _DaemonRoutes 
   };
 }
 
+/** The create fields that make a VM's shape: a clone (`--from`) has its snapshot's. */
+const _SHAPE_FIELDS = ["image", "cpus", "memoryMiB", "diskMiB", "workDiskMiB", "driver", "net", "storage"] as const;
+
 /** The VM routes. */
 function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
   const { engine } = d;
@@ -71,14 +74,17 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
     vmList: async () => ({ vms: await Promise.all(engine.listVMs().map((vm) => vmView(engine, vm))) }),
     vmCreate: async ({ body, ndjson }) => {
       const { start, from, cold, ...params } = body;
+      // what a clone takes from the request; the rest of its shape is its snapshot's
+      const own: CloneOwnParams = { ttlMs: params.ttlMs, ttlAction: params.ttlAction, idleTimeoutMs: params.idleTimeoutMs, idleAction: params.idleAction, publish: params.publish, egress: params.egress };
       if (from !== undefined) {
+        // a clone of a VM's snapshot keeps that VM's egress policy unless given one; a warm start (below) has the default
         const snapshots = new Snapshots(engine);
         const snap = snapshots.get(from);
-        if (Object.keys(params).some((k) => k !== "name" && params[k as keyof typeof params] !== undefined)) {
+        if (_SHAPE_FIELDS.some((k) => params[k] !== undefined)) {
           throw new BangerError("E_USAGE", "a clone takes its snapshot's shape: --from goes without --image, --cpus, --memory, --disk, --work-disk, --vmm, --net, --storage");
         }
-        await engine.checkCreate({ name: params.name, image: snap.spec.image, cpus: snap.spec.cpus, memoryMiB: snap.spec.memoryMiB, driver: snap.spec.driver, net: snap.spec.net, storage: snap.spec.storage });
-        return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await snapshots.createFrom(from, params.name, { start }, emit.progress, emit.signal)) }));
+        await engine.checkCreate({ ...own, name: params.name, image: snap.spec.image, cpus: snap.spec.cpus, memoryMiB: snap.spec.memoryMiB, driver: snap.spec.driver, net: snap.spec.net, storage: snap.spec.storage });
+        return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await snapshots.createFrom(from, params.name, { start, own: { ...own, egress: own.egress ?? snap.spec.egress } }, emit.progress, emit.signal)) }));
       }
       params.driver = await engine.resolveDriver(params.driver); // --vmm: asked for and usable, or the best usable one
       const plan = await engine.checkCreate(params); // refuse bad input with a 4xx before the stream's 200 goes out
@@ -86,7 +92,7 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
       // a warm start: a template of this image and shape exists (`image warm`), so the VM is its clone
       const template = start && !cold ? new Snapshots(engine).templateFor({ image: plan.image, driver: plan.driverName, net: plan.net, storage: plan.storage, ...plan.sizes }) : null;
       if (template) {
-        return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await new Snapshots(engine).createFrom(`${template.vmName}@${template.name}`, plan.name, { start: true }, emit.progress, emit.signal)) }));
+        return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await new Snapshots(engine).createFrom(`${template.vmName}@${template.name}`, plan.name, { start: true, own }, emit.progress, emit.signal)) }));
       }
       return ndjson(async (emit) => {
         let vm = await engine.create(params, emit.progress);

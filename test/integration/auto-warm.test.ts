@@ -65,6 +65,21 @@ test("the first cold boot of a shape makes its template in the background; the n
   expect(ok(["daemon", "logs"]).stdout).toMatch(/auto-warm: template warm-tiny-1c-256m@template ready in \d+ ms/);
 });
 
+test("a warm start keeps what its request gives beside the shape: ttl, idle timeout and action, egress policy (not dropped for the template's)", () => {
+  const v = boot("w1", "--ttl", "10m", "--idle-timeout", "5m", "--idle-action", "delete", "--egress", "all");
+  expect(v.warm).toBe("state of warm-tiny-1c-256m\n");
+  expect(v.lifetime).toMatchObject({ ttlAction: "delete", idleTimeoutMs: 300_000, idleAction: "delete" });
+  expect(Date.parse(v.lifetime.expiresAt) - Date.now()).toBeGreaterThan(9 * 60_000);
+  expect(v.spec.egress).toBe("all");
+  // and one with none of them has none (and the default egress), not the previous clone's
+  const plain = boot("w2");
+  expect(plain.warm).toBe("state of warm-tiny-1c-256m\n");
+  expect(plain.lifetime).toMatchObject({ expiresAt: "", idleTimeoutMs: 0, idleAction: "stop" });
+  expect(plain.spec.egress).toBe("none");
+  for (const n of ["w1", "w2"]) ok(["vm", "delete", n, "--force"]);
+  created.splice(created.indexOf("w1"), 2);
+});
+
 test("--cold boots cold and queues no template; other shapes get their own", async () => {
   expect(boot("c1", "--memory", "512M", "--cold").warm).toBeNull();
   // templates are made one at a time in order: once the later 384 MiB one exists, a 512 MiB one would have too
