@@ -81,14 +81,14 @@ export class Snapshots {
   }
 
   /** A consistent checkpoint of a VM: memory + device state (when it runs) and its disks, at one instant. */
-  async create(vmRef: string, opts: { name?: string } = {}, progress: ProgressSink = noProgress): Promise<SnapshotRecord> {
+  async create(vmRef: string, opts: { name?: string } = {}, progress: ProgressSink = noProgress, template?: SnapshotRecord["template"]): Promise<SnapshotRecord> {
     const first = this.engine.getVM(vmRef);
     const name = validateSnapshotName(opts.name ?? defaultSnapshotName(this.d.host.clock.now()));
     if (this.d.store.snapshots.find(first.name, name)) throw new BangerError("E_NAME_TAKEN", `snapshot already exists: ${first.name}@${name}`);
     return this.engine.cache.withLock(first.id, async () => {
       const vm = this.engine.getVM(first.id);
       try {
-        return await runOperation({ name: `vm snapshot ${vm.name}@${name}`, vm, host: this.d.host, log: this.d.log, progress }, (op) => this._create(vm, name, op));
+        return await runOperation({ name: `vm snapshot ${vm.name}@${name}`, vm, host: this.d.host, log: this.d.log, progress }, (op) => this._create(vm, name, op, template));
       } catch (e) {
         // a state save that failed may have left the guest unable to run (QEMU 7.2): then the VM is stopped, and the error says so
         const stuck = await this.engine.stopIfStuck(vm).catch(() => null);
@@ -100,7 +100,8 @@ export class Snapshots {
     });
   }
 
-  private async _create(vm: VMRecord, name: string, op: Parameters<Parameters<typeof runOperation>[1]>[0]): Promise<SnapshotRecord> {
+  /** `template`: a warm-start template's mark, in its rows and its snapshot.json from the first: a crash never leaves it an ordinary snapshot. */
+  private async _create(vm: VMRecord, name: string, op: Parameters<Parameters<typeof runOperation>[1]>[0], template?: SnapshotRecord["template"]): Promise<SnapshotRecord> {
     const { host, store, hooks } = this.d;
     const driver = this.engine.driverFor(vm);
     const handles = await this.engine.handlesOf(vm);
@@ -127,6 +128,7 @@ export class Snapshots {
       freezeMs: 0,
       thawVm: wasRunning,
       createdAt: host.clock.now().toISOString(),
+      ...(template ? { template } : {}),
     };
     store.snapshots.upsert(snap);
     op.defer("snapshot row", () => store.snapshots.delete(id));
@@ -204,6 +206,7 @@ export class Snapshots {
     await host.fs.rename(tmp, snap.dir);
     op.defer("snapshot dir", () => host.fs.rmrf(snap.dir));
     store.snapshots.upsert(snap);
+    await faultPoint("snapshot:after-commit");
     return snap;
   }
 
@@ -309,10 +312,7 @@ export class Snapshots {
     }
     try {
       await this.engine.start(vm.id, progress, signal);
-      const snap = await this.create(vm.id, { name: "template" }, progress);
-      snap.template = { imageCreatedAt: img.createdAt };
-      this.d.store.snapshots.upsert(snap);
-      return snap;
+      return await this.create(vm.id, { name: "template" }, progress, { imageCreatedAt: img.createdAt });
     } finally {
       await this.engine.delete(vm.id, { force: true });
       await fs.rmrf(mark);

@@ -36,6 +36,7 @@ export const FAULT_POINTS = [
   "snapshot:after-state",
   "snapshot:after-disks",
   "snapshot:before-commit",
+  "snapshot:after-commit",
   "rollback:after-stop",
   "rollback:after-disks",
   "snapshot-rm:after-mark",

@@ -115,6 +115,18 @@ test('config.json "autoWarm": false turns it off (BANGER_AUTO_WARM unset); a bad
   expect(templates().some((x) => x.memoryMiB === 768)).toBe(false);
 });
 
+test("a daemon killed right after a warm's snapshot is written leaves a whole template, not an ordinary snapshot (the mark is in its first write)", () => {
+  killAndWait(h.daemonPid());
+  const r = h.run(["image", "warm", "tiny", "--vmm", "fake", "--memory", "640M"], { ...env, BANGER_FAULT: "snapshot:after-commit" });
+  expect(r.code).not.toBe(0);
+  expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("SIGKILL at snapshot:after-commit");
+  expect(templates().find((x) => x.memoryMiB === 640)).toMatchObject({ snapshot: "warm-tiny-1c-640m@template", stale: false });
+  const snaps = ok(["snapshot", "list", "--json"]).json() as { vmName: string; template?: unknown }[];
+  expect(snaps.filter((s) => s.vmName === "warm-tiny-1c-640m").every((s) => s.template)).toBe(true);
+  expect(run(["vm", "show", "warm-tiny-1c-640m"]).code).toBe(1); // its builder VM: deleted by the next daemon
+  expect(boot("m1", "--memory", "640M").warm).toBe("state of warm-tiny-1c-640m\n");
+});
+
 test("a daemon killed in the middle of a warm leaves its builder VM; the next daemon deletes it (no VM, no process left)", () => {
   const vmsDir = join(h.home, "vms");
   const before = new Set(readdirSync(vmsDir));
