@@ -226,9 +226,9 @@ async function _makeSandbox(deps: ControlDeps, o: { templateId: string; source: 
   const id = _newId();
   const vmm = deps.vmm();
   // the TTL rides on the create, so a daemon killed mid-boot still leaves a VM that goes by itself;
-  // a clone takes its snapshot's shape (no driver, no TTL in the create)
+  // a clone takes its snapshot's shape (no driver), and its TTL as any VM does
   const vm = o.source.from
-    ? await callDaemon<VMView>(deps.app, "POST", "/v1/vms", { name: id, from: o.source.from, start: true })
+    ? await callDaemon<VMView>(deps.app, "POST", "/v1/vms", { name: id, from: o.source.from, start: true, ttlMs: o.ttlMs, ttlAction: o.ttlAction })
     : await callDaemon<VMView>(deps.app, "POST", "/v1/vms", { name: id, image: o.source.image, start: true, ttlMs: o.ttlMs, ttlAction: o.ttlAction, ...(vmm ? { driver: vmm } : {}) });
   try {
     // …and counts from now, when the sandbox is up, as E2B's does (a boot under TCG takes a good part of 15 s)
