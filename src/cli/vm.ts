@@ -368,7 +368,7 @@ const run = defineCommand({
     const json = !!args.json;
     const removal = args.rm ? new RunRemoval(json) : null;
     const lease = removal ? runLease() : undefined;
-    // a lease wins over --idle-timeout: the VM is deleted at the end anyway
+    // the lease is the VM's idle timeout: one given here would be overwritten
     if (lease && args["idle-timeout"] !== undefined) usage("--rm deletes the VM when the command ends: it takes no --idle-timeout");
     removal?.onSignals();
     const signal = removal?.cut.signal;

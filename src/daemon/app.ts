@@ -77,14 +77,13 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
       // what a clone takes from the request; the rest of its shape is its snapshot's
       const own: CloneOwnParams = { ttlMs: params.ttlMs, ttlAction: params.ttlAction, idleTimeoutMs: params.idleTimeoutMs, idleAction: params.idleAction, publish: params.publish, egress: params.egress };
       if (from !== undefined) {
-        // a clone of a VM's snapshot keeps that VM's egress policy unless given one; a warm start (below) has the default
         const snapshots = new Snapshots(engine);
         const snap = snapshots.get(from);
         if (_SHAPE_FIELDS.some((k) => params[k] !== undefined)) {
           throw new BangerError("E_USAGE", "a clone takes its snapshot's shape: --from goes without --image, --cpus, --memory, --disk, --work-disk, --vmm, --net, --storage");
         }
         await engine.checkCreate({ ...own, name: params.name, image: snap.spec.image, cpus: snap.spec.cpus, memoryMiB: snap.spec.memoryMiB, driver: snap.spec.driver, net: snap.spec.net, storage: snap.spec.storage });
-        return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await snapshots.createFrom(from, params.name, { start, own: { ...own, egress: own.egress ?? snap.spec.egress } }, emit.progress, emit.signal)) }));
+        return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await snapshots.createFrom(from, params.name, { start, own }, emit.progress, emit.signal)) }));
       }
       params.driver = await engine.resolveDriver(params.driver); // --vmm: asked for and usable, or the best usable one
       const plan = await engine.checkCreate(params); // refuse bad input with a 4xx before the stream's 200 goes out

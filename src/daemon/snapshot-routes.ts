@@ -33,7 +33,7 @@ export function createSnapshotRoutes(engine: Engine) {
         const snap = await snapshots.create(vm.id, { name: `fork-${defaultSnapshotName(engine.deps.host.clock.now())}` }, emit.progress);
         // in parallel, bounded: a clone's start is mostly waiting (QEMU's start, the state load, the guest's answer), not CPU;
         // each failed clone removes itself, the others are kept and the first failure is the answer
-        const made = await mapBounded(body.names, FORK_PARALLEL, async (name) => vmView(engine, await snapshots.createFrom(`${snap.vmName}@${snap.name}`, name, { start: true, own: { egress: snap.spec.egress } }, emit.progress, emit.signal)));
+        const made = await mapBounded(body.names, FORK_PARALLEL, async (name) => vmView(engine, await snapshots.createFrom(`${snap.vmName}@${snap.name}`, name, { start: true }, emit.progress, emit.signal)));
         const failed = made.find((r) => r.status === "rejected");
         if (failed) throw failed.reason;
         const vms = made.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof vmView>>>).value);
