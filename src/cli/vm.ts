@@ -9,7 +9,7 @@ import { config } from "../host/config.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
 import type { ExecOptions } from "../shared/exec-options.ts";
 import { pickVMName } from "../shared/vm-names.ts";
-import { formatPort, portsColumn } from "../shared/ports.ts";
+import { formatPort, parsePortSpec, portsColumn, samePort } from "../shared/ports.ts";
 
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
 
@@ -173,6 +173,41 @@ async function createNamed(args: Record<string, unknown>, json: boolean, o: { le
     } catch (e) {
       if (!(e instanceof BangerError && e.code === "E_NAME_TAKEN") || attempt >= 4) throw e;
     }
+  }
+}
+
+/** The create fields that make a VM what it is, with how `vm run` names and prints them. */
+const _SHAPE: { key: "image" | "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB" | "driver" | "net" | "storage"; flag: string; show: (v: string | number) => string }[] = [
+  { key: "image", flag: "--image", show: String },
+  { key: "cpus", flag: "--cpus", show: (v) => `${v} cpu` },
+  { key: "memoryMiB", flag: "--memory", show: (v) => `${v} MiB of memory` },
+  { key: "diskMiB", flag: "--disk", show: (v) => (v ? `a ${v} MiB disk` : "the image's disk size") },
+  { key: "workDiskMiB", flag: "--work-disk", show: (v) => (v ? `a ${v} MiB work disk` : "no work disk") },
+  { key: "driver", flag: "--vmm", show: (v) => `VMM ${v}` },
+  { key: "net", flag: "--net", show: (v) => `network ${v}` },
+  { key: "storage", flag: "--storage", show: (v) => `storage ${v}` },
+];
+
+/**
+ * `vm run --name X` of a VM that exists runs in it as it is: what would need a new VM (another image, size, VMM,
+ * network or storage; --from) is refused, not ignored; what can change on it is applied, as `vm ttl`, `vm egress`
+ * and `vm port add` would (the lifetime from now; with --rm, the lease).
+ */
+async function reuseExisting(vm: VMView, body: ReturnType<typeof createBody>, from: string | undefined, lease: RunLease | undefined): Promise<void> {
+  const again = `\`vm run --name\` runs in the VM it names as it is (\`banger vm delete ${vm.name}\` first to make it anew)`;
+  if (from !== undefined) usage(`vm ${vm.name} exists: --from makes a new VM; ${again}`);
+  for (const { key, flag, show } of _SHAPE) {
+    const asked = body[key];
+    const has = vm.spec[key] ?? (key === "net" ? "user" : "");
+    if (asked !== undefined && asked !== has) usage(`vm ${vm.name} exists with ${show(has)}, not ${show(asked)} (${flag}); ${again}`);
+  }
+  const c = await daemon();
+  if (body.ttlMs !== undefined || body.idleTimeoutMs !== undefined || lease) {
+    await c.call("lifetimeSet", { params: { vm: vm.name }, body: { ttlMs: body.ttlMs, ttlAction: body.ttlAction, idleTimeoutMs: lease?.idleTimeoutMs ?? body.idleTimeoutMs, idleAction: lease?.idleAction ?? body.idleAction } });
+  }
+  if (body.egress !== undefined && body.egress !== vm.spec.egress) await c.call("vmEgressSet", { params: { vm: vm.name }, body: { policy: body.egress } });
+  for (const spec of body.publish ?? []) {
+    if (!(vm.spec.ports ?? []).some((p) => samePort(p, parsePortSpec(spec)))) await c.call("portAdd", { params: { vm: vm.name }, body: { spec } });
   }
 }
 
@@ -385,10 +420,7 @@ const run = defineCommand({
           await streamCall("vmCreate", { body: { ...body, ...lease, start: true, from: args.from, cold: args.cold ? true : undefined } }, { json, signal });
         } else {
           if (removal) removal.name = name;
-          // an existing VM takes the lifetime given here from now, as `vm ttl` would; with --rm, the lease
-          if (body.ttlMs !== undefined || body.idleTimeoutMs !== undefined || lease) {
-            await c.call("lifetimeSet", { params: { vm: name }, body: { ttlMs: body.ttlMs, ttlAction: body.ttlAction, idleTimeoutMs: lease?.idleTimeoutMs ?? body.idleTimeoutMs, idleAction: lease?.idleAction ?? body.idleAction } });
-          }
+          await reuseExisting(existing, body, args.from, lease);
           if (!existing.alive) await streamCall("vmStart", { params: { vm: name }, body: {} }, { json, signal });
         }
       }

@@ -135,6 +135,28 @@ guestLogin.describe("lifetimes (fake VMM, real sshd as the guest)", () => {
     expect(v.lifetime.ttlAction).toBe("stop");
   });
 
+  test("vm run --name of an existing VM runs in it as it is: another shape or --from is refused (not ignored); --egress and --publish apply to it", () => {
+    const spec = g.run(["vm", "show", "t-idle", "--json"]).json<{ spec: { memoryMiB: number; cpus: number } }>().spec;
+    const refused: [string[], string][] = [
+      [["--memory", "1G"], `banger: vm t-idle exists with ${spec.memoryMiB} MiB of memory, not 1024 MiB of memory (--memory); \`vm run --name\` runs in the VM it names as it is (\`banger vm delete t-idle\` first to make it anew)\n`],
+      [["--cpus", String(spec.cpus + 1)], `banger: vm t-idle exists with ${spec.cpus} cpu, not ${spec.cpus + 1} cpu (--cpus); \`vm run --name\` runs in the VM it names as it is (\`banger vm delete t-idle\` first to make it anew)\n`],
+      [["--from", "x@y"], "banger: vm t-idle exists: --from makes a new VM; `vm run --name` runs in the VM it names as it is (`banger vm delete t-idle` first to make it anew)\n"],
+    ];
+    for (const [flags, err] of refused) {
+      const r = g.run(["vm", "run", "--name", "t-idle", ...flags, "--", "touch", "/tmp/ran-anyway"]);
+      expect([flags.join(" "), r.code, r.stderr]).toEqual([flags.join(" "), 2, err]);
+    }
+    // the same shape given again is no change
+    expect(g.run(["vm", "run", "--name", "t-idle", "--memory", `${spec.memoryMiB}M`, "--", "true"]).code).toBe(0);
+    for (let i = 0; i < 2; i++) {
+      const r = g.run(["vm", "run", "--name", "t-idle", "--egress", "all", "-p", "0:8080", "--", "true"]);
+      expect([r.code, r.stderr]).toEqual([0, ""]);
+    }
+    const v = g.run(["vm", "show", "t-idle", "--json"]).json<{ spec: { egress: string; ports: { guestPort: number }[] } }>();
+    expect(v.spec.egress).toBe("all");
+    expect(v.spec.ports.map((p) => p.guestPort)).toEqual([8080]); // added once, not again by the second run
+  });
+
   test("durable: a deadline passes while the daemon is dead (kill -9); the next daemon fires it at start", async () => {
     const v = create("t-dur", "--ttl", "3s");
     const s = create("t-dur2", "--ttl", "3s", "--ttl-action", "stop");
