@@ -52,6 +52,8 @@ export interface LifetimeDeps {
   /** The normal operations (hooks, undo, leases): the scheduler never tears a VM down itself. */
   stop(id: string): Promise<unknown>;
   delete(id: string): Promise<unknown>;
+  /** Is an operation (create, start, restore, stop…) at work on the VM (its lock held)? An idle deletion waits for it. */
+  inOperation?(id: string): boolean;
   retryMs?: number;
 }
 
@@ -83,7 +85,10 @@ export class Lifetimes {
 
   /** The hooks that move deadlines: a new VM (its TTL), a start (idleness counts from it), a stop (no idle deadline while stopped). */
   hookInto(hooks: HookEngine): void {
+    // idleness counts from the end of a create or a clone's restore, not from its start: a long disk copy is no idleness
+    hooks.hook("lifetimes", "vm:create", ({ vm }) => this.touch(vm.id), { order: "post" });
     hooks.hook("lifetimes", "vm:create", () => this.rearm());
+    hooks.hook("lifetimes", "vm:restore", ({ vm }) => this.touch(vm.id), { order: "post" });
     hooks.hook(
       "lifetimes",
       "vm:start:after",
@@ -194,7 +199,7 @@ export class Lifetimes {
       const l = row.lifetime;
       const notBefore = this.retryAfter.get(row.id) ?? 0;
       if (l.expiresAt) out.push({ row, kind: "ttl", at: Math.max(Date.parse(l.expiresAt), notBefore) });
-      const idleApplies = row.state === "running" || (l.idleAction === "delete" && _SETTLED.has(row.state));
+      const idleApplies = row.state === "running" || (l.idleAction === "delete" && this._settled(row));
       if (l.idleDeadline && idleApplies && !this.busyCount.has(row.id)) out.push({ row, kind: "idle", at: Math.max(Date.parse(l.idleDeadline), notBefore) });
     }
     return out;
@@ -209,10 +214,15 @@ export class Lifetimes {
     let at = Number.POSITIVE_INFINITY;
     for (const row of this.d.store.listDeadlines()) {
       const l = row.lifetime;
-      if (l.idleAction !== "delete" || !l.idleDeadline || _SETTLED.has(row.state) || this.busyCount.has(row.id)) continue;
+      if (l.idleAction !== "delete" || !l.idleDeadline || this._settled(row) || this.busyCount.has(row.id)) continue;
       at = Math.min(at, Math.max(Date.parse(l.idleDeadline), now + _RECHECK_MS));
     }
     return at;
+  }
+
+  /** No operation is at work on the VM: its state is a settled one and its lock is free. */
+  private _settled(row: DeadlineRow): boolean {
+    return _SETTLED.has(row.state) && !this.d.inOperation?.(row.id);
   }
 
   /** Fire every deadline that is due, one VM at a time, then re-arm; a call while firing runs once more after it. */

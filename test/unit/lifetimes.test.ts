@@ -39,10 +39,12 @@ function setup(path = join(mkdtempSync(join(tmpdir(), "banger-lt-")), "db")) {
   const clock = fakeClock();
   const calls: string[] = [];
   const failing = new Set<string>();
+  const locked = new Set<string>();
   const logs: string[] = [];
   const lt = new Lifetimes({
     store,
     clock,
+    inOperation: (id) => locked.has(id),
     log: { ...silent, info: (m: string) => logs.push(m), warn: (m: string) => logs.push(m) },
     async stop(id) {
       calls.push(`stop ${id}`);
@@ -57,7 +59,7 @@ function setup(path = join(mkdtempSync(join(tmpdir(), "banger-lt-")), "db")) {
       store.deleteVM(id);
     },
   });
-  return { store, clock, calls, failing, logs, lt, path };
+  return { store, clock, calls, failing, locked, logs, lt, path };
 }
 
 /** Let the fired deadlines' async stop/delete settle. */
@@ -196,6 +198,35 @@ describe("Lifetimes (fake clock)", () => {
     await settle();
     expect(calls).toEqual(["delete id-boot"]);
     expect(clock.timers.length).toBe(0);
+  });
+
+  test("an idle deletion never fires while an operation holds the VM (its lock), whatever its state says; the end of a create or a clone's restore restarts the idle clock", async () => {
+    const { store, clock, calls, locked, lt } = setup();
+    const hooks = new HookEngine();
+    lt.hookInto(hooks);
+    const vm = vmRecord("op", clock, "created", { idleTimeoutMs: 5000, idleAction: "delete" });
+    store.upsertVM(vm);
+    locked.add(vm.id); // a clone's disks being copied (vm:restore, state created)
+    await lt.start();
+    clock.advance(12_000);
+    await settle();
+    expect(calls).toEqual([]);
+    // the restore ends: idleness counts from now, not from the create
+    await hooks.run("vm:restore", { vm, snapshot: {} as never, progress: () => {}, op: { defer() {} } as never });
+    locked.delete(vm.id);
+    expect(store.getVM("op")!.lifetime!.lastActiveAt).toBe(clock.now().toISOString());
+    clock.advance(4000);
+    await settle();
+    expect(calls).toEqual([]);
+    clock.advance(6000);
+    await settle();
+    expect(calls).toEqual(["delete id-op"]);
+    // and the end of a create does the same
+    const c = vmRecord("made", clock, "creating", { idleTimeoutMs: 5000, idleAction: "delete" });
+    store.upsertVM(c);
+    clock.advance(20_000);
+    await hooks.run("vm:create", { vm: c, progress: () => {}, op: { defer() {} } as never });
+    expect(store.getVM("made")!.lifetime!.lastActiveAt).toBe(clock.now().toISOString());
   });
 
   test("set: an idle action alone keeps the timeout and restarts the clock; bad actions are refused", async () => {
