@@ -66,7 +66,7 @@ const _RECHECK_MS = 5000;
 const _SETTLED = new Set<VMState>(["created", "running", "paused", "stopped", "error"]);
 
 /**
- * Fires VM deadlines: a TTL (delete, or stop) and an idle timeout (stop).
+ * Fires VM deadlines: a TTL (delete, or stop) and an idle timeout (stop, or delete).
  * The deadlines live in the store as absolute times; this keeps one timer,
  * armed for the earliest of them, and re-arms whenever one may have moved.
  */
@@ -83,7 +83,10 @@ export class Lifetimes {
 
   constructor(private readonly d: LifetimeDeps) {}
 
-  /** The hooks that move deadlines: a new VM (its TTL), a start (idleness counts from it), a stop (no idle deadline while stopped). */
+  /**
+   * The hooks that move deadlines: a new VM (its TTL), the end of a create, a clone's restore or a start (idleness
+   * counts from each), a stop (a stopping idle timeout has no deadline while stopped).
+   */
   hookInto(hooks: HookEngine): void {
     // idleness counts from the end of a create or a clone's restore, not from its start: a long disk copy is no idleness
     hooks.hook("lifetimes", "vm:create", ({ vm }) => this.touch(vm.id), { order: "post" });
