@@ -389,7 +389,7 @@ const run = defineCommand({
     name: { type: "string", description: "VM name (default: a new VM with a generated name, printed on stderr)" },
     ...createArgs,
     ...execArgs,
-    rm: { type: "boolean", description: "Delete the VM when the command ends" },
+    rm: { type: "boolean", description: "Delete the VM however the run ends: the command's exit, Ctrl-C/SIGTERM (exit 128+N), a failed boot; a CLI killed -9 leaves it to the daemon (30 s idle lease)" },
     stdin: { type: "boolean", description: "Forward this process's stdin to the command" },
     workspace: { type: "string", description: "Prepare this host git repo in the guest (at /root/repo) first and run the command there" },
     ...fromArg,
