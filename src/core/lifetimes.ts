@@ -178,7 +178,8 @@ export class Lifetimes {
   /** Arm the one timer for the earliest deadline. */
   rearm(): void {
     if (this.stopped) return;
-    const next = Math.min(...this.deadlines().map((x) => x.at), this.recheckAt());
+    const rows = this.d.store.listDeadlines();
+    const next = Math.min(...this.deadlines(rows).map((x) => x.at), this.recheckAt(rows));
     if (next === this.armedFor && this.cancel) return;
     this.cancel?.();
     this.cancel = null;
@@ -196,9 +197,9 @@ export class Lifetimes {
    * the idle timeout deletes, in any settled state (a `vm run --rm` whose client died while its VM booted, stopped or
    * failed to start is deleted too), never in the middle of an operation (a long cold boot is not idleness).
    */
-  private deadlines(): _Due[] {
+  private deadlines(rows: DeadlineRow[] = this.d.store.listDeadlines()): _Due[] {
     const out: _Due[] = [];
-    for (const row of this.d.store.listDeadlines()) {
+    for (const row of rows) {
       const l = row.lifetime;
       const notBefore = this.retryAfter.get(row.id) ?? 0;
       if (l.expiresAt) out.push({ row, kind: "ttl", at: Math.max(Date.parse(l.expiresAt), notBefore) });
@@ -212,10 +213,10 @@ export class Lifetimes {
    * When to look again at an idle deletion that waits for an operation to end (its VM mid-start, say): no event says
    * when a start that failed leaves it settled, so it is looked at every _RECHECK_MS once due (Infinity: none waits).
    */
-  private recheckAt(): number {
+  private recheckAt(rows: DeadlineRow[]): number {
     const now = this.d.clock.now().getTime();
     let at = Number.POSITIVE_INFINITY;
-    for (const row of this.d.store.listDeadlines()) {
+    for (const row of rows) {
       const l = row.lifetime;
       if (l.idleAction !== "delete" || !l.idleDeadline || this._settled(row) || this.busyCount.has(row.id)) continue;
       at = Math.min(at, Math.max(Date.parse(l.idleDeadline), now + _RECHECK_MS));
