@@ -5,6 +5,7 @@ import type { EgressView } from "../shared/egress.ts";
 import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
 import { formatDuration, parseDuration } from "../shared/duration.ts";
 import { nowMs } from "../host/clock.ts";
+import { SHAPE_FIELDS, type ShapeKey } from "../shared/model.ts";
 import { config } from "../host/config.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
 import type { ExecOptions } from "../shared/exec-options.ts";
@@ -176,17 +177,17 @@ async function createNamed(args: Record<string, unknown>, json: boolean, o: { le
   }
 }
 
-/** The create fields that make a VM what it is, with how `vm run` names and prints them. */
-const _SHAPE: { key: "image" | "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB" | "driver" | "net" | "storage"; flag: string; show: (v: string | number) => string }[] = [
-  { key: "image", flag: "--image", show: String },
-  { key: "cpus", flag: "--cpus", show: (v) => `${v} cpu` },
-  { key: "memoryMiB", flag: "--memory", show: (v) => `${v} MiB of memory` },
-  { key: "diskMiB", flag: "--disk", show: (v) => (v ? `a ${v} MiB disk` : "the image's disk size") },
-  { key: "workDiskMiB", flag: "--work-disk", show: (v) => (v ? `a ${v} MiB work disk` : "no work disk") },
-  { key: "driver", flag: "--vmm", show: (v) => `VMM ${v}` },
-  { key: "net", flag: "--net", show: (v) => `network ${v}` },
-  { key: "storage", flag: "--storage", show: (v) => `storage ${v}` },
-];
+/** How `vm run` prints each shape field's value in its refusals. */
+const _SHOW_SHAPE: Record<ShapeKey, (v: string | number) => string> = {
+  image: String,
+  cpus: (v) => `${v} cpu`,
+  memoryMiB: (v) => `${v} MiB of memory`,
+  diskMiB: (v) => (v ? `a ${v} MiB disk` : "the image's disk size"),
+  workDiskMiB: (v) => (v ? `a ${v} MiB work disk` : "no work disk"),
+  driver: (v) => `VMM ${v}`,
+  net: (v) => `network ${v}`,
+  storage: (v) => `storage ${v}`,
+};
 
 /**
  * `vm run --name X` of a VM that exists runs in it as it is: what would need a new VM (another image, size, VMM,
@@ -196,9 +197,10 @@ const _SHAPE: { key: "image" | "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB" 
 async function reuseExisting(vm: VMView, body: ReturnType<typeof createBody>, from: string | undefined, lease: RunLease | undefined): Promise<void> {
   const again = `\`vm run --name\` runs in the VM it names as it is (\`banger vm delete ${vm.name}\` first to make it anew)`;
   if (from !== undefined) usage(`vm ${vm.name} exists: --from makes a new VM; ${again}`);
-  for (const { key, flag, show } of _SHAPE) {
+  for (const { key, flag } of SHAPE_FIELDS) {
     const asked = body[key];
     const has = vm.spec[key] ?? (key === "net" ? "user" : "");
+    const show = _SHOW_SHAPE[key];
     if (asked !== undefined && asked !== has) usage(`vm ${vm.name} exists with ${show(has)}, not ${show(asked)} (${flag}); ${again}`);
   }
   const c = await daemon();

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { vmAlive } from "../handles/alive.ts";
 import { faultPoint } from "../host/faults.ts";
 import { BangerError, errorMessage, isBangerError, undoFailuresOf } from "../shared/errors.ts";
-import { VM_NAME_RE, VM_NAME_RULE, type SnapshotRecord, type VMRecord } from "../shared/model.ts";
+import { SHAPE_FIELDS, VM_NAME_RE, VM_NAME_RULE, type ShapeKey, type SnapshotRecord, type VMRecord } from "../shared/model.ts";
 import { tempPathFor } from "../shared/temps.ts";
 import type { CreateVMParams, Engine } from "./engine.ts";
 import { runOperation, type ProgressSink } from "./operation.ts";
@@ -20,12 +20,11 @@ export type WarmShape = Pick<CreateVMParams, "cpus" | "memoryMiB" | "diskMiB" | 
 /** What a clone takes from its create request, not from its snapshot: its lifetime, published ports and egress policy. */
 export type CloneOwnParams = Pick<CreateVMParams, "ttlMs" | "ttlAction" | "idleTimeoutMs" | "idleAction" | "publish" | "egress">;
 
-type ShapeSpec = Pick<SnapshotRecord["spec"], "image" | "cpus" | "memoryMiB" | "diskMiB" | "workDiskMiB" | "driver" | "net" | "storage">;
+type ShapeSpec = Pick<SnapshotRecord["spec"], ShapeKey>;
 
 /** The key a warm start is looked up by: a clone has its template's image, VMM, network, storage and sizes. */
 function sameShape(a: ShapeSpec, b: ShapeSpec): boolean {
-  const keys = ["image", "cpus", "memoryMiB", "diskMiB", "workDiskMiB", "driver", "net", "storage"] as const;
-  return keys.every((k) => a[k] === b[k]);
+  return SHAPE_FIELDS.every(({ key }) => a[key] === b[key]);
 }
 
 export function validateSnapshotName(name: unknown): string {

@@ -3,7 +3,7 @@ import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { Engine } from "../core/engine.ts";
 import { Snapshots, type CloneOwnParams } from "../core/snapshots.ts";
 import type { LoadedPlugin } from "../core/loader.ts";
-import type { VMRecord } from "../shared/model.ts";
+import { SHAPE_FIELDS, type VMRecord } from "../shared/model.ts";
 import type { VMView } from "../shared/api.ts";
 import type { DaemonPaths } from "../shared/paths.ts";
 import { checkExecOptions } from "../shared/exec-options.ts";
@@ -64,9 +64,6 @@ function _daemonRoutes(d: AppDeps, requestsBefore: () => number): _DaemonRoutes 
   };
 }
 
-/** The create fields that make a VM's shape: a clone (`--from`) has its snapshot's. */
-const _SHAPE_FIELDS = ["image", "cpus", "memoryMiB", "diskMiB", "workDiskMiB", "driver", "net", "storage"] as const;
-
 /** The VM routes. */
 function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
   const { engine } = d;
@@ -79,8 +76,8 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
       if (from !== undefined) {
         const snapshots = new Snapshots(engine);
         const snap = snapshots.get(from);
-        if (_SHAPE_FIELDS.some((k) => params[k] !== undefined)) {
-          throw new BangerError("E_USAGE", "a clone takes its snapshot's shape: --from goes without --image, --cpus, --memory, --disk, --work-disk, --vmm, --net, --storage");
+        if (SHAPE_FIELDS.some(({ key }) => params[key] !== undefined)) {
+          throw new BangerError("E_USAGE", `a clone takes its snapshot's shape: --from goes without ${SHAPE_FIELDS.map((f) => f.flag).join(", ")}`);
         }
         await engine.checkCreate({ ...own, name: params.name, image: snap.spec.image, cpus: snap.spec.cpus, memoryMiB: snap.spec.memoryMiB, driver: snap.spec.driver, net: snap.spec.net, storage: snap.spec.storage });
         return ndjson(async (emit) => ({ type: "result", data: await vmView(engine, await snapshots.createFrom(from, params.name, { start, own }, emit.progress, emit.signal)) }));

@@ -46,6 +46,23 @@ export interface VMSpec {
   egress?: string;
 }
 
+/**
+ * The spec fields that make a VM what it is, with the create flag that sets each: a clone has its snapshot's, a
+ * warm start matches its template on them, and `vm run --name` of an existing VM refuses other ones.
+ */
+export const SHAPE_FIELDS = [
+  { key: "image", flag: "--image" },
+  { key: "cpus", flag: "--cpus" },
+  { key: "memoryMiB", flag: "--memory" },
+  { key: "diskMiB", flag: "--disk" },
+  { key: "workDiskMiB", flag: "--work-disk" },
+  { key: "driver", flag: "--vmm" },
+  { key: "net", flag: "--net" },
+  { key: "storage", flag: "--storage" },
+] as const;
+
+export type ShapeKey = (typeof SHAPE_FIELDS)[number]["key"];
+
 /** A guest port the host can reach: `[HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]` as asked, and how it is reached now. */
 export interface PublishedPort {
   proto: "tcp" | "udp";
