@@ -1,6 +1,29 @@
 import { config } from "../host/config.ts";
 import { connectPinned } from "../host/ssh.ts";
 import { log } from "./log.ts";
+import type { DaemonClient } from "../client/daemon-client.ts";
+
+/**
+ * Hold a VM in use until release(): the daemon does not see what goes over an
+ * SSH connection of ours, so without this a VM's idle timeout would stop it
+ * under a shell someone is typing in. A hold cut by a daemon restart is taken
+ * again once the daemon answers.
+ */
+export function holdInUse(client: Pick<DaemonClient, "stream">, vm: string, retryMs = 1000): { release(): Promise<void> } {
+  const ctl = new AbortController();
+  const held = (async () => {
+    while (!ctl.signal.aborted) {
+      await client.stream("lifetimeHold", { params: { vm } }, () => {}, ctl.signal).catch(() => {});
+      if (!ctl.signal.aborted) await Bun.sleep(retryMs);
+    }
+  })();
+  return {
+    release: async () => {
+      ctl.abort();
+      await held;
+    },
+  };
+}
 
 /** An interactive PTY shell straight from the CLI (raw mode, window size follows the terminal). */
 export async function interactiveShell(info: { host: string; port: number; user: string; privateKey: string; hostKey: string }): Promise<number> {

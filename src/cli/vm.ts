@@ -96,7 +96,7 @@ const createArgs = {
   storage: { type: "string", description: "Storage provider: dm (dm-snapshot; the default where device-mapper works), copy (sparse/reflink copy) or a plugin's (`banger plugin list`)" },
   ttl: { type: "string", description: "Delete the VM this long after it is created, e.g. 30m, 2h, 1d (see --ttl-action; change with `banger vm ttl`)" },
   "ttl-action": { type: "string", description: "What the TTL does: delete (default) or stop" },
-  "idle-timeout": { type: "string", description: "Stop the VM after this long with no exec, ssh, session or workspace use, e.g. 15m (see --idle-action)" },
+  "idle-timeout": { type: "string", description: "Stop the VM after this long with no exec, ssh, session, workspace or file use, e.g. 15m (see --idle-action)" },
   "idle-action": { type: "string", description: "What the idle timeout does: stop (default) or delete" },
   publish: { type: "string", alias: "p", description: "Publish a guest port: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp] (host IP default 127.0.0.1, HOSTPORT 0: any free one); repeatable" },
 } as const;
@@ -487,9 +487,18 @@ const ssh = defineCommand({
   args: { ...nameArg, ...jsonArg },
   async run({ args }) {
     if (passthrough.argv.length > 0) process.exit(await execIn(args.name, passthrough.argv, !!args.json));
-    const info = await (await daemon()).call("vmSshInfo", { params: { vm: args.name } });
-    const { interactiveShell } = await import("./ssh-interactive.ts");
-    process.exit(await interactiveShell(info));
+    const c = await daemon();
+    const info = await c.call("vmSshInfo", { params: { vm: args.name } });
+    const { holdInUse, interactiveShell } = await import("./ssh-interactive.ts");
+    // the shell's traffic goes straight to the guest: the hold tells the daemon someone is using the VM
+    const hold = holdInUse(c, args.name);
+    let code: number;
+    try {
+      code = await interactiveShell(info);
+    } finally {
+      await hold.release();
+    }
+    process.exit(code);
   },
 });
 

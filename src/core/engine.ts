@@ -45,7 +45,7 @@ export interface CreateVMParams {
   /** Delete (or with ttlAction "stop", stop) the VM this long after it is created. */
   ttlMs?: number;
   ttlAction?: string;
-  /** Stop the VM after this long without exec, ssh, session or workspace activity. */
+  /** Stop the VM after this long without exec, ssh, session, workspace or file activity. */
   idleTimeoutMs?: number;
   /** "delete": the idle timeout deletes the VM, whatever its state, rather than stop it (`vm run --rm`'s lease). */
   idleAction?: string;

@@ -2,10 +2,21 @@ import type { Engine } from "../core/engine.ts";
 import { checkTTLAction, type Lifetimes } from "../core/lifetimes.ts";
 import { vmView } from "./app.ts";
 import type { HandlersFor } from "./router.ts";
+import type { Clock } from "../host/types.ts";
 
-/** POST /v1/vms/:vm/lifetime: set or clear a VM's TTL (from now) and idle timeout. */
-export function createLifetimeRoutes(d: { engine: Engine; lifetimes: Lifetimes }): HandlersFor<"lifetime"> {
+/** POST /v1/vms/:vm/lifetime: set or clear a VM's TTL (from now) and idle timeout; GET /v1/vms/:vm/hold: hold it in use. */
+export function createLifetimeRoutes(d: { engine: Engine; lifetimes: Lifetimes; clock: Pick<Clock, "now"> }): HandlersFor<"lifetime"> {
   return {
+    // trackActivity marks the VM busy for as long as this stream is open: all it does is stay open
+    lifetimeHold: async ({ params, ndjson }) => {
+      const vm = d.engine.getVM(params.vm);
+      const since = d.clock.now().getTime();
+      return ndjson(async (emit) => {
+        emit.progress(`holding ${vm.name} in use`);
+        if (!emit.signal.aborted) await new Promise((resolve) => emit.signal.addEventListener("abort", resolve, { once: true }));
+        return { type: "result", data: { heldMs: d.clock.now().getTime() - since } };
+      });
+    },
     lifetimeSet: async ({ params, body }) => {
       const vm = d.engine.getVM(params.vm);
       d.lifetimes.set(vm, { ttlMs: body.ttlMs, ttlAction: checkTTLAction(body.ttlAction), idleTimeoutMs: body.idleTimeoutMs, idleAction: checkTTLAction(body.idleAction, "idle action") });
@@ -14,10 +25,13 @@ export function createLifetimeRoutes(d: { engine: Engine; lifetimes: Lifetimes }
   };
 }
 
-/** The requests that are use of a VM: they keep it from going idle while they run (a stream: until it ends). */
-const ACTIVITY = /^\/v1\/vms\/([^/]+)\/(?:exec|ssh-info|sessions|workspace)(?:\/|$)/;
+/**
+ * The requests that are use of a VM: they keep it from going idle while they run (an answer streamed: until its
+ * last byte). `hold` is an interactive `vm ssh`'s, open as long as its shell.
+ */
+const ACTIVITY = /^\/v1\/vms\/([^/]+)\/(?:exec|ssh-info|hold|sessions|workspace|files)(?:\/|$)/;
 
-/** Wrap the daemon's handler so exec, ssh, session and workspace requests mark their VM busy. */
+/** Wrap the daemon's handler so exec, ssh, session, workspace and file requests mark their VM busy. */
 export function trackActivity(app: (req: Request) => Promise<Response>, busy: (vm: string) => () => void): (req: Request) => Promise<Response> {
   return async (req) => {
     const m = ACTIVITY.exec(new URL(req.url).pathname);
@@ -42,7 +56,8 @@ export function trackActivity(app: (req: Request) => Promise<Response>, busy: (v
       end();
       throw e;
     }
-    if (!res.body || !(res.headers.get("content-type") ?? "").includes("ndjson")) {
+    // an answer in JSON is whole; any other (NDJSON, a tar of a guest directory) may still be streaming out
+    if (!res.body || (res.headers.get("content-type") ?? "").startsWith("application/json")) {
       end();
       return res;
     }

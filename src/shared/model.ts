@@ -89,7 +89,7 @@ export interface VMLifetime {
   expiresAt: string;
   /** What the TTL does when it fires. */
   ttlAction: TTLAction;
-  /** Stop (or delete: idleAction) the VM after this long with no exec, ssh, session or workspace request (0: never). */
+  /** Stop (or delete: idleAction) the VM after this long with no exec, ssh, session, workspace or file request (0: never). */
   idleTimeoutMs: number;
   /** What the idle timeout does: "stop" (a running VM) or "delete" (the VM, whatever its state: `vm run --rm`'s lease). */
   idleAction: TTLAction;

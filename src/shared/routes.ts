@@ -141,6 +141,11 @@ export const routes = defineRoutes({
     body: { ttlMs: { type: "integer" }, ttlAction: { type: "string" }, idleTimeoutMs: { type: "integer" }, idleAction: { type: "string" } },
     json: res<VMView>(),
   },
+  /**
+   * Hold a VM in use: an NDJSON stream that stays open until the client goes away (or the VM is deleted), and keeps
+   * the VM's idle timeout from firing meanwhile: an interactive `vm ssh` holds one for as long as its shell is open.
+   */
+  lifetimeHold: { method: "GET", path: "/v1/vms/:vm/hold", ndjson: res<ResultEvent<{ heldMs: number }>>() },
 
   /** Published ports: what the VM record has, with the host port each one got (`vm port ls`). */
   portList: { method: "GET", path: "/v1/vms/:vm/ports", json: res<PortsView>() },

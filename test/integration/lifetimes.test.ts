@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
-import { alive, FAKE_PLUGIN, killAndWait, tempHome, waitFor } from "../helpers/cli.ts";
+import { alive, BANGER, FAKE_PLUGIN, killAndWait, tempHome, waitFor } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { guestLogin } from "../helpers/sshd.ts";
 
@@ -125,6 +125,35 @@ guestLogin.describe("lifetimes (fake VMM, real sshd as the guest)", () => {
     expect(alive(v.pid)).toBe(true);
     expect(g.run(["vm", "ttl", "t-idle", "--idle-timeout", "none", "--json"]).json<View>().lifetime.idleTimeoutMs).toBe(0);
   });
+
+  test("an interactive vm ssh holds the VM in use while its shell is open (its traffic goes straight to the guest); closing it or kill -9 of the CLI lets the idle timeout run", async () => {
+    expect(g.run(["vm", "ttl", "t-idle", "--idle-timeout", "3s", "--json"]).code).toBe(0);
+    const pid = () => g.run(["vm", "show", "t-idle", "--json"]).json<View>().pid;
+    const shell = () => Bun.spawn([BANGER, "vm", "ssh", "t-idle"], { env: { ...g.h.env, ...g.env }, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    // a shell left silent for longer than the timeout: the VM stays up
+    const a = shell();
+    await Bun.sleep(5000);
+    expect(alive(pid())).toBe(true);
+    a.stdin.write("echo typed-$((6*7)); exit 7\n");
+    await a.stdin.end();
+    expect(await a.exited).toBe(7);
+    expect(await new Response(a.stdout).text()).toContain("typed-42");
+    const closed = Date.now();
+    const first = pid();
+    expect(await waitFor(() => !alive(first), 8000, 50)).toBe(true);
+    expect(Date.now() - closed).toBeGreaterThanOrEqual(2500);
+    // the CLI killed: its connection to the daemon closes, and with it the hold
+    pids.push(g.run(["vm", "start", "t-idle", "--json"]).json<View>().pid);
+    const b = shell();
+    await Bun.sleep(4500);
+    expect(alive(pid())).toBe(true);
+    b.kill("SIGKILL");
+    await b.exited;
+    const second = pid();
+    expect(await waitFor(() => !alive(second), 8000, 50)).toBe(true);
+    pids.push(g.run(["vm", "start", "t-idle", "--json"]).json<View>().pid);
+    expect(g.run(["vm", "ttl", "t-idle", "--idle-timeout", "none", "--json"]).code).toBe(0);
+  }, 40000);
 
   test("vm run --ttl on an existing VM sets its TTL from now, then runs the command", () => {
     const r = g.run(["vm", "run", "--name", "t-idle", "--ttl", "1h", "--ttl-action", "stop", "--", "true"]);

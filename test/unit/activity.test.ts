@@ -26,12 +26,29 @@ function slowStream() {
 const req = (path: string, method = "POST") => new Request(`http://banger${path}`, { method });
 
 describe("trackActivity", () => {
-  test("exec, ssh-info, sessions and workspace requests count; others pass through untouched", async () => {
+  test("exec, ssh-info, hold, sessions, workspace and files requests count; others pass through untouched", async () => {
     const { events, busy } = recorder();
     const app = trackActivity(async () => new Response("{}", { headers: { "content-type": "application/json" } }), busy);
-    for (const p of ["/v1/vms/a/ssh-info", "/v1/vms/b/sessions", "/v1/vms/c/sessions/s1/send", "/v1/vms/d/workspace/export", "/v1/vms/x%20y/workspace"]) await app(req(p));
-    for (const p of ["/v1/vms", "/v1/vms/e", "/v1/vms/f/stop", "/v1/vms/g/logs", "/v1/vms/h/lifetime", "/v1/vms/i/execx", "/v1/vms/%E0%A4%A/exec"]) await app(req(p));
-    expect(events).toEqual(["begin a", "end a", "begin b", "end b", "begin c", "end c", "begin d", "end d", "begin x y", "end x y"]);
+    for (const p of ["/v1/vms/a/ssh-info", "/v1/vms/b/sessions", "/v1/vms/c/sessions/s1/send", "/v1/vms/d/workspace/export", "/v1/vms/x%20y/workspace", "/v1/vms/f1/files/write", "/v1/vms/f2/files", "/v1/vms/h1/hold"]) await app(req(p));
+    for (const p of ["/v1/vms", "/v1/vms/e", "/v1/vms/f/stop", "/v1/vms/g/logs", "/v1/vms/h/lifetime", "/v1/vms/i/execx", "/v1/vms/j/filesx", "/v1/vms/k/holder", "/v1/vms/%E0%A4%A/exec"]) await app(req(p));
+    expect(events).toEqual(["begin a", "end a", "begin b", "end b", "begin c", "end c", "begin d", "end d", "begin x y", "end x y", "begin f1", "end f1", "begin f2", "end f2", "begin h1", "end h1"]);
+  });
+
+  test("a raw answer still streaming out (a tar of a guest directory) keeps the VM busy until its last byte; a JSON answer ends it at once", async () => {
+    const { events, busy } = recorder();
+    let push!: (b: Uint8Array | null) => void;
+    const tar = new ReadableStream<Uint8Array>({ start: (ctl) => void (push = (b) => (b === null ? ctl.close() : ctl.enqueue(b))) });
+    const res = await trackActivity(async () => new Response(tar, { headers: { "content-type": "application/x-tar" } }), busy)(req("/v1/vms/box/files/archive", "GET"));
+    expect(res.headers.get("content-type")).toBe("application/x-tar");
+    const reader = res.body!.getReader();
+    push(new Uint8Array([1, 2, 3]));
+    expect([...(await reader.read()).value!]).toEqual([1, 2, 3]);
+    expect(events).toEqual(["begin box"]);
+    push(null);
+    expect((await reader.read()).done).toBe(true);
+    expect(events).toEqual(["begin box", "end box"]);
+    await trackActivity(async () => new Response('{"size":1}', { headers: { "content-type": "application/json" } }), busy)(req("/v1/vms/two/files/stat", "GET"));
+    expect(events).toEqual(["begin box", "end box", "begin two", "end two"]);
   });
 
   test("a stream keeps the VM busy until its last byte, with the bytes and headers unchanged", async () => {

@@ -175,7 +175,7 @@ describe("every declared route has a handler in the daemon", () => {
       const images = new ImageService(ts.store, hooks, host, paths.imagesDir).handlers();
       const ports = createPortRoutes(engine).handlers;
       const stats = createStatsRoutes({ engine, ssh, host }).handlers;
-      const lifetimes = createLifetimeRoutes({ engine, lifetimes: new Lifetimes({ store: ts.store, clock: host.clock, log, stop: async () => {}, delete: async () => {} }) });
+      const lifetimes = createLifetimeRoutes({ engine, clock: host.clock, lifetimes: new Lifetimes({ store: ts.store, clock: host.clock, log, stop: async () => {}, delete: async () => {} }) });
       // the app's own group is typed Omit<Handlers, the other groups>: the compiler checks it is complete
       const others = new Set([...Object.keys(sessions.handlers), ...Object.keys(workspaces.handlers), ...Object.keys(images), ...Object.keys(ports), ...Object.keys(stats), ...Object.keys(lifetimes)]);
       const missing = (Object.keys(routes) as RouteName[]).filter((k) => !others.has(k) && /^(session|workspace|image|port|stats|lifetime)/.test(k));
