@@ -43,8 +43,14 @@ function fakeDaemon(store: TestStore["store"], guestPorts: Record<number, number
       return Response.json({ ports: published });
     }
     if (req.method === "POST" && (m = /^\/v1\/vms\/([^/]+)\/lifetime$/.exec(url.pathname))) {
-      const vm = [...vms.values()].find((v) => v.name === decodeURIComponent(m![1]!));
+      const vm = [...vms.values()].find((v) => v.name === decodeURIComponent(m![1]!) || v.id === decodeURIComponent(m![1]!));
       return vm ? Response.json(vm) : err(404, "E_VM_NOT_FOUND", "vm not found");
+    }
+    if (req.method === "POST" && (m = /^\/v1\/vms\/([^/]+)\/(pause|resume|start)$/.exec(url.pathname))) {
+      const vm = vms.get(decodeURIComponent(m[1]!));
+      if (!vm) return err(404, "E_VM_NOT_FOUND", "vm not found");
+      vm.runtime.state = m[2] === "pause" ? "paused" : "running";
+      return Response.json(vm);
     }
     if ((m = /^\/v1\/vms\/([^/]+)$/.exec(url.pathname))) {
       const vm = vms.get(decodeURIComponent(m[1]!));
@@ -197,6 +203,19 @@ describe("the listener", () => {
     expect(JSON.stringify(info)).not.toContain(body.envdAccessToken);
     const list = await api("GET", "/v2/sandboxes");
     expect(JSON.stringify(await list.json())).not.toContain(body.envdAccessToken);
+  });
+
+  test("connect to a paused sandbox: its timeout is set before the resume (a daemon killed between them leaves a sandbox that goes by itself) and again after it", async () => {
+    const id = ((await (await api("POST", "/v2/sandboxes", { templateID: "tiny", timeout: 60 })).json()) as { sandboxID: string }).sandboxID;
+    expect((await api("POST", `/sandboxes/${id}/pause`)).status).toBe(204);
+    d.calls.length = 0;
+    expect((await api("POST", `/sandboxes/${id}/connect`, { timeout: 90 })).status).toBe(201);
+    const asked = d.calls.filter((c) => c.method === "POST").map((c) => [c.path, c.body]);
+    expect(asked).toEqual([
+      [`/v1/vms/id-${id}/lifetime`, { ttlMs: 90_000 }],
+      [`/v1/vms/id-${id}/resume`, {}],
+      [`/v1/vms/id-${id}/lifetime`, { ttlMs: 90_000 }],
+    ]);
   });
 
   test("create refusals: unknown template 404, bad body 400, bad timeout 400 — all {code, message}", async () => {

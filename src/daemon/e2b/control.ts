@@ -370,17 +370,16 @@ async function _connect(c: _Ctx): Promise<Response> {
   const { sb, vm } = await _must(c);
   const path = `/v1/vms/${encodeURIComponent(sb.vmId)}`;
   let status = 200;
-  if (vm.runtime.state === "paused") {
-    await callDaemon(c.deps.app, "POST", `${path}/resume`, {});
+  if (_state(vm) === "paused") {
+    // resumed, its timeout runs again (pause cleared it): set before the resume too, so a daemon killed between the
+    // two leaves a sandbox that goes by itself, never a running one with no timeout
+    const timeout = { ttlMs: ttl || DEFAULT_TIMEOUT_S * 1000 };
+    await callDaemon(c.deps.app, "POST", `${path}/lifetime`, timeout);
+    // paused; or stopped (its memory is gone; an autoPause timeout, `vm stop`): boot it again, its disk kept
+    await callDaemon(c.deps.app, "POST", `${path}/${vm.runtime.state === "paused" ? "resume" : "start"}`, {});
+    // …and counted from now, when it runs again (a boot under TCG takes seconds)
+    await callDaemon(c.deps.app, "POST", `${path}/lifetime`, timeout);
     status = 201;
-  } else if (_state(vm) === "paused") {
-    // stopped (its memory is gone; an autoPause timeout, `vm stop`): boot it again, its disk kept
-    await callDaemon(c.deps.app, "POST", `${path}/start`, {});
-    status = 201;
-  }
-  if (status === 201) {
-    // resumed: its timeout runs again, from now (pause cleared it)
-    await callDaemon(c.deps.app, "POST", `${path}/lifetime`, { ttlMs: ttl || DEFAULT_TIMEOUT_S * 1000 });
   } else if (ttl !== undefined) {
     // connect to a running one never shortens its life, as E2B's does not
     const left = vm.lifetime?.expiresAt ? Date.parse(vm.lifetime.expiresAt) - c.deps.clock.now().getTime() : Number.POSITIVE_INFINITY;
