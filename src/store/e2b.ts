@@ -1,7 +1,7 @@
 import type { Database } from "bun:sqlite";
 import type { E2BKeyInfo, E2BSandboxRecord } from "../shared/e2b.ts";
 
-/** The E2B front door's rows (migration 10): API keys by hash, sandboxes, listener settings. */
+/** The E2B front door's rows (migrations 10 and 12): API keys by hash, sandboxes, listener settings, pending sandboxes. */
 export interface E2BRepo {
   addKey(k: E2BKeyInfo & { hash: string }): void;
   /** The key whose hash this is, if any. */
@@ -9,10 +9,15 @@ export interface E2BRepo {
   listKeys(): E2BKeyInfo[];
   /** By id or name: the key removed, or null when none matched. */
   removeKey(idOrName: string): E2BKeyInfo | null;
+  /** Record the sandbox (and that it is no longer pending: one transaction). */
   putSandbox(s: E2BSandboxRecord): void;
   getSandbox(id: string): E2BSandboxRecord | null;
   listSandboxes(): E2BSandboxRecord[];
   deleteSandbox(id: string): void;
+  /** A sandbox about to be made: its VM (named id) is created next; putSandbox or clearPending ends it. */
+  addPending(id: string, startedAt: string): void;
+  clearPending(id: string): void;
+  listPending(): { id: string; startedAt: string }[];
   getSetting(key: string): string | null;
   /** null removes it. */
   setSetting(key: string, value: string | null): void;
@@ -34,12 +39,20 @@ export function createE2BRepo(db: Database): E2BRepo {
       if (k) db.query(`DELETE FROM e2b_keys WHERE id = ?`).run(k.id);
       return k;
     },
-    putSandbox(s) {
+    putSandbox: db.transaction((s: E2BSandboxRecord) => {
       db.query(
         `INSERT INTO e2b_sandboxes (id, vm_id, template_id, data, started_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT(id) DO UPDATE SET data = excluded.data`,
       ).run(s.id, s.vmId, s.templateId, JSON.stringify(s), s.startedAt);
+      db.query(`DELETE FROM e2b_pending WHERE id = ?`).run(s.id);
+    }),
+    addPending(id, startedAt) {
+      db.query(`INSERT INTO e2b_pending (id, started_at) VALUES (?, ?) ON CONFLICT(id) DO NOTHING`).run(id, startedAt);
     },
+    clearPending(id) {
+      db.query(`DELETE FROM e2b_pending WHERE id = ?`).run(id);
+    },
+    listPending: () => db.query<{ id: string; started_at: string }, []>(`SELECT id, started_at FROM e2b_pending ORDER BY started_at, id`).all().map((r) => ({ id: r.id, startedAt: r.started_at })),
     getSandbox: (id) => parse(db.query<{ data: string }, [string]>(`SELECT data FROM e2b_sandboxes WHERE id = ?`).get(id)),
     listSandboxes: () => db.query<{ data: string }, []>(`SELECT data FROM e2b_sandboxes ORDER BY started_at, id`).all().map((r) => parse(r)!),
     deleteSandbox(id) {

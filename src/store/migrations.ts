@@ -196,6 +196,15 @@ export const MIGRATIONS: Migration[] = [
       db.run(`ALTER TABLE vms ADD COLUMN idle_action TEXT NOT NULL DEFAULT 'stop'`);
     },
   },
+  {
+    version: 12,
+    name: "e2b-pending",
+    up(db) {
+      // the VM names an E2B create or fork is making, until each is a sandbox: a daemon killed between the two
+      // leaves a VM no sandbox names, which the next daemon deletes (it holds a guest nobody can reach through E2B)
+      db.run(`CREATE TABLE e2b_pending (id TEXT PRIMARY KEY, started_at TEXT NOT NULL)`);
+    },
+  },
 ];
 
 /**

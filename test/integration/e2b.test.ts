@@ -4,10 +4,10 @@
 // snapshots, fork and the auth refusals all run for real. The control plane
 // needs no guest; envd's services (their own tests) need the sshd guest.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Sandbox } from "e2b";
-import { FAKE_PLUGIN, killAndWait, tempHome } from "../helpers/cli.ts";
+import { alive, FAKE_PLUGIN, killAndWait, tempHome, waitFor } from "../helpers/cli.ts";
 
 const h = tempHome("banger-e2b-");
 const run = (args: string[]) => h.run(args, { BANGER_PLUGINS: FAKE_PLUGIN });
@@ -249,6 +249,28 @@ test("daemon kill -9: the next daemon (auto-started by any command) listens agai
   expect(run(["e2b", "status", "--json"]).json()).toMatchObject({ listening: false });
   expect(run(["e2b", "env"])).toMatchObject({ code: 1, stderr: "banger: the E2B endpoint is off: start it with `banger e2b serve`\n" });
   expect(run(["e2b", "serve", "--listen", apiUrl.replace("http://", "")]).code).toBe(0);
+});
+
+test("a daemon killed after a sandbox's VM is made, before the sandbox is recorded: the next daemon deletes that VM (no sandbox names it, nobody could reach or kill it)", async () => {
+  const vmsDir = join(h.home, "vms");
+  const before = new Set(readdirSync(vmsDir));
+  killAndWait(h.daemonPid());
+  // the next daemon starts with the fault armed
+  expect(h.run(["e2b", "status"], { BANGER_PLUGINS: FAKE_PLUGIN, BANGER_FAULT: "e2b:after-vm" }).code).toBe(0);
+  await expect(Sandbox.create("tiny", { ...opts(), timeoutMs: 600_000 })).rejects.toThrow();
+  expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("SIGKILL at e2b:after-vm");
+  // what the crash left: a running VM, recorded as a VM but as no sandbox
+  const dirs = readdirSync(vmsDir).filter((d) => !before.has(d));
+  expect(dirs.length).toBe(1);
+  const pid = JSON.parse(readFileSync(join(vmsDir, dirs[0]!, "handles.json"), "utf8")).pid as number;
+  expect(alive(pid)).toBe(true);
+  // any command starts the next daemon, which deletes it
+  expect(run(["e2b", "status"]).code).toBe(0);
+  expect(await waitFor(() => !alive(pid) && !existsSync(join(vmsDir, dirs[0]!)), 10_000, 50)).toBe(true);
+  const swept = /e2b: sandbox (e2b-[a-z0-9]+) was left half made \(pending since \S+\) by a daemon that stopped: its VM is deleted/.exec(readFileSync(join(h.home, "daemon.log"), "utf8"));
+  expect(swept).not.toBeNull();
+  expect(run(["vm", "show", swept![1]!]).code).toBe(1);
+  expect((await Sandbox.list({ ...opts() }).nextItems()).map((x) => x.sandboxId)).not.toContain(swept![1]!);
 });
 
 test("bad input: one line and exit 2", () => {

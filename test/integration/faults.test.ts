@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseTempName } from "../../src/shared/temps.ts";
-import { FAULT_POINTS, QEMU_ONLY_FAULT_POINTS, type FaultPoint } from "../../src/host/faults.ts";
+import { E2B_FAULT_POINTS, FAULT_POINTS, QEMU_ONLY_FAULT_POINTS, type FaultPoint } from "../../src/host/faults.ts";
 import { alive, BANGER, FAKE_PLUGIN, tempHome, waitFor, killAndWait } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { git } from "../helpers/git.ts";
@@ -384,13 +384,13 @@ afterAll(async () => {
   await v.cleanup(vmProcesses(vw));
   await g.cleanup();
   console.log(
-    `fault injection (${ITER} rounds per point): ${stats.crashes} daemon crashes at ${FAULT_POINTS.length - QEMU_ONLY_FAULT_POINTS.length} points, ${stats.vmKills} VM kills, ${stats.cliKills} CLI kills; ${stats.leaks.length} leaks${stats.leaks.length ? `: ${stats.leaks.join("; ")}` : ""}`,
+    `fault injection (${ITER} rounds per point): ${stats.crashes} daemon crashes at ${FAULT_POINTS.length - QEMU_ONLY_FAULT_POINTS.length - E2B_FAULT_POINTS.length} points, ${stats.vmKills} VM kills, ${stats.cliKills} CLI kills; ${stats.leaks.length} leaks${stats.leaks.length ? `: ${stats.leaks.join("; ")}` : ""}`,
   );
 });
 
 describe("SIGKILL of the daemon at every step", () => {
   // send, session and workspace steps log in to the guest; the VM lifecycle steps need none
-  for (const point of FAULT_POINTS.filter((p) => !QEMU_ONLY_FAULT_POINTS.includes(p))) (["session", "send", "workspace"].includes(point.split(":")[0]!) ? guestLogin : { test }).test(
+  for (const point of FAULT_POINTS.filter((p) => !QEMU_ONLY_FAULT_POINTS.includes(p) && !E2B_FAULT_POINTS.includes(p))) (["session", "send", "workspace"].includes(point.split(":")[0]!) ? guestLogin : { test }).test(
     `${point}: crash, restart, consistent, retryable`,
     async () => {
       const scenario = scenarios[point.split(":")[0]!]!;

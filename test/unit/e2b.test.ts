@@ -53,7 +53,8 @@ function fakeDaemon(store: TestStore["store"], guestPorts: Record<number, number
       return Response.json(vm);
     }
     if ((m = /^\/v1\/vms\/([^/]+)$/.exec(url.pathname))) {
-      const vm = vms.get(decodeURIComponent(m[1]!));
+      const key = decodeURIComponent(m[1]!);
+      const vm = vms.get(key) ?? [...vms.values()].find((v) => v.name === key);
       if (!vm) return err(404, "E_VM_NOT_FOUND", "vm not found");
       if (req.method === "DELETE") vms.delete(vm.id);
       return Response.json(vm);
@@ -252,6 +253,41 @@ describe("the listener", () => {
     const gone = await sb("/health", made.envdAccessToken);
     expect([gone.status, ((await gone.json()) as { code: number }).code]).toEqual([502, 502]);
     expect((await sb("/health", made.envdAccessToken, "abc")).status).toBe(400);
+  });
+
+  test("a sandbox is pending from before its VM is made until it is recorded: a create that fails after the VM was made deletes it; none stays pending", async () => {
+    const ok = ((await (await api("POST", "/v2/sandboxes", { templateID: "tiny" })).json()) as { sandboxID: string }).sandboxID;
+    expect(ts.store.e2b.getSandbox(ok)).not.toBeNull();
+    expect(ts.store.e2b.listPending()).toEqual([]);
+    // the step after the VM's create fails: the VM goes again
+    const failing = fakeDaemon(ts.store);
+    const appWithBadLifetime = async (req: Request) => (new URL(req.url).pathname.endsWith("/lifetime") ? Response.json({ error: { code: "E_INTERNAL", message: "disk full" } }, { status: 500 }) : failing.app(req));
+    server = new E2BServer({ repo: ts.store.e2b, log, clock: fakeClock(), app: () => appWithBadLifetime, envd: async () => e.envd, base: { ensure: async () => {}, build: async () => {} } });
+    const r = await api("POST", "/v2/sandboxes", { templateID: "tiny" });
+    expect(r.status).toBe(500);
+    const made = failing.calls.find((c) => c.method === "POST" && c.path === "/v1/vms")!.body as { name: string };
+    expect(failing.calls.map((c) => `${c.method} ${c.path}`)).toContain(`DELETE /v1/vms/${made.name}?force=1`);
+    expect(failing.vms.size).toBe(0);
+    expect(ts.store.e2b.listPending()).toEqual([]);
+  });
+
+  test("at daemon start, a VM a killed daemon left half made (pending, no sandbox row) is deleted; a recorded one is kept; a failed deletion stays pending", async () => {
+    const kept = ((await (await api("POST", "/v2/sandboxes", { templateID: "tiny" })).json()) as { sandboxID: string }).sandboxID;
+    // as a daemon killed mid-create leaves them: the VM made, no sandbox row
+    for (const name of ["e2b-half", "e2b-gone"]) ts.store.e2b.addPending(name, "2026-01-01T00:00:00.000Z");
+    await d.app(new Request("http://banger/v1/vms", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "e2b-half", image: "tiny" }) }));
+    ts.store.e2b.addPending(kept, "2026-01-01T00:00:00.000Z"); // recorded, its pending mark left behind
+    d.calls.length = 0;
+    expect((await server.sweepPending()).sort()).toEqual(["e2b-gone", "e2b-half"]);
+    expect(d.calls.map((c) => `${c.method} ${c.path}`)).toEqual(["DELETE /v1/vms/e2b-gone?force=1", "DELETE /v1/vms/e2b-half?force=1"]);
+    expect([...d.vms.values()].map((v) => v.name)).toEqual([kept]);
+    expect(ts.store.e2b.listPending()).toEqual([]);
+    // a daemon that cannot delete it now: it stays pending for the next start
+    ts.store.e2b.addPending("e2b-stuck", "2026-01-01T00:00:00.000Z");
+    const refusing = async () => Response.json({ error: { code: "E_INTERNAL", message: "busy" } }, { status: 500 });
+    const s2 = new E2BServer({ repo: ts.store.e2b, log, clock: fakeClock(), app: () => refusing, envd: async () => e.envd, base: { ensure: async () => {}, build: async () => {} } });
+    expect(await s2.sweepPending()).toEqual([]);
+    expect(ts.store.e2b.listPending().map((p) => p.id)).toEqual(["e2b-stuck"]);
   });
 
   test("status: off loopback is a warning; the store remembers where to listen", () => {

@@ -6,6 +6,7 @@ import type { E2BSandboxRecord } from "../../shared/e2b.ts";
 import { BangerError, errorMessage, isBangerError } from "../../shared/errors.ts";
 import type { ImageRecord, SnapshotRecord } from "../../shared/model.ts";
 import type { E2BRepo } from "../../store/e2b.ts";
+import { faultPoint } from "../../host/faults.ts";
 import { callDaemon, type DaemonApp } from "./internal.ts";
 import { newAccessToken } from "./keys.ts";
 import { BASE_IMAGE, BASE_TEMPLATE } from "./template.ts";
@@ -221,26 +222,68 @@ async function _source(deps: ControlDeps, templateId: string): Promise<{ image?:
   return { image: templateId };
 }
 
-/** Make a VM of the source and record it as a sandbox; the VM goes again if recording fails. */
+/**
+ * Make a VM of the source and record it as a sandbox. The name is recorded as pending first: a daemon killed
+ * before the sandbox is recorded leaves a VM the next daemon deletes (sweepPendingSandboxes); a failure here
+ * deletes it at once.
+ */
 async function _makeSandbox(deps: ControlDeps, o: { templateId: string; source: { image?: string; from?: string }; ttlMs: number; ttlAction: "delete" | "stop"; metadata: Record<string, string>; envVars: Record<string, string>; privateTraffic: boolean }): Promise<E2BSandboxRecord> {
   const id = _newId();
   const vmm = deps.vmm();
-  // the TTL rides on the create, so a daemon killed mid-boot still leaves a VM that goes by itself;
-  // a clone takes its snapshot's shape (no driver), and its TTL as any VM does
-  const vm = o.source.from
-    ? await callDaemon<VMView>(deps.app, "POST", "/v1/vms", { name: id, from: o.source.from, start: true, ttlMs: o.ttlMs, ttlAction: o.ttlAction })
-    : await callDaemon<VMView>(deps.app, "POST", "/v1/vms", { name: id, image: o.source.image, start: true, ttlMs: o.ttlMs, ttlAction: o.ttlAction, ...(vmm ? { driver: vmm } : {}) });
+  deps.repo.addPending(id, deps.clock.now().toISOString());
   try {
+    // the TTL rides on the create too; a clone takes its snapshot's shape (no driver), and its TTL as any VM does
+    const vm = o.source.from
+      ? await callDaemon<VMView>(deps.app, "POST", "/v1/vms", { name: id, from: o.source.from, start: true, ttlMs: o.ttlMs, ttlAction: o.ttlAction })
+      : await callDaemon<VMView>(deps.app, "POST", "/v1/vms", { name: id, image: o.source.image, start: true, ttlMs: o.ttlMs, ttlAction: o.ttlAction, ...(vmm ? { driver: vmm } : {}) });
     // …and counts from now, when the sandbox is up, as E2B's does (a boot under TCG takes a good part of 15 s)
     await callDaemon(deps.app, "POST", `/v1/vms/${id}/lifetime`, { ttlMs: o.ttlMs, ttlAction: o.ttlAction });
+    await faultPoint("e2b:after-vm");
     const sb: E2BSandboxRecord = { id, vmId: vm.id, templateId: o.templateId, metadata: o.metadata, envVars: o.envVars, accessToken: newAccessToken(), ...(o.privateTraffic ? { trafficAccessToken: newAccessToken() } : {}), startedAt: deps.clock.now().toISOString() };
     deps.repo.putSandbox(sb);
     deps.log.info(`e2b: sandbox ${id} created from template ${o.templateId}`);
     return sb;
   } catch (e) {
-    await callDaemon(deps.app, "DELETE", `/v1/vms/${id}?force=1`).catch(() => {});
+    await abandonSandbox(deps, id);
     throw e;
   }
+}
+
+/**
+ * A pending sandbox that will not be one: its VM deleted (a create that failed after it was made leaves it, in
+ * `error`), then the name no longer pending. A deletion that fails keeps it pending, for the next sweep.
+ */
+export async function abandonSandbox(deps: Pick<ControlDeps, "app" | "repo" | "log">, id: string): Promise<boolean> {
+  try {
+    await callDaemon(deps.app, "DELETE", `/v1/vms/${encodeURIComponent(id)}?force=1`);
+  } catch (e) {
+    if (!(isBangerError(e) && e.httpStatus === 404)) {
+      deps.log.warn(`e2b: deleting the VM of unfinished sandbox ${id}: ${errorMessage(e)} (tried again at the next daemon start)`);
+      return false;
+    }
+  }
+  deps.repo.clearPending(id);
+  return true;
+}
+
+/**
+ * At daemon start: the sandboxes a killed daemon left half made (pending, with no sandbox row) have their VMs
+ * deleted; nobody holds their IDs (the create or fork that made them failed with the daemon), so nobody reaches
+ * them through E2B, and a fork's would have no timeout at all.
+ */
+export async function sweepPendingSandboxes(deps: Pick<ControlDeps, "app" | "repo" | "log">): Promise<string[]> {
+  const swept: string[] = [];
+  for (const p of deps.repo.listPending()) {
+    if (deps.repo.getSandbox(p.id)) {
+      deps.repo.clearPending(p.id);
+      continue;
+    }
+    if (await abandonSandbox(deps, p.id)) {
+      swept.push(p.id);
+      deps.log.info(`e2b: sandbox ${p.id} was left half made (pending since ${p.startedAt}) by a daemon that stopped: its VM is deleted`);
+    }
+  }
+  return swept;
 }
 
 async function _create(c: _Ctx): Promise<Response> {
@@ -455,7 +498,15 @@ async function _fork(c: _Ctx): Promise<Response> {
   const ttl = timeoutMs(body.timeout, DEFAULT_TIMEOUT_S);
   const { sb } = await _must(c);
   const names = Array.from({ length: count }, () => _newId());
-  const out = await callDaemon<{ snapshot: SnapshotRecord; vms: VMView[] }>(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/fork`, { names });
+  // pending until each is a sandbox (see _makeSandbox): a fork's clones have no timeout until one is set below
+  for (const n of names) c.deps.repo.addPending(n, c.deps.clock.now().toISOString());
+  let out: { snapshot: SnapshotRecord; vms: VMView[] };
+  try {
+    out = await callDaemon<{ snapshot: SnapshotRecord; vms: VMView[] }>(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/fork`, { names });
+  } catch (e) {
+    for (const n of names) await abandonSandbox(c.deps, n);
+    throw e;
+  }
   const results = [];
   for (const vm of out.vms) {
     try {
@@ -464,9 +515,12 @@ async function _fork(c: _Ctx): Promise<Response> {
       c.deps.repo.putSandbox(child);
       results.push({ sandbox: _created(child, c.deps.domain()) });
     } catch (e) {
+      await abandonSandbox(c.deps, vm.name);
       results.push({ error: { code: 500, message: errorMessage(e) } });
     }
   }
+  // a name the fork made no clone of
+  for (const n of names) if (!out.vms.some((v) => v.name === n)) await abandonSandbox(c.deps, n);
   // the fork's own checkpoint is not the user's: it goes once the clones run (their disks stay while they need them)
   await callDaemon(c.deps.app, "DELETE", `/v1/snapshots/${encodeURIComponent(_snapshotId(out.snapshot))}`).catch((e: unknown) => c.deps.log.warn(`e2b fork: removing its snapshot: ${errorMessage(e)}`));
   c.deps.log.info(`e2b: sandbox ${sb.id} forked into ${out.vms.map((v) => v.name).join(", ")}`);

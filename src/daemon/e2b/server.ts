@@ -4,7 +4,7 @@ import type { PortsView } from "../../shared/api.ts";
 import { DEFAULT_E2B_LISTEN, ENVD_PORT, type E2BStatus } from "../../shared/e2b.ts";
 import { BangerError, errorMessage } from "../../shared/errors.ts";
 import type { E2BRepo } from "../../store/e2b.ts";
-import { e2bError, e2bErrorOf, findSandbox, handleControl } from "./control.ts";
+import { e2bError, e2bErrorOf, findSandbox, handleControl, sweepPendingSandboxes } from "./control.ts";
 import type { Envd } from "./envd/index.ts";
 import { callDaemon, type DaemonApp } from "./internal.ts";
 import { checkKey, sameToken } from "./keys.ts";
@@ -103,6 +103,11 @@ export class E2BServer {
       this.lastError = errorMessage(e);
       this.d.log.warn(`e2b: cannot listen on ${listen}: ${this.lastError}`);
     }
+  }
+
+  /** At daemon start: delete the VMs of sandboxes a killed daemon left half made (see sweepPendingSandboxes). */
+  sweepPending(): Promise<string[]> {
+    return sweepPendingSandboxes(this.controlDeps());
   }
 
   serve(o: { listen?: string; vmm?: string }): E2BStatus {
