@@ -62,6 +62,25 @@ export async function daemon(recheck = false): Promise<DaemonClient> {
 }
 
 /** Run a streaming route: progress to stderr, output chunks to stdout/stderr; returns the final event. */
+/**
+ * The reader of our output went away (`banger … | head`): exit as a program that SIGPIPE kills would, quietly, with
+ * 128 + 13. Our connection to the daemon closes with us, so it stops what it ran for this command (a guest command
+ * is killed). Anything else is left to the caller.
+ */
+export function exitIfBrokenPipe(e: unknown): void {
+  if ((e as { code?: string } | null)?.code === "EPIPE") process.exit(141);
+}
+
+/** A chunk of a command's output to stdout or stderr, which may be a pipe its reader closed (exitIfBrokenPipe). */
+export function writeChunk(to: NodeJS.WriteStream, chunk: Uint8Array | string): void {
+  try {
+    to.write(chunk);
+  } catch (e) {
+    exitIfBrokenPipe(e);
+    throw e;
+  }
+}
+
 export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<K>, opts: { json: boolean; quiet?: boolean; signal?: AbortSignal }): Promise<StreamOf<K>> {
   const c = await daemon();
   const p = progress(opts.quiet || opts.json);
@@ -70,10 +89,10 @@ export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<
       if (ev.type === "progress") p.update(ev.message);
       else if (ev.type === "stdout") {
         p.done();
-        process.stdout.write(Buffer.from(ev.data, "base64"));
+        writeChunk(process.stdout, Buffer.from(ev.data, "base64"));
       } else if (ev.type === "stderr") {
         p.done();
-        process.stderr.write(Buffer.from(ev.data, "base64"));
+        writeChunk(process.stderr, Buffer.from(ev.data, "base64"));
       }
     }, opts.signal);
   } finally {

@@ -3,7 +3,7 @@ import { resolveHome } from "../shared/paths.ts";
 import { nowMs } from "../host/clock.ts";
 import { environ } from "../host/config.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
-import { jsonArg, out } from "./context.ts";
+import { jsonArg, out, writeChunk } from "./context.ts";
 
 const status = defineCommand({
   meta: { name: "status", description: "Is the daemon running? (exit 1 if not)" },
@@ -44,7 +44,7 @@ const logs = defineCommand({
     for (;;) {
       const size = (await f.exists()) ? f.size : 0;
       if (size > pos) {
-        process.stdout.write(new Uint8Array(await f.slice(pos, size).arrayBuffer()));
+        writeChunk(process.stdout, new Uint8Array(await f.slice(pos, size).arrayBuffer()));
         pos = size;
       }
       if (!args.follow) break;

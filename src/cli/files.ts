@@ -10,7 +10,7 @@ import { parseCpEnd, splitPath } from "../files/paths.ts";
 import { archiveScript, commitScript, cutError, extractScript, placeLabel, scriptError, stagedPath } from "../files/scripts.ts";
 import { spawnPiped } from "../host/pipe.ts";
 import { writeOut } from "../host/stdio.ts";
-import { daemon, intArg, jsonArg, out, progress, usage } from "./context.ts";
+import { daemon, exitIfBrokenPipe, intArg, jsonArg, out, progress, usage } from "./context.ts";
 
 const MiB = 1048576;
 
@@ -119,6 +119,21 @@ async function _copyIn(src: string, vm: string, dest: string, quiet: boolean): P
   return { source: s.path, destination, bytes: m.bytes() };
 }
 
+/** A stream to stdout as it comes; a reader that went away (`| head`) ends the command (exitIfBrokenPipe). */
+async function _toStdout(stream: AsyncIterable<Uint8Array>): Promise<void> {
+  const w = Bun.stdout.writer();
+  try {
+    for await (const chunk of stream) {
+      await w.write(chunk);
+      await w.flush();
+    }
+    await w.end();
+  } catch (e) {
+    exitIfBrokenPipe(e);
+    throw e;
+  }
+}
+
 /** vm:src → host (or "-": a tar on stdout) */
 async function _copyOut(vm: string, src: string, dest: string, quiet: boolean): Promise<CpResult> {
   const s = splitPath(src, "guest");
@@ -129,12 +144,7 @@ async function _copyOut(vm: string, src: string, dest: string, quiet: boolean): 
   const source = placeLabel(vm, s.path);
   try {
     if (dest === "-") {
-      const w = Bun.stdout.writer();
-      for await (const chunk of m.stream) {
-        await w.write(chunk);
-        await w.flush();
-      }
-      await w.end();
+      await _toStdout(m.stream);
       return { source, destination: "-", bytes: m.bytes() };
     }
     const d = splitPath(dest, "host", process.cwd());
@@ -247,12 +257,7 @@ export const files = defineCommand({
         }
         const m = _metered(body, false);
         try {
-          const w = Bun.stdout.writer();
-          for await (const chunk of m.stream) {
-            await w.write(chunk);
-            await w.flush();
-          }
-          await w.end();
+          await _toStdout(m.stream);
         } finally {
           m.done();
         }

@@ -2,7 +2,7 @@ import { defineCommand } from "./define.ts";
 import { log } from "./log.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { GuestSession } from "../shared/model.ts";
-import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, usage } from "./context.ts";
+import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, usage, writeChunk } from "./context.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
 
 const vmArg = { vm: { type: "positional", required: true, description: "VM name" } } as const;
@@ -179,7 +179,7 @@ const logs = defineCommand({
       follow: !!args.follow,
       onChunk: (data, nextOffset) => {
         if (args.follow) {
-          process.stdout.write(JSON.stringify({ data: data.toString("utf8"), offset: nextOffset - data.length, nextOffset }) + "\n");
+          writeChunk(process.stdout, JSON.stringify({ data: data.toString("utf8"), offset: nextOffset - data.length, nextOffset }) + "\n");
         } else chunks.push(data);
       },
     });
@@ -224,7 +224,7 @@ const attach = defineCommand({
     if (tty) stdin.setRawMode(false);
     stdin.pause();
     const msg = `detached at stdout offset ${next}; reattach with: banger session attach ${args.vm} ${args.session} --offset ${next}`;
-    if (args.json) process.stdout.write(JSON.stringify({ nextOffset: next }) + "\n");
+    if (args.json) writeChunk(process.stdout, JSON.stringify({ nextOffset: next }) + "\n");
     else log().withTag("raw").info(isTTY() ? `\r\n${msg}\r\n` : `${msg}\n`);
     process.exit(0);
   },

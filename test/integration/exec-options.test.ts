@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { waitFor } from "../helpers/cli.ts";
+import { BANGER, waitFor } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
 import { guestLogin } from "../helpers/sshd.ts";
 
@@ -169,6 +169,24 @@ guestLogin.test("session start: -e, -w, -u reach the process; --timeout ends it 
   expect(bad.code).toBe(2);
   expect(bad.stderr).toContain('stage "user"');
   expect(bad.stderr).toContain("no such user in the guest: no-such-user");
+});
+
+guestLogin.test("a reader that goes away (`| head`): the CLI exits 141 at once, quietly, and the guest command is killed; vm files cat and vm cp to - the same", async () => {
+  const marker = `banger-epipe-${process.pid}`;
+  const env = { ...g.h.env, ...g.env };
+  const headOf = async (args: string[]) => {
+    const p = Bun.spawn(["bash", "-c", `"$0" "$@" 2>"${scratch}/epipe.err" | head -c 10 >/dev/null; echo "\${PIPESTATUS[0]}"`, BANGER, ...args], { env, stdout: "pipe" });
+    const t0 = performance.now();
+    const status = (await new Response(p.stdout).text()).trim();
+    return { status, ms: performance.now() - t0, stderr: readFileSync(join(scratch, "epipe.err"), "utf8") };
+  };
+  const r = await headOf(["vm", "exec", "box", "--", "sh", "-c", `exec yes ${marker}`]);
+  expect(r).toMatchObject({ status: "141", stderr: "" });
+  expect(r.ms).toBeLessThan(10_000);
+  expect(await waitFor(() => procsWith(marker).length === 0, 5000, 50)).toBe(true);
+  writeFileSync(join(scratch, "big"), Buffer.alloc(4 << 20, 7));
+  expect(await headOf(["vm", "files", "box", "cat", join(scratch, "big")])).toMatchObject({ status: "141", stderr: "" });
+  expect(await headOf(["vm", "cp", `box:${scratch}`, "-"])).toMatchObject({ status: "141", stderr: "" });
 });
 
 guestLogin.test("vm run without --name: a fresh adjective-noun VM, named on stderr (--json: in the result), reachable by that name", () => {
