@@ -110,6 +110,21 @@ export function fail(e: unknown, json: boolean): never {
   process.exit(isBangerError(e) ? e.exitCode : 1);
 }
 
+/**
+ * All of stdin, for a request that carries it whole; refused past `max` bytes in one line (exit 2) while reading,
+ * so an endless producer (`yes | banger …`) cannot fill our memory. `what` names the input, `why` says what to do.
+ */
+export async function readStdinUpTo(max: number, what: string, why: string): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const chunk of Bun.stdin.stream() as ReadableStream<Uint8Array>) {
+    n += chunk.length;
+    if (n > max) usage(`${what} takes at most ${(max / 1048576).toFixed(1)} MiB of stdin (${why})`);
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts);
+}
+
 export function usage(message: string): never {
   throw new BangerError("E_USAGE", message);
 }

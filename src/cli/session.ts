@@ -2,7 +2,8 @@ import { defineCommand } from "./define.ts";
 import { log } from "./log.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { GuestSession } from "../shared/model.ts";
-import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, usage, writeChunk } from "./context.ts";
+import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, readStdinUpTo, usage, writeChunk } from "./context.ts";
+import { MAX_SESSION_SEND_BYTES } from "../shared/routes.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
 
 const vmArg = { vm: { type: "positional", required: true, description: "VM name" } } as const;
@@ -89,7 +90,7 @@ const show = defineCommand({
 });
 
 async function readPayload(file: string | undefined): Promise<Uint8Array> {
-  if (file === undefined || file === "-") return new Uint8Array(await Bun.stdin.arrayBuffer());
+  if (file === undefined || file === "-") return readStdinUpTo(MAX_SESSION_SEND_BYTES, "session send", "one send is written whole: send more in several, or from a file in the VM");
   try {
     const { createFS } = await import("../host/fs.ts");
     return await createFS().readBytes(file);

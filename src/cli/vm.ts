@@ -2,7 +2,7 @@ import { defineCommand } from "./define.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { VMView } from "../shared/api.ts";
 import type { EgressView } from "../shared/egress.ts";
-import { daemon, fail, intArg, jsonArg, out, passthrough, sizeArg, streamCall, usage } from "./context.ts";
+import { daemon, fail, intArg, jsonArg, out, passthrough, readStdinUpTo, sizeArg, streamCall, usage } from "./context.ts";
 import { formatDuration, parseDuration } from "../shared/duration.ts";
 import { nowMs } from "../host/clock.ts";
 import { SHAPE_FIELDS, type ShapeKey } from "../shared/model.ts";
@@ -10,6 +10,7 @@ import { config } from "../host/config.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
 import type { ExecOptions } from "../shared/exec-options.ts";
 import { pickVMName } from "../shared/vm-names.ts";
+import { MAX_EXEC_STDIN_BYTES } from "../shared/routes.ts";
 import { formatPort, parsePortSpec, portsColumn, samePort } from "../shared/ports.ts";
 
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
@@ -154,7 +155,10 @@ async function getVM(name: string): Promise<VMView | null> {
 async function execIn(name: string, argv: string[], json: boolean, stdin?: boolean, options: ExecOptions = {}, extra: Record<string, unknown> = {}, signal?: AbortSignal): Promise<number> {
   if (argv.length === 0) usage("a command is required after --, e.g. `banger vm exec NAME -- uname -a`");
   const body: { argv: string[]; stdin?: string } & ExecOptions = { argv, ...options };
-  if (stdin) body.stdin = Buffer.from(await Bun.stdin.arrayBuffer()).toString("base64");
+  if (stdin) {
+    const input = await readStdinUpTo(MAX_EXEC_STDIN_BYTES, "--stdin", "it is sent whole before the command starts: copy bigger input into the VM first (`banger vm cp FILE VM:/PATH`), or stream it to a session (`banger session start VM --name N -- CMD`, then `banger session send`)");
+    body.stdin = Buffer.from(input).toString("base64");
+  }
   const ev = await streamCall("vmExec", { params: { vm: name }, body }, { json: false, signal });
   const code = ev.code;
   if (json) process.stderr.write(JSON.stringify({ exitCode: code, ...extra }) + "\n");

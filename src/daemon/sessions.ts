@@ -10,9 +10,10 @@ import type { HandlersFor } from "./router.ts";
 import type { SSHPool } from "./ssh-pool.ts";
 import { readCapped, type Emitter } from "./http.ts";
 import { imageDefaultUser, withDefaultUser } from "./image-user.ts";
+import { MAX_SESSION_SEND_BYTES } from "../shared/routes.ts";
 
 /** A send's payload is held whole (it is written to the guest in one upload): Bun's own default body cap, kept now that the server takes bigger bodies for file uploads. */
-const MAX_SEND_BYTES = 128 << 20;
+const MAX_SEND_BYTES = MAX_SESSION_SEND_BYTES;
 
 export interface SessionRouteDeps {
   engine: Engine;

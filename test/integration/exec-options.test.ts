@@ -189,6 +189,18 @@ guestLogin.test("a reader that goes away (`| head`): the CLI exits 141 at once, 
   expect(await headOf(["vm", "cp", `box:${scratch}`, "-"])).toMatchObject({ status: "141", stderr: "" });
 });
 
+guestLogin.test("--stdin is read whole, up to its cap: an endless producer is refused in one line (exit 2) as the cap is passed, nothing run; 1 MiB arrives byte for byte", async () => {
+  const env = { ...g.h.env, ...g.env };
+  const endless = Bun.spawnSync(["bash", "-c", `yes | "$0" vm exec --stdin box -- touch "${scratch}/ran-endless"; echo "status \${PIPESTATUS[1]}"`, BANGER], { env });
+  expect(endless.stdout.toString()).toBe("status 2\n");
+  expect(endless.stderr.toString()).toMatch(/^banger: --stdin takes at most 47\.3 MiB of stdin \(it is sent whole before the command starts: .*\)\n$/);
+  expect(() => readFileSync(join(scratch, "ran-endless"))).toThrow();
+  const mib = Bun.spawnSync(["bash", "-c", `head -c 1048576 /dev/urandom | tee "${scratch}/sent" | "$0" vm exec --stdin box -- sha256sum`, BANGER], { env });
+  expect(mib.exitCode).toBe(0);
+  const sent = new Bun.CryptoHasher("sha256").update(readFileSync(join(scratch, "sent"))).digest("hex");
+  expect(mib.stdout.toString().split(" ")[0]).toBe(sent);
+});
+
 guestLogin.test("vm run without --name: a fresh adjective-noun VM, named on stderr (--json: in the result), reachable by that name", () => {
   // the fake guest is one sshd, which one VM at a time may claim: this test goes last
   expect(run(["vm", "delete", "box", "--force"]).code).toBe(0);
