@@ -225,7 +225,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   log.info(`listening on ${paths.socket}`);
   // opt-in: only where a `banger e2b serve` asked (and no `e2b stop` since)
   e2b.restore();
-  void e2b.sweepPending().catch((e: unknown) => log.warn(`e2b: sweeping half-made sandboxes: ${errorMessage(e)}`));
+  void e2b.reconcile().catch((e: unknown) => log.warn(`e2b: reconciling sandboxes: ${errorMessage(e)}`));
   // Session status needs SSH to each guest (seconds under TCG, longer for an unreachable one):
   // after listening, so auto-start stays fast; every session read refreshes on demand anyway.
   void sessions.reconcile().catch((e) => log.warn(`session reconcile: ${errorMessage(e)}`));

@@ -45,6 +45,7 @@ export const FAULT_POINTS = [
   "snapshot:streaming",
   "snapshot:ram-streaming",
   "e2b:after-vm",
+  "e2b:after-pause",
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];
@@ -52,7 +53,7 @@ export type FaultPoint = (typeof FAULT_POINTS)[number];
 /** Steps inside the QEMU driver's own work, which the fake VMM never reaches: test/e2e/faults.test.ts crashes there. */
 export const QEMU_ONLY_FAULT_POINTS: readonly FaultPoint[] = ["snapshot:in-receiver", "snapshot:streaming", "snapshot:ram-streaming"];
 /** Steps reached only through the E2B endpoint (no CLI command gets there): test/integration/e2b.test.ts crashes there. */
-export const E2B_FAULT_POINTS: readonly FaultPoint[] = ["e2b:after-vm"];
+export const E2B_FAULT_POINTS: readonly FaultPoint[] = ["e2b:after-vm", "e2b:after-pause"];
 
 let _hits = 0;
 

@@ -273,6 +273,22 @@ test("a daemon killed after a sandbox's VM is made, before the sandbox is record
   expect((await Sandbox.list({ ...opts() }).nextItems()).map((x) => x.sandboxId)).not.toContain(swept![1]!);
 });
 
+test("a daemon killed between a sandbox's pause and its timeout's clear: the next daemon clears it (a paused sandbox waits for its connect)", async () => {
+  const sb = await create();
+  killAndWait(h.daemonPid());
+  expect(h.run(["e2b", "status"], { BANGER_PLUGINS: FAKE_PLUGIN, BANGER_FAULT: "e2b:after-pause" }).code).toBe(0);
+  await expect(Sandbox.pause(sb.sandboxId, opts())).rejects.toThrow();
+  expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("SIGKILL at e2b:after-pause");
+  // the next daemon: paused, and its timeout cleared once the start-up reconcile ran
+  expect(run(["e2b", "status"]).code).toBe(0);
+  const show = () => run(["vm", "show", sb.sandboxId, "--json"]).json() as { runtime: { state: string }; lifetime: { expiresAt: string } };
+  expect(await waitFor(() => show().lifetime.expiresAt === "", 10_000, 100)).toBe(true);
+  expect(show().runtime.state).toBe("paused");
+  expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain(`e2b: sandbox ${sb.sandboxId} is paused with a timeout left by a daemon that stopped`);
+  expect((await Sandbox.connect(sb.sandboxId, opts())).sandboxId).toBe(sb.sandboxId);
+  expect(show().lifetime.expiresAt).not.toBe("");
+});
+
 test("bad input: one line and exit 2", () => {
   expect(run(["e2b", "serve", "--listen", "nope"])).toMatchObject({ code: 2, stderr: expect.stringMatching(/^banger: --listen must be HOST:PORT/) });
   expect(run(["e2b", "key", "create", "--name", "bad name"]).code).toBe(2);

@@ -278,16 +278,31 @@ describe("the listener", () => {
     await d.app(new Request("http://banger/v1/vms", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "e2b-half", image: "tiny" }) }));
     ts.store.e2b.addPending(kept, "2026-01-01T00:00:00.000Z"); // recorded, its pending mark left behind
     d.calls.length = 0;
-    expect((await server.sweepPending()).sort()).toEqual(["e2b-gone", "e2b-half"]);
-    expect(d.calls.map((c) => `${c.method} ${c.path}`)).toEqual(["DELETE /v1/vms/e2b-gone?force=1", "DELETE /v1/vms/e2b-half?force=1"]);
+    expect((await server.reconcile()).swept.sort()).toEqual(["e2b-gone", "e2b-half"]);
+    // (then the paused sandboxes' timeouts are looked at: none here)
+    expect(d.calls.map((c) => `${c.method} ${c.path}`)).toEqual(["DELETE /v1/vms/e2b-gone?force=1", "DELETE /v1/vms/e2b-half?force=1", "GET /v1/vms"]);
     expect([...d.vms.values()].map((v) => v.name)).toEqual([kept]);
     expect(ts.store.e2b.listPending()).toEqual([]);
     // a daemon that cannot delete it now: it stays pending for the next start
     ts.store.e2b.addPending("e2b-stuck", "2026-01-01T00:00:00.000Z");
     const refusing = async () => Response.json({ error: { code: "E_INTERNAL", message: "busy" } }, { status: 500 });
     const s2 = new E2BServer({ repo: ts.store.e2b, log, clock: fakeClock(), app: () => refusing, envd: async () => e.envd, base: { ensure: async () => {}, build: async () => {} } });
-    expect(await s2.sweepPending()).toEqual([]);
+    expect(await s2.reconcile().catch(() => "refused")).toBe("refused");
     expect(ts.store.e2b.listPending().map((p) => p.id)).toEqual(["e2b-stuck"]);
+  });
+
+  test("at daemon start, a paused sandbox whose timeout a killed daemon left (mid-pause, mid-connect) has it cleared; a running one keeps its own", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(((await (await api("POST", "/v2/sandboxes", { templateID: "tiny", timeout: 60 })).json()) as { sandboxID: string }).sandboxID);
+    const [pausedWithTtl, pausedClean, running] = ids as [string, string, string];
+    // as a kill between the pause and the timeout clear leaves it: paused, its TTL still set (the fake keeps it)
+    await d.app(new Request(`http://banger/v1/vms/id-${pausedWithTtl}/pause`, { method: "POST" }));
+    expect((await api("POST", `/sandboxes/${pausedClean}/pause`)).status).toBe(204);
+    d.vms.get(`id-${pausedClean}`)!.lifetime!.expiresAt = ""; // what the finished pause's clear did
+    d.calls.length = 0;
+    expect(await server.reconcile()).toEqual({ swept: [], untimed: [pausedWithTtl] });
+    expect(d.calls.filter((c) => c.method === "POST").map((c) => [c.path, c.body])).toEqual([[`/v1/vms/id-${pausedWithTtl}/lifetime`, { ttlMs: 0 }]]);
+    expect(d.calls.some((c) => c.path.includes(running) && c.method === "POST")).toBe(false);
   });
 
   test("status: off loopback is a warning; the store remembers where to listen", () => {

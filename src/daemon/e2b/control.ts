@@ -286,6 +286,27 @@ export async function sweepPendingSandboxes(deps: Pick<ControlDeps, "app" | "rep
   return swept;
 }
 
+/**
+ * At daemon start: a paused sandbox has no timeout (E2B's rule; `pause` clears it and `connect` sets it again). A
+ * daemon killed between a pause and its clear, or between a connect's first timeout write and its resume, leaves a
+ * paused sandbox whose timeout still runs, which would delete it while it waits: the timeout is cleared, and the
+ * sandbox is as a finished pause, or an unfinished connect, leaves it.
+ */
+export async function clearPausedTimeouts(deps: Pick<ControlDeps, "app" | "repo" | "log">): Promise<string[]> {
+  const sandboxes = deps.repo.listSandboxes();
+  if (sandboxes.length === 0) return [];
+  const { vms } = await callDaemon<{ vms: VMView[] }>(deps.app, "GET", "/v1/vms");
+  const cleared: string[] = [];
+  for (const sb of sandboxes) {
+    const vm = vms.find((v) => v.id === sb.vmId);
+    if (!vm || vm.runtime.state !== "paused" || !vm.lifetime?.expiresAt) continue;
+    await callDaemon(deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: 0 });
+    cleared.push(sb.id);
+    deps.log.info(`e2b: sandbox ${sb.id} is paused with a timeout left by a daemon that stopped mid-pause or mid-connect: cleared (a paused sandbox waits for its connect)`);
+  }
+  return cleared;
+}
+
 async function _create(c: _Ctx): Promise<Response> {
   const body = await _body(c.req);
   const templateId = body.templateID === undefined ? BASE_TEMPLATE : body.templateID;
@@ -402,7 +423,8 @@ async function _pause(c: _Ctx): Promise<Response> {
   const { sb, vm } = await _must(c);
   if (_state(vm) === "paused") return e2bError(409, `sandbox "${sb.id}" is already paused`);
   await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/pause`, {});
-  // a paused sandbox waits for its connect, as E2B's do: no timeout runs while it is paused
+  await faultPoint("e2b:after-pause");
+  // a paused sandbox waits for its connect (a daemon killed before this write: clearPausedTimeouts at its next start), as E2B's do: no timeout runs while it is paused
   await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: 0 });
   return new Response(null, { status: 204 });
 }

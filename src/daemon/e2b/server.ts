@@ -4,7 +4,7 @@ import type { PortsView } from "../../shared/api.ts";
 import { DEFAULT_E2B_LISTEN, ENVD_PORT, type E2BStatus } from "../../shared/e2b.ts";
 import { BangerError, errorMessage } from "../../shared/errors.ts";
 import type { E2BRepo } from "../../store/e2b.ts";
-import { e2bError, e2bErrorOf, findSandbox, handleControl, sweepPendingSandboxes } from "./control.ts";
+import { clearPausedTimeouts, e2bError, e2bErrorOf, findSandbox, handleControl, sweepPendingSandboxes } from "./control.ts";
 import type { Envd } from "./envd/index.ts";
 import { callDaemon, type DaemonApp } from "./internal.ts";
 import { checkKey, sameToken } from "./keys.ts";
@@ -105,9 +105,13 @@ export class E2BServer {
     }
   }
 
-  /** At daemon start: delete the VMs of sandboxes a killed daemon left half made (see sweepPendingSandboxes). */
-  sweepPending(): Promise<string[]> {
-    return sweepPendingSandboxes(this.controlDeps());
+  /**
+   * At daemon start, what a killed daemon left in the middle: the VMs of sandboxes it left half made are deleted
+   * (sweepPendingSandboxes), and paused sandboxes lose a timeout they kept (clearPausedTimeouts).
+   */
+  async reconcile(): Promise<{ swept: string[]; untimed: string[] }> {
+    const swept = await sweepPendingSandboxes(this.controlDeps());
+    return { swept, untimed: await clearPausedTimeouts(this.controlDeps()) };
   }
 
   serve(o: { listen?: string; vmm?: string }): E2BStatus {
