@@ -61,7 +61,6 @@ export async function daemon(recheck = false): Promise<DaemonClient> {
   return client;
 }
 
-/** Run a streaming route: progress to stderr, output chunks to stdout/stderr; returns the final event. */
 /**
  * The reader of our output went away (`banger … | head`): exit as a program that SIGPIPE kills would, quietly, with
  * 128 + 13. Our connection to the daemon closes with us, so it stops what it ran for this command (a guest command
@@ -81,6 +80,7 @@ export function writeChunk(to: NodeJS.WriteStream, chunk: Uint8Array | string): 
   }
 }
 
+/** Run a streaming route: progress to stderr, output chunks to stdout/stderr; returns the final event. */
 export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<K>, opts: { json: boolean; quiet?: boolean; signal?: AbortSignal }): Promise<StreamOf<K>> {
   const c = await daemon();
   const p = progress(opts.quiet || opts.json);

@@ -424,7 +424,8 @@ async function _pause(c: _Ctx): Promise<Response> {
   if (_state(vm) === "paused") return e2bError(409, `sandbox "${sb.id}" is already paused`);
   await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/pause`, {});
   await faultPoint("e2b:after-pause");
-  // a paused sandbox waits for its connect (a daemon killed before this write: clearPausedTimeouts at its next start), as E2B's do: no timeout runs while it is paused
+  // a paused sandbox waits for its connect, as E2B's do: no timeout runs while it is paused (a daemon killed before
+  // this write: clearPausedTimeouts at its next start)
   await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: 0 });
   return new Response(null, { status: 204 });
 }

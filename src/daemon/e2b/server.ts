@@ -110,8 +110,9 @@ export class E2BServer {
    * (sweepPendingSandboxes), and paused sandboxes lose a timeout they kept (clearPausedTimeouts).
    */
   async reconcile(): Promise<{ swept: string[]; untimed: string[] }> {
-    const swept = await sweepPendingSandboxes(this.controlDeps());
-    return { swept, untimed: await clearPausedTimeouts(this.controlDeps()) };
+    const deps = this.controlDeps();
+    const swept = await sweepPendingSandboxes(deps);
+    return { swept, untimed: await clearPausedTimeouts(deps) };
   }
 
   serve(o: { listen?: string; vmm?: string }): E2BStatus {
