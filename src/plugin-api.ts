@@ -24,6 +24,8 @@ export { vmPaths } from "./shared/paths.ts";
 export { tempPathFor } from "./shared/temps.ts";
 /** true when a path exists (any file type). */
 export { fileExists } from "./host/fs.ts";
+/** Tool runs that stop when a request is cancelled (an image build's steps). */
+export { execStoppedBy } from "./host/exec-stop.ts";
 /** Where and how to reach a VM's SSH server, with its pinned host key: what the daemon's pool dials. */
 export { sshTargetFor } from "./host/ssh-target.ts";
 /** GuestSSH's runScript and upload over another connection's exec. */

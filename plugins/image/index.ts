@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { definePlugin } from "../../src/plugin-api.ts";
+import { BangerError, definePlugin, execStoppedBy } from "../../src/plugin-api.ts";
 import { buildImage } from "./build.ts";
 import { deriveImage } from "./derive.ts";
 import { importOci } from "./oci.ts";
@@ -10,9 +10,13 @@ export default definePlugin({
   setup(ctx) {
     ctx.hook("image:build", async ({ name, dir, progress, result, recipe, base, op, commitOf, oci }) => {
       if (result.built) return; // an earlier plugin already built it
-      if (oci && base) await importOci({ name, input: oci, base, dir, exec: ctx.host.exec, fs: ctx.host.fs, progress, now: () => ctx.host.clock.now() });
-      else if (recipe && base) await deriveImage({ recipe, base, dir, exec: ctx.host.exec, fs: ctx.host.fs, progress, op, commitOf, now: () => ctx.host.clock.now() });
-      else await buildImage({ name, dir, exec: ctx.host.exec, fs: ctx.host.fs, progress, cacheDir: join(ctx.paths.home, "cache") });
+      // the CLI's Ctrl-C stops the build: every tool it runs is stopped (mmdebstrap unmounts what it mounted)
+      const exec = execStoppedBy(ctx.host.exec, op.signal);
+      if (oci && base) await importOci({ name, input: oci, base, dir, exec, fs: ctx.host.fs, progress, now: () => ctx.host.clock.now() });
+      else if (recipe && base) await deriveImage({ recipe, base, dir, exec, fs: ctx.host.fs, progress, op, commitOf, now: () => ctx.host.clock.now() });
+      else await buildImage({ name, dir, exec, fs: ctx.host.fs, progress, cacheDir: join(ctx.paths.home, "cache") });
+      // a step that runs no tool (the initramfs, the seed) does not see the abort: the build ends here
+      if (op.signal.aborted) throw new BangerError("E_CANCELLED", `image ${name}: its request was cancelled`);
       result.built = true;
     });
     // an imported OCI image boots banger's init from /.banger (its manifest says so): tell the initramfs

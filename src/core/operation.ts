@@ -72,6 +72,8 @@ export async function runOperation<T>(opts: OperationOptions, body: (op: Operati
     return out;
   } catch (e) {
     open = false;
+    // nobody is left to read the error: the daemon log is where it shows
+    if (op.signal.aborted) opts.log.info(`${opts.name}: stopped, its requester went away (${errorMessage(e).split("\n")[0]}); undoing it`);
     const failures: string[] = [];
     // reverse order so changes unwind like defer
     for (let item = stack.pop(); item; item = stack.pop()) {

@@ -7,6 +7,7 @@ import type { Logger } from "../core/plugin.ts";
 import { tempPathFor } from "../shared/temps.ts";
 import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord, type VMRecord } from "../shared/model.ts";
 import type { FS, Host } from "../host/types.ts";
+import { removeUnlessMounted } from "../host/mounts.ts";
 import type { Store } from "../store/store.ts";
 import { checkRecipe, parseCopy, recipeKey, type CheckedRecipe, type ImageChainLink, type ImageRecipe } from "../shared/image-recipe.ts";
 import type { HandlersFor } from "./router.ts";
@@ -67,7 +68,7 @@ export class ImageService {
     }
   }
 
-  async build(nameIn: string, force: boolean, progress: (m: string) => void): Promise<{ image: ImageRecord; built: boolean }> {
+  async build(nameIn: string, force: boolean, progress: (m: string) => void, signal?: AbortSignal): Promise<{ image: ImageRecord; built: boolean }> {
     const name = validateImageName(nameIn);
     const existing = this.store.getImage(name);
     if (existing && !force && (await this.host.fs.exists(existing.rootfsPath))) {
@@ -75,7 +76,7 @@ export class ImageService {
       return { image: existing, built: false };
     }
     if (this.hooks.count("image:build") === 0) throw new BangerError("E_PLUGIN", "no plugin builds images (is the image plugin loaded?)");
-    const image = await this.stage({ name, kind: "build", label: `image build ${name}`, source: "built", replace: true, progress }, async (tmp, op) => {
+    const image = await this.stage({ name, kind: "build", label: `image build ${name}`, source: "built", replace: true, progress, signal }, async (tmp, op) => {
       await this.hooks.run("image:build", { name, dir: tmp, force, progress, result: { built: false }, op });
     });
     return { image, built: true };
@@ -87,7 +88,7 @@ export class ImageService {
    * image:build hook with the recipe, and its key and chain link kept in
    * recipe.json next to the manifest.
    */
-  async derive(input: ImageRecipe, force: boolean, progress: (m: string) => void): Promise<{ image: ImageRecord; built: boolean }> {
+  async derive(input: ImageRecipe, force: boolean, progress: (m: string) => void, signal?: AbortSignal): Promise<{ image: ImageRecord; built: boolean }> {
     const recipe = checkRecipe(input);
     const { name } = recipe;
     const base = this.store.getImage(recipe.from);
@@ -106,7 +107,7 @@ export class ImageService {
     if (this.hooks.count("image:build") === 0) throw new BangerError("E_PLUGIN", "no plugin builds images (is the image plugin loaded?)");
     const users = existing ? this.store.listVMs().filter((vm) => vm.spec.image === name) : [];
     if (users.length) throw new BangerError("E_CONFLICT", `image ${name} is used by vm(s): ${users.map((v) => v.name).join(", ")}`);
-    const image = await this.stage({ name, kind: "build", label: `image build ${name}`, source: "derived", replace: true, progress }, async (tmp, op) => {
+    const image = await this.stage({ name, kind: "build", label: `image build ${name}`, source: "derived", replace: true, progress, signal }, async (tmp, op) => {
       const result = { built: false };
       await this.hooks.run("image:build", { name, dir: tmp, force, progress, result, op, recipe, base });
       if (!result.built) throw new BangerError("E_PLUGIN", `no plugin built image ${name} from ${base.name}`);
@@ -122,7 +123,7 @@ export class ImageService {
    * of the VM's image, scrubbed by the image:build hook of what belonged to
    * that VM (keys, histories, logs).
    */
-  async commit(vmName: string, nameIn: string, progress: (m: string) => void): Promise<ImageRecord> {
+  async commit(vmName: string, nameIn: string, progress: (m: string) => void, signal?: AbortSignal): Promise<ImageRecord> {
     const name = validateImageName(nameIn);
     if (!this.vms) throw new BangerError("E_INTERNAL", "vm commit: no VM engine");
     if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name} (remove it with \`banger image rm ${name}\`)`);
@@ -130,7 +131,7 @@ export class ImageService {
       const base = this.store.getImage(vm.spec.image);
       if (!base) throw new BangerError("E_IMAGE_NOT_FOUND", `vm ${vm.name}: its image ${vm.spec.image} is gone (the kernel comes from it)`);
       if (this.hooks.count("vm:commit") === 0) throw new BangerError("E_PLUGIN", "no plugin can commit a VM's disk (is the storage plugin loaded?)");
-      return this.stage({ name, kind: "build", label: `vm commit ${vm.name} ${name}`, vm, source: "committed", replace: false, progress }, async (tmp, op) => {
+      return this.stage({ name, kind: "build", label: `vm commit ${vm.name} ${name}`, vm, source: "committed", replace: false, progress, signal }, async (tmp, op) => {
         await this.hooks.run("vm:commit", { vm, out: join(tmp, "rootfs.ext4"), progress, op });
         if (!(await this.host.fs.exists(join(tmp, "rootfs.ext4")))) throw new BangerError("E_PLUGIN", `no storage provider wrote vm ${vm.name}'s disk (storage: ${vm.spec.storage})`);
         const recipe: CheckedRecipe = { name, from: base.name, packages: [], run: [], copy: [], env: {}, size: "" };
@@ -144,7 +145,7 @@ export class ImageService {
   }
 
   /** `image import NAME --oci PATH`: built by the image:build hook from the OCI image, with `baseName`'s kernel and initrd. */
-  async importOci(nameIn: string, path: string, baseName: string, progress: (m: string) => void): Promise<ImageRecord> {
+  async importOci(nameIn: string, path: string, baseName: string, progress: (m: string) => void, signal?: AbortSignal): Promise<ImageRecord> {
     const name = validateImageName(nameIn);
     if (this.store.getImage(name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${name} (remove it with \`banger image rm ${name}\`)`);
     const base = this.store.getImage(validateImageName(baseName));
@@ -152,7 +153,7 @@ export class ImageService {
     if (!base.initrdPath) throw new BangerError("E_BAD_REQUEST", `image ${base.name} has no banger initramfs: an OCI image boots with one`);
     if (!(await this.host.fs.exists(path))) throw new BangerError("E_BAD_REQUEST", `OCI input not found: ${path}`);
     if (this.hooks.count("image:build") === 0) throw new BangerError("E_PLUGIN", "no plugin builds images (is the image plugin loaded?)");
-    return this.stage({ name, kind: "import", label: `image import ${name}`, source: "oci", replace: false, progress }, async (tmp, op) => {
+    return this.stage({ name, kind: "import", label: `image import ${name}`, source: "oci", replace: false, progress, signal }, async (tmp, op) => {
       const result = { built: false };
       await this.hooks.run("image:build", { name, dir: tmp, force: false, progress, result, op, base, oci: path });
       if (!result.built) throw new BangerError("E_PLUGIN", `no plugin imported the OCI image ${path}`);
@@ -164,11 +165,11 @@ export class ImageService {
    * failure), then put it in place and record it. `replace`: a rebuild, the old dir goes; else a
    * name taken while this ran is refused.
    */
-  private stage(o: { name: string; kind: "build" | "import"; label: string; vm?: VMRecord; source: ImageRecord["source"]; replace: boolean; progress: (m: string) => void }, fill: (tmp: string, op: Operation) => Promise<void>): Promise<ImageRecord> {
+  private stage(o: { name: string; kind: "build" | "import"; label: string; vm?: VMRecord; source: ImageRecord["source"]; replace: boolean; progress: (m: string) => void; signal?: AbortSignal }, fill: (tmp: string, op: Operation) => Promise<void>): Promise<ImageRecord> {
     const final = join(this.imagesDir, o.name);
     const tmp = tempPathFor(final, o.kind);
-    return runOperation({ name: o.label, ...(o.vm ? { vm: o.vm } : {}), host: this.host, log: this.log, progress: o.progress }, async (op) => {
-      op.defer(`${o.kind} dir`, () => this.host.fs.rmrf(tmp));
+    return runOperation({ name: o.label, ...(o.vm ? { vm: o.vm } : {}), host: this.host, log: this.log, progress: o.progress, ...(o.signal ? { signal: o.signal } : {}) }, async (op) => {
+      op.defer(`${o.kind} dir`, () => removeUnlessMounted(this.host.fs, tmp));
       await this.host.fs.mkdirp(tmp, 0o755);
       await fill(tmp, op);
       const img = await this.record(o.name, tmp, final, o.source);
@@ -296,7 +297,7 @@ export class ImageService {
         const recipe: ImageRecipe | null = derived ? recipeFromBody(imgName, body) : null;
         if (recipe) checkRecipe(recipe); // bad input is a 400, not an error line in a stream
         return ndjson(async (emit) => {
-          const r = recipe ? await this.derive(recipe, body.force ?? false, emit.progress) : await this.build(imgName, body.force ?? false, emit.progress);
+          const r = recipe ? await this.derive(recipe, body.force ?? false, emit.progress, emit.signal) : await this.build(imgName, body.force ?? false, emit.progress, emit.signal);
           return { type: "result", data: { ...r.image, built: r.built, manifest: await this.manifest(r.image), chain: await this.chain(r.image) } };
         });
       },
@@ -304,14 +305,14 @@ export class ImageService {
       imageImportOci: async ({ body, ndjson }) => {
         validateImageName(body.name);
         return ndjson(async (emit) => {
-          const img = await this.importOci(body.name, resolve(body.path), body.base ?? "default", emit.progress);
+          const img = await this.importOci(body.name, resolve(body.path), body.base ?? "default", emit.progress, emit.signal);
           return { type: "result", data: { ...img, manifest: await this.manifest(img) } };
         });
       },
       imageCommit: async ({ body, ndjson }) => {
         validateImageName(body.name);
         return ndjson(async (emit) => {
-          const img = await this.commit(body.vm, body.name, emit.progress);
+          const img = await this.commit(body.vm, body.name, emit.progress, emit.signal);
           return { type: "result", data: { ...img, manifest: await this.manifest(img), chain: await this.chain(img) } };
         });
       },

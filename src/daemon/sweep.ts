@@ -4,6 +4,7 @@ import type { Logger } from "../core/plugin.ts";
 import { parseTempName } from "../shared/temps.ts";
 import type { Clock, DirEntry, FS, ProcInfo, Procs } from "../host/types.ts";
 import { sameProcess } from "../host/procs.ts";
+import { mountPoints, pathUnder } from "../host/mounts.ts";
 
 /**
  * Startup sweep: what a daemon killed mid-operation leaves under
@@ -57,15 +58,6 @@ export interface SweepItem {
 }
 
 const _POLL_MS = 50;
-
-/** Decode a mountinfo path (spaces, tabs, newlines and backslashes are octal escapes). */
-function _unescape(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-function _under(path: string, root: string): boolean {
-  return path === root || path.startsWith(root + "/");
-}
 
 /** Does this process name the path in its argv (as an argument, `--opt=path`, or a path under it)? */
 function _names(p: ProcInfo, path: string): boolean {
@@ -150,11 +142,7 @@ export async function sweepHome(d: SweepDeps): Promise<SweepItem[]> {
   }
   if (items.length === 0) return [];
 
-  const mounts = ((await d.fs.readText(d.mountinfo ?? "/proc/self/mountinfo")) ?? "")
-    .split("\n")
-    .map((l) => l.split(" ")[4])
-    .filter((m): m is string => !!m)
-    .map(_unescape);
+  const mounts = await mountPoints(d.fs, d.mountinfo);
   const procs = (await d.procs.find()).filter((p) => p.pid !== self);
   const vmOf = new Map([...(d.vmProcesses ?? [])].map((v) => [v.pid, v.name] as const));
 
@@ -164,7 +152,7 @@ export async function sweepHome(d: SweepDeps): Promise<SweepItem[]> {
         item.kept = `its maker, pid ${item.pid}, still runs`;
         continue;
       }
-      const mounted = mounts.filter((m) => _under(m, item.path));
+      const mounted = mounts.filter((m) => pathUnder(m, item.path));
       if (mounted.length) {
         item.kept = `mounted under it: ${mounted.join(", ")} (unmount, then restart the daemon)`;
         continue;

@@ -9,9 +9,11 @@ import type { Exec, ExecOptions, ExecResult } from "./types.ts";
 export function createExec(): Exec {
   return {
     async run(cmd: string, args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+      if (opts.signal?.aborted) throw _cancelled(cmd, false);
       const r = await _runChild(cmd, args, opts);
       // not found is its own error; any other failure to start (not executable…) is exit 1 with the reason, as before
       if (r.error?.code === "ENOENT") throw new BangerError("E_MISSING_TOOL", missingToolMessage(cmd));
+      if (r.aborted) throw _cancelled(cmd, true);
       if (r.timedOut) throw new BangerError("E_TIMEOUT", `${cmd} timed out after ${opts.timeoutMs} ms`);
       const result: ExecResult = { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
       if ((opts.check ?? true) && result.exitCode !== 0) {
@@ -56,6 +58,12 @@ export function createExec(): Exec {
 
 /** After SIGTERM at its timeout, a tool that is still there this long later is killed (as execa did). */
 const _FORCE_KILL_AFTER_MS = 5000;
+/** After SIGINT at an abort, what is left of the tool's process group this long later is killed. */
+const _ABORT_GRACE_MS = 10_000;
+
+function _cancelled(cmd: string, ran: boolean): BangerError {
+  return new BangerError("E_CANCELLED", ran ? `${cmd} was stopped: its request was cancelled` : `${cmd} not run: its request was cancelled`);
+}
 
 interface _ChildResult {
   stdout: string;
@@ -63,6 +71,8 @@ interface _ChildResult {
   /** The tool's exit code; 128 when a signal ended it, 1 when it could not be run. */
   exitCode: number;
   timedOut: boolean;
+  /** Stopped because its signal aborted. */
+  aborted?: boolean;
   /** Why it could not be started (ENOENT: not found). */
   error?: { code: string; message: string };
 }
@@ -79,7 +89,8 @@ function _runChild(cmd: string, args: string[], opts: ExecOptions): Promise<_Chi
     for (const [k, v] of Object.entries({ ...environ(), ...opts.env })) if (v !== undefined) env[k] = v;
     let child: ChildProcess;
     try {
-      child = spawn(cmd, args, { cwd: opts.cwd, env, stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+      // detached: a process group of its own (setsid), so an abort reaches all of it, as Ctrl-C would
+      child = spawn(cmd, args, { cwd: opts.cwd, env, detached: !!opts.signal, stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       resolve({ stdout: "", stderr: `${cmd}: ${err.message}\n`, exitCode: 1, timedOut: false, error: { code: err.code ?? "E_SPAWN", message: err.message } });
@@ -118,9 +129,31 @@ function _runChild(cmd: string, args: string[], opts: ExecOptions): Promise<_Chi
             force = setTimeout(() => child.kill("SIGKILL"), _FORCE_KILL_AFTER_MS);
           }, opts.timeoutMs)
         : undefined;
+    let aborted = false;
+    let abortKill: ReturnType<typeof setTimeout> | undefined;
+    const group = (sig: NodeJS.Signals) => {
+      try {
+        process.kill(-child.pid!, sig);
+      } catch {} // the group is gone already
+    };
+    const onAbort = () => {
+      if (child.pid === undefined) return;
+      aborted = true;
+      group("SIGINT");
+      abortKill = setTimeout(() => group("SIGKILL"), opts.abortGraceMs ?? _ABORT_GRACE_MS);
+    };
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    const settle = (r: _ChildResult) => {
+      clearTimeout(timer);
+      clearTimeout(force);
+      opts.signal?.removeEventListener("abort", onAbort);
+      clearTimeout(abortKill);
+      resolve(aborted ? { ...r, aborted: true } : r);
+    };
     child.once("error", (e: NodeJS.ErrnoException) => {
       // never started (not found, not executable): there is no exit to wait for
       if (child.pid !== undefined) return;
+      opts.signal?.removeEventListener("abort", onAbort);
       clearTimeout(timer);
       resolve({ stdout: "", stderr: `${cmd}: ${e.message}\n`, exitCode: 1, timedOut: false, error: { code: e.code ?? "E_SPAWN", message: e.message } });
     });
@@ -129,20 +162,27 @@ function _runChild(cmd: string, args: string[], opts: ExecOptions): Promise<_Chi
       child.stdin!.on("error", () => {});
       child.stdin!.end(typeof opts.input === "string" ? opts.input : Buffer.from(opts.input.buffer, opts.input.byteOffset, opts.input.byteLength));
     }
-    // a tool killed at its timeout may leave a child of its own holding the pipes: its exit is the end
+    // a tool killed at its timeout, or stopped, may leave a child of its own holding the pipes: its exit is the end
     child.once("exit", (code: number | null) => {
+      if (aborted) {
+        // the tool is done with its clean-up: what is left of its group (a child that ignores SIGINT, as a
+        // shell's background jobs do) is a straggler
+        group("SIGKILL");
+        child.stdout!.destroy();
+        child.stderr!.destroy();
+        settle({ stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), exitCode: code ?? 128, timedOut: false });
+        return;
+      }
       if (!timedOut || code !== null) return;
       clearTimeout(force);
       child.stdout!.destroy();
       child.stderr!.destroy();
-      resolve({ stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), exitCode: 128, timedOut: true });
+      settle({ stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), exitCode: 128, timedOut: true });
     });
     child.once("close", (code: number | null, signal: NodeJS.Signals | null) => {
-      clearTimeout(timer);
-      clearTimeout(force);
       const stdout = Buffer.concat(out).toString("utf8");
       const stderr = Buffer.concat(err).toString("utf8");
-      resolve({ stdout, stderr, exitCode: code ?? (signal ? 128 : 1), timedOut: timedOut && code === null });
+      settle({ stdout, stderr, exitCode: code ?? (signal ? 128 : 1), timedOut: timedOut && code === null });
     });
   });
 }

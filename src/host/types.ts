@@ -19,6 +19,15 @@ export interface ExecOptions {
   check?: boolean;
   /** Called with each line of stderr/stdout as it arrives (progress). */
   onLine?: (line: string) => void;
+  /**
+   * The person waiting went away: stop the tool. With a signal the tool runs
+   * in a process group of its own, which gets SIGINT when it aborts (what
+   * Ctrl-C in a terminal sends: tools that clean up on it, as mmdebstrap
+   * unmounting what it mounted, do) and SIGKILL `abortGraceMs` later (default
+   * 10 s) if any of it is left. run() then rejects with E_CANCELLED.
+   */
+  signal?: AbortSignal;
+  abortGraceMs?: number;
 }
 
 export interface Exec {

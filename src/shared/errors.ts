@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   E_STATE: { http: 409, exit: 1 },
   E_MISSING_TOOL: { http: 500, exit: 1 },
   E_TIMEOUT: { http: 504, exit: 1 },
+  /** The person waiting went away (the CLI's Ctrl-C) and what they asked for was stopped and undone. */
+  E_CANCELLED: { http: 499, exit: 130 },
   E_DAEMON: { http: 500, exit: 1 },
   /** The request named another build in its version header: refused unread, so the CLI may replace the daemon and resend. */
   E_DAEMON_VERSION: { http: 409, exit: 1 },

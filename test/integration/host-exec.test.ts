@@ -1,11 +1,12 @@
 // The host's tool runner (src/host/exec.ts run) against real processes: output, exit codes, input, env,
 // cwd, line progress, a timeout, a tool not found, one not executable, one killed by a signal.
 import { afterAll, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createExec } from "../../src/host/exec.ts";
 import { caught } from "../helpers/fakes.ts";
+import { waitFor } from "../helpers/cli.ts";
 
 const exec = createExec();
 const dir = mkdtempSync(join(tmpdir(), "banger-exec-it's; $(x)\n"));
@@ -71,4 +72,61 @@ test("not found is E_MISSING_TOOL naming it; not executable is exit 1 with the r
   expect(r.exitCode).toBe(1);
   expect(r.stderr).toMatch(/EACCES|permission denied/i);
   expect((await exec.run("sh", ["-c", "kill -9 $$"], { check: false })).exitCode).toBe(128);
+});
+
+/** Is this pid still a process (a zombie counts as gone)? */
+function running(pid: number): boolean {
+  try {
+    return !/^\S+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+test("an abort sends SIGINT to the tool's whole group, lets it clean up, and rejects E_CANCELLED; a run asked after it never starts", async () => {
+  const pids = join(dir, "pids");
+  const cleaned = join(dir, "cleaned");
+  const ac = new AbortController();
+  // the tool and a grandchild of its own; on SIGINT the tool takes 300 ms to clean up (as mmdebstrap unmounts)
+  const script = `sleep 300 & echo $! > "$1"; trap 'sleep 0.3; echo done > "$2"; exit 1' INT; while :; do sleep 0.05; done`;
+  const run = caught(exec.run("bash", ["-c", script, "bash", pids, cleaned], { signal: ac.signal }));
+  let grandchild = 0;
+  for (let i = 0; i < 200 && !grandchild; i++) {
+    await Bun.sleep(10);
+    grandchild = Number(readFileSync(pids, { encoding: "utf8", flag: "a+" }).trim()) || 0;
+  }
+  expect(grandchild).toBeGreaterThan(0);
+  const t0 = performance.now();
+  ac.abort();
+  const e = await run;
+  expect(e.code).toBe("E_CANCELLED");
+  expect(e.message).toBe("bash was stopped: its request was cancelled");
+  expect(performance.now() - t0).toBeLessThan(5000);
+  expect(readFileSync(cleaned, "utf8")).toBe("done\n");
+  expect(await waitFor(() => !running(grandchild), 2000)).toBe(true);
+  // already aborted: refused before it starts (the file is not made)
+  const e2 = await caught(exec.run("touch", [join(dir, "never")], { signal: ac.signal }));
+  expect(e2.code).toBe("E_CANCELLED");
+  expect(existsSync(join(dir, "never"))).toBe(false);
+}, 30_000);
+
+test("a tool that ignores SIGINT is killed abortGraceMs after the abort, with its group", async () => {
+  const ac = new AbortController();
+  const pids = join(dir, "pids2");
+  const run = caught(exec.run("bash", ["-c", `trap '' INT; sleep 300 & echo $! > "$1"; while :; do sleep 0.05; done`, "bash", pids], { signal: ac.signal, abortGraceMs: 400 }));
+  await waitFor(() => existsSync(pids) && readFileSync(pids, "utf8").trim() !== "", 5000);
+  const grandchild = Number(readFileSync(pids, "utf8").trim());
+  const t0 = performance.now();
+  ac.abort();
+  expect((await run).code).toBe("E_CANCELLED");
+  const took = performance.now() - t0;
+  expect(took).toBeGreaterThanOrEqual(350);
+  expect(took).toBeLessThan(5000);
+  expect(await waitFor(() => !running(grandchild), 2000)).toBe(true);
+}, 30_000);
+
+test("a tool done before any abort is its result; an abort after it ends changes nothing", async () => {
+  const ac = new AbortController();
+  expect((await exec.run("echo", ["hi"], { signal: ac.signal })).stdout).toBe("hi\n");
+  ac.abort();
 });

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { killAndWait, tempHome, waitFor } from "../helpers/cli.ts";
+import { BANGER, killAndWait, tempHome, waitFor } from "../helpers/cli.ts";
 import { firstMissing, IS_ROOT, needs } from "../helpers/skip.ts";
 
 const BUSYBOX = ["/usr/bin/busybox", "/bin/busybox"].find((p) => existsSync(p)) ?? "";
@@ -114,6 +114,26 @@ describe("image build --from (real chroot, busybox base)", () => {
     const sleepers = Bun.spawnSync(["pgrep", "-f", "^sleep 300$"]).stdout.toString().trim();
     expect(sleepers).toBe("");
   }, 30_000);
+
+  test("Ctrl-C on the CLI stops the build in the daemon: its step's processes end, no image, nothing left", async () => {
+    const sleeping = () => Bun.spawnSync(["pgrep", "-f", "^sleep 301$"]).stdout.toString().trim();
+    const cli = Bun.spawn([BANGER, "image", "build", "stopped", "--from", "tiny", "--run", "echo going; sleep 301; echo never"], { env: h.env, stdout: "ignore", stderr: "pipe" });
+    expect(await waitFor(() => sleeping() !== "", 30_000)).toBe(true);
+    cli.kill("SIGINT");
+    await cli.exited;
+    const t0 = performance.now();
+    expect(await waitFor(() => sleeping() === "" && leftovers().length === 0, 15_000, 50)).toBe(true);
+    // the chroot's step is interrupted at once (it gets SIGINT), not at the 10 s grace
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(h.run(["image", "show", "stopped"]).code).toBe(1);
+    expect(existsSync(join(h.home, "images", "stopped"))).toBe(false);
+    expect(loopsOf()).toEqual([]);
+    const log = readFileSync(join(h.home, "daemon.log"), "utf8");
+    expect(log).toMatch(/image build stopped: stopped, its requester went away \(image:image:build: unshare was stopped: its request was cancelled\); undoing it/);
+    // the daemon goes on: the same build, uninterrupted, works
+    expect(h.run(["image", "build", "stopped", "--from", "tiny", "--run", "echo fine > /etc/fine"]).code).toBe(0);
+    expect(cat("stopped", "/etc/fine")).toBe("fine\n");
+  }, 90_000);
 
   test("bad input: one line each, exit 1 or 2, nothing left", () => {
     const cases: [string[], number, string][] = [

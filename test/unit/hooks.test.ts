@@ -255,6 +255,19 @@ describe("runOperation", () => {
     expect(err.undoFailures).toEqual(["x: stuck"]);
   });
 
+  test("a failure after its requester went away (signal aborted) is logged, since nobody reads the error; otherwise not", async () => {
+    const log = testLogger();
+    const ac = new AbortController();
+    await runOperation({ ...opts(log), signal: ac.signal }, async () => {
+      ac.abort();
+      throw new BangerError("E_CANCELLED", "mmdebstrap was stopped: its request was cancelled\nmore");
+    }).catch(() => {});
+    expect(log.of("info")).toEqual(["vm start box: stopped, its requester went away (mmdebstrap was stopped: its request was cancelled); undoing it"]);
+    const quiet = testLogger();
+    await runOperation(opts(quiet), async () => Promise.reject(new Error("boom"))).catch(() => {});
+    expect(quiet.of("info")).toEqual([]);
+  });
+
   test("a defer after the operation ended is refused with a warning, not run later", async () => {
     const log = testLogger();
     let late: ((l: string, fn: () => void) => void) | null = null;
