@@ -12,7 +12,7 @@ export type { StorageProvider, NetProvider, NetPorts, ProviderHooks, VMHookName 
 export type { Operation, Undo, ProgressSink } from "./core/operation.ts";
 export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession, PublishedPort, SnapshotRecord } from "./shared/model.ts";
 export type { VMMDriver, BootConfig, LaunchOptions, LaunchResult, PreparedSave, SaveOptions, SaveResult } from "./vmm/driver.ts";
-export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, Clock, FS, FifoEnd, GuestSSH, ExecStreamOptions, SSHTarget, SSHDialer } from "./host/types.ts";
+export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, Clock, FS, FifoEnd, GuestSSH, GuestSignal, ExecStreamOptions, SSHTarget, SSHDialer } from "./host/types.ts";
 export type { LeaseStore, Lease } from "./shared/leases.ts";
 export { BangerError } from "./shared/errors.ts";
 /** An image built on a base (`banger image build --file banger.image.ts`): `export default defineImage({ name, from, packages, run, copy, env, size })`. */

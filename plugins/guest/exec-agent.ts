@@ -1,5 +1,5 @@
 import { BangerError, runScriptOver, uploadOver } from "../../src/plugin-api.ts";
-import type { ExecStreamOptions, FifoEnd, GuestSSH, Host } from "../../src/plugin-api.ts";
+import type { ExecStreamOptions, FifoEnd, GuestSignal, GuestSSH, Host } from "../../src/plugin-api.ts";
 
 /**
  * The host side of the exec agent (plugins/image/exec-agent.pl: a resident
@@ -44,6 +44,8 @@ const _RESYNC_AFTER_MS = 1000;
  */
 const _PROBE_AFTER_MS = 5000;
 const _PONG_WITHIN_MS = 30_000;
+/** Linux's numbers (the guest's) for what onRunning may send. */
+const _SIGNALS: Record<GuestSignal, number> = { HUP: 1, INT: 2, TERM: 15 };
 /** A header line of theirs is short; anything longer is not one. */
 const _MAX_HEADER = 64;
 
@@ -196,16 +198,19 @@ export class ExecAgent {
    * all of it now (then EOF), or none (EOF at once). An abort signals the
    * command with SIGKILL and rejects.
    */
-  exec(command: string, io: Pick<ExecStreamOptions, "onStdout" | "onStderr" | "signal"> & { stdin?: Uint8Array | string } = {}): Promise<number> {
+  exec(command: string, io: Pick<ExecStreamOptions, "onStdout" | "onStderr" | "signal" | "onRunning"> & { stdin?: Uint8Array | string } = {}): Promise<number> {
+    const kill = (id: string, n: number) => this._send(_frame("k", id, new TextEncoder().encode(String(n))));
     return this._run<number>(io.signal, {
       handlers: (resolve) => ({ onStdout: io.onStdout, onStderr: io.onStderr, resolve }),
-      onAbort: (id) => this._send(_frame("k", id, new TextEncoder().encode("9"))),
+      onAbort: (id) => kill(id, 9),
       send: (id) => {
         this._sendLong("s", id, new TextEncoder().encode(command));
         const room = _room(id);
         const stdin = typeof io.stdin === "string" ? new TextEncoder().encode(io.stdin) : io.stdin;
         for (let i = 0; stdin && i < stdin.length; i += room) this._send(_frame("i", id, stdin.subarray(i, i + room)));
         this._send(_frame("i", id, new Uint8Array(0)));
+        // once it ended (or was given up on) its id means nothing to the guest: no signal goes out then
+        io.onRunning?.({ signal: (name) => void (this.runs.get(id)?.abandoned === false && kill(id, _SIGNALS[name])) });
       },
     });
   }

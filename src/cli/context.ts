@@ -5,6 +5,7 @@ import { config, environ } from "../host/config.ts";
 import { mark } from "../host/profile.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
 import type { RequestOf, StreamOf, StreamRoute } from "../shared/routes.ts";
+import type { StreamEvent } from "../shared/api.ts";
 import { log, verbosity } from "./log.ts";
 import { fdIsTTY, writeOut } from "../host/stdio.ts";
 import { writeJson } from "./json-out.ts";
@@ -81,7 +82,7 @@ export function writeChunk(to: NodeJS.WriteStream, chunk: Uint8Array | string): 
 }
 
 /** Run a streaming route: progress to stderr, output chunks to stdout/stderr; returns the final event. */
-export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<K>, opts: { json: boolean; quiet?: boolean; signal?: AbortSignal }): Promise<StreamOf<K>> {
+export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<K>, opts: { json: boolean; quiet?: boolean; signal?: AbortSignal; onEvent?: (ev: StreamEvent) => void }): Promise<StreamOf<K>> {
   const c = await daemon();
   const p = progress(opts.quiet || opts.json);
   try {
@@ -93,7 +94,7 @@ export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<
       } else if (ev.type === "stderr") {
         p.done();
         writeChunk(process.stderr, Buffer.from(ev.data, "base64"));
-      }
+      } else opts.onEvent?.(ev);
     }, opts.signal);
   } finally {
     p.done();

@@ -159,10 +159,46 @@ async function execIn(name: string, argv: string[], json: boolean, stdin?: boole
     const input = await readStdinUpTo(MAX_EXEC_STDIN_BYTES, "--stdin", "it is sent whole before the command starts: copy bigger input into the VM first (`banger vm cp FILE VM:/PATH`), or stream it to a session (`banger session start VM --name N -- CMD`, then `banger session send`)");
     body.stdin = Buffer.from(input).toString("base64");
   }
-  const ev = await streamCall("vmExec", { params: { vm: name }, body }, { json: false, signal });
+  // without a caller's own handling (vm run --rm deletes its VM on a signal), a signal goes on to the command
+  const forwarding = signal ? null : forwardSignals(name);
+  let ev: Awaited<ReturnType<typeof streamCall<"vmExec">>>;
+  try {
+    ev = await streamCall("vmExec", { params: { vm: name }, body }, { json: false, signal, onEvent: (e) => e.type === "exec" && forwarding?.running(e.id) });
+  } finally {
+    forwarding?.done();
+  }
   const code = ev.code;
   if (json) process.stderr.write(JSON.stringify({ exitCode: code, ...extra }) + "\n");
   return code;
+}
+
+/**
+ * While `vm exec` runs: SIGINT, SIGTERM or SIGHUP to the CLI (Ctrl-C, timeout(1), a closed terminal) is sent on
+ * to the command, which may clean up and exit as it would in a terminal; its output goes on and its exit code is
+ * ours. A second signal, or one before the command runs, ends the CLI at once with 128 + its number, and the
+ * daemon then kills the command's whole process group (as `| head` does).
+ */
+function forwardSignals(vm: string): { running(id: string): void; done(): void } {
+  let id: string | null = null;
+  let sent = false;
+  const handlers = ([["SIGINT", 2], ["SIGTERM", 15], ["SIGHUP", 1]] as const).map(([sig, n]) => {
+    const h = () => {
+      if (id === null || sent) process.exit(128 + n);
+      sent = true;
+      const exec = id;
+      void daemon()
+        .then((c) => c.call("vmExecSignal", { params: { vm, exec }, body: { signal: sig.slice(3) } }))
+        .catch(() => {}); // it ended meanwhile: its exit is on the way
+    };
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  return {
+    running: (i) => void (id = i),
+    done: () => {
+      for (const [sig, h] of handlers) process.off(sig, h);
+    },
+  };
 }
 
 /** Create a VM under a free generated name (another client may take the one picked: then pick again); `picked` hears each name tried. */

@@ -17,7 +17,7 @@ import { sshTargetFor } from "../host/ssh-target.ts";
 import type { ImageService } from "./images.ts";
 import type { AutoWarm } from "./auto-warm.ts";
 import { imageDefaultUser, withDefaultUser } from "./image-user.ts";
-import type { FS } from "../host/types.ts";
+import type { FS, GuestSignal } from "../host/types.ts";
 import { VERSION_HEADER } from "../version.ts";
 
 export interface AppDeps {
@@ -67,6 +67,8 @@ function _daemonRoutes(d: AppDeps, requestsBefore: () => number): _DaemonRoutes 
 /** The VM routes. */
 function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
   const { engine } = d;
+  /** The execs running now, by the id their stream's `exec` event gave: where vmExecSignal sends. */
+  const execs = new Map<string, { vmId: string; signal(name: GuestSignal): void }>();
   return {
     vmList: async () => ({ vms: await Promise.all(engine.listVMs().map((vm) => vmView(engine, vm))) }),
     vmCreate: async ({ body, ndjson }) => {
@@ -121,7 +123,16 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
       const vm = await engine.running(params.vm);
       const options = withDefaultUser(asked, await imageDefaultUser(d.fs, (n) => engine.store.getImage(n), vm));
       const command = execCommandLine(argv, options, token);
-      return ndjson((emit) => _execIn(d.ssh, vm, command, stdin, emit, token));
+      return ndjson((emit) => _execIn(d.ssh, vm, command, stdin, emit, token, execs));
+    },
+    vmExecSignal: async ({ params, body }) => {
+      const name = body.signal.replace(/^SIG/, "");
+      if (!_isGuestSignal(name)) throw new BangerError("E_BAD_REQUEST", `signal ${JSON.stringify(body.signal)}: a running command takes INT, TERM or HUP`);
+      const vm = engine.getVM(params.vm);
+      const run = execs.get(params.exec);
+      if (!run || run.vmId !== vm.id) throw new BangerError("E_NOT_FOUND", `no command ${params.exec} runs in vm ${vm.name} (it ended, or was never started)`);
+      run.signal(name);
+      return { sent: name };
     },
     vmSshInfo: async ({ params }) => {
       const vm = await engine.running(params.vm);
@@ -143,16 +154,26 @@ function _startOrRestart(engine: Engine, action: "start" | "restart", id: string
   });
 }
 
-async function _execIn(ssh: SSHPool, vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter, token: string): Promise<ExitEvent> {
+function _isGuestSignal(s: string): s is GuestSignal {
+  return s === "INT" || s === "TERM" || s === "HUP";
+}
+
+async function _execIn(ssh: SSHPool, vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter, token: string, execs: Map<string, { vmId: string; signal(name: GuestSignal): void }>): Promise<ExitEvent> {
   const conn = await ssh.get(vm);
   const refused = refusalWatch(emit.stderr, token);
+  const id = randomBytes(8).toString("hex");
   const code = await conn
     .exec(command, {
       stdin: stdin !== undefined ? Buffer.from(stdin, "base64") : undefined,
       onStdout: emit.stdout,
       onStderr: refused.onStderr,
       signal: emit.signal,
+      onRunning: (ctl) => {
+        execs.set(id, { vmId: vm.id, signal: ctl.signal });
+        emit.event({ type: "exec", id });
+      },
     })
+    .finally(() => execs.delete(id))
     .catch((e: unknown) => {
       // dropbear refuses a command line over 9000 bytes with a bare "Unable to exec"
       if (Buffer.byteLength(command) > 9000 && errorMessage(e).includes("Unable to exec")) {

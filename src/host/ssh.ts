@@ -29,6 +29,18 @@ function _signalExit(signal: string | undefined): number {
   return typeof n === "number" ? 128 + n : NO_STATUS_EXIT;
 }
 
+/**
+ * A `signal` request on an exec's channel. Not ssh2's Channel.signal: it sends only while the channel is writable,
+ * and ours stops being so when its stdin ends (at once, for most commands), so it silently sent nothing.
+ */
+function _signalChannel(ch: ClientChannel, name: string): void {
+  const c = ch as unknown as { outgoing?: { id: number; state: string }; _client?: { _protocol?: { signal(id: number, name: string): void } } };
+  try {
+    // 'eof' once our stdin ended: the command still runs
+    if (c.outgoing && c.outgoing.state !== "closed") c._client?._protocol?.signal(c.outgoing.id, name);
+  } catch {} // the connection just closed: the command is done
+}
+
 function _abortError(signal: AbortSignal): Error {
   const reason = signal.reason;
   if (reason instanceof Error) return reason;
@@ -104,14 +116,17 @@ class _SSH2Guest implements GuestSSH {
           if (finished) return;
           finished = true;
           // Ask the server to kill the command (OpenSSH honours it), then drop the channel.
-          try {
-            ch.signal("KILL");
-          } catch {}
+          _signalChannel(ch, "KILL");
           ch.close();
           reject(_abortError(opts.signal!));
         };
         opts.signal?.addEventListener("abort", onAbort, { once: true });
         opts.flow?.({ pause: () => ch.pause(), resume: () => ch.resume() });
+        opts.onRunning?.({
+          signal: (name) => {
+            if (!finished) _signalChannel(ch, name);
+          },
+        });
         ch.on("data", (d: Buffer) => opts.onStdout?.(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
         ch.stderr.on("data", (d: Buffer) => opts.onStderr?.(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
         ch.on("exit", (c: number | null, sig?: string) => {

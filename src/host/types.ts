@@ -155,7 +155,15 @@ export interface ExecStreamOptions {
    * up in our memory when its reader is slower than the guest).
    */
   flow?: (ctl: { pause(): void; resume(): void }) => void;
+  /**
+   * Called once the command is sent, with a way to signal it while it runs: over the exec agent its whole
+   * process group gets it, over SSH the server's signal request reaches the command (`vm exec`'s Ctrl-C).
+   */
+  onRunning?: (ctl: { signal(name: GuestSignal): void }) => void;
 }
+
+/** What a user may send a running command (`vm exec`'s Ctrl-C, `timeout`'s TERM, a closed terminal's HUP). */
+export type GuestSignal = "INT" | "TERM" | "HUP";
 
 /** One SSH connection to a guest. */
 export interface GuestSSH {

@@ -30,11 +30,12 @@ export function secondsArg(ms: number): string {
 /** The guest's SSH server may refuse longer command lines (dropbear's MAX_CMD_LEN is 9000 bytes). */
 const SHORT_ENOUGH = 8000;
 
-/** Comment and blank lines out: the command line has a size limit (see SHORT_ENOUGH). None of our scripts has a multi-line string. */
+/** Comment and blank lines and indentation out: the command line has a size limit (see SHORT_ENOUGH). None of our scripts has a multi-line string. */
 function _compact(sh: string): string {
   return sh
     .split("\n")
     .filter((l) => !/^\s*(#.*)?$/.test(l))
+    .map((l) => l.trimStart())
     .join("\n") + "\n";
 }
 const _PARTS = [_compact(GETENT_SH), _compact(RUN_AS_SH), _compact(TIMEOUT_SH), _compact(EXEC_SH)];

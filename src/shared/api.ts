@@ -15,6 +15,8 @@ export type StreamEvent =
   | { type: "result"; data: unknown }
   | { type: "exit"; code: number }
   | { type: "file"; event: FileEvent }
+  /** `vm exec`'s command runs: the id its signals go to (vmExecSignal). */
+  | { type: "exec"; id: string }
   | { type: "error"; error: ErrorBody };
 
 /** A plugin as `banger plugin list` shows it. */

@@ -132,6 +132,8 @@ export const routes = defineRoutes({
     maxBytes: MAX_EXEC_BODY_BYTES,
     ndjson: res<ExitEvent>(),
   },
+  /** A signal for a running `vm exec` (its stream's `exec` event names it): INT, TERM or HUP, as Ctrl-C, timeout(1) or a closed terminal send. */
+  vmExecSignal: { method: "POST", path: "/v1/vms/:vm/exec/:exec/signal", body: { signal: { type: "string", required: true } }, json: res<{ sent: string }>() },
   vmSshInfo: { method: "GET", path: "/v1/vms/:vm/ssh-info", json: res<SshInfo>() },
   /** The egress policy (with ?log=1 every denied attempt). */
   vmEgress: { method: "GET", path: "/v1/vms/:vm/egress", query: { log: "flag" }, json: res<EgressView>() },

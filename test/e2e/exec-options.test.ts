@@ -1,7 +1,7 @@
 // -e/-w/-u/--timeout and vm run's generated name, in one real QEMU guest
 // shared by every test here (booted once, by the first test).
 import { afterAll, expect, test } from "bun:test";
-import { waitFor } from "../helpers/cli.ts";
+import { BANGER, waitFor } from "../helpers/cli.ts";
 import { e2e, e2eHome, e2eReady, qemuPidsUnder } from "../helpers/e2e.ts";
 
 e2e.describe("vm exec options in a real VM", () => {
@@ -59,6 +59,45 @@ e2e.describe("vm exec options in a real VM", () => {
     expect(next.code).toBe(0);
     expect(next.stdout).toBe("still here\n");
   }, 60_000);
+
+  test("Ctrl-C goes on to the command, which cleans up: its output and exit code are the CLI's (bare and --timeout); a second one ends the CLI (130) and the command is killed, a --timeout one too", async () => {
+    expect(vm).not.toBe("");
+    /** Start `vm exec`, wait for its "ready", send the CLI SIGINT; then the rest of its output and its exit. */
+    const interrupted = async (args: string[]) => {
+      const p = Bun.spawn([BANGER, "vm", "exec", vm, ...args], { env: h.env, stdout: "pipe", stderr: "pipe" });
+      const reader = p.stdout.getReader();
+      let out = "";
+      while (!out.includes("ready\n")) {
+        const c = await reader.read();
+        if (c.done) break;
+        out += new TextDecoder().decode(c.value);
+      }
+      p.kill("SIGINT");
+      return { p, rest: (async () => {
+        for (let c = await reader.read(); !c.done; c = await reader.read()) out += new TextDecoder().decode(c.value);
+        return out;
+      })() };
+    };
+    const sleeping = () => {
+      const ps = h.run(["vm", "exec", vm, "--", "bash", "-c", 'for f in /proc/[0-9]*/cmdline; do mapfile -d "" a 2>/dev/null < "$f"; echo "${a[*]}"; done']);
+      return ps.stdout.split("\n").filter((l) => l.trim() === "sleep 1234").length;
+    };
+    for (const opts of [[], ["--timeout", "1h"]]) {
+      const { p, rest } = await interrupted([...opts, "--", "bash", "-c", "trap 'echo cleaned up; exit 7' INT; echo ready; while :; do sleep 0.1; done"]);
+      expect({ opts, code: await p.exited, out: await rest, err: await new Response(p.stderr).text() }).toEqual({ opts, code: 7, out: "ready\ncleaned up\n", err: "" });
+    }
+    for (const opts of [[], ["--timeout", "1h"]]) {
+      // INT ignored, and so by the program it execs
+      const { p } = await interrupted([...opts, "--", "bash", "-c", "trap '' INT; echo ready; exec sleep 1234"]);
+      await Bun.sleep(500);
+      expect(p.exitCode).toBeNull();
+      expect(sleeping()).toBe(1);
+      p.kill("SIGINT");
+      expect({ opts, code: await p.exited }).toEqual({ opts, code: 130 });
+      // the --timeout wrapper's watchdog looks each second
+      expect(await waitFor(() => sleeping() === 0, 10_000, 500)).toBe(true);
+    }
+  }, 120_000);
 
   test("session start with -e, -u and --timeout: the process sees them, and ends with exit 124", async () => {
     expect(vm).not.toBe("");

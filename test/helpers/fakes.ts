@@ -389,6 +389,8 @@ export interface FakeGuestSSH extends GuestSSH {
   readonly execs: string[];
   readonly scripts: string[];
   readonly uploads: { path: string; data: string; mode?: number }[];
+  /** Signals sent to its running commands (onRunning), in order. */
+  readonly signals: string[];
 }
 
 export interface FakeSSH extends SSHDialer {
@@ -397,8 +399,12 @@ export interface FakeSSH extends SSHDialer {
   /** Make dial() reject with this error. */
   failDial?: Error;
   /** Scripted guest behaviour: exit code (and output) for a command line or script. */
-  respond?: (command: string, opts?: ExecStreamOptions) => { exitCode?: number; stdout?: string; stderr?: string };
+  respond?: (command: string, opts?: ExecStreamOptions) => FakeAnswer | Promise<FakeAnswer>;
+  /** Hears each signal sent to a running command (after it is recorded in its connection's `signals`). */
+  onSignal?: (name: string) => void;
 }
+
+type FakeAnswer = { exitCode?: number; stdout?: string; stderr?: string };
 
 export function fakeSSH(): FakeSSH {
   const d: FakeSSH = {
@@ -413,16 +419,23 @@ export function fakeSSH(): FakeSSH {
         execs: [],
         scripts: [],
         uploads: [],
+        signals: [],
         async exec(command, opts) {
           conn.execs.push(command);
-          const r = d.respond?.(command, opts) ?? {};
+          opts?.onRunning?.({
+            signal: (name) => {
+              conn.signals.push(name);
+              d.onSignal?.(name);
+            },
+          });
+          const r = (await d.respond?.(command, opts)) ?? {};
           if (r.stdout) opts?.onStdout?.(new TextEncoder().encode(r.stdout));
           if (r.stderr) opts?.onStderr?.(new TextEncoder().encode(r.stderr));
           return r.exitCode ?? 0;
         },
         async runScript(script) {
           conn.scripts.push(script);
-          const r = d.respond?.(script) ?? {};
+          const r = (await d.respond?.(script)) ?? {};
           return { stdout: r.stdout ?? "", stderr: r.stderr ?? "", exitCode: r.exitCode ?? 0 };
         },
         async upload(path, data, mode) {

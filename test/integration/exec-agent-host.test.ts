@@ -110,6 +110,73 @@ it.describe("ExecAgent with the real exec agent", () => {
     expect((await run("echo after")).out.toString()).toBe("after\n");
   });
 
+  /** Read a pid a command wrote to `file` (it may not have yet). */
+  const pidIn = async (file: string): Promise<number> => {
+    for (let i = 0; i < 300; i++) {
+      const n = Number((await Bun.file(file).text().catch(() => "")).trim());
+      if (n > 1) return n;
+      await Bun.sleep(10);
+    }
+    throw new Error(`no pid in ${file}`);
+  };
+  const gone = async (pid: number, ms: number): Promise<boolean> => {
+    for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(20)) {
+      try {
+        if (/^\S+ \(.*\) Z /.test(await Bun.file(`/proc/${pid}/stat`).text())) return true;
+      } catch {
+        return true;
+      }
+    }
+    return false;
+  };
+  /** vm exec's way of running it: onRunning's signal, the output, the status. */
+  const runSignalled = (command: string, o: { signal?: AbortSignal } = {}) => {
+    let ctl: { signal(n: "INT" | "TERM" | "HUP"): void } | null = null;
+    const out: Uint8Array[] = [];
+    const done = agent.exec(command, { ...o, onStdout: (c) => void out.push(c.slice()), onRunning: (c) => void (ctl = c) });
+    return { send: (n: "INT" | "TERM" | "HUP") => ctl!.signal(n), done: done.then((code) => ({ code, out: Buffer.concat(out).toString() })) };
+  };
+
+  it.test("a signal through onRunning reaches the command, which may clean up and exit as it would in a terminal; its output and status come back", async () => {
+    const ready = join(dir, "ready-1");
+    const bare = runSignalled(`trap 'echo cleaned up; exit 7' INT; echo x > ${ready}; while :; do sleep 0.05; done`);
+    while (!(await Bun.file(ready).exists())) await Bun.sleep(10);
+    bare.send("INT");
+    expect(await bare.done).toEqual({ code: 7, out: "cleaned up\n" });
+    // a command under vm exec's wrapper (--timeout: the command runs in a group of its own): the wrapper passes it on
+    const childPid = join(dir, "child-1");
+    const inner = `echo $$ > ${childPid}; trap 'echo got $1; exit 5' TERM; while :; do sleep 0.05; done`;
+    const wrapped = runSignalled(execCommandLine(["bash", "-c", inner, "bash", "TERM"], { timeoutMs: 60_000 }, "0123456789abcdef"));
+    const child = await pidIn(childPid);
+    wrapped.send("TERM");
+    expect(await wrapped.done).toEqual({ code: 5, out: "got TERM\n" });
+    expect(await gone(child, 2000)).toBe(true);
+  });
+
+  it.test("an abort of a command under the --timeout wrapper (SIGKILL to the wrapper's group) still ends the command: the watchdog sees the wrapper gone", async () => {
+    const ac = new AbortController();
+    const childPid = join(dir, "child-2");
+    const r = run(execCommandLine(["bash", "-c", `echo $$ > ${childPid}; exec sleep 300`], { timeoutMs: 3_600_000 }, "0123456789abcdef"), { signal: ac.signal });
+    const child = await pidIn(childPid);
+    ac.abort();
+    await expect(r).rejects.toThrow("aborted");
+    // the watchdog looks each second
+    expect(await gone(child, 3000)).toBe(true);
+  });
+
+  it.test("the --timeout wrapper's watchdog still fires on time (exit 124, the command's tree killed), for a fraction and over a second", async () => {
+    for (const [ms, min, max] of [[400, 350, 1500], [1300, 1250, 2600]] as const) {
+      const childPid = join(dir, `child-t${ms}`);
+      const t0 = performance.now();
+      const r = await run(execCommandLine(["bash", "-c", `echo $$ > ${childPid}; sleep 30 & wait`], { timeoutMs: ms }, "0123456789abcdef"));
+      const took = performance.now() - t0;
+      expect(r.code).toBe(124);
+      expect(took).toBeGreaterThanOrEqual(min);
+      expect(took).toBeLessThan(max);
+      expect(await gone(await pidIn(childPid), 2000)).toBe(true);
+    }
+  });
+
   it.test("AgentFirstSSH: a plain command over this agent, with no SSH dialled", async () => {
     let dials = 0;
     // a second host side on the same port: the first one's frames are not its own, and are dropped

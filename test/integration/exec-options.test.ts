@@ -189,6 +189,29 @@ guestLogin.test("a reader that goes away (`| head`): the CLI exits 141 at once, 
   expect(await headOf(["vm", "cp", `box:${scratch}`, "-"])).toMatchObject({ status: "141", stderr: "" });
 });
 
+// The first Ctrl-C goes on to the command as a signal request on its channel, and the second one's abort kills
+// it with another; OpenSSH refuses both for root's sessions (no privilege separation after a root login), while
+// dropbear and the exec agent take them: what the command sees is in test/e2e/exec-options.test.ts, in a real
+// guest. Here: the CLI's side.
+guestLogin.test("a second Ctrl-C (SIGINT to the CLI) ends it at once with 130, with --timeout too", async () => {
+  const env = { ...g.h.env, ...g.env };
+  const marker = `banger-sigint-${process.pid}`;
+  for (const opts of [[], ["--timeout", "1h"]]) {
+    const p = Bun.spawn([BANGER, "vm", "exec", "box", ...opts, "--", "bash", "-c", `trap '' INT; echo ready; while :; do sleep 0.05; done; : ${marker}`], { env, stdout: "pipe", stderr: "pipe" });
+    const reader = p.stdout.getReader();
+    let out = "";
+    while (!out.includes("ready\n")) out += new TextDecoder().decode((await reader.read()).value);
+    p.kill("SIGINT");
+    await Bun.sleep(300);
+    expect(procsWith(marker).length).toBeGreaterThan(0);
+    const t0 = performance.now();
+    p.kill("SIGINT");
+    expect({ opts, code: await p.exited }).toEqual({ opts, code: 130 });
+    expect(performance.now() - t0).toBeLessThan(2000);
+    for (const pid of procsWith(marker)) process.kill(pid, "SIGKILL");
+  }
+}, 60_000);
+
 guestLogin.test("--stdin is read whole, up to its cap: an endless producer is refused in one line (exit 2) as the cap is passed, nothing run; 1 MiB arrives byte for byte", async () => {
   const env = { ...g.h.env, ...g.env };
   const endless = Bun.spawnSync(["bash", "-c", `yes | "$0" vm exec --stdin box -- touch "${scratch}/ran-endless"; echo "status \${PIPESTATUS[1]}"`, BANGER], { env });

@@ -6,7 +6,7 @@ import { ImageService } from "../../src/daemon/images.ts";
 import type { Handlers } from "../../src/daemon/router.ts";
 import { vmSSHPool } from "../../src/daemon/ssh-pool.ts";
 import { BangerError } from "../../src/shared/errors.ts";
-import { daemonPaths } from "../../src/shared/paths.ts";
+import { daemonPaths, vmPaths } from "../../src/shared/paths.ts";
 import { engineWorld, type TestStore } from "../helpers/fakes.ts";
 
 const stores: TestStore[] = [];
@@ -293,6 +293,40 @@ describe("vm lifecycle over the handler", () => {
     await engine.create({ name: "web" });
     const evs = await events(await call("POST", "/v1/vms/web/start"));
     expect(evs.at(-1)).toMatchObject({ type: "result", data: { alive: true } });
+  });
+
+  test("a running exec's stream names it first; a signal for it reaches the command (INT, TERM, HUP; SIG prefix taken); others, another VM's or an ended one are refused", async () => {
+    const { call, host, ts } = setup();
+    for (const [name, port] of [["web", 2222], ["db", 2223]] as const) {
+      await events(await call("POST", "/v1/vms", { name, start: true }));
+      const vm = ts.store.getVM(name)!;
+      // a guest to talk to: no network plugin here gives it one
+      ts.store.upsertVM({ ...vm, runtime: { ...vm.runtime, sshHost: "127.0.0.1", sshPort: port } });
+      await host.fs.writeFile(vmPaths(vm.runtime.vmDir).clientKey, "key");
+      await host.fs.writeFile(vmPaths(vm.runtime.vmDir).hostPubKey, "ssh-ed25519 AAAA");
+    }
+    let stop: (code: number) => void = () => {};
+    host.ssh.respond = () => new Promise((resolve) => (stop = (code) => resolve({ exitCode: code })));
+    host.ssh.onSignal = (name) => name === "TERM" && stop(143);
+    const res = await call("POST", "/v1/vms/web/exec", { argv: ["sleep", "100"] });
+    const reader = res.body!.getReader();
+    const first = JSON.parse(new TextDecoder().decode((await reader.read()).value).split("\n")[0]!) as StreamEvent;
+    expect(first.type).toBe("exec");
+    const id = (first as { id: string }).id;
+    expect(id).toMatch(/^[0-9a-f]{16}$/);
+    const signal = (vm: string, exec: string, sig: string) => call("POST", `/v1/vms/${vm}/exec/${exec}/signal`, { signal: sig });
+    expect(await errorOf(await signal("web", id, "KILL"))).toEqual({ code: "E_BAD_REQUEST", message: 'signal "KILL": a running command takes INT, TERM or HUP' });
+    expect((await errorOf(await signal("db", id, "INT"))).code).toBe("E_NOT_FOUND");
+    expect(await (await signal("web", id, "INT")).json()).toEqual({ sent: "INT" });
+    expect(await (await signal("web", id, "SIGHUP")).json()).toEqual({ sent: "HUP" });
+    expect(await (await signal("web", id, "TERM")).json()).toEqual({ sent: "TERM" });
+    let rest = "";
+    for (let c = await reader.read(); !c.done; c = await reader.read()) rest += new TextDecoder().decode(c.value);
+    expect(JSON.parse(rest.trim().split("\n").at(-1)!)).toEqual({ type: "exit", code: 143 });
+    expect(host.ssh.conns.flatMap((c) => c.signals)).toEqual(["INT", "HUP", "TERM"]);
+    // it ended: nothing to send to
+    const gone = await errorOf(await signal("web", id, "INT"));
+    expect(gone).toEqual({ code: "E_NOT_FOUND", message: `no command ${id} runs in vm web (it ended, or was never started)` });
   });
 
   test("a start failure arrives in-band in the envelope shape", async () => {

@@ -25,5 +25,11 @@ exec 3<&0 4>&2 2> /dev/null
 CHILD=$!
 set +m
 exec 3<&- 4>&-
+# a signal sent to our group (`vm exec`'s Ctrl-C, forwarded) is for the
+# command, whose group is its own: pass it on, and wait on (see wait_child)
+for sig in INT TERM HUP; do
+  # shellcheck disable=SC2064 # the signal's name, now; the child's pid, when it fires
+  trap "TRAPPED=1; kill -$sig -- -\$CHILD 2> /dev/null" "$sig"
+done
 await_child "$CHILD"
 exit "$STATUS"

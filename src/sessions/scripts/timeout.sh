@@ -61,17 +61,37 @@ wait_child() {
 # most TIMEOUT; then kill its whole tree. Sets STATUS: its exit status, or
 # TIMEOUT_EXIT when the time ran out. (Not `wait -n`: bash may already have
 # reaped a quick child and then calls it "no such job".)
+#
+# The watchdog leads a process group of its own: a signal for the command's
+# group or ours (a forwarded Ctrl-C) is not for it. It wakes each second to
+# see that we are still its parent: if we are killed (the exec agent's SIGKILL
+# of our group when the exec is given up), nothing else would end the command,
+# which runs in a group of its own, so it kills its tree then.
 await_child() {
-  local child=$1 dog
+  local child=$1 us=$BASHPID dog
+  set -m
   (
     # a pipe nobody writes to: read -t on it is a sleep without a sleep(1)
     exec {never}<> <(:)
-    read -r -t "$TIMEOUT" -u "$never" _
-    trap '' TERM # fired: finish the kill even if told to stop now
+    # in microseconds, by bash's own clock (no date(1) to start)
+    end=$((${EPOCHREALTIME//[!0-9]/} + ${TIMEOUT%.*} * 1000000 + 10#${TIMEOUT#*.} * 1000))
+    while left=$((end - ${EPOCHREALTIME//[!0-9]/})) && [ "$left" -gt 0 ]; do
+      [ "$left" -lt 1000000 ] || left=1000000
+      printf -v t '%d.%06d' $((left / 1000000)) $((left % 1000000))
+      read -r -t "$t" -u "$never" _
+      read -r _ _ _ parent _ < "/proc/$BASHPID/stat"
+      if [ "$parent" != "$us" ]; then
+        kill_tree "$child"
+        exit 0
+      fi
+    done
+    # fired: finish the kill even if told to stop now
+    trap '' TERM
     kill_tree "$child"
     exit "$TIMEOUT_EXIT"
   ) 3>&- < /dev/null > /dev/null 2>&1 &
   dog=$!
+  set +m
   wait_child "$child"
   kill -TERM "$dog" 2> /dev/null
   wait "$dog" 2> /dev/null
