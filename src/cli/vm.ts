@@ -48,7 +48,12 @@ function lifetimeLines(vm: VMView): string[] {
   const lines: string[] = [];
   if (l.expiresAt) lines.push(`expires:   ${l.expiresAt} (${until(l.expiresAt)}, then ${l.ttlAction})`);
   if (l.idleTimeoutMs) {
-    const when = l.idleDeadline && (vm.runtime.state === "running" || l.idleAction === "delete") ? `; idle deadline ${l.idleDeadline} (${until(l.idleDeadline)})` : "";
+    const open = vm.requestsOpen ?? 0;
+    const when = open
+      ? `; in use now (${open} request${open === 1 ? "" : "s"} open: the clock starts when ${open === 1 ? "it ends" : "they end"})`
+      : l.idleDeadline && (vm.runtime.state === "running" || l.idleAction === "delete")
+        ? `; idle deadline ${l.idleDeadline} (${until(l.idleDeadline)})`
+        : "";
     lines.push(`idle:      ${l.idleAction === "delete" ? "deleted" : "stops"} after ${formatDuration(l.idleTimeoutMs)} without use${when}`);
   }
   return lines;
@@ -58,7 +63,7 @@ function lifetimeLines(vm: VMView): string[] {
 function nearestDeadline(vm: VMView): string {
   const l = vm.lifetime;
   const ttl = l?.expiresAt ? `${until(l.expiresAt)} (${l.ttlAction})` : "";
-  const idle = l?.idleDeadline && (vm.runtime.state === "running" || l.idleAction === "delete") ? `idle ${until(l.idleDeadline)}${l.idleAction === "delete" ? " (delete)" : ""}` : "";
+  const idle = !l?.idleDeadline || !(vm.runtime.state === "running" || l.idleAction === "delete") ? "" : vm.requestsOpen ? "in use" : `idle ${until(l.idleDeadline)}${l.idleAction === "delete" ? " (delete)" : ""}`;
   return [ttl, idle].filter(Boolean).join(", ") || "-";
 }
 

@@ -168,6 +168,11 @@ export class Lifetimes {
     };
   }
 
+  /** How many requests that count as use are open on this VM now (by id). */
+  requestsOpen(id: string): number {
+    return this.busyCount.get(id) ?? 0;
+  }
+
   /** Restart a VM's idle clock (no write for a VM without an idle timeout). */
   touch(id: string): void {
     // a read first: most VMs have no idle timeout, and an UPDATE takes SQLite's write lock even when it matches nothing

@@ -32,6 +32,8 @@ export interface AppDeps {
   reconcile: unknown;
   /** Warm-start templates after first cold boots (absent: none made). */
   autoWarm?: AutoWarm;
+  /** How many requests that count as use are open on a VM now (Lifetimes.requestsOpen), for vm list/show. */
+  requestsOpen?: (vmId: string) => number;
   /** Handlers of the other route groups (sessions, workspaces, files); in tests, stand-ins for any route. */
   routes?: Partial<Handlers>;
   shutdown(): void;
@@ -70,7 +72,7 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
   /** The execs running now, by the id their stream's `exec` event gave: where vmExecSignal sends. */
   const execs = new Map<string, { vmId: string; signal(name: GuestSignal): void }>();
   return {
-    vmList: async () => ({ vms: await Promise.all(engine.listVMs().map((vm) => vmView(engine, vm))) }),
+    vmList: async () => ({ vms: await Promise.all(engine.listVMs().map(async (vm) => ({ ...(await vmView(engine, vm)), requestsOpen: d.requestsOpen?.(vm.id) ?? 0 }))) }),
     vmCreate: async ({ body, ndjson }) => {
       const { start, from, cold, ...params } = body;
       // what a clone takes from the request; the rest of its shape is its snapshot's
@@ -101,7 +103,10 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
         return { type: "result", data };
       });
     },
-    vmShow: async ({ params }) => vmView(engine, engine.getVM(params.vm)),
+    vmShow: async ({ params }) => {
+      const vm = engine.getVM(params.vm);
+      return { ...(await vmView(engine, vm)), requestsOpen: d.requestsOpen?.(vm.id) ?? 0 };
+    },
     vmDelete: async ({ params, query }) => {
       const force = query.force;
       const deleted = await engine.delete(params.vm, { force });

@@ -58,7 +58,12 @@ export interface FetchResult {
 }
 
 /** Public view of a VM: its durable record plus liveness. */
-export type VMView = VMRecord & { alive: boolean; pid: number };
+export type VMView = VMRecord & {
+  alive: boolean;
+  pid: number;
+  /** `vm list`/`vm show`: requests that count as use (exec, ssh, sessions, files…) open on it now; its idle clock starts when the last ends. */
+  requestsOpen?: number;
+};
 
 /** GET /v1/health. */
 export interface Health {

@@ -134,6 +134,10 @@ guestLogin.describe("lifetimes (fake VMM, real sshd as the guest)", () => {
     const a = shell();
     await Bun.sleep(5000);
     expect(alive(pid())).toBe(true);
+    // show and list say why the deadline waits (not "in 0s")
+    expect(g.run(["vm", "show", "t-idle", "--json"]).json<View & { requestsOpen: number }>().requestsOpen).toBe(1);
+    expect(g.run(["vm", "show", "t-idle"]).stdout).toContain("stops after 3s without use; in use now (1 request open: the clock starts when it ends)");
+    expect(g.run(["vm", "list"]).stdout).toMatch(/t-idle .* in use /);
     a.stdin.write("echo typed-$((6*7)); exit 7\n");
     await a.stdin.end();
     expect(await a.exited).toBe(7);
