@@ -24,6 +24,8 @@ export { vmPaths } from "./shared/paths.ts";
 export { tempPathFor } from "./shared/temps.ts";
 /** true when a path exists (any file type). */
 export { fileExists } from "./host/fs.ts";
+/** This process's effective uid and CAP_NET_ADMIN (/proc/self/status): what a plugin checks before work that needs them. */
+export { readPrivileges, type Privileges } from "./host/privileges.ts";
 /** Tool runs that stop when a request is cancelled (an image build's steps). */
 export { execStoppedBy } from "./host/exec-stop.ts";
 /** Where and how to reach a VM's SSH server, with its pinned host key: what the daemon's pool dials. */

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { configFrom, createResolveA, definePlugin, EGRESS_LOG_FILE, environ, serveDns, serveTransparent } from "../../src/plugin-api.ts";
-import { BangerError } from "../../src/plugin-api.ts";
+import { BangerError, readPrivileges } from "../../src/plugin-api.ts";
 import type { BangerPlugin, CloneNet, DnsAnswerer, DnsServer, Env, ResolveA, Exec, HookMap, LeaseStore, NetPorts, OriginalDst, PluginContext, VMHandles, VMRecord } from "../../src/plugin-api.ts";
 import { addTap, deleteTap, ensureBridge, ensureNat } from "./host-net.ts";
 import { allowAll, denyAll } from "./egress-fw.ts";
@@ -197,6 +197,11 @@ function _tapNet(ctx: PluginContext, o: NetTapOptions, env: Env): _TapNet {
 
 /** vm:create: an address from the pool and a `<name>.vm` line. */
 async function _giveAddress(t: _TapNet, { vm, op }: HookMap["vm:create"]): Promise<void> {
+  const me = await readPrivileges(t.ctx.host.fs);
+  if (me.uid !== null && me.uid !== 0 && !me.capNetAdmin) {
+    // said at create, in one line: not as an EACCES on the hosts file, or ip's "Operation not permitted" at start
+    throw new BangerError("E_PERMISSION", `--net tap needs root or CAP_NET_ADMIN (a tap device, the bridge, NAT): run banger as root, or \`sudo setcap cap_net_admin+ep "$(command -v banger)"\` (see \`banger doctor\`); --net user needs neither`);
+  }
   await t.requireOwnNetns();
   const ip = await _claimAddress(t, vm);
   // deferred before the rewrite that may fail: a failed create gives the address back either way

@@ -205,9 +205,13 @@ export function checkDisk(v: HostView): Finding {
 
 export function checkImage(v: HostView): Finding {
   const id = "image";
+  const build = v.image.name === "default" ? "banger image build" : `banger image build --name ${v.image.name}`;
+  // image build runs mmdebstrap --mode=root and chroots: not root, the image comes from elsewhere
+  const elsewhere = "import one built by root: banger image import NAME --kernel K --rootfs R --initrd I";
   if (!v.image.present) {
-    return { id, level: "fail", message: `image "${v.image.name}" not found in ${v.image.dir}`, fix: v.image.name === "default" ? "banger image build" : `banger image build --name ${v.image.name}` };
+    return { id, level: "fail", message: `image "${v.image.name}" not found in ${v.image.dir}`, fix: v.uid === 0 ? build : `${build} needs root: run it as root, or ${elsewhere}` };
   }
+  if (v.uid !== 0) return { id, level: "note", message: `image "${v.image.name}" present (${v.image.dir}); image build and vm commit need root here`, fix: `run them as root, or ${elsewhere}` };
   return { id, level: "ok", message: `image "${v.image.name}" present (${v.image.dir})`, fix: "" };
 }
 

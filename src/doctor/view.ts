@@ -2,6 +2,7 @@ import { dirname, join } from "node:path";
 import { configFrom, environ } from "../host/config.ts";
 import { canOpenRW, freeBytes } from "../host/fs.ts";
 import type { Exec, FS } from "../host/types.ts";
+import { hasCapNetAdmin } from "../host/privileges.ts";
 import { EXTRA_TOOLS, HOST_TOOLS, type DeviceAccess, type HostView } from "./checks.ts";
 
 export interface GatherOptions {
@@ -15,11 +16,6 @@ export interface GatherOptions {
   freeBytes?: (path: string) => Promise<number | null>;
 }
 
-/** CAP_NET_ADMIN is bit 12 of CapEff in /proc/self/status. */
-export function hasCapNetAdmin(status: string | null): boolean {
-  const m = /^CapEff:\s*([0-9a-f]+)$/im.exec(status ?? "");
-  return !!m && (BigInt(`0x${m[1]}`) & (1n << 12n)) !== 0n;
-}
 
 async function _firstLine(exec: Exec, tool: string | null): Promise<string | null> {
   if (!tool) return null;

@@ -16,7 +16,8 @@ import {
   type Finding,
   type HostView,
 } from "../../src/doctor/checks.ts";
-import { gatherHostView, hasCapNetAdmin } from "../../src/doctor/view.ts";
+import { gatherHostView } from "../../src/doctor/view.ts";
+import { hasCapNetAdmin } from "../../src/host/privileges.ts";
 import { fakeExec, fakeFS } from "../helpers/fakes.ts";
 
 const GiB = 1024 ** 3;
@@ -195,6 +196,15 @@ describe("disk and image", () => {
   test("no image → fail with banger image build (named when not default)", () => {
     expect(pick(checkImage(view((v) => (v.image.present = false))))).toEqual(["fail", "banger image build"]);
     expect(checkImage(view((v) => ((v.image.present = false), (v.image.name = "dev")))).fix).toBe("banger image build --name dev");
+  });
+
+  test("not root: image build needs root, so the fix says so and how to import one instead; a present image is a note saying it", () => {
+    const none = checkImage(view((v) => ((v.image.present = false), (v.uid = 1000))));
+    expect(none.level).toBe("fail");
+    expect(none.fix).toBe("banger image build needs root: run it as root, or import one built by root: banger image import NAME --kernel K --rootfs R --initrd I");
+    const there = checkImage(view((v) => (v.uid = 1000)));
+    expect(there.level).toBe("note");
+    expect(there.message).toContain("image build and vm commit need root here");
   });
 });
 

@@ -73,6 +73,22 @@ async function world(o: { opts?: NetTapOptions; env?: NodeJS.ProcessEnv; before?
 const block = (lines: string[]) => [`# BEGIN ${hostsMarker(PATHS.home)} (managed by banger net-tap; do not edit)`, ...lines, `# END ${hostsMarker(PATHS.home)}`].join("\n") + "\n";
 
 describe("net-tap: create", () => {
+  test("not root and no CAP_NET_ADMIN: refused at create in one line naming both ways out, nothing leased or written; with the capability it goes on", async () => {
+    const w = await world();
+    w.host.fs.files.set("/proc/self/status", "Name:\tbanger\nUid:\t1000\t1000\t1000\t1000\nCapEff:\t0000000000000000\n");
+    const err = await caught(w.engine.create({ name: "alpha", net: "tap" }));
+    expect(err.code).toBe("E_PERMISSION");
+    expect(err.message).toBe('net-tap:vm:create: --net tap needs root or CAP_NET_ADMIN (a tap device, the bridge, NAT): run banger as root, or `sudo setcap cap_net_admin+ep "$(command -v banger)"` (see `banger doctor`); --net user needs neither');
+    expect(w.leases.list(IP_POOL)).toEqual([]);
+    expect(w.hosts()).toBe(FOREIGN);
+    expect(w.ts.store.getVM("alpha")).toBeNull();
+    w.host.fs.files.set("/proc/self/status", "Uid:\t1000\t1000\t1000\t1000\nCapEff:\t0000000000001000\n");
+    expect((await w.engine.create({ name: "alpha", net: "tap" })).runtime.guestIP).toBe("10.213.0.2");
+    // a user-net VM needs neither
+    w.host.fs.files.set("/proc/self/status", "Uid:\t1000\t1000\t1000\t1000\nCapEff:\t0000000000000000\n");
+    expect((await w.engine.create({ name: "beta" })).spec.net).not.toBe("tap");
+  });
+
   test("a hosts file that cannot be rewritten fails the create and gives the address back (deferred before the rewrite)", async () => {
     const w = await world();
     let fails = 1;
