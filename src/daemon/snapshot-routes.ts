@@ -1,6 +1,6 @@
 import type { Engine } from "../core/engine.ts";
 import { mapBounded } from "../shared/bounded.ts";
-import { BangerError } from "../shared/errors.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
 import { defaultSnapshotName, Snapshots, validateSnapshotName } from "../core/snapshots.ts";
 import { vmView } from "./app.ts";
 import type { HandlersFor } from "./router.ts";
@@ -34,9 +34,13 @@ export function createSnapshotRoutes(engine: Engine) {
         // in parallel, bounded: a clone's start is mostly waiting (QEMU's start, the state load, the guest's answer), not CPU;
         // each failed clone removes itself, the others are kept and the first failure is the answer
         const made = await mapBounded(body.names, FORK_PARALLEL, async (name) => vmView(engine, await snapshots.createFrom(`${snap.vmName}@${snap.name}`, name, { start: true }, emit.progress, emit.signal)));
-        const failed = made.find((r) => r.status === "rejected");
-        if (failed) throw failed.reason;
-        const vms = made.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof vmView>>>).value);
+        const vms = made.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+        // cancelled, even with every clone made (its requester went away as the last one came up): nothing stays
+        const failed: { reason: unknown } | undefined = made.find((r) => r.status === "rejected") ?? (emit.signal.aborted ? { reason: new BangerError("E_CANCELLED", `vm fork ${vm.name}: its request was cancelled`) } : undefined);
+        if (failed) {
+          await _undoFork(engine, snapshots, `${snap.vmName}@${snap.name}`, vms, emit.signal.aborted);
+          throw failed.reason;
+        }
         return { type: "result", data: { snapshot: snap, vms } };
       });
     },
@@ -52,4 +56,25 @@ export function createSnapshotRoutes(engine: Engine) {
     },
   };
   return { handlers };
+}
+
+/**
+ * A fork that failed: its snapshot goes when no clone runs on it, so a fork leaves nothing it made for nothing.
+ * Cancelled (the person waiting went away: Ctrl-C), its clones go too, and then its snapshot; a fork that failed
+ * on its own keeps the clones it made (each failed one removed itself), and their snapshot with them.
+ */
+async function _undoFork(engine: Engine, snapshots: Snapshots, snap: string, made: { id: string; name: string }[], cancelled: boolean): Promise<void> {
+  const log = engine.deps.log;
+  if (cancelled) {
+    for (const vm of made) {
+      await engine.delete(vm.id, { force: true }).then(
+        () => log.info(`fork cancelled: clone ${vm.name} deleted`),
+        (e: unknown) => log.warn(`fork cancelled: clone ${vm.name} not deleted: ${errorMessage(e)}`),
+      );
+    }
+  } else if (made.length > 0) return;
+  await snapshots.remove(snap).then(
+    () => log.info(`fork ${cancelled ? "cancelled" : "failed"}: its snapshot ${snap} removed`),
+    (e: unknown) => log.warn(`fork ${cancelled ? "cancelled" : "failed"}: its snapshot ${snap} not removed: ${errorMessage(e)}`),
+  );
 }

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { FAKE_PLUGIN, tempHome } from "../helpers/cli.ts";
+import { BANGER, FAKE_PLUGIN, tempHome, waitFor } from "../helpers/cli.ts";
 
 const h = tempHome("banger-snap-");
 const env = { BANGER_PLUGINS: FAKE_PLUGIN };
@@ -173,6 +173,31 @@ test("vm fork: snapshot + clones in one step, the source runs on; --count N name
   for (const n of ["a-1", "a-2", "z9"]) ok(["vm", "delete", n, "--force"]);
   for (const s of [f.snapshot, named.snapshot]) ok(["snapshot", "rm", `a@${s.name}`]);
 });
+
+test("a fork that makes no clone leaves no snapshot; one that made some keeps them and theirs; Ctrl-C on the CLI mid-fork leaves no clone and no snapshot", async () => {
+  const forks = () => ok(["snapshot", "list", "--vm", "a", "--json"]).json().filter((s: { name: string }) => s.name.startsWith("fork-")).length;
+  const before = forks();
+  const none = run(["vm", "fork", "a", "unrestorable-1"]);
+  expect(none.code).toBe(1);
+  expect(none.stderr).toContain("this one cannot be restored");
+  expect(forks()).toBe(before);
+  expect(run(["vm", "show", "unrestorable-1"]).code).toBe(1);
+  const some = run(["vm", "fork", "a", "kept1", "unrestorable-2"]);
+  expect(some.code).toBe(1);
+  expect(vm("kept1").alive).toBe(true);
+  expect(forks()).toBe(before + 1);
+  pids.push(vm("kept1").pid);
+  ok(["vm", "delete", "kept1", "--force"]);
+  // slow-* clones take 1.5 s to create: the CLI is interrupted while they are made
+  const cli = Bun.spawn([BANGER, "vm", "fork", "a", "slow-1", "slow-2"], { env: { ...h.env, ...env }, stdout: "ignore", stderr: "pipe" });
+  await Bun.sleep(700);
+  cli.kill("SIGINT");
+  expect(await cli.exited).toBe(130);
+  const log = join(h.home, "daemon.log");
+  expect(await waitFor(() => readFileSync(log, "utf8").includes("fork cancelled: its snapshot a@fork-"), 10_000, 100)).toBe(true);
+  expect(forks()).toBe(before + 1);
+  expect(ok(["vm", "list", "--json"]).json().map((v: { name: string }) => v.name).sort()).toEqual(["a", "b"]);
+}, 30_000);
 
 test("image warm: a template of the image at a shape; matching starts clone it, --cold or another shape boot, a re-imported image drops it", () => {
   const t = ok(["image", "warm", "tiny", "--vmm", "fake", "--json"]).json();
