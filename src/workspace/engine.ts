@@ -223,14 +223,15 @@ export class WorkspaceEngine {
     // everything that must not be a link into the live tree goes first; the tar brings the new versions
     const drop = [...plan.changed, ...plan.removed, ...resentGitFiles(files)];
     const err: Uint8Array[] = [];
-    const code = await guest.exec(DeltaStageCommand(guestPath, stage, prev!.token), { stdin: drop.join("\0") + "\0", onStderr: (c) => err.push(c.slice()) });
+    // the copies take the request's signal (Ctrl-C stops them, and the stage goes with the undo); the swap does not
+    const code = await guest.exec(DeltaStageCommand(guestPath, stage, prev!.token), { stdin: drop.join("\0") + "\0", onStderr: (c) => err.push(c.slice()), signal: job.p.signal });
     if (code === STALE_EXIT) {
       await _must(guest, RollbackScript(guestPath, stage, old, false)); // a half-made link copy
       return false;
     }
     if (code !== 0) _copyFailed(job, code, err);
     const err2: Uint8Array[] = [];
-    const code2 = await guest.exec(ExtractIntoStageCommand(stage), { stdin: job.stream({ ...files, paths: plan.changed }), onStderr: (c) => err2.push(c.slice()) });
+    const code2 = await guest.exec(ExtractIntoStageCommand(stage), { stdin: job.stream({ ...files, paths: plan.changed }), onStderr: (c) => err2.push(c.slice()), signal: job.p.signal });
     if (job.seen.error || code2 !== 0) _copyFailed(job, code2, err2);
     job.mode = "delta";
     job.sent = plan.changed.length;
@@ -239,7 +240,7 @@ export class WorkspaceEngine {
 
   private async _sendFull(job: _PrepareJob): Promise<void> {
     const err: Uint8Array[] = [];
-    const code = await job.guest.exec(StageCommand(job.guestPath, job.stage), { stdin: job.stream(job.files), onStderr: (c) => err.push(c.slice()) });
+    const code = await job.guest.exec(StageCommand(job.guestPath, job.stage), { stdin: job.stream(job.files), onStderr: (c) => err.push(c.slice()), signal: job.p.signal });
     if (job.seen.error || code !== 0) _copyFailed(job, code, err);
   }
 

@@ -242,6 +242,23 @@ guestLogin.describe("workspace CLI over a real sshd", () => {
     expect(sums.exitCode).toBe(0);
   }, 120_000);
 
+  test("Ctrl-C on the CLI mid-copy stops the copy in the daemon and undoes it: no guest path, nothing staged left", async () => {
+    const big = join(scratch, "bigrepo");
+    const target = join(guestRoot, "big-cut");
+    const cli = Bun.spawn([BANGER, "workspace", "prepare", "box", "--source", big, "--guest-path", target], { env: { ...h.env, ...env }, stdout: "ignore", stderr: "ignore" });
+    // the stage dir is made as the copy starts
+    for (let i = 0; i < 500 && leftovers(target).length === 0; i++) await Bun.sleep(10);
+    expect(leftovers(target).length).toBe(1);
+    cli.kill("SIGINT");
+    expect(await cli.exited).toBe(130);
+    const log = join(h.home, "daemon.log");
+    for (let i = 0; i < 200 && !readFileSync(log, "utf8").includes(`workspace prepare box:${target}: stopped, its requester went away`); i++) await Bun.sleep(50);
+    expect(readFileSync(log, "utf8")).toContain(`workspace prepare box:${target}: stopped, its requester went away`);
+    for (let i = 0; i < 100 && leftovers(target).length > 0; i++) await Bun.sleep(50);
+    expect(leftovers(target)).toEqual([]);
+    expect(existsSync(target)).toBe(false);
+  }, 60_000);
+
   test("bad input: non-repo, staged changes, root and /etc guest paths, someone else's dir, unknown vm, export without a mode", () => {
     const plain = join(scratch, "plain");
     mkdirSync(plain);
