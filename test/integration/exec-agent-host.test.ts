@@ -156,7 +156,7 @@ it.describe("ExecAgent with the real exec agent", () => {
   it.test("an abort of a command under the --timeout wrapper (SIGKILL to the wrapper's group) still ends the command: the watchdog sees the wrapper gone", async () => {
     const ac = new AbortController();
     const childPid = join(dir, "child-2");
-    const r = run(execCommandLine(["bash", "-c", `echo $$ > ${childPid}; exec sleep 300`], { timeoutMs: 3_600_000 }, "0123456789abcdef"), { signal: ac.signal });
+    const r = run(execCommandLine(["bash", "-c", `echo $$ > ${childPid}; exec sleep 313`], { timeoutMs: 3_600_000 }, "0123456789abcdef"), { signal: ac.signal });
     const child = await pidIn(childPid);
     ac.abort();
     await expect(r).rejects.toThrow("aborted");

@@ -83,12 +83,14 @@ function running(pid: number): boolean {
   }
 }
 
+// The sleeps here (and in exec-agent-host.test.ts) have lengths of their own: image-derive.test.ts looks for any
+// `sleep 300` on the host.
 test("an abort sends SIGINT to the tool's whole group, lets it clean up, and rejects E_CANCELLED; a run asked after it never starts", async () => {
   const pids = join(dir, "pids");
   const cleaned = join(dir, "cleaned");
   const ac = new AbortController();
   // the tool and a grandchild of its own; on SIGINT the tool takes 300 ms to clean up (as mmdebstrap unmounts)
-  const script = `sleep 300 & echo $! > "$1"; trap 'sleep 0.3; echo done > "$2"; exit 1' INT; while :; do sleep 0.05; done`;
+  const script = `sleep 311 & echo $! > "$1"; trap 'sleep 0.3; echo done > "$2"; exit 1' INT; while :; do sleep 0.05; done`;
   const run = caught(exec.run("bash", ["-c", script, "bash", pids, cleaned], { signal: ac.signal }));
   let grandchild = 0;
   for (let i = 0; i < 200 && !grandchild; i++) {
@@ -113,7 +115,7 @@ test("an abort sends SIGINT to the tool's whole group, lets it clean up, and rej
 test("a tool that ignores SIGINT is killed abortGraceMs after the abort, with its group", async () => {
   const ac = new AbortController();
   const pids = join(dir, "pids2");
-  const run = caught(exec.run("bash", ["-c", `trap '' INT; sleep 300 & echo $! > "$1"; while :; do sleep 0.05; done`, "bash", pids], { signal: ac.signal, abortGraceMs: 400 }));
+  const run = caught(exec.run("bash", ["-c", `trap '' INT; sleep 312 & echo $! > "$1"; while :; do sleep 0.05; done`, "bash", pids], { signal: ac.signal, abortGraceMs: 400 }));
   await waitFor(() => existsSync(pids) && readFileSync(pids, "utf8").trim() !== "", 5000);
   const grandchild = Number(readFileSync(pids, "utf8").trim());
   const t0 = performance.now();
