@@ -7,7 +7,7 @@ import { DaemonClient } from "../client/daemon-client.ts";
 import type { RequestOf, StreamOf, StreamRoute } from "../shared/routes.ts";
 import type { StreamEvent } from "../shared/api.ts";
 import { log, verbosity } from "./log.ts";
-import { fdIsTTY, writeOut } from "../host/stdio.ts";
+import { fdIsTTY, outStream, writeOut } from "../host/stdio.ts";
 import { writeJson } from "./json-out.ts";
 
 /** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */
@@ -43,7 +43,7 @@ export function progress(quiet = false): { update(msg: string): void; done(): vo
       }
     },
     done() {
-      if (shown) process.stderr.write("\r\x1b[2K");
+      if (shown) outStream(2).write("\r\x1b[2K");
       shown = false;
     },
   };
@@ -90,10 +90,10 @@ export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<
       if (ev.type === "progress") p.update(ev.message);
       else if (ev.type === "stdout") {
         p.done();
-        writeChunk(process.stdout, Buffer.from(ev.data, "base64"));
+        writeChunk(outStream(1), Buffer.from(ev.data, "base64"));
       } else if (ev.type === "stderr") {
         p.done();
-        writeChunk(process.stderr, Buffer.from(ev.data, "base64"));
+        writeChunk(outStream(2), Buffer.from(ev.data, "base64"));
       } else opts.onEvent?.(ev);
     }, opts.signal);
   } finally {

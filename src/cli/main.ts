@@ -4,7 +4,7 @@ import { FULL_VERSION } from "../version.ts";
 import { exitIfBrokenPipe, fail, passthrough } from "./context.ts";
 import { defineCommand } from "./define.ts";
 import { setVerbosity } from "./log.ts";
-import { fdIsTTY, writeOut } from "../host/stdio.ts";
+import { fdIsTTY, onOutputError, writeOut } from "../host/stdio.ts";
 import { setEnvDefault } from "../host/config.ts";
 import { mark } from "../host/profile.ts";
 
@@ -148,8 +148,8 @@ export async function run(argv: string[]): Promise<void> {
   }
   passthrough.argv = dd >= 0 ? argv.slice(dd + 1) : [];
   const json = head.includes("--json");
-  // a write that fails later than its call (a stream's buffered bytes)
-  for (const s of [process.stdout, process.stderr]) s.on("error", exitIfBrokenPipe);
+  // a write that fails later than its call (a stream's buffered bytes); the streams are built only when used
+  onOutputError(exitIfBrokenPipe);
   try {
     if (head.length === 1 && (head[0] === "--version" || head[0] === "-v")) {
       writeOut(1, `banger ${FULL_VERSION}\n`);

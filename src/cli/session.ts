@@ -5,6 +5,7 @@ import type { GuestSession } from "../shared/model.ts";
 import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, readStdinUpTo, usage, writeChunk } from "./context.ts";
 import { MAX_SESSION_SEND_BYTES } from "../shared/routes.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
+import { outStream } from "../host/stdio.ts";
 
 const vmArg = { vm: { type: "positional", required: true, description: "VM name" } } as const;
 const sArgs = { ...vmArg, session: { type: "positional", required: true, description: "Session name or id" } } as const;
@@ -132,7 +133,7 @@ async function pump(
   opts: { stream: "stdout" | "stderr"; offset: number; follow: boolean; signal?: AbortSignal; onChunk?: (data: Buffer, nextOffset: number) => void },
 ): Promise<number> {
   let at = opts.offset;
-  const write = opts.onChunk ?? ((data: Buffer) => (opts.stream === "stderr" ? process.stderr : process.stdout).write(data));
+  const write = opts.onChunk ?? ((data: Buffer) => (opts.stream === "stderr" ? outStream(2) : outStream(1)).write(data));
   for (let attempt = 0; ; attempt++) {
     const c = await daemon(attempt > 0);
     const query = { stream: opts.stream, offset: at, follow: opts.follow };
@@ -180,7 +181,7 @@ const logs = defineCommand({
       follow: !!args.follow,
       onChunk: (data, nextOffset) => {
         if (args.follow) {
-          writeChunk(process.stdout, JSON.stringify({ data: data.toString("utf8"), offset: nextOffset - data.length, nextOffset }) + "\n");
+          writeChunk(outStream(1), JSON.stringify({ data: data.toString("utf8"), offset: nextOffset - data.length, nextOffset }) + "\n");
         } else chunks.push(data);
       },
     });
@@ -225,7 +226,7 @@ const attach = defineCommand({
     if (tty) stdin.setRawMode(false);
     stdin.pause();
     const msg = `detached at stdout offset ${next}; reattach with: banger session attach ${args.vm} ${args.session} --offset ${next}`;
-    if (args.json) writeChunk(process.stdout, JSON.stringify({ nextOffset: next }) + "\n");
+    if (args.json) writeChunk(outStream(1), JSON.stringify({ nextOffset: next }) + "\n");
     else log().withTag("raw").info(isTTY() ? `\r\n${msg}\r\n` : `${msg}\n`);
     process.exit(0);
   },

@@ -2,6 +2,7 @@ import { config } from "../host/config.ts";
 import { connectPinned } from "../host/ssh.ts";
 import { log } from "./log.ts";
 import type { DaemonClient } from "../client/daemon-client.ts";
+import { outStream } from "../host/stdio.ts";
 
 /**
  * Hold a VM in use until release(): the daemon does not see what goes over an
@@ -31,7 +32,7 @@ export async function interactiveShell(info: { host: string; port: number; user:
   const stdin = process.stdin;
   const tty = !!stdin.isTTY;
   return new Promise<number>((resolve) => {
-    const win = { cols: process.stdout.columns || 80, rows: process.stdout.rows || 24, term: config.term || "xterm-256color" };
+    const win = { cols: outStream(1).columns || 80, rows: outStream(1).rows || 24, term: config.term || "xterm-256color" };
     conn.shell(win, (err, stream) => {
       if (err) {
         log().error(`ssh shell: ${err.message}`);
@@ -41,14 +42,14 @@ export async function interactiveShell(info: { host: string; port: number; user:
       if (tty) stdin.setRawMode(true);
       stdin.resume();
       stdin.pipe(stream);
-      stream.pipe(process.stdout);
-      stream.stderr.pipe(process.stderr);
-      const onResize = () => stream.setWindow(process.stdout.rows || 24, process.stdout.columns || 80, 0, 0);
-      process.stdout.on("resize", onResize);
+      stream.pipe(outStream(1));
+      stream.stderr.pipe(outStream(2));
+      const onResize = () => stream.setWindow(outStream(1).rows || 24, outStream(1).columns || 80, 0, 0);
+      outStream(1).on("resize", onResize);
       let code = 0;
       stream.on("exit", (c: number | null) => (code = c ?? 0));
       stream.on("close", () => {
-        process.stdout.off("resize", onResize);
+        outStream(1).off("resize", onResize);
         if (tty) stdin.setRawMode(false);
         stdin.unpipe(stream);
         stdin.pause();

@@ -12,6 +12,7 @@ import type { ExecOptions } from "../shared/exec-options.ts";
 import { pickVMName } from "../shared/vm-names.ts";
 import { MAX_EXEC_STDIN_BYTES } from "../shared/routes.ts";
 import { formatPort, parsePortSpec, portsColumn, samePort } from "../shared/ports.ts";
+import { outStream } from "../host/stdio.ts";
 
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
 
@@ -173,7 +174,7 @@ async function execIn(name: string, argv: string[], json: boolean, stdin?: boole
     forwarding?.done();
   }
   const code = ev.code;
-  if (json) process.stderr.write(JSON.stringify({ exitCode: code, ...extra }) + "\n");
+  if (json) outStream(2).write(JSON.stringify({ exitCode: code, ...extra }) + "\n");
   return code;
 }
 
@@ -458,7 +459,7 @@ const run = defineCommand({
     try {
       if (name === undefined) {
         name = await createNamed(args, json, { lease, picked: (n) => removal && (removal.name = n), signal });
-        if (!json) process.stderr.write(`vm name: ${name}\n`);
+        if (!json) outStream(2).write(`vm name: ${name}\n`);
       } else {
         const body = createBody(name, args);
         const existing = await getVM(name);

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import type { Workspace } from "../shared/api.ts";
 import type { BodyOf } from "../shared/routes.ts";
 import { daemon, jsonArg, out, streamCall, usage } from "./context.ts";
+import { outStream } from "../host/stdio.ts";
 
 const vmArg = { vm: { type: "positional", required: true, description: "VM name" } } as const;
 const guestPathArg = { guestPath: { type: "string", description: "Where the repo lives in the guest (default /root/repo)" } } as const;
@@ -69,7 +70,7 @@ const exportCmd = defineCommand({
     const commits = (new TextDecoder().decode(bytes).match(/^From [0-9a-f]{40} /gm) ?? []).length;
     if (args.patch === "-") {
       await Bun.write(Bun.stdout, bytes);
-      if (args.json) process.stderr.write(JSON.stringify({ vm: args.vm, commits, bytes: bytes.length }) + "\n");
+      if (args.json) outStream(2).write(JSON.stringify({ vm: args.vm, commits, bytes: bytes.length }) + "\n");
       return;
     }
     const file = resolve(args.patch!);

@@ -12,6 +12,30 @@ const _fs = () => require("node:fs") as typeof import("node:fs");
 
 const _tty = new Map<number, boolean>();
 
+let _onOutputError: ((e: unknown) => void) | null = null;
+const _armed = new Set<number>();
+
+/** What an error on stdout's or stderr's stream does (the CLI: exit 141 on EPIPE); set it before any stream write. */
+export function onOutputError(fn: (e: unknown) => void): void {
+  _onOutputError = fn;
+}
+
+/**
+ * process.stdout or process.stderr, built only when a write needs the stream (see above: building them costs
+ * start-up), with onOutputError's handler on it for errors that come after the write call (buffered bytes).
+ */
+export function outStream(fd: 1 | 2): NodeJS.WriteStream {
+  const s = fd === 1 ? process.stdout : process.stderr;
+  if (!_armed.has(fd)) {
+    _armed.add(fd);
+    s.on("error", (e) => {
+      if (!_onOutputError) throw e;
+      _onOutputError(e);
+    });
+  }
+  return s;
+}
+
 /**
  * Is fd a terminal? A file or pipe is ruled out by fstat alone. A character
  * device is a terminal when /proc names a tty or pty (so /dev/null is not);
@@ -59,6 +83,6 @@ export function writeOut(fd: 1 | 2, data: string | Uint8Array): void {
     while (off < buf.length) off += writeSync(fd, buf, off);
   } catch (e) {
     if ((e as { code?: string }).code !== "EAGAIN") throw e;
-    (fd === 1 ? process.stdout : process.stderr).write(buf.subarray(off));
+    outStream(fd).write(buf.subarray(off));
   }
 }

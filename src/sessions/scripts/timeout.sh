@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Given: TIMEOUT (seconds, may be fractional), TIMEOUT_EXIT.
+# Given: TIMEOUT (seconds with three decimals, as secondsArg writes it), TIMEOUT_EXIT.
 # Bash builtins and forks only, no extra programs: under TCG every exec of a
 # program costs ~0.1-0.4 s.
 #
