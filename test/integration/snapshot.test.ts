@@ -26,7 +26,10 @@ beforeAll(() => {
 }, 30_000);
 
 afterAll(async () => {
-  for (const n of ["a", "b"]) run(["vm", "delete", n, "--force", "--with-snapshots"]);
+  // every VM, not just a and b: a test that failed midway may have left clones (their processes would outlive the home)
+  const listed = run(["vm", "list", "--json"]);
+  const names: string[] = listed.code === 0 ? listed.json().map((v: { name: string }) => v.name) : [];
+  for (const n of new Set(["a", "b", ...names])) run(["vm", "delete", n, "--force", "--with-snapshots"]);
   await h.cleanup(pids);
 });
 
