@@ -71,10 +71,10 @@ export function exitIfBrokenPipe(e: unknown): void {
   if ((e as { code?: string } | null)?.code === "EPIPE") process.exit(141);
 }
 
-/** A chunk of a command's output to stdout or stderr, which may be a pipe its reader closed (exitIfBrokenPipe). */
-export function writeChunk(to: NodeJS.WriteStream, chunk: Uint8Array | string): void {
+/** A chunk of a command's output to stdout (1) or stderr (2), which may be a pipe its reader closed (exitIfBrokenPipe). */
+export function writeChunk(fd: 1 | 2, chunk: Uint8Array | string): void {
   try {
-    to.write(chunk);
+    outStream(fd).write(chunk);
   } catch (e) {
     exitIfBrokenPipe(e);
     throw e;
@@ -90,10 +90,10 @@ export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<
       if (ev.type === "progress") p.update(ev.message);
       else if (ev.type === "stdout") {
         p.done();
-        writeChunk(outStream(1), Buffer.from(ev.data, "base64"));
+        writeChunk(1, Buffer.from(ev.data, "base64"));
       } else if (ev.type === "stderr") {
         p.done();
-        writeChunk(outStream(2), Buffer.from(ev.data, "base64"));
+        writeChunk(2, Buffer.from(ev.data, "base64"));
       } else opts.onEvent?.(ev);
     }, opts.signal);
   } finally {

@@ -4,7 +4,6 @@ import { nowMs } from "../host/clock.ts";
 import { environ } from "../host/config.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
 import { jsonArg, out, writeChunk } from "./context.ts";
-import { outStream } from "../host/stdio.ts";
 
 const status = defineCommand({
   meta: { name: "status", description: "Is the daemon running? (exit 1 if not)" },
@@ -45,7 +44,7 @@ const logs = defineCommand({
     for (;;) {
       const size = (await f.exists()) ? f.size : 0;
       if (size > pos) {
-        writeChunk(outStream(1), new Uint8Array(await f.slice(pos, size).arrayBuffer()));
+        writeChunk(1, new Uint8Array(await f.slice(pos, size).arrayBuffer()));
         pos = size;
       }
       if (!args.follow) break;

@@ -5,7 +5,6 @@ import type { GuestSession } from "../shared/model.ts";
 import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, readStdinUpTo, usage, writeChunk } from "./context.ts";
 import { MAX_SESSION_SEND_BYTES } from "../shared/routes.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
-import { outStream } from "../host/stdio.ts";
 
 const vmArg = { vm: { type: "positional", required: true, description: "VM name" } } as const;
 const sArgs = { ...vmArg, session: { type: "positional", required: true, description: "Session name or id" } } as const;
@@ -133,7 +132,7 @@ async function pump(
   opts: { stream: "stdout" | "stderr"; offset: number; follow: boolean; signal?: AbortSignal; onChunk?: (data: Buffer, nextOffset: number) => void },
 ): Promise<number> {
   let at = opts.offset;
-  const write = opts.onChunk ?? ((data: Buffer) => (opts.stream === "stderr" ? outStream(2) : outStream(1)).write(data));
+  const write = opts.onChunk ?? ((data: Buffer) => writeChunk(opts.stream === "stderr" ? 2 : 1, data));
   for (let attempt = 0; ; attempt++) {
     const c = await daemon(attempt > 0);
     const query = { stream: opts.stream, offset: at, follow: opts.follow };
@@ -181,7 +180,7 @@ const logs = defineCommand({
       follow: !!args.follow,
       onChunk: (data, nextOffset) => {
         if (args.follow) {
-          writeChunk(outStream(1), JSON.stringify({ data: data.toString("utf8"), offset: nextOffset - data.length, nextOffset }) + "\n");
+          writeChunk(1, JSON.stringify({ data: data.toString("utf8"), offset: nextOffset - data.length, nextOffset }) + "\n");
         } else chunks.push(data);
       },
     });
@@ -226,7 +225,7 @@ const attach = defineCommand({
     if (tty) stdin.setRawMode(false);
     stdin.pause();
     const msg = `detached at stdout offset ${next}; reattach with: banger session attach ${args.vm} ${args.session} --offset ${next}`;
-    if (args.json) writeChunk(outStream(1), JSON.stringify({ nextOffset: next }) + "\n");
+    if (args.json) writeChunk(1, JSON.stringify({ nextOffset: next }) + "\n");
     else log().withTag("raw").info(isTTY() ? `\r\n${msg}\r\n` : `${msg}\n`);
     process.exit(0);
   },

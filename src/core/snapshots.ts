@@ -254,8 +254,9 @@ export class Snapshots {
     const snap = this.get(ref);
     const { spec } = snap;
     const { store, hooks, host, log } = this.d;
+    const cancelled = () => new BangerError("E_CANCELLED", `vm create ${name} --from ${snap.vmName}@${snap.name}: its request was cancelled`);
     // a fork's later clones, once its requester went away: none made only to be deleted
-    if (signal.aborted) throw new BangerError("E_CANCELLED", `vm create ${name} --from ${snap.vmName}@${snap.name}: its request was cancelled`);
+    if (signal.aborted) throw cancelled();
     const vm = await this.engine.create({ ...opts.own, name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress, { disksFrom: snap });
     try {
       await this.engine.cache.withLock(vm.id, () =>
@@ -270,7 +271,7 @@ export class Snapshots {
         store.sessions.upsert({ ...s, id: this.d.newId(), vmId: vm.id, createdAt: t, updatedAt: t });
       }
       if (!opts.start) return this.engine.getVM(vm.id);
-      if (signal.aborted) throw new BangerError("E_CANCELLED", `vm create ${name} --from ${snap.vmName}@${snap.name}: its request was cancelled`);
+      if (signal.aborted) throw cancelled();
       return await this.engine.cache.withLock(vm.id, () =>
         this.engine.startHeld(vm.id, progress, signal, snap.memory ? { restoreFrom: join(snap.dir, STATE_FILE), snapshot: snap } : {}),
       );

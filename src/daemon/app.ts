@@ -69,8 +69,7 @@ function _daemonRoutes(d: AppDeps, requestsBefore: () => number): _DaemonRoutes 
 /** The VM routes. */
 function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
   const { engine } = d;
-  /** The execs running now, by the id their stream's `exec` event gave: where vmExecSignal sends. */
-  const execs = new Map<string, { vmId: string; signal(name: GuestSignal): void }>();
+  const execs: _RunningExecs = new Map();
   return {
     vmList: async () => ({ vms: await Promise.all(engine.listVMs().map(async (vm) => ({ ...(await vmView(engine, vm)), requestsOpen: d.requestsOpen?.(vm.id) ?? 0 }))) }),
     vmCreate: async ({ body, ndjson }) => {
@@ -159,11 +158,14 @@ function _startOrRestart(engine: Engine, action: "start" | "restart", id: string
   });
 }
 
+/** The execs running now, by the id their stream's `exec` event gave: where vmExecSignal sends. */
+type _RunningExecs = Map<string, { vmId: string; signal(name: GuestSignal): void }>;
+
 function _isGuestSignal(s: string): s is GuestSignal {
   return s === "INT" || s === "TERM" || s === "HUP";
 }
 
-async function _execIn(ssh: SSHPool, vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter, token: string, execs: Map<string, { vmId: string; signal(name: GuestSignal): void }>): Promise<ExitEvent> {
+async function _execIn(ssh: SSHPool, vm: VMRecord, command: string, stdin: string | undefined, emit: Emitter, token: string, execs: _RunningExecs): Promise<ExitEvent> {
   const conn = await ssh.get(vm);
   const refused = refusalWatch(emit.stderr, token);
   const id = randomBytes(8).toString("hex");

@@ -12,8 +12,6 @@ import { readCapped, type Emitter } from "./http.ts";
 import { imageDefaultUser, withDefaultUser } from "./image-user.ts";
 import { MAX_SESSION_SEND_BYTES } from "../shared/routes.ts";
 
-/** A send's payload is held whole (it is written to the guest in one upload): Bun's own default body cap, kept now that the server takes bigger bodies for file uploads. */
-const MAX_SEND_BYTES = MAX_SESSION_SEND_BYTES;
 
 export interface SessionRouteDeps {
   engine: Engine;
@@ -100,7 +98,7 @@ export function createSessionRoutes(d: SessionRouteDeps) {
       return { deleted: params.session };
     },
     sessionSend: async ({ req, params }) => {
-      const payload = await readCapped(req, MAX_SEND_BYTES);
+      const payload = await readCapped(req, MAX_SESSION_SEND_BYTES);
       return sessions.send({ vmIdOrName: params.vm, sessionIdOrName: params.session, payload });
     },
     sessionStop: async ({ params, body }) => end("stop", params, body.graceMs),

@@ -16,7 +16,6 @@ export interface GatherOptions {
   freeBytes?: (path: string) => Promise<number | null>;
 }
 
-
 async function _firstLine(exec: Exec, tool: string | null): Promise<string | null> {
   if (!tool) return null;
   const r = await exec.run(tool, ["--version"], { check: false, timeoutMs: 10_000 }).catch(() => null);

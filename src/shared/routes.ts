@@ -16,7 +16,7 @@ export const MAX_JSON_BODY_BYTES = 1 << 20;
 export const MAX_EXEC_BODY_BYTES = 64 << 20;
 /** The most stdin `vm exec --stdin` carries: what fits the body as base64 beside a JSON body's worth of argv and options. */
 export const MAX_EXEC_STDIN_BYTES = Math.floor(((MAX_EXEC_BODY_BYTES - MAX_JSON_BODY_BYTES) * 3) / 4);
-/** The most one `session send` writes to a session's stdin (its raw body). */
+/** The most one `session send` writes to a session's stdin (its raw body, held whole: it goes to the guest in one upload; Bun's own default body cap). */
 export const MAX_SESSION_SEND_BYTES = 128 << 20;
 
 export type FieldType = "string" | "number" | "integer" | "boolean" | "string[]";
