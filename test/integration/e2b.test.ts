@@ -267,7 +267,10 @@ test("a daemon killed after a sandbox's VM is made, before the sandbox is record
   // any command starts the next daemon, which deletes it
   expect(run(["e2b", "status"]).code).toBe(0);
   expect(await waitFor(() => !alive(pid) && !existsSync(join(vmsDir, dirs[0]!)), 10_000, 50)).toBe(true);
-  const swept = /e2b: sandbox (e2b-[a-z0-9]+) was left half made \(pending since \S+\) by a daemon that stopped: its VM is deleted/.exec(readFileSync(join(h.home, "daemon.log"), "utf8"));
+  // the sweep logs once the VM's delete has answered, a few awaits after its dir went (CI once read the log between)
+  const sweptLine = () => /e2b: sandbox (e2b-[a-z0-9]+) was left half made \(pending since \S+\) by a daemon that stopped: its VM is deleted/.exec(readFileSync(join(h.home, "daemon.log"), "utf8"));
+  expect(await waitFor(() => sweptLine() !== null, 10_000, 50)).toBe(true);
+  const swept = sweptLine();
   expect(swept).not.toBeNull();
   expect(run(["vm", "show", swept![1]!]).code).toBe(1);
   expect((await Sandbox.list({ ...opts() }).nextItems()).map((x) => x.sandboxId)).not.toContain(swept![1]!);
@@ -284,7 +287,8 @@ test("a daemon killed between a sandbox's pause and its timeout's clear: the nex
   const show = () => run(["vm", "show", sb.sandboxId, "--json"]).json() as { runtime: { state: string }; lifetime: { expiresAt: string } };
   expect(await waitFor(() => show().lifetime.expiresAt === "", 10_000, 100)).toBe(true);
   expect(show().runtime.state).toBe("paused");
-  expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain(`e2b: sandbox ${sb.sandboxId} is paused with a timeout left by a daemon that stopped`);
+  // logged once the clear has answered, just after the store has it
+  expect(await waitFor(() => readFileSync(join(h.home, "daemon.log"), "utf8").includes(`e2b: sandbox ${sb.sandboxId} is paused with a timeout left by a daemon that stopped`), 10_000, 50)).toBe(true);
   expect((await Sandbox.connect(sb.sandboxId, opts())).sandboxId).toBe(sb.sandboxId);
   expect(show().lifetime.expiresAt).not.toBe("");
 });
