@@ -2,6 +2,7 @@ import { BangerError, faultPoint, shellQuote, type PreparedSave, type SaveOption
 import { basename, dirname, join } from "node:path";
 import { mappingsOf, PAGE, privateRamFile, spliceable, spliceDeviceState, splitWholeStream, StreamNotSpliceable, writtenRuns, type Mapping, type SpliceableStream } from "./ram-delta.ts";
 import { RECEIVER_IN_SOCK, RECEIVER_SOCK, reapLeftoverReceivers, receiverDiskName, receiverQmpArg } from "./receivers.ts";
+import { qemuHaltedBy } from "./halt.ts";
 import { savedPorts, memoryBackendArgs, qemuArgs, qmpArg, receiverArgs, type Accel, type RamFile } from "./args.ts";
 import { MAX_MIGRATE_BANDWIDTH, qmpExecute, qmpMigrateIn, qmpMigrateOut, qmpPing, qmpPowerdown, qmpQuit, type MigrateOptions } from "./qmp.ts";
 
@@ -957,5 +958,6 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
         return ms === null ? null : `waited ${ms} ms for its state save to finish streaming into the receiver`;
       }),
     guestStuck: (vm: VMRecord, handles: VMHandles) => _guestStuck(q, vm, handles.pid),
+    haltedBy: (vm: VMRecord) => qemuHaltedBy((command) => q.qmp.command(qemuPaths(vm).qmpSock, command, 2000)),
   };
 }

@@ -73,7 +73,8 @@ function describe(vm: VMView): string {
   const lines = [
     `name:      ${vm.name}`,
     `id:        ${vm.id}`,
-    `state:     ${r.state}${vm.alive ? " (alive, pid " + vm.pid + ")" : ""}`,
+    `state:     ${vm.halted ? "halted" : r.state}${vm.alive ? " (alive, pid " + vm.pid + ")" : ""}`,
+    ...(vm.halted ? [`halted:    ${vm.halted}; once that is fixed, \`banger vm resume ${vm.name}\` lets it run on`] : []),
     `image:     ${vm.spec.image}`,
     `driver:    ${vm.spec.driver}`,
     `cpus:      ${vm.spec.cpus}`,
@@ -325,7 +326,7 @@ const list = defineCommand({
     out(vms, !!args.json, () =>
       vms.length === 0
         ? "no vms (create one with `banger vm run --name NAME -- CMD`)"
-        : table([["NAME", "STATE", "ALIVE", "IMAGE", "SSH", "EXPIRES", "PORTS"], ...vms.map((v) => [v.name, v.runtime.state, v.alive ? "yes" : "no", v.spec.image, v.runtime.sshPort ? `${v.runtime.sshHost}:${v.runtime.sshPort}` : "-", nearestDeadline(v), portsColumn(v.spec.ports)])]),
+        : table([["NAME", "STATE", "ALIVE", "IMAGE", "SSH", "EXPIRES", "PORTS"], ...vms.map((v) => [v.name, v.halted ? "halted" : v.runtime.state, v.alive ? "yes" : "no", v.spec.image, v.runtime.sshPort ? `${v.runtime.sshHost}:${v.runtime.sshPort}` : "-", nearestDeadline(v), portsColumn(v.spec.ports)])]),
     );
   },
 });
@@ -378,7 +379,7 @@ function pauseOrResume(action: "pause" | "resume") {
   return defineCommand({
     meta: {
       name: action,
-      description: action === "pause" ? "Stop a running VM's vCPUs (it keeps its memory, disks and network; `banger vm resume` goes on)" : "Let a paused VM run on",
+      description: action === "pause" ? "Stop a running VM's vCPUs (it keeps its memory, disks and network; `banger vm resume` goes on)" : "Let a paused VM run on (or one its VMM halted, e.g. on a full host disk, once the cause is gone)",
     },
     args: { ...nameArg, ...jsonArg },
     async run({ args }) {

@@ -163,7 +163,56 @@ export class Engine {
       throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
     }
     refuseIfPaused(vm);
+    const halted = await this.haltedBy(vm);
+    if (halted) throw haltedError(vm, halted);
     return vm;
+  }
+
+  /**
+   * Why the VMM has stopped a VM recorded running on its own (QEMU on a failed disk write: the host's disk
+   * full), or null. A VMM that does not answer is not called halted here: the process checks say what it is.
+   */
+  async haltedBy(vm: VMRecord): Promise<string | null> {
+    if (vm.runtime.state !== "running") return null;
+    const driver = this.d.drivers.get(vm.spec.driver);
+    if (!driver?.haltedBy) return null;
+    return driver.haltedBy(vm).catch(() => null);
+  }
+
+  /**
+   * A signal that aborts, with the halt's error, once the VMM halts the VM while `signal` has not: for a
+   * request that waits on the guest (an exec), which would otherwise wait for a guest that cannot answer.
+   * Looked at every `everyMs` (a VMM query each); `stop` ends the watch.
+   */
+  watchHalt(vm: VMRecord, signal: AbortSignal, everyMs = 2000): { signal: AbortSignal; stop(): void } {
+    const ctl = new AbortController();
+    const driver = this.d.drivers.get(vm.spec.driver);
+    const onAbort = () => ctl.abort(signal.reason);
+    if (signal.aborted) ctl.abort(signal.reason);
+    else signal.addEventListener("abort", onAbort, { once: true });
+    let cancel = () => {};
+    // a look in flight when stop comes must not arm another
+    let stopped = false;
+    const look = () => {
+      cancel = this.d.host.clock.timer(everyMs, () => {
+        this.haltedBy(vm)
+          .then((why) => {
+            if (stopped || ctl.signal.aborted) return;
+            if (why) ctl.abort(haltedError(vm, why));
+            else look();
+          })
+          .catch(() => !stopped && look());
+      });
+    };
+    if (driver?.haltedBy && !ctl.signal.aborted) look();
+    return {
+      signal: ctl.signal,
+      stop: () => {
+        stopped = true;
+        cancel();
+        signal.removeEventListener("abort", onAbort);
+      },
+    };
   }
 
   /** Run `fn` on a VM that is not running, under its lock so nothing starts it meanwhile (`vm commit` reads its disk). */
@@ -216,7 +265,11 @@ export class Engine {
       if (!handles || handles.pid <= 0 || !(await sameProcess(this.d.host.procs, handles.pid, handles.pidStartTime))) {
         throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
       }
-      if (vm.runtime.state === "running") return vm;
+      if (vm.runtime.state === "running") {
+        const halted = await this.haltedBy(vm);
+        if (halted) await this.resumeHalted(vm, handles, halted);
+        return vm;
+      }
       if (vm.runtime.state !== "paused") throw new BangerError("E_STATE", `vm ${vm.name} is ${vm.runtime.state}: only a paused VM can be resumed`);
       await driver.resume(vm, handles);
       await faultPoint("resume:after-vmm");
@@ -224,6 +277,21 @@ export class Engine {
       this.save(vm);
       return vm;
     });
+  }
+
+  /**
+   * Let a VM its VMM halted run on: the VMM retries what failed (QEMU: the disk write), and halts it again at
+   * once if the cause is still there, which is looked for over the next `settleMs` and refused in one line.
+   */
+  private async resumeHalted(vm: VMRecord, handles: VMHandles, why: string, settleMs = 500): Promise<void> {
+    const driver = this.driverFor(vm);
+    this.d.log.info(`vm ${vm.name}: resuming it, halted by its VMM (${why})`);
+    await driver.resume!(vm, handles);
+    for (let waited = 0; waited < settleMs; waited += 100) {
+      await this.d.host.clock.sleep(100);
+      const again = await this.haltedBy(vm);
+      if (again) throw new BangerError("E_STATE", `vm ${vm.name} is halted again at once: ${again}; the cause is still there`);
+    }
   }
 
   listVMs(): VMRecord[] {
@@ -721,6 +789,12 @@ export class Engine {
     this.save(vm);
     return { vm: vm.name, action: "demoted", source: found.source, cleanupErrors: failures.map((e) => e.message) };
   }
+}
+
+/** The one line for a VM its VMM halted (Engine.haltedBy): the cause, and the way on once it is gone. */
+export function haltedError(vm: VMRecord, why: string): BangerError {
+  const fix = why.includes("no space left") ? "free space there" : "fix that";
+  return new BangerError("E_STATE", `vm ${vm.name} is halted: ${why}; ${fix}, then \`banger vm resume ${vm.name}\`: it runs on from where it stopped`);
 }
 
 /** exec, ssh, sessions and workspaces need a guest that runs: a paused one would hang them, so they are refused with the way out. */

@@ -45,8 +45,8 @@ export async function vmView(engine: Engine, vm: VMRecord): Promise<VMView> {
   if (!alive && (vm.runtime.state === "running" || vm.runtime.state === "paused") && (await engine.noticeExit(vm.id))) {
     vm = engine.getVM(vm.id); // it died under us: show it demoted and cleaned up
   }
-  const handles = await engine.handlesOf(vm);
-  return { ...vm, alive, pid: handles?.pid ?? 0 };
+  const [handles, halted] = await Promise.all([engine.handlesOf(vm), alive ? engine.haltedBy(vm) : null]);
+  return { ...vm, alive, pid: handles?.pid ?? 0, ...(halted ? { halted } : {}) };
 }
 
 /** The routes served here; images, sessions and workspaces bring their own handlers. */
@@ -127,7 +127,15 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
       const vm = await engine.running(params.vm);
       const options = withDefaultUser(asked, await imageDefaultUser(d.fs, (n) => engine.store.getImage(n), vm));
       const command = execCommandLine(argv, options, token);
-      return ndjson((emit) => _execIn(d.ssh, vm, command, stdin, emit, token, execs));
+      return ndjson(async (emit) => {
+        // a guest its VMM halts mid-command (a write to a full host disk) answers nothing: the exec ends saying why
+        const watch = engine.watchHalt(vm, emit.signal);
+        try {
+          return await _execIn(d.ssh, vm, command, stdin, { ...emit, signal: watch.signal }, token, execs);
+        } finally {
+          watch.stop();
+        }
+      });
     },
     vmExecSignal: async ({ params, body }) => {
       const name = body.signal.replace(/^SIG/, "");

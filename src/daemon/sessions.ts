@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { BangerError } from "../shared/errors.ts";
-import { refuseIfPaused, type Engine } from "../core/engine.ts";
+import { haltedError, refuseIfPaused, type Engine } from "../core/engine.ts";
 import type { GuestSession } from "../shared/model.ts";
 import type { Logger } from "../core/plugin.ts";
 import type { Host } from "../host/types.ts";
@@ -35,9 +35,12 @@ function _sessionEngine(d: SessionRouteDeps): SessionEngine {
     host: d.host,
     log: d.log,
     hooks: d.engine.hooks,
-    // every session action reaches the guest through here: a paused guest would hang it, so refuse with the way out
+    // every session action reaches the guest through here: a paused or halted guest would hang it, so refuse with the way out
     dial: async (vm) => {
-      refuseIfPaused(d.store.getVM(vm.id) ?? vm);
+      const now = d.store.getVM(vm.id) ?? vm;
+      refuseIfPaused(now);
+      const halted = await d.engine.haltedBy(now);
+      if (halted) throw haltedError(now, halted);
       return d.ssh.get(vm);
     },
     vmAlive: (vm) => d.engine.alive(vm),

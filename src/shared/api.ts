@@ -63,6 +63,8 @@ export type VMView = VMRecord & {
   pid: number;
   /** `vm list`/`vm show`: requests that count as use (exec, ssh, sessions, files…) open on it now; its idle clock starts when the last ends. */
   requestsOpen?: number;
+  /** Recorded running, but its VMM stopped the guest on its own (QEMU on a failed disk write, e.g. a full host disk): why. `banger vm resume` lets it run on once the cause is gone. */
+  halted?: string;
 };
 
 /** GET /v1/health. */

@@ -112,6 +112,13 @@ export interface VMMDriver {
    * background save that failed: see the qemu driver). Absent: never.
    */
   guestStuck?(vm: VMRecord, handles: VMHandles): Promise<string | null>;
+  /**
+   * Why the VMM itself has stopped this live VM's guest, which runs on once the cause is gone and `resume` is
+   * asked (QEMU stops a guest whose disk write failed, e.g. on a full host disk, rather than fail the write in
+   * the guest), or null while it runs. Said as the cause alone ("a write to its disk … found no space left …").
+   * Absent: the VMM never does.
+   */
+  haltedBy?(vm: VMRecord): Promise<string | null>;
   /** Can this host run it, and why not? Absent means always. Picks the default VMM and refuses one that cannot run. */
   usable?(): Promise<{ usable: boolean; reason: string }>;
   /** Network modes this VMM can attach, the first being its default. Absent means ["user", "tap"]. */

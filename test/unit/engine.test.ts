@@ -877,6 +877,84 @@ describe("pause and resume", () => {
     expect(w.ts.store.getVM("n")!.runtime.state).toBe("running");
   });
 
+  /** A fake driver whose VMM halts VMs on its own (as QEMU on a full host disk): `halts` says which, "sticky" ones halt again on resume. */
+  function haltingDriver(w: World): Map<string, "once" | "sticky"> {
+    const halts = new Map<string, "once" | "sticky">();
+    const resume = w.driver.resume!.bind(w.driver);
+    Object.assign(w.driver, {
+      haltedBy: async (vm: VMRecord) => (halts.has(vm.id) ? "the disk is full" : null),
+      resume: async (vm: VMRecord, handles: VMHandles) => {
+        if (halts.get(vm.id) === "once") halts.delete(vm.id);
+        return resume(vm, handles);
+      },
+    });
+    return halts;
+  }
+
+  test("a VM its VMM halted: what needs its guest is refused with the cause and the way on; resume lets it run on, or says it halted again at once", async () => {
+    const w = world();
+    const vm = await w.engine.create({ name: "h" });
+    await w.engine.start("h");
+    const halts = haltingDriver(w);
+    expect(await w.engine.haltedBy(vm)).toBeNull();
+    halts.set(vm.id, "sticky");
+    expect(await w.engine.haltedBy(w.engine.getVM("h"))).toBe("the disk is full");
+    const e = await caught(w.engine.running("h"));
+    expect([e.code, e.message]).toEqual(["E_STATE", "vm h is halted: the disk is full; fix that, then `banger vm resume h`: it runs on from where it stopped"]);
+    const again = await caught(w.engine.resume("h"));
+    expect([again.code, again.message]).toEqual(["E_STATE", "vm h is halted again at once: the disk is full; the cause is still there"]);
+    halts.set(vm.id, "once");
+    expect((await w.engine.resume("h")).runtime.state).toBe("running");
+    expect(await w.engine.haltedBy(w.engine.getVM("h"))).toBeNull();
+    expect((await w.engine.running("h")).name).toBe("h");
+    // a stopped VM is never asked about: nothing of it runs to halt
+    await w.engine.stop("h");
+    halts.set(vm.id, "sticky");
+    expect(await w.engine.haltedBy(w.engine.getVM("h"))).toBeNull();
+    // the VMM answering nothing is not called a halt
+    Object.assign(w.driver, { haltedBy: async () => Promise.reject(new Error("no answer")) });
+    await w.engine.start("h");
+    expect(await w.engine.haltedBy(w.engine.getVM("h"))).toBeNull();
+  });
+
+  test("watchHalt: aborts with the halt's error once the VMM halts the VM, passes the request's own abort through, and stops looking when told", async () => {
+    const w = world();
+    const vm = await w.engine.create({ name: "h" });
+    await w.engine.start("h");
+    const halts = haltingDriver(w);
+    const req = new AbortController();
+    const watch = w.engine.watchHalt(w.engine.getVM("h"), req.signal, 2000);
+    w.host.clock.advance(2000);
+    await Bun.sleep(1);
+    expect(watch.signal.aborted).toBe(false);
+    halts.set(vm.id, "sticky");
+    w.host.clock.advance(2000);
+    await Bun.sleep(1);
+    expect(watch.signal.aborted).toBe(true);
+    expect((watch.signal.reason as BangerError).message).toStartWith("vm h is halted: the disk is full;");
+    watch.stop();
+    // the request's own abort, its reason kept
+    const req2 = new AbortController();
+    const w2 = w.engine.watchHalt(w.engine.getVM("h"), req2.signal, 2000);
+    req2.abort(new Error("client went away"));
+    expect((w2.signal.reason as Error).message).toBe("client went away");
+    w2.stop();
+    // stopped: no timer left behind
+    const w3 = w.engine.watchHalt(w.engine.getVM("h"), new AbortController().signal, 2000);
+    w3.stop();
+    expect(w.host.clock.timers).toHaveLength(0);
+    // stopped while a look is in flight: its answer arms nothing
+    let answer: (why: string | null) => void = () => {};
+    Object.assign(w.driver, { haltedBy: () => new Promise<string | null>((r) => (answer = r)) });
+    const w4 = w.engine.watchHalt(w.engine.getVM("h"), new AbortController().signal, 2000);
+    w.host.clock.advance(2000);
+    w4.stop();
+    answer(null);
+    await Bun.sleep(1);
+    expect(w.host.clock.timers).toHaveLength(0);
+    expect(w4.signal.aborted).toBe(false);
+  });
+
   test("stop of a paused VM resumes it first so the guest can shut down; --force just kills", async () => {
     const w = world();
     const vm = await w.engine.create({ name: "s" });
