@@ -1,5 +1,5 @@
 import type { Host } from "../host/types.ts";
-import { BangerError, errorMessage } from "../shared/errors.ts";
+import { BangerError, errorMessage, hostDiskFull } from "../shared/errors.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { Logger } from "../shared/logger.ts";
 
@@ -85,7 +85,7 @@ export async function runOperation<T>(opts: OperationOptions, body: (op: Operati
         opts.log.warn(`${opts.name}: undo ${line}`);
       }
     }
-    throw operationError(e, failures);
+    throw operationError(hostDiskFull(e, { name: opts.name, undone: failures.length === 0 }) ?? e, failures);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { ErrorBody, StreamEvent } from "../shared/api.ts";
-import { BangerError, errorMessage, isBangerError } from "../shared/errors.ts";
+import { BangerError, errorMessage, hostDiskFull, isBangerError } from "../shared/errors.ts";
 import { MAX_JSON_BODY_BYTES, type FieldType, type Schema } from "../shared/routes.ts";
 import { currentScope } from "./request-scope.ts";
 
@@ -12,13 +12,17 @@ export type { ErrorBody };
 
 /** The envelope body of any error; never a stack trace. */
 export function errorBody(e: unknown): ErrorBody {
+  // what filled the host's disk says so, wherever it came from (an operation's own says more: hostDiskFull keeps it)
+  const full = hostDiskFull(e);
+  if (full) e = full;
   if (!isBangerError(e)) return { code: "E_INTERNAL", message: errorMessage(e) };
   return e.undoFailures.length ? { code: e.code, message: e.message, undoFailures: e.undoFailures } : { code: e.code, message: e.message };
 }
 
 /** The one error envelope: `{ error: { code, message, undoFailures? } }`. */
 export function errorResponse(e: unknown): Response {
-  return json({ error: errorBody(e) }, isBangerError(e) ? e.httpStatus : 500);
+  const said = hostDiskFull(e) ?? e;
+  return json({ error: errorBody(said) }, isBangerError(said) ? said.httpStatus : 500);
 }
 
 /** A value as it may appear in an error message: never a wall of attacker-sized text. */

@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   E_TIMEOUT: { http: 504, exit: 1 },
   /** The person waiting went away (the CLI's Ctrl-C) and what they asked for was stopped and undone. */
   E_CANCELLED: { http: 499, exit: 130 },
+  /** The host's filesystem (under BANGER_HOME) had no room for what was asked; it was undone. */
+  E_NO_SPACE: { http: 507, exit: 1 },
   E_DAEMON: { http: 500, exit: 1 },
   /** The request named another build in its version header: refused unread, so the CLI may replace the daemon and resend. */
   E_DAEMON_VERSION: { http: 409, exit: 1 },
@@ -77,4 +79,22 @@ export function withUndoNote(message: string, undoFailures: readonly string[]): 
 
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * A failure met because the host's disk filled (a host tool's "No space left on device", a node ENOSPC,
+ * SQLite's "database or disk is full"), said as that with what the person can do (E_NO_SPACE); null for any
+ * other. `name`: the operation, `undone`: whether its undo ran clean (absent: not an operation's). A guest's
+ * full disk is not this: its commands fail as E_STATE, their callers saying so themselves.
+ */
+export function hostDiskFull(e: unknown, o: { name?: string; undone?: boolean } = {}): BangerError | null {
+  if (e instanceof BangerError && e.code === "E_NO_SPACE") return e;
+  const text = errorMessage(e);
+  const internal = !(e instanceof BangerError) || e.code === "E_INTERNAL";
+  const hostTool = internal && /failed \(exit \d+\):[^]*No space left on device/.test(text);
+  const nodeFs = (e as { code?: unknown } | null)?.code === "ENOSPC";
+  const sqlite = internal && /database or disk is full/.test(text);
+  if (!hostTool && !nodeFs && !sqlite) return null;
+  const undone = o.undone === undefined ? "" : o.undone ? "; what it did was undone" : "; it was undone as far as it could be";
+  return new BangerError("E_NO_SPACE", `${o.name ? `${o.name}: ` : ""}the host's disk is full (${text.split("\n")[0]})${undone}: free space on it and try again`, { cause: e });
 }

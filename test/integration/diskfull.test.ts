@@ -108,7 +108,7 @@ needs(ROOT, MISSING).describe("BANGER_HOME on a full 24 MiB filesystem", () => {
     // 1. an image that does not fit
     const big = run(["image", "import", "--name", "big", "--kernel", join(src, "k"), "--rootfs", join(src, "big")]);
     expect(big.code).toBe(1);
-    expect(big.stderr).toMatch(/No space left on device/);
+    expect(big.stderr).toMatch(/^banger: the host's disk is full \(cp failed \(exit 1\): .*No space left on device\): free space on it and try again\n$/);
     expect(big.stderr.trim().split("\n").length).toBe(1);
     consistent(["a", "b"], ["tiny"]);
 
@@ -116,7 +116,8 @@ needs(ROOT, MISSING).describe("BANGER_HOME on a full 24 MiB filesystem", () => {
     expect(run(["image", "import", "--name", "mid", "--kernel", join(src, "k"), "--rootfs", join(src, "mid")]).code).toBe(0);
     const c = run(["vm", "create", "c", "--image", "mid", "--driver", "fake"]);
     expect(c.code).toBe(1);
-    expect(c.stderr).toMatch(/No space left on device/);
+    expect(c.stderr).toMatch(/^banger: vm create c: the host's disk is full \(.*No space left on device\); what it did was undone: free space on it and try again$/m);
+    expect(run(["vm", "create", "c", "--image", "mid", "--driver", "fake", "--json"]).json()).toMatchObject({ error: { code: "E_NO_SPACE" } });
     consistent(["a", "b"], ["mid", "tiny"]);
     expect(run(["vm", "show", "a", "--json"]).json()).toEqual(before);
 
@@ -140,7 +141,7 @@ needs(ROOT, MISSING).describe("BANGER_HOME on a full 24 MiB filesystem", () => {
     expect((await readHandlesFile(fs, scratchDir)).handles).toEqual(old); // the previous state, intact
     const s = run(["vm", "start", "a"]);
     expect(s.code).toBe(1);
-    expect(s.stderr).toMatch(/No space left on device|database or disk is full|SQLITE_FULL/i);
+    expect(s.stderr).toMatch(/^banger: (vm start a: )?the host's disk is full \((.*No space left on device.*|database or disk is full)\)/);
     console.log(`disk full: start said: ${s.stderr.trim()}`);
     // no VM process survives a start that failed, nothing half-written stays
     const procs = sh(["pgrep", "-f", join(home, "vms")]).out.split("\n").filter(Boolean).map(Number);

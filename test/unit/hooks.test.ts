@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { BangerError } from "../../src/shared/errors.ts";
+import { BangerError, hostDiskFull } from "../../src/shared/errors.ts";
 import { HOOK_NAMES, HookEngine, type HookName } from "../../src/core/hooks.ts";
 import { emptyHandles } from "../../src/shared/model.ts";
 import { runOperation } from "../../src/core/operation.ts";
@@ -266,6 +266,26 @@ describe("runOperation", () => {
     const quiet = testLogger();
     await runOperation(opts(quiet), async () => Promise.reject(new Error("boom"))).catch(() => {});
     expect(quiet.of("info")).toEqual([]);
+  });
+
+  test("a failure because the host's disk filled is said as that (E_NO_SPACE), naming the operation and whether it was undone; a guest's or any other failure is left as it was", async () => {
+    const tool = new BangerError("E_INTERNAL", "cp failed (exit 1): cp: error writing '/h/snapshots/x/memory.ram': No space left on device");
+    const clean = await runOperation(opts(testLogger()), async () => Promise.reject(tool)).catch((e) => e);
+    expect([clean.code, clean.message, clean.exitCode]).toEqual(["E_NO_SPACE", "vm start box: the host's disk is full (cp failed (exit 1): cp: error writing '/h/snapshots/x/memory.ram': No space left on device); what it did was undone: free space on it and try again", 1]);
+    expect(clean.cause).toBe(tool);
+    const stuck = await runOperation(opts(testLogger()), async (op) => {
+      op.defer("x", () => Promise.reject(new Error("stuck")));
+      throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+    }).catch((e) => e);
+    expect([stuck.code, stuck.undoFailures]).toEqual(["E_NO_SPACE", ["x: stuck"]]);
+    expect(stuck.message).toBe("vm start box: the host's disk is full (ENOSPC: no space left on device, write); it was undone as far as it could be: free space on it and try again");
+    // the guest's disk: its callers say so (E_STATE), and "No space left" in a guest's words is not the host's
+    for (const other of [new BangerError("E_STATE", "vm box: workspace /w: the guest's disk is full (no space left on device under /w)"), new BangerError("E_STATE", "upload to box:/x failed (exit 1): No space left on device"), new Error("boom")]) {
+      expect(await runOperation(opts(testLogger()), async () => Promise.reject(other)).catch((e) => e)).toBe(other);
+    }
+    // the store's own
+    expect(hostDiskFull(new Error("database or disk is full"))?.message).toBe("the host's disk is full (database or disk is full): free space on it and try again");
+    expect(hostDiskFull(clean)).toBe(clean);
   });
 
   test("a defer after the operation ended is refused with a warning, not run later", async () => {

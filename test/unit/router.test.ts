@@ -263,3 +263,13 @@ describe("client: requests built from the table", () => {
     }
   });
 });
+
+describe("errorResponse", () => {
+  test("a failure because the host's disk filled is a 507 E_NO_SPACE saying so, wherever it was thrown; others keep their status", async () => {
+    const full = errorResponse(new Error("database or disk is full"));
+    expect(full.status).toBe(507);
+    expect(await full.json()).toEqual({ error: { code: "E_NO_SPACE", message: "the host's disk is full (database or disk is full): free space on it and try again" } });
+    const plain = errorResponse(new Error("boom"));
+    expect([plain.status, ((await plain.json()) as { error: { code: string } }).error.code]).toEqual([500, "E_INTERNAL"]);
+  });
+});
