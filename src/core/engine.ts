@@ -540,6 +540,14 @@ export class Engine {
       // a paused guest cannot act on the power button: let it run so it can shut down cleanly (kill stays the fallback)
       await driver.resume(vm, handles).catch((e) => this.d.log.warn(`stop ${vm.name}: resume before shutdown failed: ${errorMessage(e)}`));
     }
+    const halted = !opts.force && handles ? await this.haltedBy(vm) : null;
+    if (halted) {
+      // a halted guest cannot act on the power button either: let it run if it can, else waiting for it is waiting for nothing
+      await this.resumeHalted(vm, handles!, halted).catch((e) => {
+        this.d.log.warn(`stop ${vm.name}: its guest cannot shut down (${errorMessage(e)}): stopped at once`);
+        opts = { ...opts, force: true };
+      });
+    }
     if (vm.runtime.state !== "stopped" && vm.runtime.state !== "created") {
       vm.runtime.state = "stopping";
       this.save(vm);

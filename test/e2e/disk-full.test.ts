@@ -52,7 +52,7 @@ afterAll(async () => {
 
 e2e.describe("a guest write on a full host disk (QEMU)", () => {
   test(
-    "QEMU halts the guest: the writing exec ends saying why, list/show say halted, exec is refused naming vm resume; resume while full says so; with space back it runs on, its filesystem intact",
+    "QEMU halts the guest: the writing exec ends saying why, list/show say halted, exec is refused naming vm resume; resume while full says so; with space back it runs on, its filesystem intact; stop of a halted VM does not wait for it",
     async () => {
       expect(run(["vm", "create", "full", "--vmm", "qemu", "--start"]).code).toBe(0);
       expect(run(["vm", "exec", "full", "--", "sh", "-c", "echo before > /root/before && sync"]).code).toBe(0);
@@ -88,6 +88,16 @@ e2e.describe("a guest write on a full host disk (QEMU)", () => {
       const after = run(["vm", "exec", "full", "--", "sh", "-c", "echo after > /root/after && sync && cat /root/before /root/after && grep -c ' / ext4 rw' /proc/mounts"]);
       expect(after).toMatchObject({ code: 0, stdout: "before\nafter\n1\n" });
       expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("vm full: resuming it, halted by its VMM (QEMU stopped its guest: a write to its disk");
+
+      // halted again and stopped: no 20 s wait on a power button nobody can press (a halted guest is killed, saying why)
+      expect(sh(["fallocate", "-l", `${Math.floor(freeMiB()) - 6}M`, filler]).code).toBe(0);
+      expect(run(["vm", "exec", "full", "--", "dd", "if=/dev/urandom", "of=/root/big2", "bs=1M", "count=64", "conv=fsync"]).code).toBe(1);
+      const stopAt = Date.now();
+      expect(run(["vm", "stop", "full", "--json"]).json()).toMatchObject({ alive: false, runtime: { state: "stopped" } });
+      console.log(`vm stop of a halted VM: ${Date.now() - stopAt} ms`);
+      expect(Date.now() - stopAt).toBeLessThan(10_000);
+      expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toMatch(/stop full: its guest cannot shut down \(vm full is halted again at once: .*\): stopped at once/);
+      rmSync(filler);
 
       expect(run(["vm", "delete", "full"]).code).toBe(0);
       expect(qemuPidsUnder(h.home)).toEqual([]);

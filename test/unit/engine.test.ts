@@ -907,8 +907,16 @@ describe("pause and resume", () => {
     expect((await w.engine.resume("h")).runtime.state).toBe("running");
     expect(await w.engine.haltedBy(w.engine.getVM("h"))).toBeNull();
     expect((await w.engine.running("h")).name).toBe("h");
+    // stop: a guest halted for good cannot act on the power button, so it is killed at once, saying why; one that can run on is resumed and shut down
+    halts.set(vm.id, "sticky");
+    expect((await w.engine.stop("h")).runtime.state).toBe("stopped");
+    expect(w.driver.calls.at(-1)).toMatch(/^kill h /);
+    expect(w.log.of("warn")).toContain("stop h: its guest cannot shut down (vm h is halted again at once: the disk is full; the cause is still there): stopped at once");
+    await w.engine.start("h");
+    halts.set(vm.id, "once");
+    expect((await w.engine.stop("h")).runtime.state).toBe("stopped");
+    expect(w.driver.calls.slice(-2).map((c) => c.split(" ")[0])).toEqual(["resume", "stop"]);
     // a stopped VM is never asked about: nothing of it runs to halt
-    await w.engine.stop("h");
     halts.set(vm.id, "sticky");
     expect(await w.engine.haltedBy(w.engine.getVM("h"))).toBeNull();
     // the VMM answering nothing is not called a halt
