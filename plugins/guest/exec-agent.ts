@@ -19,7 +19,8 @@ import type { ExecStreamOptions, FifoEnd, GuestSignal, GuestSSH, Host } from "..
  * EOF), k (signal), p (ping), c (read the clock), I (a restored guest's
  * identity); `sync` lines get the guest past anything garbled. Theirs: o / e
  * (stdout / stderr), x (exit status), r (could not start), p (pong), c (the
- * clock). The first ping asks the agent's version: c and I need 2.
+ * clock). The first ping asks the agent's version: c and I need 2, h and g
+ * (hold and go: flow control of a command's output) 3.
  */
 
 /** What the guest's init prints on its console once it started the exec agent (before BANGER-READY). */
@@ -44,6 +45,9 @@ const _RESYNC_AFTER_MS = 1000;
  */
 const _PROBE_AFTER_MS = 5000;
 const _PONG_WITHIN_MS = 30_000;
+/** Linux's (x86_64's and aarch64's) SIGSTOP and SIGCONT: an older agent's flow control (see _flowOf). */
+const _SIGSTOP = 19;
+const _SIGCONT = 18;
 /** Linux's numbers (the guest's) for what onRunning may send. */
 const _SIGNALS: Record<GuestSignal, number> = { HUP: 1, INT: 2, TERM: 15 };
 /** A header line of theirs is short; anything longer is not one. */
@@ -198,8 +202,9 @@ export class ExecAgent {
    * all of it now (then EOF), or none (EOF at once). An abort signals the
    * command with SIGKILL and rejects.
    */
-  exec(command: string, io: Pick<ExecStreamOptions, "onStdout" | "onStderr" | "signal" | "onRunning"> & { stdin?: Uint8Array | string } = {}): Promise<number> {
+  exec(command: string, io: Pick<ExecStreamOptions, "onStdout" | "onStderr" | "signal" | "onRunning" | "flow"> & { stdin?: Uint8Array | string } = {}): Promise<number> {
     const kill = (id: string, n: number) => this._send(_frame("k", id, new TextEncoder().encode(String(n))));
+    const live = (id: string) => this.runs.get(id)?.abandoned === false;
     return this._run<number>(io.signal, {
       handlers: (resolve) => ({ onStdout: io.onStdout, onStderr: io.onStderr, resolve }),
       onAbort: (id) => kill(id, 9),
@@ -210,9 +215,27 @@ export class ExecAgent {
         for (let i = 0; stdin && i < stdin.length; i += room) this._send(_frame("i", id, stdin.subarray(i, i + room)));
         this._send(_frame("i", id, new Uint8Array(0)));
         // once it ended (or was given up on) its id means nothing to the guest: no signal goes out then
-        io.onRunning?.({ signal: (name) => void (this.runs.get(id)?.abandoned === false && kill(id, _SIGNALS[name])) });
+        io.onRunning?.({ signal: (name) => void (live(id) && kill(id, _SIGNALS[name])) });
+        if (io.flow) io.flow(this._flowOf(id, live, kill));
       },
     });
+  }
+
+  /**
+   * Pause and resume of a command's output (ExecStreamOptions.flow: the reader is behind). Version 3 stops
+   * reading its pipes (h / g), so its writes block as they would on a slow pipe; an older agent has no such
+   * frame, so its process group is stopped and continued (SIGSTOP / SIGCONT) instead. Either way what is
+   * already on its way still comes: a chunk or two per pipe.
+   */
+  private _flowOf(id: string, live: (id: string) => boolean, kill: (id: string, n: number) => void): { pause(): void; resume(): void } {
+    let held = false;
+    const set = (hold: boolean) => {
+      if (held === hold || !live(id)) return;
+      held = hold;
+      if (this.version >= 3) this._send(_frame(hold ? "h" : "g", id, new Uint8Array(0)));
+      else kill(id, hold ? _SIGSTOP : _SIGCONT);
+    };
+    return { pause: () => set(true), resume: () => set(false) };
   }
 
   /** The guest's CLOCK_REALTIME in µs since the epoch, read as it handles our frame (version 2). */
@@ -428,7 +451,7 @@ export class ExecAgent {
 
 /**
  * A VM's connection for the daemon's SSH pool whose commands go over the exec
- * agent when they can (no terminal, no flow control, stdin given whole and
+ * agent when they can (no terminal, stdin given whole and
  * small) and over SSH otherwise; a restored VM's SSH is dialled at the first
  * need, not before: it answers its first command without a handshake.
  */
@@ -455,13 +478,13 @@ export class AgentFirstSSH implements GuestSSH {
   }
 
   /**
-   * Whether these options can go over the agent: no terminal, no flow control, stdin none or whole and at most
+   * Whether these options can go over the agent: no terminal, stdin none or whole and at most
    * _AGENT_STDIN_MAX. A stream stays on SSH: the port carries host -> guest bytes at 3.7-6 MB/s under TCG (QEMU
    * hands the guest 4 KiB per interrupt), SSH at ~4.5 MB/s, and an agent never learns that a daemon that died
    * is gone (a stream waiting on one would wait in the guest for ever).
    */
   static fits(opts: ExecStreamOptions): boolean {
-    if (opts.pty || opts.flow) return false;
+    if (opts.pty) return false;
     const s = opts.stdin;
     return s === undefined || (typeof s === "string" && s.length <= _AGENT_STDIN_MAX) || (s instanceof Uint8Array && s.length <= _AGENT_STDIN_MAX);
   }

@@ -9,14 +9,17 @@
 #     this last piece), i (stdin; N = 0 is EOF), k (signal number to ID's
 #     process group), p (ping; payload `v`: the pong says this agent's
 #     protocol version), c (read the clock), I (a restored guest's identity:
-#     see identity(); a frames before it carry a long one); a line `sync`
-#     where a header is due: nothing.
+#     see identity(); a frames before it carry a long one), h / g (hold / go:
+#     stop reading ID's stdout and stderr, so its writes block once their
+#     pipes are full, and read them again: the host's reader is behind); a
+#     line `sync` where a header is due: nothing.
 #   guest -> host: o / e (stdout / stderr chunks), x (exit status: the code,
 #     or 128 + signal; for I: 0, all done), r (could not start: a reason; no
 #     x follows; for I: the step that failed), p (pong: empty, or the version
 #     when asked), c (CLOCK_REALTIME as `SECONDS.NANOSECONDS`).
-# Version 2 has c and I; version 1 (no version in its pong) had neither, and
-# an agent on a machine without our syscall numbers says 1.
+# Version 3 has h and g; version 2 has c and I; version 1 (no version in its
+# pong) had none of them, and an agent on a machine without our syscall
+# numbers says 1.
 # A malformed header or a trailer that is not `.ID` for the frame's own ID:
 # the frame is dropped unexecuted, then everything up to a line `sync`.
 #
@@ -327,7 +330,12 @@ sub dispatch {
     my $j = $jobs{$id};
     kill $payload, -$j->{pid} if $j && $payload =~ /\A[0-9]{1,2}\z/;
   } elsif ($t eq 'p') {
-    put('p', $id, $payload eq 'v' ? ($SYS ? '2' : '1') : '');
+    # `v` is a host attaching (a daemon that started): what an earlier one held, nobody will let go
+    if ($payload eq 'v') { $_->{held} = 0 for values %jobs }
+    put('p', $id, $payload eq 'v' ? ($SYS ? '3' : '1') : '');
+  } elsif ($t eq 'h' || $t eq 'g') {
+    my $j = $jobs{$id};
+    $j->{held} = $t eq 'h' if $j;
   } elsif ($t eq 'c' && $SYS) {
     my $ts = "\0" x 16;
     put('c', $id, syscall($SYS->[3], 0, $ts) == 0 ? sprintf('%d.%09d', unpack 'q<q<', $ts) : '');
@@ -380,7 +388,7 @@ while (1) {
   last if $port_eof && !%jobs;
   my ($rin, $win) = ('', '');
   vec($rin, 0, 1) = 1 unless $port_eof;
-  vec($rin, $_, 1) = 1 for keys %readers;
+  vec($rin, $_, 1) = 1 for grep { !$readers{$_}[0]{held} } keys %readers;
   for my $j (values %jobs) { vec($win, fileno $j->{in}, 1) = 1 if $j->{in} && length $j->{inbuf} }
   # Perl runs a SIGCHLD handler between ops, so one arriving just before
   # select(2) starts does not interrupt it: the timeout bounds that wait.

@@ -7,7 +7,7 @@ import { DaemonClient } from "../client/daemon-client.ts";
 import type { RequestOf, StreamOf, StreamRoute } from "../shared/routes.ts";
 import type { StreamEvent } from "../shared/api.ts";
 import { log, verbosity } from "./log.ts";
-import { fdIsTTY, outStream, writeOut } from "../host/stdio.ts";
+import { fdIsTTY, outStream, writeAll, writeOut } from "../host/stdio.ts";
 import { writeJson } from "./json-out.ts";
 
 /** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */
@@ -74,7 +74,8 @@ export function exitIfBrokenPipe(e: unknown): void {
 /** A chunk of a command's output to stdout (1) or stderr (2), which may be a pipe its reader closed (exitIfBrokenPipe). */
 export function writeChunk(fd: 1 | 2, chunk: Uint8Array | string): void {
   try {
-    outStream(fd).write(chunk);
+    // synchronous: a slow reader holds back our reading of the daemon's stream, and so the guest's writer
+    writeAll(fd, chunk);
   } catch (e) {
     exitIfBrokenPipe(e);
     throw e;

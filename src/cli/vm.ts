@@ -2,7 +2,7 @@ import { defineCommand } from "./define.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { VMView } from "../shared/api.ts";
 import type { EgressView } from "../shared/egress.ts";
-import { daemon, fail, intArg, jsonArg, out, passthrough, readStdinUpTo, sizeArg, streamCall, usage } from "./context.ts";
+import { daemon, fail, intArg, jsonArg, out, passthrough, readStdinUpTo, sizeArg, streamCall, usage, writeChunk } from "./context.ts";
 import { formatDuration, parseDuration } from "../shared/duration.ts";
 import { nowMs } from "../host/clock.ts";
 import { SHAPE_FIELDS, type ShapeKey } from "../shared/model.ts";
@@ -12,7 +12,6 @@ import type { ExecOptions } from "../shared/exec-options.ts";
 import { pickVMName } from "../shared/vm-names.ts";
 import { MAX_EXEC_STDIN_BYTES } from "../shared/routes.ts";
 import { formatPort, parsePortSpec, portsColumn, samePort } from "../shared/ports.ts";
-import { outStream } from "../host/stdio.ts";
 
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
 
@@ -175,7 +174,7 @@ async function execIn(name: string, argv: string[], json: boolean, stdin?: boole
     forwarding?.done();
   }
   const code = ev.code;
-  if (json) outStream(2).write(JSON.stringify({ exitCode: code, ...extra }) + "\n");
+  if (json) writeChunk(2, JSON.stringify({ exitCode: code, ...extra }) + "\n");
   return code;
 }
 
@@ -460,7 +459,7 @@ const run = defineCommand({
     try {
       if (name === undefined) {
         name = await createNamed(args, json, { lease, picked: (n) => removal && (removal.name = n), signal });
-        if (!json) outStream(2).write(`vm name: ${name}\n`);
+        if (!json) writeChunk(2, `vm name: ${name}\n`);
       } else {
         const body = createBody(name, args);
         const existing = await getVM(name);

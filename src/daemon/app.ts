@@ -183,6 +183,7 @@ async function _execIn(ssh: SSHPool, vm: VMRecord, command: string, stdin: strin
       onStdout: emit.stdout,
       onStderr: refused.onStderr,
       signal: emit.signal,
+      flow: (f) => emit.flow(f),
       onRunning: (ctl) => {
         execs.set(id, { vmId: vm.id, signal: ctl.signal });
         emit.event({ type: "exec", id });

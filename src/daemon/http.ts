@@ -107,7 +107,18 @@ export interface Emitter {
   event(ev: StreamEvent): void;
   /** Set when the client went away. */
   readonly signal: AbortSignal;
+  /**
+   * What produces this stream's output (an exec's ExecStreamOptions.flow): paused while the client is more
+   * than STREAM_QUEUE_BYTES behind, resumed as it catches up, so a slow reader holds the guest's writer back
+   * instead of filling the daemon's memory.
+   */
+  flow(ctl: { pause(): void; resume(): void }): void;
 }
+
+/** How much of a stream's encoded output may wait for a slow client before its producer is paused. */
+export const STREAM_QUEUE_BYTES = 4 << 20;
+/** ... and how little must be left before it goes on: not at once, or a client a little slower than the guest pauses and resumes it at every chunk. */
+const _STREAM_RESUME_BELOW = 1 << 20;
 
 /**
  * A long operation as an NDJSON stream: progress/output events, then one
@@ -124,43 +135,62 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
   // a bug that failed this request also stops the work behind it, where that work listens
   scope?.failed.catch(() => abort.abort());
   let closed = false;
-  const stream = new ReadableStream<Uint8Array>({
-    async start(controller) {
-      const send = (ev: StreamEvent) => {
-        if (closed) return;
-        try {
-          controller.enqueue(enc.encode(JSON.stringify(ev) + "\n"));
-        } catch {
-          closed = true;
-          abort.abort();
-        }
-      };
-      const emit: Emitter = {
-        progress: (message) => send({ type: "progress", message }),
-        stdout: (c, offset) => send({ type: "stdout", data: Buffer.from(c).toString("base64"), offset }),
-        stderr: (c, offset) => send({ type: "stderr", data: Buffer.from(c).toString("base64"), offset }),
-        event: send,
-        signal: abort.signal,
-      };
+  const flows: { pause(): void; resume(): void }[] = [];
+  let paused = false;
+  const run = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    const send = (ev: StreamEvent) => {
+      if (closed) return;
       try {
-        const work = fn(emit);
-        send(await (scope ? scope.race(work) : work));
-      } catch (e) {
-        send({ type: "error", error: errorBody(e) });
-      } finally {
-        releaseScope?.();
-        if (!closed) {
-          closed = true;
-          try {
-            controller.close();
-          } catch {}
-        }
+        controller.enqueue(enc.encode(JSON.stringify(ev) + "\n"));
+      } catch {
+        closed = true;
+        abort.abort();
+        return;
       }
+      if (!paused && flows.length && (controller.desiredSize ?? 1) <= 0) {
+        paused = true;
+        for (const f of flows) f.pause();
+      }
+    };
+    const emit: Emitter = {
+      progress: (message) => send({ type: "progress", message }),
+      stdout: (c, offset) => send({ type: "stdout", data: Buffer.from(c).toString("base64"), offset }),
+      stderr: (c, offset) => send({ type: "stderr", data: Buffer.from(c).toString("base64"), offset }),
+      event: send,
+      signal: abort.signal,
+      flow: (f) => void flows.push(f),
+    };
+    try {
+      const work = fn(emit);
+      send(await (scope ? scope.race(work) : work));
+    } catch (e) {
+      send({ type: "error", error: errorBody(e) });
+    } finally {
+      releaseScope?.();
+      if (!closed) {
+        closed = true;
+        try {
+          controller.close();
+        } catch {}
+      }
+    }
+  };
+  const stream = new ReadableStream<Uint8Array>({
+    // not awaited: a stream's pull (below) is not called until its start has returned
+    start(controller) {
+      // run catches what its work throws; this catch is for a throw of its own (none known)
+      run(controller).catch((e: unknown) => controller.error(e));
+    },
+    // the client took some: what was paused for it goes on
+    pull(controller) {
+      if (!paused || (controller.desiredSize ?? 0) < STREAM_QUEUE_BYTES - _STREAM_RESUME_BELOW) return;
+      paused = false;
+      for (const f of flows) f.resume();
     },
     cancel() {
       closed = true;
       abort.abort();
     },
-  });
+  }, { highWaterMark: STREAM_QUEUE_BYTES, size: (chunk) => chunk?.byteLength ?? 0 });
   return new Response(stream, { headers: { "content-type": "application/x-ndjson" } });
 }

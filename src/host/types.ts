@@ -150,9 +150,10 @@ export interface ExecStreamOptions {
   pty?: { cols: number; rows: number; term?: string };
   signal?: AbortSignal;
   /**
-   * Called once the command runs: while paused, its stdout is not read, so the
-   * SSH window fills and the guest's writer blocks (a big download never piles
-   * up in our memory when its reader is slower than the guest).
+   * Called once the command runs: while paused, its output is not read, so the
+   * guest's writer blocks (over SSH the window fills; over the exec agent it
+   * stops reading the command's pipes): a big download never piles up in our
+   * memory when its reader is slower than the guest.
    */
   flow?: (ctl: { pause(): void; resume(): void }) => void;
   /**

@@ -46,8 +46,34 @@ it.describe("ExecAgent with the real exec agent", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it.test("the handshake reads the agent's version (2); clockUs is the host's clock within the round trip; an identity with a malformed value is refused with the agent's reason, and it serves on", async () => {
-    expect(agent.version).toBe(2);
+  it.test("flow: paused, a command's output stops coming (its writes block on a full pipe); resumed, the rest comes whole; an older agent (version 2) has no h/g frames, so its pause is SIGSTOP of the command's group", async () => {
+    for (const version of [3, 2]) {
+      agent.version = version; // the older agent's way, asked of this one
+      let got = 0;
+      let ctl: { pause(): void; resume(): void } | undefined;
+      const done = agent.exec("head -c 20000000 /dev/zero", {
+        onStdout: (c) => void (got += c.length),
+        flow: (f) => {
+          ctl = f;
+          f.pause();
+        },
+      });
+      await Bun.sleep(600);
+      const held = got;
+      // what was on its way: a pipe's 64 KiB, a chunk or two
+      expect([version, held]).toEqual([version, expect.any(Number)]);
+      expect(held).toBeLessThan(1 << 20);
+      await Bun.sleep(400);
+      expect([version, got]).toEqual([version, held]);
+      ctl!.resume();
+      expect(await done).toBe(0);
+      expect([version, got]).toEqual([version, 20_000_000]);
+    }
+    agent.version = 3;
+  });
+
+  it.test("the handshake reads the agent's version (3); clockUs is the host's clock within the round trip; an identity with a malformed value is refused with the agent's reason, and it serves on", async () => {
+    expect(agent.version).toBe(3);
     const before = Date.now();
     const us = await agent.clockUs();
     const after = Date.now();
@@ -190,5 +216,24 @@ it.describe("ExecAgent with the real exec agent", () => {
     expect(out.join("")).toMatch(/^(ba)?sh \/root\n$/);
     expect(dials).toBe(0);
     second.close();
+  });
+  it.test("a daemon gone while it held a command: the next one's attach lets it go, so it runs to its end", async () => {
+    const marker = join(dir, "released");
+    let ctl: { pause(): void } | undefined;
+    const first = agent;
+    void first.exec(`head -c 5000000 /dev/zero; touch ${marker}`, { onStdout: () => {}, flow: (f) => (ctl = f) }).catch(() => {});
+    ctl!.pause();
+    await Bun.sleep(500);
+    expect(await Bun.file(marker).exists()).toBe(false);
+    first.close(); // what a daemon's death leaves: the held command, and nobody to say go
+    const next = await ExecAgent.attach(host, pipe, { deadline: Date.now() + 20_000, alive: async () => perl.exitCode === null });
+    // the next daemon reads the port (its next command's frames come after the old one's, which it drops)
+    expect(await next.exec("true")).toBe(0);
+    for (let i = 0; i < 100 && !(await Bun.file(marker).exists()); i++) {
+      await next.exec("true");
+      await Bun.sleep(50);
+    }
+    expect(await Bun.file(marker).exists()).toBe(true);
+    agent = next; // closed by afterAll
   });
 });

@@ -189,6 +189,44 @@ guestLogin.test("a reader that goes away (`| head`): the CLI exits 141 at once, 
   expect(await headOf(["vm", "cp", `box:${scratch}`, "-"])).toMatchObject({ status: "141", stderr: "" });
 });
 
+guestLogin.test("a slow reader holds the guest's writer back: neither the CLI nor the daemon buffers the output, and every byte arrives (the last ones too: the CLI writes synchronously before it exits)", async () => {
+  const daemonPid = g.h.daemonPid();
+  // 0 once gone: a CLI that took all the output into its own buffer has exited by then (and lost its tail)
+  const rss = (pid: number) => {
+    try {
+      return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) * 1024;
+    } catch {
+      return 0;
+    }
+  };
+  const before = rss(daemonPid);
+  const total = 60_000_000;
+  // the reader: a pipe nobody reads for 3 s (Bun's own would read it at once), then wc; bash says the CLI's pid first
+  const p = Bun.spawn(["bash", "-c", '"$0" "$@" > >(sleep 3; wc -c) & echo $!; wait $!; echo "exit $?"; wait', BANGER, "vm", "exec", "box", "--", "head", "-c", String(total), "/dev/zero"], { env: { ...g.h.env, ...g.env }, stdout: "pipe", stderr: "inherit" });
+  const lines = (async function* () {
+    let buf = "";
+    for await (const c of p.stdout) {
+      buf += new TextDecoder().decode(c);
+      let i: number;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        yield buf.slice(0, i);
+        buf = buf.slice(i + 1);
+      }
+    }
+  })();
+  const cliPid = Number((await lines.next()).value);
+  await Bun.sleep(2000);
+  const cli = rss(cliPid);
+  const daemon = rss(daemonPid) - before;
+  console.log(`behind a reader that reads nothing for 3 s: CLI VmRSS ${(cli / 1e6).toFixed(0)} MB, daemon +${(daemon / 1e6).toFixed(0)} MB; ${total / 1e6} MB asked`);
+  expect(cli).toBeGreaterThan(0);
+  expect(cli).toBeLessThan(120e6);
+  expect(daemon).toBeLessThan(30e6);
+  const rest: string[] = [];
+  for await (const l of lines) rest.push(l.trim());
+  expect(rest.sort()).toEqual([String(total), "exit 0"].sort());
+}, 60_000);
+
 // The first Ctrl-C goes on to the command as a signal request on its channel, and the second one's abort kills
 // it with another; OpenSSH refuses both for root's sessions (no privilege separation after a root login), while
 // dropbear and the exec agent take them: what the command sees is in test/e2e/exec-options.test.ts, in a real

@@ -303,7 +303,7 @@ function recordingSSH(log: string[]): GuestSSH {
 }
 
 describe("AgentFirstSSH", () => {
-  test("a plain command (stdin none or given whole), a script and an upload go over the agent with no SSH dialled; a terminal, flow control or a stdin stream go over SSH, dialled once at the first need", async () => {
+  test("a plain command (stdin none or given whole, with flow control or not), a script and an upload go over the agent with no SSH dialled; a terminal or a stdin stream go over SSH, dialled once at the first need", async () => {
     const host = fakeHost();
     const agentRan: { command: string; stdin: string }[] = [];
     fakeGuest(host.fs, (s, reply) => {
@@ -333,8 +333,8 @@ describe("AgentFirstSSH", () => {
     await conn.exec("paced", { flow: () => {} });
     expect(await conn.exec("three")).toBe(0);
     expect(dials).toBe(1);
-    expect(log).toEqual(["ssh exec top (pty)", "ssh exec cat", "ssh exec paced"]);
-    expect(agentRan.at(-1)!.command).toBe("three");
+    expect(log).toEqual(["ssh exec top (pty)", "ssh exec cat"]);
+    expect(agentRan.slice(-2).map((r) => r.command)).toEqual(["paced", "three"]);
     conn.close();
     expect(conn.closed).toBe(true);
     await Promise.resolve();
