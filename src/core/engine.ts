@@ -285,8 +285,9 @@ export class Engine {
    */
   private async resumeHalted(vm: VMRecord, handles: VMHandles, why: string, settleMs = 500): Promise<void> {
     const driver = this.driverFor(vm);
+    if (!driver.resume) throw new BangerError("E_STATE", `vm ${vm.name} is halted (${why}) and the ${driver.name} driver cannot resume a VM`);
     this.d.log.info(`vm ${vm.name}: resuming it, halted by its VMM (${why})`);
-    await driver.resume!(vm, handles);
+    await driver.resume(vm, handles);
     for (let waited = 0; waited < settleMs; waited += 100) {
       await this.d.host.clock.sleep(100);
       const again = await this.haltedBy(vm);
