@@ -113,6 +113,8 @@ export interface Emitter {
    * instead of filling the daemon's memory.
    */
   flow(ctl: { pause(): void; resume(): void }): void;
+  /** Resolves once the client has caught up (at once when it is not behind, or has gone): for a producer that pulls (a log read in chunks). */
+  caughtUp(): Promise<void>;
 }
 
 /** How much of a stream's encoded output may wait for a slow client before its producer is paused. */
@@ -137,6 +139,15 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
   let closed = false;
   const flows: { pause(): void; resume(): void }[] = [];
   let paused = false;
+  let waiting: (() => void)[] = [];
+  const goOn = () => {
+    paused = false;
+    for (const f of flows) f.resume();
+    const w = waiting;
+    waiting = [];
+    for (const wake of w) wake();
+  };
+  abort.signal.addEventListener("abort", goOn, { once: true });
   const run = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
     const send = (ev: StreamEvent) => {
       if (closed) return;
@@ -147,7 +158,7 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
         abort.abort();
         return;
       }
-      if (!paused && flows.length && (controller.desiredSize ?? 1) <= 0) {
+      if (!paused && !abort.signal.aborted && (controller.desiredSize ?? 1) <= 0) {
         paused = true;
         for (const f of flows) f.pause();
       }
@@ -159,6 +170,7 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
       event: send,
       signal: abort.signal,
       flow: (f) => void flows.push(f),
+      caughtUp: () => (paused ? new Promise<void>((r) => waiting.push(r)) : Promise.resolve()),
     };
     try {
       const work = fn(emit);
@@ -184,8 +196,7 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
     // the client took some: what was paused for it goes on
     pull(controller) {
       if (!paused || (controller.desiredSize ?? 0) < STREAM_QUEUE_BYTES - _STREAM_RESUME_BELOW) return;
-      paused = false;
-      for (const f of flows) f.resume();
+      goOn();
     },
     cancel() {
       closed = true;

@@ -55,9 +55,11 @@ function _sessionEngine(d: SessionRouteDeps): SessionEngine {
 /** How much one guest read of a log asks for. */
 const LOG_READ_CHUNK = 1 << 20;
 
-async function _readLog(sessions: SessionEngine, s: GuestSession, which: LogStream, offset: number, put: Emitter["stdout"]): Promise<{ offset: number }> {
+async function _readLog(sessions: SessionEngine, s: GuestSession, which: LogStream, offset: number, put: Emitter["stdout"], caughtUp: Emitter["caughtUp"]): Promise<{ offset: number }> {
   let at = offset;
   for (;;) {
+    // a client behind by a whole queue: the next chunk waits, not the daemon's memory
+    await caughtUp();
     const r = await sessions.logs(s, { stream: which, offset: at, limit: LOG_READ_CHUNK });
     if (r.data.length > 0) put(r.data, r.nextOffset);
     at = r.nextOffset;
@@ -75,6 +77,7 @@ async function _followLog(sessions: SessionEngine, s: GuestSession, which: LogSt
   for await (const chunk of sessions.follow(s, { stream: which, offset, signal: emit.signal })) {
     put(chunk.data, chunk.nextOffset);
     at = chunk.nextOffset;
+    await emit.caughtUp();
   }
   return { offset: at, session: await latest().catch(() => s) };
 }
@@ -111,7 +114,7 @@ export function createSessionRoutes(d: SessionRouteDeps) {
       const which = stream(query.stream ?? null);
       const { offset, follow } = query;
       return ndjson(async (emit) => {
-        if (!follow) return { type: "result", data: await _readLog(sessions, s, which, offset, which === "stderr" ? emit.stderr : emit.stdout) };
+        if (!follow) return { type: "result", data: await _readLog(sessions, s, which, offset, which === "stderr" ? emit.stderr : emit.stdout, emit.caughtUp) };
         return { type: "result", data: await _followLog(sessions, s, which, offset, emit, () => sessions.refresh(session(params))) };
       });
     },

@@ -129,4 +129,20 @@ guestLogin.describe("session CLI over a real sshd", () => {
     expect(run(["session", "rm", "box", "agent"]).code).toBe(0);
     expect(run(["session", "show", "box", "agent"]).code).toBe(1);
   });
+  test("session logs of a big log to a reader that takes nothing for 3 s: the daemon reads the guest's log no faster than the client takes it, and every byte arrives", async () => {
+    const total = 80_000_000;
+    expect(run(["session", "start", "box", "--name", "big", "--", "head", "-c", String(total), "/dev/zero"]).code).toBe(0);
+    expect(await waitFor(() => run(["session", "show", "box", "big", "--json"]).json<{ status: string }>().status !== "running", 15_000, 100)).toBe(true);
+    const daemonPid = h.daemonPid();
+    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(require("node:fs").readFileSync(`/proc/${daemonPid}/status`, "utf8"))?.[1] ?? 0) * 1024;
+    const before = rss();
+    const p = Bun.spawn(["bash", "-c", '"$0" "$@" > >(sleep 3; wc -c); wait', BANGER, "session", "logs", "box", "big"], { env: { ...h.env, ...env }, stdout: "pipe", stderr: "inherit" });
+    await Bun.sleep(2000);
+    const grew = rss() - before;
+    console.log(`session logs behind a reader that reads nothing for 3 s: daemon +${(grew / 1e6).toFixed(0)} MB of a ${total / 1e6} MB log`);
+    expect(grew).toBeLessThan(35e6);
+    expect((await new Response(p.stdout).text()).trim()).toBe(String(total));
+    expect(await p.exited).toBe(0);
+    expect(run(["session", "rm", "box", "big"]).code).toBe(0);
+  }, 60_000);
 });

@@ -55,3 +55,26 @@ test("ndjson: a producer is paused while the client is behind by STREAM_QUEUE_BY
   expect(events.filter((e) => e.startsWith("resume")).length).toBeGreaterThan(0);
   expect(events.filter((e) => e.startsWith("pause")).length).toBe(events.filter((e) => e.startsWith("resume")).length);
 });
+
+test("ndjson: caughtUp resolves at once while the client keeps up, waits while it is behind, and goes on once it caught up or went away", async () => {
+  const marks: string[] = [];
+  const chunk = new Uint8Array(48 << 10).fill(1);
+  const res = ndjson(new Request("http://x/"), async (emit) => {
+    await emit.caughtUp();
+    marks.push("first");
+    // a pulling producer: one chunk per caughtUp
+    for (let i = 0; i < 120; i++) {
+      await emit.caughtUp();
+      emit.stdout(chunk, i);
+      marks.push(`sent ${i}`);
+    }
+    return { type: "exit", code: 0 };
+  });
+  await Bun.sleep(50);
+  const sentBefore = marks.filter((m) => m.startsWith("sent")).length;
+  // nobody read: it stopped at the queue's mark, well before the 120th
+  expect(sentBefore).toBeGreaterThan(10);
+  expect(sentBefore).toBeLessThan(120);
+  const text = await new Response(res.body).text();
+  expect(text.trim().split("\n").filter((l) => JSON.parse(l).type === "stdout")).toHaveLength(120);
+});
