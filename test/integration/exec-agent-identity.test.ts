@@ -52,13 +52,13 @@ function guest(dropbearArgs = "-F -E -s -R -p 22") {
 const hex = (b: Uint8Array | string) => Buffer.from(b).toString("hex");
 
 it.describe("the exec agent's clock and identity frames", () => {
-  it.test("a ping asking `v` gets the protocol version (2) in its pong; a plain ping an empty one, as version 1's", async () => {
+  it.test("a ping asking `v` gets the protocol version (3) in its pong; a plain ping an empty one, as version 1's", async () => {
     const { a } = guest();
     a.send("p", "v1", "v");
     a.send("p", "v2");
     await a.until((fs) => fs.filter((f) => f.t === "p").length === 2);
     expect(a.frames.filter((f) => f.t === "p").map((f) => [f.id, f.data.toString()])).toEqual([
-      ["v1", "2"],
+      ["v1", "3"],
       ["v2", ""],
     ]);
   });
