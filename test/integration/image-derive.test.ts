@@ -108,10 +108,10 @@ describe("image build --from (real chroot, busybox base)", () => {
   }, 30_000);
 
   test("a step's background process dies with the build (pid namespace)", () => {
-    const r = h.run(["image", "build", "bg", "--from", "tiny", "--run", "sleep 300 & echo started"]);
+    const r = h.run(["image", "build", "bg", "--from", "tiny", "--run", "sleep 297 & echo started"]);
     expect(r.stderr).not.toContain("banger:");
     expect(r.code).toBe(0);
-    const sleepers = Bun.spawnSync(["pgrep", "-f", "^sleep 300$"]).stdout.toString().trim();
+    const sleepers = Bun.spawnSync(["pgrep", "-f", "^sleep 297$"]).stdout.toString().trim();
     expect(sleepers).toBe("");
   }, 30_000);
 
