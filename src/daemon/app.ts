@@ -237,6 +237,8 @@ export function streamFile(req: Request, path: string, offset: number, follow: b
         const bytes = await fs.readRange(path, pos, Math.min(size - pos, 1 << 20));
         pos += bytes.length;
         emit.stdout(bytes);
+        // a big log to a slow client: read on only as it takes it
+        await emit.caughtUp();
         continue;
       }
       if (!follow || emit.signal.aborted || !(await stillGoing())) break;

@@ -78,3 +78,25 @@ test("ndjson: caughtUp resolves at once while the client keeps up, waits while i
   const text = await new Response(res.body).text();
   expect(text.trim().split("\n").filter((l) => JSON.parse(l).type === "stdout")).toHaveLength(120);
 });
+
+test("streamFile (vm logs): a big log is read on only as the client takes it", async () => {
+  const { streamFile } = await import("../../src/daemon/app.ts");
+  const size = 64 << 20;
+  const reads: number[] = [];
+  const fs = {
+    stat: async () => ({ size }) as never,
+    readRange: async (_p: string, at: number, len: number) => {
+      reads.push(at);
+      return new Uint8Array(len);
+    },
+  };
+  const res = streamFile(new Request("http://x/"), "/serial.log", 0, false, async () => false, fs as never);
+  await Bun.sleep(100);
+  // 1 MiB reads, base64 in the queue: a handful before the 4 MiB mark, not all 64
+  expect(reads.length).toBeGreaterThan(0);
+  expect(reads.length).toBeLessThan(8);
+  let got = 0;
+  for await (const c of res.body!) got += c.length;
+  expect(reads.length).toBe(64);
+  expect(got).toBeGreaterThan(size);
+});
