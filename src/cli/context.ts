@@ -7,7 +7,7 @@ import { DaemonClient } from "../client/daemon-client.ts";
 import type { RequestOf, StreamOf, StreamRoute } from "../shared/routes.ts";
 import type { StreamEvent } from "../shared/api.ts";
 import { log, verbosity } from "./log.ts";
-import { fdIsTTY, outStream, writeAll, writeOut } from "../host/stdio.ts";
+import { fdIsTTY, outStream, writeAll, writeOut, writePaced } from "../host/stdio.ts";
 import { writeJson } from "./json-out.ts";
 
 /** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */
@@ -82,6 +82,22 @@ export function writeChunk(fd: 1 | 2, chunk: Uint8Array | string): void {
   }
 }
 
+/**
+ * A chunk of a streamed command's output (writePaced): a full pipe is waited for without blocking, so the CLI
+ * reads no more of the daemon's stream (which pauses the guest) while a Ctrl-C is still forwarded at once.
+ */
+function writeStreamed(fd: 1 | 2, chunk: Uint8Array): Promise<void> | undefined {
+  const broken = (e: unknown): never => {
+    exitIfBrokenPipe(e);
+    throw e;
+  };
+  try {
+    return writePaced(fd, chunk)?.catch(broken);
+  } catch (e) {
+    return broken(e);
+  }
+}
+
 /** Run a streaming route: progress to stderr, output chunks to stdout/stderr; returns the final event. */
 export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<K>, opts: { json: boolean; quiet?: boolean; signal?: AbortSignal; onEvent?: (ev: StreamEvent) => void }): Promise<StreamOf<K>> {
   const c = await daemon();
@@ -91,10 +107,10 @@ export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<
       if (ev.type === "progress") p.update(ev.message);
       else if (ev.type === "stdout") {
         p.done();
-        writeChunk(1, Buffer.from(ev.data, "base64"));
+        return writeStreamed(1, Buffer.from(ev.data, "base64"));
       } else if (ev.type === "stderr") {
         p.done();
-        writeChunk(2, Buffer.from(ev.data, "base64"));
+        return writeStreamed(2, Buffer.from(ev.data, "base64"));
       } else opts.onEvent?.(ev);
     }, opts.signal);
   } finally {

@@ -224,7 +224,8 @@ export class DaemonClient {
   }
 
   /** A route that answers an NDJSON stream: earlier events go to onEvent, the final one is returned (an error event is thrown). */
-  async stream<K extends StreamRoute>(name: K, req: RequestOf<K>, onEvent: (ev: StreamEvent) => void, signal?: AbortSignal): Promise<StreamOf<K>> {
+  /** A streaming route's events to `onEvent`, in order; one that returns a promise (its output is behind) is awaited before the next is read. */
+  async stream<K extends StreamRoute>(name: K, req: RequestOf<K>, onEvent: (ev: StreamEvent) => void | Promise<void>, signal?: AbortSignal): Promise<StreamOf<K>> {
     const { method, path, body, raw } = _request(name, req);
     const res = await this.fetch(method, path, body, signal, raw);
     if (!res.ok) {
@@ -250,7 +251,10 @@ export class DaemonClient {
         if (!line.trim()) continue;
         const ev = JSON.parse(line) as StreamEvent;
         if (ev.type === "result" || ev.type === "exit" || ev.type === "error") last = ev;
-        else onEvent(ev);
+        else {
+          const behind = onEvent(ev);
+          if (behind) await behind;
+        }
       }
     }
     if (!last) throw new BangerError("E_DAEMON", DAEMON_DROPPED_MESSAGE);

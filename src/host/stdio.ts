@@ -77,6 +77,65 @@ export function writeOut(fd: 1 | 2, data: string | Uint8Array): void {
   writeAll(fd, data);
 }
 
+const _nonBlocking = new Map<1 | 2, number | null>();
+
+/**
+ * fd reopened non-blocking when it is a pipe (its own open file description, through /proc: the pipe's other
+ * holders keep their blocking one), else null.
+ */
+function _nonBlockingFd(fd: 1 | 2): number | null {
+  let v = _nonBlocking.get(fd);
+  if (v === undefined) {
+    v = null;
+    try {
+      const fs = _fs();
+      if (fs.fstatSync(fd).isFIFO()) v = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+    } catch {
+      v = null;
+    }
+    _nonBlocking.set(fd, v);
+  }
+  return v;
+}
+
+/** How often writePaced tries a full pipe again. */
+const _PACED_RETRY_MS = 2;
+
+/**
+ * All of data to fd, in order with the other writes here. A pipe that is full is waited for without blocking
+ * the event loop (a Ctrl-C handler still runs): the promise settles once all is written, or rejects with the
+ * write's error (EPIPE: the reader went away). A file, a terminal or a socket gets writeAll, at once.
+ */
+export function writePaced(fd: 1 | 2, data: Uint8Array): Promise<void> | undefined {
+  const nb = _nonBlockingFd(fd);
+  if (nb === null) return void writeAll(fd, data);
+  const { writeSync } = _fs();
+  let off = 0;
+  const more = (): boolean => {
+    while (off < data.length) {
+      try {
+        off += writeSync(nb, data, off);
+      } catch (e) {
+        if ((e as { code?: string }).code !== "EAGAIN") throw e;
+        return true;
+      }
+    }
+    return false;
+  };
+  if (!more()) return undefined;
+  return new Promise<void>((resolve, reject) => {
+    const again = () => {
+      try {
+        if (more()) setTimeout(again, _PACED_RETRY_MS);
+        else resolve();
+      } catch (e) {
+        reject(e);
+      }
+    };
+    setTimeout(again, _PACED_RETRY_MS);
+  });
+}
+
 /** How long writeAll waits before it tries a full non-blocking pipe again. */
 const _FULL_PIPE_RETRY_MS = 1;
 

@@ -227,6 +227,30 @@ guestLogin.test("a slow reader holds the guest's writer back: neither the CLI no
   expect(rest.sort()).toEqual([String(total), "exit 0"].sort());
 }, 60_000);
 
+guestLogin.test("behind a reader that takes nothing and ignores Ctrl-C, the CLI still acts on Ctrl-C at once: its wait for the pipe does not block", async () => {
+  const p = Bun.spawn(["bash", "-c", '"$0" "$@" > >(trap "" INT; sleep 20) & echo $!; wait $!; echo "exit $?"', BANGER, "vm", "exec", "box", "--", "yes"], { env: { ...g.h.env, ...g.env }, stdout: "pipe", stderr: "ignore" });
+  const reader = p.stdout.getReader();
+  let text = "";
+  while (!text.includes("\n")) text += new TextDecoder().decode((await reader.read()).value);
+  const cliPid = Number(text.split("\n")[0]);
+  await Bun.sleep(2000); // the pipe is full by now
+  const t0 = performance.now();
+  // the first goes on to the command (which OpenSSH here refuses for root), the second ends the CLI at once
+  process.kill(cliPid, "SIGINT");
+  await Bun.sleep(200);
+  process.kill(cliPid, "SIGINT");
+  while (!text.includes("exit ")) {
+    const r = await reader.read();
+    if (r.done) break;
+    text += new TextDecoder().decode(r.value);
+  }
+  const ms = performance.now() - t0;
+  console.log(`Ctrl-C twice behind a stalled reader: the CLI ended ${ms.toFixed(0)} ms after the first`);
+  expect(text).toContain("exit 130");
+  expect(ms).toBeLessThan(5000);
+  p.kill();
+}, 60_000);
+
 // The first Ctrl-C goes on to the command as a signal request on its channel, and the second one's abort kills
 // it with another; OpenSSH refuses both for root's sessions (no privilege separation after a root login), while
 // dropbear and the exec agent take them: what the command sees is in test/e2e/exec-options.test.ts, in a real

@@ -241,7 +241,7 @@ describe("client: requests built from the table", () => {
     expect(new TextDecoder().decode(await c.raw("workspaceDiff", { params: { vm: "web" }, query: { guestPath: "/root/repo" } }))).toBe("From abc\n");
     answer = () => new Response('{"type":"progress","message":"p"}\n{"type":"result","data":{"offset":9}}\n');
     const events: string[] = [];
-    const ev = await c.stream("vmLogs", { params: { vm: "web" }, query: { follow: true } }, (e) => events.push(e.type));
+    const ev = await c.stream("vmLogs", { params: { vm: "web" }, query: { follow: true } }, (e) => void events.push(e.type));
     expect(ev.data.offset).toBe(9);
     expect(events).toEqual(["progress"]);
     expect(got.map((g) => [g.method, g.url, g.type, g.body.length])).toEqual([
