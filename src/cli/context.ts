@@ -86,7 +86,7 @@ export function writeChunk(fd: 1 | 2, chunk: Uint8Array | string): void {
  * A chunk of a streamed command's output (writePaced): a full pipe is waited for without blocking, so the CLI
  * reads no more of the daemon's stream (which pauses the guest) while a Ctrl-C is still forwarded at once.
  */
-function writeStreamed(fd: 1 | 2, chunk: Uint8Array): Promise<void> | undefined {
+export function writeStreamed(fd: 1 | 2, chunk: Uint8Array): Promise<void> | undefined {
   const broken = (e: unknown): never => {
     exitIfBrokenPipe(e);
     throw e;

@@ -2,7 +2,7 @@ import { defineCommand } from "./define.ts";
 import { log } from "./log.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { GuestSession } from "../shared/model.ts";
-import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, readStdinUpTo, usage, writeChunk } from "./context.ts";
+import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, readStdinUpTo, usage, writeChunk, writeStreamed } from "./context.ts";
 import { MAX_SESSION_SEND_BYTES } from "../shared/routes.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
 
@@ -132,7 +132,8 @@ async function pump(
   opts: { stream: "stdout" | "stderr"; offset: number; follow: boolean; signal?: AbortSignal; onChunk?: (data: Buffer, nextOffset: number) => void },
 ): Promise<number> {
   let at = opts.offset;
-  const write = opts.onChunk ?? ((data: Buffer) => writeChunk(opts.stream === "stderr" ? 2 : 1, data));
+  // as streamCall's: the next chunk is read once this one is written, and a full pipe does not block a Ctrl-C
+  const write = opts.onChunk ?? ((data: Buffer) => writeStreamed(opts.stream === "stderr" ? 2 : 1, data));
   for (let attempt = 0; ; attempt++) {
     const c = await daemon(attempt > 0);
     const query = { stream: opts.stream, offset: at, follow: opts.follow };
@@ -140,7 +141,7 @@ async function pump(
       const ev = await c.stream("sessionLogs", { params: { vm, session }, query }, (e) => {
         if (e.type === "stdout" || e.type === "stderr") {
           if (e.offset !== undefined) at = e.offset;
-          write(Buffer.from(e.data, "base64"), at);
+          return write(Buffer.from(e.data, "base64"), at);
         }
       }, opts.signal);
       return ev.data.offset;
