@@ -4,6 +4,7 @@ import { faultMidStream, faultPoint } from "../host/faults.ts";
 import type { HookEngine } from "../core/hooks.ts";
 import { runOperation, type Operation } from "../core/operation.ts";
 import type { Logger } from "../core/plugin.ts";
+import { Backlog, type FlowControl } from "../shared/backlog.ts";
 import { shellJoin } from "../shared/quote.ts";
 import type { GuestSession, SessionStdinMode, VMRecord } from "../shared/model.ts";
 import type { Clock, GuestSSH, Host } from "../host/types.ts";
@@ -131,6 +132,10 @@ export interface FollowOptions {
 export interface OutputHandlers {
   onStdout(data: Uint8Array): void;
   onStderr(data: Uint8Array): void;
+  /** The reader's brake on the guest's output (see Backlog): paused while it is behind. */
+  flow?(ctl: FlowControl): void;
+  /** Resolves once the reader has caught up: what follows a log waits for it before the next chunk. */
+  caughtUp?(): Promise<void>;
 }
 
 /** startFollow's callbacks: output, and the moment the process runs. */
@@ -158,6 +163,8 @@ export interface StartFollowParams extends StartSessionParams {
 export type SessionSignal = "TERM" | "KILL" | "INT" | "HUP";
 
 const DEFAULT_LOG_LIMIT = 1 << 20;
+/** How much of a followed log may wait in the daemon for its reader before the guest's tail is held. */
+export const TAIL_BACKLOG_BYTES = 1 << 20;
 const ACTIVE: GuestSession["status"][] = ["starting", "running"];
 
 function _bytes(chunks: Uint8Array[]): Uint8Array {
@@ -421,7 +428,7 @@ export class SessionEngine {
         await inputDone;
       },
     };
-    const run = conn.exec(bootstrapCommand(script.length), { stdin, onStdout, onStderr });
+    const run = conn.exec(bootstrapCommand(script.length), { stdin, onStdout, onStderr, flow: h.flow ? (ctl) => h.flow!(ctl) : undefined });
     const ran = run.then(
       (code) => ({ code, error: null as unknown }),
       (error: unknown) => ({ code: -1, error }),
@@ -477,7 +484,10 @@ export class SessionEngine {
    */
   async followAll(session: GuestSession, from: { stdout: number; stderr: number }, h: OutputHandlers, signal?: AbortSignal): Promise<GuestSession> {
     const pump = async (stream: LogStream, offset: number, out: (d: Uint8Array) => void) => {
-      for await (const c of this.follow(session, { stream, offset, signal })) out(c.data);
+      for await (const c of this.follow(session, { stream, offset, signal })) {
+        out(c.data);
+        await h.caughtUp?.();
+      }
     };
     await Promise.all([pump("stdout", from.stdout, (d) => h.onStdout(d)), pump("stderr", from.stderr, (d) => h.onStderr(d))]);
     return this._d.repo.get(session.id) ?? session;
@@ -801,6 +811,8 @@ export class SessionEngine {
     const vm = this._vmOf(s);
     const path = stream === "stderr" ? s.stderrLogPath : s.stdoutLogPath;
     const queue: Uint8Array[] = [];
+    // a reader that does not come back for the next chunk (a slow client) holds the guest's tail, not the daemon's memory
+    const backlog = new Backlog(TAIL_BACKLOG_BYTES);
     let done = false;
     let wake: (() => void) | null = null;
     const poke = () => {
@@ -830,7 +842,15 @@ export class SessionEngine {
     }
     // the tail ends when our stdin ends (stopInput) or the connection drops
     void conn
-      .exec(AttachTailCommand(path, offset, s.guestPid), { stdin, onStdout: (c) => (queue.push(c.slice()), poke()) })
+      .exec(AttachTailCommand(path, offset, s.guestPid), {
+        stdin,
+        onStdout: (c) => {
+          queue.push(c.slice());
+          backlog.added(c.length);
+          poke();
+        },
+        flow: (ctl) => backlog.flow(ctl),
+      })
       .catch(() => 255)
       .finally(() => {
         done = true;
@@ -841,6 +861,7 @@ export class SessionEngine {
       for (;;) {
         if (queue.length > 0) {
           const data = _bytes(queue.splice(0));
+          backlog.taken(data.length);
           at += data.length;
           yield { data, nextOffset: at };
           continue;
@@ -850,6 +871,7 @@ export class SessionEngine {
       }
     } finally {
       signal?.removeEventListener("abort", onAbort);
+      backlog.release();
       stopInput();
     }
   }

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { Backlog, type FlowControl } from "../../../shared/backlog.ts";
 import { BangerError, errorMessage, type ErrorCode } from "../../../shared/errors.ts";
 import type { GuestSession } from "../../../shared/model.ts";
 import { ProcessEventSchema, type ProcessEvent } from "../gen/process/process_pb.ts";
@@ -57,25 +58,50 @@ export function toConnectError(e: unknown): ConnectError {
   return new ConnectError(errorMessage(e), Code.Internal);
 }
 
+/** How much output may wait for an E2B client that reads slowly before the process's output is held in the guest. */
+export const EVENT_BACKLOG_BYTES = 4 << 20;
+
 /**
  * Events pushed from callbacks, pulled by a server stream: ends after close(),
  * throws what fail() was given, and stops (with the abort's reason) when the
- * call's signal aborts.
+ * call's signal aborts. The bytes pushed and not pulled yet are counted: past
+ * EVENT_BACKLOG_BYTES the producers given to flow() are paused and caughtUp()
+ * waits, until the client has taken most of it.
  */
 export class EventQueue<T> implements AsyncIterable<T> {
-  private readonly _items: T[] = [];
+  private readonly _items: Array<{ item: T; bytes: number }> = [];
+  private readonly _backlog = new Backlog(EVENT_BACKLOG_BYTES);
   private _done = false;
   private _error: unknown = null;
   private _wake: (() => void) | null = null;
 
   constructor(private readonly _signal?: AbortSignal) {
-    _signal?.addEventListener("abort", () => this._poke(), { once: true });
+    _signal?.addEventListener(
+      "abort",
+      () => {
+        this._backlog.release();
+        this._poke();
+      },
+      { once: true },
+    );
   }
 
-  push(item: T): void {
+  /** `bytes`: how much of the client's reading this item stands for (its output's length). */
+  push(item: T, bytes = 0): void {
     if (this._done) return;
-    this._items.push(item);
+    this._items.push({ item, bytes });
+    this._backlog.added(bytes);
     this._poke();
+  }
+
+  /** What produces the output: paused while the client is behind. */
+  flow(ctl: FlowControl): void {
+    this._backlog.flow(ctl);
+  }
+
+  /** Resolves once the client has caught up (at once when it is not behind): for a producer that pulls. */
+  caughtUp(): Promise<void> {
+    return this._backlog.caughtUp();
   }
 
   close(): void {
@@ -97,15 +123,22 @@ export class EventQueue<T> implements AsyncIterable<T> {
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<T> {
-    for (;;) {
-      if (this._items.length > 0) {
-        yield this._items.shift()!;
-        continue;
+    try {
+      for (;;) {
+        const next = this._items.shift();
+        if (next) {
+          this._backlog.taken(next.bytes);
+          yield next.item;
+          continue;
+        }
+        if (this._error !== null) throw this._error;
+        if (this._done) return;
+        if (this._signal?.aborted) throw ConnectError.from(this._signal.reason);
+        await new Promise<void>((r) => (this._wake = r));
       }
-      if (this._error !== null) throw this._error;
-      if (this._done) return;
-      if (this._signal?.aborted) throw ConnectError.from(this._signal.reason);
-      await new Promise<void>((r) => (this._wake = r));
+    } finally {
+      // the client is gone or the stream ended: nothing waits for it any more
+      this._backlog.release();
     }
   }
 }

@@ -1,7 +1,7 @@
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { MAX_TIMEOUT_MS } from "../../../shared/exec-options.ts";
 import type { GuestSession } from "../../../shared/model.ts";
-import type { SessionSignal } from "../../../sessions/engine.ts";
+import type { OutputHandlers, SessionSignal } from "../../../sessions/engine.ts";
 import { Process, Signal, type ProcessEvent, type ProcessSelector } from "../gen/process/process_pb.ts";
 import { sandboxOf, type EnvdDeps, type RegisterService } from "./context.ts";
 import { EventQueue, dataEvent, endEvent, keepaliveEvent, startEvent, toConnectError } from "./process-events.ts";
@@ -69,9 +69,12 @@ export function processService(): RegisterService {
     const sessions = deps.sessions;
     const table = new ProcessTable(sessions);
     const find = (ctx: HandlerContext, p: ProcessSelector | undefined) => table.find(sandboxOf(ctx).vm, _selection(p));
-    const follow = (q: EventQueue<_Event>, meta: ProcessMeta) => ({
-      onStdout: (d: Uint8Array) => q.push({ event: dataEvent(meta.pty ? "pty" : "stdout", d) }),
-      onStderr: (d: Uint8Array) => q.push({ event: dataEvent("stderr", d) }),
+    const follow = (q: EventQueue<_Event>, meta: ProcessMeta): OutputHandlers => ({
+      onStdout: (d) => q.push({ event: dataEvent(meta.pty ? "pty" : "stdout", d) }, d.length),
+      onStderr: (d) => q.push({ event: dataEvent("stderr", d) }, d.length),
+      // a client that reads slowly holds the process's output in the guest, not in the daemon's memory
+      flow: (ctl) => q.flow(ctl),
+      caughtUp: () => q.caughtUp(),
     });
     // an ended process nobody followed to its end (a background one, a dropped stream): remove its session, in the background
     const forget = (s: GuestSession) => {
