@@ -71,14 +71,22 @@ async function _readLog(sessions: SessionEngine, s: GuestSession, which: LogStre
 }
 
 /** A log as it grows, until the session ends or the client goes; answers the offset to continue from and the session as it is then. */
-async function _followLog(sessions: SessionEngine, s: GuestSession, which: LogStream, offset: number, emit: Emitter, latest: () => Promise<GuestSession>): Promise<{ offset: number; session: GuestSession }> {
+async function _followLog(d: SessionRouteDeps, sessions: SessionEngine, s: GuestSession, which: LogStream, offset: number, emit: Emitter, latest: () => Promise<GuestSession>): Promise<{ offset: number; session: GuestSession }> {
   const put = which === "stderr" ? emit.stderr : emit.stdout;
   let at = offset;
-  for await (const chunk of sessions.follow(s, { stream: which, offset, signal: emit.signal })) {
-    put(chunk.data, chunk.nextOffset);
-    at = chunk.nextOffset;
-    await emit.caughtUp();
+  // a guest its VMM halts (a write to a full host disk) sends nothing more and ends nothing: the follow (an attach) ends saying why
+  const vm = d.store.getVM(s.vmId);
+  const watch = vm ? d.engine.watchHalt(vm, emit.signal) : { signal: emit.signal, stop: () => {} };
+  try {
+    for await (const chunk of sessions.follow(s, { stream: which, offset, signal: watch.signal })) {
+      put(chunk.data, chunk.nextOffset);
+      at = chunk.nextOffset;
+      await emit.caughtUp();
+    }
+  } finally {
+    watch.stop();
   }
+  if (watch.signal.aborted && !emit.signal.aborted) throw watch.signal.reason;
   return { offset: at, session: await latest().catch(() => s) };
 }
 
@@ -115,7 +123,7 @@ export function createSessionRoutes(d: SessionRouteDeps) {
       const { offset, follow } = query;
       return ndjson(async (emit) => {
         if (!follow) return { type: "result", data: await _readLog(sessions, s, which, offset, which === "stderr" ? emit.stderr : emit.stdout, emit.caughtUp) };
-        return { type: "result", data: await _followLog(sessions, s, which, offset, emit, () => sessions.refresh(session(params))) };
+        return { type: "result", data: await _followLog(d, sessions, s, which, offset, emit, () => sessions.refresh(session(params))) };
       });
     },
   };

@@ -73,6 +73,9 @@ guestLogin.test("halted by its VMM (a write to a full host disk): list and show 
   // a command the halt catches midway: it would otherwise wait on a guest that cannot answer (an exec agent's 30 s ping, SSH's keepalive)
   const started = Date.now();
   const exec = Bun.spawn([BANGER, "vm", "exec", "box", "--", "sleep", "29.5"], { env: { ...h.env, ...g.env }, stdout: "pipe", stderr: "pipe" });
+  // …and a follow of a session's output (as attach does), which would wait for output that never comes
+  expect(run(["session", "start", "box", "--name", "quiet", "--", "sleep", "29.4"]).code).toBe(0);
+  const follow = Bun.spawn([BANGER, "session", "logs", "box", "quiet", "-f"], { env: { ...h.env, ...g.env }, stdout: "pipe", stderr: "pipe" });
   await Bun.sleep(800);
   expect(await tellVM("ioerror sticky")).toBe("ok ioerror");
   const halted = Date.now();
@@ -81,10 +84,16 @@ guestLogin.test("halted by its VMM (a write to a full host disk): list and show 
   console.log(`exec ended ${tookMs} ms after the halt (watched every 2 s), ${Date.now() - started} ms in all`);
   expect(tookMs).toBeLessThan(5000);
   expect(await new Response(exec.stderr).text()).toBe(HALTED);
+  expect(await follow.exited).toBe(1);
+  const followMs = Date.now() - halted;
+  console.log(`session logs -f ended ${followMs} ms after the halt`);
+  expect(followMs).toBeLessThan(5000);
+  expect(await new Response(follow.stderr).text()).toBe(HALTED);
   // this test's guest is OpenSSH, which refuses root's sessions a signal: the cut command runs on here (a real guest's dropbear or exec agent ends it)
   for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
     try {
-      if (readFileSync(`/proc/${pid}/cmdline`, "utf8") === "sleep\u000029.5\u0000") process.kill(Number(pid), "SIGKILL");
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      if (cmd === "sleep\u000029.5\u0000" || cmd === "sleep\u000029.4\u0000") process.kill(Number(pid), "SIGKILL");
     } catch {}
   }
 
