@@ -536,14 +536,23 @@ const ssh = defineCommand({
     const c = await daemon();
     const info = await c.call("vmSshInfo", { params: { vm: args.name } });
     const { holdInUse, interactiveShell } = await import("./ssh-interactive.ts");
-    // the shell's traffic goes straight to the guest: the hold tells the daemon someone is using the VM
-    const hold = holdInUse(c, args.name);
+    // the shell's traffic goes straight to the guest: the hold tells the daemon someone is using the VM, and the
+    // daemon tells us when the VM cannot answer any more (its VMM halted it), which SSH would notice only much later
+    const cut = new AbortController();
+    let refused: BangerError | null = null;
+    const hold = holdInUse(c, args.name, {
+      onRefused: (e) => {
+        refused = e;
+        cut.abort();
+      },
+    });
     let code: number;
     try {
-      code = await interactiveShell(info);
+      code = await interactiveShell(info, cut.signal);
     } finally {
       await hold.release();
     }
+    if (refused) throw refused;
     process.exit(code);
   },
 });

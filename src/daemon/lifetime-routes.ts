@@ -7,13 +7,20 @@ import type { Clock } from "../host/types.ts";
 /** POST /v1/vms/:vm/lifetime: set or clear a VM's TTL (from now) and idle timeout; GET /v1/vms/:vm/hold: hold it in use. */
 export function createLifetimeRoutes(d: { engine: Engine; lifetimes: Lifetimes; clock: Pick<Clock, "now"> }): HandlersFor<"lifetime"> {
   return {
-    // trackActivity marks the VM busy for as long as this stream is open: all it does is stay open
+    // trackActivity marks the VM busy for as long as this stream is open: all it does is stay open, until the
+    // client goes or the VMM halts the guest (the shell it holds for can answer nothing then: the error tells it why)
     lifetimeHold: async ({ params, ndjson }) => {
       const vm = d.engine.getVM(params.vm);
       const since = d.clock.now().getTime();
       return ndjson(async (emit) => {
         emit.progress(`holding ${vm.name} in use`);
-        if (!emit.signal.aborted) await new Promise((resolve) => emit.signal.addEventListener("abort", resolve, { once: true }));
+        const watch = d.engine.watchHalt(vm, emit.signal);
+        try {
+          if (!watch.signal.aborted) await new Promise((resolve) => watch.signal.addEventListener("abort", resolve, { once: true }));
+        } finally {
+          watch.stop();
+        }
+        if (!emit.signal.aborted) throw watch.signal.reason;
         return { type: "result", data: { heldMs: d.clock.now().getTime() - since } };
       });
     },

@@ -76,6 +76,8 @@ guestLogin.test("halted by its VMM (a write to a full host disk): list and show 
   // …and a follow of a session's output (as attach does), which would wait for output that never comes
   expect(run(["session", "start", "box", "--name", "quiet", "--", "sleep", "29.4"]).code).toBe(0);
   const follow = Bun.spawn([BANGER, "session", "logs", "box", "quiet", "-f"], { env: { ...h.env, ...g.env }, stdout: "pipe", stderr: "pipe" });
+  // …and an interactive shell, whose SSH would notice only at its keepalive (this test's guest is a real sshd: it would run on)
+  const shell = Bun.spawn([BANGER, "vm", "ssh", "box"], { env: { ...h.env, ...g.env }, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
   await Bun.sleep(800);
   expect(await tellVM("ioerror sticky")).toBe("ok ioerror");
   const halted = Date.now();
@@ -89,6 +91,11 @@ guestLogin.test("halted by its VMM (a write to a full host disk): list and show 
   console.log(`session logs -f ended ${followMs} ms after the halt`);
   expect(followMs).toBeLessThan(5000);
   expect(await new Response(follow.stderr).text()).toBe(HALTED);
+  expect(await shell.exited).toBe(1);
+  const shellMs = Date.now() - halted;
+  console.log(`vm ssh (interactive) ended ${shellMs} ms after the halt`);
+  expect(shellMs).toBeLessThan(5000);
+  expect(await new Response(shell.stderr).text()).toBe(HALTED);
   // this test's guest is OpenSSH, which refuses root's sessions a signal: the cut command runs on here (a real guest's dropbear or exec agent ends it)
   for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
     try {
