@@ -67,7 +67,7 @@ function startDaemon(): Daemon {
     stateRoot,
   });
   // this guest has no user "user": calls that name none run as root here
-  const envd = createEnvd({ engine: {} as Engine, ssh: pool, host, log: testLogger(), sessions }, [processService()], []);
+  const envd = createEnvd({ engine: { watchHalt: (_vm: unknown, signal: AbortSignal) => ({ signal, stop: () => {} }) } as unknown as Engine, ssh: pool, host, log: testLogger(), sessions }, [processService()], []);
   const sandbox: EnvdSandbox = { id: "debug_sandbox_id", vm, envVars: { SANDBOX_VAR: "from the sandbox", OVERRIDDEN: "sandbox" } };
   const server = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, fetch: (req) => envd.handle(req, sandbox) });
   const d: Daemon = {

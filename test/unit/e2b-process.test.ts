@@ -9,7 +9,7 @@ import type { GuestSession, VMRecord } from "../../src/shared/model.ts";
 import { SessionEngine, type SessionEngineDeps } from "../../src/sessions/engine.ts";
 import { CloseStdinScript, StartFollowScript, bootstrapCommand } from "../../src/sessions/scripts.ts";
 import { Store } from "../../src/store/store.ts";
-import type { Engine } from "../../src/core/engine.ts";
+import { haltedError, type Engine } from "../../src/core/engine.ts";
 import type { SSHPool } from "../../src/daemon/ssh-pool.ts";
 import { createEnvd, type EnvdSandbox } from "../../src/daemon/e2b/envd/index.ts";
 import { processService } from "../../src/daemon/e2b/envd/process.ts";
@@ -93,7 +93,20 @@ afterAll(() => {
 });
 
 let n = 0;
-async function sandboxWith(guest: RecordingGuest) {
+/** The engine's halt watch as a VMM that halts the guest `haltAfterMs` after a follow starts (never: undefined). */
+function haltingEngine(haltAfterMs?: number): Engine {
+  return {
+    watchHalt: (_vm: VMRecord, signal: AbortSignal) => {
+      const ctl = new AbortController();
+      const onAbort = () => ctl.abort(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      const t = haltAfterMs === undefined ? undefined : setTimeout(() => ctl.abort(haltedError(vm, "the fake VMM stopped its guest: a write to its disk found no space left on the host's filesystem")), haltAfterMs);
+      return { signal: ctl.signal, stop: () => (clearTimeout(t), signal.removeEventListener("abort", onAbort)) };
+    },
+  } as unknown as Engine;
+}
+
+async function sandboxWith(guest: RecordingGuest, o: { haltAfterMs?: number } = {}) {
   const fired: { hook: string; session: GuestSession }[] = [];
   const sessions = new SessionEngine({
     hooks: {
@@ -113,7 +126,7 @@ async function sandboxWith(guest: RecordingGuest) {
     stateRoot: "/state",
     randomToken: () => "tok",
   });
-  const envd = createEnvd({ engine: {} as Engine, ssh: {} as SSHPool, host: fakeHost(), log: testLogger(), sessions }, [processService()], []);
+  const envd = createEnvd({ engine: haltingEngine(o.haltAfterMs), ssh: {} as SSHPool, host: fakeHost(), log: testLogger(), sessions }, [processService()], []);
   const sandbox: EnvdSandbox = { id: "debug_sandbox_id", vm, envVars: { FROM_SANDBOX: "s", BOTH: "sandbox" } };
   const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => envd.handle(req, sandbox) });
   servers.push(server);
@@ -174,6 +187,25 @@ describe("envd process service (recording guest)", () => {
     expect(fired[0]!.session.name).toStartWith("e2b-");
     expect(sessions.list("vm-1").some((x) => x.id === fired[0]!.session.id)).toBe(false);
     expect(bashReads(stdin, "CLEANUP", `printf '%s\\0' "$CLEANUP"`)).toEqual(["1"]);
+  });
+
+  test("a sandbox its VMM halts mid-command (a full host disk): the command's stream ends within the watch with the halt's words, not at its deadline", async () => {
+    // a process that runs (and prints) until its follower goes, as a frozen guest's would never end
+    const guest = new RecordingGuest(async (_script, o) => {
+      o.onStderr?.(enc(`${MARK} pid 4343 999\n`));
+      o.onStdout?.(enc("working\n"));
+      const stdin = o.stdin as AsyncIterable<Uint8Array>;
+      for await (const _ of stdin) void _;
+      return 255;
+    });
+    const { sbx } = await sandboxWith(guest, { haltAfterMs: 300 });
+    const started = Date.now();
+    const out: string[] = [];
+    const err = (await sbx.commands.run("sleep 100", { timeoutMs: 20_000, onStdout: (d) => void out.push(d) }).catch((e: unknown) => e)) as Error;
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(out).toEqual(["working\n"]);
+    expect(err).toBeInstanceOf(Error);
+    expect(err.message).toContain("vm sbx is halted: the fake VMM stopped its guest: a write to its disk found no space left on the host's filesystem; free space there, then `banger vm resume sbx`");
   });
 
   test("the user comes from Authorization: Basic; root runs as the login (no switch); none named is `user`, or root where the guest lacks it; timeoutMs is the guest timeout", async () => {

@@ -1,6 +1,6 @@
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { MAX_TIMEOUT_MS } from "../../../shared/exec-options.ts";
-import type { GuestSession } from "../../../shared/model.ts";
+import type { GuestSession, VMRecord } from "../../../shared/model.ts";
 import type { OutputHandlers, SessionSignal } from "../../../sessions/engine.ts";
 import { Process, Signal, type ProcessEvent, type ProcessSelector } from "../gen/process/process_pb.ts";
 import { sandboxOf, type EnvdDeps, type RegisterService } from "./context.ts";
@@ -43,6 +43,28 @@ function _keepalive(ctx: HandlerContext, deps: EnvdDeps, push: () => void): () =
   };
   arm();
   return () => cancel();
+}
+
+/**
+ * The call's signal, also aborted once the sandbox's VMM halts it (a write to a full host disk): a follow would
+ * wait for a guest that answers nothing. `or(f, q)`: f, unless the halt ended the follow (the stream then fails
+ * with the halt's error, a FailedPrecondition naming `banger vm resume`).
+ */
+function _haltWatch(deps: EnvdDeps, vm: VMRecord, ctx: HandlerContext) {
+  const w = deps.engine.watchHalt(vm, ctx.signal);
+  const halted = (): unknown => (w.signal.aborted && !ctx.signal.aborted ? (w.signal.reason as unknown) : undefined);
+  return {
+    signal: w.signal,
+    stop: () => w.stop(),
+    halted,
+    or:
+      <T>(f: (v: T) => void, q: EventQueue<_Event>) =>
+      (v: T) => {
+        const e = halted();
+        if (e !== undefined) q.fail(e);
+        else f(v);
+      },
+  };
 }
 
 async function _unary<T>(f: () => Promise<T>): Promise<T> {
@@ -102,6 +124,7 @@ export function processService(): RegisterService {
         const env = Object.entries({ ...sb.envVars, ...cfg.envs }).map(([k, v]) => `${k}=${v}`);
         const q = new EventQueue<_Event>(ctx.signal);
         const stop = _keepalive(ctx, deps, () => q.push({ event: keepaliveEvent() }));
+        const watch = _haltWatch(deps, sb.vm, ctx);
         void sessions
           .startFollow(
             {
@@ -118,7 +141,7 @@ export function processService(): RegisterService {
               stdinMode: req.stdin || pty ? "pipe" : "closed",
               pty,
               label: encodeMeta(meta),
-              signal: ctx.signal,
+              signal: watch.signal,
               // envd forgets a process once it ended: so do we, or every command would leave a session behind
               removeWhenDone: true,
             },
@@ -130,7 +153,8 @@ export function processService(): RegisterService {
               ...follow(q, meta),
             },
           )
-          .then(ended(q, ctx), (e: unknown) => q.fail(userRefusal(e, who)));
+          .then(watch.or(ended(q, ctx), q), (e: unknown) => q.fail(watch.halted() ?? userRefusal(e, who)))
+          .finally(watch.stop);
         yield* _drain(q, stop);
       },
 
@@ -147,13 +171,18 @@ export function processService(): RegisterService {
         const q = new EventQueue<_Event>(ctx.signal);
         const stop = _keepalive(ctx, deps, () => q.push({ event: keepaliveEvent() }));
         q.push({ event: startEvent(s.guestPid) });
+        const watch = _haltWatch(deps, sandboxOf(ctx).vm, ctx);
         // from now on, as envd: what the process wrote before is not replayed
         void sessions
-          .followAll(s, from, follow(q, meta), ctx.signal)
-          .then((done) => {
-            ended(q, ctx)(done);
-            if (done.status !== "running") forget(done);
-          }, (e: unknown) => q.fail(e));
+          .followAll(s, from, follow(q, meta), watch.signal)
+          .then(
+            watch.or((done) => {
+              ended(q, ctx)(done);
+              if (done.status !== "running") forget(done);
+            }, q),
+            (e: unknown) => q.fail(watch.halted() ?? e),
+          )
+          .finally(watch.stop);
         yield* _drain(q, stop);
       },
 
