@@ -10,7 +10,7 @@ import INITRAMFS_INIT_SH from "./initramfs-init.sh" with { type: "text" };
 import EXEC_AGENT_PL from "./exec-agent.pl" with { type: "text" };
 
 /** Bump when the recipe changes in a way that changes the image. */
-export const RECIPE_VERSION = 8;
+export const RECIPE_VERSION = 9;
 /** Where images carry the exec agent (init.sh names the same path). */
 export const EXEC_AGENT_PATH = "/usr/lib/banger/exec-agent.pl";
 export const SUITE = "bookworm";

@@ -7,6 +7,7 @@ import { IS_ROOT, needs } from "../helpers/skip.ts";
 import { freePort, waitBanner } from "../helpers/sshd.ts";
 import EXEC_AGENT_PL from "../../plugins/image/exec-agent.pl" with { type: "text" };
 import { PerlExecAgent as Agent } from "../helpers/perl-exec-agent.ts";
+import { shellJoin } from "../../src/shared/quote.ts";
 
 // The exec agent as the guest runs it (test/helpers/perl-exec-agent.ts: the
 // text build.ts installs, in a real perl, under a bash that ignores some
@@ -310,6 +311,26 @@ it.describe("the exec agent with another passwd entry for uid 0 (a private /etc/
     expect(a.frames.filter((f) => f.id === "e1").map((f) => f.t)).toEqual(["r"]);
   });
 
+  it.test("a command line of single-quoted words (vm exec's own: shellJoin) runs without the shell, its words as argv byte for byte; anything else still needs the shell", async () => {
+    // root's shell cannot be executed: what runs anyway ran without it
+    const a = start("root:x:0:0:root:/:/nonexistent/shell");
+    const hostile = ["it's; $(touch /tmp/pwned) `x`", "two  spaces", "new\nline", "", "\\'\"", "*"];
+    // printf by its path: the name alone is bash's builtin, which goes to the shell
+    const line = shellJoin([Bun.which("printf")!, "%s|", ...hostile]);
+    const r = await a.run("d1", line);
+    expect([r.code, r.out.toString()]).toEqual([0, hostile.map((w) => `${w}|`).join("")]);
+    // a path, and a name found on PATH
+    expect((await a.run("d2", shellJoin(["/bin/sh", "-c", "exit 7"]))).code).toBe(7);
+    expect((await a.run("d3", shellJoin(["true"]))).code).toBe(0);
+    expect((await a.run("d4", shellJoin(["false"]))).code).toBe(1);
+    // a builtin (cd, echo: bash's own), a name on no PATH dir, shell syntax, an unquoted word, an assignment: the shell's, which cannot start here
+    for (const [i, cmd] of [shellJoin(["cd", "/"]), shellJoin(["echo", "x"]), shellJoin(["printf", "x"]), shellJoin(["no-such-command-here"]), `${shellJoin(["true"])}; true`, "true", `'A=1'`].entries()) {
+      const refused = await a.run(`n${i}`, cmd);
+      expect([cmd, refused.code, refused.reason]).toEqual([cmd, null, "exec /nonexistent/shell: No such file or directory"]);
+    }
+    await a.ping("d5");
+  });
+
   it.test("dropbear's rules for an empty shell field (/bin/sh) and a HOME it cannot enter (said on stderr, cwd /)", async () => {
     const a = start("root:x:0:0:root:/nonexistent-home:");
     const r = await a.run("h1", ENV_AND_ZERO);
@@ -386,6 +407,20 @@ withDropbear.describe("the exec agent next to the real dropbear", () => {
     for (const k of ["SSH_CLIENT", "SSH_CONNECTION", "SSH_PUBKEYINFO"]) delete fromSsh[k];
     expect(environ(aEnv!)).toEqual(fromSsh);
     expect(aRest).toEqual(sRest);
+  }, 30_000);
+
+  withDropbear.test("a command of quoted words, which the agent runs without bash: the same environment, argv, $0 and cwd as over dropbear (bash's one-command exec)", async () => {
+    const cmd = shellJoin(["env", "-0"]);
+    const [viaSsh, viaAgent] = [await ssh(cmd), await agent.run("dq1", cmd)];
+    expect(viaSsh.code).toBe(0);
+    const fromSsh = environ(viaSsh.out);
+    for (const k of ["SSH_CLIENT", "SSH_CONNECTION", "SSH_PUBKEYINFO"]) delete fromSsh[k];
+    expect(environ(viaAgent.out.toString())).toEqual(fromSsh);
+    expect(fromSsh).toMatchObject({ SHLVL: "0", _: "/usr/bin/env", PWD: "/root" });
+    const args = shellJoin(["sh", "-c", 'printf "%s|" "$0" "$@" "$PWD"', "zero", "it's; $(x)", "a\nb"]);
+    const [s2, a2] = [await ssh(args), await agent.run("dq2", args)];
+    expect(a2.out.toString()).toBe(s2.out);
+    expect(s2.out).toBe("zero|it's; $(x)|a\nb|/root|");
   }, 30_000);
 
   withDropbear.test("a background job: both end the exec when the command exits, without the job's later output", async () => {
