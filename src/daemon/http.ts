@@ -1,3 +1,4 @@
+import { Backlog } from "../shared/backlog.ts";
 import type { ErrorBody, StreamEvent } from "../shared/api.ts";
 import { BangerError, errorMessage, hostDiskFull, isBangerError } from "../shared/errors.ts";
 import { MAX_JSON_BODY_BYTES, type FieldType, type Schema } from "../shared/routes.ts";
@@ -137,17 +138,10 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
   // a bug that failed this request also stops the work behind it, where that work listens
   scope?.failed.catch(() => abort.abort());
   let closed = false;
-  const flows: { pause(): void; resume(): void }[] = [];
-  let paused = false;
-  let waiting: (() => void)[] = [];
-  const goOn = () => {
-    paused = false;
-    for (const f of flows) f.resume();
-    const w = waiting;
-    waiting = [];
-    for (const wake of w) wake();
-  };
-  abort.signal.addEventListener("abort", goOn, { once: true });
+  // what waits for the client is the stream's own queue (desiredSize counts down from STREAM_QUEUE_BYTES)
+  const backlog = new Backlog(STREAM_QUEUE_BYTES - 1, _STREAM_RESUME_BELOW);
+  const waitingBytes = (c: ReadableStreamDefaultController<Uint8Array>) => STREAM_QUEUE_BYTES - (c.desiredSize ?? STREAM_QUEUE_BYTES);
+  abort.signal.addEventListener("abort", () => backlog.release(), { once: true });
   const run = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
     const send = (ev: StreamEvent) => {
       if (closed) return;
@@ -158,10 +152,7 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
         abort.abort();
         return;
       }
-      if (!paused && !abort.signal.aborted && (controller.desiredSize ?? 1) <= 0) {
-        paused = true;
-        for (const f of flows) f.pause();
-      }
+      backlog.at(waitingBytes(controller));
     };
     const emit: Emitter = {
       progress: (message) => send({ type: "progress", message }),
@@ -169,8 +160,8 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
       stderr: (c, offset) => send({ type: "stderr", data: Buffer.from(c).toString("base64"), offset }),
       event: send,
       signal: abort.signal,
-      flow: (f) => void flows.push(f),
-      caughtUp: () => (paused ? new Promise<void>((r) => waiting.push(r)) : Promise.resolve()),
+      flow: (f) => backlog.flow(f),
+      caughtUp: () => backlog.caughtUp(),
     };
     try {
       const work = fn(emit);
@@ -193,10 +184,9 @@ export function ndjson(req: Request, fn: (emit: Emitter) => Promise<StreamEvent>
       // run catches what its work throws; this catch is for a throw of its own (none known)
       run(controller).catch((e: unknown) => controller.error(e));
     },
-    // the client took some: what was paused for it goes on
+    // the client took some: what was paused for it goes on once most of it is gone
     pull(controller) {
-      if (!paused || (controller.desiredSize ?? 0) < STREAM_QUEUE_BYTES - _STREAM_RESUME_BELOW) return;
-      goOn();
+      backlog.at(waitingBytes(controller));
     },
     cancel() {
       closed = true;

@@ -40,8 +40,15 @@ export class Backlog {
 
   /** The reader took `n` bytes. */
   taken(n: number): void {
-    this._bytes = Math.max(0, this._bytes - n);
-    if (this._paused && this._bytes <= this._low) this._goOn();
+    this.at(this._bytes - n);
+  }
+
+  /** Exactly `n` bytes wait now (for a queue that counts them itself, as a ReadableStream's desiredSize does). */
+  at(n: number): void {
+    const before = this._bytes;
+    this._bytes = Math.max(0, n);
+    if (this._bytes > before) this.added(0);
+    else if (this._paused && this._bytes <= this._low) this._goOn();
   }
 
   /** Bytes waiting now. */
