@@ -7,7 +7,7 @@ import { DaemonClient } from "../client/daemon-client.ts";
 import type { RequestOf, StreamOf, StreamRoute } from "../shared/routes.ts";
 import type { StreamEvent } from "../shared/api.ts";
 import { log, verbosity } from "./log.ts";
-import { fdIsTTY, outStream, writeAll, writeOut, writePaced } from "../host/stdio.ts";
+import { fdIsTTY, onReaderGone, outStream, writeAll, writeOut, writePaced } from "../host/stdio.ts";
 import { writeJson } from "./json-out.ts";
 
 /** Words after `--` on the command line (the guest command), kept away from citty's flag parsing. */
@@ -99,9 +99,15 @@ export function writeStreamed(fd: 1 | 2, chunk: Uint8Array): Promise<void> | und
 }
 
 /** Run a streaming route: progress to stderr, output chunks to stdout/stderr; returns the final event. */
-export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<K>, opts: { json: boolean; quiet?: boolean; signal?: AbortSignal; onEvent?: (ev: StreamEvent) => void }): Promise<StreamOf<K>> {
+export async function streamCall<K extends StreamRoute>(
+  name: K,
+  req: RequestOf<K>,
+  opts: { json: boolean; quiet?: boolean; signal?: AbortSignal; onEvent?: (ev: StreamEvent) => void; endWithReader?: boolean },
+): Promise<StreamOf<K>> {
   const c = await daemon();
   const p = progress(opts.quiet || opts.json);
+  // a stream that may go quiet for good (a follow, a command that waits) ends with its reader, as at a write's EPIPE
+  const stopWatch = opts.endWithReader ? onReaderGone(1, () => process.exit(141)) : null;
   try {
     return await c.stream(name, req, (ev) => {
       if (ev.type === "progress") p.update(ev.message);
@@ -114,6 +120,7 @@ export async function streamCall<K extends StreamRoute>(name: K, req: RequestOf<
       } else opts.onEvent?.(ev);
     }, opts.signal);
   } finally {
+    stopWatch?.();
     p.done();
   }
 }

@@ -3,6 +3,7 @@ import { log } from "./log.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { GuestSession } from "../shared/model.ts";
 import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, readStdinUpTo, usage, writeChunk, writeStreamed } from "./context.ts";
+import { onReaderGone } from "../host/stdio.ts";
 import { MAX_SESSION_SEND_BYTES } from "../shared/routes.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
 
@@ -132,25 +133,32 @@ async function pump(
   opts: { stream: "stdout" | "stderr"; offset: number; follow: boolean; signal?: AbortSignal; onChunk?: (data: Buffer, nextOffset: number) => void },
 ): Promise<number> {
   let at = opts.offset;
+  const fd = !opts.onChunk && opts.stream === "stderr" ? 2 : 1;
   // as streamCall's: the next chunk is read once this one is written, and a full pipe does not block a Ctrl-C
-  const write = opts.onChunk ?? ((data: Buffer) => writeStreamed(opts.stream === "stderr" ? 2 : 1, data));
-  for (let attempt = 0; ; attempt++) {
-    const c = await daemon(attempt > 0);
-    const query = { stream: opts.stream, offset: at, follow: opts.follow };
-    try {
-      const ev = await c.stream("sessionLogs", { params: { vm, session }, query }, (e) => {
-        if (e.type === "stdout" || e.type === "stderr") {
-          if (e.offset !== undefined) at = e.offset;
-          return write(Buffer.from(e.data, "base64"), at);
-        }
-      }, opts.signal);
-      return ev.data.offset;
-    } catch (e) {
-      if (opts.signal?.aborted) return at;
-      const daemonGone = !(e instanceof BangerError) || e.code === "E_DAEMON";
-      if (!opts.follow || !daemonGone || attempt >= 20) throw e;
-      await Bun.sleep(200);
+  const write = opts.onChunk ?? ((data: Buffer) => writeStreamed(fd, data));
+  // a follow of a quiet session ends with its reader (`| grep -m1 ready`), as at a write's EPIPE
+  const stopWatch = opts.follow ? onReaderGone(fd, () => process.exit(141)) : null;
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const c = await daemon(attempt > 0);
+      const query = { stream: opts.stream, offset: at, follow: opts.follow };
+      try {
+        const ev = await c.stream("sessionLogs", { params: { vm, session }, query }, (e) => {
+          if (e.type === "stdout" || e.type === "stderr") {
+            if (e.offset !== undefined) at = e.offset;
+            return write(Buffer.from(e.data, "base64"), at);
+          }
+        }, opts.signal);
+        return ev.data.offset;
+      } catch (e) {
+        if (opts.signal?.aborted) return at;
+        const daemonGone = !(e instanceof BangerError) || e.code === "E_DAEMON";
+        if (!opts.follow || !daemonGone || attempt >= 20) throw e;
+        await Bun.sleep(200);
+      }
     }
+  } finally {
+    stopWatch?.();
   }
 }
 

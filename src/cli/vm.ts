@@ -169,7 +169,7 @@ async function execIn(name: string, argv: string[], json: boolean, stdin?: boole
   const forwarding = signal ? null : forwardSignals(name);
   let ev: Awaited<ReturnType<typeof streamCall<"vmExec">>>;
   try {
-    ev = await streamCall("vmExec", { params: { vm: name }, body }, { json: false, signal, onEvent: (e) => e.type === "exec" && forwarding?.running(e.id) });
+    ev = await streamCall("vmExec", { params: { vm: name }, body }, { json: false, signal, endWithReader: true, onEvent: (e) => e.type === "exec" && forwarding?.running(e.id) });
   } finally {
     forwarding?.done();
   }
@@ -563,7 +563,7 @@ const logs = defineCommand({
   async run({ args }) {
     const req = { params: { vm: args.name }, query: { follow: !!args.follow } };
     if (!args.json) {
-      await streamCall("vmLogs", req, { json: false });
+      await streamCall("vmLogs", req, { json: false, endWithReader: !!args.follow });
       return;
     }
     const chunks: Buffer[] = [];

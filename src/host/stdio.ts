@@ -159,3 +159,66 @@ export function writeAll(fd: 1 | 2, data: string | Uint8Array): void {
     }
   }
 }
+
+/** poll(2)'s POLLERR: on a pipe's write end, set once no reader is left. */
+const _POLLERR = 0x008;
+
+/**
+ * Calls onGone once fd's reader has gone, when fd is a pipe (anything else: never), looked at every `everyMs`
+ * from `afterMs` on (a command done sooner loads nothing for this). A follow that writes nothing for a while
+ * (`vm logs box -f | grep -m1 login:`) would otherwise learn it only at its next write, which may never come.
+ * As GNU tail -f does: poll(2) asking for no event reports POLLERR on a pipe with no reader, by libc's poll
+ * through bun:ffi. Returns the stop; its timers keep no process alive.
+ */
+export function onReaderGone(fd: 1 | 2, onGone: () => void, o: { afterMs?: number; everyMs?: number } = {}): () => void {
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    if (!_fs().fstatSync(fd).isFIFO()) return () => {};
+  } catch {
+    return () => {};
+  }
+  const start = async () => {
+    const poll = await _pollFd();
+    if (!poll || stopped) return;
+    const look = () => {
+      if (stopped) return;
+      if (poll(fd) & _POLLERR) {
+        stopped = true;
+        onGone();
+        return;
+      }
+      timer = setTimeout(look, o.everyMs ?? 250);
+      timer.unref();
+    };
+    look();
+  };
+  // start's one await (_pollFd) never rejects: a libc without poll is null
+  timer = setTimeout(() => void start().catch(() => {}), o.afterMs ?? 1000);
+  timer.unref();
+  return () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+  };
+}
+
+let _poll: Promise<((fd: number) => number) | null> | undefined;
+
+/** One fd's revents from poll(2) with no event asked and no wait; null where libc's poll cannot be called. */
+function _pollFd(): Promise<((fd: number) => number) | null> {
+  _poll ??= import("bun:ffi")
+    .then(({ dlopen, FFIType, ptr }) => {
+      const libc = dlopen("libc.so.6", { poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 } });
+      // struct pollfd { int fd; short events; short revents; }
+      const pfd = new DataView(new ArrayBuffer(8));
+      const at = ptr(pfd);
+      return (fd: number) => {
+        pfd.setInt32(0, fd, true);
+        pfd.setInt16(4, 0, true);
+        pfd.setInt16(6, 0, true);
+        return libc.symbols.poll(at, 1n, 0) > 0 ? pfd.getInt16(6, true) : 0;
+      };
+    })
+    .catch(() => null);
+  return _poll;
+}

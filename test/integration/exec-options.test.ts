@@ -189,6 +189,30 @@ guestLogin.test("a reader that goes away (`| head`): the CLI exits 141 at once, 
   expect(await headOf(["vm", "cp", `box:${scratch}`, "-"])).toMatchObject({ status: "141", stderr: "" });
 });
 
+guestLogin.test("a reader that goes away while the output is quiet (`| grep -m1 ready`): vm exec, session logs -f and vm logs -f end within ~1.5 s, exit 141, not at their next write", async () => {
+  const env = { ...g.h.env, ...g.env };
+  const marker = `29.3${process.pid % 10}`;
+  const headOf = async (args: string[]) => {
+    const p = Bun.spawn(["bash", "-c", `"$0" "$@" 2>"${scratch}/quiet.err" | head -c 3 >/dev/null; echo "\${PIPESTATUS[0]}"`, BANGER, ...args], { env, stdout: "pipe" });
+    const t0 = performance.now();
+    const status = (await new Response(p.stdout).text()).trim();
+    return { status, ms: performance.now() - t0, stderr: readFileSync(join(scratch, "quiet.err"), "utf8") };
+  };
+  const exec = await headOf(["vm", "exec", "box", "--", "sh", "-c", `echo ready; exec sleep ${marker}`]);
+  expect(exec).toMatchObject({ status: "141", stderr: "" });
+  expect(exec.ms).toBeLessThan(5000);
+  expect(await waitFor(() => procsWith(`sleep ${marker}`).length === 0, 5000, 50)).toBe(true);
+  expect(run(["session", "start", "box", "--name", "quiet", "--", "sh", "-c", `echo ready; exec sleep ${marker}`]).code).toBe(0);
+  const logs = await headOf(["session", "logs", "box", "quiet", "-f"]);
+  expect(logs).toMatchObject({ status: "141", stderr: "" });
+  expect(logs.ms).toBeLessThan(5000);
+  const serial = await headOf(["vm", "logs", "box", "-f"]);
+  expect(serial).toMatchObject({ status: "141", stderr: "" });
+  expect(serial.ms).toBeLessThan(5000);
+  console.log(`quiet follows ended after their reader: exec ${exec.ms.toFixed(0)} ms, session logs ${logs.ms.toFixed(0)} ms, vm logs ${serial.ms.toFixed(0)} ms`);
+  run(["session", "kill", "box", "quiet"]);
+});
+
 guestLogin.test("a slow reader holds the guest's writer back: neither the CLI nor the daemon buffers the output, and every byte arrives (the last ones too: the CLI writes synchronously before it exits)", async () => {
   const daemonPid = g.h.daemonPid();
   // 0 once gone: a CLI that took all the output into its own buffer has exited by then (and lost its tail)
