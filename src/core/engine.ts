@@ -315,6 +315,14 @@ export class Engine {
     return portsOf(this.d.providers, vm);
   }
 
+  /** A new VM id that is no VM's id or name (a name may be any 16 hex digits). */
+  private _unusedId(): string {
+    for (;;) {
+      const id = this.d.newId();
+      if (!this.d.store.getVM(id)) return id;
+    }
+  }
+
   /** Persist a changed record (updatedAt set now). */
   save(vm: VMRecord): void {
     vm.updatedAt = this.d.host.clock.now().toISOString();
@@ -325,6 +333,9 @@ export class Engine {
   async checkCreate(params: CreateVMParams): Promise<CreatePlan> {
     const name = validateVMName(params.name);
     if (this.d.store.getVMByName(name)) throw new BangerError("E_NAME_TAKEN", `vm name already taken: ${name}`);
+    // every command takes a name or an id: a name that is another VM's id would make `vm delete NAME` delete that one
+    const byId = this.d.store.getVM(name);
+    if (byId) throw new BangerError("E_NAME_TAKEN", `vm name already taken: ${name} is the id of vm ${byId.name}`);
     const image = params.image ?? "default";
     if (!this.d.store.getImage(image)) {
       throw new BangerError("E_IMAGE_NOT_FOUND", `image not found: ${image} (build it with \`banger image build --name ${image}\`)`);
@@ -389,7 +400,7 @@ export class Engine {
   async create(params: CreateVMParams, progress: ProgressSink = noProgress, clone: { disksFrom?: SnapshotRecord } = {}): Promise<VMRecord> {
     params = { ...params, driver: await this.resolveDriver(params.driver) };
     const { name, image, driverName, net, storage, ports, egress, sizes } = await this.checkCreate(params);
-    const id = this.d.newId();
+    const id = this._unusedId();
     const vmDir = join(this.d.paths.vmsDir, id);
     const p = vmPaths(vmDir);
     const now = this.d.host.clock.now().toISOString();

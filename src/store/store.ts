@@ -221,7 +221,8 @@ export class Store {
   }
 
   getVM(idOrName: string): VMRecord | null {
-    const r = this.db.query<VMRow, [string, string]>(`SELECT * FROM vms WHERE id = ? OR name = ? LIMIT 1`).get(idOrName, idOrName);
+    // an id before a name, as docker does (a store from before names were kept apart from ids may hold both)
+    const r = this.db.query<VMRow, [string, string, string]>(`SELECT * FROM vms WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1`).get(idOrName, idOrName, idOrName);
     return r ? rowToVM(r) : null;
   }
 

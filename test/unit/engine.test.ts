@@ -62,6 +62,20 @@ describe("create", () => {
     expect(w.ts.store.listVMs().length).toBe(2);
   });
 
+  test("a name that is another VM's id is taken (commands take either: `vm delete NAME` would reach that VM); a new id is never another VM's name", async () => {
+    const w = world();
+    const first = await w.engine.create({ name: "first" });
+    const err = await caught(w.engine.create({ name: first.id }));
+    expect([err.code, err.message]).toEqual(["E_NAME_TAKEN", `vm name already taken: ${first.id} is the id of vm first`]);
+    // a VM named as the next id will be (this world's ids count up): that id is passed over
+    const n = Number(first.id.slice(2));
+    const next = `id${String(n + 2).padStart(4, "0")}`;
+    const named = await w.engine.create({ name: next });
+    const other = await w.engine.create({ name: "other" });
+    expect(other.id).not.toBe(next);
+    expect(w.ts.store.getVM(next)?.id).toBe(named.id);
+  });
+
   test("unknown image → E_IMAGE_NOT_FOUND naming it", async () => {
     const w = world();
     const err = await caught(w.engine.create({ name: "vm", image: "nope" }));
