@@ -237,10 +237,28 @@ export class Snapshots {
       });
       if (snap.memory) {
         if (!driver.saveState) throw new BangerError("E_STATE", `vm ${vm.name}: the ${driver.name} driver cannot restore saved state`);
-        return this.engine.startHeld(vm.id, progress, signal, { restoreFrom: join(snap.dir, STATE_FILE), snapshot: snap });
+        const back = await this.engine.startHeld(vm.id, progress, signal, { restoreFrom: join(snap.dir, STATE_FILE), snapshot: snap });
+        this._sessionsBack(back, snap);
+        return back;
       }
       return wasUp ? this.engine.startHeld(vm.id, progress, signal) : this.engine.getVM(vm.id);
     });
+  }
+
+  /**
+   * After a rollback from memory, the sessions that ran at the snapshot run again (their processes are in the
+   * restored memory): their records go back to what the snapshot kept, which the stop had ended. A session
+   * since started under one of their names, ended by that stop, gives its name back.
+   */
+  private _sessionsBack(vm: VMRecord, snap: SnapshotRecord): void {
+    const repo = this.d.store.sessions;
+    const t = this.d.host.clock.now().toISOString();
+    for (const s of snap.sessions ?? []) {
+      if (s.vmId !== vm.id) continue;
+      const other = repo.find(vm.id, s.name);
+      if (other && other.id !== s.id) repo.delete(other.id);
+      repo.upsert({ ...s, updatedAt: t });
+    }
   }
 
   /**

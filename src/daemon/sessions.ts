@@ -93,6 +93,16 @@ async function _followLog(d: SessionRouteDeps, sessions: SessionEngine, s: Guest
 /** Session routes under /v1/vms/:vm/sessions, backed by the session engine over the daemon's pooled SSH connections. */
 export function createSessionRoutes(d: SessionRouteDeps) {
   const sessions = _sessionEngine(d);
+  // a VM's processes end with it: its sessions are recorded ended as it stops, not at the next look
+  d.engine.hooks.hook(
+    "sessions",
+    "vm:cleanup",
+    async ({ vm }) => {
+      const ended = await sessions.endForVM(vm.id, "its vm stopped");
+      if (ended.length) d.log.info(`vm ${vm.name} stopped: session${ended.length > 1 ? "s" : ""} ${ended.map((x) => x.name).join(", ")} ended with it`);
+    },
+    { order: "post" },
+  );
   const session = (p: { vm: string; session: string }) => sessions.get(p.vm, p.session);
   const end = async (action: "stop" | "kill", p: { vm: string; session: string }, graceMs: number | undefined) => {
     return action === "kill" ? sessions.kill(session(p)) : sessions.stop(session(p), graceMs ?? 5000);

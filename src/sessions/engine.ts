@@ -655,6 +655,17 @@ export class SessionEngine {
     return this._applyStatus(current, r.stdout, "exited");
   }
 
+  /**
+   * A VM stopped (stop, restart, a crash found, a rollback's stop): its guest processes are gone with it, so
+   * every session still recorded starting or running on it ends now, failed with `why` (session:stop fires
+   * for each), rather than when someone next asks after it.
+   */
+  async endForVM(vmId: string, why: string): Promise<GuestSession[]> {
+    const out: GuestSession[] = [];
+    for (const s of this._d.repo.list({ vmId, status: ACTIVE })) out.push(await this._end(s, "failed", null, "", why));
+    return out;
+  }
+
   /** Refresh every session the store says is starting or running (daemon startup reconcile). */
   async reconcile(): Promise<GuestSession[]> {
     const out: GuestSession[] = [];

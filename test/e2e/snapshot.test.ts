@@ -118,6 +118,8 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     const c2 = sample().count;
     expect(c2).toBeGreaterThan(c1);
     ok(["vm", "exec", "snapbox", "--", "sh", "-c", "echo discarded > /root/file; echo new > /root/later; sync"]);
+    // a session started after the snapshot: no process of it is in the snapshot's memory
+    ok(["session", "start", "snapbox", "--name", "late", "--", "sleep", "1000"]);
     // a second snapshot of the same VM works too: one layer more (the overlay frozen over the first)
     const two = ok(["vm", "snapshot", "snapbox", "--name", "two", "--json"]).json();
     console.log(`second snapshot: VM frozen ${two.freezeMs} ms`);
@@ -150,6 +152,12 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     // the counting session came back with the memory: running, counting on from where the snapshot caught it
     const s = ok(["session", "show", "snapbox", "counter", "--json"]).json();
     expect(s.status).toBe("running");
+    // …and the later one is over, said at once by the list (it ended with the stop), not only once someone asked the guest
+    const listed = ok(["session", "list", "snapbox", "--json"]).json() as { name: string; status: string; launchMessage: string }[];
+    expect(listed.filter((x) => x.name === "counter" || x.name === "late").map((x) => [x.name, x.status, x.status === "failed" ? x.launchMessage : ""]).sort()).toEqual([
+      ["counter", "running", ""],
+      ["late", "failed", "its vm stopped"],
+    ]);
     const c3 = sample().count;
     expect(c3).toBeLessThan(c2 + 20);
     await Bun.sleep(1500);

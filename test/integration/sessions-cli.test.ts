@@ -2,7 +2,7 @@
 // 127.0.0.1 standing in for the guest: every CLI path, including send and
 // attach across a kill -9 of the daemon.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BANGER, waitFor, killAndWait } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
@@ -145,4 +145,21 @@ guestLogin.describe("session CLI over a real sshd", () => {
     expect(await p.exited).toBe(0);
     expect(run(["session", "rm", "box", "big"]).code).toBe(0);
   }, 60_000);
+
+  test("a VM that stops ends its sessions with it: the list says so at once (failed, its vm stopped), not only once someone asks the guest", () => {
+    const marker = `977.${process.pid}`;
+    expect(run(["session", "start", "box", "--name", "goes", "--", "sleep", marker]).code).toBe(0);
+    expect(run(["session", "list", "box", "--json"]).json<{ name: string; status: string }[]>().find((x) => x.name === "goes")?.status).toBe("running");
+    expect(run(["vm", "stop", "box"]).code).toBe(0);
+    const listed = run(["session", "list", "box", "--json"]).json<{ name: string; status: string; launchMessage: string }[]>().find((x) => x.name === "goes");
+    expect([listed?.status, listed?.launchMessage]).toEqual(["failed", "its vm stopped"]);
+    expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("vm box stopped: session goes ended with it");
+    // this test's guest is the host: its process outlives the stop here (a real guest's does not)
+    for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, "utf8") === `sleep\u0000${marker}\u0000`) process.kill(Number(pid), "SIGKILL");
+      } catch {}
+    }
+    expect(run(["vm", "start", "box"]).code).toBe(0);
+  });
 });
