@@ -420,11 +420,25 @@ async function _saveWholeStream(q: _Qemu, vm: VMRecord, path: string): Promise<S
   const sock = qemuPaths(vm).qmpSock;
   const status = (await q.qmp.command(sock, "query-status", 2000)) as { status?: unknown } | undefined;
   if (status?.status === "running") await q.qmp.command(sock, "stop", 2000);
+  await _leavePostmigrate(q, vm, sock, status?.status);
   const stoppedAt = q.host.clock.now().getTime();
   const { uri, tmp } = _toFileUri(path);
   await q.qmp.migrateOut(sock, uri, _MIGRATE_TIMEOUT_MS);
   await _untilWritten(q, path, tmp);
   return { frozenMs: q.host.clock.now().getTime() - stoppedAt, finish: _finishOnce(() => _splitRamOut(q, vm, path)) };
+}
+
+/**
+ * QEMU 7.2 will not migrate a VM that has stayed stopped since its last migration out (run state `postmigrate`:
+ * a paused VM snapshotted before; "Can't migrate the vm that was paused due to previous migration"), and no
+ * command takes it from there to paused but a run: it runs for an instant (cont, then stop) first. A paused VM's
+ * second and later snapshots cost that; its first does not.
+ */
+async function _leavePostmigrate(q: _Qemu, vm: VMRecord, sock: string, status: unknown): Promise<void> {
+  if (status !== "postmigrate") return;
+  await q.qmp.command(sock, "cont", 2000);
+  await q.qmp.command(sock, "stop", 2000);
+  q.opts.log?.(`vm ${vm.name}: stopped since its last save, which QEMU will not save again as it is: run for an instant and stopped`);
 }
 
 /**
@@ -564,6 +578,7 @@ async function _prepareReceiver(q: _Qemu, vm: VMRecord, launchArgs: string[], pa
         // stopped by the caller with its disks taken, to run on: QEMU may let it run while its RAM streams
         const background = !!o.runOn && status?.status !== "running" && (await _backgroundCapable(q, p.qmpSock));
         if (status?.status === "running") await q.qmp.command(p.qmpSock, "stop", 2000);
+        await _leavePostmigrate(q, vm, p.qmpSock, status?.status);
         const stoppedAt = q.host.clock.now().getTime();
         // all of the VM's RAM goes in the stream: a restored VM still has x-ignore-shared on from its restore
         const uri = `unix:${p.receiverIn}`;

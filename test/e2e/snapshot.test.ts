@@ -386,6 +386,17 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     ok(["vm", "stop", "snapbox"]);
     ok(["vm", "start", "snapbox"]);
     expect(ok(["vm", "exec", "snapbox", "--", "cat", "/root/p", "/root/file", "/root/crash"]).stdout).toBe("persisted\nkept\nbefore-crash\nafter-crash\n");
+    // a cold-booted VM paused: snapshot it twice and fork it (QEMU refuses a second save of a VM stopped since its
+    // last one until it has run: an instant's run first), and it stays paused throughout
+    ok(["vm", "pause", "snapbox"]);
+    ok(["vm", "snapshot", "snapbox", "--name", "pa"]);
+    ok(["vm", "snapshot", "snapbox", "--name", "pb"]);
+    const pf = ok(["vm", "fork", "snapbox", "pc", "--json"]).json();
+    expect(ok(["vm", "show", "snapbox", "--json"]).json().runtime.state).toBe("paused");
+    expect(ok(["vm", "exec", "pc", "--", "cat", "/root/p"]).stdout).toBe("persisted\n");
+    ok(["vm", "resume", "snapbox"]);
+    ok(["vm", "delete", "pc", "--force"]);
+    for (const n of ["pa", "pb", pf.snapshot.name]) ok(["snapshot", "rm", `snapbox@${n}`]);
     const dir = ok(["snapshot", "show", "snapbox@one", "--json"]).json().dir;
     ok(["vm", "delete", "snapbox", "--force"]);
     expect(ok(["snapshot", "show", "snapbox@one", "--json"]).json().dir).toBe(dir);
