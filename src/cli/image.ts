@@ -137,10 +137,10 @@ const show = defineCommand({
 });
 
 const rm = defineCommand({
-  meta: { name: "rm", description: "Remove an image (refused while a VM uses it)" },
-  args: { name: { type: "positional", required: true, description: "Image name" }, ...jsonArg },
+  meta: { name: "rm", description: "Remove an image (refused while a VM or a snapshot uses it; --force: even with snapshots, which then cannot be restored until an image of that name is there again)" },
+  args: { name: { type: "positional", required: true, description: "Image name" }, force: { type: "boolean", description: "Remove it even while snapshots need it" }, ...jsonArg },
   async run({ args }) {
-    const r = await (await daemon()).call("imageRemove", { params: { name: args.name } });
+    const r = await (await daemon()).call("imageRemove", { params: { name: args.name }, query: { force: !!args.force } });
     out(r, !!args.json, () => `removed image ${r.deleted}`);
   },
 });

@@ -279,10 +279,14 @@ export class ImageService {
     }
   }
 
-  async remove(name: string): Promise<void> {
+  async remove(name: string, o: { force?: boolean } = {}): Promise<void> {
     const img = this.get(name);
     const users = this.store.listVMs().filter((vm) => vm.spec.image === img.name);
     if (users.length) throw new BangerError("E_CONFLICT", `image ${img.name} is used by vm(s): ${users.map((v) => v.name).join(", ")}`);
+    // a snapshot is restored on its image's kernel and initrd: removing the image would leave it unusable (its
+    // warm templates are a cache, which an image imported again under the name shows stale)
+    const kept = this.store.snapshots.list().filter((s) => s.spec.image === img.name && !s.template).map((s) => `${s.vmName}@${s.name}`);
+    if (kept.length && !o.force) throw new BangerError("E_CONFLICT", `image ${img.name} is used by snapshot(s): ${kept.join(", ")} (remove them first, or image rm --force: they then wait for an image of that name)`);
     this.store.deleteImage(img.name);
     await this.host.fs.rmrf(img.dir);
   }
@@ -320,8 +324,8 @@ export class ImageService {
         const img = this.get(params.name);
         return { ...img, manifest: await this.manifest(img), chain: await this.chain(img) };
       },
-      imageRemove: async ({ params }) => {
-        await this.remove(params.name);
+      imageRemove: async ({ params, query }) => {
+        await this.remove(params.name, { force: query.force });
         return { deleted: params.name };
       },
     };

@@ -218,7 +218,7 @@ export const routes = defineRoutes({
     ndjson: res<ResultEvent<ImageRecord & { manifest: unknown; chain: ImageChainLink[] }>>(),
   },
   imageShow: { method: "GET", path: "/v1/images/:name", json: res<ImageRecord & { manifest: unknown; chain: ImageChainLink[] }>() },
-  imageRemove: { method: "DELETE", path: "/v1/images/:name", json: res<{ deleted: string }>() },
+  imageRemove: { method: "DELETE", path: "/v1/images/:name", query: { force: "flag" }, json: res<{ deleted: string }>() },
 
   sessionList: { method: "GET", path: "/v1/vms/:vm/sessions", json: res<{ sessions: GuestSession[] }>() },
   sessionStart: {

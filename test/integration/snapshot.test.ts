@@ -216,7 +216,7 @@ test("image warm: a template of the image at a shape; matching starts clone it, 
   // a rebuilt image (here: removed and imported again) invalidates the template
   for (const n of ["w1", "w2", "w3", "a", "b"]) ok(["vm", "delete", n, "--force"]);
   const scratch = join(h.home, "scratch");
-  ok(["image", "rm", "tiny"]);
+  ok(["image", "rm", "tiny", "--force"]); // a@s1 and others need it: they wait for the image imported again below
   ok(["image", "import", "--name", "tiny", "--kernel", join(scratch, "k"), "--rootfs", join(scratch, "r")]);
   const after = ok(["vm", "create", "w4", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json();
   pids.push(after.pid);
@@ -260,3 +260,16 @@ test("a driver that saves live (liveSave, as QEMU's): it stops the VM itself, th
     await l.cleanup(lpids);
   }
 }, 60_000);
+
+test("image rm is refused while a snapshot needs the image (a restore boots its kernel and initrd), naming it; once it is gone the image goes", () => {
+  const scratch = join(h.home, "scratch");
+  ok(["image", "import", "--name", "tiny2", "--kernel", join(scratch, "k"), "--rootfs", join(scratch, "r")]);
+  ok(["vm", "create", "i1", "--image", "tiny2", "--driver", "fake"]);
+  ok(["vm", "snapshot", "i1", "--name", "keep"]);
+  ok(["vm", "delete", "i1"]);
+  const refused = run(["image", "rm", "tiny2"]);
+  expect([refused.code, refused.stderr]).toEqual([1, "banger: image tiny2 is used by snapshot(s): i1@keep (remove them first, or image rm --force: they then wait for an image of that name)\n"]);
+  expect(ok(["image", "list", "--json"]).json().map((i: { name: string }) => i.name)).toContain("tiny2");
+  ok(["snapshot", "rm", "i1@keep"]);
+  expect(ok(["image", "rm", "tiny2"]).stdout).toBe("removed image tiny2\n");
+});
