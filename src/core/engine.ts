@@ -159,9 +159,7 @@ export class Engine {
   /** The VM, if it is really running (vmAlive) and not paused; otherwise an error saying how to start or resume it. */
   async running(idOrName: string): Promise<VMRecord> {
     const vm = this.getVM(idOrName);
-    if (!(await this.alive(vm))) {
-      throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
-    }
+    if (!(await this.alive(vm))) throw notRunningError(vm);
     refuseIfPaused(vm);
     const halted = await this.haltedBy(vm);
     if (halted) throw haltedError(vm, halted);
@@ -242,7 +240,7 @@ export class Engine {
       const handles = await this.handlesOf(vm);
       // the process check only: the VMM answering the command is the API check (one round trip, not two)
       if (!handles || handles.pid <= 0 || !(await sameProcess(this.d.host.procs, handles.pid, handles.pidStartTime))) {
-        throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
+        throw notRunningError(vm);
       }
       if (vm.runtime.state === "paused") return vm;
       if (vm.runtime.state !== "running") throw new BangerError("E_STATE", `vm ${vm.name} is ${vm.runtime.state}: only a running VM can be paused`);
@@ -263,7 +261,7 @@ export class Engine {
       if (!driver.pause || !driver.resume) throw new BangerError("E_STATE", `vm ${vm.name}: the ${driver.name} driver cannot pause or resume a VM`);
       const handles = await this.handlesOf(vm);
       if (!handles || handles.pid <= 0 || !(await sameProcess(this.d.host.procs, handles.pid, handles.pidStartTime))) {
-        throw new BangerError("E_STATE", `vm ${vm.name} is not running (state: ${vm.runtime.state}); start it with \`banger vm start ${vm.name}\``);
+        throw notRunningError(vm);
       }
       if (vm.runtime.state === "running") {
         const halted = await this.haltedBy(vm);
@@ -809,6 +807,12 @@ export class Engine {
     this.save(vm);
     return { vm: vm.name, action: "demoted", source: found.source, cleanupErrors: failures.map((e) => e.message) };
   }
+}
+
+/** The one line for a VM whose process does not run; recorded running or paused, its process is gone (a crash not yet noticed): said so, not the stale record. */
+export function notRunningError(vm: VMRecord): BangerError {
+  const why = vm.runtime.state === "running" || vm.runtime.state === "paused" ? "its process is gone" : `state: ${vm.runtime.state}`;
+  return new BangerError("E_STATE", `vm ${vm.name} is not running (${why}); start it with \`banger vm start ${vm.name}\``);
 }
 
 /** The one line for a VM its VMM halted (Engine.haltedBy): the cause, and the way on once it is gone. */

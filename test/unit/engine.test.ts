@@ -512,6 +512,15 @@ describe("reconcile (the seed's reconcile test)", () => {
     return vm;
   }
 
+  test("a VM recorded running whose process is gone: running() says so in one line (not the stale record's `state: running`)", async () => {
+    const w = world();
+    await runningRow(w, "g0", "crashed");
+    const e = await caught(w.engine.running("crashed"));
+    expect([e.code, e.message]).toEqual(["E_STATE", "vm crashed is not running (its process is gone); start it with `banger vm start crashed`"]);
+    await runningRow(w, "g00", "made", "created");
+    expect((await caught(w.engine.running("made"))).message).toBe("vm made is not running (state: created); start it with `banger vm start made`");
+  });
+
   test("process gone → demoted to stopped; vm:cleanup gets the scratch handles; file removed", async () => {
     const w = world();
     const vm = await runningRow(w, "g1", "ghost");
