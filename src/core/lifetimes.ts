@@ -128,7 +128,9 @@ export class Lifetimes {
    */
   set(vm: VMRecord, o: LifetimeRequest): void {
     const ttlMs = checkDurationMs(o.ttlMs, "ttl");
-    const action = checkTTLAction(o.ttlAction) ?? vm.lifetime?.ttlAction ?? "delete";
+    // a TTL changed keeps its action; one cleared (or gone: spent) leaves none behind, so the next is the default's
+    const running = ttlMs !== 0 && vm.lifetime?.expiresAt ? vm.lifetime.ttlAction : undefined;
+    const action = checkTTLAction(o.ttlAction) ?? running ?? "delete";
     const idleAction = checkTTLAction(o.idleAction, "idle action");
     const idle = checkDurationMs(o.idleTimeoutMs, "idle timeout") ?? (idleAction !== undefined ? (vm.lifetime?.idleTimeoutMs ?? 0) : undefined);
     const now = this.d.clock.now();

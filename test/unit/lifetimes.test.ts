@@ -117,6 +117,19 @@ describe("Lifetimes (fake clock)", () => {
     expect(clock.timers.length).toBe(0);
   });
 
+  test("set: a TTL changed keeps its action; once cleared (or spent) the next TTL without one has the default (delete)", async () => {
+    const { store, clock, lt } = setup();
+    store.upsertVM(vmRecord("k", clock, "running", {}));
+    await lt.start();
+    const action = () => store.getVM("k")!.lifetime!.ttlAction;
+    lt.set(store.getVM("k")!, { ttlMs: 60_000, ttlAction: "stop" });
+    lt.set(store.getVM("k")!, { ttlMs: 120_000 });
+    expect(action()).toBe("stop");
+    lt.set(store.getVM("k")!, { ttlMs: 0 });
+    lt.set(store.getVM("k")!, { ttlMs: 120_000 });
+    expect(action()).toBe("delete");
+  });
+
   test("set: extends from now, `0` removes, the timer follows", async () => {
     const { store, clock, calls, lt } = setup();
     store.upsertVM(vmRecord("e", clock, "running", { ttlMs: 5000 }));
