@@ -96,7 +96,9 @@ async function readPayload(file: string | undefined): Promise<Uint8Array> {
     const { createFS } = await import("../host/fs.ts");
     return await createFS().readBytes(file);
   } catch (e) {
-    throw new BangerError("E_USAGE", `cannot read ${file}: ${(e as Error).message}`);
+    const code = (e as { code?: string }).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "it is a directory" : (e as Error).message;
+    throw new BangerError("E_USAGE", `cannot read ${file}: ${why}`);
   }
 }
 

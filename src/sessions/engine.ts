@@ -205,7 +205,7 @@ export class SessionEngine {
   /** The VM by id or name, or E_VM_NOT_FOUND. */
   vm(vmIdOrName: string): VMRecord {
     const vm = this._d.getVM(vmIdOrName);
-    if (!vm) throw new BangerError("E_VM_NOT_FOUND", `no vm named or with id "${vmIdOrName}"`);
+    if (!vm) throw new BangerError("E_VM_NOT_FOUND", `vm not found: ${vmIdOrName}`);
     return vm;
   }
 
@@ -213,6 +213,8 @@ export class SessionEngine {
   get(vmIdOrName: string, sessionIdOrName: string): GuestSession {
     const vm = this.vm(vmIdOrName);
     const s = this._d.repo.find(vm.id, sessionIdOrName);
+    // a name no session can have is bad input (exit 2), as a VM's is
+    if (!s && !SESSION_NAME_RE.test(sessionIdOrName)) throw _badSessionName(sessionIdOrName);
     if (!s) throw new BangerError("E_SESSION_NOT_FOUND", `no session "${sessionIdOrName}" on vm ${vm.name}`);
     return s;
   }
@@ -274,9 +276,7 @@ export class SessionEngine {
   private _recordStarting(vm: VMRecord, params: StartSessionParams, command: string, stdinMode: SessionStdinMode): GuestSession {
     const id = this._d.newId();
     const name = params.name ?? `session-${id.replace(/[^A-Za-z0-9]/g, "").slice(0, 8)}`;
-    if (!SESSION_NAME_RE.test(name)) {
-      throw new BangerError("E_BAD_NAME", `bad session name ${JSON.stringify(name).slice(0, 80)}: use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)`);
-    }
+    if (!SESSION_NAME_RE.test(name)) throw _badSessionName(name);
     if (this._d.repo.find(vm.id, name)) throw new BangerError("E_NAME_TAKEN", `vm ${vm.name} already has a session named ${name}`);
 
     const now = this._now();
@@ -903,4 +903,8 @@ export class SessionEngine {
   private _now(): string {
     return this._d.clock.now().toISOString();
   }
+}
+
+function _badSessionName(name: string): BangerError {
+  return new BangerError("E_BAD_NAME", `bad session name ${JSON.stringify(name).slice(0, 80)}: use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)`);
 }

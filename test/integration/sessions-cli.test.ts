@@ -117,6 +117,17 @@ guestLogin.describe("session CLI over a real sshd", () => {
     expect(run(["session", "show", "box", "agent", "--json"]).json().status).toBe("running");
   }, 60_000);
 
+  test("bad input is one line as for VMs: a missing VM (exit 1, the same words), a name no session can have (exit 2), an unreadable --file (exit 2)", () => {
+    const missing = run(["session", "list", "nosuch"]);
+    expect([missing.code, missing.stderr]).toEqual([1, "banger: vm not found: nosuch\n"]);
+    const bad = run(["session", "show", "box", "bad name!"]);
+    expect([bad.code, bad.stderr]).toEqual([2, `banger: bad session name "bad name!": use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)\n`]);
+    const absent = run(["session", "show", "box", "no-such-session"]);
+    expect([absent.code, absent.stderr]).toEqual([1, 'banger: no session "no-such-session" on vm box\n']);
+    const file = run(["session", "send", "box", "agent", "--file", "/no/such/file"]);
+    expect([file.code, file.stderr]).toEqual([2, "banger: cannot read /no/such/file: no such file\n"]);
+  });
+
   test("list, stop (exit recorded), send to a stopped session says not running, rm", () => {
     const list = run(["session", "list", "box", "--json"]).json().map((s: { name: string }) => s.name);
     expect(list).toContain("agent");
