@@ -1,7 +1,7 @@
 import { createServer } from "node:net";
 import { BangerError, configFrom, createResolveA, definePlugin, EgressGate, environ } from "../../src/plugin-api.ts";
 import type { BangerPlugin, Env, ResolveA, VMRecord } from "../../src/plugin-api.ts";
-import { portFreeOnLoopback, USER_NETDEV, userNetPorts, type UserPortsOptions } from "./ports.ts";
+import { portFreeOnLoopback, portInUse, USER_NETDEV, userNetPorts, type UserPortsOptions } from "./ports.ts";
 import { egressPaths, guestEgressFiles, guestfwdOptions } from "./egress.ts";
 
 export { portFreeOnLoopback, parseUsernetForwards, USER_NETDEV } from "./ports.ts";
@@ -86,6 +86,10 @@ export function createNetUserPlugin(o: NetUserOptions = {}): BangerPlugin {
       });
       net.hook("vm:start:before", async ({ vm, boot, op }) => {
         const portFree = o.portFree ?? portFreeOnLoopback;
+        // a published TCP port someone else holds fails the start now, not after a whole boot (its forward is added then)
+        for (const p of vm.spec.ports ?? []) {
+          if (p.proto === "tcp" && p.hostPort > 0 && !(await portFree(p.hostPort, p.hostIP))) throw portInUse(p, p.hostPort);
+        }
         // a stopped VM's port may have been taken by something else meanwhile
         if (vm.runtime.sshPort <= 0 || !(await portFree(vm.runtime.sshPort))) {
           const old = vm.runtime.sshPort;

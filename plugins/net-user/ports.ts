@@ -44,7 +44,8 @@ function _rule(p: PublishedPort, hostPort: number): string {
   return `${p.proto}:${p.hostIP}:${hostPort}`;
 }
 
-function _inUse(p: PublishedPort, hostPort: number): BangerError {
+/** The one line for a published port whose host port is taken. */
+export function portInUse(p: PublishedPort, hostPort: number): BangerError {
   return new BangerError("E_PORT_IN_USE", `host port ${p.hostIP}:${hostPort}/${p.proto} is in use (publishing guest port ${p.guestPort}); pick another or use 0 for any`);
 }
 
@@ -70,10 +71,10 @@ export function userNetPorts(o: UserPortsOptions): NetPorts {
     async open(vm, _handles, p) {
       let port = p.hostPort;
       if (port === 0) port = p.boundPort && (await free(p, p.boundPort)) ? p.boundPort : await _anyFreePort(p.hostIP);
-      else if (!(await free(p, port))) throw _inUse(p, port);
+      else if (!(await free(p, port))) throw portInUse(p, port);
       const said = (await monitor(vm, `hostfwd_add ${NETDEV} ${_rule(p, port)}-:${p.guestPort}`)).trim();
       if (said) {
-        if (/could not set up host forwarding/i.test(said)) throw _inUse(p, port);
+        if (/could not set up host forwarding/i.test(said)) throw portInUse(p, port);
         throw new BangerError("E_INTERNAL", `qemu refused the forward ${p.hostIP}:${port}->${p.guestPort}/${p.proto}: ${said.split("\n")[0]}`);
       }
       p.boundPort = port;

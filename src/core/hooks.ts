@@ -4,7 +4,7 @@ import type { GuestSession, ImageRecord, SnapshotRecord, VMHandles, VMRecord } f
 import type { CheckedRecipe } from "../shared/image-recipe.ts";
 import type { EgressPolicy } from "../shared/egress.ts";
 import type { ProgressSink } from "./operation.ts";
-import { BangerError, errorMessage } from "../shared/errors.ts";
+import { BangerError, errorMessage, type ErrorCode } from "../shared/errors.ts";
 import { labelledOperation, type Operation, type Undo } from "./operation.ts";
 
 export type { Operation, ProgressSink, Undo } from "./operation.ts";
@@ -165,6 +165,9 @@ interface Registered {
 // providers' handlers sit between "pre" and the ordinary ones: a VM's disks, then its network, before anything that uses them
 const ORDER = { pre: 0, storage: 1, net: 2, normal: 3, post: 4 } as const;
 
+/** Codes that say the user's input cannot be done (a bad value, a name or port taken): their messages stand alone. */
+const _USERS_INPUT: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["E_USAGE", "E_BAD_NAME", "E_BAD_REQUEST", "E_NAME_TAKEN", "E_PORT_IN_USE", "E_TOO_LARGE"]);
+
 /**
  * Typed serial hook runner. Handlers run in order (pre; the VM's storage
  * provider's, then its network provider's; normal; post; then registration
@@ -231,7 +234,9 @@ export class HookEngine {
         result = await h.handler(op ? { ...payload, op: labelledOperation(op, label) } : payload);
       } catch (e) {
         if (e instanceof BangerError) {
-          throw new BangerError(e.code, `${h.plugin}:${name}: ${e.message}`, { cause: e, undoFailures: e.undoFailures });
+          // a refusal of what the user asked is written for them: the hook's name would only be noise on their line
+          const message = _USERS_INPUT.has(e.code) ? e.message : `${h.plugin}:${name}: ${e.message}`;
+          throw new BangerError(e.code, message, { cause: e, undoFailures: e.undoFailures });
         }
         throw new BangerError("E_PLUGIN", `${h.plugin}:${name}: ${errorMessage(e)}`, { cause: e });
       }

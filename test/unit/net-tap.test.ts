@@ -567,7 +567,7 @@ describe("net-tap: pieces", () => {
       const w = await world({ opts });
       expect(w.log.of("warn").join("\n")).toMatch(/bad (bridge name|tap DNS server|tap subnet).*--net tap VMs cannot start/);
       const err = await caught(w.engine.create({ name: "t", net: "tap" }));
-      expect(err.message).toMatch(/^net-tap:vm:create: bad (bridge name|tap DNS server|tap subnet)/);
+      expect(err.message).toMatch(/^bad (bridge name|tap DNS server|tap subnet)/);
       expect(w.ts.store.getVM("t")).toBeNull();
       await w.engine.create({ name: "u" });
       await w.engine.start("u");

@@ -96,6 +96,20 @@ describe("net-user", () => {
     expect(log.of("info")[0]).toContain("30005 is taken");
   });
 
+  test("vm:start:before refuses a published TCP host port someone holds, before anything boots (its forward would be added only after the boot); any-port (0) and UDP are left to the forward", async () => {
+    const { engine } = await setup([], new Set([8080]));
+    const v = vm("p", "qemu", 30003);
+    v.spec.ports = [
+      { guestPort: 53, hostPort: 8080, hostIP: "127.0.0.1", proto: "udp", boundPort: 0, reach: [] },
+      { guestPort: 443, hostPort: 0, hostIP: "127.0.0.1", proto: "tcp", boundPort: 0, reach: [] },
+      { guestPort: 80, hostPort: 8080, hostIP: "127.0.0.1", proto: "tcp", boundPort: 0, reach: [] },
+    ];
+    const b = boot();
+    const e = await caught(engine.run("vm:start:before", { vm: v, boot: b, handles: emptyHandles(), progress: () => {}, op: recordingOp() }));
+    expect([e.code, e.message]).toEqual(["E_PORT_IN_USE", "host port 127.0.0.1:8080/tcp is in use (publishing guest port 80); pick another or use 0 for any"]);
+    expect(b.netArgs).toEqual([]);
+  });
+
   test("it registers the \"user\" network for QEMU only, and leaves VMs on another network alone", async () => {
     const { engine, providers, probed } = await setup([], new Set());
     expect(providers.netsFor("qemu", undefined)).toEqual(["user"]);
