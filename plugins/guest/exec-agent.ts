@@ -45,6 +45,12 @@ const _RESYNC_AFTER_MS = 1000;
  */
 const _PROBE_AFTER_MS = 5000;
 const _PONG_WITHIN_MS = 30_000;
+/**
+ * While commands of ours run, a beat (a ping with payload `b`) this often, output or not: an agent that has heard
+ * beats and then nothing for a minute takes us for gone (a daemon killed) and kills the commands we left, which
+ * nobody would read or end. One that never heard a beat (an older host) never judges.
+ */
+const _BEAT_EVERY_MS = 10_000;
 /** Linux's (x86_64's and aarch64's) SIGSTOP and SIGCONT: an older agent's flow control (see _flowOf). */
 const _SIGSTOP = 19;
 const _SIGCONT = 18;
@@ -103,6 +109,7 @@ export class ExecAgent {
   private nextId = 0;
   private lastData = 0;
   private lookedAlive = 0;
+  private lastBeat = Number.NEGATIVE_INFINITY;
   /** The liveness ping in flight, if any. */
   private probe: { id: string; at: number } | null = null;
   /** Frames waiting for room in the FIFO, in order. */
@@ -363,6 +370,10 @@ export class ExecAgent {
       if (this.runs.size === 0 || this.closed) {
         this.pumping = false;
         return;
+      }
+      if (this.now() - this.lastBeat >= _BEAT_EVERY_MS) {
+        this.lastBeat = this.now();
+        this._send(_frame("p", _randomId(), new TextEncoder().encode("b")));
       }
       this._flush();
       const got = this.out.read();

@@ -8,7 +8,7 @@
 #   host -> guest: a (append to ID's pending command line), s (start it, with
 #     this last piece), i (stdin; N = 0 is EOF), k (signal number to ID's
 #     process group), p (ping; payload `v`: the pong says this agent's
-#     protocol version), c (read the clock), I (a restored guest's identity:
+#     protocol version; `b`: a beat, see $HOST_GONE_S), c (read the clock), I (a restored guest's identity:
 #     see identity(); a frames before it carry a long one), h / g (hold / go:
 #     stop reading ID's stdout and stderr, so its writes block once their
 #     pipes are full, and read them again: the host's reader is behind); a
@@ -115,6 +115,7 @@ my $rbuf = '';
 my $skipping = 0;    # resyncing: dropping input up to a line `sync`
 my $midline = 0;     # ... and the input is in the middle of a dropped line
 my $port_eof = 0;
+my $beats = 0;       # the host beats (see $HOST_GONE_S)
 
 sub put {    # one whole frame to the host
   my ($t, $id, $data) = @_;
@@ -371,8 +372,10 @@ sub dispatch {
     my $j = $jobs{$id};
     kill $payload, -$j->{pid} if $j && $payload =~ /\A[0-9]{1,2}\z/;
   } elsif ($t eq 'p') {
-    # `v` is a host attaching (a daemon that started): what an earlier one held, nobody will let go
-    if ($payload eq 'v') { $_->{held} = 0 for values %jobs }
+    # `v` is a host attaching (a daemon that started): what an earlier one held, nobody will let go; it has
+    # not beaten yet
+    if ($payload eq 'v') { $_->{held} = 0 for values %jobs; $beats = 0 }
+    $beats = 1 if $payload eq 'b';
     put('p', $id, $payload eq 'v' ? ($SYS ? '3' : '1') : '');
   } elsif ($t eq 'h' || $t eq 'g') {
     my $j = $jobs{$id};
@@ -424,6 +427,13 @@ sub parse {    # every complete frame in $rbuf
   }
 }
 
+# A host that beats (pings with payload `b`, every 10 s while commands of its run) and then says nothing for
+# $HOST_GONE_S is gone (a daemon killed -9): the commands it left are killed, as dropbear's are when their
+# connection drops, rather than run on for nobody (a `sleep` would for ever). A host that never beat (an older
+# daemon) is never so judged. A paused or restored guest's clock stands still meanwhile.
+my $HOST_GONE_S = ($ENV{BANGER_EXEC_AGENT_HOST_GONE_S} // '') =~ /\A[0-9]{1,4}\z/ ? $ENV{BANGER_EXEC_AGENT_HOST_GONE_S} : 60;
+my $heard = time;
+
 while (1) {
   reap() if $chld;
   last if $port_eof && !%jobs;
@@ -441,10 +451,16 @@ while (1) {
     my $got = sysread STDIN, $rbuf, 65536, length $rbuf;
     if (defined $got && $got == 0) { $port_eof = 1 }
     elsif ($got) {
+      $heard = time;
       parse();
       for my $j (values %jobs) { feed($j) if $j->{in} && (length $j->{inbuf} || $j->{ineof}) }
     }
   }
   for my $fd (keys %readers) { read_output($fd) if $readers{$fd} && vec $rout, $fd, 1 }
   for my $j (values %jobs) { feed($j) if $j->{in} && vec $wout, fileno $j->{in}, 1 }
+  # after the reads: a guest that was not scheduled for a while reads the beats that came meanwhile first
+  if ($beats && %jobs && time - $heard > $HOST_GONE_S) {
+    kill 'KILL', -$_->{pid} for values %jobs;
+    $beats = 0;
+  }
 }

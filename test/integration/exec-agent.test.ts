@@ -241,6 +241,44 @@ function environ(text: string): Record<string, string> {
 }
 const ENV_AND_ZERO = 'cat /proc/$$/environ; printf "\\n%s\\n%s\\n" "$0" "$PWD"; true';
 
+it.describe("the exec agent when its host goes quiet (a daemon killed -9)", () => {
+  it.test("a host that beat and then says nothing for BANGER_EXEC_AGENT_HOST_GONE_S: its commands are killed (137), the agent serves the next host; one that never beat (an older daemon) is never so judged", async () => {
+    const a = new Agent({ LANG: "C.UTF-8", BANGER_EXEC_AGENT_HOST_GONE_S: "2" });
+    try {
+      // an older host: no beat, 4 s of silence, the command runs on to its own end
+      a.send("s", "old1", "sleep 4.2; echo done");
+      const t0 = Date.now();
+      const old = await a.result("old1");
+      expect([old.code, old.out.toString()]).toEqual([0, "done\n"]);
+      expect(Date.now() - t0).toBeGreaterThan(4000);
+      // a beating host: while it beats, the command runs; once it stops, within ~2 s the command is killed
+      a.send("s", "hg1", "sleep 29.6");
+      let quietFrom = 0;
+      for (let i = 0; i < 4; i++) {
+        a.send("p", `b${i}`, "b");
+        quietFrom = Date.now();
+        await Bun.sleep(1000);
+      }
+      expect(a.frames.some((f) => f.id === "hg1" && (f.t === "x" || f.t === "r"))).toBe(false);
+      const r = await a.result("hg1");
+      const after = Date.now() - quietFrom;
+      console.log(`a command of a host gone quiet (after 4 beats) killed ${after} ms after its last beat (limit 2 s)`);
+      expect(r.code).toBe(128 + 9);
+      // the agent counts whole seconds (perl's time): more than 2 of them
+      expect(after).toBeGreaterThan(1900);
+      expect(after).toBeLessThan(6000);
+      // the next host attaches and is served
+      a.send("p", "att", "v");
+      await a.until((fs) => fs.some((f) => f.t === "p" && f.id === "att"));
+      expect((await a.run("next", "echo ok")).out.toString()).toBe("ok\n");
+    } finally {
+      a.proc.stdin.end();
+      a.proc.kill("SIGKILL");
+      await a.proc.exited;
+    }
+  }, 30_000);
+});
+
 it.describe("the exec agent at the port's end", () => {
   it.test("EOF on the port: the commands running finish and report, then the agent exits 0", async () => {
     const a = new Agent({ LANG: "C.UTF-8" });

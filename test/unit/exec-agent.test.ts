@@ -145,7 +145,7 @@ describe("ExecAgent", () => {
     expect([...starts[0]!.stdin]).toEqual([...stdin]);
     const types = seen.frames.filter((f) => !f.startsWith("p ")).map((f) => f[0]);
     expect(types).toEqual(["a", "a", "s", "i", "i", "i", "i"]);
-    expect(seen.frames.at(-1)).toMatch(/^i \S+ 0$/);
+    expect(seen.frames.filter((f) => !f.startsWith("p ")).at(-1)).toMatch(/^i \S+ 0$/);
     for (const w of seen.writes) expect(w.length).toBeLessThanOrEqual(4096);
     agent.close();
   });
@@ -239,9 +239,44 @@ describe("ExecAgent", () => {
     const agent = await attached(host.fs, host);
     host.clock.timer(60_000, () => replyTo!("x", id, "0"));
     expect(await agent.exec("sleep 60")).toBe(0);
-    const pings = seen.frames.filter((f) => f.startsWith("p ")).length - 1;
-    expect(pings).toBeGreaterThanOrEqual(6);
+    // liveness probes (empty pings) apart from the handshake's and the beats (one-byte payloads: `v`, `b`);
+    // a beat's pong is a sign of life too, so a probe goes only in the 5 s after one with nothing else heard
+    const pings = seen.frames.filter((f) => /^p \S+ 0$/.test(f)).length;
+    expect(pings).toBeGreaterThanOrEqual(5);
     expect(seen.writes.filter((w) => new TextDecoder().decode(w).startsWith("sync\np ")).length).toBe(pings + 1);
+    const beats = seen.frames.filter((f) => /^p \S+ 1$/.test(f)).length - 1;
+    expect(beats).toBeGreaterThanOrEqual(6);
+    expect(beats).toBeLessThanOrEqual(7);
+    agent.close();
+  });
+
+  test("beats: while a command runs a ping with payload `b` goes out at once and every 10 s, output or not; none while nothing runs", async () => {
+    const host = fakeHost();
+    let replyTo: Reply | null = null;
+    let id = "";
+    const seen = fakeGuest(host.fs, (s, reply) => {
+      replyTo = reply;
+      id = s.id;
+      // output all along: the liveness probe never goes, the beat still does
+      const chatter = () => {
+        if (!replyTo) return;
+        reply("o", s.id, "x");
+        host.clock.timer(1000, chatter);
+      };
+      chatter();
+    });
+    const agent = await attached(host.fs, host);
+    const beatsNow = () => seen.frames.filter((f) => /^p \S+ 1$/.test(f)).length;
+    const before = beatsNow();
+    host.clock.timer(35_000, () => {
+      replyTo!("x", id, "0");
+      replyTo = null;
+    });
+    expect(await agent.exec("yes")).toBe(0);
+    expect(beatsNow() - before).toBe(4); // at 0, 10, 20 and 30 s
+    expect(seen.frames.filter((f) => /^p \S+ 0$/.test(f)).length).toBe(0); // no liveness probe: output came all along
+    await host.clock.sleep(60_000);
+    expect(beatsNow() - before).toBe(4);
     agent.close();
   });
 
