@@ -4,6 +4,7 @@ import { BangerError } from "../shared/errors.ts";
 import type { GuestSession } from "../shared/model.ts";
 import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, readStdinUpTo, usage, writeChunk, writeStreamed } from "./context.ts";
 import { onReaderGone } from "../host/stdio.ts";
+import { table } from "./table.ts";
 import { MAX_SESSION_SEND_BYTES } from "../shared/routes.ts";
 import { execArgs, execOptions } from "./exec-args.ts";
 
@@ -76,7 +77,7 @@ const list = defineCommand({
   async run({ args }) {
     const { sessions } = await (await daemon()).call("sessionList", { params: { vm: args.vm } });
     out(sessions, !!args.json, () =>
-      sessions.length === 0 ? "no sessions" : sessions.map((s) => `${s.name.padEnd(20)} ${s.status.padEnd(8)} ${s.stdinMode.padEnd(6)} ${[s.command, ...s.args].join(" ")}`).join("\n"),
+      sessions.length === 0 ? "no sessions" : table([["NAME", "STATUS", "STDIN", "COMMAND"], ...sessions.map((s) => [s.name, s.status, s.stdinMode, [s.command, ...s.args].join(" ")])]),
     );
   },
 });

@@ -1,3 +1,4 @@
+import { table } from "./table.ts";
 import { defineCommand } from "./define.ts";
 import type { SnapshotRecord } from "../shared/model.ts";
 import { daemon, jsonArg, out } from "./context.ts";
@@ -29,7 +30,7 @@ const list = defineCommand({
     out(snapshots, !!args.json, () =>
       snapshots.length === 0
         ? "no snapshots (make one with `banger vm snapshot VM`)"
-        : snapshots.map((s) => `${`${s.vmName}@${s.name}`.padEnd(40)} ${s.memory ? "memory+disks" : "disks       "} ${mib(s.sizeBytes).padStart(10)}  ${s.createdAt}`).join("\n"),
+        : table([["SNAPSHOT", "HOLDS", "SIZE", "CREATED"], ...snapshots.map((s) => [`${s.vmName}@${s.name}`, s.memory ? "memory+disks" : "disks", mib(s.sizeBytes), s.createdAt])]),
     );
   },
 });

@@ -12,13 +12,10 @@ import type { ExecOptions } from "../shared/exec-options.ts";
 import { pickVMName } from "../shared/vm-names.ts";
 import { MAX_EXEC_STDIN_BYTES } from "../shared/routes.ts";
 import { formatPort, parsePortSpec, portsColumn, samePort } from "../shared/ports.ts";
+import { table } from "./table.ts";
 
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
-}
 
 /** --ttl / --idle-timeout: "20s", "5m", "1h30m", "2d" (or "none" where it clears) → ms; 0 for none. */
 function durationArg(v: unknown, what: string, noneOk = false): number | undefined {

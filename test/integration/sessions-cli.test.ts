@@ -131,6 +131,10 @@ guestLogin.describe("session CLI over a real sshd", () => {
   test("list, stop (exit recorded), send to a stopped session says not running, rm", () => {
     const list = run(["session", "list", "box", "--json"]).json().map((s: { name: string }) => s.name);
     expect(list).toContain("agent");
+    // the human list has vm list's shape: a header, columns as wide as their cells
+    const human = run(["session", "list", "box"]).stdout.split("\n");
+    expect(human[0]).toMatch(/^NAME +STATUS +STDIN +COMMAND$/);
+    expect(human.find((l) => l.startsWith("agent "))).toMatch(/^agent +running +pipe +bash -c /);
     const stopped = run(["session", "stop", "box", "agent", "--grace", "2", "--json"]).json();
     expect(stopped.status).toBe("stopped");
     expect(stopped.exitCode).not.toBeNull();

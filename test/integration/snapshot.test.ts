@@ -47,6 +47,7 @@ test("snapshot of a running VM: memory + disks, named VM@SNAP, listed and shown;
   expect(ok(["snapshot", "show", "a@s1", "--json"]).json().id).toBe(s.id);
   expect(ok(["snapshot", "list", "--vm", "a", "--json"]).json().map((x: { name: string }) => x.name)).toEqual(["s1"]);
   expect(ok(["snapshot", "list"]).stdout).toContain("a@s1");
+  expect(ok(["snapshot", "list"]).stdout.split("\n")[0]).toMatch(/^SNAPSHOT +HOLDS +SIZE +CREATED$/);
   // a default name is a timestamp; repeatable on the same VM
   const d = ok(["vm", "snapshot", "a", "--json"]).json();
   expect(d.name).toMatch(/^\d{8}-\d{6}-\d{3}$/);
