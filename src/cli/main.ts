@@ -71,7 +71,7 @@ const _kebab = (name: string) => name.replace(/[A-Z]/g, (c) => "-" + c.toLowerCa
  * flags, a missing required positional) is null: citty parses it, and
  * reports its errors.
  */
-export function simpleArgs(defs: ArgsDef, rest: string[]): Record<string, unknown> | null {
+export function simpleArgs(defs: ArgsDef, rest: string[], tail: string[] = []): Record<string, unknown> | null {
   const flags = new Map<string, string>();
   const positional: { name: string; required: boolean }[] = [];
   for (const [name, def] of Object.entries(defs)) {
@@ -94,6 +94,8 @@ export function simpleArgs(defs: ArgsDef, rest: string[]): Record<string, unknow
     if (!name) return null;
     args[name] = true;
   }
+  // after `--`: words whatever they look like (`vm cp -- -dash box:/tmp/`)
+  words.push(...tail);
   args._ = [...words];
   for (const p of positional) {
     const w = words.shift();
@@ -133,6 +135,9 @@ async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<
   }
 }
 
+/** The commands whose words after `--` are a command (or names) of their own: passthrough.argv. */
+const _TAKES_A_COMMAND = new Set(["vm exec", "vm run", "vm ssh", "vm fork", "session start"]);
+
 export async function run(argv: string[]): Promise<void> {
   if (argv[0] === "__complete") {
     // hidden, for the completion scripts: the words as the shell split them, `--` and all
@@ -162,8 +167,11 @@ export async function run(argv: string[]): Promise<void> {
       await (await _citty()).showUsage(leaf.cmd, parent);
       return;
     }
+    // `--` hands what follows to a command that runs one (vm exec …); for any other it ends the options
+    const tail = dd >= 0 && !_TAKES_A_COMMAND.has(leaf.path.join(" ")) ? passthrough.argv : [];
+    if (tail.length) passthrough.argv = [];
     await checkFlags(leaf.cmd, leaf.rest, leaf.path);
-    const args = leaf.cmd.run ? simpleArgs((await resolve(leaf.cmd.args)) ?? {}, leaf.rest) : null;
+    const args = leaf.cmd.run ? simpleArgs((await resolve(leaf.cmd.args)) ?? {}, leaf.rest, tail) : null;
     if (args) {
       mark("args parsed");
       await leaf.cmd.run!({ rawArgs: leaf.rest, args: args as never, cmd: leaf.cmd });
@@ -171,7 +179,7 @@ export async function run(argv: string[]): Promise<void> {
     }
     const citty = await _citty();
     mark("citty loaded");
-    await citty.runCommand(main, { rawArgs: head });
+    await citty.runCommand(main, { rawArgs: tail.length ? [...head, "--", ...tail] : head });
   } catch (e) {
     if (e instanceof Error && e.name === "CLIError") fail(new BangerError("E_USAGE", e.message.replace(/\x1b\[[0-9;]*m/g, "")), json);
     fail(e, json);

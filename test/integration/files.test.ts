@@ -149,6 +149,21 @@ guestLogin.describe("vm cp over a real sshd", () => {
     expect(runBin(["vm", "cp", "-", `box:${into}/a b`], tar).stderr).toContain("not a directory");
   });
 
+  test("`--` ends the options: a host file named like one (`-dash`) is copied, in as out", () => {
+    const d = join(guest, "dashes");
+    mkdirSync(d);
+    writeFileSync(join(host, "-dash"), "dash\n");
+    const inward = Bun.spawnSync([BANGER, "vm", "cp", "--", "-dash", `box:${d}/`], { cwd: host, env: { ...h.env, ...env } });
+    expect([inward.exitCode, inward.stderr.toString()]).toEqual([0, ""]);
+    expect(readFileSync(join(d, "-dash"), "utf8")).toBe("dash\n");
+    const outward = Bun.spawnSync([BANGER, "vm", "cp", "--", `box:${d}/-dash`, "-back"], { cwd: host, env: { ...h.env, ...env } });
+    expect([outward.exitCode, outward.stderr.toString()]).toEqual([0, ""]);
+    expect(readFileSync(join(host, "-back"), "utf8")).toBe("dash\n");
+    // without it, the name is an unknown option (exit 2), as in any CLI
+    const bare = Bun.spawnSync([BANGER, "vm", "cp", "-dash", `box:${d}/`], { cwd: host, env: { ...h.env, ...env } });
+    expect(bare.exitCode).toBe(2);
+  });
+
   test("bad input is one line each: both or neither side a VM, relative guest path, missing VM", () => {
     const both = run(["vm", "cp", "box:/a", "box:/b"]);
     expect(both.code).toBe(2);
