@@ -371,7 +371,7 @@ export class ExecAgent {
         this.pumping = false;
         return;
       }
-      if (this.now() - this.lastBeat >= _BEAT_EVERY_MS) {
+      if (this.now() - this.lastBeat >= _BEAT_EVERY_MS && this._commandRuns()) {
         this.lastBeat = this.now();
         this._send(_frame("p", _randomId(), new TextEncoder().encode("b")));
       }
@@ -400,6 +400,12 @@ export class ExecAgent {
       }
       await this.host.clock.sleep(this.now() - this.lastData < _QUIET_AFTER_MS ? _POLL_MS : _POLL_QUIET_MS);
     }
+  }
+
+  /** A command of ours runs (not only a request: a clock read, an identity), which the agent would kill without beats. */
+  private _commandRuns(): boolean {
+    for (const r of this.runs.values()) if (r.resolve) return true;
+    return false;
   }
 
   /** Handle every whole frame in the buffer; a stream that is not frames breaks the agent. */

@@ -346,7 +346,8 @@ describe("waitForGuest and the exec agent", () => {
     const { host, vm, pipe, dials, execPipe, exec, ran } = withExec({ identity: () => void order.push("identity") });
     await waitForGuest(host, vm, 4242, opts({ cloneOf: SNAP, agentPipe: pipe, execPipe, cloneNet: { guestScript: "echo MOVE-ME", afterIdentity: async () => void order.push("afterIdentity"), dialVia: { host: "fe80::1%bt", port: 22 } } }));
     expect(ran.map((r) => r.command)).toEqual([inBash("echo MOVE-ME")]);
-    expect(exec.frames.map((f) => f[0])).toEqual(["p", "c", "c", "c", "I", "s", "i"]);
+    // (the command's beat, a one-byte ping after the handshake's, aside)
+    expect(exec.frames.filter((f, i) => !(i > 0 && /^p \S+ 1$/.test(f))).map((f) => f[0])).toEqual(["p", "c", "c", "c", "I", "s", "i"]);
     expect(order).toEqual(["identity", "afterIdentity"]);
     expect(dials).toHaveLength(0);
   });
