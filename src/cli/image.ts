@@ -2,6 +2,7 @@ import { defineCommand } from "./define.ts";
 import { resolve } from "node:path";
 import { daemon, intArg, jsonArg, out, sizeArg, streamCall } from "./context.ts";
 import { BangerError } from "../shared/errors.ts";
+import { log } from "./log.ts";
 
 const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
 
@@ -175,6 +176,8 @@ const imp = defineCommand({
       },
     });
     out(img, !!args.json, () => `imported image ${img.name}`);
+    // its VMs boot, but banger cannot reach them: its keys and agents come in through its initramfs
+    if (!args.initrd) log().warn(`image ${img.name} has no initrd: its VMs get no SSH keys or agents from banger, so vm exec, ssh and sessions cannot reach them (import with --initrd, as \`banger image build\` makes one)`);
   },
 });
 

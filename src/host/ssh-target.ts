@@ -12,6 +12,8 @@ export async function sshTargetFor(fs: FS, vm: VMRecord): Promise<SSHTarget & { 
   const p = vmPaths(vm.runtime.vmDir);
   const privateKey = await fs.readText(p.clientKey);
   const hostKey = await fs.readText(p.hostPubKey);
-  if (!privateKey || !hostKey) throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys in ${p.keysDir}`);
+  if (!privateKey || !hostKey) {
+    throw new BangerError("E_STATE", `vm ${vm.name} has no SSH keys in ${p.keysDir} (a VM of an image imported without --initrd gets none: banger's initramfs is what gives it keys and agents)`);
+  }
   return { host: vm.runtime.sshHost || "127.0.0.1", port: vm.runtime.sshPort, user: "root", privateKey, hostKey: hostKey.trim() };
 }
