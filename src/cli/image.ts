@@ -175,9 +175,10 @@ const imp = defineCommand({
         initrd: args.initrd ? resolve(args.initrd) : undefined,
       },
     });
-    out(img, !!args.json, () => `imported image ${img.name}`);
-    // its VMs boot, but banger cannot reach them: its keys and agents come in through its initramfs
-    if (!args.initrd) log().warn(`image ${img.name} has no initrd: its VMs get no SSH keys or agents from banger, so vm exec, ssh and sessions cannot reach them (import with --initrd, as \`banger image build\` makes one)`);
+    // its VMs boot, but banger cannot reach them: its keys and agents come in through its initramfs (--json: in the answer)
+    const warning = args.initrd ? undefined : `image ${img.name} has no initrd: its VMs get no SSH keys or agents from banger, so vm exec, ssh and sessions cannot reach them (import with --initrd, as \`banger image build\` makes one)`;
+    out(warning ? { ...img, warning } : img, !!args.json, () => `imported image ${img.name}`);
+    if (warning && !args.json) log().warn(warning);
   },
 });
 

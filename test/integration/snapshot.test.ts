@@ -267,6 +267,10 @@ test("image rm is refused while a snapshot needs the image (a restore boots its 
   const imported = run(["image", "import", "--name", "tiny2", "--kernel", join(scratch, "k"), "--rootfs", join(scratch, "r")]);
   // no initrd: said once, as a warning (its VMs boot, but banger's keys and agents come through its initramfs)
   expect([imported.code, imported.stdout, imported.stderr]).toEqual([0, "imported image tiny2\n", "banger: image tiny2 has no initrd: its VMs get no SSH keys or agents from banger, so vm exec, ssh and sessions cannot reach them (import with --initrd, as `banger image build` makes one)\n"]);
+  // with --json: in the answer, stderr left alone
+  ok(["image", "rm", "tiny2"]);
+  const asJson = run(["image", "import", "--name", "tiny2", "--kernel", join(scratch, "k"), "--rootfs", join(scratch, "r"), "--json"]);
+  expect([asJson.code, asJson.stderr, asJson.json().warning]).toEqual([0, "", expect.stringMatching(/^image tiny2 has no initrd: /)]);
   ok(["vm", "create", "i1", "--image", "tiny2", "--driver", "fake"]);
   ok(["vm", "snapshot", "i1", "--name", "keep"]);
   ok(["vm", "delete", "i1"]);
