@@ -47,8 +47,6 @@ export function execCommandLine(argv: string[], o: ExecOptions, token: string): 
     CMD: argv,
     RUN_USER: o.user ?? "",
     RUN_CWD: o.cwd ?? "",
-    // another user starts in their own home (as their login would; / without one), not in root's, which they cannot read
-    RUN_CWD_HOME: o.user ? "1" : "",
     RUN_ENV: o.env ?? [],
     TIMEOUT: o.timeoutMs !== undefined ? secondsArg(o.timeoutMs) : "",
     TIMEOUT_EXIT,
