@@ -147,6 +147,9 @@ my %SHELL_WORD = map { $_ => 1 } qw(
 # kernel will not exec, such as a script with no #!) returns, and bash runs it.
 sub direct {
   my ($cmd) = @_;
+  # only where it stands in for bash: another login shell (an OCI image's wrapper, which sets the image's env
+  # and workdir first) is run as it is
+  return unless $ARGV0 eq 'bash';
   return unless $cmd =~ /\A(?:'[^']*'|\\')+(?: (?:'[^']*'|\\')+)*\z/;
   # a quoted word may hold spaces: the words are the matches, in order
   my @w = map { my $x = $_; $x =~ s/\\'|'([^']*)'/defined $1 ? $1 : "'"/ge; $x } $cmd =~ /((?:'[^']*'|\\')+)/g;

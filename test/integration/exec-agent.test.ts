@@ -350,8 +350,8 @@ it.describe("the exec agent with another passwd entry for uid 0 (a private /etc/
   });
 
   it.test("a command line of single-quoted words (vm exec's own: shellJoin) runs without the shell, its words as argv byte for byte; anything else still needs the shell", async () => {
-    // root's shell cannot be executed: what runs anyway ran without it
-    const a = start("root:x:0:0:root:/:/nonexistent/shell");
+    // root's shell, a bash, cannot be executed: what runs anyway ran without it
+    const a = start("root:x:0:0:root:/:/nonexistent/bash");
     const hostile = ["it's; $(touch /tmp/pwned) `x`", "two  spaces", "new\nline", "", "\\'\"", "*"];
     // printf by its path: the name alone is bash's builtin, which goes to the shell
     const line = shellJoin([Bun.which("printf")!, "%s|", ...hostile]);
@@ -364,9 +364,12 @@ it.describe("the exec agent with another passwd entry for uid 0 (a private /etc/
     // a builtin (cd, echo: bash's own), a name on no PATH dir, shell syntax, an unquoted word, an assignment: the shell's, which cannot start here
     for (const [i, cmd] of [shellJoin(["cd", "/"]), shellJoin(["echo", "x"]), shellJoin(["printf", "x"]), shellJoin(["no-such-command-here"]), `${shellJoin(["true"])}; true`, "true", `'A=1'`].entries()) {
       const refused = await a.run(`n${i}`, cmd);
-      expect([cmd, refused.code, refused.reason]).toEqual([cmd, null, "exec /nonexistent/shell: No such file or directory"]);
+      expect([cmd, refused.code, refused.reason]).toEqual([cmd, null, "exec /nonexistent/bash: No such file or directory"]);
     }
     await a.ping("d5");
+    // a login shell that is not bash (an OCI image's wrapper, which sets the image's env and workdir) runs every command
+    const w = start("root:x:0:0:root:/:/nonexistent/shell");
+    expect((await w.run("w1", shellJoin(["true"]))).reason).toBe("exec /nonexistent/shell: No such file or directory");
   });
 
   it.test("dropbear's rules for an empty shell field (/bin/sh) and a HOME it cannot enter (said on stderr, cwd /)", async () => {
