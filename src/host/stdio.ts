@@ -89,11 +89,27 @@ function _nonBlockingFd(fd: 1 | 2): number | null {
     v = null;
     try {
       const fs = _fs();
-      if (fs.fstatSync(fd).isFIFO()) v = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+      if (_isPipe(fd)) v = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
     } catch {
       v = null;
     }
     _nonBlocking.set(fd, v);
+  }
+  return v;
+}
+
+const _pipe = new Map<1 | 2, boolean>();
+
+/** Is fd a pipe (fstat, once per fd)? */
+function _isPipe(fd: 1 | 2): boolean {
+  let v = _pipe.get(fd);
+  if (v === undefined) {
+    try {
+      v = _fs().fstatSync(fd).isFIFO();
+    } catch {
+      v = false;
+    }
+    _pipe.set(fd, v);
   }
   return v;
 }
@@ -173,11 +189,7 @@ const _POLLERR = 0x008;
 export function onReaderGone(fd: 1 | 2, onGone: () => void, o: { afterMs?: number; everyMs?: number } = {}): () => void {
   let stopped = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    if (!_fs().fstatSync(fd).isFIFO()) return () => {};
-  } catch {
-    return () => {};
-  }
+  if (!_isPipe(fd)) return () => {};
   const start = async () => {
     const poll = await _pollFd();
     if (!poll || stopped) return;
