@@ -277,7 +277,12 @@ export class SessionEngine {
     const id = this._d.newId();
     const name = params.name ?? `session-${id.replace(/[^A-Za-z0-9]/g, "").slice(0, 8)}`;
     if (!SESSION_NAME_RE.test(name)) throw _badSessionName(name);
-    if (this._d.repo.find(vm.id, name)) throw new BangerError("E_NAME_TAKEN", `vm ${vm.name} already has a session named ${name}`);
+    const holder = this._d.repo.find(vm.id, name);
+    if (holder) {
+      // A start that failed before its command ran leaves a record to read, not a name to keep: the retry takes it.
+      if (holder.status === "failed" && !holder.startedAt) this._d.repo.delete(holder.id);
+      else throw _nameTaken(vm, holder);
+    }
 
     const now = this._now();
     const stateDir = StateDir(id, this._root);
@@ -907,4 +912,11 @@ export class SessionEngine {
 
 function _badSessionName(name: string): BangerError {
   return new BangerError("E_BAD_NAME", `bad session name ${JSON.stringify(name).slice(0, 80)}: use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)`);
+}
+
+function _nameTaken(vm: VMRecord, holder: GuestSession): BangerError {
+  const how = ACTIVE.includes(holder.status)
+    ? `(${holder.status}): stop it and \`banger session rm ${vm.name} ${holder.name}\`, or pick another name`
+    : `(${holder.status}): \`banger session rm ${vm.name} ${holder.name}\` frees the name`;
+  return new BangerError("E_NAME_TAKEN", `vm ${vm.name} already has a session named ${holder.name} ${how}`);
 }

@@ -400,6 +400,26 @@ describe("start", () => {
     expect(s.launchMessage).toBe("missing command: pi; missing command: jq");
   });
 
+  test("a start that failed before its command ran gives its name to the retry; an ended one keeps it, saying how to free it", async () => {
+    const vm = testVM("retrybox", "running");
+    store.upsertVM(vm);
+    const fake = new RecordingGuestSSH(guest(new Set(), new Set(["pi", "x"])));
+    const { engine, repo } = newEngine(fake);
+    await engine.start({ vmIdOrName: vm.name, name: "web", command: "pi", cwd: "/nope" }).catch(() => {});
+    const failed = repo.find(vm.id, "web")!;
+    expect(failed.status).toBe("failed");
+    const again = await engine.start({ vmIdOrName: vm.name, name: "web", command: "pi" });
+    expect(again.status).toBe("running");
+    expect(again.id).not.toBe(failed.id);
+    expect(repo.get(failed.id)).toBeNull();
+    const taken = await engine.start({ vmIdOrName: vm.name, name: "web", command: "x" }).catch((e) => e);
+    expect(taken.code).toBe("E_NAME_TAKEN");
+    expect(taken.message).toBe("vm retrybox already has a session named web (running): stop it and `banger session rm retrybox web`, or pick another name");
+    repo.upsert({ ...again, status: "exited", exitCode: 0, startedAt: again.startedAt });
+    const ended = await engine.start({ vmIdOrName: vm.name, name: "web", command: "x" }).catch((e) => e);
+    expect(ended.message).toBe("vm retrybox already has a session named web (exited): `banger session rm retrybox web` frees the name");
+  });
+
   test("validation: empty command, bad name, taken name, vm not running", async () => {
     const vm = testVM("valbox", "running");
     store.upsertVM(vm);
