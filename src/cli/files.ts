@@ -6,8 +6,8 @@
 import { defineCommand } from "./define.ts";
 import type { FileEvent, FileInfo } from "../shared/api.ts";
 import { BangerError } from "../shared/errors.ts";
-import { parseCpEnd, splitPath } from "../files/paths.ts";
-import { archiveScript, commitScript, cutError, extractScript, placeLabel, scriptError, stagedPath } from "../files/scripts.ts";
+import { parseCpEnd, splitPath, type SplitPath } from "../files/paths.ts";
+import { EXIT, type CopyKind, archiveScript, commitScript, cutError, extractScript, placeLabel, scriptError, stagedPath } from "../files/scripts.ts";
 import { spawnPiped } from "../host/pipe.ts";
 import { writeOut } from "../host/stdio.ts";
 import { daemon, exitIfBrokenPipe, intArg, jsonArg, out, progress, usage } from "./context.ts";
@@ -106,12 +106,21 @@ async function _copyIn(src: string, vm: string, dest: string, quiet: boolean): P
     const { code, stderr } = await tar.exited;
     return code === 0 ? null : scriptError(code, stderr, "copy", placeLabel(null, s.path));
   };
+  let tarEnded = false;
+  tar.exited.then(
+    () => (tarEnded = true),
+    () => (tarEnded = true),
+  );
   const m = _metered(_guarded(tar.stdout!, failed).stream, quiet);
   try {
-    await c.upload("fileArchivePut", { params: { vm }, query: { path: dest, name: s.name, contents: s.contents } }, m.stream);
+    const kind = st.type === "dir" ? "dir" : st.type === "file" ? "file" : "";
+    await c.upload("fileArchivePut", { params: { vm }, query: { path: dest, name: s.name, contents: s.contents, kind } }, m.stream);
   } catch (e) {
-    tar.kill();
-    // the host tar failing is the cause; the daemon only saw the upload cut
+    // the daemon refused before the stream ended (its answer is the cause: the tar is stopped), or the host tar failed and the daemon only saw a cut
+    if (!tarEnded) {
+      tar.kill();
+      throw e;
+    }
     throw (await failed()) ?? e;
   } finally {
     m.done();
@@ -134,23 +143,43 @@ async function _toStdout(stream: AsyncIterable<Uint8Array>): Promise<void> {
   }
 }
 
+/**
+ * Where the host dest is a file (or, written with a trailing slash, not
+ * there), what the source is decides whether extract.sh would refuse it:
+ * ask first (one stat) rather than stream a whole dir only to throw it away.
+ * Elsewhere the source's kind does not matter and nothing is asked.
+ */
+async function _refuseBeforeCopy(vm: string, src: string, d: SplitPath): Promise<CopyKind> {
+  const { createFS } = await import("../host/fs.ts");
+  const fs = createFS();
+  const there = await fs.lstat(d.path);
+  if ((await fs.stat(d.path))?.type === "dir" || (there === null && !d.slash)) return "";
+  const info = await (await daemon()).call("fileStat", { params: { vm }, query: { path: src } });
+  const kind: CopyKind = info.type === "dir" ? "dir" : info.type === "file" ? "file" : "";
+  const where = placeLabel(null, d.path);
+  if (kind === "dir" && there) throw scriptError(EXIT.DIR_TO_FILE, "", "copy", where);
+  if (kind === "file" && d.slash) throw scriptError(EXIT.NOT_FOUND, "", "copy", where);
+  return kind;
+}
+
 /** vm:src → host (or "-": a tar on stdout) */
 async function _copyOut(vm: string, src: string, dest: string, quiet: boolean): Promise<CpResult> {
   const s = splitPath(src, "guest");
   if (s.name === "") usage("copying the guest's root directory is refused: name a directory under it");
   const c = await daemon();
+  const d = dest === "-" ? null : splitPath(dest, "host", process.cwd());
+  const kind = d ? await _refuseBeforeCopy(vm, src, d) : "";
   const body = await c.download("fileArchiveGet", { params: { vm }, query: { path: src } });
   const m = _metered(body, quiet);
   const source = placeLabel(vm, s.path);
   try {
-    if (dest === "-") {
+    if (!d) {
       await _toStdout(m.stream);
       return { source, destination: "-", bytes: m.bytes() };
     }
-    const d = splitPath(dest, "host", process.cwd());
     const where = placeLabel(null, d.path);
     const g = _guarded(m.stream, async () => null);
-    const x = await _hostScript(extractScript(d, s.name, s.contents), g.stream);
+    const x = await _hostScript(extractScript(d, s.name, s.contents, kind), g.stream);
     if (x.code !== 0) throw g.cut() ? cutError("copy", where) : scriptError(x.code, x.stderr, "copy", where);
     const tmp = stagedPath(x.out, d.parent, "cp");
     if (tmp) {

@@ -37,11 +37,7 @@ async function _withBody<T>(req: Request, fn: (body: Body) => Promise<T>): Promi
   try {
     return await fn({ chunks, whole: () => ended });
   } finally {
-    if (reader) {
-      try {
-        while (!(await reader.read()).done) {}
-      } catch {}
-    }
+    if (reader && !ended) await reader.cancel().catch(() => {});
   }
 }
 
@@ -97,7 +93,9 @@ export function createFileRoutes(d: FileRouteDeps) {
         const name = query.name ?? "";
         if (name.includes("/") || name === "." || name === "..") throw new BangerError("E_BAD_REQUEST", `name must be one path component, not ${JSON.stringify(name).slice(0, 60)}`);
         if (name && dest.name === "") throw new BangerError("E_BAD_REQUEST", "copy onto the guest's root directory itself is refused: name a directory under it");
-        const bytes = await files.extract(vm, dest, name, query.contents, body);
+        const kind = query.kind ?? "";
+        if (kind !== "" && kind !== "dir" && kind !== "file") throw new BangerError("E_BAD_REQUEST", `kind must be dir or file, not ${JSON.stringify(kind).slice(0, 60)}`);
+        const bytes = await files.extract(vm, dest, name, query.contents, body, kind);
         d.log.info(`cp → ${placeLabel(vm.name, dest.path)} (${bytes} bytes of tar)`);
         return { path: dest.path, bytes };
       }),

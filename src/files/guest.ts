@@ -2,7 +2,7 @@ import type { FileEvent, FileInfo } from "../shared/api.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { GuestSSH } from "../host/types.ts";
 import type { SplitPath } from "./paths.ts";
-import { EXIT, archiveScript, bashCommand, commitScript, cutError, extractScript, stagedPath, infoScript, mkdirScript, parseInfo, placeLabel, readScript, removeScript, scriptError, watchParser, watchScript, writeScript } from "./scripts.ts";
+import { EXIT, type CopyKind, archiveScript, bashCommand, commitScript, cutError, extractScript, stagedPath, infoScript, mkdirScript, parseInfo, placeLabel, readScript, removeScript, scriptError, watchParser, watchScript, writeScript } from "./scripts.ts";
 
 /** The exits a script chooses (EXIT: not a dir, exists…): a decision on what is there, never a symptom of a short stdin. */
 const _REFUSALS: ReadonlySet<number> = new Set(Object.values(EXIT));
@@ -94,7 +94,7 @@ export class GuestFiles {
   }
 
   /** Untar the body at `dest` (extract.sh's rules), committing a staged copy only when the stream arrived whole; returns the bytes taken in. */
-  async extract(vm: VMRecord, dest: SplitPath, name: string, contents: boolean, input: Body): Promise<number> {
+  async extract(vm: VMRecord, dest: SplitPath, name: string, contents: boolean, input: Body, kind: CopyKind = ""): Promise<number> {
     const where = placeLabel(vm.name, dest.path);
     const body = input.chunks;
     let bytes = 0;
@@ -110,7 +110,7 @@ export class GuestFiles {
     );
     let out: Uint8Array;
     try {
-      out = await this._run(vm, extractScript(dest, name, contents), "copy", dest.path, counted);
+      out = await this._run(vm, extractScript(dest, name, contents, kind), "copy", dest.path, counted);
     } catch (e) {
       // extract.sh refuses a dest that is not a dir, say, whether or not it read the whole stream first
       throw input.whole() || !counted.started || _refused.has(e as Error) ? e : cutError("copy", where);

@@ -53,9 +53,11 @@ export const watchScript = (p: string, recursive: boolean, intervalMs: number) =
   _render(WATCH_SH, { P: p, RECURSIVE: recursive ? 1 : 0, INTERVAL: (Math.max(100, intervalMs) / 1000).toFixed(1) });
 /** The sending half of a copy: a tar of p with its basename as the one top-level entry. */
 export const archiveScript = (p: SplitPath) => _render(ARCHIVE_SH, { PARENT: p.parent, NAME: p.name, DIR_ONLY: p.slash ? 1 : 0 });
+/** What a copy's top-level entry is, when the sender knows: extract.sh then refuses a dir onto a file before reading the stream. */
+export type CopyKind = "dir" | "file" | "";
 /** The receiving half: `name` is the tar's top-level entry ("" for a user's tar into an existing dir). */
-export const extractScript = (dest: SplitPath, name: string, contents: boolean) =>
-  _render(EXTRACT_SH, { DEST: dest.path, PARENT: dest.parent, NAME: name, CONTENTS: contents ? 1 : 0, SLASH: dest.slash ? 1 : 0 });
+export const extractScript = (dest: SplitPath, name: string, contents: boolean, kind: CopyKind = "") =>
+  _render(EXTRACT_SH, { DEST: dest.path, PARENT: dest.parent, NAME: name, CONTENTS: contents ? 1 : 0, SLASH: dest.slash ? 1 : 0, KIND: kind });
 
 /** Move what a write or copy staged (`from`, in or equal to `tmp`) to dest, or with abort only remove `tmp`. */
 export const commitScript = (from: string, tmp: string, dest: string, abort: boolean) => _render(COMMIT_SH, { FROM: from, TMP: tmp, DEST: dest, ABORT: abort ? 1 : 0 });

@@ -286,11 +286,11 @@ export const routes = defineRoutes({
   fileWatch: { method: "GET", path: "/v1/vms/:vm/files/watch", query: { path: "string", recursive: "flag", interval: "offset" }, ndjson: res<ResultEvent<{ events: number }>>() },
   /** A tar of the path with its basename as the one top-level entry (`vm cp VM:SRC …`). */
   fileArchiveGet: { method: "GET", path: "/v1/vms/:vm/files/archive", query: { path: "string" }, raw: true },
-  /** Untar the body at `path` by docker cp's rules (`name`: the tar's one top-level entry; none: a user's tar into an existing dir; `contents`: SRC was DIR/.). */
+  /** Untar the body at `path` by docker cp's rules (`name`: the tar's one top-level entry; none: a user's tar into an existing dir; `contents`: SRC was DIR/.; `kind`: dir or file, what `name` is, when the sender knows). */
   fileArchivePut: {
     method: "POST",
     path: "/v1/vms/:vm/files/archive",
-    query: { path: "string", name: "string", contents: "flag" },
+    query: { path: "string", name: "string", contents: "flag", kind: "string" },
     body: "raw",
     json: res<{ path: string; bytes: number }>(),
   },

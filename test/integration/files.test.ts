@@ -127,6 +127,41 @@ guestLogin.describe("vm cp over a real sshd", () => {
     expect(missing.json().error.code).toBe("E_NOT_FOUND");
   });
 
+  test("a dir onto a file is refused before the dir is streamed, either way", () => {
+    // 8 GiB of holes: streaming it (tar reads holes as zeros) would take far longer than the limit below
+    const big = (dir: string) => {
+      mkdirSync(dir, { recursive: true });
+      const fd = openSync(join(dir, "holes"), "w");
+      writeSync(fd, "end", 8 * 1024 ** 3);
+      closeSync(fd);
+    };
+    const gdir = join(guest, "bigdir");
+    big(gdir);
+    writeFileSync(join(host, "a-file"), "keep\n");
+    let t = performance.now();
+    const out = run(["vm", "cp", `box:${gdir}`, join(host, "a-file"), "--json"]);
+    expect([out.code, out.json().error.code, out.json().error.message]).toEqual([1, "E_CONFLICT", `copy: cannot copy a directory onto a file: ${join(host, "a-file")}`]);
+    expect(performance.now() - t).toBeLessThan(5000);
+    expect(readFileSync(join(host, "a-file"), "utf8")).toBe("keep\n");
+    // a file source into a missing dir written with a slash: refused the same way
+    writeFileSync(join(guest, "small"), "s\n");
+    const slash = run(["vm", "cp", `box:${guest}/small`, join(host, "no-such-dir") + "/"]);
+    expect([slash.code, slash.stderr.trim()]).toEqual([1, `banger: copy: no such file or directory: ${join(host, "no-such-dir")}`]);
+
+    const hdir = join(host, "bigdir");
+    big(hdir);
+    writeFileSync(join(guest, "g-file"), "keep\n");
+    t = performance.now();
+    const up = run(["vm", "cp", hdir, `box:${guest}/g-file`, "--json"]);
+    expect([up.code, up.json().error.code, up.json().error.message]).toEqual([1, "E_CONFLICT", `copy: cannot copy a directory onto a file: box:${guest}/g-file`]);
+    expect(performance.now() - t).toBeLessThan(5000);
+    expect(readFileSync(join(guest, "g-file"), "utf8")).toBe("keep\n");
+    rmSync(gdir, { recursive: true });
+    rmSync(hdir, { recursive: true });
+    expect(readdirSync(guest).filter((e) => e.startsWith(".banger-"))).toEqual([]);
+    expect(readdirSync(host).filter((e) => e.startsWith(".banger-"))).toEqual([]);
+  });
+
   test("tar streams: cp - VM:DIR < x.tar and cp VM:DIR - > x.tar", () => {
     const src = join(host, "fortar");
     mkdirSync(join(src, "e"), { recursive: true });

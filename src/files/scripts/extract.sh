@@ -12,7 +12,9 @@
 # once it knows the stream arrived whole (a cut stream can end at a tar
 # member's boundary, which tar takes for a whole archive), so DEST is never
 # half there. Modes are kept, owners are not (the receiving user owns).
-# Given: DEST, PARENT, NAME, CONTENTS, SLASH, NOT_FOUND_EXIT, NOT_DIR_EXIT, DIR_TO_FILE_EXIT.
+# KIND is what NAME is ("dir" or "file") when the caller knows it, so those
+# refusals come before a byte is read; "" leaves them to the check after.
+# Given: DEST, PARENT, NAME, CONTENTS, SLASH, KIND, NOT_FOUND_EXIT, NOT_DIR_EXIT, DIR_TO_FILE_EXIT.
 : "${DEST:?}" "${PARENT:?}" "${CONTENTS:?}" "${SLASH:?}" "${NOT_FOUND_EXIT:?}" "${NOT_DIR_EXIT:?}" "${DIR_TO_FILE_EXIT:?}"
 untar() { tar -x -p --no-same-owner -f - "$@"; }
 if [ -z "$NAME" ]; then
@@ -28,6 +30,8 @@ if [ -d "$DEST" ]; then
   exit
 fi
 [ -d "$PARENT" ] || exit "$NOT_FOUND_EXIT"
+if [ "$KIND" = dir ] && { [ -e "$DEST" ] || [ -L "$DEST" ]; }; then exit "$DIR_TO_FILE_EXIT"; fi
+if [ "$KIND" = file ] && [ "$SLASH" = 1 ]; then exit "$NOT_FOUND_EXIT"; fi
 TMP=$(mktemp -d -- "$PARENT/.banger-cp-XXXXXX") || exit 1
 trap 'rm -rf -- "$TMP"' EXIT
 untar -C "$TMP" || exit
