@@ -144,10 +144,14 @@ export function watchParser(onEvent: (ev: FileEvent) => void): (chunk: Uint8Arra
   };
 }
 
-/** The line of stderr that says it (the first matching `re`; else the last: tar ends with a summary line), kept short. */
+/** tar's lines that only say an error came before (or that it goes on after one): never the reason. */
+const _TAR_SUMMARY = /^tar: (Exiting with failure status due to previous errors|Error is not recoverable: exiting now|Skipping to next header)$/;
+
+/** The line of stderr that says it (the first matching `re`; else the last that is not one of tar's summaries), kept short. */
 function _tail(stderr: string, re?: RegExp): string {
   const lines = stderr.trim().split("\n").map((l) => l.trim()).filter(Boolean);
-  const line = (re && lines.find((l) => re.test(l))) || (lines.at(-1) ?? "");
+  const said = lines.filter((l) => !_TAR_SUMMARY.test(l));
+  const line = (re && lines.find((l) => re.test(l))) || (said.at(-1) ?? lines.at(-1) ?? "");
   return line.length > 200 ? `${line.slice(0, 200)}…` : line;
 }
 

@@ -182,6 +182,8 @@ guestLogin.describe("vm cp over a real sshd", () => {
     expect(list).toContain("fromtar/e/");
     // a tar into something that is not a dir
     expect(runBin(["vm", "cp", "-", `box:${into}/a b`], tar).stderr).toContain("not a directory");
+    const garbage = runBin(["vm", "cp", "-", `box:${into}`], new TextEncoder().encode("hello, not a tar\n".repeat(40)));
+    expect([garbage.code, garbage.stderr]).toEqual([1, `banger: copy failed (exit 2): box:${into}: tar: This does not look like a tar archive\n`]);
   });
 
   test("`--` ends the options: a host file named like one (`-dash`) is copied, in as out", () => {

@@ -106,6 +106,9 @@ describe("scriptError", () => {
     expect(ro.message).toBe('copy: permission denied: box:"/r/a b" (tar: x: Cannot open: Read-only file system)');
     expect(scriptError(1, "cat: write error: No space left on device", "write", where).message).toMatch(/disk is full/);
     expect(scriptError(3, "weird\n", "stat", where)).toMatchObject({ code: "E_STATE", message: 'stat failed (exit 3): box:"/r/a b": weird' });
+    // tar's reason, not its closing summary (what `vm cp - box:/dir < garbage` printed)
+    const garbage = "tar: This does not look like a tar archive\ntar: Skipping to next header\ntar: Exiting with failure status due to previous errors\n";
+    expect(scriptError(2, garbage, "copy", where).message).toBe('copy failed (exit 2): box:"/r/a b": tar: This does not look like a tar archive');
     expect(placeLabel(null, "/a\nb")).toBe('"/a\\nb"');
   });
 });
