@@ -157,7 +157,7 @@ export function usage(message: string): never {
 export function intArg(v: unknown, what: string): number | undefined {
   if (v === undefined || v === "") return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) usage(`${what} must be a whole number, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < 0) usage(`${what} must be a whole number (0 or more), got ${JSON.stringify(v)}`);
   return n;
 }
 

@@ -105,6 +105,30 @@ export function simpleArgs(defs: ArgsDef, rest: string[], tail: string[] = []): 
   return args;
 }
 
+/**
+ * `--depth -1`: an option that takes a value, followed by a negative number,
+ * takes it (as `--depth=-1`), so the command's own check says what range it
+ * wants instead of "unknown option -1".
+ */
+export function joinNegativeValues(defs: ArgsDef, words: string[]): string[] {
+  const takesValue = new Set<string>();
+  for (const [name, def] of Object.entries(defs)) {
+    if (def.type !== "string") continue;
+    takesValue.add(`--${name}`).add(`--${_kebab(name)}`);
+    for (const a of [def.alias ?? []].flat()) takesValue.add(a.length === 1 ? `-${a}` : `--${a}`);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    const next = words[i + 1];
+    if (takesValue.has(w) && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${w}=${next}`);
+      i++;
+    } else out.push(w);
+  }
+  return out;
+}
+
 /** citty accepts any flag; we reject the ones a command doesn't define, so typos fail loudly (exit 2). */
 async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<void> {
   const defs = ((await resolve(cmd.args)) ?? {}) as Record<string, { type?: string; alias?: string | string[] }>;
@@ -170,6 +194,11 @@ export async function run(argv: string[]): Promise<void> {
     // `--` hands what follows to a command that runs one (vm exec …); for any other it ends the options
     const tail = dd >= 0 && !_TAKES_A_COMMAND.has(leaf.path.join(" ")) ? passthrough.argv : [];
     if (tail.length) passthrough.argv = [];
+    if (leaf.rest.some((w) => /^-\d/.test(w))) {
+      const rest = joinNegativeValues(((await resolve(leaf.cmd.args)) ?? {}) as ArgsDef, leaf.rest);
+      head = [...head.slice(0, head.length - leaf.rest.length), ...rest];
+      leaf.rest = rest;
+    }
     await checkFlags(leaf.cmd, leaf.rest, leaf.path);
     const args = leaf.cmd.run ? simpleArgs((await resolve(leaf.cmd.args)) ?? {}, leaf.rest, tail) : null;
     if (args) {

@@ -167,6 +167,11 @@ describe("bad input", () => {
       expect(u.stderr).toContain(`unknown command "${words.at(-1)}"`);
     }
   });
+  test("a value option followed by a negative number: the option's range check speaks, not \"unknown option -1\"", () => {
+    const r = run(["vm", "files", "box", "ls", "/", "--depth", "-1"]);
+    expect([r.code, r.stderr]).toEqual([2, 'banger: --depth must be a whole number (0 or more), got "-1"\n']);
+    expect(run(["vm", "create", "x1", "--cpus", "-2", "--driver", "fake"]).stderr).toContain("--cpus must be a whole number (0 or more)");
+  });
   test("unknown image: exit 1 naming the build command", () => {
     const r = run(["vm", "create", "x1", "--image", "nope", "--driver", "fake"]);
     expect(r.code).toBe(1);
