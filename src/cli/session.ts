@@ -2,6 +2,7 @@ import { defineCommand } from "./define.ts";
 import { log } from "./log.ts";
 import { BangerError } from "../shared/errors.ts";
 import type { GuestSession } from "../shared/model.ts";
+import { completeUtf8Prefix, utf8OrNull } from "../shared/utf8.ts";
 import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, readStdinUpTo, usage, writeChunk, writeStreamed } from "./context.ts";
 import { onReaderGone } from "../host/stdio.ts";
 import { table } from "./table.ts";
@@ -165,10 +166,17 @@ async function pump(
   }
 }
 
+/** One `--json` record of log bytes: `data` is their text, or (bytes that are not UTF-8) base64 with `encoding: "base64"`. */
+function _logRecord(data: Buffer, offset: number): { data: string; encoding?: "base64"; offset: number; nextOffset: number } {
+  const text = utf8OrNull(data);
+  const nextOffset = offset + data.length;
+  return text !== null ? { data: text, offset, nextOffset } : { data: data.toString("base64"), encoding: "base64", offset, nextOffset };
+}
+
 const logs = defineCommand({
   meta: {
     name: "logs",
-    description: "Print a session's stdout (or --stderr) from a byte offset; -f follows. --json: {data, offset, nextOffset} (with -f: one such line per chunk)",
+    description: "Print a session's stdout (or --stderr) from a byte offset; -f follows. --json: {data, offset, nextOffset} (with -f: one such line per chunk; bytes that are not UTF-8: data in base64 with encoding: base64)",
   },
   args: {
     ...sArgs,
@@ -186,17 +194,22 @@ const logs = defineCommand({
     }
     // JSON: text plus byte offsets, so a script can resume exactly where it stopped
     const chunks: Buffer[] = [];
+    let carry: Buffer = Buffer.alloc(0);
     const next = await pump(args.vm, args.session, {
       stream,
       offset,
       follow: !!args.follow,
       onChunk: (data, nextOffset) => {
-        if (args.follow) {
-          writeChunk(1, JSON.stringify({ data: data.toString("utf8"), offset: nextOffset - data.length, nextOffset }) + "\n");
-        } else chunks.push(data);
+        if (!args.follow) return void chunks.push(data);
+        // a character cut between two chunks waits for its rest: no line holds half of one
+        const all = carry.length ? Buffer.concat([carry, data]) : data;
+        const n = completeUtf8Prefix(all);
+        carry = all.subarray(n);
+        if (n > 0) writeChunk(1, JSON.stringify(_logRecord(all.subarray(0, n), nextOffset - all.length)) + "\n");
       },
     });
-    if (!args.follow) out({ data: Buffer.concat(chunks).toString("utf8"), offset, nextOffset: next }, true, () => "");
+    if (carry.length) writeChunk(1, JSON.stringify(_logRecord(carry, next - carry.length)) + "\n");
+    if (!args.follow) out(_logRecord(Buffer.concat(chunks), offset), true, () => "");
   },
 });
 

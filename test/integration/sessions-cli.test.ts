@@ -57,6 +57,29 @@ guestLogin.describe("session CLI over a real sshd", () => {
     expect(tail.json()).toEqual({ data: "got:two\n", offset: 8, nextOffset: 16 });
   });
 
+  test("logs --json: a character written in two halves is never split across records; bytes that are not UTF-8 come as base64", async () => {
+    const script = "printf '\\303'; sleep 1; printf '\\251\\n'; sleep 1; printf 'a\\377b\\n'";
+    expect(run(["session", "start", "box", "--name", "halves", "--stdin", "closed", "--", "bash", "-c", script]).code).toBe(0);
+    const want = Buffer.from([0xc3, 0xa9, 0x0a, 0x61, 0xff, 0x62, 0x0a]);
+    const f = run(["session", "logs", "box", "halves", "-f", "--json"]);
+    expect(f.code).toBe(0);
+    const records = f.stdout.trim().split("\n").map((l) => JSON.parse(l) as { data: string; encoding?: string; offset: number; nextOffset: number });
+    let at = 0;
+    const bytes: Buffer[] = [];
+    for (const r of records) {
+      expect(r.offset).toBe(at);
+      if (r.encoding === undefined) expect(r.data).not.toContain("\uFFFD");
+      const b = r.encoding === "base64" ? Buffer.from(r.data, "base64") : Buffer.from(r.data, "utf8");
+      expect(r.nextOffset).toBe(at + b.length);
+      at = r.nextOffset;
+      bytes.push(b);
+    }
+    expect(Buffer.concat(bytes)).toEqual(want);
+    expect(records.some((r) => r.data.includes("é"))).toBe(true);
+    const whole = run(["session", "logs", "box", "halves", "--json"]).json();
+    expect(whole).toEqual({ data: want.toString("base64"), encoding: "base64", offset: 0, nextOffset: 7 });
+  });
+
   test("hostile payloads and args arrive byte for byte", async () => {
     const hostile = ["it's", "a; touch /tmp/banger-pwned", "$(id)", "two\nlines", "`x`"];
     const s = run(["session", "start", "box", "--name", "hostile", "--stdin", "closed", "--", "printf", "%s|", ...hostile]);
