@@ -47,6 +47,8 @@ export function execCommandLine(argv: string[], o: ExecOptions, token: string): 
     CMD: argv,
     RUN_USER: o.user ?? "",
     RUN_CWD: o.cwd ?? "",
+    // another user starts in their home, not in root's (which they cannot read), unless an image's workdir was entered
+    RUN_CWD_HOME: o.user ? "login" : "",
     RUN_ENV: o.env ?? [],
     TIMEOUT: o.timeoutMs !== undefined ? secondsArg(o.timeoutMs) : "",
     TIMEOUT_EXIT,

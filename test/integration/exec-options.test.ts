@@ -2,7 +2,7 @@
 // through dist/banger and its daemon against a real sshd on 127.0.0.1 standing
 // in for the guest (so "the guest" is this host: its users, dirs and /proc).
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BANGER, waitFor } from "../helpers/cli.ts";
 import { fakeGuestVM } from "../helpers/fake-guest.ts";
@@ -69,10 +69,13 @@ guestLogin.test("-w: a hostile directory name is entered as is; a missing one is
 });
 
 guestLogin.test("-u: NAME, UID:GID, with HOME; a missing user or group is one line, exit 2", () => {
-  const r = run(["vm", "exec", "box", "-u", "nobody", "--", "sh", "-c", 'id -un; id -u; echo "$HOME"; echo "$USER"']);
+  const r = run(["vm", "exec", "box", "-u", "nobody", "--", "sh", "-c", 'id -un; id -u; echo "$HOME"; echo "$USER"; pwd']);
   expect(r.stderr).toBe("");
-  const nobodyHome = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("nobody:"))!.split(":")[5];
-  expect(r.stdout).toBe(`nobody\n65534\n${nobodyHome}\nnobody\n`);
+  const nobodyHome = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("nobody:"))!.split(":")[5]!;
+  // in the user's home as a login would be (/ when it has none, as nobody's /nonexistent), not in root's
+  expect(r.stdout).toBe(`nobody\n65534\n${nobodyHome}\nnobody\n${existsSync(nobodyHome) ? nobodyHome : "/"}\n`);
+  // -w still wins
+  expect(run(["vm", "exec", "box", "-u", "nobody", "-w", "/tmp", "--", "pwd"]).stdout).toBe("/tmp\n");
   const ids = run(["vm", "exec", "box", "--user", "4321:4322", "--", "sh", "-c", "id -u; id -g; id -G"]);
   expect(ids.stdout).toBe("4321\n4322\n4322\n");
   const bad = run(["vm", "exec", "box", "-u", "no-such-user'; $(x)", "--", "true"]);

@@ -91,6 +91,18 @@ describe("the guest command line", () => {
     expect(line.length).toBeLessThan(8000);
     expect(line.split("\n")[0]).toStartWith(`case "\${BASH_VERSION-}" in '') exec bash -c '`);
   });
+  test("-u without -w: the user's home where the command would start in the login's; an image's workdir (elsewhere) stays", () => {
+    // run by this host's bash as root, whose passwd home is the login's: nobody has a home it may lack (then /)
+    const passwd = Bun.spawnSync(["getent", "passwd", "0"]).stdout.toString().split(":")[5]!;
+    const nobodyHome = Bun.spawnSync(["getent", "passwd", "nobody"]).stdout.toString().split(":")[5]!;
+    const pwdIn = (cwd: string, o: { user?: string; cwd?: string }) =>
+      Bun.spawnSync(["bash", "-c", execCommandLine(["pwd"], o, "tok")], { cwd }).stdout.toString().trim();
+    const fallback = Bun.spawnSync(["test", "-d", nobodyHome]).exitCode === 0 ? nobodyHome : "/";
+    expect(pwdIn(passwd, { user: "nobody" })).toBe(fallback);
+    expect(pwdIn("/tmp", { user: "nobody" })).toBe("/tmp");
+    expect(pwdIn(passwd, { user: "nobody", cwd: "/usr" })).toBe("/usr");
+    expect(pwdIn(passwd, { cwd: "/usr" })).toBe("/usr");
+  });
   test("a long one falls back to handing the script to bash once", () => {
     const line = execCommandLine(["cmd"], { env: [`BIG=${"x".repeat(5000)}`] }, "tok");
     expect(line).toStartWith("exec bash -c '");

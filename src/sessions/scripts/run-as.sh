@@ -2,7 +2,10 @@
 # Who and where a guest command runs (vm exec and session runners share it).
 # Given: RUN_USER (empty: stay root; else NAME, UID, NAME:GROUP or UID:GID,
 # as Docker's -u), RUN_CWD (may be empty), RUN_ENV (array of KEY=VALUE),
-# optionally RUN_CWD_HOME (non-empty: no RUN_CWD means the user's home) and
+# optionally RUN_CWD_HOME (no RUN_CWD means the user's home: "1" always,
+# "login" only where the command would start in the login's own home, that
+# is where no image workdir, an OCI WorkingDir its login wrapper entered,
+# moved it) and
 # RUN_USER_OPTIONAL (non-empty: RUN_USER is a default nobody asked for, and a
 # guest without that account runs the command as root, as envd does for a
 # template that names no user).
@@ -12,7 +15,11 @@
 run_as_prepare() {
   # shellcheck disable=SC2034 # AS is for the including script
   AS=()
-  local u="" g="" name="" uid gid home
+  local u="" g="" name="" uid gid home login_home=""
+  # where the login started (its passwd home: sshd and dropbear enter it), read before we become another user
+  if [ "${RUN_CWD_HOME-}" = login ] && [ -z "$RUN_CWD" ] && getent_entry passwd "$EUID"; then
+    IFS=: read -r _ _ _ _ _ login_home _ <<< "$ENTRY"
+  fi
   if [ -n "$RUN_USER" ]; then
     u=${RUN_USER%%:*}
     case $RUN_USER in *:*) g=${RUN_USER#*:} ;; esac
@@ -46,8 +53,8 @@ run_as_prepare() {
   if [ -n "$RUN_CWD" ]; then
     if [ ! -d "$RUN_CWD" ]; then refuse "no such directory in the guest: $RUN_CWD"; fi
     cd -- "$RUN_CWD" 2> /dev/null || refuse "cannot enter directory in the guest: $RUN_CWD"
-  elif [ -n "${RUN_CWD_HOME-}" ]; then
-    # no cwd asked for, and RUN_CWD_HOME set: start in the user's home, as a login does (/ when it has none)
+  elif [ "${RUN_CWD_HOME-}" = 1 ] || { [ -n "$login_home" ] && [ "$PWD" = "$login_home" ]; }; then
+    # no cwd asked for: start in the user's home, as a login does (/ when it has none or it cannot be entered)
     cd -- "${HOME:-/}" 2> /dev/null || cd /
   fi
   # after HOME/USER above, so -e HOME=... still wins
