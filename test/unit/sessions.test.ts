@@ -738,7 +738,8 @@ describe("scripts", () => {
     expect(performance.now() - t0).toBeLessThan(3000);
     expect(existsSync(upload)).toBe(false);
     // a holder keeps the pipe open but nobody drains it: fill it, then a send must time out too
-    const holder = Bun.spawn(["bash", "-c", `exec 3<>"$1"; dd if=/dev/zero bs=1M count=1 >&3 2>/dev/null; sleep 5`, "h", pipe]);
+    // dd is the holder itself (exec): killing a bash around it left dd blocked on the full pipe for ever
+    const holder = Bun.spawn(["bash", "-c", `exec 3<>"$1"; exec dd if=/dev/zero bs=1M count=1 >&3 2>/dev/null`, "h", pipe]);
     Bun.sleepSync(300);
     const full = bashC(sess.FastSendScript(upload, pipe, 1), "y\n");
     holder.kill();
