@@ -8,9 +8,11 @@ import type { FileEvent, FileInfo } from "../shared/api.ts";
 import { BangerError } from "../shared/errors.ts";
 import { parseCpEnd, splitPath, type SplitPath } from "../files/paths.ts";
 import { EXIT, type CopyKind, archiveScript, commitScript, cutError, extractScript, placeLabel, scriptError, stagedPath } from "../files/scripts.ts";
+import { guardGuestTar } from "../files/tar-guard.ts";
 import { spawnPiped } from "../host/pipe.ts";
 import { writeOut } from "../host/stdio.ts";
 import { daemon, exitIfBrokenPipe, intArg, jsonArg, out, progress, usage } from "./context.ts";
+import { log } from "./log.ts";
 
 const MiB = 1048576;
 
@@ -79,6 +81,8 @@ interface CpResult {
   source: string;
   destination: string;
   bytes: number;
+  /** Device nodes a copy out of the guest left out (never made on the host). */
+  skipped?: string[];
 }
 
 /** host (or "-": a tar on stdin) → vm:dest */
@@ -178,17 +182,21 @@ async function _copyOut(vm: string, src: string, dest: string, quiet: boolean): 
       return { source, destination: "-", bytes: m.bytes() };
     }
     const where = placeLabel(null, d.path);
-    const g = _guarded(m.stream, async () => null);
+    // the guest's tar is not trusted: no device nodes, no set-id bits reach the host (the guard's refusal is the cause of a cut)
+    const skipped: string[] = [];
+    const g = _guarded(m.stream.pipeThrough(guardGuestTar((e) => skipped.push(`${e.name} (${e.type})`))), async () => null);
+    const refused = () => (g.cut() instanceof BangerError ? (g.cut() as BangerError) : null);
     const x = await _hostScript(extractScript(d, s.name, s.contents, kind), g.stream);
-    if (x.code !== 0) throw g.cut() ? cutError("copy", where) : scriptError(x.code, x.stderr, "copy", where);
+    if (x.code !== 0) throw refused() ?? (g.cut() ? cutError("copy", where) : scriptError(x.code, x.stderr, "copy", where));
     const tmp = stagedPath(x.out, d.parent, "cp");
     if (tmp) {
       // a stream cut at a tar member's boundary untars "fine": only a whole one is put in place
       const done = await _hostScript(commitScript(`${tmp}/${s.name}`, tmp, d.path, !!g.cut()));
       if (done.code !== 0 && !g.cut()) throw scriptError(done.code, done.stderr, "copy", where);
     }
-    if (g.cut()) throw cutError("copy", where, !tmp);
-    return { source, destination: d.path, bytes: m.bytes() };
+    if (g.cut()) throw refused() ?? cutError("copy", where, !tmp);
+    if (skipped.length && !quiet) log().warn(`left out ${skipped.length === 1 ? "a device node" : `${skipped.length} device nodes`} (not made on the host): ${skipped.slice(0, 5).join(", ")}${skipped.length > 5 ? ", …" : ""}`);
+    return { source, destination: d.path, bytes: m.bytes(), ...(skipped.length ? { skipped } : {}) };
   } catch (e) {
     if (e instanceof BangerError) throw e;
     // the daemon cut the stream: the guest side failed after it started, or the daemon went away

@@ -162,6 +162,21 @@ guestLogin.describe("vm cp over a real sshd", () => {
     expect(readdirSync(host).filter((e) => e.startsWith(".banger-"))).toEqual([]);
   });
 
+  test("out of the guest: no device node and no set-id bit reaches the host; the rest does, and the user is told", () => {
+    const evil = join(guest, "evil");
+    mkdirSync(evil);
+    writeFileSync(join(evil, "suid"), "#!/bin/sh\n");
+    Bun.spawnSync(["chmod", "4755", join(evil, "suid")]);
+    expect(Bun.spawnSync(["mknod", "-m", "666", join(evil, "blk"), "b", "7", "0"]).exitCode).toBe(0);
+    const r = run(["vm", "cp", `box:${evil}`, join(host, "evil-out")]);
+    expect([r.code, r.stderr]).toEqual([0, "banger: left out a device node (not made on the host): evil/blk (block device)\n"]);
+    expect(Bun.spawnSync(["stat", "-c", "%a", join(host, "evil-out", "suid")]).stdout.toString()).toBe("755\n");
+    expect(existsSync(join(host, "evil-out", "blk"))).toBe(false);
+    const j = run(["vm", "cp", `box:${evil}`, join(host, "evil-json"), "--json"]);
+    expect([j.code, j.json().skipped]).toEqual([0, ["evil/blk (block device)"]]);
+    rmSync(evil, { recursive: true });
+  });
+
   test("tar streams: cp - VM:DIR < x.tar and cp VM:DIR - > x.tar", () => {
     const src = join(host, "fortar");
     mkdirSync(join(src, "e"), { recursive: true });
