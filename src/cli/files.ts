@@ -149,20 +149,25 @@ async function _toStdout(stream: AsyncIterable<Uint8Array>): Promise<void> {
 
 /**
  * Where the host dest is a file (or, written with a trailing slash, not
- * there), what the source is decides whether extract.sh would refuse it:
- * ask first (one stat) rather than stream a whole dir only to throw it away.
- * Elsewhere the source's kind does not matter and nothing is asked.
+ * there; or a dir holding a file of the source's name), what the source is
+ * decides whether extract.sh would refuse it: ask first (one stat) rather
+ * than stream a whole dir only to throw it away. Elsewhere the source's
+ * kind does not matter and nothing is asked.
  */
-async function _refuseBeforeCopy(vm: string, src: string, d: SplitPath): Promise<CopyKind> {
+async function _refuseBeforeCopy(vm: string, src: SplitPath, d: SplitPath): Promise<CopyKind> {
   const { createFS } = await import("../host/fs.ts");
   const fs = createFS();
   const there = await fs.lstat(d.path);
-  if ((await fs.stat(d.path))?.type === "dir" || (there === null && !d.slash)) return "";
-  const info = await (await daemon()).call("fileStat", { params: { vm }, query: { path: src } });
+  const into = (await fs.stat(d.path))?.type === "dir";
+  if (into) {
+    const inner = `${d.path}/${src.name}`;
+    if (src.contents || !(await fs.lstat(inner)) || (await fs.stat(inner))?.type === "dir") return "";
+  } else if (there === null && !d.slash) return "";
+  const info = await (await daemon()).call("fileStat", { params: { vm }, query: { path: src.path } });
   const kind: CopyKind = info.type === "dir" ? "dir" : info.type === "file" ? "file" : "";
   const where = placeLabel(null, d.path);
   if (kind === "dir" && there) throw scriptError(EXIT.DIR_TO_FILE, "", "copy", where);
-  if (kind === "file" && d.slash) throw scriptError(EXIT.NOT_FOUND, "", "copy", where);
+  if (kind === "file" && d.slash && !into) throw scriptError(EXIT.NOT_FOUND, "", "copy", where);
   return kind;
 }
 
@@ -172,7 +177,7 @@ async function _copyOut(vm: string, src: string, dest: string, quiet: boolean): 
   if (s.name === "") usage("copying the guest's root directory is refused: name a directory under it");
   const c = await daemon();
   const d = dest === "-" ? null : splitPath(dest, "host", process.cwd());
-  const kind = d ? await _refuseBeforeCopy(vm, src, d) : "";
+  const kind = d ? await _refuseBeforeCopy(vm, s, d) : "";
   const body = await c.download("fileArchiveGet", { params: { vm }, query: { path: src } });
   const m = _metered(body, quiet);
   const source = placeLabel(vm, s.path);
@@ -188,13 +193,13 @@ async function _copyOut(vm: string, src: string, dest: string, quiet: boolean): 
     const refused = () => (g.cut() instanceof BangerError ? (g.cut() as BangerError) : null);
     const x = await _hostScript(extractScript(d, s.name, s.contents, kind), g.stream);
     if (x.code !== 0) throw refused() ?? (g.cut() ? cutError("copy", where) : scriptError(x.code, x.stderr, "copy", where));
-    const tmp = stagedPath(x.out, d.parent, "cp");
-    if (tmp) {
+    const staged = stagedPath(x.out, "cp");
+    if (staged) {
       // a stream cut at a tar member's boundary untars "fine": only a whole one is put in place
-      const done = await _hostScript(commitScript(`${tmp}/${s.name}`, tmp, d.path, !!g.cut()));
+      const done = await _hostScript(commitScript(`${staged.tmp}/${s.name}`, staged.tmp, staged.dest, !!g.cut()));
       if (done.code !== 0 && !g.cut()) throw scriptError(done.code, done.stderr, "copy", where);
     }
-    if (g.cut()) throw refused() ?? cutError("copy", where, !tmp);
+    if (g.cut()) throw refused() ?? cutError("copy", where, !staged);
     if (skipped.length && !quiet) log().warn(`left out ${skipped.length === 1 ? "a device node" : `${skipped.length} device nodes`} (not made on the host): ${skipped.slice(0, 5).join(", ")}${skipped.length > 5 ? ", …" : ""}`);
     return { source, destination: d.path, bytes: m.bytes(), ...(skipped.length ? { skipped } : {}) };
   } catch (e) {

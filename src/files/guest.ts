@@ -2,6 +2,7 @@ import type { FileEvent, FileInfo } from "../shared/api.ts";
 import type { VMRecord } from "../shared/model.ts";
 import type { GuestSSH } from "../host/types.ts";
 import type { SplitPath } from "./paths.ts";
+import { BangerError } from "../shared/errors.ts";
 import { EXIT, type CopyKind, archiveScript, bashCommand, commitScript, cutError, extractScript, stagedPath, infoScript, mkdirScript, parseInfo, placeLabel, readScript, removeScript, scriptError, watchParser, watchScript, writeScript } from "./scripts.ts";
 
 /** The exits a script chooses (EXIT: not a dir, exists…): a decision on what is there, never a symptom of a short stdin. */
@@ -86,9 +87,10 @@ export class GuestFiles {
       // its own error, not a cut stream
       throw body.whole() || !chunks.started || _refused.has(e as Error) ? e : cutError("write", where);
     }
-    const tmp = stagedPath(out, p.parent, "write")!;
+    const staged = stagedPath(out, "write");
+    if (!staged) throw new BangerError("E_INTERNAL", "the write script staged nothing");
     const whole = body.whole();
-    const info = await this._run(vm, commitScript(tmp, tmp, p.path, !whole), "write", p.path);
+    const info = await this._run(vm, commitScript(staged.tmp, staged.tmp, staged.dest, !whole), "write", p.path);
     if (!whole) throw cutError("write", where);
     return parseInfo(info)[0]!;
   }
@@ -115,10 +117,10 @@ export class GuestFiles {
       // extract.sh refuses a dest that is not a dir, say, whether or not it read the whole stream first
       throw input.whole() || !counted.started || _refused.has(e as Error) ? e : cutError("copy", where);
     }
-    const tmp = stagedPath(out, dest.parent, "cp");
+    const staged = stagedPath(out, "cp");
     const whole = input.whole();
-    if (tmp) await this._run(vm, commitScript(`${tmp}/${name}`, tmp, dest.path, !whole), "copy", dest.path);
-    if (!whole) throw cutError("copy", where, !tmp);
+    if (staged) await this._run(vm, commitScript(`${staged.tmp}/${name}`, staged.tmp, staged.dest, !whole), "copy", dest.path);
+    if (!whole) throw cutError("copy", where, !staged);
     return bytes;
   }
 

@@ -26,6 +26,7 @@ export const EXIT = {
   DIR_TO_FILE: 47,
   NOT_EMPTY: 48,
   EXISTS: 49,
+  NOT_REGULAR: 52,
 } as const;
 
 const _codes = {
@@ -35,6 +36,7 @@ const _codes = {
   DIR_TO_FILE_EXIT: EXIT.DIR_TO_FILE,
   NOT_EMPTY_EXIT: EXIT.NOT_EMPTY,
   EXISTS_EXIT: EXIT.EXISTS,
+  NOT_REGULAR_EXIT: EXIT.NOT_REGULAR,
 };
 /** Only the exit codes a script names: renderScript refuses values a script does not use. */
 function _exits(body: string): Record<string, number> {
@@ -63,19 +65,23 @@ export const extractScript = (dest: SplitPath, name: string, contents: boolean, 
 export const commitScript = (from: string, tmp: string, dest: string, abort: boolean) => _render(COMMIT_SH, { FROM: from, TMP: tmp, DEST: dest, ABORT: abort ? 1 : 0 });
 
 /**
- * The temp path write.sh or extract.sh printed, checked to be the kind it
- * makes (`PARENT/.banger-write-*` or `PARENT/.banger-cp-*`) before a commit
- * moves or removes it; null when nothing was staged (a copy into a dir).
+ * What write.sh or extract.sh staged: the temp path and the path it is for
+ * (the dest, or what a symlink dest points at), the temp checked to be the
+ * kind it makes, next to that path (`DIR/.banger-write-*` or
+ * `DIR/.banger-cp-*`), before a commit moves or removes it; null when
+ * nothing was staged (a copy into a dir).
  */
-export function stagedPath(out: Uint8Array, parent: string, kind: "write" | "cp"): string | null {
+export function stagedPath(out: Uint8Array, kind: "write" | "cp"): { tmp: string; dest: string } | null {
   const text = Buffer.from(out).toString("utf8");
   if (text === "") return null;
-  const path = text.endsWith("\0") ? text.slice(0, -1) : text;
-  const prefix = `${parent}/.banger-${kind}-`;
-  if (!path.startsWith(prefix) || path.slice(prefix.length).includes("/") || path.includes("\0")) {
-    throw new BangerError("E_INTERNAL", `the ${kind} script staged an unexpected path: ${JSON.stringify(path).slice(0, 120)}`);
+  const [tmp = "", dest = "", ...rest] = text.split("\0");
+  const dir = dest.slice(0, dest.lastIndexOf("/")) || "";
+  const prefix = `${dir}/.banger-${kind}-`;
+  const t = tmp.replace(/^\/+/, "/"); // a dest under / is staged as //.banger-…
+  if (!dest.startsWith("/") || rest.join("") !== "" || !t.startsWith(prefix) || t.slice(prefix.length).includes("/")) {
+    throw new BangerError("E_INTERNAL", `the ${kind} script staged an unexpected path: ${JSON.stringify(text).slice(0, 160)}`);
   }
-  return path;
+  return { tmp, dest };
 }
 
 /** A stream that did not arrive whole: nothing was put in place (or, into an existing dir, part of it may have been). */
@@ -176,6 +182,8 @@ export function scriptError(code: number, stderr: string, what: string, where: s
       return e("E_CONFLICT", `${what}: directory not empty (use --recursive): ${where}`);
     case EXIT.EXISTS:
       return e("E_CONFLICT", `${what}: already exists: ${where}`);
+    case EXIT.NOT_REGULAR:
+      return e("E_CONFLICT", `${what}: not a regular file (a device, FIFO or socket is never replaced): ${where}`);
   }
   const denied = /Permission denied|Operation not permitted|Read-only file system/;
   if (denied.test(stderr)) return e("E_PERMISSION", `${what}: permission denied: ${where} (${_tail(stderr, denied)})`);

@@ -177,6 +177,54 @@ guestLogin.describe("vm cp over a real sshd", () => {
     rmSync(evil, { recursive: true });
   });
 
+  test("a device, FIFO or socket is never replaced; a symlink is written through and stays; a dir never replaces a file of its name", () => {
+    const d = join(guest, "specials");
+    mkdirSync(d);
+    writeFileSync(join(d, "src"), "new\n");
+    const fifo = (p: string) => expect(Bun.spawnSync(["mkfifo", p]).exitCode).toBe(0);
+    const isFifo = (p: string) => Bun.spawnSync(["test", "-p", p]).exitCode === 0;
+    // out of the guest, onto a host FIFO: refused, the FIFO stays
+    fifo(join(host, "a-fifo"));
+    const out = run(["vm", "cp", `box:${d}/src`, join(host, "a-fifo")]);
+    expect([out.code, out.stderr]).toEqual([1, `banger: copy: not a regular file (a device, FIFO or socket is never replaced): ${join(host, "a-fifo")}\n`]);
+    expect(isFifo(join(host, "a-fifo"))).toBe(true);
+    // into the guest: a FIFO as DST, or as DST/NAME in a dir; vm files write the same
+    fifo(join(d, "g-fifo"));
+    writeFileSync(join(host, "g-fifo"), "x\n");
+    for (const args of [["vm", "cp", join(host, "g-fifo"), `box:${d}/g-fifo`], ["vm", "cp", join(host, "g-fifo"), `box:${d}`], ["vm", "files", "box", "write", `${d}/g-fifo`]]) {
+      const r = run(args, "bytes\n");
+      expect([args, r.code, r.stderr]).toEqual([args, 1, expect.stringContaining("not a regular file")]);
+      expect(isFifo(join(d, "g-fifo"))).toBe(true);
+    }
+    // a symlink DST: its target gets the bytes, the link stays (both ways, and vm files write)
+    writeFileSync(join(d, "target"), "old\n");
+    symlinkSync("target", join(d, "link"));
+    expect(run(["vm", "cp", join(host, "g-fifo"), `box:${d}/link`]).code).toBe(0);
+    expect([readFileSync(join(d, "target"), "utf8"), Bun.spawnSync(["readlink", join(d, "link")]).stdout.toString()]).toEqual(["x\n", "target\n"]);
+    expect(run(["vm", "files", "box", "write", `${d}/link`], "written\n").code).toBe(0);
+    expect([readFileSync(join(d, "target"), "utf8"), Bun.spawnSync(["readlink", join(d, "link")]).stdout.toString()]).toEqual(["written\n", "target\n"]);
+    writeFileSync(join(host, "h-target"), "old\n");
+    symlinkSync("h-target", join(host, "h-link"));
+    expect(run(["vm", "cp", `box:${d}/src`, join(host, "h-link")]).code).toBe(0);
+    expect([readFileSync(join(host, "h-target"), "utf8"), Bun.spawnSync(["readlink", join(host, "h-link")]).stdout.toString()]).toEqual(["new\n", "h-target\n"]);
+    // a dir into a dir that holds a file of its name: refused, the file stays (both ways)
+    mkdirSync(join(d, "wt"));
+    writeFileSync(join(host, "wt"), "important\n");
+    const down = run(["vm", "cp", `box:${d}/wt`, host + "/"]);
+    expect([down.code, down.stderr]).toEqual([1, `banger: copy: cannot copy a directory onto a file: ${host}\n`]);
+    expect(readFileSync(join(host, "wt"), "utf8")).toBe("important\n");
+    rmSync(join(host, "wt"));
+    mkdirSync(join(host, "wt"));
+    writeFileSync(join(d, "holder-wt"), "");
+    mkdirSync(join(d, "holder"));
+    writeFileSync(join(d, "holder", "wt"), "important\n");
+    const up = run(["vm", "cp", join(host, "wt"), `box:${d}/holder`]);
+    expect([up.code, up.stderr]).toEqual([1, `banger: copy: cannot copy a directory onto a file: box:${d}/holder\n`]);
+    expect(readFileSync(join(d, "holder", "wt"), "utf8")).toBe("important\n");
+    expect(readdirSync(d).filter((e) => e.startsWith(".banger-"))).toEqual([]);
+    expect(readdirSync(host).filter((e) => e.startsWith(".banger-"))).toEqual([]);
+  });
+
   test("tar streams: cp - VM:DIR < x.tar and cp VM:DIR - > x.tar", () => {
     const src = join(host, "fortar");
     mkdirSync(join(src, "e"), { recursive: true });

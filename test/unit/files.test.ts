@@ -65,12 +65,16 @@ describe("record formats", () => {
   });
 
   test("stagedPath: only the temp kind a script makes, directly under the parent", () => {
-    expect(stagedPath(Buffer.from("/r/.banger-cp-AbC123\0"), "/r", "cp")).toBe("/r/.banger-cp-AbC123");
-    expect(stagedPath(Buffer.from("//.banger-write-x\0"), "/", "write")).toBe("//.banger-write-x");
-    expect(stagedPath(Buffer.from(""), "/r", "cp")).toBeNull();
-    expect(() => stagedPath(Buffer.from("/etc\0"), "/r", "cp")).toThrow(/unexpected path/);
-    expect(() => stagedPath(Buffer.from("/r/.banger-cp-x/../../etc\0"), "/r", "cp")).toThrow(/unexpected path/);
-    expect(() => stagedPath(Buffer.from("/r/.banger-write-x\0"), "/r", "cp")).toThrow(/unexpected path/);
+    expect(stagedPath(Buffer.from("/r/.banger-cp-AbC123\0/r/dest\0"), "cp")).toEqual({ tmp: "/r/.banger-cp-AbC123", dest: "/r/dest" });
+    expect(stagedPath(Buffer.from("//.banger-write-x\0/f\0"), "write")).toEqual({ tmp: "//.banger-write-x", dest: "/f" });
+    // a symlink's target, elsewhere: staged next to it
+    expect(stagedPath(Buffer.from("/t/.banger-write-x\0/t/real\0"), "write")).toEqual({ tmp: "/t/.banger-write-x", dest: "/t/real" });
+    expect(stagedPath(Buffer.from(""), "cp")).toBeNull();
+    expect(() => stagedPath(Buffer.from("/etc\0/r/x\0"), "cp")).toThrow(/unexpected path/);
+    expect(() => stagedPath(Buffer.from("/r/.banger-cp-x/../../etc\0/r/x\0"), "cp")).toThrow(/unexpected path/);
+    expect(() => stagedPath(Buffer.from("/r/.banger-write-x\0/r/x\0"), "cp")).toThrow(/unexpected path/);
+    expect(() => stagedPath(Buffer.from("/r/.banger-cp-x\0/s/x\0"), "cp")).toThrow(/unexpected path/);
+    expect(() => stagedPath(Buffer.from("/r/.banger-cp-x\0relative\0"), "cp")).toThrow(/unexpected path/);
   });
 });
 

@@ -12,6 +12,8 @@ abs A "$P"
 if [ -L "$A" ]; then IFS= read -r -d '' A < <(realpath -z -m -- "$A"); fi
 [ "$A" = / ] && fail "$IS_DIR_EXIT" "path '/' is a directory"
 [ -d "$A" ] && fail "$IS_DIR_EXIT" "path '$A' is a directory"
+# a device, FIFO or socket is never replaced by a file (the rename would)
+if [ -e "$A" ] && [ ! -f "$A" ]; then fail "$IS_DIR_EXIT" "path '$A' is not a regular file"; fi
 PARENT=${A%/*}
 PARENT=${PARENT:-/}
 ensure_dirs "$PARENT"
