@@ -111,18 +111,20 @@ export function simpleArgs(defs: ArgsDef, rest: string[], tail: string[] = []): 
  * wants instead of "unknown option -1".
  */
 export function joinNegativeValues(defs: ArgsDef, words: string[]): string[] {
-  const takesValue = new Set<string>();
+  // each spelling of a value option → its long form (citty reads `-u=-1` as the value "=-1": a short one is written long)
+  const takesValue = new Map<string, string>();
   for (const [name, def] of Object.entries(defs)) {
     if (def.type !== "string") continue;
-    takesValue.add(`--${name}`).add(`--${_kebab(name)}`);
-    for (const a of [def.alias ?? []].flat()) takesValue.add(a.length === 1 ? `-${a}` : `--${a}`);
+    takesValue.set(`--${name}`, `--${name}`).set(`--${_kebab(name)}`, `--${_kebab(name)}`);
+    for (const a of [def.alias ?? []].flat()) takesValue.set(a.length === 1 ? `-${a}` : `--${a}`, `--${name}`);
   }
   const out: string[] = [];
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;
     const next = words[i + 1];
-    if (takesValue.has(w) && next !== undefined && /^-\d/.test(next)) {
-      out.push(`${w}=${next}`);
+    const long = takesValue.get(w);
+    if (long && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${long}=${next}`);
       i++;
     } else out.push(w);
   }

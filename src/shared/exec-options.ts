@@ -112,6 +112,9 @@ export function parseDuration(v: string, what = "--timeout"): number {
  * cwd or user, an empty user part, a timeout out of range. The guest still
  * says whether the user and the directory exist.
  */
+/** The largest uid or gid (2^32-1 is -1, "no id"). */
+export const MAX_ID = 4294967294;
+
 export function checkExecOptions(o: ExecOptions, code: "E_USAGE" | "E_BAD_REQUEST" = "E_BAD_REQUEST"): void {
   for (const e of o.env ?? []) checkEnvEntry(e, code);
   if (o.cwd !== undefined) {
@@ -123,6 +126,10 @@ export function checkExecOptions(o: ExecOptions, code: "E_USAGE" | "E_BAD_REQUES
     // a name with a control character (a newline) cannot exist, and would split the guest's one-line answer
     if (parts.length > 2 || parts.some((p) => p === "") || /[\x00-\x1f\x7f]/.test(o.user)) {
       _bad(code, `bad user ${_brief(o.user)}: use NAME, UID, NAME:GROUP or UID:GID`);
+    }
+    // past 2^32-2 an id wraps (getent) or means "unchanged" (setpriv's -1): the command would run as root
+    for (const p of parts) {
+      if (/^\d+$/.test(p) && (p.length > 10 || Number(p) > MAX_ID)) _bad(code, `bad user ${_brief(o.user)}: an id is at most ${MAX_ID}`);
     }
   }
   if (o.timeoutMs !== undefined && (!Number.isInteger(o.timeoutMs) || o.timeoutMs <= 0 || o.timeoutMs > MAX_TIMEOUT_MS)) {

@@ -135,7 +135,7 @@ describe("joinNegativeValues: `--depth -1` is the option's value, not an unknown
     const defs = { vm: { type: "positional" }, maxDepth: { type: "string", alias: "d" }, offset: { type: "string" }, json: { type: "boolean" } } as const;
     expect(joinNegativeValues(defs, ["box", "--max-depth", "-1"])).toEqual(["box", "--max-depth=-1"]);
     expect(joinNegativeValues(defs, ["box", "--maxDepth", "-1", "--offset", "-5"])).toEqual(["box", "--maxDepth=-1", "--offset=-5"]);
-    expect(joinNegativeValues(defs, ["-d", "-2", "box"])).toEqual(["-d=-2", "box"]);
+    expect(joinNegativeValues(defs, ["-d", "-2", "box"])).toEqual(["--maxDepth=-2", "box"]);
     expect(joinNegativeValues(defs, ["--json", "-1"])).toEqual(["--json", "-1"]);
     expect(joinNegativeValues(defs, ["--offset", "-x"])).toEqual(["--offset", "-x"]);
     expect(joinNegativeValues(defs, ["--offset"])).toEqual(["--offset"]);

@@ -77,6 +77,13 @@ describe("env arguments (Docker's -e and --env-file)", () => {
     }
     expect(() => checkExecOptions({ env: ["A=b c"], cwd: "/x y", user: "1000:1000", timeoutMs: 1 })).not.toThrow();
   });
+  test("an id past 2^32-2 is refused (it wrapped to root in getent, or was setpriv's -1, unchanged)", () => {
+    for (const user of ["4294967295", "4294967296", "99999999999", "00000000000000001", "65534:4294967296", "nobody:4294967295"]) {
+      expect([user, err(() => checkExecOptions({ user })).message]).toEqual([user, expect.stringContaining("an id is at most 4294967294")]);
+    }
+    expect(() => checkExecOptions({ user: "4294967294:0" })).not.toThrow();
+  });
+
 });
 
 describe("the guest command line", () => {

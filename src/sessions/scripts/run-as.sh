@@ -15,11 +15,7 @@
 run_as_prepare() {
   # shellcheck disable=SC2034 # AS is for the including script
   AS=()
-  local u="" g="" name="" uid gid home login_home=""
-  # where the login started (its passwd home: sshd and dropbear enter it), read before we become another user
-  if [ "${RUN_CWD_HOME-}" = login ] && [ -z "$RUN_CWD" ] && getent_entry passwd "$EUID"; then
-    IFS=: read -r _ _ _ _ _ login_home _ <<< "$ENTRY"
-  fi
+  local u="" g="" name="" uid gid home
   if [ -n "$RUN_USER" ]; then
     u=${RUN_USER%%:*}
     case $RUN_USER in *:*) g=${RUN_USER#*:} ;; esac
@@ -53,7 +49,8 @@ run_as_prepare() {
   if [ -n "$RUN_CWD" ]; then
     if [ ! -d "$RUN_CWD" ]; then refuse "no such directory in the guest: $RUN_CWD"; fi
     cd -- "$RUN_CWD" 2> /dev/null || refuse "cannot enter directory in the guest: $RUN_CWD"
-  elif [ "${RUN_CWD_HOME-}" = 1 ] || { [ -n "$login_home" ] && [ "$PWD" = "$login_home" ]; }; then
+  elif [ "${RUN_CWD_HOME-}" = 1 ] || { [ "${RUN_CWD_HOME-}" = login ] && [ "$PWD" = ~root ]; }; then
+    # (login: only where the login started, root's passwd home, which sshd and dropbear enter; ~root is bash's own lookup)
     # no cwd asked for: start in the user's home, as a login does (/ when it has none or it cannot be entered)
     cd -- "${HOME:-/}" 2> /dev/null || cd /
   fi
