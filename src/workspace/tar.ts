@@ -150,6 +150,11 @@ function _emptyDirsUnder(root: string, rel: string, out: string[]): void {
   for (const e of entries) if (e.type === "dir") _emptyDirsUnder(root, `${rel}/${e.name}`, out);
 }
 
+/** Key names that hold a secret whatever their section (`github.token`, `gitlab.password`, `x.apiKey`). */
+const _SECRET_KEY = /token|passw|secret|apikey|api-key|credential/i;
+/** `SCHEME://userinfo@` anywhere in a value: the userinfo goes. */
+const _URL_USERINFO = /([a-zA-Z][a-zA-Z0-9+.-]*:\/\/)[^/@\s"]*@/g;
+
 /** A URL with any `user:pass@` / `token@` userinfo removed; scp-like `git@host:x` is left alone. */
 export function stripUrlCredentials(url: string): string {
   return url.replace(/^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/)[^/@]*@/, "$1");
@@ -158,8 +163,10 @@ export function stripUrlCredentials(url: string): string {
 /**
  * .git/config without credentials: `[credential]` / `[credential "…"]`
  * sections dropped, every `extraheader` (http.extraHeader,
- * http.<url>.extraHeader) dropped, userinfo stripped from `url`/`pushurl`
- * values and from `[url "…"]` / `[http "…"]` subsection names.
+ * http.<url>.extraHeader) dropped, and every key whose name says it holds a
+ * secret (`github.token`, `*.password`, …); userinfo stripped from URLs in
+ * any value (`url`, `pushurl`, `http.proxy`, …) and from `[url "…"]` /
+ * `[http "…"]` subsection names.
  */
 export function sanitizeGitConfig(text: string): string {
   const out: string[] = [];
@@ -185,17 +192,13 @@ export function sanitizeGitConfig(text: string): string {
     if (kv) {
       const key = kv[2]!.toLowerCase();
       // in any section: http.extraHeader, http.<url>.extraHeader and legacy spellings alike
-      if (key === "extraheader") {
+      if (key === "extraheader" || _SECRET_KEY.test(key)) {
         skippingContinuation = /\\\s*$/.test(line);
         continue;
       }
-      if (key === "url" || key === "pushurl" || key === "insteadof" || key === "pushinsteadof") {
-        const raw = kv[4]!;
-        const quoted = /^"(.*)"(\s*[#;].*)?$/.exec(raw);
-        const value = quoted ? `"${stripUrlCredentials(quoted[1]!)}"${quoted[2] ?? ""}` : stripUrlCredentials(raw);
-        out.push(`${kv[1]}${kv[2]}${kv[3]}${value}`);
-        continue;
-      }
+      // a URL with userinfo in any value: url, pushurl, insteadOf, http.proxy, remote.<name>.proxy, …
+      out.push(`${kv[1]}${kv[2]}${kv[3]}${kv[4]!.replace(_URL_USERINFO, "$1")}`);
+      continue;
     }
     out.push(line);
   }

@@ -73,6 +73,17 @@ const SECRET_CONFIG = `[core]
 	insteadOf = https://example.com/
 [user]
 	name = Keep Me
+[http]
+	proxy = http://proxyuser:s3cret@proxy.example.com:3128
+[remote "mirror"]
+	proxy = "socks5://s3cret@proxy.example.com"
+[github]
+	token = s3cret-gh
+[gitlab "example.com"]
+	Password = s3cret-gl
+	apiKey = s3cret-api
+[core]
+	editor = vim
 `;
 
 /** A real repo: tracked, untracked, ignored, a hostile name, and credentials in .git/config. */
@@ -316,6 +327,11 @@ describe("config sanitizing", () => {
     expect(s).toContain("name = Keep Me");
     expect(s).toContain("fetch = +refs/heads/*:refs/remotes/origin/*");
     expect(s).toContain("[http]");
+    // userinfo in any URL value (proxies too); keys named for secrets go whole, wherever they are
+    expect(s).toContain("proxy = http://proxy.example.com:3128");
+    expect(s).toContain(`proxy = "socks5://proxy.example.com"`);
+    expect(s).toContain("[github]");
+    expect(s).toContain("editor = vim");
   });
 
   test("git itself reads the sanitized config", () => {
