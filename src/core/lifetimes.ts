@@ -12,9 +12,11 @@ const RETRY_MS = 30_000;
 /** A lifetime request's numbers, checked: a duration in ms (1 ms … MAX_DURATION_MS) or an action name. */
 export function checkDurationMs(v: number | undefined, what: string): number | undefined {
   if (v === undefined) return undefined;
-  if (!Number.isInteger(v) || v < 0 || v > MAX_DURATION_MS) {
+  if (!Number.isInteger(v) || v < 0) {
     throw new BangerError("E_BAD_REQUEST", `${what} must be a whole number of milliseconds from 0 (none) to ${MAX_DURATION_MS}, got ${JSON.stringify(v)}`);
   }
+  // in the units people typed (`vm ttl box 400d`), the milliseconds for an API client
+  if (v > MAX_DURATION_MS) throw new BangerError("E_BAD_REQUEST", `${what} is at most ${formatDuration(MAX_DURATION_MS)} (${MAX_DURATION_MS} ms), got ${formatDuration(v)}`);
   return v;
 }
 

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { initialLifetime, Lifetimes } from "../../src/core/lifetimes.ts";
+import { checkDurationMs, initialLifetime, Lifetimes } from "../../src/core/lifetimes.ts";
 import { HookEngine } from "../../src/core/hooks.ts";
 import { formatDuration, parseDuration } from "../../src/shared/duration.ts";
 import type { VMRecord, VMState } from "../../src/shared/model.ts";
@@ -66,6 +66,12 @@ function setup(path = join(mkdtempSync(join(tmpdir(), "banger-lt-")), "db")) {
 const settle = () => new Promise((r) => setTimeout(r, 5));
 
 describe("durations", () => {
+  test("out of range: said in the units typed, with the ms an API client sent", () => {
+    const e = (v: number) => (() => checkDurationMs(v, "ttl")) as () => void;
+    expect(e(400 * 86_400_000)).toThrow("ttl is at most 366d (31622400000 ms), got 400d");
+    expect(e(-1)).toThrow("whole number of milliseconds");
+    expect(checkDurationMs(366 * 86_400_000, "ttl")).toBe(366 * 86_400_000);
+  });
   test("parse and format", () => {
     expect(parseDuration("20s")).toBe(20_000);
     expect(parseDuration("1h30m")).toBe(5_400_000);
