@@ -23,6 +23,15 @@ export function portFreeOnLoopback(port: number, host = "127.0.0.1"): Promise<bo
   });
 }
 
+/** Is `host` an address of this host (a bind to it works)? False only for EADDRNOTAVAIL; anything else is left to the bind that follows. */
+function _addressHere(host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once("error", (e: NodeJS.ErrnoException) => resolve(e.code !== "EADDRNOTAVAIL"));
+    srv.listen({ host, port: 0, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
 /** Ask the kernel for a free port on `host` (bind to 0), then let it go for QEMU to take. */
 function _anyFreePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -69,6 +78,10 @@ export function userNetPorts(o: UserPortsOptions): NetPorts {
   const free = (p: PublishedPort, port: number) => (p.proto === "tcp" ? (o.portFree ?? ((n: number) => portFreeOnLoopback(n, p.hostIP)))(port) : Promise.resolve(true));
   return {
     async open(vm, _handles, p) {
+      // an address the host does not have is no port in use: say so (127.0.0.1 and 0.0.0.0 always are)
+      if (p.hostIP !== "127.0.0.1" && p.hostIP !== "0.0.0.0" && !(await _addressHere(p.hostIP))) {
+        throw new BangerError("E_BAD_REQUEST", `host address ${p.hostIP} is not one of this host's (publishing guest port ${p.guestPort}): use 127.0.0.1, 0.0.0.0 or an address the host has`);
+      }
       let port = p.hostPort;
       if (port === 0) port = p.boundPort && (await free(p, p.boundPort)) ? p.boundPort : await _anyFreePort(p.hostIP);
       else if (!(await free(p, port))) throw portInUse(p, port);

@@ -127,6 +127,16 @@ describe("net-user ports (recording monitor)", () => {
     await expect(other.ports.open(vm(), emptyHandles(), parsePortSpec("5354:53"))).rejects.toMatchObject({ code: "E_INTERNAL", message: expect.not.stringContaining("\n") });
   });
 
+  test("an address this host does not have is said as such (bad input), not as a port in use; QEMU is not asked", async () => {
+    const { ports, lines } = setup();
+    // 192.0.2.1 (RFC 5737 documentation range): no host has it; a bind to it fails locally, nothing is sent
+    await expect(ports.open(vm(), emptyHandles(), parsePortSpec("192.0.2.1:18083:80"))).rejects.toMatchObject({
+      code: "E_BAD_REQUEST",
+      message: "host address 192.0.2.1 is not one of this host's (publishing guest port 80): use 127.0.0.1, 0.0.0.0 or an address the host has",
+    });
+    expect(lines).toEqual([]);
+  });
+
   test("a record with a bad address never reaches the monitor", async () => {
     const { ports, lines } = setup();
     const p: PublishedPort = { ...parsePortSpec("8080:80"), hostIP: "127.0.0.1:1-:22\nquit" };
