@@ -15,31 +15,54 @@ export interface FileRouteDeps {
 
 /**
  * A streamed request body the guest reads at its own pace. When the guest
- * stops early (a bad path, a full disk) the rest is read and dropped before
- * the answer goes out: a client still sending when the answer came would
- * see a broken pipe instead of the one-line error.
+ * stops early (a bad path, a full disk) up to DRAIN_MAX more is read and
+ * dropped before the answer goes out, so a client still sending a small
+ * body sees the one-line error rather than a broken pipe; past that the
+ * body is cancelled (a dir of gigabytes refused is not read to its end).
+ * `drained()` is for a reader that stops at its own end marker (tar):
+ * what follows it (the sender's padding) is read, and the body was whole
+ * if it then ended.
  */
 async function _withBody<T>(req: Request, fn: (body: Body) => Promise<T>): Promise<T> {
   const reader = req.body?.getReader();
   let ended = !reader;
+  // one read at a time, shared: a drain that starts while the generator waits on a read takes the same chunk
+  let inFlight: Promise<{ done: boolean; value?: Uint8Array }> | null = null;
+  const read = () =>
+    (inFlight ??= reader!.read().then((r) => {
+      inFlight = null;
+      if (r.done) ended = true;
+      return r;
+    }));
   // a generator over our own reader: ending it early (the SSH pump stops) does not cancel the body
   const chunks = (async function* () {
     if (!reader) return;
     for (;;) {
-      const { value, done } = await reader.read();
-      if (done) {
-        ended = true;
-        return;
-      }
+      const { value, done } = await read();
+      if (done || !value) return;
       yield value;
     }
   })();
+  const drain = async (max: number): Promise<boolean> => {
+    if (!reader || ended) return ended;
+    try {
+      for (let n = 0; n <= max; ) {
+        const { value, done } = await read();
+        if (done) return true;
+        n += value?.length ?? 0;
+      }
+    } catch {}
+    return false;
+  };
   try {
-    return await fn({ chunks, whole: () => ended });
+    return await fn({ chunks, whole: () => ended, drained: () => drain(Number.POSITIVE_INFINITY) });
   } finally {
-    if (reader && !ended) await reader.cancel().catch(() => {});
+    if (reader && !ended && !(await drain(DRAIN_MAX))) await reader.cancel().catch(() => {});
   }
 }
+
+/** How much of a refused upload is still read (and dropped) for the client's sake before it is cut. */
+const DRAIN_MAX = 4 * 1048576;
 
 const _octalMode = (mode: string | undefined): string => {
   if (mode === undefined || mode === "") return "";

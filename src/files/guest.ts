@@ -17,6 +17,8 @@ export type ScriptFailure = (code: number, stderr: string) => Error;
 export interface Body {
   chunks: AsyncIterable<Uint8Array>;
   whole(): boolean;
+  /** Read what is left after the consumer stopped at its own end marker; resolves whether the body then ended (else it was cut). */
+  drained?(): Promise<boolean>;
 }
 
 /**
@@ -118,7 +120,8 @@ export class GuestFiles {
       throw input.whole() || !counted.started || _refused.has(e as Error) ? e : cutError("copy", where);
     }
     const staged = stagedPath(out, "cp");
-    const whole = input.whole();
+    // tar stops at its end-of-archive blocks; the sender's padding after them may still be on its way
+    const whole = input.whole() || ((await input.drained?.()) ?? false);
     if (staged) await this._run(vm, commitScript(`${staged.tmp}/${name}`, staged.tmp, staged.dest, !whole), "copy", dest.path);
     if (!whole) throw cutError("copy", where, !staged);
     return bytes;

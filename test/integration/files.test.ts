@@ -70,7 +70,8 @@ guestLogin.describe("vm cp over a real sshd", () => {
     mkdirSync(join(dir, "inner"), { recursive: true });
     writeFileSync(join(dir, "inner", "x"), "x\n");
     // file → existing dir: into it
-    expect(run(["vm", "cp", f, `box:${d}`]).code).toBe(0);
+    const into = run(["vm", "cp", f, `box:${d}`]);
+    expect([into.code, into.stderr]).toEqual([0, ""]);
     expect(readFileSync(join(d, "one.txt"), "utf8")).toBe("one\n");
     // file → missing path: as that name
     expect(run(["vm", "cp", f, `box:${d}/renamed`]).code).toBe(0);
@@ -490,7 +491,8 @@ guestLogin.describe("a cut stream never leaves a half-copied destination", () =>
   }, 60_000);
 
   test("the daemon killed mid-download: one line, exit 1, nothing at the host destination", async () => {
-    expect(run(["vm", "cp", big, `box:${guest}/down.bin`]).code).toBe(0);
+    const put = run(["vm", "cp", big, `box:${guest}/down.bin`]);
+    expect([put.code, put.stderr.split("\n").filter((l) => l && !l.startsWith("["))]).toEqual([0, []]);
     const dest = join(host, "down-cut");
     mkdirSync(dest);
     const p = Bun.spawn([BANGER, "vm", "cp", `box:${guest}/down.bin`, join(dest, "got.bin")], { env: { ...h.env, ...env }, stdout: "pipe", stderr: "pipe" });
