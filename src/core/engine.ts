@@ -14,6 +14,7 @@ import { sameProcess } from "../host/procs.ts";
 import type { HookEngine, HookMap } from "./hooks.ts";
 import { runOperation, type ProgressSink } from "./operation.ts";
 import { checkTTLAction, initialLifetime } from "./lifetimes.ts";
+import { exitReasonFromConsole } from "./exit-reason.ts";
 import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type PublishedPort, type SnapshotRecord, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";
 import type { NetPorts, Providers } from "./providers.ts";
@@ -698,8 +699,21 @@ export class Engine {
     return this.cache.withLock(id, async () => {
       const vm = this.d.store.getVM(id);
       if (!vm || (vm.runtime.state !== "running" && vm.runtime.state !== "paused") || (await this.alive(vm))) return null;
-      return this.reconcileOne(vm, "vm process exited");
+      return this.reconcileOne(vm, (await this.consoleExitReason(vm)) ?? "vm process exited");
     });
+  }
+
+  /** What the end of the VM's serial console says of why its process ended (a panic, a power-off), if anything. */
+  private async consoleExitReason(vm: VMRecord): Promise<string | null> {
+    try {
+      const size = vm.runtime.logPath ? (await this.d.host.fs.stat(vm.runtime.logPath))?.size : undefined;
+      if (!size) return null;
+      const len = Math.min(size, 16384);
+      const reason = exitReasonFromConsole(new TextDecoder().decode(await this.d.host.fs.readRange(vm.runtime.logPath, size - len, len)));
+      return reason && `${reason} (banger vm logs ${vm.name})`;
+    } catch {
+      return null;
+    }
   }
 
   /**

@@ -249,6 +249,17 @@ describe("handles and reconcile across kill -9", () => {
     expect(logText).toContain("reconcile keep: kept (handles from process)");
   });
 
+  test("a VM whose kernel panicked (its process ends by itself): lastError says so, from its console", async () => {
+    const v = run(["vm", "create", "panics", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json<VMView>();
+    vmPids.push(v.pid);
+    writeFileSync((v.runtime as unknown as { logPath: string }).logPath, "[    1.97] VFS: Cannot open root device\n[    1.98] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n[    1.99] CPU: 0 PID: 1\n");
+    process.kill(v.pid, "SIGKILL");
+    await waitFor(() => !alive(v.pid));
+    const after = vm("panics");
+    expect([after.runtime.state, after.runtime.lastError]).toEqual(["stopped", "the guest kernel panicked: VFS: Unable to mount root fs on unknown-block(0,0) (banger vm logs panics)"]);
+    expect(run(["vm", "delete", "panics"]).code).toBe(0);
+  });
+
   test("a VM that dies while the daemon runs is demoted and cleaned up at the next look", async () => {
     const v = run(["vm", "create", "crashes", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json<VMView>();
     vmPids.push(v.pid);
