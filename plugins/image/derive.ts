@@ -178,10 +178,11 @@ async function _runChroot(opts: DeriveImageOptions, work: string, rootfs: string
   if (r.exitCode === 0) return;
   const f = failed as { what: string; n: number; code: number; detail: string } | null;
   const said = tail.filter((l) => l.trim()).join(" ⏎ ");
+  // a step that ran and failed is a failed build (exit 1, as docker build), not bad input
   if (f?.what === "run") {
-    throw new BangerError("E_BAD_REQUEST", `run step ${f.n} (${_brief(steps[f.n - 1] ?? "")}) failed with exit ${f.code}${said ? `: ${said}` : " (no output)"}`);
+    throw new BangerError("E_STATE", `run step ${f.n} (\`${_brief(steps[f.n - 1] ?? "")}\`) failed with exit ${f.code}${said ? `: ${said}` : " (no output)"}`);
   }
-  if (f?.what === "copy") throw new BangerError("E_BAD_REQUEST", `copy ${f.n} (${recipe.copy[f.n - 1]?.guest ?? "?"}) failed with exit ${f.code}${said ? `: ${said}` : ""}`);
+  if (f?.what === "copy") throw new BangerError("E_STATE", `copy ${f.n} (${recipe.copy[f.n - 1]?.guest ?? "?"}) failed with exit ${f.code}${said ? `: ${said}` : ""}`);
   if (f?.what === "packages") throw new BangerError("E_INTERNAL", `packages: dpkg -i in the chroot failed with exit ${f.code}${said ? `: ${said}` : ""}`);
   if (f?.what === "layout") throw new BangerError("E_BAD_REQUEST", `base image ${opts.base.name}: ${f.detail}`);
   const why = `${r.stderr}`.trim().split("\n").at(-1) ?? "";

@@ -94,9 +94,9 @@ describe("image build --from (real chroot, busybox base)", () => {
     expect(loopsOf()).toEqual([]);
   }, 60_000);
 
-  test("a failing step: its output tail and exit code, exit 2, no image and nothing left", () => {
+  test("a failing step: its output tail and exit code, exit 1 (a failed build, not bad input), no image and nothing left", () => {
     const r = h.run(["image", "build", "broken", "--from", "tiny", "--run", "echo first; echo 'the reason' >&2; exit 7"]);
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     const lines = r.stderr.trim().split("\n").filter((l) => l.startsWith("banger:"));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain("run step 1");
