@@ -1,8 +1,9 @@
 import type { Engine } from "../core/engine.ts";
-import { BangerError } from "../shared/errors.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../core/plugin.ts";
 import type { Host } from "../host/types.ts";
-import { WorkspaceEngine, type WorkspaceDeps } from "../workspace/engine.ts";
+import { readOnlyWorkspaces, WorkspaceEngine, type WorkspaceDeps } from "../workspace/engine.ts";
+import { RemountReadOnlyScript } from "../workspace/scripts.ts";
 import type { HandlersFor } from "./router.ts";
 import type { SSHPool } from "./ssh-pool.ts";
 
@@ -22,6 +23,27 @@ export interface WorkspaceRouteDeps {
  */
 export function createWorkspaceRoutes(d: WorkspaceRouteDeps) {
   const workspaces = new WorkspaceEngine({ host: d.host, log: d.log, dial: (vm) => d.ssh.get(vm), exec: d.host.exec, fs: d.host.fs, hooks: d.engine.hooks, tar: d.tar });
+  // a read-only workspace stays read-only through a restart: root's bind mount went with the old boot
+  // (a start from a snapshot keeps its mounts); a failure is logged, the VM runs on
+  d.engine.hooks.hook(
+    "workspaces",
+    "vm:start:after",
+    async ({ vm, restored }) => {
+      if (restored) return;
+      const paths = await readOnlyWorkspaces(d.host.fs, vm.runtime.vmDir);
+      if (!paths.length) return;
+      try {
+        const guest = await d.ssh.get(vm);
+        for (const p of paths) {
+          const r = await guest.runScript(RemountReadOnlyScript(p));
+          if (r.exitCode !== 0) d.log.warn(`vm ${vm.name}: workspace ${p} is writable again: ${r.stderr.trim().split("\n").at(-1)}`);
+        }
+      } catch (e) {
+        d.log.warn(`vm ${vm.name}: read-only workspaces ${paths.join(", ")} not mounted read-only again: ${errorMessage(e)}`);
+      }
+    },
+    { order: "post" },
+  );
 
   const handlers: HandlersFor<"workspace"> = {
     workspacePrepare: async ({ params, query, body, ndjson }) => {

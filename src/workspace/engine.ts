@@ -369,6 +369,18 @@ async function _must(guest: GuestSSH, script: string): Promise<void> {
   if (r.exitCode !== 0) throw new Error(r.stderr.trim() || `exit ${r.exitCode}`);
 }
 
+/** The guest paths of the read-only workspaces recorded for a VM (its manifests, VMDir/workspaces/). */
+export async function readOnlyWorkspaces(fs: Pick<FS, "list" | "readText">, vmDir: string): Promise<string[]> {
+  const dir = join(vmDir, "workspaces");
+  const out: string[] = [];
+  for (const e of await fs.list(dir).catch(() => [])) {
+    if (!e.name.endsWith(".json")) continue;
+    const m = _parseManifest(await fs.readText(join(dir, e.name)));
+    if (m?.readOnly) out.push(m.guestPath);
+  }
+  return out.sort();
+}
+
 function _parseManifest(text: string | null): Manifest | null {
   if (!text) return null;
   try {

@@ -17,6 +17,7 @@ import DIFF_SH from "./scripts/diff.sh" with { type: "text" };
 import EXPORT_SH from "./scripts/export.sh" with { type: "text" };
 import EXTRACT_SH from "./scripts/extract.sh" with { type: "text" };
 import FINALIZE_SH from "./scripts/finalize.sh" with { type: "text" };
+import REMOUNT_RO_SH from "./scripts/remount-ro.sh" with { type: "text" };
 import ROLLBACK_SH from "./scripts/rollback.sh" with { type: "text" };
 import SCRATCH_REPO_SH from "./scripts/scratch-repo.sh" with { type: "text" };
 import STAGE_SH from "./scripts/stage.sh" with { type: "text" };
@@ -116,6 +117,11 @@ export function ActivateScript(guestPath: string, stage: string, old: string): s
  */
 export function FinalizeScript(guestPath: string, old: string, readOnly: boolean, token: string): string {
   return renderScript(FINALIZE_SH, { DIR: guestPath, OLD: old, TOKEN: token, SENT_FILE, READ_ONLY: readOnly ? "yes" : "no" });
+}
+
+/** A read-only workspace's bind mount, made again after its VM booted (the chmod survived; the mount did not). */
+export function RemountReadOnlyScript(guestPath: string): string {
+  return renderScript(REMOUNT_RO_SH, { DIR: guestPath });
 }
 
 /**

@@ -167,6 +167,15 @@ guestLogin.describe("workspace CLI over a real sshd", () => {
     const d = run(["workspace", "export", "box", "--guest-path", ro, "--patch", "-"]);
     expect(d.code).toBe(0);
     expect(d.stdout).toContain("b/untracked.txt");
+    // a reboot loses root's bind mount (here: unmounted by hand, as the reboot would); the next start makes it again, once
+    const touch = () => Bun.spawnSync(["touch", join(ro, "new-file")]).exitCode;
+    const roMounts = () => readFileSync("/proc/self/mounts", "utf8").split("\n").filter((l) => l.split(" ")[1] === ro && /(^|,)ro(,|$)/.test(l.split(" ")[3] ?? "")).length;
+    expect(Bun.spawnSync(["umount", ro]).exitCode).toBe(0);
+    expect(roMounts()).toBe(0);
+    expect(run(["vm", "restart", "box"]).code).toBe(0);
+    expect([roMounts(), touch()]).toEqual([1, 1]);
+    expect(run(["vm", "restart", "box"]).code).toBe(0);
+    expect(roMounts()).toBe(1);
     // a re-prepare over it (writable this time) works and leaves no mount or old tree
     const again = run(["workspace", "prepare", "box", "--source", repo, "--guest-path", ro, "--json"]);
     expect(again.stderr).toBe("");
