@@ -142,6 +142,16 @@ async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<
     for (const a of [def.alias ?? []].flat()) known.add(a);
   }
   const subs = await resolve(cmd.subCommands);
+  // an unknown command first: `banger vm bogus --json` is about "bogus", not about --json
+  if (subs && Object.keys(subs).length && !cmd.run) {
+    const word = rest.find((a) => !a.startsWith("-"));
+    const where = path.length ? `banger ${path.join(" ")}` : "banger";
+    if (word && !Object.hasOwn(subs, word)) throw new BangerError("E_USAGE", `unknown command "${word}" for \`${where}\` (try: ${Object.keys(subs).join(", ")})`);
+    if (!word && !rest.some((a) => a.startsWith("-") && a !== "--help" && a !== "-h")) {
+      await (await _citty()).showUsage(cmd, undefined); // a bare `banger` or `banger vm` asks what there is: show it
+      throw new BangerError("E_USAGE", `\`${where}\` needs a subcommand: ${Object.keys(subs).join(", ")}`);
+    }
+  }
   for (const a of rest) {
     if (!a.startsWith("-") || a === "-") continue;
     const name = a.replace(/^--?(no-)?/, "").split("=")[0]!;
@@ -150,19 +160,36 @@ async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<
       throw new BangerError("E_USAGE", `unknown option ${a} for \`${where}\` (see \`${where} --help\`)`);
     }
   }
-  if (subs && Object.keys(subs).length && !cmd.run) {
-    const word = rest.find((a) => !a.startsWith("-"));
-    const where = path.length ? `banger ${path.join(" ")}` : "banger";
-    if (word) throw new BangerError("E_USAGE", `unknown command "${word}" for \`${where}\` (try: ${Object.keys(subs).join(", ")})`);
-    if (!word) {
-      await (await _citty()).showUsage(cmd, undefined); // a bare `banger` or `banger vm` asks what there is: show it
-      throw new BangerError("E_USAGE", `\`${where}\` needs a subcommand: ${Object.keys(subs).join(", ")}`);
-    }
-  }
 }
 
 /** The commands whose words after `--` are a command (or names) of their own: passthrough.argv. */
 const _TAKES_A_COMMAND = new Set(["vm exec", "vm run", "vm ssh", "vm fork", "session start"]);
+/** The commands that take any number of words after their positionals (`vm fork VM NEW…`). */
+const _VARIADIC = new Set(["vm fork"]);
+
+/**
+ * A word more than the command's positionals is an error, not dropped:
+ * `vm delete a b` deleted a and said nothing of b. Option values (`--name
+ * x`, `-u x`) are not words; a `=` form carries its own.
+ */
+export function extraWord(defs: ArgsDef, rest: string[], tail: string[]): string | null {
+  const valued = new Set<string>();
+  let positionals = 0;
+  for (const [name, def] of Object.entries(defs)) {
+    if (def.type === "positional") positionals++;
+    if (def.type !== "string") continue;
+    valued.add(`--${name}`).add(`--${_kebab(name)}`);
+    for (const a of [def.alias ?? []].flat()) valued.add(a.length === 1 ? `-${a}` : `--${a}`);
+  }
+  const words: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === "-" || !a.startsWith("-")) words.push(a);
+    else if (valued.has(a)) i++;
+  }
+  words.push(...tail);
+  return words.length > positionals ? words[positionals]! : null;
+}
 
 export async function run(argv: string[]): Promise<void> {
   if (argv[0] === "__complete") {
@@ -202,6 +229,15 @@ export async function run(argv: string[]): Promise<void> {
       leaf.rest = rest;
     }
     await checkFlags(leaf.cmd, leaf.rest, leaf.path);
+    if (leaf.cmd.run && !_VARIADIC.has(leaf.path.join(" "))) {
+      const defs = ((await resolve(leaf.cmd.args)) ?? {}) as ArgsDef;
+      const extra = extraWord(defs, leaf.rest, tail);
+      if (extra !== null) {
+        const where = leaf.path.length ? `banger ${leaf.path.join(" ")}` : "banger";
+        const takes = Object.entries(defs).filter(([, d]) => d.type === "positional").map(([n]) => n.toUpperCase());
+        throw new BangerError("E_USAGE", `unexpected argument ${JSON.stringify(extra).slice(0, 80)} for \`${where}\` (it takes ${takes.length ? takes.join(" ") : "none"}; see \`${where} --help\`)`);
+      }
+    }
     const args = leaf.cmd.run ? simpleArgs((await resolve(leaf.cmd.args)) ?? {}, leaf.rest, tail) : null;
     if (args) {
       mark("args parsed");

@@ -444,6 +444,8 @@ const run = defineCommand({
     const argv = passthrough.argv;
     if (argv.length === 0) usage("a command is required after --, e.g. `banger vm run --name demo -- uname -a`");
     const options = await execOptions(args);
+    // a --workspace that is no repo is bad input: said before a VM is made and booted for it
+    const workspace = args.workspace ? await _workspaceSource(args.workspace) : undefined;
     const c = await daemon();
     const json = !!args.json;
     const removal = args.rm ? new RunRemoval(json) : null;
@@ -477,10 +479,9 @@ const run = defineCommand({
     }
     let code = 1;
     try {
-      if (args.workspace) {
-        // loaded here: node:path and the workspace commands cost every other vm command start-up time
-        const [{ prepareWorkspace }, { resolve }] = await Promise.all([import("./workspace.ts"), import("node:path")]);
-        const ws = await prepareWorkspace(name, { sourcePath: resolve(args.workspace) }, json);
+      if (workspace) {
+        const { prepareWorkspace } = await import("./workspace.ts");
+        const ws = await prepareWorkspace(name, { sourcePath: workspace }, json);
         // -w wins over the workspace, as an explicit -w would in Docker
         options.cwd ??= ws.guestPath;
       }
@@ -492,6 +493,16 @@ const run = defineCommand({
     process.exit(code);
   },
 });
+
+/** The absolute path of a --workspace, checked to be in a git work tree (exit 2 if git says it is not; the daemon checks the rest). */
+async function _workspaceSource(given: string): Promise<string> {
+  // loaded here: node:path and the exec seam cost every other vm command start-up time
+  const [{ resolve }, { createExec }] = await Promise.all([import("node:path"), import("../host/exec.ts")]);
+  const path = resolve(given);
+  const r = await createExec().run("git", ["-C", path, "rev-parse", "--show-toplevel"], { check: false });
+  if (r.exitCode !== 0 && /^fatal: /m.test(r.stderr)) usage(`--workspace: ${path} is not a git repository`);
+  return path;
+}
 
 const ttl = defineCommand({
   meta: { name: "ttl", description: "Set a VM's TTL from now (or `none`), and/or its idle timeout: banger vm ttl NAME 2h [--ttl-action stop] [--idle-timeout 15m|none] [--idle-action delete]" },

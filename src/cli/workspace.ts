@@ -6,7 +6,7 @@ import { daemon, jsonArg, out, streamCall, usage } from "./context.ts";
 import { outStream } from "../host/stdio.ts";
 
 const vmArg = { vm: { type: "positional", required: true, description: "VM name" } } as const;
-const guestPathArg = { guestPath: { type: "string", description: "Where the repo lives in the guest (default /root/repo)" } } as const;
+const guestPathArg = { "guest-path": { type: "string", description: "Where the repo lives in the guest (default /root/repo)" } } as const;
 
 /** Prepare through the daemon with progress on stderr; shared with `vm run --workspace`. */
 export async function prepareWorkspace(vm: string, body: BodyOf<"workspacePrepare">, json: boolean): Promise<Workspace> {
@@ -22,13 +22,13 @@ function _prepareCommand(name: string, description: string) {
       path: { type: "positional", required: false, description: "Host repo (same as --source; default: current directory)" },
       source: { type: "string", description: "Host repo (default: current directory)" },
       ...guestPathArg,
-      readOnly: { type: "boolean", description: "Make the guest copy read-only (chmod -R a-w)" },
+      "read-only": { type: "boolean", description: "Make the guest copy read-only (chmod -R a-w)" },
       ...jsonArg,
     },
     async run({ args }) {
       if (args.source && args.path && resolve(args.source) !== resolve(args.path)) usage("give the host repo once: either PATH or --source");
       const sourcePath = resolve(args.source || args.path || ".");
-      const ws = await prepareWorkspace(args.vm, { sourcePath, guestPath: args.guestPath || undefined, readOnly: args.readOnly ? true : undefined }, !!args.json);
+      const ws = await prepareWorkspace(args.vm, { sourcePath, guestPath: args["guest-path"] || undefined, readOnly: args["read-only"] ? true : undefined }, !!args.json);
       const mib = (ws.bytes / 1048576).toFixed(1);
       out(ws, !!args.json, () => `prepared ${ws.sourcePath} in ${ws.vm}:${ws.guestPath} (${ws.files} files, ${mib} MiB${ws.readOnly ? ", read-only" : ""})`);
     },
@@ -44,7 +44,7 @@ const diff = defineCommand({
   args: { ...vmArg, ...guestPathArg },
   async run({ args }) {
     // Raw bytes: a patch is not necessarily UTF-8, and `git apply` wants it exact.
-    await Bun.write(Bun.stdout, await (await daemon()).raw("workspaceDiff", { params: { vm: args.vm }, query: { guestPath: args.guestPath || undefined } }));
+    await Bun.write(Bun.stdout, await (await daemon()).raw("workspaceDiff", { params: { vm: args.vm }, query: { guestPath: args["guest-path"] || undefined } }));
   },
 });
 
@@ -60,7 +60,7 @@ const exportCmd = defineCommand({
   },
   async run({ args }) {
     if (!!args.patch === !!args.fetch) usage("export needs exactly one of --patch FILE or --fetch");
-    const guestPath = args.guestPath || undefined;
+    const guestPath = args["guest-path"] || undefined;
     if (args.fetch) {
       const r = await (await daemon()).call("workspaceExport", { params: { vm: args.vm }, body: { format: "fetch", guestPath, sourcePath: resolve(args.source || ".") } });
       out(r, !!args.json, () => (r.refs.length ? r.refs.map((x) => `${x.repo ? `${x.repo}: ` : ""}${x.ref} ${x.commit}`).join("\n") : `nothing new in ${r.vm}:${r.guestPath} since it was prepared`));

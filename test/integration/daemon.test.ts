@@ -172,6 +172,16 @@ describe("bad input", () => {
     expect([r.code, r.stderr]).toEqual([2, 'banger: --depth must be a whole number (0 or more), got "-1"\n']);
     expect(run(["vm", "create", "x1", "--cpus", "-2", "--driver", "fake"]).stderr).toContain("--cpus must be a whole number (0 or more)");
   });
+  test("vm run --workspace that is no git repo: exit 2 before a VM is made", () => {
+    const r = run(["vm", "run", "--name", "wsbad", "--driver", "fake", "--workspace", "/nonexistent-banger-repo", "--", "true"]);
+    expect([r.code, r.stderr]).toEqual([2, "banger: --workspace: /nonexistent-banger-repo is not a git repository\n"]);
+    expect(run(["vm", "show", "wsbad"]).code).toBe(1);
+  });
+  test("a word more than a command takes: exit 2 naming it before anything is asked (vm delete a b deleted a and dropped b)", () => {
+    const r = run(["vm", "delete", "extra1", "extra2"]);
+    expect([r.code, r.stderr]).toEqual([2, 'banger: unexpected argument "extra2" for `banger vm delete` (it takes NAME; see `banger vm delete --help`)\n']);
+    expect(run(["vm", "list", "x", "--json"]).json()).toEqual({ error: { code: "E_USAGE", message: 'unexpected argument "x" for `banger vm list` (it takes none; see `banger vm list --help`)' } });
+  });
   test("unknown image: exit 1 naming the build command", () => {
     const r = run(["vm", "create", "x1", "--image", "nope", "--driver", "fake"]);
     expect(r.code).toBe(1);

@@ -141,3 +141,18 @@ describe("joinNegativeValues: `--depth -1` is the option's value, not an unknown
     expect(joinNegativeValues(defs, ["--offset"])).toEqual(["--offset"]);
   });
 });
+
+describe("extraWord: a word more than the command's positionals is an error, not dropped", () => {
+  test("option values are not words; `=` forms carry their own; `-` is a word; the tail after `--` counts", async () => {
+    const { extraWord } = await import("../../src/cli/main.ts");
+    const defs = { name: { type: "positional" }, image: { type: "string", alias: "i" }, json: { type: "boolean" } } as const;
+    expect(extraWord(defs, ["box"], [])).toBeNull();
+    expect(extraWord(defs, ["box", "--image", "img", "--json"], [])).toBeNull();
+    expect(extraWord(defs, ["-i", "img", "box"], [])).toBeNull();
+    expect(extraWord(defs, ["--image=img", "box", "two"], [])).toBe("two");
+    expect(extraWord(defs, ["box", "two", "three"], [])).toBe("two");
+    expect(extraWord(defs, ["box"], ["-dash"])).toBe("-dash");
+    expect(extraWord(defs, ["-", "box"], [])).toBe("box");
+    expect(extraWord({}, [], [])).toBeNull();
+  });
+});
