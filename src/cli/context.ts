@@ -125,13 +125,20 @@ export async function streamCall<K extends StreamRoute>(
   }
 }
 
+/** Where a --json error goes: stdout, except for a command whose stdout is a guest command's own (vm exec, run, ssh). */
+let _jsonErrorFd: 1 | 2 = 1;
+/** The command's stdout is a guest command's output: a --json error (like its --json result) goes to stderr, alone. */
+export function jsonErrorsOnStderr(): void {
+  _jsonErrorFd = 2;
+}
+
 export function fail(e: unknown, json: boolean): never {
   const code = isBangerError(e) ? e.code : "E_INTERNAL";
   const message = errorMessage(e);
   const undoFailures = undoFailuresOf(e);
   // synchronous: process.exit below would drop a pending stream write
-  if (json) writeOut(1, JSON.stringify({ error: undoFailures.length ? { code, message, undoFailures } : { code, message } }) + "\n");
-  log().error(withUndoNote(message, undoFailures));
+  if (json) writeOut(_jsonErrorFd, JSON.stringify({ error: undoFailures.length ? { code, message, undoFailures } : { code, message } }) + "\n");
+  if (!json || _jsonErrorFd === 1) log().error(withUndoNote(message, undoFailures));
   process.exit(isBangerError(e) ? e.exitCode : 1);
 }
 

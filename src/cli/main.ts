@@ -1,7 +1,7 @@
 import type { ArgsDef, CommandDef } from "citty";
 import { BangerError } from "../shared/errors.ts";
 import { FULL_VERSION } from "../version.ts";
-import { exitIfBrokenPipe, fail, passthrough } from "./context.ts";
+import { exitIfBrokenPipe, fail, jsonErrorsOnStderr, passthrough } from "./context.ts";
 import { defineCommand } from "./define.ts";
 import { setVerbosity } from "./log.ts";
 import { fdIsTTY, onOutputError, writeOut } from "../host/stdio.ts";
@@ -164,6 +164,8 @@ async function checkFlags(cmd: AnyCmd, rest: string[], path: string[]): Promise<
 
 /** The commands whose words after `--` are a command (or names) of their own: passthrough.argv. */
 const _TAKES_A_COMMAND = new Set(["vm exec", "vm run", "vm ssh", "vm fork", "session start"]);
+/** The commands whose stdout is a guest command's output: their --json result and errors go to stderr. */
+const _OWN_STDOUT = new Set(["vm exec", "vm run", "vm ssh"]);
 /** The commands that take any number of words after their positionals (`vm fork VM NEW…`). */
 const _VARIADIC = new Set(["vm fork"]);
 
@@ -214,6 +216,7 @@ export async function run(argv: string[]): Promise<void> {
       return;
     }
     const leaf = await leafOf(main, head);
+    if (_OWN_STDOUT.has(leaf.path.join(" "))) jsonErrorsOnStderr();
     if (head.includes("--help") || head.includes("-h")) {
       // name the whole path in USAGE ("banger session start"), not just the last parent
       const parent = leaf.path.length ? ({ meta: { name: ["banger", ...leaf.path.slice(0, -1)].join(" ") } } as AnyCmd) : undefined;

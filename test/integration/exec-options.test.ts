@@ -65,7 +65,9 @@ guestLogin.test("-w: a hostile directory name is entered as is; a missing one is
   expect(() => readFileSync(join(scratch, "ran"))).toThrow();
   const asJson = run(["vm", "exec", "box", "--cwd", "/no/such", "--json", "--", "true"]);
   expect(asJson.code).toBe(2);
-  expect(JSON.parse(asJson.stdout).error).toEqual({ code: "E_BAD_REQUEST", message: "no such directory in the guest: /no/such" });
+  // stdout is the command's: with --json the error, like the result, is on stderr, alone
+  expect(asJson.stdout).toBe("");
+  expect(JSON.parse(asJson.stderr).error).toEqual({ code: "E_BAD_REQUEST", message: "no such directory in the guest: /no/such" });
 });
 
 guestLogin.test("-u: NAME, UID:GID, with HOME; a missing user or group is one line, exit 2", () => {
