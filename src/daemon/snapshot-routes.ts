@@ -8,6 +8,28 @@ import type { HandlersFor } from "./router.ts";
 /** How many clones of a fork are made at once. */
 export const FORK_PARALLEL = 4;
 
+/**
+ * A fork of N clones may come to need N times the VM's memory (a clone maps
+ * the snapshot's RAM privately: what a guest writes becomes its own): refused
+ * up front when that is more than the host has available, rather than found
+ * out by the kernel's OOM killer halfway (`--count 1000` of a 256 MiB VM
+ * started clones until the host ran short). Unknown memory (no
+ * /proc/meminfo) is no refusal.
+ */
+async function _checkMemoryForClones(engine: Engine, count: number, memoryMiB: number): Promise<void> {
+  const text = await engine.deps.host.fs.readText("/proc/meminfo").catch(() => null);
+  const kib = Number(/^MemAvailable:\s+(\d+) kB/m.exec(text ?? "")?.[1]);
+  if (!Number.isFinite(kib) || kib <= 0) return;
+  const availableMiB = Math.floor(kib / 1024);
+  const needMiB = count * memoryMiB;
+  if (needMiB <= availableMiB) return;
+  const fits = Math.floor(availableMiB / memoryMiB);
+  throw new BangerError(
+    "E_BAD_REQUEST",
+    `fork of ${count} clones of ${memoryMiB} MiB could need ${needMiB} MiB of RAM; the host has ${availableMiB} MiB available: fork at most ${fits} at a time`,
+  );
+}
+
 /** Snapshot routes: make one of a VM, roll a VM back to one, list, show and remove them. */
 export function createSnapshotRoutes(engine: Engine) {
   const snapshots = new Snapshots(engine);
@@ -29,6 +51,7 @@ export function createSnapshotRoutes(engine: Engine) {
       if (body.names.length === 0) throw new BangerError("E_USAGE", "fork needs at least one new name (or --count N)");
       if (new Set(body.names).size !== body.names.length) throw new BangerError("E_BAD_REQUEST", "fork: the new names must differ");
       for (const name of body.names) await engine.checkCreate({ name, image: vm.spec.image, driver: vm.spec.driver, net: vm.spec.net, storage: vm.spec.storage });
+      await _checkMemoryForClones(engine, body.names.length, vm.spec.memoryMiB);
       return ndjson(async (emit) => {
         const snap = await snapshots.create(vm.id, { name: `fork-${defaultSnapshotName(engine.deps.host.clock.now())}` }, emit.progress);
         // in parallel, bounded: a clone's start is mostly waiting (QEMU's start, the state load, the guest's answer), not CPU;

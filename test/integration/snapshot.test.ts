@@ -145,6 +145,10 @@ test("vm create --from: a new VM from a snapshot (its disks, its shape), started
     expect([args.join(" "), x.code, x.stderr]).toEqual([args.join(" "), code, err]);
   }
   expect(run(["vm", "show", "k3"]).code).toBe(1);
+  // more clones than the host's available memory could hold: refused before a snapshot or a clone is made
+  const huge = run(["vm", "fork", "a", "--count", "5000"]);
+  expect([huge.code, huge.stderr]).toEqual([2, expect.stringMatching(/^banger: fork of 5000 clones of \d+ MiB could need \d+ MiB of RAM; the host has \d+ MiB available: fork at most \d+ at a time\n$/)]);
+  expect(run(["vm", "show", "a-1"]).code).toBe(1);
   ok(["vm", "delete", "k1", "--force"]);
   ok(["vm", "delete", "k2", "--force"]);
 });
