@@ -288,7 +288,10 @@ export const files = defineCommand({
         return out(f, json, () => _describe(f));
       }
       case "ls": {
-        const r = await c.call("fileList", { params, query: { path, depth: intArg(args.depth, "--depth") } });
+        const depth = intArg(args.depth, "--depth");
+        // 0 would list nothing: the route takes it for its default, 1
+        if (depth === 0) usage("--depth must be at least 1 (the dir's own entries; `stat` is the path alone)");
+        const r = await c.call("fileList", { params, query: { path, depth } });
         return out(r, json, () => r.entries.map((f) => `${f.type.padEnd(7)} ${_mode(f.mode)} ${String(f.size).padStart(10)} ${f.mtime}  ${_q(f.path)}${f.target !== undefined ? ` -> ${_q(f.target)}` : ""}`).join("\n"));
       }
       case "cat": {
