@@ -275,7 +275,10 @@ export class Snapshots {
     const cancelled = () => new BangerError("E_CANCELLED", `vm create ${name} --from ${snap.vmName}@${snap.name}: its request was cancelled`);
     // a fork's later clones, once its requester went away: none made only to be deleted
     if (signal.aborted) throw cancelled();
-    const vm = await this.engine.create({ ...opts.own, name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress, { disksFrom: snap });
+    // a clone keeps its source's egress policy (a fork of an allowlisted agent must not get the default one) unless
+    // it asks for its own; a warm template is a fresh boot of the image, whose clones get the default as a cold VM does
+    const egress = opts.own?.egress ?? (snap.template ? undefined : spec.egress);
+    const vm = await this.engine.create({ ...opts.own, egress, name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress, { disksFrom: snap });
     try {
       await this.engine.cache.withLock(vm.id, () =>
         runOperation({ name: `vm create ${name} --from ${snap.vmName}@${snap.name}`, vm, host, log, progress }, async (op) => {

@@ -153,18 +153,18 @@ test("vm create --from: a new VM from a snapshot (its disks, its shape), started
   ok(["vm", "delete", "k2", "--force"]);
 });
 
-test("a clone's egress policy is its own (the default unless given, not its source's); it takes its own ttl and idle timeout", () => {
-  const src = ok(["vm", "create", "eg", "--image", "tiny", "--driver", "fake", "--egress", "all", "--start", "--json"]).json();
+test("a clone keeps its source's egress policy unless it is given its own (a fork of a fenced-in VM must not get the default); it takes its own ttl and idle timeout", () => {
+  const src = ok(["vm", "create", "eg", "--image", "tiny", "--driver", "fake", "--egress", "pkgs.example.test", "--start", "--json"]).json();
   pids.push(src.pid);
   const f = ok(["vm", "fork", "eg", "eg1", "--json"]).json();
   pids.push(f.vms[0].pid);
-  expect(f.vms[0].spec.egress).toBe("none");
+  expect(f.vms[0].spec.egress).toBe("pkgs.example.test");
   const given = ok(["vm", "create", "eg2", "--from", `eg@${f.snapshot.name}`, "--egress", "all", "--ttl", "1h", "--idle-timeout", "30m", "--idle-action", "delete", "--start", "--json"]).json();
   pids.push(given.pid);
   expect(given.spec.egress).toBe("all");
   expect(given.lifetime).toMatchObject({ ttlAction: "delete", idleTimeoutMs: 1_800_000, idleAction: "delete" });
   expect(given.lifetime.expiresAt).not.toBe("");
-  expect(ok(["vm", "create", "eg3", "--from", `eg@${f.snapshot.name}`, "--json"]).json().spec.egress).toBe("none");
+  expect(ok(["vm", "create", "eg3", "--from", `eg@${f.snapshot.name}`, "--json"]).json().spec.egress).toBe("pkgs.example.test");
   for (const n of ["eg", "eg1", "eg2", "eg3"]) ok(["vm", "delete", n, "--force", "--with-snapshots"]);
 });
 
