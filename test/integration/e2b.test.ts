@@ -227,6 +227,13 @@ test("snapshot, create from it, list and delete it; fork", async () => {
   expect(await clone.isRunning()).toBe(true);
   expect(await Sandbox.deleteSnapshot(snap.snapshotId, opts())).toBe(true);
   expect(await Sandbox.deleteSnapshot(snap.snapshotId, opts())).toBe(false);
+  // the user's own snapshots (of a VM that is no sandbox) are not the endpoint's: an E2B key cannot remove them
+  const image = run(["vm", "show", sb.sandboxId, "--json"]).json().spec.image;
+  expect(run(["vm", "create", "mine", "--image", image]).code).toBe(0);
+  expect(run(["vm", "snapshot", "mine", "--name", "keep"]).code).toBe(0);
+  expect(await Sandbox.deleteSnapshot("mine@keep", opts())).toBe(false);
+  expect(run(["snapshot", "show", "mine@keep"]).code).toBe(0);
+  expect(run(["vm", "delete", "mine", "--with-snapshots"]).code).toBe(0);
   const forks = await sb.fork({ count: 2 });
   expect(forks).toHaveLength(2);
   for (const f of forks) {

@@ -492,9 +492,8 @@ async function _listSnapshots(c: _Ctx): Promise<Response> {
   if (sandboxId && !sb) return Response.json([]);
   const { snapshots } = await callDaemon<{ snapshots: SnapshotRecord[] }>(deps.app, "GET", `/v1/snapshots${sb ? `?vm=${encodeURIComponent(sb.vmId)}` : ""}`);
   const sandboxVMs = new Set(deps.repo.listSandboxes().map((s) => s.vmId));
-  // a sandbox's snapshots, and those of sandboxes since killed (their VM name says so); never warm-start templates
   const items = snapshots
-    .filter((s) => !s.template && (sandboxVMs.has(s.vmId) || s.vmName.startsWith("e2b-")))
+    .filter((s) => _sandboxSnapshot(s, sandboxVMs))
     .map((s) => ({ snapshotID: _snapshotId(s), names: [_snapshotId(s)], startedAt: s.createdAt, sandboxID: s.vmName }));
   const limitQ = url.searchParams.get("limit");
   const limit = limitQ === null ? PAGE_MAX : Math.min(Math.max(Number(limitQ) || PAGE_MAX, 1), PAGE_MAX);
@@ -502,13 +501,22 @@ async function _listSnapshots(c: _Ctx): Promise<Response> {
   return Response.json(page.map((p) => ({ snapshotID: p.snapshotID, names: p.names })), { headers: next ? { "X-Next-Token": next } : {} });
 }
 
+/** What the E2B endpoint may see and remove: a sandbox's snapshots, and those of sandboxes since killed (their VM name says so); never warm-start templates, never the user's own. */
+function _sandboxSnapshot(s: SnapshotRecord, sandboxVMs: Set<string>): boolean {
+  return !s.template && (sandboxVMs.has(s.vmId) || s.vmName.startsWith("e2b-"));
+}
+
 async function _deleteSnapshot(c: _Ctx): Promise<Response> {
   const id = c.m[1]!;
   if (!id.includes("@")) return e2bError(404, `snapshot "${id}" not found (banger's templates are images: remove one with \`banger image rm\`)`);
+  const notFound = () => e2bError(404, `snapshot "${id}" not found`);
   try {
+    // only what the list shows: an E2B key must not remove the user's own checkpoints or warm templates
+    const s = await callDaemon<SnapshotRecord>(c.deps.app, "GET", `/v1/snapshots/${encodeURIComponent(id)}`);
+    if (!_sandboxSnapshot(s, new Set(c.deps.repo.listSandboxes().map((x) => x.vmId)))) return notFound();
     await callDaemon(c.deps.app, "DELETE", `/v1/snapshots/${encodeURIComponent(id)}`);
   } catch (e) {
-    if (isBangerError(e) && e.httpStatus === 404) return e2bError(404, `snapshot "${id}" not found`);
+    if (isBangerError(e) && e.httpStatus === 404) return notFound();
     throw e;
   }
   return new Response(null, { status: 204 });
