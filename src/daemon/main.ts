@@ -217,7 +217,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     reconcile,
     autoWarm,
     requestsOpen: (id) => lifetimes.requestsOpen(id),
-    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers, ...createLifetimeRoutes({ engine, lifetimes, clock: host.clock }), ...createEgressRoutes({ engine, fs: host.fs, clock: host.clock }), ...snapshots.handlers, ...createE2BRoutes({ server: e2b, repo: store.e2b, fs: host.fs, clock: host.clock, home, base: e2bBase }) },
+    routes: { ...sessions.handlers, ...workspaces.handlers, ...ports.handlers, ...stats.handlers, ...files.handlers, ...createLifetimeRoutes({ engine, lifetimes, clock: host.clock }), ...createEgressRoutes({ engine, fs: host.fs, clock: host.clock }), ...snapshots.handlers, ...createE2BRoutes({ server: e2b, repo: store.e2b, fs: host.fs, clock: host.clock, home, base: e2bBase, checkVmm: (n) => engine.resolveDriver(n) }) },
     shutdown,
   }), (vm) => lifetimes.busy(vm));
   server = await _serve(app, paths, fs);

@@ -59,6 +59,10 @@ test("serve + env: the three variables; status and key list as JSON hold no key"
   expect(st).toMatchObject({ listening: true, apiUrl, sandboxUrl: apiUrl, vmm: "fake", keys: 1 });
   // serving again (any port) keeps the port already bound, so exported URLs stay right
   expect(run(["e2b", "serve", "--listen", "127.0.0.1:0", "--json"]).json().apiUrl).toBe(apiUrl);
+  // a VMM that is not loaded is refused at serve, and not remembered
+  const bogus = run(["e2b", "serve", "--vmm", "bogus"]);
+  expect([bogus.code, bogus.stderr]).toEqual([2, expect.stringContaining('unknown vmm "bogus"')]);
+  expect(run(["e2b", "status", "--json"]).json().vmm).toBe("fake");
   const keys = run(["e2b", "key", "list", "--json"]);
   expect(keys.json()).toHaveLength(1);
   expect(keys.stdout).not.toContain(apiKey);

@@ -11,11 +11,24 @@ import { BASE_IMAGE, type BaseTemplate } from "./template.ts";
 export const ENV_KEY_FILE = "e2b-env-key";
 
 /** The daemon's `banger e2b …` routes (over its unix socket, like every other command). */
-export function createE2BRoutes(d: { server: E2BServer; repo: E2BRepo; fs: FS; clock: Clock; home: string; base: BaseTemplate }): HandlersFor<"e2b"> {
+export function createE2BRoutes(d: {
+  server: E2BServer;
+  repo: E2BRepo;
+  fs: FS;
+  clock: Clock;
+  home: string;
+  base: BaseTemplate;
+  /** Refuse a VMM that is not loaded or cannot run here (the engine's own check for `vm create --vmm`). */
+  checkVmm?: (name: string) => Promise<unknown>;
+}): HandlersFor<"e2b"> {
   const envKeyPath = join(d.home, ENV_KEY_FILE);
   return {
     e2bStatus: async () => d.server.status(),
-    e2bServe: async ({ body }) => d.server.serve(body),
+    e2bServe: async ({ body }) => {
+      // checked now, not remembered to fail every sandbox create later with an error that blames the SDK
+      if (body.vmm) await d.checkVmm?.(body.vmm);
+      return d.server.serve(body);
+    },
     e2bStop: async () => d.server.stop(),
     e2bEnv: async ({ body }) => {
       const st = d.server.status();
