@@ -69,6 +69,8 @@ export function parseEgressEntry(entry: string): EgressRule {
   const e = entry.trim().toLowerCase();
   let host = e;
   let port: number | undefined;
+  // a URL is not an entry: its scheme would read as a host and its // as a port
+  if (/^[a-z][a-z0-9+.-]*:\/\//.test(e)) throw _bad(entry, "a URL is not an entry: write the host name (NAME or NAME:PORT)");
   if (e.startsWith("[") || (e.match(/:/g)?.length ?? 0) > 1) {
     throw _bad(entry, "IPv6 is not supported (guests get no IPv6 egress); a port is written NAME:PORT");
   }
@@ -78,7 +80,7 @@ export function parseEgressEntry(entry: string): EgressRule {
     port = Number(m[2]);
     if (port < 1 || port > 65535) throw _bad(entry, "port must be 1-65535");
   } else if (e.includes(":")) {
-    throw _bad(entry, "IPv6 is not supported (guests get no IPv6 egress); a port is written NAME:PORT");
+    throw _bad(entry, "the port after : must be a number 1-65535 (NAME:PORT)");
   }
   const cidr = /^([0-9.]+)(?:\/([0-9]{1,2}))?$/.exec(host);
   if (cidr && /^[0-9]+(\.[0-9]+){3}$/.test(cidr[1]!)) {
