@@ -13,6 +13,7 @@ import { pickVMName } from "../shared/vm-names.ts";
 import { MAX_EXEC_STDIN_BYTES } from "../shared/routes.ts";
 import { formatPort, parsePortSpec, portsColumn, samePort } from "../shared/ports.ts";
 import { table } from "./table.ts";
+import { log } from "./log.ts";
 
 const nameArg = { name: { type: "positional", description: "VM name", required: true } } as const;
 
@@ -346,6 +347,7 @@ const create = defineCommand({
   args: { ...nameArg, ...createArgs, ...fromArg, start: { type: "boolean", description: "Boot it right away (a clone: run on from its snapshot)" }, ...jsonArg },
   async run({ args }) {
     const { data: vm } = await streamCall("vmCreate", { body: { ...createBody(args.name, args), start: !!args.start, from: args.from, cold: args.cold ? true : undefined } }, { json: !!args.json });
+    await _warnIfOpensHost(args.egress, !!args.json);
     out(vm, !!args.json, () => `created ${vm.name} (${vm.runtime.state})`);
   },
 });
@@ -582,6 +584,19 @@ const logs = defineCommand({
   },
 });
 
+/** A policy whose CIDR entries open the host's loopback or private ranges gets a warning: 0.0.0.0/0 is more than `all`. */
+async function _warnIfOpensHost(policy: unknown, json: boolean): Promise<void> {
+  if (typeof policy !== "string" || json || !/\//.test(policy)) return;
+  const { parseEgress, openedHostRanges } = await import("../shared/egress.ts");
+  let opened: string[] = [];
+  try {
+    opened = openedHostRanges(parseEgress(policy));
+  } catch {
+    return; // the daemon says what is wrong with it
+  }
+  if (opened.length) log().warn(`--egress ${policy} opens ${opened.join(", ")} to the guest (\`all\` is the public internet only)`);
+}
+
 function describeEgress(v: EgressView, showLog: boolean): string {
   const lines = [`policy:    ${v.policy}`];
   if (v.effective !== v.policy) lines.push(`effective: ${v.effective} (with plugin sources)`);
@@ -604,6 +619,7 @@ const egress = defineCommand({
     const policy = args.policy as string | undefined;
     let v = policy === undefined ? await c.call("vmEgress", { params: { vm: args.name }, query: { log: !!args.log } }) : await c.call("vmEgressSet", { params: { vm: args.name }, body: { policy } });
     if (policy !== undefined && args.log) v = { ...v, log: (await c.call("vmEgress", { params: { vm: args.name }, query: { log: true } })).log };
+    await _warnIfOpensHost(policy, !!args.json);
     out(v, !!args.json, () => describeEgress(v, !!args.log));
   },
 });

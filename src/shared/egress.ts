@@ -154,6 +154,18 @@ export const SPECIAL_RANGES: readonly [string, number][] = [
   ["172.16.0.0", 12], ["192.0.0.0", 24], ["192.168.0.0", 16], ["198.18.0.0", 15], ["224.0.0.0", 4], ["240.0.0.0", 4],
 ];
 
+/** The host's own and private ranges a policy's CIDR entries open (0.0.0.0/0 opens them all, which `all` does not): said to the user. */
+export function openedHostRanges(p: EgressPolicy): string[] {
+  if (p.mode !== "list") return [];
+  const named: [string, number, string][] = [["127.0.0.0", 8, "the host's loopback"], ["169.254.0.0", 16, "link-local, cloud metadata"], ["10.0.0.0", 8, "private"], ["172.16.0.0", 12, "private"], ["192.168.0.0", 16, "private"]];
+  const out: string[] = [];
+  for (const [addr, prefix, what] of named) {
+    const n = ipv4ToInt(addr)!;
+    if (p.rules.some((r) => r.kind === "cidr" && r.prefix <= prefix && _inCidr(n, r.addr, r.prefix))) out.push(`${addr}/${prefix} (${what})`);
+  }
+  return out;
+}
+
 export function isSpecialAddress(ip: string): boolean {
   const n = ipv4ToInt(ip);
   return n === null || SPECIAL_RANGES.some(([a, p]) => _inCidr(n, a, p));

@@ -138,3 +138,13 @@ describe("engine", () => {
     expect((await caught(e.setEgress("web", "1.2.3.4/40"))).code).toBe("E_BAD_REQUEST");
   });
 });
+
+describe("openedHostRanges: what a CIDR entry opens that `all` does not", () => {
+  test("0.0.0.0/0 opens loopback, link-local and the private ranges; a public CIDR or names open none", async () => {
+    const { openedHostRanges } = await import("../../src/shared/egress.ts");
+    expect(openedHostRanges(parseEgress("0.0.0.0/0"))).toEqual(["127.0.0.0/8 (the host's loopback)", "169.254.0.0/16 (link-local, cloud metadata)", "10.0.0.0/8 (private)", "172.16.0.0/12 (private)", "192.168.0.0/16 (private)"]);
+    expect(openedHostRanges(parseEgress("10.0.0.0/8,pkgs.example.test"))).toEqual(["10.0.0.0/8 (private)"]);
+    expect(openedHostRanges(parseEgress("198.51.100.0/24,*.example.test"))).toEqual([]);
+    expect(openedHostRanges(parseEgress("all"))).toEqual([]);
+  });
+});
