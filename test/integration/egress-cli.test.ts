@@ -68,6 +68,10 @@ describe("vm egress through the CLI", () => {
     expect(stopped.json()).toMatchObject({ policy: "none", effective: "mirror.example.net" });
     expect(stopped.json().appliedMs).toBeUndefined();
     expect(applied().length).toBe(n);
+    // a CIDR that opens the host's own ranges is taken, with a warning naming them (0.0.0.0/0 is more than all)
+    const wide = run(["vm", "egress", "b", "0.0.0.0/0"]);
+    expect([wide.code, wide.stderr.split("\n").filter((l) => l.startsWith("banger:"))]).toEqual([0, [expect.stringMatching(/^banger: --egress 0\.0\.0\.0\/0 opens 127\.0\.0\.0\/8 \(the host's loopback\), .*192\.168\.0\.0\/16 \(private\) to the guest/)]]);
+    expect(run(["vm", "egress", "b", "none"]).code).toBe(0);
   });
 
   test("after kill -9 of the daemon, the next one re-applies the stored policy to the VM it re-adopts", () => {
