@@ -67,8 +67,17 @@ export class Snapshots {
     return join(this.d.paths.home, "snapshots");
   }
 
+  /** Ready snapshots; of one VM: the VM's, and those named for it (`VM@…`) whose VM was deleted (their VM is gone, their name is not). */
   list(vm?: string): SnapshotRecord[] {
-    return this.d.store.snapshots.list(vm === undefined ? undefined : this.engine.getVM(vm).id).filter((s) => s.state === "ready");
+    const ready = this.d.store.snapshots.list().filter((s) => s.state === "ready");
+    if (vm === undefined) return ready;
+    let id: string | null = null;
+    try {
+      id = this.engine.getVM(vm).id;
+    } catch (e) {
+      if (!ready.some((s) => s.vmName === vm)) throw e;
+    }
+    return ready.filter((s) => s.vmId === id || s.vmName === vm);
   }
 
   /** A ready snapshot by `VM@SNAP` (or `SNAP` of `vmName`). */

@@ -38,7 +38,12 @@ export function createSnapshotRoutes(engine: Engine) {
       // refused with a 4xx before the stream's 200: a missing VM, a bad or taken name
       const vm = engine.getVM(params.vm);
       if (body.name !== undefined) validateSnapshotName(body.name);
-      if (body.name !== undefined && engine.store.snapshots.find(vm.name, body.name)) throw new BangerError("E_NAME_TAKEN", `snapshot already exists: ${vm.name}@${body.name}`);
+      const taken = body.name !== undefined ? engine.store.snapshots.find(vm.name, body.name) : null;
+      if (taken) {
+        // a deleted VM's snapshot keeps its VM@SNAP name: a new VM of that name meets it
+        const whose = taken.vmId === vm.id ? "" : ` (of an earlier VM named ${vm.name}: \`banger snapshot rm ${vm.name}@${body.name}\` frees the name)`;
+        throw new BangerError("E_NAME_TAKEN", `snapshot already exists: ${vm.name}@${body.name}${whose}`);
+      }
       return ndjson(async (emit) => ({ type: "result", data: await snapshots.create(vm.id, body, emit.progress) }));
     },
     snapshotRollback: async ({ params, body, ndjson }) => {

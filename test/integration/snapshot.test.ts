@@ -112,10 +112,16 @@ test("vm delete keeps the VM's snapshots (they are independent); --with-snapshot
   expect(ok(["vm", "delete", "c", "--force", "--json"]).json().snapshots).toBeUndefined();
   const kept = ok(["snapshot", "show", "c@x", "--json"]).json();
   expect(existsSync(join(kept.dir, "system.img"))).toBe(true);
+  // listed by the name they carry, though their VM is gone
+  const names = (args: string[]) => ok(args).json().map((s: { vmName: string; name: string }) => `${s.vmName}@${s.name}`);
+  expect(names(["snapshot", "list", "--vm", "c", "--json"])).toEqual(["c@x", "c@y"]);
   pids.push(ok(["vm", "create", "c", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json().pid);
   // the new c is another VM: the old c's snapshots are not its own to roll back to
   expect(run(["vm", "rollback", "c", "x"]).code).toBe(2);
+  const clash = run(["vm", "snapshot", "c", "--name", "x"]);
+  expect([clash.code, clash.stderr]).toEqual([1, "banger: snapshot already exists: c@x (of an earlier VM named c: `banger snapshot rm c@x` frees the name)\n"]);
   ok(["vm", "snapshot", "c", "--name", "z"]);
+  expect(names(["snapshot", "list", "--vm", "c", "--json"])).toEqual(["c@x", "c@y", "c@z"]);
   expect(ok(["vm", "delete", "c", "--force", "--with-snapshots", "--json"]).json().snapshots).toEqual(["z"]);
   expect(ok(["snapshot", "list", "--json"]).json().map((s: { vmName: string; name: string }) => `${s.vmName}@${s.name}`).filter((n: string) => n.startsWith("c@"))).toEqual(["c@x", "c@y"]);
   ok(["snapshot", "rm", "c@x"]);
