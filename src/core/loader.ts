@@ -30,6 +30,16 @@ function isPlugin(v: unknown): v is BangerPlugin {
   return !!v && typeof v === "object" && typeof (v as BangerPlugin).name === "string" && typeof (v as BangerPlugin).setup === "function";
 }
 
+/** What Bun's build of a plugin file said, with where: "3 errors building x.ts" alone told the user nothing. */
+function _buildErrors(e: unknown): string {
+  const list: unknown[] = e instanceof AggregateError && e.errors.length ? e.errors : [e];
+  const one = (x: unknown) => {
+    const p = (x as { position?: { line?: number; column?: number; lineText?: string } } | null)?.position;
+    return p?.line ? `${errorMessage(x)} (line ${p.line}:${p.column ?? 0}: ${(p.lineText ?? "").trim().slice(0, 80)})` : errorMessage(x);
+  };
+  return list.slice(0, 3).map(one).join("; ") + (list.length > 3 ? `; and ${list.length - 3} more` : "");
+}
+
 /** Import a user's plugin file (works from the compiled binary too). */
 export async function importPluginFile(path: string): Promise<BangerPlugin> {
   const abs = resolve(path);
@@ -37,7 +47,7 @@ export async function importPluginFile(path: string): Promise<BangerPlugin> {
   try {
     mod = (await import(abs)) as Record<string, unknown>;
   } catch (e) {
-    throw new BangerError("E_PLUGIN", `cannot load plugin ${abs}: ${errorMessage(e)}`, { cause: e });
+    throw new BangerError("E_PLUGIN", `cannot load plugin ${abs}: ${_buildErrors(e)}`, { cause: e });
   }
   const plugin = mod.default ?? mod.plugin;
   if (!isPlugin(plugin)) {

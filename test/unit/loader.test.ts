@@ -96,6 +96,8 @@ describe("importPluginFile", () => {
     const e2 = await caught(importPluginFile(broken));
     expect(e2.code).toBe("E_PLUGIN");
     expect(e2.message).toContain(`cannot load plugin ${broken}`);
+    // what the build said and where, not only how many errors it found
+    expect(e2.message).toMatch(/: .+ \(line \d+:\d+: .*\)/);
   });
 
   test("a plugin that throws at import time → E_PLUGIN naming the path", async () => {
