@@ -26,6 +26,8 @@ function describe(s: GuestSession): string {
   ];
   if (s.endedAt) lines.push(`ended:    ${s.endedAt}`);
   if (s.launchStage) lines.push(`failed at stage ${s.launchStage}: ${s.launchMessage}`);
+  // an end the daemon recorded (its vm stopped, its process vanished): the why was in --json only
+  else if (s.launchMessage) lines.push(`why:      ${s.launchMessage}`);
   return lines.join("\n");
 }
 

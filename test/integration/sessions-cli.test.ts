@@ -191,6 +191,7 @@ guestLogin.describe("session CLI over a real sshd", () => {
     expect(run(["vm", "stop", "box"]).code).toBe(0);
     const listed = run(["session", "list", "box", "--json"]).json<{ name: string; status: string; launchMessage: string }[]>().find((x) => x.name === "goes");
     expect([listed?.status, listed?.launchMessage]).toEqual(["failed", "its vm stopped"]);
+    expect(run(["session", "show", "box", "goes"]).stdout).toContain("\nwhy:      its vm stopped");
     expect(readFileSync(join(h.home, "daemon.log"), "utf8")).toContain("vm box stopped: session goes ended with it");
     // this test's guest is the host: its process outlives the stop here (a real guest's does not)
     for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
