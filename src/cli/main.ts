@@ -105,19 +105,25 @@ export function simpleArgs(defs: ArgsDef, rest: string[], tail: string[] = []): 
   return args;
 }
 
+/** Every spelling of an option that takes a value (`--name`, its kebab form, aliases) → a long form of it. */
+function _valueOptions(defs: ArgsDef): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const [name, def] of Object.entries(defs)) {
+    if (def.type !== "string") continue;
+    m.set(`--${name}`, `--${name}`).set(`--${_kebab(name)}`, `--${_kebab(name)}`);
+    for (const a of [def.alias ?? []].flat()) m.set(a.length === 1 ? `-${a}` : `--${a}`, `--${name}`);
+  }
+  return m;
+}
+
 /**
  * `--depth -1`: an option that takes a value, followed by a negative number,
  * takes it (as `--depth=-1`), so the command's own check says what range it
  * wants instead of "unknown option -1".
  */
 export function joinNegativeValues(defs: ArgsDef, words: string[]): string[] {
-  // each spelling of a value option → its long form (citty reads `-u=-1` as the value "=-1": a short one is written long)
-  const takesValue = new Map<string, string>();
-  for (const [name, def] of Object.entries(defs)) {
-    if (def.type !== "string") continue;
-    takesValue.set(`--${name}`, `--${name}`).set(`--${_kebab(name)}`, `--${_kebab(name)}`);
-    for (const a of [def.alias ?? []].flat()) takesValue.set(a.length === 1 ? `-${a}` : `--${a}`, `--${name}`);
-  }
+  // written long: citty reads `-u=-1` as the value "=-1"
+  const takesValue = _valueOptions(defs);
   const out: string[] = [];
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;
@@ -175,14 +181,8 @@ const _VARIADIC = new Set(["vm fork"]);
  * x`, `-u x`) are not words; a `=` form carries its own.
  */
 export function extraWord(defs: ArgsDef, rest: string[], tail: string[]): string | null {
-  const valued = new Set<string>();
-  let positionals = 0;
-  for (const [name, def] of Object.entries(defs)) {
-    if (def.type === "positional") positionals++;
-    if (def.type !== "string") continue;
-    valued.add(`--${name}`).add(`--${_kebab(name)}`);
-    for (const a of [def.alias ?? []].flat()) valued.add(a.length === 1 ? `-${a}` : `--${a}`);
-  }
+  const valued = _valueOptions(defs);
+  const positionals = Object.values(defs).filter((d) => d.type === "positional").length;
   const words: string[] = [];
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]!;
