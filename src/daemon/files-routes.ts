@@ -20,8 +20,8 @@ export interface FileRouteDeps {
  * body sees the one-line error rather than a broken pipe; past that the
  * body is cancelled (a dir of gigabytes refused is not read to its end).
  * `drained()` is for a reader that stops at its own end marker (tar):
- * what follows it (the sender's padding) is read, and the body was whole
- * if it then ended.
+ * what follows it (the sender's padding) is read, up to DRAIN_MAX too, and
+ * the body was whole if it then ended.
  */
 async function _withBody<T>(req: Request, fn: (body: Body) => Promise<T>): Promise<T> {
   const reader = req.body?.getReader();
@@ -55,7 +55,8 @@ async function _withBody<T>(req: Request, fn: (body: Body) => Promise<T>): Promi
     return false;
   };
   try {
-    return await fn({ chunks, whole: () => ended, drained: () => drain(Number.POSITIVE_INFINITY) });
+    // after tar's end blocks only the sender's padding can follow (a 10 KiB record at most): more is no tar of ours
+    return await fn({ chunks, whole: () => ended, drained: () => drain(DRAIN_MAX) });
   } finally {
     if (reader && !ended && !(await drain(DRAIN_MAX))) await reader.cancel().catch(() => {});
   }
