@@ -18,6 +18,8 @@ export interface NameSource {
   vms(): Promise<string[]>;
   images(): Promise<string[]>;
   sessions(vm: string): Promise<string[]>;
+  /** Snapshots as VM@SNAP (all, or one VM's). */
+  snapshots?(vm?: string): Promise<string[]>;
 }
 
 /** Options every command takes (main.ts handles them before the command sees argv). */
@@ -31,6 +33,7 @@ const OPTION_VALUES: Record<string, (src: NameSource) => Promise<string[]> | str
   stdin: () => ["pipe", "closed"],
   net: () => ["user", "tap"],
   storage: () => ["dm", "copy"],
+  from: (src) => src.snapshots?.() ?? [],
 };
 
 const resolve = async <T,>(v: T | (() => T | Promise<T>)): Promise<T> => (typeof v === "function" ? await (v as () => T | Promise<T>)() : v);
@@ -49,9 +52,10 @@ function optionOf(defs: ArgsDef, word: string): { name: string; def: ArgDef; inl
 }
 
 /** What kind of name a positional takes, from its name and the command it belongs to. */
-function positionalKind(path: string[], argName: string): "vm" | "session" | "image" | null {
+function positionalKind(path: string[], argName: string): "vm" | "session" | "image" | "snapshot" | null {
   if (argName === "vm") return "vm";
   if (argName === "session") return "session";
+  if (argName === "snapshot") return "snapshot";
   if (argName === "name" && path[0] === "image") return "image";
   if (argName === "name" && path[0] === "vm" && path[1] !== "create") return "vm"; // create takes a new name
   return null;
@@ -119,6 +123,12 @@ export async function candidates(root: AnyCmd, words: string[], src: NameSource)
   if (kind === "vm") return filter(await src.vms());
   if (kind === "image") return filter(await src.images());
   if (kind === "session" && positionals[0]) return filter(await src.sessions(positionals[0]));
+  if (kind === "snapshot") {
+    // `vm rollback VM SNAP` takes that VM's SNAP; `snapshot show|rm` a VM@SNAP
+    const vm = path[0] === "vm" ? positionals[0] : undefined;
+    const refs = (await src.snapshots?.(vm)) ?? [];
+    return filter(vm ? refs.map((r) => r.slice(r.indexOf("@") + 1)) : refs);
+  }
   return [];
 }
 
@@ -134,6 +144,7 @@ async function daemonNames(): Promise<NameSource> {
     vms: () => ask(c.peek("vmList"), (v) => v.vms.map((x) => x.name)),
     images: () => ask(c.peek("imageList"), (v) => v.images.map((x) => x.name)),
     sessions: (vm) => ask(c.peek("sessionList", { params: { vm } }), (v) => v.sessions.map((x) => x.name)),
+    snapshots: (vm) => ask(c.peek("snapshotList", { query: vm ? { vm } : {} }), (v) => v.snapshots.map((x) => `${x.vmName}@${x.name}`)),
   };
 }
 

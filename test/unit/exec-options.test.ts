@@ -169,7 +169,12 @@ describe("pickVMName", () => {
 });
 
 describe("completion candidates come from the command definitions", () => {
-  const names: NameSource = { vms: async () => ["box", "web"], images: async () => ["default"], sessions: async (vm) => (vm === "box" ? ["agent"] : []) };
+  const names: NameSource = {
+    vms: async () => ["box", "web"],
+    images: async () => ["default"],
+    sessions: async (vm) => (vm === "box" ? ["agent"] : []),
+    snapshots: async (vm) => ["box@s1", "box@s2", "web@w1"].filter((r) => !vm || r.startsWith(`${vm}@`)),
+  };
   test("top level: exactly main's subcommands", async () => {
     expect(await candidates(main, [""], names)).toEqual(Object.keys(main.subCommands as object).sort());
   });
@@ -186,5 +191,9 @@ describe("completion candidates come from the command definitions", () => {
     expect(await candidates(main, ["session", "send", "box", ""], names)).toEqual(["agent"]);
     expect(await candidates(main, ["image", "rm", ""], names)).toEqual(["default"]);
     expect(await candidates(main, ["--quiet", "vm", "stop", ""], names)).toEqual(["box", "web"]);
+    // snapshots: VM@SNAP where a command takes one, a VM's SNAP for rollback
+    expect(await candidates(main, ["snapshot", "rm", ""], names)).toEqual(["box@s1", "box@s2", "web@w1"]);
+    expect(await candidates(main, ["vm", "rollback", "box", ""], names)).toEqual(["s1", "s2"]);
+    expect(await candidates(main, ["vm", "create", "new", "--from", "w"], names)).toEqual(["web@w1"]);
   });
 });
