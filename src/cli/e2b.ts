@@ -2,6 +2,7 @@ import { defineCommand } from "./define.ts";
 import type { E2BStatus } from "../shared/e2b.ts";
 import { daemon, jsonArg, out, streamCall } from "./context.ts";
 import { log } from "./log.ts";
+import { table } from "./table.ts";
 
 function describe(s: E2BStatus): string {
   const lines = s.listening
@@ -72,7 +73,7 @@ const keyList = defineCommand({
   args: { ...jsonArg },
   async run({ args }) {
     const { keys } = await (await daemon()).call("e2bKeyList");
-    out(keys, !!args.json, () => (keys.length === 0 ? "no e2b keys (make one with `banger e2b key create`)" : keys.map((k) => `${k.id}  ${k.name.padEnd(24)} ${k.prefix.padEnd(12)} ${k.createdAt}`).join("\n")));
+    out(keys, !!args.json, () => (keys.length === 0 ? "no e2b keys (make one with `banger e2b key create`)" : table([["ID", "NAME", "PREFIX", "CREATED"], ...keys.map((k) => [k.id, k.name, k.prefix, k.createdAt])])));
   },
 });
 
