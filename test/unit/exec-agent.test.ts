@@ -15,6 +15,20 @@ function fakeGuest(fs: FakeFS, onStart: (s: Started, reply: Reply) => void, o: P
   return fakeExecGuest(fs, PIPE, onStart, o);
 }
 
+/** A guest whose one command runs until the test ends it: `end(code)` sends its exit frame; `running` until then. */
+function oneCommandGuest(host: ReturnType<typeof fakeHost>, onStart: (s: Started, reply: Reply) => void = () => {}) {
+  const cmd = { running: false, end: (_code: string) => {} };
+  const seen = fakeGuest(host.fs, (s, reply) => {
+    cmd.running = true;
+    cmd.end = (code) => {
+      cmd.running = false;
+      reply("x", s.id, code);
+    };
+    onStart(s, reply);
+  });
+  return { seen, cmd };
+}
+
 async function attached(fs: FakeFS, host: ReturnType<typeof fakeHost>, alive: () => Promise<boolean> = async () => true) {
   return ExecAgent.attach(host, PIPE, { deadline: host.clock.ms + 10_000, alive });
 }
@@ -230,14 +244,9 @@ describe("ExecAgent", () => {
 
   test("a command silent for a minute: the agent answers the pings sent meanwhile (after `sync`), and the command's status comes at the end", async () => {
     const host = fakeHost();
-    let replyTo: Reply | null = null;
-    let id = "";
-    const seen = fakeGuest(host.fs, (s, reply) => {
-      replyTo = reply;
-      id = s.id;
-    });
+    const { seen, cmd } = oneCommandGuest(host);
     const agent = await attached(host.fs, host);
-    host.clock.timer(60_000, () => replyTo!("x", id, "0"));
+    host.clock.timer(60_000, () => cmd.end("0"));
     expect(await agent.exec("sleep 60")).toBe(0);
     // liveness probes (empty pings) apart from the handshake's and the beats (one-byte payloads: `v`, `b`);
     // a beat's pong is a sign of life too, so a probe goes only in the 5 s after one with nothing else heard
@@ -252,14 +261,10 @@ describe("ExecAgent", () => {
 
   test("beats: while a command runs a ping with payload `b` goes out at once and every 10 s, output or not; none while nothing runs", async () => {
     const host = fakeHost();
-    let replyTo: Reply | null = null;
-    let id = "";
-    const seen = fakeGuest(host.fs, (s, reply) => {
-      replyTo = reply;
-      id = s.id;
+    const { seen, cmd } = oneCommandGuest(host, (s, reply) => {
       // output all along: the liveness probe never goes, the beat still does
       const chatter = () => {
-        if (!replyTo) return;
+        if (!cmd.running) return;
         reply("o", s.id, "x");
         host.clock.timer(1000, chatter);
       };
@@ -268,10 +273,7 @@ describe("ExecAgent", () => {
     const agent = await attached(host.fs, host);
     const beatsNow = () => seen.frames.filter((f) => /^p \S+ 1$/.test(f)).length;
     const before = beatsNow();
-    host.clock.timer(35_000, () => {
-      replyTo!("x", id, "0");
-      replyTo = null;
-    });
+    host.clock.timer(35_000, () => cmd.end("0"));
     expect(await agent.exec("yes")).toBe(0);
     expect(beatsNow() - before).toBe(4); // at 0, 10, 20 and 30 s
     expect(seen.frames.filter((f) => /^p \S+ 0$/.test(f)).length).toBe(0); // no liveness probe: output came all along
