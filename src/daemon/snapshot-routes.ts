@@ -3,6 +3,7 @@ import { mapBounded } from "../shared/bounded.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import { defaultSnapshotName, Snapshots, validateSnapshotName } from "../core/snapshots.ts";
 import { vmView } from "./app.ts";
+import { meminfoBytes } from "./stats.ts";
 import type { HandlersFor } from "./router.ts";
 
 /** How many clones of a fork are made at once. */
@@ -18,9 +19,9 @@ export const FORK_PARALLEL = 4;
  */
 async function _checkMemoryForClones(engine: Engine, count: number, memoryMiB: number): Promise<void> {
   const text = await engine.deps.host.fs.readText("/proc/meminfo").catch(() => null);
-  const kib = Number(/^MemAvailable:\s+(\d+) kB/m.exec(text ?? "")?.[1]);
-  if (!Number.isFinite(kib) || kib <= 0) return;
-  const availableMiB = Math.floor(kib / 1024);
+  const bytes = meminfoBytes(text ?? "", "MemAvailable");
+  if (!Number.isFinite(bytes) || bytes <= 0) return;
+  const availableMiB = Math.floor(bytes / 1048576);
   const needMiB = count * memoryMiB;
   if (needMiB <= availableMiB) return;
   const fits = Math.floor(availableMiB / memoryMiB);

@@ -33,14 +33,16 @@ export function parsePidStat(text: string): { cpuTicks: number; rssBytes: number
 
 type _GuestStats = Pick<VMStats, "memUsedBytes" | "memTotalBytes" | "diskUsedBytes" | "diskSizeBytes" | "uptimeSeconds">;
 
+/** One field of /proc/meminfo's text (`MemAvailable: 123 kB`) in bytes; NaN when it is not there. */
+export function meminfoBytes(text: string, key: string): number {
+  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text);
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
 /** What stats.sh printed: /proc/meminfo, /proc/uptime, then `df -kP /` (absent when it was not asked for: disk fields NaN). */
 export function parseGuestStats(text: string, withDf = true): _GuestStats {
-  const kib = (key: string) => {
-    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text);
-    return m ? Number(m[1]) * 1024 : NaN;
-  };
-  const total = kib("MemTotal");
-  const available = kib("MemAvailable");
+  const total = meminfoBytes(text, "MemTotal");
+  const available = meminfoBytes(text, "MemAvailable");
   const uptime = /^(\d+(?:\.\d+)?) \d+(?:\.\d+)?$/m.exec(text);
   // df -P: "Filesystem 1024-blocks Used Available Capacity Mounted on", then one line per fs
   const df = /^\S+\s+(\d+)\s+(\d+)\s+\d+\s+\d+%\s+\/$/m.exec(text);
