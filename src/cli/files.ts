@@ -7,7 +7,7 @@ import { defineCommand } from "./define.ts";
 import type { FileEvent, FileInfo } from "../shared/api.ts";
 import { BangerError } from "../shared/errors.ts";
 import { parseCpEnd, splitPath, type SplitPath } from "../files/paths.ts";
-import { EXIT, type CopyKind, archiveScript, commitScript, cutError, extractScript, placeLabel, scriptError, stagedPath } from "../files/scripts.ts";
+import { EXIT, type CopyKind, archiveScript, copyKindOf, commitScript, cutError, extractScript, placeLabel, scriptError, stagedPath } from "../files/scripts.ts";
 import { guardGuestTar } from "../files/tar-guard.ts";
 import { spawnPiped } from "../host/pipe.ts";
 import { writeOut } from "../host/stdio.ts";
@@ -117,7 +117,7 @@ async function _copyIn(src: string, vm: string, dest: string, quiet: boolean): P
   );
   const m = _metered(_guarded(tar.stdout!, failed).stream, quiet);
   try {
-    const kind = st.type === "dir" ? "dir" : st.type === "file" ? "file" : "";
+    const kind = copyKindOf(st.type);
     await c.upload("fileArchivePut", { params: { vm }, query: { path: dest, name: s.name, contents: s.contents, kind } }, m.stream);
   } catch (e) {
     // the daemon refused before the stream ended (its answer is the cause: the tar is stopped), or the host tar failed and the daemon only saw a cut
@@ -164,7 +164,7 @@ async function _refuseBeforeCopy(vm: string, src: SplitPath, d: SplitPath): Prom
     if (src.contents || !(await fs.lstat(inner)) || (await fs.stat(inner))?.type === "dir") return "";
   } else if (there === null && !d.slash) return "";
   const info = await (await daemon()).call("fileStat", { params: { vm }, query: { path: src.path } });
-  const kind: CopyKind = info.type === "dir" ? "dir" : info.type === "file" ? "file" : "";
+  const kind = copyKindOf(info.type);
   const where = placeLabel(null, d.path);
   if (kind === "dir" && there) throw scriptError(EXIT.DIR_TO_FILE, "", "copy", where);
   if (kind === "file" && d.slash && !into) throw scriptError(EXIT.NOT_FOUND, "", "copy", where);

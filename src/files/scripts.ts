@@ -57,6 +57,8 @@ export const watchScript = (p: string, recursive: boolean, intervalMs: number) =
 export const archiveScript = (p: SplitPath) => _render(ARCHIVE_SH, { PARENT: p.parent, NAME: p.name, DIR_ONLY: p.slash ? 1 : 0 });
 /** What a copy's top-level entry is, when the sender knows: extract.sh then refuses a dir onto a file before reading the stream. */
 export type CopyKind = "dir" | "file" | "";
+/** The kind extract.sh is told for an entry of this type (a host lstat's or a guest stat's): a symlink or other is left to its later check. */
+export const copyKindOf = (type: string | undefined): CopyKind => (type === "dir" || type === "file" ? type : "");
 /** The receiving half: `name` is the tar's top-level entry ("" for a user's tar into an existing dir). */
 export const extractScript = (dest: SplitPath, name: string, contents: boolean, kind: CopyKind = "") =>
   _render(EXTRACT_SH, { DEST: dest.path, PARENT: dest.parent, NAME: name, CONTENTS: contents ? 1 : 0, SLASH: dest.slash ? 1 : 0, KIND: kind });
