@@ -16,6 +16,7 @@
 import { BangerError } from "../shared/errors.ts";
 
 const BLOCK = 512;
+const _dec = new TextDecoder();
 /** Long-name and pax records waiting for the entry they describe: small in any honest archive. */
 const MAX_PENDING = 1 << 20;
 
@@ -35,7 +36,7 @@ function _octal(b: Uint8Array, off: number, len: number): number {
     for (let i = 1; i < len; i++) n = n * 256 + b[off + i]!;
     return n;
   }
-  const s = new TextDecoder().decode(b.subarray(off, off + len)).replace(/[\0 ]+$/, "").trim();
+  const s = _dec.decode(b.subarray(off, off + len)).replace(/[\0 ]+$/, "").trim();
   if (s === "") return 0;
   if (!/^[0-7]+$/.test(s)) throw _bad(`a header field is not a number: ${JSON.stringify(s).slice(0, 40)}`);
   return parseInt(s, 8);
@@ -43,7 +44,7 @@ function _octal(b: Uint8Array, off: number, len: number): number {
 
 function _text(b: Uint8Array, off: number, len: number): string {
   const end = b.subarray(off, off + len).indexOf(0);
-  return new TextDecoder().decode(b.subarray(off, end < 0 ? off + len : off + end));
+  return _dec.decode(b.subarray(off, end < 0 ? off + len : off + end));
 }
 
 function _checksumOk(h: Uint8Array): boolean {
@@ -72,9 +73,9 @@ function _pax(data: Uint8Array): { size?: number; path?: string } {
   while (i < data.length) {
     const sp = data.indexOf(32, i);
     if (sp < 0) break;
-    const len = Number(new TextDecoder().decode(data.subarray(i, sp)));
+    const len = Number(_dec.decode(data.subarray(i, sp)));
     if (!Number.isInteger(len) || len <= sp - i || i + len > data.length) throw _bad("a pax record is malformed");
-    const rec = new TextDecoder().decode(data.subarray(sp + 1, i + len - 1));
+    const rec = _dec.decode(data.subarray(sp + 1, i + len - 1));
     const eq = rec.indexOf("=");
     const key = rec.slice(0, eq);
     const value = rec.slice(eq + 1);
@@ -179,7 +180,7 @@ export function guardGuestTar(onSkip: (e: SkippedEntry) => void = () => {}): Tra
           if (collecting.type === "g") {
             if (_pax(data).size !== undefined) throw _bad("a global pax header sets a size");
           } else if (collecting.type === "x") Object.assign(meta, _pax(data));
-          else if (collecting.type === "L") meta.longName = new TextDecoder().decode(data).replace(/\0.*$/s, "");
+          else if (collecting.type === "L") meta.longName = _dec.decode(data).replace(/\0.*$/s, "");
           collecting = null;
           continue;
         }
