@@ -22,8 +22,8 @@ export { renderScript, shellQuote } from "./shared/quote.ts";
 export { vmPaths } from "./shared/paths.ts";
 /** Name a temp file next to its target the way the daemon's startup sweep recognises (and removes after a crash). */
 export { tempPathFor } from "./shared/temps.ts";
-/** true when a path exists (any file type). */
-export { fileExists } from "./host/fs.ts";
+/** true when a path exists (any file type); the last bytes of a file as text (a serial console's end). */
+export { fileExists, fileTail } from "./host/fs.ts";
 /** This process's effective uid and CAP_NET_ADMIN (/proc/self/status): what a plugin checks before work that needs them. */
 export { readPrivileges, type Privileges } from "./host/privileges.ts";
 /** Tool runs that stop when a request is cancelled (an image build's steps). */

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { BangerError, configFrom, definePlugin, environ, renderScript, shellQuote, sshTargetFor, vmPaths } from "../../src/plugin-api.ts";
+import { BangerError, configFrom, definePlugin, environ, fileTail, renderScript, shellQuote, sshTargetFor, vmPaths } from "../../src/plugin-api.ts";
 import type { CloneNet, Env, FS, GuestSSH, Host, VMRecord } from "../../src/plugin-api.ts";
 import SET_CLOCK_SH from "./scripts/set-clock.sh" with { type: "text" };
 import CLOCK_BY_DATE_SH from "./scripts/clock-by-date.sh" with { type: "text" };
@@ -37,14 +37,8 @@ export function bootTimeoutMs(env: Env = environ()): number {
 }
 
 async function tail(fs: FS, path: string, lines = 25): Promise<string> {
-  try {
-    const size = (await fs.stat(path))?.size;
-    if (size === undefined) return "(no serial output)";
-    const len = Math.min(size, 16384);
-    return new TextDecoder().decode(await fs.readRange(path, size - len, len)).split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no serial output)";
-  }
+  const text = await fileTail(fs, path);
+  return text === null ? "(no serial output)" : text.split("\n").slice(-lines).join("\n");
 }
 
 /** A clone's own identity: its hostname, client key (root's authorized key), dropbear host key. */

@@ -15,6 +15,7 @@ import type { HookEngine, HookMap } from "./hooks.ts";
 import { runOperation, type ProgressSink } from "./operation.ts";
 import { checkTTLAction, initialLifetime } from "./lifetimes.ts";
 import { exitReasonFromConsole } from "./exit-reason.ts";
+import { fileTail } from "../host/fs.ts";
 import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type PublishedPort, type SnapshotRecord, type VMHandles, type VMRecord } from "../shared/model.ts";
 import type { BangerPaths, Logger } from "./plugin.ts";
 import type { NetPorts, Providers } from "./providers.ts";
@@ -705,15 +706,9 @@ export class Engine {
 
   /** What the end of the VM's serial console says of why its process ended (a panic, a power-off), if anything. */
   private async consoleExitReason(vm: VMRecord): Promise<string | null> {
-    try {
-      const size = vm.runtime.logPath ? (await this.d.host.fs.stat(vm.runtime.logPath))?.size : undefined;
-      if (!size) return null;
-      const len = Math.min(size, 16384);
-      const reason = exitReasonFromConsole(new TextDecoder().decode(await this.d.host.fs.readRange(vm.runtime.logPath, size - len, len)));
-      return reason && `${reason} (banger vm logs ${vm.name})`;
-    } catch {
-      return null;
-    }
+    const tail = vm.runtime.logPath ? await fileTail(this.d.host.fs, vm.runtime.logPath) : null;
+    const reason = tail && exitReasonFromConsole(tail);
+    return reason ? `${reason} (banger vm logs ${vm.name})` : null;
   }
 
   /**

@@ -38,6 +38,18 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   }
 }
 
+/** The last `maxBytes` of a file as text (a serial console's end), through an FS; "" when it is empty, null when it is missing or unreadable. */
+export async function fileTail(fs: Pick<FS, "stat" | "readRange">, path: string, maxBytes = 16384): Promise<string | null> {
+  try {
+    const size = (await fs.stat(path))?.size;
+    if (size === undefined) return null;
+    const len = Math.min(size, maxBytes);
+    return new TextDecoder().decode(await fs.readRange(path, size - len, len));
+  } catch {
+    return null;
+  }
+}
+
 export async function fileExists(path: string): Promise<boolean> {
   try {
     await stat(path);
