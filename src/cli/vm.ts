@@ -483,7 +483,8 @@ const run = defineCommand({
     try {
       if (workspace) {
         const { prepareWorkspace } = await import("./workspace.ts");
-        const ws = await prepareWorkspace(name, { sourcePath: workspace }, json);
+        // force: a VM made for this run has no work of its own (a --from snapshot keeps whatever its workspace held)
+        const ws = await prepareWorkspace(name, { sourcePath: workspace, force: true }, json);
         // -w wins over the workspace, as an explicit -w would in Docker
         options.cwd ??= ws.guestPath;
       }

@@ -23,12 +23,13 @@ function _prepareCommand(name: string, description: string) {
       source: { type: "string", description: "Host repo (default: current directory)" },
       ...guestPathArg,
       "read-only": { type: "boolean", description: "Make the guest copy read-only (chmod -R a-w)" },
+      force: { type: "boolean", description: "Replace the guest copy even when it holds commits or changed files the host does not have (refused otherwise; `banger workspace export` brings them back)" },
       ...jsonArg,
     },
     async run({ args }) {
       if (args.source && args.path && resolve(args.source) !== resolve(args.path)) usage("give the host repo once: either PATH or --source");
       const sourcePath = resolve(args.source || args.path || ".");
-      const ws = await prepareWorkspace(args.vm, { sourcePath, guestPath: args["guest-path"] || undefined, readOnly: args["read-only"] ? true : undefined }, !!args.json);
+      const ws = await prepareWorkspace(args.vm, { sourcePath, guestPath: args["guest-path"] || undefined, readOnly: args["read-only"] ? true : undefined, force: args.force ? true : undefined }, !!args.json);
       const mib = (ws.bytes / 1048576).toFixed(1);
       out(ws, !!args.json, () => `prepared ${ws.sourcePath} in ${ws.vm}:${ws.guestPath} (${ws.files} files, ${mib} MiB${ws.readOnly ? ", read-only" : ""})`);
     },

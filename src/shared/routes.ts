@@ -256,7 +256,7 @@ export const routes = defineRoutes({
     method: "POST",
     path: "/v1/vms/:vm/workspace",
     query: { stream: "flag" },
-    body: { sourcePath: { type: "string", required: true }, guestPath: { type: "string" }, readOnly: { type: "boolean" } },
+    body: { sourcePath: { type: "string", required: true }, guestPath: { type: "string" }, readOnly: { type: "boolean" }, force: { type: "boolean" } },
     json: res<Workspace>(),
     status: 201,
     ndjson: res<ResultEvent<Workspace>>(),

@@ -20,6 +20,7 @@ import {
   STALE_EXIT,
   DiffScript,
   ExportScript,
+  GUEST_WORK_EXIT,
   FinalizeScript,
   NOTHING_NEW_EXIT,
   NOT_A_REPO_EXIT,
@@ -55,6 +56,8 @@ export interface PrepareParams {
   sourcePath: string;
   guestPath?: string;
   readOnly?: boolean;
+  /** Replace an earlier workspace even when it holds work the host would not get back (commits, changed files). */
+  force?: boolean;
   /** Told what is happening, at most about once a second while bytes flow. */
   progress?: (message: string) => void;
   /** Aborted when whoever asked went away. */
@@ -141,6 +144,9 @@ function _copyFailed(job: _PrepareJob, code: number, err: Uint8Array[]): never {
   const { seen, files, p, where, stage } = job;
   if (seen.error) throw new BangerError("E_INTERNAL", `packing ${files.root} failed: ${errorMessage(seen.error)}`, { cause: seen.error });
   if (code === NOT_A_WORKSPACE_EXIT) throw new BangerError("E_CONFLICT", `vm ${p.vm.name}: ${_text(err)}`);
+  if (code === GUEST_WORK_EXIT) {
+    throw new BangerError("E_CONFLICT", `${where} holds work the host does not have: ${_firstLine(err)}. \`banger workspace export ${p.vm.name}\` brings it back; prepare with --force to replace it`);
+  }
   if (code === DISK_FULL_EXIT || DISK_FULL_TEXT.test(_text(err))) {
     throw new BangerError("E_STATE", `${where}: the guest's disk is full (no space left on device under ${stage.slice(0, stage.lastIndexOf("/")) || "/"}): nothing was changed; free space in the guest or pick another --guest-path`);
   }
@@ -240,7 +246,7 @@ export class WorkspaceEngine {
 
   private async _sendFull(job: _PrepareJob): Promise<void> {
     const err: Uint8Array[] = [];
-    const code = await job.guest.exec(StageCommand(job.guestPath, job.stage), { stdin: job.stream(job.files), onStderr: (c) => err.push(c.slice()), signal: job.p.signal });
+    const code = await job.guest.exec(StageCommand(job.guestPath, job.stage, !!job.p.force), { stdin: job.stream(job.files), onStderr: (c) => err.push(c.slice()), signal: job.p.signal });
     if (job.seen.error || code !== 0) _copyFailed(job, code, err);
   }
 

@@ -17,6 +17,8 @@ import DIFF_SH from "./scripts/diff.sh" with { type: "text" };
 import EXPORT_SH from "./scripts/export.sh" with { type: "text" };
 import EXTRACT_SH from "./scripts/extract.sh" with { type: "text" };
 import FINALIZE_SH from "./scripts/finalize.sh" with { type: "text" };
+import GUARD_SH from "./scripts/guard.sh" with { type: "text" };
+import LIST_SH from "./scripts/list.sh" with { type: "text" };
 import REMOUNT_RO_SH from "./scripts/remount-ro.sh" with { type: "text" };
 import ROLLBACK_SH from "./scripts/rollback.sh" with { type: "text" };
 import SCRATCH_REPO_SH from "./scripts/scratch-repo.sh" with { type: "text" };
@@ -37,10 +39,17 @@ export const NOTHING_NEW_EXIT = 5;
 /** Exit status of the stage and extract commands when tar failed on a guest filesystem with no free blocks or inodes left. */
 export const DISK_FULL_EXIT = 6;
 
+/** Exit status of the stage command when the guest tree holds work the host would not get back (new commits, changed files): replaced only when forced. */
+export const GUEST_WORK_EXIT = 11;
+
 /** Exit status of the delta stage command when the guest tree is not the one the host's manifest describes: send everything. */
 export const STALE_EXIT = 10;
 // File in the guest's .git holding the token of the prepare that made the tree (written last, so its mtime dates the tree).
 const SENT_FILE = "BANGER_SENT";
+
+// Files in the guest's .git recording the tree and refs a prepare left, which the next one checks before replacing them (guard.sh).
+const TREE_FILE = "BANGER_TREE";
+const REFS_FILE = "BANGER_REFS";
 
 // File in the guest's .git naming the commit the workspace was prepared from (empty: unborn HEAD); also marks a banger workspace.
 const BASE_FILE = "BANGER_BASE";
@@ -82,12 +91,14 @@ function _bashC(script: string): string {
 /**
  * One command (bash -c) reading a tar stream on stdin into a new stage dir.
  * Refuses a guest path that exists and is neither empty nor an earlier
- * workspace, so a prepare never replaces someone's directory. Exits
- * NOT_A_WORKSPACE_EXIT for such a path, DISK_FULL_EXIT when the guest
- * filesystem filled up.
+ * workspace, so a prepare never replaces someone's directory, and unless
+ * `force`, an earlier workspace holding work the host would not get back.
+ * Exits NOT_A_WORKSPACE_EXIT for such a path, GUEST_WORK_EXIT for such work
+ * (what it is on stderr), DISK_FULL_EXIT when the guest filesystem filled up.
  */
-export function StageCommand(guestPath: string, stage: string): string {
-  return _bashC(renderScript([STAGE_SH, EXTRACT_SH], { DIR: guestPath, STAGE: stage, BASE_FILE, NOT_A_WORKSPACE_EXIT, DISK_FULL_EXIT }));
+export function StageCommand(guestPath: string, stage: string, force = false): string {
+  const vars = { DIR: guestPath, STAGE: stage, BASE_FILE, NOT_A_WORKSPACE_EXIT, DISK_FULL_EXIT, TREE_FILE, REFS_FILE, GUEST_WORK_EXIT, FORCE: force ? "yes" : "no" };
+  return _bashC(renderScript([LIST_SH, GUARD_SH, STAGE_SH, EXTRACT_SH], vars));
 }
 
 /**
@@ -111,12 +122,12 @@ export function ActivateScript(guestPath: string, stage: string, old: string): s
 }
 
 /**
- * After hooks succeeded: drop the old tree, record the prepare's token;
- * freeze the new tree when read-only (chmod, and a read-only bind mount for
+ * After hooks succeeded: drop the old tree, record what the tree and refs
+ * now are (the next prepare's guard) and the prepare's token; freeze the new tree when read-only (chmod, and a read-only bind mount for
  * root).
  */
 export function FinalizeScript(guestPath: string, old: string, readOnly: boolean, token: string): string {
-  return renderScript(FINALIZE_SH, { DIR: guestPath, OLD: old, TOKEN: token, SENT_FILE, READ_ONLY: readOnly ? "yes" : "no" });
+  return renderScript([LIST_SH, FINALIZE_SH], { DIR: guestPath, OLD: old, TOKEN: token, SENT_FILE, TREE_FILE, REFS_FILE, READ_ONLY: readOnly ? "yes" : "no" });
 }
 
 /** A read-only workspace's bind mount, made again after its VM booted (the chmod survived; the mount did not). */

@@ -155,6 +155,50 @@ guestLogin.describe("workspace CLI over a real sshd", () => {
     expect(d.stdout).toContain("+edited in the guest");
   });
 
+  test("re-prepare over the guest's own work is refused, naming it, and changes nothing; build output and an edit taken back don't count; --force replaces it", () => {
+    const gp = join(guestRoot, "guarded");
+    const prepare = (...more: string[]) => run(["workspace", "prepare", "box", "--source", repo, "--guest-path", gp, ...more]);
+    expect(prepare().code).toBe(0);
+    // ignored output (*.log, node_modules/) is the guest's to lose
+    writeFileSync(join(gp, "test-run.log"), "ignored\n");
+    mkdirSync(join(gp, "node_modules", "dep"), { recursive: true });
+    writeFileSync(join(gp, "node_modules", "dep", "index.js"), "x\n");
+    const built = prepare("--json");
+    expect(built.stderr).toBe("");
+    expect(built.code).toBe(0);
+
+    writeFileSync(join(gp, "README.md"), "hello\nedited in the guest\n");
+    writeFileSync(join(gp, HOSTILE_NAME), "edited too\n");
+    Bun.spawnSync(["rm", join(gp, "src", "main.ts")]);
+    const refused = prepare();
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(
+      `banger: vm box: workspace ${gp} holds work the host does not have: 3 files added, removed or changed since the last prepare: ${HOSTILE_NAME}, README.md, src/main.ts. \`banger workspace export box\` brings it back; prepare with --force to replace it\n`,
+    );
+    expect(readFileSync(join(gp, "README.md"), "utf8")).toBe("hello\nedited in the guest\n");
+    expect(leftovers(gp)).toEqual([]);
+
+    // back to the prepared-from commit's content: nothing to lose (the untracked file and the deletion still are)
+    writeFileSync(join(gp, "README.md"), "hello\n");
+    expect(prepare().stderr).toContain(": 2 files added, removed or changed since the last prepare: " + HOSTILE_NAME + ", src/main.ts.");
+
+    const c = Bun.spawnSync(["sh", "-c", 'cd "$1" && git checkout -q src/main.ts && echo g > guest.txt && git add guest.txt && git commit -q -m "guest work"', "sh", gp], { env: { ...process.env, ...guestId }, stderr: "pipe" });
+    expect(c.stderr.toString()).toBe("");
+    const withCommit = prepare("--json");
+    expect(withCommit.code).toBe(1);
+    expect(withCommit.json()).toMatchObject({ error: { code: "E_CONFLICT" } });
+    expect(withCommit.stderr).toContain(`holds work the host does not have: 1 commit made in the guest; 2 files added, removed or changed since the last prepare: ${HOSTILE_NAME}, guest.txt.`);
+
+    const forced = prepare("--force", "--json");
+    expect(forced.stderr).toBe("");
+    expect(forced.code).toBe(0);
+    expect(existsSync(join(gp, "guest.txt"))).toBe(false);
+    expect(readFileSync(join(gp, HOSTILE_NAME), "utf8")).toBe("hostile\n");
+    expect(git(gp, "rev-parse", "HEAD")).toBe(git(repo, "rev-parse", "HEAD"));
+    // and the record is new: a re-prepare goes through
+    expect(prepare().code).toBe(0);
+  });
+
   test("read-only: files lose their write bits and a write fails (root gets a read-only bind mount); export still works", () => {
     const ro = join(guestRoot, "ro");
     const r = run(["workspace", "prepare", "box", "--source", repo, "--guest-path", ro, "--read-only", "--json"]);

@@ -453,7 +453,8 @@ describe("workspace engine (real git and tar on the host, real bash dirs as the 
       throw new Error("lint failed");
     });
     events.length = 0;
-    await expect(ws.prepare({ vm: VM, sourcePath: repo, guestPath, readOnly: true })).rejects.toThrow("lint:workspace:prepare: lint failed");
+    // force: made-in-guest.txt is the guest's own work, which a prepare otherwise refuses to replace
+    await expect(ws.prepare({ vm: VM, sourcePath: repo, guestPath, readOnly: true, force: true })).rejects.toThrow("lint:workspace:prepare: lint failed");
     expect(undone).toEqual(["deps undo"]);
     expect(events).toEqual(["exec", "activate", "rollback", "rollback"]);
     expect(readFileSync(join(guestPath, "README.md"), "utf8")).toBe("hello\n");
@@ -682,7 +683,7 @@ describe("workspace engine (real git and tar on the host, real bash dirs as the 
   }
   /** Everything under a tree but the per-prepare files and what makeRepo ignores, as "path type mode sha", to compare guest and host. */
   function treeSums(dir: string): string {
-    return sh(`cd ${shellQuote(dir)} && find . \\( -path ./.git/config -o -path ./.git/BANGER_BASE -o -path ./.git/BANGER_SENT -o -path ./.git/FETCH_HEAD -o -path ./debug.log -o -path ./node_modules \\) -prune -o \\( -type f -o -type l -o -type d -empty \\) -printf '%p %y %m ' -exec sh -c 'if [ -f "$1" ] && [ ! -L "$1" ]; then sha1sum < "$1"; else echo; fi' sh {} \\; | LC_ALL=C sort`).stdout.toString();
+    return sh(`cd ${shellQuote(dir)} && find . \\( -path ./.git/config -o -path ./.git/BANGER_BASE -o -path ./.git/BANGER_SENT -o -path ./.git/BANGER_TREE -o -path ./.git/BANGER_REFS -o -path ./.git/FETCH_HEAD -o -path ./debug.log -o -path ./node_modules \\) -prune -o \\( -type f -o -type l -o -type d -empty \\) -printf '%p %y %m ' -exec sh -c 'if [ -f "$1" ] && [ ! -L "$1" ]; then sha1sum < "$1"; else echo; fi' sh {} \\; | LC_ALL=C sort`).stdout.toString();
   }
 
   test("re-prepare sends only what changed (edits, a new file, a deleted dir, a new commit) and the guest matches the host", async () => {
@@ -718,21 +719,21 @@ describe("workspace engine (real git and tar on the host, real bash dirs as the 
     expect(treeSums(guestPath)).toBe(treeSums(repo));
   });
 
-  test("re-prepare falls back to a full copy when the guest changed the tree, after a read-only prepare, or after a failed prepare", async () => {
+  test("re-prepare (forced over the guest's changes) falls back to a full copy when the guest changed the tree, after a read-only prepare, or after a failed prepare", async () => {
     const repo = makeRepo();
     const { ws, vm, guest } = deltaSetup();
     const guestPath = join(tmp("guest"), "repo");
     await ws.prepare({ vm, sourcePath: repo, guestPath });
     await Bun.sleep(20);
     writeFileSync(join(guestPath, "README.md"), "changed in the guest\n");
-    const r = await ws.prepare({ vm, sourcePath: repo, guestPath });
+    const r = await ws.prepare({ vm, sourcePath: repo, guestPath, force: true });
     expect(r.mode).toBe("full");
     expect(readFileSync(join(guestPath, "README.md"), "utf8")).toBe("hello\n");
     expect(treeSums(guestPath)).toBe(treeSums(repo));
     // deleted in the guest: the dir's mtime gives it away
     await Bun.sleep(20);
     rmSync(join(guestPath, "src", "a.ts"));
-    expect((await ws.prepare({ vm, sourcePath: repo, guestPath })).mode).toBe("full");
+    expect((await ws.prepare({ vm, sourcePath: repo, guestPath, force: true })).mode).toBe("full");
     expect(existsSync(join(guestPath, "src", "a.ts"))).toBe(true);
     expect((await ws.prepare({ vm, sourcePath: repo, guestPath })).mode).toBe("delta");
     await ws.prepare({ vm, sourcePath: repo, guestPath, readOnly: true });
