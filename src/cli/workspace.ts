@@ -41,11 +41,17 @@ const prepare = _prepareCommand("prepare", DESCRIPTION);
 const push = _prepareCommand("push", `${DESCRIPTION} (alias of prepare)`);
 
 const diff = defineCommand({
-  meta: { name: "diff", description: "Print the guest repo's changes vs its HEAD (new files included) as a patch for `git apply`" },
-  args: { ...vmArg, ...guestPathArg },
+  meta: { name: "diff", description: "Print the guest repo's changes vs its HEAD (new files included) as a patch for `git apply` (--json: {vm, patch}, the patch as UTF-8 text)" },
+  args: { ...vmArg, ...guestPathArg, ...jsonArg },
   async run({ args }) {
+    const query = { guestPath: args["guest-path"] || undefined };
+    if (args.json) {
+      const r = await (await daemon()).call("workspaceDiff", { params: { vm: args.vm }, query: { ...query, format: "json" } });
+      out({ vm: args.vm, ...r }, true, () => "");
+      return;
+    }
     // Raw bytes: a patch is not necessarily UTF-8, and `git apply` wants it exact.
-    await Bun.write(Bun.stdout, await (await daemon()).raw("workspaceDiff", { params: { vm: args.vm }, query: { guestPath: args["guest-path"] || undefined } }));
+    await Bun.write(Bun.stdout, await (await daemon()).raw("workspaceDiff", { params: { vm: args.vm }, query }));
   },
 });
 

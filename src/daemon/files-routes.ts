@@ -67,7 +67,8 @@ const DRAIN_MAX = 4 * 1048576;
 
 const _octalMode = (mode: string | undefined): string => {
   if (mode === undefined || mode === "") return "";
-  if (!/^[0-7]{3,4}$/.test(mode)) throw new BangerError("E_BAD_REQUEST", `mode must be octal permission bits like 644 or 0755, not ${JSON.stringify(mode).slice(0, 40)}`);
+  // as chmod reads it: 0 is 000
+  if (!/^[0-7]{1,4}$/.test(mode)) throw new BangerError("E_BAD_REQUEST", `mode must be octal permission bits like 644 or 0755, not ${JSON.stringify(mode).slice(0, 40)}`);
   return mode;
 };
 

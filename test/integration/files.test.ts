@@ -293,6 +293,12 @@ guestLogin.describe("vm files over a real sshd", () => {
       expect(run(["vm", "files", "box", "stat", p, "--json"]).json()).toMatchObject({ name, type: "file" });
     }
     expect(existsSync(join(guestRoot, "pwned"))).toBe(false);
+    // modes as chmod reads them: 0 is 000, 5 is 005; 8 and 10000 are no modes
+    for (const [m, want] of [["0", 0], ["5", 0o5], ["000", 0]] as const) {
+      const w = runBin(["vm", "files", "box", "write", join(dir, `mode-${m}`), "--mode", m, "--json"], Buffer.from("x"));
+      expect([w.code, JSON.parse(w.stdout.toString()).mode]).toEqual([0, want]);
+    }
+    for (const m of ["8", "10000"]) expect(runBin(["vm", "files", "box", "write", join(dir, "bad-mode"), "--mode", m]).code).toBe(2);
     const ls = run(["vm", "files", "box", "ls", join(dir, "sub"), "--json"]).json();
     expect(ls.entries.map((e: { name: string }) => e.name).sort()).toEqual([...HOSTILE].sort());
     // mkdir: parents, and an existing dir is not an error

@@ -153,6 +153,9 @@ guestLogin.describe("workspace CLI over a real sshd", () => {
     const d = run(["workspace", "diff", "box", "--guest-path", guestPath]);
     expect(d.code).toBe(0);
     expect(d.stdout).toContain("+edited in the guest");
+    const dj = run(["workspace", "diff", "box", "--guest-path", guestPath, "--json"]);
+    expect(dj.code).toBe(0);
+    expect(dj.json()).toEqual({ vm: "box", patch: d.stdout });
   });
 
   test("re-prepare over the guest's own work is refused, naming it, and changes nothing; build output and an edit taken back don't count; --force replaces it", () => {
