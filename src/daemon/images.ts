@@ -4,6 +4,7 @@ import { BangerError } from "../shared/errors.ts";
 import type { HookEngine } from "../core/hooks.ts";
 import { runOperation, type Operation } from "../core/operation.ts";
 import type { Logger } from "../core/plugin.ts";
+import { bzImageRelease } from "../shared/kernel-version.ts";
 import { tempPathFor } from "../shared/temps.ts";
 import { VM_NAME_RE, VM_NAME_RULE, type ImageRecord, type VMRecord } from "../shared/model.ts";
 import type { FS, Host } from "../host/types.ts";
@@ -267,7 +268,9 @@ export class ImageService {
       // sparse-aware copy: rootfs images are mostly holes
       await this.host.exec.run("cp", ["--sparse=always", "--reflink=auto", resolve(p.rootfs), join(tmp, "rootfs.ext4")]);
       if (p.initrd) await this.host.fs.copyFile(resolve(p.initrd), join(tmp, "initrd.img"));
-      const manifest = { name, source: "imported", kernel: resolve(p.kernel), rootfs: resolve(p.rootfs), initrd: p.initrd ? resolve(p.initrd) : null, createdAt: this.host.clock.now().toISOString() };
+      // a built image's manifest names its kernel's release; an imported bzImage says its own in its header
+      const kernelVersion = bzImageRelease(await this.host.fs.readRange(join(tmp, "vmlinuz"), 0, 65536));
+      const manifest = { name, source: "imported", kernel: resolve(p.kernel), rootfs: resolve(p.rootfs), initrd: p.initrd ? resolve(p.initrd) : null, kernelVersion, createdAt: this.host.clock.now().toISOString() };
       await this.host.fs.writeAtomic(join(tmp, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n", 0o644);
       const img = await this.record(name, tmp, final, "imported");
       await this.host.fs.rename(tmp, final);
