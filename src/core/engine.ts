@@ -89,6 +89,14 @@ export interface EngineDeps {
   defaultEgress?: string;
 }
 
+export interface StopOptions {
+  /** Kill at once instead of the power button. */
+  force?: boolean;
+  timeoutMs?: number;
+  /** Why it is stopped ("it was rolled back to box@s1"): what a command cut by it says. Default: "it was stopped". */
+  why?: string;
+}
+
 export interface ReconcileOutcome {
   vm: string;
   action: "kept" | "demoted" | "removed half-created" | "finished deleting";
@@ -112,6 +120,12 @@ export class Engine {
   private readonly defaultEgress: string;
 
   private readonly explicitDefaultDriver: string | undefined;
+
+  /** Why each VM was last stopped on purpose, numbered in order: what a command it cut says (cutSince). */
+  private readonly cuts = new Map<string, { why: string; seq: number }>();
+  private cutSeq = 0;
+  /** Why each VM being stopped now is, when the stop said (stoppingBecause). */
+  private readonly stopping = new Map<string, string>();
 
   constructor(deps: EngineDeps) {
     this.explicitDefaultDriver = deps.defaultDriver;
@@ -531,18 +545,44 @@ export class Engine {
     }
   }
 
-  async stop(idOrName: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VMRecord> {
+  async stop(idOrName: string, opts: StopOptions = {}): Promise<VMRecord> {
     const first = this.getVM(idOrName);
     return this.cache.withLock(first.id, () => this.stopLocked(first.id, opts));
   }
 
   /** What stop does, for a caller that holds the VM's lock (rollback). */
-  stopHeld(id: string, opts: { force?: boolean; timeoutMs?: number }): Promise<VMRecord> {
+  stopHeld(id: string, opts: StopOptions): Promise<VMRecord> {
     return this.stopLocked(id, opts);
   }
 
-  private async stopLocked(id: string, opts: { force?: boolean; timeoutMs?: number }): Promise<VMRecord> {
+  /** A mark for cutSince: take it before a command starts in a VM. */
+  cutMark(): number {
+    return this.cutSeq;
+  }
+
+  /** Why the VM was stopped on purpose (stop, restart, rollback, delete, its lifetime) after `mark`, or null: a command it cut says so, not "connection closed". */
+  cutSince(vmId: string, mark: number): string | null {
+    const c = this.cuts.get(vmId);
+    return c && c.seq > mark ? c.why : null;
+  }
+
+  /** Why the VM is being stopped right now, when more than a plain stop (asked from inside it, e.g. by vm:cleanup hooks), or null. */
+  stoppingBecause(vmId: string): string | null {
+    return this.stopping.get(vmId) ?? null;
+  }
+
+  private async stopLocked(id: string, opts: StopOptions): Promise<VMRecord> {
     const vm = this.getVM(id);
+    if (vm.runtime.state !== "stopped" && vm.runtime.state !== "created") this.cuts.set(vm.id, { why: opts.why ?? "it was stopped", seq: ++this.cutSeq });
+    if (opts.why) this.stopping.set(vm.id, opts.why);
+    try {
+      return await this.stopNow(vm, opts);
+    } finally {
+      this.stopping.delete(vm.id);
+    }
+  }
+
+  private async stopNow(vm: VMRecord, opts: StopOptions): Promise<VMRecord> {
     const driver = this.driverFor(vm);
     const handles = (await this.handlesOf(vm)) ?? (await rediscoverHandles(vm, driver, this.d.host.fs, this.d.host.procs)).handles;
     const failures: Error[] = [];
@@ -628,14 +668,14 @@ export class Engine {
   }
 
   async restart(idOrName: string, progress: ProgressSink = noProgress): Promise<VMRecord> {
-    await this.stop(idOrName);
+    await this.stop(idOrName, { why: "it was restarted" });
     return this.start(idOrName, progress);
   }
 
-  async delete(idOrName: string, opts: { force?: boolean } = {}): Promise<VMRecord> {
+  async delete(idOrName: string, opts: { force?: boolean; why?: string } = {}): Promise<VMRecord> {
     const first = this.getVM(idOrName);
     return this.cache.withLock(first.id, async () => {
-      const vm = await this.stopLocked(first.id, { force: opts.force, timeoutMs: opts.force ? 0 : undefined });
+      const vm = await this.stopLocked(first.id, { force: opts.force, timeoutMs: opts.force ? 0 : undefined, why: opts.why ?? "it was deleted" });
       vm.runtime.state = "deleting";
       this.save(vm);
       await faultPoint("delete:after-deleting");

@@ -52,8 +52,9 @@ export interface LifetimeDeps {
   clock: Clock;
   log: Logger;
   /** The normal operations (hooks, undo, leases): the scheduler never tears a VM down itself. */
-  stop(id: string): Promise<unknown>;
-  delete(id: string): Promise<unknown>;
+  /** `why`: what a command the stop cuts says ("its ttl expired"). */
+  stop(id: string, why: string): Promise<unknown>;
+  delete(id: string, why: string): Promise<unknown>;
   /** Is an operation (create, start, restore, stop…) at work on the VM (its lock held)? An idle deletion waits for it. */
   inOperation?(id: string): boolean;
   retryMs?: number;
@@ -272,11 +273,12 @@ export class Lifetimes {
     const what = kind === "ttl" ? `ttl expired at ${l.expiresAt}` : `idle since ${l.lastActiveAt} (timeout ${formatDuration(l.idleTimeoutMs)})`;
     const action = kind === "ttl" ? l.ttlAction : l.idleAction;
     this.d.log.info(`lifetime: vm ${row.name}: ${what}: ${action === "delete" ? "deleting" : "stopping"} it`);
+    const why = kind === "ttl" ? "its ttl expired" : `it was idle for ${formatDuration(l.idleTimeoutMs)}`;
     try {
       if (action === "delete") {
-        await this.d.delete(row.id);
+        await this.d.delete(row.id, `${why} (deleted)`);
       } else {
-        await this.d.stop(row.id);
+        await this.d.stop(row.id, why);
         // only after the stop: a crash before this line stops it again, rather than never
         if (kind === "ttl") this.d.store.setExpiry(row.id, "", l.ttlAction);
       }

@@ -237,7 +237,7 @@ export class Snapshots {
       await runOperation({ name: `vm rollback ${vm.name}@${snap.name}`, vm, host: this.d.host, log: this.d.log, progress }, async (op) => {
         if (wasUp || vm.runtime.state !== "stopped") {
           op.progress(`stopping ${vm.name}`);
-          await this.engine.stopHeld(vm.id, { force: true });
+          await this.engine.stopHeld(vm.id, { force: true, why: `it was rolled back to ${snap.vmName}@${snap.name}` });
         }
         await faultPoint("rollback:after-stop");
         op.progress(`restoring ${vm.name}'s disks from ${snap.vmName}@${snap.name}`);

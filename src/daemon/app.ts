@@ -14,6 +14,7 @@ import { createRouter, type Handlers, type HandlersFor, type RouteContext } from
 import { withRequestScope } from "./request-scope.ts";
 import type { SSHPool } from "./ssh-pool.ts";
 import { sshTargetFor } from "../host/ssh-target.ts";
+import { NO_STATUS_EXIT } from "../host/ssh.ts";
 import type { ImageService } from "./images.ts";
 import type { AutoWarm } from "./auto-warm.ts";
 import { imageDefaultUser, withDefaultUser } from "./image-user.ts";
@@ -130,11 +131,26 @@ function _vmRoutes(d: AppDeps): Omit<AppRoutes, keyof _DaemonRoutes> {
       return ndjson(async (emit) => {
         // a guest its VMM halts mid-command (a write to a full host disk) answers nothing: the exec ends saying why
         const watch = engine.watchHalt(vm, emit.signal);
+        const mark = engine.cutMark();
+        // stopped under it (vm stop, restart, rollback, delete, its lifetime): say that, not "connection closed" or 255
+        const cut = (cause?: unknown) => {
+          const why = engine.cutSince(vm.id, mark);
+          return why ? new BangerError("E_STATE", `vm ${vm.name}: the command did not finish: ${why}`, { cause }) : null;
+        };
+        let r: ExitEvent;
         try {
-          return await _execIn(d.ssh, vm, command, stdin, { ...emit, signal: watch.signal }, token, execs);
+          r = await _execIn(d.ssh, vm, command, stdin, { ...emit, signal: watch.signal }, token, execs);
+        } catch (e) {
+          throw cut(e) ?? e;
         } finally {
           watch.stop();
         }
+        // no exit status: the connection went under the command
+        if (r.code === NO_STATUS_EXIT) {
+          const c = cut();
+          if (c) throw c;
+        }
+        return r;
       });
     },
     vmExecSignal: async ({ params, body }) => {

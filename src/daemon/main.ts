@@ -174,7 +174,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   const engine = new Engine({ store, host, hooks, drivers, providers, paths, log, dropConnection: (id) => ssh.drop(id), defaultEgress: await defaultEgress(paths, fs) });
   // a TTL deletes with --force: the disk goes anyway, and a guest slow to power off must not outlive its TTL
-  const lifetimes = new Lifetimes({ store, clock: host.clock, log, stop: (id) => engine.stop(id), delete: (id) => engine.delete(id, { force: true }), inOperation: (id) => engine.cache.isLocked(id) });
+  const lifetimes = new Lifetimes({ store, clock: host.clock, log, stop: (id, why) => engine.stop(id, { why }), delete: (id, why) => engine.delete(id, { force: true, why }), inOperation: (id) => engine.cache.isLocked(id) });
   lifetimes.hookInto(hooks);
   const reconcile = await _reconcileAndSweep(engine, store, host, paths, log);
 

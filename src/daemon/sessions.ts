@@ -44,6 +44,7 @@ function _sessionEngine(d: SessionRouteDeps): SessionEngine {
       return d.ssh.get(vm);
     },
     vmAlive: (vm) => d.engine.alive(vm),
+    stoppingBecause: (id) => d.engine.stoppingBecause(id),
     getVM: (x) => d.store.getVM(x),
     clock: d.host.clock,
     newId: () => randomBytes(8).toString("hex"),
@@ -98,7 +99,8 @@ export function createSessionRoutes(d: SessionRouteDeps) {
     "sessions",
     "vm:cleanup",
     async ({ vm }) => {
-      const ended = await sessions.endForVM(vm.id, "its vm stopped");
+      const why = d.engine.stoppingBecause(vm.id);
+      const ended = await sessions.endForVM(vm.id, why ? `its vm stopped (${why})` : "its vm stopped");
       if (ended.length) d.log.info(`vm ${vm.name} stopped: session${ended.length > 1 ? "s" : ""} ${ended.map((x) => x.name).join(", ")} ended with it`);
     },
     { order: "post" },
@@ -133,7 +135,15 @@ export function createSessionRoutes(d: SessionRouteDeps) {
       const { offset, follow } = query;
       return ndjson(async (emit) => {
         if (!follow) return { type: "result", data: await _readLog(sessions, s, which, offset, which === "stderr" ? emit.stderr : emit.stdout, emit.caughtUp) };
-        return { type: "result", data: await _followLog(d, sessions, s, which, offset, emit, () => sessions.refresh(session(params))) };
+        const mark = d.engine.cutMark();
+        try {
+          return { type: "result", data: await _followLog(d, sessions, s, which, offset, emit, () => sessions.refresh(session(params))) };
+        } catch (e) {
+          // stopped under it on purpose (vm stop, restart, rollback, delete): say that, not "vm is not running"
+          const cut = d.engine.cutSince(s.vmId, mark);
+          if (cut) throw new BangerError("E_STATE", `session ${s.name}: following its log ended: its vm stopped (${cut})`, { cause: e });
+          throw e;
+        }
       });
     },
   };

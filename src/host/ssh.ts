@@ -13,7 +13,7 @@ export function refusedBeforeStart(err: Error): boolean {
 }
 
 /** Exit code reported when a channel closes without an exit status (as OpenSSH's client does). */
-const NO_STATUS_EXIT = 255;
+export const NO_STATUS_EXIT = 255;
 
 /** The base64 key blob of an OpenSSH public key line ("ssh-ed25519 AAAA... comment"). */
 function _keyBlob(line: string): Buffer {

@@ -60,6 +60,8 @@ export interface SessionEngineDeps {
   dial: (vm: VMRecord) => Promise<GuestSSH>;
   /** The single liveness check of a VM. */
   vmAlive: (vm: VMRecord) => Promise<boolean>;
+  /** Why the VM is being stopped on purpose right now ("it was rolled back to box@s1"), or null: a session found ended meanwhile says so. */
+  stoppingBecause?: (vmId: string) => string | null;
   getVM: (idOrName: string) => VMRecord | null;
   clock: Clock;
   newId: () => string;
@@ -653,7 +655,7 @@ export class SessionEngine {
     if (!ACTIVE.includes(current.status)) return current;
     const vm = this._d.getVM(current.vmId);
     if (!vm || !(await this._d.vmAlive(vm))) {
-      return this._end(current, "failed", null, "", vm ? "vm is not running" : "vm is gone");
+      return this._end(current, "failed", null, "", vm ? this._notRunning(vm) : "vm is gone");
     }
     const conn = await this._conn(vm);
     const r = await conn.runScript(StatusScript(current.guestStateDir));
@@ -738,6 +740,12 @@ export class SessionEngine {
     return next;
   }
 
+  /** Why a session of a VM that is not running ended: the stop under way, if one is. */
+  private _notRunning(vm: VMRecord): string {
+    const why = this._d.stoppingBecause?.(vm.id);
+    return why ? `its vm stopped (${why})` : "vm is not running";
+  }
+
   // --- stop / kill / remove ---
 
   /** TERM the session's process group, KILL after graceMs; records status stopped and the exit code. */
@@ -745,7 +753,7 @@ export class SessionEngine {
     const current = this._d.repo.get(session.id) ?? session;
     if (!ACTIVE.includes(current.status)) return current;
     const vm = this._d.getVM(current.vmId);
-    if (!vm || !(await this._d.vmAlive(vm))) return this._end(current, "failed", null, "", "vm is not running");
+    if (!vm || !(await this._d.vmAlive(vm))) return this._end(current, "failed", null, "", vm ? this._notRunning(vm) : "vm is not running");
     const conn = await this._conn(vm);
     const r = await conn.runScript(StopScript(current.guestStateDir, graceMs));
     return this._applyStatus(current, r.stdout, "stopped");

@@ -201,4 +201,22 @@ guestLogin.describe("session CLI over a real sshd", () => {
     }
     expect(run(["vm", "start", "box"]).code).toBe(0);
   });
+
+  test("a command or a log follow cut by a stop on purpose says so (restart, rollback, stop), not that a connection closed", async () => {
+    const marker = `978.${process.pid}`;
+    expect(run(["session", "start", "box", "--name", "cut", "--", "sleep", marker]).code).toBe(0);
+    const spawn = (args: string[]) => Bun.spawn([BANGER, ...args], { env: { ...h.env, ...env }, stdout: "pipe", stderr: "pipe" });
+    const exec = spawn(["vm", "exec", "box", "--", "sleep", marker]);
+    const follow = spawn(["session", "logs", "box", "cut", "-f"]);
+    await Bun.sleep(1500);
+    expect(run(["vm", "restart", "box"]).code).toBe(0);
+    expect([await exec.exited, await new Response(exec.stderr).text()]).toEqual([1, "banger: vm box: the command did not finish: it was restarted\n"]);
+    expect([await follow.exited, await new Response(follow.stderr).text()]).toEqual([1, "banger: session cut: following its log ended: its vm stopped (it was restarted)\n"]);
+    expect(run(["session", "show", "box", "cut"]).stdout).toContain("\nwhy:      its vm stopped (it was restarted)");
+    for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, "utf8") === `sleep\u0000${marker}\u0000`) process.kill(Number(pid), "SIGKILL");
+      } catch {}
+    }
+  }, 30_000);
 });

@@ -189,6 +189,40 @@ describe("pooled guest connections", () => {
     await engine.delete("pooled");
     expect(dropped).toEqual([vm.id, vm.id, vm.id, vm.id]);
   });
+
+  test("a stop on purpose says why to what it cut (cutSince a mark) and, while it runs, to its vm:cleanup hooks; a VM that died by itself has no why", async () => {
+    const w = world();
+    const { engine, hooks } = w;
+    const a = await engine.create({ name: "a" });
+    const b = await engine.create({ name: "b" });
+    const seen: (string | null)[] = [];
+    hooks.hook("t", "vm:cleanup", ({ vm }) => void seen.push(engine.stoppingBecause(vm.id)));
+    // stopping a VM that is not running cuts nothing
+    const m0 = engine.cutMark();
+    await engine.stop("a");
+    expect(engine.cutSince(a.id, m0)).toBeNull();
+    await engine.start("a");
+    await engine.start("b");
+    const m1 = engine.cutMark();
+    await engine.restart("a");
+    expect([engine.cutSince(a.id, m1), engine.cutSince(b.id, m1)]).toEqual(["it was restarted", null]);
+    const m2 = engine.cutMark();
+    expect(engine.cutSince(a.id, m2)).toBeNull();
+    await engine.stop("a", { why: "it was rolled back to a@s1" });
+    await engine.stop("b");
+    expect([engine.cutSince(a.id, m2), engine.cutSince(b.id, m2)]).toEqual(["it was rolled back to a@s1", "it was stopped"]);
+    expect(seen).toEqual([null, "it was restarted", "it was rolled back to a@s1", null]);
+    expect(engine.stoppingBecause(a.id)).toBeNull();
+    // dead by itself: cleanup runs with no why
+    await engine.start("b");
+    const m3 = engine.cutMark();
+    w.host.procs.table.clear();
+    await engine.noticeExit(b.id);
+    expect([engine.cutSince(b.id, m3), seen.at(-1)]).toEqual([null, null]);
+    const m4 = engine.cutMark();
+    await engine.delete("a");
+    expect(engine.cutSince(a.id, m4)).toBeNull(); // a was stopped already
+  });
 });
 
 describe("start", () => {
