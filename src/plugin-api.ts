@@ -11,6 +11,7 @@ export type { StorageProvider, NetProvider, NetPorts, ProviderHooks, VMHookName 
 /** One multi-step request as hooks see it: `op.defer(label, undo)` right after acquiring something. */
 export type { Operation, Undo, ProgressSink } from "./core/operation.ts";
 export type { VMRecord, VMRuntime, VMSpec, VMHandles, VMState, ImageRecord, GuestSession, PublishedPort, SnapshotRecord } from "./shared/model.ts";
+export { mayBeFromOci } from "./shared/model.ts";
 export type { VMMDriver, BootConfig, LaunchOptions, LaunchResult, PreparedSave, SaveOptions, SaveResult } from "./vmm/driver.ts";
 export type { Host, Exec, ExecResult, ExecOptions, FileLocks, Procs, ProcInfo, Clock, FS, FifoEnd, GuestSSH, GuestSignal, ExecStreamOptions, SSHTarget, SSHDialer } from "./host/types.ts";
 export type { LeaseStore, Lease } from "./shared/leases.ts";

@@ -440,11 +440,23 @@ export const AGENT_SILENT_MS = 30_000;
  * The progress line for a VM of banger's own image whose guest runs no exec agent, or (`agent`) one older than
  * version 2: an older banger built the image (an import's or OCI image's guest may lack perl: no line for those).
  */
-function _hintOlderImage(image: { source: string } | null | undefined, progress: (m: string) => void, agent?: "older"): void {
+async function _hintOlderImage(fs: Pick<Host["fs"], "readText">, image: { source: string; dir: string } | null | undefined, progress: (m: string) => void, agent?: "older"): Promise<void> {
   const source = image?.source;
   if (source !== "built" && source !== "derived" && source !== "committed") return;
+  // built or committed on an image banger did not build (an OCI or an imported one, which may lack perl): no line either
+  if (source !== "built" && (await _rootSource(fs, image!.dir)) !== "built") return;
   const what = agent ? "its restores and clones set their clock and identity the slower way (~0.1 s more each)" : "its guest runs commands over SSH only";
   progress(`this VM's image was built by an older banger: ${what}; \`banger image build --force\` (of it or of the image it comes from; then \`banger image warm\` again) gives it the ${agent ? "newer " : ""}exec agent`);
+}
+
+/** Where a derived or committed image's chain starts (its manifest's rootSource): "built" for a manifest from before it was written. */
+async function _rootSource(fs: Pick<Host["fs"], "readText">, dir: string): Promise<string> {
+  try {
+    const m = JSON.parse((await fs.readText(join(dir, "manifest.json"))) ?? "{}") as { rootSource?: unknown };
+    return typeof m.rootSource === "string" ? m.rootSource : "built";
+  } catch {
+    return "built";
+  }
 }
 
 /** Record (or clear) that a VM's guest runs the agent: AGENT_FILE. */
@@ -577,7 +589,7 @@ export default definePlugin({
         await _markAgent(ctx.host.fs, agentFile, agent);
         await _markAgent(ctx.host.fs, execAgentFile, execAgent);
         // a template or snapshot an older banger's image booted: the same hint as at its boot
-        if (!execAgent) _hintOlderImage(image, progress);
+        if (!execAgent) await _hintOlderImage(ctx.host.fs, image, progress);
       }
       let conn = await waitForGuest(ctx.host, vm, handles.pid, {
         timeoutMs: bootTimeoutMs(),
@@ -597,7 +609,7 @@ export default definePlugin({
         await _markAgent(ctx.host.fs, agentFile, said.includes(AGENT_MARKER));
         const execMarked = said.includes(AGENT_MARKER) && said.includes(EXEC_AGENT_MARKER);
         await _markAgent(ctx.host.fs, execAgentFile, execMarked);
-        if (!execMarked) _hintOlderImage(image, progress);
+        if (!execMarked) await _hintOlderImage(ctx.host.fs, image, progress);
         // its commands over the exec agent too (~2.5× SSH's throughput of output under TCG), the connection made for SSH's other uses
         if (execMarked) {
           const deadline = ctx.host.clock.now().getTime() + EXEC_AGENT_SILENT_MS;
@@ -609,7 +621,7 @@ export default definePlugin({
         }
       }
       // a guest whose exec agent predates the clock and identity frames: its templates and snapshots will too
-      if (conn instanceof AgentFirstSSH && conn.agentVersion < 2) _hintOlderImage(image, progress, "older");
+      if (conn instanceof AgentFirstSSH && conn.agentVersion < 2) await _hintOlderImage(ctx.host.fs, image, progress, "older");
       // a start that fails after this leaves no live connection in the pool (a closed one is redialled)
       op.defer("ssh connection", () => conn.close());
       ctx.adoptSSH(vm, conn);

@@ -19,6 +19,11 @@ export interface DerivedManifest {
   recipe: { packages: string[]; run: string[]; copy: { host: string; guest: string }[]; env: Record<string, string>; size: string };
   /** Set when the image is a `vm commit` of this VM. */
   committedFrom?: string;
+  /** Where its chain of bases starts: "built" (banger's own image), "imported", "oci". */
+  rootSource: string;
+  /** From a base imported from OCI (oci.ts), kept: the init its initramfs hands over to, and the image's user, env and workdir. */
+  init?: string;
+  oci?: Record<string, unknown>;
   kernelArgs: string[];
   createdAt: string;
   deriveVersion: number;
@@ -118,7 +123,11 @@ export async function deriveImage(opts: DeriveImageOptions): Promise<DerivedMani
       kernelArgs: Array.isArray(baseManifest?.kernelArgs) ? (baseManifest.kernelArgs as string[]) : ["console=ttyS0", "panic=-1"],
       createdAt: (opts.now?.() ?? new Date()).toISOString(),
       deriveVersion: DERIVE_VERSION,
+      rootSource: base.source === "derived" || base.source === "committed" ? String(baseManifest?.rootSource ?? "built") : base.source,
       ...(opts.commitOf ? { committedFrom: opts.commitOf } : {}),
+      // an OCI base's rootfs boots only through its /.banger init: without these a derived image would not start
+      ...(typeof baseManifest?.init === "string" ? { init: baseManifest.init } : {}),
+      ...(baseManifest?.oci && typeof baseManifest.oci === "object" ? { oci: baseManifest.oci as Record<string, unknown> } : {}),
     };
     await fs.writeFile(join(dir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
     progress(`done: ${recipe.name} from ${base.name} (+${recipe.packages.length} packages, ${recipe.run.length} steps)`);

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { BangerError, definePlugin, execStoppedBy, readPrivileges } from "../../src/plugin-api.ts";
+import { BangerError, definePlugin, execStoppedBy, mayBeFromOci, readPrivileges } from "../../src/plugin-api.ts";
 import { buildImage } from "./build.ts";
 import { deriveImage } from "./derive.ts";
 import { importOci } from "./oci.ts";
@@ -23,10 +23,10 @@ export default definePlugin({
       if (op.signal.aborted) throw new BangerError("E_CANCELLED", `image ${name}: its request was cancelled`);
       result.built = true;
     });
-    // an imported OCI image boots banger's init from /.banger (its manifest says so): tell the initramfs
+    // an imported OCI image, and one built or committed on it, boots banger's init from /.banger (its manifest says so): tell the initramfs
     ctx.hook("vm:start:before", async ({ vm, boot }) => {
       const image = ctx.store.getImage(vm.spec.image);
-      if (!image || image.source !== "oci") return;
+      if (!image || !mayBeFromOci(image)) return;
       const text = await ctx.host.fs.readText(join(image.dir, "manifest.json"));
       const init = text ? (JSON.parse(text) as { init?: unknown }).init : undefined;
       if (typeof init === "string" && /^\/[A-Za-z0-9._/-]+$/.test(init)) boot.kernelArgs.push(`banger.init=${init}`);

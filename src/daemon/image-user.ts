@@ -1,18 +1,19 @@
 import { join } from "node:path";
 import { checkExecOptions } from "../shared/exec-options.ts";
-import type { ImageRecord, VMRecord } from "../shared/model.ts";
+import { mayBeFromOci, type ImageRecord, type VMRecord } from "../shared/model.ts";
 import type { FS } from "../host/types.ts";
 
 /**
  * The user a command in a VM runs as when none is asked for (`-u`): its OCI
  * image's `User`, as a container of that image would run it (its `Env` and
- * `WorkingDir` are the login shell's already). Root (undefined) for any other
+ * `WorkingDir` are the login shell's already), or of the OCI image it was
+ * built or committed on. Root (undefined) for any other
  * image, a root User, or one `-u` would refuse (a malformed config is the
  * image's problem, not every exec's).
  */
 export async function imageDefaultUser(fs: FS, getImage: (name: string) => ImageRecord | null, vm: VMRecord): Promise<string | undefined> {
   const img = getImage(vm.spec.image);
-  if (!img || img.source !== "oci") return undefined;
+  if (!img || !mayBeFromOci(img)) return undefined;
   let user: unknown;
   try {
     user = (JSON.parse((await fs.readText(join(img.dir, "manifest.json"))) ?? "{}") as { oci?: { user?: unknown } }).oci?.user;

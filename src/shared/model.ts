@@ -144,6 +144,11 @@ export interface ImageRecord {
   source: "built" | "imported" | "derived" | "committed" | "oci";
 }
 
+/** An OCI import, or an image built or committed on one (its manifest carries the OCI init and defaults then): worth reading its manifest for them. */
+export function mayBeFromOci(img: Pick<ImageRecord, "source">): boolean {
+  return img.source === "oci" || img.source === "derived" || img.source === "committed";
+}
+
 export type SessionStdinMode = "pipe" | "closed";
 export type SessionStatus = "starting" | "running" | "exited" | "failed" | "stopped";
 

@@ -49,6 +49,17 @@ e2e.describe("OCI images (QEMU)", () => {
     expect(out).toBe("/\nfrom-session\n");
   }, BOOT);
 
+  test("vm commit of a VM of that image: the new image boots through its /.banger init, with the workdir and env", () => {
+    expect(h.run(["vm", "exec", "bb-vm", "--", "sh", "-c", "echo kept > committed"]).code).toBe(0);
+    expect(h.run(["vm", "stop", "bb-vm"]).code).toBe(0);
+    const c = h.run(["vm", "commit", "bb-vm", "bb-committed", "--json"]);
+    expect(c.stderr).not.toContain("banger:");
+    expect(c.code).toBe(0);
+    const r = h.run(["vm", "run", "--vmm", "qemu", "--image", "bb-committed", "--rm", "--", "sh", "-c", 'pwd; echo "$GREETING"; cat committed']);
+    expect(r.stderr).not.toContain("banger:");
+    expect([r.code, r.stdout]).toEqual([0, "/srv/app\nit's $(not) run\nkept\n"]);
+  }, BOOT);
+
   test("Debian-based image (OCI layout) with a user, a workdir and env: boots, vm exec sees them", () => {
     // the test image's files, read-only from a sparse copy, without banger's init
     const copy = join(work, "deb.ext4");

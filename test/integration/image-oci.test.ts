@@ -72,6 +72,16 @@ describe("image import --oci (no VM)", () => {
     expect(leftovers()).toEqual([]);
   }, 120_000);
 
+  test("an image built on an OCI import keeps its init and defaults: it boots through /.banger as its base does", () => {
+    const r = h.run(["image", "build", "bb-plus", "--from", "bb", "--run", "echo added > /srv/app/added", "--json"]);
+    expect(r.stderr).not.toContain("banger:");
+    expect(r.code).toBe(0);
+    const img = r.json();
+    expect(img.source).toBe("derived");
+    expect([img.manifest.init, img.manifest.oci.workdir, img.manifest.rootSource]).toEqual(["/.banger/init", "/srv/app", "oci"]);
+    expect(cat("bb-plus", "/srv/app/added")).toBe("added\n");
+  }, 120_000);
+
   test("a docker save archive imports too; its config's env and workdir are kept", () => {
     const layers = busyboxLayers(join(work, "bb2"));
     writeDockerArchive(join(work, "bb.tar"), join(work, "bb-docker"), layers, { ...BUSYBOX_CONFIG, WorkingDir: "/srv" });
