@@ -1,7 +1,8 @@
 # shellcheck shell=sh
 # banger: `vm commit` runs this in a chroot of the copied system disk, last,
 # so the image carries nothing that belonged to the VM it came from: SSH
-# host keys and authorized keys, its name, shell histories, logs, temp files.
+# host keys and authorized keys, its name, shell histories, logs, its
+# sessions' state, temp files.
 # Each VM from the image gets its own again from its seed at boot. Plain sh
 # and builtins + rm: it must work on any image (busybox ones too).
 rm -f /root/.ssh/authorized_keys /etc/ssh/ssh_host_*
@@ -15,6 +16,8 @@ for h in /root /home/*; do
   [ -f "$h/.ssh/authorized_keys" ] && rm -f "$h/.ssh/authorized_keys"
 done
 rm -rf /var/log/banger
+# its sessions' state: their commands (with -e values), stdin pipes and output logs
+rm -rf /var/lib/banger/sessions
 # the other logs are kept as files (daemons expect them) but emptied
 for f in /var/log/*.log /var/log/*/*.log /var/log/wtmp /var/log/btmp /var/log/lastlog; do
   [ -f "$f" ] && : >"$f"

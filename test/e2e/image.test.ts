@@ -57,6 +57,8 @@ e2e.describe("images of your own (QEMU)", () => {
   test("vm commit: a new VM from the image has the file, its own host key, no trace of the old VM's keys or history", () => {
     const w = h.run(["vm", "exec", "tools-vm", "--", "sh", "-c", "echo kept > /root/committed && echo 'secret cmd' > /root/.bash_history && sha256sum < /run/banger-seed/dropbear_ed25519_host_key"]);
     expect(w.code).toBe(0);
+    // a session's state holds its command and -e values: it stays with the VM
+    expect(h.run(["session", "start", "tools-vm", "--name", "with-secret", "-e", "API_TOKEN=hunter2", "--", "true"]).code).toBe(0);
     const oldKey = w.stdout.trim();
     const running = h.run(["vm", "commit", "tools-vm", "snap"]);
     expect(running.code).toBe(1);
@@ -70,6 +72,7 @@ e2e.describe("images of your own (QEMU)", () => {
     expect(cat("snap", "/root/.bash_history")).toBe("");
     expect(cat("snap", "/root/.ssh/authorized_keys")).toBe("");
     expect(cat("snap", "/etc/hostname")).toBe("banger\n");
+    expect(Bun.spawnSync(["debugfs", "-R", "ls /var/lib/banger", join(h.home, "images", "snap", "rootfs.ext4")]).stdout.toString()).not.toContain("sessions");
     expect(cat("snap", "/usr/bin/jq")).not.toBe(""); // the packages of its image came along
     expect(h.run(["vm", "commit", "tools-vm", "snap"]).stderr).toContain("image already exists: snap");
     const r = h.run(["vm", "run", "--vmm", "qemu", "--image", "snap", "--name", "snap-vm", "--", "sh", "-c", "cat /root/committed /etc/hostname && sha256sum < /run/banger-seed/dropbear_ed25519_host_key"]);
