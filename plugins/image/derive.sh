@@ -61,7 +61,11 @@ for h in "${COPY_HOST[@]}"; do
     touch "$stage/copy-file"
     mount --bind "$h" "$stage/copy-file"
     set +e
-    in_root /bin/sh -c 'mkdir -p "$(dirname "$1")" && cp /run/banger/copy-file "$1"' sh "$g"
+    # as docker COPY: a target ending in / or naming a dir gets the file under its own name
+    in_root /bin/sh -c 'case "$1" in
+      */) mkdir -p "$1" && cp /run/banger/copy-file "$1$2" ;;
+      *) if [ -d "$1" ]; then cp /run/banger/copy-file "$1/$2"; else mkdir -p "$(dirname "$1")" && cp /run/banger/copy-file "$1"; fi ;;
+    esac' sh "$g" "$(basename -- "$h")"
   fi
   rc=$?
   set -e

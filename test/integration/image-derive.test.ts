@@ -55,6 +55,9 @@ describe("image build --from (real chroot, busybox base)", () => {
       "--env", `V=${hostile}`,
       "--copy", `${join(src, "conf")}:/opt/app`,
       "--copy", `${join(src, "conf/app.conf")}:/etc/deep/dir/app.conf`,
+      // into a dir, as docker COPY: a trailing / (made if missing), or a dir that is there
+      "--copy", `${join(src, "conf/app.conf")}:/srv/new/`,
+      "--copy", `${join(src, "conf/sub/it's; $(x)")}:/etc`,
     ];
     const r = h.run([...args, "--json"]);
     expect(r.stderr).not.toContain("banger:");
@@ -67,6 +70,9 @@ describe("image build --from (real chroot, busybox base)", () => {
     expect(cat("derived", "/opt/app/app.conf")).toBe("port=1\n");
     expect(cat("derived", "/opt/app/sub/it's; $(x)")).toBe("hostile name\n");
     expect(cat("derived", "/etc/deep/dir/app.conf")).toBe("port=1\n");
+    expect(cat("derived", "/srv/new/app.conf")).toBe("port=1\n");
+    expect(cat("derived", "/etc/it's; $(x)")).toBe("hostile name\n");
+    expect(cat("derived", "/srv/new/copy-file") + cat("derived", "/etc/copy-file")).toBe("");
     expect(cat("derived", "/etc/base-marker")).toBe("base\n");
     // the base is untouched
     expect(cat("tiny", "/etc/env-value")).toBe("");
