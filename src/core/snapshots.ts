@@ -406,6 +406,16 @@ export class Snapshots {
     return snap;
   }
 
+  /** An image's warm-start templates, but those made of it at `keepFor` (its createdAt) when given: `image rm`, a rebuild. */
+  async removeTemplatesOf(image: string, keepFor?: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const s of this.list().filter((x) => x.template && x.spec.image === image && x.template.imageCreatedAt !== keepFor)) {
+      await this.remove(`${s.vmName}@${s.name}`);
+      out.push(`${s.vmName}@${s.name}`);
+    }
+    return out;
+  }
+
   /** The snapshots made from a VM (delete --with-snapshots). */
   async removeAllOf(vmId: string): Promise<string[]> {
     const out: string[] = [];

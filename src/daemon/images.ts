@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { join, resolve } from "node:path";
-import { BangerError } from "../shared/errors.ts";
+import { BangerError, errorMessage } from "../shared/errors.ts";
 import type { HookEngine } from "../core/hooks.ts";
 import { runOperation, type Operation } from "../core/operation.ts";
 import type { Logger } from "../core/plugin.ts";
@@ -52,7 +52,18 @@ export class ImageService {
     private readonly log: Logger = { info() {}, warn() {}, error() {}, debug() {} },
     /** The VMs `vm commit` reads (the engine). */
     private readonly vms?: { whileStopped<T>(idOrName: string, fn: (vm: VMRecord) => Promise<T>): Promise<T> },
+    /** An image's warm-start templates (snapshots): a cache of it, which goes when it goes or is rebuilt. */
+    private readonly templates?: { removeOf(image: string, keepFor?: string): Promise<string[]> },
   ) {}
+
+  /** Remove an image's templates (`keepFor`: but those of the image made at that time); a failure is logged, never the image operation's. */
+  private async dropTemplates(image: string, keepFor?: string): Promise<void> {
+    if (!this.templates) return;
+    await this.templates.removeOf(image, keepFor).then(
+      (gone) => gone.length && this.log.info(`image ${image}: warm-start template${gone.length > 1 ? "s" : ""} ${gone.join(", ")} removed (${keepFor ? "made of the image before it was rebuilt" : "the image was removed"})`),
+      (e: unknown) => this.log.warn(`image ${image}: its warm-start templates were not removed: ${errorMessage(e)}`),
+    );
+  }
 
   get(name: string): ImageRecord {
     const img = this.store.getImage(validateImageName(name));
@@ -178,6 +189,8 @@ export class ImageService {
       else if (this.store.getImage(o.name)) throw new BangerError("E_NAME_TAKEN", `image already exists: ${o.name}`);
       await this.host.fs.rename(tmp, final);
       this.store.upsertImage(img);
+      // a rebuilt image's templates are stale (never cloned again): their disk space comes back now
+      if (o.replace) await this.dropTemplates(o.name, img.createdAt);
       return img;
     });
   }
@@ -292,6 +305,7 @@ export class ImageService {
     if (kept.length && !o.force) throw new BangerError("E_CONFLICT", `image ${img.name} is used by snapshot(s): ${kept.join(", ")} (remove them first, or image rm --force: they then wait for an image of that name)`);
     this.store.deleteImage(img.name);
     await this.host.fs.rmrf(img.dir);
+    await this.dropTemplates(img.name);
   }
 
   /** The /v1/images routes. */

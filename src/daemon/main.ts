@@ -178,7 +178,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   lifetimes.hookInto(hooks);
   const reconcile = await _reconcileAndSweep(engine, store, host, paths, log);
 
-  const images = new ImageService(store, hooks, host, paths.imagesDir, log, engine);
+  const images = new ImageService(store, hooks, host, paths.imagesDir, log, engine, { removeOf: (image, keepFor) => new Snapshots(engine).removeTemplatesOf(image, keepFor) });
   // BANGER_GUEST_STATE_ROOT: where session state lives in the guest (tests point it at a temp dir on a local sshd)
   const sessions = createSessionRoutes({ engine, ssh, host, store, log, stateRoot: config.guestStateRoot || undefined });
   const workspaces = createWorkspaceRoutes({ engine, ssh, host, log });
