@@ -1,6 +1,6 @@
 import { BangerError, guardedProcesses, joinInitrds, requireBootFiles, sameProcess, createUnixHttp, kvmUsable, configFrom, environ, type VMHandles, type VMRecord, type Host, type UnixHttp, type BootConfig, type LaunchOptions, type LaunchResult, type VMMDriver, type KvmProbe, type ProcTarget } from "../../src/plugin-api.ts";
 import { firecrackerApi } from "./api.ts";
-import { fcConfigCalls, fcPaths, fcRestoreCalls, fcSnapshotCreateCall, vmlinuxFor } from "./config.ts";
+import { FC_MAX_VCPUS, fcConfigCalls, fcPaths, fcRestoreCalls, fcSnapshotCreateCall, vmlinuxFor } from "./config.ts";
 
 export const FIRECRACKER_BINARY = "firecracker";
 
@@ -210,6 +210,7 @@ export function createFirecrackerDriver(host: Host, opts: FirecrackerDriverOptio
 
   return {
     name: "firecracker",
+    maxCpus: FC_MAX_VCPUS,
     // No user-mode networking in Firecracker: a guest is reachable only on a tap.
     nets: ["tap"],
 

@@ -907,6 +907,8 @@ export function createQemuDriver(host: Host, opts: QemuDriverOptions = {}): VMMD
   };
   return {
     name: "qemu",
+    // q35's limit in QEMU 7.2 (the machine every VM runs on: args.ts)
+    maxCpus: 288,
     async launch(vm: VMRecord, boot: BootConfig, opts: LaunchOptions = {}): Promise<LaunchResult> {
       const bin = await _preflight(q, vm, boot);
       const ramFile = await _keepRestoredFrom(q, vm, opts.restoreFrom);

@@ -161,10 +161,10 @@ export function usage(message: string): never {
   throw new BangerError("E_USAGE", message);
 }
 
-export function intArg(v: unknown, what: string): number | undefined {
+export function intArg(v: unknown, what: string, min = 0): number | undefined {
   if (v === undefined || v === "") return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) usage(`${what} must be a whole number (0 or more), got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < min) usage(`${what} must be a whole number (${min} or more), got ${JSON.stringify(v)}`);
   return n;
 }
 

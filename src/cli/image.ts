@@ -1,6 +1,6 @@
 import { defineCommand } from "./define.ts";
 import { resolve } from "node:path";
-import { daemon, intArg, jsonArg, out, sizeArg, streamCall } from "./context.ts";
+import { daemon, intArg, jsonArg, out, sizeArg, streamCall, usage } from "./context.ts";
 import { BangerError } from "../shared/errors.ts";
 import { log } from "./log.ts";
 
@@ -101,7 +101,7 @@ const warm = defineCommand({
     ...jsonArg,
   },
   async run({ args }) {
-    const { data: s } = await streamCall("snapshotWarm", { params: { name: args.name }, body: { cpus: intArg(args.cpus, "--cpus"), memoryMiB: sizeArg(args.memory, "--memory"), driver: args.vmm } }, { json: !!args.json });
+    const { data: s } = await streamCall("snapshotWarm", { params: { name: args.name }, body: { cpus: intArg(args.cpus, "--cpus", 1), memoryMiB: sizeArg(args.memory, "--memory"), driver: args.vmm } }, { json: !!args.json });
     out(s, !!args.json, () => `warm template ${s.vmName}@${s.name} for image ${s.spec.image} (${s.spec.cpus} cpu, ${s.spec.memoryMiB} MiB)`);
   },
 });
@@ -162,6 +162,8 @@ const imp = defineCommand({
     const name = args.image ?? args.name;
     if (!name) throw new BangerError("E_USAGE", "image import needs a name: banger image import NAME --oci PATH (or --name N --kernel K --rootfs R)");
     if (args.oci) {
+      const ignored = (["kernel", "rootfs", "initrd"] as const).filter((k) => args[k]);
+      if (ignored.length) usage(`--oci takes its kernel and initrd from --base (default: default): drop ${ignored.map((k) => `--${k}`).join(", ")}`);
       const { data: img } = await streamCall("imageImportOci", { body: { name, path: resolve(args.oci), base: args.base } }, { json: !!args.json });
       out(img, !!args.json, () => `imported OCI image ${img.name} (${mib(img.sizeBytes)}) in ${img.dir}`);
       return;

@@ -132,7 +132,7 @@ function createBody(name: string, a: Record<string, unknown>) {
     idleAction,
     name,
     image: a.image as string | undefined,
-    cpus: intArg(a.cpus, "--cpus"),
+    cpus: intArg(a.cpus, "--cpus", 1),
     memoryMiB: sizeArg(a.memory, "--memory"),
     diskMiB: sizeArg(a.disk, "--disk"),
     workDiskMiB: sizeArg(a["work-disk"], "--work-disk"),

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { meminfoBytes } from "../shared/meminfo.ts";
 import { join } from "node:path";
 import { HandleCache } from "../handles/cache.ts";
 import { vmAlive } from "../handles/alive.ts";
@@ -343,6 +344,15 @@ export class Engine {
     this.d.store.upsertVM(vm);
   }
 
+  /** vCPUs the VMM cannot run, or more memory than the host has: refused at create, not by the VMM at the first start. */
+  private async checkFits(driverName: string, driver: VMMDriver | undefined, sizes: { cpus: number; memoryMiB: number }): Promise<void> {
+    if (driver?.maxCpus && sizes.cpus > driver.maxCpus) throw new BangerError("E_BAD_REQUEST", `cpus ${sizes.cpus}: the ${driverName} driver runs at most ${driver.maxCpus}`);
+    const total = meminfoBytes((await this.d.host.fs.readText("/proc/meminfo")) ?? "", "MemTotal");
+    if (total > 0 && sizes.memoryMiB * 1048576 > total) {
+      throw new BangerError("E_BAD_REQUEST", `memory ${sizes.memoryMiB} MiB is more than the host has (${Math.floor(total / 1048576)} MiB)`);
+    }
+  }
+
   /** Everything about a create request that can be refused before any work (and before a stream starts), and the providers it gets. */
   async checkCreate(params: CreateVMParams): Promise<CreatePlan> {
     const name = validateVMName(params.name);
@@ -378,6 +388,7 @@ export class Engine {
       diskMiB: _atLeast(params.diskMiB, 0, "disk (MiB)", 0),
       workDiskMiB: _atLeast(params.workDiskMiB, 0, "work disk (MiB)", 0),
     };
+    await this.checkFits(driverName, driver, sizes);
     // refused here, before any work: initialLifetime checks the values
     initialLifetime(this.d.host.clock.now(), { ...params, ttlAction: checkTTLAction(params.ttlAction), idleAction: checkTTLAction(params.idleAction, "idle action") });
     if (params.ttlAction !== undefined && !params.ttlMs) throw new BangerError("E_BAD_REQUEST", "a ttl action needs a ttl");

@@ -3,7 +3,7 @@ import { mapBounded } from "../shared/bounded.ts";
 import { BangerError, errorMessage } from "../shared/errors.ts";
 import { defaultSnapshotName, Snapshots, validateSnapshotName } from "../core/snapshots.ts";
 import { vmView } from "./app.ts";
-import { meminfoBytes } from "./stats.ts";
+import { meminfoBytes } from "../shared/meminfo.ts";
 import type { HandlersFor } from "./router.ts";
 
 /** How many clones of a fork are made at once. */

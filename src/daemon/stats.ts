@@ -1,5 +1,6 @@
 // `vm stats`: the VMM process's CPU time and RSS from the host's /proc, and
 // ONE guest read (meminfo, uptime, df) over the pooled SSH connection.
+import { meminfoBytes } from "../shared/meminfo.ts";
 import type { Engine } from "../core/engine.ts";
 import type { Host } from "../host/types.ts";
 import type { VMStats } from "../shared/api.ts";
@@ -33,11 +34,6 @@ export function parsePidStat(text: string): { cpuTicks: number; rssBytes: number
 
 type _GuestStats = Pick<VMStats, "memUsedBytes" | "memTotalBytes" | "diskUsedBytes" | "diskSizeBytes" | "uptimeSeconds">;
 
-/** One field of /proc/meminfo's text (`MemAvailable: 123 kB`) in bytes; NaN when it is not there. */
-export function meminfoBytes(text: string, key: string): number {
-  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text);
-  return m ? Number(m[1]) * 1024 : NaN;
-}
 
 /** What stats.sh printed: /proc/meminfo, /proc/uptime, then `df -kP /` (absent when it was not asked for: disk fields NaN). */
 export function parseGuestStats(text: string, withDf = true): _GuestStats {

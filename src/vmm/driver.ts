@@ -53,6 +53,8 @@ export interface LaunchResult {
  */
 export interface VMMDriver {
   readonly name: string;
+  /** The most vCPUs it runs a VM with: a create asking more is refused up front, not at its first start. */
+  readonly maxCpus?: number;
   /** Launch the VM process detached from the daemon. Must not block on guest boot. */
   launch(vm: VMRecord, boot: BootConfig, opts?: LaunchOptions): Promise<LaunchResult>;
   /** Does the API socket answer? (One probe, short timeout.) */

@@ -111,6 +111,8 @@ describe("image import --oci (no VM)", () => {
       [["image", "import", "x5", "--oci", truncated], 2, "skopeo: cannot read the image"],
       [["image", "import", "bb", "--oci", join(work, "bb-layout")], 1, "image already exists: bb"],
       [["image", "import", "x6", "--oci", join(work, "bb-layout"), "--base", "nope"], 1, "image not found: nope"],
+      [["image", "import", "x7", "--oci", join(work, "bb-layout"), "--kernel", join(work, "vmlinuz")], 2, "--oci takes its kernel and initrd from --base (default: default): drop --kernel"],
+      [["image", "warm", "bb", "--cpus", "0"], 2, "--cpus must be a whole number (1 or more), got \"0\""],
     ];
     for (const [args, code, msg] of cases) {
       const r = h.run(args);

@@ -96,6 +96,19 @@ describe("create", () => {
     expect(w.ts.store.listVMs().map((v) => v.name)).toEqual(["vm"]);
   });
 
+  test("more vCPUs than the VMM runs, or more memory than the host has, is refused at create (not by the VMM at the first start)", async () => {
+    const w = world();
+    (w.driver as { maxCpus?: number }).maxCpus = 4;
+    w.host.fs.files.set("/proc/meminfo", "MemTotal:        2097152 kB\nMemAvailable:    1048576 kB\n");
+    const cpus = await caught(w.engine.create({ name: "c", cpus: 5 }));
+    expect([cpus.code, cpus.message]).toEqual(["E_BAD_REQUEST", "cpus 5: the fake driver runs at most 4"]);
+    const mem = await caught(w.engine.create({ name: "m", memoryMiB: 2049 }));
+    expect([mem.code, mem.message]).toEqual(["E_BAD_REQUEST", "memory 2049 MiB is more than the host has (2048 MiB)"]);
+    // at the limits: made (memory the host has but not free now is the start's to find)
+    await w.engine.create({ name: "ok", cpus: 4, memoryMiB: 2048 });
+    expect(w.ts.store.listVMs().map((v) => v.name)).toEqual(["ok"]);
+  });
+
   test("network: the driver's first mode by default; a mode the driver cannot attach → E_BAD_REQUEST naming what it supports", async () => {
     const w = world();
     expect((await w.engine.create({ name: "plain" })).spec.net).toBe("user");
