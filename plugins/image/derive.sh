@@ -17,7 +17,19 @@ for d in proc dev run; do
   if [ -L "$mnt/$d" ] || [ ! -d "$mnt/$d" ]; then echo "@@banger failed layout 1 /$d is not a directory in the base image"; exit 3; fi
 done
 mount -t proc proc "$mnt/proc"
-mount --bind /dev "$mnt/dev"
+# a /dev of its own, never the host's: a step's `rm -rf /dev/*` or a stray file lands in this tmpfs; the
+# few nodes a build uses are the host's bind-mounted one by one (a bind-mounted node cannot be removed)
+mount -t tmpfs -o mode=0755,nosuid tmpfs "$mnt/dev"
+for n in null zero full random urandom tty; do
+  touch "$mnt/dev/$n"
+  mount --bind "/dev/$n" "$mnt/dev/$n"
+done
+mkdir -m 1777 "$mnt/dev/shm"
+mkdir "$mnt/dev/pts"
+ln -s /proc/self/fd "$mnt/dev/fd"
+ln -s /proc/self/fd/0 "$mnt/dev/stdin"
+ln -s /proc/self/fd/1 "$mnt/dev/stdout"
+ln -s /proc/self/fd/2 "$mnt/dev/stderr"
 mount -t tmpfs -o mode=0755 tmpfs "$mnt/run"
 stage="$mnt/run/banger"
 mkdir -p "$stage"

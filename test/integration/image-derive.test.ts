@@ -113,6 +113,19 @@ describe("image build --from (real chroot, busybox base)", () => {
     expect(loopsOf()).toEqual([]);
   }, 30_000);
 
+  test("a step's /dev is its own tmpfs with the usual nodes, never the host's: what it makes or removes there stays in the build", () => {
+    const probe = `banger-probe-${process.pid}`;
+    const r = h.run(["image", "build", "devs", "--from", "tiny", "--run", `touch /dev/${probe}; rm -f /dev/null 2>/dev/null; ls /dev > /etc/devs; echo x > /dev/null && head -c 4 /dev/urandom | wc -c > /etc/random-bytes`]);
+    const leaked = existsSync(`/dev/${probe}`);
+    if (leaked) Bun.spawnSync(["rm", "-f", `/dev/${probe}`]);
+    expect(r.stderr).not.toContain("banger:");
+    expect(r.code).toBe(0);
+    expect(leaked).toBe(false);
+    expect(existsSync("/dev/null")).toBe(true);
+    expect(cat("devs", "/etc/devs").trim().split("\n").sort()).toEqual([probe, "fd", "full", "null", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"].sort());
+    expect(cat("devs", "/etc/random-bytes").trim()).toBe("4");
+  });
+
   test("a step's background process dies with the build (pid namespace)", () => {
     const r = h.run(["image", "build", "bg", "--from", "tiny", "--run", "sleep 297 & echo started"]);
     expect(r.stderr).not.toContain("banger:");
