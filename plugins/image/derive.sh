@@ -4,17 +4,18 @@
 # `unshare --mount --pid --fork`: every mount below is private to this
 # process and vanishes with it (a crash leaves no mount and, with the loop's
 # autoclear, no loop device), and anything a step starts in the background
-# dies with it. Markers ("@@banger …") tell the caller which stage runs.
-# Given: WORK, ROOTFS, DEBS (a dir of .debs or ""), and bash arrays ENV
+# dies with it. Markers ("$MARK …", MARK a token of this build's, so a
+# step's output cannot pass for one) tell the caller which stage runs.
+# Given: WORK, ROOTFS, MARK, DEBS (a dir of .debs or ""), and bash arrays ENV
 # ("NAME=value"), COPY_HOST/COPY_GUEST, RUN.
 set -euo pipefail
-: "${WORK:?}" "${ROOTFS:?}"
+: "${WORK:?}" "${ROOTFS:?}" "${MARK:?}"
 mnt="$WORK/mnt"
 mkdir -p "$mnt"
 mount -o loop "$ROOTFS" "$mnt"
 for d in proc dev run; do
   # a symlink here would resolve on the host: refuse it rather than mount over a host dir
-  if [ -L "$mnt/$d" ] || [ ! -d "$mnt/$d" ]; then echo "@@banger failed layout 1 /$d is not a directory in the base image"; exit 3; fi
+  if [ -L "$mnt/$d" ] || [ ! -d "$mnt/$d" ]; then echo "$MARK failed layout 1 /$d is not a directory in the base image"; exit 3; fi
 done
 mount -t proc proc "$mnt/proc"
 # a /dev of its own, never the host's: a step's `rm -rf /dev/*` or a stray file lands in this tmpfs; the
@@ -39,7 +40,7 @@ in_root() {
 }
 
 if [ -n "$DEBS" ]; then
-  echo "@@banger stage packages"
+  echo "$MARK stage packages"
   mkdir -p "$stage/debs"
   mount --bind "$DEBS" "$stage/debs"
   set +e
@@ -53,7 +54,7 @@ if [ -n "$DEBS" ]; then
     echo "dpkg pass $pass left packages unconfigured (pre-dependencies later in the list): again"
   done
   set -e
-  if [ "$rc" -ne 0 ]; then echo "@@banger failed packages $rc"; exit 3; fi
+  if [ "$rc" -ne 0 ]; then echo "$MARK failed packages $rc"; exit 3; fi
   umount "$stage/debs"
 fi
 
@@ -61,7 +62,7 @@ i=0
 for h in "${COPY_HOST[@]}"; do
   g="${COPY_GUEST[$i]}"
   i=$((i + 1))
-  echo "@@banger stage copy $i"
+  echo "$MARK stage copy $i"
   # copied inside the chroot so the image's own symlinks resolve in the image, never on the host;
   # plain cp -R (busybox has no --preserve): root-owned, modes kept but for the umask
   if [ -d "$h" ]; then
@@ -81,19 +82,19 @@ for h in "${COPY_HOST[@]}"; do
   fi
   rc=$?
   set -e
-  if [ "$rc" -ne 0 ]; then echo "@@banger failed copy $i $rc"; exit 3; fi
+  if [ "$rc" -ne 0 ]; then echo "$MARK failed copy $i $rc"; exit 3; fi
   umount "$stage/copy" 2>/dev/null || umount "$stage/copy-file"
 done
 
 i=0
 for step in "${RUN[@]}"; do
   i=$((i + 1))
-  echo "@@banger stage run $i"
+  echo "$MARK stage run $i"
   set +e
   in_root /bin/sh -c "$step" </dev/null
   rc=$?
   set -e
-  if [ "$rc" -ne 0 ]; then echo "@@banger failed run $i $rc"; exit 3; fi
+  if [ "$rc" -ne 0 ]; then echo "$MARK failed run $i $rc"; exit 3; fi
 done
 
 if [ -x "$mnt/usr/bin/dpkg-query" ]; then
@@ -107,4 +108,4 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
   umount -R "$mnt" 2>/dev/null || sleep 0.2
 done
 if mountpoint -q "$mnt"; then umount -R "$mnt"; fi
-echo "@@banger stage done"
+echo "$MARK stage done"

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { BangerError, renderScript, sizeBytes } from "../../src/plugin-api.ts";
 import type { CheckedRecipe, Exec, FS, ImageRecord, Operation } from "../../src/plugin-api.ts";
@@ -151,8 +152,11 @@ async function _grow(exec: Exec, fs: FS, rootfs: string, size: string, progress:
 
 async function _runChroot(opts: DeriveImageOptions, work: string, rootfs: string, debs: string, steps: string[]): Promise<void> {
   const { exec, progress, recipe } = opts;
+  // a token of this build's: a step printing a marker line cannot pass for the build's own
+  const mark = `@@banger-${randomBytes(8).toString("hex")}`;
   const script = renderScript(DERIVE_SH, {
     WORK: work,
+    MARK: mark,
     ROOTFS: rootfs,
     DEBS: debs,
     ENV: Object.entries(recipe.env).map(([k, v]) => `${k}=${v}`),
@@ -167,7 +171,7 @@ async function _runChroot(opts: DeriveImageOptions, work: string, rootfs: string
     check: false,
     env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C.UTF-8" },
     onLine: (line) => {
-      const m = /^@@banger (stage|failed) (\S+)(?: (\d+))?(?: (.*))?$/.exec(line);
+      const m = line.startsWith(`${mark} `) ? /^(stage|failed) (\S+)(?: (\d+))?(?: (.*))?$/.exec(line.slice(mark.length + 1)) : null;
       if (!m) {
         tail = [...tail, line].slice(-_TAIL_LINES);
         progress(`${stage}: ${line}`);

@@ -101,12 +101,13 @@ describe("image build --from (real chroot, busybox base)", () => {
   }, 60_000);
 
   test("a failing step: its output tail and exit code, exit 1 (a failed build, not bad input), no image and nothing left", () => {
-    const r = h.run(["image", "build", "broken", "--from", "tiny", "--run", "echo first; echo 'the reason' >&2; exit 7"]);
+    // a line that looks like the build's own stage marker is just output
+    const r = h.run(["image", "build", "broken", "--from", "tiny", "--run", "echo first; echo '@@banger stage done'; echo 'the reason' >&2; exit 7"]);
     expect(r.code).toBe(1);
     const lines = r.stderr.trim().split("\n").filter((l) => l.startsWith("banger:"));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain("run step 1");
-    expect(lines[0]).toContain("failed with exit 7: first ⏎ the reason");
+    expect(lines[0]).toContain("failed with exit 7: first ⏎ @@banger stage done ⏎ the reason");
     expect(h.run(["image", "show", "broken"]).code).toBe(1);
     expect(leftovers()).toEqual([]);
     expect(existsSync(join(h.home, "images", "broken"))).toBe(false);
