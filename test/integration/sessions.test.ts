@@ -13,6 +13,9 @@ import { createSessionRepo } from "../../src/store/sessions.ts";
 import { Store } from "../../src/store/store.ts";
 import { guestLogin, startSSHD, type TestSSHD, localGuestVM } from "../helpers/sshd.ts";
 
+/** Upload names of this run (randomToken): the guest here is the host, whose /tmp other runs share. */
+const TOKEN_PREFIX = `t${process.pid}x`;
+
 // This host is the "guest": a real sshd on 127.0.0.1, session state under a temp dir.
 let sshd: TestSSHD;
 let store: Store;
@@ -50,6 +53,8 @@ function newEngine(over: Partial<SessionEngineDeps> = {}): SessionEngine {
     clock: realClock,
     newId: () => randomBytes(8).toString("hex"),
     stateRoot,
+    // this run's upload names: another run on the host (its /tmp is this guest's) has its own
+    randomToken: () => `${TOKEN_PREFIX}${randomBytes(6).toString("hex")}`,
     ...over,
   });
   engines.push(e);
@@ -120,7 +125,7 @@ guestLogin.describe("sessions over a real sshd", () => {
     expect(past.data.length).toBe(0);
     expect(past.nextOffset).toBe(offset);
     // No uploads left behind.
-    expect([...new Bun.Glob("banger-send-*").scanSync("/tmp")]).toEqual([]);
+    expect([...new Bun.Glob(`banger-send-${TOKEN_PREFIX}*`).scanSync("/tmp")]).toEqual([]);
     const stopped = await e.stop(s, 1000);
     expect(stopped.status).toBe("stopped");
     expect(stopped.exitCode).toBe(143);
