@@ -79,8 +79,10 @@ export async function candidates(root: AnyCmd, words: string[], src: NameSource)
     if (w.startsWith("-") && w !== "-") {
       const o = optionOf(defs, w);
       if (o && o.def.type === "string" && !o.inline) {
-        if (i === before.length - 1) pending = o.name;
-        else i++;
+        // bash splits `--image=d` at the =: its value is the word after the "="
+        const eq = before[i + 1] === "=" ? 1 : 0;
+        if (i + eq === before.length - 1) pending = o.name;
+        else i += 1 + eq;
       }
       continue;
     }
@@ -98,6 +100,13 @@ export async function candidates(root: AnyCmd, words: string[], src: NameSource)
     if (pending === "name" && path.join(" ") === "vm run") return filter(await src.vms()); // run into an existing VM
     const values = OPTION_VALUES[pending];
     return values ? filter(await values(src)) : [];
+  }
+  // zsh and fish give `--image=d` as one word: its values, each with the option before it
+  const inline = cur.startsWith("--") && cur.includes("=") ? optionOf(defs, cur) : null;
+  if (inline && inline.def.type === "string") {
+    const flag = cur.slice(0, cur.indexOf("=") + 1);
+    const values = OPTION_VALUES[inline.name];
+    return values ? filter((await values(src)).map((v) => flag + v)) : [];
   }
   if (cur.startsWith("-")) {
     const opts = (Object.entries(defs) as [string, ArgDef][])
@@ -119,6 +128,7 @@ export async function candidates(root: AnyCmd, words: string[], src: NameSource)
   const posNames = Object.entries(defs).filter(([, d]) => d.type === "positional").map(([n]) => n);
   const argName = posNames[positionals.length];
   if (!argName) return [];
+  if (path.join(" ") === "completion") return filter(["bash", "zsh", "fish"]);
   const kind = positionalKind(path, argName);
   if (kind === "vm") return filter(await src.vms());
   if (kind === "image") return filter(await src.images());

@@ -196,4 +196,13 @@ describe("completion candidates come from the command definitions", () => {
     expect(await candidates(main, ["vm", "rollback", "box", ""], names)).toEqual(["s1", "s2"]);
     expect(await candidates(main, ["vm", "create", "new", "--from", "w"], names)).toEqual(["web@w1"]);
   });
+  test("an option's value after = (bash gives the = as a word of its own, zsh and fish one word); the shells of completion", async () => {
+    expect(await candidates(main, ["vm", "create", "x", "--image", "=", ""], names)).toEqual(["default"]);
+    expect(await candidates(main, ["vm", "create", "x", "--image", "=", "default", "--vmm", "=", "q"], names)).toEqual(["qemu"]);
+    expect(await candidates(main, ["vm", "create", "x", "--image=d"], names)).toEqual(["--image=default"]);
+    expect(await candidates(main, ["vm", "create", "x", "--net=t"], names)).toEqual(["--net=tap"]);
+    expect(await candidates(main, ["vm", "create", "x", "--name=x"], names)).toEqual([]);
+    expect(await candidates(main, ["completion", ""], names)).toEqual(["bash", "fish", "zsh"]);
+    expect(await candidates(main, ["completion", "z"], names)).toEqual(["zsh"]);
+  });
 });
