@@ -167,7 +167,7 @@ export async function sweepHome(d: SweepDeps): Promise<SweepItem[]> {
         // start-time guard: a pid reused since the scan is a stranger and is left alone
         if (!(await sameProcess(d.procs, w.pid, w.startTime))) continue;
         d.procs.kill(w.pid, "SIGKILL");
-        d.log.info(`sweep: killed pid ${w.pid} (${w.cmdline.slice(0, 3).join(" ")}) still working in ${item.path}`);
+        d.log.info(`sweep: killed pid ${w.pid} (${_brief(w.cmdline)}) still working in ${item.path}`);
       }
       if (workers.length && !(await _allGone(d, workers))) {
         item.kept = `pid(s) ${workers.map((w) => w.pid).join(", ")} did not exit`;
@@ -194,4 +194,15 @@ async function _allGone(d: SweepDeps, ps: ProcInfo[]): Promise<boolean> {
     if (d.clock.now().getTime() >= deadline) return false;
     await d.clock.sleep(_POLL_MS);
   }
+}
+
+/** A process's first words for a log line: a `bash -c SCRIPT`'s script is a hundred lines, its first one says enough. */
+function _brief(cmdline: readonly string[]): string {
+  return cmdline
+    .slice(0, 3)
+    .map((a) => {
+      const line = a.split("\n")[0]!;
+      return line.length > 60 || line !== a ? `${line.slice(0, 60)}…` : line;
+    })
+    .join(" ");
 }

@@ -93,11 +93,14 @@ describe("startup sweep", () => {
     w.procs.add(700, 11, ["perl", "/usr/bin/mmdebstrap", "--variant=essential", "bookworm", `${dead}/.build/rootfs`, "/etc/apt/sources.list"]);
     w.procs.add(701, 12, ["sleep", "100", `${dead}-not-it`]); // a different path that shares a prefix
     w.procs.add(702, 13, ["vim", `${H}/images/default/manifest.json`]);
+    // a derive's chroot script: its first line in the log, not a hundred
+    w.procs.add(703, 14, ["bash", "-c", `WORK=${dead}/.build\nset -e\n${"echo step\n".repeat(100)}`]);
     await sweepHome(w.deps);
-    expect(w.procs.kills).toEqual([{ pid: 700, signal: "SIGKILL" }]);
+    expect(w.procs.kills).toEqual([{ pid: 700, signal: "SIGKILL" }, { pid: 703, signal: "SIGKILL" }]);
     expect(w.fs.ops).toEqual([`rmrf ${dead}`]);
     expect(w.log.of("info")).toEqual([
       `sweep: killed pid 700 (perl /usr/bin/mmdebstrap --variant=essential) still working in ${dead}`,
+      `sweep: killed pid 703 (bash -c WORK=${dead}/.build…) still working in ${dead}`,
       `sweep: removed ${dead} (image build dir of pid 901, gone)`,
     ]);
   });
