@@ -177,6 +177,13 @@ const _USERS_INPUT: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["E_USAGE", "E_B
 export class HookEngine {
   private readonly handlers = new Map<HookName, Registered[]>();
   private seq = 0;
+  /** Plugins whose errors are written for the user as they are (banger's built-ins): no "plugin:hook:" before them. */
+  private readonly plain = new Set<string>();
+
+  /** Report `plugin`'s BangerErrors (but internal ones) without its name and the hook's: they are already written for the user. */
+  speaksForItself(plugin: string): void {
+    this.plain.add(plugin);
+  }
 
   hook<K extends HookName>(plugin: string, name: K, handler: HookHandler<K>, opts: HookOptions = {}): () => void {
     return this.add(plugin, name, handler, ORDER[opts.order ?? "normal"]);
@@ -235,7 +242,7 @@ export class HookEngine {
       } catch (e) {
         if (e instanceof BangerError) {
           // a refusal of what the user asked is written for them: the hook's name would only be noise on their line
-          const message = _USERS_INPUT.has(e.code) ? e.message : `${h.plugin}:${name}: ${e.message}`;
+          const message = _USERS_INPUT.has(e.code) || (this.plain.has(h.plugin) && e.code !== "E_INTERNAL") ? e.message : `${h.plugin}:${name}: ${e.message}`;
           throw new BangerError(e.code, message, { cause: e, undoFailures: e.undoFailures });
         }
         throw new BangerError("E_PLUGIN", `${h.plugin}:${name}: ${errorMessage(e)}`, { cause: e });

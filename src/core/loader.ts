@@ -63,6 +63,8 @@ export async function setupPlugins(plugins: { plugin: BangerPlugin; source: stri
   for (const { plugin, source } of plugins) {
     if (seen.has(plugin.name)) throw new BangerError("E_PLUGIN", `two plugins are named "${plugin.name}" (second from ${source})`);
     seen.add(plugin.name);
+    // a built-in's refusals and failures are written for the user; a user's plugin is named in its errors
+    if (source === "builtin") deps.hooks.speaksForItself(plugin.name);
     const info: LoadedPlugin = { name: plugin.name, description: plugin.description ?? "", source, hooks: [], drivers: [], storage: [], nets: [] };
     const scoped = (kind: ProviderKind, name: string): ProviderHooks => ({
       hook(hookName, handler) {

@@ -149,7 +149,7 @@ describe("image build --from (real chroot, busybox base)", () => {
     expect(existsSync(join(h.home, "images", "stopped"))).toBe(false);
     expect(loopsOf()).toEqual([]);
     const log = readFileSync(join(h.home, "daemon.log"), "utf8");
-    expect(log).toMatch(/image build stopped: stopped, its requester went away \(image:image:build: unshare was stopped: its request was cancelled\); undoing it/);
+    expect(log).toMatch(/image build stopped: stopped, its requester went away \(unshare was stopped: its request was cancelled\); undoing it/);
     // the daemon goes on: the same build, uninterrupted, works
     expect(h.run(["image", "build", "stopped", "--from", "tiny", "--run", "echo fine > /etc/fine"]).code).toBe(0);
     expect(cat("stopped", "/etc/fine")).toBe("fine\n");

@@ -135,6 +135,19 @@ describe("setupPlugins", () => {
     expect(seen).toEqual(["setup builtin-net", "setup builtin-storage", "setup user", "hook builtin-net", "hook builtin-storage", "hook user"]);
   });
 
+  test("a built-in's errors reach the user as it wrote them (but internal ones); a user's plugin is named in its own", async () => {
+    const failWith = (name: string, e: () => Error) => definePlugin({ name, setup: (ctx) => void ctx.hook("vm:delete", () => Promise.reject(e())) });
+    const message = async (p: BangerPlugin, source: string) => {
+      const d = deps();
+      await setupPlugins([{ plugin: p, source }], d);
+      return (await caught(d.hooks.run("vm:delete", { vm: sampleVM() }))).message;
+    };
+    expect(await message(failWith("image", () => new BangerError("E_STATE", "run step 1 failed")), "builtin")).toBe("run step 1 failed");
+    expect(await message(failWith("image", () => new BangerError("E_INTERNAL", "lost a file")), "builtin")).toBe("image:vm:delete: lost a file");
+    expect(await message(failWith("image", () => new Error("plain")), "builtin")).toBe("image:vm:delete: plain");
+    expect(await message(failWith("mine", () => new BangerError("E_STATE", "run step 1 failed")), "/home/u/p.ts")).toBe("mine:vm:delete: run step 1 failed");
+  });
+
   test("duplicate plugin names are rejected, naming the second source", async () => {
     const err = await caught(
       setupPlugins(
