@@ -127,17 +127,23 @@ const send = defineCommand({
   },
 });
 
+/** Where a log print stopped: the offset to continue from, and (a follow the session's end ended) the session as it ended. */
+interface PumpEnd {
+  offset: number;
+  session?: GuestSession;
+}
+
 /**
  * Print a session log from an offset; with follow, until the session ends or
  * we are interrupted. A daemon that dies mid-stream (even kill -9) is
  * restarted and the stream resumes from the last byte offset printed, so
- * nothing is lost or printed twice. Returns the next offset.
+ * nothing is lost or printed twice.
  */
 async function pump(
   vm: string,
   session: string,
   opts: { stream: "stdout" | "stderr"; offset: number; follow: boolean; signal?: AbortSignal; onChunk?: (data: Buffer, nextOffset: number) => void },
-): Promise<number> {
+): Promise<PumpEnd> {
   let at = opts.offset;
   const fd = !opts.onChunk && opts.stream === "stderr" ? 2 : 1;
   // as streamCall's: the next chunk is read once this one is written, and a full pipe does not block a Ctrl-C
@@ -155,9 +161,9 @@ async function pump(
             return write(Buffer.from(e.data, "base64"), at);
           }
         }, opts.signal);
-        return ev.data.offset;
+        return { offset: ev.data.offset, session: ev.data.session };
       } catch (e) {
-        if (opts.signal?.aborted) return at;
+        if (opts.signal?.aborted) return { offset: at };
         const daemonGone = !(e instanceof BangerError) || e.code === "E_DAEMON";
         if (!opts.follow || !daemonGone || attempt >= 20) throw e;
         await Bun.sleep(200);
@@ -197,7 +203,7 @@ const logs = defineCommand({
     // JSON: text plus byte offsets, so a script can resume exactly where it stopped
     const chunks: Buffer[] = [];
     let carry: Buffer = Buffer.alloc(0);
-    const next = await pump(args.vm, args.session, {
+    const { offset: next } = await pump(args.vm, args.session, {
       stream,
       offset,
       follow: !!args.follow,
@@ -215,8 +221,39 @@ const logs = defineCommand({
   },
 });
 
+// an ended session that recorded no exit code (it failed: its VM stopped, its process vanished): 255, as ssh exits when the remote status is unknown
+const _NO_EXIT_CODE = 255;
+
+/** An attach's exit code once its session ended: the session's own (128+n when signal n ended it, as the runner records). */
+function _attachExitCode(s: GuestSession): number {
+  return s.exitCode ?? _NO_EXIT_CODE;
+}
+
+/** How an attached session ended, in words: "exited (exit 7)", "stopped (exit 143)", "failed: its vm stopped". */
+function _howEnded(s: GuestSession): string {
+  const code = s.exitCode !== null ? ` (exit ${s.exitCode})` : "";
+  if (s.status !== "failed") return `${s.status}${code}`;
+  const why = s.launchStage ? `at stage ${s.launchStage}: ${s.launchMessage}` : s.launchMessage;
+  return why ? `failed${code}: ${why}` : `failed${code}`;
+}
+
+/** Is the session over? A send it refused is then its end showing, which the attach's output pump reports. */
+async function _sessionOver(vm: string, session: string): Promise<boolean> {
+  const s = await (await daemon()).call("sessionShow", { params: { vm, session } });
+  return s.status !== "starting" && s.status !== "running";
+}
+
+/** An attach's last line: to stderr (raw, as the terminal is), or with --json one record on stdout. */
+function _attachSays(json: boolean, human: string, record: Record<string, unknown>): void {
+  if (json) writeChunk(1, JSON.stringify(record) + "\n");
+  else log().withTag("raw").info(isTTY() ? `\r\n${human}\r\n` : `${human}\n`);
+}
+
 const attach = defineCommand({
-  meta: { name: "attach", description: "Live stdin + stdout/stderr of a session; Ctrl-] detaches (the session keeps running)" },
+  meta: {
+    name: "attach",
+    description: `Live stdin + stdout/stderr of a session until it ends; exits with its exit code (${_NO_EXIT_CODE} if it failed without one). Ctrl-] detaches (exit 0, the session keeps running). --json: a last line {nextOffset, status, exitCode}`,
+  },
   args: { ...sArgs, offset: { type: "string", description: "Replay stdout from this byte offset (default 0)" }, ...jsonArg },
   async run({ args }) {
     const stop = new AbortController();
@@ -226,35 +263,48 @@ const attach = defineCommand({
     const stdin = process.stdin;
     const tty = !!stdin.isTTY;
     if (tty) stdin.setRawMode(true);
+    let over = false;
     let sending = Promise.resolve();
+    const refused = async (e: unknown) => {
+      // The daemon died mid-send: that input may or may not have arrived. Say so, keep attaching.
+      if (e instanceof BangerError && e.code === "E_DAEMON") return log().warn(`${e.message}; the last input may not have been delivered`);
+      // a session that ended refuses input: its end is reported with its last output, not as this send's error
+      if (over || (await _sessionOver(args.vm, args.session).catch(() => false))) return;
+      fail(e, !!args.json);
+    };
     const onData = (buf: Buffer) => {
       const cut = buf.indexOf(DETACH_KEY);
       const payload = cut >= 0 ? buf.subarray(0, cut) : buf;
-      if (payload.length) {
-        sending = sending
-          .then(() => sendBytes(args.vm, args.session, payload).then(() => {}))
-          .catch((e) => {
-            // The daemon died mid-send: that input may or may not have arrived. Say so, keep attaching.
-            if (e instanceof BangerError && e.code === "E_DAEMON") log().warn(`${e.message}; the last input may not have been delivered`);
-            else fail(e, !!args.json);
-          });
-      }
+      if (payload.length) sending = sending.then(() => sendBytes(args.vm, args.session, payload).then(() => {}, refused));
       if (cut >= 0) stop.abort();
     };
     stdin.on("data", onData);
     stdin.on("end", () => {}); // stdin closing does not end the attach; the session's stdin stays open
-    const detached = new Promise<void>((r) => stop.signal.addEventListener("abort", () => r(), { once: true }));
-    const next = await Promise.race([outP, detached.then(() => outP)]);
-    stop.abort();
+    const out = await outP;
+    // ended, not detached: stderr's follow ends with the session too, once it printed all of it
+    if (out.session) over = true;
+    else stop.abort();
     await errP.catch(() => {});
-    await sending;
+    // input still on its way to an ended session cannot be read: it would only wait out the send's timeout
+    if (!over) await sending;
     stdin.off("data", onData);
     if (tty) stdin.setRawMode(false);
     stdin.pause();
-    const msg = `detached at stdout offset ${next}; reattach with: banger session attach ${args.vm} ${args.session} --offset ${next}`;
-    if (args.json) writeChunk(1, JSON.stringify({ nextOffset: next }) + "\n");
-    else log().withTag("raw").info(isTTY() ? `\r\n${msg}\r\n` : `${msg}\n`);
-    process.exit(0);
+    const s = out.session;
+    const next = out.offset;
+    const reattach = `banger session attach ${args.vm} ${args.session} --offset ${next}`;
+    if (!s) {
+      _attachSays(!!args.json, `detached at stdout offset ${next}; reattach with: ${reattach}`, { nextOffset: next });
+      process.exit(0);
+    }
+    if (s.status === "starting" || s.status === "running") {
+      // the daemon could not learn the end from the guest: the session may run on
+      _attachSays(!!args.json, `the follow of session ${s.name} ended while it still shows ${s.status}; reattach with: ${reattach}`, { nextOffset: next, status: s.status, exitCode: null });
+      process.exit(1);
+    }
+    const why = s.status === "failed" && s.launchMessage ? { why: s.launchMessage } : {};
+    _attachSays(!!args.json, `session ${s.name} ${_howEnded(s)}`, { nextOffset: next, status: s.status, exitCode: s.exitCode, ...why });
+    process.exit(_attachExitCode(s));
   },
 });
 

@@ -140,6 +140,36 @@ guestLogin.describe("session CLI over a real sshd", () => {
     expect(run(["session", "show", "box", "agent", "--json"]).json().status).toBe("running");
   }, 60_000);
 
+  test("attach ends when the session does, says how it ended, and exits with its code; an attach to an ended session returns at once", async () => {
+    const s = run(["session", "start", "box", "--name", "ends", "--", "sh", "-c", "sleep 1; echo bye; echo oops >&2; exit 7"]);
+    expect(s.code).toBe(0);
+    // stdin a pipe we never close: only the session's end may end the attach
+    const attach = (json: boolean) =>
+      Bun.spawn([BANGER, "session", "attach", "box", "ends", ...(json ? ["--json"] : [])], { env: { ...h.env, ...env }, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    const t0 = Date.now();
+    const p = attach(false);
+    const code = await Promise.race([p.exited, Bun.sleep(8000).then(() => "still attached")]);
+    const took = Date.now() - t0;
+    p.kill();
+    const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+    console.log(`attach to a session that exits after 1 s returned after ${took} ms`);
+    expect([code, stdout]).toEqual([7, "bye\n"]);
+    expect(stderr).toContain("oops\n");
+    expect(stderr).toContain("session ends exited (exit 7)");
+    expect(stderr).not.toContain("reattach");
+
+    const t1 = Date.now();
+    const again = attach(true);
+    const code2 = await Promise.race([again.exited, Bun.sleep(5000).then(() => "still attached")]);
+    const took2 = Date.now() - t1;
+    again.kill();
+    console.log(`attach to an exited session returned after ${took2} ms`);
+    expect(code2).toBe(7);
+    const lines = (await new Response(again.stdout).text()).trim().split("\n");
+    expect(lines[0]).toBe("bye");
+    expect(JSON.parse(lines.at(-1)!)).toEqual({ nextOffset: 4, status: "exited", exitCode: 7 });
+  }, 30_000);
+
   test("bad input is one line as for VMs: a missing VM (exit 1, the same words), a name no session can have (exit 2), an unreadable --file (exit 2)", () => {
     const missing = run(["session", "list", "nosuch"]);
     expect([missing.code, missing.stderr]).toEqual([1, "banger: vm not found: nosuch\n"]);
