@@ -228,7 +228,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   e2b.restore();
   void e2b.reconcile().catch((e: unknown) => log.warn(`e2b: reconciling sandboxes: ${errorMessage(e)}`));
   // Session status needs SSH to each guest (seconds under TCG, longer for an unreachable one):
-  // after listening, so auto-start stays fast; every session read refreshes on demand anyway.
+  // after listening, so auto-start stays fast; every session read (list, show, logs, attach) refreshes on demand anyway.
   void sessions.reconcile().catch((e) => log.warn(`session reconcile: ${errorMessage(e)}`));
   // after listening: a graceful stop can take seconds, and the CLI that started us is waiting; overdue deadlines fire now
   lifetimes.start().catch((e: unknown) => log.warn(`lifetimes: ${errorMessage(e)}`));

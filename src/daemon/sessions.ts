@@ -111,7 +111,8 @@ export function createSessionRoutes(d: SessionRouteDeps) {
   };
 
   const handlers: HandlersFor<"session"> = {
-    sessionList: async ({ params }) => ({ sessions: sessions.list(params.vm) }),
+    // as show does: a row the guest has moved on from (exited meanwhile) is refreshed before it is listed
+    sessionList: async ({ params }) => ({ sessions: await sessions.listFresh(params.vm) }),
     sessionStart: async ({ params, body }) => {
       // a missing VM is the session engine's to refuse: no default then
       const vm = d.store.getVM(params.vm);

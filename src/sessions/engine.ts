@@ -28,6 +28,7 @@ import {
   sessionPaths,
   StateDir,
   StatusScript,
+  StatusesScript,
   StopScript,
   UserPreflightScript,
   StartFollowScript,
@@ -225,6 +226,22 @@ export class SessionEngine {
   list(vmIdOrName?: string): GuestSession[] {
     if (vmIdOrName === undefined) return this._d.repo.list();
     return this._d.repo.list({ vmId: this.vm(vmIdOrName).id });
+  }
+
+  /**
+   * A VM's sessions as the guest has them: those recorded running are asked
+   * after first, all in one round trip; none is made when none runs or the VM
+   * does not (its stop already ended them). A guest that cannot answer (paused,
+   * unreachable) leaves the recorded rows.
+   */
+  async listFresh(vmIdOrName: string): Promise<GuestSession[]> {
+    const vm = this.vm(vmIdOrName);
+    // not "starting": a start in flight has no pid file yet, and "missing" would end it under its own start
+    const running = this._d.repo.list({ vmId: vm.id, status: ["running"] });
+    if (running.length > 0 && (await this._d.vmAlive(vm))) {
+      await this._refreshAll(vm, running).catch((e) => this._d.log.debug(`session list on vm ${vm.name}: statuses not refreshed: ${errorMessage(e)}`));
+    }
+    return this._d.repo.list({ vmId: vm.id });
   }
 
   // --- start ---
@@ -660,6 +677,15 @@ export class SessionEngine {
     const conn = await this._conn(vm);
     const r = await conn.runScript(StatusScript(current.guestStateDir));
     return this._applyStatus(current, r.stdout, "exited");
+  }
+
+  /** Refresh several sessions of one running VM with one status script: its lines answer them in order. */
+  private async _refreshAll(vm: VMRecord, sessions: GuestSession[]): Promise<void> {
+    const conn = await this._conn(vm);
+    const r = await conn.runScript(StatusesScript(sessions.map((s) => s.guestStateDir)));
+    const lines = r.stdout.split("\n");
+    if (r.exitCode !== 0 || lines.length < sessions.length) throw new BangerError("E_STATE", `status script exited ${r.exitCode}: ${_firstLine(r.stderr) || JSON.stringify(r.stdout)}`);
+    for (const [i, s] of sessions.entries()) await this._applyStatus(s, lines[i]!, "exited");
   }
 
   /**

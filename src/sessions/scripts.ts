@@ -33,6 +33,8 @@ import REMOVE_SH from "./scripts/remove.sh" with { type: "text" };
 import RUNNER_SH from "./scripts/runner.sh" with { type: "text" };
 import SEND_SH from "./scripts/send.sh" with { type: "text" };
 import STATUS_SH from "./scripts/status.sh" with { type: "text" };
+import STATUS_REPORT_SH from "./scripts/status-report.sh" with { type: "text" };
+import STATUSES_SH from "./scripts/statuses.sh" with { type: "text" };
 import STOP_SH from "./scripts/stop.sh" with { type: "text" };
 import START_FOLLOW_SH from "./scripts/start-follow.sh" with { type: "text" };
 import SIGNAL_SH from "./scripts/signal.sh" with { type: "text" };
@@ -217,12 +219,17 @@ export function LogReadCommand(path: string, offset: number, limit: number): str
  * or "missing" (never started).
  */
 export function StatusScript(stateDir: string): string {
-  return renderScript([ALIVE_SH, STATUS_SH], { DIR: stateDir });
+  return renderScript([ALIVE_SH, STATUS_REPORT_SH, STATUS_SH], { DIR: stateDir });
+}
+
+/** StatusScript's line for each of several state dirs (at least one), in their order: one round trip for a VM's sessions. */
+export function StatusesScript(stateDirs: readonly string[]): string {
+  return renderScript([ALIVE_SH, STATUS_REPORT_SH, STATUSES_SH], { DIRS: stateDirs });
 }
 
 /** TERM the session's process group, KILL it after the grace period, then report like StatusScript. */
 export function StopScript(stateDir: string, graceMs: number): string {
-  return renderScript([ALIVE_SH, STOP_SH, STATUS_SH], { DIR: stateDir, TENTHS: Math.max(0, Math.ceil(graceMs / 100)) });
+  return renderScript([ALIVE_SH, STOP_SH, STATUS_REPORT_SH, STATUS_SH], { DIR: stateDir, TENTHS: Math.max(0, Math.ceil(graceMs / 100)) });
 }
 
 /** Removes a session's guest state dir. */

@@ -170,6 +170,17 @@ guestLogin.describe("session CLI over a real sshd", () => {
     expect(JSON.parse(lines.at(-1)!)).toEqual({ nextOffset: 4, status: "exited", exitCode: 7 });
   }, 30_000);
 
+  test("list says a session exited, with its code, without a show or logs first to make the daemon look", async () => {
+    expect(run(["session", "start", "box", "--name", "quick", "--stdin", "closed", "--", "sh", "-c", "exit 3"]).code).toBe(0);
+    await Bun.sleep(1000);
+    const t0 = Date.now();
+    const listed = run(["session", "list", "box", "--json"]).json<{ name: string; status: string; exitCode: number | null }[]>();
+    console.log(`session list with ${listed.length} sessions, ${listed.filter((s) => s.status === "running").length} running: ${Date.now() - t0} ms`);
+    const quick = listed.find((x) => x.name === "quick");
+    expect([quick?.status, quick?.exitCode]).toEqual(["exited", 3]);
+    expect(run(["session", "list", "box"]).stdout).toMatch(/\nquick +exited +closed +sh -c exit 3\n/);
+  });
+
   test("bad input is one line as for VMs: a missing VM (exit 1, the same words), a name no session can have (exit 2), an unreadable --file (exit 2)", () => {
     const missing = run(["session", "list", "nosuch"]);
     expect([missing.code, missing.stderr]).toEqual([1, "banger: vm not found: nosuch\n"]);

@@ -470,6 +470,50 @@ describe("refresh / stop", () => {
     expect(fake.ranScripts.length).toBe(n);
   });
 
+  test("listFresh: the running sessions of a running VM are asked after in one script, their lines in order; no guest when none runs", async () => {
+    const { vm, session: a } = setup("listbox", "running", "pipe", "running");
+    const more = (id: string, status: SessionStatus) => {
+      const s = { ...testGuestSession(vm.id, "pipe", status), id, name: id, guestStateDir: sess.StateDir(id) };
+      store.sessions.upsert(s);
+      return s;
+    };
+    const b = more("b", "running");
+    more("done", "exited");
+    // a start in flight: no pid file yet, so the guest would say "missing"
+    more("starting", "starting");
+    // the guest's answer, a line per dir in the script's order: a runs on, b exited 7
+    const order = (script: string) => [a.guestStateDir, b.guestStateDir].sort((x, y) => script.indexOf(`'${x}'`) - script.indexOf(`'${y}'`));
+    const fake = new RecordingGuestSSH((script) => ({ stdout: order(script).map((d) => (d === b.guestStateDir ? "exited 7 1700000000\n" : "running 4242 99\n")).join("") }));
+    const { engine, dials } = newEngine(fake);
+    const listed = await engine.listFresh(vm.name);
+    expect(fake.ranScripts.length).toBe(1);
+    expect(fake.ranScripts[0]).toBe(sess.StatusesScript(order(fake.ranScripts[0]!)));
+    const by = Object.fromEntries(listed.map((s) => [s.name, [s.status, s.exitCode]]));
+    expect(by).toEqual({ [a.name]: ["running", null], b: ["exited", 7], done: ["exited", null], starting: ["starting", null] });
+    expect(dials()).toBe(1);
+
+    // nothing runs any more: the list is the store's, no guest round trip
+    const fake2 = new RecordingGuestSSH(() => ({ stdout: "exited 0 1700000000\n" }));
+    const e2 = newEngine(fake2);
+    await e2.engine.listFresh(vm.name); // a's end
+    expect(fake2.ranScripts.length).toBe(1);
+    expect((await e2.engine.listFresh(vm.name)).find((s) => s.id === a.id)?.status).toBe("exited");
+    expect(fake2.ranScripts.length).toBe(1);
+  });
+
+  test("listFresh: a stopped VM is not dialled; a guest that cannot answer leaves the recorded rows", async () => {
+    const { vm: stopped } = setup("list-stopped", "stopped", "pipe", "running");
+    const fake = new RecordingGuestSSH(() => ({ stdout: "exited 0 1\n" }));
+    const { engine, dials } = newEngine(fake);
+    expect((await engine.listFresh(stopped.name)).map((s) => s.status)).toEqual(["running"]);
+    expect(dials()).toBe(0);
+    const { vm } = setup("list-broken", "running", "pipe", "running");
+    for (const reply of [{ exitCode: 1, stderr: "bash: boom" }, { stdout: "" }, { stdout: "what\n" }]) {
+      const e = newEngine(new RecordingGuestSSH(() => reply)).engine;
+      expect((await e.listFresh(vm.name)).map((s) => s.status)).toEqual(["running"]);
+    }
+  });
+
   test("stop: stop script with the grace in tenths; status stopped, exit recorded", async () => {
     const { session } = setup("stopbox", "running", "pipe", "running");
     const fake = new RecordingGuestSSH(() => ({ stdout: "exited 143 1700000000\n" }));
@@ -705,6 +749,38 @@ describe("scripts", () => {
     expect(status).toMatch(/^exited 5 \d+\n$/);
     expect(readFileSync(join(stateDir, "stdout.log"), "utf8")).toBe("eof\n");
     expect(existsSync(join(stateDir, "stdin.pipe"))).toBe(false);
+  });
+
+  test("StatusesScript through real bash: a line per hostile state dir, in order; those gone are waited for together, not one after another", async () => {
+    const dir = (v: string) => join(tmpRoot, "statuses", v.replace(/\//g, "_"));
+    const launch = (d: string, script: string) => {
+      const r = bash(sess.LaunchScript({ guestStateDir: d, command: "bash", args: ["-c", script], cwd: "", stdinMode: "closed" }));
+      expect(r.code).toBe(0);
+      return r.stdout.trim();
+    };
+    const running = dir(HOSTILE[0]!);
+    const runs = launch(running, "sleep 30");
+    const exited = dir(HOSTILE[2]!);
+    launch(exited, "exit 7");
+    // no process and no exit code (killed with its runner): a pid file whose process is not that one
+    const gone = [dir(HOSTILE[4]!), dir(HOSTILE[8]!)];
+    for (const d of gone) {
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, "pid"), `${process.pid} 1\n`);
+    }
+    for (let i = 0; i < 100 && !existsSync(join(exited, "exit_code")); i++) await Bun.sleep(20);
+    const t0 = Date.now();
+    const r = bash(sess.StatusesScript([gone[0]!, running, dir("never started"), exited, gone[1]!]));
+    const took = Date.now() - t0;
+    expect(r.stderr).toBe("");
+    const lines = r.stdout.split("\n");
+    expect(lines.length).toBe(6);
+    expect([lines[0], lines[1], lines[2], lines[4], lines[5]]).toEqual(["gone", `running ${runs}`, "missing", "gone", ""]);
+    expect(lines[3]).toMatch(/^exited 7 \d+$/);
+    // status.sh's wait for a just-ended process's exit is 2 s: two gone ones asked one after another would take 4
+    expect(took).toBeLessThan(3500);
+    expect(bash(sess.StopScript(running, 0)).stdout).toMatch(/^exited 137 /);
+    expect(existsSync(join(tmpRoot, "PWNED"))).toBe(false);
   });
 
   test("FastSendScript through real bash: hostile bytes arrive exactly, the upload is removed", async () => {

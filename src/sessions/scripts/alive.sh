@@ -1,10 +1,10 @@
 # shellcheck shell=bash
-# Shared head of status.sh and stop.sh: _alive reads DIR/pid into PID and
-# START and succeeds only when that exact process (same /proc starttime, not a
-# zombie) lives.
-# Given: DIR, the state dir.
-: "${DIR:?}"
+# Shared head of the status, stop, signal and resize scripts: _alive reads
+# DIR/pid into PID and START and succeeds only when that exact process (same
+# /proc starttime, not a zombie) lives.
+# Given: DIR, the state dir, when _alive runs (statuses.sh sets it per session).
 _alive() {
+  : "${DIR:?}"
   [ -s "$DIR/pid" ] || return 1
   read -r PID START < "$DIR/pid" || return 1
   # read, not $(cat): no program to start
