@@ -280,16 +280,22 @@ const attach = defineCommand({
     };
     stdin.on("data", onData);
     stdin.on("end", () => {}); // stdin closing does not end the attach; the session's stdin stays open
-    const out = await outP;
-    // ended, not detached: stderr's follow ends with the session too, once it printed all of it
-    if (out.session) over = true;
-    else stop.abort();
-    await errP.catch(() => {});
-    // input still on its way to an ended session cannot be read: it would only wait out the send's timeout
-    if (!over) await sending;
-    stdin.off("data", onData);
-    if (tty) stdin.setRawMode(false);
-    stdin.pause();
+    let out: PumpEnd;
+    try {
+      out = await outP;
+      // ended, not detached: stderr's follow ends with the session too, once it printed all of it
+      if (out.session) over = true;
+      else stop.abort();
+      await errP.catch(() => {});
+      // input still on its way to an ended session cannot be read: it would only wait out the send's timeout
+      if (!over) await sending;
+    } finally {
+      // the follow failed too (its VM stopped): the terminal is the user's again either way
+      stop.abort();
+      stdin.off("data", onData);
+      if (tty) stdin.setRawMode(false);
+      stdin.pause();
+    }
     const s = out.session;
     const next = out.offset;
     const reattach = `banger session attach ${args.vm} ${args.session} --offset ${next}`;

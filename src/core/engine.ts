@@ -125,7 +125,7 @@ export class Engine {
   /** Why each VM was last stopped on purpose, numbered in order: what a command it cut says (cutSince). */
   private readonly cuts = new Map<string, { why: string; seq: number }>();
   private cutSeq = 0;
-  /** Why each VM being stopped now is, when the stop said (stoppingBecause). */
+  /** Why each VM being stopped now is ("": a plain stop), for stoppingBecause. */
   private readonly stopping = new Map<string, string>();
 
   constructor(deps: EngineDeps) {
@@ -577,7 +577,7 @@ export class Engine {
     return c && c.seq > mark ? c.why : null;
   }
 
-  /** Why the VM is being stopped right now, when more than a plain stop (asked from inside it, e.g. by vm:cleanup hooks), or null. */
+  /** Why the VM is being stopped right now ("" for a plain stop; asked from inside it, e.g. by vm:cleanup hooks), or null when it is not. */
   stoppingBecause(vmId: string): string | null {
     return this.stopping.get(vmId) ?? null;
   }
@@ -585,7 +585,7 @@ export class Engine {
   private async stopLocked(id: string, opts: StopOptions): Promise<VMRecord> {
     const vm = this.getVM(id);
     if (vm.runtime.state !== "stopped" && vm.runtime.state !== "created") this.cuts.set(vm.id, { why: opts.why ?? "it was stopped", seq: ++this.cutSeq });
-    if (opts.why) this.stopping.set(vm.id, opts.why);
+    this.stopping.set(vm.id, opts.why ?? "");
     try {
       return await this.stopNow(vm, opts);
     } finally {

@@ -142,7 +142,8 @@ export function createSessionRoutes(d: SessionRouteDeps) {
         } catch (e) {
           // stopped under it on purpose (vm stop, restart, rollback, delete): say that, not "vm is not running"
           const cut = d.engine.cutSince(s.vmId, mark);
-          if (cut) throw new BangerError("E_STATE", `session ${s.name}: following its log ended: its vm stopped (${cut})`, { cause: e });
+          const vm = d.store.getVM(s.vmId);
+          if (cut) throw new BangerError("E_STATE", `vm ${vm?.name ?? s.vmId}: following session ${s.name}'s log ended: ${cut}`, { cause: e });
           throw e;
         }
       });

@@ -61,7 +61,7 @@ export interface SessionEngineDeps {
   dial: (vm: VMRecord) => Promise<GuestSSH>;
   /** The single liveness check of a VM. */
   vmAlive: (vm: VMRecord) => Promise<boolean>;
-  /** Why the VM is being stopped on purpose right now ("it was rolled back to box@s1"), or null: a session found ended meanwhile says so. */
+  /** Why the VM is being stopped on purpose right now ("it was rolled back to box@s1"; "" for a plain stop), or null: a session found ended meanwhile says so. */
   stoppingBecause?: (vmId: string) => string | null;
   getVM: (idOrName: string) => VMRecord | null;
   clock: Clock;
@@ -768,8 +768,9 @@ export class SessionEngine {
 
   /** Why a session of a VM that is not running ended: the stop under way, if one is. */
   private _notRunning(vm: VMRecord): string {
-    const why = this._d.stoppingBecause?.(vm.id);
-    return why ? `its vm stopped (${why})` : "vm is not running";
+    const why = this._d.stoppingBecause?.(vm.id) ?? null;
+    if (why === null) return "vm is not running";
+    return why ? `its vm stopped (${why})` : "its vm stopped";
   }
 
   // --- stop / kill / remove ---
