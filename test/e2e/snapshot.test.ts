@@ -156,7 +156,7 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     const listed = ok(["session", "list", "snapbox", "--json"]).json() as { name: string; status: string; launchMessage: string }[];
     expect(listed.filter((x) => x.name === "counter" || x.name === "late").map((x) => [x.name, x.status, x.status === "failed" ? x.launchMessage : ""]).sort()).toEqual([
       ["counter", "running", ""],
-      ["late", "failed", "its vm stopped"],
+      ["late", "failed", "its vm stopped (it was rolled back to snapbox@one)"],
     ]);
     const c3 = sample().count;
     expect(c3).toBeLessThan(c2 + 20);
