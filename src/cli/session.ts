@@ -119,11 +119,22 @@ async function sendBytes(vm: string, session: string, payload: Uint8Array) {
 }
 
 const send = defineCommand({
-  meta: { name: "send", description: "Write bytes to a session's stdin pipe: --file F, or stdin (-)" },
-  args: { ...sArgs, file: { type: "string", description: "Read the payload from this file (- for stdin, the default)" }, ...jsonArg },
+  meta: { name: "send", description: "Write bytes to a session's stdin pipe: --file F, or stdin (-); --eof then closes it (the command reads EOF)" },
+  args: {
+    ...sArgs,
+    file: { type: "string", description: "Read the payload from this file (- for stdin, the default)" },
+    eof: { type: "boolean", description: "After the payload, close the session's stdin so its command reads EOF (with a terminal on stdin and no --file: nothing is sent first). Later sends still reach it, each ending in EOF" },
+    ...jsonArg,
+  },
   async run({ args }) {
-    const r = await sendBytes(args.vm, args.session, await readPayload(args.file));
-    out({ bytesWritten: r.bytesWritten, session: r.session }, !!args.json, () => `sent ${r.bytesWritten} bytes`);
+    // --eof alone at a terminal: only the close (reading the terminal would wait for a payload nobody types)
+    const payload = args.eof && args.file === undefined && process.stdin.isTTY ? new Uint8Array(0) : await readPayload(args.file);
+    const r = payload.length || !args.eof ? await sendBytes(args.vm, args.session, payload) : null;
+    if (!args.eof) return out({ bytesWritten: r!.bytesWritten, session: r!.session }, !!args.json, () => `sent ${r!.bytesWritten} bytes`);
+    const c = await (await daemon()).call("sessionCloseStdin", { params: { vm: args.vm, session: args.session } });
+    if (!c.closed) throw new BangerError("E_STATE", `session ${args.session}: its stdin was not closed: its runner is gone`);
+    const sent = r?.bytesWritten ?? 0;
+    out({ bytesWritten: sent, closed: true, session: c.session }, !!args.json, () => (sent ? `sent ${sent} bytes; stdin closed` : "stdin closed"));
   },
 });
 

@@ -128,6 +128,12 @@ export function createSessionRoutes(d: SessionRouteDeps) {
       const payload = await readCapped(req, MAX_SESSION_SEND_BYTES);
       return sessions.send({ vmIdOrName: params.vm, sessionIdOrName: params.session, payload });
     },
+    sessionCloseStdin: async ({ params }) => {
+      const s = await sessions.refresh(session(params));
+      if (s.status !== "running") throw new BangerError("E_STATE", `session ${s.name} is not running (status ${s.status})`);
+      const closed = await sessions.closeStdin(s);
+      return { closed, session: await sessions.refresh(s) };
+    },
     sessionStop: async ({ params, body }) => end("stop", params, body.graceMs),
     sessionKill: async ({ params, body }) => end("kill", params, body.graceMs),
     sessionLogs: async ({ params, query, ndjson }) => {

@@ -242,6 +242,8 @@ export const routes = defineRoutes({
   sessionShow: { method: "GET", path: "/v1/vms/:vm/sessions/:session", json: res<GuestSession>() },
   sessionRemove: { method: "DELETE", path: "/v1/vms/:vm/sessions/:session", query: { force: "flag" }, json: res<{ deleted: string }>() },
   sessionSend: { method: "POST", path: "/v1/vms/:vm/sessions/:session/send", body: "raw", json: res<{ bytesWritten: number; session: GuestSession }>() },
+  /** The session's command reads EOF on its stdin pipe; closed false when its runner was gone. */
+  sessionCloseStdin: { method: "POST", path: "/v1/vms/:vm/sessions/:session/close-stdin", json: res<{ closed: boolean; session: GuestSession }>() },
   sessionStop: { method: "POST", path: "/v1/vms/:vm/sessions/:session/stop", body: { graceMs: { type: "integer" } }, json: res<GuestSession>() },
   sessionKill: { method: "POST", path: "/v1/vms/:vm/sessions/:session/kill", body: { graceMs: { type: "integer" } }, json: res<GuestSession>() },
   sessionLogs: {

@@ -98,6 +98,23 @@ guestLogin.describe("session CLI over a real sshd", () => {
     expect(run(["session", "send", "box", "agent", "--json"], "").json().bytesWritten).toBe(0);
   });
 
+  test("send --eof: the command reads EOF after the payload (wc -c ends saying what it got); --eof on an ended session is refused", async () => {
+    expect(run(["session", "start", "box", "--name", "counts", "--", "wc", "-c"]).code).toBe(0);
+    expect(run(["session", "send", "box", "counts"], "hello ").code).toBe(0);
+    const r = run(["session", "send", "box", "counts", "--eof", "--json"], "world\n");
+    expect(r.stderr).toBe("");
+    expect(r.json()).toMatchObject({ bytesWritten: 6, closed: true });
+    let s = { status: "running", exitCode: null as number | null };
+    for (let i = 0; i < 50 && s.status === "running"; i++) {
+      await Bun.sleep(100);
+      s = run(["session", "show", "box", "counts", "--json"]).json();
+    }
+    expect(s).toMatchObject({ status: "exited", exitCode: 0 });
+    expect(run(["session", "logs", "box", "counts"]).stdout.trim()).toBe("12");
+    const late = run(["session", "send", "box", "counts", "--eof"], "");
+    expect([late.code, late.stderr]).toEqual([1, "banger: session counts is not running (status exited)\n"]);
+  });
+
   test("send and logs after kill -9 of the daemon: nothing lost, nothing doubled", async () => {
     killAndWait(h.daemonPid());
     expect(run(["session", "send", "box", "agent"], "three\n").code).toBe(0);
