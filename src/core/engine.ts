@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { meminfoBytes } from "../shared/meminfo.ts";
 import { join } from "node:path";
 import { HandleCache } from "../handles/cache.ts";
 import { vmAlive } from "../handles/alive.ts";
@@ -21,6 +20,7 @@ import { emptyHandles, VM_NAME_RE, VM_NAME_RULE, type PublishedPort, type Snapsh
 import type { BangerPaths, Logger } from "./plugin.ts";
 import type { NetPorts, Providers } from "./providers.ts";
 import { markStopped, openAll, parsePublish, portsOf, reopen } from "./ports.ts";
+import { meminfoBytes } from "../shared/meminfo.ts";
 import { vmPaths } from "../shared/paths.ts";
 import { DEFAULT_EGRESS, formatEgress, parseEgress, parseEgressEntry, withEntries, type EgressPolicy } from "../shared/egress.ts";
 

@@ -1,10 +1,10 @@
 // `vm stats`: the VMM process's CPU time and RSS from the host's /proc, and
 // ONE guest read (meminfo, uptime, df) over the pooled SSH connection.
-import { meminfoBytes } from "../shared/meminfo.ts";
 import type { Engine } from "../core/engine.ts";
 import type { Host } from "../host/types.ts";
 import type { VMStats } from "../shared/api.ts";
 import { BangerError } from "../shared/errors.ts";
+import { meminfoBytes } from "../shared/meminfo.ts";
 import type { VMRecord } from "../shared/model.ts";
 import { renderScript } from "../shared/quote.ts";
 import type { HandlersFor } from "./router.ts";
