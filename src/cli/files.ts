@@ -6,6 +6,7 @@
 import { defineCommand } from "./define.ts";
 import type { FileEvent, FileInfo } from "../shared/api.ts";
 import { BangerError } from "../shared/errors.ts";
+import { parseDuration } from "../shared/exec-options.ts";
 import { parseCpEnd, splitPath, type SplitPath } from "../files/paths.ts";
 import { EXIT, type CopyKind, archiveScript, copyKindOf, commitScript, cutError, extractScript, placeLabel, scriptError, stagedPath } from "../files/scripts.ts";
 import { guardGuestTar } from "../files/tar-guard.ts";
@@ -270,7 +271,7 @@ export const files = defineCommand({
     depth: { type: "string", description: "ls: levels down (default 1)" },
     mode: { type: "string", description: "write: octal mode, e.g. 0755 (default: the existing file's, else 0644)" },
     count: { type: "string", description: "watch: stop after this many changes" },
-    timeout: { type: "string", description: "watch: stop after this many seconds" },
+    timeout: { type: "string", description: "watch: stop after this long (30, 30s, 5m: a bare number is seconds)" },
     interval: { type: "string", description: "watch: poll interval in ms (default 1000)" },
     ...jsonArg,
   },
@@ -327,16 +328,16 @@ export const files = defineCommand({
         return out(r, json, () => `removed ${placeLabel(args.vm, r.deleted)}`);
       }
       case "watch":
-        return _watch(args.vm, path, { recursive: !!args.recursive, count: intArg(args.count, "--count"), timeout: intArg(args.timeout, "--timeout"), interval: intArg(args.interval, "--interval"), json });
+        return _watch(args.vm, path, { recursive: !!args.recursive, count: intArg(args.count, "--count"), timeoutMs: args.timeout ? parseDuration(args.timeout, "--timeout") : undefined, interval: intArg(args.interval, "--interval"), json });
     }
   },
 });
 
-/** Print changes as they come (one line each, or one JSON object per line) until --count changes, --timeout seconds, or the dir goes. */
-async function _watch(vm: string, path: string, o: { recursive: boolean; count?: number; timeout?: number; interval?: number; json: boolean }): Promise<void> {
+/** Print changes as they come (one line each, or one JSON object per line) until --count changes, --timeout passes, or the dir goes. */
+async function _watch(vm: string, path: string, o: { recursive: boolean; count?: number; timeoutMs?: number; interval?: number; json: boolean }): Promise<void> {
   const c = await daemon();
   const stop = new AbortController();
-  if (o.timeout !== undefined) setTimeout(() => stop.abort(), o.timeout * 1000);
+  if (o.timeoutMs !== undefined) setTimeout(() => stop.abort(), o.timeoutMs);
   let changes = 0;
   try {
     await c.stream(

@@ -5,14 +5,17 @@ const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_00
 /** The longest lifetime accepted: far beyond any sandbox, short enough that absolute times stay sane. */
 export const MAX_DURATION_MS = 366 * 86_400_000;
 
-/** "90s", "5m", "1h30m", "2d", or a bare number of seconds → milliseconds; null when it is none of those or is 0. */
+/**
+ * "500ms", "1.5s", "90s", "5m", "1h30m", "2d", or a bare number of seconds (Go's and Docker's form, plus days) →
+ * milliseconds; null when it is none of those or is 0. Every duration option reads this one form.
+ */
 export function parseDuration(text: string): number | null {
   const s = text.trim();
-  if (/^\d+$/.test(s)) return _positive(Number(s) * 1000);
-  if (!/^(\d+(ms|s|m|h|d))+$/.test(s)) return null;
+  if (/^\d+(\.\d+)?$/.test(s)) return _positive(Math.round(Number(s) * 1000));
+  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(s)) return null;
   let ms = 0;
-  for (const [, n, unit] of s.matchAll(/(\d+)(ms|s|m|h|d)/g)) ms += Number(n) * UNIT_MS[unit!]!;
-  return _positive(ms);
+  for (const [, n, unit] of s.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(n) * UNIT_MS[unit!]!;
+  return _positive(Math.round(ms));
 }
 
 function _positive(ms: number): number | null {

@@ -2,6 +2,7 @@
 // environment, working directory, user and a timeout. The CLI checks them to
 // give a usage error before any request; the daemon checks them again, since
 // any client may call its routes. Pure functions: no file or env access here.
+import { parseDuration as parseAnyDuration } from "./duration.ts";
 import { BangerError } from "./errors.ts";
 
 /** Exit status of a command that ran out of time (what timeout(1) uses). */
@@ -84,25 +85,13 @@ export function parseEnvFile(text: string, file: string, lookup: (name: string) 
   return out;
 }
 
-const _UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** Durations like 500ms, 2s, 1.5s, 5m, 1h, 1m30s (Go's and Docker's form; a bare number is seconds) → ms. */
+/** A command's time limit (500ms, 2s, 1.5s, 5m, 1h, 1m30s; a bare number is seconds) → ms, at most 24h. */
 export function parseDuration(v: string, what = "--timeout"): number {
-  const s = v.trim();
-  let ms: number;
-  if (/^\d+(\.\d+)?$/.test(s)) ms = Number(s) * 1000;
-  else {
-    const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
-    ms = 0;
-    let end = 0;
-    for (let m = re.exec(s); m; m = re.exec(s)) {
-      ms += Number(m[1]) * _UNITS[m[2]!]!;
-      end = re.lastIndex;
-    }
-    if (end === 0 || end !== s.length) _bad("E_USAGE", `${what} must be a duration like 500ms, 2s, 5m or 1h, got ${_brief(v)}`);
+  const ms = parseAnyDuration(v);
+  if (ms === null) {
+    if (/^[\d.]+$/.test(v.trim()) || /^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(v.trim())) _bad("E_USAGE", `${what} must be more than 0, got ${_brief(v)}`);
+    _bad("E_USAGE", `${what} must be a duration like 500ms, 2s, 5m or 1h, got ${_brief(v)}`);
   }
-  ms = Math.round(ms);
-  if (ms <= 0) _bad("E_USAGE", `${what} must be more than 0, got ${_brief(v)}`);
   if (ms > MAX_TIMEOUT_MS) _bad("E_USAGE", `${what} must be at most 24h, got ${_brief(v)}`);
   return ms;
 }

@@ -114,7 +114,7 @@ guestLogin.test("bad input: one line, exit 2, before anything runs", () => {
     [["--env-file", "/no/such.env"], "banger: --env-file /no/such.env: no such file or not readable"],
     [["--timeout", "abc"], 'banger: --timeout must be a duration like 500ms, 2s, 5m or 1h, got "abc"'],
     [["--timeout", "0s"], "banger: --timeout must be more than 0"],
-    [["--timeout", "2d"], "banger: --timeout must be a duration"],
+    [["--timeout", "2d"], "banger: --timeout must be at most 24h"],
     [["-u", "a:b:c"], 'banger: bad user "a:b:c"'],
     [["-w", ""], "banger: the working directory is empty"],
     [["-e"], "banger: -e needs a value"],

@@ -348,6 +348,18 @@ guestLogin.describe("vm files over a real sshd", () => {
     expect(run(["vm", "files", "box", "frob", "/tmp"]).code).toBe(2);
   });
 
+  test("watch --timeout takes a duration as every duration option does (1500ms); a bad one is exit 2", async () => {
+    const dir = join(guest, "watched-quiet");
+    mkdirSync(dir);
+    const t0 = performance.now();
+    const r = run(["vm", "files", "box", "watch", dir, "--timeout", "1500ms", "--interval", "200"]);
+    expect([r.code, r.stderr]).toEqual([0, ""]);
+    expect(performance.now() - t0).toBeGreaterThan(1400);
+    expect(performance.now() - t0).toBeLessThan(15_000);
+    const bad = run(["vm", "files", "box", "watch", dir, "--timeout", "soon"]);
+    expect([bad.code, bad.stderr]).toEqual([2, 'banger: --timeout must be a duration like 500ms, 2s, 5m or 1h, got "soon"\n']);
+  });
+
   test("watch reports a created, changed and removed file", async () => {
     const dir = join(guest, "watched");
     mkdirSync(dir);

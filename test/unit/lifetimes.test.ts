@@ -78,7 +78,11 @@ describe("durations", () => {
     expect(parseDuration("2d")).toBe(172_800_000);
     expect(parseDuration("90")).toBe(90_000);
     expect(parseDuration("250ms")).toBe(250);
-    for (const bad of ["", "0", "0s", "5x", "-5s", "1.5h", "s", "5 s", "1h 2m", "$(x)"]) expect(parseDuration(bad)).toBeNull();
+    // one form for every duration option: decimals too (as --timeout took them), a bare number is seconds
+    expect(parseDuration("1.5h")).toBe(5_400_000);
+    expect(parseDuration("1.5")).toBe(1500);
+    expect(parseDuration("0.5s")).toBe(500);
+    for (const bad of ["", "0", "0s", "0.0001ms", "5x", "-5s", ".5s", "1.h", "s", "5 s", "1h 2m", "$(x)"]) expect(parseDuration(bad)).toBeNull();
     expect(formatDuration(93_000)).toBe("1m33s");
     expect(formatDuration(90_061_000)).toBe("1d1h");
     expect(formatDuration(400)).toBe("0s");
