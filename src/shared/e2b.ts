@@ -28,6 +28,8 @@ export interface E2BSandboxRecord {
   /** Asked for with `network: { allowPublicTraffic: false }`: then every request to a guest port must carry it (`e2b-traffic-access-token`). */
   trafficAccessToken?: string;
   startedAt: string;
+  /** A pause or connect under way: a daemon killed in it leaves the sandbox paused with a timeout the next one clears (a CLI `vm pause` leaves none, and its TTL stays). */
+  inFlight?: "pause" | "connect";
 }
 
 /** `banger e2b status`: the listener as the daemon has it. */

@@ -291,18 +291,23 @@ describe("the listener", () => {
     expect(ts.store.e2b.listPending().map((p) => p.id)).toEqual(["e2b-stuck"]);
   });
 
-  test("at daemon start, a paused sandbox whose timeout a killed daemon left (mid-pause, mid-connect) has it cleared; a running one keeps its own", async () => {
+  test("at daemon start, a paused sandbox whose timeout a killed daemon left (mid-pause, mid-connect) has it cleared; a running one, and one paused with `vm pause`, keep theirs", async () => {
     const ids: string[] = [];
-    for (let i = 0; i < 3; i++) ids.push(((await (await api("POST", "/v2/sandboxes", { templateID: "tiny", timeout: 60 })).json()) as { sandboxID: string }).sandboxID);
-    const [pausedWithTtl, pausedClean, running] = ids as [string, string, string];
-    // as a kill between the pause and the timeout clear leaves it: paused, its TTL still set (the fake keeps it)
+    for (let i = 0; i < 4; i++) ids.push(((await (await api("POST", "/v2/sandboxes", { templateID: "tiny", timeout: 60 })).json()) as { sandboxID: string }).sandboxID);
+    const [pausedWithTtl, pausedClean, running, pausedByCli] = ids as [string, string, string, string];
+    // as a kill between the pause and the timeout clear leaves it: paused, its TTL still set (the fake keeps it), marked in flight
+    ts.store.e2b.putSandbox({ ...ts.store.e2b.getSandbox(pausedWithTtl)!, inFlight: "pause" });
     await d.app(new Request(`http://banger/v1/vms/id-${pausedWithTtl}/pause`, { method: "POST" }));
     expect((await api("POST", `/sandboxes/${pausedClean}/pause`)).status).toBe(204);
+    expect(ts.store.e2b.getSandbox(pausedClean)!.inFlight).toBeUndefined(); // a finished pause leaves no mark
     d.vms.get(`id-${pausedClean}`)!.lifetime!.expiresAt = ""; // what the finished pause's clear did
+    // `banger vm pause` of a sandbox's VM: its TTL is the user's to keep
+    await d.app(new Request(`http://banger/v1/vms/id-${pausedByCli}/pause`, { method: "POST" }));
     d.calls.length = 0;
     expect(await server.reconcile()).toEqual({ swept: [], untimed: [pausedWithTtl] });
     expect(d.calls.filter((c) => c.method === "POST").map((c) => [c.path, c.body])).toEqual([[`/v1/vms/id-${pausedWithTtl}/lifetime`, { ttlMs: 0 }]]);
-    expect(d.calls.some((c) => c.path.includes(running) && c.method === "POST")).toBe(false);
+    expect(d.calls.some((c) => (c.path.includes(running) || c.path.includes(pausedByCli)) && c.method === "POST")).toBe(false);
+    expect(ts.store.e2b.getSandbox(pausedWithTtl)!.inFlight).toBeUndefined();
   });
 
   test("status: off loopback is a warning; the store remembers where to listen", () => {

@@ -298,11 +298,15 @@ export async function clearPausedTimeouts(deps: Pick<ControlDeps, "app" | "repo"
   const { vms } = await callDaemon<{ vms: VMView[] }>(deps.app, "GET", "/v1/vms");
   const cleared: string[] = [];
   for (const sb of sandboxes) {
+    // only a pause or connect of ours a kill cut short: a VM paused with `banger vm pause` keeps its TTL
+    if (!sb.inFlight) continue;
     const vm = vms.find((v) => v.id === sb.vmId);
-    if (!vm || vm.runtime.state !== "paused" || !vm.lifetime?.expiresAt) continue;
-    await callDaemon(deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: 0 });
-    cleared.push(sb.id);
-    deps.log.info(`e2b: sandbox ${sb.id} is paused with a timeout left by a daemon that stopped mid-pause or mid-connect: cleared (a paused sandbox waits for its connect)`);
+    if (vm && vm.runtime.state === "paused" && vm.lifetime?.expiresAt) {
+      await callDaemon(deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: 0 });
+      cleared.push(sb.id);
+      deps.log.info(`e2b: sandbox ${sb.id} is paused with a timeout left by a daemon that stopped mid-${sb.inFlight}: cleared (a paused sandbox waits for its connect)`);
+    }
+    _settled(deps.repo, sb);
   }
   return cleared;
 }
@@ -422,12 +426,26 @@ async function _refresh(c: _Ctx): Promise<Response> {
 async function _pause(c: _Ctx): Promise<Response> {
   const { sb, vm } = await _must(c);
   if (_state(vm) === "paused") return e2bError(409, `sandbox "${sb.id}" is already paused`);
-  await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/pause`, {});
-  await faultPoint("e2b:after-pause");
-  // a paused sandbox waits for its connect, as E2B's do: no timeout runs while it is paused (a daemon killed before
-  // this write: clearPausedTimeouts at its next start)
-  await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: 0 });
+  c.deps.repo.putSandbox({ ...sb, inFlight: "pause" });
+  try {
+    await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/pause`, {});
+    await faultPoint("e2b:after-pause");
+    // a paused sandbox waits for its connect, as E2B's do: no timeout runs while it is paused (a daemon killed before
+    // this write: clearPausedTimeouts at its next start, by the mark above)
+    await callDaemon(c.deps.app, "POST", `/v1/vms/${encodeURIComponent(sb.vmId)}/lifetime`, { ttlMs: 0 });
+  } finally {
+    // done, or failed with an answer: only a kill leaves the mark
+    _settled(c.deps.repo, sb);
+  }
   return new Response(null, { status: 204 });
+}
+
+/** The sandbox's pause or connect is done (or was finished for it): its in-flight mark goes. */
+function _settled(repo: ControlDeps["repo"], sb: E2BSandboxRecord): void {
+  const now = repo.getSandbox(sb.id);
+  if (!now?.inFlight) return;
+  const { inFlight: _, ...rest } = now;
+  repo.putSandbox(rest);
 }
 
 async function _connect(c: _Ctx): Promise<Response> {
@@ -440,11 +458,16 @@ async function _connect(c: _Ctx): Promise<Response> {
     // resumed, its timeout runs again (pause cleared it): set before the resume too, so a daemon killed between the
     // two leaves a sandbox that goes by itself, never a running one with no timeout
     const timeout = { ttlMs: ttl || DEFAULT_TIMEOUT_S * 1000 };
-    await callDaemon(c.deps.app, "POST", `${path}/lifetime`, timeout);
-    // paused; or stopped (its memory is gone; an autoPause timeout, `vm stop`): boot it again, its disk kept
-    await callDaemon(c.deps.app, "POST", `${path}/${vm.runtime.state === "paused" ? "resume" : "start"}`, {});
-    // …and counted from now, when it runs again (a boot under TCG takes seconds)
-    await callDaemon(c.deps.app, "POST", `${path}/lifetime`, timeout);
+    c.deps.repo.putSandbox({ ...sb, inFlight: "connect" });
+    try {
+      await callDaemon(c.deps.app, "POST", `${path}/lifetime`, timeout);
+      // paused; or stopped (its memory is gone; an autoPause timeout, `vm stop`): boot it again, its disk kept
+      await callDaemon(c.deps.app, "POST", `${path}/${vm.runtime.state === "paused" ? "resume" : "start"}`, {});
+      // …and counted from now, when it runs again (a boot under TCG takes seconds)
+      await callDaemon(c.deps.app, "POST", `${path}/lifetime`, timeout);
+    } finally {
+      _settled(c.deps.repo, sb);
+    }
     status = 201;
   } else if (ttl !== undefined) {
     // connect to a running one never shortens its life, as E2B's does not
