@@ -170,7 +170,7 @@ describe("bad input", () => {
   test("a value option followed by a negative number: the option's range check speaks, not \"unknown option -1\"", () => {
     const r = run(["vm", "files", "box", "ls", "/", "--depth", "-1"]);
     expect([r.code, r.stderr]).toEqual([2, 'banger: --depth must be a whole number (0 or more), got "-1"\n']);
-    expect(run(["vm", "create", "x1", "--cpus", "-2", "--driver", "fake"]).stderr).toContain("--cpus must be a whole number (0 or more)");
+    expect(run(["vm", "create", "x1", "--cpus", "-2", "--driver", "fake"]).stderr).toContain("--cpus must be a whole number (1 or more)");
     // and 0, which would list nothing (it was taken for 1)
     expect(run(["vm", "files", "box", "ls", "/", "--depth", "0"]).stderr).toBe("banger: --depth must be at least 1 (the dir's own entries; `stat` is the path alone)\n");
   });
