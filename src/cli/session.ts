@@ -1,6 +1,7 @@
 import { defineCommand } from "./define.ts";
 import { log } from "./log.ts";
 import { BangerError } from "../shared/errors.ts";
+import { readableCommand } from "../shared/quote.ts";
 import type { GuestSession } from "../shared/model.ts";
 import { completeUtf8Prefix, utf8OrNull } from "../shared/utf8.ts";
 import { daemon, fail, intArg, isTTY, jsonArg, out, passthrough, readStdinUpTo, usage, writeChunk, writeStreamed } from "./context.ts";
@@ -18,7 +19,7 @@ function describe(s: GuestSession): string {
   const lines = [
     `session:  ${s.name} (${s.id})`,
     `status:   ${s.status}${s.exitCode !== null ? ` (exit ${s.exitCode})` : ""}`,
-    `command:  ${[s.command, ...s.args].join(" ")}`,
+    `command:  ${readableCommand([s.command, ...s.args])}`,
     `cwd:      ${s.cwd || "-"}`,
     `stdin:    ${s.stdinMode}`,
     `pid:      ${s.guestPid || "-"}`,
@@ -80,7 +81,7 @@ const list = defineCommand({
   async run({ args }) {
     const { sessions } = await (await daemon()).call("sessionList", { params: { vm: args.vm } });
     out(sessions, !!args.json, () =>
-      sessions.length === 0 ? "no sessions" : table([["NAME", "STATUS", "STDIN", "COMMAND"], ...sessions.map((s) => [s.name, s.status, s.stdinMode, [s.command, ...s.args].join(" ")])]),
+      sessions.length === 0 ? "no sessions" : table([["NAME", "STATUS", "STDIN", "COMMAND"], ...sessions.map((s) => [s.name, s.status, s.stdinMode, readableCommand([s.command, ...s.args])])]),
     );
   },
 });

@@ -21,6 +21,21 @@ export function shellJoin(words: string[]): string {
   return words.map(shellQuote).join(" ");
 }
 
+/**
+ * A command line for people to read (a table cell, a `show` line): plain words as they are, others quoted as bash
+ * reads them back, control characters (a newline) as $'\n' so the line stays one line. Not for running: shellJoin is.
+ */
+export function readableCommand(words: readonly string[]): string {
+  return words
+    .map((w) => {
+      if (/^[A-Za-z0-9_\-+=.,/:@%^]+$/.test(w)) return w;
+      if (!/[\x00-\x1f\x7f]/.test(w)) return `'${w.replace(/'/g, `'\\''`)}'`;
+      const body = [...w].map((c) => (c === "\n" ? "\\n" : c === "\t" ? "\\t" : c === "'" ? "\\'" : c === "\\" ? "\\\\" : c < " " || c === "\x7f" ? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}` : c)).join("");
+      return `$'${body}'`;
+    })
+    .join(" ");
+}
+
 /** A value a guest script is given: a string or number, or (bash only) a list that becomes an array. */
 export type ScriptValue = string | number | readonly string[];
 

@@ -7,7 +7,7 @@ import { BangerError } from "../../src/shared/errors.ts";
 import type { GuestSession, SessionStatus, SessionStdinMode, VMRecord } from "../../src/shared/model.ts";
 import type { Clock, ExecResult, ExecStreamOptions, GuestSSH } from "../../src/host/types.ts";
 import { SessionEngine } from "../../src/sessions/engine.ts";
-import { renderScript, shellQuote } from "../../src/shared/quote.ts";
+import { readableCommand, renderScript, shellQuote } from "../../src/shared/quote.ts";
 import * as sess from "../../src/sessions/scripts.ts";
 import { createSessionRepo } from "../../src/store/sessions.ts";
 import { Store } from "../../src/store/store.ts";
@@ -903,5 +903,16 @@ describe("scripts", () => {
     expect(empty.code).not.toBe(0);
     expect(empty.stderr).toContain("DIR");
     expect(existsSync(join(tmpRoot, "PWNED"))).toBe(false);
+  });
+});
+
+describe("readableCommand (session list and show)", () => {
+  test("plain words as they are, others quoted; one line whatever the words hold, and bash reads back the same words", () => {
+    const words = ["pi", "--mode", "rpc", "it's", "a b", "line1\nline2", "tab\there'q", "back\\slash\n", "", "$(touch x)", "\x1b[31m"];
+    const line = readableCommand(words);
+    expect(line).toBe(`pi --mode rpc 'it'\\''s' 'a b' $'line1\\nline2' $'tab\\there\\'q' $'back\\\\slash\\n' '' '$(touch x)' $'\\x1b[31m'`);
+    expect(line).not.toContain("\n");
+    const back = Bun.spawnSync(["bash", "-c", `for a in ${line}; do printf '%s\\0' "$a"; done`]).stdout.toString();
+    expect(back.split("\0").slice(0, -1)).toEqual(words);
   });
 });
