@@ -127,6 +127,8 @@ export class Engine {
   private cutSeq = 0;
   /** Why each VM being stopped now is ("": a plain stop), for stoppingBecause. */
   private readonly stopping = new Map<string, string>();
+  /** The operations reading each snapshot now (a rollback, a clone's restore), by snapshot id: a removal waits for none of them, it is refused. */
+  private readonly snapshotReaders = new Map<string, string[]>();
 
   constructor(deps: EngineDeps) {
     this.explicitDefaultDriver = deps.defaultDriver;
@@ -564,6 +566,24 @@ export class Engine {
   /** What stop does, for a caller that holds the VM's lock (rollback). */
   stopHeld(id: string, opts: StopOptions): Promise<VMRecord> {
     return this.stopLocked(id, opts);
+  }
+
+  /** Mark a snapshot as read by `what` ("vm rollback box") until the returned release: snapshot rm refuses it meanwhile. */
+  readSnapshot(snapId: string, what: string): () => void {
+    this.snapshotReaders.set(snapId, [...(this.snapshotReaders.get(snapId) ?? []), what]);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.snapshotReaders.get(snapId) ?? []).filter((w, i, all) => w !== what || all.indexOf(w) !== i);
+      if (left.length) this.snapshotReaders.set(snapId, left);
+      else this.snapshotReaders.delete(snapId);
+    };
+  }
+
+  /** What reads the snapshot now (readSnapshot), oldest first. */
+  snapshotReadBy(snapId: string): string[] {
+    return this.snapshotReaders.get(snapId) ?? [];
   }
 
   /** A mark for cutSince: take it before a command starts in a VM. */

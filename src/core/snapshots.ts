@@ -230,6 +230,16 @@ export class Snapshots {
     if (snap.vmId !== first.id) {
       throw new BangerError("E_BAD_REQUEST", `snapshot ${snap.vmName}@${snap.name} was made from another vm; make a new vm from it instead`);
     }
+    // read until the VM runs from it again: a snapshot rm meanwhile would leave the VM stopped with nothing to restore
+    const release = this.engine.readSnapshot(snap.id, `vm rollback ${first.name}`);
+    try {
+      return await this._rollback(first, snap, progress, signal);
+    } finally {
+      release();
+    }
+  }
+
+  private _rollback(first: VMRecord, snap: SnapshotRecord, progress: ProgressSink, signal: AbortSignal): Promise<VMRecord> {
     return this.engine.cache.withLock(first.id, async () => {
       const vm = this.engine.getVM(first.id);
       const driver = this.engine.driverFor(vm);
@@ -287,7 +297,15 @@ export class Snapshots {
     // a clone keeps its source's egress policy (a fork of an allowlisted agent must not get the default one) unless
     // it asks for its own; a warm template is a fresh boot of the image, whose clones get the default as a cold VM does
     const egress = opts.own?.egress ?? (snap.template ? undefined : spec.egress);
-    const vm = await this.engine.create({ ...opts.own, egress, name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress, { disksFrom: snap });
+    // read until the clone runs from it: a snapshot rm meanwhile would take the disks or state it is copying
+    const release = this.engine.readSnapshot(snap.id, `vm create ${name} --from ${snap.vmName}@${snap.name}`);
+    let vm: VMRecord;
+    try {
+      vm = await this.engine.create({ ...opts.own, egress, name, image: spec.image, cpus: spec.cpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB, workDiskMiB: spec.workDiskMiB, driver: spec.driver, net: spec.net, storage: spec.storage }, progress, { disksFrom: snap });
+    } catch (e) {
+      release();
+      throw e;
+    }
     try {
       await this.engine.cache.withLock(vm.id, () =>
         runOperation({ name: `vm create ${name} --from ${snap.vmName}@${snap.name}`, vm, host, log, progress }, async (op) => {
@@ -309,6 +327,8 @@ export class Snapshots {
       // a clone that cannot be made or started is not left half made
       await this.engine.delete(vm.id, { force: true }).catch((d: unknown) => log.warn(`vm create ${name} --from: removing the half-made clone failed: ${errorMessage(d)}`));
       throw e;
+    } finally {
+      release();
     }
   }
 
@@ -387,8 +407,11 @@ export class Snapshots {
    */
   async remove(ref: string): Promise<SnapshotRecord & { keptFor?: string[] }> {
     const snap = this.get(ref);
+    this._refuseWhileRead(snap);
     const users: string[] = [];
     await this.d.hooks.run("snapshot:remove", { snapshot: snap, users });
+    // asked again: a rollback or clone may have begun reading it while the hooks ran
+    this._refuseWhileRead(snap);
     if (users.length > 0) {
       // row first: a crash after it leaves unused files (at worst), never a listed snapshot missing its meta
       this.d.store.snapshots.delete(snap.id);
@@ -414,6 +437,12 @@ export class Snapshots {
       out.push(`${s.vmName}@${s.name}`);
     }
     return out;
+  }
+
+  /** A rollback to it or a clone of it under way: removing it now would leave that VM with half a restore. */
+  private _refuseWhileRead(snap: SnapshotRecord): void {
+    const readers = this.engine.snapshotReadBy(snap.id);
+    if (readers.length) throw new BangerError("E_CONFLICT", `snapshot ${snap.vmName}@${snap.name} is in use by ${readers.join(", ")}: remove it once that is done`);
   }
 
   /** The snapshots made from a VM (delete --with-snapshots). */

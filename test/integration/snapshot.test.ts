@@ -84,6 +84,29 @@ test("rollback: disks put back and the VM restored from the saved state (same re
   expect(existsSync(join(cold.runtime.vmDir, "restored.log"))).toBe(false);
 });
 
+test("snapshot rm while a rollback to it or a clone of it restores is refused, naming what reads it; once that is done it goes", async () => {
+  const sr = ok(["vm", "create", "slowrestore-r", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json();
+  pids.push(sr.pid);
+  ok(["vm", "snapshot", "slowrestore-r", "--name", "victim"]);
+  for (const [what, args] of [
+    ["vm rollback slowrestore-r", ["vm", "rollback", "slowrestore-r", "victim"]],
+    ["vm create slowrestore-c --from slowrestore-r@victim", ["vm", "create", "slowrestore-c", "--from", "slowrestore-r@victim", "--start"]],
+  ] as const) {
+    const p = Bun.spawn([BANGER, ...args, "--json"], { env: { ...h.env, ...env }, stdout: "pipe", stderr: "pipe" });
+    // the fake restore of slowrestore-* takes 1.5 s: the rm comes in the middle of it
+    await Bun.sleep(700);
+    const rm = run(["snapshot", "rm", "slowrestore-r@victim"]);
+    expect([rm.code, rm.stderr]).toEqual([1, `banger: snapshot slowrestore-r@victim is in use by ${what}: remove it once that is done\n`]);
+    expect(await p.exited).toBe(0);
+    const back = JSON.parse(await new Response(p.stdout).text());
+    pids.push(back.pid ?? back.vms?.[0]?.pid);
+    expect(back).toMatchObject({ alive: true, runtime: { state: "running" } });
+  }
+  ok(["vm", "delete", "slowrestore-c", "--force"]);
+  expect(ok(["snapshot", "rm", "slowrestore-r@victim"]).code).toBe(0);
+  ok(["vm", "delete", "slowrestore-r", "--force"]);
+});
+
 test("bad input: one line each, exit 1 or 2, nothing made", () => {
   const cases: [string[], number, string][] = [
     [["vm", "snapshot", "nope"], 1, "banger: vm not found: nope\n"],
