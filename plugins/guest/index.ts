@@ -86,6 +86,9 @@ async function runCloneNetScript(vm: VMRecord, via: GuestSSH | GuestRunner, scri
 /** How many times a restored guest's clock is read: the quickest round trip's reading sets it. */
 const CLOCK_READS = 3;
 
+/** A pause shorter than this leaves the guest's clock as it is: the skew a restore's clock may keep (issue 15: 0.2 s). */
+export const RESUME_CLOCK_SLACK_MS = 200;
+
 /** One reading of the guest's clock: its round trip (ms), and the host's clock minus the guest's (µs) at its midpoint. */
 interface ClockSample {
   rtt: number;
@@ -571,6 +574,13 @@ export default definePlugin({
         const data = await ctx.host.fs.readText(from);
         if (data !== null) await ctx.host.fs.writeAtomic(join(dir, "keys", to), data, 0o600);
       }
+    });
+    // a resumed guest's clock stood still while it was paused: set it to the host's, as a restore's is (a pause
+    // shorter than the skew a restore is allowed is left alone: the pause→resume round trip stays one VMM call)
+    ctx.hook("vm:resume", async ({ vm, pausedMs, guest }) => {
+      if (!vm.runtime.sshPort || (pausedMs !== null && pausedMs < RESUME_CLOCK_SLACK_MS)) return;
+      const c = await setGuestClock(ctx.host, await guest());
+      ctx.log.info(`${vm.name}: resumed guest's clock moved ${(c.offsetMs / 1000).toFixed(3)} s to the host's (paused ${pausedMs === null ? "since before this daemon" : `${pausedMs} ms`}, round trip ${c.roundTripMs} ms)`);
     });
     ctx.hook("vm:start:after", async ({ vm, handles, progress, signal, op, restored, snapshot, cloneNet }) => {
       if (!vm.runtime.sshPort) return;

@@ -4,7 +4,7 @@ import { HandleCache } from "../handles/cache.ts";
 import { vmAlive } from "../handles/alive.ts";
 import { readHandlesFile, removeHandlesFile, writeHandlesFile } from "../handles/file.ts";
 import { rediscoverHandles } from "../handles/rediscover.ts";
-import type { Host } from "../host/types.ts";
+import type { GuestSSH, Host } from "../host/types.ts";
 import type { Store } from "../store/store.ts";
 import { chooseVmm } from "../vmm/choose.ts";
 import type { BootConfig, VMMDriver } from "../vmm/driver.ts";
@@ -86,6 +86,8 @@ export interface EngineDeps {
   stopTimeoutMs?: number;
   /** Forget pooled connections to a VM's guest (the daemon's SSH pool); called whenever the engine stops a VM or finds it dead. */
   dropConnection?: (vmId: string) => void;
+  /** The VM's guest over its pooled connection (the daemon's SSH pool): what vm:resume handlers are given. */
+  dialGuest?: (vm: VMRecord) => Promise<GuestSSH>;
   /** The egress policy of a VM created without one (config.json's `egress`; default "none"). */
   defaultEgress?: string;
 }
@@ -127,6 +129,8 @@ export class Engine {
   private cutSeq = 0;
   /** Why each VM being stopped now is ("": a plain stop), for stoppingBecause. */
   private readonly stopping = new Map<string, string>();
+  /** When each VM was paused by this daemon (vm:resume's pausedMs). */
+  private readonly pausedAt = new Map<string, number>();
   /** The operations reading each snapshot now (a rollback, a clone's restore), by snapshot id: a removal waits for none of them, it is refused. */
   private readonly snapshotReaders = new Map<string, string[]>();
 
@@ -140,6 +144,7 @@ export class Engine {
       ...deps,
       // after the spread: a caller passing `dropConnection: undefined` gets the no-op too
       dropConnection: deps.dropConnection ?? (() => {}),
+      dialGuest: deps.dialGuest ?? ((vm: VMRecord) => Promise.reject(new BangerError("E_STATE", `vm ${vm.name}: no connection to its guest here`))),
     } as Engine["d"];
   }
 
@@ -264,6 +269,7 @@ export class Engine {
       if (vm.runtime.state === "paused") return vm;
       if (vm.runtime.state !== "running") throw new BangerError("E_STATE", `vm ${vm.name} is ${vm.runtime.state}: only a running VM can be paused`);
       await driver.pause(vm, handles);
+      this.pausedAt.set(vm.id, this.d.host.clock.now().getTime());
       await faultPoint("pause:after-vmm");
       vm.runtime.state = "paused";
       this.save(vm);
@@ -292,6 +298,11 @@ export class Engine {
       await faultPoint("resume:after-vmm");
       vm.runtime.state = "running";
       this.save(vm);
+      // its guest's clock stood still meanwhile: the guest plugin sets it (a failure is the log's, the VM runs)
+      const since = this.pausedAt.get(vm.id);
+      this.pausedAt.delete(vm.id);
+      const pausedMs = since === undefined ? null : this.d.host.clock.now().getTime() - since;
+      for (const f of await this.d.hooks.runAll("vm:resume", { vm, pausedMs, guest: () => this.d.dialGuest(vm) })) this.d.log.warn(`resume ${vm.name}: ${f.message}`);
       return vm;
     });
   }

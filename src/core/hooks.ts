@@ -61,6 +61,12 @@ export interface HookMap {
   "vm:snapshot": { vm: VMRecord; dir: string; disks: string[]; progress: ProgressSink; op: Operation; snapshotId: string; live: boolean; switchDisk?: (index: number, overlay: string) => Promise<void> };
   /** A rollback: the VM is stopped; put back your part of the snapshot (disks from `snapshot.dir`) before it starts again. */
   "vm:restore": { vm: VMRecord; snapshot: SnapshotRecord; progress: ProgressSink; op: Operation };
+  /**
+   * A paused VM runs again (`vm resume`): its guest's clock stood still for `pausedMs` (null: not known, a daemon
+   * restart came between). Bring the guest up to date over `guest()` (its pooled connection). A failure is logged;
+   * the resume stands.
+   */
+  "vm:resume": { vm: VMRecord; pausedMs: number | null; guest: () => Promise<GuestSSH> };
   /** `snapshot rm`: push the names of the VMs that still run on the snapshot's disks (overlays backed by them); the disks then stay until the last of them is deleted. */
   "snapshot:remove": { snapshot: SnapshotRecord; users: string[] };
   "vm:stop:before": { vm: VMRecord; handles: VMHandles };
@@ -134,6 +140,7 @@ export const HOOK_NAMES: readonly HookName[] = [
   "vm:snapshot:before",
   "vm:snapshot",
   "vm:restore",
+  "vm:resume",
   "snapshot:remove",
   "session:start",
   "session:stop",

@@ -172,7 +172,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const loaded = await _loadPlugins({ paths, host, hooks, drivers, providers, store, log, extra: opts.plugins ?? [], ssh });
   log.info(`banger daemon ${FULL_VERSION} pid ${process.pid} home ${home}; plugins: ${loaded.map((p) => p.name).join(", ")}`);
 
-  const engine = new Engine({ store, host, hooks, drivers, providers, paths, log, dropConnection: (id) => ssh.drop(id), defaultEgress: await defaultEgress(paths, fs) });
+  const engine = new Engine({ store, host, hooks, drivers, providers, paths, log, dropConnection: (id) => ssh.drop(id), dialGuest: (vm) => ssh.get(vm), defaultEgress: await defaultEgress(paths, fs) });
   // a TTL deletes with --force: the disk goes anyway, and a guest slow to power off must not outlive its TTL
   const lifetimes = new Lifetimes({ store, clock: host.clock, log, stop: (id, why) => engine.stop(id, { why }), delete: (id, why) => engine.delete(id, { force: true, why }), inOperation: (id) => engine.cache.isLocked(id) });
   lifetimes.hookInto(hooks);

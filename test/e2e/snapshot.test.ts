@@ -60,8 +60,15 @@ e2e.describe("pause, resume, snapshot and rollback (QEMU)", () => {
     const between = (performance.now() - tA) / 1000;
     const guest = after.uptime - before.uptime;
     console.log(`paused ${wall.toFixed(2)} s; between the two reads ${between.toFixed(2)} s of wall time, guest uptime advanced ${guest.toFixed(2)} s, counter ${before.count} → ${after.count}`);
-    // the 3 s of pause never reached the guest (its clock stood still)
+    // the 3 s of pause never reached the guest (its uptime stood still)…
     expect(between - guest).toBeGreaterThan(2.5);
+    // …but its wall clock was set to the host's at the resume (it was 3 s behind before that)
+    const sentAt = Date.now() / 1000;
+    const guestNow = Number(ok(["vm", "exec", "snapbox", "--", "date", "+%s.%N"]).stdout);
+    const backAt = Date.now() / 1000;
+    console.log(`guest clock after resume: ${(guestNow - sentAt).toFixed(3)} s after the exec was sent, ${(backAt - guestNow).toFixed(3)} s before it returned`);
+    expect(guestNow).toBeGreaterThan(sentAt - 0.2);
+    expect(guestNow).toBeLessThan(backAt + 0.2);
     expect(after.count - before.count).toBeLessThanOrEqual(Math.ceil(guest / 0.1) + 2);
     await Bun.sleep(1500);
     expect(sample().count).toBeGreaterThan(after.count);

@@ -913,6 +913,28 @@ describe("pause and resume", () => {
     expect(w.engine.cache.get(vm.id)!.pid).toBe(pid);
   });
 
+  test("resume tells vm:resume how long the guest stood still (null after a daemon restart), with its guest to dial; a failing handler is logged, the VM runs", async () => {
+    const w = world();
+    await w.engine.create({ name: "p" });
+    await w.engine.start("p");
+    const seen: (number | null)[] = [];
+    w.hooks.hook("clock", "vm:resume", async ({ pausedMs, guest }) => {
+      seen.push(pausedMs);
+      await guest(); // no pool in this world: rejects
+    });
+    await w.engine.pause("p");
+    w.host.clock.advance(12_000);
+    expect((await w.engine.resume("p")).runtime.state).toBe("running");
+    expect(seen).toEqual([12_000]);
+    expect(w.log.of("warn")).toEqual(["resume p: clock:vm:resume: vm p: no connection to its guest here"]);
+    // paused under an earlier daemon: how long is not known
+    await w.engine.pause("p");
+    const next = w.restart();
+    await next.reconcile();
+    await next.resume("p");
+    expect(seen).toEqual([12_000, null]);
+  });
+
   test("a paused VM refuses what needs its guest with the way out; start does not pretend it runs", async () => {
     const w = world();
     await w.engine.create({ name: "p" });
