@@ -532,7 +532,7 @@ const ttl = defineCommand({
 
 const exec = defineCommand({
   meta: { name: "exec", description: "Run a command in a running VM: banger vm exec NAME -- CMD ARGS" },
-  args: { ...nameArg, stdin: { type: "boolean", description: "Forward this process's stdin to the command" }, ...execArgs, ...jsonArg },
+  args: { ...nameArg, stdin: { type: "boolean", description: `Forward this process's stdin to the command: read whole, up to its end (at most ${Math.floor(MAX_EXEC_STDIN_BYTES / 1048576)} MiB), before the command starts` }, ...execArgs, ...jsonArg },
   async run({ args }) {
     const options = await execOptions(args);
     process.exit(await execIn(args.name, passthrough.argv, !!args.json, !!args.stdin, options));
@@ -540,10 +540,15 @@ const exec = defineCommand({
 });
 
 const ssh = defineCommand({
-  meta: { name: "ssh", description: "Interactive shell in a VM (PTY), or one command: banger vm ssh NAME [-- CMD]" },
-  args: { ...nameArg, ...jsonArg },
+  meta: { name: "ssh", description: "Interactive shell in a VM (PTY), or one command: banger vm ssh NAME [-- CMD] (CMD gets this process's stdin when it is not a terminal, as with ssh)" },
+  args: {
+    ...nameArg,
+    "no-stdin": { type: "boolean", alias: "n", description: "With a CMD: give it no stdin (as ssh -n), e.g. in a loop that reads its own" },
+    ...jsonArg,
+  },
   async run({ args }) {
-    if (passthrough.argv.length > 0) process.exit(await execIn(args.name, passthrough.argv, !!args.json));
+    // as `ssh host cmd`: piped input reaches the command (it was dropped, exit 0); a terminal is not read
+    if (passthrough.argv.length > 0) process.exit(await execIn(args.name, passthrough.argv, !!args.json, !args["no-stdin"] && !process.stdin.isTTY));
     const c = await daemon();
     const info = await c.call("vmSshInfo", { params: { vm: args.name } });
     const { holdInUse, interactiveShell } = await import("./ssh-interactive.ts");

@@ -106,6 +106,12 @@ guestLogin.test("--timeout: exit 124 on time, the whole tree is killed (setsid c
   expect(run(["vm", "exec", "box", "--", "echo", "still fine"]).stdout).toBe("still fine\n");
 });
 
+guestLogin.test("vm ssh -- CMD gets piped stdin, as ssh does (it was dropped, exit 0); -n gives it none", () => {
+  expect(run(["vm", "ssh", "box", "--", "cat"], "hello over ssh\n")).toMatchObject({ code: 0, stdout: "hello over ssh\n" });
+  expect(run(["vm", "ssh", "box", "--", "wc", "-c"], "12345")).toMatchObject({ code: 0, stdout: "5\n" });
+  expect(run(["vm", "ssh", "box", "-n", "--", "wc", "-c"], "12345")).toMatchObject({ code: 0, stdout: "0\n" });
+});
+
 guestLogin.test("bad input: one line, exit 2, before anything runs", () => {
   const cases: [string[], string][] = [
     [["-e", "=x"], 'banger: -e "=x": bad env name ""'],
