@@ -543,12 +543,12 @@ const ssh = defineCommand({
   meta: { name: "ssh", description: "Interactive shell in a VM (PTY), or one command: banger vm ssh NAME [-- CMD] (CMD gets this process's stdin when it is not a terminal, as with ssh)" },
   args: {
     ...nameArg,
-    "no-stdin": { type: "boolean", alias: "n", description: "With a CMD: give it no stdin (as ssh -n), e.g. in a loop that reads its own" },
+    "ignore-stdin": { type: "boolean", alias: "n", description: "With a CMD: give it no stdin (as ssh -n), e.g. in a loop that reads its own" },
     ...jsonArg,
   },
   async run({ args }) {
     // as `ssh host cmd`: piped input reaches the command (it was dropped, exit 0); a terminal is not read
-    if (passthrough.argv.length > 0) process.exit(await execIn(args.name, passthrough.argv, !!args.json, !args["no-stdin"] && !process.stdin.isTTY));
+    if (passthrough.argv.length > 0) process.exit(await execIn(args.name, passthrough.argv, !!args.json, !args["ignore-stdin"] && !process.stdin.isTTY));
     const c = await daemon();
     const info = await c.call("vmSshInfo", { params: { vm: args.name } });
     const { holdInUse, interactiveShell } = await import("./ssh-interactive.ts");

@@ -109,6 +109,8 @@ export function checkExecOptions(o: ExecOptions, code: "E_USAGE" | "E_BAD_REQUES
   if (o.cwd !== undefined) {
     if (o.cwd === "") _bad(code, "the working directory is empty");
     if (o.cwd.includes("\0")) _bad(code, `a NUL byte cannot be in a path: ${_brief(o.cwd)}`);
+    // as docker exec -w: relative to what would be a guess (the login's home? the image's workdir?)
+    if (!o.cwd.startsWith("/")) _bad(code, `the working directory must be an absolute path, got ${_brief(o.cwd)}`);
   }
   if (o.user !== undefined) {
     const parts = o.user.split(":");

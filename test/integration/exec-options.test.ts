@@ -110,6 +110,7 @@ guestLogin.test("vm ssh -- CMD gets piped stdin, as ssh does (it was dropped, ex
   expect(run(["vm", "ssh", "box", "--", "cat"], "hello over ssh\n")).toMatchObject({ code: 0, stdout: "hello over ssh\n" });
   expect(run(["vm", "ssh", "box", "--", "wc", "-c"], "12345")).toMatchObject({ code: 0, stdout: "5\n" });
   expect(run(["vm", "ssh", "box", "-n", "--", "wc", "-c"], "12345")).toMatchObject({ code: 0, stdout: "0\n" });
+  expect(run(["vm", "ssh", "box", "--ignore-stdin", "--", "wc", "-c"], "12345")).toMatchObject({ code: 0, stdout: "0\n" });
 });
 
 guestLogin.test("bad input: one line, exit 2, before anything runs", () => {
@@ -123,6 +124,7 @@ guestLogin.test("bad input: one line, exit 2, before anything runs", () => {
     [["--timeout", "2d"], "banger: --timeout must be at most 24h"],
     [["-u", "a:b:c"], 'banger: bad user "a:b:c"'],
     [["-w", ""], "banger: the working directory is empty"],
+    [["-w", "tmp"], 'banger: the working directory must be an absolute path, got "tmp"'],
     [["-e"], "banger: -e needs a value"],
   ];
   for (const [flags, want] of cases) {
