@@ -197,6 +197,8 @@ export class SessionEngine {
   private readonly _d: SessionEngineDeps;
   private readonly _root: string;
   private readonly _sendChains = new Map<string, Promise<void>>();
+  /** Sessions this engine is starting now (listFresh leaves them to their start). */
+  private readonly _starting = new Set<string>();
 
   constructor(deps: SessionEngineDeps) {
     this._d = deps;
@@ -236,8 +238,9 @@ export class SessionEngine {
    */
   async listFresh(vmIdOrName: string): Promise<GuestSession[]> {
     const vm = this.vm(vmIdOrName);
-    // not "starting": a start in flight has no pid file yet, and "missing" would end it under its own start
-    const running = this._d.repo.list({ vmId: vm.id, status: ["running"] });
+    // "starting" only when no start of this daemon's is making it: one in flight has no pid file yet, and "missing"
+    // would end it under its own start; one an earlier daemon was killed in would say starting for ever
+    const running = this._d.repo.list({ vmId: vm.id, status: ["running", "starting"] }).filter((x) => x.status === "running" || !this._starting.has(x.id));
     if (running.length > 0 && (await this._d.vmAlive(vm))) {
       await this._refreshAll(vm, running).catch((e) => this._d.log.debug(`session list on vm ${vm.name}: statuses not refreshed: ${errorMessage(e)}`));
     }
@@ -254,6 +257,7 @@ export class SessionEngine {
   async start(params: StartSessionParams): Promise<GuestSession> {
     const { vm, command, stdinMode } = await this._checkStart(params);
     let session = this._recordStarting(vm, params, command, stdinMode);
+    this._starting.add(session.id);
     await faultPoint("session:after-row");
 
     // Preflight and launch are one operation; a failure records status failed with the stage it reached.
@@ -268,6 +272,8 @@ export class SessionEngine {
       });
     } catch (e) {
       this._recordFailed(session, at.stage, e);
+    } finally {
+      this._starting.delete(session.id);
     }
     await this._fire("session:start", vm, session);
     return session;

@@ -470,7 +470,7 @@ describe("refresh / stop", () => {
     expect(fake.ranScripts.length).toBe(n);
   });
 
-  test("listFresh: the running sessions of a running VM are asked after in one script, their lines in order; no guest when none runs", async () => {
+  test("listFresh: the running sessions of a running VM (and one an earlier daemon left starting) are asked after in one script, their lines in order; no guest when none runs", async () => {
     const { vm, session: a } = setup("listbox", "running", "pipe", "running");
     const more = (id: string, status: SessionStatus) => {
       const s = { ...testGuestSession(vm.id, "pipe", status), id, name: id, guestStateDir: sess.StateDir(id) };
@@ -479,17 +479,19 @@ describe("refresh / stop", () => {
     };
     const b = more("b", "running");
     more("done", "exited");
-    // a start in flight: no pid file yet, so the guest would say "missing"
-    more("starting", "starting");
-    // the guest's answer, a line per dir in the script's order: a runs on, b exited 7
-    const order = (script: string) => [a.guestStateDir, b.guestStateDir].sort((x, y) => script.indexOf(`'${x}'`) - script.indexOf(`'${y}'`));
-    const fake = new RecordingGuestSSH((script) => ({ stdout: order(script).map((d) => (d === b.guestStateDir ? "exited 7 1700000000\n" : "running 4242 99\n")).join("") }));
+    // left starting by an earlier daemon (killed in its start; no start of this engine's makes it): asked after too
+    const left = more("starting", "starting");
+    // the guest's answer, a line per dir in the script's order: a runs on, b exited 7, the leftover never started
+    const answer: Record<string, string> = { [a.guestStateDir]: "running 4242 99\n", [b.guestStateDir]: "exited 7 1700000000\n", [left.guestStateDir]: "missing\n" };
+    const order = (script: string) => Object.keys(answer).sort((x, y) => script.indexOf(`'${x}'`) - script.indexOf(`'${y}'`));
+    const fake = new RecordingGuestSSH((script) => ({ stdout: order(script).map((d) => answer[d]).join("") }));
     const { engine, dials } = newEngine(fake);
     const listed = await engine.listFresh(vm.name);
     expect(fake.ranScripts.length).toBe(1);
     expect(fake.ranScripts[0]).toBe(sess.StatusesScript(order(fake.ranScripts[0]!)));
     const by = Object.fromEntries(listed.map((s) => [s.name, [s.status, s.exitCode]]));
-    expect(by).toEqual({ [a.name]: ["running", null], b: ["exited", 7], done: ["exited", null], starting: ["starting", null] });
+    expect(by).toEqual({ [a.name]: ["running", null], b: ["exited", 7], done: ["exited", null], starting: ["failed", null] });
+    expect(listed.find((s) => s.name === "starting")?.launchMessage).toBe("session never started in the guest");
     expect(dials()).toBe(1);
 
     // nothing runs any more: the list is the store's, no guest round trip
