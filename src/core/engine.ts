@@ -22,6 +22,7 @@ import type { NetPorts, Providers } from "./providers.ts";
 import { markStopped, openAll, parsePublish, portsOf, reopen } from "./ports.ts";
 import { meminfoBytes } from "../shared/meminfo.ts";
 import { vmPaths } from "../shared/paths.ts";
+import { notRunningError } from "../shared/vm-errors.ts";
 import { DEFAULT_EGRESS, formatEgress, parseEgress, parseEgressEntry, withEntries, type EgressPolicy } from "../shared/egress.ts";
 
 /**
@@ -901,10 +902,6 @@ export class Engine {
 }
 
 /** The one line for a VM whose process does not run; recorded running or paused, its process is gone (a crash not yet noticed): said so, not the stale record. */
-export function notRunningError(vm: VMRecord): BangerError {
-  const why = vm.runtime.state === "running" || vm.runtime.state === "paused" ? "its process is gone" : `state: ${vm.runtime.state}`;
-  return new BangerError("E_STATE", `vm ${vm.name} is not running (${why}); start it with \`banger vm start ${vm.name}\``);
-}
 
 /** The one line for a VM its VMM halted (Engine.haltedBy): the cause, and the way on once it is gone. */
 export function haltedError(vm: VMRecord, why: string): BangerError {

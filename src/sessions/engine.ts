@@ -42,6 +42,7 @@ import {
   type PtySize,
 } from "./scripts.ts";
 import { checkExecOptions } from "../shared/exec-options.ts";
+import { notRunningError } from "../shared/vm-errors.ts";
 import type { SessionRepo } from "../shared/session-repo.ts";
 
 export type { SessionRepo } from "../shared/session-repo.ts";
@@ -292,7 +293,7 @@ export class SessionEngine {
     shellJoin([command, ...(params.args ?? []), params.cwd ?? "", ...(params.requiredCommands ?? [])]);
     checkExecOptions({ env: params.env, user: params.user, timeoutMs: params.timeoutMs });
     if (!(await this._d.vmAlive(vm))) {
-      throw new BangerError("E_STATE", `vm ${vm.name} is not running: start it first`);
+      throw notRunningError(vm);
     }
     return { vm, command, stdinMode };
   }
