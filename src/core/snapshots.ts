@@ -103,6 +103,11 @@ export class Snapshots {
         if (stuck) {
           throw new BangerError(isBangerError(e) ? e.code : "E_INTERNAL", `${errorMessage(e)}; vm ${vm.name} was stopped, ${stuck} (start it again: \`banger vm start ${vm.name}\`)`, { cause: e, undoFailures: undoFailuresOf(e) });
         }
+        // its VMM went away under the snapshot (killed, crashed): that is the news, not the socket it no longer answers on
+        if (vm.runtime.state !== "stopped" && !(await this.engine.alive(vm).catch(() => true))) {
+          // (its undos, which asked the gone process to resume, failed as they had to: the daemon log has them)
+          throw new BangerError("E_STATE", `vm ${vm.name}: its process exited during the snapshot; no snapshot was made (start it again: \`banger vm start ${vm.name}\`)`, { cause: e });
+        }
         throw e;
       }
     });

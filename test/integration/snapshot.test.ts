@@ -107,6 +107,20 @@ test("snapshot rm while a rollback to it or a clone of it restores is refused, n
   ok(["vm", "delete", "slowrestore-r", "--force"]);
 });
 
+test("the VM's process killed during its snapshot: one line saying so, no snapshot, the VM stopped and startable", async () => {
+  const v = ok(["vm", "create", "slowsave-k", "--image", "tiny", "--driver", "fake", "--start", "--json"]).json();
+  const p = Bun.spawn([BANGER, "vm", "snapshot", "slowsave-k", "--name", "cut"], { env: { ...h.env, ...env }, stdout: "pipe", stderr: "pipe" });
+  await Bun.sleep(700);
+  process.kill(v.pid, "SIGKILL");
+  const said = (await new Response(p.stderr).text()).trim().split("\n");
+  expect([await p.exited, said.at(-1)]).toEqual([1, "banger: vm slowsave-k: its process exited during the snapshot; no snapshot was made (start it again: `banger vm start slowsave-k`)"]);
+  expect(said.filter((l) => l.startsWith("banger:"))).toHaveLength(1);
+  expect(run(["snapshot", "show", "slowsave-k@cut"]).code).toBe(1);
+  expect(vm("slowsave-k").runtime.state).toBe("stopped");
+  pids.push(ok(["vm", "start", "slowsave-k", "--json"]).json().pid);
+  ok(["vm", "delete", "slowsave-k", "--force"]);
+});
+
 test("bad input: one line each, exit 1 or 2, nothing made", () => {
   const cases: [string[], number, string][] = [
     [["vm", "snapshot", "nope"], 1, "banger: vm not found: nope\n"],
