@@ -2,6 +2,7 @@ import { defineCommand } from "./define.ts";
 import { resolveHome } from "../shared/paths.ts";
 import { nowMs } from "../host/clock.ts";
 import { environ } from "../host/config.ts";
+import { createProcs } from "../host/procs.ts";
 import { DaemonClient } from "../client/daemon-client.ts";
 import { jsonArg, out, writeChunk } from "./context.ts";
 
@@ -21,12 +22,17 @@ const stop = defineCommand({
   async run({ args }) {
     const c = new DaemonClient(resolveHome(environ()));
     const h = await c.health();
+    let gone = true;
     if (h) {
       await c.shutdown();
       const deadline = nowMs() + 15_000;
       while (nowMs() < deadline && (await c.health())) await Bun.sleep(50);
+      // it stops answering at once, then lets the requests in flight finish (up to 5 s): "stopped" once its process is gone
+      const procs = createProcs();
+      while (nowMs() < deadline && (await procs.info(h.pid))) await Bun.sleep(50);
+      gone = !(await procs.info(h.pid));
     }
-    out({ stopped: !!h, pid: h?.pid ?? 0 }, !!args.json, () => (h ? `daemon ${h.pid} stopped` : "daemon was not running"));
+    out({ stopped: !!h && gone, pid: h?.pid ?? 0 }, !!args.json, () => (!h ? "daemon was not running" : gone ? `daemon ${h.pid} stopped` : `daemon ${h.pid} is still finishing its requests (it answers no new ones)`));
   },
 });
 

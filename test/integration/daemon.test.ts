@@ -341,6 +341,18 @@ describe("daemon lifecycle", () => {
     for (const n of ["survivor2", "slow-1"]) expect(run(["vm", "delete", n]).code).toBe(0);
   }, 30_000);
 
+  test("daemon stop says stopped once the daemon's process is gone, after the request in flight finished", async () => {
+    expect(run(["vm", "list"]).code).toBe(0);
+    const pid = h.daemonPid();
+    const slow = Bun.spawn([BANGER, "vm", "create", "slow-2", "--image", "tiny", "--driver", "fake", "--json"], { env: { ...h.env, BANGER_PLUGINS: PLUGIN }, stdout: "pipe", stderr: "pipe" });
+    await Bun.sleep(500);
+    const stop = run(["daemon", "stop", "--json"]);
+    expect(alive(pid)).toBe(false);
+    expect([stop.code, stop.json()]).toEqual([0, { stopped: true, pid }]);
+    expect(await slow.exited).toBe(0);
+    expect(run(["vm", "delete", "slow-2"]).code).toBe(0);
+  }, 30_000);
+
   test("version handshake: a daemon from another build is replaced", async () => {
     expect(run(["daemon", "stop"]).code).toBe(0);
     // a dev-build daemon (run from source) on the same home
