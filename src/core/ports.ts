@@ -50,7 +50,10 @@ export function parsePublish(providers: Providers, net: string, specs: readonly 
 
 function _refuseDuplicate(ports: readonly PublishedPort[], p: PublishedPort): void {
   const clash = ports.find((q) => samePort(q, p) || (p.hostPort !== 0 && q.proto === p.proto && q.hostIP === p.hostIP && (q.hostPort === p.hostPort || q.boundPort === p.hostPort)));
-  if (clash) throw new BangerError("E_CONFLICT", `${p.hostIP}:${p.hostPort || "any"}/${p.proto} is already published (${formatPort(clash)})`);
+  if (!clash) return;
+  // the same guest port on any host port: the host port is the one a listing shows for it
+  if (p.hostPort === 0) throw new BangerError("E_CONFLICT", `guest port ${p.guestPort}/${p.proto} is already published on ${p.hostIP}`);
+  throw new BangerError("E_CONFLICT", `${p.hostIP}:${p.hostPort}/${p.proto} is already published (${formatPort(clash)})`);
 }
 
 /** Open every published port of a just-launched VM; the first that cannot be opened fails the start (its undos stop the VM, and its forwards with it). */

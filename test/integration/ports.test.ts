@@ -131,6 +131,8 @@ describe("published ports (fake VMM)", () => {
     }
     const dup = run(["vm", "create", "bad", "--image", "tiny", "--driver", "fake", "-p", "9000:80", "-p", "9000:81"]);
     expect([dup.code, dup.stderr]).toEqual([1, "banger: 127.0.0.1:9000/tcp is already published (127.0.0.1:9000->80/tcp)\n"]);
+    const again = run(["vm", "create", "bad", "--image", "tiny", "--driver", "fake", "-p", "8080", "-p", "0:8080"]);
+    expect([again.code, again.stderr]).toEqual([1, "banger: guest port 8080/tcp is already published on 127.0.0.1\n"]);
     expect(run(["vm", "show", "bad"]).code).toBe(1);
   });
 
