@@ -130,7 +130,12 @@ export function createStatsRoutes(d: StatsDeps): { handlers: HandlersFor<"stats"
   const sampler = new StatsSampler(d);
   return {
     handlers: {
-      statsShow: async ({ params }) => sampler.sample(await d.engine.running(params.vm)),
+      statsShow: async ({ params }) => {
+        const vm = await d.engine.running(params.vm);
+        // its guest is booting: no guest answers yet (an SSH error said so, or "exit 255")
+        if (vm.runtime.state === "starting") throw new BangerError("E_STATE", `vm ${vm.name} is still starting: its stats come once its guest is up`);
+        return sampler.sample(vm);
+      },
       statsList: async () => {
         const vms = d.engine.listVMs().filter((vm) => vm.runtime.state === "running");
         const alive = (await Promise.all(vms.map(async (vm) => ((await d.engine.alive(vm)) ? vm : null)))).filter((vm): vm is VMRecord => vm !== null);

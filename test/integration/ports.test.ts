@@ -246,4 +246,14 @@ describe("vm stats errors (fake VMM: no guest SSH)", () => {
     expect(run(["vm", "stats", "--json"]).json()).toEqual({ vms: [] });
     expect(run(["vm", "delete", "idle", "--force"]).code).toBe(0);
   });
+
+  test("a VM still starting (its guest booting) says so, not an SSH error", async () => {
+    const p = Bun.spawn([BANGER, "vm", "create", "slowstart-s", "--image", "tiny", "--driver", "fake", "--start", "--json"], { env: { ...h.env, BANGER_PLUGINS: join(pluginDir, "fake-vmm-plugin.ts") }, stdout: "pipe", stderr: "pipe" });
+    await Bun.sleep(700);
+    const during = run(["vm", "stats", "slowstart-s"]);
+    expect([during.code, during.stderr]).toEqual([1, "banger: vm slowstart-s is still starting: its stats come once its guest is up\n"]);
+    expect(await p.exited).toBe(0);
+    vmPids.push(JSON.parse(await new Response(p.stdout).text()).pid);
+    expect(run(["vm", "delete", "slowstart-s", "--force"]).code).toBe(0);
+  });
 });
