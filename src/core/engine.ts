@@ -587,9 +587,9 @@ export class Engine {
     return () => {
       if (released) return;
       released = true;
-      const left = (this.snapshotReaders.get(snapId) ?? []).filter((w, i, all) => w !== what || all.indexOf(w) !== i);
-      if (left.length) this.snapshotReaders.set(snapId, left);
-      else this.snapshotReaders.delete(snapId);
+      const left = this.snapshotReaders.get(snapId) ?? [];
+      left.splice(left.indexOf(what), 1);
+      if (!left.length) this.snapshotReaders.delete(snapId);
     };
   }
 
@@ -900,8 +900,6 @@ export class Engine {
     return { vm: vm.name, action: "demoted", source: found.source, cleanupErrors: failures.map((e) => e.message) };
   }
 }
-
-/** The one line for a VM whose process does not run; recorded running or paused, its process is gone (a crash not yet noticed): said so, not the stale record. */
 
 /** The one line for a VM its VMM halted (Engine.haltedBy): the cause, and the way on once it is gone. */
 export function haltedError(vm: VMRecord, why: string): BangerError {

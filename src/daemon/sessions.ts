@@ -4,7 +4,7 @@ import { haltedError, refuseIfPaused, type Engine } from "../core/engine.ts";
 import type { GuestSession } from "../shared/model.ts";
 import type { Logger } from "../core/plugin.ts";
 import type { Host } from "../host/types.ts";
-import { SessionEngine, type LogStream } from "../sessions/engine.ts";
+import { SessionEngine, vmStoppedReason, type LogStream } from "../sessions/engine.ts";
 import type { Store } from "../store/store.ts";
 import type { HandlersFor } from "./router.ts";
 import type { SSHPool } from "./ssh-pool.ts";
@@ -99,8 +99,7 @@ export function createSessionRoutes(d: SessionRouteDeps) {
     "sessions",
     "vm:cleanup",
     async ({ vm }) => {
-      const why = d.engine.stoppingBecause(vm.id);
-      const ended = await sessions.endForVM(vm.id, why ? `its vm stopped (${why})` : "its vm stopped");
+      const ended = await sessions.endForVM(vm.id, vmStoppedReason(d.engine.stoppingBecause(vm.id) ?? ""));
       if (ended.length) d.log.info(`vm ${vm.name} stopped: session${ended.length > 1 ? "s" : ""} ${ended.map((x) => x.name).join(", ")} ended with it`);
     },
     { order: "post" },

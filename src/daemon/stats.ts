@@ -34,7 +34,6 @@ export function parsePidStat(text: string): { cpuTicks: number; rssBytes: number
 
 type _GuestStats = Pick<VMStats, "memUsedBytes" | "memTotalBytes" | "diskUsedBytes" | "diskSizeBytes" | "uptimeSeconds">;
 
-
 /** What stats.sh printed: /proc/meminfo, /proc/uptime, then `df -kP /` (absent when it was not asked for: disk fields NaN). */
 export function parseGuestStats(text: string, withDf = true): _GuestStats {
   const total = meminfoBytes(text, "MemTotal");

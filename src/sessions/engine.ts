@@ -194,6 +194,11 @@ function _firstLine(s: string): string {
  * status from the guest. All guest state lives in the session's state dir,
  * so a fresh engine (a restarted daemon) picks up where the last one was.
  */
+/** What a session its VM's stop ended records: "its vm stopped", with why when the stop said ("it was rolled back to box@s1"). */
+export function vmStoppedReason(why: string): string {
+  return why ? `its vm stopped (${why})` : "its vm stopped";
+}
+
 export class SessionEngine {
   private readonly _d: SessionEngineDeps;
   private readonly _root: string;
@@ -776,8 +781,7 @@ export class SessionEngine {
   /** Why a session of a VM that is not running ended: the stop under way, if one is. */
   private _notRunning(vm: VMRecord): string {
     const why = this._d.stoppingBecause?.(vm.id) ?? null;
-    if (why === null) return "vm is not running";
-    return why ? `its vm stopped (${why})` : "its vm stopped";
+    return why === null ? "vm is not running" : vmStoppedReason(why);
   }
 
   // --- stop / kill / remove ---
